@@ -1,0 +1,37 @@
+"""The one place that names classes, maps them between schemes and gives them colours."""
+
+from __future__ import annotations
+
+MASK_CLASSES: tuple[str, ...] = ("with_mask", "without_mask", "mask_weared_incorrect")
+TWO_CLASSES: tuple[str, ...] = ("mask", "no_mask")
+
+# 2-class view: a mask worn wrongly protects no better than none.
+TO_TWO_CLASSES: dict[str, str] = {
+    "with_mask": "mask",
+    "without_mask": "no_mask",
+    "mask_weared_incorrect": "no_mask",
+}
+
+# BGR colours: green for a correct mask, red for none, orange for a mask worn wrongly.
+CLASS_COLOURS_BGR: dict[str, tuple[int, int, int]] = {
+    "with_mask": (60, 180, 60),
+    "without_mask": (40, 40, 230),
+    "mask_weared_incorrect": (0, 150, 255),
+    "mask": (60, 180, 60),
+    "no_mask": (40, 40, 230),
+    "face": (230, 160, 30),
+}
+FALLBACK_COLOUR_BGR = (200, 200, 200)
+
+
+def parse_label_map(pairs: list[str] | None) -> dict[str, str]:
+    """Parse `old=new` options (e.g. from `--label-map`) into a renaming dict."""
+    from maskwatch.errors import MaskwatchError
+
+    mapping: dict[str, str] = {}
+    for pair in pairs or []:
+        old, sep, new = pair.partition("=")
+        if not sep or not old or not new:
+            raise MaskwatchError(f"--label-map expects OLD=NEW, got {pair!r}")
+        mapping[old.strip()] = new.strip()
+    return mapping

@@ -1,0 +1,79 @@
+"""COCO JSON: one file with images, annotations (xywh) and categories."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from maskwatch.data.dataset import Dataset, DatasetBuilder
+from maskwatch.data.images import link_images
+from maskwatch.errors import MaskwatchError
+
+COCO_FILE = "annotations.json"
+
+
+def find_coco_json(path: Path) -> Path:
+    if path.is_file():
+        return path
+    candidates = [path / COCO_FILE, *sorted(path.glob("*.json")), *sorted(path.glob("annotations/*.json"))]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise MaskwatchError(f"{path}: no COCO .json file found")
+
+
+def read_coco(path: Path, images_dir: Path | None = None, classes: list[str] | None = None,
+              label_map: dict[str, str] | None = None) -> Dataset:
+    json_path = find_coco_json(path)
+    try:
+        coco = json.loads(json_path.read_text())
+        categories = {int(c["id"]): str(c["name"]) for c in coco["categories"]}
+        images = {int(im["id"]): im for im in coco["images"]}
+        annotations = coco.get("annotations", [])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise MaskwatchError(f"{json_path}: not a valid COCO file ({exc})") from exc
+    # Keep the category order of the file as the class order.
+    builder = DatasetBuilder(classes if classes is not None else None, label_map)
+    if classes is None:
+        for cat_id in sorted(categories):
+            builder.class_id(categories[cat_id], str(json_path))
+    boxes_by_image: dict[int, list] = {image_id: [] for image_id in images}
+    for index, ann in enumerate(annotations):
+        where = f"{json_path}: annotation {ann.get('id', index)}"
+        try:
+            x, y, w, h = (float(v) for v in ann["bbox"])
+            label = categories[int(ann["category_id"])]
+            boxes_by_image[int(ann["image_id"])].append((x, y, x + w, y + h, label))
+        except (KeyError, TypeError, ValueError) as exc:
+            builder.problem(f"{where}: malformed or unknown image/category ({exc}); skipped")
+    folders = [d for d in (images_dir, json_path.parent / "images", json_path.parent,
+                           json_path.parent.parent / "images") if d is not None]
+    for image_id, image in images.items():
+        name = str(image.get("file_name", ""))
+        image_path = next((f / name for f in folders if (f / name).is_file()), folders[0] / name)
+        builder.add(image_path, int(image.get("width", 0)), int(image.get("height", 0)),
+                    boxes_by_image[image_id], f"{json_path}: image {name}")
+    return builder.build(str(json_path))
+
+
+def write_coco(dataset: Dataset, out_dir: Path) -> None:
+    link_images([s.image_path for s in dataset.samples], out_dir / "images")
+    coco = to_coco_dict(dataset)
+    (out_dir / COCO_FILE).write_text(json.dumps(coco))
+
+
+def to_coco_dict(dataset: Dataset, classes: list[str] | None = None, label_of=None) -> dict:
+    """The COCO dict of a dataset; evaluation uses it too, with another class list and a label mapping."""
+    classes = classes or dataset.classes
+    label_of = label_of or (lambda label: label)
+    images, annotations = [], []
+    for image_id, sample in enumerate(dataset.samples, 1):
+        images.append({"id": image_id, "file_name": sample.image_path.name,
+                       "width": sample.width, "height": sample.height})
+        for (x1, y1, x2, y2), label in zip(sample.detections.xyxy, dataset.labels_of(sample)):
+            w, h = float(x2 - x1), float(y2 - y1)
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id,
+                                "category_id": classes.index(label_of(label)) + 1,
+                                "bbox": [float(x1), float(y1), w, h], "area": w * h, "iscrowd": 0})
+    categories = [{"id": i + 1, "name": name, "supercategory": "face"} for i, name in enumerate(classes)]
+    return {"images": images, "annotations": annotations, "categories": categories}

@@ -1,0 +1,168 @@
+"""The one in-memory dataset type: image paths with their boxes, labels and the class list.
+
+Readers of every format build a `Dataset` through `DatasetBuilder`, which owns the checks a user's data needs
+(clip boxes that end past the edge, drop zero-size boxes, reject or rename unknown labels, skip missing images),
+so each format module only parses.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import supervision as sv
+
+from maskwatch.errors import MaskwatchError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Sample:
+    """One annotated image: where it is, its size, and its faces as `sv.Detections` (xyxy pixels, class_id)."""
+
+    image_path: Path
+    width: int
+    height: int
+    detections: sv.Detections
+
+    @property
+    def stem(self) -> str:
+        return self.image_path.stem
+
+
+@dataclass
+class Dataset:
+    classes: list[str]
+    samples: list[Sample]
+    problems: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    @property
+    def num_boxes(self) -> int:
+        return sum(len(s.detections) for s in self.samples)
+
+    def class_counts(self) -> dict[str, int]:
+        counts = Counter(int(c) for s in self.samples for c in s.detections.class_id)
+        return {name: counts.get(i, 0) for i, name in enumerate(self.classes)}
+
+    def labels_of(self, sample: Sample) -> list[str]:
+        return [self.classes[int(c)] for c in sample.detections.class_id]
+
+    def subset(self, stems: set[str] | list[str]) -> "Dataset":
+        wanted = set(stems)
+        return Dataset(self.classes, [s for s in self.samples if s.stem in wanted], list(self.problems))
+
+
+def format_pixel(value: float) -> str:
+    """Pixel coordinates as text: integers stay integers (VOC's habit), others keep 3 decimals."""
+    value = float(value)
+    return str(int(round(value))) if abs(value - round(value)) < 1e-3 else f"{value:.3f}"
+
+
+def from_normalised(value: float, size: int) -> float:
+    """Undo a 0..1 coordinate; rounding to 1/1000 px removes float32 noise so integer boxes come back exact."""
+    return round(float(value) * size, 3)
+
+
+def empty_detections() -> sv.Detections:
+    return sv.Detections(xyxy=np.zeros((0, 4), dtype=np.float32), class_id=np.zeros(0, dtype=int))
+
+
+class DatasetBuilder:
+    """Collects samples from a reader, applying every check in one place and keeping a list of problems.
+
+    classes: the class list to hold labels to. When None, classes are learnt in the order first seen
+    (formats like VOC carry no class list). label_map renames labels before the check.
+    """
+
+    def __init__(self, classes: list[str] | None = None, label_map: dict[str, str] | None = None):
+        self.fixed_classes = classes is not None
+        self.classes: list[str] = list(classes) if classes else []
+        self.label_map = label_map or {}
+        self.samples: list[Sample] = []
+        self.problems: list[str] = []
+        self.unknown_labels: Counter[str] = Counter()
+
+    def problem(self, message: str) -> None:
+        log.warning(message)
+        self.problems.append(message)
+
+    def class_id(self, label: str, where: str) -> int | None:
+        label = self.label_map.get(label, label)
+        if label in self.classes:
+            return self.classes.index(label)
+        if self.fixed_classes:
+            self.unknown_labels[label] += 1
+            self.problem(f"{where}: unknown label {label!r}")
+            return None
+        self.classes.append(label)
+        return len(self.classes) - 1
+
+    def add(self, image_path: Path, width: int, height: int, boxes: list[tuple[float, float, float, float, str]],
+            where: str) -> None:
+        """Add one image; boxes are (x1, y1, x2, y2, label) in pixels."""
+        if not image_path.is_file():
+            self.problem(f"{where}: image {image_path} is missing; skipped")
+            return
+        if width <= 0 or height <= 0:
+            from maskwatch.data.images import image_size_from_header
+
+            size = image_size_from_header(image_path)
+            if size is None:
+                self.problem(f"{where}: image {image_path} cannot be read; skipped")
+                return
+            width, height = size
+        xyxy, ids = [], []
+        for x1, y1, x2, y2, label in boxes:
+            cid = self.class_id(label, where)
+            if cid is None:
+                continue
+            if x2 > width or y2 > height or x1 < 0 or y1 < 0:
+                # One pixel past the edge is the 1-based VOC habit; more than that is worth a message.
+                if x2 > width + 1 or y2 > height + 1 or x1 < -1 or y1 < -1:
+                    self.problem(f"{where}: box {label} ({x1:g}, {y1:g}, {x2:g}, {y2:g}) lies outside the "
+                                 f"{width}x{height} image; clipped")
+                x1, x2 = min(max(x1, 0), width), min(max(x2, 0), width)
+                y1, y2 = min(max(y1, 0), height), min(max(y2, 0), height)
+            if x2 - x1 <= 0 or y2 - y1 <= 0:
+                self.problem(f"{where}: box {label} ({x1:g}, {y1:g}, {x2:g}, {y2:g}) has zero size; dropped")
+                continue
+            xyxy.append((x1, y1, x2, y2))
+            ids.append(cid)
+        detections = (sv.Detections(xyxy=np.asarray(xyxy, dtype=np.float32).reshape(-1, 4),
+                                    class_id=np.asarray(ids, dtype=int))
+                      if xyxy else empty_detections())
+        self.samples.append(Sample(image_path, int(width), int(height), detections))
+
+    def build(self, source: str) -> Dataset:
+        if self.unknown_labels:
+            known = ", ".join(self.classes)
+            found = ", ".join(f"{k} ({v})" for k, v in self.unknown_labels.most_common())
+            raise MaskwatchError(
+                f"{source}: unknown labels {found}; known labels are {known}. "
+                f"Rename them with --label-map OLD=NEW"
+            )
+        if not self.samples:
+            raise MaskwatchError(f"{source}: no usable annotated images found")
+        self.samples.sort(key=lambda s: s.image_path.name)
+        if not self.fixed_classes:
+            self._canonical_class_order()
+        return Dataset(self.classes, self.samples, self.problems)
+
+    def _canonical_class_order(self) -> None:
+        """Learnt classes come in file order; fix the order (ours, else alphabetical) so ids are repeatable."""
+        from maskwatch.classes import MASK_CLASSES
+
+        order = ([c for c in MASK_CLASSES if c in self.classes] if set(self.classes) <= set(MASK_CLASSES)
+                 else sorted(self.classes))
+        remap = np.array([order.index(c) for c in self.classes], dtype=int)
+        for sample in self.samples:
+            sample.detections.class_id = remap[sample.detections.class_id] if len(sample.detections) else \
+                sample.detections.class_id
+        self.classes = order

@@ -1,0 +1,66 @@
+"""Pick the right reader or writer for a path, so callers say `load_dataset(path)` and nothing more."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from maskwatch.data.coco import read_coco, write_coco
+from maskwatch.data.dataset import Dataset
+from maskwatch.data.tfrecord import read_tfrecord, write_tfrecord
+from maskwatch.data.voc import read_voc, write_voc
+from maskwatch.data.yolo import read_yolo, write_yolo
+from maskwatch.errors import MaskwatchError
+
+Format = Literal["voc", "yolo", "coco", "tfrecord"]
+FORMATS: tuple[str, ...] = ("voc", "yolo", "coco", "tfrecord")
+
+
+def detect_format(path: Path) -> Format:
+    if path.is_file():
+        if path.suffix == ".json":
+            return "coco"
+        if ".tfrecord" in path.name or path.suffix == ".record":
+            return "tfrecord"
+        raise MaskwatchError(f"{path}: cannot tell the data format of this file; pass --format")
+    if not path.is_dir():
+        raise MaskwatchError(f"{path}: no such file or folder")
+    if (path / "data.yaml").is_file() or (path / "classes.txt").is_file():
+        return "yolo"
+    if any(".tfrecord" in p.name or p.suffix == ".record" for p in path.iterdir()):
+        return "tfrecord"
+    if any(path.glob("*.json")) or any(path.glob("annotations/*.json")):
+        return "coco"
+    if any(path.glob("*.xml")) or any(path.glob("annotations/*.xml")) or any(path.glob("Annotations/*.xml")):
+        return "voc"
+    raise MaskwatchError(f"{path}: found no VOC XML, YOLO classes.txt/data.yaml, COCO JSON or TFRecord")
+
+
+def _voc_annotations_dir(path: Path) -> Path:
+    for name in ("annotations", "Annotations"):
+        if (path / name).is_dir() and any((path / name).glob("*.xml")):
+            return path / name
+    return path
+
+
+def load_dataset(path: str | Path, fmt: Format | None = None, classes: list[str] | None = None,
+                 label_map: dict[str, str] | None = None) -> Dataset:
+    """Read a data set in any supported format; problems are logged and kept in `Dataset.problems`."""
+    path = Path(path)
+    fmt = fmt or detect_format(path)
+    if fmt == "voc":
+        return read_voc(_voc_annotations_dir(path), classes=classes, label_map=label_map)
+    if fmt == "yolo":
+        return read_yolo(path, classes=classes, label_map=label_map)
+    if fmt == "coco":
+        return read_coco(path, classes=classes, label_map=label_map)
+    if fmt == "tfrecord":
+        return read_tfrecord(path, classes=classes, label_map=label_map)
+    raise MaskwatchError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+
+
+def save_dataset(dataset: Dataset, out_dir: str | Path, fmt: Format) -> None:
+    writers = {"voc": write_voc, "yolo": write_yolo, "coco": write_coco, "tfrecord": write_tfrecord}
+    if fmt not in writers:
+        raise MaskwatchError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    writers[fmt](dataset, Path(out_dir))

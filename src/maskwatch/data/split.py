@@ -1,0 +1,107 @@
+"""A deterministic validation split: stratified so every class sits on both sides, grouped so that duplicate
+and near-duplicate images (perceptual hash) never straddle it."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import imagehash
+from PIL import Image
+
+from maskwatch.data.dataset import Dataset
+from maskwatch.errors import MaskwatchError
+
+# Hamming distance (64-bit hashes) at or below which two images count as the same photo. pHash alone misses
+# re-encoded copies with shifted colours (87~485 in the mask data: pHash 12, dHash 3), so either hash may match.
+NEAR_DUPLICATE_DISTANCE = 6
+
+
+@dataclass
+class Split:
+    train: list[str]
+    val: list[str]
+
+    def write(self, out_dir: Path) -> tuple[Path, Path]:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        paths = out_dir / "train.txt", out_dir / "val.txt"
+        for path, stems in zip(paths, (self.train, self.val)):
+            path.write_text("".join(s + "\n" for s in stems))
+        return paths
+
+
+def read_list(path: Path) -> list[str]:
+    """Stems from a split list file (file names or paths are accepted too)."""
+    if not path.is_file():
+        raise MaskwatchError(f"{path}: no such split file")
+    return [Path(line.strip()).stem for line in path.read_text().splitlines() if line.strip()]
+
+
+def duplicate_groups(dataset: Dataset, max_distance: int = NEAR_DUPLICATE_DISTANCE) -> list[list[int]]:
+    """Indices of samples grouped by near-identical pixels (union-find over pHash distance)."""
+    hashes = []
+    for sample in dataset.samples:
+        with Image.open(sample.image_path) as im:
+            rgb = im.convert("RGB")
+            hashes.append((imagehash.phash(rgb), imagehash.dhash(rgb)))
+    parent = list(range(len(hashes)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i in range(len(hashes)):
+        for j in range(i + 1, len(hashes)):
+            (p_i, d_i), (p_j, d_j) = hashes[i], hashes[j]
+            if p_i - p_j <= max_distance or d_i - d_j <= max_distance:
+                parent[find(i)] = find(j)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(hashes)):
+        groups.setdefault(find(i), []).append(i)
+    return sorted(groups.values(), key=lambda g: g[0])
+
+
+def split_dataset(dataset: Dataset, val_fraction: float = 0.15, seed: int = 0) -> Split:
+    """Walk groups from the rarest class they hold to the commonest, sending a group to validation while
+    validation still lacks its share of images of that class."""
+    if not 0 < val_fraction < 1:
+        raise MaskwatchError(f"--val must be between 0 and 1, got {val_fraction}")
+    groups = duplicate_groups(dataset)
+    n_classes = len(dataset.classes)
+    images_with = [0] * n_classes
+    group_classes = []
+    for group in groups:
+        present = {int(c) for i in group for c in dataset.samples[i].detections.class_id}
+        group_classes.append(present)
+        for c in present:
+            images_with[c] += len(group)
+    rng = random.Random(seed)
+    order = list(range(len(groups)))
+    rng.shuffle(order)
+
+    def rarity(g: int) -> int:
+        present = group_classes[g]
+        return min((images_with[c] for c in present), default=10**9)
+
+    order.sort(key=rarity)  # stable: shuffled within equal rarity
+    want_images = val_fraction * len(dataset)
+    val_with = [0] * n_classes
+    val_images = 0
+    val_groups: set[int] = set()
+    for g in order:
+        present = group_classes[g]
+        rarest = min(present, key=lambda c: images_with[c]) if present else None
+        short_of_class = rarest is not None and val_with[rarest] < val_fraction * images_with[rarest]
+        short_of_images = val_images < want_images
+        if short_of_class and short_of_images or (rarest is None and short_of_images):
+            val_groups.add(g)
+            val_images += len(groups[g])
+            for c in present:
+                val_with[c] += len(groups[g])
+    stems = [s.stem for s in dataset.samples]
+    val = sorted(stems[i] for g in val_groups for i in groups[g])
+    train = sorted(stems[i] for g in range(len(groups)) if g not in val_groups for i in groups[g])
+    return Split(train=train, val=val)

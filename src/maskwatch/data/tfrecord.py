@@ -1,0 +1,157 @@
+"""TFRecord in the TensorFlow Object Detection API layout plus label_map.pbtxt, without TensorFlow.
+
+The `tfrecord` package reads and writes the records and their tf.train.Example protos. Images live inside the
+records (image/encoded); on reading they are unpacked once into a cache folder so the rest of maskwatch can
+work with paths like for every other format.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from maskwatch.data.dataset import Dataset, DatasetBuilder, from_normalised
+from maskwatch.errors import MaskwatchError
+
+LABEL_MAP_FILE = "label_map.pbtxt"
+RECORD_FILE = "data.tfrecord"
+_ITEM = re.compile(r"item\s*\{(.*?)\}", re.S)
+
+
+def read_label_map(path: Path) -> dict[int, str]:
+    """Parse the `item { id: 1 name: 'x' }` blocks of a TF OD API label map."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise MaskwatchError(f"{path}: cannot read the label map ({exc})") from exc
+    label_map: dict[int, str] = {}
+    for block in _ITEM.findall(text):
+        id_match = re.search(r"\bid\s*:\s*(\d+)", block)
+        name_match = re.search(r"\b(?:display_)?name\s*:\s*[\"']([^\"']+)[\"']", block)
+        if not id_match or not name_match:
+            raise MaskwatchError(f"{path}: an item without id or name: {block.strip()!r}")
+        label_map[int(id_match.group(1))] = name_match.group(1)
+    if not label_map:
+        raise MaskwatchError(f"{path}: no `item {{ id: N name: 'x' }}` entries")
+    return label_map
+
+
+def write_label_map(classes: list[str], path: Path) -> None:
+    path.write_text("".join(f"item {{\n  id: {i}\n  name: '{name}'\n}}\n" for i, name in enumerate(classes, 1)))
+
+
+def _records(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    records = sorted(p for p in path.iterdir() if ".tfrecord" in p.name or p.suffix == ".record")
+    if not records:
+        raise MaskwatchError(f"{path}: no .tfrecord / .record files")
+    return records
+
+
+def _cache_dir(record: Path) -> Path:
+    stat = record.stat()
+    key = hashlib.sha1(f"{record.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    base = Path(os.environ.get("MASKWATCH_CACHE", Path.home() / ".cache" / "maskwatch"))
+    return base / "tfrecord" / key
+
+
+def _as_list(value) -> list:
+    if value is None:
+        return []
+    if isinstance(value, (bytes, str)):
+        return [value]
+    return list(np.atleast_1d(value))
+
+
+def _text(value) -> str:
+    value = value[0] if isinstance(value, (list, np.ndarray)) and len(value) else value
+    return value.decode() if isinstance(value, bytes) else str(value or "")
+
+
+def read_tfrecord(path: Path, label_map_path: Path | None = None, classes: list[str] | None = None,
+                  label_map: dict[str, str] | None = None) -> Dataset:
+    from tfrecord.reader import tfrecord_loader
+
+    folder = path if path.is_dir() else path.parent
+    label_map_path = label_map_path or folder / LABEL_MAP_FILE
+    id_to_name = read_label_map(label_map_path) if label_map_path.is_file() else {}
+    if classes is None and id_to_name:
+        classes = [id_to_name[k] for k in sorted(id_to_name)]
+    builder = DatasetBuilder(classes, label_map)
+    for record in _records(path):
+        out = _cache_dir(record)
+        out.mkdir(parents=True, exist_ok=True)
+        try:
+            for index, example in enumerate(tfrecord_loader(str(record), None)):
+                where = f"{record}: record {index}"
+                name = Path(_text(example.get("image/filename")) or f"{index:06d}.jpg").name
+                encoded = example.get("image/encoded")
+                if encoded is None:
+                    builder.problem(f"{where}: no image/encoded; skipped")
+                    continue
+                image_path = out / name
+                if not image_path.is_file():
+                    image_path.write_bytes(bytes(np.asarray(encoded).tobytes()) if not isinstance(encoded, bytes)
+                                          else encoded)
+                width = int(_as_list(example.get("image/width"))[0]) if "image/width" in example else 0
+                height = int(_as_list(example.get("image/height"))[0]) if "image/height" in example else 0
+                xmins, ymins = _as_list(example.get("image/object/bbox/xmin")), _as_list(example.get("image/object/bbox/ymin"))
+                xmaxs, ymaxs = _as_list(example.get("image/object/bbox/xmax")), _as_list(example.get("image/object/bbox/ymax"))
+                texts = [_text(t) for t in _as_list(example.get("image/object/class/text"))]
+                ids = [int(i) for i in _as_list(example.get("image/object/class/label"))]
+                if not (len(xmins) == len(ymins) == len(xmaxs) == len(ymaxs)):
+                    builder.problem(f"{where}: bbox lists of different lengths; skipped")
+                    continue
+                if width <= 0 or height <= 0:
+                    from maskwatch.data.images import image_size_from_header
+
+                    width, height = image_size_from_header(image_path) or (0, 0)
+                boxes = []
+                for j in range(len(xmins)):
+                    label = texts[j] if j < len(texts) else id_to_name.get(ids[j] if j < len(ids) else -1)
+                    if not label:
+                        builder.problem(f"{where}: box {j} has no class text and an id not in {label_map_path}; skipped")
+                        continue
+                    boxes.append((from_normalised(xmins[j], width), from_normalised(ymins[j], height),
+                                  from_normalised(xmaxs[j], width), from_normalised(ymaxs[j], height), label))
+                builder.add(image_path, width, height, boxes, where)
+        except Exception as exc:  # the reader raises bare errors on truncated files
+            if isinstance(exc, MaskwatchError):
+                raise
+            builder.problem(f"{record}: corrupt or truncated TFRecord ({type(exc).__name__}: {exc}); "
+                            f"kept the records read before it")
+    return builder.build(str(path))
+
+
+def write_tfrecord(dataset: Dataset, out_dir: Path) -> None:
+    from tfrecord import TFRecordWriter
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_label_map(dataset.classes, out_dir / LABEL_MAP_FILE)
+    writer = TFRecordWriter(str(out_dir / RECORD_FILE))
+    try:
+        for sample in dataset.samples:
+            xyxy = sample.detections.xyxy.astype(float)
+            labels = dataset.labels_of(sample)
+            suffix = sample.image_path.suffix.lower().lstrip(".")
+            writer.write({
+                "image/height": (sample.height, "int"),
+                "image/width": (sample.width, "int"),
+                "image/filename": (sample.image_path.name.encode(), "byte"),
+                "image/source_id": (sample.image_path.name.encode(), "byte"),
+                "image/encoded": (sample.image_path.read_bytes(), "byte"),
+                "image/format": (("jpeg" if suffix in ("jpg", "jpeg") else suffix).encode(), "byte"),
+                "image/object/bbox/xmin": ((xyxy[:, 0] / sample.width).tolist(), "float"),
+                "image/object/bbox/ymin": ((xyxy[:, 1] / sample.height).tolist(), "float"),
+                "image/object/bbox/xmax": ((xyxy[:, 2] / sample.width).tolist(), "float"),
+                "image/object/bbox/ymax": ((xyxy[:, 3] / sample.height).tolist(), "float"),
+                "image/object/class/text": ([label.encode() for label in labels], "byte"),
+                "image/object/class/label": ([dataset.classes.index(label) + 1 for label in labels], "int"),
+            })
+    finally:
+        writer.close()

@@ -1,0 +1,87 @@
+"""YOLO txt: one `class xc yc w h` line per box (0..1), classes from classes.txt or data.yaml."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from maskwatch.data.dataset import Dataset, DatasetBuilder, from_normalised
+from maskwatch.data.images import image_size_from_header, link_images, list_images
+from maskwatch.errors import MaskwatchError
+
+
+def read_yolo_classes(root: Path) -> list[str]:
+    yaml_path, txt_path = root / "data.yaml", root / "classes.txt"
+    if yaml_path.is_file():
+        try:
+            names = (yaml.safe_load(yaml_path.read_text()) or {}).get("names")
+        except yaml.YAMLError as exc:
+            raise MaskwatchError(f"{yaml_path}: unparsable YAML ({exc})") from exc
+        if isinstance(names, dict):
+            return [str(names[k]) for k in sorted(names, key=int)]
+        if isinstance(names, list):
+            return [str(n) for n in names]
+        raise MaskwatchError(f"{yaml_path}: no 'names' list in it")
+    if txt_path.is_file():
+        return [line.strip() for line in txt_path.read_text().splitlines() if line.strip()]
+    raise MaskwatchError(f"{root}: a YOLO data set needs classes.txt or data.yaml listing the class names")
+
+
+def _label_path(image_path: Path, root: Path) -> Path:
+    """Ultralytics layout (images/ -> labels/) first, then a .txt beside the image."""
+    rel = image_path.relative_to(root)
+    parts = ["labels" if p == "images" else p for p in rel.parts]
+    mirrored = root.joinpath(*parts).with_suffix(".txt")
+    return mirrored if mirrored.is_file() else image_path.with_suffix(".txt")
+
+
+def read_yolo(root: Path, classes: list[str] | None = None, label_map: dict[str, str] | None = None) -> Dataset:
+    file_classes = read_yolo_classes(root)
+    builder = DatasetBuilder(classes, label_map)
+    for image_path in list_images(root):
+        label_path = _label_path(image_path, root)
+        size = image_size_from_header(image_path)
+        if size is None:
+            builder.problem(f"{image_path}: cannot be read as an image; skipped")
+            continue
+        width, height = size
+        boxes = []
+        lines = label_path.read_text().splitlines() if label_path.is_file() else []
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            where = f"{label_path}:{number}"
+            try:
+                cls, xc, yc, w, h = line.split()[:5]
+                cls_index = int(cls)
+                xc, yc, w, h = (float(v) for v in (xc, yc, w, h))
+            except ValueError:
+                builder.problem(f"{where}: expected 'class xc yc w h', got {line.strip()!r}; skipped")
+                continue
+            if not 0 <= cls_index < len(file_classes):
+                builder.problem(f"{where}: class index {cls_index} not in the {len(file_classes)} classes; skipped")
+                continue
+            boxes.append((from_normalised(xc - w / 2, width), from_normalised(yc - h / 2, height),
+                          from_normalised(xc + w / 2, width), from_normalised(yc + h / 2, height),
+                          file_classes[cls_index]))
+        builder.add(image_path, width, height, boxes, str(label_path))
+    return builder.build(str(root))
+
+
+def write_yolo(dataset: Dataset, out_dir: Path) -> None:
+    """Ultralytics layout: images/ (symlinks), labels/, classes.txt and data.yaml."""
+    link_images([s.image_path for s in dataset.samples], out_dir / "images")
+    labels_dir = out_dir / "labels"
+    labels_dir.mkdir(parents=True, exist_ok=True)
+    for sample in dataset.samples:
+        lines = []
+        for (x1, y1, x2, y2), cid in zip(sample.detections.xyxy, sample.detections.class_id):
+            xc, yc = (x1 + x2) / 2 / sample.width, (y1 + y2) / 2 / sample.height
+            w, h = (x2 - x1) / sample.width, (y2 - y1) / sample.height
+            lines.append(f"{int(cid)} {xc:.8f} {yc:.8f} {w:.8f} {h:.8f}")
+        (labels_dir / f"{sample.stem}.txt").write_text("".join(line + "\n" for line in lines))
+    (out_dir / "classes.txt").write_text("".join(c + "\n" for c in dataset.classes))
+    data_yaml = {"path": str(out_dir.resolve()), "train": "images", "val": "images",
+                 "names": dict(enumerate(dataset.classes))}
+    (out_dir / "data.yaml").write_text(yaml.safe_dump(data_yaml, sort_keys=False))
