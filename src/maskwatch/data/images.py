@@ -32,15 +32,20 @@ def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
     import io
 
+    import warnings
+
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            if im.width * im.height > MAX_PIXELS:
-                raise MaskwatchError(
-                    f"{name}: image is {im.width}x{im.height} pixels, more than the limit of "
-                    f"{MAX_PIXELS:,}; resize it first"
-                )
-    except UnidentifiedImageError:
-        pass  # OpenCV may still know the format; it decides below.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                width, height = im.width, im.height
+    except Image.DecompressionBombError:
+        width, height = MAX_PIXELS, 2  # PIL refuses to even report it; it is too big either way
+    except (UnidentifiedImageError, OSError):
+        width = height = 0  # OpenCV may still know the format; it decides below.
+    if width * height > MAX_PIXELS:
+        size = f"{width}x{height} pixels" if height > 2 else f"more than {MAX_PIXELS:,} pixels"
+        raise MaskwatchError(f"{name}: image is {size}, over the limit of {MAX_PIXELS:,}; resize it first")
     buffer = np.frombuffer(data, dtype=np.uint8)
     image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
     if image is None:

@@ -1,0 +1,182 @@
+"""maskwatch's command line: one command per verb; user errors print one clear line, no traceback."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from maskwatch.errors import MaskwatchError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Find faces and tell whether they wear a mask, wear it wrongly, or wear none.")
+data_app = typer.Typer(no_args_is_help=True, help="Inspect and split annotated data sets.")
+app.add_typer(data_app, name="data")
+console = Console(stderr=True)
+
+LabelMapOption = typer.Option(None, "--label-map", help="Rename labels while reading, OLD=NEW (repeatable).")
+
+
+def _load(path: Path, fmt: Optional[str], label_map: Optional[list[str]]):
+    from maskwatch.classes import parse_label_map
+    from maskwatch.data import load_dataset
+
+    dataset = load_dataset(path, fmt, label_map=parse_label_map(label_map))
+    if dataset.problems:
+        console.print(f"[yellow]{len(dataset.problems)} problem(s) while reading {path} (see warnings above); "
+                      f"the rest was loaded[/yellow]")
+    return dataset
+
+
+@app.command()
+def convert(src: Path = typer.Argument(..., help="Data set to read (format detected)."),
+            dst: Path = typer.Argument(..., help="Folder to write."),
+            to: str = typer.Option(..., "--to", help="voc, yolo, coco or tfrecord."),
+            source_format: Optional[str] = typer.Option(None, "--from", help="Format of SRC, if not detected."),
+            label_map: Optional[list[str]] = LabelMapOption) -> None:
+    """Convert a data set between Pascal VOC, YOLO, COCO and TFRecord (+ label_map.pbtxt)."""
+    from maskwatch.data import save_dataset
+
+    dataset = _load(src, source_format, label_map)
+    save_dataset(dataset, dst, to)  # type: ignore[arg-type]
+    typer.echo(f"wrote {len(dataset)} images, {dataset.num_boxes} boxes as {to} to {dst}")
+
+
+@data_app.command("stats")
+def data_stats(path: Path = typer.Argument(..., help="Data set folder or file."),
+               fmt: Optional[str] = typer.Option(None, "--format"),
+               plot: Path = typer.Option(Path("out/data_stats.png"), help="Where to write the figure."),
+               label_map: Optional[list[str]] = LabelMapOption) -> None:
+    """Counts per class, images per class and box sizes, as a table and a PNG figure."""
+    from maskwatch.data.stats import dataset_stats, plot_stats
+
+    stats = dataset_stats(_load(path, fmt, label_map))
+    table = Table(title=f"{path}: {stats.images} images, {stats.boxes} boxes")
+    for column in ("class", "boxes", "images", "width min / median / max (px)"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for name, count in stats.boxes_per_class.items():
+        w = stats.box_widths[name]
+        widths = f"{w.min():.0f} / {float(__import__('numpy').median(w)):.0f} / {w.max():.0f}" if len(w) else "-"
+        table.add_row(name, str(count), str(stats.images_per_class[name]), widths)
+    Console().print(table)
+    typer.echo(f"figure: {plot_stats(stats, plot)}")
+
+
+@data_app.command("split")
+def data_split(path: Path = typer.Argument(...), val: float = typer.Option(0.15, "--val"),
+               seed: int = typer.Option(0, "--seed"), out: Path = typer.Option(Path("splits"), "--out"),
+               fmt: Optional[str] = typer.Option(None, "--format")) -> None:
+    """Deterministic, stratified validation split; near-duplicate images stay on one side. Writes list files."""
+    from maskwatch.data.split import split_dataset
+
+    dataset = _load(path, fmt, None)
+    split = split_dataset(dataset, val, seed)
+    train_path, val_path = split.write(out)
+    for name, stems in (("train", split.train), ("val", split.val)):
+        counts = dataset.subset(stems).class_counts()
+        typer.echo(f"{name}: {len(stems)} images; boxes " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    typer.echo(f"wrote {train_path} and {val_path}")
+
+
+@app.command()
+def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any supported format)."),
+          out: Path = typer.Option(Path("runs/train"), "--out"),
+          val_split: Optional[Path] = typer.Option(None, "--val-split", help="List of validation images."),
+          epochs: int = typer.Option(12), batch_size: int = typer.Option(64, "--batch-size"),
+          lr: float = typer.Option(2e-3), seed: int = typer.Option(0), patience: int = typer.Option(4),
+          quick: bool = typer.Option(False, "--quick", help="A few images, 2 epochs: checks the pipeline."),
+          resume: bool = typer.Option(False, "--resume", help="Go on from OUT/last.pt."),
+          threads: Optional[int] = typer.Option(None), label_map: Optional[list[str]] = LabelMapOption) -> None:
+    """Train the mask classification head on top of the shipped face finder; writes OUT/model/mask_head.onnx."""
+    try:
+        from maskwatch.training.loop import TrainConfig, train as run_training
+    except ImportError as exc:
+        raise MaskwatchError(f"training needs torch: run `make install-train` ({exc})") from exc
+    from maskwatch.classes import parse_label_map
+
+    onnx_path = run_training(TrainConfig(data=data, out=out, val_split=val_split, epochs=epochs,
+                                         batch_size=batch_size, lr=lr, seed=seed, patience=patience, quick=quick,
+                                         resume=resume, threads=threads, label_map=parse_label_map(label_map)))
+    typer.echo(f"model: {onnx_path}\nlog: {out / 'history.csv'} and {out / 'history.png'}")
+
+
+@app.command()
+def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set."),
+             pred: Path = typer.Option(..., "--pred", help="Predictions, JSON Lines."),
+             classes: str = typer.Option("3class", "--classes", help="3class, 2class or face."),
+             out: Path = typer.Option(Path("out/eval"), "--out"),
+             score_threshold: float = typer.Option(0.5, "--score-threshold", help="For the confusion matrix."),
+             split: Optional[Path] = typer.Option(None, "--split", help="Only the images in this list file."),
+             cross_check: bool = typer.Option(False, "--cross-check", help="Also compute with pycocotools.")) -> None:
+    """COCO mAP, per-class AP, PR curves and a confusion matrix of predictions against ground truth."""
+    from maskwatch.data.split import read_list
+    from maskwatch.evaluation import write_report
+    from maskwatch.predictions import read_predictions
+
+    dataset = _load(gt, None, None)
+    if split:
+        dataset = dataset.subset(read_list(split))
+    predictions = list(read_predictions(pred, dataset.classes))
+    report = write_report(dataset, predictions, out, classes, score_threshold, cross_check)  # type: ignore[arg-type]
+    table = Table(title=f"{classes}: {report['images']} images, {report['ground_truth_boxes']} boxes")
+    for column in ("metric", "value"):
+        table.add_column(column)
+    for key, value in report["summary"].items():
+        table.add_row(key, f"{value:.4f}")
+    for name, values in report["per_class"].items():
+        table.add_row(f"AP {name}", f"{values['AP']:.4f}")
+        table.add_row(f"AP50 {name}", f"{values['AP50']:.4f}")
+    if cross_check:
+        table.add_row("max |faster - pycocotools|", f"{report['max_difference_vs_pycocotools']:.2e}")
+    Console().print(table)
+    typer.echo(f"report: {out / 'report.json'}; plots in {out}")
+
+
+@app.command()
+def detect(inputs: list[Path] = typer.Argument(..., help="Images and/or folders of images."),
+           out: Optional[Path] = typer.Option(Path("out/detect"), "--out", help="Folder for annotated images."),
+           json_out: Optional[Path] = typer.Option(None, "--json-out", help="Predictions as JSON Lines."),
+           conf: float = typer.Option(0.01, "--conf", help="Lowest score kept in the predictions."),
+           draw_conf: float = typer.Option(0.4, "--draw-conf", help="Lowest score drawn on the images."),
+           scale: str = typer.Option("auto", "--scale",
+                                     help="Input scale for the face finder: 'auto' (1x, plus 2x when faces are "
+                                          "small) or a number such as 1 or 2."),
+           all_classes: bool = typer.Option(False, "--all-classes",
+                                            help="One box per plausible class (for mAP), not only the best."),
+           model: Optional[Path] = typer.Option(None, "--model", help="A trained head (.onnx) or run folder."),
+           threads: Optional[int] = typer.Option(None)) -> None:
+    """Detect masked, unmasked and wrongly masked faces in images; write annotated copies and predictions."""
+    from maskwatch.detect import run_detect
+    from maskwatch.detector import Detector
+
+    detector = Detector.load(model, threads=threads, scale=scale)
+    summary = run_detect(detector, inputs, out, json_out, conf, draw_conf, all_classes)
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(summary.counts.items())) or "no faces"
+    typer.echo(f"{summary.images} image(s): {counts} (score >= {draw_conf})")
+    if out:
+        typer.echo(f"annotated images: {out}")
+    if json_out:
+        typer.echo(f"predictions: {json_out}")
+    if summary.failed:
+        typer.echo(f"{len(summary.failed)} file(s) could not be read:", err=True)
+        for message in summary.failed:
+            typer.echo(f"  {message}", err=True)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        app()
+    except MaskwatchError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

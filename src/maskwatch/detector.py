@@ -1,0 +1,116 @@
+"""The detector: CenterFace finds faces, the crop head classifies each and refines its box; onnxruntime only.
+
+    from maskwatch import Detector
+    detector = Detector.load()
+    detections = detector(image_bgr)          # sv.Detections, class names in detections.data["class_name"]
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import supervision as sv
+
+from maskwatch.crops import crop_faces, crops_to_blob, decode_deltas
+from maskwatch.face_finder import WEIGHTS_DIR, FaceFinder, ScalePolicy, make_session
+from maskwatch.errors import MaskwatchError
+from maskwatch.predictions import detections_from_labels
+
+DEFAULT_HEAD = WEIGHTS_DIR / "mask_head.onnx"
+
+
+@dataclass
+class HeadConfig:
+    """Stored beside the head's ONNX as JSON: what the head expects and how its outputs become scores."""
+
+    classes: list[str]
+    crop_size: int
+    crop_context: float
+    face_score_power: float = 0.5  # final score = p(class) * face_score ** power
+    nms_iou: float = 0.5
+
+    @classmethod
+    def read(cls, path: Path) -> "HeadConfig":
+        if not path.is_file():
+            raise MaskwatchError(f"{path}: the model's config file is missing")
+        data = json.loads(path.read_text())
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+    def write(self, path: Path, **extra) -> None:
+        path.write_text(json.dumps({**self.__dict__, **extra}, indent=2))
+
+
+def assemble_detections(faces: sv.Detections, probs: np.ndarray, deltas: np.ndarray, config: HeadConfig,
+                        image_shape: tuple[int, ...], min_score: float = 0.01,
+                        all_classes: bool = False) -> sv.Detections:
+    """Turn face candidates and head outputs into final detections.
+
+    all_classes: emit one box per class whose score passes (what mAP rewards); otherwise the best class only
+    (what a person wants to see)."""
+    if len(faces) == 0:
+        return detections_from_labels(np.zeros((0, 4)), [], np.zeros(0), config.classes)
+    h, w = image_shape[:2]
+    boxes = decode_deltas(faces.xyxy, deltas)
+    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
+    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
+    scores = probs[:, 1:] * (faces.confidence[:, None] ** config.face_score_power)
+    if all_classes:
+        rows, cols = np.nonzero(scores >= min_score)
+    else:
+        rows = np.arange(len(scores))
+        cols = scores.argmax(axis=1)
+        keep = scores[rows, cols] >= min_score
+        rows, cols = rows[keep], cols[keep]
+    labels = [config.classes[c] for c in cols]
+    detections = detections_from_labels(boxes[rows], labels, scores[rows, cols], config.classes)
+    if len(detections) == 0:
+        return detections
+    return detections.with_nms(threshold=config.nms_iou, class_agnostic=not all_classes)
+
+
+class Detector:
+    def __init__(self, head_path: Path = DEFAULT_HEAD, face_finder_path: Path | None = None,
+                 threads: int | None = None, scale: str | float = "auto", min_face_score: float = 0.05):
+        if not Path(head_path).is_file():
+            raise MaskwatchError(f"{head_path}: model file not found")
+        self.config = HeadConfig.read(Path(head_path).with_suffix(".json"))
+        self.faces = FaceFinder(face_finder_path, threads) if face_finder_path else FaceFinder(threads=threads)
+        self.head = make_session(Path(head_path), threads)
+        self.policy = ScalePolicy.parse(scale)
+        self.min_face_score = min_face_score
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, **kwargs) -> "Detector":
+        """The shipped model, or a trained one (an .onnx head, or a run folder holding model/mask_head.onnx)."""
+        if path is None:
+            return cls(**kwargs)
+        path = Path(path)
+        if path.is_dir():
+            path = path / "model" / "mask_head.onnx" if (path / "model").is_dir() else path / "mask_head.onnx"
+        return cls(head_path=path, **kwargs)
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.config.classes)
+
+    def classify(self, image_bgr: np.ndarray, faces: sv.Detections) -> tuple[np.ndarray, np.ndarray]:
+        """Head outputs (class probabilities with background first, box deltas) for given face boxes."""
+        if len(faces) == 0:
+            return np.zeros((0, len(self.config.classes) + 1), np.float32), np.zeros((0, 4), np.float32)
+        crops = crop_faces(image_bgr, faces.xyxy, self.config.crop_size, self.config.crop_context)
+        probs, deltas = [], []
+        for start in range(0, len(crops), 64):
+            p, d = self.head.run(None, {"crops": crops_to_blob(crops[start:start + 64])})
+            probs.append(p)
+            deltas.append(d)
+        return np.concatenate(probs), np.concatenate(deltas)
+
+    def __call__(self, image_bgr: np.ndarray, min_score: float = 0.01, all_classes: bool = False) -> sv.Detections:
+        if image_bgr is None or image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8:
+            raise MaskwatchError("the detector takes an 8-bit BGR image (H x W x 3); use maskwatch.read_image")
+        faces = self.faces(image_bgr, self.policy, self.min_face_score)
+        probs, deltas = self.classify(image_bgr, faces)
+        return assemble_detections(faces, probs, deltas, self.config, image_bgr.shape, min_score, all_classes)

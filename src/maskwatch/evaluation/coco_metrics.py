@@ -1,0 +1,107 @@
+"""COCO metrics of predictions against a ground-truth data set, with faster-coco-eval (pycocotools to
+cross-check). Class schemes: 3class as annotated, 2class (mask / no_mask), or 1class (face, for detection alone)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from dataclasses import dataclass
+from typing import Callable, Literal
+
+import numpy as np
+
+from maskwatch.classes import MASK_CLASSES, TO_TWO_CLASSES, TWO_CLASSES
+from maskwatch.data.coco import to_coco_dict
+from maskwatch.data.dataset import Dataset
+from maskwatch.errors import MaskwatchError
+from maskwatch.predictions import ImagePredictions
+
+# faster-coco-eval logs its whole summary at INFO; our report carries the numbers.
+logging.getLogger("faster_coco_eval").setLevel(logging.WARNING)
+
+Scheme = Literal["3class", "2class", "face"]
+
+SUMMARY_NAMES = ["mAP", "mAP50", "mAP75", "mAP_small", "mAP_medium", "mAP_large",
+                 "AR1", "AR10", "AR100", "AR_small", "AR_medium", "AR_large"]
+
+
+def scheme_classes(scheme: str, dataset_classes: list[str]) -> tuple[list[str], Callable[[str], str]]:
+    """Class list and label mapping of an evaluation scheme."""
+    if scheme == "3class":
+        return list(dataset_classes), lambda label: label
+    if scheme == "2class":
+        unknown = set(dataset_classes) - set(MASK_CLASSES)
+        if unknown:
+            raise MaskwatchError(f"2class needs the mask classes {MASK_CLASSES}; the data has {sorted(unknown)}")
+        return list(TWO_CLASSES), lambda label: TO_TWO_CLASSES.get(label, label)
+    if scheme == "face":
+        return ["face"], lambda label: "face"
+    raise MaskwatchError(f"unknown class scheme {scheme!r}; use 3class, 2class or face")
+
+
+@dataclass
+class CocoResult:
+    summary: dict[str, float]
+    per_class: dict[str, dict[str, float]]
+    classes: list[str]
+    precision: np.ndarray  # [iou, recall, class, area, maxdet] as COCOeval computes it
+    iou_thresholds: np.ndarray
+    recall_thresholds: np.ndarray
+
+
+def coco_inputs(gt: Dataset, predictions: list[ImagePredictions], scheme: Scheme = "3class"):
+    classes, label_of = scheme_classes(scheme, gt.classes)
+    gt_dict = to_coco_dict(gt, classes, label_of)
+    id_of_name = {im["file_name"]: im["id"] for im in gt_dict["images"]}
+    id_of_stem = {name.rsplit(".", 1)[0]: i for name, i in id_of_name.items()}
+    results = []
+    for pred in predictions:
+        name = pred.image.replace("\\", "/").rsplit("/", 1)[-1]
+        image_id = id_of_name.get(name) or id_of_stem.get(name.rsplit(".", 1)[0])
+        if image_id is None:
+            continue  # predictions for images outside the ground truth do not count
+        scores = pred.detections.confidence if pred.detections.confidence is not None else np.ones(len(pred.detections))
+        for (x1, y1, x2, y2), label, score in zip(pred.detections.xyxy, pred.labels, scores):
+            mapped = label_of(label)
+            if mapped not in classes:
+                raise MaskwatchError(f"prediction label {label!r} for {pred.image} is not one of {classes}")
+            results.append({"image_id": image_id, "category_id": classes.index(mapped) + 1,
+                            "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)], "score": float(score)})
+    return gt_dict, results, classes
+
+
+def _per_class(precision: np.ndarray, classes: list[str]) -> dict[str, dict[str, float]]:
+    def mean_valid(a: np.ndarray) -> float:
+        a = a[a > -1]
+        return float(a.mean()) if a.size else float("nan")
+
+    return {name: {"AP": mean_valid(precision[:, :, k, 0, -1]), "AP50": mean_valid(precision[0, :, k, 0, -1]),
+                   "AP75": mean_valid(precision[5, :, k, 0, -1])}
+            for k, name in enumerate(classes)}
+
+
+def evaluate_coco(gt: Dataset, predictions: list[ImagePredictions], scheme: Scheme = "3class",
+                  engine: Literal["faster", "pycocotools"] = "faster") -> CocoResult:
+    gt_dict, results, classes = coco_inputs(gt, predictions, scheme)
+    if engine == "faster":
+        from faster_coco_eval import COCO, COCOeval_faster as COCOeval
+    else:
+        from pycocotools.coco import COCO
+        from pycocotools.cocoeval import COCOeval
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO()
+        coco_gt.dataset = gt_dict
+        coco_gt.createIndex()
+        coco_dt = coco_gt.loadRes(results) if results else COCO()
+        if not results:
+            coco_dt.dataset = {"images": gt_dict["images"], "annotations": [], "categories": gt_dict["categories"]}
+            coco_dt.createIndex()
+        evaluator = COCOeval(coco_gt, coco_dt, "bbox")
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    stats = [float(v) for v in evaluator.stats[:12]]
+    precision = np.asarray(evaluator.eval["precision"])
+    return CocoResult(dict(zip(SUMMARY_NAMES, stats)), _per_class(precision, classes), classes, precision,
+                      np.asarray(evaluator.params.iouThrs), np.asarray(evaluator.params.recThrs))

@@ -1,0 +1,84 @@
+"""The evaluation report: COCO numbers as JSON, a PR curve per class and a confusion matrix, as PNGs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import supervision as sv
+
+from maskwatch.data.dataset import Dataset
+from maskwatch.evaluation.coco_metrics import CocoResult, Scheme, evaluate_coco, scheme_classes
+from maskwatch.predictions import ImagePredictions, detections_from_labels
+
+
+def _matplotlib():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_pr_curves(result: CocoResult, out_dir: Path) -> list[Path]:
+    """One PNG per class: precision against recall at IoU 0.5 and 0.75 (COCO's 101-point interpolation)."""
+    plt = _matplotlib()
+    paths = []
+    for k, name in enumerate(result.classes):
+        fig, ax = plt.subplots(figsize=(5, 4.2))
+        for t, iou in ((0, 0.5), (5, 0.75)):
+            precision = result.precision[t, :, k, 0, -1]
+            ap = precision[precision > -1].mean() if (precision > -1).any() else float("nan")
+            ax.plot(result.recall_thresholds, np.where(precision > -1, precision, np.nan), label=f"IoU {iou}: AP {ap:.3f}")
+        ax.set_xlabel("recall"), ax.set_ylabel("precision"), ax.set_xlim(0, 1), ax.set_ylim(0, 1.02)
+        ax.set_title(f"PR curve: {name}"), ax.legend(loc="lower left"), ax.grid(alpha=0.3)
+        fig.tight_layout()
+        path = out_dir / f"pr_{name}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def confusion_matrix(gt: Dataset, predictions: list[ImagePredictions], scheme: Scheme,
+                     score_threshold: float, iou_threshold: float = 0.5) -> sv.ConfusionMatrix:
+    classes, label_of = scheme_classes(scheme, gt.classes)
+    by_name = {p.image.replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0]: p for p in predictions}
+    preds, targets = [], []
+    for sample in gt.samples:
+        target_labels = [label_of(label) for label in gt.labels_of(sample)]
+        targets.append(detections_from_labels(sample.detections.xyxy, target_labels,
+                                              np.ones(len(target_labels)), classes))
+        pred = by_name.get(sample.stem)
+        if pred is None:
+            preds.append(detections_from_labels(np.zeros((0, 4)), [], np.zeros(0), classes))
+        else:
+            preds.append(detections_from_labels(pred.detections.xyxy, [label_of(lb) for lb in pred.labels],
+                                                pred.detections.confidence, classes))
+    return sv.ConfusionMatrix.from_detections(preds, targets, classes, conf_threshold=score_threshold,
+                                              iou_threshold=iou_threshold)
+
+
+def write_report(gt: Dataset, predictions: list[ImagePredictions], out_dir: Path, scheme: Scheme = "3class",
+                 score_threshold: float = 0.5, cross_check: bool = False) -> dict:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = evaluate_coco(gt, predictions, scheme)
+    report: dict = {"scheme": scheme, "images": len(gt), "ground_truth_boxes": gt.num_boxes,
+                    "predicted_boxes": sum(len(p.detections) for p in predictions),
+                    "summary": result.summary, "per_class": result.per_class}
+    if cross_check:
+        check = evaluate_coco(gt, predictions, scheme, engine="pycocotools")
+        report["pycocotools_summary"] = check.summary
+        report["max_difference_vs_pycocotools"] = max(abs(result.summary[k] - check.summary[k]) for k in result.summary)
+    matrix = confusion_matrix(gt, predictions, scheme, score_threshold)
+    report["confusion_matrix"] = {"score_threshold": score_threshold, "iou_threshold": 0.5,
+                                  "labels": list(matrix.classes) + ["background"],
+                                  "rows_are": "ground truth", "matrix": matrix.matrix.astype(int).tolist()}
+    fig = matrix.plot(title=f"confusion matrix ({scheme}, score >= {score_threshold})", fig_size=(7, 6))
+    fig.savefig(out_dir / "confusion_matrix.png", dpi=100)
+    _matplotlib().close(fig)
+    report["pr_curves"] = [str(p) for p in plot_pr_curves(result, out_dir)]
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2))
+    return report

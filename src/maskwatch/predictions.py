@@ -1,0 +1,87 @@
+"""The project's one predictions format, JSON Lines, one image per line:
+{"image": "x.jpg", "width": W, "height": H, "detections": [{"bbox": [x1, y1, x2, y2], "label": "with_mask", "score": 0.93}]}
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import supervision as sv
+
+from maskwatch.errors import MaskwatchError
+
+
+@dataclass
+class ImagePredictions:
+    image: str
+    width: int
+    height: int
+    detections: sv.Detections  # class names in detections.data["class_name"]
+
+    @property
+    def labels(self) -> list[str]:
+        return [str(n) for n in self.detections.data.get("class_name", [])]
+
+    def to_record(self) -> dict:
+        d = self.detections
+        scores = d.confidence if d.confidence is not None else np.ones(len(d))
+        dets = [{"bbox": [round(float(v), 2) for v in box], "label": label, "score": round(float(score), 5)}
+                for box, label, score in zip(d.xyxy, self.labels, scores)]
+        if d.tracker_id is not None:
+            for det, tid in zip(dets, d.tracker_id):
+                det["track_id"] = int(tid)
+        return {"image": self.image, "width": self.width, "height": self.height, "detections": dets}
+
+
+def detections_from_labels(xyxy: np.ndarray, labels: list[str], scores: np.ndarray,
+                           classes: list[str] | tuple[str, ...]) -> sv.Detections:
+    """Build Detections that carry both class ids (for supervision's tools) and names (for people)."""
+    if len(xyxy) == 0:
+        return sv.Detections(xyxy=np.zeros((0, 4), np.float32), confidence=np.zeros(0, np.float32),
+                             class_id=np.zeros(0, int), data={"class_name": np.array([], dtype=str)})
+    ids = np.array([list(classes).index(label) if label in classes else -1 for label in labels], dtype=int)
+    return sv.Detections(xyxy=np.asarray(xyxy, np.float32).reshape(-1, 4),
+                         confidence=np.asarray(scores, np.float32), class_id=ids,
+                         data={"class_name": np.array(labels, dtype=str)})
+
+
+def record_to_predictions(record: dict, classes: list[str] | tuple[str, ...], where: str) -> ImagePredictions:
+    try:
+        dets = record.get("detections", [])
+        xyxy = np.array([d["bbox"] for d in dets], dtype=np.float32).reshape(-1, 4)
+        labels = [str(d["label"]) for d in dets]
+        scores = np.array([float(d.get("score", 1.0)) for d in dets], dtype=np.float32)
+        return ImagePredictions(str(record["image"]), int(record.get("width", 0)), int(record.get("height", 0)),
+                                detections_from_labels(xyxy, labels, scores, classes))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MaskwatchError(f"{where}: not a predictions record ({exc}); expected "
+                             '{"image": ..., "detections": [{"bbox": [x1,y1,x2,y2], "label": ..., "score": ...}]}'
+                             ) from exc
+
+
+def read_predictions(path: Path, classes: list[str] | tuple[str, ...]) -> Iterator[ImagePredictions]:
+    if not path.is_file():
+        raise MaskwatchError(f"{path}: no such predictions file")
+    with path.open() as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise MaskwatchError(f"{path}:{number}: not valid JSON ({exc})") from exc
+            yield record_to_predictions(record, classes, f"{path}:{number}")
+
+
+def write_predictions(items: Iterable[ImagePredictions], path: Path) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    count = 0
+    with path.open("w") as f:
+        for item in items:
+            f.write(json.dumps(item.to_record()) + "\n")
+            count += 1
+    return count

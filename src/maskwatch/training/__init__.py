@@ -1,0 +1,1 @@
+"""Training the classification head (torch lives here and in `models` only)."""

@@ -1,0 +1,78 @@
+"""Face candidates for training the head: the face finder's own boxes on each image, matched to ground truth,
+so the head learns on exactly what it will see at inference (plus jittered ground-truth boxes)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import supervision as sv
+from tqdm import tqdm
+
+from maskwatch.crops import encode_deltas
+from maskwatch.face_finder import FaceFinder, ScalePolicy
+
+POSITIVE_IOU = 0.5
+NEGATIVE_IOU = 0.3
+
+
+def find_candidates(images: dict[str, np.ndarray], cache: Path, finder: FaceFinder | None = None) -> dict[str, np.ndarray]:
+    """stem -> (N, 5) boxes + face score, computed once and cached in an .npz."""
+    cached: dict[str, np.ndarray] = dict(np.load(cache)) if cache.is_file() else {}
+    missing = [stem for stem in images if stem not in cached]
+    if missing:
+        finder = finder or FaceFinder()
+        for stem in tqdm(missing, desc="finding face candidates", unit="img"):
+            faces = finder(images[stem], ScalePolicy())
+            cached[stem] = np.concatenate([faces.xyxy, faces.confidence[:, None]], axis=1).astype(np.float32)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(cache, **cached)
+    return {stem: cached[stem] for stem in images}
+
+
+@dataclass
+class Example:
+    """One crop to learn from: which image, which box, its class (0 = background) and box target."""
+
+    stem: str
+    box: np.ndarray
+    label: int
+    deltas: np.ndarray
+
+
+def match_candidates(stem: str, candidates: np.ndarray, gt: sv.Detections) -> tuple[list[Example], list[Example]]:
+    """Positives (IoU >= 0.5 with a face: its class + 1 and box deltas) and negatives (IoU < 0.3)."""
+    boxes = candidates[:, :4]
+    if len(boxes) == 0:
+        return [], []
+    if len(gt) == 0:
+        return [], [Example(stem, b, 0, np.zeros(4, np.float32)) for b in boxes]
+    iou = sv.box_iou_batch(boxes, gt.xyxy)
+    best = iou.argmax(axis=1)
+    best_iou = iou.max(axis=1)
+    positives, negatives = [], []
+    deltas = encode_deltas(boxes, gt.xyxy[best])
+    for i, box in enumerate(boxes):
+        if best_iou[i] >= POSITIVE_IOU:
+            positives.append(Example(stem, box, int(gt.class_id[best[i]]) + 1, deltas[i]))
+        elif best_iou[i] < NEGATIVE_IOU:
+            negatives.append(Example(stem, box, 0, np.zeros(4, np.float32)))
+    return positives, negatives
+
+
+def jittered_ground_truth(stem: str, gt: sv.Detections, copies_per_class: np.ndarray,
+                          rng: np.random.Generator) -> list[Example]:
+    """Ground-truth boxes moved and resized at random (IoU >= 0.5 kept): more positives, rare classes more often."""
+    examples = []
+    for box, cid in zip(gt.xyxy, gt.class_id):
+        w, h = box[2] - box[0], box[3] - box[1]
+        for _ in range(int(copies_per_class[cid])):
+            cx = (box[0] + box[2]) / 2 + rng.uniform(-0.15, 0.15) * w
+            cy = (box[1] + box[3]) / 2 + rng.uniform(-0.15, 0.15) * h
+            s, a = np.exp(rng.uniform(-0.25, 0.25)), np.exp(rng.uniform(-0.15, 0.15))
+            nw, nh = w * s * a, h * s / a
+            moved = np.array([[cx - nw / 2, cy - nh / 2, cx + nw / 2, cy + nh / 2]], np.float32)
+            if sv.box_iou_batch(moved, box[None])[0, 0] >= POSITIVE_IOU:
+                examples.append(Example(stem, moved[0], int(cid) + 1, encode_deltas(moved, box[None])[0]))
+    return examples

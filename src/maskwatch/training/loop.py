@@ -1,0 +1,247 @@
+"""`maskwatch train`: a plain loop in the style of torchvision's references/detection.
+
+Face candidates are found once per image (cached); each epoch draws crops of matched candidates, jittered
+ground-truth boxes (rare classes more often) and background candidates, trains the head, and scores the whole
+detector on the validation images with COCO mAP. Checkpoints every epoch; early stop; resume.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from maskwatch.crops import CROP_CONTEXT, CROP_SIZE, crop_faces, crops_to_blob
+from maskwatch.data import Dataset, load_dataset
+from maskwatch.data.images import read_image
+from maskwatch.data.split import read_list, split_dataset
+from maskwatch.detector import HeadConfig, assemble_detections
+from maskwatch.errors import MaskwatchError
+from maskwatch.evaluation.coco_metrics import evaluate_coco
+from maskwatch.models.crop_head import CropHead, export_onnx
+from maskwatch.predictions import ImagePredictions
+from maskwatch.training.augment import augment_crop
+from maskwatch.training.candidates import Example, find_candidates, jittered_ground_truth, match_candidates
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    data: Path
+    out: Path
+    val_split: Path | None = None
+    epochs: int = 12
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    patience: int = 4
+    seed: int = 0
+    crop_size: int = CROP_SIZE
+    crop_context: float = CROP_CONTEXT
+    negatives_per_positive: float = 0.6
+    jitter_copies: float = 2.0  # jittered copies of each ground-truth box of the commonest class
+    quick: bool = False
+    resume: bool = False
+    threads: int | None = None
+    label_map: dict[str, str] = field(default_factory=dict)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def split_for_training(dataset: Dataset, cfg: TrainConfig) -> tuple[Dataset, Dataset]:
+    if cfg.val_split:
+        val_stems = set(read_list(cfg.val_split))
+        unknown = val_stems - {s.stem for s in dataset.samples}
+        if unknown:
+            raise MaskwatchError(f"{cfg.val_split}: {len(unknown)} names not in the data set, e.g. {sorted(unknown)[:3]}")
+        train_stems = [s.stem for s in dataset.samples if s.stem not in val_stems]
+    else:
+        split = split_dataset(dataset, 0.15, cfg.seed)
+        train_stems, val_stems = split.train, set(split.val)
+    train, val = dataset.subset(train_stems), dataset.subset(val_stems)
+    if cfg.quick:  # a few images, enough to see the loss fall
+        train.samples, val.samples = train.samples[:16], val.samples[:6]
+    return train, val
+
+
+def copies_per_class(train: Dataset, base: float) -> np.ndarray:
+    """Repeat-factor sampling: a class with a fraction f of the boxes gets base * sqrt(f_max / f) copies."""
+    counts = np.array([max(1, c) for c in train.class_counts().values()], np.float64)
+    return np.round(base * np.sqrt(counts.max() / counts)).astype(int)
+
+
+def epoch_examples(train: Dataset, matched: dict[str, tuple[list[Example], list[Example]]],
+                   copies: np.ndarray, cfg: TrainConfig, rng: np.random.Generator) -> list[Example]:
+    examples, negatives = [], []
+    for sample in train.samples:
+        positives, negs = matched[sample.stem]
+        examples += positives
+        examples += jittered_ground_truth(sample.stem, sample.detections, copies, rng)
+        negatives += negs
+    n_neg = min(len(negatives), int(cfg.negatives_per_positive * len(examples)))
+    if n_neg:
+        examples += [negatives[i] for i in rng.choice(len(negatives), n_neg, replace=False)]
+    order = rng.permutation(len(examples))
+    return [examples[i] for i in order]
+
+
+def batch_tensors(batch: list[Example], images: dict[str, np.ndarray], cfg: TrainConfig,
+                  rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    crops, deltas = [], []
+    for ex in batch:
+        crop = crop_faces(images[ex.stem], ex.box[None], cfg.crop_size, cfg.crop_context)[0]
+        d = ex.deltas.copy()
+        if rng.random() < 0.5:  # mirror the face: the horizontal shift changes sign
+            crop = crop[:, ::-1]
+            d[0] = -d[0]
+        crops.append(augment_crop(crop, rng))
+        deltas.append(d)
+    return (torch.from_numpy(crops_to_blob(np.stack(crops))), torch.tensor([ex.label for ex in batch]),
+            torch.from_numpy(np.stack(deltas)))
+
+
+@torch.no_grad()
+def predict_with_head(model: CropHead, dataset: Dataset, images: dict[str, np.ndarray],
+                      candidates: dict[str, np.ndarray], config: HeadConfig,
+                      all_classes: bool = True) -> list[ImagePredictions]:
+    import supervision as sv
+
+    model.eval()
+    predictions = []
+    for sample in dataset.samples:
+        cands = candidates[sample.stem]
+        faces = sv.Detections(xyxy=cands[:, :4].copy(), confidence=cands[:, 4].copy(),
+                              class_id=np.zeros(len(cands), int))
+        if len(faces):
+            blob = torch.from_numpy(crops_to_blob(crop_faces(images[sample.stem], faces.xyxy, config.crop_size,
+                                                             config.crop_context)))
+            logits, deltas = model(blob)
+            probs, deltas = torch.softmax(logits, 1).numpy(), deltas.numpy()
+        else:
+            probs, deltas = np.zeros((0, len(config.classes) + 1)), np.zeros((0, 4))
+        dets = assemble_detections(faces, probs, deltas, config, images[sample.stem].shape, 0.01, all_classes)
+        predictions.append(ImagePredictions(sample.image_path.name, sample.width, sample.height, dets))
+    return predictions
+
+
+def plot_history(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    a.plot(epochs, [h["loss"] for h in history], "o-", label="total")
+    a.plot(epochs, [h["loss_cls"] for h in history], "o-", label="class")
+    a.plot(epochs, [h["loss_box"] for h in history], "o-", label="box")
+    a.set_xlabel("epoch"), a.set_title("training loss"), a.legend()
+    for key in ("val_mAP50", "val_mAP", "val_AP50_rarest"):
+        b.plot(epochs, [h[key] for h in history], "o-", label=key)
+    b.set_xlabel("epoch"), b.set_title("validation (3-class COCO)"), b.legend(), b.set_ylim(0, 1)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Train, keep the best epoch by validation mAP@.5 and export it; returns the ONNX path."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    _seed_everything(cfg.seed)
+    if cfg.quick:
+        cfg.epochs = min(cfg.epochs, 2)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    dataset = load_dataset(cfg.data, label_map=cfg.label_map)
+    train_set, val_set = split_for_training(dataset, cfg)
+    log.info("training on %d images, validating on %d; classes %s", len(train_set), len(val_set), dataset.classes)
+    images = {s.stem: read_image(s.image_path) for s in train_set.samples + val_set.samples}
+    candidates = find_candidates(images, cfg.out / "candidates.npz")
+    matched = {s.stem: match_candidates(s.stem, candidates[s.stem], s.detections) for s in train_set.samples}
+    copies = copies_per_class(train_set, cfg.jitter_copies)
+    head_config = HeadConfig(list(dataset.classes), cfg.crop_size, cfg.crop_context)
+
+    model = CropHead(len(dataset.classes), pretrained=True)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    start_epoch, history, best = 0, [], -1.0
+    last_path, best_path = cfg.out / "last.pt", cfg.out / "best.pt"
+    if cfg.resume and last_path.is_file():
+        state = torch.load(last_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch, history, best = state["epoch"], state["history"], state["best"]
+        log.info("resumed from %s at epoch %d", last_path, start_epoch)
+    rarest = min(range(len(dataset.classes)), key=lambda c: list(train_set.class_counts().values())[c])
+
+    epochs_without_gain = 0
+    for epoch in range(start_epoch, cfg.epochs):
+        rng = np.random.default_rng(cfg.seed * 1000 + epoch)
+        examples = epoch_examples(train_set, matched, copies, cfg, rng)
+        steps = math.ceil(len(examples) / cfg.batch_size)
+        model.train()
+        sums = {"loss": 0.0, "loss_cls": 0.0, "loss_box": 0.0}
+        started = time.time()
+        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch")
+        for step in bar:
+            lr = cfg.lr * 0.5 * (1 + math.cos(math.pi * (epoch * steps + step) / (cfg.epochs * steps)))
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            x, labels, deltas = batch_tensors(examples[step * cfg.batch_size:(step + 1) * cfg.batch_size], images, cfg, rng)
+            logits, predicted = model(x)
+            loss_cls = F.cross_entropy(logits, labels, label_smoothing=0.05)
+            positive = labels > 0
+            loss_box = (F.smooth_l1_loss(predicted[positive], deltas[positive], beta=0.5)
+                        if positive.any() else predicted.sum() * 0)
+            loss = loss_cls + loss_box
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            for key, value in (("loss", loss), ("loss_cls", loss_cls), ("loss_box", loss_box)):
+                sums[key] += float(value)
+            bar.set_postfix(loss=f"{sums['loss'] / (step + 1):.3f}")
+        result = evaluate_coco(val_set, predict_with_head(model, val_set, images, candidates, head_config))
+        row = {"epoch": epoch + 1, **{k: v / steps for k, v in sums.items()}, "lr": lr,
+               "val_mAP50": result.summary["mAP50"], "val_mAP": result.summary["mAP"],
+               "val_AP50_rarest": result.per_class[dataset.classes[rarest]]["AP50"],
+               "seconds": time.time() - started}
+        history.append(row)
+        log.info("epoch %d: loss %.3f, val mAP50 %.3f, mAP %.3f", epoch + 1, row["loss"], row["val_mAP50"], row["val_mAP"])
+        print(f"epoch {epoch + 1}: loss {row['loss']:.3f} val mAP@.5 {row['val_mAP50']:.3f} "
+              f"mAP@[.5:.95] {row['val_mAP']:.3f} AP@.5 {dataset.classes[rarest]} {row['val_AP50_rarest']:.3f} "
+              f"({row['seconds']:.0f} s)", flush=True)
+        score = row["val_mAP50"]
+        if score > best:
+            best, epochs_without_gain = score, 0
+            torch.save({"model": model.state_dict(), "epoch": epoch + 1, "config": asdict(head_config)}, best_path)
+        else:
+            epochs_without_gain += 1
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
+                    "history": history, "best": best}, last_path)
+        with (cfg.out / "history.csv").open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(history[0]))
+            writer.writeheader()
+            writer.writerows(history)
+        plot_history(history, cfg.out / "history.png")
+        if epochs_without_gain >= cfg.patience:
+            print(f"early stop: no gain in validation mAP@.5 for {cfg.patience} epochs")
+            break
+
+    model.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=False)["model"])
+    onnx_path = export_onnx(model, cfg.out / "model" / "mask_head.onnx", cfg.crop_size)
+    head_config.write(onnx_path.with_suffix(".json"), trained_on=str(cfg.data), best_val_mAP50=best,
+                      val_images=[s.stem for s in val_set.samples])
+    return onnx_path

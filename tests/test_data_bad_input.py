@@ -1,0 +1,123 @@
+"""Every reader's bad-input path: a clear message naming the file, and the rest loads."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from maskwatch.data import load_dataset, save_dataset
+from maskwatch.errors import MaskwatchError
+
+
+def _xml(path: Path) -> str:
+    return path.read_text()
+
+
+def test_unparsable_xml_is_named_and_skipped(small_voc, caplog):
+    bad = small_voc / "annotations" / "maksssksksss94.xml"
+    bad.write_text(_xml(bad)[:200])
+    with caplog.at_level(logging.WARNING):
+        ds = load_dataset(small_voc)
+    assert len(ds) == 5
+    assert any("maksssksksss94.xml" in p and "unparsable XML" in p for p in ds.problems)
+    assert "maksssksksss94.xml" in caplog.text
+
+
+def test_box_far_outside_is_clipped_with_a_message_and_zero_size_box_dropped(small_voc):
+    path = small_voc / "annotations" / "maksssksksss94.xml"
+    text = _xml(path)
+    first = text.index("<bndbox>")
+    end = text.index("</bndbox>", first)
+    text = text[:first] + "<bndbox><xmin>-50</xmin><ymin>10</ymin><xmax>30</xmax><ymax>40</ymax>" + text[end:]
+    second = text.index("<bndbox>", text.index("</bndbox>") + 1)
+    end = text.index("</bndbox>", second)
+    text = text[:second] + "<bndbox><xmin>50</xmin><ymin>10</ymin><xmax>50</xmax><ymax>40</ymax>" + text[end:]
+    path.write_text(text)
+    ds = load_dataset(small_voc)
+    sample = next(s for s in ds.samples if s.stem == "maksssksksss94")
+    assert len(sample.detections) == 5  # 6 boxes, the zero-size one dropped
+    assert sample.detections.xyxy[:, 0].min() == 0
+    assert any("outside" in p and "clipped" in p for p in ds.problems)
+    assert any("zero size" in p and "dropped" in p for p in ds.problems)
+
+
+def test_unknown_label_lists_known_ones_and_label_map_fixes_it(small_voc):
+    path = small_voc / "annotations" / "maksssksksss94.xml"
+    path.write_text(_xml(path).replace("<name>without_mask</name>", "<name>no-mask</name>"))
+    classes = ["with_mask", "without_mask", "mask_weared_incorrect"]
+    with pytest.raises(MaskwatchError) as err:
+        load_dataset(small_voc, classes=classes)
+    assert "no-mask" in str(err.value) and "with_mask" in str(err.value) and "--label-map" in str(err.value)
+    ds = load_dataset(small_voc, classes=classes, label_map={"no-mask": "without_mask"})
+    assert ds.class_counts()["without_mask"] > 0
+
+
+def test_missing_image_is_reported_and_skipped(small_voc):
+    (small_voc / "images" / "maksssksksss94.jpg").unlink()
+    ds = load_dataset(small_voc)
+    assert len(ds) == 5
+    assert any("maksssksksss94" in p and "missing" in p for p in ds.problems)
+
+
+def test_nothing_usable_is_an_error(tmp_path):
+    (tmp_path / "a.xml").write_text("<annotation><object>")
+    with pytest.raises(MaskwatchError, match="no usable annotated images"):
+        load_dataset(tmp_path, "voc")
+
+
+def test_unknown_folder_layout_is_an_error(tmp_path):
+    with pytest.raises(MaskwatchError, match="found no VOC"):
+        load_dataset(tmp_path)
+
+
+def test_yolo_bad_lines_and_class_index(small_voc, tmp_path):
+    save_dataset(load_dataset(small_voc), tmp_path / "y", "yolo")
+    label = tmp_path / "y" / "labels" / "maksssksksss94.txt"
+    lines = label.read_text().splitlines()
+    label.write_text("\n".join(lines[:-2] + ["0 0.5 oops", "7 0.5 0.5 0.1 0.1"]) + "\n")
+    ds = load_dataset(tmp_path / "y")
+    assert len(next(s for s in ds.samples if s.stem == "maksssksksss94").detections) == len(lines) - 2
+    assert any("maksssksksss94.txt:" in p and "expected 'class xc yc w h'" in p for p in ds.problems)
+    assert any("class index 7" in p for p in ds.problems)
+
+
+def test_yolo_without_class_names_says_what_is_needed(small_voc, tmp_path):
+    save_dataset(load_dataset(small_voc), tmp_path / "y", "yolo")
+    (tmp_path / "y" / "classes.txt").unlink()
+    (tmp_path / "y" / "data.yaml").unlink()
+    with pytest.raises(MaskwatchError, match="classes.txt or data.yaml"):
+        load_dataset(tmp_path / "y", "yolo")
+
+
+def test_coco_invalid_json_and_unknown_category(small_voc, tmp_path):
+    save_dataset(load_dataset(small_voc), tmp_path / "c", "coco")
+    path = tmp_path / "c" / "annotations.json"
+    coco = json.loads(path.read_text())
+    coco["annotations"][0]["category_id"] = 99
+    path.write_text(json.dumps(coco))
+    ds = load_dataset(tmp_path / "c")
+    assert ds.num_boxes == len(coco["annotations"]) - 1
+    assert any("annotation 1" in p and "99" in p for p in ds.problems)
+    path.write_text("{not json")
+    with pytest.raises(MaskwatchError, match="annotations.json: not a valid COCO file"):
+        load_dataset(tmp_path / "c")
+
+
+def test_truncated_tfrecord_keeps_the_records_before_the_damage(small_voc, tmp_path):
+    save_dataset(load_dataset(small_voc), tmp_path / "t", "tfrecord")
+    record = tmp_path / "t" / "data.tfrecord"
+    data = record.read_bytes()
+    record.write_bytes(data[: int(len(data) * 0.6)])
+    ds = load_dataset(tmp_path / "t")
+    assert 1 <= len(ds) < 6
+    assert any("data.tfrecord" in p and "truncated" in p for p in ds.problems)
+
+
+def test_label_map_without_names_is_an_error(small_voc, tmp_path):
+    save_dataset(load_dataset(small_voc), tmp_path / "t", "tfrecord")
+    (tmp_path / "t" / "label_map.pbtxt").write_text("item {\n  id: 1\n}\n")
+    with pytest.raises(MaskwatchError, match="label_map.pbtxt: an item without id or name"):
+        load_dataset(tmp_path / "t")

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from maskwatch.data import FORMATS, load_dataset, save_dataset
+
+
+def assert_same_boxes(a, b):
+    assert a.classes == b.classes
+    assert [s.stem for s in a.samples] == [s.stem for s in b.samples]
+    for sa, sb in zip(a.samples, b.samples):
+        assert (sa.width, sa.height) == (sb.width, sb.height)
+        assert a.labels_of(sa) == b.labels_of(sb)
+        np.testing.assert_allclose(sa.detections.xyxy, sb.detections.xyxy, atol=1e-3)
+
+
+def test_reads_the_training_set_with_its_documented_counts(data_dir):
+    ds = load_dataset(data_dir)
+    assert len(ds) == 767 and ds.num_boxes == 3701
+    assert ds.class_counts() == {"with_mask": 2922, "without_mask": 666, "mask_weared_incorrect": 113}
+    assert ds.problems == []  # the 11 boxes one pixel past the edge are clipped silently
+
+
+def test_boxes_one_pixel_past_the_edge_are_clipped(data_dir):
+    ds = load_dataset(data_dir)
+    sample = next(s for s in ds.samples if s.stem == "maksssksksss5")  # (364, 30, 401, 66) in a 400x266 image
+    assert sample.detections.xyxy[:, 2].max() == 400
+    for s in ds.samples:
+        assert (s.detections.xyxy[:, [0, 2]] <= s.width).all() and (s.detections.xyxy[:, [1, 3]] <= s.height).all()
+
+
+@pytest.mark.parametrize("fmt", [f for f in FORMATS if f != "voc"])
+def test_voc_to_format_and_back_keeps_every_box(data_dir, tmp_path, fmt):
+    original = load_dataset(data_dir)
+    save_dataset(original, tmp_path / fmt, fmt)
+    converted = load_dataset(tmp_path / fmt)
+    save_dataset(converted, tmp_path / "back", "voc")
+    back = load_dataset(tmp_path / "back")
+    assert back.num_boxes == 3701
+    assert_same_boxes(original, converted)
+    assert_same_boxes(original, back)
+
+
+def test_tfrecord_layout_is_what_the_tf_object_detection_api_reads(small_voc, tmp_path):
+    from tfrecord.reader import tfrecord_loader
+
+    ds = load_dataset(small_voc)
+    save_dataset(ds, tmp_path / "tf", "tfrecord")
+    label_map = (tmp_path / "tf" / "label_map.pbtxt").read_text()
+    assert "item {\n  id: 1\n  name: 'with_mask'\n}" in label_map
+    record = next(iter(tfrecord_loader(str(tmp_path / "tf" / "data.tfrecord"), None)))
+    for key in ("image/encoded", "image/format", "image/height", "image/width", "image/object/bbox/xmin",
+                "image/object/bbox/ymax", "image/object/class/text", "image/object/class/label"):
+        assert key in record
+    assert record["image/encoded"][:2] == b"\xff\xd8"  # the JPEG itself
+    assert 0 <= float(np.min(record["image/object/bbox/xmin"])) <= 1

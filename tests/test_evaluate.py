@@ -1,0 +1,82 @@
+"""Evaluation against hand-checked cases."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from maskwatch.data import load_dataset
+from maskwatch.evaluation import evaluate_coco, write_report
+from maskwatch.predictions import ImagePredictions, detections_from_labels, read_predictions, write_predictions
+
+
+def gt_as_predictions(ds, shift=0.0, relabel=None):
+    preds = []
+    for sample in ds.samples:
+        labels = ds.labels_of(sample)
+        if relabel:
+            labels = [relabel(sample.stem, i, label) for i, label in enumerate(labels)]
+        xyxy = sample.detections.xyxy + shift
+        preds.append(ImagePredictions(sample.image_path.name, sample.width, sample.height,
+                                      detections_from_labels(xyxy, labels, np.full(len(labels), 0.9), ds.classes)))
+    return preds
+
+
+@pytest.fixture(scope="module")
+def small(data_dir):
+    return load_dataset(data_dir).subset([f"maksssksksss{i}" for i in range(40)])
+
+
+def test_ground_truth_as_predictions_scores_one(small):
+    result = evaluate_coco(small, gt_as_predictions(small))
+    assert result.summary["mAP"] == pytest.approx(1.0)
+    assert result.summary["mAP50"] == pytest.approx(1.0)
+    assert all(v["AP"] == pytest.approx(1.0) for v in result.per_class.values())
+
+
+def test_boxes_shifted_off_score_about_zero(small):
+    result = evaluate_coco(small, gt_as_predictions(small, shift=60.0))
+    assert result.summary["mAP50"] < 0.02
+
+
+def test_one_wrong_label_lowers_exactly_that_class(small):
+    target = next(s for s in small.samples if "without_mask" in small.labels_of(s))
+    index = small.labels_of(target).index("without_mask")
+
+    def relabel(stem, i, label):
+        return "with_mask" if (stem == target.stem and i == index) else label
+
+    result = evaluate_coco(small, gt_as_predictions(small, relabel=relabel))
+    assert result.per_class["without_mask"]["AP"] < 1.0
+    assert result.per_class["mask_weared_incorrect"]["AP"] == pytest.approx(1.0)
+    assert result.per_class["with_mask"]["AP"] < 1.0  # one false positive at the same score
+
+
+def test_two_class_view_merges_wrong_masks_with_no_masks(small):
+    def relabel(stem, i, label):  # confusing the two "no protection" classes costs nothing in 2class
+        return {"without_mask": "mask_weared_incorrect", "mask_weared_incorrect": "without_mask"}.get(label, label)
+
+    preds = gt_as_predictions(small, relabel=relabel)
+    assert evaluate_coco(small, preds, "2class").summary["mAP"] == pytest.approx(1.0)
+    assert evaluate_coco(small, preds, "3class").summary["mAP"] < 0.9
+
+
+def test_faster_coco_eval_agrees_with_pycocotools_and_report_has_plots(small, tmp_path):
+    rng = np.random.default_rng(0)
+    preds = gt_as_predictions(small, shift=0.0)
+    for p in preds:  # noisy boxes and scores so the numbers are not trivial
+        p.detections.xyxy = p.detections.xyxy + rng.normal(0, 2.0, p.detections.xyxy.shape).astype(np.float32)
+        p.detections.confidence = rng.uniform(0.1, 1.0, len(p.detections)).astype(np.float32)
+    path = tmp_path / "preds.jsonl"
+    write_predictions(preds, path)
+    reread = list(read_predictions(path, small.classes))
+    report = write_report(small, reread, tmp_path / "eval", "3class", score_threshold=0.5, cross_check=True)
+    assert 0.2 < report["summary"]["mAP"] < 0.95
+    assert report["max_difference_vs_pycocotools"] < 1e-3
+    for name in ("confusion_matrix.png", "pr_with_mask.png", "pr_without_mask.png", "pr_mask_weared_incorrect.png",
+                 "report.json"):
+        assert (tmp_path / "eval" / name).stat().st_size > 1000, name
+    matrix = np.array(json.loads((tmp_path / "eval" / "report.json").read_text())["confusion_matrix"]["matrix"])
+    assert matrix.shape == (4, 4) and matrix[:3, :3].trace() > 0

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from maskwatch.data.images import read_image
+from maskwatch.errors import MaskwatchError
+
+
+@pytest.fixture
+def face_rgb(data_dir) -> np.ndarray:
+    return cv2.imread(str(data_dir / "images" / "maksssksksss94.jpg"))
+
+
+def test_grey_rgba_and_16_bit_pngs_become_8_bit_bgr(tmp_path, face_rgb):
+    grey = cv2.cvtColor(face_rgb, cv2.COLOR_BGR2GRAY)
+    cv2.imwrite(str(tmp_path / "grey.png"), grey)
+    cv2.imwrite(str(tmp_path / "rgba.png"), cv2.cvtColor(face_rgb, cv2.COLOR_BGR2BGRA))
+    cv2.imwrite(str(tmp_path / "deep.png"), face_rgb.astype(np.uint16) * 257)
+    for name in ("grey.png", "rgba.png", "deep.png"):
+        image = read_image(tmp_path / name)
+        assert image.dtype == np.uint8 and image.shape == face_rgb.shape, name
+    assert np.abs(read_image(tmp_path / "deep.png").astype(int) - face_rgb).max() <= 1
+    assert np.abs(read_image(tmp_path / "rgba.png").astype(int) - face_rgb).max() == 0
+
+
+@pytest.mark.parametrize("content, message", [(b"", "empty file"), (b"hello, not an image", "not a readable image")])
+def test_not_an_image_is_a_clear_error(tmp_path, content, message):
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(content)
+    with pytest.raises(MaskwatchError, match=message) as err:
+        read_image(path)
+    assert "photo.jpg" in str(err.value)
+
+
+def test_huge_image_is_refused_before_decoding(tmp_path):
+    Image.new("1", (20000, 20000)).save(tmp_path / "huge.png")
+    with pytest.raises(MaskwatchError, match="over the limit"):
+        read_image(tmp_path / "huge.png")
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(MaskwatchError, match="no such image file"):
+        read_image(tmp_path / "nope.jpg")
