@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import supervision as sv
 
-from maskwatch.classes import CLASS_COLOURS_BGR, FALLBACK_COLOUR_BGR
+from maskwatch.classes import CLASS_COLOURS_BGR, DISPLAY_NAMES, FALLBACK_COLOUR_BGR
 
 
 def _palette(classes: list[str]) -> sv.ColorPalette:
@@ -25,16 +25,17 @@ def annotate(image_bgr: np.ndarray, detections: sv.Detections, classes: list[str
     palette = _palette(classes)
     long_side = max(image_bgr.shape[:2])
     thickness = max(1, round(long_side / 500))
-    text_scale = max(0.35, long_side / 1600)
+    text_scale = max(0.3, long_side / 2400)
     boxes = sv.BoxAnnotator(color=palette, thickness=thickness, color_lookup=sv.ColorLookup.CLASS)
     labels = sv.LabelAnnotator(color=palette, text_scale=text_scale, text_thickness=1,
-                               text_padding=max(2, thickness + 1), color_lookup=sv.ColorLookup.CLASS,
+                               text_padding=max(1, thickness), color_lookup=sv.ColorLookup.CLASS,
                                text_position=sv.Position.TOP_LEFT, smart_position=True)
     names = detections.data.get("class_name", np.array([classes[int(c)] for c in detections.class_id]))
     scores = detections.confidence if detections.confidence is not None else np.ones(len(detections))
     texts = []
     for i, (name, score) in enumerate(zip(names, scores)):
-        text = f"{name} {score:.2f}" if show_scores else str(name)
+        short = DISPLAY_NAMES.get(str(name), str(name))
+        text = f"{short} {score:.2f}" if show_scores else short
         if detections.tracker_id is not None:
             text = f"#{int(detections.tracker_id[i])} {text}"
         texts.append(text)

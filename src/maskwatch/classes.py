@@ -23,6 +23,10 @@ CLASS_COLOURS_BGR: dict[str, tuple[int, int, int]] = {
 }
 FALLBACK_COLOUR_BGR = (200, 200, 200)
 
+# Short names for drawing: labels must not hide the 20-px faces they describe.
+DISPLAY_NAMES: dict[str, str] = {"with_mask": "mask", "without_mask": "no mask", "mask_weared_incorrect": "wrong",
+                                 "no_mask": "no mask"}
+
 
 def parse_label_map(pairs: list[str] | None) -> dict[str, str]:
     """Parse `old=new` options (e.g. from `--label-map`) into a renaming dict."""

@@ -30,7 +30,8 @@ from maskwatch.evaluation.coco_metrics import evaluate_coco
 from maskwatch.models.crop_head import CropHead, export_onnx
 from maskwatch.predictions import ImagePredictions
 from maskwatch.training.augment import augment_crop
-from maskwatch.training.candidates import Example, find_candidates, jittered_ground_truth, match_candidates
+from maskwatch.training.candidates import (NEGATIVE_IOU, POSITIVE_IOU, Example, find_candidates,
+                                           jittered_ground_truth, match_candidates)
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,8 @@ class TrainConfig:
     crop_context: float = CROP_CONTEXT
     negatives_per_positive: float = 0.6
     jitter_copies: float = 2.0  # jittered copies of each ground-truth box of the commonest class
+    positive_iou: float = POSITIVE_IOU
+    negative_iou: float = NEGATIVE_IOU
     quick: bool = False
     resume: bool = False
     threads: int | None = None
@@ -90,7 +93,7 @@ def epoch_examples(train: Dataset, matched: dict[str, tuple[list[Example], list[
     for sample in train.samples:
         positives, negs = matched[sample.stem]
         examples += positives
-        examples += jittered_ground_truth(sample.stem, sample.detections, copies, rng)
+        examples += jittered_ground_truth(sample.stem, sample.detections, copies, rng, cfg.positive_iou)
         negatives += negs
     n_neg = min(len(negatives), int(cfg.negatives_per_positive * len(examples)))
     if n_neg:
@@ -171,7 +174,8 @@ def train(cfg: TrainConfig) -> Path:
     log.info("training on %d images, validating on %d; classes %s", len(train_set), len(val_set), dataset.classes)
     images = {s.stem: read_image(s.image_path) for s in train_set.samples + val_set.samples}
     candidates = find_candidates(images, cfg.out / "candidates.npz")
-    matched = {s.stem: match_candidates(s.stem, candidates[s.stem], s.detections) for s in train_set.samples}
+    matched = {s.stem: match_candidates(s.stem, candidates[s.stem], s.detections, cfg.positive_iou, cfg.negative_iou)
+               for s in train_set.samples}
     copies = copies_per_class(train_set, cfg.jitter_copies)
     head_config = HeadConfig(list(dataset.classes), cfg.crop_size, cfg.crop_context)
 

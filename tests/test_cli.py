@@ -1,0 +1,59 @@
+"""The maskwatch command as a user runs it (real subprocesses)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+MASKWATCH = [sys.executable, "-m", "maskwatch.cli"]
+
+
+def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([*MASKWATCH, *args], capture_output=True, text=True, timeout=300)
+    if ok:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_detect_writes_annotated_images_and_jsonl_and_goes_on_past_bad_files(small_voc, tmp_path):
+    images = small_voc / "images"
+    (images / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    (images / "empty.png").write_bytes(b"")
+    result = run("detect", str(images), "--out", str(tmp_path / "out"), "--json-out", str(tmp_path / "p.jsonl"))
+    assert "6 image(s)" in result.stdout
+    assert "broken.jpg" in result.stderr and "empty.png" in result.stderr
+    records = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert len(records) == 6
+    record = next(r for r in records if r["image"] == "maksssksksss94.jpg")
+    assert (record["width"], record["height"]) == (400, 226)
+    assert record["detections"] and set(record["detections"][0]) >= {"bbox", "label", "score"}
+    assert len(list((tmp_path / "out").glob("*.jpg"))) == 6
+
+
+def test_detect_then_evaluate_round_trip(small_voc, tmp_path):
+    run("detect", str(small_voc / "images"), "--out", "", "--json-out", str(tmp_path / "p.jsonl"), "--all-classes")
+    result = run("evaluate", "--gt", str(small_voc), "--pred", str(tmp_path / "p.jsonl"), "--out", str(tmp_path / "ev"))
+    report = json.loads((tmp_path / "ev" / "report.json").read_text())
+    assert report["images"] == 6 and report["summary"]["mAP50"] > 0.5
+    assert "mAP50" in result.stdout
+
+
+def test_convert_stats_and_split_commands(small_voc, tmp_path):
+    result = run("convert", str(small_voc), str(tmp_path / "coco"), "--to", "coco")
+    assert "wrote 6 images" in result.stdout
+    stats = run("data", "stats", str(tmp_path / "coco"), "--plot", str(tmp_path / "s.png"))
+    assert "with_mask" in stats.stdout and (tmp_path / "s.png").is_file()
+    run("data", "split", str(small_voc), "--val", "0.3", "--out", str(tmp_path / "split"))
+    assert (tmp_path / "split" / "val.txt").read_text().strip()
+
+
+def test_user_errors_print_one_line_not_a_traceback(tmp_path):
+    result = run("detect", str(tmp_path / "missing.jpg"), ok=False)
+    assert result.returncode == 2
+    assert "missing.jpg: no such file or folder" in result.stderr and "Traceback" not in result.stderr
+    result = run("convert", str(tmp_path), str(tmp_path / "x"), "--to", "coco", ok=False)
+    assert result.returncode == 2 and "found no VOC" in result.stderr

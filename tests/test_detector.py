@@ -1,0 +1,87 @@
+"""The shipped detector on real training images, and its handling of bad input."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import supervision as sv
+
+from maskwatch import Detector
+from maskwatch.data import load_dataset
+from maskwatch.errors import MaskwatchError
+
+
+@pytest.fixture(scope="module")
+def detector() -> Detector:
+    return Detector.load(threads=2)
+
+
+@pytest.fixture(scope="module")
+def crowd(data_dir):
+    ds = load_dataset(data_dir).subset(["maksssksksss657", "maksssksksss94", "maksssksksss139"])
+    return ds
+
+
+def test_shipped_model_finds_and_labels_the_faces_of_real_images(detector, crowd):
+    found = labelled = total = 0
+    for sample in crowd.samples:
+        image = cv2.imread(str(sample.image_path))
+        detections = detector(image, min_score=0.3)
+        assert set(detections.data["class_name"]) <= set(detector.classes)
+        total += len(sample.detections)
+        if len(detections) == 0:
+            continue
+        iou = sv.box_iou_batch(sample.detections.xyxy, detections.xyxy)
+        for gt_index, row in enumerate(iou):
+            if row.max() >= 0.5:
+                found += 1
+                labelled += detections.data["class_name"][row.argmax()] == crowd.labels_of(sample)[gt_index]
+    assert found / total >= 0.8, (found, total)
+    assert labelled / found >= 0.85, (labelled, found)
+
+
+def test_detections_carry_scores_class_ids_and_names(detector, crowd):
+    image = cv2.imread(str(crowd.samples[0].image_path))
+    detections = detector(image)
+    assert len(detections) > 0
+    assert detections.confidence.min() >= 0.01 and detections.confidence.max() <= 1
+    names = detections.data["class_name"]
+    assert [detector.classes[i] for i in detections.class_id] == list(names)
+    h, w = image.shape[:2]
+    assert (detections.xyxy >= 0).all() and (detections.xyxy[:, [0, 2]] <= w).all() and (detections.xyxy[:, [1, 3]] <= h).all()
+
+
+def test_a_face_filling_the_frame_is_found(detector, data_dir):
+    """A close-up: one face cropped out of a crowd photo and enlarged, as a webcam at a door sees it."""
+    ds = load_dataset(data_dir).subset(["maksssksksss94"])
+    sample = ds.samples[0]
+    widths = sample.detections.xyxy[:, 2] - sample.detections.xyxy[:, 0]
+    x1, y1, x2, y2 = sample.detections.xyxy[int(widths.argmax())]
+    cx, cy, side = (x1 + x2) / 2, (y1 + y2) / 2, max(x2 - x1, y2 - y1) * 2.2
+    image = cv2.imread(str(sample.image_path))
+    crop = image[max(0, int(cy - side / 2)):int(cy + side / 2), max(0, int(cx - side / 2)):int(cx + side / 2)]
+    closeup = cv2.resize(crop, (480, 480), interpolation=cv2.INTER_CUBIC)
+    detections = detector(closeup, min_score=0.3)
+    assert len(detections) >= 1
+    biggest = detections.xyxy[np.argmax(detections.area)]
+    assert (biggest[2] - biggest[0]) > 480 * 0.25
+
+
+def test_wrong_input_types_are_refused(detector):
+    with pytest.raises(MaskwatchError, match="8-bit BGR"):
+        detector(np.zeros((50, 50), np.uint8))
+    with pytest.raises(MaskwatchError, match="8-bit BGR"):
+        detector(np.zeros((50, 50, 3), np.float32))
+
+
+def test_blank_and_tiny_images_give_no_faces(detector):
+    assert len(detector(np.full((240, 320, 3), 127, np.uint8), min_score=0.3)) == 0
+    assert len(detector(np.zeros((8, 8, 3), np.uint8))) == 0
+
+
+def test_scale_option_is_checked():
+    with pytest.raises(MaskwatchError, match="--scale"):
+        Detector.load(scale="big")
+    with pytest.raises(MaskwatchError, match="between"):
+        Detector.load(scale=50)
