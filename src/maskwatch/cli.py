@@ -170,6 +170,70 @@ def detect(inputs: list[Path] = typer.Argument(..., help="Images and/or folders 
             typer.echo(f"  {message}", err=True)
 
 
+@app.command()
+def watch(source: str = typer.Argument(..., help="Video file, webcam index (0), rtsp:// or http:// URL, or a "
+                                                  "folder of frames."),
+          out: Optional[Path] = typer.Option(None, "--out", help="Annotated H.264 MP4 to write (+ .json, .tracks.csv)."),
+          db: Optional[Path] = typer.Option(Path("out/maskwatch.sqlite"), "--db", help="Events database (SQLite)."),
+          every: int = typer.Option(1, "--every", help="Detect on every Nth frame; track in between."),
+          max_fps: Optional[float] = typer.Option(None, "--max-fps", help="Process at most this many frames/s."),
+          max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Stop after this many frames."),
+          blur_faces: bool = typer.Option(False, "--blur-faces", help="Blur every detected face (privacy)."),
+          show: bool = typer.Option(False, "--show", help="Show a window (needs a display and GUI OpenCV)."),
+          window: float = typer.Option(10.0, "--window", help="Seconds per counting window in the database."),
+          scale: str = typer.Option("auto", "--scale", help="Face finder input scale: auto or a number."),
+          model: Optional[Path] = typer.Option(None, "--model"), threads: Optional[int] = typer.Option(None)) -> None:
+    """Detect, track and count faces in a video, a camera or a stream; write an annotated video and events."""
+    from tqdm import tqdm
+
+    from maskwatch.detector import Detector
+    from maskwatch.video.pipeline import VideoPipeline, WatchOptions
+
+    if every < 1:
+        raise MaskwatchError("--every must be 1 or more")
+    pipeline = VideoPipeline(Detector.load(model, threads=threads, scale=scale),
+                             WatchOptions(every=every, max_fps=max_fps, blur_faces=blur_faces, window_s=window,
+                                          max_frames=max_frames, show=show), db)
+    bar = tqdm(unit="frame", desc="watching")
+
+    def progress(summary, expected):
+        bar.total = expected
+        bar.update(summary.frames - bar.n)
+
+    summary = pipeline.run(source, out, progress)
+    bar.close()
+    people = ", ".join(f"{k} {v}" for k, v in summary.people.items())
+    compliance = f"{summary.compliance:.0%}" if summary.compliance is not None else "n/a"
+    typer.echo(f"{summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.1f} frames/s); "
+               f"people: {people}; compliance {compliance}")
+    if summary.message:
+        typer.echo(f"{summary.status}: {summary.message}", err=True)
+    if out:
+        typer.echo(f"video: {out}  summary: {out.with_suffix('.json')}  tracks: {out.with_suffix('.tracks.csv')}")
+    if db:
+        typer.echo(f"events: {db} (run {summary.run_id}); see `maskwatch report {db}`")
+
+
+@app.command()
+def report(db: Path = typer.Argument(..., help="Events database written by `maskwatch watch`."),
+           run: Optional[int] = typer.Option(None, "--run", help="Only this run id."),
+           chart: Path = typer.Option(Path("out/compliance.png"), "--chart")) -> None:
+    """Summarise recorded runs: people per class, compliance, and a chart of compliance over time."""
+    from maskwatch.video.report import plot_compliance, read_report
+
+    result = read_report(db, run)
+    table = Table(title=f"{db}: {len(result.runs)} run(s)")
+    for column in ("run", "source", "frames", "status"):
+        table.add_column(column)
+    for r in result.runs:
+        table.add_row(str(r["id"]), str(r["source"]), str(r["frames"]), str(r["status"]))
+    Console().print(table)
+    people = ", ".join(f"{k} {v}" for k, v in sorted(result.people.items())) or "none"
+    compliance = f"{result.compliance:.0%}" if result.compliance is not None else "n/a"
+    typer.echo(f"people: {people}; compliance {compliance}")
+    typer.echo(f"chart: {plot_compliance(result, chart)}")
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:

@@ -1,0 +1,70 @@
+"""`maskwatch report DB`: what the cameras saw, from the events database: people per class, compliance, and a
+chart of compliance over time."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from maskwatch.errors import MaskwatchError
+
+
+@dataclass
+class Report:
+    runs: list[dict]
+    people: dict[str, int]
+    compliance: float | None
+    windows: list[tuple[int, float, dict[str, int]]]  # run id, window start, people per class
+
+
+def read_report(path: Path, run_id: int | None = None) -> Report:
+    if not Path(path).is_file():
+        raise MaskwatchError(f"{path}: no such events database")
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    db.row_factory = sqlite3.Row
+    try:
+        where, args = ("WHERE id = ?", (run_id,)) if run_id else ("", ())
+        runs = [dict(r) for r in db.execute(f"SELECT * FROM runs {where} ORDER BY id", args)]
+        ids = [r["id"] for r in runs]
+        if not ids:
+            raise MaskwatchError(f"{path}: no runs recorded" + (f" with id {run_id}" if run_id else ""))
+        marks = ",".join("?" * len(ids))
+        people: dict[str, int] = {}
+        for row in db.execute(f"SELECT label, COUNT(*) AS n FROM tracks WHERE run_id IN ({marks}) AND frames >= 2 "
+                              f"GROUP BY label", ids):
+            people[row["label"]] = row["n"]
+        windows: dict[tuple[int, float], dict[str, int]] = {}
+        for row in db.execute(f"SELECT * FROM windows WHERE run_id IN ({marks}) ORDER BY run_id, window_start_s", ids):
+            windows.setdefault((row["run_id"], row["window_start_s"]), {})[row["label"]] = row["people"]
+    except sqlite3.DatabaseError as exc:
+        raise MaskwatchError(f"{path}: not a maskwatch events database ({exc})") from exc
+    finally:
+        db.close()
+    total = sum(people.values())
+    return Report(runs, people, people.get("with_mask", 0) / total if total else None,
+                  [(run, start, counts) for (run, start), counts in windows.items()])
+
+
+def plot_compliance(report: Report, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    for run in report.runs:
+        points = [(start, c.get("with_mask", 0) / sum(c.values())) for r, start, c in report.windows
+                  if r == run["id"] and sum(c.values())]
+        if points:
+            xs, ys = zip(*points)
+            ax.plot(xs, ys, "o-", label=f"run {run['id']}: {Path(str(run['source'])).name}")
+    ax.set_ylim(0, 1.05), ax.set_xlabel("time in the source (s)"), ax.set_ylabel("wearing a mask correctly")
+    ax.set_title("compliance per time window"), ax.grid(alpha=0.3)
+    if ax.lines:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,59 @@
+"""One id per person: ByteTrack (Roboflow's `trackers` package) follows the faces, and a track's class is a
+vote over its frames, so one noisy frame cannot flip it."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+import supervision as sv
+
+
+@dataclass
+class TrackState:
+    track_id: int
+    first_seen_s: float
+    last_seen_s: float
+    votes: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    frames: int = 0
+    best_score: float = 0.0
+    best_box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    best_frame: int = 0
+
+    @property
+    def label(self) -> str:
+        return max(self.votes, key=self.votes.get) if self.votes else "unknown"
+
+
+class FaceTracker:
+    def __init__(self, classes: list[str], fps: float, lost_after_s: float = 1.5, min_confidence: float = 0.3):
+        from trackers import ByteTrackTracker
+
+        self.classes = classes
+        self.tracker = ByteTrackTracker(frame_rate=fps, lost_track_buffer=max(1, int(lost_after_s * 30)),
+                                        track_activation_threshold=min_confidence,
+                                        minimum_consecutive_frames=1)
+        self.tracks: dict[int, TrackState] = {}
+
+    def update(self, detections: sv.Detections, time_s: float, frame_index: int) -> sv.Detections:
+        """Track ids assigned, and each detection relabelled with its track's vote."""
+        tracked = self.tracker.update(detections)
+        if len(tracked) == 0:
+            return tracked
+        tracked = tracked[tracked.tracker_id >= 0]
+        names = tracked.data.get("class_name", np.array([self.classes[c] for c in tracked.class_id]))
+        voted = []
+        for box, tid, name, score in zip(tracked.xyxy, tracked.tracker_id, names, tracked.confidence):
+            state = self.tracks.get(int(tid))
+            if state is None:
+                state = self.tracks[int(tid)] = TrackState(int(tid), time_s, time_s)
+            state.last_seen_s = time_s
+            state.frames += 1
+            state.votes[str(name)] += float(score)
+            if score > state.best_score:
+                state.best_score, state.best_box, state.best_frame = float(score), tuple(map(float, box)), frame_index
+            voted.append(state.label)
+        tracked.data["class_name"] = np.array(voted, dtype=str)
+        tracked.class_id = np.array([self.classes.index(v) if v in self.classes else -1 for v in voted], dtype=int)
+        return tracked

@@ -1,0 +1,46 @@
+"""Annotated video out as H.264 in MP4 (yuv420p, faststart), which browsers and common players play.
+OpenCV's default `mp4v` does not play in browsers; PyAV carries an FFmpeg with libx264."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+
+class H264Writer:
+    def __init__(self, path: Path, size: tuple[int, int], fps: float, crf: int = 23, preset: str = "veryfast"):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        width, height = size
+        self.width, self.height = width - width % 2, height - height % 2  # yuv420p needs even sizes
+        self.container = av.open(str(self.path), mode="w", options={"movflags": "+faststart"})
+        self.stream = self.container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        self.stream.width, self.stream.height = self.width, self.height
+        self.stream.pix_fmt = "yuv420p"
+        self.stream.options = {"crf": str(crf), "preset": preset}
+        self.frames = 0
+        self.closed = False
+
+    def write(self, image_bgr: np.ndarray) -> None:
+        image = image_bgr[: self.height, : self.width]
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
+        for packet in self.stream.encode(frame):
+            self.container.mux(packet)
+        self.frames += 1
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for packet in self.stream.encode():
+            self.container.mux(packet)
+        self.container.close()
+
+    def __enter__(self) -> "H264Writer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
