@@ -36,7 +36,7 @@ def annotate(image_bgr: np.ndarray, detections: sv.Detections, classes: list[str
     for i, (name, score) in enumerate(zip(names, scores)):
         short = DISPLAY_NAMES.get(str(name), str(name))
         text = f"{short} {score:.2f}" if show_scores else short
-        if detections.tracker_id is not None:
+        if detections.tracker_id is not None and detections.tracker_id[i] >= 0:
             text = f"#{int(detections.tracker_id[i])} {text}"
         texts.append(text)
     out = boxes.annotate(out, detections)

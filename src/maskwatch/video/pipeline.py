@@ -126,7 +126,8 @@ class VideoPipeline:
                     tracked = tracker.update(detections, frame.time_s, frame.index)
                     summary.detected_frames += 1
                     for tid, label in zip(tracked.tracker_id, tracked.data.get("class_name", [])):
-                        window_tracks[int(tid)] = str(label)
+                        if tid >= 0:
+                            window_tracks[int(tid)] = str(label)
                 people = self.people(tracker)
                 if writer or opts.show:
                     image = self.render(frame.image, tracked, people)

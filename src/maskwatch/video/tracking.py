@@ -37,14 +37,17 @@ class FaceTracker:
         self.tracks: dict[int, TrackState] = {}
 
     def update(self, detections: sv.Detections, time_s: float, frame_index: int) -> sv.Detections:
-        """Track ids assigned, and each detection relabelled with its track's vote."""
+        """Track ids assigned and each tracked face relabelled with its track's vote. Faces the tracker has not
+        confirmed yet (id -1, their first frame) keep their own label and are not counted."""
         tracked = self.tracker.update(detections)
         if len(tracked) == 0:
             return tracked
-        tracked = tracked[tracked.tracker_id >= 0]
         names = tracked.data.get("class_name", np.array([self.classes[c] for c in tracked.class_id]))
         voted = []
         for box, tid, name, score in zip(tracked.xyxy, tracked.tracker_id, names, tracked.confidence):
+            if tid < 0:
+                voted.append(str(name))
+                continue
             state = self.tracks.get(int(tid))
             if state is None:
                 state = self.tracks[int(tid)] = TrackState(int(tid), time_s, time_s)

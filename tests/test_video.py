@@ -1,0 +1,147 @@
+"""The video pipeline on clips made from real photos: a playable H.264 file, tracking, counts, bad input."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import supervision as sv
+
+from clips import pan_frames, write_clip
+from maskwatch import Detector
+from maskwatch.errors import MaskwatchError
+from maskwatch.predictions import detections_from_labels
+from maskwatch.video import VideoPipeline
+from maskwatch.video.pipeline import WatchOptions
+from maskwatch.video.tracking import FaceTracker
+
+CLASSES = ["with_mask", "without_mask", "mask_weared_incorrect"]
+
+
+@pytest.fixture(scope="module")
+def detector() -> Detector:
+    return Detector.load(threads=2, scale=1.0)
+
+
+@pytest.fixture(scope="module")
+def pan(tmp_path_factory, data_dir) -> tuple[Path, list[np.ndarray]]:
+    frames = pan_frames(data_dir / "images" / "maksssksksss657.jpg", size=(320, 240), frames=24, zoom=1.5)
+    return write_clip(frames, tmp_path_factory.mktemp("clips") / "pan.avi", fps=12, codec="MJPG"), frames
+
+
+def decode(path: Path) -> tuple[list[np.ndarray], av.video.stream.VideoStream]:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = [f.to_ndarray(format="bgr24") for f in container.decode(stream)]
+        return frames, (stream.codec_context.name, stream.width, stream.height, float(stream.average_rate))
+
+
+def drawn_pixels(annotated: np.ndarray, source: np.ndarray) -> int:
+    """Pixels the annotator changed a lot (boxes, filled label backgrounds); H.264 noise stays far below 80."""
+    return int((np.abs(annotated.astype(int) - source.astype(int)).max(axis=2) > 80).sum())
+
+
+def test_annotated_video_is_h264_with_source_frames_size_fps_and_drawn_boxes(detector, pan, tmp_path):
+    clip, source_frames = pan
+    out = tmp_path / "out.mp4"
+    summary = VideoPipeline(detector, WatchOptions(), tmp_path / "events.sqlite").run(str(clip), out)
+    frames, (codec, width, height, fps) = decode(out)
+    assert (codec, width, height) == ("h264", 320, 240)
+    assert fps == pytest.approx(12, abs=0.01)
+    assert len(frames) == len(source_frames) == summary.frames
+    assert all(f.std() > 20 for f in frames)  # not blank
+    drawn = [drawn_pixels(f, s) for f, s in zip(frames, source_frames)]
+    assert np.median(drawn) > 150  # boxes and labels on most frames
+    assert sum(summary.people.values()) >= 3
+    assert json.loads(out.with_suffix(".json").read_text())["frames"] == len(source_frames)
+    assert out.with_suffix(".tracks.csv").read_text().count("\n") >= 4
+
+
+def test_people_are_counted_once_across_frames(detector, pan, tmp_path):
+    clip, _ = pan
+    summary = VideoPipeline(detector, WatchOptions(), tmp_path / "events.sqlite").run(str(clip))
+    single = VideoPipeline(detector, WatchOptions(max_frames=1, min_track_frames=1)).run(str(clip))
+    # The pan shows roughly the same people throughout: tracking must not multiply them by the frame count.
+    assert sum(summary.people.values()) <= 2 * max(1, sum(single.people.values())) + 3
+    db = sqlite3.connect(tmp_path / "events.sqlite")
+    status, frames = db.execute("SELECT status, frames FROM runs").fetchone()
+    assert (status, frames) == ("finished", 24)
+    assert db.execute("SELECT COUNT(*) FROM tracks").fetchone()[0] >= sum(summary.people.values())
+
+
+def test_blur_faces_changes_face_pixels(detector, pan, tmp_path):
+    clip, source_frames = pan
+    out = tmp_path / "blurred.mp4"
+    VideoPipeline(detector, WatchOptions(blur_faces=True, max_frames=3)).run(str(clip), out)
+    frames, _ = decode(out)
+    assert len(frames) == 3
+    plain = tmp_path / "plain.mp4"
+    VideoPipeline(detector, WatchOptions(max_frames=3)).run(str(clip), plain)
+    unblurred, _ = decode(plain)
+    # Blurring removes detail: the blurred frame is smoother than the plain one.
+    sharpness = [float(np.abs(np.diff(f.astype(int), axis=1)).mean()) for f in (frames[0], unblurred[0])]
+    assert sharpness[0] < sharpness[1]
+
+
+def test_one_noisy_frame_does_not_flip_a_track():
+    tracker = FaceTracker(CLASSES, fps=10)
+    labels = ["with_mask"] * 6 + ["without_mask"] + ["with_mask"] * 3
+    for i, label in enumerate(labels):
+        box = np.array([[100 + 2 * i, 80, 140 + 2 * i, 125]], np.float32)
+        tracked = tracker.update(detections_from_labels(box, [label], np.array([0.9]), CLASSES), i / 10, i)
+        assert list(tracked.data["class_name"]) == ["with_mask"]
+    assert len(tracker.tracks) == 1
+    assert next(iter(tracker.tracks.values())).frames == len(labels) - 1  # ByteTrack confirms on the 2nd frame
+
+
+def test_truncated_video_ends_with_a_message_and_a_playable_output(detector, pan, tmp_path):
+    clip, source_frames = pan
+    broken = tmp_path / "broken.avi"
+    data = clip.read_bytes()
+    broken.write_bytes(data[: len(data) // 2])
+    out = tmp_path / "partial.mp4"
+    summary = VideoPipeline(detector, WatchOptions()).run(str(broken), out)
+    assert summary.status == "ended_early" and "broken.avi" in summary.message
+    frames, (codec, *_rest) = decode(out)
+    assert codec == "h264" and 0 < len(frames) == summary.frames < len(source_frames)
+
+
+def test_unreadable_sources_say_so(detector, tmp_path):
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video")
+    with pytest.raises(MaskwatchError, match="notes.mp4"):
+        VideoPipeline(detector).run(str(text))
+    with pytest.raises(MaskwatchError, match="no such file"):
+        VideoPipeline(detector).run(str(tmp_path / "missing.mp4"))
+    with pytest.raises(MaskwatchError, match="cannot open the camera or stream"):
+        VideoPipeline(detector).run("rtsp://127.0.0.1:9/none")
+
+
+def test_ctrl_c_finishes_the_video_and_the_database(data_dir, tmp_path):
+    frames = pan_frames(data_dir / "images" / "maksssksksss657.jpg", size=(320, 240), frames=300, zoom=1.5)
+    clip = write_clip(frames, tmp_path / "long.avi", fps=12, codec="MJPG")
+    out, db = tmp_path / "long.mp4", tmp_path / "events.sqlite"
+    process = subprocess.Popen([sys.executable, "-m", "maskwatch.cli", "watch", str(clip), "--out", str(out),
+                                "--db", str(db), "--scale", "1", "--max-fps", "10"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    seen = ""
+    deadline = time.time() + 120
+    while time.time() < deadline and "| 20/300" not in seen:  # tqdm has shown 20 frames done
+        seen += process.stderr.read(1)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    stderr = seen + stderr
+    assert process.returncode == 0, stderr
+    assert "interrupted" in stderr
+    decoded, _ = decode(out)
+    assert 0 < len(decoded) < 300
+    status, count = sqlite3.connect(db).execute("SELECT status, frames FROM runs").fetchone()
+    assert status == "interrupted" and count == len(decoded)
