@@ -234,6 +234,23 @@ def report(db: Path = typer.Argument(..., help="Events database written by `mask
     typer.echo(f"chart: {plot_compliance(result, chart)}")
 
 
+@app.command()
+def serve(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Option(8000, "--port"),
+          data_dir: Path = typer.Option(Path("out/serve"), "--data-dir", help="Where jobs and results are kept."),
+          max_upload_mb: float = typer.Option(200.0, "--max-upload-mb", help="Larger uploads get 413."),
+          api_key: Optional[str] = typer.Option(None, "--api-key", envvar="MASKWATCH_API_KEY",
+                                                help="Require this key (X-API-Key header) on every route but /healthz."),
+          model: Optional[Path] = typer.Option(None, "--model"), threads: Optional[int] = typer.Option(None)) -> None:
+    """Serve the web page (/) and the JSON API (/v1/..., docs at /docs)."""
+    try:
+        from maskwatch.serve.app import Settings, serve as run_server
+    except ImportError as exc:
+        raise MaskwatchError(f"serving needs the serve extra: pip install 'maskwatch[serve]' ({exc})") from exc
+    typer.echo(f"maskwatch on http://{host}:{port}/ (API docs at /docs)")
+    run_server(host, port, Settings(data_dir=data_dir, max_upload_mb=max_upload_mb, api_key=api_key,
+                                    threads=threads, model=model))
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:

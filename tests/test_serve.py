@@ -1,0 +1,145 @@
+"""The REST API on a real server over loopback."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import time
+from pathlib import Path
+
+import av
+import httpx
+import pytest
+
+from clips import pan_frames, write_clip
+from servers import running_server
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with running_server(tmp_path_factory.mktemp("serve"), "--max-upload-mb", "3") as (url, _):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def photo(data_dir) -> Path:
+    return data_dir / "images" / "maksssksksss657.jpg"
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory, data_dir) -> Path:
+    frames = pan_frames(data_dir / "images" / "maksssksksss657.jpg", size=(320, 240), frames=16, zoom=1.5)
+    return write_clip(frames, tmp_path_factory.mktemp("clip") / "door.avi", fps=8, codec="MJPG")
+
+
+def post(url: str, path: str, file: Path, name: str | None = None, **kwargs) -> httpx.Response:
+    with file.open("rb") as f:
+        return httpx.post(url + path, files={"file": (name or file.name, f)}, timeout=120, **kwargs)
+
+
+def wait_for_job(url: str, job_id: str, timeout: float = 180) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        state = httpx.get(f"{url}/v1/videos/{job_id}").json()
+        if state["status"] in ("finished", "failed"):
+            return state
+        time.sleep(0.5)
+    raise AssertionError(f"job {job_id} did not finish: {state}")
+
+
+def test_health_and_docs(server):
+    assert httpx.get(f"{server}/healthz").json() == {"status": "ok", "model_loaded": True}
+    spec = httpx.get(f"{server}/openapi.json").json()
+    assert {"/v1/detect", "/v1/annotate", "/v1/videos", "/v1/videos/{job_id}/result"} <= set(spec["paths"])
+    assert httpx.get(f"{server}/docs").status_code == 200
+
+
+def test_detect_returns_the_predictions_format_and_counts(server, photo):
+    body = post(server, "/v1/detect", photo).json()
+    assert body["image"] == photo.name and (body["width"], body["height"]) == (400, 267)
+    assert len(body["detections"]) >= 5
+    assert set(body["detections"][0]) == {"bbox", "label", "score"}
+    assert sum(body["counts"].values()) == len(body["detections"])
+    assert set(body["counts"]) == {"with_mask", "without_mask", "mask_weared_incorrect"}
+
+
+def test_annotate_returns_an_image_of_the_same_size(server, photo):
+    import cv2
+    import numpy as np
+
+    response = post(server, "/v1/annotate?format=png", photo)
+    assert response.headers["content-type"] == "image/png"
+    image = cv2.imdecode(np.frombuffer(response.content, np.uint8), cv2.IMREAD_COLOR)
+    assert image.shape == (267, 400, 3)
+    assert "with_mask=" in response.headers["x-maskwatch-counts"]
+
+
+def test_content_is_checked_not_the_name(server, tmp_path):
+    fake = tmp_path / "cat.jpg"
+    fake.write_text("I am text, not a JPEG")
+    response = post(server, "/v1/detect", fake)
+    assert response.status_code == 415 and "not a readable image" in response.json()["detail"]
+    assert post(server, "/v1/videos", fake, "movie.mp4").status_code == 415
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    assert post(server, "/v1/detect", empty).status_code == 422
+
+
+def test_uploads_over_the_limit_get_413(server, tmp_path):
+    big = tmp_path / "big.jpg"
+    big.write_bytes(b"\xff" * (4 * 1024 * 1024))
+    assert post(server, "/v1/detect", big).status_code == 413
+
+
+def test_job_ids_are_random_and_paths_are_not_user_controlled(server):
+    for bad in ("abc", "..%2F..%2Fetc%2Fpasswd", "x" * 30, "../jobs.sqlite"):
+        assert httpx.get(f"{server}/v1/videos/{bad}").status_code == 404
+
+
+def test_video_job_runs_in_the_background_and_gives_a_playable_mp4(server, clip):
+    submitted = post(server, "/v1/videos", clip)
+    assert submitted.status_code == 202
+    job = submitted.json()
+    assert len(job["id"]) >= 20
+    state = wait_for_job(server, job["id"])
+    assert state["status"] == "finished" and state["progress"] == 1.0
+    result = httpx.get(server + job["result_url"], timeout=60)
+    assert result.headers["content-type"] == "video/mp4"
+    path = Path(f"/tmp/{job['id']}.mp4")
+    path.write_bytes(result.content)
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264"
+        assert sum(1 for _ in container.decode(stream)) == 16
+    path.unlink()
+    summary = httpx.get(server + job["summary_url"]).json()
+    assert summary["frames"] == 16 and sum(summary["people"].values()) >= 1
+
+
+def test_api_key_guards_everything_but_health(tmp_path, photo):
+    with running_server(tmp_path, env={"MASKWATCH_API_KEY": "s3cret"}) as (url, _):
+        assert httpx.get(f"{url}/healthz").status_code == 200
+        assert post(url, "/v1/detect", photo).status_code == 401
+        assert post(url, "/v1/detect", photo, headers={"X-API-Key": "wrong"}).status_code == 401
+        assert post(url, "/v1/detect", photo, headers={"X-API-Key": "s3cret"}).status_code == 200
+
+
+def test_a_restart_keeps_finished_results_and_marks_the_interrupted_job_failed(tmp_path, clip, data_dir):
+    long_clip = write_clip(pan_frames(data_dir / "images" / "maksssksksss657.jpg", size=(320, 240), frames=400,
+                                      zoom=1.5), tmp_path / "long.avi", fps=8, codec="MJPG")
+    with running_server(tmp_path / "data") as (url, process):
+        done = post(url, "/v1/videos", clip).json()
+        assert wait_for_job(url, done["id"])["status"] == "finished"
+        interrupted = post(url, "/v1/videos", long_clip).json()
+        deadline = time.time() + 60
+        while httpx.get(f"{url}/v1/videos/{interrupted['id']}").json()["frames_done"] == 0 and time.time() < deadline:
+            time.sleep(0.3)
+        process.send_signal(signal.SIGKILL)  # the server dies mid-job
+        process.wait(timeout=10)
+    with running_server(tmp_path / "data") as (url, _):
+        assert httpx.get(f"{url}/v1/videos/{done['id']}").json()["status"] == "finished"
+        assert httpx.get(url + done["result_url"]).status_code == 200
+        state = httpx.get(f"{url}/v1/videos/{interrupted['id']}").json()
+        assert state["status"] == "failed" and "server stopped" in state["message"]
+        assert httpx.get(url + interrupted["result_url"]).status_code == 409
