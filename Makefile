@@ -31,6 +31,7 @@ demo: install
 	@echo "annotated image: $(CURDIR)/out/demo/crowd.jpg"
 
 test: install-dev
+	bash tools/ensure_chromium.sh
 	$(BIN)/python -m pytest -q
 
 bench: install-dev

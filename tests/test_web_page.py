@@ -1,0 +1,91 @@
+"""The web page in a real browser (Debian's Chromium, headless, driven by Playwright)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+
+from clips import pan_frames, write_clip
+from servers import running_server
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "out" / "test-artifacts"
+# As the machine notes say: without these, Chromium keeps trying to reach Google's hosts on a closed network.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "the browser test needs Debian's chromium (apt-get install chromium)"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with running_server(tmp_path_factory.mktemp("web")) as (url, _):
+        yield url
+
+
+def counts_on_page(page) -> dict[str, int]:
+    rows = page.locator("#counts tr")
+    return {rows.nth(i).get_attribute("data-class"): int(rows.nth(i).locator("td.n").inner_text())
+            for i in range(rows.count())}
+
+
+def test_upload_an_image_and_see_the_result_on_a_phone_sized_screen(browser, server, data_dir):
+    photo = data_dir / "images" / "maksssksksss657.jpg"
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page.goto(server)
+    page.set_input_files("#file", str(photo))
+    page.wait_for_selector("img#annotated", timeout=60_000)
+    page.wait_for_function("document.querySelector('img#annotated').naturalWidth > 0")
+    assert page.evaluate("document.querySelector('img#annotated').naturalWidth") == 400
+    # The image fits the phone's width: no sideways scrolling.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    with photo.open("rb") as f:
+        api = httpx.post(f"{server}/v1/detect", files={"file": (photo.name, f)}, timeout=60).json()
+    assert counts_on_page(page) == api["counts"]
+    assert sum(api["counts"].values()) > 0
+    links = page.locator("#downloads a")
+    assert links.count() == 2 and links.nth(0).get_attribute("download").endswith("_maskwatch.jpg")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "web_image_phone.png"), full_page=True)
+    page.close()
+
+
+def test_upload_a_video_see_progress_then_it_plays(browser, server, data_dir, tmp_path):
+    frames = pan_frames(data_dir / "images" / "maksssksksss657.jpg", size=(320, 240), frames=12, zoom=1.5)
+    clip = write_clip(frames, tmp_path / "door.avi", fps=6, codec="MJPG")
+    page = browser.new_page(viewport={"width": 1000, "height": 800})
+    page.goto(server)
+    page.set_input_files("#file", str(clip))
+    page.wait_for_selector("video#annotated", timeout=120_000)
+    # Chromium decodes the H.264 result: it knows the duration and the frame size.
+    page.wait_for_function("document.querySelector('video#annotated').readyState >= 1", timeout=30_000)
+    assert page.evaluate("document.querySelector('video#annotated').videoWidth") == 320
+    assert page.evaluate("document.querySelector('video#annotated').duration") == pytest.approx(2.0, abs=0.2)
+    assert sum(counts_on_page(page).values()) >= 1
+    assert "Done: 12 frames" in page.inner_text("#status")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "web_video.png"), full_page=True)
+    page.close()
+
+
+def test_a_bad_file_shows_a_clear_error(browser, server, tmp_path):
+    fake = tmp_path / "holiday.jpg"
+    fake.write_text("not an image at all")
+    page = browser.new_page()
+    page.goto(server)
+    page.set_input_files("#file", str(fake))
+    page.wait_for_function("document.querySelector('#error').textContent.length > 0", timeout=30_000)
+    assert "415" in page.inner_text("#error") and "not a readable image" in page.inner_text("#error")
+    page.close()
