@@ -251,6 +251,27 @@ def serve(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Opt
                                     threads=threads, model=model))
 
 
+@app.command()
+def batch(inputs: str = typer.Argument(..., help="A folder, a glob ('photos/**/*.jpg') or a text file of paths."),
+          out: Path = typer.Option(Path("out/batch"), "--out", help="Results folder (Parquet parts)."),
+          engine: str = typer.Option("local", "--engine", help="local or ray."),
+          address: Optional[str] = typer.Option(None, "--address",
+                                                help="Ray cluster: ray://HOST:10001 or auto; default a local Ray."),
+          actors: int = typer.Option(2, "--actors", help="Ray: detector actors (one model each)."),
+          conf: float = typer.Option(0.4, "--conf", help="Lowest score kept."),
+          annotate: bool = typer.Option(False, "--annotate", help="Also write annotated images to OUT/annotated."),
+          model: Optional[str] = typer.Option(None, "--model"), threads: Optional[int] = typer.Option(None)) -> None:
+    """Detect on many images, locally or on a Ray cluster; resumable, one Parquet row per image."""
+    from maskwatch.batch.core import read_results
+    from maskwatch.batch.run import run_batch
+
+    summary = run_batch(inputs, out, engine, address, conf, annotate, model, actors, threads)
+    table = read_results(out)
+    errors = sum(1 for e in table.column("error").to_pylist() if e)
+    typer.echo(f"{summary.inputs} inputs: {summary.processed} processed now, {summary.skipped} done before; "
+               f"{table.num_rows} rows in {out} ({errors} with errors)")
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:

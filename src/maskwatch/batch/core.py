@@ -1,0 +1,87 @@
+"""What both engines share: the inputs, the one function that turns an image path into a result row, and the
+Parquet results folder (which is also what makes a run resumable)."""
+
+from __future__ import annotations
+
+import glob
+import json
+import time
+from collections import Counter
+from pathlib import Path
+
+import cv2
+
+from maskwatch.annotate import annotate
+from maskwatch.data.images import IMAGE_SUFFIXES, list_images, read_image
+from maskwatch.detector import Detector
+from maskwatch.errors import MaskwatchError
+from maskwatch.predictions import ImagePredictions
+
+ROW_FIELDS = ("path", "width", "height", "detections", "faces", "with_mask", "without_mask",
+              "mask_weared_incorrect", "error")
+
+
+def collect_inputs(spec: str) -> list[str]:
+    """A folder (recursive), a glob, or a text file with one path per line."""
+    path = Path(spec)
+    if path.is_dir():
+        return [str(p) for p in list_images(path)]
+    if path.is_file() and path.suffix.lower() not in IMAGE_SUFFIXES:
+        lines = [line.strip() for line in path.read_text().splitlines()]
+        return [line for line in lines if line and not line.startswith("#")]
+    if path.is_file():
+        return [str(path)]
+    matches = sorted(glob.glob(spec, recursive=True))
+    if not matches:
+        raise MaskwatchError(f"{spec}: not a folder, a list file, an image, or a glob that matches anything")
+    return matches
+
+
+def detect_row(detector: Detector, path: str, conf: float, annotate_dir: Path | None = None) -> dict:
+    """One result row; a bad input becomes a row with `error` set, never an exception."""
+    row: dict = {"path": path, "width": 0, "height": 0, "detections": "[]", "faces": 0, "with_mask": 0,
+                 "without_mask": 0, "mask_weared_incorrect": 0, "error": None}
+    try:
+        image = read_image(path)
+        detections = detector(image, min_score=conf)
+    except MaskwatchError as exc:
+        row["error"] = str(exc)
+        return row
+    except Exception as exc:  # a batch must not die on one strange file
+        row["error"] = f"{type(exc).__name__}: {exc}"
+        return row
+    record = ImagePredictions(Path(path).name, image.shape[1], image.shape[0], detections).to_record()
+    counts = Counter(d["label"] for d in record["detections"])
+    row.update(width=record["width"], height=record["height"], detections=json.dumps(record["detections"]),
+               faces=len(record["detections"]), **{c: counts.get(c, 0) for c in detector.classes if c in row})
+    if annotate_dir is not None:
+        annotate_dir.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(annotate_dir / (Path(path).stem + ".jpg")), annotate(image, detections, detector.classes))
+    return row
+
+
+def done_paths(out_dir: Path) -> set[str]:
+    """Paths already in the results folder: a second run skips them."""
+    import pyarrow.parquet as pq
+
+    done: set[str] = set()
+    for part in sorted(out_dir.glob("*.parquet")):
+        try:
+            done.update(pq.read_table(part, columns=["path"]).column("path").to_pylist())
+        except Exception:  # a part cut short by a crash holds nothing we can trust; its images run again
+            continue
+    return done
+
+
+def part_name(engine: str) -> str:
+    return f"part-{engine}-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**6:06d}"
+
+
+def read_results(out_dir: Path):
+    """All result rows of a folder as a pyarrow Table."""
+    import pyarrow.parquet as pq
+
+    parts = sorted(Path(out_dir).glob("*.parquet"))
+    if not parts:
+        raise MaskwatchError(f"{out_dir}: no result files")
+    return pq.ParquetDataset([str(p) for p in parts]).read()

@@ -1,0 +1,37 @@
+"""The local engine: one process, a progress bar, results flushed to Parquet every `chunk` images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tqdm import tqdm
+
+from maskwatch.batch.core import detect_row, part_name
+from maskwatch.detector import Detector
+
+
+def write_rows(rows: list[dict], path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    temp = path.with_suffix(".tmp")
+    pq.write_table(pa.Table.from_pylist(rows), temp)
+    temp.replace(path)  # a part is either complete or absent
+
+
+def run_local(paths: list[str], out_dir: Path, detector: Detector, conf: float, annotate_dir: Path | None,
+              chunk: int = 200) -> int:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows: list[dict] = []
+    name = part_name("local")
+    written = 0
+    for path in tqdm(paths, desc="detecting", unit="img"):
+        rows.append(detect_row(detector, path, conf, annotate_dir))
+        if len(rows) >= chunk:
+            write_rows(rows, out_dir / f"{name}-{written // chunk:05d}.parquet")
+            written += len(rows)
+            rows = []
+    if rows:
+        write_rows(rows, out_dir / f"{name}-{written // chunk:05d}.parquet")
+        written += len(rows)
+    return written

@@ -1,0 +1,41 @@
+"""`maskwatch batch`: pick the engine, skip what an earlier run finished, report what happened."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from maskwatch.batch.core import collect_inputs, done_paths
+from maskwatch.errors import MaskwatchError
+
+
+@dataclass
+class BatchSummary:
+    inputs: int
+    skipped: int
+    processed: int
+    engine: str
+    out: Path
+
+
+def run_batch(spec: str, out: Path, engine: str = "local", address: str | None = None, conf: float = 0.4,
+              annotate: bool = False, model: str | None = None, actors: int = 2, threads: int | None = None
+              ) -> BatchSummary:
+    paths = list(dict.fromkeys(collect_inputs(spec)))  # unique, order kept
+    done = done_paths(out) if out.is_dir() else set()
+    todo = [p for p in paths if p not in done]
+    annotate_dir = out / "annotated" if annotate else None
+    if engine == "local":
+        from maskwatch.batch.local import run_local
+        from maskwatch.detector import Detector
+
+        processed = run_local(todo, out, Detector.load(model, threads=threads), conf, annotate_dir) if todo else 0
+    elif engine == "ray":
+        try:
+            from maskwatch.batch.ray_engine import run_ray
+        except ImportError as exc:
+            raise MaskwatchError(f"the Ray engine needs: pip install 'maskwatch[ray]' ({exc})") from exc
+        processed = run_ray(todo, out, model, conf, annotate_dir, address, actors) if todo else 0
+    else:
+        raise MaskwatchError(f"unknown engine {engine!r}; use local or ray")
+    return BatchSummary(len(paths), len(paths) - len(todo), processed, engine, out)
