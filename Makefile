@@ -31,7 +31,7 @@ demo: install
 	@echo "annotated image: $(CURDIR)/out/demo/crowd.jpg"
 
 test: install-dev
-	bash tools/ensure_chromium.sh
+	bash tools/ensure_system_packages.sh
 	$(BIN)/python -m pytest -q
 
 bench: install-dev
