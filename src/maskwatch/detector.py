@@ -31,6 +31,8 @@ class HeadConfig:
     crop_context: float
     face_score_power: float = 0.5  # final score = p(class) * face_score ** power
     nms_iou: float = 0.5
+    flip_test: bool = False  # also classify the mirrored crop and average
+    refine_passes: int = 1  # re-crop at the refined box and ask the head again (1 measured best)
 
     @classmethod
     def read(cls, path: Path) -> "HeadConfig":
@@ -96,11 +98,7 @@ class Detector:
     def classes(self) -> list[str]:
         return list(self.config.classes)
 
-    def classify(self, image_bgr: np.ndarray, faces: sv.Detections) -> tuple[np.ndarray, np.ndarray]:
-        """Head outputs (class probabilities with background first, box deltas) for given face boxes."""
-        if len(faces) == 0:
-            return np.zeros((0, len(self.config.classes) + 1), np.float32), np.zeros((0, 4), np.float32)
-        crops = crop_faces(image_bgr, faces.xyxy, self.config.crop_size, self.config.crop_context)
+    def _run_head(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         probs, deltas = [], []
         for start in range(0, len(crops), 64):
             p, d = self.head.run(None, {"crops": crops_to_blob(crops[start:start + 64])})
@@ -108,9 +106,32 @@ class Detector:
             deltas.append(d)
         return np.concatenate(probs), np.concatenate(deltas)
 
+    def classify(self, image_bgr: np.ndarray, faces: sv.Detections) -> tuple[np.ndarray, np.ndarray]:
+        """Head outputs (class probabilities with background first, box deltas) for given face boxes."""
+        if len(faces) == 0:
+            return np.zeros((0, len(self.config.classes) + 1), np.float32), np.zeros((0, 4), np.float32)
+        crops = crop_faces(image_bgr, faces.xyxy, self.config.crop_size, self.config.crop_context)
+        probs, deltas = self._run_head(crops)
+        if self.config.flip_test:
+            flipped_probs, flipped_deltas = self._run_head(np.ascontiguousarray(crops[:, :, ::-1]))
+            flipped_deltas[:, 0] *= -1  # a mirrored face moves the other way
+            probs, deltas = (probs + flipped_probs) / 2, (deltas + flipped_deltas) / 2
+        return probs, deltas
+
+    def refine(self, image_bgr: np.ndarray, faces: sv.Detections) -> tuple[sv.Detections, np.ndarray, np.ndarray]:
+        """Head outputs, after `refine_passes` extra looks at the boxes the head itself proposed."""
+        probs, deltas = self.classify(image_bgr, faces)
+        for _ in range(self.config.refine_passes):
+            if len(faces) == 0:
+                break
+            faces = sv.Detections(xyxy=decode_deltas(faces.xyxy, deltas), confidence=faces.confidence,
+                                  class_id=faces.class_id)
+            probs, deltas = self.classify(image_bgr, faces)
+        return faces, probs, deltas
+
     def __call__(self, image_bgr: np.ndarray, min_score: float = 0.01, all_classes: bool = False) -> sv.Detections:
         if image_bgr is None or image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8:
             raise MaskwatchError("the detector takes an 8-bit BGR image (H x W x 3); use maskwatch.read_image")
         faces = self.faces(image_bgr, self.policy, self.min_face_score)
-        probs, deltas = self.classify(image_bgr, faces)
+        faces, probs, deltas = self.refine(image_bgr, faces)
         return assemble_detections(faces, probs, deltas, self.config, image_bgr.shape, min_score, all_classes)

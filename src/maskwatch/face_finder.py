@@ -29,12 +29,17 @@ def make_session(path: Path, threads: int | None = None) -> ort.InferenceSession
 
 @dataclass
 class ScalePolicy:
-    """Which input scales to run. `auto`: 1x, plus 2x when the faces found are small (or none are found)
-    and the image is not already large. A fixed float runs that scale alone."""
+    """Which input scales to run. `auto`: 1x, plus an upscaled pass when the faces found are small (or none are
+    found): the image is enlarged so its long side reaches `upscale_to` pixels (at least 2x, at most 4x, and not
+    past `max_upscaled_side`), which brings crowd faces of a few pixels to a size CenterFace finds. Measured on the
+    validation split: 800 beats 1200 (the head was trained on 1x and 2x candidates). A fixed float runs that
+    scale alone."""
 
     mode: str | float = "auto"
-    small_face_px: float = 40.0  # median height (at 1x) below which the 2x pass pays off
-    max_side_2x: int = 1400  # do not upscale images whose long side would exceed this
+    small_face_px: float = 40.0  # median height (at 1x) below which the upscaled pass pays off
+    upscale_to: int = 800  # long side of the upscaled pass
+    max_upscale: float = 4.0
+    max_upscaled_side: int = 1400
     max_side: int = 1920  # downscale bigger images first: faces there are big enough
 
     @classmethod
@@ -84,15 +89,16 @@ class FaceFinder:
                              class_id=np.zeros(int(keep.sum()), dtype=int))
 
     def scales_for(self, image_bgr: np.ndarray, first: sv.Detections, policy: ScalePolicy, base: float) -> list[float]:
-        """After the 1x pass, decide whether a 2x pass is worth its cost."""
+        """After the first pass, decide whether an upscaled pass is worth its cost, and at which scale."""
         long_side = max(image_bgr.shape[:2]) * base
-        if long_side * 2 > policy.max_side_2x:
-            return []
+        factor = min(policy.max_upscale, max(2.0, policy.upscale_to / long_side))
+        if long_side * factor > policy.max_upscaled_side:
+            return []  # the image is already large: its faces are not tiny
         confident = first[first.confidence >= 0.4]
         if len(confident) == 0:
-            return [2.0 * base]
+            return [factor * base]
         heights = confident.xyxy[:, 3] - confident.xyxy[:, 1]
-        return [2.0 * base] if np.median(heights) < policy.small_face_px else []
+        return [factor * base] if np.median(heights) < policy.small_face_px * base else []
 
     def __call__(self, image_bgr: np.ndarray, policy: ScalePolicy | None = None, min_score: float = 0.05,
                  nms_iou: float = 0.5) -> sv.Detections:
