@@ -12,8 +12,8 @@ import pytest
 MASKWATCH = [sys.executable, "-m", "maskwatch.cli"]
 
 
-def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([*MASKWATCH, *args], capture_output=True, text=True, timeout=300)
+def run(*args: str, ok: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    result = subprocess.run([*MASKWATCH, *args], capture_output=True, text=True, timeout=300, cwd=cwd)
     if ok:
         assert result.returncode == 0, result.stderr
     return result
@@ -35,7 +35,9 @@ def test_detect_writes_annotated_images_and_jsonl_and_goes_on_past_bad_files(sma
 
 
 def test_detect_then_evaluate_round_trip(small_voc, tmp_path):
-    run("detect", str(small_voc / "images"), "--out", "", "--json-out", str(tmp_path / "p.jsonl"), "--all-classes")
+    run("detect", str(small_voc / "images"), "--no-images", "--json-out", str(tmp_path / "p.jsonl"), "--all-classes",
+        cwd=tmp_path)
+    assert not list(tmp_path.glob("*.jpg"))
     result = run("evaluate", "--gt", str(small_voc), "--pred", str(tmp_path / "p.jsonl"), "--out", str(tmp_path / "ev"))
     report = json.loads((tmp_path / "ev" / "report.json").read_text())
     assert report["images"] == 6 and report["summary"]["mAP50"] > 0.5

@@ -141,7 +141,8 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
 
 @app.command()
 def detect(inputs: list[Path] = typer.Argument(..., help="Images and/or folders of images."),
-           out: Optional[Path] = typer.Option(Path("out/detect"), "--out", help="Folder for annotated images."),
+           out: Path = typer.Option(Path("out/detect"), "--out", help="Folder for annotated images."),
+           no_images: bool = typer.Option(False, "--no-images", help="Write no annotated images (only --json-out)."),
            json_out: Optional[Path] = typer.Option(None, "--json-out", help="Predictions as JSON Lines."),
            conf: float = typer.Option(0.01, "--conf", help="Lowest score kept in the predictions."),
            draw_conf: float = typer.Option(0.4, "--draw-conf", help="Lowest score drawn on the images."),
@@ -157,6 +158,7 @@ def detect(inputs: list[Path] = typer.Argument(..., help="Images and/or folders 
     from maskwatch.detector import Detector
 
     detector = Detector.load(model, threads=threads, scale=scale)
+    out = None if no_images else out
     summary = run_detect(detector, inputs, out, json_out, conf, draw_conf, all_classes)
     counts = ", ".join(f"{k} {v}" for k, v in sorted(summary.counts.items())) or "no faces"
     typer.echo(f"{summary.images} image(s): {counts} (score >= {draw_conf})")
