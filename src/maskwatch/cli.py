@@ -55,6 +55,8 @@ def data_stats(path: Path = typer.Argument(..., help="Data set folder or file.")
                plot: Path = typer.Option(Path("out/data_stats.png"), help="Where to write the figure."),
                label_map: Optional[list[str]] = LabelMapOption) -> None:
     """Counts per class, images per class and box sizes, as a table and a PNG figure."""
+    import numpy as np
+
     from maskwatch.data.stats import dataset_stats, plot_stats
 
     stats = dataset_stats(_load(path, fmt, label_map))
@@ -63,7 +65,7 @@ def data_stats(path: Path = typer.Argument(..., help="Data set folder or file.")
         table.add_column(column, justify="left" if column == "class" else "right")
     for name, count in stats.boxes_per_class.items():
         w = stats.box_widths[name]
-        widths = f"{w.min():.0f} / {float(__import__('numpy').median(w)):.0f} / {w.max():.0f}" if len(w) else "-"
+        widths = f"{w.min():.0f} / {np.median(w):.0f} / {w.max():.0f}" if len(w) else "-"
         table.add_row(name, str(count), str(stats.images_per_class[name]), widths)
     Console().print(table)
     typer.echo(f"figure: {plot_stats(stats, plot)}")
