@@ -21,9 +21,9 @@ from maskwatch.data.images import read_image
 from maskwatch.data.split import read_list
 from maskwatch.detector import Detector
 from maskwatch.evaluation import evaluate_coco
-from maskwatch.evaluation.shifts import shifted_sets
+from maskwatch.evaluation.shifts import shifted_sets, zero_shot_faces
 from maskwatch.face_finder import FaceFinder
-from maskwatch.predictions import ImagePredictions, detections_from_labels
+from maskwatch.predictions import ImagePredictions
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,11 +44,7 @@ def main() -> None:
     if args.limit:
         val.samples = val.samples[: args.limit]
     detector = Detector.load(args.model, threads=2)
-    finder = FaceFinder(threads=2)
-
-    def zero_shot(image):
-        faces = finder(image, detector.policy)
-        return detections_from_labels(faces.xyxy, ["face"] * len(faces), faces.confidence, ["face"])
+    zero_shot = zero_shot_faces(FaceFinder(threads=2), detector.policy)
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -24,7 +24,7 @@ def _write(image: np.ndarray, out_dir: Path, name: str) -> Path:
     return path
 
 
-def _photometric(dataset: Dataset, out_dir: Path, change: Callable[[np.ndarray, np.random.Generator], np.ndarray],
+def photometric(dataset: Dataset, out_dir: Path, change: Callable[[np.ndarray, np.random.Generator], np.ndarray],
                  seed: int = 0) -> Dataset:
     rng = np.random.default_rng(seed)
     samples = []
@@ -110,12 +110,23 @@ def shifted_sets(dataset: Dataset, out_dir: Path, scales: tuple[float, ...] = (0
         "original": dataset,
         "closeup 240x240": closeups(dataset, out_dir / "closeup240", (240, 240)),
         "closeup 640x480": closeups(dataset, out_dir / "closeup640", (640, 480)),
-        "low light + noise": _photometric(dataset, out_dir / "lowlight", low_light),
-        "haze + motion blur": _photometric(dataset, out_dir / "haze", haze_and_motion_blur),
-        "greyscale": _photometric(dataset, out_dir / "grey", grey),
-        "JPEG q12": _photometric(dataset, out_dir / "jpeg", heavy_jpeg),
+        "low light + noise": photometric(dataset, out_dir / "lowlight", low_light),
+        "haze + motion blur": photometric(dataset, out_dir / "haze", haze_and_motion_blur),
+        "greyscale": photometric(dataset, out_dir / "grey", grey),
+        "JPEG q12": photometric(dataset, out_dir / "jpeg", heavy_jpeg),
     }
     for factor in scales:
         if factor != 1.0:
             sets[f"scale {factor:g}x"] = rescaled(dataset, out_dir / f"scale{factor:g}", factor)
     return sets
+
+
+def zero_shot_faces(finder, policy) -> Callable[[np.ndarray], sv.Detections]:
+    """The reference: the face finder alone (no head), its boxes labelled 'face', for face-only AP."""
+    from maskwatch.predictions import detections_from_labels
+
+    def predict(image: np.ndarray) -> sv.Detections:
+        faces = finder(image, policy)
+        return detections_from_labels(faces.xyxy, ["face"] * len(faces), faces.confidence, ["face"])
+
+    return predict
