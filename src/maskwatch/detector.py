@@ -129,9 +129,12 @@ class Detector:
             probs, deltas = self.classify(image_bgr, faces)
         return faces, probs, deltas
 
-    def __call__(self, image_bgr: np.ndarray, min_score: float = 0.01, all_classes: bool = False) -> sv.Detections:
+    def __call__(self, image_bgr: np.ndarray, min_score: float = 0.01, all_classes: bool = False,
+                 min_face_score: float | None = None) -> sv.Detections:
+        """min_face_score: candidates the face finder scores lower are not classified (default: the detector's;
+        raise it where speed matters more than recall of faint faces, as on live video)."""
         if image_bgr is None or image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8:
             raise MaskwatchError("the detector takes an 8-bit BGR image (H x W x 3); use maskwatch.read_image")
-        faces = self.faces(image_bgr, self.policy, self.min_face_score)
+        faces = self.faces(image_bgr, self.policy, self.min_face_score if min_face_score is None else min_face_score)
         faces, probs, deltas = self.refine(image_bgr, faces)
         return assemble_detections(faces, probs, deltas, self.config, image_bgr.shape, min_score, all_classes)

@@ -40,6 +40,7 @@ class WatchOptions:
     blur_faces: bool = False
     window_s: float = 10.0  # length of the counting windows stored in the database
     detect_conf: float = 0.1  # detections passed to the tracker (ByteTrack uses low scores to keep tracks)
+    min_face_score: float = 0.2  # face candidates below this are not classified: fewer crops per frame
     draw_conf: float = 0.4
     min_track_frames: int = 2  # tracks seen fewer times are not counted as people
     max_frames: int | None = None
@@ -122,7 +123,8 @@ class VideoPipeline:
             for frame in frames_source.frames():
                 tick = time.perf_counter()
                 if frame.index % opts.every == 0:
-                    detections = self.detector(frame.image, min_score=opts.detect_conf)
+                    detections = self.detector(frame.image, min_score=opts.detect_conf,
+                                               min_face_score=opts.min_face_score)
                     tracked = tracker.update(detections, frame.time_s, frame.index)
                     summary.detected_frames += 1
                     for tid, label in zip(tracked.tracker_id, tracked.data.get("class_name", [])):
