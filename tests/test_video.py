@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import sqlite3
 import subprocess
@@ -134,8 +135,11 @@ def test_ctrl_c_finishes_the_video_and_the_database(data_dir, tmp_path):
                                stderr=subprocess.PIPE, text=True)
     seen = ""
     deadline = time.time() + 120
-    while time.time() < deadline and "| 20/300" not in seen:  # tqdm has shown 20 frames done
+    while time.time() < deadline and process.poll() is None:
         seen += process.stderr.read(1)
+        counts = re.findall(r"(\d+)/300", seen[-200:])
+        if counts and int(counts[-1]) >= 20:  # tqdm has shown 20 frames done
+            break
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=60)
     stderr = seen + stderr
