@@ -20,7 +20,8 @@ from maskwatch.data.images import read_image
 def _write(image: np.ndarray, out_dir: Path, name: str) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / name
-    cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    params = [cv2.IMWRITE_JPEG_QUALITY, 95] if path.suffix == ".jpg" else []
+    cv2.imwrite(str(path), image, params)
     return path
 
 
