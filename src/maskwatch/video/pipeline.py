@@ -118,7 +118,7 @@ class VideoPipeline:
         tracked = sv.Detections.empty()
         window_start, window_tracks = 0.0, {}
         started = time.perf_counter()
-        previous_handler = _sigterm_as_interrupt()
+        previous_handlers = _stop_signals_as_interrupt()
         try:
             for frame in frames_source.frames():
                 tick = time.perf_counter()
@@ -157,8 +157,8 @@ class VideoPipeline:
             summary.status, summary.message = "failed", f"{type(exc).__name__}: {exc}"
             raise
         finally:
-            if previous_handler is not None:
-                signal.signal(signal.SIGTERM, previous_handler)
+            for signum, handler in previous_handlers.items():
+                signal.signal(signum, handler)
             frames_source.close()
             if writer:
                 writer.close()
@@ -188,15 +188,20 @@ def write_summary(summary: WatchSummary, tracker: FaceTracker, out: Path) -> Non
                              f"{t.best_score:.3f}", json.dumps({k: round(v, 3) for k, v in t.votes.items()})])
 
 
-def _sigterm_as_interrupt():
-    """SIGTERM finishes the output like Ctrl-C does (only possible on the main thread)."""
-    try:
-        def handler(signum, frame):
-            raise KeyboardInterrupt
+def _stop_signals_as_interrupt() -> dict:
+    """Ctrl-C and SIGTERM finish the output cleanly. SIGINT is set explicitly too: a process started in the
+    background by a shell inherits it ignored. Only possible on the main thread (elsewhere: nothing changes)."""
 
-        return signal.signal(signal.SIGTERM, handler)
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = {}
+    try:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, handler)
     except ValueError:
-        return None
+        pass
+    return previous
 
 
 def _show(image: np.ndarray) -> None:
