@@ -15,7 +15,7 @@ import numpy as np
 import supervision as sv
 
 from maskwatch.crops import crop_faces, crops_to_blob, decode_deltas
-from maskwatch.face_finder import WEIGHTS_DIR, FaceFinder, ScalePolicy, make_session
+from maskwatch.face_finder import CENTERFACE_PATH, WEIGHTS_DIR, FaceFinder, ScalePolicy, make_session
 from maskwatch.errors import MaskwatchError
 from maskwatch.predictions import detections_from_labels
 
@@ -79,7 +79,7 @@ class Detector:
         if not Path(head_path).is_file():
             raise MaskwatchError(f"{head_path}: model file not found")
         self.config = HeadConfig.read(Path(head_path).with_suffix(".json"))
-        self.faces = FaceFinder(face_finder_path, threads) if face_finder_path else FaceFinder(threads=threads)
+        self.faces = FaceFinder(face_finder_path or CENTERFACE_PATH, threads)
         self.head = make_session(Path(head_path), threads)
         self.policy = ScalePolicy.parse(scale)
         self.min_face_score = min_face_score

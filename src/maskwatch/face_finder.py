@@ -14,6 +14,8 @@ import numpy as np
 import onnxruntime as ort
 import supervision as sv
 
+from maskwatch.errors import MaskwatchError
+
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 CENTERFACE_PATH = WEIGHTS_DIR / "centerface.onnx"
 STRIDE = 4
@@ -48,12 +50,8 @@ class ScalePolicy:
             try:
                 value = float(value)
             except ValueError:
-                from maskwatch.errors import MaskwatchError
-
                 raise MaskwatchError(f"--scale must be 'auto' or a number, got {value!r}") from None
         if not isinstance(value, str) and not 0.1 <= float(value) <= 4:
-            from maskwatch.errors import MaskwatchError
-
             raise MaskwatchError(f"--scale must be between 0.1 and 4, got {value}")
         return cls(mode=value)
 

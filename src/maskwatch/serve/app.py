@@ -6,6 +6,7 @@ against the database before any path is built from them; an optional API key gua
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import secrets
@@ -82,8 +83,6 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
         return size
 
     async def read_image_upload(request: Request, file: UploadFile):
-        import io
-
         buffer = io.BytesIO()
         await read_upload(request, file, buffer)
         try:

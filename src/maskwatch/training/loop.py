@@ -215,7 +215,7 @@ def train(cfg: TrainConfig) -> Path:
             loss.backward()
             optimizer.step()
             for key, value in (("loss", loss), ("loss_cls", loss_cls), ("loss_box", loss_box)):
-                sums[key] += float(value)
+                sums[key] += value.item()
             bar.set_postfix(loss=f"{sums['loss'] / (step + 1):.3f}")
         result = evaluate_coco(val_set, predict_with_head(model, val_set, images, candidates, head_config))
         row = {"epoch": epoch + 1, **{k: v / steps for k, v in sums.items()}, "lr": lr,
