@@ -26,3 +26,25 @@ def write_clip(frames: list[np.ndarray], path: Path, fps: float = 15.0, codec: s
         writer.write(frame)
     writer.release()
     return path
+
+
+def walk_through_frames(faces: list[np.ndarray], size: tuple[int, int] = (480, 320), frames: int = 60,
+                        start_frames: tuple[int, ...] = (0, 25), span: int = 30) -> list[np.ndarray]:
+    """Faces (BGR crops) crossing a plain background one after another: each enters at the left at its start
+    frame, walks right for `span` frames and leaves. People entering and leaving a door's view."""
+    w, h = size
+    clip = []
+    for index in range(frames):
+        frame = np.full((h, w, 3), (150, 160, 165), np.uint8)
+        for face, start in zip(faces, start_frames):
+            t = index - start
+            if not 0 <= t < span:
+                continue
+            fh, fw = face.shape[:2]
+            x = int(-fw + (w + fw) * t / (span - 1))
+            y = (h - fh) // 2
+            x1, x2 = max(0, x), min(w, x + fw)
+            if x2 > x1:
+                frame[y:y + fh, x1:x2] = face[:, x1 - x:x2 - x]
+        clip.append(frame)
+    return clip

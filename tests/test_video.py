@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import supervision as sv
 
-from clips import pan_frames, write_clip
+from clips import pan_frames, walk_through_frames, write_clip
 from maskwatch import Detector
 from maskwatch.errors import MaskwatchError
 from maskwatch.predictions import detections_from_labels
@@ -149,3 +149,28 @@ def test_ctrl_c_finishes_the_video_and_the_database(data_dir, tmp_path):
     assert 0 < len(decoded) < 300
     status, count = sqlite3.connect(db).execute("SELECT status, frames FROM runs").fetchone()
     assert status == "interrupted" and count == len(decoded)
+
+
+def test_people_entering_and_leaving_are_each_counted_once(detector, data_dir, tmp_path):
+    import cv2
+
+    from maskwatch.data import load_dataset
+
+    sample = load_dataset(data_dir).subset(["maksssksksss94"]).samples[0]
+    image = cv2.imread(str(sample.image_path))
+    widths = sample.detections.xyxy[:, 2] - sample.detections.xyxy[:, 0]
+    faces = []
+    for i in np.argsort(-widths)[:2]:  # the two largest faces of the photo, with some context
+        x1, y1, x2, y2 = sample.detections.xyxy[i]
+        cx, cy, side = (x1 + x2) / 2, (y1 + y2) / 2, max(x2 - x1, y2 - y1) * 1.6
+        crop = image[int(max(0, cy - side / 2)):int(cy + side / 2), int(max(0, cx - side / 2)):int(cx + side / 2)]
+        faces.append(cv2.resize(crop, (110, 110), interpolation=cv2.INTER_CUBIC))
+    clip = write_clip(walk_through_frames(faces), tmp_path / "door.avi", fps=10, codec="MJPG")
+    pipeline = VideoPipeline(detector, WatchOptions(min_track_frames=3), tmp_path / "events.sqlite")
+    summary = pipeline.run(str(clip))
+    assert sum(summary.people.values()) == 2, summary.people
+    rows = sqlite3.connect(tmp_path / "events.sqlite").execute(
+        "SELECT first_seen_s, last_seen_s FROM tracks WHERE frames >= 3 ORDER BY first_seen_s").fetchall()
+    assert len(rows) == 2
+    assert rows[0][0] < 1.0 and 2.0 <= rows[1][0] <= 3.5  # the second person enters at frame 25 (2.5 s)
+    assert rows[0][1] < rows[1][1]
