@@ -59,3 +59,17 @@ def test_user_errors_print_one_line_not_a_traceback(tmp_path):
     assert "missing.jpg: no such file or folder" in result.stderr and "Traceback" not in result.stderr
     result = run("convert", str(tmp_path), str(tmp_path / "x"), "--to", "coco", ok=False)
     assert result.returncode == 2 and "found no VOC" in result.stderr
+
+
+def test_predictions_list_every_plausible_class_but_drawings_count_one_per_face(small_voc, tmp_path):
+    run("detect", str(small_voc / "images" / "maksssksksss657.jpg"), "--out", str(tmp_path / "img"),
+        "--json-out", str(tmp_path / "all.jsonl"))
+    best = run("detect", str(small_voc / "images" / "maksssksksss657.jpg"), "--no-images", "--best-class-only",
+               "--json-out", str(tmp_path / "best.jsonl"))
+    every = json.loads((tmp_path / "all.jsonl").read_text())["detections"]
+    one = json.loads((tmp_path / "best.jsonl").read_text())["detections"]
+    assert len(every) > len(one)
+    boxes = [tuple(d["bbox"]) for d in one]
+    assert len(boxes) == len(set(boxes))  # best-class-only: one box per face
+    assert {tuple(d["bbox"]) for d in every} == set(boxes)  # the extra boxes are other classes of the same faces
+    assert "image(s):" in best.stdout

@@ -151,8 +151,10 @@ def detect(inputs: list[Path] = typer.Argument(..., help="Images and/or folders 
            scale: str = typer.Option("auto", "--scale",
                                      help="Input scale for the face finder: 'auto' (1x, plus 2x when faces are "
                                           "small) or a number such as 1 or 2."),
-           all_classes: bool = typer.Option(False, "--all-classes",
-                                            help="One box per plausible class (for mAP), not only the best."),
+           all_classes: bool = typer.Option(True, "--all-classes/--best-class-only",
+                                            help="Predictions: a box for every class a face scores >= --conf in "
+                                                 "(what COCO mAP rewards), or only its best class. Drawn images "
+                                                 "and counts always show the best class."),
            model: Optional[Path] = typer.Option(None, "--model", help="A trained head (.onnx) or run folder."),
            threads: Optional[int] = typer.Option(None)) -> None:
     """Detect masked, unmasked and wrongly masked faces in images; write annotated copies and predictions."""

@@ -73,6 +73,14 @@ def assemble_detections(faces: sv.Detections, probs: np.ndarray, deltas: np.ndar
     return detections.with_nms(threshold=config.nms_iou, class_agnostic=not all_classes)
 
 
+def best_class_per_face(detections: sv.Detections) -> sv.Detections:
+    """One box per face from all-classes output: the boxes of one face share their coordinates exactly, so a
+    class-agnostic NMS at IoU 0.95 keeps its best class and leaves neighbouring faces alone."""
+    if len(detections) < 2:
+        return detections
+    return detections.with_nms(threshold=0.95, class_agnostic=True)
+
+
 class Detector:
     def __init__(self, head_path: Path = DEFAULT_HEAD, face_finder_path: Path | None = None,
                  threads: int | None = None, scale: str | float = "auto", min_face_score: float = 0.05):
