@@ -39,7 +39,7 @@ class ScalePolicy:
 
     mode: str | float = "auto"
     small_face_px: float = 40.0  # median height (at 1x) below which the upscaled pass pays off
-    upscale_to: int = 800  # long side of the upscaled pass
+    upscale_to: tuple[int, ...] = (800,)  # long side of each upscaled pass
     max_upscale: float = 4.0
     max_upscaled_side: int = 1400
     max_side: int = 1920  # downscale bigger images first: faces there are big enough
@@ -87,16 +87,19 @@ class FaceFinder:
                              class_id=np.zeros(int(keep.sum()), dtype=int))
 
     def scales_for(self, image_bgr: np.ndarray, first: sv.Detections, policy: ScalePolicy, base: float) -> list[float]:
-        """After the first pass, decide whether an upscaled pass is worth its cost, and at which scale."""
+        """After the first pass, decide whether upscaled passes are worth their cost, and at which scales."""
         long_side = max(image_bgr.shape[:2]) * base
-        factor = min(policy.max_upscale, max(2.0, policy.upscale_to / long_side))
-        if long_side * factor > policy.max_upscaled_side:
-            return []  # the image is already large: its faces are not tiny
         confident = first[first.confidence >= 0.4]
-        if len(confident) == 0:
-            return [factor * base]
-        heights = confident.xyxy[:, 3] - confident.xyxy[:, 1]
-        return [factor * base] if np.median(heights) < policy.small_face_px * base else []
+        if len(confident):
+            heights = confident.xyxy[:, 3] - confident.xyxy[:, 1]
+            if np.median(heights) >= policy.small_face_px * base:
+                return []
+        scales = []
+        for target in policy.upscale_to:
+            factor = min(policy.max_upscale, max(2.0, target / long_side))
+            if long_side * factor <= policy.max_upscaled_side and factor * base not in scales:
+                scales.append(factor * base)
+        return scales
 
     def __call__(self, image_bgr: np.ndarray, policy: ScalePolicy | None = None, min_score: float = 0.05,
                  nms_iou: float = 0.5) -> sv.Detections:

@@ -19,14 +19,15 @@ POSITIVE_IOU = 0.3
 NEGATIVE_IOU = 0.2
 
 
-def find_candidates(images: dict[str, np.ndarray], cache: Path, finder: FaceFinder | None = None) -> dict[str, np.ndarray]:
+def find_candidates(images: dict[str, np.ndarray], cache: Path, finder: FaceFinder | None = None,
+                    policy: ScalePolicy | None = None) -> dict[str, np.ndarray]:
     """stem -> (N, 5) boxes + face score, computed once and cached in an .npz."""
     cached: dict[str, np.ndarray] = dict(np.load(cache)) if cache.is_file() else {}
     missing = [stem for stem in images if stem not in cached]
     if missing:
         finder = finder or FaceFinder()
         for stem in tqdm(missing, desc="finding face candidates", unit="img"):
-            faces = finder(images[stem], ScalePolicy())
+            faces = finder(images[stem], policy or ScalePolicy())
             cached[stem] = np.concatenate([faces.xyxy, faces.confidence[:, None]], axis=1).astype(np.float32)
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(cache, **cached)

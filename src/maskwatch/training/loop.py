@@ -27,6 +27,7 @@ from maskwatch.data.split import read_list, split_dataset
 from maskwatch.detector import HeadConfig, assemble_detections
 from maskwatch.errors import MaskwatchError
 from maskwatch.evaluation.coco_metrics import evaluate_coco
+from maskwatch.face_finder import ScalePolicy
 from maskwatch.models.crop_head import CropHead, export_onnx
 from maskwatch.predictions import ImagePredictions
 from maskwatch.training.augment import augment_crop
@@ -51,6 +52,7 @@ class TrainConfig:
     crop_context: float = CROP_CONTEXT
     negatives_per_positive: float = 0.6
     jitter_copies: float = 2.0  # jittered copies of each ground-truth box of the commonest class
+    candidate_upscale_to: tuple[int, ...] = (800,)  # upscaled face-finder passes that make training candidates
     positive_iou: float = POSITIVE_IOU
     negative_iou: float = NEGATIVE_IOU
     quick: bool = False
@@ -173,7 +175,8 @@ def train(cfg: TrainConfig) -> Path:
     train_set, val_set = split_for_training(dataset, cfg)
     log.info("training on %d images, validating on %d; classes %s", len(train_set), len(val_set), dataset.classes)
     images = {s.stem: read_image(s.image_path) for s in train_set.samples + val_set.samples}
-    candidates = find_candidates(images, cfg.out / "candidates.npz")
+    candidates = find_candidates(images, cfg.out / "candidates.npz",
+                                 policy=ScalePolicy(upscale_to=tuple(cfg.candidate_upscale_to)))
     matched = {s.stem: match_candidates(s.stem, candidates[s.stem], s.detections, cfg.positive_iou, cfg.negative_iou)
                for s in train_set.samples}
     copies = copies_per_class(train_set, cfg.jitter_copies)
