@@ -62,6 +62,10 @@ def test_detect_returns_the_predictions_format_and_counts(server, photo):
     assert set(body["detections"][0]) == {"bbox", "label", "score"}
     assert sum(body["counts"].values()) == len(body["detections"])
     assert set(body["counts"]) == {"with_mask", "without_mask", "mask_weared_incorrect"}
+    every = post(server, "/v1/detect?conf=0.05&all_classes=true", photo).json()
+    one = post(server, "/v1/detect?conf=0.05", photo).json()
+    assert len(every["detections"]) > len(one["detections"])
+    assert every["counts"] == one["counts"]  # people are counted once however many classes are listed
 
 
 def test_annotate_returns_an_image_of_the_same_size(server, photo):

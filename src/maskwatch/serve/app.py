@@ -22,7 +22,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
 from maskwatch.annotate import annotate
 from maskwatch.data.images import decode_image
-from maskwatch.detector import Detector
+from maskwatch.detector import Detector, best_class_per_face
 from maskwatch.errors import MaskwatchError
 from maskwatch.predictions import ImagePredictions
 from maskwatch.serve.jobs import JobQueue
@@ -92,7 +92,8 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
 
     def detect(image, conf: float, all_classes: bool):
         detections = state["detector"](image, min_score=conf, all_classes=all_classes)
-        counts = Counter(str(n) for n in detections.data.get("class_name", []))
+        faces = best_class_per_face(detections)  # counts are of people, whatever the listing
+        counts = Counter(str(n) for n in faces.data.get("class_name", []))
         return detections, {c: counts.get(c, 0) for c in state["detector"].classes}
 
     @app.get("/healthz")
