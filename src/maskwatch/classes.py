@@ -28,6 +28,12 @@ DISPLAY_NAMES: dict[str, str] = {"with_mask": "mask", "without_mask": "no mask",
                                  "no_mask": "no mask"}
 
 
+def compliance_of(people: dict[str, int]) -> float | None:
+    """Share of people wearing a mask correctly (None when nobody was seen)."""
+    total = sum(people.values())
+    return people.get("with_mask", 0) / total if total else None
+
+
 def parse_label_map(pairs: list[str] | None) -> dict[str, str]:
     """Parse `old=new` options (e.g. from `--label-map`) into a renaming dict."""
     from maskwatch.errors import MaskwatchError

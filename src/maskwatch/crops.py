@@ -23,14 +23,14 @@ def crop_faces(image_bgr: np.ndarray, boxes_xyxy: np.ndarray, size: int = CROP_S
         side = max(x2 - x1, y2 - y1, 1.0) * context
         scale = size / side
         cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-        # Map the square [cx - side/2, cx + side/2] onto [0, size] (pixel centres at +0.5).
+        if scale < 0.5:  # big faces: cut and resize with area averaging so they are not aliased
+            crops[i] = _shrink_crop(image_bgr, cx, cy, side, size)
+            continue
+        # Map the square [cx - side/2, cx + side/2] onto [0, size].
         matrix = np.array([[scale, 0, size / 2 - cx * scale], [0, scale, size / 2 - cy * scale]], np.float32)
         interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-        if scale < 0.5:  # shrink in two steps so big faces are not aliased
-            crops[i] = _shrink_crop(image_bgr, cx, cy, side, size)
-        else:
-            crops[i] = cv2.warpAffine(image_bgr, matrix, (size, size), flags=interpolation,
-                                      borderMode=cv2.BORDER_REPLICATE)
+        crops[i] = cv2.warpAffine(image_bgr, matrix, (size, size), flags=interpolation,
+                                  borderMode=cv2.BORDER_REPLICATE)
     return crops
 
 

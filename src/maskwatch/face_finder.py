@@ -105,11 +105,11 @@ class FaceFinder:
                  nms_iou: float = 0.5) -> sv.Detections:
         policy = policy or ScalePolicy()
         if policy.mode != "auto":
-            faces = self.at_scale(image_bgr, float(policy.mode), min_score)
-            return faces.with_nms(threshold=nms_iou, class_agnostic=True) if len(faces) else faces
-        base = min(1.0, policy.max_side / max(image_bgr.shape[:2]))
-        found = [self.at_scale(image_bgr, base, min_score)]
-        for scale in self.scales_for(image_bgr, found[0], policy, base):
-            found.append(self.at_scale(image_bgr, scale, min_score))
+            found = [self.at_scale(image_bgr, float(policy.mode), min_score)]
+        else:
+            base = min(1.0, policy.max_side / max(image_bgr.shape[:2]))
+            found = [self.at_scale(image_bgr, base, min_score)]
+            for scale in self.scales_for(image_bgr, found[0], policy, base):
+                found.append(self.at_scale(image_bgr, scale, min_score))
         faces = sv.Detections.merge(found)
         return faces.with_nms(threshold=nms_iou, class_agnostic=True) if len(faces) else faces

@@ -22,12 +22,12 @@ import numpy as np
 import supervision as sv
 
 from maskwatch.annotate import annotate
-from maskwatch.classes import DISPLAY_NAMES
+from maskwatch.classes import DISPLAY_NAMES, compliance_of
 from maskwatch.detector import Detector
 from maskwatch.errors import MaskwatchError
 from maskwatch.video.events import EventStore
 from maskwatch.video.sources import FrameSource, open_source
-from maskwatch.video.tracking import FaceTracker
+from maskwatch.video.tracking import MIN_TRACK_FRAMES, FaceTracker
 from maskwatch.video.writer import H264Writer
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ class WatchOptions:
     detect_conf: float = 0.1  # detections passed to the tracker (ByteTrack uses low scores to keep tracks)
     min_face_score: float = 0.2  # face candidates below this are not classified: fewer crops per frame
     draw_conf: float = 0.4
-    min_track_frames: int = 2  # tracks seen fewer times are not counted as people
+    min_track_frames: int = MIN_TRACK_FRAMES  # tracks seen fewer times are not counted as people
     max_frames: int | None = None
     show: bool = False
 
@@ -64,11 +64,6 @@ class WatchSummary:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-def compliance_of(people: dict[str, int]) -> float | None:
-    total = sum(people.values())
-    return people.get("with_mask", 0) / total if total else None
 
 
 def draw_counts(image: np.ndarray, people: dict[str, int]) -> np.ndarray:

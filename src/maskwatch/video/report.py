@@ -7,7 +7,9 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+from maskwatch.classes import compliance_of
 from maskwatch.errors import MaskwatchError
+from maskwatch.video.tracking import MIN_TRACK_FRAMES
 
 
 @dataclass
@@ -31,8 +33,8 @@ def read_report(path: Path, run_id: int | None = None) -> Report:
             raise MaskwatchError(f"{path}: no runs recorded" + (f" with id {run_id}" if run_id else ""))
         marks = ",".join("?" * len(ids))
         people: dict[str, int] = {}
-        for row in db.execute(f"SELECT label, COUNT(*) AS n FROM tracks WHERE run_id IN ({marks}) AND frames >= 2 "
-                              f"GROUP BY label", ids):
+        for row in db.execute(f"SELECT label, COUNT(*) AS n FROM tracks WHERE run_id IN ({marks}) AND frames >= ? "
+                              f"GROUP BY label", (*ids, MIN_TRACK_FRAMES)):
             people[row["label"]] = row["n"]
         windows: dict[tuple[int, float], dict[str, int]] = {}
         for row in db.execute(f"SELECT * FROM windows WHERE run_id IN ({marks}) ORDER BY run_id, window_start_s", ids):
@@ -41,8 +43,7 @@ def read_report(path: Path, run_id: int | None = None) -> Report:
         raise MaskwatchError(f"{path}: not a maskwatch events database ({exc})") from exc
     finally:
         db.close()
-    total = sum(people.values())
-    return Report(runs, people, people.get("with_mask", 0) / total if total else None,
+    return Report(runs, people, compliance_of(people),
                   [(run, start, counts) for (run, start), counts in windows.items()])
 
 
@@ -54,7 +55,7 @@ def plot_compliance(report: Report, path: Path) -> Path:
 
     fig, ax = plt.subplots(figsize=(8, 3.5))
     for run in report.runs:
-        points = [(start, c.get("with_mask", 0) / sum(c.values())) for r, start, c in report.windows
+        points = [(start, compliance_of(c)) for r, start, c in report.windows
                   if r == run["id"] and sum(c.values())]
         if points:
             xs, ys = zip(*points)

@@ -10,6 +10,10 @@ import numpy as np
 import supervision as sv
 
 
+# A track seen on fewer detection frames than this is not counted as a person (one-frame flickers).
+MIN_TRACK_FRAMES = 2
+
+
 @dataclass
 class TrackState:
     track_id: int
