@@ -174,3 +174,20 @@ def test_people_entering_and_leaving_are_each_counted_once(detector, data_dir, t
     assert len(rows) == 2
     assert rows[0][0] < 1.0 and 2.0 <= rows[1][0] <= 3.5  # the second person enters at frame 25 (2.5 s)
     assert rows[0][1] < rows[1][1]
+
+
+def test_report_reads_back_what_the_run_counted(detector, pan, tmp_path):
+    from maskwatch.video.report import plot_compliance, read_report
+
+    clip, _ = pan
+    db = tmp_path / "events.sqlite"
+    summary = VideoPipeline(detector, WatchOptions(), db).run(str(clip))
+    report = read_report(db)
+    assert [r["status"] for r in report.runs] == ["finished"]
+    assert {k: v for k, v in summary.people.items() if v} == report.people
+    assert report.compliance == pytest.approx(summary.compliance)
+    assert report.windows  # per-window counts were stored
+    chart = plot_compliance(report, tmp_path / "chart.png")
+    assert chart.read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(MaskwatchError, match="no such events database"):
+        read_report(tmp_path / "missing.sqlite")
