@@ -47,18 +47,16 @@ def run_ray(paths: list[str], out_dir: Path, model: str | None, conf: float, ann
         batch_size=batch_size, concurrency=actors, num_cpus=threads_per_actor, batch_format="numpy")
     out_dir.mkdir(parents=True, exist_ok=True)
     prefix = part_name("ray")
-    results.write_parquet(str(out_dir), filename_provider=_FilenameProvider(prefix))
+    results.write_parquet(str(out_dir), filename_provider=_filename_provider(prefix))
     return len(paths)
 
 
-class _FilenameProvider:
+def _filename_provider(prefix: str):
     """Flat part files in the results folder, named like the local engine's."""
+    from ray.data.datasource import FilenameProvider
 
-    def __new__(cls, prefix: str):
-        from ray.data.datasource import FilenameProvider
+    class Provider(FilenameProvider):
+        def get_filename_for_block(self, block, task_index, block_index):
+            return f"{prefix}-{task_index:05d}-{block_index:03d}.parquet"
 
-        class Provider(FilenameProvider):
-            def get_filename_for_block(self, block, task_index, block_index):
-                return f"{prefix}-{task_index:05d}-{block_index:03d}.parquet"
-
-        return Provider()
+    return Provider()

@@ -96,8 +96,7 @@ def read_tfrecord(path: Path, label_map_path: Path | None = None, classes: list[
                     continue
                 image_path = out / name
                 if not image_path.is_file():
-                    image_path.write_bytes(bytes(np.asarray(encoded).tobytes()) if not isinstance(encoded, bytes)
-                                          else encoded)
+                    image_path.write_bytes(encoded if isinstance(encoded, bytes) else np.asarray(encoded).tobytes())
                 width = int(_as_list(example.get("image/width"))[0]) if "image/width" in example else 0
                 height = int(_as_list(example.get("image/height"))[0]) if "image/height" in example else 0
                 xmins, ymins = _as_list(example.get("image/object/bbox/xmin")), _as_list(example.get("image/object/bbox/ymin"))
