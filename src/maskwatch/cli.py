@@ -91,19 +91,24 @@ def data_split(path: Path = typer.Argument(...), val: float = typer.Option(0.15,
 def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any supported format)."),
           out: Path = typer.Option(Path("runs/train"), "--out"),
           val_split: Optional[Path] = typer.Option(None, "--val-split", help="List of validation images."),
-          epochs: int = typer.Option(12), batch_size: int = typer.Option(64, "--batch-size"),
-          lr: float = typer.Option(2e-3), seed: int = typer.Option(0), patience: int = typer.Option(4),
+          arch: str = typer.Option("two-stage", "--arch",
+                                   help="two-stage: a crop head behind the shipped face finder (what ships); "
+                                        "one-stage: CenterFace itself fine-tuned to find and classify."),
+          epochs: int = typer.Option(12),
+          batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Default 64 crops / 8 windows."),
+          lr: Optional[float] = typer.Option(None, help="Default 2e-3 (two-stage) / 1e-3 (one-stage)."),
+          seed: int = typer.Option(0), patience: int = typer.Option(4),
           quick: bool = typer.Option(False, "--quick", help="A few images, 2 epochs: checks the pipeline."),
           resume: bool = typer.Option(False, "--resume", help="Go on from OUT/last.pt."),
           threads: Optional[int] = typer.Option(None), label_map: Optional[list[str]] = LabelMapOption) -> None:
-    """Train the mask classification head on top of the shipped face finder; writes OUT/model/mask_head.onnx."""
+    """Train a mask detector; writes OUT/model/mask_head.onnx (two-stage) or OUT/model/onestage.onnx."""
     try:
         from maskwatch.training.loop import TrainConfig, train as run_training
     except ImportError as exc:
         raise MaskwatchError(f"training needs torch: run `make install-train` ({exc})") from exc
     from maskwatch.classes import parse_label_map
 
-    onnx_path = run_training(TrainConfig(data=data, out=out, val_split=val_split, epochs=epochs,
+    onnx_path = run_training(TrainConfig(data=data, out=out, val_split=val_split, arch=arch, epochs=epochs,
                                          batch_size=batch_size, lr=lr, seed=seed, patience=patience, quick=quick,
                                          resume=resume, threads=threads, label_map=parse_label_map(label_map)))
     typer.echo(f"model: {onnx_path}\nlog: {out / 'history.csv'} and {out / 'history.png'}")

@@ -3,6 +3,9 @@
     from maskwatch import Detector
     detector = Detector.load()
     detections = detector(image_bgr)          # sv.Detections, class names in detections.data["class_name"]
+
+`Detector.load(path)` also opens a one-stage model (`maskwatch train --arch one-stage`), which answers the same
+calls from a single fine-tuned CenterFace.
 """
 
 from __future__ import annotations
@@ -15,27 +18,26 @@ import numpy as np
 import supervision as sv
 
 from maskwatch.crops import crop_faces, crops_to_blob, decode_deltas
-from maskwatch.face_finder import CENTERFACE_PATH, WEIGHTS_DIR, FaceFinder, ScalePolicy, make_session
+from maskwatch.face_finder import CENTERFACE_PATH, CLASS_PROBS, WEIGHTS_DIR, FaceFinder, ScalePolicy, make_session
 from maskwatch.errors import MaskwatchError
 from maskwatch.predictions import detections_from_labels
 
 DEFAULT_HEAD = WEIGHTS_DIR / "mask_head.onnx"
+ONE_STAGE = "one-stage"
+MODEL_FILES = ("mask_head.onnx", "onestage.onnx")  # what a training run leaves in its model/ folder
 
 
 @dataclass
-class HeadConfig:
-    """Stored beside the head's ONNX as JSON: what the head expects and how its outputs become scores."""
+class ScoringConfig:
+    """Stored beside a model's ONNX as JSON: its classes and how its outputs become scores."""
 
     classes: list[str]
-    crop_size: int
-    crop_context: float
     face_score_power: float = 0.5  # final score = p(class) * face_score ** power
     nms_iou: float = 0.5
-    flip_test: bool = False  # also classify the mirrored crop and average
-    refine_passes: int = 1  # re-crop at the refined box and ask the head again (1 measured best)
+    arch: str = "two-stage"
 
     @classmethod
-    def read(cls, path: Path) -> "HeadConfig":
+    def read(cls, path: Path):
         if not path.is_file():
             raise MaskwatchError(f"{path}: the model's config file is missing")
         data = json.loads(path.read_text())
@@ -45,7 +47,22 @@ class HeadConfig:
         path.write_text(json.dumps({**self.__dict__, **extra}, indent=2))
 
 
-def assemble_detections(faces: sv.Detections, probs: np.ndarray, deltas: np.ndarray, config: HeadConfig,
+@dataclass(kw_only=True)
+class HeadConfig(ScoringConfig):
+    """The crop head's framing on top of the scoring."""
+
+    crop_size: int
+    crop_context: float
+    flip_test: bool = False  # also classify the mirrored crop and average
+    refine_passes: int = 1  # re-crop at the refined box and ask the head again (1 measured best)
+
+
+def check_image(image_bgr: np.ndarray) -> None:
+    if image_bgr is None or image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8:
+        raise MaskwatchError("the detector takes an 8-bit BGR image (H x W x 3); use maskwatch.read_image")
+
+
+def assemble_detections(faces: sv.Detections, probs: np.ndarray, deltas: np.ndarray, config: ScoringConfig,
                         image_shape: tuple[int, ...], min_score: float = 0.01,
                         all_classes: bool = False) -> sv.Detections:
     """Turn face candidates and head outputs into final detections.
@@ -93,13 +110,19 @@ class Detector:
         self.min_face_score = min_face_score
 
     @classmethod
-    def load(cls, path: str | Path | None = None, **kwargs) -> "Detector":
-        """The shipped model, or a trained one (an .onnx head, or a run folder holding model/mask_head.onnx)."""
+    def load(cls, path: str | Path | None = None, **kwargs) -> "Detector | OneStageDetector":
+        """The shipped model, or a trained one: an .onnx file or a run folder (its model/ folder holds it).
+        A one-stage model comes back as a OneStageDetector, which takes the same calls."""
         if path is None:
             return cls(**kwargs)
         path = Path(path)
         if path.is_dir():
-            path = path / "model" / "mask_head.onnx" if (path / "model").is_dir() else path / "mask_head.onnx"
+            folder = path / "model" if (path / "model").is_dir() else path
+            found = [folder / name for name in MODEL_FILES if (folder / name).is_file()]
+            path = found[0] if found else folder / MODEL_FILES[0]
+        config = path.with_suffix(".json")
+        if config.is_file() and ScoringConfig.read(config).arch == ONE_STAGE:
+            return OneStageDetector(path, **kwargs)
         return cls(head_path=path, **kwargs)
 
     @property
@@ -141,8 +164,36 @@ class Detector:
                  min_face_score: float | None = None) -> sv.Detections:
         """min_face_score: candidates the face finder scores lower are not classified (default: the detector's;
         raise it where speed matters more than recall of faint faces, as on live video)."""
-        if image_bgr is None or image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8:
-            raise MaskwatchError("the detector takes an 8-bit BGR image (H x W x 3); use maskwatch.read_image")
+        check_image(image_bgr)
         faces = self.faces(image_bgr, self.policy, self.min_face_score if min_face_score is None else min_face_score)
         faces, probs, deltas = self.refine(image_bgr, faces)
         return assemble_detections(faces, probs, deltas, self.config, image_bgr.shape, min_score, all_classes)
+
+
+class OneStageDetector:
+    """A CenterFace fine-tuned to give faces and classes in one pass (models/onestage.py); no crop head."""
+
+    def __init__(self, model_path: Path, threads: int | None = None, scale: str | float = "auto",
+                 min_face_score: float = 0.05):
+        if not Path(model_path).is_file():
+            raise MaskwatchError(f"{model_path}: model file not found")
+        self.config = ScoringConfig.read(Path(model_path).with_suffix(".json"))
+        self.faces = FaceFinder(Path(model_path), threads)
+        if not self.faces.has_classes:
+            raise MaskwatchError(f"{model_path}: not a one-stage model (no {CLASS_PROBS} output)")
+        self.policy = ScalePolicy.parse(scale)
+        self.min_face_score = min_face_score
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.config.classes)
+
+    def __call__(self, image_bgr: np.ndarray, min_score: float = 0.01, all_classes: bool = False,
+                 min_face_score: float | None = None) -> sv.Detections:
+        check_image(image_bgr)
+        faces = self.faces(image_bgr, self.policy, self.min_face_score if min_face_score is None else min_face_score)
+        probs = np.zeros((len(faces), len(self.config.classes) + 1), np.float32)
+        if len(faces):
+            probs[:, 1:] = faces.data[CLASS_PROBS]
+        no_shift = np.zeros((len(faces), 4), np.float32)  # the fine-tuned size/offset heads already drew our boxes
+        return assemble_detections(faces, probs, no_shift, self.config, image_bgr.shape, min_score, all_classes)

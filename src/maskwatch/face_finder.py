@@ -19,6 +19,7 @@ from maskwatch.errors import MaskwatchError
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 CENTERFACE_PATH = WEIGHTS_DIR / "centerface.onnx"
 STRIDE = 4
+CLASS_PROBS = "class_probs"
 
 
 def make_session(path: Path, threads: int | None = None) -> ort.InferenceSession:
@@ -60,10 +61,16 @@ class FaceFinder:
     def __init__(self, path: Path = CENTERFACE_PATH, threads: int | None = None):
         self.session = make_session(path, threads)
         self.input_name = self.session.get_inputs()[0].name
-        self.output_names = [o.name for o in self.session.get_outputs()][:3]  # heatmap, size, offset
+        outputs = [o.name for o in self.session.get_outputs()]
+        self.output_names = outputs[:3]  # heatmap, size, offset
+        # A one-stage mask model (models/onestage.py) adds p(class | face) at each heatmap cell.
+        self.has_classes = CLASS_PROBS in outputs
+        if self.has_classes:
+            self.output_names.append(CLASS_PROBS)
 
     def at_scale(self, image_bgr: np.ndarray, scale: float, min_score: float = 0.05) -> sv.Detections:
-        """Faces found with the image resized by `scale`; boxes in original pixels, face score as confidence."""
+        """Faces found with the image resized by `scale`; boxes in original pixels, face score as confidence
+        (and, for a one-stage model, class probabilities in data["class_probs"])."""
         h, w = image_bgr.shape[:2]
         new_w, new_h = max(32, int(round(w * scale))), max(32, int(round(h * scale)))
         resized = cv2.resize(image_bgr, (new_w, new_h), interpolation=cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA)
@@ -71,7 +78,7 @@ class FaceFinder:
         if pad_w or pad_h:
             resized = cv2.copyMakeBorder(resized, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT, value=(0, 0, 0))
         blob = resized[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32)  # RGB, 0..255
-        heatmap, size, offset = self.session.run(self.output_names, {self.input_name: blob})
+        heatmap, size, offset, *classes = self.session.run(self.output_names, {self.input_name: blob})
         heat = heatmap[0, 0]
         peaks = (heat == cv2.dilate(heat, np.ones((3, 3), np.uint8))) & (heat >= min_score)
         ys, xs = np.nonzero(peaks)
@@ -83,8 +90,9 @@ class FaceFinder:
         xyxy[:, [0, 2]] = np.clip(xyxy[:, [0, 2]] * (w / new_w), 0, w)
         xyxy[:, [1, 3]] = np.clip(xyxy[:, [1, 3]] * (h / new_h), 0, h)
         keep = (xyxy[:, 2] - xyxy[:, 0] >= 1) & (xyxy[:, 3] - xyxy[:, 1] >= 1)
+        data = {CLASS_PROBS: classes[0][0][:, ys[keep], xs[keep]].T.astype(np.float32)} if classes else {}
         return sv.Detections(xyxy=xyxy[keep].astype(np.float32), confidence=scores[keep].astype(np.float32),
-                             class_id=np.zeros(int(keep.sum()), dtype=int))
+                             class_id=np.zeros(int(keep.sum()), dtype=int), data=data)
 
     def scales_for(self, image_bgr: np.ndarray, first: sv.Detections, policy: ScalePolicy, base: float) -> list[float]:
         """After the first pass, decide whether upscaled passes are worth their cost, and at which scales."""

@@ -39,3 +39,20 @@ def augment_crop(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         ok, encoded = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(10, 40))])
         out = cv2.imdecode(encoded, cv2.IMREAD_COLOR)
     return out
+
+
+def augment_scene(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Lighter photometric changes for whole training scenes of the one-stage model (no resolution loss: the
+    scale jitter already covers it)."""
+    img = image.astype(np.float32)
+    if rng.random() < 0.8:
+        img = img * rng.uniform(0.6, 1.4) + rng.uniform(-30, 30)
+        img = img * rng.uniform(0.85, 1.15, size=3)
+    if rng.random() < 0.1:
+        img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.5, 1.5))
+    if rng.random() < 0.1:
+        img = img + rng.normal(0, rng.uniform(2, 8), img.shape)
+    if rng.random() < 0.1:
+        grey = cv2.cvtColor(np.clip(img, 0, 255).astype(np.uint8), cv2.COLOR_BGR2GRAY)
+        img = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR).astype(np.float32)
+    return np.clip(img, 0, 255).astype(np.uint8)

@@ -43,8 +43,8 @@ class TrainConfig:
     out: Path
     val_split: Path | None = None
     epochs: int = 12
-    batch_size: int = 64
-    lr: float = 2e-3
+    batch_size: int | None = None  # None: the architecture's own (64 crops; 8 windows for one-stage)
+    lr: float | None = None  # None: 2e-3 for the crop head; 1e-3 for one-stage
     weight_decay: float = 1e-4
     patience: int = 4
     seed: int = 0
@@ -55,13 +55,14 @@ class TrainConfig:
     candidate_upscale_to: tuple[int, ...] = (800,)  # upscaled face-finder passes that make training candidates
     positive_iou: float = POSITIVE_IOU
     negative_iou: float = NEGATIVE_IOU
+    arch: str = "two-stage"  # or "one-stage" (training/onestage.py)
     quick: bool = False
     resume: bool = False
     threads: int | None = None
     label_map: dict[str, str] = field(default_factory=dict)
 
 
-def _seed_everything(seed: int) -> None:
+def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -87,6 +88,35 @@ def copies_per_class(train: Dataset, base: float) -> np.ndarray:
     """Repeat-factor sampling: a class with a fraction f of the boxes gets base * sqrt(f_max / f) copies."""
     counts = np.array([max(1, c) for c in train.class_counts().values()], np.float64)
     return np.round(base * np.sqrt(counts.max() / counts)).astype(int)
+
+
+def class_balance(train: Dataset, power: float = 0.25) -> tuple[np.ndarray, torch.Tensor, int]:
+    """For whole-image training: image sampling weights (repeat factor of the rarest class an image holds),
+    class loss weights ((n_max / n) ** power) and the index of the rarest class."""
+    counts = np.array([max(1, c) for c in train.class_counts().values()], np.float64)
+    repeat = np.sqrt(counts.max() / counts)
+    weights = np.array([max([1.0, *repeat[s.detections.class_id]]) for s in train.samples])
+    class_weights = torch.tensor((counts.max() / counts) ** power, dtype=torch.float32)
+    return weights / weights.sum(), class_weights, int(counts.argmin())
+
+
+def record_epoch(history: list[dict], row: dict, cfg: TrainConfig, rarest: str) -> bool:
+    """Log one epoch (stdout, history.csv, history.png); True when it is time to stop early."""
+    history.append(row)
+    log.info("epoch %d: loss %.3f, val mAP50 %.3f, mAP %.3f", row["epoch"], row["loss"], row["val_mAP50"], row["val_mAP"])
+    print(f"epoch {row['epoch']}: loss {row['loss']:.3f} val mAP@.5 {row['val_mAP50']:.3f} "
+          f"mAP@[.5:.95] {row['val_mAP']:.3f} AP@.5 {rarest} {row['val_AP50_rarest']:.3f} "
+          f"({row['seconds']:.0f} s)", flush=True)
+    with (cfg.out / "history.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+    plot_history(history, cfg.out / "history.png")
+    scores = [h["val_mAP50"] for h in history]
+    if len(scores) - 1 - int(np.argmax(scores)) >= cfg.patience:
+        print(f"early stop: no gain in validation mAP@.5 for {cfg.patience} epochs")
+        return True
+    return False
 
 
 def epoch_examples(train: Dataset, matched: dict[str, tuple[list[Example], list[Example]]],
@@ -165,9 +195,16 @@ def plot_history(history: list[dict], path: Path) -> None:
 
 def train(cfg: TrainConfig) -> Path:
     """Train, keep the best epoch by validation mAP@.5 and export it; returns the ONNX path."""
+    if cfg.arch == "one-stage":
+        from maskwatch.training.onestage import train_one_stage
+
+        return train_one_stage(cfg)
+    if cfg.arch != "two-stage":
+        raise MaskwatchError(f"--arch must be two-stage or one-stage, got {cfg.arch!r}")
+    cfg.batch_size, cfg.lr = cfg.batch_size or 64, cfg.lr or 2e-3
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    _seed_everything(cfg.seed)
+    seed_everything(cfg.seed)
     if cfg.quick:
         cfg.epochs = min(cfg.epochs, 2)
     cfg.out.mkdir(parents=True, exist_ok=True)
@@ -180,7 +217,7 @@ def train(cfg: TrainConfig) -> Path:
     matched = {s.stem: match_candidates(s.stem, candidates[s.stem], s.detections, cfg.positive_iou, cfg.negative_iou)
                for s in train_set.samples}
     copies = copies_per_class(train_set, cfg.jitter_copies)
-    head_config = HeadConfig(list(dataset.classes), cfg.crop_size, cfg.crop_context)
+    head_config = HeadConfig(classes=list(dataset.classes), crop_size=cfg.crop_size, crop_context=cfg.crop_context)
 
     model = CropHead(len(dataset.classes), pretrained=True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -194,7 +231,6 @@ def train(cfg: TrainConfig) -> Path:
         log.info("resumed from %s at epoch %d", last_path, start_epoch)
     rarest = min(range(len(dataset.classes)), key=lambda c: list(train_set.class_counts().values())[c])
 
-    epochs_without_gain = 0
     for epoch in range(start_epoch, cfg.epochs):
         rng = np.random.default_rng(cfg.seed * 1000 + epoch)
         examples = epoch_examples(train_set, matched, copies, cfg, rng)
@@ -225,26 +261,12 @@ def train(cfg: TrainConfig) -> Path:
                "val_mAP50": result.summary["mAP50"], "val_mAP": result.summary["mAP"],
                "val_AP50_rarest": result.per_class[dataset.classes[rarest]]["AP50"],
                "seconds": time.time() - started}
-        history.append(row)
-        log.info("epoch %d: loss %.3f, val mAP50 %.3f, mAP %.3f", epoch + 1, row["loss"], row["val_mAP50"], row["val_mAP"])
-        print(f"epoch {epoch + 1}: loss {row['loss']:.3f} val mAP@.5 {row['val_mAP50']:.3f} "
-              f"mAP@[.5:.95] {row['val_mAP']:.3f} AP@.5 {dataset.classes[rarest]} {row['val_AP50_rarest']:.3f} "
-              f"({row['seconds']:.0f} s)", flush=True)
-        score = row["val_mAP50"]
-        if score > best:
-            best, epochs_without_gain = score, 0
+        if row["val_mAP50"] > best:
+            best = row["val_mAP50"]
             torch.save({"model": model.state_dict(), "epoch": epoch + 1, "config": asdict(head_config)}, best_path)
-        else:
-            epochs_without_gain += 1
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
-                    "history": history, "best": best}, last_path)
-        with (cfg.out / "history.csv").open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(history[0]))
-            writer.writeheader()
-            writer.writerows(history)
-        plot_history(history, cfg.out / "history.png")
-        if epochs_without_gain >= cfg.patience:
-            print(f"early stop: no gain in validation mAP@.5 for {cfg.patience} epochs")
+                    "history": history + [row], "best": best}, last_path)
+        if record_epoch(history, row, cfg, dataset.classes[rarest]):
             break
 
     model.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=False)["model"])
