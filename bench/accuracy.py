@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def run(model: str | None, scale: str, data: Path, val_list: Path, all_classes: bool, threads: int) -> dict:
     dataset = load_dataset(data)
     val = dataset.subset(read_list(val_list))
-    detector = Detector.load(model, threads=threads, scale=scale)
+    detector = Detector.load(None if model in (None, "shipped") else model, threads=threads, scale=scale)
     images = [read_image(s.image_path) for s in val.samples]
     detector(images[0])  # warm up
     predictions, started = [], time.perf_counter()
@@ -54,7 +54,7 @@ def run(model: str | None, scale: str, data: Path, val_list: Path, all_classes: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", action="append", help="trained head or run folder (repeatable); default shipped")
+    parser.add_argument("--model", action="append", help="'shipped', a trained model or run folder (two- or one-stage; repeatable); default shipped")
     parser.add_argument("--data", type=Path, default=ROOT / ".." / "shared" / "datasets" / "face-mask-voc")
     parser.add_argument("--val", type=Path, default=ROOT / "splits" / "face-mask-voc" / "val.txt")
     parser.add_argument("--scale", action="append", help="auto, 1, 2 ... (repeatable); default auto")

@@ -4,7 +4,7 @@
 
 Builds shifted copies of the validation images only (never training images), then reports for each set:
 class-agnostic face AP@.5 and AP, 2-class AP@.5, 3-class mAP@.5 for the detector, and face AP@.5 / AP for
-zero-shot CenterFace (the same face finder, no head) as the reference. Writes out/bench/robustness.json.
+zero-shot CenterFace (the same face finder, no head) as the reference. Writes out/bench/robustness[-MODEL].json.
 """
 
 from __future__ import annotations
@@ -69,7 +69,8 @@ def main() -> None:
               f"{r['zero_shot_face_AP']:.3f} |")
     out = ROOT / "out" / "bench"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "robustness.json").write_text(json.dumps(rows, indent=2))
+    name = "robustness.json" if args.model is None else f"robustness-{Path(args.model).name}.json"
+    (out / name).write_text(json.dumps(rows, indent=2))
 
 
 if __name__ == "__main__":
