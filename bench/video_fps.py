@@ -1,6 +1,6 @@
 """End-to-end video speed: decode + detect + track + draw + H.264 encode, frames per second.
 
-    .venv/bin/python bench/video_fps.py [--frames 90]
+    .venv/bin/python bench/video_fps.py [--frames 90] [--model runs/NAME]
 
 Clips are made from a validation photo (a pan at 640x480 and 1920x1080). Prints a table per setting.
 """
@@ -24,6 +24,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=90)
     parser.add_argument("--photo", type=Path, default=ROOT / "samples" / "crowd.jpg")
+    parser.add_argument("--model", default=None, help="a trained model or run folder (default: shipped)")
     args = parser.parse_args()
     settings = [("640x480", "auto", 1), ("640x480", "1", 1), ("640x480", "1", 3),
                 ("1920x1080", "auto", 1), ("1920x1080", "0.5", 1), ("1920x1080", "0.5", 3)]
@@ -35,7 +36,7 @@ def main() -> None:
             clips[size] = write_clip(pan_frames(args.photo, (w, h), args.frames, zoom), Path(tmp) / f"{size}.avi",
                                      fps=30, codec="MJPG")
         for size, scale, every in settings:
-            detector = Detector.load(threads=2, scale=scale)
+            detector = Detector.load(args.model, threads=2, scale=scale)
             summary = VideoPipeline(detector, WatchOptions(every=every)).run(str(clips[size]), Path(tmp) / "out.mp4")
             rows.append((size, scale, every, summary.frames, summary.fps))
             print(f"{size} scale {scale} every {every}: {summary.fps:.1f} frames/s", flush=True)
