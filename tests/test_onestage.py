@@ -97,3 +97,10 @@ def test_the_shipped_centerface_is_refused_as_a_one_stage_model(tmp_path):
     (tmp_path / "centerface.onnx").write_bytes(CENTERFACE_PATH.read_bytes())
     with pytest.raises(MaskwatchError, match="not a one-stage model"):
         Detector.load(tmp_path / "centerface.onnx")
+
+
+def test_an_unknown_architecture_is_refused(tmp_path):
+    from maskwatch.errors import MaskwatchError
+
+    with pytest.raises(MaskwatchError, match="--arch must be"):
+        train(TrainConfig(data=tmp_path, out=tmp_path / "run", arch="three-stage"))

@@ -98,6 +98,8 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
           batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Default 64 crops / 8 windows."),
           lr: Optional[float] = typer.Option(None, help="Default 2e-3 (two-stage) / 1e-3 (one-stage)."),
           seed: int = typer.Option(0), patience: int = typer.Option(4),
+          balance_classes: bool = typer.Option(True, "--balance-classes/--no-balance-classes",
+                                               help="Show rarer classes more often (and weigh them higher)."),
           quick: bool = typer.Option(False, "--quick", help="A few images, 2 epochs: checks the pipeline."),
           resume: bool = typer.Option(False, "--resume", help="Go on from OUT/last.pt."),
           threads: Optional[int] = typer.Option(None), label_map: Optional[list[str]] = LabelMapOption) -> None:
@@ -110,6 +112,7 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
 
     onnx_path = run_training(TrainConfig(data=data, out=out, val_split=val_split, arch=arch, epochs=epochs,
                                          batch_size=batch_size, lr=lr, seed=seed, patience=patience, quick=quick,
+                                         balance_classes=balance_classes,
                                          resume=resume, threads=threads, label_map=parse_label_map(label_map)))
     typer.echo(f"model: {onnx_path}\nlog: {out / 'history.csv'} and {out / 'history.png'}")
 

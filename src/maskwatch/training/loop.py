@@ -52,6 +52,7 @@ class TrainConfig:
     crop_context: float = CROP_CONTEXT
     negatives_per_positive: float = 0.6
     jitter_copies: float = 2.0  # jittered copies of each ground-truth box of the commonest class
+    balance_classes: bool = True  # rarer classes more often / weighted higher; off only to measure its effect
     candidate_upscale_to: tuple[int, ...] = (800,)  # upscaled face-finder passes that make training candidates
     positive_iou: float = POSITIVE_IOU
     negative_iou: float = NEGATIVE_IOU
@@ -84,19 +85,21 @@ def split_for_training(dataset: Dataset, cfg: TrainConfig) -> tuple[Dataset, Dat
     return train, val
 
 
-def copies_per_class(train: Dataset, base: float) -> np.ndarray:
+def copies_per_class(train: Dataset, base: float, balance: bool = True) -> np.ndarray:
     """Repeat-factor sampling: a class with a fraction f of the boxes gets base * sqrt(f_max / f) copies."""
     counts = np.array([max(1, c) for c in train.class_counts().values()], np.float64)
-    return np.round(base * np.sqrt(counts.max() / counts)).astype(int)
+    factor = np.sqrt(counts.max() / counts) if balance else np.ones_like(counts)
+    return np.round(base * factor).astype(int)
 
 
-def class_balance(train: Dataset, power: float = 0.25) -> tuple[np.ndarray, torch.Tensor, int]:
+def class_balance(train: Dataset, power: float = 0.25, balance: bool = True) -> tuple[np.ndarray, torch.Tensor, int]:
     """For whole-image training: image sampling weights (repeat factor of the rarest class an image holds),
-    class loss weights ((n_max / n) ** power) and the index of the rarest class."""
+    class loss weights ((n_max / n) ** power) and the index of the rarest class; all ones without `balance`."""
     counts = np.array([max(1, c) for c in train.class_counts().values()], np.float64)
-    repeat = np.sqrt(counts.max() / counts)
+    ratio = counts.max() / counts if balance else np.ones_like(counts)
+    repeat = np.sqrt(ratio)
     weights = np.array([max([1.0, *repeat[s.detections.class_id]]) for s in train.samples])
-    class_weights = torch.tensor((counts.max() / counts) ** power, dtype=torch.float32)
+    class_weights = torch.tensor(ratio ** power, dtype=torch.float32)
     return weights / weights.sum(), class_weights, int(counts.argmin())
 
 
@@ -216,7 +219,7 @@ def train(cfg: TrainConfig) -> Path:
                                  policy=ScalePolicy(upscale_to=tuple(cfg.candidate_upscale_to)))
     matched = {s.stem: match_candidates(s.stem, candidates[s.stem], s.detections, cfg.positive_iou, cfg.negative_iou)
                for s in train_set.samples}
-    copies = copies_per_class(train_set, cfg.jitter_copies)
+    copies = copies_per_class(train_set, cfg.jitter_copies, cfg.balance_classes)
     head_config = HeadConfig(classes=list(dataset.classes), crop_size=cfg.crop_size, crop_context=cfg.crop_context)
 
     model = CropHead(len(dataset.classes), pretrained=True)

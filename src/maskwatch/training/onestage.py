@@ -40,8 +40,8 @@ class OneStageRecipe:
     trunk_lr_factor: float = 0.25
     warmup_steps: int = 50
     scale_range: tuple[float, float] = (0.7, 2.5)  # times native size
-    zoom_prob: float = 0.2  # windows zoomed onto one face ...
-    zoom_face_px: tuple[float, float] = (48.0, 256.0)  # ... to this height
+    zoom_prob: float = 0.3  # windows zoomed onto one face ...
+    zoom_face_px: tuple[float, float] = (48.0, 340.0)  # ... to this height (a 640x480 close-up: 190-380 px)
 
 
 def sample_window(image: np.ndarray, boxes: np.ndarray, recipe: OneStageRecipe,
@@ -53,9 +53,11 @@ def sample_window(image: np.ndarray, boxes: np.ndarray, recipe: OneStageRecipe,
     if len(boxes) and rng.random() < recipe.zoom_prob:
         i = int(rng.integers(len(boxes)))
         face_h = max(boxes[i, 3] - boxes[i, 1], 1.0)
-        scale = rng.uniform(*recipe.zoom_face_px) / face_h
+        target_h = rng.uniform(*recipe.zoom_face_px)
+        scale = target_h / face_h
         cx, cy = (boxes[i, 0] + boxes[i, 2]) / 2 * scale, (boxes[i, 1] + boxes[i, 3]) / 2 * scale
-        x0, y0 = cx - rng.uniform(0.25, 0.75) * size, cy - rng.uniform(0.25, 0.75) * size
+        margin = min(0.5, max(0.25, target_h / 2 / size))  # keep a big face whole inside the window
+        x0, y0 = cx - rng.uniform(margin, 1 - margin) * size, cy - rng.uniform(margin, 1 - margin) * size
     else:
         scale = math.exp(rng.uniform(*np.log(recipe.scale_range)))
         x0 = rng.uniform(min(0.0, w * scale - size), max(0.0, w * scale - size))
@@ -190,7 +192,7 @@ def train_one_stage(cfg: TrainConfig, recipe: OneStageRecipe | None = None) -> P
     train_set, val_set = split_for_training(dataset, cfg)
     print(f"one-stage: training on {len(train_set)} images, validating on {len(val_set)}; classes {dataset.classes}")
     images = {s.stem: read_image(s.image_path) for s in train_set.samples + val_set.samples}
-    image_weights, class_weights, rarest = class_balance(train_set)
+    image_weights, class_weights, rarest = class_balance(train_set, balance=cfg.balance_classes)
 
     net = OneStageNet(len(dataset.classes))
     head_params = [p for m in net.heads() for p in m.parameters()]
