@@ -74,10 +74,12 @@ def test_learns_a_fixed_batch(data_dir):
 
 
 @pytest.mark.slow
-def test_quick_one_stage_training_gives_a_detector(data_dir, tmp_path):
-    onnx_path = train(TrainConfig(data=data_dir, out=tmp_path / "run", arch="one-stage", quick=True, threads=2))
+def test_quick_one_stage_training_resumes_and_gives_a_detector(data_dir, tmp_path):
+    config = dict(data=data_dir, out=tmp_path / "run", arch="one-stage", quick=True, threads=2)
+    train(TrainConfig(**config, epochs=1))
+    onnx_path = train(TrainConfig(**config, epochs=2, resume=True))  # goes on from epoch 1
     with (tmp_path / "run" / "history.csv").open() as f:
-        assert len(list(csv.DictReader(f))) == 2
+        assert [row["epoch"] for row in csv.DictReader(f)] == ["1", "2"]
     assert onnx_path.name == "onestage.onnx" and not (tmp_path / "run" / "epoch.onnx").exists()
     detector = Detector.load(tmp_path / "run", threads=2)
     assert isinstance(detector, OneStageDetector)

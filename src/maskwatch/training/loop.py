@@ -103,6 +103,29 @@ def class_balance(train: Dataset, power: float = 0.25, balance: bool = True) -> 
     return weights / weights.sum(), class_weights, int(counts.argmin())
 
 
+def resume(cfg: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[int, list[dict], float]:
+    """Start epoch, history and best score: from OUT/last.pt with --resume, else a fresh start."""
+    last_path = cfg.out / "last.pt"
+    if not (cfg.resume and last_path.is_file()):
+        return 0, [], -1.0
+    state = torch.load(last_path, map_location="cpu", weights_only=False)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    print(f"resumed from {last_path} at epoch {state['epoch']}")
+    return state["epoch"], state["history"], state["best"]
+
+
+def checkpoint(cfg: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer, history: list[dict],
+               row: dict, best: float, **extra) -> float:
+    """Save OUT/last.pt (to resume) and, when the epoch is the best so far by mAP@.5, OUT/best.pt; returns the best."""
+    if row["val_mAP50"] > best:
+        best = row["val_mAP50"]
+        torch.save({"model": model.state_dict(), "epoch": row["epoch"], **extra}, cfg.out / "best.pt")
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": row["epoch"],
+                "history": history + [row], "best": best, **extra}, cfg.out / "last.pt")
+    return best
+
+
 def record_epoch(history: list[dict], row: dict, cfg: TrainConfig, rarest: str) -> bool:
     """Log one epoch (stdout, history.csv, history.png); True when it is time to stop early."""
     history.append(row)
@@ -224,14 +247,7 @@ def train(cfg: TrainConfig) -> Path:
 
     model = CropHead(len(dataset.classes), pretrained=True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    start_epoch, history, best = 0, [], -1.0
-    last_path, best_path = cfg.out / "last.pt", cfg.out / "best.pt"
-    if cfg.resume and last_path.is_file():
-        state = torch.load(last_path, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start_epoch, history, best = state["epoch"], state["history"], state["best"]
-        log.info("resumed from %s at epoch %d", last_path, start_epoch)
+    start_epoch, history, best = resume(cfg, model, optimizer)
     rarest = min(range(len(dataset.classes)), key=lambda c: list(train_set.class_counts().values())[c])
 
     for epoch in range(start_epoch, cfg.epochs):
@@ -264,15 +280,11 @@ def train(cfg: TrainConfig) -> Path:
                "val_mAP50": result.summary["mAP50"], "val_mAP": result.summary["mAP"],
                "val_AP50_rarest": result.per_class[dataset.classes[rarest]]["AP50"],
                "seconds": time.time() - started}
-        if row["val_mAP50"] > best:
-            best = row["val_mAP50"]
-            torch.save({"model": model.state_dict(), "epoch": epoch + 1, "config": asdict(head_config)}, best_path)
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
-                    "history": history + [row], "best": best}, last_path)
+        best = checkpoint(cfg, model, optimizer, history, row, best, config=asdict(head_config))
         if record_epoch(history, row, cfg, dataset.classes[rarest]):
             break
 
-    model.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=False)["model"])
+    model.load_state_dict(torch.load(cfg.out / "best.pt", map_location="cpu", weights_only=False)["model"])
     onnx_path = export_onnx(model, cfg.out / "model" / "mask_head.onnx", cfg.crop_size)
     head_config.write(onnx_path.with_suffix(".json"), trained_on=str(cfg.data), best_val_mAP50=best,
                       val_images=[s.stem for s in val_set.samples])

@@ -28,8 +28,8 @@ from maskwatch.face_finder import STRIDE
 from maskwatch.models.onestage import OneStageNet, export_onnx
 from maskwatch.predictions import ImagePredictions
 from maskwatch.training.augment import augment_scene
-from maskwatch.training.loop import (TrainConfig, class_balance, record_epoch, seed_everything,
-                                     split_for_training)
+from maskwatch.training.loop import (TrainConfig, checkpoint, class_balance, record_epoch, resume,
+                                     seed_everything, split_for_training)
 
 
 @dataclass
@@ -198,14 +198,7 @@ def train_one_stage(cfg: TrainConfig, recipe: OneStageRecipe | None = None) -> P
     head_params = [p for m in net.heads() for p in m.parameters()]
     optimizer = torch.optim.AdamW([{"params": net.trunk.parameters(), "lr_factor": recipe.trunk_lr_factor},
                                    {"params": head_params, "lr_factor": 1.0}], lr=recipe.lr, weight_decay=1e-4)
-    start_epoch, history, best = 0, [], -1.0
-    last_path, best_path = cfg.out / "last.pt", cfg.out / "best.pt"
-    if cfg.resume and last_path.is_file():
-        state = torch.load(last_path, map_location="cpu", weights_only=False)
-        net.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start_epoch, history, best = state["epoch"], state["history"], state["best"]
-        print(f"resumed from {last_path} at epoch {start_epoch}")
+    start_epoch, history, best = resume(cfg, net, optimizer)
 
     steps = math.ceil(len(train_set) / recipe.batch_size)
     for epoch in range(start_epoch, cfg.epochs):
@@ -241,16 +234,11 @@ def train_one_stage(cfg: TrainConfig, recipe: OneStageRecipe | None = None) -> P
                "val_mAP50": result.summary["mAP50"], "val_mAP": result.summary["mAP"],
                "val_AP50_rarest": result.per_class[dataset.classes[rarest]]["AP50"],
                "seconds": time.time() - started}
-        improved = row["val_mAP50"] > best
-        if improved:
-            best = row["val_mAP50"]
-            torch.save({"model": net.state_dict(), "epoch": epoch + 1, "classes": dataset.classes}, best_path)
-        torch.save({"model": net.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
-                    "history": history + [row], "best": best, "recipe": asdict(recipe)}, last_path)
+        best = checkpoint(cfg, net, optimizer, history, row, best, classes=dataset.classes, recipe=asdict(recipe))
         if record_epoch(history, row, cfg, dataset.classes[rarest]):
             break
 
-    net.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=False)["model"])
+    net.load_state_dict(torch.load(cfg.out / "best.pt", map_location="cpu", weights_only=False)["model"])
     net.eval()
     for scratch in ("epoch.onnx", "epoch.json"):
         (cfg.out / scratch).unlink(missing_ok=True)
