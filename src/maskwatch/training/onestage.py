@@ -40,8 +40,10 @@ class OneStageRecipe:
     trunk_lr_factor: float = 0.25
     warmup_steps: int = 50
     scale_range: tuple[float, float] = (0.7, 2.5)  # times native size
-    zoom_prob: float = 0.3  # windows zoomed onto one face ...
-    zoom_face_px: tuple[float, float] = (48.0, 340.0)  # ... to this height (a 640x480 close-up: 190-380 px)
+    # Windows zoomed onto one face, to this height. Wider (0.3, up to 340 px, the size of a face in a 640x480
+    # close-up) was measured worse: close-up face AP50 0.713 vs 0.748, val mAP@.5 0.656 vs 0.703.
+    zoom_prob: float = 0.2
+    zoom_face_px: tuple[float, float] = (48.0, 256.0)
 
 
 def sample_window(image: np.ndarray, boxes: np.ndarray, recipe: OneStageRecipe,
@@ -53,11 +55,9 @@ def sample_window(image: np.ndarray, boxes: np.ndarray, recipe: OneStageRecipe,
     if len(boxes) and rng.random() < recipe.zoom_prob:
         i = int(rng.integers(len(boxes)))
         face_h = max(boxes[i, 3] - boxes[i, 1], 1.0)
-        target_h = rng.uniform(*recipe.zoom_face_px)
-        scale = target_h / face_h
+        scale = rng.uniform(*recipe.zoom_face_px) / face_h
         cx, cy = (boxes[i, 0] + boxes[i, 2]) / 2 * scale, (boxes[i, 1] + boxes[i, 3]) / 2 * scale
-        margin = min(0.5, max(0.25, target_h / 2 / size))  # keep a big face whole inside the window
-        x0, y0 = cx - rng.uniform(margin, 1 - margin) * size, cy - rng.uniform(margin, 1 - margin) * size
+        x0, y0 = cx - rng.uniform(0.25, 0.75) * size, cy - rng.uniform(0.25, 0.75) * size
     else:
         scale = math.exp(rng.uniform(*np.log(recipe.scale_range)))
         x0 = rng.uniform(min(0.0, w * scale - size), max(0.0, w * scale - size))
