@@ -1,6 +1,6 @@
 """Robustness of the detector outside the training photos' look (issue: close-ups, low light, haze, scale).
 
-    .venv/bin/python bench/robustness.py [--model runs/NAME] [--limit N]
+    .venv/bin/python bench/robustness.py [--model runs/NAME] [--scale auto|FLOAT] [--limit N]
 
 Builds shifted copies of the validation images only (never training images), then reports for each set:
 class-agnostic face AP@.5 and AP, 2-class AP@.5, 3-class mAP@.5 for the detector, and face AP@.5 / AP for
@@ -39,11 +39,12 @@ def main() -> None:
     parser.add_argument("--val", type=Path, default=ROOT / "splits" / "face-mask-voc" / "val.txt")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N validation images")
     parser.add_argument("--scales", default="0.25,0.5,1,2,3")
+    parser.add_argument("--scale", default="auto", help="the detector's --scale (default auto)")
     args = parser.parse_args()
     val = load_dataset(args.data).subset(read_list(args.val))
     if args.limit:
         val.samples = val.samples[: args.limit]
-    detector = Detector.load(args.model, threads=2)
+    detector = Detector.load(args.model, threads=2, scale=args.scale)
     zero_shot = zero_shot_faces(FaceFinder(threads=2), detector.policy)
 
     rows = []
@@ -69,7 +70,8 @@ def main() -> None:
               f"{r['zero_shot_face_AP']:.3f} |")
     out = ROOT / "out" / "bench"
     out.mkdir(parents=True, exist_ok=True)
-    name = "robustness.json" if args.model is None else f"robustness-{Path(args.model).name}.json"
+    name = "robustness" + (f"-{Path(args.model).name}" if args.model else "") + (f"-scale{args.scale}" if args.scale != "auto" else "")
+    name += ".json"
     (out / name).write_text(json.dumps(rows, indent=2))
 
 
