@@ -73,3 +73,17 @@ def test_predictions_list_every_plausible_class_but_drawings_count_one_per_face(
     assert len(boxes) == len(set(boxes))  # best-class-only: one box per face
     assert {tuple(d["bbox"]) for d in every} == set(boxes)  # the extra boxes are other classes of the same faces
     assert "image(s):" in best.stdout
+
+
+@pytest.mark.slow
+def test_train_one_stage_quick_then_detect_with_it(small_voc, tmp_path):
+    pytest.importorskip("onnx2torch", reason="training needs `make install-train`")
+    result = run("train", "--arch", "one-stage", "--data", str(small_voc), "--out", str(tmp_path / "run"), "--quick",
+                 "--threads", "2")
+    assert "onestage.onnx" in result.stdout and (tmp_path / "run" / "history.png").is_file()
+    run("detect", str(small_voc / "images"), "--model", str(tmp_path / "run"), "--no-images",
+        "--json-out", str(tmp_path / "p.jsonl"))
+    records = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert len(records) == 6 and all("detections" in r for r in records)
+    bad = run("train", "--arch", "cascade", "--data", str(small_voc), "--out", str(tmp_path / "x"), ok=False)
+    assert bad.returncode != 0 and "--arch must be" in bad.stderr
