@@ -14,7 +14,6 @@ import json
 import tempfile
 from pathlib import Path
 
-import numpy as np
 
 from maskwatch.data import load_dataset
 from maskwatch.data.images import read_image

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import signal
-import sqlite3
 import time
 from pathlib import Path
 

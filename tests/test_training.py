@@ -44,14 +44,14 @@ def test_onnx_export_matches_torch(tmp_path):
 
 def test_class_balancing_favours_the_rare_class_and_can_be_switched_off(data_dir):
     from maskwatch.data import load_dataset
-    from maskwatch.training.loop import class_balance, copies_per_class
+    from maskwatch.training.loop import class_balance, copies_per_class, rarest_class
 
     dataset = load_dataset(data_dir)  # 2922 / 666 / 113 boxes
     assert copies_per_class(dataset, 2.0).tolist() == [2, 4, 10]
     assert copies_per_class(dataset, 2.0, balance=False).tolist() == [2, 2, 2]
-    image_weights, class_weights, rarest = class_balance(dataset)
-    assert rarest == 2 and class_weights[2] > class_weights[1] > class_weights[0] == 1
+    image_weights, class_weights = class_balance(dataset)
+    assert rarest_class(dataset) == 2 and class_weights[2] > class_weights[1] > class_weights[0] == 1
     with_rare = [i for i, s in enumerate(dataset.samples) if 2 in s.detections.class_id]
     assert image_weights[with_rare].min() > image_weights.min()
-    image_weights, class_weights, _ = class_balance(dataset, balance=False)
+    image_weights, class_weights = class_balance(dataset, balance=False)
     assert np.allclose(image_weights, image_weights[0]) and class_weights.tolist() == [1, 1, 1]

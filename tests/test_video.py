@@ -14,7 +14,6 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-import supervision as sv
 
 from clips import pan_frames, walk_through_frames, write_clip
 from maskwatch import Detector

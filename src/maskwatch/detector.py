@@ -98,16 +98,37 @@ def best_class_per_face(detections: sv.Detections) -> sv.Detections:
     return detections.with_nms(threshold=0.95, class_agnostic=True)
 
 
-class Detector:
-    def __init__(self, head_path: Path = DEFAULT_HEAD, face_finder_path: Path | None = None,
-                 threads: int | None = None, scale: str | float = "auto", min_face_score: float = 0.05):
-        if not Path(head_path).is_file():
-            raise MaskwatchError(f"{head_path}: model file not found")
-        self.config = HeadConfig.read(Path(head_path).with_suffix(".json"))
-        self.faces = FaceFinder(face_finder_path or CENTERFACE_PATH, threads)
-        self.head = make_session(Path(head_path), threads)
+class _FaceDetector:
+    """What both designs share: a model file with its JSON config, a face finder run under a scale policy, and
+    the call `detector(image) -> sv.Detections`."""
+
+    config_type: type[ScoringConfig] = ScoringConfig
+
+    def __init__(self, model_path: Path, face_finder_path: Path, threads: int | None, scale: str | float,
+                 min_face_score: float):
+        if not Path(model_path).is_file():
+            raise MaskwatchError(f"{model_path}: model file not found")
+        self.config = self.config_type.read(Path(model_path).with_suffix(".json"))
+        self.faces = FaceFinder(face_finder_path, threads)
         self.policy = ScalePolicy.parse(scale)
         self.min_face_score = min_face_score
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.config.classes)
+
+    def find_faces(self, image_bgr: np.ndarray, min_face_score: float | None = None) -> sv.Detections:
+        check_image(image_bgr)
+        return self.faces(image_bgr, self.policy, self.min_face_score if min_face_score is None else min_face_score)
+
+
+class Detector(_FaceDetector):
+    config_type = HeadConfig
+
+    def __init__(self, head_path: Path = DEFAULT_HEAD, face_finder_path: Path | None = None,
+                 threads: int | None = None, scale: str | float = "auto", min_face_score: float = 0.05):
+        super().__init__(head_path, face_finder_path or CENTERFACE_PATH, threads, scale, min_face_score)
+        self.head = make_session(Path(head_path), threads)
 
     @classmethod
     def load(cls, path: str | Path | None = None, **kwargs) -> "Detector | OneStageDetector":
@@ -124,10 +145,6 @@ class Detector:
         if config.is_file() and ScoringConfig.read(config).arch == ONE_STAGE:
             return OneStageDetector(path, **kwargs)
         return cls(head_path=path, **kwargs)
-
-    @property
-    def classes(self) -> list[str]:
-        return list(self.config.classes)
 
     def _run_head(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         probs, deltas = [], []
@@ -164,34 +181,22 @@ class Detector:
                  min_face_score: float | None = None) -> sv.Detections:
         """min_face_score: candidates the face finder scores lower are not classified (default: the detector's;
         raise it where speed matters more than recall of faint faces, as on live video)."""
-        check_image(image_bgr)
-        faces = self.faces(image_bgr, self.policy, self.min_face_score if min_face_score is None else min_face_score)
-        faces, probs, deltas = self.refine(image_bgr, faces)
+        faces, probs, deltas = self.refine(image_bgr, self.find_faces(image_bgr, min_face_score))
         return assemble_detections(faces, probs, deltas, self.config, image_bgr.shape, min_score, all_classes)
 
 
-class OneStageDetector:
+class OneStageDetector(_FaceDetector):
     """A CenterFace fine-tuned to give faces and classes in one pass (models/onestage.py); no crop head."""
 
     def __init__(self, model_path: Path, threads: int | None = None, scale: str | float = "auto",
                  min_face_score: float = 0.05):
-        if not Path(model_path).is_file():
-            raise MaskwatchError(f"{model_path}: model file not found")
-        self.config = ScoringConfig.read(Path(model_path).with_suffix(".json"))
-        self.faces = FaceFinder(Path(model_path), threads)
+        super().__init__(model_path, Path(model_path), threads, scale, min_face_score)
         if not self.faces.has_classes:
             raise MaskwatchError(f"{model_path}: not a one-stage model (no {CLASS_PROBS} output)")
-        self.policy = ScalePolicy.parse(scale)
-        self.min_face_score = min_face_score
-
-    @property
-    def classes(self) -> list[str]:
-        return list(self.config.classes)
 
     def __call__(self, image_bgr: np.ndarray, min_score: float = 0.01, all_classes: bool = False,
                  min_face_score: float | None = None) -> sv.Detections:
-        check_image(image_bgr)
-        faces = self.faces(image_bgr, self.policy, self.min_face_score if min_face_score is None else min_face_score)
+        faces = self.find_faces(image_bgr, min_face_score)
         probs = np.zeros((len(faces), len(self.config.classes) + 1), np.float32)
         if len(faces):
             probs[:, 1:] = faces.data[CLASS_PROBS]

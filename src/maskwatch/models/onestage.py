@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import onnx
 import torch
 import torch.nn.functional as F
@@ -26,15 +27,12 @@ DEEP_FEATURE = "474"  # 96 channels, stride 16: backbone, before the FPN
 CENTERFACE_HEADS = {"face": "head.pos_conv", "size": "head.reg_conv", "offset": "head.off_conv"}
 
 
-def centerface_trunk(path: Path = CENTERFACE_PATH) -> nn.Module:
-    """CenterFace without its heads, as a trainable torch module returning (head feature, deep feature)."""
+def centerface_trunk(model: onnx.ModelProto) -> nn.Module:
+    """CenterFace without its heads, as a trainable torch module returning (head feature, deep feature).
+    `model` is the prepared file (tools/prepare_centerface.py: weights not listed as graph inputs); its head
+    nodes and outputs are cut in place, its weights left alone."""
     from onnx2torch import convert
 
-    model = onnx.load(str(path))
-    initializers = {i.name for i in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in initializers]  # old exports list weights as inputs
-    del model.graph.input[:]
-    model.graph.input.extend(inputs)
     head_nodes = [n for n in model.graph.node if HEAD_FEATURE in n.input or n.op_type == "Sigmoid"]
     for node in head_nodes:
         model.graph.node.remove(node)
@@ -44,8 +42,7 @@ def centerface_trunk(path: Path = CENTERFACE_PATH) -> nn.Module:
     return convert(model)
 
 
-def _centerface_head(path: Path, prefix: str) -> nn.Conv2d:
-    weights = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer}
+def _centerface_head(weights: dict[str, np.ndarray], prefix: str) -> nn.Conv2d:
     weight, bias = torch.from_numpy(weights[f"{prefix}.weight"].copy()), torch.from_numpy(weights[f"{prefix}.bias"].copy())
     conv = nn.Conv2d(weight.shape[1], weight.shape[0], 1)
     with torch.no_grad():
@@ -59,10 +56,12 @@ class OneStageNet(nn.Module):
 
     def __init__(self, num_classes: int, centerface_path: Path = CENTERFACE_PATH, class_channels: int = 64):
         super().__init__()
-        self.trunk = centerface_trunk(centerface_path)
-        self.face = _centerface_head(centerface_path, CENTERFACE_HEADS["face"])
-        self.size = _centerface_head(centerface_path, CENTERFACE_HEADS["size"])
-        self.offset = _centerface_head(centerface_path, CENTERFACE_HEADS["offset"])
+        centerface = onnx.load(str(centerface_path))
+        weights = {i.name: numpy_helper.to_array(i) for i in centerface.graph.initializer}
+        self.trunk = centerface_trunk(centerface)
+        self.face = _centerface_head(weights, CENTERFACE_HEADS["face"])
+        self.size = _centerface_head(weights, CENTERFACE_HEADS["size"])
+        self.offset = _centerface_head(weights, CENTERFACE_HEADS["offset"])
         self.class_deep = nn.Sequential(nn.Conv2d(96, class_channels, 3, padding=1), nn.ReLU(inplace=True),
                                         nn.Conv2d(class_channels, num_classes, 1))
         self.class_fine = nn.Conv2d(24, num_classes, 1)

@@ -92,15 +92,19 @@ def copies_per_class(train: Dataset, base: float, balance: bool = True) -> np.nd
     return np.round(base * factor).astype(int)
 
 
-def class_balance(train: Dataset, power: float = 0.25, balance: bool = True) -> tuple[np.ndarray, torch.Tensor, int]:
-    """For whole-image training: image sampling weights (repeat factor of the rarest class an image holds),
-    class loss weights ((n_max / n) ** power) and the index of the rarest class; all ones without `balance`."""
+def rarest_class(train: Dataset) -> int:
+    return int(np.argmin(list(train.class_counts().values())))
+
+
+def class_balance(train: Dataset, power: float = 0.25, balance: bool = True) -> tuple[np.ndarray, torch.Tensor]:
+    """For whole-image training: image sampling weights (repeat factor of the rarest class an image holds) and
+    class loss weights ((n_max / n) ** power); all ones without `balance`."""
     counts = np.array([max(1, c) for c in train.class_counts().values()], np.float64)
     ratio = counts.max() / counts if balance else np.ones_like(counts)
     repeat = np.sqrt(ratio)
     weights = np.array([max([1.0, *repeat[s.detections.class_id]]) for s in train.samples])
     class_weights = torch.tensor(ratio ** power, dtype=torch.float32)
-    return weights / weights.sum(), class_weights, int(counts.argmin())
+    return weights / weights.sum(), class_weights
 
 
 def resume(cfg: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[int, list[dict], float]:
@@ -248,7 +252,7 @@ def train(cfg: TrainConfig) -> Path:
     model = CropHead(len(dataset.classes), pretrained=True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     start_epoch, history, best = resume(cfg, model, optimizer)
-    rarest = min(range(len(dataset.classes)), key=lambda c: list(train_set.class_counts().values())[c])
+    rarest = rarest_class(train_set)
 
     for epoch in range(start_epoch, cfg.epochs):
         rng = np.random.default_rng(cfg.seed * 1000 + epoch)

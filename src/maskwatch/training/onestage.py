@@ -28,7 +28,7 @@ from maskwatch.face_finder import STRIDE
 from maskwatch.models.onestage import OneStageNet, export_onnx
 from maskwatch.predictions import ImagePredictions
 from maskwatch.training.augment import augment_scene
-from maskwatch.training.loop import (TrainConfig, checkpoint, class_balance, record_epoch, resume,
+from maskwatch.training.loop import (TrainConfig, checkpoint, class_balance, rarest_class, record_epoch, resume,
                                      seed_everything, split_for_training)
 
 
@@ -127,7 +127,6 @@ def make_batch(samples: list, images: dict[str, np.ndarray], recipe: OneStageRec
             rows[key].append(value)
     x = torch.from_numpy(np.stack(windows)[..., ::-1].transpose(0, 3, 1, 2).astype(np.float32))  # RGB 0..255
     out = {key: torch.from_numpy(np.concatenate(value)) for key, value in rows.items()}
-    out["size"], out["offset"] = out["size"].reshape(-1, 2), out["offset"].reshape(-1, 2)
     out["heat"] = torch.from_numpy(np.stack(heats))[:, None]
     return x, out
 
@@ -192,7 +191,8 @@ def train_one_stage(cfg: TrainConfig, recipe: OneStageRecipe | None = None) -> P
     train_set, val_set = split_for_training(dataset, cfg)
     print(f"one-stage: training on {len(train_set)} images, validating on {len(val_set)}; classes {dataset.classes}")
     images = {s.stem: read_image(s.image_path) for s in train_set.samples + val_set.samples}
-    image_weights, class_weights, rarest = class_balance(train_set, balance=cfg.balance_classes)
+    image_weights, class_weights = class_balance(train_set, balance=cfg.balance_classes)
+    rarest = rarest_class(train_set)
 
     net = OneStageNet(len(dataset.classes))
     head_params = [p for m in net.heads() for p in m.parameters()]
