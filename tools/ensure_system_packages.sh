@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# System packages the tests use from Debian: Chromium (browser test of the web page) and gst-rtsp-server with
-# its Python bindings (a real RTSP server on loopback). Installs what is missing when root on Debian, else says how.
+# System packages the tests use from Debian: Chromium (browser test of the web page), gst-rtsp-server with
+# its Python bindings (a real RTSP server on loopback) and mosquitto (a real MQTT broker on loopback).
+# Installs what is missing when root on Debian, else says how.
 set -euo pipefail
 packages=(chromium gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-base gstreamer1.0-plugins-good
-          gstreamer1.0-plugins-ugly)
+          gstreamer1.0-plugins-ugly mosquitto)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,11 +1,15 @@
-"""The one place that draws: boxes coloured by class and a label with the score, legible on 20-px faces."""
+"""The one place that draws: boxes coloured by class and a label with the score, legible on 20-px faces; on
+video also the running counts, and the zones and lines with theirs."""
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import supervision as sv
 
-from maskwatch.classes import CLASS_COLOURS_BGR, DISPLAY_NAMES, FALLBACK_COLOUR_BGR
+from maskwatch.classes import CLASS_COLOURS_BGR, DISPLAY_NAMES, FALLBACK_COLOUR_BGR, compliance_of
+
+ZONE_COLOUR = sv.Color(r=255, g=210, b=0)
 
 
 def _palette(classes: list[str]) -> sv.ColorPalette:
@@ -41,3 +45,32 @@ def annotate(image_bgr: np.ndarray, detections: sv.Detections, classes: list[str
         texts.append(text)
     out = boxes.annotate(out, detections)
     return labels.annotate(out, detections, labels=texts)
+
+
+def draw_counts(image: np.ndarray, people: dict[str, int]) -> np.ndarray:
+    """The running counts in a band at the top of the frame (drawn in place)."""
+    compliance = compliance_of(people)
+    parts = [f"{DISPLAY_NAMES.get(k, k)} {v}" for k, v in people.items()]
+    text = "people: " + (", ".join(parts) if parts else "none yet")
+    if compliance is not None:
+        text += f" | compliance {compliance:.0%}"
+    scale = max(0.4, image.shape[1] / 1400)
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    cv2.rectangle(image, (0, 0), (min(image.shape[1], tw + 12), th + base + 10), (0, 0, 0), -1)
+    cv2.putText(image, text, (6, th + 5), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return image
+
+
+def draw_zones(image: np.ndarray, polygons: list[tuple[sv.PolygonZone, str]],
+               lines: list[tuple[sv.LineZone, str]]) -> np.ndarray:
+    """Zones outlined with their label (name and counts), lines with their in / out counts (drawn in place)."""
+    text_scale = max(0.35, image.shape[1] / 1600)
+    thickness = max(1, round(max(image.shape[:2]) / 500))
+    for zone, label in polygons:
+        sv.PolygonZoneAnnotator(zone, color=ZONE_COLOUR, thickness=thickness, text_scale=text_scale,
+                                text_padding=4).annotate(image, label=label)
+    for counter, name in lines:
+        sv.LineZoneAnnotator(color=ZONE_COLOUR, thickness=thickness, text_scale=text_scale, text_thickness=1,
+                             text_padding=4, custom_in_text=f"{name} in",
+                             custom_out_text=f"{name} out").annotate(image, counter)
+    return image

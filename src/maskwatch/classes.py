@@ -28,6 +28,10 @@ DISPLAY_NAMES: dict[str, str] = {"with_mask": "mask", "without_mask": "no mask",
                                  "no_mask": "no mask"}
 
 
+# Classes that raise an alert (`person.unmasked`): no mask, or a mask that does not cover nose and mouth.
+UNMASKED_CLASSES: tuple[str, ...] = ("without_mask", "mask_weared_incorrect", "no_mask")
+
+
 def compliance_of(people: dict[str, int]) -> float | None:
     """Share of people wearing a mask correctly (None when nobody was seen)."""
     total = sum(people.values())

@@ -1,57 +1,87 @@
-"""Events in an embedded SQLite database: one row per run, one per track, and per-window counts, so a day of
-camera work can be summarised and charted later (`maskwatch report`)."""
+"""The one event schema: what the pipeline tells its sinks (database, webhook, MQTT, and later the web page).
+
+Every event is one flat JSON object with the same keys, so a receiver can read any type with one parser:
+
+    {"id": "9b1d...", "type": "person.unmasked", "time": "2025-05-01T09:30:12.480+00:00", "source_time_s": 12.48,
+     "camera": "door", "run": "4f0c2a...", "track_id": 7, "class": "without_mask", "share": 0.83, "zone": null,
+     "box": [212.0, 96.5, 301.2, 210.0], "frame": 312}
+
+Types: person.entered (a track is confirmed: seen on enough frames to be counted), person.unmasked (a confirmed
+track whose vote is without_mask or mask_weared_incorrect; once per track), person.left (the track was not
+seen for a while, or the run ended), zone.entered / zone.left (a confirmed track's face centre went into or out
+of a zone), line.crossed (with "direction": "in" or "out"), and counts (with "counts": people per class, per
+zone and per line, compliance; every --summary-every seconds and at the end of a run). "snapshot" (base64 JPEG
+of the face, blurred unless --keep-faces) is present only with --event-snapshots.
+
+`id` is unique per event: delivery to a webhook or MQTT is at least once, so receivers drop repeated ids.
+"""
 
 from __future__ import annotations
 
 import json
-import sqlite3
-import time
-from pathlib import Path
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
 
-from maskwatch.video.tracking import TrackState
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, started_at REAL NOT NULL, ended_at REAL,
-    frames INTEGER DEFAULT 0, status TEXT NOT NULL DEFAULT 'running', message TEXT);
-CREATE TABLE IF NOT EXISTS tracks (
-    run_id INTEGER NOT NULL REFERENCES runs(id), track_id INTEGER NOT NULL, first_seen_s REAL, last_seen_s REAL,
-    label TEXT, votes TEXT, frames INTEGER, best_score REAL, best_box TEXT, best_frame INTEGER,
-    PRIMARY KEY (run_id, track_id));
-CREATE TABLE IF NOT EXISTS windows (
-    run_id INTEGER NOT NULL REFERENCES runs(id), window_start_s REAL NOT NULL, label TEXT NOT NULL,
-    people INTEGER NOT NULL, PRIMARY KEY (run_id, window_start_s, label));
-"""
+PERSON_ENTERED = "person.entered"
+PERSON_UNMASKED = "person.unmasked"
+PERSON_LEFT = "person.left"
+ZONE_ENTERED = "zone.entered"
+ZONE_LEFT = "zone.left"
+LINE_CROSSED = "line.crossed"
+COUNTS = "counts"
+EVENT_TYPES: tuple[str, ...] = (PERSON_ENTERED, PERSON_UNMASKED, PERSON_LEFT, ZONE_ENTERED, ZONE_LEFT, LINE_CROSSED,
+                                COUNTS)
 
 
-class EventStore:
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(self.path), check_same_thread=False)
-        self.db.executescript(SCHEMA)
+def now_iso() -> str:
+    """Wall-clock time in ISO 8601 with the UTC offset and milliseconds."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
-    def start_run(self, source: str) -> int:
-        cursor = self.db.execute("INSERT INTO runs (source, started_at) VALUES (?, ?)", (source, time.time()))
-        self.db.commit()
-        return int(cursor.lastrowid)
 
-    def save_tracks(self, run_id: int, tracks: list[TrackState]) -> None:
-        self.db.executemany(
-            "INSERT OR REPLACE INTO tracks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(run_id, t.track_id, t.first_seen_s, t.last_seen_s, t.label, json.dumps(dict(t.votes)), t.frames,
-              t.best_score, json.dumps(t.best_box), t.best_frame) for t in tracks])
-        self.db.commit()
+@dataclass
+class Event:
+    type: str
+    camera: str
+    run: str
+    source_time_s: float
+    time: str = field(default_factory=now_iso)
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    track_id: int | None = None
+    label: str | None = None  # "class" in JSON (a Python keyword)
+    share: float | None = None  # the class's share of the track's score-weighted vote
+    zone: str | None = None  # zone or line name for zone.* and line.crossed
+    box: list[float] | None = None  # x1, y1, x2, y2 in pixels of the source
+    frame: int | None = None
+    direction: str | None = None  # line.crossed only: "in" or "out"
+    counts: dict[str, Any] | None = None  # counts only
+    snapshot: str | None = None  # base64 JPEG, only with --event-snapshots
 
-    def save_window(self, run_id: int, start_s: float, people: dict[str, int]) -> None:
-        self.db.executemany("INSERT OR REPLACE INTO windows VALUES (?, ?, ?, ?)",
-                            [(run_id, start_s, label, n) for label, n in people.items()])
-        self.db.commit()
+    def __post_init__(self) -> None:
+        if self.type not in EVENT_TYPES:
+            raise ValueError(f"unknown event type {self.type!r}; known: {', '.join(EVENT_TYPES)}")
 
-    def finish_run(self, run_id: int, frames: int, status: str, message: str | None = None) -> None:
-        self.db.execute("UPDATE runs SET ended_at = ?, frames = ?, status = ?, message = ? WHERE id = ?",
-                        (time.time(), frames, status, message, run_id))
-        self.db.commit()
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON object: the common keys always (null when they do not apply), the type's own keys only on it."""
+        out: dict[str, Any] = {"id": self.id, "type": self.type, "time": self.time,
+                               "source_time_s": round(self.source_time_s, 3), "camera": self.camera, "run": self.run,
+                               "track_id": self.track_id, "class": self.label,
+                               "share": None if self.share is None else round(self.share, 3), "zone": self.zone,
+                               "box": None if self.box is None else [round(float(v), 1) for v in self.box],
+                               "frame": self.frame}
+        if self.type == LINE_CROSSED:
+            out["direction"] = self.direction
+        if self.type == COUNTS:
+            out["counts"] = self.counts
+        if self.snapshot is not None:
+            out["snapshot"] = self.snapshot
+        return out
 
-    def close(self) -> None:
-        self.db.close()
+    def to_json(self) -> str:
+        return json.dumps(self.as_dict(), separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Event":
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "label"}
+        return cls(label=data.get("class"), **known)

@@ -1,36 +1,40 @@
-"""The video pipeline: frames in, detections tracked and voted, an annotated H.264 video, counts and events out.
+"""The video pipeline: frames in, faces detected, tracked and voted, zones checked, and everything published
+on the event bus to its sinks (video file, database, window, progress, webhook, MQTT, your own).
 
-    from maskwatch.video import watch
-    summary = watch("door.mp4", out="door_annotated.mp4")
-    print(summary.people, summary.compliance)
+    from maskwatch.video import watch, WebhookSink
+    summary = watch("door.mp4", out="door_annotated.mp4", zones=["queue=100,200,400,200,400,470"],
+                    sinks=[WebhookSink("http://127.0.0.1:8080/hook")])
+    print(summary.people, summary.compliance, summary.zones)
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 import signal
 import time
-from collections import Counter
-from dataclasses import asdict, dataclass, field
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
+from urllib.parse import urlsplit
 
-import cv2
 import numpy as np
 import supervision as sv
 
-from maskwatch.annotate import annotate
-from maskwatch.classes import DISPLAY_NAMES, compliance_of
+from maskwatch.annotate import annotate, draw_counts, draw_zones
+from maskwatch.classes import compliance_of
 from maskwatch.detector import Detector
-from maskwatch.errors import MaskwatchError
-from maskwatch.video.events import EventStore
+from maskwatch.video.bus import EventBus, FrameView, RunEnd, RunInfo, Sink
+from maskwatch.video.emitter import EventEmitter
+from maskwatch.video.sinks import DatabaseSink, DisplaySink, ProgressSink, SummaryFilesSink, VideoFileSink
 from maskwatch.video.sources import FrameSource, open_source
+from maskwatch.video.summary import WatchSummary
 from maskwatch.video.tracking import MIN_TRACK_FRAMES, FaceTracker
-from maskwatch.video.writer import H264Writer
+from maskwatch.video.zones import Line, Zone, ZoneCounter, as_line, as_zone
 
 log = logging.getLogger(__name__)
+
+__all__ = ["VideoPipeline", "WatchOptions", "WatchSummary", "watch"]
 
 
 @dataclass
@@ -42,103 +46,107 @@ class WatchOptions:
     detect_conf: float = 0.1  # detections passed to the tracker (ByteTrack uses low scores to keep tracks)
     min_face_score: float = 0.2  # face candidates below this are not classified: fewer crops per frame
     draw_conf: float = 0.4
-    min_track_frames: int = MIN_TRACK_FRAMES  # tracks seen fewer times are not counted as people
+    min_track_frames: int = MIN_TRACK_FRAMES  # a track is a person (confirmed, counted) from this many frames
     max_frames: int | None = None
     show: bool = False
+    summary_every: float | None = 30.0  # seconds between `counts` events (None: only at the end)
+    event_snapshots: bool = False  # a JPEG of the face in person.* events
+    keep_faces: bool = False  # snapshots unblurred
 
 
-@dataclass
-class WatchSummary:
-    source: str
-    frames: int = 0
-    detected_frames: int = 0
-    seconds: float = 0.0
-    fps: float = 0.0
-    people: dict[str, int] = field(default_factory=dict)
-    compliance: float | None = None  # share of people wearing a mask correctly
-    status: str = "finished"  # finished, interrupted, ended_early, failed
-    message: str | None = None
-    output: str | None = None
-    database: str | None = None
-    run_id: int | None = None
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-def draw_counts(image: np.ndarray, people: dict[str, int]) -> np.ndarray:
-    """The running counts in a band at the top of the frame."""
-    compliance = compliance_of(people)
-    parts = [f"{DISPLAY_NAMES.get(k, k)} {v}" for k, v in people.items()]
-    text = "people: " + (", ".join(parts) if parts else "none yet")
-    if compliance is not None:
-        text += f" | compliance {compliance:.0%}"
-    scale = max(0.4, image.shape[1] / 1400)
-    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-    cv2.rectangle(image, (0, 0), (min(image.shape[1], tw + 12), th + base + 10), (0, 0, 0), -1)
-    cv2.putText(image, text, (6, th + 5), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
-    return image
+def camera_name_of(source: str) -> str:
+    """A default camera name: the file's stem, the stream's host and path (never its password), or the index."""
+    if "://" in source:
+        parts = urlsplit(source)
+        return f"{parts.hostname or ''}{parts.path}".strip("/") or source.split("://")[0]
+    return Path(source).stem if not source.isdigit() else f"camera{source}"
 
 
 class VideoPipeline:
     def __init__(self, detector: Detector | None = None, options: WatchOptions | None = None,
-                 database: Path | None = None):
+                 database: Path | None = None, sinks: Iterable[Sink] = (), zones: Iterable[str | Zone] = (),
+                 lines: Iterable[str | Line] = (), camera: str | None = None):
         self.detector = detector or Detector.load()
         self.options = options or WatchOptions()
         self.database = database
+        self.sinks = list(sinks)
+        self.zones = [as_zone(z) for z in zones]
+        self.lines = [as_line(x) for x in lines]
+        self.camera = camera
         self._blur = sv.BlurAnnotator(kernel_size=25)
 
-    def people(self, tracker: FaceTracker) -> dict[str, int]:
-        counted = [t.label for t in tracker.tracks.values() if t.frames >= self.options.min_track_frames]
-        counts = Counter(counted)
-        return {c: counts.get(c, 0) for c in self.detector.classes}
-
-    def render(self, image: np.ndarray, tracked: sv.Detections, people: dict[str, int]) -> np.ndarray:
+    def render(self, image: np.ndarray, tracked: sv.Detections, people: dict[str, int],
+               zones: ZoneCounter | None = None) -> np.ndarray:
         shown = tracked[tracked.confidence >= self.options.draw_conf] if len(tracked) else tracked
         out = self._blur.annotate(image.copy(), tracked) if self.options.blur_faces and len(tracked) else image
-        return draw_counts(annotate(out, shown, self.detector.classes), people)
+        out = annotate(out, shown, self.detector.classes)
+        if zones:
+            draw_zones(out, *zones.drawables())
+        return draw_counts(out, people)
+
+    def _sinks(self, out: Path | None, on_progress: Callable | None) -> list[Sink]:
+        """The built-in sinks this run asks for, then the caller's. Order is close order: files and the database
+        are finished before the network sinks wait for their receivers."""
+        sinks: list[Sink] = []
+        if out:
+            sinks += [VideoFileSink(out), SummaryFilesSink(out)]
+        if self.database:
+            sinks.append(DatabaseSink(self.database, self.options.window_s))
+        if self.options.show:
+            sinks.append(DisplaySink())
+        if on_progress:
+            sinks.append(ProgressSink(on_progress))
+        return sinks + self.sinks
 
     def run(self, source: str | FrameSource, out: Path | None = None,
             on_progress: Callable[[WatchSummary, int | None], None] | None = None) -> WatchSummary:
         opts = self.options
         frames_source = open_source(source) if isinstance(source, str) else source
         name = source if isinstance(source, str) else type(source).__name__
-        summary = WatchSummary(source=str(name), output=str(out) if out else None,
+        camera = self.camera or camera_name_of(str(name))
+        summary = WatchSummary(source=str(name), camera=camera, run=uuid.uuid4().hex[:16],
+                               output=str(out) if out else None,
                                database=str(self.database) if self.database else None)
+        try:
+            zones = ZoneCounter(self.zones, self.lines, frames_source.size)
+        except BaseException:
+            frames_source.close()
+            raise
         tracker = FaceTracker(self.detector.classes, frames_source.fps / max(1, opts.every))
-        writer = H264Writer(out, frames_source.size, frames_source.fps) if out else None
-        store = EventStore(self.database) if self.database else None
-        run_id = store.start_run(str(name)) if store else None
-        summary.run_id = run_id
+        emitter = EventEmitter(camera, summary.run, self.detector.classes, zones, opts.min_track_frames,
+                               tracker.lost_after_s, opts.event_snapshots, opts.keep_faces)
+        sinks = self._sinks(out, on_progress)
+        bus = EventBus(sinks)
+        try:
+            bus.open(RunInfo(camera, summary.run, str(name), frames_source.size, frames_source.fps,
+                             frames_source.live, frames_source.expected_frames, list(self.detector.classes),
+                             [z.name for z in self.zones], [x.name for x in self.lines], tracker.tracks))
+        except BaseException:
+            frames_source.close()
+            raise
+        summary.run_id = next((s.run_id for s in sinks if isinstance(s, DatabaseSink)), None)
         tracked = sv.Detections.empty()
-        window_start, window_tracks = 0.0, {}
+        last_counts_s, time_s, index = 0.0, 0.0, None
         started = time.perf_counter()
         previous_handlers = _stop_signals_as_interrupt()
         try:
             for frame in frames_source.frames():
                 tick = time.perf_counter()
+                time_s, index = frame.time_s, frame.index
                 if frame.index % opts.every == 0:
                     detections = self.detector(frame.image, min_score=opts.detect_conf,
                                                min_face_score=opts.min_face_score)
                     tracked = tracker.update(detections, frame.time_s, frame.index)
                     summary.detected_frames += 1
-                    for tid, label in zip(tracked.tracker_id, tracked.data.get("class_name", [])):
-                        if tid >= 0:
-                            window_tracks[int(tid)] = str(label)
-                people = self.people(tracker)
-                if writer or opts.show:
-                    image = self.render(frame.image, tracked, people)
-                    if writer:
-                        writer.write(image)
-                    if opts.show:
-                        _show(image)
+                    for event in emitter.detection_frame(frame, tracked, tracker.tracks):
+                        bus.publish(event)
+                if opts.summary_every and frame.time_s - last_counts_s >= opts.summary_every:
+                    bus.publish(emitter.counts(frame.time_s, frame.index))
+                    last_counts_s = frame.time_s
+                people = emitter.people()
                 summary.frames += 1
-                if frame.time_s - window_start >= opts.window_s:
-                    if store:
-                        store.save_window(run_id, window_start, Counter(window_tracks.values()))
-                    window_start, window_tracks = frame.time_s, {}
-                if on_progress:
-                    on_progress(summary, frames_source.expected_frames)
+                bus.frame(FrameView(frame, tracked, people, summary, frames_source.expected_frames,
+                                    lambda: self.render(frame.image, tracked, people, zones)))
                 if opts.max_frames and summary.frames >= opts.max_frames:
                     break
                 if opts.max_fps:
@@ -155,32 +163,17 @@ class VideoPipeline:
             for signum, handler in previous_handlers.items():
                 signal.signal(signum, handler)
             frames_source.close()
-            if writer:
-                writer.close()
+            for event in emitter.finish(time_s, index):
+                bus.publish(event)
+            bus.publish(emitter.counts(time_s, index))
             summary.seconds = time.perf_counter() - started
             summary.fps = summary.frames / summary.seconds if summary.seconds else 0.0
-            summary.people = self.people(tracker)
+            summary.people = emitter.people()
             summary.compliance = compliance_of(summary.people)
-            if store:
-                if window_tracks:
-                    store.save_window(run_id, window_start, Counter(window_tracks.values()))
-                store.save_tracks(run_id, list(tracker.tracks.values()))
-                store.finish_run(run_id, summary.frames, summary.status, summary.message)
-                store.close()
-            if out:
-                write_summary(summary, tracker, Path(out))
+            summary.zones, summary.lines = emitter.zone_counts().values()
+            summary.events = dict(bus.published)
+            bus.close(RunEnd(summary, list(tracker.tracks.values())))
         return summary
-
-
-def write_summary(summary: WatchSummary, tracker: FaceTracker, out: Path) -> None:
-    """JSON summary and a CSV of tracks beside the video."""
-    out.with_suffix(".json").write_text(json.dumps(summary.as_dict(), indent=2))
-    with out.with_suffix(".tracks.csv").open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["track_id", "label", "first_seen_s", "last_seen_s", "frames", "best_score", "votes"])
-        for t in tracker.tracks.values():
-            writer.writerow([t.track_id, t.label, f"{t.first_seen_s:.2f}", f"{t.last_seen_s:.2f}", t.frames,
-                             f"{t.best_score:.3f}", json.dumps({k: round(v, 3) for k, v in t.votes.items()})])
 
 
 def _stop_signals_as_interrupt() -> dict:
@@ -199,17 +192,12 @@ def _stop_signals_as_interrupt() -> dict:
     return previous
 
 
-def _show(image: np.ndarray) -> None:
-    try:
-        cv2.imshow("maskwatch", image)
-        cv2.waitKey(1)
-    except cv2.error as exc:
-        raise MaskwatchError("--show needs a display and an OpenCV built with GUI support "
-                             "(this install has opencv-python-headless); write --out instead") from exc
-
-
-def watch(source: str, out: str | Path | None = None, database: str | Path | None = None,
-          detector: Detector | None = None, **options) -> WatchSummary:
-    """Run the pipeline on a source; options are WatchOptions fields."""
-    pipeline = VideoPipeline(detector, WatchOptions(**options), Path(database) if database else None)
+def watch(source: str | FrameSource, out: str | Path | None = None, database: str | Path | None = None,
+          detector: Detector | None = None, sinks: Iterable[Sink] = (), zones: Iterable[str | Zone] = (),
+          lines: Iterable[str | Line] = (), camera: str | None = None, **options) -> WatchSummary:
+    """Run the pipeline on a source. `sinks` are added to the built-in ones (video file with `out`, database
+    with `database`); zones and lines are `NAME=x1,y1,...` strings or Zone / Line; options are WatchOptions
+    fields."""
+    pipeline = VideoPipeline(detector, WatchOptions(**options), Path(database) if database else None, sinks, zones,
+                             lines, camera)
     return pipeline.run(source, Path(out) if out else None)

@@ -24,10 +24,17 @@ class TrackState:
     best_score: float = 0.0
     best_box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
     best_frame: int = 0
+    last_box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
 
     @property
     def label(self) -> str:
         return max(self.votes, key=self.votes.get) if self.votes else "unknown"
+
+    @property
+    def share(self) -> float:
+        """The winning class's share of the score-weighted vote (1.0: every frame agreed)."""
+        total = sum(self.votes.values())
+        return self.votes[self.label] / total if total else 0.0
 
 
 class FaceTracker:
@@ -35,6 +42,7 @@ class FaceTracker:
         from trackers import ByteTrackTracker
 
         self.classes = classes
+        self.lost_after_s = lost_after_s
         self.tracker = ByteTrackTracker(frame_rate=fps, lost_track_buffer=max(1, int(lost_after_s * 30)),
                                         track_activation_threshold=min_confidence,
                                         minimum_consecutive_frames=1)
@@ -58,6 +66,7 @@ class FaceTracker:
             state.last_seen_s = time_s
             state.frames += 1
             state.votes[str(name)] += float(score)
+            state.last_box = tuple(map(float, box))
             if score > state.best_score:
                 state.best_score, state.best_box, state.best_frame = float(score), tuple(map(float, box)), frame_index
             voted.append(state.label)

@@ -1,0 +1,150 @@
+"""The event bus: the pipeline publishes, sinks listen, and sinks are peers (Frigate's dispatcher and
+communicators). The video file, the database, the window, progress, the webhook and MQTT are each one Sink; a
+new one is added without touching the others.
+
+A sink that fails while the video runs is logged and the video goes on; only a sink that cannot start
+(a bad URL, no display) stops the run before it begins, with a MaskwatchError that says why.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import supervision as sv
+
+from maskwatch.video.events import Event
+from maskwatch.video.sources import Frame
+from maskwatch.video.summary import WatchSummary
+from maskwatch.video.tracking import TrackState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunInfo:
+    """What every sink learns when a run starts."""
+
+    camera: str
+    run: str  # the run id carried by every event
+    source: str
+    size: tuple[int, int]  # width, height
+    fps: float
+    live: bool
+    expected_frames: int | None
+    classes: list[str]
+    zones: list[str] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+    tracks: dict[int, TrackState] = field(default_factory=dict)  # the tracker's live states (votes, best box)
+
+
+@dataclass
+class FrameView:
+    """One processed frame: the source image, the tracked faces (ids, voted classes), the people counted so far.
+    `annotated()` draws it once, however many sinks ask."""
+
+    frame: Frame
+    tracked: sv.Detections
+    people: dict[str, int]
+    summary: WatchSummary
+    expected_frames: int | None
+    render: Callable[[], np.ndarray]
+    _annotated: np.ndarray | None = None
+
+    def annotated(self) -> np.ndarray:
+        if self._annotated is None:
+            self._annotated = self.render()
+        return self._annotated
+
+
+@dataclass
+class RunEnd:
+    summary: WatchSummary  # complete: status, people, zones, lines
+    tracks: list[TrackState]
+
+
+class Sink:
+    """A peer on the bus. Every hook is optional; `open` may raise MaskwatchError for a setup the user must fix,
+    the others are guarded by the bus."""
+
+    name = "sink"
+
+    def open(self, run: RunInfo) -> None:
+        pass
+
+    def frame(self, view: FrameView) -> None:
+        pass
+
+    def event(self, event: Event) -> None:
+        pass
+
+    def close(self, end: RunEnd) -> None:
+        pass
+
+
+class CallbackSink(Sink):
+    """A sink made of functions, for code that only wants to hear: `CallbackSink(on_event=print)`."""
+
+    name = "callback"
+
+    def __init__(self, on_event: Callable[[Event], Any] | None = None,
+                 on_frame: Callable[[FrameView], Any] | None = None,
+                 on_close: Callable[[RunEnd], Any] | None = None):
+        self.on_event, self.on_frame, self.on_close = on_event, on_frame, on_close
+
+    def event(self, event: Event) -> None:
+        if self.on_event:
+            self.on_event(event)
+
+    def frame(self, view: FrameView) -> None:
+        if self.on_frame:
+            self.on_frame(view)
+
+    def close(self, end: RunEnd) -> None:
+        if self.on_close:
+            self.on_close(end)
+
+
+class EventBus:
+    LOG_EVERY = 100  # after the first failure of a sink, log one in this many
+
+    def __init__(self, sinks: Iterable[Sink]):
+        self.sinks = list(sinks)
+        self.failures: dict[int, int] = {}
+        self.published: dict[str, int] = {}
+
+    def open(self, run: RunInfo) -> None:
+        """Open every sink, in order; if one cannot start, close those already open and raise."""
+        opened: list[Sink] = []
+        try:
+            for sink in self.sinks:
+                sink.open(run)
+                opened.append(sink)
+        except BaseException:
+            for sink in reversed(opened):
+                self._guarded(sink, "close", sink.close, RunEnd(WatchSummary(run.source, status="failed"), []))
+            raise
+
+    def publish(self, event: Event) -> None:
+        self.published[event.type] = self.published.get(event.type, 0) + 1
+        for sink in self.sinks:
+            self._guarded(sink, "event", sink.event, event)
+
+    def frame(self, view: FrameView) -> None:
+        for sink in self.sinks:
+            self._guarded(sink, "frame", sink.frame, view)
+
+    def close(self, end: RunEnd) -> None:
+        for sink in self.sinks:
+            self._guarded(sink, "close", sink.close, end)
+
+    def _guarded(self, sink: Sink, hook: str, call: Callable, arg: Any) -> None:
+        try:
+            call(arg)
+        except Exception as exc:  # a sink must never stop the video
+            n = self.failures[id(sink)] = self.failures.get(id(sink), 0) + 1
+            if n == 1 or n % self.LOG_EVERY == 0:
+                log.warning("%s sink failed in %s (%d failure(s) so far; the video goes on): %s: %s",
+                            sink.name, hook, n, type(exc).__name__, exc, exc_info=n == 1)

@@ -1,0 +1,55 @@
+"""The SQLite sink: the run, each track when it is confirmed and again when it ends, per-window counts and every
+event, written as they happen (see maskwatch.video.store)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from maskwatch.video.bus import FrameView, RunEnd, RunInfo, Sink
+from maskwatch.video.events import PERSON_ENTERED, PERSON_LEFT, PERSON_UNMASKED, Event
+from maskwatch.video.store import EventStore
+from maskwatch.video.tracking import TrackState
+
+
+class DatabaseSink(Sink):
+    name = "database"
+
+    def __init__(self, path: Path, window_s: float = 10.0):
+        self.path = Path(path)
+        self.window_s = window_s
+        self.store: EventStore | None = None
+        self.run_id: int | None = None
+        self.tracks: dict[int, TrackState] = {}
+        self._window_start, self._window_tracks = 0.0, {}
+
+    def open(self, run: RunInfo) -> None:
+        self.store = EventStore(self.path)
+        self.run_id = self.store.start_run(run.source, run.camera, run.run)
+        self.tracks = run.tracks
+
+    def event(self, event: Event) -> None:
+        self.store.save_event(self.run_id, event)
+        if event.type in (PERSON_ENTERED, PERSON_UNMASKED, PERSON_LEFT) and event.track_id in self.tracks:
+            self.store.save_tracks(self.run_id, [self.tracks[event.track_id]])
+
+    def frame(self, view: FrameView) -> None:
+        tracked = view.tracked
+        if len(tracked) and tracked.tracker_id is not None:
+            for tid, label in zip(tracked.tracker_id, tracked.data.get("class_name", [])):
+                if tid >= 0:
+                    self._window_tracks[int(tid)] = str(label)
+        if view.frame.time_s - self._window_start >= self.window_s:
+            self.store.save_window(self.run_id, self._window_start, Counter(self._window_tracks.values()))
+            self._window_start, self._window_tracks = view.frame.time_s, {}
+
+    def close(self, end: RunEnd) -> None:
+        if self.store is None:
+            return
+        try:
+            if self._window_tracks:
+                self.store.save_window(self.run_id, self._window_start, Counter(self._window_tracks.values()))
+            s = end.summary
+            self.store.finish_run(self.run_id, s.frames, s.status, s.message)
+        finally:
+            self.store.close()

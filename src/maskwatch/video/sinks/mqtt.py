@@ -1,0 +1,134 @@
+"""MQTT sink (paho-mqtt): each event to `PREFIX/events/<type>`, the latest counts retained on `PREFIX/state`,
+and `PREFIX/availability` (retained `online`, `offline` as the last will), all at QoS 1.
+
+paho reconnects with back-off when the broker goes away and re-sends what was published meanwhile (QoS 1: at
+least once, receivers drop repeated event ids). `{camera}` in the prefix becomes the camera's name, so one URL
+serves several cameras: mqtt://broker/maskwatch/{camera}.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from urllib.parse import unquote, urlsplit
+
+import paho.mqtt.client as mqtt
+
+from maskwatch.errors import MaskwatchError
+from maskwatch.video.bus import RunEnd, RunInfo, Sink
+from maskwatch.video.events import COUNTS, Event
+
+log = logging.getLogger(__name__)
+
+QOS = 1
+
+
+class MqttSink(Sink):
+    name = "mqtt"
+
+    def __init__(self, url: str, drain_s: float = 10.0, keepalive_s: int = 30,
+                 reconnect_s: tuple[int, int] = (1, 30)):
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise MaskwatchError(f"--mqtt {url!r}: expected mqtt://[user:pass@]host[:port]/prefix "
+                                 f"(mqtts:// for TLS), e.g. mqtt://127.0.0.1:1883/maskwatch")
+        try:
+            port = parts.port
+        except ValueError:
+            raise MaskwatchError(f"--mqtt {url!r}: the port must be a number") from None
+        self.url = url
+        self.tls = parts.scheme == "mqtts"
+        self.host, self.port = parts.hostname, port or (8883 if self.tls else 1883)
+        self.username = unquote(parts.username) if parts.username else None
+        self.password = unquote(parts.password) if parts.password else None
+        self.prefix = parts.path.strip("/") or "maskwatch"
+        self.drain_s, self.keepalive_s, self.reconnect_s = drain_s, keepalive_s, reconnect_s
+        self.client: mqtt.Client | None = None
+        self._pending: dict[int, str] = {}  # mid -> topic, published but not yet acknowledged
+        self._acked_early: set[int] = set()
+        self._lock = threading.Condition()
+        self._connected = False
+
+    def _topic(self, *parts: str) -> str:
+        return "/".join((self.topic_prefix, *parts))
+
+    def open(self, run: RunInfo) -> None:
+        self.topic_prefix = self.prefix.replace("{camera}", run.camera)
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"maskwatch-{run.camera}-{run.run[:8]}")
+        if self.username:
+            client.username_pw_set(self.username, self.password)
+        if self.tls:
+            client.tls_set()
+        client.will_set(self._topic("availability"), "offline", qos=QOS, retain=True)
+        client.reconnect_delay_set(*self.reconnect_s)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        # Asynchronous: a broker that is down now is connected to when it comes up; the video does not wait.
+        client.connect_async(self.host, self.port, keepalive=self.keepalive_s)
+        client.loop_start()
+        self.client = client
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.warning("mqtt %s:%d refused the connection: %s", self.host, self.port, reason_code)
+            return
+        self._connected = True
+        log.info("mqtt: connected to %s:%d", self.host, self.port)
+        client.publish(self._topic("availability"), "online", qos=QOS, retain=True)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        if self._connected:
+            log.warning("mqtt: lost %s:%d (%s); reconnecting, events are kept until it is back", self.host,
+                        self.port, reason_code)
+        self._connected = False
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        with self._lock:
+            if self._pending.pop(mid, None) is None:
+                self._acked_early.add(mid)
+            self._lock.notify_all()
+
+    def _publish(self, topic: str, payload: str, retain: bool = False) -> None:
+        info = self.client.publish(topic, payload, qos=QOS, retain=retain)
+        if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
+            log.warning("mqtt: paho's outgoing queue is full; an event to %s was dropped", topic)
+            return
+        with self._lock:  # the acknowledgement may have come before we get here
+            if info.mid in self._acked_early:
+                self._acked_early.discard(info.mid)
+            else:
+                self._pending[info.mid] = topic
+
+    def event(self, event: Event) -> None:
+        payload = event.to_json()
+        self._publish(self._topic("events", event.type), payload)
+        if event.type == COUNTS:
+            self._publish(self._topic("state"), payload, retain=True)
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def close(self, end: RunEnd) -> None:
+        if self.client is None:
+            return
+        deadline = time.monotonic() + self.drain_s
+        with self._lock:
+            while self._pending and time.monotonic() < deadline:
+                self._lock.wait(timeout=0.2)
+            left = len(self._pending)
+        if left:
+            log.warning("mqtt %s:%d: %d message(s) not acknowledged within %.0f s (broker away); they are lost",
+                        self.host, self.port, left, self.drain_s)
+        try:
+            if self._connected:
+                info = self.client.publish(self._topic("availability"), "offline", qos=QOS, retain=True)
+                info.wait_for_publish(timeout=2)
+        except (RuntimeError, ValueError) as exc:
+            log.warning("mqtt: could not say offline: %s", exc)
+        finally:
+            self.client.disconnect()
+            self.client.loop_stop()
+

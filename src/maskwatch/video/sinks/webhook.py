@@ -1,0 +1,201 @@
+"""Webhook sink: POST each event as JSON to a URL.
+
+Events first go into a bounded queue in SQLite, then a sender thread posts them in order, retrying with
+exponential back-off while the receiver is down or answers 408, 429 or 5xx. A receiver away for a minute loses
+nothing; events still queued when a run ends are sent at the next run to the same URL. When the queue is full the
+oldest `counts` events go first (a newer one supersedes them), and the log says how many were dropped.
+Delivery is at least once: a receiver drops repeated event ids.
+
+With a secret, `X-Maskwatch-Signature-256: sha256=<hex>` is the HMAC-SHA256 of the raw body with the secret
+(as GitHub signs its webhooks), so the receiver can check who sent it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import requests
+
+from maskwatch.errors import MaskwatchError
+from maskwatch.video.bus import RunEnd, RunInfo, Sink
+from maskwatch.video.events import COUNTS, Event
+from maskwatch.video.store import connect
+
+log = logging.getLogger(__name__)
+
+QUEUE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS webhook_queue (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, url TEXT NOT NULL, event_id TEXT NOT NULL, type TEXT NOT NULL,
+    body TEXT NOT NULL, queued_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS webhook_queue_by_url ON webhook_queue (url, seq);
+"""
+SIGNATURE_HEADER = "X-Maskwatch-Signature-256"
+RETRY_STATUSES = {408, 425, 429}
+
+
+def check_http_url(url: str, what: str = "--webhook") -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise MaskwatchError(f"{what} {url!r}: expected an http:// or https:// URL, "
+                             f"e.g. http://127.0.0.1:8080/maskwatch")
+    return url
+
+
+def signature_of(body: bytes, secret: str) -> str:
+    """The value of the signature header: `sha256=` and the hex HMAC-SHA256 of the body."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+class WebhookSink(Sink):
+    name = "webhook"
+
+    def __init__(self, url: str, secret: str | None = None, queue_path: Path | str = Path("out/maskwatch.sqlite"),
+                 max_queue: int = 10_000, timeout_s: float = 5.0, backoff_s: tuple[float, float] = (0.5, 30.0),
+                 drain_s: float = 15.0):
+        self.url = check_http_url(url)
+        self.secret = secret
+        self.queue_path = Path(queue_path)
+        self.max_queue = max(1, max_queue)
+        self.timeout_s, self.backoff, self.drain_s = timeout_s, backoff_s, drain_s
+        self.dropped = 0  # events dropped because the queue was full
+        self.sent = 0
+        self._lock = threading.Lock()
+        self._wake = threading.Condition()
+        self._closing = threading.Event()
+        self._interrupt = threading.Event()
+        self._deadline: float | None = None
+        self._thread: threading.Thread | None = None
+        self._db = None
+        self._last_error = ""
+
+    # -- the queue (shared by the pipeline thread and the sender thread) --
+    def open(self, run: RunInfo) -> None:
+        self._db = connect(self.queue_path)
+        self._db.executescript(QUEUE_SCHEMA)
+        left = self.queued()
+        if left:
+            log.warning("webhook %s: %d event(s) left queued by an earlier run are sent first", self.url, left)
+        self._thread = threading.Thread(target=self._send_loop, daemon=True, name="maskwatch-webhook")
+        self._thread.start()
+
+    def queued(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM webhook_queue WHERE url = ?", (self.url,)).fetchone()[0]
+
+    def event(self, event: Event) -> None:
+        with self._lock:
+            self._db.execute("INSERT INTO webhook_queue (url, event_id, type, body, queued_at) VALUES (?, ?, ?, ?, ?)",
+                             (self.url, event.id, event.type, event.to_json(), time.time()))
+            self._trim()
+            self._db.commit()
+        with self._wake:
+            self._wake.notify()
+
+    def _trim(self) -> None:
+        """Keep at most max_queue events for this URL: drop the oldest `counts` first, then the oldest of any type."""
+        excess = self._db.execute("SELECT COUNT(*) FROM webhook_queue WHERE url = ?",
+                                  (self.url,)).fetchone()[0] - self.max_queue
+        if excess <= 0:
+            return
+        dropped = {}
+        for only_counts in (True, False):
+            if excess <= 0:
+                break
+            kind = "AND type = ?" if only_counts else ""
+            args = (self.url, COUNTS) if only_counts else (self.url,)
+            rows = self._db.execute(f"SELECT seq, type FROM webhook_queue WHERE url = ? {kind} ORDER BY seq LIMIT ?",
+                                    (*args, excess)).fetchall()
+            self._db.executemany("DELETE FROM webhook_queue WHERE seq = ?", [(seq,) for seq, _ in rows])
+            for _, type_ in rows:
+                dropped[type_] = dropped.get(type_, 0) + 1
+            excess -= len(rows)
+        self.dropped += sum(dropped.values())
+        log.warning("webhook %s: queue full (%d events; the receiver is away): dropped the oldest %s (%d dropped "
+                    "in this run)", self.url, self.max_queue,
+                    ", ".join(f"{n} {t}" for t, n in dropped.items()), self.dropped)
+
+    def _oldest(self) -> tuple[int, str, str, str] | None:
+        with self._lock:
+            return self._db.execute("SELECT seq, event_id, type, body FROM webhook_queue WHERE url = ? ORDER BY seq "
+                                    "LIMIT 1", (self.url,)).fetchone()
+
+    def _remove(self, seq: int) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM webhook_queue WHERE seq = ?", (seq,))
+            self._db.commit()
+
+    # -- sending --
+    def _post(self, session: requests.Session, event_id: str, type_: str, body: str) -> str:
+        """'sent', 'retry' (receiver down, 408/425/429/5xx) or 'refused' (another answer: retrying cannot help)."""
+        data = body.encode()
+        headers = {"Content-Type": "application/json", "User-Agent": "maskwatch", "X-Maskwatch-Event": type_,
+                   "X-Maskwatch-Event-Id": event_id}
+        if self.secret:
+            headers[SIGNATURE_HEADER] = signature_of(data, self.secret)
+        try:
+            response = session.post(self.url, data=data, headers=headers, timeout=self.timeout_s,
+                                    allow_redirects=False)
+        except requests.RequestException as exc:
+            self._last_error = f"{type(exc).__name__}"
+            return "retry"
+        if 200 <= response.status_code < 300:
+            return "sent"
+        if response.status_code >= 500 or response.status_code in RETRY_STATUSES:
+            self._last_error = f"HTTP {response.status_code}"
+            return "retry"
+        log.error("webhook %s refused a %s event with HTTP %d; dropped it (%s)", self.url, type_,
+                  response.status_code, response.text[:200])
+        return "refused"
+
+    def _send_loop(self) -> None:
+        delay, failing = self.backoff[0], False
+        with requests.Session() as session:
+            while True:
+                if self._deadline is not None and time.monotonic() > self._deadline:
+                    return
+                row = self._oldest()
+                if row is None:
+                    if self._closing.is_set():
+                        return
+                    with self._wake:
+                        self._wake.wait(timeout=0.5)
+                    continue
+                seq, event_id, type_, body = row
+                outcome = self._post(session, event_id, type_, body)
+                if outcome == "retry":
+                    if not failing:
+                        log.warning("webhook %s: receiver unavailable (%s); retrying with back-off, events wait "
+                                    "in %s", self.url, self._last_error, self.queue_path)
+                    failing = True
+                    # Not woken by new events (back-off must hold while they keep coming), only by close().
+                    wait = delay if self._deadline is None else min(delay, max(0.0, self._deadline - time.monotonic()))
+                    if self._interrupt.wait(timeout=wait):
+                        self._interrupt.clear()
+                    delay = min(delay * 2, self.backoff[1])
+                    continue
+                if failing:
+                    log.warning("webhook %s: receiver back; sending the queued events", self.url)
+                failing, delay = False, self.backoff[0]
+                self._remove(seq)
+                self.sent += outcome == "sent"
+
+    def close(self, end: RunEnd) -> None:
+        if self._thread is None:
+            return
+        self._deadline = time.monotonic() + self.drain_s
+        self._closing.set()
+        self._interrupt.set()
+        with self._wake:
+            self._wake.notify()
+        self._thread.join()
+        left = self.queued()
+        if left:
+            log.warning("webhook %s: %d event(s) not delivered within %.0f s; they stay queued in %s and are sent "
+                        "at the next run", self.url, left, self.drain_s, self.queue_path)
+        self._db.close()

@@ -1,0 +1,116 @@
+"""The events database (SQLite): one row per run, one per confirmed track (written when it is confirmed, updated
+when it ends, so a camera watched for a week has its tracks while it runs), per-window counts, and every event
+in the one JSON schema, queryable by camera, type and time (`read_events`), for `maskwatch report` and the
+server."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from maskwatch.video.events import Event
+from maskwatch.video.tracking import TrackState
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, started_at REAL NOT NULL, ended_at REAL,
+    frames INTEGER DEFAULT 0, status TEXT NOT NULL DEFAULT 'running', message TEXT);
+CREATE TABLE IF NOT EXISTS tracks (
+    run_id INTEGER NOT NULL REFERENCES runs(id), track_id INTEGER NOT NULL, first_seen_s REAL, last_seen_s REAL,
+    label TEXT, votes TEXT, frames INTEGER, best_score REAL, best_box TEXT, best_frame INTEGER,
+    PRIMARY KEY (run_id, track_id));
+CREATE TABLE IF NOT EXISTS windows (
+    run_id INTEGER NOT NULL REFERENCES runs(id), window_start_s REAL NOT NULL, label TEXT NOT NULL,
+    people INTEGER NOT NULL, PRIMARY KEY (run_id, window_start_s, label));
+CREATE TABLE IF NOT EXISTS events (
+    id TEXT PRIMARY KEY, run_id INTEGER REFERENCES runs(id), camera TEXT NOT NULL, type TEXT NOT NULL,
+    time REAL NOT NULL, source_time_s REAL, track_id INTEGER, label TEXT, zone TEXT, payload TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS events_by_camera_type_time ON events (camera, type, time);
+CREATE INDEX IF NOT EXISTS events_by_time ON events (time);
+"""
+# Columns added since the first databases were written: (table, column, definition).
+ADDED_COLUMNS = [("runs", "camera", "TEXT"), ("runs", "run", "TEXT")]
+
+
+def connect(path: Path, timeout_s: float = 30.0) -> sqlite3.Connection:
+    """A connection to the events database, made ready: WAL (readers such as `maskwatch report` or the server
+    do not block a running camera) and the tables."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(str(path), timeout=timeout_s, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.executescript(SCHEMA)
+    for table, column, definition in ADDED_COLUMNS:
+        if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+    db.commit()
+    return db
+
+
+def epoch_of(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp()
+
+
+class EventStore:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.db = connect(self.path)
+
+    def start_run(self, source: str, camera: str | None = None, run: str | None = None) -> int:
+        cursor = self.db.execute("INSERT INTO runs (source, started_at, camera, run) VALUES (?, ?, ?, ?)",
+                                 (source, time.time(), camera, run))
+        self.db.commit()
+        return int(cursor.lastrowid)
+
+    def save_tracks(self, run_id: int, tracks: list[TrackState]) -> None:
+        self.db.executemany(
+            "INSERT OR REPLACE INTO tracks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(run_id, t.track_id, t.first_seen_s, t.last_seen_s, t.label, json.dumps(dict(t.votes)), t.frames,
+              t.best_score, json.dumps(t.best_box), t.best_frame) for t in tracks])
+        self.db.commit()
+
+    def save_window(self, run_id: int, start_s: float, people: dict[str, int]) -> None:
+        self.db.executemany("INSERT OR REPLACE INTO windows VALUES (?, ?, ?, ?)",
+                            [(run_id, start_s, label, n) for label, n in people.items()])
+        self.db.commit()
+
+    def save_event(self, run_id: int | None, event: Event) -> None:
+        self.db.execute("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (event.id, run_id, event.camera, event.type, epoch_of(event.time), event.source_time_s,
+                         event.track_id, event.label, event.zone, event.to_json()))
+        self.db.commit()
+
+    def finish_run(self, run_id: int, frames: int, status: str, message: str | None = None) -> None:
+        self.db.execute("UPDATE runs SET ended_at = ?, frames = ?, status = ?, message = ? WHERE id = ?",
+                        (time.time(), frames, status, message, run_id))
+        self.db.commit()
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def read_events(path: Path, camera: str | None = None, type: str | None = None, since: float | None = None,
+                run_id: int | None = None, limit: int = 1000, after_id: str | None = None) -> list[dict[str, Any]]:
+    """Events as JSON objects, oldest first: of one camera, type and run, at or after `since` (Unix seconds),
+    at most `limit`; `after_id` pages on from the last event of the previous page."""
+    where, args = [], []
+    for column, value in (("camera", camera), ("type", type), ("run_id", run_id)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            args.append(value)
+    if since is not None:
+        where.append("time >= ?")
+        args.append(since)
+    if after_id is not None:
+        where.append("rowid > (SELECT rowid FROM events WHERE id = ?)")
+        args.append(after_id)
+    sql = "SELECT payload FROM events" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY rowid LIMIT ?"
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return [json.loads(row[0]) for row in db.execute(sql, (*args, limit))]
+    finally:
+        db.close()

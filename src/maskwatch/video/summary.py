@@ -1,0 +1,60 @@
+"""What a run leaves behind: the summary (people, compliance, zones, lines) and its JSON / CSV files."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from maskwatch.video.tracking import TrackState
+
+
+@dataclass
+class WatchSummary:
+    source: str
+    camera: str | None = None
+    run: str | None = None  # the run's id in events ("run")
+    frames: int = 0
+    detected_frames: int = 0
+    seconds: float = 0.0
+    fps: float = 0.0
+    people: dict[str, int] = field(default_factory=dict)
+    compliance: float | None = None  # share of people wearing a mask correctly
+    zones: dict[str, Any] = field(default_factory=dict)  # per zone: inside, people per class, compliance
+    lines: dict[str, Any] = field(default_factory=dict)  # per line: in, out (and per class)
+    events: dict[str, int] = field(default_factory=dict)  # events published, per type
+    status: str = "finished"  # finished, interrupted, ended_early, failed
+    message: str | None = None
+    output: str | None = None
+    database: str | None = None
+    run_id: int | None = None  # the run's row in the database
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def write_summary_files(summary: WatchSummary, tracks: list[TrackState], out: Path) -> list[Path]:
+    """Beside the video: OUT.json (the summary), OUT.tracks.csv (one row per track) and, with zones or lines,
+    OUT.zones.csv (one row per zone or line and class)."""
+    written = [out.with_suffix(".json"), out.with_suffix(".tracks.csv")]
+    written[0].write_text(json.dumps(summary.as_dict(), indent=2))
+    with written[1].open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["track_id", "label", "first_seen_s", "last_seen_s", "frames", "best_score", "votes"])
+        for t in tracks:
+            writer.writerow([t.track_id, t.label, f"{t.first_seen_s:.2f}", f"{t.last_seen_s:.2f}", t.frames,
+                             f"{t.best_score:.3f}", json.dumps({k: round(v, 3) for k, v in t.votes.items()})])
+    if summary.zones or summary.lines:
+        written.append(out.with_suffix(".zones.csv"))
+        with written[-1].open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["name", "kind", "class", "people", "crossed_in", "crossed_out"])
+            for name, zone in summary.zones.items():
+                for label, n in zone["people"].items():
+                    writer.writerow([name, "zone", label, n, "", ""])
+            for name, line in summary.lines.items():
+                for label in line["in_people"]:
+                    writer.writerow([name, "line", label, "", line["in_people"][label], line["out_people"][label]])
+    return written

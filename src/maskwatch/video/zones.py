@@ -1,0 +1,198 @@
+"""Areas of the picture: polygon zones (who is in the queue) and lines (who went through the door, which way).
+
+The geometry is supervision's: PolygonZone says which faces are inside, LineZone which tracks crossed. A face
+counts by the centre of its box. Only confirmed tracks are given to zones, so a one-frame flicker never enters
+a zone, and zone counts agree with the people counts.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import supervision as sv
+
+from maskwatch.classes import compliance_of
+from maskwatch.errors import MaskwatchError
+
+ANCHOR = (sv.Position.CENTER,)
+
+
+def _numbers(spec: str, what: str, text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.replace(" ", "").split(",") if v != ""]
+    except ValueError:
+        raise MaskwatchError(f"{what} {spec!r}: the coordinates must be numbers, e.g. {_EXAMPLES[what]}") from None
+
+
+_EXAMPLES = {"--zone": "queue=100,200,400,200,400,470,100,470", "--line": "door=320,0,320,480"}
+
+
+def _split(spec: str, what: str) -> tuple[str, str]:
+    name, sep, coords = spec.partition("=")
+    if not sep or not name.strip() or not coords.strip():
+        raise MaskwatchError(f"{what} {spec!r}: expected NAME=x1,y1,x2,y2,..., e.g. {_EXAMPLES[what]}")
+    return name.strip(), coords
+
+
+@dataclass(frozen=True)
+class Zone:
+    """A polygon in pixels of the source."""
+
+    name: str
+    points: tuple[tuple[float, float], ...]
+
+    @classmethod
+    def parse(cls, spec: str) -> "Zone":
+        """`NAME=x1,y1,x2,y2,x3,y3[,...]`, as given to --zone."""
+        name, coords = _split(spec, "--zone")
+        values = _numbers(spec, "--zone", coords)
+        if len(values) % 2 or len(values) < 6:
+            raise MaskwatchError(f"--zone {spec!r}: a zone needs at least 3 points given as x,y pairs "
+                                 f"(an even count of numbers), e.g. {_EXAMPLES['--zone']}")
+        return cls(name, tuple(zip(values[0::2], values[1::2])))
+
+
+@dataclass(frozen=True)
+class Line:
+    """A segment in pixels of the source; crossings are counted in each direction."""
+
+    name: str
+    start: tuple[float, float]
+    end: tuple[float, float]
+
+    @classmethod
+    def parse(cls, spec: str) -> "Line":
+        """`NAME=x1,y1,x2,y2`, as given to --line."""
+        name, coords = _split(spec, "--line")
+        values = _numbers(spec, "--line", coords)
+        if len(values) != 4 or values[:2] == values[2:]:
+            raise MaskwatchError(f"--line {spec!r}: a line is two different points, x1,y1,x2,y2, "
+                                 f"e.g. {_EXAMPLES['--line']}")
+        return cls(name, (values[0], values[1]), (values[2], values[3]))
+
+
+def as_zone(value: str | Zone) -> Zone:
+    return value if isinstance(value, Zone) else Zone.parse(value)
+
+
+def as_line(value: str | Line) -> Line:
+    return value if isinstance(value, Line) else Line.parse(value)
+
+
+@dataclass
+class Crossing:
+    """A confirmed track went into or out of a zone, or over a line."""
+
+    type: str  # zone.entered, zone.left or line.crossed (the event type)
+    name: str
+    track_id: int
+    index: int | None  # row in the frame's detections (None when the track has ended)
+    direction: str | None = None  # line.crossed: in / out
+
+
+@dataclass
+class _ZoneState:
+    zone: Zone
+    polygon: sv.PolygonZone
+    inside: set[int] = field(default_factory=set)
+    entered: set[int] = field(default_factory=set)
+
+
+@dataclass
+class _LineState:
+    line: Line
+    counter: sv.LineZone
+    crossed_in: list[int] = field(default_factory=list)
+    crossed_out: list[int] = field(default_factory=list)
+
+
+class ZoneCounter:
+    """Zone and line state for one run: who is inside now, who ever entered, who crossed which way."""
+
+    def __init__(self, zones: Iterable[Zone], lines: Iterable[Line], frame_size: tuple[int, int]):
+        width, height = frame_size
+        self.zones: list[_ZoneState] = []
+        self.lines: list[_LineState] = []
+        names: set[str] = set()
+        for item in [*zones, *lines]:
+            if item.name in names:
+                raise MaskwatchError(f"zone or line name {item.name!r} is used twice; give each a different name")
+            names.add(item.name)
+            points = item.points if isinstance(item, Zone) else (item.start, item.end)
+            outside = [p for p in points if not (0 <= p[0] <= width and 0 <= p[1] <= height)]
+            if outside:
+                raise MaskwatchError(f"{item.name!r}: point {outside[0]} is outside the {width}x{height} picture; "
+                                     f"zones and lines are in pixels of the source")
+        for zone in zones:
+            polygon = sv.PolygonZone(np.array(zone.points, dtype=np.int64), triggering_anchors=ANCHOR)
+            self.zones.append(_ZoneState(zone, polygon))
+        for line in lines:
+            counter = sv.LineZone(sv.Point(*line.start), sv.Point(*line.end), triggering_anchors=ANCHOR)
+            self.lines.append(_LineState(line, counter))
+
+    def __bool__(self) -> bool:
+        return bool(self.zones or self.lines)
+
+    def update(self, tracked: sv.Detections) -> list[Crossing]:
+        """Crossings in this frame. `tracked` holds confirmed tracks only. A track missing from a frame keeps its
+        place (a missed detection is not a step out of the zone); it leaves when it ends (`track_ended`)."""
+        crossings: list[Crossing] = []
+        if len(tracked) == 0 or tracked.tracker_id is None:
+            for state in self.lines:
+                state.counter.trigger(tracked)  # ages its crossing history
+            return crossings
+        ids = [int(t) for t in tracked.tracker_id]
+        for state in self.zones:
+            inside = state.polygon.trigger(tracked)
+            for index, (tid, now_in) in enumerate(zip(ids, inside)):
+                if now_in and tid not in state.inside:
+                    state.inside.add(tid)
+                    state.entered.add(tid)
+                    crossings.append(Crossing("zone.entered", state.zone.name, tid, index))
+                elif not now_in and tid in state.inside:
+                    state.inside.discard(tid)
+                    crossings.append(Crossing("zone.left", state.zone.name, tid, index))
+        for state in self.lines:
+            crossed_in, crossed_out = state.counter.trigger(tracked)
+            for index, tid in enumerate(ids):
+                for crossed, direction, seen in ((crossed_in, "in", state.crossed_in),
+                                                 (crossed_out, "out", state.crossed_out)):
+                    if crossed[index]:
+                        seen.append(tid)
+                        crossings.append(Crossing("line.crossed", state.line.name, tid, index, direction))
+        return crossings
+
+    def track_ended(self, track_id: int) -> list[Crossing]:
+        """A track that ended leaves the zones it was in."""
+        left = []
+        for state in self.zones:
+            if track_id in state.inside:
+                state.inside.discard(track_id)
+                left.append(Crossing("zone.left", state.zone.name, track_id, None))
+        return left
+
+    def counts(self, label_of: Callable[[int], str], classes: Sequence[str]) -> dict:
+        """Per zone: faces inside now, people who entered per class (by their track's vote now), compliance.
+        Per line: crossings in each direction, and per class."""
+
+        def per_class(track_ids: Iterable[int]) -> dict[str, int]:
+            labels = Counter(label_of(t) for t in track_ids)
+            return {c: labels.get(c, 0) for c in classes}
+
+        zones = {}
+        for state in self.zones:
+            people = per_class(state.entered)
+            zones[state.zone.name] = {"inside": len(state.inside), "people": people,
+                                      "compliance": compliance_of(people)}
+        lines = {state.line.name: {"in": len(state.crossed_in), "out": len(state.crossed_out),
+                                   "in_people": per_class(state.crossed_in),
+                                   "out_people": per_class(state.crossed_out)} for state in self.lines}
+        return {"zones": zones, "lines": lines}
+
+    def drawables(self) -> tuple[list[tuple[sv.PolygonZone, str]], list[tuple[sv.LineZone, str]]]:
+        """What annotate.draw_zones needs: each polygon with its label, each line counter with its name."""
+        polygons = [(s.polygon, f"{s.zone.name}: {len(s.inside)} in, {len(s.entered)} seen") for s in self.zones]
+        return polygons, [(s.counter, s.line.name) for s in self.lines]
