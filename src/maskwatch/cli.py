@@ -184,47 +184,83 @@ def detect(inputs: list[Path] = typer.Argument(..., help="Images and/or folders 
 
 
 @app.command()
-def watch(source: str = typer.Argument(..., help="Video file, webcam index (0), rtsp:// or http:// URL, or a "
-                                                  "folder of frames."),
+def watch(source: Optional[str] = typer.Argument(None, help="Video file, webcam index (0), rtsp:// or http:// URL, "
+                                                             "or a folder of frames (or from --config)."),
+          config: Optional[Path] = typer.Option(None, "--config", help="YAML file naming source, zones, lines and "
+                                                                       "sinks per camera (see the README)."),
+          camera: Optional[str] = typer.Option(None, "--camera", help="Which camera of --config (if it has several); "
+                                                                      "else the camera name in events."),
           out: Optional[Path] = typer.Option(None, "--out", help="Annotated H.264 MP4 to write (+ .json, .tracks.csv)."),
-          db: Optional[Path] = typer.Option(Path("out/maskwatch.sqlite"), "--db", help="Events database (SQLite)."),
-          every: int = typer.Option(1, "--every", help="Detect on every Nth frame; track in between."),
+          db: Optional[Path] = typer.Option(None, "--db", help="Events database (SQLite) [default: out/maskwatch.sqlite]."),
+          zone: Optional[list[str]] = typer.Option(None, "--zone", help="Count people in an area: NAME=x1,y1,x2,y2,"
+                                                                        "x3,y3[,...] in source pixels (repeatable)."),
+          line: Optional[list[str]] = typer.Option(None, "--line", help="Count crossings each way: NAME=x1,y1,x2,y2 "
+                                                                        "(repeatable)."),
+          webhook: Optional[list[str]] = typer.Option(None, "--webhook", help="POST each event as JSON to this URL "
+                                                                              "(repeatable)."),
+          webhook_secret: Optional[str] = typer.Option(None, "--webhook-secret", envvar="MASKWATCH_WEBHOOK_SECRET",
+                                                       help="Sign webhook bodies (X-Maskwatch-Signature-256)."),
+          mqtt: Optional[list[str]] = typer.Option(None, "--mqtt", help="Publish events: mqtt://[user:pass@]host"
+                                                                        "[:port]/prefix (repeatable)."),
+          summary_every: Optional[float] = typer.Option(None, "--summary-every",
+                                                        help="Seconds between `counts` events [default: 30]."),
+          event_snapshots: bool = typer.Option(False, "--event-snapshots",
+                                               help="Add a JPEG of the face to person events (blurred)."),
+          keep_faces: bool = typer.Option(False, "--keep-faces", help="Snapshots not blurred."),
+          every: Optional[int] = typer.Option(None, "--every", help="Detect on every Nth frame; track in between "
+                                                                    "[default: 1]."),
           max_fps: Optional[float] = typer.Option(None, "--max-fps", help="Process at most this many frames/s."),
           max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Stop after this many frames."),
           blur_faces: bool = typer.Option(False, "--blur-faces", help="Blur every detected face (privacy)."),
           show: bool = typer.Option(False, "--show", help="Show a window (needs a display and GUI OpenCV)."),
-          window: float = typer.Option(10.0, "--window", help="Seconds per counting window in the database."),
-          scale: str = typer.Option("auto", "--scale", help="Face finder input scale: auto or a number."),
+          window: Optional[float] = typer.Option(None, "--window", help="Seconds per counting window in the "
+                                                                        "database [default: 10]."),
+          scale: Optional[str] = typer.Option(None, "--scale", help="Face finder input scale: auto or a number "
+                                                                    "[default: auto]."),
           model: Optional[Path] = typer.Option(None, "--model"), threads: Optional[int] = typer.Option(None)) -> None:
     """Detect, track and count faces in a video, a camera or a stream; write an annotated video and events."""
     from tqdm import tqdm
 
     from maskwatch.detector import Detector
-    from maskwatch.video.pipeline import VideoPipeline, WatchOptions
+    from maskwatch.video.config import CameraConfig, WebhookConfig, load_config, pick_camera
+    from maskwatch.video.zones import Line, Zone
 
-    if every < 1:
-        raise MaskwatchError("--every must be 1 or more")
-    pipeline = VideoPipeline(Detector.load(model, threads=threads, scale=scale),
-                             WatchOptions(every=every, max_fps=max_fps, blur_faces=blur_faces, window_s=window,
-                                          max_frames=max_frames, show=show), db)
+    if config:
+        setup = pick_camera(load_config(config), camera, config)
+    elif source is None:
+        raise MaskwatchError("watch needs a SOURCE (a video file, webcam index, rtsp:// URL or folder) or --config")
+    else:
+        setup = CameraConfig(name=camera, source=source)
+    setup = setup.with_overrides(
+        source=source, out=out, db=db, every=every, max_fps=max_fps, max_frames=max_frames, window=window,
+        summary_every=summary_every, scale=scale, model=model, blur_faces=blur_faces or None, show=show or None,
+        event_snapshots=event_snapshots or None, keep_faces=keep_faces or None,
+        zones=[Zone.parse(z) for z in zone] if zone else None, lines=[Line.parse(x) for x in line] if line else None,
+        webhooks=[WebhookConfig(url, webhook_secret) for url in webhook] if webhook else None, mqtt=mqtt or None)
+    pipeline = setup.pipeline(Detector.load(setup.model, threads=threads, scale=setup.scale))
     bar = tqdm(unit="frame", desc="watching")
 
     def progress(summary, expected):
         bar.total = expected
         bar.update(summary.frames - bar.n)
 
-    summary = pipeline.run(source, out, progress)
+    summary = pipeline.run(setup.source, setup.out, progress)
     bar.close()
     people = ", ".join(f"{k} {v}" for k, v in summary.people.items())
     compliance = f"{summary.compliance:.0%}" if summary.compliance is not None else "n/a"
     typer.echo(f"{summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.1f} frames/s); "
                f"people: {people}; compliance {compliance}")
+    for name, counts in summary.zones.items():
+        typer.echo(f"zone {name}: " + ", ".join(f"{k} {v}" for k, v in counts["people"].items()))
+    for name, counts in summary.lines.items():
+        typer.echo(f"line {name}: in {counts['in']}, out {counts['out']}")
     if summary.message:
         typer.echo(f"{summary.status}: {summary.message}", err=True)
-    if out:
-        typer.echo(f"video: {out}  summary: {out.with_suffix('.json')}  tracks: {out.with_suffix('.tracks.csv')}")
-    if db:
-        typer.echo(f"events: {db} (run {summary.run_id}); see `maskwatch report {db}`")
+    if setup.out:
+        typer.echo(f"video: {setup.out}  summary: {setup.out.with_suffix('.json')}  "
+                   f"tracks: {setup.out.with_suffix('.tracks.csv')}")
+    if setup.db:
+        typer.echo(f"events: {setup.db} (run {summary.run_id}); see `maskwatch report {setup.db}`")
 
 
 @app.command()
@@ -232,6 +268,7 @@ def report(db: Path = typer.Argument(..., help="Events database written by `mask
            run: Optional[int] = typer.Option(None, "--run", help="Only this run id."),
            chart: Path = typer.Option(Path("out/compliance.png"), "--chart")) -> None:
     """Summarise recorded runs: people per class, compliance, and a chart of compliance over time."""
+    from maskwatch.classes import compliance_of
     from maskwatch.video.report import plot_compliance, read_report
 
     result = read_report(db, run)
@@ -244,6 +281,12 @@ def report(db: Path = typer.Argument(..., help="Events database written by `mask
     people = ", ".join(f"{k} {v}" for k, v in sorted(result.people.items())) or "none"
     compliance = f"{result.compliance:.0%}" if result.compliance is not None else "n/a"
     typer.echo(f"people: {people}; compliance {compliance}")
+    for name, counts in result.zones.items():
+        share = compliance_of(counts)
+        typer.echo(f"zone {name}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) +
+                   (f"; compliance {share:.0%}" if share is not None else ""))
+    for name, counts in result.lines.items():
+        typer.echo(f"line {name}: in {counts['in']}, out {counts['out']}")
     typer.echo(f"chart: {plot_compliance(result, chart)}")
 
 

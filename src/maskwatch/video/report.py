@@ -4,7 +4,7 @@ chart of compliance over time."""
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from maskwatch.classes import compliance_of
@@ -18,6 +18,8 @@ class Report:
     people: dict[str, int]
     compliance: float | None
     windows: list[tuple[int, float, dict[str, int]]]  # run id, window start, people per class
+    zones: dict[str, dict[str, int]] = field(default_factory=dict)  # zone -> people who entered, per class
+    lines: dict[str, dict[str, int]] = field(default_factory=dict)  # line -> {"in": n, "out": n}
 
 
 def read_report(path: Path, run_id: int | None = None) -> Report:
@@ -39,12 +41,33 @@ def read_report(path: Path, run_id: int | None = None) -> Report:
         windows: dict[tuple[int, float], dict[str, int]] = {}
         for row in db.execute(f"SELECT * FROM windows WHERE run_id IN ({marks}) ORDER BY run_id, window_start_s", ids):
             windows.setdefault((row["run_id"], row["window_start_s"]), {})[row["label"]] = row["people"]
+        zones, lines = _zone_counts(db, ids)
     except sqlite3.DatabaseError as exc:
         raise MaskwatchError(f"{path}: not a maskwatch events database ({exc})") from exc
     finally:
         db.close()
     return Report(runs, people, compliance_of(people),
-                  [(run, start, counts) for (run, start), counts in windows.items()])
+                  [(run, start, counts) for (run, start), counts in windows.items()], zones, lines)
+
+
+def _zone_counts(db: sqlite3.Connection, ids: list[int]) -> tuple[dict, dict]:
+    """People who entered each zone (per class, by the track's final vote) and line crossings each way, from
+    the events (databases written before events were stored have none)."""
+    if not db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'").fetchone():
+        return {}, {}
+    marks = ",".join("?" * len(ids))
+    zones: dict[str, dict[str, int]] = {}
+    for row in db.execute(f"SELECT e.zone, t.label, COUNT(DISTINCT e.run_id || '/' || e.track_id) AS n FROM events e "
+                          f"JOIN tracks t ON t.run_id = e.run_id AND t.track_id = e.track_id "
+                          f"WHERE e.type = 'zone.entered' AND e.run_id IN ({marks}) GROUP BY e.zone, t.label "
+                          f"ORDER BY e.zone", ids):
+        zones.setdefault(row["zone"], {})[row["label"]] = row["n"]
+    lines: dict[str, dict[str, int]] = {}
+    for row in db.execute(f"SELECT zone, json_extract(payload, '$.direction') AS direction, COUNT(*) AS n "
+                          f"FROM events WHERE type = 'line.crossed' AND run_id IN ({marks}) GROUP BY zone, direction "
+                          f"ORDER BY zone", ids):
+        lines.setdefault(row["zone"], {"in": 0, "out": 0})[row["direction"]] = row["n"]
+    return zones, lines
 
 
 def plot_compliance(report: Report, path: Path) -> Path:

@@ -1,0 +1,192 @@
+"""A camera setup in one YAML file: sources, zones, lines and sinks per camera (`watch --config`, and the server).
+
+    defaults:                       # optional, merged into every camera (the camera's own keys win)
+      db: out/maskwatch.sqlite
+      mqtt: mqtt://127.0.0.1:1883/maskwatch/{camera}
+      summary_every: 30
+    cameras:
+      door:
+        source: rtsp://192.168.1.20:554/stream
+        every: 2
+        zones: {queue: [100,200, 400,200, 400,470, 100,470]}
+        lines: {entrance: "320,0,320,480"}
+        webhooks:
+          - url: http://127.0.0.1:8080/maskwatch
+            secret: ${MASKWATCH_WEBHOOK_SECRET}
+
+`${NAME}` in a value is read from the environment (secrets stay out of the file). Unknown keys are errors, so a
+typo does not silently turn a feature off.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from maskwatch.errors import MaskwatchError
+from maskwatch.video.pipeline import VideoPipeline, WatchOptions
+from maskwatch.video.sinks import MqttSink, WebhookSink
+from maskwatch.video.zones import Line, Zone
+
+DEFAULT_DB = Path("out/maskwatch.sqlite")
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    url: str
+    secret: str | None = None
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    """Everything one camera needs; the defaults here are the defaults of `maskwatch watch`."""
+
+    name: str | None
+    source: str
+    out: Path | None = None
+    db: Path | None = DEFAULT_DB
+    zones: tuple[Zone, ...] = ()
+    lines: tuple[Line, ...] = ()
+    webhooks: tuple[WebhookConfig, ...] = ()
+    mqtt: tuple[str, ...] = ()
+    every: int = 1
+    max_fps: float | None = None
+    max_frames: int | None = None
+    blur_faces: bool = False
+    show: bool = False
+    window: float = 10.0
+    summary_every: float | None = 30.0
+    event_snapshots: bool = False
+    keep_faces: bool = False
+    scale: str = "auto"
+    model: Path | None = None
+
+    def options(self) -> WatchOptions:
+        return WatchOptions(every=self.every, max_fps=self.max_fps, max_frames=self.max_frames,
+                            blur_faces=self.blur_faces, show=self.show, window_s=self.window,
+                            summary_every=self.summary_every, event_snapshots=self.event_snapshots,
+                            keep_faces=self.keep_faces)
+
+    def sinks(self) -> list:
+        """The network sinks of this camera (the video file and database come from `out` and `db`)."""
+        queue = self.db or DEFAULT_DB
+        return ([WebhookSink(w.url, w.secret, queue_path=queue) for w in self.webhooks]
+                + [MqttSink(url) for url in self.mqtt])
+
+    def pipeline(self, detector) -> VideoPipeline:
+        if self.every < 1:
+            raise MaskwatchError(f"camera {self.name or self.source!r}: every must be 1 or more")
+        return VideoPipeline(detector, self.options(), self.db, self.sinks(), self.zones, self.lines, self.name)
+
+    def with_overrides(self, **values: Any) -> "CameraConfig":
+        """This camera with the values given (None: keep this camera's); zones, lines, webhooks and mqtt add up."""
+        given = {k: v for k, v in values.items() if v is not None}
+        for key in ("zones", "lines", "webhooks", "mqtt"):
+            if key in given:
+                given[key] = (*getattr(self, key), *given[key])
+        return replace(self, **given)
+
+
+_KEYS = {f.name for f in fields(CameraConfig)} - {"name"}
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _expand(value: Any, where: str) -> Any:
+    if isinstance(value, str):
+        def env(match: re.Match) -> str:
+            if match.group(1) not in os.environ:
+                raise MaskwatchError(f"{where}: ${{{match.group(1)}}} is not set in the environment")
+            return os.environ[match.group(1)]
+        return _ENV.sub(env, value)
+    if isinstance(value, list):
+        return [_expand(v, where) for v in value]
+    if isinstance(value, dict):
+        return {k: _expand(v, where) for k, v in value.items()}
+    return value
+
+
+def _coords(value: Any, where: str) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        flat = [v for item in value for v in (item if isinstance(item, list) else [item])]
+        return ",".join(str(v) for v in flat)
+    raise MaskwatchError(f"{where}: give the points as a list [x1, y1, x2, y2, ...] or a string 'x1,y1,x2,y2,...'")
+
+
+def camera_from_dict(name: str | None, data: dict[str, Any], where: str) -> CameraConfig:
+    if not isinstance(data, dict):
+        raise MaskwatchError(f"{where}: expected a mapping of keys (source, zones, lines, webhooks, mqtt, ...)")
+    unknown = sorted(set(data) - _KEYS)
+    if unknown:
+        raise MaskwatchError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(_KEYS))}")
+    data = _expand(data, where)
+    if "source" not in data:
+        raise MaskwatchError(f"{where}: no source (a video file, webcam index, rtsp:// URL or folder)")
+    values: dict[str, Any] = {"source": str(data["source"])}
+    for key in ("zones", "lines"):
+        items = data.get(key) or {}
+        if not isinstance(items, dict):
+            raise MaskwatchError(f"{where}: {key} is a mapping NAME: [x1, y1, x2, y2, ...]")
+        parse = Zone.parse if key == "zones" else Line.parse
+        values[key] = tuple(parse(f"{n}={_coords(v, f'{where}: {key}.{n}')}") for n, v in items.items())
+    webhooks = data.get("webhooks") or []
+    if isinstance(webhooks, (str, dict)):
+        webhooks = [webhooks]
+    values["webhooks"] = tuple(
+        WebhookConfig(w) if isinstance(w, str) else _webhook(w, f"{where}: webhooks") for w in webhooks)
+    mqtt = data.get("mqtt") or []
+    values["mqtt"] = tuple([mqtt] if isinstance(mqtt, str) else map(str, mqtt))
+    for key in ("out", "db", "model"):
+        if key in data:
+            values[key] = Path(data[key]) if data[key] else None
+    for key in _KEYS - set(values) - {"out", "db", "model"}:
+        if key in data:
+            values[key] = data[key]
+    if "scale" in values:
+        values["scale"] = str(values["scale"])
+    camera = CameraConfig(name=name, **values)
+    camera.sinks()  # URLs checked now, not when the camera starts
+    return camera
+
+
+def _webhook(value: Any, where: str) -> WebhookConfig:
+    if not isinstance(value, dict) or "url" not in value or set(value) - {"url", "secret"}:
+        raise MaskwatchError(f"{where}: each webhook is a URL or {{url: ..., secret: ...}}")
+    return WebhookConfig(str(value["url"]), value.get("secret"))
+
+
+def load_config(path: Path) -> dict[str, CameraConfig]:
+    """The cameras of a config file, by name."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise MaskwatchError(f"{path}: no such config file") from None
+    except yaml.YAMLError as exc:
+        raise MaskwatchError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("cameras"), dict) or not data["cameras"]:
+        raise MaskwatchError(f"{path}: expected a 'cameras:' mapping of NAME: {{source: ..., zones: ...}} "
+                             f"(see the README's config example)")
+    unknown = sorted(set(data) - {"cameras", "defaults"})
+    if unknown:
+        raise MaskwatchError(f"{path}: unknown top-level key(s) {', '.join(unknown)}; known: cameras, defaults")
+    defaults = data.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        raise MaskwatchError(f"{path}: defaults must be a mapping of camera keys")
+    return {str(name): camera_from_dict(str(name), {**defaults, **(camera or {})}, f"{path}: camera {name!r}")
+            for name, camera in data["cameras"].items()}
+
+
+def pick_camera(cameras: dict[str, CameraConfig], name: str | None, path: Path) -> CameraConfig:
+    if name is None and len(cameras) == 1:
+        return next(iter(cameras.values()))
+    if name in cameras:
+        return cameras[name]
+    what = f"no camera {name!r}" if name else "several cameras"
+    raise MaskwatchError(f"{path}: {what}; choose one with --camera ({', '.join(cameras)})")
