@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from maskwatch.video.sources import Frame, FrameSource
 
 
 def pan_frames(photo: Path, size: tuple[int, int] = (640, 480), frames: int = 45, zoom: float = 2.0) -> list[np.ndarray]:
@@ -48,3 +51,72 @@ def walk_through_frames(faces: list[np.ndarray], size: tuple[int, int] = (480, 3
                 frame[y:y + fh, x1:x2] = face[:, x1 - x:x2 - x]
         clip.append(frame)
     return clip
+
+
+def face_crop(photo: Path, box, size: int = 110) -> np.ndarray:
+    """A face from an annotated photo with some context around it (1.6x the box), resized to size x size."""
+    image = cv2.imread(str(photo))
+    x1, y1, x2, y2 = box
+    cx, cy, side = (x1 + x2) / 2, (y1 + y2) / 2, max(x2 - x1, y2 - y1) * 1.6
+    crop = image[int(max(0, cy - side / 2)):int(cy + side / 2), int(max(0, cx - side / 2)):int(cx + side / 2)]
+    return cv2.resize(crop, (size, size), interpolation=cv2.INTER_CUBIC)
+
+
+def glide(start: tuple[int, int], end: tuple[int, int], frames: int) -> list[tuple[int, int]]:
+    """Top-left positions moving evenly from start to end over `frames` frames."""
+    xs, ys = np.linspace(start[0], end[0], frames), np.linspace(start[1], end[1], frames)
+    return [(int(x), int(y)) for x, y in zip(xs, ys)]
+
+
+def paths_frames(people: list[tuple[np.ndarray, int, list[tuple[int, int]]]], size: tuple[int, int] = (480, 320),
+                 frames: int = 60) -> list[np.ndarray]:
+    """Faces moving on a plain background: each person is (face crop, first frame, top-left per frame from then);
+    off its path a person is not in the picture."""
+    w, h = size
+    clip = []
+    for index in range(frames):
+        frame = np.full((h, w, 3), (150, 160, 165), np.uint8)
+        for face, start, path in people:
+            if 0 <= index - start < len(path):
+                x, y = path[index - start]
+                fh, fw = face.shape[:2]
+                x1, y1, x2, y2 = max(0, x), max(0, y), min(w, x + fw), min(h, y + fh)
+                if x2 > x1 and y2 > y1:
+                    frame[y1:y2, x1:x2] = face[y1 - y:y2 - y, x1 - x:x2 - x]
+        clip.append(frame)
+    return clip
+
+
+def crossing_people(masked: np.ndarray, unmasked: np.ndarray) -> tuple[list[np.ndarray], float]:
+    """480x320 at 10 frames/s: a masked person walks right across x=240, stops, walks back (2 crossings) and
+    vanishes at the left; then, lower in the picture, an unmasked person walks right across x=240 and out of the
+    right edge (1 crossing). Returns the frames and the fps."""
+    a = glide((10, 20), (330, 20), 16) + [(330, 20)] * 4 + glide((330, 20), (10, 20), 16)
+    b = glide((10, 190), (330, 190), 16) + glide((350, 190), (480, 190), 6)
+    return paths_frames([(masked, 0, a), (unmasked, 38, b)], size=(480, 320), frames=70), 10.0
+
+
+class GatedSource(FrameSource):
+    """Frames from a list that stop before chosen frames until the test opens the gate: the test acts (kills a
+    server, reads the database) at a known point of a run that is still going, without sleeping."""
+
+    def __init__(self, frames: list[np.ndarray], fps: float = 10.0, gates: tuple[int, ...] = ()):
+        self.images, self.fps = frames, fps
+        self.size = (frames[0].shape[1], frames[0].shape[0])
+        self.expected_frames = len(frames)
+        self.reached = {i: threading.Event() for i in gates}  # set when the pipeline waits at frame i
+        self.gates = {i: threading.Event() for i in gates}  # set by the test to let it go on
+
+    def frames(self):
+        for index, image in enumerate(self.images):
+            if index in self.gates:
+                self.reached[index].set()
+                if not self.gates[index].wait(timeout=300):
+                    raise TimeoutError(f"the test never opened the gate at frame {index}")
+            yield Frame(index, index / self.fps, image)
+
+    def wait_at(self, index: int, timeout: float = 300) -> None:
+        assert self.reached[index].wait(timeout), f"the pipeline never reached frame {index}"
+
+    def open(self, index: int) -> None:
+        self.gates[index].set()
