@@ -96,3 +96,116 @@ def test_zone_and_line_counts_match_the_known_crossings(detector, crossing, tmp_
         first = next(container.decode(video=0)).to_ndarray(format="bgr24")
     change = np.abs(first[8:13, 300:440].astype(int) - source_frames[0][8:13, 300:440]).max(axis=2).max(axis=0)
     assert np.median(change) > 60  # every column of that stretch crosses the drawn edge
+
+
+def test_tracks_are_in_the_database_while_the_run_is_going(detector, faces, tmp_path):
+    frames, fps = crossing_people(*faces)
+    source = GatedSource(frames, fps, gates=(30,))
+    db = tmp_path / "events.sqlite"
+    pipeline = VideoPipeline(detector, WatchOptions(), db, zones=[ZONE], camera="door")
+    result = {}
+    worker = threading.Thread(target=lambda: result.update(summary=pipeline.run(source)))
+    worker.start()
+    try:
+        source.wait_at(30)  # the masked person has crossed twice; the run is paused, not finished
+        with sqlite3.connect(db) as live:
+            assert live.execute("SELECT status FROM runs").fetchone() == ("running",)
+            tracks = live.execute("SELECT track_id, label, frames, last_seen_s FROM tracks").fetchall()
+        assert len(tracks) == 1 and tracks[0][1] == "with_mask" and tracks[0][2] >= 2
+        live_events = read_events(db, camera="door")
+        assert [e["type"] for e in live_events][:1] == ["person.entered"]
+        assert {"zone.entered", "zone.left"} <= {e["type"] for e in live_events}
+    finally:
+        source.open(30)
+        worker.join(timeout=300)
+    summary = result["summary"]
+    with sqlite3.connect(db) as done:
+        assert done.execute("SELECT status, frames FROM runs").fetchone() == ("finished", 70)
+        rows = dict(done.execute("SELECT track_id, last_seen_s FROM tracks").fetchall())
+    assert len(rows) == 2 and rows[tracks[0][0]] > tracks[0][3]  # the first track's row was updated when it ended
+    # The events can be queried by camera, type and time (what a server lists).
+    alerts = read_events(db, camera="door", type="person.unmasked")
+    assert [(a["class"], a["run"]) for a in alerts] == [("without_mask", summary.run)]
+    assert read_events(db, camera="elsewhere") == []
+    assert read_events(db, since=2e9) == []  # a time after all of them
+    page = read_events(db, limit=3)
+    assert read_events(db, limit=3, after_id=page[-1]["id"])[0] == read_events(db, limit=4)[3]
+
+
+def laplacian_variance(jpeg_b64: str) -> float:
+    image = cv2.imdecode(np.frombuffer(base64.b64decode(jpeg_b64), np.uint8), cv2.IMREAD_GRAYSCALE)
+    h, w = image.shape
+    return float(cv2.Laplacian(image[h // 3:2 * h // 3, w // 3:2 * w // 3], cv2.CV_64F).var())
+
+
+def test_snapshots_only_when_asked_and_blurred_unless_keep_faces(detector, crossing, tmp_path):
+    clip, _ = crossing
+    runs = {}
+    for name, options in (("none", {}), ("blurred", {"event_snapshots": True}),
+                          ("kept", {"event_snapshots": True, "keep_faces": True})):
+        pipeline, events = run_collecting(detector, None, tmp_path / name, options={"max_frames": 12, **options})
+        pipeline.run(str(clip))
+        runs[name] = [e.as_dict() for e in events]
+    assert all("snapshot" not in e for e in runs["none"])
+    for name in ("blurred", "kept"):
+        entered = [e for e in runs[name] if e["type"] == "person.entered"]
+        assert len(entered) == 1 and entered[0]["snapshot"]
+        assert all("snapshot" not in e for e in runs[name] if e["type"] in ("counts", "person.left"))
+    blurred = laplacian_variance(next(e for e in runs["blurred"] if e["type"] == "person.entered")["snapshot"])
+    kept = laplacian_variance(next(e for e in runs["kept"] if e["type"] == "person.entered")["snapshot"])
+    assert blurred < kept / 4
+
+
+class BrokenSink(Sink):
+    name = "broken"
+
+    def event(self, event):
+        raise ConnectionError("the receiver is on fire")
+
+    def frame(self, view):
+        raise OSError("disk full")
+
+
+def test_a_failing_sink_does_not_stop_the_video_or_the_other_sinks(detector, crossing, tmp_path, caplog):
+    clip, _ = crossing
+    pipeline, events = run_collecting(detector, None, tmp_path, sinks=[BrokenSink()])
+    summary = pipeline.run(str(clip), tmp_path / "out.mp4")
+    assert summary.status == "finished" and summary.frames == 70
+    assert [e.type for e in events].count("person.entered") == 2
+    assert (tmp_path / "out.mp4").stat().st_size > 0
+    assert "broken sink failed in event" in caplog.text and "the video goes on" in caplog.text
+
+
+def test_bad_zones_lines_urls_and_configs_say_what_to_fix(detector, crossing, tmp_path):
+    from maskwatch.video.config import load_config
+    from maskwatch.video.sinks import MqttSink, WebhookSink
+
+    for spec, message in (("queue", "expected NAME=x1,y1"), ("queue=1,2,3,4", "at least 3 points"),
+                          ("queue=1,2,a,4,5,6", "must be numbers"), ("q=1,2,3,4,5", "even count")):
+        with pytest.raises(MaskwatchError, match=message):
+            Zone.parse(spec)
+    with pytest.raises(MaskwatchError, match="two different points"):
+        Line.parse("door=1,2,1,2")
+    clip, _ = crossing
+    with pytest.raises(MaskwatchError, match="outside the 480x320 picture"):
+        VideoPipeline(detector, zones=["big=0,0,640,0,640,480"]).run(str(clip))
+    with pytest.raises(MaskwatchError, match="used twice"):
+        VideoPipeline(detector, zones=[ZONE], lines=["counter=0,0,10,10"]).run(str(clip))
+    with pytest.raises(MaskwatchError, match="http:// or https://"):
+        WebhookSink("ftp://example.org/x")
+    with pytest.raises(MaskwatchError, match=r"mqtt://\[user:pass@\]host"):
+        MqttSink("tcp://broker:1883/x")
+    bad = tmp_path / "cameras.yaml"
+    for text, message in (("cameras: [1, 2]", "expected a 'cameras:' mapping"),
+                          ("cameras:\n  door: {source: a.mp4, zone: {}}", "unknown key.*zone.*known:.*zones"),
+                          ("cameras:\n  door: {zones: {}}", "no source"),
+                          ("cameras:\n  door: {source: a.mp4, webhooks: [{secret: x}]}", "each webhook is a URL"),
+                          ("cameras:\n  door: {source: a.mp4, webhooks: ['${NOT_SET_HERE}']}", "NOT_SET_HERE.*not set"),
+                          ("cameras: {door: {source: [}", "not valid YAML")):
+        bad.write_text(text)
+        with pytest.raises(MaskwatchError, match=message):
+            load_config(bad)
+    # The CLI prints the message, no traceback.
+    result = subprocess.run([sys.executable, "-m", "maskwatch.cli", "watch", str(clip), "--zone", "queue=1,2"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "--zone 'queue=1,2'" in result.stderr and "Traceback" not in result.stderr

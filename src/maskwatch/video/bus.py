@@ -108,11 +108,11 @@ class CallbackSink(Sink):
 
 
 class EventBus:
-    LOG_EVERY = 100  # after the first failure of a sink, log one in this many
+    LOG_EVERY = 100  # after the first failure of a sink's hook, log one in this many
 
     def __init__(self, sinks: Iterable[Sink]):
         self.sinks = list(sinks)
-        self.failures: dict[int, int] = {}
+        self.failures: dict[tuple[int, str], int] = {}  # (sink, hook) -> failures
         self.published: dict[str, int] = {}
 
     def open(self, run: RunInfo) -> None:
@@ -144,7 +144,8 @@ class EventBus:
         try:
             call(arg)
         except Exception as exc:  # a sink must never stop the video
-            n = self.failures[id(sink)] = self.failures.get(id(sink), 0) + 1
+            key = (id(sink), hook)
+            n = self.failures[key] = self.failures.get(key, 0) + 1
             if n == 1 or n % self.LOG_EVERY == 0:
                 log.warning("%s sink failed in %s (%d failure(s) so far; the video goes on): %s: %s",
                             sink.name, hook, n, type(exc).__name__, exc, exc_info=n == 1)
