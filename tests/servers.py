@@ -42,3 +42,39 @@ def running_server(data_dir: Path, *args: str, env: dict | None = None):
         if process.poll() is None:
             process.terminate()
             process.wait(timeout=20)
+
+
+class WebhookReceiver:
+    """tests/webhook_receiver.py as a process that can be killed and started again on the same port; what it
+    received survives in its log file."""
+
+    def __init__(self, port: int, log: Path):
+        self.port, self.log = port, log
+        self.url = f"http://127.0.0.1:{port}/hook"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, status: int = 200) -> "WebhookReceiver":
+        script = Path(__file__).with_name("webhook_receiver.py")
+        self.process = subprocess.Popen([sys.executable, str(script), str(self.port), str(self.log), str(status)],
+                                        stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout.readline().strip() == "ready"
+        return self
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def posts(self) -> list[dict]:
+        import json
+
+        return [json.loads(line) for line in self.log.read_text().splitlines()] if self.log.exists() else []
+
+    def wait_for(self, predicate, what: str, timeout: float = 120) -> list[dict]:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            posts = self.posts()
+            if predicate(posts):
+                return posts
+            time.sleep(0.1)
+        raise AssertionError(f"the receiver never got {what}; it has {len(self.posts())} posts")

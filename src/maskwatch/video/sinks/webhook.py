@@ -196,6 +196,6 @@ class WebhookSink(Sink):
         self._thread.join()
         left = self.queued()
         if left:
-            log.warning("webhook %s: %d event(s) not delivered within %.0f s; they stay queued in %s and are sent "
+            log.warning("webhook %s: %d event(s) not delivered within %.1f s; they stay queued in %s and are sent "
                         "at the next run", self.url, left, self.drain_s, self.queue_path)
         self._db.close()

@@ -1,0 +1,144 @@
+"""The webhook sink against a real HTTP receiver on loopback that is killed and started again: nothing lost, one
+alert per person, signed bodies, a bounded queue that drops the oldest counts first and survives a restart."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import sqlite3
+import threading
+
+import pytest
+
+from clips import GatedSource, crossing_people, face_crop
+from maskwatch import Detector
+from maskwatch.video import VideoPipeline, WatchOptions
+from maskwatch.video.bus import RunInfo
+from maskwatch.video.events import Event
+from maskwatch.video.sinks import WebhookSink
+from maskwatch.video.store import read_events
+from servers import WebhookReceiver, free_port
+
+SECRET = "s3cret"
+
+
+def queued(db) -> int:
+    with sqlite3.connect(db) as q:
+        return q.execute("SELECT COUNT(*) FROM webhook_queue").fetchone()[0]
+
+
+def unique_events(posts: list[dict]) -> list[dict]:
+    """The events received, each id once, in the order first received (delivery is at least once)."""
+    seen, events = set(), []
+    for post in posts:
+        event = json.loads(post["body"])
+        if event["id"] not in seen:
+            seen.add(event["id"])
+            events.append(event)
+    return events
+
+
+def test_a_receiver_killed_and_restarted_mid_run_loses_no_event(data_dir, tmp_path):
+    masked = face_crop(data_dir / "images" / "maksssksksss94.jpg", (110, 95, 171, 169))
+    unmasked = face_crop(data_dir / "images" / "maksssksksss343.jpg", (85, 131, 232, 284))
+    frames, fps = crossing_people(masked, unmasked)
+    source = GatedSource(frames, fps, gates=(20, 50))
+    db = tmp_path / "events.sqlite"
+    receiver = WebhookReceiver(free_port(), tmp_path / "posts.jsonl").start()
+    sink = WebhookSink(receiver.url, SECRET, queue_path=db, backoff_s=(0.1, 0.5), drain_s=60)
+    pipeline = VideoPipeline(Detector.load(threads=2, scale=1.0), WatchOptions(summary_every=1.0), db,
+                             [sink], zones=["counter=260,10,470,10,470,310,260,310"], lines=["door=240,0,240,320"],
+                             camera="door")
+    result = {}
+    worker = threading.Thread(target=lambda: result.update(summary=pipeline.run(source)))
+    worker.start()
+    try:
+        source.wait_at(20)
+        receiver.wait_for(lambda posts: any(json.loads(p["body"])["type"] == "person.entered" for p in posts),
+                          "the first person.entered")
+        receiver.kill()  # the receiver goes away mid-run
+        source.open(20)
+        source.wait_at(50)  # 30 more frames: the unmasked person came in while nobody listened
+        assert queued(db) > 0
+        assert any(e["type"] == "person.unmasked" for e in read_events(db))
+        receiver.start()  # back on the same port
+        source.open(50)
+        worker.join(timeout=300)
+    finally:
+        source.open(20), source.open(50)
+        receiver.kill()
+    summary = result["summary"]
+    assert summary.status == "finished" and queued(db) == 0
+    emitted = read_events(db, run_id=summary.run_id)
+    received = unique_events(receiver.posts())
+    assert [e["id"] for e in received] == [e["id"] for e in emitted]  # none lost, in order
+    assert received == emitted  # the same JSON as stored
+    assert {"person.entered", "person.unmasked", "person.left", "zone.entered", "zone.left", "line.crossed",
+            "counts"} == {e["type"] for e in received}
+    alerts = [e["track_id"] for e in received if e["type"] == "person.unmasked"]
+    assert len(alerts) == len(set(alerts)) == 1  # one alert for the one unmasked person, not one per frame
+    for post in receiver.posts():
+        body = post["body"].encode()
+        expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+        assert post["headers"]["X-Maskwatch-Signature-256"] == expected
+        assert post["headers"]["X-Maskwatch-Event"] == json.loads(body)["type"]
+
+
+def run_info() -> RunInfo:
+    return RunInfo("door", "run1", "door.mp4", (640, 480), 10.0, False, None, ["with_mask", "without_mask"])
+
+
+def event(type_: str, n: int) -> Event:
+    return Event(type_, "door", "run1", float(n), id=f"{type_}-{n}")
+
+
+def test_a_full_queue_drops_the_oldest_counts_first_and_survives_a_restart(tmp_path, caplog):
+    port = free_port()
+    queue = tmp_path / "queue.sqlite"
+    receiver = WebhookReceiver(port, tmp_path / "posts.jsonl")
+    first = WebhookSink(receiver.url, queue_path=queue, max_queue=5, backoff_s=(0.05, 0.2), drain_s=0.5)
+    first.open(run_info())  # nobody listens on the port yet
+    sent = [event("counts", 1), event("person.entered", 2), event("counts", 3), event("person.unmasked", 4),
+            event("counts", 5), event("person.left", 6), event("zone.entered", 7)]
+    for e in sent:
+        first.event(e)
+    assert first.dropped == 2 and "dropped the oldest 1 counts" in caplog.text
+    first.event(event("zone.left", 8))  # drops counts-5, the last counts
+    first.event(event("person.entered", 9))  # no counts left: the oldest event goes
+    assert "dropped the oldest 1 person.entered" in caplog.text
+    with sqlite3.connect(queue) as q:
+        ids = [r[0] for r in q.execute("SELECT event_id FROM webhook_queue ORDER BY seq")]
+    assert ids == ["person.unmasked-4", "person.left-6", "zone.entered-7", "zone.left-8", "person.entered-9"]
+    first.close(None)  # the run ends with the receiver still away: the events stay queued
+    assert "stay queued" in caplog.text and queued(queue) == 5
+    # The next run to the same URL sends them first. The receiver answers 503 at first: retried, not dropped.
+    second = WebhookSink(receiver.url, queue_path=queue, max_queue=10, backoff_s=(0.05, 0.2), drain_s=30)
+    receiver.start(status=503)
+    try:
+        second.open(run_info())
+        receiver.wait_for(lambda posts: len(posts) >= 3, "three attempts")
+        assert queued(queue) == 5 and {json.loads(p["body"])["id"] for p in receiver.posts()} == {ids[0]}
+        receiver.kill()
+        receiver.start(status=200)
+        second.event(event("person.left", 10))
+        second.close(None)
+    finally:
+        receiver.kill()
+    delivered = [json.loads(p["body"])["id"] for p in receiver.posts() if p["status"] == 200]
+    assert delivered == [*ids, "person.left-10"] and queued(queue) == 0
+
+
+def test_a_receiver_that_refuses_an_event_does_not_block_the_queue(tmp_path, caplog):
+    receiver = WebhookReceiver(free_port(), tmp_path / "posts.jsonl").start(status=400)
+    queue = tmp_path / "queue.sqlite"
+    sink = WebhookSink(receiver.url, queue_path=queue, drain_s=30)
+    try:
+        sink.open(run_info())
+        sink.event(event("person.entered", 1))
+        sink.event(event("person.left", 2))
+        sink.close(None)
+    finally:
+        receiver.kill()
+    assert [json.loads(p["body"])["id"] for p in receiver.posts()] == ["person.entered-1", "person.left-2"]
+    assert "refused a person.entered event with HTTP 400" in caplog.text and queued(queue) == 0
