@@ -1,4 +1,4 @@
-"""Start a real `maskwatch serve` on a free loopback port for a test."""
+"""Real servers on free loopback ports for tests: `maskwatch serve`, a webhook receiver, an MQTT broker."""
 
 from __future__ import annotations
 
@@ -78,3 +78,39 @@ class WebhookReceiver:
                 return posts
             time.sleep(0.1)
         raise AssertionError(f"the receiver never got {what}; it has {len(self.posts())} posts")
+
+
+class Mosquitto:
+    """Debian's mosquitto as a real MQTT broker on loopback, with persistence on, so a broker stopped and started
+    again keeps its sessions, like a production one."""
+
+    def __init__(self, port: int, folder: Path):
+        import shutil
+
+        self.binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        assert Path(self.binary).exists(), "needs Debian's mosquitto (tools/ensure_system_packages.sh)"
+        self.port, self.folder = port, folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.config = folder / "mosquitto.conf"
+        self.config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+                               f"persistence_location {folder}/\nuser root\n")
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "Mosquitto":
+        self.process = subprocess.Popen([self.binary, "-c", str(self.config)], stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                if self.process.poll() is not None or time.time() > deadline:
+                    raise RuntimeError(f"mosquitto did not start: {self.process.stderr.read()}")
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        """SIGTERM: the broker saves its sessions and queued messages, then exits."""
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)

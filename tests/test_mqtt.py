@@ -1,0 +1,111 @@
+"""The MQTT sink against a real mosquitto broker on loopback, stopped and started again mid-run: every event on
+PREFIX/events/<type> with the stored JSON, the latest counts retained on PREFIX/state, availability."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+
+from clips import GatedSource, crossing_people, face_crop
+from maskwatch import Detector
+from maskwatch.video import MqttSink, VideoPipeline, WatchOptions
+from maskwatch.video.store import read_events
+from servers import Mosquitto, free_port
+
+
+class Subscriber:
+    """A client with a persistent session (clean_session off, QoS 1): the broker keeps its messages while it is
+    away, as a home-automation hub's subscription would."""
+
+    def __init__(self, port: int, topic: str, client_id: str, persistent: bool = True):
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self.subscribed = threading.Event()
+        self.lock = threading.Lock()
+        self.topic = topic
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=not persistent)
+        self.client.reconnect_delay_set(1, 2)
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
+        self.client.on_subscribe = lambda c, u, mid, rcs, p: self.subscribed.set()
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        assert self.subscribed.wait(30), "the subscriber could not subscribe"
+
+    def _on_message(self, client, userdata, message) -> None:
+        with self.lock:
+            self.messages.append((message.topic, message.payload, bool(message.retain)))
+
+    def received(self) -> list[tuple[str, bytes, bool]]:
+        with self.lock:
+            return list(self.messages)
+
+    def wait_for(self, predicate, what: str, timeout: float = 120) -> list[tuple[str, bytes, bool]]:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if predicate(self.received()):
+                return self.received()
+            time.sleep(0.1)
+        raise AssertionError(f"the subscriber never got {what}; it has {len(self.received())} messages")
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def event_ids(messages) -> set[str]:
+    return {json.loads(payload)["id"] for topic, payload, _ in messages if "/events/" in topic}
+
+
+def test_events_reach_mqtt_subscribers_across_a_broker_restart(data_dir, tmp_path):
+    masked = face_crop(data_dir / "images" / "maksssksksss94.jpg", (110, 95, 171, 169))
+    unmasked = face_crop(data_dir / "images" / "maksssksksss343.jpg", (85, 131, 232, 284))
+    frames, fps = crossing_people(masked, unmasked)
+    port = free_port()
+    broker = Mosquitto(port, tmp_path / "broker").start()
+    subscriber = Subscriber(port, "site/#", "test-subscriber")
+    source = GatedSource(frames, fps, gates=(20, 50))
+    db = tmp_path / "events.sqlite"
+    sink = MqttSink(f"mqtt://127.0.0.1:{port}/site/{{camera}}", drain_s=60, reconnect_s=(1, 2))
+    pipeline = VideoPipeline(Detector.load(threads=2, scale=1.0), WatchOptions(summary_every=1.0), db, [sink],
+                             lines=["door=240,0,240,320"], camera="door")
+    result = {}
+    worker = threading.Thread(target=lambda: result.update(summary=pipeline.run(source)))
+    worker.start()
+    try:
+        source.wait_at(20)
+        subscriber.wait_for(lambda m: any(t == "site/door/events/person.entered" for t, _, _ in m), "person.entered")
+        broker.stop()  # the broker goes away mid-run
+        source.open(20)
+        source.wait_at(50)  # the unmasked person arrives while it is away
+        assert any(e["type"] == "person.unmasked" for e in read_events(db))
+        broker.start()
+        source.open(50)
+        worker.join(timeout=300)
+        summary = result["summary"]
+        emitted = read_events(db, run_id=summary.run_id)
+        messages = subscriber.wait_for(lambda m: event_ids(m) >= {e["id"] for e in emitted}, "every event")
+    finally:
+        source.open(20), source.open(50)
+        subscriber.close()
+    by_id = {json.loads(p)["id"]: (t, json.loads(p)) for t, p, _ in messages if "/events/" in t}
+    for e in emitted:  # each event on its type's topic, with the JSON the database holds
+        assert by_id[e["id"]] == (f"site/door/events/{e['type']}", e)
+    alerts = {e["id"]: e["track_id"] for e in emitted if e["type"] == "person.unmasked"}
+    assert len(alerts) == len(set(alerts.values())) == 1
+    assert [p for t, p, _ in messages if t == "site/door/availability"][:1] == [b"online"]
+    # A newcomer gets the retained state at once: the final counts of the run, and that the camera is offline.
+    late = Subscriber(port, "site/door/+", "test-late", persistent=False)
+    try:
+        retained = late.wait_for(lambda m: {"site/door/state", "site/door/availability"} <= {t for t, _, _ in m},
+                                 "the retained state")
+    finally:
+        late.close()
+        broker.stop()
+    state = {t: (p, r) for t, p, r in retained}
+    final_counts = [e for e in emitted if e["type"] == "counts"][-1]
+    assert json.loads(state["site/door/state"][0]) == final_counts and state["site/door/state"][1]
+    assert final_counts["counts"]["people"] == summary.people and final_counts["counts"]["lines"]["door"]["in"] == 2
+    assert state["site/door/availability"] == (b"offline", True)
