@@ -209,3 +209,50 @@ def test_bad_zones_lines_urls_and_configs_say_what_to_fix(detector, crossing, tm
     result = subprocess.run([sys.executable, "-m", "maskwatch.cli", "watch", str(clip), "--zone", "queue=1,2"],
                             capture_output=True, text=True)
     assert result.returncode == 2 and "--zone 'queue=1,2'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_config_file_sets_up_the_camera_its_zones_and_webhook_and_report_shows_the_zones(crossing, tmp_path):
+    from servers import WebhookReceiver, free_port
+
+    clip, _ = crossing
+    receiver = WebhookReceiver(free_port(), tmp_path / "posts.jsonl").start()
+    db = tmp_path / "events.sqlite"
+    config = tmp_path / "cameras.yaml"
+    config.write_text(f"""
+defaults:
+  scale: 1
+  summary_every: 2
+  db: {db}
+cameras:
+  door:
+    source: {clip}
+    out: {tmp_path / "door.mp4"}
+    zones: {{counter: [260,10, 470,10, 470,310, 260,310]}}
+    lines: {{door: "240,0,240,320"}}
+    webhooks:
+      - url: {receiver.url}
+        secret: ${{HOOK_SECRET}}
+  hall:
+    source: {tmp_path / "hall.mp4"}
+""")
+    cli = [sys.executable, "-m", "maskwatch.cli"]
+    env = {**__import__("os").environ, "HOOK_SECRET": "abc"}
+    try:
+        several = subprocess.run([*cli, "watch", "--config", str(config)], capture_output=True, text=True, env=env)
+        assert several.returncode == 2 and "choose one with --camera (door, hall)" in several.stderr
+        run = subprocess.run([*cli, "watch", "--config", str(config), "--camera", "door", "--threads", "2"],
+                             capture_output=True, text=True, env=env, timeout=300)
+    finally:
+        receiver.kill()
+    assert run.returncode == 0, run.stderr
+    assert "zone counter: with_mask 1, without_mask 1" in run.stdout and "line door: in 2, out 1" in run.stdout
+    emitted = read_events(db)
+    received = [json.loads(p["body"]) for p in receiver.posts()]
+    assert [e["id"] for e in received] == [e["id"] for e in emitted] and {e["camera"] for e in received} == {"door"}
+    assert all(p["headers"]["X-Maskwatch-Signature-256"].startswith("sha256=") for p in receiver.posts())
+    assert (tmp_path / "door.zones.csv").exists()
+    report = subprocess.run([*cli, "report", str(db), "--chart", str(tmp_path / "chart.png")], capture_output=True,
+                            text=True)
+    assert report.returncode == 0, report.stderr
+    assert "zone counter: with_mask 1, without_mask 1; compliance 50%" in report.stdout
+    assert "line door: in 2, out 1" in report.stdout
