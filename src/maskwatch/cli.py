@@ -190,8 +190,10 @@ def watch(source: Optional[str] = typer.Argument(None, help="Video file, webcam 
                                                                        "sinks per camera (see the README)."),
           camera: Optional[str] = typer.Option(None, "--camera", help="Which camera of --config (if it has several); "
                                                                       "else the camera name in events."),
-          out: Optional[Path] = typer.Option(None, "--out", help="Annotated H.264 MP4 to write (+ .json, .tracks.csv)."),
-          db: Optional[Path] = typer.Option(None, "--db", help="Events database (SQLite) [default: out/maskwatch.sqlite]."),
+          out: Optional[Path] = typer.Option(None, "--out",
+                                             help="Annotated H.264 MP4 to write (+ .json, .tracks.csv)."),
+          db: Optional[Path] = typer.Option(None, "--db",
+                                            help="Events database (SQLite) [default: out/maskwatch.sqlite]."),
           zone: Optional[list[str]] = typer.Option(None, "--zone", help="Count people in an area: NAME=x1,y1,x2,y2,"
                                                                         "x3,y3[,...] in source pixels (repeatable)."),
           line: Optional[list[str]] = typer.Option(None, "--line", help="Count crossings each way: NAME=x1,y1,x2,y2 "
@@ -199,7 +201,8 @@ def watch(source: Optional[str] = typer.Argument(None, help="Video file, webcam 
           webhook: Optional[list[str]] = typer.Option(None, "--webhook", help="POST each event as JSON to this URL "
                                                                               "(repeatable)."),
           webhook_secret: Optional[str] = typer.Option(None, "--webhook-secret", envvar="MASKWATCH_WEBHOOK_SECRET",
-                                                       help="Sign webhook bodies (X-Maskwatch-Signature-256)."),
+                                                       help="Sign the bodies sent to the --webhook URLs "
+                                                            "(HMAC-SHA256 in X-Maskwatch-Signature-256)."),
           mqtt: Optional[list[str]] = typer.Option(None, "--mqtt", help="Publish events: mqtt://[user:pass@]host"
                                                                         "[:port]/prefix (repeatable)."),
           summary_every: Optional[float] = typer.Option(None, "--summary-every",

@@ -80,8 +80,3 @@ class Event:
 
     def to_json(self) -> str:
         return json.dumps(self.as_dict(), separators=(",", ":"))
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Event":
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "label"}
-        return cls(label=data.get("class"), **known)

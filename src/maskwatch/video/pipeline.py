@@ -170,7 +170,8 @@ class VideoPipeline:
             summary.fps = summary.frames / summary.seconds if summary.seconds else 0.0
             summary.people = emitter.people()
             summary.compliance = compliance_of(summary.people)
-            summary.zones, summary.lines = emitter.zone_counts().values()
+            zone_counts = emitter.zone_counts()
+            summary.zones, summary.lines = zone_counts["zones"], zone_counts["lines"]
             summary.events = dict(bus.published)
             bus.close(RunEnd(summary, list(tracker.tracks.values())))
         return summary

@@ -43,6 +43,7 @@ class MqttSink(Sink):
         self.username = unquote(parts.username) if parts.username else None
         self.password = unquote(parts.password) if parts.password else None
         self.prefix = parts.path.strip("/") or "maskwatch"
+        self.topic_prefix = self.prefix  # with {camera} filled in when the run opens
         self.drain_s, self.keepalive_s, self.reconnect_s = drain_s, keepalive_s, reconnect_s
         self.client: mqtt.Client | None = None
         self._pending: dict[int, str] = {}  # mid -> topic, published but not yet acknowledged

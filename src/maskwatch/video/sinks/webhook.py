@@ -1,9 +1,9 @@
 """Webhook sink: POST each event as JSON to a URL.
 
 Events first go into a bounded queue in SQLite, then a sender thread posts them in order, retrying with
-exponential back-off while the receiver is down or answers 408, 429 or 5xx. A receiver away for a minute loses
-nothing; events still queued when a run ends are sent at the next run to the same URL. When the queue is full the
-oldest `counts` events go first (a newer one supersedes them), and the log says how many were dropped.
+exponential back-off while the receiver is down or answers 408, 425, 429 or 5xx. A receiver away for a minute
+loses nothing; events still queued when a run ends are sent at the next run to the same URL. When the queue is
+full the oldest `counts` events go first (a newer one supersedes them), and the log says how many were dropped.
 Delivery is at least once: a receiver drops repeated event ids.
 
 With a secret, `X-Maskwatch-Signature-256: sha256=<hex>` is the HMAC-SHA256 of the raw body with the secret
