@@ -9,7 +9,6 @@ import json
 import sqlite3
 import threading
 
-
 from clips import GatedSource, crossing_people, face_crop
 from maskwatch import Detector
 from maskwatch.video import VideoPipeline, WatchOptions
