@@ -39,3 +39,21 @@ def small_voc(tmp_path: Path, data_dir: Path) -> Path:
 @pytest.fixture(autouse=True)
 def _cache_in_tmp(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("MASKWATCH_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+FACE_CROPS = (ROOT / ".." / "shared" / "datasets" / "face-crops-2class").resolve()
+# Real pictures of face-crops-2class, each with one clear face: close-ups, whole photos, pasted-on masks.
+FACE_PICTURES = {"with_mask": ["0129.jpg", "0_0_15_copy_4.jpg", "167.jpg", "221.jpg", "with_mask121.jpg", "68.jpg"],
+                 "without_mask": ["0.jpg", "0_0_guanyue_0083.jpg", "17.jpg", "1_0_aidai_0183.jpg", "341.jpg",
+                                  "1_0_anhu_0204.jpg"]}
+
+
+@pytest.fixture(scope="session")
+def extra_faces_dir(tmp_path_factory) -> Path:
+    """A folder per class of a dozen face pictures, as `train --extra-faces` takes them."""
+    root = tmp_path_factory.mktemp("extra") / "faces"
+    for label, names in FACE_PICTURES.items():
+        (root / label).mkdir(parents=True)
+        for name in names:
+            shutil.copy(FACE_CROPS / label / name, root / label / name)
+    return root

@@ -15,8 +15,8 @@ from maskwatch.data.images import read_image  # noqa: E402
 from maskwatch.detector import Detector, OneStageDetector  # noqa: E402
 from maskwatch.face_finder import CENTERFACE_PATH, STRIDE, make_session  # noqa: E402
 from maskwatch.models.onestage import OneStageNet, export_onnx  # noqa: E402
-from maskwatch.training.loop import TrainConfig, train  # noqa: E402
-from maskwatch.training.onestage import OneStageRecipe, losses, make_batch, window_targets  # noqa: E402
+from maskwatch.training.engine import TrainConfig, fit  # noqa: E402
+from maskwatch.training.one_stage import Windows, losses, make_batch, window_targets  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def test_learns_a_fixed_batch(data_dir):
     images = {s.stem: read_image(s.image_path) for s in samples}
     torch.manual_seed(0)
     model = OneStageNet(3)
-    x, targets = make_batch(samples, images, OneStageRecipe(window=256, zoom_prob=0), np.random.default_rng(0))
+    x, targets = make_batch(samples, images, Windows(size=256, zoom_prob=0), np.random.default_rng(0))
     assert len(targets["label"]) >= 3
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     first = None
@@ -76,8 +76,8 @@ def test_learns_a_fixed_batch(data_dir):
 @pytest.mark.slow
 def test_quick_one_stage_training_resumes_and_gives_a_detector(data_dir, tmp_path):
     config = dict(data=data_dir, out=tmp_path / "run", arch="one-stage", quick=True, threads=2)
-    train(TrainConfig(**config, epochs=1))
-    onnx_path = train(TrainConfig(**config, epochs=2, resume=True))  # goes on from epoch 1
+    fit(TrainConfig(**config, epochs=1))
+    onnx_path = fit(TrainConfig(**config, epochs=2, resume=True))  # goes on from epoch 1
     with (tmp_path / "run" / "history.csv").open() as f:
         assert [row["epoch"] for row in csv.DictReader(f)] == ["1", "2"]
     assert onnx_path.name == "onestage.onnx" and not (tmp_path / "run" / "epoch.onnx").exists()
@@ -105,4 +105,4 @@ def test_an_unknown_architecture_is_refused(tmp_path):
     from maskwatch.errors import MaskwatchError
 
     with pytest.raises(MaskwatchError, match="--arch must be"):
-        train(TrainConfig(data=tmp_path, out=tmp_path / "run", arch="three-stage"))
+        fit(TrainConfig(data=tmp_path, out=tmp_path / "run", arch="three-stage"))

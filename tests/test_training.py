@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import numpy as np
 import onnxruntime as ort
@@ -13,12 +14,12 @@ torch = pytest.importorskip("torch", reason="training tests need `make install-t
 from maskwatch.crops import crops_to_blob  # noqa: E402
 from maskwatch.detector import Detector  # noqa: E402
 from maskwatch.models.crop_head import CropHead, export_onnx  # noqa: E402
-from maskwatch.training.loop import TrainConfig, train  # noqa: E402
+from maskwatch.training.engine import TrainConfig, fit  # noqa: E402
 
 
 @pytest.mark.slow
 def test_quick_training_runs_end_to_end_and_the_loss_falls(data_dir, tmp_path):
-    onnx_path = train(TrainConfig(data=data_dir, out=tmp_path / "run", quick=True, threads=2, epochs=2))
+    onnx_path = fit(TrainConfig(data=data_dir, out=tmp_path / "run", quick=True, threads=2, epochs=2))
     with (tmp_path / "run" / "history.csv").open() as f:
         history = list(csv.DictReader(f))
     assert len(history) == 2
@@ -44,7 +45,7 @@ def test_onnx_export_matches_torch(tmp_path):
 
 def test_class_balancing_favours_the_rare_class_and_can_be_switched_off(data_dir):
     from maskwatch.data import load_dataset
-    from maskwatch.training.loop import class_balance, copies_per_class, rarest_class
+    from maskwatch.training.balance import class_balance, copies_per_class, rarest_class
 
     dataset = load_dataset(data_dir)  # 2922 / 666 / 113 boxes
     assert copies_per_class(dataset, 2.0).tolist() == [2, 4, 10]
@@ -55,3 +56,65 @@ def test_class_balancing_favours_the_rare_class_and_can_be_switched_off(data_dir
     assert image_weights[with_rare].min() > image_weights.min()
     image_weights, class_weights = class_balance(dataset, balance=False)
     assert np.allclose(image_weights, image_weights[0]) and class_weights.tolist() == [1, 1, 1]
+
+
+@pytest.mark.slow
+def test_quick_training_with_extra_faces_and_synthetic_wrong_masks(data_dir, extra_faces_dir, tmp_path):
+    """The two-stage recipe also learns from a folder per class of face pictures and from composites; the run's
+    model records what it was trained with and loads as the detector."""
+    onnx_path = fit(TrainConfig(data=data_dir, out=tmp_path / "run", quick=True, threads=2, epochs=1,
+                                extra_faces=extra_faces_dir, synthetic_wrong=8, device="cpu"))
+    config = json.loads(onnx_path.with_suffix(".json").read_text())
+    assert config["recipe"]["extra_copies"] == 1.0 and config["best_epoch"] == 1
+    assert (tmp_path / "run" / "extra_faces.json").is_file()
+    detector = Detector.load(tmp_path / "run", threads=2)
+    assert detector.classes == ["with_mask", "without_mask", "mask_weared_incorrect"]
+
+
+def test_synthesis_needs_the_pictures_it_composes(data_dir, tmp_path):
+    from maskwatch.errors import MaskwatchError
+
+    with pytest.raises(MaskwatchError, match="--synthetic-wrong needs --extra-faces"):
+        fit(TrainConfig(data=data_dir, out=tmp_path / "run", quick=True, threads=2, synthetic_wrong=8))
+
+
+def test_device_choice(tmp_path):
+    from maskwatch.errors import MaskwatchError
+    from maskwatch.training.engine import resolve_device
+
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(MaskwatchError, match="--device must be"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(MaskwatchError, match="sees no CUDA GPU"):
+            resolve_device("cuda")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here: the GPU path runs where there is one")
+def test_quick_training_on_the_gpu(data_dir, tmp_path):
+    onnx_path = fit(TrainConfig(data=data_dir, out=tmp_path / "run", quick=True, threads=2, epochs=1, device="cuda"))
+    assert Detector.load(onnx_path, threads=2).classes == ["with_mask", "without_mask", "mask_weared_incorrect"]
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero():
+    from maskwatch.training.engine import CosineSchedule
+
+    schedule = CosineSchedule(1e-3, epochs=2, warmup_steps=10)
+    assert schedule(0, 0, 100) == pytest.approx(1e-4)
+    assert schedule(0, 50, 100) == pytest.approx(1e-3 * 0.5 * (1 + np.cos(np.pi * 0.25)))
+    assert schedule(1, 50, 100) == pytest.approx(1e-3 * 0.5 * (1 + np.cos(np.pi * 0.75)))
+    assert schedule(2, 0, 100) == pytest.approx(0.0)
+    # epochs of different lengths: progress is by epoch, not by a global step count
+    assert schedule(1, 0, 300) == pytest.approx(5e-4)
+
+
+def test_every_model_kind_is_trainable_and_loadable():
+    """The registry names, for each kind, a recipe the engine can drive and a runtime Detector.load returns."""
+    from maskwatch.model_kinds import KINDS
+    from maskwatch.training.engine import Recipe
+
+    for kind in KINDS.values():
+        assert issubclass(kind.load_recipe(), Recipe)
+        assert callable(kind.load_runtime())

@@ -93,26 +93,36 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
           arch: str = typer.Option("two-stage", "--arch",
                                    help="two-stage: a crop head behind the shipped face finder (what ships); "
                                         "one-stage: CenterFace itself fine-tuned to find and classify."),
+          extra_faces: Optional[Path] = typer.Option(
+              None, "--extra-faces", help="Two-stage: also learn from a folder per class of face pictures "
+                                          "(e.g. face-crops-2class/with_mask, without_mask); no boxes needed."),
+          synthetic_wrong: int = typer.Option(
+              0, "--synthetic-wrong", help="Two-stage, with --extra-faces: this many composites per epoch of a mask "
+                                           "pasted below the nose or on the chin (mask_weared_incorrect) or over "
+                                           "the nose (with_mask)."),
           epochs: int = typer.Option(12),
           batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Default 64 crops / 8 windows."),
           lr: Optional[float] = typer.Option(None, help="Default 2e-3 (two-stage) / 1e-3 (one-stage)."),
           seed: int = typer.Option(0), patience: int = typer.Option(4),
           balance_classes: bool = typer.Option(True, "--balance-classes/--no-balance-classes",
                                                help="Show rarer classes more often (and weigh them higher)."),
+          device: str = typer.Option("auto", "--device",
+                                     help="auto (a GPU where torch sees one, else the CPU), cpu or cuda."),
           quick: bool = typer.Option(False, "--quick", help="A few images, 2 epochs: checks the pipeline."),
           resume: bool = typer.Option(False, "--resume", help="Go on from OUT/last.pt."),
           threads: Optional[int] = typer.Option(None), label_map: Optional[list[str]] = LabelMapOption) -> None:
     """Train a mask detector; writes OUT/model/mask_head.onnx (two-stage) or OUT/model/onestage.onnx."""
     try:
-        from maskwatch.training.loop import TrainConfig, train as run_training
+        from maskwatch.training.engine import TrainConfig, fit
     except ImportError as exc:
         raise MaskwatchError(f"training needs torch: run `make install-train` ({exc})") from exc
     from maskwatch.classes import parse_label_map
 
-    onnx_path = run_training(TrainConfig(data=data, out=out, val_split=val_split, arch=arch, epochs=epochs,
-                                         batch_size=batch_size, lr=lr, seed=seed, patience=patience, quick=quick,
-                                         balance_classes=balance_classes,
-                                         resume=resume, threads=threads, label_map=parse_label_map(label_map)))
+    onnx_path = fit(TrainConfig(data=data, out=out, val_split=val_split, arch=arch, epochs=epochs,
+                                batch_size=batch_size, lr=lr, seed=seed, patience=patience, quick=quick,
+                                balance_classes=balance_classes, extra_faces=extra_faces,
+                                synthetic_wrong=synthetic_wrong, device=device, resume=resume, threads=threads,
+                                label_map=parse_label_map(label_map)))
     typer.echo(f"model: {onnx_path}\nlog: {out / 'history.csv'} and {out / 'history.png'}")
 
 

@@ -20,11 +20,10 @@ import supervision as sv
 from maskwatch.crops import crop_faces, crops_to_blob, decode_deltas
 from maskwatch.face_finder import CENTERFACE_PATH, CLASS_PROBS, WEIGHTS_DIR, FaceFinder, ScalePolicy, make_session
 from maskwatch.errors import MaskwatchError
+from maskwatch.model_kinds import KINDS, TWO_STAGE, kind_of
 from maskwatch.predictions import detections_from_labels
 
 DEFAULT_HEAD = WEIGHTS_DIR / "mask_head.onnx"
-ONE_STAGE = "one-stage"
-MODEL_FILES = ("mask_head.onnx", "onestage.onnx")  # what a training run leaves in its model/ folder
 
 
 @dataclass
@@ -34,7 +33,7 @@ class ScoringConfig:
     classes: list[str]
     face_score_power: float = 0.5  # final score = p(class) * face_score ** power
     nms_iou: float = 0.5
-    arch: str = "two-stage"
+    arch: str = TWO_STAGE
 
     @classmethod
     def read(cls, path: Path):
@@ -139,12 +138,11 @@ class Detector(_FaceDetector):
         path = Path(path)
         if path.is_dir():
             folder = path / "model" if (path / "model").is_dir() else path
-            found = [folder / name for name in MODEL_FILES if (folder / name).is_file()]
-            path = found[0] if found else folder / MODEL_FILES[0]
+            found = [folder / kind.model_file for kind in KINDS.values() if (folder / kind.model_file).is_file()]
+            path = found[0] if found else folder / KINDS[TWO_STAGE].model_file
         config = path.with_suffix(".json")
-        if config.is_file() and ScoringConfig.read(config).arch == ONE_STAGE:
-            return OneStageDetector(path, **kwargs)
-        return cls(head_path=path, **kwargs)
+        arch = ScoringConfig.read(config).arch if config.is_file() else TWO_STAGE
+        return kind_of(arch).load_runtime()(path, **kwargs)
 
     def _run_head(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         probs, deltas = [], []

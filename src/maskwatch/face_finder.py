@@ -20,6 +20,7 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 CENTERFACE_PATH = WEIGHTS_DIR / "centerface.onnx"
 STRIDE = 4
 CLASS_PROBS = "class_probs"
+LANDMARKS = "landmarks"  # CenterFace's 5 points (eyes, nose tip, mouth corners) as x, y pairs in image pixels
 
 
 def make_session(path: Path, threads: int | None = None) -> ort.InferenceSession:
@@ -70,10 +71,14 @@ class FaceFinder:
         self.has_classes = CLASS_PROBS in outputs
         if self.has_classes:
             self.output_names.append(CLASS_PROBS)
+        # CenterFace itself has a fourth output: 10 landmark channels (y, x per point, relative to the box).
+        self.landmark_output = outputs[3] if len(outputs) > 3 and not self.has_classes else None
 
-    def at_scale(self, image_bgr: np.ndarray, scale: float, min_score: float = 0.05) -> sv.Detections:
+    def at_scale(self, image_bgr: np.ndarray, scale: float, min_score: float = 0.05,
+                 landmarks: bool = False) -> sv.Detections:
         """Faces found with the image resized by `scale`; boxes in original pixels, face score as confidence
-        (and, for a one-stage model, class probabilities in data["class_probs"])."""
+        (and, for a one-stage model, class probabilities in data["class_probs"]; with `landmarks`, CenterFace's
+        five points in data["landmarks"])."""
         h, w = image_bgr.shape[:2]
         new_w, new_h = max(32, int(round(w * scale))), max(32, int(round(h * scale)))
         resized = cv2.resize(image_bgr, (new_w, new_h), interpolation=cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA)
@@ -81,7 +86,8 @@ class FaceFinder:
         if pad_w or pad_h:
             resized = cv2.copyMakeBorder(resized, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT, value=(0, 0, 0))
         blob = resized[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32)  # RGB, 0..255
-        heatmap, size, offset, *classes = self.session.run(self.output_names, {self.input_name: blob})
+        names = self.output_names + ([self.landmark_output] if landmarks and self.landmark_output else [])
+        heatmap, size, offset, *extra = self.session.run(names, {self.input_name: blob})
         heat = heatmap[0, 0]
         peaks = (heat == cv2.dilate(heat, np.ones((3, 3), np.uint8))) & (heat >= min_score)
         ys, xs = np.nonzero(peaks)
@@ -90,10 +96,19 @@ class FaceFinder:
         cy = (ys + offset[0, 0, ys, xs] + 0.5) * STRIDE
         cx = (xs + offset[0, 1, ys, xs] + 0.5) * STRIDE
         xyxy = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1)
+        data = {}
+        if self.has_classes:
+            data[CLASS_PROBS] = extra[0][0][:, ys, xs].T.astype(np.float32)
+        elif landmarks and self.landmark_output:
+            points = np.empty((len(ys), 10), np.float32)
+            relative = extra[0][0][:, ys, xs].T
+            points[:, 0::2] = (relative[:, 1::2] * bw[:, None] + xyxy[:, :1]) * (w / new_w)
+            points[:, 1::2] = (relative[:, 0::2] * bh[:, None] + xyxy[:, 1:2]) * (h / new_h)
+            data[LANDMARKS] = points
         xyxy[:, [0, 2]] = np.clip(xyxy[:, [0, 2]] * (w / new_w), 0, w)
         xyxy[:, [1, 3]] = np.clip(xyxy[:, [1, 3]] * (h / new_h), 0, h)
         keep = (xyxy[:, 2] - xyxy[:, 0] >= 1) & (xyxy[:, 3] - xyxy[:, 1] >= 1)
-        data = {CLASS_PROBS: classes[0][0][:, ys[keep], xs[keep]].T.astype(np.float32)} if classes else {}
+        data = {key: value[keep] for key, value in data.items()}
         return sv.Detections(xyxy=xyxy[keep].astype(np.float32), confidence=scores[keep].astype(np.float32),
                              class_id=np.zeros(int(keep.sum()), dtype=int), data=data)
 

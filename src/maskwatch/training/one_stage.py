@@ -10,35 +10,28 @@ as used.
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
-from maskwatch.data import Dataset, load_dataset
-from maskwatch.data.images import read_image
-from maskwatch.detector import ONE_STAGE, OneStageDetector, ScoringConfig
-from maskwatch.evaluation.coco_metrics import evaluate_coco
+from maskwatch.detector import ScoringConfig
 from maskwatch.face_finder import STRIDE
+from maskwatch.model_kinds import KINDS, ONE_STAGE
 from maskwatch.models.onestage import OneStageNet, export_onnx
-from maskwatch.predictions import ImagePredictions
 from maskwatch.training.augment import augment_scene
-from maskwatch.training.loop import (TrainConfig, checkpoint, class_balance, rarest_class, record_epoch, resume,
-                                     seed_everything, split_for_training)
+from maskwatch.training.balance import class_balance
+from maskwatch.training.engine import Recipe
 
 
 @dataclass
-class OneStageRecipe:
-    batch_size: int = 8
-    window: int = 384  # training windows, pixels
-    lr: float = 1e-3  # heads; the pretrained trunk learns at lr * trunk_lr_factor
-    trunk_lr_factor: float = 0.25
-    warmup_steps: int = 50
+class Windows:
+    """How training windows are cut from the images."""
+
+    size: int = 384  # pixels
     scale_range: tuple[float, float] = (0.7, 2.5)  # times native size
     # Windows zoomed onto one face, to this height. Wider (0.3, up to 340 px, the size of a face in a 640x480
     # close-up) was measured worse: close-up face AP50 0.713 vs 0.748, val mAP@.5 0.656 vs 0.703.
@@ -46,12 +39,12 @@ class OneStageRecipe:
     zoom_face_px: tuple[float, float] = (48.0, 256.0)
 
 
-def sample_window(image: np.ndarray, boxes: np.ndarray, recipe: OneStageRecipe,
+def sample_window(image: np.ndarray, boxes: np.ndarray, recipe: Windows,
                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A window of the image at a random scale; returns the window and the boxes (window pixels) whose centre
     lies inside it, with their indices."""
     h, w = image.shape[:2]
-    size = recipe.window
+    size = recipe.size
     if len(boxes) and rng.random() < recipe.zoom_prob:
         i = int(rng.integers(len(boxes)))
         face_h = max(boxes[i, 3] - boxes[i, 1], 1.0)
@@ -109,7 +102,7 @@ def window_targets(boxes: np.ndarray, labels: np.ndarray, size: int) -> dict[str
             "offset": np.stack([gy - iy, gx - ix], 1).astype(np.float32), "label": labels.astype(int)}
 
 
-def make_batch(samples: list, images: dict[str, np.ndarray], recipe: OneStageRecipe,
+def make_batch(samples: list, images: dict[str, np.ndarray], recipe: Windows,
                rng: np.random.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     windows, heats, rows = [], [], {"batch": [], "cell": [], "size": [], "offset": [], "label": []}
     for b, sample in enumerate(samples):
@@ -118,9 +111,9 @@ def make_batch(samples: list, images: dict[str, np.ndarray], recipe: OneStageRec
         labels = sample.detections.class_id[index]
         if rng.random() < 0.5:
             window = window[:, ::-1]
-            moved = np.stack([recipe.window - moved[:, 2], moved[:, 1], recipe.window - moved[:, 0], moved[:, 3]], 1)
+            moved = np.stack([recipe.size - moved[:, 2], moved[:, 1], recipe.size - moved[:, 0], moved[:, 3]], 1)
         windows.append(augment_scene(np.ascontiguousarray(window), rng))
-        targets = window_targets(moved, labels, recipe.window)
+        targets = window_targets(moved, labels, recipe.size)
         heats.append(targets.pop("heat"))
         rows["batch"].append(np.full(len(moved), b))
         for key, value in targets.items():
@@ -163,84 +156,46 @@ def losses(outputs: tuple[torch.Tensor, ...], targets: dict[str, torch.Tensor],
     return {"loss_face": loss_face, "loss_cls": loss_cls, "loss_box": loss_box}
 
 
-def export_model(net: OneStageNet, classes: list[str], path: Path, **extra) -> Path:
-    export_onnx(net, path)
-    ScoringConfig(classes=list(classes), arch=ONE_STAGE).write(path.with_suffix(".json"), **extra)
-    return path
+class OneStageRecipe(Recipe):
+    batch_size = 8
+    lr = 1e-3  # heads; the pretrained trunk learns at lr * trunk_lr_factor
+    warmup_steps = 50
+    trunk_lr_factor: float = 0.25
+    windows: Windows = Windows()
 
+    def build_model(self) -> torch.nn.Module:
+        if self.cfg.quick:
+            self.windows, self.warmup_steps = replace(self.windows, size=256), 2
+        self.image_weights, self.class_weights = class_balance(self.train_set, balance=self.cfg.balance_classes)
+        return OneStageNet(len(self.classes))
 
-def validate(onnx_path: Path, val_set: Dataset, images: dict[str, np.ndarray], threads: int | None):
-    detector = OneStageDetector(onnx_path, threads=threads)
-    predictions = [ImagePredictions(s.image_path.name, s.width, s.height,
-                                    detector(images[s.stem], min_score=0.01, all_classes=True))
-                   for s in val_set.samples]
-    return evaluate_coco(val_set, predictions)
+    def param_groups(self) -> list[dict]:
+        net = self.model
+        head_params = [p for m in net.heads() for p in m.parameters()]
+        return [{"params": list(net.trunk.parameters()), "lr_factor": self.trunk_lr_factor},
+                {"params": head_params, "lr_factor": 1.0}]
 
-
-def train_one_stage(cfg: TrainConfig, recipe: OneStageRecipe | None = None) -> Path:
-    """Train, keep the best epoch by validation mAP@.5 and export it; returns the ONNX path."""
-    recipe = recipe or OneStageRecipe()
-    recipe.batch_size, recipe.lr = cfg.batch_size or recipe.batch_size, cfg.lr or recipe.lr
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    seed_everything(cfg.seed)
-    if cfg.quick:
-        cfg.epochs, recipe.window, recipe.warmup_steps = min(cfg.epochs, 2), 256, 2
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    dataset = load_dataset(cfg.data, label_map=cfg.label_map)
-    train_set, val_set = split_for_training(dataset, cfg)
-    print(f"one-stage: training on {len(train_set)} images, validating on {len(val_set)}; classes {dataset.classes}")
-    images = {s.stem: read_image(s.image_path) for s in train_set.samples + val_set.samples}
-    image_weights, class_weights = class_balance(train_set, balance=cfg.balance_classes)
-    rarest = rarest_class(train_set)
-
-    net = OneStageNet(len(dataset.classes))
-    head_params = [p for m in net.heads() for p in m.parameters()]
-    optimizer = torch.optim.AdamW([{"params": net.trunk.parameters(), "lr_factor": recipe.trunk_lr_factor},
-                                   {"params": head_params, "lr_factor": 1.0}], lr=recipe.lr, weight_decay=1e-4)
-    start_epoch, history, best = resume(cfg, net, optimizer)
-
-    steps = math.ceil(len(train_set) / recipe.batch_size)
-    for epoch in range(start_epoch, cfg.epochs):
-        rng = np.random.default_rng(cfg.seed * 1000 + epoch)
-        order = rng.choice(len(train_set), size=steps * recipe.batch_size, p=image_weights)
-        net.train()
-        for module in net.trunk.modules():  # batches of 8 windows: keep CenterFace's batch-norm statistics
+    def train_mode(self) -> None:
+        self.model.train()
+        for module in self.model.trunk.modules():  # batches of 8 windows: keep CenterFace's batch-norm statistics
             if isinstance(module, torch.nn.BatchNorm2d):
                 module.eval()
-        sums = {"loss": 0.0, "loss_face": 0.0, "loss_cls": 0.0, "loss_box": 0.0}
-        started = time.time()
-        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch")
-        for step in bar:
-            done = epoch * steps + step
-            lr = recipe.lr * 0.5 * (1 + math.cos(math.pi * done / (cfg.epochs * steps)))
-            lr *= min(1.0, (done + 1) / recipe.warmup_steps)
-            for group in optimizer.param_groups:
-                group["lr"] = lr * group["lr_factor"]
-            batch = [train_set.samples[i] for i in order[step * recipe.batch_size:(step + 1) * recipe.batch_size]]
-            x, targets = make_batch(batch, images, recipe, rng)
-            parts = losses(net(x), targets, class_weights)
-            loss = parts["loss_face"] + parts["loss_cls"] + parts["loss_box"]
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            for key, value in (("loss", loss), *parts.items()):
-                sums[key] += value.item()
-            bar.set_postfix(loss=f"{sums['loss'] / (step + 1):.3f}")
-        net.eval()
-        onnx_path = export_model(net, dataset.classes, cfg.out / "epoch.onnx")
-        result = validate(onnx_path, val_set, images, cfg.threads)
-        row = {"epoch": epoch + 1, **{k: v / steps for k, v in sums.items()}, "lr": lr,
-               "val_mAP50": result.summary["mAP50"], "val_mAP": result.summary["mAP"],
-               "val_AP50_rarest": result.per_class[dataset.classes[rarest]]["AP50"],
-               "seconds": time.time() - started}
-        best = checkpoint(cfg, net, optimizer, history, row, best, classes=dataset.classes, recipe=asdict(recipe))
-        if record_epoch(history, row, cfg, dataset.classes[rarest]):
-            break
 
-    net.load_state_dict(torch.load(cfg.out / "best.pt", map_location="cpu", weights_only=False)["model"])
-    net.eval()
-    for scratch in ("epoch.onnx", "epoch.json"):
-        (cfg.out / scratch).unlink(missing_ok=True)
-    return export_model(net, dataset.classes, cfg.out / "model" / "onestage.onnx", trained_on=str(cfg.data),
-                        best_val_mAP50=best, val_images=[s.stem for s in val_set.samples], recipe=asdict(recipe))
+    def epoch(self, epoch: int, rng: np.random.Generator) -> list[list]:
+        steps = math.ceil(len(self.train_set) / self.batch_size)
+        order = rng.choice(len(self.train_set), size=steps * self.batch_size, p=self.image_weights)
+        return [[self.train_set.samples[i] for i in order[k * self.batch_size:(k + 1) * self.batch_size]]
+                for k in range(steps)]
+
+    def make_batch(self, spec: list, rng: np.random.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return make_batch(spec, self.images, self.windows, rng)
+
+    def losses(self, batch: tuple[torch.Tensor, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        x, targets = batch
+        outputs = tuple(o.float() for o in self.model(x))
+        return losses(outputs, targets, self.class_weights.to(x.device))
+
+    def export(self, folder: Path, **extra) -> Path:
+        path = export_onnx(self.shipping_model(), folder / KINDS[ONE_STAGE].model_file)
+        ScoringConfig(classes=list(self.classes), arch=ONE_STAGE).write(path.with_suffix(".json"), **extra)
+        return path

@@ -1,0 +1,52 @@
+"""The one place that knows each kind of model (in the spirit of ultralytics' task map).
+
+A kind names the ONNX file a training run leaves, the class that runs it (onnxruntime, no torch) and the recipe
+that trains it (torch). Both are named as "module:attribute" strings and imported on use, so the detector never
+imports torch and adding a kind is one entry here plus its two modules.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+from maskwatch.errors import MaskwatchError
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    name: str  # the value of `maskwatch train --arch` and of "arch" in the model's JSON
+    model_file: str  # what a run leaves in its model/ folder
+    runtime: str  # "module:Class" that answers detector(image) -> sv.Detections
+    recipe: str  # "module:Class" that the training engine drives
+    summary: str  # one line for --help
+
+    def load_runtime(self) -> Any:
+        return _load(self.runtime)
+
+    def load_recipe(self) -> Any:
+        return _load(self.recipe)
+
+
+TWO_STAGE = "two-stage"
+ONE_STAGE = "one-stage"
+
+KINDS: dict[str, ModelKind] = {kind.name: kind for kind in (
+    ModelKind(TWO_STAGE, "mask_head.onnx", "maskwatch.detector:Detector", "maskwatch.training.two_stage:TwoStageRecipe",
+              "a crop head behind the shipped face finder (what ships)"),
+    ModelKind(ONE_STAGE, "onestage.onnx", "maskwatch.detector:OneStageDetector",
+              "maskwatch.training.one_stage:OneStageRecipe",
+              "CenterFace itself fine-tuned to find and classify (faster, less accurate)"),
+)}
+
+
+def kind_of(name: str) -> ModelKind:
+    if name not in KINDS:
+        raise MaskwatchError(f"--arch must be one of {', '.join(KINDS)}, got {name!r}")
+    return KINDS[name]
+
+
+def _load(spec: str) -> Any:
+    module, _, attribute = spec.partition(":")
+    return getattr(importlib.import_module(module), attribute)

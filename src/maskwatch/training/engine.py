@@ -1,0 +1,329 @@
+"""`maskwatch train`: one engine for every model kind, in the spirit of torchvision's references/detection.
+
+`fit` loads and splits the data, asks the kind's recipe (model_kinds.py) for its model, batches and losses, and
+runs the same loop for all: `train_one_epoch` under one cosine schedule, then `evaluate`, which exports the
+epoch's model to ONNX and scores it with the very detector that would ship it (face finder, scale policy and
+all). The best epoch by validation mAP@.5 is kept; every epoch leaves a checkpoint to resume from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import logging
+import math
+import random
+import shutil
+import time
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field, is_dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from maskwatch.data import Dataset, load_dataset
+from maskwatch.data.images import read_image
+from maskwatch.data.split import read_list, split_dataset
+from maskwatch.detector import Detector
+from maskwatch.errors import MaskwatchError
+from maskwatch.evaluation.coco_metrics import CocoResult, evaluate_coco
+from maskwatch.model_kinds import TWO_STAGE, kind_of
+from maskwatch.predictions import ImagePredictions
+from maskwatch.training.balance import rarest_class
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    data: Path
+    out: Path
+    val_split: Path | None = None
+    arch: str = TWO_STAGE
+    epochs: int = 12
+    batch_size: int | None = None  # None: the recipe's own
+    lr: float | None = None  # None: the recipe's own
+    weight_decay: float = 1e-4
+    patience: int = 4
+    seed: int = 0
+    balance_classes: bool = True  # rarer classes more often / weighted higher; off only to measure its effect
+    extra_faces: Path | None = None  # a folder per class of face pictures (two-stage)
+    synthetic_wrong: int = 0  # composites of a mask worn below the nose / on the chin per epoch (two-stage)
+    device: str = "auto"  # auto, cpu or cuda
+    quick: bool = False
+    resume: bool = False
+    threads: int | None = None
+    label_map: dict[str, str] = field(default_factory=dict)
+    recipe: dict[str, Any] = field(default_factory=dict)  # the recipe's own settings, by name (experiments)
+
+
+class Recipe(ABC):
+    """What a model kind brings to the engine: a model, its batches and losses, and how it ships."""
+
+    batch_size: int = 64
+    lr: float = 2e-3
+    warmup_steps: int = 0
+
+    def __init__(self, cfg: TrainConfig, train_set: Dataset, val_set: Dataset, images: dict[str, np.ndarray]):
+        self.cfg, self.train_set, self.val_set, self.images = cfg, train_set, val_set, images
+        self.classes = list(train_set.classes)
+        for name, value in cfg.recipe.items():
+            if not hasattr(self, name):
+                raise MaskwatchError(f"{type(self).__name__} has no setting {name!r}")
+            setattr(self, name, value)
+        self.batch_size = cfg.batch_size or self.batch_size
+        self.lr = cfg.lr or self.lr
+        self.model: torch.nn.Module = self.build_model()
+
+    @abstractmethod
+    def build_model(self) -> torch.nn.Module: ...
+
+    def param_groups(self) -> list[dict]:
+        """Parameter groups, each with an `lr_factor` on the schedule's rate."""
+        return [{"params": list(self.model.parameters()), "lr_factor": 1.0}]
+
+    def train_mode(self) -> None:
+        self.model.train()
+
+    @abstractmethod
+    def epoch(self, epoch: int, rng: np.random.Generator) -> list[Any]:
+        """The epoch's batches as cheap descriptions (e.g. lists of examples); `make_batch` builds each."""
+
+    @abstractmethod
+    def make_batch(self, spec: Any, rng: np.random.Generator) -> Any:
+        """CPU tensors of one batch; the engine moves them to the device."""
+
+    @abstractmethod
+    def losses(self, batch: Any) -> dict[str, torch.Tensor]:
+        """Named loss terms of one batch; the engine minimises their sum."""
+
+    @abstractmethod
+    def export(self, folder: Path, **extra) -> Path:
+        """Write the model as it ships (ONNX + JSON config) into folder; return the ONNX path."""
+
+    def shipping_model(self) -> torch.nn.Module:
+        """A CPU copy in eval mode, for export (the model itself may be on a GPU)."""
+        import copy
+
+        return copy.deepcopy(self.model).to("cpu").eval()
+
+    def settings(self) -> dict[str, Any]:
+        """What the recipe was run with (its class-level settings as this run set them), for the checkpoint and
+        the model's JSON."""
+        names = {name for cls in type(self).__mro__ if cls is not object for name, value in vars(cls).items()
+                 if not name.startswith("_") and not callable(value)
+                 and not isinstance(value, (property, classmethod, staticmethod))}
+        values = {name: getattr(self, name) for name in sorted(names)}
+        return {name: asdict(v) if is_dataclass(v) else v for name, v in values.items()}
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto: the GPU where torch sees one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda"):
+        raise MaskwatchError(f"--device must be auto, cpu or cuda, got {name!r}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise MaskwatchError("--device cuda: torch sees no CUDA GPU here; use --device cpu (or auto)")
+    return torch.device(name)
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
+
+
+@dataclass
+class CosineSchedule:
+    """Cosine decay from the base rate to zero over the whole run (epochs may differ in length), after a linear
+    warm-up over the first steps."""
+
+    base_lr: float
+    epochs: int
+    warmup_steps: int = 0
+
+    def __call__(self, epoch: int, step: int, steps: int) -> float:
+        progress = min(1.0, (epoch + step / max(1, steps)) / max(1, self.epochs))
+        lr = self.base_lr * 0.5 * (1 + math.cos(math.pi * progress))
+        done = epoch * steps + step
+        return lr * min(1.0, (done + 1) / self.warmup_steps) if self.warmup_steps else lr
+
+
+def autocast(device: torch.device):
+    """Mixed precision where it is safe: bfloat16 on GPUs that have it; full precision on the CPU."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def train_one_epoch(recipe: Recipe, optimizer: torch.optim.Optimizer, schedule: CosineSchedule, epoch: int,
+                    device: torch.device, rng: np.random.Generator, total_epochs: int) -> dict[str, float]:
+    """One pass over the recipe's batches; returns the mean of each loss term (and their sum, "loss")."""
+    recipe.train_mode()
+    specs = recipe.epoch(epoch, rng)
+    sums: dict[str, float] = {}
+    bar = tqdm(specs, desc=f"epoch {epoch + 1}/{total_epochs}", unit="batch")
+    done, lr = 0, 0.0
+    for step, spec in enumerate(bar):
+        lr = schedule(epoch, step, len(specs))
+        for group in optimizer.param_groups:
+            group["lr"] = lr * group.get("lr_factor", 1.0)
+        batch = to_device(recipe.make_batch(spec, rng), device)
+        with autocast(device):
+            parts = recipe.losses(batch)
+        loss = sum(parts.values())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        for key, value in (("loss", loss), *parts.items()):
+            sums[key] = sums.get(key, 0.0) + float(value.item())
+        done = step + 1
+        bar.set_postfix(loss=f"{sums['loss'] / done:.3f}")
+    return {key: value / max(1, done) for key, value in sums.items()} | {"lr": lr}
+
+
+def evaluate(model_path: Path, val_set: Dataset, images: dict[str, np.ndarray],
+             threads: int | None = None) -> CocoResult:
+    """Score an exported model exactly as it ships: Detector.load, all classes listed, COCO metrics."""
+    detector = Detector.load(model_path, threads=threads)
+    predictions = [ImagePredictions(s.image_path.name, s.width, s.height,
+                                    detector(images[s.stem], min_score=0.01, all_classes=True))
+                   for s in val_set.samples]
+    return evaluate_coco(val_set, predictions)
+
+
+def split_for_training(dataset: Dataset, cfg: TrainConfig) -> tuple[Dataset, Dataset]:
+    if cfg.val_split:
+        val_stems = set(read_list(cfg.val_split))
+        unknown = val_stems - {s.stem for s in dataset.samples}
+        if unknown:
+            raise MaskwatchError(f"{cfg.val_split}: {len(unknown)} names not in the data set, e.g. {sorted(unknown)[:3]}")
+        train_stems = [s.stem for s in dataset.samples if s.stem not in val_stems]
+    else:
+        split = split_dataset(dataset, 0.15, cfg.seed)
+        train_stems, val_stems = split.train, set(split.val)
+    train, val = dataset.subset(train_stems), dataset.subset(val_stems)
+    if cfg.quick:  # a few images, enough to see the loss fall
+        train.samples, val.samples = train.samples[:16], val.samples[:6]
+    return train, val
+
+
+def resume(cfg: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[int, list[dict], float]:
+    """Start epoch, history and best score: from OUT/last.pt with --resume, else a fresh start."""
+    last_path = cfg.out / "last.pt"
+    if not (cfg.resume and last_path.is_file()):
+        return 0, [], -1.0
+    state = torch.load(last_path, map_location="cpu", weights_only=False)
+    if state.get("arch", cfg.arch) != cfg.arch:
+        raise MaskwatchError(f"{last_path} holds a {state['arch']} model; resume with --arch {state['arch']}")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    print(f"resumed from {last_path} at epoch {state['epoch']}")
+    return state["epoch"], state["history"], state["best"]
+
+
+def checkpoint(cfg: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer, history: list[dict],
+               row: dict, best: float, **extra) -> float:
+    """Save OUT/last.pt (to resume) and, when the epoch is the best so far by mAP@.5, OUT/best.pt; returns the best."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    if row["val_mAP50"] > best:
+        best = row["val_mAP50"]
+        torch.save({"model": state, "epoch": row["epoch"], "arch": cfg.arch, **extra}, cfg.out / "best.pt")
+    torch.save({"model": state, "optimizer": optimizer.state_dict(), "epoch": row["epoch"], "arch": cfg.arch,
+                "history": history + [row], "best": best, **extra}, cfg.out / "last.pt")
+    return best
+
+
+def record_epoch(history: list[dict], row: dict, cfg: TrainConfig, rarest: str) -> bool:
+    """Log one epoch (stdout, history.csv, history.png); True when it is time to stop early."""
+    history.append(row)
+    print(f"epoch {row['epoch']}: loss {row['loss']:.3f} val mAP@.5 {row['val_mAP50']:.3f} "
+          f"mAP@[.5:.95] {row['val_mAP']:.3f} AP@.5 {rarest} {row['val_AP50_rarest']:.3f} "
+          f"({row['seconds']:.0f} s)", flush=True)
+    with (cfg.out / "history.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+    plot_history(history, cfg.out / "history.png")
+    scores = [h["val_mAP50"] for h in history]
+    if len(scores) - 1 - int(np.argmax(scores)) >= cfg.patience:
+        print(f"early stop: no gain in validation mAP@.5 for {cfg.patience} epochs")
+        return True
+    return False
+
+
+def plot_history(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for key in [k for k in history[0] if k == "loss" or k.startswith("loss_")]:
+        a.plot(epochs, [h[key] for h in history], "o-", label=key.removeprefix("loss_") if key != "loss" else "total")
+    a.set_xlabel("epoch"), a.set_title("training loss"), a.legend()
+    for key in ("val_mAP50", "val_mAP", "val_AP50_rarest"):
+        b.plot(epochs, [h[key] for h in history], "o-", label=key)
+    b.set_xlabel("epoch"), b.set_title("validation (3-class COCO)"), b.legend(), b.set_ylim(0, 1)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def fit(cfg: TrainConfig) -> Path:
+    """Train a model of kind cfg.arch, keep the best epoch by validation mAP@.5 and export it; returns its ONNX."""
+    recipe_type = kind_of(cfg.arch).load_recipe()
+    device = resolve_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    if cfg.quick:
+        cfg.epochs = min(cfg.epochs, 2)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    dataset = load_dataset(cfg.data, label_map=cfg.label_map)
+    train_set, val_set = split_for_training(dataset, cfg)
+    print(f"{cfg.arch}: training on {len(train_set)} images, validating on {len(val_set)} ({device}); "
+          f"classes {dataset.classes}")
+    images = {s.stem: read_image(s.image_path) for s in tqdm(train_set.samples + val_set.samples,
+                                                             desc="reading images", unit="img")}
+    recipe: Recipe = recipe_type(cfg, train_set, val_set, images)
+    recipe.model.to(device)
+    optimizer = torch.optim.AdamW(recipe.param_groups(), lr=recipe.lr, weight_decay=cfg.weight_decay)
+    start_epoch, history, best = resume(cfg, recipe.model, optimizer)
+    schedule = CosineSchedule(recipe.lr, cfg.epochs, recipe.warmup_steps)
+    rarest = dataset.classes[rarest_class(train_set)]
+    epoch_dir = cfg.out / "epoch"
+
+    for epoch in range(start_epoch, cfg.epochs):
+        started = time.time()
+        rng = np.random.default_rng(cfg.seed * 1000 + epoch)
+        losses = train_one_epoch(recipe, optimizer, schedule, epoch, device, rng, cfg.epochs)
+        recipe.model.eval()
+        result = evaluate(recipe.export(epoch_dir), val_set, images, cfg.threads)
+        row = {"epoch": epoch + 1, **losses, "val_mAP50": result.summary["mAP50"], "val_mAP": result.summary["mAP"],
+               "val_AP50_rarest": result.per_class[rarest]["AP50"], "seconds": time.time() - started}
+        best = checkpoint(cfg, recipe.model, optimizer, history, row, best, settings=recipe.settings())
+        if record_epoch(history, row, cfg, rarest):
+            break
+
+    state = torch.load(cfg.out / "best.pt", map_location="cpu", weights_only=False)
+    recipe.model.load_state_dict(state["model"])
+    recipe.model.eval()
+    shutil.rmtree(epoch_dir, ignore_errors=True)
+    return recipe.export(cfg.out / "model", trained_on=str(cfg.data), best_epoch=state["epoch"],
+                         best_val_mAP50=best, val_images=[s.stem for s in val_set.samples], recipe=recipe.settings())

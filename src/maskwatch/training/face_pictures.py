@@ -1,0 +1,101 @@
+"""Extra training faces from a folder per class of face pictures, such as face-crops-2class (with_mask/,
+without_mask/): big, sharp, varied faces that the crowd photos lack.
+
+The pictures have no boxes, so the face finder finds the face in each (with its five landmarks, which the
+synthesis of masks worn wrongly needs). A picture counts only when it holds one clear face: a confident face and
+no other confident face of comparable size (a whole photo of several people cannot say which of them the folder's
+label is about). Results are cached beside the run, so a resumed run does not search again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from maskwatch.data.images import IMAGE_SUFFIXES, read_image
+from maskwatch.errors import MaskwatchError
+from maskwatch.face_finder import LANDMARKS, FaceFinder
+
+log = logging.getLogger(__name__)
+
+MIN_FACE_SCORE = 0.5
+# Another confident face at least this fraction of the best one's area makes the picture ambiguous.
+RIVAL_AREA = 0.25
+# Tight crops cut the face at the picture's edge; a replicated border gives the face finder the context it needs.
+BORDER = 0.3
+
+
+@dataclass
+class FacePicture:
+    path: Path
+    label: int  # class index in the training classes
+    box: np.ndarray  # the face finder's box, xyxy pixels of the picture
+    landmarks: np.ndarray  # eyes, nose tip, mouth corners: x, y pairs
+
+
+def list_face_pictures(folder: Path, classes: list[str]) -> list[tuple[Path, int]]:
+    """(picture, class index) for every image in folder/<class name>/; other folder names are an error."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise MaskwatchError(f"--extra-faces {folder}: not a folder (expected one sub-folder per class)")
+    subfolders = sorted(p for p in folder.iterdir() if p.is_dir())
+    unknown = [p.name for p in subfolders if p.name not in classes]
+    if unknown or not subfolders:
+        raise MaskwatchError(f"--extra-faces {folder}: sub-folders must be named after classes {classes}; "
+                             f"found {[p.name for p in subfolders]}")
+    return [(path, classes.index(sub.name)) for sub in subfolders for path in sorted(sub.iterdir())
+            if path.suffix.lower() in IMAGE_SUFFIXES]
+
+
+def find_face(finder: FaceFinder, image: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The one clear face of a picture (box, landmarks), or None."""
+    h, w = image.shape[:2]
+    pad = int(BORDER * max(h, w))
+    padded = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+    scale = 1.0 if max(h, w) >= 200 else 2.0  # small pictures: faces of a few dozen pixels are found better at 2x
+    faces = finder.at_scale(padded, scale, min_score=0.2, landmarks=True)
+    if len(faces) == 0:
+        return None
+    faces = faces[np.argsort(-faces.confidence)]
+    if faces.confidence[0] < MIN_FACE_SCORE:
+        return None
+    areas = (faces.xyxy[:, 2] - faces.xyxy[:, 0]) * (faces.xyxy[:, 3] - faces.xyxy[:, 1])
+    if ((faces.confidence[1:] >= MIN_FACE_SCORE) & (areas[1:] >= RIVAL_AREA * areas[0])).any():
+        return None
+    return faces.xyxy[0] - pad, faces.data[LANDMARKS][0] - pad
+
+
+def load_face_pictures(folder: Path, classes: list[str], cache: Path, finder: FaceFinder | None = None,
+                       limit: int | None = None) -> list[FacePicture]:
+    """Every picture with one clear face (or `limit` pictures spread over the set); the search is cached in
+    `cache` (JSON) and reused."""
+    items = list_face_pictures(folder, classes)
+    if limit:
+        items = items[::max(1, len(items) // limit)]
+    cached = json.loads(cache.read_text()) if cache.is_file() else {}
+    missing = [(path, label) for path, label in items if str(path) not in cached]
+    if missing:
+        finder = finder or FaceFinder()
+        for path, _ in tqdm(missing, desc="finding faces in the extra pictures", unit="img"):
+            try:
+                found = find_face(finder, read_image(path))
+            except MaskwatchError as exc:
+                log.warning("%s", exc)
+                found = None
+            cached[str(path)] = None if found is None else [found[0].tolist(), found[1].tolist()]
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(cached))
+    pictures = [FacePicture(path, label, np.array(cached[str(path)][0], np.float32),
+                            np.array(cached[str(path)][1], np.float32))
+                for path, label in items if cached.get(str(path))]
+    kept = Counter(classes[p.label] for p in pictures)
+    print(f"extra faces from {folder}: {len(pictures)} of {len(items)} pictures hold one clear face "
+          f"({', '.join(f'{k} {v}' for k, v in sorted(kept.items()))})")
+    return pictures

@@ -1,0 +1,170 @@
+"""The two-stage recipe (`maskwatch train --arch two-stage`, what ships): a crop head behind the frozen face finder.
+
+Face candidates are found once per training image (cached); each epoch draws crops of candidates matched to
+faces, jittered ground-truth boxes (rare classes more often) and background candidates. With `--extra-faces`,
+each epoch also draws the big, sharp pictures of a folder-per-class set once, their box target being the face
+finder's own box (no annotator drew them: the head learns to leave such boxes alone, not to extrapolate the
+training annotators' style to big faces), and with `--synthetic-wrong N`, N composites of masks worn below the
+nose or on the chin (and, as controls, worn right: training/synthesis.py).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from maskwatch.crops import CROP_CONTEXT, CROP_SIZE, crop_faces, crops_to_blob, encode_deltas
+from maskwatch.data.images import read_image
+from maskwatch.detector import HeadConfig
+from maskwatch.errors import MaskwatchError
+from maskwatch.face_finder import ScalePolicy
+from maskwatch.models.crop_head import CropHead, export_onnx
+from maskwatch.training.augment import augment_crop
+from maskwatch.training.balance import copies_per_class
+from maskwatch.training.candidates import Example, find_candidates, jittered_ground_truth, match_candidates
+from maskwatch.training.engine import Recipe
+from maskwatch.training.face_pictures import FacePicture, load_face_pictures
+from maskwatch.training.synthesis import composite, pick_kind
+
+WRONG_MASK, RIGHT_MASK = "mask_weared_incorrect", "with_mask"
+
+
+def jitter_box(box: np.ndarray, rng: np.random.Generator, shift: float = 0.12, scale: float = 0.2) -> np.ndarray:
+    """The box moved and resized a little, as the face finder's boxes vary around a face."""
+    w, h = box[2] - box[0], box[3] - box[1]
+    cx = (box[0] + box[2]) / 2 + rng.uniform(-shift, shift) * w
+    cy = (box[1] + box[3]) / 2 + rng.uniform(-shift, shift) * h
+    s, a = np.exp(rng.uniform(-scale, scale)), np.exp(rng.uniform(-scale / 2, scale / 2))
+    nw, nh = w * s * a, h * s / a
+    return np.array([cx - nw / 2, cy - nh / 2, cx + nw / 2, cy + nh / 2], np.float32)
+
+
+def cut_around(image: np.ndarray, box: np.ndarray, context: float) -> tuple[np.ndarray, np.ndarray]:
+    """A region of `context` times the box's longer side around it (so a made-up picture need not be kept
+    whole), and the box in the region's pixels."""
+    side = max(box[2] - box[0], box[3] - box[1]) * context
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    h, w = image.shape[:2]
+    x0, y0 = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
+    x1, y1 = int(min(w, np.ceil(cx + side / 2))), int(min(h, np.ceil(cy + side / 2)))
+    return image[y0:y1, x0:x1].copy(), box - np.array([x0, y0, x0, y0], np.float32)
+
+
+class TwoStageRecipe(Recipe):
+    batch_size = 64
+    lr = 2e-3
+    crop_size: int = CROP_SIZE
+    crop_context: float = CROP_CONTEXT
+    negatives_per_positive: float = 0.6
+    jitter_copies: float = 2.0  # jittered copies of each ground-truth box of the commonest class
+    extra_copies: float = 1.0  # draws of each extra face picture per epoch
+    candidate_upscale_to: tuple[int, ...] = (800,)  # upscaled face-finder passes that make training candidates
+
+    def build_model(self) -> torch.nn.Module:
+        cfg = self.cfg
+        candidates = find_candidates(self.images, cfg.out / "candidates.npz",
+                                     policy=ScalePolicy(upscale_to=tuple(self.candidate_upscale_to)))
+        self.matched = {s.stem: match_candidates(s.stem, candidates[s.stem], s.detections)
+                        for s in self.train_set.samples}
+        self.copies = copies_per_class(self.train_set, self.jitter_copies, cfg.balance_classes)
+        self.pictures: list[FacePicture] = []
+        if cfg.extra_faces:
+            self.pictures = load_face_pictures(cfg.extra_faces, self.classes, cfg.out / "extra_faces.json",
+                                               limit=32 if cfg.quick else None)
+        self.picture_images = {str(p.path): read_image(p.path) for p in self.pictures}
+        if cfg.synthetic_wrong and not self._can_synthesise():
+            raise MaskwatchError(f"--synthetic-wrong needs --extra-faces with with_mask and without_mask pictures "
+                                 f"and the class {WRONG_MASK} among the training classes")
+        return CropHead(len(self.classes), pretrained=True)
+
+    def _can_synthesise(self) -> bool:
+        labels = {self.classes[p.label] for p in self.pictures}
+        return {"with_mask", "without_mask"} <= labels and WRONG_MASK in self.classes
+
+    def extra_examples(self, rng: np.random.Generator) -> list[Example]:
+        """Jittered crops of the extra pictures; their box target is the face finder's own box."""
+        examples = []
+        n = int(round(self.extra_copies * len(self.pictures)))
+        for i in rng.integers(len(self.pictures), size=n) if self.pictures else []:
+            picture = self.pictures[int(i)]
+            box = jitter_box(picture.box, rng)
+            examples.append(Example(str(picture.path), box, picture.label + 1,
+                                    encode_deltas(box[None], picture.box[None])[0]))
+        return examples
+
+    def synthetic_examples(self, count: int, rng: np.random.Generator) -> list[Example]:
+        """Composites of a masked face's lower part on an unmasked face, labelled by where the mask sits."""
+        masked = [p for p in self.pictures if self.classes[p.label] == "with_mask"]
+        bare = [p for p in self.pictures if self.classes[p.label] == "without_mask"]
+        examples = []
+        for _ in range(count):
+            base, mask = bare[int(rng.integers(len(bare)))], masked[int(rng.integers(len(masked)))]
+            kind = pick_kind(rng)
+            image = composite(self.picture_images[str(base.path)], base, self.picture_images[str(mask.path)], mask,
+                              kind, rng)
+            if image is None:
+                continue
+            region, face = cut_around(image, base.box, 2.5)
+            box = jitter_box(face, rng)
+            label = self.classes.index(RIGHT_MASK if kind == "right" else WRONG_MASK) + 1
+            examples.append(Example(f"synthetic-{kind}", box, label, encode_deltas(box[None], face[None])[0],
+                                    image=region))
+        return examples
+
+    def epoch(self, epoch: int, rng: np.random.Generator) -> list[list[Example]]:
+        examples, negatives = [], []
+        for sample in self.train_set.samples:
+            positives, negs = self.matched[sample.stem]
+            examples += positives
+            examples += jittered_ground_truth(sample.stem, sample.detections, self.copies, rng)
+            negatives += negs
+        n_neg = min(len(negatives), int(self.negatives_per_positive * len(examples)))
+        if n_neg:
+            examples += [negatives[i] for i in rng.choice(len(negatives), n_neg, replace=False)]
+        examples += self.extra_examples(rng)
+        if self.cfg.synthetic_wrong:
+            count = min(self.cfg.synthetic_wrong, 16) if self.cfg.quick else self.cfg.synthetic_wrong
+            examples += self.synthetic_examples(count, rng)
+        examples = [examples[i] for i in rng.permutation(len(examples))]
+        steps = math.ceil(len(examples) / self.batch_size)
+        return [examples[i * self.batch_size:(i + 1) * self.batch_size] for i in range(steps)]
+
+    def image_of(self, example: Example) -> np.ndarray:
+        if example.image is not None:
+            return example.image
+        return self.images[example.stem] if example.stem in self.images else self.picture_images[example.stem]
+
+    def make_batch(self, spec: list[Example], rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
+        crops, deltas = [], []
+        for ex in spec:
+            crop = crop_faces(self.image_of(ex), ex.box[None], self.crop_size, self.crop_context)[0]
+            d = ex.deltas.copy()
+            if rng.random() < 0.5:  # mirror the face: the horizontal shift changes sign
+                crop = crop[:, ::-1]
+                d[0] = -d[0]
+            crops.append(augment_crop(crop, rng))
+            deltas.append(d)
+        return (torch.from_numpy(crops_to_blob(np.stack(crops))), torch.tensor([ex.label for ex in spec]),
+                torch.from_numpy(np.stack(deltas)))
+
+    def losses(self, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+        x, labels, deltas = batch
+        logits, predicted = self.model(x)
+        loss_cls = F.cross_entropy(logits.float(), labels, label_smoothing=0.05)
+        positive = labels > 0
+        loss_box = (F.smooth_l1_loss(predicted[positive].float(), deltas[positive], beta=0.5)
+                    if positive.any() else predicted.sum() * 0)
+        return {"loss_cls": loss_cls, "loss_box": loss_box}
+
+    def head_config(self) -> HeadConfig:
+        return HeadConfig(classes=list(self.classes), crop_size=self.crop_size, crop_context=self.crop_context)
+
+    def export(self, folder: Path, **extra: Any) -> Path:
+        path = export_onnx(self.shipping_model(), folder / "mask_head.onnx", self.crop_size)
+        self.head_config().write(path.with_suffix(".json"), **extra)
+        return path
