@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from maskwatch.batch.core import detect_row, part_name
+from maskwatch.batch.core import detect_row, part_name, row_schema
 
 
 class DetectActor:
@@ -22,9 +22,12 @@ class DetectActor:
         self.conf = conf
         self.annotate_dir = Path(annotate_dir) if annotate_dir else None
 
-    def __call__(self, batch: dict) -> dict:
+    def __call__(self, batch: dict):
+        """The rows as an Arrow table in the one row schema, so every block writes the same Parquet types."""
+        import pyarrow as pa
+
         rows = [detect_row(self.detector, str(p), self.conf, self.annotate_dir) for p in batch["path"]]
-        return {key: [row[key] for row in rows] for key in rows[0]} if rows else batch
+        return pa.Table.from_pylist(rows, schema=row_schema())
 
 
 def run_ray(paths: list[str], out_dir: Path, model: str | None, conf: float, annotate_dir: Path | None,

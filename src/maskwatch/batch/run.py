@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from maskwatch.batch.core import collect_inputs, done_paths
+from maskwatch.data.images import IMAGE_SUFFIXES
 from maskwatch.errors import MaskwatchError
 
 
@@ -22,6 +23,8 @@ def run_batch(spec: str, out: Path, engine: str = "local", address: str | None =
               annotate: bool = False, model: str | None = None, actors: int = 2, threads: int | None = None
               ) -> BatchSummary:
     paths = list(dict.fromkeys(collect_inputs(spec)))  # unique, order kept
+    if not paths:
+        raise MaskwatchError(f"{spec}: no images ({', '.join(IMAGE_SUFFIXES)}) found; nothing to do")
     done = done_paths(out) if out.is_dir() else set()
     todo = [p for p in paths if p not in done]
     annotate_dir = out / "annotated" if annotate else None
