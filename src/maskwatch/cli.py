@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from maskwatch.errors import MaskwatchError
+from maskwatch.limits import MAX_UPLOAD_MB, SERVE_MAX_QUEUE, SERVE_WORKERS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Find faces and tell whether they wear a mask, wear it wrongly, or wear none.")
@@ -296,18 +297,22 @@ def report(db: Path = typer.Argument(..., help="Events database written by `mask
 @app.command()
 def serve(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Option(8000, "--port"),
           data_dir: Path = typer.Option(Path("out/serve"), "--data-dir", help="Where jobs and results are kept."),
-          max_upload_mb: float = typer.Option(200.0, "--max-upload-mb", help="Larger uploads get 413."),
+          max_upload_mb: float = typer.Option(MAX_UPLOAD_MB, "--max-upload-mb", help="Larger uploads get 413."),
           api_key: Optional[str] = typer.Option(None, "--api-key", envvar="MASKWATCH_API_KEY",
-                                                help="Require this key (X-API-Key header) on every route but /healthz."),
+                                                help="Require this key (X-API-Key header) on every route but "
+                                                     "/healthz and the page."),
+          workers: int = typer.Option(SERVE_WORKERS, "--workers", help="Threads that decode and detect images."),
+          max_queue: int = typer.Option(SERVE_MAX_QUEUE, "--max-queue",
+                                        help="Requests that may wait for a worker; more get 503."),
           model: Optional[Path] = typer.Option(None, "--model"), threads: Optional[int] = typer.Option(None)) -> None:
     """Serve the web page (/) and the JSON API (/v1/..., docs at /docs)."""
     try:
         from maskwatch.serve.app import Settings, serve as run_server
     except ImportError as exc:
         raise MaskwatchError(f"serving needs the serve extra: pip install 'maskwatch[serve]' ({exc})") from exc
-    typer.echo(f"maskwatch on http://{host}:{port}/ (API docs at /docs)")
-    run_server(host, port, Settings(data_dir=data_dir, max_upload_mb=max_upload_mb, api_key=api_key,
-                                    threads=threads, model=model))
+    settings = Settings(data_dir=data_dir, max_upload_mb=max_upload_mb, api_key=api_key, threads=threads,
+                        model=model, workers=workers, max_queue=max_queue)
+    run_server(host, port, settings)
 
 
 @app.command()

@@ -49,7 +49,8 @@ def checked_header(data: bytes, name: str) -> tuple[str, int, int]:
     except Image.DecompressionBombError:  # Pillow's own limit (2 x 89 M pixels): over ours too
         raise MaskwatchError(f"{name}: more than {MAX_PIXELS:,} pixels, over the limit; resize it first") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        raise MaskwatchError(f"{name}: not a readable image (unknown or corrupt format)") from None
+        raise MaskwatchError(f"{name}: not a readable image (unknown or corrupt format; accepted: "
+                             f"{', '.join(sorted(IMAGE_FORMATS))})") from None
     if fmt not in IMAGE_FORMATS:
         raise MaskwatchError(f"{name}: {fmt} images are not accepted; convert it to JPEG or PNG "
                              f"(accepted: {', '.join(sorted(IMAGE_FORMATS))})")
