@@ -11,23 +11,17 @@ from __future__ import annotations
 import io
 import os
 import re
-import secrets
 import tempfile
-from typing import Callable, TypeVar
 from collections import Counter
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import anyio
-import anyio.to_thread
 import cv2
 from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
-from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from maskwatch.annotate import annotate
 from maskwatch.data.images import decode_image
@@ -35,6 +29,7 @@ from maskwatch.detector import Detector, best_class_per_face
 from maskwatch.errors import MaskwatchError
 from maskwatch.limits import MAX_UPLOAD_MB, MULTIPART_OVERHEAD_BYTES, SERVE_MAX_QUEUE, SERVE_WORKERS
 from maskwatch.predictions import ImagePredictions
+from maskwatch.serve.guards import ApiKeyMiddleware, UploadGate, WorkerPool
 from maskwatch.serve.jobs import DataDirLock, JobQueue
 from maskwatch.video.sources import FileSource
 
@@ -43,7 +38,6 @@ JOB_ID = re.compile(r"^[A-Za-z0-9_-]{20,40}$")
 CHUNK = 1 << 20
 # Open without the API key: the health check, and the page itself (static HTML that asks for the key).
 OPEN_PATHS = frozenset({"/healthz", "/"})
-T = TypeVar("T")
 
 
 @dataclass
@@ -60,47 +54,14 @@ class Settings:
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
 
+    @property
+    def max_body_bytes(self) -> int:
+        """The upload plus the multipart headers around it: what the request body may hold."""
+        return self.max_upload_bytes + MULTIPART_OVERHEAD_BYTES
 
-class ApiKeyMiddleware:
-    """Checks X-API-Key before the request reaches FastAPI, which reads the whole body before it runs any
-    dependency: a client without the key is turned away before it can upload anything. Only the header counts
-    (a key in the URL ends up in access logs)."""
-
-    def __init__(self, app: ASGIApp, api_key: str):
-        self.app = app
-        self.api_key = api_key.encode()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
-            given = Headers(scope=scope).get("x-api-key", "").encode()
-            if not secrets.compare_digest(given, self.api_key):
-                response = JSONResponse({"detail": "missing or wrong API key (send it as the X-API-Key header)"},
-                                        status_code=401)
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-
-class WorkerPool:
-    """Decoding and detection on a few threads (OpenCV and onnxruntime release the GIL), so the event loop is
-    free for other requests; when `workers + max_queue` requests are already in, the next one gets 503."""
-
-    def __init__(self, workers: int, max_queue: int):
-        if workers < 1 or max_queue < 0:
-            raise MaskwatchError(f"--workers must be 1 or more and --max-queue 0 or more (got {workers}, {max_queue})")
-        self.limiter = anyio.CapacityLimiter(workers)
-        self.capacity = workers + max_queue
-        self.busy = 0  # requests in the pool, running or waiting; only the event loop touches it
-
-    async def run(self, function: Callable[..., T], *args) -> T:
-        if self.busy >= self.capacity:
-            raise HTTPException(503, f"the server is busy ({self.busy} requests in work); retry in a moment",
-                                headers={"Retry-After": "1"})
-        self.busy += 1
-        try:
-            return await anyio.to_thread.run_sync(function, *args, limiter=self.limiter)
-        finally:
-            self.busy -= 1
+    @property
+    def too_large(self) -> str:
+        return f"upload larger than the limit of {self.max_upload_mb:g} MB (the server's --max-upload-mb)"
 
 
 def create_app(settings: Settings | None = None, detector: Detector | None = None) -> FastAPI:
@@ -121,17 +82,16 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
             lock.release()
 
     app = FastAPI(title="maskwatch", version="0.1.0", lifespan=lifespan,
-                  max_body_size=settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
+                  max_body_size=settings.max_body_bytes,
                   description="Detect faces and whether they wear a mask correctly, wrongly, or not at all.")
     if settings.api_key:
-        app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
+        app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key, open_paths=OPEN_PATHS)
 
     @app.exception_handler(StarletteHTTPException)
     async def explain_413(request: Request, exc: StarletteHTTPException):
         """FastAPI's body limit answers a bare "Content Too Large"; say what the limit is and how to move it."""
         if exc.status_code == 413:
-            exc = HTTPException(413, f"upload larger than the limit of {settings.max_upload_mb:g} MB "
-                                     f"(the server's --max-upload-mb)")
+            exc = HTTPException(413, settings.too_large)
         return await http_exception_handler(request, exc)
 
     async def read_upload(file: UploadFile, target) -> int:
@@ -262,4 +222,5 @@ def serve(host: str, port: int, settings: Settings) -> None:
 
     app = create_app(settings)  # refuses a data directory another server holds, before anything starts
     print(f"maskwatch on http://{host}:{port}/ (API docs at /docs)", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    gate = UploadGate(app, settings.max_body_bytes, settings.too_large)
+    uvicorn.run(gate, host=host, port=port, log_level="info")

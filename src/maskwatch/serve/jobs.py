@@ -175,7 +175,8 @@ class JobQueue:
             result = summary.as_dict()
             for key in ("source", "output", "database"):
                 result.pop(key, None)
-            self._update(job_id, status="finished", frames_done=summary.frames, summary=json.dumps(result),
+            self._update(job_id, status="finished", frames_done=summary.frames,
+                         summary=self.public_message(json.dumps(result), job_id),
                          message=self.public_message(summary.message, job_id))
         except MaskwatchError as exc:
             self._update(job_id, status="failed", message=self.public_message(str(exc), job_id))
