@@ -8,6 +8,7 @@ from pathlib import Path
 from maskwatch.batch.core import collect_inputs, done_paths
 from maskwatch.data.images import IMAGE_SUFFIXES
 from maskwatch.errors import MaskwatchError
+from maskwatch.limits import BATCH_PART_ROWS
 
 
 @dataclass
@@ -20,8 +21,9 @@ class BatchSummary:
 
 
 def run_batch(spec: str, out: Path, engine: str = "local", address: str | None = None, conf: float = 0.4,
-              annotate: bool = False, model: str | None = None, actors: int = 2, threads: int | None = None
-              ) -> BatchSummary:
+              annotate: bool = False, model: str | None = None, actors: int = 2, threads: int | None = None,
+              part_rows: int = BATCH_PART_ROWS) -> BatchSummary:
+    """part_rows: rows per Parquet part of the local engine (Ray writes one part per block)."""
     paths = list(dict.fromkeys(collect_inputs(spec)))  # unique, order kept
     if not paths:
         raise MaskwatchError(f"{spec}: no images ({', '.join(IMAGE_SUFFIXES)}) found; nothing to do")
@@ -32,7 +34,8 @@ def run_batch(spec: str, out: Path, engine: str = "local", address: str | None =
         from maskwatch.batch.local import run_local
         from maskwatch.detector import Detector
 
-        processed = run_local(todo, out, Detector.load(model, threads=threads), conf, annotate_dir) if todo else 0
+        processed = run_local(todo, out, Detector.load(model, threads=threads), conf, annotate_dir,
+                              part_rows) if todo else 0
     elif engine == "ray":
         try:
             from maskwatch.batch.ray_engine import run_ray
