@@ -11,6 +11,7 @@ from pathlib import Path
 
 import cv2
 import httpx
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -40,8 +41,8 @@ def large_photo(tmp_path_factory, photo) -> Path:
 
 
 def test_images_and_video_frames_over_the_pixel_limit_are_refused(tmp_path):
-    hdr = tmp_path / "scene.hdr"  # Pillow cannot read its header; OpenCV used to decode it as float
-    hdr.write_bytes(b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 10000 +X 10500\n" + b"\x02\x02\x29\x04" * 64)
+    hdr = tmp_path / "scene.hdr"  # Pillow cannot read its header; OpenCV used to decode it as float, any size
+    cv2.imwrite(str(hdr), np.full((48, 64, 3), 0.5, np.float32))
     frame = tmp_path / "frame.png"  # 10500x10000, a few kB: FFmpeg opens it as a one-frame video
     Image.new("1", (10500, 10000)).save(frame)
     with running_server(tmp_path / "data") as (url, _):
