@@ -42,6 +42,13 @@ def rows_by_path(out: Path) -> dict[str, dict]:
     return {row["path"]: row for row in read_results(out).to_pylist()}
 
 
+def error_types(out: Path) -> set[str]:
+    """The type each Parquet part gives the error column: one schema means one type, whatever the part holds."""
+    import pyarrow.parquet as pq
+
+    return {str(pq.read_schema(part).field("error").type) for part in out.glob("*.parquet")}
+
+
 def test_local_engine_writes_one_row_per_image_with_errors_as_rows(images, tmp_path):
     summary = run_batch(str(images), tmp_path / "out", "local", threads=2)
     assert (summary.inputs, summary.processed, summary.skipped) == (7, 7, 0)
@@ -80,6 +87,7 @@ def test_results_stay_readable_when_only_a_later_part_holds_errors(late_errors, 
     out = tmp_path / "out"
     run_batch(str(late_errors), out, "local", threads=2, part_rows=2)
     assert len(list(out.glob("*.parquet"))) == 3  # [good, good] [good, good] [broken]
+    assert error_types(out) == {"string"}
     rows = rows_by_path(out)
     assert len(rows) == 5 and "not a readable image" in rows[str(late_errors / "zz_broken.jpg")]["error"]
     again = run_batch(str(late_errors), out, "local", threads=2, part_rows=2)  # a resume reads them too
@@ -142,6 +150,7 @@ def test_ray_engine_on_a_local_cluster_gives_the_same_rows_as_local(images, tmp_
         assert json.loads(a[path]["detections"]) == json.loads(b[path]["detections"]), path
     # The first run's part holds no error, the resumed run's does: both read together.
     assert (clean.processed, late.processed, late.skipped) == (2, 1, 2)
+    assert error_types(tmp_path / "late") == {"string"} and error_types(tmp_path / "ray") == {"string"}
     rows = rows_by_path(tmp_path / "late")
     assert len(rows) == 3 and "not a readable image" in rows[str(growing / "zz_broken.jpg")]["error"]
 
