@@ -141,8 +141,8 @@ class JobQueue:
     def claim(self, job_id: str) -> bool:
         """Queued -> running in one statement: a job is run once even if two workers reach it."""
         with self._lock:
-            cursor = self.db.execute("UPDATE jobs SET status = 'running', updated_at = ? WHERE id = ? AND status = 'queued'",
-                                     (time.time(), job_id))
+            cursor = self.db.execute("UPDATE jobs SET status = 'running', updated_at = ? "
+                                     "WHERE id = ? AND status = 'queued'", (time.time(), job_id))
             self.db.commit()
         return cursor.rowcount == 1
 

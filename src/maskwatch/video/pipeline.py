@@ -104,7 +104,8 @@ class VideoPipeline:
             on_progress: Callable[[WatchSummary, int | None], None] | None = None) -> WatchSummary:
         opts = self.options
         if out is not None and Path(out).suffix.lower() != ".mp4":
-            raise MaskwatchError(f"{out}: the annotated video is an MP4; give it a .mp4 name (e.g. {Path(out).stem}.mp4)")
+            raise MaskwatchError(f"{out}: the annotated video is an MP4; give it a .mp4 name "
+                                 f"(e.g. {Path(out).stem}.mp4)")
         frames_source = open_source(source) if isinstance(source, str) else source
         name = source if isinstance(source, str) else type(source).__name__
         if out is not None and min(frames_source.size) < MIN_FRAME_SIDE:

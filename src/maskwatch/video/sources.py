@@ -50,9 +50,9 @@ class FileSource(FrameSource):
         if not self.capture.isOpened():
             raise MaskwatchError(f"{path}: cannot be opened as a video (missing, corrupt or unknown format)")
         # The container's header gives the frame size before any frame is decoded (as for images).
-        header_size = (int(self.capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(self.capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+        width, height = self.capture.get(cv2.CAP_PROP_FRAME_WIDTH), self.capture.get(cv2.CAP_PROP_FRAME_HEIGHT)
         try:
-            check_pixels(*header_size, str(path))
+            check_pixels(int(width), int(height), str(path))
         except MaskwatchError:
             self.capture.release()
             raise
