@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from maskwatch.batch.core import collect_inputs, read_results
 from maskwatch.batch.run import run_batch
+from maskwatch.errors import MaskwatchError
 
 STEMS = ["maksssksksss0", "maksssksksss1", "maksssksksss94", "maksssksksss657", "maksssksksss5"]
 
@@ -24,8 +28,25 @@ def images(tmp_path_factory, data_dir) -> Path:
     return folder
 
 
+@pytest.fixture(scope="module")
+def late_errors(tmp_path_factory, data_dir) -> Path:
+    """Good images first and a broken one last (by name): only the last part or block holds an error."""
+    folder = tmp_path_factory.mktemp("late_errors")
+    for stem in STEMS[:4]:
+        shutil.copy(data_dir / "images" / f"{stem}.jpg", folder)
+    (folder / "zz_broken.jpg").write_text("not an image")
+    return folder
+
+
 def rows_by_path(out: Path) -> dict[str, dict]:
     return {row["path"]: row for row in read_results(out).to_pylist()}
+
+
+def error_types(out: Path) -> set[str]:
+    """The type each Parquet part gives the error column: one schema means one type, whatever the part holds."""
+    import pyarrow.parquet as pq
+
+    return {str(pq.read_schema(part).field("error").type) for part in out.glob("*.parquet")}
 
 
 def test_local_engine_writes_one_row_per_image_with_errors_as_rows(images, tmp_path):
@@ -62,13 +83,63 @@ def test_inputs_from_a_list_file_and_a_glob(images, tmp_path):
     assert len(collect_inputs(str(images / "*.jpg"))) == 6
 
 
+def test_results_stay_readable_when_only_a_later_part_holds_errors(late_errors, tmp_path):
+    out = tmp_path / "out"
+    run_batch(str(late_errors), out, "local", threads=2, part_rows=2)
+    assert len(list(out.glob("*.parquet"))) == 3  # [good, good] [good, good] [broken]
+    assert error_types(out) == {"string"}
+    rows = rows_by_path(out)
+    assert len(rows) == 5 and "not a readable image" in rows[str(late_errors / "zz_broken.jpg")]["error"]
+    again = run_batch(str(late_errors), out, "local", threads=2, part_rows=2)  # a resume reads them too
+    assert (again.processed, again.skipped) == (0, 5) and len(rows_by_path(out)) == 5
+
+
+def test_results_of_older_versions_with_an_untyped_error_column_are_read(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    row = {"path": "/a.jpg", "width": 4, "height": 3, "detections": "[]", "faces": 0, "with_mask": 0,
+           "without_mask": 0, "mask_weared_incorrect": 0, "error": None}
+    pq.write_table(pa.Table.from_pylist([row]), tmp_path / "part-0.parquet")  # error: type null
+    pq.write_table(pa.Table.from_pylist([{**row, "path": "/b.jpg", "error": "bad"}]), tmp_path / "part-1.parquet")
+    assert read_results(tmp_path).column("error").to_pylist() == [None, "bad"]
+
+
+def test_resume_does_not_depend_on_how_the_path_was_typed(images, tmp_path, monkeypatch):
+    monkeypatch.chdir(images.parent)
+    out = tmp_path / "out"
+    first = run_batch(images.name, out, "local", threads=2)
+    again = run_batch(str(images), out, "local", threads=2)
+    typed_oddly = run_batch(f"./{images.name}/../{images.name}/", out, "local", threads=2)
+    assert first.processed == 7
+    assert (again.processed, again.skipped) == (0, 7) and (typed_oddly.processed, typed_oddly.skipped) == (0, 7)
+    assert len(rows_by_path(out)) == 7
+
+
+def test_an_empty_input_folder_is_named_as_the_problem(tmp_path):
+    (tmp_path / "photos").mkdir()
+    with pytest.raises(MaskwatchError, match="photos: no images"):
+        run_batch(str(tmp_path / "photos"), tmp_path / "results", "local")
+    cli = subprocess.run([sys.executable, "-m", "maskwatch.cli", "batch", str(tmp_path / "photos"), "--out",
+                          str(tmp_path / "results")], capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 2 and "photos: no images" in cli.stderr and "results" not in cli.stderr
+
+
 @pytest.mark.slow
 def test_ray_engine_on_a_local_cluster_gives_the_same_rows_as_local(images, tmp_path):
     ray = pytest.importorskip("ray")
     local = run_batch(str(images), tmp_path / "local", "local", threads=1)
+    growing = tmp_path / "growing"  # a folder that gets a broken image after a first run without errors
+    growing.mkdir()
+    for name in ("maksssksksss0.jpg", "maksssksksss1.jpg"):
+        shutil.copy(images / name, growing)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)  # one cluster for all runs below
     try:
         on_ray = run_batch(str(images), tmp_path / "ray", "ray", actors=2)
         resumed = run_batch(str(images), tmp_path / "ray", "ray", actors=2)
+        clean = run_batch(str(growing), tmp_path / "late", "ray", actors=2)
+        (growing / "zz_broken.jpg").write_text("not an image")
+        late = run_batch(str(growing), tmp_path / "late", "ray", actors=2)
     finally:
         ray.shutdown()
     assert local.processed == on_ray.processed == 7 and resumed.processed == 0
@@ -77,3 +148,39 @@ def test_ray_engine_on_a_local_cluster_gives_the_same_rows_as_local(images, tmp_
     for path in a:
         assert a[path]["error"] == b[path]["error"]
         assert json.loads(a[path]["detections"]) == json.loads(b[path]["detections"]), path
+    # The first run's part holds no error, the resumed run's does: both read together.
+    assert (clean.processed, late.processed, late.skipped) == (2, 1, 2)
+    assert error_types(tmp_path / "late") == {"string"} and error_types(tmp_path / "ray") == {"string"}
+    rows = rows_by_path(tmp_path / "late")
+    assert len(rows) == 3 and "not a readable image" in rows[str(growing / "zz_broken.jpg")]["error"]
+
+
+@pytest.mark.slow
+def test_a_killed_ray_driver_leaves_no_ray_process_behind(images, tmp_path):
+    pytest.importorskip("ray")
+    import psutil
+
+    def command(process) -> str:
+        try:
+            return " ".join(process.cmdline())
+        except psutil.Error:
+            return ""
+
+    driver = subprocess.Popen([sys.executable, "-m", "maskwatch.cli", "batch", str(images), "--out",
+                               str(tmp_path / "out"), "--engine", "ray", "--actors", "1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    started: dict[int, psutil.Process] = {}
+    deadline = time.time() + 180
+    while time.time() < deadline and driver.poll() is None:
+        for child in psutil.Process(driver.pid).children(recursive=True):
+            started.setdefault(child.pid, child)
+        commands = " ".join(command(p) for p in started.values())
+        if "raylet" in commands and "DashboardAgent" in commands and "RuntimeEnvAgent" in commands:
+            break
+        time.sleep(0.2)
+    assert driver.poll() is None, "the run ended before the Ray agents were seen"
+    ray_processes = [p for p in started.values() if "/ray/" in command(p) or "ray::" in command(p)]
+    driver.kill()  # SIGKILL: nothing runs in the driver any more
+    driver.wait()
+    _, alive = psutil.wait_procs(ray_processes, timeout=30)
+    assert not alive, [command(p) for p in alive]

@@ -87,3 +87,62 @@ def test_train_one_stage_quick_then_detect_with_it(small_voc, tmp_path):
     assert len(records) == 6 and all("detections" in r for r in records)
     bad = run("train", "--arch", "cascade", "--data", str(small_voc), "--out", str(tmp_path / "x"), ok=False)
     assert bad.returncode != 0 and "--arch must be" in bad.stderr
+
+
+MASK_CLASSES = "with_mask,without_mask,mask_weared_incorrect"
+
+
+def test_classes_fixes_the_list_for_every_command_that_reads_a_data_set(small_voc, tmp_path):
+    xml = small_voc / "annotations" / "maksssksksss94.xml"
+    xml.write_text(xml.read_text().replace("<name>with_mask</name>", "<name>dog</name>", 1))
+    refused = "unknown labels dog (1); known labels are with_mask, without_mask, mask_weared_incorrect"
+    result = run("convert", str(small_voc), str(tmp_path / "coco"), "--to", "coco", "--classes", MASK_CLASSES,
+                 ok=False)
+    assert result.returncode == 2 and refused in result.stderr and "--label-map" in result.stderr
+    from typer.testing import CliRunner  # the other commands in this process: the same code, without start-up
+
+    from maskwatch.cli import app
+    from maskwatch.errors import MaskwatchError
+
+    for command in (["data", "stats", str(small_voc), "--plot", str(tmp_path / "s.png")],
+                    ["data", "split", str(small_voc), "--out", str(tmp_path / "split")],
+                    ["evaluate", "--gt", str(small_voc), "--pred", str(tmp_path / "p.jsonl")],
+                    ["train", "--data", str(small_voc), "--out", str(tmp_path / "run")]):
+        result = CliRunner().invoke(app, [*command, "--classes", MASK_CLASSES])
+        assert isinstance(result.exception, MaskwatchError) and refused in str(result.exception), command
+    assert not (tmp_path / "coco").exists() and not (tmp_path / "run").exists()
+    learnt = run("data", "stats", str(small_voc), "--plot", str(tmp_path / "s.png"))  # without: learnt, printed
+    assert "classes of" in learnt.stderr and "dog" in learnt.stderr and "--classes" in learnt.stderr
+
+
+def test_detect_fails_when_no_input_could_be_read(tmp_path):
+    (tmp_path / "notes.jpg").write_text("not an image")
+    (tmp_path / "empty.png").write_bytes(b"")
+    result = run("detect", str(tmp_path / "notes.jpg"), str(tmp_path / "empty.png"), "--no-images", ok=False)
+    assert result.returncode == 1 and "notes.jpg" in result.stderr and "empty.png" in result.stderr
+    (tmp_path / "nothing").mkdir()
+    result = run("detect", str(tmp_path / "nothing"), "--no-images", ok=False)
+    assert result.returncode == 2 and "no images found" in result.stderr
+
+
+def test_evaluate_warns_about_images_without_predictions_and_can_leave_them_out(small_voc, tmp_path):
+    images = sorted((small_voc / "images").glob("*.jpg"))[:3]  # predictions (none found) for 3 of the 6
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps({"image": p.name, "detections": []}) + "\n" for p in images))
+    result = run("evaluate", "--gt", str(small_voc), "--pred", str(tmp_path / "p.jsonl"), "--out",
+                 str(tmp_path / "all"))
+    assert "3 of 6 image(s) have no line" in result.stderr and "--only-predicted" in result.stderr
+    assert json.loads((tmp_path / "all" / "report.json").read_text())["images"] == 6
+    run("evaluate", "--gt", str(small_voc), "--pred", str(tmp_path / "p.jsonl"), "--out", str(tmp_path / "some"),
+        "--only-predicted", "--scheme", "2class")
+    report = json.loads((tmp_path / "some" / "report.json").read_text())
+    assert report["images"] == 3 and report["scheme"] == "2class"
+
+
+def test_convert_does_not_link_images_from_outside_the_data_set(small_voc, tmp_path):
+    xml = small_voc / "annotations" / "maksssksksss94.xml"
+    text = xml.read_text().replace("<filename>maksssksksss94.jpg</filename>", "<filename>passwd</filename>")
+    xml.write_text(text.replace("</annotation>", "<path>/etc/passwd</path></annotation>"))
+    (small_voc / "images" / "maksssksksss94.jpg").unlink()  # (an image of that name inside would be taken)
+    result = run("convert", str(small_voc), str(tmp_path / "yolo"), "--to", "yolo")
+    assert "wrote 5 images" in result.stdout and "outside the data set" in result.stderr
+    assert all(p.resolve() != Path("/etc/passwd") for p in (tmp_path / "yolo" / "images").iterdir())

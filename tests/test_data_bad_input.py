@@ -121,3 +121,94 @@ def test_label_map_without_names_is_an_error(small_voc, tmp_path):
     (tmp_path / "t" / "label_map.pbtxt").write_text("item {\n  id: 1\n}\n")
     with pytest.raises(MaskwatchError, match="label_map.pbtxt: an item without id or name"):
         load_dataset(tmp_path / "t")
+
+
+def _set_first_box(path: Path, xmin: str, ymin: str = "10", xmax: str = "30", ymax: str = "40") -> None:
+    text = path.read_text()
+    start = text.index("<bndbox>")
+    end = text.index("</bndbox>", start)
+    path.write_text(text[:start] + f"<bndbox><xmin>{xmin}</xmin><ymin>{ymin}</ymin><xmax>{xmax}</xmax>"
+                    f"<ymax>{ymax}</ymax>" + text[end:])
+
+
+def test_non_finite_coordinates_are_dropped_with_a_message_in_every_format(small_voc, tmp_path):
+    boxes = load_dataset(small_voc).num_boxes
+    _set_first_box(small_voc / "annotations" / "maksssksksss94.xml", "nan")
+    _set_first_box(small_voc / "annotations" / "maksssksksss0.xml", "10", xmax="inf")
+    voc = load_dataset(small_voc)
+    assert voc.num_boxes == boxes - 2
+    assert any("maksssksksss94.xml" in p and "not a finite number" in p for p in voc.problems)
+    assert any("maksssksksss0.xml" in p and "not a finite number" in p for p in voc.problems)
+    save_dataset(voc, tmp_path / "c", "coco")  # what is left converts
+    coco_path = tmp_path / "c" / "annotations.json"
+    coco = json.loads(coco_path.read_text())
+    coco["annotations"][0]["bbox"][0] = float("nan")  # json writes NaN, and reads it back
+    coco["images"][1]["width"] = "abc"
+    coco["images"][2]["height"] = float("inf")
+    coco_path.write_text(json.dumps(coco))
+    read = load_dataset(tmp_path / "c")
+    assert len(read) == len(voc) - 2 and any("not a finite number" in p for p in read.problems)
+    assert sum("width and height must be whole numbers" in p for p in read.problems) == 2
+    save_dataset(voc, tmp_path / "y", "yolo")
+    label = tmp_path / "y" / "labels" / "maksssksksss94.txt"
+    lines = label.read_text().splitlines()
+    label.write_text("\n".join(["0 nan 0.5 0.1 0.1", "1 0.5 0.5 inf 0.1"] + lines[2:]) + "\n")
+    yolo = load_dataset(tmp_path / "y")
+    assert yolo.num_boxes == voc.num_boxes - 2
+    assert sum("maksssksksss94.txt" in p and "not a finite number" in p for p in yolo.problems) == 2
+
+
+@pytest.mark.parametrize("names", ["with_mask", "{0: with_mask, x: no_mask}", "[[a, b]]", "null"])
+def test_a_yolo_data_yaml_without_a_usable_names_list_says_what_is_expected(small_voc, tmp_path, names):
+    save_dataset(load_dataset(small_voc), tmp_path / "y", "yolo")
+    (tmp_path / "y" / "classes.txt").unlink()
+    (tmp_path / "y" / "data.yaml").write_text(f"names: {names}\n")
+    with pytest.raises(MaskwatchError, match="data.yaml: 'names' must be a list of class names"):
+        load_dataset(tmp_path / "y")
+    (tmp_path / "y" / "data.yaml").write_text("- a list, not a mapping\n")
+    with pytest.raises(MaskwatchError, match="data.yaml: 'names' must be"):
+        load_dataset(tmp_path / "y")
+
+
+def test_labels_differing_only_in_spelling_are_named_with_their_files(small_voc):
+    path = small_voc / "annotations" / "maksssksksss94.xml"
+    path.write_text(path.read_text().replace("<name>with_mask</name>", "<name>With_Mask</name>", 1))
+    ds = load_dataset(small_voc)  # learnt classes: the typo becomes a class, and is named
+    assert "With_Mask" in ds.classes
+    warning = next(p for p in ds.problems if "differ only by case" in p)
+    assert "'With_Mask' in " in warning and "maksssksksss94.xml" in warning
+    assert "--label-map With_Mask=with_mask" in warning
+    with pytest.raises(MaskwatchError, match="unknown labels With_Mask \\(1\\); known labels are with_mask"):
+        load_dataset(small_voc, classes=["with_mask", "without_mask", "mask_weared_incorrect"])
+
+
+def test_voc_image_paths_outside_the_data_set_are_not_followed(small_voc, tmp_path):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "secret.jpg").write_bytes((small_voc / "images" / "maksssksksss94.jpg").read_bytes())
+    xml = small_voc / "annotations" / "maksssksksss0.xml"
+    text = xml.read_text().replace("<filename>maksssksksss0.jpg</filename>", "<filename>secret.jpg</filename>")
+    assert "secret.jpg" in text
+    xml.write_text(text.replace("</annotation>", f"<path>{outside / 'secret.jpg'}</path></annotation>"))
+    (small_voc / "images" / "maksssksksss0.jpg").unlink()
+    ds = load_dataset(small_voc)
+    assert "maksssksksss0" not in [s.stem for s in ds.samples] and "secret" not in [s.stem for s in ds.samples]
+    assert any("secret.jpg" in p and "outside the data set" in p for p in ds.problems)
+    allowed = load_dataset(small_voc, allow_outside_images=True)
+    assert (outside / "secret.jpg") in [s.image_path for s in allowed.samples]
+    # An image inside the data set wins over a <path> outside it (labelImg writes the annotator's own paths).
+    (small_voc / "images" / "secret.jpg").write_bytes((outside / "secret.jpg").read_bytes())
+    inside = load_dataset(small_voc)
+    assert small_voc / "images" / "secret.jpg" in [s.image_path for s in inside.samples]
+
+
+def test_coco_file_names_leading_out_of_the_data_set_are_not_followed(small_voc, tmp_path):
+    save_dataset(load_dataset(small_voc), tmp_path / "c", "coco")
+    path = tmp_path / "c" / "annotations.json"
+    coco = json.loads(path.read_text())
+    coco["images"][0]["file_name"] = "/etc/passwd"
+    coco["images"][1]["file_name"] = "../../../../../../../etc/hostname"
+    path.write_text(json.dumps(coco))
+    ds = load_dataset(tmp_path / "c")
+    assert len(ds) == 4 and sum("outside the data set" in p for p in ds.problems) == 2
+    assert not any(str(s.image_path).startswith("/etc") for s in ds.samples)

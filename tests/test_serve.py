@@ -47,7 +47,7 @@ def wait_for_job(url: str, job_id: str, timeout: float = 180) -> dict:
 
 
 def test_health_and_docs(server):
-    assert httpx.get(f"{server}/healthz").json() == {"status": "ok", "model_loaded": True}
+    assert httpx.get(f"{server}/healthz").json() == {"status": "ok", "model_loaded": True, "busy": 0}
     spec = httpx.get(f"{server}/openapi.json").json()
     assert {"/v1/detect", "/v1/annotate", "/v1/videos", "/v1/videos/{job_id}/result"} <= set(spec["paths"])
     assert httpx.get(f"{server}/docs").status_code == 200

@@ -49,3 +49,16 @@ def parse_label_map(pairs: list[str] | None) -> dict[str, str]:
             raise MaskwatchError(f"--label-map expects OLD=NEW, got {pair!r}")
         mapping[old.strip()] = new.strip()
     return mapping
+
+
+def parse_class_list(text: str | None) -> list[str] | None:
+    """Parse `--classes a,b,c` into the class list (order kept), or None when not given."""
+    if text is None:
+        return None
+    from maskwatch.errors import MaskwatchError
+
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names or len(set(names)) != len(names):
+        raise MaskwatchError(f"--classes expects distinct names separated by commas, e.g. "
+                             f"{','.join(MASK_CLASSES)}; got {text!r}")
+    return names

@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from maskwatch.errors import MaskwatchError
+from maskwatch.limits import MAX_UPLOAD_MB, SERVE_MAX_QUEUE, SERVE_WORKERS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Find faces and tell whether they wear a mask, wear it wrongly, or wear none.")
@@ -21,16 +22,29 @@ app.add_typer(data_app, name="data")
 console = Console(stderr=True)
 
 LabelMapOption = typer.Option(None, "--label-map", help="Rename labels while reading, OLD=NEW (repeatable).")
+ClassesOption = typer.Option(None, "--classes",
+                             help="The only labels accepted, comma-separated (e.g. with_mask,without_mask,"
+                                  "mask_weared_incorrect); any other label stops the load. Default: learnt from "
+                                  "the data and printed.")
+AllowOutsideOption = typer.Option(False, "--allow-outside-images",
+                                  help="Read images that the annotations place outside the data set's folder "
+                                       "(VOC <path>, COCO file_name); by default they are skipped.")
 
 
-def _load(path: Path, fmt: Optional[str], label_map: Optional[list[str]]):
-    from maskwatch.classes import parse_label_map
+def _load(path: Path, fmt: Optional[str], label_map: Optional[list[str]], classes: Optional[str] = None,
+          allow_outside_images: bool = False):
+    from maskwatch.classes import parse_class_list, parse_label_map
     from maskwatch.data import load_dataset
 
-    dataset = load_dataset(path, fmt, label_map=parse_label_map(label_map))
+    fixed = parse_class_list(classes)
+    dataset = load_dataset(path, fmt, classes=fixed, label_map=parse_label_map(label_map),
+                           allow_outside_images=allow_outside_images)
     if dataset.problems:
         console.print(f"[yellow]{len(dataset.problems)} problem(s) while reading {path} (see warnings above); "
                       f"the rest was loaded[/yellow]")
+    if fixed is None:
+        console.print(f"classes of {escape(str(path))}: {escape(', '.join(dataset.classes))} (fix the list with "
+                      f"--classes)", highlight=False, soft_wrap=True)
     return dataset
 
 
@@ -39,11 +53,12 @@ def convert(src: Path = typer.Argument(..., help="Data set to read (format detec
             dst: Path = typer.Argument(..., help="Folder to write."),
             to: str = typer.Option(..., "--to", help="voc, yolo, coco or tfrecord."),
             source_format: Optional[str] = typer.Option(None, "--from", help="Format of SRC, if not detected."),
-            label_map: Optional[list[str]] = LabelMapOption) -> None:
+            label_map: Optional[list[str]] = LabelMapOption, classes: Optional[str] = ClassesOption,
+            allow_outside_images: bool = AllowOutsideOption) -> None:
     """Convert a data set between Pascal VOC, YOLO, COCO and TFRecord (+ label_map.pbtxt)."""
     from maskwatch.data import save_dataset
 
-    dataset = _load(src, source_format, label_map)
+    dataset = _load(src, source_format, label_map, classes, allow_outside_images)
     save_dataset(dataset, dst, to)  # type: ignore[arg-type]
     typer.echo(f"wrote {len(dataset)} images, {dataset.num_boxes} boxes as {to} to {dst}")
 
@@ -52,13 +67,14 @@ def convert(src: Path = typer.Argument(..., help="Data set to read (format detec
 def data_stats(path: Path = typer.Argument(..., help="Data set folder or file."),
                fmt: Optional[str] = typer.Option(None, "--format"),
                plot: Path = typer.Option(Path("out/data_stats.png"), help="Where to write the figure."),
-               label_map: Optional[list[str]] = LabelMapOption) -> None:
+               label_map: Optional[list[str]] = LabelMapOption, classes: Optional[str] = ClassesOption,
+               allow_outside_images: bool = AllowOutsideOption) -> None:
     """Counts per class, images per class and box sizes, as a table and a PNG figure."""
     import numpy as np
 
     from maskwatch.data.stats import dataset_stats, plot_stats
 
-    stats = dataset_stats(_load(path, fmt, label_map))
+    stats = dataset_stats(_load(path, fmt, label_map, classes, allow_outside_images))
     table = Table(title=f"{path}: {stats.images} images, {stats.boxes} boxes")
     for column in ("class", "boxes", "images", "width min / median / max (px)"):
         table.add_column(column, justify="left" if column == "class" else "right")
@@ -73,11 +89,12 @@ def data_stats(path: Path = typer.Argument(..., help="Data set folder or file.")
 @data_app.command("split")
 def data_split(path: Path = typer.Argument(...), val: float = typer.Option(0.15, "--val"),
                seed: int = typer.Option(0, "--seed"), out: Path = typer.Option(Path("splits"), "--out"),
-               fmt: Optional[str] = typer.Option(None, "--format")) -> None:
+               fmt: Optional[str] = typer.Option(None, "--format"), classes: Optional[str] = ClassesOption,
+               allow_outside_images: bool = AllowOutsideOption) -> None:
     """Deterministic, stratified validation split; near-duplicate images stay on one side. Writes list files."""
     from maskwatch.data.split import split_dataset
 
-    dataset = _load(path, fmt, None)
+    dataset = _load(path, fmt, None, classes, allow_outside_images)
     split = split_dataset(dataset, val, seed)
     train_path, val_path = split.write(out)
     for name, stems in (("train", split.train), ("val", split.val)):
@@ -110,41 +127,63 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
                                      help="auto (a GPU where torch sees one, else the CPU), cpu or cuda."),
           quick: bool = typer.Option(False, "--quick", help="A few images, 2 epochs: checks the pipeline."),
           resume: bool = typer.Option(False, "--resume", help="Go on from OUT/last.pt."),
-          threads: Optional[int] = typer.Option(None), label_map: Optional[list[str]] = LabelMapOption) -> None:
+          threads: Optional[int] = typer.Option(None), label_map: Optional[list[str]] = LabelMapOption,
+          classes: Optional[str] = ClassesOption) -> None:
     """Train a mask detector; writes OUT/model/mask_head.onnx (two-stage) or OUT/model/onestage.onnx."""
     try:
         from maskwatch.training.engine import TrainConfig, fit
     except ImportError as exc:
         raise MaskwatchError(f"training needs torch: run `make install-train` ({exc})") from exc
-    from maskwatch.classes import parse_label_map
+    from maskwatch.classes import parse_class_list, parse_label_map
 
     onnx_path = fit(TrainConfig(data=data, out=out, val_split=val_split, arch=arch, epochs=epochs,
                                 batch_size=batch_size, lr=lr, seed=seed, patience=patience, quick=quick,
                                 balance_classes=balance_classes, extra_faces=extra_faces,
                                 synthetic_wrong=synthetic_wrong, device=device, resume=resume, threads=threads,
-                                label_map=parse_label_map(label_map)))
+                                label_map=parse_label_map(label_map), classes=parse_class_list(classes)))
     typer.echo(f"model: {onnx_path}\nlog: {out / 'history.csv'} and {out / 'history.png'}")
 
 
 @app.command()
 def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set."),
              pred: Path = typer.Option(..., "--pred", help="Predictions, JSON Lines."),
-             classes: str = typer.Option("3class", "--classes", help="3class, 2class or face."),
+             scheme: str = typer.Option("3class", "--scheme", help="3class, 2class or face."),
+             classes: Optional[str] = ClassesOption,
              out: Path = typer.Option(Path("out/eval"), "--out"),
              score_threshold: float = typer.Option(0.5, "--score-threshold", help="For the confusion matrix."),
              split: Optional[Path] = typer.Option(None, "--split", help="Only the images in this list file."),
+             only_predicted: bool = typer.Option(False, "--only-predicted",
+                                                 help="Score only the images that have a line in --pred (by "
+                                                      "default the others count as images where nothing was "
+                                                      "found)."),
+             allow_outside_images: bool = AllowOutsideOption,
              cross_check: bool = typer.Option(False, "--cross-check", help="Also compute with pycocotools.")) -> None:
     """COCO mAP, per-class AP, PR curves and a confusion matrix of predictions against ground truth."""
     from maskwatch.data.split import read_list
     from maskwatch.evaluation import write_report
+    from maskwatch.evaluation.report import images_without_predictions
     from maskwatch.predictions import read_predictions
 
-    dataset = _load(gt, None, None)
+    if classes in ("3class", "2class", "face"):  # what --classes meant before it named the class list
+        console.print(f"[yellow]--classes {classes} is now --scheme {classes}[/yellow]")
+        scheme, classes = classes, None
+    dataset = _load(gt, None, None, classes, allow_outside_images)
     if split:
         dataset = dataset.subset(read_list(split))
     predictions = list(read_predictions(pred, dataset.classes))
-    report = write_report(dataset, predictions, out, classes, score_threshold, cross_check)  # type: ignore[arg-type]
-    table = Table(title=f"{classes}: {report['images']} images, {report['ground_truth_boxes']} boxes")
+    missing = images_without_predictions(dataset, predictions)
+    if missing and only_predicted:
+        dataset = dataset.subset(set(s.stem for s in dataset.samples) - set(missing))
+        if not len(dataset):
+            raise MaskwatchError(f"{pred}: no line names an image of {gt}; nothing to score")
+        console.print(f"scoring the {len(dataset)} image(s) with predictions; {len(missing)} without are left out")
+    elif missing:
+        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        console.print(f"[yellow]warning: {len(missing)} of {len(dataset)} image(s) have no line in {escape(str(pred))} "
+                      f"({escape(shown)}); they count as images where nothing was found. Pass --only-predicted to "
+                      f"score only the images with predictions.[/yellow]", highlight=False, soft_wrap=True)
+    report = write_report(dataset, predictions, out, scheme, score_threshold, cross_check)  # type: ignore[arg-type]
+    table = Table(title=f"{scheme}: {report['images']} images, {report['ground_truth_boxes']} boxes")
     for column in ("metric", "value"):
         table.add_column(column)
     for key, value in report["summary"].items():
@@ -175,12 +214,16 @@ def detect(inputs: list[Path] = typer.Argument(..., help="Images and/or folders 
            model: Optional[Path] = typer.Option(None, "--model", help="A trained head (.onnx) or run folder."),
            threads: Optional[int] = typer.Option(None)) -> None:
     """Detect masked, unmasked and wrongly masked faces in images; write annotated copies and predictions."""
+    from maskwatch.data.images import IMAGE_SUFFIXES
     from maskwatch.detect import run_detect
     from maskwatch.detector import Detector
 
     detector = Detector.load(model, threads=threads, scale=scale)
     out = None if no_images else out
     summary = run_detect(detector, inputs, out, json_out, conf, draw_conf, all_classes)
+    if not summary.images and not summary.failed:
+        raise MaskwatchError(f"{', '.join(str(i) for i in inputs)}: no images found (looked for "
+                             f"{', '.join(IMAGE_SUFFIXES)})")
     counts = ", ".join(f"{k} {v}" for k, v in sorted(summary.counts.items())) or "no faces"
     typer.echo(f"{summary.images} image(s): {counts} (score >= {draw_conf})")
     if out:
@@ -191,6 +234,9 @@ def detect(inputs: list[Path] = typer.Argument(..., help="Images and/or folders 
         typer.echo(f"{len(summary.failed)} file(s) could not be read:", err=True)
         for message in summary.failed:
             typer.echo(f"  {message}", err=True)
+        if not summary.images:
+            typer.echo("no image could be read", err=True)
+            raise typer.Exit(1)
 
 
 @app.command()
@@ -306,18 +352,22 @@ def report(db: Path = typer.Argument(..., help="Events database written by `mask
 @app.command()
 def serve(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Option(8000, "--port"),
           data_dir: Path = typer.Option(Path("out/serve"), "--data-dir", help="Where jobs and results are kept."),
-          max_upload_mb: float = typer.Option(200.0, "--max-upload-mb", help="Larger uploads get 413."),
+          max_upload_mb: float = typer.Option(MAX_UPLOAD_MB, "--max-upload-mb", help="Larger uploads get 413."),
           api_key: Optional[str] = typer.Option(None, "--api-key", envvar="MASKWATCH_API_KEY",
-                                                help="Require this key (X-API-Key header) on every route but /healthz."),
+                                                help="Require this key (X-API-Key header) on every route but "
+                                                     "/healthz and the page."),
+          workers: int = typer.Option(SERVE_WORKERS, "--workers", help="Threads that decode and detect images."),
+          max_queue: int = typer.Option(SERVE_MAX_QUEUE, "--max-queue",
+                                        help="Requests that may wait for a worker; more get 503."),
           model: Optional[Path] = typer.Option(None, "--model"), threads: Optional[int] = typer.Option(None)) -> None:
     """Serve the web page (/) and the JSON API (/v1/..., docs at /docs)."""
     try:
         from maskwatch.serve.app import Settings, serve as run_server
     except ImportError as exc:
         raise MaskwatchError(f"serving needs the serve extra: pip install 'maskwatch[serve]' ({exc})") from exc
-    typer.echo(f"maskwatch on http://{host}:{port}/ (API docs at /docs)")
-    run_server(host, port, Settings(data_dir=data_dir, max_upload_mb=max_upload_mb, api_key=api_key,
-                                    threads=threads, model=model))
+    settings = Settings(data_dir=data_dir, max_upload_mb=max_upload_mb, api_key=api_key, threads=threads,
+                        model=model, workers=workers, max_queue=max_queue)
+    run_server(host, port, settings)
 
 
 @app.command()

@@ -49,6 +49,11 @@ def detections_from_labels(xyxy: np.ndarray, labels: list[str], scores: np.ndarr
                          data={"class_name": np.array(labels, dtype=str)})
 
 
+def image_stem(name: str) -> str:
+    """How a predictions line finds its image in a data set: the file name without folder and extension."""
+    return name.replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
+
+
 def record_to_predictions(record: dict, classes: list[str] | tuple[str, ...], where: str) -> ImagePredictions:
     try:
         dets = record.get("detections", [])

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import glob
 import json
+import logging
+import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -17,24 +19,43 @@ from maskwatch.detector import Detector
 from maskwatch.errors import MaskwatchError
 from maskwatch.predictions import ImagePredictions
 
+log = logging.getLogger(__name__)
+
 ROW_FIELDS = ("path", "width", "height", "detections", "faces", "with_mask", "without_mask",
               "mask_weared_incorrect", "error")
 
 
+def row_schema():
+    """The one schema of every Parquet part, whichever engine wrote it and whether or not it holds an error:
+    left to inference, a part without errors would store `error` as type null and no reader could join it to
+    a part with errors."""
+    import pyarrow as pa
+
+    types = {"path": pa.string(), "width": pa.int64(), "height": pa.int64(), "detections": pa.string(),
+             "error": pa.string()}
+    return pa.schema([(name, types.get(name, pa.int64())) for name in ROW_FIELDS])
+
+
+def normalise_path(path: str) -> str:
+    """The absolute path without `..` and links: an image is the same row however its path was typed."""
+    return str(Path(os.path.expanduser(path)).resolve())
+
+
 def collect_inputs(spec: str) -> list[str]:
-    """A folder (recursive), a glob, or a text file with one path per line."""
+    """A folder (recursive), a glob, or a text file with one path per line; paths come back normalised."""
     path = Path(spec)
     if path.is_dir():
-        return [str(p) for p in list_images(path)]
-    if path.is_file() and path.suffix.lower() not in IMAGE_SUFFIXES:
+        found = [str(p) for p in list_images(path)]
+    elif path.is_file() and path.suffix.lower() not in IMAGE_SUFFIXES:
         lines = [line.strip() for line in path.read_text().splitlines()]
-        return [line for line in lines if line and not line.startswith("#")]
-    if path.is_file():
-        return [str(path)]
-    matches = sorted(glob.glob(spec, recursive=True))
-    if not matches:
-        raise MaskwatchError(f"{spec}: not a folder, a list file, an image, or a glob that matches anything")
-    return matches
+        found = [line for line in lines if line and not line.startswith("#")]
+    elif path.is_file():
+        found = [str(path)]
+    else:
+        found = sorted(glob.glob(spec, recursive=True))
+        if not found:
+            raise MaskwatchError(f"{spec}: not a folder, a list file, an image, or a glob that matches anything")
+    return [normalise_path(p) for p in found]
 
 
 def detect_row(detector: Detector, path: str, conf: float, annotate_dir: Path | None = None) -> dict:
@@ -67,9 +88,10 @@ def done_paths(out_dir: Path) -> set[str]:
     done: set[str] = set()
     for part in sorted(out_dir.glob("*.parquet")):
         try:
-            done.update(pq.read_table(part, columns=["path"]).column("path").to_pylist())
+            paths = pq.read_table(part, columns=["path"]).column("path").to_pylist()
         except Exception:  # a part cut short by a crash holds nothing we can trust; its images run again
             continue
+        done.update(normalise_path(p) for p in paths)  # parts of older versions may hold paths as typed
     return done
 
 
@@ -78,10 +100,19 @@ def part_name(engine: str) -> str:
 
 
 def read_results(out_dir: Path):
-    """All result rows of a folder as a pyarrow Table."""
+    """All result rows of a folder as a pyarrow Table in the row schema (parts of older versions, which may
+    store `error` as type null, are cast to it)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     parts = sorted(Path(out_dir).glob("*.parquet"))
     if not parts:
         raise MaskwatchError(f"{out_dir}: no result files")
-    return pq.ParquetDataset([str(p) for p in parts]).read()
+    schema = row_schema()
+    tables = []
+    for part in parts:
+        try:
+            tables.append(pq.read_table(part).select(schema.names).cast(schema))
+        except Exception as exc:  # a part cut short by a crash: its images run again on the next run
+            log.warning("%s: unreadable result part (%s); skipped", part, exc)
+    return pa.concat_tables(tables) if tables else schema.empty_table()

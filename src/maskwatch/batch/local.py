@@ -6,8 +6,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from maskwatch.batch.core import detect_row, part_name
+from maskwatch.batch.core import detect_row, part_name, row_schema
 from maskwatch.detector import Detector
+from maskwatch.limits import BATCH_PART_ROWS
 
 
 def write_rows(rows: list[dict], path: Path) -> None:
@@ -15,12 +16,12 @@ def write_rows(rows: list[dict], path: Path) -> None:
     import pyarrow.parquet as pq
 
     temp = path.with_suffix(".tmp")
-    pq.write_table(pa.Table.from_pylist(rows), temp)
+    pq.write_table(pa.Table.from_pylist(rows, schema=row_schema()), temp)
     temp.replace(path)  # a part is either complete or absent
 
 
 def run_local(paths: list[str], out_dir: Path, detector: Detector, conf: float, annotate_dir: Path | None,
-              chunk: int = 200) -> int:
+              chunk: int = BATCH_PART_ROWS) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
     name = part_name("local")

@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from maskwatch.batch.core import collect_inputs, done_paths
+from maskwatch.data.images import IMAGE_SUFFIXES
 from maskwatch.errors import MaskwatchError
+from maskwatch.limits import BATCH_PART_ROWS
 
 
 @dataclass
@@ -19,9 +21,12 @@ class BatchSummary:
 
 
 def run_batch(spec: str, out: Path, engine: str = "local", address: str | None = None, conf: float = 0.4,
-              annotate: bool = False, model: str | None = None, actors: int = 2, threads: int | None = None
-              ) -> BatchSummary:
+              annotate: bool = False, model: str | None = None, actors: int = 2, threads: int | None = None,
+              part_rows: int = BATCH_PART_ROWS) -> BatchSummary:
+    """part_rows: rows per Parquet part of the local engine (Ray writes one part per block)."""
     paths = list(dict.fromkeys(collect_inputs(spec)))  # unique, order kept
+    if not paths:
+        raise MaskwatchError(f"{spec}: no images ({', '.join(IMAGE_SUFFIXES)}) found; nothing to do")
     done = done_paths(out) if out.is_dir() else set()
     todo = [p for p in paths if p not in done]
     annotate_dir = out / "annotated" if annotate else None
@@ -29,7 +34,8 @@ def run_batch(spec: str, out: Path, engine: str = "local", address: str | None =
         from maskwatch.batch.local import run_local
         from maskwatch.detector import Detector
 
-        processed = run_local(todo, out, Detector.load(model, threads=threads), conf, annotate_dir) if todo else 0
+        processed = run_local(todo, out, Detector.load(model, threads=threads), conf, annotate_dir,
+                              part_rows) if todo else 0
     elif engine == "ray":
         try:
             from maskwatch.batch.ray_engine import run_ray

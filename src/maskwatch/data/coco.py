@@ -23,7 +23,10 @@ def find_coco_json(path: Path) -> Path:
 
 
 def read_coco(path: Path, images_dir: Path | None = None, classes: list[str] | None = None,
-              label_map: dict[str, str] | None = None) -> Dataset:
+              label_map: dict[str, str] | None = None, dataset_root: Path | None = None,
+              allow_outside_images: bool = False) -> Dataset:
+    """dataset_root: the data set's folder (default: the JSON's folder, or the one above annotations/); images
+    outside it are skipped unless allow_outside_images."""
     json_path = find_coco_json(path)
     try:
         coco = json.loads(json_path.read_text())
@@ -33,7 +36,11 @@ def read_coco(path: Path, images_dir: Path | None = None, classes: list[str] | N
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise MaskwatchError(f"{json_path}: not a valid COCO file ({exc})") from exc
     # Keep the category order of the file as the class order.
-    builder = DatasetBuilder(classes if classes is not None else None, label_map)
+    if dataset_root is None:
+        folder = json_path.parent
+        dataset_root = folder.parent if folder.name.lower() == "annotations" else folder
+    builder = DatasetBuilder(classes if classes is not None else None, label_map, root=dataset_root,
+                             allow_outside=allow_outside_images)
     if classes is None:
         for cat_id in sorted(categories):
             builder.class_id(categories[cat_id], str(json_path))
@@ -50,9 +57,14 @@ def read_coco(path: Path, images_dir: Path | None = None, classes: list[str] | N
                            json_path.parent.parent / "images") if d is not None]
     for image_id, image in images.items():
         name = str(image.get("file_name", ""))
+        where = f"{json_path}: image {name}"
+        try:
+            width, height = int(image.get("width", 0)), int(image.get("height", 0))
+        except (TypeError, ValueError, OverflowError) as exc:
+            builder.problem(f"{where}: width and height must be whole numbers ({exc}); skipped")
+            continue
         image_path = next((f / name for f in folders if (f / name).is_file()), folders[0] / name)
-        builder.add(image_path, int(image.get("width", 0)), int(image.get("height", 0)),
-                    boxes_by_image[image_id], f"{json_path}: image {name}")
+        builder.add(image_path, width, height, boxes_by_image[image_id], where)
     return builder.build(str(json_path))
 
 

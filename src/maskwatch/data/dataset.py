@@ -1,14 +1,18 @@
 """The one in-memory dataset type: image paths with their boxes, labels and the class list.
 
 Readers of every format build a `Dataset` through `DatasetBuilder`, which owns the checks a user's data needs
-(clip boxes that end past the edge, drop zero-size boxes, reject or rename unknown labels, skip missing images),
-so each format module only parses.
+(clip boxes that end past the edge, drop zero-size and non-finite boxes, reject or rename unknown labels, warn
+about labels that differ only in spelling, skip missing images and images outside the data set), so each format
+module only parses.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import Counter
+import math
+import os
+import re
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,20 +78,38 @@ def empty_detections() -> sv.Detections:
     return sv.Detections(xyxy=np.zeros((0, 4), dtype=np.float32), class_id=np.zeros(0, dtype=int))
 
 
+def spelling_key(label: str) -> str:
+    """What is left of a label without case, spaces, underscores and hyphens: `With_Mask` and `with mask` meet."""
+    return re.sub(r"[\s_-]+", "", label).lower()
+
+
+def is_inside(path: Path, root: Path) -> bool:
+    """Whether a path lies in a folder, by its normalised absolute name (`..` removed; links are not followed,
+    so the symlinked images of a converted data set count as inside it)."""
+    path_abs, root_abs = os.path.abspath(path), os.path.abspath(root)
+    return path_abs == root_abs or path_abs.startswith(root_abs.rstrip(os.sep) + os.sep)
+
+
 class DatasetBuilder:
     """Collects samples from a reader, applying every check in one place and keeping a list of problems.
 
     classes: the class list to hold labels to. When None, classes are learnt in the order first seen
     (formats like VOC carry no class list). label_map renames labels before the check.
+    root: the data set's folder; an image outside it (a VOC <path> or a COCO file_name pointing anywhere) is
+    skipped unless allow_outside.
     """
 
-    def __init__(self, classes: list[str] | None = None, label_map: dict[str, str] | None = None):
+    def __init__(self, classes: list[str] | None = None, label_map: dict[str, str] | None = None,
+                 root: Path | None = None, allow_outside: bool = False):
         self.fixed_classes = classes is not None
         self.classes: list[str] = list(classes) if classes else []
         self.label_map = label_map or {}
+        self.root = root
+        self.allow_outside = allow_outside
         self.samples: list[Sample] = []
         self.problems: list[str] = []
         self.unknown_labels: Counter[str] = Counter()
+        self.label_files: dict[str, dict[str, None]] = defaultdict(dict)  # label -> where it was seen (ordered)
 
     def problem(self, message: str) -> None:
         log.warning(message)
@@ -95,6 +117,7 @@ class DatasetBuilder:
 
     def class_id(self, label: str, where: str) -> int | None:
         label = self.label_map.get(label, label)
+        self.label_files[label][where] = None
         if label in self.classes:
             return self.classes.index(label)
         if self.fixed_classes:
@@ -107,6 +130,10 @@ class DatasetBuilder:
     def add(self, image_path: Path, width: int, height: int, boxes: list[tuple[float, float, float, float, str]],
             where: str) -> None:
         """Add one image; boxes are (x1, y1, x2, y2, label) in pixels."""
+        if self.root is not None and not self.allow_outside and not is_inside(image_path, self.root):
+            self.problem(f"{where}: image {image_path} lies outside the data set folder {self.root}; skipped "
+                         f"(move it in, or pass --allow-outside-images to read it)")
+            return
         if not image_path.is_file():
             self.problem(f"{where}: image {image_path} is missing; skipped")
             return
@@ -120,6 +147,10 @@ class DatasetBuilder:
             width, height = size
         xyxy, ids = [], []
         for x1, y1, x2, y2, label in boxes:
+            if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
+                self.problem(f"{where}: box {label} ({x1}, {y1}, {x2}, {y2}) has a coordinate that is not a "
+                             f"finite number; dropped")
+                continue
             cid = self.class_id(label, where)
             if cid is None:
                 continue
@@ -150,10 +181,31 @@ class DatasetBuilder:
             )
         if not self.samples:
             raise MaskwatchError(f"{source}: no usable annotated images found")
+        self._warn_about_spellings()
         self.samples.sort(key=lambda s: s.image_path.name)
         if not self.fixed_classes:
             self._canonical_class_order()
         return Dataset(self.classes, self.samples, self.problems)
+
+    def _warn_about_spellings(self) -> None:
+        """Labels that differ only by case, spaces or underscores (`With_Mask` beside `with_mask`) are almost
+        always typos that would become classes of their own: name them and the files that use them."""
+        groups: dict[str, list[str]] = defaultdict(list)
+        for label in self.classes:
+            groups[spelling_key(label)].append(label)
+        for labels in groups.values():
+            if len(labels) < 2:
+                continue
+            labels.sort(key=lambda label: -len(self.label_files.get(label, {})))  # commonest first
+            common, rare = labels[0], labels[1:]
+            uses = []
+            for label in rare:
+                files = list(self.label_files.get(label, {}))
+                shown = ", ".join(files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
+                uses.append(f"{label!r} in {shown or 'no box'}")
+            self.problem(f"labels {', '.join(repr(label) for label in labels)} differ only by case, spaces or "
+                         f"underscores: {'; '.join(uses)}. Rename with --label-map "
+                         f"{rare[0]}={common}, or fix the class list with --classes")
 
     def _canonical_class_order(self) -> None:
         """Learnt classes come in file order; fix the order (ours, else alphabetical) so ids are repeatable."""

@@ -44,16 +44,22 @@ def _voc_annotations_dir(path: Path) -> Path:
 
 
 def load_dataset(path: str | Path, fmt: Format | None = None, classes: list[str] | None = None,
-                 label_map: dict[str, str] | None = None) -> Dataset:
-    """Read a data set in any supported format; problems are logged and kept in `Dataset.problems`."""
+                 label_map: dict[str, str] | None = None, allow_outside_images: bool = False) -> Dataset:
+    """Read a data set in any supported format; problems are logged and kept in `Dataset.problems`.
+
+    classes: the only labels accepted (others stop the load); None learns them from the data.
+    allow_outside_images: follow image paths (VOC <path>, COCO file_name) that lead out of the data set's
+    folder; by default such images are skipped with a warning."""
     path = Path(path)
     fmt = fmt or detect_format(path)
     if fmt == "voc":
-        return read_voc(_voc_annotations_dir(path), classes=classes, label_map=label_map)
+        root = path if path.is_dir() else path.parent
+        return read_voc(_voc_annotations_dir(path), classes=classes, label_map=label_map, dataset_root=root,
+                        allow_outside_images=allow_outside_images)
     if fmt == "yolo":
         return read_yolo(path, classes=classes, label_map=label_map)
     if fmt == "coco":
-        return read_coco(path, classes=classes, label_map=label_map)
+        return read_coco(path, classes=classes, label_map=label_map, allow_outside_images=allow_outside_images)
     if fmt == "tfrecord":
         return read_tfrecord(path, classes=classes, label_map=label_map)
     raise MaskwatchError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")

@@ -1,17 +1,19 @@
-"""Reading images that users hand us: any bit depth, grey or RGBA, with a clear error when it is not an image."""
+"""Reading images that users hand us: any bit depth, grey or RGBA, with a clear error when it is not an image,
+and never more pixels than the limit (the size is read from the header before anything is decoded)."""
 
 from __future__ import annotations
 
+import io
+import warnings
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from maskwatch.errors import MaskwatchError
+from maskwatch.limits import IMAGE_FORMATS, MAX_PIXELS
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-# Decoding a 20000x20000 RGB image takes 1.2 GB; refuse before that rather than swap.
-MAX_PIXELS = 100_000_000
 
 
 def image_size_from_header(path: Path) -> tuple[int, int] | None:
@@ -19,54 +21,58 @@ def image_size_from_header(path: Path) -> tuple[int, int] | None:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
-            return int(im.width), int(im.height)
-    except (UnidentifiedImageError, OSError, ValueError):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                return int(im.width), int(im.height)
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
         return None
 
 
-def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
-    """Decode encoded bytes into an 8-bit BGR array; grey, RGBA and 16-bit inputs are converted."""
-    if not data:
-        raise MaskwatchError(f"{name}: empty file (0 bytes), not an image")
-    from PIL import Image, UnidentifiedImageError
-    import io
+def check_pixels(width: int, height: int, name: str) -> None:
+    """Refuse an image or frame over MAX_PIXELS, naming it and the way out."""
+    if width * height > MAX_PIXELS:
+        raise MaskwatchError(f"{name}: {width}x{height} pixels, over the limit of {MAX_PIXELS:,}; resize it first "
+                             f"(or raise MASKWATCH_MAX_PIXELS)")
 
-    import warnings
+
+def checked_header(data: bytes, name: str) -> tuple[str, int, int]:
+    """Format and size from the header alone (Pillow opens lazily), or MaskwatchError when the format is not one
+    maskwatch decodes or the size is over the limit. Nothing is decoded before this passes."""
+    from PIL import Image, UnidentifiedImageError
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as im:
-                width, height = im.width, im.height
-    except Image.DecompressionBombError:
-        width, height = MAX_PIXELS, 2  # PIL refuses to even report it; it is too big either way
-    except (UnidentifiedImageError, OSError):
-        width = height = 0  # OpenCV may still know the format; it decides below.
-    if width * height > MAX_PIXELS:
-        size = f"{width}x{height} pixels" if height > 2 else f"more than {MAX_PIXELS:,} pixels"
-        raise MaskwatchError(f"{name}: image is {size}, over the limit of {MAX_PIXELS:,}; resize it first")
-    buffer = np.frombuffer(data, dtype=np.uint8)
-    image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+                fmt, width, height = str(im.format), int(im.width), int(im.height)
+    except Image.DecompressionBombError:  # Pillow's own limit (2 x 89 M pixels): over ours too
+        raise MaskwatchError(f"{name}: more than {MAX_PIXELS:,} pixels, over the limit; resize it first") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        raise MaskwatchError(f"{name}: not a readable image (unknown or corrupt format; accepted: "
+                             f"{', '.join(sorted(IMAGE_FORMATS))})") from None
+    if fmt not in IMAGE_FORMATS:
+        raise MaskwatchError(f"{name}: {fmt} images are not accepted; convert it to JPEG or PNG "
+                             f"(accepted: {', '.join(sorted(IMAGE_FORMATS))})")
+    check_pixels(width, height, name)
+    return fmt, width, height
+
+
+def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
+    """Decode encoded bytes into an 8-bit BGR array; grey, RGBA and 16-bit inputs are converted.
+
+    The format and size are checked from the header first (`checked_header`), and OpenCV decodes straight to
+    8-bit BGR, so neither a huge image nor a 32-bit float one is ever held in memory. EXIF orientation is not
+    applied: the pixels are the ones annotators drew boxes on."""
+    if not data:
+        raise MaskwatchError(f"{name}: empty file (0 bytes), not an image")
+    _, width, height = checked_header(data, name)
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if image is None:
         raise MaskwatchError(f"{name}: not a readable image (unknown or corrupt format)")
-    return to_bgr8(image)
-
-
-def to_bgr8(image: np.ndarray) -> np.ndarray:
-    """Bring any decoded array to 3-channel uint8 BGR, the one layout the detector takes."""
-    if image.dtype == np.uint16:
-        image = (image / 257.0).round().astype(np.uint8)
-    elif image.dtype in (np.float32, np.float64):
-        image = np.clip(image * (255.0 if image.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
-    elif image.dtype != np.uint8:
-        raise MaskwatchError(f"unsupported pixel type {image.dtype}")
-    if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    if image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-    if image.shape[2] == 1:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.shape[:2] != (height, width):  # a file whose header lies about its size
+        raise MaskwatchError(f"{name}: its header says {width}x{height} pixels but it decodes to "
+                             f"{image.shape[1]}x{image.shape[0]}; the file is corrupt")
     return image
 
 

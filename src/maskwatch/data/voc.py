@@ -5,32 +5,39 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from maskwatch.data.dataset import Dataset, DatasetBuilder, format_pixel
-from maskwatch.data.images import IMAGE_SUFFIXES
+from maskwatch.data.dataset import Dataset, DatasetBuilder, format_pixel, is_inside
+from maskwatch.data.images import IMAGE_SUFFIXES, link_images
 from maskwatch.errors import MaskwatchError
 
 
-def _find_image(xml_path: Path, filename: str | None, path: str | None, images_dir: Path | None) -> Path:
-    """VOC's <filename> is often stale (png vs jpg); try <path>, then beside the XML, in images/, then by stem."""
-    if path and Path(path).is_file():
-        return Path(path)
+def _find_image(xml_path: Path, filename: str | None, path: str | None, images_dir: Path | None,
+                root: Path) -> Path:
+    """VOC's <filename> is often stale (png vs jpg) and labelImg's <path> is the annotator's machine: try <path>
+    (relative to the XML), then beside the XML, in images/, then by stem. An image inside the data set wins over
+    one outside it (which the builder refuses unless asked)."""
     folders = [d for d in (images_dir, xml_path.parent, xml_path.parent.parent / "images") if d is not None]
     names = [filename] if filename else []
     names += [xml_path.stem + s for s in IMAGE_SUFFIXES]
-    for folder in folders:
-        for name in names:
-            candidate = folder / name
-            if candidate.is_file():
-                return candidate
+    candidates = [xml_path.parent / path] if path else []  # an absolute <path> stays absolute
+    candidates += [folder / name for folder in folders for name in names]
+    existing = [c for c in candidates if c.is_file()]
+    inside = [c for c in existing if is_inside(c, root)]
+    if inside or existing:
+        return (inside or existing)[0]
     return folders[0] / (filename or xml_path.stem + ".jpg")
 
 
 def read_voc(annotations_dir: Path, images_dir: Path | None = None, classes: list[str] | None = None,
-             label_map: dict[str, str] | None = None) -> Dataset:
+             label_map: dict[str, str] | None = None, dataset_root: Path | None = None,
+             allow_outside_images: bool = False) -> Dataset:
+    """dataset_root: the data set's folder (default: the folder above annotations/); images outside it are
+    skipped unless allow_outside_images."""
     xml_files = sorted(annotations_dir.glob("*.xml"))
     if not xml_files:
         raise MaskwatchError(f"{annotations_dir}: no .xml files found")
-    builder = DatasetBuilder(classes, label_map)
+    if dataset_root is None:
+        dataset_root = annotations_dir.parent if annotations_dir.name.lower() == "annotations" else annotations_dir
+    builder = DatasetBuilder(classes, label_map, root=dataset_root, allow_outside=allow_outside_images)
     for xml_path in xml_files:
         try:
             root = ET.parse(xml_path).getroot()
@@ -50,23 +57,25 @@ def read_voc(annotations_dir: Path, images_dir: Path | None = None, classes: lis
                     continue
                 coords = [float(bnd.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax")]
                 boxes.append((*coords, label))
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             builder.problem(f"{xml_path}: malformed numbers in the XML ({exc}); skipped")
             continue
-        image_path = _find_image(xml_path, root.findtext("filename"), root.findtext("path"), images_dir)
+        image_path = _find_image(xml_path, root.findtext("filename"), root.findtext("path"), images_dir,
+                                 builder.root)
         builder.add(image_path, width, height, boxes, str(xml_path))
     return builder.build(str(annotations_dir))
 
 
 def write_voc(dataset: Dataset, out_dir: Path) -> None:
-    """Write one XML per image into out_dir/annotations; images are referenced, not copied."""
+    """Write one XML per image into out_dir/annotations and link the images into out_dir/images (like YOLO and
+    COCO), so the written data set holds its images and reads back without leaving its folder."""
+    link_images([s.image_path for s in dataset.samples], out_dir / "images")
     ann_dir = out_dir / "annotations"
     ann_dir.mkdir(parents=True, exist_ok=True)
     for sample in dataset.samples:
         root = ET.Element("annotation")
-        ET.SubElement(root, "folder").text = str(sample.image_path.parent)
+        ET.SubElement(root, "folder").text = "images"
         ET.SubElement(root, "filename").text = sample.image_path.name
-        ET.SubElement(root, "path").text = str(sample.image_path.resolve())
         size = ET.SubElement(root, "size")
         for key, value in (("width", sample.width), ("height", sample.height), ("depth", 3)):
             ET.SubElement(size, key).text = str(value)

@@ -15,14 +15,17 @@ def read_yolo_classes(root: Path) -> list[str]:
     yaml_path, txt_path = root / "data.yaml", root / "classes.txt"
     if yaml_path.is_file():
         try:
-            names = (yaml.safe_load(yaml_path.read_text()) or {}).get("names")
+            config = yaml.safe_load(yaml_path.read_text())
         except yaml.YAMLError as exc:
             raise MaskwatchError(f"{yaml_path}: unparsable YAML ({exc})") from exc
-        if isinstance(names, dict):
+        names = config.get("names") if isinstance(config, dict) else None
+        if isinstance(names, dict) and all(isinstance(k, int) or str(k).isdigit() for k in names):
             return [str(names[k]) for k in sorted(names, key=int)]
-        if isinstance(names, list):
+        if isinstance(names, list) and all(isinstance(n, (str, int, float)) for n in names):
             return [str(n) for n in names]
-        raise MaskwatchError(f"{yaml_path}: no 'names' list in it")
+        raise MaskwatchError(f"{yaml_path}: 'names' must be a list of class names (names: [with_mask, "
+                             f"without_mask]) or a mapping from class index to name (names: {{0: with_mask}}); "
+                             f"found {type(names).__name__}: {str(names)[:80]!r}")
     if txt_path.is_file():
         return [line.strip() for line in txt_path.read_text().splitlines() if line.strip()]
     raise MaskwatchError(f"{root}: a YOLO data set needs classes.txt or data.yaml listing the class names")

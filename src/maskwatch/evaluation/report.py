@@ -10,7 +10,7 @@ import supervision as sv
 
 from maskwatch.data.dataset import Dataset
 from maskwatch.evaluation.coco_metrics import CocoResult, Scheme, evaluate_coco, scheme_classes
-from maskwatch.predictions import ImagePredictions, detections_from_labels
+from maskwatch.predictions import ImagePredictions, detections_from_labels, image_stem
 
 
 def _matplotlib():
@@ -45,7 +45,7 @@ def plot_pr_curves(result: CocoResult, out_dir: Path) -> list[Path]:
 def confusion_matrix(gt: Dataset, predictions: list[ImagePredictions], scheme: Scheme,
                      score_threshold: float, iou_threshold: float = 0.5) -> sv.ConfusionMatrix:
     classes, label_of = scheme_classes(scheme, gt.classes)
-    by_name = {p.image.replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0]: p for p in predictions}
+    by_name = {image_stem(p.image): p for p in predictions}
     preds, targets = [], []
     for sample in gt.samples:
         target_labels = [label_of(label) for label in gt.labels_of(sample)]
@@ -59,6 +59,12 @@ def confusion_matrix(gt: Dataset, predictions: list[ImagePredictions], scheme: S
                                                 pred.detections.confidence, classes))
     return sv.ConfusionMatrix.from_detections(preds, targets, classes, conf_threshold=score_threshold,
                                               iou_threshold=iou_threshold)
+
+
+def images_without_predictions(gt: Dataset, predictions: list[ImagePredictions]) -> list[str]:
+    """Stems of ground-truth images no predictions line names: they score as images where nothing was found."""
+    predicted = {image_stem(p.image) for p in predictions}
+    return [s.stem for s in gt.samples if s.stem not in predicted]
 
 
 def write_report(gt: Dataset, predictions: list[ImagePredictions], out_dir: Path, scheme: Scheme = "3class",

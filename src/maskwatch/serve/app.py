@@ -1,7 +1,9 @@
 """The FastAPI app: `maskwatch serve` runs it with uvicorn.
 
-Uploads are checked by decoding, never by file name; sizes are capped (413); job ids are random and checked
-against the database before any path is built from them; an optional API key guards every route but health.
+Uploads are checked by decoding, never by file name; sizes are capped (413, on Content-Length before reading and
+while reading); the API key is checked before the body is read; decoding and detection run in a bounded pool of
+worker threads, so the event loop keeps answering, and a full queue answers 503; job ids are random and checked
+against the database before any path is built from them; one server per data directory.
 """
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import secrets
 import tempfile
 from collections import Counter
 from contextlib import asynccontextmanager
@@ -17,76 +18,95 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
-from fastapi import Depends, FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from maskwatch.annotate import annotate
 from maskwatch.data.images import decode_image
 from maskwatch.detector import Detector, best_class_per_face
 from maskwatch.errors import MaskwatchError
+from maskwatch.limits import MAX_UPLOAD_MB, MULTIPART_OVERHEAD_BYTES, SERVE_MAX_QUEUE, SERVE_WORKERS
 from maskwatch.predictions import ImagePredictions
-from maskwatch.serve.jobs import JobQueue
+from maskwatch.serve.guards import ApiKeyMiddleware, UploadGate, WorkerPool
+from maskwatch.serve.jobs import DataDirLock, JobQueue
 from maskwatch.video.sources import FileSource
 
 STATIC = Path(__file__).parent / "static"
 JOB_ID = re.compile(r"^[A-Za-z0-9_-]{20,40}$")
 CHUNK = 1 << 20
+# Open without the API key: the health check, and the page itself (static HTML that asks for the key).
+OPEN_PATHS = frozenset({"/healthz", "/"})
 
 
 @dataclass
 class Settings:
     data_dir: Path = Path("out/serve")
-    max_upload_mb: float = 200.0
+    max_upload_mb: float = MAX_UPLOAD_MB
     api_key: str | None = None
     threads: int | None = None
     model: Path | None = None
+    workers: int = SERVE_WORKERS  # threads that decode and detect
+    max_queue: int = SERVE_MAX_QUEUE  # requests that may wait for a worker; more get 503
 
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
 
+    @property
+    def max_body_bytes(self) -> int:
+        """The upload plus the multipart headers around it: what the request body may hold."""
+        return self.max_upload_bytes + MULTIPART_OVERHEAD_BYTES
+
+    @property
+    def too_large(self) -> str:
+        return f"upload larger than the limit of {self.max_upload_mb:g} MB (the server's --max-upload-mb)"
+
 
 def create_app(settings: Settings | None = None, detector: Detector | None = None) -> FastAPI:
+    """The app; it takes the data directory's lock at once, so a second server on it fails before it starts."""
     settings = settings or Settings(api_key=os.environ.get("MASKWATCH_API_KEY") or None)
+    lock = DataDirLock(settings.data_dir)
+    pool = WorkerPool(settings.workers, settings.max_queue)
     state: dict = {}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        state["detector"] = detector or Detector.load(settings.model, threads=settings.threads)
-        state["jobs"] = JobQueue(settings.data_dir / "jobs", state["detector"])
-        yield
-        state["jobs"].close()
+        try:
+            state["detector"] = detector or Detector.load(settings.model, threads=settings.threads)
+            state["jobs"] = JobQueue(settings.data_dir / "jobs", state["detector"])
+            yield
+            state["jobs"].close()
+        finally:
+            lock.release()
 
     app = FastAPI(title="maskwatch", version="0.1.0", lifespan=lifespan,
+                  max_body_size=settings.max_body_bytes,
                   description="Detect faces and whether they wear a mask correctly, wrongly, or not at all.")
+    if settings.api_key:
+        app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key, open_paths=OPEN_PATHS)
 
-    def check_key(request: Request) -> None:
-        if not settings.api_key:
-            return
-        given = request.headers.get("x-api-key") or request.query_params.get("api_key") or ""
-        if not secrets.compare_digest(given.encode(), settings.api_key.encode()):
-            raise HTTPException(401, "missing or wrong API key (send it as the X-API-Key header)")
+    @app.exception_handler(StarletteHTTPException)
+    async def explain_413(request: Request, exc: StarletteHTTPException):
+        """FastAPI's body limit answers a bare "Content Too Large"; say what the limit is and how to move it."""
+        if exc.status_code == 413:
+            exc = HTTPException(413, settings.too_large)
+        return await http_exception_handler(request, exc)
 
-    async def read_upload(request: Request, file: UploadFile, target) -> int:
-        """Copy an upload into `target` (a binary file), refusing more than the configured size."""
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes + 64 * 1024:
-            raise HTTPException(413, f"upload larger than the limit of {settings.max_upload_mb:g} MB")
+    async def read_upload(file: UploadFile, target) -> int:
+        """Copy an upload into `target` (a binary file); the size limit was enforced while it was received."""
         size = 0
         while chunk := await file.read(CHUNK):
             size += len(chunk)
-            if size > settings.max_upload_bytes:
-                raise HTTPException(413, f"upload larger than the limit of {settings.max_upload_mb:g} MB")
             target.write(chunk)
         if size == 0:
             raise HTTPException(422, "the uploaded file is empty")
         return size
 
-    async def read_image_upload(request: Request, file: UploadFile):
-        buffer = io.BytesIO()
-        await read_upload(request, file, buffer)
+    def decode_upload(data: bytes, name: str):
         try:
-            return decode_image(buffer.getvalue(), file.filename or "upload")
+            return decode_image(data, name)
         except MaskwatchError as exc:
             raise HTTPException(415, f"not a readable image: {exc}") from exc
 
@@ -98,53 +118,72 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
 
     @app.get("/healthz")
     def healthz() -> dict:
-        return {"status": "ok", "model_loaded": "detector" in state}
+        """Liveness, and how many requests are being decoded or detected (or wait for a worker)."""
+        return {"status": "ok", "model_loaded": "detector" in state, "busy": pool.busy}
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index() -> HTMLResponse:
         return HTMLResponse((STATIC / "index.html").read_text())
 
-    @app.post("/v1/detect", dependencies=[Depends(check_key)])
-    async def detect_image(request: Request, file: UploadFile = File(...),
+    @app.post("/v1/detect")
+    async def detect_image(file: UploadFile = File(...),
                            conf: float = Query(0.4, ge=0.0, le=1.0, description="lowest score returned"),
                            all_classes: bool = Query(False, description="one box per plausible class")) -> dict:
         """Detections in the project's predictions format, plus counts per class."""
-        image = await read_image_upload(request, file)
-        detections, counts = detect(image, conf, all_classes)
-        record = ImagePredictions(Path(file.filename or "upload").name, image.shape[1], image.shape[0],
-                                  detections).to_record()
-        return {**record, "counts": counts}
+        buffer = io.BytesIO()
+        await read_upload(file, buffer)
+        name = Path(file.filename or "upload").name
 
-    @app.post("/v1/annotate", dependencies=[Depends(check_key)],
-              responses={200: {"content": {"image/jpeg": {}, "image/png": {}}}})
-    async def annotate_image(request: Request, file: UploadFile = File(...),
+        def work() -> dict:
+            image = decode_upload(buffer.getvalue(), name)
+            detections, counts = detect(image, conf, all_classes)
+            return {**ImagePredictions(name, image.shape[1], image.shape[0], detections).to_record(),
+                    "counts": counts}
+
+        return await pool.run(work)
+
+    @app.post("/v1/annotate", responses={200: {"content": {"image/jpeg": {}, "image/png": {}}}})
+    async def annotate_image(file: UploadFile = File(...),
                              format: str = Query("jpeg", pattern="^(jpeg|png)$"),
                              conf: float = Query(0.4, ge=0.0, le=1.0)) -> Response:
         """The image with every face drawn, as JPEG or PNG."""
-        image = await read_image_upload(request, file)
-        detections, counts = detect(image, conf, False)
-        ok, encoded = cv2.imencode(".png" if format == "png" else ".jpg", annotate(image, detections,
-                                                                                  state["detector"].classes))
-        headers = {"X-Maskwatch-Counts": ",".join(f"{k}={v}" for k, v in counts.items())}
-        return Response(encoded.tobytes(), media_type=f"image/{format}", headers=headers)
+        buffer = io.BytesIO()
+        await read_upload(file, buffer)
 
-    @app.post("/v1/videos", status_code=202, dependencies=[Depends(check_key)])
-    async def submit_video(request: Request, file: UploadFile = File(...)) -> dict:
+        def work() -> tuple[bytes, dict]:
+            image = decode_upload(buffer.getvalue(), Path(file.filename or "upload").name)
+            detections, counts = detect(image, conf, False)
+            ok, encoded = cv2.imencode(".png" if format == "png" else ".jpg",
+                                       annotate(image, detections, state["detector"].classes))
+            return encoded.tobytes(), counts
+
+        encoded, counts = await pool.run(work)
+        headers = {"X-Maskwatch-Counts": ",".join(f"{k}={v}" for k, v in counts.items())}
+        return Response(encoded, media_type=f"image/{format}", headers=headers)
+
+    @app.post("/v1/videos", status_code=202)
+    async def submit_video(file: UploadFile = File(...)) -> dict:
         """Queue a video; poll GET /v1/videos/{id}, then fetch /v1/videos/{id}/result."""
         uploads = settings.data_dir / "uploads"
         uploads.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=uploads, delete=False) as target:
             temp = Path(target.name)
             try:
-                await read_upload(request, file, target)
+                await read_upload(file, target)
             except HTTPException:
                 temp.unlink(missing_ok=True)
                 raise
-        try:
-            FileSource(temp).close()  # decodes the first frame: the content decides, not the name
-        except MaskwatchError:
-            temp.unlink(missing_ok=True)
-            raise HTTPException(415, "not a readable video (no frame could be decoded)") from None
+
+        def check_video() -> None:
+            """The header's frame size, then the first frame: the content decides, not the name."""
+            try:
+                FileSource(temp).close()
+            except MaskwatchError as exc:
+                temp.unlink(missing_ok=True)
+                reason = str(exc).replace(str(temp), "the upload")
+                raise HTTPException(415, f"not a readable video: {reason}") from None
+
+        await pool.run(check_video)
         job_id = state["jobs"].create(temp, Path(file.filename or "video").name)
         return {"id": job_id, "status": "queued", "status_url": f"/v1/videos/{job_id}",
                 "result_url": f"/v1/videos/{job_id}/result", "summary_url": f"/v1/videos/{job_id}/summary"}
@@ -155,12 +194,11 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
             raise HTTPException(404, "no such video job")
         return job
 
-    @app.get("/v1/videos/{job_id}", dependencies=[Depends(check_key)])
+    @app.get("/v1/videos/{job_id}")
     def video_status(job_id: str) -> dict:
         return job_or_404(job_id).as_dict()
 
-    @app.get("/v1/videos/{job_id}/result", dependencies=[Depends(check_key)],
-             responses={200: {"content": {"video/mp4": {}}}})
+    @app.get("/v1/videos/{job_id}/result", responses={200: {"content": {"video/mp4": {}}}})
     def video_result(job_id: str) -> FileResponse:
         job = job_or_404(job_id)
         path = state["jobs"].job_dir(job.id) / "result.mp4"
@@ -169,7 +207,7 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
         name = Path(job.filename or "video").stem + "_maskwatch.mp4"
         return FileResponse(path, media_type="video/mp4", filename=name, content_disposition_type="inline")
 
-    @app.get("/v1/videos/{job_id}/summary", dependencies=[Depends(check_key)])
+    @app.get("/v1/videos/{job_id}/summary")
     def video_summary(job_id: str) -> JSONResponse:
         job = job_or_404(job_id)
         if job.status != "finished":
@@ -182,4 +220,7 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
 def serve(host: str, port: int, settings: Settings) -> None:
     import uvicorn
 
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    app = create_app(settings)  # refuses a data directory another server holds, before anything starts
+    print(f"maskwatch on http://{host}:{port}/ (API docs at /docs)", flush=True)
+    gate = UploadGate(app, settings.max_body_bytes, settings.too_large)
+    uvicorn.run(gate, host=host, port=port, log_level="info")

@@ -6,8 +6,10 @@ running when the server stopped is marked failed with a message saying so, never
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import os
 import queue
 import secrets
 import sqlite3
@@ -27,6 +29,33 @@ CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY, status TEXT NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL,
     frames_done INTEGER DEFAULT 0, frames_total INTEGER, summary TEXT, message TEXT, filename TEXT);
 """
+
+
+class DataDirLock:
+    """One server per data directory: an exclusive lock on DATA_DIR/server.lock, held while the server runs.
+    Two servers on one directory would each mark the other's running job failed and run every queued job
+    twice. The kernel drops the lock when the process dies, however it dies, so a crash never leaves it stale."""
+
+    def __init__(self, data_dir: Path):
+        data_dir = Path(data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.path = data_dir / "server.lock"
+        self.fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            owner = os.read(self.fd, 200).decode(errors="replace").strip() or "another process"
+            os.close(self.fd)
+            self.fd = None
+            raise MaskwatchError(f"{data_dir}: another maskwatch server ({owner}) uses this data directory; stop "
+                                 f"it, or give this one its own --data-dir") from None
+        os.ftruncate(self.fd, 0)
+        os.write(self.fd, f"pid {os.getpid()}".encode())
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the file releases the lock
+            self.fd = None
 
 
 @dataclass
@@ -109,9 +138,30 @@ class JobQueue:
                 return
             self._run(job_id)
 
+    def claim(self, job_id: str) -> bool:
+        """Queued -> running in one statement: a job is run once even if two workers reach it."""
+        with self._lock:
+            cursor = self.db.execute("UPDATE jobs SET status = 'running', updated_at = ? "
+                                     "WHERE id = ? AND status = 'queued'", (time.time(), job_id))
+            self.db.commit()
+        return cursor.rowcount == 1
+
+    def public_message(self, text: str | None, job_id: str) -> str | None:
+        """A message for clients: the server's own paths (data directory, job folder, upload) are named, not shown."""
+        if not text:
+            return text
+        folder = self.job_dir(job_id)
+        names = {str(form): name for path, name in ((self.root, "the server's job folder"),
+                                                    (folder, "the job folder"), (folder / "input", "the upload"))
+                 for form in (path, path.resolve())}
+        for form in sorted(names, key=len, reverse=True):  # longest first: a relative path is inside the absolute
+            text = text.replace(form, names[form])
+        return text
+
     def _run(self, job_id: str) -> None:
         folder = self.job_dir(job_id)
-        self._update(job_id, status="running")
+        if not self.claim(job_id):
+            return
         last_saved = [0.0]
 
         def progress(summary, expected):
@@ -125,10 +175,11 @@ class JobQueue:
             result = summary.as_dict()
             for key in ("source", "output", "database"):
                 result.pop(key, None)
-            self._update(job_id, status="finished", frames_done=summary.frames, summary=json.dumps(result),
-                         message=summary.message)
+            self._update(job_id, status="finished", frames_done=summary.frames,
+                         summary=self.public_message(json.dumps(result), job_id),
+                         message=self.public_message(summary.message, job_id))
         except MaskwatchError as exc:
-            self._update(job_id, status="failed", message=str(exc).replace(str(folder / "input"), "the upload"))
+            self._update(job_id, status="failed", message=self.public_message(str(exc), job_id))
         except Exception as exc:  # a job must end in a state, whatever happened
             log.exception("job %s failed", job_id)
             self._update(job_id, status="failed", message=f"internal error: {type(exc).__name__}")

@@ -57,6 +57,7 @@ class TrainConfig:
     resume: bool = False
     threads: int | None = None
     label_map: dict[str, str] = field(default_factory=dict)
+    classes: list[str] | None = None  # the only labels accepted (--classes); None learns them from the data
     recipe: dict[str, Any] = field(default_factory=dict)  # the recipe's own settings, by name (experiments)
 
 
@@ -295,7 +296,9 @@ def fit(cfg: TrainConfig) -> Path:
     if cfg.quick:
         cfg.epochs = min(cfg.epochs, 2)
     cfg.out.mkdir(parents=True, exist_ok=True)
-    dataset = load_dataset(cfg.data, label_map=cfg.label_map)
+    dataset = load_dataset(cfg.data, classes=cfg.classes, label_map=cfg.label_map)
+    if cfg.classes is None:
+        print(f"classes of {cfg.data}: {', '.join(dataset.classes)} (fix the list with --classes)")
     train_set, val_set = split_for_training(dataset, cfg)
     print(f"{cfg.arch}: training on {len(train_set)} images, validating on {len(val_set)} ({device}); "
           f"classes {dataset.classes}")

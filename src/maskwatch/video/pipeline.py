@@ -24,6 +24,8 @@ import supervision as sv
 from maskwatch.annotate import annotate, draw_counts, draw_zones
 from maskwatch.classes import compliance_of
 from maskwatch.detector import Detector
+from maskwatch.errors import MaskwatchError
+from maskwatch.limits import MIN_FRAME_SIDE
 from maskwatch.video.bus import EventBus, FrameView, RunEnd, RunInfo, Sink
 from maskwatch.video.emitter import EventEmitter
 from maskwatch.video.sinks import DatabaseSink, DisplaySink, ProgressSink, SummaryFilesSink, VideoFileSink
@@ -101,8 +103,15 @@ class VideoPipeline:
     def run(self, source: str | FrameSource, out: Path | None = None,
             on_progress: Callable[[WatchSummary, int | None], None] | None = None) -> WatchSummary:
         opts = self.options
+        if out is not None and Path(out).suffix.lower() != ".mp4":
+            raise MaskwatchError(f"{out}: the annotated video is an MP4; give it a .mp4 name "
+                                 f"(e.g. {Path(out).stem}.mp4)")
         frames_source = open_source(source) if isinstance(source, str) else source
         name = source if isinstance(source, str) else type(source).__name__
+        if out is not None and min(frames_source.size) < MIN_FRAME_SIDE:
+            frames_source.close()
+            raise MaskwatchError(f"{name}: frames of {frames_source.size[0]}x{frames_source.size[1]} pixels cannot be "
+                                 f"encoded as H.264 (at least {MIN_FRAME_SIDE}x{MIN_FRAME_SIDE}); run without --out")
         camera = self.camera or camera_name_of(str(name))
         summary = WatchSummary(source=str(name), camera=camera, run=uuid.uuid4().hex[:16],
                                output=str(out) if out else None,

@@ -4,6 +4,7 @@ chart of compliance over time."""
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,9 +23,24 @@ class Report:
     lines: dict[str, dict[str, int]] = field(default_factory=dict)  # line -> {"in": n, "out": n}
 
 
+def _mark_stale_runs(path: Path) -> None:
+    """Runs of processes that died without finishing show as failed, not as running forever (when the file is
+    a maskwatch events database and writable; otherwise it is only read)."""
+    from maskwatch.video.store import EventStore
+
+    try:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            is_ours = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'runs'").fetchone()
+        if is_ours:
+            EventStore(path).close()
+    except sqlite3.Error:
+        pass
+
+
 def read_report(path: Path, run_id: int | None = None) -> Report:
     if not Path(path).is_file():
         raise MaskwatchError(f"{path}: no such events database")
+    _mark_stale_runs(Path(path))
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     db.row_factory = sqlite3.Row
     try:

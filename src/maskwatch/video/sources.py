@@ -16,7 +16,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from maskwatch.data.images import list_images, read_image
+from maskwatch.data.images import check_pixels, list_images, read_image
 from maskwatch.errors import MaskwatchError
 
 log = logging.getLogger(__name__)
@@ -49,9 +49,17 @@ class FileSource(FrameSource):
         self.capture = cv2.VideoCapture(str(path))
         if not self.capture.isOpened():
             raise MaskwatchError(f"{path}: cannot be opened as a video (missing, corrupt or unknown format)")
+        # The container's header gives the frame size before any frame is decoded (as for images).
+        width, height = self.capture.get(cv2.CAP_PROP_FRAME_WIDTH), self.capture.get(cv2.CAP_PROP_FRAME_HEIGHT)
+        try:
+            check_pixels(int(width), int(height), str(path))
+        except MaskwatchError:
+            self.capture.release()
+            raise
         ok, first = self.capture.read()
         if not ok or first is None:
             raise MaskwatchError(f"{path}: no frame could be decoded; the file is corrupt or empty")
+        check_pixels(first.shape[1], first.shape[0], str(path))
         self.first = first
         fps = self.capture.get(cv2.CAP_PROP_FPS)
         self.fps = fps if 1 <= fps <= 240 else 25.0
@@ -67,7 +75,12 @@ class FileSource(FrameSource):
             ok, image = self.capture.read()
             if not ok:
                 image = None
-        if self.expected_frames and index < self.expected_frames - 1:
+            elif image.shape[:2] != self.first.shape[:2]:  # the stream changed size: not a video we follow
+                self.ended_early = (f"{self.path}: frame {index} is {image.shape[1]}x{image.shape[0]} pixels, "
+                                    f"not {self.size[0]}x{self.size[1]} like the first; stopped there")
+                log.warning(self.ended_early)
+                return
+        if self.expected_frames and index < self.expected_frames - 1 and not self.ended_early:
             self.ended_early = (f"{self.path}: the video ended after {index} of {self.expected_frames} frames "
                                 f"(truncated or corrupt); the output holds the frames read")
             log.warning(self.ended_early)
@@ -122,6 +135,11 @@ class LiveSource(FrameSource):
         if not ok:
             capture.release()
             raise MaskwatchError(f"{spec}: opened, but no frame arrived")
+        try:
+            check_pixels(first.shape[1], first.shape[0], str(spec))
+        except MaskwatchError:
+            capture.release()
+            raise
         fps = capture.get(cv2.CAP_PROP_FPS)
         self.fps = fps if 1 <= fps <= 120 else 25.0
         self.size = (first.shape[1], first.shape[0])

@@ -6,6 +6,8 @@ server."""
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 import time
 from datetime import datetime
@@ -33,7 +35,9 @@ CREATE INDEX IF NOT EXISTS events_by_camera_type_time ON events (camera, type, t
 CREATE INDEX IF NOT EXISTS events_by_time ON events (time);
 """
 # Columns added since the first databases were written: (table, column, definition).
-ADDED_COLUMNS = [("runs", "camera", "TEXT"), ("runs", "run", "TEXT")]
+ADDED_COLUMNS = [("runs", "camera", "TEXT"), ("runs", "run", "TEXT"), ("runs", "pid", "INTEGER"),
+                 ("runs", "host", "TEXT")]
+STALE_MESSAGE = "the process stopped without finishing this run (killed or crashed); its counts are partial"
 
 
 def connect(path: Path, timeout_s: float = 30.0) -> sqlite3.Connection:
@@ -51,6 +55,28 @@ def connect(path: Path, timeout_s: float = 30.0) -> sqlite3.Connection:
     return db
 
 
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
+
+
+def mark_stale_runs(db: sqlite3.Connection) -> int:
+    """Runs still 'running' whose process on this machine is gone (SIGKILL, power cut) become 'failed', so
+    nothing says forever that a dead run is going on. Runs of live processes, or of other machines, stay."""
+    host = socket.gethostname()
+    stale = [run_id for run_id, pid, run_host in db.execute("SELECT id, pid, host FROM runs WHERE status = 'running'")
+             if pid is None or (run_host == host and not _process_alive(int(pid)))]
+    db.executemany("UPDATE runs SET status = 'failed', message = ? WHERE id = ?",
+                   [(STALE_MESSAGE, run_id) for run_id in stale])
+    db.commit()
+    return len(stale)
+
+
 def epoch_of(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp()
 
@@ -59,10 +85,12 @@ class EventStore:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.db = connect(self.path)
+        mark_stale_runs(self.db)
 
     def start_run(self, source: str, camera: str | None = None, run: str | None = None) -> int:
-        cursor = self.db.execute("INSERT INTO runs (source, started_at, camera, run) VALUES (?, ?, ?, ?)",
-                                 (source, time.time(), camera, run))
+        cursor = self.db.execute("INSERT INTO runs (source, started_at, camera, run, pid, host) "
+                                 "VALUES (?, ?, ?, ?, ?, ?)",
+                                 (source, time.time(), camera, run, os.getpid(), socket.gethostname()))
         self.db.commit()
         return int(cursor.lastrowid)
 

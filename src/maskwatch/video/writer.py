@@ -1,5 +1,8 @@
-"""Annotated video out as H.264 in MP4 (yuv420p, faststart), which browsers and common players play.
-OpenCV's default `mp4v` does not play in browsers; PyAV carries an FFmpeg with libx264."""
+"""Annotated video out as H.264 in MP4 (yuv420p), which browsers and common players play.
+OpenCV's default `mp4v` does not play in browsers; PyAV carries an FFmpeg with libx264.
+
+The MP4 is fragmented (a `moof` every second, flushed to disk as written): a plain MP4 needs its index written
+at the end and does not play at all when the process is killed; a fragmented one plays up to the last second."""
 
 from __future__ import annotations
 
@@ -9,6 +12,9 @@ from pathlib import Path
 import av
 import numpy as np
 
+FRAGMENTED_MP4 = {"movflags": "+frag_keyframe+empty_moov+default_base_moof", "frag_duration": "1000000",
+                  "flush_packets": "1"}
+
 
 class H264Writer:
     def __init__(self, path: Path, size: tuple[int, int], fps: float, crf: int = 23, preset: str = "veryfast"):
@@ -16,7 +22,7 @@ class H264Writer:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         width, height = size
         self.width, self.height = width - width % 2, height - height % 2  # yuv420p needs even sizes
-        self.container = av.open(str(self.path), mode="w", options={"movflags": "+faststart"})
+        self.container = av.open(str(self.path), mode="w", format="mp4", options=FRAGMENTED_MP4)
         self.stream = self.container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         self.stream.width, self.stream.height = self.width, self.height
         self.stream.pix_fmt = "yuv420p"

@@ -1,0 +1,47 @@
+"""Every limit maskwatch puts on what users hand it, in one place with names (README: "Security and limits").
+
+A limit that a user may need to move is read from an environment variable here, or has a command-line option
+whose default is the value here; nothing else in the package writes these numbers.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def _int_from_env(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        parsed = int(value)
+    except ValueError:
+        parsed = 0
+    if parsed <= 0:
+        from maskwatch.errors import MaskwatchError
+
+        raise MaskwatchError(f"{name}={value!r}: expected a whole number above 0")
+    return parsed
+
+
+# Pixels of one image or video frame. Decoding a 10000x10000 RGB image takes 300 MB, and detection, drawing and
+# encoding hold a few copies: refuse before decoding rather than swap. Set MASKWATCH_MAX_PIXELS to move it.
+MAX_PIXELS = _int_from_env("MASKWATCH_MAX_PIXELS", 100_000_000)
+
+# Image formats that are decoded: those whose header Pillow reads without decoding (so the size is checked first)
+# and that OpenCV decodes to 8 bits. Others OpenCV knows (Radiance HDR, OpenEXR, PFM: 32-bit float, no cheap
+# header) are refused. Keys are Pillow's format names (MPO: a camera JPEG; DIB: a BMP).
+IMAGE_FORMATS = frozenset({"JPEG", "MPO", "PNG", "BMP", "DIB", "WEBP", "TIFF"})
+
+# H.264 in yuv420p needs at least 2x2 pixels; smaller frames cannot hold a face either.
+MIN_FRAME_SIDE = 2
+
+# The server (maskwatch serve): upload size (--max-upload-mb), worker threads for decoding and detection
+# (--workers) and how many requests may wait for one (--max-queue) before the server answers 503.
+MAX_UPLOAD_MB = 200.0
+MULTIPART_OVERHEAD_BYTES = 64 * 1024  # form field headers around the file in a multipart upload
+SERVE_WORKERS = 2
+SERVE_MAX_QUEUE = 16
+
+# Batch: rows per Parquet part of the local engine (a crash loses at most this many finished rows).
+BATCH_PART_ROWS = 200

@@ -1,0 +1,100 @@
+"""What stands between a client and the detector: the API key and the upload limit, checked before the body is
+read, and a bounded pool of worker threads for the CPU work, so one heavy request cannot stall the server."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Callable, TypeVar
+
+import anyio
+import anyio.to_thread
+from fastapi import HTTPException
+from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from maskwatch.errors import MaskwatchError
+
+T = TypeVar("T")
+
+
+class ApiKeyMiddleware:
+    """Checks X-API-Key before the request reaches FastAPI, which reads the whole body before it runs any
+    dependency: a client without the key is turned away before it can upload anything. Only the header counts
+    (a key in the URL ends up in access logs)."""
+
+    def __init__(self, app: ASGIApp, api_key: str, open_paths: frozenset[str]):
+        self.app = app
+        self.api_key = api_key.encode()
+        self.open_paths = open_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in self.open_paths:
+            given = Headers(scope=scope).get("x-api-key", "").encode()
+            if not secrets.compare_digest(given, self.api_key):
+                response = JSONResponse({"detail": "missing or wrong API key (send it as the X-API-Key header)"},
+                                        status_code=401)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class UploadGate:
+    """The connection side of the upload limit, outside the app: a request whose Content-Length is over the
+    limit is answered 413 before anything is read (FastAPI's `max_body_size` stops the ones that declare no
+    length once they pass it), and a response sent before the body was read to its end (a refusal: 401, 413)
+    closes the connection. Otherwise uvicorn would go on reading, and throwing away, the rest of the upload to
+    keep the connection alive, and a client refused at the first byte could still stream gigabytes in."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int, too_large: str):
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.too_large = too_large
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        declared = headers.get("content-length", "0")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            response = JSONResponse({"detail": self.too_large}, status_code=413, headers={"Connection": "close"})
+            await response(scope, receive, send)
+            return
+        body_read = declared == "0" and "transfer-encoding" not in headers
+
+        async def tracked_receive():
+            nonlocal body_read
+            message = await receive()
+            if message["type"] == "http.disconnect" or not message.get("more_body", False):
+                body_read = True
+            return message
+
+        async def closing_send(message) -> None:
+            if message["type"] == "http.response.start" and not body_read:
+                message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+            await send(message)
+
+        await self.app(scope, tracked_receive, closing_send)
+
+
+class WorkerPool:
+    """Decoding and detection on a few threads (OpenCV and onnxruntime release the GIL), so the event loop is
+    free for other requests; when `workers + max_queue` requests are already in, the next one gets 503."""
+
+    def __init__(self, workers: int, max_queue: int):
+        if workers < 1 or max_queue < 0:
+            raise MaskwatchError(f"--workers must be 1 or more and --max-queue 0 or more (got {workers}, {max_queue})")
+        self.limiter = anyio.CapacityLimiter(workers)
+        self.capacity = workers + max_queue
+        self.busy = 0  # requests in the pool, running or waiting; only the event loop touches it
+
+    async def run(self, function: Callable[..., T], *args) -> T:
+        if self.busy >= self.capacity:
+            raise HTTPException(503, f"the server is busy ({self.busy} requests in work); retry in a moment",
+                                headers={"Retry-After": "1"})
+        self.busy += 1
+        try:
+            return await anyio.to_thread.run_sync(function, *args, limiter=self.limiter)
+        finally:
+            self.busy -= 1

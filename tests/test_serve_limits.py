@@ -1,0 +1,172 @@
+"""The server under hostile input and load, on a real server over loopback: limits, the API key, the worker
+pool, one server per data directory, and what job messages tell clients."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from clips import pan_frames, write_clip
+from servers import free_port, running_server
+
+KEY = {"X-API-Key": "s3cret"}
+MB = 1024 * 1024
+
+
+def post(url: str, path: str, file: Path, name: str | None = None, **kwargs) -> httpx.Response:
+    with file.open("rb") as f:
+        return httpx.post(url + path, files={"file": (name or file.name, f)}, timeout=120, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def photo(data_dir) -> Path:
+    return data_dir / "images" / "maksssksksss657.jpg"
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory):
+    """A server with the default settings: its URL and data directory."""
+    data = tmp_path_factory.mktemp("plain")
+    with running_server(data) as (url, _):
+        yield url, data
+
+
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory):
+    """A server with an API key and a 1 MB upload limit."""
+    with running_server(tmp_path_factory.mktemp("keyed"), "--max-upload-mb", "1",
+                        env={"MASKWATCH_API_KEY": "s3cret"}) as (url, _):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def large_photo(tmp_path_factory, photo) -> Path:
+    """A 27 M-pixel JPEG (under the limit): seconds of decoding and detection on one request."""
+    path = tmp_path_factory.mktemp("large") / "large.jpg"
+    cv2.imwrite(str(path), cv2.resize(cv2.imread(str(photo)), (6000, 4500)))
+    return path
+
+
+def test_images_and_video_frames_over_the_pixel_limit_are_refused(plain, tmp_path):
+    hdr = tmp_path / "scene.hdr"  # Pillow cannot read its header; OpenCV used to decode it as float, any size
+    cv2.imwrite(str(hdr), np.full((48, 64, 3), 0.5, np.float32))
+    frame = tmp_path / "frame.png"  # 10500x10000, a few kB: FFmpeg opens it as a one-frame video
+    Image.new("1", (10500, 10000)).save(frame)
+    url, data = plain
+    response = post(url, "/v1/detect", hdr)
+    assert response.status_code == 415 and "not a readable image" in response.json()["detail"]
+    response = post(url, "/v1/videos", frame, "movie.mp4")
+    assert response.status_code == 415
+    assert "10500x10000 pixels, over the limit" in response.json()["detail"]
+    assert not list((data / "uploads").iterdir())  # the refused upload is not kept
+
+
+def test_the_key_and_the_size_are_checked_before_the_body_is_read(keyed):
+    offered = 100 * MB
+    head = (b'--x\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n'
+            b"Content-Type: image/jpeg\r\n\r\n")
+
+    def upload(headers: dict) -> tuple[int, int]:
+        """Stream up to 100 MB; the status and how much the server let the client send."""
+        sent = [0]
+
+        def body():
+            yield head
+            while sent[0] < offered:
+                sent[0] += MB
+                yield b"\0" * MB
+
+        try:
+            status = httpx.post(keyed + "/v1/detect", content=body(), timeout=60,
+                                headers={"Content-Type": "multipart/form-data; boundary=x", **headers}).status_code
+        except httpx.TransportError:  # the server closed the connection without reading on
+            status = 0
+        return status, sent[0]
+
+    status, sent = upload({})  # no key: turned away before the body
+    assert status == 401 and sent < offered / 4
+    status, sent = upload({**KEY, "Content-Length": str(offered + len(head))})  # declared too big
+    assert status == 413 and sent < offered / 4
+    status, sent = upload(KEY)  # chunked, no length declared: stopped once past the limit
+    assert status == 413 and sent < offered / 4
+    response = httpx.post(keyed + "/v1/detect", headers=KEY, timeout=60,
+                          files={"file": ("big.jpg", b"\xff" * (2 * MB))})
+    assert response.status_code == 413 and "limit of 1 MB" in response.json()["detail"]
+
+
+def test_the_key_is_taken_only_from_the_header_and_guards_the_docs(keyed, photo):
+    assert post(keyed, "/v1/detect?api_key=s3cret", photo).status_code == 401
+    assert post(keyed, "/v1/detect", photo, headers=KEY).status_code == 200
+    for path in ("/docs", "/redoc", "/openapi.json"):
+        assert httpx.get(keyed + path).status_code == 401, path
+        assert httpx.get(keyed + path, headers=KEY).status_code == 200, path
+    assert httpx.get(keyed + "/").status_code == 200  # the page: static HTML that asks for the key
+    assert httpx.get(keyed + "/healthz").status_code == 200
+
+
+def test_health_answers_while_a_large_image_is_detected_and_a_full_pool_answers_503(tmp_path, large_photo, photo):
+    with running_server(tmp_path, "--workers", "1", "--max-queue", "0", "--max-upload-mb", "50") as (url, _):
+        heavy: dict = {}
+        thread = threading.Thread(target=lambda: heavy.update(response=post(url, "/v1/detect", large_photo)))
+        thread.start()
+        in_work, refused = None, None
+        while thread.is_alive() and in_work is None:
+            health = httpx.get(f"{url}/healthz", timeout=120).json()
+            if health.get("busy") == 1:  # answered while the large image is being decoded or detected
+                in_work = health
+                refused = post(url, "/v1/detect", photo)  # the one worker is busy and no queue is allowed
+        thread.join()
+        assert in_work is not None, "/healthz did not answer while the large image was in work"
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+        assert "busy" in refused.json()["detail"]
+        assert heavy["response"].status_code == 200
+        assert httpx.get(f"{url}/healthz").json()["busy"] == 0
+        assert post(url, "/v1/detect", photo).status_code == 200
+
+
+def test_a_second_server_on_the_same_data_directory_refuses_to_start(tmp_path):
+    with running_server(tmp_path) as (url, process):
+        second = subprocess.run([sys.executable, "-m", "maskwatch.cli", "serve", "--port", str(free_port()),
+                                 "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
+        assert second.returncode != 0
+        assert f"pid {process.pid}" in second.stderr and "--data-dir" in second.stderr
+        assert "Traceback" not in second.stderr
+        assert httpx.get(f"{url}/healthz").status_code == 200
+
+
+def test_a_job_is_claimed_once(tmp_path):
+    from maskwatch.serve.jobs import JobQueue
+
+    jobs = JobQueue(tmp_path / "jobs", detector=None)  # no job is queued, so no detector is needed
+    try:
+        jobs.db.execute("INSERT INTO jobs (id, status, created_at, updated_at) VALUES ('j', 'queued', 0, 0)")
+        assert jobs.claim("j") is True
+        assert jobs.claim("j") is False
+        assert jobs.get("j").status == "running"
+    finally:
+        jobs.close()
+
+
+def test_job_messages_do_not_show_server_paths(plain, tmp_path, data_dir):
+    clip = write_clip(pan_frames(data_dir / "images" / "maksssksksss657.jpg", size=(320, 240), frames=16, zoom=1.5),
+                      tmp_path / "door.avi", fps=8, codec="MJPG")
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(clip.read_bytes()[: clip.stat().st_size // 2])  # ends early: a message about the input
+    url, data = plain
+    job = post(url, "/v1/videos", cut).json()
+    deadline = time.time() + 120
+    while (state := httpx.get(f"{url}/v1/videos/{job['id']}")).json()["status"] not in ("finished", "failed"):
+        assert time.time() < deadline, state.text
+        time.sleep(0.3)
+    assert state.json()["message"].startswith("the upload: the video ended after")
+    for text in (state.text, httpx.get(url + job["summary_url"]).text):
+        assert str(data) not in text and str(data.resolve()) not in text

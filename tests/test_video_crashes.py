@@ -1,0 +1,66 @@
+"""`watch` when things go wrong: inputs it cannot encode, an output name it cannot write, and a process killed
+with SIGKILL. The run never stays 'running' in the database, and a killed run's video still plays."""
+
+from __future__ import annotations
+
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+from PIL import Image
+
+from clips import pan_frames, write_clip
+
+WATCH = [sys.executable, "-m", "maskwatch.cli", "watch"]
+
+
+def runs(db: Path) -> list[tuple[str, str | None]]:
+    if not db.exists():
+        return []
+    with sqlite3.connect(db) as connection:
+        return connection.execute("SELECT status, message FROM runs ORDER BY id").fetchall()
+
+
+def test_inputs_and_outputs_watch_cannot_handle_are_clear_errors(tmp_path, data_dir):
+    Image.new("RGB", (1, 1)).save(tmp_path / "dot.png")
+    db = tmp_path / "events.sqlite"
+    tiny = subprocess.run([*WATCH, str(tmp_path / "dot.png"), "--out", str(tmp_path / "dot.mp4"), "--db", str(db)],
+                          capture_output=True, text=True, timeout=120)
+    assert tiny.returncode == 2 and "1x1 pixels" in tiny.stderr and "Traceback" not in tiny.stderr
+    no_suffix = subprocess.run([*WATCH, str(data_dir / "images" / "maksssksksss657.jpg"), "--out", str(tmp_path / "o"),
+                                "--db", str(db)], capture_output=True, text=True, timeout=120)
+    assert no_suffix.returncode == 2 and "give it a .mp4 name" in no_suffix.stderr
+    assert "Traceback" not in no_suffix.stderr
+    assert all(status != "running" for status, _ in runs(db))
+
+
+def test_a_killed_run_is_marked_failed_and_its_video_plays(tmp_path, data_dir):
+    frames = pan_frames(data_dir / "images" / "maksssksksss657.jpg", size=(320, 240), frames=300, zoom=1.5)
+    clip = write_clip(frames, tmp_path / "long.avi", fps=12, codec="MJPG")
+    out, db = tmp_path / "long.mp4", tmp_path / "events.sqlite"
+    process = subprocess.Popen([*WATCH, str(clip), "--out", str(out), "--db", str(db), "--scale", "1"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    seen = ""
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None:
+        seen += process.stderr.read(1)
+        counts = re.findall(r"(\d+)/300", seen[-200:])
+        if counts and int(counts[-1]) >= 60:  # tqdm has shown 60 frames (5 s of video) done
+            break
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    assert runs(db) == [("running", None)]  # what SIGKILL leaves: nothing in the process could finish the run
+    with av.open(str(out)) as container:  # fragmented MP4: playable up to the last second written
+        decoded = sum(1 for _ in container.decode(container.streams.video[0]))
+    assert 12 <= decoded < 300
+    report = subprocess.run([sys.executable, "-m", "maskwatch.cli", "report", str(db), "--chart",
+                             str(tmp_path / "chart.png")], capture_output=True, text=True, timeout=120)
+    assert report.returncode == 0, report.stderr
+    status, message = runs(db)[0]
+    assert status == "failed" and "stopped without finishing" in message
+    assert "failed" in report.stdout
