@@ -116,9 +116,13 @@ class _FaceDetector:
     def classes(self) -> list[str]:
         return list(self.config.classes)
 
-    def find_faces(self, image_bgr: np.ndarray, min_face_score: float | None = None) -> sv.Detections:
+    def find_faces(self, image_bgr: np.ndarray, min_face_score: float | None = None,
+                   scale: str | float | None = None) -> sv.Detections:
+        """Face candidates under the detector's scale policy, or `scale` for this call only (video chooses the
+        scale from the faces of the previous frames)."""
         check_image(image_bgr)
-        return self.faces(image_bgr, self.policy, self.min_face_score if min_face_score is None else min_face_score)
+        policy = self.policy if scale is None else ScalePolicy.parse(scale)
+        return self.faces(image_bgr, policy, self.min_face_score if min_face_score is None else min_face_score)
 
 
 class Detector(_FaceDetector):
@@ -176,10 +180,11 @@ class Detector(_FaceDetector):
         return faces, probs, deltas
 
     def __call__(self, image_bgr: np.ndarray, min_score: float = 0.01, all_classes: bool = False,
-                 min_face_score: float | None = None) -> sv.Detections:
+                 min_face_score: float | None = None, scale: str | float | None = None) -> sv.Detections:
         """min_face_score: candidates the face finder scores lower are not classified (default: the detector's;
-        raise it where speed matters more than recall of faint faces, as on live video)."""
-        faces, probs, deltas = self.refine(image_bgr, self.find_faces(image_bgr, min_face_score))
+        raise it where speed matters more than recall of faint faces, as on live video). scale: the face finder's
+        input scale for this call only (default: the detector's policy)."""
+        faces, probs, deltas = self.refine(image_bgr, self.find_faces(image_bgr, min_face_score, scale))
         return assemble_detections(faces, probs, deltas, self.config, image_bgr.shape, min_score, all_classes)
 
 
@@ -193,8 +198,8 @@ class OneStageDetector(_FaceDetector):
             raise MaskwatchError(f"{model_path}: not a one-stage model (no {CLASS_PROBS} output)")
 
     def __call__(self, image_bgr: np.ndarray, min_score: float = 0.01, all_classes: bool = False,
-                 min_face_score: float | None = None) -> sv.Detections:
-        faces = self.find_faces(image_bgr, min_face_score)
+                 min_face_score: float | None = None, scale: str | float | None = None) -> sv.Detections:
+        faces = self.find_faces(image_bgr, min_face_score, scale)
         probs = np.zeros((len(faces), len(self.config.classes) + 1), np.float32)
         if len(faces):
             probs[:, 1:] = faces.data[CLASS_PROBS]

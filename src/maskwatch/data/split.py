@@ -105,3 +105,35 @@ def split_dataset(dataset: Dataset, val_fraction: float = 0.15, seed: int = 0) -
     val = sorted(stems[i] for g in val_groups for i in groups[g])
     train = sorted(stems[i] for g in range(len(groups)) if g not in val_groups for i in groups[g])
     return Split(train=train, val=val)
+
+
+def k_folds(dataset: Dataset, k: int = 5, seed: int = 0) -> list[Split]:
+    """K cross-validation splits: duplicate groups never straddle a fold, and the images of each class are spread
+    evenly (groups are dealt from the rarest class they hold to the commonest, each to the fold that has the
+    fewest images of that class so far). Decisions on a rare class rest on all its faces, not on one split's few."""
+    if not 2 <= k <= len(dataset):
+        raise MaskwatchError(f"k-fold needs 2 <= k <= {len(dataset)} images, got {k}")
+    groups = duplicate_groups(dataset)
+    group_classes = [{int(c) for i in group for c in dataset.samples[i].detections.class_id} for group in groups]
+    images_with = [sum(len(g) for g, present in zip(groups, group_classes) if c in present)
+                   for c in range(len(dataset.classes))]
+    order = list(range(len(groups)))
+    random.Random(seed).shuffle(order)
+    order.sort(key=lambda g: min((images_with[c] for c in group_classes[g]), default=10**9))
+    fold_images, fold_with = [0] * k, [[0] * len(dataset.classes) for _ in range(k)]
+    assigned: list[list[int]] = [[] for _ in range(k)]
+    for g in order:
+        present = group_classes[g]
+        rarest = min(present, key=lambda c: images_with[c]) if present else None
+        fold = min(range(k), key=lambda f: ((fold_with[f][rarest] if rarest is not None else 0), fold_images[f]))
+        assigned[fold].append(g)
+        fold_images[fold] += len(groups[g])
+        for c in present:
+            fold_with[fold][c] += len(groups[g])
+    stems = [s.stem for s in dataset.samples]
+    splits = []
+    for fold in range(k):
+        val = sorted(stems[i] for g in assigned[fold] for i in groups[g])
+        held = set(val)
+        splits.append(Split(train=sorted(s for s in stems if s not in held), val=val))
+    return splits

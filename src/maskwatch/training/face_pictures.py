@@ -63,6 +63,7 @@ def find_face(finder: FaceFinder, image: np.ndarray) -> tuple[np.ndarray, np.nda
     faces = finder.at_scale(padded, scale, min_score=0.2, landmarks=True)
     if len(faces) == 0:
         return None
+    faces = faces.with_nms(threshold=0.5, class_agnostic=True)  # neighbouring peaks of one face are one face
     faces = faces[np.argsort(-faces.confidence)]
     if faces.confidence[0] < MIN_FACE_SCORE:
         return None
