@@ -295,11 +295,11 @@ def fit(cfg: TrainConfig) -> Path:
     seed_everything(cfg.seed)
     if cfg.quick:
         cfg.epochs = min(cfg.epochs, 2)
-    cfg.out.mkdir(parents=True, exist_ok=True)
     dataset = load_dataset(cfg.data, classes=cfg.classes, label_map=cfg.label_map)
     if cfg.classes is None:
         print(f"classes of {cfg.data}: {', '.join(dataset.classes)} (fix the list with --classes)")
     train_set, val_set = split_for_training(dataset, cfg)
+    cfg.out.mkdir(parents=True, exist_ok=True)  # only once the data is known to be usable
     print(f"{cfg.arch}: training on {len(train_set)} images, validating on {len(val_set)} ({device}); "
           f"classes {dataset.classes}")
     images = {s.stem: read_image(s.image_path) for s in tqdm(train_set.samples + val_set.samples,
