@@ -134,6 +134,12 @@ class FairGate:
             self._serving += 1
             self._turn.notify_all()
 
+    @property
+    def waiting(self) -> int:
+        """Callers queued behind the one at the detector."""
+        with self._turn:
+            return max(0, self._next_ticket - self._serving - 1)
+
 
 class TakingTurns:
     """A detector that waits for its turn at the gate: what each camera's pipeline calls."""

@@ -72,8 +72,7 @@ async def sse_messages(registry: CameraRegistry, cameras: list[str] | None, type
     try:
         missed = []
         if last_event_id and registry.db is not None and Path(registry.db).is_file():
-            missed = [e for e in read_events(registry.db, type=types, after_id=last_event_id, limit=1000)
-                      if subscription.wants(e)]
+            missed = read_events(registry.db, camera=cameras, type=types, after_id=last_event_id, limit=1000)
         sent = {event["id"] for event in missed}
         for event in missed:
             yield sse_message(event)

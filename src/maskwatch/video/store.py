@@ -121,21 +121,21 @@ class EventStore:
         self.db.close()
 
 
-def read_events(path: Path, camera: str | None = None, type: str | Sequence[str] | None = None,
+def read_events(path: Path, camera: str | Sequence[str] | None = None, type: str | Sequence[str] | None = None,
                 since: float | None = None, run_id: int | None = None, limit: int = 1000, after_id: str | None = None,
                 newest_first: bool = False, before_id: str | None = None) -> list[dict[str, Any]]:
-    """Events as JSON objects, oldest first (or newest first): of one camera, of a type (or any of several
-    types) and run, at or after `since` (Unix seconds), at most `limit`; `after_id` pages on from the last event
-    of the previous page (oldest first), `before_id` back from it (newest first)."""
+    """Events as JSON objects, oldest first (or newest first): of a camera and a type (or any of several), of a
+    run, at or after `since` (Unix seconds), at most `limit`; `after_id` pages on from the last event of the
+    previous page (oldest first), `before_id` back from it (newest first)."""
     where, args = [], []
-    for column, value in (("camera", camera), ("run_id", run_id)):
+    if run_id is not None:
+        where.append("run_id = ?")
+        args.append(run_id)
+    for column, value in (("camera", camera), ("type", type)):
         if value is not None:
-            where.append(f"{column} = ?")
-            args.append(value)
-    if type is not None:
-        types = [type] if isinstance(type, str) else list(type)
-        where.append(f"type IN ({','.join('?' * len(types))})")
-        args.extend(types)
+            values = [value] if isinstance(value, str) else list(value)
+            where.append(f"{column} IN ({','.join('?' * len(values))})")
+            args.extend(values)
     if since is not None:
         where.append("time >= ?")
         args.append(since)
