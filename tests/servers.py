@@ -130,15 +130,15 @@ class RtspCamera:
     """tests/rtsp_server.py (Debian's gst-rtsp-server) as a camera on loopback that can be killed and started
     again on the same port. `location` is a JPEG, or a numbered pattern such as frames/%03d.jpg (played in a loop)."""
 
-    def __init__(self, port: int, location: Path):
-        self.port, self.location = port, location
+    def __init__(self, port: int, location: Path, fps: int = 10):
+        self.port, self.location, self.fps = port, location, fps
         self.url = f"rtsp://127.0.0.1:{port}/live"
         self.process: subprocess.Popen | None = None
 
     def start(self) -> "RtspCamera":
         assert gst_available(), "needs Debian's gir1.2-gst-rtsp-server-1.0, python3-gi, gstreamer1.0-plugins-ugly"
         script = Path(__file__).with_name("rtsp_server.py")
-        self.process = subprocess.Popen([SYSTEM_PYTHON, str(script), str(self.port), str(self.location)],
+        self.process = subprocess.Popen([SYSTEM_PYTHON, str(script), str(self.port), str(self.location), str(self.fps)],
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert self.process.stdout.readline().strip() == "ready", self.process.stderr.read()
         return self

@@ -21,7 +21,7 @@ import httpx
 import numpy as np
 import pytest
 
-from clips import crossing_people, face_crop, pan_frames, write_clip
+from clips import face_crop, write_clip, write_crossing_clip, write_pan_jpegs
 from maskwatch.errors import MaskwatchError
 from maskwatch.video.events import Event
 from maskwatch.video.report import read_report
@@ -34,19 +34,7 @@ AUTH = {"X-API-Key": KEY}
 
 @pytest.fixture(scope="module")
 def crossing_clip(data_dir, tmp_path_factory) -> Path:
-    """480x320 at 10 frames/s: a masked person crosses, then an unmasked one (7 s, played on repeat)."""
-    masked = face_crop(data_dir / "images" / "maksssksksss94.jpg", (110, 95, 171, 169))
-    unmasked = face_crop(data_dir / "images" / "maksssksksss343.jpg", (85, 131, 232, 284))
-    frames, fps = crossing_people(masked, unmasked)
-    return write_clip(frames, tmp_path_factory.mktemp("clips") / "crossing.avi", fps=fps, codec="MJPG")
-
-
-def write_pan_jpegs(photo: Path, folder: Path, frames: int = 30) -> Path:
-    """A pan across a crowd photo as numbered JPEGs, for the RTSP server to play in a loop."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, frame in enumerate(pan_frames(photo, size=(640, 480), frames=frames)):
-        cv2.imwrite(str(folder / f"{i:03d}.jpg"), frame)
-    return folder / "%03d.jpg"
+    return write_crossing_clip(data_dir, tmp_path_factory.mktemp("clips"))
 
 
 @pytest.fixture(scope="module")
@@ -344,3 +332,36 @@ def test_serve_options_that_cannot_work_are_refused_with_the_fix(tmp_path, cross
     result = subprocess.run([sys.executable, "-m", "maskwatch.cli", "serve", "--camera", "door"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "NAME=SOURCE" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_blur_faces_blurs_every_face_in_the_cameras_pictures(data_dir, tmp_path):
+    from maskwatch import Detector
+    from maskwatch.serve.cameras import CameraRegistry, CameraSetup
+    from maskwatch.video.config import CameraConfig
+
+    face = face_crop(data_dir / "images" / "maksssksksss343.jpg", (85, 131, 232, 284), size=160)
+    still = np.full((320, 480, 3), (150, 160, 165), np.uint8)
+    still[80:240, 160:320] = face
+    clip = write_clip([still] * 20, tmp_path / "still.avi", fps=10, codec="MJPG")
+    faces = Detector.load(threads=2, scale=1.0)(still, min_score=0.4)
+    assert len(faces) == 1
+    x1, y1, x2, y2 = faces.xyxy[0].astype(int)
+    dx, dy = (x2 - x1) // 5, (y2 - y1) // 5
+    inner = (slice(y1 + dy, y2 - dy), slice(x1 + dx, x2 - dx))  # inside the drawn box and its label
+
+    setup = CameraSetup([CameraConfig("sharp", str(clip), db=tmp_path / "ev.sqlite", scale="1"),
+                         CameraConfig("blurred", str(clip), db=tmp_path / "ev.sqlite", scale="1", blur_faces=True)],
+                        tmp_path / "ev.sqlite", threads=2)
+    registry = CameraRegistry(setup)
+    registry.start()
+    try:
+        for worker in registry.workers.values():
+            wait_until(lambda: worker.view.stats.get("detected_frames", 0) >= 3 and worker.board.latest,
+                       f"frames of the {worker.name} camera")
+        pictures = {name: cv2.imdecode(np.frombuffer(worker.board.latest.jpeg, np.uint8), cv2.IMREAD_GRAYSCALE)
+                    for name, worker in registry.workers.items()}
+    finally:
+        registry.stop()
+    sharpness = {name: cv2.Laplacian(picture[inner], cv2.CV_64F).var() for name, picture in pictures.items()}
+    assert sharpness["blurred"] < 0.2 * sharpness["sharp"], sharpness
+    assert all(w.status == "stopped" for w in registry.workers.values())

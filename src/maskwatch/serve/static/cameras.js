@@ -137,7 +137,8 @@ async function refreshSnapshots() {
   }
 }
 
-// -- the camera list, polled --
+// -- the camera list, polled (and at once after an event of the open camera, so its counts follow) --
+let poke = () => {};
 async function refreshCameras() {
   while (true) {
     try {
@@ -155,7 +156,7 @@ async function refreshCameras() {
     } catch (e) {
       if (!(e instanceof NeedKey)) banner("The server does not answer; trying again…");
     }
-    await sleep(1000);
+    await Promise.race([sleep(1000), new Promise((resolve) => { poke = resolve; })]);
   }
 }
 
@@ -332,6 +333,7 @@ function onEvent(event) {
     const camera = state.cameras.get(event.camera);
     if (camera) renderTile(camera);
   }
+  if (event.camera === state.selected && event.type.startsWith("person.")) poke();
   if (event.camera === state.selected && LISTED_TYPES.includes(event.type)
       && !state.events.some((e) => e.id === event.id)) {
     state.events.unshift(event);
