@@ -1,7 +1,7 @@
 """Live cameras in the server: frames/s of each camera and the delay from a frame to the page, two cameras at
 640x480.
 
-    .venv/bin/python bench/cameras.py [--seconds 60] [--fps 15] [--scale 1] [--every 1] [--screenshot docs/dashboard.png]
+    .venv/bin/python bench/cameras.py [--seconds 60] [--fps 15] [--scale 1] [--every 1] [--screenshot PNG]
 
 Starts a real RTSP camera on loopback (gst-rtsp-server playing a pan across a crowd photo; needs the system
 packages of `make test`) and a video file of another pan played on repeat, both 640x480 at --fps, serves them
@@ -50,6 +50,15 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def small_png(path: Path) -> None:
+    """256 colours, dithered: a third of the size, for the README."""
+    from PIL import Image
+
+    image = Image.open(path).convert("RGB")
+    image.quantize(colors=256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.FLOYDSTEINBERG).save(
+        path, optimize=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=60)
@@ -96,7 +105,7 @@ def main() -> None:
                                  len(delays) / span, statistics.median(delays) if delays else float("nan"),
                                  percentile(delays, 0.95) if delays else float("nan")))
                 if args.screenshot:
-                    grid = browser.new_page(viewport={"width": 1000, "height": 480})
+                    grid = browser.new_page(viewport={"width": 720, "height": 430})
                     grid.goto(f"{url}/cameras")
                     grid.evaluate(f"sessionStorage.setItem('maskwatch.key', '{KEY}')")
                     grid.reload()
@@ -106,6 +115,7 @@ def main() -> None:
                     time.sleep(2)
                     args.screenshot.parent.mkdir(parents=True, exist_ok=True)
                     grid.screenshot(path=str(args.screenshot))
+                    small_png(args.screenshot)
         finally:
             rtsp.kill()
     print(f"2 cameras at 640x480, {args.fps} frames/s each, --scale {args.scale} --every {args.every}, "

@@ -204,8 +204,8 @@ def api_router(registry: CameraRegistry) -> APIRouter:
                            newest_first=newest)
         following = None
         if len(rows) == limit:
-            query = [(k, v) for k, v in request.query_params.multi_items() if k != "after"] + [("after", rows[-1]["id"])]
-            following = f"{request.url.path}?{urlencode(query)}"
+            query = [(k, v) for k, v in request.query_params.multi_items() if k != "after"]
+            following = f"{request.url.path}?{urlencode([*query, ('after', rows[-1]['id'])])}"
         return {"events": rows, "next": following}
 
     @router.get("/v1/events/stream", responses={200: {"content": {"text/event-stream": {}}}})

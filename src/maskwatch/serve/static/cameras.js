@@ -263,7 +263,8 @@ async function loadReport(name) {
   const span = state.range === "day" ? 86400 : 3600;
   const bucket = state.range === "day" ? 900 : 60;
   const since = Date.now() / 1000 - span;
-  const report = await (await api(`/v1/cameras/${encodeURIComponent(name)}/report?since=${since}&bucket_s=${bucket}`)).json();
+  const path = `/v1/cameras/${encodeURIComponent(name)}/report?since=${since}&bucket_s=${bucket}`;
+  const report = await (await api(path)).json();
   return {report, since, span, bucket};
 }
 function drawChart({report, since, span, bucket}) {
@@ -295,7 +296,8 @@ function drawChart({report, since, span, bucket}) {
     previous = w.start;
     const people = Object.values(w.people).reduce((a, b) => a + b, 0);
     const dot = node("circle", {cx: px, cy: py, r: 2.5});
-    dot.append(node("title", {}, `${new Date(w.start * 1000).toLocaleTimeString()}: ${percent(w.compliance)} of ${people}`));
+    const when = new Date(w.start * 1000).toLocaleTimeString();
+    dot.append(node("title", {}, `${when}: ${percent(w.compliance)} of ${people}`));
     svg.append(dot);
   }
   if (path) svg.append(node("path", {class: "series", d: path}));
@@ -315,10 +317,11 @@ function eventItem(event) {
   const alert = event.type === "person.unmasked";
   const what = EVENT_TEXT[event.type] || event.type;
   const where = event.zone ? ` ${event.zone}` + (event.direction ? ` (${event.direction})` : "") : "";
+  const who = `#${event.track_id ?? ""} ${NAMES[event.class] || event.class || ""}`;
   const item = el("li", {class: alert ? "alert" : "", "data-type": event.type, "data-id": event.id},
                   el("time", {datetime: event.time, text: clock(event.time)}),
                   el("span", {class: event.class || ""}, el("i", {class: "dot"})),
-                  el("span", {text: `#${event.track_id ?? ""} ${NAMES[event.class] || event.class || ""} ${what}${where}`}));
+                  el("span", {text: `${who} ${what}${where}`}));
   if (event.snapshot) {
     item.append(el("img", {src: `data:image/jpeg;base64,${event.snapshot}`, alt: "snapshot (face blurred)"}));
   }
@@ -385,7 +388,8 @@ async function openCamera(name) {
   playStream(name, state.streamAbort.signal);
   try {
     const query = LISTED_TYPES.map((t) => `type=${encodeURIComponent(t)}`).join("&");
-    const body = await (await api(`/v1/events?camera=${encodeURIComponent(name)}&order=newest&limit=50&${query}`)).json();
+    const path = `/v1/events?camera=${encodeURIComponent(name)}&order=newest&limit=50&${query}`;
+    const body = await (await api(path)).json();
     const known = new Set(state.events.map((e) => e.id));
     state.events = [...state.events, ...body.events.filter((e) => !known.has(e.id))].slice(0, 50);
     renderEvents();
