@@ -1,11 +1,12 @@
 """The live-camera page in a real browser (Debian's Chromium, headless, driven by Playwright), on a server started
-from a config file with a real RTSP camera and a video file played on repeat: the key is asked for, both cameras
-update, an unmasked person raises an alert in the list (with a blurred snapshot only where snapshots are on), the
-zones and the chart are shown, the page fits a phone, and a camera that drops shows "reconnecting" and comes
-back on its own."""
+from a config file with a real RTSP camera and a video file played on repeat (with zones, a line and a webhook):
+the key is asked for, both cameras update, an unmasked person raises an alert in the list (with a blurred snapshot
+only where snapshots are on) and at the webhook, the zones and the chart are shown, the page fits a phone, and a
+camera that drops shows "reconnecting" and comes back on its own."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 
 from browsers import ARTIFACTS, chromium
 from clips import write_crossing_clip, write_pan_jpegs
-from servers import RtspCamera, free_port, running_server, wait_until
+from servers import RtspCamera, WebhookReceiver, free_port, running_server, wait_until
 
 KEY = "page-key-456"
 
@@ -39,7 +40,14 @@ def rtsp(data_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(rtsp, crossing_clip, tmp_path_factory):
+def receiver(tmp_path_factory):
+    hook = WebhookReceiver(free_port(), tmp_path_factory.mktemp("hook") / "posts.jsonl").start()
+    yield hook
+    hook.kill()
+
+
+@pytest.fixture(scope="module")
+def server(rtsp, crossing_clip, receiver, tmp_path_factory):
     folder = tmp_path_factory.mktemp("dashboard")
     config = folder / "cameras.yaml"
     config.write_text(f"""
@@ -52,6 +60,7 @@ cameras:
   hall:
     source: {crossing_clip}
     event_snapshots: true
+    webhooks: [{receiver.url}]
     zones: {{counter: [260,10, 470,10, 470,310, 260,310]}}
     lines: {{door: "240,0,240,320"}}
 """)
@@ -104,7 +113,7 @@ def test_both_cameras_update_on_the_grid(browser, server):
     page.close()
 
 
-def test_an_unmasked_person_raises_an_alert_in_the_camera_view(browser, server):
+def test_an_unmasked_person_raises_an_alert_in_the_camera_view(browser, server, receiver):
     page = open_page(browser, server)
     page.wait_for_selector(".tile[data-camera=hall]", timeout=180_000)
     page.click(".tile[data-camera=hall]")
@@ -113,6 +122,10 @@ def test_an_unmasked_person_raises_an_alert_in_the_camera_view(browser, server):
     assert "no mask" in alert.inner_text()
     # Snapshots are on for this camera: the alert carries the (blurred) face.
     assert alert.query_selector("img") is not None
+    # The camera's webhook from the config got the same event.
+    alert_id = alert.get_attribute("data-id")
+    receiver.wait_for(lambda posts: any(json.loads(p["body"])["id"] == alert_id for p in posts),
+                      "the alert shown on the page")
     # The live stream plays, and each frame's delay from the camera to the page is measured.
     page.wait_for_function("document.querySelector('#d-image').naturalWidth === 480", timeout=60_000)
     page.wait_for_function("window.maskwatchLatency.length >= 3", timeout=60_000)
