@@ -120,3 +120,21 @@ class GatedSource(FrameSource):
 
     def open(self, index: int) -> None:
         self.gates[index].set()
+
+
+def write_crossing_clip(data_dir: Path, folder: Path) -> Path:
+    """crossing_people as an MJPG file (7 s at 10 frames/s, 480x320): a masked person, then an unmasked one, from
+    faces of two training photos that the shipped model calls so at 0.9."""
+    masked = face_crop(data_dir / "images" / "maksssksksss94.jpg", (110, 95, 171, 169))
+    unmasked = face_crop(data_dir / "images" / "maksssksksss343.jpg", (85, 131, 232, 284))
+    frames, fps = crossing_people(masked, unmasked)
+    folder.mkdir(parents=True, exist_ok=True)
+    return write_clip(frames, folder / "crossing.avi", fps=fps, codec="MJPG")
+
+
+def write_pan_jpegs(photo: Path, folder: Path, frames: int = 30) -> Path:
+    """A pan across a crowd photo at 640x480 as numbered JPEGs: the pattern an RTSP test camera plays in a loop."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, frame in enumerate(pan_frames(photo, size=(640, 480), frames=frames)):
+        cv2.imwrite(str(folder / f"{i:03d}.jpg"), frame)
+    return folder / "%03d.jpg"

@@ -1,4 +1,5 @@
-"""Real servers on free loopback ports for tests: `maskwatch serve`, a webhook receiver, an MQTT broker."""
+"""Real servers on free loopback ports for tests: `maskwatch serve`, a webhook receiver, an MQTT broker, an RTSP
+camera."""
 
 from __future__ import annotations
 
@@ -114,3 +115,47 @@ class Mosquitto:
         if self.process and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=30)
+
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def gst_available() -> bool:
+    probe = subprocess.run([SYSTEM_PYTHON, "-c", "import gi; gi.require_version('GstRtspServer', '1.0')"],
+                           capture_output=True)
+    return probe.returncode == 0
+
+
+class RtspCamera:
+    """tests/rtsp_server.py (Debian's gst-rtsp-server) as a camera on loopback that can be killed and started
+    again on the same port. `location` is a JPEG, or a numbered pattern such as frames/%03d.jpg (played in a loop)."""
+
+    def __init__(self, port: int, location: Path, fps: int = 10):
+        self.port, self.location, self.fps = port, location, fps
+        self.url = f"rtsp://127.0.0.1:{port}/live"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "RtspCamera":
+        assert gst_available(), "needs Debian's gir1.2-gst-rtsp-server-1.0, python3-gi, gstreamer1.0-plugins-ugly"
+        script = Path(__file__).with_name("rtsp_server.py")
+        self.process = subprocess.Popen([SYSTEM_PYTHON, str(script), str(self.port), str(self.location), str(self.fps)],
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert self.process.stdout.readline().strip() == "ready", self.process.stderr.read()
+        return self
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def wait_until(check, what: str, timeout: float = 120, every: float = 0.5):
+    """Poll `check()` until it returns something truthy; that value, or AssertionError naming `what`."""
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(every)
+    raise AssertionError(f"never saw {what} within {timeout:.0f} s (last: {last!r})")

@@ -9,23 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from servers import free_port
-
-SYSTEM_PYTHON = "/usr/bin/python3"
-SERVER = Path(__file__).with_name("rtsp_server.py")
-
-
-def gst_available() -> bool:
-    probe = subprocess.run([SYSTEM_PYTHON, "-c", "import gi; gi.require_version('GstRtspServer', '1.0')"],
-                           capture_output=True)
-    return probe.returncode == 0
+from servers import RtspCamera, free_port, gst_available
 
 
 def start_server(port: int, photo: Path) -> subprocess.Popen:
-    process = subprocess.Popen([SYSTEM_PYTHON, str(SERVER), str(port), str(photo)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    assert process.stdout.readline().strip() == "ready", process.stderr.read()
-    return process
+    return RtspCamera(port, photo).start().process
 
 
 @pytest.fixture

@@ -355,18 +355,34 @@ def serve(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Opt
           max_upload_mb: float = typer.Option(MAX_UPLOAD_MB, "--max-upload-mb", help="Larger uploads get 413."),
           api_key: Optional[str] = typer.Option(None, "--api-key", envvar="MASKWATCH_API_KEY",
                                                 help="Require this key (X-API-Key header) on every route but "
-                                                     "/healthz and the page."),
+                                                     "/healthz and the pages."),
           workers: int = typer.Option(SERVE_WORKERS, "--workers", help="Threads that decode and detect images."),
           max_queue: int = typer.Option(SERVE_MAX_QUEUE, "--max-queue",
                                         help="Requests that may wait for a worker; more get 503."),
+          camera: Optional[list[str]] = typer.Option(None, "--camera", help="A live camera on the page, NAME=SOURCE: "
+                                                     "rtsp:// or http:// URL, webcam index, or a video file (played "
+                                                     "on repeat) (repeatable)."),
+          config: Optional[Path] = typer.Option(None, "--config", help="Cameras from a YAML file (as watch --config)."),
+          db: Optional[Path] = typer.Option(None, "--db", help="The cameras' events database (default: the config's, "
+                                                              "else out/maskwatch.sqlite)."),
+          retention_days: Optional[float] = typer.Option(None, "--retention-days",
+                                                         help="Delete events and counts older than this many days."),
+          blur_faces: bool = typer.Option(False, "--blur-faces", help="Blur every face in the cameras' pictures."),
+          event_snapshots: bool = typer.Option(False, "--event-snapshots",
+                                               help="Keep a JPEG of the face (blurred) with person events."),
+          every: Optional[int] = typer.Option(None, "--every", help="Cameras detect on every Nth frame."),
+          scale: Optional[str] = typer.Option(None, "--scale", help="Cameras' face finder scale: auto or a number."),
           model: Optional[Path] = typer.Option(None, "--model"), threads: Optional[int] = typer.Option(None)) -> None:
-    """Serve the web page (/) and the JSON API (/v1/..., docs at /docs)."""
+    """Serve the web page (/), the live cameras (/cameras) and the JSON API (/v1/..., docs at /docs)."""
     try:
         from maskwatch.serve.app import Settings, serve as run_server
+        from maskwatch.serve.cameras import setup_from_options
     except ImportError as exc:
         raise MaskwatchError(f"serving needs the serve extra: pip install 'maskwatch[serve]' ({exc})") from exc
+    cameras = setup_from_options(camera, config, db, retention_days, threads, blur_faces=blur_faces or None,
+                                 event_snapshots=event_snapshots or None, every=every, scale=scale, model=model)
     settings = Settings(data_dir=data_dir, max_upload_mb=max_upload_mb, api_key=api_key, threads=threads,
-                        model=model, workers=workers, max_queue=max_queue)
+                        model=model, workers=workers, max_queue=max_queue, cameras=cameras)
     run_server(host, port, settings)
 
 

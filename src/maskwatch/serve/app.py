@@ -29,15 +29,17 @@ from maskwatch.detector import Detector, best_class_per_face
 from maskwatch.errors import MaskwatchError
 from maskwatch.limits import MAX_UPLOAD_MB, MULTIPART_OVERHEAD_BYTES, SERVE_MAX_QUEUE, SERVE_WORKERS
 from maskwatch.predictions import ImagePredictions
+from maskwatch.serve.cameras import CameraRegistry, CameraSetup
 from maskwatch.serve.guards import ApiKeyMiddleware, UploadGate, WorkerPool
 from maskwatch.serve.jobs import DataDirLock, JobQueue
+from maskwatch.serve.live import PAGE_PATHS, add_live_routes
 from maskwatch.video.sources import FileSource
 
 STATIC = Path(__file__).parent / "static"
 JOB_ID = re.compile(r"^[A-Za-z0-9_-]{20,40}$")
 CHUNK = 1 << 20
 # Open without the API key: the health check, and the page itself (static HTML that asks for the key).
-OPEN_PATHS = frozenset({"/healthz", "/"})
+OPEN_PATHS = frozenset({"/healthz", "/"}) | PAGE_PATHS
 
 
 @dataclass
@@ -49,6 +51,7 @@ class Settings:
     model: Path | None = None
     workers: int = SERVE_WORKERS  # threads that decode and detect
     max_queue: int = SERVE_MAX_QUEUE  # requests that may wait for a worker; more get 503
+    cameras: CameraSetup | None = None  # live cameras (serve --camera / --config) and their events database
 
     @property
     def max_upload_bytes(self) -> int:
@@ -70,13 +73,16 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
     lock = DataDirLock(settings.data_dir)
     pool = WorkerPool(settings.workers, settings.max_queue)
     state: dict = {}
+    cameras = CameraRegistry(settings.cameras)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         try:
             state["detector"] = detector or Detector.load(settings.model, threads=settings.threads)
             state["jobs"] = JobQueue(settings.data_dir / "jobs", state["detector"])
+            cameras.start()
             yield
+            cameras.stop()
             state["jobs"].close()
         finally:
             lock.release()
@@ -115,6 +121,8 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
         faces = best_class_per_face(detections)  # counts are of people, whatever the listing
         counts = Counter(str(n) for n in faces.data.get("class_name", []))
         return detections, {c: counts.get(c, 0) for c in state["detector"].classes}
+
+    add_live_routes(app, cameras)
 
     @app.get("/healthz")
     def healthz() -> dict:
@@ -221,6 +229,9 @@ def serve(host: str, port: int, settings: Settings) -> None:
     import uvicorn
 
     app = create_app(settings)  # refuses a data directory another server holds, before anything starts
-    print(f"maskwatch on http://{host}:{port}/ (API docs at /docs)", flush=True)
+    count = len(settings.cameras.cameras) if settings.cameras else 0
+    print(f"maskwatch on http://{host}:{port}/ (API docs at /docs)"
+          + (f"; {count} camera(s) at /cameras" if count else ""), flush=True)
     gate = UploadGate(app, settings.max_body_bytes, settings.too_large)
-    uvicorn.run(gate, host=host, port=port, log_level="info")
+    # Live streams never end by themselves: a stop waits this long for them, then closes them.
+    uvicorn.run(gate, host=host, port=port, log_level="info", timeout_graceful_shutdown=3)

@@ -51,6 +51,7 @@ class FrameView:
     summary: WatchSummary
     expected_frames: int | None
     render: Callable[[], np.ndarray]
+    zone_counts: Callable[[], dict] = dict  # per zone and line now, as in the `counts` event (computed when asked)
     _annotated: np.ndarray | None = None
 
     def annotated(self) -> np.ndarray:

@@ -107,7 +107,7 @@ class VideoPipeline:
             raise MaskwatchError(f"{out}: the annotated video is an MP4; give it a .mp4 name "
                                  f"(e.g. {Path(out).stem}.mp4)")
         frames_source = open_source(source) if isinstance(source, str) else source
-        name = source if isinstance(source, str) else type(source).__name__
+        name = source if isinstance(source, str) else getattr(source, "name", None) or type(source).__name__
         if out is not None and min(frames_source.size) < MIN_FRAME_SIDE:
             frames_source.close()
             raise MaskwatchError(f"{name}: frames of {frames_source.size[0]}x{frames_source.size[1]} pixels cannot be "
@@ -155,7 +155,7 @@ class VideoPipeline:
                 people = emitter.people()
                 summary.frames += 1
                 bus.frame(FrameView(frame, tracked, people, summary, frames_source.expected_frames,
-                                    lambda: self.render(frame.image, tracked, people, zones)))
+                                    lambda: self.render(frame.image, tracked, people, zones), emitter.zone_counts))
                 if opts.max_frames and summary.frames >= opts.max_frames:
                     break
                 if opts.max_fps:

@@ -37,27 +37,44 @@ def _mark_stale_runs(path: Path) -> None:
         pass
 
 
-def read_report(path: Path, run_id: int | None = None) -> Report:
+def read_report(path: Path, run_id: int | None = None, camera: str | None = None,
+                since: float | None = None) -> Report:
+    """What the database holds, for all runs, one run, or one camera's runs; with `since` (Unix seconds) only
+    the windows, people and zone counts from then on (a live run's times are seconds since it started)."""
     if not Path(path).is_file():
         raise MaskwatchError(f"{path}: no such events database")
     _mark_stale_runs(Path(path))
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     db.row_factory = sqlite3.Row
     try:
-        where, args = ("WHERE id = ?", (run_id,)) if run_id else ("", ())
-        runs = [dict(r) for r in db.execute(f"SELECT * FROM runs {where} ORDER BY id", args)]
+        where, args = [], []
+        for column, value in (("id", run_id), ("camera", camera)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if since is not None:
+            where.append("(ended_at IS NULL OR ended_at >= ?)")
+            args.append(since)
+        clause = "WHERE " + " AND ".join(where) if where else ""
+        runs = [dict(r) for r in db.execute(f"SELECT * FROM runs {clause} ORDER BY id", args)]
         ids = [r["id"] for r in runs]
         if not ids:
-            raise MaskwatchError(f"{path}: no runs recorded" + (f" with id {run_id}" if run_id else ""))
+            raise MaskwatchError(f"{path}: no runs recorded" + (f" with id {run_id}" if run_id else "") +
+                                 (f" for camera {camera!r}" if camera else "") + (" in that time" if since else ""))
         marks = ",".join("?" * len(ids))
+        after = "AND r.started_at + {} >= ?" if since is not None else ""
+        since_args = (since,) if since is not None else ()
         people: dict[str, int] = {}
-        for row in db.execute(f"SELECT label, COUNT(*) AS n FROM tracks WHERE run_id IN ({marks}) AND frames >= ? "
-                              f"GROUP BY label", (*ids, MIN_TRACK_FRAMES)):
+        for row in db.execute(f"SELECT t.label, COUNT(*) AS n FROM tracks t JOIN runs r ON r.id = t.run_id "
+                              f"WHERE t.run_id IN ({marks}) AND t.frames >= ? {after.format('t.last_seen_s')} "
+                              f"GROUP BY t.label", (*ids, MIN_TRACK_FRAMES, *since_args)):
             people[row["label"]] = row["n"]
         windows: dict[tuple[int, float], dict[str, int]] = {}
-        for row in db.execute(f"SELECT * FROM windows WHERE run_id IN ({marks}) ORDER BY run_id, window_start_s", ids):
+        for row in db.execute(f"SELECT w.* FROM windows w JOIN runs r ON r.id = w.run_id WHERE w.run_id IN ({marks}) "
+                              f"{after.format('w.window_start_s')} ORDER BY w.run_id, w.window_start_s",
+                              (*ids, *since_args)):
             windows.setdefault((row["run_id"], row["window_start_s"]), {})[row["label"]] = row["people"]
-        zones, lines = _zone_counts(db, ids)
+        zones, lines = _zone_counts(db, ids, since)
     except sqlite3.DatabaseError as exc:
         raise MaskwatchError(f"{path}: not a maskwatch events database ({exc})") from exc
     finally:
@@ -66,22 +83,39 @@ def read_report(path: Path, run_id: int | None = None) -> Report:
                   [(run, start, counts) for (run, start), counts in windows.items()], zones, lines)
 
 
-def _zone_counts(db: sqlite3.Connection, ids: list[int]) -> tuple[dict, dict]:
+def compliance_series(report: Report, bucket_s: float | None = None) -> list[dict]:
+    """The report's windows on the wall clock (run start + window start), merged into buckets of `bucket_s`
+    seconds when given (people per class added up, so a person seen in two windows weighs twice, as in the
+    chart): [{"start": Unix s, "people": {...}, "compliance": share or None}], oldest first."""
+    started = {run["id"]: run["started_at"] for run in report.runs}
+    buckets: dict[float, dict[str, int]] = {}
+    for run, start, counts in report.windows:
+        at = started[run] + start
+        key = at - at % bucket_s if bucket_s else at
+        merged = buckets.setdefault(key, {})
+        for label, n in counts.items():
+            merged[label] = merged.get(label, 0) + n
+    return [{"start": start, "people": people, "compliance": compliance_of(people)}
+            for start, people in sorted(buckets.items())]
+
+
+def _zone_counts(db: sqlite3.Connection, ids: list[int], since: float | None = None) -> tuple[dict, dict]:
     """People who entered each zone (per class, by the track's final vote) and line crossings each way, from
     the events (databases written before events were stored have none)."""
     if not db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'").fetchone():
         return {}, {}
     marks = ",".join("?" * len(ids))
+    after, args = ("AND e.time >= ?", [*ids, since]) if since is not None else ("", ids)
     zones: dict[str, dict[str, int]] = {}
     for row in db.execute(f"SELECT e.zone, t.label, COUNT(DISTINCT e.run_id || '/' || e.track_id) AS n FROM events e "
                           f"JOIN tracks t ON t.run_id = e.run_id AND t.track_id = e.track_id "
-                          f"WHERE e.type = 'zone.entered' AND e.run_id IN ({marks}) GROUP BY e.zone, t.label "
-                          f"ORDER BY e.zone", ids):
+                          f"WHERE e.type = 'zone.entered' AND e.run_id IN ({marks}) {after} GROUP BY e.zone, t.label "
+                          f"ORDER BY e.zone", args):
         zones.setdefault(row["zone"], {})[row["label"]] = row["n"]
     lines: dict[str, dict[str, int]] = {}
     for row in db.execute(f"SELECT zone, json_extract(payload, '$.direction') AS direction, COUNT(*) AS n "
-                          f"FROM events WHERE type = 'line.crossed' AND run_id IN ({marks}) GROUP BY zone, direction "
-                          f"ORDER BY zone", ids):
+                          f"FROM events e WHERE type = 'line.crossed' AND run_id IN ({marks}) {after} "
+                          f"GROUP BY zone, direction ORDER BY zone", args):
         lines.setdefault(row["zone"], {"in": 0, "out": 0})[row["direction"]] = row["n"]
     return zones, lines
 

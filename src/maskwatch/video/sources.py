@@ -11,7 +11,8 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
+from urllib.parse import urlsplit, urlunsplit
 
 import cv2
 import numpy as np
@@ -27,6 +28,7 @@ class Frame:
     index: int
     time_s: float  # seconds since the start of the source (media time for files, wall time for live)
     image: np.ndarray
+    received_at: float | None = None  # wall clock (Unix s) when a live source received it: where latency starts
 
 
 class FrameSource:
@@ -38,6 +40,13 @@ class FrameSource:
 
     def frames(self) -> Iterator[Frame]:
         raise NotImplementedError
+
+    def receiving(self) -> bool:
+        """Whether frames are arriving now (a live stream that dropped says False while it reconnects)."""
+        return True
+
+    def stop(self) -> None:
+        """Make `frames()` end soon; safe to call from another thread (close() belongs to the reading one)."""
 
     def close(self) -> None:
         pass
@@ -119,11 +128,13 @@ class LiveSource(FrameSource):
     def __init__(self, spec: str | int, max_retries: int | None = None, open_timeout_s: float = 10.0,
                  backoff_s: tuple[float, float] = (0.5, 10.0)):
         self.spec = spec
+        self.name = without_password(str(spec))
         self.max_retries = max_retries
         self.backoff = backoff_s
         self.reconnects = 0
         self._lock = threading.Condition()
         self._latest: np.ndarray | None = None
+        self._latest_at: float | None = None  # wall clock of the newest frame
         self._sequence = 0
         self._stop = threading.Event()
         self._failed: str | None = None
@@ -143,7 +154,7 @@ class LiveSource(FrameSource):
         fps = capture.get(cv2.CAP_PROP_FPS)
         self.fps = fps if 1 <= fps <= 120 else 25.0
         self.size = (first.shape[1], first.shape[0])
-        self._latest, self._sequence = first, 1
+        self._latest, self._latest_at, self._sequence = first, time.time(), 1
         self.started = time.monotonic()
         self._thread = threading.Thread(target=self._read_loop, args=(capture,), daemon=True, name="maskwatch-reader")
         self._thread.start()
@@ -165,7 +176,7 @@ class LiveSource(FrameSource):
             if ok and image is not None:
                 attempts, delay = 0, self.backoff[0]
                 with self._lock:
-                    self._latest = image
+                    self._latest, self._latest_at = image, time.time()
                     self._sequence += 1
                     self._lock.notify_all()
                 continue
@@ -195,26 +206,95 @@ class LiveSource(FrameSource):
                     return
                 if self._sequence == seen:
                     continue
-                seen, image = self._sequence, self._latest
-            yield Frame(index, time.monotonic() - self.started, image)
+                seen, image, received_at = self._sequence, self._latest, self._latest_at
+            yield Frame(index, time.monotonic() - self.started, image, received_at)
             index += 1
 
-    def close(self) -> None:
+    def receiving(self) -> bool:
+        """A frame arrived within the last few frame intervals (2 s at least): else the stream is down."""
+        at = self._latest_at
+        return at is not None and time.time() - at < max(2.0, 4 / self.fps) and not self._failed
+
+    def stop(self) -> None:
         self._stop.set()
         with self._lock:
             self._lock.notify_all()
+
+    def close(self) -> None:
+        self.stop()
         self._thread.join(timeout=5)
 
 
-def open_source(spec: str, folder_fps: float = 10.0, max_retries: int | None = None) -> FrameSource:
-    """A webcam index ('0'), a URL (rtsp://, http://), a folder of frames or a video file."""
-    if spec.isdigit():
-        return LiveSource(int(spec), max_retries=max_retries)
-    if "://" in spec:
-        return LiveSource(spec, max_retries=max_retries)
+class LoopingSource(FrameSource):
+    """A video file (or folder of frames) played as if it were a live camera, for demos and tests: at its own
+    frame rate, from the start again when it ends, and skipping frames when the reader falls behind, as a
+    camera's newest-frame reader does. Without the pacing a file would take all the CPU it can get."""
+
+    live = True
+
+    def __init__(self, open_once: Callable[[], FrameSource], name: str):
+        self.open_once, self.name = open_once, name
+        self._current: FrameSource | None = open_once()
+        self.fps, self.size = self._current.fps, self._current.size
+        self.loops = 0
+        self._stop = threading.Event()
+
+    def frames(self) -> Iterator[Frame]:
+        period = 1 / self.fps
+        started = time.monotonic()
+        due_index = yielded = 0
+        while not self._stop.is_set():
+            source = self._current or self.open_once()
+            self._current = None
+            try:
+                for frame in source.frames():
+                    due = started + due_index * period
+                    due_index += 1
+                    if time.monotonic() > due + period:
+                        continue  # late: the reader is behind, as with a camera, only the newest frame counts
+                    if self._stop.wait(max(0.0, due - time.monotonic())):
+                        return
+                    yield Frame(yielded, due - started, frame.image, time.time())
+                    yielded += 1
+            finally:
+                source.close()
+            self.loops += 1
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._current is not None:
+            self._current.close()
+            self._current = None
+
+
+def is_live_spec(spec: str) -> bool:
+    """A webcam index or a stream URL (not a file or folder)."""
+    return spec.isdigit() or "://" in spec
+
+
+def without_password(spec: str) -> str:
+    """The source as it may be shown or stored: a URL's password replaced by ***."""
+    if "://" not in spec:
+        return spec
+    parts = urlsplit(spec)
+    if parts.password is None:
+        return spec
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def open_source(spec: str, folder_fps: float = 10.0, max_retries: int | None = None,
+                loop: bool = False) -> FrameSource:
+    """A webcam index ('0'), a URL (rtsp://, http://), a folder of frames or a video file; with `loop`, a file or
+    folder plays on repeat at its own frame rate, like a live camera (the server's cameras)."""
+    if is_live_spec(spec):
+        return LiveSource(int(spec) if spec.isdigit() else spec, max_retries=max_retries)
     path = Path(spec)
     if path.is_dir():
-        return FolderSource(path, folder_fps)
+        return LoopingSource(lambda: FolderSource(path, folder_fps), spec) if loop else FolderSource(path, folder_fps)
     if path.is_file():
-        return FileSource(path)
+        return LoopingSource(lambda: FileSource(path), spec) if loop else FileSource(path)
     raise MaskwatchError(f"{spec}: no such file or folder, and not a camera index or URL")

@@ -12,7 +12,7 @@ import sqlite3
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from maskwatch.video.events import Event
 from maskwatch.video.tracking import TrackState
@@ -121,24 +121,59 @@ class EventStore:
         self.db.close()
 
 
-def read_events(path: Path, camera: str | None = None, type: str | None = None, since: float | None = None,
-                run_id: int | None = None, limit: int = 1000, after_id: str | None = None) -> list[dict[str, Any]]:
-    """Events as JSON objects, oldest first: of one camera, type and run, at or after `since` (Unix seconds),
-    at most `limit`; `after_id` pages on from the last event of the previous page."""
+def read_events(path: Path, camera: str | Sequence[str] | None = None, type: str | Sequence[str] | None = None,
+                since: float | None = None, run_id: int | None = None, limit: int = 1000, after_id: str | None = None,
+                newest_first: bool = False, before_id: str | None = None) -> list[dict[str, Any]]:
+    """Events as JSON objects, oldest first (or newest first): of a camera and a type (or any of several), of a
+    run, at or after `since` (Unix seconds), at most `limit`; `after_id` pages on from the last event of the
+    previous page (oldest first), `before_id` back from it (newest first)."""
     where, args = [], []
-    for column, value in (("camera", camera), ("type", type), ("run_id", run_id)):
+    if run_id is not None:
+        where.append("run_id = ?")
+        args.append(run_id)
+    for column, value in (("camera", camera), ("type", type)):
         if value is not None:
-            where.append(f"{column} = ?")
-            args.append(value)
+            values = [value] if isinstance(value, str) else list(value)
+            where.append(f"{column} IN ({','.join('?' * len(values))})")
+            args.extend(values)
     if since is not None:
         where.append("time >= ?")
         args.append(since)
-    if after_id is not None:
-        where.append("rowid > (SELECT rowid FROM events WHERE id = ?)")
-        args.append(after_id)
-    sql = "SELECT payload FROM events" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY rowid LIMIT ?"
+    for cursor, compare in ((after_id, ">"), (before_id, "<")):
+        if cursor is not None:
+            where.append(f"rowid {compare} (SELECT rowid FROM events WHERE id = ?)")
+            args.append(cursor)
+    order = "DESC" if newest_first else ""
+    sql = ("SELECT payload FROM events" + (" WHERE " + " AND ".join(where) if where else "") +
+           f" ORDER BY rowid {order} LIMIT ?")
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         return [json.loads(row[0]) for row in db.execute(sql, (*args, limit))]
+    finally:
+        db.close()
+
+
+def delete_older_than(path: Path, cutoff: float) -> dict[str, int]:
+    """Retention: events, counting windows, tracks and queued webhook posts from before `cutoff` (Unix seconds)
+    deleted, then runs that ended before it and have nothing left. Windows and tracks are timed from their run's
+    start (a live run's source time is wall time since it started). Returns the rows deleted per table."""
+    db = connect(path)
+    try:
+        deleted = {
+            "events": db.execute("DELETE FROM events WHERE time < ?", (cutoff,)).rowcount,
+            "windows": db.execute("DELETE FROM windows WHERE rowid IN (SELECT w.rowid FROM windows w JOIN runs r "
+                                  "ON r.id = w.run_id WHERE r.started_at + w.window_start_s < ?)",
+                                  (cutoff,)).rowcount,
+            "tracks": db.execute("DELETE FROM tracks WHERE rowid IN (SELECT t.rowid FROM tracks t JOIN runs r "
+                                 "ON r.id = t.run_id WHERE r.started_at + COALESCE(t.last_seen_s, 0) < ?)",
+                                 (cutoff,)).rowcount}
+        if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'webhook_queue'").fetchone():
+            deleted["webhook_queue"] = db.execute("DELETE FROM webhook_queue WHERE queued_at < ?", (cutoff,)).rowcount
+        deleted["runs"] = db.execute(
+            "DELETE FROM runs WHERE ended_at IS NOT NULL AND ended_at < ? AND id NOT IN (SELECT run_id FROM tracks) "
+            "AND id NOT IN (SELECT run_id FROM windows) AND id NOT IN (SELECT run_id FROM events "
+            "WHERE run_id IS NOT NULL)", (cutoff,)).rowcount
+        db.commit()
+        return deleted
     finally:
         db.close()

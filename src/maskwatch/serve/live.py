@@ -1,0 +1,226 @@
+"""The live-camera routes: the dashboard page, the cameras, their frames (snapshot, MJPEG stream), reports, and
+the events (from SQLite, paged; and live as Server-Sent Events, the webhook's JSON).
+
+The page and its two static files are open (they hold no data; the page asks for the key); every /v1 route
+here takes the API key like the rest of the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import AsyncIterator, Literal
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, FastAPI, Header, HTTPException, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, Response, StreamingResponse
+from fastapi.sse import KEEPALIVE_COMMENT, format_sse_event
+
+from maskwatch.errors import MaskwatchError
+from maskwatch.serve.cameras import CameraRegistry, CameraWorker, LiveFrame
+from maskwatch.video.events import EVENT_TYPES
+from maskwatch.video.report import compliance_series, read_report
+from maskwatch.video.store import read_events
+
+STATIC = Path(__file__).parent / "static"
+PAGE_FILES = {"cameras.js": "text/javascript", "cameras.css": "text/css"}
+# Routes without the API key: the page and the files it loads.
+PAGE_PATHS = frozenset({"/cameras", *(f"/static/{name}" for name in PAGE_FILES)})
+BOUNDARY = "maskwatch-frame"
+SSE_PING_S = 15.0
+STREAM_RESEND_S = 5.0  # a stream with no new frame resends the last one this often (and so notices a client gone)
+
+
+def parse_time(value: str | None, name: str = "since") -> float | None:
+    """Unix seconds, or ISO 8601 (a time without an offset is UTC)."""
+    if value is None or value == "":
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise HTTPException(422, f"{name}={value!r}: give Unix seconds or an ISO 8601 time such as "
+                                 f"2025-05-01T09:30:00+00:00") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
+
+
+def frame_part(frame: LiveFrame) -> bytes:
+    """One part of the MJPEG stream; X-Frame-Time is when the source delivered the frame (for latency)."""
+    head = (f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(frame.jpeg)}\r\n"
+            f"X-Frame-Time: {frame.received_at:.3f}\r\n\r\n")
+    return head.encode() + frame.jpeg + b"\r\n"
+
+
+def sse_message(event: dict) -> bytes:
+    return format_sse_event(data_str=json.dumps(event, separators=(",", ":")), id=event["id"])
+
+
+async def sse_messages(registry: CameraRegistry, cameras: list[str] | None, types: list[str] | None,
+                       last_event_id: str | None) -> AsyncIterator[bytes]:
+    """The stream of one SSE client: what it missed since Last-Event-ID, then every event as it comes, pings
+    while quiet. (FastAPI's own EventSourceResponse can log an error when a client leaves while events flow.)"""
+    subscription = registry.hub.subscribe(cameras, types)
+    getter: asyncio.Task | None = None
+    try:
+        missed = []
+        if last_event_id and registry.db is not None and Path(registry.db).is_file():
+            missed = read_events(registry.db, camera=cameras, type=types, after_id=last_event_id, limit=1000)
+        sent = {event["id"] for event in missed}
+        for event in missed:
+            yield sse_message(event)
+        while True:
+            getter = getter or asyncio.ensure_future(subscription.queue.get())
+            done, _ = await asyncio.wait({getter}, timeout=SSE_PING_S)
+            if not done:
+                yield KEEPALIVE_COMMENT
+                continue
+            event, getter = getter.result(), None
+            if event["id"] not in sent:
+                yield sse_message(event)
+    finally:
+        if getter is not None:
+            getter.cancel()
+        registry.hub.unsubscribe(subscription)
+
+
+def page_router() -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/cameras", response_class=HTMLResponse)
+    def cameras_page() -> HTMLResponse:
+        return HTMLResponse((STATIC / "cameras.html").read_text())
+
+    @router.get("/static/{name}")
+    def static_file(name: str) -> FileResponse:
+        if name not in PAGE_FILES:
+            raise HTTPException(404, "no such file")
+        return FileResponse(STATIC / name, media_type=PAGE_FILES[name], headers={"Cache-Control": "no-cache"})
+
+    return router
+
+
+def api_router(registry: CameraRegistry) -> APIRouter:
+    router = APIRouter(tags=["cameras and events"])
+
+    def camera_or_404(name: str) -> CameraWorker:
+        worker = registry.get(name)
+        if worker is None:
+            known = ", ".join(registry.workers) or "none; start the server with --camera or --config"
+            raise HTTPException(404, f"no camera {name!r} (cameras: {known})")
+        return worker
+
+    def database() -> Path:
+        if registry.db is None or not Path(registry.db).is_file():
+            raise HTTPException(404, "no events database yet: start the server with --camera, --config or --db")
+        return registry.db
+
+    @router.get("/v1/cameras")
+    def list_cameras() -> dict:
+        """Every camera: status (live / reconnecting / stopped), frames and detections per second, people per
+        class since the camera started, present now, compliance, zones and lines, the latest alert."""
+        return {"cameras": [worker.describe() for worker in registry.workers.values()], "time": time.time()}
+
+    @router.get("/v1/cameras/{name}")
+    def one_camera(name: str) -> dict:
+        return camera_or_404(name).describe()
+
+    @router.get("/v1/cameras/{name}/snapshot.jpg", responses={200: {"content": {"image/jpeg": {}}}})
+    def snapshot(name: str) -> Response:
+        """The latest annotated frame (faces blurred where the camera has blur_faces)."""
+        worker = camera_or_404(name)
+        worker.polled()
+        frame = worker.board.latest
+        if frame is None:
+            raise HTTPException(503, f"camera {name!r} has no frame yet ({worker.status})",
+                                headers={"Retry-After": "1"})
+        return Response(frame.jpeg, media_type="image/jpeg",
+                        headers={"Cache-Control": "no-store", "X-Frame-Time": f"{frame.received_at:.3f}",
+                                 "X-Camera-Status": worker.status})
+
+    @router.get("/v1/cameras/{name}/stream",
+                responses={200: {"content": {f"multipart/x-mixed-replace; boundary={BOUNDARY}": {}}}})
+    async def stream(name: str, request: Request) -> StreamingResponse:
+        """The live annotated video as MJPEG (multipart/x-mixed-replace): each part a JPEG with Content-Length
+        and X-Frame-Time (Unix seconds when the camera delivered it)."""
+        worker = camera_or_404(name)
+
+        async def parts() -> AsyncIterator[bytes]:
+            sequence = 0
+            while True:
+                worker.streamed()
+                sequence, frame = await worker.board.newer_than(sequence, STREAM_RESEND_S)
+                if frame is not None:
+                    yield frame_part(frame)
+                elif await request.is_disconnected():
+                    return
+
+        return StreamingResponse(parts(), media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+    @router.get("/v1/cameras/{name}/report")
+    def report(name: str, since: str | None = Query(None, description="Unix seconds or ISO 8601; default an "
+                                                                      "hour ago"),
+               bucket_s: float | None = Query(None, gt=0, description="merge the windows into buckets of this "
+                                                                      "many seconds (e.g. 60 for an hour's chart)")
+               ) -> dict:
+        """Per-window counts and compliance of a camera from the database, as `maskwatch report` computes them:
+        people per class (confirmed tracks), compliance, zones, lines, and the windows on the wall clock."""
+        worker = camera_or_404(name)
+        start = parse_time(since)
+        start = time.time() - 3600 if start is None else start
+        try:
+            result = read_report(database(), camera=name, since=start)
+        except MaskwatchError:  # no run in that time yet
+            return {"camera": name, "since": start, "window_s": worker.config.window, "people": {},
+                    "compliance": None, "windows": [], "zones": {}, "lines": {}}
+        return {"camera": name, "since": start, "window_s": worker.config.window, "people": result.people,
+                "compliance": result.compliance, "windows": compliance_series(result, bucket_s),
+                "zones": result.zones, "lines": result.lines}
+
+    @router.get("/v1/events")
+    def events(request: Request, camera: str | None = None,
+               type: list[str] | None = Query(None, description=f"one or more of {', '.join(EVENT_TYPES)}"),
+               since: str | None = Query(None, description="Unix seconds or ISO 8601"),
+               limit: int = Query(100, ge=1, le=1000),
+               order: Literal["oldest", "newest"] = "oldest",
+               after: str | None = Query(None, description="page on: the `next` cursor of the previous page"),
+               ) -> dict:
+        """Stored events, in the webhook's JSON, oldest first (or newest first), a page at a time: `next` is the
+        URL of the following page (null on the last)."""
+        unknown = sorted(set(type or []) - set(EVENT_TYPES))
+        if unknown:
+            raise HTTPException(422, f"unknown event type(s) {', '.join(unknown)}; known: {', '.join(EVENT_TYPES)}")
+        newest = order == "newest"
+        rows = read_events(database(), camera=camera, type=type, since=parse_time(since), limit=limit,
+                           after_id=None if newest else after, before_id=after if newest else None,
+                           newest_first=newest)
+        following = None
+        if len(rows) == limit:
+            query = [(k, v) for k, v in request.query_params.multi_items() if k != "after"]
+            following = f"{request.url.path}?{urlencode([*query, ('after', rows[-1]['id'])])}"
+        return {"events": rows, "next": following}
+
+    @router.get("/v1/events/stream", responses={200: {"content": {"text/event-stream": {}}}})
+    async def event_stream(camera: list[str] | None = Query(None), type: list[str] | None = Query(None),
+                           last_event_id: str | None = Header(None)) -> StreamingResponse:
+        """Live events as Server-Sent Events: each `data:` is one event's JSON, exactly as the webhook posts it,
+        and `id:` its id; a comment every 15 s keeps proxies from closing a quiet stream. A client that
+        reconnects with Last-Event-ID first gets what it missed (from the database)."""
+        return StreamingResponse(sse_messages(registry, camera, type, last_event_id), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    return router
+
+
+def add_live_routes(app: FastAPI, registry: CameraRegistry) -> None:
+    """The page and the API; the API key is the app's (its middleware leaves PAGE_PATHS open)."""
+    app.include_router(page_router())
+    app.include_router(api_router(registry))
