@@ -185,7 +185,7 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
              pred: Path = typer.Option(..., "--pred", help="Predictions, JSON Lines."),
              scheme: str = typer.Option("3class", "--scheme", help="3class, 2class or face."),
              classes: Optional[str] = ClassesOption,
-             out: Path = typer.Option(Path("out/eval"), "--out"),
+             out: Path = typer.Option(Path("out/eval"), "--out", help="Folder for report.json and the plots."),
              score_threshold: float = typer.Option(CONFUSION_MIN_SCORE, "--score-threshold",
                                                    help="Lowest score that counts in the confusion matrix."),
              split: Optional[Path] = typer.Option(None, "--split", help="Only the images in this list file."),

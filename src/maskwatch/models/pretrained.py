@@ -86,6 +86,7 @@ def imagenet_weights_path() -> Path:
         pass
     cached = Path(torch.hub.get_dir()) / "checkpoints" / IMAGENET_MOBILENET_V2_FILE
     if not cached.is_file():
+        cached.parent.mkdir(parents=True, exist_ok=True)
         try:
             torch.hub.download_url_to_file(IMAGENET_MOBILENET_V2_URL, str(cached.with_suffix(".part")), progress=False)
         except Exception as exc:  # no network: say both ways to get the file
