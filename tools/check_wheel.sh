@@ -12,7 +12,7 @@ WORK=$(mktemp -d /tmp/maskwatch-wheel-XXXXXX)
 SERVER=
 cleanup() { [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
-step() { echo "== $*"; }
+step() { echo "== $* ($SECONDS s)"; }
 
 step "build sdist and wheel"
 rm -rf dist
@@ -36,6 +36,7 @@ installed() {  # pip check clean and exactly one OpenCV, after each install
   local cv; cv=$("$VENV/bin/pip" list --format=freeze 2>/dev/null | grep -ci '^opencv' || true)
   [ "$cv" = "1" ] || { echo "expected one OpenCV distribution, found $cv:"; "$VENV/bin/pip" list | grep -i opencv; exit 1; }
   "$VENV/bin/pip" list --format=freeze 2>/dev/null | grep -i '^opencv'
+  du -sm "$VENV" | awk '{print "venv: " $1 " MB"}'
 }
 
 VENV=$WORK/venv
@@ -123,5 +124,4 @@ cp "$("$ROOT/.venv/bin/python" -c "from maskwatch.models.pretrained import image
 "$MW" train --data "$DATA" --val-split "$ROOT/splits/face-mask-voc/val.txt" --out out/run --quick
 "$MW" detect "$SAMPLE" --model out/run --no-images --json-out out/trained.jsonl
 test -s out/run/model/mask_head.onnx && test -s out/trained.jsonl
-du -sm "$VENV" | awk '{print "venv with every extra: " $1 " MB"}'
-echo "wheel check passed"
+echo "wheel check passed in $SECONDS s"
