@@ -150,8 +150,14 @@ def test_convert_does_not_link_images_from_outside_the_data_set(small_voc, tmp_p
 
 def test_every_option_and_argument_explains_itself_and_flags_take_no_value():
     from typer.main import get_command
+    from typer.testing import CliRunner
 
     from maskwatch.cli import app
+
+    def help_text(*command: str) -> str:
+        result = CliRunner().invoke(app, [*command, "--help"])
+        assert result.exit_code == 0, result.output
+        return result.output
 
     def commands(group, prefix: str = ""):
         for name, command in getattr(group, "commands", {}).items():
@@ -162,11 +168,11 @@ def test_every_option_and_argument_explains_itself_and_flags_take_no_value():
     for name, command in commands(get_command(app)):
         missing = [p.name for p in command.params if not getattr(p, "help", None)]
         assert not missing, f"{name}: no help for {missing}"
-        text = run(*name.split(), "--help").stdout
+        text = help_text(*name.split())
         assert "<bool>" not in text, f"{name} --help shows a flag as taking a value:\n{text}"
         seen += 1
     assert seen == 10  # convert, train, evaluate, detect, watch, report, serve, batch, data stats, data split
-    assert "--quick  " in run("train", "--help").stdout
+    assert "--quick  " in help_text("train")
 
 
 def test_detect_list_file_and_same_names_from_two_folders(small_voc, tmp_path):
