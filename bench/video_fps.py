@@ -23,7 +23,7 @@ from maskwatch.video.pipeline import VideoPipeline, WatchOptions  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=90)
-    parser.add_argument("--photo", type=Path, default=ROOT / "samples" / "crowd.jpg")
+    parser.add_argument("--photo", type=Path, default=ROOT / "src" / "maskwatch" / "samples" / "crowd.jpg")
     parser.add_argument("--model", default=None, help="a trained model or run folder (default: shipped)")
     args = parser.parse_args()
     settings = [("640x480", "auto", 1), ("640x480", "1", 1), ("640x480", "1", 3),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from maskwatch.batch.core import collect_inputs, read_results
+from maskwatch.batch.core import read_results
 from maskwatch.batch.run import run_batch
 from maskwatch.errors import MaskwatchError
 
@@ -76,11 +76,17 @@ def test_a_second_run_skips_finished_images_and_a_lost_part_is_redone(images, tm
     assert redo.processed == 7
 
 
-def test_inputs_from_a_list_file_and_a_glob(images, tmp_path):
-    listing = tmp_path / "paths.txt"
-    listing.write_text(f"# my photos\n{images / 'maksssksksss0.jpg'}\n\n{images / 'maksssksksss1.jpg'}\n")
-    assert collect_inputs(str(listing)) == [str(images / "maksssksksss0.jpg"), str(images / "maksssksksss1.jpg")]
-    assert len(collect_inputs(str(images / "*.jpg"))) == 6
+def test_same_names_from_two_folders_get_two_annotated_images_and_two_rows(images, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(images / "maksssksksss0.jpg", other / "maksssksksss94.jpg")  # same name, another photo
+    summary = run_batch([str(images / "maksssksksss94.jpg"), str(other)], tmp_path / "out", "local", annotate=True,
+                        threads=2)
+    assert summary.processed == 2
+    annotated = sorted(p.relative_to(tmp_path / "out" / "annotated").as_posix()
+                       for p in (tmp_path / "out" / "annotated").rglob("*.jpg"))
+    assert annotated == [f"{images.name}/maksssksksss94.jpg", "other/maksssksksss94.jpg"]
+    assert len(rows_by_path(tmp_path / "out")) == 2
 
 
 def test_results_stay_readable_when_only_a_later_part_holds_errors(late_errors, tmp_path):

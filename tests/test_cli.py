@@ -77,7 +77,7 @@ def test_predictions_list_every_plausible_class_but_drawings_count_one_per_face(
 
 @pytest.mark.slow
 def test_train_one_stage_quick_then_detect_with_it(small_voc, tmp_path):
-    pytest.importorskip("onnx2torch", reason="training needs `make install-train`")
+    pytest.importorskip("torch", reason="training needs `make install-train`")
     result = run("train", "--arch", "one-stage", "--data", str(small_voc), "--out", str(tmp_path / "run"), "--quick",
                  "--threads", "2")
     assert "onestage.onnx" in result.stdout and (tmp_path / "run" / "history.png").is_file()
@@ -146,3 +146,61 @@ def test_convert_does_not_link_images_from_outside_the_data_set(small_voc, tmp_p
     result = run("convert", str(small_voc), str(tmp_path / "yolo"), "--to", "yolo")
     assert "wrote 5 images" in result.stdout and "outside the data set" in result.stderr
     assert all(p.resolve() != Path("/etc/passwd") for p in (tmp_path / "yolo" / "images").iterdir())
+
+
+def test_every_option_and_argument_explains_itself_and_flags_take_no_value():
+    from typer.main import get_command
+    from typer.testing import CliRunner
+
+    from maskwatch.cli import app
+
+    def help_text(*command: str) -> str:
+        result = CliRunner().invoke(app, [*command, "--help"])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    def commands(group, prefix: str = ""):
+        for name, command in getattr(group, "commands", {}).items():
+            yield from commands(command, f"{prefix}{name} ") if hasattr(command, "commands") else [(prefix + name,
+                                                                                                     command)]
+
+    seen = 0
+    for name, command in commands(get_command(app)):
+        missing = [p.name for p in command.params if not getattr(p, "help", None)]
+        assert not missing, f"{name}: no help for {missing}"
+        text = help_text(*name.split())
+        assert "<bool>" not in text, f"{name} --help shows a flag as taking a value:\n{text}"
+        seen += 1
+    assert seen == 10  # convert, train, evaluate, detect, watch, report, serve, batch, data stats, data split
+    assert "--quick  " in help_text("train")
+
+
+def test_detect_list_file_and_same_names_from_two_folders(small_voc, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "maksssksksss94.jpg").write_bytes((small_voc / "images" / "maksssksksss0.jpg").read_bytes())
+    names = tmp_path / "val.txt"
+    names.write_text("maksssksksss94\nmaksssksksss5\n")  # stems, as `data split` writes them
+    result = run("detect", str(small_voc / "images"), str(other), "--list", str(names), "--out", str(tmp_path / "out"),
+                 "--json-out", str(tmp_path / "p.jsonl"))
+    assert "3 image(s)" in result.stdout
+    records = [json.loads(line)["image"] for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert records == ["maksssksksss5.jpg", "images/maksssksksss94.jpg", "other/maksssksksss94.jpg"]
+    drawn = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.jpg"))
+    assert drawn == ["images/maksssksksss94.jpg", "maksssksksss5.jpg", "other/maksssksksss94.jpg"]
+    listing = tmp_path / "paths.txt"  # a .txt input lists image paths, as for batch
+    listing.write_text(f"{small_voc / 'images' / 'maksssksksss0.jpg'}\n")
+    assert "1 image(s)" in run("detect", str(listing), "--no-images").stdout
+
+
+def test_data_split_writes_into_out_by_default(small_voc, tmp_path):
+    run("data", "split", str(small_voc), "--val", "0.3", cwd=tmp_path)
+    assert (tmp_path / "out" / "split" / "val.txt").is_file() and not (tmp_path / "splits").exists()
+
+
+@pytest.mark.slow
+def test_ray_engine_is_quiet_unless_verbose(small_voc, tmp_path):
+    pytest.importorskip("ray")
+    result = run("batch", str(small_voc / "images"), "--engine", "ray", "--actors", "1", "--out", str(tmp_path / "b"))
+    assert "6 inputs: 6 processed now" in result.stdout
+    assert result.stderr.strip() == "", result.stderr  # no INFO logs, progress or C++ core lines

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch", reason="training tests need `make install-train`")
-pytest.importorskip("onnx2torch", reason="one-stage training needs `make install-train`")
 
 from maskwatch.data import load_dataset  # noqa: E402
 from maskwatch.data.images import read_image  # noqa: E402

@@ -1,10 +1,10 @@
 """maskwatch: find every face in an image or video and say whether it wears a mask, wears it wrongly, or none."""
 
-from maskwatch.data import Dataset, load_dataset
-from maskwatch.data.images import read_image
-from maskwatch.errors import MaskwatchError
+__version__ = "0.1.0"  # the one place: pyproject.toml reads it, the API and COCO files report it
 
-__version__ = "0.1.0"
+from maskwatch.data import Dataset, load_dataset  # noqa: E402 (after the version, which data/ reads)
+from maskwatch.data.images import read_image  # noqa: E402
+from maskwatch.errors import MaskwatchError  # noqa: E402
 
 
 def __getattr__(name: str):

@@ -14,14 +14,18 @@ from rich.table import Table
 
 from maskwatch.errors import MaskwatchError
 from maskwatch.limits import MAX_UPLOAD_MB, SERVE_MAX_QUEUE, SERVE_WORKERS
+from maskwatch.thresholds import CONFUSION_MIN_SCORE, FOR_METRICS, FOR_PEOPLE
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+# Plain help (rich_markup_mode=None): typer's rich help prints a `<bool>` type after on/off flags, which reads as if
+# `--quick` took a value.
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Find faces and tell whether they wear a mask, wear it wrongly, or wear none.")
-data_app = typer.Typer(no_args_is_help=True, help="Inspect and split annotated data sets.")
+data_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Inspect and split annotated data sets.")
 app.add_typer(data_app, name="data")
 console = Console(stderr=True)
 
-LabelMapOption = typer.Option(None, "--label-map", help="Rename labels while reading, OLD=NEW (repeatable).")
+LabelMapOption = typer.Option(None, "--label-map", metavar="OLD=NEW",
+                              help="Rename labels while reading, OLD=NEW (repeatable).")
 ClassesOption = typer.Option(None, "--classes",
                              help="The only labels accepted, comma-separated (e.g. with_mask,without_mask,"
                                   "mask_weared_incorrect); any other label stops the load. Default: learnt from "
@@ -29,6 +33,14 @@ ClassesOption = typer.Option(None, "--classes",
 AllowOutsideOption = typer.Option(False, "--allow-outside-images",
                                   help="Read images that the annotations place outside the data set's folder "
                                        "(VOC <path>, COCO file_name); by default they are skipped.")
+FormatOption = typer.Option(None, "--format", help="voc, yolo, coco or tfrecord, if not detected from the files.")
+ModelOption = typer.Option(None, "--model", help="A trained model: its .onnx file or the folder `maskwatch train` "
+                                                 "wrote [default: the shipped model].")
+ThreadsOption = typer.Option(None, "--threads", help="CPU threads for the detector [default: onnxruntime's choice, "
+                                                     "one per core].")
+ListOption = typer.Option(None, "--list", help="Keep only the images named in this file (paths, file names or "
+                                               "stems, one per line, as `data split` writes).")
+INPUTS_HELP = "Images, folders (searched recursively), .txt files listing image paths, or quoted globs ('a/**/*.jpg')."
 
 
 def _load(path: Path, fmt: Optional[str], label_map: Optional[list[str]], classes: Optional[str] = None,
@@ -53,19 +65,37 @@ def convert(src: Path = typer.Argument(..., help="Data set to read (format detec
             dst: Path = typer.Argument(..., help="Folder to write."),
             to: str = typer.Option(..., "--to", help="voc, yolo, coco or tfrecord."),
             source_format: Optional[str] = typer.Option(None, "--from", help="Format of SRC, if not detected."),
+            images: str = typer.Option("hardlink", "--images",
+                                       help="How images go beside the labels: hardlink (no extra space; a copy "
+                                            "where links are not possible), copy, or symlink (absolute links to "
+                                            "SRC: the folder then only works where SRC is). TFRecord embeds them."),
+            val: Optional[float] = typer.Option(None, "--val", help="Also write train and val sides: this share of "
+                                                                    "the images to val, grouped and stratified as "
+                                                                    "`data split` does."),
+            split: Optional[Path] = typer.Option(None, "--split", help="Also write train and val sides: val = the "
+                                                                       "images named in this list (as `data split` "
+                                                                       "writes val.txt)."),
+            seed: int = typer.Option(0, "--seed", help="Seed of the --val split."),
+            shards: int = typer.Option(1, "--shards", help="TFRecord: cut each record file into this many shards."),
             label_map: Optional[list[str]] = LabelMapOption, classes: Optional[str] = ClassesOption,
             allow_outside_images: bool = AllowOutsideOption) -> None:
-    """Convert a data set between Pascal VOC, YOLO, COCO and TFRecord (+ label_map.pbtxt)."""
+    """Convert a data set between Pascal VOC, YOLO, COCO and TFRecord (+ label_map.pbtxt). The output folder stands
+    on its own: images beside the labels, no absolute paths, readable by other tools."""
     from maskwatch.data import save_dataset
+    from maskwatch.data.split import split_dataset, split_from_list
 
+    if val is not None and split is not None:
+        raise MaskwatchError("give --val or --split, not both")
     dataset = _load(src, source_format, label_map, classes, allow_outside_images)
-    save_dataset(dataset, dst, to)  # type: ignore[arg-type]
-    typer.echo(f"wrote {len(dataset)} images, {dataset.num_boxes} boxes as {to} to {dst}")
+    sides = split_from_list(dataset, split) if split else split_dataset(dataset, val, seed) if val is not None else None
+    save_dataset(dataset, dst, to, images, sides, shards)  # type: ignore[arg-type]
+    typer.echo(f"wrote {len(dataset)} images, {dataset.num_boxes} boxes as {to} to {dst}" +
+               (f" (train {len(sides.train)}, val {len(sides.val)} images)" if sides else ""))
 
 
 @data_app.command("stats")
 def data_stats(path: Path = typer.Argument(..., help="Data set folder or file."),
-               fmt: Optional[str] = typer.Option(None, "--format"),
+               fmt: Optional[str] = FormatOption,
                plot: Path = typer.Option(Path("out/data_stats.png"), help="Where to write the figure."),
                label_map: Optional[list[str]] = LabelMapOption, classes: Optional[str] = ClassesOption,
                allow_outside_images: bool = AllowOutsideOption) -> None:
@@ -87,11 +117,14 @@ def data_stats(path: Path = typer.Argument(..., help="Data set folder or file.")
 
 
 @data_app.command("split")
-def data_split(path: Path = typer.Argument(...), val: float = typer.Option(0.15, "--val"),
-               seed: int = typer.Option(0, "--seed"), out: Path = typer.Option(Path("splits"), "--out"),
-               fmt: Optional[str] = typer.Option(None, "--format"), classes: Optional[str] = ClassesOption,
+def data_split(path: Path = typer.Argument(..., help="Data set folder or file to split."),
+               val: float = typer.Option(0.15, "--val", help="Share of the images that go to validation."),
+               seed: int = typer.Option(0, "--seed", help="Another seed gives another split of the same data."),
+               out: Path = typer.Option(Path("out/split"), "--out", help="Folder for train.txt and val.txt."),
+               fmt: Optional[str] = FormatOption, classes: Optional[str] = ClassesOption,
                allow_outside_images: bool = AllowOutsideOption) -> None:
-    """Deterministic, stratified validation split; near-duplicate images stay on one side. Writes list files."""
+    """Deterministic, stratified validation split; near-duplicate images stay on one side. Writes OUT/train.txt
+    and OUT/val.txt (one image stem per line) for `train --val-split`, `evaluate --split` and `detect --list`."""
     from maskwatch.data.split import split_dataset
 
     dataset = _load(path, fmt, None, classes, allow_outside_images)
@@ -105,8 +138,10 @@ def data_split(path: Path = typer.Argument(...), val: float = typer.Option(0.15,
 
 @app.command()
 def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any supported format)."),
-          out: Path = typer.Option(Path("runs/train"), "--out"),
-          val_split: Optional[Path] = typer.Option(None, "--val-split", help="List of validation images."),
+          out: Path = typer.Option(Path("runs/train"), "--out", help="Run folder: checkpoints, history, model/."),
+          val_split: Optional[Path] = typer.Option(None, "--val-split",
+                                                   help="List of validation images (as `data split` writes) "
+                                                        "[default: a 15% split of --data, seed --seed]."),
           arch: str = typer.Option("two-stage", "--arch",
                                    help="two-stage: a crop head behind the shipped face finder (what ships); "
                                         "one-stage: CenterFace itself fine-tuned to find and classify."),
@@ -117,23 +152,24 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
               0, "--synthetic-wrong", help="Two-stage, with --extra-faces: this many composites per epoch of a mask "
                                            "pasted below the nose or on the chin (mask_weared_incorrect) or over "
                                            "the nose (with_mask)."),
-          epochs: int = typer.Option(12),
+          epochs: int = typer.Option(12, "--epochs", help="Passes over the training images."),
           batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Default 64 crops / 8 windows."),
           lr: Optional[float] = typer.Option(None, help="Default 2e-3 (two-stage) / 1e-3 (one-stage)."),
-          seed: int = typer.Option(0), patience: int = typer.Option(4),
+          seed: int = typer.Option(0, "--seed", help="Seeds the split, sampling and augmentation."),
+          patience: int = typer.Option(4, "--patience", help="Stop after this many epochs without a better mAP."),
           balance_classes: bool = typer.Option(True, "--balance-classes/--no-balance-classes",
                                                help="Show rarer classes more often (and weigh them higher)."),
           device: str = typer.Option("auto", "--device",
                                      help="auto (a GPU where torch sees one, else the CPU), cpu or cuda."),
           quick: bool = typer.Option(False, "--quick", help="A few images, 2 epochs: checks the pipeline."),
           resume: bool = typer.Option(False, "--resume", help="Go on from OUT/last.pt."),
-          threads: Optional[int] = typer.Option(None), label_map: Optional[list[str]] = LabelMapOption,
-          classes: Optional[str] = ClassesOption) -> None:
+          threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch [default: all cores]."),
+          label_map: Optional[list[str]] = LabelMapOption, classes: Optional[str] = ClassesOption) -> None:
     """Train a mask detector; writes OUT/model/mask_head.onnx (two-stage) or OUT/model/onestage.onnx."""
     try:
         from maskwatch.training.engine import TrainConfig, fit
     except ImportError as exc:
-        raise MaskwatchError(f"training needs torch: run `make install-train` ({exc})") from exc
+        raise MaskwatchError(f"training needs torch: pip install 'maskwatch[train]' ({exc})") from exc
     from maskwatch.classes import parse_class_list, parse_label_map
 
     onnx_path = fit(TrainConfig(data=data, out=out, val_split=val_split, arch=arch, epochs=epochs,
@@ -149,8 +185,9 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
              pred: Path = typer.Option(..., "--pred", help="Predictions, JSON Lines."),
              scheme: str = typer.Option("3class", "--scheme", help="3class, 2class or face."),
              classes: Optional[str] = ClassesOption,
-             out: Path = typer.Option(Path("out/eval"), "--out"),
-             score_threshold: float = typer.Option(0.5, "--score-threshold", help="For the confusion matrix."),
+             out: Path = typer.Option(Path("out/eval"), "--out", help="Folder for report.json and the plots."),
+             score_threshold: float = typer.Option(CONFUSION_MIN_SCORE, "--score-threshold",
+                                                   help="Lowest score that counts in the confusion matrix."),
              split: Optional[Path] = typer.Option(None, "--split", help="Only the images in this list file."),
              only_predicted: bool = typer.Option(False, "--only-predicted",
                                                  help="Score only the images that have a line in --pred (by "
@@ -198,32 +235,30 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
 
 
 @app.command()
-def detect(inputs: list[Path] = typer.Argument(..., help="Images and/or folders of images."),
+def detect(inputs: list[str] = typer.Argument(..., help=INPUTS_HELP),
+           only: Optional[Path] = ListOption,
            out: Path = typer.Option(Path("out/detect"), "--out", help="Folder for annotated images."),
            no_images: bool = typer.Option(False, "--no-images", help="Write no annotated images (only --json-out)."),
            json_out: Optional[Path] = typer.Option(None, "--json-out", help="Predictions as JSON Lines."),
-           conf: float = typer.Option(0.01, "--conf", help="Lowest score kept in the predictions."),
-           draw_conf: float = typer.Option(0.4, "--draw-conf", help="Lowest score drawn on the images."),
+           conf: float = typer.Option(FOR_METRICS.min_score, "--conf",
+                                      help="Lowest score kept in the predictions (low: COCO mAP needs the tail)."),
+           draw_conf: float = typer.Option(FOR_PEOPLE.min_score, "--draw-conf",
+                                           help="Lowest score drawn on the images and counted."),
            scale: str = typer.Option("auto", "--scale",
                                      help="Input scale for the face finder: 'auto' (1x, plus 2x when faces are "
                                           "small) or a number such as 1 or 2."),
-           all_classes: bool = typer.Option(True, "--all-classes/--best-class-only",
+           all_classes: bool = typer.Option(FOR_METRICS.all_classes, "--all-classes/--best-class-only",
                                             help="Predictions: a box for every class a face scores >= --conf in "
                                                  "(what COCO mAP rewards), or only its best class. Drawn images "
                                                  "and counts always show the best class."),
-           model: Optional[Path] = typer.Option(None, "--model", help="A trained head (.onnx) or run folder."),
-           threads: Optional[int] = typer.Option(None)) -> None:
+           model: Optional[Path] = ModelOption, threads: Optional[int] = ThreadsOption) -> None:
     """Detect masked, unmasked and wrongly masked faces in images; write annotated copies and predictions."""
-    from maskwatch.data.images import IMAGE_SUFFIXES
     from maskwatch.detect import run_detect
     from maskwatch.detector import Detector
 
     detector = Detector.load(model, threads=threads, scale=scale)
     out = None if no_images else out
-    summary = run_detect(detector, inputs, out, json_out, conf, draw_conf, all_classes)
-    if not summary.images and not summary.failed:
-        raise MaskwatchError(f"{', '.join(str(i) for i in inputs)}: no images found (looked for "
-                             f"{', '.join(IMAGE_SUFFIXES)})")
+    summary = run_detect(detector, inputs, out, json_out, conf, draw_conf, all_classes, only)
     counts = ", ".join(f"{k} {v}" for k, v in sorted(summary.counts.items())) or "no faces"
     typer.echo(f"{summary.images} image(s): {counts} (score >= {draw_conf})")
     if out:
@@ -276,7 +311,7 @@ def watch(source: Optional[str] = typer.Argument(None, help="Video file, webcam 
                                                                         "database [default: 10]."),
           scale: Optional[str] = typer.Option(None, "--scale", help="Face finder input scale: auto or a number "
                                                                     "[default: auto]."),
-          model: Optional[Path] = typer.Option(None, "--model"), threads: Optional[int] = typer.Option(None)) -> None:
+          model: Optional[Path] = ModelOption, threads: Optional[int] = ThreadsOption) -> None:
     """Detect, track and count faces in a video, a camera or a stream; write an annotated video and events."""
     from tqdm import tqdm
 
@@ -325,7 +360,8 @@ def watch(source: Optional[str] = typer.Argument(None, help="Video file, webcam 
 @app.command()
 def report(db: Path = typer.Argument(..., help="Events database written by `maskwatch watch`."),
            run: Optional[int] = typer.Option(None, "--run", help="Only this run id."),
-           chart: Path = typer.Option(Path("out/compliance.png"), "--chart")) -> None:
+           chart: Path = typer.Option(Path("out/compliance.png"), "--chart",
+                                      help="Where to write the chart of compliance over time (PNG).")) -> None:
     """Summarise recorded runs: people per class, compliance, and a chart of compliance over time."""
     from maskwatch.classes import compliance_of
     from maskwatch.video.report import plot_compliance, read_report
@@ -350,7 +386,8 @@ def report(db: Path = typer.Argument(..., help="Events database written by `mask
 
 
 @app.command()
-def serve(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Option(8000, "--port"),
+def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every interface)."),
+          port: int = typer.Option(8000, "--port", help="TCP port to listen on."),
           data_dir: Path = typer.Option(Path("out/serve"), "--data-dir", help="Where jobs and results are kept."),
           max_upload_mb: float = typer.Option(MAX_UPLOAD_MB, "--max-upload-mb", help="Larger uploads get 413."),
           api_key: Optional[str] = typer.Option(None, "--api-key", envvar="MASKWATCH_API_KEY",
@@ -372,7 +409,7 @@ def serve(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Opt
                                                help="Keep a JPEG of the face (blurred) with person events."),
           every: Optional[int] = typer.Option(None, "--every", help="Cameras detect on every Nth frame."),
           scale: Optional[str] = typer.Option(None, "--scale", help="Cameras' face finder scale: auto or a number."),
-          model: Optional[Path] = typer.Option(None, "--model"), threads: Optional[int] = typer.Option(None)) -> None:
+          model: Optional[Path] = ModelOption, threads: Optional[int] = ThreadsOption) -> None:
     """Serve the web page (/), the live cameras (/cameras) and the JSON API (/v1/..., docs at /docs)."""
     try:
         from maskwatch.serve.app import Settings, serve as run_server
@@ -387,20 +424,23 @@ def serve(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Opt
 
 
 @app.command()
-def batch(inputs: str = typer.Argument(..., help="A folder, a glob ('photos/**/*.jpg') or a text file of paths."),
+def batch(inputs: list[str] = typer.Argument(..., help=INPUTS_HELP),
+          only: Optional[Path] = ListOption,
           out: Path = typer.Option(Path("out/batch"), "--out", help="Results folder (Parquet parts)."),
           engine: str = typer.Option("local", "--engine", help="local or ray."),
           address: Optional[str] = typer.Option(None, "--address",
                                                 help="Ray cluster: ray://HOST:10001 or auto; default a local Ray."),
           actors: int = typer.Option(2, "--actors", help="Ray: detector actors (one model each)."),
-          conf: float = typer.Option(0.4, "--conf", help="Lowest score kept."),
+          conf: float = typer.Option(FOR_PEOPLE.min_score, "--conf", help="Lowest score kept (one box per face)."),
           annotate: bool = typer.Option(False, "--annotate", help="Also write annotated images to OUT/annotated."),
-          model: Optional[str] = typer.Option(None, "--model"), threads: Optional[int] = typer.Option(None)) -> None:
+          verbose: bool = typer.Option(False, "--verbose", help="Show Ray's own logs and progress bars."),
+          model: Optional[Path] = ModelOption, threads: Optional[int] = ThreadsOption) -> None:
     """Detect on many images, locally or on a Ray cluster; resumable, one Parquet row per image."""
     from maskwatch.batch.core import read_results
     from maskwatch.batch.run import run_batch
 
-    summary = run_batch(inputs, out, engine, address, conf, annotate, model, actors, threads)
+    summary = run_batch(inputs, out, engine, address, conf, annotate, str(model) if model else None, actors, threads,
+                        only, verbose)
     table = read_results(out)
     errors = sum(1 for e in table.column("error").to_pylist() if e)
     typer.echo(f"{summary.inputs} inputs: {summary.processed} processed now, {summary.skipped} done before; "

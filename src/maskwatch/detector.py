@@ -22,6 +22,7 @@ from maskwatch.face_finder import CENTERFACE_PATH, CLASS_PROBS, WEIGHTS_DIR, Fac
 from maskwatch.errors import MaskwatchError
 from maskwatch.model_kinds import KINDS, TWO_STAGE, kind_of
 from maskwatch.predictions import detections_from_labels
+from maskwatch.thresholds import DETECTOR_ALL_CLASSES, DETECTOR_MIN_SCORE, MIN_FACE_SCORE
 
 DEFAULT_HEAD = WEIGHTS_DIR / "mask_head.onnx"
 
@@ -62,8 +63,8 @@ def check_image(image_bgr: np.ndarray) -> None:
 
 
 def assemble_detections(faces: sv.Detections, probs: np.ndarray, deltas: np.ndarray, config: ScoringConfig,
-                        image_shape: tuple[int, ...], min_score: float = 0.01,
-                        all_classes: bool = False) -> sv.Detections:
+                        image_shape: tuple[int, ...], min_score: float = DETECTOR_MIN_SCORE,
+                        all_classes: bool = DETECTOR_ALL_CLASSES) -> sv.Detections:
     """Turn face candidates and head outputs into final detections.
 
     all_classes: emit one box per class whose score passes (what mAP rewards); otherwise the best class only
@@ -129,7 +130,7 @@ class Detector(_FaceDetector):
     config_type = HeadConfig
 
     def __init__(self, head_path: Path = DEFAULT_HEAD, face_finder_path: Path | None = None,
-                 threads: int | None = None, scale: str | float = "auto", min_face_score: float = 0.05):
+                 threads: int | None = None, scale: str | float = "auto", min_face_score: float = MIN_FACE_SCORE):
         super().__init__(head_path, face_finder_path or CENTERFACE_PATH, threads, scale, min_face_score)
         self.head = make_session(Path(head_path), threads)
 
@@ -179,8 +180,9 @@ class Detector(_FaceDetector):
             probs, deltas = self.classify(image_bgr, faces)
         return faces, probs, deltas
 
-    def __call__(self, image_bgr: np.ndarray, min_score: float = 0.01, all_classes: bool = False,
-                 min_face_score: float | None = None, scale: str | float | None = None) -> sv.Detections:
+    def __call__(self, image_bgr: np.ndarray, min_score: float = DETECTOR_MIN_SCORE,
+                 all_classes: bool = DETECTOR_ALL_CLASSES, min_face_score: float | None = None,
+                 scale: str | float | None = None) -> sv.Detections:
         """min_face_score: candidates the face finder scores lower are not classified (default: the detector's;
         raise it where speed matters more than recall of faint faces, as on live video). scale: the face finder's
         input scale for this call only (default: the detector's policy)."""
@@ -192,13 +194,14 @@ class OneStageDetector(_FaceDetector):
     """A CenterFace fine-tuned to give faces and classes in one pass (models/onestage.py); no crop head."""
 
     def __init__(self, model_path: Path, threads: int | None = None, scale: str | float = "auto",
-                 min_face_score: float = 0.05):
+                 min_face_score: float = MIN_FACE_SCORE):
         super().__init__(model_path, Path(model_path), threads, scale, min_face_score)
         if not self.faces.has_classes:
             raise MaskwatchError(f"{model_path}: not a one-stage model (no {CLASS_PROBS} output)")
 
-    def __call__(self, image_bgr: np.ndarray, min_score: float = 0.01, all_classes: bool = False,
-                 min_face_score: float | None = None, scale: str | float | None = None) -> sv.Detections:
+    def __call__(self, image_bgr: np.ndarray, min_score: float = DETECTOR_MIN_SCORE,
+                 all_classes: bool = DETECTOR_ALL_CLASSES, min_face_score: float | None = None,
+                 scale: str | float | None = None) -> sv.Detections:
         faces = self.find_faces(image_bgr, min_face_score, scale)
         probs = np.zeros((len(faces), len(self.config.classes) + 1), np.float32)
         if len(faces):

@@ -1,9 +1,8 @@
-"""What both engines share: the inputs, the one function that turns an image path into a result row, and the
-Parquet results folder (which is also what makes a run resumable)."""
+"""What both engines share: the one function that turns an image path into a result row, and the Parquet
+results folder (which is also what makes a run resumable). The inputs come from data/inputs.py, as for detect."""
 
 from __future__ import annotations
 
-import glob
 import json
 import logging
 import os
@@ -14,7 +13,7 @@ from pathlib import Path
 import cv2
 
 from maskwatch.annotate import annotate
-from maskwatch.data.images import IMAGE_SUFFIXES, list_images, read_image
+from maskwatch.data.images import read_image
 from maskwatch.detector import Detector
 from maskwatch.errors import MaskwatchError
 from maskwatch.predictions import ImagePredictions
@@ -41,25 +40,10 @@ def normalise_path(path: str) -> str:
     return str(Path(os.path.expanduser(path)).resolve())
 
 
-def collect_inputs(spec: str) -> list[str]:
-    """A folder (recursive), a glob, or a text file with one path per line; paths come back normalised."""
-    path = Path(spec)
-    if path.is_dir():
-        found = [str(p) for p in list_images(path)]
-    elif path.is_file() and path.suffix.lower() not in IMAGE_SUFFIXES:
-        lines = [line.strip() for line in path.read_text().splitlines()]
-        found = [line for line in lines if line and not line.startswith("#")]
-    elif path.is_file():
-        found = [str(path)]
-    else:
-        found = sorted(glob.glob(spec, recursive=True))
-        if not found:
-            raise MaskwatchError(f"{spec}: not a folder, a list file, an image, or a glob that matches anything")
-    return [normalise_path(p) for p in found]
-
-
-def detect_row(detector: Detector, path: str, conf: float, annotate_dir: Path | None = None) -> dict:
-    """One result row; a bad input becomes a row with `error` set, never an exception."""
+def detect_row(detector: Detector, path: str, conf: float, annotate_dir: Path | None = None,
+               name: str | None = None) -> dict:
+    """One result row; a bad input becomes a row with `error` set, never an exception. The annotated copy is
+    written as annotate_dir/name (data.inputs.output_names: unique across the run)."""
     row: dict = {"path": path, "width": 0, "height": 0, "detections": "[]", "faces": 0, "with_mask": 0,
                  "without_mask": 0, "mask_weared_incorrect": 0, "error": None}
     try:
@@ -76,8 +60,9 @@ def detect_row(detector: Detector, path: str, conf: float, annotate_dir: Path | 
     row.update(width=record["width"], height=record["height"], detections=json.dumps(record["detections"]),
                faces=len(record["detections"]), **{c: counts.get(c, 0) for c in detector.classes if c in row})
     if annotate_dir is not None:
-        annotate_dir.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(annotate_dir / (Path(path).stem + ".jpg")), annotate(image, detections, detector.classes))
+        target = annotate_dir / (name or Path(path).name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(target), annotate(image, detections, detector.classes))
     return row
 
 

@@ -21,13 +21,13 @@ def write_rows(rows: list[dict], path: Path) -> None:
 
 
 def run_local(paths: list[str], out_dir: Path, detector: Detector, conf: float, annotate_dir: Path | None,
-              chunk: int = BATCH_PART_ROWS) -> int:
+              names: dict[str, str] | None = None, chunk: int = BATCH_PART_ROWS) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
     name = part_name("local")
     written = 0
     for path in tqdm(paths, desc="detecting", unit="img"):
-        rows.append(detect_row(detector, path, conf, annotate_dir))
+        rows.append(detect_row(detector, path, conf, annotate_dir, (names or {}).get(path)))
         if len(rows) >= chunk:
             write_rows(rows, out_dir / f"{name}-{written // chunk:05d}.parquet")
             written += len(rows)

@@ -9,6 +9,10 @@ address maskwatch starts a local cluster and shuts it down when the run ends, or
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import sys
 from pathlib import Path
 
 from maskwatch.batch.core import detect_row, part_name, row_schema
@@ -28,25 +32,30 @@ class DetectActor:
         """The rows as an Arrow table in the one row schema, so every block writes the same Parquet types."""
         import pyarrow as pa
 
-        rows = [detect_row(self.detector, str(p), self.conf, self.annotate_dir) for p in batch["path"]]
+        rows = [detect_row(self.detector, str(p), self.conf, self.annotate_dir, str(n))
+                for p, n in zip(batch["path"], batch["name"])]
         return pa.Table.from_pylist(rows, schema=row_schema())
 
 
 def run_ray(paths: list[str], out_dir: Path, model: str | None, conf: float, annotate_dir: Path | None,
-            address: str | None = None, actors: int = 2, batch_size: int = 8, threads_per_actor: int = 1) -> int:
+            address: str | None = None, actors: int = 2, batch_size: int = 8, threads_per_actor: int = 1,
+            names: dict[str, str] | None = None, verbose: bool = True) -> int:
     import ray
 
     watchdog = None
     if not ray.is_initialized():
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:  # a local cluster of our own: it ends with this run, or with this process however it ends
-            from maskwatch.batch.ray_watchdog import start_watchdog
+        with _quiet(verbose):
+            level = logging.INFO if verbose else logging.ERROR
+            if address:
+                ray.init(address=address, log_to_driver=verbose, logging_level=level)
+            else:  # a local cluster of our own: it ends with this run, or with this process however it ends
+                from maskwatch.batch.ray_watchdog import start_watchdog
 
-            watchdog = start_watchdog()
-            ray.init(num_cpus=max(actors, 1), include_dashboard=False, log_to_driver=False)
+                watchdog = start_watchdog()
+                ray.init(num_cpus=max(actors, 1), include_dashboard=False, log_to_driver=verbose,
+                         logging_level=level)
     try:
-        return _run(paths, out_dir, model, conf, annotate_dir, actors, batch_size, threads_per_actor)
+        return _run(paths, out_dir, model, conf, annotate_dir, actors, batch_size, threads_per_actor, names or {})
     finally:
         if watchdog is not None:
             from maskwatch.batch.ray_watchdog import stop_watchdog
@@ -56,22 +65,52 @@ def run_ray(paths: list[str], out_dir: Path, model: str | None, conf: float, ann
 
 
 def _run(paths: list[str], out_dir: Path, model: str | None, conf: float, annotate_dir: Path | None,
-         actors: int, batch_size: int, threads_per_actor: int) -> int:
+         actors: int, batch_size: int, threads_per_actor: int, names: dict[str, str]) -> int:
     import ray
 
     # Enough blocks for every actor to have work, and no block much bigger than a batch.
     blocks = max(1, min(len(paths), max(2 * actors, -(-len(paths) // batch_size))))
-    dataset = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=blocks)
+    dataset = ray.data.from_items([{"path": p, "name": names.get(p, Path(p).name)} for p in paths],
+                                  override_num_blocks=blocks)
     results = dataset.map_batches(
         DetectActor,
         fn_constructor_kwargs={"model": model, "conf": conf,
                                "annotate_dir": str(annotate_dir) if annotate_dir else None,
                                "threads": threads_per_actor},
-        batch_size=batch_size, concurrency=actors, num_cpus=threads_per_actor, batch_format="numpy")
+        batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=threads_per_actor,
+        batch_format="numpy")
     out_dir.mkdir(parents=True, exist_ok=True)
     prefix = part_name("ray")
     results.write_parquet(str(out_dir), filename_provider=_filename_provider(prefix))
     return len(paths)
+
+
+@contextlib.contextmanager
+def _quiet(verbose: bool):
+    """Ray and Ray Data log at INFO (start-up, execution plans, progress every few seconds) to the terminal, and
+    Ray's C++ core prints its own lines; a batch run prints its own summary, so Ray speaks only with --verbose.
+    Python errors still raise; Ray's logs stay in /tmp/ray/session_*/logs."""
+    import ray.data
+
+    if verbose:
+        yield
+        return
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+    # The C++ core reads its level at start-up and announces it on stderr, which is silenced for that moment.
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _filename_provider(prefix: str):

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from maskwatch.batch.core import collect_inputs, done_paths
-from maskwatch.data.images import IMAGE_SUFFIXES
+from maskwatch.batch.core import done_paths, normalise_path
+from maskwatch.data.inputs import collect_images, output_names
 from maskwatch.errors import MaskwatchError
 from maskwatch.limits import BATCH_PART_ROWS
+from maskwatch.thresholds import FOR_PEOPLE
 
 
 @dataclass
@@ -20,13 +21,16 @@ class BatchSummary:
     out: Path
 
 
-def run_batch(spec: str, out: Path, engine: str = "local", address: str | None = None, conf: float = 0.4,
-              annotate: bool = False, model: str | None = None, actors: int = 2, threads: int | None = None,
+def run_batch(spec: str | list[str], out: Path, engine: str = "local", address: str | None = None,
+              conf: float = FOR_PEOPLE.min_score, annotate: bool = False, model: str | None = None, actors: int = 2,
+              threads: int | None = None, only: Path | None = None, verbose: bool = False,
               part_rows: int = BATCH_PART_ROWS) -> BatchSummary:
-    """part_rows: rows per Parquet part of the local engine (Ray writes one part per block)."""
-    paths = list(dict.fromkeys(collect_inputs(spec)))  # unique, order kept
-    if not paths:
-        raise MaskwatchError(f"{spec}: no images ({', '.join(IMAGE_SUFFIXES)}) found; nothing to do")
+    """spec: what `detect` takes (folders, images, .txt lists of paths, globs); only: a list of names to keep.
+    verbose: let Ray print its own logs and progress (quiet otherwise). part_rows: rows per Parquet part of the
+    local engine (Ray writes one part per block)."""
+    found = collect_images([spec] if isinstance(spec, (str, Path)) else spec, only)
+    paths = [normalise_path(str(p)) for p in found]  # one row per file however its path was typed
+    names = dict(zip(paths, output_names(found)))  # over every input, so a resumed run names files the same
     done = done_paths(out) if out.is_dir() else set()
     todo = [p for p in paths if p not in done]
     annotate_dir = out / "annotated" if annotate else None
@@ -34,14 +38,15 @@ def run_batch(spec: str, out: Path, engine: str = "local", address: str | None =
         from maskwatch.batch.local import run_local
         from maskwatch.detector import Detector
 
-        processed = run_local(todo, out, Detector.load(model, threads=threads), conf, annotate_dir,
-                              part_rows) if todo else 0
+        detector = Detector.load(model, threads=threads) if todo else None
+        processed = run_local(todo, out, detector, conf, annotate_dir, names, part_rows) if todo else 0
     elif engine == "ray":
         try:
             from maskwatch.batch.ray_engine import run_ray
         except ImportError as exc:
             raise MaskwatchError(f"the Ray engine needs: pip install 'maskwatch[ray]' ({exc})") from exc
-        processed = run_ray(todo, out, model, conf, annotate_dir, address, actors) if todo else 0
+        processed = (run_ray(todo, out, model, conf, annotate_dir, address, actors, names=names, verbose=verbose)
+                     if todo else 0)
     else:
         raise MaskwatchError(f"unknown engine {engine!r}; use local or ray")
     return BatchSummary(len(paths), len(paths) - len(todo), processed, engine, out)

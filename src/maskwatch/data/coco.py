@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from maskwatch import __version__
 from maskwatch.data.dataset import Dataset, DatasetBuilder
-from maskwatch.data.images import link_images
+from maskwatch.data.images import place_images
 from maskwatch.errors import MaskwatchError
+
+if TYPE_CHECKING:
+    from maskwatch.data.split import Split
 
 COCO_FILE = "annotations.json"
 
@@ -68,10 +74,13 @@ def read_coco(path: Path, images_dir: Path | None = None, classes: list[str] | N
     return builder.build(str(json_path))
 
 
-def write_coco(dataset: Dataset, out_dir: Path) -> None:
-    link_images([s.image_path for s in dataset.samples], out_dir / "images")
-    coco = to_coco_dict(dataset)
-    (out_dir / COCO_FILE).write_text(json.dumps(coco))
+def write_coco(dataset: Dataset, out_dir: Path, images: str = "hardlink", split: "Split | None" = None) -> None:
+    """images/ and annotations.json (every image, file names relative to images/); with a split also
+    instances_train.json and instances_val.json over the same images/ folder."""
+    place_images([s.image_path for s in dataset.samples], out_dir / "images", images)
+    (out_dir / COCO_FILE).write_text(json.dumps(to_coco_dict(dataset)))
+    for name, part in split.parts(dataset) if split else []:
+        (out_dir / f"instances_{name}.json").write_text(json.dumps(to_coco_dict(part)))
 
 
 def to_coco_dict(dataset: Dataset, classes: list[str] | None = None, label_of=None) -> dict:
@@ -88,4 +97,7 @@ def to_coco_dict(dataset: Dataset, classes: list[str] | None = None, label_of=No
                                 "category_id": classes.index(label_of(label)) + 1,
                                 "bbox": [float(x1), float(y1), w, h], "area": w * h, "iscrowd": 0})
     categories = [{"id": i + 1, "name": name, "supercategory": "face"} for i, name in enumerate(classes)]
-    return {"images": images, "annotations": annotations, "categories": categories}
+    # info and licenses are optional in practice but read by pycocotools' COCO.info() and some loaders.
+    info = {"description": "faces with mask labels, written by maskwatch", "version": __version__,
+            "year": int(time.strftime("%Y")), "date_created": time.strftime("%Y-%m-%d"), "contributor": "", "url": ""}
+    return {"info": info, "licenses": [], "images": images, "annotations": annotations, "categories": categories}

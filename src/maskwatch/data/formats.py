@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from maskwatch.data.coco import read_coco, write_coco
 from maskwatch.data.dataset import Dataset
@@ -11,6 +11,9 @@ from maskwatch.data.tfrecord import read_tfrecord, write_tfrecord
 from maskwatch.data.voc import read_voc, write_voc
 from maskwatch.data.yolo import read_yolo, write_yolo
 from maskwatch.errors import MaskwatchError
+
+if TYPE_CHECKING:
+    from maskwatch.data.split import Split
 
 Format = Literal["voc", "yolo", "coco", "tfrecord"]
 FORMATS: tuple[str, ...] = ("voc", "yolo", "coco", "tfrecord")
@@ -65,8 +68,17 @@ def load_dataset(path: str | Path, fmt: Format | None = None, classes: list[str]
     raise MaskwatchError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
 
 
-def save_dataset(dataset: Dataset, out_dir: str | Path, fmt: Format) -> None:
-    writers = {"voc": write_voc, "yolo": write_yolo, "coco": write_coco, "tfrecord": write_tfrecord}
+def save_dataset(dataset: Dataset, out_dir: str | Path, fmt: Format, images: str = "hardlink",
+                 split: Split | None = None, shards: int = 1) -> None:
+    """Write a data set other tools can open from any place: images beside the labels (`images`: hardlink, copy
+    or symlink; TFRecord embeds them), no absolute paths; with a split, train and val sides (see each writer)."""
+    out_dir = Path(out_dir)
+    if fmt == "tfrecord":
+        write_tfrecord(dataset, out_dir, split, shards)
+        return
+    if shards != 1:
+        raise MaskwatchError("--shards is for tfrecord only")
+    writers = {"voc": write_voc, "yolo": write_yolo, "coco": write_coco}
     if fmt not in writers:
         raise MaskwatchError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-    writers[fmt](dataset, Path(out_dir))
+    writers[fmt](dataset, out_dir, images, split)

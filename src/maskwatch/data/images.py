@@ -4,6 +4,8 @@ and never more pixels than the limit (the size is read from the header before an
 from __future__ import annotations
 
 import io
+import os
+import shutil
 import warnings
 from pathlib import Path
 
@@ -89,9 +91,16 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
-def link_images(paths: list[Path], images_dir: Path) -> None:
-    """Place images into a format's folder as symlinks: formats that need images beside labels get them
-    without copying gigabytes."""
+IMAGE_MODES = ("hardlink", "copy", "symlink")
+
+
+def place_images(paths: list[Path], images_dir: Path, mode: str = "hardlink") -> None:
+    """Put the images a format needs beside its labels, so the folder stands on its own (moved, zipped, copied to
+    another machine, read by other tools): hard links where the file system allows (no extra space), else
+    copies; `copy` always copies; `symlink` links to the source by absolute path (no space, but the folder then
+    needs the source images where they are)."""
+    if mode not in IMAGE_MODES:
+        raise MaskwatchError(f"--images must be one of {', '.join(IMAGE_MODES)}, got {mode!r}")
     images_dir.mkdir(parents=True, exist_ok=True)
     seen: set[str] = set()
     for src in paths:
@@ -99,8 +108,19 @@ def link_images(paths: list[Path], images_dir: Path) -> None:
             raise MaskwatchError(f"two images are both named {src.name}; file names must be unique to convert")
         seen.add(src.name)
         dst = images_dir / src.name
-        if dst.is_symlink() or dst.exists():
-            if dst.resolve() == src.resolve():
+        if dst.is_symlink() or dst.exists():  # a rerun into the same folder: keep what is already right
+            if mode == "symlink" and dst.is_symlink() and dst.resolve() == src.resolve():
+                continue
+            if mode == "hardlink" and not dst.is_symlink() and dst.samefile(src):
                 continue
             dst.unlink()
-        dst.symlink_to(src.resolve())
+        if mode == "symlink":
+            dst.symlink_to(src.resolve())
+            continue
+        if mode == "hardlink":
+            try:
+                os.link(src, dst)
+                continue
+            except OSError:  # another file system, or links not allowed: copy instead
+                pass
+        shutil.copyfile(src, dst)

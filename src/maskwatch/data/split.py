@@ -23,6 +23,10 @@ class Split:
     train: list[str]
     val: list[str]
 
+    def parts(self, dataset: Dataset) -> list[tuple[str, Dataset]]:
+        """("train", ...), ("val", ...): the two sides as data sets, for writers that store them apart."""
+        return [("train", dataset.subset(self.train)), ("val", dataset.subset(self.val))]
+
     def write(self, out_dir: Path) -> tuple[Path, Path]:
         out_dir.mkdir(parents=True, exist_ok=True)
         paths = out_dir / "train.txt", out_dir / "val.txt"
@@ -36,6 +40,17 @@ def read_list(path: Path) -> list[str]:
     if not path.is_file():
         raise MaskwatchError(f"{path}: no such split file")
     return [Path(line.strip()).stem for line in path.read_text().splitlines() if line.strip()]
+
+
+def split_from_list(dataset: Dataset, val_list: Path) -> Split:
+    """Validation = the images named in a list file (as `data split` writes it), training = the rest."""
+    named = read_list(val_list)
+    stems = [s.stem for s in dataset.samples]
+    unknown = set(named) - set(stems)
+    if unknown:
+        raise MaskwatchError(f"{val_list}: {len(unknown)} names are not in the data set, e.g. {sorted(unknown)[:3]}")
+    val = set(named)
+    return Split(train=[s for s in stems if s not in val], val=[s for s in stems if s in val])
 
 
 def duplicate_groups(dataset: Dataset, max_distance: int = NEAR_DUPLICATE_DISTANCE) -> list[list[int]]:

@@ -11,11 +11,15 @@ import hashlib
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from maskwatch.data.dataset import Dataset, DatasetBuilder, from_normalised
 from maskwatch.errors import MaskwatchError
+
+if TYPE_CHECKING:
+    from maskwatch.data.split import Split
 
 LABEL_MAP_FILE = "label_map.pbtxt"
 RECORD_FILE = "data.tfrecord"
@@ -127,30 +131,48 @@ def read_tfrecord(path: Path, label_map_path: Path | None = None, classes: list[
     return builder.build(str(path))
 
 
-def write_tfrecord(dataset: Dataset, out_dir: Path) -> None:
-    from tfrecord import TFRecordWriter
-
+def write_tfrecord(dataset: Dataset, out_dir: Path, split: "Split | None" = None, shards: int = 1) -> None:
+    """label_map.pbtxt and data.tfrecord, or train.tfrecord and val.tfrecord with a split; with shards > 1 each
+    is cut into NAME.tfrecord-00000-of-0000N (image i goes to shard i % N, as the TF OD API's own tools do)."""
+    if shards < 1:
+        raise MaskwatchError(f"--shards must be 1 or more, got {shards}")
     out_dir.mkdir(parents=True, exist_ok=True)
     write_label_map(dataset.classes, out_dir / LABEL_MAP_FILE)
-    writer = TFRecordWriter(str(out_dir / RECORD_FILE))
+    parts = split.parts(dataset) if split else [(Path(RECORD_FILE).stem, dataset)]
+    for name, part in parts:
+        files = ([out_dir / f"{name}.tfrecord"] if shards == 1 else
+                 [out_dir / f"{name}.tfrecord-{i:05d}-of-{shards:05d}" for i in range(shards)])
+        _write_records(part, files)
+
+
+def _write_records(dataset: Dataset, files: list[Path]) -> None:
+    from tfrecord import TFRecordWriter
+
+    writers = [TFRecordWriter(str(f)) for f in files]
     try:
-        for sample in dataset.samples:
-            xyxy = sample.detections.xyxy.astype(float)
-            labels = dataset.labels_of(sample)
-            suffix = sample.image_path.suffix.lower().lstrip(".")
-            writer.write({
-                "image/height": (sample.height, "int"),
-                "image/width": (sample.width, "int"),
-                "image/filename": (sample.image_path.name.encode(), "byte"),
-                "image/source_id": (sample.image_path.name.encode(), "byte"),
-                "image/encoded": (sample.image_path.read_bytes(), "byte"),
-                "image/format": (("jpeg" if suffix in ("jpg", "jpeg") else suffix).encode(), "byte"),
-                "image/object/bbox/xmin": ((xyxy[:, 0] / sample.width).tolist(), "float"),
-                "image/object/bbox/ymin": ((xyxy[:, 1] / sample.height).tolist(), "float"),
-                "image/object/bbox/xmax": ((xyxy[:, 2] / sample.width).tolist(), "float"),
-                "image/object/bbox/ymax": ((xyxy[:, 3] / sample.height).tolist(), "float"),
-                "image/object/class/text": ([label.encode() for label in labels], "byte"),
-                "image/object/class/label": ([dataset.classes.index(label) + 1 for label in labels], "int"),
-            })
+        for index, sample in enumerate(dataset.samples):
+            writers[index % len(writers)].write(_example(dataset, sample))
     finally:
-        writer.close()
+        for writer in writers:
+            writer.close()
+
+
+def _example(dataset: Dataset, sample) -> dict:
+    """One image as a tf.train.Example in the TF Object Detection API's keys (boxes normalised, ids from 1)."""
+    xyxy = sample.detections.xyxy.astype(float)
+    labels = dataset.labels_of(sample)
+    suffix = sample.image_path.suffix.lower().lstrip(".")
+    return {
+        "image/height": (sample.height, "int"),
+        "image/width": (sample.width, "int"),
+        "image/filename": (sample.image_path.name.encode(), "byte"),
+        "image/source_id": (sample.image_path.name.encode(), "byte"),
+        "image/encoded": (sample.image_path.read_bytes(), "byte"),
+        "image/format": (("jpeg" if suffix in ("jpg", "jpeg") else suffix).encode(), "byte"),
+        "image/object/bbox/xmin": ((xyxy[:, 0] / sample.width).tolist(), "float"),
+        "image/object/bbox/ymin": ((xyxy[:, 1] / sample.height).tolist(), "float"),
+        "image/object/bbox/xmax": ((xyxy[:, 2] / sample.width).tolist(), "float"),
+        "image/object/bbox/ymax": ((xyxy[:, 3] / sample.height).tolist(), "float"),
+        "image/object/class/text": ([label.encode() for label in labels], "byte"),
+        "image/object/class/label": ([dataset.classes.index(label) + 1 for label in labels], "int"),
+    }

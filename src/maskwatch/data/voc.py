@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from maskwatch.data.dataset import Dataset, DatasetBuilder, format_pixel, is_inside
-from maskwatch.data.images import IMAGE_SUFFIXES, link_images
+from maskwatch.data.images import IMAGE_SUFFIXES, place_images
 from maskwatch.errors import MaskwatchError
+
+if TYPE_CHECKING:
+    from maskwatch.data.split import Split
 
 
 def _find_image(xml_path: Path, filename: str | None, path: str | None, images_dir: Path | None,
@@ -66,12 +70,16 @@ def read_voc(annotations_dir: Path, images_dir: Path | None = None, classes: lis
     return builder.build(str(annotations_dir))
 
 
-def write_voc(dataset: Dataset, out_dir: Path) -> None:
-    """Write one XML per image into out_dir/annotations and link the images into out_dir/images (like YOLO and
-    COCO), so the written data set holds its images and reads back without leaving its folder."""
-    link_images([s.image_path for s in dataset.samples], out_dir / "images")
+def write_voc(dataset: Dataset, out_dir: Path, images: str = "hardlink", split: "Split | None" = None) -> None:
+    """annotations/ (one XML per image) and images/ beside it; with a split, ImageSets/Main/train.txt and val.txt
+    (stems), VOC's own way to list them. No absolute paths: <folder> is images, <path> is left out."""
+    place_images([s.image_path for s in dataset.samples], out_dir / "images", images)
     ann_dir = out_dir / "annotations"
     ann_dir.mkdir(parents=True, exist_ok=True)
+    for name, part in split.parts(dataset) if split else []:
+        sets = out_dir / "ImageSets" / "Main"
+        sets.mkdir(parents=True, exist_ok=True)
+        (sets / f"{name}.txt").write_text("".join(s.stem + "\n" for s in part.samples))
     for sample in dataset.samples:
         root = ET.Element("annotation")
         ET.SubElement(root, "folder").text = "images"

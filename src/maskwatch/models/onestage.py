@@ -1,6 +1,6 @@
 """The one-stage alternative: CenterFace itself fine-tuned into a 3-class detector (one forward pass per image).
 
-CenterFace's MobileNetV2 + FPN trunk is converted from its ONNX file with onnx2torch and trained end to end.
+CenterFace's MobileNetV2 + FPN trunk is converted from its ONNX file (models/pretrained.py) and trained end to end.
 Its face heatmap, size and offset heads are kept (initialised from CenterFace, fine-tuned on our boxes, so they
 learn this data's box style); landmarks are dropped. A 1x1 class layer on CenterFace's 24-channel stride-4
 feature cannot tell masks apart (shared notes), so the class branch also reads the 96-channel stride-16
@@ -31,7 +31,7 @@ def centerface_trunk(model: onnx.ModelProto) -> nn.Module:
     """CenterFace without its heads, as a trainable torch module returning (head feature, deep feature).
     `model` is the prepared file (tools/prepare_centerface.py: weights not listed as graph inputs); its head
     nodes and outputs are cut in place, its weights left alone."""
-    from onnx2torch import convert
+    from maskwatch.models.pretrained import OnnxGraphModule
 
     head_nodes = [n for n in model.graph.node if HEAD_FEATURE in n.input or n.op_type == "Sigmoid"]
     for node in head_nodes:
@@ -39,7 +39,7 @@ def centerface_trunk(model: onnx.ModelProto) -> nn.Module:
     del model.graph.output[:]
     model.graph.output.extend(helper.make_tensor_value_info(name, TensorProto.FLOAT, None)
                               for name in (HEAD_FEATURE, DEEP_FEATURE))
-    return convert(model)
+    return OnnxGraphModule(model)
 
 
 def _centerface_head(weights: dict[str, np.ndarray], prefix: str) -> nn.Conv2d:

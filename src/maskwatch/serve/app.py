@@ -23,6 +23,7 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from maskwatch import __version__
 from maskwatch.annotate import annotate
 from maskwatch.data.images import decode_image
 from maskwatch.detector import Detector, best_class_per_face
@@ -33,6 +34,7 @@ from maskwatch.serve.cameras import CameraRegistry, CameraSetup
 from maskwatch.serve.guards import ApiKeyMiddleware, UploadGate, WorkerPool
 from maskwatch.serve.jobs import DataDirLock, JobQueue
 from maskwatch.serve.live import PAGE_PATHS, add_live_routes
+from maskwatch.thresholds import FOR_PEOPLE
 from maskwatch.video.sources import FileSource
 
 STATIC = Path(__file__).parent / "static"
@@ -87,7 +89,7 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
         finally:
             lock.release()
 
-    app = FastAPI(title="maskwatch", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="maskwatch", version=__version__, lifespan=lifespan,
                   max_body_size=settings.max_body_bytes,
                   description="Detect faces and whether they wear a mask correctly, wrongly, or not at all.")
     if settings.api_key:
@@ -135,8 +137,9 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
 
     @app.post("/v1/detect")
     async def detect_image(file: UploadFile = File(...),
-                           conf: float = Query(0.4, ge=0.0, le=1.0, description="lowest score returned"),
-                           all_classes: bool = Query(False, description="one box per plausible class")) -> dict:
+                           conf: float = Query(FOR_PEOPLE.min_score, ge=0.0, le=1.0, description="lowest score returned"),
+                           all_classes: bool = Query(FOR_PEOPLE.all_classes,
+                                                     description="one box per plausible class")) -> dict:
         """Detections in the project's predictions format, plus counts per class."""
         buffer = io.BytesIO()
         await read_upload(file, buffer)
@@ -153,7 +156,7 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
     @app.post("/v1/annotate", responses={200: {"content": {"image/jpeg": {}, "image/png": {}}}})
     async def annotate_image(file: UploadFile = File(...),
                              format: str = Query("jpeg", pattern="^(jpeg|png)$"),
-                             conf: float = Query(0.4, ge=0.0, le=1.0)) -> Response:
+                             conf: float = Query(FOR_PEOPLE.min_score, ge=0.0, le=1.0)) -> Response:
         """The image with every face drawn, as JPEG or PNG."""
         buffer = io.BytesIO()
         await read_upload(file, buffer)

@@ -29,6 +29,7 @@ from maskwatch.limits import MIN_FRAME_SIDE
 from maskwatch.video.bus import EventBus, FrameView, RunEnd, RunInfo, Sink
 from maskwatch.video.emitter import EventEmitter
 from maskwatch.video.sinks import DatabaseSink, DisplaySink, ProgressSink, SummaryFilesSink, VideoFileSink
+from maskwatch.thresholds import FOR_PEOPLE, LIVE_MIN_FACE_SCORE, TRACK_MIN_SCORE
 from maskwatch.video.sources import FrameSource, open_source
 from maskwatch.video.summary import WatchSummary
 from maskwatch.video.tracking import MIN_TRACK_FRAMES, FaceTracker
@@ -45,9 +46,9 @@ class WatchOptions:
     max_fps: float | None = None  # process at most this many frames per second (live sources)
     blur_faces: bool = False
     window_s: float = 10.0  # length of the counting windows stored in the database
-    detect_conf: float = 0.1  # detections passed to the tracker (ByteTrack uses low scores to keep tracks)
-    min_face_score: float = 0.2  # face candidates below this are not classified: fewer crops per frame
-    draw_conf: float = 0.4
+    detect_conf: float = TRACK_MIN_SCORE  # detections passed to the tracker (ByteTrack uses low scores)
+    min_face_score: float = LIVE_MIN_FACE_SCORE  # candidates below are not classified: fewer crops per frame
+    draw_conf: float = FOR_PEOPLE.min_score
     min_track_frames: int = MIN_TRACK_FRAMES  # a track is a person (confirmed, counted) from this many frames
     max_frames: int | None = None
     show: bool = False

@@ -3,6 +3,7 @@ chart of compliance over time."""
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ class Report:
     windows: list[tuple[int, float, dict[str, int]]]  # run id, window start, people per class
     zones: dict[str, dict[str, int]] = field(default_factory=dict)  # zone -> people who entered, per class
     lines: dict[str, dict[str, int]] = field(default_factory=dict)  # line -> {"in": n, "out": n}
+    spans: list[tuple[int, float, float, str]] = field(default_factory=list)  # counted tracks: run, first, last, label
 
 
 def _mark_stale_runs(path: Path) -> None:
@@ -69,6 +71,9 @@ def read_report(path: Path, run_id: int | None = None, camera: str | None = None
                               f"WHERE t.run_id IN ({marks}) AND t.frames >= ? {after.format('t.last_seen_s')} "
                               f"GROUP BY t.label", (*ids, MIN_TRACK_FRAMES, *since_args)):
             people[row["label"]] = row["n"]
+        spans = [(row["run_id"], row["first_seen_s"], row["last_seen_s"], row["label"]) for row in db.execute(
+            f"SELECT run_id, first_seen_s, last_seen_s, label FROM tracks WHERE run_id IN ({marks}) AND frames >= ? "
+            f"ORDER BY run_id, first_seen_s", (*ids, MIN_TRACK_FRAMES))]
         windows: dict[tuple[int, float], dict[str, int]] = {}
         for row in db.execute(f"SELECT w.* FROM windows w JOIN runs r ON r.id = w.run_id WHERE w.run_id IN ({marks}) "
                               f"{after.format('w.window_start_s')} ORDER BY w.run_id, w.window_start_s",
@@ -80,7 +85,7 @@ def read_report(path: Path, run_id: int | None = None, camera: str | None = None
     finally:
         db.close()
     return Report(runs, people, compliance_of(people),
-                  [(run, start, counts) for (run, start), counts in windows.items()], zones, lines)
+                  [(run, start, counts) for (run, start), counts in windows.items()], zones, lines, spans)
 
 
 def compliance_series(report: Report, bucket_s: float | None = None) -> list[dict]:
@@ -120,21 +125,52 @@ def _zone_counts(db: sqlite3.Connection, ids: list[int], since: float | None = N
     return zones, lines
 
 
+CHART_WINDOWS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600)
+
+
+def chart_window(length_s: float, points: int = 20) -> float:
+    """A round window giving at most about `points` points over a run: 1 s for a 10-s clip, 5 min for an hour."""
+    for window in CHART_WINDOWS_S:
+        if length_s / window <= points:
+            return float(window)
+    return 3600.0 * math.ceil(length_s / 3600 / points)
+
+
+def compliance_series(spans: list[tuple[float, float, str]], window: float) -> list[tuple[float, float]]:
+    """(window start, compliance of the people seen in it): a person counts in every window their track overlaps."""
+    end = max((last for _, last, _ in spans), default=0.0)
+    series = []
+    for index in range(int(end // window) + 1):
+        start = index * window
+        counts: dict[str, int] = {}
+        for first, last, label in spans:
+            if first < start + window and last >= start:
+                counts[label] = counts.get(label, 0) + 1
+        share = compliance_of(counts)
+        if share is not None:
+            series.append((start, share))
+    return series
+
+
 def plot_compliance(report: Report, path: Path) -> Path:
+    """Compliance over time per run, from its tracks, in windows chosen from the longest run's length (the
+    database's --window may be longer than a short clip)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    length = max((last for _, _, last, _ in report.spans), default=0.0)
+    window = chart_window(length)
     fig, ax = plt.subplots(figsize=(8, 3.5))
     for run in report.runs:
-        points = [(start, compliance_of(c)) for r, start, c in report.windows
-                  if r == run["id"] and sum(c.values())]
+        points = compliance_series([(f, l, lab) for r, f, l, lab in report.spans if r == run["id"]], window)
         if points:
             xs, ys = zip(*points)
             ax.plot(xs, ys, "o-", label=f"run {run['id']}: {Path(str(run['source'])).name}")
-    ax.set_ylim(0, 1.05), ax.set_xlabel("time in the source (s)"), ax.set_ylabel("wearing a mask correctly")
-    ax.set_title("compliance per time window"), ax.grid(alpha=0.3)
+    ax.set_xlim(0, max(length, window)), ax.set_ylim(0, 1.05)
+    ax.set_xlabel(f"time in the source (s), {window:g}-s windows"), ax.set_ylabel("wearing a mask correctly")
+    ax.set_title("compliance over time"), ax.grid(alpha=0.3)
     if ax.lines:
         ax.legend(fontsize=8)
     fig.tight_layout()

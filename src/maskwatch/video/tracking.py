@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import supervision as sv
 
+from maskwatch.thresholds import TRACK_ACTIVATION_SCORE
+
 
 # A track seen on fewer detection frames than this is not counted as a person (one-frame flickers).
 MIN_TRACK_FRAMES = 2
@@ -38,7 +40,8 @@ class TrackState:
 
 
 class FaceTracker:
-    def __init__(self, classes: list[str], fps: float, lost_after_s: float = 1.5, min_confidence: float = 0.3):
+    def __init__(self, classes: list[str], fps: float, lost_after_s: float = 1.5,
+                 min_confidence: float = TRACK_ACTIVATION_SCORE):
         from trackers import ByteTrackTracker
 
         self.classes = classes

@@ -1,0 +1,107 @@
+"""Which image files a command works on, and what its outputs are called: one collector for `detect` and
+`batch`, so both take the same inputs and no two inputs write the same output."""
+
+from __future__ import annotations
+
+import glob
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Sequence
+
+from maskwatch.data.images import IMAGE_SUFFIXES, list_images
+from maskwatch.errors import MaskwatchError
+
+log = logging.getLogger(__name__)
+
+LIST_SUFFIXES = (".txt", ".lst")
+_GLOB_CHARS = set("*?[")
+
+
+def read_path_list(path: Path) -> list[Path]:
+    """Paths from a list file, one per line ('#' starts a comment). A relative path is taken from the current
+    folder when it exists there, else from the list file's folder. Missing files are kept: reading them later
+    names them (a batch row, a detect message)."""
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MaskwatchError(f"{path}: cannot read this list file ({exc}); expected one image path per line") from exc
+    paths = []
+    for line in (line.strip() for line in lines):
+        if not line or line.startswith("#"):
+            continue
+        entry = Path(line)
+        if not entry.is_absolute() and not entry.exists() and (path.parent / entry).exists():
+            entry = path.parent / entry
+        paths.append(entry)
+    return paths
+
+
+def collect_images(specs: Sequence[str | Path], only: Path | None = None) -> list[Path]:
+    """Image paths in the order given, without repeats, from each spec:
+    a folder (every image under it, sorted), an image file, a list file (.txt: one path per line) or a glob
+    ('photos/**/*.jpg'); none at all is an error. `only`: a list of names (paths, file names or stems, as
+    `data split` writes them); only the images with those stems are kept."""
+    paths: list[Path] = []
+    for spec in specs:
+        path = Path(spec)
+        if path.is_dir():
+            found = list_images(path)
+            if not found:
+                log.warning("%s: no images (%s) in this folder", path, ", ".join(IMAGE_SUFFIXES))
+            paths += found
+        elif path.is_file() and path.suffix.lower() in LIST_SUFFIXES:
+            paths += read_path_list(path)
+        elif path.is_file():
+            paths.append(path)
+        elif _GLOB_CHARS & set(str(spec)):
+            matches = sorted(Path(p) for p in glob.glob(str(spec), recursive=True))
+            if not matches:
+                raise MaskwatchError(f"{spec}: no files match this pattern")
+            paths += [p for p in matches if p.suffix.lower() in IMAGE_SUFFIXES]
+        else:
+            raise MaskwatchError(f"{spec}: no such file or folder (give images, folders, a .txt list of paths "
+                                 f"or a quoted glob such as 'photos/**/*.jpg')")
+    unique, seen = [], set()
+    for path in paths:  # each file once, in the order given
+        if path.resolve() not in seen:
+            seen.add(path.resolve())
+            unique.append(path)
+    if not unique:
+        raise MaskwatchError(f"{', '.join(map(str, specs))}: no images found (looked for "
+                             f"{', '.join(IMAGE_SUFFIXES)}); nothing to do")
+    return keep_listed(unique, only) if only is not None else unique
+
+
+def keep_listed(paths: list[Path], names_file: Path) -> list[Path]:
+    """The paths whose stem is named in `names_file`; names that match nothing are reported."""
+    from maskwatch.data.split import read_list
+
+    wanted = read_list(names_file)
+    kept = [p for p in paths if p.stem in set(wanted)]
+    missing = set(wanted) - {p.stem for p in kept}
+    if not kept:
+        raise MaskwatchError(f"{names_file}: none of its {len(wanted)} names is among the {len(paths)} input images; "
+                             f"give the folder that holds them")
+    if missing:
+        log.warning("%s: %d of its names are not among the inputs, e.g. %s", names_file, len(missing),
+                    ", ".join(sorted(missing)[:3]))
+    return kept
+
+
+def output_names(paths: Sequence[Path | str]) -> list[str]:
+    """A name per input for what is written about it (the annotated copy, a prediction's `image`): its file name
+    where that is unique among the inputs, else the shortest end of its path that is (`a/x.jpg`, `b/x.jpg`)."""
+    parts = [Path(p).resolve().parts for p in paths]
+    names = [""] * len(parts)
+    pending, k = list(range(len(parts))), 1
+    while pending:
+        counts = Counter(own[-k:] for own in parts)
+        still = []
+        for i in pending:
+            if counts[parts[i][-k:]] == 1 or k >= len(parts[i]):
+                names[i] = "/".join(parts[i][-k:])
+            else:
+                still.append(i)
+        pending, k = still, k + 1
+    return names

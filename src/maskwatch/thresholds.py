@@ -1,0 +1,41 @@
+"""Score thresholds, named once. Every entry point (the CLI, `detect`, the API, batch, video, the detector's own
+defaults) takes its defaults from here, so "what a drawing shows" is the same number everywhere.
+
+Two presets cover what a consumer of detections wants:
+
+- FOR_METRICS: prediction files scored with COCO mAP. mAP averages precision over every recall level, so the
+  low-scored tail is kept, and a face gets a box for each class it plausibly is (with_mask 0.7 and
+  mask_weared_incorrect 0.2), which mAP rewards: 0.818 against 0.786 mAP@.5 on the validation split (README).
+- FOR_PEOPLE: what a person sees or counts (a drawing, a count, an API answer, a batch row): one box per face,
+  its best class, confident ones only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Preset:
+    min_score: float  # lowest final score kept
+    all_classes: bool  # a box for every class scoring >= min_score (True) or only the face's best class
+
+
+FOR_METRICS = Preset(min_score=0.01, all_classes=True)
+FOR_PEOPLE = Preset(min_score=0.4, all_classes=False)
+
+# `detector(image)` called from Python: the low tail (the caller filters by score as it likes), one class per
+# face (what someone reading the result expects).
+DETECTOR_MIN_SCORE = FOR_METRICS.min_score
+DETECTOR_ALL_CLASSES = FOR_PEOPLE.all_classes
+
+# Face-finder candidates scored below these are not classified.
+MIN_FACE_SCORE = 0.05  # images: keep faint faces, recall matters more than the crops it costs
+LIVE_MIN_FACE_SCORE = 0.2  # video: fewer crops per frame, speed matters more than faint faces
+
+# Video tracking.
+TRACK_MIN_SCORE = 0.1  # detections handed to ByteTrack: it keeps tracks alive with low-scored boxes
+TRACK_ACTIVATION_SCORE = 0.3  # a new track starts only from a detection at least this confident
+
+# Evaluation: a detection at or above this score counts as a decision in the confusion matrix.
+CONFUSION_MIN_SCORE = 0.5

@@ -1,0 +1,52 @@
+"""The one input collector of `detect` and `batch`: folders, images, list files, globs, a names filter, and output
+names that never collide."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from maskwatch.data.inputs import collect_images, output_names
+from maskwatch.errors import MaskwatchError
+
+
+@pytest.fixture
+def folders(tmp_path, data_dir) -> Path:
+    for folder, stems in (("a", ["maksssksksss0", "maksssksksss1"]), ("b/deep", ["maksssksksss5"])):
+        (tmp_path / folder).mkdir(parents=True)
+        for stem in stems:
+            shutil.copy(data_dir / "images" / f"{stem}.jpg", tmp_path / folder)
+    (tmp_path / "a" / "notes.txt").write_text("not an image")
+    return tmp_path
+
+
+def test_folders_images_lists_and_globs_in_order_without_repeats(folders, monkeypatch):
+    monkeypatch.chdir(folders)
+    listing = folders / "b" / "list.txt"
+    # a comment, a path relative to the current folder, one relative to the list file, a blank line
+    listing.write_text("# my photos\na/maksssksksss1.jpg\n\ndeep/maksssksksss5.jpg\n")
+    found = collect_images(["a", "b/list.txt", "a/maksssksksss0.jpg", "b/**/*.jpg"])
+    assert [p.as_posix() for p in found] == ["a/maksssksksss0.jpg", "a/maksssksksss1.jpg",
+                                             "b/deep/maksssksksss5.jpg"]
+    with pytest.raises(MaskwatchError, match="no such file or folder"):
+        collect_images(["missing.jpg"])
+    with pytest.raises(MaskwatchError, match="no files match"):
+        collect_images(["a/*.png"])
+
+
+def test_a_names_file_keeps_only_the_listed_images(folders):
+    names = folders / "val.txt"
+    names.write_text("maksssksksss5\nmaksssksksss1.jpg\nmaksssksksss999\n")  # stems, a file name, an unknown
+    found = collect_images([folders / "a", folders / "b"], only=names)
+    assert sorted(p.name for p in found) == ["maksssksksss1.jpg", "maksssksksss5.jpg"]
+    names.write_text("maksssksksss999\n")
+    with pytest.raises(MaskwatchError, match="none of its 1 names"):
+        collect_images([folders / "a"], only=names)
+
+
+def test_output_names_are_file_names_unless_two_inputs_share_one():
+    paths = [Path("/x/a/img.jpg"), Path("/x/b/img.jpg"), Path("/x/b/other.jpg"), Path("/y/a/img.png"),
+             Path("/z/a/img.png")]
+    assert output_names(paths) == ["a/img.jpg", "b/img.jpg", "other.jpg", "y/a/img.png", "z/a/img.png"]
