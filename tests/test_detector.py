@@ -9,7 +9,10 @@ import supervision as sv
 
 from maskwatch import Detector
 from maskwatch.data import load_dataset
+from maskwatch.data.images import read_image
 from maskwatch.errors import MaskwatchError
+
+from conftest import FACE_CROPS
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +88,23 @@ def test_scale_option_is_checked():
         Detector.load(scale="big")
     with pytest.raises(MaskwatchError, match="between"):
         Detector.load(scale=50)
+
+
+def test_the_scale_policy_goes_up_for_small_faces_and_down_for_big_ones(data_dir):
+    """The first pass decides: a crowd photo gets an upscaled pass, a face filling a 640x480 frame a downscaled
+    one, and a big photo is first shrunk to the policy's long side."""
+    from maskwatch.face_finder import FaceFinder, ScalePolicy
+
+    finder, policy = FaceFinder(threads=2), ScalePolicy()
+    crowd = read_image(data_dir / "images" / "maksssksksss12.jpg")  # 400 px wide, 13 faces about 17 px high
+    passes = finder.scales_for(crowd, finder.at_scale(crowd, 1.0), policy, 1.0)
+    assert len(passes) == 1 and passes[0] >= 2.0
+    face = read_image(FACE_CROPS / "without_mask" / "17.jpg")
+    door = cv2.resize(cv2.copyMakeBorder(face, 0, 0, 60, 60, cv2.BORDER_REPLICATE), (640, 480))
+    first = finder.at_scale(door, 1.0)
+    passes = finder.scales_for(door, first, policy, 1.0)
+    assert len(passes) == 1 and passes[0] < 1.0
+    big = finder(door, policy)[0:1]
+    assert (big.xyxy[0, 3] - big.xyxy[0, 1]) > 200  # the downscaled pass's boxes are mapped back to the frame
+    huge = cv2.resize(crowd, None, fx=4, fy=4)  # 1600 px long: the first pass shrinks it to 960
+    assert finder.scales_for(huge, finder.at_scale(huge, 960 / 1600), policy, 960 / 1600)[0] > 960 / 1600
