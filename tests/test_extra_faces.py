@@ -66,18 +66,24 @@ def test_folders_must_be_named_after_classes(pictures_dir, tmp_path):
         list_face_pictures(tmp_path / "missing", CLASSES)
 
 
-def test_face_search_is_cached(pictures_dir, tmp_path, finder):
-    cache = tmp_path / "faces.json"
-    first = load_face_pictures(pictures_dir, CLASSES, cache, finder)
+def test_face_search_is_cached(pictures_dir, tmp_path, finder, monkeypatch):
+    monkeypatch.setenv("MASKWATCH_CACHE", str(tmp_path / "cache"))
+    first = load_face_pictures(pictures_dir, CLASSES, finder)
     assert len(first) >= 10 and {p.label for p in first} == {0, 1}
-    again = load_face_pictures(pictures_dir, CLASSES, cache, finder=None)  # no finder needed: all cached
+    assert len(list((tmp_path / "cache" / "face_pictures").glob("*.json"))) == 1
+
+    def no_search(*args):
+        raise AssertionError("searched again")
+
+    monkeypatch.setattr("maskwatch.training.face_pictures.find_face", no_search)
+    again = load_face_pictures(pictures_dir, CLASSES, finder)
     assert [str(p.path) for p in again] == [str(p.path) for p in first]
     np.testing.assert_allclose(again[0].box, first[0].box)
 
 
 @pytest.mark.parametrize("kind", ["nose", "chin", "right"])
 def test_the_mask_is_pasted_from_the_line_its_kind_names(kind, pictures_dir, finder):
-    pictures = {p.path.name: p for p in load_face_pictures(pictures_dir, CLASSES, pictures_dir.parent / "c.json", finder)}
+    pictures = {p.path.name: p for p in load_face_pictures(pictures_dir, CLASSES, finder)}
     bare, masked = pictures["17.jpg"], pictures["0129.jpg"]
     base, mask = read_image(bare.path), read_image(masked.path)
     out = composite(base, bare, mask, masked, kind, np.random.default_rng(0))

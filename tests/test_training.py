@@ -66,7 +66,6 @@ def test_quick_training_with_extra_faces_and_synthetic_wrong_masks(data_dir, ext
                                 extra_faces=extra_faces_dir, synthetic_wrong=8, device="cpu"))
     config = json.loads(onnx_path.with_suffix(".json").read_text())
     assert config["recipe"]["extra_copies"] == 1.0 and config["best_epoch"] == 1
-    assert (tmp_path / "run" / "extra_faces.json").is_file()
     detector = Detector.load(tmp_path / "run", threads=2)
     assert detector.classes == ["with_mask", "without_mask", "mask_weared_incorrect"]
 

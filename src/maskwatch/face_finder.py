@@ -71,6 +71,7 @@ class ScalePolicy:
 
 class FaceFinder:
     def __init__(self, path: Path = CENTERFACE_PATH, threads: int | None = None):
+        self.path = Path(path)
         self.session = make_session(path, threads)
         self.input_name = self.session.get_inputs()[0].name
         outputs = [o.name for o in self.session.get_outputs()]

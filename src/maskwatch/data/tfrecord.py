@@ -7,14 +7,13 @@ work with paths like for every other format.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from maskwatch.cache import cache_dir, file_key
 from maskwatch.data.dataset import Dataset, DatasetBuilder, from_normalised
 from maskwatch.errors import MaskwatchError
 
@@ -58,10 +57,7 @@ def _records(path: Path) -> list[Path]:
 
 
 def _cache_dir(record: Path) -> Path:
-    stat = record.stat()
-    key = hashlib.sha1(f"{record.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
-    base = Path(os.environ.get("MASKWATCH_CACHE", Path.home() / ".cache" / "maskwatch"))
-    return base / "tfrecord" / key
+    return cache_dir("tfrecord") / file_key(record)
 
 
 def _as_list(value) -> list:

@@ -4,7 +4,7 @@ without_mask/): big, sharp, varied faces that the crowd photos lack.
 The pictures have no boxes, so the face finder finds the face in each (with its five landmarks, which the
 synthesis of masks worn wrongly needs). A picture counts only when it holds one clear face: a confident face and
 no other confident face of comparable size (a whole photo of several people cannot say which of them the folder's
-label is about). Results are cached beside the run, so a resumed run does not search again.
+label is about). Results are cached (cache.py) per picture and face finder, so later runs do not search again.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from maskwatch.cache import cache_dir, file_key
 from maskwatch.data.images import IMAGE_SUFFIXES, read_image
 from maskwatch.errors import MaskwatchError
-from maskwatch.face_finder import LANDMARKS, FaceFinder
+from maskwatch.face_finder import CENTERFACE_PATH, LANDMARKS, FaceFinder
 
 log = logging.getLogger(__name__)
 
@@ -73,29 +74,30 @@ def find_face(finder: FaceFinder, image: np.ndarray) -> tuple[np.ndarray, np.nda
     return faces.xyxy[0] - pad, faces.data[LANDMARKS][0] - pad
 
 
-def load_face_pictures(folder: Path, classes: list[str], cache: Path, finder: FaceFinder | None = None,
+def load_face_pictures(folder: Path, classes: list[str], finder: FaceFinder | None = None,
                        limit: int | None = None) -> list[FacePicture]:
-    """Every picture with one clear face (or `limit` pictures spread over the set); the search is cached in
-    `cache` (JSON) and reused."""
+    """Every picture with one clear face (or `limit` pictures spread over the set)."""
     items = list_face_pictures(folder, classes)
     if limit:
         items = items[::max(1, len(items) // limit)]
+    cache = cache_dir("face_pictures") / f"{file_key(finder.path if finder else CENTERFACE_PATH)}.json"
     cached = json.loads(cache.read_text()) if cache.is_file() else {}
-    missing = [(path, label) for path, label in items if str(path) not in cached]
+    keys = {path: file_key(path) for path, _ in items}
+    missing = [path for path, _ in items if keys[path] not in cached]
     if missing:
         finder = finder or FaceFinder()
-        for path, _ in tqdm(missing, desc="finding faces in the extra pictures", unit="img"):
+        for path in tqdm(missing, desc="finding faces in the extra pictures", unit="img"):
             try:
                 found = find_face(finder, read_image(path))
             except MaskwatchError as exc:
                 log.warning("%s", exc)
                 found = None
-            cached[str(path)] = None if found is None else [found[0].tolist(), found[1].tolist()]
+            cached[keys[path]] = None if found is None else [found[0].tolist(), found[1].tolist()]
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps(cached))
-    pictures = [FacePicture(path, label, np.array(cached[str(path)][0], np.float32),
-                            np.array(cached[str(path)][1], np.float32))
-                for path, label in items if cached.get(str(path))]
+    pictures = [FacePicture(path, label, np.array(cached[keys[path]][0], np.float32),
+                            np.array(cached[keys[path]][1], np.float32))
+                for path, label in items if cached.get(keys[path])]
     kept = Counter(classes[p.label] for p in pictures)
     print(f"extra faces from {folder}: {len(pictures)} of {len(items)} pictures hold one clear face "
           f"({', '.join(f'{k} {v}' for k, v in sorted(kept.items()))})")

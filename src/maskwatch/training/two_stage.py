@@ -74,8 +74,7 @@ class TwoStageRecipe(Recipe):
         self.copies = copies_per_class(self.train_set, self.jitter_copies, cfg.balance_classes)
         self.pictures: list[FacePicture] = []
         if cfg.extra_faces:
-            self.pictures = load_face_pictures(cfg.extra_faces, self.classes, cfg.out / "extra_faces.json",
-                                               limit=32 if cfg.quick else None)
+            self.pictures = load_face_pictures(cfg.extra_faces, self.classes, limit=32 if cfg.quick else None)
         self.picture_images = {str(p.path): read_image(p.path) for p in self.pictures}
         if cfg.synthetic_wrong and not self._can_synthesise():
             raise MaskwatchError(f"--synthetic-wrong needs --extra-faces with with_mask and without_mask pictures "
