@@ -1,7 +1,7 @@
 """Accuracy and speed of detectors on both validation sets, in one table.
 
     .venv/bin/python bench/accuracy.py [--model shipped|face-finder|runs/NAME ...] [--scale auto ...]
-                                       [--set andrewmvd --set jolignier] [--best-class]
+                                       [--set andrewmvd --set jolignier] [--best-class] [--policy NAME=VALUE ...]
 
 Sets: `andrewmvd` is the validation split of the training set (splits/face-mask-voc/val.txt: 114 crowd photos,
 677 faces); `jolignier` is ../shared/datasets/jolignier-val (403 web and news photos, 997 bigger faces, other
@@ -46,16 +46,32 @@ def validation_set(name: str) -> Dataset:
     raise SystemExit(f"unknown set {name!r}: andrewmvd or jolignier")
 
 
-def zero_shot(scale: str, threads: int):
+def zero_shot(policy: ScalePolicy, threads: int):
     """The face finder alone (face AP only), called like a detector."""
-    predict = zero_shot_faces(FaceFinder(threads=threads), ScalePolicy.parse(scale))
+    predict = zero_shot_faces(FaceFinder(threads=threads), policy)
     return lambda image, **_: predict(image)
 
 
+def policy_of(scale: str, overrides: list[str]) -> ScalePolicy:
+    """The scale policy with NAME=VALUE overrides (to measure the defaults against other settings)."""
+    policy = ScalePolicy.parse(scale)
+    for item in overrides:
+        name, _, value = item.partition("=")
+        if not hasattr(policy, name):
+            raise SystemExit(f"--policy {item}: ScalePolicy has no {name!r}")
+        current = getattr(policy, name)
+        setattr(policy, name, tuple(int(v) for v in value.split(",")) if isinstance(current, tuple) else float(value))
+    return policy
+
+
 def run(model: str, scale: str, dataset: Dataset, set_name: str, all_classes: bool, threads: int,
-        images: list[np.ndarray]) -> dict:
-    detector = (zero_shot(scale, threads) if model == FACE_FINDER else
-                Detector.load(None if model == "shipped" else model, threads=threads, scale=scale))
+        images: list[np.ndarray], overrides: list[str]) -> dict:
+    policy = policy_of(scale, overrides)
+    if model == FACE_FINDER:
+        detector = zero_shot(policy, threads)
+    else:
+        detector = Detector.load(None if model == "shipped" else model, threads=threads)
+        detector.policy = policy
     detector(images[0])  # warm up
     predictions, started = [], time.perf_counter()
     for sample, image in zip(dataset.samples, images):
@@ -104,6 +120,8 @@ def main() -> None:
     parser.add_argument("--set", action="append", choices=["andrewmvd", "jolignier"],
                         help="validation set (repeatable); default both")
     parser.add_argument("--best-class", action="store_true", help="also rows with one box per face")
+    parser.add_argument("--policy", action="append", default=[],
+                        help="override a ScalePolicy setting, NAME=VALUE (repeatable), e.g. max_side=1920")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "bench" / "accuracy.json")
     args = parser.parse_args()
@@ -114,7 +132,7 @@ def main() -> None:
         for model in args.model or ["shipped"]:
             for scale in args.scale or ["auto"]:
                 for all_classes in ([True, False] if args.best_class and model != FACE_FINDER else [True]):
-                    rows.append(run(model, scale, dataset, set_name, all_classes, args.threads, images))
+                    rows.append(run(model, scale, dataset, set_name, all_classes, args.threads, images, args.policy))
                     print(table(rows[-1:]).splitlines()[-1], flush=True)
     print()
     print(table(rows))

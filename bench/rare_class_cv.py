@@ -9,7 +9,8 @@ training set, spread over 5 folds (duplicate groups kept together, classes sprea
 `k_folds`), do not. Each variant (a name and `maskwatch train` options) is trained once per fold on the other
 four folds and scored on its fold with the detector as it ships (all classes listed). Prints per-fold AP@.5 of
 each class and mAP@.5, then mean and standard deviation per variant; writes OUT/cv.json. Each training keeps its
-best epoch by its fold's mAP@.5, as `maskwatch train` does.
+best epoch by its fold's mAP@.5, as `maskwatch train` does. With --also-jolignier each fold's model is also
+scored on jolignier-val (measuring only), which gives that set's numbers a spread too.
 """
 
 from __future__ import annotations
@@ -52,8 +53,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "cv")
+    parser.add_argument("--also-jolignier", action="store_true", help="score every fold's model on jolignier-val too")
     args = parser.parse_args()
     dataset = load_dataset(args.data)
+    jolignier = load_dataset(ROOT / ".." / "shared" / "datasets" / "jolignier-val") if args.also_jolignier else None
     folds = k_folds(dataset, args.folds)
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict[str, list[dict]] = {}
@@ -66,6 +69,9 @@ def main() -> None:
                               args.threads)
             detector_dir = args.out / name / f"fold{k}"
             scores = score_fold(detector_dir, dataset, split.val)
+            if jolignier is not None:
+                scores |= {f"jolignier {key}": v for key, v in
+                           score_fold(detector_dir, jolignier, [s.stem for s in jolignier.samples]).items()}
             scores["best_epoch"] = int(best["epoch"])
             results.setdefault(name, []).append(scores)
             print(f"{name} fold {k}: " + " ".join(f"{key} {v:.3f}" for key, v in scores.items() if key != "best_epoch"),
