@@ -109,3 +109,28 @@ def test_events_reach_mqtt_subscribers_across_a_broker_restart(data_dir, tmp_pat
     assert json.loads(state["site/door/state"][0]) == final_counts and state["site/door/state"][1]
     assert final_counts["counts"]["people"] == summary.people and final_counts["counts"]["lines"]["door"]["in"] == 2
     assert state["site/door/availability"] == (b"offline", True)
+
+
+def test_one_sink_serves_two_runs_and_keeps_no_acknowledgement_over(tmp_path):
+    from maskwatch.video.bus import RunInfo
+    from maskwatch.video.events import Event
+
+    port = free_port()
+    broker = Mosquitto(port, tmp_path / "broker").start()
+    subscriber = Subscriber(port, "site/#", "test-two-runs", persistent=False)
+    sink = MqttSink(f"mqtt://127.0.0.1:{port}/site/{{camera}}", drain_s=30)
+    sent = []
+    try:
+        for run in ("run1", "run2"):
+            sink.open(RunInfo("door", run, "door.mp4", (640, 480), 10.0, False, None, ["with_mask"]))
+            for n in range(3):
+                sent.append(Event("person.entered", "door", run, float(n), id=f"{run}-{n}"))
+                sink.event(sent[-1])
+            sink.close(None)
+            # Every message of the run was acknowledged, the availability ones included: nothing is left to
+            # match a later message that reuses an id.
+            assert sink._pending == {} and sink._acked_early == set()
+        subscriber.wait_for(lambda m: event_ids(m) >= {e.id for e in sent}, "the events of both runs")
+    finally:
+        subscriber.close()
+        broker.stop()

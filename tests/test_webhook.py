@@ -8,6 +8,7 @@ import hmac
 import json
 import sqlite3
 import threading
+import time
 
 from clips import GatedSource, crossing_people, face_crop
 from maskwatch import Detector
@@ -140,3 +141,29 @@ def test_a_receiver_that_refuses_an_event_does_not_block_the_queue(tmp_path, cap
         receiver.kill()
     assert [json.loads(p["body"])["id"] for p in receiver.posts()] == ["person.entered-1", "person.left-2"]
     assert "refused a person.entered event with HTTP 400" in caplog.text and queued(queue) == 0
+
+
+def wait_until(predicate, what: str, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while not predicate():
+        assert time.time() < deadline, f"never {what}"
+        time.sleep(0.05)
+
+
+def test_one_sink_serves_two_runs_one_after_the_other(tmp_path):
+    receiver = WebhookReceiver(free_port(), tmp_path / "posts.jsonl").start()
+    queue = tmp_path / "queue.sqlite"
+    sink = WebhookSink(receiver.url, queue_path=queue, drain_s=30)
+    try:
+        for run in (1, 2):
+            sink.open(run_info())
+            sink.event(event("person.entered", 10 * run))
+            wait_until(lambda: len(receiver.posts()) == 2 * run - 1 and queued(queue) == 0, "sent the first event")
+            sink.event(event("person.left", 10 * run + 1))  # after the sender found the queue empty once
+            sink.close(None)
+    finally:
+        receiver.kill()
+    assert [json.loads(p["body"])["id"] for p in receiver.posts()] == [
+        "person.entered-10", "person.left-11", "person.entered-20", "person.left-21"]
+    assert queued(queue) == 0
+

@@ -76,6 +76,14 @@ class WebhookSink(Sink):
 
     # -- the queue (shared by the pipeline thread and the sender thread) --
     def open(self, run: RunInfo) -> None:
+        """Start a run: fresh run state (a sink may serve several runs, one after another), then the sender."""
+        if self._thread is not None and self._thread.is_alive():
+            raise MaskwatchError(f"webhook {self.url}: this sink is already open in another run; give each run "
+                                 f"its own WebhookSink")
+        self._closing.clear()
+        self._interrupt.clear()
+        self._deadline = None
+        self.dropped, self._last_error = 0, ""
         self._db = connect(self.queue_path)
         self._db.executescript(QUEUE_SCHEMA)
         left = self.queued()
@@ -194,6 +202,7 @@ class WebhookSink(Sink):
         with self._wake:
             self._wake.notify()
         self._thread.join()
+        self._thread = None
         left = self.queued()
         if left:
             log.warning("webhook %s: %d event(s) not delivered within %.1f s; they stay queued in %s and are sent "
