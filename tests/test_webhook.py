@@ -167,3 +167,26 @@ def test_one_sink_serves_two_runs_one_after_the_other(tmp_path):
         "person.entered-10", "person.left-11", "person.entered-20", "person.left-21"]
     assert queued(queue) == 0
 
+
+def test_two_sinks_on_one_database_and_url_deliver_each_event_once(tmp_path):
+    """Two runs (or processes) with the same --db and --webhook: each posts, trims and waits for its own events."""
+    receiver = WebhookReceiver(free_port(), tmp_path / "posts.jsonl")
+    queue = tmp_path / "queue.sqlite"
+    sinks = [WebhookSink(receiver.url, queue_path=queue, max_queue=3, backoff_s=(0.05, 0.2), drain_s=60)
+             for _ in range(2)]
+    for sink in sinks:
+        sink.open(run_info())  # the receiver is not up yet: the events wait
+    for n in range(3):
+        for name, sink in zip("ab", sinks):
+            sink.event(Event("person.entered", "door", "run1", float(n), id=f"{name}-{n}"))
+    assert [sink.dropped for sink in sinks] == [0, 0] and queued(queue) == 6  # neither trimmed the other's
+    receiver.start()
+    try:
+        for sink in sinks:
+            sink.close(None)
+    finally:
+        receiver.kill()
+    delivered = [json.loads(p["body"])["id"] for p in receiver.posts()]
+    assert sorted(delivered) == ["a-0", "a-1", "a-2", "b-0", "b-1", "b-2"]  # each once
+    assert queued(queue) == 0
+
