@@ -190,3 +190,24 @@ def test_two_sinks_on_one_database_and_url_deliver_each_event_once(tmp_path):
     assert sorted(delivered) == ["a-0", "a-1", "a-2", "b-0", "b-1", "b-2"]  # each once
     assert queued(queue) == 0
 
+
+def test_the_sender_survives_a_failing_queue_and_goes_on(tmp_path, caplog):
+    receiver = WebhookReceiver(free_port(), tmp_path / "posts.jsonl").start()
+    sink = WebhookSink(receiver.url, queue_path=tmp_path / "queue.sqlite", backoff_s=(0.05, 0.2), drain_s=60)
+    real_oldest, failures = sink._oldest, [2]
+
+    def locked_twice():
+        if failures[0]:
+            failures[0] -= 1
+            raise sqlite3.OperationalError("database is locked")
+        return real_oldest()
+
+    sink._oldest = locked_twice  # what another process holding the database looks like to the sender
+    try:
+        sink.open(run_info())
+        sink.event(event("person.entered", 1))
+        sink.close(None)
+    finally:
+        receiver.kill()
+    assert [json.loads(p["body"])["id"] for p in receiver.posts()] == ["person.entered-1"]
+    assert "database is locked" in caplog.text and failures == [0]

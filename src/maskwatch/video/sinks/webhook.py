@@ -73,7 +73,6 @@ class WebhookSink(Sink):
         self.max_queue = max(1, max_queue)
         self.timeout_s, self.backoff, self.drain_s = timeout_s, backoff_s, drain_s
         self.dropped = 0  # events dropped because the queue was full
-        self.sent = 0
         self._lock = threading.Lock()
         self._wake = threading.Condition()
         self._closing = threading.Event()
@@ -82,6 +81,7 @@ class WebhookSink(Sink):
         self._thread: threading.Thread | None = None
         self._db = None
         self._last_error = ""
+        self._died: str | None = None  # why the sender thread stopped, if it did before close()
         self.owner = ""  # this open's name on its queue rows
 
     # -- the queue (shared by the pipeline thread and the sender thread) --
@@ -93,7 +93,7 @@ class WebhookSink(Sink):
         self._closing.clear()
         self._interrupt.clear()
         self._deadline = None
-        self.dropped, self._last_error = 0, ""
+        self.dropped, self._last_error, self._died = 0, "", None
         self._db = connect(self.queue_path)
         self._db.executescript(QUEUE_SCHEMA)
         add_missing_columns(self._db, "webhook_queue", [("owner", "TEXT")])  # queues of older versions
@@ -105,7 +105,7 @@ class WebhookSink(Sink):
         left = self._adopt()
         if left:
             log.warning("webhook %s: %d event(s) left queued by an earlier run are sent first", self.url, left)
-        self._thread = threading.Thread(target=self._send_loop, daemon=True, name="maskwatch-webhook")
+        self._thread = threading.Thread(target=self._run_sender, daemon=True, name="maskwatch-webhook")
         self._thread.start()
 
     def _adopt(self) -> int:
@@ -197,45 +197,62 @@ class WebhookSink(Sink):
         return "refused"
 
     def _send_loop(self) -> None:
-        delay, failing = self.backoff[0], False
+        delay, failing, errors = self.backoff[0], False, 0
         adopted_at = time.monotonic()
         with requests.Session() as session:
             while True:
                 if self._deadline is not None and time.monotonic() > self._deadline:
                     return
-                row = self._oldest()
-                if row is None:
-                    if self._closing.is_set():
-                        return
-                    if time.monotonic() - adopted_at > ADOPT_EVERY_S:  # what a run that ended left behind
-                        adopted_at = time.monotonic()
-                        if self._adopt():
-                            continue
-                    with self._wake:
-                        self._wake.wait(timeout=0.5)
-                    continue
-                seq, event_id, type_, body = row
-                outcome = self._post(session, event_id, type_, body)
-                if outcome == "retry":
+                try:
+                    row = self._oldest()
+                    if row is None:
+                        if self._closing.is_set():
+                            return
+                        if time.monotonic() - adopted_at > ADOPT_EVERY_S:  # what a run that ended left behind
+                            adopted_at = time.monotonic()
+                            if self._adopt():
+                                continue
+                        with self._wake:
+                            self._wake.wait(timeout=0.5)
+                        continue
+                    seq, event_id, type_, body = row
+                    outcome = self._post(session, event_id, type_, body)
+                    if outcome != "retry":
+                        if failing:
+                            log.warning("webhook %s: receiver back; sending the queued events", self.url)
+                        failing, delay = False, self.backoff[0]
+                        self._remove(seq)
+                        errors = 0
+                        continue
                     if not failing:
                         log.warning("webhook %s: receiver unavailable (%s); retrying with back-off, events wait "
                                     "in %s", self.url, self._last_error, self.queue_path)
                     failing = True
-                    # Not woken by new events (back-off must hold while they keep coming), only by close().
-                    wait = delay if self._deadline is None else min(delay, max(0.0, self._deadline - time.monotonic()))
-                    if self._interrupt.wait(timeout=wait):
-                        self._interrupt.clear()
-                    delay = min(delay * 2, self.backoff[1])
-                    continue
-                if failing:
-                    log.warning("webhook %s: receiver back; sending the queued events", self.url)
-                failing, delay = False, self.backoff[0]
-                self._remove(seq)
-                self.sent += outcome == "sent"
+                except Exception as exc:  # the queue itself failed (e.g. "database is locked"): try again later
+                    errors += 1
+                    if errors == 1 or errors % 100 == 0:
+                        log.warning("webhook %s: the queue in %s failed (%d time(s) in a row; retrying with "
+                                    "back-off): %s: %s", self.url, self.queue_path, errors, type(exc).__name__, exc,
+                                    exc_info=errors == 1)
+                # Back-off. Not woken by new events (it must hold while they keep coming), only by close().
+                wait = delay if self._deadline is None else min(delay, max(0.0, self._deadline - time.monotonic()))
+                if self._interrupt.wait(timeout=wait):
+                    self._interrupt.clear()
+                delay = min(delay * 2, self.backoff[1])
+
+    def _run_sender(self) -> None:
+        try:
+            self._send_loop()
+        except BaseException as exc:  # recorded for close(), which says so
+            self._died = f"{type(exc).__name__}: {exc}"
+            raise
 
     def close(self, end: RunEnd) -> None:
         if self._thread is None:
             return
+        if not self._thread.is_alive():
+            log.warning("webhook %s: the sender thread had stopped during the run (%s); undelivered events stay "
+                        "queued in %s for the next run", self.url, self._died or "unknown reason", self.queue_path)
         self._deadline = time.monotonic() + self.drain_s
         self._closing.set()
         self._interrupt.set()
