@@ -57,3 +57,27 @@ def extra_faces_dir(tmp_path_factory) -> Path:
         for name in names:
             shutil.copy(FACE_CROPS / label / name, root / label / name)
     return root
+
+
+@pytest.fixture(scope="session")
+def detector():
+    """The shipped detector at scale 1 (the faces of the test clips are large), loaded once for the session."""
+    from maskwatch import Detector
+
+    return Detector.load(threads=2, scale=1.0)
+
+
+@pytest.fixture(scope="session")
+def photo(data_dir) -> Path:
+    """A real crowd photo of the training set, 400x267, with faces of all three classes."""
+    return data_dir / "images" / "maksssksksss657.jpg"
+
+
+@pytest.fixture(scope="session")
+def faces(data_dir):
+    """A masked and an unmasked face (BGR crops) from training photos; the shipped model calls them so at 0.9."""
+    from clips import face_crop
+
+    masked = face_crop(data_dir / "images" / "maksssksksss94.jpg", (110, 95, 171, 169))
+    unmasked = face_crop(data_dir / "images" / "maksssksksss343.jpg", (85, 131, 232, 284))
+    return masked, unmasked

@@ -8,15 +8,13 @@ import json
 import sqlite3
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from clips import GatedSource, crossing_people, face_crop, write_clip
-from maskwatch import Detector
+from clips import BackgroundRun, GatedSource, crossing_people, write_clip
 from maskwatch.errors import MaskwatchError
 from maskwatch.video import CallbackSink, Sink, VideoPipeline, WatchOptions, Zone, Line
 from maskwatch.video.report import read_report
@@ -24,19 +22,6 @@ from maskwatch.video.store import read_events
 
 ZONE = "counter=260,10,470,10,470,310,260,310"
 LINE = "door=240,0,240,320"
-
-
-@pytest.fixture(scope="module")
-def detector() -> Detector:
-    return Detector.load(threads=2, scale=1.0)
-
-
-@pytest.fixture(scope="module")
-def faces(data_dir) -> tuple[np.ndarray, np.ndarray]:
-    """A masked and an unmasked face from training photos (the shipped model calls them so at 0.9)."""
-    masked = face_crop(data_dir / "images" / "maksssksksss94.jpg", (110, 95, 171, 169))
-    unmasked = face_crop(data_dir / "images" / "maksssksksss343.jpg", (85, 131, 232, 284))
-    return masked, unmasked
 
 
 @pytest.fixture(scope="module")
@@ -103,9 +88,7 @@ def test_tracks_are_in_the_database_while_the_run_is_going(detector, faces, tmp_
     source = GatedSource(frames, fps, gates=(30,))
     db = tmp_path / "events.sqlite"
     pipeline = VideoPipeline(detector, WatchOptions(), db, zones=[ZONE], camera="door")
-    result = {}
-    worker = threading.Thread(target=lambda: result.update(summary=pipeline.run(source)))
-    worker.start()
+    run = BackgroundRun(pipeline, source)
     try:
         source.wait_at(30)  # the masked person has crossed twice; the run is paused, not finished
         with sqlite3.connect(db) as live:
@@ -117,8 +100,7 @@ def test_tracks_are_in_the_database_while_the_run_is_going(detector, faces, tmp_
         assert {"zone.entered", "zone.left"} <= {e["type"] for e in live_events}
     finally:
         source.open(30)
-        worker.join(timeout=300)
-    summary = result["summary"]
+    summary = run.join()
     with sqlite3.connect(db) as done:
         assert done.execute("SELECT status, frames FROM runs").fetchone() == ("finished", 70)
         rows = dict(done.execute("SELECT track_id, last_seen_s FROM tracks").fetchall())

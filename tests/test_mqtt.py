@@ -9,8 +9,7 @@ import time
 
 import paho.mqtt.client as mqtt
 
-from clips import GatedSource, crossing_people, face_crop
-from maskwatch import Detector
+from clips import BackgroundRun, GatedSource, crossing_people
 from maskwatch.video import MqttSink, VideoPipeline, WatchOptions
 from maskwatch.video.store import read_events
 from servers import Mosquitto, free_port
@@ -59,21 +58,17 @@ def event_ids(messages) -> set[str]:
     return {json.loads(payload)["id"] for topic, payload, _ in messages if "/events/" in topic}
 
 
-def test_events_reach_mqtt_subscribers_across_a_broker_restart(data_dir, tmp_path):
-    masked = face_crop(data_dir / "images" / "maksssksksss94.jpg", (110, 95, 171, 169))
-    unmasked = face_crop(data_dir / "images" / "maksssksksss343.jpg", (85, 131, 232, 284))
-    frames, fps = crossing_people(masked, unmasked)
+def test_events_reach_mqtt_subscribers_across_a_broker_restart(detector, faces, tmp_path):
+    frames, fps = crossing_people(*faces)
     port = free_port()
     broker = Mosquitto(port, tmp_path / "broker").start()
     subscriber = Subscriber(port, "site/#", "test-subscriber")
     source = GatedSource(frames, fps, gates=(20, 50))
     db = tmp_path / "events.sqlite"
     sink = MqttSink(f"mqtt://127.0.0.1:{port}/site/{{camera}}", drain_s=60, reconnect_s=(1, 2))
-    pipeline = VideoPipeline(Detector.load(threads=2, scale=1.0), WatchOptions(summary_every=1.0), db, [sink],
-                             lines=["door=240,0,240,320"], camera="door")
-    result = {}
-    worker = threading.Thread(target=lambda: result.update(summary=pipeline.run(source)))
-    worker.start()
+    pipeline = VideoPipeline(detector, WatchOptions(summary_every=1.0), db, [sink], lines=["door=240,0,240,320"],
+                             camera="door")
+    run = BackgroundRun(pipeline, source)
     try:
         source.wait_at(20)
         subscriber.wait_for(lambda m: any(t == "site/door/events/person.entered" for t, _, _ in m), "person.entered")
@@ -83,8 +78,7 @@ def test_events_reach_mqtt_subscribers_across_a_broker_restart(data_dir, tmp_pat
         assert any(e["type"] == "person.unmasked" for e in read_events(db))
         broker.start()
         source.open(50)
-        worker.join(timeout=300)
-        summary = result["summary"]
+        summary = run.join()
         emitted = read_events(db, run_id=summary.run_id)
         messages = subscriber.wait_for(lambda m: event_ids(m) >= {e["id"] for e in emitted}, "every event")
     finally:

@@ -27,10 +27,6 @@ def post(url: str, path: str, file: Path, name: str | None = None, **kwargs) -> 
         return httpx.post(url + path, files={"file": (name or file.name, f)}, timeout=120, **kwargs)
 
 
-@pytest.fixture(scope="module")
-def photo(data_dir) -> Path:
-    return data_dir / "images" / "maksssksksss657.jpg"
-
 
 @pytest.fixture(scope="module")
 def plain(tmp_path_factory):
@@ -156,9 +152,9 @@ def test_a_job_is_claimed_once(tmp_path):
         jobs.close()
 
 
-def test_job_messages_do_not_show_server_paths(plain, tmp_path, data_dir):
-    clip = write_clip(pan_frames(data_dir / "images" / "maksssksksss657.jpg", size=(320, 240), frames=16, zoom=1.5),
-                      tmp_path / "door.avi", fps=8, codec="MJPG")
+def test_job_messages_do_not_show_server_paths(plain, tmp_path, photo):
+    clip = write_clip(pan_frames(photo, size=(320, 240), frames=16, zoom=1.5), tmp_path / "door.avi", fps=8,
+                      codec="MJPG")
     cut = tmp_path / "cut.avi"
     cut.write_bytes(clip.read_bytes()[: clip.stat().st_size // 2])  # ends early: a message about the input
     url, data = plain

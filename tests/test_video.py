@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import json
-import re
 import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 
-from clips import pan_frames, walk_through_frames, write_clip
-from maskwatch import Detector
+from clips import pan_frames, wait_for_progress, walk_through_frames, write_clip
 from maskwatch.errors import MaskwatchError
 from maskwatch.predictions import detections_from_labels
 from maskwatch.video import VideoPipeline
@@ -27,13 +24,8 @@ CLASSES = ["with_mask", "without_mask", "mask_weared_incorrect"]
 
 
 @pytest.fixture(scope="module")
-def detector() -> Detector:
-    return Detector.load(threads=2, scale=1.0)
-
-
-@pytest.fixture(scope="module")
-def pan(tmp_path_factory, data_dir) -> tuple[Path, list[np.ndarray]]:
-    frames = pan_frames(data_dir / "images" / "maksssksksss657.jpg", size=(320, 240), frames=24, zoom=1.5)
+def pan(tmp_path_factory, photo) -> tuple[Path, list[np.ndarray]]:
+    frames = pan_frames(photo, size=(320, 240), frames=24, zoom=1.5)
     return write_clip(frames, tmp_path_factory.mktemp("clips") / "pan.avi", fps=12, codec="MJPG"), frames
 
 
@@ -125,20 +117,14 @@ def test_unreadable_sources_say_so(detector, tmp_path):
         VideoPipeline(detector).run("rtsp://127.0.0.1:9/none")
 
 
-def test_ctrl_c_finishes_the_video_and_the_database(data_dir, tmp_path):
-    frames = pan_frames(data_dir / "images" / "maksssksksss657.jpg", size=(320, 240), frames=300, zoom=1.5)
+def test_ctrl_c_finishes_the_video_and_the_database(photo, tmp_path):
+    frames = pan_frames(photo, size=(320, 240), frames=300, zoom=1.5)
     clip = write_clip(frames, tmp_path / "long.avi", fps=12, codec="MJPG")
     out, db = tmp_path / "long.mp4", tmp_path / "events.sqlite"
     process = subprocess.Popen([sys.executable, "-m", "maskwatch.cli", "watch", str(clip), "--out", str(out),
                                 "--db", str(db), "--scale", "1", "--max-fps", "10"], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
-    seen = ""
-    deadline = time.time() + 120
-    while time.time() < deadline and process.poll() is None:
-        seen += process.stderr.read(1)
-        counts = re.findall(r"(\d+)/300", seen[-200:])
-        if counts and int(counts[-1]) >= 20:  # tqdm has shown 20 frames done
-            break
+    seen = wait_for_progress(process, 20, 300)
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=60)
     stderr = seen + stderr

@@ -7,11 +7,9 @@ import hashlib
 import hmac
 import json
 import sqlite3
-import threading
 import time
 
-from clips import GatedSource, crossing_people, face_crop
-from maskwatch import Detector
+from clips import BackgroundRun, GatedSource, crossing_people
 from maskwatch.video import VideoPipeline, WatchOptions
 from maskwatch.video.bus import RunInfo
 from maskwatch.video.events import Event
@@ -38,20 +36,16 @@ def unique_events(posts: list[dict]) -> list[dict]:
     return events
 
 
-def test_a_receiver_killed_and_restarted_mid_run_loses_no_event(data_dir, tmp_path):
-    masked = face_crop(data_dir / "images" / "maksssksksss94.jpg", (110, 95, 171, 169))
-    unmasked = face_crop(data_dir / "images" / "maksssksksss343.jpg", (85, 131, 232, 284))
-    frames, fps = crossing_people(masked, unmasked)
+def test_a_receiver_killed_and_restarted_mid_run_loses_no_event(detector, faces, tmp_path):
+    frames, fps = crossing_people(*faces)
     source = GatedSource(frames, fps, gates=(20, 50))
     db = tmp_path / "events.sqlite"
     receiver = WebhookReceiver(free_port(), tmp_path / "posts.jsonl").start()
     sink = WebhookSink(receiver.url, SECRET, queue_path=db, backoff_s=(0.1, 0.5), drain_s=60)
-    pipeline = VideoPipeline(Detector.load(threads=2, scale=1.0), WatchOptions(summary_every=1.0), db,
-                             [sink], zones=["counter=260,10,470,10,470,310,260,310"], lines=["door=240,0,240,320"],
+    pipeline = VideoPipeline(detector, WatchOptions(summary_every=1.0), db, [sink],
+                             zones=["counter=260,10,470,10,470,310,260,310"], lines=["door=240,0,240,320"],
                              camera="door")
-    result = {}
-    worker = threading.Thread(target=lambda: result.update(summary=pipeline.run(source)))
-    worker.start()
+    run = BackgroundRun(pipeline, source)
     try:
         source.wait_at(20)
         receiver.wait_for(lambda posts: any(json.loads(p["body"])["type"] == "person.entered" for p in posts),
@@ -63,11 +57,10 @@ def test_a_receiver_killed_and_restarted_mid_run_loses_no_event(data_dir, tmp_pa
         assert any(e["type"] == "person.unmasked" for e in read_events(db))
         receiver.start()  # back on the same port
         source.open(50)
-        worker.join(timeout=300)
+        summary = run.join()
     finally:
         source.open(20), source.open(50)
         receiver.kill()
-    summary = result["summary"]
     assert summary.status == "finished" and queued(db) == 0
     emitted = read_events(db, run_id=summary.run_id)
     received = unique_events(receiver.posts())
