@@ -192,3 +192,25 @@ def test_report_chart_window_follows_the_run_length(detector, pan, tmp_path):
     series = compliance_series([(first, last, label) for _, first, last, label in report.spans], chart_window(length))
     assert len(series) >= 2 and all(0 <= share <= 1 for _, share in series)
     assert (chart_window(60), chart_window(3600), chart_window(86400)) == (5.0, 300.0, 7200.0)
+
+
+def test_a_video_file_that_cannot_be_written_fails_the_command_and_says_so(pan, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from maskwatch.cli import app
+    from maskwatch.video.writer import H264Writer
+
+    def disk_full(self, image):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(H264Writer, "write", disk_full)
+    clip, _ = pan
+    out, db = tmp_path / "out.mp4", tmp_path / "events.sqlite"
+    result = CliRunner().invoke(app, ["watch", str(clip), "--out", str(out), "--db", str(db), "--max-frames", "4",
+                                      "--scale", "1", "--threads", "2"])
+    assert result.exit_code == 1, result.output
+    assert "video file: failed 4 time(s)" in result.stderr and "No space left on device" in result.stderr
+    failure = json.loads(out.with_suffix(".json").read_text())["sink_failures"]["video file"]
+    assert failure["failures"] == 4 and failure["required"] and "No space left" in failure["first"]
+    status, message = sqlite3.connect(db).execute("SELECT status, message FROM runs").fetchone()
+    assert status == "finished" and "video file failed 4 time(s), first in frame: OSError" in message

@@ -2,8 +2,10 @@
 communicators). The video file, the database, the window, progress, the webhook and MQTT are each one Sink; a
 new one is added without touching the others.
 
-A sink that fails while the video runs is logged and the video goes on; only a sink that cannot start
-(a bad URL, no display) stops the run before it begins, with a MaskwatchError that says why.
+A sink that fails while the video runs is logged and the video goes on; its failures are counted in the
+run's summary (`sink_failures`), and a failed output the user asked for (the video file, the summary files,
+the database: `required` sinks) makes `watch` exit non-zero. Only a sink that cannot start (a bad URL, no
+display) stops the run before it begins, with a MaskwatchError that says why.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ class Sink:
     the others are guarded by the bus."""
 
     name = "sink"
+    required = False  # an output the user asked for (--out, --db): if it fails, the run did not do its job
 
     def open(self, run: RunInfo) -> None:
         pass
@@ -115,6 +118,8 @@ class EventBus:
         self.sinks = list(sinks)
         self.failures: dict[tuple[int, str], int] = {}  # (sink, hook) -> failures
         self.published: dict[str, int] = {}
+        # Per sink name: failures, the first one, and whether the sink is required (WatchSummary.sink_failures).
+        self.sink_failures: dict[str, dict[str, Any]] = {}
 
     def open(self, run: RunInfo) -> None:
         """Open every sink, in order; if one cannot start, close those already open and raise."""
@@ -147,6 +152,10 @@ class EventBus:
         except Exception as exc:  # a sink must never stop the video
             key = (id(sink), hook)
             n = self.failures[key] = self.failures.get(key, 0) + 1
+            first = f"{hook}: {type(exc).__name__}: {exc}"
+            record = self.sink_failures.setdefault(sink.name, {"failures": 0, "first": first,
+                                                               "required": sink.required})
+            record["failures"] += 1
             if n == 1 or n % self.LOG_EVERY == 0:
                 log.warning("%s sink failed in %s (%d failure(s) so far; the video goes on): %s: %s",
                             sink.name, hook, n, type(exc).__name__, exc, exc_info=n == 1)

@@ -183,6 +183,7 @@ class VideoPipeline:
             zone_counts = emitter.zone_counts()
             summary.zones, summary.lines = zone_counts["zones"], zone_counts["lines"]
             summary.events = dict(bus.published)
+            summary.sink_failures = bus.sink_failures  # the same dict: failures while closing show up too
             bus.close(RunEnd(summary, list(tracker.tracks.values())))
         return summary
 

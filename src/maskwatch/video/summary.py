@@ -25,6 +25,8 @@ class WatchSummary:
     zones: dict[str, Any] = field(default_factory=dict)  # per zone: inside, people per class, compliance
     lines: dict[str, Any] = field(default_factory=dict)  # per line: in, out (and per class)
     events: dict[str, int] = field(default_factory=dict)  # events published, per type
+    # Sinks that failed during the run, by name: {"failures": n, "first": "hook: error", "required": bool}.
+    sink_failures: dict[str, dict[str, Any]] = field(default_factory=dict)
     status: str = "finished"  # finished, interrupted, ended_early, failed
     message: str | None = None
     output: str | None = None
@@ -33,6 +35,17 @@ class WatchSummary:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def failed_outputs(self) -> list[str]:
+        """Required sinks (outputs the user asked for: video file, summary files, database) that failed."""
+        return [name for name, record in self.sink_failures.items() if record["required"]]
+
+    def full_message(self) -> str | None:
+        """The message, with the sinks that failed (what the database keeps about how the run went)."""
+        failed = [f"{name} failed {r['failures']} time(s), first in {r['first']}"
+                  for name, r in self.sink_failures.items()]
+        return "; ".join([m for m in (self.message,) if m] + failed) or None
 
 
 def write_summary_files(summary: WatchSummary, tracks: list[TrackState], out: Path) -> list[Path]:

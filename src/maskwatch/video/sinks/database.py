@@ -14,6 +14,7 @@ from maskwatch.video.tracking import TrackState
 
 class DatabaseSink(Sink):
     name = "database"
+    required = True
 
     def __init__(self, path: Path, window_s: float = 10.0):
         self.path = Path(path)
@@ -50,6 +51,6 @@ class DatabaseSink(Sink):
             if self._window_tracks:
                 self.store.save_window(self.run_id, self._window_start, Counter(self._window_tracks.values()))
             s = end.summary
-            self.store.finish_run(self.run_id, s.frames, s.status, s.message)
+            self.store.finish_run(self.run_id, s.frames, s.status, s.full_message())
         finally:
             self.store.close()

@@ -11,6 +11,7 @@ from maskwatch.video.writer import H264Writer
 
 class VideoFileSink(Sink):
     name = "video file"
+    required = True
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -31,6 +32,7 @@ class SummaryFilesSink(Sink):
     """OUT.json, OUT.tracks.csv and OUT.zones.csv, written when the run ends."""
 
     name = "summary files"
+    required = True
 
     def __init__(self, out: Path):
         self.out = Path(out)
