@@ -1,5 +1,6 @@
-"""The server under hostile input and load, on a real server over loopback: limits, the API key, the worker
-pool, one server per data directory, and what job messages tell clients."""
+"""The server under hostile input and load, on a real server over loopback: limits, the API key, one server
+per data directory, and what job messages tell clients; the worker pool in process, with a request held in
+work for as long as the test needs (no race against a slow request)."""
 
 from __future__ import annotations
 
@@ -42,14 +43,6 @@ def keyed(tmp_path_factory):
     with running_server(tmp_path_factory.mktemp("keyed"), "--max-upload-mb", "1",
                         env={"MASKWATCH_API_KEY": "s3cret"}) as (url, _):
         yield url
-
-
-@pytest.fixture(scope="module")
-def large_photo(tmp_path_factory, photo) -> Path:
-    """A 27 M-pixel JPEG (under the limit): seconds of decoding and detection on one request."""
-    path = tmp_path_factory.mktemp("large") / "large.jpg"
-    cv2.imwrite(str(path), cv2.resize(cv2.imread(str(photo)), (6000, 4500)))
-    return path
 
 
 def test_images_and_video_frames_over_the_pixel_limit_are_refused(plain, tmp_path):
@@ -109,24 +102,47 @@ def test_the_key_is_taken_only_from_the_header_and_guards_the_docs(keyed, photo)
     assert httpx.get(keyed + "/healthz").status_code == 200
 
 
-def test_health_answers_while_a_large_image_is_detected_and_a_full_pool_answers_503(tmp_path, large_photo, photo):
-    with running_server(tmp_path, "--workers", "1", "--max-queue", "0", "--max-upload-mb", "50") as (url, _):
-        heavy: dict = {}
-        thread = threading.Thread(target=lambda: heavy.update(response=post(url, "/v1/detect", large_photo)))
+class GatedDetector:
+    """The shipped detector, held at each call until the test lets it go: a request in work for as long as the
+    test needs."""
+
+    def __init__(self, detector):
+        self.detector, self.classes = detector, detector.classes
+        self.reached, self.go = threading.Event(), threading.Event()
+
+    def __call__(self, image, **options):
+        self.reached.set()
+        assert self.go.wait(300), "the test never let the detector go"
+        return self.detector(image, **options)
+
+
+def test_health_answers_while_the_worker_is_busy_and_a_full_pool_answers_503(tmp_path, photo, detector):
+    from fastapi.testclient import TestClient
+
+    from maskwatch.serve.app import Settings, create_app
+
+    gated = GatedDetector(detector)
+    with TestClient(create_app(Settings(data_dir=tmp_path, workers=1, max_queue=0), gated)) as client:
+
+        def detect():
+            return client.post("/v1/detect", files={"file": (photo.name, photo.read_bytes())})
+
+        held: dict = {}
+        thread = threading.Thread(target=lambda: held.update(response=detect()))
         thread.start()
-        in_work, refused = None, None
-        while thread.is_alive() and in_work is None:
-            health = httpx.get(f"{url}/healthz", timeout=120).json()
-            if health.get("busy") == 1:  # answered while the large image is being decoded or detected
-                in_work = health
-                refused = post(url, "/v1/detect", photo)  # the one worker is busy and no queue is allowed
-        thread.join()
-        assert in_work is not None, "/healthz did not answer while the large image was in work"
+        try:
+            assert gated.reached.wait(120), "the first request never reached the detector"
+            in_work = client.get("/healthz").json()  # the event loop answers while the one worker is held
+            refused = detect()  # the one worker is busy and no queue is allowed
+        finally:
+            gated.go.set()
+            thread.join(120)
+        assert in_work["busy"] == 1
         assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
         assert "busy" in refused.json()["detail"]
-        assert heavy["response"].status_code == 200
-        assert httpx.get(f"{url}/healthz").json()["busy"] == 0
-        assert post(url, "/v1/detect", photo).status_code == 200
+        assert held["response"].status_code == 200
+        assert client.get("/healthz").json()["busy"] == 0
+        assert detect().status_code == 200
 
 
 def test_a_second_server_on_the_same_data_directory_refuses_to_start(tmp_path):

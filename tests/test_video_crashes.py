@@ -10,9 +10,11 @@ import sys
 from pathlib import Path
 
 import av
+import pytest
 from PIL import Image
 
 from clips import pan_frames, wait_for_progress, write_clip
+from maskwatch.video import VideoPipeline, WatchOptions
 
 WATCH = [sys.executable, "-m", "maskwatch.cli", "watch"]
 
@@ -34,7 +36,29 @@ def test_inputs_and_outputs_watch_cannot_handle_are_clear_errors(tmp_path, photo
                                capture_output=True, text=True, timeout=120)
     assert no_suffix.returncode == 2 and "give it a .mp4 name" in no_suffix.stderr
     assert "Traceback" not in no_suffix.stderr
-    assert all(status != "running" for status, _ in runs(db))
+    assert not db.exists()  # both refused before the database was opened: no run left 'running'
+
+
+class CrashingDetector:
+    """The shipped detector, until it fails on its third frame (a bug, a GPU gone)."""
+
+    def __init__(self, detector):
+        self.detector, self.classes, self.calls = detector, detector.classes, 0
+
+    def __call__(self, image, **options):
+        self.calls += 1
+        if self.calls == 3:
+            raise RuntimeError("the model crashed")
+        return self.detector(image, **options)
+
+
+def test_a_run_that_fails_after_the_database_is_open_is_marked_failed(tmp_path, photo, detector):
+    clip = write_clip(pan_frames(photo, size=(320, 240), frames=6, zoom=1.5), tmp_path / "short.avi", fps=12,
+                      codec="MJPG")
+    db = tmp_path / "events.sqlite"
+    with pytest.raises(RuntimeError, match="the model crashed"):
+        VideoPipeline(CrashingDetector(detector), WatchOptions(), db).run(str(clip), tmp_path / "short.mp4")
+    assert runs(db) == [("failed", "RuntimeError: the model crashed")]
 
 
 def test_a_killed_run_is_marked_failed_and_its_video_plays(tmp_path, photo):
