@@ -182,3 +182,49 @@ def test_job_messages_do_not_show_server_paths(plain, tmp_path, photo):
     assert state.json()["message"].startswith("the upload: the video ended after")
     for text in (state.text, httpx.get(url + job["summary_url"]).text):
         assert str(data) not in text and str(data.resolve()) not in text
+
+
+def test_a_video_upload_that_fails_leaves_no_file_behind(tmp_path, photo, detector, monkeypatch):
+    import cv2
+
+    from fastapi.testclient import TestClient
+
+    from maskwatch.serve import app as app_module
+    from maskwatch.serve.jobs import JobQueue
+
+    clip = write_clip(pan_frames(photo, size=(320, 240), frames=4, zoom=1.5), tmp_path / "door.avi", fps=8,
+                      codec="MJPG")
+    uploads = tmp_path / "data" / "uploads"
+    uploads.mkdir(parents=True)
+    (uploads / "tmpleft").write_bytes(b"left by a server that was killed mid-upload")
+    gated = GatedDetector(detector)
+    settings = app_module.Settings(data_dir=tmp_path / "data", workers=1, max_queue=0)
+    with TestClient(app_module.create_app(settings, gated), raise_server_exceptions=False) as client:
+        assert list(uploads.iterdir()) == []  # cleaned at start-up
+
+        def submit():
+            return client.post("/v1/videos", files={"file": ("door.avi", clip.read_bytes())})
+
+        held = threading.Thread(target=lambda: client.post("/v1/detect",
+                                                           files={"file": (photo.name, photo.read_bytes())}))
+        held.start()
+        try:
+            assert gated.reached.wait(120)
+            busy = submit()  # the one worker is busy: 503
+        finally:
+            gated.go.set()
+            held.join(120)
+        assert busy.status_code == 503 and list(uploads.iterdir()) == []
+
+        def broken_decoder(path):
+            raise cv2.error("OpenCV(4.10.0) error: (-215:Assertion failed) in function 'open'")
+
+        monkeypatch.setattr(app_module, "FileSource", broken_decoder)
+        assert submit().status_code == 500 and list(uploads.iterdir()) == []
+        monkeypatch.undo()
+
+        def no_space(self, data_path, filename):
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(JobQueue, "create", no_space)
+        assert submit().status_code == 500 and list(uploads.iterdir()) == []

@@ -12,6 +12,7 @@ import logging
 import os
 import queue
 import secrets
+import shutil
 import sqlite3
 import threading
 import time
@@ -108,12 +109,16 @@ class JobQueue:
         job_id = secrets.token_urlsafe(18)  # not guessable
         folder = self.job_dir(job_id)
         folder.mkdir()
-        data_path.replace(folder / "input")
-        now = time.time()
-        with self._lock:
-            self.db.execute("INSERT INTO jobs (id, status, created_at, updated_at, filename) VALUES (?, 'queued', ?, ?, ?)",
-                            (job_id, now, now, filename[:200]))
-            self.db.commit()
+        try:
+            data_path.replace(folder / "input")
+            now = time.time()
+            with self._lock:
+                self.db.execute("INSERT INTO jobs (id, status, created_at, updated_at, filename) "
+                                "VALUES (?, 'queued', ?, ?, ?)", (job_id, now, now, filename[:200]))
+                self.db.commit()
+        except BaseException:  # no job folder without its row
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
         self._queue.put(job_id)
         return job_id
 
