@@ -184,6 +184,11 @@ def test_bad_zones_lines_urls_and_configs_say_what_to_fix(detector, crossing, tm
                           ("cameras:\n  door: {zones: {}}", "no source"),
                           ("cameras:\n  door: {source: a.mp4, webhooks: [{secret: x}]}", "each webhook is a URL"),
                           ("cameras:\n  door: {source: a.mp4, webhooks: ['${NOT_SET_HERE}']}", "NOT_SET_HERE.*not set"),
+                          ("cameras:\n  door: {source: a.mp4, every: two}",
+                           r"camera 'door': every \(--every\) is 'two'; expected a whole number, 1 or more"),
+                          ("defaults: {summary_every: soon}\ncameras:\n  door: {source: a.mp4}",
+                           r"camera 'door': summary_every \(--summary-every\) is 'soon'; expected a number"),
+                          ("cameras:\n  door: {source: a.mp4, blur_faces: 'no'}", "blur_faces.*true or false"),
                           ("cameras: {door: {source: [}", "not valid YAML")):
         bad.write_text(text)
         with pytest.raises(MaskwatchError, match=message):

@@ -8,6 +8,9 @@ import os
 import sqlite3
 from pathlib import Path
 
+import pytest
+
+from maskwatch.errors import MaskwatchError
 from maskwatch.video.store import EventStore
 
 
@@ -51,3 +54,13 @@ def test_a_database_of_an_older_version_gains_the_new_columns(tmp_path):
     finally:
         store.close()
     assert rows == [("old.mp4", None, None, "finished"), ("new.mp4", "door", "abc", "running")] and run_id == 2
+
+
+def test_a_file_that_is_not_a_database_is_named_with_the_fix(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("shopping list: masks, more masks\n" * 100)
+    with pytest.raises(MaskwatchError, match=r"notes.txt: cannot be used as the events database \(file is not a "
+                                             r"database\); give --db a new file name"):
+        EventStore(notes)
+    with pytest.raises(MaskwatchError, match="cannot be used as the events database"):
+        EventStore(tmp_path)  # a folder

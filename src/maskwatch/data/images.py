@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from maskwatch.errors import MaskwatchError
-from maskwatch.limits import IMAGE_FORMATS, MAX_PIXELS
+from maskwatch.limits import IMAGE_FORMATS, max_pixels
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -32,9 +32,10 @@ def image_size_from_header(path: Path) -> tuple[int, int] | None:
 
 
 def check_pixels(width: int, height: int, name: str) -> None:
-    """Refuse an image or frame over MAX_PIXELS, naming it and the way out."""
-    if width * height > MAX_PIXELS:
-        raise MaskwatchError(f"{name}: {width}x{height} pixels, over the limit of {MAX_PIXELS:,}; resize it first "
+    """Refuse an image or frame over the pixel limit, naming it and the way out."""
+    limit = max_pixels()
+    if width * height > limit:
+        raise MaskwatchError(f"{name}: {width}x{height} pixels, over the limit of {limit:,}; resize it first "
                              f"(or raise MASKWATCH_MAX_PIXELS)")
 
 
@@ -49,7 +50,7 @@ def checked_header(data: bytes, name: str) -> tuple[str, int, int]:
             with Image.open(io.BytesIO(data)) as im:
                 fmt, width, height = str(im.format), int(im.width), int(im.height)
     except Image.DecompressionBombError:  # Pillow's own limit (2 x 89 M pixels): over ours too
-        raise MaskwatchError(f"{name}: more than {MAX_PIXELS:,} pixels, over the limit; resize it first") from None
+        raise MaskwatchError(f"{name}: more than {max_pixels():,} pixels, over the limit; resize it first") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         raise MaskwatchError(f"{name}: not a readable image (unknown or corrupt format; accepted: "
                              f"{', '.join(sorted(IMAGE_FORMATS))})") from None

@@ -79,8 +79,8 @@ class CameraConfig:
                 + [MqttSink(url) for url in self.mqtt])
 
     def pipeline(self, detector) -> VideoPipeline:
-        if self.every < 1:
-            raise MaskwatchError(f"camera {self.name or self.source!r}: every must be 1 or more")
+        for key in _CHECKS:  # values given on the command line or in Python, as those from a file
+            check_value(key, getattr(self, key), f"camera {self.name or self.source!r}")
         return VideoPipeline(detector, self.options(), self.db, self.sinks(), self.zones, self.lines, self.name)
 
     def with_overrides(self, **values: Any) -> "CameraConfig":
@@ -94,6 +94,35 @@ class CameraConfig:
 
 _KEYS = {f.name for f in fields(CameraConfig)} - {"name"}
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# What each plain value may be: a test and what to write instead (None: the key may be left empty).
+_CHECKS: dict[str, tuple[Any, str]] = {
+    "every": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "a whole number, 1 or more"),
+    "max_fps": (lambda v: v is None or (_number(v) and v > 0), "a number of frames per second above 0, or empty"),
+    "max_frames": (lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
+                   "a whole number, 1 or more, or empty"),
+    "window": (lambda v: _number(v) and v > 0, "a number of seconds above 0"),
+    "summary_every": (lambda v: v is None or (_number(v) and v >= 0),
+                      "a number of seconds (0 or empty: only when the run ends)"),
+    "blur_faces": (lambda v: isinstance(v, bool), "true or false"),
+    "show": (lambda v: isinstance(v, bool), "true or false"),
+    "event_snapshots": (lambda v: isinstance(v, bool), "true or false"),
+    "keep_faces": (lambda v: isinstance(v, bool), "true or false"),
+    "scale": (lambda v: isinstance(v, str) or (_number(v) and v > 0), "auto or a number above 0"),
+}
+
+
+def check_value(key: str, value: Any, where: str) -> None:
+    """A type or range the pipeline cannot use is refused now, naming the camera and the key (also the option
+    `watch` takes for it), not as a TypeError in the middle of a run."""
+    test, expected = _CHECKS[key]
+    if not test(value):
+        raise MaskwatchError(f"{where}: {key} (--{key.replace('_', '-')}) is {value!r}; expected {expected}")
 
 
 def _expand(value: Any, where: str) -> Any:
@@ -147,6 +176,7 @@ def camera_from_dict(name: str | None, data: dict[str, Any], where: str) -> Came
             values[key] = Path(data[key]) if data[key] else None
     for key in _KEYS - set(values) - {"out", "db", "model"}:
         if key in data:
+            check_value(key, data[key], where)
             values[key] = data[key]
     if "scale" in values:
         values["scale"] = str(values["scale"])

@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Sequence
 
+from maskwatch.errors import MaskwatchError
 from maskwatch.video.events import Event
 from maskwatch.video.tracking import TrackState
 
@@ -45,11 +46,15 @@ def connect(path: Path, timeout_s: float = 30.0) -> sqlite3.Connection:
     do not block a running camera) and the tables."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(str(path), timeout=timeout_s, check_same_thread=False)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.executescript(SCHEMA)
-    for table, columns in ADDED_COLUMNS.items():
-        add_missing_columns(db, table, columns)
+    try:
+        db = sqlite3.connect(str(path), timeout=timeout_s, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.executescript(SCHEMA)
+        for table, columns in ADDED_COLUMNS.items():
+            add_missing_columns(db, table, columns)
+    except sqlite3.DatabaseError as exc:  # not SQLite, a folder, unreadable, another program's tables
+        raise MaskwatchError(f"{path}: cannot be used as the events database ({exc}); give --db a new file name or "
+                             f"an events database written by maskwatch") from None
     return db
 
 
