@@ -71,3 +71,19 @@ def test_a_pixel_limit_that_is_not_a_number_is_a_clear_error_of_the_command(phot
     monkeypatch.setenv("MASKWATCH_MAX_PIXELS", "1000")  # read when an image is checked, not at import
     with pytest.raises(MaskwatchError, match="over the limit of 1,000"):
         read_image(photo)
+
+
+def test_the_pixel_limit_can_be_raised_past_pillows_own_and_is_what_refuses(tmp_path, monkeypatch):
+    from maskwatch.data.images import checked_header
+
+    panorama = tmp_path / "panorama.png"  # 190 M pixels: over Pillow's default refusal (2 x 89.5 M)
+    Image.new("1", (19000, 10000)).save(panorama)
+    data = panorama.read_bytes()
+    monkeypatch.setenv("MASKWATCH_MAX_PIXELS", "200000000")
+    assert checked_header(data, "panorama.png") == ("PNG", 19000, 10000)
+    monkeypatch.setenv("MASKWATCH_MAX_PIXELS", "100000000")
+    with pytest.raises(MaskwatchError, match="panorama.png: 19000x10000 pixels, over the limit of 100,000,000"):
+        checked_header(data, "panorama.png")
+    monkeypatch.setenv("MASKWATCH_MAX_PIXELS", "50000000")  # more than twice over: Pillow refuses, and says so
+    with pytest.raises(MaskwatchError, match="more than 100,000,000 pixels, over the limit of 50,000,000"):
+        checked_header(data, "panorama.png")
