@@ -244,3 +244,64 @@ cameras:
     assert report.returncode == 0, report.stderr
     assert "zone counter: with_mask 1, without_mask 1; compliance 50%" in report.stdout
     assert "line door: in 2, out 1" in report.stdout
+
+
+CLASSES = ["with_mask", "without_mask", "mask_weared_incorrect"]
+
+
+def walkers(people: int, lanes: int = 10, visible: int = 8, every: int = 3):
+    """Detections per frame of `people` faces (30 px, score 0.9) walking right along horizontal lanes, one
+    starting every `every` frames and seen for `visible` frames; person k is unmasked when k % 3 == 0. A lane is
+    used again only after the tracker has forgotten its previous walker. Yields (frame index, detections)."""
+    from maskwatch.predictions import detections_from_labels
+
+    for index in range(people * every + visible + 40):
+        boxes, labels = [], []
+        for k in range(people):
+            t = index - k * every
+            if 0 <= t < visible:
+                x, y = 20 + 10 * t, 10 + 45 * (k % lanes)
+                boxes.append([x, y, x + 30, y + 30])
+                labels.append("without_mask" if k % 3 == 0 else "with_mask")
+        yield index, detections_from_labels(np.array(boxes, np.float32).reshape(-1, 4), labels,
+                                            np.full(len(labels), 0.9), CLASSES)
+
+
+def test_a_long_run_keeps_only_the_people_in_the_picture_and_counts_the_others():
+    from maskwatch.video.emitter import EventEmitter
+    from maskwatch.video.sources import Frame
+    from maskwatch.video.tracking import FaceTracker
+    from maskwatch.video.zones import ZoneCounter
+
+    people, fps = 150, 10.0
+    tracker = FaceTracker(CLASSES, fps)
+    zones = ZoneCounter([Zone.parse("upper=0,0,640,0,640,220,0,220")], [Line.parse("gate=80,0,80,480")], (640, 480))
+    emitter = EventEmitter("door", "run", CLASSES, zones, 2, tracker.lost_after_s)
+    image = np.zeros((480, 640, 3), np.uint8)
+    events, largest = [], 0
+    for index, detections in walkers(people):
+        frame = Frame(index, index / fps, image)
+        tracked = tracker.update(detections, frame.time_s, index)
+        events += emitter.detection_frame(frame, tracked, tracker.tracks)
+        held = [len(tracker.tracks), len(emitter.confirmed), len(emitter.ended), len(emitter.alerted),
+                *(len(z.inside) + len(z.entered) for z in zones.zones),
+                *(len(x.crossed_in) + len(x.crossed_out) for x in zones.lines)]
+        largest = max(largest, *held)
+    events += emitter.finish(index / fps, index)
+    # What a week-long camera needs: the state holds the few people in the picture, not everyone ever seen.
+    assert largest <= 12, largest
+    assert emitter.confirmed == {} and not tracker.tracks
+    # And the counts are those of all 150 people, by class, per zone and per line.
+    unmasked = len(range(0, people, 3))
+    assert emitter.people() == {"with_mask": people - unmasked, "without_mask": unmasked, "mask_weared_incorrect": 0}
+    types = [e.type for e in events]
+    assert types.count("person.entered") == types.count("person.left") == people
+    assert types.count("person.unmasked") == unmasked
+    counts = emitter.zone_counts()
+    upper = [k for k in range(people) if k % 10 < 5]  # lanes 0-4 are above y=220
+    assert counts["zones"]["upper"]["people"] == {
+        "with_mask": sum(k % 3 != 0 for k in upper), "without_mask": sum(k % 3 == 0 for k in upper),
+        "mask_weared_incorrect": 0}
+    assert counts["zones"]["upper"]["inside"] == 0
+    assert counts["lines"]["gate"]["in"] == people and counts["lines"]["gate"]["out"] == 0
+    assert counts["lines"]["gate"]["in_people"]["without_mask"] == unmasked

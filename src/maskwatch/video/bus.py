@@ -20,7 +20,6 @@ import supervision as sv
 from maskwatch.video.events import Event
 from maskwatch.video.sources import Frame
 from maskwatch.video.summary import WatchSummary
-from maskwatch.video.tracking import TrackState
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +38,6 @@ class RunInfo:
     classes: list[str]
     zones: list[str] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
-    tracks: dict[int, TrackState] = field(default_factory=dict)  # the tracker's live states (votes, best box)
 
 
 @dataclass
@@ -64,8 +62,7 @@ class FrameView:
 
 @dataclass
 class RunEnd:
-    summary: WatchSummary  # complete: status, people, zones, lines
-    tracks: list[TrackState]
+    summary: WatchSummary  # complete: status, people, zones, lines (each person's track came with person.left)
 
 
 class Sink:
@@ -130,7 +127,7 @@ class EventBus:
                 opened.append(sink)
         except BaseException:
             for sink in reversed(opened):
-                self._guarded(sink, "close", sink.close, RunEnd(WatchSummary(run.source, status="failed"), []))
+                self._guarded(sink, "close", sink.close, RunEnd(WatchSummary(run.source, status="failed")))
             raise
 
     def publish(self, event: Event) -> None:

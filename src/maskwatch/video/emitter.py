@@ -1,6 +1,9 @@
 """From tracks to events: who was confirmed, who is unmasked, who left, who went into which zone, and the
 periodic counts. The one place that decides when a track counts as a person (confirmed: seen on
-`min_track_frames` detection frames), so counts, events and the database always agree."""
+`min_track_frames` detection frames), so counts, events and the database always agree.
+
+A person who left is folded into running counts (by their final class) and forgotten, so a camera watched for
+a week holds only the people in the picture now."""
 
 from __future__ import annotations
 
@@ -51,23 +54,24 @@ class EventEmitter:
         self.min_track_frames = min_track_frames
         self.lost_after_s = lost_after_s
         self.snapshots, self.keep_faces = snapshots, keep_faces
-        self.confirmed: dict[int, TrackState] = {}
-        self.alerted: set[int] = set()
-        self.ended: set[int] = set()
+        self.confirmed: dict[int, TrackState] = {}  # people in the picture now
+        self.alerted: set[int] = set()  # of those, the ones person.unmasked was sent for
+        self.ended: set[int] = set()  # left, but the tracker still follows the id: if it finds it again, ignored
+        self.people_left: Counter[str] = Counter()  # people who left, by their final class
 
     def _event(self, type_: str, time_s: float, state: TrackState | None = None, box=None, frame: int | None = None,
                image: np.ndarray | None = None, **extra) -> Event:
         event = Event(type_, self.camera, self.run, time_s, frame=frame, **extra)
         if state is not None:
-            event.track_id, event.label, event.share = state.track_id, state.label, state.share
+            event.track_id, event.label, event.share, event.track = state.track_id, state.label, state.share, state
             event.box = list(box if box is not None else state.last_box)
             if self.snapshots and image is not None and type_ in (PERSON_ENTERED, PERSON_UNMASKED):
                 event.snapshot = snapshot_of(image, event.box, self.keep_faces)
         return event
 
     def people(self) -> dict[str, int]:
-        """Confirmed people per class, by their track's vote now."""
-        labels = Counter(state.label for state in self.confirmed.values())
+        """Confirmed people per class: those who left by their final vote, the others by their vote now."""
+        labels = Counter(state.label for state in self.confirmed.values()) + self.people_left
         return {c: labels.get(c, 0) for c in self.classes}
 
     def confirmed_only(self, tracked: sv.Detections) -> sv.Detections:
@@ -78,6 +82,7 @@ class EventEmitter:
     def detection_frame(self, frame: Frame, tracked: sv.Detections, tracks: dict[int, TrackState]) -> list[Event]:
         """Events of a frame the detector and tracker just ran on (track states only change there)."""
         events: list[Event] = []
+        self.ended &= tracks.keys()  # ids the tracker has forgotten cannot come back
         ids = [int(t) for t in tracked.tracker_id] if len(tracked) and tracked.tracker_id is not None else []
         for tid, box in zip(ids, tracked.xyxy):
             state = tracks.get(tid)
@@ -95,15 +100,20 @@ class EventEmitter:
                 state = self.confirmed[crossing.track_id]
                 events.append(self._event(crossing.type, frame.time_s, state, confirmed.xyxy[crossing.index],
                                           frame.index, zone=crossing.name, direction=crossing.direction))
-        for tid, state in self.confirmed.items():
-            if tid not in self.ended and frame.time_s - state.last_seen_s > self.lost_after_s:
+        for tid, state in list(self.confirmed.items()):
+            if frame.time_s - state.last_seen_s > self.lost_after_s:
                 events.extend(self._left(tid, frame.time_s, frame.index))
         return events
 
     def _left(self, tid: int, time_s: float, frame: int | None) -> list[Event]:
+        """The person left: their events, then their final class goes into the running counts and their state
+        is dropped."""
+        state = self.confirmed.pop(tid)
+        self.alerted.discard(tid)
         self.ended.add(tid)
-        state = self.confirmed[tid]
-        events = [self._event(c.type, time_s, state, frame=frame, zone=c.name) for c in self.zones.track_ended(tid)]
+        self.people_left[state.label] += 1
+        events = [self._event(c.type, time_s, state, frame=frame, zone=c.name)
+                  for c in self.zones.track_ended(tid, state.label)]
         events.append(self._event(PERSON_LEFT, time_s, state, frame=frame))
         return events
 
@@ -111,8 +121,7 @@ class EventEmitter:
         """The run ends: every confirmed track still in the picture leaves."""
         events = []
         for tid in list(self.confirmed):
-            if tid not in self.ended:
-                events.extend(self._left(tid, time_s, frame))
+            events.extend(self._left(tid, time_s, frame))
         return events
 
     def zone_counts(self) -> dict:
@@ -121,7 +130,7 @@ class EventEmitter:
     def counts(self, time_s: float, frame: int | None) -> Event:
         """The `counts` event: people per class in this run, present now, compliance, per zone and per line."""
         people = self.people()
-        present = Counter(s.label for t, s in self.confirmed.items() if t not in self.ended)
+        present = Counter(s.label for s in self.confirmed.values())
         return self._event(COUNTS, time_s, frame=frame, counts={
             "people": people, "present": {c: present.get(c, 0) for c in self.classes},
             "compliance": compliance_of(people), **self.zone_counts()})

@@ -22,7 +22,10 @@ import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from maskwatch.video.tracking import TrackState
 
 PERSON_ENTERED = "person.entered"
 PERSON_UNMASKED = "person.unmasked"
@@ -57,6 +60,8 @@ class Event:
     direction: str | None = None  # line.crossed only: "in" or "out"
     counts: dict[str, Any] | None = None  # counts only
     snapshot: str | None = None  # base64 JPEG, only with --event-snapshots
+    # The track's state (votes, frames, best box), for sinks in this process that store tracks; not in the JSON.
+    track: TrackState | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.type not in EVENT_TYPES:

@@ -130,7 +130,7 @@ class VideoPipeline:
         try:
             bus.open(RunInfo(camera, summary.run, str(name), frames_source.size, frames_source.fps,
                              frames_source.live, frames_source.expected_frames, list(self.detector.classes),
-                             [z.name for z in self.zones], [x.name for x in self.lines], tracker.tracks))
+                             [z.name for z in self.zones], [x.name for x in self.lines]))
         except BaseException:
             frames_source.close()
             raise
@@ -184,7 +184,7 @@ class VideoPipeline:
             summary.zones, summary.lines = zone_counts["zones"], zone_counts["lines"]
             summary.events = dict(bus.published)
             summary.sink_failures = bus.sink_failures  # the same dict: failures while closing show up too
-            bus.close(RunEnd(summary, list(tracker.tracks.values())))
+            bus.close(RunEnd(summary))
         return summary
 
 

@@ -10,6 +10,8 @@ from typing import Any
 
 from maskwatch.video.tracking import TrackState
 
+TRACKS_CSV_HEADER = ["track_id", "label", "first_seen_s", "last_seen_s", "frames", "best_score", "votes"]
+
 
 @dataclass
 class WatchSummary:
@@ -48,17 +50,17 @@ class WatchSummary:
         return "; ".join([m for m in (self.message,) if m] + failed) or None
 
 
-def write_summary_files(summary: WatchSummary, tracks: list[TrackState], out: Path) -> list[Path]:
-    """Beside the video: OUT.json (the summary), OUT.tracks.csv (one row per track) and, with zones or lines,
-    OUT.zones.csv (one row per zone or line and class)."""
-    written = [out.with_suffix(".json"), out.with_suffix(".tracks.csv")]
+def track_row(t: TrackState) -> list:
+    """One person's row of OUT.tracks.csv (TRACKS_CSV_HEADER)."""
+    return [t.track_id, t.label, f"{t.first_seen_s:.2f}", f"{t.last_seen_s:.2f}", t.frames, f"{t.best_score:.3f}",
+            json.dumps({k: round(v, 3) for k, v in t.votes.items()})]
+
+
+def write_summary_files(summary: WatchSummary, out: Path) -> list[Path]:
+    """Beside the video, when the run ends: OUT.json (the summary) and, with zones or lines, OUT.zones.csv (one
+    row per zone or line and class). OUT.tracks.csv is written as people leave (SummaryFilesSink)."""
+    written = [out.with_suffix(".json")]
     written[0].write_text(json.dumps(summary.as_dict(), indent=2))
-    with written[1].open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["track_id", "label", "first_seen_s", "last_seen_s", "frames", "best_score", "votes"])
-        for t in tracks:
-            writer.writerow([t.track_id, t.label, f"{t.first_seen_s:.2f}", f"{t.last_seen_s:.2f}", t.frames,
-                             f"{t.best_score:.3f}", json.dumps({k: round(v, 3) for k, v in t.votes.items()})])
     if summary.zones or summary.lines:
         written.append(out.with_suffix(".zones.csv"))
         with written[-1].open("w", newline="") as f:

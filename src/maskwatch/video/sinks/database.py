@@ -9,7 +9,6 @@ from pathlib import Path
 from maskwatch.video.bus import FrameView, RunEnd, RunInfo, Sink
 from maskwatch.video.events import PERSON_ENTERED, PERSON_LEFT, PERSON_UNMASKED, Event
 from maskwatch.video.store import EventStore
-from maskwatch.video.tracking import TrackState
 
 
 class DatabaseSink(Sink):
@@ -21,18 +20,16 @@ class DatabaseSink(Sink):
         self.window_s = window_s
         self.store: EventStore | None = None
         self.run_id: int | None = None
-        self.tracks: dict[int, TrackState] = {}
         self._window_start, self._window_tracks = 0.0, {}
 
     def open(self, run: RunInfo) -> None:
         self.store = EventStore(self.path)
         self.run_id = self.store.start_run(run.source, run.camera, run.run)
-        self.tracks = run.tracks
 
     def event(self, event: Event) -> None:
         self.store.save_event(self.run_id, event)
-        if event.type in (PERSON_ENTERED, PERSON_UNMASKED, PERSON_LEFT) and event.track_id in self.tracks:
-            self.store.save_tracks(self.run_id, [self.tracks[event.track_id]])
+        if event.type in (PERSON_ENTERED, PERSON_UNMASKED, PERSON_LEFT) and event.track is not None:
+            self.store.save_tracks(self.run_id, [event.track])
 
     def frame(self, view: FrameView) -> None:
         tracked = view.tracked
