@@ -305,3 +305,42 @@ def test_a_long_run_keeps_only_the_people_in_the_picture_and_counts_the_others()
     assert counts["zones"]["upper"]["inside"] == 0
     assert counts["lines"]["gate"]["in"] == people and counts["lines"]["gate"]["out"] == 0
     assert counts["lines"]["gate"]["in_people"]["without_mask"] == unmasked
+
+
+class ScriptedDetector:
+    """Detections by frame, as a script says: the pipeline's decisions checked without a model."""
+
+    classes = CLASSES
+
+    def __init__(self, script: dict[int, list[tuple[list[float], str]]]):
+        self.script, self.calls = script, 0
+
+    def __call__(self, image, **options):
+        from maskwatch.predictions import detections_from_labels
+
+        faces = self.script.get(self.calls, [])
+        self.calls += 1
+        return detections_from_labels(np.array([b for b, _ in faces], np.float32).reshape(-1, 4),
+                                      [label for _, label in faces], np.full(len(faces), 0.9), CLASSES)
+
+
+@pytest.mark.parametrize("min_track_frames, people", [(2, {"with_mask": 1}), (1, {"with_mask": 1, "without_mask": 1})])
+def test_only_confirmed_people_are_counted_anywhere(tmp_path, min_track_frames, people):
+    """A person seen on 20 frames, and a flicker on 2 (one tracked frame): whether the flicker is a person is
+    decided once, by min_track_frames, and the summary, windows, tracks, tracks.csv and report all agree."""
+    script = {i: [([40 + 5 * i, 60, 100 + 5 * i, 130], "with_mask")] for i in range(20)}
+    for i in (5, 6):
+        script[i] = script[i] + [([220, 120, 280, 190], "without_mask")]
+    frames = [np.full((240, 320, 3), 120, np.uint8) for _ in range(20)]
+    db, out = tmp_path / "events.sqlite", tmp_path / "out.mp4"
+    summary = VideoPipeline(ScriptedDetector(script), WatchOptions(min_track_frames=min_track_frames), db).run(
+        GatedSource(frames, 10.0), out)
+    expected = {c: people.get(c, 0) for c in CLASSES}
+    assert summary.people == expected
+    with sqlite3.connect(db) as stored:
+        windows = stored.execute("SELECT label, SUM(people) FROM windows GROUP BY label").fetchall()
+        tracks = stored.execute("SELECT label FROM tracks ORDER BY label").fetchall()
+    assert dict(windows) == people and [t for (t,) in tracks] == sorted(people)
+    assert read_report(db).people == people
+    rows = out.with_suffix(".tracks.csv").read_text().splitlines()[1:]
+    assert sorted(r.split(",")[1] for r in rows) == sorted(people)

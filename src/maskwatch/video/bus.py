@@ -42,8 +42,9 @@ class RunInfo:
 
 @dataclass
 class FrameView:
-    """One processed frame: the source image, the tracked faces (ids, voted classes), the people counted so far.
-    `annotated()` draws it once, however many sinks ask."""
+    """One processed frame: the source image, the tracked faces (ids, voted classes; drawn), those of them that
+    are counted people (`confirmed`, the emitter's decision), the people counted so far. `annotated()` draws it
+    once, however many sinks ask."""
 
     frame: Frame
     tracked: sv.Detections
@@ -52,6 +53,7 @@ class FrameView:
     expected_frames: int | None
     render: Callable[[], np.ndarray]
     zone_counts: Callable[[], dict] = dict  # per zone and line now, as in the `counts` event (computed when asked)
+    confirmed: sv.Detections = field(default_factory=sv.Detections.empty)
     _annotated: np.ndarray | None = None
 
     def annotated(self) -> np.ndarray:

@@ -156,7 +156,8 @@ class VideoPipeline:
                 people = emitter.people()
                 summary.frames += 1
                 bus.frame(FrameView(frame, tracked, people, summary, frames_source.expected_frames,
-                                    lambda: self.render(frame.image, tracked, people, zones), emitter.zone_counts))
+                                    lambda: self.render(frame.image, tracked, people, zones), emitter.zone_counts,
+                                    confirmed=emitter.confirmed_only(tracked)))
                 if opts.max_frames and summary.frames >= opts.max_frames:
                     break
                 if opts.max_fps:

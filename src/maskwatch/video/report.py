@@ -11,7 +11,6 @@ from pathlib import Path
 
 from maskwatch.classes import compliance_of
 from maskwatch.errors import MaskwatchError
-from maskwatch.video.tracking import MIN_TRACK_FRAMES
 
 
 @dataclass
@@ -66,10 +65,10 @@ def read_report(path: Path, run_id: int | None = None, camera: str | None = None
         marks = ",".join("?" * len(ids))
         after = "AND r.started_at + {} >= ?" if since is not None else ""
         since_args = (since,) if since is not None else ()
-        people: dict[str, int] = {}
+        people: dict[str, int] = {}  # the tracks table holds confirmed tracks only: the emitter decided
         for row in db.execute(f"SELECT t.label, COUNT(*) AS n FROM tracks t JOIN runs r ON r.id = t.run_id "
-                              f"WHERE t.run_id IN ({marks}) AND t.frames >= ? {after.format('t.last_seen_s')} "
-                              f"GROUP BY t.label", (*ids, MIN_TRACK_FRAMES, *since_args)):
+                              f"WHERE t.run_id IN ({marks}) {after.format('t.last_seen_s')} GROUP BY t.label",
+                              (*ids, *since_args)):
             people[row["label"]] = row["n"]
         spans = [(row["run_id"], row["first_seen_s"], row["last_seen_s"], row["label"]) for row in db.execute(
             f"SELECT run_id, first_seen_s, last_seen_s, label FROM tracks WHERE run_id IN ({marks}) AND frames >= ? "

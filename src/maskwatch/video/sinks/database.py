@@ -32,11 +32,11 @@ class DatabaseSink(Sink):
             self.store.save_tracks(self.run_id, [event.track])
 
     def frame(self, view: FrameView) -> None:
-        tracked = view.tracked
-        if len(tracked) and tracked.tracker_id is not None:
-            for tid, label in zip(tracked.tracker_id, tracked.data.get("class_name", [])):
-                if tid >= 0:
-                    self._window_tracks[int(tid)] = str(label)
+        """People per class seen in each window: confirmed tracks only, as in every other count."""
+        people = view.confirmed
+        if len(people) and people.tracker_id is not None:
+            for tid, label in zip(people.tracker_id, people.data.get("class_name", [])):
+                self._window_tracks[int(tid)] = str(label)
         if view.frame.time_s - self._window_start >= self.window_s:
             self.store.save_window(self.run_id, self._window_start, Counter(self._window_tracks.values()))
             self._window_start, self._window_tracks = view.frame.time_s, {}
