@@ -344,3 +344,17 @@ def test_only_confirmed_people_are_counted_anywhere(tmp_path, min_track_frames, 
     assert read_report(db).people == people
     rows = out.with_suffix(".tracks.csv").read_text().splitlines()[1:]
     assert sorted(r.split(",")[1] for r in rows) == sorted(people)
+
+
+def test_person_events_name_the_zone_the_face_is_in(tmp_path):
+    """An unmasked person confirmed inside the queue, and a masked one outside any zone."""
+    script = {i: [([60, 60, 110, 120], "without_mask"), ([400, 60, 450, 120], "with_mask")] for i in range(6)}
+    frames = [np.full((240, 480, 3), 120, np.uint8) for _ in range(6)]
+    events = []
+    VideoPipeline(ScriptedDetector(script), zones=["queue=0,0,240,0,240,240,0,240"],
+                  sinks=[CallbackSink(on_event=events.append)]).run(GatedSource(frames, 10.0))
+    person = {(e.type, e.label): e.zone for e in events if e.type in ("person.entered", "person.unmasked")}
+    assert person == {("person.entered", "without_mask"): "queue", ("person.unmasked", "without_mask"): "queue",
+                      ("person.entered", "with_mask"): None}
+    types = [e.type for e in events]
+    assert types.index("person.entered") < types.index("zone.entered")  # the person first, then where they went

@@ -84,22 +84,28 @@ class EventEmitter:
         events: list[Event] = []
         self.ended &= tracks.keys()  # ids the tracker has forgotten cannot come back
         ids = [int(t) for t in tracked.tracker_id] if len(tracked) and tracked.tracker_id is not None else []
+        people: list[tuple[str, TrackState, np.ndarray]] = []
         for tid, box in zip(ids, tracked.xyxy):
             state = tracks.get(tid)
             if state is None or tid in self.ended:
                 continue
             if tid not in self.confirmed and state.frames >= self.min_track_frames:
                 self.confirmed[tid] = state
-                events.append(self._event(PERSON_ENTERED, frame.time_s, state, box, frame.index, frame.image))
+                people.append((PERSON_ENTERED, state, box))
             if tid in self.confirmed and tid not in self.alerted and state.label in UNMASKED_CLASSES:
                 self.alerted.add(tid)
-                events.append(self._event(PERSON_UNMASKED, frame.time_s, state, box, frame.index, frame.image))
-        if self.zones:
-            confirmed = self.confirmed_only(tracked)
-            for crossing in self.zones.update(confirmed):
-                state = self.confirmed[crossing.track_id]
-                events.append(self._event(crossing.type, frame.time_s, state, confirmed.xyxy[crossing.index],
-                                          frame.index, zone=crossing.name, direction=crossing.direction))
+                people.append((PERSON_UNMASKED, state, box))
+        # Zones first, so person events name the zone the face is in now; they are published first, so each
+        # track's zone events come after its person.entered.
+        confirmed = self.confirmed_only(tracked)
+        crossings = self.zones.update(confirmed) if self.zones else []
+        for type_, state, box in people:
+            events.append(self._event(type_, frame.time_s, state, box, frame.index, frame.image,
+                                      zone=self.zones.zone_of(state.track_id)))
+        for crossing in crossings:
+            state = self.confirmed[crossing.track_id]
+            events.append(self._event(crossing.type, frame.time_s, state, confirmed.xyxy[crossing.index],
+                                      frame.index, zone=crossing.name, direction=crossing.direction))
         for tid, state in list(self.confirmed.items()):
             if frame.time_s - state.last_seen_s > self.lost_after_s:
                 events.extend(self._left(tid, frame.time_s, frame.index))

@@ -173,6 +173,10 @@ class ZoneCounter:
                         crossings.append(Crossing("line.crossed", state.line.name, tid, index, direction))
         return crossings
 
+    def zone_of(self, track_id: int) -> str | None:
+        """The zone a confirmed track's face is in now (the first given, where zones overlap), or None."""
+        return next((state.zone.name for state in self.zones if track_id in state.inside), None)
+
     def track_ended(self, track_id: int, label: str) -> list[Crossing]:
         """A track that ended leaves the zones it was in; what it entered and crossed is counted under its final
         class, and the track is forgotten."""
