@@ -214,3 +214,41 @@ def test_a_video_file_that_cannot_be_written_fails_the_command_and_says_so(pan, 
     assert failure["failures"] == 4 and failure["required"] and "No space left" in failure["first"]
     status, message = sqlite3.connect(db).execute("SELECT status, message FROM runs").fetchone()
     assert status == "finished" and "video file failed 4 time(s), first in frame: OSError" in message
+
+
+class FakeCapture:
+    """What cv2.VideoCapture gives for a network camera: these frames, then nothing (the stream drops)."""
+
+    def __init__(self, size: tuple[int, int], frames: int = 5):
+        self.frames = [np.full((size[1], size[0], 3), 100, np.uint8) for _ in range(frames)]
+
+    def isOpened(self) -> bool:
+        return True
+
+    def read(self):
+        return (True, self.frames.pop(0)) if self.frames else (False, None)
+
+    def get(self, prop) -> float:
+        return 10.0
+
+    def release(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("second, reason", [
+    ((800, 600), "the frames are now 800x600 pixels, not 640x480 as when the stream was opened"),
+    ((1000, 800), "1000x800 pixels, over the limit of 600,000"),
+    (None, "stream lost and 2 reconnects failed")])
+def test_a_live_stream_that_comes_back_at_another_size_or_not_at_all_ends_early(monkeypatch, second, reason):
+    from maskwatch.video.sources import LiveSource
+
+    monkeypatch.setenv("MASKWATCH_MAX_PIXELS", "600000")
+    captures = [FakeCapture((640, 480))] + ([FakeCapture(second)] if second else [])
+    monkeypatch.setattr(LiveSource, "_open", lambda self: captures.pop(0) if captures else None)
+    source = LiveSource("rtsp://camera/stream", max_retries=2, backoff_s=(0.01, 0.02))
+    try:
+        shapes = {frame.image.shape for frame in source.frames()}
+    finally:
+        source.close()
+    assert shapes == {(480, 640, 3)}  # no frame of another size went on
+    assert source.ended_early and reason in source.ended_early
