@@ -4,6 +4,7 @@ work for as long as the test needs (no race against a slow request)."""
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -103,16 +104,18 @@ def test_the_key_is_taken_only_from_the_header_and_guards_the_docs(keyed, photo)
 
 
 class GatedDetector:
-    """The shipped detector, held at each call until the test lets it go: a request in work for as long as the
-    test needs."""
+    """The shipped detector, held from its `hold_at`-th call until the test lets it go: a request or a video job
+    in work for as long as the test needs."""
 
-    def __init__(self, detector):
-        self.detector, self.classes = detector, detector.classes
+    def __init__(self, detector, hold_at: int = 1):
+        self.detector, self.classes, self.hold_at, self.calls = detector, detector.classes, hold_at, 0
         self.reached, self.go = threading.Event(), threading.Event()
 
     def __call__(self, image, **options):
-        self.reached.set()
-        assert self.go.wait(300), "the test never let the detector go"
+        self.calls += 1
+        if self.calls >= self.hold_at:
+            self.reached.set()
+            assert self.go.wait(300), "the test never let the detector go"
         return self.detector(image, **options)
 
 
@@ -228,3 +231,29 @@ def test_a_video_upload_that_fails_leaves_no_file_behind(tmp_path, photo, detect
 
         monkeypatch.setattr(JobQueue, "create", no_space)
         assert submit().status_code == 500 and list(uploads.iterdir()) == []
+
+
+def test_a_server_shutting_down_stops_the_job_before_closing_its_database(tmp_path, photo, detector):
+    import shutil
+
+    from maskwatch.serve.jobs import JobQueue
+
+    clip = write_clip(pan_frames(photo, size=(320, 240), frames=12, zoom=1.5), tmp_path / "door.avi", fps=8,
+                      codec="MJPG")
+    gated = GatedDetector(detector, hold_at=3)
+    jobs = JobQueue(tmp_path / "jobs", gated)
+    ids = [jobs.create(Path(shutil.copy(clip, tmp_path / f"upload{n}")), "door.avi") for n in range(2)]
+    assert gated.reached.wait(120), "the first job never reached its third frame"
+    closing = threading.Thread(target=jobs.close)
+    closing.start()  # while the job is in the middle of a frame
+    assert jobs._running.stopping.wait(60), "close() did not ask the running job to stop"
+    gated.go.set()
+    closing.join(300)
+    assert not closing.is_alive() and not jobs._worker.is_alive()  # close() waited for the job to stop
+    # The job stopped at its next frame and was queued again, the second never started, and the database was
+    # closed only after that, so what the next start reads is right.
+    with sqlite3.connect(tmp_path / "jobs" / "jobs.sqlite") as db:
+        states = [db.execute("SELECT status, message FROM jobs WHERE id = ?", (job_id,)).fetchone() for job_id in ids]
+    assert states[0][0] == "queued" and "runs again when the server starts" in states[0][1]
+    assert states[1] == ("queued", None)
+    assert gated.calls == 3  # the job stopped after the frame in work, not at the end of the video

@@ -84,11 +84,16 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
             state["detector"] = detector or Detector.load(settings.model, threads=settings.threads)
             state["jobs"] = JobQueue(settings.data_dir / "jobs", state["detector"])
             cameras.start()
+            state["cameras started"] = True
             yield
-            cameras.stop()
-            state["jobs"].close()
         finally:
-            lock.release()
+            try:
+                if state.get("cameras started"):
+                    cameras.stop()  # each camera finishes its run (database rows, webhooks drained)...
+                if "jobs" in state:
+                    state["jobs"].close()  # ...the running job stops and its database is closed...
+            finally:
+                lock.release()  # ...before another server may take the directory
 
     app = FastAPI(title="maskwatch", version=__version__, lifespan=lifespan,
                   max_body_size=settings.max_body_bytes,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -77,6 +78,12 @@ class VideoPipeline:
         self.lines = [as_line(x) for x in lines]
         self.camera = camera
         self._blur = sv.BlurAnnotator(kernel_size=25)
+        self.stopping = threading.Event()  # set by stop(): checked before each frame
+
+    def stop(self) -> None:
+        """End the run before its next frame, cleanly (video, database and sinks finished, status
+        'interrupted'); from any thread, e.g. a server shutting down. Before the run starts: it ends at once."""
+        self.stopping.set()
 
     def render(self, image: np.ndarray, tracked: sv.Detections, people: dict[str, int],
                zones: ZoneCounter | None = None) -> np.ndarray:
@@ -141,6 +148,9 @@ class VideoPipeline:
         previous_handlers = _stop_signals_as_interrupt()
         try:
             for frame in frames_source.frames():
+                if self.stopping.is_set():
+                    summary.status, summary.message = "interrupted", "stopped by stop(); output finished cleanly"
+                    break
                 tick = time.perf_counter()
                 time_s, index = frame.time_s, frame.index
                 if frame.index % opts.every == 0:
