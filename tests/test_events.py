@@ -30,7 +30,7 @@ def crossing(faces, tmp_path_factory) -> tuple[Path, list[np.ndarray]]:
     return write_clip(frames, tmp_path_factory.mktemp("clips") / "crossing.avi", fps=fps, codec="MJPG"), frames
 
 
-def run_collecting(detector, source, tmp_path, **kwargs):
+def run_collecting(detector, tmp_path, **kwargs):
     events = []
     pipeline = VideoPipeline(detector, WatchOptions(**kwargs.pop("options", {})), tmp_path / "events.sqlite",
                              [CallbackSink(on_event=events.append), *kwargs.pop("sinks", [])], **kwargs)
@@ -40,7 +40,7 @@ def run_collecting(detector, source, tmp_path, **kwargs):
 def test_zone_and_line_counts_match_the_known_crossings(detector, crossing, tmp_path):
     clip, source_frames = crossing
     out = tmp_path / "crossing.mp4"
-    pipeline, events = run_collecting(detector, None, tmp_path, zones=[ZONE], lines=[LINE])
+    pipeline, events = run_collecting(detector, tmp_path, zones=[ZONE], lines=[LINE])
     summary = pipeline.run(str(clip), out)
     types = [e.type for e in events]
     # Two people: one masked, one not; the unmasked one raises exactly one alert.
@@ -126,7 +126,7 @@ def test_snapshots_only_when_asked_and_blurred_unless_keep_faces(detector, cross
     runs = {}
     for name, options in (("none", {}), ("blurred", {"event_snapshots": True}),
                           ("kept", {"event_snapshots": True, "keep_faces": True})):
-        pipeline, events = run_collecting(detector, None, tmp_path / name, options={"max_frames": 12, **options})
+        pipeline, events = run_collecting(detector, tmp_path / name, options={"max_frames": 12, **options})
         pipeline.run(str(clip))
         runs[name] = [e.as_dict() for e in events]
     assert all("snapshot" not in e for e in runs["none"])
@@ -151,7 +151,7 @@ class BrokenSink(Sink):
 
 def test_a_failing_sink_does_not_stop_the_video_or_the_other_sinks(detector, crossing, tmp_path, caplog):
     clip, _ = crossing
-    pipeline, events = run_collecting(detector, None, tmp_path, sinks=[BrokenSink()])
+    pipeline, events = run_collecting(detector, tmp_path, sinks=[BrokenSink()])
     summary = pipeline.run(str(clip), tmp_path / "out.mp4")
     assert summary.status == "finished" and summary.frames == 70
     assert [e.type for e in events].count("person.entered") == 2

@@ -116,7 +116,7 @@ def test_one_sink_serves_two_runs_and_keeps_no_acknowledgement_over(tmp_path):
     sent = []
     try:
         for run in ("run1", "run2"):
-            sink.open(RunInfo("door", run, "door.mp4", (640, 480), 10.0, False, None, ["with_mask"]))
+            sink.open(RunInfo("door", run, "door.mp4", (640, 480), 10.0))
             for n in range(3):
                 sent.append(Event("person.entered", "door", run, float(n), id=f"{run}-{n}"))
                 sink.event(sent[-1])

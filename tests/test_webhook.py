@@ -78,7 +78,7 @@ def test_a_receiver_killed_and_restarted_mid_run_loses_no_event(detector, faces,
 
 
 def run_info() -> RunInfo:
-    return RunInfo("door", "run1", "door.mp4", (640, 480), 10.0, False, None, ["with_mask", "without_mask"])
+    return RunInfo("door", "run1", "door.mp4", (640, 480), 10.0)
 
 
 def event(type_: str, n: int) -> Event:

@@ -33,11 +33,6 @@ class RunInfo:
     source: str
     size: tuple[int, int]  # width, height
     fps: float
-    live: bool
-    expected_frames: int | None
-    classes: list[str]
-    zones: list[str] = field(default_factory=list)
-    lines: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""A camera setup in one YAML file: sources, zones, lines and sinks per camera (`watch --config`, and the server).
+"""A camera setup in one YAML file: sources, zones, lines and sinks per camera (`watch --config`; the same
+CameraConfig is what the command line builds, and what a server watching cameras can build from the file).
 
     defaults:                       # optional, merged into every camera (the camera's own keys win)
       db: out/maskwatch.sqlite
@@ -31,9 +32,10 @@ import yaml
 from maskwatch.errors import MaskwatchError
 from maskwatch.video.pipeline import VideoPipeline, WatchOptions
 from maskwatch.video.sinks import MqttSink, WebhookSink
+from maskwatch.video.store import DEFAULT_DB
 from maskwatch.video.zones import Line, Zone
 
-DEFAULT_DB = Path("out/maskwatch.sqlite")
+_DEFAULTS = WatchOptions()  # the pipeline's defaults are the camera's
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,7 @@ class WebhookConfig:
 
 @dataclass(frozen=True)
 class CameraConfig:
-    """Everything one camera needs; the defaults here are the defaults of `maskwatch watch`."""
+    """Everything one camera needs; its defaults (WatchOptions') are those of `maskwatch watch`."""
 
     name: str | None
     source: str
@@ -54,15 +56,15 @@ class CameraConfig:
     lines: tuple[Line, ...] = ()
     webhooks: tuple[WebhookConfig, ...] = ()
     mqtt: tuple[str, ...] = ()
-    every: int = 1
-    max_fps: float | None = None
-    max_frames: int | None = None
-    blur_faces: bool = False
-    show: bool = False
-    window: float = 10.0
-    summary_every: float | None = 30.0
-    event_snapshots: bool = False
-    keep_faces: bool = False
+    every: int = _DEFAULTS.every
+    max_fps: float | None = _DEFAULTS.max_fps
+    max_frames: int | None = _DEFAULTS.max_frames
+    blur_faces: bool = _DEFAULTS.blur_faces
+    show: bool = _DEFAULTS.show
+    window: float = _DEFAULTS.window_s
+    summary_every: float | None = _DEFAULTS.summary_every
+    event_snapshots: bool = _DEFAULTS.event_snapshots
+    keep_faces: bool = _DEFAULTS.keep_faces
     scale: str = "auto"
     model: Path | None = None
 

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import supervision as sv
 
+from maskwatch.annotate import blur_boxes
 from maskwatch.classes import UNMASKED_CLASSES, compliance_of
 from maskwatch.video.events import (COUNTS, PERSON_ENTERED, PERSON_LEFT, PERSON_UNMASKED, Event)
 from maskwatch.video.sources import Frame
@@ -33,12 +34,7 @@ def snapshot_of(image: np.ndarray, box: Sequence[float], keep_face: bool, size: 
     if crop.size == 0:
         crop = np.zeros((size, size, 3), np.uint8)
     elif not keep_face:
-        fx1, fy1 = max(0, int(x1) - left), max(0, int(y1) - top)
-        fx2, fy2 = min(crop.shape[1], int(x2) - left), min(crop.shape[0], int(y2) - top)
-        if fx2 > fx1 and fy2 > fy1:
-            face = crop[fy1:fy2, fx1:fx2]
-            k = max(3, (max(face.shape[:2]) // 3) | 1)
-            crop[fy1:fy2, fx1:fx2] = cv2.GaussianBlur(face, (k, k), 0)
+        blur_boxes(crop, [(x1 - left, y1 - top, x2 - left, y2 - top)])
     scale = size / max(crop.shape[:2])
     if scale < 1:
         crop = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)

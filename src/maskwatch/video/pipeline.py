@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import supervision as sv
 
-from maskwatch.annotate import annotate, draw_counts, draw_zones
+from maskwatch.annotate import annotate, blur_boxes, draw_counts, draw_zones
 from maskwatch.classes import compliance_of
 from maskwatch.detector import Detector
 from maskwatch.errors import MaskwatchError
@@ -77,7 +77,6 @@ class VideoPipeline:
         self.zones = [as_zone(z) for z in zones]
         self.lines = [as_line(x) for x in lines]
         self.camera = camera
-        self._blur = sv.BlurAnnotator(kernel_size=25)
         self.stopping = threading.Event()  # set by stop(): checked before each frame
 
     def stop(self) -> None:
@@ -88,7 +87,7 @@ class VideoPipeline:
     def render(self, image: np.ndarray, tracked: sv.Detections, people: dict[str, int],
                zones: ZoneCounter | None = None) -> np.ndarray:
         shown = tracked[tracked.confidence >= self.options.draw_conf] if len(tracked) else tracked
-        out = self._blur.annotate(image.copy(), tracked) if self.options.blur_faces and len(tracked) else image
+        out = blur_boxes(image.copy(), tracked.xyxy) if self.options.blur_faces and len(tracked) else image
         out = annotate(out, shown, self.detector.classes)
         if zones:
             draw_zones(out, *zones.drawables())
@@ -135,9 +134,7 @@ class VideoPipeline:
         sinks = self._sinks(out, on_progress)
         bus = EventBus(sinks)
         try:
-            bus.open(RunInfo(camera, summary.run, str(name), frames_source.size, frames_source.fps,
-                             frames_source.live, frames_source.expected_frames, list(self.detector.classes),
-                             [z.name for z in self.zones], [x.name for x in self.lines]))
+            bus.open(RunInfo(camera, summary.run, str(name), frames_source.size, frames_source.fps))
         except BaseException:
             frames_source.close()
             raise

@@ -38,6 +38,7 @@ CREATE INDEX IF NOT EXISTS events_by_time ON events (time);
 """
 # Columns that databases written by older versions lack (new ones have them from CREATE TABLE).
 ADDED_COLUMNS = {"runs": [("camera", "TEXT"), ("run", "TEXT"), ("pid", "INTEGER"), ("host", "TEXT")]}
+DEFAULT_DB = Path("out/maskwatch.sqlite")  # the events database of `watch` (and the webhook queue) by default
 STALE_MESSAGE = "the process stopped without finishing this run (killed or crashed); its counts are partial"
 
 

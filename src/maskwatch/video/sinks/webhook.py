@@ -30,7 +30,7 @@ import requests
 from maskwatch.errors import MaskwatchError
 from maskwatch.video.bus import RunEnd, RunInfo, Sink
 from maskwatch.video.events import COUNTS, Event
-from maskwatch.video.store import add_missing_columns, connect, process_alive
+from maskwatch.video.store import DEFAULT_DB, add_missing_columns, connect, process_alive
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +48,10 @@ SIGNATURE_HEADER = "X-Maskwatch-Signature-256"
 RETRY_STATUSES = {408, 425, 429}
 
 
-def check_http_url(url: str, what: str = "--webhook") -> str:
+def check_http_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise MaskwatchError(f"{what} {url!r}: expected an http:// or https:// URL, "
+        raise MaskwatchError(f"--webhook {url!r}: expected an http:// or https:// URL, "
                              f"e.g. http://127.0.0.1:8080/maskwatch")
     return url
 
@@ -64,7 +64,7 @@ def signature_of(body: bytes, secret: str) -> str:
 class WebhookSink(Sink):
     name = "webhook"
 
-    def __init__(self, url: str, secret: str | None = None, queue_path: Path | str = Path("out/maskwatch.sqlite"),
+    def __init__(self, url: str, secret: str | None = None, queue_path: Path | str = DEFAULT_DB,
                  max_queue: int = 10_000, timeout_s: float = 5.0, backoff_s: tuple[float, float] = (0.5, 30.0),
                  drain_s: float = 15.0):
         self.url = check_http_url(url)
