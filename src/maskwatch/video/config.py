@@ -80,9 +80,13 @@ class CameraConfig:
         return ([WebhookSink(w.url, w.secret, queue_path=queue) for w in self.webhooks]
                 + [MqttSink(url) for url in self.mqtt])
 
-    def pipeline(self, detector) -> VideoPipeline:
-        for key in _CHECKS:  # values given on the command line or in Python, as those from a file
+    def check(self) -> None:
+        """Values given on the command line or in Python, checked as those from a file (MaskwatchError)."""
+        for key in _CHECKS:
             check_value(key, getattr(self, key), f"camera {self.name or self.source!r}")
+
+    def pipeline(self, detector) -> VideoPipeline:
+        self.check()
         return VideoPipeline(detector, self.options(), self.db, self.sinks(), self.zones, self.lines, self.name)
 
     def with_overrides(self, **values: Any) -> "CameraConfig":

@@ -192,7 +192,7 @@ class LiveSource(FrameSource):
                 log.warning("%s: stream dropped; reconnecting", self.spec)
             attempts += 1
             if self.max_retries is not None and attempts > self.max_retries:
-                self._fail(f"{self.spec}: stream lost and {self.max_retries} reconnects failed")
+                self._fail(f"{self.name}: stream lost and {self.max_retries} reconnects failed")
                 return
             self._stop.wait(delay)
             delay = min(delay * 2, self.backoff[1])
@@ -208,10 +208,10 @@ class LiveSource(FrameSource):
         if (width, height) == self.size:
             return None
         try:
-            check_pixels(width, height, str(self.spec))
+            check_pixels(width, height, self.name)
         except MaskwatchError as exc:
             return f"{exc}; the stream was stopped there"
-        return (f"{self.spec}: the frames are now {width}x{height} pixels, not {self.size[0]}x{self.size[1]} as "
+        return (f"{self.name}: the frames are now {width}x{height} pixels, not {self.size[0]}x{self.size[1]} as "
                 f"when the stream was opened (a reconnect to another setting?); stopped there, start again to follow "
                 f"the new size")
 
