@@ -126,12 +126,18 @@ class GatedSource(FrameSource):
         self.gates[index].set()
 
 
-def write_crossing_clip(data_dir: Path, folder: Path) -> Path:
-    """crossing_people as an MJPG file (7 s at 10 frames/s, 480x320): a masked person, then an unmasked one, from
-    faces of two training photos that the shipped model calls so at 0.9."""
+def crossing_faces(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A masked and an unmasked face (BGR crops) from two training photos; the shipped model calls them so at
+    0.9."""
     masked = face_crop(data_dir / "images" / "maksssksksss94.jpg", (110, 95, 171, 169))
     unmasked = face_crop(data_dir / "images" / "maksssksksss343.jpg", (85, 131, 232, 284))
-    frames, fps = crossing_people(masked, unmasked)
+    return masked, unmasked
+
+
+def write_crossing_clip(data_dir: Path, folder: Path) -> Path:
+    """crossing_people as an MJPG file (7 s at 10 frames/s, 480x320): a masked person, then an unmasked one
+    (crossing_faces)."""
+    frames, fps = crossing_people(*crossing_faces(data_dir))
     folder.mkdir(parents=True, exist_ok=True)
     return write_clip(frames, folder / "crossing.avi", fps=fps, codec="MJPG")
 

@@ -76,8 +76,26 @@ def photo(data_dir) -> Path:
 @pytest.fixture(scope="session")
 def faces(data_dir):
     """A masked and an unmasked face (BGR crops) from training photos; the shipped model calls them so at 0.9."""
-    from clips import face_crop
+    from clips import crossing_faces
 
-    masked = face_crop(data_dir / "images" / "maksssksksss94.jpg", (110, 95, 171, 169))
-    unmasked = face_crop(data_dir / "images" / "maksssksksss343.jpg", (85, 131, 232, 284))
-    return masked, unmasked
+    return crossing_faces(data_dir)
+
+
+@pytest.fixture(scope="session")
+def crossing_clip(data_dir, tmp_path_factory) -> Path:
+    """The two faces crossing a door, as an MJPG file (clips.write_crossing_clip)."""
+    from clips import write_crossing_clip
+
+    return write_crossing_clip(data_dir, tmp_path_factory.mktemp("clips"))
+
+
+@pytest.fixture(scope="module")
+def rtsp(photo, tmp_path_factory):
+    """A real RTSP camera on loopback (Debian's gst-rtsp-server) playing a pan across the crowd photo, per module."""
+    from clips import write_pan_jpegs
+    from servers import RtspCamera, free_port
+
+    camera = RtspCamera(free_port(), write_pan_jpegs(photo, tmp_path_factory.mktemp("rtsp")))
+    camera.start()
+    yield camera
+    camera.kill()
