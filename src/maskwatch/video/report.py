@@ -71,8 +71,8 @@ def read_report(path: Path, run_id: int | None = None, camera: str | None = None
                               (*ids, *since_args)):
             people[row["label"]] = row["n"]
         spans = [(row["run_id"], row["first_seen_s"], row["last_seen_s"], row["label"]) for row in db.execute(
-            f"SELECT run_id, first_seen_s, last_seen_s, label FROM tracks WHERE run_id IN ({marks}) AND frames >= ? "
-            f"ORDER BY run_id, first_seen_s", (*ids, MIN_TRACK_FRAMES))]
+            f"SELECT run_id, first_seen_s, last_seen_s, label FROM tracks WHERE run_id IN ({marks}) "
+            f"ORDER BY run_id, first_seen_s", ids)]
         windows: dict[tuple[int, float], dict[str, int]] = {}
         for row in db.execute(f"SELECT w.* FROM windows w JOIN runs r ON r.id = w.run_id WHERE w.run_id IN ({marks}) "
                               f"{after.format('w.window_start_s')} ORDER BY w.run_id, w.window_start_s",
