@@ -180,7 +180,7 @@ def test_report_reads_back_what_the_run_counted(detector, pan, tmp_path):
 
 def test_report_chart_window_follows_the_run_length(detector, pan, tmp_path):
     """A 2-s clip stored in one 10-s database window still charts several points: the chart picks its own window."""
-    from maskwatch.video.report import chart_window, compliance_series, read_report
+    from maskwatch.video.report import chart_window, read_report, span_compliance
 
     clip, _ = pan
     db = tmp_path / "events.sqlite"
@@ -189,7 +189,7 @@ def test_report_chart_window_follows_the_run_length(detector, pan, tmp_path):
     assert len(report.windows) == 1  # what the database holds at --window 10
     length = max(last for _, _, last, _ in report.spans)
     assert 1.0 < length <= 2.0 and chart_window(length) == 1.0
-    series = compliance_series([(first, last, label) for _, first, last, label in report.spans], chart_window(length))
+    series = span_compliance([(first, last, label) for _, first, last, label in report.spans], chart_window(length))
     assert len(series) >= 2 and all(0 <= share <= 1 for _, share in series)
     assert (chart_window(60), chart_window(3600), chart_window(86400)) == (5.0, 300.0, 7200.0)
 

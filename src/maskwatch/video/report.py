@@ -135,7 +135,7 @@ def chart_window(length_s: float, points: int = 20) -> float:
     return 3600.0 * math.ceil(length_s / 3600 / points)
 
 
-def compliance_series(spans: list[tuple[float, float, str]], window: float) -> list[tuple[float, float]]:
+def span_compliance(spans: list[tuple[float, float, str]], window: float) -> list[tuple[float, float]]:
     """(window start, compliance of the people seen in it): a person counts in every window their track overlaps."""
     end = max((last for _, last, _ in spans), default=0.0)
     series = []
@@ -163,7 +163,7 @@ def plot_compliance(report: Report, path: Path) -> Path:
     window = chart_window(length)
     fig, ax = plt.subplots(figsize=(8, 3.5))
     for run in report.runs:
-        points = compliance_series([(f, l, lab) for r, f, l, lab in report.spans if r == run["id"]], window)
+        points = span_compliance([(f, l, lab) for r, f, l, lab in report.spans if r == run["id"]], window)
         if points:
             xs, ys = zip(*points)
             ax.plot(xs, ys, "o-", label=f"run {run['id']}: {Path(str(run['source'])).name}")
