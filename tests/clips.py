@@ -1,8 +1,12 @@
-"""Test clips made from real training photos: a camera panning across a crowd photo."""
+"""Test clips made from real training photos (a camera panning across a crowd photo, people crossing a door),
+and ways to run the pipeline on them while a test acts: on a thread, or as a `maskwatch watch` process."""
 
 from __future__ import annotations
 
+import re
+import subprocess
 import threading
+import time
 from pathlib import Path
 
 import cv2
@@ -122,12 +126,18 @@ class GatedSource(FrameSource):
         self.gates[index].set()
 
 
-def write_crossing_clip(data_dir: Path, folder: Path) -> Path:
-    """crossing_people as an MJPG file (7 s at 10 frames/s, 480x320): a masked person, then an unmasked one, from
-    faces of two training photos that the shipped model calls so at 0.9."""
+def crossing_faces(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A masked and an unmasked face (BGR crops) from two training photos; the shipped model calls them so at
+    0.9."""
     masked = face_crop(data_dir / "images" / "maksssksksss94.jpg", (110, 95, 171, 169))
     unmasked = face_crop(data_dir / "images" / "maksssksksss343.jpg", (85, 131, 232, 284))
-    frames, fps = crossing_people(masked, unmasked)
+    return masked, unmasked
+
+
+def write_crossing_clip(data_dir: Path, folder: Path) -> Path:
+    """crossing_people as an MJPG file (7 s at 10 frames/s, 480x320): a masked person, then an unmasked one
+    (crossing_faces)."""
+    frames, fps = crossing_people(*crossing_faces(data_dir))
     folder.mkdir(parents=True, exist_ok=True)
     return write_clip(frames, folder / "crossing.avi", fps=fps, codec="MJPG")
 
@@ -138,3 +148,39 @@ def write_pan_jpegs(photo: Path, folder: Path, frames: int = 30) -> Path:
     for i, frame in enumerate(pan_frames(photo, size=(640, 480), frames=frames)):
         cv2.imwrite(str(folder / f"{i:03d}.jpg"), frame)
     return folder / "%03d.jpg"
+
+
+class BackgroundRun:
+    """`pipeline.run(source)` on a thread, while the test acts at the gates of a GatedSource."""
+
+    def __init__(self, pipeline, source, *args):
+        self.outcome: dict = {}
+        self.thread = threading.Thread(target=self._run, args=(pipeline, source, *args), daemon=True)
+        self.thread.start()
+
+    def _run(self, pipeline, source, *args) -> None:
+        try:
+            self.outcome["summary"] = pipeline.run(source, *args)
+        except BaseException as exc:  # raised again in the test by join()
+            self.outcome["error"] = exc
+
+    def join(self, timeout: float = 300):
+        """The run's WatchSummary (or its exception, raised here)."""
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the run did not end"
+        if "error" in self.outcome:
+            raise self.outcome["error"]
+        return self.outcome["summary"]
+
+
+def wait_for_progress(process: subprocess.Popen, frames: int, total: int, timeout: float = 120) -> str:
+    """Read a `maskwatch watch` process's stderr until its tqdm bar shows `frames` of `total` done (or it ends);
+    returns what was read, for the test's messages."""
+    seen = ""
+    deadline = time.time() + timeout
+    while time.time() < deadline and process.poll() is None:
+        seen += process.stderr.read(1)
+        counts = re.findall(rf"(\d+)/{total}", seen[-200:])
+        if counts and int(counts[-1]) >= frames:
+            break
+    return seen

@@ -57,3 +57,45 @@ def extra_faces_dir(tmp_path_factory) -> Path:
         for name in names:
             shutil.copy(FACE_CROPS / label / name, root / label / name)
     return root
+
+
+@pytest.fixture(scope="session")
+def detector():
+    """The shipped detector at scale 1 (the faces of the test clips are large), loaded once for the session."""
+    from maskwatch import Detector
+
+    return Detector.load(threads=2, scale=1.0)
+
+
+@pytest.fixture(scope="session")
+def photo(data_dir) -> Path:
+    """A real crowd photo of the training set, 400x267, with faces of all three classes."""
+    return data_dir / "images" / "maksssksksss657.jpg"
+
+
+@pytest.fixture(scope="session")
+def faces(data_dir):
+    """A masked and an unmasked face (BGR crops) from training photos; the shipped model calls them so at 0.9."""
+    from clips import crossing_faces
+
+    return crossing_faces(data_dir)
+
+
+@pytest.fixture(scope="session")
+def crossing_clip(data_dir, tmp_path_factory) -> Path:
+    """The two faces crossing a door, as an MJPG file (clips.write_crossing_clip)."""
+    from clips import write_crossing_clip
+
+    return write_crossing_clip(data_dir, tmp_path_factory.mktemp("clips"))
+
+
+@pytest.fixture(scope="module")
+def rtsp(photo, tmp_path_factory):
+    """A real RTSP camera on loopback (Debian's gst-rtsp-server) playing a pan across the crowd photo, per module."""
+    from clips import write_pan_jpegs
+    from servers import RtspCamera, free_port
+
+    camera = RtspCamera(free_port(), write_pan_jpegs(photo, tmp_path_factory.mktemp("rtsp")))
+    camera.start()
+    yield camera
+    camera.kill()

@@ -21,29 +21,15 @@ import httpx
 import numpy as np
 import pytest
 
-from clips import face_crop, write_clip, write_crossing_clip, write_pan_jpegs
+from clips import face_crop, write_clip
 from maskwatch.errors import MaskwatchError
 from maskwatch.video.events import Event
 from maskwatch.video.report import read_report
 from maskwatch.video.store import EventStore, read_events
-from servers import RtspCamera, free_port, running_server, wait_until
+from servers import free_port, running_server, wait_until
 
 KEY = "test-key-123"
 AUTH = {"X-API-Key": KEY}
-
-
-@pytest.fixture(scope="module")
-def crossing_clip(data_dir, tmp_path_factory) -> Path:
-    return write_crossing_clip(data_dir, tmp_path_factory.mktemp("clips"))
-
-
-@pytest.fixture(scope="module")
-def rtsp(data_dir, tmp_path_factory):
-    camera = RtspCamera(free_port(), write_pan_jpegs(data_dir / "images" / "maksssksksss657.jpg",
-                                                     tmp_path_factory.mktemp("rtsp")))
-    camera.start()
-    yield camera
-    camera.kill()
 
 
 def seed_old_and_recent_events(db: Path) -> tuple[str, str]:
@@ -320,7 +306,7 @@ def test_serve_options_that_cannot_work_are_refused_with_the_fix(tmp_path, cross
     assert "no such video file" in refused(f"door={tmp_path / 'missing.mp4'}")
     assert "camera name 'front door'" in refused("front door=0")
     assert "already a camera named 'door'" in refused("door=0", "door=1")
-    assert "every must be 1 or more" in refused("door=0", every=0)
+    assert "every (--every) is 0; expected a whole number, 1 or more" in refused("door=0", every=0)
     assert "--retention-days" in refused("door=0", retention=0)
     config = tmp_path / "cameras.yaml"
     config.write_text(f"cameras:\n  a: {{source: '{crossing_clip}', db: {tmp_path}/a.sqlite}}\n"
@@ -335,8 +321,7 @@ def test_serve_options_that_cannot_work_are_refused_with_the_fix(tmp_path, cross
     assert result.returncode == 2 and "NAME=SOURCE" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_blur_faces_blurs_every_face_in_the_cameras_pictures(data_dir, tmp_path):
-    from maskwatch import Detector
+def test_blur_faces_blurs_every_face_in_the_cameras_pictures(data_dir, tmp_path, detector):
     from maskwatch.serve.cameras import CameraRegistry, CameraSetup
     from maskwatch.video.config import CameraConfig
 
@@ -344,7 +329,7 @@ def test_blur_faces_blurs_every_face_in_the_cameras_pictures(data_dir, tmp_path)
     still = np.full((320, 480, 3), (150, 160, 165), np.uint8)
     still[80:240, 160:320] = face
     clip = write_clip([still] * 20, tmp_path / "still.avi", fps=10, codec="MJPG")
-    faces = Detector.load(threads=2, scale=1.0)(still, min_score=0.4)
+    faces = detector(still, min_score=0.4)
     assert len(faces) == 1
     x1, y1, x2, y2 = faces.xyxy[0].astype(int)
     dx, dy = (x2 - x1) // 5, (y2 - y1) // 5

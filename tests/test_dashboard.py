@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import pytest
 
 from browsers import ARTIFACTS, chromium
-from clips import write_crossing_clip, write_pan_jpegs
-from servers import RtspCamera, WebhookReceiver, free_port, running_server, wait_until
+from servers import WebhookReceiver, free_port, running_server, wait_until
 
 KEY = "page-key-456"
 
@@ -23,20 +21,6 @@ KEY = "page-key-456"
 def browser():
     with chromium() as browser:
         yield browser
-
-
-@pytest.fixture(scope="module")
-def crossing_clip(data_dir, tmp_path_factory) -> Path:
-    return write_crossing_clip(data_dir, tmp_path_factory.mktemp("clips"))
-
-
-@pytest.fixture(scope="module")
-def rtsp(data_dir, tmp_path_factory):
-    camera = RtspCamera(free_port(), write_pan_jpegs(data_dir / "images" / "maksssksksss657.jpg",
-                                                     tmp_path_factory.mktemp("rtsp")))
-    camera.start()
-    yield camera
-    camera.kill()
 
 
 @pytest.fixture(scope="module")

@@ -8,15 +8,13 @@ import json
 import sqlite3
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from clips import GatedSource, crossing_people, face_crop, write_clip
-from maskwatch import Detector
+from clips import BackgroundRun, GatedSource, crossing_people
 from maskwatch.errors import MaskwatchError
 from maskwatch.video import CallbackSink, Sink, VideoPipeline, WatchOptions, Zone, Line
 from maskwatch.video.report import read_report
@@ -27,25 +25,12 @@ LINE = "door=240,0,240,320"
 
 
 @pytest.fixture(scope="module")
-def detector() -> Detector:
-    return Detector.load(threads=2, scale=1.0)
+def crossing(faces, crossing_clip) -> tuple[Path, list[np.ndarray]]:
+    """The crossing clip and its frames as written (before compression)."""
+    return crossing_clip, crossing_people(*faces)[0]
 
 
-@pytest.fixture(scope="module")
-def faces(data_dir) -> tuple[np.ndarray, np.ndarray]:
-    """A masked and an unmasked face from training photos (the shipped model calls them so at 0.9)."""
-    masked = face_crop(data_dir / "images" / "maksssksksss94.jpg", (110, 95, 171, 169))
-    unmasked = face_crop(data_dir / "images" / "maksssksksss343.jpg", (85, 131, 232, 284))
-    return masked, unmasked
-
-
-@pytest.fixture(scope="module")
-def crossing(faces, tmp_path_factory) -> tuple[Path, list[np.ndarray]]:
-    frames, fps = crossing_people(*faces)
-    return write_clip(frames, tmp_path_factory.mktemp("clips") / "crossing.avi", fps=fps, codec="MJPG"), frames
-
-
-def run_collecting(detector, source, tmp_path, **kwargs):
+def run_collecting(detector, tmp_path, **kwargs):
     events = []
     pipeline = VideoPipeline(detector, WatchOptions(**kwargs.pop("options", {})), tmp_path / "events.sqlite",
                              [CallbackSink(on_event=events.append), *kwargs.pop("sinks", [])], **kwargs)
@@ -55,7 +40,7 @@ def run_collecting(detector, source, tmp_path, **kwargs):
 def test_zone_and_line_counts_match_the_known_crossings(detector, crossing, tmp_path):
     clip, source_frames = crossing
     out = tmp_path / "crossing.mp4"
-    pipeline, events = run_collecting(detector, None, tmp_path, zones=[ZONE], lines=[LINE])
+    pipeline, events = run_collecting(detector, tmp_path, zones=[ZONE], lines=[LINE])
     summary = pipeline.run(str(clip), out)
     types = [e.type for e in events]
     # Two people: one masked, one not; the unmasked one raises exactly one alert.
@@ -76,10 +61,11 @@ def test_zone_and_line_counts_match_the_known_crossings(detector, crossing, tmp_
     assert len(entered) == 2 and sorted(entered) == sorted(left)
     assert summary.zones["counter"]["people"] == {"with_mask": 1, "without_mask": 1, "mask_weared_incorrect": 0}
     assert summary.zones["counter"]["inside"] == 0 and summary.zones["counter"]["compliance"] == 0.5
-    # Each zone event comes after its track's person.entered, and every event of a track names its class.
-    for e in events:
+    # Every event of a track comes after that track's person.entered, and names its class.
+    entered_at = {e.track_id: i for i, e in enumerate(events) if e.type == "person.entered"}
+    for i, e in enumerate(events):
         if e.track_id is not None:
-            assert types.index("person.entered") <= events.index(e) and e.label in ("with_mask", "without_mask")
+            assert entered_at[e.track_id] <= i and e.label in ("with_mask", "without_mask"), (i, e)
     final = events[-1]
     assert final.type == "counts" and final.counts["zones"] == summary.zones and final.counts["lines"] == summary.lines
     # The same counts in the database (maskwatch report), the summary JSON and CSV.
@@ -103,9 +89,7 @@ def test_tracks_are_in_the_database_while_the_run_is_going(detector, faces, tmp_
     source = GatedSource(frames, fps, gates=(30,))
     db = tmp_path / "events.sqlite"
     pipeline = VideoPipeline(detector, WatchOptions(), db, zones=[ZONE], camera="door")
-    result = {}
-    worker = threading.Thread(target=lambda: result.update(summary=pipeline.run(source)))
-    worker.start()
+    run = BackgroundRun(pipeline, source)
     try:
         source.wait_at(30)  # the masked person has crossed twice; the run is paused, not finished
         with sqlite3.connect(db) as live:
@@ -117,8 +101,7 @@ def test_tracks_are_in_the_database_while_the_run_is_going(detector, faces, tmp_
         assert {"zone.entered", "zone.left"} <= {e["type"] for e in live_events}
     finally:
         source.open(30)
-        worker.join(timeout=300)
-    summary = result["summary"]
+    summary = run.join()
     with sqlite3.connect(db) as done:
         assert done.execute("SELECT status, frames FROM runs").fetchone() == ("finished", 70)
         rows = dict(done.execute("SELECT track_id, last_seen_s FROM tracks").fetchall())
@@ -143,7 +126,7 @@ def test_snapshots_only_when_asked_and_blurred_unless_keep_faces(detector, cross
     runs = {}
     for name, options in (("none", {}), ("blurred", {"event_snapshots": True}),
                           ("kept", {"event_snapshots": True, "keep_faces": True})):
-        pipeline, events = run_collecting(detector, None, tmp_path / name, options={"max_frames": 12, **options})
+        pipeline, events = run_collecting(detector, tmp_path / name, options={"max_frames": 12, **options})
         pipeline.run(str(clip))
         runs[name] = [e.as_dict() for e in events]
     assert all("snapshot" not in e for e in runs["none"])
@@ -168,7 +151,7 @@ class BrokenSink(Sink):
 
 def test_a_failing_sink_does_not_stop_the_video_or_the_other_sinks(detector, crossing, tmp_path, caplog):
     clip, _ = crossing
-    pipeline, events = run_collecting(detector, None, tmp_path, sinks=[BrokenSink()])
+    pipeline, events = run_collecting(detector, tmp_path, sinks=[BrokenSink()])
     summary = pipeline.run(str(clip), tmp_path / "out.mp4")
     assert summary.status == "finished" and summary.frames == 70
     assert [e.type for e in events].count("person.entered") == 2
@@ -201,6 +184,11 @@ def test_bad_zones_lines_urls_and_configs_say_what_to_fix(detector, crossing, tm
                           ("cameras:\n  door: {zones: {}}", "no source"),
                           ("cameras:\n  door: {source: a.mp4, webhooks: [{secret: x}]}", "each webhook is a URL"),
                           ("cameras:\n  door: {source: a.mp4, webhooks: ['${NOT_SET_HERE}']}", "NOT_SET_HERE.*not set"),
+                          ("cameras:\n  door: {source: a.mp4, every: two}",
+                           r"camera 'door': every \(--every\) is 'two'; expected a whole number, 1 or more"),
+                          ("defaults: {summary_every: soon}\ncameras:\n  door: {source: a.mp4}",
+                           r"camera 'door': summary_every \(--summary-every\) is 'soon'; expected a number"),
+                          ("cameras:\n  door: {source: a.mp4, blur_faces: 'no'}", "blur_faces.*true or false"),
                           ("cameras: {door: {source: [}", "not valid YAML")):
         bad.write_text(text)
         with pytest.raises(MaskwatchError, match=message):
@@ -256,3 +244,117 @@ cameras:
     assert report.returncode == 0, report.stderr
     assert "zone counter: with_mask 1, without_mask 1; compliance 50%" in report.stdout
     assert "line door: in 2, out 1" in report.stdout
+
+
+CLASSES = ["with_mask", "without_mask", "mask_weared_incorrect"]
+
+
+def walkers(people: int, lanes: int = 10, visible: int = 8, every: int = 3):
+    """Detections per frame of `people` faces (30 px, score 0.9) walking right along horizontal lanes, one
+    starting every `every` frames and seen for `visible` frames; person k is unmasked when k % 3 == 0. A lane is
+    used again only after the tracker has forgotten its previous walker. Yields (frame index, detections)."""
+    from maskwatch.predictions import detections_from_labels
+
+    for index in range(people * every + visible + 40):
+        boxes, labels = [], []
+        for k in range(people):
+            t = index - k * every
+            if 0 <= t < visible:
+                x, y = 20 + 10 * t, 10 + 45 * (k % lanes)
+                boxes.append([x, y, x + 30, y + 30])
+                labels.append("without_mask" if k % 3 == 0 else "with_mask")
+        yield index, detections_from_labels(np.array(boxes, np.float32).reshape(-1, 4), labels,
+                                            np.full(len(labels), 0.9), CLASSES)
+
+
+def test_a_long_run_keeps_only_the_people_in_the_picture_and_counts_the_others():
+    from maskwatch.video.emitter import EventEmitter
+    from maskwatch.video.sources import Frame
+    from maskwatch.video.tracking import FaceTracker
+    from maskwatch.video.zones import ZoneCounter
+
+    people, fps = 150, 10.0
+    tracker = FaceTracker(CLASSES, fps)
+    zones = ZoneCounter([Zone.parse("upper=0,0,640,0,640,220,0,220")], [Line.parse("gate=80,0,80,480")], (640, 480))
+    emitter = EventEmitter("door", "run", CLASSES, zones, 2, tracker.lost_after_s)
+    image = np.zeros((480, 640, 3), np.uint8)
+    events, largest = [], 0
+    for index, detections in walkers(people):
+        frame = Frame(index, index / fps, image)
+        tracked = tracker.update(detections, frame.time_s, index)
+        events += emitter.detection_frame(frame, tracked, tracker.tracks)
+        held = [len(tracker.tracks), len(emitter.confirmed), len(emitter.ended), len(emitter.alerted),
+                *(len(z.inside) + len(z.entered) for z in zones.zones),
+                *(len(x.crossed_in) + len(x.crossed_out) for x in zones.lines)]
+        largest = max(largest, *held)
+    events += emitter.finish(index / fps, index)
+    # What a week-long camera needs: the state holds the few people in the picture, not everyone ever seen.
+    assert largest <= 12, largest
+    assert emitter.confirmed == {} and not tracker.tracks
+    # And the counts are those of all 150 people, by class, per zone and per line.
+    unmasked = len(range(0, people, 3))
+    assert emitter.people() == {"with_mask": people - unmasked, "without_mask": unmasked, "mask_weared_incorrect": 0}
+    types = [e.type for e in events]
+    assert types.count("person.entered") == types.count("person.left") == people
+    assert types.count("person.unmasked") == unmasked
+    counts = emitter.zone_counts()
+    upper = [k for k in range(people) if k % 10 < 5]  # lanes 0-4 are above y=220
+    assert counts["zones"]["upper"]["people"] == {
+        "with_mask": sum(k % 3 != 0 for k in upper), "without_mask": sum(k % 3 == 0 for k in upper),
+        "mask_weared_incorrect": 0}
+    assert counts["zones"]["upper"]["inside"] == 0
+    assert counts["lines"]["gate"]["in"] == people and counts["lines"]["gate"]["out"] == 0
+    assert counts["lines"]["gate"]["in_people"]["without_mask"] == unmasked
+
+
+class ScriptedDetector:
+    """Detections by frame, as a script says: the pipeline's decisions checked without a model."""
+
+    classes = CLASSES
+
+    def __init__(self, script: dict[int, list[tuple[list[float], str]]]):
+        self.script, self.calls = script, 0
+
+    def __call__(self, image, **options):
+        from maskwatch.predictions import detections_from_labels
+
+        faces = self.script.get(self.calls, [])
+        self.calls += 1
+        return detections_from_labels(np.array([b for b, _ in faces], np.float32).reshape(-1, 4),
+                                      [label for _, label in faces], np.full(len(faces), 0.9), CLASSES)
+
+
+@pytest.mark.parametrize("min_track_frames, people", [(2, {"with_mask": 1}), (1, {"with_mask": 1, "without_mask": 1})])
+def test_only_confirmed_people_are_counted_anywhere(tmp_path, min_track_frames, people):
+    """A person seen on 20 frames, and a flicker on 2 (one tracked frame): whether the flicker is a person is
+    decided once, by min_track_frames, and the summary, windows, tracks, tracks.csv and report all agree."""
+    script = {i: [([40 + 5 * i, 60, 100 + 5 * i, 130], "with_mask")] for i in range(20)}
+    for i in (5, 6):
+        script[i] = script[i] + [([220, 120, 280, 190], "without_mask")]
+    frames = [np.full((240, 320, 3), 120, np.uint8) for _ in range(20)]
+    db, out = tmp_path / "events.sqlite", tmp_path / "out.mp4"
+    summary = VideoPipeline(ScriptedDetector(script), WatchOptions(min_track_frames=min_track_frames), db).run(
+        GatedSource(frames, 10.0), out)
+    expected = {c: people.get(c, 0) for c in CLASSES}
+    assert summary.people == expected
+    with sqlite3.connect(db) as stored:
+        windows = stored.execute("SELECT label, SUM(people) FROM windows GROUP BY label").fetchall()
+        tracks = stored.execute("SELECT label FROM tracks ORDER BY label").fetchall()
+    assert dict(windows) == people and [t for (t,) in tracks] == sorted(people)
+    assert read_report(db).people == people
+    rows = out.with_suffix(".tracks.csv").read_text().splitlines()[1:]
+    assert sorted(r.split(",")[1] for r in rows) == sorted(people)
+
+
+def test_person_events_name_the_zone_the_face_is_in(tmp_path):
+    """An unmasked person confirmed inside the queue, and a masked one outside any zone."""
+    script = {i: [([60, 60, 110, 120], "without_mask"), ([400, 60, 450, 120], "with_mask")] for i in range(6)}
+    frames = [np.full((240, 480, 3), 120, np.uint8) for _ in range(6)]
+    events = []
+    VideoPipeline(ScriptedDetector(script), zones=["queue=0,0,240,0,240,240,0,240"],
+                  sinks=[CallbackSink(on_event=events.append)]).run(GatedSource(frames, 10.0))
+    person = {(e.type, e.label): e.zone for e in events if e.type in ("person.entered", "person.unmasked")}
+    assert person == {("person.entered", "without_mask"): "queue", ("person.unmasked", "without_mask"): "queue",
+                      ("person.entered", "with_mask"): None}
+    types = [e.type for e in events]
+    assert types.index("person.entered") < types.index("zone.entered")  # the person first, then where they went

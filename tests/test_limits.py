@@ -12,7 +12,7 @@ from PIL import Image
 
 from maskwatch.data.images import read_image
 from maskwatch.errors import MaskwatchError
-from maskwatch.limits import MAX_PIXELS
+from maskwatch.limits import DEFAULT_MAX_PIXELS
 from maskwatch.video.sources import FileSource
 
 
@@ -30,7 +30,7 @@ def test_radiance_hdr_is_refused_before_decoding(tmp_path):
     assert "small.hdr" in str(err.value) and "accepted: " in str(err.value)
     huge = tmp_path / "huge.hdr"  # 10500x10000 float pixels claimed by a tiny file
     huge.write_bytes(radiance_header(10500, 10000) + b"\x02\x02\x29\x04" * 64)
-    with pytest.raises(MaskwatchError, match="not a readable image"):
+    with pytest.raises(MaskwatchError, match="accepted: "):  # refused by the header check, before decoding
         read_image(huge)
 
 
@@ -43,7 +43,7 @@ def test_formats_outside_the_list_are_named_and_refused(tmp_path, data_dir):
 
 def test_an_image_just_over_the_limit_is_refused_with_its_size(tmp_path):
     width = 10_001
-    height = MAX_PIXELS // width + 1
+    height = DEFAULT_MAX_PIXELS // width + 1
     Image.new("1", (width, height)).save(tmp_path / "wide.png")
     with pytest.raises(MaskwatchError, match=f"{width}x{height} pixels, over the limit"):
         read_image(tmp_path / "wide.png")
@@ -56,3 +56,34 @@ def test_a_video_source_over_the_limit_is_refused_before_its_first_frame(tmp_pat
     Image.new("1", (10500, 10000)).save(path, format="PNG")
     with pytest.raises(MaskwatchError, match="10500x10000 pixels, over the limit"):
         FileSource(Path(path))
+
+
+def test_a_pixel_limit_that_is_not_a_number_is_a_clear_error_of_the_command(photo, tmp_path, monkeypatch):
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "maskwatch.cli", "detect", str(photo), "--no-images"],
+                            capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "MASKWATCH_MAX_PIXELS": "lots"})
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr  # no image could be read
+    assert "MASKWATCH_MAX_PIXELS='lots': expected a whole number above 0" in result.stderr
+    monkeypatch.setenv("MASKWATCH_MAX_PIXELS", "1000")  # read when an image is checked, not at import
+    with pytest.raises(MaskwatchError, match="over the limit of 1,000"):
+        read_image(photo)
+
+
+def test_the_pixel_limit_can_be_raised_past_pillows_own_and_is_what_refuses(tmp_path, monkeypatch):
+    from maskwatch.data.images import checked_header
+
+    panorama = tmp_path / "panorama.png"  # 190 M pixels: over Pillow's default refusal (2 x 89.5 M)
+    Image.new("1", (19000, 10000)).save(panorama)
+    data = panorama.read_bytes()
+    monkeypatch.setenv("MASKWATCH_MAX_PIXELS", "200000000")
+    assert checked_header(data, "panorama.png") == ("PNG", 19000, 10000)
+    monkeypatch.setenv("MASKWATCH_MAX_PIXELS", "100000000")
+    with pytest.raises(MaskwatchError, match="panorama.png: 19000x10000 pixels, over the limit of 100,000,000"):
+        checked_header(data, "panorama.png")
+    monkeypatch.setenv("MASKWATCH_MAX_PIXELS", "50000000")  # more than twice over: Pillow refuses, and says so
+    with pytest.raises(MaskwatchError, match="more than 100,000,000 pixels, over the limit of 50,000,000"):
+        checked_header(data, "panorama.png")

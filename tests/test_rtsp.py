@@ -7,18 +7,11 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
-
 from servers import RtspCamera, free_port, gst_available
 
 
 def start_server(port: int, photo: Path) -> subprocess.Popen:
     return RtspCamera(port, photo).start().process
-
-
-@pytest.fixture
-def photo(data_dir) -> Path:
-    return data_dir / "images" / "maksssksksss657.jpg"
 
 
 def test_rtsp_stream_is_read_and_survives_the_server_going_away(photo):
@@ -55,16 +48,15 @@ def test_rtsp_stream_is_read_and_survives_the_server_going_away(photo):
         server.kill()
 
 
-def test_watch_on_rtsp_counts_people_and_stops_after_max_frames(photo, tmp_path):
+def test_watch_on_rtsp_counts_people_and_stops_after_max_frames(detector, photo, tmp_path):
     assert gst_available()
-    from maskwatch import Detector
     from maskwatch.video import VideoPipeline
     from maskwatch.video.pipeline import WatchOptions
 
     port = free_port()
     server = start_server(port, photo)
     try:
-        pipeline = VideoPipeline(Detector.load(threads=2, scale=1.0), WatchOptions(max_frames=8))
+        pipeline = VideoPipeline(detector, WatchOptions(max_frames=8))
         summary = pipeline.run(f"rtsp://127.0.0.1:{port}/live", tmp_path / "live.mp4")
     finally:
         server.kill()

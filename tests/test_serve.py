@@ -20,14 +20,10 @@ def server(tmp_path_factory):
         yield url
 
 
-@pytest.fixture(scope="module")
-def photo(data_dir) -> Path:
-    return data_dir / "images" / "maksssksksss657.jpg"
-
 
 @pytest.fixture(scope="module")
-def clip(tmp_path_factory, data_dir) -> Path:
-    frames = pan_frames(data_dir / "images" / "maksssksksss657.jpg", size=(320, 240), frames=16, zoom=1.5)
+def clip(tmp_path_factory, photo) -> Path:
+    frames = pan_frames(photo, size=(320, 240), frames=16, zoom=1.5)
     return write_clip(frames, tmp_path_factory.mktemp("clip") / "door.avi", fps=8, codec="MJPG")
 
 
@@ -127,9 +123,9 @@ def test_api_key_guards_everything_but_health(tmp_path, photo):
         assert post(url, "/v1/detect", photo, headers={"X-API-Key": "s3cret"}).status_code == 200
 
 
-def test_a_restart_keeps_finished_results_and_marks_the_interrupted_job_failed(tmp_path, clip, data_dir):
-    long_clip = write_clip(pan_frames(data_dir / "images" / "maksssksksss657.jpg", size=(320, 240), frames=400,
-                                      zoom=1.5), tmp_path / "long.avi", fps=8, codec="MJPG")
+def test_a_restart_keeps_finished_results_and_marks_the_interrupted_job_failed(tmp_path, clip, photo):
+    long_clip = write_clip(pan_frames(photo, size=(320, 240), frames=400, zoom=1.5), tmp_path / "long.avi", fps=8,
+                           codec="MJPG")
     with running_server(tmp_path / "data") as (url, process):
         done = post(url, "/v1/videos", clip).json()
         assert wait_for_job(url, done["id"])["status"] == "finished"

@@ -1,8 +1,10 @@
-"""The server under hostile input and load, on a real server over loopback: limits, the API key, the worker
-pool, one server per data directory, and what job messages tell clients."""
+"""The server under hostile input and load, on a real server over loopback: limits, the API key, one server
+per data directory, and what job messages tell clients; the worker pool in process, with a request held in
+work for as long as the test needs (no race against a slow request)."""
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -27,10 +29,6 @@ def post(url: str, path: str, file: Path, name: str | None = None, **kwargs) -> 
         return httpx.post(url + path, files={"file": (name or file.name, f)}, timeout=120, **kwargs)
 
 
-@pytest.fixture(scope="module")
-def photo(data_dir) -> Path:
-    return data_dir / "images" / "maksssksksss657.jpg"
-
 
 @pytest.fixture(scope="module")
 def plain(tmp_path_factory):
@@ -46,14 +44,6 @@ def keyed(tmp_path_factory):
     with running_server(tmp_path_factory.mktemp("keyed"), "--max-upload-mb", "1",
                         env={"MASKWATCH_API_KEY": "s3cret"}) as (url, _):
         yield url
-
-
-@pytest.fixture(scope="module")
-def large_photo(tmp_path_factory, photo) -> Path:
-    """A 27 M-pixel JPEG (under the limit): seconds of decoding and detection on one request."""
-    path = tmp_path_factory.mktemp("large") / "large.jpg"
-    cv2.imwrite(str(path), cv2.resize(cv2.imread(str(photo)), (6000, 4500)))
-    return path
 
 
 def test_images_and_video_frames_over_the_pixel_limit_are_refused(plain, tmp_path):
@@ -113,24 +103,49 @@ def test_the_key_is_taken_only_from_the_header_and_guards_the_docs(keyed, photo)
     assert httpx.get(keyed + "/healthz").status_code == 200
 
 
-def test_health_answers_while_a_large_image_is_detected_and_a_full_pool_answers_503(tmp_path, large_photo, photo):
-    with running_server(tmp_path, "--workers", "1", "--max-queue", "0", "--max-upload-mb", "50") as (url, _):
-        heavy: dict = {}
-        thread = threading.Thread(target=lambda: heavy.update(response=post(url, "/v1/detect", large_photo)))
+class GatedDetector:
+    """The shipped detector, held from its `hold_at`-th call until the test lets it go: a request or a video job
+    in work for as long as the test needs."""
+
+    def __init__(self, detector, hold_at: int = 1):
+        self.detector, self.classes, self.hold_at, self.calls = detector, detector.classes, hold_at, 0
+        self.reached, self.go = threading.Event(), threading.Event()
+
+    def __call__(self, image, **options):
+        self.calls += 1
+        if self.calls >= self.hold_at:
+            self.reached.set()
+            assert self.go.wait(300), "the test never let the detector go"
+        return self.detector(image, **options)
+
+
+def test_health_answers_while_the_worker_is_busy_and_a_full_pool_answers_503(tmp_path, photo, detector):
+    from fastapi.testclient import TestClient
+
+    from maskwatch.serve.app import Settings, create_app
+
+    gated = GatedDetector(detector)
+    with TestClient(create_app(Settings(data_dir=tmp_path, workers=1, max_queue=0), gated)) as client:
+
+        def detect():
+            return client.post("/v1/detect", files={"file": (photo.name, photo.read_bytes())})
+
+        held: dict = {}
+        thread = threading.Thread(target=lambda: held.update(response=detect()))
         thread.start()
-        in_work, refused = None, None
-        while thread.is_alive() and in_work is None:
-            health = httpx.get(f"{url}/healthz", timeout=120).json()
-            if health.get("busy") == 1:  # answered while the large image is being decoded or detected
-                in_work = health
-                refused = post(url, "/v1/detect", photo)  # the one worker is busy and no queue is allowed
-        thread.join()
-        assert in_work is not None, "/healthz did not answer while the large image was in work"
+        try:
+            assert gated.reached.wait(120), "the first request never reached the detector"
+            in_work = client.get("/healthz").json()  # the event loop answers while the one worker is held
+            refused = detect()  # the one worker is busy and no queue is allowed
+        finally:
+            gated.go.set()
+            thread.join(120)
+        assert in_work["busy"] == 1
         assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
         assert "busy" in refused.json()["detail"]
-        assert heavy["response"].status_code == 200
-        assert httpx.get(f"{url}/healthz").json()["busy"] == 0
-        assert post(url, "/v1/detect", photo).status_code == 200
+        assert held["response"].status_code == 200
+        assert client.get("/healthz").json()["busy"] == 0
+        assert detect().status_code == 200
 
 
 def test_a_second_server_on_the_same_data_directory_refuses_to_start(tmp_path):
@@ -156,9 +171,9 @@ def test_a_job_is_claimed_once(tmp_path):
         jobs.close()
 
 
-def test_job_messages_do_not_show_server_paths(plain, tmp_path, data_dir):
-    clip = write_clip(pan_frames(data_dir / "images" / "maksssksksss657.jpg", size=(320, 240), frames=16, zoom=1.5),
-                      tmp_path / "door.avi", fps=8, codec="MJPG")
+def test_job_messages_do_not_show_server_paths(plain, tmp_path, photo):
+    clip = write_clip(pan_frames(photo, size=(320, 240), frames=16, zoom=1.5), tmp_path / "door.avi", fps=8,
+                      codec="MJPG")
     cut = tmp_path / "cut.avi"
     cut.write_bytes(clip.read_bytes()[: clip.stat().st_size // 2])  # ends early: a message about the input
     url, data = plain
@@ -170,3 +185,75 @@ def test_job_messages_do_not_show_server_paths(plain, tmp_path, data_dir):
     assert state.json()["message"].startswith("the upload: the video ended after")
     for text in (state.text, httpx.get(url + job["summary_url"]).text):
         assert str(data) not in text and str(data.resolve()) not in text
+
+
+def test_a_video_upload_that_fails_leaves_no_file_behind(tmp_path, photo, detector, monkeypatch):
+    import cv2
+
+    from fastapi.testclient import TestClient
+
+    from maskwatch.serve import app as app_module
+    from maskwatch.serve.jobs import JobQueue
+
+    clip = write_clip(pan_frames(photo, size=(320, 240), frames=4, zoom=1.5), tmp_path / "door.avi", fps=8,
+                      codec="MJPG")
+    uploads = tmp_path / "data" / "uploads"
+    uploads.mkdir(parents=True)
+    (uploads / "tmpleft").write_bytes(b"left by a server that was killed mid-upload")
+    gated = GatedDetector(detector)
+    settings = app_module.Settings(data_dir=tmp_path / "data", workers=1, max_queue=0)
+    with TestClient(app_module.create_app(settings, gated), raise_server_exceptions=False) as client:
+        assert list(uploads.iterdir()) == []  # cleaned at start-up
+
+        def submit():
+            return client.post("/v1/videos", files={"file": ("door.avi", clip.read_bytes())})
+
+        held = threading.Thread(target=lambda: client.post("/v1/detect",
+                                                           files={"file": (photo.name, photo.read_bytes())}))
+        held.start()
+        try:
+            assert gated.reached.wait(120)
+            busy = submit()  # the one worker is busy: 503
+        finally:
+            gated.go.set()
+            held.join(120)
+        assert busy.status_code == 503 and list(uploads.iterdir()) == []
+
+        def broken_decoder(path):
+            raise cv2.error("OpenCV(4.10.0) error: (-215:Assertion failed) in function 'open'")
+
+        monkeypatch.setattr(app_module, "FileSource", broken_decoder)
+        assert submit().status_code == 500 and list(uploads.iterdir()) == []
+        monkeypatch.undo()
+
+        def no_space(self, data_path, filename):
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(JobQueue, "create", no_space)
+        assert submit().status_code == 500 and list(uploads.iterdir()) == []
+
+
+def test_a_server_shutting_down_stops_the_job_before_closing_its_database(tmp_path, photo, detector):
+    import shutil
+
+    from maskwatch.serve.jobs import JobQueue
+
+    clip = write_clip(pan_frames(photo, size=(320, 240), frames=12, zoom=1.5), tmp_path / "door.avi", fps=8,
+                      codec="MJPG")
+    gated = GatedDetector(detector, hold_at=3)
+    jobs = JobQueue(tmp_path / "jobs", gated)
+    ids = [jobs.create(Path(shutil.copy(clip, tmp_path / f"upload{n}")), "door.avi") for n in range(2)]
+    assert gated.reached.wait(120), "the first job never reached its third frame"
+    closing = threading.Thread(target=jobs.close)
+    closing.start()  # while the job is in the middle of a frame
+    assert jobs._running.stopping.wait(60), "close() did not ask the running job to stop"
+    gated.go.set()
+    closing.join(300)
+    assert not closing.is_alive() and not jobs._worker.is_alive()  # close() waited for the job to stop
+    # The job stopped at its next frame and was queued again, the second never started, and the database was
+    # closed only after that, so what the next start reads is right.
+    with sqlite3.connect(tmp_path / "jobs" / "jobs.sqlite") as db:
+        states = [db.execute("SELECT status, message FROM jobs WHERE id = ?", (job_id,)).fetchone() for job_id in ids]
+    assert states[0][0] == "queued" and "runs again when the server starts" in states[0][1]
+    assert states[1] == ("queued", None)
+    assert gated.calls == 3  # the job stopped after the frame in work, not at the end of the video

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import json
-import re
 import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 
-from clips import pan_frames, walk_through_frames, write_clip
-from maskwatch import Detector
+from clips import pan_frames, wait_for_progress, walk_through_frames, write_clip
 from maskwatch.errors import MaskwatchError
 from maskwatch.predictions import detections_from_labels
 from maskwatch.video import VideoPipeline
@@ -27,13 +24,8 @@ CLASSES = ["with_mask", "without_mask", "mask_weared_incorrect"]
 
 
 @pytest.fixture(scope="module")
-def detector() -> Detector:
-    return Detector.load(threads=2, scale=1.0)
-
-
-@pytest.fixture(scope="module")
-def pan(tmp_path_factory, data_dir) -> tuple[Path, list[np.ndarray]]:
-    frames = pan_frames(data_dir / "images" / "maksssksksss657.jpg", size=(320, 240), frames=24, zoom=1.5)
+def pan(tmp_path_factory, photo) -> tuple[Path, list[np.ndarray]]:
+    frames = pan_frames(photo, size=(320, 240), frames=24, zoom=1.5)
     return write_clip(frames, tmp_path_factory.mktemp("clips") / "pan.avi", fps=12, codec="MJPG"), frames
 
 
@@ -125,20 +117,14 @@ def test_unreadable_sources_say_so(detector, tmp_path):
         VideoPipeline(detector).run("rtsp://127.0.0.1:9/none")
 
 
-def test_ctrl_c_finishes_the_video_and_the_database(data_dir, tmp_path):
-    frames = pan_frames(data_dir / "images" / "maksssksksss657.jpg", size=(320, 240), frames=300, zoom=1.5)
+def test_ctrl_c_finishes_the_video_and_the_database(photo, tmp_path):
+    frames = pan_frames(photo, size=(320, 240), frames=300, zoom=1.5)
     clip = write_clip(frames, tmp_path / "long.avi", fps=12, codec="MJPG")
     out, db = tmp_path / "long.mp4", tmp_path / "events.sqlite"
     process = subprocess.Popen([sys.executable, "-m", "maskwatch.cli", "watch", str(clip), "--out", str(out),
                                 "--db", str(db), "--scale", "1", "--max-fps", "10"], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
-    seen = ""
-    deadline = time.time() + 120
-    while time.time() < deadline and process.poll() is None:
-        seen += process.stderr.read(1)
-        counts = re.findall(r"(\d+)/300", seen[-200:])
-        if counts and int(counts[-1]) >= 20:  # tqdm has shown 20 frames done
-            break
+    seen = wait_for_progress(process, 20, 300)
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=60)
     stderr = seen + stderr
@@ -194,7 +180,7 @@ def test_report_reads_back_what_the_run_counted(detector, pan, tmp_path):
 
 def test_report_chart_window_follows_the_run_length(detector, pan, tmp_path):
     """A 2-s clip stored in one 10-s database window still charts several points: the chart picks its own window."""
-    from maskwatch.video.report import chart_window, compliance_series, read_report
+    from maskwatch.video.report import chart_window, read_report, span_compliance
 
     clip, _ = pan
     db = tmp_path / "events.sqlite"
@@ -203,6 +189,66 @@ def test_report_chart_window_follows_the_run_length(detector, pan, tmp_path):
     assert len(report.windows) == 1  # what the database holds at --window 10
     length = max(last for _, _, last, _ in report.spans)
     assert 1.0 < length <= 2.0 and chart_window(length) == 1.0
-    series = compliance_series([(first, last, label) for _, first, last, label in report.spans], chart_window(length))
+    series = span_compliance([(first, last, label) for _, first, last, label in report.spans], chart_window(length))
     assert len(series) >= 2 and all(0 <= share <= 1 for _, share in series)
     assert (chart_window(60), chart_window(3600), chart_window(86400)) == (5.0, 300.0, 7200.0)
+
+
+def test_a_video_file_that_cannot_be_written_fails_the_command_and_says_so(pan, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from maskwatch.cli import app
+    from maskwatch.video.writer import H264Writer
+
+    def disk_full(self, image):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(H264Writer, "write", disk_full)
+    clip, _ = pan
+    out, db = tmp_path / "out.mp4", tmp_path / "events.sqlite"
+    result = CliRunner().invoke(app, ["watch", str(clip), "--out", str(out), "--db", str(db), "--max-frames", "4",
+                                      "--scale", "1", "--threads", "2"])
+    assert result.exit_code == 1, result.output
+    assert "video file: failed 4 time(s)" in result.stderr and "No space left on device" in result.stderr
+    failure = json.loads(out.with_suffix(".json").read_text())["sink_failures"]["video file"]
+    assert failure["failures"] == 4 and failure["required"] and "No space left" in failure["first"]
+    status, message = sqlite3.connect(db).execute("SELECT status, message FROM runs").fetchone()
+    assert status == "finished" and "video file failed 4 time(s), first in frame: OSError" in message
+
+
+class FakeCapture:
+    """What cv2.VideoCapture gives for a network camera: these frames, then nothing (the stream drops)."""
+
+    def __init__(self, size: tuple[int, int], frames: int = 5):
+        self.frames = [np.full((size[1], size[0], 3), 100, np.uint8) for _ in range(frames)]
+
+    def isOpened(self) -> bool:
+        return True
+
+    def read(self):
+        return (True, self.frames.pop(0)) if self.frames else (False, None)
+
+    def get(self, prop) -> float:
+        return 10.0
+
+    def release(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("second, reason", [
+    ((800, 600), "the frames are now 800x600 pixels, not 640x480 as when the stream was opened"),
+    ((1000, 800), "1000x800 pixels, over the limit of 600,000"),
+    (None, "stream lost and 2 reconnects failed")])
+def test_a_live_stream_that_comes_back_at_another_size_or_not_at_all_ends_early(monkeypatch, second, reason):
+    from maskwatch.video.sources import LiveSource
+
+    monkeypatch.setenv("MASKWATCH_MAX_PIXELS", "600000")
+    captures = [FakeCapture((640, 480))] + ([FakeCapture(second)] if second else [])
+    monkeypatch.setattr(LiveSource, "_open", lambda self: captures.pop(0) if captures else None)
+    source = LiveSource("rtsp://camera/stream", max_retries=2, backoff_s=(0.01, 0.02))
+    try:
+        shapes = {frame.image.shape for frame in source.frames()}
+    finally:
+        source.close()
+    assert shapes == {(480, 640, 3)}  # no frame of another size went on
+    assert source.ended_early and reason in source.ended_early

@@ -3,18 +3,18 @@ with SIGKILL. The run never stays 'running' in the database, and a killed run's 
 
 from __future__ import annotations
 
-import re
 import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import av
+import pytest
 from PIL import Image
 
-from clips import pan_frames, write_clip
+from clips import pan_frames, wait_for_progress, write_clip
+from maskwatch.video import VideoPipeline, WatchOptions
 
 WATCH = [sys.executable, "-m", "maskwatch.cli", "watch"]
 
@@ -26,32 +26,48 @@ def runs(db: Path) -> list[tuple[str, str | None]]:
         return connection.execute("SELECT status, message FROM runs ORDER BY id").fetchall()
 
 
-def test_inputs_and_outputs_watch_cannot_handle_are_clear_errors(tmp_path, data_dir):
+def test_inputs_and_outputs_watch_cannot_handle_are_clear_errors(tmp_path, photo):
     Image.new("RGB", (1, 1)).save(tmp_path / "dot.png")
     db = tmp_path / "events.sqlite"
     tiny = subprocess.run([*WATCH, str(tmp_path / "dot.png"), "--out", str(tmp_path / "dot.mp4"), "--db", str(db)],
                           capture_output=True, text=True, timeout=120)
     assert tiny.returncode == 2 and "1x1 pixels" in tiny.stderr and "Traceback" not in tiny.stderr
-    no_suffix = subprocess.run([*WATCH, str(data_dir / "images" / "maksssksksss657.jpg"), "--out", str(tmp_path / "o"),
-                                "--db", str(db)], capture_output=True, text=True, timeout=120)
+    no_suffix = subprocess.run([*WATCH, str(photo), "--out", str(tmp_path / "o"), "--db", str(db)],
+                               capture_output=True, text=True, timeout=120)
     assert no_suffix.returncode == 2 and "give it a .mp4 name" in no_suffix.stderr
     assert "Traceback" not in no_suffix.stderr
-    assert all(status != "running" for status, _ in runs(db))
+    assert not db.exists()  # both refused before the database was opened: no run left 'running'
 
 
-def test_a_killed_run_is_marked_failed_and_its_video_plays(tmp_path, data_dir):
-    frames = pan_frames(data_dir / "images" / "maksssksksss657.jpg", size=(320, 240), frames=300, zoom=1.5)
+class CrashingDetector:
+    """The shipped detector, until it fails on its third frame (a bug, a GPU gone)."""
+
+    def __init__(self, detector):
+        self.detector, self.classes, self.calls = detector, detector.classes, 0
+
+    def __call__(self, image, **options):
+        self.calls += 1
+        if self.calls == 3:
+            raise RuntimeError("the model crashed")
+        return self.detector(image, **options)
+
+
+def test_a_run_that_fails_after_the_database_is_open_is_marked_failed(tmp_path, photo, detector):
+    clip = write_clip(pan_frames(photo, size=(320, 240), frames=6, zoom=1.5), tmp_path / "short.avi", fps=12,
+                      codec="MJPG")
+    db = tmp_path / "events.sqlite"
+    with pytest.raises(RuntimeError, match="the model crashed"):
+        VideoPipeline(CrashingDetector(detector), WatchOptions(), db).run(str(clip), tmp_path / "short.mp4")
+    assert runs(db) == [("failed", "RuntimeError: the model crashed")]
+
+
+def test_a_killed_run_is_marked_failed_and_its_video_plays(tmp_path, photo):
+    frames = pan_frames(photo, size=(320, 240), frames=300, zoom=1.5)
     clip = write_clip(frames, tmp_path / "long.avi", fps=12, codec="MJPG")
     out, db = tmp_path / "long.mp4", tmp_path / "events.sqlite"
     process = subprocess.Popen([*WATCH, str(clip), "--out", str(out), "--db", str(db), "--scale", "1"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    seen = ""
-    deadline = time.time() + 120
-    while time.time() < deadline and process.poll() is None:
-        seen += process.stderr.read(1)
-        counts = re.findall(r"(\d+)/300", seen[-200:])
-        if counts and int(counts[-1]) >= 60:  # tqdm has shown 60 frames (5 s of video) done
-            break
+    wait_for_progress(process, 60, 300)  # 5 s of video done
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
     assert runs(db) == [("running", None)]  # what SIGKILL leaves: nothing in the process could finish the run

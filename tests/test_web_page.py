@@ -28,8 +28,7 @@ def counts_on_page(page) -> dict[str, int]:
             for i in range(rows.count())}
 
 
-def test_upload_an_image_and_see_the_result_on_a_phone_sized_screen(browser, server, data_dir):
-    photo = data_dir / "images" / "maksssksksss657.jpg"
+def test_upload_an_image_and_see_the_result_on_a_phone_sized_screen(browser, server, photo):
     page = browser.new_page(viewport={"width": 390, "height": 844})
     page.goto(server)
     page.set_input_files("#file", str(photo))
@@ -49,8 +48,8 @@ def test_upload_an_image_and_see_the_result_on_a_phone_sized_screen(browser, ser
     page.close()
 
 
-def test_upload_a_video_see_progress_then_it_plays(browser, server, data_dir, tmp_path):
-    frames = pan_frames(data_dir / "images" / "maksssksksss657.jpg", size=(320, 240), frames=12, zoom=1.5)
+def test_upload_a_video_see_progress_then_it_plays(browser, server, photo, tmp_path):
+    frames = pan_frames(photo, size=(320, 240), frames=12, zoom=1.5)
     clip = write_clip(frames, tmp_path / "door.avi", fps=6, codec="MJPG")
     page = browser.new_page(viewport={"width": 1000, "height": 800})
     page.goto(server)

@@ -7,10 +7,9 @@ import hashlib
 import hmac
 import json
 import sqlite3
-import threading
+import time
 
-from clips import GatedSource, crossing_people, face_crop
-from maskwatch import Detector
+from clips import BackgroundRun, GatedSource, crossing_people
 from maskwatch.video import VideoPipeline, WatchOptions
 from maskwatch.video.bus import RunInfo
 from maskwatch.video.events import Event
@@ -37,20 +36,16 @@ def unique_events(posts: list[dict]) -> list[dict]:
     return events
 
 
-def test_a_receiver_killed_and_restarted_mid_run_loses_no_event(data_dir, tmp_path):
-    masked = face_crop(data_dir / "images" / "maksssksksss94.jpg", (110, 95, 171, 169))
-    unmasked = face_crop(data_dir / "images" / "maksssksksss343.jpg", (85, 131, 232, 284))
-    frames, fps = crossing_people(masked, unmasked)
+def test_a_receiver_killed_and_restarted_mid_run_loses_no_event(detector, faces, tmp_path):
+    frames, fps = crossing_people(*faces)
     source = GatedSource(frames, fps, gates=(20, 50))
     db = tmp_path / "events.sqlite"
     receiver = WebhookReceiver(free_port(), tmp_path / "posts.jsonl").start()
     sink = WebhookSink(receiver.url, SECRET, queue_path=db, backoff_s=(0.1, 0.5), drain_s=60)
-    pipeline = VideoPipeline(Detector.load(threads=2, scale=1.0), WatchOptions(summary_every=1.0), db,
-                             [sink], zones=["counter=260,10,470,10,470,310,260,310"], lines=["door=240,0,240,320"],
+    pipeline = VideoPipeline(detector, WatchOptions(summary_every=1.0), db, [sink],
+                             zones=["counter=260,10,470,10,470,310,260,310"], lines=["door=240,0,240,320"],
                              camera="door")
-    result = {}
-    worker = threading.Thread(target=lambda: result.update(summary=pipeline.run(source)))
-    worker.start()
+    run = BackgroundRun(pipeline, source)
     try:
         source.wait_at(20)
         receiver.wait_for(lambda posts: any(json.loads(p["body"])["type"] == "person.entered" for p in posts),
@@ -62,11 +57,10 @@ def test_a_receiver_killed_and_restarted_mid_run_loses_no_event(data_dir, tmp_pa
         assert any(e["type"] == "person.unmasked" for e in read_events(db))
         receiver.start()  # back on the same port
         source.open(50)
-        worker.join(timeout=300)
+        summary = run.join()
     finally:
         source.open(20), source.open(50)
         receiver.kill()
-    summary = result["summary"]
     assert summary.status == "finished" and queued(db) == 0
     emitted = read_events(db, run_id=summary.run_id)
     received = unique_events(receiver.posts())
@@ -84,7 +78,7 @@ def test_a_receiver_killed_and_restarted_mid_run_loses_no_event(data_dir, tmp_pa
 
 
 def run_info() -> RunInfo:
-    return RunInfo("door", "run1", "door.mp4", (640, 480), 10.0, False, None, ["with_mask", "without_mask"])
+    return RunInfo("door", "run1", "door.mp4", (640, 480), 10.0)
 
 
 def event(type_: str, n: int) -> Event:
@@ -140,3 +134,73 @@ def test_a_receiver_that_refuses_an_event_does_not_block_the_queue(tmp_path, cap
         receiver.kill()
     assert [json.loads(p["body"])["id"] for p in receiver.posts()] == ["person.entered-1", "person.left-2"]
     assert "refused a person.entered event with HTTP 400" in caplog.text and queued(queue) == 0
+
+
+def wait_until(predicate, what: str, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while not predicate():
+        assert time.time() < deadline, f"never {what}"
+        time.sleep(0.05)
+
+
+def test_one_sink_serves_two_runs_one_after_the_other(tmp_path):
+    receiver = WebhookReceiver(free_port(), tmp_path / "posts.jsonl").start()
+    queue = tmp_path / "queue.sqlite"
+    sink = WebhookSink(receiver.url, queue_path=queue, drain_s=30)
+    try:
+        for run in (1, 2):
+            sink.open(run_info())
+            sink.event(event("person.entered", 10 * run))
+            wait_until(lambda: len(receiver.posts()) == 2 * run - 1 and queued(queue) == 0, "sent the first event")
+            sink.event(event("person.left", 10 * run + 1))  # after the sender found the queue empty once
+            sink.close(None)
+    finally:
+        receiver.kill()
+    assert [json.loads(p["body"])["id"] for p in receiver.posts()] == [
+        "person.entered-10", "person.left-11", "person.entered-20", "person.left-21"]
+    assert queued(queue) == 0
+
+
+def test_two_sinks_on_one_database_and_url_deliver_each_event_once(tmp_path):
+    """Two runs (or processes) with the same --db and --webhook: each posts, trims and waits for its own events."""
+    receiver = WebhookReceiver(free_port(), tmp_path / "posts.jsonl")
+    queue = tmp_path / "queue.sqlite"
+    sinks = [WebhookSink(receiver.url, queue_path=queue, max_queue=3, backoff_s=(0.05, 0.2), drain_s=60)
+             for _ in range(2)]
+    for sink in sinks:
+        sink.open(run_info())  # the receiver is not up yet: the events wait
+    for n in range(3):
+        for name, sink in zip("ab", sinks):
+            sink.event(Event("person.entered", "door", "run1", float(n), id=f"{name}-{n}"))
+    assert [sink.dropped for sink in sinks] == [0, 0] and queued(queue) == 6  # neither trimmed the other's
+    receiver.start()
+    try:
+        for sink in sinks:
+            sink.close(None)
+    finally:
+        receiver.kill()
+    delivered = [json.loads(p["body"])["id"] for p in receiver.posts()]
+    assert sorted(delivered) == ["a-0", "a-1", "a-2", "b-0", "b-1", "b-2"]  # each once
+    assert queued(queue) == 0
+
+
+def test_the_sender_survives_a_failing_queue_and_goes_on(tmp_path, caplog):
+    receiver = WebhookReceiver(free_port(), tmp_path / "posts.jsonl").start()
+    sink = WebhookSink(receiver.url, queue_path=tmp_path / "queue.sqlite", backoff_s=(0.05, 0.2), drain_s=60)
+    real_oldest, failures = sink._oldest, [2]
+
+    def locked_twice():
+        if failures[0]:
+            failures[0] -= 1
+            raise sqlite3.OperationalError("database is locked")
+        return real_oldest()
+
+    sink._oldest = locked_twice  # what another process holding the database looks like to the sender
+    try:
+        sink.open(run_info())
+        sink.event(event("person.entered", 1))
+        sink.close(None)
+    finally:
+        receiver.kill()
+    assert [json.loads(p["body"])["id"] for p in receiver.posts()] == ["person.entered-1"]
+    assert "database is locked" in caplog.text and failures == [0]

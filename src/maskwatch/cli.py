@@ -355,6 +355,12 @@ def watch(source: Optional[str] = typer.Argument(None, help="Video file, webcam 
                    f"tracks: {setup.out.with_suffix('.tracks.csv')}")
     if setup.db:
         typer.echo(f"events: {setup.db} (run {summary.run_id}); see `maskwatch report {setup.db}`")
+    for name, failure in summary.sink_failures.items():
+        typer.echo(f"{name}: failed {failure['failures']} time(s); the first: {failure['first']}", err=True)
+    if summary.failed_outputs:
+        typer.echo(f"error: the {' and the '.join(summary.failed_outputs)} could not be written completely (see "
+                   f"above)", err=True)
+        raise typer.Exit(1)
 
 
 @app.command()

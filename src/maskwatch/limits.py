@@ -20,13 +20,20 @@ def _int_from_env(name: str, default: int) -> int:
     if parsed <= 0:
         from maskwatch.errors import MaskwatchError
 
-        raise MaskwatchError(f"{name}={value!r}: expected a whole number above 0")
+        raise MaskwatchError(f"{name}={value!r}: expected a whole number above 0 (e.g. {name}={default}), or unset "
+                             f"it for the default of {default:,}")
     return parsed
 
 
 # Pixels of one image or video frame. Decoding a 10000x10000 RGB image takes 300 MB, and detection, drawing and
 # encoding hold a few copies: refuse before decoding rather than swap. Set MASKWATCH_MAX_PIXELS to move it.
-MAX_PIXELS = _int_from_env("MASKWATCH_MAX_PIXELS", 100_000_000)
+DEFAULT_MAX_PIXELS = 100_000_000
+
+
+def max_pixels() -> int:
+    """The pixel limit now: read when an image is checked, not at import, so a bad MASKWATCH_MAX_PIXELS is a
+    clear error of the command that uses it (not a traceback of every command)."""
+    return _int_from_env("MASKWATCH_MAX_PIXELS", DEFAULT_MAX_PIXELS)
 
 # Image formats that are decoded: those whose header Pillow reads without decoding (so the size is checked first)
 # and that OpenCV decodes to 8 bits. Others OpenCV knows (Radiance HDR, OpenEXR, PFM: 32-bit float, no cheap

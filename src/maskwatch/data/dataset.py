@@ -138,13 +138,13 @@ class DatasetBuilder:
             self.problem(f"{where}: image {image_path} is missing; skipped")
             return
         if width <= 0 or height <= 0:
-            from maskwatch.data.images import image_size_from_header
+            from maskwatch.data.images import image_header
 
-            size = image_size_from_header(image_path)
-            if size is None:
-                self.problem(f"{where}: image {image_path} cannot be read; skipped")
+            try:
+                _, width, height = image_header(image_path, str(image_path))
+            except MaskwatchError as exc:
+                self.problem(f"{where}: {exc}; skipped")
                 return
-            width, height = size
         xyxy, ids = [], []
         for x1, y1, x2, y2, label in boxes:
             if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):

@@ -13,46 +13,47 @@ import cv2
 import numpy as np
 
 from maskwatch.errors import MaskwatchError
-from maskwatch.limits import IMAGE_FORMATS, MAX_PIXELS
+from maskwatch.limits import IMAGE_FORMATS, max_pixels
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
-def image_size_from_header(path: Path) -> tuple[int, int] | None:
-    """Return (width, height) without decoding pixels, or None when the file is not a readable image."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                return int(im.width), int(im.height)
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
-        return None
-
-
 def check_pixels(width: int, height: int, name: str) -> None:
-    """Refuse an image or frame over MAX_PIXELS, naming it and the way out."""
-    if width * height > MAX_PIXELS:
-        raise MaskwatchError(f"{name}: {width}x{height} pixels, over the limit of {MAX_PIXELS:,}; resize it first "
+    """Refuse an image or frame over the pixel limit, naming it and the way out."""
+    limit = max_pixels()
+    if width * height > limit:
+        raise MaskwatchError(f"{name}: {width}x{height} pixels, over the limit of {limit:,}; resize it first "
                              f"(or raise MASKWATCH_MAX_PIXELS)")
 
 
-def checked_header(data: bytes, name: str) -> tuple[str, int, int]:
-    """Format and size from the header alone (Pillow opens lazily), or MaskwatchError when the format is not one
-    maskwatch decodes or the size is over the limit. Nothing is decoded before this passes."""
+def image_header(source: bytes | Path, name: str) -> tuple[str, int, int]:
+    """Format, width and height from the header alone (Pillow opens lazily; no pixel is decoded), or
+    MaskwatchError when it is not a readable image.
+
+    Pillow's own decompression-bomb limit is set from ours (it warns above MAX_IMAGE_PIXELS and refuses above
+    twice that), so raising MASKWATCH_MAX_PIXELS raises both and `check_pixels` is what refuses an image over
+    the limit, with its size."""
     from PIL import Image, UnidentifiedImageError
 
+    limit = max_pixels()
+    Image.MAX_IMAGE_PIXELS = limit
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as im:
-                fmt, width, height = str(im.format), int(im.width), int(im.height)
-    except Image.DecompressionBombError:  # Pillow's own limit (2 x 89 M pixels): over ours too
-        raise MaskwatchError(f"{name}: more than {MAX_PIXELS:,} pixels, over the limit; resize it first") from None
+            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
+                return str(im.format), int(im.width), int(im.height)
+    except Image.DecompressionBombError:  # over twice our limit
+        raise MaskwatchError(f"{name}: more than {2 * limit:,} pixels, over the limit of {limit:,}; resize it first "
+                             f"(or raise MASKWATCH_MAX_PIXELS)") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         raise MaskwatchError(f"{name}: not a readable image (unknown or corrupt format; accepted: "
                              f"{', '.join(sorted(IMAGE_FORMATS))})") from None
+
+
+def checked_header(data: bytes, name: str) -> tuple[str, int, int]:
+    """`image_header`, then MaskwatchError when the format is not one maskwatch decodes or the size is over the
+    limit. Nothing is decoded before this passes."""
+    fmt, width, height = image_header(data, name)
     if fmt not in IMAGE_FORMATS:
         raise MaskwatchError(f"{name}: {fmt} images are not accepted; convert it to JPEG or PNG "
                              f"(accepted: {', '.join(sorted(IMAGE_FORMATS))})")

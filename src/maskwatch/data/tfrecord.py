@@ -107,9 +107,12 @@ def read_tfrecord(path: Path, label_map_path: Path | None = None, classes: list[
                     builder.problem(f"{where}: bbox lists of different lengths; skipped")
                     continue
                 if width <= 0 or height <= 0:
-                    from maskwatch.data.images import image_size_from_header
+                    from maskwatch.data.images import image_header
 
-                    width, height = image_size_from_header(image_path) or (0, 0)
+                    try:
+                        _, width, height = image_header(image_path, str(image_path))
+                    except MaskwatchError:
+                        width, height = 0, 0  # the builder names the image it cannot read
                 boxes = []
                 for j in range(len(xmins)):
                     label = texts[j] if j < len(texts) else id_to_name.get(ids[j] if j < len(ids) else -1)

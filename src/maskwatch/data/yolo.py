@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from maskwatch.data.dataset import Dataset, DatasetBuilder, from_normalised
-from maskwatch.data.images import image_size_from_header, list_images, place_images
+from maskwatch.data.images import image_header, list_images, place_images
 from maskwatch.errors import MaskwatchError
 
 if TYPE_CHECKING:
@@ -48,11 +48,11 @@ def read_yolo(root: Path, classes: list[str] | None = None, label_map: dict[str,
     builder = DatasetBuilder(classes, label_map)
     for image_path in list_images(root):
         label_path = _label_path(image_path, root)
-        size = image_size_from_header(image_path)
-        if size is None:
-            builder.problem(f"{image_path}: cannot be read as an image; skipped")
+        try:
+            _, width, height = image_header(image_path, str(image_path))
+        except MaskwatchError as exc:
+            builder.problem(f"{exc}; skipped")
             continue
-        width, height = size
         boxes = []
         lines = label_path.read_text().splitlines() if label_path.is_file() else []
         for number, line in enumerate(lines, 1):

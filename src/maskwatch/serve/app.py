@@ -80,14 +80,20 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         try:
+            clean_uploads(settings.data_dir / "uploads")  # left by a server killed mid-upload; the lock is ours
             state["detector"] = detector or Detector.load(settings.model, threads=settings.threads)
             state["jobs"] = JobQueue(settings.data_dir / "jobs", state["detector"])
             cameras.start()
+            state["cameras started"] = True
             yield
-            cameras.stop()
-            state["jobs"].close()
         finally:
-            lock.release()
+            try:
+                if state.get("cameras started"):
+                    cameras.stop()  # each camera finishes its run (database rows, webhooks drained)...
+                if "jobs" in state:
+                    state["jobs"].close()  # ...the running job stops and its database is closed...
+            finally:
+                lock.release()  # ...before another server may take the directory
 
     app = FastAPI(title="maskwatch", version=__version__, lifespan=lifespan,
                   max_body_size=settings.max_body_bytes,
@@ -179,23 +185,23 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
         uploads.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=uploads, delete=False) as target:
             temp = Path(target.name)
-            try:
-                await read_upload(file, target)
-            except HTTPException:
-                temp.unlink(missing_ok=True)
-                raise
 
         def check_video() -> None:
             """The header's frame size, then the first frame: the content decides, not the name."""
             try:
                 FileSource(temp).close()
             except MaskwatchError as exc:
-                temp.unlink(missing_ok=True)
                 reason = str(exc).replace(str(temp), "the upload")
                 raise HTTPException(415, f"not a readable video: {reason}") from None
 
-        await pool.run(check_video)
-        job_id = state["jobs"].create(temp, Path(file.filename or "video").name)
+        try:
+            with temp.open("wb") as target:
+                await read_upload(file, target)
+            await pool.run(check_video)
+            job_id = state["jobs"].create(temp, Path(file.filename or "video").name)
+        except BaseException:  # refused (413, 415, 503) or failed (cv2.error, OSError, the job database): not kept
+            temp.unlink(missing_ok=True)
+            raise
         return {"id": job_id, "status": "queued", "status_url": f"/v1/videos/{job_id}",
                 "result_url": f"/v1/videos/{job_id}/result", "summary_url": f"/v1/videos/{job_id}/summary"}
 
@@ -226,6 +232,13 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
         return JSONResponse(job.summary)
 
     return app
+
+
+def clean_uploads(folder: Path) -> None:
+    """Remove the partial uploads a server killed mid-upload left behind (only while holding the data lock)."""
+    for path in folder.glob("tmp*"):
+        if path.is_file():
+            path.unlink(missing_ok=True)
 
 
 def serve(host: str, port: int, settings: Settings) -> None:

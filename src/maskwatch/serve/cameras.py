@@ -75,8 +75,7 @@ def check_camera(camera: CameraConfig) -> None:
     if not is_live_spec(camera.source) and not Path(camera.source).exists():
         raise MaskwatchError(f"camera {camera.name!r}: {camera.source}: no such video file or folder "
                              f"(or give a webcam index such as 0, or an rtsp:// / http:// URL)")
-    if camera.every < 1:
-        raise MaskwatchError(f"camera {camera.name!r}: every must be 1 or more")
+    camera.check()  # every, scale, summary_every, ...: the same checks as `watch`
 
 
 def setup_from_options(cameras: list[str] | None, config: Path | None, db: Path | None,
@@ -199,10 +198,7 @@ class LiveView(Sink):
         span = now - since
         if now - self._zones_at >= 1.0:
             self._zones, self._zones_at = view.zone_counts(), now
-        tracked = view.tracked
-        labels = ([str(n) for n, t in zip(tracked.data.get("class_name", []), tracked.tracker_id) if t >= 0]
-                  if len(tracked) and tracked.tracker_id is not None else [])
-        present = Counter(labels)
+        present = Counter(str(n) for n in view.confirmed.data.get("class_name", []))  # counted people, as elsewhere
         received_at = view.frame.received_at or time.time()
         self.stats = {  # replaced whole, never changed in place: readers on other threads see one state
             "frames": summary.frames, "detected_frames": summary.detected_frames,

@@ -1,7 +1,8 @@
 """Video jobs: queued in SQLite, run one at a time on a worker thread, results kept on disk.
 
-A job's state lives in the database, so a restart of the server loses no finished result; a job that was
-running when the server stopped is marked failed with a message saying so, never silently lost.
+A job's state lives in the database, so a restart of the server loses no finished result. A server that shuts
+down stops the running job at its next frame and queues it again (it runs at the next start); a job that was
+running when the server was killed is marked failed with a message saying so, never silently lost.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 import os
 import queue
 import secrets
+import shutil
 import sqlite3
 import threading
 import time
@@ -86,6 +88,9 @@ class JobQueue:
         self.db = sqlite3.connect(str(self.root / "jobs.sqlite"), check_same_thread=False)
         self.db.executescript(SCHEMA)
         self._queue: queue.Queue[str | None] = queue.Queue()
+        self._closing = False
+        self._running: VideoPipeline | None = None  # the job's pipeline while one runs
+        self._running_lock = threading.Lock()  # between close() and a job starting
         self._recover()
         self._worker = threading.Thread(target=self._work, daemon=True, name="maskwatch-jobs")
         self._worker.start()
@@ -108,12 +113,16 @@ class JobQueue:
         job_id = secrets.token_urlsafe(18)  # not guessable
         folder = self.job_dir(job_id)
         folder.mkdir()
-        data_path.replace(folder / "input")
-        now = time.time()
-        with self._lock:
-            self.db.execute("INSERT INTO jobs (id, status, created_at, updated_at, filename) VALUES (?, 'queued', ?, ?, ?)",
-                            (job_id, now, now, filename[:200]))
-            self.db.commit()
+        try:
+            data_path.replace(folder / "input")
+            now = time.time()
+            with self._lock:
+                self.db.execute("INSERT INTO jobs (id, status, created_at, updated_at, filename) "
+                                "VALUES (?, 'queued', ?, ?, ?)", (job_id, now, now, filename[:200]))
+                self.db.commit()
+        except BaseException:  # no job folder without its row
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
         self._queue.put(job_id)
         return job_id
 
@@ -134,7 +143,7 @@ class JobQueue:
     def _work(self) -> None:
         while True:
             job_id = self._queue.get()
-            if job_id is None:
+            if job_id is None or self._closing:
                 return
             self._run(job_id)
 
@@ -160,7 +169,13 @@ class JobQueue:
 
     def _run(self, job_id: str) -> None:
         folder = self.job_dir(job_id)
+        pipeline = VideoPipeline(self.detector, WatchOptions(), folder / "events.sqlite")
+        with self._running_lock:  # registered before the job is claimed, so close() can always stop it
+            if self._closing:  # shutting down: the job stays queued for the next start
+                return
+            self._running = pipeline
         if not self.claim(job_id):
+            self._running = None
             return
         last_saved = [0.0]
 
@@ -170,8 +185,11 @@ class JobQueue:
                 self._update(job_id, frames_done=summary.frames, frames_total=expected)
 
         try:
-            pipeline = VideoPipeline(self.detector, WatchOptions(), folder / "events.sqlite")
             summary = pipeline.run(str(folder / "input"), folder / "result.mp4", progress)
+            if pipeline.stopping.is_set() and summary.status == "interrupted":
+                self._update(job_id, status="queued", frames_done=0,
+                             message="the server stopped while this job ran; it runs again when the server starts")
+                return
             result = summary.as_dict()
             for key in ("source", "output", "database"):
                 result.pop(key, None)
@@ -183,8 +201,20 @@ class JobQueue:
         except Exception as exc:  # a job must end in a state, whatever happened
             log.exception("job %s failed", job_id)
             self._update(job_id, status="failed", message=f"internal error: {type(exc).__name__}")
+        finally:
+            self._running = None
 
-    def close(self) -> None:
+    def close(self, timeout_s: float = 120.0) -> None:
+        """Shut down in order: no new job starts, the running one stops at its next frame (its outputs finished,
+        the job queued again), the worker ends, and only then is the database closed. The caller releases the
+        data directory's lock after this returns."""
+        with self._running_lock:
+            self._closing = True
+            if self._running is not None:
+                self._running.stop()
         self._queue.put(None)
-        self._worker.join(timeout=5)
+        self._worker.join(timeout=timeout_s)
+        if self._worker.is_alive():  # a frame that takes minutes: leave the connection to it rather than pull it away
+            log.error("the video job did not stop within %.0f s; its database is left open", timeout_s)
+            return
         self.db.close()

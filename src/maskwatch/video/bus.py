@@ -2,8 +2,10 @@
 communicators). The video file, the database, the window, progress, the webhook and MQTT are each one Sink; a
 new one is added without touching the others.
 
-A sink that fails while the video runs is logged and the video goes on; only a sink that cannot start
-(a bad URL, no display) stops the run before it begins, with a MaskwatchError that says why.
+A sink that fails while the video runs is logged and the video goes on; its failures are counted in the
+run's summary (`sink_failures`), and a failed output the user asked for (the video file, the summary files,
+the database: `required` sinks) makes `watch` exit non-zero. Only a sink that cannot start (a bad URL, no
+display) stops the run before it begins, with a MaskwatchError that says why.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import supervision as sv
 from maskwatch.video.events import Event
 from maskwatch.video.sources import Frame
 from maskwatch.video.summary import WatchSummary
-from maskwatch.video.tracking import TrackState
 
 log = logging.getLogger(__name__)
 
@@ -32,18 +33,13 @@ class RunInfo:
     source: str
     size: tuple[int, int]  # width, height
     fps: float
-    live: bool
-    expected_frames: int | None
-    classes: list[str]
-    zones: list[str] = field(default_factory=list)
-    lines: list[str] = field(default_factory=list)
-    tracks: dict[int, TrackState] = field(default_factory=dict)  # the tracker's live states (votes, best box)
 
 
 @dataclass
 class FrameView:
-    """One processed frame: the source image, the tracked faces (ids, voted classes), the people counted so far.
-    `annotated()` draws it once, however many sinks ask."""
+    """One processed frame: the source image, the tracked faces (ids, voted classes; drawn), those of them that
+    are counted people (`confirmed`, the emitter's decision), the people counted so far. `annotated()` draws it
+    once, however many sinks ask."""
 
     frame: Frame
     tracked: sv.Detections
@@ -52,6 +48,7 @@ class FrameView:
     expected_frames: int | None
     render: Callable[[], np.ndarray]
     zone_counts: Callable[[], dict] = dict  # per zone and line now, as in the `counts` event (computed when asked)
+    confirmed: sv.Detections = field(default_factory=sv.Detections.empty)
     _annotated: np.ndarray | None = None
 
     def annotated(self) -> np.ndarray:
@@ -62,8 +59,7 @@ class FrameView:
 
 @dataclass
 class RunEnd:
-    summary: WatchSummary  # complete: status, people, zones, lines
-    tracks: list[TrackState]
+    summary: WatchSummary  # complete: status, people, zones, lines (each person's track came with person.left)
 
 
 class Sink:
@@ -71,6 +67,7 @@ class Sink:
     the others are guarded by the bus."""
 
     name = "sink"
+    required = False  # an output the user asked for (--out, --db): if it fails, the run did not do its job
 
     def open(self, run: RunInfo) -> None:
         pass
@@ -115,6 +112,8 @@ class EventBus:
         self.sinks = list(sinks)
         self.failures: dict[tuple[int, str], int] = {}  # (sink, hook) -> failures
         self.published: dict[str, int] = {}
+        # Per sink name: failures, the first one, and whether the sink is required (WatchSummary.sink_failures).
+        self.sink_failures: dict[str, dict[str, Any]] = {}
 
     def open(self, run: RunInfo) -> None:
         """Open every sink, in order; if one cannot start, close those already open and raise."""
@@ -125,7 +124,7 @@ class EventBus:
                 opened.append(sink)
         except BaseException:
             for sink in reversed(opened):
-                self._guarded(sink, "close", sink.close, RunEnd(WatchSummary(run.source, status="failed"), []))
+                self._guarded(sink, "close", sink.close, RunEnd(WatchSummary(run.source, status="failed")))
             raise
 
     def publish(self, event: Event) -> None:
@@ -147,6 +146,10 @@ class EventBus:
         except Exception as exc:  # a sink must never stop the video
             key = (id(sink), hook)
             n = self.failures[key] = self.failures.get(key, 0) + 1
+            first = f"{hook}: {type(exc).__name__}: {exc}"
+            record = self.sink_failures.setdefault(sink.name, {"failures": 0, "first": first,
+                                                               "required": sink.required})
+            record["failures"] += 1
             if n == 1 or n % self.LOG_EVERY == 0:
                 log.warning("%s sink failed in %s (%d failure(s) so far; the video goes on): %s: %s",
                             sink.name, hook, n, type(exc).__name__, exc, exc_info=n == 1)

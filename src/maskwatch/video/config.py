@@ -1,4 +1,5 @@
-"""A camera setup in one YAML file: sources, zones, lines and sinks per camera (`watch --config`, and the server).
+"""A camera setup in one YAML file: sources, zones, lines and sinks per camera (`watch --config`; the same
+CameraConfig is what the command line builds, and what a server watching cameras can build from the file).
 
     defaults:                       # optional, merged into every camera (the camera's own keys win)
       db: out/maskwatch.sqlite
@@ -31,9 +32,10 @@ import yaml
 from maskwatch.errors import MaskwatchError
 from maskwatch.video.pipeline import VideoPipeline, WatchOptions
 from maskwatch.video.sinks import MqttSink, WebhookSink
+from maskwatch.video.store import DEFAULT_DB
 from maskwatch.video.zones import Line, Zone
 
-DEFAULT_DB = Path("out/maskwatch.sqlite")
+_DEFAULTS = WatchOptions()  # the pipeline's defaults are the camera's
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,7 @@ class WebhookConfig:
 
 @dataclass(frozen=True)
 class CameraConfig:
-    """Everything one camera needs; the defaults here are the defaults of `maskwatch watch`."""
+    """Everything one camera needs; its defaults (WatchOptions') are those of `maskwatch watch`."""
 
     name: str | None
     source: str
@@ -54,15 +56,15 @@ class CameraConfig:
     lines: tuple[Line, ...] = ()
     webhooks: tuple[WebhookConfig, ...] = ()
     mqtt: tuple[str, ...] = ()
-    every: int = 1
-    max_fps: float | None = None
-    max_frames: int | None = None
-    blur_faces: bool = False
-    show: bool = False
-    window: float = 10.0
-    summary_every: float | None = 30.0
-    event_snapshots: bool = False
-    keep_faces: bool = False
+    every: int = _DEFAULTS.every
+    max_fps: float | None = _DEFAULTS.max_fps
+    max_frames: int | None = _DEFAULTS.max_frames
+    blur_faces: bool = _DEFAULTS.blur_faces
+    show: bool = _DEFAULTS.show
+    window: float = _DEFAULTS.window_s
+    summary_every: float | None = _DEFAULTS.summary_every
+    event_snapshots: bool = _DEFAULTS.event_snapshots
+    keep_faces: bool = _DEFAULTS.keep_faces
     scale: str = "auto"
     model: Path | None = None
 
@@ -78,9 +80,13 @@ class CameraConfig:
         return ([WebhookSink(w.url, w.secret, queue_path=queue) for w in self.webhooks]
                 + [MqttSink(url) for url in self.mqtt])
 
+    def check(self) -> None:
+        """Values given on the command line or in Python, checked as those from a file (MaskwatchError)."""
+        for key in _CHECKS:
+            check_value(key, getattr(self, key), f"camera {self.name or self.source!r}")
+
     def pipeline(self, detector) -> VideoPipeline:
-        if self.every < 1:
-            raise MaskwatchError(f"camera {self.name or self.source!r}: every must be 1 or more")
+        self.check()
         return VideoPipeline(detector, self.options(), self.db, self.sinks(), self.zones, self.lines, self.name)
 
     def with_overrides(self, **values: Any) -> "CameraConfig":
@@ -94,6 +100,35 @@ class CameraConfig:
 
 _KEYS = {f.name for f in fields(CameraConfig)} - {"name"}
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# What each plain value may be: a test and what to write instead (None: the key may be left empty).
+_CHECKS: dict[str, tuple[Any, str]] = {
+    "every": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "a whole number, 1 or more"),
+    "max_fps": (lambda v: v is None or (_number(v) and v > 0), "a number of frames per second above 0, or empty"),
+    "max_frames": (lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
+                   "a whole number, 1 or more, or empty"),
+    "window": (lambda v: _number(v) and v > 0, "a number of seconds above 0"),
+    "summary_every": (lambda v: v is None or (_number(v) and v >= 0),
+                      "a number of seconds (0 or empty: only when the run ends)"),
+    "blur_faces": (lambda v: isinstance(v, bool), "true or false"),
+    "show": (lambda v: isinstance(v, bool), "true or false"),
+    "event_snapshots": (lambda v: isinstance(v, bool), "true or false"),
+    "keep_faces": (lambda v: isinstance(v, bool), "true or false"),
+    "scale": (lambda v: isinstance(v, str) or (_number(v) and v > 0), "auto or a number above 0"),
+}
+
+
+def check_value(key: str, value: Any, where: str) -> None:
+    """A type or range the pipeline cannot use is refused now, naming the camera and the key (also the option
+    `watch` takes for it), not as a TypeError in the middle of a run."""
+    test, expected = _CHECKS[key]
+    if not test(value):
+        raise MaskwatchError(f"{where}: {key} (--{key.replace('_', '-')}) is {value!r}; expected {expected}")
 
 
 def _expand(value: Any, where: str) -> Any:
@@ -147,6 +182,7 @@ def camera_from_dict(name: str | None, data: dict[str, Any], where: str) -> Came
             values[key] = Path(data[key]) if data[key] else None
     for key in _KEYS - set(values) - {"out", "db", "model"}:
         if key in data:
+            check_value(key, data[key], where)
             values[key] = data[key]
     if "scale" in values:
         values["scale"] = str(values["scale"])

@@ -3,15 +3,16 @@
 Every event is one flat JSON object with the same keys, so a receiver can read any type with one parser:
 
     {"id": "9b1d...", "type": "person.unmasked", "time": "2025-05-01T09:30:12.480+00:00", "source_time_s": 12.48,
-     "camera": "door", "run": "4f0c2a...", "track_id": 7, "class": "without_mask", "share": 0.83, "zone": null,
+     "camera": "door", "run": "4f0c2a...", "track_id": 7, "class": "without_mask", "share": 0.83, "zone": "queue",
      "box": [212.0, 96.5, 301.2, 210.0], "frame": 312}
 
 Types: person.entered (a track is confirmed: seen on enough frames to be counted), person.unmasked (a confirmed
-track whose vote is without_mask or mask_weared_incorrect; once per track), person.left (the track was not
-seen for a while, or the run ended), zone.entered / zone.left (a confirmed track's face centre went into or out
-of a zone), line.crossed (with "direction": "in" or "out"), and counts (with "counts": people per class, per
-zone and per line, compliance; every --summary-every seconds and at the end of a run). "snapshot" (base64 JPEG
-of the face, blurred unless --keep-faces) is present only with --event-snapshots.
+track whose vote is without_mask or mask_weared_incorrect; once per track), both with "zone": the zone the face is
+in then (null: none), person.left (the track was not seen for a while, or the run ended), zone.entered / zone.left
+(a confirmed track's face centre went into or out of a zone), line.crossed (with "direction": "in" or "out"), and
+counts (with "counts": people per class, per zone and per line, compliance; every --summary-every seconds and at
+the end of a run). "snapshot" (base64 JPEG of the face, blurred unless --keep-faces) is present only with
+--event-snapshots.
 
 `id` is unique per event: delivery to a webhook or MQTT is at least once, so receivers drop repeated ids.
 """
@@ -22,7 +23,10 @@ import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from maskwatch.video.tracking import TrackState
 
 PERSON_ENTERED = "person.entered"
 PERSON_UNMASKED = "person.unmasked"
@@ -51,12 +55,15 @@ class Event:
     track_id: int | None = None
     label: str | None = None  # "class" in JSON (a Python keyword)
     share: float | None = None  # the class's share of the track's score-weighted vote
-    zone: str | None = None  # zone or line name for zone.* and line.crossed
+    zone: str | None = None  # zone or line name for zone.* and line.crossed; on person.entered / unmasked the zone
+    # the face is in (None: in no zone)
     box: list[float] | None = None  # x1, y1, x2, y2 in pixels of the source
     frame: int | None = None
     direction: str | None = None  # line.crossed only: "in" or "out"
     counts: dict[str, Any] | None = None  # counts only
     snapshot: str | None = None  # base64 JPEG, only with --event-snapshots
+    # The track's state (votes, frames, best box), for sinks in this process that store tracks; not in the JSON.
+    track: TrackState | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.type not in EVENT_TYPES:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import supervision as sv
 
-from maskwatch.annotate import annotate, draw_counts, draw_zones
+from maskwatch.annotate import annotate, blur_boxes, draw_counts, draw_zones
 from maskwatch.classes import compliance_of
 from maskwatch.detector import Detector
 from maskwatch.errors import MaskwatchError
@@ -76,12 +77,17 @@ class VideoPipeline:
         self.zones = [as_zone(z) for z in zones]
         self.lines = [as_line(x) for x in lines]
         self.camera = camera
-        self._blur = sv.BlurAnnotator(kernel_size=25)
+        self.stopping = threading.Event()  # set by stop(): checked before each frame
+
+    def stop(self) -> None:
+        """End the run before its next frame, cleanly (video, database and sinks finished, status
+        'interrupted'); from any thread, e.g. a server shutting down. Before the run starts: it ends at once."""
+        self.stopping.set()
 
     def render(self, image: np.ndarray, tracked: sv.Detections, people: dict[str, int],
                zones: ZoneCounter | None = None) -> np.ndarray:
         shown = tracked[tracked.confidence >= self.options.draw_conf] if len(tracked) else tracked
-        out = self._blur.annotate(image.copy(), tracked) if self.options.blur_faces and len(tracked) else image
+        out = blur_boxes(image.copy(), tracked.xyxy) if self.options.blur_faces and len(tracked) else image
         out = annotate(out, shown, self.detector.classes)
         if zones:
             draw_zones(out, *zones.drawables())
@@ -128,9 +134,7 @@ class VideoPipeline:
         sinks = self._sinks(out, on_progress)
         bus = EventBus(sinks)
         try:
-            bus.open(RunInfo(camera, summary.run, str(name), frames_source.size, frames_source.fps,
-                             frames_source.live, frames_source.expected_frames, list(self.detector.classes),
-                             [z.name for z in self.zones], [x.name for x in self.lines], tracker.tracks))
+            bus.open(RunInfo(camera, summary.run, str(name), frames_source.size, frames_source.fps))
         except BaseException:
             frames_source.close()
             raise
@@ -141,6 +145,9 @@ class VideoPipeline:
         previous_handlers = _stop_signals_as_interrupt()
         try:
             for frame in frames_source.frames():
+                if self.stopping.is_set():
+                    summary.status, summary.message = "interrupted", "stopped by stop(); output finished cleanly"
+                    break
                 tick = time.perf_counter()
                 time_s, index = frame.time_s, frame.index
                 if frame.index % opts.every == 0:
@@ -156,7 +163,8 @@ class VideoPipeline:
                 people = emitter.people()
                 summary.frames += 1
                 bus.frame(FrameView(frame, tracked, people, summary, frames_source.expected_frames,
-                                    lambda: self.render(frame.image, tracked, people, zones), emitter.zone_counts))
+                                    lambda: self.render(frame.image, tracked, people, zones), emitter.zone_counts,
+                                    confirmed=emitter.confirmed_only(tracked)))
                 if opts.max_frames and summary.frames >= opts.max_frames:
                     break
                 if opts.max_fps:
@@ -183,7 +191,8 @@ class VideoPipeline:
             zone_counts = emitter.zone_counts()
             summary.zones, summary.lines = zone_counts["zones"], zone_counts["lines"]
             summary.events = dict(bus.published)
-            bus.close(RunEnd(summary, list(tracker.tracks.values())))
+            summary.sink_failures = bus.sink_failures  # the same dict: failures while closing show up too
+            bus.close(RunEnd(summary))
         return summary
 
 

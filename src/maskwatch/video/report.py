@@ -11,7 +11,6 @@ from pathlib import Path
 
 from maskwatch.classes import compliance_of
 from maskwatch.errors import MaskwatchError
-from maskwatch.video.tracking import MIN_TRACK_FRAMES
 
 
 @dataclass
@@ -66,14 +65,14 @@ def read_report(path: Path, run_id: int | None = None, camera: str | None = None
         marks = ",".join("?" * len(ids))
         after = "AND r.started_at + {} >= ?" if since is not None else ""
         since_args = (since,) if since is not None else ()
-        people: dict[str, int] = {}
+        people: dict[str, int] = {}  # the tracks table holds confirmed tracks only: the emitter decided
         for row in db.execute(f"SELECT t.label, COUNT(*) AS n FROM tracks t JOIN runs r ON r.id = t.run_id "
-                              f"WHERE t.run_id IN ({marks}) AND t.frames >= ? {after.format('t.last_seen_s')} "
-                              f"GROUP BY t.label", (*ids, MIN_TRACK_FRAMES, *since_args)):
+                              f"WHERE t.run_id IN ({marks}) {after.format('t.last_seen_s')} GROUP BY t.label",
+                              (*ids, *since_args)):
             people[row["label"]] = row["n"]
         spans = [(row["run_id"], row["first_seen_s"], row["last_seen_s"], row["label"]) for row in db.execute(
-            f"SELECT run_id, first_seen_s, last_seen_s, label FROM tracks WHERE run_id IN ({marks}) AND frames >= ? "
-            f"ORDER BY run_id, first_seen_s", (*ids, MIN_TRACK_FRAMES))]
+            f"SELECT run_id, first_seen_s, last_seen_s, label FROM tracks WHERE run_id IN ({marks}) "
+            f"ORDER BY run_id, first_seen_s", ids)]
         windows: dict[tuple[int, float], dict[str, int]] = {}
         for row in db.execute(f"SELECT w.* FROM windows w JOIN runs r ON r.id = w.run_id WHERE w.run_id IN ({marks}) "
                               f"{after.format('w.window_start_s')} ORDER BY w.run_id, w.window_start_s",
@@ -136,7 +135,7 @@ def chart_window(length_s: float, points: int = 20) -> float:
     return 3600.0 * math.ceil(length_s / 3600 / points)
 
 
-def compliance_series(spans: list[tuple[float, float, str]], window: float) -> list[tuple[float, float]]:
+def span_compliance(spans: list[tuple[float, float, str]], window: float) -> list[tuple[float, float]]:
     """(window start, compliance of the people seen in it): a person counts in every window their track overlaps."""
     end = max((last for _, last, _ in spans), default=0.0)
     series = []
@@ -164,7 +163,7 @@ def plot_compliance(report: Report, path: Path) -> Path:
     window = chart_window(length)
     fig, ax = plt.subplots(figsize=(8, 3.5))
     for run in report.runs:
-        points = compliance_series([(f, l, lab) for r, f, l, lab in report.spans if r == run["id"]], window)
+        points = span_compliance([(f, l, lab) for r, f, l, lab in report.spans if r == run["id"]], window)
         if points:
             xs, ys = zip(*points)
             ax.plot(xs, ys, "o-", label=f"run {run['id']}: {Path(str(run['source'])).name}")

@@ -1,7 +1,9 @@
 """Where frames come from: a video file, a folder of frames, a webcam or a network stream.
 
 Live sources read on a thread that keeps only the newest frame, so a slow detector never builds up delay; a
-dropped stream is reopened with back-off and logged, never fatal.
+dropped stream is reopened with back-off and logged. Every frame of a live stream is checked like the first (a
+camera that comes back from a reconnect at another size, or over the pixel limit, stops the run there), and a
+stream that stops for good ends the run as `ended_early` with the reason.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ class FrameSource:
     size: tuple[int, int] = (0, 0)  # width, height
     live: bool = False
     expected_frames: int | None = None
-    ended_early: str | None = None  # set when a file stops before its header said it would
+    ended_early: str | None = None  # why the source stopped before its end (truncated file, stream lost)
 
     def frames(self) -> Iterator[Frame]:
         raise NotImplementedError
@@ -174,6 +176,11 @@ class LiveSource(FrameSource):
         while not self._stop.is_set():
             ok, image = capture.read() if capture is not None else (False, None)
             if ok and image is not None:
+                refusal = self._refusal(image)
+                if refusal:
+                    capture.release()
+                    self._fail(refusal)
+                    return
                 attempts, delay = 0, self.backoff[0]
                 with self._lock:
                     self._latest, self._latest_at = image, time.time()
@@ -185,10 +192,7 @@ class LiveSource(FrameSource):
                 log.warning("%s: stream dropped; reconnecting", self.spec)
             attempts += 1
             if self.max_retries is not None and attempts > self.max_retries:
-                self._failed = f"{self.spec}: stream lost and {self.max_retries} reconnects failed"
-                log.error(self._failed)
-                with self._lock:
-                    self._lock.notify_all()
+                self._fail(f"{self.name}: stream lost and {self.max_retries} reconnects failed")
                 return
             self._stop.wait(delay)
             delay = min(delay * 2, self.backoff[1])
@@ -197,12 +201,35 @@ class LiveSource(FrameSource):
                 self.reconnects += 1
                 log.warning("%s: reconnected (reconnect #%d)", self.spec, self.reconnects)
 
+    def _refusal(self, image: np.ndarray) -> str | None:
+        """Why a frame cannot go on, or None: the stream must keep the size it was opened with (the writer, the
+        zones and the tracker assume it), which also keeps it under the pixel limit checked then."""
+        height, width = image.shape[:2]
+        if (width, height) == self.size:
+            return None
+        try:
+            check_pixels(width, height, self.name)
+        except MaskwatchError as exc:
+            return f"{exc}; the stream was stopped there"
+        return (f"{self.name}: the frames are now {width}x{height} pixels, not {self.size[0]}x{self.size[1]} as "
+                f"when the stream was opened (a reconnect to another setting?); stopped there, start again to follow "
+                f"the new size")
+
+    def _fail(self, reason: str) -> None:
+        self._failed = reason
+        log.error(reason)
+        with self._lock:
+            self._lock.notify_all()
+
     def frames(self) -> Iterator[Frame]:
         seen, index = 0, 0
         while not self._stop.is_set():
             with self._lock:
                 self._lock.wait_for(lambda: self._sequence != seen or self._failed or self._stop.is_set(), timeout=1.0)
-                if self._failed or self._stop.is_set():
+                if self._failed:
+                    self.ended_early = self._failed
+                    return
+                if self._stop.is_set():
                     return
                 if self._sequence == seen:
                     continue

@@ -14,13 +14,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Sequence
 
+from maskwatch.errors import MaskwatchError
 from maskwatch.video.events import Event
 from maskwatch.video.tracking import TrackState
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, started_at REAL NOT NULL, ended_at REAL,
-    frames INTEGER DEFAULT 0, status TEXT NOT NULL DEFAULT 'running', message TEXT);
+    frames INTEGER DEFAULT 0, status TEXT NOT NULL DEFAULT 'running', message TEXT, camera TEXT, run TEXT,
+    pid INTEGER, host TEXT);
 CREATE TABLE IF NOT EXISTS tracks (
     run_id INTEGER NOT NULL REFERENCES runs(id), track_id INTEGER NOT NULL, first_seen_s REAL, last_seen_s REAL,
     label TEXT, votes TEXT, frames INTEGER, best_score REAL, best_box TEXT, best_frame INTEGER,
@@ -34,9 +36,9 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_by_camera_type_time ON events (camera, type, time);
 CREATE INDEX IF NOT EXISTS events_by_time ON events (time);
 """
-# Columns added since the first databases were written: (table, column, definition).
-ADDED_COLUMNS = [("runs", "camera", "TEXT"), ("runs", "run", "TEXT"), ("runs", "pid", "INTEGER"),
-                 ("runs", "host", "TEXT")]
+# Columns that databases written by older versions lack (new ones have them from CREATE TABLE).
+ADDED_COLUMNS = {"runs": [("camera", "TEXT"), ("run", "TEXT"), ("pid", "INTEGER"), ("host", "TEXT")]}
+DEFAULT_DB = Path("out/maskwatch.sqlite")  # the events database of `watch` (and the webhook queue) by default
 STALE_MESSAGE = "the process stopped without finishing this run (killed or crashed); its counts are partial"
 
 
@@ -45,17 +47,39 @@ def connect(path: Path, timeout_s: float = 30.0) -> sqlite3.Connection:
     do not block a running camera) and the tables."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(str(path), timeout=timeout_s, check_same_thread=False)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.executescript(SCHEMA)
-    for table, column, definition in ADDED_COLUMNS:
-        if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
-            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
-    db.commit()
+    try:
+        db = sqlite3.connect(str(path), timeout=timeout_s, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.executescript(SCHEMA)
+        for table, columns in ADDED_COLUMNS.items():
+            add_missing_columns(db, table, columns)
+    except sqlite3.DatabaseError as exc:  # not SQLite, a folder, unreadable, another program's tables
+        raise MaskwatchError(f"{path}: cannot be used as the events database ({exc}); give --db a new file name or "
+                             f"an events database written by maskwatch") from None
     return db
 
 
-def _process_alive(pid: int) -> bool:
+def add_missing_columns(db: sqlite3.Connection, table: str, columns: list[tuple[str, str]]) -> None:
+    """Bring a table written by an older version up to date. Checked again inside one write transaction, so
+    processes opening the same database at once add each column once (not "duplicate column name")."""
+
+    def missing() -> list[tuple[str, str]]:
+        have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        return [(name, definition) for name, definition in columns if name not in have]
+
+    if not missing():
+        return
+    db.execute("BEGIN IMMEDIATE")  # waits (up to the busy timeout) for a process that is migrating now
+    try:
+        for name, definition in missing():
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
+        db.commit()
+    except BaseException:
+        db.rollback()
+        raise
+
+
+def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -70,7 +94,7 @@ def mark_stale_runs(db: sqlite3.Connection) -> int:
     nothing says forever that a dead run is going on. Runs of live processes, or of other machines, stay."""
     host = socket.gethostname()
     stale = [run_id for run_id, pid, run_host in db.execute("SELECT id, pid, host FROM runs WHERE status = 'running'")
-             if pid is None or (run_host == host and not _process_alive(int(pid)))]
+             if pid is None or (run_host == host and not process_alive(int(pid)))]
     db.executemany("UPDATE runs SET status = 'failed', message = ? WHERE id = ?",
                    [(STALE_MESSAGE, run_id) for run_id in stale])
     db.commit()

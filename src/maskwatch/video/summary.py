@@ -10,6 +10,8 @@ from typing import Any
 
 from maskwatch.video.tracking import TrackState
 
+TRACKS_CSV_HEADER = ["track_id", "label", "first_seen_s", "last_seen_s", "frames", "best_score", "votes"]
+
 
 @dataclass
 class WatchSummary:
@@ -25,6 +27,8 @@ class WatchSummary:
     zones: dict[str, Any] = field(default_factory=dict)  # per zone: inside, people per class, compliance
     lines: dict[str, Any] = field(default_factory=dict)  # per line: in, out (and per class)
     events: dict[str, int] = field(default_factory=dict)  # events published, per type
+    # Sinks that failed during the run, by name: {"failures": n, "first": "hook: error", "required": bool}.
+    sink_failures: dict[str, dict[str, Any]] = field(default_factory=dict)
     status: str = "finished"  # finished, interrupted, ended_early, failed
     message: str | None = None
     output: str | None = None
@@ -34,18 +38,29 @@ class WatchSummary:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def failed_outputs(self) -> list[str]:
+        """Required sinks (outputs the user asked for: video file, summary files, database) that failed."""
+        return [name for name, record in self.sink_failures.items() if record["required"]]
 
-def write_summary_files(summary: WatchSummary, tracks: list[TrackState], out: Path) -> list[Path]:
-    """Beside the video: OUT.json (the summary), OUT.tracks.csv (one row per track) and, with zones or lines,
-    OUT.zones.csv (one row per zone or line and class)."""
-    written = [out.with_suffix(".json"), out.with_suffix(".tracks.csv")]
+    def full_message(self) -> str | None:
+        """The message, with the sinks that failed (what the database keeps about how the run went)."""
+        failed = [f"{name} failed {r['failures']} time(s), first in {r['first']}"
+                  for name, r in self.sink_failures.items()]
+        return "; ".join([m for m in (self.message,) if m] + failed) or None
+
+
+def track_row(t: TrackState) -> list:
+    """One person's row of OUT.tracks.csv (TRACKS_CSV_HEADER)."""
+    return [t.track_id, t.label, f"{t.first_seen_s:.2f}", f"{t.last_seen_s:.2f}", t.frames, f"{t.best_score:.3f}",
+            json.dumps({k: round(v, 3) for k, v in t.votes.items()})]
+
+
+def write_summary_files(summary: WatchSummary, out: Path) -> list[Path]:
+    """Beside the video, when the run ends: OUT.json (the summary) and, with zones or lines, OUT.zones.csv (one
+    row per zone or line and class). OUT.tracks.csv is written as people leave (SummaryFilesSink)."""
+    written = [out.with_suffix(".json")]
     written[0].write_text(json.dumps(summary.as_dict(), indent=2))
-    with written[1].open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["track_id", "label", "first_seen_s", "last_seen_s", "frames", "best_score", "votes"])
-        for t in tracks:
-            writer.writerow([t.track_id, t.label, f"{t.first_seen_s:.2f}", f"{t.last_seen_s:.2f}", t.frames,
-                             f"{t.best_score:.3f}", json.dumps({k: round(v, 3) for k, v in t.votes.items()})])
     if summary.zones or summary.lines:
         written.append(out.with_suffix(".zones.csv"))
         with written[-1].open("w", newline="") as f:

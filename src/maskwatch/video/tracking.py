@@ -49,12 +49,15 @@ class FaceTracker:
         self.tracker = ByteTrackTracker(frame_rate=fps, lost_track_buffer=max(1, int(lost_after_s * 30)),
                                         track_activation_threshold=min_confidence,
                                         minimum_consecutive_frames=1)
-        self.tracks: dict[int, TrackState] = {}
+        self.tracks: dict[int, TrackState] = {}  # the tracks ByteTrack still follows (seen, or lost for a while)
 
     def update(self, detections: sv.Detections, time_s: float, frame_index: int) -> sv.Detections:
         """Track ids assigned and each tracked face relabelled with its track's vote. Faces the tracker has not
         confirmed yet (id -1, their first frame) keep their own label and are not counted."""
         tracked = self.tracker.update(detections)
+        following = {int(t.tracker_id) for t in self.tracker.tracks}
+        for tid in [t for t in self.tracks if t not in following]:  # ByteTrack forgot it: it cannot come back
+            del self.tracks[tid]
         if len(tracked) == 0:
             return tracked
         names = tracked.data.get("class_name", np.array([self.classes[c] for c in tracked.class_id]))

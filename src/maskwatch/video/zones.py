@@ -98,19 +98,27 @@ class _ZoneState:
     zone: Zone
     polygon: sv.PolygonZone
     inside: set[int] = field(default_factory=set)
-    entered: set[int] = field(default_factory=set)
+    entered: set[int] = field(default_factory=set)  # tracks still in the picture that went in
+    entered_before: Counter[str] = field(default_factory=Counter)  # people who went in and left, by final class
+
+    @property
+    def seen(self) -> int:
+        return len(self.entered) + sum(self.entered_before.values())
 
 
 @dataclass
 class _LineState:
     line: Line
     counter: sv.LineZone
-    crossed_in: list[int] = field(default_factory=list)
+    crossed_in: list[int] = field(default_factory=list)  # crossings of tracks still in the picture (one per crossing)
     crossed_out: list[int] = field(default_factory=list)
+    in_before: Counter[str] = field(default_factory=Counter)  # crossings of people who left, by final class
+    out_before: Counter[str] = field(default_factory=Counter)
 
 
 class ZoneCounter:
-    """Zone and line state for one run: who is inside now, who ever entered, who crossed which way."""
+    """Zone and line state for one run: who is inside now, who entered, who crossed which way. Tracks that
+    ended are kept only as counts per class (`track_ended`), so the state stays as small as the crowd."""
 
     def __init__(self, zones: Iterable[Zone], lines: Iterable[Line], frame_size: tuple[int, int]):
         width, height = frame_size
@@ -165,34 +173,49 @@ class ZoneCounter:
                         crossings.append(Crossing("line.crossed", state.line.name, tid, index, direction))
         return crossings
 
-    def track_ended(self, track_id: int) -> list[Crossing]:
-        """A track that ended leaves the zones it was in."""
+    def zone_of(self, track_id: int) -> str | None:
+        """The zone a confirmed track's face is in now (the first given, where zones overlap), or None."""
+        return next((state.zone.name for state in self.zones if track_id in state.inside), None)
+
+    def track_ended(self, track_id: int, label: str) -> list[Crossing]:
+        """A track that ended leaves the zones it was in; what it entered and crossed is counted under its final
+        class, and the track is forgotten."""
         left = []
         for state in self.zones:
             if track_id in state.inside:
                 state.inside.discard(track_id)
                 left.append(Crossing("zone.left", state.zone.name, track_id, None))
+            if track_id in state.entered:
+                state.entered.discard(track_id)
+                state.entered_before[label] += 1
+        for state in self.lines:
+            for crossed, before in ((state.crossed_in, state.in_before), (state.crossed_out, state.out_before)):
+                if track_id in crossed:
+                    before[label] += crossed.count(track_id)
+                    crossed[:] = [t for t in crossed if t != track_id]
         return left
 
     def counts(self, label_of: Callable[[int], str], classes: Sequence[str]) -> dict:
-        """Per zone: faces inside now, people who entered per class (by their track's vote now), compliance.
-        Per line: crossings in each direction, and per class."""
+        """Per zone: faces inside now, people who entered per class (tracks still in the picture by their vote
+        now, the others by their final one), compliance. Per line: crossings in each direction, and per class."""
 
-        def per_class(track_ids: Iterable[int]) -> dict[str, int]:
-            labels = Counter(label_of(t) for t in track_ids)
+        def per_class(track_ids: Iterable[int], before: Counter[str]) -> dict[str, int]:
+            labels = Counter(label_of(t) for t in track_ids) + before
             return {c: labels.get(c, 0) for c in classes}
 
         zones = {}
         for state in self.zones:
-            people = per_class(state.entered)
+            people = per_class(state.entered, state.entered_before)
             zones[state.zone.name] = {"inside": len(state.inside), "people": people,
                                       "compliance": compliance_of(people)}
-        lines = {state.line.name: {"in": len(state.crossed_in), "out": len(state.crossed_out),
-                                   "in_people": per_class(state.crossed_in),
-                                   "out_people": per_class(state.crossed_out)} for state in self.lines}
+        lines = {state.line.name: {"in": len(state.crossed_in) + sum(state.in_before.values()),
+                                   "out": len(state.crossed_out) + sum(state.out_before.values()),
+                                   "in_people": per_class(state.crossed_in, state.in_before),
+                                   "out_people": per_class(state.crossed_out, state.out_before)}
+                 for state in self.lines}
         return {"zones": zones, "lines": lines}
 
     def drawables(self) -> tuple[list[tuple[sv.PolygonZone, str]], list[tuple[sv.LineZone, str]]]:
         """What annotate.draw_zones needs: each polygon with its label, each line counter with its name."""
-        polygons = [(s.polygon, f"{s.zone.name}: {len(s.inside)} in, {len(s.entered)} seen") for s in self.zones]
+        polygons = [(s.polygon, f"{s.zone.name}: {len(s.inside)} in, {s.seen} seen") for s in self.zones]
         return polygons, [(s.counter, s.line.name) for s in self.lines]

@@ -9,36 +9,34 @@ from pathlib import Path
 from maskwatch.video.bus import FrameView, RunEnd, RunInfo, Sink
 from maskwatch.video.events import PERSON_ENTERED, PERSON_LEFT, PERSON_UNMASKED, Event
 from maskwatch.video.store import EventStore
-from maskwatch.video.tracking import TrackState
 
 
 class DatabaseSink(Sink):
     name = "database"
+    required = True
 
     def __init__(self, path: Path, window_s: float = 10.0):
         self.path = Path(path)
         self.window_s = window_s
         self.store: EventStore | None = None
         self.run_id: int | None = None
-        self.tracks: dict[int, TrackState] = {}
         self._window_start, self._window_tracks = 0.0, {}
 
     def open(self, run: RunInfo) -> None:
         self.store = EventStore(self.path)
         self.run_id = self.store.start_run(run.source, run.camera, run.run)
-        self.tracks = run.tracks
 
     def event(self, event: Event) -> None:
         self.store.save_event(self.run_id, event)
-        if event.type in (PERSON_ENTERED, PERSON_UNMASKED, PERSON_LEFT) and event.track_id in self.tracks:
-            self.store.save_tracks(self.run_id, [self.tracks[event.track_id]])
+        if event.type in (PERSON_ENTERED, PERSON_UNMASKED, PERSON_LEFT) and event.track is not None:
+            self.store.save_tracks(self.run_id, [event.track])
 
     def frame(self, view: FrameView) -> None:
-        tracked = view.tracked
-        if len(tracked) and tracked.tracker_id is not None:
-            for tid, label in zip(tracked.tracker_id, tracked.data.get("class_name", [])):
-                if tid >= 0:
-                    self._window_tracks[int(tid)] = str(label)
+        """People per class seen in each window: confirmed tracks only, as in every other count."""
+        people = view.confirmed
+        if len(people) and people.tracker_id is not None:
+            for tid, label in zip(people.tracker_id, people.data.get("class_name", [])):
+                self._window_tracks[int(tid)] = str(label)
         if view.frame.time_s - self._window_start >= self.window_s:
             self.store.save_window(self.run_id, self._window_start, Counter(self._window_tracks.values()))
             self._window_start, self._window_tracks = view.frame.time_s, {}
@@ -50,6 +48,6 @@ class DatabaseSink(Sink):
             if self._window_tracks:
                 self.store.save_window(self.run_id, self._window_start, Counter(self._window_tracks.values()))
             s = end.summary
-            self.store.finish_run(self.run_id, s.frames, s.status, s.message)
+            self.store.finish_run(self.run_id, s.frames, s.status, s.full_message())
         finally:
             self.store.close()

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
+from typing import IO
 
 from maskwatch.video.bus import FrameView, RunEnd, RunInfo, Sink
-from maskwatch.video.summary import write_summary_files
+from maskwatch.video.events import PERSON_LEFT, Event
+from maskwatch.video.summary import TRACKS_CSV_HEADER, track_row, write_summary_files
 from maskwatch.video.writer import H264Writer
 
 
 class VideoFileSink(Sink):
     name = "video file"
+    required = True
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -28,13 +32,27 @@ class VideoFileSink(Sink):
 
 
 class SummaryFilesSink(Sink):
-    """OUT.json, OUT.tracks.csv and OUT.zones.csv, written when the run ends."""
+    """OUT.tracks.csv, a row per person as they leave (nothing held in memory for a long run), then OUT.json and
+    OUT.zones.csv when the run ends."""
 
     name = "summary files"
+    required = True
 
     def __init__(self, out: Path):
         self.out = Path(out)
+        self._tracks: IO[str] | None = None
+
+    def open(self, run: RunInfo) -> None:
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self._tracks = self.out.with_suffix(".tracks.csv").open("w", newline="")
+        csv.writer(self._tracks).writerow(TRACKS_CSV_HEADER)
+
+    def event(self, event: Event) -> None:
+        if event.type == PERSON_LEFT and event.track is not None:
+            csv.writer(self._tracks).writerow(track_row(event.track))
+            self._tracks.flush()
 
     def close(self, end: RunEnd) -> None:
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        write_summary_files(end.summary, end.tracks, self.out)
+        if self._tracks is not None:
+            self._tracks.close()
+        write_summary_files(end.summary, self.out)

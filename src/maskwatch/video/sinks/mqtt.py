@@ -55,6 +55,13 @@ class MqttSink(Sink):
         return "/".join((self.topic_prefix, *parts))
 
     def open(self, run: RunInfo) -> None:
+        """Start a run: fresh run state (a sink may serve several runs, one after another), then the client."""
+        if self.client is not None:
+            raise MaskwatchError(f"--mqtt {self.url}: this sink is already open in another run; give each run its "
+                                 f"own MqttSink")
+        with self._lock:
+            self._pending, self._acked_early = {}, set()
+        self._connected = False
         self.topic_prefix = self.prefix.replace("{camera}", run.camera)
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"maskwatch-{run.camera}-{run.run[:8]}")
         if self.username:
@@ -67,9 +74,9 @@ class MqttSink(Sink):
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         # Asynchronous: a broker that is down now is connected to when it comes up; the video does not wait.
+        self.client = client  # before the loop starts: _on_connect publishes through it
         client.connect_async(self.host, self.port, keepalive=self.keepalive_s)
         client.loop_start()
-        self.client = client
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
@@ -77,7 +84,7 @@ class MqttSink(Sink):
             return
         self._connected = True
         log.info("mqtt: connected to %s:%d", self.host, self.port)
-        client.publish(self._topic("availability"), "online", qos=QOS, retain=True)
+        self._publish(self._topic("availability"), "online", retain=True)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         if self._connected:
@@ -91,26 +98,25 @@ class MqttSink(Sink):
                 self._acked_early.add(mid)
             self._lock.notify_all()
 
-    def _publish(self, topic: str, payload: str, retain: bool = False) -> None:
+    def _publish(self, topic: str, payload: str, retain: bool = False) -> mqtt.MQTTMessageInfo | None:
+        """Every message goes through here (events, state, availability), so each acknowledgement is matched
+        to its message and none is left over to be mistaken for another's when paho's ids wrap around."""
         info = self.client.publish(topic, payload, qos=QOS, retain=retain)
         if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
             log.warning("mqtt: paho's outgoing queue is full; an event to %s was dropped", topic)
-            return
+            return None
         with self._lock:  # the acknowledgement may have come before we get here
             if info.mid in self._acked_early:
                 self._acked_early.discard(info.mid)
             else:
                 self._pending[info.mid] = topic
+        return info
 
     def event(self, event: Event) -> None:
         payload = event.to_json()
         self._publish(self._topic("events", event.type), payload)
         if event.type == COUNTS:
             self._publish(self._topic("state"), payload, retain=True)
-
-    def pending(self) -> int:
-        with self._lock:
-            return len(self._pending)
 
     def close(self, end: RunEnd) -> None:
         if self.client is None:
@@ -125,11 +131,13 @@ class MqttSink(Sink):
                         self.host, self.port, left, self.drain_s)
         try:
             if self._connected:
-                info = self.client.publish(self._topic("availability"), "offline", qos=QOS, retain=True)
-                info.wait_for_publish(timeout=2)
+                info = self._publish(self._topic("availability"), "offline", retain=True)
+                if info is not None:
+                    info.wait_for_publish(timeout=2)
         except (RuntimeError, ValueError) as exc:
             log.warning("mqtt: could not say offline: %s", exc)
         finally:
             self.client.disconnect()
             self.client.loop_stop()
+            self.client = None
 

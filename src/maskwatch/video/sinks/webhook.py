@@ -2,9 +2,11 @@
 
 Events first go into a bounded queue in SQLite, then a sender thread posts them in order, retrying with
 exponential back-off while the receiver is down or answers 408, 425, 429 or 5xx. A receiver away for a minute
-loses nothing; events still queued when a run ends are sent at the next run to the same URL. When the queue is
-full the oldest `counts` events go first (a newer one supersedes them), and the log says how many were dropped.
-Delivery is at least once: a receiver drops repeated event ids.
+loses nothing. Each queued row belongs to the sender (one open sink) that queued it, so several runs or processes
+sharing a database and a URL never post, trim or wait for each other's events; rows whose sender is gone (its
+run ended, or its process died) are claimed by the next sender to that URL, each row by one sender only. When a
+sender's queue is full its oldest `counts` events go first (a newer one supersedes them), and the log says how
+many were dropped. Delivery is at least once: a receiver drops repeated event ids.
 
 With a secret, `X-Maskwatch-Signature-256: sha256=<hex>` is the HMAC-SHA256 of the raw body with the secret
 (as GitHub signs its webhooks), so the receiver can check who sent it.
@@ -15,8 +17,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import os
+import socket
 import threading
 import time
+import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -25,24 +30,28 @@ import requests
 from maskwatch.errors import MaskwatchError
 from maskwatch.video.bus import RunEnd, RunInfo, Sink
 from maskwatch.video.events import COUNTS, Event
-from maskwatch.video.store import connect
+from maskwatch.video.store import DEFAULT_DB, add_missing_columns, connect, process_alive
 
 log = logging.getLogger(__name__)
 
 QUEUE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS webhook_queue (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, url TEXT NOT NULL, event_id TEXT NOT NULL, type TEXT NOT NULL,
-    body TEXT NOT NULL, queued_at REAL NOT NULL);
+    body TEXT NOT NULL, queued_at REAL NOT NULL, owner TEXT);
 CREATE INDEX IF NOT EXISTS webhook_queue_by_url ON webhook_queue (url, seq);
+CREATE TABLE IF NOT EXISTS webhook_senders (
+    owner TEXT PRIMARY KEY, url TEXT NOT NULL, pid INTEGER NOT NULL, host TEXT NOT NULL, started_at REAL NOT NULL);
 """
+QUEUE_INDEX = "CREATE INDEX IF NOT EXISTS webhook_queue_by_owner ON webhook_queue (owner, seq)"
+ADOPT_EVERY_S = 5.0  # how often an idle sender looks for rows that a finished sender left behind
 SIGNATURE_HEADER = "X-Maskwatch-Signature-256"
 RETRY_STATUSES = {408, 425, 429}
 
 
-def check_http_url(url: str, what: str = "--webhook") -> str:
+def check_http_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise MaskwatchError(f"{what} {url!r}: expected an http:// or https:// URL, "
+        raise MaskwatchError(f"--webhook {url!r}: expected an http:// or https:// URL, "
                              f"e.g. http://127.0.0.1:8080/maskwatch")
     return url
 
@@ -55,7 +64,7 @@ def signature_of(body: bytes, secret: str) -> str:
 class WebhookSink(Sink):
     name = "webhook"
 
-    def __init__(self, url: str, secret: str | None = None, queue_path: Path | str = Path("out/maskwatch.sqlite"),
+    def __init__(self, url: str, secret: str | None = None, queue_path: Path | str = DEFAULT_DB,
                  max_queue: int = 10_000, timeout_s: float = 5.0, backoff_s: tuple[float, float] = (0.5, 30.0),
                  drain_s: float = 15.0):
         self.url = check_http_url(url)
@@ -64,7 +73,6 @@ class WebhookSink(Sink):
         self.max_queue = max(1, max_queue)
         self.timeout_s, self.backoff, self.drain_s = timeout_s, backoff_s, drain_s
         self.dropped = 0  # events dropped because the queue was full
-        self.sent = 0
         self._lock = threading.Lock()
         self._wake = threading.Condition()
         self._closing = threading.Event()
@@ -73,34 +81,69 @@ class WebhookSink(Sink):
         self._thread: threading.Thread | None = None
         self._db = None
         self._last_error = ""
+        self._died: str | None = None  # why the sender thread stopped, if it did before close()
+        self.owner = ""  # this open's name on its queue rows
 
     # -- the queue (shared by the pipeline thread and the sender thread) --
     def open(self, run: RunInfo) -> None:
+        """Start a run: fresh run state (a sink may serve several runs, one after another), then the sender."""
+        if self._thread is not None and self._thread.is_alive():
+            raise MaskwatchError(f"webhook {self.url}: this sink is already open in another run; give each run "
+                                 f"its own WebhookSink")
+        self._closing.clear()
+        self._interrupt.clear()
+        self._deadline = None
+        self.dropped, self._last_error, self._died = 0, "", None
         self._db = connect(self.queue_path)
         self._db.executescript(QUEUE_SCHEMA)
-        left = self.queued()
+        add_missing_columns(self._db, "webhook_queue", [("owner", "TEXT")])  # queues of older versions
+        self._db.execute(QUEUE_INDEX)
+        self.owner = f"{run.run}-{uuid.uuid4().hex[:8]}"
+        self._db.execute("INSERT INTO webhook_senders VALUES (?, ?, ?, ?, ?)",
+                         (self.owner, self.url, os.getpid(), socket.gethostname(), time.time()))
+        self._db.commit()
+        left = self._adopt()
         if left:
             log.warning("webhook %s: %d event(s) left queued by an earlier run are sent first", self.url, left)
-        self._thread = threading.Thread(target=self._send_loop, daemon=True, name="maskwatch-webhook")
+        self._thread = threading.Thread(target=self._run_sender, daemon=True, name="maskwatch-webhook")
         self._thread.start()
 
-    def queued(self) -> int:
+    def _adopt(self) -> int:
+        """Claim this URL's rows whose sender is gone: closed, or its process on this machine died. One UPDATE,
+        so of two senders claiming at once each row goes to one of them."""
         with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM webhook_queue WHERE url = ?", (self.url,)).fetchone()[0]
+            host = socket.gethostname()
+            dead = [(owner,) for owner, pid, sender_host in
+                    self._db.execute("SELECT owner, pid, host FROM webhook_senders")
+                    if sender_host == host and not process_alive(int(pid))]
+            self._db.executemany("DELETE FROM webhook_senders WHERE owner = ?", dead)
+            claimed = self._db.execute(
+                "UPDATE webhook_queue SET owner = ? WHERE url = ? AND (owner IS NULL OR owner NOT IN "
+                "(SELECT owner FROM webhook_senders))", (self.owner, self.url)).rowcount
+            self._db.commit()
+            return claimed
+
+    def queued(self) -> int:
+        """Events this sender still has to deliver."""
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM webhook_queue WHERE owner = ?",
+                                    (self.owner,)).fetchone()[0]
 
     def event(self, event: Event) -> None:
         with self._lock:
-            self._db.execute("INSERT INTO webhook_queue (url, event_id, type, body, queued_at) VALUES (?, ?, ?, ?, ?)",
-                             (self.url, event.id, event.type, event.to_json(), time.time()))
+            self._db.execute("INSERT INTO webhook_queue (url, event_id, type, body, queued_at, owner) "
+                             "VALUES (?, ?, ?, ?, ?, ?)",
+                             (self.url, event.id, event.type, event.to_json(), time.time(), self.owner))
             self._trim()
             self._db.commit()
         with self._wake:
             self._wake.notify()
 
     def _trim(self) -> None:
-        """Keep at most max_queue events for this URL: drop the oldest `counts` first, then the oldest of any type."""
-        excess = self._db.execute("SELECT COUNT(*) FROM webhook_queue WHERE url = ?",
-                                  (self.url,)).fetchone()[0] - self.max_queue
+        """Keep at most max_queue events of this sender: drop the oldest `counts` first, then the oldest of any
+        type."""
+        excess = self._db.execute("SELECT COUNT(*) FROM webhook_queue WHERE owner = ?",
+                                  (self.owner,)).fetchone()[0] - self.max_queue
         if excess <= 0:
             return
         dropped = {}
@@ -108,9 +151,9 @@ class WebhookSink(Sink):
             if excess <= 0:
                 break
             kind = "AND type = ?" if only_counts else ""
-            args = (self.url, COUNTS) if only_counts else (self.url,)
-            rows = self._db.execute(f"SELECT seq, type FROM webhook_queue WHERE url = ? {kind} ORDER BY seq LIMIT ?",
-                                    (*args, excess)).fetchall()
+            args = (self.owner, COUNTS) if only_counts else (self.owner,)
+            rows = self._db.execute(f"SELECT seq, type FROM webhook_queue WHERE owner = ? {kind} ORDER BY seq "
+                                    f"LIMIT ?", (*args, excess)).fetchall()
             self._db.executemany("DELETE FROM webhook_queue WHERE seq = ?", [(seq,) for seq, _ in rows])
             for _, type_ in rows:
                 dropped[type_] = dropped.get(type_, 0) + 1
@@ -122,12 +165,12 @@ class WebhookSink(Sink):
 
     def _oldest(self) -> tuple[int, str, str, str] | None:
         with self._lock:
-            return self._db.execute("SELECT seq, event_id, type, body FROM webhook_queue WHERE url = ? ORDER BY seq "
-                                    "LIMIT 1", (self.url,)).fetchone()
+            return self._db.execute("SELECT seq, event_id, type, body FROM webhook_queue WHERE owner = ? "
+                                    "ORDER BY seq LIMIT 1", (self.owner,)).fetchone()
 
     def _remove(self, seq: int) -> None:
         with self._lock:
-            self._db.execute("DELETE FROM webhook_queue WHERE seq = ?", (seq,))
+            self._db.execute("DELETE FROM webhook_queue WHERE seq = ? AND owner = ?", (seq, self.owner))
             self._db.commit()
 
     # -- sending --
@@ -154,48 +197,74 @@ class WebhookSink(Sink):
         return "refused"
 
     def _send_loop(self) -> None:
-        delay, failing = self.backoff[0], False
+        delay, failing, errors = self.backoff[0], False, 0
+        adopted_at = time.monotonic()
         with requests.Session() as session:
             while True:
                 if self._deadline is not None and time.monotonic() > self._deadline:
                     return
-                row = self._oldest()
-                if row is None:
-                    if self._closing.is_set():
-                        return
-                    with self._wake:
-                        self._wake.wait(timeout=0.5)
-                    continue
-                seq, event_id, type_, body = row
-                outcome = self._post(session, event_id, type_, body)
-                if outcome == "retry":
+                try:
+                    row = self._oldest()
+                    if row is None:
+                        if self._closing.is_set():
+                            return
+                        if time.monotonic() - adopted_at > ADOPT_EVERY_S:  # what a run that ended left behind
+                            adopted_at = time.monotonic()
+                            if self._adopt():
+                                continue
+                        with self._wake:
+                            self._wake.wait(timeout=0.5)
+                        continue
+                    seq, event_id, type_, body = row
+                    outcome = self._post(session, event_id, type_, body)
+                    if outcome != "retry":
+                        if failing:
+                            log.warning("webhook %s: receiver back; sending the queued events", self.url)
+                        failing, delay = False, self.backoff[0]
+                        self._remove(seq)
+                        errors = 0
+                        continue
                     if not failing:
                         log.warning("webhook %s: receiver unavailable (%s); retrying with back-off, events wait "
                                     "in %s", self.url, self._last_error, self.queue_path)
                     failing = True
-                    # Not woken by new events (back-off must hold while they keep coming), only by close().
-                    wait = delay if self._deadline is None else min(delay, max(0.0, self._deadline - time.monotonic()))
-                    if self._interrupt.wait(timeout=wait):
-                        self._interrupt.clear()
-                    delay = min(delay * 2, self.backoff[1])
-                    continue
-                if failing:
-                    log.warning("webhook %s: receiver back; sending the queued events", self.url)
-                failing, delay = False, self.backoff[0]
-                self._remove(seq)
-                self.sent += outcome == "sent"
+                except Exception as exc:  # the queue itself failed (e.g. "database is locked"): try again later
+                    errors += 1
+                    if errors == 1 or errors % 100 == 0:
+                        log.warning("webhook %s: the queue in %s failed (%d time(s) in a row; retrying with "
+                                    "back-off): %s: %s", self.url, self.queue_path, errors, type(exc).__name__, exc,
+                                    exc_info=errors == 1)
+                # Back-off. Not woken by new events (it must hold while they keep coming), only by close().
+                wait = delay if self._deadline is None else min(delay, max(0.0, self._deadline - time.monotonic()))
+                if self._interrupt.wait(timeout=wait):
+                    self._interrupt.clear()
+                delay = min(delay * 2, self.backoff[1])
+
+    def _run_sender(self) -> None:
+        try:
+            self._send_loop()
+        except BaseException as exc:  # recorded for close(), which says so
+            self._died = f"{type(exc).__name__}: {exc}"
+            raise
 
     def close(self, end: RunEnd) -> None:
         if self._thread is None:
             return
+        if not self._thread.is_alive():
+            log.warning("webhook %s: the sender thread had stopped during the run (%s); undelivered events stay "
+                        "queued in %s for the next run", self.url, self._died or "unknown reason", self.queue_path)
         self._deadline = time.monotonic() + self.drain_s
         self._closing.set()
         self._interrupt.set()
         with self._wake:
             self._wake.notify()
         self._thread.join()
+        self._thread = None
         left = self.queued()
         if left:
             log.warning("webhook %s: %d event(s) not delivered within %.1f s; they stay queued in %s and are sent "
                         "at the next run", self.url, left, self.drain_s, self.queue_path)
+        with self._lock:  # from now on, what is left is for the next sender to this URL
+            self._db.execute("DELETE FROM webhook_senders WHERE owner = ?", (self.owner,))
+            self._db.commit()
         self._db.close()

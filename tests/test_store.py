@@ -1,0 +1,66 @@
+"""The events database itself: several processes opening one new database at once, databases written by older
+versions, and files that are not databases."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from maskwatch.errors import MaskwatchError
+from maskwatch.video.store import EventStore
+
+
+def _open_together(path: str, barrier) -> None:
+    barrier.wait(timeout=60)
+    try:
+        EventStore(Path(path)).close()
+    except Exception as exc:  # written beside the database for the test to name
+        Path(f"{path}.{os.getpid()}.error").write_text(f"{type(exc).__name__}: {exc}")
+
+
+def test_processes_opening_one_new_database_together_all_succeed(tmp_path):
+    fork = multiprocessing.get_context("fork")  # quick to start: all of them reach the barrier together
+    for round_ in range(4):
+        path = tmp_path / f"events{round_}.sqlite"
+        barrier = fork.Barrier(6)
+        processes = [fork.Process(target=_open_together, args=(str(path), barrier)) for _ in range(6)]
+        for p in processes:
+            p.start()
+        for p in processes:
+            p.join(timeout=120)
+        assert [p.exitcode for p in processes] == [0] * 6
+        errors = [e.read_text() for e in tmp_path.glob("*.error")]
+        assert errors == [], errors
+        with sqlite3.connect(path) as db:
+            columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+        assert {"camera", "run", "pid", "host"} <= columns
+
+
+def test_a_database_of_an_older_version_gains_the_new_columns(tmp_path):
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, "
+                   "started_at REAL NOT NULL, ended_at REAL, frames INTEGER DEFAULT 0, "
+                   "status TEXT NOT NULL DEFAULT 'running', message TEXT)")
+        db.execute("INSERT INTO runs (source, started_at, status) VALUES ('old.mp4', 0, 'finished')")
+    store = EventStore(path)
+    try:
+        run_id = store.start_run("new.mp4", camera="door", run="abc")
+        rows = store.db.execute("SELECT source, camera, run, status FROM runs ORDER BY id").fetchall()
+    finally:
+        store.close()
+    assert rows == [("old.mp4", None, None, "finished"), ("new.mp4", "door", "abc", "running")] and run_id == 2
+
+
+def test_a_file_that_is_not_a_database_is_named_with_the_fix(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("shopping list: masks, more masks\n" * 100)
+    with pytest.raises(MaskwatchError, match=r"notes.txt: cannot be used as the events database \(file is not a "
+                                             r"database\); give --db a new file name"):
+        EventStore(notes)
+    with pytest.raises(MaskwatchError, match="cannot be used as the events database"):
+        EventStore(tmp_path)  # a folder
