@@ -47,7 +47,8 @@ def crossing(faces, tmp_path_factory) -> tuple[Path, list[np.ndarray]]:
 
 def run_collecting(detector, source, tmp_path, **kwargs):
     events = []
-    pipeline = VideoPipeline(detector, WatchOptions(**kwargs.pop("options", {})), tmp_path / "events.sqlite",
+    options = {"every": 1, **kwargs.pop("options", {})}  # every frame: these tests are about events, not speed
+    pipeline = VideoPipeline(detector, WatchOptions(**options), tmp_path / "events.sqlite",
                              [CallbackSink(on_event=events.append), *kwargs.pop("sinks", [])], **kwargs)
     return pipeline, events
 
@@ -102,7 +103,7 @@ def test_tracks_are_in_the_database_while_the_run_is_going(detector, faces, tmp_
     frames, fps = crossing_people(*faces)
     source = GatedSource(frames, fps, gates=(30,))
     db = tmp_path / "events.sqlite"
-    pipeline = VideoPipeline(detector, WatchOptions(), db, zones=[ZONE], camera="door")
+    pipeline = VideoPipeline(detector, WatchOptions(every=1), db, zones=[ZONE], camera="door")
     result = {}
     worker = threading.Thread(target=lambda: result.update(summary=pipeline.run(source)))
     worker.start()
@@ -221,6 +222,7 @@ def test_a_config_file_sets_up_the_camera_its_zones_and_webhook_and_report_shows
     config.write_text(f"""
 defaults:
   scale: 1
+  every: 1
   summary_every: 2
   db: {db}
 cameras:

@@ -69,7 +69,7 @@ def test_events_reach_mqtt_subscribers_across_a_broker_restart(data_dir, tmp_pat
     source = GatedSource(frames, fps, gates=(20, 50))
     db = tmp_path / "events.sqlite"
     sink = MqttSink(f"mqtt://127.0.0.1:{port}/site/{{camera}}", drain_s=60, reconnect_s=(1, 2))
-    pipeline = VideoPipeline(Detector.load(threads=2, scale=1.0), WatchOptions(summary_every=1.0), db, [sink],
+    pipeline = VideoPipeline(Detector.load(threads=2, scale=1.0), WatchOptions(every=1, summary_every=1.0), db, [sink],
                              lines=["door=240,0,240,320"], camera="door")
     result = {}
     worker = threading.Thread(target=lambda: result.update(summary=pipeline.run(source)))

@@ -52,7 +52,7 @@ def drawn_pixels(annotated: np.ndarray, source: np.ndarray) -> int:
 def test_annotated_video_is_h264_with_source_frames_size_fps_and_drawn_boxes(detector, pan, tmp_path):
     clip, source_frames = pan
     out = tmp_path / "out.mp4"
-    summary = VideoPipeline(detector, WatchOptions(), tmp_path / "events.sqlite").run(str(clip), out)
+    summary = VideoPipeline(detector, WatchOptions(every=1), tmp_path / "events.sqlite").run(str(clip), out)
     frames, (codec, width, height, fps) = decode(out)
     assert (codec, width, height) == ("h264", 320, 240)
     assert fps == pytest.approx(12, abs=0.01)
@@ -67,7 +67,7 @@ def test_annotated_video_is_h264_with_source_frames_size_fps_and_drawn_boxes(det
 
 def test_people_are_counted_once_across_frames(detector, pan, tmp_path):
     clip, _ = pan
-    summary = VideoPipeline(detector, WatchOptions(), tmp_path / "events.sqlite").run(str(clip))
+    summary = VideoPipeline(detector, WatchOptions(every=1), tmp_path / "events.sqlite").run(str(clip))
     single = VideoPipeline(detector, WatchOptions(max_frames=1, min_track_frames=1)).run(str(clip))
     # The pan shows roughly the same people throughout: tracking must not multiply them by the frame count.
     assert sum(summary.people.values()) <= 2 * max(1, sum(single.people.values())) + 3
@@ -165,7 +165,7 @@ def test_people_entering_and_leaving_are_each_counted_once(detector, data_dir, t
         crop = image[int(max(0, cy - side / 2)):int(cy + side / 2), int(max(0, cx - side / 2)):int(cx + side / 2)]
         faces.append(cv2.resize(crop, (110, 110), interpolation=cv2.INTER_CUBIC))
     clip = write_clip(walk_through_frames(faces), tmp_path / "door.avi", fps=10, codec="MJPG")
-    pipeline = VideoPipeline(detector, WatchOptions(min_track_frames=3), tmp_path / "events.sqlite")
+    pipeline = VideoPipeline(detector, WatchOptions(every=1, min_track_frames=3), tmp_path / "events.sqlite")
     summary = pipeline.run(str(clip))
     assert sum(summary.people.values()) == 2, summary.people
     rows = sqlite3.connect(tmp_path / "events.sqlite").execute(
@@ -180,7 +180,7 @@ def test_report_reads_back_what_the_run_counted(detector, pan, tmp_path):
 
     clip, _ = pan
     db = tmp_path / "events.sqlite"
-    summary = VideoPipeline(detector, WatchOptions(), db).run(str(clip))
+    summary = VideoPipeline(detector, WatchOptions(every=1), db).run(str(clip))
     report = read_report(db)
     assert [r["status"] for r in report.runs] == ["finished"]
     assert {k: v for k, v in summary.people.items() if v} == report.people

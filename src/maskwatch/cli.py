@@ -267,7 +267,8 @@ def watch(source: Optional[str] = typer.Argument(None, help="Video file, webcam 
                                                help="Add a JPEG of the face to person events (blurred)."),
           keep_faces: bool = typer.Option(False, "--keep-faces", help="Snapshots not blurred."),
           every: Optional[int] = typer.Option(None, "--every", help="Detect on every Nth frame; track in between "
-                                                                    "[default: 1]."),
+                                                                    "[default: as often as the source's frame rate "
+                                                                    "allows, and not on still frames]."),
           max_fps: Optional[float] = typer.Option(None, "--max-fps", help="Process at most this many frames/s."),
           max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Stop after this many frames."),
           blur_faces: bool = typer.Option(False, "--blur-faces", help="Blur every detected face (privacy)."),
@@ -307,8 +308,9 @@ def watch(source: Optional[str] = typer.Argument(None, help="Video file, webcam 
     bar.close()
     people = ", ".join(f"{k} {v}" for k, v in summary.people.items())
     compliance = f"{summary.compliance:.0%}" if summary.compliance is not None else "n/a"
-    typer.echo(f"{summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.1f} frames/s); "
-               f"people: {people}; compliance {compliance}")
+    typer.echo(f"{summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.1f} frames/s: "
+               f"{summary.detected_frames} detected, {summary.tracked_frames} tracked-only, "
+               f"{summary.dropped_frames} dropped); people: {people}; compliance {compliance}")
     for name, counts in summary.zones.items():
         typer.echo(f"zone {name}: " + ", ".join(f"{k} {v}" for k, v in counts["people"].items()))
     for name, counts in summary.lines.items():

@@ -7,7 +7,7 @@
     cameras:
       door:
         source: rtsp://192.168.1.20:554/stream
-        every: 2
+        every: 2                    # detect every 2nd frame (default: chosen from the measured speed)
         zones: {queue: [100,200, 400,200, 400,470, 100,470]}
         lines: {entrance: "320,0,320,480"}
         webhooks:
@@ -54,7 +54,7 @@ class CameraConfig:
     lines: tuple[Line, ...] = ()
     webhooks: tuple[WebhookConfig, ...] = ()
     mqtt: tuple[str, ...] = ()
-    every: int = 1
+    every: int | None = None  # None: chosen from the measured speed (video/realtime.py)
     max_fps: float | None = None
     max_frames: int | None = None
     blur_faces: bool = False
@@ -79,8 +79,10 @@ class CameraConfig:
                 + [MqttSink(url) for url in self.mqtt])
 
     def pipeline(self, detector) -> VideoPipeline:
-        if self.every < 1:
-            raise MaskwatchError(f"camera {self.name or self.source!r}: every must be 1 or more")
+        if self.every is not None and (isinstance(self.every, bool) or not isinstance(self.every, int)
+                                       or self.every < 1):
+            raise MaskwatchError(f"camera {self.name or self.source!r}: every must be a whole number, 1 or more "
+                                 f"(or left out: chosen from the measured speed); got {self.every!r}")
         return VideoPipeline(detector, self.options(), self.db, self.sinks(), self.zones, self.lines, self.name)
 
     def with_overrides(self, **values: Any) -> "CameraConfig":

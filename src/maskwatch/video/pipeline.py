@@ -14,6 +14,7 @@ import signal
 import time
 import uuid
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable, Iterable
 from urllib.parse import urlsplit
@@ -28,8 +29,12 @@ from maskwatch.errors import MaskwatchError
 from maskwatch.limits import MIN_FRAME_SIDE
 from maskwatch.video.bus import EventBus, FrameView, RunEnd, RunInfo, Sink
 from maskwatch.video.emitter import EventEmitter
+from maskwatch.video.frame_detector import VideoDetector
+from maskwatch.video.motion import MotionGate
+from maskwatch.video.prediction import BoxPredictor
+from maskwatch.video.realtime import REALTIME, DetectSchedule, RealtimeSettings
 from maskwatch.video.sinks import DatabaseSink, DisplaySink, ProgressSink, SummaryFilesSink, VideoFileSink
-from maskwatch.video.sources import FrameSource, open_source
+from maskwatch.video.sources import FrameSource, ReadAhead, open_source
 from maskwatch.video.summary import WatchSummary
 from maskwatch.video.tracking import MIN_TRACK_FRAMES, FaceTracker
 from maskwatch.video.zones import Line, Zone, ZoneCounter, as_line, as_zone
@@ -41,7 +46,8 @@ __all__ = ["VideoPipeline", "WatchOptions", "WatchSummary", "watch"]
 
 @dataclass
 class WatchOptions:
-    every: int = 1  # detect on every Nth frame; boxes are carried over in between
+    every: int | None = None  # detect on every Nth frame; None: as often as the source's frame rate allows
+    # (every frame when it can), not again on a still picture; faces are tracked in between (video/realtime.py)
     max_fps: float | None = None  # process at most this many frames per second (live sources)
     blur_faces: bool = False
     window_s: float = 10.0  # length of the counting windows stored in the database
@@ -54,6 +60,7 @@ class WatchOptions:
     summary_every: float | None = 30.0  # seconds between `counts` events (None: only at the end)
     event_snapshots: bool = False  # a JPEG of the face in person.* events
     keep_faces: bool = False  # snapshots unblurred
+    realtime: RealtimeSettings = REALTIME  # the real-time policy's settings (benchmarks switch levers off)
 
 
 def camera_name_of(source: str) -> str:
@@ -112,18 +119,25 @@ class VideoPipeline:
             frames_source.close()
             raise MaskwatchError(f"{name}: frames of {frames_source.size[0]}x{frames_source.size[1]} pixels cannot be "
                                  f"encoded as H.264 (at least {MIN_FRAME_SIDE}x{MIN_FRAME_SIDE}); run without --out")
+        settings = opts.realtime
+        if isinstance(source, str) and not frames_source.live and settings.read_ahead:
+            frames_source = ReadAhead(frames_source, settings.read_ahead)  # ours to thread (a caller's: theirs)
         camera = self.camera or camera_name_of(str(name))
         summary = WatchSummary(source=str(name), camera=camera, run=uuid.uuid4().hex[:16],
                                output=str(out) if out else None,
-                               database=str(self.database) if self.database else None)
+                               database=str(self.database) if self.database else None, source_fps=frames_source.fps)
         try:
             zones = ZoneCounter(self.zones, self.lines, frames_source.size)
         except BaseException:
             frames_source.close()
             raise
-        tracker = FaceTracker(self.detector.classes, frames_source.fps / max(1, opts.every))
+        tracker = FaceTracker(self.detector.classes, frames_source.fps / max(1, opts.every or 1))
         emitter = EventEmitter(camera, summary.run, self.detector.classes, zones, opts.min_track_frames,
                                tracker.lost_after_s, opts.event_snapshots, opts.keep_faces)
+        schedule = DetectSchedule(frames_source.fps, opts.every, str(name), frames_source.live, settings)
+        motion = MotionGate(settings)
+        finder = VideoDetector(self.detector, opts.detect_conf, opts.min_face_score, settings)
+        predictor = BoxPredictor(frames_source.size, settings)
         sinks = self._sinks(out, on_progress)
         bus = EventBus(sinks)
         try:
@@ -142,20 +156,33 @@ class VideoPipeline:
             for frame in frames_source.frames():
                 tick = time.perf_counter()
                 time_s, index = frame.time_s, frame.index
-                if frame.index % opts.every == 0:
-                    detections = self.detector(frame.image, min_score=opts.detect_conf,
-                                               min_face_score=opts.min_face_score)
+                detect = schedule.due(frame.index, frame.time_s)
+                if detect and schedule.may_skip_still(frame.time_s) and not motion.moved(frame.image):
+                    detect = False  # nothing moved since the last detection: its faces are still right
+                    schedule.still_skips += 1
+                    predictor.hold()
+                if detect:
+                    detections = finder(frame.image, frame.time_s)
                     tracked = tracker.update(detections, frame.time_s, frame.index)
+                    predictor.detected(tracked, frame.time_s)
+                    schedule.detected(frame.time_s)
+                    if schedule.gates_motion:
+                        motion.detected(frame.image)
                     summary.detected_frames += 1
                     for event in emitter.detection_frame(frame, tracked, tracker.tracks):
                         bus.publish(event)
+                else:
+                    tracked = predictor.at(frame.time_s)
+                    summary.tracked_frames += 1
                 if opts.summary_every and frame.time_s - last_counts_s >= opts.summary_every:
                     bus.publish(emitter.counts(frame.time_s, frame.index))
                     last_counts_s = frame.time_s
                 people = emitter.people()
                 summary.frames += 1
+                summary.dropped_frames = getattr(frames_source, "dropped", 0)
                 bus.frame(FrameView(frame, tracked, people, summary, frames_source.expected_frames,
-                                    lambda: self.render(frame.image, tracked, people, zones)))
+                                    partial(self.render, frame.image, tracked, people, zones)))
+                schedule.spent(detect, time.perf_counter() - tick)
                 if opts.max_frames and summary.frames >= opts.max_frames:
                     break
                 if opts.max_fps:
@@ -177,6 +204,10 @@ class VideoPipeline:
             bus.publish(emitter.counts(time_s, index))
             summary.seconds = time.perf_counter() - started
             summary.fps = summary.frames / summary.seconds if summary.seconds else 0.0
+            summary.dropped_frames = getattr(frames_source, "dropped", 0)
+            summary.detect_every = summary.frames / summary.detected_frames if summary.detected_frames else 0.0
+            summary.scales = dict(finder.scales)
+            summary.realtime = list(schedule.notes)
             summary.people = emitter.people()
             summary.compliance = compliance_of(summary.people)
             zone_counts = emitter.zone_counts()

@@ -7,6 +7,7 @@ dropped stream is reopened with back-off and logged, never fatal.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ class FrameSource:
     live: bool = False
     expected_frames: int | None = None
     ended_early: str | None = None  # set when a file stops before its header said it would
+    dropped: int = 0  # frames a live source received but replaced by newer ones before they were taken
 
     def frames(self) -> Iterator[Frame]:
         raise NotImplementedError
@@ -195,6 +197,8 @@ class LiveSource(FrameSource):
                     return
                 if self._sequence == seen:
                     continue
+                if seen:
+                    self.dropped += self._sequence - seen - 1
                 seen, image = self._sequence, self._latest
             yield Frame(index, time.monotonic() - self.started, image)
             index += 1
@@ -204,6 +208,61 @@ class LiveSource(FrameSource):
         with self._lock:
             self._lock.notify_all()
         self._thread.join(timeout=5)
+
+
+class ReadAhead(FrameSource):
+    """A file or folder decoded on its own thread, a few frames ahead of the pipeline: decoding (which releases
+    the GIL) overlaps detection and encoding instead of waiting its turn. Same frames, same order."""
+
+    _END = object()
+
+    def __init__(self, source: FrameSource, depth: int = 8):
+        self.source = source
+        self.fps, self.size, self.live = source.fps, source.size, source.live
+        self.expected_frames = source.expected_frames
+        self.name = getattr(source, "name", None)
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def ended_early(self) -> str | None:  # type: ignore[override]
+        return self.source.ended_early
+
+    def _read(self) -> None:
+        try:
+            for frame in self.source.frames():
+                if not self._put(frame):
+                    return
+            self._put(self._END)
+        except BaseException as exc:  # handed to the pipeline's thread, which raises it
+            self._put(exc)
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def frames(self) -> Iterator[Frame]:
+        self._thread = threading.Thread(target=self._read, daemon=True, name="maskwatch-decoder")
+        self._thread.start()
+        while True:
+            item = self._queue.get()
+            if item is self._END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.source.close()
 
 
 def open_source(spec: str, folder_fps: float = 10.0, max_retries: int | None = None) -> FrameSource:

@@ -36,7 +36,8 @@ CREATE INDEX IF NOT EXISTS events_by_time ON events (time);
 """
 # Columns added since the first databases were written: (table, column, definition).
 ADDED_COLUMNS = [("runs", "camera", "TEXT"), ("runs", "run", "TEXT"), ("runs", "pid", "INTEGER"),
-                 ("runs", "host", "TEXT")]
+                 ("runs", "host", "TEXT"), ("runs", "detected_frames", "INTEGER"),
+                 ("runs", "tracked_frames", "INTEGER"), ("runs", "dropped_frames", "INTEGER")]
 STALE_MESSAGE = "the process stopped without finishing this run (killed or crashed); its counts are partial"
 
 
@@ -112,9 +113,13 @@ class EventStore:
                          event.track_id, event.label, event.zone, event.to_json()))
         self.db.commit()
 
-    def finish_run(self, run_id: int, frames: int, status: str, message: str | None = None) -> None:
-        self.db.execute("UPDATE runs SET ended_at = ?, frames = ?, status = ?, message = ? WHERE id = ?",
-                        (time.time(), frames, status, message, run_id))
+    def finish_run(self, run_id: int, frames: int, status: str, message: str | None = None,
+                   detected: int | None = None, tracked: int | None = None, dropped: int | None = None) -> None:
+        """frames: processed; of them `detected` by the detector and `tracked` only (boxes moved on); `dropped`:
+        frames of a live source never processed."""
+        self.db.execute("UPDATE runs SET ended_at = ?, frames = ?, status = ?, message = ?, detected_frames = ?, "
+                        "tracked_frames = ?, dropped_frames = ? WHERE id = ?",
+                        (time.time(), frames, status, message, detected, tracked, dropped, run_id))
         self.db.commit()
 
     def close(self) -> None:

@@ -47,6 +47,17 @@ class FaceTracker:
                                         track_activation_threshold=min_confidence,
                                         minimum_consecutive_frames=1)
         self.tracks: dict[int, TrackState] = {}
+        self._ids: dict[int, int] = {}  # ByteTrack's id -> ours (they differ once a lost track came back)
+        self._next_id = 1
+
+    def _our_id(self, tid: int, time_s: float) -> int:
+        """Our id for ByteTrack's: a track unseen for longer than `lost_after_s` is a new person, whatever
+        ByteTrack's own buffer (counted in detection frames, which video detects at a varying rate) kept."""
+        ours = self._ids.get(tid)
+        if ours is None or time_s - self.tracks[ours].last_seen_s > self.lost_after_s:
+            ours = self._ids[tid] = self._next_id
+            self._next_id += 1
+        return ours
 
     def update(self, detections: sv.Detections, time_s: float, frame_index: int) -> sv.Detections:
         """Track ids assigned and each tracked face relabelled with its track's vote. Faces the tracker has not
@@ -55,14 +66,17 @@ class FaceTracker:
         if len(tracked) == 0:
             return tracked
         names = tracked.data.get("class_name", np.array([self.classes[c] for c in tracked.class_id]))
-        voted = []
+        voted, ids = [], []
         for box, tid, name, score in zip(tracked.xyxy, tracked.tracker_id, names, tracked.confidence):
             if tid < 0:
                 voted.append(str(name))
+                ids.append(-1)
                 continue
-            state = self.tracks.get(int(tid))
+            tid = self._our_id(int(tid), time_s)
+            ids.append(tid)
+            state = self.tracks.get(tid)
             if state is None:
-                state = self.tracks[int(tid)] = TrackState(int(tid), time_s, time_s)
+                state = self.tracks[tid] = TrackState(tid, time_s, time_s)
             state.last_seen_s = time_s
             state.frames += 1
             state.votes[str(name)] += float(score)
@@ -70,6 +84,7 @@ class FaceTracker:
             if score > state.best_score:
                 state.best_score, state.best_box, state.best_frame = float(score), tuple(map(float, box)), frame_index
             voted.append(state.label)
+        tracked.tracker_id = np.array(ids, dtype=int)
         tracked.data["class_name"] = np.array(voted, dtype=str)
         tracked.class_id = np.array([self.classes.index(v) if v in self.classes else -1 for v in voted], dtype=int)
         return tracked
