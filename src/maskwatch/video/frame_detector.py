@@ -30,7 +30,8 @@ class VideoDetector:
 
     def __call__(self, image: np.ndarray, time_s: float) -> sv.Detections:
         scale = self.chooser.scale_for(time_s) if self.chooser else None
-        self.scales[str(scale if scale is not None else self.detector.policy.mode)] += 1
+        policy = getattr(self.detector, "policy", None)
+        self.scales[str(scale if scale is not None else policy.mode if policy else "default")] += 1
         if self.cache is None:
             detections = self.detector(image, min_score=self.detect_conf, min_face_score=self.min_face_score,
                                        scale=scale)

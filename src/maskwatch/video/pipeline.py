@@ -98,7 +98,7 @@ class VideoPipeline:
         are finished before the network sinks wait for their receivers."""
         sinks: list[Sink] = []
         if out:
-            sinks += [VideoFileSink(out), SummaryFilesSink(out)]
+            sinks += [VideoFileSink(out, self.options.realtime), SummaryFilesSink(out)]
         if self.database:
             sinks.append(DatabaseSink(self.database, self.options.window_s))
         if self.options.show:

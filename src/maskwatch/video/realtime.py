@@ -51,6 +51,7 @@ class RealtimeSettings:
     # --- decode and encode off the detection thread ---
     read_ahead: int = 8  # frames decoded ahead of the pipeline (files, folders); 0: decode on the loop
     encode_queue: int = 8  # frames waiting for the H.264 encoder thread; 0: encode on the loop
+    encode_preset: str = "superfast"  # x264's speed / file size trade for the annotated video
 
 
 REALTIME = RealtimeSettings()

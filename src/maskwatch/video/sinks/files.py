@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from maskwatch.video.bus import FrameView, RunEnd, RunInfo, Sink
-from maskwatch.video.realtime import REALTIME
+from maskwatch.video.realtime import REALTIME, RealtimeSettings
 from maskwatch.video.summary import write_summary_files
 from maskwatch.video.writer import BackgroundWriter, H264Writer
 
@@ -16,13 +16,13 @@ class VideoFileSink(Sink):
 
     name = "video file"
 
-    def __init__(self, path: Path, encode_queue: int = REALTIME.encode_queue):
+    def __init__(self, path: Path, settings: RealtimeSettings = REALTIME):
         self.path = Path(path)
-        self.encode_queue = encode_queue
+        self.encode_queue, self.preset = settings.encode_queue, settings.encode_preset
         self.writer: H264Writer | BackgroundWriter | None = None
 
     def open(self, run: RunInfo) -> None:
-        writer = H264Writer(self.path, run.size, run.fps)
+        writer = H264Writer(self.path, run.size, run.fps, preset=self.preset)
         self.writer = BackgroundWriter(writer, self.encode_queue) if self.encode_queue else writer
 
     def frame(self, view: FrameView) -> None:
