@@ -27,7 +27,7 @@ from maskwatch.annotate import annotate
 from maskwatch.data.images import decode_image
 from maskwatch.detector import Detector, best_class_per_face
 from maskwatch.errors import MaskwatchError
-from maskwatch.limits import MAX_UPLOAD_MB, MULTIPART_OVERHEAD_BYTES, SERVE_MAX_QUEUE, SERVE_WORKERS
+from maskwatch.limits import MAX_UPLOAD_MB, MULTIPART_OVERHEAD_BYTES, SERVE_MAX_QUEUE, SERVE_WORKERS, usable_cores
 from maskwatch.predictions import ImagePredictions
 from maskwatch.serve.guards import ApiKeyMiddleware, UploadGate, WorkerPool
 from maskwatch.serve.jobs import DataDirLock, JobQueue
@@ -74,7 +74,10 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         try:
-            state["detector"] = detector or Detector.load(settings.model, threads=settings.threads)
+            # onnxruntime's own default counts the machine's cores, not those the server may use (a container,
+            # taskset): more threads than cores only take turns.
+            threads = settings.threads or usable_cores()
+            state["detector"] = detector or Detector.load(settings.model, threads=threads)
             state["jobs"] = JobQueue(settings.data_dir / "jobs", state["detector"])
             yield
             state["jobs"].close()
