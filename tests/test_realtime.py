@@ -96,12 +96,12 @@ def test_the_schedule_detects_one_frame_in_n_from_the_measured_costs_and_says_so
 
 
 def test_a_camera_faster_than_detection_is_tracked_in_between_and_its_dropped_frames_counted(tmp_path, caplog):
-    frames = square_frames(still=0, moving=45, step=5)  # 1.5 s at 30 fps
+    frames = square_frames(still=0, moving=90, step=2)  # 3 s at 30 fps
     out, db = tmp_path / "live.mp4", tmp_path / "events.sqlite"
     with caplog.at_level(logging.WARNING):
         summary = VideoPipeline(SquareDetector(delay_s=0.15), WatchOptions(), db).run(PacedSource(frames, 30.0), out)
     # Detection (150 ms) is slower than the camera (33 ms): it runs on some frames, the others are tracked.
-    assert summary.detected_frames >= 2 and summary.tracked_frames >= 2 * summary.detected_frames
+    assert summary.detected_frames >= 2 and summary.tracked_frames > summary.detected_frames
     assert summary.frames == summary.detected_frames + summary.tracked_frames
     assert summary.dropped_frames > 0 and summary.frames + summary.dropped_frames <= len(frames)
     said = [r.getMessage() for r in caplog.records if "between frames" in r.getMessage()]
@@ -120,7 +120,8 @@ def test_a_camera_faster_than_detection_is_tracked_in_between_and_its_dropped_fr
 def test_motion_gating_skips_a_still_picture_and_detects_as_soon_as_something_moves():
     frames = square_frames(still=30, moving=30)  # 10 fps: 3 s standing still, then 3 s walking
     flags, summary = detected_flags(VideoPipeline(SquareDetector(), WatchOptions()), GatedSource(frames, 10.0))
-    assert sum(flags[:30]) <= 4  # the still picture: once a second at most
+    assert flags[:3] == [True] * 3  # the face is detected until it is a person (seen on 2 frames after the first)
+    assert sum(flags[3:30]) <= 3  # then the still picture is detected once a second
     assert sum(flags[30:]) >= 27  # walking: (nearly) every frame, since detection is fast
     assert summary.tracked_frames == 60 - summary.detected_frames
     # The same run without motion gating detects every frame: the gate is what skipped them.

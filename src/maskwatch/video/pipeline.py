@@ -93,6 +93,15 @@ class VideoPipeline:
             draw_zones(out, *zones.drawables())
         return draw_counts(out, people)
 
+    def _unconfirmed(self, tracked: sv.Detections, emitter: EventEmitter) -> bool:
+        """Whether a face shown is not yet a person (seen on too few detections): motion gating waits for it, so
+        someone standing still is counted as soon as when walking."""
+        if len(tracked) == 0:
+            return False
+        shown = tracked.confidence >= self.options.draw_conf
+        ids = tracked.tracker_id if tracked.tracker_id is not None else np.full(len(tracked), -1)
+        return any(int(t) not in emitter.confirmed for t in ids[shown])
+
     def _sinks(self, out: Path | None, on_progress: Callable | None) -> list[Sink]:
         """The built-in sinks this run asks for, then the caller's. Order is close order: files and the database
         are finished before the network sinks wait for their receivers."""
@@ -157,7 +166,8 @@ class VideoPipeline:
                 tick = time.perf_counter()
                 time_s, index = frame.time_s, frame.index
                 detect = schedule.due(frame.index, frame.time_s)
-                if detect and schedule.may_skip_still(frame.time_s) and not motion.moved(frame.image):
+                if (detect and schedule.may_skip_still(frame.time_s) and not self._unconfirmed(tracked, emitter)
+                        and not motion.moved(frame.image)):
                     detect = False  # nothing moved since the last detection: its faces are still right
                     schedule.still_skips += 1
                     predictor.hold()
