@@ -104,7 +104,8 @@ def main() -> None:
                       f"p95 {rows[-1][4]:.0f} ms, {len(errors)} errors", file=sys.stderr, flush=True)
     one_core = {n: rps for cores, n, rps, *_ in rows if cores == min(args.cores)}
     print(f"\n/v1/detect, {args.seconds:g} s per row, server defaults (workers and threads follow its cores)")
-    print(f"| server cores | clients | requests | requests/s | x {min(args.cores)} core(s) | p50 ms | p95 ms | errors |")
+    print(f"| server cores | clients | requests | requests/s | x {min(args.cores)} core(s) | p50 ms | p95 ms | "
+          "errors |")
     print("|---|---|---|---|---|---|---|---|")
     for cores, n, rps, p50, p95, errors, count in rows:
         ratio = rps / one_core[n] if one_core.get(n) else float("nan")

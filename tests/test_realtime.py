@@ -51,6 +51,38 @@ class SquareDetector:
         return detections_from_labels(box, ["with_mask"], np.array([0.9]), CLASSES)
 
 
+class SquaresDetector(SquareDetector):
+    """Every bright square of the frame is a face."""
+
+    def __call__(self, image, min_score=0.01, all_classes=False, min_face_score=None, scale=None) -> sv.Detections:
+        import cv2
+
+        self.calls += 1
+        count, _, stats, _ = cv2.connectedComponentsWithStats((image[:, :, 0] > 200).astype(np.uint8))
+        boxes = np.array([[x, y, x + w, y + h] for x, y, w, h, _ in stats[1:]], np.float32).reshape(-1, 4)
+        return detections_from_labels(boxes, ["with_mask"] * len(boxes), np.full(len(boxes), 0.9), CLASSES)
+
+
+def textured(width: int, height: int, seed: int = 1) -> np.ndarray:
+    """A scene with texture everywhere (blurred noise, grey levels 60-160), as real backgrounds have."""
+    import cv2
+
+    noise = np.random.default_rng(seed).uniform(0, 1, (height // 8, width // 8)).astype(np.float32)
+    grey = cv2.resize(noise, (width, height), interpolation=cv2.INTER_CUBIC)
+    return np.repeat((60 + 100 * np.clip(grey, 0, 1))[:, :, None], 3, axis=2).astype(np.uint8)
+
+
+def panning_frames(frames: int, step: int, squares: int = 6, size=(640, 480)) -> list[np.ndarray]:
+    """A camera panning right by `step` px per frame over a textured scene with 24-px bright squares that stay
+    in view all along."""
+    w, h = size
+    scene = textured(w + step * frames, h)
+    for i in range(squares):
+        x, y = 340 + 45 * i, 60 + 60 * i
+        scene[y:y + 24, x:x + 24] = 240
+    return [scene[:, step * i:step * i + w].copy() for i in range(frames)]
+
+
 def square_frames(still: int, moving: int, size=(320, 240), side: int = 60, step: int = 6,
                   noise: float = 2.0) -> list[np.ndarray]:
     """A bright square on grey with sensor noise: `still` frames where it stands, then `moving` where it walks."""
@@ -308,3 +340,37 @@ def test_watch_ends_with_frames_detected_tracked_and_dropped(data_dir, tmp_path)
                                       "--scale", "1"])
     assert result.exit_code == 0, result.output
     assert "12 frames in" in result.output and "4 detected, 8 tracked-only, 0 dropped" in result.output
+
+
+def test_camera_motion_follows_a_pan_and_not_people_walking():
+    from maskwatch.video.camera_motion import CameraMotion
+    from maskwatch.video.motion import MotionGate
+
+    small = MotionGate().small
+    pan = panning_frames(10, step=5)
+    camera = CameraMotion((640, 480))
+    camera.detected(small(pan[0]), np.zeros(2, np.float32))
+    assert camera.shift(small(pan[8])) == pytest.approx([-40, 0], abs=3)  # the picture moved 40 px left
+    walking = square_frames(still=1, moving=9, noise=0)  # one square walks across a still camera's picture
+    background = textured(320, 240)
+    for frame in walking:
+        frame[frame[:, :, 0] < 200] = background[frame[:, :, 0] < 200]
+    camera = CameraMotion((320, 240))
+    camera.detected(small(walking[0]), np.zeros(2, np.float32))
+    assert camera.shift(small(walking[8])).tolist() == [0, 0]
+    apart = [np.full((240, 320, 3), 110, np.uint8) for _ in range(2)]  # two squares walking apart on plain grey
+    for frame, d in zip(apart, (0, 30)):
+        frame[100:140, 120 - d:160 - d] = 230
+        frame[100:140, 180 + d:220 + d] = 230
+    camera = CameraMotion((320, 240))
+    camera.detected(small(apart[0]), np.zeros(2, np.float32))
+    assert camera.shift(small(apart[1])).tolist() == [0, 0]  # no single shift explains it
+
+
+def test_tracks_survive_a_pan_between_sparse_detections():
+    frames = panning_frames(64, step=5)  # 40 px between two detections; the squares are 24 px
+    followed = VideoPipeline(SquaresDetector(), WatchOptions(every=8)).run(GatedSource(frames, 30.0))
+    assert sum(followed.people.values()) == 6  # each square one person, tracked across the pan
+    still = WatchOptions(every=8, realtime=replace(REALTIME, compensate_camera=False))
+    lost = VideoPipeline(SquaresDetector(), still).run(GatedSource(frames, 30.0))
+    assert sum(lost.people.values()) < 6  # matched where they were: no overlap, tracks broken

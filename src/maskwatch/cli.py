@@ -359,7 +359,8 @@ def serve(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Opt
                                                 help="Require this key (X-API-Key header) on every route but "
                                                      "/healthz and the page."),
           workers: int = typer.Option(SERVE_WORKERS, "--workers", show_default=False,
-                                      help="Threads that decode and detect images [default: one per core, at least 2]."),
+                                      help="Threads that decode and detect images [default: one per core, "
+                                           "at least 2]."),
           max_queue: int = typer.Option(SERVE_MAX_QUEUE, "--max-queue",
                                         help="Requests that may wait for a worker; more get 503."),
           model: Optional[Path] = typer.Option(None, "--model"), threads: Optional[int] = typer.Option(None)) -> None:

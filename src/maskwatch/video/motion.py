@@ -16,24 +16,22 @@ class MotionGate:
         self.reference: np.ndarray | None = None  # the last detected frame, small, grey and blurred
 
     def small(self, image_bgr: np.ndarray) -> np.ndarray:
+        """The frame as compared here (and by CameraMotion): grey, `motion_width` wide, blurred."""
         h, w = image_bgr.shape[:2]
         width = min(w, self.settings.motion_width)
         height = max(1, round(h * width / w))
         grey = cv2.cvtColor(cv2.resize(image_bgr, (width, height), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
         return cv2.GaussianBlur(grey, (5, 5), 0)
 
-    def changed_share(self, image_bgr: np.ndarray) -> float:
-        """Share of pixels that changed since the reference frame (1.0 when there is none yet)."""
-        if self.reference is None:
-            return 1.0
-        small = self.small(image_bgr)
-        if small.shape != self.reference.shape:
+    def changed_share(self, small: np.ndarray) -> float:
+        """Share of pixels of `small` (from `small()`) that changed since the reference (1.0 when there is none)."""
+        if self.reference is None or small.shape != self.reference.shape:
             return 1.0
         return float((cv2.absdiff(small, self.reference) > self.settings.motion_pixel_delta).mean())
 
-    def moved(self, image_bgr: np.ndarray) -> bool:
-        return self.changed_share(image_bgr) >= self.settings.motion_share
+    def moved(self, small: np.ndarray) -> bool:
+        return self.changed_share(small) >= self.settings.motion_share
 
-    def detected(self, image_bgr: np.ndarray) -> None:
+    def detected(self, small: np.ndarray) -> None:
         """The detector ran on this frame: later frames are compared with it."""
-        self.reference = self.small(image_bgr)
+        self.reference = small

@@ -28,6 +28,7 @@ from maskwatch.detector import Detector
 from maskwatch.errors import MaskwatchError
 from maskwatch.limits import MIN_FRAME_SIDE
 from maskwatch.video.bus import EventBus, FrameView, RunEnd, RunInfo, Sink
+from maskwatch.video.camera_motion import CameraMotion
 from maskwatch.video.emitter import EventEmitter
 from maskwatch.video.frame_detector import VideoDetector
 from maskwatch.video.motion import MotionGate
@@ -145,6 +146,7 @@ class VideoPipeline:
                                tracker.lost_after_s, opts.event_snapshots, opts.keep_faces)
         schedule = DetectSchedule(frames_source.fps, opts.every, str(name), frames_source.live, settings)
         motion = MotionGate(settings)
+        panning = CameraMotion(frames_source.size, settings)
         finder = VideoDetector(self.detector, opts.detect_conf, opts.min_face_score, settings)
         predictor = BoxPredictor(frames_source.size, settings)
         sinks = self._sinks(out, on_progress)
@@ -165,24 +167,27 @@ class VideoPipeline:
             for frame in frames_source.frames():
                 tick = time.perf_counter()
                 time_s, index = frame.time_s, frame.index
+                small = motion.small(frame.image) if schedule.gates_motion or settings.compensate_camera else None
+                shift = panning.shift(small) if small is not None else np.zeros(2, np.float32)
                 detect = schedule.due(frame.index, frame.time_s)
                 if (detect and schedule.may_skip_still(frame.time_s) and not self._unconfirmed(tracked, emitter)
-                        and not motion.moved(frame.image)):
+                        and not motion.moved(small)):
                     detect = False  # nothing moved since the last detection: its faces are still right
                     schedule.still_skips += 1
                     predictor.hold()
                 if detect:
                     detections = finder(frame.image, frame.time_s)
-                    tracked = tracker.update(detections, frame.time_s, frame.index)
-                    predictor.detected(tracked, frame.time_s)
+                    tracked = tracker.update(detections, frame.time_s, frame.index, panning.offset + shift)
+                    predictor.detected(tracked, frame.time_s, panning.offset + shift)
                     schedule.detected(frame.time_s)
-                    if schedule.gates_motion:
-                        motion.detected(frame.image)
+                    if small is not None:
+                        motion.detected(small)
+                        panning.detected(small, shift)
                     summary.detected_frames += 1
                     for event in emitter.detection_frame(frame, tracked, tracker.tracks):
                         bus.publish(event)
                 else:
-                    tracked = predictor.at(frame.time_s)
+                    tracked = predictor.at(frame.time_s, panning.offset + shift)
                     summary.tracked_frames += 1
                 if opts.summary_every and frame.time_s - last_counts_s >= opts.summary_every:
                     bus.publish(emitter.counts(frame.time_s, frame.index))

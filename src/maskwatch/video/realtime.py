@@ -45,6 +45,9 @@ class RealtimeSettings:
     reclassify_iou: float = 0.6  # ... and looked at again when its box moved this far (IoU with the box last
     # looked at below this) ...
     reclassify_s: float = 1.0  # ... or this long after its last look (a mask pulled down is seen within it)
+    # --- a moving camera (CameraMotion) ---
+    compensate_camera: bool = True  # boxes and tracks follow a pan / tilt / shake of the whole picture
+    camera_residual: float = 0.25  # a shift is believed when it leaves at most this share of the change
     # --- boxes between detections (BoxPredictor) ---
     predict_boxes: bool = True  # move boxes at their track's measured velocity (else they stay where found)
     max_velocity_gap_s: float = 1.0  # velocities are measured only between detections this close

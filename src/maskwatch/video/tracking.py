@@ -59,10 +59,19 @@ class FaceTracker:
             self._next_id += 1
         return ours
 
-    def update(self, detections: sv.Detections, time_s: float, frame_index: int) -> sv.Detections:
+    def update(self, detections: sv.Detections, time_s: float, frame_index: int,
+               offset: np.ndarray | None = None) -> sv.Detections:
         """Track ids assigned and each tracked face relabelled with its track's vote. Faces the tracker has not
-        confirmed yet (id -1, their first frame) keep their own label and are not counted."""
+        confirmed yet (id -1, their first frame) keep their own label and are not counted. `offset`: where the
+        picture lies relative to the first frame (a moving camera, video/camera_motion.py); faces are matched in
+        the scene's coordinates, so a pan does not break the tracks."""
+        shift = np.tile(np.asarray(offset, np.float32), 2) if offset is not None else None
+        if shift is not None and len(detections):
+            detections = sv.Detections(xyxy=detections.xyxy - shift, confidence=detections.confidence,
+                                       class_id=detections.class_id, data=dict(detections.data))
         tracked = self.tracker.update(detections)
+        if shift is not None and len(tracked):
+            tracked.xyxy = tracked.xyxy + shift
         if len(tracked) == 0:
             return tracked
         names = tracked.data.get("class_name", np.array([self.classes[c] for c in tracked.class_id]))
