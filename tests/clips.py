@@ -1,5 +1,6 @@
-"""Test clips made from real training photos (a camera panning across a crowd photo, people crossing a door),
-and ways to run the pipeline on them while a test acts: on a thread, or as a `maskwatch watch` process."""
+"""Test clips made from real photos (a camera panning across a crowd photo, people at a door, faces crossing a
+plain background), sources that play them as a camera would, and ways to run the pipeline on them while a test
+acts: on a thread, or as a `maskwatch watch` process."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -24,6 +26,50 @@ def pan_frames(photo: Path, size: tuple[int, int] = (640, 480), frames: int = 45
     xs = np.linspace(0, big.shape[1] - w, frames).astype(int)
     y = (big.shape[0] - h) // 2
     return [big[y:y + h, x:x + w].copy() for x in xs]
+
+
+def crowd_pan_frames(photos: list[Path], size: tuple[int, int], fps: float, seconds: float,
+                     zoom: float) -> list[np.ndarray]:
+    """A camera panning slowly across each crowd photo in turn (enlarged `zoom` times), `seconds` in all."""
+    per_photo = max(2, int(round(seconds * fps / len(photos))))
+    frames = [f for photo in photos for f in pan_frames(photo, size, per_photo, zoom)]
+    return frames[:int(round(seconds * fps))]
+
+
+def door_frames(photos: list[Path], size: tuple[int, int], fps: float, seconds: float, empty_s: float = 0.8,
+                noise: float = 1.5, seed: int = 0) -> list[np.ndarray]:
+    """A door camera: for each photo, the empty doorway (the photo blurred beyond recognition, still) for
+    `empty_s`, then the people of the photo coming closer (a slow zoom to 1.15x) for the rest of its share of
+    `seconds`. Every frame has a little sensor noise, as a camera's do."""
+    w, h = size
+    rng = np.random.default_rng(seed)
+    per_photo = int(round(seconds * fps / len(photos)))
+    empty = min(int(round(empty_s * fps)), per_photo // 3)
+    frames = []
+    for photo in photos:
+        image = cv2.resize(cv2.imread(str(photo)), size, interpolation=cv2.INTER_AREA)
+        blurred = cv2.GaussianBlur(image, (0, 0), sigmaX=max(w, h) / 20)
+        frames += [blurred] * empty
+        for i in range(per_photo - empty):
+            zoom = 1 + 0.15 * i / max(1, per_photo - empty - 1)
+            cw, ch = int(w / zoom), int(h / zoom)
+            x, y = (w - cw) // 2, (h - ch) // 3
+            frames.append(cv2.resize(image[y:y + ch, x:x + cw], size, interpolation=cv2.INTER_LINEAR))
+    noisy = []
+    for frame in frames[:int(round(seconds * fps))]:
+        jitter = rng.normal(0, noise, frame.shape[:2] + (1,)).astype(np.float32)
+        noisy.append(np.clip(frame.astype(np.float32) + jitter, 0, 255).astype(np.uint8))
+    return noisy
+
+
+def write_h264(frames: list[np.ndarray], path: Path, fps: float = 30.0) -> Path:
+    """An H.264 MP4, as cameras and phones record."""
+    from maskwatch.video.writer import H264Writer
+
+    with H264Writer(path, (frames[0].shape[1], frames[0].shape[0]), fps, crf=18, preset="veryfast") as writer:
+        for frame in frames:
+            writer.write(frame)
+    return path
 
 
 def write_clip(frames: list[np.ndarray], path: Path, fps: float = 15.0, codec: str = "mp4v") -> Path:
@@ -184,3 +230,30 @@ def wait_for_progress(process: subprocess.Popen, frames: int, total: int, timeou
         if counts and int(counts[-1]) >= frames:
             break
     return seen
+
+
+class PacedSource(FrameSource):
+    """Frames played at `fps` in wall time, as a camera sends them, read like a live source: the pipeline always
+    gets the newest frame, and frames that came while it was busy are dropped (and counted)."""
+
+    live = True
+
+    def __init__(self, frames: list[np.ndarray], fps: float = 30.0):
+        self.images, self.fps = frames, fps
+        self.size = (frames[0].shape[1], frames[0].shape[0])
+        self.expected_frames = None
+        self.dropped = 0
+
+    def frames(self) -> Iterator[Frame]:
+        started, taken, index = time.monotonic(), -1, 0
+        while True:
+            newest = int((time.monotonic() - started) * self.fps)
+            if newest >= len(self.images):
+                return
+            if newest == taken:
+                time.sleep(max(0.0, started + (newest + 1) / self.fps - time.monotonic()))
+                continue
+            self.dropped += max(0, newest - taken - 1)
+            taken = newest
+            yield Frame(index, newest / self.fps, self.images[newest])
+            index += 1

@@ -32,7 +32,8 @@ def crossing(faces, crossing_clip) -> tuple[Path, list[np.ndarray]]:
 
 def run_collecting(detector, tmp_path, **kwargs):
     events = []
-    pipeline = VideoPipeline(detector, WatchOptions(**kwargs.pop("options", {})), tmp_path / "events.sqlite",
+    options = {"every": 1, **kwargs.pop("options", {})}  # every frame: these tests are about events, not speed
+    pipeline = VideoPipeline(detector, WatchOptions(**options), tmp_path / "events.sqlite",
                              [CallbackSink(on_event=events.append), *kwargs.pop("sinks", [])], **kwargs)
     return pipeline, events
 
@@ -88,7 +89,7 @@ def test_tracks_are_in_the_database_while_the_run_is_going(detector, faces, tmp_
     frames, fps = crossing_people(*faces)
     source = GatedSource(frames, fps, gates=(30,))
     db = tmp_path / "events.sqlite"
-    pipeline = VideoPipeline(detector, WatchOptions(), db, zones=[ZONE], camera="door")
+    pipeline = VideoPipeline(detector, WatchOptions(every=1), db, zones=[ZONE], camera="door")
     run = BackgroundRun(pipeline, source)
     try:
         source.wait_at(30)  # the masked person has crossed twice; the run is paused, not finished
@@ -209,6 +210,7 @@ def test_a_config_file_sets_up_the_camera_its_zones_and_webhook_and_report_shows
     config.write_text(f"""
 defaults:
   scale: 1
+  every: 1
   summary_every: 2
   db: {db}
 cameras:
@@ -333,7 +335,7 @@ def test_only_confirmed_people_are_counted_anywhere(tmp_path, min_track_frames, 
         script[i] = script[i] + [([220, 120, 280, 190], "without_mask")]
     frames = [np.full((240, 320, 3), 120, np.uint8) for _ in range(20)]
     db, out = tmp_path / "events.sqlite", tmp_path / "out.mp4"
-    summary = VideoPipeline(ScriptedDetector(script), WatchOptions(min_track_frames=min_track_frames), db).run(
+    summary = VideoPipeline(ScriptedDetector(script), WatchOptions(every=1, min_track_frames=min_track_frames), db).run(
         GatedSource(frames, 10.0), out)
     expected = {c: people.get(c, 0) for c in CLASSES}
     assert summary.people == expected

@@ -66,8 +66,8 @@ def test_events_reach_mqtt_subscribers_across_a_broker_restart(detector, faces, 
     source = GatedSource(frames, fps, gates=(20, 50))
     db = tmp_path / "events.sqlite"
     sink = MqttSink(f"mqtt://127.0.0.1:{port}/site/{{camera}}", drain_s=60, reconnect_s=(1, 2))
-    pipeline = VideoPipeline(detector, WatchOptions(summary_every=1.0), db, [sink], lines=["door=240,0,240,320"],
-                             camera="door")
+    pipeline = VideoPipeline(detector, WatchOptions(every=1, summary_every=1.0), db, [sink],
+                             lines=["door=240,0,240,320"], camera="door")
     run = BackgroundRun(pipeline, source)
     try:
         source.wait_at(20)

@@ -63,9 +63,9 @@ def test_quick_training_with_extra_faces_and_synthetic_wrong_masks(data_dir, ext
     """The two-stage recipe also learns from a folder per class of face pictures and from composites; the run's
     model records what it was trained with and loads as the detector."""
     onnx_path = fit(TrainConfig(data=data_dir, out=tmp_path / "run", quick=True, threads=2, epochs=1,
-                                extra_faces=extra_faces_dir, synthetic_wrong=8, device="cpu"))
+                                extra_faces=extra_faces_dir, synthetic_wrong=8, device="cpu", keep="last"))
     config = json.loads(onnx_path.with_suffix(".json").read_text())
-    assert config["recipe"]["extra_copies"] == 1.0 and config["best_epoch"] == 1
+    assert config["recipe"]["extra_copies"] == 1.0 and config["kept"] == "last" and config["epoch"] == 1
     detector = Detector.load(tmp_path / "run", threads=2)
     assert detector.classes == ["with_mask", "without_mask", "mask_weared_incorrect"]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import sqlite3
 import subprocess
@@ -44,7 +45,7 @@ def drawn_pixels(annotated: np.ndarray, source: np.ndarray) -> int:
 def test_annotated_video_is_h264_with_source_frames_size_fps_and_drawn_boxes(detector, pan, tmp_path):
     clip, source_frames = pan
     out = tmp_path / "out.mp4"
-    summary = VideoPipeline(detector, WatchOptions(), tmp_path / "events.sqlite").run(str(clip), out)
+    summary = VideoPipeline(detector, WatchOptions(every=1), tmp_path / "events.sqlite").run(str(clip), out)
     frames, (codec, width, height, fps) = decode(out)
     assert (codec, width, height) == ("h264", 320, 240)
     assert fps == pytest.approx(12, abs=0.01)
@@ -59,7 +60,7 @@ def test_annotated_video_is_h264_with_source_frames_size_fps_and_drawn_boxes(det
 
 def test_people_are_counted_once_across_frames(detector, pan, tmp_path):
     clip, _ = pan
-    summary = VideoPipeline(detector, WatchOptions(), tmp_path / "events.sqlite").run(str(clip))
+    summary = VideoPipeline(detector, WatchOptions(every=1), tmp_path / "events.sqlite").run(str(clip))
     single = VideoPipeline(detector, WatchOptions(max_frames=1, min_track_frames=1)).run(str(clip))
     # The pan shows roughly the same people throughout: tracking must not multiply them by the frame count.
     assert sum(summary.people.values()) <= 2 * max(1, sum(single.people.values())) + 3
@@ -151,7 +152,7 @@ def test_people_entering_and_leaving_are_each_counted_once(detector, data_dir, t
         crop = image[int(max(0, cy - side / 2)):int(cy + side / 2), int(max(0, cx - side / 2)):int(cx + side / 2)]
         faces.append(cv2.resize(crop, (110, 110), interpolation=cv2.INTER_CUBIC))
     clip = write_clip(walk_through_frames(faces), tmp_path / "door.avi", fps=10, codec="MJPG")
-    pipeline = VideoPipeline(detector, WatchOptions(min_track_frames=3), tmp_path / "events.sqlite")
+    pipeline = VideoPipeline(detector, WatchOptions(every=1, min_track_frames=3), tmp_path / "events.sqlite")
     summary = pipeline.run(str(clip))
     assert sum(summary.people.values()) == 2, summary.people
     rows = sqlite3.connect(tmp_path / "events.sqlite").execute(
@@ -166,7 +167,7 @@ def test_report_reads_back_what_the_run_counted(detector, pan, tmp_path):
 
     clip, _ = pan
     db = tmp_path / "events.sqlite"
-    summary = VideoPipeline(detector, WatchOptions(), db).run(str(clip))
+    summary = VideoPipeline(detector, WatchOptions(every=1), db).run(str(clip))
     report = read_report(db)
     assert [r["status"] for r in report.runs] == ["finished"]
     assert {k: v for k, v in summary.people.items() if v} == report.people
@@ -209,11 +210,14 @@ def test_a_video_file_that_cannot_be_written_fails_the_command_and_says_so(pan, 
     result = CliRunner().invoke(app, ["watch", str(clip), "--out", str(out), "--db", str(db), "--max-frames", "4",
                                       "--scale", "1", "--threads", "2"])
     assert result.exit_code == 1, result.output
-    assert "video file: failed 4 time(s)" in result.stderr and "No space left on device" in result.stderr
+    # The encoder runs on its own thread: its error comes back on a later frame's write (or at close), so how many
+    # of the 4 frames report it depends on timing; that it is counted, said and stored the same everywhere does not.
+    said = re.search(r"video file: failed (\d+) time\(s\)", result.stderr)
+    assert said and 1 <= int(said[1]) <= 4 and "No space left on device" in result.stderr, result.stderr
     failure = json.loads(out.with_suffix(".json").read_text())["sink_failures"]["video file"]
-    assert failure["failures"] == 4 and failure["required"] and "No space left" in failure["first"]
+    assert failure["failures"] == int(said[1]) and failure["required"] and "No space left" in failure["first"]
     status, message = sqlite3.connect(db).execute("SELECT status, message FROM runs").fetchone()
-    assert status == "finished" and "video file failed 4 time(s), first in frame: OSError" in message
+    assert status == "finished" and f"video file failed {said[1]} time(s), first in" in message
 
 
 class FakeCapture:

@@ -42,7 +42,7 @@ def test_a_receiver_killed_and_restarted_mid_run_loses_no_event(detector, faces,
     db = tmp_path / "events.sqlite"
     receiver = WebhookReceiver(free_port(), tmp_path / "posts.jsonl").start()
     sink = WebhookSink(receiver.url, SECRET, queue_path=db, backoff_s=(0.1, 0.5), drain_s=60)
-    pipeline = VideoPipeline(detector, WatchOptions(summary_every=1.0), db, [sink],
+    pipeline = VideoPipeline(detector, WatchOptions(every=1, summary_every=1.0), db, [sink],
                              zones=["counter=260,10,470,10,470,310,260,310"], lines=["door=240,0,240,320"],
                              camera="door")
     run = BackgroundRun(pipeline, source)

@@ -156,7 +156,12 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
           batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Default 64 crops / 8 windows."),
           lr: Optional[float] = typer.Option(None, help="Default 2e-3 (two-stage) / 1e-3 (one-stage)."),
           seed: int = typer.Option(0, "--seed", help="Seeds the split, sampling and augmentation."),
-          patience: int = typer.Option(4, "--patience", help="Stop after this many epochs without a better mAP."),
+          patience: int = typer.Option(4, "--patience", help="Stop after this many epochs without a better mAP "
+                                                              "(with --keep best)."),
+          keep: str = typer.Option("best", "--keep",
+                                   help="best: export the epoch with the best validation mAP@.5; last: the end of "
+                                        "the learning-rate schedule (no early stop; steadier when the validation "
+                                        "set is small, e.g. 20 faces of a rare class)."),
           balance_classes: bool = typer.Option(True, "--balance-classes/--no-balance-classes",
                                                help="Show rarer classes more often (and weigh them higher)."),
           device: str = typer.Option("auto", "--device",
@@ -173,7 +178,7 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
     from maskwatch.classes import parse_class_list, parse_label_map
 
     onnx_path = fit(TrainConfig(data=data, out=out, val_split=val_split, arch=arch, epochs=epochs,
-                                batch_size=batch_size, lr=lr, seed=seed, patience=patience, quick=quick,
+                                batch_size=batch_size, lr=lr, seed=seed, patience=patience, keep=keep, quick=quick,
                                 balance_classes=balance_classes, extra_faces=extra_faces,
                                 synthetic_wrong=synthetic_wrong, device=device, resume=resume, threads=threads,
                                 label_map=parse_label_map(label_map), classes=parse_class_list(classes)))
@@ -302,7 +307,8 @@ def watch(source: Optional[str] = typer.Argument(None, help="Video file, webcam 
                                                help="Add a JPEG of the face to person events (blurred)."),
           keep_faces: bool = typer.Option(False, "--keep-faces", help="Snapshots not blurred."),
           every: Optional[int] = typer.Option(None, "--every", help="Detect on every Nth frame; track in between "
-                                                                    "[default: 1]."),
+                                                                    "[default: as often as the source's frame rate "
+                                                                    "allows, and not on still frames]."),
           max_fps: Optional[float] = typer.Option(None, "--max-fps", help="Process at most this many frames/s."),
           max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Stop after this many frames."),
           blur_faces: bool = typer.Option(False, "--blur-faces", help="Blur every detected face (privacy)."),
@@ -342,8 +348,9 @@ def watch(source: Optional[str] = typer.Argument(None, help="Video file, webcam 
     bar.close()
     people = ", ".join(f"{k} {v}" for k, v in summary.people.items())
     compliance = f"{summary.compliance:.0%}" if summary.compliance is not None else "n/a"
-    typer.echo(f"{summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.1f} frames/s); "
-               f"people: {people}; compliance {compliance}")
+    typer.echo(f"{summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.1f} frames/s: "
+               f"{summary.detected_frames} detected, {summary.tracked_frames} tracked-only, "
+               f"{summary.dropped_frames} dropped); people: {people}; compliance {compliance}")
     for name, counts in summary.zones.items():
         typer.echo(f"zone {name}: " + ", ".join(f"{k} {v}" for k, v in counts["people"].items()))
     for name, counts in summary.lines.items():
@@ -399,7 +406,9 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to liste
           api_key: Optional[str] = typer.Option(None, "--api-key", envvar="MASKWATCH_API_KEY",
                                                 help="Require this key (X-API-Key header) on every route but "
                                                      "/healthz and the pages."),
-          workers: int = typer.Option(SERVE_WORKERS, "--workers", help="Threads that decode and detect images."),
+          workers: int = typer.Option(SERVE_WORKERS, "--workers", show_default=False,
+                                      help="Threads that decode and detect images [default: one per core, "
+                                           "at least 2]."),
           max_queue: int = typer.Option(SERVE_MAX_QUEUE, "--max-queue",
                                         help="Requests that may wait for a worker; more get 503."),
           camera: Optional[list[str]] = typer.Option(None, "--camera", help="A live camera on the page, NAME=SOURCE: "

@@ -43,11 +43,20 @@ IMAGE_FORMATS = frozenset({"JPEG", "MPO", "PNG", "BMP", "DIB", "WEBP", "TIFF"})
 # H.264 in yuv420p needs at least 2x2 pixels; smaller frames cannot hold a face either.
 MIN_FRAME_SIDE = 2
 
+def usable_cores() -> int:
+    """CPU cores this process may run on: its affinity (a container's CPU set, taskset), not the machine's count."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
 # The server (maskwatch serve): upload size (--max-upload-mb), worker threads for decoding and detection
-# (--workers) and how many requests may wait for one (--max-queue) before the server answers 503.
+# (--workers: one per core, so throughput grows with the cores; at least 2, so one big image does not hold up
+# the others) and how many requests may wait for one (--max-queue) before the server answers 503.
 MAX_UPLOAD_MB = 200.0
 MULTIPART_OVERHEAD_BYTES = 64 * 1024  # form field headers around the file in a multipart upload
-SERVE_WORKERS = 2
+SERVE_WORKERS = max(2, usable_cores())
 SERVE_MAX_QUEUE = 16
 
 # Batch: rows per Parquet part of the local engine (a crash loses at most this many finished rows).

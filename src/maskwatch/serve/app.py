@@ -28,7 +28,7 @@ from maskwatch.annotate import annotate
 from maskwatch.data.images import decode_image
 from maskwatch.detector import Detector, best_class_per_face
 from maskwatch.errors import MaskwatchError
-from maskwatch.limits import MAX_UPLOAD_MB, MULTIPART_OVERHEAD_BYTES, SERVE_MAX_QUEUE, SERVE_WORKERS
+from maskwatch.limits import MAX_UPLOAD_MB, MULTIPART_OVERHEAD_BYTES, SERVE_MAX_QUEUE, SERVE_WORKERS, usable_cores
 from maskwatch.predictions import ImagePredictions
 from maskwatch.serve.cameras import CameraRegistry, CameraSetup
 from maskwatch.serve.guards import ApiKeyMiddleware, UploadGate, WorkerPool
@@ -81,7 +81,10 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
     async def lifespan(app: FastAPI):
         try:
             clean_uploads(settings.data_dir / "uploads")  # left by a server killed mid-upload; the lock is ours
-            state["detector"] = detector or Detector.load(settings.model, threads=settings.threads)
+            # onnxruntime's own default counts the machine's cores, not those the server may use (a container,
+            # taskset): more threads than cores only take turns.
+            threads = settings.threads or usable_cores()
+            state["detector"] = detector or Detector.load(settings.model, threads=threads)
             state["jobs"] = JobQueue(settings.data_dir / "jobs", state["detector"])
             cameras.start()
             state["cameras started"] = True

@@ -47,7 +47,8 @@ class TrainConfig:
     batch_size: int | None = None  # None: the recipe's own
     lr: float | None = None  # None: the recipe's own
     weight_decay: float = 1e-4
-    patience: int = 4
+    patience: int = 4  # with keep="best": stop after this many epochs without a better validation mAP@.5
+    keep: str = "best"  # "best": the epoch with the best validation mAP@.5; "last": the end of the schedule
     seed: int = 0
     balance_classes: bool = True  # rarer classes more often / weighted higher; off only to measure its effect
     extra_faces: Path | None = None  # a folder per class of face pictures (two-stage)
@@ -261,7 +262,7 @@ def record_epoch(history: list[dict], row: dict, cfg: TrainConfig, rarest: str) 
         writer.writerows(history)
     plot_history(history, cfg.out / "history.png")
     scores = [h["val_mAP50"] for h in history]
-    if len(scores) - 1 - int(np.argmax(scores)) >= cfg.patience:
+    if cfg.keep == "best" and len(scores) - 1 - int(np.argmax(scores)) >= cfg.patience:
         print(f"early stop: no gain in validation mAP@.5 for {cfg.patience} epochs")
         return True
     return False
@@ -287,7 +288,10 @@ def plot_history(history: list[dict], path: Path) -> None:
 
 
 def fit(cfg: TrainConfig) -> Path:
-    """Train a model of kind cfg.arch, keep the best epoch by validation mAP@.5 and export it; returns its ONNX."""
+    """Train a model of kind cfg.arch, keep the best epoch by validation mAP@.5 (or the last) and export it;
+    returns its ONNX."""
+    if cfg.keep not in ("best", "last"):
+        raise MaskwatchError(f"keep must be 'best' or 'last', not {cfg.keep!r}")
     recipe_type = kind_of(cfg.arch).load_recipe()
     device = resolve_device(cfg.device)
     if cfg.threads:
@@ -324,9 +328,11 @@ def fit(cfg: TrainConfig) -> Path:
         if record_epoch(history, row, cfg, rarest):
             break
 
-    state = torch.load(cfg.out / "best.pt", map_location="cpu", weights_only=False)
+    state = torch.load(cfg.out / f"{cfg.keep}.pt", map_location="cpu", weights_only=False)
     recipe.model.load_state_dict(state["model"])
     recipe.model.eval()
     shutil.rmtree(epoch_dir, ignore_errors=True)
-    return recipe.export(cfg.out / "model", trained_on=str(cfg.data), best_epoch=state["epoch"],
-                         best_val_mAP50=best, val_images=[s.stem for s in val_set.samples], recipe=recipe.settings())
+    kept = next(h for h in history if h["epoch"] == state["epoch"])
+    return recipe.export(cfg.out / "model", trained_on=str(cfg.data), kept=cfg.keep, epoch=state["epoch"],
+                         val_mAP50=kept["val_mAP50"], val_images=[s.stem for s in val_set.samples],
+                         recipe=recipe.settings())

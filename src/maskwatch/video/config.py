@@ -8,7 +8,7 @@ CameraConfig is what the command line builds, and what a server watching cameras
     cameras:
       door:
         source: rtsp://192.168.1.20:554/stream
-        every: 2
+        every: 2                    # detect every 2nd frame (default: chosen from the measured speed)
         zones: {queue: [100,200, 400,200, 400,470, 100,470]}
         lines: {entrance: "320,0,320,480"}
         webhooks:
@@ -56,7 +56,7 @@ class CameraConfig:
     lines: tuple[Line, ...] = ()
     webhooks: tuple[WebhookConfig, ...] = ()
     mqtt: tuple[str, ...] = ()
-    every: int = _DEFAULTS.every
+    every: int | None = _DEFAULTS.every  # None: chosen from the measured speed (video/realtime.py)
     max_fps: float | None = _DEFAULTS.max_fps
     max_frames: int | None = _DEFAULTS.max_frames
     blur_faces: bool = _DEFAULTS.blur_faces
@@ -108,7 +108,8 @@ def _number(value: Any) -> bool:
 
 # What each plain value may be: a test and what to write instead (None: the key may be left empty).
 _CHECKS: dict[str, tuple[Any, str]] = {
-    "every": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "a whole number, 1 or more"),
+    "every": (lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
+              "a whole number, 1 or more, or empty (chosen from the measured speed)"),
     "max_fps": (lambda v: v is None or (_number(v) and v > 0), "a number of frames per second above 0, or empty"),
     "max_frames": (lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
                    "a whole number, 1 or more, or empty"),

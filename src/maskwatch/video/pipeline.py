@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable, Iterable
 from urllib.parse import urlsplit
@@ -28,10 +29,15 @@ from maskwatch.detector import Detector
 from maskwatch.errors import MaskwatchError
 from maskwatch.limits import MIN_FRAME_SIDE
 from maskwatch.video.bus import EventBus, FrameView, RunEnd, RunInfo, Sink
+from maskwatch.video.camera_motion import CameraMotion
 from maskwatch.video.emitter import EventEmitter
+from maskwatch.video.frame_detector import VideoDetector
+from maskwatch.video.motion import MotionGate
+from maskwatch.video.prediction import BoxPredictor
+from maskwatch.video.realtime import REALTIME, DetectSchedule, RealtimeSettings
 from maskwatch.video.sinks import DatabaseSink, DisplaySink, ProgressSink, SummaryFilesSink, VideoFileSink
 from maskwatch.thresholds import FOR_PEOPLE, LIVE_MIN_FACE_SCORE, TRACK_MIN_SCORE
-from maskwatch.video.sources import FrameSource, open_source
+from maskwatch.video.sources import FrameSource, ReadAhead, open_source
 from maskwatch.video.summary import WatchSummary
 from maskwatch.video.tracking import MIN_TRACK_FRAMES, FaceTracker
 from maskwatch.video.zones import Line, Zone, ZoneCounter, as_line, as_zone
@@ -43,7 +49,8 @@ __all__ = ["VideoPipeline", "WatchOptions", "WatchSummary", "watch"]
 
 @dataclass
 class WatchOptions:
-    every: int = 1  # detect on every Nth frame; boxes are carried over in between
+    every: int | None = None  # detect on every Nth frame; None: as often as the source's frame rate allows
+    # (every frame when it can), not again on a still picture; faces are tracked in between (video/realtime.py)
     max_fps: float | None = None  # process at most this many frames per second (live sources)
     blur_faces: bool = False
     window_s: float = 10.0  # length of the counting windows stored in the database
@@ -56,6 +63,7 @@ class WatchOptions:
     summary_every: float | None = 30.0  # seconds between `counts` events (None: only at the end)
     event_snapshots: bool = False  # a JPEG of the face in person.* events
     keep_faces: bool = False  # snapshots unblurred
+    realtime: RealtimeSettings = REALTIME  # the real-time policy's settings (benchmarks switch levers off)
 
 
 def camera_name_of(source: str) -> str:
@@ -93,12 +101,21 @@ class VideoPipeline:
             draw_zones(out, *zones.drawables())
         return draw_counts(out, people)
 
+    def _unconfirmed(self, tracked: sv.Detections, emitter: EventEmitter) -> bool:
+        """Whether a face shown is not yet a person (seen on too few detections): motion gating waits for it, so
+        someone standing still is counted as soon as when walking."""
+        if len(tracked) == 0:
+            return False
+        shown = tracked.confidence >= self.options.draw_conf
+        ids = tracked.tracker_id if tracked.tracker_id is not None else np.full(len(tracked), -1)
+        return any(int(t) not in emitter.confirmed for t in ids[shown])
+
     def _sinks(self, out: Path | None, on_progress: Callable | None) -> list[Sink]:
         """The built-in sinks this run asks for, then the caller's. Order is close order: files and the database
         are finished before the network sinks wait for their receivers."""
         sinks: list[Sink] = []
         if out:
-            sinks += [VideoFileSink(out), SummaryFilesSink(out)]
+            sinks += [VideoFileSink(out, self.options.realtime), SummaryFilesSink(out)]
         if self.database:
             sinks.append(DatabaseSink(self.database, self.options.window_s))
         if self.options.show:
@@ -119,18 +136,26 @@ class VideoPipeline:
             frames_source.close()
             raise MaskwatchError(f"{name}: frames of {frames_source.size[0]}x{frames_source.size[1]} pixels cannot be "
                                  f"encoded as H.264 (at least {MIN_FRAME_SIDE}x{MIN_FRAME_SIDE}); run without --out")
+        settings = opts.realtime
+        if isinstance(source, str) and not frames_source.live and settings.read_ahead:
+            frames_source = ReadAhead(frames_source, settings.read_ahead)  # ours to thread (a caller's: theirs)
         camera = self.camera or camera_name_of(str(name))
         summary = WatchSummary(source=str(name), camera=camera, run=uuid.uuid4().hex[:16],
                                output=str(out) if out else None,
-                               database=str(self.database) if self.database else None)
+                               database=str(self.database) if self.database else None, source_fps=frames_source.fps)
         try:
             zones = ZoneCounter(self.zones, self.lines, frames_source.size)
         except BaseException:
             frames_source.close()
             raise
-        tracker = FaceTracker(self.detector.classes, frames_source.fps / max(1, opts.every))
+        tracker = FaceTracker(self.detector.classes, frames_source.fps / max(1, opts.every or 1))
         emitter = EventEmitter(camera, summary.run, self.detector.classes, zones, opts.min_track_frames,
                                tracker.lost_after_s, opts.event_snapshots, opts.keep_faces)
+        schedule = DetectSchedule(frames_source.fps, opts.every, str(name), frames_source.live, settings)
+        motion = MotionGate(settings)
+        panning = CameraMotion(frames_source.size, settings)
+        finder = VideoDetector(self.detector, opts.detect_conf, opts.min_face_score, settings)
+        predictor = BoxPredictor(frames_source.size, settings)
         sinks = self._sinks(out, on_progress)
         bus = EventBus(sinks)
         try:
@@ -150,21 +175,38 @@ class VideoPipeline:
                     break
                 tick = time.perf_counter()
                 time_s, index = frame.time_s, frame.index
-                if frame.index % opts.every == 0:
-                    detections = self.detector(frame.image, min_score=opts.detect_conf,
-                                               min_face_score=opts.min_face_score)
-                    tracked = tracker.update(detections, frame.time_s, frame.index)
+                small = motion.small(frame.image) if schedule.gates_motion or settings.compensate_camera else None
+                shift = panning.shift(small) if small is not None else np.zeros(2, np.float32)
+                detect = schedule.due(frame.index, frame.time_s)
+                if (detect and schedule.may_skip_still(frame.time_s) and not self._unconfirmed(tracked, emitter)
+                        and not motion.moved(small)):
+                    detect = False  # nothing moved since the last detection: its faces are still right
+                    schedule.still_skips += 1
+                    predictor.hold()
+                if detect:
+                    detections = finder(frame.image, frame.time_s)
+                    tracked = tracker.update(detections, frame.time_s, frame.index, panning.offset + shift)
+                    predictor.detected(tracked, frame.time_s, panning.offset + shift)
+                    schedule.detected(frame.time_s)
+                    if small is not None:
+                        motion.detected(small)
+                        panning.detected(small, shift)
                     summary.detected_frames += 1
                     for event in emitter.detection_frame(frame, tracked, tracker.tracks):
                         bus.publish(event)
+                else:
+                    tracked = predictor.at(frame.time_s, panning.offset + shift)
+                    summary.tracked_frames += 1
                 if opts.summary_every and frame.time_s - last_counts_s >= opts.summary_every:
                     bus.publish(emitter.counts(frame.time_s, frame.index))
                     last_counts_s = frame.time_s
                 people = emitter.people()
                 summary.frames += 1
+                summary.dropped_frames = getattr(frames_source, "dropped", 0)
                 bus.frame(FrameView(frame, tracked, people, summary, frames_source.expected_frames,
-                                    lambda: self.render(frame.image, tracked, people, zones), emitter.zone_counts,
+                                    partial(self.render, frame.image, tracked, people, zones), emitter.zone_counts,
                                     confirmed=emitter.confirmed_only(tracked)))
+                schedule.spent(detect, time.perf_counter() - tick)
                 if opts.max_frames and summary.frames >= opts.max_frames:
                     break
                 if opts.max_fps:
@@ -186,6 +228,10 @@ class VideoPipeline:
             bus.publish(emitter.counts(time_s, index))
             summary.seconds = time.perf_counter() - started
             summary.fps = summary.frames / summary.seconds if summary.seconds else 0.0
+            summary.dropped_frames = getattr(frames_source, "dropped", 0)
+            summary.detect_every = summary.frames / summary.detected_frames if summary.detected_frames else 0.0
+            summary.scales = dict(finder.scales)
+            summary.realtime = list(schedule.notes)
             summary.people = emitter.people()
             summary.compliance = compliance_of(summary.people)
             zone_counts = emitter.zone_counts()

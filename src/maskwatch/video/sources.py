@@ -9,6 +9,7 @@ stream that stops for good ends the run as `ended_early` with the reason.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ class FrameSource:
     live: bool = False
     expected_frames: int | None = None
     ended_early: str | None = None  # why the source stopped before its end (truncated file, stream lost)
+    dropped: int = 0  # frames a live source received but replaced by newer ones before they were taken
 
     def frames(self) -> Iterator[Frame]:
         raise NotImplementedError
@@ -233,6 +235,8 @@ class LiveSource(FrameSource):
                     return
                 if self._sequence == seen:
                     continue
+                if seen:
+                    self.dropped += self._sequence - seen - 1
                 seen, image, received_at = self._sequence, self._latest, self._latest_at
             yield Frame(index, time.monotonic() - self.started, image, received_at)
             index += 1
@@ -278,6 +282,7 @@ class LoopingSource(FrameSource):
                     due = started + due_index * period
                     due_index += 1
                     if time.monotonic() > due + period:
+                        self.dropped += 1
                         continue  # late: the reader is behind, as with a camera, only the newest frame counts
                     if self._stop.wait(max(0.0, due - time.monotonic())):
                         return
@@ -295,6 +300,70 @@ class LoopingSource(FrameSource):
         if self._current is not None:
             self._current.close()
             self._current = None
+
+
+class ReadAhead(FrameSource):
+    """A file or folder decoded on its own thread, a few frames ahead of the pipeline: decoding (which releases
+    the GIL) overlaps detection and encoding instead of waiting its turn. Same frames, same order."""
+
+    _END = object()
+
+    def __init__(self, source: FrameSource, depth: int = 8):
+        self.source = source
+        self.fps, self.size, self.live = source.fps, source.size, source.live
+        self.expected_frames = source.expected_frames
+        self.name = getattr(source, "name", None)
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def ended_early(self) -> str | None:  # type: ignore[override]
+        return self.source.ended_early
+
+    def _read(self) -> None:
+        try:
+            for frame in self.source.frames():
+                if not self._put(frame):
+                    return
+            self._put(self._END)
+        except BaseException as exc:  # handed to the pipeline's thread, which raises it
+            self._put(exc)
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def frames(self) -> Iterator[Frame]:
+        self._thread = threading.Thread(target=self._read, daemon=True, name="maskwatch-decoder")
+        self._thread.start()
+        while True:
+            try:
+                item = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                if self._stop.is_set():
+                    return
+                continue
+            if item is self._END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.source.stop()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.source.close()
 
 
 def is_live_spec(spec: str) -> bool:

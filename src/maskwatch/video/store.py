@@ -22,7 +22,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, started_at REAL NOT NULL, ended_at REAL,
     frames INTEGER DEFAULT 0, status TEXT NOT NULL DEFAULT 'running', message TEXT, camera TEXT, run TEXT,
-    pid INTEGER, host TEXT);
+    pid INTEGER, host TEXT, detected_frames INTEGER, tracked_frames INTEGER, dropped_frames INTEGER);
 CREATE TABLE IF NOT EXISTS tracks (
     run_id INTEGER NOT NULL REFERENCES runs(id), track_id INTEGER NOT NULL, first_seen_s REAL, last_seen_s REAL,
     label TEXT, votes TEXT, frames INTEGER, best_score REAL, best_box TEXT, best_frame INTEGER,
@@ -37,7 +37,8 @@ CREATE INDEX IF NOT EXISTS events_by_camera_type_time ON events (camera, type, t
 CREATE INDEX IF NOT EXISTS events_by_time ON events (time);
 """
 # Columns that databases written by older versions lack (new ones have them from CREATE TABLE).
-ADDED_COLUMNS = {"runs": [("camera", "TEXT"), ("run", "TEXT"), ("pid", "INTEGER"), ("host", "TEXT")]}
+ADDED_COLUMNS = {"runs": [("camera", "TEXT"), ("run", "TEXT"), ("pid", "INTEGER"), ("host", "TEXT"),
+                          ("detected_frames", "INTEGER"), ("tracked_frames", "INTEGER"), ("dropped_frames", "INTEGER")]}
 DEFAULT_DB = Path("out/maskwatch.sqlite")  # the events database of `watch` (and the webhook queue) by default
 STALE_MESSAGE = "the process stopped without finishing this run (killed or crashed); its counts are partial"
 
@@ -136,9 +137,13 @@ class EventStore:
                          event.track_id, event.label, event.zone, event.to_json()))
         self.db.commit()
 
-    def finish_run(self, run_id: int, frames: int, status: str, message: str | None = None) -> None:
-        self.db.execute("UPDATE runs SET ended_at = ?, frames = ?, status = ?, message = ? WHERE id = ?",
-                        (time.time(), frames, status, message, run_id))
+    def finish_run(self, run_id: int, frames: int, status: str, message: str | None = None,
+                   detected: int | None = None, tracked: int | None = None, dropped: int | None = None) -> None:
+        """frames: processed; of them `detected` by the detector and `tracked` only (boxes moved on); `dropped`:
+        frames of a live source never processed."""
+        self.db.execute("UPDATE runs SET ended_at = ?, frames = ?, status = ?, message = ?, detected_frames = ?, "
+                        "tracked_frames = ?, dropped_frames = ? WHERE id = ?",
+                        (time.time(), frames, status, message, detected, tracked, dropped, run_id))
         self.db.commit()
 
     def close(self) -> None:

@@ -18,10 +18,16 @@ class WatchSummary:
     source: str
     camera: str | None = None
     run: str | None = None  # the run's id in events ("run")
-    frames: int = 0
-    detected_frames: int = 0
+    frames: int = 0  # frames processed: detected + tracked-only
+    detected_frames: int = 0  # frames the detector ran on
+    tracked_frames: int = 0  # frames shown with the faces of the last detection moved on (no detector run)
+    dropped_frames: int = 0  # frames of a live source replaced by newer ones before they could be processed
     seconds: float = 0.0
     fps: float = 0.0
+    source_fps: float = 0.0
+    detect_every: float = 1.0  # frames per detection, on average over the run
+    scales: dict[str, int] = field(default_factory=dict)  # detections per face-finder scale
+    realtime: list[str] = field(default_factory=list)  # said once each: detection slower than the source, ...
     people: dict[str, int] = field(default_factory=dict)
     compliance: float | None = None  # share of people wearing a mask correctly
     zones: dict[str, Any] = field(default_factory=dict)  # per zone: inside, people per class, compliance

@@ -50,25 +50,55 @@ class FaceTracker:
                                         track_activation_threshold=min_confidence,
                                         minimum_consecutive_frames=1)
         self.tracks: dict[int, TrackState] = {}  # the tracks ByteTrack still follows (seen, or lost for a while)
+        self._ids: dict[int, int] = {}  # ByteTrack's id -> ours (they differ once a lost track came back)
+        self._next_id = 1
 
-    def update(self, detections: sv.Detections, time_s: float, frame_index: int) -> sv.Detections:
-        """Track ids assigned and each tracked face relabelled with its track's vote. Faces the tracker has not
-        confirmed yet (id -1, their first frame) keep their own label and are not counted."""
-        tracked = self.tracker.update(detections)
+    def _our_id(self, tid: int, time_s: float) -> int:
+        """Our id for ByteTrack's: a track unseen for longer than `lost_after_s` is a new person, whatever
+        ByteTrack's own buffer (counted in detection frames, which video detects at a varying rate) kept."""
+        ours = self._ids.get(tid)
+        if ours is None or time_s - self.tracks[ours].last_seen_s > self.lost_after_s:
+            if ours is not None:
+                del self.tracks[ours]  # that person left; the emitter keeps what it needs of them
+            ours = self._ids[tid] = self._next_id
+            self._next_id += 1
+        return ours
+
+    def _forget_lost(self) -> None:
+        """Drop the tracks ByteTrack forgot (they cannot come back), so a camera watched for a week keeps
+        bounded state."""
         following = {int(t.tracker_id) for t in self.tracker.tracks}
-        for tid in [t for t in self.tracks if t not in following]:  # ByteTrack forgot it: it cannot come back
-            del self.tracks[tid]
+        for tid in [t for t in self._ids if t not in following]:
+            self.tracks.pop(self._ids.pop(tid), None)
+
+    def update(self, detections: sv.Detections, time_s: float, frame_index: int,
+               offset: np.ndarray | None = None) -> sv.Detections:
+        """Track ids assigned and each tracked face relabelled with its track's vote. Faces the tracker has not
+        confirmed yet (id -1, their first frame) keep their own label and are not counted. `offset`: where the
+        picture lies relative to the first frame (a moving camera, video/camera_motion.py); faces are matched in
+        the scene's coordinates, so a pan does not break the tracks."""
+        shift = np.tile(np.asarray(offset, np.float32), 2) if offset is not None else None
+        if shift is not None and len(detections):
+            detections = sv.Detections(xyxy=detections.xyxy - shift, confidence=detections.confidence,
+                                       class_id=detections.class_id, data=dict(detections.data))
+        tracked = self.tracker.update(detections)
+        self._forget_lost()
+        if shift is not None and len(tracked):
+            tracked.xyxy = tracked.xyxy + shift
         if len(tracked) == 0:
             return tracked
         names = tracked.data.get("class_name", np.array([self.classes[c] for c in tracked.class_id]))
-        voted = []
+        voted, ids = [], []
         for box, tid, name, score in zip(tracked.xyxy, tracked.tracker_id, names, tracked.confidence):
             if tid < 0:
                 voted.append(str(name))
+                ids.append(-1)
                 continue
-            state = self.tracks.get(int(tid))
+            tid = self._our_id(int(tid), time_s)
+            ids.append(tid)
+            state = self.tracks.get(tid)
             if state is None:
-                state = self.tracks[int(tid)] = TrackState(int(tid), time_s, time_s)
+                state = self.tracks[tid] = TrackState(tid, time_s, time_s)
             state.last_seen_s = time_s
             state.frames += 1
             state.votes[str(name)] += float(score)
@@ -76,6 +106,7 @@ class FaceTracker:
             if score > state.best_score:
                 state.best_score, state.best_box, state.best_frame = float(score), tuple(map(float, box)), frame_index
             voted.append(state.label)
+        tracked.tracker_id = np.array(ids, dtype=int)
         tracked.data["class_name"] = np.array(voted, dtype=str)
         tracked.class_id = np.array([self.classes.index(v) if v in self.classes else -1 for v in voted], dtype=int)
         return tracked

@@ -6,6 +6,8 @@ at the end and does not play at all when the process is killed; a fragmented one
 
 from __future__ import annotations
 
+import queue
+import threading
 from fractions import Fraction
 from pathlib import Path
 
@@ -50,3 +52,46 @@ class H264Writer:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class BackgroundWriter:
+    """An H264Writer fed through a short queue and run on its own thread: encoding (which releases the GIL, and
+    x264 threads on its own) overlaps detection instead of waiting its turn. A full queue makes `write` wait, so
+    a slow encoder slows the pipeline rather than filling memory; an encoder error is raised by the next call."""
+
+    def __init__(self, writer: H264Writer, depth: int = 8):
+        self.writer = writer
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True, name="maskwatch-encoder")
+        self._thread.start()
+
+    @property
+    def frames(self) -> int:
+        return self.writer.frames
+
+    def _run(self) -> None:
+        while (image := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self.writer.write(image)
+                except BaseException as exc:  # raised on the pipeline's thread by the next write or close
+                    self._error = exc
+
+    def write(self, image_bgr: np.ndarray) -> None:
+        self._raise()
+        self._queue.put(image_bgr)
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        try:
+            self._raise()
+        finally:
+            self.writer.close()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error

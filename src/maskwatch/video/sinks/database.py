@@ -48,6 +48,7 @@ class DatabaseSink(Sink):
             if self._window_tracks:
                 self.store.save_window(self.run_id, self._window_start, Counter(self._window_tracks.values()))
             s = end.summary
-            self.store.finish_run(self.run_id, s.frames, s.status, s.full_message())
+            self.store.finish_run(self.run_id, s.frames, s.status, s.full_message(), s.detected_frames,
+                                  s.tracked_frames, s.dropped_frames)
         finally:
             self.store.close()

@@ -8,20 +8,26 @@ from typing import IO
 
 from maskwatch.video.bus import FrameView, RunEnd, RunInfo, Sink
 from maskwatch.video.events import PERSON_LEFT, Event
+from maskwatch.video.realtime import REALTIME, RealtimeSettings
 from maskwatch.video.summary import TRACKS_CSV_HEADER, track_row, write_summary_files
-from maskwatch.video.writer import H264Writer
+from maskwatch.video.writer import BackgroundWriter, H264Writer
 
 
 class VideoFileSink(Sink):
+    """The annotated video; frames are drawn on the pipeline's thread and encoded on the encoder's
+    (`encode_queue` frames may wait; 0 encodes on the pipeline's thread)."""
+
     name = "video file"
     required = True
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, settings: RealtimeSettings = REALTIME):
         self.path = Path(path)
-        self.writer: H264Writer | None = None
+        self.encode_queue, self.preset = settings.encode_queue, settings.encode_preset
+        self.writer: H264Writer | BackgroundWriter | None = None
 
     def open(self, run: RunInfo) -> None:
-        self.writer = H264Writer(self.path, run.size, run.fps)
+        writer = H264Writer(self.path, run.size, run.fps, preset=self.preset)
+        self.writer = BackgroundWriter(writer, self.encode_queue) if self.encode_queue else writer
 
     def frame(self, view: FrameView) -> None:
         self.writer.write(view.annotated())

@@ -1,0 +1,51 @@
+"""The detector as the video pipeline runs it: one face-finder pass at the scale chosen from the faces of the
+previous detections, and the mask head only for faces whose class is not settled (HeadCache). Results have the
+detector's own form (sv.Detections with class names), so the tracker and the sinks do not know the difference."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import supervision as sv
+
+from maskwatch.crops import decode_deltas
+from maskwatch.detector import assemble_detections
+from maskwatch.video.head_cache import HeadCache
+from maskwatch.video.realtime import REALTIME, RealtimeSettings
+from maskwatch.video.scale_choice import AUTO, ScaleChooser
+
+
+class VideoDetector:
+    def __init__(self, detector, detect_conf: float, min_face_score: float,
+                 settings: RealtimeSettings = REALTIME):
+        self.detector = detector
+        self.detect_conf, self.min_face_score = detect_conf, min_face_score
+        policy = getattr(detector, "policy", None)
+        auto = policy is not None and policy.mode == AUTO
+        self.chooser = ScaleChooser(settings) if settings.choose_scale and auto else None
+        two_stage = all(hasattr(detector, name) for name in ("find_faces", "refine", "config"))
+        self.cache = HeadCache(settings) if settings.reuse_head and two_stage else None
+        self.scales: Counter[str] = Counter()  # detections per face-finder scale
+
+    def __call__(self, image: np.ndarray, time_s: float) -> sv.Detections:
+        scale = self.chooser.scale_for(time_s) if self.chooser else None
+        policy = getattr(self.detector, "policy", None)
+        self.scales[str(scale if scale is not None else policy.mode if policy else "default")] += 1
+        if self.cache is None:
+            detections = self.detector(image, min_score=self.detect_conf, min_face_score=self.min_face_score,
+                                       scale=scale)
+        else:
+            faces = self.detector.find_faces(image, self.min_face_score, scale)
+            probs, boxes = self.cache.answers(image, faces, time_s, self._look)
+            final = sv.Detections(xyxy=boxes, confidence=faces.confidence, class_id=faces.class_id)
+            detections = assemble_detections(final, probs, np.zeros((len(final), 4), np.float32),
+                                             self.detector.config, image.shape, self.detect_conf)
+        if self.chooser:
+            self.chooser.observe(time_s, detections)
+        return detections
+
+    def _look(self, image: np.ndarray, faces: sv.Detections) -> tuple[np.ndarray, np.ndarray]:
+        """The head's two looks (as the detector does): class probabilities and the final boxes."""
+        refined, probs, deltas = self.detector.refine(image, faces)
+        return probs, decode_deltas(refined.xyxy, deltas)

@@ -1,0 +1,37 @@
+"""Motion gating: a frame that looks like the last detected one needs no new detection (Frigate runs its detector
+only where motion is). Frames are compared small and blurred, which costs well under a millisecond and ignores
+sensor noise and compression shimmer."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from maskwatch.video.realtime import REALTIME, RealtimeSettings
+
+
+class MotionGate:
+    def __init__(self, settings: RealtimeSettings = REALTIME):
+        self.settings = settings
+        self.reference: np.ndarray | None = None  # the last detected frame, small, grey and blurred
+
+    def small(self, image_bgr: np.ndarray) -> np.ndarray:
+        """The frame as compared here (and by CameraMotion): grey, `motion_width` wide, blurred."""
+        h, w = image_bgr.shape[:2]
+        width = min(w, self.settings.motion_width)
+        height = max(1, round(h * width / w))
+        grey = cv2.cvtColor(cv2.resize(image_bgr, (width, height), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
+        return cv2.GaussianBlur(grey, (5, 5), 0)
+
+    def changed_share(self, small: np.ndarray) -> float:
+        """Share of pixels of `small` (from `small()`) that changed since the reference (1.0 when there is none)."""
+        if self.reference is None or small.shape != self.reference.shape:
+            return 1.0
+        return float((cv2.absdiff(small, self.reference) > self.settings.motion_pixel_delta).mean())
+
+    def moved(self, small: np.ndarray) -> bool:
+        return self.changed_share(small) >= self.settings.motion_share
+
+    def detected(self, small: np.ndarray) -> None:
+        """The detector ran on this frame: later frames are compared with it."""
+        self.reference = small

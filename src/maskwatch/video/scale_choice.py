@@ -1,0 +1,65 @@
+"""The face finder's scale in video, chosen from the faces of the previous detections (under `--scale auto`).
+
+A still image does not know its face sizes before looking, so `auto` runs 1x and adds an upscaled pass when
+the faces are small. A video does know: the faces of the last second say which one scale finds them all. A door
+camera whose faces are 150 px or more is searched at 1/4 of the pixels (or 1/16), a crowd keeps `auto`. Now and
+then one detection looks a step finer, to find faces smaller than those seen (someone far away); after a second
+without faces, the next detections run at 1x, and at `auto` now and then (the scene may hold tiny faces)."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+import supervision as sv
+
+from maskwatch.video.realtime import REALTIME, RealtimeSettings
+
+AUTO = "auto"
+CONFIDENT = 0.4  # faces scored at least this decide the scale (fainter ones are often not faces)
+
+
+class ScaleChooser:
+    def __init__(self, settings: RealtimeSettings = REALTIME):
+        self.settings = settings
+        self.smallest: deque[tuple[float, float]] = deque()  # (time, smallest face height at 1x) per detection
+        self.last_probe_s: float | None = None
+        self.chosen: float | str = AUTO
+
+    def scale_for(self, time_s: float) -> float | str:
+        """The scale of the next detection: a downscale, 1.0 or "auto" (the still-image policy)."""
+        while self.smallest and time_s - self.smallest[0][0] > self.settings.scale_memory_s:
+            self.smallest.popleft()
+        probe = self.last_probe_s is None or time_s - self.last_probe_s >= self.settings.scale_probe_s
+        if not self.smallest:  # no face lately: 1x, and the upscaled pass of auto now and then
+            settled = 1.0
+        else:
+            settled = self.cheapest_for(min(h for _, h in self.smallest))
+        self.chosen = settled
+        if probe:
+            self.last_probe_s = time_s
+            return self.finer(settled)
+        return settled
+
+    def cheapest_for(self, smallest_px: float) -> float | str:
+        """The cheapest scale at which the smallest face is still `min_face_input_px` tall at the finder's input."""
+        for scale in sorted(self.settings.downscales):
+            if smallest_px * scale >= self.settings.min_face_input_px:
+                return scale
+        return AUTO
+
+    def finer(self, scale: float | str) -> float | str:
+        """One step finer than `scale`: the next downscale, then auto."""
+        if scale == AUTO or scale == 1.0:
+            return AUTO
+        bigger = [s for s in sorted(self.settings.downscales) if s > scale]
+        return bigger[0] if bigger else AUTO
+
+    def observe(self, time_s: float, detections: sv.Detections) -> None:
+        """The faces a detection found (boxes in frame pixels)."""
+        if len(detections) == 0 or detections.confidence is None:
+            return
+        confident = detections.xyxy[detections.confidence >= CONFIDENT]
+        if len(confident):
+            heights = confident[:, 3] - confident[:, 1]
+            self.smallest.append((time_s, float(np.min(heights))))
