@@ -169,7 +169,9 @@ class JobQueue:
 
     def _run(self, job_id: str) -> None:
         folder = self.job_dir(job_id)
-        pipeline = VideoPipeline(self.detector, WatchOptions(), folder / "events.sqlite")
+        # An upload is not live: nothing is gained by keeping up with its frame rate, so every frame is detected
+        # (the real-time schedule would skip detections on a busy server and change the counts with the load).
+        pipeline = VideoPipeline(self.detector, WatchOptions(every=1), folder / "events.sqlite")
         with self._running_lock:  # registered before the job is claimed, so close() can always stop it
             if self._closing:  # shutting down: the job stays queued for the next start
                 return
