@@ -2,7 +2,6 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-DATA ?= ../shared/datasets/face-mask-voc
 # torch for training: 2.13.0 is the small CPU build on this machine (about 1 GB; pip takes it from the file on
 # disk). Elsewhere pick yours, e.g. TORCH="torch --index-url https://download.pytorch.org/whl/cpu".
 TORCH ?= torch==2.13.0
@@ -36,7 +35,7 @@ test: install-dev
 	$(BIN)/python -m pytest -q
 
 bench: install-dev
-	$(BIN)/python bench/accuracy.py --data $(DATA)
+	$(BIN)/python bench/accuracy.py
 
 clean:
 	rm -rf out runs .pytest_cache

@@ -27,7 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from servers import free_port  # noqa: E402
+from servers import free_port, wait_until_healthy  # noqa: E402
 
 
 @contextmanager
@@ -39,16 +39,7 @@ def server_on(cores: set[int], data_dir: Path):
                                preexec_fn=lambda: os.sched_setaffinity(0, cores))
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.time() > deadline:
-                raise RuntimeError("the server did not start")
-            time.sleep(0.2)
+        wait_until_healthy(url, process, 120)
         yield url
     finally:
         process.terminate()

@@ -20,6 +20,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_until_healthy(url: str, process: subprocess.Popen, timeout: float, output=lambda: "") -> None:
+    """Until the server answers /healthz; RuntimeError (with `output()`) when it exits or takes too long."""
+    deadline = time.time() + timeout
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.time() > deadline:
+            raise RuntimeError(f"the server did not start: {output()}")
+        time.sleep(0.2)
+
+
 @contextmanager
 def running_server(data_dir: Path, *args: str, env: dict | None = None):
     port = free_port()
@@ -28,16 +42,7 @@ def running_server(data_dir: Path, *args: str, env: dict | None = None):
                                stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})})
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"server did not start: {process.stdout.read()}")
-            time.sleep(0.2)
+        wait_until_healthy(url, process, 60, lambda: process.stdout.read())
         yield url, process
     finally:
         if process.poll() is None:
