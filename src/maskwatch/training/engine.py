@@ -3,7 +3,8 @@
 `fit` loads and splits the data, asks the kind's recipe (model_kinds.py) for its model, batches and losses, and
 runs the same loop for all: `train_one_epoch` under one cosine schedule, then `evaluate`, which exports the
 epoch's model to ONNX and scores it with the very detector that would ship it (face finder, scale policy and
-all). The best epoch by validation mAP@.5 is kept; every epoch leaves a checkpoint to resume from.
+all). The best epoch by validation mAP@.5 is kept (or, with keep="last", the end of the schedule); every epoch
+leaves a checkpoint to resume from.
 """
 
 from __future__ import annotations
@@ -333,6 +334,8 @@ def fit(cfg: TrainConfig) -> Path:
     recipe.model.eval()
     shutil.rmtree(epoch_dir, ignore_errors=True)
     kept = next(h for h in history if h["epoch"] == state["epoch"])
+    options = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()
+               if k not in ("out", "resume", "threads", "recipe")}
     return recipe.export(cfg.out / "model", trained_on=str(cfg.data), kept=cfg.keep, epoch=state["epoch"],
                          val_mAP50=kept["val_mAP50"], val_images=[s.stem for s in val_set.samples],
-                         recipe=recipe.settings())
+                         train_options=options, recipe=recipe.settings())
