@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import socket
 import sqlite3
 import time
@@ -48,16 +49,31 @@ def connect(path: Path, timeout_s: float = 30.0) -> sqlite3.Connection:
     do not block a running camera) and the tables."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        db = sqlite3.connect(str(path), timeout=timeout_s, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.executescript(SCHEMA)
-        for table, columns in ADDED_COLUMNS.items():
-            add_missing_columns(db, table, columns)
-    except sqlite3.DatabaseError as exc:  # not SQLite, a folder, unreadable, another program's tables
-        raise MaskwatchError(f"{path}: cannot be used as the events database ({exc}); give --db a new file name or "
-                             f"an events database written by maskwatch") from None
-    return db
+    deadline = time.monotonic() + timeout_s
+    while True:
+        db = None
+        try:
+            db = sqlite3.connect(str(path), timeout=timeout_s, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(SCHEMA)
+            for table, columns in ADDED_COLUMNS.items():
+                add_missing_columns(db, table, columns)
+            return db
+        except sqlite3.OperationalError as exc:
+            # Switching a new file to WAL needs it alone for a moment; SQLite answers "locked" at once (without
+            # waiting out the timeout) when another process is doing the same, so try again shortly.
+            if db is not None:
+                db.close()
+            if "locked" in str(exc) and time.monotonic() < deadline:
+                time.sleep(random.uniform(0.02, 0.1))
+                continue
+            error = exc
+        except sqlite3.DatabaseError as exc:  # not SQLite, a folder, unreadable, another program's tables
+            if db is not None:
+                db.close()
+            error = exc
+        raise MaskwatchError(f"{path}: cannot be used as the events database ({error}); give --db a new file name "
+                             f"or an events database written by maskwatch")
 
 
 def add_missing_columns(db: sqlite3.Connection, table: str, columns: list[tuple[str, str]]) -> None:
