@@ -174,7 +174,10 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
     try:
         from maskwatch.training.engine import TrainConfig, fit
     except ImportError as exc:
-        raise MaskwatchError(f"training needs torch: pip install 'maskwatch[train]' ({exc})") from exc
+        raise MaskwatchError(f"training needs torch ({exc}): from a checkout `make install-train`; elsewhere "
+                             f"install the CPU torch first (pip install torch --index-url "
+                             f"https://download.pytorch.org/whl/cpu), then pip install 'maskwatch[train]' "
+                             f"(README, 'Install as a package')") from exc
     from maskwatch.classes import parse_class_list, parse_label_map
 
     onnx_path = fit(TrainConfig(data=data, out=out, val_split=val_split, arch=arch, epochs=epochs,
@@ -250,8 +253,9 @@ def detect(inputs: list[str] = typer.Argument(..., help=INPUTS_HELP),
            draw_conf: float = typer.Option(FOR_PEOPLE.min_score, "--draw-conf",
                                            help="Lowest score drawn on the images and counted."),
            scale: str = typer.Option("auto", "--scale",
-                                     help="Input scale for the face finder: 'auto' (1x, plus 2x when faces are "
-                                          "small) or a number such as 1 or 2."),
+                                     help="Input scale for the face finder: 'auto' (at most 960 px long, plus an "
+                                          "upscaled pass when faces are small or a downscaled one when they are "
+                                          "big) or a number such as 0.5, 1 or 2."),
            all_classes: bool = typer.Option(FOR_METRICS.all_classes, "--all-classes/--best-class-only",
                                             help="Predictions: a box for every class a face scores >= --conf in "
                                                  "(what COCO mAP rewards), or only its best class. Drawn images "
@@ -338,14 +342,19 @@ def watch(source: Optional[str] = typer.Argument(None, help="Video file, webcam 
         zones=[Zone.parse(z) for z in zone] if zone else None, lines=[Line.parse(x) for x in line] if line else None,
         webhooks=[WebhookConfig(url, webhook_secret) for url in webhook] if webhook else None, mqtt=mqtt or None)
     pipeline = setup.pipeline(Detector.load(setup.model, threads=threads, scale=setup.scale))
-    bar = tqdm(unit="frame", desc="watching")
+    bars: list[tqdm] = []  # made at the first frame, so an error about the input is not printed into a bar
 
     def progress(summary, expected):
-        bar.total = expected
-        bar.update(summary.frames - bar.n)
+        if not bars:
+            bars.append(tqdm(unit="frame", desc="watching", total=expected))
+        bars[0].total = expected
+        bars[0].update(summary.frames - bars[0].n)
 
-    summary = pipeline.run(setup.source, setup.out, progress)
-    bar.close()
+    try:
+        summary = pipeline.run(setup.source, setup.out, progress)
+    finally:
+        for bar in bars:
+            bar.close()
     people = ", ".join(f"{k} {v}" for k, v in summary.people.items())
     compliance = f"{summary.compliance:.0%}" if summary.compliance is not None else "n/a"
     typer.echo(f"{summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.1f} frames/s: "

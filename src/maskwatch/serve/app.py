@@ -125,7 +125,7 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
         try:
             return decode_image(data, name)
         except MaskwatchError as exc:
-            raise HTTPException(415, f"not a readable image: {exc}") from exc
+            raise HTTPException(415, str(exc)) from exc  # names the file and says it is not a readable image
 
     def detect(image, conf: float, all_classes: bool):
         detections = state["detector"](image, min_score=conf, all_classes=all_classes)
