@@ -108,3 +108,26 @@ def test_the_scale_policy_goes_up_for_small_faces_and_down_for_big_ones(data_dir
     assert (big.xyxy[0, 3] - big.xyxy[0, 1]) > 200  # the downscaled pass's boxes are mapped back to the frame
     huge = cv2.resize(crowd, None, fx=4, fy=4)  # 1600 px long: the first pass shrinks it to 960
     assert finder.scales_for(huge, finder.at_scale(huge, 960 / 1600), policy, 960 / 1600)[0] > 960 / 1600
+
+
+def test_only_faces_smaller_than_refine_max_px_get_the_refined_look(crowd):
+    """The refined look (a second crop at the corrected box) is what the head learnt on crowd faces; bigger faces
+    keep their first look. refine_max_px 0 equals no refinement, a limit above every face equals refining all."""
+    image = cv2.imread(str(crowd.samples[0].image_path))
+
+    def run(passes: int, limit: float | None) -> sv.Detections:
+        detector = Detector.load(threads=2)
+        detector.config.refine_passes, detector.config.refine_max_px = passes, limit
+        return detector(image)
+
+    def same(a: sv.Detections, b: sv.Detections) -> bool:
+        return len(a) == len(b) and np.allclose(a.xyxy, b.xyxy) and np.allclose(a.confidence, b.confidence)
+
+    assert same(run(1, 0), run(0, None))
+    assert same(run(1, 10_000), run(1, None))
+    assert not same(run(1, None), run(0, None))  # the refined look changes something on these crowd faces
+    faces = Detector.load(threads=2).find_faces(image)
+    heights = faces.xyxy[:, 3] - faces.xyxy[:, 1]
+    middle = float(np.median(heights))
+    partly = run(1, middle)  # some faces refined, some not: neither extreme
+    assert not same(partly, run(1, None)) and not same(partly, run(0, None))

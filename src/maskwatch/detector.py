@@ -55,6 +55,7 @@ class HeadConfig(ScoringConfig):
     crop_context: float
     flip_test: bool = False  # also classify the mirrored crop and average
     refine_passes: int = 1  # re-crop at the refined box and ask the head again (1 measured best)
+    refine_max_px: float | None = None  # only faces shorter than this get the refined look (None: all)
 
 
 def check_image(image_bgr: np.ndarray) -> None:
@@ -172,12 +173,16 @@ class Detector(_FaceDetector):
     def refine(self, image_bgr: np.ndarray, faces: sv.Detections) -> tuple[sv.Detections, np.ndarray, np.ndarray]:
         """Head outputs, after `refine_passes` extra looks at the boxes the head itself proposed."""
         probs, deltas = self.classify(image_bgr, faces)
+        limit = self.config.refine_max_px
+        look = np.ones(len(faces), bool) if limit is None else (faces.xyxy[:, 3] - faces.xyxy[:, 1]) < limit
         for _ in range(self.config.refine_passes):
-            if len(faces) == 0:
+            if not look.any():
                 break
-            faces = sv.Detections(xyxy=decode_deltas(faces.xyxy, deltas), confidence=faces.confidence,
-                                  class_id=faces.class_id)
-            probs, deltas = self.classify(image_bgr, faces)
+            boxes = faces.xyxy.copy()
+            boxes[look] = decode_deltas(faces.xyxy[look], deltas[look])
+            faces = sv.Detections(xyxy=boxes, confidence=faces.confidence, class_id=faces.class_id)
+            probs, deltas = probs.copy(), deltas.copy()
+            probs[look], deltas[look] = self.classify(image_bgr, faces[look])
         return faces, probs, deltas
 
     def __call__(self, image_bgr: np.ndarray, min_score: float = DETECTOR_MIN_SCORE,
