@@ -59,21 +59,16 @@ def connect(path: Path, timeout_s: float = 30.0) -> sqlite3.Connection:
             for table, columns in ADDED_COLUMNS.items():
                 add_missing_columns(db, table, columns)
             return db
-        except sqlite3.OperationalError as exc:
-            # Switching a new file to WAL needs it alone for a moment; SQLite answers "locked" at once (without
-            # waiting out the timeout) when another process is doing the same, so try again shortly.
-            if db is not None:
-                db.close()
-            if "locked" in str(exc) and time.monotonic() < deadline:
-                time.sleep(random.uniform(0.02, 0.1))
-                continue
-            error = exc
         except sqlite3.DatabaseError as exc:  # not SQLite, a folder, unreadable, another program's tables
             if db is not None:
                 db.close()
-            error = exc
-        raise MaskwatchError(f"{path}: cannot be used as the events database ({error}); give --db a new file name "
-                             f"or an events database written by maskwatch")
+            # Switching a new file to WAL needs it alone for a moment; SQLite answers "locked" at once (without
+            # waiting out the timeout) when another process is doing the same, so try again shortly.
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc) and time.monotonic() < deadline:
+                time.sleep(random.uniform(0.02, 0.1))
+                continue
+            raise MaskwatchError(f"{path}: cannot be used as the events database ({exc}); give --db a new file "
+                                 f"name or an events database written by maskwatch") from None
 
 
 def add_missing_columns(db: sqlite3.Connection, table: str, columns: list[tuple[str, str]]) -> None:
