@@ -99,3 +99,12 @@ def rtsp(photo, tmp_path_factory):
     camera.start()
     yield camera
     camera.kill()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium, headless, driven by Playwright (browsers.chromium), per module."""
+    from browsers import chromium
+
+    with chromium() as browser:
+        yield browser

@@ -11,16 +11,10 @@ import time
 
 import pytest
 
-from browsers import ARTIFACTS, chromium
+from browsers import ARTIFACTS
 from servers import WebhookReceiver, free_port, running_server, wait_until
 
 KEY = "page-key-456"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as browser:
-        yield browser
 
 
 @pytest.fixture(scope="module")

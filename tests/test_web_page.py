@@ -5,15 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from browsers import ARTIFACTS, chromium
+from browsers import ARTIFACTS
 from clips import pan_frames, write_clip
 from servers import running_server
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as browser:
-        yield browser
 
 
 @pytest.fixture(scope="module")
