@@ -2,15 +2,17 @@
 
     .venv/bin/python bench/rare_class_cv.py --variant base="" \
         --variant synthetic="--extra-faces ../shared/datasets/face-crops-2class --synthetic-wrong 1200" \
-        [--folds 5] [--epochs 6] [--out out/cv]
+        [--common "--keep last"] [--folds 5] [--fold K ...] [--epochs 6] [--out out/cv] [--also-jolignier]
 
 The 20 mask_weared_incorrect faces of one validation split move its AP by 5 points each; the 113 of the whole
 training set, spread over 5 folds (duplicate groups kept together, classes spread evenly: data/split.py
 `k_folds`), do not. Each variant (a name and `maskwatch train` options) is trained once per fold on the other
 four folds and scored on its fold with the detector as it ships (all classes listed). Prints per-fold AP@.5 of
-each class and mAP@.5, then mean and standard deviation per variant; writes OUT/cv.json. Each training keeps its
-best epoch by its fold's mAP@.5, as `maskwatch train` does. With --also-jolignier each fold's model is also
-scored on jolignier-val (measuring only), which gives that set's numbers a spread too.
+each class and mAP@.5, then mean and standard deviation per variant; writes OUT/cv.json. Each training keeps
+what its options say (`--keep best`, the default, picks the best epoch by its own fold). With --also-jolignier
+each fold's model is also scored on jolignier-val (measuring only), which gives that set's numbers a spread too.
+A fold's scores are kept in OUT/NAME/foldK/scores.json and its model in OUT/NAME/foldK/model, so folds can run in
+parallel processes (--fold K) or on another machine, and a later call only adds what is missing.
 """
 
 from __future__ import annotations
@@ -30,26 +32,25 @@ from maskwatch.data.split import k_folds
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def train_fold(options: list[str], data: Path, val_list: Path, out: Path, epochs: int, threads: int) -> dict:
-    """Train through the CLI (exactly the user's command) and read the best epoch's row from history.csv."""
-    import csv
-
+def train_fold(options: list[str], data: Path, val_list: Path, out: Path, epochs: int, threads: int) -> int:
+    """Train through the CLI (exactly the user's command), unless the run has its model; returns the kept epoch."""
     args = ["train", "--data", str(data), "--val-split", str(val_list), "--out", str(out), "--epochs", str(epochs),
             "--patience", str(epochs), "--threads", str(threads), *options]
     if (out / "last.pt").is_file():
         args.append("--resume")
     if not (out / "model").is_dir():
         get_command(app).main(args, standalone_mode=False)
-    with (out / "history.csv").open() as f:
-        rows = list(csv.DictReader(f))
-    return max(rows, key=lambda r: float(r["val_mAP50"]))
+    return int(json.loads((out / "model" / "mask_head.json").read_text())["epoch"])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variant", action="append", required=True, help='NAME="train options" (repeatable)')
+    parser.add_argument("--common", default="", help='train options for every variant, e.g. "--device cuda"')
     parser.add_argument("--data", type=Path, default=ROOT / ".." / "shared" / "datasets" / "face-mask-voc")
     parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--fold", type=int, action="append",
+                        help="only this fold (repeatable; runs of other folds can go on in parallel processes)")
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "cv")
@@ -59,39 +60,55 @@ def main() -> None:
     jolignier = load_dataset(ROOT / ".." / "shared" / "datasets" / "jolignier-val") if args.also_jolignier else None
     folds = k_folds(dataset, args.folds)
     args.out.mkdir(parents=True, exist_ok=True)
-    results: dict[str, list[dict]] = {}
     for spec in args.variant:
         name, _, options = spec.partition("=")
         for k, split in enumerate(folds):
-            val_list = args.out / f"fold{k}.txt"
+            if args.fold and k not in args.fold:
+                continue
+            run = args.out / name / f"fold{k}"
+            run.mkdir(parents=True, exist_ok=True)
+            val_list = run / "val_images.txt"  # one per run: parallel processes never write the same file
             val_list.write_text("".join(s + "\n" for s in split.val))
-            best = train_fold(shlex.split(options), args.data, val_list, args.out / name / f"fold{k}", args.epochs,
-                              args.threads)
-            detector_dir = args.out / name / f"fold{k}"
-            scores = score_fold(detector_dir, dataset, split.val)
-            if jolignier is not None:
+            kept_epoch = train_fold(shlex.split(options) + shlex.split(args.common), args.data, val_list, run,
+                                    args.epochs, args.threads)
+            scores_path = run / "scores.json"  # scores kept: a later call adds jolignier's without training
+            scores = json.loads(scores_path.read_text()) if scores_path.is_file() else {}
+            if "mAP50" not in scores:
+                scores = score_fold(run, dataset, split.val, args.threads) | {"kept_epoch": kept_epoch}
+            if jolignier is not None and "jolignier mAP50" not in scores:
                 scores |= {f"jolignier {key}": v for key, v in
-                           score_fold(detector_dir, jolignier, [s.stem for s in jolignier.samples]).items()}
-            scores["best_epoch"] = int(best["epoch"])
-            results.setdefault(name, []).append(scores)
-            print(f"{name} fold {k}: " + " ".join(f"{key} {v:.3f}" for key, v in scores.items() if key != "best_epoch"),
+                           score_fold(run, jolignier, [s.stem for s in jolignier.samples], args.threads).items()}
+            scores_path.write_text(json.dumps(scores, indent=2))
+            print(f"{name} fold {k}: " + " ".join(f"{key} {v:.3f}" for key, v in scores.items()
+                                                  if key != "kept_epoch"),
                   flush=True)
-    keys = [k for k in results[next(iter(results))][0] if k != "best_epoch"]
-    print("\n| variant | " + " | ".join(keys) + " |\n|---|" + "---|" * len(keys))
+    summarise(args.out, [spec.partition("=")[0] for spec in args.variant], args.folds)
+
+
+def summarise(out: Path, names: list[str], folds: int) -> None:
+    """Mean and standard deviation over the folds scored so far (by this process or others); OUT/cv.json."""
+    results = {name: [json.loads(p.read_text()) for k in range(folds)
+                      if (p := out / name / f"fold{k}" / "scores.json").is_file()] for name in names}
+    results = {name: rows for name, rows in results.items() if rows}
+    if not results:
+        return
+    keys = [k for k in next(iter(results.values()))[0] if k != "kept_epoch"]
+    print("\n| variant | folds | " + " | ".join(keys) + " |\n|---|---|" + "---|" * len(keys))
     for name, rows in results.items():
-        cells = [f"{np.mean([r[k] for r in rows]):.3f} ± {np.std([r[k] for r in rows]):.3f}" for k in keys]
-        print(f"| {name} | " + " | ".join(cells) + " |")
-    (args.out / "cv.json").write_text(json.dumps(results, indent=2))
+        cells = [f"{np.mean([r.get(k, np.nan) for r in rows]):.3f} ± {np.std([r.get(k, np.nan) for r in rows]):.3f}"
+                 for k in keys]
+        print(f"| {name} | {len(rows)} | " + " | ".join(cells) + " |")
+    (out / "cv.json").write_text(json.dumps(results, indent=2))
 
 
-def score_fold(run: Path, dataset, val_stems: list[str]) -> dict[str, float]:
+def score_fold(run: Path, dataset, val_stems: list[str], threads: int) -> dict[str, float]:
     from maskwatch.data.images import read_image
     from maskwatch.detector import Detector
     from maskwatch.evaluation import evaluate_coco
     from maskwatch.predictions import ImagePredictions
 
     val = dataset.subset(val_stems)
-    detector = Detector.load(run, threads=2)
+    detector = Detector.load(run, threads=threads)
     predictions = [ImagePredictions(s.image_path.name, s.width, s.height,
                                     detector(read_image(s.image_path), min_score=0.01, all_classes=True))
                    for s in val.samples]

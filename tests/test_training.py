@@ -61,11 +61,15 @@ def test_class_balancing_favours_the_rare_class_and_can_be_switched_off(data_dir
 @pytest.mark.slow
 def test_quick_training_with_extra_faces_and_synthetic_wrong_masks(data_dir, extra_faces_dir, tmp_path):
     """The two-stage recipe also learns from a folder per class of face pictures and from composites; the run's
-    model records what it was trained with and loads as the detector."""
-    onnx_path = fit(TrainConfig(data=data_dir, out=tmp_path / "run", quick=True, threads=2, epochs=1,
-                                extra_faces=extra_faces_dir, synthetic_wrong=8, device="cpu", keep="last"))
+    model records what it was trained with and loads as the detector; --val-every skips validations."""
+    onnx_path = fit(TrainConfig(data=data_dir, out=tmp_path / "run", quick=True, threads=2, epochs=2,
+                                extra_faces=extra_faces_dir, synthetic_wrong=8, device="cpu", keep="last",
+                                val_every=2))
     config = json.loads(onnx_path.with_suffix(".json").read_text())
-    assert config["recipe"]["extra_copies"] == 1.0 and config["kept"] == "last" and config["epoch"] == 1
+    assert config["recipe"]["extra_copies"] == 1.0 and config["kept"] == "last" and config["epoch"] == 2
+    with (tmp_path / "run" / "history.csv").open() as f:  # validated every 2nd epoch (and after the last)
+        validated = [not np.isnan(float(row["val_mAP50"])) for row in csv.DictReader(f)]
+    assert validated == [False, True]
     detector = Detector.load(tmp_path / "run", threads=2)
     assert detector.classes == ["with_mask", "without_mask", "mask_weared_incorrect"]
 

@@ -107,6 +107,28 @@ def test_truncated_video_ends_with_a_message_and_a_playable_output(detector, pan
     assert codec == "h264" and 0 < len(frames) == summary.frames < len(source_frames)
 
 
+def test_a_damaged_stretch_of_an_h264_file_costs_only_its_frames_and_ffmpeg_stays_quiet(pan, tmp_path):
+    """Bytes zeroed a third of the way into an H.264 MP4 (a bad sector, a broken download): the frames before and
+    after the damage are watched; FFmpeg's per-packet complaints do not reach the terminal."""
+    from maskwatch.video.writer import H264Writer
+
+    _, source_frames = pan
+    clip = tmp_path / "damaged.mp4"
+    with H264Writer(clip, (source_frames[0].shape[1], source_frames[0].shape[0]), 12) as writer:
+        for frame in source_frames:
+            writer.write(frame)
+    data = bytearray(clip.read_bytes())
+    data[len(data) // 3:len(data) // 3 + 2000] = bytes(2000)
+    clip.write_bytes(bytes(data))
+    out = tmp_path / "watched.mp4"
+    done = subprocess.run([sys.executable, "-m", "maskwatch.cli", "watch", str(clip), "--out", str(out), "--scale",
+                           "1", "--db", str(tmp_path / "events.sqlite")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "damaged packet" in done.stderr and "@ 0x" not in done.stderr
+    summary = json.loads(out.with_suffix(".json").read_text())
+    assert len(source_frames) // 2 < summary["frames"] < len(source_frames)
+
+
 def test_unreadable_sources_say_so(detector, tmp_path):
     text = tmp_path / "notes.mp4"
     text.write_text("not a video")

@@ -60,7 +60,7 @@ def _load(path: Path, fmt: Optional[str], label_map: Optional[list[str]], classe
     return dataset
 
 
-@app.command()
+@app.command(short_help="Convert a data set between VOC, YOLO, COCO and TFRecord.")
 def convert(src: Path = typer.Argument(..., help="Data set to read (format detected)."),
             dst: Path = typer.Argument(..., help="Folder to write."),
             to: str = typer.Option(..., "--to", help="voc, yolo, coco or tfrecord."),
@@ -93,7 +93,7 @@ def convert(src: Path = typer.Argument(..., help="Data set to read (format detec
                (f" (train {len(sides.train)}, val {len(sides.val)} images)" if sides else ""))
 
 
-@data_app.command("stats")
+@data_app.command("stats", short_help="Counts per class and box sizes, as a table and a figure.")
 def data_stats(path: Path = typer.Argument(..., help="Data set folder or file."),
                fmt: Optional[str] = FormatOption,
                plot: Path = typer.Option(Path("out/data_stats.png"), help="Where to write the figure."),
@@ -116,7 +116,7 @@ def data_stats(path: Path = typer.Argument(..., help="Data set folder or file.")
     typer.echo(f"figure: {plot_stats(stats, plot)}")
 
 
-@data_app.command("split")
+@data_app.command("split", short_help="Stratified train/validation split, duplicates kept together.")
 def data_split(path: Path = typer.Argument(..., help="Data set folder or file to split."),
                val: float = typer.Option(0.15, "--val", help="Share of the images that go to validation."),
                seed: int = typer.Option(0, "--seed", help="Another seed gives another split of the same data."),
@@ -136,7 +136,7 @@ def data_split(path: Path = typer.Argument(..., help="Data set folder or file to
     typer.echo(f"wrote {train_path} and {val_path}")
 
 
-@app.command()
+@app.command(short_help="Train a mask detector on annotated images.")
 def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any supported format)."),
           out: Path = typer.Option(Path("runs/train"), "--out", help="Run folder: checkpoints, history, model/."),
           val_split: Optional[Path] = typer.Option(None, "--val-split",
@@ -166,6 +166,9 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
                                                help="Show rarer classes more often (and weigh them higher)."),
           device: str = typer.Option("auto", "--device",
                                      help="auto (a GPU where torch sees one, else the CPU), cpu or cuda."),
+          val_every: int = typer.Option(1, "--val-every",
+                                        help="Validate every N epochs and after the last (on a GPU validation can "
+                                             "take longer than the epoch; --keep best picks among these)."),
           quick: bool = typer.Option(False, "--quick", help="A few images, 2 epochs: checks the pipeline."),
           resume: bool = typer.Option(False, "--resume", help="Go on from OUT/last.pt."),
           threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch [default: all cores]."),
@@ -183,12 +186,13 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
     onnx_path = fit(TrainConfig(data=data, out=out, val_split=val_split, arch=arch, epochs=epochs,
                                 batch_size=batch_size, lr=lr, seed=seed, patience=patience, keep=keep, quick=quick,
                                 balance_classes=balance_classes, extra_faces=extra_faces,
-                                synthetic_wrong=synthetic_wrong, device=device, resume=resume, threads=threads,
+                                synthetic_wrong=synthetic_wrong, device=device, val_every=val_every, resume=resume,
+                                threads=threads,
                                 label_map=parse_label_map(label_map), classes=parse_class_list(classes)))
     typer.echo(f"model: {onnx_path}\nlog: {out / 'history.csv'} and {out / 'history.png'}")
 
 
-@app.command()
+@app.command(short_help="COCO mAP, per-class AP, PR curves, confusion matrix.")
 def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set."),
              pred: Path = typer.Option(..., "--pred", help="Predictions, JSON Lines."),
              scheme: str = typer.Option("3class", "--scheme", help="3class, 2class or face."),
@@ -242,8 +246,8 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
     typer.echo(f"report: {out / 'report.json'}; plots in {out}")
 
 
-@app.command()
-def detect(inputs: list[str] = typer.Argument(..., help=INPUTS_HELP),
+@app.command(short_help="Detect masks in images, folders, lists and globs.")
+def detect(inputs: list[str] = typer.Argument(..., help=INPUTS_HELP, metavar="INPUT"),
            only: Optional[Path] = ListOption,
            out: Path = typer.Option(Path("out/detect"), "--out", help="Folder for annotated images."),
            no_images: bool = typer.Option(False, "--no-images", help="Write no annotated images (only --json-out)."),
@@ -283,7 +287,7 @@ def detect(inputs: list[str] = typer.Argument(..., help=INPUTS_HELP),
             raise typer.Exit(1)
 
 
-@app.command()
+@app.command(short_help="Detect, track and count faces in a video or camera.")
 def watch(source: Optional[str] = typer.Argument(None, help="Video file, webcam index (0), rtsp:// or http:// URL, "
                                                              "or a folder of frames (or from --config)."),
           config: Optional[Path] = typer.Option(None, "--config", help="YAML file naming source, zones, lines and "
@@ -379,7 +383,7 @@ def watch(source: Optional[str] = typer.Argument(None, help="Video file, webcam 
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(short_help="Summarise recorded runs: people, compliance, chart.")
 def report(db: Path = typer.Argument(..., help="Events database written by `maskwatch watch`."),
            run: Optional[int] = typer.Option(None, "--run", help="Only this run id."),
            chart: Path = typer.Option(Path("out/compliance.png"), "--chart",
@@ -407,7 +411,7 @@ def report(db: Path = typer.Argument(..., help="Events database written by `mask
     typer.echo(f"chart: {plot_compliance(result, chart)}")
 
 
-@app.command()
+@app.command(short_help="Serve the web page, live cameras and the JSON API.")
 def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every interface)."),
           port: int = typer.Option(8000, "--port", help="TCP port to listen on."),
           data_dir: Path = typer.Option(Path("out/serve"), "--data-dir", help="Where jobs and results are kept."),
@@ -447,8 +451,8 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to liste
     run_server(host, port, settings)
 
 
-@app.command()
-def batch(inputs: list[str] = typer.Argument(..., help=INPUTS_HELP),
+@app.command(short_help="Detect on many images, locally or on Ray; resumable.")
+def batch(inputs: list[str] = typer.Argument(..., help=INPUTS_HELP, metavar="INPUT"),
           only: Optional[Path] = ListOption,
           out: Path = typer.Option(Path("out/batch"), "--out", help="Results folder (Parquet parts)."),
           engine: str = typer.Option("local", "--engine", help="local or ray."),

@@ -55,6 +55,7 @@ class TrainConfig:
     extra_faces: Path | None = None  # a folder per class of face pictures (two-stage)
     synthetic_wrong: int = 0  # composites of a mask worn below the nose / on the chin per epoch (two-stage)
     device: str = "auto"  # auto, cpu or cuda
+    val_every: int = 1  # validate every N epochs and always after the last (validation can cost more than a GPU epoch)
     quick: bool = False
     resume: bool = False
     threads: int | None = None
@@ -241,7 +242,8 @@ def resume(cfg: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Opti
 
 def checkpoint(cfg: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer, history: list[dict],
                row: dict, best: float, **extra) -> float:
-    """Save OUT/last.pt (to resume) and, when the epoch is the best so far by mAP@.5, OUT/best.pt; returns the best."""
+    """Save OUT/last.pt (to resume) and, when the epoch is the best so far by mAP@.5, OUT/best.pt; returns the best.
+    An epoch that was not validated (mAP NaN) is never the best."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     if row["val_mAP50"] > best:
         best = row["val_mAP50"]
@@ -254,16 +256,19 @@ def checkpoint(cfg: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.
 def record_epoch(history: list[dict], row: dict, cfg: TrainConfig, rarest: str) -> bool:
     """Log one epoch (stdout, history.csv, history.png); True when it is time to stop early."""
     history.append(row)
-    print(f"epoch {row['epoch']}: loss {row['loss']:.3f} val mAP@.5 {row['val_mAP50']:.3f} "
-          f"mAP@[.5:.95] {row['val_mAP']:.3f} AP@.5 {rarest} {row['val_AP50_rarest']:.3f} "
-          f"({row['seconds']:.0f} s)", flush=True)
+    validated = "not validated" if math.isnan(row["val_mAP50"]) else (
+        f"val mAP@.5 {row['val_mAP50']:.3f} mAP@[.5:.95] {row['val_mAP']:.3f} AP@.5 {rarest} "
+        f"{row['val_AP50_rarest']:.3f}")
+    print(f"epoch {row['epoch']}: loss {row['loss']:.3f} {validated} ({row['seconds']:.0f} s)", flush=True)
     with (cfg.out / "history.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(history[0]))
         writer.writeheader()
         writer.writerows(history)
     plot_history(history, cfg.out / "history.png")
-    scores = [h["val_mAP50"] for h in history]
-    if cfg.keep == "best" and len(scores) - 1 - int(np.argmax(scores)) >= cfg.patience:
+    scores = np.array([h["val_mAP50"] for h in history])
+    if np.isnan(scores).all():
+        return False
+    if cfg.keep == "best" and len(scores) - 1 - int(np.nanargmax(scores)) >= cfg.patience:
         print(f"early stop: no gain in validation mAP@.5 for {cfg.patience} epochs")
         return True
     return False
@@ -293,6 +298,8 @@ def fit(cfg: TrainConfig) -> Path:
     returns its ONNX."""
     if cfg.keep not in ("best", "last"):
         raise MaskwatchError(f"keep must be 'best' or 'last', not {cfg.keep!r}")
+    if cfg.val_every < 1:
+        raise MaskwatchError(f"val_every must be at least 1, not {cfg.val_every}")
     recipe_type = kind_of(cfg.arch).load_recipe()
     device = resolve_device(cfg.device)
     if cfg.threads:
@@ -322,9 +329,12 @@ def fit(cfg: TrainConfig) -> Path:
         rng = np.random.default_rng(cfg.seed * 1000 + epoch)
         losses = train_one_epoch(recipe, optimizer, schedule, epoch, device, rng, cfg.epochs)
         recipe.model.eval()
-        result = evaluate(recipe.export(epoch_dir), val_set, images, cfg.threads)
-        row = {"epoch": epoch + 1, **losses, "val_mAP50": result.summary["mAP50"], "val_mAP": result.summary["mAP"],
-               "val_AP50_rarest": result.per_class[rarest]["AP50"], "seconds": time.time() - started}
+        scores = {"val_mAP50": math.nan, "val_mAP": math.nan, "val_AP50_rarest": math.nan}
+        if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs:
+            result = evaluate(recipe.export(epoch_dir), val_set, images, cfg.threads)
+            scores = {"val_mAP50": result.summary["mAP50"], "val_mAP": result.summary["mAP"],
+                      "val_AP50_rarest": result.per_class[rarest]["AP50"]}
+        row = {"epoch": epoch + 1, **losses, **scores, "seconds": time.time() - started}
         best = checkpoint(cfg, recipe.model, optimizer, history, row, best, settings=recipe.settings())
         if record_epoch(history, row, cfg, rarest):
             break

@@ -9,6 +9,7 @@ stream that stops for good ends the run as `ended_early` with the reason.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
+import av
 import cv2
 import numpy as np
 
@@ -24,6 +26,10 @@ from maskwatch.data.images import check_pixels, list_images, read_image
 from maskwatch.errors import MaskwatchError
 
 log = logging.getLogger(__name__)
+# FFmpeg's own messages (e.g. "[h264 @ 0x...] Invalid NAL unit size" for each bad packet of a corrupt file) would
+# flood the terminal; the source reports what matters itself (cannot be opened, no frame decoded, stream lost).
+# Set OPENCV_FFMPEG_LOGLEVEL (e.g. 16 for errors) to see them.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 
 @dataclass
@@ -57,38 +63,66 @@ class FrameSource:
 
 
 class FileSource(FrameSource):
+    """A video file, decoded with PyAV packet by packet: a damaged packet is skipped (and counted), so a file with
+    a bad stretch still gives every frame around it (OpenCV's reader gives up on the whole file), and a truncated
+    file gives the frames before the cut."""
+
+    MAX_DAMAGED_IN_A_ROW = 50  # then the rest of the file is taken as unreadable
+
     def __init__(self, path: Path):
         self.path = path
-        self.capture = cv2.VideoCapture(str(path))
-        if not self.capture.isOpened():
-            raise MaskwatchError(f"{path}: cannot be opened as a video (missing, corrupt or unknown format)")
-        # The container's header gives the frame size before any frame is decoded (as for images).
-        width, height = self.capture.get(cv2.CAP_PROP_FRAME_WIDTH), self.capture.get(cv2.CAP_PROP_FRAME_HEIGHT)
+        self.damaged = 0  # packets that could not be decoded
         try:
-            check_pixels(int(width), int(height), str(path))
-        except MaskwatchError:
-            self.capture.release()
+            self.container = av.open(str(path))
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            raise MaskwatchError(f"{path}: cannot be opened as a video (missing, corrupt or unknown format)") from exc
+        try:
+            if not self.container.streams.video:
+                raise MaskwatchError(f"{path}: holds no video stream")
+            self.stream = self.container.streams.video[0]
+            self.stream.thread_type = "AUTO"
+            # The container's header gives the frame size before any frame is decoded (as for images).
+            check_pixels(self.stream.codec_context.width, self.stream.codec_context.height, str(path))
+            self._decoded = self._decode()
+            first = next(self._decoded, None)
+            if first is None:
+                raise MaskwatchError(f"{path}: no frame could be decoded; the file is corrupt or empty")
+            check_pixels(first.shape[1], first.shape[0], str(path))
+        except BaseException:
+            self.container.close()
             raise
-        ok, first = self.capture.read()
-        if not ok or first is None:
-            raise MaskwatchError(f"{path}: no frame could be decoded; the file is corrupt or empty")
-        check_pixels(first.shape[1], first.shape[0], str(path))
         self.first = first
-        fps = self.capture.get(cv2.CAP_PROP_FPS)
+        rate = self.stream.average_rate or self.stream.guessed_rate
+        fps = float(rate) if rate else 0.0
         self.fps = fps if 1 <= fps <= 240 else 25.0
         self.size = (first.shape[1], first.shape[0])
-        count = int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT))
-        self.expected_frames = count if count > 0 else None
+        self.expected_frames = self.stream.frames or None
+
+    def _decode(self) -> Iterator[np.ndarray]:
+        in_a_row = 0
+        try:
+            for packet in self.container.demux(self.stream):
+                try:
+                    decoded = packet.decode()
+                except av.FFmpegError:
+                    self.damaged += 1
+                    in_a_row += 1
+                    if in_a_row >= self.MAX_DAMAGED_IN_A_ROW:
+                        return
+                    continue
+                in_a_row = 0
+                for frame in decoded:
+                    yield frame.to_ndarray(format="bgr24")
+        except av.FFmpegError as exc:  # the container itself breaks off (a truncated file)
+            log.debug("%s: demuxing stopped: %s", self.path, exc)
 
     def frames(self) -> Iterator[Frame]:
         index, image = 0, self.first
         while image is not None:
             yield Frame(index, index / self.fps, image)
             index += 1
-            ok, image = self.capture.read()
-            if not ok:
-                image = None
-            elif image.shape[:2] != self.first.shape[:2]:  # the stream changed size: not a video we follow
+            image = next(self._decoded, None)
+            if image is not None and image.shape[:2] != self.first.shape[:2]:  # not a video we follow
                 self.ended_early = (f"{self.path}: frame {index} is {image.shape[1]}x{image.shape[0]} pixels, "
                                     f"not {self.size[0]}x{self.size[1]} like the first; stopped there")
                 log.warning(self.ended_early)
@@ -97,9 +131,12 @@ class FileSource(FrameSource):
             self.ended_early = (f"{self.path}: the video ended after {index} of {self.expected_frames} frames "
                                 f"(truncated or corrupt); the output holds the frames read")
             log.warning(self.ended_early)
+        if self.damaged:
+            log.warning("%s: %d damaged packet(s) skipped; frames near them may show artefacts", self.path,
+                        self.damaged)
 
     def close(self) -> None:
-        self.capture.release()
+        self.container.close()
 
 
 class FolderSource(FrameSource):
