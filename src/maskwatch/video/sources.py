@@ -112,7 +112,7 @@ class FileSource(FrameSource):
                     continue
                 in_a_row = 0
                 for frame in decoded:
-                    yield frame.to_ndarray(format="bgr24")
+                    yield to_bgr(frame)
         except av.FFmpegError as exc:  # the container itself breaks off (a truncated file)
             log.debug("%s: demuxing stopped: %s", self.path, exc)
 
@@ -137,6 +137,14 @@ class FileSource(FrameSource):
 
     def close(self) -> None:
         self.container.close()
+
+
+def to_bgr(frame: av.VideoFrame) -> np.ndarray:
+    """The frame as BGR pixels; the common YUV 4:2:0 through OpenCV (a third faster than FFmpeg's converter here,
+    which matters at 1080p)."""
+    if frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0:
+        return cv2.cvtColor(frame.to_ndarray(), cv2.COLOR_YUV2BGR_I420)
+    return frame.to_ndarray(format="bgr24")
 
 
 class FolderSource(FrameSource):
