@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/rare_class_cv.py --variant base="" \
         --variant synthetic="--extra-faces ../shared/datasets/face-crops-2class --synthetic-wrong 1200" \
-        [--common "--keep last"] [--folds 5] [--fold K ...] [--epochs 6] [--out out/cv] [--also-jolignier]
+        [--common "--keep last"] [--folds 5] [--fold K ...] [--jobs N] [--epochs 6] [--out out/cv] \
+        [--also-jolignier]
 
 The 20 mask_weared_incorrect faces of one validation split move its AP by 5 points each; the 113 of the whole
 training set, spread over 5 folds (duplicate groups kept together, classes spread evenly: data/split.py
@@ -12,14 +13,23 @@ each class and mAP@.5, then mean and standard deviation per variant; writes OUT/
 what its options say (`--keep best`, the default, picks the best epoch by its own fold). With --also-jolignier
 each fold's model is also scored on jolignier-val (measuring only), which gives that set's numbers a spread too.
 A fold's scores are kept in OUT/NAME/foldK/scores.json and its model in OUT/NAME/foldK/model, so folds can run in
-parallel processes (--fold K) or on another machine, and a later call only adds what is missing.
+parallel processes (--fold K, or --jobs N to start them: one thread each, for a GPU machine with many cores) or
+on another machine, and a later call only adds what is missing.
+
+The figures in the model card: `--variant extras="--extra-faces ../shared/datasets/face-crops-2class" --variant
+synthetic="--extra-faces ../shared/datasets/face-crops-2class --synthetic-wrong 1200" --common "--device cuda
+--keep last --val-every 8" --epochs 8 --jobs 10`, then `--also-jolignier` on the CPU.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -51,11 +61,15 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--fold", type=int, action="append",
                         help="only this fold (repeatable; runs of other folds can go on in parallel processes)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="train this many folds at once, each in its own process with one thread")
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "cv")
     parser.add_argument("--also-jolignier", action="store_true", help="score every fold's model on jolignier-val too")
     args = parser.parse_args()
+    if args.jobs > 1 and not args.fold:
+        train_in_parallel(args)
     dataset = load_dataset(args.data)
     jolignier = load_dataset(ROOT / ".." / "shared" / "datasets" / "jolignier-val") if args.also_jolignier else None
     folds = k_folds(dataset, args.folds)
@@ -83,6 +97,26 @@ def main() -> None:
                                                   if key != "kept_epoch"),
                   flush=True)
     summarise(args.out, [spec.partition("=")[0] for spec in args.variant], args.folds)
+
+
+def train_in_parallel(args: argparse.Namespace) -> None:
+    """Every (variant, fold) in its own process (this script with --fold K), at most args.jobs at once; their
+    logs go to OUT/NAME/foldK/log.txt. The caller then scores what they left."""
+    queue = [(spec, k) for spec in args.variant for k in range(args.folds)]
+    running: list[subprocess.Popen] = []
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    while queue or running:
+        while queue and len(running) < args.jobs:
+            spec, k = queue.pop(0)
+            run = args.out / spec.partition("=")[0] / f"fold{k}"
+            run.mkdir(parents=True, exist_ok=True)
+            command = [sys.executable, __file__, "--variant", spec, "--common", args.common, "--data", str(args.data),
+                       "--folds", str(args.folds), "--fold", str(k), "--epochs", str(args.epochs), "--threads", "1",
+                       "--out", str(args.out)]
+            with (run / "log.txt").open("w") as log:
+                running.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env))
+        time.sleep(1)
+        running = [p for p in running if p.poll() is None]
 
 
 def summarise(out: Path, names: list[str], folds: int) -> None:
