@@ -129,6 +129,34 @@ def test_a_damaged_stretch_of_an_h264_file_costs_only_its_frames_and_ffmpeg_stay
     assert len(source_frames) // 2 < summary["frames"] < len(source_frames)
 
 
+def test_a_phone_video_with_a_rotation_flag_is_watched_upright(pan, tmp_path):
+    """Phones store portrait video as landscape frames plus a rotation in the container; players (and OpenCV's
+    reader, before PyAV) apply it, so must we: faces lying on their side are not found."""
+    import cv2
+
+    from maskwatch.video.sources import FileSource
+
+    _, source_frames = pan
+    clip = tmp_path / "portrait.mp4"
+    with av.open(str(clip), "w") as container:
+        stream = container.add_stream("libx264", rate=12)
+        stream.width, stream.height, stream.pix_fmt = source_frames[0].shape[1], source_frames[0].shape[0], "yuv420p"
+        stream.set_display_rotation(90)  # shown turned a quarter counterclockwise
+        for frame in source_frames[:6]:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    source = FileSource(clip)
+    try:
+        first = next(iter(source.frames())).image
+    finally:
+        source.close()
+    expected = cv2.rotate(source_frames[0], cv2.ROTATE_90_COUNTERCLOCKWISE)
+    assert first.shape == expected.shape and source.size == (expected.shape[1], expected.shape[0])
+    assert np.abs(first.astype(int) - expected).mean() < 8  # H.264 noise only
+
+
 def test_unreadable_sources_say_so(detector, tmp_path):
     text = tmp_path / "notes.mp4"
     text.write_text("not a video")

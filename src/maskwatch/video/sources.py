@@ -65,7 +65,7 @@ class FrameSource:
 class FileSource(FrameSource):
     """A video file, decoded with PyAV packet by packet: a damaged packet is skipped (and counted), so a file with
     a bad stretch still gives every frame around it (OpenCV's reader gives up on the whole file), and a truncated
-    file gives the frames before the cut."""
+    file gives the frames before the cut. Frames come upright (a phone's rotation flag applied)."""
 
     MAX_DAMAGED_IN_A_ROW = 50  # then the rest of the file is taken as unreadable
 
@@ -112,7 +112,7 @@ class FileSource(FrameSource):
                     continue
                 in_a_row = 0
                 for frame in decoded:
-                    yield to_bgr(frame)
+                    yield upright(to_bgr(frame), frame.rotation)
         except av.FFmpegError as exc:  # the container itself breaks off (a truncated file)
             log.debug("%s: demuxing stopped: %s", self.path, exc)
 
@@ -145,6 +145,17 @@ def to_bgr(frame: av.VideoFrame) -> np.ndarray:
     if frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0:
         return cv2.cvtColor(frame.to_ndarray(), cv2.COLOR_YUV2BGR_I420)
     return frame.to_ndarray(format="bgr24")
+
+
+_TURNS = {90: cv2.ROTATE_90_COUNTERCLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_CLOCKWISE}
+
+
+def upright(image: np.ndarray, rotation: float) -> np.ndarray:
+    """The frame as it is meant to be seen: phones store portrait video as landscape frames plus a rotation in the
+    container (the display matrix; PyAV's `frame.rotation`, counterclockwise degrees), which players apply (and
+    OpenCV's reader did)."""
+    turn = _TURNS.get(int(round(rotation / 90)) % 4 * 90)
+    return image if turn is None else cv2.rotate(image, turn)
 
 
 class FolderSource(FrameSource):
