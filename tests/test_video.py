@@ -157,6 +157,30 @@ def test_a_phone_video_with_a_rotation_flag_is_watched_upright(pan, tmp_path):
     assert np.abs(first.astype(int) - expected).mean() < 8  # H.264 noise only
 
 
+def test_containers_without_a_frame_count_still_give_one(pan, tmp_path):
+    """MKV and WebM do not store the number of frames; it comes from the duration (progress bars, ETA, and the
+    check that a file ended early need it)."""
+    from maskwatch.video.sources import FileSource
+
+    _, source_frames = pan
+    clip = tmp_path / "clip.mkv"
+    with av.open(str(clip), "w") as container:
+        stream = container.add_stream("libx264", rate=12)
+        stream.width, stream.height, stream.pix_fmt = source_frames[0].shape[1], source_frames[0].shape[0], "yuv420p"
+        for frame in source_frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    with av.open(str(clip)) as container:
+        assert container.streams.video[0].frames == 0  # what the container says
+    source = FileSource(clip)
+    try:
+        assert source.expected_frames == len(source_frames) == sum(1 for _ in source.frames())
+    finally:
+        source.close()
+
+
 def test_unreadable_sources_say_so(detector, tmp_path):
     text = tmp_path / "notes.mp4"
     text.write_text("not a video")

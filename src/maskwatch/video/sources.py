@@ -19,6 +19,7 @@ from typing import Callable, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 import av
+import av.stream
 import cv2
 import numpy as np
 
@@ -26,9 +27,10 @@ from maskwatch.data.images import check_pixels, list_images, read_image
 from maskwatch.errors import MaskwatchError
 
 log = logging.getLogger(__name__)
-# FFmpeg's own messages (e.g. "[h264 @ 0x...] Invalid NAL unit size" for each bad packet of a corrupt file) would
-# flood the terminal; the source reports what matters itself (cannot be opened, no frame decoded, stream lost).
-# Set OPENCV_FFMPEG_LOGLEVEL (e.g. 16 for errors) to see them.
+# FFmpeg's own messages from OpenCV's reader (cameras and streams; e.g. "[rtsp @ 0x...] method DESCRIBE failed"
+# on every reconnect) would flood the terminal; the source reports what matters itself (cannot open, stream lost).
+# Set OPENCV_FFMPEG_LOGLEVEL (e.g. 16 for errors) to see them. Files are read by PyAV, whose FFmpeg logging is
+# off unless `av.logging.set_level` turns it on.
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 
@@ -72,19 +74,28 @@ class FileSource(FrameSource):
     def __init__(self, path: Path):
         self.path = path
         self.damaged = 0  # packets that could not be decoded
+        self._stopped_by: str | None = None  # why decoding ended before the container did
         try:
             self.container = av.open(str(path))
         except (av.FFmpegError, OSError, ValueError) as exc:
             raise MaskwatchError(f"{path}: cannot be opened as a video (missing, corrupt or unknown format)") from exc
         try:
-            if not self.container.streams.video:
+            # Not cover art (an MP3's or M4A's picture is a one-frame "video stream").
+            streams = [s for s in self.container.streams.video
+                       if not s.disposition & av.stream.Disposition.attached_pic]
+            if not streams:
                 raise MaskwatchError(f"{path}: holds no video stream")
-            self.stream = self.container.streams.video[0]
+            self.stream = streams[0]
+            if self.stream.codec_context is None:
+                raise MaskwatchError(f"{path}: no decoder for its video codec ({self.stream.codec.name})")
             self.stream.thread_type = "AUTO"
             # The container's header gives the frame size before any frame is decoded (as for images).
             check_pixels(self.stream.codec_context.width, self.stream.codec_context.height, str(path))
             self._decoded = self._decode()
-            first = next(self._decoded, None)
+            try:
+                first = next(self._decoded, None)
+            except Exception as exc:  # anything the decoder or the conversion raises on the first frame
+                raise MaskwatchError(f"{path}: the first frame cannot be decoded ({exc})") from exc
             if first is None:
                 raise MaskwatchError(f"{path}: no frame could be decoded; the file is corrupt or empty")
             check_pixels(first.shape[1], first.shape[0], str(path))
@@ -96,7 +107,17 @@ class FileSource(FrameSource):
         fps = float(rate) if rate else 0.0
         self.fps = fps if 1 <= fps <= 240 else 25.0
         self.size = (first.shape[1], first.shape[0])
-        self.expected_frames = self.stream.frames or None
+        self.expected_frames = self.stream.frames or self._frames_from_duration()
+
+    def _frames_from_duration(self) -> int | None:
+        """Frame count of containers that do not store it (MKV, WebM, TS, FLV): duration x frame rate."""
+        if self.stream.duration and self.stream.time_base:
+            seconds = float(self.stream.duration * self.stream.time_base)
+        elif self.container.duration:
+            seconds = self.container.duration / av.time_base
+        else:
+            return None
+        return max(1, round(seconds * self.fps)) if seconds > 0 else None
 
     def _decode(self) -> Iterator[np.ndarray]:
         in_a_row = 0
@@ -108,13 +129,14 @@ class FileSource(FrameSource):
                     self.damaged += 1
                     in_a_row += 1
                     if in_a_row >= self.MAX_DAMAGED_IN_A_ROW:
+                        self._stopped_by = f"{in_a_row} damaged packets in a row"
                         return
                     continue
                 in_a_row = 0
                 for frame in decoded:
                     yield upright(to_bgr(frame), frame.rotation)
         except av.FFmpegError as exc:  # the container itself breaks off (a truncated file)
-            log.debug("%s: demuxing stopped: %s", self.path, exc)
+            self._stopped_by = f"the file breaks off ({exc})"
 
     def frames(self) -> Iterator[Frame]:
         index, image = 0, self.first
@@ -127,9 +149,13 @@ class FileSource(FrameSource):
                                     f"not {self.size[0]}x{self.size[1]} like the first; stopped there")
                 log.warning(self.ended_early)
                 return
-        if self.expected_frames and index < self.expected_frames - 1 and not self.ended_early:
+        if self._stopped_by:
+            self.ended_early = (f"{self.path}: decoding stopped after {index} frames: {self._stopped_by}; the output "
+                                f"holds the frames read")
+        elif self.expected_frames and index < self.expected_frames - 1:
             self.ended_early = (f"{self.path}: the video ended after {index} of {self.expected_frames} frames "
                                 f"(truncated or corrupt); the output holds the frames read")
+        if self.ended_early:
             log.warning(self.ended_early)
         if self.damaged:
             log.warning("%s: %d damaged packet(s) skipped; frames near them may show artefacts", self.path,
@@ -419,6 +445,9 @@ class ReadAhead(FrameSource):
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+            if self._thread.is_alive():  # stuck in a read (a dead network drive): closing under it could crash
+                log.warning("the decoder thread did not stop within 10 s; its file is left open")
+                return
         self.source.close()
 
 
