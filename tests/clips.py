@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+import av
 import cv2
 import numpy as np
 
@@ -78,6 +79,22 @@ def write_clip(frames: list[np.ndarray], path: Path, fps: float = 15.0, codec: s
     for frame in frames:
         writer.write(frame)
     writer.release()
+    return path
+
+
+def encode_clip(frames: list[np.ndarray], path: Path, fps: int = 12, rotation: int | None = None) -> Path:
+    """An H.264 clip through PyAV, in the container the suffix names (MP4, MKV ...); `rotation` stores a display
+    rotation (counterclockwise degrees) in it, as phones do for portrait video."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        if rotation is not None:
+            stream.set_display_rotation(rotation)
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
     return path
 
 

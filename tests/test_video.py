@@ -14,7 +14,7 @@ import av
 import numpy as np
 import pytest
 
-from clips import pan_frames, wait_for_progress, walk_through_frames, write_clip
+from clips import encode_clip, pan_frames, wait_for_progress, walk_through_frames, write_clip
 from maskwatch.errors import MaskwatchError
 from maskwatch.predictions import detections_from_labels
 from maskwatch.video import VideoPipeline
@@ -137,16 +137,7 @@ def test_a_phone_video_with_a_rotation_flag_is_watched_upright(pan, tmp_path):
     from maskwatch.video.sources import FileSource
 
     _, source_frames = pan
-    clip = tmp_path / "portrait.mp4"
-    with av.open(str(clip), "w") as container:
-        stream = container.add_stream("libx264", rate=12)
-        stream.width, stream.height, stream.pix_fmt = source_frames[0].shape[1], source_frames[0].shape[0], "yuv420p"
-        stream.set_display_rotation(90)  # shown turned a quarter counterclockwise
-        for frame in source_frames[:6]:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    clip = encode_clip(source_frames[:6], tmp_path / "portrait.mp4", rotation=90)  # shown a quarter turn left
     source = FileSource(clip)
     try:
         first = next(iter(source.frames())).image
@@ -163,15 +154,7 @@ def test_containers_without_a_frame_count_still_give_one(pan, tmp_path):
     from maskwatch.video.sources import FileSource
 
     _, source_frames = pan
-    clip = tmp_path / "clip.mkv"
-    with av.open(str(clip), "w") as container:
-        stream = container.add_stream("libx264", rate=12)
-        stream.width, stream.height, stream.pix_fmt = source_frames[0].shape[1], source_frames[0].shape[0], "yuv420p"
-        for frame in source_frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    clip = encode_clip(source_frames, tmp_path / "clip.mkv")
     with av.open(str(clip)) as container:
         assert container.streams.video[0].frames == 0  # what the container says
     source = FileSource(clip)
