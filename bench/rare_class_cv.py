@@ -136,17 +136,10 @@ def summarise(out: Path, names: list[str], folds: int) -> None:
 
 
 def score_fold(run: Path, dataset, val_stems: list[str], threads: int) -> dict[str, float]:
-    from maskwatch.data.images import read_image
-    from maskwatch.detector import Detector
-    from maskwatch.evaluation import evaluate_coco
-    from maskwatch.predictions import ImagePredictions
+    """The fold's model on these images as it ships (training's own `evaluate`): mAP@.5 and AP@.5 per class."""
+    from maskwatch.training.engine import evaluate
 
-    val = dataset.subset(val_stems)
-    detector = Detector.load(run, threads=threads)
-    predictions = [ImagePredictions(s.image_path.name, s.width, s.height,
-                                    detector(read_image(s.image_path), min_score=0.01, all_classes=True))
-                   for s in val.samples]
-    result = evaluate_coco(val, predictions)
+    result = evaluate(run, dataset.subset(val_stems), threads=threads)
     return {"mAP50": result.summary["mAP50"], **{f"AP50 {c}": v["AP50"] for c, v in result.per_class.items()}}
 
 

@@ -200,12 +200,14 @@ def train_one_epoch(recipe: Recipe, optimizer: torch.optim.Optimizer, schedule: 
     return {key: value / max(1, done) for key, value in sums.items()} | {"lr": lr}
 
 
-def evaluate(model_path: Path, val_set: Dataset, images: dict[str, np.ndarray],
+def evaluate(model_path: Path, val_set: Dataset, images: dict[str, np.ndarray] | None = None,
              threads: int | None = None) -> CocoResult:
-    """Score an exported model exactly as it ships: Detector.load, all classes listed, COCO metrics."""
+    """Score an exported model exactly as it ships: Detector.load, all classes listed, COCO metrics. `images`:
+    the decoded images by stem (training keeps them in memory); None reads each from disk in turn."""
     detector = Detector.load(model_path, threads=threads)
     predictions = [ImagePredictions(s.image_path.name, s.width, s.height,
-                                    detector(images[s.stem], min_score=0.01, all_classes=True))
+                                    detector(images[s.stem] if images is not None else read_image(s.image_path),
+                                             min_score=0.01, all_classes=True))
                    for s in val_set.samples]
     return evaluate_coco(val_set, predictions)
 
