@@ -14,7 +14,7 @@ import av
 import numpy as np
 import pytest
 
-from clips import encode_clip, pan_frames, wait_for_progress, walk_through_frames, write_clip
+from clips import encode_clip, pan_frames, wait_for_progress, walk_through_frames, write_clip, write_h264
 from maskwatch.errors import MaskwatchError
 from maskwatch.predictions import detections_from_labels
 from maskwatch.video import VideoPipeline
@@ -173,6 +173,51 @@ def test_unreadable_sources_say_so(detector, tmp_path):
         VideoPipeline(detector).run(str(tmp_path / "missing.mp4"))
     with pytest.raises(MaskwatchError, match="cannot open the camera or stream"):
         VideoPipeline(detector).run("rtsp://127.0.0.1:9/none")
+
+
+def test_an_empty_file_a_non_video_and_an_mp4_cut_before_its_index_are_told_apart(pan, tmp_path):
+    """Three files FFmpeg refuses alike ("Invalid data found"); a person needs to know which one they have."""
+    from maskwatch.video.sources import FileSource
+
+    _, source_frames = pan
+    recorded = write_clip(source_frames[:10], tmp_path / "recorded.mp4")  # OpenCV writes the index at the end
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(recorded.read_bytes()[: recorded.stat().st_size // 2])
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video " * 20)
+    expected = {cut: "is an MP4 .* index .* is missing", empty: "is empty",
+                text: "cannot be opened as a video .not a video"}
+    for path, says in expected.items():
+        with pytest.raises(MaskwatchError, match=f"{path.name}: {says}"):
+            FileSource(path)
+
+
+def test_odd_sized_video_keeps_every_pixel_and_a_still_image_is_one_frame(pan, tmp_path):
+    """H.264 in yuv420p needs even sizes: the last row and column are repeated rather than cut off. A still image
+    read as a video (an upload has no file extension) counts as one frame, so progress can say 1 of 1."""
+    import cv2
+
+    from maskwatch.video.sources import FileSource
+
+    _, source_frames = pan
+    odd = [cv2.resize(frame, (321, 241)) for frame in source_frames[:6]]
+    clip = write_h264(odd, tmp_path / "odd.mp4")  # the writer the annotated videos go through
+    frames, (codec, width, height, _fps) = decode(clip)
+    assert (codec, width, height, len(frames)) == ("h264", 322, 242, len(odd))
+    source_edge, written_edge = odd[3][:, -1].astype(int), frames[3][:241, -1].astype(int)
+    assert np.abs(source_edge - written_edge).mean() < 8  # lossy, but the source's last column, not a neighbour's
+    assert np.abs(frames[3][:241, -1].astype(int) - frames[3][:241, -2].astype(int)).mean() < 4  # repeated
+
+    still = tmp_path / "upload"
+    cv2.imwrite(str(still.with_suffix(".png")), odd[0])
+    still.with_suffix(".png").rename(still)
+    source = FileSource(still)
+    try:
+        assert source.expected_frames == 1 == sum(1 for _ in source.frames())
+    finally:
+        source.close()
 
 
 def test_ctrl_c_finishes_the_video_and_the_database(photo, tmp_path):

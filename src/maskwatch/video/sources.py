@@ -78,7 +78,7 @@ class FileSource(FrameSource):
         try:
             self.container = av.open(str(path))
         except (av.FFmpegError, OSError, ValueError) as exc:
-            raise MaskwatchError(f"{path}: cannot be opened as a video (missing, corrupt or unknown format)") from exc
+            raise MaskwatchError(f"{path}: {why_unopenable(Path(path))}") from exc
         try:
             # Not cover art (an MP3's or M4A's picture is a one-frame "video stream").
             streams = [s for s in self.container.streams.video
@@ -107,7 +107,8 @@ class FileSource(FrameSource):
         fps = float(rate) if rate else 0.0
         self.fps = fps if 1 <= fps <= 240 else 25.0
         self.size = (first.shape[1], first.shape[0])
-        self.expected_frames = self.stream.frames or self._frames_from_duration()
+        still = self.container.format.name == "image2" or self.container.format.name.endswith("_pipe")
+        self.expected_frames = 1 if still else self.stream.frames or self._frames_from_duration()
 
     def _frames_from_duration(self) -> int | None:
         """Frame count of containers that do not store it (MKV, WebM, TS, FLV): duration x frame rate."""
@@ -163,6 +164,21 @@ class FileSource(FrameSource):
 
     def close(self) -> None:
         self.container.close()
+
+
+def why_unopenable(path: Path) -> str:
+    """What to tell a user whose file FFmpeg cannot open: the three common cases read differently to a person."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(12)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if not head:
+        return "is empty (0 bytes)"
+    if head[4:8] == b"ftyp":  # MP4 / MOV / 3GP: the header is there, the index written at the end is not
+        return ("is an MP4 or MOV whose index (its 'moov' box, written when recording ends) is missing: a recording "
+                "cut off before it finished, or a copy that did not complete")
+    return "cannot be opened as a video (not a video, corrupt, or a format FFmpeg does not know)"
 
 
 def to_bgr(frame: av.VideoFrame) -> np.ndarray:

@@ -12,6 +12,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 
 FRAGMENTED_MP4 = {"movflags": "+frag_keyframe+empty_moov+default_base_moof", "frag_duration": "1000000",
@@ -23,7 +24,10 @@ class H264Writer:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         width, height = size
-        self.width, self.height = width - width % 2, height - height % 2  # yuv420p needs even sizes
+        # yuv420p needs even sizes: an odd-sized frame gets its last row or column repeated, so no pixel (nor a
+        # box drawn at the edge) is lost; the video is then one pixel wider or taller than the source.
+        self.pad_right, self.pad_bottom = width % 2, height % 2
+        self.width, self.height = width + self.pad_right, height + self.pad_bottom
         self.container = av.open(str(self.path), mode="w", format="mp4", options=FRAGMENTED_MP4)
         self.stream = self.container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         self.stream.width, self.stream.height = self.width, self.height
@@ -33,7 +37,9 @@ class H264Writer:
         self.closed = False
 
     def write(self, image_bgr: np.ndarray) -> None:
-        image = image_bgr[: self.height, : self.width]
+        image = image_bgr
+        if self.pad_right or self.pad_bottom:
+            image = cv2.copyMakeBorder(image, 0, self.pad_bottom, 0, self.pad_right, cv2.BORDER_REPLICATE)
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
         for packet in self.stream.encode(frame):
             self.container.mux(packet)
