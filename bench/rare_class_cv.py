@@ -87,8 +87,9 @@ def main() -> None:
                                     args.epochs, args.threads)
             scores_path = run / "scores.json"  # scores kept: a later call adds jolignier's without training
             scores = json.loads(scores_path.read_text()) if scores_path.is_file() else {}
-            if "mAP50" not in scores:
-                scores = score_fold(run, dataset, split.val, args.threads) | {"kept_epoch": kept_epoch}
+            if "mAP50" not in scores:  # training validated its kept epoch on this fold; else predict again
+                scores = (validation_scores(run) or score_fold(run, dataset, split.val, args.threads)) \
+                    | {"kept_epoch": kept_epoch}
             if jolignier is not None and "jolignier mAP50" not in scores:
                 scores |= {f"jolignier {key}": v for key, v in
                            score_fold(run, jolignier, [s.stem for s in jolignier.samples], args.threads).items()}
@@ -133,6 +134,11 @@ def summarise(out: Path, names: list[str], folds: int) -> None:
                  for k in keys]
         print(f"| {name} | {len(rows)} | " + " | ".join(cells) + " |")
     (out / "cv.json").write_text(json.dumps(results, indent=2))
+
+
+def validation_scores(run: Path) -> dict[str, float] | None:
+    """The scores `maskwatch train` stored with the model it kept (its validation images are the fold's)."""
+    return json.loads((run / "model" / "mask_head.json").read_text()).get("val_scores")
 
 
 def score_fold(run: Path, dataset, val_stems: list[str], threads: int) -> dict[str, float]:

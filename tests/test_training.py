@@ -70,6 +70,9 @@ def test_quick_training_with_extra_faces_and_synthetic_wrong_masks(data_dir, ext
     with (tmp_path / "run" / "history.csv").open() as f:  # validated every 2nd epoch (and after the last)
         validated = [not np.isnan(float(row["val_mAP50"])) for row in csv.DictReader(f)]
     assert validated == [False, True]
+    # The kept epoch's validation is stored per class beside the model (the CV bench reads it, not predicting again)
+    assert config["val_scores"]["mAP50"] == config["val_mAP50"]
+    assert {"AP50 with_mask", "AP50 without_mask", "AP50 mask_weared_incorrect"} <= set(config["val_scores"])
     detector = Detector.load(tmp_path / "run", threads=2)
     assert detector.classes == ["with_mask", "without_mask", "mask_weared_incorrect"]
 

@@ -325,6 +325,7 @@ def fit(cfg: TrainConfig) -> Path:
     schedule = CosineSchedule(recipe.lr, cfg.epochs, recipe.warmup_steps)
     rarest = dataset.classes[rarest_class(train_set)]
     epoch_dir = cfg.out / "epoch"
+    validated: dict[int, dict[str, float]] = {}  # epoch -> its validation scores, per class too
 
     for epoch in range(start_epoch, cfg.epochs):
         started = time.time()
@@ -336,6 +337,8 @@ def fit(cfg: TrainConfig) -> Path:
             result = evaluate(recipe.export(epoch_dir), val_set, images, cfg.threads)
             scores = {"val_mAP50": result.summary["mAP50"], "val_mAP": result.summary["mAP"],
                       "val_AP50_rarest": result.per_class[rarest]["AP50"]}
+            validated[epoch + 1] = {"mAP50": result.summary["mAP50"], "mAP": result.summary["mAP"],
+                                    **{f"AP50 {name}": v["AP50"] for name, v in result.per_class.items()}}
         row = {"epoch": epoch + 1, **losses, **scores, "seconds": time.time() - started}
         best = checkpoint(cfg, recipe.model, optimizer, history, row, best, settings=recipe.settings())
         if record_epoch(history, row, cfg, rarest):
@@ -348,6 +351,9 @@ def fit(cfg: TrainConfig) -> Path:
     kept = next(h for h in history if h["epoch"] == state["epoch"])
     options = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()
                if k not in ("out", "resume", "threads", "recipe")}
+    # The kept epoch's validation, per class (absent for an epoch validated before a resume): read by whoever
+    # needs the model's scores on its validation images without predicting them again.
+    scores = {"val_scores": validated[state["epoch"]]} if state["epoch"] in validated else {}
     return recipe.export(cfg.out / "model", trained_on=str(cfg.data), kept=cfg.keep, epoch=state["epoch"],
                          val_mAP50=kept["val_mAP50"], val_images=[s.stem for s in val_set.samples],
-                         train_options=options, recipe=recipe.settings())
+                         train_options=options, recipe=recipe.settings(), **scores)
