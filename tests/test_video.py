@@ -175,8 +175,8 @@ def test_unreadable_sources_say_so(detector, tmp_path):
         VideoPipeline(detector).run("rtsp://127.0.0.1:9/none")
 
 
-def test_an_empty_file_a_non_video_and_an_mp4_cut_before_its_index_are_told_apart(pan, tmp_path):
-    """Three files FFmpeg refuses alike ("Invalid data found"); a person needs to know which one they have."""
+def test_an_empty_file_an_mp4_cut_before_its_index_an_heif_photo_and_a_non_video_are_told_apart(pan, tmp_path):
+    """Files FFmpeg refuses alike ("Invalid data found"); a person needs to know which one they have."""
     from maskwatch.video.sources import FileSource
 
     _, source_frames = pan
@@ -187,8 +187,10 @@ def test_an_empty_file_a_non_video_and_an_mp4_cut_before_its_index_are_told_apar
     empty.write_bytes(b"")
     text = tmp_path / "notes.mp4"
     text.write_text("not a video " * 20)
+    heif = tmp_path / "photo.mp4"  # an AVIF photo's header, the rest lost
+    heif.write_bytes(b"\x00\x00\x00\x1cftypavif" + bytes(200))
     expected = {cut: "is an MP4 .* index .* is missing", empty: "is empty",
-                text: "cannot be opened as a video .not a video"}
+                text: "cannot be opened as a video .not a video", heif: "is an image in an HEIF / AVIF container"}
     for path, says in expected.items():
         with pytest.raises(MaskwatchError, match=f"{path.name}: {says}"):
             FileSource(path)
@@ -210,14 +212,15 @@ def test_odd_sized_video_keeps_every_pixel_and_a_still_image_is_one_frame(pan, t
     assert np.abs(source_edge - written_edge).mean() < 8  # lossy, but the source's last column, not a neighbour's
     assert np.abs(frames[3][:241, -1].astype(int) - frames[3][:241, -2].astype(int)).mean() < 4  # repeated
 
-    still = tmp_path / "upload"
-    cv2.imwrite(str(still.with_suffix(".png")), odd[0])
-    still.with_suffix(".png").rename(still)
-    source = FileSource(still)
-    try:
-        assert source.expected_frames == 1 == sum(1 for _ in source.frames())
-    finally:
-        source.close()
+    still, back_to_back = tmp_path / "upload", tmp_path / "pngs"
+    still.write_bytes(cv2.imencode(".png", odd[0])[1].tobytes())
+    back_to_back.write_bytes(b"".join(cv2.imencode(".png", frame)[1].tobytes() for frame in odd[:3]))
+    for path, expected, frames in ((still, 1, 1), (back_to_back, None, 3)):  # FFmpeg reads both as a png_pipe
+        source = FileSource(path)
+        try:
+            assert (source.expected_frames, sum(1 for _ in source.frames())) == (expected, frames)
+        finally:
+            source.close()
 
 
 def test_ctrl_c_finishes_the_video_and_the_database(photo, tmp_path):

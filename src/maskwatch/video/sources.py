@@ -8,6 +8,7 @@ stream that stops for good ends the run as `ended_early` with the reason.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import queue
@@ -103,12 +104,21 @@ class FileSource(FrameSource):
             self.container.close()
             raise
         self.first = first
+        self._read_ahead = [first]  # decoded in __init__, given first by frames()
         rate = self.stream.average_rate or self.stream.guessed_rate
         fps = float(rate) if rate else 0.0
         self.fps = fps if 1 <= fps <= 240 else 25.0
         self.size = (first.shape[1], first.shape[0])
-        still = self.container.format.name == "image2" or self.container.format.name.endswith("_pipe")
-        self.expected_frames = 1 if still else self.stream.frames or self._frames_from_duration()
+        self.expected_frames = self.stream.frames or self._frames_from_duration()
+        if not self.expected_frames:  # no count and no duration: a still image (an upload has no extension) or
+            try:  # images back to back; a second frame tells which
+                second = next(self._decoded, None)
+            except Exception:  # a broken second frame: the count stays unknown, frames() ends after the first
+                second = ()
+            if second is None:
+                self.expected_frames = 1
+            elif len(second):
+                self._read_ahead.append(second)
 
     def _frames_from_duration(self) -> int | None:
         """Frame count of containers that do not store it (MKV, WebM, TS, FLV): duration x frame rate."""
@@ -140,16 +150,15 @@ class FileSource(FrameSource):
             self._stopped_by = f"the file breaks off ({exc})"
 
     def frames(self) -> Iterator[Frame]:
-        index, image = 0, self.first
-        while image is not None:
-            yield Frame(index, index / self.fps, image)
-            index += 1
-            image = next(self._decoded, None)
-            if image is not None and image.shape[:2] != self.first.shape[:2]:  # not a video we follow
+        index = 0
+        for image in itertools.chain(self._read_ahead, self._decoded):
+            if image.shape[:2] != self.first.shape[:2]:  # not a video we follow
                 self.ended_early = (f"{self.path}: frame {index} is {image.shape[1]}x{image.shape[0]} pixels, "
                                     f"not {self.size[0]}x{self.size[1]} like the first; stopped there")
                 log.warning(self.ended_early)
                 return
+            yield Frame(index, index / self.fps, image)
+            index += 1
         if self._stopped_by:
             self.ended_early = (f"{self.path}: decoding stopped after {index} frames: {self._stopped_by}; the output "
                                 f"holds the frames read")
@@ -166,8 +175,12 @@ class FileSource(FrameSource):
         self.container.close()
 
 
+HEIF_BRANDS = {b"avif", b"avis", b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1"}  # images in MP4's boxes
+
+
 def why_unopenable(path: Path) -> str:
-    """What to tell a user whose file FFmpeg cannot open: the three common cases read differently to a person."""
+    """What to tell a user whose file FFmpeg cannot open (it says "Invalid data" to all of them): the common cases
+    read differently to a person."""
     try:
         with path.open("rb") as file:
             head = file.read(12)
@@ -175,10 +188,32 @@ def why_unopenable(path: Path) -> str:
         return f"cannot be read ({exc.strerror or exc})"
     if not head:
         return "is empty (0 bytes)"
-    if head[4:8] == b"ftyp":  # MP4 / MOV / 3GP: the header is there, the index written at the end is not
+    if head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS:
+        return "is an image in an HEIF / AVIF container, not a video (or a damaged one)"
+    if head[4:8] == b"ftyp" and "moov" not in top_level_boxes(path):
         return ("is an MP4 or MOV whose index (its 'moov' box, written when recording ends) is missing: a recording "
                 "cut off before it finished, or a copy that did not complete")
     return "cannot be opened as a video (not a video, corrupt, or a format FFmpeg does not know)"
+
+
+def top_level_boxes(path: Path) -> list[str]:
+    """The types of an MP4's top-level boxes, read from their headers until the file ends or a box is cut."""
+    types, size_of_file = [], path.stat().st_size
+    with path.open("rb") as file:
+        position = 0
+        while position + 8 <= size_of_file:
+            file.seek(position)
+            header = file.read(16)
+            size, kind = int.from_bytes(header[:4], "big"), header[4:8].decode("latin-1")
+            if size == 1 and len(header) == 16:  # a 64-bit size follows the type
+                size = int.from_bytes(header[8:16], "big")
+            elif size == 0:  # the box runs to the end of the file
+                size = size_of_file - position
+            if size < 8 or position + size > size_of_file:
+                break  # cut off here (or not boxes at all)
+            types.append(kind)
+            position += size
+    return types
 
 
 def to_bgr(frame: av.VideoFrame) -> np.ndarray:

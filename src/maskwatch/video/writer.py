@@ -37,6 +37,9 @@ class H264Writer:
         self.closed = False
 
     def write(self, image_bgr: np.ndarray) -> None:
+        if image_bgr.shape[:2] != (self.height - self.pad_bottom, self.width - self.pad_right):
+            raise ValueError(f"frame of {image_bgr.shape[1]}x{image_bgr.shape[0]} pixels written to a video of "
+                             f"{self.width - self.pad_right}x{self.height - self.pad_bottom}")
         image = image_bgr
         if self.pad_right or self.pad_bottom:
             image = cv2.copyMakeBorder(image, 0, self.pad_bottom, 0, self.pad_right, cv2.BORDER_REPLICATE)
