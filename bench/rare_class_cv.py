@@ -142,11 +142,10 @@ def validation_scores(run: Path) -> dict[str, float] | None:
 
 
 def score_fold(run: Path, dataset, val_stems: list[str], threads: int) -> dict[str, float]:
-    """The fold's model on these images as it ships (training's own `evaluate`): mAP@.5 and AP@.5 per class."""
-    from maskwatch.training.engine import evaluate
+    """The fold's model on these images as it ships (training's own `evaluate` and `scores_of`)."""
+    from maskwatch.training.engine import evaluate, scores_of
 
-    result = evaluate(run, dataset.subset(val_stems), threads=threads)
-    return {"mAP50": result.summary["mAP50"], **{f"AP50 {c}": v["AP50"] for c, v in result.per_class.items()}}
+    return scores_of(evaluate(run, dataset.subset(val_stems), threads=threads))
 
 
 if __name__ == "__main__":

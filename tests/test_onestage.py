@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -80,6 +81,8 @@ def test_quick_one_stage_training_resumes_and_gives_a_detector(data_dir, tmp_pat
     with (tmp_path / "run" / "history.csv").open() as f:
         assert [row["epoch"] for row in csv.DictReader(f)] == ["1", "2"]
     assert onnx_path.name == "onestage.onnx" and not (tmp_path / "run" / "epoch.onnx").exists()
+    config = json.loads(onnx_path.with_suffix(".json").read_text())  # the kept epoch's scores survive the resume
+    assert config["val_scores"]["mAP50"] == config["val_mAP50"] and "AP50 mask_weared_incorrect" in config["val_scores"]
     detector = Detector.load(tmp_path / "run", threads=2)
     assert isinstance(detector, OneStageDetector)
     assert detector.classes == ["with_mask", "without_mask", "mask_weared_incorrect"]

@@ -212,6 +212,12 @@ def evaluate(model_path: Path, val_set: Dataset, images: dict[str, np.ndarray] |
     return evaluate_coco(val_set, predictions)
 
 
+def scores_of(result: CocoResult) -> dict[str, float]:
+    """The scores kept of a validation: mAP@.5, mAP@[.5:.95] and AP@.5 per class ("AP50 with_mask" ...)."""
+    return {"mAP50": result.summary["mAP50"], "mAP": result.summary["mAP"],
+            **{f"AP50 {name}": v["AP50"] for name, v in result.per_class.items()}}
+
+
 def split_for_training(dataset: Dataset, cfg: TrainConfig) -> tuple[Dataset, Dataset]:
     if cfg.val_split:
         val_stems = set(read_list(cfg.val_split))
@@ -325,7 +331,6 @@ def fit(cfg: TrainConfig) -> Path:
     schedule = CosineSchedule(recipe.lr, cfg.epochs, recipe.warmup_steps)
     rarest = dataset.classes[rarest_class(train_set)]
     epoch_dir = cfg.out / "epoch"
-    validated: dict[int, dict[str, float]] = {}  # epoch -> its validation scores, per class too
 
     for epoch in range(start_epoch, cfg.epochs):
         started = time.time()
@@ -333,14 +338,14 @@ def fit(cfg: TrainConfig) -> Path:
         losses = train_one_epoch(recipe, optimizer, schedule, epoch, device, rng, cfg.epochs)
         recipe.model.eval()
         scores = {"val_mAP50": math.nan, "val_mAP": math.nan, "val_AP50_rarest": math.nan}
+        val_scores = None
         if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs:
-            result = evaluate(recipe.export(epoch_dir), val_set, images, cfg.threads)
-            scores = {"val_mAP50": result.summary["mAP50"], "val_mAP": result.summary["mAP"],
-                      "val_AP50_rarest": result.per_class[rarest]["AP50"]}
-            validated[epoch + 1] = {"mAP50": result.summary["mAP50"], "mAP": result.summary["mAP"],
-                                    **{f"AP50 {name}": v["AP50"] for name, v in result.per_class.items()}}
+            val_scores = scores_of(evaluate(recipe.export(epoch_dir), val_set, images, cfg.threads))
+            scores = {"val_mAP50": val_scores["mAP50"], "val_mAP": val_scores["mAP"],
+                      "val_AP50_rarest": val_scores[f"AP50 {rarest}"]}
         row = {"epoch": epoch + 1, **losses, **scores, "seconds": time.time() - started}
-        best = checkpoint(cfg, recipe.model, optimizer, history, row, best, settings=recipe.settings())
+        best = checkpoint(cfg, recipe.model, optimizer, history, row, best, settings=recipe.settings(),
+                          val_scores=val_scores)
         if record_epoch(history, row, cfg, rarest):
             break
 
@@ -351,9 +356,8 @@ def fit(cfg: TrainConfig) -> Path:
     kept = next(h for h in history if h["epoch"] == state["epoch"])
     options = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()
                if k not in ("out", "resume", "threads", "recipe")}
-    # The kept epoch's validation, per class (absent for an epoch validated before a resume): read by whoever
-    # needs the model's scores on its validation images without predicting them again.
-    scores = {"val_scores": validated[state["epoch"]]} if state["epoch"] in validated else {}
+    # The kept epoch's validation per class, from its checkpoint (so a resumed run has it too): whoever needs the
+    # model's scores on its validation images reads them instead of predicting again.
     return recipe.export(cfg.out / "model", trained_on=str(cfg.data), kept=cfg.keep, epoch=state["epoch"],
                          val_mAP50=kept["val_mAP50"], val_images=[s.stem for s in val_set.samples],
-                         train_options=options, recipe=recipe.settings(), **scores)
+                         train_options=options, recipe=recipe.settings(), val_scores=state.get("val_scores"))
