@@ -20,6 +20,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -65,13 +66,16 @@ def policy_of(scale: str, overrides: list[str]) -> ScalePolicy:
 
 
 def run(model: str, scale: str, dataset: Dataset, set_name: str, all_classes: bool, threads: int,
-        images: list[np.ndarray], overrides: list[str]) -> dict:
+        images: list[np.ndarray], overrides: list[str], adjust: Callable[[Detector], None] | None = None) -> dict:
+    """One row: `model` on `dataset`; `adjust` changes the loaded detector first (bench/variants.py)."""
     policy = policy_of(scale, overrides)
     if model == FACE_FINDER:
         detector = zero_shot(policy, threads)
     else:
         detector = Detector.load(None if model == "shipped" else model, threads=threads)
         detector.policy = policy
+        if adjust is not None:
+            adjust(detector)
     detector(images[0])  # warm up
     predictions, started = [], time.perf_counter()
     for sample, image in zip(dataset.samples, images):

@@ -1,74 +1,88 @@
-"""Inference variants of the shipped model on the validation split: what the shipped defaults were chosen against.
+"""Inference variants of a head on both validation sets: what the shipped defaults were chosen against.
 
-    .venv/bin/python bench/variants.py
+    .venv/bin/python bench/variants.py [--model shipped|runs/NAME]
 
-Rows: refinement passes (0-3), flip averaging, a second upscaled face-finder pass (to 1200 px), and a dynamic
-int8 head (onnxruntime quantize_dynamic). All with every plausible class listed per face, as `detect` writes.
+Rows: the refined look (none, or for every face instead of faces under `refine_max_px`), flip averaging, fewer
+candidates classified (the face finder's score floor raised from thresholds.MIN_FACE_SCORE), a second upscaled face-finder pass (to
+1200 px), a coarse look at half scale that replaces the full first pass when its faces are big
+(ScalePolicy.coarse_first) and a dynamic int8 head (onnxruntime quantize_dynamic). Every class a face plausibly is is listed, as
+`detect` writes; the columns are bench/accuracy.py's (both sets, ms per image and per 640x480 frame).
+Writes out/bench/variants.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import shutil
 import tempfile
-import time
 from pathlib import Path
 
-from maskwatch.data import load_dataset
+from accuracy import ROOT, run, validation_set
 from maskwatch.data.images import read_image
-from maskwatch.data.split import read_list
-from maskwatch.detector import DEFAULT_HEAD, Detector
-from maskwatch.evaluation import evaluate_coco
-from maskwatch.predictions import ImagePredictions
-
-ROOT = Path(__file__).resolve().parents[1]
+from maskwatch.detector import Detector
 
 
-def int8_head(folder: Path) -> Path:
-    import shutil
-
+def int8_head(head: Path, folder: Path) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     prepared, quantized = folder / "prepared.onnx", folder / "mask_head.onnx"
-    quant_pre_process(str(DEFAULT_HEAD), str(prepared))
+    quant_pre_process(str(head), str(prepared))
     quantize_dynamic(str(prepared), str(quantized), weight_type=QuantType.QUInt8)
-    shutil.copy(DEFAULT_HEAD.with_suffix(".json"), quantized.with_suffix(".json"))
+    shutil.copy(head.with_suffix(".json"), quantized.with_suffix(".json"))
     return quantized
+
+
+def adjusted(config: dict | None = None, policy: dict | None = None, min_face_score: float | None = None):
+    """A change to the loaded detector: its head's config, its scale policy, its candidate floor."""
+    def adjust(detector: Detector) -> None:
+        detector.config = dataclasses.replace(detector.config, **(config or {}))
+        detector.policy = dataclasses.replace(detector.policy, **(policy or {}))
+        if min_face_score is not None:
+            detector.min_face_score = min_face_score
+    return adjust
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=ROOT / ".." / "shared" / "datasets" / "face-mask-voc")
-    parser.add_argument("--val", type=Path, default=ROOT / "splits" / "face-mask-voc" / "val.txt")
+    parser.add_argument("--model", default="shipped", help="'shipped' or a trained model / run folder")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=ROOT / "out" / "bench" / "variants.json")
     args = parser.parse_args()
-    val = load_dataset(args.data).subset(read_list(args.val))
-    images = [read_image(s.image_path) for s in val.samples]
+    loaded = Detector.load(None if args.model == "shipped" else args.model)
+    if not isinstance(loaded, Detector):
+        raise SystemExit(f"{args.model}: the variants are those of a two-stage model (a crop head)")
+    head, rare = loaded.model_path, loaded.classes[-1]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        variants = [("shipped (1 refinement pass)", None, {}, (800,)),
-                    ("0 refinement passes", None, {"refine_passes": 0}, (800,)),
-                    ("2 refinement passes", None, {"refine_passes": 2}, (800,)),
-                    ("3 refinement passes", None, {"refine_passes": 3}, (800,)),
-                    ("flip averaging", None, {"flip_test": True}, (800,)),
-                    ("upscaled passes to 800 and 1200 px", None, {}, (800, 1200)),
-                    ("int8 head", int8_head(Path(tmp)), {}, (800,))]
-        for name, model, config, upscale_to in variants:
-            detector = Detector.load(model, threads=2)
-            detector.config = dataclasses.replace(detector.config, **config)
-            detector.policy.upscale_to = upscale_to
-            started = time.perf_counter()
-            predictions = [ImagePredictions(s.image_path.name, s.width, s.height,
-                                            detector(image, min_score=0.01, all_classes=True))
-                           for s, image in zip(val.samples, images)]
-            ms = (time.perf_counter() - started) / len(images) * 1000
-            three, face = evaluate_coco(val, predictions), evaluate_coco(val, predictions, "face")
-            rows.append((name, three.summary["mAP50"], three.summary["mAP"],
-                         three.per_class["mask_weared_incorrect"]["AP50"], face.summary["mAP50"], ms))
-            print(f"{name}: mAP@.5 {rows[-1][1]:.3f}", flush=True)
-    print("| variant | mAP@.5 | mAP@[.5:.95] | AP50 mask_weared_incorrect | face AP50 | ms / image |\n|---|---|---|---|---|---|")
-    for name, map50, map_, rare, face50, ms in rows:
-        print(f"| {name} | {map50:.3f} | {map_:.3f} | {rare:.3f} | {face50:.3f} | {ms:.0f} |")
+        variants = [("as configured", args.model, adjusted()),
+                    ("no refined look", args.model, adjusted({"refine_passes": 0})),
+                    ("refined look for every face", args.model, adjusted({"refine_max_px": None})),
+                    ("flip averaging", args.model, adjusted({"flip_test": True})),
+                    ("candidates >= 0.1", args.model, adjusted(min_face_score=0.1)),
+                    ("candidates >= 0.2", args.model, adjusted(min_face_score=0.2)),
+                    ("upscaled passes to 800 and 1200 px", args.model, adjusted(policy={"upscale_to": (800, 1200)})),
+                    ("coarse look first at half scale", args.model, adjusted(policy={"coarse_first": 0.5})),
+                    ("coarse look first at half scale, kept from 60 px", args.model,
+                     adjusted(policy={"coarse_first": 0.5, "coarse_accept_px": 60.0})),
+                    ("int8 head", str(int8_head(head, Path(tmp))), adjusted())]
+        for set_name in ("andrewmvd", "jolignier"):
+            dataset = validation_set(set_name)
+            images = [read_image(s.image_path) for s in dataset.samples]
+            for name, model, adjust in variants:
+                row = run(model, "auto", dataset, set_name, True, args.threads, images, [], adjust)
+                rows.append({"variant": name, **row})
+                print(f"{set_name}, {name}: mAP@.5 {row['mAP50']:.3f}", flush=True)
+                args.out.parent.mkdir(parents=True, exist_ok=True)
+                args.out.write_text(json.dumps(rows, indent=2))  # after each row: a crash loses only the rest
+    print(f"\n| variant | set | mAP@.5 | mAP@[.5:.95] | AP50 {rare} | face AP50 | face AP | ms / image "
+          "| ms / 640x480 frame |\n|---|---|---|---|---|---|---|---|---|")
+    for r in sorted(rows, key=lambda r: [v[0] for v in variants].index(r["variant"])):
+        print(f"| {r['variant']} | {r['set']} | {r['mAP50']:.3f} | {r['mAP']:.3f} | "
+              f"{r['per_class_AP50'][rare]:.3f} | {r['face_AP50']:.3f} | {r['face_AP']:.3f} | "
+              f"{r['ms_per_image']:.0f} | {r['ms_640x480']:.0f} |")
 
 
 if __name__ == "__main__":

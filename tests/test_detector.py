@@ -110,6 +110,32 @@ def test_the_scale_policy_goes_up_for_small_faces_and_down_for_big_ones(data_dir
     assert finder.scales_for(huge, finder.at_scale(huge, 960 / 1600), policy, 960 / 1600)[0] > 960 / 1600
 
 
+def test_a_coarse_look_first_stands_in_for_the_first_pass_only_when_its_faces_are_big(data_dir):
+    """ScalePolicy.coarse_first: a face filling a 640x480 frame is found at half scale and the full pass is
+    skipped; a crowd photo's small faces send it to the full pass (and the upscaled one); an image too small to
+    hold a big face at half scale skips the coarse look."""
+    from maskwatch.face_finder import FaceFinder, ScalePolicy
+
+    finder, policy = FaceFinder(threads=2), ScalePolicy(coarse_first=0.5)
+    scales, at_scale = [], finder.at_scale
+    finder.at_scale = lambda image, scale, *args, **kwargs: scales.append(scale) or at_scale(image, scale, *args,
+                                                                                               **kwargs)
+    face = read_image(FACE_CROPS / "without_mask" / "17.jpg")
+    door = cv2.resize(cv2.copyMakeBorder(face, 0, 0, 60, 60, cv2.BORDER_REPLICATE), (640, 480))
+    coarse = finder(door, policy)
+    assert scales[0] == 0.5 and 1.0 not in scales
+    full = finder(door, ScalePolicy())
+    assert sv.box_iou_batch(coarse.xyxy[:1], full.xyxy[:1])[0, 0] > 0.8  # the same face, boxed alike
+    scales.clear()
+    crowd = read_image(data_dir / "images" / "maksssksksss12.jpg")
+    assert len(finder(crowd, policy)) >= 10 and scales[:2] == [0.5, 1.0] and scales[2] >= 2.0
+    scales.clear()
+    finder(np.zeros((60, 40, 3), np.uint8), policy)
+    assert 0.5 not in scales
+    with pytest.raises(MaskwatchError, match="coarse_first"):
+        ScalePolicy(coarse_first=1.0)
+
+
 def test_only_faces_smaller_than_refine_max_px_get_the_refined_look(crowd):
     """The refined look (a second crop at the corrected box) is what the head learnt on crowd faces; bigger faces
     keep their first look. refine_max_px 0 equals no refinement, a limit above every face equals refining all."""

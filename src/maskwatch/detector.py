@@ -109,7 +109,8 @@ class _FaceDetector:
                  min_face_score: float):
         if not Path(model_path).is_file():
             raise MaskwatchError(f"{model_path}: model file not found")
-        self.config = self.config_type.read(Path(model_path).with_suffix(".json"))
+        self.model_path = Path(model_path)
+        self.config = self.config_type.read(self.model_path.with_suffix(".json"))
         self.faces = FaceFinder(face_finder_path, threads)
         self.policy = ScalePolicy.parse(scale)
         self.min_face_score = min_face_score

@@ -46,7 +46,13 @@ class ScalePolicy:
     Passes are merged by NMS. Measured (zero-shot face AP@.5 / AP, bench/accuracy.py --model face-finder, and the
     close-up sets of bench/robustness.py): a 960-px first pass instead of 1920 raised jolignier-val from 0.805 /
     0.285 to 0.842 / 0.301; the downscaled pass raised 640x480 close-ups from 0.789 / 0.294 to 0.817 / 0.338;
-    the training set's photos (at most 600 px) are unchanged. A fixed float runs that scale alone."""
+    the training set's photos (at most 600 px) are unchanged. A fixed float runs that scale alone.
+
+    `coarse_first` (off unless set): a coarse look at that fraction of the first pass's scale comes first; when the
+    median height of its confident faces (score >= 0.4) is at least `coarse_accept_px` there, it stands in for the
+    first pass and the extra passes judge face sizes at its scale (a door camera or a portrait pays a quarter of the
+    pixels); otherwise the first pass runs as above. Faces too small to be found coarsely next to big ones are
+    missed: bench/variants.py measures what that costs on both validation sets."""
 
     mode: str | float = "auto"
     max_side: int = 960  # long side of the first pass (bigger images are shrunk)
@@ -56,6 +62,13 @@ class ScalePolicy:
     max_upscaled_side: int = 1920
     big_face_px: float = 160.0  # median face height above which the downscaled pass pays off
     big_face_target_px: float = 96.0
+    coarse_first: float | None = None  # a coarse look first, at this fraction of the first pass's scale ...
+    coarse_accept_px: float = 40.0  # ... kept instead of the first pass when its faces are this tall there
+
+    def __post_init__(self) -> None:
+        if self.coarse_first is not None and not 0 < self.coarse_first < 1:
+            raise MaskwatchError(f"coarse_first must be between 0 and 1 (a fraction of the first pass's scale), "
+                                 f"not {self.coarse_first}")
 
     @classmethod
     def parse(cls, value: str | float) -> "ScalePolicy":
@@ -67,6 +80,15 @@ class ScalePolicy:
         if not isinstance(value, str) and not 0.1 <= float(value) <= 4:
             raise MaskwatchError(f"--scale must be between 0.1 and 4, got {value}")
         return cls(mode=value)
+
+
+CONFIDENT_FACE_SCORE = 0.4  # faces the scale policy judges sizes by
+
+
+def median_confident_height(faces: sv.Detections, scale: float) -> float:
+    """Median height of the confident faces as seen at `scale` (0 when there are none)."""
+    confident = faces[faces.confidence >= CONFIDENT_FACE_SCORE]
+    return float(np.median(confident.xyxy[:, 3] - confident.xyxy[:, 1])) * scale if len(confident) else 0.0
 
 
 class FaceFinder:
@@ -124,11 +146,10 @@ class FaceFinder:
     def scales_for(self, image_bgr: np.ndarray, first: sv.Detections, policy: ScalePolicy, base: float) -> list[float]:
         """After the first pass (at scale `base`), the scales of the extra passes worth their cost."""
         long_side = max(image_bgr.shape[:2]) * base
-        confident = first[first.confidence >= 0.4]
-        median = float(np.median(confident.xyxy[:, 3] - confident.xyxy[:, 1])) * base if len(confident) else 0.0
+        median = median_confident_height(first, base)
         if median >= policy.big_face_px:
             return [base * policy.big_face_target_px / median]
-        if len(confident) and median >= policy.small_face_px:
+        if median >= policy.small_face_px:  # (none found: median 0, upscale)
             return []
         scales = []
         for target in policy.upscale_to:
@@ -144,7 +165,16 @@ class FaceFinder:
             found = [self.at_scale(image_bgr, float(policy.mode), min_score)]
         else:
             base = min(1.0, policy.max_side / max(image_bgr.shape[:2]))
-            found = [self.at_scale(image_bgr, base, min_score)]
+            found = []
+            coarse = base * (policy.coarse_first or 1.0)
+            # Big faces are found as well at a fraction of the cost; small ones need the full pass. An image too
+            # small to hold a face of coarse_accept_px at the coarse scale skips the coarse look.
+            if coarse < base and min(image_bgr.shape[:2]) * coarse >= policy.coarse_accept_px:
+                look = self.at_scale(image_bgr, coarse, min_score)
+                if median_confident_height(look, coarse) >= policy.coarse_accept_px:
+                    found, base = [look], coarse  # the extra passes below judge faces at this scale
+            if not found:
+                found = [self.at_scale(image_bgr, base, min_score)]
             for scale in self.scales_for(image_bgr, found[0], policy, base):
                 found.append(self.at_scale(image_bgr, scale, min_score))
         faces = sv.Detections.merge(found)
