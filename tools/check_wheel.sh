@@ -93,12 +93,16 @@ PORT=$("$VENV/bin/python" -c "import socket; s = socket.socket(); s.bind(('127.0
 "$MW" serve --port "$PORT" --data-dir out/serve >"$WORK/serve.log" 2>&1 &
 SERVER=$!
 for _ in $(seq 120); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 1; done
-curl -sf "http://127.0.0.1:$PORT/healthz" | grep -q '"model_loaded":true' || { cat "$WORK/serve.log"; exit 1; }
+# Answers are read whole before grep looks: `curl | grep -q` under pipefail fails (curl exit 23, a write error)
+# whenever grep has matched and gone before curl finished writing.
+health=$(curl -sf "http://127.0.0.1:$PORT/healthz" || true)
+grep -q '"model_loaded":true' <<<"$health" || { cat "$WORK/serve.log"; exit 1; }
 curl -sf -F "file=@$SAMPLE" "http://127.0.0.1:$PORT/v1/detect" >out/api.json
 "$VENV/bin/python" -c "
 import json; r = json.load(open('out/api.json'))
 assert r['width'] == 400 and sum(r['counts'].values()) >= 5, r"
-curl -sf "http://127.0.0.1:$PORT/" | grep -qi "<html"
+page=$(curl -sf "http://127.0.0.1:$PORT/")
+grep -qi "<html" <<<"$page"
 kill "$SERVER" && wait "$SERVER" 2>/dev/null || true
 SERVER=
 
