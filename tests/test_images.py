@@ -35,6 +35,14 @@ def test_not_an_image_is_a_clear_error(tmp_path, content, message):
     assert "photo.jpg" in str(err.value)
 
 
+def test_a_jpeg_cut_off_before_its_end_says_so(tmp_path, face_rgb):
+    whole = cv2.imencode(".jpg", face_rgb)[1].tobytes()
+    path = tmp_path / "download.jpg"
+    path.write_bytes(whole[: len(whole) // 2])  # the header and half the data
+    with pytest.raises(MaskwatchError, match="download.jpg: not a readable image .a JPEG file cut off"):
+        read_image(path)
+
+
 def test_huge_image_is_refused_before_decoding(tmp_path):
     Image.new("1", (20000, 20000)).save(tmp_path / "huge.png")
     with pytest.raises(MaskwatchError, match="over the limit"):

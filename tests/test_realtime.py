@@ -127,6 +127,22 @@ def test_the_schedule_detects_one_frame_in_n_from_the_measured_costs_and_says_so
     assert [fixed.due(i, i / 30) for i in range(6)] == [True, False, False, True, False, False]
 
 
+@pytest.mark.parametrize("detect_s, track_s, behind", [(0.13, 0.075, False), (0.20, 0.095, True)])
+def test_behind_is_said_only_when_the_video_cannot_be_kept_up_with(caplog, detect_s, track_s, behind):
+    """At 10 frames/s, detecting at least every 0.5 s: (0.13 + 4 x 0.075) / 5 = 86 ms a frame is over the 80 %
+    budget but keeps up with the video (it once said "cannot keep up with 10 frames/s ... about 11 frames/s");
+    (0.20 + 4 x 0.095) / 5 = 116 ms does not."""
+    schedule = DetectSchedule(10.0, None, "clip.mp4", live=False)
+    with caplog.at_level(logging.WARNING):
+        for i in range(40):
+            detect = schedule.due(i, i / 10)
+            if detect:
+                schedule.detected(i / 10)
+            schedule.spent(detect, detect_s if detect else track_s)
+    said = [r.getMessage() for r in caplog.records if "cannot keep up" in r.getMessage()]
+    assert len(said) == int(behind)
+
+
 def test_a_camera_faster_than_detection_is_tracked_in_between_and_its_dropped_frames_counted(tmp_path, caplog):
     frames = square_frames(still=0, moving=90, step=2)  # 3 s at 30 fps
     out, db = tmp_path / "live.mp4", tmp_path / "events.sqlite"

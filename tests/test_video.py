@@ -223,6 +223,16 @@ def test_odd_sized_video_keeps_every_pixel_and_a_still_image_is_one_frame(pan, t
             source.close()
 
 
+def test_a_still_photo_watched_as_a_video_says_why_nobody_is_counted(detector, photo, tmp_path):
+    import shutil
+
+    still = tmp_path / "upload"  # no extension, as an upload is stored
+    shutil.copy(photo, still)
+    summary = VideoPipeline(detector).run(str(still), tmp_path / "still.mp4")
+    assert summary.frames == 1 and summary.status == "finished" and sum(summary.people.values()) == 0
+    assert "nobody is counted" in summary.message and "maskwatch detect" in summary.message
+
+
 def test_ctrl_c_finishes_the_video_and_the_database(photo, tmp_path):
     frames = pan_frames(photo, size=(320, 240), frames=300, zoom=1.5)
     clip = write_clip(frames, tmp_path / "long.avi", fps=12, codec="MJPG")

@@ -274,10 +274,12 @@ def detect(inputs: list[str] = typer.Argument(..., help=INPUTS_HELP, metavar="IN
     summary = run_detect(detector, inputs, out, json_out, conf, draw_conf, all_classes, only)
     counts = ", ".join(f"{k} {v}" for k, v in sorted(summary.counts.items())) or "no faces"
     typer.echo(f"{summary.images} image(s): {counts} (score >= {draw_conf})")
-    if out:
+    if out and summary.images:
         typer.echo(f"annotated images: {out}")
     if json_out:
         typer.echo(f"predictions: {json_out}")
+    if not out and not json_out:
+        typer.echo("nothing written (--no-images without --json-out): the counts above are the result", err=True)
     if summary.failed:
         typer.echo(f"{len(summary.failed)} file(s) could not be read:", err=True)
         for message in summary.failed:
@@ -295,7 +297,8 @@ def watch(source: Optional[str] = typer.Argument(None, help="Video file, webcam 
           camera: Optional[str] = typer.Option(None, "--camera", help="Which camera of --config (if it has several); "
                                                                       "else the camera name in events."),
           out: Optional[Path] = typer.Option(None, "--out",
-                                             help="Annotated H.264 MP4 to write (+ .json, .tracks.csv)."),
+                                             help="Annotated H.264 MP4 to write (+ .json summary, .tracks.csv); "
+                                                  "without it only the events database (--db) is written."),
           db: Optional[Path] = typer.Option(None, "--db",
                                             help="Events database (SQLite) [default: out/maskwatch.sqlite]."),
           zone: Optional[list[str]] = typer.Option(None, "--zone", help="Count people in an area: NAME=x1,y1,x2,y2,"

@@ -69,10 +69,12 @@ def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
     applied: the pixels are the ones annotators drew boxes on."""
     if not data:
         raise MaskwatchError(f"{name}: empty file (0 bytes), not an image")
-    _, width, height = checked_header(data, name)
+    fmt, width, height = checked_header(data, name)
     image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-    if image is None:
-        raise MaskwatchError(f"{name}: not a readable image (unknown or corrupt format)")
+    if image is None:  # the header was fine: say what the rest is
+        cut = fmt == "JPEG" and not data.rstrip(b"\0").endswith(b"\xff\xd9")  # JPEG's end-of-image marker
+        what = "cut off before its end: an unfinished download or copy" if cut else "whose data is corrupt"
+        raise MaskwatchError(f"{name}: not a readable image (a {fmt} file {what})")
     if image.shape[:2] != (height, width):  # a file whose header lies about its size
         raise MaskwatchError(f"{name}: its header says {width}x{height} pixels but it decodes to "
                              f"{image.shape[1]}x{image.shape[0]}; the file is corrupt")

@@ -213,6 +213,11 @@ class VideoPipeline:
                     time.sleep(max(0.0, 1 / opts.max_fps - (time.perf_counter() - tick)))
             if frames_source.ended_early:
                 summary.status, summary.message = "ended_early", frames_source.ended_early
+            elif summary.frames < opts.min_track_frames and not frames_source.live:
+                summary.message = (f"{name}: {summary.frames} frame(s): a face is counted as a person once seen on "
+                                   f"{opts.min_track_frames} detection frames, so nobody is counted here (the "
+                                   f"faces are drawn); photos are counted face by face by `maskwatch detect` and "
+                                   f"the web page's photo upload")
         except KeyboardInterrupt:
             summary.status, summary.message = "interrupted", "stopped by the user; output finished cleanly"
             log.warning(summary.message)

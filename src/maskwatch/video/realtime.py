@@ -135,8 +135,8 @@ class DetectSchedule:
             self._say("slower", f"{self.source}: detection takes {self.detect_cost * 1000:.0f} ms, more than "
                                 f"the {1000 / self.fps:.0f} ms between frames: detecting on about one frame in "
                                 f"{min(frames, most):.0f} and tracking the faces in between")
-        if frames > most:
-            cost = (self.detect_cost + (most - 1) * self.track_cost) / most
+        cost = (self.detect_cost + (max(1.0, most) - 1) * self.track_cost) / max(1.0, most)  # per frame, at most gap
+        if frames > most and cost > 1 / self.fps:  # over the budget's headroom is not yet behind the video
             what = ("frames are dropped (the newest is always processed)" if self.live
                     else "the run takes longer than the video")
             self._say("behind", f"{self.source}: cannot keep up with {self.fps:.0f} frames/s even detecting "
