@@ -301,17 +301,19 @@ def watch(source: Optional[str] = typer.Argument(None, help="Video file, webcam 
                                                   "without it only the events database (--db) is written."),
           db: Optional[Path] = typer.Option(None, "--db",
                                             help="Events database (SQLite) [default: out/maskwatch.sqlite]."),
-          zone: Optional[list[str]] = typer.Option(None, "--zone", help="Count people in an area: NAME=x1,y1,x2,y2,"
-                                                                        "x3,y3[,...] in source pixels (repeatable)."),
-          line: Optional[list[str]] = typer.Option(None, "--line", help="Count crossings each way: NAME=x1,y1,x2,y2 "
-                                                                        "(repeatable)."),
-          webhook: Optional[list[str]] = typer.Option(None, "--webhook", help="POST each event as JSON to this URL "
-                                                                              "(repeatable)."),
+          zone: Optional[list[str]] = typer.Option(None, "--zone", metavar="NAME=POINTS",
+                                                   help="Count people in an area: NAME=x1,y1,x2,y2,x3,y3[,...] in "
+                                                        "source pixels (repeatable)."),
+          line: Optional[list[str]] = typer.Option(None, "--line", metavar="NAME=POINTS",
+                                                   help="Count crossings each way: NAME=x1,y1,x2,y2 (repeatable)."),
+          webhook: Optional[list[str]] = typer.Option(None, "--webhook", metavar="URL",
+                                                      help="POST each event as JSON to this URL (repeatable)."),
           webhook_secret: Optional[str] = typer.Option(None, "--webhook-secret", envvar="MASKWATCH_WEBHOOK_SECRET",
                                                        help="Sign the bodies sent to the --webhook URLs "
                                                             "(HMAC-SHA256 in X-Maskwatch-Signature-256)."),
-          mqtt: Optional[list[str]] = typer.Option(None, "--mqtt", help="Publish events: mqtt://[user:pass@]host"
-                                                                        "[:port]/prefix (repeatable)."),
+          mqtt: Optional[list[str]] = typer.Option(None, "--mqtt", metavar="URL",
+                                                   help="Publish events: mqtt://[user:pass@]host[:port]/prefix "
+                                                        "(repeatable)."),
           summary_every: Optional[float] = typer.Option(None, "--summary-every",
                                                         help="Seconds between `counts` events [default: 30]."),
           event_snapshots: bool = typer.Option(False, "--event-snapshots",
@@ -427,9 +429,10 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to liste
                                            "at least 2]."),
           max_queue: int = typer.Option(SERVE_MAX_QUEUE, "--max-queue",
                                         help="Requests that may wait for a worker; more get 503."),
-          camera: Optional[list[str]] = typer.Option(None, "--camera", help="A live camera on the page, NAME=SOURCE: "
-                                                     "rtsp:// or http:// URL, webcam index, or a video file (played "
-                                                     "on repeat) (repeatable)."),
+          camera: Optional[list[str]] = typer.Option(None, "--camera", metavar="NAME=SOURCE",
+                                                     help="A live camera on the page, NAME=SOURCE: rtsp:// or http:// "
+                                                          "URL, webcam index, or a video file (played on repeat) "
+                                                          "(repeatable)."),
           config: Optional[Path] = typer.Option(None, "--config", help="Cameras from a YAML file (as watch --config)."),
           db: Optional[Path] = typer.Option(None, "--db", help="The cameras' events database (default: the config's, "
                                                               "else out/maskwatch.sqlite)."),
