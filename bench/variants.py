@@ -3,10 +3,11 @@
     .venv/bin/python bench/variants.py [--model shipped|runs/NAME]
 
 Rows: the refined look (none, or for every face instead of faces under `refine_max_px`), flip averaging, fewer
-candidates classified (the face finder's score floor raised from thresholds.MIN_FACE_SCORE), a second upscaled face-finder pass (to
-1200 px), a coarse look at half scale that replaces the full first pass when its faces are big
-(ScalePolicy.coarse_first) and a dynamic int8 head (onnxruntime quantize_dynamic). Every class a face plausibly is is listed, as
-`detect` writes; the columns are bench/accuracy.py's (both sets, ms per image and per 640x480 frame).
+candidates classified (the face finder's score floor raised from thresholds.MIN_FACE_SCORE), a second upscaled
+face-finder pass (to 1200 px), a coarse look at half scale that replaces the full first pass when its faces are
+big (ScalePolicy.coarse_first) and a dynamic int8 head (onnxruntime quantize_dynamic). Every class a face
+plausibly is is listed, as `detect` writes; the columns are bench/accuracy.py's (both sets, ms per image and per
+640x480 frame).
 Writes out/bench/variants.json.
 """
 

@@ -128,14 +128,15 @@ class DetectSchedule:
             return
         frames = self.frames_per_detection(self.detect_cost, self.track_cost, self.budget_s)
         most = self.settings.max_detect_gap_s * self.fps
-        self.interval_s = min(frames, max(1.0, most)) / self.fps
+        gap = max(1.0, most)  # frames from one detection to the next, at most
+        self.interval_s = min(frames, gap) / self.fps
         if self.detections < self.WARM_DETECTIONS:
             return
         if self.detect_cost > 1 / self.fps:
             self._say("slower", f"{self.source}: detection takes {self.detect_cost * 1000:.0f} ms, more than "
                                 f"the {1000 / self.fps:.0f} ms between frames: detecting on about one frame in "
                                 f"{min(frames, most):.0f} and tracking the faces in between")
-        cost = (self.detect_cost + (max(1.0, most) - 1) * self.track_cost) / max(1.0, most)  # per frame, at most gap
+        cost = (self.detect_cost + (gap - 1) * self.track_cost) / gap  # per frame, detecting at the longest gap
         if frames > most and cost > 1 / self.fps:  # over the budget's headroom is not yet behind the video
             what = ("frames are dropped (the newest is always processed)" if self.live
                     else "the run takes longer than the video")

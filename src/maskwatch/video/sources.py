@@ -114,11 +114,12 @@ class FileSource(FrameSource):
             try:  # images back to back; a second frame tells which
                 second = next(self._decoded, None)
             except Exception:  # a broken second frame: the count stays unknown, frames() ends after the first
-                second = ()
-            if second is None:
-                self.expected_frames = 1
-            elif len(second):
-                self._read_ahead.append(second)
+                pass
+            else:
+                if second is None:
+                    self.expected_frames = 1
+                else:
+                    self._read_ahead.append(second)
 
     def _frames_from_duration(self) -> int | None:
         """Frame count of containers that do not store it (MKV, WebM, TS, FLV): duration x frame rate."""

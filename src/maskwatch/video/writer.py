@@ -26,8 +26,8 @@ class H264Writer:
         width, height = size
         # yuv420p needs even sizes: an odd-sized frame gets its last row or column repeated, so no pixel (nor a
         # box drawn at the edge) is lost; the video is then one pixel wider or taller than the source.
-        self.pad_right, self.pad_bottom = width % 2, height % 2
-        self.width, self.height = width + self.pad_right, height + self.pad_bottom
+        self.frame_size = (width, height)  # what write() takes
+        self.width, self.height = width + width % 2, height + height % 2
         self.container = av.open(str(self.path), mode="w", format="mp4", options=FRAGMENTED_MP4)
         self.stream = self.container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         self.stream.width, self.stream.height = self.width, self.height
@@ -37,12 +37,13 @@ class H264Writer:
         self.closed = False
 
     def write(self, image_bgr: np.ndarray) -> None:
-        if image_bgr.shape[:2] != (self.height - self.pad_bottom, self.width - self.pad_right):
+        width, height = self.frame_size
+        if image_bgr.shape[:2] != (height, width):
             raise ValueError(f"frame of {image_bgr.shape[1]}x{image_bgr.shape[0]} pixels written to a video of "
-                             f"{self.width - self.pad_right}x{self.height - self.pad_bottom}")
+                             f"{width}x{height}")
         image = image_bgr
-        if self.pad_right or self.pad_bottom:
-            image = cv2.copyMakeBorder(image, 0, self.pad_bottom, 0, self.pad_right, cv2.BORDER_REPLICATE)
+        if (width, height) != (self.width, self.height):
+            image = cv2.copyMakeBorder(image, 0, self.height - height, 0, self.width - width, cv2.BORDER_REPLICATE)
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
         for packet in self.stream.encode(frame):
             self.container.mux(packet)
