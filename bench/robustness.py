@@ -1,6 +1,6 @@
 """Robustness of the detector outside the training photos' look (issue: close-ups, low light, haze, scale).
 
-    .venv/bin/python bench/robustness.py [--model runs/NAME] [--scale auto|FLOAT] [--limit N]
+    .venv/bin/python bench/robustness.py [--model runs/NAME] [--scale auto|FLOAT] [--min-face-score F] [--limit N]
 
 Builds shifted copies of the validation images only (never training images), then reports for each set:
 class-agnostic face AP@.5 and AP, 2-class AP@.5, 3-class mAP@.5 for the detector, and face AP@.5 / AP for
@@ -23,6 +23,7 @@ from maskwatch.evaluation import evaluate_coco
 from maskwatch.evaluation.shifts import shifted_sets, zero_shot_faces
 from maskwatch.face_finder import FaceFinder
 from maskwatch.predictions import ImagePredictions
+from maskwatch.thresholds import MIN_FACE_SCORE
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,11 +40,13 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="use only the first N validation images")
     parser.add_argument("--scales", default="0.25,0.5,1,2,3")
     parser.add_argument("--scale", default="auto", help="the detector's --scale (default auto)")
+    parser.add_argument("--min-face-score", type=float, default=MIN_FACE_SCORE,
+                        help=f"face-finder candidates the head classifies (default {MIN_FACE_SCORE}, the detector's)")
     args = parser.parse_args()
     val = load_dataset(args.data).subset(read_list(args.val))
     if args.limit:
         val.samples = val.samples[: args.limit]
-    detector = Detector.load(args.model, threads=2, scale=args.scale)
+    detector = Detector.load(args.model, threads=2, scale=args.scale, min_face_score=args.min_face_score)
     zero_shot = zero_shot_faces(FaceFinder(threads=2), detector.policy)
 
     rows = []
@@ -70,7 +73,7 @@ def main() -> None:
     out = ROOT / "out" / "bench"
     out.mkdir(parents=True, exist_ok=True)
     name = "robustness" + (f"-{Path(args.model).name}" if args.model else "") + (f"-scale{args.scale}" if args.scale != "auto" else "")
-    name += ".json"
+    name += (f"-candidates{args.min_face_score:g}" if args.min_face_score != MIN_FACE_SCORE else "") + ".json"
     (out / name).write_text(json.dumps(rows, indent=2))
 
 
