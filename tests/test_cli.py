@@ -126,6 +126,8 @@ def test_detect_fails_when_no_input_could_be_read(tmp_path):
     (tmp_path / "empty.png").write_bytes(b"")
     result = run("detect", str(tmp_path / "notes.jpg"), str(tmp_path / "empty.png"), "--no-images", ok=False)
     assert result.returncode == 1 and "notes.jpg" in result.stderr and "empty.png" in result.stderr
+    result = run("detect", str(tmp_path / "notes.jpg"), "--out", str(tmp_path / "drawn"), ok=False)
+    assert result.returncode == 1 and not (tmp_path / "drawn").exists()  # no empty folder left behind
     (tmp_path / "nothing").mkdir()
     result = run("detect", str(tmp_path / "nothing"), "--no-images", ok=False)
     assert result.returncode == 2 and "no images found" in result.stderr

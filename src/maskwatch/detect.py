@@ -33,9 +33,8 @@ class DetectSummary:
 def detect_images(detector: Detector, paths: list[Path], out_dir: Path | None, min_score: float,
                   draw_score: float, all_classes: bool, summary: DetectSummary) -> Iterator[ImagePredictions]:
     """Predictions for each readable image; annotated copies (boxes scored >= draw_score) into out_dir, under the
-    input's own name and format (inputs that share a name keep enough of their folders to differ)."""
-    if out_dir:
-        out_dir.mkdir(parents=True, exist_ok=True)
+    input's own name and format (inputs that share a name keep enough of their folders to differ); out_dir is
+    made only when there is something to put in it."""
     names = output_names(paths)
     for path, name in tqdm(list(zip(paths, names)), desc="detecting", unit="img", disable=len(paths) < 2):
         try:
