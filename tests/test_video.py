@@ -371,3 +371,21 @@ def test_a_live_stream_that_comes_back_at_another_size_or_not_at_all_ends_early(
         source.close()
     assert shapes == {(480, 640, 3)}  # no frame of another size went on
     assert source.ended_early and reason in source.ended_early
+
+
+def test_labels_of_faces_at_the_top_edge_are_drawn_over_the_counts_band():
+    """The counts band at the top left is drawn before the faces, so a face there keeps its label readable."""
+    from types import SimpleNamespace
+
+    from maskwatch.classes import CLASS_COLOURS_BGR
+
+    fake = SimpleNamespace(options=SimpleNamespace(draw_conf=0.3, blur_faces=False),
+                           detector=SimpleNamespace(classes=CLASSES))
+    image = np.full((240, 320, 3), 128, np.uint8)
+    tracked = detections_from_labels(np.array([[20, 2, 60, 50]]), ["without_mask"], np.array([0.9]), CLASSES)
+    out = VideoPipeline.render(fake, image, tracked, {"without_mask": 1})
+    band = out[:14, :200].reshape(-1, 3).astype(int)
+    red = np.abs(band - np.array(CLASS_COLOURS_BGR["without_mask"])).sum(axis=1) < 30
+    black = band.sum(axis=1) == 0
+    assert red.sum() > 50 and black.sum() > 200  # the face's label over the band, and the band itself
+    assert (image == 128).all()  # the frame itself is left as it was

@@ -95,11 +95,11 @@ class VideoPipeline:
     def render(self, image: np.ndarray, tracked: sv.Detections, people: dict[str, int],
                zones: ZoneCounter | None = None) -> np.ndarray:
         shown = tracked[tracked.confidence >= self.options.draw_conf] if len(tracked) else tracked
-        out = blur_boxes(image.copy(), tracked.xyxy) if self.options.blur_faces and len(tracked) else image
-        out = annotate(out, shown, self.detector.classes)
+        out = blur_boxes(image.copy(), tracked.xyxy) if self.options.blur_faces and len(tracked) else image.copy()
+        draw_counts(out, people)  # first, so the faces' labels stay readable where they overlap it
         if zones:
             draw_zones(out, *zones.drawables())
-        return draw_counts(out, people)
+        return annotate(out, shown, self.detector.classes)
 
     def _unconfirmed(self, tracked: sv.Detections, emitter: EventEmitter) -> bool:
         """Whether a face shown is not yet a person (seen on too few detections): motion gating waits for it, so
