@@ -38,6 +38,7 @@ from typer.main import get_command
 from maskwatch.cli import app
 from maskwatch.data import load_dataset
 from maskwatch.data.split import k_folds
+from maskwatch.model_kinds import model_in
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,7 +51,7 @@ def train_fold(options: list[str], data: Path, val_list: Path, out: Path, epochs
         args.append("--resume")
     if not (out / "model").is_dir():
         get_command(app).main(args, standalone_mode=False)
-    return int(json.loads((out / "model" / "mask_head.json").read_text())["epoch"])
+    return int(model_config(out)["epoch"])
 
 
 def main() -> None:
@@ -138,7 +139,12 @@ def summarise(out: Path, names: list[str], folds: int) -> None:
 
 def validation_scores(run: Path) -> dict[str, float] | None:
     """The scores `maskwatch train` stored with the model it kept (its validation images are the fold's)."""
-    return json.loads((run / "model" / "mask_head.json").read_text()).get("val_scores")
+    return model_config(run).get("val_scores")
+
+
+def model_config(run: Path) -> dict:
+    """The JSON beside the model a run kept, of whichever kind."""
+    return json.loads(model_in(run).with_suffix(".json").read_text())
 
 
 def score_fold(run: Path, dataset, val_stems: list[str], threads: int) -> dict[str, float]:

@@ -20,7 +20,7 @@ import supervision as sv
 from maskwatch.crops import crops_by_size, crops_to_blob, decode_deltas
 from maskwatch.face_finder import CENTERFACE_PATH, CLASS_PROBS, WEIGHTS_DIR, FaceFinder, ScalePolicy, make_session
 from maskwatch.errors import MaskwatchError
-from maskwatch.model_kinds import KINDS, TWO_STAGE, kind_of
+from maskwatch.model_kinds import TWO_STAGE, kind_of, model_in
 from maskwatch.predictions import detections_from_labels
 from maskwatch.thresholds import DETECTOR_ALL_CLASSES, DETECTOR_MIN_SCORE, MIN_FACE_SCORE
 
@@ -145,9 +145,7 @@ class Detector(_FaceDetector):
             return cls(**kwargs)
         path = Path(path)
         if path.is_dir():
-            folder = path / "model" if (path / "model").is_dir() else path
-            found = [folder / kind.model_file for kind in KINDS.values() if (folder / kind.model_file).is_file()]
-            path = found[0] if found else folder / KINDS[TWO_STAGE].model_file
+            path = model_in(path)
         config = path.with_suffix(".json")
         arch = ScoringConfig.read(config).arch if config.is_file() else TWO_STAGE
         return kind_of(arch).load_runtime()(path, **kwargs)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from maskwatch.errors import MaskwatchError
@@ -45,6 +46,14 @@ def kind_of(name: str) -> ModelKind:
     if name not in KINDS:
         raise MaskwatchError(f"--arch must be one of {', '.join(KINDS)}, got {name!r}")
     return KINDS[name]
+
+
+def model_in(folder: Path) -> Path:
+    """The model file a run folder (or its model/ folder, or a folder of model files) holds, of whichever kind;
+    the two-stage file's path where there is none."""
+    folder = folder / "model" if (folder / "model").is_dir() else folder
+    found = [folder / kind.model_file for kind in KINDS.values() if (folder / kind.model_file).is_file()]
+    return found[0] if found else folder / KINDS[TWO_STAGE].model_file
 
 
 def _load(spec: str) -> Any:
