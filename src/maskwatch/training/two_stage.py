@@ -134,7 +134,12 @@ class TwoStageRecipe(Recipe):
             count = min(self.cfg.synthetic_wrong, 16) if self.cfg.quick else self.cfg.synthetic_wrong
             examples += self.synthetic_examples(count, rng)
         examples = [examples[i] for i in rng.permutation(len(examples))]
-        return [examples[i:i + self.batch_size] for i in range(0, len(examples), self.batch_size)]
+        sizes = self.crop_sizes(examples)
+        groups = [[ex for ex, s in zip(examples, sizes) if s == size] for size in np.unique(sizes)]
+        batches = [group[i:i + self.batch_size] for group in groups for i in range(0, len(group), self.batch_size)]
+        if len(groups) > 1:  # one crop size per batch, the sizes interleaved
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        return batches
 
     def crop_sizes(self, examples: list[Example]) -> np.ndarray:
         boxes = np.stack([ex.box for ex in examples]) if examples else np.zeros((0, 4), np.float32)
@@ -145,30 +150,23 @@ class TwoStageRecipe(Recipe):
             return example.image
         return self.images[example.stem] if example.stem in self.images else self.picture_images[example.stem]
 
-    def make_batch(self, spec: list[Example], rng: np.random.Generator) -> tuple[Any, ...]:
-        """One tensor of crops per crop size (small and big faces still learn in the same step), then the labels
-        and box targets of the examples in that order."""
-        sizes = self.crop_sizes(spec)
-        order = np.argsort(sizes, kind="stable")
-        spec, sizes = [spec[i] for i in order], sizes[order]
-        blobs, deltas = [], []
-        for size in np.unique(sizes):
-            crops = []
-            for ex in (ex for ex, s in zip(spec, sizes) if s == size):
-                crop = crop_faces(self.image_of(ex), ex.box[None], int(size), self.crop_context)[0]
-                d = ex.deltas.copy()
-                if rng.random() < 0.5:  # mirror the face: the horizontal shift changes sign
-                    crop = crop[:, ::-1]
-                    d[0] = -d[0]
-                crops.append(augment_crop(crop, rng))
-                deltas.append(d)
-            blobs.append(torch.from_numpy(crops_to_blob(np.stack(crops))))
-        return blobs, torch.tensor([ex.label for ex in spec]), torch.from_numpy(np.stack(deltas))
+    def make_batch(self, spec: list[Example], rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
+        crops, deltas = [], []
+        size = int(self.crop_sizes(spec[:1])[0])
+        for ex in spec:
+            crop = crop_faces(self.image_of(ex), ex.box[None], size, self.crop_context)[0]
+            d = ex.deltas.copy()
+            if rng.random() < 0.5:  # mirror the face: the horizontal shift changes sign
+                crop = crop[:, ::-1]
+                d[0] = -d[0]
+            crops.append(augment_crop(crop, rng))
+            deltas.append(d)
+        return (torch.from_numpy(crops_to_blob(np.stack(crops))), torch.tensor([ex.label for ex in spec]),
+                torch.from_numpy(np.stack(deltas)))
 
-    def losses(self, batch: tuple[Any, ...]) -> dict[str, torch.Tensor]:
-        blobs, labels, deltas = batch
-        outputs = [self.model(x) for x in blobs]
-        logits, predicted = torch.cat([o[0] for o in outputs]), torch.cat([o[1] for o in outputs])
+    def losses(self, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+        x, labels, deltas = batch
+        logits, predicted = self.model(x)
         loss_cls = F.cross_entropy(logits.float(), labels, label_smoothing=0.05)
         positive = labels > 0
         loss_box = (F.smooth_l1_loss(predicted[positive].float(), deltas[positive], beta=0.5)
