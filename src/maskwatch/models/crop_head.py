@@ -45,7 +45,7 @@ def export_onnx(head: CropHead, path: Path, crop_size: int) -> Path:
     module = ExportedHead(head).eval()
     dummy = torch.zeros(2, 3, crop_size, crop_size)
     path.parent.mkdir(parents=True, exist_ok=True)
-    dynamic = {"crops": {0: "n", 2: "size", 3: "size"}, "probs": {0: "n"}, "deltas": {0: "n"}}
     torch.onnx.export(module, (dummy,), str(path), input_names=["crops"], output_names=["probs", "deltas"],
-                      dynamic_axes=dynamic, opset_version=17, dynamo=False)
+                      dynamic_axes={"crops": {0: "n", 2: "size", 3: "size"}, "probs": {0: "n"}, "deltas": {0: "n"}}, opset_version=17,
+                      dynamo=False)
     return path
