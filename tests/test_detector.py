@@ -157,13 +157,3 @@ def test_only_faces_smaller_than_refine_max_px_get_the_refined_look(crowd):
     middle = float(np.median(heights))
     partly = run(1, middle)  # some faces refined, some not: neither extreme
     assert not same(partly, run(1, None)) and not same(partly, run(0, None))
-
-
-def test_crop_sizes_take_the_big_size_only_where_the_image_has_the_pixels():
-    from maskwatch.crops import crop_sizes, crops_by_size
-
-    boxes = np.array([[0, 0, 20, 30], [0, 0, 64, 60], [0, 0, 63, 63], [0, 0, 100, 50]], np.float32)
-    assert crop_sizes(boxes, 64, None, 1.5).tolist() == [64, 64, 64, 64]
-    assert crop_sizes(boxes, 64, 96, 1.5).tolist() == [64, 96, 64, 96]  # a crop spanning >= 96 px: 64 / 1.5
-    groups = crops_by_size(np.zeros((200, 200, 3), np.uint8), boxes, 64, 96, 1.5)
-    assert [(g[0].tolist(), g[1].shape[1:3]) for g in groups] == [([0, 2], (64, 64)), ([1, 3], (96, 96))]

@@ -8,7 +8,6 @@ import json
 import numpy as np
 import onnxruntime as ort
 import pytest
-import supervision as sv
 
 torch = pytest.importorskip("torch", reason="training tests need `make install-train`")
 
@@ -44,34 +43,6 @@ def test_onnx_export_matches_torch(tmp_path):
     np.testing.assert_allclose(deltas_onnx, deltas.numpy(), atol=1e-4)
 
 
-def test_big_faces_are_classified_from_big_crops_by_the_same_head(tmp_path, data_dir):
-    """With big_crop_size, one exported head takes 64-px crops of small faces and bigger crops of faces whose
-    image has the pixels; the detector runs each face at its size and puts the answers back in order."""
-    from maskwatch.crops import crop_faces
-    from maskwatch.data.images import read_image
-    from maskwatch.detector import HeadConfig
-
-    torch.manual_seed(0)
-    model = CropHead(3, pretrained=True).eval()
-    path = export_onnx(model, tmp_path / "head.onnx", 64)
-    HeadConfig(classes=["with_mask", "without_mask", "mask_weared_incorrect"], crop_size=64, crop_context=1.5,
-               big_crop_size=96, refine_passes=0).write(path.with_suffix(".json"))
-    detector = Detector(path, threads=2)
-    image = read_image(data_dir / "images" / "maksssksksss94.jpg")
-    boxes = np.array([[10, 10, 30, 34], [40, 20, 150, 160], [100, 50, 130, 90]], np.float32)  # small, big, small
-    faces = sv.Detections(xyxy=boxes, confidence=np.ones(3, np.float32))
-    probs, deltas = detector.classify(image, faces)
-    session = ort.InferenceSession(str(path))
-    for i, size in enumerate([64, 96, 64]):
-        expected = session.run(None, {"crops": crops_to_blob(crop_faces(image, boxes[i:i + 1], size, 1.5))})
-        np.testing.assert_allclose(probs[i], expected[0][0], atol=1e-5)
-        np.testing.assert_allclose(deltas[i], expected[1][0], atol=1e-5)
-    detector.config.big_crop_size = None  # all at 64: the big face's answer changes, the small ones' do not
-    probs_64, _ = detector.classify(image, faces)
-    assert not np.allclose(probs_64[1], probs[1], atol=1e-4)
-    np.testing.assert_allclose(probs_64[[0, 2]], probs[[0, 2]], atol=1e-6)
-
-
 def test_class_balancing_favours_the_rare_class_and_can_be_switched_off(data_dir):
     from maskwatch.data import load_dataset
     from maskwatch.training.balance import class_balance, copies_per_class, rarest_class
@@ -93,10 +64,9 @@ def test_quick_training_with_extra_faces_and_synthetic_wrong_masks(data_dir, ext
     model records what it was trained with and loads as the detector; --val-every skips validations."""
     onnx_path = fit(TrainConfig(data=data_dir, out=tmp_path / "run", quick=True, threads=2, epochs=2,
                                 extra_faces=extra_faces_dir, synthetic_wrong=8, device="cpu", keep="last",
-                                val_every=2, recipe={"big_crop_size": 96}))
+                                val_every=2))
     config = json.loads(onnx_path.with_suffix(".json").read_text())
     assert config["recipe"]["extra_copies"] == 1.0 and config["kept"] == "last" and config["epoch"] == 2
-    assert config["big_crop_size"] == 96  # the big pictures were learnt from 96-px crops, the crowd's from 64
     with (tmp_path / "run" / "history.csv").open() as f:  # validated every 2nd epoch (and after the last)
         validated = [not np.isnan(float(row["val_mAP50"])) for row in csv.DictReader(f)]
     assert validated == [False, True]

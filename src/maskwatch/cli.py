@@ -152,10 +152,6 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
               0, "--synthetic-wrong", help="Two-stage, with --extra-faces: this many composites per epoch of a mask "
                                            "pasted below the nose or on the chin (mask_weared_incorrect) or over "
                                            "the nose (with_mask)."),
-          big_crops: Optional[int] = typer.Option(
-              None, "--big-crops", metavar="PIXELS",
-              help="Two-stage: classify faces whose crop spans at least PIXELS image pixels from crops that big "
-                   "(small faces stay at 64) [default: the recipe's]."),
           epochs: int = typer.Option(12, "--epochs", help="Passes over the training images."),
           batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Default 64 crops / 8 windows."),
           lr: Optional[float] = typer.Option(None, help="Default 2e-3 (two-stage) / 1e-3 (one-stage)."),
@@ -191,7 +187,7 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
                                 batch_size=batch_size, lr=lr, seed=seed, patience=patience, keep=keep, quick=quick,
                                 balance_classes=balance_classes, extra_faces=extra_faces,
                                 synthetic_wrong=synthetic_wrong, device=device, val_every=val_every, resume=resume,
-                                threads=threads, recipe={} if big_crops is None else {"big_crop_size": big_crops},
+                                threads=threads,
                                 label_map=parse_label_map(label_map), classes=parse_class_list(classes)))
     typer.echo(f"model: {onnx_path}\nlog: {out / 'history.csv'} and {out / 'history.png'}")
 

@@ -2,8 +2,7 @@
 
 A crop is a square around the face box, `context` times its longer side, resized to `size` pixels. The head
 sees the same framing whatever the face size, which is what lets a model trained on small crowd faces
-classify a face that fills a webcam frame. A head may also take a bigger size (`big_size`) for faces whose
-image holds that many pixels across the crop, so that big faces keep detail a 64-pixel crop throws away.
+classify a face that fills a webcam frame.
 """
 
 from __future__ import annotations
@@ -33,30 +32,6 @@ def crop_faces(image_bgr: np.ndarray, boxes_xyxy: np.ndarray, size: int = CROP_S
         crops[i] = cv2.warpAffine(image_bgr, matrix, (size, size), flags=interpolation,
                                   borderMode=cv2.BORDER_REPLICATE)
     return crops
-
-
-def crop_sizes(boxes_xyxy: np.ndarray, size: int = CROP_SIZE, big_size: int | None = None,
-               context: float = CROP_CONTEXT) -> np.ndarray:
-    """The crop size of each box: `big_size` where the crop spans at least `big_size` image pixels (it is not
-    upscaled into detail that is not there), else `size`."""
-    boxes = np.asarray(boxes_xyxy, dtype=np.float32).reshape(-1, 4)
-    sizes = np.full(len(boxes), size, dtype=np.int64)
-    if big_size:
-        span = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) * context
-        sizes[span >= big_size] = big_size
-    return sizes
-
-
-def crops_by_size(image_bgr: np.ndarray, boxes_xyxy: np.ndarray, size: int = CROP_SIZE, big_size: int | None = None,
-                  context: float = CROP_CONTEXT) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(indices into boxes, their crops) for each crop size in use: what the head is run on, one size at a time."""
-    boxes = np.asarray(boxes_xyxy, dtype=np.float32).reshape(-1, 4)
-    sizes = crop_sizes(boxes, size, big_size, context)
-    groups = []
-    for value in np.unique(sizes):
-        index = np.flatnonzero(sizes == value)
-        groups.append((index, crop_faces(image_bgr, boxes[index], int(value), context)))
-    return groups
 
 
 def _shrink_crop(image_bgr: np.ndarray, cx: float, cy: float, side: float, size: int) -> np.ndarray:

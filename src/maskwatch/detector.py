@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import supervision as sv
 
-from maskwatch.crops import crops_by_size, crops_to_blob, decode_deltas
+from maskwatch.crops import crop_faces, crops_to_blob, decode_deltas
 from maskwatch.face_finder import CENTERFACE_PATH, CLASS_PROBS, WEIGHTS_DIR, FaceFinder, ScalePolicy, make_session
 from maskwatch.errors import MaskwatchError
 from maskwatch.model_kinds import TWO_STAGE, kind_of, model_in
@@ -53,7 +53,6 @@ class HeadConfig(ScoringConfig):
 
     crop_size: int
     crop_context: float
-    big_crop_size: int | None = None  # faces whose crop spans this many pixels are looked at this big (crops.py)
     flip_test: bool = False  # also classify the mirrored crop and average
     refine_passes: int = 1  # re-crop at the refined box and ask the head again (1 measured best)
     refine_max_px: float | None = None  # only faces shorter than this get the refined look (None: all)
@@ -160,17 +159,9 @@ class Detector(_FaceDetector):
 
     def classify(self, image_bgr: np.ndarray, faces: sv.Detections) -> tuple[np.ndarray, np.ndarray]:
         """Head outputs (class probabilities with background first, box deltas) for given face boxes."""
-        probs = np.zeros((len(faces), len(self.config.classes) + 1), np.float32)
-        deltas = np.zeros((len(faces), 4), np.float32)
         if len(faces) == 0:
-            return probs, deltas
-        config = self.config
-        for index, crops in crops_by_size(image_bgr, faces.xyxy, config.crop_size, config.big_crop_size,
-                                          config.crop_context):
-            probs[index], deltas[index] = self._classify_crops(crops)
-        return probs, deltas
-
-    def _classify_crops(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return np.zeros((0, len(self.config.classes) + 1), np.float32), np.zeros((0, 4), np.float32)
+        crops = crop_faces(image_bgr, faces.xyxy, self.config.crop_size, self.config.crop_context)
         probs, deltas = self._run_head(crops)
         if self.config.flip_test:
             flipped_probs, flipped_deltas = self._run_head(np.ascontiguousarray(crops[:, :, ::-1]))

@@ -41,11 +41,10 @@ class ExportedHead(nn.Module):
 
 
 def export_onnx(head: CropHead, path: Path, crop_size: int) -> Path:
-    """Any crop size goes in (the features are pooled), so one file serves small and big crops."""
     module = ExportedHead(head).eval()
     dummy = torch.zeros(2, 3, crop_size, crop_size)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.onnx.export(module, (dummy,), str(path), input_names=["crops"], output_names=["probs", "deltas"],
-                      dynamic_axes={"crops": {0: "n", 2: "size", 3: "size"}, "probs": {0: "n"}, "deltas": {0: "n"}}, opset_version=17,
+                      dynamic_axes={"crops": {0: "n"}, "probs": {0: "n"}, "deltas": {0: "n"}}, opset_version=17,
                       dynamo=False)
     return path

@@ -10,6 +10,7 @@ nose or on the chin (and, as controls, worn right: training/synthesis.py).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from maskwatch.crops import CROP_CONTEXT, CROP_SIZE, crop_faces, crop_sizes, crops_to_blob, encode_deltas
+from maskwatch.crops import CROP_CONTEXT, CROP_SIZE, crop_faces, crops_to_blob, encode_deltas
 from maskwatch.data.images import read_image
 from maskwatch.detector import HeadConfig
 from maskwatch.errors import MaskwatchError
@@ -59,7 +60,6 @@ class TwoStageRecipe(Recipe):
     lr = 2e-3
     crop_size: int = CROP_SIZE
     crop_context: float = CROP_CONTEXT
-    big_crop_size: int | None = None  # crops that span this many pixels are taken this big (crops.py)
     negatives_per_positive: float = 0.6
     jitter_copies: float = 2.0  # jittered copies of each ground-truth box of the commonest class
     extra_copies: float = 1.0  # draws of each extra face picture per epoch
@@ -134,16 +134,8 @@ class TwoStageRecipe(Recipe):
             count = min(self.cfg.synthetic_wrong, 16) if self.cfg.quick else self.cfg.synthetic_wrong
             examples += self.synthetic_examples(count, rng)
         examples = [examples[i] for i in rng.permutation(len(examples))]
-        sizes = self.crop_sizes(examples)
-        groups = [[ex for ex, s in zip(examples, sizes) if s == size] for size in np.unique(sizes)]
-        batches = [group[i:i + self.batch_size] for group in groups for i in range(0, len(group), self.batch_size)]
-        if len(groups) > 1:  # one crop size per batch, the sizes interleaved
-            batches = [batches[i] for i in rng.permutation(len(batches))]
-        return batches
-
-    def crop_sizes(self, examples: list[Example]) -> np.ndarray:
-        boxes = np.stack([ex.box for ex in examples]) if examples else np.zeros((0, 4), np.float32)
-        return crop_sizes(boxes, self.crop_size, self.big_crop_size, self.crop_context)
+        steps = math.ceil(len(examples) / self.batch_size)
+        return [examples[i * self.batch_size:(i + 1) * self.batch_size] for i in range(steps)]
 
     def image_of(self, example: Example) -> np.ndarray:
         if example.image is not None:
@@ -152,9 +144,8 @@ class TwoStageRecipe(Recipe):
 
     def make_batch(self, spec: list[Example], rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
         crops, deltas = [], []
-        size = int(self.crop_sizes(spec[:1])[0])
         for ex in spec:
-            crop = crop_faces(self.image_of(ex), ex.box[None], size, self.crop_context)[0]
+            crop = crop_faces(self.image_of(ex), ex.box[None], self.crop_size, self.crop_context)[0]
             d = ex.deltas.copy()
             if rng.random() < 0.5:  # mirror the face: the horizontal shift changes sign
                 crop = crop[:, ::-1]
@@ -175,7 +166,7 @@ class TwoStageRecipe(Recipe):
 
     def head_config(self) -> HeadConfig:
         return HeadConfig(classes=list(self.classes), crop_size=self.crop_size, crop_context=self.crop_context,
-                          big_crop_size=self.big_crop_size, refine_max_px=self.refine_max_px)
+                          refine_max_px=self.refine_max_px)
 
     def export(self, folder: Path, **extra: Any) -> Path:
         path = export_onnx(self.shipping_model(), folder / "mask_head.onnx", self.crop_size)
