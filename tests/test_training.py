@@ -64,9 +64,10 @@ def test_quick_training_with_extra_faces_and_synthetic_wrong_masks(data_dir, ext
     model records what it was trained with and loads as the detector; --val-every skips validations."""
     onnx_path = fit(TrainConfig(data=data_dir, out=tmp_path / "run", quick=True, threads=2, epochs=2,
                                 extra_faces=extra_faces_dir, synthetic_wrong=8, device="cpu", keep="last",
-                                val_every=2))
+                                val_every=2, recipe={"crop_size": 48}))
     config = json.loads(onnx_path.with_suffix(".json").read_text())
     assert config["recipe"]["extra_copies"] == 1.0 and config["kept"] == "last" and config["epoch"] == 2
+    assert config["crop_size"] == 48  # --crop-size: what the head learnt on is what the detector crops
     with (tmp_path / "run" / "history.csv").open() as f:  # validated every 2nd epoch (and after the last)
         validated = [not np.isnan(float(row["val_mAP50"])) for row in csv.DictReader(f)]
     assert validated == [False, True]

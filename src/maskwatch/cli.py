@@ -152,6 +152,10 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
               0, "--synthetic-wrong", help="Two-stage, with --extra-faces: this many composites per epoch of a mask "
                                            "pasted below the nose or on the chin (mask_weared_incorrect) or over "
                                            "the nose (with_mask)."),
+          crop_size: Optional[int] = typer.Option(
+              None, "--crop-size", metavar="PIXELS",
+              help="Two-stage: the side of the face crops the head looks at [default: 64]; bigger sees more detail "
+                   "and costs more per face."),
           epochs: int = typer.Option(12, "--epochs", help="Passes over the training images."),
           batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Default 64 crops / 8 windows."),
           lr: Optional[float] = typer.Option(None, help="Default 2e-3 (two-stage) / 1e-3 (one-stage)."),
@@ -187,7 +191,7 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
                                 batch_size=batch_size, lr=lr, seed=seed, patience=patience, keep=keep, quick=quick,
                                 balance_classes=balance_classes, extra_faces=extra_faces,
                                 synthetic_wrong=synthetic_wrong, device=device, val_every=val_every, resume=resume,
-                                threads=threads,
+                                threads=threads, recipe={} if crop_size is None else {"crop_size": crop_size},
                                 label_map=parse_label_map(label_map), classes=parse_class_list(classes)))
     typer.echo(f"model: {onnx_path}\nlog: {out / 'history.csv'} and {out / 'history.png'}")
 
