@@ -24,9 +24,10 @@ def _palette(classes: list[str]) -> sv.ColorPalette:
 
 
 def annotate(image_bgr: np.ndarray, detections: sv.Detections, classes: list[str],
-             show_scores: bool = True) -> np.ndarray:
-    """A copy of the image with every detection drawn; line and text size follow the image size."""
-    out = image_bgr.copy()
+             show_scores: bool = True, copy: bool = True) -> np.ndarray:
+    """A copy of the image with every detection drawn (copy=False: drawn on the image itself, for a caller that
+    already owns its copy); line and text size follow the image size."""
+    out = image_bgr.copy() if copy else image_bgr
     if len(detections) == 0:
         return out
     palette = _palette(classes)

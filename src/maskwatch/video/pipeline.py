@@ -99,7 +99,7 @@ class VideoPipeline:
         draw_counts(out, people)  # first, so the faces' labels stay readable where they overlap it
         if zones:
             draw_zones(out, *zones.drawables())
-        return annotate(out, shown, self.detector.classes)
+        return annotate(out, shown, self.detector.classes, copy=False)  # out is already this frame's copy
 
     def _unconfirmed(self, tracked: sv.Detections, emitter: EventEmitter) -> bool:
         """Whether a face shown is not yet a person (seen on too few detections): motion gating waits for it, so
