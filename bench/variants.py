@@ -2,12 +2,13 @@
 
     .venv/bin/python bench/variants.py [--model shipped|runs/NAME]
 
-Rows: the refined look (none, or for every face instead of faces under `refine_max_px`), flip averaging, fewer
-candidates classified (the face finder's score floor raised from thresholds.MIN_FACE_SCORE), a second upscaled
-face-finder pass (to 1200 px), a coarse look at half scale that replaces the full first pass when its faces are
-big (ScalePolicy.coarse_first) and a dynamic int8 head (onnxruntime quantize_dynamic). Every class a face
-plausibly is is listed, as `detect` writes; the columns are bench/accuracy.py's (both sets, ms per image and per
-640x480 frame).
+Rows: the refined look (none, for every face instead of faces under `refine_max_px`, or only for candidates
+whose first look gives some class >= 0.05, `refine_min_prob`), flip averaging, fewer candidates classified (the
+face finder's score floor raised from thresholds.MIN_FACE_SCORE), a second upscaled face-finder pass (to 1200
+px), a coarse look at half scale that replaces the full first pass when its faces are big
+(ScalePolicy.coarse_first) and a dynamic int8 head (onnxruntime quantize_dynamic). Every class a face plausibly
+is is listed, as `detect` writes; the columns are bench/accuracy.py's (both sets, ms per image and per 640x480
+frame).
 Writes out/bench/variants.json.
 """
 
@@ -61,6 +62,8 @@ def main() -> None:
         variants = [("as configured", args.model, adjusted()),
                     ("no refined look", args.model, adjusted({"refine_passes": 0})),
                     ("refined look for every face", args.model, adjusted({"refine_max_px": None})),
+                    ("refined look only where the first sees a class >= 0.05", args.model,
+                     adjusted({"refine_min_prob": 0.05})),
                     ("flip averaging", args.model, adjusted({"flip_test": True})),
                     ("candidates >= 0.1", args.model, adjusted(min_face_score=0.1)),
                     ("candidates >= 0.2", args.model, adjusted(min_face_score=0.2)),

@@ -109,6 +109,8 @@ def test_live_counts_grow_and_a_missing_camera_fails_alone(server):
 
 def test_snapshot_and_mjpeg_stream_are_the_annotated_frames(server):
     url = server["url"]
+    # Before its first frame a camera answers JSON, so wait for the door to have shown one.
+    wait_until(lambda: cameras(url)["door"]["frames"] > 0 or None, "the door's first frame", timeout=180)
     snapshot = httpx.get(f"{url}/v1/cameras/door/snapshot.jpg", headers=AUTH, timeout=30)
     assert snapshot.headers["content-type"] == "image/jpeg"
     image = cv2.imdecode(np.frombuffer(snapshot.content, np.uint8), cv2.IMREAD_COLOR)

@@ -138,12 +138,14 @@ def test_a_coarse_look_first_stands_in_for_the_first_pass_only_when_its_faces_ar
 
 def test_only_faces_smaller_than_refine_max_px_get_the_refined_look(crowd):
     """The refined look (a second crop at the corrected box) is what the head learnt on crowd faces; bigger faces
-    keep their first look. refine_max_px 0 equals no refinement, a limit above every face equals refining all."""
+    keep their first look. refine_max_px 0 equals no refinement, a limit above every face equals refining all;
+    likewise for refine_min_prob, the class probability a first look must give for a second."""
     image = cv2.imread(str(crowd.samples[0].image_path))
 
-    def run(passes: int, limit: float | None) -> sv.Detections:
+    def run(passes: int, limit: float | None, min_prob: float = 0.0) -> sv.Detections:
         detector = Detector.load(threads=2)
         detector.config.refine_passes, detector.config.refine_max_px = passes, limit
+        detector.config.refine_min_prob = min_prob
         return detector(image)
 
     def same(a: sv.Detections, b: sv.Detections) -> bool:
@@ -157,3 +159,6 @@ def test_only_faces_smaller_than_refine_max_px_get_the_refined_look(crowd):
     middle = float(np.median(heights))
     partly = run(1, middle)  # some faces refined, some not: neither extreme
     assert not same(partly, run(1, None)) and not same(partly, run(0, None))
+    assert same(run(1, None, 1.01), run(0, None))  # no first look gives a class probability above 1
+    gated = run(1, None, 0.05)  # the candidates the first look calls background are not looked at again
+    assert not same(gated, run(1, None)) and not same(gated, run(0, None))

@@ -56,6 +56,7 @@ class HeadConfig(ScoringConfig):
     flip_test: bool = False  # also classify the mirrored crop and average
     refine_passes: int = 1  # re-crop at the refined box and ask the head again (1 measured best)
     refine_max_px: float | None = None  # only faces shorter than this get the refined look (None: all)
+    refine_min_prob: float = 0.0  # and only candidates whose first look gives some class at least this probability
 
 
 def check_image(image_bgr: np.ndarray) -> None:
@@ -174,6 +175,7 @@ class Detector(_FaceDetector):
         probs, deltas = self.classify(image_bgr, faces)
         limit = self.config.refine_max_px
         look = np.ones(len(faces), bool) if limit is None else (faces.xyxy[:, 3] - faces.xyxy[:, 1]) < limit
+        look &= probs[:, 1:].max(axis=1, initial=0.0) >= self.config.refine_min_prob
         for _ in range(self.config.refine_passes):
             if not look.any():
                 break
