@@ -20,6 +20,7 @@ between the faces shown (score >= 0.4) and those of the reference run on the sam
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 import tempfile
 import time
@@ -87,9 +88,13 @@ def read_640x480(paths: list[Path]) -> list[np.ndarray]:
 def detector_table(detector: Detector, photos: int, repeats: int) -> None:
     sets = {"crowd (val split)": read_640x480(crowd_photos(photos)),
             "web (jolignier-val)": read_640x480(web_photos(photos))}
+    before = copy.copy(detector)  # the same sessions, as v6 shipped: no coarse look first, every small face looked
+    before.config = replace(detector.config, refine_min_prob=0.0)  # at twice
+    before.policy = replace(detector.policy, coarse_first=None)
     configs = {
         "face finder alone, 1x (reference)": lambda im: detector.find_faces(im, scale=1.0),
         "detector, --scale auto (default)": lambda im: detector(im),
+        "detector, --scale auto as v6 shipped (before)": lambda im: before(im),
         "detector, --scale 1": lambda im: detector(im, scale=1.0),
         "detector, --scale 0.5": lambda im: detector(im, scale=0.5),
     }

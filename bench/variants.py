@@ -2,11 +2,11 @@
 
     .venv/bin/python bench/variants.py [--model shipped|runs/NAME]
 
-Rows: the refined look (none, for every face instead of faces under `refine_max_px`, or only for candidates
-whose first look gives some class >= 0.05, `refine_min_prob`), flip averaging, fewer candidates classified (the
+Rows: the refined look (none, for every face instead of faces under `refine_max_px`, or also for candidates
+whose first look gives no class >= `refine_min_prob`), flip averaging, fewer candidates classified (the
 face finder's score floor raised from thresholds.MIN_FACE_SCORE), a second upscaled face-finder pass (to 1200
-px), a coarse look at half scale that replaces the full first pass when its faces are big
-(ScalePolicy.coarse_first) and a dynamic int8 head (onnxruntime quantize_dynamic). Every class a face plausibly
+px), the coarse look at half scale that replaces the full first pass when its faces are big (none, or kept only
+when they are 60 px there; ScalePolicy.coarse_first) and a dynamic int8 head (onnxruntime quantize_dynamic). Every class a face plausibly
 is is listed, as `detect` writes; the columns are bench/accuracy.py's (both sets, ms per image and per 640x480
 frame).
 Writes out/bench/variants.json.
@@ -62,15 +62,14 @@ def main() -> None:
         variants = [("as configured", args.model, adjusted()),
                     ("no refined look", args.model, adjusted({"refine_passes": 0})),
                     ("refined look for every face", args.model, adjusted({"refine_max_px": None})),
-                    ("refined look only where the first sees a class >= 0.05", args.model,
-                     adjusted({"refine_min_prob": 0.05})),
+                    ("refined look also where the first sees no class (refine_min_prob 0)", args.model,
+                     adjusted({"refine_min_prob": 0.0})),
                     ("flip averaging", args.model, adjusted({"flip_test": True})),
                     ("candidates >= 0.1", args.model, adjusted(min_face_score=0.1)),
                     ("candidates >= 0.2", args.model, adjusted(min_face_score=0.2)),
                     ("upscaled passes to 800 and 1200 px", args.model, adjusted(policy={"upscale_to": (800, 1200)})),
-                    ("coarse look first at half scale", args.model, adjusted(policy={"coarse_first": 0.5})),
-                    ("coarse look first at half scale, kept from 60 px", args.model,
-                     adjusted(policy={"coarse_first": 0.5, "coarse_accept_px": 60.0})),
+                    ("no coarse look first", args.model, adjusted(policy={"coarse_first": None})),
+                    ("coarse look first kept from 60 px", args.model, adjusted(policy={"coarse_accept_px": 60.0})),
                     ("int8 head", str(int8_head(head, Path(tmp))), adjusted())]
         for set_name in ("andrewmvd", "jolignier"):
             dataset = validation_set(set_name)

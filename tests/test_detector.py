@@ -111,12 +111,12 @@ def test_the_scale_policy_goes_up_for_small_faces_and_down_for_big_ones(data_dir
 
 
 def test_a_coarse_look_first_stands_in_for_the_first_pass_only_when_its_faces_are_big(data_dir):
-    """ScalePolicy.coarse_first: a face filling a 640x480 frame is found at half scale and the full pass is
-    skipped; a crowd photo's small faces send it to the full pass (and the upscaled one); an image too small to
-    hold a big face at half scale skips the coarse look."""
+    """ScalePolicy.coarse_first, which `--scale auto` sets: a face filling a 640x480 frame is found at half scale
+    and the full pass is skipped; a crowd photo's small faces send it to the full pass (and the upscaled one); an
+    image too small to hold a big face at half scale skips the coarse look."""
     from maskwatch.face_finder import FaceFinder, ScalePolicy
 
-    finder, policy = FaceFinder(threads=2), ScalePolicy(coarse_first=0.5)
+    finder, policy = FaceFinder(threads=2), ScalePolicy.parse("auto")
     scales, at_scale = [], finder.at_scale
     finder.at_scale = lambda image, scale, *args, **kwargs: scales.append(scale) or at_scale(image, scale, *args,
                                                                                                **kwargs)

@@ -261,9 +261,10 @@ def detect(inputs: list[str] = typer.Argument(..., help=INPUTS_HELP, metavar="IN
            draw_conf: float = typer.Option(FOR_PEOPLE.min_score, "--draw-conf",
                                            help="Lowest score drawn on the images and counted."),
            scale: str = typer.Option("auto", "--scale",
-                                     help="Input scale for the face finder: 'auto' (at most 960 px long, plus an "
-                                          "upscaled pass when faces are small or a downscaled one when they are "
-                                          "big) or a number such as 0.5, 1 or 2."),
+                                     help="Input scale for the face finder: 'auto' (a half-scale look first, kept "
+                                          "when its faces are big; else at most 960 px long, plus an upscaled pass "
+                                          "when faces are small or a downscaled one when they are big) or a number "
+                                          "such as 0.5, 1 or 2."),
            all_classes: bool = typer.Option(FOR_METRICS.all_classes, "--all-classes/--best-class-only",
                                             help="Predictions: a box for every class a face scores >= --conf in "
                                                  "(what COCO mAP rewards), or only its best class. Drawn images "

@@ -68,6 +68,10 @@ class TwoStageRecipe(Recipe):
     # and the second look are learnt on crowd faces (90 % of the training set's faces are under 80 px); bigger
     # faces keep their first look. Measured on both validation sets (model card).
     refine_max_px: float | None = 80.0
+    # ... and only at candidates whose first look gives some class at least this probability: the others are
+    # background to the head (most candidates on crowd photos); a second look at them cost time and changed
+    # little (bench/variants.py, bench/speed.py, model card).
+    refine_min_prob: float = 0.05
 
     def build_model(self) -> torch.nn.Module:
         cfg = self.cfg
@@ -166,7 +170,7 @@ class TwoStageRecipe(Recipe):
 
     def head_config(self) -> HeadConfig:
         return HeadConfig(classes=list(self.classes), crop_size=self.crop_size, crop_context=self.crop_context,
-                          refine_max_px=self.refine_max_px)
+                          refine_max_px=self.refine_max_px, refine_min_prob=self.refine_min_prob)
 
     def export(self, folder: Path, **extra: Any) -> Path:
         path = export_onnx(self.shipping_model(), folder / "mask_head.onnx", self.crop_size)
