@@ -95,7 +95,7 @@ def test_the_scale_policy_goes_up_for_small_faces_and_down_for_big_ones(data_dir
     one, and a big photo is first shrunk to the policy's long side."""
     from maskwatch.face_finder import FaceFinder, ScalePolicy
 
-    finder, policy = FaceFinder(threads=2), ScalePolicy()
+    finder, policy = FaceFinder(threads=2), ScalePolicy(coarse_first=None)
     crowd = read_image(data_dir / "images" / "maksssksksss12.jpg")  # 400 px wide, 13 faces about 17 px high
     passes = finder.scales_for(crowd, finder.at_scale(crowd, 1.0), policy, 1.0)
     assert len(passes) == 1 and passes[0] >= 2.0
@@ -124,7 +124,7 @@ def test_a_coarse_look_first_stands_in_for_the_first_pass_only_when_its_faces_ar
     door = cv2.resize(cv2.copyMakeBorder(face, 0, 0, 60, 60, cv2.BORDER_REPLICATE), (640, 480))
     coarse = finder(door, policy)
     assert scales[0] == 0.5 and 1.0 not in scales
-    full = finder(door, ScalePolicy())
+    full = finder(door, ScalePolicy(coarse_first=None))
     assert sv.box_iou_batch(coarse.xyxy[:1], full.xyxy[:1])[0, 0] > 0.8  # the same face, boxed alike
     scales.clear()
     crowd = read_image(data_dir / "images" / "maksssksksss12.jpg")

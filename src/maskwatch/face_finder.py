@@ -53,7 +53,7 @@ class ScalePolicy:
     0.285 to 0.842 / 0.301; the downscaled pass raised 640x480 close-ups from 0.789 / 0.294 to 0.817 / 0.338;
     the training set's photos (at most 600 px) are unchanged. A fixed float runs that scale alone.
 
-    `coarse_first` (`auto`: AUTO_COARSE_FIRST; off in a policy built directly, as training's): a coarse look at
+    `coarse_first` (AUTO_COARSE_FIRST; None turns it off, as training's candidate finder does): a coarse look at
     that fraction of the first pass's scale comes first; when the median height of its confident faces (score >=
     0.4) is at least `coarse_accept_px` there, it stands in for the first pass and the extra passes judge face
     sizes at its scale (a door camera or a portrait pays a quarter of the pixels); otherwise the first pass runs
@@ -69,7 +69,7 @@ class ScalePolicy:
     max_upscaled_side: int = 1920
     big_face_px: float = 160.0  # median face height above which the downscaled pass pays off
     big_face_target_px: float = 96.0
-    coarse_first: float | None = None  # a coarse look first, at this fraction of the first pass's scale ...
+    coarse_first: float | None = AUTO_COARSE_FIRST  # a coarse look at this fraction of the first pass's scale ...
     coarse_accept_px: float = 40.0  # ... kept instead of the first pass when its faces are this tall there
 
     def __post_init__(self) -> None:
@@ -86,7 +86,7 @@ class ScalePolicy:
                 raise MaskwatchError(f"--scale must be 'auto' or a number, got {value!r}") from None
         if not isinstance(value, str) and not 0.1 <= float(value) <= 4:
             raise MaskwatchError(f"--scale must be between 0.1 and 4, got {value}")
-        return cls(mode=value, coarse_first=AUTO_COARSE_FIRST if value == "auto" else None)
+        return cls(mode=value)
 
 
 CONFIDENT_FACE_SCORE = 0.4  # faces the scale policy judges sizes by

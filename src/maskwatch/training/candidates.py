@@ -27,7 +27,7 @@ def find_candidates(images: dict[str, np.ndarray], cache: Path, finder: FaceFind
     if missing:
         finder = finder or FaceFinder()
         for stem in tqdm(missing, desc="finding face candidates", unit="img"):
-            faces = finder(images[stem], policy or ScalePolicy())
+            faces = finder(images[stem], policy or ScalePolicy(coarse_first=None))
             cached[stem] = np.concatenate([faces.xyxy, faces.confidence[:, None]], axis=1).astype(np.float32)
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(cache, **cached)

@@ -76,7 +76,7 @@ class TwoStageRecipe(Recipe):
     def build_model(self) -> torch.nn.Module:
         cfg = self.cfg
         candidates = find_candidates(self.images, cfg.out / "candidates.npz",
-                                     policy=ScalePolicy(upscale_to=tuple(self.candidate_upscale_to)))
+                                     policy=ScalePolicy(upscale_to=tuple(self.candidate_upscale_to), coarse_first=None))
         self.matched = {s.stem: match_candidates(s.stem, candidates[s.stem], s.detections)
                         for s in self.train_set.samples}
         self.copies = copies_per_class(self.train_set, self.jitter_copies, cfg.balance_classes)
