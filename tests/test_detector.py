@@ -110,6 +110,14 @@ def test_the_scale_policy_goes_up_for_small_faces_and_down_for_big_ones(data_dir
     assert finder.scales_for(huge, finder.at_scale(huge, 960 / 1600), policy, 960 / 1600)[0] > 960 / 1600
 
 
+def record_scales(finder) -> list[float]:
+    """The scales the face finder runs at, in order, from now on."""
+    scales, at_scale = [], finder.at_scale
+    finder.at_scale = lambda image, scale, *args, **kwargs: scales.append(scale) or at_scale(image, scale, *args,
+                                                                                               **kwargs)
+    return scales
+
+
 def test_a_coarse_look_first_stands_in_for_the_first_pass_only_when_its_faces_are_big(data_dir):
     """ScalePolicy.coarse_first, which `--scale auto` sets: a face filling a 640x480 frame is found at half scale
     and the full pass is skipped; a crowd photo's small faces send it to the full pass (and the upscaled one); an
@@ -117,14 +125,14 @@ def test_a_coarse_look_first_stands_in_for_the_first_pass_only_when_its_faces_ar
     from maskwatch.face_finder import FaceFinder, ScalePolicy
 
     finder, policy = FaceFinder(threads=2), ScalePolicy.parse("auto")
-    scales, at_scale = [], finder.at_scale
-    finder.at_scale = lambda image, scale, *args, **kwargs: scales.append(scale) or at_scale(image, scale, *args,
-                                                                                               **kwargs)
+    scales = record_scales(finder)
     face = read_image(FACE_CROPS / "without_mask" / "17.jpg")
     door = cv2.resize(cv2.copyMakeBorder(face, 0, 0, 60, 60, cv2.BORDER_REPLICATE), (640, 480))
     coarse = finder(door, policy)
     assert scales[0] == 0.5 and 1.0 not in scales
-    full = finder(door, ScalePolicy(coarse_first=None))
+    scales.clear()
+    full = finder(door, ScalePolicy.parse("auto-full"))  # --scale auto-full: no coarse look
+    assert scales[0] == 1.0 and 0.5 not in scales
     assert sv.box_iou_batch(coarse.xyxy[:1], full.xyxy[:1])[0, 0] > 0.8  # the same face, boxed alike
     scales.clear()
     crowd = read_image(data_dir / "images" / "maksssksksss12.jpg")
@@ -134,6 +142,39 @@ def test_a_coarse_look_first_stands_in_for_the_first_pass_only_when_its_faces_ar
     assert 0.5 not in scales
     with pytest.raises(MaskwatchError, match="coarse_first"):
         ScalePolicy(coarse_first=1.0)
+
+
+def test_a_detector_loaded_with_auto_full_keeps_it_when_video_asks_for_auto(crowd):
+    """Video's scale chooser asks for "auto" on some frames: a detector loaded with --scale auto-full must keep
+    its own policy (no coarse look) rather than fall back to the default's."""
+    detector = Detector.load(scale="auto-full")
+    scales = record_scales(detector.faces)
+    image = read_image(crowd.samples[0].image_path)
+    detector.find_faces(image, scale="auto")
+    assert scales and 0.5 not in scales
+    default = Detector.load()
+    scales = record_scales(default.faces)
+    default.find_faces(image, scale="auto")
+    assert scales[0] == 0.5
+
+
+def test_flip_averaging_is_the_mean_of_a_crop_and_its_mirror_image(detector, crowd):
+    """detect --flip: each crop is also classified mirrored; the two looks are averaged, and the box correction's
+    horizontal shift of the mirrored look changes sign."""
+    from maskwatch.crops import crop_faces
+
+    image = read_image(crowd.samples[0].image_path)
+    faces = detector.find_faces(image)[:8]
+    crops = crop_faces(image, faces.xyxy, detector.config.crop_size, detector.config.crop_context)
+    probs, deltas = detector._run_head(crops)
+    mirrored_probs, mirrored_deltas = detector._run_head(np.ascontiguousarray(crops[:, :, ::-1]))
+    mirrored_deltas[:, 0] *= -1
+    flipping = Detector.load(threads=2, flip_test=True)
+    both_probs, both_deltas = flipping.classify(image, faces)
+    assert not np.allclose(both_probs, probs, atol=1e-3)
+    np.testing.assert_allclose(both_probs, (probs + mirrored_probs) / 2, atol=1e-5)
+    np.testing.assert_allclose(both_deltas, (deltas + mirrored_deltas) / 2, atol=1e-5)
+    assert not detector.config.flip_test  # the shipped head's own setting: off
 
 
 def test_only_faces_smaller_than_refine_max_px_get_the_refined_look(crowd):

@@ -13,6 +13,7 @@ torch = pytest.importorskip("torch", reason="training tests need `make install-t
 from maskwatch.data import load_dataset  # noqa: E402
 from maskwatch.data.images import read_image  # noqa: E402
 from maskwatch.detector import Detector, OneStageDetector  # noqa: E402
+from maskwatch.errors import MaskwatchError  # noqa: E402
 from maskwatch.face_finder import CENTERFACE_PATH, STRIDE, make_session  # noqa: E402
 from maskwatch.models.onestage import OneStageNet, export_onnx  # noqa: E402
 from maskwatch.training.engine import TrainConfig, fit  # noqa: E402
@@ -92,11 +93,11 @@ def test_quick_one_stage_training_resumes_and_gives_a_detector(data_dir, tmp_pat
     # one box per face when asked for the best class
     best = detector(image, min_score=0.01)
     assert len(best) <= len(found)
+    with pytest.raises(MaskwatchError, match="flip averaging"):  # detect --flip: a crop head's option
+        Detector.load(tmp_path / "run", flip_test=True)
 
 
 def test_the_shipped_centerface_is_refused_as_a_one_stage_model(tmp_path):
-    from maskwatch.errors import MaskwatchError
-
     (tmp_path / "centerface.json").write_text('{"classes": ["a"], "arch": "one-stage"}')
     (tmp_path / "centerface.onnx").write_bytes(CENTERFACE_PATH.read_bytes())
     with pytest.raises(MaskwatchError, match="not a one-stage model"):
@@ -104,7 +105,5 @@ def test_the_shipped_centerface_is_refused_as_a_one_stage_model(tmp_path):
 
 
 def test_an_unknown_architecture_is_refused(tmp_path):
-    from maskwatch.errors import MaskwatchError
-
     with pytest.raises(MaskwatchError, match="--arch must be"):
         fit(TrainConfig(data=tmp_path, out=tmp_path / "run", arch="three-stage"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import signal
@@ -11,14 +12,19 @@ import sys
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 
+from conftest import FACE_CROPS
 from clips import encode_clip, pan_frames, wait_for_progress, walk_through_frames, write_clip, write_h264
+from maskwatch.data.images import read_image
+from maskwatch.detector import Detector
 from maskwatch.errors import MaskwatchError
 from maskwatch.predictions import detections_from_labels
 from maskwatch.video import VideoPipeline
 from maskwatch.video.pipeline import WatchOptions
+from maskwatch.video.realtime import REALTIME
 from maskwatch.video.tracking import FaceTracker
 
 CLASSES = ["with_mask", "without_mask", "mask_weared_incorrect"]
@@ -62,12 +68,30 @@ def test_people_are_counted_once_across_frames(detector, pan, tmp_path):
     clip, _ = pan
     summary = VideoPipeline(detector, WatchOptions(every=1), tmp_path / "events.sqlite").run(str(clip))
     single = VideoPipeline(detector, WatchOptions(max_frames=1, min_track_frames=1)).run(str(clip))
+    assert summary.scene_cuts == 0  # a fast pan (most pixels change from frame to frame) is not a cut
     # The pan shows roughly the same people throughout: tracking must not multiply them by the frame count.
     assert sum(summary.people.values()) <= 2 * max(1, sum(single.people.values())) + 3
     db = sqlite3.connect(tmp_path / "events.sqlite")
     status, frames = db.execute("SELECT status, frames FROM runs").fetchone()
     assert (status, frames) == ("finished", 24)
     assert db.execute("SELECT COUNT(*) FROM tracks").fetchone()[0] >= sum(summary.people.values())
+
+
+def test_a_scene_cut_starts_afresh_so_a_new_face_does_not_inherit_the_last_ones_class(tmp_path):
+    """An edited video cuts from a masked face to a bare one at the same place. Without the cut, the tracker kept
+    the first person's id and vote and the head's cache its class: the bare face was never counted."""
+    def framed(label: str, name: str) -> np.ndarray:
+        face = read_image(FACE_CROPS / label / name)
+        return cv2.resize(cv2.copyMakeBorder(face, 0, 0, 60, 60, cv2.BORDER_REPLICATE), (320, 240))
+
+    frames = [framed("with_mask", "101.jpg")] * 15 + [framed("without_mask", "1.jpg")] * 15
+    clip = write_clip(frames, tmp_path / "cut.avi", fps=10, codec="MJPG")
+    detector = Detector.load(threads=2)  # as `watch` runs it (--scale auto)
+    summary = VideoPipeline(detector, WatchOptions()).run(str(clip))
+    assert summary.scene_cuts == 1
+    assert (summary.people["with_mask"], summary.people["without_mask"]) == (1, 1)
+    no_cuts = WatchOptions(realtime=dataclasses.replace(REALTIME, scene_cuts=False))
+    assert VideoPipeline(detector, no_cuts).run(str(clip)).people["without_mask"] == 0
 
 
 def test_blur_faces_changes_face_pixels(detector, pan, tmp_path):

@@ -10,6 +10,7 @@ calls from a single fine-tuned CenterFace.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,7 +126,9 @@ class _FaceDetector:
         """Face candidates under the detector's scale policy, or `scale` for this call only (video chooses the
         scale from the faces of the previous frames)."""
         check_image(image_bgr)
-        policy = self.policy if scale is None else ScalePolicy.parse(scale)
+        # "auto" for one call (video's scale chooser says it) keeps the detector's own auto policy (auto-full stays)
+        keep_own = scale is None or (scale == "auto" and self.policy.mode == "auto")
+        policy = self.policy if keep_own else ScalePolicy.parse(scale)
         return self.faces(image_bgr, policy, self.min_face_score if min_face_score is None else min_face_score)
 
 
@@ -133,9 +136,13 @@ class Detector(_FaceDetector):
     config_type = HeadConfig
 
     def __init__(self, head_path: Path = DEFAULT_HEAD, face_finder_path: Path | None = None,
-                 threads: int | None = None, scale: str | float = "auto", min_face_score: float = MIN_FACE_SCORE):
+                 threads: int | None = None, scale: str | float = "auto", min_face_score: float = MIN_FACE_SCORE,
+                 flip_test: bool | None = None):
+        """flip_test: also classify each crop mirrored and average (None: as the head's config says)."""
         super().__init__(head_path, face_finder_path or CENTERFACE_PATH, threads, scale, min_face_score)
         self.head = make_session(Path(head_path), threads)
+        if flip_test is not None:
+            self.config = dataclasses.replace(self.config, flip_test=flip_test)
 
     @classmethod
     def load(cls, path: str | Path | None = None, **kwargs) -> "Detector | OneStageDetector":
@@ -200,7 +207,10 @@ class OneStageDetector(_FaceDetector):
     """A CenterFace fine-tuned to give faces and classes in one pass (models/onestage.py); no crop head."""
 
     def __init__(self, model_path: Path, threads: int | None = None, scale: str | float = "auto",
-                 min_face_score: float = MIN_FACE_SCORE):
+                 min_face_score: float = MIN_FACE_SCORE, flip_test: bool | None = None):
+        if flip_test:
+            raise MaskwatchError(f"{model_path}: flip averaging is a crop head's (two-stage models), not a "
+                                 f"one-stage model's")
         super().__init__(model_path, Path(model_path), threads, scale, min_face_score)
         if not self.faces.has_classes:
             raise MaskwatchError(f"{model_path}: not a one-stage model (no {CLASS_PROBS} output)")

@@ -37,6 +37,7 @@ def make_session(path: Path, threads: int | None = None) -> ort.InferenceSession
 # `--scale auto` looks at half scale first: with the v6 head, +1.2 points of mAP@.5 on jolignier-val, equal on the
 # crowd photos, a third less time per web photo (bench/variants.py, model card).
 AUTO_COARSE_FIRST = 0.5
+AUTO_FULL = "auto-full"  # --scale value: auto without the coarse look
 
 
 @dataclass
@@ -79,11 +80,15 @@ class ScalePolicy:
 
     @classmethod
     def parse(cls, value: str | float) -> "ScalePolicy":
+        """`auto`, `auto-full` (auto without the coarse look: every image gets the full first pass, slower; for
+        small close-up images, where the half-scale look is weakest) or a fixed scale."""
+        if value == AUTO_FULL:
+            return cls(mode="auto", coarse_first=None)
         if isinstance(value, str) and value != "auto":
             try:
                 value = float(value)
             except ValueError:
-                raise MaskwatchError(f"--scale must be 'auto' or a number, got {value!r}") from None
+                raise MaskwatchError(f"--scale must be 'auto', '{AUTO_FULL}' or a number, got {value!r}") from None
         if not isinstance(value, str) and not 0.1 <= float(value) <= 4:
             raise MaskwatchError(f"--scale must be between 0.1 and 4, got {value}")
         return cls(mode=value)

@@ -45,6 +45,14 @@ class VideoDetector:
             self.chooser.observe(time_s, detections)
         return detections
 
+    def new_scene(self) -> None:
+        """A scene cut (video/scene_cut.py): the classes and face sizes of the last frames belong to another
+        picture, so the next detection looks at every face afresh, under the still-image policy."""
+        if self.cache is not None:
+            self.cache.faces = []
+        if self.chooser is not None:
+            self.chooser = ScaleChooser(self.chooser.settings)
+
     def _look(self, image: np.ndarray, faces: sv.Detections) -> tuple[np.ndarray, np.ndarray]:
         """The head's two looks (as the detector does): class probabilities and the final boxes."""
         refined, probs, deltas = self.detector.refine(image, faces)

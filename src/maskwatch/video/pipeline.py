@@ -35,6 +35,7 @@ from maskwatch.video.frame_detector import VideoDetector
 from maskwatch.video.motion import MotionGate
 from maskwatch.video.prediction import BoxPredictor
 from maskwatch.video.realtime import REALTIME, DetectSchedule, RealtimeSettings
+from maskwatch.video.scene_cut import SceneCuts
 from maskwatch.video.sinks import DatabaseSink, DisplaySink, ProgressSink, SummaryFilesSink, VideoFileSink
 from maskwatch.thresholds import FOR_PEOPLE, LIVE_MIN_FACE_SCORE, TRACK_MIN_SCORE
 from maskwatch.video.sources import FrameSource, ReadAhead, open_source
@@ -154,6 +155,7 @@ class VideoPipeline:
         schedule = DetectSchedule(frames_source.fps, opts.every, str(name), frames_source.live, settings)
         motion = MotionGate(settings)
         panning = CameraMotion(frames_source.size, settings)
+        cuts = SceneCuts(settings)
         finder = VideoDetector(self.detector, opts.detect_conf, opts.min_face_score, settings)
         predictor = BoxPredictor(frames_source.size, settings)
         sinks = self._sinks(out, on_progress)
@@ -175,11 +177,17 @@ class VideoPipeline:
                     break
                 tick = time.perf_counter()
                 time_s, index = frame.time_s, frame.index
-                small = motion.small(frame.image) if schedule.gates_motion or settings.compensate_camera else None
-                shift = panning.shift(small) if small is not None else np.zeros(2, np.float32)
-                detect = schedule.due(frame.index, frame.time_s)
-                if (detect and schedule.may_skip_still(frame.time_s) and not self._unconfirmed(tracked, emitter)
-                        and not motion.moved(small)):
+                needs_small = schedule.gates_motion or settings.compensate_camera or settings.scene_cuts
+                small = motion.small(frame.image) if needs_small else None
+                cut = small is not None and cuts.is_cut(small)
+                shift = panning.shift(small) if small is not None and not cut else np.zeros(2, np.float32)
+                if cut:
+                    tracker.new_scene()
+                    finder.new_scene()
+                    summary.scene_cuts += 1
+                detect = cut or schedule.due(frame.index, frame.time_s)
+                if (detect and not cut and schedule.may_skip_still(frame.time_s)
+                        and not self._unconfirmed(tracked, emitter) and not motion.moved(small)):
                     detect = False  # nothing moved since the last detection: its faces are still right
                     schedule.still_skips += 1
                     predictor.hold()

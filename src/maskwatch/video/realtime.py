@@ -48,6 +48,10 @@ class RealtimeSettings:
     # --- a moving camera (CameraMotion) ---
     compensate_camera: bool = True  # boxes and tracks follow a pan / tilt / shake of the whole picture
     camera_residual: float = 0.25  # a shift is believed when it leaves at most this share of the change
+    # --- scene cuts (SceneCuts): an edited video's new shot starts fresh tracks, detected at once ---
+    scene_cuts: bool = True
+    cut_changed_share: float = 0.5  # at least this share of pixels changed from the previous frame ...
+    cut_histogram_corr: float = 0.5  # ... and grey-level histograms correlating at most this much
     # --- boxes between detections (BoxPredictor) ---
     predict_boxes: bool = True  # move boxes at their track's measured velocity (else they stay where found)
     max_velocity_gap_s: float = 1.0  # velocities are measured only between detections this close

@@ -22,6 +22,7 @@ class WatchSummary:
     detected_frames: int = 0  # frames the detector ran on
     tracked_frames: int = 0  # frames shown with the faces of the last detection moved on (no detector run)
     dropped_frames: int = 0  # frames of a live source replaced by newer ones before they could be processed
+    scene_cuts: int = 0  # cuts to a new picture (an edited video): tracks start afresh after each
     seconds: float = 0.0
     fps: float = 0.0
     source_fps: float = 0.0

@@ -53,6 +53,13 @@ class FaceTracker:
         self._ids: dict[int, int] = {}  # ByteTrack's id -> ours (they differ once a lost track came back)
         self._next_id = 1
 
+    def new_scene(self) -> None:
+        """A scene cut (video/scene_cut.py): nobody on screen continues, so new faces get new ids. The people
+        already confirmed leave as unseen tracks do (the emitter ends them lost_after_s after last seen)."""
+        self.tracker.reset()
+        self._ids.clear()
+        self.tracks.clear()
+
     def _our_id(self, tid: int, time_s: float) -> int:
         """Our id for ByteTrack's: a track unseen for longer than `lost_after_s` is a new person, whatever
         ByteTrack's own buffer (counted in detection frames, which video detects at a varying rate) kept."""
