@@ -147,12 +147,12 @@ def test_a_coarse_look_first_stands_in_for_the_first_pass_only_when_its_faces_ar
 def test_a_detector_loaded_with_auto_full_keeps_it_when_video_asks_for_auto(crowd):
     """Video's scale chooser asks for "auto" on some frames: a detector loaded with --scale auto-full must keep
     its own policy (no coarse look) rather than fall back to the default's."""
-    detector = Detector.load(scale="auto-full")
+    detector = Detector.load(scale="auto-full", threads=2)
     scales = record_scales(detector.faces)
     image = read_image(crowd.samples[0].image_path)
     detector.find_faces(image, scale="auto")
     assert scales and 0.5 not in scales
-    default = Detector.load()
+    default = Detector.load(threads=2)
     scales = record_scales(default.faces)
     default.find_faces(image, scale="auto")
     assert scales[0] == 0.5

@@ -190,6 +190,8 @@ def test_bad_zones_lines_urls_and_configs_say_what_to_fix(detector, crossing, tm
                           ("defaults: {summary_every: soon}\ncameras:\n  door: {source: a.mp4}",
                            r"camera 'door': summary_every \(--summary-every\) is 'soon'; expected a number"),
                           ("cameras:\n  door: {source: a.mp4, blur_faces: 'no'}", "blur_faces.*true or false"),
+                          ("cameras:\n  door: {source: a.mp4, scale: auto_full}",
+                           r"scale \(--scale\) is 'auto_full'; expected auto, auto-full or a number from 0.1 to 4"),
                           ("cameras: {door: {source: [}", "not valid YAML")):
         bad.write_text(text)
         with pytest.raises(MaskwatchError, match=message):

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import supervision as sv
 
-from clips import GatedSource, PacedSource, face_crop, walk_through_frames, write_clip
+from clips import GatedSource, PacedSource, face_crop, pan_frames, walk_through_frames, write_clip
 from maskwatch import Detector
 from maskwatch.predictions import detections_from_labels
 from maskwatch.video import CallbackSink, VideoPipeline
@@ -357,6 +357,33 @@ def test_watch_ends_with_frames_detected_tracked_and_dropped(data_dir, tmp_path)
                                       "--scale", "1"])
     assert result.exit_code == 0, result.output
     assert "12 frames in" in result.output and "4 detected, 8 tracked-only, 0 dropped" in result.output
+
+
+def test_a_scene_cut_is_a_new_picture_that_holds_not_a_pan_or_a_flash(data_dir):
+    """video/scene_cut.py: a cut is confirmed on the frame after the change; a fast pan (most pixels change,
+    the histogram stays), a flash or one frame of another picture is not a cut."""
+    import cv2
+
+    from maskwatch.video.motion import MotionGate
+    from maskwatch.video.scene_cut import SceneCuts
+
+    small = MotionGate().small
+
+    def cuts_in(frames: list[np.ndarray], settings=REALTIME) -> list[int]:
+        cuts = SceneCuts(settings)
+        return [i for i, frame in enumerate(frames) if cuts.is_cut(small(frame))]
+
+    a, b = (cv2.resize(cv2.imread(str(data_dir / "images" / f"{stem}.jpg")), (320, 240))
+            for stem in ("maksssksksss0", "maksssksksss657"))
+    assert cuts_in([a, a, b, b, b]) == [3]
+    assert cuts_in([a, a, np.full_like(a, 255), a, a]) == []  # a flash
+    assert cuts_in([a, a, b, a, a]) == []  # one frame of another picture (a glitch of a stream)
+    assert cuts_in([a, a, b, b, b], replace(REALTIME, scene_cuts=False)) == []
+    pan = pan_frames(data_dir / "images" / "maksssksksss657.jpg", (320, 240), frames=12, zoom=3.0)  # a fast pan
+    share = MotionGate()
+    share.detected(small(pan[0]))
+    assert share.changed_share(small(pan[1])) > REALTIME.cut_changed_share  # the histogram is what tells them apart
+    assert cuts_in(pan) == []
 
 
 def test_camera_motion_follows_a_pan_and_not_people_walking():

@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 
 from maskwatch.errors import MaskwatchError
+from maskwatch.face_finder import AUTO_FULL, ScalePolicy
 from maskwatch.video.pipeline import VideoPipeline, WatchOptions
 from maskwatch.video.sinks import MqttSink, WebhookSink
 from maskwatch.video.store import DEFAULT_DB
@@ -120,8 +121,18 @@ _CHECKS: dict[str, tuple[Any, str]] = {
     "show": (lambda v: isinstance(v, bool), "true or false"),
     "event_snapshots": (lambda v: isinstance(v, bool), "true or false"),
     "keep_faces": (lambda v: isinstance(v, bool), "true or false"),
-    "scale": (lambda v: isinstance(v, str) or (_number(v) and v > 0), "auto or a number above 0"),
+    "scale": (lambda v: _scale_ok(v), f"auto, {AUTO_FULL} or a number from 0.1 to 4"),
 }
+
+
+def _scale_ok(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    try:
+        ScalePolicy.parse(value if isinstance(value, str) else float(value))
+    except (MaskwatchError, TypeError, ValueError):
+        return False
+    return True
 
 
 def check_value(key: str, value: Any, where: str) -> None:

@@ -120,7 +120,8 @@ class EventEmitter:
         return events
 
     def finish(self, time_s: float, frame: int | None) -> list[Event]:
-        """The run ends: every confirmed track still in the picture leaves."""
+        """The run ends, or the scene cuts to another picture: every confirmed track still in the picture
+        leaves."""
         events = []
         for tid in list(self.confirmed):
             events.extend(self._left(tid, time_s, frame))

@@ -49,7 +49,7 @@ class VideoDetector:
         """A scene cut (video/scene_cut.py): the classes and face sizes of the last frames belong to another
         picture, so the next detection looks at every face afresh, under the still-image policy."""
         if self.cache is not None:
-            self.cache.faces = []
+            self.cache.clear()
         if self.chooser is not None:
             self.chooser = ScaleChooser(self.chooser.settings)
 

@@ -45,6 +45,10 @@ class HeadCache:
         self.faces: list[_Face] = []
         self.looked = self.reused = 0  # candidates sent to the head, and answered from the cache
 
+    def clear(self) -> None:
+        """Forget every face (a scene cut: the next candidates are other people)."""
+        self.faces = []
+
     def answers(self, image: np.ndarray, candidates: sv.Detections, time_s: float,
                 look: Look) -> tuple[np.ndarray, np.ndarray]:
         """Class probabilities and final boxes for every candidate: from the cache where the face is settled and

@@ -181,7 +181,9 @@ class VideoPipeline:
                 small = motion.small(frame.image) if needs_small else None
                 cut = small is not None and cuts.is_cut(small)
                 shift = panning.shift(small) if small is not None and not cut else np.zeros(2, np.float32)
-                if cut:
+                if cut:  # the people of the old picture leave; nothing learnt from it carries over
+                    for event in emitter.finish(frame.time_s, frame.index):
+                        bus.publish(event)
                     tracker.new_scene()
                     finder.new_scene()
                     summary.scene_cuts += 1

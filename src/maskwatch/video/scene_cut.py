@@ -2,13 +2,16 @@
 next. Nothing learnt from the old picture may carry over: ByteTrack matches on overlap, so a new face where an
 old one was would take over its id and its class vote, and the head's cache (video/head_cache.py) would answer
 for it with the old face's settled class (measured: a bare face cut in where a masked one was was never counted
-as unmasked). A cut starts fresh tracks, forgets the cached classes and face sizes, and is detected at once.
+as unmasked). At a cut the people of the old picture leave, new faces start new tracks, the cached classes and
+face sizes are forgotten, and the frame is detected at once.
 
-A cut is two consecutive frames (small and grey, as motion gating sees them) that differ in most pixels and
-whose grey-level histograms hardly correlate: a pan moves most pixels but keeps the histogram (0.95 or more
-between frames of a fast pan measured on the test clips), a person walking in changes few pixels, and a switch
-from one photo to another gave 0.80-0.90 of the pixels and a correlation of 0.43 or less. A light switched on
-can also read as a cut: its people then start new tracks."""
+A change is two consecutive frames (small and grey, as motion gating sees them) that differ in most pixels and
+whose grey-level histograms hardly correlate: a pan moves many pixels but keeps the histogram (0.95 or more
+between frames of a fast pan on the test clips), a person walking in changes few pixels, and a switch from one
+photo to another gave 0.80-0.90 of the pixels and a correlation of 0.43 or less. A change is a cut once the
+next frame confirms it (it looks like the changed frame and not like the one before), so a flash or one bad
+frame of a stream does not end everyone's track. A light switched on can still read as a cut (its people are
+then counted again), and a slow fade or dissolve is not seen as one."""
 
 from __future__ import annotations
 
@@ -24,16 +27,28 @@ class SceneCuts:
     def __init__(self, settings: RealtimeSettings = REALTIME):
         self.settings = settings
         self.previous: np.ndarray | None = None  # the previous frame as MotionGate.small() gives it
+        self.before_change: np.ndarray | None = None  # the frame before an unconfirmed change
+
+    def changed(self, a: np.ndarray, b: np.ndarray) -> bool:
+        """Whether b shows another picture than a (both from MotionGate.small())."""
+        if a.shape != b.shape:
+            return False
+        share = float((cv2.absdiff(a, b) > self.settings.motion_pixel_delta).mean())
+        if share < self.settings.cut_changed_share:
+            return False
+        histograms = [cv2.calcHist([image], [0], None, [HISTOGRAM_BINS], [0, 256]) for image in (a, b)]
+        return cv2.compareHist(*histograms, cv2.HISTCMP_CORREL) <= self.settings.cut_histogram_corr
 
     def is_cut(self, small: np.ndarray) -> bool:
-        """Whether `small` (this frame, from MotionGate.small()) starts a new scene; call once per frame."""
-        previous, self.previous = self.previous, small
-        if not self.settings.scene_cuts or previous is None or previous.shape != small.shape:
+        """Whether a cut is confirmed at this frame (the change came one frame earlier); call once per frame."""
+        previous, before, self.previous, self.before_change = self.previous, self.before_change, small, None
+        if not self.settings.scene_cuts or previous is None:
             return False
-        changed = float((cv2.absdiff(small, previous) > self.settings.motion_pixel_delta).mean())
-        if changed < self.settings.cut_changed_share:
-            return False
-        histograms = [cv2.calcHist([image], [0], None, [HISTOGRAM_BINS], [0, 256]) for image in (previous, small)]
-        if cv2.compareHist(*histograms, cv2.HISTCMP_CORREL) > self.settings.cut_histogram_corr:
-            return False
-        return True
+        if before is not None:
+            if not self.changed(previous, small):
+                return self.changed(before, small)  # the new picture holds
+            if not self.changed(before, small):
+                return False  # back to the old picture: that frame was a glitch (a flash, a bad frame)
+        if self.changed(previous, small):
+            self.before_change = previous
+        return False

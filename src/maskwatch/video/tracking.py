@@ -46,17 +46,19 @@ class FaceTracker:
 
         self.classes = classes
         self.lost_after_s = lost_after_s
-        self.tracker = ByteTrackTracker(frame_rate=fps, lost_track_buffer=max(1, int(lost_after_s * 30)),
-                                        track_activation_threshold=min_confidence,
-                                        minimum_consecutive_frames=1)
+        self._new_tracker = lambda: ByteTrackTracker(frame_rate=fps, lost_track_buffer=max(1, int(lost_after_s * 30)),
+                                                     track_activation_threshold=min_confidence,
+                                                     minimum_consecutive_frames=1)
+        self.tracker = self._new_tracker()
         self.tracks: dict[int, TrackState] = {}  # the tracks ByteTrack still follows (seen, or lost for a while)
         self._ids: dict[int, int] = {}  # ByteTrack's id -> ours (they differ once a lost track came back)
         self._next_id = 1
 
     def new_scene(self) -> None:
-        """A scene cut (video/scene_cut.py): nobody on screen continues, so new faces get new ids. The people
-        already confirmed leave as unseen tracks do (the emitter ends them lost_after_s after last seen)."""
-        self.tracker.reset()
+        """A scene cut (video/scene_cut.py): nobody on screen continues, so new faces get new ids (the emitter
+        ends the people of the old scene at the cut). A new ByteTrack, not reset(): trackers 2.1's reset() zeroes
+        an id counter shared by every tracker in the process (serve's other cameras)."""
+        self.tracker = self._new_tracker()
         self._ids.clear()
         self.tracks.clear()
 
