@@ -43,6 +43,31 @@ def test_onnx_export_matches_torch(tmp_path):
     np.testing.assert_allclose(deltas_onnx, deltas.numpy(), atol=1e-4)
 
 
+def test_what_ships_is_the_backbone_moved_back_towards_imagenet_by_finetuned_share():
+    """TwoStageRecipe.shipping_model (WiSE-FT): every backbone weight and BatchNorm statistic is
+    share * trained + (1 - share) * ImageNet; the class and box layers stay as trained; the model itself is not
+    changed (training goes on from it)."""
+    from maskwatch.training.two_stage import TwoStageRecipe
+
+    recipe = object.__new__(TwoStageRecipe)  # the mixing alone: no data needed
+    recipe.model = CropHead(3, pretrained=True)
+    recipe.pretrained_backbone = {k: v.clone() for k, v in recipe.model.features.state_dict().items()}
+    with torch.no_grad():
+        for name, value in recipe.model.state_dict().items():
+            if value.is_floating_point():
+                value += 1.0  # "training" moved every float by 1
+    trained = {k: v.clone() for k, v in recipe.model.state_dict().items()}
+    recipe.finetuned_share = 0.9
+    shipped = recipe.shipping_model().state_dict()
+    for name in ("features.0.0.weight", "features.0.1.running_mean", "features.18.1.running_var"):
+        key = name.removeprefix("features.")
+        torch.testing.assert_close(shipped[name], recipe.pretrained_backbone[key] + 0.9)
+    torch.testing.assert_close(shipped["classify.weight"], trained["classify.weight"])
+    assert torch.equal(recipe.model.state_dict()["features.0.0.weight"], trained["features.0.0.weight"])
+    recipe.finetuned_share = 1.0
+    torch.testing.assert_close(recipe.shipping_model().state_dict()["features.0.0.weight"], trained["features.0.0.weight"])
+
+
 def test_class_balancing_favours_the_rare_class_and_can_be_switched_off(data_dir):
     from maskwatch.data import load_dataset
     from maskwatch.training.balance import class_balance, copies_per_class, rarest_class
