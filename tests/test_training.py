@@ -68,6 +68,13 @@ def test_what_ships_is_the_backbone_moved_back_towards_imagenet_by_finetuned_sha
     torch.testing.assert_close(recipe.shipping_model().state_dict()["features.0.0.weight"], trained["features.0.0.weight"])
 
 
+def test_a_finetuned_share_outside_0_to_1_is_refused(data_dir, tmp_path):
+    from maskwatch.errors import MaskwatchError
+
+    with pytest.raises(MaskwatchError, match="finetuned_share must be in"):
+        fit(TrainConfig(data=data_dir, out=tmp_path / "run", quick=True, threads=2, recipe={"finetuned_share": 0.0}))
+
+
 def test_class_balancing_favours_the_rare_class_and_can_be_switched_off(data_dir):
     from maskwatch.data import load_dataset
     from maskwatch.training.balance import class_balance, copies_per_class, rarest_class
