@@ -10,9 +10,8 @@ calls from a single fine-tuned CenterFace.
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -142,7 +141,7 @@ class Detector(_FaceDetector):
         super().__init__(head_path, face_finder_path or CENTERFACE_PATH, threads, scale, min_face_score)
         self.head = make_session(Path(head_path), threads)
         if flip_test is not None:
-            self.config = dataclasses.replace(self.config, flip_test=flip_test)
+            self.config = replace(self.config, flip_test=flip_test)
 
     @classmethod
     def load(cls, path: str | Path | None = None, **kwargs) -> "Detector | OneStageDetector":

@@ -13,6 +13,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from maskwatch.video.motion import changed_share
 from maskwatch.video.realtime import REALTIME, RealtimeSettings
 
 
@@ -38,14 +39,14 @@ class CameraMotion:
         if abs(dx) < 0.5 and abs(dy) < 0.5:
             return none
         delta = self.settings.motion_pixel_delta
-        before = float((np.abs(current - self.reference) > delta).mean())
+        before = changed_share(current, self.reference, delta)
         moved = cv2.warpAffine(self.reference, np.float32([[1, 0, dx], [0, 1, dy]]), (small.shape[1], small.shape[0]),
                                borderMode=cv2.BORDER_REPLICATE)
         margin = int(np.ceil(max(abs(dx), abs(dy)))) + 1  # the strip that came into view has no reference
         if 4 * margin >= min(small.shape):
             return none  # half the picture is new: too far to tell (the next detection starts afresh)
         inner = (slice(margin, -margin), slice(margin, -margin))
-        after = float((np.abs(current[inner] - moved[inner]) > delta).mean())
+        after = changed_share(current[inner], moved[inner], delta)
         if before < self.settings.motion_share or after > self.settings.camera_residual * before:
             return none
         return np.float32([dx, dy]) * (self.frame_width / small.shape[1])

@@ -108,6 +108,16 @@ def _number(value: Any) -> bool:
 
 
 # What each plain value may be: a test and what to write instead (None: the key may be left empty).
+def _scale_ok(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    try:
+        ScalePolicy.parse(value if isinstance(value, str) else float(value))
+    except (MaskwatchError, TypeError, ValueError):
+        return False
+    return True
+
+
 _CHECKS: dict[str, tuple[Any, str]] = {
     "every": (lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
               "a whole number, 1 or more, or empty (chosen from the measured speed)"),
@@ -121,18 +131,8 @@ _CHECKS: dict[str, tuple[Any, str]] = {
     "show": (lambda v: isinstance(v, bool), "true or false"),
     "event_snapshots": (lambda v: isinstance(v, bool), "true or false"),
     "keep_faces": (lambda v: isinstance(v, bool), "true or false"),
-    "scale": (lambda v: _scale_ok(v), f"auto, {AUTO_FULL} or a number from 0.1 to 4"),
+    "scale": (_scale_ok, f"auto, {AUTO_FULL} or a number from 0.1 to 4"),
 }
-
-
-def _scale_ok(value: Any) -> bool:
-    if isinstance(value, bool):
-        return False
-    try:
-        ScalePolicy.parse(value if isinstance(value, str) else float(value))
-    except (MaskwatchError, TypeError, ValueError):
-        return False
-    return True
 
 
 def check_value(key: str, value: Any, where: str) -> None:

@@ -10,6 +10,11 @@ import numpy as np
 from maskwatch.video.realtime import REALTIME, RealtimeSettings
 
 
+def changed_share(a: np.ndarray, b: np.ndarray, delta: float) -> float:
+    """Share of pixels whose grey level differs by more than `delta` between two same-sized frames."""
+    return float((cv2.absdiff(a, b) > delta).mean())
+
+
 class MotionGate:
     def __init__(self, settings: RealtimeSettings = REALTIME):
         self.settings = settings
@@ -27,7 +32,7 @@ class MotionGate:
         """Share of pixels of `small` (from `small()`) that changed since the reference (1.0 when there is none)."""
         if self.reference is None or small.shape != self.reference.shape:
             return 1.0
-        return float((cv2.absdiff(small, self.reference) > self.settings.motion_pixel_delta).mean())
+        return changed_share(small, self.reference, self.settings.motion_pixel_delta)
 
     def moved(self, small: np.ndarray) -> bool:
         return self.changed_share(small) >= self.settings.motion_share

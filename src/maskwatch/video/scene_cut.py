@@ -18,6 +18,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from maskwatch.video.motion import changed_share
 from maskwatch.video.realtime import REALTIME, RealtimeSettings
 
 HISTOGRAM_BINS = 32
@@ -31,24 +32,23 @@ class SceneCuts:
 
     def changed(self, a: np.ndarray, b: np.ndarray) -> bool:
         """Whether b shows another picture than a (both from MotionGate.small())."""
-        if a.shape != b.shape:
-            return False
-        share = float((cv2.absdiff(a, b) > self.settings.motion_pixel_delta).mean())
-        if share < self.settings.cut_changed_share:
+        settings = self.settings
+        if a.shape != b.shape or changed_share(a, b, settings.motion_pixel_delta) < settings.cut_changed_share:
             return False
         histograms = [cv2.calcHist([image], [0], None, [HISTOGRAM_BINS], [0, 256]) for image in (a, b)]
-        return cv2.compareHist(*histograms, cv2.HISTCMP_CORREL) <= self.settings.cut_histogram_corr
+        return cv2.compareHist(*histograms, cv2.HISTCMP_CORREL) <= settings.cut_histogram_corr
 
     def is_cut(self, small: np.ndarray) -> bool:
         """Whether a cut is confirmed at this frame (the change came one frame earlier); call once per frame."""
         previous, before, self.previous, self.before_change = self.previous, self.before_change, small, None
         if not self.settings.scene_cuts or previous is None:
             return False
+        changed = self.changed(previous, small)
         if before is not None:
-            if not self.changed(previous, small):
+            if not changed:
                 return self.changed(before, small)  # the new picture holds
             if not self.changed(before, small):
                 return False  # back to the old picture: that frame was a glitch (a flash, a bad frame)
-        if self.changed(previous, small):
+        if changed:
             self.before_change = previous
         return False
