@@ -21,7 +21,7 @@ from clips import encode_clip, pan_frames, wait_for_progress, walk_through_frame
 from maskwatch.data.images import read_image
 from maskwatch.detector import Detector
 from maskwatch.errors import MaskwatchError
-from maskwatch.predictions import detections_from_labels
+from maskwatch.predictions import FACE_CONFIDENCE, detections_from_labels
 from maskwatch.video import VideoPipeline
 from maskwatch.video.pipeline import WatchOptions
 from maskwatch.video.realtime import REALTIME
@@ -87,8 +87,9 @@ def test_a_scene_cut_starts_afresh_so_a_new_face_does_not_inherit_the_last_ones_
     frames = [framed("with_mask", "101.jpg")] * 15 + [framed("without_mask", "1.jpg")] * 15
     clip = write_clip(frames, tmp_path / "cut.avi", fps=10, codec="MJPG")
     detector = Detector.load(threads=2)  # as `watch` runs it (--scale auto)
-    summary = VideoPipeline(detector, WatchOptions()).run(str(clip))
+    summary = VideoPipeline(detector, WatchOptions(), tmp_path / "events.sqlite").run(str(clip))
     assert summary.scene_cuts == 1
+    assert sqlite3.connect(tmp_path / "events.sqlite").execute("SELECT scene_cuts FROM runs").fetchone() == (1,)
     assert (summary.people["with_mask"], summary.people["without_mask"]) == (1, 1)
     no_cuts = WatchOptions(realtime=dataclasses.replace(REALTIME, scene_cuts=False))
     assert VideoPipeline(detector, no_cuts).run(str(clip)).people["without_mask"] == 0, \
@@ -118,6 +119,23 @@ def test_one_noisy_frame_does_not_flip_a_track():
         assert list(tracked.data["class_name"]) == ["with_mask"]
     assert len(tracker.tracks) == 1
     assert next(iter(tracker.tracks.values())).frames == len(labels) - 1  # ByteTrack confirms on the 2nd frame
+
+
+def test_a_face_whose_class_is_in_doubt_is_still_followed_and_keeps_its_class_score():
+    """The head splits a face between two classes (0.45 each): its best class scores under the activation
+    threshold, but it is surely a face (FACE_CONFIDENCE 0.9), so it is tracked; what the tracker hands on keeps the
+    class score. A box the detector barely believes is a face starts no track."""
+    tracker = FaceTracker(CLASSES, fps=10)
+    for i in range(4):
+        boxes = np.array([[100 + 2 * i, 80, 140 + 2 * i, 125], [300, 80, 340, 125]], np.float32)
+        detections = detections_from_labels(boxes, ["with_mask", "without_mask"], np.array([0.28, 0.25]), CLASSES)
+        detections.data[FACE_CONFIDENCE] = np.array([0.9, 0.25], np.float32)
+        tracked = tracker.update(detections, i / 10, i)
+    followed = tracked[tracked.tracker_id > 0]
+    assert len(followed) == 1 and followed.xyxy[0][0] == 106
+    assert followed.confidence[0] == pytest.approx(0.28)
+    assert FACE_CONFIDENCE in tracked.data and "class_score" not in tracked.data
+    assert [t.frames for t in tracker.tracks.values()] == [3]  # ByteTrack confirms on the 2nd frame
 
 
 def test_truncated_video_ends_with_a_message_and_a_playable_output(detector, pan, tmp_path):

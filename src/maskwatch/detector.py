@@ -21,7 +21,7 @@ from maskwatch.crops import crop_faces, crops_to_blob, decode_deltas
 from maskwatch.face_finder import CENTERFACE_PATH, CLASS_PROBS, WEIGHTS_DIR, FaceFinder, ScalePolicy, make_session
 from maskwatch.errors import MaskwatchError
 from maskwatch.model_kinds import TWO_STAGE, kind_of, model_in
-from maskwatch.predictions import detections_from_labels
+from maskwatch.predictions import FACE_CONFIDENCE, detections_from_labels
 from maskwatch.thresholds import DETECTOR_ALL_CLASSES, DETECTOR_MIN_SCORE, MIN_FACE_SCORE
 
 DEFAULT_HEAD = WEIGHTS_DIR / "mask_head.onnx"
@@ -89,6 +89,7 @@ def assemble_detections(faces: sv.Detections, probs: np.ndarray, deltas: np.ndar
     detections = detections_from_labels(boxes[rows], labels, scores[rows, cols], config.classes)
     if len(detections) == 0:
         return detections
+    detections.data[FACE_CONFIDENCE] = scores.sum(axis=1)[rows].astype(np.float32)
     return detections.with_nms(threshold=config.nms_iou, class_agnostic=not all_classes)
 
 

@@ -14,6 +14,11 @@ import supervision as sv
 
 from maskwatch.errors import MaskwatchError
 
+# Optional column of detections: how sure the detector is that the box is a face at all, whatever its class
+# (the head's probabilities of every face class together, with the face finder's score as in the class score).
+# The tracker follows faces by it, so a face whose class is in doubt (two classes near half each) is still followed.
+FACE_CONFIDENCE = "face_confidence"
+
 
 @dataclass
 class ImagePredictions:

@@ -23,7 +23,8 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, started_at REAL NOT NULL, ended_at REAL,
     frames INTEGER DEFAULT 0, status TEXT NOT NULL DEFAULT 'running', message TEXT, camera TEXT, run TEXT,
-    pid INTEGER, host TEXT, detected_frames INTEGER, tracked_frames INTEGER, dropped_frames INTEGER);
+    pid INTEGER, host TEXT, detected_frames INTEGER, tracked_frames INTEGER, dropped_frames INTEGER,
+    scene_cuts INTEGER);
 CREATE TABLE IF NOT EXISTS tracks (
     run_id INTEGER NOT NULL REFERENCES runs(id), track_id INTEGER NOT NULL, first_seen_s REAL, last_seen_s REAL,
     label TEXT, votes TEXT, frames INTEGER, best_score REAL, best_box TEXT, best_frame INTEGER,
@@ -39,7 +40,8 @@ CREATE INDEX IF NOT EXISTS events_by_time ON events (time);
 """
 # Columns that databases written by older versions lack (new ones have them from CREATE TABLE).
 ADDED_COLUMNS = {"runs": [("camera", "TEXT"), ("run", "TEXT"), ("pid", "INTEGER"), ("host", "TEXT"),
-                          ("detected_frames", "INTEGER"), ("tracked_frames", "INTEGER"), ("dropped_frames", "INTEGER")]}
+                          ("detected_frames", "INTEGER"), ("tracked_frames", "INTEGER"), ("dropped_frames", "INTEGER"),
+                          ("scene_cuts", "INTEGER")]}
 DEFAULT_DB = Path("out/maskwatch.sqlite")  # the events database of `watch` (and the webhook queue) by default
 STALE_MESSAGE = "the process stopped without finishing this run (killed or crashed); its counts are partial"
 
@@ -149,12 +151,13 @@ class EventStore:
         self.db.commit()
 
     def finish_run(self, run_id: int, frames: int, status: str, message: str | None = None,
-                   detected: int | None = None, tracked: int | None = None, dropped: int | None = None) -> None:
+                   detected: int | None = None, tracked: int | None = None, dropped: int | None = None,
+                   scene_cuts: int | None = None) -> None:
         """frames: processed; of them `detected` by the detector and `tracked` only (boxes moved on); `dropped`:
-        frames of a live source never processed."""
+        frames of a live source never processed; `scene_cuts`: cuts to a new picture (tracks started afresh)."""
         self.db.execute("UPDATE runs SET ended_at = ?, frames = ?, status = ?, message = ?, detected_frames = ?, "
-                        "tracked_frames = ?, dropped_frames = ? WHERE id = ?",
-                        (time.time(), frames, status, message, detected, tracked, dropped, run_id))
+                        "tracked_frames = ?, dropped_frames = ?, scene_cuts = ? WHERE id = ?",
+                        (time.time(), frames, status, message, detected, tracked, dropped, scene_cuts, run_id))
         self.db.commit()
 
     def close(self) -> None:

@@ -1,5 +1,10 @@
 """One id per person: ByteTrack (Roboflow's `trackers` package) follows the faces, and a track's class is a
-vote over its frames, so one noisy frame cannot flip it."""
+vote over its frames, so one noisy frame cannot flip it.
+
+ByteTrack sees how sure the detector is that each box is a face (`FACE_CONFIDENCE`, every class together), not
+the score of its best class: following a person does not depend on which class they are, and a face whose class
+is in doubt (with_mask 0.45, mask_weared_incorrect 0.45) is as much a face as any. The votes are weighted by the
+class scores."""
 
 from __future__ import annotations
 
@@ -9,7 +14,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import supervision as sv
 
+from maskwatch.predictions import FACE_CONFIDENCE
 from maskwatch.thresholds import TRACK_ACTIVATION_SCORE
+
+_CLASS_SCORE = "class_score"  # the detections' own confidence, kept while ByteTrack sees the face confidence
 
 
 # A track seen on fewer detection frames than this is not counted as a person (one-frame flickers).
@@ -46,8 +54,11 @@ class FaceTracker:
 
         self.classes = classes
         self.lost_after_s = lost_after_s
+        # ByteTrack starts tracks only from its "high" detections: both thresholds are `min_confidence`
+        # (trackers' default high threshold, 0.6, would otherwise be the activation threshold whatever ours).
         self._new_tracker = lambda: ByteTrackTracker(frame_rate=fps, lost_track_buffer=max(1, int(lost_after_s * 30)),
                                                      track_activation_threshold=min_confidence,
+                                                     high_conf_det_threshold=min_confidence,
                                                      minimum_consecutive_frames=1)
         self.tracker = self._new_tracker()
         self.tracks: dict[int, TrackState] = {}  # the tracks ByteTrack still follows (seen, or lost for a while)
@@ -87,15 +98,20 @@ class FaceTracker:
         picture lies relative to the first frame (a moving camera, video/camera_motion.py); faces are matched in
         the scene's coordinates, so a pan does not break the tracks."""
         shift = np.tile(np.asarray(offset, np.float32), 2) if offset is not None else None
-        if shift is not None and len(detections):
-            detections = sv.Detections(xyxy=detections.xyxy - shift, confidence=detections.confidence,
-                                       class_id=detections.class_id, data=dict(detections.data))
+        if len(detections):
+            data = dict(detections.data)
+            data[_CLASS_SCORE] = detections.confidence
+            detections = sv.Detections(xyxy=detections.xyxy - shift if shift is not None else detections.xyxy,
+                                       confidence=data.get(FACE_CONFIDENCE, detections.confidence),
+                                       class_id=detections.class_id, data=data)
         tracked = self.tracker.update(detections)
         self._forget_lost()
-        if shift is not None and len(tracked):
-            tracked.xyxy = tracked.xyxy + shift
+        class_scores = tracked.data.pop(_CLASS_SCORE, None)
         if len(tracked) == 0:
             return tracked
+        tracked.confidence = class_scores
+        if shift is not None:
+            tracked.xyxy = tracked.xyxy + shift
         names = tracked.data.get("class_name", np.array([self.classes[c] for c in tracked.class_id]))
         voted, ids = [], []
         for box, tid, name, score in zip(tracked.xyxy, tracked.tracker_id, names, tracked.confidence):

@@ -49,6 +49,6 @@ class DatabaseSink(Sink):
                 self.store.save_window(self.run_id, self._window_start, Counter(self._window_tracks.values()))
             s = end.summary
             self.store.finish_run(self.run_id, s.frames, s.status, s.full_message(), s.detected_frames,
-                                  s.tracked_frames, s.dropped_frames)
+                                  s.tracked_frames, s.dropped_frames, s.scene_cuts)
         finally:
             self.store.close()
