@@ -78,6 +78,8 @@ class TwoStageRecipe(Recipe):
     # backbone away from features that held on other photos; pulling it a tenth of the way back gave +1.6 / +1.5
     # mAP@.5 on andrewmvd / jolignier with v6's weights (0.75: -1.1 / +0.7; model card).
     finetuned_share: float = 0.9
+    # The pretrained backbone learns at lr x this; the new class and box layers at lr.
+    backbone_lr_factor: float = 1.0
 
     def build_model(self) -> torch.nn.Module:
         cfg = self.cfg
@@ -98,6 +100,11 @@ class TwoStageRecipe(Recipe):
         head = CropHead(len(self.classes), pretrained=True)
         self.pretrained_backbone = {k: v.detach().clone() for k, v in head.features.state_dict().items()}
         return head
+
+    def param_groups(self) -> list[dict]:
+        head = [p for name, p in self.model.named_parameters() if not name.startswith("features.")]
+        return [{"params": list(self.model.features.parameters()), "lr_factor": self.backbone_lr_factor},
+                {"params": head, "lr_factor": 1.0}]
 
     def _can_synthesise(self) -> bool:
         labels = {self.classes[p.label] for p in self.pictures}
