@@ -68,11 +68,24 @@ def test_what_ships_is_the_backbone_moved_back_towards_imagenet_by_finetuned_sha
     torch.testing.assert_close(recipe.shipping_model().state_dict()["features.0.0.weight"], trained["features.0.0.weight"])
 
 
-def test_a_finetuned_share_outside_0_to_1_is_refused(data_dir, tmp_path):
+@pytest.mark.parametrize("setting", ["finetuned_share", "backbone_lr_factor"])
+def test_a_share_or_factor_outside_0_to_1_is_refused(setting, data_dir, tmp_path):
     from maskwatch.errors import MaskwatchError
 
-    with pytest.raises(MaskwatchError, match="finetuned_share must be in"):
-        fit(TrainConfig(data=data_dir, out=tmp_path / "run", quick=True, threads=2, recipe={"finetuned_share": 0.0}))
+    with pytest.raises(MaskwatchError, match=f"{setting} must be in"):
+        fit(TrainConfig(data=data_dir, out=tmp_path / "run", quick=True, threads=2, recipe={setting: 0.0}))
+
+
+def test_the_backbone_learns_at_its_factor_of_the_rate_and_the_new_layers_at_the_rate():
+    from maskwatch.training.two_stage import TwoStageRecipe
+
+    recipe = object.__new__(TwoStageRecipe)  # the parameter groups alone: no data needed
+    recipe.model, recipe.backbone_lr_factor = CropHead(3, pretrained=False), 0.25
+    groups = recipe.param_groups()
+    assert [g["lr_factor"] for g in groups] == [0.25, 1.0]
+    backbone, new = ({id(p) for p in g["params"]} for g in groups)
+    assert backbone == {id(p) for p in recipe.model.features.parameters()}
+    assert new == {id(p) for p in [*recipe.model.classify.parameters(), *recipe.model.regress.parameters()]}
 
 
 def test_class_balancing_favours_the_rare_class_and_can_be_switched_off(data_dir):

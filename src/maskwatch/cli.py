@@ -161,6 +161,10 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
               help="Two-stage: the exported head's backbone is this share of the trained weights, the rest the "
                    "ImageNet ones it started from (WiSE-FT) [default: 0.9, measured better on both validation "
                    "sets]; 1 exports it as trained."),
+          backbone_lr_factor: Optional[float] = typer.Option(
+              None, "--backbone-lr-factor", metavar="FACTOR",
+              help="Two-stage: the pretrained backbone learns at the learning rate times this, the new class and "
+                   "box layers at the learning rate [default: the recipe's]."),
           epochs: int = typer.Option(12, "--epochs", help="Passes over the training images."),
           batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Default 64 crops / 8 windows."),
           lr: Optional[float] = typer.Option(None, help="Default 2e-3 (two-stage) / 1e-3 (one-stage)."),
@@ -197,7 +201,8 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
                                 balance_classes=balance_classes, extra_faces=extra_faces,
                                 synthetic_wrong=synthetic_wrong, device=device, val_every=val_every, resume=resume,
                                 threads=threads, recipe={k: v for k, v in (("crop_size", crop_size),
-                                                                           ("finetuned_share", finetuned_share))
+                                                                           ("finetuned_share", finetuned_share),
+                                                                           ("backbone_lr_factor", backbone_lr_factor))
                                                          if v is not None},
                                 label_map=parse_label_map(label_map), classes=parse_class_list(classes)))
     typer.echo(f"model: {onnx_path}\nlog: {out / 'history.csv'} and {out / 'history.png'}")

@@ -85,6 +85,8 @@ class TwoStageRecipe(Recipe):
         cfg = self.cfg
         if not 0 < self.finetuned_share <= 1:
             raise MaskwatchError(f"finetuned_share must be in (0, 1], not {self.finetuned_share}")
+        if not 0 < self.backbone_lr_factor <= 1:
+            raise MaskwatchError(f"backbone_lr_factor must be in (0, 1], not {self.backbone_lr_factor}")
         candidates = find_candidates(self.images, cfg.out / "candidates.npz",
                                      policy=ScalePolicy(upscale_to=tuple(self.candidate_upscale_to), coarse_first=None))
         self.matched = {s.stem: match_candidates(s.stem, candidates[s.stem], s.detections)
@@ -102,6 +104,7 @@ class TwoStageRecipe(Recipe):
         return head
 
     def param_groups(self) -> list[dict]:
+        """The backbone at `backbone_lr_factor` of the rate, the class and box layers (new) at the rate."""
         head = [p for name, p in self.model.named_parameters() if not name.startswith("features.")]
         return [{"params": list(self.model.features.parameters()), "lr_factor": self.backbone_lr_factor},
                 {"params": head, "lr_factor": 1.0}]
