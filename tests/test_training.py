@@ -86,6 +86,8 @@ def test_the_backbone_learns_at_its_factor_of_the_rate_and_the_new_layers_at_the
     backbone, new = ({id(p) for p in g["params"]} for g in groups)
     assert backbone == {id(p) for p in recipe.model.features.parameters()}
     assert new == {id(p) for p in [*recipe.model.classify.parameters(), *recipe.model.regress.parameters()]}
+    recipe.backbone_lr_factor = 1.0  # one group, as before the option: checkpoints of older runs still resume
+    assert [g["lr_factor"] for g in recipe.param_groups()] == [1.0]
 
 
 def test_class_balancing_favours_the_rare_class_and_can_be_switched_off(data_dir):

@@ -432,3 +432,20 @@ def test_labels_of_faces_at_the_top_edge_are_drawn_over_the_counts_band():
     black = band.sum(axis=1) == 0
     assert red.sum() > 50 and black.sum() > 200  # the face's label over the band, and the band itself
     assert (image == 128).all()  # the frame itself is left as it was
+
+
+def test_a_counted_person_is_drawn_even_when_this_frames_class_score_is_low():
+    """The tracker follows face confidence: a person whose class is in doubt (class score under the drawing
+    threshold) is counted, so the video must show them; an uncounted face that faint is not drawn."""
+    from types import SimpleNamespace
+
+    fake = SimpleNamespace(options=SimpleNamespace(draw_conf=0.4, blur_faces=False),
+                           detector=SimpleNamespace(classes=CLASSES))
+    image = np.full((240, 320, 3), 128, np.uint8)
+    tracked = detections_from_labels(np.array([[120, 80, 200, 180]]), ["with_mask"], np.array([0.3]), CLASSES)
+    tracked.tracker_id = np.array([7])
+    face = (slice(70, 190), slice(110, 210))
+    uncounted = VideoPipeline.render(fake, image, tracked, {})
+    counted = VideoPipeline.render(fake, image, tracked, {"with_mask": 1}, counted=tracked)
+    assert (uncounted[face] == 128).all()
+    assert (counted[face] != 128).any(axis=2).sum() > 200  # its box and label

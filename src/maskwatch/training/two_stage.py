@@ -104,7 +104,10 @@ class TwoStageRecipe(Recipe):
         return head
 
     def param_groups(self) -> list[dict]:
-        """The backbone at `backbone_lr_factor` of the rate, the class and box layers (new) at the rate."""
+        """The backbone at `backbone_lr_factor` of the rate, the class and box layers (new) at the rate; one group
+        at factor 1 (as before the option, so older checkpoints resume)."""
+        if self.backbone_lr_factor == 1:
+            return super().param_groups()
         head = [p for name, p in self.model.named_parameters() if not name.startswith("features.")]
         return [{"params": list(self.model.features.parameters()), "lr_factor": self.backbone_lr_factor},
                 {"params": head, "lr_factor": 1.0}]

@@ -94,8 +94,14 @@ class VideoPipeline:
         self.stopping.set()
 
     def render(self, image: np.ndarray, tracked: sv.Detections, people: dict[str, int],
-               zones: ZoneCounter | None = None) -> np.ndarray:
+               zones: ZoneCounter | None = None, counted: sv.Detections | None = None) -> np.ndarray:
+        """The frame as drawn: faces whose class scores at least `draw_conf`, and every counted person (`counted`:
+        the tracker follows faces by face confidence, so a person whose class is in doubt is counted and drawn)."""
         shown = tracked[tracked.confidence >= self.options.draw_conf] if len(tracked) else tracked
+        if counted is not None and len(counted) and len(tracked):
+            ids = set(counted.tracker_id.tolist())
+            shown = tracked[(tracked.confidence >= self.options.draw_conf)
+                            | np.array([int(t) in ids for t in tracked.tracker_id], dtype=bool)]
         out = blur_boxes(image.copy(), tracked.xyxy) if self.options.blur_faces and len(tracked) else image.copy()
         draw_counts(out, people)  # first, so the faces' labels stay readable where they overlap it
         if zones:
@@ -103,13 +109,11 @@ class VideoPipeline:
         return annotate(out, shown, self.detector.classes, copy=False)  # out is already this frame's copy
 
     def _unconfirmed(self, tracked: sv.Detections, emitter: EventEmitter) -> bool:
-        """Whether a face shown is not yet a person (seen on too few detections): motion gating waits for it, so
-        someone standing still is counted as soon as when walking."""
-        if len(tracked) == 0:
+        """Whether a face the tracker follows is not yet a person (seen on too few detections): motion gating
+        waits for it, so someone standing still is counted as soon as when walking."""
+        if len(tracked) == 0 or tracked.tracker_id is None:
             return False
-        shown = tracked.confidence >= self.options.draw_conf
-        ids = tracked.tracker_id if tracked.tracker_id is not None else np.full(len(tracked), -1)
-        return any(int(t) not in emitter.confirmed for t in ids[shown])
+        return any(int(t) >= 0 and int(t) not in emitter.confirmed for t in tracked.tracker_id)
 
     def _sinks(self, out: Path | None, on_progress: Callable | None) -> list[Sink]:
         """The built-in sinks this run asks for, then the caller's. Order is close order: files and the database
@@ -213,9 +217,10 @@ class VideoPipeline:
                 people = emitter.people()
                 summary.frames += 1
                 summary.dropped_frames = getattr(frames_source, "dropped", 0)
+                counted = emitter.confirmed_only(tracked)
                 bus.frame(FrameView(frame, tracked, people, summary, frames_source.expected_frames,
-                                    partial(self.render, frame.image, tracked, people, zones), emitter.zone_counts,
-                                    confirmed=emitter.confirmed_only(tracked)))
+                                    partial(self.render, frame.image, tracked, people, zones, counted),
+                                    emitter.zone_counts, confirmed=counted))
                 schedule.spent(detect, time.perf_counter() - tick)
                 if opts.max_frames and summary.frames >= opts.max_frames:
                     break

@@ -98,7 +98,7 @@ class FaceTracker:
         picture lies relative to the first frame (a moving camera, video/camera_motion.py); faces are matched in
         the scene's coordinates, so a pan does not break the tracks."""
         shift = np.tile(np.asarray(offset, np.float32), 2) if offset is not None else None
-        if len(detections):
+        if len(detections) and detections.confidence is not None:
             data = dict(detections.data)
             data[_CLASS_SCORE] = detections.confidence
             detections = sv.Detections(xyxy=detections.xyxy - shift if shift is not None else detections.xyxy,
