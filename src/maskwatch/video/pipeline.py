@@ -37,7 +37,8 @@ from maskwatch.video.prediction import BoxPredictor
 from maskwatch.video.realtime import REALTIME, DetectSchedule, RealtimeSettings
 from maskwatch.video.scene_cut import SceneCuts
 from maskwatch.video.sinks import DatabaseSink, DisplaySink, ProgressSink, SummaryFilesSink, VideoFileSink
-from maskwatch.thresholds import FOR_PEOPLE, LIVE_MIN_FACE_SCORE, TRACK_MIN_SCORE
+from maskwatch.predictions import FACE_CONFIDENCE
+from maskwatch.thresholds import FOR_PEOPLE, LIVE_MIN_FACE_SCORE, TRACK_ACTIVATION_SCORE, TRACK_MIN_SCORE
 from maskwatch.video.sources import FrameSource, ReadAhead, open_source
 from maskwatch.video.summary import WatchSummary
 from maskwatch.video.tracking import MIN_TRACK_FRAMES, FaceTracker
@@ -109,11 +110,16 @@ class VideoPipeline:
         return annotate(out, shown, self.detector.classes, copy=False)  # out is already this frame's copy
 
     def _unconfirmed(self, tracked: sv.Detections, emitter: EventEmitter) -> bool:
-        """Whether a face the tracker follows is not yet a person (seen on too few detections): motion gating
-        waits for it, so someone standing still is counted as soon as when walking."""
-        if len(tracked) == 0 or tracked.tracker_id is None:
+        """Whether a face shown or followed is not yet a person (seen on too few detections): motion gating waits
+        for it, so someone standing still is counted as soon as when walking. A face new to the tracker has no id
+        yet (-1): it counts when drawn or sure enough to start a track."""
+        if len(tracked) == 0:
             return False
-        return any(int(t) >= 0 and int(t) not in emitter.confirmed for t in tracked.tracker_id)
+        ids = tracked.tracker_id if tracked.tracker_id is not None else np.full(len(tracked), -1)
+        waiting = (tracked.confidence >= self.options.draw_conf) | (ids >= 0)
+        if FACE_CONFIDENCE in tracked.data:
+            waiting |= tracked.data[FACE_CONFIDENCE] >= TRACK_ACTIVATION_SCORE
+        return any(int(t) not in emitter.confirmed for t in ids[waiting])
 
     def _sinks(self, out: Path | None, on_progress: Callable | None) -> list[Sink]:
         """The built-in sinks this run asks for, then the caller's. Order is close order: files and the database
