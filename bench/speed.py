@@ -33,16 +33,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+from accuracy import validation_set  # noqa: E402
 from clips import crowd_pan_frames, door_frames, write_h264  # noqa: E402
-from maskwatch.data import load_dataset  # noqa: E402
-from maskwatch.data.split import read_list  # noqa: E402
 from maskwatch.detector import Detector  # noqa: E402
 from maskwatch.video.bus import CallbackSink  # noqa: E402
 from maskwatch.video.config import CameraConfig  # noqa: E402
 from maskwatch.video.realtime import REALTIME  # noqa: E402
 from supervision.detection.utils.iou_and_nms import box_iou_batch  # noqa: E402
+from video_people import door_photos  # noqa: E402
 
-SHARED = ROOT / ".." / "shared" / "datasets"
 FPS = 30.0
 SIZES = {"640x480": (640, 480), "1080p": (1920, 1080)}
 BEFORE = replace(REALTIME, choose_scale=False, reuse_head=False, motion_gating=False, predict_boxes=False,
@@ -60,25 +59,15 @@ LEVERS = {  # each row switches one lever off, the rest as by default
 
 def crowd_photos(count: int) -> list[Path]:
     """The validation photos with the most faces."""
-    data = load_dataset(SHARED / "face-mask-voc")
-    val = data.subset(read_list(ROOT / "splits" / "face-mask-voc" / "val.txt"))
-    ranked = sorted(val.samples, key=lambda s: (-len(s.detections), s.image_path.name))
+    ranked = sorted(validation_set("andrewmvd").samples, key=lambda s: (-len(s.detections), s.image_path.name))
     return [s.image_path for s in ranked[:count]]
 
 
 def web_photos(count: int, door: bool = False) -> list[Path]:
     """jolignier-val photos by name; with `door`: landscape ones with 1-4 faces, each at least 80 px tall at 480."""
-    data = load_dataset(SHARED / "jolignier-val")
-    chosen = []
-    for s in sorted(data.samples, key=lambda s: s.image_path.name):
-        if door:
-            heights = (s.detections.xyxy[:, 3] - s.detections.xyxy[:, 1]) * 480 / s.height
-            if not (1 <= len(s.detections) <= 4 and 1.2 < s.width / s.height < 1.9 and heights.min() >= 80):
-                continue
-        chosen.append(s.image_path)
-        if len(chosen) == count:
-            break
-    return chosen
+    if door:
+        return door_photos("jolignier", 80, count)[0]
+    return [s.image_path for s in sorted(validation_set("jolignier").samples, key=lambda s: s.image_path.name)][:count]
 
 
 def read_640x480(paths: list[Path]) -> list[np.ndarray]:

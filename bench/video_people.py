@@ -27,25 +27,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+from accuracy import validation_set  # noqa: E402
 from clips import door_frames, write_h264  # noqa: E402
-from maskwatch.data import load_dataset  # noqa: E402
-from maskwatch.data.split import read_list  # noqa: E402
 from maskwatch.detector import Detector  # noqa: E402
 from maskwatch.thresholds import TRACK_ACTIVATION_SCORE  # noqa: E402
 from maskwatch.video import pipeline as pipeline_module  # noqa: E402
 from maskwatch.video.config import CameraConfig  # noqa: E402
 from maskwatch.video.tracking import FaceTracker  # noqa: E402
 
-SHARED = ROOT / ".." / "shared" / "datasets"
 FPS = 30.0
 SIZES = {"640x480": (640, 480), "1080p": (1920, 1080)}
 
 
-def door_photos(data_set: str, min_height_at_480: float, limit: int | None = None) -> tuple[list[Path], Counter]:
-    """Landscape photos with 1-4 faces, each at least `min_height_at_480` px tall at 480 px, and their classes."""
-    data = load_dataset(SHARED / data_set)
-    if data_set == "face-mask-voc":
-        data = data.subset(read_list(ROOT / "splits" / "face-mask-voc" / "val.txt"))
+def door_photos(set_name: str, min_height_at_480: float, limit: int | None = None) -> tuple[list[Path], Counter]:
+    """A validation set's photos by name that suit a door camera: landscape, 1-4 faces, each at least
+    `min_height_at_480` px tall at 480 px; and their faces' classes. bench/speed.py's door clips use it too."""
+    data = validation_set(set_name)
     photos, faces = [], Counter()
     for s in sorted(data.samples, key=lambda s: s.image_path.name):
         heights = (s.detections.xyxy[:, 3] - s.detections.xyxy[:, 1]) * 480 / s.height
@@ -77,7 +74,7 @@ def main() -> None:
     args = parser.parse_args()
     detector = Detector.load(args.model, threads=2)
     classes = list(detector.config.classes)
-    sets = {"andrewmvd val": door_photos("face-mask-voc", 60), "jolignier-val": door_photos("jolignier-val", 80, 18)}
+    sets = {"andrewmvd val": door_photos("andrewmvd", 60), "jolignier-val": door_photos("jolignier", 80, 18)}
     activations = [TRACK_ACTIVATION_SCORE] + [a for a in args.activation if a != TRACK_ACTIVATION_SCORE]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -98,11 +98,12 @@ class VideoPipeline:
                zones: ZoneCounter | None = None, counted: sv.Detections | None = None) -> np.ndarray:
         """The frame as drawn: faces whose class scores at least `draw_conf`, and every counted person (`counted`:
         the tracker follows faces by face confidence, so a person whose class is in doubt is counted and drawn)."""
-        shown = tracked[tracked.confidence >= self.options.draw_conf] if len(tracked) else tracked
-        if counted is not None and len(counted) and len(tracked):
-            ids = set(counted.tracker_id.tolist())
-            shown = tracked[(tracked.confidence >= self.options.draw_conf)
-                            | np.array([int(t) in ids for t in tracked.tracker_id], dtype=bool)]
+        shown = tracked
+        if len(tracked):
+            drawn = tracked.confidence >= self.options.draw_conf
+            if counted is not None and len(counted):
+                drawn |= np.isin(tracked.tracker_id, counted.tracker_id)
+            shown = tracked[drawn]
         out = blur_boxes(image.copy(), tracked.xyxy) if self.options.blur_faces and len(tracked) else image.copy()
         draw_counts(out, people)  # first, so the faces' labels stay readable where they overlap it
         if zones:
