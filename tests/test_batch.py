@@ -131,6 +131,14 @@ def test_an_empty_input_folder_is_named_as_the_problem(tmp_path):
     assert cli.returncode == 2 and "photos: no images" in cli.stderr and "results" not in cli.stderr
 
 
+def test_the_ray_engine_without_ray_installed_says_how_to_install_it(images, tmp_path):
+    hide_ray = ("import sys; sys.modules['ray'] = None; from maskwatch.cli import main; "
+                f"sys.argv = ['maskwatch', 'batch', {str(images)!r}, '--engine', 'ray', '--out', {str(tmp_path)!r}]; "
+                "main()")
+    cli = subprocess.run([sys.executable, "-c", hide_ray], capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 2 and "pip install 'maskwatch[ray]'" in cli.stderr and "Traceback" not in cli.stderr
+
+
 @pytest.mark.slow
 def test_ray_engine_on_a_local_cluster_gives_the_same_rows_as_local(images, tmp_path):
     ray = pytest.importorskip("ray")

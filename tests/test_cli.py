@@ -36,6 +36,18 @@ def test_detect_writes_annotated_images_and_jsonl_and_goes_on_past_bad_files(sma
     assert len(list((tmp_path / "out").glob("*.jpg"))) == 6
 
 
+def test_annotated_images_keep_their_input_format_without_opencv_warnings(small_voc, tmp_path):
+    import cv2
+
+    image = cv2.imread(str(small_voc / "images" / "maksssksksss94.jpg"))
+    for suffix in (".png", ".webp"):
+        cv2.imwrite(str(tmp_path / f"photo{suffix}"), image)
+    result = run("detect", str(tmp_path / "photo.png"), str(tmp_path / "photo.webp"), "--out", str(tmp_path / "out"))
+    assert "unsupported key" not in result.stderr and "WARN" not in result.stderr
+    assert cv2.imread(str(tmp_path / "out" / "photo.png")).shape == image.shape
+    assert cv2.imread(str(tmp_path / "out" / "photo.webp")).shape == image.shape
+
+
 def test_detect_then_evaluate_round_trip(small_voc, tmp_path):
     run("detect", str(small_voc / "images"), "--no-images", "--json-out", str(tmp_path / "p.jsonl"), "--all-classes",
         cwd=tmp_path)
@@ -44,6 +56,19 @@ def test_detect_then_evaluate_round_trip(small_voc, tmp_path):
     report = json.loads((tmp_path / "ev" / "report.json").read_text())
     assert report["images"] == 6 and report["summary"]["mAP50"] > 0.5
     assert "mAP50" in result.stdout
+
+
+def test_evaluate_a_mask_data_set_that_lacks_a_class_against_three_class_predictions(tmp_path):
+    from conftest import copy_voc
+
+    voc = copy_voc(["maksssksksss0", "maksssksksss1"], tmp_path / "voc")  # with_mask and without_mask only
+    record = {"image": "maksssksksss0.jpg", "detections": [
+        {"bbox": [10, 10, 40, 40], "label": "mask_weared_incorrect", "score": 0.3}]}
+    (tmp_path / "p.jsonl").write_text(json.dumps(record) + "\n")
+    result = run("evaluate", "--gt", str(voc), "--pred", str(tmp_path / "p.jsonl"), "--out", str(tmp_path / "ev"))
+    assert "has no mask_weared_incorrect" in result.stderr
+    report = json.loads((tmp_path / "ev" / "report.json").read_text())
+    assert report["ground_truth_boxes"] > 0 and "mask_weared_incorrect" in report["confusion_matrix"]["labels"]
 
 
 def test_convert_stats_and_split_commands(small_voc, tmp_path):

@@ -224,6 +224,7 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
              allow_outside_images: bool = AllowOutsideOption,
              cross_check: bool = typer.Option(False, "--cross-check", help="Also compute with pycocotools.")) -> None:
     """COCO mAP, per-class AP, PR curves and a confusion matrix of predictions against ground truth."""
+    from maskwatch.classes import MASK_CLASSES
     from maskwatch.data.split import read_list
     from maskwatch.evaluation import write_report
     from maskwatch.evaluation.report import images_without_predictions
@@ -233,6 +234,12 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
         console.print(f"[yellow]--classes {classes} is now --scheme {classes}[/yellow]")
         scheme, classes = classes, None
     dataset = _load(gt, None, None, classes, allow_outside_images)
+    absent = [c for c in MASK_CLASSES if c not in dataset.classes]
+    if classes is None and scheme != "face" and absent and set(dataset.classes) <= set(MASK_CLASSES):
+        # A small or filtered mask data set without some class: the model still predicts all three.
+        dataset = dataset.with_classes(list(MASK_CLASSES))
+        console.print(f"scored with the three mask classes; {escape(str(gt))} has no {', '.join(absent)} (left out "
+                      f"of the mean AP)", highlight=False, soft_wrap=True)
     if split:
         dataset = dataset.subset(read_list(split))
     predictions = list(read_predictions(pred, dataset.classes))

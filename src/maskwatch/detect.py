@@ -9,11 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-import cv2
 from tqdm import tqdm
 
 from maskwatch.annotate import annotate
-from maskwatch.data.images import read_image
+from maskwatch.data.images import read_image, write_image
 from maskwatch.data.inputs import collect_images, output_names
 from maskwatch.detector import Detector, best_class_per_face
 from maskwatch.errors import MaskwatchError
@@ -50,7 +49,7 @@ def detect_images(detector: Detector, paths: list[Path], out_dir: Path | None, m
         if out_dir:
             target = out_dir / name
             target.parent.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(target), annotate(image, shown, detector.classes), [cv2.IMWRITE_JPEG_QUALITY, 92])
+            write_image(target, annotate(image, shown, detector.classes))
         yield ImagePredictions(name, image.shape[1], image.shape[0], detections)
 
 

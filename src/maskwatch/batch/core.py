@@ -10,10 +10,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import cv2
 
 from maskwatch.annotate import annotate
-from maskwatch.data.images import read_image
+from maskwatch.data.images import read_image, write_image
 from maskwatch.detector import Detector
 from maskwatch.errors import MaskwatchError
 from maskwatch.predictions import ImagePredictions
@@ -62,7 +61,7 @@ def detect_row(detector: Detector, path: str, conf: float, annotate_dir: Path | 
     if annotate_dir is not None:
         target = annotate_dir / (name or Path(path).name)
         target.parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(target), annotate(image, detections, detector.classes))
+        write_image(target, annotate(image, detections, detector.classes))
     return row
 
 

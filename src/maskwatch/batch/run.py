@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,9 +43,10 @@ def run_batch(spec: str | list[str], out: Path, engine: str = "local", address: 
         processed = run_local(todo, out, detector, conf, annotate_dir, names, part_rows) if todo else 0
     elif engine == "ray":
         try:
+            importlib.import_module("ray")  # the extra: run_ray imports it where it runs, so ask here
             from maskwatch.batch.ray_engine import run_ray
         except ImportError as exc:
-            raise MaskwatchError(f"the Ray engine needs: pip install 'maskwatch[ray]' ({exc})") from exc
+            raise MaskwatchError(f"the Ray engine needs Ray: pip install 'maskwatch[ray]' ({exc})") from exc
         processed = (run_ray(todo, out, model, conf, annotate_dir, address, actors, names=names, verbose=verbose)
                      if todo else 0)
     else:

@@ -8,12 +8,13 @@ module only parses.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
 import re
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +62,21 @@ class Dataset:
     def subset(self, stems: set[str] | list[str]) -> "Dataset":
         wanted = set(stems)
         return Dataset(self.classes, [s for s in self.samples if s.stem in wanted], list(self.problems))
+
+    def with_classes(self, classes: list[str]) -> "Dataset":
+        """The same faces under a longer class list (ids re-indexed): a small or filtered mask data set that lacks
+        a class is still scored against predictions of all three."""
+        missing = [c for c in self.classes if c not in classes]
+        if missing:
+            raise ValueError(f"classes {missing} are not in {classes}")
+        remap = np.array([classes.index(c) for c in self.classes], dtype=int)
+        samples = []
+        for sample in self.samples:
+            detections = copy.deepcopy(sample.detections)
+            if len(detections):
+                detections.class_id = remap[detections.class_id]
+            samples.append(replace(sample, detections=detections))
+        return Dataset(list(classes), samples, list(self.problems))
 
 
 def format_pixel(value: float) -> str:

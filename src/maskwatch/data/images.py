@@ -89,6 +89,13 @@ def read_image(path: str | Path) -> np.ndarray:
     return decode_image(path.read_bytes(), str(path))
 
 
+def write_image(path: Path, image: np.ndarray, jpeg_quality: int = 92) -> bool:
+    """Write an image in the format its suffix names; the JPEG quality only for JPEG (OpenCV warns about it on
+    every other format). Returns OpenCV's answer: False when it could not write."""
+    params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality] if Path(path).suffix.lower() in (".jpg", ".jpeg") else []
+    return bool(cv2.imwrite(str(path), image, params))
+
+
 def list_images(folder: Path) -> list[Path]:
     """All image files under a folder, sorted, so runs are repeatable."""
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())

@@ -14,14 +14,13 @@ import numpy as np
 import supervision as sv
 
 from maskwatch.data.dataset import Dataset, Sample
-from maskwatch.data.images import read_image
+from maskwatch.data.images import read_image, write_image
 
 
 def _write(image: np.ndarray, out_dir: Path, name: str) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / name
-    params = [cv2.IMWRITE_JPEG_QUALITY, 95] if path.suffix == ".jpg" else []
-    cv2.imwrite(str(path), image, params)
+    write_image(path, image, jpeg_quality=95)
     return path
 
 
