@@ -10,10 +10,9 @@ make the rest of it match)."""
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
-from maskwatch.video.motion import changed_share
+from maskwatch.video.motion import changed_share, whole_picture_shift
 from maskwatch.video.realtime import REALTIME, RealtimeSettings
 
 
@@ -22,7 +21,6 @@ class CameraMotion:
         self.settings = settings
         self.frame_width = frame_size[0]
         self.reference: np.ndarray | None = None  # the last detected frame, small and grey (float32)
-        self.window: np.ndarray | None = None
         self.offset = np.zeros(2, np.float32)  # where the last detected picture lies relative to the first (px)
 
     def shift(self, small: np.ndarray) -> np.ndarray:
@@ -31,22 +29,11 @@ class CameraMotion:
         none = np.zeros(2, np.float32)
         if not self.settings.compensate_camera or self.reference is None or small.shape != self.reference.shape:
             return none
-        current = small.astype(np.float32)
-        if self.window is None:
-            self.window = cv2.createHanningWindow((small.shape[1], small.shape[0]), cv2.CV_32F)
-        # (copies: OpenCV applies the window to its inputs in place)
-        (dx, dy), _response = cv2.phaseCorrelate(self.reference.copy(), current.copy(), self.window)
-        if abs(dx) < 0.5 and abs(dy) < 0.5:
+        found = whole_picture_shift(self.reference, small, self.settings.motion_pixel_delta)
+        if found is None or found[:2] == (0.0, 0.0):
             return none
-        delta = self.settings.motion_pixel_delta
-        before = changed_share(current, self.reference, delta)
-        moved = cv2.warpAffine(self.reference, np.float32([[1, 0, dx], [0, 1, dy]]), (small.shape[1], small.shape[0]),
-                               borderMode=cv2.BORDER_REPLICATE)
-        margin = int(np.ceil(max(abs(dx), abs(dy)))) + 1  # the strip that came into view has no reference
-        if 4 * margin >= min(small.shape):
-            return none  # half the picture is new: too far to tell (the next detection starts afresh)
-        inner = (slice(margin, -margin), slice(margin, -margin))
-        after = changed_share(current[inner], moved[inner], delta)
+        dx, dy, after = found
+        before = changed_share(small.astype(np.float32), self.reference, self.settings.motion_pixel_delta)
         if before < self.settings.motion_share or after > self.settings.camera_residual * before:
             return none
         return np.float32([dx, dy]) * (self.frame_width / small.shape[1])

@@ -15,6 +15,26 @@ def changed_share(a: np.ndarray, b: np.ndarray, delta: float) -> float:
     return float((cv2.absdiff(a, b) > delta).mean())
 
 
+def whole_picture_shift(reference: np.ndarray, current: np.ndarray, delta: float) -> tuple[float, float, float] | None:
+    """The shift (dx, dy, in pixels of these small frames) that best maps `reference` onto `current` (phase
+    correlation), and the share of pixels still changed after it, counted where both frames show the same part of
+    the scene (no shift, and every pixel, when it is under half a pixel). None when the picture moved too far to
+    tell (a quarter of it or more)."""
+    reference, current = reference.astype(np.float32), current.astype(np.float32)
+    window = cv2.createHanningWindow((current.shape[1], current.shape[0]), cv2.CV_32F)
+    # (copies: OpenCV applies the window to its inputs in place)
+    (dx, dy), _response = cv2.phaseCorrelate(reference.copy(), current.copy(), window)
+    if abs(dx) < 0.5 and abs(dy) < 0.5:
+        return 0.0, 0.0, changed_share(current, reference, delta)
+    margin = int(np.ceil(max(abs(dx), abs(dy)))) + 1  # the strip that came into view has no reference
+    if 4 * margin >= min(current.shape):
+        return None
+    moved = cv2.warpAffine(reference, np.float32([[1, 0, dx], [0, 1, dy]]), (current.shape[1], current.shape[0]),
+                           borderMode=cv2.BORDER_REPLICATE)
+    inner = (slice(margin, -margin), slice(margin, -margin))
+    return dx, dy, changed_share(current[inner], moved[inner], delta)
+
+
 class MotionGate:
     def __init__(self, settings: RealtimeSettings = REALTIME):
         self.settings = settings

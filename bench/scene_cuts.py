@@ -1,0 +1,79 @@
+"""Scene cuts told from pans: how many switches between two photos `video/scene_cut.py` sees, and how many frame
+pairs of pans it wrongly calls a change.
+
+    .venv/bin/python bench/scene_cuts.py [--pairs 150] [--seed 0]
+
+- Cuts: random pairs of photos of the training set (andrewmvd's) and of jolignier-val, each
+  resized to 640x480, the second following the first (what an edited video or a camera switched to another view
+  shows). A cut should be seen in every pair.
+- Pans: tests/clips.py's pan over a photo enlarged 2x, crossing it in 45, 15 and 8 frames (the last: 14 % of the
+  frame's width per frame, a whip pan), over 6 random training photos. No pan frame should be a change.
+- A door-camera clip of 4 photos (tests/clips.py): 3 switches between photos, and 4 times the blurred empty
+  doorway turning into the sharp photo (the clip's way of bringing people in: a new picture too, in tone alike).
+Columns: pairs whose pixels changed enough to be looked at (`cut_changed_share`); pairs whose grey histograms
+correlate at most `cut_histogram_corr` (the rule before the shift test: alone, it misses photos alike in tone);
+pairs `SceneCuts.changed` calls a change (the rule as it ships).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from clips import door_frames, pan_frames  # noqa: E402
+
+from maskwatch.video.motion import MotionGate, changed_share  # noqa: E402
+from maskwatch.video.realtime import REALTIME  # noqa: E402
+from maskwatch.video.scene_cut import HISTOGRAM_BINS, SceneCuts  # noqa: E402
+
+SHARED = ROOT / ".." / "shared" / "datasets"
+
+
+def row(name: str, pairs: list[tuple[np.ndarray, np.ndarray]]) -> str:
+    small, cuts = MotionGate().small, SceneCuts()
+    looked = tone = called = 0
+    for a, b in pairs:
+        sa, sb = small(a), small(b)
+        if changed_share(sa, sb, REALTIME.motion_pixel_delta) >= REALTIME.cut_changed_share:
+            looked += 1
+            histograms = [cv2.calcHist([x], [0], None, [HISTOGRAM_BINS], [0, 256]) for x in (sa, sb)]
+            tone += cv2.compareHist(*histograms, cv2.HISTCMP_CORREL) <= REALTIME.cut_histogram_corr
+        called += cuts.changed(sa, sb)
+    return f"| {name} | {len(pairs)} | {looked} | {tone} | {called} |"
+
+
+def photo(path: Path) -> np.ndarray:
+    return cv2.resize(cv2.imread(str(path)), (640, 480), interpolation=cv2.INTER_AREA)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs", type=int, default=150, help="random photo pairs per set")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    training = sorted((SHARED / "face-mask-voc" / "images").glob("*.jpg"))
+    jolignier = sorted((SHARED / "jolignier-val" / "images").glob("*.jpg"))
+    print("| frame pairs | pairs | changed enough to look | histograms apart (rule before) "
+          "| changes called (rule now) |")
+    print("|---|---|---|---|---|")
+    for name, photos in (("cut: training photo to photo", training), ("cut: jolignier-val photo to photo", jolignier)):
+        print(row(name, [tuple(photo(p) for p in rng.sample(photos, 2)) for _ in range(args.pairs)]), flush=True)
+    panned = rng.sample(training, 6)
+    for steps in (45, 15, 8):
+        pairs = [pair for p in panned for frames in [pan_frames(p, frames=steps)] for pair in zip(frames, frames[1:])]
+        print(row(f"pan: {steps} frames across each of 6 photos", pairs), flush=True)
+    door = door_frames(rng.sample(training, 4), (640, 480), fps=30, seconds=8)
+    print(row("door clip of 4 photos (3 switches, 4 blur-to-sharp)", list(zip(door, door[1:]))), flush=True)
+
+
+if __name__ == "__main__":
+    main()
