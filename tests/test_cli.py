@@ -28,6 +28,7 @@ def test_detect_writes_annotated_images_and_jsonl_and_goes_on_past_bad_files(sma
     result = run("detect", str(images), "--out", str(tmp_path / "out"), "--json-out", str(tmp_path / "p.jsonl"))
     assert "6 image(s)" in result.stdout
     assert "broken.jpg" in result.stderr and "empty.png" in result.stderr
+    assert "]ERROR" not in result.stderr  # each message on its own line, not glued to the progress bar
     records = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
     assert len(records) == 6
     record = next(r for r in records if r["image"] == "maksssksksss94.jpg")
@@ -86,6 +87,12 @@ def test_user_errors_print_one_line_not_a_traceback(tmp_path):
     assert "missing.jpg: no such file or folder" in result.stderr and "Traceback" not in result.stderr
     result = run("convert", str(tmp_path), str(tmp_path / "x"), "--to", "coco", ok=False)
     assert result.returncode == 2 and "found no VOC" in result.stderr
+
+
+def test_a_camera_that_is_not_there_gives_one_clear_line_without_opencvs_warnings(tmp_path):
+    result = run("watch", "7", "--out", str(tmp_path / "cam.mp4"), ok=False)  # no /dev/video7 on a test machine
+    assert result.returncode == 2 and "7: cannot open the camera or stream" in result.stderr
+    assert "WARN" not in result.stderr and "cap_v4l" not in result.stderr
 
 
 def test_predictions_list_every_plausible_class_but_drawings_count_one_per_face(small_voc, tmp_path):

@@ -83,6 +83,13 @@ def test_blank_and_tiny_images_give_no_faces(detector):
     assert len(detector(np.zeros((8, 8, 3), np.uint8))) == 0
 
 
+def test_a_model_path_that_is_not_a_model_says_so(tmp_path):
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(b"\xff\xd8\xff")
+    with pytest.raises(MaskwatchError, match="photo.jpg: not a model"):
+        Detector.load(photo)
+
+
 def test_scale_option_is_checked():
     with pytest.raises(MaskwatchError, match="--scale"):
         Detector.load(scale="big")

@@ -36,6 +36,15 @@ def test_folders_images_lists_and_globs_in_order_without_repeats(folders, monkey
         collect_images(["a/*.png"])
 
 
+def test_pictures_in_formats_not_read_are_named_and_other_files_are_not(folders, caplog):
+    (folders / "a" / "party.gif").write_bytes(b"GIF89a")
+    (folders / "a" / "annotations.xml").write_text("<annotation/>")
+    with caplog.at_level("WARNING"):
+        found = collect_images([folders / "a"])
+    assert [p.name for p in found] == ["maksssksksss0.jpg", "maksssksksss1.jpg"]
+    assert "party.gif" in caplog.text and "notes.txt" not in caplog.text and "annotations.xml" not in caplog.text
+
+
 def test_a_names_file_keeps_only_the_listed_images(folders):
     names = folders / "val.txt"
     names.write_text("maksssksksss5\nmaksssksksss1.jpg\nmaksssksksss999\n")  # stems, a file name, an unknown

@@ -514,9 +514,12 @@ def batch(inputs: list[str] = typer.Argument(..., help=INPUTS_HELP, metavar="INP
 
 
 def main() -> None:
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:
-        app()
+        with logging_redirect_tqdm():  # a warning goes on its own line above a progress bar, not glued to it
+            app()
     except MaskwatchError as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)

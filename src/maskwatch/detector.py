@@ -153,6 +153,9 @@ class Detector(_FaceDetector):
         path = Path(path)
         if path.is_dir():
             path = model_in(path)
+        elif path.suffix.lower() != ".onnx":
+            raise MaskwatchError(f"{path}: not a model (give an .onnx file with its .json beside it, or the folder "
+                                 f"of a `maskwatch train` run)")
         config = path.with_suffix(".json")
         arch = ScoringConfig.read(config).arch if config.is_file() else TWO_STAGE
         return kind_of(arch).load_runtime()(path, **kwargs)

@@ -4,6 +4,7 @@ and never more pixels than the limit (the size is read from the header before an
 from __future__ import annotations
 
 import io
+import logging
 import os
 import shutil
 import warnings
@@ -15,6 +16,7 @@ import numpy as np
 from maskwatch.errors import MaskwatchError
 from maskwatch.limits import IMAGE_FORMATS, max_pixels
 
+log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
@@ -96,9 +98,27 @@ def write_image(path: Path, image: np.ndarray, jpeg_quality: int = 92) -> bool:
     return bool(cv2.imwrite(str(path), image, params))
 
 
+# Pictures in formats not read here: named when a folder holds them (other files, such as annotations, are not).
+UNREAD_IMAGE_SUFFIXES = (".gif", ".heic", ".heif", ".avif", ".jp2", ".jxl", ".svg", ".ico", ".psd", ".dng", ".cr2",
+                         ".nef", ".arw")
+
+
 def list_images(folder: Path) -> list[Path]:
-    """All image files under a folder, sorted, so runs are repeatable."""
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    """All image files under a folder, sorted, so runs are repeatable. Pictures in formats not read here are
+    reported by name (a warning), not silently left out."""
+    images, unread = [], []
+    for path in folder.rglob("*"):
+        suffix = path.suffix.lower()
+        if suffix in IMAGE_SUFFIXES and path.is_file():
+            images.append(path)
+        elif suffix in UNREAD_IMAGE_SUFFIXES and path.is_file():
+            unread.append(path)
+    if unread:
+        unread.sort()
+        shown = ", ".join(str(p) for p in unread[:5]) + (f" and {len(unread) - 5} more" if len(unread) > 5 else "")
+        log.warning("%s: %d picture(s) in a format not read here skipped (%s); convert them to JPEG or PNG",
+                    folder, len(unread), shown)
+    return sorted(images)
 
 
 IMAGE_MODES = ("hardlink", "copy", "symlink")

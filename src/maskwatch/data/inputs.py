@@ -47,7 +47,7 @@ def collect_images(specs: Sequence[str | Path], only: Path | None = None) -> lis
         path = Path(spec)
         if path.is_dir():
             found = list_images(path)
-            if not found:
+            if not found and len(specs) > 1:  # (alone, the error below says it)
                 log.warning("%s: no images (%s) in this folder", path, ", ".join(IMAGE_SUFFIXES))
             paths += found
         elif path.is_file() and path.suffix.lower() in LIST_SUFFIXES:

@@ -84,7 +84,7 @@ class CameraConfig:
     def check(self) -> None:
         """Values given on the command line or in Python, checked as those from a file (MaskwatchError)."""
         for key in _CHECKS:
-            check_value(key, getattr(self, key), f"camera {self.name or self.source!r}")
+            check_value(key, getattr(self, key), f"camera {self.name!r}" if self.name else str(self.source))
 
     def pipeline(self, detector) -> VideoPipeline:
         self.check()

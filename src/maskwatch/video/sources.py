@@ -30,7 +30,8 @@ from maskwatch.errors import MaskwatchError
 log = logging.getLogger(__name__)
 # FFmpeg's own messages from OpenCV's reader (cameras and streams; e.g. "[rtsp @ 0x...] method DESCRIBE failed"
 # on every reconnect) would flood the terminal; the source reports what matters itself (cannot open, stream lost).
-# Set OPENCV_FFMPEG_LOGLEVEL (e.g. 16 for errors) to see them. Files are read by PyAV, whose FFmpeg logging is
+# Set OPENCV_FFMPEG_LOGLEVEL (e.g. 16 for errors) to see them, and OPENCV_LOG_LEVEL=WARNING for OpenCV's own
+# (e.g. "can't open camera by index"). Files are read by PyAV, whose FFmpeg logging is
 # off unless `av.logging.set_level` turns it on.
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
@@ -298,6 +299,8 @@ class LiveSource(FrameSource):
         self._thread.start()
 
     def _open(self) -> cv2.VideoCapture | None:
+        if "OPENCV_LOG_LEVEL" not in os.environ:  # OpenCV's own "can't open camera by index" warnings: we say it
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
         capture = cv2.VideoCapture(self.spec) if isinstance(self.spec, int) else cv2.VideoCapture(
             self.spec, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self._open_timeout * 1000),
                                         cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self._open_timeout * 1000)])
