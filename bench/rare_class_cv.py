@@ -19,7 +19,8 @@ or on another machine, and a later call only adds what is missing.
 --export EXPORT="train options" scores choices made when a model is exported, not trained, on the same trainings:
 each fold's last checkpoint exported again with these options (e.g. `--finetuned-share 1`: the backbone as
 trained, without the shipped mix with ImageNet's) into OUT/NAME@EXPORT/foldK, scored on its fold by predicting
-again (the checkpoint's validation was of the first export) and listed as its own row.
+again (the checkpoint's validation was of the first export; its JSON's val_scores still are) and listed as its
+own row. Needs `--keep last`.
 
 The figures in the model card. v6.2's recipe against v4's crop size (64 px), each exported with and without the
 mix (8 epochs, to fit the lent GPU machine's time; one run per variant, 5 processes of 3 threads on 16 cores):
@@ -87,6 +88,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "cv")
     parser.add_argument("--also-jolignier", action="store_true", help="score every fold's model on jolignier-val too")
     args = parser.parse_args()
+    if args.export and not all("--keep last" in f"{spec} {args.common}" for spec in args.variant):
+        parser.error("--export re-exports each fold's last checkpoint: give every variant --keep last "
+                     "(in --common or its options)")
     if args.jobs > 1 and not args.fold:
         train_in_parallel(args)
     dataset = load_dataset(args.data)

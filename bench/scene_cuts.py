@@ -7,7 +7,8 @@ pairs of pans it wrongly calls a change.
   resized to 640x480, the second following the first (what an edited video or a camera switched to another view
   shows). A cut should be seen in every pair.
 - Pans: tests/clips.py's pan over a photo enlarged 2x, crossing it in 45, 15 and 8 frames (the last: 14 % of the
-  frame's width per frame, a whip pan), over 6 random training photos. No pan frame should be a change.
+  frame's width per frame, a whip pan), and zooms from 1x to 2x in 30, 10 and 5 frames, over 6 random training
+  photos. No pan or zoom frame should be a change.
 - A door-camera clip of 4 photos (tests/clips.py): 3 switches between photos, and 4 times the blurred empty
   doorway turning into the sharp photo (the clip's way of bringing people in: a new picture too, in tone alike).
 Columns: pairs whose pixels changed enough to be looked at (`cut_changed_share`); pairs whose grey histograms
@@ -32,7 +33,7 @@ from clips import door_frames, pan_frames  # noqa: E402
 
 from maskwatch.video.motion import MotionGate, changed_share  # noqa: E402
 from maskwatch.video.realtime import REALTIME  # noqa: E402
-from maskwatch.video.scene_cut import HISTOGRAM_BINS, SceneCuts  # noqa: E402
+from maskwatch.video.scene_cut import SceneCuts, histogram_correlation  # noqa: E402
 
 SHARED = ROOT / ".." / "shared" / "datasets"
 
@@ -44,10 +45,21 @@ def row(name: str, pairs: list[tuple[np.ndarray, np.ndarray]]) -> str:
         sa, sb = small(a), small(b)
         if changed_share(sa, sb, REALTIME.motion_pixel_delta) >= REALTIME.cut_changed_share:
             looked += 1
-            histograms = [cv2.calcHist([x], [0], None, [HISTOGRAM_BINS], [0, 256]) for x in (sa, sb)]
-            tone += cv2.compareHist(*histograms, cv2.HISTCMP_CORREL) <= REALTIME.cut_histogram_corr
+            tone += histogram_correlation(sa, sb) <= REALTIME.cut_histogram_corr
         called += cuts.changed(sa, sb)
     return f"| {name} | {len(pairs)} | {looked} | {tone} | {called} |"
+
+
+def zoom_frames(path: Path, frames: int, to: float = 2.0) -> list[np.ndarray]:
+    """A camera zooming into the middle of a photo, from 1x to `to` in `frames` frames."""
+    image = photo(path)
+    h, w = image.shape[:2]
+    out = []
+    for zoom in np.geomspace(1.0, to, frames):
+        cw, ch = int(w / zoom), int(h / zoom)
+        x, y = (w - cw) // 2, (h - ch) // 2
+        out.append(cv2.resize(image[y:y + ch, x:x + cw], (w, h), interpolation=cv2.INTER_LINEAR))
+    return out
 
 
 def photo(path: Path) -> np.ndarray:
@@ -71,6 +83,9 @@ def main() -> None:
     for steps in (45, 15, 8):
         pairs = [pair for p in panned for frames in [pan_frames(p, frames=steps)] for pair in zip(frames, frames[1:])]
         print(row(f"pan: {steps} frames across each of 6 photos", pairs), flush=True)
+    for steps in (30, 10, 5):
+        pairs = [pair for p in panned for frames in [zoom_frames(p, steps)] for pair in zip(frames, frames[1:])]
+        print(row(f"zoom: 1x to 2x in {steps} frames, 6 photos", pairs), flush=True)
     door = door_frames(rng.sample(training, 4), (640, 480), fps=30, seconds=8)
     print(row("door clip of 4 photos (3 switches, 4 blur-to-sharp)", list(zip(door, door[1:]))), flush=True)
 

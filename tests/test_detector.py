@@ -88,6 +88,8 @@ def test_a_model_path_that_is_not_a_model_says_so(tmp_path):
     photo.write_bytes(b"\xff\xd8\xff")
     with pytest.raises(MaskwatchError, match="photo.jpg: not a model"):
         Detector.load(photo)
+    with pytest.raises(MaskwatchError, match="runs/v9: no such model file or run folder"):
+        Detector.load(tmp_path / "runs" / "v9")
 
 
 def test_scale_option_is_checked():

@@ -43,6 +43,10 @@ def test_pictures_in_formats_not_read_are_named_and_other_files_are_not(folders,
         found = collect_images([folders / "a"])
     assert [p.name for p in found] == ["maksssksksss0.jpg", "maksssksksss1.jpg"]
     assert "party.gif" in caplog.text and "notes.txt" not in caplog.text and "annotations.xml" not in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert len(collect_images([str(folders / "a" / "*")])) == 2  # a glob names them too
+    assert "party.gif" in caplog.text
 
 
 def test_a_names_file_keeps_only_the_listed_images(folders):

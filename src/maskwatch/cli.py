@@ -238,8 +238,9 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
     if classes is None and scheme != "face" and absent and set(dataset.classes) <= set(MASK_CLASSES):
         # A small or filtered mask data set without some class: the model still predicts all three.
         dataset = dataset.with_classes(list(MASK_CLASSES))
-        console.print(f"scored with the three mask classes; {escape(str(gt))} has no {', '.join(absent)} (left out "
-                      f"of the mean AP)", highlight=False, soft_wrap=True)
+        left_out = " (left out of the mean AP)" if scheme == "3class" else ""
+        console.print(f"scored with the three mask classes; {escape(str(gt))} has no {', '.join(absent)}{left_out}",
+                      highlight=False, soft_wrap=True)
     if split:
         dataset = dataset.subset(read_list(split))
     predictions = list(read_predictions(pred, dataset.classes))

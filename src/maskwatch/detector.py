@@ -151,6 +151,8 @@ class Detector(_FaceDetector):
         if path is None:
             return cls(**kwargs)
         path = Path(path)
+        if not path.exists():
+            raise MaskwatchError(f"{path}: no such model file or run folder")
         if path.is_dir():
             path = model_in(path)
         elif path.suffix.lower() != ".onnx":

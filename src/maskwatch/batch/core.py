@@ -61,7 +61,7 @@ def detect_row(detector: Detector, path: str, conf: float, annotate_dir: Path | 
     if annotate_dir is not None:
         target = annotate_dir / (name or Path(path).name)
         target.parent.mkdir(parents=True, exist_ok=True)
-        write_image(target, annotate(image, detections, detector.classes))
+        write_image(target, annotate(image, detections, detector.classes), jpeg_quality=95)
     return row
 
 

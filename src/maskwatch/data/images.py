@@ -113,12 +113,17 @@ def list_images(folder: Path) -> list[Path]:
             images.append(path)
         elif suffix in UNREAD_IMAGE_SUFFIXES and path.is_file():
             unread.append(path)
+    warn_unread(unread, str(folder))
+    return sorted(images)
+
+
+def warn_unread(paths: list[Path], where: str) -> None:
+    """Name the pictures in formats not read here among `paths` (a folder's or a glob's), once."""
+    unread = sorted(p for p in paths if p.suffix.lower() in UNREAD_IMAGE_SUFFIXES)
     if unread:
-        unread.sort()
         shown = ", ".join(str(p) for p in unread[:5]) + (f" and {len(unread) - 5} more" if len(unread) > 5 else "")
         log.warning("%s: %d picture(s) in a format not read here skipped (%s); convert them to JPEG or PNG",
-                    folder, len(unread), shown)
-    return sorted(images)
+                    where, len(unread), shown)
 
 
 IMAGE_MODES = ("hardlink", "copy", "symlink")

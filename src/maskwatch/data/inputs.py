@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
-from maskwatch.data.images import IMAGE_SUFFIXES, list_images
+from maskwatch.data.images import IMAGE_SUFFIXES, list_images, warn_unread
 from maskwatch.errors import MaskwatchError
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,7 @@ def collect_images(specs: Sequence[str | Path], only: Path | None = None) -> lis
             matches = sorted(Path(p) for p in glob.glob(str(spec), recursive=True))
             if not matches:
                 raise MaskwatchError(f"{spec}: no files match this pattern")
+            warn_unread(matches, str(spec))
             paths += [p for p in matches if p.suffix.lower() in IMAGE_SUFFIXES]
         else:
             raise MaskwatchError(f"{spec}: no such file or folder (give images, folders, a .txt list of paths "

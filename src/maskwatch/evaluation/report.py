@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -87,5 +88,16 @@ def write_report(gt: Dataset, predictions: list[ImagePredictions], out_dir: Path
     fig.savefig(out_dir / "confusion_matrix.png", dpi=100)
     _matplotlib().close(fig)
     report["pr_curves"] = [str(p) for p in plot_pr_curves(result, out_dir)]
-    (out_dir / "report.json").write_text(json.dumps(report, indent=2))
+    (out_dir / "report.json").write_text(json.dumps(strict_json(report), indent=2, allow_nan=False))
     return report
+
+
+def strict_json(value):
+    """NaN as null (a class without ground truth has no AP), so report.json is JSON every parser reads."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value

@@ -29,14 +29,13 @@ class CameraMotion:
         none = np.zeros(2, np.float32)
         if not self.settings.compensate_camera or self.reference is None or small.shape != self.reference.shape:
             return none
-        found = whole_picture_shift(self.reference, small, self.settings.motion_pixel_delta)
-        if found is None or found[:2] == (0.0, 0.0):
+        shift = whole_picture_shift(self.reference, small, self.settings.motion_pixel_delta)
+        if shift.unexplained is None or (shift.dx, shift.dy) == (0.0, 0.0):
             return none
-        dx, dy, after = found
         before = changed_share(small.astype(np.float32), self.reference, self.settings.motion_pixel_delta)
-        if before < self.settings.motion_share or after > self.settings.camera_residual * before:
+        if before < self.settings.motion_share or shift.unexplained > self.settings.camera_residual * before:
             return none
-        return np.float32([dx, dy]) * (self.frame_width / small.shape[1])
+        return np.float32([shift.dx, shift.dy]) * (self.frame_width / small.shape[1])
 
     def detected(self, small: np.ndarray, shift: np.ndarray) -> None:
         """The detector ran on this frame, which lies `shift` from the previous detected one."""

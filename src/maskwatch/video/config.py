@@ -84,7 +84,9 @@ class CameraConfig:
     def check(self) -> None:
         """Values given on the command line or in Python, checked as those from a file (MaskwatchError)."""
         for key in _CHECKS:
-            check_value(key, getattr(self, key), f"camera {self.name!r}" if self.name else str(self.source))
+            where = (f"camera {self.name!r}" if self.name else f"camera {self.source}" if str(self.source).isdigit()
+                     else str(self.source))
+            check_value(key, getattr(self, key), where)
 
     def pipeline(self, detector) -> VideoPipeline:
         self.check()

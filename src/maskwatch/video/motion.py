@@ -4,6 +4,9 @@ sensor noise and compression shimmer."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import lru_cache
+
 import cv2
 import numpy as np
 
@@ -15,24 +18,36 @@ def changed_share(a: np.ndarray, b: np.ndarray, delta: float) -> float:
     return float((cv2.absdiff(a, b) > delta).mean())
 
 
-def whole_picture_shift(reference: np.ndarray, current: np.ndarray, delta: float) -> tuple[float, float, float] | None:
-    """The shift (dx, dy, in pixels of these small frames) that best maps `reference` onto `current` (phase
-    correlation), and the share of pixels still changed after it, counted where both frames show the same part of
-    the scene (no shift, and every pixel, when it is under half a pixel). None when the picture moved too far to
-    tell (a quarter of it or more)."""
+@lru_cache(maxsize=8)
+def hanning_window(shape: tuple[int, ...]) -> np.ndarray:
+    """The window phase correlation weighs a frame of this shape by (read only)."""
+    return cv2.createHanningWindow((shape[1], shape[0]), cv2.CV_32F)
+
+
+@dataclass(frozen=True)
+class PictureShift:
+    dx: float  # in pixels of the small frames
+    dy: float
+    peak: float  # phase correlation's peak, 0-1: low when nothing in the two frames moved together
+    unexplained: float | None  # share of pixels still changed after the shift; None: moved too far to tell
+
+
+def whole_picture_shift(reference: np.ndarray, current: np.ndarray, delta: float) -> PictureShift:
+    """The shift that best maps `reference` onto `current` (phase correlation) and the share of pixels still
+    changed after it, counted where both frames show the same part of the scene (no shift, and every pixel, when
+    it is under half a pixel; not counted when the picture moved a quarter of its size or more)."""
     reference, current = reference.astype(np.float32), current.astype(np.float32)
-    window = cv2.createHanningWindow((current.shape[1], current.shape[0]), cv2.CV_32F)
-    # (copies: OpenCV applies the window to its inputs in place)
-    (dx, dy), _response = cv2.phaseCorrelate(reference.copy(), current.copy(), window)
+    # (copies: OpenCV applies the window to its inputs in place, and `reference` is shifted below)
+    (dx, dy), peak = cv2.phaseCorrelate(reference.copy(), current.copy(), hanning_window(current.shape))
     if abs(dx) < 0.5 and abs(dy) < 0.5:
-        return 0.0, 0.0, changed_share(current, reference, delta)
+        return PictureShift(0.0, 0.0, peak, changed_share(current, reference, delta))
     margin = int(np.ceil(max(abs(dx), abs(dy)))) + 1  # the strip that came into view has no reference
     if 4 * margin >= min(current.shape):
-        return None
+        return PictureShift(dx, dy, peak, None)
     moved = cv2.warpAffine(reference, np.float32([[1, 0, dx], [0, 1, dy]]), (current.shape[1], current.shape[0]),
                            borderMode=cv2.BORDER_REPLICATE)
     inner = (slice(margin, -margin), slice(margin, -margin))
-    return dx, dy, changed_share(current[inner], moved[inner], delta)
+    return PictureShift(dx, dy, peak, changed_share(current[inner], moved[inner], delta))
 
 
 class MotionGate:

@@ -51,7 +51,10 @@ class RealtimeSettings:
     # --- scene cuts (SceneCuts): an edited video's new shot starts fresh tracks, detected at once ---
     scene_cuts: bool = True
     cut_changed_share: float = 0.5  # at least this share of pixels changed from the previous frame ...
-    cut_histogram_corr: float = 0.5  # ... and grey-level histograms correlating at most this much
+    cut_histogram_corr: float = 0.5  # ... and grey-level histograms correlating at most this much, or no shift
+    # of the whole picture explaining the change; one too far to check counts as a pan only with a phase
+    # correlation peak of at least this (a cut's is noise)
+    cut_max_shift_peak: float = 0.3
     # --- boxes between detections (BoxPredictor) ---
     predict_boxes: bool = True  # move boxes at their track's measured velocity (else they stay where found)
     max_velocity_gap_s: float = 1.0  # velocities are measured only between detections this close

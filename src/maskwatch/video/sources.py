@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 # FFmpeg's own messages from OpenCV's reader (cameras and streams; e.g. "[rtsp @ 0x...] method DESCRIBE failed"
 # on every reconnect) would flood the terminal; the source reports what matters itself (cannot open, stream lost).
 # Set OPENCV_FFMPEG_LOGLEVEL (e.g. 16 for errors) to see them, and OPENCV_LOG_LEVEL=WARNING for OpenCV's own
-# (e.g. "can't open camera by index"). Files are read by PyAV, whose FFmpeg logging is
+# while a camera opens (e.g. "can't open camera by index"). Files are read by PyAV, whose FFmpeg logging is
 # off unless `av.logging.set_level` turns it on.
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
@@ -299,11 +299,17 @@ class LiveSource(FrameSource):
         self._thread.start()
 
     def _open(self) -> cv2.VideoCapture | None:
-        if "OPENCV_LOG_LEVEL" not in os.environ:  # OpenCV's own "can't open camera by index" warnings: we say it
-            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-        capture = cv2.VideoCapture(self.spec) if isinstance(self.spec, int) else cv2.VideoCapture(
-            self.spec, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self._open_timeout * 1000),
-                                        cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self._open_timeout * 1000)])
+        # OpenCV's own messages while opening ("can't open camera by index", "index out of range") are silenced
+        # for the open alone (unless OPENCV_LOG_LEVEL asks for them): the source says itself what went wrong.
+        level = cv2.utils.logging.getLogLevel()
+        if "OPENCV_LOG_LEVEL" not in os.environ:
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+        try:
+            capture = cv2.VideoCapture(self.spec) if isinstance(self.spec, int) else cv2.VideoCapture(
+                self.spec, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self._open_timeout * 1000),
+                                            cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self._open_timeout * 1000)])
+        finally:
+            cv2.utils.logging.setLogLevel(level)
         if not capture.isOpened():
             capture.release()
             return None
