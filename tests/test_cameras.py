@@ -172,6 +172,7 @@ def test_events_are_paged_from_the_database_and_streamed_as_the_webhook_sends_th
     assert earlier and all(e["time"] >= since and e["id"] not in earlier for e in after)
     assert stored[5]["id"] in {e["id"] for e in after}
     assert httpx.get(f"{url}/v1/events?type=person.jumped", headers=AUTH, timeout=30).status_code == 422
+    assert httpx.get(f"{url}/v1/events/stream?type=person.jumped", headers=AUTH, timeout=30).status_code == 422
     assert httpx.get(f"{url}/v1/events?since=yesterday", headers=AUTH, timeout=30).status_code == 422
 
     # The live stream: Server-Sent Events whose data is the event's JSON, stored alike in the database.

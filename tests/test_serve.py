@@ -60,6 +60,9 @@ def test_detect_returns_the_predictions_format_and_counts(server, photo):
     one = post(server, "/v1/detect?conf=0.05", photo).json()
     assert len(every["detections"]) > len(one["detections"])
     assert every["counts"] == one["counts"]  # people are counted once however many classes are listed
+    two = httpx.post(server + "/v1/detect", timeout=120,
+                     files=[("file", ("a.jpg", photo.read_bytes())), ("file", ("b.jpg", photo.read_bytes()))])
+    assert two.status_code == 422 and "one file per request, got 2" in two.json()["detail"]
 
 
 def test_annotate_returns_an_image_of_the_same_size(server, photo):

@@ -86,6 +86,8 @@ def test_the_key_and_the_size_are_checked_before_the_body_is_read(keyed):
     assert status == 401 and sent < offered / 4
     status, sent = upload({**KEY, "Content-Length": str(offered + len(head))})  # declared too big
     assert status == 413 and sent < offered / 4
+    status, sent = upload({"Content-Length": str(offered + len(head))})  # too big and no key: the key comes first
+    assert status == 401 and sent < offered / 4
     status, sent = upload(KEY)  # chunked, no length declared: stopped once past the limit
     assert status == 413 and sent < offered / 4
     response = httpx.post(keyed + "/v1/detect", headers=KEY, timeout=60,

@@ -216,6 +216,9 @@ def test_unreadable_sources_say_so(detector, tmp_path):
         VideoPipeline(detector).run(str(tmp_path / "missing.mp4"))
     with pytest.raises(MaskwatchError, match="cannot open the camera or stream"):
         VideoPipeline(detector).run("rtsp://127.0.0.1:9/none")
+    with pytest.raises(MaskwatchError, match=r"rtsp://user:\*\*\*@127.0.0.1:9/none: cannot open") as error:
+        VideoPipeline(detector).run("rtsp://user:hunter2@127.0.0.1:9/none")  # the password is never shown
+    assert "hunter2" not in str(error.value)
 
 
 def test_an_empty_file_an_mp4_cut_before_its_index_an_heif_photo_and_a_non_video_are_told_apart(pan, tmp_path):

@@ -111,8 +111,12 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
             exc = HTTPException(413, settings.too_large)
         return await http_exception_handler(request, exc)
 
-    async def read_upload(file: UploadFile, target) -> int:
-        """Copy an upload into `target` (a binary file); the size limit was enforced while it was received."""
+    async def read_upload(request: Request, file: UploadFile, target) -> int:
+        """Copy an upload into `target` (a binary file); the size limit was enforced while it was received. One
+        file per request: FastAPI would keep the last of several and drop the others without a word."""
+        sent = len((await request.form()).getlist("file"))  # (the form FastAPI parsed, not read again)
+        if sent > 1:
+            raise HTTPException(422, f"one file per request, got {sent}: send each in a request of its own")
         size = 0
         while chunk := await file.read(CHUNK):
             size += len(chunk)
@@ -145,13 +149,13 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
         return HTMLResponse((STATIC / "index.html").read_text())
 
     @app.post("/v1/detect")
-    async def detect_image(file: UploadFile = File(...),
+    async def detect_image(request: Request, file: UploadFile = File(...),
                            conf: float = Query(FOR_PEOPLE.min_score, ge=0.0, le=1.0, description="lowest score returned"),
                            all_classes: bool = Query(FOR_PEOPLE.all_classes,
                                                      description="one box per plausible class")) -> dict:
         """Detections in the project's predictions format, plus counts per class."""
         buffer = io.BytesIO()
-        await read_upload(file, buffer)
+        await read_upload(request, file, buffer)
         name = Path(file.filename or "upload").name
 
         def work() -> dict:
@@ -163,12 +167,12 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
         return await pool.run(work)
 
     @app.post("/v1/annotate", responses={200: {"content": {"image/jpeg": {}, "image/png": {}}}})
-    async def annotate_image(file: UploadFile = File(...),
+    async def annotate_image(request: Request, file: UploadFile = File(...),
                              format: str = Query("jpeg", pattern="^(jpeg|png)$"),
                              conf: float = Query(FOR_PEOPLE.min_score, ge=0.0, le=1.0)) -> Response:
         """The image with every face drawn, as JPEG or PNG."""
         buffer = io.BytesIO()
-        await read_upload(file, buffer)
+        await read_upload(request, file, buffer)
 
         def work() -> tuple[bytes, dict]:
             image = decode_upload(buffer.getvalue(), Path(file.filename or "upload").name)
@@ -182,7 +186,7 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
         return Response(encoded, media_type=f"image/{format}", headers=headers)
 
     @app.post("/v1/videos", status_code=202)
-    async def submit_video(file: UploadFile = File(...)) -> dict:
+    async def submit_video(request: Request, file: UploadFile = File(...)) -> dict:
         """Queue a video; poll GET /v1/videos/{id}, then fetch /v1/videos/{id}/result."""
         uploads = settings.data_dir / "uploads"
         uploads.mkdir(parents=True, exist_ok=True)
@@ -194,12 +198,11 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
             try:
                 FileSource(temp).close()
             except MaskwatchError as exc:
-                reason = str(exc).replace(str(temp), "the upload")
-                raise HTTPException(415, f"not a readable video: {reason}") from None
+                raise HTTPException(415, str(exc).replace(str(temp), "the uploaded video")) from None
 
         try:
             with temp.open("wb") as target:
-                await read_upload(file, target)
+                await read_upload(request, file, target)
             await pool.run(check_video)
             job_id = state["jobs"].create(temp, Path(file.filename or "video").name)
         except BaseException:  # refused (413, 415, 503) or failed (cv2.error, OSError, the job database): not kept
@@ -251,6 +254,6 @@ def serve(host: str, port: int, settings: Settings) -> None:
     count = len(settings.cameras.cameras) if settings.cameras else 0
     print(f"maskwatch on http://{host}:{port}/ (API docs at /docs)"
           + (f"; {count} camera(s) at /cameras" if count else ""), flush=True)
-    gate = UploadGate(app, settings.max_body_bytes, settings.too_large)
+    gate = UploadGate(app, settings.max_body_bytes, settings.too_large, settings.api_key, OPEN_PATHS)
     # Live streams never end by themselves: a stop waits this long for them, then closes them.
     uvicorn.run(gate, host=host, port=port, log_level="info", timeout_graceful_shutdown=3)

@@ -18,6 +18,18 @@ from maskwatch.errors import MaskwatchError
 T = TypeVar("T")
 
 
+def has_key(scope: Scope, api_key: bytes, open_paths: frozenset[str]) -> bool:
+    """Whether a request may go on: its path is open, or its X-API-Key header is the key."""
+    if scope["path"] in open_paths:
+        return True
+    return secrets.compare_digest(Headers(scope=scope).get("x-api-key", "").encode(), api_key)
+
+
+def no_key(headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": "missing or wrong API key (send it as the X-API-Key header)"}, status_code=401,
+                        headers=headers)
+
+
 class ApiKeyMiddleware:
     """Checks X-API-Key before the request reaches FastAPI, which reads the whole body before it runs any
     dependency: a client without the key is turned away before it can upload anything. Only the header counts
@@ -29,13 +41,9 @@ class ApiKeyMiddleware:
         self.open_paths = open_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] not in self.open_paths:
-            given = Headers(scope=scope).get("x-api-key", "").encode()
-            if not secrets.compare_digest(given, self.api_key):
-                response = JSONResponse({"detail": "missing or wrong API key (send it as the X-API-Key header)"},
-                                        status_code=401)
-                await response(scope, receive, send)
-                return
+        if scope["type"] == "http" and not has_key(scope, self.api_key, self.open_paths):
+            await no_key()(scope, receive, send)
+            return
         await self.app(scope, receive, send)
 
 
@@ -46,10 +54,13 @@ class UploadGate:
     closes the connection. Otherwise uvicorn would go on reading, and throwing away, the rest of the upload to
     keep the connection alive, and a client refused at the first byte could still stream gigabytes in."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int, too_large: str):
+    def __init__(self, app: ASGIApp, max_body_bytes: int, too_large: str, api_key: str | None = None,
+                 open_paths: frozenset[str] = frozenset()):
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.too_large = too_large
+        self.api_key = api_key.encode() if api_key else None  # a client without it hears 401, not the limit
+        self.open_paths = open_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -58,7 +69,10 @@ class UploadGate:
         headers = Headers(scope=scope)
         declared = headers.get("content-length", "0")
         if declared.isdigit() and int(declared) > self.max_body_bytes:
-            response = JSONResponse({"detail": self.too_large}, status_code=413, headers={"Connection": "close"})
+            if self.api_key is not None and not has_key(scope, self.api_key, self.open_paths):
+                response = no_key({"Connection": "close"})
+            else:
+                response = JSONResponse({"detail": self.too_large}, status_code=413, headers={"Connection": "close"})
             await response(scope, receive, send)
             return
         body_read = declared == "0" and "transfer-encoding" not in headers

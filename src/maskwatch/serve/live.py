@@ -195,9 +195,7 @@ def api_router(registry: CameraRegistry) -> APIRouter:
                ) -> dict:
         """Stored events, in the webhook's JSON, oldest first (or newest first), a page at a time: `next` is the
         URL of the following page (null on the last)."""
-        unknown = sorted(set(type or []) - set(EVENT_TYPES))
-        if unknown:
-            raise HTTPException(422, f"unknown event type(s) {', '.join(unknown)}; known: {', '.join(EVENT_TYPES)}")
+        check_event_types(type)
         newest = order == "newest"
         rows = read_events(database(), camera=camera, type=type, since=parse_time(since), limit=limit,
                            after_id=None if newest else after, before_id=after if newest else None,
@@ -214,10 +212,18 @@ def api_router(registry: CameraRegistry) -> APIRouter:
         """Live events as Server-Sent Events: each `data:` is one event's JSON, exactly as the webhook posts it,
         and `id:` its id; a comment every 15 s keeps proxies from closing a quiet stream. A client that
         reconnects with Last-Event-ID first gets what it missed (from the database)."""
+        check_event_types(type)
         return StreamingResponse(sse_messages(registry, camera, type, last_event_id), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     return router
+
+
+def check_event_types(types: list[str] | None) -> None:
+    """422 for a type that no event has (a stream filtered on a typo would wait forever, silently)."""
+    unknown = sorted(set(types or []) - set(EVENT_TYPES))
+    if unknown:
+        raise HTTPException(422, f"unknown event type(s) {', '.join(unknown)}; known: {', '.join(EVENT_TYPES)}")
 
 
 def add_live_routes(app: FastAPI, registry: CameraRegistry) -> None:

@@ -280,13 +280,13 @@ class LiveSource(FrameSource):
         self._open_timeout = open_timeout_s
         capture = self._open()
         if capture is None:
-            raise MaskwatchError(f"{spec}: cannot open the camera or stream (is the address right and reachable?)")
+            raise MaskwatchError(f"{self.name}: cannot open the camera or stream (is the address right and reachable?)")
         ok, first = capture.read()
         if not ok:
             capture.release()
-            raise MaskwatchError(f"{spec}: opened, but no frame arrived")
+            raise MaskwatchError(f"{self.name}: opened, but no frame arrived")
         try:
-            check_pixels(first.shape[1], first.shape[0], str(spec))
+            check_pixels(first.shape[1], first.shape[0], self.name)
         except MaskwatchError:
             capture.release()
             raise
@@ -334,7 +334,7 @@ class LiveSource(FrameSource):
                 continue
             if capture is not None:
                 capture.release()
-                log.warning("%s: stream dropped; reconnecting", self.spec)
+                log.warning("%s: stream dropped; reconnecting", self.name)
             attempts += 1
             if self.max_retries is not None and attempts > self.max_retries:
                 self._fail(f"{self.name}: stream lost and {self.max_retries} reconnects failed")
@@ -344,7 +344,7 @@ class LiveSource(FrameSource):
             capture = self._open()
             if capture is not None:
                 self.reconnects += 1
-                log.warning("%s: reconnected (reconnect #%d)", self.spec, self.reconnects)
+                log.warning("%s: reconnected (reconnect #%d)", self.name, self.reconnects)
 
     def _refusal(self, image: np.ndarray) -> str | None:
         """Why a frame cannot go on, or None: the stream must keep the size it was opened with (the writer, the
@@ -539,4 +539,4 @@ def open_source(spec: str, folder_fps: float = 10.0, max_retries: int | None = N
         return LoopingSource(lambda: FolderSource(path, folder_fps), spec) if loop else FolderSource(path, folder_fps)
     if path.is_file():
         return LoopingSource(lambda: FileSource(path), spec) if loop else FileSource(path)
-    raise MaskwatchError(f"{spec}: no such file or folder, and not a camera index or URL")
+    raise MaskwatchError(f"{without_password(spec)}: no such file or folder, and not a camera index or URL")
