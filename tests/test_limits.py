@@ -58,6 +58,13 @@ def test_a_video_source_over_the_limit_is_refused_before_its_first_frame(tmp_pat
         FileSource(Path(path))
 
 
+def test_a_still_image_too_big_for_ffmpeg_to_decode_is_refused_with_its_size(tmp_path):
+    path = tmp_path / "giant.png"  # 400 M pixels: FFmpeg decodes no frame of it at all
+    Image.new("1", (20000, 20000)).save(path)
+    with pytest.raises(MaskwatchError, match="giant.png: 20000x20000 pixels, over the limit"):
+        FileSource(path)
+
+
 def test_a_pixel_limit_that_is_not_a_number_is_a_clear_error_of_the_command(photo, tmp_path, monkeypatch):
     import os
     import subprocess
@@ -84,6 +91,6 @@ def test_the_pixel_limit_can_be_raised_past_pillows_own_and_is_what_refuses(tmp_
     monkeypatch.setenv("MASKWATCH_MAX_PIXELS", "100000000")
     with pytest.raises(MaskwatchError, match="panorama.png: 19000x10000 pixels, over the limit of 100,000,000"):
         checked_header(data, "panorama.png")
-    monkeypatch.setenv("MASKWATCH_MAX_PIXELS", "50000000")  # more than twice over: Pillow refuses, and says so
-    with pytest.raises(MaskwatchError, match="more than 100,000,000 pixels, over the limit of 50,000,000"):
+    monkeypatch.setenv("MASKWATCH_MAX_PIXELS", "50000000")  # more than twice over: Pillow refuses; the size is said
+    with pytest.raises(MaskwatchError, match="panorama.png: 19000x10000 pixels, over the limit of 50,000,000"):
         checked_header(data, "panorama.png")

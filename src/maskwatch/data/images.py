@@ -34,7 +34,7 @@ def image_header(source: bytes | Path, name: str) -> tuple[str, int, int]:
 
     Pillow's own decompression-bomb limit is set from ours (it warns above MAX_IMAGE_PIXELS and refuses above
     twice that), so raising MASKWATCH_MAX_PIXELS raises both and `check_pixels` is what refuses an image over
-    the limit, with its size."""
+    the limit, with its size (also above twice the limit: the header is then read again without Pillow's check)."""
     from PIL import Image, UnidentifiedImageError
 
     limit = max_pixels()
@@ -44,9 +44,15 @@ def image_header(source: bytes | Path, name: str) -> tuple[str, int, int]:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
                 return str(im.format), int(im.width), int(im.height)
-    except Image.DecompressionBombError:  # over twice our limit
-        raise MaskwatchError(f"{name}: more than {2 * limit:,} pixels, over the limit of {limit:,}; resize it first "
-                             f"(or raise MASKWATCH_MAX_PIXELS)") from None
+    except Image.DecompressionBombError:  # over twice our limit: read the size without Pillow's check, to say it
+        Image.MAX_IMAGE_PIXELS = None  # (only the header is read; nothing is decoded by Pillow here)
+        try:
+            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
+                width, height = int(im.width), int(im.height)
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
+        check_pixels(width, height, name)  # over twice the limit: this refuses, naming the size
+        raise MaskwatchError(f"{name}: {width}x{height} pixels, refused by Pillow") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         raise MaskwatchError(f"{name}: not a readable image (unknown or corrupt format; accepted: "
                              f"{', '.join(sorted(IMAGE_FORMATS))})") from None

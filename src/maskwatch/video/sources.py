@@ -24,7 +24,7 @@ import av.stream
 import cv2
 import numpy as np
 
-from maskwatch.data.images import check_pixels, list_images, read_image
+from maskwatch.data.images import check_pixels, image_header, list_images, read_image
 from maskwatch.errors import MaskwatchError
 
 log = logging.getLogger(__name__)
@@ -99,6 +99,7 @@ class FileSource(FrameSource):
             except Exception as exc:  # anything the decoder or the conversion raises on the first frame
                 raise MaskwatchError(f"{path}: the first frame cannot be decoded ({exc})") from exc
             if first is None:
+                still_image_size(Path(path))  # a still image FFmpeg would not decode: too big, said with its size
                 raise MaskwatchError(f"{path}: no frame could be decoded; the file is corrupt or empty")
             check_pixels(first.shape[1], first.shape[0], str(path))
         except BaseException:
@@ -178,6 +179,16 @@ class FileSource(FrameSource):
 
 
 HEIF_BRANDS = {b"avif", b"avis", b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1"}  # images in MP4's boxes
+
+
+def still_image_size(path: Path) -> None:
+    """MaskwatchError naming the size when `path` is an image over the pixel limit (FFmpeg refuses to decode a
+    huge PNG before the frame-size check sees it); nothing when it is not an image or is within the limit."""
+    try:
+        image_header(path, str(path))
+    except MaskwatchError as exc:
+        if "pixels, over the limit" in str(exc):
+            raise
 
 
 def why_unopenable(path: Path) -> str:
