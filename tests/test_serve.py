@@ -46,6 +46,8 @@ def test_health_and_docs(server):
     assert httpx.get(f"{server}/healthz").json() == {"status": "ok", "model_loaded": True, "busy": 0}
     spec = httpx.get(f"{server}/openapi.json").json()
     assert {"/v1/detect", "/v1/annotate", "/v1/videos", "/v1/videos/{job_id}/result"} <= set(spec["paths"])
+    assert {"200", "401", "413", "415", "422"} <= set(spec["paths"]["/v1/detect"]["post"]["responses"])
+    assert {"200", "404", "409"} <= set(spec["paths"]["/v1/videos/{job_id}/result"]["get"]["responses"])
     assert httpx.get(f"{server}/docs").status_code == 200
 
 

@@ -69,6 +69,18 @@ class Settings:
         return f"upload larger than the limit of {self.max_upload_mb:g} MB (the server's --max-upload-mb)"
 
 
+# The refusals each kind of route can answer, for the OpenAPI schema (/docs); the body is {"detail": "..."}.
+UPLOAD_ERRORS: dict = {
+    413: {"description": "the upload is over the size limit (--max-upload-mb)"},
+    415: {"description": "not a readable image or video (checked by decoding, not by name), or over the pixel "
+                         "limit"},
+    422: {"description": "no file, an empty file, several files, or a parameter out of range"},
+    503: {"description": "every worker busy and the queue full: try again (Retry-After)"},
+}
+JOB_ERRORS: dict = {404: {"description": "no such job"}}
+NOT_READY: dict = {409: {"description": "the job has not finished (queued, running or failed)"}}
+
+
 def create_app(settings: Settings | None = None, detector: Detector | None = None) -> FastAPI:
     """The app; it takes the data directory's lock at once, so a second server on it fails before it starts."""
     settings = settings or Settings(api_key=os.environ.get("MASKWATCH_API_KEY") or None)
@@ -100,6 +112,7 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
 
     app = FastAPI(title="maskwatch", version=__version__, lifespan=lifespan,
                   max_body_size=settings.max_body_bytes,
+                  responses={401: {"description": "missing or wrong X-API-Key (when the server has a key)"}},
                   description="Detect faces and whether they wear a mask correctly, wrongly, or not at all.")
     if settings.api_key:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key, open_paths=OPEN_PATHS)
@@ -148,7 +161,7 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
     def index() -> HTMLResponse:
         return HTMLResponse((STATIC / "index.html").read_text())
 
-    @app.post("/v1/detect")
+    @app.post("/v1/detect", responses=UPLOAD_ERRORS)
     async def detect_image(request: Request, file: UploadFile = File(...),
                            conf: float = Query(FOR_PEOPLE.min_score, ge=0.0, le=1.0, description="lowest score returned"),
                            all_classes: bool = Query(FOR_PEOPLE.all_classes,
@@ -166,7 +179,7 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
 
         return await pool.run(work)
 
-    @app.post("/v1/annotate", responses={200: {"content": {"image/jpeg": {}, "image/png": {}}}})
+    @app.post("/v1/annotate", responses={200: {"content": {"image/jpeg": {}, "image/png": {}}}, **UPLOAD_ERRORS})
     async def annotate_image(request: Request, file: UploadFile = File(...),
                              format: str = Query("jpeg", pattern="^(jpeg|png)$"),
                              conf: float = Query(FOR_PEOPLE.min_score, ge=0.0, le=1.0)) -> Response:
@@ -185,7 +198,7 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
         headers = {"X-Maskwatch-Counts": ",".join(f"{k}={v}" for k, v in counts.items())}
         return Response(encoded, media_type=f"image/{format}", headers=headers)
 
-    @app.post("/v1/videos", status_code=202)
+    @app.post("/v1/videos", status_code=202, responses=UPLOAD_ERRORS)
     async def submit_video(request: Request, file: UploadFile = File(...)) -> dict:
         """Queue a video; poll GET /v1/videos/{id}, then fetch /v1/videos/{id}/result."""
         uploads = settings.data_dir / "uploads"
@@ -217,11 +230,11 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
             raise HTTPException(404, "no such video job")
         return job
 
-    @app.get("/v1/videos/{job_id}")
+    @app.get("/v1/videos/{job_id}", responses=JOB_ERRORS)
     def video_status(job_id: str) -> dict:
         return job_or_404(job_id).as_dict()
 
-    @app.get("/v1/videos/{job_id}/result", responses={200: {"content": {"video/mp4": {}}}})
+    @app.get("/v1/videos/{job_id}/result", responses={200: {"content": {"video/mp4": {}}}, **JOB_ERRORS, **NOT_READY})
     def video_result(job_id: str) -> FileResponse:
         job = job_or_404(job_id)
         path = state["jobs"].job_dir(job.id) / "result.mp4"
@@ -230,7 +243,7 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
         name = Path(job.filename or "video").stem + "_maskwatch.mp4"
         return FileResponse(path, media_type="video/mp4", filename=name, content_disposition_type="inline")
 
-    @app.get("/v1/videos/{job_id}/summary")
+    @app.get("/v1/videos/{job_id}/summary", responses={**JOB_ERRORS, **NOT_READY})
     def video_summary(job_id: str) -> JSONResponse:
         job = job_or_404(job_id)
         if job.status != "finished":
