@@ -104,6 +104,9 @@ def test_live_counts_grow_and_a_missing_camera_fails_alone(server):
     # The camera nobody serves is retried, while the others run and the server answers.
     ghost = grown["ghost"]
     assert ghost["status"] == "reconnecting" and "cannot open" in ghost["message"] and ghost["frames"] == 0
+    for route in ("snapshot.jpg", "stream"):  # no frame: 503 at once, not a stream that never sends
+        answer = httpx.get(f"{url}/v1/cameras/ghost/{route}", headers=AUTH, timeout=30)
+        assert answer.status_code == 503 and answer.headers["retry-after"] == "1"
     assert server["process"].poll() is None
 
 

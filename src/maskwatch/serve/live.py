@@ -137,10 +137,7 @@ def api_router(registry: CameraRegistry) -> APIRouter:
         """The latest annotated frame (faces blurred where the camera has blur_faces)."""
         worker = camera_or_404(name)
         worker.polled()
-        frame = worker.board.latest
-        if frame is None:
-            raise HTTPException(503, f"camera {name!r} has no frame yet ({worker.status})",
-                                headers={"Retry-After": "1"})
+        frame = latest_or_503(worker, name)
         return Response(frame.jpeg, media_type="image/jpeg",
                         headers={"Cache-Control": "no-store", "X-Frame-Time": f"{frame.received_at:.3f}",
                                  "X-Camera-Status": worker.status})
@@ -149,8 +146,10 @@ def api_router(registry: CameraRegistry) -> APIRouter:
                 responses={200: {"content": {f"multipart/x-mixed-replace; boundary={BOUNDARY}": {}}}})
     async def stream(name: str, request: Request) -> StreamingResponse:
         """The live annotated video as MJPEG (multipart/x-mixed-replace): each part a JPEG with Content-Length
-        and X-Frame-Time (Unix seconds when the camera delivered it)."""
+        and X-Frame-Time (Unix seconds when the camera delivered it). 503 while the camera has shown no frame
+        (a stream that might never start would otherwise hold the client open, silent)."""
         worker = camera_or_404(name)
+        latest_or_503(worker, name)
 
         async def parts() -> AsyncIterator[bytes]:
             sequence = 0
@@ -217,6 +216,14 @@ def api_router(registry: CameraRegistry) -> APIRouter:
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     return router
+
+
+def latest_or_503(worker, name: str):
+    """The camera's latest annotated frame, or 503 (Retry-After: 1) while it has none."""
+    frame = worker.board.latest
+    if frame is None:
+        raise HTTPException(503, f"camera {name!r} has no frame yet ({worker.status})", headers={"Retry-After": "1"})
+    return frame
 
 
 def check_event_types(types: list[str] | None) -> None:
