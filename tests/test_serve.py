@@ -48,7 +48,10 @@ def test_health_and_docs(server):
     assert {"/v1/detect", "/v1/annotate", "/v1/videos", "/v1/videos/{job_id}/result"} <= set(spec["paths"])
     assert {"200", "401", "413", "415", "422"} <= set(spec["paths"]["/v1/detect"]["post"]["responses"])
     assert {"200", "404", "409"} <= set(spec["paths"]["/v1/videos/{job_id}/result"]["get"]["responses"])
-    assert httpx.get(f"{server}/docs").status_code == 200
+    docs = httpx.get(f"{server}/docs")
+    assert docs.status_code == 200 and "cdn" not in docs.text  # offline: its script and style come from the package
+    for asset in ("/docs-assets/swagger-ui-bundle.js", "/docs-assets/swagger-ui.css"):
+        assert asset in docs.text and httpx.get(f"{server}{asset}").status_code == 200
 
 
 def test_detect_returns_the_predictions_format_and_counts(server, photo):

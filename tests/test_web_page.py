@@ -69,3 +69,16 @@ def test_a_bad_file_shows_a_clear_error(browser, server, tmp_path):
     page.wait_for_function("document.querySelector('#error').textContent.length > 0", timeout=30_000)
     assert "415" in page.inner_text("#error") and "not a readable image" in page.inner_text("#error")
     page.close()
+
+
+def test_the_api_docs_render_offline_from_the_package(browser, server):
+    """/docs is Swagger UI from files in the package: every operation shows without any network but loopback."""
+    page = browser.new_page()
+    outside = []
+    page.on("request", lambda request: outside.append(request.url) if not request.url.startswith(server) else None)
+    page.goto(f"{server}/docs")
+    page.wait_for_selector(".opblock", timeout=30_000)
+    shown = page.locator(".opblock-summary-path").all_inner_texts()
+    assert {"/v1/detect", "/v1/videos", "/v1/cameras/{name}/stream"} <= {path.strip() for path in shown}
+    assert outside == []
+

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import cv2
 from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.staticfiles import StaticFiles
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -113,6 +115,7 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
     app = FastAPI(title="maskwatch", version=__version__, lifespan=lifespan,
                   max_body_size=settings.max_body_bytes,
                   responses={401: {"description": "missing or wrong X-API-Key (when the server has a key)"}},
+                  docs_url=None, redoc_url=None,  # /docs below, from files in the package (no CDN: works offline)
                   description="Detect faces and whether they wear a mask correctly, wrongly, or not at all.")
     if settings.api_key:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key, open_paths=OPEN_PATHS)
@@ -151,6 +154,15 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
         return detections, {c: counts.get(c, 0) for c in state["detector"].classes}
 
     add_live_routes(app, cameras)
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        """Swagger UI for the API, its script and style served from the package (swagger-ui-dist 5, Apache-2.0)."""
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title="maskwatch API",
+                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-assets/swagger-ui.css", swagger_favicon_url="")
+
+    app.mount("/docs-assets", StaticFiles(directory=STATIC / "docs"), name="docs-assets")
 
     @app.get("/healthz")
     def healthz() -> dict:
