@@ -221,6 +221,23 @@ def test_unreadable_sources_say_so(detector, tmp_path):
     assert "hunter2" not in str(error.value)
 
 
+def test_opencv_is_quiet_while_cameras_open_and_as_before_once_the_last_open_ends(monkeypatch):
+    import cv2
+
+    from maskwatch.video.sources import opencv_quiet
+
+    monkeypatch.delenv("OPENCV_LOG_LEVEL", raising=False)
+    before = cv2.utils.logging.getLogLevel()
+    first, second = opencv_quiet(), opencv_quiet()  # two cameras opening at once, in other threads
+    first.__enter__()
+    second.__enter__()
+    assert cv2.utils.logging.getLogLevel() == cv2.utils.logging.LOG_LEVEL_SILENT
+    first.__exit__(None, None, None)  # the first open ends while the second still runs: still quiet
+    assert cv2.utils.logging.getLogLevel() == cv2.utils.logging.LOG_LEVEL_SILENT
+    second.__exit__(None, None, None)
+    assert cv2.utils.logging.getLogLevel() == before != cv2.utils.logging.LOG_LEVEL_SILENT
+
+
 def test_an_empty_file_an_mp4_cut_before_its_index_an_heif_photo_and_a_non_video_are_told_apart(pan, tmp_path):
     """Files FFmpeg refuses alike ("Invalid data found"); a person needs to know which one they have."""
     from maskwatch.video.sources import FileSource

@@ -3,3 +3,8 @@
 
 class MaskwatchError(Exception):
     """A problem with the user's input (file, URL, label, option); the message names the input and the fix."""
+
+
+class TooManyPixels(MaskwatchError):
+    """An image or frame over the pixel limit (data/images.check_pixels); callers that probe a file tell it apart
+    from "not an image"."""

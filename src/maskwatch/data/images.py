@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from maskwatch.errors import MaskwatchError
+from maskwatch.errors import MaskwatchError, TooManyPixels
 from maskwatch.limits import IMAGE_FORMATS, max_pixels
 
 log = logging.getLogger(__name__)
@@ -24,8 +24,8 @@ def check_pixels(width: int, height: int, name: str) -> None:
     """Refuse an image or frame over the pixel limit, naming it and the way out."""
     limit = max_pixels()
     if width * height > limit:
-        raise MaskwatchError(f"{name}: {width}x{height} pixels, over the limit of {limit:,}; resize it first "
-                             f"(or raise MASKWATCH_MAX_PIXELS)")
+        raise TooManyPixels(f"{name}: {width}x{height} pixels, over the limit of {limit:,}; resize it first "
+                            f"(or raise MASKWATCH_MAX_PIXELS)")
 
 
 def image_header(source: bytes | Path, name: str) -> tuple[str, int, int]:
@@ -37,17 +37,20 @@ def image_header(source: bytes | Path, name: str) -> tuple[str, int, int]:
     the limit, with its size (also above twice the limit: the header is then read again without Pillow's check)."""
     from PIL import Image, UnidentifiedImageError
 
+    def opened():
+        return Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+
     limit = max_pixels()
     Image.MAX_IMAGE_PIXELS = limit
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
+            with opened() as im:
                 return str(im.format), int(im.width), int(im.height)
     except Image.DecompressionBombError:  # over twice our limit: read the size without Pillow's check, to say it
         Image.MAX_IMAGE_PIXELS = None  # (only the header is read; nothing is decoded by Pillow here)
         try:
-            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
+            with opened() as im:
                 width, height = int(im.width), int(im.height)
         finally:
             Image.MAX_IMAGE_PIXELS = limit

@@ -14,6 +14,7 @@ import os
 import queue
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -25,7 +26,7 @@ import cv2
 import numpy as np
 
 from maskwatch.data.images import check_pixels, image_header, list_images, read_image
-from maskwatch.errors import MaskwatchError
+from maskwatch.errors import MaskwatchError, TooManyPixels
 
 log = logging.getLogger(__name__)
 # FFmpeg's own messages from OpenCV's reader (cameras and streams; e.g. "[rtsp @ 0x...] method DESCRIBE failed"
@@ -99,7 +100,7 @@ class FileSource(FrameSource):
             except Exception as exc:  # anything the decoder or the conversion raises on the first frame
                 raise MaskwatchError(f"{path}: the first frame cannot be decoded ({exc})") from exc
             if first is None:
-                still_image_size(Path(path))  # a still image FFmpeg would not decode: too big, said with its size
+                refuse_oversized_image(Path(path))  # a still image too big for FFmpeg: said with its size
                 raise MaskwatchError(f"{path}: no frame could be decoded; the file is corrupt or empty")
             check_pixels(first.shape[1], first.shape[0], str(path))
         except BaseException:
@@ -181,14 +182,16 @@ class FileSource(FrameSource):
 HEIF_BRANDS = {b"avif", b"avis", b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1"}  # images in MP4's boxes
 
 
-def still_image_size(path: Path) -> None:
-    """MaskwatchError naming the size when `path` is an image over the pixel limit (FFmpeg refuses to decode a
-    huge PNG before the frame-size check sees it); nothing when it is not an image or is within the limit."""
+def refuse_oversized_image(path: Path) -> None:
+    """TooManyPixels, naming the size, when `path` is an image over the pixel limit (FFmpeg gives up on a huge
+    PNG before the frame-size check sees it); nothing when it is not an image or is within the limit."""
     try:
-        image_header(path, str(path))
-    except MaskwatchError as exc:
-        if "pixels, over the limit" in str(exc):
-            raise
+        _, width, height = image_header(path, str(path))
+    except TooManyPixels:
+        raise
+    except MaskwatchError:
+        return  # not an image: the caller's own message stands
+    check_pixels(width, height, str(path))
 
 
 def why_unopenable(path: Path) -> str:
@@ -270,6 +273,34 @@ class FolderSource(FrameSource):
             yield Frame(index, index / self.fps, image)
 
 
+_quiet_lock = threading.Lock()
+_quiet_opens = 0  # opens in progress (cameras open in threads of their own, at once)
+_level_before = 0
+
+
+@contextmanager
+def opencv_quiet() -> Iterator[None]:
+    """OpenCV's own messages ("can't open camera by index", "index out of range") silenced while cameras open,
+    unless OPENCV_LOG_LEVEL asks for them. Counted, so that overlapping opens in several threads give the level
+    back as it was once the last one ends (each thread restoring what it saw could leave it silenced)."""
+    global _quiet_opens, _level_before
+    if "OPENCV_LOG_LEVEL" in os.environ:
+        yield
+        return
+    with _quiet_lock:
+        if _quiet_opens == 0:
+            _level_before = cv2.utils.logging.getLogLevel()
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+        _quiet_opens += 1
+    try:
+        yield
+    finally:
+        with _quiet_lock:
+            _quiet_opens -= 1
+            if _quiet_opens == 0:
+                cv2.utils.logging.setLogLevel(_level_before)
+
+
 class LiveSource(FrameSource):
     """A webcam index or a stream URL, read on a background thread that keeps only the newest frame."""
 
@@ -310,17 +341,10 @@ class LiveSource(FrameSource):
         self._thread.start()
 
     def _open(self) -> cv2.VideoCapture | None:
-        # OpenCV's own messages while opening ("can't open camera by index", "index out of range") are silenced
-        # for the open alone (unless OPENCV_LOG_LEVEL asks for them): the source says itself what went wrong.
-        level = cv2.utils.logging.getLogLevel()
-        if "OPENCV_LOG_LEVEL" not in os.environ:
-            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-        try:
+        with opencv_quiet():  # the source says itself what went wrong
             capture = cv2.VideoCapture(self.spec) if isinstance(self.spec, int) else cv2.VideoCapture(
                 self.spec, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self._open_timeout * 1000),
                                             cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self._open_timeout * 1000)])
-        finally:
-            cv2.utils.logging.setLogLevel(level)
         if not capture.isOpened():
             capture.release()
             return None
