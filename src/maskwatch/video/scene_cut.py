@@ -10,14 +10,16 @@ that no pan explains: either their grey-level histograms hardly correlate (a pan
 more between frames of a fast pan on the test clips), or, where the tones are alike (two crowd photos: 36 of 150
 switches between random training photos correlate above 0.5), the old frame moved as a whole (phase correlation,
 as for camera motion) still leaves most pixels changed. A shift too far to check (a quarter of the picture)
-is a whip pan only when the phase correlation has a clear peak: pans gave 0.40 or more, switches between photos
-0.23 at most. bench/scene_cuts.py: 150 of 150 switches between training photos seen and 150 of 150 between
-jolignier-val photos (the histogram alone: 114 and 128), no frame of a pan (a photo crossed in 45, 15 or 8
-frames) or a zoom (2x in 30 or 10 frames) taken for a change. A person walking in changes few pixels.
-A change is a cut once the next frame confirms it (it looks like the changed frame and not like the one before),
-so a flash or one bad frame of a stream does not end everyone's track. A light switched on can still read as a
-cut (its people are then counted again), and so can a zoom of 2x within a few frames or someone stepping up
-close enough to fill most of the picture and stand still; a slow fade or dissolve is not seen as one."""
+is a whip pan only when the phase correlation has a clear peak (`cut_max_shift_peak`). bench/scene_cuts.py: 150
+of 150 switches between training photos seen and 150 of 150 between jolignier-val photos (the histogram alone:
+114 and 128; the far-shift peaks of those switches 0.23 at most), no frame of a pan (a photo crossed in 45, 15 or
+8 frames) or a zoom (2x in 30 or 10 frames) taken for a change; a photo enlarged 3x crossed in 3 frames peaks at
+0.19-0.48, and 3 of its 12 frame pairs are called changes (2 by the histogram alone, as before). A person
+walking in changes few pixels. A change is a cut once the next frame confirms it (it looks like the changed
+frame and not like the one before), so a flash or one bad frame of a stream does not end everyone's track. A
+light switched on can still read as a cut (its people are then counted again), and so can a whip pan or zoom
+(2x) of a few frames, or someone stepping up close enough to fill most of the picture and stand still; a slow
+fade or dissolve is not seen as one."""
 
 from __future__ import annotations
 
