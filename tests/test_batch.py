@@ -198,3 +198,43 @@ def test_a_killed_ray_driver_leaves_no_ray_process_behind(images, tmp_path):
     driver.wait()
     _, alive = psutil.wait_procs(ray_processes, timeout=30)
     assert not alive, [command(p) for p in alive]
+
+
+def test_the_watchdog_also_stops_cluster_processes_it_never_saw_below_the_driver(tmp_path):
+    """The raylet's agents can start and lose their parent between two of the watchdog's looks: they are found by
+    the logs they hold in the cluster's session folder, which the watchdog learnt from the GCS's command line."""
+    psutil = pytest.importorskip("psutil")
+    logs = tmp_path / "ray" / "session_2026-01-01_00-00-00_000000_1" / "logs"
+    logs.mkdir(parents=True)
+    elsewhere = tmp_path / "other.log"
+    hold = "import sys, time; f = open(sys.argv[1], 'a'); time.sleep(300)"
+    # The driver, and below it a stand-in for the GCS naming the session folder in its command line.
+    driver = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; subprocess.Popen(sys.argv[1:]); "
+                               "time.sleep(300)", sys.executable, "-c", hold, str(logs / "gcs_server.out"),
+                               f"--log_dir={logs}"])
+    # An agent the watchdog never sees below the driver, and a process that has nothing to do with the cluster.
+    agent = subprocess.Popen([sys.executable, "-c", hold, str(logs / "dashboard_agent.log")])
+    bystander = subprocess.Popen([sys.executable, "-c", hold, str(elsewhere)])
+    watchdog = subprocess.Popen([sys.executable, "-m", "maskwatch.batch.ray_watchdog", str(driver.pid)],
+                                stdin=subprocess.PIPE)
+    gcs = None
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline and not (len(psutil.Process(driver.pid).children()) == 1
+                                               and (logs / "gcs_server.out").exists()
+                                               and (logs / "dashboard_agent.log").exists()):
+            time.sleep(0.1)
+        gcs = psutil.Process(driver.pid).children()[0]
+        time.sleep(2)  # several of the watchdog's looks
+        driver.kill()
+        driver.wait()
+        watchdog.stdin.close()  # what the kernel does when the driver dies
+        watchdog.wait(timeout=30)
+        assert agent.wait(timeout=10) is not None
+        assert not gcs.is_running()
+        assert bystander.poll() is None, "a process outside the cluster was stopped"
+    finally:
+        for process in (driver, agent, bystander, watchdog):
+            process.kill()
+        if gcs is not None and gcs.is_running():
+            gcs.kill()

@@ -4,8 +4,12 @@
 them down; when the driver is killed with SIGKILL nothing runs in it, and the dashboard and runtime-env agents
 live on for a minute or more. So before starting the cluster the driver starts this watchdog in its own session
 (Ctrl-C in the terminal does not reach it) with a pipe on its stdin. The watchdog notes the Ray processes below
-the driver every half second; when the pipe closes (the driver shut the cluster down, exited or was killed: the
-kernel closes the pipe in every case) it stops the noted processes that are still running.
+the driver every half second, and the cluster's session folder from their command lines; when the pipe closes (the
+driver shut the cluster down, exited or was killed: the kernel closes the pipe in every case) it stops the noted
+processes that are still running and every process that holds a file in that session folder. The second net
+catches what the first can miss: the raylet's agents start after the GCS and can die with the driver's last half
+second unnoted, and once the raylet is gone they are no one's children (they rename themselves `ray::...`, so
+neither their command line nor their environment says which cluster they served; their open logs do).
 
     python -m maskwatch.batch.ray_watchdog DRIVER_PID
 """
@@ -13,6 +17,7 @@ kernel closes the pipe in every case) it stops the noted processes that are stil
 from __future__ import annotations
 
 import os
+import re
 import select
 import signal
 import subprocess
@@ -48,6 +53,33 @@ def _is_ray(process) -> bool:
         return False
 
 
+_SESSION_DIR = re.compile(r"(/\S*?/session_[^/\s]+)")
+
+
+def session_dirs(command: list[str]) -> set[str]:
+    """The Ray session folders a command line names (`--log_dir=/tmp/ray/session_.../logs`, `--session-dir=...`)."""
+    return {match.group(1) for part in command for match in _SESSION_DIR.finditer(part)}
+
+
+def _holding_files_in(folders: set[str], spare: int) -> list:
+    """This user's processes but `spare` and this one that hold a file under one of `folders` (Ray's hold logs)."""
+    import psutil
+
+    found = []
+    if not folders:
+        return found
+    prefixes = tuple(folder.rstrip("/") + "/" for folder in folders)
+    for process in psutil.process_iter():
+        if process.pid in (os.getpid(), spare):
+            continue
+        try:
+            if process.uids().real == os.getuid() and any(f.path.startswith(prefixes) for f in process.open_files()):
+                found.append(process)
+        except psutil.Error:  # gone, or not ours to read
+            pass
+    return found
+
+
 def watch(driver_pid: int) -> None:
     import psutil
 
@@ -56,17 +88,25 @@ def watch(driver_pid: int) -> None:
     except psutil.NoSuchProcess:
         return
     noted: dict[int, psutil.Process] = {}
+    folders: set[str] = set()
     while True:
         try:
             for child in driver.children(recursive=True):
                 if child.pid not in noted and _is_ray(child):
                     noted[child.pid] = child
+                    try:
+                        folders |= session_dirs(child.cmdline())
+                    except psutil.Error:
+                        pass
         except psutil.NoSuchProcess:
             pass
         ready, _, _ = select.select([sys.stdin], [], [], POLL_S)
         if ready and not os.read(sys.stdin.fileno(), 4096):
             break  # end of file: the driver is done or dead
-    left = [p for p in noted.values() if p.is_running()]  # is_running also guards against a reused pid
+    left = {p.pid: p for p in noted.values() if p.is_running()}  # is_running also guards against a reused pid
+    # The driver itself is spared: one that shut its cluster down normally is waiting for us.
+    left.update((p.pid, p) for p in _holding_files_in(folders, spare=driver_pid))
+    left = list(left.values())
     for process in left:
         try:
             process.terminate()
