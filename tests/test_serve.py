@@ -81,6 +81,24 @@ def test_annotate_returns_an_image_of_the_same_size(server, photo):
     assert "with_mask=" in response.headers["x-maskwatch-counts"]
 
 
+def test_detect_can_also_return_the_drawn_image_from_the_same_detection(server, photo):
+    import base64
+
+    import cv2
+    import numpy as np
+
+    plain = post(server, "/v1/detect", photo).json()
+    both = post(server, "/v1/detect?annotated=true", photo).json()
+    prefix = "data:image/jpeg;base64,"
+    assert "annotated_image" not in plain and both["annotated_image"].startswith(prefix)
+    drawn = cv2.imdecode(np.frombuffer(base64.b64decode(both.pop("annotated_image")[len(prefix):]), np.uint8),
+                         cv2.IMREAD_COLOR)
+    assert drawn.shape == (267, 400, 3)
+    assert both == plain
+    original = cv2.imread(str(photo))
+    assert (np.abs(drawn.astype(int) - original.astype(int)).max(axis=2) > 80).sum() > 500  # boxes were drawn
+
+
 def test_content_is_checked_not_the_name(server, tmp_path):
     fake = tmp_path / "cat.jpg"
     fake.write_text("I am text, not a JPEG")

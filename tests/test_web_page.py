@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import httpx
 import pytest
 
@@ -24,6 +27,8 @@ def counts_on_page(page) -> dict[str, int]:
 
 def test_upload_an_image_and_see_the_result_on_a_phone_sized_screen(browser, server, photo):
     page = browser.new_page(viewport={"width": 390, "height": 844})
+    posts: list[str] = []
+    page.on("request", lambda request: posts.append(request.url) if request.method == "POST" else None)
     page.goto(server)
     page.set_input_files("#file", str(photo))
     page.wait_for_selector("img#annotated", timeout=60_000)
@@ -37,6 +42,12 @@ def test_upload_an_image_and_see_the_result_on_a_phone_sized_screen(browser, ser
     assert sum(api["counts"].values()) > 0
     links = page.locator("#downloads a")
     assert links.count() == 2 and links.nth(0).get_attribute("download").endswith("_maskwatch.jpg")
+    assert posts == [f"{server}/v1/detect?annotated=true"], "the photo is detected once"
+    # The JSON offered for download is the API's answer, without the drawn image.
+    with page.expect_download() as download:
+        links.nth(1).click()
+    saved = json.loads(Path(download.value.path()).read_text())
+    assert "annotated_image" not in saved and saved["counts"] == api["counts"]
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "web_image_phone.png"), full_page=True)
     page.close()

@@ -8,6 +8,7 @@ against the database before any path is built from them; one server per data dir
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import re
@@ -153,6 +154,12 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
         counts = Counter(str(n) for n in faces.data.get("class_name", []))
         return detections, {c: counts.get(c, 0) for c in state["detector"].classes}
 
+    def encode_annotated(image, detections, format: str) -> bytes:
+        """The image with the detections drawn, encoded as JPEG or PNG."""
+        ok, encoded = cv2.imencode(".png" if format == "png" else ".jpg",
+                                   annotate(image, detections, state["detector"].classes))
+        return encoded.tobytes()
+
     add_live_routes(app, cameras)
 
     @app.get("/docs", include_in_schema=False)
@@ -177,7 +184,10 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
     async def detect_image(request: Request, file: UploadFile = File(...),
                            conf: float = Query(FOR_PEOPLE.min_score, ge=0.0, le=1.0, description="lowest score returned"),
                            all_classes: bool = Query(FOR_PEOPLE.all_classes,
-                                                     description="one box per plausible class")) -> dict:
+                                                     description="one box per plausible class"),
+                           annotated: bool = Query(False, description="also the image with every face drawn, as "
+                                                   "a JPEG data URL in `annotated_image` (one detection for both)")
+                           ) -> dict:
         """Detections in the project's predictions format, plus counts per class."""
         buffer = io.BytesIO()
         await read_upload(request, file, buffer)
@@ -186,8 +196,12 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
         def work() -> dict:
             image = decode_upload(buffer.getvalue(), name)
             detections, counts = detect(image, conf, all_classes)
-            return {**ImagePredictions(name, image.shape[1], image.shape[0], detections).to_record(),
-                    "counts": counts}
+            record = {**ImagePredictions(name, image.shape[1], image.shape[0], detections).to_record(),
+                      "counts": counts}
+            if annotated:
+                drawn = encode_annotated(image, best_class_per_face(detections), "jpeg")  # one box per face
+                record["annotated_image"] = "data:image/jpeg;base64," + base64.b64encode(drawn).decode("ascii")
+            return record
 
         return await pool.run(work)
 
@@ -202,9 +216,7 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
         def work() -> tuple[bytes, dict]:
             image = decode_upload(buffer.getvalue(), Path(file.filename or "upload").name)
             detections, counts = detect(image, conf, False)
-            ok, encoded = cv2.imencode(".png" if format == "png" else ".jpg",
-                                       annotate(image, detections, state["detector"].classes))
-            return encoded.tobytes(), counts
+            return encode_annotated(image, detections, format), counts
 
         encoded, counts = await pool.run(work)
         headers = {"X-Maskwatch-Counts": ",".join(f"{k}={v}" for k, v in counts.items())}
