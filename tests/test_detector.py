@@ -212,3 +212,35 @@ def test_only_faces_smaller_than_refine_max_px_get_the_refined_look(crowd):
     assert same(run(1, None, 1.01), run(0, None))  # no first look gives a class probability above 1
     gated = run(1, None, 0.05)  # the candidates the first look calls background are not looked at again
     assert not same(gated, run(1, None)) and not same(gated, run(0, None))
+
+
+def test_a_high_min_score_classifies_fewer_candidates_and_keeps_the_same_detections(detector, crowd):
+    """A candidate the face finder scores c ends at most at c ** face_score_power: under a high min_score (the
+    people's 0.4) the hopeless ones are not cropped, and what is kept is what the low tail held above it."""
+    asked: list[int] = []
+    run_head = detector._run_head
+
+    def counting(crops):
+        asked.append(len(crops))
+        return run_head(crops)
+
+    detector._run_head = counting
+    try:
+        for sample in crowd.samples:
+            image = cv2.imread(str(sample.image_path))
+            asked.clear()
+            tail = detector(image, min_score=0.01, all_classes=True)
+            crops_for_tail = sum(asked)
+            asked.clear()
+            people = detector(image, min_score=0.4, all_classes=True)
+            assert sum(asked) < crops_for_tail, sample.image_path.name
+            above = tail[tail.confidence >= 0.4]
+            order_a, order_b = (np.lexsort((d.class_id, *d.xyxy.T)) for d in (above, people))  # a face's classes too
+            assert len(people) == len(above) > 0
+            np.testing.assert_allclose(people.xyxy[order_b], above.xyxy[order_a], atol=1e-3)
+            np.testing.assert_allclose(people.confidence[order_b], above.confidence[order_a], atol=1e-4)
+            assert list(people.data["class_name"][order_b]) == list(above.data["class_name"][order_a])
+    finally:
+        detector._run_head = run_head
+    assert detector.hopeless_below(0.4) == pytest.approx(0.16)  # 0.4 ** (1 / 0.5)
+    assert detector.hopeless_below(0.9) == pytest.approx(0.4)  # capped: the scale policy sees the same faces

@@ -59,6 +59,8 @@ def run_detect(detector: Detector, inputs: list[str | Path], out_dir: Path | Non
     """The predictions follow FOR_METRICS by default (they are what `evaluate` scores); the drawn image and the
     counts always show one box per face, its best class. only: a list of names keeping only those images."""
     summary = DetectSummary()
+    if not json_out:  # only the drawing and the counts are kept: the low tail need not be classified
+        min_score = max(min_score, draw_score)
     stream = detect_images(detector, collect_images(inputs, only), out_dir, min_score, draw_score, all_classes,
                            summary)
     if json_out:

@@ -18,7 +18,8 @@ import numpy as np
 import supervision as sv
 
 from maskwatch.crops import crop_faces, crops_to_blob, decode_deltas
-from maskwatch.face_finder import CENTERFACE_PATH, CLASS_PROBS, WEIGHTS_DIR, FaceFinder, ScalePolicy, make_session
+from maskwatch.face_finder import (CENTERFACE_PATH, CLASS_PROBS, CONFIDENT_FACE_SCORE, WEIGHTS_DIR, FaceFinder,
+                                   ScalePolicy, make_session)
 from maskwatch.errors import MaskwatchError
 from maskwatch.model_kinds import TWO_STAGE, kind_of, model_in
 from maskwatch.predictions import FACE_CONFIDENCE, detections_from_labels
@@ -122,14 +123,26 @@ class _FaceDetector:
         return list(self.config.classes)
 
     def find_faces(self, image_bgr: np.ndarray, min_face_score: float | None = None,
-                   scale: str | float | None = None) -> sv.Detections:
+                   scale: str | float | None = None, min_score: float = 0.0) -> sv.Detections:
         """Face candidates under the detector's scale policy, or `scale` for this call only (video chooses the
-        scale from the faces of the previous frames)."""
+        scale from the faces of the previous frames). min_score: the lowest final score the caller keeps; a
+        candidate that cannot reach it is left out here, so it costs no crop."""
         check_image(image_bgr)
         # "auto" for one call (video's scale chooser says it) keeps the detector's own auto policy (auto-full stays)
         keep_own = scale is None or (scale == "auto" and self.policy.mode == "auto")
         policy = self.policy if keep_own else ScalePolicy.parse(scale)
-        return self.faces(image_bgr, policy, self.min_face_score if min_face_score is None else min_face_score)
+        floor = self.min_face_score if min_face_score is None else min_face_score
+        return self.faces(image_bgr, policy, max(floor, self.hopeless_below(min_score)))
+
+    def hopeless_below(self, min_score: float) -> float:
+        """The face score under which a candidate cannot reach `min_score`: its final score is at most
+        face_score ** face_score_power (a class probability is at most 1), so leaving it out changes no detection
+        (nor the NMS, where a lower box never removes a higher one). Capped at the score the scale policy judges
+        face sizes by, so the policy sees the same faces and chooses the same passes."""
+        power = self.config.face_score_power
+        if min_score <= 0 or power <= 0:
+            return 0.0
+        return min(CONFIDENT_FACE_SCORE, float(min_score) ** (1.0 / power))
 
 
 class Detector(_FaceDetector):
@@ -204,7 +217,7 @@ class Detector(_FaceDetector):
         """min_face_score: candidates the face finder scores lower are not classified (default: the detector's;
         raise it where speed matters more than recall of faint faces, as on live video). scale: the face finder's
         input scale for this call only (default: the detector's policy)."""
-        faces, probs, deltas = self.refine(image_bgr, self.find_faces(image_bgr, min_face_score, scale))
+        faces, probs, deltas = self.refine(image_bgr, self.find_faces(image_bgr, min_face_score, scale, min_score))
         return assemble_detections(faces, probs, deltas, self.config, image_bgr.shape, min_score, all_classes)
 
 
@@ -223,7 +236,7 @@ class OneStageDetector(_FaceDetector):
     def __call__(self, image_bgr: np.ndarray, min_score: float = DETECTOR_MIN_SCORE,
                  all_classes: bool = DETECTOR_ALL_CLASSES, min_face_score: float | None = None,
                  scale: str | float | None = None) -> sv.Detections:
-        faces = self.find_faces(image_bgr, min_face_score, scale)
+        faces = self.find_faces(image_bgr, min_face_score, scale, min_score)
         probs = np.zeros((len(faces), len(self.config.classes) + 1), np.float32)
         if len(faces):
             probs[:, 1:] = faces.data[CLASS_PROBS]
