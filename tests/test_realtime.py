@@ -17,7 +17,7 @@ import supervision as sv
 
 from clips import GatedSource, PacedSource, face_crop, pan_frames, walk_through_frames, write_clip
 from maskwatch import Detector
-from maskwatch.predictions import detections_from_labels
+from maskwatch.predictions import FACE_CONFIDENCE, detections_from_labels
 from maskwatch.video import CallbackSink, VideoPipeline
 from maskwatch.video.frame_detector import VideoDetector
 from maskwatch.video.pipeline import WatchOptions
@@ -196,6 +196,13 @@ def test_the_scale_chooser_follows_the_smallest_face():
     chooser.observe(6.5, faces(400))
     assert chooser.scale_for(6.6) == 0.5  # 3 s on: the probe a step finer, looking for smaller faces
     assert chooser.scale_for(6.7) == 0.25
+    # A face the detector is sure of but whose best class is not (0.3 with_mask, 0.25 mask below the nose) counts
+    # by its face confidence, as the tracker counts it; a faint one does not.
+    split = faces(120, 60)
+    split.confidence = np.array([0.3, 0.3], np.float32)
+    split.data[FACE_CONFIDENCE] = np.array([0.55, 0.2], np.float32)
+    chooser.observe(6.8, split)
+    assert chooser.scale_for(6.9) == 0.5  # 120 px * 0.5 = 60 px; the 60-px face, at 0.2, is not judged
 
 
 @pytest.fixture(scope="module")

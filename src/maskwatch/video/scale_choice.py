@@ -13,10 +13,11 @@ from collections import deque
 import numpy as np
 import supervision as sv
 
+from maskwatch.face_finder import CONFIDENT_FACE_SCORE
+from maskwatch.predictions import FACE_CONFIDENCE
 from maskwatch.video.realtime import REALTIME, RealtimeSettings
 
 AUTO = "auto"
-CONFIDENT = 0.4  # faces scored at least this decide the scale (fainter ones are often not faces)
 
 
 class ScaleChooser:
@@ -56,10 +57,13 @@ class ScaleChooser:
         return bigger[0] if bigger else AUTO
 
     def observe(self, time_s: float, detections: sv.Detections) -> None:
-        """The faces a detection found (boxes in frame pixels)."""
-        if len(detections) == 0 or detections.confidence is None:
+        """The faces a detection found (boxes in frame pixels). Judged, as the tracker and the still-image policy
+        judge them, by how sure the detector is that each is a face (every class together): a face split between
+        two classes is still a face whose size counts. Fainter ones are often not faces."""
+        face_score = detections.data.get(FACE_CONFIDENCE, detections.confidence)
+        if len(detections) == 0 or face_score is None:
             return
-        confident = detections.xyxy[detections.confidence >= CONFIDENT]
+        confident = detections.xyxy[face_score >= CONFIDENT_FACE_SCORE]
         if len(confident):
             heights = confident[:, 3] - confident[:, 1]
             self.smallest.append((time_s, float(np.min(heights))))
