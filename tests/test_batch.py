@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -206,18 +207,18 @@ def test_the_watchdog_also_stops_cluster_processes_it_never_saw_below_the_driver
     psutil = pytest.importorskip("psutil")
     logs = tmp_path / "ray" / "session_2026-01-01_00-00-00_000000_1" / "logs"
     logs.mkdir(parents=True)
-    elsewhere = tmp_path / "other.log"
     hold = "import sys, time; f = open(sys.argv[1], 'a'); time.sleep(300)"
     # The driver, and below it a stand-in for the GCS naming the session folder in its command line.
     driver = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; subprocess.Popen(sys.argv[1:]); "
                                "time.sleep(300)", sys.executable, "-c", hold, str(logs / "gcs_server.out"),
                                f"--log_dir={logs}"])
-    # An agent the watchdog never sees below the driver, and a process that has nothing to do with the cluster.
+    # An agent the watchdog never sees below the driver; a process that has nothing to do with the cluster; and one
+    # that is not Ray's but reads a log of the cluster (as `tail -f` would).
     agent = subprocess.Popen([sys.executable, "-c", hold, str(logs / "dashboard_agent.log")])
-    bystander = subprocess.Popen([sys.executable, "-c", hold, str(elsewhere)])
+    bystander = subprocess.Popen([sys.executable, "-c", hold, str(tmp_path / "other.log")])
     watchdog = subprocess.Popen([sys.executable, "-m", "maskwatch.batch.ray_watchdog", str(driver.pid)],
                                 stdin=subprocess.PIPE)
-    gcs = None
+    gcs = reader = None
     try:
         deadline = time.time() + 30
         while time.time() < deadline and not (len(psutil.Process(driver.pid).children()) == 1
@@ -225,16 +226,34 @@ def test_the_watchdog_also_stops_cluster_processes_it_never_saw_below_the_driver
                                                and (logs / "dashboard_agent.log").exists()):
             time.sleep(0.1)
         gcs = psutil.Process(driver.pid).children()[0]
+        reader = subprocess.Popen([sys.executable, "-c", "import os, time; f = open(os.environ['LOG']); "
+                                   "time.sleep(300)"], env={**os.environ, "LOG": str(logs / "gcs_server.out")})
         time.sleep(2)  # several of the watchdog's looks
         driver.kill()
         driver.wait()
         watchdog.stdin.close()  # what the kernel does when the driver dies
         watchdog.wait(timeout=30)
         assert agent.wait(timeout=10) is not None
-        assert not gcs.is_running()
+        deadline = time.time() + 10  # the GCS stand-in is no child of ours: gone, or a zombie nobody reaped
+        while time.time() < deadline and gcs.is_running() and gcs.status() != psutil.STATUS_ZOMBIE:
+            time.sleep(0.1)
+        assert not gcs.is_running() or gcs.status() == psutil.STATUS_ZOMBIE
         assert bystander.poll() is None, "a process outside the cluster was stopped"
+        assert reader.poll() is None, "a process that only reads the cluster's logs was stopped"
     finally:
-        for process in (driver, agent, bystander, watchdog):
-            process.kill()
+        for process in (driver, agent, bystander, reader, watchdog):
+            if process is not None:
+                process.kill()
         if gcs is not None and gcs.is_running():
             gcs.kill()
+
+
+def test_the_session_folder_is_read_only_where_ray_names_it():
+    from maskwatch.batch.ray_watchdog import session_dirs
+
+    session = "/tmp/ray/session_2026-11-26_22-27-03_163458_27131"
+    assert session_dirs([f"--log_dir={session}/logs", f"--session-dir={session}", "--temp-dir=/tmp/ray"]) == {session}
+    # A parent folder that happens to be called session_..., Ray's own link to the newest session, a user's path.
+    assert session_dirs([f"--session_dir=/home/u/session_tmp{session[8:]}", "--temp-dir=/home/u/session_tmp",
+                         "/tmp/ray/session_latest/logs", "/data/ray/session_3/img.jpg"]) == {
+        f"/home/u/session_tmp{session[8:]}"}

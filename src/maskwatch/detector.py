@@ -137,8 +137,9 @@ class _FaceDetector:
     def hopeless_below(self, min_score: float) -> float:
         """The face score under which a candidate cannot reach `min_score`: its final score is at most
         face_score ** face_score_power (a class probability is at most 1), so leaving it out changes no detection
-        (nor the NMS, where a lower box never removes a higher one). Capped at the score the scale policy judges
-        face sizes by, so the policy sees the same faces and chooses the same passes."""
+        (nor the NMS, where a lower box never removes a higher one), up to float noise and ties of equal scores.
+        Capped at the score the scale policy judges face sizes by, so the policy sees the same faces and chooses
+        the same passes."""
         power = self.config.face_score_power
         if min_score <= 0 or power <= 0:
             return 0.0

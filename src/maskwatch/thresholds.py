@@ -41,6 +41,9 @@ TRACK_MIN_SCORE = 0.1  # detections handed to ByteTrack: it keeps tracks alive w
 # their 36 faces as 36 people at 640x480, 0.3 as 41. (Before, trackers' own high-detection threshold, 0.6 on the
 # best class's score, was the one that applied: 35 and, at 1080p, 30.)
 TRACK_ACTIVATION_SCORE = 0.5
+# Video's scale chooser sizes the finder's input by the smallest face of the last second among detections at least
+# this sure to be a face (FACE_CONFIDENCE, as for tracks): fainter ones are often not faces.
+SCALE_MIN_FACE_CONFIDENCE = 0.4
 
 # Evaluation: a detection at or above this score counts as a decision in the confusion matrix.
 CONFUSION_MIN_SCORE = 0.5

@@ -53,16 +53,19 @@ def _is_ray(process) -> bool:
         return False
 
 
-_SESSION_DIR = re.compile(r"(/\S*?/session_[^/\s]+)")
+# Ray names each cluster's folder session_<date>_<time>_<microseconds>_<pid of the process that started it>.
+_SESSION_DIR = re.compile(r"(/\S*?/session_\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_\d+_\d+)(?=/|$)")
 
 
 def session_dirs(command: list[str]) -> set[str]:
-    """The Ray session folders a command line names (`--log_dir=/tmp/ray/session_.../logs`, `--session-dir=...`)."""
-    return {match.group(1) for part in command for match in _SESSION_DIR.finditer(part)}
+    """The Ray session folders a command line names (`--log_dir=/tmp/ray/session_.../logs`, `--session-dir=...`),
+    resolved as the kernel names open files; only folders named as Ray names them, so a parent folder that happens
+    to be called session_something is never taken for one."""
+    return {os.path.realpath(match.group(1)) for part in command for match in _SESSION_DIR.finditer(part)}
 
 
 def _holding_files_in(folders: set[str], spare: int) -> list:
-    """This user's processes but `spare` and this one that hold a file under one of `folders` (Ray's hold logs)."""
+    """This user's Ray processes but `spare` that hold a file under one of `folders` (each holds its logs)."""
     import psutil
 
     found = []
@@ -73,7 +76,8 @@ def _holding_files_in(folders: set[str], spare: int) -> list:
         if process.pid in (os.getpid(), spare):
             continue
         try:
-            if process.uids().real == os.getuid() and any(f.path.startswith(prefixes) for f in process.open_files()):
+            if (process.uids().real == os.getuid() and _is_ray(process)
+                    and any(f.path.startswith(prefixes) for f in process.open_files())):
                 found.append(process)
         except psutil.Error:  # gone, or not ours to read
             pass

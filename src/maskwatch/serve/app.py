@@ -188,7 +188,8 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
                            annotated: bool = Query(False, description="also the image with every face drawn, as "
                                                    "a JPEG data URL in `annotated_image` (one detection for both)")
                            ) -> dict:
-        """Detections in the project's predictions format, plus counts per class."""
+        """Detections in the project's predictions format, plus counts per class; with `annotated=true` also
+        `annotated_image`, the image with one box per face drawn, as a `data:image/jpeg;base64,...` URL."""
         buffer = io.BytesIO()
         await read_upload(request, file, buffer)
         name = Path(file.filename or "upload").name

@@ -13,8 +13,8 @@ from collections import deque
 import numpy as np
 import supervision as sv
 
-from maskwatch.face_finder import CONFIDENT_FACE_SCORE
 from maskwatch.predictions import FACE_CONFIDENCE
+from maskwatch.thresholds import SCALE_MIN_FACE_CONFIDENCE
 from maskwatch.video.realtime import REALTIME, RealtimeSettings
 
 AUTO = "auto"
@@ -57,13 +57,13 @@ class ScaleChooser:
         return bigger[0] if bigger else AUTO
 
     def observe(self, time_s: float, detections: sv.Detections) -> None:
-        """The faces a detection found (boxes in frame pixels). Judged, as the tracker and the still-image policy
-        judge them, by how sure the detector is that each is a face (every class together): a face split between
-        two classes is still a face whose size counts. Fainter ones are often not faces."""
+        """The faces a detection found (boxes in frame pixels). Judged, as the tracker judges them, by how sure the
+        detector is that each is a face (every class together): a face split between two classes is still a face
+        whose size counts."""
         face_score = detections.data.get(FACE_CONFIDENCE, detections.confidence)
         if len(detections) == 0 or face_score is None:
             return
-        confident = detections.xyxy[face_score >= CONFIDENT_FACE_SCORE]
+        confident = detections.xyxy[face_score >= SCALE_MIN_FACE_CONFIDENCE]
         if len(confident):
             heights = confident[:, 3] - confident[:, 1]
             self.smallest.append((time_s, float(np.min(heights))))
