@@ -136,7 +136,7 @@ MASK_CLASSES = "with_mask,without_mask,mask_weared_incorrect"
 def test_classes_fixes_the_list_for_every_command_that_reads_a_data_set(small_voc, tmp_path):
     xml = small_voc / "annotations" / "maksssksksss94.xml"
     xml.write_text(xml.read_text().replace("<name>with_mask</name>", "<name>dog</name>", 1))
-    refused = "unknown labels dog (1); known labels are with_mask, without_mask, mask_weared_incorrect"
+    refused = "unknown labels 'dog' (1 box, first in "
     result = run("convert", str(small_voc), str(tmp_path / "coco"), "--to", "coco", "--classes", MASK_CLASSES,
                  ok=False)
     assert result.returncode == 2 and refused in result.stderr and "--label-map" in result.stderr
@@ -247,3 +247,35 @@ def test_ray_engine_is_quiet_unless_verbose(small_voc, tmp_path):
     result = run("batch", str(small_voc / "images"), "--engine", "ray", "--actors", "1", "--out", str(tmp_path / "b"))
     assert "6 inputs: 6 processed now" in result.stdout
     assert result.stderr.strip() == "", result.stderr  # no INFO logs, progress or C++ core lines
+
+
+def test_split_and_evaluate_take_label_map_and_convert_refuses_a_folder_in_use(small_voc, tmp_path):
+    for xml in (small_voc / "annotations").glob("*.xml"):
+        xml.write_text(xml.read_text().replace("<name>with_mask</name>", "<name>mask</name>"))
+    fix = ["--label-map", "mask=with_mask", "--classes", MASK_CLASSES]
+    split = run("data", "split", str(small_voc), "--out", str(tmp_path / "split"), *fix)
+    assert "with_mask" in split.stdout
+    names = sorted(p.name for p in (small_voc / "images").glob("*.jpg"))
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps({"image": n, "detections": []}) + "\n" for n in names))
+    scored = run("evaluate", "--gt", str(small_voc), "--pred", str(tmp_path / "p.jsonl"), "--out",
+                 str(tmp_path / "eval"), *fix)
+    assert (tmp_path / "eval" / "report.json").is_file(), scored.stderr
+    run("convert", str(small_voc), str(tmp_path / "tf"), "--to", "tfrecord", *fix)
+    again = run("convert", str(small_voc), str(tmp_path / "tf"), "--to", "tfrecord", "--val", "0.3", *fix, ok=False)
+    assert again.returncode == 2 and "not empty" in again.stderr
+    assert sorted(p.name for p in (tmp_path / "tf").iterdir()) == ["data.tfrecord", "label_map.pbtxt"]
+    onto = run("convert", str(small_voc), str(small_voc), "--to", "voc", ok=False)
+    assert onto.returncode == 2 and "holds the data set being read" in onto.stderr
+
+
+def test_train_refuses_zero_epochs_before_anything_is_written(small_voc, tmp_path):
+    pytest.importorskip("torch")
+    from typer.testing import CliRunner
+
+    from maskwatch.cli import app
+    from maskwatch.errors import MaskwatchError
+
+    result = CliRunner().invoke(app, ["train", "--data", str(small_voc), "--out", str(tmp_path / "run"),
+                                      "--epochs", "0"])
+    assert isinstance(result.exception, MaskwatchError) and "--epochs must be at least 1" in str(result.exception)
+    assert not (tmp_path / "run").exists()

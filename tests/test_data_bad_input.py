@@ -116,6 +116,42 @@ def test_truncated_tfrecord_keeps_the_records_before_the_damage(small_voc, tmp_p
     assert any("data.tfrecord" in p and "truncated" in p for p in ds.problems)
 
 
+def test_a_tfrecord_naming_classes_only_by_id_needs_its_label_map(small_voc, tmp_path):
+    from tfrecord import TFRecordWriter
+
+    from maskwatch.data.tfrecord import _example
+
+    ds = load_dataset(small_voc)
+    (tmp_path / "t").mkdir()
+    writer = TFRecordWriter(str(tmp_path / "t" / "data.tfrecord"))
+    for sample in ds.samples:  # ids only, as many TF OD API exports write them
+        writer.write({k: v for k, v in _example(ds, sample).items() if k != "image/object/class/text"})
+    writer.close()
+    with pytest.raises(MaskwatchError, match="class ids \\(1 \\(\\d+ boxes\\).*no label_map.pbtxt"):
+        load_dataset(tmp_path / "t")
+    (tmp_path / "t" / "label_map.pbtxt").write_text("item {\n  id: 1\n  name: 'with_mask'\n}\n")
+    partial = load_dataset(tmp_path / "t")  # ids the map does not name: skipped, said once
+    assert partial.classes == ["with_mask"] and partial.num_boxes == ds.class_counts()["with_mask"]
+    assert len([p for p in partial.problems if "does not name" in p]) == 1
+
+
+def test_a_class_list_from_the_file_keeps_its_order_and_orphan_labels_are_named(small_voc, tmp_path):
+    save_dataset(load_dataset(small_voc, label_map={"with_mask": "mask", "without_mask": "no_mask",
+                                                     "mask_weared_incorrect": "incorrect"}), tmp_path / "y", "yolo")
+    (tmp_path / "y" / "classes.txt").write_text("mask\nno_mask\nincorrect\n")
+    (tmp_path / "y" / "data.yaml").unlink()
+    assert load_dataset(tmp_path / "y").classes == ["mask", "no_mask", "incorrect"]  # not alphabetical
+    (tmp_path / "y" / "images" / "maksssksksss94.jpg").unlink()
+    ds = load_dataset(tmp_path / "y")
+    assert any("1 label file(s) without an image" in p and "maksssksksss94.txt" in p for p in ds.problems)
+
+
+def test_a_missing_voc_image_is_named_where_it_belongs(small_voc):
+    (small_voc / "images" / "maksssksksss94.jpg").unlink()
+    ds = load_dataset(small_voc)
+    assert any(str(small_voc / "images" / "maksssksksss94") in p and "missing" in p for p in ds.problems)
+
+
 def test_label_map_without_names_is_an_error(small_voc, tmp_path):
     save_dataset(load_dataset(small_voc), tmp_path / "t", "tfrecord")
     (tmp_path / "t" / "label_map.pbtxt").write_text("item {\n  id: 1\n}\n")
@@ -178,8 +214,26 @@ def test_labels_differing_only_in_spelling_are_named_with_their_files(small_voc)
     warning = next(p for p in ds.problems if "differ only by case" in p)
     assert "'With_Mask' in " in warning and "maksssksksss94.xml" in warning
     assert "--label-map With_Mask=with_mask" in warning
-    with pytest.raises(MaskwatchError, match="unknown labels With_Mask \\(1\\); known labels are with_mask"):
+    with pytest.raises(MaskwatchError, match="unknown labels 'With_Mask' \\(1 box, first in .*maksssksksss94.xml\\); "
+                       "known labels are with_mask"):
         load_dataset(small_voc, classes=["with_mask", "without_mask", "mask_weared_incorrect"])
+
+
+def test_a_typo_commoner_than_the_right_name_is_still_the_one_to_rename(small_voc):
+    """The suggested --label-map renames toward the project's class name, however many files use the typo."""
+    for xml in sorted((small_voc / "annotations").glob("*.xml"))[:4]:
+        xml.write_text(xml.read_text().replace("<name>with_mask</name>", "<name>With Mask</name>", 1))
+    ds = load_dataset(small_voc)
+    warning = next(p for p in ds.problems if "differ only by case" in p)
+    assert "--label-map With Mask=with_mask" in warning and "=With Mask" not in warning
+
+
+def test_unknown_labels_stop_the_load_with_one_message_not_one_per_box(small_voc, caplog):
+    for xml in (small_voc / "annotations").glob("*.xml"):
+        xml.write_text(xml.read_text().replace("<name>with_mask</name>", "<name>mask</name>"))
+    with caplog.at_level(logging.WARNING), pytest.raises(MaskwatchError, match="unknown labels 'mask' \\(\\d+ boxes"):
+        load_dataset(small_voc, classes=["with_mask", "without_mask", "mask_weared_incorrect"])
+    assert not [r for r in caplog.records if "mask" in r.getMessage()]
 
 
 def test_voc_image_paths_outside_the_data_set_are_not_followed(small_voc, tmp_path):
@@ -212,3 +266,16 @@ def test_coco_file_names_leading_out_of_the_data_set_are_not_followed(small_voc,
     ds = load_dataset(tmp_path / "c")
     assert len(ds) == 4 and sum("outside the data set" in p for p in ds.problems) == 2
     assert not any(str(s.image_path).startswith("/etc") for s in ds.samples)
+
+
+def test_a_coco_folder_of_several_files_says_which_one_it_read(small_voc, tmp_path, caplog):
+    save_dataset(load_dataset(small_voc), tmp_path / "c", "coco")
+    folder = tmp_path / "c"
+    (folder / "annotations").mkdir()
+    for name in ("instances_train.json", "instances_val.json"):  # the COCO layout, without annotations.json
+        (folder / "annotations" / name).write_text((folder / "annotations.json").read_text())
+    (folder / "annotations.json").unlink()
+    with caplog.at_level(logging.WARNING):
+        load_dataset(folder)
+    assert any("2 COCO files" in r.getMessage() and "reading annotations/instances_train.json only" in r.getMessage()
+               for r in caplog.records)

@@ -102,12 +102,12 @@ def test_yolo_opens_in_supervision_with_relative_data_yaml_and_train_val_lists(s
 
 def test_voc_has_images_beside_the_xml_and_no_absolute_paths(source, tmp_path):
     src, expected = source
-    convert(src, tmp_path / "voc", "--to", "voc", "--val", "0.34")
-    for xml in (tmp_path / "voc" / "annotations").glob("*.xml"):
+    convert(src, tmp_path / "voc_out", "--to", "voc", "--val", "0.34")
+    for xml in (tmp_path / "voc_out" / "annotations").glob("*.xml"):
         root = ET.parse(xml).getroot()
         assert root.findtext("folder") == "images" and root.find("path") is None
         assert str(src) not in xml.read_text()
-    folder = moved(tmp_path / "voc", src, tmp_path / "elsewhere")
+    folder = moved(tmp_path / "voc_out", src, tmp_path / "elsewhere")
     ds = sv.DetectionDataset.from_pascal_voc(str(folder / "images"), str(folder / "annotations"))
     # supervision reads VOC's corners as 1-based (xmin - 1, ymin - 1); maskwatch keeps the numbers as written
     shifted = {stem: sorted((label, (x1 - 1, y1 - 1, x2, y2)) for label, (x1, y1, x2, y2) in boxes)

@@ -86,6 +86,10 @@ def convert(src: Path = typer.Argument(..., help="Data set to read (format detec
 
     if val is not None and split is not None:
         raise MaskwatchError("give --val or --split, not both")
+    if dst.resolve() == src.resolve() or dst.resolve() in src.resolve().parents:
+        raise MaskwatchError(f"{dst}: the output folder holds the data set being read; write to a new folder")
+    if dst.is_dir() and any(dst.iterdir()):  # old files would mix with the new (a second record, stale labels)
+        raise MaskwatchError(f"{dst}: the output folder is not empty; choose a new folder or empty it first")
     dataset = _load(src, source_format, label_map, classes, allow_outside_images)
     sides = split_from_list(dataset, split) if split else split_dataset(dataset, val, seed) if val is not None else None
     save_dataset(dataset, dst, to, images, sides, shards)  # type: ignore[arg-type]
@@ -121,13 +125,13 @@ def data_split(path: Path = typer.Argument(..., help="Data set folder or file to
                val: float = typer.Option(0.15, "--val", help="Share of the images that go to validation."),
                seed: int = typer.Option(0, "--seed", help="Another seed gives another split of the same data."),
                out: Path = typer.Option(Path("out/split"), "--out", help="Folder for train.txt and val.txt."),
-               fmt: Optional[str] = FormatOption, classes: Optional[str] = ClassesOption,
-               allow_outside_images: bool = AllowOutsideOption) -> None:
+               fmt: Optional[str] = FormatOption, label_map: Optional[list[str]] = LabelMapOption,
+               classes: Optional[str] = ClassesOption, allow_outside_images: bool = AllowOutsideOption) -> None:
     """Deterministic, stratified validation split; near-duplicate images stay on one side. Writes OUT/train.txt
     and OUT/val.txt (one image stem per line) for `train --val-split`, `evaluate --split` and `detect --list`."""
     from maskwatch.data.split import split_dataset
 
-    dataset = _load(path, fmt, None, classes, allow_outside_images)
+    dataset = _load(path, fmt, label_map, classes, allow_outside_images)
     split = split_dataset(dataset, val, seed)
     train_path, val_path = split.write(out)
     for name, stems in (("train", split.train), ("val", split.val)):
@@ -212,6 +216,7 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
 def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set."),
              pred: Path = typer.Option(..., "--pred", help="Predictions, JSON Lines."),
              scheme: str = typer.Option("3class", "--scheme", help="3class, 2class or face."),
+             fmt: Optional[str] = FormatOption, label_map: Optional[list[str]] = LabelMapOption,
              classes: Optional[str] = ClassesOption,
              out: Path = typer.Option(Path("out/eval"), "--out", help="Folder for report.json and the plots."),
              score_threshold: float = typer.Option(CONFUSION_MIN_SCORE, "--score-threshold",
@@ -233,7 +238,7 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
     if classes in ("3class", "2class", "face"):  # what --classes meant before it named the class list
         console.print(f"[yellow]--classes {classes} is now --scheme {classes}[/yellow]")
         scheme, classes = classes, None
-    dataset = _load(gt, None, None, classes, allow_outside_images)
+    dataset = _load(gt, fmt, label_map, classes, allow_outside_images)
     absent = [c for c in MASK_CLASSES if c not in dataset.classes]
     if classes is None and scheme != "face" and absent and set(dataset.classes) <= set(MASK_CLASSES):
         # A small or filtered mask data set without some class: the model still predicts all three.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,16 +17,20 @@ if TYPE_CHECKING:
     from maskwatch.data.split import Split
 
 COCO_FILE = "annotations.json"
+log = logging.getLogger(__name__)
 
 
 def find_coco_json(path: Path) -> Path:
     if path.is_file():
         return path
     candidates = [path / COCO_FILE, *sorted(path.glob("*.json")), *sorted(path.glob("annotations/*.json"))]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise MaskwatchError(f"{path}: no COCO .json file found")
+    found = list(dict.fromkeys(c for c in candidates if c.is_file()))
+    if not found:
+        raise MaskwatchError(f"{path}: no COCO .json file found")
+    if len(found) > 1 and found[0].name != COCO_FILE:  # e.g. instances_train.json and instances_val.json
+        log.warning("%s holds %d COCO files (%s); reading %s only: give a file's path to read another",
+                    path, len(found), ", ".join(str(f.relative_to(path)) for f in found), found[0].relative_to(path))
+    return found[0]
 
 
 def read_coco(path: Path, images_dir: Path | None = None, classes: list[str] | None = None,
@@ -41,15 +46,12 @@ def read_coco(path: Path, images_dir: Path | None = None, classes: list[str] | N
         annotations = coco.get("annotations", [])
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise MaskwatchError(f"{json_path}: not a valid COCO file ({exc})") from exc
-    # Keep the category order of the file as the class order.
     if dataset_root is None:
         folder = json_path.parent
         dataset_root = folder.parent if folder.name.lower() == "annotations" else folder
     builder = DatasetBuilder(classes if classes is not None else None, label_map, root=dataset_root,
                              allow_outside=allow_outside_images)
-    if classes is None:
-        for cat_id in sorted(categories):
-            builder.class_id(categories[cat_id], str(json_path))
+    builder.declare_classes([categories[cat_id] for cat_id in sorted(categories)], str(json_path))
     boxes_by_image: dict[int, list] = {image_id: [] for image_id in images}
     for index, ann in enumerate(annotations):
         where = f"{json_path}: annotation {ann.get('id', index)}"

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import supervision as sv
 
+from maskwatch.classes import MASK_CLASSES
 from maskwatch.errors import MaskwatchError
 
 log = logging.getLogger(__name__)
@@ -125,7 +126,9 @@ class DatasetBuilder:
         self.samples: list[Sample] = []
         self.problems: list[str] = []
         self.unknown_labels: Counter[str] = Counter()
+        self.unknown_first: dict[str, str] = {}  # label -> where it was first seen
         self.label_files: dict[str, dict[str, None]] = defaultdict(dict)  # label -> where it was seen (ordered)
+        self.order_given = False  # the file lists its classes (YOLO, COCO, a label map): keep that order
 
     def problem(self, message: str) -> None:
         log.warning(message)
@@ -136,12 +139,23 @@ class DatasetBuilder:
         self.label_files[label][where] = None
         if label in self.classes:
             return self.classes.index(label)
-        if self.fixed_classes:
+        if self.fixed_classes:  # named once, with counts, when the load stops (build)
             self.unknown_labels[label] += 1
-            self.problem(f"{where}: unknown label {label!r}")
+            self.unknown_first.setdefault(label, where)
             return None
         self.classes.append(label)
         return len(self.classes) - 1
+
+    def declare_classes(self, names: list[str], where: str) -> None:
+        """The class list a file gives (YOLO's classes.txt, COCO's categories, a TFRecord's label map): learnt in
+        the file's order, which the data set then keeps (unless --classes fixed the list)."""
+        if self.fixed_classes:
+            return
+        for name in names:
+            mapped = self.label_map.get(name, name)
+            if mapped not in self.classes:
+                self.classes.append(mapped)
+        self.order_given = True
 
     def add(self, image_path: Path, width: int, height: int, boxes: list[tuple[float, float, float, float, str]],
             where: str) -> None:
@@ -190,7 +204,8 @@ class DatasetBuilder:
     def build(self, source: str) -> Dataset:
         if self.unknown_labels:
             known = ", ".join(self.classes)
-            found = ", ".join(f"{k} ({v})" for k, v in self.unknown_labels.most_common())
+            found = ", ".join(f"{k!r} ({v} box{'es' if v > 1 else ''}, first in {self.unknown_first[k]})"
+                              for k, v in self.unknown_labels.most_common())
             raise MaskwatchError(
                 f"{source}: unknown labels {found}; known labels are {known}. "
                 f"Rename them with --label-map OLD=NEW"
@@ -201,6 +216,8 @@ class DatasetBuilder:
         self.samples.sort(key=lambda s: s.image_path.name)
         if not self.fixed_classes:
             self._canonical_class_order()
+        if not any(len(sample.detections) for sample in self.samples):
+            self.problem(f"{source}: {len(self.samples)} image(s) but no box with a usable label")
         return Dataset(self.classes, self.samples, self.problems)
 
     def _warn_about_spellings(self) -> None:
@@ -212,7 +229,8 @@ class DatasetBuilder:
         for labels in groups.values():
             if len(labels) < 2:
                 continue
-            labels.sort(key=lambda label: -len(self.label_files.get(label, {})))  # commonest first
+            # The project's own class name first (a typo is never the target), else the commonest spelling.
+            labels.sort(key=lambda label: (label not in MASK_CLASSES, -len(self.label_files.get(label, {}))))
             common, rare = labels[0], labels[1:]
             uses = []
             for label in rare:
@@ -220,15 +238,19 @@ class DatasetBuilder:
                 shown = ", ".join(files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
                 uses.append(f"{label!r} in {shown or 'no box'}")
             self.problem(f"labels {', '.join(repr(label) for label in labels)} differ only by case, spaces or "
-                         f"underscores: {'; '.join(uses)}. Rename with --label-map "
-                         f"{rare[0]}={common}, or fix the class list with --classes")
+                         f"underscores: {'; '.join(uses)}. Rename with "
+                         f"{' '.join(f'--label-map {label}={common}' for label in rare)}, or fix the class list "
+                         f"with --classes")
 
     def _canonical_class_order(self) -> None:
-        """Learnt classes come in file order; fix the order (ours, else alphabetical) so ids are repeatable."""
-        from maskwatch.classes import MASK_CLASSES
-
-        order = ([c for c in MASK_CLASSES if c in self.classes] if set(self.classes) <= set(MASK_CLASSES)
-                 else sorted(self.classes))
+        """Classes learnt from boxes come in the order first seen; fix it so ids are repeatable: the project's own
+        order for mask classes, else the order the file gave, else alphabetical."""
+        if set(self.classes) <= set(MASK_CLASSES):
+            order = [c for c in MASK_CLASSES if c in self.classes]
+        elif self.order_given:
+            return
+        else:
+            order = sorted(self.classes)
         remap = np.array([order.index(c) for c in self.classes], dtype=int)
         for sample in self.samples:
             sample.detections.class_id = remap[sample.detections.class_id] if len(sample.detections) else \

@@ -8,6 +8,7 @@ work with paths like for every other format.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -83,6 +84,7 @@ def read_tfrecord(path: Path, label_map_path: Path | None = None, classes: list[
     if classes is None and id_to_name:
         classes = [id_to_name[k] for k in sorted(id_to_name)]
     builder = DatasetBuilder(classes, label_map)
+    unnamed: Counter[int] = Counter()  # class ids that no text and no label map name, with their box counts
     for record in _records(path):
         out = _cache_dir(record)
         out.mkdir(parents=True, exist_ok=True)
@@ -117,7 +119,7 @@ def read_tfrecord(path: Path, label_map_path: Path | None = None, classes: list[
                 for j in range(len(xmins)):
                     label = texts[j] if j < len(texts) else id_to_name.get(ids[j] if j < len(ids) else -1)
                     if not label:
-                        builder.problem(f"{where}: box {j} has no class text and an id not in {label_map_path}; skipped")
+                        unnamed[ids[j] if j < len(ids) else -1] += 1  # said once, below
                         continue
                     boxes.append((from_normalised(xmins[j], width), from_normalised(ymins[j], height),
                                   from_normalised(xmaxs[j], width), from_normalised(ymaxs[j], height), label))
@@ -127,6 +129,13 @@ def read_tfrecord(path: Path, label_map_path: Path | None = None, classes: list[
                 raise
             builder.problem(f"{record}: corrupt or truncated TFRecord ({type(exc).__name__}: {exc}); "
                             f"kept the records read before it")
+    if unnamed:
+        ids = ", ".join(f"{i} ({n} box{'es' if n > 1 else ''})" for i, n in sorted(unnamed.items()) if i >= 0)
+        if not id_to_name:
+            raise MaskwatchError(f"{path}: the boxes carry class ids ({ids or 'none'}) but no class text, and there is "
+                                 f"no {LABEL_MAP_FILE} beside the records to name the ids; add one (item {{ id: 1 "
+                                 f"name: 'with_mask' }} ..., as `maskwatch convert --to tfrecord` writes)")
+        builder.problem(f"{path}: boxes whose class id {label_map_path} does not name, skipped: {ids or 'no id'}")
     return builder.build(str(path))
 
 

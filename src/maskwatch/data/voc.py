@@ -28,7 +28,9 @@ def _find_image(xml_path: Path, filename: str | None, path: str | None, images_d
     inside = [c for c in existing if is_inside(c, root)]
     if inside or existing:
         return (inside or existing)[0]
-    return folders[0] / (filename or xml_path.stem + ".jpg")
+    images = xml_path.parent.parent / "images"  # where the message says it is missing: where it most likely belongs
+    expected = images_dir or (images if images.is_dir() else xml_path.parent)
+    return expected / (filename or xml_path.stem + ".jpg")
 
 
 def read_voc(annotations_dir: Path, images_dir: Path | None = None, classes: list[str] | None = None,

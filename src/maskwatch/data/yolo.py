@@ -46,8 +46,11 @@ def _label_path(image_path: Path, root: Path) -> Path:
 def read_yolo(root: Path, classes: list[str] | None = None, label_map: dict[str, str] | None = None) -> Dataset:
     file_classes = read_yolo_classes(root)
     builder = DatasetBuilder(classes, label_map)
+    builder.declare_classes(file_classes, str(root))
+    used: set[Path] = set()
     for image_path in list_images(root):
         label_path = _label_path(image_path, root)
+        used.add(label_path.resolve())
         try:
             _, width, height = image_header(image_path, str(image_path))
         except MaskwatchError as exc:
@@ -73,6 +76,11 @@ def read_yolo(root: Path, classes: list[str] | None = None, label_map: dict[str,
                           from_normalised(xc + w / 2, width), from_normalised(yc + h / 2, height),
                           file_classes[cls_index]))
         builder.add(image_path, width, height, boxes, str(label_path))
+    orphans = sorted(p for p in (root / "labels").rglob("*.txt") if p.resolve() not in used) \
+        if (root / "labels").is_dir() else []
+    if orphans:
+        shown = ", ".join(str(p) for p in orphans[:5]) + (f" and {len(orphans) - 5} more" if len(orphans) > 5 else "")
+        builder.problem(f"{root}: {len(orphans)} label file(s) without an image under images/, skipped: {shown}")
     return builder.build(str(root))
 
 

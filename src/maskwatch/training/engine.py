@@ -308,6 +308,8 @@ def fit(cfg: TrainConfig) -> Path:
         raise MaskwatchError(f"keep must be 'best' or 'last', not {cfg.keep!r}")
     if cfg.val_every < 1:
         raise MaskwatchError(f"val_every must be at least 1, not {cfg.val_every}")
+    if cfg.epochs < 1:
+        raise MaskwatchError(f"--epochs must be at least 1, not {cfg.epochs}")
     recipe_type = kind_of(cfg.arch).load_recipe()
     device = resolve_device(cfg.device)
     if cfg.threads:
@@ -316,6 +318,8 @@ def fit(cfg: TrainConfig) -> Path:
     if cfg.quick:
         cfg.epochs = min(cfg.epochs, 2)
     dataset = load_dataset(cfg.data, classes=cfg.classes, label_map=cfg.label_map)
+    if not sum(dataset.class_counts().values()):
+        raise MaskwatchError(f"{cfg.data}: no box with a usable label to learn from (warnings above say why)")
     if cfg.classes is None:
         print(f"classes of {cfg.data}: {', '.join(dataset.classes)} (fix the list with --classes)")
     train_set, val_set = split_for_training(dataset, cfg)
