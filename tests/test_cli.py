@@ -279,3 +279,14 @@ def test_train_refuses_zero_epochs_before_anything_is_written(small_voc, tmp_pat
                                       "--epochs", "0"])
     assert isinstance(result.exception, MaskwatchError) and "--epochs must be at least 1" in str(result.exception)
     assert not (tmp_path / "run").exists()
+
+
+def test_detect_says_what_a_folder_is_when_it_is_not_what_was_expected(tmp_path):
+    (tmp_path / "tf").mkdir()
+    (tmp_path / "tf" / "train.tfrecord").write_bytes(b"")
+    result = run("detect", str(tmp_path / "tf"), "--no-images", ok=False)
+    assert result.returncode == 2 and "holds TFRecord files, which embed their images" in result.stderr
+    (tmp_path / "runs" / "first").mkdir(parents=True)  # the folder of runs, not a run
+    photo = Path(__file__).resolve().parents[1] / "src" / "maskwatch" / "samples" / "crowd.jpg"
+    result = run("detect", str(photo), "--no-images", "--model", str(tmp_path / "runs"), ok=False)
+    assert result.returncode == 2 and "is not the folder of a `maskwatch train` run" in result.stderr

@@ -64,7 +64,8 @@ def _load(path: Path, fmt: Optional[str], label_map: Optional[list[str]], classe
 def convert(src: Path = typer.Argument(..., help="Data set to read (format detected)."),
             dst: Path = typer.Argument(..., help="Folder to write."),
             to: str = typer.Option(..., "--to", help="voc, yolo, coco or tfrecord."),
-            source_format: Optional[str] = typer.Option(None, "--from", help="Format of SRC, if not detected."),
+            source_format: Optional[str] = typer.Option(None, "--from", "--format",
+                                                        help="Format of SRC, if not detected."),
             images: str = typer.Option("hardlink", "--images",
                                        help="How images go beside the labels: hardlink (no extra space; a copy "
                                             "where links are not possible), copy, or symlink (absolute links to "

@@ -111,7 +111,10 @@ class _FaceDetector:
     def __init__(self, model_path: Path, face_finder_path: Path, threads: int | None, scale: str | float,
                  min_face_score: float):
         if not Path(model_path).is_file():
-            raise MaskwatchError(f"{model_path}: model file not found")
+            run = model_path.parent.parent if model_path.parent.name == "model" else model_path.parent
+            hint = "" if (run / "model").is_dir() or model_path.suffix != ".onnx" or not run.is_dir() else (
+                f" ({run} is not the folder of a `maskwatch train` run: give RUN, the folder with model/ inside)")
+            raise MaskwatchError(f"{model_path}: model file not found{hint}")
         self.model_path = Path(model_path)
         self.config = self.config_type.read(self.model_path.with_suffix(".json"))
         self.faces = FaceFinder(face_finder_path, threads)

@@ -69,8 +69,11 @@ def collect_images(specs: Sequence[str | Path], only: Path | None = None) -> lis
             seen.add(path.resolve())
             unique.append(path)
     if not unique:
+        records = [p for spec in specs if Path(spec).is_dir() for p in Path(spec).rglob("*.tfrecord*")]
+        hint = (f"; {records[0].parent} holds TFRecord files, which embed their images: `maskwatch convert "
+                f"{records[0].parent} FOLDER --to voc` writes them out as files" if records else "")
         raise MaskwatchError(f"{', '.join(map(str, specs))}: no images found (looked for "
-                             f"{', '.join(IMAGE_SUFFIXES)}); nothing to do")
+                             f"{', '.join(IMAGE_SUFFIXES)}); nothing to do{hint}")
     return keep_listed(unique, only) if only is not None else unique
 
 
