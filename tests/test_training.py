@@ -172,3 +172,18 @@ def test_every_model_kind_is_trainable_and_loadable():
     for kind in KINDS.values():
         assert issubclass(kind.load_recipe(), Recipe)
         assert callable(kind.load_runtime())
+
+
+@pytest.mark.parametrize("fmt", ["voc", "yolo", "coco"])
+def test_training_validates_on_the_val_side_a_converted_set_names(small_voc, tmp_path, fmt):
+    from maskwatch.data import load_dataset, save_dataset
+    from maskwatch.data.split import split_dataset
+    from maskwatch.training.engine import split_for_training
+
+    dataset = load_dataset(small_voc)
+    sides = split_dataset(dataset, 0.34, seed=3)
+    save_dataset(dataset, tmp_path / fmt, fmt, "hardlink", sides)
+    converted = load_dataset(tmp_path / fmt)
+    train, val = split_for_training(converted, TrainConfig(data=tmp_path / fmt, out=tmp_path / "run", seed=0))
+    assert sorted(s.stem for s in val.samples) == sorted(sides.val)
+    assert sorted(s.stem for s in train.samples) == sorted(sides.train)

@@ -146,7 +146,9 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
           out: Path = typer.Option(Path("runs/train"), "--out", help="Run folder: checkpoints, history, model/."),
           val_split: Optional[Path] = typer.Option(None, "--val-split",
                                                    help="List of validation images (as `data split` writes) "
-                                                        "[default: a 15% split of --data, seed --seed]."),
+                                                        "[default: the val side --data names, as `convert --val` "
+                                                        "writes it (VOC ImageSets/Main/val.txt, YOLO val.txt, "
+                                                        "COCO instances_val.json); else a 15% split, seed --seed]."),
           arch: str = typer.Option("two-stage", "--arch",
                                    help="two-stage: a crop head behind the shipped face finder (what ships); "
                                         "one-stage: CenterFace itself fine-tuned to find and classify."),

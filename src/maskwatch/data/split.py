@@ -42,6 +42,26 @@ def read_list(path: Path) -> list[str]:
     return [Path(line.strip()).stem for line in path.read_text().splitlines() if line.strip()]
 
 
+def declared_val_side(data: Path) -> tuple[Path, list[str]] | None:
+    """The validation side a data set folder names itself, as `convert --val` writes it (VOC
+    ImageSets/Main/val.txt, YOLO val.txt, COCO instances_val.json; TFRecord's val.tfrecord is read with the rest):
+    the file and the stems it names, or None."""
+    import json
+
+    if not data.is_dir():
+        return None
+    for listed in (data / "ImageSets" / "Main" / "val.txt", data / "val.txt"):
+        if listed.is_file():
+            return listed, read_list(listed)
+    for coco in (data / "instances_val.json", data / "annotations" / "instances_val.json"):
+        if coco.is_file():
+            try:
+                return coco, [Path(str(im["file_name"])).stem for im in json.loads(coco.read_text())["images"]]
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                raise MaskwatchError(f"{coco}: not a valid COCO file ({exc})") from exc
+    return None
+
+
 def split_from_list(dataset: Dataset, val_list: Path) -> Split:
     """Validation = the images named in a list file (as `data split` writes it), training = the rest."""
     named = read_list(val_list)

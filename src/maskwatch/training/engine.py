@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from maskwatch.data import Dataset, load_dataset
 from maskwatch.data.images import read_image
-from maskwatch.data.split import read_list, split_dataset
+from maskwatch.data.split import declared_val_side, read_list, split_dataset
 from maskwatch.detector import Detector
 from maskwatch.errors import MaskwatchError
 from maskwatch.evaluation.coco_metrics import CocoResult, evaluate_coco
@@ -224,6 +224,13 @@ def split_for_training(dataset: Dataset, cfg: TrainConfig) -> tuple[Dataset, Dat
         unknown = val_stems - {s.stem for s in dataset.samples}
         if unknown:
             raise MaskwatchError(f"{cfg.val_split}: {len(unknown)} names not in the data set, e.g. {sorted(unknown)[:3]}")
+        train_stems = [s.stem for s in dataset.samples if s.stem not in val_stems]
+    elif (declared := declared_val_side(Path(cfg.data))) is not None:  # the sides `convert --val` wrote
+        listed, stems = declared
+        val_stems = set(stems) & {s.stem for s in dataset.samples}
+        if not val_stems:
+            raise MaskwatchError(f"{listed}: names none of the data set's images; give --val-split")
+        print(f"validating on the {len(val_stems)} images {listed} names (--val-split to choose others)")
         train_stems = [s.stem for s in dataset.samples if s.stem not in val_stems]
     else:
         split = split_dataset(dataset, 0.15, cfg.seed)
