@@ -29,8 +29,9 @@ class VideoDetector:
         self.scales: Counter[str] = Counter()  # detections per face-finder scale
 
     def __call__(self, image: np.ndarray, time_s: float) -> sv.Detections:
-        scale = self.chooser.scale_for(time_s) if self.chooser else None
         policy = getattr(self.detector, "policy", None)
+        scale = self.chooser.scale_for(time_s, min(1.0, policy.max_side / max(image.shape[:2]))) \
+            if self.chooser else None
         self.scales[str(scale if scale is not None else policy.mode if policy else "default")] += 1
         if self.cache is None:
             detections = self.detector(image, min_score=self.detect_conf, min_face_score=self.min_face_score,

@@ -27,13 +27,16 @@ class ScaleChooser:
         self.last_probe_s: float | None = None
         self.chosen: float | str = AUTO
 
-    def scale_for(self, time_s: float) -> float | str:
-        """The scale of the next detection: a downscale, 1.0 or "auto" (the still-image policy)."""
+    def scale_for(self, time_s: float, base: float = 1.0) -> float | str:
+        """The scale of the next detection: a downscale, `base` or "auto" (the still-image policy). base: the
+        still-image policy's first-pass scale for this frame size (1 up to 960 px, 0.5 for 1080p): with no face
+        lately a 1080p or 4K frame is searched at that size, not at full resolution, and auto's upscaled pass
+        (full resolution and more) comes with the probes."""
         while self.smallest and time_s - self.smallest[0][0] > self.settings.scale_memory_s:
             self.smallest.popleft()
         probe = self.last_probe_s is None or time_s - self.last_probe_s >= self.settings.scale_probe_s
-        if not self.smallest:  # no face lately: 1x, and the upscaled pass of auto now and then
-            settled = 1.0
+        if not self.smallest:  # no face lately: the first pass's scale, and the upscaled pass of auto now and then
+            settled = base
         else:
             settled = self.cheapest_for(min(h for _, h in self.smallest))
         self.chosen = settled
@@ -51,7 +54,7 @@ class ScaleChooser:
 
     def finer(self, scale: float | str) -> float | str:
         """One step finer than `scale`: the next downscale, then auto."""
-        if scale == AUTO or scale == 1.0:
+        if scale == AUTO or scale >= 1.0:
             return AUTO
         bigger = [s for s in sorted(self.settings.downscales) if s > scale]
         return bigger[0] if bigger else AUTO
