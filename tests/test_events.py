@@ -192,6 +192,8 @@ def test_bad_zones_lines_urls_and_configs_say_what_to_fix(detector, crossing, tm
                           ("cameras:\n  door: {source: a.mp4, blur_faces: 'no'}", "blur_faces.*true or false"),
                           ("cameras:\n  door: {source: a.mp4, scale: auto_full}",
                            r"scale \(--scale\) is 'auto_full'; expected auto, auto-full or a number from 0.1 to 4"),
+                          ("cameras:\n  door: {source: a.mp4, zones: {bad: [100, 100, 200, 200]}}",
+                           r"camera 'door': zones.bad: a zone needs at least 3 points"),
                           ("cameras: {door: {source: [}", "not valid YAML")):
         bad.write_text(text)
         with pytest.raises(MaskwatchError, match=message):

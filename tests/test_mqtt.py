@@ -128,3 +128,53 @@ def test_one_sink_serves_two_runs_and_keeps_no_acknowledgement_over(tmp_path):
     finally:
         subscriber.close()
         broker.stop()
+
+
+def test_two_outputs_to_one_broker_keep_their_connections_and_a_normal_end_is_not_a_loss(tmp_path, caplog):
+    """Each sink has its own client id (one id would make the broker close the other's connection, over and over)."""
+    from maskwatch.video.bus import RunInfo
+    from maskwatch.video.events import Event
+
+    port = free_port()
+    broker = Mosquitto(port, tmp_path / "broker").start()
+    subscriber = Subscriber(port, "#", "test-two-sinks", persistent=False)
+    sinks = [MqttSink(f"mqtt://127.0.0.1:{port}/{prefix}", drain_s=30) for prefix in ("a", "b")]
+    try:
+        with caplog.at_level("WARNING", logger="maskwatch.video.sinks.mqtt"):
+            for sink in sinks:
+                sink.open(RunInfo("door", "run1", "door.mp4", (640, 480), 10.0))
+            subscriber.wait_for(lambda m: {"a/availability", "b/availability"} <= {t for t, _, _ in m}, "both online")
+            time.sleep(3)  # time for the broker to close one of two connections sharing an id, and for a retry
+            for n in range(3):
+                for sink in sinks:
+                    sink.event(Event("person.entered", "door", "run1", float(n), id=f"{sink.prefix}-{n}"))
+            for sink in sinks:
+                sink.close(None)
+        subscriber.wait_for(lambda m: len(event_ids(m)) == 6, "the events of both outputs")
+    finally:
+        subscriber.close()
+        broker.stop()
+    availability = [(t, p) for t, p, _ in subscriber.received() if t.endswith("/availability")]
+    assert sorted(availability) == [("a/availability", b"offline"), ("a/availability", b"online"),
+                                    ("b/availability", b"offline"), ("b/availability", b"online")]
+    assert not caplog.records, [r.getMessage() for r in caplog.records]  # no "lost ..., reconnecting"
+
+
+def test_a_broker_that_cannot_be_reached_is_said_during_the_run_and_counted_at_its_end(caplog):
+    import pytest
+
+    from maskwatch.errors import MaskwatchError
+    from maskwatch.video.bus import RunInfo
+    from maskwatch.video.events import Event
+
+    sink = MqttSink(f"mqtt://127.0.0.1:{free_port()}/site", drain_s=1, reconnect_s=(1, 2))  # nothing listens
+    with caplog.at_level("WARNING", logger="maskwatch.video.sinks.mqtt"):
+        sink.open(RunInfo("door", "run1", "door.mp4", (640, 480), 10.0))
+        sink.event(Event("person.unmasked", "door", "run1", 0.0, id="e1"))
+        deadline = time.time() + 20
+        while time.time() < deadline and not any("cannot reach" in r.getMessage() for r in caplog.records):
+            time.sleep(0.1)
+        during = [r.getMessage() for r in caplog.records]
+        with pytest.raises(MaskwatchError, match="1 message\\(s\\) not acknowledged .* they are lost"):
+            sink.close(None)
+    assert len([m for m in during if "cannot reach 127.0.0.1" in m]) == 1, during  # while running, once

@@ -366,6 +366,7 @@ def test_watch_ends_with_frames_detected_tracked_and_dropped(data_dir, tmp_path)
                                       "--scale", "1"])
     assert result.exit_code == 0, result.output
     assert "12 frames in" in result.output and "4 detected, 8 tracked-only, 0 dropped" in result.output
+    assert "detections per face-finder scale: 1.0 x4" in result.output  # --scale 1: the chooser does not choose
 
 
 def test_a_scene_cut_is_a_new_picture_that_holds_not_a_pan_or_a_flash(data_dir):

@@ -407,6 +407,8 @@ def watch(source: Optional[str] = typer.Argument(None, help="Video file, webcam 
     typer.echo(f"{summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.1f} frames/s: "
                f"{summary.detected_frames} detected, {summary.tracked_frames} tracked-only, "
                f"{summary.dropped_frames} dropped); people: {people}; compliance {compliance}")
+    if summary.scales:
+        typer.echo("detections per face-finder scale: " + ", ".join(f"{k} x{v}" for k, v in summary.scales.items()))
     if summary.scene_cuts:
         typer.echo(f"{summary.scene_cuts} scene cut(s): tracks started afresh after each")
     for name, counts in summary.zones.items():

@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import supervision as sv
 
+from maskwatch.errors import MaskwatchError
 from maskwatch.video.events import Event
 from maskwatch.video.sources import Frame
 from maskwatch.video.summary import WatchSummary
@@ -150,6 +151,7 @@ class EventBus:
             record = self.sink_failures.setdefault(sink.name, {"failures": 0, "first": first,
                                                                "required": sink.required})
             record["failures"] += 1
-            if n == 1 or n % self.LOG_EVERY == 0:
+            if n == 1 or n % self.LOG_EVERY == 0:  # a traceback only for what is not a described failure
                 log.warning("%s sink failed in %s (%d failure(s) so far; the video goes on): %s: %s",
-                            sink.name, hook, n, type(exc).__name__, exc, exc_info=n == 1)
+                            sink.name, hook, n, type(exc).__name__, exc,
+                            exc_info=n == 1 and not isinstance(exc, MaskwatchError))

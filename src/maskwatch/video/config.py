@@ -183,7 +183,8 @@ def camera_from_dict(name: str | None, data: dict[str, Any], where: str) -> Came
         if not isinstance(items, dict):
             raise MaskwatchError(f"{where}: {key} is a mapping NAME: [x1, y1, x2, y2, ...]")
         parse = Zone.parse if key == "zones" else Line.parse
-        values[key] = tuple(parse(f"{n}={_coords(v, f'{where}: {key}.{n}')}") for n, v in items.items())
+        values[key] = tuple(parse(f"{n}={_coords(v, f'{where}: {key}.{n}')}", f"{where}: {key}.{n}")
+                            for n, v in items.items())
     webhooks = data.get("webhooks") or []
     if isinstance(webhooks, (str, dict)):
         webhooks = [webhooks]

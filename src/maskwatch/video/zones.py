@@ -20,20 +20,21 @@ from maskwatch.errors import MaskwatchError
 ANCHOR = (sv.Position.CENTER,)
 
 
-def _numbers(spec: str, what: str, text: str) -> list[float]:
+def _numbers(spec: str, what: str, text: str, where: str | None = None) -> list[float]:
     try:
         return [float(v) for v in text.replace(" ", "").split(",") if v != ""]
     except ValueError:
-        raise MaskwatchError(f"{what} {spec!r}: the coordinates must be numbers, e.g. {_EXAMPLES[what]}") from None
+        raise MaskwatchError(f"{where or f'{what} {spec!r}'}: the coordinates must be numbers, e.g. "
+                             f"{_EXAMPLES[what]}") from None
 
 
 _EXAMPLES = {"--zone": "queue=100,200,400,200,400,470,100,470", "--line": "door=320,0,320,480"}
 
 
-def _split(spec: str, what: str) -> tuple[str, str]:
+def _split(spec: str, what: str, where: str | None = None) -> tuple[str, str]:
     name, sep, coords = spec.partition("=")
     if not sep or not name.strip() or not coords.strip():
-        raise MaskwatchError(f"{what} {spec!r}: expected NAME=x1,y1,x2,y2,..., e.g. {_EXAMPLES[what]}")
+        raise MaskwatchError(f"{where or f'{what} {spec!r}'}: expected NAME=x1,y1,x2,y2,..., e.g. {_EXAMPLES[what]}")
     return name.strip(), coords
 
 
@@ -45,12 +46,13 @@ class Zone:
     points: tuple[tuple[float, float], ...]
 
     @classmethod
-    def parse(cls, spec: str) -> "Zone":
-        """`NAME=x1,y1,x2,y2,x3,y3[,...]`, as given to --zone."""
-        name, coords = _split(spec, "--zone")
-        values = _numbers(spec, "--zone", coords)
+    def parse(cls, spec: str, where: str | None = None) -> "Zone":
+        """`NAME=x1,y1,x2,y2,x3,y3[,...]`, as given to --zone; where: what the messages name instead of the
+        option (a config file's camera and key)."""
+        name, coords = _split(spec, "--zone", where)
+        values = _numbers(spec, "--zone", coords, where)
         if len(values) % 2 or len(values) < 6:
-            raise MaskwatchError(f"--zone {spec!r}: a zone needs at least 3 points given as x,y pairs "
+            raise MaskwatchError(f"{where or f'--zone {spec!r}'}: a zone needs at least 3 points given as x,y pairs "
                                  f"(an even count of numbers), e.g. {_EXAMPLES['--zone']}")
         return cls(name, tuple(zip(values[0::2], values[1::2])))
 
@@ -64,12 +66,12 @@ class Line:
     end: tuple[float, float]
 
     @classmethod
-    def parse(cls, spec: str) -> "Line":
-        """`NAME=x1,y1,x2,y2`, as given to --line."""
-        name, coords = _split(spec, "--line")
-        values = _numbers(spec, "--line", coords)
+    def parse(cls, spec: str, where: str | None = None) -> "Line":
+        """`NAME=x1,y1,x2,y2`, as given to --line (where: as for Zone.parse)."""
+        name, coords = _split(spec, "--line", where)
+        values = _numbers(spec, "--line", coords, where)
         if len(values) != 4 or values[:2] == values[2:]:
-            raise MaskwatchError(f"--line {spec!r}: a line is two different points, x1,y1,x2,y2, "
+            raise MaskwatchError(f"{where or f'--line {spec!r}'}: a line is two different points, x1,y1,x2,y2, "
                                  f"e.g. {_EXAMPLES['--line']}")
         return cls(name, (values[0], values[1]), (values[2], values[3]))
 

@@ -9,6 +9,7 @@ serves several cameras: mqtt://broker/maskwatch/{camera}.
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 import time
 from urllib.parse import unquote, urlsplit
@@ -50,6 +51,8 @@ class MqttSink(Sink):
         self._acked_early: set[int] = set()
         self._lock = threading.Condition()
         self._connected = False
+        self._closing = False
+        self._said_unreachable = False  # one warning per outage, not one per retry
 
     def _topic(self, *parts: str) -> str:
         return "/".join((self.topic_prefix, *parts))
@@ -61,9 +64,11 @@ class MqttSink(Sink):
                                  f"own MqttSink")
         with self._lock:
             self._pending, self._acked_early = {}, set()
-        self._connected = False
+        self._connected = self._closing = self._said_unreachable = False
         self.topic_prefix = self.prefix.replace("{camera}", run.camera)
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"maskwatch-{run.camera}-{run.run[:8]}")
+        # Unique per sink: two --mqtt outputs to one broker under one id would each close the other's connection.
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                             client_id=f"maskwatch-{run.camera}-{run.run[:8]}-{secrets.token_hex(3)}")
         if self.username:
             client.username_pw_set(self.username, self.password)
         if self.tls:
@@ -71,6 +76,7 @@ class MqttSink(Sink):
         client.will_set(self._topic("availability"), "offline", qos=QOS, retain=True)
         client.reconnect_delay_set(*self.reconnect_s)
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         # Asynchronous: a broker that is down now is connected to when it comes up; the video does not wait.
@@ -83,11 +89,23 @@ class MqttSink(Sink):
             log.warning("mqtt %s:%d refused the connection: %s", self.host, self.port, reason_code)
             return
         self._connected = True
-        log.info("mqtt: connected to %s:%d", self.host, self.port)
+        if self._said_unreachable:
+            log.warning("mqtt: connected to %s:%d; the events kept meanwhile are being sent", self.host, self.port)
+        else:
+            log.info("mqtt: connected to %s:%d", self.host, self.port)
+        self._said_unreachable = False
         self._publish(self._topic("availability"), "online", retain=True)
 
+    def _on_connect_fail(self, client, userdata) -> None:
+        """The broker cannot be reached (down, wrong address, a name that does not resolve): said once, while
+        the video runs, not only when it ends."""
+        if not self._said_unreachable and not self._closing:
+            log.warning("mqtt: cannot reach %s:%d; retrying every %d-%d s, events are kept until it answers",
+                        self.host, self.port, *self.reconnect_s)
+            self._said_unreachable = True
+
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        if self._connected:
+        if self._connected and not self._closing:
             log.warning("mqtt: lost %s:%d (%s); reconnecting, events are kept until it is back", self.host,
                         self.port, reason_code)
         self._connected = False
@@ -126,9 +144,7 @@ class MqttSink(Sink):
             while self._pending and time.monotonic() < deadline:
                 self._lock.wait(timeout=0.2)
             left = len(self._pending)
-        if left:
-            log.warning("mqtt %s:%d: %d message(s) not acknowledged within %.0f s (broker away); they are lost",
-                        self.host, self.port, left, self.drain_s)
+        self._closing = True  # the disconnect below is ours: no "lost, reconnecting" warning
         try:
             if self._connected:
                 info = self._publish(self._topic("availability"), "offline", retain=True)
@@ -140,4 +156,7 @@ class MqttSink(Sink):
             self.client.disconnect()
             self.client.loop_stop()
             self.client = None
+        if left:  # raised, so the run counts it among its sink failures (summary, run message)
+            raise MaskwatchError(f"mqtt {self.host}:{self.port}: {left} message(s) not acknowledged within "
+                                 f"{self.drain_s:.0f} s (broker away); they are lost")
 
