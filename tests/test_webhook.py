@@ -204,3 +204,14 @@ def test_the_sender_survives_a_failing_queue_and_goes_on(tmp_path, caplog):
         receiver.kill()
     assert [json.loads(p["body"])["id"] for p in receiver.posts()] == ["person.entered-1"]
     assert "database is locked" in caplog.text and failures == [0]
+
+
+def test_the_end_of_a_run_says_why_it_waits_for_a_receiver_that_is_away(tmp_path, caplog):
+    sink = WebhookSink(f"http://127.0.0.1:{free_port()}/hook", queue_path=tmp_path / "queue.sqlite",
+                       backoff_s=(0.05, 0.2), drain_s=3)  # nobody listens
+    sink.open(run_info())
+    sink.event(event("person.unmasked", 1))
+    sink.close(None)
+    waiting = [r.getMessage() for r in caplog.records if "waiting up to" in r.getMessage()]
+    assert len(waiting) == 1 and "stays queued for the next run" in waiting[0]
+    assert queued(tmp_path / "queue.sqlite") == 1

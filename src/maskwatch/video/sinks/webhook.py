@@ -258,6 +258,11 @@ class WebhookSink(Sink):
         self._interrupt.set()
         with self._wake:
             self._wake.notify()
+        self._thread.join(timeout=1.0)
+        remaining = self._deadline - time.monotonic()
+        if self._thread.is_alive() and remaining > 0.5:  # the receiver is away or slow: say why the end waits
+            log.warning("webhook %s: waiting up to %.0f s more to deliver the queued events (what is left then "
+                        "stays queued for the next run)", self.url, remaining)
         self._thread.join()
         self._thread = None
         left = self.queued()
