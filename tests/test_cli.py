@@ -266,6 +266,8 @@ def test_split_and_evaluate_take_label_map_and_convert_refuses_a_folder_in_use(s
     assert sorted(p.name for p in (tmp_path / "tf").iterdir()) == ["data.tfrecord", "label_map.pbtxt"]
     onto = run("convert", str(small_voc), str(small_voc), "--to", "voc", ok=False)
     assert onto.returncode == 2 and "holds the data set being read" in onto.stderr
+    inside = run("convert", str(small_voc), str(small_voc / "yolo"), "--to", "yolo", ok=False)
+    assert inside.returncode == 2 and "inside the data set being read" in inside.stderr
 
 
 def test_train_refuses_zero_epochs_before_anything_is_written(small_voc, tmp_path):

@@ -279,3 +279,24 @@ def test_a_coco_folder_of_several_files_says_which_one_it_read(small_voc, tmp_pa
         load_dataset(folder)
     assert any("2 COCO files" in r.getMessage() and "reading annotations/instances_train.json only" in r.getMessage()
                for r in caplog.records)
+
+
+def test_list_files_keep_dotted_names_and_labelimg_classes_txt_is_no_label_file(small_voc, tmp_path):
+    from maskwatch.data.split import read_list
+
+    listed = tmp_path / "val.txt"
+    listed.write_text("a_jpg.rf.0123abcd\nimages/b.jpg\nc.PNG\nd\n")
+    assert read_list(listed) == ["a_jpg.rf.0123abcd", "b", "c", "d"]
+    save_dataset(load_dataset(small_voc), tmp_path / "y", "yolo")
+    (tmp_path / "y" / "labels" / "classes.txt").write_text((tmp_path / "y" / "classes.txt").read_text())  # labelImg
+    assert not [p for p in load_dataset(tmp_path / "y").problems if "without an image" in p]
+
+
+def test_a_tfrecord_with_its_label_map_takes_label_map_renames(small_voc, tmp_path):
+    """The label map's names are the file's class list, as COCO's categories are: --label-map renames them too
+    (they were a fixed list before, and the renamed label stopped the load as unknown)."""
+    original = load_dataset(small_voc)
+    save_dataset(original, tmp_path / "t", "tfrecord")  # writes label_map.pbtxt naming the three classes
+    ds = load_dataset(tmp_path / "t", label_map={"with_mask": "mask"})
+    assert ds.classes == ["mask", "without_mask", "mask_weared_incorrect"]  # the map's order
+    assert ds.class_counts()["mask"] == original.class_counts()["with_mask"]

@@ -205,6 +205,7 @@ def test_the_scale_chooser_follows_the_smallest_face():
     assert chooser.scale_for(6.9) == 0.5  # 120 px * 0.5 = 60 px; the 60-px face, at 0.2, is not judged
     # No face lately in a 1080p frame: its first pass at 960 px (0.5), not full resolution; the probe goes to auto.
     assert chooser.scale_for(8.5, base=0.5) == 0.5 and chooser.scale_for(10.0, base=0.5) == AUTO
+    assert chooser.scale_for(10.5, base=0.25) == 0.25 and chooser.scale_for(13.1, base=0.25) == AUTO  # 4K too
 
 
 @pytest.fixture(scope="module")

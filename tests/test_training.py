@@ -187,3 +187,17 @@ def test_training_validates_on_the_val_side_a_converted_set_names(small_voc, tmp
     train, val = split_for_training(converted, TrainConfig(data=tmp_path / fmt, out=tmp_path / "run", seed=0))
     assert sorted(s.stem for s in val.samples) == sorted(sides.val)
     assert sorted(s.stem for s in train.samples) == sorted(sides.train)
+
+
+def test_a_val_list_that_does_not_split_the_set_is_said_and_the_usual_split_used(small_voc, tmp_path, caplog):
+    from maskwatch.data import load_dataset
+    from maskwatch.training.balance import rarest_class
+    from maskwatch.training.engine import split_for_training
+
+    dataset = load_dataset(small_voc)
+    (small_voc / "val.txt").write_text("not_an_image_here\n")  # a stray list
+    train, val = split_for_training(dataset, TrainConfig(data=small_voc, out=tmp_path / "run"))
+    assert len(train) and len(val) and "names none of the data set's 6 images" in caplog.text
+    # A class the file lists but no box uses is not "the rarest": its AP would be NaN every epoch.
+    listed = dataset.with_classes([*dataset.classes, "unused"])
+    assert listed.classes[rarest_class(listed)] != "unused"

@@ -87,11 +87,14 @@ def convert(src: Path = typer.Argument(..., help="Data set to read (format detec
 
     if val is not None and split is not None:
         raise MaskwatchError("give --val or --split, not both")
-    if dst.resolve() == src.resolve() or dst.resolve() in src.resolve().parents:
+    dataset = _load(src, source_format, label_map, classes, allow_outside_images)
+    source_folder = src.resolve() if src.is_dir() else src.resolve().parent
+    if dst.resolve() == source_folder or dst.resolve() in source_folder.parents:
         raise MaskwatchError(f"{dst}: the output folder holds the data set being read; write to a new folder")
+    if src.is_dir() and source_folder in dst.resolve().parents:  # the copy would be read with the source next time
+        raise MaskwatchError(f"{dst}: the output folder is inside the data set being read; write it elsewhere")
     if dst.is_dir() and any(dst.iterdir()):  # old files would mix with the new (a second record, stale labels)
         raise MaskwatchError(f"{dst}: the output folder is not empty; choose a new folder or empty it first")
-    dataset = _load(src, source_format, label_map, classes, allow_outside_images)
     sides = split_from_list(dataset, split) if split else split_dataset(dataset, val, seed) if val is not None else None
     save_dataset(dataset, dst, to, images, sides, shards)  # type: ignore[arg-type]
     typer.echo(f"wrote {len(dataset)} images, {dataset.num_boxes} boxes as {to} to {dst}" +
@@ -242,7 +245,8 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
         console.print(f"[yellow]--classes {classes} is now --scheme {classes}[/yellow]")
         scheme, classes = classes, None
     dataset = _load(gt, fmt, label_map, classes, allow_outside_images)
-    absent = [c for c in MASK_CLASSES if c not in dataset.classes]
+    boxes = dataset.class_counts()
+    absent = [c for c in MASK_CLASSES if not boxes.get(c)]  # not listed, or listed (a YOLO classes.txt) unused
     if classes is None and scheme != "face" and absent and set(dataset.classes) <= set(MASK_CLASSES):
         # A small or filtered mask data set without some class: the model still predicts all three.
         dataset = dataset.with_classes(list(MASK_CLASSES))

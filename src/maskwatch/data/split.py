@@ -39,7 +39,11 @@ def read_list(path: Path) -> list[str]:
     """Stems from a split list file (file names or paths are accepted too)."""
     if not path.is_file():
         raise MaskwatchError(f"{path}: no such split file")
-    return [Path(line.strip()).stem for line in path.read_text().splitlines() if line.strip()]
+    from maskwatch.data.images import IMAGE_SUFFIXES
+
+    names = [Path(line.strip()).name for line in path.read_text().splitlines() if line.strip()]
+    # Only an image suffix is cut: a.jpg -> a, but Roboflow's a_jpg.rf.0123abcd is a stem already.
+    return [Path(n).stem if Path(n).suffix.lower() in IMAGE_SUFFIXES else n for n in names]
 
 
 def declared_val_side(data: Path) -> tuple[Path, list[str]] | None:
@@ -54,7 +58,9 @@ def declared_val_side(data: Path) -> tuple[Path, list[str]] | None:
         if listed.is_file():
             return listed, read_list(listed)
     for coco in (data / "instances_val.json", data / "annotations" / "instances_val.json"):
-        if coco.is_file():
+        # Only beside the whole set's annotations.json (as convert writes it): in the COCO layout of
+        # instances_train.json + instances_val.json the set read is the train file, and val is another set.
+        if coco.is_file() and (coco.parent / "annotations.json").is_file():
             try:
                 return coco, [Path(str(im["file_name"])).stem for im in json.loads(coco.read_text())["images"]]
             except (json.JSONDecodeError, KeyError, TypeError) as exc:

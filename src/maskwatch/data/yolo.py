@@ -76,7 +76,8 @@ def read_yolo(root: Path, classes: list[str] | None = None, label_map: dict[str,
                           from_normalised(xc + w / 2, width), from_normalised(yc + h / 2, height),
                           file_classes[cls_index]))
         builder.add(image_path, width, height, boxes, str(label_path))
-    orphans = sorted(p for p in (root / "labels").rglob("*.txt") if p.resolve() not in used) \
+    orphans = sorted(p for p in (root / "labels").rglob("*.txt") if p.resolve() not in used
+                     and p.name != "classes.txt") \
         if (root / "labels").is_dir() else []
     if orphans:
         shown = ", ".join(str(p) for p in orphans[:5]) + (f" and {len(orphans) - 5} more" if len(orphans) > 5 else "")

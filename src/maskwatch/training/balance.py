@@ -15,7 +15,10 @@ def class_counts(train: Dataset) -> np.ndarray:
 
 
 def rarest_class(train: Dataset) -> int:
-    return int(np.argmin(list(train.class_counts().values())))
+    """The class with the fewest boxes among those that have any (a class the file lists but no box uses would
+    give a NaN score every epoch)."""
+    counts = np.array(list(train.class_counts().values()), np.float64)
+    return int(np.argmin(np.where(counts > 0, counts, np.inf)))
 
 
 def copies_per_class(train: Dataset, base: float, balance: bool = True) -> np.ndarray:

@@ -218,6 +218,21 @@ def scores_of(result: CocoResult) -> dict[str, float]:
             **{f"AP50 {name}": v["AP50"] for name, v in result.per_class.items()}}
 
 
+def usable_declared_side(dataset: Dataset, data: Path) -> tuple[Path, set[str]] | None:
+    """The validation side the data set folder names, if it splits this data set (some images on each side);
+    a list that does not (a stray val.txt, another set's list) is said and left for the usual split."""
+    declared = declared_val_side(data)
+    if declared is None:
+        return None
+    listed, stems = declared
+    val = set(stems) & {s.stem for s in dataset.samples}
+    if not val or len(val) == len(dataset):
+        log.warning("%s names %s of the data set's %d images as validation; not used (a 15 %% split instead)",
+                    listed, "all" if val else "none", len(dataset))
+        return None
+    return listed, val
+
+
 def split_for_training(dataset: Dataset, cfg: TrainConfig) -> tuple[Dataset, Dataset]:
     if cfg.val_split:
         val_stems = set(read_list(cfg.val_split))
@@ -225,11 +240,8 @@ def split_for_training(dataset: Dataset, cfg: TrainConfig) -> tuple[Dataset, Dat
         if unknown:
             raise MaskwatchError(f"{cfg.val_split}: {len(unknown)} names not in the data set, e.g. {sorted(unknown)[:3]}")
         train_stems = [s.stem for s in dataset.samples if s.stem not in val_stems]
-    elif (declared := declared_val_side(Path(cfg.data))) is not None:  # the sides `convert --val` wrote
-        listed, stems = declared
-        val_stems = set(stems) & {s.stem for s in dataset.samples}
-        if not val_stems:
-            raise MaskwatchError(f"{listed}: names none of the data set's images; give --val-split")
+    elif (declared := usable_declared_side(dataset, Path(cfg.data))) is not None:  # the sides convert --val wrote
+        listed, val_stems = declared
         print(f"validating on the {len(val_stems)} images {listed} names (--val-split to choose others)")
         train_stems = [s.stem for s in dataset.samples if s.stem not in val_stems]
     else:

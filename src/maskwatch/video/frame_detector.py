@@ -32,7 +32,8 @@ class VideoDetector:
         policy = getattr(self.detector, "policy", None)
         scale = self.chooser.scale_for(time_s, min(1.0, policy.max_side / max(image.shape[:2]))) \
             if self.chooser else None
-        self.scales[str(scale if scale is not None else policy.mode if policy else "default")] += 1
+        shown = round(scale, 3) if isinstance(scale, float) else scale  # 960 / 1366 is 0.703, not 0.70278...
+        self.scales[str(shown if shown is not None else policy.mode if policy else "default")] += 1
         if self.cache is None:
             detections = self.detector(image, min_score=self.detect_conf, min_face_score=self.min_face_score,
                                        scale=scale)

@@ -4,7 +4,8 @@ A still image does not know its face sizes before looking, so `auto` runs 1x and
 the faces are small. A video does know: the faces of the last second say which one scale finds them all. A door
 camera whose faces are 150 px or more is searched at 1/4 of the pixels (or 1/16), a crowd keeps `auto`. Now and
 then one detection looks a step finer, to find faces smaller than those seen (someone far away); after a second
-without faces, the next detections run at 1x, and at `auto` now and then (the scene may hold tiny faces)."""
+without faces, the next detections run at the still-image policy's first-pass scale (1x up to 960 px, 0.5 for
+1080p), and at `auto` now and then (the scene may hold tiny faces)."""
 
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ class ScaleChooser:
         self.chosen = settled
         if probe:
             self.last_probe_s = time_s
-            return self.finer(settled)
+            return self.finer(settled) if self.smallest else AUTO  # no face: auto's upscaled pass, whatever the size
         return settled
 
     def cheapest_for(self, smallest_px: float) -> float | str:

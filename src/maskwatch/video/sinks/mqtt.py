@@ -85,6 +85,8 @@ class MqttSink(Sink):
         client.loop_start()
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if self._closing:  # a reconnect racing the end of the run: "online" now would stay retained
+            return
         if reason_code.is_failure:
             log.warning("mqtt %s:%d refused the connection: %s", self.host, self.port, reason_code)
             return
