@@ -26,6 +26,11 @@ def runs(db: Path) -> list[tuple[str, str | None]]:
         return connection.execute("SELECT status, message FROM runs ORDER BY id").fetchall()
 
 
+def frames_recorded(db: Path) -> int:
+    with sqlite3.connect(db) as connection:
+        return connection.execute("SELECT frames FROM runs").fetchone()[0] or 0
+
+
 def test_inputs_and_outputs_watch_cannot_handle_are_clear_errors(tmp_path, photo):
     Image.new("RGB", (1, 1)).save(tmp_path / "dot.png")
     db = tmp_path / "events.sqlite"
@@ -71,6 +76,7 @@ def test_a_killed_run_is_marked_failed_and_its_video_plays(tmp_path, photo):
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
     assert runs(db) == [("running", None)]  # what SIGKILL leaves: nothing in the process could finish the run
+    assert frames_recorded(db) >= 12  # how far it got, written while it ran (at least once a second)
     with av.open(str(out)) as container:  # fragmented MP4: playable up to the last second written
         decoded = sum(1 for _ in container.decode(container.streams.video[0]))
     assert 12 <= decoded < 300

@@ -238,7 +238,8 @@ def split_for_training(dataset: Dataset, cfg: TrainConfig) -> tuple[Dataset, Dat
         val_stems = set(read_list(cfg.val_split))
         unknown = val_stems - {s.stem for s in dataset.samples}
         if unknown:
-            raise MaskwatchError(f"{cfg.val_split}: {len(unknown)} names not in the data set, e.g. {sorted(unknown)[:3]}")
+            raise MaskwatchError(f"{cfg.val_split}: {len(unknown)} names not in the data set, "
+                                 f"e.g. {sorted(unknown)[:3]}")
         train_stems = [s.stem for s in dataset.samples if s.stem not in val_stems]
     elif (declared := usable_declared_side(dataset, Path(cfg.data))) is not None:  # the sides convert --val wrote
         listed, val_stems = declared
@@ -285,7 +286,7 @@ def record_epoch(history: list[dict], row: dict, cfg: TrainConfig, rarest: str) 
     history.append(row)
     validated = "not validated" if math.isnan(row["val_mAP50"]) else (
         f"val mAP@.5 {row['val_mAP50']:.3f} mAP@[.5:.95] {row['val_mAP']:.3f} AP@.5 {rarest} "
-        f"{row['val_AP50_rarest']:.3f}")
+        + ("- (no such face in validation)" if math.isnan(row["val_AP50_rarest"]) else f"{row['val_AP50_rarest']:.3f}"))
     print(f"epoch {row['epoch']}: loss {row['loss']:.3f} {validated} ({row['seconds']:.0f} s)", flush=True)
     with (cfg.out / "history.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(history[0]))

@@ -150,6 +150,13 @@ class EventStore:
                          event.track_id, event.label, event.zone, event.to_json()))
         self.db.commit()
 
+    def save_progress(self, run_id: int, frames: int, detected: int, tracked: int, dropped: int) -> None:
+        """The run's frame counts so far: a run that dies without finishing (SIGKILL, a power cut) still says how
+        far it got (finish_run writes the final ones)."""
+        self.db.execute("UPDATE runs SET frames = ?, detected_frames = ?, tracked_frames = ?, dropped_frames = ? "
+                        "WHERE id = ?", (frames, detected, tracked, dropped, run_id))
+        self.db.commit()
+
     def finish_run(self, run_id: int, frames: int, status: str, message: str | None = None,
                    detected: int | None = None, tracked: int | None = None, dropped: int | None = None,
                    scene_cuts: int | None = None) -> None:

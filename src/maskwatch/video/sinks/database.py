@@ -3,6 +3,7 @@ event, written as they happen (see maskwatch.video.store)."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from maskwatch.video.store import EventStore
 class DatabaseSink(Sink):
     name = "database"
     required = True
+    PROGRESS_EVERY_S = 1.0  # the run's frame counts so far are written this often, in wall or video time
 
     def __init__(self, path: Path, window_s: float = 10.0):
         self.path = Path(path)
@@ -21,6 +23,7 @@ class DatabaseSink(Sink):
         self.store: EventStore | None = None
         self.run_id: int | None = None
         self._window_start, self._window_tracks = 0.0, {}
+        self._progress_at, self._progress_video_s = -float("inf"), -float("inf")
 
     def open(self, run: RunInfo) -> None:
         self.store = EventStore(self.path)
@@ -40,6 +43,11 @@ class DatabaseSink(Sink):
         if view.frame.time_s - self._window_start >= self.window_s:
             self.store.save_window(self.run_id, self._window_start, Counter(self._window_tracks.values()))
             self._window_start, self._window_tracks = view.frame.time_s, {}
+        if (time.monotonic() - self._progress_at >= self.PROGRESS_EVERY_S
+                or view.frame.time_s - self._progress_video_s >= self.PROGRESS_EVERY_S):
+            s = view.summary
+            self.store.save_progress(self.run_id, s.frames, s.detected_frames, s.tracked_frames, s.dropped_frames)
+            self._progress_at, self._progress_video_s = time.monotonic(), view.frame.time_s
 
     def close(self, end: RunEnd) -> None:
         if self.store is None:
