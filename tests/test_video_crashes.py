@@ -7,6 +7,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import av
@@ -22,12 +23,12 @@ WATCH = [sys.executable, "-m", "maskwatch.cli", "watch"]
 def runs(db: Path) -> list[tuple[str, str | None]]:
     if not db.exists():
         return []
-    with sqlite3.connect(db) as connection:
+    with closing(sqlite3.connect(db)) as connection:
         return connection.execute("SELECT status, message FROM runs ORDER BY id").fetchall()
 
 
 def frames_recorded(db: Path) -> int:
-    with sqlite3.connect(db) as connection:
+    with closing(sqlite3.connect(db)) as connection:
         return connection.execute("SELECT frames FROM runs").fetchone()[0] or 0
 
 
@@ -83,6 +84,7 @@ def test_a_killed_run_is_marked_failed_and_its_video_plays(tmp_path, photo):
     report = subprocess.run([sys.executable, "-m", "maskwatch.cli", "report", str(db), "--chart",
                              str(tmp_path / "chart.png")], capture_output=True, text=True, timeout=120)
     assert report.returncode == 0, report.stderr
+    assert not list(tmp_path.glob("events.sqlite-*"))  # report only reads: no -wal / -shm left beside it
     status, message = runs(db)[0]
     assert status == "failed" and "stopped without finishing" in message
     assert "failed" in report.stdout

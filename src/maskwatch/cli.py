@@ -460,6 +460,9 @@ def report(db: Path = typer.Argument(..., help="Events database written by `mask
     for name, counts in result.lines.items():
         typer.echo(f"line {name}: in {counts['in']}, out {counts['out']}")
     typer.echo(f"chart: {plot_compliance(result, chart)}")
+    from maskwatch.video.store import tidy_wal
+
+    tidy_wal(db)  # report only reads: leave no -wal / -shm files beside a database nobody writes
 
 
 @app.command(short_help="Serve the web page, live cameras and the JSON API.")

@@ -11,6 +11,7 @@ import random
 import socket
 import sqlite3
 import time
+from contextlib import closing
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Sequence
@@ -113,6 +114,21 @@ def mark_stale_runs(db: sqlite3.Connection) -> int:
                    [(STALE_MESSAGE, run_id) for run_id in stale])
     db.commit()
     return len(stale)
+
+
+def tidy_wal(path: Path) -> None:
+    """Remove SQLite's -wal and -shm files that read-only connections leave beside the database (they cannot
+    remove them on close): a brief read-write connection does, when nobody else has the database open; while a
+    run writes, they stay, as they must. Nothing happens where the file is not writable."""
+    path = Path(path)
+    if not (path.with_name(path.name + "-wal").exists() and os.access(path, os.W_OK) and os.access(path.parent,
+                                                                                                   os.W_OK)):
+        return
+    try:
+        with closing(sqlite3.connect(str(path), timeout=1.0)) as db:
+            db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+    except sqlite3.Error:
+        pass
 
 
 def epoch_of(iso: str) -> float:
