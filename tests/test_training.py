@@ -201,3 +201,7 @@ def test_a_val_list_that_does_not_split_the_set_is_said_and_the_usual_split_used
     # A class the file lists but no box uses is not "the rarest": its AP would be NaN every epoch.
     listed = dataset.with_classes([*dataset.classes, "unused"])
     assert listed.classes[rarest_class(listed)] != "unused"
+    from maskwatch.training.engine import warn_unseen_classes
+
+    assert warn_unseen_classes(listed) == ["unused"] and "no training box of unused" in caplog.text
+    assert warn_unseen_classes(dataset) == []

@@ -218,6 +218,16 @@ def scores_of(result: CocoResult) -> dict[str, float]:
             **{f"AP50 {name}": v["AP50"] for name, v in result.per_class.items()}}
 
 
+def warn_unseen_classes(train: Dataset) -> list[str]:
+    """Classes without a training box (a category the file lists but no box uses, or one only the validation side
+    holds): said, since the model then learns never to predict them. Returns them."""
+    unseen = [name for name, n in train.class_counts().items() if not n]
+    if unseen:
+        log.warning("no training box of %s: the model learns never to predict %s (drop it with --classes, or add "
+                    "examples)", ", ".join(unseen), "it" if len(unseen) == 1 else "them")
+    return unseen
+
+
 def usable_declared_side(dataset: Dataset, data: Path) -> tuple[Path, set[str]] | None:
     """The validation side the data set folder names, if it splits this data set (some images on each side);
     a list that does not (a stray val.txt, another set's list) is said and left for the usual split."""
@@ -346,6 +356,7 @@ def fit(cfg: TrainConfig) -> Path:
     cfg.out.mkdir(parents=True, exist_ok=True)  # only once the data is known to be usable
     print(f"{cfg.arch}: training on {len(train_set)} images, validating on {len(val_set)} ({device}); "
           f"classes {dataset.classes}")
+    warn_unseen_classes(train_set)
     images = {s.stem: read_image(s.image_path) for s in tqdm(train_set.samples + val_set.samples,
                                                              desc="reading images", unit="img")}
     recipe: Recipe = recipe_type(cfg, train_set, val_set, images)
