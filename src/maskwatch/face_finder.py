@@ -93,6 +93,11 @@ class ScalePolicy:
             raise MaskwatchError(f"--scale must be between 0.1 and 4, got {value}")
         return cls(mode=value)
 
+    def first_pass_scale(self, image_shape: tuple[int, ...]) -> float:
+        """Under auto, the scale of the first pass (before any coarse look or extra pass): 1, or less for an
+        image longer than max_side (0.5 for 1080p). Video searches a frame without faces at it too."""
+        return min(1.0, self.max_side / max(image_shape[:2]))
+
 
 CONFIDENT_FACE_SCORE = 0.4  # faces the scale policy judges sizes by
 
@@ -176,7 +181,7 @@ class FaceFinder:
         if policy.mode != "auto":
             found = [self.at_scale(image_bgr, float(policy.mode), min_score)]
         else:
-            base = min(1.0, policy.max_side / max(image_bgr.shape[:2]))
+            base = policy.first_pass_scale(image_bgr.shape)
             found = []
             coarse = base * (policy.coarse_first or 1.0)
             # Big faces are found as well at a fraction of the cost; small ones need the full pass. An image too

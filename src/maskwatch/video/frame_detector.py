@@ -30,8 +30,7 @@ class VideoDetector:
 
     def __call__(self, image: np.ndarray, time_s: float) -> sv.Detections:
         policy = getattr(self.detector, "policy", None)
-        scale = self.chooser.scale_for(time_s, min(1.0, policy.max_side / max(image.shape[:2]))) \
-            if self.chooser else None
+        scale = self.chooser.scale_for(time_s, policy.first_pass_scale(image.shape)) if self.chooser else None
         shown = round(scale, 3) if isinstance(scale, float) else scale  # 960 / 1366 is 0.703, not 0.70278...
         self.scales[str(shown if shown is not None else policy.mode if policy else "default")] += 1
         if self.cache is None:
