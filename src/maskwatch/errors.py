@@ -5,6 +5,12 @@ class MaskwatchError(Exception):
     """A problem with the user's input (file, URL, label, option); the message names the input and the fix."""
 
 
+def name_some(items, limit: int = 5) -> str:
+    """The first `limit` items, comma-separated, and how many more: how messages name a long list of files."""
+    items = [str(item) for item in items]
+    return ", ".join(items[:limit]) + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
 class TooManyPixels(MaskwatchError):
     """An image or frame over the pixel limit (data/images.check_pixels); callers that probe a file tell it apart
     from "not an image"."""

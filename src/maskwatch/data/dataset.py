@@ -21,7 +21,7 @@ import numpy as np
 import supervision as sv
 
 from maskwatch.classes import MASK_CLASSES
-from maskwatch.errors import MaskwatchError
+from maskwatch.errors import MaskwatchError, name_some
 
 log = logging.getLogger(__name__)
 
@@ -232,11 +232,7 @@ class DatasetBuilder:
             # The project's own class name first (a typo is never the target), else the commonest spelling.
             labels.sort(key=lambda label: (label not in MASK_CLASSES, -len(self.label_files.get(label, {}))))
             common, rare = labels[0], labels[1:]
-            uses = []
-            for label in rare:
-                files = list(self.label_files.get(label, {}))
-                shown = ", ".join(files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
-                uses.append(f"{label!r} in {shown or 'no box'}")
+            uses = [f"{label!r} in {name_some(self.label_files.get(label, {})) or 'no box'}" for label in rare]
             self.problem(f"labels {', '.join(repr(label) for label in labels)} differ only by case, spaces or "
                          f"underscores: {'; '.join(uses)}. Rename with "
                          f"{' '.join(f'--label-map {label}={common}' for label in rare)}, or fix the class list "

@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from maskwatch.errors import MaskwatchError, TooManyPixels
+from maskwatch.errors import MaskwatchError, TooManyPixels, name_some
 from maskwatch.limits import IMAGE_FORMATS, max_pixels
 
 log = logging.getLogger(__name__)
@@ -130,9 +130,8 @@ def warn_unread(paths: list[Path], where: str) -> None:
     """Name the pictures in formats not read here among `paths` (a folder's or a glob's), once."""
     unread = sorted(p for p in paths if p.suffix.lower() in UNREAD_IMAGE_SUFFIXES)
     if unread:
-        shown = ", ".join(str(p) for p in unread[:5]) + (f" and {len(unread) - 5} more" if len(unread) > 5 else "")
         log.warning("%s: %d picture(s) in a format not read here skipped (%s); convert them to JPEG or PNG",
-                    where, len(unread), shown)
+                    where, len(unread), name_some(unread))
 
 
 IMAGE_MODES = ("hardlink", "copy", "symlink")

@@ -9,7 +9,7 @@ import yaml
 
 from maskwatch.data.dataset import Dataset, DatasetBuilder, from_normalised
 from maskwatch.data.images import image_header, list_images, place_images
-from maskwatch.errors import MaskwatchError
+from maskwatch.errors import MaskwatchError, name_some
 
 if TYPE_CHECKING:
     from maskwatch.data.split import Split
@@ -80,8 +80,8 @@ def read_yolo(root: Path, classes: list[str] | None = None, label_map: dict[str,
                      and p.name != "classes.txt") \
         if (root / "labels").is_dir() else []
     if orphans:
-        shown = ", ".join(str(p) for p in orphans[:5]) + (f" and {len(orphans) - 5} more" if len(orphans) > 5 else "")
-        builder.problem(f"{root}: {len(orphans)} label file(s) without an image under images/, skipped: {shown}")
+        builder.problem(f"{root}: {len(orphans)} label file(s) without an image under images/, skipped: "
+                        f"{name_some(orphans)}")
     return builder.build(str(root))
 
 
