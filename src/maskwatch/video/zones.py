@@ -20,22 +20,25 @@ from maskwatch.errors import MaskwatchError
 ANCHOR = (sv.Position.CENTER,)
 
 
-def _numbers(spec: str, what: str, text: str, where: str | None = None) -> list[float]:
-    try:
-        return [float(v) for v in text.replace(" ", "").split(",") if v != ""]
-    except ValueError:
-        raise MaskwatchError(f"{where or f'{what} {spec!r}'}: the coordinates must be numbers, e.g. "
-                             f"{_EXAMPLES[what]}") from None
-
-
 _EXAMPLES = {"--zone": "queue=100,200,400,200,400,470,100,470", "--line": "door=320,0,320,480"}
 
 
-def _split(spec: str, what: str, where: str | None = None) -> tuple[str, str]:
+def _invalid(label: str, option: str, problem: str) -> MaskwatchError:
+    return MaskwatchError(f"{label}: {problem}, e.g. {_EXAMPLES[option]}")
+
+
+def _name_and_numbers(spec: str, option: str, where: str | None) -> tuple[str, list[float], str]:
+    """NAME and the numbers of `NAME=x1,y1,...` as given to `option`, and how messages name it: `where` (a config
+    file's camera and key) or the option with its value."""
+    label = where or f"{option} {spec!r}"
     name, sep, coords = spec.partition("=")
     if not sep or not name.strip() or not coords.strip():
-        raise MaskwatchError(f"{where or f'{what} {spec!r}'}: expected NAME=x1,y1,x2,y2,..., e.g. {_EXAMPLES[what]}")
-    return name.strip(), coords
+        raise _invalid(label, option, "expected NAME=x1,y1,x2,y2,...")
+    try:
+        values = [float(v) for v in coords.replace(" ", "").split(",") if v != ""]
+    except ValueError:
+        raise _invalid(label, option, "the coordinates must be numbers") from None
+    return name.strip(), values, label
 
 
 @dataclass(frozen=True)
@@ -49,11 +52,10 @@ class Zone:
     def parse(cls, spec: str, where: str | None = None) -> "Zone":
         """`NAME=x1,y1,x2,y2,x3,y3[,...]`, as given to --zone; where: what the messages name instead of the
         option (a config file's camera and key)."""
-        name, coords = _split(spec, "--zone", where)
-        values = _numbers(spec, "--zone", coords, where)
+        name, values, label = _name_and_numbers(spec, "--zone", where)
         if len(values) % 2 or len(values) < 6:
-            raise MaskwatchError(f"{where or f'--zone {spec!r}'}: a zone needs at least 3 points given as x,y pairs "
-                                 f"(an even count of numbers), e.g. {_EXAMPLES['--zone']}")
+            raise _invalid(label, "--zone", "a zone needs at least 3 points given as x,y pairs (an even count of "
+                                            "numbers)")
         return cls(name, tuple(zip(values[0::2], values[1::2])))
 
 
@@ -68,11 +70,9 @@ class Line:
     @classmethod
     def parse(cls, spec: str, where: str | None = None) -> "Line":
         """`NAME=x1,y1,x2,y2`, as given to --line (where: as for Zone.parse)."""
-        name, coords = _split(spec, "--line", where)
-        values = _numbers(spec, "--line", coords, where)
+        name, values, label = _name_and_numbers(spec, "--line", where)
         if len(values) != 4 or values[:2] == values[2:]:
-            raise MaskwatchError(f"{where or f'--line {spec!r}'}: a line is two different points, x1,y1,x2,y2, "
-                                 f"e.g. {_EXAMPLES['--line']}")
+            raise _invalid(label, "--line", "a line is two different points, x1,y1,x2,y2")
         return cls(name, (values[0], values[1]), (values[2], values[3]))
 
 
