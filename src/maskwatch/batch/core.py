@@ -10,7 +10,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-
 from maskwatch.annotate import annotate
 from maskwatch.data.images import read_image, write_image
 from maskwatch.detector import Detector

@@ -107,10 +107,10 @@ def watch(driver_pid: int) -> None:
         ready, _, _ = select.select([sys.stdin], [], [], POLL_S)
         if ready and not os.read(sys.stdin.fileno(), 4096):
             break  # end of file: the driver is done or dead
-    left = {p.pid: p for p in noted.values() if p.is_running()}  # is_running also guards against a reused pid
+    by_pid = {p.pid: p for p in noted.values() if p.is_running()}  # is_running also guards against a reused pid
     # The driver itself is spared: one that shut its cluster down normally is waiting for us.
-    left.update((p.pid, p) for p in _holding_files_in(folders, spare=driver_pid))
-    left = list(left.values())
+    by_pid.update((p.pid, p) for p in _holding_files_in(folders, spare=driver_pid))
+    left = list(by_pid.values())
     for process in left:
         try:
             process.terminate()

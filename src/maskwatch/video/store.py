@@ -121,8 +121,8 @@ def tidy_wal(path: Path) -> None:
     remove them on close): a brief read-write connection does, when nobody else has the database open; while a
     run writes, they stay, as they must. Nothing happens where the file is not writable."""
     path = Path(path)
-    if not (path.with_name(path.name + "-wal").exists() and os.access(path, os.W_OK) and os.access(path.parent,
-                                                                                                   os.W_OK)):
+    writable = os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+    if not (writable and path.with_name(path.name + "-wal").exists()):
         return
     try:
         with closing(sqlite3.connect(str(path), timeout=1.0)) as db:
