@@ -204,6 +204,23 @@ def test_bad_zones_lines_urls_and_configs_say_what_to_fix(detector, crossing, tm
     assert result.returncode == 2 and "--zone 'queue=1,2'" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_zone_points_just_past_the_edge_move_onto_it_and_far_ones_name_the_config(tmp_path, caplog):
+    from maskwatch.video.config import load_config
+    from maskwatch.video.zones import ZoneCounter
+
+    counter = ZoneCounter([Zone.parse("queue=-3,0,643,0,643,482,0,480")], [Line.parse("door=320,-10,320,490")],
+                          (640, 480))
+    assert counter.zones[0].zone.points == ((0, 0), (640, 0), (640, 480), (0, 480))
+    assert (counter.lines[0].line.start, counter.lines[0].line.end) == ((320, 0), (320, 480))
+    assert "'queue': points past the 640x480 picture's edge moved onto it: (-3.0, 0.0) -> (0.0, 0.0)" in caplog.text
+    config = tmp_path / "cameras.yaml"
+    config.write_text("cameras:\n  door: {source: a.mp4, zones: {hall: [0, 0, 1900, 0, 1900, 1000]}}")
+    zone = load_config(config)["door"].zones[0]
+    with pytest.raises(MaskwatchError, match=r"cameras.yaml: camera 'door': zones.hall: point \(1900.0, 0.0\) is "
+                                             r"outside the 640x480 picture.*another resolution"):
+        ZoneCounter([zone], [], (640, 480))
+
+
 def test_a_config_file_sets_up_the_camera_its_zones_and_webhook_and_report_shows_the_zones(crossing, tmp_path):
     from servers import WebhookReceiver, free_port
 

@@ -7,8 +7,9 @@ a zone, and zone counts agree with the people counts.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
@@ -18,6 +19,8 @@ from maskwatch.classes import compliance_of
 from maskwatch.errors import MaskwatchError
 
 ANCHOR = (sv.Position.CENTER,)
+EDGE_SLACK = 0.05  # a point this far past the picture's edge (share of its side) is moved onto the edge
+log = logging.getLogger(__name__)
 
 
 _EXAMPLES = {"--zone": "queue=100,200,400,200,400,470,100,470", "--line": "door=320,0,320,480"}
@@ -47,6 +50,11 @@ class Zone:
 
     name: str
     points: tuple[tuple[float, float], ...]
+    where: str | None = field(default=None, compare=False)  # a config file's camera and key, for messages
+
+    @property
+    def label(self) -> str:
+        return self.where or repr(self.name)
 
     @classmethod
     def parse(cls, spec: str, where: str | None = None) -> "Zone":
@@ -56,7 +64,7 @@ class Zone:
         if len(values) % 2 or len(values) < 6:
             raise _invalid(label, "--zone", "a zone needs at least 3 points given as x,y pairs (an even count of "
                                             "numbers)")
-        return cls(name, tuple(zip(values[0::2], values[1::2])))
+        return cls(name, tuple(zip(values[0::2], values[1::2])), where)
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,15 @@ class Line:
     name: str
     start: tuple[float, float]
     end: tuple[float, float]
+    where: str | None = field(default=None, compare=False)  # as for Zone
+
+    @property
+    def label(self) -> str:
+        return self.where or repr(self.name)
+
+    @property
+    def points(self) -> tuple[tuple[float, float], ...]:
+        return self.start, self.end
 
     @classmethod
     def parse(cls, spec: str, where: str | None = None) -> "Line":
@@ -73,7 +90,7 @@ class Line:
         name, values, label = _name_and_numbers(spec, "--line", where)
         if len(values) != 4 or values[:2] == values[2:]:
             raise _invalid(label, "--line", "a line is two different points, x1,y1,x2,y2")
-        return cls(name, (values[0], values[1]), (values[2], values[3]))
+        return cls(name, (values[0], values[1]), (values[2], values[3]), where)
 
 
 def as_zone(value: str | Zone) -> Zone:
@@ -118,6 +135,25 @@ class _LineState:
     out_before: Counter[str] = field(default_factory=Counter)
 
 
+def _fit_to_picture(item: Zone | Line, width: int, height: int) -> Zone | Line:
+    """The zone or line with points drawn a little past the picture's edge (up to EDGE_SLACK of its side, as when
+    a corner is clicked just outside the frame) moved onto the edge, said once; points further out are an error,
+    since the zone was most likely drawn for another resolution."""
+    slack_x, slack_y = EDGE_SLACK * width, EDGE_SLACK * height
+    far = [p for p in item.points if not (-slack_x <= p[0] <= width + slack_x and -slack_y <= p[1] <= height + slack_y)]
+    if far:
+        raise MaskwatchError(f"{item.label}: point {far[0]} is outside the {width}x{height} picture; zones and "
+                             f"lines are in pixels of the source (was it drawn for another resolution?)")
+    fitted = tuple((min(max(x, 0.0), float(width)), min(max(y, 0.0), float(height))) for x, y in item.points)
+    if fitted == tuple(item.points):
+        return item
+    log.warning("%s: points past the %dx%d picture's edge moved onto it: %s", item.label, width, height,
+                ", ".join(f"{p} -> {q}" for p, q in zip(item.points, fitted) if p != q))
+    if isinstance(item, Zone):
+        return replace(item, points=fitted)
+    return replace(item, start=fitted[0], end=fitted[1])
+
+
 class ZoneCounter:
     """Zone and line state for one run: who is inside now, who entered, who crossed which way. Tracks that
     ended are kept only as counts per class (`track_ended`), so the state stays as small as the crowd."""
@@ -127,15 +163,12 @@ class ZoneCounter:
         self.zones: list[_ZoneState] = []
         self.lines: list[_LineState] = []
         names: set[str] = set()
+        zones = [_fit_to_picture(zone, width, height) for zone in zones]
+        lines = [_fit_to_picture(line, width, height) for line in lines]
         for item in [*zones, *lines]:
             if item.name in names:
                 raise MaskwatchError(f"zone or line name {item.name!r} is used twice; give each a different name")
             names.add(item.name)
-            points = item.points if isinstance(item, Zone) else (item.start, item.end)
-            outside = [p for p in points if not (0 <= p[0] <= width and 0 <= p[1] <= height)]
-            if outside:
-                raise MaskwatchError(f"{item.name!r}: point {outside[0]} is outside the {width}x{height} picture; "
-                                     f"zones and lines are in pixels of the source")
         for zone in zones:
             polygon = sv.PolygonZone(np.array(zone.points, dtype=np.int64), triggering_anchors=ANCHOR)
             self.zones.append(_ZoneState(zone, polygon))
