@@ -238,8 +238,8 @@ cameras:
   door:
     source: {clip}
     out: {tmp_path / "door.mp4"}
-    zones: {{counter: [260,10, 470,10, 470,310, 260,310]}}
-    lines: {{door: "240,0,240,320"}}
+    zones: {{counter: [260,10, 470,10, 470,310, 260,310], corner: [0,0, 20,0, 20,20, 0,20]}}
+    lines: {{door: "240,0,240,320", top: "0,3,480,3"}}
     webhooks:
       - url: {receiver.url}
         secret: ${{HOOK_SECRET}}
@@ -267,6 +267,8 @@ cameras:
     assert report.returncode == 0, report.stderr
     assert "zone counter: with_mask 1, without_mask 1; compliance 50%" in report.stdout
     assert "line door: in 2, out 1" in report.stdout
+    # Those nobody entered or crossed are counts too.
+    assert "zone corner: nobody entered" in report.stdout and "line top: in 0, out 0" in report.stdout
 
 
 CLASSES = ["with_mask", "without_mask", "mask_weared_incorrect"]

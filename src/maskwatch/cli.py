@@ -455,7 +455,7 @@ def report(db: Path = typer.Argument(..., help="Events database written by `mask
     typer.echo(f"people: {people}; compliance {compliance}")
     for name, counts in result.zones.items():
         share = compliance_of(counts)
-        typer.echo(f"zone {name}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) +
+        typer.echo(f"zone {name}: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "nobody entered") +
                    (f"; compliance {share:.0%}" if share is not None else ""))
     for name, counts in result.lines.items():
         typer.echo(f"line {name}: in {counts['in']}, out {counts['out']}")

@@ -34,6 +34,8 @@ class RunInfo:
     source: str
     size: tuple[int, int]  # width, height
     fps: float
+    zones: tuple[str, ...] = ()  # names of the run's zones and lines
+    lines: tuple[str, ...] = ()
 
 
 @dataclass

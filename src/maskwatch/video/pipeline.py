@@ -172,7 +172,8 @@ class VideoPipeline:
         sinks = self._sinks(out, on_progress)
         bus = EventBus(sinks)
         try:
-            bus.open(RunInfo(camera, summary.run, str(name), frames_source.size, frames_source.fps))
+            bus.open(RunInfo(camera, summary.run, str(name), frames_source.size, frames_source.fps,
+                             tuple(z.name for z in self.zones), tuple(x.name for x in self.lines)))
         except BaseException:
             frames_source.close()
             raise

@@ -3,6 +3,7 @@ chart of compliance over time."""
 
 from __future__ import annotations
 
+import json
 import math
 import sqlite3
 from contextlib import closing
@@ -79,6 +80,7 @@ def read_report(path: Path, run_id: int | None = None, camera: str | None = None
                               (*ids, *since_args)):
             windows.setdefault((row["run_id"], row["window_start_s"]), {})[row["label"]] = row["people"]
         zones, lines = _zone_counts(db, ids, since)
+        _add_quiet_areas(runs, zones, lines)
     except sqlite3.DatabaseError as exc:
         raise MaskwatchError(f"{path}: not a maskwatch events database ({exc})") from exc
     finally:
@@ -122,6 +124,17 @@ def _zone_counts(db: sqlite3.Connection, ids: list[int], since: float | None = N
                           f"GROUP BY zone, direction ORDER BY zone", args):
         lines.setdefault(row["zone"], {"in": 0, "out": 0})[row["direction"]] = row["n"]
     return zones, lines
+
+
+def _add_quiet_areas(runs: list[dict], zones: dict, lines: dict) -> None:
+    """The runs' zones nobody entered and lines nobody crossed, with no people and 0 crossings: a quiet door is a
+    count too (runs recorded before the areas were stored name only those with events)."""
+    for run in runs:
+        areas = json.loads(run.get("areas") or "{}")
+        for name in areas.get("zones", ()):
+            zones.setdefault(name, {})
+        for name in areas.get("lines", ()):
+            lines.setdefault(name, {"in": 0, "out": 0})
 
 
 CHART_WINDOWS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600)

@@ -25,7 +25,7 @@ CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, started_at REAL NOT NULL, ended_at REAL,
     frames INTEGER DEFAULT 0, status TEXT NOT NULL DEFAULT 'running', message TEXT, camera TEXT, run TEXT,
     pid INTEGER, host TEXT, detected_frames INTEGER, tracked_frames INTEGER, dropped_frames INTEGER,
-    scene_cuts INTEGER);
+    scene_cuts INTEGER, areas TEXT);
 CREATE TABLE IF NOT EXISTS tracks (
     run_id INTEGER NOT NULL REFERENCES runs(id), track_id INTEGER NOT NULL, first_seen_s REAL, last_seen_s REAL,
     label TEXT, votes TEXT, frames INTEGER, best_score REAL, best_box TEXT, best_frame INTEGER,
@@ -42,7 +42,7 @@ CREATE INDEX IF NOT EXISTS events_by_time ON events (time);
 # Columns that databases written by older versions lack (new ones have them from CREATE TABLE).
 ADDED_COLUMNS = {"runs": [("camera", "TEXT"), ("run", "TEXT"), ("pid", "INTEGER"), ("host", "TEXT"),
                           ("detected_frames", "INTEGER"), ("tracked_frames", "INTEGER"), ("dropped_frames", "INTEGER"),
-                          ("scene_cuts", "INTEGER")]}
+                          ("scene_cuts", "INTEGER"), ("areas", "TEXT")]}
 DEFAULT_DB = Path("out/maskwatch.sqlite")  # the events database of `watch` (and the webhook queue) by default
 STALE_MESSAGE = "the process stopped without finishing this run (killed or crashed); its counts are partial"
 
@@ -141,10 +141,14 @@ class EventStore:
         self.db = connect(self.path)
         mark_stale_runs(self.db)
 
-    def start_run(self, source: str, camera: str | None = None, run: str | None = None) -> int:
-        cursor = self.db.execute("INSERT INTO runs (source, started_at, camera, run, pid, host) "
-                                 "VALUES (?, ?, ?, ?, ?, ?)",
-                                 (source, time.time(), camera, run, os.getpid(), socket.gethostname()))
+    def start_run(self, source: str, camera: str | None = None, run: str | None = None,
+                  zones: Sequence[str] = (), lines: Sequence[str] = ()) -> int:
+        """A new run; its zones and lines by name (`areas`), so that a report lists those nobody entered or
+        crossed too."""
+        areas = json.dumps({"zones": list(zones), "lines": list(lines)})
+        cursor = self.db.execute("INSERT INTO runs (source, started_at, camera, run, pid, host, areas) "
+                                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                 (source, time.time(), camera, run, os.getpid(), socket.gethostname(), areas))
         self.db.commit()
         return int(cursor.lastrowid)
 

@@ -27,7 +27,7 @@ class DatabaseSink(Sink):
 
     def open(self, run: RunInfo) -> None:
         self.store = EventStore(self.path)
-        self.run_id = self.store.start_run(run.source, run.camera, run.run)
+        self.run_id = self.store.start_run(run.source, run.camera, run.run, run.zones, run.lines)
 
     def event(self, event: Event) -> None:
         self.store.save_event(self.run_id, event)
