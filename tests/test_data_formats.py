@@ -55,3 +55,41 @@ def test_tfrecord_layout_is_what_the_tf_object_detection_api_reads(small_voc, tm
         assert key in record
     assert record["image/encoded"][:2] == b"\xff\xd8"  # the JPEG itself
     assert 0 <= float(np.min(record["image/object/bbox/xmin"])) <= 1
+
+
+def test_difficult_boxes_survive_every_format_that_can_say_so_and_are_ignored_in_scoring(small_voc, tmp_path,
+                                                                                         caplog):
+    from maskwatch.data.dataset import difficult_of
+    from maskwatch.evaluation import evaluate_coco
+    from maskwatch.evaluation.report import confusion_matrix
+    from maskwatch.predictions import ImagePredictions, detections_from_labels
+
+    xml = sorted((small_voc / "annotations").glob("*.xml"))[0]
+    xml.write_text(xml.read_text().replace("<difficult>0</difficult>", "<difficult>1</difficult>", 1))
+    original = load_dataset(small_voc)
+    marked = {s.stem: difficult_of(s.detections).tolist() for s in original.samples}
+    assert original.num_difficult == 1 and marked[xml.stem][0]
+    for fmt in ("coco", "tfrecord", "voc"):
+        save_dataset(original, tmp_path / fmt, fmt)
+        back = load_dataset(tmp_path / fmt)
+        assert {s.stem: difficult_of(s.detections).tolist() for s in back.samples} == marked, fmt
+    save_dataset(original, tmp_path / "yolo", "yolo")
+    assert "1 box(es) marked difficult are written as ordinary boxes" in caplog.text
+    # Scoring: the difficult face missed costs nothing, and found it is no false positive.
+    def predictions(keep_difficult: bool) -> list[ImagePredictions]:
+        preds = []
+        for sample in original.samples:
+            keep = ~difficult_of(sample.detections) | keep_difficult
+            labels = [label for label, k in zip(original.labels_of(sample), keep) if k]
+            preds.append(ImagePredictions(sample.image_path.name, sample.width, sample.height, detections_from_labels(
+                sample.detections.xyxy[keep], labels, np.full(len(labels), 0.9), original.classes)))
+        return preds
+
+    for keep_difficult in (False, True):
+        assert evaluate_coco(original, predictions(keep_difficult)).summary["mAP"] == pytest.approx(1.0)
+        matrix = confusion_matrix(original, predictions(keep_difficult), "3class", 0.5).matrix
+        assert matrix.sum() == original.num_boxes - 1 and np.trace(matrix) == matrix.sum()  # no error, no miss
+    plain = load_dataset(small_voc)
+    for sample in plain.samples:
+        sample.detections.data.pop("difficult")
+    assert evaluate_coco(plain, predictions(False)).summary["mAP"] < 1.0  # as an ordinary box, it is missed

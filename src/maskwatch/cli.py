@@ -279,6 +279,9 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
     if cross_check:
         table.add_row("max |faster - pycocotools|", f"{report['max_difference_vs_pycocotools']:.2e}")
     Console().print(table)
+    if report["difficult_boxes"]:
+        typer.echo(f"{report['difficult_boxes']} box(es) marked difficult (VOC <difficult>, COCO iscrowd): neither "
+                   f"found nor missed, as in VOC's and COCO's own scoring")
     typer.echo(f"report: {out / 'report.json'}; plots in {out}")
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from maskwatch import __version__
-from maskwatch.data.dataset import Dataset, DatasetBuilder
+from maskwatch.data.dataset import Dataset, DatasetBuilder, difficult_of
 from maskwatch.data.images import place_images
 from maskwatch.errors import MaskwatchError
 
@@ -58,7 +58,7 @@ def read_coco(path: Path, images_dir: Path | None = None, classes: list[str] | N
         try:
             x, y, w, h = (float(v) for v in ann["bbox"])
             label = categories[int(ann["category_id"])]
-            boxes_by_image[int(ann["image_id"])].append((x, y, x + w, y + h, label))
+            boxes_by_image[int(ann["image_id"])].append((x, y, x + w, y + h, label, bool(ann.get("iscrowd", 0))))
         except (KeyError, TypeError, ValueError) as exc:
             builder.problem(f"{where}: malformed or unknown image/category ({exc}); skipped")
     folders = [d for d in (images_dir, json_path.parent / "images", json_path.parent,
@@ -93,11 +93,13 @@ def to_coco_dict(dataset: Dataset, classes: list[str] | None = None, label_of=No
     for image_id, sample in enumerate(dataset.samples, 1):
         images.append({"id": image_id, "file_name": sample.image_path.name,
                        "width": sample.width, "height": sample.height})
-        for (x1, y1, x2, y2), label in zip(sample.detections.xyxy, dataset.labels_of(sample)):
+        for (x1, y1, x2, y2), label, difficult in zip(sample.detections.xyxy, dataset.labels_of(sample),
+                                                      difficult_of(sample.detections)):
             w, h = float(x2 - x1), float(y2 - y1)
             annotations.append({"id": len(annotations) + 1, "image_id": image_id,
                                 "category_id": classes.index(label_of(label)) + 1,
-                                "bbox": [float(x1), float(y1), w, h], "area": w * h, "iscrowd": 0})
+                                "bbox": [float(x1), float(y1), w, h], "area": w * h,
+                                "iscrowd": int(difficult)})  # COCO's way to say: neither found nor missed
     categories = [{"id": i + 1, "name": name, "supercategory": "face"} for i, name in enumerate(classes)]
     # info and licenses are optional in practice but read by pycocotools' COCO.info() and some loaders.
     info = {"description": "faces with mask labels, written by maskwatch", "version": __version__,

@@ -24,6 +24,9 @@ from maskwatch.classes import MASK_CLASSES
 from maskwatch.errors import MaskwatchError, name_some
 
 log = logging.getLogger(__name__)
+# detections.data key of the boxes marked hard to judge (VOC <difficult>1, COCO iscrowd 1, the TF OD API's
+# image/object/difficult): kept through every conversion that can say so, and neither found nor missed in scoring.
+DIFFICULT = "difficult"
 
 
 @dataclass
@@ -52,6 +55,10 @@ class Dataset:
     @property
     def num_boxes(self) -> int:
         return sum(len(s.detections) for s in self.samples)
+
+    @property
+    def num_difficult(self) -> int:
+        return sum(int(difficult_of(s.detections).sum()) for s in self.samples)
 
     def class_counts(self) -> dict[str, int]:
         counts = Counter(int(c) for s in self.samples for c in s.detections.class_id)
@@ -89,6 +96,12 @@ def format_pixel(value: float) -> str:
 def from_normalised(value: float, size: int) -> float:
     """Undo a 0..1 coordinate; rounding to 1/1000 px removes float32 noise so integer boxes come back exact."""
     return round(float(value) * size, 3)
+
+
+def difficult_of(detections: sv.Detections) -> np.ndarray:
+    """Which boxes are marked difficult (none, for detections made without the flag)."""
+    flags = detections.data.get(DIFFICULT)
+    return np.zeros(len(detections), dtype=bool) if flags is None else np.asarray(flags, dtype=bool)
 
 
 def empty_detections() -> sv.Detections:
@@ -157,9 +170,8 @@ class DatasetBuilder:
                 self.classes.append(mapped)
         self.order_given = True
 
-    def add(self, image_path: Path, width: int, height: int, boxes: list[tuple[float, float, float, float, str]],
-            where: str) -> None:
-        """Add one image; boxes are (x1, y1, x2, y2, label) in pixels."""
+    def add(self, image_path: Path, width: int, height: int, boxes: list[tuple], where: str) -> None:
+        """Add one image; boxes are (x1, y1, x2, y2, label) in pixels, or (..., label, difficult)."""
         if self.root is not None and not self.allow_outside and not is_inside(image_path, self.root):
             self.problem(f"{where}: image {image_path} lies outside the data set folder {self.root}; skipped "
                          f"(move it in, or pass --allow-outside-images to read it)")
@@ -175,8 +187,8 @@ class DatasetBuilder:
             except MaskwatchError as exc:
                 self.problem(f"{where}: {exc}; skipped")
                 return
-        xyxy, ids = [], []
-        for x1, y1, x2, y2, label in boxes:
+        xyxy, ids, difficult = [], [], []
+        for x1, y1, x2, y2, label, *flags in boxes:
             if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
                 self.problem(f"{where}: box {label} ({x1}, {y1}, {x2}, {y2}) has a coordinate that is not a "
                              f"finite number; dropped")
@@ -196,9 +208,11 @@ class DatasetBuilder:
                 continue
             xyxy.append((x1, y1, x2, y2))
             ids.append(cid)
+            difficult.append(bool(flags and flags[0]))
         detections = (sv.Detections(xyxy=np.asarray(xyxy, dtype=np.float32).reshape(-1, 4),
                                     class_id=np.asarray(ids, dtype=int))
                       if xyxy else empty_detections())
+        detections.data[DIFFICULT] = np.asarray(difficult, dtype=bool)
         self.samples.append(Sample(image_path, int(width), int(height), detections))
 
     def build(self, source: str) -> Dataset:

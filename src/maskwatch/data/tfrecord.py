@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from maskwatch.cache import cache_dir, file_key
-from maskwatch.data.dataset import Dataset, DatasetBuilder, from_normalised
+from maskwatch.data.dataset import Dataset, DatasetBuilder, difficult_of, from_normalised
 from maskwatch.errors import MaskwatchError
 
 if TYPE_CHECKING:
@@ -104,6 +104,7 @@ def read_tfrecord(path: Path, label_map_path: Path | None = None, classes: list[
                 xmaxs, ymaxs = _as_list(example.get("image/object/bbox/xmax")), _as_list(example.get("image/object/bbox/ymax"))
                 texts = [_text(t) for t in _as_list(example.get("image/object/class/text"))]
                 ids = [int(i) for i in _as_list(example.get("image/object/class/label"))]
+                difficult = [bool(int(d)) for d in _as_list(example.get("image/object/difficult"))]
                 if not (len(xmins) == len(ymins) == len(xmaxs) == len(ymaxs)):
                     builder.problem(f"{where}: bbox lists of different lengths; skipped")
                     continue
@@ -121,7 +122,8 @@ def read_tfrecord(path: Path, label_map_path: Path | None = None, classes: list[
                         unnamed[ids[j] if j < len(ids) else -1] += 1  # said once, below
                         continue
                     boxes.append((from_normalised(xmins[j], width), from_normalised(ymins[j], height),
-                                  from_normalised(xmaxs[j], width), from_normalised(ymaxs[j], height), label))
+                                  from_normalised(xmaxs[j], width), from_normalised(ymaxs[j], height), label,
+                                  j < len(difficult) and difficult[j]))
                 builder.add(image_path, width, height, boxes, where)
         except Exception as exc:  # the reader raises bare errors on truncated files
             if isinstance(exc, MaskwatchError):
@@ -182,4 +184,5 @@ def _example(dataset: Dataset, sample) -> dict:
         "image/object/bbox/ymax": ((xyxy[:, 3] / sample.height).tolist(), "float"),
         "image/object/class/text": ([label.encode() for label in labels], "byte"),
         "image/object/class/label": ([dataset.classes.index(label) + 1 for label in labels], "int"),
+        "image/object/difficult": (difficult_of(sample.detections).astype(int).tolist(), "int"),
     }

@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from maskwatch.data.dataset import Dataset, DatasetBuilder, format_pixel, is_inside
+from maskwatch.data.dataset import Dataset, DatasetBuilder, difficult_of, format_pixel, is_inside
 from maskwatch.data.images import IMAGE_SUFFIXES, place_images
 from maskwatch.errors import MaskwatchError
 
@@ -62,7 +62,7 @@ def read_voc(annotations_dir: Path, images_dir: Path | None = None, classes: lis
                     builder.problem(f"{xml_path}: an <object> without name or bndbox; skipped")
                     continue
                 coords = [float(bnd.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax")]
-                boxes.append((*coords, label))
+                boxes.append((*coords, label, (obj.findtext("difficult") or "0").strip() in ("1", "true")))
         except (TypeError, ValueError, OverflowError) as exc:
             builder.problem(f"{xml_path}: malformed numbers in the XML ({exc}); skipped")
             continue
@@ -89,10 +89,11 @@ def write_voc(dataset: Dataset, out_dir: Path, images: str = "hardlink", split: 
         size = ET.SubElement(root, "size")
         for key, value in (("width", sample.width), ("height", sample.height), ("depth", 3)):
             ET.SubElement(size, key).text = str(value)
-        for (x1, y1, x2, y2), label in zip(sample.detections.xyxy, dataset.labels_of(sample)):
+        for (x1, y1, x2, y2), label, difficult in zip(sample.detections.xyxy, dataset.labels_of(sample),
+                                                      difficult_of(sample.detections)):
             obj = ET.SubElement(root, "object")
             ET.SubElement(obj, "name").text = label
-            ET.SubElement(obj, "difficult").text = "0"
+            ET.SubElement(obj, "difficult").text = str(int(difficult))
             bnd = ET.SubElement(obj, "bndbox")
             for key, value in zip(("xmin", "ymin", "xmax", "ymax"), (x1, y1, x2, y2)):
                 ET.SubElement(bnd, key).text = format_pixel(value)

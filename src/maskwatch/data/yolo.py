@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,6 +14,8 @@ from maskwatch.errors import MaskwatchError, name_some
 
 if TYPE_CHECKING:
     from maskwatch.data.split import Split
+
+log = logging.getLogger(__name__)
 
 
 def read_yolo_classes(root: Path) -> list[str]:
@@ -89,6 +92,9 @@ def write_yolo(dataset: Dataset, out_dir: Path, images: str = "hardlink", split:
     """Ultralytics layout: images/, labels/, classes.txt and data.yaml; with a split, train.txt and val.txt list
     the images (./images/x.jpg, relative to the list) and data.yaml points at them. data.yaml has no `path:`:
     Ultralytics then takes the folder of data.yaml as the root, so the folder can move."""
+    if dataset.num_difficult:
+        log.warning("%d box(es) marked difficult are written as ordinary boxes: YOLO labels have no such flag",
+                    dataset.num_difficult)
     place_images([s.image_path for s in dataset.samples], out_dir / "images", images)
     labels_dir = out_dir / "labels"
     labels_dir.mkdir(parents=True, exist_ok=True)

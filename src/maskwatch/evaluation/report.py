@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import supervision as sv
 
-from maskwatch.data.dataset import Dataset
+from maskwatch.data.dataset import Dataset, difficult_of
 from maskwatch.evaluation.coco_metrics import CocoResult, Scheme, evaluate_coco, scheme_classes
 from maskwatch.predictions import ImagePredictions, detections_from_labels, image_stem
 from maskwatch.thresholds import CONFUSION_MIN_SCORE
@@ -50,15 +50,22 @@ def confusion_matrix(gt: Dataset, predictions: list[ImagePredictions], scheme: S
     by_name = {image_stem(p.image): p for p in predictions}
     preds, targets = [], []
     for sample in gt.samples:
-        target_labels = [label_of(label) for label in gt.labels_of(sample)]
-        targets.append(detections_from_labels(sample.detections.xyxy, target_labels,
+        difficult = difficult_of(sample.detections)
+        target_labels = [label_of(label) for label, d in zip(gt.labels_of(sample), difficult) if not d]
+        targets.append(detections_from_labels(sample.detections.xyxy[~difficult], target_labels,
                                               np.ones(len(target_labels)), classes))
         pred = by_name.get(sample.stem)
         if pred is None:
             preds.append(detections_from_labels(np.zeros((0, 4)), [], np.zeros(0), classes))
-        else:
-            preds.append(detections_from_labels(pred.detections.xyxy, [label_of(lb) for lb in pred.labels],
-                                                pred.detections.confidence, classes))
+            continue
+        found = pred.detections
+        if difficult.any() and len(found):  # a box on a difficult face is neither right nor wrong: left out
+            on_difficult = sv.box_iou_batch(found.xyxy, sample.detections.xyxy[difficult]).max(axis=1)
+            on_plain = (sv.box_iou_batch(found.xyxy, sample.detections.xyxy[~difficult]).max(axis=1)
+                        if (~difficult).any() else np.zeros(len(found)))
+            found = found[~((on_difficult >= iou_threshold) & (on_plain < iou_threshold))]
+        labels = [label_of(str(lb)) for lb in found.data.get("class_name", [])]
+        preds.append(detections_from_labels(found.xyxy, labels, found.confidence, classes))
     return sv.ConfusionMatrix.from_detections(preds, targets, classes, conf_threshold=score_threshold,
                                               iou_threshold=iou_threshold)
 
@@ -74,6 +81,7 @@ def write_report(gt: Dataset, predictions: list[ImagePredictions], out_dir: Path
     out_dir.mkdir(parents=True, exist_ok=True)
     result = evaluate_coco(gt, predictions, scheme)
     report: dict = {"scheme": scheme, "images": len(gt), "ground_truth_boxes": gt.num_boxes,
+                    "difficult_boxes": gt.num_difficult,  # neither found nor missed
                     "predicted_boxes": sum(len(p.detections) for p in predictions),
                     "summary": result.summary, "per_class": result.per_class}
     if cross_check:
