@@ -121,6 +121,9 @@ def data_stats(path: Path = typer.Argument(..., help="Data set folder or file.")
         widths = f"{w.min():.0f} / {np.median(w):.0f} / {w.max():.0f}" if len(w) else "-"
         table.add_row(name, str(count), str(stats.images_per_class[name]), widths)
     Console().print(table)
+    if stats.difficult_boxes:
+        typer.echo(f"{stats.difficult_boxes} box(es) marked difficult (counted above; `evaluate` neither finds nor "
+                   f"misses them)")
     typer.echo(f"figure: {plot_stats(stats, plot)}")
 
 

@@ -17,12 +17,14 @@ class DatasetStats:
     boxes_per_class: dict[str, int]
     images_per_class: dict[str, int]
     box_widths: dict[str, np.ndarray]
+    difficult_boxes: int = 0  # marked hard to judge: evaluate neither finds nor misses them
 
     def as_dict(self) -> dict:
         widths = {c: {"min": float(w.min()), "median": float(np.median(w)), "max": float(w.max())}
                   for c, w in self.box_widths.items() if len(w)}
         return {"images": self.images, "boxes": self.boxes, "boxes_per_class": self.boxes_per_class,
-                "images_per_class": self.images_per_class, "box_width_px": widths}
+                "images_per_class": self.images_per_class, "box_width_px": widths,
+                "difficult_boxes": self.difficult_boxes}
 
 
 def dataset_stats(dataset: Dataset) -> DatasetStats:
@@ -35,7 +37,7 @@ def dataset_stats(dataset: Dataset) -> DatasetStats:
         for (x1, _, x2, _), label in zip(sample.detections.xyxy, labels):
             widths[label].append(float(x2 - x1))
     return DatasetStats(len(dataset), dataset.num_boxes, dataset.class_counts(), images_per_class,
-                        {c: np.asarray(w) for c, w in widths.items()})
+                        {c: np.asarray(w) for c, w in widths.items()}, dataset.num_difficult)
 
 
 def plot_stats(stats: DatasetStats, path: Path) -> Path:
