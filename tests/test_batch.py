@@ -69,7 +69,8 @@ def test_a_second_run_skips_finished_images_and_a_lost_part_is_redone(images, tm
     out = tmp_path / "out"
     run_batch(str(images), out, "local", threads=2)
     again = run_batch(str(images), out, "local", threads=2)
-    assert (again.processed, again.skipped) == (0, 7)
+    assert (again.processed, again.skipped) == (2, 5)  # the two unreadable files are tried again
+    assert len(rows_by_path(out)) == 7 and sum(1 for _ in out.glob("*.parquet")) == 2
     for part in out.glob("*.parquet"):
         part.unlink()
     (out / "part-crashed.parquet").write_bytes(b"PAR1 cut short")  # what a crash mid-write may leave
@@ -98,7 +99,68 @@ def test_results_stay_readable_when_only_a_later_part_holds_errors(late_errors, 
     rows = rows_by_path(out)
     assert len(rows) == 5 and "not a readable image" in rows[str(late_errors / "zz_broken.jpg")]["error"]
     again = run_batch(str(late_errors), out, "local", threads=2, part_rows=2)  # a resume reads them too
-    assert (again.processed, again.skipped) == (0, 5) and len(rows_by_path(out)) == 5
+    assert (again.processed, again.skipped) == (1, 4) and len(rows_by_path(out)) == 5
+
+
+def test_a_failed_image_fixed_since_is_done_on_the_next_run_and_keeps_one_row(late_errors, tmp_path, data_dir):
+    import pyarrow.dataset as ds
+
+    folder = tmp_path / "in"
+    shutil.copytree(late_errors, folder)
+    out = tmp_path / "out"
+    first = run_batch(str(folder), out, "local", threads=2, part_rows=2)
+    assert set(first.failed) == {str(folder / "zz_broken.jpg")}
+    shutil.copy(data_dir / "images" / "maksssksksss5.jpg", folder / "zz_broken.jpg")  # the download finished
+    again = run_batch(str(folder), out, "local", threads=2, part_rows=2)
+    assert (again.processed, again.skipped, again.failed) == (1, 4, {})
+    rows = ds.dataset(out, format="parquet").to_table().to_pylist()  # any Parquet reader: one row per image
+    assert len(rows) == 5 and all(row["error"] is None for row in rows)
+
+
+def test_ctrl_c_keeps_the_rows_done_and_the_next_run_goes_on(images, tmp_path, monkeypatch):
+    import maskwatch.batch.local as local
+
+    calls = []
+
+    def interrupted_at_the_fourth(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return detect_row(*args, **kwargs)
+
+    detect_row = local.detect_row
+    monkeypatch.setattr(local, "detect_row", interrupted_at_the_fourth)
+    out = tmp_path / "out"
+    stopped = run_batch(str(images), out, "local", threads=2)  # 200 rows per part: none written before the stop
+    assert stopped.interrupted and stopped.processed == 3 and len(rows_by_path(out)) == 3
+    good = sum(1 for row in rows_by_path(out).values() if row["error"] is None)  # empty.png comes first, and fails
+    monkeypatch.setattr(local, "detect_row", detect_row)
+    rest = run_batch(str(images), out, "local", threads=2)
+    assert not rest.interrupted and (rest.processed, rest.skipped) == (7 - good, good) and len(rows_by_path(out)) == 7
+
+
+def test_a_results_folder_of_other_settings_is_refused_and_bad_options_are_named(images, tmp_path):
+    out = tmp_path / "out"
+    run_batch(str(images / "maksssksksss0.jpg"), out, "local", threads=2)
+    for options, message in (({"conf": 0.6}, "conf 0.4 there, 0.6 now"), ({"annotate": True}, "annotate False there"),
+                             ({"model": str(images / "x.onnx")}, "model 'shipped' there")):
+        with pytest.raises(MaskwatchError, match=message):
+            run_batch(str(images), out, "local", threads=2, **options)
+    with pytest.raises(MaskwatchError, match="--conf is a score from 0 to 1"):
+        run_batch(str(images), tmp_path / "other", "local", conf=2)
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(out).num_rows == 1  # the settings file is not a part to Parquet readers
+
+
+def test_the_cli_names_unreadable_files_and_exits_1_when_none_could_be_read(images, tmp_path):
+    cli = [sys.executable, "-m", "maskwatch.cli", "batch", "--out", str(tmp_path / "out")]
+    some = subprocess.run([*cli, str(images)], capture_output=True, text=True, timeout=300)
+    assert some.returncode == 0 and "2 file(s) could not be read" in some.stderr
+    assert f"{images / 'empty.png'}: empty file" in some.stderr
+    none = subprocess.run([*cli, str(images / "notes.jpg"), "--out", str(tmp_path / "none")], capture_output=True,
+                          text=True, timeout=300)
+    assert none.returncode == 1 and "no image could be read" in none.stderr
 
 
 def test_results_of_older_versions_with_an_untyped_error_column_are_read(tmp_path):
@@ -119,7 +181,7 @@ def test_resume_does_not_depend_on_how_the_path_was_typed(images, tmp_path, monk
     again = run_batch(str(images), out, "local", threads=2)
     typed_oddly = run_batch(f"./{images.name}/../{images.name}/", out, "local", threads=2)
     assert first.processed == 7
-    assert (again.processed, again.skipped) == (0, 7) and (typed_oddly.processed, typed_oddly.skipped) == (0, 7)
+    assert (again.processed, again.skipped) == (2, 5) and (typed_oddly.processed, typed_oddly.skipped) == (2, 5)
     assert len(rows_by_path(out)) == 7
 
 
@@ -157,7 +219,8 @@ def test_ray_engine_on_a_local_cluster_gives_the_same_rows_as_local(images, tmp_
         late = run_batch(str(growing), tmp_path / "late", "ray", actors=2)
     finally:
         ray.shutdown()
-    assert local.processed == on_ray.processed == 7 and resumed.processed == 0
+    assert local.processed == on_ray.processed == 7 and resumed.processed == 2  # the unreadable two again
+    assert all(p.name.startswith("part-ray-") for p in (tmp_path / "ray").glob("*.parquet"))
     a, b = rows_by_path(tmp_path / "local"), rows_by_path(tmp_path / "ray")
     assert a.keys() == b.keys()
     for path in a:

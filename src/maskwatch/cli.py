@@ -513,6 +513,9 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to liste
     run_server(host, port, settings)
 
 
+FAILED_SHOWN = 10  # batch names this many unreadable files; the rest are in the results
+
+
 @app.command(short_help="Detect on many images, locally or on Ray; resumable.")
 def batch(inputs: list[str] = typer.Argument(..., help=INPUTS_HELP, metavar="INPUT"),
           only: Optional[Path] = ListOption,
@@ -525,16 +528,33 @@ def batch(inputs: list[str] = typer.Argument(..., help=INPUTS_HELP, metavar="INP
           annotate: bool = typer.Option(False, "--annotate", help="Also write annotated images to OUT/annotated."),
           verbose: bool = typer.Option(False, "--verbose", help="Show Ray's own logs and progress bars."),
           model: Optional[Path] = ModelOption, threads: Optional[int] = ThreadsOption) -> None:
-    """Detect on many images, locally or on a Ray cluster; resumable, one Parquet row per image."""
+    """Detect on many images, locally or on a Ray cluster; resumable, one Parquet row per image. A second run with
+    the same --out skips the images done and tries the failed ones again; Ctrl-C keeps the rows written."""
     from maskwatch.batch.core import read_results
     from maskwatch.batch.run import run_batch
+    from maskwatch.stop_signals import restore_signals, stop_signals_as_interrupt
 
-    summary = run_batch(inputs, out, engine, address, conf, annotate, str(model) if model else None, actors, threads,
-                        only, verbose)
-    table = read_results(out)
-    errors = sum(1 for e in table.column("error").to_pylist() if e)
+    previous = stop_signals_as_interrupt()  # SIGTERM too: the rows done so far are written before it ends
+    try:
+        summary = run_batch(inputs, out, engine, address, conf, annotate, str(model) if model else None, actors,
+                            threads, only, verbose)
+    finally:
+        restore_signals(previous)
+    rows = read_results(out).num_rows if out.is_dir() and any(out.glob("*.parquet")) else 0
     typer.echo(f"{summary.inputs} inputs: {summary.processed} processed now, {summary.skipped} done before; "
-               f"{table.num_rows} rows in {out} ({errors} with errors)")
+               f"{rows} rows in {out} ({len(summary.failed)} of these inputs with errors)")
+    if summary.failed:
+        typer.echo(f"{len(summary.failed)} file(s) could not be read (the next run tries them again):", err=True)
+        for path, error in list(summary.failed.items())[:FAILED_SHOWN]:
+            typer.echo(f"  {error}" if error.startswith(path) else f"  {path}: {error}", err=True)
+        if len(summary.failed) > FAILED_SHOWN:
+            typer.echo(f"  and {len(summary.failed) - FAILED_SHOWN} more (the rows' `error` column)", err=True)
+    if summary.interrupted:
+        typer.echo(f"interrupted: the {rows} rows in {out} are kept; the same command goes on from there", err=True)
+        raise typer.Exit(130)
+    if summary.inputs and len(summary.failed) == summary.inputs:
+        typer.echo("no image could be read", err=True)
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -64,18 +64,81 @@ def detect_row(detector: Detector, path: str, conf: float, annotate_dir: Path | 
     return row
 
 
+def _parts_oldest_first(out_dir: Path) -> list[Path]:
+    return sorted(Path(out_dir).glob("*.parquet"), key=lambda p: (p.stat().st_mtime_ns, p.name))
+
+
 def done_paths(out_dir: Path) -> set[str]:
-    """Paths already in the results folder: a second run skips them."""
+    """Paths already in the results folder without an error: a second run skips them, and tries the failed
+    ones again (a file fixed since, a share that was down)."""
     import pyarrow.parquet as pq
 
     done: set[str] = set()
-    for part in sorted(out_dir.glob("*.parquet")):
+    for part in _parts_oldest_first(out_dir):
         try:
-            paths = pq.read_table(part, columns=["path"]).column("path").to_pylist()
+            table = pq.read_table(part, columns=["path", "error"])
         except Exception:  # a part cut short by a crash holds nothing we can trust; its images run again
             continue
-        done.update(normalise_path(p) for p in paths)  # parts of older versions may hold paths as typed
+        for path, error in zip(table.column("path").to_pylist(), table.column("error").to_pylist()):
+            path = normalise_path(path)  # parts of older versions may hold paths as typed
+            if error:
+                done.discard(path)  # a later part's failure of an image counts, not an earlier success
+            else:
+                done.add(path)
     return done
+
+
+def drop_superseded_rows(out_dir: Path) -> int:
+    """Rows of an image that a later part holds again (a failed image tried again) are removed from the older
+    part, so the folder holds one row per image for any Parquet reader. Returns how many were removed."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    latest: dict[str, Path] = {}
+    parts = _parts_oldest_first(out_dir)
+    tables = {}
+    for part in parts:
+        try:
+            tables[part] = pq.read_table(part, columns=["path"]).column("path").to_pylist()
+        except Exception:
+            continue
+        for path in tables[part]:
+            latest[normalise_path(path)] = part
+    removed = 0
+    for part, paths in tables.items():
+        keep = [latest[normalise_path(p)] == part for p in paths]
+        if all(keep):
+            continue
+        removed += keep.count(False)
+        if not any(keep):
+            part.unlink()
+            continue
+        temp = part.with_suffix(".tmp")
+        pq.write_table(pq.read_table(part).filter(pc.field("path").isin(
+            [p for p, k in zip(paths, keep) if k])), temp)
+        temp.replace(part)  # complete or absent, as when it was first written
+    return removed
+
+
+SETTINGS_FILE = "_batch.json"  # "_": Parquet readers of the folder (pyarrow, pandas, Spark) skip it
+
+
+def check_settings(out_dir: Path, settings: dict, has_rows: bool) -> None:
+    """A results folder holds rows of one setting (score threshold, model, annotated copies): resuming with
+    other settings would mix them silently, so it is refused; a folder without rows takes the new ones."""
+    path = Path(out_dir) / SETTINGS_FILE
+    if has_rows and path.is_file():
+        try:
+            before = json.loads(path.read_text())
+        except (OSError, ValueError):
+            before = {}
+        changed = [f"{key} {before[key]!r} there, {value!r} now" for key, value in settings.items()
+                   if key in before and before[key] != value]
+        if changed:
+            raise MaskwatchError(f"{out_dir} holds results made with other settings ({'; '.join(changed)}); give "
+                                 f"another --out, or the same settings to go on with it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(settings, indent=2) + "\n")
 
 
 def part_name(engine: str) -> str:

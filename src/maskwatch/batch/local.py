@@ -26,13 +26,15 @@ def run_local(paths: list[str], out_dir: Path, detector: Detector, conf: float, 
     rows: list[dict] = []
     name = part_name("local")
     written = 0
-    for path in tqdm(paths, desc="detecting", unit="img"):
-        rows.append(detect_row(detector, path, conf, annotate_dir, (names or {}).get(path)))
-        if len(rows) >= chunk:
+    try:
+        for path in tqdm(paths, desc="detecting", unit="img"):
+            rows.append(detect_row(detector, path, conf, annotate_dir, (names or {}).get(path)))
+            if len(rows) >= chunk:
+                write_rows(rows, out_dir / f"{name}-{written // chunk:05d}.parquet")
+                written += len(rows)
+                rows = []
+    finally:  # Ctrl-C or SIGTERM (as KeyboardInterrupt): the rows done so far are kept too
+        if rows:
             write_rows(rows, out_dir / f"{name}-{written // chunk:05d}.parquet")
             written += len(rows)
-            rows = []
-    if rows:
-        write_rows(rows, out_dir / f"{name}-{written // chunk:05d}.parquet")
-        written += len(rows)
     return written

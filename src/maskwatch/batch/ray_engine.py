@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from maskwatch.batch.core import detect_row, part_name, row_schema
@@ -47,7 +48,7 @@ def run_ray(paths: list[str], out_dir: Path, model: str | None, conf: float, ann
         with _quiet(verbose):
             level = logging.INFO if verbose else logging.ERROR
             if address:
-                ray.init(address=address, log_to_driver=verbose, logging_level=level)
+                _connect(address, log_to_driver=verbose, logging_level=level)
             else:  # a local cluster of our own: it ends with this run, or with this process however it ends
                 from maskwatch.batch.ray_watchdog import start_watchdog
 
@@ -55,7 +56,11 @@ def run_ray(paths: list[str], out_dir: Path, model: str | None, conf: float, ann
                 ray.init(num_cpus=max(actors, 1), include_dashboard=False, log_to_driver=verbose,
                          logging_level=level)
     try:
-        return _run(paths, out_dir, model, conf, annotate_dir, actors, batch_size, threads_per_actor, names or {})
+        with warnings.catch_warnings():
+            if not verbose:  # Ray Data's advice on its actor pool sizes, not the user's business
+                warnings.filterwarnings("ignore", category=UserWarning, module=r"ray\.")
+            return _run(paths, out_dir, model, conf, annotate_dir, actors, batch_size, threads_per_actor,
+                        names or {})
     finally:
         if watchdog is not None:
             from maskwatch.batch.ray_watchdog import stop_watchdog
@@ -81,8 +86,28 @@ def _run(paths: list[str], out_dir: Path, model: str | None, conf: float, annota
         batch_format="numpy")
     out_dir.mkdir(parents=True, exist_ok=True)
     prefix = part_name("ray")
-    results.write_parquet(str(out_dir), filename_provider=_filename_provider(prefix))
+    # Writing takes no CPU of its own: with every CPU held by the detector actors, a write that asked for one
+    # would wait for the whole run, and an interrupted run would lose every finished row.
+    results.write_parquet(str(out_dir), filename_provider=_filename_provider(prefix), ray_remote_args={"num_cpus": 0})
     return len(paths)
+
+
+def _connect(address: str, **kwargs) -> None:
+    """ray.init on a cluster, its failures in one line: Ray's client missing (ray://), no cluster there."""
+    import ray
+
+    from maskwatch.errors import MaskwatchError
+
+    try:
+        ray.init(address=address, **kwargs)
+    except ValueError as exc:
+        if "ray[client]" in str(exc):
+            raise MaskwatchError(f"--address {address}: connecting to a ray:// address needs Ray's client: "
+                                 f"pip install 'ray[client]'") from exc
+        raise MaskwatchError(f"--address {address}: {exc}") from exc
+    except ConnectionError as exc:
+        raise MaskwatchError(f"--address {address}: no Ray cluster answers there ({str(exc).splitlines()[0]}); "
+                             f"start one with `ray start --head`, or leave out --address for a local one") from exc
 
 
 @contextlib.contextmanager
@@ -118,7 +143,11 @@ def _filename_provider(prefix: str):
     from ray.data.datasource import FilenameProvider
 
     class Provider(FilenameProvider):
-        def get_filename_for_block(self, block, task_index, block_index):
-            return f"{prefix}-{task_index:05d}-{block_index:03d}.parquet"
+        # Ray appends "-{i}.parquet"; in append mode it wants the write's id in the name.
+        def get_filename_for_task(self, write_uuid: str, task_index: int) -> str:
+            return f"{prefix}-{write_uuid}-{task_index:05d}"
+
+        def get_filename_for_block(self, block, write_uuid: str, task_index: int, block_index: int) -> str:
+            return f"{prefix}-{write_uuid}-{task_index:05d}-{block_index:03d}"
 
     return Provider()

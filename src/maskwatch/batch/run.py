@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from maskwatch.batch.core import done_paths, normalise_path
+from maskwatch.batch.core import check_settings, done_paths, drop_superseded_rows, normalise_path, read_results
 from maskwatch.data.inputs import collect_images, output_names
 from maskwatch.errors import MaskwatchError
 from maskwatch.limits import BATCH_PART_ROWS
@@ -20,6 +20,8 @@ class BatchSummary:
     processed: int
     engine: str
     out: Path
+    failed: dict[str, str] = field(default_factory=dict)  # path -> error, of this command's inputs
+    interrupted: bool = False
 
 
 def run_batch(spec: str | list[str], out: Path, engine: str = "local", address: str | None = None,
@@ -28,27 +30,54 @@ def run_batch(spec: str | list[str], out: Path, engine: str = "local", address: 
               part_rows: int = BATCH_PART_ROWS) -> BatchSummary:
     """spec: what `detect` takes (folders, images, .txt lists of paths, globs); only: a list of names to keep.
     verbose: let Ray print its own logs and progress (quiet otherwise). part_rows: rows per Parquet part of the
-    local engine (Ray writes one part per block)."""
+    local engine (Ray writes one part per block). Images that failed before are tried again; a folder of results
+    made with another conf, model or --annotate is refused. Ctrl-C keeps what was written (`interrupted`)."""
+    if not 0 <= conf <= 1:
+        raise MaskwatchError(f"--conf is a score from 0 to 1, got {conf}")
+    if engine not in ("local", "ray"):
+        raise MaskwatchError(f"unknown engine {engine!r}; use local or ray")
     found = collect_images([spec] if isinstance(spec, (str, Path)) else spec, only)
     paths = [normalise_path(str(p)) for p in found]  # one row per file however its path was typed
     names = dict(zip(paths, output_names(found)))  # over every input, so a resumed run names files the same
-    done = done_paths(out) if out.is_dir() else set()
+    has_rows = out.is_dir() and any(out.glob("*.parquet"))
+    check_settings(out, {"conf": conf, "model": normalise_path(model) if model else "shipped",
+                         "annotate": annotate}, has_rows)
+    done = done_paths(out) if has_rows else set()
     todo = [p for p in paths if p not in done]
     annotate_dir = out / "annotated" if annotate else None
+    summary = BatchSummary(len(paths), len(paths) - len(todo), 0, engine, out)
+    parts_before = set(out.glob("*.parquet")) if has_rows else set()
+    try:
+        summary.processed = _run_engine(todo, out, engine, address, conf, annotate_dir, model, actors, threads,
+                                        names, verbose, part_rows) if todo else 0
+    except KeyboardInterrupt:  # what was written stays; the caller says so
+        summary.interrupted = True
+    finally:
+        if out.is_dir():
+            drop_superseded_rows(out)
+    if out.is_dir() and any(out.glob("*.parquet")):
+        import pyarrow.parquet as pq
+
+        wanted = set(paths)
+        table = read_results(out)
+        summary.failed = {p: e for p, e in zip(table.column("path").to_pylist(), table.column("error").to_pylist())
+                          if e and normalise_path(p) in wanted}
+        if summary.interrupted:  # the rows this run wrote before it stopped
+            summary.processed = sum(pq.read_metadata(p).num_rows for p in set(out.glob("*.parquet")) - parts_before)
+    return summary
+
+
+def _run_engine(todo: list[str], out: Path, engine: str, address: str | None, conf: float,
+                annotate_dir: Path | None, model: str | None, actors: int, threads: int | None,
+                names: dict[str, str], verbose: bool, part_rows: int) -> int:
     if engine == "local":
         from maskwatch.batch.local import run_local
         from maskwatch.detector import Detector
 
-        detector = Detector.load(model, threads=threads) if todo else None
-        processed = run_local(todo, out, detector, conf, annotate_dir, names, part_rows) if todo else 0
-    elif engine == "ray":
-        try:
-            importlib.import_module("ray")  # the extra: run_ray imports it where it runs, so ask here
-            from maskwatch.batch.ray_engine import run_ray
-        except ImportError as exc:
-            raise MaskwatchError(f"the Ray engine needs Ray: pip install 'maskwatch[ray]' ({exc})") from exc
-        processed = (run_ray(todo, out, model, conf, annotate_dir, address, actors, names=names, verbose=verbose)
-                     if todo else 0)
-    else:
-        raise MaskwatchError(f"unknown engine {engine!r}; use local or ray")
-    return BatchSummary(len(paths), len(paths) - len(todo), processed, engine, out)
+        return run_local(todo, out, Detector.load(model, threads=threads), conf, annotate_dir, names, part_rows)
+    try:
+        importlib.import_module("ray")  # the extra: run_ray imports it where it runs, so ask here
+        from maskwatch.batch.ray_engine import run_ray
+    except ImportError as exc:
+        raise MaskwatchError(f"the Ray engine needs Ray: pip install 'maskwatch[ray]' ({exc})") from exc
+    return run_ray(todo, out, model, conf, annotate_dir, address, actors, names=names, verbose=verbose)

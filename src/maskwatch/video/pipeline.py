@@ -10,7 +10,6 @@ on the event bus to its sinks (video file, database, window, progress, webhook, 
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
 import uuid
@@ -28,6 +27,7 @@ from maskwatch.classes import compliance_of
 from maskwatch.detector import Detector
 from maskwatch.errors import MaskwatchError
 from maskwatch.limits import MIN_FRAME_SIDE
+from maskwatch.stop_signals import restore_signals, stop_signals_as_interrupt
 from maskwatch.video.bus import EventBus, FrameView, RunEnd, RunInfo, Sink
 from maskwatch.video.camera_motion import CameraMotion
 from maskwatch.video.emitter import EventEmitter
@@ -181,7 +181,7 @@ class VideoPipeline:
         tracked = sv.Detections.empty()
         last_counts_s, time_s, index = 0.0, 0.0, None
         started = time.perf_counter()
-        previous_handlers = _stop_signals_as_interrupt()
+        previous_handlers = stop_signals_as_interrupt()
         try:
             for frame in frames_source.frames():
                 if self.stopping.is_set():
@@ -248,8 +248,7 @@ class VideoPipeline:
             summary.status, summary.message = "failed", f"{type(exc).__name__}: {exc}"
             raise
         finally:
-            for signum, handler in previous_handlers.items():
-                signal.signal(signum, handler)
+            restore_signals(previous_handlers)
             frames_source.close()
             for event in emitter.finish(time_s, index):
                 bus.publish(event)
@@ -268,22 +267,6 @@ class VideoPipeline:
             summary.sink_failures = bus.sink_failures  # the same dict: failures while closing show up too
             bus.close(RunEnd(summary))
         return summary
-
-
-def _stop_signals_as_interrupt() -> dict:
-    """Ctrl-C and SIGTERM finish the output cleanly. SIGINT is set explicitly too: a process started in the
-    background by a shell inherits it ignored. Only possible on the main thread (elsewhere: nothing changes)."""
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = {}
-    try:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            previous[signum] = signal.signal(signum, handler)
-    except ValueError:
-        pass
-    return previous
 
 
 def watch(source: str | FrameSource, out: str | Path | None = None, database: str | Path | None = None,
