@@ -80,3 +80,56 @@ def test_faster_coco_eval_agrees_with_pycocotools_and_report_has_plots(small, tm
         assert (tmp_path / "eval" / name).stat().st_size > 1000, name
     matrix = np.array(json.loads((tmp_path / "eval" / "report.json").read_text())["confusion_matrix"]["matrix"])
     assert matrix.shape == (4, 4) and matrix[:3, :3].trace() > 0
+
+
+def test_predictions_that_would_skew_the_numbers_are_each_said(small):
+    from dataclasses import replace
+
+    from maskwatch.evaluation.report import prediction_problems
+
+    preds = gt_as_predictions(small)
+    assert prediction_problems(small, preds) == []
+    first = preds[0]
+    stranger = replace(first, image="not_annotated.jpg")
+    resized = replace(preds[1], width=preds[1].width * 2, height=preds[1].height * 2)
+    problems = prediction_problems(small, [*preds[2:], first, first, stranger, resized])
+    assert any(f"1 image(s) have more than one line ({first.image.rsplit('.', 1)[0]})" in p for p in problems)
+    assert any("1 prediction line(s) were made on a picture of another size" in p for p in problems)
+    assert any("1 line(s) name images that are not in the ground truth (not_annotated.jpg)" in p for p in problems)
+    helmet = small.with_classes([*small.classes, "helmet"])
+    helmet.samples[0].detections.class_id[0] = 3
+    assert any("'helmet' (1 box(es)) are never predicted" in p for p in prediction_problems(helmet, preds))
+
+
+def test_batch_results_are_predictions_and_other_files_say_what_is_expected(small, tmp_path):
+    from maskwatch.classes import MASK_CLASSES
+    from maskwatch.errors import MaskwatchError
+
+    batch_out = tmp_path / "batch"
+    batch_out.mkdir()
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from maskwatch.batch.core import row_schema
+
+    rows = []
+    for p in gt_as_predictions(small):
+        record = p.to_record()
+        rows.append({"path": f"/photos/{record['image']}", "width": record["width"], "height": record["height"],
+                     "detections": json.dumps(record["detections"]), "faces": 0, "with_mask": 0, "without_mask": 0,
+                     "mask_weared_incorrect": 0, "error": None})
+    rows.append({**rows[0], "path": "/photos/broken.jpg", "detections": "[]", "error": "not a readable image"})
+    pq.write_table(pa.Table.from_pylist(rows, schema=row_schema()), batch_out / "part-0.parquet")
+    (batch_out / "_batch.json").write_text("{}")
+    preds = list(read_predictions(batch_out, MASK_CLASSES))
+    assert len(preds) == len(small)  # the error row is an image without predictions
+    assert evaluate_coco(small, preds).summary["mAP"] == pytest.approx(1.0)
+    (tmp_path / "coco.json").write_text('[\n  {"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1]}\n]\n')
+    with pytest.raises(MaskwatchError, match="a JSON array \\(a COCO results list\\?\\)"):
+        list(read_predictions(tmp_path / "coco.json", MASK_CLASSES))
+    (tmp_path / "preds.jsonl").write_bytes((batch_out / "part-0.parquet").read_bytes())
+    with pytest.raises(MaskwatchError, match="not a text file; expected JSON Lines"):
+        list(read_predictions(tmp_path / "preds.jsonl", MASK_CLASSES))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MaskwatchError, match="no predictions file or `maskwatch batch` results"):
+        list(read_predictions(tmp_path / "empty", MASK_CLASSES))

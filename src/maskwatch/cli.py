@@ -223,7 +223,8 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
 
 @app.command(short_help="COCO mAP, per-class AP, PR curves, confusion matrix.")
 def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set."),
-             pred: Path = typer.Option(..., "--pred", help="Predictions, JSON Lines."),
+             pred: Path = typer.Option(..., "--pred", help="Predictions: JSON Lines (detect --json-out), or the "
+                                                           "results folder of `maskwatch batch`."),
              scheme: str = typer.Option("3class", "--scheme", help="3class, 2class or face."),
              fmt: Optional[str] = FormatOption, label_map: Optional[list[str]] = LabelMapOption,
              classes: Optional[str] = ClassesOption,
@@ -241,7 +242,7 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
     from maskwatch.classes import MASK_CLASSES
     from maskwatch.data.split import read_list
     from maskwatch.evaluation import write_report
-    from maskwatch.evaluation.report import images_without_predictions
+    from maskwatch.evaluation.report import images_without_predictions, prediction_problems
     from maskwatch.predictions import read_predictions
 
     if classes in ("3class", "2class", "face"):  # what --classes meant before it named the class list
@@ -259,6 +260,8 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
     if split:
         dataset = dataset.subset(read_list(split))
     predictions = list(read_predictions(pred, dataset.classes))
+    for problem in prediction_problems(dataset, predictions):
+        console.print(f"[yellow]warning: {escape(problem)}[/yellow]", highlight=False, soft_wrap=True)
     missing = images_without_predictions(dataset, predictions)
     if missing and only_predicted:
         dataset = dataset.subset(set(s.stem for s in dataset.samples) - set(missing))
@@ -270,7 +273,10 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
         console.print(f"[yellow]warning: {len(missing)} of {len(dataset)} image(s) have no line in {escape(str(pred))} "
                       f"({escape(shown)}); they count as images where nothing was found. Pass --only-predicted to "
                       f"score only the images with predictions.[/yellow]", highlight=False, soft_wrap=True)
-    report = write_report(dataset, predictions, out, scheme, score_threshold, cross_check)  # type: ignore[arg-type]
+    inputs = {"ground_truth": str(gt.resolve()), "predictions": str(pred.resolve()), "split": str(split) if split
+              else None, "only_predicted": only_predicted, "label_map": label_map or [], "classes": classes}
+    report = write_report(dataset, predictions, out, scheme, score_threshold, cross_check,  # type: ignore[arg-type]
+                          inputs)
     table = Table(title=f"{scheme}: {report['images']} images, {report['ground_truth_boxes']} boxes")
     for column in ("metric", "value"):
         table.add_column(column)

@@ -73,18 +73,64 @@ def record_to_predictions(record: dict, classes: list[str] | tuple[str, ...], wh
                              ) from exc
 
 
+FORMAT_HINT = ('JSON Lines, one image per line: {"image": "x.jpg", "width": W, "height": H, "detections": '
+               '[{"bbox": [x1, y1, x2, y2], "label": ..., "score": ...}]} (`maskwatch detect --json-out`), or the '
+               'Parquet results of `maskwatch batch`')
+
+
 def read_predictions(path: Path, classes: list[str] | tuple[str, ...]) -> Iterator[ImagePredictions]:
+    """Predictions from a JSON Lines file, or from `maskwatch batch` results (its folder or one .parquet part;
+    rows with an error are images without predictions)."""
+    path = Path(path)
+    if path.is_dir() or path.suffix.lower() == ".parquet":
+        yield from _read_batch_rows(path, classes)
+        return
     if not path.is_file():
         raise MaskwatchError(f"{path}: no such predictions file")
-    with path.open() as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
+    with path.open(encoding="utf-8") as f:
+        try:
+            for number, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    if number == 1 and line.lstrip().startswith("["):
+                        raise MaskwatchError(_array_message(path)) from exc
+                    raise MaskwatchError(f"{path}:{number}: not valid JSON ({exc})") from exc
+                if isinstance(record, list):
+                    raise MaskwatchError(_array_message(path))
+                if not isinstance(record, dict):
+                    raise MaskwatchError(f"{path}:{number}: a JSON {type(record).__name__}, not a predictions "
+                                         f"record; expected {FORMAT_HINT}")
+                yield record_to_predictions(record, classes, f"{path}:{number}")
+        except UnicodeDecodeError as exc:
+            raise MaskwatchError(f"{path}: not a text file; expected {FORMAT_HINT}") from exc
+
+
+def _array_message(path: Path) -> str:
+    return (f"{path}: a JSON array (a COCO results list?); expected {FORMAT_HINT}. COCO results name images by "
+            f"id, not by file, so they cannot be matched here")
+
+
+def _read_batch_rows(path: Path, classes: list[str] | tuple[str, ...]) -> Iterator[ImagePredictions]:
+    import pyarrow.parquet as pq
+
+    parts = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
+    if not parts or not all(p.is_file() for p in parts):
+        raise MaskwatchError(f"{path}: no predictions file or `maskwatch batch` results (*.parquet) there; "
+                             f"expected {FORMAT_HINT}")
+    for part in parts:
+        try:
+            rows = pq.read_table(part, columns=["path", "width", "height", "detections", "error"]).to_pylist()
+        except Exception as exc:  # not Parquet, or Parquet of another shape
+            raise MaskwatchError(f"{part}: not `maskwatch batch` results ({exc})") from exc
+        for row in rows:
+            if row["error"]:
                 continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise MaskwatchError(f"{path}:{number}: not valid JSON ({exc})") from exc
-            yield record_to_predictions(record, classes, f"{path}:{number}")
+            record = {"image": row["path"], "width": row["width"], "height": row["height"],
+                      "detections": json.loads(row["detections"])}
+            yield record_to_predictions(record, classes, f"{part}: {row['path']}")
 
 
 def write_predictions(items: Iterable[ImagePredictions], path: Path) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +25,9 @@ def _matplotlib():
     return plt
 
 
-def plot_pr_curves(result: CocoResult, out_dir: Path) -> list[Path]:
-    """One PNG per class: precision against recall at IoU 0.5 and 0.75 (COCO's 101-point interpolation)."""
+def plot_pr_curves(result: CocoResult, out_dir: Path, boxes: dict[str, int] | None = None) -> list[Path]:
+    """One PNG per class: precision against recall at IoU 0.5 and 0.75 (COCO's 101-point interpolation); the
+    title says how many annotated boxes the curve rests on (an AP of 1.0 from 2 boxes says little)."""
     plt = _matplotlib()
     paths = []
     for k, name in enumerate(result.classes):
@@ -35,7 +37,8 @@ def plot_pr_curves(result: CocoResult, out_dir: Path) -> list[Path]:
             ap = precision[precision > -1].mean() if (precision > -1).any() else float("nan")
             ax.plot(result.recall_thresholds, np.where(precision > -1, precision, np.nan), label=f"IoU {iou}: AP {ap:.3f}")
         ax.set_xlabel("recall"), ax.set_ylabel("precision"), ax.set_xlim(0, 1), ax.set_ylim(0, 1.02)
-        ax.set_title(f"PR curve: {name}"), ax.legend(loc="lower left"), ax.grid(alpha=0.3)
+        count = f" ({boxes.get(name, 0)} annotated boxes)" if boxes is not None else ""
+        ax.set_title(f"PR curve: {name}{count}"), ax.legend(loc="lower left"), ax.grid(alpha=0.3)
         fig.tight_layout()
         path = out_dir / f"pr_{name}.png"
         fig.savefig(path, dpi=100)
@@ -76,14 +79,55 @@ def images_without_predictions(gt: Dataset, predictions: list[ImagePredictions])
     return [s.stem for s in gt.samples if s.stem not in predicted]
 
 
+def prediction_problems(gt: Dataset, predictions: list[ImagePredictions]) -> list[str]:
+    """What in the predictions would skew the numbers without stopping the scoring, each said once: an image
+    with more than one line (its boxes all count), predictions made on another size of the picture (boxes are
+    compared in the annotation's pixels), lines for images the ground truth lacks (left out), ground-truth
+    classes no prediction uses (each scores AP 0 in the mean)."""
+    from maskwatch.errors import name_some
+
+    problems = []
+    samples = {s.stem: s for s in gt.samples}
+    lines = Counter(image_stem(p.image) for p in predictions)
+    doubled = [stem for stem, n in lines.items() if n > 1 and stem in samples]
+    if doubled:
+        problems.append(f"{len(doubled)} image(s) have more than one line ({name_some(doubled)}): the boxes of every "
+                        f"line count, so repeated boxes are false positives")
+    resized = [f"{p.image}: {p.width}x{p.height}, annotated {samples[image_stem(p.image)].width}x"
+               f"{samples[image_stem(p.image)].height}" for p in predictions
+               if image_stem(p.image) in samples and p.width and p.height
+               and (p.width, p.height) != (samples[image_stem(p.image)].width, samples[image_stem(p.image)].height)]
+    if resized:
+        problems.append(f"{len(resized)} prediction line(s) were made on a picture of another size "
+                        f"({name_some(resized, 3)}); boxes are compared in the annotation's pixels, so they will "
+                        f"not match: predict on the annotated images")
+    unknown = sorted({p.image for p in predictions if image_stem(p.image) not in samples})
+    if unknown and len(unknown) < len(predictions):
+        problems.append(f"{len(unknown)} line(s) name images that are not in the ground truth ({name_some(unknown)}); "
+                        f"left out")
+    predicted = {label for p in predictions for label in p.labels}
+    unused = {name: n for name, n in gt.class_counts().items() if n and name not in predicted}
+    if predicted and unused:
+        problems.append(f"the ground truth's class(es) {', '.join(f'{k!r} ({v} box(es))' for k, v in unused.items())} "
+                        f"are never predicted: each scores AP 0 and lowers the mean; rename with --label-map "
+                        f"OLD=NEW, or pass --classes to refuse labels outside a list")
+    return problems
+
+
 def write_report(gt: Dataset, predictions: list[ImagePredictions], out_dir: Path, scheme: Scheme = "3class",
-                 score_threshold: float = CONFUSION_MIN_SCORE, cross_check: bool = False) -> dict:
+                 score_threshold: float = CONFUSION_MIN_SCORE, cross_check: bool = False,
+                 inputs: dict | None = None) -> dict:
+    """inputs: what was scored (the ground truth and predictions files, options), recorded in report.json."""
     out_dir.mkdir(parents=True, exist_ok=True)
     result = evaluate_coco(gt, predictions, scheme)
     report: dict = {"scheme": scheme, "images": len(gt), "ground_truth_boxes": gt.num_boxes,
                     "difficult_boxes": gt.num_difficult,  # neither found nor missed
                     "predicted_boxes": sum(len(p.detections) for p in predictions),
-                    "summary": result.summary, "per_class": result.per_class}
+                    "summary": result.summary, "per_class": result.per_class, **({"inputs": inputs} if inputs else {})}
+    classes, label_of = scheme_classes(scheme, gt.classes)
+    boxes = Counter(label_of(label) for s in gt.samples
+                    for label, hard in zip(gt.labels_of(s), difficult_of(s.detections)) if not hard)
+    report["boxes_per_class"] = {name: boxes.get(name, 0) for name in classes}
     if cross_check:
         check = evaluate_coco(gt, predictions, scheme, engine="pycocotools")
         report["pycocotools_summary"] = check.summary
@@ -92,10 +136,12 @@ def write_report(gt: Dataset, predictions: list[ImagePredictions], out_dir: Path
     report["confusion_matrix"] = {"score_threshold": score_threshold, "iou_threshold": 0.5,
                                   "labels": list(matrix.classes) + ["background"],
                                   "rows_are": "ground truth", "matrix": matrix.matrix.astype(int).tolist()}
-    fig = matrix.plot(title=f"confusion matrix ({scheme}, score >= {score_threshold})", fig_size=(7, 6))
+    fig = matrix.plot(fig_size=(7, 6))
+    fig.axes[0].set_title(f"confusion matrix ({scheme}, score >= {score_threshold})", fontsize=12)
+    fig.tight_layout()
     fig.savefig(out_dir / "confusion_matrix.png", dpi=100)
     _matplotlib().close(fig)
-    report["pr_curves"] = [str(p) for p in plot_pr_curves(result, out_dir)]
+    report["pr_curves"] = [p.name for p in plot_pr_curves(result, out_dir, report["boxes_per_class"])]  # beside it
     (out_dir / "report.json").write_text(json.dumps(strict_json(report), indent=2, allow_nan=False))
     return report
 
