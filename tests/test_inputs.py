@@ -49,6 +49,18 @@ def test_pictures_in_formats_not_read_are_named_and_other_files_are_not(folders,
     assert "party.gif" in caplog.text
 
 
+def test_links_to_missing_files_are_named_by_their_own_name_and_skipped(folders, caplog):
+    (folders / "a" / "gone.jpg").symlink_to(folders / "nowhere" / "photo.jpg")
+    (folders / "a" / "alias.jpg").symlink_to(folders / "a" / "maksssksksss1.jpg")  # a link that works is an input
+    for spec in (folders / "a", str(folders / "a" / "*.jpg")):
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            found = collect_images([spec])
+        assert [p.name for p in found] == ["alias.jpg", "maksssksksss0.jpg"]  # one row per file: the first name
+        assert "1 link(s) to a missing file skipped" in caplog.text and "gone.jpg" in caplog.text
+        assert "nowhere" not in caplog.text
+
+
 def test_a_names_file_keeps_only_the_listed_images(folders):
     names = folders / "val.txt"
     names.write_text("maksssksksss5\nmaksssksksss1.jpg\nmaksssksksss999\n")  # stems, a file name, an unknown

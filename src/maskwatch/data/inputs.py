@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
-from maskwatch.data.images import IMAGE_SUFFIXES, list_images, warn_unread
+from maskwatch.data.images import IMAGE_SUFFIXES, list_images, warn_unread, without_broken_links
 from maskwatch.errors import MaskwatchError
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def collect_images(specs: Sequence[str | Path], only: Path | None = None) -> lis
             if not matches:
                 raise MaskwatchError(f"{spec}: no files match this pattern")
             warn_unread(matches, str(spec))
-            paths += [p for p in matches if p.suffix.lower() in IMAGE_SUFFIXES]
+            paths += without_broken_links([p for p in matches if p.suffix.lower() in IMAGE_SUFFIXES], str(spec))
         else:
             raise MaskwatchError(f"{spec}: no such file or folder (give images, folders, a .txt list of paths "
                                  f"or a quoted glob such as 'photos/**/*.jpg')")
