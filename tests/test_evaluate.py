@@ -133,3 +133,15 @@ def test_batch_results_are_predictions_and_other_files_say_what_is_expected(smal
     (tmp_path / "empty").mkdir()
     with pytest.raises(MaskwatchError, match="no predictions file or `maskwatch batch` results"):
         list(read_predictions(tmp_path / "empty", MASK_CLASSES))
+
+
+def test_the_label_map_renames_prediction_labels_too(small, tmp_path):
+    renamed = [ImagePredictions(p.image, p.width, p.height, detections_from_labels(
+        p.detections.xyxy, [label.title() for label in p.labels], p.detections.confidence, small.classes))
+        for p in gt_as_predictions(small)]
+    write_predictions(renamed, tmp_path / "preds.jsonl")
+    mapping = {name.title(): name for name in small.classes}
+    preds = list(read_predictions(tmp_path / "preds.jsonl", small.classes, mapping))
+    assert evaluate_coco(small, preds).summary["mAP"] == pytest.approx(1.0)
+    with pytest.raises(Exception, match="With_Mask"):
+        evaluate_coco(small, list(read_predictions(tmp_path / "preds.jsonl", small.classes)))

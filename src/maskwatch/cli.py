@@ -259,7 +259,9 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
                       highlight=False, soft_wrap=True)
     if split:
         dataset = dataset.subset(read_list(split))
-    predictions = list(read_predictions(pred, dataset.classes))
+    from maskwatch.classes import parse_label_map
+
+    predictions = list(read_predictions(pred, dataset.classes, parse_label_map(label_map)))  # the same renaming
     for problem in prediction_problems(dataset, predictions):
         console.print(f"[yellow]warning: {escape(problem)}[/yellow]", highlight=False, soft_wrap=True)
     missing = images_without_predictions(dataset, predictions)

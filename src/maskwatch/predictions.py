@@ -78,9 +78,17 @@ FORMAT_HINT = ('JSON Lines, one image per line: {"image": "x.jpg", "width": W, "
                'Parquet results of `maskwatch batch`')
 
 
-def read_predictions(path: Path, classes: list[str] | tuple[str, ...]) -> Iterator[ImagePredictions]:
+def read_predictions(path: Path, classes: list[str] | tuple[str, ...],
+                     label_map: dict[str, str] | None = None) -> Iterator[ImagePredictions]:
     """Predictions from a JSON Lines file, or from `maskwatch batch` results (its folder or one .parquet part;
-    rows with an error are images without predictions)."""
+    rows with an error are images without predictions). label_map renames labels, as for the ground truth."""
+    if label_map:
+        for item in read_predictions(path, classes):
+            labels = [label_map.get(label, label) for label in item.labels]
+            scores = item.detections.confidence if item.detections.confidence is not None else np.ones(len(labels))
+            yield ImagePredictions(item.image, item.width, item.height,
+                                   detections_from_labels(item.detections.xyxy, labels, scores, classes))
+        return
     path = Path(path)
     if path.is_dir() or path.suffix.lower() == ".parquet":
         yield from _read_batch_rows(path, classes)
