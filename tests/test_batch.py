@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from maskwatch.batch.core import read_results
+from maskwatch.predictions import read_results
 from maskwatch.batch.run import run_batch
 from maskwatch.errors import MaskwatchError
 
@@ -163,6 +163,45 @@ def test_the_cli_names_unreadable_files_and_exits_1_when_none_could_be_read(imag
     assert none.returncode == 1 and "no image could be read" in none.stderr
 
 
+def test_a_folder_of_an_older_version_warns_and_a_part_cut_short_is_moved_aside(images, tmp_path, caplog):
+    out = tmp_path / "out"
+    run_batch(str(images / "maksssksksss0.jpg"), out, "local", threads=2)
+    (out / "_batch.json").unlink()  # as an older version left it
+    (out / "part-20260101-000000-000000-ray-cut.parquet").write_bytes(b"PAR1 cut short")  # an interrupted write
+    with caplog.at_level("WARNING"):
+        again = run_batch(str(images / "maksssksksss1.jpg"), out, "local", threads=2)
+    assert "did not record its settings" in caplog.text and "moved aside" in caplog.text
+    assert again.rows == 2 and (out / "_unreadable-part-20260101-000000-000000-ray-cut.parquet").exists()
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(out).num_rows == 2  # readers of the folder skip what was moved aside
+
+
+def test_two_runs_on_one_folder_are_not_allowed_at_once(images, tmp_path):
+    from maskwatch.batch.core import folder_lock
+
+    with folder_lock(tmp_path / "out"):  # another run holds the folder
+        with pytest.raises(MaskwatchError, match="another `maskwatch batch` is writing there"):
+            run_batch(str(images), tmp_path / "out", "local", threads=2)
+    assert run_batch(str(images / "maksssksksss0.jpg"), tmp_path / "out", "local", threads=2).processed == 1
+
+
+def sigterm_batch(folder: Path, out: Path, after_s: float, *options: str) -> subprocess.CompletedProcess:
+    run = subprocess.Popen([sys.executable, "-m", "maskwatch.cli", "batch", str(folder), "--out", str(out), *options],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(after_s)
+    run.terminate()  # SIGTERM, as a service manager or `kill` sends
+    stdout, stderr = run.communicate(timeout=120)
+    return subprocess.CompletedProcess(run.args, run.returncode, stdout, stderr)
+
+
+def test_sigterm_keeps_the_rows_done_and_exits_130(data_dir, tmp_path):
+    stopped = sigterm_batch(data_dir / "images", tmp_path / "out", 8.0, "--threads", "2")
+    kept = len(read_results(tmp_path / "out"))
+    assert stopped.returncode == 130 and "interrupted: the" in stopped.stderr and "Traceback" not in stopped.stderr
+    assert 0 < kept < 767 and f"the {kept} rows in" in stopped.stderr
+
+
 def test_results_of_older_versions_with_an_untyped_error_column_are_read(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -220,7 +259,7 @@ def test_ray_engine_on_a_local_cluster_gives_the_same_rows_as_local(images, tmp_
     finally:
         ray.shutdown()
     assert local.processed == on_ray.processed == 7 and resumed.processed == 2  # the unreadable two again
-    assert all(p.name.startswith("part-ray-") for p in (tmp_path / "ray").glob("*.parquet"))
+    assert all(p.name.startswith("part-") and "-ray-" in p.name for p in (tmp_path / "ray").glob("*.parquet"))
     a, b = rows_by_path(tmp_path / "local"), rows_by_path(tmp_path / "ray")
     assert a.keys() == b.keys()
     for path in a:
@@ -231,6 +270,15 @@ def test_ray_engine_on_a_local_cluster_gives_the_same_rows_as_local(images, tmp_
     assert error_types(tmp_path / "late") == {"string"} and error_types(tmp_path / "ray") == {"string"}
     rows = rows_by_path(tmp_path / "late")
     assert len(rows) == 3 and "not a readable image" in rows[str(growing / "zz_broken.jpg")]["error"]
+
+
+@pytest.mark.slow
+def test_the_ray_engine_writes_blocks_as_they_finish_and_sigterm_keeps_them(data_dir, tmp_path):
+    pytest.importorskip("ray")
+    stopped = sigterm_batch(data_dir / "images", tmp_path / "out", 20.0, "--engine", "ray")
+    kept = len(read_results(tmp_path / "out"))
+    assert stopped.returncode == 130 and "interrupted: the" in stopped.stderr and "Traceback" not in stopped.stderr
+    assert 0 < kept < 767  # written while the actors still ran (before, nothing was written until the end)
 
 
 @pytest.mark.slow

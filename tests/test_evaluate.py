@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from maskwatch.data import load_dataset
+from maskwatch.errors import MaskwatchError
 from maskwatch.evaluation import evaluate_coco, write_report
 from maskwatch.predictions import ImagePredictions, detections_from_labels, read_predictions, write_predictions
 
@@ -98,19 +99,25 @@ def test_predictions_that_would_skew_the_numbers_are_each_said(small):
     assert any("1 line(s) name images that are not in the ground truth (not_annotated.jpg)" in p for p in problems)
     helmet = small.with_classes([*small.classes, "helmet"])
     helmet.samples[0].detections.class_id[0] = 3
-    assert any("'helmet' (1 box(es)) are never predicted" in p for p in prediction_problems(helmet, preds))
+    assert any("'helmet' (1 box(es)) are never predicted" in p and "not a mask class" in p
+               for p in prediction_problems(helmet, preds))
+    no_wrong = [replace(p, detections=p.detections[p.detections.data["class_name"] != "mask_weared_incorrect"])
+                for p in preds]
+    assert any("'mask_weared_incorrect'" in p and "not a mask class" not in p
+               for p in prediction_problems(small, no_wrong))  # never predicted: said, without a rename to offer
+    assert prediction_problems(small, no_wrong, "2class") == []  # folded into no_mask, which is predicted
+    assert prediction_problems(small, no_wrong, "face") == []
 
 
 def test_batch_results_are_predictions_and_other_files_say_what_is_expected(small, tmp_path):
     from maskwatch.classes import MASK_CLASSES
-    from maskwatch.errors import MaskwatchError
 
     batch_out = tmp_path / "batch"
     batch_out.mkdir()
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from maskwatch.batch.core import row_schema
+    from maskwatch.predictions import row_schema
 
     rows = []
     for p in gt_as_predictions(small):
@@ -143,5 +150,5 @@ def test_the_label_map_renames_prediction_labels_too(small, tmp_path):
     mapping = {name.title(): name for name in small.classes}
     preds = list(read_predictions(tmp_path / "preds.jsonl", small.classes, mapping))
     assert evaluate_coco(small, preds).summary["mAP"] == pytest.approx(1.0)
-    with pytest.raises(Exception, match="prediction label .W"):
+    with pytest.raises(MaskwatchError, match="prediction label .W"):
         evaluate_coco(small, list(read_predictions(tmp_path / "preds.jsonl", small.classes)))

@@ -213,6 +213,12 @@ def test_zone_points_just_past_the_edge_move_onto_it_and_far_ones_name_the_confi
     assert counter.zones[0].zone.points == ((0, 0), (640, 0), (640, 480), (0, 480))
     assert (counter.lines[0].line.start, counter.lines[0].line.end) == ((320, 0), (320, 480))
     assert "'queue': points past the 640x480 picture's edge moved onto it: (-3.0, 0.0) -> (0.0, 0.0)" in caplog.text
+    caplog.clear()
+    inside = Zone("inside", ((0, 0), (10, 0), (10, 10)))  # from Python, points as given: nothing to say
+    assert ZoneCounter([inside], [], (640, 480)).zones[0].zone is inside and caplog.text == ""
+    for zone, line in (([Zone.parse("margin=-20,0,-5,0,-5,40")], []), ([], [Line.parse("edge=-10,5,-20,5")])):
+        with pytest.raises(MaskwatchError, match="lies outside the 640x480 picture"):
+            ZoneCounter(zone, line, (640, 480))
     config = tmp_path / "cameras.yaml"
     config.write_text("cameras:\n  door: {source: a.mp4, zones: {hall: [0, 0, 1900, 0, 1900, 1000]}}")
     zone = load_config(config)["door"].zones[0]

@@ -262,7 +262,7 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
     from maskwatch.classes import parse_label_map
 
     predictions = list(read_predictions(pred, dataset.classes, parse_label_map(label_map)))  # the same renaming
-    for problem in prediction_problems(dataset, predictions):
+    for problem in prediction_problems(dataset, predictions, scheme):  # type: ignore[arg-type]
         console.print(f"[yellow]warning: {escape(problem)}[/yellow]", highlight=False, soft_wrap=True)
     missing = images_without_predictions(dataset, predictions)
     if missing and only_predicted:
@@ -538,7 +538,6 @@ def batch(inputs: list[str] = typer.Argument(..., help=INPUTS_HELP, metavar="INP
           model: Optional[Path] = ModelOption, threads: Optional[int] = ThreadsOption) -> None:
     """Detect on many images, locally or on a Ray cluster; resumable, one Parquet row per image. A second run with
     the same --out skips the images done and tries the failed ones again; Ctrl-C keeps the rows written."""
-    from maskwatch.batch.core import read_results
     from maskwatch.batch.run import run_batch
     from maskwatch.stop_signals import restore_signals, stop_signals_as_interrupt
 
@@ -548,7 +547,7 @@ def batch(inputs: list[str] = typer.Argument(..., help=INPUTS_HELP, metavar="INP
                             threads, only, verbose)
     finally:
         restore_signals(previous)
-    rows = read_results(out).num_rows if out.is_dir() and any(out.glob("*.parquet")) else 0
+    rows = summary.rows
     typer.echo(f"{summary.inputs} inputs: {summary.processed} processed now, {summary.skipped} done before; "
                f"{rows} rows in {out} ({len(summary.failed)} of these inputs with errors)")
     if summary.failed:
@@ -575,6 +574,9 @@ def main() -> None:
     except MaskwatchError as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
+    except KeyboardInterrupt:  # Ctrl-C (or SIGTERM, where a command turns it into this) outside a job's own handling
+        console.print("interrupted", highlight=False)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

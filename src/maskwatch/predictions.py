@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -13,6 +14,8 @@ import numpy as np
 import supervision as sv
 
 from maskwatch.errors import MaskwatchError
+
+log = logging.getLogger(__name__)
 
 # Optional column of detections: how sure the detector is that the box is a face at all, whatever its class
 # (the head's probabilities of every face class together, with the face finder's score as in the class score).
@@ -122,23 +125,49 @@ def _array_message(path: Path) -> str:
 
 
 def _read_batch_rows(path: Path, classes: list[str] | tuple[str, ...]) -> Iterator[ImagePredictions]:
-    import pyarrow.parquet as pq
-
-    parts = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
-    if not parts or not all(p.is_file() for p in parts):
+    if path.is_dir() and not any(path.glob("*.parquet")):
         raise MaskwatchError(f"{path}: no predictions file or `maskwatch batch` results (*.parquet) there; "
                              f"expected {FORMAT_HINT}")
-    for part in parts:
-        try:
-            rows = pq.read_table(part, columns=["path", "width", "height", "detections", "error"]).to_pylist()
-        except Exception as exc:  # not Parquet, or Parquet of another shape
-            raise MaskwatchError(f"{part}: not `maskwatch batch` results ({exc})") from exc
-        for row in rows:
-            if row["error"]:
-                continue
+    for row in read_results(path).to_pylist():
+        if not row["error"]:
             record = {"image": row["path"], "width": row["width"], "height": row["height"],
                       "detections": json.loads(row["detections"])}
-            yield record_to_predictions(record, classes, f"{part}: {row['path']}")
+            yield record_to_predictions(record, classes, f"{path}: {row['path']}")
+
+
+# `maskwatch batch` results: Parquet parts of one row per image, the detections as this module's records (JSON).
+ROW_FIELDS = ("path", "width", "height", "detections", "faces", "with_mask", "without_mask",
+              "mask_weared_incorrect", "error")
+
+
+def row_schema():
+    """The one schema of every Parquet part, whichever engine wrote it and whether or not it holds an error:
+    left to inference, a part without errors would store `error` as type null and no reader could join it to
+    a part with errors."""
+    import pyarrow as pa
+
+    types = {"path": pa.string(), "width": pa.int64(), "height": pa.int64(), "detections": pa.string(),
+             "error": pa.string()}
+    return pa.schema([(name, types.get(name, pa.int64())) for name in ROW_FIELDS])
+
+
+def read_results(out_dir: Path):
+    """All rows of a `maskwatch batch` results folder (or one part) as a pyarrow Table in the row schema (parts
+    of older versions, which may store `error` as type null, are cast to it; parts cut short are skipped)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parts = sorted(Path(out_dir).glob("*.parquet")) if Path(out_dir).is_dir() else [Path(out_dir)]
+    if not parts:
+        raise MaskwatchError(f"{out_dir}: no result files")
+    schema = row_schema()
+    tables = []
+    for part in parts:
+        try:
+            tables.append(pq.read_table(part).select(schema.names).cast(schema))
+        except Exception as exc:  # a part cut short by a crash: its images run again on the next run
+            log.warning("%s: unreadable result part (%s); skipped", part, exc)
+    return pa.concat_tables(tables) if tables else schema.empty_table()
 
 
 def write_predictions(items: Iterable[ImagePredictions], path: Path) -> int:

@@ -23,6 +23,15 @@ def stop_signals_as_interrupt() -> dict:
     return previous
 
 
+def current_handlers() -> dict:
+    """The handlers now set, for `restore_signals` after a library (Ray) has set its own."""
+    return {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+
+
 def restore_signals(previous: dict) -> None:
-    for signum, handler in previous.items():
-        signal.signal(signum, handler)
+    try:
+        for signum, handler in previous.items():
+            if handler is not None:  # None: set outside Python, cannot be set back from here
+                signal.signal(signum, handler)
+    except ValueError:  # not the main thread: nothing was changed there either
+        pass

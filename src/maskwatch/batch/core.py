@@ -3,11 +3,14 @@ results folder (which is also what makes a run resumable). The inputs come from 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import re
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from maskwatch.annotate import annotate
@@ -17,21 +20,6 @@ from maskwatch.errors import MaskwatchError
 from maskwatch.predictions import ImagePredictions
 
 log = logging.getLogger(__name__)
-
-ROW_FIELDS = ("path", "width", "height", "detections", "faces", "with_mask", "without_mask",
-              "mask_weared_incorrect", "error")
-
-
-def row_schema():
-    """The one schema of every Parquet part, whichever engine wrote it and whether or not it holds an error:
-    left to inference, a part without errors would store `error` as type null and no reader could join it to
-    a part with errors."""
-    import pyarrow as pa
-
-    types = {"path": pa.string(), "width": pa.int64(), "height": pa.int64(), "detections": pa.string(),
-             "error": pa.string()}
-    return pa.schema([(name, types.get(name, pa.int64())) for name in ROW_FIELDS])
-
 
 def normalise_path(path: str) -> str:
     """The absolute path without `..` and links: an image is the same row however its path was typed."""
@@ -64,63 +52,107 @@ def detect_row(detector: Detector, path: str, conf: float, annotate_dir: Path | 
     return row
 
 
-def _parts_oldest_first(out_dir: Path) -> list[Path]:
-    return sorted(Path(out_dir).glob("*.parquet"), key=lambda p: (p.stat().st_mtime_ns, p.name))
+PART_NAME = re.compile(r"^part-\d{8}-\d{6}-\d{6}-")  # a timestamp first: parts sort by name in the order written
 
 
-def done_paths(out_dir: Path) -> set[str]:
-    """Paths already in the results folder without an error: a second run skips them, and tries the failed
-    ones again (a file fixed since, a share that was down)."""
+def part_name(engine: str) -> str:
+    now = time.time_ns() // 1000
+    return f"part-{time.strftime('%Y%m%d-%H%M%S', time.localtime(now / 1e6))}-{now % 10**6:06d}-{engine}"
+
+
+def parts_oldest_first(out_dir: Path) -> list[Path]:
+    """The result parts in the order they were written: by name (a timestamp leads it); parts of older versions,
+    named otherwise, first, by modification time."""
+    parts = list(Path(out_dir).glob("*.parquet"))
+    old = sorted((p for p in parts if not PART_NAME.match(p.name)), key=lambda p: (p.stat().st_mtime_ns, p.name))
+    return old + sorted(p for p in parts if PART_NAME.match(p.name))
+
+
+@dataclass
+class FolderState:
+    """What a results folder holds, read once (paths and errors only): each image's latest row."""
+
+    latest: dict[str, tuple[Path, str | None]] = field(default_factory=dict)  # path -> (its part, its error)
+    rows: dict[Path, list[str]] = field(default_factory=dict)  # part -> its rows' paths (normalised)
+    unreadable: list[Path] = field(default_factory=list)
+
+    @property
+    def done(self) -> set[str]:
+        """Images with a row without error: a second run skips them and tries the failed ones again (a file
+        fixed since, a share that was down)."""
+        return {path for path, (_, error) in self.latest.items() if not error}
+
+    def failed(self, wanted: set[str]) -> dict[str, str]:
+        return {path: error for path, (_, error) in self.latest.items() if error and path in wanted}
+
+    @property
+    def row_count(self) -> int:
+        return len(self.latest)
+
+
+def read_folder(out_dir: Path) -> FolderState:
     import pyarrow.parquet as pq
 
-    done: set[str] = set()
-    for part in _parts_oldest_first(out_dir):
+    state = FolderState()
+    for part in parts_oldest_first(out_dir):
         try:
             table = pq.read_table(part, columns=["path", "error"])
-        except Exception:  # a part cut short by a crash holds nothing we can trust; its images run again
+        except Exception:  # cut short by a crash or an interrupted write: nothing in it can be trusted
+            state.unreadable.append(part)
             continue
-        for path, error in zip(table.column("path").to_pylist(), table.column("error").to_pylist()):
-            path = normalise_path(path)  # parts of older versions may hold paths as typed
-            if error:
-                done.discard(path)  # a later part's failure of an image counts, not an earlier success
-            else:
-                done.add(path)
-    return done
+        paths = [normalise_path(p) for p in table.column("path").to_pylist()]  # older versions: paths as typed
+        state.rows[part] = paths
+        for path, error in zip(paths, table.column("error").to_pylist()):
+            state.latest[path] = (part, error)
+    return state
 
 
-def drop_superseded_rows(out_dir: Path) -> int:
-    """Rows of an image that a later part holds again (a failed image tried again) are removed from the older
-    part, so the folder holds one row per image for any Parquet reader. Returns how many were removed."""
+def tidy_folder(out_dir: Path, state: FolderState) -> FolderState:
+    """One row per image for any Parquet reader: rows that a later part holds again (a failed image tried
+    again) are removed from the older part, and parts that cannot be read (cut short) are moved aside as
+    `_unreadable-NAME` (readers skip names starting with `_`; their images run again next time)."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    latest: dict[str, Path] = {}
-    parts = _parts_oldest_first(out_dir)
-    tables = {}
-    for part in parts:
-        try:
-            tables[part] = pq.read_table(part, columns=["path"]).column("path").to_pylist()
-        except Exception:
-            continue
-        for path in tables[part]:
-            latest[normalise_path(path)] = part
-    removed = 0
-    for part, paths in tables.items():
-        keep = [latest[normalise_path(p)] == part for p in paths]
+    for part in state.unreadable:
+        log.warning("%s: a result part cut short (an interrupted write); moved aside as _unreadable-%s, its images "
+                    "run again next time", part, part.name)
+        part.replace(part.with_name(f"_unreadable-{part.name}"))
+    state.unreadable = []
+    for part, paths in list(state.rows.items()):
+        keep = [state.latest[p][0] == part for p in paths]
         if all(keep):
             continue
-        removed += keep.count(False)
         if not any(keep):
             part.unlink()
+            del state.rows[part]
             continue
-        temp = part.with_suffix(".tmp")
-        pq.write_table(pq.read_table(part).filter(pc.field("path").isin(
-            [p for p, k in zip(paths, keep) if k])), temp)
+        table = pq.read_table(part)
+        temp = part.with_name(f".{part.stem}.{os.getpid()}.tmp")
+        pq.write_table(table.filter(pc.field("path").isin([raw for raw, k in zip(
+            table.column("path").to_pylist(), keep) if k])), temp)
         temp.replace(part)  # complete or absent, as when it was first written
-    return removed
+        state.rows[part] = [p for p, k in zip(paths, keep) if k]
+    return state
 
 
 SETTINGS_FILE = "_batch.json"  # "_": Parquet readers of the folder (pyarrow, pandas, Spark) skip it
+LOCK_FILE = "_batch.lock"
+
+
+@contextlib.contextmanager
+def folder_lock(out_dir: Path):
+    """One run at a time per results folder: two would process the same images and rewrite each other's parts."""
+    import fcntl
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / LOCK_FILE, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise MaskwatchError(f"{out_dir}: another `maskwatch batch` is writing there; wait for it, or give "
+                                 f"another --out") from None
+        yield
 
 
 def check_settings(out_dir: Path, settings: dict, has_rows: bool) -> None:
@@ -137,28 +169,9 @@ def check_settings(out_dir: Path, settings: dict, has_rows: bool) -> None:
         if changed:
             raise MaskwatchError(f"{out_dir} holds results made with other settings ({'; '.join(changed)}); give "
                                  f"another --out, or the same settings to go on with it")
+    elif has_rows:
+        log.warning("%s: its rows were written by an earlier version, which did not record its settings (--conf, "
+                    "--model, --annotate); this run's are recorded from now on: if they differ, the folder mixes "
+                    "two settings", out_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(settings, indent=2) + "\n")
-
-
-def part_name(engine: str) -> str:
-    return f"part-{engine}-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**6:06d}"
-
-
-def read_results(out_dir: Path):
-    """All result rows of a folder as a pyarrow Table in the row schema (parts of older versions, which may
-    store `error` as type null, are cast to it)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    parts = sorted(Path(out_dir).glob("*.parquet"))
-    if not parts:
-        raise MaskwatchError(f"{out_dir}: no result files")
-    schema = row_schema()
-    tables = []
-    for part in parts:
-        try:
-            tables.append(pq.read_table(part).select(schema.names).cast(schema))
-        except Exception as exc:  # a part cut short by a crash: its images run again on the next run
-            log.warning("%s: unreadable result part (%s); skipped", part, exc)
-    return pa.concat_tables(tables) if tables else schema.empty_table()

@@ -6,16 +6,17 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from maskwatch.batch.core import detect_row, part_name, row_schema
+from maskwatch.batch.core import detect_row, part_name
 from maskwatch.detector import Detector
 from maskwatch.limits import BATCH_PART_ROWS
+from maskwatch.predictions import row_schema
 
 
 def write_rows(rows: list[dict], path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    temp = path.with_suffix(".tmp")
+    temp = path.with_name(f".{path.stem}.tmp")  # a hidden name: readers of the folder skip it while it grows
     pq.write_table(pa.Table.from_pylist(rows, schema=row_schema()), temp)
     temp.replace(path)  # a part is either complete or absent
 

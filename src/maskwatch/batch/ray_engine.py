@@ -16,7 +16,8 @@ import sys
 import warnings
 from pathlib import Path
 
-from maskwatch.batch.core import detect_row, part_name, row_schema
+from maskwatch.batch.core import detect_row, part_name
+from maskwatch.predictions import row_schema
 
 
 class DetectActor:
@@ -43,8 +44,11 @@ def run_ray(paths: list[str], out_dir: Path, model: str | None, conf: float, ann
             names: dict[str, str] | None = None, verbose: bool = True) -> int:
     import ray
 
-    watchdog = None
+    from maskwatch.stop_signals import current_handlers, restore_signals, stop_signals_as_interrupt
+
+    watchdog, handlers = None, None
     if not ray.is_initialized():
+        handlers = current_handlers()
         with _quiet(verbose):
             level = logging.INFO if verbose else logging.ERROR
             if address:
@@ -55,6 +59,7 @@ def run_ray(paths: list[str], out_dir: Path, model: str | None, conf: float, ann
                 watchdog = start_watchdog()
                 ray.init(num_cpus=max(actors, 1), include_dashboard=False, log_to_driver=verbose,
                          logging_level=level)
+        stop_signals_as_interrupt()  # ray.init set SIGTERM to exit at once; the run stops as for Ctrl-C instead
     try:
         with warnings.catch_warnings():
             if not verbose:  # Ray Data's advice on its actor pool sizes, not the user's business
@@ -67,6 +72,8 @@ def run_ray(paths: list[str], out_dir: Path, model: str | None, conf: float, ann
 
             ray.shutdown()
             stop_watchdog(watchdog)
+        if handlers is not None:
+            restore_signals(handlers)  # the caller's, not Ray's nor ours
 
 
 def _run(paths: list[str], out_dir: Path, model: str | None, conf: float, annotate_dir: Path | None,
@@ -143,11 +150,13 @@ def _filename_provider(prefix: str):
     from ray.data.datasource import FilenameProvider
 
     class Provider(FilenameProvider):
-        # Ray appends "-{i}.parquet"; in append mode it wants the write's id in the name.
+        # Ray 2.60's Parquet writer asks for a task's name and appends "-{i}.parquet"; in append mode it wants the
+        # write's id in it. Older Ray asks for a block's whole file name, (block, task, block index) in 2.9.
         def get_filename_for_task(self, write_uuid: str, task_index: int) -> str:
             return f"{prefix}-{write_uuid}-{task_index:05d}"
 
-        def get_filename_for_block(self, block, write_uuid: str, task_index: int, block_index: int) -> str:
-            return f"{prefix}-{write_uuid}-{task_index:05d}-{block_index:03d}"
+        def get_filename_for_block(self, block, *where) -> str:
+            task_index, block_index = where[-2:]
+            return f"{prefix}-{task_index:05d}-{block_index:03d}.parquet"
 
     return Provider()

@@ -6,7 +6,7 @@ import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from maskwatch.batch.core import check_settings, done_paths, drop_superseded_rows, normalise_path, read_results
+from maskwatch.batch.core import check_settings, folder_lock, normalise_path, read_folder, tidy_folder
 from maskwatch.data.inputs import collect_images, output_names
 from maskwatch.errors import MaskwatchError
 from maskwatch.limits import BATCH_PART_ROWS
@@ -22,6 +22,7 @@ class BatchSummary:
     out: Path
     failed: dict[str, str] = field(default_factory=dict)  # path -> error, of this command's inputs
     interrupted: bool = False
+    rows: int = 0  # in the results folder, one per image
 
 
 def run_batch(spec: str | list[str], out: Path, engine: str = "local", address: str | None = None,
@@ -39,31 +40,23 @@ def run_batch(spec: str | list[str], out: Path, engine: str = "local", address: 
     found = collect_images([spec] if isinstance(spec, (str, Path)) else spec, only)
     paths = [normalise_path(str(p)) for p in found]  # one row per file however its path was typed
     names = dict(zip(paths, output_names(found)))  # over every input, so a resumed run names files the same
-    has_rows = out.is_dir() and any(out.glob("*.parquet"))
-    check_settings(out, {"conf": conf, "model": normalise_path(model) if model else "shipped",
-                         "annotate": annotate}, has_rows)
-    done = done_paths(out) if has_rows else set()
-    todo = [p for p in paths if p not in done]
-    annotate_dir = out / "annotated" if annotate else None
-    summary = BatchSummary(len(paths), len(paths) - len(todo), 0, engine, out)
-    parts_before = set(out.glob("*.parquet")) if has_rows else set()
-    try:
-        summary.processed = _run_engine(todo, out, engine, address, conf, annotate_dir, model, actors, threads,
-                                        names, verbose, part_rows) if todo else 0
-    except KeyboardInterrupt:  # what was written stays; the caller says so
-        summary.interrupted = True
-    finally:
-        if out.is_dir():
-            drop_superseded_rows(out)
-    if out.is_dir() and any(out.glob("*.parquet")):
-        import pyarrow.parquet as pq
-
-        wanted = set(paths)
-        table = read_results(out)
-        summary.failed = {p: e for p, e in zip(table.column("path").to_pylist(), table.column("error").to_pylist())
-                          if e and normalise_path(p) in wanted}
-        if summary.interrupted:  # the rows this run wrote before it stopped
-            summary.processed = sum(pq.read_metadata(p).num_rows for p in set(out.glob("*.parquet")) - parts_before)
+    with folder_lock(out):
+        before = read_folder(out)
+        check_settings(out, {"conf": conf, "model": normalise_path(model) if model else "shipped",
+                             "annotate": annotate}, bool(before.rows or before.unreadable))
+        todo = [p for p in paths if p not in before.done]
+        annotate_dir = out / "annotated" if annotate else None
+        summary = BatchSummary(len(paths), len(paths) - len(todo), 0, engine, out)
+        try:
+            summary.processed = _run_engine(todo, out, engine, address, conf, annotate_dir, model, actors, threads,
+                                            names, verbose, part_rows) if todo else 0
+        except KeyboardInterrupt:  # what was written stays; the caller says so
+            summary.interrupted = True
+        after = tidy_folder(out, read_folder(out))
+    summary.failed = after.failed(set(paths))
+    summary.rows = after.row_count
+    if summary.interrupted:  # the rows this run wrote before it stopped
+        summary.processed = sum(len(rows) for part, rows in after.rows.items() if part not in before.rows)
     return summary
 
 

@@ -118,7 +118,7 @@ def list_images(folder: Path) -> list[Path]:
     images, unread = [], []
     for path in folder.rglob("*"):
         suffix = path.suffix.lower()
-        if suffix in IMAGE_SUFFIXES and (path.is_file() or path.is_symlink()):
+        if suffix in IMAGE_SUFFIXES and (path.is_file() or path.is_symlink() and not path.exists()):
             images.append(path)
         elif suffix in UNREAD_IMAGE_SUFFIXES and path.is_file():
             unread.append(path)
@@ -130,9 +130,11 @@ def without_broken_links(paths: list[Path], where: str) -> list[Path]:
     """The paths less links whose target is gone, which are named in a warning (by the link's own name: the
     target's says nothing to whoever made the folder)."""
     broken = [p for p in paths if p.is_symlink() and not p.exists()]
-    if broken:
-        log.warning("%s: %d link(s) to a missing file skipped (%s)", where, len(broken), name_some(broken))
-    return [p for p in paths if p not in broken] if broken else paths
+    if not broken:
+        return paths
+    log.warning("%s: %d link(s) to a missing file skipped (%s)", where, len(broken), name_some(broken))
+    skipped = set(broken)
+    return [p for p in paths if p not in skipped]
 
 
 def warn_unread(paths: list[Path], where: str) -> None:

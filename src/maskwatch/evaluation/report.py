@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import supervision as sv
 
+from maskwatch.classes import MASK_CLASSES, TWO_CLASSES
 from maskwatch.data.dataset import Dataset, difficult_of
 from maskwatch.evaluation.coco_metrics import CocoResult, Scheme, evaluate_coco, scheme_classes
 from maskwatch.predictions import ImagePredictions, detections_from_labels, image_stem
@@ -79,7 +80,7 @@ def images_without_predictions(gt: Dataset, predictions: list[ImagePredictions])
     return [s.stem for s in gt.samples if s.stem not in predicted]
 
 
-def prediction_problems(gt: Dataset, predictions: list[ImagePredictions]) -> list[str]:
+def prediction_problems(gt: Dataset, predictions: list[ImagePredictions], scheme: Scheme = "3class") -> list[str]:
     """What in the predictions would skew the numbers without stopping the scoring, each said once: an image
     with more than one line (its boxes all count), predictions made on another size of the picture (boxes are
     compared in the annotation's pixels), lines for images the ground truth lacks (left out), ground-truth
@@ -105,12 +106,18 @@ def prediction_problems(gt: Dataset, predictions: list[ImagePredictions]) -> lis
     if unknown and len(unknown) < len(predictions):
         problems.append(f"{len(unknown)} line(s) name images that are not in the ground truth ({name_some(unknown)}); "
                         f"left out")
-    predicted = {label for p in predictions for label in p.labels}
-    unused = {name: n for name, n in gt.class_counts().items() if n and name not in predicted}
+    _, label_of = scheme_classes(scheme, gt.classes)  # as scored: under 2class, a class folded into another
+    predicted = {label_of(label) for p in predictions for label in p.labels}
+    unused = Counter()
+    for name, n in gt.class_counts().items():
+        if n and label_of(name) not in predicted:
+            unused[label_of(name)] += n
     if predicted and unused:
+        stray = [name for name in unused if name not in MASK_CLASSES and name not in TWO_CLASSES]
         problems.append(f"the ground truth's class(es) {', '.join(f'{k!r} ({v} box(es))' for k, v in unused.items())} "
-                        f"are never predicted: each scores AP 0 and lowers the mean; rename with --label-map "
-                        f"OLD=NEW, or pass --classes to refuse labels outside a list")
+                        f"are never predicted: each scores AP 0 and lowers the mean" +
+                        (f"; {', '.join(map(repr, stray))} is not a mask class: rename it with --label-map OLD=NEW, "
+                         f"or pass --classes to refuse labels outside a list" if stray else ""))
     return problems
 
 

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import supervision as sv
 
-from maskwatch.data.dataset import Dataset, Sample
+from maskwatch.data.dataset import DIFFICULT, Dataset, Sample, difficult_of
 from maskwatch.data.images import read_image, write_image
 
 
@@ -65,7 +65,8 @@ def rescaled(dataset: Dataset, out_dir: Path, factor: float) -> Dataset:
         image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_CUBIC)
         xyxy = sample.detections.xyxy * np.array([w / sample.width, h / sample.height] * 2, np.float32)
         path = _write(image, out_dir, f"{sample.stem}.jpg")
-        samples.append(Sample(path, w, h, sv.Detections(xyxy=xyxy, class_id=sample.detections.class_id.copy())))
+        samples.append(Sample(path, w, h, sv.Detections(xyxy=xyxy, class_id=sample.detections.class_id.copy(),
+                                                         data={DIFFICULT: difficult_of(sample.detections)})))
     return Dataset(dataset.classes, samples)
 
 
@@ -100,8 +101,9 @@ def closeups(dataset: Dataset, out_dir: Path, size: tuple[int, int], min_face_px
             area = lambda b: np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)  # noqa: E731
             inside = area(clipped) >= 0.6 * area(moved)  # faces cut by the frame edge are left out of the truth
             path = _write(view, out_dir, f"{sample.stem}_face{i}_{out_w}x{out_h}.jpg")
-            samples.append(Sample(path, out_w, out_h, sv.Detections(xyxy=clipped[inside].astype(np.float32),
-                                                                    class_id=sample.detections.class_id[inside])))
+            samples.append(Sample(path, out_w, out_h, sv.Detections(
+                xyxy=clipped[inside].astype(np.float32), class_id=sample.detections.class_id[inside],
+                data={DIFFICULT: difficult_of(sample.detections)[inside]})))
     return Dataset(dataset.classes, samples)
 
 

@@ -144,14 +144,24 @@ def _fit_to_picture(item: Zone | Line, width: int, height: int) -> Zone | Line:
     if far:
         raise MaskwatchError(f"{item.label}: point {far[0]} is outside the {width}x{height} picture; zones and "
                              f"lines are in pixels of the source (was it drawn for another resolution?)")
-    fitted = tuple((min(max(x, 0.0), float(width)), min(max(y, 0.0), float(height))) for x, y in item.points)
-    if fitted == tuple(item.points):
+    given = tuple((float(x), float(y)) for x, y in item.points)
+    fitted = tuple((min(max(x, 0.0), float(width)), min(max(y, 0.0), float(height))) for x, y in given)
+    if fitted == given:
         return item
+    if isinstance(item, Line) and fitted[0] == fitted[1] or isinstance(item, Zone) and _area(fitted) == 0:
+        raise MaskwatchError(f"{item.label}: lies outside the {width}x{height} picture, past its edge; zones and "
+                             f"lines are in pixels of the source")
     log.warning("%s: points past the %dx%d picture's edge moved onto it: %s", item.label, width, height,
-                ", ".join(f"{p} -> {q}" for p, q in zip(item.points, fitted) if p != q))
+                ", ".join(f"{p} -> {q}" for p, q in zip(given, fitted) if p != q))
     if isinstance(item, Zone):
         return replace(item, points=fitted)
     return replace(item, start=fitted[0], end=fitted[1])
+
+
+def _area(points: tuple[tuple[float, float], ...]) -> float:
+    """A polygon's area (shoelace formula)."""
+    xs, ys = np.array([p[0] for p in points]), np.array([p[1] for p in points])
+    return float(abs(np.dot(xs, np.roll(ys, 1)) - np.dot(ys, np.roll(xs, 1))) / 2)
 
 
 class ZoneCounter:
