@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from maskwatch.data import Dataset, load_dataset
-from maskwatch.data.images import read_image
+from maskwatch.data.images import annotated_image
 from maskwatch.data.split import read_list
 from maskwatch.detector import Detector
 from maskwatch.evaluation import evaluate_coco
@@ -132,7 +132,7 @@ def main() -> None:
     rows = []
     for set_name in args.set or ["andrewmvd", "jolignier"]:
         dataset = validation_set(set_name)
-        images = [read_image(s.image_path) for s in dataset.samples]
+        images = [annotated_image(s.image_path) for s in dataset.samples]
         for model in args.model or ["shipped"]:
             for scale in args.scale or ["auto"]:
                 for all_classes in ([True, False] if args.best_class and model != FACE_FINDER else [True]):

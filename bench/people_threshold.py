@@ -15,7 +15,7 @@ import numpy as np
 import supervision as sv
 
 from accuracy import validation_set
-from maskwatch.data.images import read_image
+from maskwatch.data.images import annotated_image
 from maskwatch.detector import Detector
 
 THRESHOLDS = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
@@ -25,7 +25,7 @@ def matched(detector, dataset) -> tuple[np.ndarray, int]:
     """Per detection (score >= 0.05, best class per face): score, right class, right face; and the face count."""
     rows, faces = [], 0
     for sample in dataset.samples:
-        found = detector(read_image(sample.image_path), min_score=0.05, all_classes=False)
+        found = detector(annotated_image(sample.image_path), min_score=0.05, all_classes=False)
         truth = sample.detections
         faces += len(truth)
         iou = sv.box_iou_batch(found.xyxy, truth.xyxy) if len(found) and len(truth) else None

@@ -16,7 +16,7 @@ from pathlib import Path
 
 
 from maskwatch.data import load_dataset
-from maskwatch.data.images import read_image
+from maskwatch.data.images import annotated_image
 from maskwatch.data.split import read_list
 from maskwatch.detector import Detector
 from maskwatch.evaluation import evaluate_coco
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def predict(dataset, fn) -> list[ImagePredictions]:
-    return [ImagePredictions(s.image_path.name, s.width, s.height, fn(read_image(s.image_path))) for s in dataset.samples]
+    return [ImagePredictions(s.image_path.name, s.width, s.height, fn(annotated_image(s.image_path))) for s in dataset.samples]
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 from accuracy import ROOT, run, validation_set
-from maskwatch.data.images import read_image
+from maskwatch.data.images import annotated_image
 from maskwatch.detector import Detector
 
 
@@ -73,7 +73,7 @@ def main() -> None:
                     ("int8 head", str(int8_head(head, Path(tmp))), adjusted())]
         for set_name in ("andrewmvd", "jolignier"):
             dataset = validation_set(set_name)
-            images = [read_image(s.image_path) for s in dataset.samples]
+            images = [annotated_image(s.image_path) for s in dataset.samples]
             for name, model, adjust in variants:
                 row = run(model, "auto", dataset, set_name, True, args.threads, images, [], adjust)
                 rows.append({"variant": name, **row})

@@ -52,3 +52,21 @@ def test_huge_image_is_refused_before_decoding(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(MaskwatchError, match="no such image file"):
         read_image(tmp_path / "nope.jpg")
+
+
+def test_a_photo_stored_sideways_with_an_exif_rotation_is_detected_upright(tmp_path):
+    """Phones store portrait photos sideways with an EXIF orientation; sideways, the crowd's faces are not found."""
+    import maskwatch.samples
+    from maskwatch import Detector
+    from maskwatch.data.images import annotated_image
+    from maskwatch.thresholds import FOR_PEOPLE
+
+    upright = Image.open(maskwatch.samples.CROWD)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: turn 90 degrees clockwise to show
+    upright.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "phone.jpg", exif=exif.tobytes(), quality=95)
+    shown, stored = read_image(tmp_path / "phone.jpg"), annotated_image(tmp_path / "phone.jpg")
+    assert shown.shape[:2] == (upright.height, upright.width) and stored.shape[:2] == (upright.width, upright.height)
+    detector = Detector.load(threads=2)
+    found = len(detector(shown, min_score=FOR_PEOPLE.min_score))
+    assert found >= 8 and len(detector(stored, min_score=FOR_PEOPLE.min_score)) < found / 2

@@ -72,32 +72,42 @@ def checked_header(data: bytes, name: str) -> tuple[str, int, int]:
     return fmt, width, height
 
 
-def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
+def decode_image(data: bytes, name: str = "<bytes>", upright: bool = True) -> np.ndarray:
     """Decode encoded bytes into an 8-bit BGR array; grey, RGBA and 16-bit inputs are converted.
 
     The format and size are checked from the header first (`checked_header`), and OpenCV decodes straight to
-    8-bit BGR, so neither a huge image nor a 32-bit float one is ever held in memory. EXIF orientation is not
-    applied: the pixels are the ones annotators drew boxes on."""
+    8-bit BGR, so neither a huge image nor a 32-bit float one is ever held in memory. upright: turn the picture
+    as its EXIF orientation says, as every photo viewer does (a phone's portrait photo is often stored sideways
+    with a rotation flag: sideways, its faces are not found); False: the stored pixels, for annotated data sets,
+    whose boxes `data` reads in the stored pixels' frame (annotated_image)."""
     if not data:
         raise MaskwatchError(f"{name}: empty file (0 bytes), not an image")
     fmt, width, height = checked_header(data, name)
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    flags = cv2.IMREAD_COLOR if upright else cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
     if image is None:  # the header was fine: say what the rest is
         cut = fmt == "JPEG" and not data.rstrip(b"\0").endswith(b"\xff\xd9")  # JPEG's end-of-image marker
         what = "cut off before its end: an unfinished download or copy" if cut else "whose data is corrupt"
         raise MaskwatchError(f"{name}: not a readable image (a {fmt} file {what})")
-    if image.shape[:2] != (height, width):  # a file whose header lies about its size
+    if image.shape[:2] not in ((height, width), (width, height) if upright else (height, width)):  # a header lying
         raise MaskwatchError(f"{name}: its header says {width}x{height} pixels but it decodes to "
                              f"{image.shape[1]}x{image.shape[0]}; the file is corrupt")
     return image
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Read an image file as 8-bit BGR, or raise MaskwatchError naming the file."""
+def read_image(path: str | Path, upright: bool = True) -> np.ndarray:
+    """Read an image file as 8-bit BGR, turned upright as its EXIF orientation says (see decode_image), or raise
+    MaskwatchError naming the file."""
     path = Path(path)
     if not path.is_file():
         raise MaskwatchError(f"{path}: no such image file")
-    return decode_image(path.read_bytes(), str(path))
+    return decode_image(path.read_bytes(), str(path), upright)
+
+
+def annotated_image(path: str | Path) -> np.ndarray:
+    """An image of an annotated data set: its stored pixels, in whose frame the data set's boxes are read (VOC,
+    COCO and TFRecord sizes and boxes describe the stored pixels, as labelImg shows them)."""
+    return read_image(path, upright=False)
 
 
 def write_image(path: Path, image: np.ndarray, jpeg_quality: int = 92) -> bool:

@@ -14,7 +14,7 @@ import numpy as np
 import supervision as sv
 
 from maskwatch.data.dataset import DIFFICULT, Dataset, Sample, difficult_of
-from maskwatch.data.images import read_image, write_image
+from maskwatch.data.images import annotated_image, write_image
 
 
 def _write(image: np.ndarray, out_dir: Path, name: str) -> Path:
@@ -29,7 +29,7 @@ def photometric(dataset: Dataset, out_dir: Path, change: Callable[[np.ndarray, n
     rng = np.random.default_rng(seed)
     samples = []
     for sample in dataset.samples:
-        image = change(read_image(sample.image_path), rng)
+        image = change(annotated_image(sample.image_path), rng)
         path = _write(image, out_dir, f"{sample.stem}.png")
         samples.append(Sample(path, sample.width, sample.height, sample.detections))
     return Dataset(dataset.classes, samples)
@@ -60,7 +60,7 @@ def heavy_jpeg(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def rescaled(dataset: Dataset, out_dir: Path, factor: float) -> Dataset:
     samples = []
     for sample in dataset.samples:
-        image = read_image(sample.image_path)
+        image = annotated_image(sample.image_path)
         w, h = max(8, round(sample.width * factor)), max(8, round(sample.height * factor))
         image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_CUBIC)
         xyxy = sample.detections.xyxy * np.array([w / sample.width, h / sample.height] * 2, np.float32)
@@ -83,7 +83,7 @@ def closeups(dataset: Dataset, out_dir: Path, size: tuple[int, int], min_face_px
         order = [i for i in np.argsort(-widths) if widths[i] >= min_face_px][:per_image]
         if not order:
             continue
-        image = read_image(sample.image_path)
+        image = annotated_image(sample.image_path)
         for i in order:
             x1, y1, x2, y2 = boxes[i]
             fill = rng.uniform(0.3, 0.6)

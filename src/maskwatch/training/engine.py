@@ -26,7 +26,7 @@ import torch
 from tqdm import tqdm
 
 from maskwatch.data import Dataset, load_dataset
-from maskwatch.data.images import read_image
+from maskwatch.data.images import annotated_image
 from maskwatch.data.split import declared_val_side, read_list, split_dataset
 from maskwatch.detector import Detector
 from maskwatch.errors import MaskwatchError
@@ -206,7 +206,7 @@ def evaluate(model_path: Path, val_set: Dataset, images: dict[str, np.ndarray] |
     the decoded images by stem (training keeps them in memory); None reads each from disk in turn."""
     detector = Detector.load(model_path, threads=threads)
     predictions = [ImagePredictions(s.image_path.name, s.width, s.height,
-                                    detector(images[s.stem] if images is not None else read_image(s.image_path),
+                                    detector(images[s.stem] if images is not None else annotated_image(s.image_path),
                                              min_score=0.01, all_classes=True))
                    for s in val_set.samples]
     return evaluate_coco(val_set, predictions)
@@ -357,7 +357,7 @@ def fit(cfg: TrainConfig) -> Path:
     print(f"{cfg.arch}: training on {len(train_set)} images, validating on {len(val_set)} ({device}); "
           f"classes {dataset.classes}")
     warn_unseen_classes(train_set)
-    images = {s.stem: read_image(s.image_path) for s in tqdm(train_set.samples + val_set.samples,
+    images = {s.stem: annotated_image(s.image_path) for s in tqdm(train_set.samples + val_set.samples,
                                                              desc="reading images", unit="img")}
     recipe: Recipe = recipe_type(cfg, train_set, val_set, images)
     recipe.model.to(device)
