@@ -60,9 +60,37 @@ class HeadConfig(ScoringConfig):
     refine_min_prob: float = 0.0  # and only candidates whose first look gives some class at least this probability
 
 
-def check_image(image_bgr: np.ndarray) -> None:
-    if image_bgr is None or image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8:
-        raise MaskwatchError("the detector takes an 8-bit BGR image (H x W x 3); use maskwatch.read_image")
+def as_bgr_image(image) -> np.ndarray:
+    """The picture as the detector takes it: an 8-bit BGR array (H x W x 3), as OpenCV and maskwatch.read_image
+    give. A PIL image (RGB) is converted; anything else is a MaskwatchError saying what came instead."""
+    if isinstance(image, (str, Path)):
+        raise MaskwatchError(f"the detector takes the picture, not its path ({image}); read it with "
+                             f"maskwatch.read_image(path)")
+    if hasattr(image, "convert") and hasattr(image, "size") and not isinstance(image, np.ndarray):  # PIL.Image
+        return np.ascontiguousarray(np.asarray(image.convert("RGB"))[:, :, ::-1])
+    if image is None:
+        raise MaskwatchError("the detector got None instead of a picture (cv2.imread gives None for a file it "
+                             "cannot read; maskwatch.read_image says why)")
+    if not isinstance(image, np.ndarray):
+        raise MaskwatchError(f"the detector takes an 8-bit BGR image (a numpy array H x W x 3), not "
+                             f"{type(image).__name__}; read files with maskwatch.read_image")
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise MaskwatchError(f"the detector takes an 8-bit BGR image (H x W x 3), got {image.dtype} "
+                             f"{' x '.join(map(str, image.shape))}; maskwatch.read_image converts grey, RGBA and "
+                             f"16-bit files, cv2.cvtColor arrays (an RGB array must be turned to BGR too)")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise MaskwatchError(f"an empty image ({image.shape[1]} x {image.shape[0]} pixels)")
+    return image
+
+
+def check_score(value, name: str = "min_score") -> float:
+    try:
+        score = float(value)
+    except (TypeError, ValueError):
+        raise MaskwatchError(f"{name} is a score from 0 to 1, got {value!r}") from None
+    if not 0 <= score <= 1:
+        raise MaskwatchError(f"{name} is a score from 0 to 1, got {value!r}")
+    return score
 
 
 def assemble_detections(faces: sv.Detections, probs: np.ndarray, deltas: np.ndarray, config: ScoringConfig,
@@ -130,7 +158,7 @@ class _FaceDetector:
         """Face candidates under the detector's scale policy, or `scale` for this call only (video chooses the
         scale from the faces of the previous frames). min_score: the lowest final score the caller keeps; a
         candidate that cannot reach it is left out here, so it costs no crop."""
-        check_image(image_bgr)
+        image_bgr = as_bgr_image(image_bgr)
         # "auto" for one call (video's scale chooser says it) keeps the detector's own auto policy (auto-full stays)
         keep_own = scale is None or (scale == "auto" and self.policy.mode == "auto")
         policy = self.policy if keep_own else ScalePolicy.parse(scale)
@@ -150,6 +178,14 @@ class _FaceDetector:
 
 
 class Detector(_FaceDetector):
+    """The two-stage mask detector: CenterFace finds faces, a crop head says which of the three classes each is.
+
+        detector = maskwatch.Detector.load()            # the shipped model; .load("runs/NAME") a trained one
+        faces = detector(maskwatch.read_image("x.jpg"), min_score=0.4)
+        Counter(faces.data["class_name"])               # people per class
+
+    `Detector.load` returns a OneStageDetector for a one-stage model; both take the same calls."""
+
     config_type = HeadConfig
 
     def __init__(self, head_path: Path = DEFAULT_HEAD, face_finder_path: Path | None = None,
@@ -218,9 +254,18 @@ class Detector(_FaceDetector):
     def __call__(self, image_bgr: np.ndarray, min_score: float = DETECTOR_MIN_SCORE,
                  all_classes: bool = DETECTOR_ALL_CLASSES, min_face_score: float | None = None,
                  scale: str | float | None = None) -> sv.Detections:
-        """min_face_score: candidates the face finder scores lower are not classified (default: the detector's;
+        """The faces of one picture as `sv.Detections`: `xyxy` boxes in its pixels, `confidence`, `class_id` and
+        `data["class_name"]` (with_mask, without_mask, mask_weared_incorrect), `data["face_confidence"]`.
+
+        image_bgr: an 8-bit BGR array as cv2.imread and maskwatch.read_image give (a PIL image is converted).
+        min_score: the lowest score kept. The default 0.01 keeps faint faces for mAP; to count people, keep what
+        the drawings and counts keep: `min_score=maskwatch.thresholds.FOR_PEOPLE.min_score` (0.4).
+        all_classes: a box for every class a face scores at least min_score in (what COCO mAP rewards; a face
+        may then appear twice); False (the default) keeps one box per face, its best class.
+        min_face_score: candidates the face finder scores lower are not classified (default: the detector's;
         raise it where speed matters more than recall of faint faces, as on live video). scale: the face finder's
         input scale for this call only (default: the detector's policy)."""
+        image_bgr, min_score = as_bgr_image(image_bgr), check_score(min_score)
         faces, probs, deltas = self.refine(image_bgr, self.find_faces(image_bgr, min_face_score, scale, min_score))
         return assemble_detections(faces, probs, deltas, self.config, image_bgr.shape, min_score, all_classes)
 
@@ -240,6 +285,8 @@ class OneStageDetector(_FaceDetector):
     def __call__(self, image_bgr: np.ndarray, min_score: float = DETECTOR_MIN_SCORE,
                  all_classes: bool = DETECTOR_ALL_CLASSES, min_face_score: float | None = None,
                  scale: str | float | None = None) -> sv.Detections:
+        """As Detector.__call__."""
+        image_bgr, min_score = as_bgr_image(image_bgr), check_score(min_score)
         faces = self.find_faces(image_bgr, min_face_score, scale, min_score)
         probs = np.zeros((len(faces), len(self.config.classes) + 1), np.float32)
         if len(faces):

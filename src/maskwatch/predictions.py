@@ -170,7 +170,8 @@ def read_results(out_dir: Path):
     return pa.concat_tables(tables) if tables else schema.empty_table()
 
 
-def write_predictions(items: Iterable[ImagePredictions], path: Path) -> int:
+def write_predictions(items: Iterable[ImagePredictions], path: str | Path) -> int:
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     count = 0
     with path.open("w") as f:

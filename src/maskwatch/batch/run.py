@@ -33,6 +33,7 @@ def run_batch(spec: str | list[str], out: Path, engine: str = "local", address: 
     verbose: let Ray print its own logs and progress (quiet otherwise). part_rows: rows per Parquet part of the
     local engine (Ray writes one part per block). Images that failed before are tried again; a folder of results
     made with another conf, model or --annotate is refused. Ctrl-C keeps what was written (`interrupted`)."""
+    out = Path(out)
     if not 0 <= conf <= 1:
         raise MaskwatchError(f"--conf is a score from 0 to 1, got {conf}")
     if engine not in ("local", "ray"):

@@ -126,6 +126,7 @@ def write_report(gt: Dataset, predictions: list[ImagePredictions], out_dir: Path
                  score_threshold: float = CONFUSION_MIN_SCORE, cross_check: bool = False,
                  inputs: dict | None = None) -> dict:
     """inputs: what was scored (the ground truth and predictions files, options), recorded in report.json."""
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     result = evaluate_coco(gt, predictions, scheme)
     report: dict = {"scheme": scheme, "images": len(gt), "ground_truth_boxes": gt.num_boxes,

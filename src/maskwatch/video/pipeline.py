@@ -67,6 +67,27 @@ class WatchOptions:
     keep_faces: bool = False  # snapshots unblurred
     realtime: RealtimeSettings = REALTIME  # the real-time policy's settings (benchmarks switch levers off)
 
+    def __post_init__(self):
+        """Values the pipeline cannot use are refused now, not as a TypeError (or a silently odd run) later."""
+        def whole(value, least: int) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+        def positive(value) -> bool:
+            return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+        checks = {"every": (self.every is None or whole(self.every, 1), "a whole number, 1 or more"),
+                  "max_frames": (self.max_frames is None or whole(self.max_frames, 1), "a whole number, 1 or more"),
+                  "min_track_frames": (whole(self.min_track_frames, 1), "a whole number, 1 or more"),
+                  "max_fps": (self.max_fps is None or positive(self.max_fps), "a number above 0"),
+                  "summary_every": (self.summary_every is None or positive(self.summary_every), "a number above 0"),
+                  "window_s": (positive(self.window_s), "a number above 0")}
+        options = {"every": "--every", "max_frames": "--max-frames", "max_fps": "--max-fps",
+                   "summary_every": "--summary-every", "window_s": "--window"}  # watch's options, where there is one
+        for name, (ok, expected) in checks.items():
+            if not ok:
+                option = f" ({options[name]})" if name in options else ""
+                raise MaskwatchError(f"{name}{option} is {getattr(self, name)!r}; expected {expected}")
+
 
 def camera_name_of(source: str) -> str:
     """A default camera name: the file's stem, the stream's host and path (never its password), or the index."""
@@ -136,9 +157,14 @@ class VideoPipeline:
             sinks.append(ProgressSink(on_progress))
         return sinks + self.sinks
 
-    def run(self, source: str | FrameSource, out: Path | None = None,
+    def run(self, source: str | Path | int | FrameSource, out: Path | None = None,
             on_progress: Callable[[WatchSummary, int | None], None] | None = None) -> WatchSummary:
         opts = self.options
+        if isinstance(source, (Path, int)):  # a file's path, a webcam's index
+            source = str(source)
+        if not isinstance(source, (str, FrameSource)):
+            raise MaskwatchError(f"watch takes a video file, folder, webcam index or stream URL (or a FrameSource), "
+                                 f"not {type(source).__name__}")
         if out is not None and Path(out).suffix.lower() != ".mp4":
             raise MaskwatchError(f"{out}: the annotated video is an MP4; give it a .mp4 name "
                                  f"(e.g. {Path(out).stem}.mp4)")
