@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def predict(dataset, fn) -> list[ImagePredictions]:
-    return [ImagePredictions(s.image_path.name, s.width, s.height, fn(annotated_image(s.image_path))) for s in dataset.samples]
+    return [ImagePredictions(s.image_path.name, s.width, s.height, fn(annotated_image(s.image_path)))
+            for s in dataset.samples]
 
 
 def main() -> None:

@@ -70,8 +70,8 @@ def test_difficult_boxes_survive_every_format_that_can_say_so_and_are_ignored_in
     marked = {s.stem: difficult_of(s.detections).tolist() for s in original.samples}
     assert original.num_difficult == 1 and marked[xml.stem][0]
     for fmt in ("coco", "tfrecord", "voc"):
-        save_dataset(original, tmp_path / fmt, fmt)
-        back = load_dataset(tmp_path / fmt)
+        save_dataset(original, tmp_path / f"as_{fmt}", fmt)
+        back = load_dataset(tmp_path / f"as_{fmt}")
         assert {s.stem: difficult_of(s.detections).tolist() for s in back.samples} == marked, fmt
     save_dataset(original, tmp_path / "yolo", "yolo")
     assert "1 box(es) marked difficult are written as ordinary boxes" in caplog.text
@@ -93,3 +93,13 @@ def test_difficult_boxes_survive_every_format_that_can_say_so_and_are_ignored_in
     for sample in plain.samples:
         sample.detections.data.pop("difficult")
     assert evaluate_coco(plain, predictions(False)).summary["mAP"] < 1.0  # as an ordinary box, it is missed
+
+
+def test_saving_into_a_folder_that_holds_files_is_refused_from_python_too(small_voc, tmp_path):
+    from maskwatch.errors import MaskwatchError
+
+    ds = load_dataset(small_voc)
+    save_dataset(ds, tmp_path / "out", "voc")
+    with pytest.raises(MaskwatchError, match="the output folder is not empty"):
+        save_dataset(ds.subset([ds.samples[0].stem]), tmp_path / "out", "coco")
+    assert len(load_dataset(tmp_path / "out")) == len(ds)

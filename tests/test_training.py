@@ -182,9 +182,9 @@ def test_training_validates_on_the_val_side_a_converted_set_names(small_voc, tmp
 
     dataset = load_dataset(small_voc)
     sides = split_dataset(dataset, 0.34, seed=3)
-    save_dataset(dataset, tmp_path / fmt, fmt, "hardlink", sides)
-    converted = load_dataset(tmp_path / fmt)
-    train, val = split_for_training(converted, TrainConfig(data=tmp_path / fmt, out=tmp_path / "run", seed=0))
+    save_dataset(dataset, tmp_path / f"as_{fmt}", fmt, "hardlink", sides)  # (small_voc is tmp_path / "voc")
+    converted = load_dataset(tmp_path / f"as_{fmt}")
+    train, val = split_for_training(converted, TrainConfig(data=tmp_path / f"as_{fmt}", out=tmp_path / "run", seed=0))
     assert sorted(s.stem for s in val.samples) == sorted(sides.val)
     assert sorted(s.stem for s in train.samples) == sorted(sides.train)
 

@@ -93,8 +93,6 @@ def convert(src: Path = typer.Argument(..., help="Data set to read (format detec
         raise MaskwatchError(f"{dst}: the output folder holds the data set being read; write to a new folder")
     if src.is_dir() and source_folder in dst.resolve().parents:  # the copy would be read with the source next time
         raise MaskwatchError(f"{dst}: the output folder is inside the data set being read; write it elsewhere")
-    if dst.is_dir() and any(dst.iterdir()):  # old files would mix with the new (a second record, stale labels)
-        raise MaskwatchError(f"{dst}: the output folder is not empty; choose a new folder or empty it first")
     sides = split_from_list(dataset, split) if split else split_dataset(dataset, val, seed) if val is not None else None
     save_dataset(dataset, dst, to, images, sides, shards)  # type: ignore[arg-type]
     typer.echo(f"wrote {len(dataset)} images, {dataset.num_boxes} boxes as {to} to {dst}" +

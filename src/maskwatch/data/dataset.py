@@ -42,6 +42,9 @@ class Sample:
     def stem(self) -> str:
         return self.image_path.stem
 
+    def __repr__(self) -> str:  # the boxes' arrays would fill a notebook
+        return f"Sample({self.image_path.name!r}, {self.width}x{self.height}, {len(self.detections)} boxes)"
+
 
 @dataclass
 class Dataset:
@@ -51,6 +54,10 @@ class Dataset:
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    def __repr__(self) -> str:
+        return (f"Dataset({len(self.samples)} images, {self.num_boxes} boxes, classes {self.classes}"
+                + (f", {len(self.problems)} problems" if self.problems else "") + ")")
 
     @property
     def num_boxes(self) -> int:
@@ -68,7 +75,11 @@ class Dataset:
         return [self.classes[int(c)] for c in sample.detections.class_id]
 
     def subset(self, stems: set[str] | list[str]) -> "Dataset":
-        wanted = set(stems)
+        """The samples named by stem (file names and paths are taken too, as in split lists)."""
+        from maskwatch.data.images import IMAGE_SUFFIXES
+
+        names = [Path(str(s)).name for s in stems]
+        wanted = {Path(n).stem if Path(n).suffix.lower() in IMAGE_SUFFIXES else n for n in names}
         return Dataset(self.classes, [s for s in self.samples if s.stem in wanted], list(self.problems))
 
     def with_classes(self, classes: list[str]) -> "Dataset":

@@ -71,8 +71,11 @@ def load_dataset(path: str | Path, fmt: Format | None = None, classes: list[str]
 def save_dataset(dataset: Dataset, out_dir: str | Path, fmt: Format, images: str = "hardlink",
                  split: Split | None = None, shards: int = 1) -> None:
     """Write a data set other tools can open from any place: images beside the labels (`images`: hardlink, copy
-    or symlink; TFRecord embeds them), no absolute paths; with a split, train and val sides (see each writer)."""
+    or symlink; TFRecord embeds them), no absolute paths; with a split, train and val sides (see each writer).
+    Only into a new or empty folder: old files would mix with the new (a second record, stale labels)."""
     out_dir = Path(out_dir)
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        raise MaskwatchError(f"{out_dir}: the output folder is not empty; choose a new folder or empty it first")
     if fmt == "tfrecord":
         write_tfrecord(dataset, out_dir, split, shards)
         return

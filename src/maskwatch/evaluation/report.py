@@ -101,8 +101,8 @@ def prediction_problems(gt: Dataset, predictions: list[ImagePredictions], scheme
     if resized:
         problems.append(f"{len(resized)} prediction line(s) were made on a picture of another size "
                         f"({name_some(resized, 3)}); boxes are compared in the annotation's pixels, so they will "
-                        f"not match: predict on the annotated images (or, with an EXIF rotation, on copies without it: `detect` "
-                        f"turns photos upright, while annotations describe the stored pixels)")
+                        f"not match: predict on the annotated images (or, with an EXIF rotation, on copies without "
+                        f"it: `detect` turns photos upright, while annotations describe the stored pixels)")
     unknown = sorted({p.image for p in predictions if image_stem(p.image) not in samples})
     if unknown and len(unknown) < len(predictions):
         problems.append(f"{len(unknown)} line(s) name images that are not in the ground truth ({name_some(unknown)}); "
