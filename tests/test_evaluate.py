@@ -152,3 +152,12 @@ def test_the_label_map_renames_prediction_labels_too(small, tmp_path):
     assert evaluate_coco(small, preds).summary["mAP"] == pytest.approx(1.0)
     with pytest.raises(MaskwatchError, match="prediction label .W"):
         evaluate_coco(small, list(read_predictions(tmp_path / "preds.jsonl", small.classes)))
+
+
+def test_write_report_from_python_warns_as_the_cli_does(small, tmp_path, caplog):
+    five = gt_as_predictions(small)[:5]
+    with caplog.at_level("WARNING"):
+        report = write_report(small, five, str(tmp_path / "report"))  # a str folder is fine
+    assert any(f"{len(small) - 5} of {len(small)} image(s) have no predictions" in w for w in report["warnings"])
+    assert "have no predictions" in caplog.text
+    assert write_report(small.subset([p.image for p in five]), five, tmp_path / "r2")["warnings"] == []

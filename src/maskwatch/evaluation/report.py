@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections import Counter
 from pathlib import Path
@@ -15,6 +16,8 @@ from maskwatch.data.dataset import Dataset, difficult_of
 from maskwatch.evaluation.coco_metrics import CocoResult, Scheme, evaluate_coco, scheme_classes
 from maskwatch.predictions import ImagePredictions, detections_from_labels, image_stem
 from maskwatch.thresholds import CONFUSION_MIN_SCORE
+
+log = logging.getLogger(__name__)
 
 
 def _matplotlib():
@@ -124,15 +127,26 @@ def prediction_problems(gt: Dataset, predictions: list[ImagePredictions], scheme
 
 def write_report(gt: Dataset, predictions: list[ImagePredictions], out_dir: Path, scheme: Scheme = "3class",
                  score_threshold: float = CONFUSION_MIN_SCORE, cross_check: bool = False,
-                 inputs: dict | None = None) -> dict:
-    """inputs: what was scored (the ground truth and predictions files, options), recorded in report.json."""
+                 inputs: dict | None = None, warn: bool = True) -> dict:
+    """inputs: what was scored (the ground truth and predictions files, options), recorded in report.json.
+    What would skew the numbers (prediction_problems, images without predictions) is in report["warnings"],
+    and logged unless `warn` is False (the CLI says it itself, before scoring)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    warnings = prediction_problems(gt, predictions, scheme)
+    missing = images_without_predictions(gt, predictions)
+    if missing:
+        warnings.append(f"{len(missing)} of {len(gt)} image(s) have no predictions ({', '.join(missing[:5])}"
+                        f"{' ...' if len(missing) > 5 else ''}); they count as images where nothing was found "
+                        f"(score a subset: gt.subset(the predicted images' stems))")
+    for warning in warnings if warn else ():
+        log.warning(warning)
     result = evaluate_coco(gt, predictions, scheme)
     report: dict = {"scheme": scheme, "images": len(gt), "ground_truth_boxes": gt.num_boxes,
                     "difficult_boxes": gt.num_difficult,  # neither found nor missed
                     "predicted_boxes": sum(len(p.detections) for p in predictions),
-                    "summary": result.summary, "per_class": result.per_class, **({"inputs": inputs} if inputs else {})}
+                    "summary": result.summary, "per_class": result.per_class, **({"inputs": inputs} if inputs else {}),
+                    "warnings": warnings}
     classes, label_of = scheme_classes(scheme, gt.classes)
     boxes = Counter(label_of(label) for s in gt.samples
                     for label, hard in zip(gt.labels_of(s), difficult_of(s.detections)) if not hard)
