@@ -8,12 +8,22 @@ from maskwatch.errors import MaskwatchError  # noqa: E402
 
 
 def __getattr__(name: str):
-    # The detector loads onnxruntime; import it only when asked for.
+    # The detector loads onnxruntime, and the subpackages (video, serve, ...) their own libraries: each is
+    # imported when first asked for, so `maskwatch.video.watch` works after a bare `import maskwatch`.
+    import importlib
+    import importlib.util
+
     if name == "Detector":
         from maskwatch.detector import Detector
 
         return Detector
-    raise AttributeError(name)
+    if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), "Detector"])
 
 
 __all__ = ["Dataset", "Detector", "MaskwatchError", "load_dataset", "read_image"]
