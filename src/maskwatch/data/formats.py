@@ -20,6 +20,8 @@ FORMATS: tuple[str, ...] = ("voc", "yolo", "coco", "tfrecord")
 
 
 def detect_format(path: Path) -> Format:
+    """The format of a data set from its files: a .json file or a folder with one (COCO), .tfrecord files
+    (TFRecord), .txt labels with classes.txt or data.yaml (YOLO), .xml annotations (VOC)."""
     if path.is_file():
         if path.suffix == ".json":
             return "coco"

@@ -1,5 +1,5 @@
 """COCO metrics of predictions against a ground-truth data set, with faster-coco-eval (pycocotools to
-cross-check). Class schemes: 3class as annotated, 2class (mask / no_mask), or 1class (face, for detection alone)."""
+cross-check). Class schemes: 3class as annotated, 2class (mask / no_mask), or face (every class as one: detection alone)."""
 
 from __future__ import annotations
 
@@ -83,6 +83,9 @@ def _per_class(precision: np.ndarray, classes: list[str]) -> dict[str, dict[str,
 
 def evaluate_coco(gt: Dataset, predictions: list[ImagePredictions], scheme: Scheme = "3class",
                   engine: Literal["faster", "pycocotools"] = "faster") -> CocoResult:
+    """COCO's numbers (summary: mAP, mAP50, ...; per_class AP, AP50, AP75) of predictions, matched to the
+    ground truth's images by file name; images without predictions count as images where nothing was found
+    (score `gt.subset(...)` to leave them out; write_report warns about that and more)."""
     gt_dict, results, classes = coco_inputs(gt, predictions, scheme)
     if engine == "faster":
         from faster_coco_eval import COCO, COCOeval_faster as COCOeval
