@@ -171,10 +171,14 @@ def test_a_folder_of_an_older_version_warns_and_a_part_cut_short_is_moved_aside(
     with caplog.at_level("WARNING"):
         again = run_batch(str(images / "maksssksksss1.jpg"), out, "local", threads=2)
     assert "did not record its settings" in caplog.text and "moved aside" in caplog.text
-    assert again.rows == 2 and (out / "_unreadable-part-20260101-000000-000000-ray-cut.parquet").exists()
+    assert again.rows == 2 and (out / "_unreadable-part-20260101-000000-000000-ray-cut.parquet.broken").exists()
     import pyarrow.parquet as pq
 
     assert pq.read_table(out).num_rows == 2  # readers of the folder skip what was moved aside
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        run_batch(str(images / "maksssksksss1.jpg"), out, "local", threads=2)
+    assert "moved aside" not in caplog.text and len(list(out.glob("_unreadable-*"))) == 1  # once is enough
 
 
 def test_two_runs_on_one_folder_are_not_allowed_at_once(images, tmp_path):

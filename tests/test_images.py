@@ -70,3 +70,15 @@ def test_a_photo_stored_sideways_with_an_exif_rotation_is_detected_upright(tmp_p
     detector = Detector.load(threads=2)
     found = len(detector(shown, min_score=FOR_PEOPLE.min_score))
     assert found >= 8 and len(detector(stored, min_score=FOR_PEOPLE.min_score)) < found / 2
+
+
+def test_loading_a_data_set_with_exif_rotated_images_says_in_which_frame_boxes_are_read(small_voc, caplog):
+    from maskwatch.data import load_dataset
+
+    photo = sorted((small_voc / "images").glob("*.jpg"))[0]
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.open(photo).save(photo, exif=exif.tobytes(), quality=95)
+    with caplog.at_level("WARNING"):
+        load_dataset(small_voc)
+    assert f"1 image(s) carry an EXIF rotation ({photo.name})" in caplog.text and "auto-orient" in caplog.text

@@ -67,7 +67,10 @@ def as_bgr_image(image) -> np.ndarray:
         raise MaskwatchError(f"the detector takes the picture, not its path ({image}); read it with "
                              f"maskwatch.read_image(path)")
     if hasattr(image, "convert") and hasattr(image, "size") and not isinstance(image, np.ndarray):  # PIL.Image
-        return np.ascontiguousarray(np.asarray(image.convert("RGB"))[:, :, ::-1])
+        from PIL import ImageOps
+
+        upright = ImageOps.exif_transpose(image)  # as maskwatch.read_image turns a photo
+        return np.ascontiguousarray(np.asarray(upright.convert("RGB"))[:, :, ::-1])
     if image is None:
         raise MaskwatchError("the detector got None instead of a picture (cv2.imread gives None for a file it "
                              "cannot read; maskwatch.read_image says why)")

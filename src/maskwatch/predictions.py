@@ -157,7 +157,8 @@ def read_results(out_dir: Path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    parts = sorted(Path(out_dir).glob("*.parquet")) if Path(out_dir).is_dir() else [Path(out_dir)]
+    parts = (sorted(p for p in Path(out_dir).glob("*.parquet") if not p.name.startswith(("_", ".")))
+             if Path(out_dir).is_dir() else [Path(out_dir)])
     if not parts:
         raise MaskwatchError(f"{out_dir}: no result files")
     schema = row_schema()

@@ -63,7 +63,7 @@ def part_name(engine: str) -> str:
 def parts_oldest_first(out_dir: Path) -> list[Path]:
     """The result parts in the order they were written: by name (a timestamp leads it); parts of older versions,
     named otherwise, first, by modification time."""
-    parts = list(Path(out_dir).glob("*.parquet"))
+    parts = [p for p in Path(out_dir).glob("*.parquet") if not p.name.startswith(("_", "."))]
     old = sorted((p for p in parts if not PART_NAME.match(p.name)), key=lambda p: (p.stat().st_mtime_ns, p.name))
     return old + sorted(p for p in parts if PART_NAME.match(p.name))
 
@@ -110,14 +110,15 @@ def read_folder(out_dir: Path) -> FolderState:
 def tidy_folder(out_dir: Path, state: FolderState) -> FolderState:
     """One row per image for any Parquet reader: rows that a later part holds again (a failed image tried
     again) are removed from the older part, and parts that cannot be read (cut short) are moved aside as
-    `_unreadable-NAME` (readers skip names starting with `_`; their images run again next time)."""
+    `_unreadable-NAME.broken` (no reader takes it for a part; its images run again next time)."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     for part in state.unreadable:
-        log.warning("%s: a result part cut short (an interrupted write); moved aside as _unreadable-%s, its images "
-                    "run again next time", part, part.name)
-        part.replace(part.with_name(f"_unreadable-{part.name}"))
+        aside = part.with_name(f"_unreadable-{part.name}.broken")
+        log.warning("%s: a result part cut short (an interrupted write); moved aside as %s, its images run again "
+                    "next time", part, aside.name)
+        part.replace(aside)
     state.unreadable = []
     for part, paths in list(state.rows.items()):
         keep = [state.latest[p][0] == part for p in paths]

@@ -153,6 +153,7 @@ class DatasetBuilder:
         self.unknown_first: dict[str, str] = {}  # label -> where it was first seen
         self.label_files: dict[str, dict[str, None]] = defaultdict(dict)  # label -> where it was seen (ordered)
         self.order_given = False  # the file lists its classes (YOLO, COCO, a label map): keep that order
+        self.turned: list[Path] = []  # images with an EXIF rotation: said once, when the load ends
 
     def problem(self, message: str) -> None:
         log.warning(message)
@@ -198,6 +199,10 @@ class DatasetBuilder:
             except MaskwatchError as exc:
                 self.problem(f"{where}: {exc}; skipped")
                 return
+        from maskwatch.data.images import exif_orientation
+
+        if exif_orientation(image_path) != 1:
+            self.turned.append(image_path)
         xyxy, ids, difficult = [], [], []
         for x1, y1, x2, y2, label, *flags in boxes:
             if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
@@ -238,6 +243,12 @@ class DatasetBuilder:
         if not self.samples:
             raise MaskwatchError(f"{source}: no usable annotated images found")
         self._warn_about_spellings()
+        if self.turned:
+            log.warning("%s: %d image(s) carry an EXIF rotation (%s); their boxes are read in the stored pixels, as "
+                        "labelImg shows them, while tools that show photos upright (CVAT, Label Studio) draw boxes on "
+                        "the turned picture and `detect` turns photos upright: if yours did, save the images turned "
+                        "(e.g. `mogrify -auto-orient *.jpg`) and the boxes will match", source, len(self.turned),
+                        name_some(p.name for p in self.turned))
         self.samples.sort(key=lambda s: s.image_path.name)
         if not self.fixed_classes:
             self._canonical_class_order()

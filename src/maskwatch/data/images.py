@@ -95,6 +95,19 @@ def decode_image(data: bytes, name: str = "<bytes>", upright: bool = True) -> np
     return image
 
 
+def exif_orientation(path: str | Path) -> int:
+    """The EXIF orientation of an image file (1: stored upright; 2-8: to be flipped or turned to show), from its
+    header; 1 where there is none or it cannot be read."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            value = image.getexif().get(0x0112, 1)
+    except Exception:
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
 def read_image(path: str | Path, upright: bool = True) -> np.ndarray:
     """Read an image file as 8-bit BGR, turned upright as its EXIF orientation says (see decode_image), or raise
     MaskwatchError naming the file."""

@@ -80,7 +80,8 @@ def load_face_pictures(folder: Path, classes: list[str], finder: FaceFinder | No
     items = list_face_pictures(folder, classes)
     if limit:
         items = items[::max(1, len(items) // limit)]
-    cache = cache_dir("face_pictures") / f"{file_key(finder.path if finder else CENTERFACE_PATH)}.json"
+    # "upright": the boxes were found on pictures turned as their EXIF says (older caches: as stored)
+    cache = cache_dir("face_pictures") / f"{file_key(finder.path if finder else CENTERFACE_PATH)}-upright.json"
     cached = json.loads(cache.read_text()) if cache.is_file() else {}
     keys = {path: file_key(path) for path, _ in items}
     missing = [path for path, _ in items if keys[path] not in cached]

@@ -79,7 +79,8 @@ class WatchOptions:
                   "max_frames": (self.max_frames is None or whole(self.max_frames, 1), "a whole number, 1 or more"),
                   "min_track_frames": (whole(self.min_track_frames, 1), "a whole number, 1 or more"),
                   "max_fps": (self.max_fps is None or positive(self.max_fps), "a number above 0"),
-                  "summary_every": (self.summary_every is None or positive(self.summary_every), "a number above 0"),
+                  "summary_every": (self.summary_every is None or self.summary_every == 0
+                                    or positive(self.summary_every), "a number, 0 or more (0: only at the end)"),
                   "window_s": (positive(self.window_s), "a number above 0")}
         options = {"every": "--every", "max_frames": "--max-frames", "max_fps": "--max-fps",
                    "summary_every": "--summary-every", "window_s": "--window"}  # watch's options, where there is one
