@@ -469,3 +469,17 @@ def test_a_counted_person_is_drawn_even_when_this_frames_class_score_is_low():
     counted = VideoPipeline.render(fake, image, tracked, {"with_mask": 1}, counted=tracked)
     assert (uncounted[face] == 128).all()
     assert (counted[face] != 128).any(axis=2).sum() > 200  # its box and label
+
+
+def test_a_folder_of_portrait_and_landscape_photos_plays_without_squashing(tmp_path):
+    from maskwatch.video.sources import FolderSource
+
+    landscape = np.full((300, 400, 3), 200, np.uint8)
+    portrait = np.full((400, 300, 3), 100, np.uint8)
+    cv2.imwrite(str(tmp_path / "a.png"), landscape)
+    cv2.imwrite(str(tmp_path / "b.png"), portrait)
+    frames = [f.image for f in FolderSource(tmp_path).frames()]
+    assert [f.shape for f in frames] == [(300, 400, 3), (300, 400, 3)]
+    picture = frames[1][:, :, 0] == 100  # the portrait photo, scaled to 225 x 300 and centred on black
+    columns = np.where(picture.any(axis=0))[0]
+    assert picture.all(axis=0)[columns].all() and abs(len(columns) - 225) <= 1 and (frames[1][:, :80] == 0).all()

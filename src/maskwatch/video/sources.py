@@ -269,8 +269,20 @@ class FolderSource(FrameSource):
                 log.error("%s; frame skipped", exc)
                 continue
             if (image.shape[1], image.shape[0]) != self.size:
-                image = cv2.resize(image, self.size)
+                image = fit_into(image, self.size)
             yield Frame(index, index / self.fps, image)
+
+
+def fit_into(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The picture scaled to fit a frame of `size` (width, height) without changing its shape, centred on black:
+    a folder of photos mixing portrait and landscape becomes frames of one size, and no face is squashed."""
+    width, height = size
+    scale = min(width / image.shape[1], height / image.shape[0])
+    new_w, new_h = max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale))
+    resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    left, top = (width - new_w) // 2, (height - new_h) // 2
+    return cv2.copyMakeBorder(resized, top, height - new_h - top, left, width - new_w - left, cv2.BORDER_CONSTANT,
+                              value=(0, 0, 0))
 
 
 _quiet_lock = threading.Lock()
