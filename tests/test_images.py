@@ -82,3 +82,21 @@ def test_loading_a_data_set_with_exif_rotated_images_says_in_which_frame_boxes_a
     with caplog.at_level("WARNING"):
         load_dataset(small_voc)
     assert f"1 image(s) carry an EXIF rotation ({photo.name})" in caplog.text and "auto-orient" in caplog.text
+
+
+def test_an_iphone_heic_photo_is_read_when_pillow_heif_is_installed(tmp_path):
+    pillow_heif = pytest.importorskip("pillow_heif")  # the `heic` extra (make install-dev has it)
+    import maskwatch.samples
+    from maskwatch import Detector
+    from maskwatch.data.inputs import collect_images
+    from maskwatch.thresholds import FOR_PEOPLE
+
+    pillow_heif.register_heif_opener()
+    Image.open(maskwatch.samples.CROWD).save(tmp_path / "IMG_0001.HEIC", quality=90)
+    (tmp_path / "broken.heic").write_bytes((tmp_path / "IMG_0001.HEIC").read_bytes()[:2000])
+    assert [p.name for p in collect_images([tmp_path])] == ["IMG_0001.HEIC", "broken.heic"]
+    image = read_image(tmp_path / "IMG_0001.HEIC")
+    assert image.shape == (267, 400, 3) and image.dtype == np.uint8
+    assert len(Detector.load(threads=2)(image, min_score=FOR_PEOPLE.min_score)) >= 8
+    with pytest.raises(MaskwatchError, match="broken.heic: not a readable image"):
+        read_image(tmp_path / "broken.heic")

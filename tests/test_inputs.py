@@ -75,3 +75,16 @@ def test_output_names_are_file_names_unless_two_inputs_share_one():
     paths = [Path("/x/a/img.jpg"), Path("/x/b/img.jpg"), Path("/x/b/other.jpg"), Path("/y/a/img.png"),
              Path("/z/a/img.png")]
     assert output_names(paths) == ["a/img.jpg", "b/img.jpg", "other.jpg", "y/a/img.png", "z/a/img.png"]
+
+
+def test_without_pillow_heif_heic_photos_are_named_with_the_command_that_reads_them(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "IMG_0001.HEIC").write_bytes(b"\0\0\0\x18ftypheic")
+    shutil.copy(Path(__file__).parent.parent / "src" / "maskwatch" / "samples" / "crowd.jpg", tmp_path)
+    code = ("import sys; sys.modules['pillow_heif'] = None; from maskwatch.data.inputs import collect_images; "
+            f"print([p.name for p in collect_images([{str(tmp_path)!r}])])")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.stdout.strip() == "['crowd.jpg']" and "IMG_0001.HEIC" in run.stderr
+    assert "pip install 'maskwatch[heic]'" in run.stderr

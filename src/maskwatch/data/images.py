@@ -17,7 +17,23 @@ from maskwatch.errors import MaskwatchError, TooManyPixels, name_some
 from maskwatch.limits import IMAGE_FORMATS, max_pixels
 
 log = logging.getLogger(__name__)
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def _heif_opener() -> bool:
+    """HEIC / HEIF (iPhones' photos) are read when the optional pillow-heif is installed (`maskwatch[heic]`: its
+    wheel bundles libheif and codecs under LGPL and GPL licences, hence not a dependency of everyone)."""
+    try:
+        import pillow_heif
+    except ImportError:
+        return False
+    pillow_heif.register_heif_opener()
+    return True
+
+
+HEIF_READ = _heif_opener()
+HEIF_SUFFIXES = (".heic", ".heif")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff") + (HEIF_SUFFIXES if HEIF_READ else ())
+ACCEPTED_FORMATS = IMAGE_FORMATS | {"HEIF"} if HEIF_READ else IMAGE_FORMATS  # Pillow's names of what is decoded
 
 
 def check_pixels(width: int, height: int, name: str) -> None:
@@ -58,16 +74,16 @@ def image_header(source: bytes | Path, name: str) -> tuple[str, int, int]:
         raise MaskwatchError(f"{name}: {width}x{height} pixels, refused by Pillow") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         raise MaskwatchError(f"{name}: not a readable image (unknown or corrupt format; accepted: "
-                             f"{', '.join(sorted(IMAGE_FORMATS))})") from None
+                             f"{', '.join(sorted(ACCEPTED_FORMATS))})") from None
 
 
 def checked_header(data: bytes, name: str) -> tuple[str, int, int]:
     """`image_header`, then MaskwatchError when the format is not one maskwatch decodes or the size is over the
     limit. Nothing is decoded before this passes."""
     fmt, width, height = image_header(data, name)
-    if fmt not in IMAGE_FORMATS:
+    if fmt not in ACCEPTED_FORMATS:
         raise MaskwatchError(f"{name}: {fmt} images are not accepted; convert it to JPEG or PNG "
-                             f"(accepted: {', '.join(sorted(IMAGE_FORMATS))})")
+                             f"(accepted: {', '.join(sorted(ACCEPTED_FORMATS))})")
     check_pixels(width, height, name)
     return fmt, width, height
 
@@ -83,6 +99,8 @@ def decode_image(data: bytes, name: str = "<bytes>", upright: bool = True) -> np
     if not data:
         raise MaskwatchError(f"{name}: empty file (0 bytes), not an image")
     fmt, width, height = checked_header(data, name)
+    if fmt == "HEIF":
+        return _decode_heif(data, name)
     flags = cv2.IMREAD_COLOR if upright else cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
     image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
     if image is None:  # the header was fine: say what the rest is
@@ -93,6 +111,19 @@ def decode_image(data: bytes, name: str = "<bytes>", upright: bool = True) -> np
         raise MaskwatchError(f"{name}: its header says {width}x{height} pixels but it decodes to "
                              f"{image.shape[1]}x{image.shape[0]}; the file is corrupt")
     return image
+
+
+def _decode_heif(data: bytes, name: str) -> np.ndarray:
+    """A HEIF picture through pillow-heif, which applies the file's own rotation and mirroring as it decodes
+    (HEIF stores them beside the pixels, and its EXIF orientation is then 1)."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            rgb = np.asarray(image.convert("RGB"))
+    except Exception as exc:  # libheif's errors: a truncated or damaged file
+        raise MaskwatchError(f"{name}: not a readable image (a HEIF file whose data is corrupt: {exc})") from None
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
 
 
 def exif_orientation(path: str | Path) -> int:
@@ -131,8 +162,8 @@ def write_image(path: Path, image: np.ndarray, jpeg_quality: int = 92) -> bool:
 
 
 # Pictures in formats not read here: named when a folder holds them (other files, such as annotations, are not).
-UNREAD_IMAGE_SUFFIXES = (".gif", ".heic", ".heif", ".avif", ".jp2", ".jxl", ".svg", ".ico", ".psd", ".dng", ".cr2",
-                         ".nef", ".arw")
+UNREAD_IMAGE_SUFFIXES = tuple(s for s in (".gif", ".heic", ".heif", ".avif", ".jp2", ".jxl", ".svg", ".ico", ".psd",
+                                         ".dng", ".cr2", ".nef", ".arw") if s not in IMAGE_SUFFIXES)
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -164,8 +195,11 @@ def warn_unread(paths: list[Path], where: str) -> None:
     """Name the pictures in formats not read here among `paths` (a folder's or a glob's), once."""
     unread = sorted(p for p in paths if p.suffix.lower() in UNREAD_IMAGE_SUFFIXES)
     if unread:
-        log.warning("%s: %d picture(s) in a format not read here skipped (%s); convert them to JPEG or PNG",
-                    where, len(unread), name_some(unread))
+        heif = any(p.suffix.lower() in HEIF_SUFFIXES for p in unread)
+        log.warning("%s: %d picture(s) in a format not read here skipped (%s); convert them to JPEG or PNG%s",
+                    where, len(unread), name_some(unread),
+                    " (HEIC / HEIF photos are read once pillow-heif is installed: pip install 'maskwatch[heic]')"
+                    if heif else "")
 
 
 IMAGE_MODES = ("hardlink", "copy", "symlink")
