@@ -100,3 +100,9 @@ def test_an_iphone_heic_photo_is_read_when_pillow_heif_is_installed(tmp_path):
     assert len(Detector.load(threads=2)(image, min_score=FOR_PEOPLE.min_score)) >= 8
     with pytest.raises(MaskwatchError, match="broken.heic: not a readable image"):
         read_image(tmp_path / "broken.heic")
+
+
+def test_a_tiff_of_32_bit_floats_says_so_rather_than_corrupt(tmp_path):
+    Image.fromarray(np.random.default_rng(0).random((50, 60), dtype=np.float32)).save(tmp_path / "f.tiff")  # mode F
+    with pytest.raises(MaskwatchError, match="a TIFF of 32-bit samples .*convert it to 8 or 16 bits"):
+        read_image(tmp_path / "f.tiff")

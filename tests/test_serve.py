@@ -110,6 +110,11 @@ def test_content_is_checked_not_the_name(server, tmp_path):
     assert post(server, "/v1/detect", empty).status_code == 422
 
 
+def test_a_video_sent_as_a_photo_is_told_where_videos_go(server, clip):
+    response = post(server, "/v1/detect", clip)
+    assert response.status_code == 415 and "send videos to POST /v1/videos" in response.json()["detail"]
+
+
 def test_uploads_over_the_limit_get_413(server, tmp_path):
     big = tmp_path / "big.jpg"
     big.write_bytes(b"\xff" * (4 * 1024 * 1024))
@@ -167,3 +172,11 @@ def test_a_restart_keeps_finished_results_and_marks_the_interrupted_job_failed(t
         state = httpx.get(f"{url}/v1/videos/{interrupted['id']}").json()
         assert state["status"] == "failed" and "server stopped" in state["message"]
         assert httpx.get(url + interrupted["result_url"]).status_code == 409
+        # The uploads, videos of people's faces, are not kept once their job has ended, however it ended.
+        jobs = tmp_path / "data" / "jobs"
+        assert not (jobs / done["id"] / "input").exists() and (jobs / done["id"] / "result.mp4").is_file()
+        assert not any((jobs / interrupted["id"]).glob("*.mp4")) and not (jobs / interrupted["id"] / "input").exists()
+        # And a job's result can be deleted with everything kept for it.
+        assert httpx.delete(f"{url}/v1/videos/{done['id']}").status_code == 204
+        assert httpx.get(f"{url}/v1/videos/{done['id']}").status_code == 404 and not (jobs / done["id"]).exists()
+        assert httpx.delete(f"{url}/v1/videos/{done['id']}").status_code == 404

@@ -104,6 +104,9 @@ def decode_image(data: bytes, name: str = "<bytes>", upright: bool = True) -> np
     flags = cv2.IMREAD_COLOR if upright else cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
     image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
     if image is None:  # the header was fine: say what the rest is
+        if fmt == "TIFF" and _pillow_mode(data) in ("F", "I"):
+            raise MaskwatchError(f"{name}: a TIFF of 32-bit samples (float or integer), which is not decoded; "
+                                 f"convert it to 8 or 16 bits")
         cut = fmt == "JPEG" and not data.rstrip(b"\0").endswith(b"\xff\xd9")  # JPEG's end-of-image marker
         what = "cut off before its end: an unfinished download or copy" if cut else "whose data is corrupt"
         raise MaskwatchError(f"{name}: not a readable image (a {fmt} file {what})")
@@ -111,6 +114,16 @@ def decode_image(data: bytes, name: str = "<bytes>", upright: bool = True) -> np
         raise MaskwatchError(f"{name}: its header says {width}x{height} pixels but it decodes to "
                              f"{image.shape[1]}x{image.shape[0]}; the file is corrupt")
     return image
+
+
+def _pillow_mode(data: bytes) -> str | None:
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.mode
+    except Exception:
+        return None
 
 
 def _decode_heif(data: bytes, name: str) -> np.ndarray:

@@ -38,7 +38,7 @@ from maskwatch.serve.guards import ApiKeyMiddleware, UploadGate, WorkerPool
 from maskwatch.serve.jobs import DataDirLock, JobQueue
 from maskwatch.serve.live import PAGE_PATHS, add_live_routes
 from maskwatch.thresholds import FOR_PEOPLE
-from maskwatch.video.sources import FileSource
+from maskwatch.video.sources import FileSource, is_video_header
 
 STATIC = Path(__file__).parent / "static"
 JOB_ID = re.compile(r"^[A-Za-z0-9_-]{20,40}$")
@@ -145,8 +145,9 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
     def decode_upload(data: bytes, name: str):
         try:
             return decode_image(data, name)
-        except MaskwatchError as exc:
-            raise HTTPException(415, str(exc)) from exc  # names the file and says it is not a readable image
+        except MaskwatchError as exc:  # names the file and says it is not a readable image
+            hint = "; it is a video: send videos to POST /v1/videos" if is_video_header(data[:12]) else ""
+            raise HTTPException(415, f"{exc}{hint}") from exc
 
     def detect(image, conf: float, all_classes: bool):
         detections = state["detector"](image, min_score=conf, all_classes=all_classes)
@@ -236,7 +237,8 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
             try:
                 FileSource(temp).close()
             except MaskwatchError as exc:
-                raise HTTPException(415, str(exc).replace(str(temp), "the uploaded video")) from None
+                text = str(exc).replace(f"{temp}: is ", "the uploaded video is ")
+                raise HTTPException(415, text.replace(str(temp), "the uploaded video")) from None
 
         try:
             with temp.open("wb") as target:
@@ -264,7 +266,8 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
         job = job_or_404(job_id)
         path = state["jobs"].job_dir(job.id) / "result.mp4"
         if job.status != "finished" or not path.is_file():
-            raise HTTPException(409, f"the job is {job.status}; the result is not ready")
+            raise HTTPException(409, f"the job has {'failed' if job.status == 'failed' else 'not finished'} "
+                                     f"({job.status}); there is no result")
         name = Path(job.filename or "video").stem + "_maskwatch.mp4"
         return FileResponse(path, media_type="video/mp4", filename=name, content_disposition_type="inline")
 
@@ -272,8 +275,17 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
     def video_summary(job_id: str) -> JSONResponse:
         job = job_or_404(job_id)
         if job.status != "finished":
-            raise HTTPException(409, f"the job is {job.status}; the summary is not ready")
+            raise HTTPException(409, f"the job has {'failed' if job.status == 'failed' else 'not finished'} "
+                                     f"({job.status}); there is no summary")
         return JSONResponse(job.summary)
+
+    @app.delete("/v1/videos/{job_id}", status_code=204, responses={**JOB_ERRORS, 409: {"description": "running"}})
+    def delete_video(job_id: str) -> Response:
+        """Delete a job and everything kept for it (its result video and events); a running job cannot be."""
+        job_or_404(job_id)
+        if not state["jobs"].delete(job_id):
+            raise HTTPException(409, "the job is running; delete it once it has finished")
+        return Response(status_code=204)
 
     return app
 

@@ -96,14 +96,30 @@ class JobQueue:
         self._worker.start()
 
     def _recover(self) -> None:
-        """After a restart: running jobs failed (their process died), queued ones run again."""
+        """After a restart: running jobs failed (their process died; their upload and partial outputs are
+        deleted), queued ones run again."""
         with self._lock:
+            died = [row[0] for row in self.db.execute("SELECT id FROM jobs WHERE status = 'running'")]
             self.db.execute("UPDATE jobs SET status = 'failed', message = 'the server stopped while this job ran; "
                             "upload the video again', updated_at = ? WHERE status = 'running'", (time.time(),))
             self.db.commit()
             queued = [row[0] for row in self.db.execute("SELECT id FROM jobs WHERE status = 'queued' ORDER BY created_at")]
+        for job_id in died:
+            for name in ("input", "result.mp4", "result.json", "result.tracks.csv", "result.zones.csv"):
+                (self.job_dir(job_id) / name).unlink(missing_ok=True)
         for job_id in queued:
             self._queue.put(job_id)
+
+    def delete(self, job_id: str) -> bool:
+        """Remove a job that is not running: its row and its folder (upload, result video, events). False when it
+        is running (it stops being so within one video)."""
+        with self._lock:
+            cursor = self.db.execute("DELETE FROM jobs WHERE id = ? AND status != 'running'", (job_id,))
+            self.db.commit()
+        if cursor.rowcount != 1:
+            return False
+        shutil.rmtree(self.job_dir(job_id), ignore_errors=True)  # a queued one: the worker finds no row, skips it
+        return True
 
     def job_dir(self, job_id: str) -> Path:
         return self.root / job_id
@@ -205,6 +221,9 @@ class JobQueue:
             self._update(job_id, status="failed", message=f"internal error: {type(exc).__name__}")
         finally:
             self._running = None
+        # The job ended (finished or failed): the upload, a video of people's faces, is not kept (the result is,
+        # until DELETE /v1/videos/{id}).
+        (folder / "input").unlink(missing_ok=True)
 
     def close(self, timeout_s: float = 120.0) -> None:
         """Shut down in order: no new job starts, the running one stops at its next frame (its outputs finished,

@@ -194,6 +194,13 @@ def refuse_oversized_image(path: Path) -> None:
     check_pixels(width, height, str(path))
 
 
+def is_video_header(head: bytes) -> bool:
+    """Whether a file's first 12 bytes are a video container's: MP4 / MOV (but not an HEIF / AVIF photo's
+    brand), AVI, Matroska / WebM."""
+    return ((head[4:8] == b"ftyp" and head[8:12] not in HEIF_BRANDS) or (head[:4] == b"RIFF" and head[8:12] == b"AVI ")
+            or head[:4] == b"\x1aE\xdf\xa3")
+
+
 def why_unopenable(path: Path) -> str:
     """What to tell a user whose file FFmpeg cannot open (it says "Invalid data" to all of them): the common cases
     read differently to a person."""
