@@ -389,3 +389,17 @@ def test_person_events_name_the_zone_the_face_is_in(tmp_path):
                       ("person.entered", "with_mask"): None}
     types = [e.type for e in events]
     assert types.index("person.entered") < types.index("zone.entered")  # the person first, then where they went
+
+
+def test_a_relative_source_in_a_config_file_is_found_beside_it(tmp_path, monkeypatch):
+    from maskwatch.video.config import load_config
+
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "door.mp4").write_bytes(b"")
+    (tmp_path / "cfg" / "cameras.yaml").write_text("cameras:\n  door: {source: door.mp4, db: events.sqlite}\n"
+                                                   "  cam: {source: '0'}\n  here: {source: local.mp4}\n")
+    (tmp_path / "local.mp4").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    cameras = load_config(Path("cfg") / "cameras.yaml")
+    assert cameras["door"].source == str(Path("cfg") / "door.mp4") and cameras["door"].db == Path("events.sqlite")
+    assert cameras["cam"].source == "0" and cameras["here"].source == "local.mp4"  # a webcam; the working dir

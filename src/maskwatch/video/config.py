@@ -168,7 +168,17 @@ def _coords(value: Any, where: str) -> str:
     raise MaskwatchError(f"{where}: give the points as a list [x1, y1, x2, y2, ...] or a string 'x1,y1,x2,y2,...'")
 
 
-def camera_from_dict(name: str | None, data: dict[str, Any], where: str) -> CameraConfig:
+def _beside(value: str, base: Path | None) -> str:
+    """An input path of a config file (a video, a folder, a model): relative ones are looked for beside the file
+    first (where whoever wrote it most likely put them), then in the working directory, as before."""
+    path = Path(value)
+    if base is None or path.is_absolute() or "://" in value or value.isdigit() or path.exists():
+        return value
+    return str(base / path) if (base / path).exists() else value
+
+
+def camera_from_dict(name: str | None, data: dict[str, Any], where: str, base: Path | None = None) -> CameraConfig:
+    """base: the config file's folder, where relative input paths (source, model) are looked for first."""
     if not isinstance(data, dict):
         raise MaskwatchError(f"{where}: expected a mapping of keys (source, zones, lines, webhooks, mqtt, ...)")
     unknown = sorted(set(data) - _KEYS)
@@ -177,7 +187,7 @@ def camera_from_dict(name: str | None, data: dict[str, Any], where: str) -> Came
     data = _expand(data, where)
     if "source" not in data:
         raise MaskwatchError(f"{where}: no source (a video file, webcam index, rtsp:// URL or folder)")
-    values: dict[str, Any] = {"source": str(data["source"])}
+    values: dict[str, Any] = {"source": _beside(str(data["source"]), base)}
     for key in ("zones", "lines"):
         items = data.get(key) or {}
         if not isinstance(items, dict):
@@ -192,9 +202,9 @@ def camera_from_dict(name: str | None, data: dict[str, Any], where: str) -> Came
         WebhookConfig(w) if isinstance(w, str) else _webhook(w, f"{where}: webhooks") for w in webhooks)
     mqtt = data.get("mqtt") or []
     values["mqtt"] = tuple([mqtt] if isinstance(mqtt, str) else map(str, mqtt))
-    for key in ("out", "db", "model"):
+    for key in ("out", "db", "model"):  # outputs (out, db) are relative to the working directory
         if key in data:
-            values[key] = Path(data[key]) if data[key] else None
+            values[key] = Path(_beside(str(data[key]), base) if key == "model" else data[key]) if data[key] else None
     for key in _KEYS - set(values) - {"out", "db", "model"}:
         if key in data:
             check_value(key, data[key], where)
@@ -230,7 +240,8 @@ def load_config(path: Path) -> dict[str, CameraConfig]:
     defaults = data.get("defaults") or {}
     if not isinstance(defaults, dict):
         raise MaskwatchError(f"{path}: defaults must be a mapping of camera keys")
-    return {str(name): camera_from_dict(str(name), {**defaults, **(camera or {})}, f"{path}: camera {name!r}")
+    return {str(name): camera_from_dict(str(name), {**defaults, **(camera or {})}, f"{path}: camera {name!r}",
+                                        path.parent)
             for name, camera in data["cameras"].items()}
 
 
