@@ -31,7 +31,7 @@ import yaml
 
 from maskwatch.errors import MaskwatchError
 from maskwatch.face_finder import AUTO_FULL, ScalePolicy
-from maskwatch.video.pipeline import VideoPipeline, WatchOptions
+from maskwatch.video.pipeline import OPTION_CHECKS, VideoPipeline, WatchOptions
 from maskwatch.video.sinks import MqttSink, WebhookSink
 from maskwatch.video.store import DEFAULT_DB
 from maskwatch.video.zones import Line, Zone
@@ -105,10 +105,6 @@ _KEYS = {f.name for f in fields(CameraConfig)} - {"name"}
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 # What each plain value may be: a test and what to write instead (None: the key may be left empty).
 def _scale_ok(value: Any) -> bool:
     if isinstance(value, bool):
@@ -120,15 +116,9 @@ def _scale_ok(value: Any) -> bool:
     return True
 
 
-_CHECKS: dict[str, tuple[Any, str]] = {
-    "every": (lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
-              "a whole number, 1 or more, or empty (chosen from the measured speed)"),
-    "max_fps": (lambda v: v is None or (_number(v) and v > 0), "a number of frames per second above 0, or empty"),
-    "max_frames": (lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
-                   "a whole number, 1 or more, or empty"),
-    "window": (lambda v: _number(v) and v > 0, "a number of seconds above 0"),
-    "summary_every": (lambda v: v is None or (_number(v) and v >= 0),
-                      "a number of seconds (0 or empty: only when the run ends)"),
+_CHECKS: dict[str, tuple[Any, str]] = {  # the pipeline's own checks for its options (window: window_s there)
+    **{key: OPTION_CHECKS[key] for key in ("every", "max_fps", "max_frames", "summary_every")},
+    "window": OPTION_CHECKS["window_s"],
     "blur_faces": (lambda v: isinstance(v, bool), "true or false"),
     "show": (lambda v: isinstance(v, bool), "true or false"),
     "event_snapshots": (lambda v: isinstance(v, bool), "true or false"),

@@ -49,6 +49,30 @@ log = logging.getLogger(__name__)
 __all__ = ["VideoPipeline", "WatchOptions", "WatchSummary", "watch"]
 
 
+def _whole(value, least: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# What each numeric option may be: a test and what to write instead. The one table: WatchOptions checks its
+# fields by it, and a camera config file (video/config.py) its keys.
+OPTION_CHECKS: dict[str, tuple[Callable[[object], bool], str]] = {
+    "every": (lambda v: v is None or _whole(v, 1), "a whole number, 1 or more, or empty (chosen from the measured "
+                                                   "speed)"),
+    "max_fps": (lambda v: v is None or (_number(v) and v > 0), "a number of frames per second above 0, or empty"),
+    "max_frames": (lambda v: v is None or _whole(v, 1), "a whole number, 1 or more, or empty"),
+    "window_s": (lambda v: _number(v) and v > 0, "a number of seconds above 0"),
+    "summary_every": (lambda v: v is None or (_number(v) and v >= 0),
+                      "a number of seconds (0 or empty: only when the run ends)"),
+    "min_track_frames": (lambda v: _whole(v, 1), "a whole number, 1 or more"),
+}
+OPTION_FLAGS = {"every": "--every", "max_frames": "--max-frames", "max_fps": "--max-fps",
+                "summary_every": "--summary-every", "window_s": "--window"}  # watch's options, where there is one
+
+
 @dataclass
 class WatchOptions:
     every: int | None = None  # detect on every Nth frame; None: as often as the source's frame rate allows
@@ -69,24 +93,9 @@ class WatchOptions:
 
     def __post_init__(self):
         """Values the pipeline cannot use are refused now, not as a TypeError (or a silently odd run) later."""
-        def whole(value, least: int) -> bool:
-            return isinstance(value, int) and not isinstance(value, bool) and value >= least
-
-        def positive(value) -> bool:
-            return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
-
-        checks = {"every": (self.every is None or whole(self.every, 1), "a whole number, 1 or more"),
-                  "max_frames": (self.max_frames is None or whole(self.max_frames, 1), "a whole number, 1 or more"),
-                  "min_track_frames": (whole(self.min_track_frames, 1), "a whole number, 1 or more"),
-                  "max_fps": (self.max_fps is None or positive(self.max_fps), "a number above 0"),
-                  "summary_every": (self.summary_every is None or self.summary_every == 0
-                                    or positive(self.summary_every), "a number, 0 or more (0: only at the end)"),
-                  "window_s": (positive(self.window_s), "a number above 0")}
-        options = {"every": "--every", "max_frames": "--max-frames", "max_fps": "--max-fps",
-                   "summary_every": "--summary-every", "window_s": "--window"}  # watch's options, where there is one
-        for name, (ok, expected) in checks.items():
-            if not ok:
-                option = f" ({options[name]})" if name in options else ""
+        for name, (test, expected) in OPTION_CHECKS.items():
+            if not test(getattr(self, name)):
+                option = f" ({OPTION_FLAGS[name]})" if name in OPTION_FLAGS else ""
                 raise MaskwatchError(f"{name}{option} is {getattr(self, name)!r}; expected {expected}")
 
 
