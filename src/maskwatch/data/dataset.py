@@ -76,10 +76,9 @@ class Dataset:
 
     def subset(self, stems: set[str] | list[str]) -> "Dataset":
         """The samples named by stem (file names and paths are taken too, as in split lists)."""
-        from maskwatch.data.images import IMAGE_SUFFIXES
+        from maskwatch.data.images import stem_of
 
-        names = [Path(str(s)).name for s in stems]
-        wanted = {Path(n).stem if Path(n).suffix.lower() in IMAGE_SUFFIXES else n for n in names}
+        wanted = {stem_of(name) for name in stems}
         return Dataset(self.classes, [s for s in self.samples if s.stem in wanted], list(self.problems))
 
     def with_classes(self, classes: list[str]) -> "Dataset":

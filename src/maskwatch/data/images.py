@@ -36,6 +36,13 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff") + (
 ACCEPTED_FORMATS = IMAGE_FORMATS | {"HEIF"} if HEIF_READ else IMAGE_FORMATS  # Pillow's names of what is decoded
 
 
+def stem_of(name: str | Path) -> str:
+    """The image a name in a list refers to, as a stem: folders and an image suffix cut (a.jpg -> a), but nothing
+    else (Roboflow's a_jpg.rf.0123abcd is a stem already)."""
+    base = Path(str(name).strip()).name
+    return Path(base).stem if Path(base).suffix.lower() in IMAGE_SUFFIXES else base
+
+
 def check_pixels(width: int, height: int, name: str) -> None:
     """Refuse an image or frame over the pixel limit, naming it and the way out."""
     limit = max_pixels()

@@ -39,11 +39,9 @@ def read_list(path: Path) -> list[str]:
     """Stems from a split list file (file names or paths are accepted too)."""
     if not path.is_file():
         raise MaskwatchError(f"{path}: no such split file")
-    from maskwatch.data.images import IMAGE_SUFFIXES
+    from maskwatch.data.images import stem_of
 
-    names = [Path(line.strip()).name for line in path.read_text().splitlines() if line.strip()]
-    # Only an image suffix is cut: a.jpg -> a, but Roboflow's a_jpg.rf.0123abcd is a stem already.
-    return [Path(n).stem if Path(n).suffix.lower() in IMAGE_SUFFIXES else n for n in names]
+    return [stem_of(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def declared_val_side(data: Path) -> tuple[Path, list[str]] | None:
