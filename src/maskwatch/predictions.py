@@ -125,7 +125,7 @@ def _array_message(path: Path) -> str:
 
 
 def _read_batch_rows(path: Path, classes: list[str] | tuple[str, ...]) -> Iterator[ImagePredictions]:
-    if path.is_dir() and not any(path.glob("*.parquet")):
+    if path.is_dir() and not result_parts(path):
         raise MaskwatchError(f"{path}: no predictions file or `maskwatch batch` results (*.parquet) there; "
                              f"expected {FORMAT_HINT}")
     for row in read_results(path).to_pylist():
@@ -151,14 +151,19 @@ def row_schema():
     return pa.schema([(name, types.get(name, pa.int64())) for name in ROW_FIELDS])
 
 
+def result_parts(folder: Path) -> list[Path]:
+    """The Parquet parts of a `maskwatch batch` results folder, by name: files starting with `_` or `.` (its
+    settings, a part being written) are not parts, as for any Parquet reader of the folder."""
+    return sorted(p for p in Path(folder).glob("*.parquet") if not p.name.startswith(("_", ".")))
+
+
 def read_results(out_dir: Path):
     """All rows of a `maskwatch batch` results folder (or one part) as a pyarrow Table in the row schema (parts
     of older versions, which may store `error` as type null, are cast to it; parts cut short are skipped)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    parts = (sorted(p for p in Path(out_dir).glob("*.parquet") if not p.name.startswith(("_", ".")))
-             if Path(out_dir).is_dir() else [Path(out_dir)])
+    parts = result_parts(out_dir) if Path(out_dir).is_dir() else [Path(out_dir)]
     if not parts:
         raise MaskwatchError(f"{out_dir}: no result files")
     schema = row_schema()

@@ -17,7 +17,7 @@ from maskwatch.annotate import annotate
 from maskwatch.data.images import read_image, write_image
 from maskwatch.detector import Detector
 from maskwatch.errors import MaskwatchError
-from maskwatch.predictions import ImagePredictions
+from maskwatch.predictions import ImagePredictions, result_parts
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def part_name(engine: str) -> str:
 def parts_oldest_first(out_dir: Path) -> list[Path]:
     """The result parts in the order they were written: by name (a timestamp leads it); parts of older versions,
     named otherwise, first, by modification time."""
-    parts = [p for p in Path(out_dir).glob("*.parquet") if not p.name.startswith(("_", "."))]
+    parts = result_parts(out_dir)
     old = sorted((p for p in parts if not PART_NAME.match(p.name)), key=lambda p: (p.stat().st_mtime_ns, p.name))
     return old + sorted(p for p in parts if PART_NAME.match(p.name))
 
