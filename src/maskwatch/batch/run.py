@@ -8,6 +8,7 @@ from pathlib import Path
 
 from maskwatch.batch.core import check_settings, folder_lock, normalise_path, read_folder, tidy_folder
 from maskwatch.data.inputs import collect_images, output_names
+from maskwatch.detector import check_score
 from maskwatch.errors import MaskwatchError
 from maskwatch.limits import BATCH_PART_ROWS
 from maskwatch.thresholds import FOR_PEOPLE
@@ -33,9 +34,7 @@ def run_batch(spec: str | list[str], out: Path, engine: str = "local", address: 
     verbose: let Ray print its own logs and progress (quiet otherwise). part_rows: rows per Parquet part of the
     local engine (Ray writes one part per block). Images that failed before are tried again; a folder of results
     made with another conf, model or --annotate is refused. Ctrl-C keeps what was written (`interrupted`)."""
-    out = Path(out)
-    if not 0 <= conf <= 1:
-        raise MaskwatchError(f"--conf is a score from 0 to 1, got {conf}")
+    out, conf = Path(out), check_score(conf, "--conf")
     if engine not in ("local", "ray"):
         raise MaskwatchError(f"unknown engine {engine!r}; use local or ray")
     found = collect_images([spec] if isinstance(spec, (str, Path)) else spec, only)
