@@ -237,8 +237,9 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
              allow_outside_images: bool = AllowOutsideOption,
              cross_check: bool = typer.Option(False, "--cross-check", help="Also compute with pycocotools.")) -> None:
     """COCO mAP, per-class AP, PR curves and a confusion matrix of predictions against ground truth."""
-    from maskwatch.classes import MASK_CLASSES
+    from maskwatch.classes import MASK_CLASSES, parse_label_map
     from maskwatch.data.split import read_list
+    from maskwatch.errors import name_some
     from maskwatch.evaluation import write_report
     from maskwatch.evaluation.report import images_without_predictions, prediction_problems
     from maskwatch.predictions import read_predictions
@@ -257,8 +258,6 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
                       highlight=False, soft_wrap=True)
     if split:
         dataset = dataset.subset(read_list(split))
-    from maskwatch.classes import parse_label_map
-
     predictions = list(read_predictions(pred, dataset.classes, parse_label_map(label_map)))  # the same renaming
     for problem in prediction_problems(dataset, predictions, scheme):  # type: ignore[arg-type]
         console.print(f"[yellow]warning: {escape(problem)}[/yellow]", highlight=False, soft_wrap=True)
@@ -269,10 +268,10 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
             raise MaskwatchError(f"{pred}: no line names an image of {gt}; nothing to score")
         console.print(f"scoring the {len(dataset)} image(s) with predictions; {len(missing)} without are left out")
     elif missing:
-        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
         console.print(f"[yellow]warning: {len(missing)} of {len(dataset)} image(s) have no line in {escape(str(pred))} "
-                      f"({escape(shown)}); they count as images where nothing was found. Pass --only-predicted to "
-                      f"score only the images with predictions.[/yellow]", highlight=False, soft_wrap=True)
+                      f"({escape(name_some(missing))}); they count as images where nothing was found. Pass "
+                      f"--only-predicted to score only the images with predictions.[/yellow]", highlight=False,
+                      soft_wrap=True)
     inputs = {"ground_truth": str(gt.resolve()), "predictions": str(pred.resolve()), "split": str(split) if split
               else None, "only_predicted": only_predicted, "label_map": label_map or [], "classes": classes}
     report = write_report(dataset, predictions, out, scheme, score_threshold, cross_check,  # type: ignore[arg-type]

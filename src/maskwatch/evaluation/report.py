@@ -13,6 +13,7 @@ import supervision as sv
 
 from maskwatch.classes import MASK_CLASSES, TWO_CLASSES
 from maskwatch.data.dataset import Dataset, difficult_of
+from maskwatch.errors import name_some
 from maskwatch.evaluation.coco_metrics import CocoResult, Scheme, evaluate_coco, scheme_classes
 from maskwatch.predictions import ImagePredictions, detections_from_labels, image_stem
 from maskwatch.thresholds import CONFUSION_MIN_SCORE
@@ -88,8 +89,6 @@ def prediction_problems(gt: Dataset, predictions: list[ImagePredictions], scheme
     with more than one line (its boxes all count), predictions made on another size of the picture (boxes are
     compared in the annotation's pixels), lines for images the ground truth lacks (left out), ground-truth
     classes no prediction uses (each scores AP 0 in the mean)."""
-    from maskwatch.errors import name_some
-
     problems = []
     samples = {s.stem: s for s in gt.samples}
     lines = Counter(image_stem(p.image) for p in predictions)
@@ -97,10 +96,11 @@ def prediction_problems(gt: Dataset, predictions: list[ImagePredictions], scheme
     if doubled:
         problems.append(f"{len(doubled)} image(s) have more than one line ({name_some(doubled)}): the boxes of every "
                         f"line count, so repeated boxes are false positives")
-    resized = [f"{p.image}: {p.width}x{p.height}, annotated {samples[image_stem(p.image)].width}x"
-               f"{samples[image_stem(p.image)].height}" for p in predictions
-               if image_stem(p.image) in samples and p.width and p.height
-               and (p.width, p.height) != (samples[image_stem(p.image)].width, samples[image_stem(p.image)].height)]
+    resized = []
+    for p in predictions:
+        sample = samples.get(image_stem(p.image))
+        if sample is not None and p.width and p.height and (p.width, p.height) != (sample.width, sample.height):
+            resized.append(f"{p.image}: {p.width}x{p.height}, annotated {sample.width}x{sample.height}")
     if resized:
         problems.append(f"{len(resized)} prediction line(s) were made on a picture of another size "
                         f"({name_some(resized, 3)}); boxes are compared in the annotation's pixels, so they will "
@@ -136,9 +136,9 @@ def write_report(gt: Dataset, predictions: list[ImagePredictions], out_dir: Path
     warnings = prediction_problems(gt, predictions, scheme)
     missing = images_without_predictions(gt, predictions)
     if missing:
-        warnings.append(f"{len(missing)} of {len(gt)} image(s) have no predictions ({', '.join(missing[:5])}"
-                        f"{' ...' if len(missing) > 5 else ''}); they count as images where nothing was found "
-                        f"(score a subset: gt.subset(the predicted images' stems))")
+        warnings.append(f"{len(missing)} of {len(gt)} image(s) have no predictions ({name_some(missing)}); they "
+                        f"count as images where nothing was found (score a subset: gt.subset(the predicted images' "
+                        f"stems))")
     for warning in warnings if warn else ():
         log.warning(warning)
     result = evaluate_coco(gt, predictions, scheme)
