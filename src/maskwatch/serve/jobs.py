@@ -104,9 +104,8 @@ class JobQueue:
                             "upload the video again', updated_at = ? WHERE status = 'running'", (time.time(),))
             self.db.commit()
             queued = [row[0] for row in self.db.execute("SELECT id FROM jobs WHERE status = 'queued' ORDER BY created_at")]
-        for job_id in died:
-            for name in ("input", "result.mp4", "result.json", "result.tracks.csv", "result.zones.csv"):
-                (self.job_dir(job_id) / name).unlink(missing_ok=True)
+        for job_id in died:  # nothing of a job that died is served again (its row says what happened)
+            shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
         for job_id in queued:
             self._queue.put(job_id)
 
