@@ -228,6 +228,17 @@ def test_resume_does_not_depend_on_how_the_path_was_typed(images, tmp_path, monk
     assert len(rows_by_path(out)) == 7
 
 
+def test_rows_name_linked_images_by_the_link_as_listed(images, tmp_path):
+    linked = tmp_path / "linked"  # a data set written by `convert --images symlink` names its images so
+    linked.mkdir()
+    for n, stem in enumerate(STEMS[:2]):
+        (linked / f"photo{n}.jpg").symlink_to(images / f"{stem}.jpg")
+    out = tmp_path / "out"
+    assert run_batch(linked, out, "local", threads=2).processed == 2
+    assert sorted(rows_by_path(out)) == [str(linked / "photo0.jpg"), str(linked / "photo1.jpg")]
+    assert run_batch(linked, out, "local", threads=2).skipped == 2
+
+
 def test_an_empty_input_folder_is_named_as_the_problem(tmp_path):
     (tmp_path / "photos").mkdir()
     with pytest.raises(MaskwatchError, match="photos: no images"):

@@ -54,8 +54,10 @@ def test_images_and_video_frames_over_the_pixel_limit_are_refused(plain, tmp_pat
     url, data = plain
     response = post(url, "/v1/detect", hdr)
     assert response.status_code == 415 and "not a readable image" in response.json()["detail"]
+    response = post(url, "/v1/detect", frame)  # a readable image, too big: its size is refused, not its kind
+    assert response.status_code == 413 and "10500x10000 pixels, over the limit" in response.json()["detail"]
     response = post(url, "/v1/videos", frame, "movie.mp4")
-    assert response.status_code == 415
+    assert response.status_code == 413
     assert "10500x10000 pixels, over the limit" in response.json()["detail"]
     assert not list((data / "uploads").iterdir())  # the refused upload is not kept
 

@@ -61,8 +61,8 @@ def _load(path: Path, fmt: Optional[str], label_map: Optional[list[str]], classe
 
 
 @app.command(short_help="Convert a data set between VOC, YOLO, COCO and TFRecord.")
-def convert(src: Path = typer.Argument(..., help="Data set to read (format detected)."),
-            dst: Path = typer.Argument(..., help="Folder to write."),
+def convert(src: Path = typer.Argument(..., help="Data set to read (format detected).", metavar="SRC"),
+            dst: Path = typer.Argument(..., help="Folder to write.", metavar="DST"),
             to: str = typer.Option(..., "--to", help="voc, yolo, coco or tfrecord."),
             source_format: Optional[str] = typer.Option(None, "--from", "--format",
                                                         help="Format of SRC, if not detected."),
@@ -100,7 +100,7 @@ def convert(src: Path = typer.Argument(..., help="Data set to read (format detec
 
 
 @data_app.command("stats", short_help="Counts per class and box sizes, as a table and a figure.")
-def data_stats(path: Path = typer.Argument(..., help="Data set folder or file."),
+def data_stats(path: Path = typer.Argument(..., help="Data set folder or file.", metavar="DATASET"),
                fmt: Optional[str] = FormatOption,
                plot: Path = typer.Option(Path("out/data_stats.png"), help="Where to write the figure."),
                label_map: Optional[list[str]] = LabelMapOption, classes: Optional[str] = ClassesOption,
@@ -126,7 +126,7 @@ def data_stats(path: Path = typer.Argument(..., help="Data set folder or file.")
 
 
 @data_app.command("split", short_help="Stratified train/validation split, duplicates kept together.")
-def data_split(path: Path = typer.Argument(..., help="Data set folder or file to split."),
+def data_split(path: Path = typer.Argument(..., help="Data set folder or file to split.", metavar="DATASET"),
                val: float = typer.Option(0.15, "--val", help="Share of the images that go to validation."),
                seed: int = typer.Option(0, "--seed", help="Another seed gives another split of the same data."),
                out: Path = typer.Option(Path("out/split"), "--out", help="Folder for train.txt and val.txt."),
@@ -343,7 +343,7 @@ def detect(inputs: list[str] = typer.Argument(..., help=INPUTS_HELP, metavar="IN
 
 @app.command(short_help="Detect, track and count faces in a video or camera.")
 def watch(source: Optional[str] = typer.Argument(None, help="Video file, webcam index (0), rtsp:// or http:// URL, "
-                                                             "or a folder of frames (or from --config)."),
+                                                             "or a folder of frames (or from --config).", metavar="SOURCE"),
           config: Optional[Path] = typer.Option(None, "--config", help="YAML file naming source, zones, lines and "
                                                                        "sinks per camera (see the README)."),
           camera: Optional[str] = typer.Option(None, "--camera", help="Which camera of --config (if it has several); "
@@ -446,7 +446,7 @@ def watch(source: Optional[str] = typer.Argument(None, help="Video file, webcam 
 
 
 @app.command(short_help="Summarise recorded runs: people, compliance, chart.")
-def report(db: Path = typer.Argument(..., help="Events database written by `maskwatch watch`."),
+def report(db: Path = typer.Argument(..., help="Events database written by `maskwatch watch`.", metavar="DB"),
            run: Optional[int] = typer.Option(None, "--run", help="Only this run id."),
            chart: Path = typer.Option(Path("out/compliance.png"), "--chart",
                                       help="Where to write the chart of compliance over time (PNG).")) -> None:

@@ -22,8 +22,10 @@ from maskwatch.predictions import ImagePredictions, result_parts
 log = logging.getLogger(__name__)
 
 def normalise_path(path: str) -> str:
-    """The absolute path without `..` and links: an image is the same row however its path was typed."""
-    return str(Path(os.path.expanduser(path)).resolve())
+    """The absolute path without `..`: an image is the same row however its path was typed. Links are kept as
+    named (not resolved to their targets): the row names the file the user listed, as a data set made of links
+    (`convert --images symlink`) names its images, so `evaluate --pred` matches them."""
+    return os.path.abspath(os.path.expanduser(path))
 
 
 def detect_row(detector: Detector, path: str, conf: float, annotate_dir: Path | None = None,

@@ -30,7 +30,7 @@ from maskwatch import __version__
 from maskwatch.annotate import annotate
 from maskwatch.data.images import decode_image
 from maskwatch.detector import Detector, best_class_per_face
-from maskwatch.errors import MaskwatchError
+from maskwatch.errors import MaskwatchError, TooManyPixels
 from maskwatch.limits import MAX_UPLOAD_MB, MULTIPART_OVERHEAD_BYTES, SERVE_MAX_QUEUE, SERVE_WORKERS, usable_cores
 from maskwatch.predictions import ImagePredictions
 from maskwatch.serve.cameras import CameraRegistry, CameraSetup
@@ -74,9 +74,9 @@ class Settings:
 
 # The refusals each kind of route can answer, for the OpenAPI schema (/docs); the body is {"detail": "..."}.
 UPLOAD_ERRORS: dict = {
-    413: {"description": "the upload is over the size limit (--max-upload-mb)"},
-    415: {"description": "not a readable image or video (checked by decoding, not by name), or over the pixel "
-                         "limit"},
+    413: {"description": "the upload is over the size limit (--max-upload-mb), or its picture over the pixel limit "
+                         "(MASKWATCH_MAX_PIXELS)"},
+    415: {"description": "not a readable image or video (checked by decoding, not by name)"},
     422: {"description": "no file, an empty file, several files, or a parameter out of range"},
     503: {"description": "every worker busy and the queue full: try again (Retry-After)"},
 }
@@ -123,8 +123,9 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
 
     @app.exception_handler(StarletteHTTPException)
     async def explain_413(request: Request, exc: StarletteHTTPException):
-        """FastAPI's body limit answers a bare "Content Too Large"; say what the limit is and how to move it."""
-        if exc.status_code == 413:
+        """FastAPI's body limit answers a bare "Content Too Large" (Starlette's exception, not one of ours); say
+        what the limit is and how to move it."""
+        if exc.status_code == 413 and not isinstance(exc, HTTPException):
             exc = HTTPException(413, settings.too_large)
         return await http_exception_handler(request, exc)
 
@@ -145,6 +146,8 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
     def decode_upload(data: bytes, name: str):
         try:
             return decode_image(data, name)
+        except TooManyPixels as exc:  # a readable image, only too big to decode: the size is what is refused
+            raise HTTPException(413, str(exc)) from exc
         except MaskwatchError as exc:  # names the file and says it is not a readable image
             hint = "; it is a video: send videos to POST /v1/videos" if is_video_header(data[:12]) else ""
             raise HTTPException(415, f"{exc}{hint}") from exc
@@ -238,7 +241,8 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
                 FileSource(temp).close()
             except MaskwatchError as exc:
                 text = str(exc).replace(f"{temp}: is ", "the uploaded video is ")
-                raise HTTPException(415, text.replace(str(temp), "the uploaded video")) from None
+                status = 413 if isinstance(exc, TooManyPixels) else 415
+                raise HTTPException(status, text.replace(str(temp), "the uploaded video")) from None
 
         try:
             with temp.open("wb") as target:
