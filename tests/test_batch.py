@@ -253,7 +253,7 @@ def test_the_ray_engine_without_ray_installed_says_how_to_install_it(images, tmp
                 f"sys.argv = ['maskwatch', 'batch', {str(images)!r}, '--engine', 'ray', '--out', {str(tmp_path)!r}]; "
                 "main()")
     cli = subprocess.run([sys.executable, "-c", hide_ray], capture_output=True, text=True, timeout=120)
-    assert cli.returncode == 2 and "pip install 'maskwatch[ray]'" in cli.stderr and "Traceback" not in cli.stderr
+    assert cli.returncode == 2 and "pip install -e '.[ray]'" in cli.stderr and "Traceback" not in cli.stderr
 
 
 @pytest.mark.slow

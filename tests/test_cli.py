@@ -94,7 +94,7 @@ def test_user_errors_print_one_line_not_a_traceback(tmp_path):
 
 def test_a_camera_that_is_not_there_gives_one_clear_line_without_opencvs_warnings(tmp_path):
     result = run("watch", "7", "--out", str(tmp_path / "cam.mp4"), ok=False)  # no /dev/video7 on a test machine
-    assert result.returncode == 2 and "7: cannot open the camera or stream" in result.stderr
+    assert result.returncode == 2 and "webcam 7: cannot open it (is a camera connected as /dev/video7" in result.stderr
     assert "WARN" not in result.stderr and "[ERROR" not in result.stderr and "global " not in result.stderr
 
 

@@ -87,4 +87,4 @@ def test_without_pillow_heif_heic_photos_are_named_with_the_command_that_reads_t
             f"print([p.name for p in collect_images([{str(tmp_path)!r}])])")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.stdout.strip() == "['crowd.jpg']" and "IMG_0001.HEIC" in run.stderr
-    assert "pip install 'maskwatch[heic]'" in run.stderr
+    assert "pip install -e '.[heic]'" in run.stderr

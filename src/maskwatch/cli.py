@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from maskwatch.errors import MaskwatchError
+from maskwatch.errors import MaskwatchError, install_hint
 from maskwatch.limits import MAX_UPLOAD_MB, SERVE_MAX_QUEUE, SERVE_WORKERS
 from maskwatch.thresholds import CONFUSION_MIN_SCORE, FOR_METRICS, FOR_PEOPLE
 
@@ -203,8 +203,8 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
     except ImportError as exc:
         raise MaskwatchError(f"training needs torch ({exc}): from a checkout `make install-train`; elsewhere "
                              f"install the CPU torch first (pip install torch --index-url "
-                             f"https://download.pytorch.org/whl/cpu), then pip install 'maskwatch[train]' "
-                             f"(README, 'Install as a package')") from exc
+                             f"https://download.pytorch.org/whl/cpu), then the train extra: "
+                             f"{install_hint('train')}") from exc
     from maskwatch.classes import parse_class_list, parse_label_map
 
     onnx_path = fit(TrainConfig(data=data, out=out, val_split=val_split, arch=arch, epochs=epochs,
@@ -510,7 +510,7 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to liste
         from maskwatch.serve.app import Settings, serve as run_server
         from maskwatch.serve.cameras import setup_from_options
     except ImportError as exc:
-        raise MaskwatchError(f"serving needs the serve extra: pip install 'maskwatch[serve]' ({exc})") from exc
+        raise MaskwatchError(f"serving needs the serve extra ({exc}): {install_hint('serve')}") from exc
     cameras = setup_from_options(camera, config, db, retention_days, threads, blur_faces=blur_faces or None,
                                  event_snapshots=event_snapshots or None, every=every, scale=scale, model=model)
     settings = Settings(data_dir=data_dir, max_upload_mb=max_upload_mb, api_key=api_key, threads=threads,

@@ -14,3 +14,12 @@ def name_some(items, limit: int = 5) -> str:
 class TooManyPixels(MaskwatchError):
     """An image or frame over the pixel limit (data/images.check_pixels); callers that probe a file tell it apart
     from "not an image"."""
+
+
+def install_hint(extra: str) -> str:
+    """How to add an optional extra. maskwatch is not on PyPI, so `pip install 'maskwatch[x]'` would fail (or
+    fetch a stranger's package): name the checkout's way and the wheel's."""
+    from maskwatch import __version__
+
+    return (f"in a checkout `.venv/bin/pip install -e '.[{extra}]'`, else `pip install "
+            f"'maskwatch-{__version__}-py3-none-any.whl[{extra}]'` (README, \"Install as a package\")")

@@ -2,7 +2,7 @@
 actor), and each block is written as a Parquet file as soon as it is done, so a crash loses no finished rows.
 
 Point it at a cluster with `--address ray://head:10001` (or `auto` on a cluster node); every node needs
-maskwatch installed (`pip install 'maskwatch[ray]'`) and the images reachable under the same paths. Without an
+maskwatch installed with its `ray` extra and the images reachable under the same paths. Without an
 address maskwatch starts a local cluster and shuts it down when the run ends, or, through a watchdog process
 (ray_watchdog.py), when the process dies.
 """

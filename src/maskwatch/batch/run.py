@@ -9,7 +9,7 @@ from pathlib import Path
 from maskwatch.batch.core import check_settings, folder_lock, normalise_path, read_folder, tidy_folder
 from maskwatch.data.inputs import collect_images, output_names
 from maskwatch.detector import check_score
-from maskwatch.errors import MaskwatchError
+from maskwatch.errors import MaskwatchError, install_hint
 from maskwatch.limits import BATCH_PART_ROWS
 from maskwatch.thresholds import FOR_PEOPLE
 
@@ -72,5 +72,5 @@ def _run_engine(todo: list[str], out: Path, engine: str, address: str | None, co
         importlib.import_module("ray")  # the extra: run_ray imports it where it runs, so ask here
         from maskwatch.batch.ray_engine import run_ray
     except ImportError as exc:
-        raise MaskwatchError(f"the Ray engine needs Ray: pip install 'maskwatch[ray]' ({exc})") from exc
+        raise MaskwatchError(f"the Ray engine needs Ray ({exc}): {install_hint('ray')}") from exc
     return run_ray(todo, out, model, conf, annotate_dir, address, actors, names=names, verbose=verbose)

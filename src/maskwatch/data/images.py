@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from maskwatch.errors import MaskwatchError, TooManyPixels, name_some
+from maskwatch.errors import MaskwatchError, TooManyPixels, install_hint, name_some
 from maskwatch.limits import IMAGE_FORMATS, max_pixels
 
 log = logging.getLogger(__name__)
@@ -218,7 +218,7 @@ def warn_unread(paths: list[Path], where: str) -> None:
         heif = any(p.suffix.lower() in HEIF_SUFFIXES for p in unread)
         log.warning("%s: %d picture(s) in a format not read here skipped (%s); convert them to JPEG or PNG%s",
                     where, len(unread), name_some(unread),
-                    " (HEIC / HEIF photos are read once pillow-heif is installed: pip install 'maskwatch[heic]')"
+                    f" (HEIC / HEIF photos are read once pillow-heif is installed: {install_hint('heic')})"
                     if heif else "")
 
 

@@ -341,6 +341,10 @@ class LiveSource(FrameSource):
         self._open_timeout = open_timeout_s
         capture = self._open()
         if capture is None:
+            if isinstance(spec, int) or str(spec).isdigit():
+                raise MaskwatchError(f"webcam {spec}: cannot open it (is a camera connected as /dev/video{spec}, "
+                                     f"may this user read it (the `video` group), and is no other program using "
+                                     f"it? `ls -l /dev/video*` lists them)")
             raise MaskwatchError(f"{self.name}: cannot open the camera or stream (is the address right and reachable?)")
         ok, first = capture.read()
         if not ok:
