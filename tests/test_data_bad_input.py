@@ -84,6 +84,62 @@ def test_yolo_bad_lines_and_class_index(small_voc, tmp_path):
     assert any("class index 7" in p for p in ds.problems)
 
 
+def test_yolo_polygons_score_columns_pixels_and_a_byte_order_mark(small_voc, tmp_path, caplog):
+    save_dataset(load_dataset(small_voc), tmp_path / "y", "yolo")
+    classes = tmp_path / "y" / "classes.txt"
+    classes.write_text("\ufeff" + classes.read_text())  # Windows Notepad's byte-order mark
+    label = tmp_path / "y" / "labels" / "maksssksksss94.txt"
+    label.write_text("0 0.1 0.2 0.3 0.2 0.2 0.4\n"  # a segmentation polygon: its bounding box
+                     "1 0.5 0.5 0.1 0.1 0.9\n"  # a prediction line: the box, the score ignored
+                     "0 150 80 30 40\n"  # pixels, not fractions
+                     "0 0.5 0.5 0.1\n")
+    with caplog.at_level(logging.WARNING):
+        ds = load_dataset(tmp_path / "y")
+    assert ds.classes == ["with_mask", "without_mask", "mask_weared_incorrect"]
+    sample = next(s for s in ds.samples if s.stem == "maksssksksss94")
+    w, h = sample.width, sample.height
+    assert sample.detections.xyxy[0] == pytest.approx([0.1 * w, 0.2 * h, 0.3 * w, 0.4 * h], abs=0.01)
+    assert sample.detections.xyxy[1] == pytest.approx([0.45 * w, 0.45 * h, 0.55 * w, 0.55 * h], abs=0.01)
+    assert len(sample.detections) == 2
+    assert "1 segmentation polygon(s) read as their bounding boxes" in caplog.text
+    assert "sixth number" in caplog.text and "predictions rather than labels" in caplog.text
+    assert any("maksssksksss94.txt:3: coordinates above 1" in p and "not pixels" in p for p in ds.problems)
+    assert any("maksssksksss94.txt:4: expected 'class xc yc w h'" in p for p in ds.problems)
+
+
+def test_label_map_to_nothing_leaves_a_class_out_of_ground_truth_and_predictions(small_voc, tmp_path):
+    from maskwatch.classes import parse_label_map
+    from maskwatch.predictions import read_predictions
+
+    path = small_voc / "annotations" / "maksssksksss94.xml"
+    path.write_text(_xml(path).replace("<name>without_mask</name>", "<name>helmet</name>", 1))
+    full = load_dataset(small_voc)
+    assert "helmet" in full.classes
+    dropped = load_dataset(small_voc, label_map=parse_label_map(["helmet="]))
+    assert "helmet" not in dropped.classes and dropped.num_boxes == full.num_boxes - 1
+    preds = tmp_path / "p.jsonl"
+    preds.write_text(json.dumps({"image": "maksssksksss94.jpg", "width": 400, "height": 300, "detections": [
+        {"bbox": [1, 1, 20, 20], "label": "helmet", "score": 0.9},
+        {"bbox": [30, 30, 50, 50], "label": "with_mask", "score": 0.8}]}) + "\n")
+    read = list(read_predictions(preds, dropped.classes, {"helmet": ""}))
+    assert len(read[0].detections) == 1 and read[0].labels == ["with_mask"]
+    with pytest.raises(MaskwatchError, match="OLD=NEW"):
+        parse_label_map(["=with_mask"])
+
+
+def test_two_images_of_one_name_without_suffix_stop_the_load_naming_both(small_voc):
+    image = small_voc / "images" / "maksssksksss94.jpg"
+    twin = small_voc / "images" / "maksssksksss94.png"
+    twin.write_bytes(image.read_bytes())
+    xml = small_voc / "annotations" / "maksssksksss94.xml"
+    (small_voc / "annotations" / "twin.xml").write_text(
+        _xml(xml).replace("<filename>maksssksksss94.jpg</filename>", "<filename>maksssksksss94.png</filename>"))
+    with pytest.raises(MaskwatchError) as error:
+        load_dataset(small_voc)
+    assert "maksssksksss94.jpg and" in str(error.value) and "maksssksksss94.png" in str(error.value)
+    assert "rename one" in str(error.value)
+
+
 def test_yolo_without_class_names_says_what_is_needed(small_voc, tmp_path):
     save_dataset(load_dataset(small_voc), tmp_path / "y", "yolo")
     (tmp_path / "y" / "classes.txt").unlink()
@@ -300,3 +356,10 @@ def test_a_tfrecord_with_its_label_map_takes_label_map_renames(small_voc, tmp_pa
     ds = load_dataset(tmp_path / "t", label_map={"with_mask": "mask"})
     assert ds.classes == ["mask", "without_mask", "mask_weared_incorrect"]  # the map's order
     assert ds.class_counts()["mask"] == original.class_counts()["with_mask"]
+
+
+def test_an_image_whose_suffix_differs_in_case_from_its_xml_is_found(small_voc):
+    image = small_voc / "images" / "maksssksksss94.jpg"
+    image.rename(image.with_suffix(".JPG"))  # as cameras name them; the XML still says .jpg
+    ds = load_dataset(small_voc)
+    assert "maksssksksss94.JPG" in {s.image_path.name for s in ds.samples} and not ds.problems

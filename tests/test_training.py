@@ -205,3 +205,21 @@ def test_a_val_list_that_does_not_split_the_set_is_said_and_the_usual_split_used
 
     assert warn_unseen_classes(listed) == ["unused"] and "no training box of unused" in caplog.text
     assert warn_unseen_classes(dataset) == []
+
+
+def test_an_unreadable_image_is_left_out_with_a_warning_and_one_image_is_refused(small_voc, tmp_path, caplog):
+    from maskwatch.data import load_dataset
+    from maskwatch.errors import MaskwatchError
+    from maskwatch.training.engine import read_images, split_for_training
+
+    broken = small_voc / "images" / "maksssksksss94.jpg"
+    broken.write_bytes(broken.read_bytes()[:2000])  # a download cut short: the header reads, the pixels do not
+    dataset = load_dataset(small_voc)
+    config = TrainConfig(data=small_voc, out=tmp_path / "run")
+    train, val = split_for_training(dataset, config)  # the duplicate search does not trip on it
+    assert "cannot be read, so they are not compared for duplicates" in caplog.text
+    train, val, images = read_images(train, val)
+    assert "maksssksksss94" not in images and len(train) + len(val) == len(dataset) - 1
+    assert "1 image(s) cannot be read and are left out" in caplog.text and "maksssksksss94.jpg" in caplog.text
+    with pytest.raises(MaskwatchError, match="at least one on each side"):
+        split_for_training(dataset.subset(["maksssksksss0"]), config)

@@ -38,15 +38,20 @@ def compliance_of(people: dict[str, int]) -> float | None:
     return people.get("with_mask", 0) / total if total else None
 
 
+DROP_LABEL = ""  # what `--label-map OLD=` maps OLD to: its boxes are left out
+
+
 def parse_label_map(pairs: list[str] | None) -> dict[str, str]:
-    """Parse `old=new` options (e.g. from `--label-map`) into a renaming dict."""
+    """Parse `old=new` options (e.g. from `--label-map`) into a renaming dict; `old=` (nothing after the `=`)
+    maps to DROP_LABEL: boxes of that label are left out (a `helmet` or `person` class the mask detector has no use
+    for)."""
     from maskwatch.errors import MaskwatchError
 
     mapping: dict[str, str] = {}
     for pair in pairs or []:
         old, sep, new = pair.partition("=")
-        if not sep or not old or not new:
-            raise MaskwatchError(f"--label-map expects OLD=NEW, got {pair!r}")
+        if not sep or not old.strip():
+            raise MaskwatchError(f"--label-map expects OLD=NEW (or OLD= to leave OLD's boxes out), got {pair!r}")
         mapping[old.strip()] = new.strip()
     return mapping
 

@@ -25,7 +25,8 @@ app.add_typer(data_app, name="data")
 console = Console(stderr=True)
 
 LabelMapOption = typer.Option(None, "--label-map", metavar="OLD=NEW",
-                              help="Rename labels while reading, OLD=NEW (repeatable).")
+                              help="Rename labels while reading, OLD=NEW (repeatable); OLD= (nothing after the =) "
+                                   "leaves OLD's boxes out.")
 ClassesOption = typer.Option(None, "--classes",
                              help="The only labels accepted, comma-separated (e.g. with_mask,without_mask,"
                                   "mask_weared_incorrect); any other label stops the load. Default: learnt from "
@@ -342,8 +343,9 @@ def detect(inputs: list[str] = typer.Argument(..., help=INPUTS_HELP, metavar="IN
 
 
 @app.command(short_help="Detect, track and count faces in a video or camera.")
-def watch(source: Optional[str] = typer.Argument(None, help="Video file, webcam index (0), rtsp:// or http:// URL, "
-                                                             "or a folder of frames (or from --config).", metavar="SOURCE"),
+def watch(source: Optional[str] = typer.Argument(None, metavar="SOURCE",
+                                                 help="Video file, webcam index (0), rtsp:// or http:// URL, or a "
+                                                      "folder of frames (or from --config)."),
           config: Optional[Path] = typer.Option(None, "--config", help="YAML file naming source, zones, lines and "
                                                                        "sinks per camera (see the README)."),
           camera: Optional[str] = typer.Option(None, "--camera", help="Which camera of --config (if it has several); "

@@ -13,6 +13,7 @@ from typing import Iterable, Iterator
 import numpy as np
 import supervision as sv
 
+from maskwatch.classes import DROP_LABEL
 from maskwatch.errors import MaskwatchError
 
 log = logging.getLogger(__name__)
@@ -89,8 +90,11 @@ def read_predictions(path: Path, classes: list[str] | tuple[str, ...],
         for item in read_predictions(path, classes):
             labels = [label_map.get(label, label) for label in item.labels]
             scores = item.detections.confidence if item.detections.confidence is not None else np.ones(len(labels))
+            kept = np.array([label != DROP_LABEL for label in labels], dtype=bool)  # --label-map OLD=
             yield ImagePredictions(item.image, item.width, item.height,
-                                   detections_from_labels(item.detections.xyxy, labels, scores, classes))
+                                   detections_from_labels(item.detections.xyxy[kept],
+                                                          [label for label in labels if label != DROP_LABEL],
+                                                          scores[kept], classes))
         return
     path = Path(path)
     if path.is_dir() or path.suffix.lower() == ".parquet":

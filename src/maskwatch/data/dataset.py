@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import supervision as sv
 
-from maskwatch.classes import MASK_CLASSES
+from maskwatch.classes import DROP_LABEL, MASK_CLASSES
 from maskwatch.errors import MaskwatchError, name_some
 
 log = logging.getLogger(__name__)
@@ -149,6 +149,7 @@ class DatasetBuilder:
         self.samples: list[Sample] = []
         self.problems: list[str] = []
         self.unknown_labels: Counter[str] = Counter()
+        self.dropped: Counter[str] = Counter()  # boxes left out by --label-map OLD=, per original label
         self.unknown_first: dict[str, str] = {}  # label -> where it was first seen
         self.label_files: dict[str, dict[str, None]] = defaultdict(dict)  # label -> where it was seen (ordered)
         self.order_given = False  # the file lists its classes (YOLO, COCO, a label map): keep that order
@@ -159,7 +160,10 @@ class DatasetBuilder:
         self.problems.append(message)
 
     def class_id(self, label: str, where: str) -> int | None:
-        label = self.label_map.get(label, label)
+        original, label = label, self.label_map.get(label, label)
+        if label == DROP_LABEL:  # --label-map OLD=
+            self.dropped[original] += 1
+            return None
         self.label_files[label][where] = None
         if label in self.classes:
             return self.classes.index(label)
@@ -177,7 +181,7 @@ class DatasetBuilder:
             return
         for name in names:
             mapped = self.label_map.get(name, name)
-            if mapped not in self.classes:
+            if mapped != DROP_LABEL and mapped not in self.classes:
                 self.classes.append(mapped)
         self.order_given = True
 
@@ -241,6 +245,9 @@ class DatasetBuilder:
             )
         if not self.samples:
             raise MaskwatchError(f"{source}: no usable annotated images found")
+        if self.dropped:
+            log.info("%s: left out %s (--label-map OLD=)", source,
+                     ", ".join(f"{n} {label!r} box{'es' if n > 1 else ''}" for label, n in self.dropped.items()))
         self._warn_about_spellings()
         if self.turned:
             log.warning("%s: %d image(s) carry an EXIF rotation (%s); their boxes are read in the stored pixels, as "
@@ -249,11 +256,26 @@ class DatasetBuilder:
                         "(e.g. `mogrify -auto-orient *.jpg`) and the boxes will match", source, len(self.turned),
                         name_some(p.name for p in self.turned))
         self.samples.sort(key=lambda s: s.image_path.name)
+        self._refuse_shared_stems(source)
         if not self.fixed_classes:
             self._canonical_class_order()
         if not any(len(sample.detections) for sample in self.samples):
             self.problem(f"{source}: {len(self.samples)} image(s) but no box with a usable label")
         return Dataset(self.classes, self.samples, self.problems)
+
+    def _refuse_shared_stems(self, source: str) -> None:
+        """Images are named by their file name without suffix everywhere (split lists, VOC and YOLO label files,
+        training, scoring): two images of one such name (a.jpg and a.png, or p.jpg in two folders) would be
+        written over each other or mixed up, so the load stops and names them."""
+        by_stem: dict[str, list[Path]] = defaultdict(list)
+        for sample in self.samples:
+            by_stem[sample.stem].append(sample.image_path)
+        shared = {stem: paths for stem, paths in by_stem.items() if len(paths) > 1}
+        if shared:
+            pairs = name_some(" and ".join(str(p) for p in paths) for paths in shared.values())
+            raise MaskwatchError(f"{source}: {len(shared)} name(s) used by more than one image: {pairs}. Images are "
+                                 f"told apart by their file name without suffix (split lists, VOC and YOLO label "
+                                 f"files, training, scoring): rename one of each")
 
     def _warn_about_spellings(self) -> None:
         """Labels that differ only by case, spaces or underscores (`With_Mask` beside `with_mask`) are almost

@@ -3,6 +3,7 @@ and near-duplicate images (perceptual hash) never straddle it."""
 
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,9 @@ import imagehash
 from PIL import Image
 
 from maskwatch.data.dataset import Dataset
-from maskwatch.errors import MaskwatchError
+from maskwatch.errors import MaskwatchError, name_some
+
+log = logging.getLogger(__name__)
 
 # Hamming distance (64-bit hashes) at or below which two images count as the same photo. pHash alone misses
 # re-encoded copies with shifted colours (87~485 in the mask data: pHash 12, dHash 3), so either hash may match.
@@ -79,11 +82,18 @@ def split_from_list(dataset: Dataset, val_list: Path) -> Split:
 
 def duplicate_groups(dataset: Dataset, max_distance: int = NEAR_DUPLICATE_DISTANCE) -> list[list[int]]:
     """Indices of samples grouped by near-identical pixels (union-find over pHash distance)."""
-    hashes = []
+    hashes, unreadable = [], []
     for sample in dataset.samples:
-        with Image.open(sample.image_path) as im:
-            rgb = im.convert("RGB")
-            hashes.append((imagehash.phash(rgb), imagehash.dhash(rgb)))
+        try:
+            with Image.open(sample.image_path) as im:
+                rgb = im.convert("RGB")
+                hashes.append((imagehash.phash(rgb), imagehash.dhash(rgb)))
+        except Exception as exc:  # truncated or corrupt (Pillow's OSError, UnidentifiedImageError): a group alone
+            unreadable.append(f"{sample.image_path.name} ({type(exc).__name__}: {exc})")
+            hashes.append(None)
+    if unreadable:
+        log.warning("%d image(s) cannot be read, so they are not compared for duplicates (each is a group of its "
+                    "own): %s", len(unreadable), name_some(unreadable, 3))
     parent = list(range(len(hashes)))
 
     def find(i: int) -> int:
@@ -94,6 +104,8 @@ def duplicate_groups(dataset: Dataset, max_distance: int = NEAR_DUPLICATE_DISTAN
 
     for i in range(len(hashes)):
         for j in range(i + 1, len(hashes)):
+            if hashes[i] is None or hashes[j] is None:
+                continue
             (p_i, d_i), (p_j, d_j) = hashes[i], hashes[j]
             if p_i - p_j <= max_distance or d_i - d_j <= max_distance:
                 parent[find(i)] = find(j)

@@ -21,7 +21,9 @@ def _find_image(xml_path: Path, filename: str | None, path: str | None, images_d
     one outside it (which the builder refuses unless asked)."""
     folders = [d for d in (images_dir, xml_path.parent, xml_path.parent.parent / "images") if d is not None]
     names = [filename] if filename else []
-    names += [xml_path.stem + s for s in IMAGE_SUFFIXES]
+    stems = dict.fromkeys([Path(filename).stem, xml_path.stem] if filename else [xml_path.stem])
+    # Cameras and Windows write .JPG; file systems here tell cases apart, the XML may not
+    names += [stem + suffix for stem in stems for s in IMAGE_SUFFIXES for suffix in (s, s.upper())]
     candidates = [xml_path.parent / path] if path else []  # an absolute <path> stays absolute
     candidates += [folder / name for folder in folders for name in names]
     existing = [c for c in candidates if c.is_file()]

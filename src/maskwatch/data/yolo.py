@@ -1,8 +1,12 @@
-"""YOLO txt: one `class xc yc w h` line per box (0..1), classes from classes.txt or data.yaml."""
+"""YOLO txt: one `class xc yc w h` line per box (0..1), classes from classes.txt or data.yaml.
+
+Lines of Ultralytics' other label kinds are read as Ultralytics reads them for detection: a segmentation polygon
+(`class x1 y1 x2 y2 ...`) as its bounding box, a prediction line with a score after the box as the box."""
 
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,7 +26,7 @@ def read_yolo_classes(root: Path) -> list[str]:
     yaml_path, txt_path = root / "data.yaml", root / "classes.txt"
     if yaml_path.is_file():
         try:
-            config = yaml.safe_load(yaml_path.read_text())
+            config = yaml.safe_load(yaml_path.read_text(encoding="utf-8-sig"))
         except yaml.YAMLError as exc:
             raise MaskwatchError(f"{yaml_path}: unparsable YAML ({exc})") from exc
         names = config.get("names") if isinstance(config, dict) else None
@@ -34,8 +38,40 @@ def read_yolo_classes(root: Path) -> list[str]:
                              f"without_mask]) or a mapping from class index to name (names: {{0: with_mask}}); "
                              f"found {type(names).__name__}: {str(names)[:80]!r}")
     if txt_path.is_file():
-        return [line.strip() for line in txt_path.read_text().splitlines() if line.strip()]
+        # utf-8-sig: Windows Notepad starts the file with a byte-order mark, which would join the first name
+        return [line.strip() for line in txt_path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
     raise MaskwatchError(f"{root}: a YOLO data set needs classes.txt or data.yaml listing the class names")
+
+
+POLYGON = "polygon"
+SCORED = "scored"
+
+
+def parse_line(line: str) -> tuple[int, tuple[float, float, float, float], str | None]:
+    """Class index, normalised (x1, y1, x2, y2) and the kind of line when it is not a plain box (POLYGON, SCORED),
+    or ValueError saying what is wrong with it."""
+    values = line.split()
+    try:
+        cls, numbers = float(values[0]), [float(v) for v in values[1:]]
+    except (ValueError, IndexError):
+        raise ValueError("expected 'class xc yc w h' (numbers)") from None
+    if not cls.is_integer():
+        raise ValueError(f"class index {values[0]!r} is not a whole number")
+    kind = None
+    if len(numbers) in (4, 5):
+        xc, yc, w, h = numbers[:4]
+        box = (xc - w / 2, yc - h / 2, xc + w / 2, yc + h / 2)
+        kind = SCORED if len(numbers) == 5 else None
+    elif len(numbers) >= 6 and len(numbers) % 2 == 0:
+        xs, ys = numbers[0::2], numbers[1::2]
+        box, kind = (min(xs), min(ys), max(xs), max(ys)), POLYGON
+    else:
+        raise ValueError(f"expected 'class xc yc w h' (or a polygon 'class x1 y1 x2 y2 x3 y3 ...'), got "
+                         f"{len(numbers)} numbers after the class")
+    if max((abs(v) for v in (numbers if kind == POLYGON else numbers[:4]) if math.isfinite(v)), default=0) > 1.5:
+        raise ValueError("coordinates above 1: YOLO labels give fractions of the image's width and height (0..1), "
+                         "not pixels")
+    return int(cls), box, kind
 
 
 def _label_path(image_path: Path, root: Path) -> Path:
@@ -51,6 +87,7 @@ def read_yolo(root: Path, classes: list[str] | None = None, label_map: dict[str,
     builder = DatasetBuilder(classes, label_map)
     builder.declare_classes(file_classes, str(root))
     used: set[Path] = set()
+    kinds: dict[str, list[str]] = {POLYGON: [], SCORED: []}
     for image_path in list_images(root):
         label_path = _label_path(image_path, root)
         used.add(label_path.resolve())
@@ -60,25 +97,30 @@ def read_yolo(root: Path, classes: list[str] | None = None, label_map: dict[str,
             builder.problem(f"{exc}; skipped")
             continue
         boxes = []
-        lines = label_path.read_text().splitlines() if label_path.is_file() else []
+        lines = label_path.read_text(encoding="utf-8-sig").splitlines() if label_path.is_file() else []
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             where = f"{label_path}:{number}"
             try:
-                cls, xc, yc, w, h = line.split()[:5]
-                cls_index = int(cls)
-                xc, yc, w, h = (float(v) for v in (xc, yc, w, h))
-            except ValueError:
-                builder.problem(f"{where}: expected 'class xc yc w h', got {line.strip()!r}; skipped")
+                cls_index, (x1, y1, x2, y2), kind = parse_line(line)
+            except ValueError as exc:
+                builder.problem(f"{where}: {exc}: {line.strip()[:80]!r}; skipped")
                 continue
             if not 0 <= cls_index < len(file_classes):
                 builder.problem(f"{where}: class index {cls_index} not in the {len(file_classes)} classes; skipped")
                 continue
-            boxes.append((from_normalised(xc - w / 2, width), from_normalised(yc - h / 2, height),
-                          from_normalised(xc + w / 2, width), from_normalised(yc + h / 2, height),
-                          file_classes[cls_index]))
+            if kind:
+                kinds[kind].append(where)
+            boxes.append((from_normalised(x1, width), from_normalised(y1, height),
+                          from_normalised(x2, width), from_normalised(y2, height), file_classes[cls_index]))
         builder.add(image_path, width, height, boxes, str(label_path))
+    if kinds[POLYGON]:
+        log.warning("%s: %d segmentation polygon(s) read as their bounding boxes (%s)", root, len(kinds[POLYGON]),
+                    name_some(kinds[POLYGON], 3))
+    if kinds[SCORED]:
+        log.warning("%s: %d line(s) with a sixth number, read as a box and a score that is ignored (%s): are these "
+                    "predictions rather than labels?", root, len(kinds[SCORED]), name_some(kinds[SCORED], 3))
     orphans = sorted(p for p in (root / "labels").rglob("*.txt") if p.resolve() not in used
                      and p.name != "classes.txt") \
         if (root / "labels").is_dir() else []

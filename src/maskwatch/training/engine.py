@@ -29,7 +29,7 @@ from maskwatch.data import Dataset, load_dataset
 from maskwatch.data.images import annotated_image
 from maskwatch.data.split import declared_val_side, read_list, split_dataset
 from maskwatch.detector import Detector
-from maskwatch.errors import MaskwatchError
+from maskwatch.errors import MaskwatchError, name_some
 from maskwatch.evaluation.coco_metrics import CocoResult, evaluate_coco
 from maskwatch.model_kinds import TWO_STAGE, kind_of
 from maskwatch.predictions import ImagePredictions
@@ -223,8 +223,8 @@ def warn_unseen_classes(train: Dataset) -> list[str]:
     holds): said, since the model then learns never to predict them. Returns them."""
     unseen = [name for name, n in train.class_counts().items() if not n]
     if unseen:
-        log.warning("no training box of %s: the model learns never to predict %s (drop it with --classes, or add "
-                    "examples)", ", ".join(unseen), "it" if len(unseen) == 1 else "them")
+        log.warning("no training box of %s: the model learns never to predict %s (leave a class out with "
+                    "--label-map NAME=, or add examples)", ", ".join(unseen), "it" if len(unseen) == 1 else "them")
     return unseen
 
 
@@ -261,7 +261,33 @@ def split_for_training(dataset: Dataset, cfg: TrainConfig) -> tuple[Dataset, Dat
     train, val = dataset.subset(train_stems), dataset.subset(val_stems)
     if cfg.quick:  # a few images, enough to see the loss fall
         train.samples, val.samples = train.samples[:16], val.samples[:6]
+    check_sides(train, val, len(dataset))
     return train, val
+
+
+def check_sides(train: Dataset, val: Dataset, total: int) -> None:
+    """Training needs images on both sides: one to learn from, one to score each epoch on."""
+    if not train.samples or not val.samples:
+        raise MaskwatchError(f"{total} usable image(s) gave {len(train)} to train on and {len(val)} to validate on: "
+                             f"training needs at least one on each side (annotate more images, or name the "
+                             f"validation images with --val-split)")
+
+
+def read_images(train: Dataset, val: Dataset) -> tuple[Dataset, Dataset, dict[str, np.ndarray]]:
+    """Every image of both sides, decoded once; one that cannot be read (truncated, corrupt) is left out of its
+    side with a warning naming it, and training goes on with the rest."""
+    images, unreadable = {}, []
+    for sample in tqdm(train.samples + val.samples, desc="reading images", unit="img"):
+        try:
+            images[sample.stem] = annotated_image(sample.image_path)
+        except MaskwatchError as exc:
+            unreadable.append(str(exc))
+    if unreadable:
+        log.warning("%d image(s) cannot be read and are left out: %s", len(unreadable), name_some(unreadable, 3))
+        train, val = train.subset(set(images) & {s.stem for s in train.samples}), \
+            val.subset(set(images) & {s.stem for s in val.samples})
+        check_sides(train, val, len(images))
+    return train, val, images
 
 
 def resume(cfg: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[int, list[dict], float]:
@@ -353,12 +379,11 @@ def fit(cfg: TrainConfig) -> Path:
     if cfg.classes is None:
         print(f"classes of {cfg.data}: {', '.join(dataset.classes)} (fix the list with --classes)")
     train_set, val_set = split_for_training(dataset, cfg)
+    train_set, val_set, images = read_images(train_set, val_set)
     cfg.out.mkdir(parents=True, exist_ok=True)  # only once the data is known to be usable
     print(f"{cfg.arch}: training on {len(train_set)} images, validating on {len(val_set)} ({device}); "
           f"classes {dataset.classes}")
     warn_unseen_classes(train_set)
-    images = {s.stem: annotated_image(s.image_path) for s in tqdm(train_set.samples + val_set.samples,
-                                                             desc="reading images", unit="img")}
     recipe: Recipe = recipe_type(cfg, train_set, val_set, images)
     recipe.model.to(device)
     optimizer = torch.optim.AdamW(recipe.param_groups(), lr=recipe.lr, weight_decay=cfg.weight_decay)
