@@ -363,3 +363,24 @@ def test_an_image_whose_suffix_differs_in_case_from_its_xml_is_found(small_voc):
     image.rename(image.with_suffix(".JPG"))  # as cameras name them; the XML still says .jpg
     ds = load_dataset(small_voc)
     assert "maksssksksss94.JPG" in {s.image_path.name for s in ds.samples} and not ds.problems
+
+
+def test_coco_layout_of_coco_itself_and_what_is_wrong_with_an_annotation(small_voc, tmp_path):
+    save_dataset(load_dataset(small_voc), tmp_path / "c", "coco")
+    coco = json.loads((tmp_path / "c" / "annotations.json").read_text())
+    (tmp_path / "c" / "images").rename(tmp_path / "c" / "val2017")  # COCO's own layout
+    (tmp_path / "c" / "annotations").mkdir()
+    first = coco["annotations"][0]
+    coco["annotations"] += [{**first, "id": 901, "bbox": [], "segmentation": [[1, 1, 5, 1, 5, 5]]},
+                            {**first, "id": 902, "category_id": 77},
+                            {**first, "id": 903, "bbox": [50, 50, -10, 20]}]
+    (tmp_path / "c" / "annotations" / "instances_val2017.json").write_text(json.dumps(coco))
+    (tmp_path / "c" / "annotations.json").unlink()
+    ds = load_dataset(tmp_path / "c")
+    assert len(ds) == 6
+    assert any("annotation 901: it has no bbox (a segmentation-only" in p for p in ds.problems)
+    assert any("annotation 902: its category_id 77 is not among" in p for p in ds.problems)
+    assert any("(50, 50, 40, 70) is inverted" in p for p in ds.problems)
+    (tmp_path / "c" / "val2017").rename(tmp_path / "c" / "elsewhere")
+    with pytest.raises(MaskwatchError, match="none of its 6 images"):
+        load_dataset(tmp_path / "c")

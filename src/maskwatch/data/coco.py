@@ -56,13 +56,28 @@ def read_coco(path: Path, images_dir: Path | None = None, classes: list[str] | N
     for index, ann in enumerate(annotations):
         where = f"{json_path}: annotation {ann.get('id', index)}"
         try:
+            if not isinstance(ann, dict) or not ann.get("bbox"):
+                raise ValueError("it has no bbox (a segmentation-only annotation?)")
             x, y, w, h = (float(v) for v in ann["bbox"])
+            if int(ann.get("category_id", -1)) not in categories:
+                raise ValueError(f"its category_id {ann.get('category_id')!r} is not among the file's categories")
+            if int(ann.get("image_id", -1)) not in boxes_by_image:
+                raise ValueError(f"its image_id {ann.get('image_id')!r} is not among the file's images")
             label = categories[int(ann["category_id"])]
             boxes_by_image[int(ann["image_id"])].append((x, y, x + w, y + h, label, bool(ann.get("iscrowd", 0))))
         except (KeyError, TypeError, ValueError) as exc:
-            builder.problem(f"{where}: malformed or unknown image/category ({exc}); skipped")
+            reason = exc if isinstance(exc, ValueError) and str(exc).startswith("it") else f"it is malformed ({exc})"
+            builder.problem(f"{where}: {reason}; skipped")
+    # The COCO layouts met in practice: images/ beside the file, the file among its images (Roboflow), and
+    # COCO's own annotations/instances_val2017.json beside val2017/.
+    side = json_path.parent.parent / json_path.stem.removeprefix("instances_")
     folders = [d for d in (images_dir, json_path.parent / "images", json_path.parent,
-                           json_path.parent.parent / "images") if d is not None]
+                           json_path.parent.parent / "images", side) if d is not None]
+    names = [str(image.get("file_name", "")) for image in images.values()]
+    if names and not any((f / name).is_file() for f in folders for name in names):
+        raise MaskwatchError(f"{json_path}: none of its {len(names)} images (e.g. {names[0]}) is in "
+                             f"{', '.join(str(f) for f in dict.fromkeys(folders))}: put them in images/ beside "
+                             f"the file, or give the file inside the images' folder")
     for image_id, image in images.items():
         name = str(image.get("file_name", ""))
         where = f"{json_path}: image {name}"

@@ -215,6 +215,10 @@ class DatasetBuilder:
             cid = self.class_id(label, where)
             if cid is None:
                 continue
+            if x2 < x1 or y2 < y1:  # VOC xmin > xmax, a COCO box of negative width
+                self.problem(f"{where}: box {label} ({x1:g}, {y1:g}, {x2:g}, {y2:g}) is inverted (its right or bottom "
+                             f"edge before its left or top); dropped")
+                continue
             if x2 > width or y2 > height or x1 < 0 or y1 < 0:
                 # One pixel past the edge is the 1-based VOC habit; more than that is worth a message.
                 if x2 > width + 1 or y2 > height + 1 or x1 < -1 or y1 < -1:
