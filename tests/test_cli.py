@@ -292,3 +292,23 @@ def test_detect_says_what_a_folder_is_when_it_is_not_what_was_expected(tmp_path)
     photo = Path(__file__).resolve().parents[1] / "src" / "maskwatch" / "samples" / "crowd.jpg"
     result = run("detect", str(photo), "--no-images", "--model", str(tmp_path / "runs"), ok=False)
     assert result.returncode == 2 and "is not the folder of a `maskwatch train` run" in result.stderr
+
+
+def test_evaluate_split_scores_the_listed_images_and_refuses_names_of_another_set(small_voc, tmp_path):
+    from maskwatch.data import load_dataset
+    from maskwatch.predictions import ImagePredictions, detections_from_labels, write_predictions
+
+    dataset = load_dataset(small_voc)
+    write_predictions([ImagePredictions(s.image_path.name, s.width, s.height, detections_from_labels(
+        s.detections.xyxy, dataset.labels_of(s), np.full(len(s.detections), 0.9), dataset.classes))
+        for s in dataset.samples], tmp_path / "all.jsonl")
+    listed = tmp_path / "val.txt"
+    listed.write_text("".join(s.stem + "\n" for s in dataset.samples[:3]))
+    result = run("evaluate", "--gt", str(small_voc), "--pred", str(tmp_path / "all.jsonl"), "--split", str(listed),
+                 "--out", str(tmp_path / "eval"))
+    assert "not in the ground truth" not in result.stderr  # the other images' lines are not strays
+    assert json.loads((tmp_path / "eval" / "report.json").read_text())["images"] == 3
+    listed.write_text("maksssksksss0\nnot_here\n")
+    result = run("evaluate", "--gt", str(small_voc), "--pred", str(tmp_path / "all.jsonl"), "--split", str(listed),
+                 ok=False)
+    assert result.returncode == 2 and "1 of its 2 names are not images of the data set (not_here)" in result.stderr

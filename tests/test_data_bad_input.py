@@ -384,3 +384,22 @@ def test_coco_layout_of_coco_itself_and_what_is_wrong_with_an_annotation(small_v
     (tmp_path / "c" / "val2017").rename(tmp_path / "c" / "elsewhere")
     with pytest.raises(MaskwatchError, match="none of its 6 images"):
         load_dataset(tmp_path / "c")
+
+
+def test_a_conversion_that_fails_half_way_leaves_no_half_written_folder(small_voc, tmp_path, monkeypatch):
+    import maskwatch.data.formats as formats
+
+    def failing(dataset, out_dir, images, split):
+        (out_dir / "images").mkdir(parents=True)
+        (out_dir / "images" / "a.jpg").write_bytes(b"x")
+        raise MaskwatchError("disk full")
+
+    monkeypatch.setattr(formats, "write_yolo", failing)
+    dataset = load_dataset(small_voc)
+    with pytest.raises(MaskwatchError, match="disk full"):
+        save_dataset(dataset, tmp_path / "new", "yolo")
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MaskwatchError, match="disk full"):
+        save_dataset(dataset, tmp_path / "empty", "yolo")
+    assert (tmp_path / "empty").is_dir() and not any((tmp_path / "empty").iterdir())

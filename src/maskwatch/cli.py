@@ -239,7 +239,8 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
              cross_check: bool = typer.Option(False, "--cross-check", help="Also compute with pycocotools.")) -> None:
     """COCO mAP, per-class AP, PR curves and a confusion matrix of predictions against ground truth."""
     from maskwatch.classes import MASK_CLASSES, parse_label_map
-    from maskwatch.data.split import read_list
+    from maskwatch.data.images import stem_of
+    from maskwatch.data.split import listed_names
     from maskwatch.errors import name_some
     from maskwatch.evaluation import write_report
     from maskwatch.evaluation.report import images_without_predictions, prediction_problems
@@ -257,9 +258,11 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
         left_out = " (left out of the mean AP)" if scheme == "3class" else ""
         console.print(f"scored with the three mask classes; {escape(str(gt))} has no {', '.join(absent)}{left_out}",
                       highlight=False, soft_wrap=True)
-    if split:
-        dataset = dataset.subset(read_list(split))
     predictions = list(read_predictions(pred, dataset.classes, parse_label_map(label_map)))  # the same renaming
+    if split:
+        dataset = dataset.subset(listed_names(dataset, split))
+        chosen = {s.stem for s in dataset.samples}
+        predictions = [p for p in predictions if stem_of(p.image) in chosen]  # lines of the other images: not strays
     for problem in prediction_problems(dataset, predictions, scheme):  # type: ignore[arg-type]
         console.print(f"[yellow]warning: {escape(problem)}[/yellow]", highlight=False, soft_wrap=True)
     missing = images_without_predictions(dataset, predictions)

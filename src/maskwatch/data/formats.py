@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -78,12 +79,21 @@ def save_dataset(dataset: Dataset, out_dir: str | Path, fmt: Format, images: str
     out_dir = Path(out_dir)
     if out_dir.is_dir() and any(out_dir.iterdir()):
         raise MaskwatchError(f"{out_dir}: the output folder is not empty; choose a new folder or empty it first")
-    if fmt == "tfrecord":
-        write_tfrecord(dataset, out_dir, split, shards)
-        return
-    if shards != 1:
+    if fmt != "tfrecord" and shards != 1:
         raise MaskwatchError("--shards is for tfrecord only")
     writers = {"voc": write_voc, "yolo": write_yolo, "coco": write_coco}
-    if fmt not in writers:
+    if fmt not in (*writers, "tfrecord"):
         raise MaskwatchError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-    writers[fmt](dataset, out_dir, images, split)
+    existed = out_dir.is_dir()
+    try:
+        if fmt == "tfrecord":
+            write_tfrecord(dataset, out_dir, split, shards)
+        else:
+            writers[fmt](dataset, out_dir, images, split)
+    except BaseException:  # half a data set is worse than none, and would block the same command run again
+        if existed:
+            for child in out_dir.iterdir():
+                shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+        else:
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise

@@ -69,14 +69,23 @@ def declared_val_side(data: Path) -> tuple[Path, list[str]] | None:
     return None
 
 
+def listed_names(dataset: Dataset, list_path: Path) -> list[str]:
+    """The images a list file names (as `data split` writes it), each checked to be in `dataset`: a list of
+    another data set, or of images since removed, would otherwise choose fewer images without a word."""
+    named = read_list(list_path)
+    stems = {s.stem for s in dataset.samples}
+    unknown = sorted(set(named) - stems)
+    if unknown:
+        what = (f"none of its {len(set(named))} names is an image of the data set" if len(unknown) == len(set(named))
+                else f"{len(unknown)} of its {len(set(named))} names are not images of the data set")
+        raise MaskwatchError(f"{list_path}: {what} ({name_some(unknown, 3)}): is it the list of another data set?")
+    return named
+
+
 def split_from_list(dataset: Dataset, val_list: Path) -> Split:
     """Validation = the images named in a list file (as `data split` writes it), training = the rest."""
-    named = read_list(val_list)
     stems = [s.stem for s in dataset.samples]
-    unknown = set(named) - set(stems)
-    if unknown:
-        raise MaskwatchError(f"{val_list}: {len(unknown)} names are not in the data set, e.g. {sorted(unknown)[:3]}")
-    val = set(named)
+    val = set(listed_names(dataset, val_list))
     return Split(train=[s for s in stems if s not in val], val=[s for s in stems if s in val])
 
 

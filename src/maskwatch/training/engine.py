@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from maskwatch.data import Dataset, load_dataset
 from maskwatch.data.images import annotated_image
-from maskwatch.data.split import declared_val_side, read_list, split_dataset
+from maskwatch.data.split import declared_val_side, listed_names, split_dataset
 from maskwatch.detector import Detector
 from maskwatch.errors import MaskwatchError, name_some
 from maskwatch.evaluation.coco_metrics import CocoResult, evaluate_coco
@@ -245,11 +245,7 @@ def usable_declared_side(dataset: Dataset, data: Path) -> tuple[Path, set[str]] 
 
 def split_for_training(dataset: Dataset, cfg: TrainConfig) -> tuple[Dataset, Dataset]:
     if cfg.val_split:
-        val_stems = set(read_list(cfg.val_split))
-        unknown = val_stems - {s.stem for s in dataset.samples}
-        if unknown:
-            raise MaskwatchError(f"{cfg.val_split}: {len(unknown)} names not in the data set, "
-                                 f"e.g. {sorted(unknown)[:3]}")
+        val_stems = set(listed_names(dataset, cfg.val_split))
         train_stems = [s.stem for s in dataset.samples if s.stem not in val_stems]
     elif (declared := usable_declared_side(dataset, Path(cfg.data))) is not None:  # the sides convert --val wrote
         listed, val_stems = declared
