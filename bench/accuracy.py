@@ -1,6 +1,6 @@
 """Accuracy and speed of detectors on both validation sets, in one table.
 
-    .venv/bin/python bench/accuracy.py [--model shipped|face-finder|runs/NAME ...] [--scale auto ...]
+    .venv/bin/python bench/accuracy.py [--model shipped|shipped-int8|face-finder|runs/NAME ...] [--scale auto ...]
                                        [--set andrewmvd --set jolignier] [--best-class] [--policy NAME=VALUE ...]
 
 Sets: `andrewmvd` is the validation split of the training set (splits/face-mask-voc/val.txt: 114 crowd photos,
@@ -119,7 +119,8 @@ def table(rows: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", action="append",
-                        help="'shipped', 'face-finder' or a trained model / run folder (repeatable); default shipped")
+                        help="'shipped', 'shipped-int8', 'face-finder' or a trained model / run folder "
+                             "(repeatable); default shipped")
     parser.add_argument("--scale", action="append", help="auto, 1, 2 ... (repeatable); default auto")
     parser.add_argument("--set", action="append", choices=["andrewmvd", "jolignier"],
                         help="validation set (repeatable); default both")

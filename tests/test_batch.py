@@ -383,3 +383,11 @@ def test_the_session_folder_is_read_only_where_ray_names_it():
     assert session_dirs([f"--session_dir=/home/u/session_tmp{session[8:]}", "--temp-dir=/home/u/session_tmp",
                          "/tmp/ray/session_latest/logs", "/data/ray/session_3/img.jpg"]) == {
         f"/home/u/session_tmp{session[8:]}"}
+
+
+def test_the_8_bit_model_is_named_as_such_in_the_folder_settings(images, tmp_path):
+    out = tmp_path / "out"
+    assert run_batch(images, out, "local", threads=2, model="shipped-int8").processed == 7
+    assert json.loads((out / "_batch.json").read_text())["model"] == "shipped-int8"
+    with pytest.raises(MaskwatchError, match="model 'shipped-int8' there, 'shipped' now"):
+        run_batch(images, out, "local", threads=2)

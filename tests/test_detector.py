@@ -26,7 +26,9 @@ def crowd(data_dir):
     return ds
 
 
-def test_shipped_model_finds_and_labels_the_faces_of_real_images(detector, crowd):
+@pytest.mark.parametrize("model", ["shipped", "shipped-int8"])
+def test_shipped_model_finds_and_labels_the_faces_of_real_images(model, crowd):
+    detector = Detector.load(model, threads=2)
     found = labelled = total = 0
     for sample in crowd.samples:
         image = cv2.imread(str(sample.image_path))
@@ -245,3 +247,29 @@ def test_a_high_min_score_classifies_fewer_candidates_and_keeps_the_same_detecti
         detector._run_head = run_head
     assert detector.hopeless_below(0.4) == pytest.approx(0.16)  # 0.4 ** (1 / 0.5)
     assert detector.hopeless_below(0.9) == pytest.approx(0.4)  # capped: the scale policy sees the same faces
+
+
+def test_the_8_bit_model_agrees_with_the_float_one_and_is_what_the_tool_makes(detector, crowd, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from maskwatch.detector import SHIPPED_FILES, SHIPPED_INT8
+
+    int8 = Detector.load("shipped-int8", threads=2)
+    assert int8.config == detector.config  # one JSON for both
+    matched = total = 0
+    for sample in crowd.samples:
+        image = cv2.imread(str(sample.image_path))
+        a, b = detector(image, min_score=0.4), int8(image, min_score=0.4)
+        total += len(a) + len(b)
+        if len(a) and len(b):
+            iou = sv.box_iou_batch(a.xyxy, b.xyxy)
+            same = (iou.max(axis=1) >= 0.5) & (b.data["class_name"][iou.argmax(axis=1)] == a.data["class_name"])
+            matched += 2 * int(same.sum())
+    assert matched / total >= 0.85, (matched, total)  # F1 of the faces shown, the same class
+    pytest.importorskip("onnx")  # the train extra: making the files needs it, running them does not
+    tool = Path(__file__).resolve().parents[1] / "tools" / "quantize_models.py"
+    subprocess.run([sys.executable, str(tool), "--out", str(tmp_path)], check=True, capture_output=True, timeout=600)
+    for shipped in SHIPPED_FILES[SHIPPED_INT8]:
+        assert (tmp_path / shipped.name).read_bytes() == shipped.read_bytes(), shipped.name

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from maskwatch.batch.core import check_settings, folder_lock, normalise_path, read_folder, tidy_folder
 from maskwatch.data.inputs import collect_images, output_names
-from maskwatch.detector import check_score
+from maskwatch.detector import SHIPPED, check_score, is_shipped_name
 from maskwatch.errors import MaskwatchError, install_hint
 from maskwatch.limits import BATCH_PART_ROWS
 from maskwatch.thresholds import FOR_PEOPLE
@@ -42,7 +42,8 @@ def run_batch(spec: str | list[str], out: Path, engine: str = "local", address: 
     names = dict(zip(paths, output_names(found)))  # over every input, so a resumed run names files the same
     with folder_lock(out):
         before = read_folder(out)
-        check_settings(out, {"conf": conf, "model": normalise_path(model) if model else "shipped",
+        named = str(model) if is_shipped_name(model) else normalise_path(model) if model else SHIPPED
+        check_settings(out, {"conf": conf, "model": named,
                              "annotate": annotate}, bool(before.rows or before.unreadable))
         todo = [p for p in paths if p not in before.done]
         annotate_dir = out / "annotated" if annotate else None
