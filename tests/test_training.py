@@ -223,3 +223,30 @@ def test_an_unreadable_image_is_left_out_with_a_warning_and_one_image_is_refused
     assert "1 image(s) cannot be read and are left out" in caplog.text and "maksssksksss94.jpg" in caplog.text
     with pytest.raises(MaskwatchError, match="at least one on each side"):
         split_for_training(dataset.subset(["maksssksksss0"]), config)
+
+
+def test_a_roboflow_yolo_export_validates_on_its_valid_folder_and_leaves_its_test_folder_out(small_voc, tmp_path):
+    import shutil
+
+    import yaml
+
+    from maskwatch.data import load_dataset, save_dataset
+    from maskwatch.training.engine import split_for_training
+
+    dataset = load_dataset(small_voc)
+    stems = [s.stem for s in dataset.samples]
+    sides = {"train": stems[:3], "valid": stems[3:5], "test": stems[5:]}
+    rf = tmp_path / "rf"
+    for side, names in sides.items():
+        save_dataset(dataset.subset(names), tmp_path / side, "yolo")
+        (rf / side).mkdir(parents=True)
+        for folder in ("images", "labels"):
+            shutil.move(tmp_path / side / folder, rf / side / folder)
+    (rf / "data.yaml").write_text(yaml.safe_dump({  # as Roboflow writes it
+        "train": "../train/images", "val": "../valid/images", "test": "../test/images",
+        "nc": len(dataset.classes), "names": dataset.classes}))
+    loaded = load_dataset(rf)
+    assert len(loaded) == 6 and loaded.num_boxes == dataset.num_boxes
+    train, val = split_for_training(loaded, TrainConfig(data=rf, out=tmp_path / "run"))
+    assert sorted(s.stem for s in val.samples) == sorted(sides["valid"])
+    assert sorted(s.stem for s in train.samples) == sorted(sides["train"])

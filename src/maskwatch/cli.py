@@ -154,7 +154,9 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
                                                    help="List of validation images (as `data split` writes) "
                                                         "[default: the val side --data names, as `convert --val` "
                                                         "writes it (VOC ImageSets/Main/val.txt, YOLO val.txt, "
-                                                        "COCO instances_val.json); else a 15% split, seed --seed]."),
+                                                        "COCO instances_val.json) or a YOLO data.yaml's `val:` "
+                                                        "names (a Roboflow export's valid/; its test/ is left out); "
+                                                        "else a 15% split, seed --seed]."),
           arch: str = typer.Option("two-stage", "--arch",
                                    help="two-stage: a crop head behind the shipped face finder (what ships); "
                                         "one-stage: CenterFace itself fine-tuned to find and classify."),

@@ -47,10 +47,33 @@ def read_list(path: Path) -> list[str]:
     return [stem_of(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def yolo_side(data: Path, side: str) -> list[str] | None:
+    """The stems of a side ("val", "test") a YOLO data.yaml names as an image folder or a list file, as
+    Ultralytics reads it: relative to the file's folder, and Roboflow's `../valid/images` also as `valid/images`
+    (its exports write one folder per side beside data.yaml). None where it names none, or the whole set."""
+    import yaml
+
+    from maskwatch.data.images import list_images, stem_of
+
+    try:
+        config = yaml.safe_load((data / "data.yaml").read_text(encoding="utf-8-sig"))
+    except (OSError, yaml.YAMLError):
+        return None
+    entries = config.get(side) if isinstance(config, dict) else None
+    stems: list[str] = []
+    for entry in [entries] if isinstance(entries, str) else entries if isinstance(entries, list) else []:
+        entry = str(entry)
+        place = next((p for p in (data / entry, data / entry.removeprefix("../")) if p.exists()), None)
+        if place is None or place.resolve() in ((data / "images").resolve(), data.resolve()):
+            continue  # missing, or the whole set (convert without --val writes `val: images`)
+        stems += read_list(place) if place.is_file() else [stem_of(p.name) for p in list_images(place)]
+    return stems or None
+
+
 def declared_val_side(data: Path) -> tuple[Path, list[str]] | None:
     """The validation side a data set folder names itself, as `convert --val` writes it (VOC
-    ImageSets/Main/val.txt, YOLO val.txt, COCO instances_val.json; TFRecord's val.tfrecord is read with the rest):
-    the file and the stems it names, or None."""
+    ImageSets/Main/val.txt, YOLO val.txt, COCO instances_val.json; TFRecord's val.tfrecord is read with the rest)
+    or as a YOLO data.yaml names it (a Roboflow export's valid/ folder): the file and the stems it names, or None."""
     import json
 
     if not data.is_dir():
@@ -58,6 +81,8 @@ def declared_val_side(data: Path) -> tuple[Path, list[str]] | None:
     for listed in (data / "ImageSets" / "Main" / "val.txt", data / "val.txt"):
         if listed.is_file():
             return listed, read_list(listed)
+    if (data / "data.yaml").is_file() and (stems := yolo_side(data, "val")):
+        return data / "data.yaml", stems
     for coco in (data / "instances_val.json", data / "annotations" / "instances_val.json"):
         # Only beside the whole set's annotations.json (as convert writes it): in the COCO layout of
         # instances_train.json + instances_val.json the set read is the train file, and val is another set.

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from maskwatch.data import Dataset, load_dataset
 from maskwatch.data.images import annotated_image
-from maskwatch.data.split import declared_val_side, listed_names, split_dataset
+from maskwatch.data.split import declared_val_side, listed_names, split_dataset, yolo_side
 from maskwatch.detector import Detector
 from maskwatch.errors import MaskwatchError, name_some
 from maskwatch.evaluation.coco_metrics import CocoResult, evaluate_coco
@@ -244,6 +244,11 @@ def usable_declared_side(dataset: Dataset, data: Path) -> tuple[Path, set[str]] 
 
 
 def split_for_training(dataset: Dataset, cfg: TrainConfig) -> tuple[Dataset, Dataset]:
+    data = Path(cfg.data)
+    test = set(yolo_side(data, "test") or []) if (data / "data.yaml").is_file() else set()
+    if test & {s.stem for s in dataset.samples}:  # a Roboflow export's test/ folder: neither learnt nor chosen on
+        dataset = dataset.subset([s.stem for s in dataset.samples if s.stem not in test])
+        print(f"leaving out the {len(test)} test images {data / 'data.yaml'} names")
     if cfg.val_split:
         val_stems = set(listed_names(dataset, cfg.val_split))
         train_stems = [s.stem for s in dataset.samples if s.stem not in val_stems]
