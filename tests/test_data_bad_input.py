@@ -125,6 +125,8 @@ def test_label_map_to_nothing_leaves_a_class_out_of_ground_truth_and_predictions
     assert len(read[0].detections) == 1 and read[0].labels == ["with_mask"]
     with pytest.raises(MaskwatchError, match="OLD=NEW"):
         parse_label_map(["=with_mask"])
+    misspelt = load_dataset(small_voc, label_map=parse_label_map(["Helmet="]))  # a key no label uses is said
+    assert any("--label-map names 'Helmet', which no box" in p and "helmet" in p for p in misspelt.problems)
 
 
 def test_two_images_of_one_name_without_suffix_stop_the_load_naming_both(small_voc):
@@ -403,3 +405,67 @@ def test_a_conversion_that_fails_half_way_leaves_no_half_written_folder(small_vo
     with pytest.raises(MaskwatchError, match="disk full"):
         save_dataset(dataset, tmp_path / "empty", "yolo")
     assert (tmp_path / "empty").is_dir() and not any((tmp_path / "empty").iterdir())
+
+
+def test_an_empty_image_and_a_stale_annotated_size_are_named_at_load(small_voc):
+    (small_voc / "images" / "maksssksksss94.jpg").write_bytes(b"")
+    xml = small_voc / "annotations" / "maksssksksss0.xml"
+    text = _xml(xml)
+    width = text[text.index("<width>") + 7:text.index("</width>")]
+    xml.write_text(text.replace(f"<width>{width}</width>", f"<width>{int(width) // 2}</width>"))
+    ds = load_dataset(small_voc)
+    assert "maksssksksss94" not in {s.stem for s in ds.samples}
+    assert any("maksssksksss94.jpg: empty file" in p and "skipped" in p for p in ds.problems)
+    assert any(f"annotation says {int(width) // 2}x" in p and f"maksssksksss0.jpg is {width}x" in p
+               for p in ds.problems), ds.problems
+
+
+def test_an_image_annotated_twice_and_unnamed_records_of_two_tfrecords(small_voc, tmp_path):
+    xml = small_voc / "annotations" / "maksssksksss94.xml"
+    (small_voc / "annotations" / "copy.xml").write_text(_xml(xml))  # names the same image
+    with pytest.raises(MaskwatchError, match="1 image.s. annotated twice.*maksssksksss94.jpg"):
+        load_dataset(small_voc)
+    (small_voc / "annotations" / "copy.xml").unlink()
+    from maskwatch.data.tfrecord import write_tfrecord
+    from maskwatch.data.split import split_dataset
+
+    dataset = load_dataset(small_voc)
+    write_tfrecord(dataset, tmp_path / "tf", split_dataset(dataset, 0.34, seed=3))
+    records = tmp_path / "tf"
+    for record in records.glob("*.tfrecord"):  # records without image/filename, as some exporters write them
+        from tfrecord.reader import tfrecord_loader
+        from tfrecord.writer import TFRecordWriter
+
+        examples = list(tfrecord_loader(str(record), None))
+        writer = TFRecordWriter(str(record))
+        for example in examples:
+            writer.write({k: (v.tobytes() if hasattr(v, "tobytes") and k.startswith("image/encoded") else v, t)
+                          for k, (v, t) in _typed(example).items() if k not in ("image/filename", "image/source_id")})
+        writer.close()
+    (records / "all.tfrecord").unlink(missing_ok=True)
+    loaded = load_dataset(records)
+    assert len(loaded) == len(dataset)
+
+
+def _typed(example: dict) -> dict:
+    """A record read back, with the feature types the writer needs."""
+    typed = {}
+    for key, value in example.items():
+        if key in ("image/encoded", "image/format", "image/object/class/text"):
+            kind = "byte"
+        elif key.startswith("image/object/bbox") :
+            kind = "float"
+        else:
+            kind = "int"
+        typed[key] = (value, kind)
+    return typed
+
+
+def test_a_coco_annotation_that_is_not_an_object_is_named(small_voc, tmp_path):
+    save_dataset(load_dataset(small_voc), tmp_path / "c", "coco")
+    path = tmp_path / "c" / "annotations.json"
+    coco = json.loads(path.read_text())
+    coco["annotations"].append([1, 2, 3])
+    path.write_text(json.dumps(coco))
+    ds = load_dataset(tmp_path / "c")
+    assert any(f"annotation {len(coco['annotations']) - 1}: it has no bbox" in p for p in ds.problems)

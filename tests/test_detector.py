@@ -271,5 +271,18 @@ def test_the_8_bit_model_agrees_with_the_float_one_and_is_what_the_tool_makes(de
     pytest.importorskip("onnx")  # the train extra: making the files needs it, running them does not
     tool = Path(__file__).resolve().parents[1] / "tools" / "quantize_models.py"
     subprocess.run([sys.executable, str(tool), "--out", str(tmp_path)], check=True, capture_output=True, timeout=600)
-    for shipped in SHIPPED_FILES[SHIPPED_INT8]:
-        assert (tmp_path / shipped.name).read_bytes() == shipped.read_bytes(), shipped.name
+    # The same networks as shipped, up to float noise (the calibration runs the float networks, whose last bits
+    # may differ with another onnxruntime or CPU): the same answers on the same inputs.
+    from maskwatch.crops import crop_faces, crops_to_blob
+    from maskwatch.face_finder import make_session
+
+    image = cv2.imread(str(crowd.samples[0].image_path))
+    h, w = image.shape[0] // 32 * 32, image.shape[1] // 32 * 32
+    inputs = [image[:h, :w, ::-1].transpose(2, 0, 1)[None].astype(np.float32),
+              crops_to_blob(crop_faces(image, crowd.samples[0].detections.xyxy, detector.config.crop_size,
+                                       detector.config.crop_context))]
+    for shipped, blob in zip(SHIPPED_FILES[SHIPPED_INT8][::-1], inputs):  # (head, face finder) -> finder first
+        made, ours = make_session(tmp_path / shipped.name, 1), make_session(shipped, 1)
+        feed = {made.get_inputs()[0].name: blob}
+        first = made.run(None, feed)[0]
+        assert np.abs(first - ours.run(None, feed)[0]).max() < 0.03, shipped.name  # float vs 8 bits: 0.09-0.11

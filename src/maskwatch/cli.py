@@ -37,7 +37,8 @@ AllowOutsideOption = typer.Option(False, "--allow-outside-images",
 FormatOption = typer.Option(None, "--format", help="voc, yolo, coco or tfrecord, if not detected from the files.")
 ModelOption = typer.Option(None, "--model", help="A trained model: its .onnx file or the folder `maskwatch train` "
                                                  "wrote; or `shipped-int8`, the shipped model in 8 bits (faster on "
-                                                 "most CPUs; README) [default: the shipped model].")
+                                                 "CPUs with 8-bit dot products; README) [default: the shipped "
+                                                 "model].")
 ThreadsOption = typer.Option(None, "--threads", help="CPU threads for the detector [default: onnxruntime's choice, "
                                                      "one per core].")
 ListOption = typer.Option(None, "--list", help="Keep only the images named in this file (paths, file names or "
@@ -205,10 +206,9 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
     try:
         from maskwatch.training.engine import TrainConfig, fit
     except ImportError as exc:
-        raise MaskwatchError(f"training needs torch ({exc}): from a checkout `make install-train`; elsewhere "
-                             f"install the CPU torch first (pip install torch --index-url "
-                             f"https://download.pytorch.org/whl/cpu), then the train extra: "
-                             f"{install_hint('train')}") from exc
+        first = "`pip install torch --index-url https://download.pytorch.org/whl/cpu` (the CPU build), then "
+        raise MaskwatchError(f"training needs torch ({exc}): "
+                             f"{install_hint('train', checkout='make install-train', first=first)}") from exc
     from maskwatch.classes import parse_class_list, parse_label_map
 
     onnx_path = fit(TrainConfig(data=data, out=out, val_split=val_split, arch=arch, epochs=epochs,
@@ -242,12 +242,11 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
              cross_check: bool = typer.Option(False, "--cross-check", help="Also compute with pycocotools.")) -> None:
     """COCO mAP, per-class AP, PR curves and a confusion matrix of predictions against ground truth."""
     from maskwatch.classes import MASK_CLASSES, parse_label_map
-    from maskwatch.data.images import stem_of
     from maskwatch.data.split import listed_names
     from maskwatch.errors import name_some
     from maskwatch.evaluation import write_report
     from maskwatch.evaluation.report import images_without_predictions, prediction_problems
-    from maskwatch.predictions import read_predictions
+    from maskwatch.predictions import image_stem, read_predictions
 
     if classes in ("3class", "2class", "face"):  # what --classes meant before it named the class list
         console.print(f"[yellow]--classes {classes} is now --scheme {classes}[/yellow]")
@@ -265,7 +264,7 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
     if split:
         dataset = dataset.subset(listed_names(dataset, split))
         chosen = {s.stem for s in dataset.samples}
-        predictions = [p for p in predictions if stem_of(p.image) in chosen]  # lines of the other images: not strays
+        predictions = [p for p in predictions if image_stem(p.image) in chosen]  # other images' lines: not strays
     for problem in prediction_problems(dataset, predictions, scheme):  # type: ignore[arg-type]
         console.print(f"[yellow]warning: {escape(problem)}[/yellow]", highlight=False, soft_wrap=True)
     missing = images_without_predictions(dataset, predictions)

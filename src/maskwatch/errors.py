@@ -16,10 +16,12 @@ class TooManyPixels(MaskwatchError):
     from "not an image"."""
 
 
-def install_hint(extra: str) -> str:
+def install_hint(extra: str, checkout: str | None = None, first: str = "") -> str:
     """How to add an optional extra. maskwatch is not on PyPI, so `pip install 'maskwatch[x]'` would fail (or
-    fetch a stranger's package): name the checkout's way and the wheel's."""
+    fetch a stranger's package): name the checkout's way (`checkout`, default an editable install) and the
+    wheel's, with what to install `first` there."""
     from maskwatch import __version__
 
-    return (f"in a checkout `.venv/bin/pip install -e '.[{extra}]'`, else `pip install "
-            f"'maskwatch-{__version__}-py3-none-any.whl[{extra}]'` (README, \"Install as a package\")")
+    checkout = checkout or f".venv/bin/pip install -e '.[{extra}]'"
+    return (f"in a checkout `{checkout}`; with the wheel {first}`pip install "
+            f"'dist/maskwatch-{__version__}-py3-none-any.whl[{extra}]'` (README, \"Install as a package\")")

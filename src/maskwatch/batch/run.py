@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,10 +43,13 @@ def run_batch(spec: str | list[str], out: Path, engine: str = "local", address: 
     names = dict(zip(paths, output_names(found)))  # over every input, so a resumed run names files the same
     with folder_lock(out):
         before = read_folder(out)
-        named = str(model) if is_shipped_name(model) else normalise_path(model) if model else SHIPPED
+        # a model is recorded by what it is (a link like runs/latest re-pointed is another model)
+        named = str(model) if is_shipped_name(model) else os.path.realpath(os.path.expanduser(model)) if model \
+            else SHIPPED
         check_settings(out, {"conf": conf, "model": named,
                              "annotate": annotate}, bool(before.rows or before.unreadable))
-        todo = [p for p in paths if p not in before.done]
+        # (rows written before 2026-11-27 name an image by its link's target)
+        todo = [p for p in paths if p not in before.done and os.path.realpath(p) not in before.done]
         annotate_dir = out / "annotated" if annotate else None
         summary = BatchSummary(len(paths), len(paths) - len(todo), 0, engine, out)
         try:

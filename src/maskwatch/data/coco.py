@@ -54,7 +54,7 @@ def read_coco(path: Path, images_dir: Path | None = None, classes: list[str] | N
     builder.declare_classes([categories[cat_id] for cat_id in sorted(categories)], str(json_path))
     boxes_by_image: dict[int, list] = {image_id: [] for image_id in images}
     for index, ann in enumerate(annotations):
-        where = f"{json_path}: annotation {ann.get('id', index)}"
+        where = f"{json_path}: annotation {ann.get('id', index) if isinstance(ann, dict) else index}"
         try:
             if not isinstance(ann, dict) or not ann.get("bbox"):
                 raise ValueError("it has no bbox (a segmentation-only annotation?)")

@@ -78,7 +78,7 @@ class Dataset:
         """The samples named by stem (file names and paths are taken too, as in split lists)."""
         from maskwatch.data.images import stem_of
 
-        wanted = {stem_of(name) for name in stems}
+        wanted = {stem_of(name) for name in stems} | {str(name) for name in stems}  # (x.jpg.png's stem is x.jpg)
         return Dataset(self.classes, [s for s in self.samples if s.stem in wanted], list(self.problems))
 
     def with_classes(self, classes: list[str]) -> "Dataset":
@@ -150,6 +150,7 @@ class DatasetBuilder:
         self.problems: list[str] = []
         self.unknown_labels: Counter[str] = Counter()
         self.dropped: Counter[str] = Counter()  # boxes left out by --label-map OLD=, per original label
+        self.raw_labels: set[str] = set()  # labels as the files spell them, before --label-map
         self.unknown_first: dict[str, str] = {}  # label -> where it was first seen
         self.label_files: dict[str, dict[str, None]] = defaultdict(dict)  # label -> where it was seen (ordered)
         self.order_given = False  # the file lists its classes (YOLO, COCO, a label map): keep that order
@@ -160,6 +161,7 @@ class DatasetBuilder:
         self.problems.append(message)
 
     def class_id(self, label: str, where: str) -> int | None:
+        self.raw_labels.add(label)
         original, label = label, self.label_map.get(label, label)
         if label == DROP_LABEL:  # --label-map OLD=
             self.dropped[original] += 1
@@ -180,6 +182,7 @@ class DatasetBuilder:
         if self.fixed_classes:
             return
         for name in names:
+            self.raw_labels.add(name)
             mapped = self.label_map.get(name, name)
             if mapped != DROP_LABEL and mapped not in self.classes:
                 self.classes.append(mapped)
@@ -194,18 +197,23 @@ class DatasetBuilder:
         if not image_path.is_file():
             self.problem(f"{where}: image {image_path} is missing; skipped")
             return
-        if width <= 0 or height <= 0:
-            from maskwatch.data.images import image_header
+        from maskwatch.data.images import exif_orientation, image_header
 
-            try:
-                _, width, height = image_header(image_path, str(image_path))
-            except MaskwatchError as exc:
-                self.problem(f"{where}: {exc}; skipped")
-                return
-        from maskwatch.data.images import exif_orientation
-
-        if exif_orientation(image_path) != 1:
+        try:  # the header only (no pixel decoded): an empty or non-image file is named here, for every command
+            _, stored_width, stored_height = image_header(image_path, str(image_path))
+        except MaskwatchError as exc:
+            self.problem(f"{where}: {exc}; skipped")
+            return
+        orientation = exif_orientation(image_path)
+        if orientation != 1:
             self.turned.append(image_path)
+        if width <= 0 or height <= 0:
+            width, height = stored_width, stored_height
+        elif (width, height) != (stored_width, stored_height) and not (
+                orientation >= 5 and (width, height) == (stored_height, stored_width)):
+            self.problem(f"{where}: the annotation says {width}x{height} pixels but {image_path.name} is "
+                         f"{stored_width}x{stored_height}: was the image resized or replaced after it was annotated? "
+                         f"Its boxes are read as annotated")
         xyxy, ids, difficult = [], [], []
         for x1, y1, x2, y2, label, *flags in boxes:
             if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
@@ -250,8 +258,12 @@ class DatasetBuilder:
         if not self.samples:
             raise MaskwatchError(f"{source}: no usable annotated images found")
         if self.dropped:
-            log.info("%s: left out %s (--label-map OLD=)", source,
-                     ", ".join(f"{n} {label!r} box{'es' if n > 1 else ''}" for label, n in self.dropped.items()))
+            log.warning("%s: left out %s, as --label-map asked", source,
+                        ", ".join(f"{n} {label!r} box{'es' if n > 1 else ''}" for label, n in self.dropped.items()))
+        unused = [old for old in self.label_map if old not in self.raw_labels]
+        if unused:  # a misspelt key (Helmet= for helmet) would otherwise change nothing, silently
+            self.problem(f"{source}: --label-map names {', '.join(repr(u) for u in unused)}, which no box or class "
+                         f"list here uses (labels: {', '.join(sorted(self.raw_labels)) or 'none'})")
         self._warn_about_spellings()
         if self.turned:
             log.warning("%s: %d image(s) carry an EXIF rotation (%s); their boxes are read in the stored pixels, as "
@@ -274,6 +286,10 @@ class DatasetBuilder:
         by_stem: dict[str, list[Path]] = defaultdict(list)
         for sample in self.samples:
             by_stem[sample.stem].append(sample.image_path)
+        twice = sorted({str(paths[0]) for paths in by_stem.values() if len(paths) != len(set(paths))})
+        if twice:
+            raise MaskwatchError(f"{source}: {len(twice)} image(s) annotated twice (two annotation files or entries "
+                                 f"name each): {name_some(twice)}; keep one annotation per image")
         shared = {stem: paths for stem, paths in by_stem.items() if len(paths) > 1}
         if shared:
             pairs = name_some(" and ".join(str(p) for p in paths) for paths in shared.values())

@@ -80,6 +80,9 @@ def image_header(source: bytes | Path, name: str) -> tuple[str, int, int]:
         check_pixels(width, height, name)  # over twice the limit: this refuses, naming the size
         raise MaskwatchError(f"{name}: {width}x{height} pixels, refused by Pillow") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        empty = not source if isinstance(source, bytes) else source.is_file() and source.stat().st_size == 0
+        if empty:
+            raise MaskwatchError(f"{name}: empty file (0 bytes), not an image") from None
         raise MaskwatchError(f"{name}: not a readable image (unknown or corrupt format; accepted: "
                              f"{', '.join(sorted(ACCEPTED_FORMATS))})") from None
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from maskwatch.cache import cache_dir, file_key
 from maskwatch.data.dataset import Dataset, DatasetBuilder, difficult_of, from_normalised
+from maskwatch.data.images import image_header
 from maskwatch.errors import MaskwatchError
 
 if TYPE_CHECKING:
@@ -90,7 +91,9 @@ def read_tfrecord(path: Path, label_map_path: Path | None = None, classes: list[
         try:
             for index, example in enumerate(tfrecord_loader(str(record), None)):
                 where = f"{record}: record {index}"
-                name = Path(_text(example.get("image/filename")) or f"{index:06d}.jpg").name
+                # records without a file name are named after their record file too: names tell images apart
+                unnamed_name = f"{re.sub(r'[^A-Za-z0-9_-]', '_', record.name)}-{index:06d}.jpg"
+                name = Path(_text(example.get("image/filename")) or unnamed_name).name
                 encoded = example.get("image/encoded")
                 if encoded is None:
                     builder.problem(f"{where}: no image/encoded; skipped")
@@ -109,8 +112,6 @@ def read_tfrecord(path: Path, label_map_path: Path | None = None, classes: list[
                     builder.problem(f"{where}: bbox lists of different lengths; skipped")
                     continue
                 if width <= 0 or height <= 0:
-                    from maskwatch.data.images import image_header
-
                     try:
                         _, width, height = image_header(image_path, str(image_path))
                     except MaskwatchError:
@@ -170,14 +171,14 @@ def _example(dataset: Dataset, sample) -> dict:
     """One image as a tf.train.Example in the TF Object Detection API's keys (boxes normalised, ids from 1)."""
     xyxy = sample.detections.xyxy.astype(float)
     labels = dataset.labels_of(sample)
-    suffix = sample.image_path.suffix.lower().lstrip(".")
+    fmt = image_header(sample.image_path, str(sample.image_path))[0]  # what the bytes are, whatever the name
     return {
         "image/height": (sample.height, "int"),
         "image/width": (sample.width, "int"),
         "image/filename": (sample.image_path.name.encode(), "byte"),
         "image/source_id": (sample.image_path.name.encode(), "byte"),
         "image/encoded": (sample.image_path.read_bytes(), "byte"),
-        "image/format": (("jpeg" if suffix in ("jpg", "jpeg") else suffix).encode(), "byte"),
+        "image/format": (("jpeg" if fmt in ("JPEG", "MPO") else fmt.lower()).encode(), "byte"),
         "image/object/bbox/xmin": ((xyxy[:, 0] / sample.width).tolist(), "float"),
         "image/object/bbox/ymin": ((xyxy[:, 1] / sample.height).tolist(), "float"),
         "image/object/bbox/xmax": ((xyxy[:, 2] / sample.width).tolist(), "float"),

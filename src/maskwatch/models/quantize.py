@@ -18,14 +18,6 @@ from typing import Iterable
 
 import numpy as np
 
-INT8_SUFFIX = "-int8"  # mask_head.onnx -> mask_head-int8.onnx, beside it
-
-
-def int8_path(path: Path) -> Path:
-    """Where the 8-bit copy of a network lives: beside it, `-int8` added to its name."""
-    return path.with_name(path.stem + INT8_SUFFIX + path.suffix)
-
-
 def quantize_face_finder(src: Path, dst: Path, blobs: Iterable[np.ndarray]) -> None:
     """CenterFace in 8 bits; `blobs` are its inputs (1x3xHxW float RGB 0..255, sides multiples of 32)."""
     from onnxruntime.quantization import CalibrationMethod
