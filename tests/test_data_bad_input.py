@@ -283,7 +283,7 @@ def test_a_typo_commoner_than_the_right_name_is_still_the_one_to_rename(small_vo
         xml.write_text(xml.read_text().replace("<name>with_mask</name>", "<name>With Mask</name>", 1))
     ds = load_dataset(small_voc)
     warning = next(p for p in ds.problems if "differ only by case" in p)
-    assert "--label-map With Mask=with_mask" in warning and "=With Mask" not in warning
+    assert "--label-map 'With Mask=with_mask'" in warning and "=With Mask" not in warning
 
 
 def test_unknown_labels_stop_the_load_with_one_message_not_one_per_box(small_voc, caplog):

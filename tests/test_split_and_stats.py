@@ -39,3 +39,19 @@ def test_stats_count_per_class_and_write_a_figure(data_dir, tmp_path):
     assert stats.as_dict()["box_width_px"]["with_mask"]["median"] == 23
     png = plot_stats(stats, tmp_path / "stats.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_what_a_small_data_set_cannot_give_is_said(small_voc, caplog):
+    import logging
+
+    from maskwatch.data import load_dataset
+    from maskwatch.data.split import split_dataset
+
+    dataset = load_dataset(small_voc)
+    with caplog.at_level(logging.WARNING):
+        split_dataset(dataset, 0.99)
+    assert "the train side is empty" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        split_dataset(dataset.subset(["maksssksksss0", "maksssksksss139"]), 0.5)  # the rare class in one image
+    assert "side has no box of mask_weared_incorrect" in caplog.text

@@ -86,10 +86,12 @@ def convert(src: Path = typer.Argument(..., help="Data set to read (format detec
     """Convert a data set between Pascal VOC, YOLO, COCO and TFRecord (+ label_map.pbtxt). The output folder stands
     on its own: images beside the labels, no absolute paths, readable by other tools."""
     from maskwatch.data import save_dataset
-    from maskwatch.data.split import split_dataset, split_from_list
+    from maskwatch.data.split import check_val_fraction, split_dataset, split_from_list
 
     if val is not None and split is not None:
         raise MaskwatchError("give --val or --split, not both")
+    if val is not None:
+        check_val_fraction(val)
     dataset = _load(src, source_format, label_map, classes, allow_outside_images)
     source_folder = src.resolve() if src.is_dir() else src.resolve().parent
     if dst.resolve() == source_folder or dst.resolve() in source_folder.parents:
@@ -137,8 +139,9 @@ def data_split(path: Path = typer.Argument(..., help="Data set folder or file to
                classes: Optional[str] = ClassesOption, allow_outside_images: bool = AllowOutsideOption) -> None:
     """Deterministic, stratified validation split; near-duplicate images stay on one side. Writes OUT/train.txt
     and OUT/val.txt (one image stem per line) for `train --val-split`, `evaluate --split` and `detect --list`."""
-    from maskwatch.data.split import split_dataset
+    from maskwatch.data.split import check_val_fraction, split_dataset
 
+    check_val_fraction(val)
     dataset = _load(path, fmt, label_map, classes, allow_outside_images)
     split = split_dataset(dataset, val, seed)
     train_path, val_path = split.write(out)

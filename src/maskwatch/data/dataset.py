@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import re
+import shlex
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -100,7 +101,7 @@ class Dataset:
 def format_pixel(value: float) -> str:
     """Pixel coordinates as text: integers stay integers (VOC's habit), others keep 3 decimals."""
     value = float(value)
-    return str(int(round(value))) if abs(value - round(value)) < 1e-3 else f"{value:.3f}"
+    return str(int(round(value))) if abs(value - round(value)) < 1e-3 else f"{value:.3f}".rstrip("0")
 
 
 def from_normalised(value: float, size: int) -> float:
@@ -312,7 +313,8 @@ class DatasetBuilder:
             uses = [f"{label!r} in {name_some(self.label_files.get(label, {})) or 'no box'}" for label in rare]
             self.problem(f"labels {', '.join(repr(label) for label in labels)} differ only by case, spaces or "
                          f"underscores: {'; '.join(uses)}. Rename with "
-                         f"{' '.join(f'--label-map {label}={common}' for label in rare)}, or fix the class list "
+                         f"{' '.join('--label-map ' + shlex.quote(label + '=' + common) for label in rare)}, or fix "
+                         f"the class list "
                          f"with --classes")
 
     def _canonical_class_order(self) -> None:

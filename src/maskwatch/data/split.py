@@ -149,11 +149,18 @@ def duplicate_groups(dataset: Dataset, max_distance: int = NEAR_DUPLICATE_DISTAN
     return sorted(groups.values(), key=lambda g: g[0])
 
 
+def check_val_fraction(val_fraction: float) -> float:
+    """The share of images for validation, refused unless strictly between 0 and 1 (before any data is read)."""
+    if not 0 < val_fraction < 1:
+        raise MaskwatchError(f"--val must be between 0 and 1 (e.g. 0.15), got {val_fraction}")
+    return val_fraction
+
+
 def split_dataset(dataset: Dataset, val_fraction: float = 0.15, seed: int = 0) -> Split:
     """Walk groups from the rarest class they hold to the commonest, sending a group to validation while
-    validation still lacks its share of images of that class."""
-    if not 0 < val_fraction < 1:
-        raise MaskwatchError(f"--val must be between 0 and 1, got {val_fraction}")
+    validation still lacks its share of images of that class. What a small data set cannot give (a side without
+    images, a class on one side only, a share far from the one asked for) is said."""
+    check_val_fraction(val_fraction)
     groups = duplicate_groups(dataset)
     n_classes = len(dataset.classes)
     images_with = [0] * n_classes
@@ -189,7 +196,25 @@ def split_dataset(dataset: Dataset, val_fraction: float = 0.15, seed: int = 0) -
     stems = [s.stem for s in dataset.samples]
     val = sorted(stems[i] for g in val_groups for i in groups[g])
     train = sorted(stems[i] for g in range(len(groups)) if g not in val_groups for i in groups[g])
+    _warn_about(Split(train=train, val=val), dataset, val_fraction)
     return Split(train=train, val=val)
+
+
+def _warn_about(split: Split, dataset: Dataset, val_fraction: float) -> None:
+    for name, side in split.parts(dataset):
+        if not len(side):
+            log.warning("the %s side is empty (%d images, --val %g): annotate more images or choose another --val",
+                        name, len(dataset), val_fraction)
+            return
+    for name, side in split.parts(dataset):
+        missing = [c for c, n in side.class_counts().items() if not n and dataset.class_counts()[c]]
+        if missing:
+            log.warning("the %s side has no box of %s (too few images of it to share: see `data stats`)", name,
+                        ", ".join(missing))
+    share = len(split.val) / len(dataset)
+    if abs(share - val_fraction) > max(0.05, 1.5 / len(dataset)):
+        log.warning("validation got %d of %d images (%.0f %%, --val %g): duplicate photos stay together and each "
+                    "class gets its share", len(split.val), len(dataset), 100 * share, val_fraction)
 
 
 def k_folds(dataset: Dataset, k: int = 5, seed: int = 0) -> list[Split]:
