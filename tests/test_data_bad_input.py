@@ -469,3 +469,23 @@ def test_a_coco_annotation_that_is_not_an_object_is_named(small_voc, tmp_path):
     path.write_text(json.dumps(coco))
     ds = load_dataset(tmp_path / "c")
     assert any(f"annotation {len(coco['annotations']) - 1}: it has no bbox" in p for p in ds.problems)
+
+
+def test_voc_annotations_in_subfolders_find_their_images_in_the_same_subfolders(small_voc, tmp_path):
+    nested = tmp_path / "cams"
+    for n, xml in enumerate(sorted((small_voc / "annotations").glob("*.xml"))):
+        folder = f"cam {n % 2}/day1"
+        (nested / "annotations" / folder).mkdir(parents=True, exist_ok=True)
+        (nested / "images" / folder).mkdir(parents=True, exist_ok=True)
+        xml.rename(nested / "annotations" / folder / xml.name)
+        image = small_voc / "images" / f"{xml.stem}.jpg"
+        image.rename(nested / "images" / folder / image.name)
+    ds = load_dataset(nested)
+    assert len(ds) == 6 and not ds.problems
+
+
+def test_the_pascal_voc_layout_of_annotations_and_jpegimages_is_read(small_voc):
+    (small_voc / "annotations").rename(small_voc / "Annotations")
+    (small_voc / "images").rename(small_voc / "JPEGImages")
+    ds = load_dataset(small_voc)
+    assert len(ds) == 6 and not ds.problems

@@ -37,14 +37,14 @@ def detect_format(path: Path) -> Format:
         return "tfrecord"
     if any(path.glob("*.json")) or any(path.glob("annotations/*.json")):
         return "coco"
-    if any(path.glob("*.xml")) or any(path.glob("annotations/*.xml")) or any(path.glob("Annotations/*.xml")):
+    if any(path.glob("*.xml")) or any(path.glob("annotations/**/*.xml")) or any(path.glob("Annotations/**/*.xml")):
         return "voc"
     raise MaskwatchError(f"{path}: found no VOC XML, YOLO classes.txt/data.yaml, COCO JSON or TFRecord")
 
 
 def _voc_annotations_dir(path: Path) -> Path:
     for name in ("annotations", "Annotations"):
-        if (path / name).is_dir() and any((path / name).glob("*.xml")):
+        if (path / name).is_dir() and any((path / name).rglob("*.xml")):
             return path / name
     return path
 

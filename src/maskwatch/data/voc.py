@@ -15,11 +15,16 @@ if TYPE_CHECKING:
 
 
 def _find_image(xml_path: Path, filename: str | None, path: str | None, images_dir: Path | None,
-                root: Path) -> Path:
+                root: Path, annotations_dir: Path | None = None) -> Path:
     """VOC's <filename> is often stale (png vs jpg) and labelImg's <path> is the annotator's machine: try <path>
     (relative to the XML), then beside the XML, in images/, then by stem. An image inside the data set wins over
     one outside it (which the builder refuses unless asked)."""
-    folders = [d for d in (images_dir, xml_path.parent, xml_path.parent.parent / "images") if d is not None]
+    # images/ beside annotations/ (Kaggle's, labelImg's), or PASCAL VOC's own JPEGImages/ beside Annotations/
+    folders = [d for d in (images_dir, xml_path.parent, xml_path.parent.parent / "images",
+                           xml_path.parent.parent / "JPEGImages") if d is not None]
+    if annotations_dir is not None and xml_path.parent != annotations_dir:  # annotations/cam A/x.xml: images/cam A/
+        inner = xml_path.parent.relative_to(annotations_dir)
+        folders += [annotations_dir.parent / "images" / inner, annotations_dir.parent / "JPEGImages" / inner]
     names = [filename] if filename else []
     stems = dict.fromkeys([Path(filename).stem, xml_path.stem] if filename else [xml_path.stem])
     # Cameras and Windows write .JPG; file systems here tell cases apart, the XML may not
@@ -40,7 +45,8 @@ def read_voc(annotations_dir: Path, images_dir: Path | None = None, classes: lis
              allow_outside_images: bool = False) -> Dataset:
     """dataset_root: the data set's folder (default: the folder above annotations/); images outside it are
     skipped unless allow_outside_images."""
-    xml_files = sorted(annotations_dir.glob("*.xml"))
+    nested = annotations_dir.name.lower() == "annotations"  # its subfolders too (one per camera, per day)
+    xml_files = sorted(annotations_dir.rglob("*.xml") if nested else annotations_dir.glob("*.xml"))
     if not xml_files:
         raise MaskwatchError(f"{annotations_dir}: no .xml files found")
     if dataset_root is None:
@@ -69,7 +75,7 @@ def read_voc(annotations_dir: Path, images_dir: Path | None = None, classes: lis
             builder.problem(f"{xml_path}: malformed numbers in the XML ({exc}); skipped")
             continue
         image_path = _find_image(xml_path, root.findtext("filename"), root.findtext("path"), images_dir,
-                                 builder.root)
+                                 builder.root, annotations_dir if nested else None)
         builder.add(image_path, width, height, boxes, str(xml_path))
     return builder.build(str(annotations_dir))
 
