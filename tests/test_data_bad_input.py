@@ -489,3 +489,10 @@ def test_the_pascal_voc_layout_of_annotations_and_jpegimages_is_read(small_voc):
     (small_voc / "images").rename(small_voc / "JPEGImages")
     ds = load_dataset(small_voc)
     assert len(ds) == 6 and not ds.problems
+
+
+def test_voc_images_that_no_xml_names_are_said(small_voc):
+    (small_voc / "annotations" / "maksssksksss94.xml").unlink()
+    ds = load_dataset(small_voc)
+    assert len(ds) == 5
+    assert any("1 image(s) that no annotation file names are left out (maksssksksss94.jpg)" in p for p in ds.problems)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from maskwatch.data.split import Split
 
 Format = Literal["voc", "yolo", "coco", "tfrecord"]
+log = logging.getLogger(__name__)
 FORMATS: tuple[str, ...] = ("voc", "yolo", "coco", "tfrecord")
 
 
@@ -31,15 +33,21 @@ def detect_format(path: Path) -> Format:
         raise MaskwatchError(f"{path}: cannot tell the data format of this file; pass --format")
     if not path.is_dir():
         raise MaskwatchError(f"{path}: no such file or folder")
+    found: list[Format] = []  # in the order they are preferred
     if (path / "data.yaml").is_file() or (path / "classes.txt").is_file():
-        return "yolo"
+        found.append("yolo")
     if any(".tfrecord" in p.name or p.suffix == ".record" for p in path.iterdir()):
-        return "tfrecord"
+        found.append("tfrecord")
     if any(path.glob("*.json")) or any(path.glob("annotations/*.json")):
-        return "coco"
+        found.append("coco")
     if any(path.glob("*.xml")) or any(path.glob("annotations/**/*.xml")) or any(path.glob("Annotations/**/*.xml")):
-        return "voc"
-    raise MaskwatchError(f"{path}: found no VOC XML, YOLO classes.txt/data.yaml, COCO JSON or TFRecord")
+        found.append("voc")
+    if not found:
+        raise MaskwatchError(f"{path}: found no VOC XML, YOLO classes.txt/data.yaml, COCO JSON or TFRecord")
+    if len(found) > 1:
+        log.warning("%s holds annotations in several formats (%s); reading it as %s: pass --format to read another",
+                    path, ", ".join(found), found[0])
+    return found[0]
 
 
 def _voc_annotations_dir(path: Path) -> Path:

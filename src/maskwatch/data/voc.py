@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from maskwatch.data.dataset import Dataset, DatasetBuilder, difficult_of, format_pixel, is_inside
-from maskwatch.data.images import IMAGE_SUFFIXES, place_images
-from maskwatch.errors import MaskwatchError
+from maskwatch.data.images import IMAGE_SUFFIXES, list_images, place_images
+from maskwatch.errors import MaskwatchError, name_some
 
 if TYPE_CHECKING:
     from maskwatch.data.split import Split
@@ -77,7 +77,21 @@ def read_voc(annotations_dir: Path, images_dir: Path | None = None, classes: lis
         image_path = _find_image(xml_path, root.findtext("filename"), root.findtext("path"), images_dir,
                                  builder.root, annotations_dir if nested else None)
         builder.add(image_path, width, height, boxes, str(xml_path))
+    _name_unannotated(builder, dataset_root)
     return builder.build(str(annotations_dir))
+
+
+def _name_unannotated(builder: DatasetBuilder, root: Path) -> None:
+    """Images in the images folder that no XML names are left out (VOC has one file per image: a photo without
+    faces needs an XML without <object>); say so rather than drop them without a word."""
+    used = {s.image_path.resolve() for s in builder.samples}
+    for folder in (root / "images", root / "JPEGImages"):
+        if folder.is_dir():
+            left = [p for p in list_images(folder) if p.resolve() not in used]
+            if left:
+                builder.problem(f"{folder}: {len(left)} image(s) that no annotation file names are left out "
+                                f"({name_some(p.name for p in left)}); a photo without faces needs an XML "
+                                f"without <object>")
 
 
 def write_voc(dataset: Dataset, out_dir: Path, images: str = "hardlink", split: "Split | None" = None) -> None:
