@@ -28,6 +28,16 @@ def test_quick_training_runs_end_to_end_and_the_loss_falls(data_dir, tmp_path):
     detector = Detector.load(tmp_path / "run", threads=2)
     assert detector.classes == ["with_mask", "without_mask", "mask_weared_incorrect"]
     assert onnx_path.stat().st_size > 1_000_000
+    # its 8-bit copy, beside it: loads with the float head's settings and the 8-bit face finder, and answers alike
+    from maskwatch.data import load_dataset
+    from maskwatch.data.images import annotated_image
+    from maskwatch.detector import CENTERFACE_PATH, int8_twin
+
+    int8 = Detector.load(int8_twin(onnx_path), threads=2)
+    assert int8.config == detector.config and int8.faces.path == int8_twin(CENTERFACE_PATH)
+    image = annotated_image(load_dataset(data_dir).subset(["maksssksksss94"]).samples[0].image_path)
+    a, b = detector(image, min_score=0.01), int8(image, min_score=0.01)
+    assert abs(len(a) - len(b)) <= max(2, len(a) // 5), (len(a), len(b))
 
 
 def test_onnx_export_matches_torch(tmp_path):

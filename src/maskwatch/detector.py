@@ -26,12 +26,20 @@ from maskwatch.predictions import FACE_CONFIDENCE, detections_from_labels
 from maskwatch.thresholds import DETECTOR_ALL_CLASSES, DETECTOR_MIN_SCORE, MIN_FACE_SCORE
 
 DEFAULT_HEAD = WEIGHTS_DIR / "mask_head.onnx"
+INT8_SUFFIX = "-int8"
+
+
+def int8_twin(network: Path) -> Path:
+    """Where the 8-bit copy of a network file lives: beside it, `-int8` added to its name."""
+    return network.with_name(network.stem + INT8_SUFFIX + network.suffix)
+
+
 # The shipped model by name, as `--model` takes it: the float networks (the default), or their 8-bit copies
 # (tools/quantize_models.py; faster on CPUs with 8-bit dot products, accuracy on both validation sets in the README).
 SHIPPED = "shipped"
 SHIPPED_INT8 = "shipped-int8"
 SHIPPED_FILES = {SHIPPED: (DEFAULT_HEAD, CENTERFACE_PATH),
-                 SHIPPED_INT8: (WEIGHTS_DIR / "mask_head-int8.onnx", WEIGHTS_DIR / "centerface-int8.onnx")}
+                 SHIPPED_INT8: (int8_twin(DEFAULT_HEAD), int8_twin(CENTERFACE_PATH))}
 
 
 def is_shipped_name(model: str | Path | None) -> bool:
@@ -229,6 +237,9 @@ class Detector(_FaceDetector):
         elif path.suffix.lower() != ".onnx":
             raise MaskwatchError(f"{path}: not a model (give an .onnx file with its .json beside it, or the folder "
                                  f"of a `maskwatch train` run)")
+        if path.stem.endswith(INT8_SUFFIX):  # a trained head's 8-bit copy: its float twin's JSON, the 8-bit finder
+            float_twin = path.with_name(path.stem.removesuffix(INT8_SUFFIX) + path.suffix)
+            return cls(path, int8_twin(CENTERFACE_PATH), config_path=float_twin.with_suffix(".json"), **kwargs)
         config = path.with_suffix(".json")
         arch = ScoringConfig.read(config).arch if config.is_file() else TWO_STAGE
         return kind_of(arch).load_runtime()(path, **kwargs)

@@ -209,3 +209,12 @@ class TwoStageRecipe(Recipe):
         path = export_onnx(self.shipping_model(), folder / "mask_head.onnx", self.crop_size)
         self.head_config().write(path.with_suffix(".json"), **extra)
         return path
+
+    def export_int8(self, model_path: Path, photos: dict[str, np.ndarray]) -> Path:
+        """mask_head-int8.onnx beside the head, calibrated as the shipped one is (training/int8.py): 40 training
+        photos and up to 60 of the extra face pictures."""
+        from maskwatch.training.int8 import draw, write_int8_head
+
+        _, for_head = draw(list(photos))
+        pictures = list(self.picture_images.values())[:60]
+        return write_int8_head(model_path, [photos[stem] for stem in for_head], pictures, threads=self.cfg.threads)
