@@ -260,3 +260,16 @@ def test_a_roboflow_yolo_export_validates_on_its_valid_folder_and_leaves_its_tes
     train, val = split_for_training(loaded, TrainConfig(data=rf, out=tmp_path / "run"))
     assert sorted(s.stem for s in val.samples) == sorted(sides["valid"])
     assert sorted(s.stem for s in train.samples) == sorted(sides["train"])
+
+
+def test_cached_face_candidates_belong_to_the_pixels_not_only_the_name(data_dir, tmp_path):
+    from maskwatch.data.images import annotated_image
+    from maskwatch.training.candidates import find_candidates
+
+    image = annotated_image(data_dir / "images" / "maksssksksss94.jpg")
+    cache = tmp_path / "candidates.npz"
+    found = find_candidates({"0001": image}, cache)["0001"]
+    assert len(found)
+    black = find_candidates({"0001": np.zeros_like(image)}, cache)["0001"]  # another set, the same name
+    assert len(black) == 0
+    assert np.array_equal(find_candidates({"0001": image}, cache)["0001"], found)

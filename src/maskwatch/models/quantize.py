@@ -12,6 +12,8 @@ package (the train extra), only to make the files; running them needs onnxruntim
 
 from __future__ import annotations
 
+import contextlib
+import io
 import tempfile
 from pathlib import Path
 from typing import Iterable
@@ -46,10 +48,12 @@ def quantize_head(src: Path, dst: Path, blobs: Iterable[np.ndarray]) -> None:
 
 def _quantize(src: Path, dst: Path, blobs: Iterable[np.ndarray], keep_float, method) -> None:
     import onnx
+    import onnxruntime
     from onnx import version_converter
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    onnxruntime.set_default_logger_severity(3)  # its notes on unused initialisers (BatchNorm counters) are noise here
     model = onnx.load(str(src))
     input_name = model.graph.input[0].name
     if model.opset_import[0].version < 13:  # per-channel scales need opset 13's axis on DequantizeLinear
@@ -68,7 +72,8 @@ def _quantize(src: Path, dst: Path, blobs: Iterable[np.ndarray], keep_float, met
         named, prepared = Path(folder) / "named.onnx", Path(folder) / "prepared.onnx"
         onnx.save(model, str(named))
         quant_pre_process(str(named), str(prepared), skip_symbolic_shape=True)
-        quantize_static(str(prepared), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        nodes_to_exclude=keep_float(onnx.load(str(prepared))), calibrate_method=method,
-                        extra_options={"CalibPercentile": 99.99})
+        with contextlib.redirect_stdout(io.StringIO()):  # the calibrator prints its histogram progress
+            quantize_static(str(prepared), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            nodes_to_exclude=keep_float(onnx.load(str(prepared))), calibrate_method=method,
+                            extra_options={"CalibPercentile": 99.99})

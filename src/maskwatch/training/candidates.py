@@ -3,6 +3,7 @@ so the head learns on exactly what it will see at inference (plus jittered groun
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,17 +22,21 @@ NEGATIVE_IOU = 0.2
 
 def find_candidates(images: dict[str, np.ndarray], cache: Path, finder: FaceFinder | None = None,
                     policy: ScalePolicy | None = None) -> dict[str, np.ndarray]:
-    """stem -> (N, 5) boxes + face score, computed once and cached in an .npz."""
+    """stem -> (N, 5) boxes + face score, computed once and cached in an .npz under the image's name and a digest
+    of its pixels: a run folder used again for another data set whose images share names (0001.jpg) finds them
+    again rather than train on the other set's boxes."""
     cached: dict[str, np.ndarray] = dict(np.load(cache)) if cache.is_file() else {}
-    missing = [stem for stem in images if stem not in cached]
+    keys = {stem: f"{stem}@{hashlib.blake2b(image.tobytes(), digest_size=8).hexdigest()}"
+            for stem, image in images.items()}
+    missing = [stem for stem in images if keys[stem] not in cached]
     if missing:
         finder = finder or FaceFinder()
         for stem in tqdm(missing, desc="finding face candidates", unit="img"):
             faces = finder(images[stem], policy or ScalePolicy(coarse_first=None))
-            cached[stem] = np.concatenate([faces.xyxy, faces.confidence[:, None]], axis=1).astype(np.float32)
+            cached[keys[stem]] = np.concatenate([faces.xyxy, faces.confidence[:, None]], axis=1).astype(np.float32)
         cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(cache, **cached)
-    return {stem: cached[stem] for stem in images}
+        np.savez_compressed(cache, **{key: cached[key] for key in keys.values()})  # this set's only
+    return {stem: cached[keys[stem]] for stem in images}
 
 
 @dataclass
