@@ -496,3 +496,12 @@ def test_voc_images_that_no_xml_names_are_said(small_voc):
     ds = load_dataset(small_voc)
     assert len(ds) == 5
     assert any("1 image(s) that no annotation file names are left out (maksssksksss94.jpg)" in p for p in ds.problems)
+
+
+def test_a_thousand_bad_lines_log_twenty_and_a_count(small_voc, tmp_path, caplog):
+    save_dataset(load_dataset(small_voc), tmp_path / "y", "yolo")
+    (tmp_path / "y" / "labels" / "maksssksksss94.txt").write_text("0 0.5 oops\n" * 1000)
+    with caplog.at_level(logging.WARNING):
+        ds = load_dataset(tmp_path / "y")
+    assert len(ds.problems) == 1000
+    assert caplog.text.count("expected 'class xc yc w h'") == 20 and "980 more problems like those above" in caplog.text

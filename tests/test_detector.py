@@ -78,6 +78,10 @@ def test_wrong_input_types_are_refused(detector):
         detector(np.zeros((50, 50), np.uint8))
     with pytest.raises(MaskwatchError, match="8-bit BGR"):
         detector(np.zeros((50, 50, 3), np.float32))
+    for score in ("0.4", True, 1.5):  # a string from a form, a bool: refused rather than read
+        with pytest.raises(MaskwatchError, match="min_score is a score from 0 to 1"):
+            detector(np.zeros((50, 50, 3), np.uint8), min_score=score)
+    assert len(detector(np.zeros((50, 50, 3), np.uint8), min_score=np.float32(0.4))) == 0
 
 
 def test_blank_and_tiny_images_give_no_faces(detector):

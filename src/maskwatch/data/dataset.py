@@ -152,13 +152,21 @@ class DatasetBuilder:
         self.unknown_labels: Counter[str] = Counter()
         self.dropped: Counter[str] = Counter()  # boxes left out by --label-map OLD=, per original label
         self.raw_labels: set[str] = set()  # labels as the files spell them, before --label-map
+        self.unsaid = 0  # problems kept but not logged (past SAID)
         self.unknown_first: dict[str, str] = {}  # label -> where it was first seen
         self.label_files: dict[str, dict[str, None]] = defaultdict(dict)  # label -> where it was seen (ordered)
         self.order_given = False  # the file lists its classes (YOLO, COCO, a label map): keep that order
         self.turned: list[Path] = []  # images with an EXIF rotation: said once, when the load ends
 
-    def problem(self, message: str) -> None:
-        log.warning(message)
+    SAID = 20  # problems logged one by one; the rest are counted (a broken export can hold thousands)
+
+    def problem(self, message: str, always: bool = False) -> None:
+        """Log and keep a problem; past the first SAID per-file ones, only kept (counted at the end). `always`:
+        a problem of the whole data set (a label spelt two ways), logged whatever came before."""
+        if always or len(self.problems) < self.SAID:
+            log.warning(message)
+        else:
+            self.unsaid += 1
         self.problems.append(message)
 
     def class_id(self, label: str, where: str) -> int | None:
@@ -256,6 +264,9 @@ class DatasetBuilder:
                 f"{source}: unknown labels {found}; known labels are {known}. "
                 f"Rename them with --label-map OLD=NEW"
             )
+        if self.unsaid:
+            log.warning("%s: %d more problems like those above (Dataset.problems lists them all)", source,
+                        self.unsaid)
         if not self.samples:
             raise MaskwatchError(f"{source}: no usable annotated images found")
         if self.dropped:
@@ -264,7 +275,7 @@ class DatasetBuilder:
         unused = [old for old in self.label_map if old not in self.raw_labels]
         if unused:  # a misspelt key (Helmet= for helmet) would otherwise change nothing, silently
             self.problem(f"{source}: --label-map names {', '.join(repr(u) for u in unused)}, which no box or class "
-                         f"list here uses (labels: {', '.join(sorted(self.raw_labels)) or 'none'})")
+                         f"list here uses (labels: {', '.join(sorted(self.raw_labels)) or 'none'})", always=True)
         self._warn_about_spellings()
         if self.turned:
             log.warning("%s: %d image(s) carry an EXIF rotation (%s); their boxes are read in the stored pixels, as "
@@ -277,7 +288,7 @@ class DatasetBuilder:
         if not self.fixed_classes:
             self._canonical_class_order()
         if not any(len(sample.detections) for sample in self.samples):
-            self.problem(f"{source}: {len(self.samples)} image(s) but no box with a usable label")
+            self.problem(f"{source}: {len(self.samples)} image(s) but no box with a usable label", always=True)
         return Dataset(self.classes, self.samples, self.problems)
 
     def _refuse_shared_stems(self, source: str) -> None:
@@ -314,8 +325,7 @@ class DatasetBuilder:
             self.problem(f"labels {', '.join(repr(label) for label in labels)} differ only by case, spaces or "
                          f"underscores: {'; '.join(uses)}. Rename with "
                          f"{' '.join('--label-map ' + shlex.quote(label + '=' + common) for label in rare)}, or fix "
-                         f"the class list "
-                         f"with --classes")
+                         f"the class list with --classes", always=True)
 
     def _canonical_class_order(self) -> None:
         """Classes learnt from boxes come in the order first seen; fix it so ids are repeatable: the project's own

@@ -91,7 +91,7 @@ def _name_unannotated(builder: DatasetBuilder, root: Path) -> None:
             if left:
                 builder.problem(f"{folder}: {len(left)} image(s) that no annotation file names are left out "
                                 f"({name_some(p.name for p in left)}); a photo without faces needs an XML "
-                                f"without <object>")
+                                f"without <object>", always=True)
 
 
 def write_voc(dataset: Dataset, out_dir: Path, images: str = "hardlink", split: "Split | None" = None) -> None:

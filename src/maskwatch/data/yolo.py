@@ -126,7 +126,7 @@ def read_yolo(root: Path, classes: list[str] | None = None, label_map: dict[str,
         if (root / "labels").is_dir() else []
     if orphans:
         builder.problem(f"{root}: {len(orphans)} label file(s) without an image under images/, skipped: "
-                        f"{name_some(orphans)}")
+                        f"{name_some(orphans)}", always=True)
     return builder.build(str(root))
 
 
