@@ -285,7 +285,8 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
               else None, "only_predicted": only_predicted, "label_map": label_map or [], "classes": classes}
     report = write_report(dataset, predictions, out, scheme, score_threshold, cross_check,  # type: ignore[arg-type]
                           inputs, warn=False)  # said above
-    table = Table(title=f"{scheme}: {report['images']} images, {report['ground_truth_boxes']} boxes")
+    typer.echo(f"{scheme}: {report['images']} images, {report['ground_truth_boxes']} boxes")  # (a table title
+    table = Table()  # would be cut to the table's width)
     for column in ("metric", "value"):
         table.add_column(column)
     for key, value in report["summary"].items():
