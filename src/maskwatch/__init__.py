@@ -1,10 +1,9 @@
 """maskwatch: find every face in an image or video and say whether it wears a mask, wears it wrongly, or none."""
 
-__version__ = "0.1.0"  # the one place: pyproject.toml reads it, the API and COCO files report it
-
-from maskwatch.data import Dataset, load_dataset  # noqa: E402 (after the version, which data/ reads)
-from maskwatch.data.images import read_image  # noqa: E402
-from maskwatch.errors import MaskwatchError  # noqa: E402
+from maskwatch.data import Dataset, load_dataset
+from maskwatch.data.images import read_image
+from maskwatch.errors import MaskwatchError
+from maskwatch.version import __version__
 
 
 def __getattr__(name: str):
@@ -26,4 +25,4 @@ def __dir__() -> list[str]:
     return sorted([*globals(), "Detector"])
 
 
-__all__ = ["Dataset", "Detector", "MaskwatchError", "load_dataset", "read_image"]
+__all__ = ["Dataset", "Detector", "MaskwatchError", "__version__", "load_dataset", "read_image"]

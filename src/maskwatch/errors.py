@@ -20,7 +20,7 @@ def install_hint(extra: str, checkout: str | None = None, first: str = "") -> st
     """How to add an optional extra. maskwatch is not on PyPI, so `pip install 'maskwatch[x]'` would fail (or
     fetch a stranger's package): name the checkout's way (`checkout`, default an editable install) and the
     wheel's, with what to install `first` there."""
-    from maskwatch import __version__
+    from maskwatch.version import __version__
 
     checkout = checkout or f".venv/bin/pip install -e '.[{extra}]'"
     return (f"in a checkout `{checkout}`; with the wheel {first}`pip install "

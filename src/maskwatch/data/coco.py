@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from maskwatch import __version__
+from maskwatch.version import __version__
 from maskwatch.data.dataset import Dataset, DatasetBuilder, difficult_of
 from maskwatch.data.images import place_images
 from maskwatch.errors import MaskwatchError

@@ -26,7 +26,7 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from maskwatch import __version__
+from maskwatch.version import __version__
 from maskwatch.annotate import annotate
 from maskwatch.data.images import decode_image
 from maskwatch.detector import Detector, best_class_per_face
