@@ -161,3 +161,12 @@ def test_write_report_from_python_warns_as_the_cli_does(small, tmp_path, caplog)
     assert any(f"{len(small) - 5} of {len(small)} image(s) have no predictions" in w for w in report["warnings"])
     assert "have no predictions" in caplog.text
     assert write_report(small.subset([p.image for p in five]), five, tmp_path / "r2")["warnings"] == []
+
+
+def test_prediction_lines_find_their_images_by_the_rule_split_lists_use(small):
+    from maskwatch.data.images import stem_of
+    from maskwatch.predictions import image_stem
+
+    for name in ("a.jpg", "C:\\photos\\a.jpg", "x/a_jpg.rf.0123abcd.jpg", "a_jpg.rf.0123abcd", "a.PNG", "a.gif"):
+        assert image_stem(name) == stem_of(name)
+    assert image_stem("C:\\photos\\a.jpg") == "a" and image_stem("a_jpg.rf.0123abcd") == "a_jpg.rf.0123abcd"

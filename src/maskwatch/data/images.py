@@ -37,10 +37,11 @@ ACCEPTED_FORMATS = IMAGE_FORMATS | {"HEIF"} if HEIF_READ else IMAGE_FORMATS  # P
 
 
 def stem_of(name: str | Path) -> str:
-    """The image a name in a list refers to, as a stem: folders and an image suffix cut (a.jpg -> a), but nothing
-    else (Roboflow's a_jpg.rf.0123abcd is a stem already)."""
-    base = Path(str(name).strip()).name
-    return Path(base).stem if Path(base).suffix.lower() in IMAGE_SUFFIXES else base
+    """The image a name refers to (a line of a split list, a predictions line's `image`), as a stem: folders
+    (/ or Windows' \\) and an image suffix cut (a.jpg -> a), but nothing else (Roboflow's a_jpg.rf.0123abcd is a
+    stem already). The one rule by which names find their images everywhere."""
+    base = str(name).strip().replace("\\", "/").rsplit("/", 1)[-1]
+    return Path(base).stem if Path(base).suffix.lower() in IMAGE_SUFFIXES + UNREAD_IMAGE_SUFFIXES else base
 
 
 def check_pixels(width: int, height: int, name: str) -> None:
