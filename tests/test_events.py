@@ -71,8 +71,9 @@ def test_zone_and_line_counts_match_the_known_crossings(detector, crossing, tmp_
     assert final.type == "counts" and final.counts["zones"] == summary.zones and final.counts["lines"] == summary.lines
     # The same counts in the database (maskwatch report), the summary JSON and CSV.
     report = read_report(tmp_path / "events.sqlite")
-    assert report.zones == {"counter": {"with_mask": 1, "without_mask": 1}}
-    assert report.lines == {"door": {"in": 2, "out": 1}}
+    # (in the live counts' shapes, less who is inside now)
+    assert report.zones == {"counter": {k: summary.zones["counter"][k] for k in ("people", "compliance")}}
+    assert report.lines == summary.lines
     assert json.loads(out.with_suffix(".json").read_text())["zones"]["counter"]["people"]["without_mask"] == 1
     rows = out.with_suffix(".zones.csv").read_text().splitlines()
     assert "counter,zone,without_mask,1,," in rows and "door,line,with_mask,,1,1" in rows

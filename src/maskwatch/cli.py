@@ -462,7 +462,6 @@ def report(db: Path = typer.Argument(..., help="Events database written by `mask
            chart: Path = typer.Option(Path("out/compliance.png"), "--chart",
                                       help="Where to write the chart of compliance over time (PNG).")) -> None:
     """Summarise recorded runs: people per class, compliance, and a chart of compliance over time."""
-    from maskwatch.classes import compliance_of
     from maskwatch.video.report import plot_compliance, read_report
 
     result = read_report(db, run)
@@ -475,9 +474,10 @@ def report(db: Path = typer.Argument(..., help="Events database written by `mask
     people = ", ".join(f"{k} {v}" for k, v in sorted(result.people.items())) or "none"
     compliance = f"{result.compliance:.0%}" if result.compliance is not None else "n/a"
     typer.echo(f"people: {people}; compliance {compliance}")
-    for name, counts in result.zones.items():
-        share = compliance_of(counts)
-        typer.echo(f"zone {name}: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "nobody entered") +
+    for name, zone in result.zones.items():
+        entered = ", ".join(f"{k} {v}" for k, v in sorted(zone["people"].items()) if v)
+        share = zone["compliance"]
+        typer.echo(f"zone {name}: " + (entered or "nobody entered") +
                    (f"; compliance {share:.0%}" if share is not None else ""))
     for name, counts in result.lines.items():
         typer.echo(f"line {name}: in {counts['in']}, out {counts['out']}")

@@ -10,7 +10,7 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from maskwatch.classes import compliance_of
+from maskwatch.classes import MASK_CLASSES, compliance_of
 from maskwatch.errors import MaskwatchError
 
 
@@ -20,8 +20,10 @@ class Report:
     people: dict[str, int]
     compliance: float | None
     windows: list[tuple[int, float, dict[str, int]]]  # run id, window start, people per class
-    zones: dict[str, dict[str, int]] = field(default_factory=dict)  # zone -> people who entered, per class
-    lines: dict[str, dict[str, int]] = field(default_factory=dict)  # line -> {"in": n, "out": n}
+    # In the shapes of a live camera's counts (ZoneCounter.counts, less what is inside now): zone -> {"people": per
+    # class, "compliance"}; line -> {"in": n, "out": n, "in_people": per class, "out_people": per class}
+    zones: dict[str, dict] = field(default_factory=dict)
+    lines: dict[str, dict] = field(default_factory=dict)
     spans: list[tuple[int, float, float, str]] = field(default_factory=list)  # counted tracks: run, first, last, label
 
 
@@ -81,6 +83,8 @@ def read_report(path: Path, run_id: int | None = None, camera: str | None = None
             windows.setdefault((row["run_id"], row["window_start_s"]), {})[row["label"]] = row["people"]
         zones, lines = _zone_counts(db, ids, since)
         _add_quiet_areas(runs, zones, lines)
+        classes = [*MASK_CLASSES, *sorted(set(people) - set(MASK_CLASSES))]
+        zones, lines = _as_live_counts(zones, lines, classes)
     except sqlite3.DatabaseError as exc:
         raise MaskwatchError(f"{path}: not a maskwatch events database ({exc})") from exc
     finally:
@@ -118,12 +122,26 @@ def _zone_counts(db: sqlite3.Connection, ids: list[int], since: float | None = N
                           f"WHERE e.type = 'zone.entered' AND e.run_id IN ({marks}) {after} GROUP BY e.zone, t.label "
                           f"ORDER BY e.zone", args):
         zones.setdefault(row["zone"], {})[row["label"]] = row["n"]
-    lines: dict[str, dict[str, int]] = {}
-    for row in db.execute(f"SELECT zone, json_extract(payload, '$.direction') AS direction, COUNT(*) AS n "
-                          f"FROM events e WHERE type = 'line.crossed' AND run_id IN ({marks}) {after} "
-                          f"GROUP BY zone, direction ORDER BY zone", args):
-        lines.setdefault(row["zone"], {"in": 0, "out": 0})[row["direction"]] = row["n"]
+    lines: dict[str, dict[str, dict[str, int]]] = {}  # line -> direction -> class -> crossings
+    for row in db.execute(f"SELECT e.zone, json_extract(e.payload, '$.direction') AS direction, t.label, COUNT(*) AS n "
+                          f"FROM events e LEFT JOIN tracks t ON t.run_id = e.run_id AND t.track_id = e.track_id "
+                          f"WHERE e.type = 'line.crossed' AND e.run_id IN ({marks}) {after} "
+                          f"GROUP BY e.zone, direction, t.label ORDER BY e.zone", args):
+        lines.setdefault(row["zone"], {"in": {}, "out": {}})[row["direction"]][row["label"] or "unknown"] = row["n"]
     return zones, lines
+
+
+def _as_live_counts(zones: dict, lines: dict, classes: list[str]) -> tuple[dict, dict]:
+    """The stored counts in the shapes a live camera reports them in (every class named, zeros included)."""
+    def per_class(counts: dict[str, int]) -> dict[str, int]:
+        return {c: counts.get(c, 0) for c in classes} | {c: n for c, n in counts.items() if c not in classes}
+
+    live_zones = {name: {"people": per_class(people), "compliance": compliance_of(per_class(people))}
+                  for name, people in zones.items()}
+    live_lines = {name: {"in": sum(ways["in"].values()), "out": sum(ways["out"].values()),
+                         "in_people": per_class(ways["in"]), "out_people": per_class(ways["out"])}
+                  for name, ways in lines.items()}
+    return live_zones, live_lines
 
 
 def _add_quiet_areas(runs: list[dict], zones: dict, lines: dict) -> None:
@@ -134,7 +152,7 @@ def _add_quiet_areas(runs: list[dict], zones: dict, lines: dict) -> None:
         for name in areas.get("zones", ()):
             zones.setdefault(name, {})
         for name in areas.get("lines", ()):
-            lines.setdefault(name, {"in": 0, "out": 0})
+            lines.setdefault(name, {"in": {}, "out": {}})
 
 
 CHART_WINDOWS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600)
