@@ -505,3 +505,15 @@ def test_a_thousand_bad_lines_log_twenty_and_a_count(small_voc, tmp_path, caplog
         ds = load_dataset(tmp_path / "y")
     assert len(ds.problems) == 1000
     assert caplog.text.count("expected 'class xc yc w h'") == 20 and "980 more problems like those above" in caplog.text
+
+
+def test_nested_annotations_with_all_images_in_one_folder_and_a_skipped_xml_is_not_unannotated(small_voc, tmp_path):
+    (small_voc / "annotations" / "cam A").mkdir()
+    for xml in sorted((small_voc / "annotations").glob("*.xml"))[:3]:
+        xml.rename(small_voc / "annotations" / "cam A" / xml.name)  # images stay in images/
+    bad = small_voc / "annotations" / "maksssksksss94.xml"
+    bad.write_text(_xml(bad).replace("<xmin>", "<xmin>1,", 1))  # malformed: skipped, said as such
+    ds = load_dataset(small_voc)
+    assert len(ds) == 5
+    assert any("maksssksksss94.xml: malformed numbers" in p for p in ds.problems)
+    assert not any("no annotation file names" in p for p in ds.problems), ds.problems

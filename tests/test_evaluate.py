@@ -170,3 +170,30 @@ def test_prediction_lines_find_their_images_by_the_rule_split_lists_use(small):
     for name in ("a.jpg", "C:\\photos\\a.jpg", "x/a_jpg.rf.0123abcd.jpg", "a_jpg.rf.0123abcd", "a.PNG", "a.gif"):
         assert image_stem(name) == stem_of(name)
     assert image_stem("C:\\photos\\a.jpg") == "a" and image_stem("a_jpg.rf.0123abcd") == "a_jpg.rf.0123abcd"
+
+
+def test_a_line_naming_a_roboflow_stem_or_a_jfif_file_scores_its_image(small, tmp_path):
+    import shutil
+
+    from maskwatch.data import load_dataset, save_dataset
+
+    voc = tmp_path / "voc"
+    save_dataset(small.subset(["maksssksksss0", "maksssksksss1"]), voc, "voc", "copy")
+    (voc / "images" / "maksssksksss0.jpg").rename(voc / "images" / "a_jpg.rf.0123abcd.jpg")
+    (voc / "annotations" / "maksssksksss0.xml").rename(voc / "annotations" / "a_jpg.rf.0123abcd.xml")
+    shutil.move(voc / "images" / "maksssksksss1.jpg", voc / "images" / "b.jfif")
+    (voc / "annotations" / "maksssksksss1.xml").rename(voc / "annotations" / "b.xml")
+    for xml, image in (("a_jpg.rf.0123abcd.xml", "a_jpg.rf.0123abcd.jpg"), ("b.xml", "b.jfif")):
+        path = voc / "annotations" / xml
+        text = path.read_text()
+        start, end = text.index("<filename>") + 10, text.index("</filename>")
+        path.write_text(text[:start] + image + text[end:])
+    gt = load_dataset(voc)
+    assert sorted(s.stem for s in gt.samples) == ["a_jpg.rf.0123abcd", "b"]
+    preds = gt_as_predictions(gt)
+    preds = [ImagePredictions(name, p.width, p.height, p.detections)
+             for name, p in zip(["a_jpg.rf.0123abcd", "b.jfif"], preds)]  # a stem alone; an unusual suffix
+    assert evaluate_coco(gt, preds).summary["mAP"] == pytest.approx(1.0)
+    from maskwatch.evaluation.report import images_without_predictions, prediction_problems
+
+    assert images_without_predictions(gt, preds) == [] and prediction_problems(gt, preds) == []

@@ -205,7 +205,8 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
           resume: bool = typer.Option(False, "--resume", help="Go on from OUT/last.pt."),
           threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch [default: all cores]."),
           label_map: Optional[list[str]] = LabelMapOption, classes: Optional[str] = ClassesOption) -> None:
-    """Train a mask detector; writes OUT/model/mask_head.onnx (two-stage) or OUT/model/onestage.onnx."""
+    """Train a mask detector; writes OUT/model/mask_head.onnx and its 8-bit copy mask_head-int8.onnx (two-stage),
+    or OUT/model/onestage.onnx."""
     try:
         from maskwatch.training.engine import TrainConfig, fit
     except ImportError as exc:
@@ -249,7 +250,7 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
     from maskwatch.errors import name_some
     from maskwatch.evaluation import write_report
     from maskwatch.evaluation.report import images_without_predictions, prediction_problems
-    from maskwatch.predictions import image_stem, read_predictions
+    from maskwatch.predictions import read_predictions, stem_in
 
     if classes in ("3class", "2class", "face"):  # what --classes meant before it named the class list
         console.print(f"[yellow]--classes {classes} is now --scheme {classes}[/yellow]")
@@ -265,9 +266,10 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
                       highlight=False, soft_wrap=True)
     predictions = list(read_predictions(pred, dataset.classes, parse_label_map(label_map)))  # the same renaming
     if split:
+        known = {s.stem for s in dataset.samples}
         dataset = dataset.subset(listed_names(dataset, split))
         chosen = {s.stem for s in dataset.samples}
-        predictions = [p for p in predictions if image_stem(p.image) in chosen]  # other images' lines: not strays
+        predictions = [p for p in predictions if stem_in(p.image, known) in chosen]  # the others': not strays
     for problem in prediction_problems(dataset, predictions, scheme):  # type: ignore[arg-type]
         console.print(f"[yellow]warning: {escape(problem)}[/yellow]", highlight=False, soft_wrap=True)
     missing = images_without_predictions(dataset, predictions)

@@ -59,10 +59,21 @@ def detections_from_labels(xyxy: np.ndarray, labels: list[str], scores: np.ndarr
 
 
 def image_stem(name: str) -> str:
-    """How a predictions line finds its image in a data set: as a split list's line does (data.images.stem_of)."""
+    """How a predictions line names its image: as a split list's line does (data.images.stem_of)."""
     from maskwatch.data.images import stem_of
 
     return stem_of(name)
+
+
+def stem_in(name: str, stems) -> str:
+    """The stem among `stems` (a data set's) that a predictions line's image `name` refers to: by the lists' rule,
+    else its file name less its last suffix (x.jfif, which the lists' rule keeps whole); the first where neither
+    is known."""
+    stem = image_stem(name)
+    if stem in stems:
+        return stem
+    whole = name.replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    return whole if whole in stems else stem
 
 
 def record_to_predictions(record: dict, classes: list[str] | tuple[str, ...], where: str) -> ImagePredictions:

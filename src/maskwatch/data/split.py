@@ -203,8 +203,8 @@ def split_dataset(dataset: Dataset, val_fraction: float = 0.15, seed: int = 0) -
 def _warn_about(split: Split, dataset: Dataset, val_fraction: float) -> None:
     for name, side in split.parts(dataset):
         if not len(side):
-            log.warning("the %s side is empty (%d images, --val %g): annotate more images or choose another --val",
-                        name, len(dataset), val_fraction)
+            log.warning("the %s side is empty (%d images, a validation share of %g): annotate more images or "
+                        "choose another share", name, len(dataset), val_fraction)
             return
     for name, side in split.parts(dataset):
         missing = [c for c, n in side.class_counts().items() if not n and dataset.class_counts()[c]]
@@ -213,7 +213,7 @@ def _warn_about(split: Split, dataset: Dataset, val_fraction: float) -> None:
                         ", ".join(missing))
     share = len(split.val) / len(dataset)
     if abs(share - val_fraction) > max(0.05, 1.5 / len(dataset)):
-        log.warning("validation got %d of %d images (%.0f %%, --val %g): duplicate photos stay together and each "
+        log.warning("validation got %d of %d images (%.0f %%, asked %g): duplicate photos stay together and each "
                     "class gets its share", len(split.val), len(dataset), 100 * share, val_fraction)
 
 

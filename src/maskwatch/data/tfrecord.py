@@ -137,7 +137,8 @@ def read_tfrecord(path: Path, label_map_path: Path | None = None, classes: list[
             raise MaskwatchError(f"{path}: the boxes carry class ids ({ids or 'none'}) but no class text, and there is "
                                  f"no {LABEL_MAP_FILE} beside the records to name the ids; add one (item {{ id: 1 "
                                  f"name: 'with_mask' }} ..., as `maskwatch convert --to tfrecord` writes)")
-        builder.problem(f"{path}: boxes whose class id {label_map_path} does not name, skipped: {ids or 'no id'}")
+        builder.problem(f"{path}: boxes whose class id {label_map_path} does not name, skipped: {ids or 'no id'}",
+                        always=True)
     return builder.build(str(path))
 
 

@@ -24,7 +24,7 @@ def _find_image(xml_path: Path, filename: str | None, path: str | None, images_d
                            xml_path.parent.parent / "JPEGImages") if d is not None]
     if annotations_dir is not None and xml_path.parent != annotations_dir:  # annotations/cam A/x.xml: images/cam A/
         inner = xml_path.parent.relative_to(annotations_dir)
-        folders += [annotations_dir.parent / "images" / inner, annotations_dir.parent / "JPEGImages" / inner]
+        folders += [annotations_dir.parent / name / sub for name in ("images", "JPEGImages") for sub in (inner, ".")]
     names = [filename] if filename else []
     stems = dict.fromkeys([Path(filename).stem, xml_path.stem] if filename else [xml_path.stem])
     # Cameras and Windows write .JPG; file systems here tell cases apart, the XML may not
@@ -77,17 +77,18 @@ def read_voc(annotations_dir: Path, images_dir: Path | None = None, classes: lis
         image_path = _find_image(xml_path, root.findtext("filename"), root.findtext("path"), images_dir,
                                  builder.root, annotations_dir if nested else None)
         builder.add(image_path, width, height, boxes, str(xml_path))
-    _name_unannotated(builder, dataset_root)
+    _name_unannotated(builder, dataset_root, {p.stem for p in xml_files})
     return builder.build(str(annotations_dir))
 
 
-def _name_unannotated(builder: DatasetBuilder, root: Path) -> None:
+def _name_unannotated(builder: DatasetBuilder, root: Path, xml_stems: set[str]) -> None:
     """Images in the images folder that no XML names are left out (VOC has one file per image: a photo without
-    faces needs an XML without <object>); say so rather than drop them without a word."""
+    faces needs an XML without <object>); say so rather than drop them without a word. An image with an XML of
+    its name that was skipped (unparsable) is not one: that XML's own problem says why."""
     used = {s.image_path.resolve() for s in builder.samples}
     for folder in (root / "images", root / "JPEGImages"):
         if folder.is_dir():
-            left = [p for p in list_images(folder) if p.resolve() not in used]
+            left = [p for p in list_images(folder) if p.resolve() not in used and p.stem not in xml_stems]
             if left:
                 builder.problem(f"{folder}: {len(left)} image(s) that no annotation file names are left out "
                                 f"({name_some(p.name for p in left)}); a photo without faces needs an XML "

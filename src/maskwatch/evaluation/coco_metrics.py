@@ -7,6 +7,7 @@ import contextlib
 import io
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Literal
 
 import numpy as np
@@ -15,7 +16,7 @@ from maskwatch.classes import MASK_CLASSES, TO_TWO_CLASSES, TWO_CLASSES
 from maskwatch.data.coco import to_coco_dict
 from maskwatch.data.dataset import Dataset
 from maskwatch.errors import MaskwatchError
-from maskwatch.predictions import ImagePredictions
+from maskwatch.predictions import ImagePredictions, stem_in
 
 # faster-coco-eval logs its whole summary at INFO; our report carries the numbers.
 logging.getLogger("faster_coco_eval").setLevel(logging.WARNING)
@@ -54,11 +55,11 @@ def coco_inputs(gt: Dataset, predictions: list[ImagePredictions], scheme: Scheme
     classes, label_of = scheme_classes(scheme, gt.classes)
     gt_dict = to_coco_dict(gt, classes, label_of)
     id_of_name = {im["file_name"]: im["id"] for im in gt_dict["images"]}
-    id_of_stem = {name.rsplit(".", 1)[0]: i for name, i in id_of_name.items()}
+    id_of_stem = {Path(name).stem: i for name, i in id_of_name.items()}  # (Sample.stem)
     results = []
     for pred in predictions:
         name = pred.image.replace("\\", "/").rsplit("/", 1)[-1]
-        image_id = id_of_name.get(name) or id_of_stem.get(name.rsplit(".", 1)[0])
+        image_id = id_of_name.get(name) or id_of_stem.get(stem_in(pred.image, id_of_stem))
         if image_id is None:
             continue  # predictions for images outside the ground truth do not count
         scores = pred.detections.confidence if pred.detections.confidence is not None else np.ones(len(pred.detections))

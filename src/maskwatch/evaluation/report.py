@@ -15,7 +15,7 @@ from maskwatch.classes import MASK_CLASSES, TWO_CLASSES
 from maskwatch.data.dataset import Dataset, difficult_of
 from maskwatch.errors import name_some
 from maskwatch.evaluation.coco_metrics import CocoResult, Scheme, evaluate_coco, scheme_classes
-from maskwatch.predictions import ImagePredictions, detections_from_labels, image_stem
+from maskwatch.predictions import ImagePredictions, detections_from_labels, stem_in
 from maskwatch.thresholds import CONFUSION_MIN_SCORE
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,8 @@ def plot_pr_curves(result: CocoResult, out_dir: Path, boxes: dict[str, int] | No
 def confusion_matrix(gt: Dataset, predictions: list[ImagePredictions], scheme: Scheme,
                      score_threshold: float, iou_threshold: float = 0.5) -> sv.ConfusionMatrix:
     classes, label_of = scheme_classes(scheme, gt.classes)
-    by_name = {image_stem(p.image): p for p in predictions}
+    stems = {s.stem for s in gt.samples}
+    by_name = {stem_in(p.image, stems): p for p in predictions}
     preds, targets = [], []
     for sample in gt.samples:
         difficult = difficult_of(sample.detections)
@@ -80,7 +81,8 @@ def confusion_matrix(gt: Dataset, predictions: list[ImagePredictions], scheme: S
 
 def images_without_predictions(gt: Dataset, predictions: list[ImagePredictions]) -> list[str]:
     """Stems of ground-truth images no predictions line names: they score as images where nothing was found."""
-    predicted = {image_stem(p.image) for p in predictions}
+    stems = {s.stem for s in gt.samples}
+    predicted = {stem_in(p.image, stems) for p in predictions}
     return [s.stem for s in gt.samples if s.stem not in predicted]
 
 
@@ -91,14 +93,14 @@ def prediction_problems(gt: Dataset, predictions: list[ImagePredictions], scheme
     classes no prediction uses (each scores AP 0 in the mean)."""
     problems = []
     samples = {s.stem: s for s in gt.samples}
-    lines = Counter(image_stem(p.image) for p in predictions)
+    lines = Counter(stem_in(p.image, samples) for p in predictions)
     doubled = [stem for stem, n in lines.items() if n > 1 and stem in samples]
     if doubled:
         problems.append(f"{len(doubled)} image(s) have more than one line ({name_some(doubled)}): the boxes of every "
                         f"line count, so repeated boxes are false positives")
     resized = []
     for p in predictions:
-        sample = samples.get(image_stem(p.image))
+        sample = samples.get(stem_in(p.image, samples))
         if sample is not None and p.width and p.height and (p.width, p.height) != (sample.width, sample.height):
             resized.append(f"{p.image}: {p.width}x{p.height}, annotated {sample.width}x{sample.height}")
     if resized:
@@ -106,7 +108,7 @@ def prediction_problems(gt: Dataset, predictions: list[ImagePredictions], scheme
                         f"({name_some(resized, 3)}); boxes are compared in the annotation's pixels, so they will "
                         f"not match: predict on the annotated images (or, with an EXIF rotation, on copies without "
                         f"it: `detect` turns photos upright, while annotations describe the stored pixels)")
-    unknown = sorted({p.image for p in predictions if image_stem(p.image) not in samples})
+    unknown = sorted({p.image for p in predictions if stem_in(p.image, samples) not in samples})
     if unknown and len(unknown) < len(predictions):
         problems.append(f"{len(unknown)} line(s) name images that are not in the ground truth ({name_some(unknown)}); "
                         f"left out")

@@ -50,10 +50,8 @@ def _quantize(src: Path, dst: Path, blobs: Iterable[np.ndarray], keep_float, met
     import onnx
     import onnxruntime
     from onnx import version_converter
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+    from onnxruntime.quantization import CalibrationDataReader
 
-    onnxruntime.set_default_logger_severity(3)  # its notes on unused initialisers (BatchNorm counters) are noise here
     model = onnx.load(str(src))
     input_name = model.graph.input[0].name
     if model.opset_import[0].version < 13:  # per-channel scales need opset 13's axis on DequantizeLinear
@@ -68,12 +66,25 @@ def _quantize(src: Path, dst: Path, blobs: Iterable[np.ndarray], keep_float, met
         def get_next(self):
             return next(self.inputs, None)
 
+    onnxruntime.set_default_logger_severity(3)  # its notes on unused initialisers (BatchNorm counters) are noise here
+    try:
+        _write(model, dst, Reader(), keep_float, method)
+    finally:
+        onnxruntime.set_default_logger_severity(2)  # onnxruntime's default, for the sessions that follow
+
+
+def _write(model, dst: Path, reader, keep_float, method) -> None:
+    """Shape inference, then the quantiser, through files in a temporary folder (as the quantiser wants)."""
+    import onnx
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
     with tempfile.TemporaryDirectory() as folder:
         named, prepared = Path(folder) / "named.onnx", Path(folder) / "prepared.onnx"
         onnx.save(model, str(named))
         quant_pre_process(str(named), str(prepared), skip_symbolic_shape=True)
         with contextlib.redirect_stdout(io.StringIO()):  # the calibrator prints its histogram progress
-            quantize_static(str(prepared), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+            quantize_static(str(prepared), str(dst), reader, quant_format=QuantFormat.QDQ, per_channel=True,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             nodes_to_exclude=keep_float(onnx.load(str(prepared))), calibrate_method=method,
                             extra_options={"CalibPercentile": 99.99})

@@ -386,9 +386,10 @@ def fit(cfg: TrainConfig) -> Path:
         print(f"classes of {cfg.data}: {', '.join(dataset.classes)} (fix the list with --classes)")
     train_set, val_set = split_for_training(dataset, cfg)
     train_set, val_set, images = read_images(train_set, val_set)
-    if not cfg.resume and (cfg.out / "model").is_dir():
-        log.warning("%s holds an earlier run (model/, history); this run replaces it (--resume goes on with it; "
-                    "another --out keeps both)", cfg.out)
+    if not cfg.resume and (cfg.out / "model").is_dir():  # (a two-stage head left beside a one-stage model
+        log.warning("%s holds an earlier run; its model/ is removed and this run replaces it (--resume goes on "
+                    "with it; another --out keeps both)", cfg.out)  # would be the one --model RUN loads)
+        shutil.rmtree(cfg.out / "model")
     cfg.out.mkdir(parents=True, exist_ok=True)  # only once the data is known to be usable
     print(f"{cfg.arch}: training on {len(train_set)} images, validating on {len(val_set)} ({device}); "
           f"classes {dataset.classes}")

@@ -212,9 +212,12 @@ class TwoStageRecipe(Recipe):
 
     def export_int8(self, model_path: Path, photos: dict[str, np.ndarray]) -> Path:
         """mask_head-int8.onnx beside the head, calibrated as the shipped one is (training/int8.py): 40 training
-        photos and up to 60 of the extra face pictures."""
+        photos and every other one of the first 60 extra face pictures of each class."""
         from maskwatch.training.int8 import draw, write_int8_head
 
         _, for_head = draw(list(photos))
-        pictures = list(self.picture_images.values())[:60]
+        by_class: dict[int, list[np.ndarray]] = {}
+        for picture in self.pictures:
+            by_class.setdefault(picture.label, []).append(self.picture_images[str(picture.path)])
+        pictures = [image for images in by_class.values() for image in images[:60:2]]  # as the shipped head's
         return write_int8_head(model_path, [photos[stem] for stem in for_head], pictures, threads=self.cfg.threads)

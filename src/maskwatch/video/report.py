@@ -121,7 +121,7 @@ def _zone_counts(db: sqlite3.Connection, ids: list[int], since: float | None = N
                           f"JOIN tracks t ON t.run_id = e.run_id AND t.track_id = e.track_id "
                           f"WHERE e.type = 'zone.entered' AND e.run_id IN ({marks}) {after} GROUP BY e.zone, t.label "
                           f"ORDER BY e.zone", args):
-        zones.setdefault(row["zone"], {})[row["label"]] = row["n"]
+        zones.setdefault(row["zone"], {})[row["label"] or "unknown"] = row["n"]
     lines: dict[str, dict[str, dict[str, int]]] = {}  # line -> direction -> class -> crossings
     for row in db.execute(f"SELECT e.zone, json_extract(e.payload, '$.direction') AS direction, t.label, COUNT(*) AS n "
                           f"FROM events e LEFT JOIN tracks t ON t.run_id = e.run_id AND t.track_id = e.track_id "
