@@ -108,6 +108,21 @@ def median_confident_height(faces: sv.Detections, scale: float) -> float:
     return float(np.median(confident.xyxy[:, 3] - confident.xyxy[:, 1])) * scale if len(confident) else 0.0
 
 
+def finder_input(image_bgr: np.ndarray, scale: float) -> tuple[np.ndarray, tuple[int, int]]:
+    """The face finder's input for an image at `scale` (1x3xHxW float RGB 0..255, padded to multiples of 32 at
+    the bottom and right) and the resized size before padding."""
+    h, w = image_bgr.shape[:2]
+    new_w, new_h = max(32, int(round(w * scale))), max(32, int(round(h * scale)))
+    resized = cv2.resize(image_bgr, (new_w, new_h), interpolation=cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA)
+    pad_w, pad_h = -new_w % 32, -new_h % 32
+    if pad_w or pad_h:
+        resized = cv2.copyMakeBorder(resized, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+    blob = np.empty((1, 3, *resized.shape[:2]), np.float32)
+    for channel in range(3):  # plane by plane, BGR -> RGB: 3x faster than astype on a transposed view, same values
+        blob[0, channel] = resized[:, :, 2 - channel]
+    return blob, (new_w, new_h)
+
+
 class FaceFinder:
     def __init__(self, path: Path = CENTERFACE_PATH, threads: int | None = None):
         self.path = Path(path)
@@ -128,12 +143,7 @@ class FaceFinder:
         (and, for a one-stage model, class probabilities in data["class_probs"]; with `landmarks`, CenterFace's
         five points in data["landmarks"])."""
         h, w = image_bgr.shape[:2]
-        new_w, new_h = max(32, int(round(w * scale))), max(32, int(round(h * scale)))
-        resized = cv2.resize(image_bgr, (new_w, new_h), interpolation=cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA)
-        pad_w, pad_h = -new_w % 32, -new_h % 32
-        if pad_w or pad_h:
-            resized = cv2.copyMakeBorder(resized, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT, value=(0, 0, 0))
-        blob = resized[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32)  # RGB, 0..255
+        blob, (new_w, new_h) = finder_input(image_bgr, scale)
         names = self.output_names + ([self.landmark_output] if landmarks and self.landmark_output else [])
         heatmap, size, offset, *extra = self.session.run(names, {self.input_name: blob})
         heat = heatmap[0, 0]

@@ -11,23 +11,19 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from maskwatch.crops import crop_faces, crops_to_blob
 from maskwatch.detector import Detector, int8_twin
+from maskwatch.face_finder import finder_input
 from maskwatch.models.quantize import quantize_face_finder, quantize_head
 
 HEAD_BATCH = 64  # crops per calibration batch (the percentile calibration stacks batches: all of one size)
 
 
 def finder_blob(image: np.ndarray, scale: float) -> np.ndarray:
-    """The face finder's input for `image` at `scale`, as FaceFinder.at_scale builds it."""
-    h, w = image.shape[:2]
-    new_w, new_h = max(32, int(round(w * scale))), max(32, int(round(h * scale)))
-    resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA)
-    resized = cv2.copyMakeBorder(resized, 0, -new_h % 32, 0, -new_w % 32, cv2.BORDER_CONSTANT, value=(0, 0, 0))
-    return resized[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32)
+    """The face finder's input for `image` at `scale`, as it runs (face_finder.finder_input)."""
+    return finder_input(image, scale)[0]
 
 
 def draw(stems: list[str]) -> tuple[list[str], list[str]]:
