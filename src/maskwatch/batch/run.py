@@ -48,8 +48,9 @@ def run_batch(spec: str | list[str], out: Path, engine: str = "local", address: 
             else SHIPPED
         check_settings(out, {"conf": conf, "model": named,
                              "annotate": annotate}, bool(before.rows or before.unreadable))
+        done = before.done  # (a property that builds the set: once, not per image)
         # (rows written before 2026-11-27 name an image by its link's target)
-        todo = [p for p in paths if p not in before.done and os.path.realpath(p) not in before.done]
+        todo = [p for p in paths if p not in done and not (done and os.path.realpath(p) in done)]
         annotate_dir = out / "annotated" if annotate else None
         summary = BatchSummary(len(paths), len(paths) - len(todo), 0, engine, out)
         try:
