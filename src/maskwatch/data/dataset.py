@@ -157,6 +157,7 @@ class DatasetBuilder:
         self.label_files: dict[str, dict[str, None]] = defaultdict(dict)  # label -> where it was seen (ordered)
         self.order_given = False  # the file lists its classes (YOLO, COCO, a label map): keep that order
         self.turned: list[Path] = []  # images with an EXIF rotation: said once, when the load ends
+        self._stored_sizes: dict[Path, tuple[int, int]] = {}  # header sizes read for a reader, reused by add()
 
     SAID = 20  # problems logged one by one; the rest are counted (a broken export can hold thousands)
 
@@ -197,6 +198,16 @@ class DatasetBuilder:
                 self.classes.append(mapped)
         self.order_given = True
 
+    def stored_size(self, image_path: Path) -> tuple[int, int]:
+        """Width and height of the stored pixels, from the header alone (no pixel decoded), or MaskwatchError
+        naming the file: read once per image, whether a reader asks (YOLO and TFRecord boxes are fractions of it)
+        or `add` does."""
+        if image_path not in self._stored_sizes:
+            from maskwatch.data.images import image_header
+
+            self._stored_sizes[image_path] = image_header(image_path, str(image_path))[1:]
+        return self._stored_sizes[image_path]
+
     def add(self, image_path: Path, width: int, height: int, boxes: list[tuple], where: str) -> None:
         """Add one image; boxes are (x1, y1, x2, y2, label) in pixels, or (..., label, difficult)."""
         if self.root is not None and not self.allow_outside and not is_inside(image_path, self.root):
@@ -206,10 +217,10 @@ class DatasetBuilder:
         if not image_path.is_file():
             self.problem(f"{where}: image {image_path} is missing; skipped")
             return
-        from maskwatch.data.images import exif_orientation, image_header
+        from maskwatch.data.images import exif_orientation
 
-        try:  # the header only (no pixel decoded): an empty or non-image file is named here, for every command
-            _, stored_width, stored_height = image_header(image_path, str(image_path))
+        try:  # the header only: an empty or non-image file is named here, for every command
+            stored_width, stored_height = self.stored_size(image_path)
         except MaskwatchError as exc:
             self.problem(f"{where}: {exc}; skipped")
             return

@@ -113,7 +113,7 @@ def read_tfrecord(path: Path, label_map_path: Path | None = None, classes: list[
                     continue
                 if width <= 0 or height <= 0:
                     try:
-                        _, width, height = image_header(image_path, str(image_path))
+                        width, height = builder.stored_size(image_path)
                     except MaskwatchError:
                         width, height = 0, 0  # the builder names the image it cannot read
                 boxes = []

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from maskwatch.data.dataset import Dataset, DatasetBuilder, from_normalised
-from maskwatch.data.images import image_header, list_images, place_images
+from maskwatch.data.images import list_images, place_images
 from maskwatch.errors import MaskwatchError, name_some
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ def read_yolo(root: Path, classes: list[str] | None = None, label_map: dict[str,
         label_path = _label_path(image_path, root)
         used.add(label_path.resolve())
         try:
-            _, width, height = image_header(image_path, str(image_path))
+            width, height = builder.stored_size(image_path)
         except MaskwatchError as exc:
             builder.problem(f"{exc}; skipped")
             continue
