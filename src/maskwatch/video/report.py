@@ -12,6 +12,7 @@ from pathlib import Path
 
 from maskwatch.classes import MASK_CLASSES, compliance_of
 from maskwatch.errors import MaskwatchError
+from maskwatch.video.zones import line_counts, zone_counts
 
 
 @dataclass
@@ -136,10 +137,9 @@ def _as_live_counts(zones: dict, lines: dict, classes: list[str]) -> tuple[dict,
     def per_class(counts: dict[str, int]) -> dict[str, int]:
         return {c: counts.get(c, 0) for c in classes} | {c: n for c, n in counts.items() if c not in classes}
 
-    live_zones = {name: {"people": per_class(people), "compliance": compliance_of(per_class(people))}
-                  for name, people in zones.items()}
-    live_lines = {name: {"in": sum(ways["in"].values()), "out": sum(ways["out"].values()),
-                         "in_people": per_class(ways["in"]), "out_people": per_class(ways["out"])}
+    live_zones = {name: zone_counts(per_class(people)) for name, people in zones.items()}
+    live_lines = {name: line_counts(sum(ways["in"].values()), sum(ways["out"].values()), per_class(ways["in"]),
+                                    per_class(ways["out"]))
                   for name, ways in lines.items()}
     return live_zones, live_lines
 

@@ -248,19 +248,28 @@ class ZoneCounter:
             labels = Counter(label_of(t) for t in track_ids) + before
             return {c: labels.get(c, 0) for c in classes}
 
-        zones = {}
-        for state in self.zones:
-            people = per_class(state.entered, state.entered_before)
-            zones[state.zone.name] = {"inside": len(state.inside), "people": people,
-                                      "compliance": compliance_of(people)}
-        lines = {state.line.name: {"in": len(state.crossed_in) + sum(state.in_before.values()),
-                                   "out": len(state.crossed_out) + sum(state.out_before.values()),
-                                   "in_people": per_class(state.crossed_in, state.in_before),
-                                   "out_people": per_class(state.crossed_out, state.out_before)}
+        zones = {state.zone.name: zone_counts(per_class(state.entered, state.entered_before), len(state.inside))
+                 for state in self.zones}
+        lines = {state.line.name: line_counts(len(state.crossed_in) + sum(state.in_before.values()),
+                                              len(state.crossed_out) + sum(state.out_before.values()),
+                                              per_class(state.crossed_in, state.in_before),
+                                              per_class(state.crossed_out, state.out_before))
                  for state in self.lines}
         return {"zones": zones, "lines": lines}
+
 
     def drawables(self) -> tuple[list[tuple[sv.PolygonZone, str]], list[tuple[sv.LineZone, str]]]:
         """What annotate.draw_zones needs: each polygon with its label, each line counter with its name."""
         polygons = [(s.polygon, f"{s.zone.name}: {len(s.inside)} in, {s.seen} seen") for s in self.zones]
         return polygons, [(s.counter, s.line.name) for s in self.lines]
+
+
+def zone_counts(people: dict[str, int], inside: int | None = None) -> dict:
+    """A zone's counts in the one shape live cameras, run summaries and reports give: who is inside now (live
+    only), the people who entered per class, their compliance."""
+    return ({"inside": inside} if inside is not None else {}) | {"people": people, "compliance": compliance_of(people)}
+
+
+def line_counts(crossed_in: int, crossed_out: int, in_people: dict[str, int], out_people: dict[str, int]) -> dict:
+    """A line's counts in that shape: crossings each way, and per class."""
+    return {"in": crossed_in, "out": crossed_out, "in_people": in_people, "out_people": out_people}
