@@ -108,12 +108,9 @@ def as_bgr_image(image) -> np.ndarray:
 def check_score(value, name: str = "min_score") -> float:
     """A score from 0 to 1 as a float; a string ("0.4", from a form or a config read as text) or a bool is refused
     rather than read, so a caller's type slip is found where it happens."""
-    if isinstance(value, (str, bytes, bool)) or not isinstance(value, (int, float, np.integer, np.floating)):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise MaskwatchError(f"{name} is a score from 0 to 1 (a number), got {value!r}")
-    try:
-        score = float(value)
-    except (TypeError, ValueError):
-        raise MaskwatchError(f"{name} is a score from 0 to 1, got {value!r}") from None
+    score = float(value)
     if not 0 <= score <= 1:
         raise MaskwatchError(f"{name} is a score from 0 to 1, got {value!r}")
     return score

@@ -257,7 +257,7 @@ def split_for_training(dataset: Dataset, cfg: TrainConfig) -> tuple[Dataset, Dat
     if cfg.val_split:
         val_stems = set(listed_names(dataset, cfg.val_split))
         train_stems = [s.stem for s in dataset.samples if s.stem not in val_stems]
-    elif (declared := usable_declared_side(dataset, Path(cfg.data))) is not None:  # the sides convert --val wrote
+    elif (declared := usable_declared_side(dataset, data)) is not None:  # the sides convert --val wrote
         listed, val_stems = declared
         print(f"validating on the {len(val_stems)} images {listed} names (--val-split to choose others)")
         train_stems = [s.stem for s in dataset.samples if s.stem not in val_stems]

@@ -21,11 +21,6 @@ from maskwatch.models.quantize import quantize_face_finder, quantize_head
 HEAD_BATCH = 64  # crops per calibration batch (the percentile calibration stacks batches: all of one size)
 
 
-def finder_blob(image: np.ndarray, scale: float) -> np.ndarray:
-    """The face finder's input for `image` at `scale`, as it runs (face_finder.finder_input)."""
-    return finder_input(image, scale)[0]
-
-
 def draw(stems: list[str]) -> tuple[list[str], list[str]]:
     """Which training photos calibrate what (seeded, from the sorted names): 50 for the face finder, 40 for the
     head (a second shuffle of the first)."""
@@ -38,8 +33,8 @@ def draw(stems: list[str]) -> tuple[list[str], list[str]]:
 
 def finder_calibration(photos: list[np.ndarray], pictures: list[np.ndarray]) -> list[np.ndarray]:
     """Each photo at 1x and 2x, each face picture at most 480 px long."""
-    blobs = [finder_blob(photo, scale) for photo in photos for scale in (1.0, 2.0)]
-    return blobs + [finder_blob(im, min(1.0, 480 / max(im.shape[:2]))) for im in pictures]
+    blobs = [finder_input(photo, scale)[0] for photo in photos for scale in (1.0, 2.0)]
+    return blobs + [finder_input(im, min(1.0, 480 / max(im.shape[:2])))[0] for im in pictures]
 
 
 def head_calibration(detector: Detector, photos: list[np.ndarray], pictures: list[np.ndarray]) -> list[np.ndarray]:
