@@ -312,3 +312,15 @@ def test_evaluate_split_scores_the_listed_images_and_refuses_names_of_another_se
     result = run("evaluate", "--gt", str(small_voc), "--pred", str(tmp_path / "all.jsonl"), "--split", str(listed),
                  ok=False)
     assert result.returncode == 2 and "1 of its 2 names are not images of the data set (not_here)" in result.stderr
+
+
+def test_version_flag_prints_the_packages_version():
+    from importlib.metadata import version
+
+    from typer.testing import CliRunner
+
+    from maskwatch.cli import app
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"maskwatch {version('maskwatch')} (onnxruntime ")

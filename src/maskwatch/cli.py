@@ -24,6 +24,22 @@ data_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Inspec
 app.add_typer(data_app, name="data")
 console = Console(stderr=True)
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        import onnxruntime
+
+        from maskwatch.version import __version__
+
+        typer.echo(f"maskwatch {__version__} (onnxruntime {onnxruntime.__version__})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                          help="Print maskwatch's version and exit.")) -> None:
+    """Find faces and tell whether they wear a mask, wear it wrongly, or wear none."""
+
 LabelMapOption = typer.Option(None, "--label-map", metavar="OLD=NEW",
                               help="Rename labels while reading, OLD=NEW (repeatable); OLD= (nothing after the =) "
                                    "leaves OLD's boxes out.")
