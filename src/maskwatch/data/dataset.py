@@ -22,6 +22,7 @@ import numpy as np
 import supervision as sv
 
 from maskwatch.classes import DROP_LABEL, MASK_CLASSES
+from maskwatch.data.images import ImageHeader, image_header
 from maskwatch.errors import MaskwatchError, name_some
 
 log = logging.getLogger(__name__)
@@ -157,7 +158,7 @@ class DatasetBuilder:
         self.label_files: dict[str, dict[str, None]] = defaultdict(dict)  # label -> where it was seen (ordered)
         self.order_given = False  # the file lists its classes (YOLO, COCO, a label map): keep that order
         self.turned: list[Path] = []  # images with an EXIF rotation: said once, when the load ends
-        self._stored_sizes: dict[Path, tuple[int, int]] = {}  # header sizes read for a reader, reused by add()
+        self._headers: dict[Path, ImageHeader] = {}  # headers read for a reader (its boxes' size), reused by add()
 
     SAID = 20  # problems logged one by one; the rest are counted (a broken export can hold thousands)
 
@@ -198,15 +199,18 @@ class DatasetBuilder:
                 self.classes.append(mapped)
         self.order_given = True
 
-    def stored_size(self, image_path: Path) -> tuple[int, int]:
-        """Width and height of the stored pixels, from the header alone (no pixel decoded), or MaskwatchError
-        naming the file: read once per image, whether a reader asks (YOLO and TFRecord boxes are fractions of it)
-        or `add` does."""
-        if image_path not in self._stored_sizes:
-            from maskwatch.data.images import image_header
+    def header(self, image_path: Path) -> ImageHeader:
+        """Format, stored size and EXIF orientation from the header alone (no pixel decoded), or MaskwatchError
+        naming the file: read once per image, whether a reader asks (YOLO and TFRecord boxes are fractions of the
+        size) or `add` does."""
+        if image_path not in self._headers:
+            self._headers[image_path] = image_header(image_path, str(image_path))
+        return self._headers[image_path]
 
-            self._stored_sizes[image_path] = image_header(image_path, str(image_path))[1:]
-        return self._stored_sizes[image_path]
+    def stored_size(self, image_path: Path) -> tuple[int, int]:
+        """Width and height of the stored pixels (`header`)."""
+        header = self.header(image_path)
+        return header.width, header.height
 
     def add(self, image_path: Path, width: int, height: int, boxes: list[tuple], where: str) -> None:
         """Add one image; boxes are (x1, y1, x2, y2, label) in pixels, or (..., label, difficult)."""
@@ -217,14 +221,11 @@ class DatasetBuilder:
         if not image_path.is_file():
             self.problem(f"{where}: image {image_path} is missing; skipped")
             return
-        from maskwatch.data.images import exif_orientation
-
         try:  # the header only: an empty or non-image file is named here, for every command
-            stored_width, stored_height = self.stored_size(image_path)
+            _, stored_width, stored_height, orientation = self.header(image_path)
         except MaskwatchError as exc:
             self.problem(f"{where}: {exc}; skipped")
             return
-        orientation = exif_orientation(image_path)
         if orientation != 1:
             self.turned.append(image_path)
         if width <= 0 or height <= 0:

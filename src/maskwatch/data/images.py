@@ -9,6 +9,7 @@ import os
 import shutil
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -52,8 +53,25 @@ def check_pixels(width: int, height: int, name: str) -> None:
                             f"(or raise MASKWATCH_MAX_PIXELS)")
 
 
-def image_header(source: bytes | Path, name: str) -> tuple[str, int, int]:
-    """Format, width and height from the header alone (Pillow opens lazily; no pixel is decoded), or
+class ImageHeader(NamedTuple):
+    """What an image file's header says: Pillow's format name, the stored pixels' size, and the EXIF orientation
+    (1: stored upright; 2-8: to be flipped or turned to show; 1 where there is none or it cannot be read)."""
+    format: str
+    width: int
+    height: int
+    orientation: int
+
+
+def _orientation(image) -> int:
+    try:
+        value = image.getexif().get(0x0112, 1)
+    except Exception:  # a broken EXIF block is no reason to refuse the image: it is shown as stored
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def image_header(source: bytes | Path, name: str) -> ImageHeader:
+    """Format, size and EXIF orientation from the header alone (Pillow opens lazily; no pixel is decoded), or
     MaskwatchError when it is not a readable image.
 
     Pillow's own decompression-bomb limit is set from ours (it warns above MAX_IMAGE_PIXELS and refuses above
@@ -70,7 +88,7 @@ def image_header(source: bytes | Path, name: str) -> tuple[str, int, int]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with opened() as im:
-                return str(im.format), int(im.width), int(im.height)
+                return ImageHeader(str(im.format), int(im.width), int(im.height), _orientation(im))
     except Image.DecompressionBombError:  # over twice our limit: read the size without Pillow's check, to say it
         Image.MAX_IMAGE_PIXELS = None  # (only the header is read; nothing is decoded by Pillow here)
         try:
@@ -91,7 +109,7 @@ def image_header(source: bytes | Path, name: str) -> tuple[str, int, int]:
 def checked_header(data: bytes, name: str) -> tuple[str, int, int]:
     """`image_header`, then MaskwatchError when the format is not one maskwatch decodes or the size is over the
     limit. Nothing is decoded before this passes."""
-    fmt, width, height = image_header(data, name)
+    fmt, width, height, _ = image_header(data, name)
     if fmt not in ACCEPTED_FORMATS:
         raise MaskwatchError(f"{name}: {fmt} images are not accepted; convert it to JPEG or PNG "
                              f"(accepted: {', '.join(sorted(ACCEPTED_FORMATS))})")
@@ -148,19 +166,6 @@ def _decode_heif(data: bytes, name: str) -> np.ndarray:
     except Exception as exc:  # libheif's errors: a truncated or damaged file
         raise MaskwatchError(f"{name}: not a readable image (a HEIF file whose data is corrupt: {exc})") from None
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-
-
-def exif_orientation(path: str | Path) -> int:
-    """The EXIF orientation of an image file (1: stored upright; 2-8: to be flipped or turned to show), from its
-    header; 1 where there is none or it cannot be read."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            value = image.getexif().get(0x0112, 1)
-    except Exception:
-        return 1
-    return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
 def read_image(path: str | Path, upright: bool = True) -> np.ndarray:

@@ -172,7 +172,7 @@ def _example(dataset: Dataset, sample) -> dict:
     """One image as a tf.train.Example in the TF Object Detection API's keys (boxes normalised, ids from 1)."""
     xyxy = sample.detections.xyxy.astype(float)
     labels = dataset.labels_of(sample)
-    fmt = image_header(sample.image_path, str(sample.image_path))[0]  # what the bytes are, whatever the name
+    fmt = image_header(sample.image_path, str(sample.image_path)).format  # what the bytes are, whatever the name
     return {
         "image/height": (sample.height, "int"),
         "image/width": (sample.width, "int"),

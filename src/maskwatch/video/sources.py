@@ -186,7 +186,7 @@ def refuse_oversized_image(path: Path) -> None:
     """TooManyPixels, naming the size, when `path` is an image over the pixel limit (FFmpeg gives up on a huge
     PNG before the frame-size check sees it); nothing when it is not an image or is within the limit."""
     try:
-        _, width, height = image_header(path, str(path))
+        _, width, height, _ = image_header(path, str(path))
     except TooManyPixels:
         raise
     except MaskwatchError:
