@@ -88,9 +88,10 @@ class ScalePolicy:
             try:
                 value = float(value)
             except ValueError:
-                raise MaskwatchError(f"--scale must be 'auto', '{AUTO_FULL}' or a number, got {value!r}") from None
+                raise MaskwatchError(f"scale (--scale) must be 'auto', '{AUTO_FULL}' or a number, "
+                                     f"got {value!r}") from None
         if not isinstance(value, str) and not 0.1 <= float(value) <= 4:
-            raise MaskwatchError(f"--scale must be between 0.1 and 4, got {value}")
+            raise MaskwatchError(f"scale (--scale) must be between 0.1 and 4, got {value}")
         return cls(mode=value)
 
     def first_pass_scale(self, image_shape: tuple[int, ...]) -> float:
