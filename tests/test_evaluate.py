@@ -164,12 +164,13 @@ def test_write_report_from_python_warns_as_the_cli_does(small, tmp_path, caplog)
 
 
 def test_prediction_lines_find_their_images_by_the_rule_split_lists_use(small):
-    from maskwatch.data.images import stem_of
-    from maskwatch.predictions import image_stem
+    from maskwatch.predictions import stem_in
 
-    for name in ("a.jpg", "C:\\photos\\a.jpg", "x/a_jpg.rf.0123abcd.jpg", "a_jpg.rf.0123abcd", "a.PNG", "a.gif"):
-        assert image_stem(name) == stem_of(name)
-    assert image_stem("C:\\photos\\a.jpg") == "a" and image_stem("a_jpg.rf.0123abcd") == "a_jpg.rf.0123abcd"
+    stems = {"a", "a_jpg.rf.0123abcd", "b.jfif"}
+    names = ("a.jpg", "C:\\photos\\a.jpg", "x/a_jpg.rf.0123abcd.jpg", "a_jpg.rf.0123abcd", "a.PNG", "a.gif",
+             "photos/b.jfif", "c.jpg")
+    assert [stem_in(name, stems) for name in names] == ["a", "a", "a_jpg.rf.0123abcd", "a_jpg.rf.0123abcd", "a", "a",
+                                                        "b.jfif", "c"]
 
 
 def test_a_line_naming_a_roboflow_stem_or_a_jfif_file_scores_its_image(small, tmp_path):

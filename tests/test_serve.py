@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 from pathlib import Path
@@ -121,9 +122,16 @@ def test_uploads_over_the_limit_get_413(server, tmp_path):
     assert post(server, "/v1/detect", big).status_code == 413
 
 
-def test_job_ids_are_random_and_paths_are_not_user_controlled(server):
+def test_job_ids_are_random_and_paths_are_not_user_controlled(server, clip):
     for bad in ("abc", "..%2F..%2Fetc%2Fpasswd", "x" * 30, "../jobs.sqlite"):
         assert httpx.get(f"{server}/v1/videos/{bad}").status_code == 404
+    # An upload's name is kept as a label only (its folders dropped); where the job's files go is the server's
+    # choice, named by an id nobody can guess or pick.
+    ids = [post(server, "/v1/videos", clip, "../../escape.avi").json()["id"] for _ in range(2)]
+    assert ids[0] != ids[1] and all(re.fullmatch(r"[A-Za-z0-9_-]{24}", i) for i in ids), ids
+    for job_id in ids:
+        assert wait_for_job(server, job_id)["filename"] == "escape.avi"
+        assert httpx.delete(f"{server}/v1/videos/{job_id}").status_code == 204
 
 
 def test_video_job_runs_in_the_background_and_gives_a_playable_mp4(server, clip):

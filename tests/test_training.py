@@ -174,14 +174,23 @@ def test_cosine_schedule_warms_up_then_decays_to_zero():
     assert schedule(1, 0, 300) == pytest.approx(5e-4)
 
 
-def test_every_model_kind_is_trainable_and_loadable():
-    """The registry names, for each kind, a recipe the engine can drive and a runtime Detector.load returns."""
-    from maskwatch.model_kinds import KINDS
+def test_every_model_kind_names_a_recipe_a_runtime_and_the_file_a_run_leaves(tmp_path):
+    """The registry names, for each kind, a recipe the engine can drive, a detector class that runs its file, and
+    the file a run folder is recognised by (training and loading each kind: the quick training tests)."""
+    from maskwatch.detector import _FaceDetector
+    from maskwatch.model_kinds import KINDS, model_in
     from maskwatch.training.engine import Recipe
 
+    runtimes = set()
     for kind in KINDS.values():
         assert issubclass(kind.load_recipe(), Recipe)
-        assert callable(kind.load_runtime())
+        assert issubclass(kind.load_runtime(), _FaceDetector)
+        runtimes.add(kind.load_runtime())
+        model = tmp_path / kind.name / "model" / kind.model_file
+        model.parent.mkdir(parents=True)
+        model.write_bytes(b"")
+        assert model_in(tmp_path / kind.name) == model
+    assert len(runtimes) == len(KINDS)  # each kind its own detector class
 
 
 @pytest.mark.parametrize("fmt", ["voc", "yolo", "coco"])

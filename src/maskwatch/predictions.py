@@ -14,6 +14,7 @@ import numpy as np
 import supervision as sv
 
 from maskwatch.classes import DROP_LABEL
+from maskwatch.data.images import stem_of
 from maskwatch.errors import MaskwatchError
 
 log = logging.getLogger(__name__)
@@ -58,18 +59,11 @@ def detections_from_labels(xyxy: np.ndarray, labels: list[str], scores: np.ndarr
                          data={"class_name": np.array(labels, dtype=str)})
 
 
-def image_stem(name: str) -> str:
-    """How a predictions line names its image: as a split list's line does (data.images.stem_of)."""
-    from maskwatch.data.images import stem_of
-
-    return stem_of(name)
-
-
 def stem_in(name: str, stems) -> str:
     """The stem among `stems` (a data set's) that a predictions line's image `name` refers to: by the lists' rule,
     else its file name less its last suffix (x.jfif, which the lists' rule keeps whole); the first where neither
     is known."""
-    stem = image_stem(name)
+    stem = stem_of(name)
     if stem in stems:
         return stem
     whole = name.replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
