@@ -190,17 +190,22 @@ def test_two_runs_on_one_folder_are_not_allowed_at_once(images, tmp_path):
     assert run_batch(str(images / "maksssksksss0.jpg"), tmp_path / "out", "local", threads=2).processed == 1
 
 
-def sigterm_batch(folder: Path, out: Path, after_s: float, *options: str) -> subprocess.CompletedProcess:
+def sigterm_batch(folder: Path, out: Path, *options: str, timeout_s: float = 180) -> subprocess.CompletedProcess:
+    """Run `maskwatch batch` and send it SIGTERM (as a service manager or `kill` does) once its first part is on
+    disk: rows are done, and (767 images) many are not."""
     run = subprocess.Popen([sys.executable, "-m", "maskwatch.cli", "batch", str(folder), "--out", str(out), *options],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(after_s)
-    run.terminate()  # SIGTERM, as a service manager or `kill` sends
+    deadline = time.time() + timeout_s
+    while not list(out.glob("part-*.parquet")) and run.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert run.poll() is None, "the batch ended before it could be stopped"
+    run.terminate()
     stdout, stderr = run.communicate(timeout=120)
     return subprocess.CompletedProcess(run.args, run.returncode, stdout, stderr)
 
 
 def test_sigterm_keeps_the_rows_done_and_exits_130(data_dir, tmp_path):
-    stopped = sigterm_batch(data_dir / "images", tmp_path / "out", 8.0, "--threads", "2")
+    stopped = sigterm_batch(data_dir / "images", tmp_path / "out", "--threads", "2")
     kept = len(read_results(tmp_path / "out"))
     assert stopped.returncode == 130 and "interrupted: the" in stopped.stderr and "Traceback" not in stopped.stderr
     assert 0 < kept < 767 and f"the {kept} rows in" in stopped.stderr
@@ -290,7 +295,7 @@ def test_ray_engine_on_a_local_cluster_gives_the_same_rows_as_local(images, tmp_
 @pytest.mark.slow
 def test_the_ray_engine_writes_blocks_as_they_finish_and_sigterm_keeps_them(data_dir, tmp_path):
     pytest.importorskip("ray")
-    stopped = sigterm_batch(data_dir / "images", tmp_path / "out", 20.0, "--engine", "ray")
+    stopped = sigterm_batch(data_dir / "images", tmp_path / "out", "--engine", "ray")
     kept = len(read_results(tmp_path / "out"))
     assert stopped.returncode == 130 and "interrupted: the" in stopped.stderr and "Traceback" not in stopped.stderr
     assert 0 < kept < 767  # written while the actors still ran (before, nothing was written until the end)

@@ -140,4 +140,4 @@ def test_symlinks_only_on_request(source, tmp_path):
     assert len(links) == 6 and all(p.is_symlink() and p.resolve().parent == src / "images" for p in links)
     convert(src, tmp_path / "copied", "--to", "yolo", "--images", "copy")
     copies = list((tmp_path / "copied" / "images").iterdir())
-    assert not any(p.is_symlink() or p.samefile(src / "images" / p.name) for p in copies)
+    assert len(copies) == 6 and not any(p.is_symlink() or p.samefile(src / "images" / p.name) for p in copies)

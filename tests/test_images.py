@@ -23,6 +23,8 @@ def test_grey_rgba_and_16_bit_pngs_become_8_bit_bgr(tmp_path, face_rgb):
         image = read_image(tmp_path / name)
         assert image.dtype == np.uint8 and image.shape == face_rgb.shape, name
     assert np.abs(read_image(tmp_path / "deep.png").astype(int) - face_rgb).max() <= 1
+    as_grey = read_image(tmp_path / "grey.png").astype(int)  # grey in all three channels, the same values
+    assert (as_grey == as_grey[..., :1]).all() and np.abs(as_grey[..., 0] - grey).max() <= 1
     assert np.abs(read_image(tmp_path / "rgba.png").astype(int) - face_rgb).max() == 0
 
 

@@ -160,6 +160,14 @@ def test_api_key_guards_everything_but_health(tmp_path, photo):
         assert post(url, "/v1/detect", photo).status_code == 401
         assert post(url, "/v1/detect", photo, headers={"X-API-Key": "wrong"}).status_code == 401
         assert post(url, "/v1/detect", photo, headers={"X-API-Key": "s3cret"}).status_code == 200
+        # Every route of the API, as the server lists them (with the key), refuses a request without it.
+        paths = httpx.get(f"{url}/openapi.json", headers={"X-API-Key": "s3cret"}).json()["paths"]
+        routes = [(method, path.replace("{job_id}", "A" * 24).replace("{name}", "door"))
+                  for path, methods in paths.items() if path.startswith("/v1/") for method in methods]
+        assert len(routes) >= 10, routes
+        for method, path in routes:
+            assert httpx.request(method, url + path, timeout=30).status_code == 401, (method, path)
+        assert httpx.get(f"{url}/openapi.json").status_code == 401
 
 
 def test_a_restart_keeps_finished_results_and_marks_the_interrupted_job_failed(tmp_path, clip, photo):

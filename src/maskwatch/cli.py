@@ -132,7 +132,8 @@ def data_stats(path: Path = typer.Argument(..., help="Data set folder or file.",
     from maskwatch.data.stats import dataset_stats, plot_stats
 
     stats = dataset_stats(_load(path, fmt, label_map, classes, allow_outside_images))
-    table = Table(title=f"{path}: {stats.images} images, {stats.boxes} boxes")
+    typer.echo(f"{path}: {stats.images} images, {stats.boxes} boxes")  # its own line: a long path would cut a title
+    table = Table()
     for column in ("class", "boxes", "images", "width min / median / max (px)"):
         table.add_column(column, justify="left" if column == "class" else "right")
     for name, count in stats.boxes_per_class.items():
