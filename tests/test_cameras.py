@@ -282,6 +282,35 @@ def test_the_fair_gate_gives_the_detector_to_whoever_waited_first():
     assert all(x != y for x, y in zip(turns, turns[1:])), order
 
 
+def test_a_camera_of_the_server_runs_the_video_path_of_watch_through_the_gate(data_dir):
+    """Each camera's detector is the shared one behind the fair gate: the pipeline must still see its scale
+    policy and head, to choose the scale from the previous faces and reuse settled faces' classes, with every
+    call to the networks taking its turn."""
+    from maskwatch.data.images import read_image
+    from maskwatch.detector import Detector
+    from maskwatch.serve.cameras import FairGate, TakingTurns
+    from maskwatch.video.frame_detector import VideoDetector
+
+    class CountingGate(FairGate):
+        turns = 0
+
+        def __enter__(self):
+            CountingGate.turns += 1
+            return super().__enter__()
+
+    shipped = Detector.load(threads=2)  # --scale auto, as cameras run
+    gated = TakingTurns(shipped, CountingGate())
+    direct, through_gate = VideoDetector(shipped, 0.1, 0.2), VideoDetector(gated, 0.1, 0.2)
+    assert through_gate.chooser is not None and through_gate.cache is not None
+    image = read_image(data_dir / "images" / "maksssksksss0.jpg")
+    for time_s in (0.0, 0.5):  # the second look reuses the first's settled classes
+        a, b = direct(image, time_s), through_gate(image, time_s)
+        assert np.allclose(a.xyxy, b.xyxy) and np.allclose(a.confidence, b.confidence)
+    assert CountingGate.turns >= 2 and through_gate.scales == direct.scales
+    with pytest.raises(AttributeError):
+        gated.session  # nothing else of the detector is reachable around the gate
+
+
 def test_a_file_as_a_camera_plays_on_repeat_until_stopped(crossing_clip):
     from maskwatch.video.sources import LoopingSource, open_source
 

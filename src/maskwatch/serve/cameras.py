@@ -141,14 +141,29 @@ class FairGate:
 
 
 class TakingTurns:
-    """A detector that waits for its turn at the gate: what each camera's pipeline calls."""
+    """A detector that waits for its turn at the gate: what each camera's pipeline calls. It shows the pipeline
+    what the detector has of the video path's parts (its scale policy and head settings, the face finder and the
+    head's looks apart: video/frame_detector.py), each call through the gate, so that a camera of the server
+    chooses its scale and reuses settled faces' classes as `maskwatch watch` does."""
+
+    PASSED = ("classes", "policy", "config")  # read as they are
+    GATED = ("find_faces", "refine")  # called at the gate
 
     def __init__(self, detector: Any, gate: FairGate):
         self.detector, self.gate = detector, gate
 
-    @property
-    def classes(self) -> list[str]:
-        return self.detector.classes
+    def __getattr__(self, name: str) -> Any:  # only for what is not set on the instance
+        if name not in self.PASSED + self.GATED:
+            raise AttributeError(name)
+        value = getattr(self.detector, name)  # AttributeError where the detector lacks it (a one-stage model)
+        if name in self.PASSED:
+            return value
+
+        def gated(*args, **kwargs):
+            with self.gate:
+                return value(*args, **kwargs)
+
+        return gated
 
     def __call__(self, image, **kwargs):
         with self.gate:
