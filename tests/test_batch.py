@@ -273,7 +273,7 @@ def test_ray_engine_on_a_local_cluster_gives_the_same_rows_as_local(images, tmp_
     try:
         on_ray = run_batch(str(images), tmp_path / "ray", "ray", actors=2)
         resumed = run_batch(str(images), tmp_path / "ray", "ray", actors=2)
-        clean = run_batch(str(growing), tmp_path / "late", "ray", actors=2)
+        clean = run_batch(str(growing), tmp_path / "late", "ray", actors=1, threads=2)  # an actor of 2 CPUs
         (growing / "zz_broken.jpg").write_text("not an image")
         late = run_batch(str(growing), tmp_path / "late", "ray", actors=2)
     finally:

@@ -534,7 +534,10 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to liste
           every: Optional[int] = typer.Option(None, "--every", help="Cameras detect on every Nth frame."),
           scale: Optional[str] = typer.Option(None, "--scale",
                                               help="Cameras' face finder scale: auto, auto-full or a number."),
-          model: Optional[Path] = ModelOption, threads: Optional[int] = ThreadsOption) -> None:
+          model: Optional[Path] = ModelOption,
+          threads: Optional[int] = typer.Option(None, "--threads",
+                                                help="CPU threads for the detector [default: the cores this "
+                                                     "process may use, as its CPU affinity says].")) -> None:
     """Serve the web page (/), the live cameras (/cameras) and the JSON API (/v1/..., docs at /docs)."""
     try:
         from maskwatch.serve.app import Settings, serve as run_server
@@ -562,7 +565,12 @@ def batch(inputs: list[str] = typer.Argument(..., help=INPUTS_HELP, metavar="INP
           conf: float = typer.Option(FOR_PEOPLE.min_score, "--conf", help="Lowest score kept (one box per face)."),
           annotate: bool = typer.Option(False, "--annotate", help="Also write annotated images to OUT/annotated."),
           verbose: bool = typer.Option(False, "--verbose", help="Show Ray's own logs and progress bars."),
-          model: Optional[Path] = ModelOption, threads: Optional[int] = ThreadsOption) -> None:
+          model: Optional[Path] = ModelOption,
+          threads: Optional[int] = typer.Option(None, "--threads",
+                                                help="CPU threads for the detector: the local engine's [default: "
+                                                     "onnxruntime's choice, one per core], or each Ray actor's "
+                                                     "[default: 1; an actor takes one CPU of the cluster]."),
+          ) -> None:
     """Detect on many images, locally or on a Ray cluster; resumable, one Parquet row per image. A second run with
     the same --out skips the images done and tries the failed ones again; Ctrl-C keeps the rows written."""
     from maskwatch.batch.run import run_batch

@@ -57,8 +57,8 @@ def run_ray(paths: list[str], out_dir: Path, model: str | None, conf: float, ann
                 from maskwatch.batch.ray_watchdog import start_watchdog
 
                 watchdog = start_watchdog()
-                ray.init(num_cpus=max(actors, 1), include_dashboard=False, log_to_driver=verbose,
-                         logging_level=level)
+                ray.init(num_cpus=max(actors, 1) * threads_per_actor, include_dashboard=False,
+                         log_to_driver=verbose, logging_level=level)
         stop_signals_as_interrupt()  # ray.init set SIGTERM to exit at once; the run stops as for Ctrl-C instead
     try:
         with warnings.catch_warnings():

@@ -79,4 +79,5 @@ def _run_engine(todo: list[str], out: Path, engine: str, address: str | None, co
         from maskwatch.batch.ray_engine import run_ray
     except ImportError as exc:
         raise MaskwatchError(f"the Ray engine needs Ray ({exc}): {install_hint('ray')}") from exc
-    return run_ray(todo, out, model, conf, annotate_dir, address, actors, names=names, verbose=verbose)
+    return run_ray(todo, out, model, conf, annotate_dir, address, actors, threads_per_actor=threads or 1, names=names,
+                   verbose=verbose)
