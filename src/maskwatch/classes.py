@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 MASK_CLASSES: tuple[str, ...] = ("with_mask", "without_mask", "mask_weared_incorrect")
+WITH_MASK, WITHOUT_MASK, WRONG_MASK = MASK_CLASSES
 TWO_CLASSES: tuple[str, ...] = ("mask", "no_mask")
 
 # 2-class view: a mask worn wrongly protects no better than none.

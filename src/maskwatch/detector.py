@@ -18,14 +18,13 @@ import numpy as np
 import supervision as sv
 
 from maskwatch.crops import crop_faces, crops_to_blob, decode_deltas
-from maskwatch.face_finder import (CENTERFACE_PATH, CLASS_PROBS, CONFIDENT_FACE_SCORE, WEIGHTS_DIR, FaceFinder,
-                                   ScalePolicy, make_session)
+from maskwatch.face_finder import CENTERFACE_PATH, CLASS_PROBS, WEIGHTS_DIR, FaceFinder, ScalePolicy, make_session
 from maskwatch.errors import MaskwatchError
 from maskwatch.model_kinds import TWO_STAGE, kind_of, model_in
 from maskwatch.predictions import FACE_CONFIDENCE, detections_from_labels
-from maskwatch.thresholds import DETECTOR_ALL_CLASSES, DETECTOR_MIN_SCORE, MIN_FACE_SCORE
+from maskwatch.thresholds import CONFIDENT_FACE_SCORE, DETECTOR_ALL_CLASSES, DETECTOR_MIN_SCORE, MIN_FACE_SCORE
 
-DEFAULT_HEAD = WEIGHTS_DIR / "mask_head.onnx"
+DEFAULT_HEAD = WEIGHTS_DIR / kind_of(TWO_STAGE).model_file
 INT8_SUFFIX = "-int8"
 
 

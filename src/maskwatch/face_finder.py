@@ -15,6 +15,7 @@ import onnxruntime as ort
 import supervision as sv
 
 from maskwatch.errors import MaskwatchError
+from maskwatch.thresholds import CONFIDENT_FACE_SCORE, MIN_FACE_SCORE
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 CENTERFACE_PATH = WEIGHTS_DIR / "centerface.onnx"
@@ -100,8 +101,6 @@ class ScalePolicy:
         return min(1.0, self.max_side / max(image_shape[:2]))
 
 
-CONFIDENT_FACE_SCORE = 0.4  # faces the scale policy judges sizes by
-
 
 def median_confident_height(faces: sv.Detections, scale: float) -> float:
     """Median height of the confident faces as seen at `scale` (0 when there are none)."""
@@ -138,7 +137,7 @@ class FaceFinder:
         # CenterFace itself has a fourth output: 10 landmark channels (y, x per point, relative to the box).
         self.landmark_output = outputs[3] if len(outputs) > 3 and not self.has_classes else None
 
-    def at_scale(self, image_bgr: np.ndarray, scale: float, min_score: float = 0.05,
+    def at_scale(self, image_bgr: np.ndarray, scale: float, min_score: float = MIN_FACE_SCORE,
                  landmarks: bool = False) -> sv.Detections:
         """Faces found with the image resized by `scale`; boxes in original pixels, face score as confidence
         (and, for a one-stage model, class probabilities in data["class_probs"]; with `landmarks`, CenterFace's
@@ -186,7 +185,7 @@ class FaceFinder:
                 scales.append(factor * base)
         return scales
 
-    def __call__(self, image_bgr: np.ndarray, policy: ScalePolicy | None = None, min_score: float = 0.05,
+    def __call__(self, image_bgr: np.ndarray, policy: ScalePolicy | None = None, min_score: float = MIN_FACE_SCORE,
                  nms_iou: float = 0.5) -> sv.Detections:
         policy = policy or ScalePolicy()
         if policy.mode != "auto":

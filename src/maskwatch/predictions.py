@@ -13,7 +13,7 @@ from typing import Iterable, Iterator
 import numpy as np
 import supervision as sv
 
-from maskwatch.classes import DROP_LABEL
+from maskwatch.classes import DROP_LABEL, MASK_CLASSES
 from maskwatch.data.images import stem_of
 from maskwatch.errors import MaskwatchError
 
@@ -146,9 +146,10 @@ def _read_batch_rows(path: Path, classes: list[str] | tuple[str, ...]) -> Iterat
             yield record_to_predictions(record, classes, f"{path}: {row['path']}")
 
 
-# `maskwatch batch` results: Parquet parts of one row per image, the detections as this module's records (JSON).
-ROW_FIELDS = ("path", "width", "height", "detections", "faces", "with_mask", "without_mask",
-              "mask_weared_incorrect", "error")
+# `maskwatch batch` results: Parquet parts of one row per image, the detections as this module's records (JSON),
+# and a count column per mask class (a model of other classes: its labels are in `detections`; every part of a
+# folder has one schema).
+ROW_FIELDS = ("path", "width", "height", "detections", "faces", *MASK_CLASSES, "error")
 
 
 def row_schema():

@@ -32,6 +32,8 @@ DETECTOR_ALL_CLASSES = FOR_PEOPLE.all_classes
 
 # Face-finder candidates scored below these are not classified.
 MIN_FACE_SCORE = 0.05  # images: keep faint faces, recall matters more than the crops it costs
+# `--scale auto` judges face sizes by the faces the face finder is at least this sure of (face_finder.ScalePolicy).
+CONFIDENT_FACE_SCORE = 0.4
 LIVE_MIN_FACE_SCORE = 0.2  # video: fewer crops per frame, speed matters more than faint faces
 
 # Video tracking.

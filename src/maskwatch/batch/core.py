@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from maskwatch.annotate import annotate
+from maskwatch.classes import MASK_CLASSES
 from maskwatch.data.images import read_image, write_image
 from maskwatch.detector import Detector
 from maskwatch.errors import MaskwatchError
@@ -32,8 +33,8 @@ def detect_row(detector: Detector, path: str, conf: float, annotate_dir: Path | 
                name: str | None = None) -> dict:
     """One result row; a bad input becomes a row with `error` set, never an exception. The annotated copy is
     written as annotate_dir/name (data.inputs.output_names: unique across the run)."""
-    row: dict = {"path": path, "width": 0, "height": 0, "detections": "[]", "faces": 0, "with_mask": 0,
-                 "without_mask": 0, "mask_weared_incorrect": 0, "error": None}
+    row: dict = {"path": path, "width": 0, "height": 0, "detections": "[]", "faces": 0,
+                 **{c: 0 for c in MASK_CLASSES}, "error": None}
     try:
         image = read_image(path)
         detections = detector(image, min_score=conf)
@@ -46,7 +47,7 @@ def detect_row(detector: Detector, path: str, conf: float, annotate_dir: Path | 
     record = ImagePredictions(Path(path).name, image.shape[1], image.shape[0], detections).to_record()
     counts = Counter(d["label"] for d in record["detections"])
     row.update(width=record["width"], height=record["height"], detections=json.dumps(record["detections"]),
-               faces=len(record["detections"]), **{c: counts.get(c, 0) for c in detector.classes if c in row})
+               faces=len(record["detections"]), **{c: counts.get(c, 0) for c in MASK_CLASSES})
     if annotate_dir is not None:
         target = annotate_dir / (name or Path(path).name)
         target.parent.mkdir(parents=True, exist_ok=True)

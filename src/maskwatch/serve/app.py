@@ -268,7 +268,7 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
     @app.get("/v1/videos/{job_id}/result", responses={200: {"content": {"video/mp4": {}}}, **JOB_ERRORS, **NOT_READY})
     def video_result(job_id: str) -> FileResponse:
         job = job_or_404(job_id)
-        path = state["jobs"].job_dir(job.id) / "result.mp4"
+        path = state["jobs"].result_path(job.id)
         if job.status != "finished" or not path.is_file():
             raise HTTPException(409, f"the job has {'failed' if job.status == 'failed' else 'not finished'} "
                                      f"({job.status}); there is no result")

@@ -123,6 +123,10 @@ class JobQueue:
     def job_dir(self, job_id: str) -> Path:
         return self.root / job_id
 
+    def result_path(self, job_id: str) -> Path:
+        """The annotated video a finished job leaves."""
+        return self.job_dir(job_id) / "result.mp4"
+
     def create(self, data_path: Path, filename: str) -> str:
         """Take ownership of an uploaded file (already checked to be a video) and queue it."""
         job_id = secrets.token_urlsafe(18)  # not guessable
@@ -202,7 +206,7 @@ class JobQueue:
                 self._update(job_id, frames_done=summary.frames, frames_total=expected)
 
         try:
-            summary = pipeline.run(str(folder / "input"), folder / "result.mp4", progress)
+            summary = pipeline.run(str(folder / "input"), self.result_path(job_id), progress)
             if pipeline.stopping.is_set() and summary.status == "interrupted":
                 self._update(job_id, status="queued", frames_done=0,
                              message="the server stopped while this job ran; it runs again when the server starts")

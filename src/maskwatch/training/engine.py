@@ -33,6 +33,7 @@ from maskwatch.errors import MaskwatchError, name_some
 from maskwatch.evaluation.coco_metrics import CocoResult, evaluate_coco
 from maskwatch.model_kinds import TWO_STAGE, kind_of
 from maskwatch.predictions import ImagePredictions
+from maskwatch.thresholds import FOR_METRICS
 from maskwatch.training.balance import rarest_class
 
 log = logging.getLogger(__name__)
@@ -212,7 +213,7 @@ def evaluate(model_path: Path, val_set: Dataset, images: dict[str, np.ndarray] |
     detector = Detector.load(model_path, threads=threads)
     predictions = [ImagePredictions(s.image_path.name, s.width, s.height,
                                     detector(images[s.stem] if images is not None else annotated_image(s.image_path),
-                                             min_score=0.01, all_classes=True))
+                                             min_score=FOR_METRICS.min_score, all_classes=FOR_METRICS.all_classes))
                    for s in val_set.samples]
     return evaluate_coco(val_set, predictions)
 

@@ -26,7 +26,7 @@ from maskwatch.face_finder import CENTERFACE_PATH, LANDMARKS, FaceFinder
 
 log = logging.getLogger(__name__)
 
-MIN_FACE_SCORE = 0.5
+CLEAR_FACE_SCORE = 0.5  # a picture's face counts only this sure (a picture is one face: no faint ones wanted)
 # Another confident face at least this fraction of the best one's area makes the picture ambiguous.
 RIVAL_AREA = 0.25
 # Tight crops cut the face at the picture's edge; a replicated border gives the face finder the context it needs.
@@ -66,10 +66,10 @@ def find_face(finder: FaceFinder, image: np.ndarray) -> tuple[np.ndarray, np.nda
         return None
     faces = faces.with_nms(threshold=0.5, class_agnostic=True)  # neighbouring peaks of one face are one face
     faces = faces[np.argsort(-faces.confidence)]
-    if faces.confidence[0] < MIN_FACE_SCORE:
+    if faces.confidence[0] < CLEAR_FACE_SCORE:
         return None
     areas = (faces.xyxy[:, 2] - faces.xyxy[:, 0]) * (faces.xyxy[:, 3] - faces.xyxy[:, 1])
-    if ((faces.confidence[1:] >= MIN_FACE_SCORE) & (areas[1:] >= RIVAL_AREA * areas[0])).any():
+    if ((faces.confidence[1:] >= CLEAR_FACE_SCORE) & (areas[1:] >= RIVAL_AREA * areas[0])).any():
         return None
     return faces.xyxy[0] - pad, faces.data[LANDMARKS][0] - pad
 

@@ -18,11 +18,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from maskwatch.classes import WITH_MASK, WITHOUT_MASK, WRONG_MASK
 from maskwatch.crops import CROP_CONTEXT, CROP_SIZE, crop_faces, crops_to_blob, encode_deltas
 from maskwatch.data.images import read_image
 from maskwatch.detector import HeadConfig
 from maskwatch.errors import MaskwatchError
 from maskwatch.face_finder import ScalePolicy
+from maskwatch.model_kinds import KINDS, TWO_STAGE
 from maskwatch.models.crop_head import CropHead, export_onnx
 from maskwatch.training.augment import augment_crop
 from maskwatch.training.balance import copies_per_class
@@ -30,8 +32,6 @@ from maskwatch.training.candidates import Example, find_candidates, jittered_gro
 from maskwatch.training.engine import Recipe
 from maskwatch.training.face_pictures import FacePicture, load_face_pictures
 from maskwatch.training.synthesis import composite, pick_kind
-
-WRONG_MASK, RIGHT_MASK = "mask_weared_incorrect", "with_mask"
 
 
 def jitter_box(box: np.ndarray, rng: np.random.Generator, shift: float = 0.12, scale: float = 0.2) -> np.ndarray:
@@ -114,7 +114,7 @@ class TwoStageRecipe(Recipe):
 
     def _can_synthesise(self) -> bool:
         labels = {self.classes[p.label] for p in self.pictures}
-        return {"with_mask", "without_mask"} <= labels and WRONG_MASK in self.classes
+        return {WITH_MASK, WITHOUT_MASK} <= labels and WRONG_MASK in self.classes
 
     def extra_examples(self, rng: np.random.Generator) -> list[Example]:
         """Jittered crops of the extra pictures; their box target is the face finder's own box."""
@@ -129,8 +129,8 @@ class TwoStageRecipe(Recipe):
 
     def synthetic_examples(self, count: int, rng: np.random.Generator) -> list[Example]:
         """Composites of a masked face's lower part on an unmasked face, labelled by where the mask sits."""
-        masked = [p for p in self.pictures if self.classes[p.label] == "with_mask"]
-        bare = [p for p in self.pictures if self.classes[p.label] == "without_mask"]
+        masked = [p for p in self.pictures if self.classes[p.label] == WITH_MASK]
+        bare = [p for p in self.pictures if self.classes[p.label] == WITHOUT_MASK]
         examples = []
         for _ in range(count):
             base, mask = bare[int(rng.integers(len(bare)))], masked[int(rng.integers(len(masked)))]
@@ -141,7 +141,7 @@ class TwoStageRecipe(Recipe):
                 continue
             region, face = cut_around(image, base.box, 2.5)
             box = jitter_box(face, rng)
-            label = self.classes.index(RIGHT_MASK if kind == "right" else WRONG_MASK) + 1
+            label = self.classes.index(WITH_MASK if kind == "right" else WRONG_MASK) + 1
             examples.append(Example(f"synthetic-{kind}", box, label, encode_deltas(box[None], face[None])[0],
                                     image=region))
         return examples
@@ -206,7 +206,7 @@ class TwoStageRecipe(Recipe):
         return model
 
     def export(self, folder: Path, **extra: Any) -> Path:
-        path = export_onnx(self.shipping_model(), folder / "mask_head.onnx", self.crop_size)
+        path = export_onnx(self.shipping_model(), folder / KINDS[TWO_STAGE].model_file, self.crop_size)
         self.head_config().write(path.with_suffix(".json"), **extra)
         return path
 
