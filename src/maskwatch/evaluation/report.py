@@ -37,8 +37,8 @@ def plot_pr_curves(result: CocoResult, out_dir: Path, boxes: dict[str, int] | No
     paths = []
     for k, name in enumerate(result.classes):
         fig, ax = plt.subplots(figsize=(5, 4.2))
-        for t, iou in ((0, 0.5), (5, 0.75)):
-            precision = result.precision[t, :, k, 0, -1]
+        for iou in (0.5, 0.75):
+            precision = result.precision[int(np.argmin(np.abs(result.iou_thresholds - iou))), :, k, 0, -1]
             ap = precision[precision > -1].mean() if (precision > -1).any() else float("nan")
             ax.plot(result.recall_thresholds, np.where(precision > -1, precision, np.nan), label=f"IoU {iou}: AP {ap:.3f}")
         ax.set_xlabel("recall"), ax.set_ylabel("precision"), ax.set_xlim(0, 1), ax.set_ylim(0, 1.02)
@@ -52,8 +52,11 @@ def plot_pr_curves(result: CocoResult, out_dir: Path, boxes: dict[str, int] | No
     return paths
 
 
+CONFUSION_IOU = 0.5  # a detection matches a face at this overlap in the confusion matrix (as AP50)
+
+
 def confusion_matrix(gt: Dataset, predictions: list[ImagePredictions], scheme: Scheme,
-                     score_threshold: float, iou_threshold: float = 0.5) -> sv.ConfusionMatrix:
+                     score_threshold: float, iou_threshold: float = CONFUSION_IOU) -> sv.ConfusionMatrix:
     classes, label_of = scheme_classes(scheme, gt.classes)
     stems = {s.stem for s in gt.samples}
     by_name = {stem_in(p.image, stems): p for p in predictions}
@@ -158,7 +161,7 @@ def write_report(gt: Dataset, predictions: list[ImagePredictions], out_dir: Path
         report["pycocotools_summary"] = check.summary
         report["max_difference_vs_pycocotools"] = max(abs(result.summary[k] - check.summary[k]) for k in result.summary)
     matrix = confusion_matrix(gt, predictions, scheme, score_threshold)
-    report["confusion_matrix"] = {"score_threshold": score_threshold, "iou_threshold": 0.5,
+    report["confusion_matrix"] = {"score_threshold": score_threshold, "iou_threshold": CONFUSION_IOU,
                                   "labels": list(matrix.classes) + ["background"],
                                   "rows_are": "ground truth", "matrix": matrix.matrix.astype(int).tolist()}
     fig = matrix.plot(fig_size=(7, 6))

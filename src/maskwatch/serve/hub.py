@@ -116,8 +116,3 @@ class EventHub:
                 subscription.loop.call_soon_threadsafe(subscription.offer, event)
             except RuntimeError:
                 self.unsubscribe(subscription)
-
-    @property
-    def subscribers(self) -> int:
-        with self._lock:
-            return len(self._subscriptions)

@@ -38,7 +38,7 @@ from maskwatch.video.realtime import REALTIME, DetectSchedule, RealtimeSettings
 from maskwatch.video.scene_cut import SceneCuts
 from maskwatch.video.sinks import DatabaseSink, DisplaySink, ProgressSink, SummaryFilesSink, VideoFileSink
 from maskwatch.predictions import FACE_CONFIDENCE
-from maskwatch.thresholds import FOR_PEOPLE, LIVE_MIN_FACE_SCORE, TRACK_ACTIVATION_SCORE, TRACK_MIN_SCORE
+from maskwatch.thresholds import FOR_PEOPLE, LIVE_MIN_FACE_SCORE, TRACK_MIN_SCORE
 from maskwatch.video.sources import FrameSource, ReadAhead, open_source
 from maskwatch.video.summary import WatchSummary
 from maskwatch.video.tracking import MIN_TRACK_FRAMES, FaceTracker
@@ -141,16 +141,16 @@ class VideoPipeline:
             draw_zones(out, *zones.drawables())
         return annotate(out, shown, self.detector.classes, copy=False)  # out is already this frame's copy
 
-    def _unconfirmed(self, tracked: sv.Detections, emitter: EventEmitter) -> bool:
+    def _unconfirmed(self, tracked: sv.Detections, emitter: EventEmitter, activation: float) -> bool:
         """Whether a face shown or followed is not yet a person (seen on too few detections): motion gating waits
         for it, so someone standing still is counted as soon as when walking. A face new to the tracker has no id
-        yet (-1): it counts when drawn or sure enough to start a track."""
+        yet (-1): it counts when drawn or sure enough to start a track (`activation`: the tracker's own score)."""
         if len(tracked) == 0:
             return False
         ids = tracked.tracker_id if tracked.tracker_id is not None else np.full(len(tracked), -1)
         waiting = (tracked.confidence >= self.options.draw_conf) | (ids >= 0)
         if FACE_CONFIDENCE in tracked.data:
-            waiting |= tracked.data[FACE_CONFIDENCE] >= TRACK_ACTIVATION_SCORE
+            waiting |= tracked.data[FACE_CONFIDENCE] >= activation
         return any(int(t) not in emitter.confirmed for t in ids[waiting])
 
     def _sinks(self, out: Path | None, on_progress: Callable | None) -> list[Sink]:
@@ -237,7 +237,7 @@ class VideoPipeline:
                     summary.scene_cuts += 1
                 detect = cut or schedule.due(frame.index, frame.time_s)
                 if (detect and not cut and schedule.may_skip_still(frame.time_s)
-                        and not self._unconfirmed(tracked, emitter) and not motion.moved(small)):
+                        and not self._unconfirmed(tracked, emitter, tracker.min_confidence) and not motion.moved(small)):
                     detect = False  # nothing moved since the last detection: its faces are still right
                     schedule.still_skips += 1
                     predictor.hold()

@@ -54,6 +54,7 @@ class FaceTracker:
 
         self.classes = classes
         self.lost_after_s = lost_after_s
+        self.min_confidence = min_confidence
         # ByteTrack starts tracks only from its "high" detections: both thresholds are `min_confidence`
         # (trackers' default high threshold, 0.6, would otherwise be the activation threshold whatever ours).
         self._new_tracker = lambda: ByteTrackTracker(frame_rate=fps, lost_track_buffer=max(1, int(lost_after_s * 30)),
