@@ -17,13 +17,14 @@ import supervision as sv
 
 from clips import GatedSource, PacedSource, face_crop, pan_frames, walk_through_frames, write_clip
 from maskwatch import Detector
+from maskwatch.face_finder import AUTO
 from maskwatch.predictions import FACE_CONFIDENCE, detections_from_labels
 from maskwatch.video import CallbackSink, VideoPipeline
 from maskwatch.video.frame_detector import VideoDetector
 from maskwatch.video.pipeline import WatchOptions
 from maskwatch.video.prediction import BoxPredictor
 from maskwatch.video.realtime import REALTIME, DetectSchedule
-from maskwatch.video.scale_choice import AUTO, ScaleChooser
+from maskwatch.video.scale_choice import ScaleChooser
 from maskwatch.video.sources import Frame, FrameSource, ReadAhead
 from maskwatch.video.tracking import FaceTracker
 from maskwatch.video.writer import BackgroundWriter

@@ -18,7 +18,7 @@ import numpy as np
 import supervision as sv
 
 from maskwatch.crops import crop_faces, crops_to_blob, decode_deltas
-from maskwatch.face_finder import CENTERFACE_PATH, CLASS_PROBS, WEIGHTS_DIR, FaceFinder, ScalePolicy, make_session
+from maskwatch.face_finder import AUTO, CENTERFACE_PATH, CLASS_PROBS, WEIGHTS_DIR, FaceFinder, ScalePolicy, make_session
 from maskwatch.errors import MaskwatchError
 from maskwatch.model_kinds import TWO_STAGE, kind_of, model_in
 from maskwatch.predictions import FACE_CONFIDENCE, detections_from_labels
@@ -182,7 +182,7 @@ class _FaceDetector:
         candidate that cannot reach it is left out here, so it costs no crop."""
         image_bgr = as_bgr_image(image_bgr)
         # "auto" for one call (video's scale chooser says it) keeps the detector's own auto policy (auto-full stays)
-        keep_own = scale is None or (scale == "auto" and self.policy.mode == "auto")
+        keep_own = scale is None or (scale == AUTO and self.policy.mode == AUTO)
         policy = self.policy if keep_own else ScalePolicy.parse(scale)
         floor = self.min_face_score if min_face_score is None else min_face_score
         return self.faces(image_bgr, policy, max(floor, self.hopeless_below(min_score)))
@@ -211,7 +211,7 @@ class Detector(_FaceDetector):
     config_type = HeadConfig
 
     def __init__(self, head_path: Path = DEFAULT_HEAD, face_finder_path: Path | None = None,
-                 threads: int | None = None, scale: str | float = "auto", min_face_score: float = MIN_FACE_SCORE,
+                 threads: int | None = None, scale: str | float = AUTO, min_face_score: float = MIN_FACE_SCORE,
                  flip_test: bool | None = None, config_path: Path | None = None):
         """flip_test: also classify each crop mirrored and average (None: as the head's config says).
         config_path: the head's JSON, where it is not beside the head (the 8-bit head shares the float one's)."""
@@ -302,7 +302,7 @@ class Detector(_FaceDetector):
 class OneStageDetector(_FaceDetector):
     """A CenterFace fine-tuned to give faces and classes in one pass (models/onestage.py); no crop head."""
 
-    def __init__(self, model_path: Path, threads: int | None = None, scale: str | float = "auto",
+    def __init__(self, model_path: Path, threads: int | None = None, scale: str | float = AUTO,
                  min_face_score: float = MIN_FACE_SCORE, flip_test: bool | None = None):
         if flip_test:
             raise MaskwatchError(f"{model_path}: flip averaging is a crop head's (two-stage models), not a "

@@ -38,6 +38,7 @@ def make_session(path: Path, threads: int | None = None) -> ort.InferenceSession
 # `--scale auto` looks at half scale first: with the v6 head, +1.2 points of mAP@.5 on jolignier-val, equal on the
 # crowd photos, a third less time per web photo (bench/variants.py, model card).
 AUTO_COARSE_FIRST = 0.5
+AUTO = "auto"  # the scale policy that chooses passes per image (ScalePolicy)
 AUTO_FULL = "auto-full"  # --scale value: auto without the coarse look
 
 
@@ -63,7 +64,7 @@ class ScalePolicy:
     what that costs on both validation sets (with the v6 head: nothing on the crowd photos, a gain on the web
     photos, model card)."""
 
-    mode: str | float = "auto"
+    mode: str | float = AUTO
     max_side: int = 960  # long side of the first pass (bigger images are shrunk)
     small_face_px: float = 40.0  # median face height below which the upscaled pass pays off
     upscale_to: tuple[int, ...] = (800,)  # long side of each upscaled pass
@@ -84,8 +85,8 @@ class ScalePolicy:
         """`auto`, `auto-full` (auto without the coarse look: every image gets the full first pass, slower; for
         small close-up images, where the half-scale look is weakest) or a fixed scale."""
         if value == AUTO_FULL:
-            return cls(mode="auto", coarse_first=None)
-        if isinstance(value, str) and value != "auto":
+            return cls(mode=AUTO, coarse_first=None)
+        if isinstance(value, str) and value != AUTO:
             try:
                 value = float(value)
             except ValueError:
@@ -188,7 +189,7 @@ class FaceFinder:
     def __call__(self, image_bgr: np.ndarray, policy: ScalePolicy | None = None, min_score: float = MIN_FACE_SCORE,
                  nms_iou: float = 0.5) -> sv.Detections:
         policy = policy or ScalePolicy()
-        if policy.mode != "auto":
+        if policy.mode != AUTO:
             found = [self.at_scale(image_bgr, float(policy.mode), min_score)]
         else:
             base = policy.first_pass_scale(image_bgr.shape)

@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 from maskwatch.errors import MaskwatchError
-from maskwatch.face_finder import AUTO_FULL, ScalePolicy
+from maskwatch.face_finder import AUTO, AUTO_FULL, ScalePolicy
 from maskwatch.video.pipeline import OPTION_CHECKS, VideoPipeline, WatchOptions
 from maskwatch.video.sinks import MqttSink, WebhookSink
 from maskwatch.video.store import DEFAULT_DB
@@ -66,7 +66,7 @@ class CameraConfig:
     summary_every: float | None = _DEFAULTS.summary_every
     event_snapshots: bool = _DEFAULTS.event_snapshots
     keep_faces: bool = _DEFAULTS.keep_faces
-    scale: str = "auto"
+    scale: str = AUTO
     model: Path | None = None
 
     def options(self) -> WatchOptions:

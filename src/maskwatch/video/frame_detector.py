@@ -11,9 +11,10 @@ import supervision as sv
 
 from maskwatch.crops import decode_deltas
 from maskwatch.detector import assemble_detections
+from maskwatch.face_finder import AUTO
 from maskwatch.video.head_cache import HeadCache
 from maskwatch.video.realtime import REALTIME, RealtimeSettings
-from maskwatch.video.scale_choice import AUTO, ScaleChooser
+from maskwatch.video.scale_choice import ScaleChooser
 
 
 class VideoDetector:

@@ -9,7 +9,6 @@ from typing import Callable
 
 import numpy as np
 import supervision as sv
-from supervision.detection.utils.iou_and_nms import box_iou_batch
 
 from maskwatch.video.realtime import REALTIME, RealtimeSettings
 
@@ -87,7 +86,7 @@ class HeadCache:
         matched: list[_Face | None] = [None] * len(boxes)
         if not self.faces or not len(boxes):
             return matched
-        iou = box_iou_batch(boxes, np.stack([f.box for f in self.faces]))
+        iou = sv.box_iou_batch(boxes, np.stack([f.box for f in self.faces]))
         taken: set[int] = set()
         for flat in np.argsort(-iou, axis=None):
             i, j = np.unravel_index(flat, iou.shape)
@@ -102,4 +101,4 @@ class HeadCache:
         s = self.settings
         if face is None or face.looks < s.settle_looks or time_s - face.looked_s >= s.reclassify_s:
             return False
-        return float(box_iou_batch(box[None], face.looked_box[None])[0, 0]) >= s.reclassify_iou
+        return float(sv.box_iou_batch(box[None], face.looked_box[None])[0, 0]) >= s.reclassify_iou

@@ -237,7 +237,8 @@ class VideoPipeline:
                     summary.scene_cuts += 1
                 detect = cut or schedule.due(frame.index, frame.time_s)
                 if (detect and not cut and schedule.may_skip_still(frame.time_s)
-                        and not self._unconfirmed(tracked, emitter, tracker.min_confidence) and not motion.moved(small)):
+                        and not self._unconfirmed(tracked, emitter, tracker.min_confidence)
+                        and not motion.moved(small)):
                     detect = False  # nothing moved since the last detection: its faces are still right
                     schedule.still_skips += 1
                     predictor.hold()

@@ -14,11 +14,11 @@ from collections import deque
 import numpy as np
 import supervision as sv
 
+from maskwatch.face_finder import AUTO
 from maskwatch.predictions import FACE_CONFIDENCE
 from maskwatch.thresholds import SCALE_MIN_FACE_CONFIDENCE
 from maskwatch.video.realtime import REALTIME, RealtimeSettings
 
-AUTO = "auto"
 
 
 class ScaleChooser:
