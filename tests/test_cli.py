@@ -331,3 +331,37 @@ def test_version_flag_prints_the_packages_version():
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0, result.output
     assert result.output.startswith(f"maskwatch {version('maskwatch')} (onnxruntime ")
+
+
+def test_the_defaults_the_help_states_are_the_codes():
+    """The CLI imports little at start-up, so some help texts state a default that lives in a module it does not
+    import: each is checked against its one place here."""
+    from typer.main import get_command
+
+    from maskwatch.cli import app
+    from maskwatch.crops import CROP_SIZE
+    from maskwatch.video.pipeline import WatchOptions
+    from maskwatch.video.store import DEFAULT_DB
+
+    def help_of(command: str, option: str) -> str:
+        group = get_command(app)
+        params = {p.opts[0]: p for p in group.commands[command].params if p.opts}
+        return " ".join(params[option].help.split())
+
+    assert f"[default: {CROP_SIZE}]" in help_of("train", "--crop-size")
+    assert f"[default: {DEFAULT_DB.as_posix()}]" in help_of("watch", "--db")
+    assert f"else {DEFAULT_DB.as_posix()})" in help_of("serve", "--db")
+    assert f"[default: {WatchOptions.summary_every:g}]" in help_of("watch", "--summary-every")
+    assert f"[default: {WatchOptions.window_s:g}]" in help_of("watch", "--window")
+    torch = pytest.importorskip("torch", reason="the training defaults live in the training extra's modules")
+    del torch
+    from maskwatch.training.engine import TrainConfig
+    from maskwatch.training.one_stage import OneStageRecipe
+    from maskwatch.training.two_stage import TwoStageRecipe
+
+    assert f"[default: {TwoStageRecipe.finetuned_share:g}," in help_of("train", "--finetuned-share")
+    assert (f"{TwoStageRecipe.batch_size} crops (two-stage) / {OneStageRecipe.batch_size} windows"
+            in help_of("train", "--batch-size"))
+    assert f"{TwoStageRecipe.lr:g} (two-stage) / {OneStageRecipe.lr:g} (one-stage)" in help_of("train", "--lr")
+    params = {p.opts[0]: p for p in get_command(app).commands["train"].params if p.opts}
+    assert (params["--epochs"].default, params["--patience"].default) == (TrainConfig.epochs, TrainConfig.patience)

@@ -202,8 +202,11 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
               help="Two-stage: the pretrained backbone learns at the learning rate times this, the new class and "
                    "box layers at the learning rate [default: the recipe's]."),
           epochs: int = typer.Option(12, "--epochs", help="Passes over the training images."),
-          batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Default 64 crops / 8 windows."),
-          lr: Optional[float] = typer.Option(None, help="Default 2e-3 (two-stage) / 1e-3 (one-stage)."),
+          batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Examples per training step [default: "
+                                                                              "64 crops (two-stage) / 8 windows "
+                                                                              "(one-stage)]."),
+          lr: Optional[float] = typer.Option(None, help="Learning rate [default: 0.002 (two-stage) / 0.001 "
+                                                        "(one-stage)]."),
           seed: int = typer.Option(0, "--seed", help="Seeds the split, sampling and augmentation."),
           patience: int = typer.Option(4, "--patience", help="Stop after this many epochs without a better mAP "
                                                               "(with --keep best)."),
