@@ -156,10 +156,13 @@ def data_split(path: Path = typer.Argument(..., help="Data set folder or file to
                classes: Optional[str] = ClassesOption, allow_outside_images: bool = AllowOutsideOption) -> None:
     """Deterministic, stratified validation split; near-duplicate images stay on one side. Writes OUT/train.txt
     and OUT/val.txt (one image stem per line) for `train --val-split`, `evaluate --split` and `detect --list`."""
-    from maskwatch.data.split import check_val_fraction, split_dataset
+    from maskwatch.data.split import check_val_fraction, split_dataset, usable_declared_side, without_test_side
 
     check_val_fraction(val)
-    dataset = _load(path, fmt, label_map, classes, allow_outside_images)
+    dataset = without_test_side(_load(path, fmt, label_map, classes, allow_outside_images), path)
+    if (declared := usable_declared_side(dataset, path)) is not None:
+        typer.echo(f"note: {declared[0]} names its own {len(declared[1])} validation images, which `train --data "
+                   f"{path}` validates on; this split is another (give it with --val-split)")
     split = split_dataset(dataset, val, seed)
     train_path, val_path = split.write(out)
     for name, stems in (("train", split.train), ("val", split.val)):

@@ -94,6 +94,31 @@ def declared_val_side(data: Path) -> tuple[Path, list[str]] | None:
     return None
 
 
+def usable_declared_side(dataset: Dataset, data: Path) -> tuple[Path, set[str]] | None:
+    """The validation side the data set folder names, if it splits this data set (some images on each side);
+    a list that does not (a stray val.txt, another set's list) is said and left for the usual split."""
+    declared = declared_val_side(data)
+    if declared is None:
+        return None
+    listed, stems = declared
+    val = set(stems) & {s.stem for s in dataset.samples}
+    if not val or len(val) == len(dataset):
+        log.warning("%s names %s of the data set's %d images as validation; not used (a 15 %% split instead)",
+                    listed, "all" if val else "none", len(dataset))
+        return None
+    return listed, val
+
+
+def without_test_side(dataset: Dataset, data: Path) -> Dataset:
+    """The data set less the test side its YOLO data.yaml names (a Roboflow export's test/ folder), said when
+    there is one: a test set is neither learnt from nor chosen on, by `train` and `data split` alike."""
+    test = set(yolo_side(data, "test") or []) if (data / "data.yaml").is_file() else set()
+    if not test & {s.stem for s in dataset.samples}:
+        return dataset
+    print(f"leaving out the {len(test)} test image(s) {data / 'data.yaml'} names")
+    return dataset.subset([s.stem for s in dataset.samples if s.stem not in test])
+
+
 def listed_names(dataset: Dataset, list_path: Path) -> list[str]:
     """The images a list file names (as `data split` writes it), each checked to be in `dataset`: a list of
     another data set, or of images since removed, would otherwise choose fewer images without a word."""

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from maskwatch.data import Dataset, load_dataset
 from maskwatch.data.images import annotated_image
-from maskwatch.data.split import declared_val_side, listed_names, split_dataset, yolo_side
+from maskwatch.data.split import listed_names, split_dataset, usable_declared_side, without_test_side
 from maskwatch.detector import Detector
 from maskwatch.errors import MaskwatchError, name_some
 from maskwatch.evaluation.coco_metrics import CocoResult, evaluate_coco
@@ -234,27 +234,9 @@ def warn_unseen_classes(train: Dataset) -> list[str]:
     return unseen
 
 
-def usable_declared_side(dataset: Dataset, data: Path) -> tuple[Path, set[str]] | None:
-    """The validation side the data set folder names, if it splits this data set (some images on each side);
-    a list that does not (a stray val.txt, another set's list) is said and left for the usual split."""
-    declared = declared_val_side(data)
-    if declared is None:
-        return None
-    listed, stems = declared
-    val = set(stems) & {s.stem for s in dataset.samples}
-    if not val or len(val) == len(dataset):
-        log.warning("%s names %s of the data set's %d images as validation; not used (a 15 %% split instead)",
-                    listed, "all" if val else "none", len(dataset))
-        return None
-    return listed, val
-
-
 def split_for_training(dataset: Dataset, cfg: TrainConfig) -> tuple[Dataset, Dataset]:
     data = Path(cfg.data)
-    test = set(yolo_side(data, "test") or []) if (data / "data.yaml").is_file() else set()
-    if test & {s.stem for s in dataset.samples}:  # a Roboflow export's test/ folder: neither learnt nor chosen on
-        dataset = dataset.subset([s.stem for s in dataset.samples if s.stem not in test])
-        print(f"leaving out the {len(test)} test images {data / 'data.yaml'} names")
+    dataset = without_test_side(dataset, data)  # a Roboflow export's test/ folder: neither learnt nor chosen on
     if cfg.val_split:
         val_stems = set(listed_names(dataset, cfg.val_split))
         train_stems = [s.stem for s in dataset.samples if s.stem not in val_stems]
