@@ -258,8 +258,11 @@ def upright(image: np.ndarray, rotation: float) -> np.ndarray:
     return image if turn is None else cv2.rotate(image, turn)
 
 
+FOLDER_FPS = 10.0  # a folder of images played as a video: the frame rate its times are counted in
+
+
 class FolderSource(FrameSource):
-    def __init__(self, folder: Path, fps: float = 10.0):
+    def __init__(self, folder: Path, fps: float = FOLDER_FPS):
         self.paths = list_images(folder)
         if not self.paths:
             raise MaskwatchError(f"{folder}: no image frames in this folder")
@@ -586,7 +589,7 @@ def without_password(spec: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def open_source(spec: str, folder_fps: float = 10.0, max_retries: int | None = None,
+def open_source(spec: str, folder_fps: float = FOLDER_FPS, max_retries: int | None = None,
                 loop: bool = False) -> FrameSource:
     """A webcam index ('0'), a URL (rtsp://, http://), a folder of frames or a video file; with `loop`, a file or
     folder plays on repeat at its own frame rate, like a live camera (the server's cameras)."""

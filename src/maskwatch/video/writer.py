@@ -15,12 +15,15 @@ import av
 import cv2
 import numpy as np
 
+from maskwatch.video.realtime import REALTIME
+
 FRAGMENTED_MP4 = {"movflags": "+frag_keyframe+empty_moov+default_base_moof", "frag_duration": "1000000",
                   "flush_packets": "1"}
 
 
 class H264Writer:
-    def __init__(self, path: Path, size: tuple[int, int], fps: float, crf: int = 23, preset: str = "veryfast"):
+    def __init__(self, path: Path, size: tuple[int, int], fps: float, crf: int = 23,
+                 preset: str = REALTIME.encode_preset):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         width, height = size
