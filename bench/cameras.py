@@ -1,7 +1,7 @@
 """Live cameras in the server: frames/s of each camera and the delay from a frame to the page, two cameras at
 640x480.
 
-    .venv/bin/python bench/cameras.py [--seconds 60] [--fps 15] [--scale 1] [--every 1] [--screenshot PNG]
+    .venv/bin/python bench/cameras.py [--seconds 60] [--fps 15] [--scale S] [--every N] [--screenshot PNG]
 
 Starts a real RTSP camera on loopback (gst-rtsp-server playing a pan across a crowd photo; needs the system
 packages of `make test`) and a video file of another pan played on repeat, both 640x480 at --fps, serves them
@@ -64,8 +64,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--warmup", type=float, default=15)
     parser.add_argument("--fps", type=int, default=15, help="frame rate of both sources")
-    parser.add_argument("--scale", default="1")
-    parser.add_argument("--every", type=int, default=1)
+    parser.add_argument("--scale", default=None, help="the cameras' --scale [default: the server's, auto]")
+    parser.add_argument("--every", type=int, default=None,
+                        help="the cameras' --every [default: the server's, as often as the frame rate allows]")
     parser.add_argument("--screenshot", type=Path, default=None, help="also save the grid of cameras as a PNG")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -76,7 +77,8 @@ def main() -> None:
                           fps=args.fps, codec="MJPG")
         try:
             with running_server(tmp / "data", "--camera", f"door={rtsp.url}", "--camera", f"hall={clip}",
-                                "--scale", args.scale, "--every", str(args.every), "--db", str(tmp / "ev.sqlite"),
+                                *(("--scale", args.scale) if args.scale else ()),
+                                *(("--every", str(args.every)) if args.every else ()), "--db", str(tmp / "ev.sqlite"),
                                 "--api-key", KEY) as (url, _), chromium() as browser:
                 pages = {}
                 for name in ("door", "hall"):
@@ -118,7 +120,8 @@ def main() -> None:
                     small_png(args.screenshot)
         finally:
             rtsp.kill()
-    print(f"2 cameras at 640x480, {args.fps} frames/s each, --scale {args.scale} --every {args.every}, "
+    print(f"2 cameras at 640x480, {args.fps} frames/s each, --scale {args.scale or 'auto (default)'} --every "
+          f"{args.every or 'by the frame rate (default)'}, "
           f"{args.seconds:.0f} s measured after {args.warmup:.0f} s; load average {load[0]:.1f}")
     print("| camera | source | source frames/s | frames/s shown | detections/s | frames/s on the page | "
           "delay p50 ms | delay p95 ms |")

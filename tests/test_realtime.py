@@ -11,6 +11,7 @@ import sqlite3
 import time
 from dataclasses import replace
 
+import cv2
 import numpy as np
 import pytest
 import supervision as sv
@@ -204,6 +205,22 @@ def test_the_scale_chooser_follows_the_smallest_face():
     split.data[FACE_CONFIDENCE] = np.array([0.55, 0.2], np.float32)
     chooser.observe(6.8, split)
     assert chooser.scale_for(6.9) == 0.5  # 120 px * 0.5 = 60 px; the 60-px face, at 0.2, is not judged
+    # A downscale that loses a face the finer looks found (one CenterFace is sure of only near full size) is not
+    # used for a while, and the next frame is detected again, a step finer.
+    lost = ScaleChooser()
+    assert lost.scale_for(0.0) == AUTO
+    lost.observe(0.0, faces(220), AUTO)
+    assert lost.scale_for(0.1) == 0.25 and not lost.retry
+    lost.observe(0.1, sv.Detections.empty(), 0.25)
+    assert lost.retry and lost.scale_for(0.2) == 0.5 and not lost.retry
+    lost.observe(0.2, faces(220), 0.5)  # found again at 0.5: the count to beat is met
+    assert not lost.retry and lost.scale_for(0.3) == 0.5
+    lost.observe(0.3, faces(220), 0.5)
+    assert lost.scale_for(1.0) == 0.5  # still blocked ...
+    for t in (9.0, 9.5, 10.0, 10.5):  # (9.0 is the probe's turn)
+        lost.scale_for(t)
+        lost.observe(t, faces(220), 0.5)
+    assert lost.scale_for(10.6) == 0.25  # ... until scale_loss_block_s after the loss
     # No face lately in a 1080p frame: its first pass at 960 px (0.5), not full resolution; the probe goes to auto.
     assert chooser.scale_for(8.5, base=0.5) == 0.5 and chooser.scale_for(10.0, base=0.5) == AUTO
     assert chooser.scale_for(10.5, base=0.25) == 0.25 and chooser.scale_for(13.1, base=0.25) == AUTO  # 4K too
@@ -212,6 +229,17 @@ def test_the_scale_chooser_follows_the_smallest_face():
 @pytest.fixture(scope="module")
 def detector() -> Detector:
     return Detector.load(threads=2)
+
+
+def test_a_face_found_only_near_full_size_is_not_lost_to_a_downscale(data_dir, detector, tmp_path):
+    """A selfie with a dark mask, 220 px tall at 640x480: CenterFace is sure of it at 1x (0.55) and not at 1/4 or
+    1/2 (0.13 and 0.18), where its size alone sent the scale chooser. Lost there, it was found again only after
+    a second, so a short clip never counted the person."""
+    photo = cv2.resize(cv2.imread(str(data_dir / "images" / "maksssksksss4.jpg")), (640, 480))
+    clip = write_clip([photo] * 15, tmp_path / "selfie.avi", fps=10, codec="MJPG")  # 1.5 s
+    summary = VideoPipeline(detector, WatchOptions()).run(str(clip))
+    assert summary.people["with_mask"] == 1, (summary.people, summary.scales)
+    assert summary.scales.get("0.25", 0) <= 1  # tried once, then not again
 
 
 def test_video_searches_big_faces_at_a_fraction_of_the_pixels_and_crowds_at_auto(detector, data_dir, tmp_path):

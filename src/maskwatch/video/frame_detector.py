@@ -44,8 +44,14 @@ class VideoDetector:
             detections = assemble_detections(final, probs, np.zeros((len(final), 4), np.float32),
                                              self.detector.config, image.shape, self.detect_conf)
         if self.chooser:
-            self.chooser.observe(time_s, detections)
+            self.chooser.observe(time_s, detections, scale)
         return detections
+
+    @property
+    def retry(self) -> bool:
+        """The last detection lost faces at a downscale that finer looks had found: detect again on the next frame
+        (at a finer scale) rather than wait for the schedule."""
+        return self.chooser is not None and self.chooser.retry
 
     def new_scene(self) -> None:
         """A scene cut (video/scene_cut.py): the classes and face sizes of the last frames belong to another

@@ -235,8 +235,9 @@ class VideoPipeline:
                     tracker.new_scene()
                     finder.new_scene()
                     summary.scene_cuts += 1
-                detect = cut or schedule.due(frame.index, frame.time_s)
-                if (detect and not cut and schedule.may_skip_still(frame.time_s)
+                retry = finder.retry  # faces lost at a downscale: found again at once, still picture or not
+                detect = cut or retry or schedule.due(frame.index, frame.time_s)
+                if (detect and not cut and not retry and schedule.may_skip_still(frame.time_s)
                         and not self._unconfirmed(tracked, emitter, tracker.min_confidence)
                         and not motion.moved(small)):
                     detect = False  # nothing moved since the last detection: its faces are still right

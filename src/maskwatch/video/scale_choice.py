@@ -5,7 +5,10 @@ the faces are small. A video does know: the faces of the last second say which o
 camera whose faces are 150 px or more is searched at 1/4 of the pixels (or 1/16), a crowd keeps `auto`. Now and
 then one detection looks a step finer, to find faces smaller than those seen (someone far away); after a second
 without faces, the next detections run at the still-image policy's first-pass scale (1x up to 960 px, 0.5 for
-1080p), and at `auto` now and then (the scene may hold tiny faces)."""
+1080p), and at `auto` now and then (the scene may hold tiny faces). Some faces are found confidently only near
+full size (a dark mask, a tilted head): a downscale that finds fewer confident faces than the detection before
+it is not used again for a while, and the next detection looks a step finer at once (the still-image policy's
+coarse look is kept only when it finds confident faces, for the same reason)."""
 
 from __future__ import annotations
 
@@ -27,6 +30,9 @@ class ScaleChooser:
         self.smallest: deque[tuple[float, float]] = deque()  # (time, smallest face height at 1x) per detection
         self.last_probe_s: float | None = None
         self.chosen: float | str = AUTO
+        self.last_count = 0  # confident faces the last detection found
+        self.blocked: dict[float, float] = {}  # downscale -> until when it is not used (it lost faces)
+        self.retry = False  # the last detection lost faces at a downscale: look again (finer) on the next frame
 
     def scale_for(self, time_s: float, base: float = 1.0) -> float | str:
         """The scale of the next detection: a downscale, `base` or "auto" (the still-image policy). base: the
@@ -35,11 +41,14 @@ class ScaleChooser:
         (full resolution and more) comes with the probes."""
         while self.smallest and time_s - self.smallest[0][0] > self.settings.scale_memory_s:
             self.smallest.popleft()
+        self.retry = False
         probe = self.last_probe_s is None or time_s - self.last_probe_s >= self.settings.scale_probe_s
         if not self.smallest:  # no face lately: the first pass's scale, and the upscaled pass of auto now and then
             settled = base
         else:
             settled = self.cheapest_for(min(h for _, h in self.smallest))
+        while settled != AUTO and self.blocked.get(settled, -1.0) > time_s:  # it lost faces lately
+            settled = self.finer(settled)
         self.chosen = settled
         if probe:
             self.last_probe_s = time_s
@@ -60,14 +69,19 @@ class ScaleChooser:
         bigger = [s for s in sorted(self.settings.downscales) if s > scale]
         return bigger[0] if bigger else AUTO
 
-    def observe(self, time_s: float, detections: sv.Detections) -> None:
-        """The faces a detection found (boxes in frame pixels). Judged, as the tracker judges them, by how sure the
-        detector is that each is a face (every class together): a face split between two classes is still a face
-        whose size counts."""
-        face_score = detections.data.get(FACE_CONFIDENCE, detections.confidence)
-        if len(detections) == 0 or face_score is None:
-            return
-        confident = detections.xyxy[face_score >= SCALE_MIN_FACE_CONFIDENCE]
+    def observe(self, time_s: float, detections: sv.Detections, scale: float | str | None = None) -> None:
+        """The faces a detection found (boxes in frame pixels) at `scale` (the one scale_for gave; None: not
+        known). Judged, as the tracker judges them, by how sure the detector is that each is a face (every class
+        together): a face split between two classes is still a face whose size counts."""
+        face_score = detections.data.get(FACE_CONFIDENCE, detections.confidence) if len(detections) else None
+        confident = detections.xyxy[face_score >= SCALE_MIN_FACE_CONFIDENCE] if face_score is not None \
+            else np.zeros((0, 4), np.float32)
+        downscaled = isinstance(scale, float) and scale < 1.0 and scale in self.settings.downscales
+        if downscaled and len(confident) < self.last_count and self.smallest:  # lost here, seen finer lately
+            self.blocked[scale] = time_s + self.settings.scale_loss_block_s  # the next detection: a step finer,
+            self.retry = True  # on the next frame (the faces were not gone: the chooser missed them)
+            return  # (the count to beat stays the finer look's)
+        self.last_count = len(confident)
         if len(confident):
             heights = confident[:, 3] - confident[:, 1]
             self.smallest.append((time_s, float(np.min(heights))))
