@@ -96,6 +96,13 @@ def test_user_errors_print_one_line_not_a_traceback(tmp_path):
     result = run("detect", str(tmp_path / "missing.jpg"), ok=False)
     assert result.returncode == 2
     assert "missing.jpg: no such file or folder" in result.stderr and "Traceback" not in result.stderr
+    fake = tmp_path / "fake.jpg"
+    fake.write_text("not an image")
+    bad_conf = run("detect", str(fake), "--conf", "2", ok=False)  # said before any image is read
+    assert bad_conf.returncode == 2 and "--conf is a score from 0 to 1" in bad_conf.stderr
+    unread = run("detect", str(fake), "--no-images", ok=False)
+    assert unread.returncode == 1 and unread.stderr.count("fake.jpg: not a readable image") == 1
+    assert "0 image(s)" not in unread.stdout and "no image could be read" in unread.stderr
     result = run("convert", str(tmp_path), str(tmp_path / "x"), "--to", "coco", ok=False)
     assert result.returncode == 2 and "found no VOC" in result.stderr
 
@@ -181,7 +188,7 @@ def test_evaluate_warns_about_images_without_predictions_and_can_leave_them_out(
     (tmp_path / "p.jsonl").write_text("".join(json.dumps({"image": p.name, "detections": []}) + "\n" for p in images))
     result = run("evaluate", "--gt", str(small_voc), "--pred", str(tmp_path / "p.jsonl"), "--out",
                  str(tmp_path / "all"))
-    assert "3 of 6 image(s) have no line" in result.stderr and "--only-predicted" in result.stderr
+    assert "3 of 6 image(s) have no predictions in" in result.stderr and "--only-predicted" in result.stderr
     assert json.loads((tmp_path / "all" / "report.json").read_text())["images"] == 6
     run("evaluate", "--gt", str(small_voc), "--pred", str(tmp_path / "p.jsonl"), "--out", str(tmp_path / "some"),
         "--only-predicted", "--scheme", "2class")

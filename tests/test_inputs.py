@@ -34,6 +34,8 @@ def test_folders_images_lists_and_globs_in_order_without_repeats(folders, monkey
         collect_images(["missing.jpg"])
     with pytest.raises(MaskwatchError, match="no files match"):
         collect_images(["a/*.png"])
+    with pytest.raises(MaskwatchError, match="an empty input"):  # not the current folder, searched whole
+        collect_images(["a", ""])
 
 
 def test_pictures_in_formats_not_read_are_named_and_other_files_are_not(folders, caplog):

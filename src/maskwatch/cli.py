@@ -102,12 +102,15 @@ def convert(src: Path = typer.Argument(..., help="Data set to read (format detec
     """Convert a data set between Pascal VOC, YOLO, COCO and TFRecord (+ label_map.pbtxt). The output folder stands
     on its own: images beside the labels, no absolute paths, readable by other tools."""
     from maskwatch.data import save_dataset
+    from maskwatch.data.formats import FORMATS
     from maskwatch.data.split import check_val_fraction, split_dataset, split_from_list
 
     if val is not None and split is not None:
         raise MaskwatchError("give --val or --split, not both")
     if val is not None:
         check_val_fraction(val)
+    if to not in FORMATS:  # before the (long) load
+        raise MaskwatchError(f"unknown format {to!r} for --to; use one of {', '.join(FORMATS)}")
     dataset = _load(src, source_format, label_map, classes, allow_outside_images)
     source_folder = src.resolve() if src.is_dir() else src.resolve().parent
     if dst.resolve() == source_folder or dst.resolve() in source_folder.parents:
@@ -254,7 +257,10 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
 def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set."),
              pred: Path = typer.Option(..., "--pred", help="Predictions: JSON Lines (detect --json-out), or the "
                                                            "results folder of `maskwatch batch`."),
-             scheme: str = typer.Option("3class", "--scheme", help="3class, 2class or face."),
+             scheme: str = typer.Option("3class", "--scheme",
+                                        help="3class (each class its own AP), 2class (mask worn well against "
+                                             "no mask, a mask worn wrongly counting as none) or face (any face, "
+                                             "whatever its class)."),
              fmt: Optional[str] = FormatOption, label_map: Optional[list[str]] = LabelMapOption,
              classes: Optional[str] = ClassesOption,
              out: Path = typer.Option(Path("out/eval"), "--out", help="Folder for report.json and the plots."),
@@ -272,12 +278,15 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
     from maskwatch.data.split import listed_names
     from maskwatch.errors import name_some
     from maskwatch.evaluation import write_report
+    from maskwatch.evaluation.coco_metrics import SCHEMES
     from maskwatch.evaluation.report import images_without_predictions, prediction_problems
     from maskwatch.predictions import read_predictions, stem_in
 
-    if classes in ("3class", "2class", "face"):  # what --classes meant before it named the class list
+    if classes in SCHEMES:  # what --classes meant before it named the class list
         console.print(f"[yellow]--classes {classes} is now --scheme {classes}[/yellow]")
         scheme, classes = classes, None
+    if scheme not in SCHEMES:  # before the (long) load
+        raise MaskwatchError(f"unknown --scheme {scheme!r}; use {', '.join(SCHEMES)}")
     dataset = _load(gt, fmt, label_map, classes, allow_outside_images)
     boxes = dataset.class_counts()
     absent = [c for c in MASK_CLASSES if not boxes.get(c)]  # not listed, or listed (a YOLO classes.txt) unused
@@ -302,7 +311,7 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
             raise MaskwatchError(f"{pred}: no line names an image of {gt}; nothing to score")
         console.print(f"scoring the {len(dataset)} image(s) with predictions; {len(missing)} without are left out")
     elif missing:
-        console.print(f"[yellow]warning: {len(missing)} of {len(dataset)} image(s) have no line in {escape(str(pred))} "
+        console.print(f"[yellow]warning: {len(missing)} of {len(dataset)} image(s) have no predictions in {escape(str(pred))} "
                       f"({escape(name_some(missing))}); they count as images where nothing was found. Pass "
                       f"--only-predicted to score only the images with predictions.[/yellow]", highlight=False,
                       soft_wrap=True)
@@ -354,19 +363,22 @@ def detect(inputs: list[str] = typer.Argument(..., help=INPUTS_HELP, metavar="IN
            model: Optional[Path] = ModelOption, threads: Optional[int] = ThreadsOption) -> None:
     """Detect masked, unmasked and wrongly masked faces in images; write annotated copies and predictions."""
     from maskwatch.detect import run_detect
-    from maskwatch.detector import Detector
+    from maskwatch.detector import Detector, check_score
 
+    conf, draw_conf = check_score(conf, "--conf"), check_score(draw_conf, "--draw-conf")  # before any work
     detector = Detector.load(model, threads=threads, scale=scale, flip_test=flip or None)
     out = None if no_images else out
     summary = run_detect(detector, inputs, out, json_out, conf, draw_conf, all_classes, only)
-    counts = ", ".join(f"{k} {v}" for k, v in sorted(summary.counts.items())) or "no faces"
-    typer.echo(f"{summary.images} image(s): {counts} (score >= {draw_conf})")
-    if out and summary.images:
-        typer.echo(f"annotated images: {out}")
-    if json_out:
-        typer.echo(f"predictions: {json_out}")
-    if not out and not json_out:
-        typer.echo("nothing written (--no-images without --json-out): the counts above are the result", err=True)
+    if summary.images:
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(summary.counts.items())) or "no faces"
+        typer.echo(f"{summary.images} image(s): {counts} (score >= {draw_conf})")
+        if out:
+            typer.echo(f"annotated images: {out}")
+        if json_out:
+            typer.echo(f"predictions: {json_out}")
+        if not out and not json_out:
+            typer.echo("nothing written (--no-images without --json-out): the counts above are the result",
+                       err=True)
     if summary.failed:
         typer.echo(f"{len(summary.failed)} file(s) could not be read:", err=True)
         for message in summary.failed:
@@ -385,7 +397,8 @@ def watch(source: Optional[str] = typer.Argument(None, metavar="SOURCE",
           camera: Optional[str] = typer.Option(None, "--camera", help="Which camera of --config (if it has several); "
                                                                       "else the camera name in events."),
           out: Optional[Path] = typer.Option(None, "--out",
-                                             help="Annotated H.264 MP4 to write (+ .json summary, .tracks.csv); "
+                                             help="Annotated H.264 MP4 to write (+ .json summary, .tracks.csv, "
+                                                  ".zones.csv); "
                                                   "without it only the events database (--db) is written."),
           db: Optional[Path] = typer.Option(None, "--db",
                                             help="Events database (SQLite) [default: out/maskwatch.sqlite]."),

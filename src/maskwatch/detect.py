@@ -3,7 +3,6 @@ out; a bad file is reported and skipped, the rest goes on."""
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +17,6 @@ from maskwatch.detector import Detector, best_class_per_face
 from maskwatch.errors import MaskwatchError
 from maskwatch.predictions import ImagePredictions, write_predictions
 from maskwatch.thresholds import FOR_METRICS, FOR_PEOPLE
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -38,8 +35,7 @@ def detect_images(detector: Detector, paths: list[Path], out_dir: Path | None, m
     for path, name in tqdm(list(zip(paths, names)), desc="detecting", unit="img", disable=len(paths) < 2):
         try:
             image = read_image(path)
-        except MaskwatchError as exc:
-            log.error("%s", exc)
+        except MaskwatchError as exc:  # said once, with the others, when the run ends (the CLI lists them)
             summary.failed.append(f"{exc}")
             continue
         detections = detector(image, min_score=min_score, all_classes=all_classes)

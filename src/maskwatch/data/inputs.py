@@ -44,6 +44,9 @@ def collect_images(specs: Sequence[str | Path], only: Path | None = None) -> lis
     `data split` writes them); only the images with those stems are kept."""
     paths: list[Path] = []
     for spec in specs:
+        if not str(spec).strip():  # Path("") is the current folder: an empty argument (a failed $(...)) is a mistake
+            raise MaskwatchError("an empty input was given (an unset variable or a failed $(...)?); name images, "
+                                 "folders, a .txt list of paths or a quoted glob, e.g. . for this folder")
         path = Path(spec)
         if path.is_dir():
             found = list_images(path)

@@ -8,7 +8,7 @@ import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable, Literal, get_args
 
 import numpy as np
 
@@ -22,6 +22,7 @@ from maskwatch.predictions import ImagePredictions, stem_in
 logging.getLogger("faster_coco_eval").setLevel(logging.WARNING)
 
 Scheme = Literal["3class", "2class", "face"]
+SCHEMES: tuple[str, ...] = get_args(Scheme)
 
 SUMMARY_NAMES = ["mAP", "mAP50", "mAP75", "mAP_small", "mAP_medium", "mAP_large",
                  "AR1", "AR10", "AR100", "AR_small", "AR_medium", "AR_large"]
@@ -38,7 +39,7 @@ def scheme_classes(scheme: str, dataset_classes: list[str]) -> tuple[list[str], 
         return list(TWO_CLASSES), lambda label: TO_TWO_CLASSES.get(label, label)
     if scheme == "face":
         return ["face"], lambda label: "face"
-    raise MaskwatchError(f"unknown class scheme {scheme!r}; use 3class, 2class or face")
+    raise MaskwatchError(f"unknown class scheme {scheme!r}; use {', '.join(SCHEMES)}")
 
 
 @dataclass

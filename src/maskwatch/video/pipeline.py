@@ -60,10 +60,10 @@ def _number(value) -> bool:
 # What each numeric option may be: a test and what to write instead. The one table: WatchOptions checks its
 # fields by it, and a camera config file (video/config.py) its keys.
 OPTION_CHECKS: dict[str, tuple[Callable[[object], bool], str]] = {
-    "every": (lambda v: v is None or _whole(v, 1), "a whole number, 1 or more, or empty (chosen from the measured "
-                                                   "speed)"),
-    "max_fps": (lambda v: v is None or (_number(v) and v > 0), "a number of frames per second above 0, or empty"),
-    "max_frames": (lambda v: v is None or _whole(v, 1), "a whole number, 1 or more, or empty"),
+    "every": (lambda v: v is None or _whole(v, 1), "a whole number, 1 or more, or left out (chosen from the "
+                                                   "measured speed)"),
+    "max_fps": (lambda v: v is None or (_number(v) and v > 0), "a number of frames per second above 0, or left out"),
+    "max_frames": (lambda v: v is None or _whole(v, 1), "a whole number, 1 or more, or left out"),
     "window_s": (lambda v: _number(v) and v > 0, "a number of seconds above 0"),
     "summary_every": (lambda v: v is None or (_number(v) and v >= 0),
                       "a number of seconds (0 or empty: only when the run ends)"),
