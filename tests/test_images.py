@@ -56,6 +56,25 @@ def test_missing_file(tmp_path):
         read_image(tmp_path / "nope.jpg")
 
 
+def test_a_header_is_read_without_decoding_pixels_even_for_a_png_with_exif(tmp_path, monkeypatch):
+    """The pixel limit is checked on the header before anything is decoded (an upload's decompression bomb), and
+    a data set's load reads every header: Pillow's getexif() would decode a PNG's pixels to look for EXIF."""
+    from PIL import Image, PngImagePlugin
+
+    from maskwatch.data.images import image_header
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new("RGB", (640, 480)).save(tmp_path / "phone.png", exif=exif.tobytes())
+
+    def decoded(self):
+        raise AssertionError("pixels decoded for a header")
+
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", decoded)
+    assert image_header(tmp_path / "phone.png", "phone.png", orientation=True) == ("PNG", 640, 480, 6)
+    assert image_header((tmp_path / "phone.png").read_bytes(), "upload") == ("PNG", 640, 480, 1)
+
+
 def test_a_photo_stored_sideways_with_an_exif_rotation_is_detected_upright(tmp_path):
     """Phones store portrait photos sideways with an EXIF orientation; sideways, the crowd's faces are not found."""
     import maskwatch.samples

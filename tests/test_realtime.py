@@ -205,22 +205,36 @@ def test_the_scale_chooser_follows_the_smallest_face():
     split.data[FACE_CONFIDENCE] = np.array([0.55, 0.2], np.float32)
     chooser.observe(6.8, split)
     assert chooser.scale_for(6.9) == 0.5  # 120 px * 0.5 = 60 px; the 60-px face, at 0.2, is not judged
-    # A downscale that loses a face the finer looks found (one CenterFace is sure of only near full size) is not
-    # used for a while, and the next frame is detected again, a step finer.
+    # A downscale that loses a face a finer look found (one CenterFace is sure of only near full size) is not used
+    # for a while: the next frame is detected at once at the scale that found it, then a step finer.
     lost = ScaleChooser()
     assert lost.scale_for(0.0) == AUTO
     lost.observe(0.0, faces(220), AUTO)
     assert lost.scale_for(0.1) == 0.25 and not lost.retry
     lost.observe(0.1, sv.Detections.empty(), 0.25)
-    assert lost.retry and lost.scale_for(0.2) == 0.5 and not lost.retry
-    lost.observe(0.2, faces(220), 0.5)  # found again at 0.5: the count to beat is met
-    assert not lost.retry and lost.scale_for(0.3) == 0.5
-    lost.observe(0.3, faces(220), 0.5)
-    assert lost.scale_for(1.0) == 0.5  # still blocked ...
+    assert lost.retry and lost.scale_for(0.2) == AUTO and not lost.retry  # where it was found
+    lost.observe(0.2, faces(220), AUTO)  # there: 0.25 had missed it, and stays blocked
+    assert lost.scale_for(0.3) == 0.5
+    lost.observe(0.3, faces(220), 0.5)  # found at 0.5: the count to beat is met
+    assert not lost.retry and lost.scale_for(1.0) == 0.5  # still blocked ...
     for t in (9.0, 9.5, 10.0, 10.5):  # (9.0 is the probe's turn)
         lost.scale_for(t)
         lost.observe(t, faces(220), 0.5)
     assert lost.scale_for(10.6) == 0.25  # ... until scale_loss_block_s after the loss
+    # Someone who leaves is not a loss: the second look finds no more than the downscale did.
+    left = ScaleChooser()
+    left.scale_for(0.0)
+    left.observe(0.0, faces(220, 240), AUTO)
+    assert left.scale_for(0.1) == 0.25
+    left.observe(0.1, faces(220), 0.25)  # one of two faces not found here ...
+    assert left.retry and left.scale_for(0.2) == AUTO
+    left.observe(0.2, faces(220), AUTO)  # ... nor where both were: that person left
+    assert left.scale_for(0.3) == 0.25 and not left.blocked
+    left.observe(0.3, faces(220), 0.25)  # and the same count at the same scale is no loss
+    assert not left.retry and left.scale_for(0.4) == 0.25
+    # A block never applies to an empty picture's first-pass scale (0.5 for 1080p): it stays the cheap search.
+    lost.blocked[0.5] = 100.0
+    assert lost.scale_for(30.0, base=0.5) == AUTO and lost.scale_for(31.0, base=0.5) == 0.5  # (30.0: a probe)
     # No face lately in a 1080p frame: its first pass at 960 px (0.5), not full resolution; the probe goes to auto.
     assert chooser.scale_for(8.5, base=0.5) == 0.5 and chooser.scale_for(10.0, base=0.5) == AUTO
     assert chooser.scale_for(10.5, base=0.25) == 0.25 and chooser.scale_for(13.1, base=0.25) == AUTO  # 4K too

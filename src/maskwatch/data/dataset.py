@@ -204,7 +204,7 @@ class DatasetBuilder:
         naming the file: read once per image, whether a reader asks (YOLO and TFRecord boxes are fractions of the
         size) or `add` does."""
         if image_path not in self._headers:
-            self._headers[image_path] = image_header(image_path, str(image_path))
+            self._headers[image_path] = image_header(image_path, str(image_path), orientation=True)
         return self._headers[image_path]
 
     def stored_size(self, image_path: Path) -> tuple[int, int]:

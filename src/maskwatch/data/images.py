@@ -55,7 +55,8 @@ def check_pixels(width: int, height: int, name: str) -> None:
 
 class ImageHeader(NamedTuple):
     """What an image file's header says: Pillow's format name, the stored pixels' size, and the EXIF orientation
-    (1: stored upright; 2-8: to be flipped or turned to show; 1 where there is none or it cannot be read)."""
+    (1: stored upright; 2-8: to be flipped or turned to show; 1 where there is none, it cannot be read, or it was
+    not asked for)."""
     format: str
     width: int
     height: int
@@ -63,16 +64,27 @@ class ImageHeader(NamedTuple):
 
 
 def _orientation(image) -> int:
+    """The EXIF orientation from what Pillow read at open, without decoding pixels: Pillow's getexif() loads a
+    PNG's pixels (to find an eXIf chunk after them), so a PNG's is taken from the chunks before its pixels only."""
+    from PIL import Image
+
     try:
-        value = image.getexif().get(0x0112, 1)
+        if image.format == "PNG":
+            raw = image.info.get("exif")
+            exif = Image.Exif()
+            if raw:
+                exif.load(raw)
+        else:
+            exif = image.getexif()
+        value = exif.get(0x0112, 1)
     except Exception:  # a broken EXIF block is no reason to refuse the image: it is shown as stored
         return 1
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
-def image_header(source: bytes | Path, name: str) -> ImageHeader:
-    """Format, size and EXIF orientation from the header alone (Pillow opens lazily; no pixel is decoded), or
-    MaskwatchError when it is not a readable image.
+def image_header(source: bytes | Path, name: str, orientation: bool = False) -> ImageHeader:
+    """Format, size and (with `orientation`) the EXIF orientation from the header alone (Pillow opens lazily; no
+    pixel is decoded), or MaskwatchError when it is not a readable image.
 
     Pillow's own decompression-bomb limit is set from ours (it warns above MAX_IMAGE_PIXELS and refuses above
     twice that), so raising MASKWATCH_MAX_PIXELS raises both and `check_pixels` is what refuses an image over
@@ -88,7 +100,8 @@ def image_header(source: bytes | Path, name: str) -> ImageHeader:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with opened() as im:
-                return ImageHeader(str(im.format), int(im.width), int(im.height), _orientation(im))
+                return ImageHeader(str(im.format), int(im.width), int(im.height),
+                                   _orientation(im) if orientation else 1)
     except Image.DecompressionBombError:  # over twice our limit: read the size without Pillow's check, to say it
         Image.MAX_IMAGE_PIXELS = None  # (only the header is read; nothing is decoded by Pillow here)
         try:

@@ -39,9 +39,8 @@ class RealtimeSettings:
     downscales: tuple[float, ...] = (0.25, 0.5)  # scales tried below 1x, cheapest first (1/16 and 1/4 the work)
     scale_memory_s: float = 1.0  # the smallest face of the detections of this long decides the scale
     scale_probe_s: float = 3.0  # this often, one detection a step finer, to find faces smaller than those seen
-    scale_loss_block_s: float = 10.0  # a downscale that found fewer confident faces than the detection before it
-    # (a face CenterFace is sure of only at full size: a dark mask, a tilted head) is not used for this long, and
-    # the next detection looks a step finer
+    scale_loss_block_s: float = 10.0  # a downscale that missed confident faces a finer detection just before
+    # found (a face CenterFace is sure of only near full size: a dark mask, a tilted head) is not used this long
     # --- the mask head (HeadCache) ---
     reuse_head: bool = True
     settle_looks: int = 3  # a face's class is settled after this many looks in a row agree
