@@ -261,6 +261,18 @@ def test_the_ray_engine_without_ray_installed_says_how_to_install_it(images, tmp
     assert cli.returncode == 2 and "pip install -e '.[ray]'" in cli.stderr and "Traceback" not in cli.stderr
 
 
+def test_threads_reach_each_ray_actor(images, tmp_path, monkeypatch):
+    pytest.importorskip("ray")
+    import maskwatch.batch.ray_engine as ray_engine
+
+    asked = {}
+    monkeypatch.setattr(ray_engine, "run_ray", lambda paths, *args, **kwargs: asked.update(kwargs) or len(paths))
+    run_batch(str(images), tmp_path / "out", "ray", threads=2)
+    assert asked["threads_per_actor"] == 2
+    run_batch(str(images), tmp_path / "again", "ray")
+    assert asked["threads_per_actor"] == 1  # the default: an actor takes one CPU
+
+
 @pytest.mark.slow
 def test_ray_engine_on_a_local_cluster_gives_the_same_rows_as_local(images, tmp_path):
     ray = pytest.importorskip("ray")
@@ -276,6 +288,10 @@ def test_ray_engine_on_a_local_cluster_gives_the_same_rows_as_local(images, tmp_
         clean = run_batch(str(growing), tmp_path / "late", "ray", actors=1, threads=2)  # an actor of 2 CPUs
         (growing / "zz_broken.jpg").write_text("not an image")
         late = run_batch(str(growing), tmp_path / "late", "ray", actors=2)
+        from maskwatch.batch.ray_engine import _check_actor_fits
+
+        with pytest.raises(MaskwatchError, match="the cluster's largest node has 2"):  # Ray would wait forever
+            _check_actor_fits(3)
     finally:
         ray.shutdown()
     assert local.processed == on_ray.processed == 7 and resumed.processed == 2  # the unreadable two again

@@ -372,3 +372,38 @@ def test_the_defaults_the_help_states_are_the_codes():
     assert f"{TwoStageRecipe.lr:g} (two-stage) / {OneStageRecipe.lr:g} (one-stage)" in help_of("train", "--lr")
     params = {p.opts[0]: p for p in get_command(app).commands["train"].params if p.opts}
     assert (params["--epochs"].default, params["--patience"].default) == (TrainConfig.epochs, TrainConfig.patience)
+
+
+def test_data_split_of_a_roboflow_export_leaves_its_test_side_out_and_names_its_own_val_side(small_voc, tmp_path):
+    import shutil
+
+    import yaml
+
+    from maskwatch.data import save_dataset
+
+    dataset = load_dataset(small_voc)
+    stems = [s.stem for s in dataset.samples]
+    sides = {"train": stems[:3], "valid": stems[3:5], "test": stems[5:]}
+    rf = tmp_path / "rf"
+    for side, names in sides.items():
+        save_dataset(dataset.subset(names), tmp_path / side, "yolo")
+        (rf / side).mkdir(parents=True)
+        for folder in ("images", "labels"):
+            shutil.move(tmp_path / side / folder, rf / side / folder)
+    (rf / "data.yaml").write_text(yaml.safe_dump({  # as Roboflow writes it
+        "train": "../train/images", "val": "../valid/images", "test": "../test/images",
+        "nc": len(dataset.classes), "names": dataset.classes}))
+    result = run("data", "split", str(rf), "--val", "0.4", "--out", str(tmp_path / "split"))
+    assert "leaving out the 1 test image(s)" in result.stdout and "names its own 2 validation images" in result.stdout
+    listed = {line for side in ("train", "val") for line in (tmp_path / "split" / f"{side}.txt").read_text().split()}
+    assert listed == set(sides["train"] + sides["valid"])
+
+
+def test_a_bad_scheme_or_format_is_refused_before_the_data_set_is_read(tmp_path):
+    missing = tmp_path / "not-read"  # a data set that is never opened: the option is refused first
+    bad_scheme = run("evaluate", "--gt", str(missing), "--pred", str(missing / "p.jsonl"), "--scheme", "4class",
+                     ok=False)
+    assert bad_scheme.returncode == 2 and "unknown --scheme '4class'" in bad_scheme.stderr
+    bad_format = run("convert", str(missing), str(tmp_path / "out"), "--to", "pascal", ok=False)
+    assert bad_format.returncode == 2 and "unknown format 'pascal' for --to" in bad_format.stderr
+

@@ -269,16 +269,6 @@ def test_a_roboflow_yolo_export_validates_on_its_valid_folder_and_leaves_its_tes
     train, val = split_for_training(loaded, TrainConfig(data=rf, out=tmp_path / "run"))
     assert sorted(s.stem for s in val.samples) == sorted(sides["valid"])
     assert sorted(s.stem for s in train.samples) == sorted(sides["train"])
-    # `data split` leaves the test side out too, and says that the export names its own validation side.
-    from typer.testing import CliRunner
-
-    from maskwatch.cli import app
-
-    result = CliRunner().invoke(app, ["data", "split", str(rf), "--val", "0.4", "--out", str(tmp_path / "split")])
-    assert result.exit_code == 0, result.output
-    assert "leaving out the 1 test image(s)" in result.output and "names its own 2 validation images" in result.output
-    listed = {line for side in ("train", "val") for line in (tmp_path / "split" / f"{side}.txt").read_text().split()}
-    assert listed == set(sides["train"] + sides["valid"])
 
 
 def test_cached_face_candidates_belong_to_the_pixels_not_only_the_name(data_dir, tmp_path):

@@ -44,8 +44,9 @@ TRACK_MIN_SCORE = 0.1  # detections handed to ByteTrack: it keeps tracks alive w
 # best class's score, was the one that applied: 35 and, at 1080p, 30.)
 TRACK_ACTIVATION_SCORE = 0.5
 # Video's scale chooser sizes the finder's input by the smallest face of the last second among detections at least
-# this sure to be a face (FACE_CONFIDENCE, as for tracks): fainter ones are often not faces.
-SCALE_MIN_FACE_CONFIDENCE = 0.4
+# this sure to be a face (FACE_CONFIDENCE, as for tracks): fainter ones are often not faces. The same judgement as
+# the still-image scale policy's, on the face score the video detections carry.
+SCALE_MIN_FACE_CONFIDENCE = CONFIDENT_FACE_SCORE
 
 # Evaluation: a detection at or above this score counts as a decision in the confusion matrix.
 CONFUSION_MIN_SCORE = 0.5

@@ -53,6 +53,7 @@ def run_ray(paths: list[str], out_dir: Path, model: str | None, conf: float, ann
             level = logging.INFO if verbose else logging.ERROR
             if address:
                 _connect(address, log_to_driver=verbose, logging_level=level)
+                _check_actor_fits(threads_per_actor)
             else:  # a local cluster of our own: it ends with this run, or with this process however it ends
                 from maskwatch.batch.ray_watchdog import start_watchdog
 
@@ -115,6 +116,20 @@ def _connect(address: str, **kwargs) -> None:
     except ConnectionError as exc:
         raise MaskwatchError(f"--address {address}: no Ray cluster answers there ({str(exc).splitlines()[0]}); "
                              f"start one with `ray start --head`, or leave out --address for a local one") from exc
+
+
+def _check_actor_fits(threads_per_actor: int) -> None:
+    """An actor asks its node for `threads_per_actor` CPUs; where no node of the cluster has that many, Ray would
+    wait for one forever: said at once instead."""
+    import ray
+
+    from maskwatch.errors import MaskwatchError
+
+    largest = max((node["Resources"].get("CPU", 0) for node in ray.nodes() if node.get("Alive")), default=0)
+    if largest < threads_per_actor:
+        ray.shutdown()  # (the connection this run made)
+        raise MaskwatchError(f"--threads {threads_per_actor}: each Ray actor asks for that many CPUs, and the "
+                             f"cluster's largest node has {largest:g}; give --threads {int(largest) or 1} or less")
 
 
 @contextlib.contextmanager
