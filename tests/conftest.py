@@ -108,3 +108,26 @@ def browser():
 
     with chromium() as browser:
         yield browser
+
+
+def roboflow_export(voc: Path, folder: Path) -> tuple[Path, dict[str, list[str]]]:
+    """The 6-image VOC set as a Roboflow YOLO export (data.yaml beside train/, valid/ and test/, each with images/
+    and labels/): 3 / 2 / 1 images. Returns the export's folder and each side's stems."""
+    import yaml
+
+    from maskwatch.data import load_dataset, save_dataset
+
+    dataset = load_dataset(voc)
+    stems = [s.stem for s in dataset.samples]
+    sides = {"train": stems[:3], "valid": stems[3:5], "test": stems[5:]}
+    rf = folder / "rf"
+    for side, names in sides.items():
+        save_dataset(dataset.subset(names), folder / side, "yolo")
+        (rf / side).mkdir(parents=True)
+        for part in ("images", "labels"):
+            shutil.move(folder / side / part, rf / side / part)
+    (rf / "data.yaml").write_text(yaml.safe_dump({  # as Roboflow writes it
+        "train": "../train/images", "val": "../valid/images", "test": "../test/images",
+        "nc": len(dataset.classes), "names": dataset.classes}))
+    return rf, sides
+

@@ -375,24 +375,9 @@ def test_the_defaults_the_help_states_are_the_codes():
 
 
 def test_data_split_of_a_roboflow_export_leaves_its_test_side_out_and_names_its_own_val_side(small_voc, tmp_path):
-    import shutil
+    from conftest import roboflow_export
 
-    import yaml
-
-    from maskwatch.data import save_dataset
-
-    dataset = load_dataset(small_voc)
-    stems = [s.stem for s in dataset.samples]
-    sides = {"train": stems[:3], "valid": stems[3:5], "test": stems[5:]}
-    rf = tmp_path / "rf"
-    for side, names in sides.items():
-        save_dataset(dataset.subset(names), tmp_path / side, "yolo")
-        (rf / side).mkdir(parents=True)
-        for folder in ("images", "labels"):
-            shutil.move(tmp_path / side / folder, rf / side / folder)
-    (rf / "data.yaml").write_text(yaml.safe_dump({  # as Roboflow writes it
-        "train": "../train/images", "val": "../valid/images", "test": "../test/images",
-        "nc": len(dataset.classes), "names": dataset.classes}))
+    rf, sides = roboflow_export(small_voc, tmp_path)
     result = run("data", "split", str(rf), "--val", "0.4", "--out", str(tmp_path / "split"))
     assert "leaving out the 1 test image(s)" in result.stdout and "names its own 2 validation images" in result.stdout
     listed = {line for side in ("train", "val") for line in (tmp_path / "split" / f"{side}.txt").read_text().split()}

@@ -245,25 +245,12 @@ def test_an_unreadable_image_is_left_out_with_a_warning_and_one_image_is_refused
 
 
 def test_a_roboflow_yolo_export_validates_on_its_valid_folder_and_leaves_its_test_folder_out(small_voc, tmp_path):
-    import shutil
-
-    import yaml
-
-    from maskwatch.data import load_dataset, save_dataset
+    from conftest import roboflow_export
+    from maskwatch.data import load_dataset
     from maskwatch.training.engine import split_for_training
 
     dataset = load_dataset(small_voc)
-    stems = [s.stem for s in dataset.samples]
-    sides = {"train": stems[:3], "valid": stems[3:5], "test": stems[5:]}
-    rf = tmp_path / "rf"
-    for side, names in sides.items():
-        save_dataset(dataset.subset(names), tmp_path / side, "yolo")
-        (rf / side).mkdir(parents=True)
-        for folder in ("images", "labels"):
-            shutil.move(tmp_path / side / folder, rf / side / folder)
-    (rf / "data.yaml").write_text(yaml.safe_dump({  # as Roboflow writes it
-        "train": "../train/images", "val": "../valid/images", "test": "../test/images",
-        "nc": len(dataset.classes), "names": dataset.classes}))
+    rf, sides = roboflow_export(small_voc, tmp_path)
     loaded = load_dataset(rf)
     assert len(loaded) == 6 and loaded.num_boxes == dataset.num_boxes
     train, val = split_for_training(loaded, TrainConfig(data=rf, out=tmp_path / "run"))
