@@ -25,7 +25,6 @@ from maskwatch.thresholds import SCALE_MIN_FACE_CONFIDENCE
 from maskwatch.video.realtime import REALTIME, RealtimeSettings
 
 
-
 class ScaleChooser:
     def __init__(self, settings: RealtimeSettings = REALTIME):
         self.settings = settings
