@@ -180,6 +180,23 @@ def test_motion_gating_skips_a_still_picture_and_detects_as_soon_as_something_mo
     assert sum(flags[:30]) >= 27
 
 
+def test_a_faint_face_that_can_never_be_a_person_does_not_keep_a_still_picture_detected():
+    """Drawn (its class scores 0.45) but too faint to start a track (face confidence 0.3): motion gating must not
+    wait for it to become a person, which it never will."""
+
+    class FaintSquare(SquareDetector):
+        def __call__(self, image, **kwargs) -> sv.Detections:
+            found = super().__call__(image, **kwargs)
+            found.confidence = np.full(len(found), 0.45, np.float32)
+            found.data[FACE_CONFIDENCE] = np.full(len(found), 0.3, np.float32)
+            return found
+
+    frames = square_frames(still=30, moving=0)  # 3 s standing still
+    flags, summary = detected_flags(VideoPipeline(FaintSquare(), WatchOptions()), GatedSource(frames, 10.0))
+    assert sum(flags) <= 6, flags  # the first look, then about once a second (not every frame)
+    assert sum(summary.people.values()) == 0
+
+
 def test_the_scale_chooser_follows_the_smallest_face():
     chooser = ScaleChooser()
     faces = lambda *heights: sv.Detections(xyxy=np.array([[0, 0, h, h] for h in heights], np.float32),  # noqa: E731

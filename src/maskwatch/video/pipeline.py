@@ -142,15 +142,16 @@ class VideoPipeline:
         return annotate(out, shown, self.detector.classes, copy=False)  # out is already this frame's copy
 
     def _unconfirmed(self, tracked: sv.Detections, emitter: EventEmitter, activation: float) -> bool:
-        """Whether a face shown or followed is not yet a person (seen on too few detections): motion gating waits
-        for it, so someone standing still is counted as soon as when walking. A face new to the tracker has no id
-        yet (-1): it counts when drawn or sure enough to start a track (`activation`: the tracker's own score)."""
+        """Whether a face followed is not yet a person (seen on too few detections): motion gating waits for it, so
+        someone standing still is counted as soon as when walking. A face new to the tracker has no id yet (-1): it
+        counts when it is sure enough to start a track (`activation`: the tracker's own score, on how sure the
+        detector is that it is a face); one that is not can never become a person, and is not waited for (else a
+        faint face in view would keep every still frame detected)."""
         if len(tracked) == 0:
             return False
         ids = tracked.tracker_id if tracked.tracker_id is not None else np.full(len(tracked), -1)
-        waiting = (tracked.confidence >= self.options.draw_conf) | (ids >= 0)
-        if FACE_CONFIDENCE in tracked.data:
-            waiting |= tracked.data[FACE_CONFIDENCE] >= activation
+        face_score = tracked.data.get(FACE_CONFIDENCE, tracked.confidence)
+        waiting = (ids >= 0) | (face_score >= activation)
         return any(int(t) not in emitter.confirmed for t in ids[waiting])
 
     def _sinks(self, out: Path | None, on_progress: Callable | None) -> list[Sink]:
