@@ -273,6 +273,8 @@ cameras:
                             text=True)
     assert report.returncode == 0, report.stderr
     assert "zone counter: with_mask 1, without_mask 1; compliance 50%" in report.stdout
+    people = next(line for line in report.stdout.splitlines() if line.startswith("people: "))
+    assert f"; {people}" in run.stdout  # the same words as watch's own end line, classes at 0 included
     assert "line door: in 2, out 1" in report.stdout
     # Those nobody entered or crossed are counts too.
     assert "zone corner: nobody entered" in report.stdout and "line top: in 0, out 0" in report.stdout

@@ -79,6 +79,15 @@ def _load(path: Path, fmt: Optional[str], label_map: Optional[list[str]], classe
     return dataset
 
 
+def _people_text(people: dict[str, int]) -> str:
+    """People per class as `watch` and `report` print them: the mask classes in their order, zeros included (a
+    database holds only the classes someone was counted in)."""
+    from maskwatch.classes import MASK_CLASSES
+
+    names = list(MASK_CLASSES) if set(people) <= set(MASK_CLASSES) else list(people)
+    return ", ".join(f"{name} {people.get(name, 0)}" for name in names) or "none"
+
+
 @app.command(short_help="Convert a data set between VOC, YOLO, COCO and TFRecord.")
 def convert(src: Path = typer.Argument(..., help="Data set to read (format detected).", metavar="SRC"),
             dst: Path = typer.Argument(..., help="Folder to write.", metavar="DST"),
@@ -466,7 +475,7 @@ def watch(source: Optional[str] = typer.Argument(None, metavar="SOURCE",
     finally:
         for bar in bars:
             bar.close()
-    people = ", ".join(f"{k} {v}" for k, v in summary.people.items())
+    people = _people_text(summary.people)
     compliance = f"{summary.compliance:.0%}" if summary.compliance is not None else "n/a"
     typer.echo(f"{summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.1f} frames/s: "
                f"{summary.detected_frames} detected, {summary.tracked_frames} tracked-only, "
@@ -509,7 +518,7 @@ def report(db: Path = typer.Argument(..., help="Events database written by `mask
     for r in result.runs:
         table.add_row(str(r["id"]), str(r["source"]), str(r["frames"]), str(r["status"]))
     Console().print(table)
-    people = ", ".join(f"{k} {v}" for k, v in sorted(result.people.items())) or "none"
+    people = _people_text(result.people)
     compliance = f"{result.compliance:.0%}" if result.compliance is not None else "n/a"
     typer.echo(f"people: {people}; compliance {compliance}")
     for name, zone in result.zones.items():
