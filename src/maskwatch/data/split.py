@@ -103,7 +103,8 @@ def usable_declared_side(dataset: Dataset, data: Path) -> tuple[Path, set[str]] 
     listed, stems = declared
     val = set(stems) & {s.stem for s in dataset.samples}
     if not val or len(val) == len(dataset):
-        log.warning("%s names %s of the data set's %d images as validation; not used (a 15 %% split instead)",
+        log.warning("%s names %s of the data set's %d images as validation; train does not validate on it (a 15 %% "
+                    "split instead)",
                     listed, "all" if val else "none", len(dataset))
         return None
     return listed, val
@@ -231,8 +232,9 @@ def _warn_about(split: Split, dataset: Dataset, val_fraction: float) -> None:
             log.warning("the %s side is empty (%d images, a validation share of %g): annotate more images or "
                         "choose another share", name, len(dataset), val_fraction)
             return
+    counts = dataset.class_counts()
     for name, side in split.parts(dataset):
-        missing = [c for c, n in side.class_counts().items() if not n and dataset.class_counts()[c]]
+        missing = [c for c, n in side.class_counts().items() if not n and counts[c]]
         if missing:
             log.warning("the %s side has no box of %s (too few images of it to share: see `data stats`)", name,
                         ", ".join(missing))
