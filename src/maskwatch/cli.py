@@ -320,9 +320,10 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
             raise MaskwatchError(f"{pred}: no line names an image of {gt}; nothing to score")
         console.print(f"scoring the {len(dataset)} image(s) with predictions; {len(missing)} without are left out")
     elif missing:
-        console.print(f"[yellow]warning: {len(missing)} of {len(dataset)} image(s) have no predictions in {escape(str(pred))} "
-                      f"({escape(name_some(missing))}); they count as images where nothing was found. Pass "
-                      f"--only-predicted to score only the images with predictions.[/yellow]", highlight=False,
+        console.print(f"[yellow]warning: {len(missing)} of {len(dataset)} image(s) have no predictions in "
+                      f"{escape(str(pred))} ({escape(name_some(missing))}); they count as images where nothing "
+                      f"was found. Pass --only-predicted to score only the images with predictions.[/yellow]",
+                      highlight=False,
                       soft_wrap=True)
     inputs = {"ground_truth": str(gt.resolve()), "predictions": str(pred.resolve()), "split": str(split) if split
               else None, "only_predicted": only_predicted, "label_map": label_map or [], "classes": classes}
@@ -597,8 +598,7 @@ def batch(inputs: list[str] = typer.Argument(..., help=INPUTS_HELP, metavar="INP
           threads: Optional[int] = typer.Option(None, "--threads",
                                                 help="CPU threads for the detector: the local engine's [default: "
                                                      "onnxruntime's choice, one per core], or each Ray actor's "
-                                                     "[default: 1; an actor takes one CPU of the cluster]."),
-          ) -> None:
+                                                     "[default: 1; an actor takes one CPU of the cluster].")) -> None:
     """Detect on many images, locally or on a Ray cluster; resumable, one Parquet row per image. A second run with
     the same --out skips the images done and tries the failed ones again; Ctrl-C keeps the rows written."""
     from maskwatch.batch.run import run_batch

@@ -102,7 +102,6 @@ class ScalePolicy:
         return min(1.0, self.max_side / max(image_shape[:2]))
 
 
-
 def median_confident_height(faces: sv.Detections, scale: float) -> float:
     """Median height of the confident faces as seen at `scale` (0 when there are none)."""
     confident = faces[faces.confidence >= CONFIDENT_FACE_SCORE]

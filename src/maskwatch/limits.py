@@ -43,6 +43,7 @@ IMAGE_FORMATS = frozenset({"JPEG", "MPO", "PNG", "BMP", "DIB", "WEBP", "TIFF"})
 # H.264 in yuv420p needs at least 2x2 pixels; smaller frames cannot hold a face either.
 MIN_FRAME_SIDE = 2
 
+
 def usable_cores() -> int:
     """CPU cores this process may run on: its affinity (a container's CPU set, taskset), not the machine's count."""
     try:

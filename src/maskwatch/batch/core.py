@@ -22,6 +22,7 @@ from maskwatch.predictions import ImagePredictions, result_parts
 
 log = logging.getLogger(__name__)
 
+
 def normalise_path(path: str) -> str:
     """The absolute path without `..`: an image is the same row however its path was typed. Links are kept as
     named (not resolved to their targets): the row names the file the user listed, as a data set made of links

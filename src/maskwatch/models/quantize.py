@@ -20,6 +20,7 @@ from typing import Iterable
 
 import numpy as np
 
+
 def quantize_face_finder(src: Path, dst: Path, blobs: Iterable[np.ndarray]) -> None:
     """CenterFace in 8 bits; `blobs` are its inputs (1x3xHxW float RGB 0..255, sides multiples of 32)."""
     from onnxruntime.quantization import CalibrationMethod
