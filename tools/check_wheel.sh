@@ -49,6 +49,11 @@ MW="$VENV/bin/maskwatch"
 SAMPLE=$("$VENV/bin/python" -c "import maskwatch.samples as s; print(s.CROWD)")
 case "$SAMPLE" in "$VENV"/*) ;; *) echo "the sample comes from $SAMPLE, not the installed wheel"; exit 1;; esac
 
+step "--version names the installed package"
+version=$("$MW" --version)
+[[ "$version" == "maskwatch $("$VENV/bin/python" -c 'import maskwatch; print(maskwatch.__version__)') ("* ]] \
+  || { echo "--version said: $version"; exit 1; }
+
 step "detect on the sample"
 "$MW" detect "$SAMPLE" --out out/detect --json-out out/detect.jsonl
 "$VENV/bin/python" -c "
