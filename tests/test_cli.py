@@ -96,6 +96,8 @@ def test_user_errors_print_one_line_not_a_traceback(tmp_path):
     result = run("detect", str(tmp_path / "missing.jpg"), ok=False)
     assert result.returncode == 2
     assert "missing.jpg: no such file or folder" in result.stderr and "Traceback" not in result.stderr
+    empty = run("detect", "", "--model", str(tmp_path / "no-model"), ok=False)  # the input is said before the model
+    assert empty.returncode == 2 and "an empty input was given" in empty.stderr and "no-model" not in empty.stderr
     fake = tmp_path / "fake.jpg"
     fake.write_text("not an image")
     bad_conf = run("detect", str(fake), "--conf", "2", ok=False)  # said before any image is read

@@ -372,13 +372,15 @@ def detect(inputs: list[str] = typer.Argument(..., help=INPUTS_HELP, metavar="IN
                                                  "and counts always show the best class."),
            model: Optional[Path] = ModelOption, threads: Optional[int] = ThreadsOption) -> None:
     """Detect masked, unmasked and wrongly masked faces in images; write annotated copies and predictions."""
+    from maskwatch.data.inputs import collect_images
     from maskwatch.detect import run_detect
     from maskwatch.detector import Detector, check_score
 
     conf, draw_conf = check_score(conf, "--conf"), check_score(draw_conf, "--draw-conf")  # before any work
+    images = collect_images(inputs, only)  # a wrong input is said before the model loads
     detector = Detector.load(model, threads=threads, scale=scale, flip_test=flip or None)
     out = None if no_images else out
-    summary = run_detect(detector, inputs, out, json_out, conf, draw_conf, all_classes, only)
+    summary = run_detect(detector, images, out, json_out, conf, draw_conf, all_classes)
     if summary.images:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(summary.counts.items())) or "no faces"
         typer.echo(f"{summary.images} image(s): {counts} (score >= {draw_conf})")

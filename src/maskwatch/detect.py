@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from maskwatch.annotate import annotate
 from maskwatch.data.images import read_image, write_image
-from maskwatch.data.inputs import collect_images, output_names
+from maskwatch.data.inputs import output_names
 from maskwatch.detector import Detector, best_class_per_face
 from maskwatch.errors import MaskwatchError
 from maskwatch.predictions import ImagePredictions, write_predictions
@@ -49,16 +49,16 @@ def detect_images(detector: Detector, paths: list[Path], out_dir: Path | None, m
         yield ImagePredictions(name, image.shape[1], image.shape[0], detections)
 
 
-def run_detect(detector: Detector, inputs: list[str | Path], out_dir: Path | None, json_out: Path | None,
+def run_detect(detector: Detector, images: list[Path], out_dir: Path | None, json_out: Path | None,
                min_score: float = FOR_METRICS.min_score, draw_score: float = FOR_PEOPLE.min_score,
-               all_classes: bool = FOR_METRICS.all_classes, only: Path | None = None) -> DetectSummary:
+               all_classes: bool = FOR_METRICS.all_classes) -> DetectSummary:
     """The predictions follow FOR_METRICS by default (they are what `evaluate` scores); the drawn image and the
-    counts always show one box per face, its best class. only: a list of names keeping only those images."""
+    counts always show one box per face, its best class. images: from data.inputs.collect_images, gathered by
+    the caller before the model loads, so a wrong input is said at once."""
     summary = DetectSummary()
     if not json_out:  # only the drawing and the counts are kept: the low tail need not be classified
         min_score = max(min_score, draw_score)
-    stream = detect_images(detector, collect_images(inputs, only), out_dir, min_score, draw_score, all_classes,
-                           summary)
+    stream = detect_images(detector, images, out_dir, min_score, draw_score, all_classes, summary)
     if json_out:
         write_predictions(stream, json_out)
     else:
