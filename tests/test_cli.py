@@ -394,3 +394,39 @@ def test_a_bad_scheme_or_format_is_refused_before_the_data_set_is_read(tmp_path)
     bad_format = run("convert", str(missing), str(tmp_path / "out"), "--to", "pascal", ok=False)
     assert bad_format.returncode == 2 and "unknown format 'pascal' for --to" in bad_format.stderr
 
+
+
+@pytest.mark.slow
+def test_train_stopped_by_ctrl_c_says_how_to_go_on_and_resume_refuses_other_data(small_voc, tmp_path):
+    pytest.importorskip("torch", reason="training needs `make install-train`")
+    import signal
+
+    from conftest import SMALL_STEMS, copy_voc
+
+    out = tmp_path / "run"
+    command = [*MASKWATCH, "train", "--data", str(small_voc), "--out", str(out), "--quick", "--epochs", "2",
+               "--threads", "2"]
+    nothing = run(*command[3:], "--resume", ok=False)  # (command[3:]: without the interpreter and module)
+    assert nothing.returncode == 2 and "nothing to resume" in nothing.stderr and not out.exists()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in process.stdout:  # Ctrl-C once the first epoch is saved, as a user would after seeing it
+        if line.startswith("epoch 1:"):
+            process.send_signal(signal.SIGINT)
+            break
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert f"kept in {out / 'last.pt'}; the same command with --resume goes on" in stderr
+    assert not (out / "model").exists()
+    again = run(*command[3:], ok=False)  # without --resume: the earlier run is not replaced silently
+    assert again.returncode == 2 and "holds an earlier run" in again.stderr and "--overwrite" in again.stderr
+    other = copy_voc(SMALL_STEMS[:-1], tmp_path / "other")  # other data: its weights are not this data's model
+    refused = run("train", "--data", str(other), "--out", str(out), "--quick", "--epochs", "2", "--resume", ok=False)
+    assert refused.returncode == 2 and "was trained with other" in refused.stderr
+    resumed = run(*command[3:], "--resume")
+    assert "resumed from" in resumed.stdout and "at epoch 1" in resumed.stdout
+    history = (out / "history.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in history[1:]] == ["1", "2"]
+    assert "val.txt" in resumed.stdout and (out / "val.txt").read_text().split()
+    replaced = run(*command[3:], "--epochs", "1", "--overwrite")
+    assert "replaced (--overwrite)" in replaced.stderr
+    assert len((out / "history.csv").read_text().splitlines()) == 2  # one epoch: the old history is gone

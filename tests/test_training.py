@@ -82,8 +82,18 @@ def test_what_ships_is_the_backbone_moved_back_towards_imagenet_by_finetuned_sha
 def test_a_share_or_factor_outside_0_to_1_is_refused(setting, data_dir, tmp_path):
     from maskwatch.errors import MaskwatchError
 
-    with pytest.raises(MaskwatchError, match=f"{setting} must be in"):
+    with pytest.raises(MaskwatchError, match=rf"{setting} \(--[a-z-]+\) must be in"):
         fit(TrainConfig(data=data_dir, out=tmp_path / "run", quick=True, threads=2, recipe={setting: 0.0}))
+    assert not (tmp_path / "run").exists()  # refused before the data is read
+
+
+@pytest.mark.parametrize("option", [{"lr": -1.0}, {"batch_size": 0}, {"recipe": {"crop_size": 0}},
+                                    {"recipe": {"crop_sise": 80}}])
+def test_values_training_cannot_use_are_refused_before_the_data_is_read(option, tmp_path):
+    from maskwatch.errors import MaskwatchError
+
+    with pytest.raises(MaskwatchError, match="must be|has no setting"):
+        fit(TrainConfig(data=tmp_path / "not-read", out=tmp_path / "run", **option))
 
 
 def test_the_backbone_learns_at_its_factor_of_the_rate_and_the_new_layers_at_the_rate():

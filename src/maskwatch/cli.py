@@ -237,7 +237,10 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
                                         help="Validate every N epochs and after the last (on a GPU validation can "
                                              "take longer than the epoch; --keep best picks among these)."),
           quick: bool = typer.Option(False, "--quick", help="A few images, 2 epochs: checks the pipeline."),
-          resume: bool = typer.Option(False, "--resume", help="Go on from OUT/last.pt."),
+          resume: bool = typer.Option(False, "--resume", help="Go on from OUT/last.pt (after Ctrl-C or a crash): "
+                                                               "the same command, plus --resume."),
+          overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier run in OUT (without it, "
+                                                                    "an OUT holding a run is refused)."),
           threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch [default: all cores]."),
           label_map: Optional[list[str]] = LabelMapOption, classes: Optional[str] = ClassesOption) -> None:
     """Train a mask detector; writes OUT/model/mask_head.onnx and its 8-bit copy mask_head-int8.onnx (two-stage),
@@ -250,16 +253,28 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
                              f"{install_hint('train', checkout='make install-train', first=first)}") from exc
     from maskwatch.classes import parse_class_list, parse_label_map
 
-    onnx_path = fit(TrainConfig(data=data, out=out, val_split=val_split, arch=arch, epochs=epochs,
-                                batch_size=batch_size, lr=lr, seed=seed, patience=patience, keep=keep, quick=quick,
-                                balance_classes=balance_classes, extra_faces=extra_faces,
-                                synthetic_wrong=synthetic_wrong, device=device, val_every=val_every, resume=resume,
-                                threads=threads, recipe={k: v for k, v in (("crop_size", crop_size),
-                                                                           ("finetuned_share", finetuned_share),
-                                                                           ("backbone_lr_factor", backbone_lr_factor))
-                                                         if v is not None},
-                                label_map=parse_label_map(label_map), classes=parse_class_list(classes)))
+    config = TrainConfig(data=data, out=out, val_split=val_split, arch=arch, epochs=epochs, batch_size=batch_size,
+                         lr=lr, seed=seed, patience=patience, keep=keep, quick=quick, balance_classes=balance_classes,
+                         extra_faces=extra_faces, synthetic_wrong=synthetic_wrong, device=device, val_every=val_every,
+                         resume=resume, overwrite=overwrite, threads=threads,
+                         recipe={k: v for k, v in (("crop_size", crop_size), ("finetuned_share", finetuned_share),
+                                                   ("backbone_lr_factor", backbone_lr_factor)) if v is not None},
+                         label_map=parse_label_map(label_map), classes=parse_class_list(classes))
+    try:
+        onnx_path = fit(config)
+    except KeyboardInterrupt:
+        if (out / "last.pt").is_file():
+            typer.echo(f"\ninterrupted: the epochs finished are kept in {out / 'last.pt'}; the same command with "
+                       f"--resume goes on from there", err=True)
+        else:
+            typer.echo("\ninterrupted before the first epoch ended: nothing to resume", err=True)
+        raise typer.Exit(130) from None
     typer.echo(f"model: {onnx_path}\nlog: {out / 'history.csv'} and {out / 'history.png'}")
+    if quick:
+        typer.echo("(--quick: a check of the pipeline on a few images, not a model to use)")
+    typer.echo(f"use it: maskwatch detect PHOTOS --model {out}\nscore it on its validation images: maskwatch detect "
+               f"{data} --list {out / 'val.txt'} --model {out} --no-images --json-out {out / 'val.jsonl'}, then "
+               f"maskwatch evaluate --gt {data} --pred {out / 'val.jsonl'} --only-predicted")
 
 
 @app.command(short_help="COCO mAP, per-class AP, PR curves, confusion matrix.")
@@ -639,9 +654,20 @@ def main() -> None:
     except MaskwatchError as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
-    except KeyboardInterrupt:  # Ctrl-C (or SIGTERM, where a command turns it into this) outside a job's own handling
-        console.print("interrupted", highlight=False)
-        sys.exit(130)
+    except SystemExit as exc:  # Typer turns Ctrl-C into a silent exit 130: say it, unless the command said more
+        if exc.code == 130 and _raised_by_ctrl_c(exc):
+            console.print("interrupted", highlight=False)
+        raise
+
+
+def _raised_by_ctrl_c(exc: BaseException) -> bool:
+    """Whether an exception's chain holds a KeyboardInterrupt that nobody handled: a command that handles one
+    itself (train, batch, watch) says what was kept and raises `typer.Exit(130) from None`, which ends the chain."""
+    while exc is not None:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+    return False
 
 
 if __name__ == "__main__":

@@ -59,6 +59,7 @@ class TrainConfig:
     val_every: int = 1  # validate every N epochs and always after the last (validation can cost more than a GPU epoch)
     quick: bool = False
     resume: bool = False
+    overwrite: bool = False  # replace an earlier run in `out` (else refused: it may be an hour of training)
     threads: int | None = None
     label_map: dict[str, str] = field(default_factory=dict)
     classes: list[str] | None = None  # the only labels accepted (--classes); None learns them from the data
@@ -75,13 +76,24 @@ class Recipe(ABC):
     def __init__(self, cfg: TrainConfig, train_set: Dataset, val_set: Dataset, images: dict[str, np.ndarray]):
         self.cfg, self.train_set, self.val_set, self.images = cfg, train_set, val_set, images
         self.classes = list(train_set.classes)
+        type(self).check_settings(cfg)
         for name, value in cfg.recipe.items():
-            if not hasattr(self, name):
-                raise MaskwatchError(f"{type(self).__name__} has no setting {name!r}")
             setattr(self, name, value)
         self.batch_size = cfg.batch_size or self.batch_size
         self.lr = cfg.lr or self.lr
         self.model: torch.nn.Module = self.build_model()
+
+    @classmethod
+    def check_settings(cls, cfg: TrainConfig) -> None:
+        """Refuse a setting the recipe does not have, or a value it cannot train with, before any data is read
+        (a wrong option should not cost the minutes of loading)."""
+        for name in cfg.recipe:
+            if not hasattr(cls, name):
+                raise MaskwatchError(f"{cls.__name__} has no setting {name!r}")
+        if cfg.batch_size is not None and cfg.batch_size < 1:
+            raise MaskwatchError(f"--batch-size must be at least 1, not {cfg.batch_size}")
+        if cfg.lr is not None and not (math.isfinite(cfg.lr) and cfg.lr > 0):
+            raise MaskwatchError(f"--lr must be a positive number, not {cfg.lr}")
 
     @abstractmethod
     def build_model(self) -> torch.nn.Module: ...
@@ -279,14 +291,49 @@ def read_images(train: Dataset, val: Dataset) -> tuple[Dataset, Dataset, dict[st
     return train, val, images
 
 
-def resume(cfg: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[int, list[dict], float]:
-    """Start epoch, history and best score: from OUT/last.pt with --resume, else a fresh start."""
+RUN_FILES = ("last.pt", "best.pt", "history.csv", "history.png", "val.txt")  # what a run leaves beside model/
+
+
+def check_run_folder(cfg: TrainConfig) -> list[str]:
+    """--resume needs a run to go on with; without it an earlier run in OUT is kept unless --overwrite says
+    otherwise (it may be an hour of training, and `runs/train` is every plain command's default). Returns what
+    an earlier run left there."""
+    if cfg.resume and not (cfg.out / "last.pt").is_file():
+        raise MaskwatchError(f"{cfg.out}: nothing to resume (no last.pt there: no epoch of a run in this folder "
+                             f"finished); without --resume a new run starts")
+    earlier = [name for name in ("model", *RUN_FILES) if (cfg.out / name).exists()]
+    if not cfg.resume and earlier and not cfg.overwrite:
+        raise MaskwatchError(f"{cfg.out} holds an earlier run ({', '.join(earlier)}); --resume goes on with it, "
+                             f"--overwrite replaces it, another --out keeps both")
+    return earlier
+
+
+def run_identity(cfg: TrainConfig, train_set: Dataset, val_set: Dataset) -> dict[str, Any]:
+    """What a checkpoint must share with the command that resumes it: the data, classes and split."""
+    return {"data": str(Path(cfg.data).resolve()), "classes": list(train_set.classes),
+            "train_images": sorted(s.stem for s in train_set.samples),
+            "val_images": sorted(s.stem for s in val_set.samples)}
+
+
+def resume(cfg: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+           identity: dict[str, Any]) -> tuple[int, list[dict], float]:
+    """Start epoch, history and best score: from OUT/last.pt with --resume, else a fresh start. A checkpoint of
+    other data, classes or split is refused: its weights would be exported as a model of this data."""
     last_path = cfg.out / "last.pt"
-    if not (cfg.resume and last_path.is_file()):
+    if not cfg.resume:
         return 0, [], -1.0
     state = torch.load(last_path, map_location="cpu", weights_only=False)
     if state.get("arch", cfg.arch) != cfg.arch:
         raise MaskwatchError(f"{last_path} holds a {state['arch']} model; resume with --arch {state['arch']}")
+    saved = state.get("identity", identity)  # (checkpoints from before it was saved: not checked)
+    differs = {"classes": "other classes", "train_images": "other training images",
+               "val_images": "other validation images"}  # (not the path: a data set moved or copied is the same)
+    for key, what in differs.items():
+        if saved.get(key) != identity[key]:
+            detail = f" ({', '.join(saved[key])} there, {', '.join(identity[key])} now)" if key == "classes" else ""
+            data = f", from {saved['data']}" if saved.get("data") != identity["data"] else ""
+            raise MaskwatchError(f"{last_path} was trained with {what}{detail}{data}; resume with the command "
+                                 f"that started it (same --data, --val-split, --seed, --quick, --label-map, --classes)")
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     print(f"resumed from {last_path} at epoch {state['epoch']}")
@@ -356,6 +403,8 @@ def fit(cfg: TrainConfig) -> Path:
     if cfg.epochs < 1:
         raise MaskwatchError(f"--epochs must be at least 1, not {cfg.epochs}")
     recipe_type = kind_of(cfg.arch).load_recipe()
+    recipe_type.check_settings(cfg)
+    earlier = check_run_folder(cfg)
     device = resolve_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -369,18 +418,21 @@ def fit(cfg: TrainConfig) -> Path:
         print(f"classes of {cfg.data}: {', '.join(dataset.classes)} (fix the list with --classes)")
     train_set, val_set = split_for_training(dataset, cfg)
     train_set, val_set, images = read_images(train_set, val_set)
-    if not cfg.resume and (cfg.out / "model").is_dir():  # (a two-stage head left beside a one-stage model
-        log.warning("%s holds an earlier run; its model/ is removed and this run replaces it (--resume goes on "
-                    "with it; another --out keeps both)", cfg.out)  # would be the one --model RUN loads)
-        shutil.rmtree(cfg.out / "model")
+    if not cfg.resume and earlier:  # (--overwrite; a two-stage head left beside a one-stage model
+        log.warning("%s: the earlier run there is replaced (--overwrite)", cfg.out)  # would be what --model loads)
+        shutil.rmtree(cfg.out / "model", ignore_errors=True)
+        for name in RUN_FILES:
+            (cfg.out / name).unlink(missing_ok=True)
     cfg.out.mkdir(parents=True, exist_ok=True)  # only once the data is known to be usable
+    (cfg.out / "val.txt").write_text("".join(f"{s.stem}\n" for s in val_set.samples))  # for detect --list
     print(f"{cfg.arch}: training on {len(train_set)} images, validating on {len(val_set)} ({device}); "
           f"classes {dataset.classes}")
     warn_unseen_classes(train_set)
     recipe: Recipe = recipe_type(cfg, train_set, val_set, images)
     recipe.model.to(device)
     optimizer = torch.optim.AdamW(recipe.param_groups(), lr=recipe.lr, weight_decay=cfg.weight_decay)
-    start_epoch, history, best = resume(cfg, recipe.model, optimizer)
+    identity = run_identity(cfg, train_set, val_set)
+    start_epoch, history, best = resume(cfg, recipe.model, optimizer, identity)
     schedule = CosineSchedule(recipe.lr, cfg.epochs, recipe.warmup_steps)
     rarest = dataset.classes[rarest_class(train_set)]
     epoch_dir = cfg.out / "epoch"
@@ -398,7 +450,7 @@ def fit(cfg: TrainConfig) -> Path:
                       "val_AP50_rarest": val_scores[f"AP50 {rarest}"]}
         row = {"epoch": epoch + 1, **losses, **scores, "seconds": time.time() - started}
         best = checkpoint(cfg, recipe.model, optimizer, history, row, best, settings=recipe.settings(),
-                          val_scores=val_scores)
+                          val_scores=val_scores, identity=identity)
         if record_epoch(history, row, cfg, rarest):
             break
 
@@ -408,7 +460,7 @@ def fit(cfg: TrainConfig) -> Path:
     shutil.rmtree(epoch_dir, ignore_errors=True)
     kept = next(h for h in history if h["epoch"] == state["epoch"])
     options = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()
-               if k not in ("out", "resume", "threads", "recipe")}
+               if k not in ("out", "resume", "overwrite", "threads", "recipe")}
     # The kept epoch's validation per class, from its checkpoint (so a resumed run has it too): whoever needs the
     # model's scores on its validation images reads them instead of predicting again.
     path = recipe.export(cfg.out / "model", trained_on=str(cfg.data), kept=cfg.keep, epoch=state["epoch"],

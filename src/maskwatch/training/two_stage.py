@@ -29,7 +29,7 @@ from maskwatch.models.crop_head import CropHead, export_onnx
 from maskwatch.training.augment import augment_crop
 from maskwatch.training.balance import copies_per_class
 from maskwatch.training.candidates import Example, find_candidates, jittered_ground_truth, match_candidates
-from maskwatch.training.engine import Recipe
+from maskwatch.training.engine import Recipe, TrainConfig
 from maskwatch.training.face_pictures import FacePicture, load_face_pictures
 from maskwatch.training.synthesis import composite, pick_kind
 
@@ -53,6 +53,9 @@ def cut_around(image: np.ndarray, box: np.ndarray, context: float) -> tuple[np.n
     x0, y0 = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
     x1, y1 = int(min(w, np.ceil(cx + side / 2))), int(min(h, np.ceil(cy + side / 2)))
     return image[y0:y1, x0:x1].copy(), box - np.array([x0, y0, x0, y0], np.float32)
+
+
+MIN_CROP_SIZE = 32  # the head's MobileNetV2 divides its input by 32
 
 
 class TwoStageRecipe(Recipe):
@@ -81,12 +84,19 @@ class TwoStageRecipe(Recipe):
     # The pretrained backbone learns at lr x this; the new class and box layers at lr.
     backbone_lr_factor: float = 1.0
 
+    @classmethod
+    def check_settings(cls, cfg: TrainConfig) -> None:
+        super().check_settings(cfg)
+        for name, option in (("finetuned_share", "--finetuned-share"), ("backbone_lr_factor", "--backbone-lr-factor")):
+            value = cfg.recipe.get(name, getattr(cls, name))
+            if not 0 < value <= 1:
+                raise MaskwatchError(f"{name} ({option}) must be in (0, 1], not {value}")
+        crop_size = cfg.recipe.get("crop_size", cls.crop_size)
+        if crop_size < MIN_CROP_SIZE:
+            raise MaskwatchError(f"crop_size (--crop-size) must be at least {MIN_CROP_SIZE} pixels, not {crop_size}")
+
     def build_model(self) -> torch.nn.Module:
         cfg = self.cfg
-        if not 0 < self.finetuned_share <= 1:
-            raise MaskwatchError(f"finetuned_share must be in (0, 1], not {self.finetuned_share}")
-        if not 0 < self.backbone_lr_factor <= 1:
-            raise MaskwatchError(f"backbone_lr_factor must be in (0, 1], not {self.backbone_lr_factor}")
         candidates = find_candidates(self.images, cfg.out / "candidates.npz",
                                      policy=ScalePolicy(upscale_to=tuple(self.candidate_upscale_to), coarse_first=None))
         self.matched = {s.stem: match_candidates(s.stem, candidates[s.stem], s.detections)
