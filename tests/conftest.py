@@ -110,17 +110,35 @@ def browser():
         yield browser
 
 
-def roboflow_export(voc: Path, folder: Path) -> tuple[Path, dict[str, list[str]]]:
-    """The 6-image VOC set as a Roboflow YOLO export (data.yaml beside train/, valid/ and test/, each with images/
-    and labels/): 3 / 2 / 1 images. Returns the export's folder and each side's stems."""
+def roboflow_export(voc: Path, folder: Path, fmt: str = "yolo") -> tuple[Path, dict[str, list[str]]]:
+    """The 6-image VOC set as a Roboflow export, 3 / 2 / 1 images in train/, valid/ and test/: YOLO (data.yaml
+    beside the sides, each with images/ and labels/) or COCO (each side's images beside its
+    _annotations.coco.json, whose first category is the project, `faces`, the others' supercategory, with
+    the classes in alphabetical order). Returns the export's folder and each side's stems."""
+    import json
+
     import yaml
 
     from maskwatch.data import load_dataset, save_dataset
+    from maskwatch.data.coco import to_coco_dict  # (its category ids count from 1, as Roboflow's classes do)
 
     dataset = load_dataset(voc)
     stems = [s.stem for s in dataset.samples]
     sides = {"train": stems[:3], "valid": stems[3:5], "test": stems[5:]}
     rf = folder / "rf"
+    if fmt == "coco":
+        names = sorted(dataset.classes)
+        for side, chosen in sides.items():
+            part = dataset.subset(chosen)
+            coco = to_coco_dict(part, names)
+            coco["categories"] = [{"id": 0, "name": "faces", "supercategory": "none"},
+                                  *({"id": i, "name": name, "supercategory": "faces"}
+                                    for i, name in enumerate(names, 1))]
+            (rf / side).mkdir(parents=True)
+            for sample in part.samples:
+                shutil.copy(sample.image_path, rf / side)
+            (rf / side / "_annotations.coco.json").write_text(json.dumps(coco))
+        return rf, sides
     for side, names in sides.items():
         save_dataset(dataset.subset(names), folder / side, "yolo")
         (rf / side).mkdir(parents=True)

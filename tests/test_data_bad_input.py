@@ -6,6 +6,7 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from maskwatch.data import load_dataset, save_dataset
@@ -275,6 +276,33 @@ def test_labels_differing_only_in_spelling_are_named_with_their_files(small_voc)
     with pytest.raises(MaskwatchError, match="unknown labels 'With_Mask' \\(1 box, first in .*maksssksksss94.xml\\); "
                        "known labels are with_mask"):
         load_dataset(small_voc, classes=["with_mask", "without_mask", "mask_weared_incorrect"])
+
+
+def test_labels_that_are_not_mask_classes_are_named_with_the_renaming_their_names_suggest(small_voc, tmp_path):
+    path = small_voc / "annotations" / "maksssksksss94.xml"
+    path.write_text(path.read_text().replace("<name>with_mask</name>", "<name>nomask</name>", 1))
+    ds = load_dataset(small_voc)  # a stray label among the mask classes: a class of its own, said
+    warning = next(p for p in ds.problems if "not among maskwatch's classes" in p)
+    assert "'nomask' is not among" in warning and "--label-map nomask=without_mask" in warning
+    renamed = load_dataset(small_voc, label_map={"with_mask": "mask", "without_mask": "no_mask",
+                                                 "mask_weared_incorrect": "incorrect", "nomask": "no_mask"})
+    warning = next(p for p in renamed.problems if "not among maskwatch's classes" in p)
+    assert "'incorrect', 'mask', 'no_mask' are not among" in warning  # (mask / no_mask alone: the 2-class names)
+    for pair in ("mask=with_mask", "no_mask=without_mask", "incorrect=mask_weared_incorrect"):
+        assert f"--label-map {pair}" in warning
+    save_dataset(renamed, tmp_path / "y", "yolo")  # another tool's names: evaluating mask predictions says how
+    from maskwatch.evaluation.coco_metrics import coco_inputs
+    from maskwatch.predictions import ImagePredictions
+
+    shipped_like = []
+    for sample in renamed.samples:
+        detections = sample.detections[:]
+        detections.data = {"class_name": np.array(["with_mask"] * len(detections))}
+        shipped_like.append(ImagePredictions(sample.image_path.name, sample.width, sample.height, detections))
+    with pytest.raises(MaskwatchError, match="rename them: --label-map") as refused:
+        coco_inputs(load_dataset(tmp_path / "y"), shipped_like)
+    for pair in ("mask=with_mask", "no_mask=without_mask", "incorrect=mask_weared_incorrect"):
+        assert f"--label-map {pair}" in str(refused.value)
 
 
 def test_a_typo_commoner_than_the_right_name_is_still_the_one_to_rename(small_voc):

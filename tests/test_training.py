@@ -254,15 +254,19 @@ def test_an_unreadable_image_is_left_out_with_a_warning_and_one_image_is_refused
         split_for_training(dataset.subset(["maksssksksss0"]), config)
 
 
-def test_a_roboflow_yolo_export_validates_on_its_valid_folder_and_leaves_its_test_folder_out(small_voc, tmp_path):
+@pytest.mark.parametrize("fmt", ["yolo", "coco"])
+def test_a_roboflow_export_validates_on_its_valid_folder_and_leaves_its_test_folder_out(small_voc, tmp_path, fmt,
+                                                                                        caplog):
     from conftest import roboflow_export
     from maskwatch.data import load_dataset
     from maskwatch.training.engine import split_for_training
 
     dataset = load_dataset(small_voc)
-    rf, sides = roboflow_export(small_voc, tmp_path)
-    loaded = load_dataset(rf)
+    rf, sides = roboflow_export(small_voc, tmp_path, fmt)
+    loaded = load_dataset(rf)  # the folder above the sides, read whole
     assert len(loaded) == 6 and loaded.num_boxes == dataset.num_boxes
+    assert loaded.classes == dataset.classes  # (COCO: the project's category `faces`, which groups them, is no class)
+    assert loaded.class_counts() == dataset.class_counts() and "not among" not in caplog.text
     train, val = split_for_training(loaded, TrainConfig(data=rf, out=tmp_path / "run"))
     assert sorted(s.stem for s in val.samples) == sorted(sides["valid"])
     assert sorted(s.stem for s in train.samples) == sorted(sides["train"])

@@ -42,6 +42,26 @@ def compliance_of(people: dict[str, int]) -> float | None:
 DROP_LABEL = ""  # what `--label-map OLD=` maps OLD to: its boxes are left out
 
 
+def likely_mask_class(label: str) -> str | None:
+    """The mask class another tool's label most likely means (`no_mask`, `Mask`, `incorrect`, `face_with_mask`),
+    for a --label-map suggestion; None when the name says nothing about a mask."""
+    key = "".join(ch for ch in label.lower() if ch.isalpha())
+    if any(word in key for word in ("incorrect", "wrong", "improper", "weared", "chin", "nose", "partial")):
+        return WRONG_MASK
+    if any(word in key for word in ("without", "nomask", "unmask", "bare")) or key in ("no", "none"):
+        return WITHOUT_MASK
+    return WITH_MASK if "mask" in key else None
+
+
+def label_map_hint(labels) -> str:
+    """`--label-map OLD=NEW ...` for the labels whose mask class their name gives away ('' when none does)."""
+    import shlex
+
+    pairs = [(label, likely_mask_class(label)) for label in labels]
+    return " ".join(f"--label-map {shlex.quote(f'{label}={target}')}" for label, target in pairs
+                    if target and target != label)
+
+
 def parse_label_map(pairs: list[str] | None) -> dict[str, str]:
     """Parse `old=new` options (e.g. from `--label-map`) into a renaming dict; `old=` (nothing after the `=`)
     maps to DROP_LABEL: boxes of that label are left out (a `helmet` or `person` class the mask detector has no use

@@ -17,7 +17,27 @@ if TYPE_CHECKING:
     from maskwatch.data.split import Split
 
 COCO_FILE = "annotations.json"
+ROBOFLOW_FILE = "_annotations.coco.json"  # Roboflow's COCO export: one per side, train/, valid/ and test/
 log = logging.getLogger(__name__)
+
+
+def roboflow_sides(path: Path) -> dict[str, Path]:
+    """The COCO file of each side of a Roboflow-style export (`train/_annotations.coco.json`, `valid/...`), by
+    folder name; empty when the folder holds COCO files of its own (they are read instead)."""
+    if not path.is_dir() or any(path.glob("*.json")) or any(path.glob("annotations/*.json")):
+        return {}
+    return {f.parent.name: f for f in sorted(path.glob(f"*/{ROBOFLOW_FILE}"))}
+
+
+def coco_side_stems(path: Path, side: str) -> list[str] | None:
+    """The image stems of one side (`valid`, `val`, `test`) of a Roboflow-style COCO export; None without it."""
+    sides = roboflow_sides(path)
+    if side not in sides:
+        return None
+    try:
+        return [Path(str(im["file_name"])).stem for im in json.loads(sides[side].read_text())["images"]]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise MaskwatchError(f"{sides[side]}: not a valid COCO file ({exc})") from exc
 
 
 def find_coco_json(path: Path) -> Path:
@@ -37,20 +57,36 @@ def read_coco(path: Path, images_dir: Path | None = None, classes: list[str] | N
               label_map: dict[str, str] | None = None, dataset_root: Path | None = None,
               allow_outside_images: bool = False) -> Dataset:
     """dataset_root: the data set's folder (default: the JSON's folder, or the one above annotations/); images
-    outside it are skipped unless allow_outside_images."""
-    json_path = find_coco_json(path)
-    try:
-        coco = json.loads(json_path.read_text())
-        categories = {int(c["id"]): str(c["name"]) for c in coco["categories"]}
-        images = {int(im["id"]): im for im in coco["images"]}
-        annotations = coco.get("annotations", [])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise MaskwatchError(f"{json_path}: not a valid COCO file ({exc})") from exc
-    if dataset_root is None:
-        folder = json_path.parent
+    outside it are skipped unless allow_outside_images. A folder of Roboflow-style sides (train/, valid/, test/,
+    each with its _annotations.coco.json) is read whole, as its YOLO export is: train leaves its test side out
+    and validates on its valid side (data/split.py)."""
+    path = Path(path)
+    files = list(roboflow_sides(path).values()) or [find_coco_json(path)]
+    if dataset_root is None and len(files) > 1:
+        dataset_root = path
+    elif dataset_root is None:
+        folder = files[0].parent
         dataset_root = folder.parent if folder.name.lower() == "annotations" else folder
     builder = DatasetBuilder(classes if classes is not None else None, label_map, root=dataset_root,
                              allow_outside=allow_outside_images)
+    for json_path in files:
+        _add_coco_file(builder, json_path, images_dir)
+    return builder.build(str(path if len(files) > 1 else files[0]))
+
+
+def _add_coco_file(builder: DatasetBuilder, json_path: Path, images_dir: Path | None) -> None:
+    try:
+        coco = json.loads(json_path.read_text())
+        categories = {int(c["id"]): str(c["name"]) for c in coco["categories"]}
+        parents = {str(c.get("supercategory")) for c in coco["categories"]}
+        images = {int(im["id"]): im for im in coco["images"]}
+        annotations = coco.get("annotations", [])
+        used = {int(a["category_id"]) for a in annotations if isinstance(a, dict) and "category_id" in a}
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise MaskwatchError(f"{json_path}: not a valid COCO file ({exc})") from exc
+    # A category that only groups others (Roboflow's first, named after the project: `faces`, the supercategory
+    # of the real classes) and labels no box is no class: kept, it would be an empty class of its own.
+    categories = {i: name for i, name in categories.items() if i in used or name not in parents}
     builder.declare_classes([categories[cat_id] for cat_id in sorted(categories)], str(json_path))
     boxes_by_image: dict[int, list] = {image_id: [] for image_id in images}
     for index, ann in enumerate(annotations):
@@ -88,7 +124,6 @@ def read_coco(path: Path, images_dir: Path | None = None, classes: list[str] | N
             continue
         image_path = next((f / name for f in folders if (f / name).is_file()), folders[0] / name)
         builder.add(image_path, width, height, boxes_by_image[image_id], where)
-    return builder.build(str(json_path))
 
 
 def write_coco(dataset: Dataset, out_dir: Path, images: str = "hardlink", split: "Split | None" = None) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import supervision as sv
 
-from maskwatch.classes import DROP_LABEL, MASK_CLASSES
+from maskwatch.classes import DROP_LABEL, MASK_CLASSES, TWO_CLASSES, label_map_hint
 from maskwatch.data.images import ImageHeader, image_header
 from maskwatch.errors import MaskwatchError, name_some
 
@@ -299,6 +299,7 @@ class DatasetBuilder:
         self._refuse_shared_stems(source)
         if not self.fixed_classes:
             self._canonical_class_order()
+            self._warn_about_other_classes(source)
         if not any(len(sample.detections) for sample in self.samples):
             self.problem(f"{source}: {len(self.samples)} image(s) but no box with a usable label", always=True)
         return Dataset(self.classes, self.samples, self.problems)
@@ -338,6 +339,22 @@ class DatasetBuilder:
                          f"underscores: {'; '.join(uses)}. Rename with "
                          f"{' '.join('--label-map ' + shlex.quote(label + '=' + common) for label in rare)}, or fix "
                          f"the class list with --classes", always=True)
+
+    def _warn_about_other_classes(self, source: str) -> None:
+        """Labels that are not maskwatch's classes become classes of their own (a typo such as `nomask` among
+        the mask classes, or another tool's names): say so with the renaming their names suggest."""
+        if set(self.classes) <= set(TWO_CLASSES):  # a 2-class set (mask / no_mask): `evaluate --scheme 2class`
+            return
+        spelt = {spelling_key(c) for c in self.classes if c in MASK_CLASSES}  # `With Mask` beside `with_mask`:
+        other = [c for c in self.classes if c not in MASK_CLASSES and spelling_key(c) not in spelt]  # said above
+        if not other:
+            return
+        hint = label_map_hint(other)
+        self.problem(f"{source}: {', '.join(map(repr, other))} {'is' if len(other) == 1 else 'are'} not among "
+                     f"maskwatch's classes ({', '.join(MASK_CLASSES)}): each is learnt as a class of its own, and "
+                     f"predictions of the mask classes score nothing on it. Rename with "
+                     f"{hint or '--label-map OLD=NEW'} (OLD= leaves a label's boxes out), or fix the class list "
+                     f"with --classes", always=True)
 
     def _canonical_class_order(self) -> None:
         """Classes learnt from boxes come in the order first seen; fix it so ids are repeatable: the project's own

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from maskwatch.data.coco import read_coco, write_coco
+from maskwatch.data.coco import read_coco, roboflow_sides, write_coco
 from maskwatch.data.dataset import Dataset
 from maskwatch.data.tfrecord import read_tfrecord, write_tfrecord
 from maskwatch.data.voc import read_voc, write_voc
@@ -23,7 +23,8 @@ FORMATS: tuple[str, ...] = ("voc", "yolo", "coco", "tfrecord")
 
 
 def detect_format(path: Path) -> Format:
-    """The format of a data set from its files: a .json file or a folder with one (COCO), .tfrecord files
+    """The format of a data set from its files: a .json file or a folder with one (COCO; or with train/, valid/
+    and test/ folders of one each, as Roboflow exports it), .tfrecord files
     (TFRecord), .txt labels with classes.txt or data.yaml (YOLO), .xml annotations (VOC)."""
     if path.is_file():
         if path.suffix == ".json":
@@ -38,7 +39,7 @@ def detect_format(path: Path) -> Format:
         found.append("yolo")
     if any(".tfrecord" in p.name or p.suffix == ".record" for p in path.iterdir()):
         found.append("tfrecord")
-    if any(path.glob("*.json")) or any(path.glob("annotations/*.json")):
+    if any(path.glob("*.json")) or any(path.glob("annotations/*.json")) or roboflow_sides(path):
         found.append("coco")
     if any(path.glob("*.xml")) or any(path.glob("annotations/**/*.xml")) or any(path.glob("Annotations/**/*.xml")):
         found.append("voc")

@@ -11,6 +11,7 @@ from pathlib import Path
 import imagehash
 from PIL import Image
 
+from maskwatch.data.coco import ROBOFLOW_FILE, coco_side_stems
 from maskwatch.data.dataset import Dataset
 from maskwatch.errors import MaskwatchError, name_some
 
@@ -83,6 +84,9 @@ def declared_val_side(data: Path) -> tuple[Path, list[str]] | None:
             return listed, read_list(listed)
     if (data / "data.yaml").is_file() and (stems := yolo_side(data, "val")):
         return data / "data.yaml", stems
+    for side in ("valid", "val"):  # a Roboflow-style COCO export's valid/_annotations.coco.json
+        if (stems := coco_side_stems(data, side)) is not None:
+            return data / side / ROBOFLOW_FILE, stems
     for coco in (data / "instances_val.json", data / "annotations" / "instances_val.json"):
         # Only beside the whole set's annotations.json (as convert writes it): in the COCO layout of
         # instances_train.json + instances_val.json the set read is the train file, and val is another set.
@@ -111,12 +115,16 @@ def usable_declared_side(dataset: Dataset, data: Path) -> tuple[Path, set[str]] 
 
 
 def without_test_side(dataset: Dataset, data: Path) -> Dataset:
-    """The data set less the test side its YOLO data.yaml names (a Roboflow export's test/ folder), said when
+    """The data set less the test side its YOLO data.yaml names, or its test/_annotations.coco.json holds (a
+    Roboflow export's test/ folder, either format), said when
     there is one: a test set is neither learnt from nor chosen on, by `train` and `data split` alike."""
-    test = set(yolo_side(data, "test") or []) if (data / "data.yaml").is_file() else set()
+    if (data / "data.yaml").is_file():
+        test, named_by = set(yolo_side(data, "test") or []), data / "data.yaml"
+    else:
+        test, named_by = set(coco_side_stems(data, "test") or []), data / "test" / ROBOFLOW_FILE
     if not test & {s.stem for s in dataset.samples}:
         return dataset
-    print(f"leaving out the {len(test)} test image(s) {data / 'data.yaml'} names")
+    print(f"leaving out the {len(test)} test image(s) {named_by} names")
     return dataset.subset([s.stem for s in dataset.samples if s.stem not in test])
 
 

@@ -12,7 +12,7 @@ from typing import Callable, Literal, get_args
 
 import numpy as np
 
-from maskwatch.classes import MASK_CLASSES, TO_TWO_CLASSES, TWO_CLASSES
+from maskwatch.classes import MASK_CLASSES, TO_TWO_CLASSES, TWO_CLASSES, label_map_hint
 from maskwatch.data.coco import to_coco_dict
 from maskwatch.data.dataset import Dataset
 from maskwatch.errors import MaskwatchError
@@ -67,7 +67,10 @@ def coco_inputs(gt: Dataset, predictions: list[ImagePredictions], scheme: Scheme
         for (x1, y1, x2, y2), label, score in zip(pred.detections.xyxy, pred.labels, scores):
             mapped = label_of(label)
             if mapped not in classes:
-                raise MaskwatchError(f"prediction label {label!r} for {pred.image} is not one of {classes}")
+                hint = label_map_hint(c for c in classes if c not in MASK_CLASSES)
+                raise MaskwatchError(f"prediction label {label!r} for {pred.image} is not one of the ground truth's "
+                                     f"classes {classes}" + (f"; if they name the mask classes otherwise, rename "
+                                                             f"them: {hint}" if hint else ""))
             results.append({"image_id": image_id, "category_id": classes.index(mapped) + 1,
                             "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)], "score": float(score)})
     return gt_dict, results, classes

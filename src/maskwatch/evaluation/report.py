@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import supervision as sv
 
-from maskwatch.classes import MASK_CLASSES, TWO_CLASSES
+from maskwatch.classes import MASK_CLASSES, TWO_CLASSES, label_map_hint
 from maskwatch.data.dataset import Dataset, difficult_of
 from maskwatch.errors import name_some
 from maskwatch.evaluation.coco_metrics import CocoResult, Scheme, evaluate_coco, scheme_classes
@@ -125,7 +125,8 @@ def prediction_problems(gt: Dataset, predictions: list[ImagePredictions], scheme
         stray = [name for name in unused if name not in MASK_CLASSES and name not in TWO_CLASSES]
         problems.append(f"the ground truth's class(es) {', '.join(f'{k!r} ({v} box(es))' for k, v in unused.items())} "
                         f"are never predicted: each scores AP 0 and lowers the mean" +
-                        (f"; {', '.join(map(repr, stray))} is not a mask class: rename it with --label-map OLD=NEW, "
+                        (f"; {', '.join(map(repr, stray))} is not a mask class: rename it with "
+                         f"{label_map_hint(stray) or '--label-map OLD=NEW'}, "
                          f"or pass --classes to refuse labels outside a list" if stray else ""))
     return problems
 
