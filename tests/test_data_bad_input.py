@@ -69,9 +69,11 @@ def test_nothing_usable_is_an_error(tmp_path):
         load_dataset(tmp_path, "voc")
 
 
-def test_unknown_folder_layout_is_an_error(tmp_path):
+def test_unknown_folder_layout_is_an_error_that_says_what_the_folder_holds(small_voc, tmp_path):
     with pytest.raises(MaskwatchError, match="found no VOC"):
         load_dataset(tmp_path)
+    with pytest.raises(MaskwatchError, match=r"found no VOC.* \(6 image\(s\) but no annotations"):
+        load_dataset(small_voc / "images")
 
 
 def test_yolo_bad_lines_and_class_index(small_voc, tmp_path):
@@ -147,8 +149,26 @@ def test_yolo_without_class_names_says_what_is_needed(small_voc, tmp_path):
     save_dataset(load_dataset(small_voc), tmp_path / "y", "yolo")
     (tmp_path / "y" / "classes.txt").unlink()
     (tmp_path / "y" / "data.yaml").unlink()
-    with pytest.raises(MaskwatchError, match="classes.txt or data.yaml"):
+    with pytest.raises(MaskwatchError, match="classes.txt, data.yaml or obj.names"):
         load_dataset(tmp_path / "y", "yolo")
+    with pytest.raises(MaskwatchError, match=r"6 image\(s\) and .txt files: a YOLO set needs its class names"):
+        load_dataset(tmp_path / "y")
+
+
+def test_a_cvat_yolo_export_names_its_classes_in_obj_names(small_voc, tmp_path):
+    """CVAT's "YOLO 1.1" (Darknet): obj.names, obj.data, train.txt and obj_train_data/ with each image's .txt."""
+    dataset = load_dataset(small_voc)
+    save_dataset(dataset, tmp_path / "y", "yolo")
+    cvat = tmp_path / "cvat"
+    (cvat / "obj_train_data").mkdir(parents=True)
+    for folder in ("images", "labels"):
+        for path in (tmp_path / "y" / folder).iterdir():
+            path.rename(cvat / "obj_train_data" / path.name)
+    (tmp_path / "y" / "classes.txt").rename(cvat / "obj.names")
+    (cvat / "obj.data").write_text("classes = 3\ntrain = data/train.txt\nnames = data/obj.names\nbackup = backup/\n")
+    (cvat / "train.txt").write_text("".join(f"data/obj_train_data/{s.image_path.name}\n" for s in dataset.samples))
+    loaded = load_dataset(cvat)
+    assert loaded.classes == dataset.classes and loaded.class_counts() == dataset.class_counts()
 
 
 def test_coco_invalid_json_and_unknown_category(small_voc, tmp_path):

@@ -81,6 +81,9 @@ def test_faster_coco_eval_agrees_with_pycocotools_and_report_has_plots(small, tm
         assert (tmp_path / "eval" / name).stat().st_size > 1000, name
     matrix = np.array(json.loads((tmp_path / "eval" / "report.json").read_text())["confusion_matrix"]["matrix"])
     assert matrix.shape == (4, 4) and matrix[:3, :3].trace() > 0
+    (tmp_path / "eval" / "pr_mine.png").write_bytes(b"a user's file")  # not a report's: left alone
+    write_report(small, reread, tmp_path / "eval", "face")  # another scheme in the same folder
+    assert sorted(p.name for p in (tmp_path / "eval").glob("pr_*.png")) == ["pr_face.png", "pr_mine.png"]
 
 
 def test_predictions_that_would_skew_the_numbers_are_each_said(small):

@@ -36,6 +36,10 @@ def test_folders_images_lists_and_globs_in_order_without_repeats(folders, monkey
         collect_images(["a/*.png"])
     with pytest.raises(MaskwatchError, match="an empty input"):  # not the current folder, searched whole
         collect_images(["a", ""])
+    (folders / "tf").mkdir()
+    (folders / "tf" / "train.record").write_bytes(b"")  # TF's object detection API names its records .record
+    with pytest.raises(MaskwatchError, match="holds TFRecord files, which embed their images"):
+        collect_images(["tf"])
 
 
 def test_pictures_in_formats_not_read_are_named_and_other_files_are_not(folders, caplog):

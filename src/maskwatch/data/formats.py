@@ -11,7 +11,7 @@ from maskwatch.data.coco import read_coco, roboflow_sides, write_coco
 from maskwatch.data.dataset import Dataset
 from maskwatch.data.tfrecord import read_tfrecord, write_tfrecord
 from maskwatch.data.voc import read_voc, write_voc
-from maskwatch.data.yolo import read_yolo, write_yolo
+from maskwatch.data.yolo import CLASS_FILES, read_yolo, write_yolo
 from maskwatch.errors import MaskwatchError
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ FORMATS: tuple[str, ...] = ("voc", "yolo", "coco", "tfrecord")
 def detect_format(path: Path) -> Format:
     """The format of a data set from its files: a .json file or a folder with one (COCO; or with train/, valid/
     and test/ folders of one each, as Roboflow exports it), .tfrecord files
-    (TFRecord), .txt labels with classes.txt or data.yaml (YOLO), .xml annotations (VOC)."""
+    (TFRecord), .txt labels with data.yaml, classes.txt or obj.names (YOLO), .xml annotations (VOC)."""
     if path.is_file():
         if path.suffix == ".json":
             return "coco"
@@ -35,7 +35,7 @@ def detect_format(path: Path) -> Format:
     if not path.is_dir():
         raise MaskwatchError(f"{path}: no such file or folder")
     found: list[Format] = []  # in the order they are preferred
-    if (path / "data.yaml").is_file() or (path / "classes.txt").is_file():
+    if any((path / name).is_file() for name in CLASS_FILES):
         found.append("yolo")
     if any(".tfrecord" in p.name or p.suffix == ".record" for p in path.iterdir()):
         found.append("tfrecord")
@@ -44,11 +44,25 @@ def detect_format(path: Path) -> Format:
     if any(path.glob("*.xml")) or any(path.glob("annotations/**/*.xml")) or any(path.glob("Annotations/**/*.xml")):
         found.append("voc")
     if not found:
-        raise MaskwatchError(f"{path}: found no VOC XML, YOLO classes.txt/data.yaml, COCO JSON or TFRecord")
+        raise MaskwatchError(f"{path}: found no VOC XML, YOLO data.yaml/classes.txt/obj.names, COCO JSON or "
+                             f"TFRecord{_what_is_there(path)}")
     if len(found) > 1:
         log.warning("%s holds annotations in several formats (%s); reading it as %s: pass --format to read another",
                     path, ", ".join(found), found[0])
     return found[0]
+
+
+def _what_is_there(path: Path) -> str:
+    """A hint for a folder in no known layout: images without annotations, or a YOLO set without its names."""
+    from maskwatch.data.images import list_images
+
+    images = list_images(path)
+    if not images:
+        return ""
+    if any(path.rglob("*.txt")):
+        return (f" ({len(images)} image(s) and .txt files: a YOLO set needs its class names, one per line, in "
+                f"classes.txt at its top)")
+    return f" ({len(images)} image(s) but no annotations: label them first)"
 
 
 def _voc_annotations_dir(path: Path) -> Path:

@@ -72,7 +72,8 @@ def collect_images(specs: Sequence[str | Path], only: Path | None = None) -> lis
             seen.add(path.resolve())
             unique.append(path)
     if not unique:
-        records = [p for spec in specs if Path(spec).is_dir() for p in Path(spec).rglob("*.tfrecord*")]
+        records = [p for spec in specs if Path(spec).is_dir() for p in Path(spec).rglob("*")
+                   if ".tfrecord" in p.name or p.suffix == ".record"]  # (TF's object detection API: .record)
         hint = (f"; {records[0].parent} holds TFRecord files, which embed their images: `maskwatch convert "
                 f"{records[0].parent} FOLDER --to voc` writes them out as files" if records else "")
         raise MaskwatchError(f"{', '.join(map(str, specs))}: no images found (looked for "

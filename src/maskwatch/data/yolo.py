@@ -1,4 +1,4 @@
-"""YOLO txt: one `class xc yc w h` line per box (0..1), classes from classes.txt or data.yaml.
+"""YOLO txt: one `class xc yc w h` line per box (0..1), classes from data.yaml, classes.txt or obj.names.
 
 Lines of Ultralytics' other label kinds are read as Ultralytics reads them for detection: a segmentation polygon
 (`class x1 y1 x2 y2 ...`) as its bounding box, a prediction line with a score after the box as the box."""
@@ -22,8 +22,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+CLASS_FILES = ("data.yaml", "classes.txt", "obj.names")  # Ultralytics, labelImg / Roboflow, Darknet / CVAT YOLO 1.1
+
+
 def read_yolo_classes(root: Path) -> list[str]:
-    yaml_path, txt_path = root / "data.yaml", root / "classes.txt"
+    yaml_path = root / "data.yaml"
+    txt_path = next((p for p in (root / "classes.txt", root / "obj.names") if p.is_file()), root / "classes.txt")
     if yaml_path.is_file():
         try:
             config = yaml.safe_load(yaml_path.read_text(encoding="utf-8-sig"))
@@ -40,7 +44,8 @@ def read_yolo_classes(root: Path) -> list[str]:
     if txt_path.is_file():
         # utf-8-sig: Windows Notepad starts the file with a byte-order mark, which would join the first name
         return [line.strip() for line in txt_path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
-    raise MaskwatchError(f"{root}: a YOLO data set needs classes.txt or data.yaml listing the class names")
+    raise MaskwatchError(f"{root}: a YOLO data set needs classes.txt, data.yaml or obj.names listing the class "
+                         f"names")
 
 
 POLYGON = "polygon"

@@ -42,8 +42,8 @@ def plot_pr_curves(result: CocoResult, out_dir: Path, boxes: dict[str, int] | No
             ap = precision[precision > -1].mean() if (precision > -1).any() else float("nan")
             ax.plot(result.recall_thresholds, np.where(precision > -1, precision, np.nan), label=f"IoU {iou}: AP {ap:.3f}")
         ax.set_xlabel("recall"), ax.set_ylabel("precision"), ax.set_xlim(0, 1), ax.set_ylim(0, 1.02)
-        count = f" ({boxes.get(name, 0)} annotated boxes)" if boxes is not None else ""
-        ax.set_title(f"PR curve: {name}{count}"), ax.legend(loc="lower left"), ax.grid(alpha=0.3)
+        count = f"\n({boxes.get(name, 0)} annotated boxes)" if boxes is not None else ""  # (one line is cut)
+        ax.set_title(f"PR curve: {name}{count}", fontsize=11), ax.legend(loc="lower left"), ax.grid(alpha=0.3)
         fig.tight_layout()
         path = out_dir / f"pr_{name}.png"
         fig.savefig(path, dpi=100)
@@ -171,8 +171,19 @@ def write_report(gt: Dataset, predictions: list[ImagePredictions], out_dir: Path
     fig.savefig(out_dir / "confusion_matrix.png", dpi=100)
     _matplotlib().close(fig)
     report["pr_curves"] = [p.name for p in plot_pr_curves(result, out_dir, report["boxes_per_class"])]  # beside it
+    for stale in set(_earlier_pr_curves(out_dir)) - set(report["pr_curves"]):  # another scheme's, run here before:
+        (out_dir / stale).unlink(missing_ok=True)  # they would read as this report's
     (out_dir / "report.json").write_text(json.dumps(strict_json(report), indent=2, allow_nan=False))
     return report
+
+
+def _earlier_pr_curves(out_dir: Path) -> list[str]:
+    """The PR plots an earlier report in the folder wrote (plain file names only: nothing outside it is touched)."""
+    try:
+        names = json.loads((out_dir / "report.json").read_text()).get("pr_curves", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [n for n in names if isinstance(n, str) and n == Path(n).name and n.startswith("pr_")]
 
 
 def strict_json(value):
