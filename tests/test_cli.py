@@ -102,6 +102,12 @@ def test_user_errors_print_one_line_not_a_traceback(tmp_path):
     fake.write_text("not an image")
     bad_conf = run("detect", str(fake), "--conf", "2", ok=False)  # said before any image is read
     assert bad_conf.returncode == 2 and "--conf is a score from 0 to 1" in bad_conf.stderr
+    photo = Path(__file__).resolve().parents[1] / "src" / "maskwatch" / "samples" / "crowd.jpg"
+    for options, said in ((["--out", str(fake)], "is a file: annotated images go into a folder"),
+                          (["--no-images", "--json-out", str(tmp_path)], "is a folder: name a file"),
+                          (["--no-images", "--json-out", "/dev/full"], "/dev/full: cannot write the predictions")):
+        refused = run("detect", str(photo), *options, ok=False)  # where results go: one line, not a traceback
+        assert refused.returncode == 2 and said in refused.stderr and "Traceback" not in refused.stderr, options
     unread = run("detect", str(fake), "--no-images", ok=False)
     assert unread.returncode == 1 and unread.stderr.count("fake.jpg: not a readable image") == 1
     assert "0 image(s)" not in unread.stdout and "no image could be read" in unread.stderr

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import shutil
+
 import cv2
 import numpy as np
 import pytest
@@ -121,6 +123,15 @@ def test_an_iphone_heic_photo_is_read_when_pillow_heif_is_installed(tmp_path):
     assert len(Detector.load(threads=2)(image, min_score=FOR_PEOPLE.min_score)) >= 8
     with pytest.raises(MaskwatchError, match="broken.heic: not a readable image"):
         read_image(tmp_path / "broken.heic")
+    from maskwatch.detect import run_detect  # its annotated copy: a JPEG beside the input's name (OpenCV
+                                             # writes no HEIC), kept apart from a JPEG of the same stem
+    photos = tmp_path / "phone"
+    photos.mkdir()
+    (tmp_path / "IMG_0001.HEIC").rename(photos / "IMG_0001.HEIC")
+    shutil.copy(maskwatch.samples.CROWD, photos / "IMG_0001.jpg")
+    summary = run_detect(Detector.load(threads=2), collect_images([photos]), tmp_path / "out", None)
+    assert summary.images == 2 and not summary.failed and not summary.not_written
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["IMG_0001.HEIC.jpg", "IMG_0001.jpg"]
 
 
 def test_a_tiff_of_32_bit_floats_says_so_rather_than_corrupt(tmp_path):

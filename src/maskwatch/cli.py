@@ -393,6 +393,10 @@ def detect(inputs: list[str] = typer.Argument(..., help=INPUTS_HELP, metavar="IN
 
     conf, draw_conf = check_score(conf, "--conf"), check_score(draw_conf, "--draw-conf")  # before any work
     images = collect_images(inputs, only)  # a wrong input is said before the model loads
+    if not no_images and out.exists() and not out.is_dir():
+        raise MaskwatchError(f"--out {out} is a file: annotated images go into a folder")
+    if json_out and json_out.is_dir():
+        raise MaskwatchError(f"--json-out {json_out} is a folder: name a file, e.g. {json_out / 'predictions.jsonl'}")
     detector = Detector.load(model, threads=threads, scale=scale, flip_test=flip or None)
     out = None if no_images else out
     summary = run_detect(detector, images, out, json_out, conf, draw_conf, all_classes)
@@ -406,6 +410,10 @@ def detect(inputs: list[str] = typer.Argument(..., help=INPUTS_HELP, metavar="IN
         if not out and not json_out:
             typer.echo("nothing written (--no-images without --json-out): the counts above are the result",
                        err=True)
+    if summary.not_written:  # (the predictions and counts of those images stand)
+        typer.echo(f"{len(summary.not_written)} annotated image(s) could not be written:", err=True)
+        for message in summary.not_written:
+            typer.echo(f"  {message}", err=True)
     if summary.failed:
         typer.echo(f"{len(summary.failed)} file(s) could not be read:", err=True)
         for message in summary.failed:

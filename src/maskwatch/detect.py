@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+import cv2
 from tqdm import tqdm
 
 from maskwatch.annotate import annotate
-from maskwatch.data.images import read_image, write_image
+from maskwatch.data.images import annotated_copy_name, read_image, write_image
 from maskwatch.data.inputs import output_names
 from maskwatch.detector import Detector, best_class_per_face
 from maskwatch.errors import MaskwatchError
@@ -22,14 +23,16 @@ from maskwatch.thresholds import FOR_METRICS, FOR_PEOPLE
 @dataclass
 class DetectSummary:
     images: int = 0
-    failed: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  # unreadable inputs
+    not_written: list[str] = field(default_factory=list)  # annotated copies that could not be written
     counts: Counter = field(default_factory=Counter)
 
 
 def detect_images(detector: Detector, paths: list[Path], out_dir: Path | None, min_score: float,
                   draw_score: float, all_classes: bool, summary: DetectSummary) -> Iterator[ImagePredictions]:
     """Predictions for each readable image; annotated copies (boxes scored >= draw_score) into out_dir, under the
-    input's own name and format (inputs that share a name keep enough of their folders to differ); out_dir is
+    input's own name and format (inputs that share a name keep enough of their folders to differ; a format OpenCV
+    does not write, such as HEIC, gets .jpg added: data.images.annotated_copy_name); out_dir is
     made only when there is something to put in it."""
     names = output_names(paths)
     for path, name in tqdm(list(zip(paths, names)), desc="detecting", unit="img", disable=len(paths) < 2):
@@ -43,9 +46,13 @@ def detect_images(detector: Detector, paths: list[Path], out_dir: Path | None, m
         shown = best_class_per_face(detections[detections.confidence >= draw_score] if len(detections) else detections)
         summary.counts.update(str(n) for n in shown.data.get("class_name", []))
         if out_dir:
-            target = out_dir / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            write_image(target, annotate(image, shown, detector.classes))
+            target = out_dir / annotated_copy_name(name)
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if not write_image(target, annotate(image, shown, detector.classes)):
+                    raise OSError("OpenCV could not write it")
+            except (OSError, cv2.error) as exc:  # a full disk, a file where a folder should be: said, and on
+                summary.not_written.append(f"{target}: {exc}")
         yield ImagePredictions(name, image.shape[1], image.shape[0], detections)
 
 

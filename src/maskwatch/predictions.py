@@ -189,11 +189,19 @@ def read_results(out_dir: Path):
 
 
 def write_predictions(items: Iterable[ImagePredictions], path: str | Path) -> int:
+    """JSON Lines, one image per line (an interrupted run keeps whole lines: the file is closed on the way out);
+    a file that cannot be written (a folder of that name, a full disk) is a MaskwatchError naming it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise MaskwatchError(f"{path} is a folder: predictions go into a file (e.g. {path / 'predictions.jsonl'})")
     count = 0
-    with path.open("w") as f:
-        for item in items:
-            f.write(json.dumps(item.to_record()) + "\n")
-            count += 1
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w") as f:
+            for item in items:
+                f.write(json.dumps(item.to_record()) + "\n")
+                count += 1
+    except OSError as exc:
+        raise MaskwatchError(f"{path}: cannot write the predictions ({exc.strerror or exc}); {count} line(s) "
+                             f"were written before") from exc
     return count

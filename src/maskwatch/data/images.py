@@ -196,6 +196,13 @@ def annotated_image(path: str | Path) -> np.ndarray:
     return read_image(path, upright=False)
 
 
+def annotated_copy_name(name: str) -> str:
+    """The file name an annotated copy of input `name` is written under: the input's own where OpenCV writes
+    that format, else with .jpg added (an iPhone's IMG_1.heic -> IMG_1.heic.jpg; .jfif, .mpo, no suffix), which
+    also keeps it apart from an IMG_1.jpg beside it."""
+    return name if cv2.haveImageWriter(name) else f"{name}.jpg"
+
+
 def write_image(path: Path, image: np.ndarray, jpeg_quality: int = 92) -> bool:
     """Write an image in the format its suffix names; the JPEG quality only for JPEG (OpenCV warns about it on
     every other format). Returns OpenCV's answer: False when it could not write."""
