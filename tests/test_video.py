@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import av
@@ -326,11 +327,42 @@ def test_ctrl_c_finishes_the_video_and_the_database(photo, tmp_path):
     stdout, stderr = process.communicate(timeout=60)
     stderr = seen + stderr
     assert process.returncode == 0, stderr
-    assert "interrupted" in stderr
+    assert "interrupted" in stderr and json.loads(out.with_suffix(".json").read_text())["status"] == "interrupted"
     decoded, _ = decode(out)
     assert 0 < len(decoded) < 300
     status, count = sqlite3.connect(db).execute("SELECT status, frames FROM runs").fetchone()
     assert status == "interrupted" and count == len(decoded)
+
+
+def test_a_second_ctrl_c_while_the_outputs_are_finished_is_said_and_does_not_cut_them_short(detector, photo,
+                                                                                            tmp_path, capfd):
+    import os
+
+    from maskwatch.video.bus import CallbackSink
+
+    clip = write_clip(pan_frames(photo, size=(320, 240), frames=40, zoom=1.5), tmp_path / "pan.avi", fps=12,
+                      codec="MJPG")
+    taps = []
+
+    def ctrl_c() -> None:
+        taps.append(time.time())
+        os.kill(os.getpid(), signal.SIGINT)  # as a terminal sends it: to the main thread, between two steps
+
+    def on_frame(view) -> None:  # the first at the 6th frame ...
+        if not taps and view.frame.index == 5:
+            ctrl_c()
+
+    def on_event(event) -> None:  # ... the second at the first event after it: those of the run's end
+        if len(taps) == 1:
+            ctrl_c()
+
+    out = tmp_path / "pan.mp4"
+    summary = VideoPipeline(detector, sinks=[CallbackSink(on_event=on_event, on_frame=on_frame)]).run(str(clip), out)
+    assert len(taps) == 2 and summary.status == "interrupted"
+    assert "finishing the video, summary and events; once more to stop at once" in capfd.readouterr().err
+    decoded, _ = decode(out)
+    assert len(decoded) == summary.frames == 6  # every frame shown is in the video
+    assert json.loads(out.with_suffix(".json").read_text())["status"] == "interrupted"
 
 
 def test_people_entering_and_leaving_are_each_counted_once(detector, data_dir, tmp_path):

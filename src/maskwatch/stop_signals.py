@@ -4,6 +4,7 @@ instead of dying mid-write."""
 from __future__ import annotations
 
 import signal
+import sys
 
 
 def stop_signals_as_interrupt() -> dict:
@@ -21,6 +22,27 @@ def stop_signals_as_interrupt() -> dict:
     except ValueError:
         pass
     return previous
+
+
+def hold_stop_signals(what: str) -> None:
+    """While a stopped job finishes its outputs: the next Ctrl-C or SIGTERM (an impatient second tap) is said and
+    otherwise ignored, since cutting the finishing short loses more than it saves (a video without its last
+    second, a summary never written); the one after it stops at once. `restore_signals` ends the hold. Only on
+    the main thread (elsewhere: nothing changes)."""
+    taps = []
+
+    def handler(signum, frame):
+        taps.append(signum)
+        if len(taps) > 1:
+            raise KeyboardInterrupt
+        print(f"finishing {what}; once more to stop at once and leave them unfinished", file=sys.stderr,
+              flush=True)
+
+    try:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, handler)
+    except ValueError:
+        pass
 
 
 def current_handlers() -> dict:

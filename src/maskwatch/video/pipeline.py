@@ -27,7 +27,7 @@ from maskwatch.classes import compliance_of
 from maskwatch.detector import Detector
 from maskwatch.errors import MaskwatchError
 from maskwatch.limits import MIN_FRAME_SIDE
-from maskwatch.stop_signals import restore_signals, stop_signals_as_interrupt
+from maskwatch.stop_signals import hold_stop_signals, restore_signals, stop_signals_as_interrupt
 from maskwatch.video.bus import EventBus, FrameView, RunEnd, RunInfo, Sink
 from maskwatch.video.camera_motion import CameraMotion
 from maskwatch.video.emitter import EventEmitter
@@ -287,25 +287,34 @@ class VideoPipeline:
             summary.status, summary.message = "failed", f"{type(exc).__name__}: {exc}"
             raise
         finally:
-            restore_signals(previous_handlers)
-            frames_source.close()
-            for event in emitter.finish(time_s, index):
-                bus.publish(event)
-            bus.publish(emitter.counts(time_s, index))
-            summary.seconds = time.perf_counter() - started
-            summary.fps = summary.frames / summary.seconds if summary.seconds else 0.0
-            summary.dropped_frames = getattr(frames_source, "dropped", 0)
-            summary.detect_every = summary.frames / summary.detected_frames if summary.detected_frames else 0.0
-            summary.scales = dict(finder.scales)
-            summary.realtime = list(schedule.notes)
-            summary.people = emitter.people()
-            summary.compliance = compliance_of(summary.people)
-            zone_counts = emitter.zone_counts()
-            summary.zones, summary.lines = zone_counts["zones"], zone_counts["lines"]
-            summary.events = dict(bus.published)
-            summary.sink_failures = bus.sink_failures  # the same dict: failures while closing show up too
-            bus.close(RunEnd(summary))
+            hold_stop_signals("the video, summary and events")  # a second Ctrl-C must not cut them short
+            try:
+                self._finish(summary, frames_source, emitter, bus, finder, schedule, time_s, index, started)
+            finally:
+                restore_signals(previous_handlers)
         return summary
+
+    @staticmethod
+    def _finish(summary: WatchSummary, frames_source, emitter, bus, finder, schedule, time_s: float, index: int,
+                started: float) -> None:
+        """The run's last events, its summary's figures, and every sink closed (the video finished)."""
+        frames_source.close()
+        for event in emitter.finish(time_s, index):
+            bus.publish(event)
+        bus.publish(emitter.counts(time_s, index))
+        summary.seconds = time.perf_counter() - started
+        summary.fps = summary.frames / summary.seconds if summary.seconds else 0.0
+        summary.dropped_frames = getattr(frames_source, "dropped", 0)
+        summary.detect_every = summary.frames / summary.detected_frames if summary.detected_frames else 0.0
+        summary.scales = dict(finder.scales)
+        summary.realtime = list(schedule.notes)
+        summary.people = emitter.people()
+        summary.compliance = compliance_of(summary.people)
+        zone_counts = emitter.zone_counts()
+        summary.zones, summary.lines = zone_counts["zones"], zone_counts["lines"]
+        summary.events = dict(bus.published)
+        summary.sink_failures = bus.sink_failures  # the same dict: failures while closing show up too
+        bus.close(RunEnd(summary))
 
 
 def watch(source: str | FrameSource, out: str | Path | None = None, database: str | Path | None = None,
