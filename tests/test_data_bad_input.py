@@ -155,6 +155,21 @@ def test_yolo_without_class_names_says_what_is_needed(small_voc, tmp_path):
         load_dataset(tmp_path / "y")
 
 
+def test_yolo_text_files_saved_as_utf16_are_read_and_one_in_no_text_encoding_is_named(small_voc, tmp_path):
+    dataset = load_dataset(small_voc)
+    save_dataset(dataset, tmp_path / "y", "yolo")
+    (tmp_path / "y" / "data.yaml").unlink()
+    for path in (tmp_path / "y" / "classes.txt", tmp_path / "y" / "labels" / "maksssksksss94.txt"):
+        path.write_bytes(path.read_text().encode("utf-16"))  # Windows Notepad's "Unicode", with its mark
+    loaded = load_dataset(tmp_path / "y")
+    assert loaded.classes == dataset.classes and loaded.class_counts() == dataset.class_counts()
+    broken = tmp_path / "y" / "labels" / "maksssksksss0.txt"
+    broken.write_bytes(broken.read_bytes() + b"\xff\xfe\x00garbage\x81")
+    loaded = load_dataset(tmp_path / "y")
+    assert len(loaded) == len(dataset) - 1  # its boxes unknown: the image is left out, not taken as faceless
+    assert any("maksssksksss0.txt: not a text file in UTF-8 or UTF-16" in p for p in loaded.problems)
+
+
 def test_a_cvat_yolo_export_names_its_classes_in_obj_names(small_voc, tmp_path):
     """CVAT's "YOLO 1.1" (Darknet): obj.names, obj.data, train.txt and obj_train_data/ with each image's .txt."""
     dataset = load_dataset(small_voc)

@@ -35,8 +35,8 @@ def coco_side_stems(path: Path, side: str) -> list[str] | None:
     if side not in sides:
         return None
     try:
-        return [Path(str(im["file_name"])).stem for im in json.loads(sides[side].read_text())["images"]]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        return [Path(str(im["file_name"])).stem for im in json.loads(sides[side].read_bytes())["images"]]
+    except (ValueError, KeyError, TypeError) as exc:  # (ValueError: bad JSON, or bytes in no Unicode encoding)
         raise MaskwatchError(f"{sides[side]}: not a valid COCO file ({exc})") from exc
 
 
@@ -76,7 +76,7 @@ def read_coco(path: Path, images_dir: Path | None = None, classes: list[str] | N
 
 def _add_coco_file(builder: DatasetBuilder, json_path: Path, images_dir: Path | None) -> None:
     try:
-        coco = json.loads(json_path.read_text())
+        coco = json.loads(json_path.read_bytes())  # (bytes: UTF-8 or -16, as json detects)
         categories = {int(c["id"]): str(c["name"]) for c in coco["categories"]}
         parents = {str(c.get("supercategory")) for c in coco["categories"]}
         images = {int(im["id"]): im for im in coco["images"]}

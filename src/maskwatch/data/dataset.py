@@ -120,6 +120,19 @@ def empty_detections() -> sv.Detections:
     return sv.Detections(xyxy=np.zeros((0, 4), dtype=np.float32), class_id=np.zeros(0, dtype=int))
 
 
+def read_text_file(path: Path) -> str:
+    """A small text file as tools on any system write it: UTF-8 (a byte-order mark from Windows Notepad
+    dropped) or UTF-16 with its mark (Notepad's "Unicode"); else a MaskwatchError naming the file."""
+    data = path.read_bytes()
+    try:
+        if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+            return data.decode("utf-16")
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise MaskwatchError(f"{path}: not a text file in UTF-8 or UTF-16 ({exc.reason} at byte {exc.start})") \
+            from None
+
+
 def spelling_key(label: str) -> str:
     """What is left of a label without case, spaces, underscores and hyphens: `With_Mask` and `with mask` meet."""
     return re.sub(r"[\s_-]+", "", label).lower()

@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
+from maskwatch.data.dataset import read_text_file
 from maskwatch.data.images import IMAGE_SUFFIXES, list_images, warn_unread, without_broken_links
 from maskwatch.errors import MaskwatchError
 
@@ -23,8 +24,8 @@ def read_path_list(path: Path) -> list[Path]:
     folder when it exists there, else from the list file's folder. Missing files are kept: reading them later
     names them (a batch row, a detect message)."""
     try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
+        lines = read_text_file(path).splitlines()
+    except (OSError, MaskwatchError) as exc:
         raise MaskwatchError(f"{path}: cannot read this list file ({exc}); expected one image path per line") from exc
     paths = []
     for line in (line.strip() for line in lines):

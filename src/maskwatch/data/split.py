@@ -12,7 +12,7 @@ import imagehash
 from PIL import Image
 
 from maskwatch.data.coco import ROBOFLOW_FILE, coco_side_stems
-from maskwatch.data.dataset import Dataset
+from maskwatch.data.dataset import Dataset, read_text_file
 from maskwatch.errors import MaskwatchError, name_some
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def read_list(path: Path) -> list[str]:
         raise MaskwatchError(f"{path}: no such split file")
     from maskwatch.data.images import stem_of
 
-    return [stem_of(line) for line in path.read_text().splitlines() if line.strip()]
+    return [stem_of(line) for line in read_text_file(path).splitlines() if line.strip()]
 
 
 def yolo_side(data: Path, side: str) -> list[str] | None:
@@ -57,8 +57,8 @@ def yolo_side(data: Path, side: str) -> list[str] | None:
     from maskwatch.data.images import list_images, stem_of
 
     try:
-        config = yaml.safe_load((data / "data.yaml").read_text(encoding="utf-8-sig"))
-    except (OSError, yaml.YAMLError):
+        config = yaml.safe_load(read_text_file(data / "data.yaml"))
+    except (OSError, yaml.YAMLError, MaskwatchError):
         return None
     entries = config.get(side) if isinstance(config, dict) else None
     stems: list[str] = []

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from maskwatch.cache import cache_dir, file_key
-from maskwatch.data.dataset import Dataset, DatasetBuilder, difficult_of, from_normalised
+from maskwatch.data.dataset import Dataset, DatasetBuilder, difficult_of, from_normalised, read_text_file
 from maskwatch.data.images import image_header
 from maskwatch.errors import MaskwatchError
 
@@ -30,7 +30,7 @@ _ITEM = re.compile(r"item\s*\{(.*?)\}", re.S)
 def read_label_map(path: Path) -> dict[int, str]:
     """Parse the `item { id: 1 name: 'x' }` blocks of a TF OD API label map."""
     try:
-        text = path.read_text()
+        text = read_text_file(path)
     except OSError as exc:
         raise MaskwatchError(f"{path}: cannot read the label map ({exc})") from exc
     label_map: dict[int, str] = {}

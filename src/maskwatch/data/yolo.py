@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from maskwatch.data.dataset import Dataset, DatasetBuilder, from_normalised
+from maskwatch.data.dataset import Dataset, DatasetBuilder, from_normalised, read_text_file
 from maskwatch.data.images import list_images, place_images
 from maskwatch.errors import MaskwatchError, name_some
 
@@ -30,7 +30,7 @@ def read_yolo_classes(root: Path) -> list[str]:
     txt_path = next((p for p in (root / "classes.txt", root / "obj.names") if p.is_file()), root / "classes.txt")
     if yaml_path.is_file():
         try:
-            config = yaml.safe_load(yaml_path.read_text(encoding="utf-8-sig"))
+            config = yaml.safe_load(read_text_file(yaml_path))
         except yaml.YAMLError as exc:
             raise MaskwatchError(f"{yaml_path}: unparsable YAML ({exc})") from exc
         names = config.get("names") if isinstance(config, dict) else None
@@ -42,8 +42,7 @@ def read_yolo_classes(root: Path) -> list[str]:
                              f"without_mask]) or a mapping from class index to name (names: {{0: with_mask}}); "
                              f"found {type(names).__name__}: {str(names)[:80]!r}")
     if txt_path.is_file():
-        # utf-8-sig: Windows Notepad starts the file with a byte-order mark, which would join the first name
-        return [line.strip() for line in txt_path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+        return [line.strip() for line in read_text_file(txt_path).splitlines() if line.strip()]
     raise MaskwatchError(f"{root}: a YOLO data set needs classes.txt, data.yaml or obj.names listing the class "
                          f"names")
 
@@ -102,7 +101,11 @@ def read_yolo(root: Path, classes: list[str] | None = None, label_map: dict[str,
             builder.problem(f"{exc}; skipped")
             continue
         boxes = []
-        lines = label_path.read_text(encoding="utf-8-sig").splitlines() if label_path.is_file() else []
+        try:
+            lines = read_text_file(label_path).splitlines() if label_path.is_file() else []
+        except MaskwatchError as exc:  # its boxes unknown: left out, not taken for an image without faces
+            builder.problem(f"{exc}; its image is skipped")
+            continue
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
