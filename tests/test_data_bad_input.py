@@ -210,6 +210,26 @@ def test_truncated_tfrecord_keeps_the_records_before_the_damage(small_voc, tmp_p
     assert any("data.tfrecord" in p and "truncated" in p for p in ds.problems)
 
 
+def test_a_damaged_tfrecord_record_is_named_by_its_checksum_and_the_others_kept(small_voc, tmp_path, caplog):
+    import struct
+
+    save_dataset(load_dataset(small_voc), tmp_path / "t", "tfrecord")
+    record = tmp_path / "t" / "data.tfrecord"
+    data = bytearray(record.read_bytes())
+    second = 12 + struct.unpack("<Q", data[:8])[0] + 4  # record 1 starts after record 0's header, data and crc
+    middle = second + 12 + struct.unpack("<Q", data[second:second + 8])[0] // 2
+    data[middle:middle + 50] = bytes(b ^ 0xFF for b in data[middle:middle + 50])  # inside its picture
+    record.write_bytes(bytes(data))
+    ds = load_dataset(tmp_path / "t")
+    assert len(ds) == 5
+    assert any("data.tfrecord: record 1: its data does not match its checksum" in p for p in ds.problems)
+    data[4] ^= 0xFF  # record 0's length: nothing after it can be found
+    record.write_bytes(bytes(data))
+    with pytest.raises(MaskwatchError, match="no usable annotated images"):
+        load_dataset(tmp_path / "t")
+    assert "corrupt or truncated TFRecord (ValueError: record 0's length does not match its checksum)" in caplog.text
+
+
 def test_a_tfrecord_naming_classes_only_by_id_needs_its_label_map(small_voc, tmp_path):
     from tfrecord import TFRecordWriter
 

@@ -1,16 +1,19 @@
 """TFRecord in the TensorFlow Object Detection API layout plus label_map.pbtxt, without TensorFlow.
 
-The `tfrecord` package reads and writes the records and their tf.train.Example protos. Images live inside the
+The `tfrecord` package writes the records and decodes their tf.train.Example protos; reading checks each record's
+checksum (a damaged record is named and skipped, the others kept). Images live inside the
 records (image/encoded); on reading they are unpacked once into a cache folder so the rest of maskwatch can
 work with paths like for every other format.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
+import struct
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
@@ -75,10 +78,45 @@ def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value or "")
 
 
+def _masked_crc(data: bytes) -> int:
+    """TFRecord's checksum of a piece: CRC-32C, rotated and offset ("masked") as TensorFlow stores it."""
+    import crc32c
+
+    crc = crc32c.crc32c(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def checked_examples(record: Path) -> Iterator[tuple[int, dict | str]]:
+    """Each record of a TFRecord file, by index: its features (as tfrecord's loader gives them), or why it was
+    skipped when its data does not match its checksum (a damaged file: the picture would read as garbage).
+    A damaged length, or a file cut short, ends the reading with a ValueError: what follows cannot be found."""
+    from tfrecord import example_pb2
+    from tfrecord.reader import extract_feature_dict
+
+    types = {"byte": "bytes_list", "float": "float_list", "int": "int64_list"}
+    with record.open("rb") as f:
+        for index in itertools.count():
+            header = f.read(12)
+            if not header:
+                return
+            if len(header) < 12:
+                raise ValueError(f"the file ends inside record {index}'s header")
+            length = struct.unpack("<Q", header[:8])[0]
+            if struct.unpack("<I", header[8:])[0] != _masked_crc(header[:8]):
+                raise ValueError(f"record {index}'s length does not match its checksum")
+            data, crc = f.read(length), f.read(4)
+            if len(data) < length or len(crc) < 4:
+                raise ValueError(f"the file ends inside record {index}")
+            if struct.unpack("<I", crc)[0] != _masked_crc(data):
+                yield index, "its data does not match its checksum (a damaged file)"
+                continue
+            example = example_pb2.Example()
+            example.ParseFromString(data)
+            yield index, extract_feature_dict(example.features, None, types)
+
+
 def read_tfrecord(path: Path, label_map_path: Path | None = None, classes: list[str] | None = None,
                   label_map: dict[str, str] | None = None) -> Dataset:
-    from tfrecord.reader import tfrecord_loader
-
     folder = path if path.is_dir() else path.parent
     label_map_path = label_map_path or folder / LABEL_MAP_FILE
     id_to_name = read_label_map(label_map_path) if label_map_path.is_file() else {}
@@ -89,8 +127,11 @@ def read_tfrecord(path: Path, label_map_path: Path | None = None, classes: list[
         out = _cache_dir(record)
         out.mkdir(parents=True, exist_ok=True)
         try:
-            for index, example in enumerate(tfrecord_loader(str(record), None)):
+            for index, example in checked_examples(record):
                 where = f"{record}: record {index}"
+                if isinstance(example, str):
+                    builder.problem(f"{where}: {example}; skipped")
+                    continue
                 # records without a file name are named after their record file too: names tell images apart
                 unnamed_name = f"{re.sub(r'[^A-Za-z0-9_-]', '_', record.name)}-{index:06d}.jpg"
                 name = Path(_text(example.get("image/filename")) or unnamed_name).name
