@@ -64,3 +64,15 @@ def test_a_file_that_is_not_a_database_is_named_with_the_fix(tmp_path):
         EventStore(notes)
     with pytest.raises(MaskwatchError, match="cannot be used as the events database"):
         EventStore(tmp_path)  # a folder
+
+
+def test_a_watch_whose_database_cannot_be_opened_leaves_no_output_files(photo, tmp_path):
+    from maskwatch.detector import Detector
+    from maskwatch.video.pipeline import VideoPipeline
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a database\n" * 100)
+    out = tmp_path / "run.mp4"
+    with pytest.raises(MaskwatchError, match="cannot be used as the events database"):
+        VideoPipeline(Detector.load(threads=2), database=notes).run(str(photo), out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # no summary of a run that never started

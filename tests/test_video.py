@@ -522,13 +522,16 @@ def test_a_counted_person_is_drawn_even_when_this_frames_class_score_is_low():
 
 
 def test_a_folder_of_portrait_and_landscape_photos_plays_without_squashing(tmp_path):
-    from maskwatch.video.sources import FolderSource
+    from maskwatch.video.sources import FolderSource, ReadAhead
 
     landscape = np.full((300, 400, 3), 200, np.uint8)
     portrait = np.full((400, 300, 3), 100, np.uint8)
     cv2.imwrite(str(tmp_path / "a.png"), landscape)
     cv2.imwrite(str(tmp_path / "b.png"), portrait)
-    frames = [f.image for f in FolderSource(tmp_path).frames()]
+    (tmp_path / "c.png").write_bytes(b"not a picture")  # named and skipped; the run's summary says so
+    source = ReadAhead(FolderSource(tmp_path))
+    frames = [f.image for f in source.frames()]
+    assert source.skipped == "1 of the folder's 3 frames could not be read and were skipped (c.png)"
     assert [f.shape for f in frames] == [(300, 400, 3), (300, 400, 3)]
     picture = frames[1][:, :, 0] == 100  # the portrait photo, scaled to 225 x 300 and centred on black
     columns = np.where(picture.any(axis=0))[0]

@@ -275,6 +275,8 @@ class VideoPipeline:
                     time.sleep(max(0.0, 1 / opts.max_fps - (time.perf_counter() - tick)))
             if frames_source.ended_early:
                 summary.status, summary.message = "ended_early", frames_source.ended_early
+            elif frames_source.skipped:  # the run finished, without some of what it was given
+                summary.message = frames_source.skipped
             elif summary.frames < opts.min_track_frames and not frames_source.live:
                 summary.message = (f"{name}: {summary.frames} frame(s): a face is counted as a person once seen on "
                                    f"{opts.min_track_frames} detection frames, so nobody is counted here (the "

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from maskwatch.data.images import check_pixels, image_header, list_images, read_image
-from maskwatch.errors import MaskwatchError, TooManyPixels
+from maskwatch.errors import MaskwatchError, TooManyPixels, name_some
 
 log = logging.getLogger(__name__)
 # FFmpeg's own messages from OpenCV's reader (cameras and streams; e.g. "[rtsp @ 0x...] method DESCRIBE failed"
@@ -52,6 +52,7 @@ class FrameSource:
     expected_frames: int | None = None
     ended_early: str | None = None  # why the source stopped before its end (truncated file, stream lost)
     dropped: int = 0  # frames a live source received but replaced by newer ones before they were taken
+    skipped: str | None = None  # what was left out on the way (damaged packets, unreadable frames), said at the end
 
     def frames(self) -> Iterator[Frame]:
         raise NotImplementedError
@@ -172,8 +173,9 @@ class FileSource(FrameSource):
         if self.ended_early:
             log.warning(self.ended_early)
         if self.damaged:
-            log.warning("%s: %d damaged packet(s) skipped; frames near them may show artefacts", self.path,
-                        self.damaged)
+            self.skipped = (f"{self.path}: {self.damaged} damaged packet(s) skipped; frames near them may show "
+                            f"artefacts")
+            log.warning(self.skipped)
 
     def close(self) -> None:
         self.container.close()
@@ -272,11 +274,15 @@ class FolderSource(FrameSource):
         self.expected_frames = len(self.paths)
 
     def frames(self) -> Iterator[Frame]:
+        unread = []
         for index, path in enumerate(self.paths):
             try:
                 image = read_image(path)
             except MaskwatchError as exc:
                 log.error("%s; frame skipped", exc)
+                unread.append(path.name)
+                self.skipped = (f"{len(unread)} of the folder's {len(self.paths)} frames could not be read and were "
+                                f"skipped ({name_some(unread)})")
                 continue
             if (image.shape[1], image.shape[0]) != self.size:
                 image = fit_into(image, self.size)
@@ -524,6 +530,10 @@ class ReadAhead(FrameSource):
     @property
     def ended_early(self) -> str | None:  # type: ignore[override]
         return self.source.ended_early
+
+    @property
+    def skipped(self) -> str | None:  # type: ignore[override]
+        return self.source.skipped
 
     def _read(self) -> None:
         try:

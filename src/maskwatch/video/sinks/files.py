@@ -47,11 +47,15 @@ class SummaryFilesSink(Sink):
     def __init__(self, out: Path):
         self.out = Path(out)
         self._tracks: IO[str] | None = None
+        self._frames = 0
 
     def open(self, run: RunInfo) -> None:
         self.out.parent.mkdir(parents=True, exist_ok=True)
         self._tracks = self.out.with_suffix(".tracks.csv").open("w", newline="")
         csv.writer(self._tracks).writerow(TRACKS_CSV_HEADER)
+
+    def frame(self, view: FrameView) -> None:
+        self._frames += 1
 
     def event(self, event: Event) -> None:
         if event.type == PERSON_LEFT and event.track is not None:
@@ -61,4 +65,7 @@ class SummaryFilesSink(Sink):
     def close(self, end: RunEnd) -> None:
         if self._tracks is not None:
             self._tracks.close()
+        if not self._frames and end.summary.status == "failed":  # it never started (another output refused to
+            self.out.with_suffix(".tracks.csv").unlink(missing_ok=True)  # open, the source failed): the error
+            return  # is said; files describing no run would only mislead
         write_summary_files(end.summary, self.out)
