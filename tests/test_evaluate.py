@@ -145,6 +145,21 @@ def test_batch_results_are_predictions_and_other_files_say_what_is_expected(smal
         list(read_predictions(tmp_path / "empty", MASK_CLASSES))
 
 
+def test_a_predictions_file_cut_short_scores_its_whole_lines_and_says_the_broken_one(small, tmp_path, caplog):
+    from maskwatch.classes import MASK_CLASSES
+
+    path = tmp_path / "cut.jsonl"
+    write_predictions(gt_as_predictions(small), path)
+    text = path.read_text()
+    path.write_text(text[:-30])  # the last line cut (a copy or a disk that gave out)
+    preds = list(read_predictions(path, MASK_CLASSES))
+    assert len(preds) == len(small) - 1
+    assert f"cut.jsonl:{len(small)}: not valid JSON" in caplog.text and "counts as one without predictions" in caplog.text
+    path.write_text("Traceback (most recent call last):\n" + text)  # line 1: not a predictions file at all
+    with pytest.raises(MaskwatchError, match="cut.jsonl:1: not valid JSON .*expected JSON Lines"):
+        list(read_predictions(path, MASK_CLASSES))
+
+
 def test_the_label_map_renames_prediction_labels_too(small, tmp_path):
     renamed = [ImagePredictions(p.image, p.width, p.height, detections_from_labels(
         p.detections.xyxy, [label.title() for label in p.labels], p.detections.confidence, small.classes))

@@ -15,7 +15,7 @@ import supervision as sv
 
 from maskwatch.classes import DROP_LABEL, MASK_CLASSES
 from maskwatch.data.images import stem_of
-from maskwatch.errors import MaskwatchError
+from maskwatch.errors import MaskwatchError, name_some
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +109,7 @@ def read_predictions(path: Path, classes: list[str] | tuple[str, ...],
         return
     if not path.is_file():
         raise MaskwatchError(f"{path}: no such predictions file")
+    broken: list[int] = []  # lines past the first that are not JSON (a line cut short): said, left out
     with path.open(encoding="utf-8") as f:
         try:
             for number, line in enumerate(f, 1):
@@ -119,7 +120,13 @@ def read_predictions(path: Path, classes: list[str] | tuple[str, ...],
                 except json.JSONDecodeError as exc:
                     if number == 1 and line.lstrip().startswith("["):
                         raise MaskwatchError(_array_message(path)) from exc
-                    raise MaskwatchError(f"{path}:{number}: not valid JSON ({exc})") from exc
+                    if number == 1:  # not a predictions file at all
+                        raise MaskwatchError(f"{path}:{number}: not valid JSON ({exc}); expected {FORMAT_HINT}") \
+                            from exc
+                    log.warning("%s:%d: not valid JSON (%s); left out: its image counts as one without predictions",
+                                path, number, exc)
+                    broken.append(number)
+                    continue
                 if isinstance(record, list):
                     raise MaskwatchError(_array_message(path))
                 if not isinstance(record, dict):
@@ -128,6 +135,8 @@ def read_predictions(path: Path, classes: list[str] | tuple[str, ...],
                 yield record_to_predictions(record, classes, f"{path}:{number}")
         except UnicodeDecodeError as exc:
             raise MaskwatchError(f"{path}: not a text file; expected {FORMAT_HINT}") from exc
+    if len(broken) > 1:
+        log.warning("%s: %d lines left out as not valid JSON (lines %s)", path, len(broken), name_some(map(str, broken)))
 
 
 def _array_message(path: Path) -> str:
