@@ -359,7 +359,10 @@ def record_epoch(history: list[dict], row: dict, cfg: TrainConfig, rarest: str) 
     validated = "not validated" if math.isnan(row["val_mAP50"]) else (
         f"val mAP@.5 {row['val_mAP50']:.3f} mAP@[.5:.95] {row['val_mAP']:.3f} AP@.5 {rarest} "
         + ("- (no such face in validation)" if math.isnan(row["val_AP50_rarest"]) else f"{row['val_AP50_rarest']:.3f}"))
-    print(f"epoch {row['epoch']}: loss {row['loss']:.3f} {validated} ({row['seconds']:.0f} s)", flush=True)
+    left = cfg.epochs - row["epoch"]
+    eta = (f"; about {math.ceil(left * np.mean([h['seconds'] for h in history]) / 60)} min left for the other "
+           f"{left} epoch(s)" if left else "")
+    print(f"epoch {row['epoch']}: loss {row['loss']:.3f} {validated} ({row['seconds']:.0f} s{eta})", flush=True)
     with (cfg.out / "history.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(history[0]))
         writer.writeheader()
