@@ -368,6 +368,7 @@ def test_the_defaults_the_help_states_are_the_codes():
     assert f"else {DEFAULT_DB.as_posix()})" in help_of("serve", "--db")
     assert f"[default: {WatchOptions.summary_every:g}]" in help_of("watch", "--summary-every")
     assert f"[default: {WatchOptions.window_s:g}]" in help_of("watch", "--window")
+    assert f"after {WatchOptions.camera_down_after_s:g} s without a frame" in help_of("watch", "--give-up-after")
     torch = pytest.importorskip("torch", reason="the training defaults live in the training extra's modules")
     del torch
     from maskwatch.training.engine import TrainConfig

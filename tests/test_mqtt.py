@@ -130,6 +130,28 @@ def test_one_sink_serves_two_runs_and_keeps_no_acknowledgement_over(tmp_path):
         broker.stop()
 
 
+def test_a_camera_that_sends_no_frame_turns_its_availability_offline_until_frames_come_back(tmp_path):
+    """A dead camera must not read as an empty doorway: availability follows camera.down and camera.up."""
+    from maskwatch.video.bus import RunInfo
+    from maskwatch.video.events import CAMERA_DOWN, CAMERA_UP, Event
+
+    port = free_port()
+    broker = Mosquitto(port, tmp_path / "broker").start()
+    subscriber = Subscriber(port, "site/#", "test-camera-down", persistent=False)
+    sink = MqttSink(f"mqtt://127.0.0.1:{port}/site/door", drain_s=30)
+    try:
+        sink.open(RunInfo("door", "run1", "rtsp://door", (640, 480), 10.0))
+        for n, kind in enumerate((CAMERA_DOWN, CAMERA_UP)):
+            sink.event(Event(kind, "door", "run1", float(n), reason="test"))
+        sink.close(None)
+        subscriber.wait_for(lambda m: len([t for t, _, _ in m if t == "site/door/availability"]) == 4, "4 states")
+    finally:
+        subscriber.close()
+        broker.stop()
+    states = [p for t, p, _ in subscriber.received() if t == "site/door/availability"]
+    assert states == [b"online", b"offline", b"online", b"offline"]  # run, camera down, back, run ended
+
+
 def test_two_outputs_to_one_broker_keep_their_connections_and_a_normal_end_is_not_a_loss(tmp_path, caplog):
     """Each sink has its own client id (one id would make the broker close the other's connection, over and over)."""
     from maskwatch.video.bus import RunInfo

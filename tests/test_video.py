@@ -470,20 +470,40 @@ class FakeCapture:
 @pytest.mark.parametrize("second, reason", [
     ((800, 600), "the frames are now 800x600 pixels, not 640x480 as when the stream was opened"),
     ((1000, 800), "1000x800 pixels, over the limit of 600,000"),
-    (None, "stream lost and 2 reconnects failed")])
+    (None, "given up (--give-up-after 0.05)")])
 def test_a_live_stream_that_comes_back_at_another_size_or_not_at_all_ends_early(monkeypatch, second, reason):
     from maskwatch.video.sources import LiveSource
 
     monkeypatch.setenv("MASKWATCH_MAX_PIXELS", "600000")
     captures = [FakeCapture((640, 480))] + ([FakeCapture(second)] if second else [])
     monkeypatch.setattr(LiveSource, "_open", lambda self: captures.pop(0) if captures else None)
-    source = LiveSource("rtsp://camera/stream", max_retries=2, backoff_s=(0.01, 0.02))
+    source = LiveSource("rtsp://camera/stream", give_up_after_s=0.05, backoff_s=(0.01, 0.02))
     try:
         shapes = {frame.image.shape for frame in source.frames()}
     finally:
         source.close()
     assert shapes == {(480, 640, 3)}  # no frame of another size went on
     assert source.ended_early and reason in source.ended_early
+
+
+def test_a_camera_without_frames_is_said_down_on_the_bus_and_up_when_they_come_back(detector, monkeypatch):
+    """A dead camera must not look like an empty doorway: camera.down once no frame came for a while, camera.up
+    with the frames; here the stream drops after 5 frames and comes back 2 s later with 5 more."""
+    from maskwatch.video.bus import CallbackSink
+    from maskwatch.video.events import CAMERA_DOWN, CAMERA_UP
+    from maskwatch.video.sources import LiveSource
+
+    captures = [FakeCapture((320, 240)), None, None, FakeCapture((320, 240))]
+    monkeypatch.setattr(LiveSource, "_open", lambda self: captures.pop(0) if captures else None)
+    source = LiveSource("rtsp://camera/stream", give_up_after_s=6, backoff_s=(1.0, 1.0))
+    events = []
+    options = WatchOptions(camera_down_after_s=1.0, summary_every=None)
+    summary = VideoPipeline(detector, options, sinks=[CallbackSink(on_event=events.append)]).run(source)
+    kinds = [e.type for e in events if e.type in (CAMERA_DOWN, CAMERA_UP)]
+    assert kinds == [CAMERA_DOWN, CAMERA_UP, CAMERA_DOWN], kinds  # down, back, down for good
+    down = next(e for e in events if e.type == CAMERA_DOWN)
+    assert down.as_dict()["reason"].startswith("no frame for ") and summary.frames >= 2
+    assert summary.status == "ended_early" and "given up (--give-up-after 6)" in summary.message
 
 
 def test_labels_of_faces_at_the_top_edge_are_drawn_over_the_counts_band():

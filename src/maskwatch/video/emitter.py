@@ -17,7 +17,8 @@ import supervision as sv
 
 from maskwatch.annotate import blur_boxes
 from maskwatch.classes import UNMASKED_CLASSES, compliance_of
-from maskwatch.video.events import (COUNTS, PERSON_ENTERED, PERSON_LEFT, PERSON_UNMASKED, Event)
+from maskwatch.video.events import (CAMERA_DOWN, CAMERA_UP, COUNTS, PERSON_ENTERED, PERSON_LEFT, PERSON_UNMASKED,
+                                    Event)
 from maskwatch.video.sources import Frame
 from maskwatch.video.tracking import TrackState
 from maskwatch.video.zones import ZoneCounter
@@ -64,6 +65,10 @@ class EventEmitter:
             if self.snapshots and image is not None and type_ in (PERSON_ENTERED, PERSON_UNMASKED):
                 event.snapshot = snapshot_of(image, event.box, self.keep_faces)
         return event
+
+    def camera_event(self, up: bool, time_s: float, reason: str) -> Event:
+        """camera.down (no frame for a while: nobody is watched) or camera.up (frames again), with why."""
+        return self._event(CAMERA_UP if up else CAMERA_DOWN, time_s, reason=reason)
 
     def people(self) -> dict[str, int]:
         """Confirmed people per class: those who left by their final vote, the others by their vote now."""

@@ -11,8 +11,9 @@ track whose vote is without_mask or mask_weared_incorrect; once per track), both
 in then (null: none), person.left (the track was not seen for a while, or the run ended), zone.entered / zone.left
 (a confirmed track's face centre went into or out of a zone), line.crossed (with "direction": "in" or "out"), and
 counts (with "counts": people per class, per zone and per line, compliance; every --summary-every seconds and at
-the end of a run). "snapshot" (base64 JPEG of the face, blurred unless --keep-faces) is present only with
---event-snapshots.
+the end of a run), camera.down (a live camera or stream sent no frame for a while: nobody is watched until
+camera.up; with "reason") and camera.up (frames again; with "reason": how long it was down). "snapshot" (base64
+JPEG of the face, blurred unless --keep-faces) is present only with --event-snapshots.
 
 `id` is unique per event: delivery to a webhook or MQTT is at least once, so receivers drop repeated ids.
 """
@@ -35,8 +36,10 @@ ZONE_ENTERED = "zone.entered"
 ZONE_LEFT = "zone.left"
 LINE_CROSSED = "line.crossed"
 COUNTS = "counts"
+CAMERA_DOWN = "camera.down"
+CAMERA_UP = "camera.up"
 EVENT_TYPES: tuple[str, ...] = (PERSON_ENTERED, PERSON_UNMASKED, PERSON_LEFT, ZONE_ENTERED, ZONE_LEFT, LINE_CROSSED,
-                                COUNTS)
+                                COUNTS, CAMERA_DOWN, CAMERA_UP)
 
 
 def now_iso() -> str:
@@ -61,6 +64,7 @@ class Event:
     frame: int | None = None
     direction: str | None = None  # line.crossed only: "in" or "out"
     counts: dict[str, Any] | None = None  # counts only
+    reason: str | None = None  # camera.down / camera.up only
     snapshot: str | None = None  # base64 JPEG, only with --event-snapshots
     # The track's state (votes, frames, best box), for sinks in this process that store tracks; not in the JSON.
     track: TrackState | None = field(default=None, repr=False, compare=False)
@@ -81,6 +85,8 @@ class Event:
             out["direction"] = self.direction
         if self.type == COUNTS:
             out["counts"] = self.counts
+        if self.type in (CAMERA_DOWN, CAMERA_UP):
+            out["reason"] = self.reason
         if self.snapshot is not None:
             out["snapshot"] = self.snapshot
         return out

@@ -33,6 +33,7 @@ from maskwatch.video.camera_motion import CameraMotion
 from maskwatch.video.emitter import EventEmitter
 from maskwatch.video.frame_detector import VideoDetector
 from maskwatch.video.motion import MotionGate
+from maskwatch.video.outage import DOWN_AFTER_S, OutageWatch
 from maskwatch.video.prediction import BoxPredictor
 from maskwatch.video.realtime import REALTIME, DetectSchedule, RealtimeSettings
 from maskwatch.video.scene_cut import SceneCuts
@@ -68,9 +69,13 @@ OPTION_CHECKS: dict[str, tuple[Callable[[object], bool], str]] = {
     "summary_every": (lambda v: v is None or (_number(v) and v >= 0),
                       "a number of seconds (0 or empty: only when the run ends)"),
     "min_track_frames": (lambda v: _whole(v, 1), "a whole number, 1 or more"),
+    "give_up_after_s": (lambda v: v is None or (_number(v) and v > 0),
+                        "a number of seconds above 0, or left out (reconnect for ever)"),
+    "camera_down_after_s": (lambda v: _number(v) and v > 0, "a number of seconds above 0"),
 }
 OPTION_FLAGS = {"every": "--every", "max_frames": "--max-frames", "max_fps": "--max-fps",
-                "summary_every": "--summary-every", "window_s": "--window"}  # watch's options, where there is one
+                "summary_every": "--summary-every", "window_s": "--window",
+                "give_up_after_s": "--give-up-after"}  # watch's options, where there is one
 
 
 @dataclass
@@ -90,6 +95,8 @@ class WatchOptions:
     event_snapshots: bool = False  # a JPEG of the face in person.* events
     keep_faces: bool = False  # snapshots unblurred
     realtime: RealtimeSettings = REALTIME  # the real-time policy's settings (benchmarks switch levers off)
+    give_up_after_s: float | None = None  # a live stream lost this long ends the run (None: reconnect for ever)
+    camera_down_after_s: float = DOWN_AFTER_S  # a live source without a frame this long: camera.down
 
     def __post_init__(self):
         """Values the pipeline cannot use are refused now, not as a TypeError (or a silently odd run) later."""
@@ -179,7 +186,8 @@ class VideoPipeline:
         if out is not None and Path(out).suffix.lower() != ".mp4":
             raise MaskwatchError(f"{out}: the annotated video is an MP4; give it a .mp4 name "
                                  f"(e.g. {Path(out).stem}.mp4)")
-        frames_source = open_source(source) if isinstance(source, str) else source
+        frames_source = open_source(source, give_up_after_s=opts.give_up_after_s) if isinstance(source, str) \
+            else source
         name = source if isinstance(source, str) else getattr(source, "name", None) or type(source).__name__
         if out is not None and min(frames_source.size) < MIN_FRAME_SIDE:
             frames_source.close()
@@ -215,6 +223,9 @@ class VideoPipeline:
             frames_source.close()
             raise
         summary.run_id = next((s.run_id for s in sinks if isinstance(s, DatabaseSink)), None)
+        outage = OutageWatch(camera, emitter, bus, opts.camera_down_after_s) if frames_source.live else None
+        if outage is not None:
+            frames_source.on_wait = outage.waiting
         tracked = sv.Detections.empty()
         last_counts_s, time_s, index = 0.0, 0.0, None
         started = time.perf_counter()
@@ -226,6 +237,8 @@ class VideoPipeline:
                     break
                 tick = time.perf_counter()
                 time_s, index = frame.time_s, frame.index
+                if outage is not None:
+                    outage.frame(frame.time_s)
                 needs_small = schedule.gates_motion or settings.compensate_camera or settings.scene_cuts
                 small = motion.small(frame.image) if needs_small else None
                 cut = small is not None and cuts.is_cut(small)

@@ -53,6 +53,7 @@ class FrameSource:
     ended_early: str | None = None  # why the source stopped before its end (truncated file, stream lost)
     dropped: int = 0  # frames a live source received but replaced by newer ones before they were taken
     skipped: str | None = None  # what was left out on the way (damaged packets, unreadable frames), said at the end
+    on_wait: Callable[[], None] | None = None  # a live source calls it about every second while no frame comes
 
     def frames(self) -> Iterator[Frame]:
         raise NotImplementedError
@@ -334,11 +335,11 @@ class LiveSource(FrameSource):
 
     live = True
 
-    def __init__(self, spec: str | int, max_retries: int | None = None, open_timeout_s: float = 10.0,
+    def __init__(self, spec: str | int, give_up_after_s: float | None = None, open_timeout_s: float = 10.0,
                  backoff_s: tuple[float, float] = (0.5, 10.0)):
         self.spec = spec
         self.name = without_password(str(spec))
-        self.max_retries = max_retries
+        self.give_up_after_s = give_up_after_s  # a stream lost this long ends the run (None: reconnect for ever)
         self.backoff = backoff_s
         self.reconnects = 0
         self._lock = threading.Condition()
@@ -384,7 +385,7 @@ class LiveSource(FrameSource):
 
     def _read_loop(self, capture: cv2.VideoCapture) -> None:
         delay = self.backoff[0]
-        attempts = 0
+        lost_at: float | None = None
         while not self._stop.is_set():
             ok, image = capture.read() if capture is not None else (False, None)
             if ok and image is not None:
@@ -393,7 +394,7 @@ class LiveSource(FrameSource):
                     capture.release()
                     self._fail(refusal)
                     return
-                attempts, delay = 0, self.backoff[0]
+                lost_at, delay = None, self.backoff[0]
                 with self._lock:
                     self._latest, self._latest_at = image, time.time()
                     self._sequence += 1
@@ -402,9 +403,10 @@ class LiveSource(FrameSource):
             if capture is not None:
                 capture.release()
                 log.warning("%s: stream dropped; reconnecting", self.name)
-            attempts += 1
-            if self.max_retries is not None and attempts > self.max_retries:
-                self._fail(f"{self.name}: stream lost and {self.max_retries} reconnects failed")
+            lost_at = lost_at or time.monotonic()
+            if self.give_up_after_s is not None and time.monotonic() - lost_at >= self.give_up_after_s:
+                self._fail(f"{self.name}: no frame for {time.monotonic() - lost_at:.0f} s; given up "
+                           f"(--give-up-after {self.give_up_after_s:g})")
                 return
             self._stop.wait(delay)
             delay = min(delay * 2, self.backoff[1])
@@ -443,11 +445,15 @@ class LiveSource(FrameSource):
                     return
                 if self._stop.is_set():
                     return
-                if self._sequence == seen:
-                    continue
-                if seen:
-                    self.dropped += self._sequence - seen - 1
-                seen, image, received_at = self._sequence, self._latest, self._latest_at
+                fresh = self._sequence != seen
+                if fresh:
+                    if seen:
+                        self.dropped += self._sequence - seen - 1
+                    seen, image, received_at = self._sequence, self._latest, self._latest_at
+            if not fresh:
+                if self.on_wait is not None:  # (outside the lock: it publishes events)
+                    self.on_wait()
+                continue
             yield Frame(index, time.monotonic() - self.started, image, received_at)
             index += 1
 
@@ -599,12 +605,13 @@ def without_password(spec: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def open_source(spec: str, folder_fps: float = FOLDER_FPS, max_retries: int | None = None,
+def open_source(spec: str, folder_fps: float = FOLDER_FPS, give_up_after_s: float | None = None,
                 loop: bool = False) -> FrameSource:
     """A webcam index ('0'), a URL (rtsp://, http://), a folder of frames or a video file; with `loop`, a file or
-    folder plays on repeat at its own frame rate, like a live camera (the server's cameras)."""
+    folder plays on repeat at its own frame rate, like a live camera (the server's cameras). give_up_after_s: a
+    live source lost this long ends (None: it reconnects for ever)."""
     if is_live_spec(spec):
-        return LiveSource(int(spec) if spec.isdigit() else spec, max_retries=max_retries)
+        return LiveSource(int(spec) if spec.isdigit() else spec, give_up_after_s=give_up_after_s)
     path = Path(spec)
     if path.is_dir():
         return LoopingSource(lambda: FolderSource(path, folder_fps), spec) if loop else FolderSource(path, folder_fps)

@@ -7,6 +7,7 @@ const NAMES = {with_mask: "mask worn", without_mask: "no mask", mask_weared_inco
 const EVENT_TEXT = {
   "person.entered": "came in", "person.unmasked": "no mask!", "person.left": "left",
   "zone.entered": "entered zone", "zone.left": "left zone", "line.crossed": "crossed",
+  "camera.down": "camera down: no picture", "camera.up": "camera back",
 };
 const LISTED_TYPES = Object.keys(EVENT_TEXT);  // every type but the periodic counts
 const ALERT_HOLD_MS = 60000;  // a tile stays marked this long after an alert
@@ -314,10 +315,10 @@ document.querySelectorAll(".range button").forEach((button) => button.addEventLi
 
 // -- events: the list of the open camera, alerts for every tile --
 function eventItem(event) {
-  const alert = event.type === "person.unmasked";
+  const alert = event.type === "person.unmasked" || event.type === "camera.down";
   const what = EVENT_TEXT[event.type] || event.type;
   const where = event.zone ? ` ${event.zone}` + (event.direction ? ` (${event.direction})` : "") : "";
-  const who = `#${event.track_id ?? ""} ${NAMES[event.class] || event.class || ""}`;
+  const who = event.track_id == null ? "" : `#${event.track_id} ${NAMES[event.class] || event.class || ""}`;
   const item = el("li", {class: alert ? "alert" : "", "data-type": event.type, "data-id": event.id},
                   el("time", {datetime: event.time, text: clock(event.time)}),
                   el("span", {class: event.class || ""}, el("i", {class: "dot"})),

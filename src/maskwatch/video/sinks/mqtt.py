@@ -1,5 +1,6 @@
 """MQTT sink (paho-mqtt): each event to `PREFIX/events/<type>`, the latest counts retained on `PREFIX/state`,
-and `PREFIX/availability` (retained `online`, `offline` as the last will), all at QoS 1.
+and `PREFIX/availability` (retained `online`; `offline` as the last will and while the camera sends no frame,
+between camera.down and camera.up), all at QoS 1.
 
 paho reconnects with back-off when the broker goes away and re-sends what was published meanwhile (QoS 1: at
 least once, receivers drop repeated event ids). `{camera}` in the prefix becomes the camera's name, so one URL
@@ -18,7 +19,7 @@ import paho.mqtt.client as mqtt
 
 from maskwatch.errors import MaskwatchError
 from maskwatch.video.bus import RunEnd, RunInfo, Sink
-from maskwatch.video.events import COUNTS, Event
+from maskwatch.video.events import CAMERA_DOWN, CAMERA_UP, COUNTS, Event
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,9 @@ class MqttSink(Sink):
         self._publish(self._topic("events", event.type), payload)
         if event.type == COUNTS:
             self._publish(self._topic("state"), payload, retain=True)
+        elif event.type in (CAMERA_DOWN, CAMERA_UP):  # a dead camera is not an empty doorway: its entities
+            self._publish(self._topic("availability"), "online" if event.type == CAMERA_UP else "offline",
+                          retain=True)  # turn unavailable (Home Assistant reads this topic)
 
     def close(self, end: RunEnd) -> None:
         if self.client is None:
