@@ -76,3 +76,51 @@ def test_a_watch_whose_database_cannot_be_opened_leaves_no_output_files(photo, t
     with pytest.raises(MaskwatchError, match="cannot be used as the events database"):
         VideoPipeline(Detector.load(threads=2), database=notes).run(str(photo), out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # no summary of a run that never started
+
+
+def test_a_database_locked_by_another_process_delays_its_writes_not_the_video(photo, tmp_path):
+    """Another writer holds the database (an admin's sqlite3 shell in a transaction, a backup) while the run goes:
+    the writes wait on the sink's own thread and are all made once it lets go; nothing is lost."""
+    import threading
+    import time
+
+    from clips import pan_frames, write_clip
+    from maskwatch.detector import Detector
+    from maskwatch.video.bus import Sink
+    from maskwatch.video.pipeline import VideoPipeline, WatchOptions
+
+    db = tmp_path / "events.sqlite"
+    clip = write_clip(pan_frames(photo, size=(320, 240), frames=24, zoom=1.5), tmp_path / "pan.avi", fps=12,
+                      codec="MJPG")
+    held, released = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:
+        other = sqlite3.connect(str(db), isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")
+        held.set()
+        time.sleep(8)
+        other.execute("COMMIT")
+        released.set()
+        other.close()
+
+    class LockAfterOpen(Sink):  # opens after the database sink: the lock is taken once the run's row exists
+        frames_while_locked = 0
+
+        def open(self, run) -> None:
+            threading.Thread(target=hold_the_lock, daemon=True).start()
+            held.wait(10)
+
+        def frame(self, view) -> None:
+            self.frames_while_locked += not released.is_set()
+
+    watcher = LockAfterOpen()
+    summary = VideoPipeline(Detector.load(threads=2), WatchOptions(summary_every=0.5), db,
+                            sinks=[watcher]).run(str(clip))
+    assert summary.status == "finished" and not summary.sink_failures
+    # The frames went on while the database was held (24 frames take about a second; the lock 8 s): before,
+    # the first write stopped the pipeline until the lock was let go.
+    assert watcher.frames_while_locked == summary.frames == 24
+    with sqlite3.connect(str(db)) as check:
+        status, frames = check.execute("SELECT status, frames FROM runs").fetchone()
+        stored = check.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+    assert (status, frames) == ("finished", summary.frames) and stored == sum(summary.events.values())

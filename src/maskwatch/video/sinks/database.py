@@ -1,21 +1,35 @@
 """The SQLite sink: the run, each track when it is confirmed and again when it ends, per-window counts and every
-event, written as they happen (see maskwatch.video.store)."""
+event, written as they happen (see maskwatch.video.store), on a thread of its own: a database that another
+process holds locked (a long transaction in an admin's shell, a backup) delays the writes, not the video."""
 
 from __future__ import annotations
 
+import copy
+import logging
+import queue
+import sqlite3
+import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any, Callable
 
 from maskwatch.video.bus import FrameView, RunEnd, RunInfo, Sink
 from maskwatch.video.events import PERSON_ENTERED, PERSON_LEFT, PERSON_UNMASKED, Event
 from maskwatch.video.store import EventStore
+
+log = logging.getLogger(__name__)
+
+
+def is_locked(exc: sqlite3.OperationalError) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
 
 
 class DatabaseSink(Sink):
     name = "database"
     required = True
     PROGRESS_EVERY_S = 1.0  # the run's frame counts so far are written this often, in wall or video time
+    CLOSE_WAIT_S = 60.0  # at the end, how long writes held up by a lock may still take before they are given up
 
     def __init__(self, path: Path, window_s: float = 10.0):
         self.path = Path(path)
@@ -24,15 +38,53 @@ class DatabaseSink(Sink):
         self.run_id: int | None = None
         self._window_start, self._window_tracks = 0.0, {}
         self._progress_at, self._progress_video_s = -float("inf"), -float("inf")
+        self._writes: queue.Queue = queue.Queue()
+        self._errors: list[BaseException] = []  # raised on the pipeline's thread, one per hook call
+        self._give_up = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def open(self, run: RunInfo) -> None:
-        self.store = EventStore(self.path)
+        self.store = EventStore(self.path)  # (a file that is no database: said now, on the caller's thread)
         self.run_id = self.store.start_run(run.source, run.camera, run.run, run.zones, run.lines)
+        self._thread = threading.Thread(target=self._write_loop, daemon=True, name="maskwatch-database")
+        self._thread.start()
+
+    def _write(self, call: Callable[..., None], *args: Any) -> None:
+        if self._errors:
+            raise self._errors.pop(0)
+        self._writes.put((call, args))
+
+    def _write_loop(self) -> None:
+        said_locked = False
+        while (item := self._writes.get()) is not None:
+            call, args = item
+            if self._give_up.is_set():  # the end came and the database is still locked: counted by close
+                continue
+            while True:
+                try:
+                    call(*args)
+                    break
+                except sqlite3.OperationalError as exc:
+                    if not is_locked(exc) or self._give_up.is_set():
+                        self._errors.append(exc)
+                        break
+                    if not said_locked:  # (each try already waited the store's busy timeout)
+                        log.warning("%s: the events database is locked by another process (%s); %d write(s) wait "
+                                    "and are made once it is free, the video goes on", self.path, exc,
+                                    self._writes.qsize() + 1)
+                        said_locked = True
+                    time.sleep(0.5)
+                except Exception as exc:  # noqa: BLE001 (a full disk, a removed file: said by the next hook call)
+                    self._errors.append(exc)
+                    break
+            if said_locked and self._writes.empty():
+                log.warning("%s: the events database is free again; the waiting writes are made", self.path)
+                said_locked = False
 
     def event(self, event: Event) -> None:
-        self.store.save_event(self.run_id, event)
+        self._write(self.store.save_event, self.run_id, event)
         if event.type in (PERSON_ENTERED, PERSON_UNMASKED, PERSON_LEFT) and event.track is not None:
-            self.store.save_tracks(self.run_id, [event.track])
+            self._write(self.store.save_tracks, self.run_id, [copy.deepcopy(event.track)])  # as it is now
 
     def frame(self, view: FrameView) -> None:
         """People per class seen in each window: confirmed tracks only, as in every other count."""
@@ -41,12 +93,13 @@ class DatabaseSink(Sink):
             for tid, label in zip(people.tracker_id, people.data.get("class_name", [])):
                 self._window_tracks[int(tid)] = str(label)
         if view.frame.time_s - self._window_start >= self.window_s:
-            self.store.save_window(self.run_id, self._window_start, Counter(self._window_tracks.values()))
+            self._write(self.store.save_window, self.run_id, self._window_start, Counter(self._window_tracks.values()))
             self._window_start, self._window_tracks = view.frame.time_s, {}
         if (time.monotonic() - self._progress_at >= self.PROGRESS_EVERY_S
                 or view.frame.time_s - self._progress_video_s >= self.PROGRESS_EVERY_S):
             s = view.summary
-            self.store.save_progress(self.run_id, s.frames, s.detected_frames, s.tracked_frames, s.dropped_frames)
+            self._write(self.store.save_progress, self.run_id, s.frames, s.detected_frames, s.tracked_frames,
+                        s.dropped_frames)
             self._progress_at, self._progress_video_s = time.monotonic(), view.frame.time_s
 
     def close(self, end: RunEnd) -> None:
@@ -54,9 +107,25 @@ class DatabaseSink(Sink):
             return
         try:
             if self._window_tracks:
-                self.store.save_window(self.run_id, self._window_start, Counter(self._window_tracks.values()))
+                self._writes.put((self.store.save_window, (self.run_id, self._window_start,
+                                                           Counter(self._window_tracks.values()))))
             s = end.summary
-            self.store.finish_run(self.run_id, s.frames, s.status, s.full_message(), s.detected_frames,
-                                  s.tracked_frames, s.dropped_frames, s.scene_cuts)
+            self._writes.put((self.store.finish_run, (self.run_id, s.frames, s.status, s.full_message(),
+                                                      s.detected_frames, s.tracked_frames, s.dropped_frames,
+                                                      s.scene_cuts)))
+            self._writes.put(None)
+            if self._thread is not None:
+                self._thread.join(self.CLOSE_WAIT_S)
+                if self._thread.is_alive():  # still locked: what waits is given up, said below
+                    left = self._writes.qsize()
+                    self._give_up.set()
+                    self._thread.join(40)  # (at most the write under way, which waits the busy timeout)
+                    self._errors.append(RuntimeError(f"the events database stayed locked; {left} write(s) given "
+                                                     f"up after waiting {self.CLOSE_WAIT_S:.0f} s at the end"))
         finally:
-            self.store.close()
+            if self._thread is None or not self._thread.is_alive():
+                self.store.close()
+        if self._errors:
+            first, count = self._errors[0], len(self._errors)
+            self._errors = []
+            raise RuntimeError(f"{count} write(s) failed, first: {type(first).__name__}: {first}") from first
