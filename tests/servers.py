@@ -59,9 +59,10 @@ class WebhookReceiver:
         self.url = f"http://127.0.0.1:{port}/hook"
         self.process: subprocess.Popen | None = None
 
-    def start(self, status: int = 200) -> "WebhookReceiver":
+    def start(self, status: int = 200, delay_s: float = 0.0) -> "WebhookReceiver":
         script = Path(__file__).with_name("webhook_receiver.py")
-        self.process = subprocess.Popen([sys.executable, str(script), str(self.port), str(self.log), str(status)],
+        self.process = subprocess.Popen([sys.executable, str(script), str(self.port), str(self.log), str(status),
+                                         str(delay_s)],
                                         stdout=subprocess.PIPE, text=True)
         assert self.process.stdout.readline().strip() == "ready"
         return self

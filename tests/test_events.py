@@ -185,6 +185,10 @@ def test_bad_zones_lines_urls_and_configs_say_what_to_fix(detector, crossing, tm
                           ("cameras:\n  door: {source: a.mp4, zone: {}}", "unknown key.*zone.*known:.*zones"),
                           ("cameras:\n  door: {zones: {}}", "no source"),
                           ("cameras:\n  door: {source: a.mp4, webhooks: [{secret: x}]}", "each webhook is a URL"),
+                          ("cameras:\n  door: {source: a.mp4, webhooks: [{url: 'http://h/x', timeout: 0}]}",
+                           r"webhooks: webhook http://h/x: timeout \(--webhook-timeout\) is 0; expected seconds"),
+                          ("cameras:\n  door: {source: a.mp4, give_up_after: -1}",
+                           r"give_up_after \(--give-up-after\) is -1; expected a number of seconds above 0"),
                           ("cameras:\n  door: {source: a.mp4, webhooks: ['${NOT_SET_HERE}']}", "NOT_SET_HERE.*not set"),
                           ("cameras:\n  door: {source: a.mp4, every: two}",
                            r"camera 'door': every \(--every\) is 'two'; expected a whole number, 1 or more"),
@@ -250,6 +254,7 @@ cameras:
     webhooks:
       - url: {receiver.url}
         secret: ${{HOOK_SECRET}}
+        timeout: 20
   hall:
     source: {tmp_path / "hall.mp4"}
 """)

@@ -9,7 +9,10 @@ import json
 import sqlite3
 import time
 
+import pytest
+
 from clips import BackgroundRun, GatedSource, crossing_people
+from maskwatch.errors import MaskwatchError
 from maskwatch.video import VideoPipeline, WatchOptions
 from maskwatch.video.bus import RunInfo
 from maskwatch.video.events import Event
@@ -129,11 +132,27 @@ def test_a_receiver_that_refuses_an_event_does_not_block_the_queue(tmp_path, cap
         sink.open(run_info())
         sink.event(event("person.entered", 1))
         sink.event(event("person.left", 2))
-        sink.close(None)
+        with pytest.raises(MaskwatchError, match=r"the receiver refused 2 event\(s\) \(HTTP 400 x2\)"):
+            sink.close(None)  # lost for good: a failure of this output in the run's summary
     finally:
         receiver.kill()
     assert [json.loads(p["body"])["id"] for p in receiver.posts()] == ["person.entered-1", "person.left-2"]
     assert "refused a person.entered event with HTTP 400" in caplog.text and queued(queue) == 0
+
+
+def test_a_receiver_slower_than_the_timeout_is_said_to_be_slow_not_down(tmp_path, caplog):
+    receiver = WebhookReceiver(free_port(), tmp_path / "posts.jsonl").start(delay_s=1.0)
+    sink = WebhookSink(receiver.url, queue_path=tmp_path / "queue.sqlite", timeout_s=0.3, drain_s=6,
+                       backoff_s=(0.1, 0.2))
+    try:
+        sink.open(run_info())
+        sink.event(event("person.entered", 1))
+        receiver.wait_for(lambda posts: len(posts) >= 3, "the event three times")
+        sink.close(None)
+    finally:
+        receiver.kill()
+    assert "receiver unavailable (no answer within 0.3 s (ReadTimeout))" in caplog.text
+    assert "took the same event 3 times without answering within 0.3 s: it is slow rather than down" in caplog.text
 
 
 def wait_until(predicate, what: str, timeout: float = 120) -> None:

@@ -1,13 +1,16 @@
 """A webhook receiver for tests, on loopback: records each POST (path, headers, body) as one JSON line, then
-answers STATUS (default 200). Run: python tests/webhook_receiver.py PORT LOG [STATUS]"""
+answers STATUS (default 200) after DELAY seconds (default 0: a slow receiver works before it answers).
+Run: python tests/webhook_receiver.py PORT LOG [STATUS [DELAY]]"""
 
 import json
 import os
 import sys
-from http.server import BaseHTTPRequestHandler, HTTPServer
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # (a slow answer holds no other)
 
 port, log_path = int(sys.argv[1]), sys.argv[2]
 status = int(sys.argv[3]) if len(sys.argv) > 3 else 200
+delay = float(sys.argv[4]) if len(sys.argv) > 4 else 0.0
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -18,6 +21,7 @@ class Handler(BaseHTTPRequestHandler):
                                   "body": body.decode()}) + "\n")
             log.flush()
             os.fsync(log.fileno())
+        time.sleep(delay)
         self.send_response(status)
         self.send_header("Content-Length", "0")
         self.end_headers()
@@ -26,6 +30,6 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
-server = HTTPServer(("127.0.0.1", port), Handler)
+server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
 print("ready", flush=True)
 server.serve_forever()

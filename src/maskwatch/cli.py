@@ -447,6 +447,10 @@ def watch(source: Optional[str] = typer.Argument(None, metavar="SOURCE",
           webhook_secret: Optional[str] = typer.Option(None, "--webhook-secret", envvar="MASKWATCH_WEBHOOK_SECRET",
                                                        help="Sign the bodies sent to the --webhook URLs "
                                                             "(HMAC-SHA256 in X-Maskwatch-Signature-256)."),
+          webhook_timeout: Optional[float] = typer.Option(
+              None, "--webhook-timeout", metavar="SECONDS",
+              help="How long a --webhook receiver may take to answer an event before it is sent again [default: "
+                   "5]."),
           mqtt: Optional[list[str]] = typer.Option(None, "--mqtt", metavar="URL",
                                                    help="Publish events: mqtt://[user:pass@]host[:port]/prefix "
                                                         "(repeatable)."),
@@ -491,7 +495,8 @@ def watch(source: Optional[str] = typer.Argument(None, metavar="SOURCE",
         summary_every=summary_every, scale=scale, model=model, blur_faces=blur_faces or None, show=show or None,
         event_snapshots=event_snapshots or None, keep_faces=keep_faces or None,
         zones=[Zone.parse(z) for z in zone] if zone else None, lines=[Line.parse(x) for x in line] if line else None,
-        webhooks=[WebhookConfig(url, webhook_secret) for url in webhook] if webhook else None, mqtt=mqtt or None)
+        webhooks=[WebhookConfig(url, webhook_secret, *([] if webhook_timeout is None else [webhook_timeout]))
+                  for url in webhook] if webhook else None, mqtt=mqtt or None)
     pipeline = setup.pipeline(Detector.load(setup.model, threads=threads, scale=setup.scale))
     bars: list[tqdm] = []  # made at the first frame, so an error about the input is not printed into a bar
 

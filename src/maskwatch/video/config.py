@@ -33,6 +33,7 @@ from maskwatch.errors import MaskwatchError
 from maskwatch.face_finder import AUTO, AUTO_FULL, ScalePolicy
 from maskwatch.video.pipeline import OPTION_CHECKS, VideoPipeline, WatchOptions
 from maskwatch.video.sinks import MqttSink, WebhookSink
+from maskwatch.video.sinks.webhook import WEBHOOK_TIMEOUT_S
 from maskwatch.video.store import DEFAULT_DB
 from maskwatch.video.zones import Line, Zone
 
@@ -43,6 +44,13 @@ _DEFAULTS = WatchOptions()  # the pipeline's defaults are the camera's
 class WebhookConfig:
     url: str
     secret: str | None = None
+    timeout: float = WEBHOOK_TIMEOUT_S  # seconds a receiver may take to answer an event
+
+    def __post_init__(self) -> None:
+        t = self.timeout
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t <= 300:
+            raise MaskwatchError(f"webhook {self.url}: timeout (--webhook-timeout) is {t!r}; expected seconds, "
+                                 f"above 0 and at most 300")
 
 
 @dataclass(frozen=True)
@@ -79,7 +87,7 @@ class CameraConfig:
     def sinks(self) -> list:
         """The network sinks of this camera (the video file and database come from `out` and `db`)."""
         queue = self.db or DEFAULT_DB
-        return ([WebhookSink(w.url, w.secret, queue_path=queue) for w in self.webhooks]
+        return ([WebhookSink(w.url, w.secret, queue_path=queue, timeout_s=w.timeout) for w in self.webhooks]
                 + [MqttSink(url) for url in self.mqtt])
 
     def check(self) -> None:
@@ -209,9 +217,12 @@ def camera_from_dict(name: str | None, data: dict[str, Any], where: str, base: P
 
 
 def _webhook(value: Any, where: str) -> WebhookConfig:
-    if not isinstance(value, dict) or "url" not in value or set(value) - {"url", "secret"}:
-        raise MaskwatchError(f"{where}: each webhook is a URL or {{url: ..., secret: ...}}")
-    return WebhookConfig(str(value["url"]), value.get("secret"))
+    if not isinstance(value, dict) or "url" not in value or set(value) - {"url", "secret", "timeout"}:
+        raise MaskwatchError(f"{where}: each webhook is a URL or {{url: ..., secret: ..., timeout: SECONDS}}")
+    try:
+        return WebhookConfig(str(value["url"]), value.get("secret"), value.get("timeout", WEBHOOK_TIMEOUT_S))
+    except MaskwatchError as exc:
+        raise MaskwatchError(f"{where}: {exc}") from None
 
 
 def load_config(path: Path) -> dict[str, CameraConfig]:

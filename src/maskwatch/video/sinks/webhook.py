@@ -61,11 +61,16 @@ def signature_of(body: bytes, secret: str) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
+WEBHOOK_TIMEOUT_S = 5.0  # a receiver answers within this (it should answer first and work after)
+SLOW_AFTER = 3  # the same event unanswered this many times in a row: the receiver is slow, not down (said once)
+
+
 class WebhookSink(Sink):
     name = "webhook"
 
     def __init__(self, url: str, secret: str | None = None, queue_path: Path | str = DEFAULT_DB,
-                 max_queue: int = 10_000, timeout_s: float = 5.0, backoff_s: tuple[float, float] = (0.5, 30.0),
+                 max_queue: int = 10_000, timeout_s: float = WEBHOOK_TIMEOUT_S,
+                 backoff_s: tuple[float, float] = (0.5, 30.0),
                  drain_s: float = 15.0):
         self.url = check_http_url(url)
         self.secret = secret
@@ -73,6 +78,7 @@ class WebhookSink(Sink):
         self.max_queue = max(1, max_queue)
         self.timeout_s, self.backoff, self.drain_s = timeout_s, backoff_s, drain_s
         self.dropped = 0  # events dropped because the queue was full
+        self.refused: dict[int, int] = {}  # events the receiver refused (4xx), by HTTP status: said at the end
         self._lock = threading.Lock()
         self._wake = threading.Condition()
         self._closing = threading.Event()
@@ -94,6 +100,7 @@ class WebhookSink(Sink):
         self._interrupt.clear()
         self._deadline = None
         self.dropped, self._last_error, self._died = 0, "", None
+        self.refused = {}
         self._db = connect(self.queue_path)
         self._db.executescript(QUEUE_SCHEMA)
         add_missing_columns(self._db, "webhook_queue", [("owner", "TEXT")])  # queues of older versions
@@ -184,6 +191,9 @@ class WebhookSink(Sink):
         try:
             response = session.post(self.url, data=data, headers=headers, timeout=self.timeout_s,
                                     allow_redirects=False)
+        except requests.Timeout as exc:
+            self._last_error = f"no answer within {self.timeout_s:g} s ({type(exc).__name__})"
+            return "retry"
         except requests.RequestException as exc:
             self._last_error = f"{type(exc).__name__}"
             return "retry"
@@ -192,12 +202,14 @@ class WebhookSink(Sink):
         if response.status_code >= 500 or response.status_code in RETRY_STATUSES:
             self._last_error = f"HTTP {response.status_code}"
             return "retry"
+        self.refused[response.status_code] = self.refused.get(response.status_code, 0) + 1
         log.error("webhook %s refused a %s event with HTTP %d; dropped it (%s)", self.url, type_,
                   response.status_code, response.text[:200])
         return "refused"
 
     def _send_loop(self) -> None:
         delay, failing, errors = self.backoff[0], False, 0
+        last_seq, tries = None, 0  # the same queued event posted again and again
         adopted_at = time.monotonic()
         with requests.Session() as session:
             while True:
@@ -217,6 +229,13 @@ class WebhookSink(Sink):
                         continue
                     seq, event_id, type_, body = row
                     outcome = self._post(session, event_id, type_, body)
+                    tries = tries + 1 if seq == last_seq else 1
+                    last_seq = seq
+                    if outcome == "retry" and tries == SLOW_AFTER and self._last_error.startswith("no answer"):
+                        log.warning("webhook %s: the receiver took the same event %d times without answering within "
+                                    "%g s: it is slow rather than down, and gets it again until it answers in time "
+                                    "(answer first and work after, or give the webhook a longer `timeout` in a "
+                                    "camera config file)", self.url, tries, self.timeout_s)
                     if outcome != "retry":
                         if failing:
                             log.warning("webhook %s: receiver back; sending the queued events", self.url)
@@ -273,3 +292,7 @@ class WebhookSink(Sink):
             self._db.execute("DELETE FROM webhook_senders WHERE owner = ?", (self.owner,))
             self._db.commit()
         self._db.close()
+        if self.refused:  # lost for good: a failure of this output in the run's summary, not only log lines
+            answers = ", ".join(f"HTTP {status} x{n}" for status, n in sorted(self.refused.items()))
+            raise MaskwatchError(f"the receiver refused {sum(self.refused.values())} event(s) ({answers}); they "
+                                 f"were dropped: check the URL's path and the secret")
