@@ -501,8 +501,9 @@ def watch(source: Optional[str] = typer.Argument(None, metavar="SOURCE",
     bars: list[tqdm] = []  # made at the first frame, so an error about the input is not printed into a bar
 
     def progress(summary, expected):
-        if not bars:
-            bars.append(tqdm(unit="frame", desc="watching", total=expected))
+        if not bars:  # a live camera into a log (journald, docker): one line a minute, not ten a second
+            quiet = expected is None and not sys.stderr.isatty()
+            bars.append(tqdm(unit="frame", desc="watching", total=expected, mininterval=60 if quiet else 0.1))
         bars[0].total = expected
         bars[0].update(summary.frames - bars[0].n)
 

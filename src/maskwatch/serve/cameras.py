@@ -352,12 +352,14 @@ class CameraWorker:
         message = self.message
         if status == RECONNECTING and message is None:
             message = "no frames from the source; reconnecting"
+        down = status != LIVE  # rates and who is present now are not known while no frame comes (last_frame_at)
         return {"name": self.name, "status": status, "message": message,
                 "source": without_password(self.config.source), "size": size,
                 "source_fps": round(run.fps, 2) if run else None,
-                "frames_per_s": stats.get("frames_per_s"), "detections_per_s": stats.get("detections_per_s"),
+                "frames_per_s": 0.0 if down and stats else stats.get("frames_per_s"),
+                "detections_per_s": 0.0 if down and stats else stats.get("detections_per_s"),
                 "frames": stats.get("frames", 0), "detected_frames": stats.get("detected_frames", 0),
-                "people": stats.get("people", {}), "present": stats.get("present", {}),
+                "people": stats.get("people", {}), "present": {} if down else stats.get("present", {}),
                 "compliance": stats.get("compliance"), "zones": stats.get("zones", {}),
                 "lines": stats.get("lines", {}), "last_frame_at": stats.get("last_frame_at"),
                 "last_alert": self.view.last_alert, "reconnects": getattr(source, "reconnects", 0),
