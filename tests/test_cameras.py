@@ -202,6 +202,9 @@ def test_events_are_paged_from_the_database_and_streamed_as_the_webhook_sends_th
         assert event["id"] == event_id and event["camera"] == "hall"
         keys = event_keys(event["type"])
         assert keys <= set(event) <= keys | {"snapshot"}
+    # (the database is written on its own thread: an event streamed live is stored a moment later)
+    wait_until(lambda: {i for i, _ in live} <= {e["id"] for e in read_events(db, camera="hall", limit=10000)},
+               "the streamed events in the database")
     stored_by_id = {e["id"]: e for e in read_events(db, camera="hall", limit=10000)}
     assert all(stored_by_id[event_id] == event for event_id, event in live)
     # A client that comes back with Last-Event-ID first gets what it missed, from the database.

@@ -427,8 +427,10 @@ def test_train_stopped_by_ctrl_c_says_how_to_go_on_and_resume_refuses_other_data
     again = run(*command[3:], ok=False)  # without --resume: the earlier run is not replaced silently
     assert again.returncode == 2 and "holds an earlier run" in again.stderr and "--overwrite" in again.stderr
     other = copy_voc(SMALL_STEMS[:-1], tmp_path / "other")  # other data: its weights are not this data's model
+    validation = (out / "val.txt").read_text()
     refused = run("train", "--data", str(other), "--out", str(out), "--quick", "--epochs", "2", "--resume", ok=False)
     assert refused.returncode == 2 and "was trained with other" in refused.stderr
+    assert (out / "val.txt").read_text() == validation  # refused before anything of the run is touched
     resumed = run(*command[3:], "--resume")
     assert "resumed from" in resumed.stdout and "at epoch 1" in resumed.stdout
     history = (out / "history.csv").read_text().splitlines()

@@ -360,6 +360,29 @@ def test_labels_that_are_not_mask_classes_are_named_with_the_renaming_their_name
         assert f"--label-map {pair}" in str(refused.value)
 
 
+@pytest.mark.parametrize("label, meant", [("mask", "with_mask"), ("Mask On", "with_mask"), ("no_mask", "without_mask"),
+                                          ("mask_off", "without_mask"), ("not_masked", "without_mask"),
+                                          ("maskless", "without_mask"), ("NoMask", "without_mask"),
+                                          ("incorrect", "mask_weared_incorrect"), ("mask_chin", "mask_weared_incorrect"),
+                                          ("unknown", None), ("helmet", None)])
+def test_the_suggested_renaming_reads_negations_and_suggests_nothing_for_other_names(label, meant):
+    from maskwatch.classes import likely_mask_class
+
+    assert likely_mask_class(label) == meant
+
+
+def test_a_coco_category_that_is_its_own_supercategory_stays_a_class(small_voc, tmp_path):
+    save_dataset(load_dataset(small_voc), tmp_path / "c", "coco")
+    path = tmp_path / "c" / "annotations.json"
+    coco = json.loads(path.read_text())
+    for category in coco["categories"]:
+        category["supercategory"] = category["name"]  # as some converters write it
+    rare = next(c["id"] for c in coco["categories"] if c["name"] == "mask_weared_incorrect")
+    coco["annotations"] = [a for a in coco["annotations"] if a["category_id"] != rare]  # no box of it here
+    path.write_text(json.dumps(coco))
+    assert load_dataset(tmp_path / "c").classes == ["with_mask", "without_mask", "mask_weared_incorrect"]
+
+
 def test_a_typo_commoner_than_the_right_name_is_still_the_one_to_rename(small_voc):
     """The suggested --label-map renames toward the project's class name, however many files use the typo."""
     for xml in sorted((small_voc / "annotations").glob("*.xml"))[:4]:

@@ -141,6 +141,7 @@ def test_a_camera_that_sends_no_frame_turns_its_availability_offline_until_frame
     sink = MqttSink(f"mqtt://127.0.0.1:{port}/site/door", drain_s=30)
     try:
         sink.open(RunInfo("door", "run1", "rtsp://door", (640, 480), 10.0))
+        subscriber.wait_for(lambda m: "site/door/availability" in {t for t, _, _ in m}, "online")
         for n, kind in enumerate((CAMERA_DOWN, CAMERA_UP)):
             sink.event(Event(kind, "door", "run1", float(n), reason="test"))
         sink.close(None)

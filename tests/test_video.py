@@ -8,6 +8,7 @@ import re
 import signal
 import sqlite3
 import subprocess
+import threading
 import sys
 import time
 from pathlib import Path
@@ -488,17 +489,27 @@ def test_a_live_stream_that_comes_back_at_another_size_or_not_at_all_ends_early(
 
 def test_a_camera_without_frames_is_said_down_on_the_bus_and_up_when_they_come_back(detector, monkeypatch):
     """A dead camera must not look like an empty doorway: camera.down once no frame came for a while, camera.up
-    with the frames; here the stream drops after 5 frames and comes back 2 s later with 5 more."""
+    with the frames; here the stream drops after 5 frames, comes back with 5 more once camera.down was said, then
+    drops for good and is given up."""
     from maskwatch.video.bus import CallbackSink
     from maskwatch.video.events import CAMERA_DOWN, CAMERA_UP
     from maskwatch.video.sources import LiveSource
 
-    captures = [FakeCapture((320, 240)), None, None, FakeCapture((320, 240))]
-    monkeypatch.setattr(LiveSource, "_open", lambda self: captures.pop(0) if captures else None)
-    source = LiveSource("rtsp://camera/stream", give_up_after_s=6, backoff_s=(1.0, 1.0))
-    events = []
+    events, said_down = [], threading.Event()
+    captures = [FakeCapture((320, 240)), FakeCapture((320, 240))]
+
+    def reopen(self):  # the camera comes back once the pipeline has said it is down, and then never again
+        return captures.pop(0) if captures and (len(captures) == 2 or said_down.is_set()) else None
+
+    def on_event(event) -> None:
+        events.append(event)
+        if event.type == CAMERA_DOWN:
+            said_down.set()
+
+    monkeypatch.setattr(LiveSource, "_open", reopen)
+    source = LiveSource("rtsp://camera/stream", give_up_after_s=6, backoff_s=(0.2, 0.2))
     options = WatchOptions(camera_down_after_s=1.0, summary_every=None)
-    summary = VideoPipeline(detector, options, sinks=[CallbackSink(on_event=events.append)]).run(source)
+    summary = VideoPipeline(detector, options, sinks=[CallbackSink(on_event=on_event)]).run(source)
     kinds = [e.type for e in events if e.type in (CAMERA_DOWN, CAMERA_UP)]
     assert kinds == [CAMERA_DOWN, CAMERA_UP, CAMERA_DOWN], kinds  # down, back, down for good
     down = next(e for e in events if e.type == CAMERA_DOWN)

@@ -234,3 +234,42 @@ def test_the_end_of_a_run_says_why_it_waits_for_a_receiver_that_is_away(tmp_path
     waiting = [r.getMessage() for r in caplog.records if "waiting up to" in r.getMessage()]
     assert len(waiting) == 1 and "stays queued for the next run" in waiting[0]
     assert queued(tmp_path / "queue.sqlite") == 1
+
+
+def test_events_for_a_receiver_wait_in_memory_while_another_process_holds_the_database(tmp_path, caplog):
+    """The queue lives in the events database; another process holding it (a long transaction) must not make
+    the pipeline wait: event() returns while the lock is held, and everything is delivered once it is let go."""
+    import threading
+
+    receiver = WebhookReceiver(free_port(), tmp_path / "posts.jsonl").start()
+    queue = tmp_path / "queue.sqlite"
+    sink = WebhookSink(receiver.url, queue_path=queue, backoff_s=(0.05, 0.2), drain_s=30)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:
+        other = sqlite3.connect(str(queue), isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")
+        holding.set()
+        release.wait(60)
+        other.execute("COMMIT")
+        other.close()
+
+    try:
+        sink.open(run_info())
+        sink.event(event("person.entered", 1))  # the database is free: queued at once
+        receiver.wait_for(lambda posts: len(posts) == 1, "the first event")
+        holder = threading.Thread(target=hold_the_lock, daemon=True)
+        holder.start()
+        holding.wait(10)
+        for n in range(2, 5):
+            sink.event(event("person.left", n))  # each returns while the lock is held: nothing waits on it
+        assert holder.is_alive() and "kept in memory" in caplog.text
+        release.set()
+        holder.join(10)
+        sink.close(None)
+    finally:
+        release.set()
+        receiver.kill()
+    delivered = [json.loads(p["body"])["id"] for p in receiver.posts()]
+    assert delivered == ["person.entered-1", "person.left-2", "person.left-3", "person.left-4"]
+    assert "free again" in caplog.text and queued(queue) == 0

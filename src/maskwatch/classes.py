@@ -45,10 +45,14 @@ DROP_LABEL = ""  # what `--label-map OLD=` maps OLD to: its boxes are left out
 def likely_mask_class(label: str) -> str | None:
     """The mask class another tool's label most likely means (`no_mask`, `Mask`, `incorrect`, `face_with_mask`),
     for a --label-map suggestion; None when the name says nothing about a mask."""
-    key = "".join(ch for ch in label.lower() if ch.isalpha())
+    import re
+
+    words = re.findall(r"[a-z]+", label.lower())
+    key = "".join(words)
     if any(word in key for word in ("incorrect", "wrong", "improper", "weared", "chin", "nose", "partial")):
         return WRONG_MASK
-    if any(word in key for word in ("without", "nomask", "unmask", "bare")) or key in ("no", "none"):
+    negated = {"no", "not", "without", "off", "none", "bare", "nomask", "unmasked", "maskless"} & set(words)
+    if negated or any(word in key for word in ("without", "nomask", "unmask", "maskless")):
         return WITHOUT_MASK
     return WITH_MASK if "mask" in key else None
 

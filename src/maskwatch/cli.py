@@ -267,7 +267,8 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
             typer.echo(f"\ninterrupted: the epochs finished are kept in {out / 'last.pt'}; the same command with "
                        f"--resume goes on from there", err=True)
         else:
-            typer.echo("\ninterrupted before the first epoch ended: nothing to resume", err=True)
+            typer.echo("\ninterrupted before the first epoch ended: nothing to resume; the same command starts "
+                       "again", err=True)
         raise typer.Exit(130) from None
     typer.echo(f"model: {onnx_path}\nlog: {out / 'history.csv'} and {out / 'history.png'}")
     if quick:

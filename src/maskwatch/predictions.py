@@ -123,8 +123,8 @@ def read_predictions(path: Path, classes: list[str] | tuple[str, ...],
                     if number == 1:  # not a predictions file at all
                         raise MaskwatchError(f"{path}:{number}: not valid JSON ({exc}); expected {FORMAT_HINT}") \
                             from exc
-                    log.warning("%s:%d: not valid JSON (%s); left out: its image counts as one without predictions",
-                                path, number, exc)
+                    log.warning("%s:%d: not valid JSON (%s); left out: its image counts as one without predictions "
+                                "(with evaluate --only-predicted, it is not scored)", path, number, exc)
                     broken.append(number)
                     continue
                 if isinstance(record, list):

@@ -78,7 +78,8 @@ def _add_coco_file(builder: DatasetBuilder, json_path: Path, images_dir: Path | 
     try:
         coco = json.loads(json_path.read_bytes())  # (bytes: UTF-8 or -16, as json detects)
         categories = {int(c["id"]): str(c["name"]) for c in coco["categories"]}
-        parents = {str(c.get("supercategory")) for c in coco["categories"]}
+        parents = {str(c.get("supercategory")) for c in coco["categories"]  # (a category that names itself
+                   if str(c.get("supercategory")) != str(c["name"])}  # its supercategory groups nothing)
         images = {int(im["id"]): im for im in coco["images"]}
         annotations = coco.get("annotations", [])
         used = {int(a["category_id"]) for a in annotations if isinstance(a, dict) and "category_id" in a}

@@ -23,7 +23,7 @@ from maskwatch.errors import MaskwatchError
 from maskwatch.serve.cameras import CameraRegistry, CameraWorker, LiveFrame
 from maskwatch.video.events import EVENT_TYPES
 from maskwatch.video.report import compliance_series, read_report
-from maskwatch.video.store import read_events
+from maskwatch.video.store import event_stored, read_events
 
 STATIC = Path(__file__).parent / "static"
 PAGE_FILES = {"cameras.js": "text/javascript", "cameras.css": "text/css"}
@@ -59,6 +59,9 @@ def frame_part(frame: LiveFrame) -> bytes:
     return head.encode() + frame.jpeg + b"\r\n"
 
 
+REPLAY_WAIT_S = 5.0  # how long a reconnecting client's Last-Event-ID may take to reach the database
+
+
 def sse_message(event: dict) -> bytes:
     return format_sse_event(data_str=json.dumps(event, separators=(",", ":")), id=event["id"])
 
@@ -72,6 +75,12 @@ async def sse_messages(registry: CameraRegistry, cameras: list[str] | None, type
     try:
         missed = []
         if last_event_id and registry.db is not None and Path(registry.db).is_file():
+            # The database is written on its own thread: the last event a client saw live may be stored a
+            # moment later (longer while another process holds the database); wait for it, or nothing replays.
+            for _ in range(int(REPLAY_WAIT_S / 0.1)):
+                if event_stored(registry.db, last_event_id):
+                    break
+                await asyncio.sleep(0.1)
             missed = read_events(registry.db, camera=cameras, type=types, after_id=last_event_id, limit=1000)
         sent = {event["id"] for event in missed}
         for event in missed:

@@ -291,7 +291,7 @@ def read_images(train: Dataset, val: Dataset) -> tuple[Dataset, Dataset, dict[st
     return train, val, images
 
 
-RUN_FILES = ("last.pt", "best.pt", "history.csv", "history.png", "val.txt")  # what a run leaves beside model/
+RUN_FILES = ("last.pt", "best.pt", "history.csv", "history.png")  # what a run's epochs leave beside model/
 
 
 def check_run_folder(cfg: TrainConfig) -> list[str]:
@@ -315,13 +315,12 @@ def run_identity(cfg: TrainConfig, train_set: Dataset, val_set: Dataset) -> dict
             "val_images": sorted(s.stem for s in val_set.samples)}
 
 
-def resume(cfg: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-           identity: dict[str, Any]) -> tuple[int, list[dict], float]:
-    """Start epoch, history and best score: from OUT/last.pt with --resume, else a fresh start. A checkpoint of
-    other data, classes or split is refused: its weights would be exported as a model of this data."""
-    last_path = cfg.out / "last.pt"
+def check_resumable(cfg: TrainConfig, identity: dict[str, Any]) -> None:
+    """With --resume, OUT/last.pt must be of this model kind, data, classes and split (its weights would be
+    exported as a model of this data); checked before the images are read and anything is written."""
     if not cfg.resume:
-        return 0, [], -1.0
+        return
+    last_path = cfg.out / "last.pt"
     state = torch.load(last_path, map_location="cpu", weights_only=False)
     if state.get("arch", cfg.arch) != cfg.arch:
         raise MaskwatchError(f"{last_path} holds a {state['arch']} model; resume with --arch {state['arch']}")
@@ -334,6 +333,15 @@ def resume(cfg: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Opti
             data = f", from {saved['data']}" if saved.get("data") != identity["data"] else ""
             raise MaskwatchError(f"{last_path} was trained with {what}{detail}{data}; resume with the command "
                                  f"that started it (same --data, --val-split, --seed, --quick, --label-map, --classes)")
+
+
+def resume(cfg: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[int, list[dict], float]:
+    """Start epoch, history and best score: from OUT/last.pt with --resume (check_resumable said it fits), else
+    a fresh start."""
+    last_path = cfg.out / "last.pt"
+    if not cfg.resume:
+        return 0, [], -1.0
+    state = torch.load(last_path, map_location="cpu", weights_only=False)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     print(f"resumed from {last_path} at epoch {state['epoch']}")
@@ -420,11 +428,13 @@ def fit(cfg: TrainConfig) -> Path:
     if cfg.classes is None:
         print(f"classes of {cfg.data}: {', '.join(dataset.classes)} (fix the list with --classes)")
     train_set, val_set = split_for_training(dataset, cfg)
+    identity = run_identity(cfg, train_set, val_set)
+    check_resumable(cfg, identity)
     train_set, val_set, images = read_images(train_set, val_set)
     if not cfg.resume and earlier:  # (--overwrite; a two-stage head left beside a one-stage model
         log.warning("%s: the earlier run there is replaced (--overwrite)", cfg.out)  # would be what --model loads)
         shutil.rmtree(cfg.out / "model", ignore_errors=True)
-        for name in RUN_FILES:
+        for name in (*RUN_FILES, "val.txt"):
             (cfg.out / name).unlink(missing_ok=True)
     cfg.out.mkdir(parents=True, exist_ok=True)  # only once the data is known to be usable
     (cfg.out / "val.txt").write_text("".join(f"{s.stem}\n" for s in val_set.samples))  # for detect --list
@@ -434,8 +444,7 @@ def fit(cfg: TrainConfig) -> Path:
     recipe: Recipe = recipe_type(cfg, train_set, val_set, images)
     recipe.model.to(device)
     optimizer = torch.optim.AdamW(recipe.param_groups(), lr=recipe.lr, weight_decay=cfg.weight_decay)
-    identity = run_identity(cfg, train_set, val_set)
-    start_epoch, history, best = resume(cfg, recipe.model, optimizer, identity)
+    start_epoch, history, best = resume(cfg, recipe.model, optimizer)
     schedule = CosineSchedule(recipe.lr, cfg.epochs, recipe.warmup_steps)
     rarest = dataset.classes[rarest_class(train_set)]
     epoch_dir = cfg.out / "epoch"

@@ -9,10 +9,11 @@ import time
 
 from maskwatch.video.bus import EventBus
 from maskwatch.video.emitter import EventEmitter
+from maskwatch.video.sources import NO_FRAME_DOWN_S
 
 log = logging.getLogger(__name__)
 
-DOWN_AFTER_S = 5.0  # no frame for this long: camera.down (a stream's hiccup of a second or two is not an outage)
+DOWN_AFTER_S = NO_FRAME_DOWN_S  # no frame for this long: camera.down (and `serve` lists the camera reconnecting)
 REMIND_EVERY_S = 60.0  # while it lasts, a warning this often (one line at the start is lost in a day's log)
 
 
@@ -28,7 +29,6 @@ class OutageWatch:
         self.last_time_s = 0.0  # the source time of the last frame
         self.down_since: float | None = None
         self._reminded_at = 0.0
-        self.outages = 0
 
     def frame(self, time_s: float) -> None:
         now = time.monotonic()
@@ -45,7 +45,6 @@ class OutageWatch:
         gap = now - self.last_frame_at
         if self.down_since is None and gap >= self.down_after_s:
             self.down_since, self._reminded_at = now, now
-            self.outages += 1
             log.warning("%s: no frame for %.0f s: nobody is watched until it is back (camera.down)", self.name, gap)
             self.bus.publish(self.emitter.camera_event(up=False, time_s=self.last_time_s + gap,
                                                        reason=f"no frame for {gap:.0f} s"))

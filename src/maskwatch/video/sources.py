@@ -261,6 +261,7 @@ def upright(image: np.ndarray, rotation: float) -> np.ndarray:
     return image if turn is None else cv2.rotate(image, turn)
 
 
+NO_FRAME_DOWN_S = 5.0  # a live source without a frame this long is down (a hiccup of a second or two is not)
 FOLDER_FPS = 10.0  # a folder of images played as a video: the frame rate its times are counted in
 
 
@@ -385,7 +386,6 @@ class LiveSource(FrameSource):
 
     def _read_loop(self, capture: cv2.VideoCapture) -> None:
         delay = self.backoff[0]
-        lost_at: float | None = None
         while not self._stop.is_set():
             ok, image = capture.read() if capture is not None else (False, None)
             if ok and image is not None:
@@ -394,7 +394,7 @@ class LiveSource(FrameSource):
                     capture.release()
                     self._fail(refusal)
                     return
-                lost_at, delay = None, self.backoff[0]
+                delay = self.backoff[0]
                 with self._lock:
                     self._latest, self._latest_at = image, time.time()
                     self._sequence += 1
@@ -403,10 +403,10 @@ class LiveSource(FrameSource):
             if capture is not None:
                 capture.release()
                 log.warning("%s: stream dropped; reconnecting", self.name)
-            lost_at = lost_at or time.monotonic()
-            if self.give_up_after_s is not None and time.monotonic() - lost_at >= self.give_up_after_s:
-                self._fail(f"{self.name}: no frame for {time.monotonic() - lost_at:.0f} s; given up "
-                           f"(--give-up-after {self.give_up_after_s:g})")
+            gap = time.time() - (self._latest_at or 0.0)  # since the last frame (a read may wait its timeout)
+            if self.give_up_after_s is not None and gap >= self.give_up_after_s:
+                self._fail(f"{self.name}: no frame for {gap:.0f} s; given up (--give-up-after "
+                           f"{self.give_up_after_s:g})")
                 return
             self._stop.wait(delay)
             delay = min(delay * 2, self.backoff[1])
@@ -458,9 +458,10 @@ class LiveSource(FrameSource):
             index += 1
 
     def receiving(self) -> bool:
-        """A frame arrived within the last few frame intervals (2 s at least): else the stream is down."""
+        """A frame arrived within NO_FRAME_DOWN_S (or four frame intervals of a slow camera): else the stream is
+        down, as the pipeline's camera.down says (video/outage.py)."""
         at = self._latest_at
-        return at is not None and time.time() - at < max(2.0, 4 / self.fps) and not self._failed
+        return at is not None and time.time() - at < max(NO_FRAME_DOWN_S, 4 / self.fps) and not self._failed
 
     def stop(self) -> None:
         self._stop.set()

@@ -191,6 +191,15 @@ class EventStore:
         self.db.close()
 
 
+def event_stored(path: Path, event_id: str) -> bool:
+    """Whether the database holds the event (its writes come from their own thread, a moment after the event)."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return db.execute("SELECT 1 FROM events WHERE id = ?", (event_id,)).fetchone() is not None
+    finally:
+        db.close()
+
+
 def read_events(path: Path, camera: str | Sequence[str] | None = None, type: str | Sequence[str] | None = None,
                 since: float | None = None, run_id: int | None = None, limit: int = 1000, after_id: str | None = None,
                 newest_first: bool = False, before_id: str | None = None) -> list[dict[str, Any]]:

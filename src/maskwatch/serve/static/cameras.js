@@ -322,7 +322,7 @@ function eventItem(event) {
   const item = el("li", {class: alert ? "alert" : "", "data-type": event.type, "data-id": event.id},
                   el("time", {datetime: event.time, text: clock(event.time)}),
                   el("span", {class: event.class || ""}, el("i", {class: "dot"})),
-                  el("span", {text: `${who} ${what}${where}`}));
+                  el("span", {text: `${who} ${what}${where}` + (event.reason ? ` (${event.reason})` : "")}));
   if (event.snapshot) {
     item.append(el("img", {src: `data:image/jpeg;base64,${event.snapshot}`, alt: "snapshot (face blurred)"}));
   }

@@ -50,9 +50,11 @@ class DatabaseSink(Sink):
         self._thread.start()
 
     def _write(self, call: Callable[..., None], *args: Any) -> None:
+        """Queue a write; an earlier write's failure is raised here (after queuing this one), so the bus counts
+        each failure once, on the pipeline's thread."""
+        self._writes.put((call, args))
         if self._errors:
             raise self._errors.pop(0)
-        self._writes.put((call, args))
 
     def _write_loop(self) -> None:
         said_locked = False
@@ -82,9 +84,12 @@ class DatabaseSink(Sink):
                 said_locked = False
 
     def event(self, event: Event) -> None:
-        self._write(self.store.save_event, self.run_id, event)
+        writes = [(self.store.save_event, (self.run_id, event))]
         if event.type in (PERSON_ENTERED, PERSON_UNMASKED, PERSON_LEFT) and event.track is not None:
-            self._write(self.store.save_tracks, self.run_id, [copy.deepcopy(event.track)])  # as it is now
+            writes.append((self.store.save_tracks, (self.run_id, [copy.deepcopy(event.track)])))  # as it is now
+        for call, args in writes[:-1]:
+            self._writes.put((call, args))
+        self._write(writes[-1][0], *writes[-1][1])
 
     def frame(self, view: FrameView) -> None:
         """People per class seen in each window: confirmed tracks only, as in every other count."""

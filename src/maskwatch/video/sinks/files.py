@@ -50,22 +50,30 @@ class SummaryFilesSink(Sink):
         self._frames = 0
 
     def open(self, run: RunInfo) -> None:
-        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.out.parent.mkdir(parents=True, exist_ok=True)  # (the files are made with the first frame: a run that
+        self._tracks, self._frames = None, 0  # never starts leaves an earlier run's files as they were)
+
+    def _start(self) -> None:
         self._tracks = self.out.with_suffix(".tracks.csv").open("w", newline="")
         csv.writer(self._tracks).writerow(TRACKS_CSV_HEADER)
+        self._tracks.flush()
 
     def frame(self, view: FrameView) -> None:
+        if self._tracks is None:
+            self._start()
         self._frames += 1
 
     def event(self, event: Event) -> None:
         if event.type == PERSON_LEFT and event.track is not None:
+            if self._tracks is None:
+                self._start()
             csv.writer(self._tracks).writerow(track_row(event.track))
             self._tracks.flush()
 
     def close(self, end: RunEnd) -> None:
-        if self._tracks is not None:
-            self._tracks.close()
         if not self._frames and end.summary.status == "failed":  # it never started (another output refused to
-            self.out.with_suffix(".tracks.csv").unlink(missing_ok=True)  # open, the source failed): the error
-            return  # is said; files describing no run would only mislead
+            return  # open, the source failed): the error is said; files describing no run would only mislead
+        if self._tracks is None:
+            self._start()
+        self._tracks.close()
         write_summary_files(end.summary, self.out)

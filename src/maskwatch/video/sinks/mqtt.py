@@ -54,6 +54,7 @@ class MqttSink(Sink):
         self._connected = False
         self._closing = False
         self._said_unreachable = False  # one warning per outage, not one per retry
+        self._camera_down = False  # between camera.down and camera.up: availability stays offline
 
     def _topic(self, *parts: str) -> str:
         return "/".join((self.topic_prefix, *parts))
@@ -65,7 +66,7 @@ class MqttSink(Sink):
                                  f"own MqttSink")
         with self._lock:
             self._pending, self._acked_early = {}, set()
-        self._connected = self._closing = self._said_unreachable = False
+        self._connected = self._closing = self._said_unreachable = self._camera_down = False
         self.topic_prefix = self.prefix.replace("{camera}", run.camera)
         # Unique per sink: two --mqtt outputs to one broker under one id would each close the other's connection.
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
@@ -97,7 +98,8 @@ class MqttSink(Sink):
         else:
             log.info("mqtt: connected to %s:%d", self.host, self.port)
         self._said_unreachable = False
-        self._publish(self._topic("availability"), "online", retain=True)
+        # (a reconnect while the camera is down must not say online: what a subscriber reads is retained)
+        self._publish(self._topic("availability"), "offline" if self._camera_down else "online", retain=True)
 
     def _on_connect_fail(self, client, userdata) -> None:
         """The broker cannot be reached (down, wrong address, a name that does not resolve): said once, while
@@ -139,8 +141,8 @@ class MqttSink(Sink):
         if event.type == COUNTS:
             self._publish(self._topic("state"), payload, retain=True)
         elif event.type in (CAMERA_DOWN, CAMERA_UP):  # a dead camera is not an empty doorway: its entities
-            self._publish(self._topic("availability"), "online" if event.type == CAMERA_UP else "offline",
-                          retain=True)  # turn unavailable (Home Assistant reads this topic)
+            self._camera_down = event.type == CAMERA_DOWN  # turn unavailable (Home Assistant reads this topic)
+            self._publish(self._topic("availability"), "offline" if self._camera_down else "online", retain=True)
 
     def close(self, end: RunEnd) -> None:
         if self.client is None:

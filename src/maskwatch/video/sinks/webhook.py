@@ -14,11 +14,13 @@ With a secret, `X-Maskwatch-Signature-256: sha256=<hex>` is the HMAC-SHA256 of t
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import hmac
 import logging
 import os
 import socket
+import sqlite3
 import threading
 import time
 import uuid
@@ -88,6 +90,9 @@ class WebhookSink(Sink):
         self._db = None
         self._last_error = ""
         self._died: str | None = None  # why the sender thread stopped, if it did before close()
+        self._incoming: collections.deque = collections.deque()  # events not yet in the queue table (it was busy)
+        self._said_held = False
+        self._busy_ms = 30000  # the queue connection's own busy timeout, set back after a short try
         self.owner = ""  # this open's name on its queue rows
 
     # -- the queue (shared by the pipeline thread and the sender thread) --
@@ -100,8 +105,9 @@ class WebhookSink(Sink):
         self._interrupt.clear()
         self._deadline = None
         self.dropped, self._last_error, self._died = 0, "", None
-        self.refused = {}
+        self.refused, self._said_held = {}, False
         self._db = connect(self.queue_path)
+        self._busy_ms = int(self._db.execute("PRAGMA busy_timeout").fetchone()[0])
         self._db.executescript(QUEUE_SCHEMA)
         add_missing_columns(self._db, "webhook_queue", [("owner", "TEXT")])  # queues of older versions
         self._db.execute(QUEUE_INDEX)
@@ -134,17 +140,62 @@ class WebhookSink(Sink):
         """Events this sender still has to deliver."""
         with self._lock:
             return self._db.execute("SELECT COUNT(*) FROM webhook_queue WHERE owner = ?",
-                                    (self.owner,)).fetchone()[0]
+                                    (self.owner,)).fetchone()[0] + len(self._incoming)
 
     def event(self, event: Event) -> None:
-        with self._lock:
-            self._db.execute("INSERT INTO webhook_queue (url, event_id, type, body, queued_at, owner) "
-                             "VALUES (?, ?, ?, ?, ?, ?)",
-                             (self.url, event.id, event.type, event.to_json(), time.time(), self.owner))
-            self._trim()
-            self._db.commit()
+        """Queued in the database at once when it is free; when another process holds it locked (or the sender is
+        in the middle of a write), kept in memory and queued by the sender: the video never waits on SQLite."""
+        row = (self.url, event.id, event.type, event.to_json(), time.time(), self.owner)
+        stored = False
+        if not self._incoming and self._lock.acquire(timeout=0.05):  # (in order: after what waits in memory)
+            try:
+                stored = self._insert([row], busy_ms=50)
+            finally:
+                self._lock.release()
+        if not stored:
+            if not self._incoming and not self._said_held:
+                log.warning("webhook %s: the queue's database %s is busy (locked by another process?); events are "
+                            "kept in memory and queued once it is free, the video goes on", self.url, self.queue_path)
+                self._said_held = True
+            self._incoming.append(row)
         with self._wake:
             self._wake.notify()
+
+    def _insert(self, rows: list[tuple], busy_ms: int | None = None) -> bool:
+        """Rows into the queue table (the caller holds self._lock); with busy_ms, give up (False) rather than wait
+        longer for a database another process holds."""
+        if busy_ms is not None:
+            self._db.execute(f"PRAGMA busy_timeout = {int(busy_ms)}")
+        try:
+            self._db.executemany("INSERT INTO webhook_queue (url, event_id, type, body, queued_at, owner) "
+                                 "VALUES (?, ?, ?, ?, ?, ?)", rows)
+            self._trim()
+            self._db.commit()
+            return True
+        except sqlite3.OperationalError as exc:
+            self._db.rollback()
+            if busy_ms is None or "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            return False
+        finally:
+            if busy_ms is not None:
+                self._db.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+
+    def _store_incoming(self) -> None:
+        """What event() kept in memory, into the queue table, on the sender's thread (waits out a lock)."""
+        if not self._incoming:
+            return
+        with self._lock:
+            rows = [self._incoming.popleft() for _ in range(len(self._incoming))]
+            try:
+                self._insert(rows)
+            except BaseException:
+                self._incoming.extendleft(reversed(rows))
+                raise
+        if self._said_held and not self._incoming:
+            log.warning("webhook %s: the queue's database is free again; the events kept meanwhile are queued",
+                        self.url)
+            self._said_held = False
 
     def _trim(self) -> None:
         """Keep at most max_queue events of this sender: drop the oldest `counts` first, then the oldest of any
@@ -188,11 +239,13 @@ class WebhookSink(Sink):
                    "X-Maskwatch-Event-Id": event_id}
         if self.secret:
             headers[SIGNATURE_HEADER] = signature_of(data, self.secret)
+        timeout = self.timeout_s  # at the end of a run, no longer than the time left to drain the queue
+        if self._deadline is not None:
+            timeout = max(0.5, min(timeout, self._deadline - time.monotonic()))
         try:
-            response = session.post(self.url, data=data, headers=headers, timeout=self.timeout_s,
-                                    allow_redirects=False)
-        except requests.Timeout as exc:
-            self._last_error = f"no answer within {self.timeout_s:g} s ({type(exc).__name__})"
+            response = session.post(self.url, data=data, headers=headers, timeout=timeout, allow_redirects=False)
+        except requests.ReadTimeout as exc:  # connected, but no answer (a ConnectTimeout is a receiver away)
+            self._last_error = f"no answer within {timeout:g} s ({type(exc).__name__})"
             return "retry"
         except requests.RequestException as exc:
             self._last_error = f"{type(exc).__name__}"
@@ -209,13 +262,14 @@ class WebhookSink(Sink):
 
     def _send_loop(self) -> None:
         delay, failing, errors = self.backoff[0], False, 0
-        last_seq, tries = None, 0  # the same queued event posted again and again
+        last_seq, tries, said_slow = None, 0, False  # the same queued event posted again and again
         adopted_at = time.monotonic()
         with requests.Session() as session:
             while True:
                 if self._deadline is not None and time.monotonic() > self._deadline:
                     return
                 try:
+                    self._store_incoming()
                     row = self._oldest()
                     if row is None:
                         if self._closing.is_set():
@@ -231,15 +285,17 @@ class WebhookSink(Sink):
                     outcome = self._post(session, event_id, type_, body)
                     tries = tries + 1 if seq == last_seq else 1
                     last_seq = seq
-                    if outcome == "retry" and tries == SLOW_AFTER and self._last_error.startswith("no answer"):
+                    if outcome == "retry" and tries == SLOW_AFTER and self._last_error.startswith("no answer") \
+                            and not said_slow:
+                        said_slow = True
                         log.warning("webhook %s: the receiver took the same event %d times without answering within "
                                     "%g s: it is slow rather than down, and gets it again until it answers in time "
-                                    "(answer first and work after, or give the webhook a longer `timeout` in a "
+                                    "(answer first and work after, or raise --webhook-timeout, `timeout:` in a "
                                     "camera config file)", self.url, tries, self.timeout_s)
                     if outcome != "retry":
                         if failing:
                             log.warning("webhook %s: receiver back; sending the queued events", self.url)
-                        failing, delay = False, self.backoff[0]
+                        failing, delay, said_slow = False, self.backoff[0], False
                         self._remove(seq)
                         errors = 0
                         continue
@@ -284,6 +340,12 @@ class WebhookSink(Sink):
                         "stays queued for the next run)", self.url, remaining)
         self._thread.join()
         self._thread = None
+        try:
+            self._store_incoming()  # (what the sender had no time to queue: for the next run)
+        except Exception as exc:  # noqa: BLE001
+            log.error("webhook %s: %d event(s) could not be queued in %s (%s); they are lost", self.url,
+                      len(self._incoming), self.queue_path, exc)
+            self._incoming.clear()
         left = self.queued()
         if left:
             log.warning("webhook %s: %d event(s) not delivered within %.1f s; they stay queued in %s and are sent "
