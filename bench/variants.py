@@ -6,8 +6,8 @@ Rows: the refined look (none, for every face instead of faces under `refine_max_
 whose first look gives no class >= `refine_min_prob`), flip averaging, fewer candidates classified (the face
 finder's score floor raised from thresholds.MIN_FACE_SCORE), a second upscaled face-finder pass (to 1200 px), the
 coarse look at half scale that replaces the full first pass when its faces are big (none, or kept only when they
-are 60 px there, or already from 32 px; ScalePolicy.coarse_first, coarse_accept_px) and a dynamic int8 head (onnxruntime quantize_dynamic). Every class a
-face plausibly is is listed, as `detect` writes; the columns are bench/accuracy.py's (both sets, ms per image and
+are 60 px there, or already from 32 px; ScalePolicy.coarse_first, coarse_accept_px) and a dynamic int8 head
+(onnxruntime quantize_dynamic). Every class a face plausibly is is listed, as `detect` writes; the columns are bench/accuracy.py's (both sets, ms per image and
 per 640x480 frame).
 Writes out/bench/variants.json.
 """

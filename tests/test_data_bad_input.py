@@ -363,7 +363,8 @@ def test_labels_that_are_not_mask_classes_are_named_with_the_renaming_their_name
 @pytest.mark.parametrize("label, meant", [("mask", "with_mask"), ("Mask On", "with_mask"), ("no_mask", "without_mask"),
                                           ("mask_off", "without_mask"), ("not_masked", "without_mask"),
                                           ("maskless", "without_mask"), ("NoMask", "without_mask"),
-                                          ("incorrect", "mask_weared_incorrect"), ("mask_chin", "mask_weared_incorrect"),
+                                          ("incorrect", "mask_weared_incorrect"),
+                                          ("mask_chin", "mask_weared_incorrect"),
                                           ("unknown", None), ("helmet", None)])
 def test_the_suggested_renaming_reads_negations_and_suggests_nothing_for_other_names(label, meant):
     from maskwatch.classes import likely_mask_class

@@ -154,7 +154,8 @@ def test_a_predictions_file_cut_short_scores_its_whole_lines_and_says_the_broken
     path.write_text(text[:-30])  # the last line cut (a copy or a disk that gave out)
     preds = list(read_predictions(path, MASK_CLASSES))
     assert len(preds) == len(small) - 1
-    assert f"cut.jsonl:{len(small)}: not valid JSON" in caplog.text and "counts as one without predictions" in caplog.text
+    assert f"cut.jsonl:{len(small)}: not valid JSON" in caplog.text
+    assert "counts as one without predictions" in caplog.text
     path.write_text("Traceback (most recent call last):\n" + text)  # line 1: not a predictions file at all
     with pytest.raises(MaskwatchError, match="cut.jsonl:1: not valid JSON .*expected JSON Lines"):
         list(read_predictions(path, MASK_CLASSES))

@@ -515,6 +515,7 @@ def test_a_camera_without_frames_is_said_down_on_the_bus_and_up_when_they_come_b
     down = next(e for e in events if e.type == CAMERA_DOWN)
     assert down.as_dict()["reason"].startswith("no frame for ") and summary.frames >= 2
     assert summary.status == "ended_early" and "given up (--give-up-after 6)" in summary.message
+    assert summary.live  # (`watch` then exits with 1, for a service manager to start it again)
 
 
 def test_labels_of_faces_at_the_top_edge_are_drawn_over_the_counts_band():

@@ -539,6 +539,8 @@ def watch(source: Optional[str] = typer.Argument(None, metavar="SOURCE",
         typer.echo(f"error: the {' and the '.join(summary.failed_outputs)} could not be written completely (see "
                    f"above)", err=True)
         raise typer.Exit(1)
+    if summary.live and summary.status == "ended_early":  # a stream lost (--give-up-after) or changed: a service
+        raise typer.Exit(1)  # manager's Restart=on-failure starts it again
 
 
 @app.command(short_help="Summarise recorded runs: people, compliance, chart.")

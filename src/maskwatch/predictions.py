@@ -136,7 +136,8 @@ def read_predictions(path: Path, classes: list[str] | tuple[str, ...],
         except UnicodeDecodeError as exc:
             raise MaskwatchError(f"{path}: not a text file; expected {FORMAT_HINT}") from exc
     if len(broken) > 1:
-        log.warning("%s: %d lines left out as not valid JSON (lines %s)", path, len(broken), name_some(map(str, broken)))
+        log.warning("%s: %d lines left out as not valid JSON (lines %s)", path, len(broken),
+                    name_some(map(str, broken)))
 
 
 def _array_message(path: Path) -> str:

@@ -199,7 +199,8 @@ class VideoPipeline:
         camera = self.camera or camera_name_of(str(name))
         summary = WatchSummary(source=str(name), camera=camera, run=uuid.uuid4().hex[:16],
                                output=str(out) if out else None,
-                               database=str(self.database) if self.database else None, source_fps=frames_source.fps)
+                               database=str(self.database) if self.database else None, source_fps=frames_source.fps,
+                               live=frames_source.live)
         try:
             zones = ZoneCounter(self.zones, self.lines, frames_source.size)
         except BaseException:

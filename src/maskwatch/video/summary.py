@@ -37,6 +37,7 @@ class WatchSummary:
     # Sinks that failed during the run, by name: {"failures": n, "first": "hook: error", "required": bool}.
     sink_failures: dict[str, dict[str, Any]] = field(default_factory=dict)
     status: str = "finished"  # finished, interrupted, ended_early, failed
+    live: bool = False  # a camera or stream (its ended_early is a lost stream, not a truncated file)
     message: str | None = None
     output: str | None = None
     database: str | None = None
