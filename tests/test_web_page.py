@@ -68,6 +68,17 @@ def test_upload_a_video_see_progress_then_it_plays(browser, server, photo, tmp_p
     assert "Done: 12 frames" in page.inner_text("#status")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "web_video.png"), full_page=True)
+    # A reload (or the page closed and opened again in the tab) comes back to the job ...
+    page.reload()
+    page.wait_for_selector("video#annotated", timeout=60_000)
+    assert "Done: 12 frames" in page.inner_text("#status")
+    job = page.evaluate("JSON.parse(sessionStorage.getItem('maskwatch.job'))")
+    assert httpx.get(server + job["status_url"], timeout=30).status_code == 200
+    # ... and the annotated video, which shows faces, can be deleted from the server.
+    page.click("#delete")
+    page.wait_for_function("document.querySelector('#status').textContent.startsWith('Deleted')", timeout=30_000)
+    assert httpx.get(server + job["status_url"], timeout=30).status_code == 404
+    assert page.evaluate("sessionStorage.getItem('maskwatch.job')") is None
     page.close()
 
 
@@ -93,3 +104,22 @@ def test_the_api_docs_render_offline_from_the_package(browser, server):
     assert {"/v1/detect", "/v1/videos", "/v1/cameras/{name}/stream"} <= {path.strip() for path in shown}
     assert outside == []
 
+
+
+def test_a_server_with_an_api_key_asks_for_it_once_and_the_tab_keeps_it(browser, photo, tmp_path):
+    with running_server(tmp_path / "keyed", "--api-key", "s3cret") as (url, _):
+        page = browser.new_page()
+        page.goto(url)
+        page.set_input_files("#file", str(photo))
+        page.wait_for_function("document.querySelector('#error').textContent.includes('needs its API key')")
+        assert page.is_visible("#apikey")
+        page.fill("#apikey", "s3cret")
+        page.dispatch_event("#apikey", "change")
+        page.set_input_files("#file", str(photo))  # the same file again: taken (the field was cleared)
+        page.wait_for_selector("img#annotated", timeout=60_000)
+        page.reload()  # the key stays for the tab (session storage, shared with the cameras page)
+        page.set_input_files("#file", str(photo))
+        page.wait_for_selector("img#annotated", timeout=60_000)
+        assert page.evaluate("sessionStorage.getItem('maskwatch.key')") == "s3cret"
+        assert page.inner_text("#error") == ""
+        page.close()
