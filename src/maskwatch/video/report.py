@@ -85,6 +85,7 @@ def read_report(path: Path, run_id: int | None = None, camera: str | None = None
         zones, lines = _zone_counts(db, ids, since)
         _add_quiet_areas(runs, zones, lines)
         classes = [*MASK_CLASSES, *sorted(set(people) - set(MASK_CLASSES))]
+        people = {c: people.get(c, 0) for c in classes}  # every class, 0 included, as the live counts list them
         zones, lines = _as_live_counts(zones, lines, classes)
     except sqlite3.DatabaseError as exc:
         raise MaskwatchError(f"{path}: not a maskwatch events database ({exc})") from exc
