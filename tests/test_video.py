@@ -487,7 +487,8 @@ def test_a_live_stream_that_comes_back_at_another_size_or_not_at_all_ends_early(
     assert source.ended_early and reason in source.ended_early
 
 
-def test_a_camera_without_frames_is_said_down_on_the_bus_and_up_when_they_come_back(detector, monkeypatch):
+def test_a_camera_without_frames_is_said_down_on_the_bus_and_up_when_they_come_back(detector, monkeypatch,
+                                                                                    tmp_path):
     """A dead camera must not look like an empty doorway: camera.down once no frame came for a while, camera.up
     with the frames; here the stream drops after 5 frames, comes back with 5 more once camera.down was said, then
     drops for good and is given up."""
@@ -509,13 +510,17 @@ def test_a_camera_without_frames_is_said_down_on_the_bus_and_up_when_they_come_b
     monkeypatch.setattr(LiveSource, "_open", reopen)
     source = LiveSource("rtsp://camera/stream", give_up_after_s=6, backoff_s=(0.2, 0.2))
     options = WatchOptions(camera_down_after_s=1.0, summary_every=None)
-    summary = VideoPipeline(detector, options, sinks=[CallbackSink(on_event=on_event)]).run(source)
+    db = tmp_path / "events.sqlite"
+    summary = VideoPipeline(detector, options, db, sinks=[CallbackSink(on_event=on_event)]).run(source)
     kinds = [e.type for e in events if e.type in (CAMERA_DOWN, CAMERA_UP)]
     assert kinds == [CAMERA_DOWN, CAMERA_UP, CAMERA_DOWN], kinds  # down, back, down for good
     down = next(e for e in events if e.type == CAMERA_DOWN)
     assert down.as_dict()["reason"].startswith("no frame for ") and summary.frames >= 2
     assert summary.status == "ended_early" and "given up (--give-up-after 6)" in summary.message
     assert summary.live  # (`watch` then exits with 1, for a service manager to start it again)
+    from maskwatch.video.report import read_report
+
+    assert read_report(db).runs[0]["camera_outages"] == 2  # what `maskwatch report` lists
 
 
 def test_labels_of_faces_at_the_top_edge_are_drawn_over_the_counts_band():

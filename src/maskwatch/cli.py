@@ -553,10 +553,12 @@ def report(db: Path = typer.Argument(..., help="Events database written by `mask
 
     result = read_report(db, run)
     table = Table(title=f"{db}: {len(result.runs)} run(s)")
-    for column in ("run", "source", "frames", "status"):
+    outages = any(r.get("camera_outages") for r in result.runs)  # (a column only where a camera went down)
+    for column in ("run", "source", "frames", "status", *(["camera outages"] if outages else [])):
         table.add_column(column)
     for r in result.runs:
-        table.add_row(str(r["id"]), str(r["source"]), str(r["frames"]), str(r["status"]))
+        table.add_row(str(r["id"]), str(r["source"]), str(r["frames"]), str(r["status"]),
+                      *([str(r.get("camera_outages", 0))] if outages else []))
     Console().print(table)
     people = _people_text(result.people)
     compliance = f"{result.compliance:.0%}" if result.compliance is not None else "n/a"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from maskwatch.classes import MASK_CLASSES, compliance_of
 from maskwatch.errors import MaskwatchError
+from maskwatch.video.events import CAMERA_DOWN
 from maskwatch.video.zones import line_counts, zone_counts
 
 
@@ -67,6 +68,10 @@ def read_report(path: Path, run_id: int | None = None, camera: str | None = None
             raise MaskwatchError(f"{path}: no runs recorded" + (f" with id {run_id}" if run_id else "") +
                                  (f" for camera {camera!r}" if camera else "") + (" in that time" if since else ""))
         marks = ",".join("?" * len(ids))
+        outages = dict(db.execute(f"SELECT run_id, COUNT(*) FROM events WHERE type = ? AND run_id IN ({marks}) "
+                                  f"GROUP BY run_id", (CAMERA_DOWN, *ids)).fetchall())
+        for r in runs:  # a live camera that sent no frame for a while (camera.down): nobody was watched then
+            r["camera_outages"] = outages.get(r["id"], 0)
         after = "AND r.started_at + {} >= ?" if since is not None else ""
         since_args = (since,) if since is not None else ()
         people: dict[str, int] = {}  # the tracks table holds confirmed tracks only: the emitter decided
