@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Literal
 
 from maskwatch.data.coco import read_coco, roboflow_sides, write_coco
 from maskwatch.data.dataset import Dataset
-from maskwatch.data.tfrecord import read_tfrecord, write_tfrecord
+from maskwatch.data.tfrecord import is_record_file, read_tfrecord, write_tfrecord
 from maskwatch.data.voc import read_voc, write_voc
 from maskwatch.data.yolo import CLASS_FILES, read_yolo, write_yolo
 from maskwatch.errors import MaskwatchError
@@ -29,7 +29,7 @@ def detect_format(path: Path) -> Format:
     if path.is_file():
         if path.suffix == ".json":
             return "coco"
-        if ".tfrecord" in path.name or path.suffix == ".record":
+        if is_record_file(path):
             return "tfrecord"
         raise MaskwatchError(f"{path}: cannot tell the data format of this file; pass --format")
     if not path.is_dir():
@@ -37,7 +37,7 @@ def detect_format(path: Path) -> Format:
     found: list[Format] = []  # in the order they are preferred
     if any((path / name).is_file() for name in CLASS_FILES):
         found.append("yolo")
-    if any(".tfrecord" in p.name or p.suffix == ".record" for p in path.iterdir()):
+    if any(is_record_file(p) for p in path.iterdir()):
         found.append("tfrecord")
     if any(path.glob("*.json")) or any(path.glob("annotations/*.json")) or roboflow_sides(path):
         found.append("coco")

@@ -11,6 +11,7 @@ from typing import Sequence
 
 from maskwatch.data.dataset import read_text_file
 from maskwatch.data.images import IMAGE_SUFFIXES, list_images, warn_unread, without_broken_links
+from maskwatch.data.tfrecord import is_record_file
 from maskwatch.errors import MaskwatchError
 
 log = logging.getLogger(__name__)
@@ -73,8 +74,7 @@ def collect_images(specs: Sequence[str | Path], only: Path | None = None) -> lis
             seen.add(path.resolve())
             unique.append(path)
     if not unique:
-        records = [p for spec in specs if Path(spec).is_dir() for p in Path(spec).rglob("*")
-                   if ".tfrecord" in p.name or p.suffix == ".record"]  # (TF's object detection API: .record)
+        records = [p for spec in specs if Path(spec).is_dir() for p in Path(spec).rglob("*") if is_record_file(p)]
         hint = (f"; {records[0].parent} holds TFRecord files, which embed their images: `maskwatch convert "
                 f"{records[0].parent} FOLDER --to voc` writes them out as files" if records else "")
         raise MaskwatchError(f"{', '.join(map(str, specs))}: no images found (looked for "

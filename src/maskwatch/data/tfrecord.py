@@ -52,10 +52,16 @@ def write_label_map(classes: list[str], path: Path) -> None:
     path.write_text("".join(f"item {{\n  id: {i}\n  name: '{name}'\n}}\n" for i, name in enumerate(classes, 1)))
 
 
+def is_record_file(path: Path) -> bool:
+    """A TFRecord file by its name: data.tfrecord, train.tfrecord-00000-of-00004 (shards), or the TF object
+    detection API's train.record."""
+    return ".tfrecord" in path.name or path.suffix == ".record"
+
+
 def _records(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
-    records = sorted(p for p in path.iterdir() if ".tfrecord" in p.name or p.suffix == ".record")
+    records = sorted(p for p in path.iterdir() if is_record_file(p))
     if not records:
         raise MaskwatchError(f"{path}: no .tfrecord / .record files")
     return records
