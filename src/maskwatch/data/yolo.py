@@ -26,8 +26,9 @@ CLASS_FILES = ("data.yaml", "classes.txt", "obj.names")  # Ultralytics, labelImg
 
 
 def read_yolo_classes(root: Path) -> list[str]:
-    yaml_path = root / "data.yaml"
-    txt_path = next((p for p in (root / "classes.txt", root / "obj.names") if p.is_file()), root / "classes.txt")
+    yaml_path = root / CLASS_FILES[0]
+    lists = [root / name for name in CLASS_FILES[1:]]  # the files of one name per line
+    txt_path = next((p for p in lists if p.is_file()), lists[0])
     if yaml_path.is_file():
         try:
             config = yaml.safe_load(read_text_file(yaml_path))
