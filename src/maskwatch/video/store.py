@@ -47,6 +47,11 @@ DEFAULT_DB = Path("out/maskwatch.sqlite")  # the events database of `watch` (and
 STALE_MESSAGE = "the process stopped without finishing this run (killed or crashed); its counts are partial"
 
 
+def is_busy(exc: sqlite3.OperationalError) -> bool:
+    """Whether SQLite refused because another connection holds the database (locked or busy), not for a fault."""
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
 def connect(path: Path, timeout_s: float = 30.0) -> sqlite3.Connection:
     """A connection to the events database, made ready: WAL (readers such as `maskwatch report` or the server
     do not block a running camera) and the tables."""

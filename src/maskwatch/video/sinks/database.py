@@ -16,13 +16,9 @@ from typing import Any, Callable
 
 from maskwatch.video.bus import FrameView, RunEnd, RunInfo, Sink
 from maskwatch.video.events import PERSON_ENTERED, PERSON_LEFT, PERSON_UNMASKED, Event
-from maskwatch.video.store import EventStore
+from maskwatch.video.store import EventStore, is_busy
 
 log = logging.getLogger(__name__)
-
-
-def is_locked(exc: sqlite3.OperationalError) -> bool:
-    return "locked" in str(exc) or "busy" in str(exc)
 
 
 class DatabaseSink(Sink):
@@ -49,10 +45,11 @@ class DatabaseSink(Sink):
         self._thread = threading.Thread(target=self._write_loop, daemon=True, name="maskwatch-database")
         self._thread.start()
 
-    def _write(self, call: Callable[..., None], *args: Any) -> None:
-        """Queue a write; an earlier write's failure is raised here (after queuing this one), so the bus counts
-        each failure once, on the pipeline's thread."""
-        self._writes.put((call, args))
+    def _write(self, *writes: tuple[Callable[..., None], tuple[Any, ...]]) -> None:
+        """Queue writes (a call and its arguments each); an earlier write's failure is raised here, after queuing
+        them, so the bus counts each failure once, on the pipeline's thread."""
+        for write in writes:
+            self._writes.put(write)
         if self._errors:
             raise self._errors.pop(0)
 
@@ -67,7 +64,7 @@ class DatabaseSink(Sink):
                     call(*args)
                     break
                 except sqlite3.OperationalError as exc:
-                    if not is_locked(exc) or self._give_up.is_set():
+                    if not is_busy(exc) or self._give_up.is_set():
                         self._errors.append(exc)
                         break
                     if not said_locked:  # (each try already waited the store's busy timeout)
@@ -87,9 +84,7 @@ class DatabaseSink(Sink):
         writes = [(self.store.save_event, (self.run_id, event))]
         if event.type in (PERSON_ENTERED, PERSON_UNMASKED, PERSON_LEFT) and event.track is not None:
             writes.append((self.store.save_tracks, (self.run_id, [copy.deepcopy(event.track)])))  # as it is now
-        for call, args in writes[:-1]:
-            self._writes.put((call, args))
-        self._write(writes[-1][0], *writes[-1][1])
+        self._write(*writes)
 
     def frame(self, view: FrameView) -> None:
         """People per class seen in each window: confirmed tracks only, as in every other count."""
@@ -98,13 +93,14 @@ class DatabaseSink(Sink):
             for tid, label in zip(people.tracker_id, people.data.get("class_name", [])):
                 self._window_tracks[int(tid)] = str(label)
         if view.frame.time_s - self._window_start >= self.window_s:
-            self._write(self.store.save_window, self.run_id, self._window_start, Counter(self._window_tracks.values()))
+            self._write((self.store.save_window, (self.run_id, self._window_start,
+                                                  Counter(self._window_tracks.values()))))
             self._window_start, self._window_tracks = view.frame.time_s, {}
         if (time.monotonic() - self._progress_at >= self.PROGRESS_EVERY_S
                 or view.frame.time_s - self._progress_video_s >= self.PROGRESS_EVERY_S):
             s = view.summary
-            self._write(self.store.save_progress, self.run_id, s.frames, s.detected_frames, s.tracked_frames,
-                        s.dropped_frames)
+            self._write((self.store.save_progress, (self.run_id, s.frames, s.detected_frames, s.tracked_frames,
+                                                    s.dropped_frames)))
             self._progress_at, self._progress_video_s = time.monotonic(), view.frame.time_s
 
     def close(self, end: RunEnd) -> None:

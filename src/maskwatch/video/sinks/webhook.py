@@ -32,7 +32,7 @@ import requests
 from maskwatch.errors import MaskwatchError
 from maskwatch.video.bus import RunEnd, RunInfo, Sink
 from maskwatch.video.events import COUNTS, Event
-from maskwatch.video.store import DEFAULT_DB, add_missing_columns, connect, process_alive
+from maskwatch.video.store import DEFAULT_DB, add_missing_columns, connect, is_busy, process_alive
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ class WebhookSink(Sink):
             return True
         except sqlite3.OperationalError as exc:
             self._db.rollback()
-            if busy_ms is None or "locked" not in str(exc) and "busy" not in str(exc):
+            if busy_ms is None or not is_busy(exc):
                 raise
             return False
         finally:
