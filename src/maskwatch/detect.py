@@ -8,11 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-import cv2
 from tqdm import tqdm
 
 from maskwatch.annotate import annotate
-from maskwatch.data.images import annotated_copy_name, read_image, write_image
+from maskwatch.data.images import read_image, save_annotated_copy
 from maskwatch.data.inputs import output_names
 from maskwatch.detector import Detector, best_class_per_face
 from maskwatch.errors import MaskwatchError
@@ -32,7 +31,7 @@ def detect_images(detector: Detector, paths: list[Path], out_dir: Path | None, m
                   draw_score: float, all_classes: bool, summary: DetectSummary) -> Iterator[ImagePredictions]:
     """Predictions for each readable image; annotated copies (boxes scored >= draw_score) into out_dir, under the
     input's own name and format (inputs that share a name keep enough of their folders to differ; a format OpenCV
-    does not write, such as HEIC, gets .jpg added: data.images.annotated_copy_name); out_dir is
+    does not write, such as HEIC, gets .jpg added: data.images.save_annotated_copy); out_dir is
     made only when there is something to put in it."""
     names = output_names(paths)
     for path, name in tqdm(list(zip(paths, names)), desc="detecting", unit="img", disable=len(paths) < 2):
@@ -46,13 +45,10 @@ def detect_images(detector: Detector, paths: list[Path], out_dir: Path | None, m
         shown = best_class_per_face(detections[detections.confidence >= draw_score] if len(detections) else detections)
         summary.counts.update(str(n) for n in shown.data.get("class_name", []))
         if out_dir:
-            target = out_dir / annotated_copy_name(name)
             try:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                if not write_image(target, annotate(image, shown, detector.classes)):
-                    raise OSError("OpenCV could not write it")
-            except (OSError, cv2.error) as exc:  # a full disk, a file where a folder should be: said, and on
-                summary.not_written.append(f"{target}: {exc}")
+                save_annotated_copy(out_dir, name, annotate(image, shown, detector.classes))
+            except MaskwatchError as exc:  # said when the run ends; the predictions and counts stand
+                summary.not_written.append(str(exc))
         yield ImagePredictions(name, image.shape[1], image.shape[0], detections)
 
 

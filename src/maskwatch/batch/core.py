@@ -13,11 +13,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
-
 from maskwatch.annotate import annotate
 from maskwatch.classes import MASK_CLASSES
-from maskwatch.data.images import annotated_copy_name, read_image, write_image
+from maskwatch.data.images import read_image, save_annotated_copy
 from maskwatch.detector import Detector
 from maskwatch.errors import MaskwatchError
 from maskwatch.predictions import ImagePredictions, result_parts
@@ -52,13 +50,11 @@ def detect_row(detector: Detector, path: str, conf: float, annotate_dir: Path | 
     row.update(width=record["width"], height=record["height"], detections=json.dumps(record["detections"]),
                faces=len(record["detections"]), **{c: counts.get(c, 0) for c in MASK_CLASSES})
     if annotate_dir is not None:
-        target = annotate_dir / annotated_copy_name(name or Path(path).name)
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if not write_image(target, annotate(image, detections, detector.classes), jpeg_quality=95):
-                raise OSError("OpenCV could not write it")
-        except (OSError, cv2.error) as exc:  # the detections stand; the row says the copy is missing
-            row["error"] = f"annotated copy {target} not written ({exc})"
+            save_annotated_copy(annotate_dir, name or Path(path).name, annotate(image, detections, detector.classes),
+                                jpeg_quality=95)
+        except MaskwatchError as exc:  # the detections stand; the row says the copy is missing
+            row["error"] = str(exc)
     return row
 
 

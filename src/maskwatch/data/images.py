@@ -203,6 +203,20 @@ def annotated_copy_name(name: str) -> str:
     return name if cv2.haveImageWriter(name) else f"{name}.jpg"
 
 
+def save_annotated_copy(folder: Path, name: str, image: np.ndarray, jpeg_quality: int = 92) -> Path:
+    """The annotated copy of input `name` (data.inputs.output_names) written into `folder` under
+    annotated_copy_name, its subfolders made; MaskwatchError naming it when it cannot be written (a full disk, a
+    file where a folder should be), so the caller says so and goes on with the next image."""
+    target = Path(folder) / annotated_copy_name(name)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not write_image(target, image, jpeg_quality):
+            raise OSError("OpenCV could not write it")
+    except (OSError, cv2.error) as exc:
+        raise MaskwatchError(f"annotated copy {target} not written ({exc})") from exc
+    return target
+
+
 def write_image(path: Path, image: np.ndarray, jpeg_quality: int = 92) -> bool:
     """Write an image in the format its suffix names; the JPEG quality only for JPEG (OpenCV warns about it on
     every other format). Returns OpenCV's answer: False when it could not write."""
