@@ -391,13 +391,14 @@ def detect(inputs: list[str] = typer.Argument(..., help=INPUTS_HELP, metavar="IN
     from maskwatch.data.inputs import collect_images
     from maskwatch.detect import run_detect
     from maskwatch.detector import Detector, check_score
+    from maskwatch.predictions import check_predictions_path
 
     conf, draw_conf = check_score(conf, "--conf"), check_score(draw_conf, "--draw-conf")  # before any work
     images = collect_images(inputs, only)  # a wrong input is said before the model loads
     if not no_images and out.exists() and not out.is_dir():
         raise MaskwatchError(f"--out {out} is a file: annotated images go into a folder")
-    if json_out and json_out.is_dir():
-        raise MaskwatchError(f"--json-out {json_out} is a folder: name a file, e.g. {json_out / 'predictions.jsonl'}")
+    if json_out:
+        check_predictions_path(json_out)
     detector = Detector.load(model, threads=threads, scale=scale, flip_test=flip or None)
     out = None if no_images else out
     summary = run_detect(detector, images, out, json_out, conf, draw_conf, all_classes)

@@ -198,12 +198,18 @@ def read_results(out_dir: Path):
     return pa.concat_tables(tables) if tables else schema.empty_table()
 
 
+def check_predictions_path(path: str | Path) -> Path:
+    """Where predictions are to be written, refused when it is a folder (checked before any work by callers)."""
+    path = Path(path)
+    if path.is_dir():
+        raise MaskwatchError(f"{path} is a folder: name a file for the predictions, e.g. {path / 'predictions.jsonl'}")
+    return path
+
+
 def write_predictions(items: Iterable[ImagePredictions], path: str | Path) -> int:
     """JSON Lines, one image per line (an interrupted run keeps whole lines: the file is closed on the way out);
     a file that cannot be written (a folder of that name, a full disk) is a MaskwatchError naming it."""
-    path = Path(path)
-    if path.is_dir():
-        raise MaskwatchError(f"{path} is a folder: predictions go into a file (e.g. {path / 'predictions.jsonl'})")
+    path = check_predictions_path(path)
     count = 0
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
