@@ -315,11 +315,12 @@ def run_identity(cfg: TrainConfig, train_set: Dataset, val_set: Dataset) -> dict
             "val_images": sorted(s.stem for s in val_set.samples)}
 
 
-def check_resumable(cfg: TrainConfig, identity: dict[str, Any]) -> None:
-    """With --resume, OUT/last.pt must be of this model kind, data, classes and split (its weights would be
-    exported as a model of this data); checked before the images are read and anything is written."""
+def resumable_checkpoint(cfg: TrainConfig, identity: dict[str, Any]) -> dict | None:
+    """With --resume, OUT/last.pt, loaded once: it must be of this model kind, data, classes and split (its
+    weights would be exported as a model of this data); checked before the images are read and anything is
+    written. None without --resume."""
     if not cfg.resume:
-        return
+        return None
     last_path = cfg.out / "last.pt"
     state = torch.load(last_path, map_location="cpu", weights_only=False)
     if state.get("arch", cfg.arch) != cfg.arch:
@@ -333,18 +334,17 @@ def check_resumable(cfg: TrainConfig, identity: dict[str, Any]) -> None:
             data = f", from {saved['data']}" if saved.get("data") != identity["data"] else ""
             raise MaskwatchError(f"{last_path} was trained with {what}{detail}{data}; resume with the command "
                                  f"that started it (same --data, --val-split, --seed, --quick, --label-map, --classes)")
+    return state
 
 
-def resume(cfg: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[int, list[dict], float]:
-    """Start epoch, history and best score: from OUT/last.pt with --resume (check_resumable said it fits), else
-    a fresh start."""
-    last_path = cfg.out / "last.pt"
-    if not cfg.resume:
+def resume(cfg: TrainConfig, state: dict | None, model: torch.nn.Module,
+           optimizer: torch.optim.Optimizer) -> tuple[int, list[dict], float]:
+    """Start epoch, history and best score: from the checkpoint resumable_checkpoint gave, else a fresh start."""
+    if state is None:
         return 0, [], -1.0
-    state = torch.load(last_path, map_location="cpu", weights_only=False)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
-    print(f"resumed from {last_path} at epoch {state['epoch']}")
+    print(f"resumed from {cfg.out / 'last.pt'} at epoch {state['epoch']}")
     return state["epoch"], state["history"], state["best"]
 
 
@@ -429,7 +429,7 @@ def fit(cfg: TrainConfig) -> Path:
         print(f"classes of {cfg.data}: {', '.join(dataset.classes)} (fix the list with --classes)")
     train_set, val_set = split_for_training(dataset, cfg)
     identity = run_identity(cfg, train_set, val_set)
-    check_resumable(cfg, identity)
+    resumed = resumable_checkpoint(cfg, identity)
     train_set, val_set, images = read_images(train_set, val_set)
     if not cfg.resume and earlier:  # (--overwrite; a two-stage head left beside a one-stage model
         log.warning("%s: the earlier run there is replaced (--overwrite)", cfg.out)  # would be what --model loads)
@@ -444,7 +444,7 @@ def fit(cfg: TrainConfig) -> Path:
     recipe: Recipe = recipe_type(cfg, train_set, val_set, images)
     recipe.model.to(device)
     optimizer = torch.optim.AdamW(recipe.param_groups(), lr=recipe.lr, weight_decay=cfg.weight_decay)
-    start_epoch, history, best = resume(cfg, recipe.model, optimizer)
+    start_epoch, history, best = resume(cfg, resumed, recipe.model, optimizer)
     schedule = CosineSchedule(recipe.lr, cfg.epochs, recipe.warmup_steps)
     rarest = dataset.classes[rarest_class(train_set)]
     epoch_dir = cfg.out / "epoch"
