@@ -6,6 +6,8 @@ from __future__ import annotations
 import signal
 import sys
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
 
 def stop_signals_as_interrupt() -> dict:
     """Install the handlers; returns the previous ones for `restore_signals`. SIGINT is set explicitly too: a
@@ -15,9 +17,14 @@ def stop_signals_as_interrupt() -> dict:
     def handler(signum, frame):
         raise KeyboardInterrupt
 
+    return _install(handler)
+
+
+def _install(handler) -> dict:
+    """`handler` for SIGINT and SIGTERM; the previous handlers (empty off the main thread, where nothing changes)."""
     previous = {}
     try:
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in STOP_SIGNALS:
             previous[signum] = signal.signal(signum, handler)
     except ValueError:
         pass
@@ -38,16 +45,12 @@ def hold_stop_signals(what: str) -> None:
         print(f"finishing {what}; once more to stop at once and leave them unfinished", file=sys.stderr,
               flush=True)
 
-    try:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, handler)
-    except ValueError:
-        pass
+    _install(handler)
 
 
 def current_handlers() -> dict:
     """The handlers now set, for `restore_signals` after a library (Ray) has set its own."""
-    return {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    return {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
 
 
 def restore_signals(previous: dict) -> None:
