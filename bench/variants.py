@@ -6,8 +6,8 @@ Rows: the refined look (none, for every face instead of faces under `refine_max_
 whose first look gives no class >= `refine_min_prob`), flip averaging, fewer candidates classified (the face
 finder's score floor raised from thresholds.MIN_FACE_SCORE), a second upscaled face-finder pass (to 1200 px), the
 coarse look at half scale that replaces the full first pass when its faces are big (none, or kept only when they
-are 60 px there, or already from 32 px; ScalePolicy.coarse_first, coarse_accept_px) and a dynamic int8 head
-(onnxruntime quantize_dynamic). Every class a face plausibly is is listed, as `detect` writes; the columns are bench/accuracy.py's (both sets, ms per image and
+are 60 px there, or already from 32 or 28 px; ScalePolicy.coarse_first, coarse_accept_px), the final NMS at IoU
+0.4 or 0.6 (the head's nms_iou) and a dynamic int8 head (onnxruntime quantize_dynamic). Every class a face plausibly is is listed, as `detect` writes; the columns are bench/accuracy.py's (both sets, ms per image and
 per 640x480 frame).
 Writes out/bench/variants.json.
 """
@@ -71,6 +71,9 @@ def main() -> None:
                     ("no coarse look first", args.model, adjusted(policy={"coarse_first": None})),
                     ("coarse look first kept from 60 px", args.model, adjusted(policy={"coarse_accept_px": 60.0})),
                     ("coarse look first kept from 32 px", args.model, adjusted(policy={"coarse_accept_px": 32.0})),
+                    ("coarse look first kept from 28 px", args.model, adjusted(policy={"coarse_accept_px": 28.0})),
+                    ("final NMS at IoU 0.4", args.model, adjusted({"nms_iou": 0.4})),
+                    ("final NMS at IoU 0.6", args.model, adjusted({"nms_iou": 0.6})),
                     ("int8 head", str(int8_head(head, Path(tmp))), adjusted())]
         for set_name in ("andrewmvd", "jolignier"):
             dataset = validation_set(set_name)
