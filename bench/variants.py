@@ -7,8 +7,9 @@ whose first look gives no class >= `refine_min_prob`), flip averaging, fewer can
 finder's score floor raised from thresholds.MIN_FACE_SCORE), a second upscaled face-finder pass (to 1200 px), the
 coarse look at half scale that replaces the full first pass when its faces are big (none, or kept only when they
 are 60 px there, or already from 32 or 28 px; ScalePolicy.coarse_first, coarse_accept_px), the final NMS at IoU
-0.4 or 0.6 (the head's nms_iou) and a dynamic int8 head (onnxruntime quantize_dynamic). Every class a face plausibly is is listed, as `detect` writes; the columns are bench/accuracy.py's (both sets, ms per image and
-per 640x480 frame).
+0.4 or 0.6 (the head's nms_iou) and a dynamic int8 head (onnxruntime quantize_dynamic). Every class a face
+plausibly is is listed, as `detect` writes; the columns are bench/accuracy.py's (both sets, ms per image and per
+640x480 frame).
 Writes out/bench/variants.json.
 """
 
