@@ -162,7 +162,7 @@ def test_events_are_paged_from_the_database_and_streamed_as_the_webhook_sends_th
         body = httpx.get(page, headers=AUTH, timeout=30).json()
         seen += body["events"]
         page = url + body["next"]
-    assert [e["id"] for e in seen] == [e["id"] for e in stored[:15]]
+    assert seen == stored[:15]  # each exactly as stored (the answer's schema adds or drops no key)
     newest = httpx.get(f"{url}/v1/events?camera=hall&order=newest&limit=3", headers=AUTH, timeout=30).json()
     assert [e["time"] for e in newest["events"]] == sorted((e["time"] for e in newest["events"]), reverse=True)
     alerts = httpx.get(f"{url}/v1/events", params={"type": "person.unmasked", "camera": "hall"}, headers=AUTH,

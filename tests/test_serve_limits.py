@@ -97,14 +97,22 @@ def test_the_key_and_the_size_are_checked_before_the_body_is_read(keyed):
     assert response.status_code == 413 and "limit of 1 MB" in response.json()["detail"]
 
 
-def test_the_key_is_taken_only_from_the_header_and_guards_the_docs(keyed, photo):
+def test_the_key_is_taken_only_from_the_header_and_the_docs_ask_for_it(keyed, photo):
     assert post(keyed, "/v1/detect?api_key=s3cret", photo).status_code == 401
     assert post(keyed, "/v1/detect", photo, headers=KEY).status_code == 200
-    for path in ("/docs", "/docs-assets/swagger-ui.css", "/openapi.json"):
-        assert httpx.get(keyed + path).status_code == 401, path
-        assert httpx.get(keyed + path, headers=KEY).status_code == 200, path
+    # The API's description is open (a browser cannot send a header to open /docs); other files beside it are not.
+    for path in ("/docs", "/docs-assets/swagger-ui.css", "/docs-assets/swagger-ui-bundle.js", "/openapi.json"):
+        assert httpx.get(keyed + path).status_code == 200, path
+    assert httpx.get(keyed + "/docs-assets/LICENSE").status_code == 401
     assert httpx.get(keyed + "/").status_code == 200  # the page: static HTML that asks for the key
     assert httpx.get(keyed + "/healthz").status_code == 200
+    spec = httpx.get(keyed + "/openapi.json").json()
+    scheme = spec["components"]["securitySchemes"]["ApiKey"]
+    assert (scheme["type"], scheme["in"], scheme["name"]) == ("apiKey", "header", "X-API-Key")
+    security = {(method, path): operation["security"] for path, operations in spec["paths"].items()
+                for method, operation in operations.items()}
+    assert security.pop(("get", "/healthz")) == []
+    assert len(security) >= 12 and all(value == [{"ApiKey": []}] for value in security.values()), security
 
 
 class GatedDetector:

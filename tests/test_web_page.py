@@ -106,6 +106,31 @@ def test_the_api_docs_render_offline_from_the_package(browser, server):
 
 
 
+def test_the_api_docs_of_a_keyed_server_open_and_send_the_key_given_to_authorize(browser, tmp_path):
+    """A browser cannot send a header to open /docs: the page is open, and its Authorize button takes the key
+    for the requests tried from it."""
+    with running_server(tmp_path / "keyed", "--api-key", "s3cret") as (url, _):
+        page = browser.new_page()
+        page.goto(f"{url}/docs")
+        cameras = page.locator(".opblock", has=page.locator(".opblock-summary-path", has_text="/v1/cameras")).first
+        cameras.locator(".opblock-summary").click()
+        cameras.locator(".try-out__btn").click()
+        statuses = []
+        page.on("response", lambda response: statuses.append(response.status) if "/v1/" in response.url else None)
+        shown = "(code) => document.querySelector('.live-responses-table tbody .response-col_status')" \
+                "?.textContent.trim() === code"
+        cameras.locator(".execute").click()
+        page.wait_for_function(shown, arg="401", timeout=30_000)
+        page.locator("button.authorize").first.click()
+        page.locator(".auth-container input").fill("s3cret")
+        page.locator(".auth-btn-wrapper button.authorize").click()
+        page.locator(".auth-btn-wrapper button.btn-done").click()
+        cameras.locator(".execute").click()
+        page.wait_for_function(shown, arg="200", timeout=30_000)
+        assert statuses == [401, 200]
+        page.close()
+
+
 def test_a_server_with_an_api_key_asks_for_it_once_and_the_tab_keeps_it(browser, photo, tmp_path):
     with running_server(tmp_path / "keyed", "--api-key", "s3cret") as (url, _):
         page = browser.new_page()

@@ -20,7 +20,10 @@ from pathlib import Path
 
 import cv2
 from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
@@ -37,14 +40,20 @@ from maskwatch.serve.cameras import CameraRegistry, CameraSetup
 from maskwatch.serve.guards import ApiKeyMiddleware, UploadGate, WorkerPool
 from maskwatch.serve.jobs import DataDirLock, JobQueue
 from maskwatch.serve.live import PAGE_PATHS, add_live_routes
+from maskwatch.serve.schemas import DetectResult, Health, VideoJob, VideoJobCreated, error_responses
 from maskwatch.thresholds import FOR_PEOPLE
 from maskwatch.video.sources import FileSource, is_video_header
 
 STATIC = Path(__file__).parent / "static"
 JOB_ID = re.compile(r"^[A-Za-z0-9_-]{20,40}$")
 CHUNK = 1 << 20
-# Open without the API key: the health check, and the page itself (static HTML that asks for the key).
-OPEN_PATHS = frozenset({"/healthz", "/"}) | PAGE_PATHS
+DOCS_ASSETS = ("swagger-ui-bundle.js", "swagger-ui.css")
+# Open without the API key: the health check, the pages (static HTML that asks for the key) and the API's
+# description (/docs, whose Authorize button takes the key for the requests tried from it: a browser cannot send
+# a header to open the page itself). Everything that reads or sends data needs the key.
+OPEN_PATHS = (frozenset({"/healthz", "/", "/docs", "/openapi.json"}) | {f"/docs-assets/{name}" for name in DOCS_ASSETS}
+              | PAGE_PATHS)
+API_KEY_SCHEME = "ApiKey"
 
 
 @dataclass
@@ -72,16 +81,15 @@ class Settings:
         return f"upload larger than the limit of {self.max_upload_mb:g} MB (the server's --max-upload-mb)"
 
 
-# The refusals each kind of route can answer, for the OpenAPI schema (/docs); the body is {"detail": "..."}.
-UPLOAD_ERRORS: dict = {
-    413: {"description": "the upload is over the size limit (--max-upload-mb), or its picture over the pixel limit "
-                         "(MASKWATCH_MAX_PIXELS)"},
-    415: {"description": "not a readable image or video (checked by decoding, not by name)"},
-    422: {"description": "no file, an empty file, several files, or a parameter out of range"},
-    503: {"description": "every worker busy and the queue full: try again (Retry-After)"},
-}
-JOB_ERRORS: dict = {404: {"description": "no such job"}}
-NOT_READY: dict = {409: {"description": "the job has not finished (queued, running or failed)"}}
+# The refusals each kind of route can answer, for the OpenAPI schema (/docs); the body is always ErrorBody.
+UPLOAD_ERRORS = error_responses(
+    _413="the upload is over the size limit (--max-upload-mb), or its picture over the pixel limit "
+         "(MASKWATCH_MAX_PIXELS)",
+    _415="not a readable image or video (checked by decoding, not by name)",
+    _422="no file, an empty file, several files, or a parameter out of range",
+    _503="every worker busy and the queue full: try again (Retry-After)")
+JOB_ERRORS = error_responses(_404="no such job")
+NOT_READY = error_responses(_409="the job has not finished (queued, running or failed)")
 
 
 def create_app(settings: Settings | None = None, detector: Detector | None = None) -> FastAPI:
@@ -115,11 +123,18 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
 
     app = FastAPI(title="maskwatch", version=__version__, lifespan=lifespan,
                   max_body_size=settings.max_body_bytes,
-                  responses={401: {"description": "missing or wrong X-API-Key (when the server has a key)"}},
+                  responses=error_responses(_401="missing or wrong X-API-Key (when the server has a key)"),
                   docs_url=None, redoc_url=None,  # /docs below, from files in the package (no CDN: works offline)
                   description="Detect faces and whether they wear a mask correctly, wrongly, or not at all.")
     if settings.api_key:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key, open_paths=OPEN_PATHS)
+    app.openapi = lambda: openapi_schema(app, keyed=bool(settings.api_key))
+
+    @app.exception_handler(RequestValidationError)
+    async def explain_422(request: Request, exc: RequestValidationError):
+        """FastAPI's own 422 has a list as its `detail`, every other error a sentence: one shape for clients, the
+        list kept as `errors`."""
+        return JSONResponse(validation_error_body(exc.errors()), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def explain_413(request: Request, exc: StarletteHTTPException):
@@ -175,7 +190,7 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
 
     app.mount("/docs-assets", StaticFiles(directory=STATIC / "docs"), name="docs-assets")
 
-    @app.get("/healthz")
+    @app.get("/healthz", response_model=Health)
     def healthz() -> dict:
         """Liveness, and how many requests are being decoded or detected (or wait for a worker)."""
         return {"status": "ok", "model_loaded": "detector" in state, "busy": pool.busy}
@@ -184,7 +199,7 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
     def index() -> HTMLResponse:
         return HTMLResponse((STATIC / "index.html").read_text())
 
-    @app.post("/v1/detect", responses=UPLOAD_ERRORS)
+    @app.post("/v1/detect", responses=UPLOAD_ERRORS, response_model=DetectResult, response_model_exclude_unset=True)
     async def detect_image(request: Request, file: UploadFile = File(...),
                            conf: float = Query(FOR_PEOPLE.min_score, ge=0.0, le=1.0, description="lowest score returned"),
                            all_classes: bool = Query(FOR_PEOPLE.all_classes,
@@ -227,7 +242,7 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
         headers = {"X-Maskwatch-Counts": ",".join(f"{k}={v}" for k, v in counts.items())}
         return Response(encoded, media_type=f"image/{format}", headers=headers)
 
-    @app.post("/v1/videos", status_code=202, responses=UPLOAD_ERRORS)
+    @app.post("/v1/videos", status_code=202, responses=UPLOAD_ERRORS, response_model=VideoJobCreated)
     async def submit_video(request: Request, file: UploadFile = File(...)) -> dict:
         """Queue a video; poll GET /v1/videos/{id}, then fetch /v1/videos/{id}/result."""
         uploads = settings.data_dir / "uploads"
@@ -261,7 +276,7 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
             raise HTTPException(404, "no such video job")
         return job
 
-    @app.get("/v1/videos/{job_id}", responses=JOB_ERRORS)
+    @app.get("/v1/videos/{job_id}", responses=JOB_ERRORS, response_model=VideoJob)
     def video_status(job_id: str) -> dict:
         return job_or_404(job_id).as_dict()
 
@@ -283,7 +298,8 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
                                      f"({job.status}); there is no summary")
         return JSONResponse(job.summary)
 
-    @app.delete("/v1/videos/{job_id}", status_code=204, responses={**JOB_ERRORS, 409: {"description": "running"}})
+    @app.delete("/v1/videos/{job_id}", status_code=204,
+                responses={**JOB_ERRORS, **error_responses(_409="the job is running")})
     def delete_video(job_id: str) -> Response:
         """Delete a job and everything kept for it (its result video and events); a running job cannot be."""
         job_or_404(job_id)
@@ -292,6 +308,45 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
         return Response(status_code=204)
 
     return app
+
+
+def validation_error_body(errors) -> dict:
+    """`{"detail": "query parameter conf: Input should be less than or equal to 1", "errors": [...]}`: what failed,
+    in words, and FastAPI's list without the input (an upload's bytes would be echoed back)."""
+    places = {"query": "query parameter", "body": "form field", "path": "path parameter", "header": "header"}
+    kept = [{key: value for key, value in error.items() if key in ("type", "loc", "msg")} for error in errors]
+    words = []
+    for error in kept:
+        where, *names = [str(part) for part in error.get("loc", ())] or [""]
+        place = " ".join([places.get(where, where), ".".join(names)]).strip()
+        words.append(f"{place}: {error.get('msg', 'invalid')}" if place else str(error.get("msg", "invalid")))
+    return {"detail": "; ".join(words) or "invalid request", "errors": jsonable_encoder(kept)}
+
+
+def openapi_schema(app: FastAPI, keyed: bool) -> dict:
+    """FastAPI's schema with the answers as they are: a 422 is an ErrorBody like every other refusal (see
+    `validation_error_body`); and on a server with a key, the X-API-Key scheme, required by every operation but
+    the open ones, so /docs shows its Authorize button and sends the key with what is tried from it."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        components = schema.setdefault("components", {})
+        for name in ("HTTPValidationError", "ValidationError"):
+            components.get("schemas", {}).pop(name, None)
+        if keyed:
+            components["securitySchemes"] = {API_KEY_SCHEME: {
+                "type": "apiKey", "in": "header", "name": "X-API-Key",
+                "description": "the server's --api-key (or MASKWATCH_API_KEY)"}}
+        for path, operations in schema.get("paths", {}).items():
+            for operation in operations.values():
+                invalid = operation.get("responses", {}).get("422")
+                if invalid and "HTTPValidationError" in str(invalid):
+                    operation["responses"]["422"] = {"description": "a parameter or form field missing or out of range",
+                                                     "content": {"application/json": {"schema": {
+                                                         "$ref": "#/components/schemas/ErrorBody"}}}}
+                if keyed:
+                    operation["security"] = [] if path in OPEN_PATHS else [{API_KEY_SCHEME: []}]
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 def clean_uploads(folder: Path) -> None:

@@ -21,6 +21,7 @@ from fastapi.sse import KEEPALIVE_COMMENT, format_sse_event
 
 from maskwatch.errors import MaskwatchError
 from maskwatch.serve.cameras import CameraRegistry, CameraWorker, LiveFrame
+from maskwatch.serve.schemas import Camera, CameraList, CameraReport, EventPage, error_responses
 from maskwatch.video.events import EVENT_TYPES
 from maskwatch.video.report import compliance_series, read_report
 from maskwatch.video.store import event_stored, read_events
@@ -30,6 +31,10 @@ PAGE_FILES = {"cameras.js": "text/javascript", "cameras.css": "text/css"}
 # Routes without the API key: the page and the files it loads.
 PAGE_PATHS = frozenset({"/cameras", *(f"/static/{name}" for name in PAGE_FILES)})
 BOUNDARY = "maskwatch-frame"
+NO_CAMERA = error_responses(_404="no camera of that name")
+NO_FRAME = error_responses(_503="the camera has shown no frame yet (Retry-After)")
+NO_DATABASE = error_responses(_404="no events database yet")
+BAD_TYPE = error_responses(_422="an unknown event type, or a parameter out of range")
 SSE_PING_S = 15.0
 STREAM_RESEND_S = 5.0  # a stream with no new frame resends the last one this often (and so notices a client gone)
 
@@ -131,17 +136,18 @@ def api_router(registry: CameraRegistry) -> APIRouter:
             raise HTTPException(404, "no events database yet: start the server with --camera, --config or --db")
         return registry.db
 
-    @router.get("/v1/cameras")
+    @router.get("/v1/cameras", response_model=CameraList)
     def list_cameras() -> dict:
         """Every camera: status (live / reconnecting / stopped), frames and detections per second, people per
         class since the camera started, present now, compliance, zones and lines, the latest alert."""
         return {"cameras": [worker.describe() for worker in registry.workers.values()], "time": time.time()}
 
-    @router.get("/v1/cameras/{name}")
+    @router.get("/v1/cameras/{name}", response_model=Camera, responses=NO_CAMERA)
     def one_camera(name: str) -> dict:
         return camera_or_404(name).describe()
 
-    @router.get("/v1/cameras/{name}/snapshot.jpg", responses={200: {"content": {"image/jpeg": {}}}})
+    @router.get("/v1/cameras/{name}/snapshot.jpg",
+                responses={200: {"content": {"image/jpeg": {}}}, **NO_CAMERA, **NO_FRAME})
     def snapshot(name: str) -> Response:
         """The latest annotated frame (faces blurred where the camera has blur_faces)."""
         worker = camera_or_404(name)
@@ -152,7 +158,8 @@ def api_router(registry: CameraRegistry) -> APIRouter:
                                  "X-Camera-Status": worker.status})
 
     @router.get("/v1/cameras/{name}/stream",
-                responses={200: {"content": {f"multipart/x-mixed-replace; boundary={BOUNDARY}": {}}}})
+                responses={200: {"content": {f"multipart/x-mixed-replace; boundary={BOUNDARY}": {}}}, **NO_CAMERA,
+                           **NO_FRAME})
     async def stream(name: str, request: Request) -> StreamingResponse:
         """The live annotated video as MJPEG (multipart/x-mixed-replace): each part a JPEG with Content-Length
         and X-Frame-Time (Unix seconds when the camera delivered it). 503 while the camera has shown no frame
@@ -173,7 +180,7 @@ def api_router(registry: CameraRegistry) -> APIRouter:
         return StreamingResponse(parts(), media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
-    @router.get("/v1/cameras/{name}/report")
+    @router.get("/v1/cameras/{name}/report", response_model=CameraReport, responses=NO_CAMERA)
     def report(name: str, since: str | None = Query(None, description="Unix seconds or ISO 8601; default an "
                                                                       "hour ago"),
                bucket_s: float | None = Query(None, gt=0, description="merge the windows into buckets of this "
@@ -193,7 +200,8 @@ def api_router(registry: CameraRegistry) -> APIRouter:
                 "compliance": result.compliance, "windows": compliance_series(result, bucket_s),
                 "zones": result.zones, "lines": result.lines}
 
-    @router.get("/v1/events")
+    @router.get("/v1/events", response_model=EventPage, response_model_exclude_unset=True,
+                responses={**NO_DATABASE, **BAD_TYPE})
     def events(request: Request, camera: str | None = None,
                type: list[str] | None = Query(None, description=f"one or more of {', '.join(EVENT_TYPES)}"),
                since: str | None = Query(None, description="Unix seconds or ISO 8601"),
@@ -214,7 +222,7 @@ def api_router(registry: CameraRegistry) -> APIRouter:
             following = f"{request.url.path}?{urlencode([*query, ('after', rows[-1]['id'])])}"
         return {"events": rows, "next": following}
 
-    @router.get("/v1/events/stream", responses={200: {"content": {"text/event-stream": {}}}})
+    @router.get("/v1/events/stream", responses={200: {"content": {"text/event-stream": {}}}, **BAD_TYPE})
     async def event_stream(camera: list[str] | None = Query(None), type: list[str] | None = Query(None),
                            last_event_id: str | None = Header(None)) -> StreamingResponse:
         """Live events as Server-Sent Events: each `data:` is one event's JSON, exactly as the webhook posts it,

@@ -1,0 +1,150 @@
+"""The shapes of the API's JSON answers, for the OpenAPI schema (/docs) and for FastAPI to check every answer
+against: a route that returned something else would fail its tests instead of surprising a client.
+
+The detections are the project's predictions format (`maskwatch.predictions`), the events the one event schema
+(`maskwatch.video.events`); these models describe them for clients, they do not decide them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from maskwatch.video.events import EVENT_TYPES
+
+EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]
+
+
+class ErrorBody(BaseModel):
+    """Every refusal and error: one sentence that says what was wrong and what to do."""
+    detail: str = Field(description="what was wrong, in words")
+    errors: list[dict[str, Any]] | None = Field(
+        None, description="for 422 on a parameter or form field: FastAPI's list of what failed, one entry each")
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    model_loaded: bool
+    busy: int = Field(description="requests being decoded or detected, or waiting for a worker")
+
+
+class Detection(BaseModel):
+    bbox: list[float] = Field(description="x1, y1, x2, y2 in pixels of the image", min_length=4, max_length=4)
+    label: str = Field(description="with_mask, without_mask or mask_weared_incorrect (the model's classes)")
+    score: float = Field(ge=0, le=1)
+
+
+class DetectResult(BaseModel):
+    image: str = Field(description="the uploaded file's name")
+    width: int
+    height: int
+    detections: list[Detection]
+    counts: dict[str, int] = Field(description="faces per class, one per face whatever `all_classes` lists")
+    annotated_image: str | None = Field(None, description="with `annotated=true`: the image with one box per face, "
+                                                          "as a data:image/jpeg;base64 URL")
+
+
+class VideoJobCreated(BaseModel):
+    id: str
+    status: Literal["queued"]
+    status_url: str
+    result_url: str
+    summary_url: str
+
+
+class VideoJob(BaseModel):
+    id: str
+    status: Literal["queued", "running", "finished", "failed"]
+    progress: float | None = Field(description="0 to 1; null while the number of frames is unknown")
+    frames_done: int
+    frames_total: int | None
+    summary: dict[str, Any] | None = Field(description="once finished: the run's summary, as `watch` writes it "
+                                                       "(also at summary_url)")
+    message: str | None = Field(description="why it failed, or what the run noticed (frames skipped)")
+    filename: str | None
+
+
+class Camera(BaseModel):
+    name: str
+    status: Literal["live", "reconnecting", "stopped"]
+    message: str | None
+    source: str = Field(description="the stream's address, any password replaced")
+    size: list[int] | None = Field(description="width, height; null before the first frame")
+    source_fps: float | None
+    frames_per_s: float | None
+    detections_per_s: float | None
+    frames: int
+    detected_frames: int
+    people: dict[str, int] = Field(description="confirmed people per class since the camera started")
+    present: dict[str, int] = Field(description="people per class in view now (empty while no frame comes)")
+    compliance: float | None = Field(description="share of people wearing a mask correctly; null: nobody yet")
+    zones: dict[str, Any]
+    lines: dict[str, Any]
+    last_frame_at: float | None = Field(description="Unix seconds")
+    last_alert: dict[str, Any] | None = Field(description="the latest person.unmasked event")
+    reconnects: int
+    run: str | None
+    blur_faces: bool
+    event_snapshots: bool
+    every: int | None = Field(description="detects every Nth frame; null: as often as its speed allows")
+    zone_names: list[str]
+    line_names: list[str]
+    snapshot_url: str
+    stream_url: str
+    report_url: str
+
+
+class CameraList(BaseModel):
+    cameras: list[Camera]
+    time: float = Field(description="the server's clock, Unix seconds")
+
+
+class Window(BaseModel):
+    start: float = Field(description="Unix seconds")
+    people: dict[str, int]
+    compliance: float | None
+
+
+class CameraReport(BaseModel):
+    camera: str
+    since: float
+    window_s: float
+    people: dict[str, int]
+    compliance: float | None
+    windows: list[Window]
+    zones: dict[str, Any]
+    lines: dict[str, Any]
+
+
+class Event(BaseModel):
+    """One event, as the webhook posts it and MQTT publishes it: the common keys always (null where they do not
+    apply), the type's own keys only on it."""
+    model_config = ConfigDict(populate_by_name=True)
+
+    id: str = Field(description="unique: delivery is at least once, so drop repeated ids")
+    type: EventType
+    time: str = Field(description="wall clock, ISO 8601 with offset")
+    source_time_s: float = Field(description="seconds into the video or stream")
+    camera: str
+    run: str
+    track_id: int | None
+    class_: str | None = Field(alias="class", description="the track's class by its vote")
+    share: float | None = Field(description="the class's share of the track's vote")
+    zone: str | None = Field(description="the zone or line (zone.*, line.crossed), or the zone the face is in")
+    box: list[float] | None
+    frame: int | None
+    direction: Literal["in", "out"] | None = Field(None, description="line.crossed only")
+    counts: dict[str, Any] | None = Field(None, description="counts only: people per class, zone and line")
+    reason: str | None = Field(None, description="camera.down / camera.up only")
+    snapshot: str | None = Field(None, description="base64 JPEG of the face, only with event snapshots on")
+
+
+class EventPage(BaseModel):
+    events: list[Event]
+    next: str | None = Field(description="the URL of the following page; null on the last")
+
+
+def error_responses(**descriptions: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for refusals, by status code (`_404="no such job"`), each with the ErrorBody shape."""
+    return {int(code.lstrip("_")): {"model": ErrorBody, "description": text} for code, text in descriptions.items()}
