@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
 import httpx
+import numpy as np
 import pytest
 
 from browsers import ARTIFACTS
@@ -20,7 +22,7 @@ def server(tmp_path_factory):
 
 
 def counts_on_page(page) -> dict[str, int]:
-    rows = page.locator("#counts tr")
+    rows = page.locator(".counts tr")
     return {rows.nth(i).get_attribute("data-class"): int(rows.nth(i).locator("td.n").inner_text())
             for i in range(rows.count())}
 
@@ -31,16 +33,16 @@ def test_upload_an_image_and_see_the_result_on_a_phone_sized_screen(browser, ser
     page.on("request", lambda request: posts.append(request.url) if request.method == "POST" else None)
     page.goto(server)
     page.set_input_files("#file", str(photo))
-    page.wait_for_selector("img#annotated", timeout=60_000)
-    page.wait_for_function("document.querySelector('img#annotated').naturalWidth > 0")
-    assert page.evaluate("document.querySelector('img#annotated').naturalWidth") == 400
+    page.wait_for_selector("img.annotated", timeout=60_000)
+    page.wait_for_function("document.querySelector('img.annotated').naturalWidth > 0")
+    assert page.evaluate("document.querySelector('img.annotated').naturalWidth") == 400
     # The image fits the phone's width: no sideways scrolling.
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     with photo.open("rb") as f:
         api = httpx.post(f"{server}/v1/detect", files={"file": (photo.name, f)}, timeout=60).json()
     assert counts_on_page(page) == api["counts"]
     assert sum(api["counts"].values()) > 0
-    links = page.locator("#downloads a")
+    links = page.locator(".downloads a")
     assert links.count() == 2 and links.nth(0).get_attribute("download").endswith("_maskwatch.jpg")
     assert posts == [f"{server}/v1/detect?annotated=true"], "the photo is detected once"
     # The JSON offered for download is the API's answer, without the drawn image.
@@ -59,26 +61,27 @@ def test_upload_a_video_see_progress_then_it_plays(browser, server, photo, tmp_p
     page = browser.new_page(viewport={"width": 1000, "height": 800})
     page.goto(server)
     page.set_input_files("#file", str(clip))
-    page.wait_for_selector("video#annotated", timeout=120_000)
+    page.wait_for_selector("video.annotated", timeout=120_000)
     # Chromium decodes the H.264 result: it knows the duration and the frame size.
-    page.wait_for_function("document.querySelector('video#annotated').readyState >= 1", timeout=30_000)
-    assert page.evaluate("document.querySelector('video#annotated').videoWidth") == 320
-    assert page.evaluate("document.querySelector('video#annotated').duration") == pytest.approx(2.0, abs=0.2)
+    page.wait_for_function("document.querySelector('video.annotated').readyState >= 1", timeout=30_000)
+    assert page.evaluate("document.querySelector('video.annotated').videoWidth") == 320
+    assert page.evaluate("document.querySelector('video.annotated').duration") == pytest.approx(2.0, abs=0.2)
     assert sum(counts_on_page(page).values()) >= 1
-    assert "Done: 12 frames" in page.inner_text("#status")
+    assert "Done: 12 frames" in page.inner_text(".item .status")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "web_video.png"), full_page=True)
     # A reload (or the page closed and opened again in the tab) comes back to the job ...
     page.reload()
-    page.wait_for_selector("video#annotated", timeout=60_000)
-    assert "Done: 12 frames" in page.inner_text("#status")
-    job = page.evaluate("JSON.parse(sessionStorage.getItem('maskwatch.job'))")
+    page.wait_for_selector("video.annotated", timeout=60_000)
+    assert "Done: 12 frames" in page.inner_text(".item .status")
+    [job] = page.evaluate("JSON.parse(sessionStorage.getItem('maskwatch.jobs'))")
     assert httpx.get(server + job["status_url"], timeout=30).status_code == 200
     # ... and the annotated video, which shows faces, can be deleted from the server.
-    page.click("#delete")
-    page.wait_for_function("document.querySelector('#status').textContent.startsWith('Deleted')", timeout=30_000)
+    page.click("button.delete")
+    page.wait_for_function("document.querySelector('.item .status').textContent.startsWith('Deleted')",
+                           timeout=30_000)
     assert httpx.get(server + job["status_url"], timeout=30).status_code == 404
-    assert page.evaluate("sessionStorage.getItem('maskwatch.job')") is None
+    assert page.evaluate("sessionStorage.getItem('maskwatch.jobs')") == "[]"
     page.close()
 
 
@@ -88,8 +91,38 @@ def test_a_bad_file_shows_a_clear_error(browser, server, tmp_path):
     page = browser.new_page()
     page.goto(server)
     page.set_input_files("#file", str(fake))
-    page.wait_for_function("document.querySelector('#error').textContent.length > 0", timeout=30_000)
-    assert "415" in page.inner_text("#error") and "not a readable image" in page.inner_text("#error")
+    page.wait_for_function("document.querySelector('.item .error').textContent.length > 0", timeout=30_000)
+    assert "415" in page.inner_text(".item .error") and "not a readable image" in page.inner_text(".item .error")
+    page.close()
+
+
+def test_several_files_each_get_their_result_and_a_bad_one_does_not_stop_the_others(browser, server, photo,
+                                                                                     tmp_path):
+    fake = tmp_path / "holiday.jpg"
+    fake.write_text("not an image at all")
+    big = tmp_path / "big.png"  # several MB
+    cv2.imwrite(str(big), cv2.resize(cv2.imread(str(photo)), (1600, 1068)) + np.random.default_rng(0).integers(
+        0, 8, (1068, 1600, 3), dtype=np.uint8))
+    page = browser.new_page(viewport={"width": 1000, "height": 800})
+    page.goto(server)
+    page.evaluate("""window.said = []; new MutationObserver(() => document.querySelectorAll('.item .status')
+        .forEach((s) => window.said.push(s.textContent))).observe(document.body, {subtree: true, childList: true,
+        characterData: true})""")
+    page.set_input_files("#file", [str(photo), str(fake), str(big)])
+    page.wait_for_selector("#download-all", timeout=120_000)
+    items = page.locator(".item")
+    assert items.count() == 3
+    assert [items.nth(i).locator("h2").inner_text() for i in range(3)] == [photo.name, fake.name, big.name]
+    assert items.nth(0).locator("img.annotated").count() == 1 and items.nth(2).locator("img.annotated").count() == 1
+    assert "415" in items.nth(1).locator(".error").inner_text() and items.nth(1).locator("img").count() == 0
+    with page.expect_download() as download:
+        page.click("#download-all")
+    answers = json.loads(Path(download.value.path()).read_text())
+    assert [a["image"] for a in answers] == [photo.name, big.name]
+    faces = sum(sum(a["counts"].values()) for a in answers)
+    assert page.inner_text("#total").startswith(f"2 photos, {faces} face(s)") and faces > 0
+    # The upload's progress events reach the page (on loopback they come at 100 %, which says "Looking for faces").
+    assert "Looking for faces…" in page.evaluate("window.said")
     page.close()
 
 
@@ -141,10 +174,10 @@ def test_a_server_with_an_api_key_asks_for_it_once_and_the_tab_keeps_it(browser,
         page.fill("#apikey", "s3cret")
         page.dispatch_event("#apikey", "change")
         page.set_input_files("#file", str(photo))  # the same file again: taken (the field was cleared)
-        page.wait_for_selector("img#annotated", timeout=60_000)
+        page.wait_for_selector("img.annotated", timeout=60_000)
         page.reload()  # the key stays for the tab (session storage, shared with the cameras page)
         page.set_input_files("#file", str(photo))
-        page.wait_for_selector("img#annotated", timeout=60_000)
+        page.wait_for_selector("img.annotated", timeout=60_000)
         assert page.evaluate("sessionStorage.getItem('maskwatch.key')") == "s3cret"
         assert page.inner_text("#error") == ""
         page.close()
