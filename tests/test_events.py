@@ -189,6 +189,8 @@ def test_bad_zones_lines_urls_and_configs_say_what_to_fix(detector, crossing, tm
                            r"webhooks: webhook http://h/x: timeout \(--webhook-timeout\) is 0; expected seconds"),
                           ("cameras:\n  door: {source: a.mp4, give_up_after: -1}",
                            r"give_up_after \(--give-up-after\) is -1; expected a number of seconds above 0"),
+                          ("cameras:\n  door: {source: a.mp4, wait_for_camera: -5}",
+                           r"wait_for_camera \(--wait-for-camera\) is -5; expected a number of seconds, 0 or more"),
                           ("cameras:\n  door: {source: a.mp4, webhooks: ['${NOT_SET_HERE}']}", "NOT_SET_HERE.*not set"),
                           ("cameras:\n  door: {source: a.mp4, every: two}",
                            r"camera 'door': every \(--every\) is 'two'; expected a whole number, 1 or more"),

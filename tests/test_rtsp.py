@@ -4,6 +4,7 @@ and comes back is reconnected to."""
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -62,3 +63,26 @@ def test_watch_on_rtsp_counts_people_and_stops_after_max_frames(detector, photo,
         server.kill()
     assert summary.frames == 8 and summary.status == "finished"
     assert sum(summary.people.values()) >= 1
+
+
+def test_watch_waits_for_a_camera_that_comes_up_after_it_started(photo, tmp_path):
+    """A service may start before its camera has booted: with --wait-for-camera, `watch` tries again until the
+    stream is up, then runs as usual."""
+    assert gst_available()
+    port = free_port()
+    watch = subprocess.Popen([sys.executable, "-m", "maskwatch.cli", "watch", f"rtsp://127.0.0.1:{port}/live",
+                              "--wait-for-camera", "120", "--max-frames", "5", "--db", str(tmp_path / "db.sqlite"),
+                              "--threads", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    server = None
+    try:
+        time.sleep(3)  # nothing listens yet: the first tries fail
+        assert watch.poll() is None
+        server = start_server(port, photo)
+        out, err = watch.communicate(timeout=180)
+    finally:
+        watch.kill()
+        if server:
+            server.kill()
+    assert watch.returncode == 0, err
+    assert "cannot open the camera or stream" in err and "trying again" in err
+    assert "5 frames" in out + err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import re
 import signal
 import sqlite3
@@ -485,6 +486,37 @@ def test_a_live_stream_that_comes_back_at_another_size_or_not_at_all_ends_early(
         source.close()
     assert shapes == {(480, 640, 3)}  # no frame of another size went on
     assert source.ended_early and reason in source.ended_early
+
+
+def test_a_camera_not_up_at_the_start_fails_at_once_or_is_waited_for(monkeypatch, caplog):
+    """One try by default (a wrong address fails at once); with wait_s the camera is tried again with backoff,
+    each try said, until it comes up or the time is over."""
+    from maskwatch.video.sources import LiveSource
+
+    tries: list[float] = []
+
+    def up_on_third_try(self):
+        tries.append(time.monotonic())
+        return FakeCapture((320, 240)) if len(tries) >= 3 else None
+
+    monkeypatch.setattr(LiveSource, "_open", up_on_third_try)
+    with pytest.raises(MaskwatchError, match=r"rtsp://camera/stream: cannot open the camera or stream") as refused:
+        LiveSource("rtsp://camera/stream", backoff_s=(0.05, 0.1))
+    assert len(tries) == 1 and "--wait-for-camera" not in str(refused.value)
+    tries.clear()
+    with caplog.at_level(logging.WARNING, logger="maskwatch.video.sources"):
+        source = LiveSource("rtsp://camera/stream", backoff_s=(0.05, 0.1), wait_s=30)
+    try:
+        assert len(tries) == 3 and source.size == (320, 240) and 0.1 <= tries[-1] - tries[0] < 5
+        waits = [r.getMessage() for r in caplog.records if "trying again" in r.getMessage()]
+        assert len(waits) == 2 and "cannot open the camera or stream" in waits[0]
+    finally:
+        source.close()
+    tries.clear()
+    monkeypatch.setattr(LiveSource, "_open", lambda self: tries.append(time.monotonic()))  # never up
+    with pytest.raises(MaskwatchError, match=r"cannot open the camera or stream .*; tried for 0.3 s \(--wait-for"):
+        LiveSource("rtsp://camera/stream", backoff_s=(0.05, 0.1), wait_s=0.3)
+    assert len(tries) >= 3 and tries[-1] - tries[0] <= 0.5
 
 
 def test_a_camera_without_frames_is_said_down_on_the_bus_and_up_when_they_come_back(detector, monkeypatch,

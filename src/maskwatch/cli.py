@@ -470,6 +470,10 @@ def watch(source: Optional[str] = typer.Argument(None, metavar="SOURCE",
               None, "--give-up-after", metavar="SECONDS",
               help="A camera or stream that sends no frame this long ends the run (status ended_early) "
                    "[default: reconnect for ever; after 5 s without a frame a camera.down event says it is down]."),
+          wait_for_camera: Optional[float] = typer.Option(
+              None, "--wait-for-camera", metavar="SECONDS",
+              help="A camera or stream that cannot be opened at the start is tried again this long (one that boots "
+                   "after the machine) [default: 0, the error at once]."),
           blur_faces: bool = typer.Option(False, "--blur-faces", help="Blur every detected face (privacy)."),
           show: bool = typer.Option(False, "--show", help="Show a window (needs a display and GUI OpenCV)."),
           window: Optional[float] = typer.Option(None, "--window", help="Seconds per counting window in the "
@@ -493,7 +497,7 @@ def watch(source: Optional[str] = typer.Argument(None, metavar="SOURCE",
         setup = CameraConfig(name=camera, source=source)
     setup = setup.with_overrides(
         source=source, out=out, db=db, every=every, max_fps=max_fps, max_frames=max_frames, window=window,
-        give_up_after=give_up_after,
+        give_up_after=give_up_after, wait_for_camera=wait_for_camera,
         summary_every=summary_every, scale=scale, model=model, blur_faces=blur_faces or None, show=show or None,
         event_snapshots=event_snapshots or None, keep_faces=keep_faces or None,
         zones=[Zone.parse(z) for z in zone] if zone else None, lines=[Line.parse(x) for x in line] if line else None,

@@ -77,12 +77,14 @@ class CameraConfig:
     scale: str = AUTO
     model: Path | None = None
     give_up_after: float | None = _DEFAULTS.give_up_after_s  # `watch` only: `serve` keeps retrying a camera
+    wait_for_camera: float = _DEFAULTS.wait_for_camera_s  # `watch` only, as give_up_after
 
     def options(self) -> WatchOptions:
         return WatchOptions(every=self.every, max_fps=self.max_fps, max_frames=self.max_frames,
                             blur_faces=self.blur_faces, show=self.show, window_s=self.window,
                             summary_every=self.summary_every, event_snapshots=self.event_snapshots,
-                            keep_faces=self.keep_faces, give_up_after_s=self.give_up_after)
+                            keep_faces=self.keep_faces, give_up_after_s=self.give_up_after,
+                            wait_for_camera_s=self.wait_for_camera)
 
     def sinks(self) -> list:
         """The network sinks of this camera (the video file and database come from `out` and `db`)."""
@@ -129,6 +131,7 @@ _CHECKS: dict[str, tuple[Any, str]] = {  # the pipeline's own checks for its opt
     **{key: OPTION_CHECKS[key] for key in ("every", "max_fps", "max_frames", "summary_every")},
     "window": OPTION_CHECKS["window_s"],
     "give_up_after": OPTION_CHECKS["give_up_after_s"],
+    "wait_for_camera": OPTION_CHECKS["wait_for_camera_s"],
     "blur_faces": (lambda v: isinstance(v, bool), "true or false"),
     "show": (lambda v: isinstance(v, bool), "true or false"),
     "event_snapshots": (lambda v: isinstance(v, bool), "true or false"),

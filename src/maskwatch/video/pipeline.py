@@ -72,10 +72,11 @@ OPTION_CHECKS: dict[str, tuple[Callable[[object], bool], str]] = {
     "give_up_after_s": (lambda v: v is None or (_number(v) and v > 0),
                         "a number of seconds above 0, or left out (reconnect for ever)"),
     "camera_down_after_s": (lambda v: _number(v) and v > 0, "a number of seconds above 0"),
+    "wait_for_camera_s": (lambda v: _number(v) and v >= 0, "a number of seconds, 0 or more (0: fail at once)"),
 }
 OPTION_FLAGS = {"every": "--every", "max_frames": "--max-frames", "max_fps": "--max-fps",
                 "summary_every": "--summary-every", "window_s": "--window",
-                "give_up_after_s": "--give-up-after"}  # watch's options, where there is one
+                "give_up_after_s": "--give-up-after", "wait_for_camera_s": "--wait-for-camera"}  # watch's options
 
 
 @dataclass
@@ -97,6 +98,7 @@ class WatchOptions:
     realtime: RealtimeSettings = REALTIME  # the real-time policy's settings (benchmarks switch levers off)
     give_up_after_s: float | None = None  # a live stream lost this long ends the run (None: reconnect for ever)
     camera_down_after_s: float = DOWN_AFTER_S  # a live source without a frame this long: camera.down
+    wait_for_camera_s: float = 0.0  # a live source not up at the start is tried this long (0: the error at once)
 
     def __post_init__(self):
         """Values the pipeline cannot use are refused now, not as a TypeError (or a silently odd run) later."""
@@ -186,8 +188,8 @@ class VideoPipeline:
         if out is not None and Path(out).suffix.lower() != ".mp4":
             raise MaskwatchError(f"{out}: the annotated video is an MP4; give it a .mp4 name "
                                  f"(e.g. {Path(out).stem}.mp4)")
-        frames_source = open_source(source, give_up_after_s=opts.give_up_after_s) if isinstance(source, str) \
-            else source
+        frames_source = open_source(source, give_up_after_s=opts.give_up_after_s, wait_s=opts.wait_for_camera_s) \
+            if isinstance(source, str) else source
         name = source if isinstance(source, str) else getattr(source, "name", None) or type(source).__name__
         if out is not None and min(frames_source.size) < MIN_FRAME_SIDE:
             frames_source.close()

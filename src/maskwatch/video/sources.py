@@ -337,7 +337,9 @@ class LiveSource(FrameSource):
     live = True
 
     def __init__(self, spec: str | int, give_up_after_s: float | None = None, open_timeout_s: float = 10.0,
-                 backoff_s: tuple[float, float] = (0.5, 10.0)):
+                 backoff_s: tuple[float, float] = (0.5, 10.0), wait_s: float = 0.0):
+        """wait_s: how long a camera that cannot be opened, or sends no first frame, is tried again before the
+        error (a camera that boots after the machine); 0: one try, so a wrong address fails at once."""
         self.spec = spec
         self.name = without_password(str(spec))
         self.give_up_after_s = give_up_after_s  # a stream lost this long ends the run (None: reconnect for ever)
@@ -350,17 +352,7 @@ class LiveSource(FrameSource):
         self._stop = threading.Event()
         self._failed: str | None = None
         self._open_timeout = open_timeout_s
-        capture = self._open()
-        if capture is None:
-            if isinstance(spec, int) or str(spec).isdigit():
-                raise MaskwatchError(f"webcam {spec}: cannot open it (is a camera connected as /dev/video{spec}, "
-                                     f"may this user read it (the `video` group), and is no other program using "
-                                     f"it? `ls -l /dev/video*` lists them)")
-            raise MaskwatchError(f"{self.name}: cannot open the camera or stream (is the address right and reachable?)")
-        ok, first = capture.read()
-        if not ok:
-            capture.release()
-            raise MaskwatchError(f"{self.name}: opened, but no frame arrived")
+        capture, first = self._first_frame(wait_s)
         try:
             check_pixels(first.shape[1], first.shape[0], self.name)
         except MaskwatchError:
@@ -373,6 +365,32 @@ class LiveSource(FrameSource):
         self.started = time.monotonic()
         self._thread = threading.Thread(target=self._read_loop, args=(capture,), daemon=True, name="maskwatch-reader")
         self._thread.start()
+
+    def _first_frame(self, wait_s: float) -> tuple[cv2.VideoCapture, np.ndarray]:
+        """The opened capture and its first frame, tried again with backoff for up to `wait_s` seconds."""
+        deadline, delay = time.monotonic() + wait_s, self.backoff[0]
+        while True:
+            capture = self._open()
+            ok, first = capture.read() if capture is not None else (False, None)
+            if ok and first is not None:
+                return capture, first
+            if capture is not None:
+                capture.release()
+                problem = f"{self.name}: opened, but no frame arrived"
+            elif isinstance(self.spec, int) or str(self.spec).isdigit():
+                problem = (f"webcam {self.spec}: cannot open it (is a camera connected as /dev/video{self.spec}, may "
+                           f"this user read it (the `video` group), and is no other program using it? "
+                           f"`ls -l /dev/video*` lists them)")
+            else:
+                problem = f"{self.name}: cannot open the camera or stream (is the address right and reachable?)"
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise MaskwatchError(problem + (f"; tried for {wait_s:g} s (--wait-for-camera)" if wait_s else ""))
+            pause = min(delay, left)
+            log.warning("%s; trying again in %.0f s (waiting up to %.0f s more, --wait-for-camera)", problem, pause,
+                        left)
+            time.sleep(pause)
+            delay = min(delay * 2, self.backoff[1])
 
     def _open(self) -> cv2.VideoCapture | None:
         with opencv_quiet():  # the source says itself what went wrong
@@ -607,12 +625,13 @@ def without_password(spec: str) -> str:
 
 
 def open_source(spec: str, folder_fps: float = FOLDER_FPS, give_up_after_s: float | None = None,
-                loop: bool = False) -> FrameSource:
+                loop: bool = False, wait_s: float = 0.0) -> FrameSource:
     """A webcam index ('0'), a URL (rtsp://, http://), a folder of frames or a video file; with `loop`, a file or
     folder plays on repeat at its own frame rate, like a live camera (the server's cameras). give_up_after_s: a
-    live source lost this long ends (None: it reconnects for ever)."""
+    live source lost this long ends (None: it reconnects for ever); wait_s: how long a live source that is not up
+    yet is tried again before the error."""
     if is_live_spec(spec):
-        return LiveSource(int(spec) if spec.isdigit() else spec, give_up_after_s=give_up_after_s)
+        return LiveSource(int(spec) if spec.isdigit() else spec, give_up_after_s=give_up_after_s, wait_s=wait_s)
     path = Path(spec)
     if path.is_dir():
         return LoopingSource(lambda: FolderSource(path, folder_fps), spec) if loop else FolderSource(path, folder_fps)
