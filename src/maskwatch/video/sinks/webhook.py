@@ -233,7 +233,8 @@ class WebhookSink(Sink):
 
     # -- sending --
     def _post(self, session: requests.Session, event_id: str, type_: str, body: str) -> str:
-        """'sent', 'retry' (receiver down, 408/425/429/5xx) or 'refused' (another answer: retrying cannot help)."""
+        """'sent', 'retry' (receiver down, 408/425/429/5xx), 'slow' (connected, but no answer in time: retried too)
+        or 'refused' (another answer: retrying cannot help)."""
         data = body.encode()
         headers = {"Content-Type": "application/json", "User-Agent": "maskwatch", "X-Maskwatch-Event": type_,
                    "X-Maskwatch-Event-Id": event_id}
@@ -246,7 +247,7 @@ class WebhookSink(Sink):
             response = session.post(self.url, data=data, headers=headers, timeout=timeout, allow_redirects=False)
         except requests.ReadTimeout as exc:  # connected, but no answer (a ConnectTimeout is a receiver away)
             self._last_error = f"no answer within {timeout:g} s ({type(exc).__name__})"
-            return "retry"
+            return "slow"
         except requests.RequestException as exc:
             self._last_error = f"{type(exc).__name__}"
             return "retry"
@@ -285,14 +286,13 @@ class WebhookSink(Sink):
                     outcome = self._post(session, event_id, type_, body)
                     tries = tries + 1 if seq == last_seq else 1
                     last_seq = seq
-                    if outcome == "retry" and tries == SLOW_AFTER and self._last_error.startswith("no answer") \
-                            and not said_slow:
+                    if outcome == "slow" and tries == SLOW_AFTER and not said_slow:
                         said_slow = True
                         log.warning("webhook %s: the receiver took the same event %d times without answering within "
                                     "%g s: it is slow rather than down, and gets it again until it answers in time "
                                     "(answer first and work after, or raise --webhook-timeout, `timeout:` in a "
                                     "camera config file)", self.url, tries, self.timeout_s)
-                    if outcome != "retry":
+                    if outcome not in ("retry", "slow"):
                         if failing:
                             log.warning("webhook %s: receiver back; sending the queued events", self.url)
                         failing, delay, said_slow = False, self.backoff[0], False
