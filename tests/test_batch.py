@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -412,3 +414,50 @@ def test_the_8_bit_model_is_named_as_such_in_the_folder_settings(images, tmp_pat
     assert json.loads((out / "_batch.json").read_text())["model"] == "shipped-int8"
     with pytest.raises(MaskwatchError, match="model 'shipped-int8' there, 'shipped' now"):
         run_batch(images, out, "local", threads=2)
+
+
+@pytest.fixture
+def ray_cluster():
+    """A cluster as `ray start --head` makes one, on loopback: its GCS address. Stopped by its own processes
+    (`ray stop` would stop every Ray of this user)."""
+    pytest.importorskip("ray")
+    import psutil
+
+    from servers import free_port
+
+    port = free_port()
+    temp = Path(tempfile.mkdtemp(prefix="mw-ray-"))  # short: Ray's socket paths in it must fit 107 characters
+    ray = Path(sys.executable).with_name("ray")
+    subprocess.run([str(ray), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+                    f"--ray-client-server-port={free_port()}", "--num-cpus=2", "--include-dashboard=false",
+                    "--disable-usage-stats", f"--temp-dir={temp}"], check=True, capture_output=True, timeout=120)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        ours = [p for p in psutil.process_iter(["cmdline"])
+                if p.pid != os.getpid() and any(str(temp) in a or f":{port}" in a for a in p.info["cmdline"] or [])]
+        family = {p.pid: p for p in ours}
+        for process in ours:
+            with contextlib.suppress(psutil.Error):
+                family.update({child.pid: child for child in process.children(recursive=True)})
+        for process in family.values():
+            with contextlib.suppress(psutil.Error):
+                process.terminate()
+        for process in psutil.wait_procs(list(family.values()), timeout=5)[1]:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_ray_engine_on_a_cluster_started_apart_and_a_ray_client_address_refused(images, tmp_path, ray_cluster):
+    cli = [sys.executable, "-m", "maskwatch.cli", "batch", str(images), "--engine", "ray", "--actors", "1"]
+    env = {**os.environ, "RAY_AUTH_MODE": "token"}  # (what `ray start` sets up since Ray 2.59; older: ignored)
+    run = subprocess.run([*cli, "--out", str(tmp_path / "cluster"), "--address", ray_cluster], capture_output=True,
+                         text=True, timeout=300, env=env)
+    assert "7 processed now" in run.stdout, run.stderr
+    local = run_batch(str(images), tmp_path / "local", "local", threads=1)
+    assert rows_by_path(tmp_path / "cluster").keys() == rows_by_path(tmp_path / "local").keys() and local.processed == 7
+    client = subprocess.run([*cli, "--out", str(tmp_path / "client"), "--address", "ray://127.0.0.1:10001"],
+                            capture_output=True, text=True, timeout=120)
+    assert client.returncode == 2 and "Ray's client (ray://) cannot run Ray Data" in client.stderr
+    assert "--address auto" in client.stderr and "Traceback" not in client.stderr

@@ -66,9 +66,11 @@ def test_every_refusal_is_one_sentence_and_the_schema_says_so(server, photo):
         body = response.json()
         assert response.status_code == 422 and body["detail"].startswith(words), body
         assert [set(error) for error in body["errors"]] == [{"type", "loc", "msg"}]
-    for status, path in ((404, "/v1/videos/" + "A" * 24), (404, "/v1/cameras/door"), (415, "/v1/detect")):
+    for status, path in ((404, "/v1/videos/" + "A" * 24), (404, "/v1/cameras/door"), (415, "/v1/detect"),
+                         (404, "/v2/detect"), (405, "/v1/detect")):
         response = (post(server, path, Path(__file__)) if status == 415 else httpx.get(server + path, timeout=30))
         assert response.status_code == status and isinstance(response.json()["detail"], str), response.text
+        assert response.json()["detail"] not in ("Not Found", "Method Not Allowed")  # a sentence, not two words
     spec = httpx.get(f"{server}/openapi.json").json()
     assert "HTTPValidationError" not in str(spec) and "securitySchemes" not in spec["components"]  # (no key here)
     error = {"$ref": "#/components/schemas/ErrorBody"}
@@ -80,6 +82,16 @@ def test_every_refusal_is_one_sentence_and_the_schema_says_so(server, photo):
         schema = spec["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"]
         assert schema == {"$ref": f"#/components/schemas/{answer}"}, (path, status)
     assert spec["paths"]["/v1/detect"]["post"]["responses"]["415"]["content"]["application/json"]["schema"] == error
+    # Bytes are documented as bytes, and only the refusals a route can give are listed.
+    for path, method, media in (("/v1/annotate", "post", "image/png"),
+                                ("/v1/videos/{job_id}/result", "get", "video/mp4"),
+                                ("/v1/cameras/{name}/snapshot.jpg", "get", "image/jpeg")):
+        content = spec["paths"][path][method]["responses"]["200"]["content"]
+        assert "application/json" not in content and content[media]["schema"]["format"] == "binary", path
+    assert "X-Maskwatch-Counts" in spec["paths"]["/v1/annotate"]["post"]["responses"]["200"]["headers"]
+    assert set(spec["paths"]["/healthz"]["get"]["responses"]) == {"200"}
+    assert "422" not in spec["paths"]["/v1/videos/{job_id}"]["get"]["responses"]
+    assert "422" in spec["paths"]["/v1/events"]["get"]["responses"]
 
 
 def test_detect_returns_the_predictions_format_and_counts(server, photo):
@@ -141,6 +153,11 @@ def test_content_is_checked_not_the_name(server, tmp_path):
 def test_a_video_sent_as_a_photo_is_told_where_videos_go(server, clip):
     response = post(server, "/v1/detect", clip)
     assert response.status_code == 415 and "send videos to POST /v1/videos" in response.json()["detail"]
+
+
+def test_a_photo_sent_as_a_video_is_told_where_photos_go(server, photo):
+    response = post(server, "/v1/videos", photo)
+    assert response.status_code == 415 and "send photos to POST /v1/detect" in response.json()["detail"]
 
 
 def test_uploads_over_the_limit_get_413(server, tmp_path):
@@ -218,7 +235,12 @@ def test_a_restart_keeps_finished_results_and_marks_the_interrupted_job_failed(t
         jobs = tmp_path / "data" / "jobs"
         assert not (jobs / done["id"] / "input").exists() and (jobs / done["id"] / "result.mp4").is_file()
         assert not any((jobs / interrupted["id"]).glob("*.mp4")) and not (jobs / interrupted["id"] / "input").exists()
-        # And a job's result can be deleted with everything kept for it.
+        # Every job kept is listed (a client that lost an id can find it), and can be deleted with everything
+        # kept for it.
+        listed = httpx.get(f"{url}/v1/videos").json()["jobs"]
+        assert [(j["id"], j["status"]) for j in listed] == [(done["id"], "finished"), (interrupted["id"], "failed")]
+        assert listed[0]["summary"]["frames"] == 16
         assert httpx.delete(f"{url}/v1/videos/{done['id']}").status_code == 204
+        assert [j["id"] for j in httpx.get(f"{url}/v1/videos").json()["jobs"]] == [interrupted["id"]]
         assert httpx.get(f"{url}/v1/videos/{done['id']}").status_code == 404 and not (jobs / done["id"]).exists()
         assert httpx.delete(f"{url}/v1/videos/{done['id']}").status_code == 404

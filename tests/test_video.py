@@ -517,6 +517,12 @@ def test_a_camera_not_up_at_the_start_fails_at_once_or_is_waited_for(monkeypatch
     with pytest.raises(MaskwatchError, match=r"cannot open the camera or stream .*; tried for 0.3 s \(--wait-for"):
         LiveSource("rtsp://camera/stream", backoff_s=(0.05, 0.1), wait_s=0.3)
     assert len(tries) >= 3 and tries[-1] - tries[0] <= 0.5
+    cancel = threading.Event()  # a pipeline's stop() ends the wait at once
+    threading.Timer(0.3, cancel.set).start()
+    started = time.monotonic()
+    with pytest.raises(MaskwatchError, match="stopped while waiting for it"):
+        LiveSource("rtsp://camera/stream", backoff_s=(5, 5), wait_s=60, cancel=cancel)
+    assert time.monotonic() - started < 3
 
 
 def test_a_camera_without_frames_is_said_down_on_the_bus_and_up_when_they_come_back(detector, monkeypatch,

@@ -70,10 +70,13 @@ def test_upload_a_video_see_progress_then_it_plays(browser, server, photo, tmp_p
     assert "Done: 12 frames" in page.inner_text(".item .status")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "web_video.png"), full_page=True)
-    # A reload (or the page closed and opened again in the tab) comes back to the job ...
+    # A reload (or the page closed and opened again in the tab) comes back to the job, its video shown on demand
+    # (a reload does not download every remembered video again) ...
     page.reload()
+    page.wait_for_selector("button.show", timeout=60_000)
+    assert "Done: 12 frames" in page.inner_text(".item .status") and page.locator("video").count() == 0
+    page.click("button.show")
     page.wait_for_selector("video.annotated", timeout=60_000)
-    assert "Done: 12 frames" in page.inner_text(".item .status")
     [job] = page.evaluate("JSON.parse(sessionStorage.getItem('maskwatch.jobs'))")
     assert httpx.get(server + job["status_url"], timeout=30).status_code == 200
     # ... and the annotated video, which shows faces, can be deleted from the server.
@@ -108,13 +111,14 @@ def test_several_files_each_get_their_result_and_a_bad_one_does_not_stop_the_oth
     page.evaluate("""window.said = []; new MutationObserver(() => document.querySelectorAll('.item .status')
         .forEach((s) => window.said.push(s.textContent))).observe(document.body, {subtree: true, childList: true,
         characterData: true})""")
-    page.set_input_files("#file", [str(photo), str(fake), str(big)])
-    page.wait_for_selector("#download-all", timeout=120_000)
+    clip = write_clip(pan_frames(photo, size=(320, 240), frames=12, zoom=1.5), tmp_path / "door.avi", fps=6,
+                      codec="MJPG")
+    page.set_input_files("#file", [str(clip), str(photo), str(fake), str(big)])
+    page.wait_for_selector("#download-all", timeout=120_000)  # (the video is followed meanwhile)
     items = page.locator(".item")
-    assert items.count() == 3
-    assert [items.nth(i).locator("h2").inner_text() for i in range(3)] == [photo.name, fake.name, big.name]
-    assert items.nth(0).locator("img.annotated").count() == 1 and items.nth(2).locator("img.annotated").count() == 1
-    assert "415" in items.nth(1).locator(".error").inner_text() and items.nth(1).locator("img").count() == 0
+    assert [items.nth(i).locator("h2").inner_text() for i in range(4)] == [clip.name, photo.name, fake.name, big.name]
+    assert items.nth(1).locator("img.annotated").count() == 1 and items.nth(3).locator("img.annotated").count() == 1
+    assert "415" in items.nth(2).locator(".error").inner_text() and items.nth(2).locator("img").count() == 0
     with page.expect_download() as download:
         page.click("#download-all")
     answers = json.loads(Path(download.value.path()).read_text())
@@ -123,6 +127,15 @@ def test_several_files_each_get_their_result_and_a_bad_one_does_not_stop_the_oth
     assert page.inner_text("#total").startswith(f"2 photos, {faces} face(s)") and faces > 0
     # The upload's progress events reach the page (on loopback they come at 100 %, which says "Looking for faces").
     assert "Looking for faces…" in page.evaluate("window.said")
+    # The next choice replaces the photos' sections but keeps the video job's, which the tab still remembers.
+    page.wait_for_selector("video.annotated", timeout=120_000)
+    page.set_input_files("#file", str(photo))
+    page.wait_for_function("document.querySelectorAll('.item img.annotated').length === 1 && "
+                           "document.querySelectorAll('.item').length === 2", timeout=60_000)
+    assert page.locator(".item h2").all_inner_texts() == [clip.name, photo.name]
+    page.click("button.forget")  # only from the page: the server keeps the job
+    assert page.locator(".item h2").all_inner_texts() == [photo.name]
+    assert page.evaluate("sessionStorage.getItem('maskwatch.jobs')") == "[]"
     page.close()
 
 

@@ -588,7 +588,7 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to liste
           max_upload_mb: float = typer.Option(MAX_UPLOAD_MB, "--max-upload-mb", help="Larger uploads get 413."),
           api_key: Optional[str] = typer.Option(None, "--api-key", envvar="MASKWATCH_API_KEY",
                                                 help="Require this key (X-API-Key header) on every route but "
-                                                     "/healthz and the pages."),
+                                                     "/healthz, the pages and the API's description (/docs)."),
           workers: int = typer.Option(SERVE_WORKERS, "--workers", show_default=False,
                                       help="Threads that decode and detect images [default: one per core, "
                                            "at least 2]."),
@@ -635,7 +635,8 @@ def batch(inputs: list[str] = typer.Argument(..., help=INPUTS_HELP, metavar="INP
           out: Path = typer.Option(Path("out/batch"), "--out", help="Results folder (Parquet parts)."),
           engine: str = typer.Option("local", "--engine", help="local or ray."),
           address: Optional[str] = typer.Option(None, "--address",
-                                                help="Ray cluster: ray://HOST:10001 or auto; default a local Ray."),
+                                                help="Ray cluster, from one of its nodes: auto or HEAD:6379 "
+                                                     "[default: a local Ray of this run]."),
           actors: int = typer.Option(2, "--actors", help="Ray: detector actors (one model each)."),
           conf: float = typer.Option(FOR_PEOPLE.min_score, "--conf", help="Lowest score kept (one box per face)."),
           annotate: bool = typer.Option(False, "--annotate", help="Also write annotated images to OUT/annotated."),

@@ -1,8 +1,9 @@
 """The Ray engine: Ray Data reads the path list, an actor pool runs the detector (the model loads once per
 actor), and each block is written as a Parquet file as soon as it is done, so a crash loses no finished rows.
 
-Point it at a cluster with `--address ray://head:10001` (or `auto` on a cluster node); every node needs
-maskwatch installed with its `ray` extra and the images reachable under the same paths. Without an
+Point it at a cluster from one of its nodes with `--address auto` or `--address HEAD:6379` (not through Ray's client,
+ray://: Ray Data needs its driver on the cluster); every node needs maskwatch installed with its `ray` extra and the
+images reachable under the same paths. Without an
 address maskwatch starts a local cluster and shuts it down when the run ends, or, through a watchdog process
 (ray_watchdog.py), when the process dies.
 """
@@ -101,21 +102,30 @@ def _run(paths: list[str], out_dir: Path, model: str | None, conf: float, annota
 
 
 def _connect(address: str, **kwargs) -> None:
-    """ray.init on a cluster, its failures in one line: Ray's client missing (ray://), no cluster there."""
+    """ray.init on a cluster, its failures in one line: a ray:// address, no cluster there (or one that wants its
+    token)."""
     import ray
 
     from maskwatch.errors import MaskwatchError
 
+    if address.startswith("ray://"):
+        # Tried with Ray 2.60: connected through the client, Ray Data's executor fails at the first block
+        # ("'Worker' object has no attribute 'core_worker'"); Ray's docs send such work to Ray Jobs.
+        raise MaskwatchError(
+            f"--address {address}: Ray's client (ray://) cannot run Ray Data, which the Ray engine is. Run `maskwatch "
+            f"batch` on a node of the cluster with --address auto (or HEAD:6379), or submit it as a Ray job: ray job "
+            f"submit --address http://HEAD:8265 -- maskwatch batch ... --engine ray --address auto")
     try:
         ray.init(address=address, **kwargs)
     except ValueError as exc:
-        if "ray[client]" in str(exc):
-            raise MaskwatchError(f"--address {address}: connecting to a ray:// address needs Ray's client: "
-                                 f"pip install 'ray[client]'") from exc
         raise MaskwatchError(f"--address {address}: {exc}") from exc
     except ConnectionError as exc:
+        token = ("" if os.environ.get("RAY_AUTH_MODE") else
+                 "; if the cluster uses token authentication (what `ray start` sets up since Ray 2.59), set "
+                 "RAY_AUTH_MODE=token here too (its token is read from RAY_AUTH_TOKEN or ~/.ray/auth_token)")
         raise MaskwatchError(f"--address {address}: no Ray cluster answers there ({str(exc).splitlines()[0]}); "
-                             f"start one with `ray start --head`, or leave out --address for a local one") from exc
+                             f"start one with `ray start --head`, or leave out --address for a local one"
+                             f"{token}") from exc
 
 
 def _check_actor_fits(threads_per_actor: int) -> None:

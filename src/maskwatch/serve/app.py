@@ -31,7 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from maskwatch.version import __version__
 from maskwatch.annotate import annotate
-from maskwatch.data.images import decode_image
+from maskwatch.data.images import decode_image, image_header
 from maskwatch.detector import Detector, best_class_per_face
 from maskwatch.errors import MaskwatchError, TooManyPixels
 from maskwatch.limits import MAX_UPLOAD_MB, MULTIPART_OVERHEAD_BYTES, SERVE_MAX_QUEUE, SERVE_WORKERS, usable_cores
@@ -40,7 +40,8 @@ from maskwatch.serve.cameras import CameraRegistry, CameraSetup
 from maskwatch.serve.guards import ApiKeyMiddleware, UploadGate, WorkerPool
 from maskwatch.serve.jobs import DataDirLock, JobQueue
 from maskwatch.serve.live import PAGE_PATHS, add_live_routes
-from maskwatch.serve.schemas import DetectResult, Health, VideoJob, VideoJobCreated, error_responses
+from maskwatch.serve.schemas import (DetectResult, Health, RunSummary, VideoJob, VideoJobCreated, VideoJobList,
+                                     binary_response, error_responses)
 from maskwatch.thresholds import FOR_PEOPLE
 from maskwatch.video.sources import FileSource, is_video_header
 
@@ -51,8 +52,9 @@ DOCS_ASSETS = ("swagger-ui-bundle.js", "swagger-ui.css")
 # Open without the API key: the health check, the pages (static HTML that asks for the key) and the API's
 # description (/docs, whose Authorize button takes the key for the requests tried from it: a browser cannot send
 # a header to open the page itself). Everything that reads or sends data needs the key.
-OPEN_PATHS = (frozenset({"/healthz", "/", "/docs", "/openapi.json"}) | {f"/docs-assets/{name}" for name in DOCS_ASSETS}
-              | PAGE_PATHS)
+OPEN_PATHS = (frozenset({"/healthz", "/", "/favicon.ico", "/docs", "/openapi.json"})
+              | {f"/docs-assets/{name}" for name in DOCS_ASSETS} | PAGE_PATHS)
+TAGS = ["images and videos"]  # the routes here; the cameras' are live.py's
 API_KEY_SCHEME = "ApiKey"
 
 
@@ -137,22 +139,29 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
         return JSONResponse(validation_error_body(exc.errors()), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def explain_413(request: Request, exc: StarletteHTTPException):
-        """FastAPI's body limit answers a bare "Content Too Large" (Starlette's exception, not one of ours); say
-        what the limit is and how to move it."""
-        if exc.status_code == 413 and not isinstance(exc, HTTPException):
-            exc = HTTPException(413, settings.too_large)
+    async def explain_starlette(request: Request, exc: StarletteHTTPException):
+        """Starlette's own refusals are two words ("Content Too Large", "Not Found"); say what was wrong and what
+        to do, as every other refusal does."""
+        if not isinstance(exc, HTTPException):
+            said = {413: settings.too_large,
+                    404: f"no such route: {request.url.path} (the API is described at /docs)",
+                    405: f"{request.method} is not how {request.url.path} is used (see /docs)"}.get(exc.status_code)
+            if said:
+                exc = HTTPException(exc.status_code, said, headers=exc.headers)
         return await http_exception_handler(request, exc)
 
     async def read_upload(request: Request, file: UploadFile, target) -> int:
-        """Copy an upload into `target` (a binary file); the size limit was enforced while it was received. One
-        file per request: FastAPI would keep the last of several and drop the others without a word."""
+        """Copy an upload into `target` (a binary file). The body's limit (the file plus room for the form's
+        headers) was enforced while it was received; the file's own is checked here. One file per request:
+        FastAPI would keep the last of several and drop the others without a word."""
         sent = len((await request.form()).getlist("file"))  # (the form FastAPI parsed, not read again)
         if sent > 1:
             raise HTTPException(422, f"one file per request, got {sent}: send each in a request of its own")
         size = 0
         while chunk := await file.read(CHUNK):
             size += len(chunk)
+            if size > settings.max_upload_bytes:
+                raise HTTPException(413, settings.too_large)
             target.write(chunk)
         if size == 0:
             raise HTTPException(422, "the uploaded file is empty")
@@ -190,7 +199,12 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
 
     app.mount("/docs-assets", StaticFiles(directory=STATIC / "docs"), name="docs-assets")
 
-    @app.get("/healthz", response_model=Health)
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        """None: answered, so that browsers do not log an error (or a 401 on a keyed server) for every page."""
+        return Response(status_code=204)
+
+    @app.get("/healthz", response_model=Health, tags=["server"])
     def healthz() -> dict:
         """Liveness, and how many requests are being decoded or detected (or wait for a worker)."""
         return {"status": "ok", "model_loaded": "detector" in state, "busy": pool.busy}
@@ -199,9 +213,11 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
     def index() -> HTMLResponse:
         return HTMLResponse((STATIC / "index.html").read_text())
 
-    @app.post("/v1/detect", responses=UPLOAD_ERRORS, response_model=DetectResult, response_model_exclude_unset=True)
+    @app.post("/v1/detect", responses=UPLOAD_ERRORS, response_model=DetectResult, response_model_exclude_unset=True,
+              tags=TAGS)
     async def detect_image(request: Request, file: UploadFile = File(...),
-                           conf: float = Query(FOR_PEOPLE.min_score, ge=0.0, le=1.0, description="lowest score returned"),
+                           conf: float = Query(FOR_PEOPLE.min_score, ge=0.0, le=1.0, allow_inf_nan=False,
+                                               description="lowest score returned"),
                            all_classes: bool = Query(FOR_PEOPLE.all_classes,
                                                      description="one box per plausible class"),
                            annotated: bool = Query(False, description="also the image with every face drawn, as "
@@ -225,10 +241,14 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
 
         return await pool.run(work)
 
-    @app.post("/v1/annotate", responses={200: {"content": {"image/jpeg": {}, "image/png": {}}}, **UPLOAD_ERRORS})
+    @app.post("/v1/annotate", response_class=Response, tags=TAGS, responses={**binary_response(
+        ("image/jpeg", "image/png"), "the image with one box per face",
+        **{"X-Maskwatch-Counts": "faces per class: with_mask=2,without_mask=1,mask_weared_incorrect=0"}),
+        **UPLOAD_ERRORS})
     async def annotate_image(request: Request, file: UploadFile = File(...),
                              format: str = Query("jpeg", pattern="^(jpeg|png)$"),
-                             conf: float = Query(FOR_PEOPLE.min_score, ge=0.0, le=1.0)) -> Response:
+                             conf: float = Query(FOR_PEOPLE.min_score, ge=0.0, le=1.0, allow_inf_nan=False)
+                             ) -> Response:
         """The image with every face drawn, as JPEG or PNG."""
         buffer = io.BytesIO()
         await read_upload(request, file, buffer)
@@ -242,7 +262,7 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
         headers = {"X-Maskwatch-Counts": ",".join(f"{k}={v}" for k, v in counts.items())}
         return Response(encoded, media_type=f"image/{format}", headers=headers)
 
-    @app.post("/v1/videos", status_code=202, responses=UPLOAD_ERRORS, response_model=VideoJobCreated)
+    @app.post("/v1/videos", status_code=202, responses=UPLOAD_ERRORS, response_model=VideoJobCreated, tags=TAGS)
     async def submit_video(request: Request, file: UploadFile = File(...)) -> dict:
         """Queue a video; poll GET /v1/videos/{id}, then fetch /v1/videos/{id}/result."""
         uploads = settings.data_dir / "uploads"
@@ -251,13 +271,16 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
             temp = Path(target.name)
 
         def check_video() -> None:
-            """The header's frame size, then the first frame: the content decides, not the name."""
+            """The header's frame size, then the first frame: the content decides, not the name. A photo would
+            open as a video of one frame (FFmpeg reads images too): it goes to /v1/detect."""
+            if is_photo(temp):
+                raise HTTPException(415, "the upload is a photo: send photos to POST /v1/detect (videos here)")
             try:
                 FileSource(temp).close()
             except MaskwatchError as exc:
-                text = str(exc).replace(f"{temp}: is ", "the uploaded video is ")
+                text = str(exc).replace(f"{temp}: is ", "the upload is ")
                 status = 413 if isinstance(exc, TooManyPixels) else 415
-                raise HTTPException(status, text.replace(str(temp), "the uploaded video")) from None
+                raise HTTPException(status, text.replace(str(temp), "the upload")) from None
 
         try:
             with temp.open("wb") as target:
@@ -276,11 +299,18 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
             raise HTTPException(404, "no such video job")
         return job
 
-    @app.get("/v1/videos/{job_id}", responses=JOB_ERRORS, response_model=VideoJob)
+    @app.get("/v1/videos", response_model=VideoJobList, tags=TAGS)
+    def list_videos() -> dict:
+        """Every video job the server keeps (a result video shows faces: find and DELETE what is no longer
+        needed, also when its id was lost)."""
+        return {"jobs": [job.as_dict() for job in state["jobs"].all()]}
+
+    @app.get("/v1/videos/{job_id}", responses=JOB_ERRORS, response_model=VideoJob, tags=TAGS)
     def video_status(job_id: str) -> dict:
         return job_or_404(job_id).as_dict()
 
-    @app.get("/v1/videos/{job_id}/result", responses={200: {"content": {"video/mp4": {}}}, **JOB_ERRORS, **NOT_READY})
+    @app.get("/v1/videos/{job_id}/result", response_class=Response, tags=TAGS, responses={
+        **binary_response(("video/mp4",), "the annotated video (H.264)"), **JOB_ERRORS, **NOT_READY})
     def video_result(job_id: str) -> FileResponse:
         job = job_or_404(job_id)
         path = state["jobs"].result_path(job.id)
@@ -290,15 +320,16 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
         name = Path(job.filename or "video").stem + "_maskwatch.mp4"
         return FileResponse(path, media_type="video/mp4", filename=name, content_disposition_type="inline")
 
-    @app.get("/v1/videos/{job_id}/summary", responses={**JOB_ERRORS, **NOT_READY})
-    def video_summary(job_id: str) -> JSONResponse:
+    @app.get("/v1/videos/{job_id}/summary", responses={**JOB_ERRORS, **NOT_READY}, response_model=RunSummary,
+             tags=TAGS)
+    def video_summary(job_id: str) -> dict:
         job = job_or_404(job_id)
         if job.status != "finished":
             raise HTTPException(409, f"the job has {'failed' if job.status == 'failed' else 'not finished'} "
                                      f"({job.status}); there is no summary")
-        return JSONResponse(job.summary)
+        return job.summary
 
-    @app.delete("/v1/videos/{job_id}", status_code=204,
+    @app.delete("/v1/videos/{job_id}", status_code=204, tags=TAGS,
                 responses={**JOB_ERRORS, **error_responses(_409="the job is running")})
     def delete_video(job_id: str) -> Response:
         """Delete a job and everything kept for it (its result video and events); a running job cannot be."""
@@ -308,6 +339,14 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
         return Response(status_code=204)
 
     return app
+
+
+def is_photo(path: Path) -> bool:
+    """Whether an upload is a still image (Pillow reads its header; an animated GIF counts as a video)."""
+    try:
+        return image_header(path, "the upload").format != "GIF"
+    except MaskwatchError:
+        return False
 
 
 def validation_error_body(errors) -> dict:
@@ -338,7 +377,14 @@ def openapi_schema(app: FastAPI, keyed: bool) -> dict:
                 "description": "the server's --api-key (or MASKWATCH_API_KEY)"}}
         for path, operations in schema.get("paths", {}).items():
             for operation in operations.values():
-                invalid = operation.get("responses", {}).get("422")
+                responses = operation.get("responses", {})
+                if path in OPEN_PATHS:
+                    responses.pop("401", None)  # (the app's answer to every route; not these)
+                can_be_invalid = "requestBody" in operation or any(
+                    p.get("in") in ("query", "header") for p in operation.get("parameters", []))
+                if not can_be_invalid:
+                    responses.pop("422", None)
+                invalid = responses.get("422")
                 if invalid and "HTTPValidationError" in str(invalid):
                     operation["responses"]["422"] = {"description": "a parameter or form field missing or out of range",
                                                      "content": {"application/json": {"schema": {

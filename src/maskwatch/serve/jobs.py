@@ -103,7 +103,8 @@ class JobQueue:
             self.db.execute("UPDATE jobs SET status = 'failed', message = 'the server stopped while this job ran; "
                             "upload the video again', updated_at = ? WHERE status = 'running'", (time.time(),))
             self.db.commit()
-            queued = [row[0] for row in self.db.execute("SELECT id FROM jobs WHERE status = 'queued' ORDER BY created_at")]
+            queued = [row[0] for row in self.db.execute("SELECT id FROM jobs WHERE status = 'queued' "
+                                                        "ORDER BY created_at")]
         for job_id in died:  # nothing of a job that died is served again (its row says what happened)
             shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
         for job_id in queued:
@@ -146,17 +147,25 @@ class JobQueue:
         return job_id
 
     def get(self, job_id: str) -> Job | None:
+        jobs = self._select("WHERE id = ?", (job_id,))
+        return jobs[0] if jobs else None
+
+    def all(self) -> list[Job]:
+        """Every job the server keeps, oldest first: what a client that lost a job's id can find (and delete)."""
+        return self._select("ORDER BY created_at", ())
+
+    def _select(self, where: str, args: tuple) -> list[Job]:
         with self._lock:
-            row = self.db.execute("SELECT id, status, frames_done, frames_total, summary, message, filename FROM jobs "
-                                  "WHERE id = ?", (job_id,)).fetchone()
-        if row is None:
-            return None
-        return Job(row[0], row[1], row[2], row[3], json.loads(row[4]) if row[4] else None, row[5], row[6])
+            rows = self.db.execute("SELECT id, status, frames_done, frames_total, summary, message, filename FROM jobs "
+                                   + where, args).fetchall()
+        return [Job(row[0], row[1], row[2], row[3], json.loads(row[4]) if row[4] else None, row[5], row[6])
+                for row in rows]
 
     def _update(self, job_id: str, **fields) -> None:
         names = ", ".join(f"{k} = ?" for k in fields)
         with self._lock:
-            self.db.execute(f"UPDATE jobs SET {names}, updated_at = ? WHERE id = ?", (*fields.values(), time.time(), job_id))
+            self.db.execute(f"UPDATE jobs SET {names}, updated_at = ? WHERE id = ?",
+                            (*fields.values(), time.time(), job_id))
             self.db.commit()
 
     def _work(self) -> None:
@@ -169,8 +178,8 @@ class JobQueue:
     def claim(self, job_id: str) -> bool:
         """Queued -> running in one statement: a job is run once even if two workers reach it."""
         with self._lock:
-            cursor = self.db.execute("UPDATE jobs SET status = 'running', updated_at = ? "
-                                     "WHERE id = ? AND status = 'queued'", (time.time(), job_id))
+            cursor = self.db.execute("UPDATE jobs SET status = 'running', frames_done = 0, message = NULL, "
+                                     "updated_at = ? WHERE id = ? AND status = 'queued'", (time.time(), job_id))
             self.db.commit()
         return cursor.rowcount == 1
 

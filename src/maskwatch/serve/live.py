@@ -21,7 +21,7 @@ from fastapi.sse import KEEPALIVE_COMMENT, format_sse_event
 
 from maskwatch.errors import MaskwatchError
 from maskwatch.serve.cameras import CameraRegistry, CameraWorker, LiveFrame
-from maskwatch.serve.schemas import Camera, CameraList, CameraReport, EventPage, error_responses
+from maskwatch.serve.schemas import Camera, CameraList, CameraReport, EventPage, binary_response, error_responses
 from maskwatch.video.events import EVENT_TYPES
 from maskwatch.video.report import compliance_series, read_report
 from maskwatch.video.store import event_stored, read_events
@@ -146,8 +146,11 @@ def api_router(registry: CameraRegistry) -> APIRouter:
     def one_camera(name: str) -> dict:
         return camera_or_404(name).describe()
 
-    @router.get("/v1/cameras/{name}/snapshot.jpg",
-                responses={200: {"content": {"image/jpeg": {}}}, **NO_CAMERA, **NO_FRAME})
+    @router.get("/v1/cameras/{name}/snapshot.jpg", response_class=Response,
+                responses={**binary_response(("image/jpeg",), "the latest annotated frame",
+                                             **{"X-Frame-Time": "Unix seconds when the camera delivered it",
+                                                "X-Camera-Status": "live, reconnecting or stopped"}),
+                           **NO_CAMERA, **NO_FRAME})
     def snapshot(name: str) -> Response:
         """The latest annotated frame (faces blurred where the camera has blur_faces)."""
         worker = camera_or_404(name)
@@ -157,9 +160,9 @@ def api_router(registry: CameraRegistry) -> APIRouter:
                         headers={"Cache-Control": "no-store", "X-Frame-Time": f"{frame.received_at:.3f}",
                                  "X-Camera-Status": worker.status})
 
-    @router.get("/v1/cameras/{name}/stream",
-                responses={200: {"content": {f"multipart/x-mixed-replace; boundary={BOUNDARY}": {}}}, **NO_CAMERA,
-                           **NO_FRAME})
+    @router.get("/v1/cameras/{name}/stream", response_class=Response,
+                responses={**binary_response((f"multipart/x-mixed-replace; boundary={BOUNDARY}",),
+                                             "MJPEG: one JPEG part per new frame"), **NO_CAMERA, **NO_FRAME})
     async def stream(name: str, request: Request) -> StreamingResponse:
         """The live annotated video as MJPEG (multipart/x-mixed-replace): each part a JPEG with Content-Length
         and X-Frame-Time (Unix seconds when the camera delivered it). 503 while the camera has shown no frame
@@ -222,7 +225,9 @@ def api_router(registry: CameraRegistry) -> APIRouter:
             following = f"{request.url.path}?{urlencode([*query, ('after', rows[-1]['id'])])}"
         return {"events": rows, "next": following}
 
-    @router.get("/v1/events/stream", responses={200: {"content": {"text/event-stream": {}}}, **BAD_TYPE})
+    @router.get("/v1/events/stream", response_class=Response, responses={
+        200: {"description": "Server-Sent Events, one event's JSON per `data:`",
+              "content": {"text/event-stream": {"schema": {"type": "string"}}}}, **BAD_TYPE})
     async def event_stream(camera: list[str] | None = Query(None), type: list[str] | None = Query(None),
                            last_event_id: str | None = Header(None)) -> StreamingResponse:
         """Live events as Server-Sent Events: each `data:` is one event's JSON, exactly as the webhook posts it,

@@ -13,14 +13,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from maskwatch.video.events import EVENT_TYPES
 
-EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]
-
 
 class ErrorBody(BaseModel):
     """Every refusal and error: one sentence that says what was wrong and what to do."""
+    model_config = ConfigDict(json_schema_extra={"examples": [{"detail": "no such video job"}]})
+
     detail: str = Field(description="what was wrong, in words")
     errors: list[dict[str, Any]] | None = Field(
-        None, description="for 422 on a parameter or form field: FastAPI's list of what failed, one entry each")
+        None, description="only on a 422 for a parameter or form field: FastAPI's list of what failed")
 
 
 class Health(BaseModel):
@@ -53,16 +53,48 @@ class VideoJobCreated(BaseModel):
     summary_url: str
 
 
+class RunSummary(BaseModel):
+    """A finished video job's run, as `watch` writes OUT.json (without the server's paths)."""
+    model_config = ConfigDict(extra="allow")
+
+    camera: str | None
+    run: str | None
+    frames: int = Field(description="frames processed: detected + tracked-only")
+    detected_frames: int
+    tracked_frames: int
+    dropped_frames: int
+    scene_cuts: int
+    seconds: float
+    fps: float
+    source_fps: float
+    detect_every: float
+    scales: dict[str, int] = Field(description="detections per face-finder scale")
+    realtime: list[str]
+    people: dict[str, int] = Field(description="people per class, each tracked person once")
+    compliance: float | None
+    zones: dict[str, Any]
+    lines: dict[str, Any]
+    events: dict[str, int] = Field(description="events per type")
+    sink_failures: dict[str, dict[str, Any]]
+    status: Literal["finished", "interrupted", "ended_early", "failed"]
+    live: bool
+    message: str | None
+    run_id: int | None
+
+
 class VideoJob(BaseModel):
     id: str
     status: Literal["queued", "running", "finished", "failed"]
     progress: float | None = Field(description="0 to 1; null while the number of frames is unknown")
     frames_done: int
     frames_total: int | None
-    summary: dict[str, Any] | None = Field(description="once finished: the run's summary, as `watch` writes it "
-                                                       "(also at summary_url)")
+    summary: RunSummary | None = Field(description="once finished: the run's summary (also at summary_url)")
     message: str | None = Field(description="why it failed, or what the run noticed (frames skipped)")
     filename: str | None
+
+
+class VideoJobList(BaseModel):
+    jobs: list[VideoJob] = Field(description="every job the server keeps, oldest first")
 
 
 class Camera(BaseModel):
@@ -109,7 +141,7 @@ class Window(BaseModel):
 class CameraReport(BaseModel):
     camera: str
     since: float
-    window_s: float
+    window_s: int | float
     people: dict[str, int]
     compliance: float | None
     windows: list[Window]
@@ -119,11 +151,11 @@ class CameraReport(BaseModel):
 
 class Event(BaseModel):
     """One event, as the webhook posts it and MQTT publishes it: the common keys always (null where they do not
-    apply), the type's own keys only on it."""
-    model_config = ConfigDict(populate_by_name=True)
+    apply), the type's own keys only on it. Kept as stored: a type or key of a newer version passes through."""
+    model_config = ConfigDict(populate_by_name=True, extra="allow")
 
     id: str = Field(description="unique: delivery is at least once, so drop repeated ids")
-    type: EventType
+    type: str = Field(description=f"one of {', '.join(EVENT_TYPES)}")
     time: str = Field(description="wall clock, ISO 8601 with offset")
     source_time_s: float = Field(description="seconds into the video or stream")
     camera: str
@@ -143,6 +175,16 @@ class Event(BaseModel):
 class EventPage(BaseModel):
     events: list[Event]
     next: str | None = Field(description="the URL of the following page; null on the last")
+
+
+def binary_response(media_types: tuple[str, ...], description: str, **headers: str) -> dict[int, dict[str, Any]]:
+    """The OpenAPI 200 of a route that answers bytes (an image, a video), with the headers it sets."""
+    answer: dict[str, Any] = {"description": description, "content": {
+        media: {"schema": {"type": "string", "format": "binary"}} for media in media_types}}
+    if headers:
+        answer["headers"] = {name: {"description": text, "schema": {"type": "string"}}
+                             for name, text in headers.items()}
+    return {200: answer}
 
 
 def error_responses(**descriptions: str) -> dict[int | str, dict[str, Any]]:

@@ -72,7 +72,8 @@ OPTION_CHECKS: dict[str, tuple[Callable[[object], bool], str]] = {
     "give_up_after_s": (lambda v: v is None or (_number(v) and v > 0),
                         "a number of seconds above 0, or left out (reconnect for ever)"),
     "camera_down_after_s": (lambda v: _number(v) and v > 0, "a number of seconds above 0"),
-    "wait_for_camera_s": (lambda v: _number(v) and v >= 0, "a number of seconds, 0 or more (0: fail at once)"),
+    "wait_for_camera_s": (lambda v: _number(v) and 0 <= v < float("inf"),
+                          "a number of seconds, 0 or more (0: fail at once)"),
 }
 OPTION_FLAGS = {"every": "--every", "max_frames": "--max-frames", "max_fps": "--max-fps",
                 "summary_every": "--summary-every", "window_s": "--window",
@@ -188,8 +189,8 @@ class VideoPipeline:
         if out is not None and Path(out).suffix.lower() != ".mp4":
             raise MaskwatchError(f"{out}: the annotated video is an MP4; give it a .mp4 name "
                                  f"(e.g. {Path(out).stem}.mp4)")
-        frames_source = open_source(source, give_up_after_s=opts.give_up_after_s, wait_s=opts.wait_for_camera_s) \
-            if isinstance(source, str) else source
+        frames_source = open_source(source, give_up_after_s=opts.give_up_after_s, wait_s=opts.wait_for_camera_s,
+                                    cancel=self.stopping) if isinstance(source, str) else source
         name = source if isinstance(source, str) else getattr(source, "name", None) or type(source).__name__
         if out is not None and min(frames_source.size) < MIN_FRAME_SIDE:
             frames_source.close()

@@ -337,9 +337,11 @@ class LiveSource(FrameSource):
     live = True
 
     def __init__(self, spec: str | int, give_up_after_s: float | None = None, open_timeout_s: float = 10.0,
-                 backoff_s: tuple[float, float] = (0.5, 10.0), wait_s: float = 0.0):
+                 backoff_s: tuple[float, float] = (0.5, 10.0), wait_s: float = 0.0,
+                 cancel: threading.Event | None = None):
         """wait_s: how long a camera that cannot be opened, or sends no first frame, is tried again before the
-        error (a camera that boots after the machine); 0: one try, so a wrong address fails at once."""
+        error (a camera that boots after the machine); 0: one try, so a wrong address fails at once. `cancel`
+        (a pipeline's stop) ends that wait with the error at once."""
         self.spec = spec
         self.name = without_password(str(spec))
         self.give_up_after_s = give_up_after_s  # a stream lost this long ends the run (None: reconnect for ever)
@@ -352,7 +354,7 @@ class LiveSource(FrameSource):
         self._stop = threading.Event()
         self._failed: str | None = None
         self._open_timeout = open_timeout_s
-        capture, first = self._first_frame(wait_s)
+        capture, first = self._first_frame(wait_s, cancel or threading.Event())
         try:
             check_pixels(first.shape[1], first.shape[0], self.name)
         except MaskwatchError:
@@ -366,7 +368,7 @@ class LiveSource(FrameSource):
         self._thread = threading.Thread(target=self._read_loop, args=(capture,), daemon=True, name="maskwatch-reader")
         self._thread.start()
 
-    def _first_frame(self, wait_s: float) -> tuple[cv2.VideoCapture, np.ndarray]:
+    def _first_frame(self, wait_s: float, cancel: threading.Event) -> tuple[cv2.VideoCapture, np.ndarray]:
         """The opened capture and its first frame, tried again with backoff for up to `wait_s` seconds."""
         deadline, delay = time.monotonic() + wait_s, self.backoff[0]
         while True:
@@ -387,9 +389,10 @@ class LiveSource(FrameSource):
             if left <= 0:
                 raise MaskwatchError(problem + (f"; tried for {wait_s:g} s (--wait-for-camera)" if wait_s else ""))
             pause = min(delay, left)
-            log.warning("%s; trying again in %.0f s (waiting up to %.0f s more, --wait-for-camera)", problem, pause,
+            log.warning("%s; trying again in %.1f s (waiting up to %.0f s more, --wait-for-camera)", problem, pause,
                         left)
-            time.sleep(pause)
+            if cancel.wait(pause):
+                raise MaskwatchError(f"{problem}; stopped while waiting for it")
             delay = min(delay * 2, self.backoff[1])
 
     def _open(self) -> cv2.VideoCapture | None:
@@ -625,13 +628,14 @@ def without_password(spec: str) -> str:
 
 
 def open_source(spec: str, folder_fps: float = FOLDER_FPS, give_up_after_s: float | None = None,
-                loop: bool = False, wait_s: float = 0.0) -> FrameSource:
+                loop: bool = False, wait_s: float = 0.0, cancel: threading.Event | None = None) -> FrameSource:
     """A webcam index ('0'), a URL (rtsp://, http://), a folder of frames or a video file; with `loop`, a file or
     folder plays on repeat at its own frame rate, like a live camera (the server's cameras). give_up_after_s: a
     live source lost this long ends (None: it reconnects for ever); wait_s: how long a live source that is not up
-    yet is tried again before the error."""
+    yet is tried again before the error (`cancel` ends the wait)."""
     if is_live_spec(spec):
-        return LiveSource(int(spec) if spec.isdigit() else spec, give_up_after_s=give_up_after_s, wait_s=wait_s)
+        return LiveSource(int(spec) if spec.isdigit() else spec, give_up_after_s=give_up_after_s, wait_s=wait_s,
+                          cancel=cancel)
     path = Path(spec)
     if path.is_dir():
         return LoopingSource(lambda: FolderSource(path, folder_fps), spec) if loop else FolderSource(path, folder_fps)
