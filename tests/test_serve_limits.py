@@ -288,3 +288,40 @@ def test_a_server_shutting_down_stops_the_job_before_closing_its_database(tmp_pa
     finally:
         again.go.set()
         jobs.close()
+
+
+def test_old_video_results_are_deleted_after_keep_results_days(tmp_path, photo, detector):
+    """Result videos show faces: with keep_days, finished and failed jobs go that long after they ended; running
+    and queued ones never; without it, nothing goes."""
+    import shutil
+
+    from maskwatch.serve.jobs import JobQueue
+
+    clip = write_clip(pan_frames(photo, size=(320, 240), frames=4, zoom=1.5), tmp_path / "door.avi", fps=4,
+                      codec="MJPG")
+    jobs = JobQueue(tmp_path / "jobs", detector)
+    ids = [jobs.create(Path(shutil.copy(clip, tmp_path / f"upload{n}")), "door.avi") for n in range(3)]
+    deadline = time.time() + 120
+    while any(jobs.get(i).status != "finished" for i in ids) and time.time() < deadline:
+        time.sleep(0.2)
+    jobs.close()
+    with sqlite3.connect(tmp_path / "jobs" / "jobs.sqlite") as db:  # one ended 3 days ago, one 1 day ago, one now
+        for job_id, days in zip(ids, (3, 1, 0)):
+            db.execute("UPDATE jobs SET updated_at = ? WHERE id = ?", (time.time() - days * 86400, job_id))
+        db.execute("UPDATE jobs SET status = 'queued' WHERE id = ?", (ids[1],))  # (as if waiting to run)
+    kept = JobQueue(tmp_path / "jobs", detector)
+    assert kept.expire() == [] and all(kept.get(i) for i in ids)
+    kept.close()
+    with sqlite3.connect(tmp_path / "jobs" / "jobs.sqlite") as db:
+        db.execute("UPDATE jobs SET status = 'queued' WHERE id = ?", (ids[1],))  # (the close may have run it)
+        db.execute("UPDATE jobs SET updated_at = ? WHERE id = ?", (time.time() - 86400, ids[1]))
+    expiring = JobQueue(tmp_path / "jobs", detector, keep_days=0.5)  # expired at the start, before any job runs
+    try:
+        assert expiring.get(ids[0]) is None and not (tmp_path / "jobs" / ids[0]).exists()
+        assert expiring.get(ids[1]) is not None and expiring.get(ids[2]).status == "finished"
+    finally:
+        expiring.close()
+    from maskwatch.errors import MaskwatchError
+
+    with pytest.raises(MaskwatchError, match="--keep-results-days 0: give a number of days above 0"):
+        JobQueue.checked_keep_days(0)

@@ -603,6 +603,10 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to liste
                                                               "else out/maskwatch.sqlite)."),
           retention_days: Optional[float] = typer.Option(None, "--retention-days",
                                                          help="Delete events and counts older than this many days."),
+          keep_results_days: Optional[float] = typer.Option(
+              None, "--keep-results-days", metavar="DAYS",
+              help="Delete uploaded videos' results (they show faces) this many days after their job ended "
+                   "[default: kept until DELETE /v1/videos/ID]."),
           blur_faces: bool = typer.Option(False, "--blur-faces", help="Blur every face in the cameras' pictures."),
           event_snapshots: bool = typer.Option(False, "--event-snapshots",
                                                help="Keep a JPEG of the face (blurred) with person events."),
@@ -622,7 +626,8 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to liste
     cameras = setup_from_options(camera, config, db, retention_days, threads, blur_faces=blur_faces or None,
                                  event_snapshots=event_snapshots or None, every=every, scale=scale, model=model)
     settings = Settings(data_dir=data_dir, max_upload_mb=max_upload_mb, api_key=api_key, threads=threads,
-                        model=model, workers=workers, max_queue=max_queue, cameras=cameras)
+                        model=model, workers=workers, max_queue=max_queue, cameras=cameras,
+                        keep_results_days=keep_results_days)
     run_server(host, port, settings)
 
 

@@ -68,6 +68,7 @@ class Settings:
     workers: int = SERVE_WORKERS  # threads that decode and detect
     max_queue: int = SERVE_MAX_QUEUE  # requests that may wait for a worker; more get 503
     cameras: CameraSetup | None = None  # live cameras (serve --camera / --config) and their events database
+    keep_results_days: float | None = None  # video jobs deleted this long after they ended (None: kept)
 
     @property
     def max_upload_bytes(self) -> int:
@@ -97,6 +98,7 @@ NOT_READY = error_responses(_409="the job has not finished (queued, running or f
 def create_app(settings: Settings | None = None, detector: Detector | None = None) -> FastAPI:
     """The app; it takes the data directory's lock at once, so a second server on it fails before it starts."""
     settings = settings or Settings(api_key=os.environ.get("MASKWATCH_API_KEY") or None)
+    JobQueue.checked_keep_days(settings.keep_results_days)  # refused before the data directory is taken
     lock = DataDirLock(settings.data_dir)
     pool = WorkerPool(settings.workers, settings.max_queue)
     state: dict = {}
@@ -110,7 +112,7 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
             # taskset): more threads than cores only take turns.
             threads = settings.threads or usable_cores()
             state["detector"] = detector or Detector.load(settings.model, threads=threads)
-            state["jobs"] = JobQueue(settings.data_dir / "jobs", state["detector"])
+            state["jobs"] = JobQueue(settings.data_dir / "jobs", state["detector"], settings.keep_results_days)
             cameras.start()
             state["cameras started"] = True
             yield

@@ -80,7 +80,12 @@ class Job:
 
 
 class JobQueue:
-    def __init__(self, root: Path, detector: Detector):
+    EXPIRE_EVERY_S = 3600.0
+
+    def __init__(self, root: Path, detector: Detector, keep_days: float | None = None):
+        """keep_days: finished and failed jobs (their result videos show faces) are deleted this many days after
+        they ended, at the start and hourly; None: kept until DELETE /v1/videos/{id}."""
+        self.keep_days = self.checked_keep_days(keep_days)
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.detector = detector
@@ -92,8 +97,38 @@ class JobQueue:
         self._running: VideoPipeline | None = None  # the job's pipeline while one runs
         self._running_lock = threading.Lock()  # between close() and a job starting
         self._recover()
+        self._expiring = threading.Event()  # set by close(): the hourly expiry ends
+        if keep_days is not None:
+            self.expire()
+            threading.Thread(target=self._expire_loop, daemon=True, name="maskwatch-job-expiry").start()
         self._worker = threading.Thread(target=self._work, daemon=True, name="maskwatch-jobs")
         self._worker.start()
+
+    @staticmethod
+    def checked_keep_days(keep_days: float | None) -> float | None:
+        if keep_days is not None and not 0 < keep_days < float("inf"):
+            raise MaskwatchError(f"--keep-results-days {keep_days:g}: give a number of days above 0")
+        return keep_days
+
+    def expire(self, now: float | None = None) -> list[str]:
+        """Delete the finished and failed jobs that ended more than keep_days ago; their ids."""
+        if self.keep_days is None:
+            return []
+        cutoff = (time.time() if now is None else now) - self.keep_days * 86400
+        with self._lock:
+            old = [row[0] for row in self.db.execute("SELECT id FROM jobs WHERE status IN ('finished', 'failed') "
+                                                     "AND updated_at < ?", (cutoff,))]
+        deleted = [job_id for job_id in old if self.delete(job_id)]
+        if deleted:
+            log.info("deleted %d video job(s) older than %g days (--keep-results-days)", len(deleted), self.keep_days)
+        return deleted
+
+    def _expire_loop(self) -> None:
+        while not self._expiring.wait(self.EXPIRE_EVERY_S):
+            try:
+                self.expire()
+            except sqlite3.Error as exc:  # (the database closed under it at shutdown, or locked): next hour
+                log.warning("deleting old video jobs failed: %s", exc)
 
     def _recover(self) -> None:
         """After a restart: running jobs failed (their process died; their upload and partial outputs are
@@ -241,6 +276,7 @@ class JobQueue:
         """Shut down in order: no new job starts, the running one stops at its next frame (its outputs finished,
         the job queued again), the worker ends, and only then is the database closed. The caller releases the
         data directory's lock after this returns."""
+        self._expiring.set()
         with self._running_lock:
             self._closing = True
             if self._running is not None:
