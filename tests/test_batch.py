@@ -428,14 +428,16 @@ def ray_cluster():
     port = free_port()
     temp = Path(tempfile.mkdtemp(prefix="mw-ray-"))  # short: Ray's socket paths in it must fit 107 characters
     ray = Path(sys.executable).with_name("ray")
-    subprocess.run([str(ray), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
-                    f"--ray-client-server-port={free_port()}", "--num-cpus=2", "--include-dashboard=false",
-                    "--disable-usage-stats", f"--temp-dir={temp}"], check=True, capture_output=True, timeout=120)
     try:
+        subprocess.run([str(ray), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+                        f"--ray-client-server-port={free_port()}", "--num-cpus=2", "--include-dashboard=false",
+                        "--disable-usage-stats", f"--temp-dir={temp}"], check=True, capture_output=True, timeout=120)
         yield f"127.0.0.1:{port}"
-    finally:
-        ours = [p for p in psutil.process_iter(["cmdline"])
-                if p.pid != os.getpid() and any(str(temp) in a or f":{port}" in a for a in p.info["cmdline"] or [])]
+    finally:  # its processes: those named with its folder or GCS port, and what they started
+        mine = {os.getpid(), *(p.pid for p in psutil.Process().parents())}
+        ours = [p for p in psutil.process_iter(["cmdline", "uids"])
+                if p.pid not in mine and p.info["uids"] and p.info["uids"].real == os.getuid()
+                and any(str(temp) in a or f":{port}" in a for a in p.info["cmdline"] or [])]
         family = {p.pid: p for p in ours}
         for process in ours:
             with contextlib.suppress(psutil.Error):

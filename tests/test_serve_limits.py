@@ -325,3 +325,28 @@ def test_old_video_results_are_deleted_after_keep_results_days(tmp_path, photo, 
 
     with pytest.raises(MaskwatchError, match="--keep-results-days 0: give a number of days above 0"):
         JobQueue.checked_keep_days(0)
+
+
+def test_a_job_finished_by_an_earlier_version_is_answered_as_stored(tmp_path, detector):
+    """A summary stored before a key existed (or with a key this version does not know) is answered as stored,
+    not refused by the answer's schema."""
+    import json
+
+    from fastapi.testclient import TestClient
+
+    from maskwatch.serve.app import Settings, create_app
+    from maskwatch.serve.jobs import JobQueue
+
+    JobQueue(tmp_path / "data" / "jobs", detector).close()
+    old = {"frames": 16, "people": {"with_mask": 1}, "seconds": 2.0, "status": "finished", "from_the_future": [1]}
+    with sqlite3.connect(tmp_path / "data" / "jobs" / "jobs.sqlite") as db:
+        db.execute("INSERT INTO jobs (id, status, created_at, updated_at, frames_done, frames_total, summary, "
+                   "filename) VALUES (?, 'finished', 0, 0, 16, 16, ?, 'door.mp4')", ("A" * 24, json.dumps(old)))
+    with TestClient(create_app(Settings(data_dir=tmp_path / "data", api_key="k"), detector=detector),
+                    headers={"X-API-Key": "k"}) as client:
+        assert client.get("/v1/videos/" + "A" * 24).json()["summary"] == old
+        assert client.get(f"/v1/videos/{'A' * 24}/summary").json() == old
+        # A keyed server lists every job it keeps (a client that lost an id can find it and delete it).
+        assert [(job["id"], job["summary"]) for job in client.get("/v1/videos").json()["jobs"]] == [("A" * 24, old)]
+        assert client.delete("/v1/videos/" + "A" * 24).status_code == 204
+        assert client.get("/v1/videos").json() == {"jobs": []}

@@ -611,3 +611,21 @@ def test_a_folder_of_portrait_and_landscape_photos_plays_without_squashing(tmp_p
     picture = frames[1][:, :, 0] == 100  # the portrait photo, scaled to 225 x 300 and centred on black
     columns = np.where(picture.any(axis=0))[0]
     assert picture.all(axis=0)[columns].all() and abs(len(columns) - 225) <= 1 and (frames[1][:, :80] == 0).all()
+
+
+def test_still_images_are_told_from_videos_by_ffmpegs_demuxer(photo, tmp_path):
+    """What POST /v1/videos refuses as a photo: what FFmpeg reads as one picture, whatever the name (an upload has
+    none); an animated GIF or an MJPEG AVI is a video."""
+    from PIL import Image
+
+    from maskwatch.video.sources import is_still_image
+
+    image = Image.open(photo).convert("RGB")
+    (tmp_path / "jpeg").write_bytes(photo.read_bytes())
+    image.save(tmp_path / "png", format="PNG")
+    image.save(tmp_path / "webp", format="WEBP")
+    image.save(tmp_path / "gif", format="GIF", save_all=True, append_images=[image.transpose(Image.FLIP_LEFT_RIGHT)])
+    clip = write_clip([np.array(image)[:, :, ::-1]] * 3, tmp_path / "clip.avi", fps=3, codec="MJPG")
+    (tmp_path / "text").write_text("not a picture")
+    assert [is_still_image(tmp_path / name) for name in ("jpeg", "png", "webp")] == [True] * 3
+    assert [is_still_image(path) for path in (tmp_path / "gif", clip, tmp_path / "text")] == [False] * 3

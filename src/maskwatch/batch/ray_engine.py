@@ -48,6 +48,7 @@ def run_ray(paths: list[str], out_dir: Path, model: str | None, conf: float, ann
     from maskwatch.stop_signals import current_handlers, restore_signals, stop_signals_as_interrupt
 
     watchdog, handlers = None, None
+    address = address or os.environ.get("RAY_ADDRESS") or None  # (ray.init would follow it too)
     if not ray.is_initialized():
         handlers = current_handlers()
         with _quiet(verbose):

@@ -31,7 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from maskwatch.version import __version__
 from maskwatch.annotate import annotate
-from maskwatch.data.images import decode_image, image_header
+from maskwatch.data.images import decode_image
 from maskwatch.detector import Detector, best_class_per_face
 from maskwatch.errors import MaskwatchError, TooManyPixels
 from maskwatch.limits import MAX_UPLOAD_MB, MULTIPART_OVERHEAD_BYTES, SERVE_MAX_QUEUE, SERVE_WORKERS, usable_cores
@@ -43,7 +43,7 @@ from maskwatch.serve.live import PAGE_PATHS, add_live_routes
 from maskwatch.serve.schemas import (DetectResult, Health, RunSummary, VideoJob, VideoJobCreated, VideoJobList,
                                      binary_response, error_responses)
 from maskwatch.thresholds import FOR_PEOPLE
-from maskwatch.video.sources import FileSource, is_video_header
+from maskwatch.video.sources import FileSource, is_still_image, is_video_header
 
 STATIC = Path(__file__).parent / "static"
 JOB_ID = re.compile(r"^[A-Za-z0-9_-]{20,40}$")
@@ -275,7 +275,7 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
         def check_video() -> None:
             """The header's frame size, then the first frame: the content decides, not the name. A photo would
             open as a video of one frame (FFmpeg reads images too): it goes to /v1/detect."""
-            if is_photo(temp):
+            if is_still_image(temp):
                 raise HTTPException(415, "the upload is a photo: send photos to POST /v1/detect (videos here)")
             try:
                 FileSource(temp).close()
@@ -301,13 +301,19 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
             raise HTTPException(404, "no such video job")
         return job
 
-    @app.get("/v1/videos", response_model=VideoJobList, tags=TAGS)
+    @app.get("/v1/videos", response_model=VideoJobList, response_model_exclude_unset=True, tags=TAGS,
+             responses=error_responses(_403="the server has no API key"))
     def list_videos() -> dict:
         """Every video job the server keeps (a result video shows faces: find and DELETE what is no longer
-        needed, also when its id was lost)."""
+        needed, also when its id was lost). Only on a server with an API key: without one, a job's random id is
+        what keeps its result from others."""
+        if not settings.api_key:
+            raise HTTPException(403, "listing the video jobs needs a server with --api-key (without a key, each "
+                                     "job's id is what keeps its result from others)")
         return {"jobs": [job.as_dict() for job in state["jobs"].all()]}
 
-    @app.get("/v1/videos/{job_id}", responses=JOB_ERRORS, response_model=VideoJob, tags=TAGS)
+    @app.get("/v1/videos/{job_id}", responses=JOB_ERRORS, response_model=VideoJob, response_model_exclude_unset=True,
+             tags=TAGS)
     def video_status(job_id: str) -> dict:
         return job_or_404(job_id).as_dict()
 
@@ -323,7 +329,7 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
         return FileResponse(path, media_type="video/mp4", filename=name, content_disposition_type="inline")
 
     @app.get("/v1/videos/{job_id}/summary", responses={**JOB_ERRORS, **NOT_READY}, response_model=RunSummary,
-             tags=TAGS)
+             response_model_exclude_unset=True, tags=TAGS)
     def video_summary(job_id: str) -> dict:
         job = job_or_404(job_id)
         if job.status != "finished":
@@ -341,14 +347,6 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
         return Response(status_code=204)
 
     return app
-
-
-def is_photo(path: Path) -> bool:
-    """Whether an upload is a still image (Pillow reads its header; an animated GIF counts as a video)."""
-    try:
-        return image_header(path, "the upload").format != "GIF"
-    except MaskwatchError:
-        return False
 
 
 def validation_error_body(errors) -> dict:

@@ -98,9 +98,11 @@ class JobQueue:
         self._running_lock = threading.Lock()  # between close() and a job starting
         self._recover()
         self._expiring = threading.Event()  # set by close(): the hourly expiry ends
+        self._expiry: threading.Thread | None = None
         if keep_days is not None:
             self.expire()
-            threading.Thread(target=self._expire_loop, daemon=True, name="maskwatch-job-expiry").start()
+            self._expiry = threading.Thread(target=self._expire_loop, daemon=True, name="maskwatch-job-expiry")
+            self._expiry.start()
         self._worker = threading.Thread(target=self._work, daemon=True, name="maskwatch-jobs")
         self._worker.start()
 
@@ -286,4 +288,7 @@ class JobQueue:
         if self._worker.is_alive():  # a frame that takes minutes: leave the connection to it rather than pull it away
             log.error("the video job did not stop within %.0f s; its database is left open", timeout_s)
             return
-        self.db.close()
+        if self._expiry is not None:
+            self._expiry.join(timeout=timeout_s)  # (it ends at once: _expiring is set)
+        with self._lock:
+            self.db.close()

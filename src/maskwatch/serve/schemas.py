@@ -54,32 +54,33 @@ class VideoJobCreated(BaseModel):
 
 
 class RunSummary(BaseModel):
-    """A finished video job's run, as `watch` writes OUT.json (without the server's paths)."""
+    """A finished video job's run, as `watch` writes OUT.json (without the server's paths). Every key has a
+    default: a job finished by an earlier version, whose summary lacks a newer key, is still answered."""
     model_config = ConfigDict(extra="allow")
 
-    camera: str | None
-    run: str | None
-    frames: int = Field(description="frames processed: detected + tracked-only")
-    detected_frames: int
-    tracked_frames: int
-    dropped_frames: int
-    scene_cuts: int
-    seconds: float
-    fps: float
-    source_fps: float
-    detect_every: float
-    scales: dict[str, int] = Field(description="detections per face-finder scale")
-    realtime: list[str]
-    people: dict[str, int] = Field(description="people per class, each tracked person once")
-    compliance: float | None
-    zones: dict[str, Any]
-    lines: dict[str, Any]
-    events: dict[str, int] = Field(description="events per type")
-    sink_failures: dict[str, dict[str, Any]]
-    status: Literal["finished", "interrupted", "ended_early", "failed"]
-    live: bool
-    message: str | None
-    run_id: int | None
+    camera: str | None = None
+    run: str | None = None
+    frames: int = Field(0, description="frames processed: detected + tracked-only")
+    detected_frames: int = 0
+    tracked_frames: int = 0
+    dropped_frames: int = 0
+    scene_cuts: int = 0
+    seconds: float = 0.0
+    fps: float = 0.0
+    source_fps: float = 0.0
+    detect_every: float = 1.0
+    scales: dict[str, int] = Field(default_factory=dict, description="detections per face-finder scale")
+    realtime: list[str] = Field(default_factory=list)
+    people: dict[str, int] = Field(default_factory=dict, description="people per class, each tracked person once")
+    compliance: float | None = None
+    zones: dict[str, Any] = Field(default_factory=dict)
+    lines: dict[str, Any] = Field(default_factory=dict)
+    events: dict[str, int] = Field(default_factory=dict, description="events per type")
+    sink_failures: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    status: str = Field("finished", description="finished, interrupted, ended_early or failed")
+    live: bool = False
+    message: str | None = None
+    run_id: int | None = None
 
 
 class VideoJob(BaseModel):
@@ -151,22 +152,23 @@ class CameraReport(BaseModel):
 
 class Event(BaseModel):
     """One event, as the webhook posts it and MQTT publishes it: the common keys always (null where they do not
-    apply), the type's own keys only on it. Kept as stored: a type or key of a newer version passes through."""
+    apply), the type's own keys only on it. Kept as stored: a type or key of a newer version passes through, and a
+    key an older version did not write is left out."""
     model_config = ConfigDict(populate_by_name=True, extra="allow")
 
     id: str = Field(description="unique: delivery is at least once, so drop repeated ids")
     type: str = Field(description=f"one of {', '.join(EVENT_TYPES)}")
     time: str = Field(description="wall clock, ISO 8601 with offset")
-    source_time_s: float = Field(description="seconds into the video or stream")
-    camera: str
-    run: str
-    track_id: int | None
-    class_: str | None = Field(alias="class", description="the track's class by its vote")
-    share: float | None = Field(description="the class's share of the track's vote")
-    zone: str | None = Field(description="the zone or line (zone.*, line.crossed), or the zone the face is in")
-    box: list[float] | None
-    frame: int | None
-    direction: Literal["in", "out"] | None = Field(None, description="line.crossed only")
+    source_time_s: float | None = Field(None, description="seconds into the video or stream")
+    camera: str | None = None
+    run: str | None = None
+    track_id: int | None = None
+    class_: str | None = Field(None, alias="class", description="the track's class by its vote")
+    share: float | None = Field(None, description="the class's share of the track's vote")
+    zone: str | None = Field(None, description="the zone or line (zone.*, line.crossed), or the zone the face is in")
+    box: list[float] | None = None
+    frame: int | None = None
+    direction: str | None = Field(None, description="line.crossed only: in or out")
     counts: dict[str, Any] | None = Field(None, description="counts only: people per class, zone and line")
     reason: str | None = Field(None, description="camera.down / camera.up only")
     snapshot: str | None = Field(None, description="base64 JPEG of the face, only with event snapshots on")

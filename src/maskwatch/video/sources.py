@@ -204,6 +204,21 @@ def is_video_header(head: bytes) -> bool:
             or head[:4] == b"\x1aE\xdf\xa3")
 
 
+def is_still_image(path: Path) -> bool:
+    """Whether FFmpeg reads a file as one still picture (its image demuxers: `image2`, `jpeg_pipe`, `png_pipe`, ...;
+    an HEIF photo by its brand) rather than as a video: raw MJPEG, MPEG streams, GIF and APNG are videos here."""
+    with path.open("rb") as file:
+        head = file.read(12)
+    if head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS:
+        return True
+    try:
+        with av.open(str(path)) as container:
+            names = container.format.name.split(",")
+    except (av.FFmpegError, OSError, ValueError):
+        return False
+    return any(name == "image2" or name.endswith("_pipe") for name in names)
+
+
 def why_unopenable(path: Path) -> str:
     """What to tell a user whose file FFmpeg cannot open (it says "Invalid data" to all of them): the common cases
     read differently to a person."""
