@@ -429,9 +429,10 @@ def ray_cluster():
     temp = Path(tempfile.mkdtemp(prefix="mw-ray-"))  # short: Ray's socket paths in it must fit 107 characters
     ray = Path(sys.executable).with_name("ray")
     try:
-        subprocess.run([str(ray), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
-                        f"--ray-client-server-port={free_port()}", "--num-cpus=2", "--include-dashboard=false",
-                        "--disable-usage-stats", f"--temp-dir={temp}"], check=True, capture_output=True, timeout=120)
+        started = subprocess.run([str(ray), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+                                  "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats",
+                                  f"--temp-dir={temp}"], capture_output=True, text=True, timeout=120)
+        assert started.returncode == 0, started.stderr[-2000:]
         yield f"127.0.0.1:{port}"
     finally:  # its processes: those named with its folder or GCS port, and what they started
         mine = {os.getpid(), *(p.pid for p in psutil.Process().parents())}
