@@ -625,7 +625,8 @@ def test_still_images_are_told_from_videos_by_ffmpegs_demuxer(photo, tmp_path):
     image.save(tmp_path / "png", format="PNG")
     image.save(tmp_path / "webp", format="WEBP")
     image.save(tmp_path / "gif", format="GIF", save_all=True, append_images=[image.transpose(Image.FLIP_LEFT_RIGHT)])
-    clip = write_clip([np.array(image)[:, :, ::-1]] * 3, tmp_path / "clip.avi", fps=3, codec="MJPG")
+    write_clip([np.array(image)[:, :, ::-1]] * 3, tmp_path / "clip.avi", fps=3, codec="MJPG")
     (tmp_path / "text").write_text("not a picture")
+    (tmp_path / "mjpeg").write_bytes(photo.read_bytes() * 3)  # a camera's raw MJPEG dump: JPEGs one after another
     assert [is_still_image(tmp_path / name) for name in ("jpeg", "png", "webp")] == [True] * 3
-    assert [is_still_image(path) for path in (tmp_path / "gif", clip, tmp_path / "text")] == [False] * 3
+    assert [is_still_image(tmp_path / name) for name in ("gif", "clip.avi", "text", "mjpeg")] == [False] * 4

@@ -205,18 +205,21 @@ def is_video_header(head: bytes) -> bool:
 
 
 def is_still_image(path: Path) -> bool:
-    """Whether FFmpeg reads a file as one still picture (its image demuxers: `image2`, `jpeg_pipe`, `png_pipe`, ...;
-    an HEIF photo by its brand) rather than as a video: raw MJPEG, MPEG streams, GIF and APNG are videos here."""
+    """Whether FFmpeg reads a file as one still picture (one packet from its image demuxers: `image2`, `jpeg_pipe`,
+    `png_pipe`, ...; an HEIF photo by its brand) rather than as a video: raw MJPEG (JPEGs one after another),
+    MPEG streams, GIF and APNG are videos here. Nothing is decoded."""
     with path.open("rb") as file:
         head = file.read(12)
     if head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS:
         return True
     try:
         with av.open(str(path)) as container:
-            names = container.format.name.split(",")
+            if not any(name == "image2" or name.endswith("_pipe") for name in container.format.name.split(",")):
+                return False
+            packets = sum(1 for packet in itertools.islice(container.demux(video=0), 3) if packet.size)
     except (av.FFmpegError, OSError, ValueError):
         return False
-    return any(name == "image2" or name.endswith("_pipe") for name in names)
+    return packets == 1
 
 
 def why_unopenable(path: Path) -> str:
