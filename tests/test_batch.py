@@ -464,3 +464,7 @@ def test_ray_engine_on_a_cluster_started_apart_and_a_ray_client_address_refused(
                             capture_output=True, text=True, timeout=120)
     assert client.returncode == 2 and "Ray's client (ray://) cannot run Ray Data" in client.stderr
     assert "--address auto" in client.stderr and "Traceback" not in client.stderr
+    assert not (tmp_path / "client").exists()  # refused before the results folder was made
+    from_env = subprocess.run([*cli, "--out", str(tmp_path / "env")], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "RAY_ADDRESS": "ray://127.0.0.1:10001"})
+    assert from_env.returncode == 2 and "RAY_ADDRESS ray://127.0.0.1:10001: Ray's client" in from_env.stderr

@@ -641,7 +641,8 @@ def batch(inputs: list[str] = typer.Argument(..., help=INPUTS_HELP, metavar="INP
           engine: str = typer.Option("local", "--engine", help="local or ray."),
           address: Optional[str] = typer.Option(None, "--address",
                                                 help="Ray cluster, from one of its nodes: auto or HEAD:6379 "
-                                                     "[default: a local Ray of this run]."),
+                                                     "[default: RAY_ADDRESS if set, else a local Ray of this "
+                                                     "run]."),
           actors: int = typer.Option(2, "--actors", help="Ray: detector actors (one model each)."),
           conf: float = typer.Option(FOR_PEOPLE.min_score, "--conf", help="Lowest score kept (one box per face)."),
           annotate: bool = typer.Option(False, "--annotate", help="Also write annotated images to OUT/annotated."),

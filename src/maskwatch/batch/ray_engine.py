@@ -48,13 +48,13 @@ def run_ray(paths: list[str], out_dir: Path, model: str | None, conf: float, ann
     from maskwatch.stop_signals import current_handlers, restore_signals, stop_signals_as_interrupt
 
     watchdog, handlers = None, None
-    address = address or os.environ.get("RAY_ADDRESS") or None  # (ray.init would follow it too)
+    address, named = cluster_address(address)
     if not ray.is_initialized():
         handlers = current_handlers()
         with _quiet(verbose):
             level = logging.INFO if verbose else logging.ERROR
             if address:
-                _connect(address, log_to_driver=verbose, logging_level=level)
+                _connect(address, named, log_to_driver=verbose, logging_level=level)
                 _check_actor_fits(threads_per_actor)
             else:  # a local cluster of our own: it ends with this run, or with this process however it ends
                 from maskwatch.batch.ray_watchdog import start_watchdog
@@ -102,30 +102,46 @@ def _run(paths: list[str], out_dir: Path, model: str | None, conf: float, annota
     return len(paths)
 
 
-def _connect(address: str, **kwargs) -> None:
+def cluster_address(address: str | None) -> tuple[str | None, str]:
+    """The cluster to run on and what named it: --address, else RAY_ADDRESS (which ray.init follows anyway, and
+    which `ray job submit` sets); (None, "") for a local Ray of this run."""
+    if address:
+        return address, "--address"
+    named = os.environ.get("RAY_ADDRESS") or None
+    return named, "RAY_ADDRESS" if named else ""
+
+
+def check_address(address: str | None, named: str) -> None:
+    """Refuses what cannot work before anything is written: Ray's client (ray://)."""
+    from maskwatch.errors import MaskwatchError
+
+    if address and address.startswith("ray://"):
+        # Tried with Ray 2.60: connected through the client, Ray Data's executor fails at the first block
+        # ("'Worker' object has no attribute 'core_worker'"); Ray's docs send such work to Ray Jobs.
+        raise MaskwatchError(
+            f"{named} {address}: Ray's client (ray://) cannot run Ray Data, which the Ray engine is. Run `maskwatch "
+            f"batch` on a node of the cluster with --address auto (or HEAD:6379), or submit it as a Ray job: ray job "
+            f"submit --address http://HEAD:8265 -- maskwatch batch ... --engine ray --address auto")
+
+
+def _connect(address: str, named: str, **kwargs) -> None:
     """ray.init on a cluster, its failures in one line: a ray:// address, no cluster there (or one that wants its
     token)."""
     import ray
 
     from maskwatch.errors import MaskwatchError
 
-    if address.startswith("ray://"):
-        # Tried with Ray 2.60: connected through the client, Ray Data's executor fails at the first block
-        # ("'Worker' object has no attribute 'core_worker'"); Ray's docs send such work to Ray Jobs.
-        raise MaskwatchError(
-            f"--address {address}: Ray's client (ray://) cannot run Ray Data, which the Ray engine is. Run `maskwatch "
-            f"batch` on a node of the cluster with --address auto (or HEAD:6379), or submit it as a Ray job: ray job "
-            f"submit --address http://HEAD:8265 -- maskwatch batch ... --engine ray --address auto")
+    check_address(address, named)
     try:
         ray.init(address=address, **kwargs)
     except ValueError as exc:
-        raise MaskwatchError(f"--address {address}: {exc}") from exc
+        raise MaskwatchError(f"{named} {address}: {exc}") from exc
     except ConnectionError as exc:
         token = ("" if os.environ.get("RAY_AUTH_MODE") else
                  "; if the cluster uses token authentication (what `ray start` sets up since Ray 2.59), set "
                  "RAY_AUTH_MODE=token here too (its token is read from RAY_AUTH_TOKEN or ~/.ray/auth_token)")
-        raise MaskwatchError(f"--address {address}: no Ray cluster answers there ({str(exc).splitlines()[0]}); "
-                             f"start one with `ray start --head`, or leave out --address for a local one"
+        raise MaskwatchError(f"{named} {address}: no Ray cluster answers there ({str(exc).splitlines()[0]}); "
+                             f"start one with `ray start --head`, or leave out {named} for a local one"
                              f"{token}") from exc
 
 

@@ -38,6 +38,10 @@ def run_batch(spec: str | list[str], out: Path, engine: str = "local", address: 
     out, conf = Path(out), check_score(conf, "--conf")
     if engine not in ("local", "ray"):
         raise MaskwatchError(f"unknown engine {engine!r}; use local or ray")
+    if engine == "ray":  # an address that cannot work, refused before the results folder is made
+        from maskwatch.batch.ray_engine import check_address, cluster_address
+
+        check_address(*cluster_address(address))
     found = collect_images([spec] if isinstance(spec, (str, Path)) else spec, only)
     paths = [normalise_path(str(p)) for p in found]  # one row per file however its path was typed
     names = dict(zip(paths, output_names(found)))  # over every input, so a resumed run names files the same

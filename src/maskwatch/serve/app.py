@@ -408,7 +408,9 @@ def serve(host: str, port: int, settings: Settings) -> None:
     app = create_app(settings)  # refuses a data directory another server holds, before anything starts
     count = len(settings.cameras.cameras) if settings.cameras else 0
     print(f"maskwatch on http://{host}:{port}/ (API docs at /docs)"
-          + (f"; {count} camera(s) at /cameras" if count else ""), flush=True)
+          + (f"; {count} camera(s) at /cameras" if count else "")
+          + (f"; video results deleted {settings.keep_results_days:g} days after their job ended"
+             if settings.keep_results_days else ""), flush=True)
     gate = UploadGate(app, settings.max_body_bytes, settings.too_large, settings.api_key, OPEN_PATHS)
     # Live streams never end by themselves: a stop waits this long for them, then closes them.
     uvicorn.run(gate, host=host, port=port, log_level="info", timeout_graceful_shutdown=3)

@@ -122,7 +122,8 @@ class JobQueue:
                                                      "AND updated_at < ?", (cutoff,))]
         deleted = [job_id for job_id in old if self.delete(job_id)]
         if deleted:
-            log.info("deleted %d video job(s) older than %g days (--keep-results-days)", len(deleted), self.keep_days)
+            log.warning("deleted %d video job(s) that ended more than %g days ago (--keep-results-days)", len(deleted),
+                        self.keep_days)
         return deleted
 
     def _expire_loop(self) -> None:

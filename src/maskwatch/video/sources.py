@@ -407,7 +407,7 @@ class LiveSource(FrameSource):
             if left <= 0:
                 raise MaskwatchError(problem + (f"; tried for {wait_s:g} s (--wait-for-camera)" if wait_s else ""))
             pause = min(delay, left)
-            log.warning("%s; trying again in %.1f s (waiting up to %.0f s more, --wait-for-camera)", problem, pause,
+            log.warning("%s; trying again in %.1f s (waiting up to %.1f s more, --wait-for-camera)", problem, pause,
                         left)
             if cancel.wait(pause):
                 raise MaskwatchError(f"{problem}; stopped while waiting for it")
