@@ -197,10 +197,15 @@ def refuse_oversized_image(path: Path) -> None:
     check_pixels(width, height, str(path))
 
 
+def is_heif_header(head: bytes) -> bool:
+    """Whether a file's first 12 bytes are an HEIF / AVIF photo's: MP4's boxes with an image brand."""
+    return head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS
+
+
 def is_video_header(head: bytes) -> bool:
     """Whether a file's first 12 bytes are a video container's: MP4 / MOV (but not an HEIF / AVIF photo's
     brand), AVI, Matroska / WebM."""
-    return ((head[4:8] == b"ftyp" and head[8:12] not in HEIF_BRANDS) or (head[:4] == b"RIFF" and head[8:12] == b"AVI ")
+    return ((head[4:8] == b"ftyp" and not is_heif_header(head)) or (head[:4] == b"RIFF" and head[8:12] == b"AVI ")
             or head[:4] == b"\x1aE\xdf\xa3")
 
 
@@ -210,7 +215,7 @@ def is_still_image(path: Path) -> bool:
     MPEG streams, GIF and APNG are videos here. Nothing is decoded."""
     with path.open("rb") as file:
         head = file.read(12)
-    if head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS:
+    if is_heif_header(head):
         return True
     try:
         with av.open(str(path)) as container:
@@ -232,7 +237,7 @@ def why_unopenable(path: Path) -> str:
         return f"cannot be read ({exc.strerror or exc})"
     if not head:
         return "is empty (0 bytes)"
-    if head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS:
+    if is_heif_header(head):
         return "is an image in an HEIF / AVIF container, not a video (or a damaged one)"
     if head[4:8] == b"ftyp" and "moov" not in top_level_boxes(path):
         return ("is an MP4 or MOV whose index (its 'moov' box, written when recording ends) is missing: a recording "
