@@ -490,39 +490,67 @@ def test_a_live_stream_that_comes_back_at_another_size_or_not_at_all_ends_early(
 
 def test_a_camera_not_up_at_the_start_fails_at_once_or_is_waited_for(monkeypatch, caplog):
     """One try by default (a wrong address fails at once); with wait_s the camera is tried again with backoff,
-    each try said, until it comes up or the time is over."""
+    each try said, until it comes up, the time is over, or the wait is cancelled. The source's clock is a fake one
+    that its pauses move on: the pauses and tries are exact, and nothing here depends on the machine's speed."""
+    import types
+
+    from maskwatch.video import sources
     from maskwatch.video.sources import LiveSource
 
-    tries: list[float] = []
+    class Clock:
+        """time.monotonic for the source, and the `cancel` event whose wait() is each pause between tries."""
+
+        def __init__(self, cancelled_at: int | None = None):
+            self.now, self.pauses, self.cancelled_at = 1000.0, [], cancelled_at
+
+        def monotonic(self) -> float:
+            return self.now
+
+        def wait(self, seconds: float) -> bool:
+            self.pauses.append(seconds)
+            self.now += seconds
+            return len(self.pauses) == self.cancelled_at  # True: cancelled during this pause
+
+    tries: list[int] = []
 
     def up_on_third_try(self):
-        tries.append(time.monotonic())
+        tries.append(1)
         return FakeCapture((320, 240)) if len(tries) >= 3 else None
 
+    def source_with(clock: Clock, **kwargs) -> LiveSource:
+        real = {name: getattr(time, name) for name in dir(time) if not name.startswith("_")}
+        monkeypatch.setattr(sources, "time", types.SimpleNamespace(**{**real, "monotonic": clock.monotonic}))
+        try:
+            return LiveSource("rtsp://camera/stream", backoff_s=(0.05, 0.1), cancel=clock, **kwargs)
+        finally:
+            monkeypatch.setattr(sources, "time", time)
+
     monkeypatch.setattr(LiveSource, "_open", up_on_third_try)
+    clock = Clock()
     with pytest.raises(MaskwatchError, match=r"rtsp://camera/stream: cannot open the camera or stream") as refused:
-        LiveSource("rtsp://camera/stream", backoff_s=(0.05, 0.1))
-    assert len(tries) == 1 and "--wait-for-camera" not in str(refused.value)
+        source_with(clock)
+    assert len(tries) == 1 and clock.pauses == [] and "--wait-for-camera" not in str(refused.value)
     tries.clear()
+    clock = Clock()
     with caplog.at_level(logging.WARNING, logger="maskwatch.video.sources"):
-        source = LiveSource("rtsp://camera/stream", backoff_s=(0.05, 0.1), wait_s=30)
+        source = source_with(clock, wait_s=30)
     try:
-        assert len(tries) == 3 and source.size == (320, 240) and 0.1 <= tries[-1] - tries[0] < 5
+        assert len(tries) == 3 and source.size == (320, 240) and clock.pauses == [0.05, 0.1]  # backoff, doubled
         waits = [r.getMessage() for r in caplog.records if "trying again" in r.getMessage()]
         assert len(waits) == 2 and "cannot open the camera or stream" in waits[0]
     finally:
         source.close()
     tries.clear()
-    monkeypatch.setattr(LiveSource, "_open", lambda self: tries.append(time.monotonic()))  # never up
+    monkeypatch.setattr(LiveSource, "_open", lambda self: tries.append(1))  # never up
+    clock = Clock()
     with pytest.raises(MaskwatchError, match=r"cannot open the camera or stream .*; tried for 0.3 s \(--wait-for"):
-        LiveSource("rtsp://camera/stream", backoff_s=(0.05, 0.1), wait_s=0.3)
-    assert len(tries) >= 3 and tries[-1] - tries[0] <= 0.5
-    cancel = threading.Event()  # a pipeline's stop() ends the wait at once
-    threading.Timer(0.3, cancel.set).start()
-    started = time.monotonic()
+        source_with(clock, wait_s=0.3)
+    assert len(tries) == 5 and clock.pauses == pytest.approx([0.05, 0.1, 0.1, 0.05])  # the last pause: what was left
+    tries.clear()
+    clock = Clock(cancelled_at=1)  # a pipeline's stop() during the first pause ends the wait there
     with pytest.raises(MaskwatchError, match="stopped while waiting for it"):
-        LiveSource("rtsp://camera/stream", backoff_s=(5, 5), wait_s=60, cancel=cancel)
-    assert time.monotonic() - started < 3
+        source_with(clock, wait_s=60)
+    assert len(tries) == 1 and clock.pauses == [0.05]
 
 
 def test_a_camera_without_frames_is_said_down_on_the_bus_and_up_when_they_come_back(detector, monkeypatch,
