@@ -58,6 +58,11 @@ def test_images_and_video_frames_over_the_pixel_limit_are_refused(plain, tmp_pat
     assert response.status_code == 413 and "10500x10000 pixels, over the limit" in response.json()["detail"]
     response = post(url, "/v1/videos", frame, "movie.mp4")  # a photo, whatever its name: where photos go
     assert response.status_code == 415 and "send photos to POST /v1/detect" in response.json()["detail"]
+    Image.new("RGB", (64, 48)).save(tmp_path / "still.gif")  # a GIF of one frame: a picture /v1/detect does not read
+    response = post(url, "/v1/videos", tmp_path / "still.gif", "clip.gif")
+    assert response.status_code == 415 and response.json()["detail"] == (
+        "the upload is a GIF picture of one frame: convert it to JPEG or PNG and send it to POST /v1/detect "
+        "(videos here)")
     clip = write_clip([np.full((240, 320, 3), 90, np.uint8)] * 4, tmp_path / "door.avi", fps=4, codec="MJPG")
     with running_server(tmp_path / "small", env={"MASKWATCH_MAX_PIXELS": "50000"}) as (small, _):
         response = post(small, "/v1/videos", clip)

@@ -643,7 +643,7 @@ def test_a_folder_of_portrait_and_landscape_photos_plays_without_squashing(tmp_p
 
 def test_still_images_are_told_from_videos_by_ffmpegs_demuxer(photo, tmp_path):
     """What POST /v1/videos refuses as a photo: what FFmpeg reads as one picture, whatever the name (an upload has
-    none); an animated GIF or an MJPEG AVI is a video."""
+    none); a GIF of one frame is a photo, an animated GIF or an MJPEG AVI is a video."""
     from PIL import Image
 
     from maskwatch.video.sources import is_still_image
@@ -652,9 +652,10 @@ def test_still_images_are_told_from_videos_by_ffmpegs_demuxer(photo, tmp_path):
     (tmp_path / "jpeg").write_bytes(photo.read_bytes())
     image.save(tmp_path / "png", format="PNG")
     image.save(tmp_path / "webp", format="WEBP")
+    image.save(tmp_path / "one.gif", format="GIF")
     image.save(tmp_path / "gif", format="GIF", save_all=True, append_images=[image.transpose(Image.FLIP_LEFT_RIGHT)])
     write_clip([np.array(image)[:, :, ::-1]] * 3, tmp_path / "clip.avi", fps=3, codec="MJPG")
     (tmp_path / "text").write_text("not a picture")
     (tmp_path / "mjpeg").write_bytes(photo.read_bytes() * 3)  # a camera's raw MJPEG dump: JPEGs one after another
-    assert [is_still_image(tmp_path / name) for name in ("jpeg", "png", "webp")] == [True] * 3
+    assert [is_still_image(tmp_path / name) for name in ("jpeg", "png", "webp", "one.gif")] == [True] * 4
     assert [is_still_image(tmp_path / name) for name in ("gif", "clip.avi", "text", "mjpeg")] == [False] * 4

@@ -31,7 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from maskwatch.version import __version__
 from maskwatch.annotate import annotate
-from maskwatch.data.images import decode_image
+from maskwatch.data.images import ACCEPTED_FORMATS, decode_image, image_header
 from maskwatch.detector import Detector, best_class_per_face
 from maskwatch.errors import MaskwatchError, TooManyPixels
 from maskwatch.limits import MAX_UPLOAD_MB, MULTIPART_OVERHEAD_BYTES, SERVE_MAX_QUEUE, SERVE_WORKERS, usable_cores
@@ -93,6 +93,19 @@ UPLOAD_ERRORS = error_responses(
     _503="every worker busy and the queue full: try again (Retry-After)")
 JOB_ERRORS = error_responses(_404="no such job")
 NOT_READY = error_responses(_409="the job has not finished (queued, running or failed)")
+
+
+def photo_refusal(path: Path) -> str:
+    """What POST /v1/videos says to a still picture: send it to /v1/detect, converted first where /v1/detect does
+    not read its format (a GIF of one frame)."""
+    try:
+        fmt = image_header(path, "the upload").format
+    except MaskwatchError:
+        fmt = ""
+    if fmt and fmt not in ACCEPTED_FORMATS:
+        return (f"the upload is a {fmt} picture of one frame: convert it to JPEG or PNG and send it to POST "
+                f"/v1/detect (videos here)")
+    return "the upload is a photo: send photos to POST /v1/detect (videos here)"
 
 
 def create_app(settings: Settings | None = None, detector: Detector | None = None) -> FastAPI:
@@ -276,7 +289,7 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
             """The header's frame size, then the first frame: the content decides, not the name. A photo would
             open as a video of one frame (FFmpeg reads images too): it goes to /v1/detect."""
             if is_still_image(temp):
-                raise HTTPException(415, "the upload is a photo: send photos to POST /v1/detect (videos here)")
+                raise HTTPException(415, photo_refusal(temp))
             try:
                 FileSource(temp).close()
             except MaskwatchError as exc:

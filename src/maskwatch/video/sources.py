@@ -211,15 +211,18 @@ def is_video_header(head: bytes) -> bool:
 
 def is_still_image(path: Path) -> bool:
     """Whether FFmpeg reads a file as one still picture (one packet from its image demuxers: `image2`, `jpeg_pipe`,
-    `png_pipe`, ...; an HEIF photo by its brand) rather than as a video: raw MJPEG (JPEGs one after another),
-    MPEG streams, GIF and APNG are videos here. Nothing is decoded."""
+    `png_pipe`, ...; a GIF of one frame; an HEIF photo by its brand) rather than as a video:
+    raw MJPEG (JPEGs one after another), MPEG streams, animated GIF and APNG are videos here. Nothing is decoded."""
     with path.open("rb") as file:
         head = file.read(12)
     if is_heif_header(head):
         return True
     try:
         with av.open(str(path)) as container:
-            if not any(name == "image2" or name.endswith("_pipe") for name in container.format.name.split(",")):
+            names = container.format.name.split(",")
+            if "gif" in names:  # its demuxer may hand over frames without a delay as one packet: its frame count
+                return container.streams.video[0].frames == 1
+            if not any(name == "image2" or name.endswith("_pipe") for name in names):
                 return False
             packets = sum(1 for packet in itertools.islice(container.demux(video=0), 3) if packet.size)
     except (av.FFmpegError, OSError, ValueError):
