@@ -177,6 +177,19 @@ def test_events_are_paged_from_the_database_and_streamed_as_the_webhook_sends_th
     assert httpx.get(f"{url}/v1/events?type=person.jumped", headers=AUTH, timeout=30).status_code == 422
     assert httpx.get(f"{url}/v1/events/stream?type=person.jumped", headers=AUTH, timeout=30).status_code == 422
     assert httpx.get(f"{url}/v1/events?since=yesterday", headers=AUTH, timeout=30).status_code == 422
+    # A camera filter with a typo is refused, not answered with nothing; a camera gone from the configuration
+    # whose events are stored (here: a `watch --db` run's) is still listed, but not streamed.
+    for path in ("/v1/events", "/v1/events/stream"):
+        typo = httpx.get(f"{url}{path}", params={"camera": "hal"}, headers=AUTH, timeout=30)
+        assert typo.status_code == 422 and "no camera 'hal' here" in typo.json()["detail"]
+        assert "(cameras: door, hall, ghost)" in typo.json()["detail"]
+    store = EventStore(db)
+    store.save_event(None, Event("counts", "old door", "r", 0.0))
+    store.close()
+    gone = httpx.get(f"{url}/v1/events", params={"camera": "old door"}, headers=AUTH, timeout=30).json()["events"]
+    assert [(e["camera"], e["type"]) for e in gone] == [("old door", "counts")]
+    assert httpx.get(f"{url}/v1/events/stream", params={"camera": "old door"}, headers=AUTH,
+                     timeout=30).status_code == 422
 
     # The live stream: Server-Sent Events whose data is the event's JSON, stored alike in the database.
     def read_stream(headers: dict, wanted: int) -> list[tuple[str, dict]]:

@@ -24,7 +24,7 @@ from maskwatch.serve.cameras import CameraRegistry, CameraWorker, LiveFrame
 from maskwatch.serve.schemas import Camera, CameraList, CameraReport, EventPage, binary_response, error_responses
 from maskwatch.video.events import EVENT_TYPES
 from maskwatch.video.report import compliance_series, read_report
-from maskwatch.video.store import event_stored, read_events
+from maskwatch.video.store import cameras_with_events, event_stored, read_events
 
 STATIC = Path(__file__).parent / "static"
 PAGE_FILES = {"cameras.js": "text/javascript", "cameras.css": "text/css"}
@@ -34,7 +34,7 @@ BOUNDARY = "maskwatch-frame"
 NO_CAMERA = error_responses(_404="no camera of that name")
 NO_FRAME = error_responses(_503="the camera has shown no frame yet (Retry-After)")
 NO_DATABASE = error_responses(_404="no events database yet")
-BAD_TYPE = error_responses(_422="an unknown event type, or a parameter out of range")
+BAD_TYPE = error_responses(_422="an unknown event type or camera, or a parameter out of range")
 SSE_PING_S = 15.0
 STREAM_RESEND_S = 5.0  # a stream with no new frame resends the last one this often (and so notices a client gone)
 
@@ -124,11 +124,13 @@ def page_router() -> APIRouter:
 def api_router(registry: CameraRegistry) -> APIRouter:
     router = APIRouter(tags=["cameras and events"])
 
+    def known_cameras() -> str:
+        return ", ".join(registry.workers) or "none; start the server with --camera or --config"
+
     def camera_or_404(name: str) -> CameraWorker:
         worker = registry.get(name)
         if worker is None:
-            known = ", ".join(registry.workers) or "none; start the server with --camera or --config"
-            raise HTTPException(404, f"no camera {name!r} (cameras: {known})")
+            raise HTTPException(404, f"no camera {name!r} (cameras: {known_cameras()})")
         return worker
 
     def database() -> Path:
@@ -215,8 +217,13 @@ def api_router(registry: CameraRegistry) -> APIRouter:
         """Stored events, in the webhook's JSON, oldest first (or newest first), a page at a time: `next` is the
         URL of the following page (null on the last)."""
         check_event_types(type)
+        db = database()
+        if camera is not None and registry.get(camera) is None and not cameras_with_events(db, [camera]):
+            # a filter with a typo would answer an empty page, as if nothing had happened
+            raise HTTPException(422, f"no camera {camera!r} here and no stored event of one (cameras: "
+                                     f"{known_cameras()})")
         newest = order == "newest"
-        rows = read_events(database(), camera=camera, type=type, since=parse_time(since), limit=limit,
+        rows = read_events(db, camera=camera, type=type, since=parse_time(since), limit=limit,
                            after_id=None if newest else after, before_id=after if newest else None,
                            newest_first=newest)
         following = None
@@ -234,6 +241,10 @@ def api_router(registry: CameraRegistry) -> APIRouter:
         and `id:` its id; a comment every 15 s keeps proxies from closing a quiet stream. A client that
         reconnects with Last-Event-ID first gets what it missed (from the database)."""
         check_event_types(type)
+        unknown = [name for name in camera or [] if registry.get(name) is None]
+        if unknown:  # live events come from the server's cameras: this stream would stay silent
+            raise HTTPException(422, f"no camera {', '.join(map(repr, unknown))} here (cameras: {known_cameras()}): "
+                                     f"live events come only from these")
         return StreamingResponse(sse_messages(registry, camera, type, last_event_id), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 

@@ -205,6 +205,16 @@ def event_stored(path: Path, event_id: str) -> bool:
         db.close()
 
 
+def cameras_with_events(path: Path, names: Sequence[str]) -> set[str]:
+    """Which of these camera names have at least one stored event (the camera index answers each at once)."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        found = (db.execute("SELECT 1 FROM events WHERE camera = ? LIMIT 1", (name,)).fetchone() for name in names)
+        return {name for name, row in zip(names, found) if row}
+    finally:
+        db.close()
+
+
 def read_events(path: Path, camera: str | Sequence[str] | None = None, type: str | Sequence[str] | None = None,
                 since: float | None = None, run_id: int | None = None, limit: int = 1000, after_id: str | None = None,
                 newest_first: bool = False, before_id: str | None = None) -> list[dict[str, Any]]:
