@@ -32,6 +32,8 @@ def test_upload_an_image_and_see_the_result_on_a_phone_sized_screen(browser, ser
     posts: list[str] = []
     page.on("request", lambda request: posts.append(request.url) if request.method == "POST" else None)
     page.goto(server)
+    page.wait_for_load_state("networkidle")  # (the page asks the server whether it needs a key: it does not)
+    assert not page.is_visible("#apikey")
     page.set_input_files("#file", str(photo))
     page.wait_for_selector("img.annotated", timeout=60_000)
     page.wait_for_function("document.querySelector('img.annotated').naturalWidth > 0")
@@ -181,6 +183,7 @@ def test_a_server_with_an_api_key_asks_for_it_once_and_the_tab_keeps_it(browser,
     with running_server(tmp_path / "keyed", "--api-key", "s3cret") as (url, _):
         page = browser.new_page()
         page.goto(url)
+        page.wait_for_selector("#apikey", state="visible")  # shown at once: the server answers 401
         page.set_input_files("#file", str(photo))
         page.wait_for_function("document.querySelector('#error').textContent.includes('needs its API key')")
         assert page.is_visible("#apikey")
@@ -193,4 +196,21 @@ def test_a_server_with_an_api_key_asks_for_it_once_and_the_tab_keeps_it(browser,
         page.wait_for_selector("img.annotated", timeout=60_000)
         assert page.evaluate("sessionStorage.getItem('maskwatch.key')") == "s3cret"
         assert page.inner_text("#error") == ""
+        # A video sent from elsewhere (another device, or a tab since closed): the server's list brings it in.
+        clip = write_clip(pan_frames(photo, size=(320, 240), frames=6, zoom=1.5), tmp_path / "door.avi", fps=6,
+                          codec="MJPG")
+        with clip.open("rb") as file:
+            sent = httpx.post(f"{url}/v1/videos", files={"file": ("from-my-phone.avi", file)},
+                              headers={"X-API-Key": "s3cret"}, timeout=60).json()
+        page.click("#server-jobs")
+        page.wait_for_selector("button.show", timeout=120_000)
+        assert page.locator(".item h2").all_inner_texts() == [photo.name, "from-my-phone.avi"]
+        assert page.inner_text("#total") == "1 video job(s) kept on this server, 1 added below."
+        assert [job["id"] for job in page.evaluate("JSON.parse(sessionStorage.getItem('maskwatch.jobs'))")] == [
+            sent["id"]]
+        page.click("#server-jobs")  # again: nothing added twice
+        page.wait_for_function("document.querySelector('#total').textContent.includes('0 added')")
+        assert page.locator(".item").count() == 2
+        page.click("button.show")
+        page.wait_for_selector("video.annotated", timeout=60_000)
         page.close()
