@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from clips import pan_frames, write_clip
-from servers import free_port, running_server
+from servers import free_port, running_server, wait_until
 
 KEY = {"X-API-Key": "s3cret"}
 MB = 1024 * 1024
@@ -204,10 +204,8 @@ def test_job_messages_do_not_show_server_paths(plain, tmp_path, photo):
     cut.write_bytes(clip.read_bytes()[: clip.stat().st_size // 2])  # ends early: a message about the input
     url, data = plain
     job = post(url, "/v1/videos", cut).json()
-    deadline = time.time() + 120
-    while (state := httpx.get(f"{url}/v1/videos/{job['id']}")).json()["status"] not in ("finished", "failed"):
-        assert time.time() < deadline, state.text
-        time.sleep(0.3)
+    state = wait_until(lambda: (answer := httpx.get(f"{url}/v1/videos/{job['id']}")).json()["status"] in (
+        "finished", "failed") and answer, "the job ended", every=0.3)
     assert state.json()["message"].startswith("the upload: the video ended after")
     for text in (state.text, httpx.get(url + job["summary_url"]).text):
         assert str(data) not in text and str(data.resolve()) not in text

@@ -12,6 +12,7 @@ import pytest
 
 from browsers import ARTIFACTS
 from clips import pan_frames, write_clip
+from maskwatch.classes import CLASS_COLOURS_BGR, MASK_CLASSES, READABLE_NAMES
 from servers import running_server
 
 
@@ -38,6 +39,11 @@ def test_upload_an_image_and_see_the_result_on_a_phone_sized_screen(browser, ser
     page.wait_for_selector("img.annotated", timeout=60_000)
     page.wait_for_function("document.querySelector('img.annotated').naturalWidth > 0")
     assert page.evaluate("document.querySelector('img.annotated').naturalWidth") == 400
+    # The counts name and colour each class as classes.py says (where the drawings take their colours).
+    shown = page.evaluate("[...document.querySelectorAll('.counts tr')].map((row) => [row.dataset.class, "
+                          "row.cells[0].textContent, getComputedStyle(row.querySelector('.dot')).backgroundColor])")
+    assert shown == [[name, READABLE_NAMES[name], "rgb({2}, {1}, {0})".format(*CLASS_COLOURS_BGR[name])]
+                     for name in MASK_CLASSES]
     # The image fits the phone's width: no sideways scrolling.
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     with photo.open("rb") as f:

@@ -7,7 +7,6 @@ import hashlib
 import hmac
 import json
 import sqlite3
-import time
 
 import pytest
 
@@ -18,7 +17,7 @@ from maskwatch.video.bus import RunInfo
 from maskwatch.video.events import Event
 from maskwatch.video.sinks import WebhookSink
 from maskwatch.video.store import read_events
-from servers import WebhookReceiver, free_port
+from servers import WebhookReceiver, free_port, wait_until
 
 SECRET = "s3cret"
 
@@ -153,13 +152,6 @@ def test_a_receiver_slower_than_the_timeout_is_said_to_be_slow_not_down(tmp_path
         receiver.kill()
     assert "receiver unavailable (no answer within 0.3 s (ReadTimeout))" in caplog.text
     assert "took the same event 3 times without answering within 0.3 s: it is slow rather than down" in caplog.text
-
-
-def wait_until(predicate, what: str, timeout: float = 120) -> None:
-    deadline = time.time() + timeout
-    while not predicate():
-        assert time.time() < deadline, f"never {what}"
-        time.sleep(0.05)
 
 
 def test_one_sink_serves_two_runs_one_after_the_other(tmp_path):

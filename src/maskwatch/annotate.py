@@ -11,6 +11,7 @@ import numpy as np
 import supervision as sv
 
 from maskwatch.classes import CLASS_COLOURS_BGR, DISPLAY_NAMES, FALLBACK_COLOUR_BGR, compliance_of
+from maskwatch.predictions import class_names_of, scores_of
 
 ZONE_COLOUR = sv.Color(r=255, g=210, b=0)
 
@@ -38,8 +39,7 @@ def annotate(image_bgr: np.ndarray, detections: sv.Detections, classes: list[str
     labels = sv.LabelAnnotator(color=palette, text_scale=text_scale, text_thickness=1,
                                text_padding=max(1, thickness), color_lookup=sv.ColorLookup.CLASS,
                                text_position=sv.Position.TOP_LEFT, smart_position=True)
-    names = detections.data.get("class_name", np.array([classes[int(c)] for c in detections.class_id]))
-    scores = detections.confidence if detections.confidence is not None else np.ones(len(detections))
+    names, scores = class_names_of(detections, classes), scores_of(detections)
     texts = []
     for i, (name, score) in enumerate(zip(names, scores)):
         short = DISPLAY_NAMES.get(str(name), str(name))

@@ -29,6 +29,10 @@ DISPLAY_NAMES: dict[str, str] = {"with_mask": "mask", "without_mask": "no mask",
                                  "no_mask": "no mask"}
 
 
+# Names for people reading a page (the web pages' counts and legends, where there is room for more words).
+READABLE_NAMES: dict[str, str] = {"with_mask": "mask worn", "without_mask": "no mask",
+                                  "mask_weared_incorrect": "mask worn wrongly", "mask": "mask", "no_mask": "no mask"}
+
 # Classes that raise an alert (`person.unmasked`): no mask, or a mask that does not cover nose and mouth.
 UNMASKED_CLASSES: tuple[str, ...] = ("without_mask", "mask_weared_incorrect", "no_mask")
 

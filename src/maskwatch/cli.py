@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from maskwatch.errors import MaskwatchError, install_hint
-from maskwatch.limits import MAX_UPLOAD_MB, SERVE_MAX_QUEUE, SERVE_WORKERS
+from maskwatch.limits import MAX_UPLOAD_MB, SERVE_DATA_DIR, SERVE_MAX_QUEUE, SERVE_WORKERS, WEBHOOK_TIMEOUT_S
 from maskwatch.thresholds import CONFUSION_MIN_SCORE, FOR_METRICS, FOR_PEOPLE
 
 # Plain help (rich_markup_mode=None): typer's rich help prints a `<bool>` type after on/off flags, which reads as if
@@ -452,7 +452,7 @@ def watch(source: Optional[str] = typer.Argument(None, metavar="SOURCE",
           webhook_timeout: Optional[float] = typer.Option(
               None, "--webhook-timeout", metavar="SECONDS",
               help="How long a --webhook receiver may take to answer an event before it is sent again [default: "
-                   "5]."),
+                   f"{WEBHOOK_TIMEOUT_S:g}]."),
           mqtt: Optional[list[str]] = typer.Option(None, "--mqtt", metavar="URL",
                                                    help="Publish events: mqtt://[user:pass@]host[:port]/prefix "
                                                         "(repeatable)."),
@@ -584,7 +584,7 @@ def report(db: Path = typer.Argument(..., help="Events database written by `mask
 @app.command(short_help="Serve the web page, live cameras and the JSON API.")
 def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every interface)."),
           port: int = typer.Option(8000, "--port", help="TCP port to listen on."),
-          data_dir: Path = typer.Option(Path("out/serve"), "--data-dir", help="Where jobs and results are kept."),
+          data_dir: Path = typer.Option(SERVE_DATA_DIR, "--data-dir", help="Where jobs and results are kept."),
           max_upload_mb: float = typer.Option(MAX_UPLOAD_MB, "--max-upload-mb", help="Larger uploads get 413."),
           api_key: Optional[str] = typer.Option(None, "--api-key", envvar="MASKWATCH_API_KEY",
                                                 help="Require this key (X-API-Key header) on every route but "

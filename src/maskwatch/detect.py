@@ -15,7 +15,7 @@ from maskwatch.data.images import read_image, save_annotated_copy
 from maskwatch.data.inputs import output_names
 from maskwatch.detector import Detector, best_class_per_face
 from maskwatch.errors import MaskwatchError
-from maskwatch.predictions import ImagePredictions, write_predictions
+from maskwatch.predictions import ImagePredictions, class_names_of, write_predictions
 from maskwatch.thresholds import FOR_METRICS, FOR_PEOPLE
 
 
@@ -43,7 +43,7 @@ def detect_images(detector: Detector, paths: list[Path], out_dir: Path | None, m
         detections = detector(image, min_score=min_score, all_classes=all_classes)
         summary.images += 1
         shown = best_class_per_face(detections[detections.confidence >= draw_score] if len(detections) else detections)
-        summary.counts.update(str(n) for n in shown.data.get("class_name", []))
+        summary.counts.update(str(n) for n in class_names_of(shown, detector.classes))
         if out_dir:
             try:
                 save_annotated_copy(out_dir, name, annotate(image, shown, detector.classes))

@@ -7,6 +7,7 @@ whose default is the value here; nothing else in the package writes these number
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 
 def _int_from_env(name: str, default: int) -> int:
@@ -59,6 +60,11 @@ MAX_UPLOAD_MB = 200.0
 MULTIPART_OVERHEAD_BYTES = 64 * 1024  # form field headers around the file in a multipart upload
 SERVE_WORKERS = max(2, usable_cores())
 SERVE_MAX_QUEUE = 16
+SERVE_DATA_DIR = Path("out/serve")  # where its video jobs and results are kept (--data-dir)
+
+# Webhooks (watch --webhook-timeout, a camera config's `timeout:`): how long a receiver may take to answer an event
+# before it is sent again (it should answer first and work after).
+WEBHOOK_TIMEOUT_S = 5.0
 
 # Batch: rows per Parquet part of the local engine (a crash loses at most this many finished rows).
 BATCH_PART_ROWS = 200

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -25,6 +26,25 @@ log = logging.getLogger(__name__)
 FACE_CONFIDENCE = "face_confidence"
 
 
+
+def scores_of(detections: sv.Detections) -> np.ndarray:
+    """Each detection's score; 1 where none is given (ground truth, a predictions file without scores)."""
+    return detections.confidence if detections.confidence is not None else np.ones(len(detections))
+
+
+def class_names_of(detections: sv.Detections, classes: list[str] | tuple[str, ...]) -> np.ndarray:
+    """Each detection's class name: the one stored with it, else its class id's name in `classes`."""
+    if "class_name" in detections.data:
+        return detections.data["class_name"]
+    return np.array([classes[int(c)] for c in detections.class_id], dtype=object)
+
+
+def class_counts(detections: sv.Detections, classes: list[str] | tuple[str, ...]) -> dict[str, int]:
+    """How many detections of each class of `classes` (0 where none), in that order: the counts of an image's
+    faces wherever they are given (API, batch rows), from one box per face."""
+    counts = Counter(str(name) for name in class_names_of(detections, classes)) if len(detections) else Counter()
+    return {name: counts.get(name, 0) for name in classes}
+
 @dataclass
 class ImagePredictions:
     image: str
@@ -38,7 +58,7 @@ class ImagePredictions:
 
     def to_record(self) -> dict:
         d = self.detections
-        scores = d.confidence if d.confidence is not None else np.ones(len(d))
+        scores = scores_of(d)
         dets = [{"bbox": [round(float(v), 2) for v in box], "label": label, "score": round(float(score), 5)}
                 for box, label, score in zip(d.xyxy, self.labels, scores)]
         if d.tracker_id is not None:
@@ -96,7 +116,7 @@ def read_predictions(path: Path, classes: list[str] | tuple[str, ...],
     if label_map:
         for item in read_predictions(path, classes):
             labels = [label_map.get(label, label) for label in item.labels]
-            scores = item.detections.confidence if item.detections.confidence is not None else np.ones(len(labels))
+            scores = scores_of(item.detections)
             kept = np.array([label != DROP_LABEL for label in labels], dtype=bool)  # --label-map OLD=
             yield ImagePredictions(item.image, item.width, item.height,
                                    detections_from_labels(item.detections.xyxy[kept],

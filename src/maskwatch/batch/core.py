@@ -9,7 +9,6 @@ import logging
 import os
 import re
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from maskwatch.classes import MASK_CLASSES
 from maskwatch.data.images import read_image, save_annotated_copy
 from maskwatch.detector import Detector
 from maskwatch.errors import MaskwatchError
-from maskwatch.predictions import ImagePredictions, result_parts
+from maskwatch.predictions import ImagePredictions, class_counts, result_parts
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +45,8 @@ def detect_row(detector: Detector, path: str, conf: float, annotate_dir: Path | 
         row["error"] = f"{type(exc).__name__}: {exc}"
         return row
     record = ImagePredictions(Path(path).name, image.shape[1], image.shape[0], detections).to_record()
-    counts = Counter(d["label"] for d in record["detections"])
     row.update(width=record["width"], height=record["height"], detections=json.dumps(record["detections"]),
-               faces=len(record["detections"]), **{c: counts.get(c, 0) for c in MASK_CLASSES})
+               faces=len(record["detections"]), **class_counts(detections, MASK_CLASSES))
     if annotate_dir is not None:
         try:
             save_annotated_copy(annotate_dir, name or Path(path).name, annotate(image, detections, detector.classes),
@@ -113,7 +111,7 @@ def read_folder(out_dir: Path) -> FolderState:
     return state
 
 
-def tidy_folder(out_dir: Path, state: FolderState) -> FolderState:
+def tidy_folder(state: FolderState) -> FolderState:
     """One row per image for any Parquet reader: rows that a later part holds again (a failed image tried
     again) are removed from the older part, and parts that cannot be read (cut short) are moved aside as
     `_unreadable-NAME.broken` (no reader takes it for a part; its images run again next time)."""

@@ -62,7 +62,7 @@ def run_batch(spec: str | list[str], out: Path, engine: str = "local", address: 
                                             names, verbose, part_rows) if todo else 0
         except KeyboardInterrupt:  # what was written stays; the caller says so
             summary.interrupted = True
-        after = tidy_folder(out, read_folder(out))
+        after = tidy_folder(read_folder(out))
     summary.failed = after.failed(set(paths))
     summary.rows = after.row_count
     if summary.interrupted:  # the rows this run wrote before it stopped

@@ -88,7 +88,7 @@ def _add_coco_file(builder: DatasetBuilder, json_path: Path, images_dir: Path | 
     # A category that only groups others (Roboflow's first, named after the project: `faces`, the supercategory
     # of the real classes) and labels no box is no class: kept, it would be an empty class of its own.
     categories = {i: name for i, name in categories.items() if i in used or name not in parents}
-    builder.declare_classes([categories[cat_id] for cat_id in sorted(categories)], str(json_path))
+    builder.declare_classes([categories[cat_id] for cat_id in sorted(categories)])
     boxes_by_image: dict[int, list] = {image_id: [] for image_id in images}
     for index, ann in enumerate(annotations):
         where = f"{json_path}: annotation {ann.get('id', index) if isinstance(ann, dict) else index}"

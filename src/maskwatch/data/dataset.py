@@ -200,7 +200,7 @@ class DatasetBuilder:
         self.classes.append(label)
         return len(self.classes) - 1
 
-    def declare_classes(self, names: list[str], where: str) -> None:
+    def declare_classes(self, names: list[str]) -> None:
         """The class list a file gives (YOLO's classes.txt, COCO's categories, a TFRecord's label map): learnt in
         the file's order, which the data set then keeps (unless --classes fixed the list)."""
         if self.fixed_classes:

@@ -127,7 +127,7 @@ def read_tfrecord(path: Path, label_map_path: Path | None = None, classes: list[
     label_map_path = label_map_path or folder / LABEL_MAP_FILE
     id_to_name = read_label_map(label_map_path) if label_map_path.is_file() else {}
     builder = DatasetBuilder(classes, label_map)
-    builder.declare_classes([id_to_name[k] for k in sorted(id_to_name)], str(label_map_path))  # --label-map applies
+    builder.declare_classes([id_to_name[k] for k in sorted(id_to_name)])  # --label-map applies
     unnamed: Counter[int] = Counter()  # class ids that no text and no label map name, with their box counts
     for record in _records(path):
         out = _cache_dir(record)

@@ -90,7 +90,7 @@ def _label_path(image_path: Path, root: Path) -> Path:
 def read_yolo(root: Path, classes: list[str] | None = None, label_map: dict[str, str] | None = None) -> Dataset:
     file_classes = read_yolo_classes(root)
     builder = DatasetBuilder(classes, label_map)
-    builder.declare_classes(file_classes, str(root))
+    builder.declare_classes(file_classes)
     used: set[Path] = set()
     kinds: dict[str, list[str]] = {POLYGON: [], SCORED: []}
     for image_path in list_images(root):

@@ -16,7 +16,7 @@ from maskwatch.classes import MASK_CLASSES, TO_TWO_CLASSES, TWO_CLASSES, label_m
 from maskwatch.data.coco import to_coco_dict
 from maskwatch.data.dataset import Dataset
 from maskwatch.errors import MaskwatchError
-from maskwatch.predictions import ImagePredictions, stem_in
+from maskwatch.predictions import ImagePredictions, scores_of, stem_in
 
 # faster-coco-eval logs its whole summary at INFO; our report carries the numbers.
 logging.getLogger("faster_coco_eval").setLevel(logging.WARNING)
@@ -63,7 +63,7 @@ def coco_inputs(gt: Dataset, predictions: list[ImagePredictions], scheme: Scheme
         image_id = id_of_name.get(name) or id_of_stem.get(stem_in(pred.image, id_of_stem))
         if image_id is None:
             continue  # predictions for images outside the ground truth do not count
-        scores = pred.detections.confidence if pred.detections.confidence is not None else np.ones(len(pred.detections))
+        scores = scores_of(pred.detections)
         for (x1, y1, x2, y2), label, score in zip(pred.detections.xyxy, pred.labels, scores):
             mapped = label_of(label)
             if mapped not in classes:

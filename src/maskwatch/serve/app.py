@@ -13,7 +13,6 @@ import io
 import os
 import re
 import tempfile
-from collections import Counter
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,8 +33,9 @@ from maskwatch.annotate import annotate
 from maskwatch.data.images import ACCEPTED_FORMATS, decode_image, image_header
 from maskwatch.detector import Detector, best_class_per_face
 from maskwatch.errors import MaskwatchError, TooManyPixels
-from maskwatch.limits import MAX_UPLOAD_MB, MULTIPART_OVERHEAD_BYTES, SERVE_MAX_QUEUE, SERVE_WORKERS, usable_cores
-from maskwatch.predictions import ImagePredictions
+from maskwatch.limits import (MAX_UPLOAD_MB, MULTIPART_OVERHEAD_BYTES, SERVE_DATA_DIR, SERVE_MAX_QUEUE, SERVE_WORKERS,
+                              usable_cores)
+from maskwatch.predictions import ImagePredictions, class_counts
 from maskwatch.serve.cameras import CameraRegistry, CameraSetup
 from maskwatch.serve.guards import ApiKeyMiddleware, UploadGate, WorkerPool
 from maskwatch.serve.jobs import DataDirLock, JobQueue
@@ -60,7 +60,7 @@ API_KEY_SCHEME = "ApiKey"
 
 @dataclass
 class Settings:
-    data_dir: Path = Path("out/serve")
+    data_dir: Path = SERVE_DATA_DIR
     max_upload_mb: float = MAX_UPLOAD_MB
     api_key: str | None = None
     threads: int | None = None
@@ -194,8 +194,7 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
     def detect(image, conf: float, all_classes: bool):
         detections = state["detector"](image, min_score=conf, all_classes=all_classes)
         faces = best_class_per_face(detections)  # counts are of people, whatever the listing
-        counts = Counter(str(n) for n in faces.data.get("class_name", []))
-        return detections, {c: counts.get(c, 0) for c in state["detector"].classes}
+        return detections, class_counts(faces, state["detector"].classes)
 
     def encode_annotated(image, detections, format: str) -> bytes:
         """The image with the detections drawn, encoded as JPEG or PNG."""

@@ -19,6 +19,7 @@ from fastapi import APIRouter, FastAPI, Header, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response, StreamingResponse
 from fastapi.sse import KEEPALIVE_COMMENT, format_sse_event
 
+from maskwatch.classes import CLASS_COLOURS_BGR, READABLE_NAMES
 from maskwatch.errors import MaskwatchError
 from maskwatch.serve.cameras import CameraRegistry, CameraWorker, LiveFrame
 from maskwatch.serve.schemas import Camera, CameraList, CameraReport, EventPage, binary_response, error_responses
@@ -27,7 +28,7 @@ from maskwatch.video.report import compliance_series, read_report
 from maskwatch.video.store import cameras_with_events, event_stored, read_events
 
 STATIC = Path(__file__).parent / "static"
-PAGE_FILES = {"cameras.js": "text/javascript", "cameras.css": "text/css"}
+PAGE_FILES = {"cameras.js": "text/javascript", "cameras.css": "text/css", "classes.js": "text/javascript"}
 # Routes without the API key: the page and the files it loads.
 PAGE_PATHS = frozenset({"/cameras", *(f"/static/{name}" for name in PAGE_FILES)})
 BOUNDARY = "maskwatch-frame"
@@ -105,6 +106,16 @@ async def sse_messages(registry: CameraRegistry, cameras: list[str] | None, type
         registry.hub.unsubscribe(subscription)
 
 
+def classes_script() -> str:
+    """The pages' class names and colours, from classes.py (where the drawings take theirs): `CLASS_NAMES`, and a
+    style rule per class that colours its `.dot`."""
+    rules = "".join(f".{name} .dot, .dot.{name} {{ background: rgb({r}, {g}, {b}); }}\n"
+                    for name, (b, g, r) in CLASS_COLOURS_BGR.items())
+    return (f"const CLASS_NAMES = {json.dumps(READABLE_NAMES)};\n"
+            f"document.head.appendChild(Object.assign(document.createElement('style'), {{textContent: "
+            f"{json.dumps(rules)}}}));\n")
+
+
 def page_router() -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
@@ -113,9 +124,11 @@ def page_router() -> APIRouter:
         return HTMLResponse((STATIC / "cameras.html").read_text())
 
     @router.get("/static/{name}")
-    def static_file(name: str) -> FileResponse:
+    def static_file(name: str) -> Response:
         if name not in PAGE_FILES:
             raise HTTPException(404, "no such file")
+        if name == "classes.js":
+            return Response(classes_script(), media_type=PAGE_FILES[name], headers={"Cache-Control": "no-cache"})
         return FileResponse(STATIC / name, media_type=PAGE_FILES[name], headers={"Cache-Control": "no-cache"})
 
     return router

@@ -42,15 +42,13 @@ def find_candidates(images: dict[str, np.ndarray], cache: Path, finder: FaceFind
 @dataclass
 class Example:
     """One crop to learn from: which image, which box, its class (0 = background) and box target. `image` is set
-    for pictures made on the fly (synthetic faces); otherwise the crop comes from the training image `stem`.
-    `learn_box` is False where no annotator drew the box (nothing to correct towards)."""
+    for pictures made on the fly (synthetic faces); otherwise the crop comes from the training image `stem`."""
 
     stem: str
     box: np.ndarray
     label: int
     deltas: np.ndarray
     image: np.ndarray | None = None
-    learn_box: bool = True
 
 
 def match_candidates(stem: str, candidates: np.ndarray, gt: sv.Detections, positive_iou: float = POSITIVE_IOU,

@@ -31,9 +31,9 @@ import yaml
 
 from maskwatch.errors import MaskwatchError
 from maskwatch.face_finder import AUTO, AUTO_FULL, ScalePolicy
+from maskwatch.limits import WEBHOOK_TIMEOUT_S
 from maskwatch.video.pipeline import OPTION_CHECKS, VideoPipeline, WatchOptions
 from maskwatch.video.sinks import MqttSink, WebhookSink
-from maskwatch.video.sinks.webhook import WEBHOOK_TIMEOUT_S
 from maskwatch.video.store import DEFAULT_DB
 from maskwatch.video.zones import Line, Zone
 

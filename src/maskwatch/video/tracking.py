@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import supervision as sv
 
-from maskwatch.predictions import FACE_CONFIDENCE
+from maskwatch.predictions import FACE_CONFIDENCE, class_names_of
 from maskwatch.thresholds import TRACK_ACTIVATION_SCORE
 
 _CLASS_SCORE = "class_score"  # the detections' own confidence, kept while ByteTrack sees the face confidence
@@ -113,7 +113,7 @@ class FaceTracker:
         tracked.confidence = class_scores
         if shift is not None:
             tracked.xyxy = tracked.xyxy + shift
-        names = tracked.data.get("class_name", np.array([self.classes[c] for c in tracked.class_id]))
+        names = class_names_of(tracked, self.classes)
         voted, ids = [], []
         for box, tid, name, score in zip(tracked.xyxy, tracked.tracker_id, names, tracked.confidence):
             if tid < 0:

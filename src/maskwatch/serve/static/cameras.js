@@ -3,7 +3,7 @@
 // No build step, no library: plain DOM and SVG.
 "use strict";
 
-const NAMES = {with_mask: "mask worn", without_mask: "no mask", mask_weared_incorrect: "mask worn wrongly"};
+const NAMES = CLASS_NAMES;  // (and the dots' colours: classes.js, from the package's classes.py)
 const EVENT_TEXT = {
   "person.entered": "came in", "person.unmasked": "no mask!", "person.left": "left",
   "zone.entered": "entered zone", "zone.left": "left zone", "line.crossed": "crossed",

@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 import requests
 
 from maskwatch.errors import MaskwatchError
+from maskwatch.limits import WEBHOOK_TIMEOUT_S
 from maskwatch.video.bus import RunEnd, RunInfo, Sink
 from maskwatch.video.events import COUNTS, Event
 from maskwatch.video.store import DEFAULT_DB, add_missing_columns, connect, is_busy, process_alive
@@ -63,7 +64,6 @@ def signature_of(body: bytes, secret: str) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-WEBHOOK_TIMEOUT_S = 5.0  # a receiver answers within this (it should answer first and work after)
 SLOW_AFTER = 3  # the same event unanswered this many times in a row: the receiver is slow, not down (said once)
 
 
