@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import supervision as sv
 
+from clips import pan_frames, write_clip
 from maskwatch.data import load_dataset
 
 MASKWATCH = [sys.executable, "-m", "maskwatch.cli"]
@@ -406,7 +410,6 @@ def test_a_bad_scheme_or_format_is_refused_before_the_data_set_is_read(tmp_path)
 @pytest.mark.slow
 def test_train_stopped_by_ctrl_c_says_how_to_go_on_and_resume_refuses_other_data(small_voc, tmp_path):
     pytest.importorskip("torch", reason="training needs `make install-train`")
-    import signal
 
     from conftest import SMALL_STEMS, copy_voc
 
@@ -439,3 +442,54 @@ def test_train_stopped_by_ctrl_c_says_how_to_go_on_and_resume_refuses_other_data
     replaced = run(*command[3:], "--epochs", "1", "--overwrite")
     assert "replaced (--overwrite)" in replaced.stderr
     assert len((out / "history.csv").read_text().splitlines()) == 2  # one epoch: the old history is gone
+
+
+def test_outputs_never_replace_or_feed_back_into_the_inputs(small_voc, tmp_path, photo):
+    """An annotated copy never replaces its input, a run's own results are not read again as inputs by the next
+    run, and a place nothing can be written to is said before any work."""
+    images = small_voc / "images"
+    originals = {p.name: p.read_bytes() for p in images.iterdir()}
+    refused = run("detect", str(images), "--out", str(images), ok=False)
+    assert refused.returncode == 2 and "would replace it" in refused.stderr
+    assert {p.name: p.read_bytes() for p in images.iterdir()} == originals
+    inside = images / "annotated"
+    for _ in range(2):  # the second run does not take the first one's copies for photos
+        again = run("detect", str(images), "--out", str(inside), "--json-out", str(tmp_path / "p.jsonl"))
+        assert "6 image(s)" in again.stdout
+    assert "left out 6 image(s)" in again.stderr and len(list(inside.iterdir())) == 6
+    assert {json.loads(line)["image"] for line in (tmp_path / "p.jsonl").read_text().splitlines()} == set(originals)
+    shutil.rmtree(inside)
+    batch = run("batch", str(images), "--out", str(images / "results"), "--annotate")
+    batch = run("batch", str(images), "--out", str(images / "results"), "--annotate")
+    assert "6 done before" in batch.stdout  # (its annotated copies were left out, not taken as 6 new inputs)
+    clip = tmp_path / "door.mp4"
+    write_clip(pan_frames(photo, size=(160, 120), frames=3, zoom=1.5), clip, fps=3)
+    size = clip.stat().st_size
+    (tmp_path / "folder.mp4").mkdir()
+    for out, said in ((clip, "is the video being watched"), (tmp_path / "folder.mp4", "is a folder"),
+                      (tmp_path / "a-file" / "x.mp4", "cannot write into")):
+        (tmp_path / "a-file").write_text("")
+        result = run("watch", str(clip), "--out", str(out), "--db", str(tmp_path / "e.sqlite"), ok=False)
+        assert result.returncode == 2 and said in result.stderr and "Traceback" not in result.stderr
+    assert clip.stat().st_size == size
+    result = run("watch", str(clip), "--db", str(tmp_path / "a-file" / "e.sqlite"), ok=False)
+    assert result.returncode == 2 and "cannot make the events database's folder" in result.stderr
+    result = run("batch", str(images), "--out", str(tmp_path / "a-file"), ok=False)
+    assert result.returncode == 2 and "a file of that name is there" in result.stderr
+    video = run("detect", str(clip), ok=False)
+    assert f"{clip}: a video, not an image: `maskwatch watch {clip}` reads videos" in video.stderr
+
+
+def test_detect_stopped_by_sigterm_keeps_whole_lines_as_ctrl_c_does(data_dir, tmp_path):
+    images = data_dir / "images"
+    process = subprocess.Popen([*MASKWATCH, "detect", str(images), "--no-images", "--json-out",
+                                str(tmp_path / "p.jsonl")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for = tmp_path / "p.jsonl"
+    deadline = time.monotonic() + 120
+    while (not wait_for.exists() or wait_for.stat().st_size < 2000) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130 and "interrupted" in err
+    lines = wait_for.read_text().splitlines()
+    assert 0 < len(lines) < 767 and all(json.loads(line)["image"] for line in lines)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -138,3 +139,13 @@ def test_a_tiff_of_32_bit_floats_says_so_rather_than_corrupt(tmp_path):
     Image.fromarray(np.random.default_rng(0).random((50, 60), dtype=np.float32)).save(tmp_path / "f.tiff")  # mode F
     with pytest.raises(MaskwatchError, match="a TIFF of 32-bit samples .*convert it to 8 or 16 bits"):
         read_image(tmp_path / "f.tiff")
+
+
+def test_an_image_that_cannot_be_read_is_named_with_the_reason(photo, monkeypatch):
+    """No permission (as another user), a disk error: one file skipped with its reason, not a crash of the run."""
+    def refuse(self):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    with pytest.raises(MaskwatchError, match=r"maksssksksss657.jpg: cannot be read \(Permission denied\)"):
+        read_image(photo)

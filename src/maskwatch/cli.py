@@ -388,20 +388,27 @@ def detect(inputs: list[str] = typer.Argument(..., help=INPUTS_HELP, metavar="IN
                                                  "and counts always show the best class."),
            model: Optional[Path] = ModelOption, threads: Optional[int] = ThreadsOption) -> None:
     """Detect masked, unmasked and wrongly masked faces in images; write annotated copies and predictions."""
-    from maskwatch.data.inputs import collect_images
+    from maskwatch.data.inputs import check_copies_apart, collect_images
     from maskwatch.detect import run_detect
     from maskwatch.detector import Detector, check_score
     from maskwatch.predictions import check_predictions_path
+    from maskwatch.stop_signals import restore_signals, stop_signals_as_interrupt
 
     conf, draw_conf = check_score(conf, "--conf"), check_score(draw_conf, "--draw-conf")  # before any work
-    images = collect_images(inputs, only)  # a wrong input is said before the model loads
+    images = collect_images(inputs, only, None if no_images else out)  # a wrong input is said before the model loads
     if not no_images and out.exists() and not out.is_dir():
         raise MaskwatchError(f"--out {out} is a file: annotated images go into a folder")
+    if not no_images:
+        check_copies_apart(images, out)
     if json_out:
         check_predictions_path(json_out)
     detector = Detector.load(model, threads=threads, scale=scale, flip_test=flip or None)
     out = None if no_images else out
-    summary = run_detect(detector, images, out, json_out, conf, draw_conf, all_classes)
+    previous = stop_signals_as_interrupt()  # SIGTERM as Ctrl-C: the predictions written so far are kept whole
+    try:
+        summary = run_detect(detector, images, out, json_out, conf, draw_conf, all_classes)
+    finally:
+        restore_signals(previous)
     if summary.images:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(summary.counts.items())) or "no faces"
         typer.echo(f"{summary.images} image(s): {counts} (score >= {draw_conf})")

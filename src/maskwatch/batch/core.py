@@ -150,8 +150,14 @@ def folder_lock(out_dir: Path):
     """One run at a time per results folder: two would process the same images and rewrite each other's parts."""
     import fcntl
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / LOCK_FILE, "w") as handle:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(out_dir / LOCK_FILE, "w")
+    except OSError as exc:  # a file of that name, no permission
+        reason = "a file of that name is there" if out_dir.is_file() else exc.strerror or str(exc)
+        raise MaskwatchError(f"--out {out_dir}: cannot write the results there ({reason}); give a folder you can "
+                             f"write to") from None
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

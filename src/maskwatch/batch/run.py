@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from maskwatch.batch.core import check_settings, folder_lock, normalise_path, read_folder, tidy_folder
-from maskwatch.data.inputs import collect_images, output_names
+from maskwatch.data.inputs import check_copies_apart, check_writable, collect_images, output_names
 from maskwatch.detector import SHIPPED, check_score, is_shipped_name
 from maskwatch.errors import MaskwatchError, install_hint
 from maskwatch.limits import BATCH_PART_ROWS
@@ -42,7 +42,9 @@ def run_batch(spec: str | list[str], out: Path, engine: str = "local", address: 
         from maskwatch.batch.ray_engine import check_address, cluster_address
 
         check_address(*cluster_address(address))
-    found = collect_images([spec] if isinstance(spec, (str, Path)) else spec, only)
+    found = collect_images([spec] if isinstance(spec, (str, Path)) else spec, only, out)
+    if annotate:
+        check_copies_apart(found, out / "annotated", "--out")
     paths = [normalise_path(str(p)) for p in found]  # one row per file however its path was typed
     names = dict(zip(paths, output_names(found)))  # over every input, so a resumed run names files the same
     with folder_lock(out):
@@ -56,6 +58,8 @@ def run_batch(spec: str | list[str], out: Path, engine: str = "local", address: 
         # (rows written before 2026-11-27 name an image by its link's target)
         todo = [p for p in paths if p not in done and not (done and os.path.realpath(p) in done)]
         annotate_dir = out / "annotated" if annotate else None
+        if annotate_dir is not None:
+            check_writable(annotate_dir, "--annotate")
         summary = BatchSummary(len(paths), len(paths) - len(todo), 0, engine, out)
         try:
             summary.processed = _run_engine(todo, out, engine, address, conf, annotate_dir, model, actors, threads,

@@ -181,13 +181,37 @@ def _decode_heif(data: bytes, name: str) -> np.ndarray:
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
 
 
+HEIF_BRANDS = {b"avif", b"avis", b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1"}  # images in MP4's boxes
+
+
+def is_heif_header(head: bytes) -> bool:
+    """Whether a file's first 12 bytes are an HEIF / AVIF photo's: MP4's boxes with an image brand."""
+    return head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS
+
+
+def is_video_header(head: bytes) -> bool:
+    """Whether a file's first 12 bytes are a video container's: MP4 / MOV (but not an HEIF / AVIF photo's
+    brand), AVI, Matroska / WebM."""
+    return ((head[4:8] == b"ftyp" and not is_heif_header(head)) or (head[:4] == b"RIFF" and head[8:12] == b"AVI ")
+            or head[:4] == b"\x1aE\xdf\xa3")
+
+
 def read_image(path: str | Path, upright: bool = True) -> np.ndarray:
     """Read an image file as 8-bit BGR, turned upright as its EXIF orientation says (see decode_image), or raise
     MaskwatchError naming the file."""
     path = Path(path)
     if not path.is_file():
         raise MaskwatchError(f"{path}: no such image file")
-    return decode_image(path.read_bytes(), str(path), upright)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:  # no permission, a disk error: this file is skipped, the others go on
+        raise MaskwatchError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        return decode_image(data, str(path), upright)
+    except MaskwatchError as exc:
+        if is_video_header(data[:12]):
+            raise MaskwatchError(f"{path}: a video, not an image: `maskwatch watch {path}` reads videos") from None
+        raise
 
 
 def annotated_image(path: str | Path) -> np.ndarray:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import glob
 import logging
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
 from maskwatch.data.dataset import read_text_file
-from maskwatch.data.images import IMAGE_SUFFIXES, list_images, warn_unread, without_broken_links
+from maskwatch.data.images import IMAGE_SUFFIXES, annotated_copy_name, list_images, warn_unread, without_broken_links
 from maskwatch.data.tfrecord import is_record_file
 from maskwatch.errors import MaskwatchError
 
@@ -39,11 +40,17 @@ def read_path_list(path: Path) -> list[Path]:
     return paths
 
 
-def collect_images(specs: Sequence[str | Path], only: Path | None = None) -> list[Path]:
+def is_within(path: Path, folder: Path) -> bool:
+    """Whether `path` is `folder` or lies under it (both resolved: links and `..` followed)."""
+    return Path(path).resolve().is_relative_to(Path(folder).resolve())
+
+
+def collect_images(specs: Sequence[str | Path], only: Path | None = None, output: Path | None = None) -> list[Path]:
     """Image paths in the order given, without repeats, from each spec:
     a folder (every image under it, sorted), an image file, a list file (.txt: one path per line) or a glob
     ('photos/**/*.jpg'); none at all is an error. `only`: a list of names (paths, file names or stems, as
-    `data split` writes them); only the images with those stems are kept."""
+    `data split` writes them); only the images with those stems are kept. `output`: the command's output folder;
+    where it lies inside a folder given, the images in it (an earlier run's annotated copies) are left out, said."""
     paths: list[Path] = []
     for spec in specs:
         if not str(spec).strip():  # Path("") is the current folder: an empty argument (a failed $(...)) is a mistake
@@ -52,6 +59,12 @@ def collect_images(specs: Sequence[str | Path], only: Path | None = None) -> lis
         path = Path(spec)
         if path.is_dir():
             found = list_images(path)
+            if output is not None and not is_within(path, output):
+                ours = [p for p in found if is_within(p, output)]
+                if ours:
+                    log.warning("%s: left out %d image(s) in %s, this command's output folder (an earlier run's "
+                                "results; name them directly to use them as inputs)", path, len(ours), output)
+                    found = [p for p in found if not is_within(p, output)]
             if not found and len(specs) > 1:  # (alone, the error below says it)
                 log.warning("%s: no images (%s) in this folder", path, ", ".join(IMAGE_SUFFIXES))
             paths += found
@@ -101,7 +114,7 @@ def keep_listed(paths: list[Path], names_file: Path) -> list[Path]:
 def output_names(paths: Sequence[Path | str]) -> list[str]:
     """A name per input for what is written about it (the annotated copy, a prediction's `image`): its file name
     where that is unique among the inputs, else the shortest end of its path that is (`a/x.jpg`, `b/x.jpg`)."""
-    parts = [Path(p).resolve().parts for p in paths]
+    parts = [Path(os.path.abspath(p)).parts for p in paths]  # a link is named as itself, not as its target
     names = [""] * len(parts)
     pending, k = list(range(len(parts))), 1
     while pending:
@@ -114,3 +127,27 @@ def output_names(paths: Sequence[Path | str]) -> list[str]:
                 still.append(i)
         pending, k = still, k + 1
     return names
+
+
+def check_copies_apart(paths: Sequence[Path], folder: Path, option: str = "--out") -> None:
+    """Refuse, before any work, a folder of annotated copies where a copy would replace its own input (`--out`
+    naming the input folder): the originals would be lost."""
+    for path, name in zip(paths, output_names(paths)):
+        target = Path(folder) / annotated_copy_name(name)
+        if target.exists() and target.resolve() == Path(path).resolve():
+            raise MaskwatchError(f"{option} {folder}: the annotated copy of {path} would replace it (the inputs are "
+                                 f"there); give another folder, e.g. {option} {Path(folder) / 'annotated'}")
+
+
+def check_writable(folder: Path, what: str) -> None:
+    """Make `folder` and try a file in it, so a place nothing can be written to is said before any work rather
+    than after every input was processed; MaskwatchError naming `what` (e.g. "--out out/x.mp4")."""
+    import tempfile
+
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise MaskwatchError(f"{what}: cannot write into {folder} ({exc.strerror or exc}); give a place you can "
+                             f"write to") from None

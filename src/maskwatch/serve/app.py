@@ -30,7 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from maskwatch.version import __version__
 from maskwatch.annotate import annotate
-from maskwatch.data.images import ACCEPTED_FORMATS, decode_image, image_header
+from maskwatch.data.images import ACCEPTED_FORMATS, decode_image, image_header, is_video_header
 from maskwatch.detector import Detector, best_class_per_face
 from maskwatch.errors import MaskwatchError, TooManyPixels
 from maskwatch.limits import (MAX_UPLOAD_MB, MULTIPART_OVERHEAD_BYTES, SERVE_DATA_DIR, SERVE_MAX_QUEUE, SERVE_WORKERS,
@@ -43,7 +43,7 @@ from maskwatch.serve.live import PAGE_PATHS, add_live_routes
 from maskwatch.serve.schemas import (DetectResult, Health, RunSummary, VideoJob, VideoJobCreated, VideoJobList,
                                      binary_response, error_responses)
 from maskwatch.thresholds import FOR_PEOPLE
-from maskwatch.video.sources import FileSource, is_still_image, is_video_header
+from maskwatch.video.sources import FileSource, is_still_image
 
 STATIC = Path(__file__).parent / "static"
 JOB_ID = re.compile(r"^[A-Za-z0-9_-]{20,40}$")

@@ -24,6 +24,7 @@ import supervision as sv
 
 from maskwatch.annotate import annotate, blur_boxes, draw_counts, draw_zones
 from maskwatch.classes import compliance_of
+from maskwatch.data.inputs import check_writable
 from maskwatch.detector import Detector
 from maskwatch.errors import MaskwatchError
 from maskwatch.limits import MIN_FRAME_SIDE
@@ -189,6 +190,13 @@ class VideoPipeline:
         if out is not None and Path(out).suffix.lower() != ".mp4":
             raise MaskwatchError(f"{out}: the annotated video is an MP4; give it a .mp4 name "
                                  f"(e.g. {Path(out).stem}.mp4)")
+        if out is not None:  # said before the video is read, not after it
+            if isinstance(source, str) and Path(source).is_file() and Path(source).resolve() == Path(out).resolve():
+                raise MaskwatchError(f"--out {out} is the video being watched: the annotated video goes to another "
+                                     f"file (e.g. {Path(out).with_name(Path(out).stem + '_maskwatch.mp4')})")
+            if Path(out).is_dir():
+                raise MaskwatchError(f"--out {out} is a folder: give the annotated video's file name (.mp4)")
+            check_writable(Path(out).parent, f"--out {out}")
         frames_source = open_source(source, give_up_after_s=opts.give_up_after_s, wait_s=opts.wait_for_camera_s,
                                     cancel=self.stopping) if isinstance(source, str) else source
         name = source if isinstance(source, str) else getattr(source, "name", None) or type(source).__name__

@@ -25,7 +25,7 @@ import av.stream
 import cv2
 import numpy as np
 
-from maskwatch.data.images import check_pixels, image_header, list_images, read_image
+from maskwatch.data.images import check_pixels, image_header, is_heif_header, list_images, read_image
 from maskwatch.errors import MaskwatchError, TooManyPixels, name_some
 
 log = logging.getLogger(__name__)
@@ -182,7 +182,6 @@ class FileSource(FrameSource):
         self.container.close()
 
 
-HEIF_BRANDS = {b"avif", b"avis", b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1"}  # images in MP4's boxes
 
 
 def refuse_oversized_image(path: Path) -> None:
@@ -195,18 +194,6 @@ def refuse_oversized_image(path: Path) -> None:
     except MaskwatchError:
         return  # not an image: the caller's own message stands
     check_pixels(width, height, str(path))
-
-
-def is_heif_header(head: bytes) -> bool:
-    """Whether a file's first 12 bytes are an HEIF / AVIF photo's: MP4's boxes with an image brand."""
-    return head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS
-
-
-def is_video_header(head: bytes) -> bool:
-    """Whether a file's first 12 bytes are a video container's: MP4 / MOV (but not an HEIF / AVIF photo's
-    brand), AVI, Matroska / WebM."""
-    return ((head[4:8] == b"ftyp" and not is_heif_header(head)) or (head[:4] == b"RIFF" and head[8:12] == b"AVI ")
-            or head[:4] == b"\x1aE\xdf\xa3")
 
 
 def is_still_image(path: Path) -> bool:

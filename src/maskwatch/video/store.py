@@ -56,7 +56,11 @@ def connect(path: Path, timeout_s: float = 30.0) -> sqlite3.Connection:
     """A connection to the events database, made ready: WAL (readers such as `maskwatch report` or the server
     do not block a running camera) and the tables."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # no permission, a file where the folder should be
+        raise MaskwatchError(f"{path}: cannot make the events database's folder ({exc.strerror or exc}); give --db "
+                             f"a place you can write to") from None
     deadline = time.monotonic() + timeout_s
     while True:
         db = None
