@@ -94,3 +94,12 @@ def test_without_pillow_heif_heic_photos_are_named_with_the_command_that_reads_t
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.stdout.strip() == "['crowd.jpg']" and "IMG_0001.HEIC" in run.stderr
     assert "pip install -e '.[heic]'" in run.stderr
+
+
+def test_linked_folders_are_searched_once_and_jfif_photos_are_found(folders):
+    (folders / "b" / "more").symlink_to(folders / "a", target_is_directory=True)  # a linked folder of photos
+    (folders / "a" / "up").symlink_to(folders, target_is_directory=True)  # a link to a parent: no endless search
+    shutil.copy(folders / "a" / "maksssksksss0.jpg", folders / "b" / "scan.JFIF")
+    found = collect_images([folders / "b"])
+    assert [p.relative_to(folders / "b").as_posix() for p in found] == [
+        "deep/maksssksksss5.jpg", "more/maksssksksss0.jpg", "more/maksssksksss1.jpg", "scan.JFIF"]

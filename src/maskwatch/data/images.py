@@ -33,7 +33,7 @@ def _heif_opener() -> bool:
 
 HEIF_READ = _heif_opener()
 HEIF_SUFFIXES = (".heic", ".heif")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff") + (HEIF_SUFFIXES if HEIF_READ else ())
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jfif", ".png", ".bmp", ".webp", ".tif", ".tiff") + (HEIF_SUFFIXES if HEIF_READ else ())
 ACCEPTED_FORMATS = IMAGE_FORMATS | {"HEIF"} if HEIF_READ else IMAGE_FORMATS  # Pillow's names of what is decoded
 
 
@@ -208,7 +208,7 @@ def read_image(path: str | Path, upright: bool = True) -> np.ndarray:
         raise MaskwatchError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     try:
         return decode_image(data, str(path), upright)
-    except MaskwatchError as exc:
+    except MaskwatchError:
         if is_video_header(data[:12]):
             raise MaskwatchError(f"{path}: a video, not an image: `maskwatch watch {path}` reads videos") from None
         raise
@@ -256,13 +256,24 @@ UNREAD_IMAGE_SUFFIXES = tuple(s for s in (".gif", ".heic", ".heif", ".avif", ".j
 def list_images(folder: Path) -> list[Path]:
     """All image files under a folder, sorted, so runs are repeatable. Pictures in formats not read here are
     reported by name (a warning), not silently left out."""
-    images, unread = [], []
-    for path in folder.rglob("*"):
-        suffix = path.suffix.lower()
-        if suffix in IMAGE_SUFFIXES and (path.is_file() or path.is_symlink() and not path.exists()):
-            images.append(path)
-        elif suffix in UNREAD_IMAGE_SUFFIXES and path.is_file():
-            unread.append(path)
+    images, unread, closed, seen = [], [], [], set()
+    # Linked folders are followed (as `ls` shows them; each real folder once, so a link to a parent ends), and
+    # folders that cannot be opened are named.
+    for root, dirs, files in os.walk(folder, followlinks=True, onerror=lambda exc: closed.append(exc.filename)):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        for name in files:
+            path, suffix = Path(root) / name, Path(name).suffix.lower()
+            if suffix in IMAGE_SUFFIXES and (path.is_file() or path.is_symlink() and not path.exists()):
+                images.append(path)
+            elif suffix in UNREAD_IMAGE_SUFFIXES and path.is_file():
+                unread.append(path)
+    if closed:
+        log.warning("%s: %d folder(s) could not be opened and were not searched (%s)", folder, len(closed),
+                    name_some(closed))
     warn_unread(unread, str(folder))
     return without_broken_links(sorted(images), str(folder))
 
