@@ -87,6 +87,16 @@ def test_yolo_bad_lines_and_class_index(small_voc, tmp_path):
     assert any("class index 7" in p for p in ds.problems)
 
 
+def test_yolo_images_without_a_label_file_are_read_as_pictures_without_faces_and_named(small_voc, tmp_path, caplog):
+    save_dataset(load_dataset(small_voc), tmp_path / "y", "yolo")
+    (tmp_path / "y" / "labels" / "maksssksksss94.txt").unlink()
+    with caplog.at_level("WARNING"):
+        ds = load_dataset(tmp_path / "y")
+    assert len(next(s for s in ds.samples if s.stem == "maksssksksss94").detections) == 0
+    assert "1 image(s) without a label file, read as pictures without faces" in caplog.text
+    assert "maksssksksss94.jpg" in caplog.text
+
+
 def test_yolo_polygons_score_columns_pixels_and_a_byte_order_mark(small_voc, tmp_path, caplog):
     save_dataset(load_dataset(small_voc), tmp_path / "y", "yolo")
     classes = tmp_path / "y" / "classes.txt"

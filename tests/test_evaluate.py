@@ -185,11 +185,11 @@ def test_write_report_from_python_warns_as_the_cli_does(small, tmp_path, caplog)
 def test_prediction_lines_find_their_images_by_the_rule_split_lists_use(small):
     from maskwatch.predictions import stem_in
 
-    stems = {"a", "a_jpg.rf.0123abcd", "b.jfif"}
+    stems = {"a", "a_jpg.rf.0123abcd", "b", "d"}
     names = ("a.jpg", "C:\\photos\\a.jpg", "x/a_jpg.rf.0123abcd.jpg", "a_jpg.rf.0123abcd", "a.PNG", "a.gif",
-             "photos/b.jfif", "c.jpg")
+             "photos/b.jfif", "photos/d.mpo", "c.jpg")
     assert [stem_in(name, stems) for name in names] == ["a", "a", "a_jpg.rf.0123abcd", "a_jpg.rf.0123abcd", "a", "a",
-                                                        "b.jfif", "c"]
+                                                        "b", "d", "c"]
 
 
 def test_a_line_naming_a_roboflow_stem_or_a_jfif_file_scores_its_image(small, tmp_path):
@@ -217,3 +217,49 @@ def test_a_line_naming_a_roboflow_stem_or_a_jfif_file_scores_its_image(small, tm
     from maskwatch.evaluation.report import images_without_predictions, prediction_problems
 
     assert images_without_predictions(gt, preds) == [] and prediction_problems(gt, preds) == []
+
+
+def test_predictions_of_photos_with_an_exif_rotation_are_scored_in_the_stored_pixels(small_voc, tmp_path):
+    """`detect` predicts on the photo turned upright; the annotations describe its stored pixels (labelImg). A
+    photo stored upside down with a rotation flag scores as the same photo stored upright."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    from maskwatch.data.images import annotated_image
+
+    def write_set(folder, turn_first: bool):
+        (folder / "images").mkdir(parents=True)
+        (folder / "annotations").mkdir()
+        for i, sample in enumerate(load_dataset(small_voc).samples):
+            pixels, boxes = annotated_image(sample.image_path)[:, :, ::-1], sample.detections.xyxy
+            labels = [load_dataset(small_voc).classes[c] for c in sample.detections.class_id]
+            h, w = pixels.shape[:2]
+            exif = Image.Exif()
+            if turn_first and i == 0:  # stored upside down, flagged to be turned 180 degrees to show
+                pixels, exif[0x0112] = pixels[::-1, ::-1], 3
+                boxes = np.stack([w - boxes[:, 2], h - boxes[:, 3], w - boxes[:, 0], h - boxes[:, 1]], axis=1)
+            Image.fromarray(np.ascontiguousarray(pixels)).save(folder / "images" / f"{sample.stem}.png",
+                                                               exif=exif.tobytes())
+            objects = "".join(f"<object><name>{n}</name><bndbox><xmin>{b[0]:.0f}</xmin><ymin>{b[1]:.0f}</ymin>"
+                              f"<xmax>{b[2]:.0f}</xmax><ymax>{b[3]:.0f}</ymax></bndbox></object>"
+                              for n, b in zip(labels, boxes))
+            (folder / "annotations" / f"{sample.stem}.xml").write_text(
+                f"<annotation><filename>{sample.stem}.png</filename><size><width>{w}</width><height>{h}</height>"
+                f"</size>{objects}</annotation>")
+
+    scores, said = {}, {}
+    for name, turn in (("upright", False), ("turned", True)):
+        write_set(tmp_path / name, turn)
+        cli = [sys.executable, "-m", "maskwatch.cli"]
+        subprocess.run([*cli, "detect", str(tmp_path / name / "images"), "--no-images", "--json-out",
+                        str(tmp_path / f"{name}.jsonl")], check=True, capture_output=True, timeout=300)
+        run = subprocess.run([*cli, "evaluate", "--gt", str(tmp_path / name), "--pred", str(tmp_path / f"{name}.jsonl"),
+                              "--out", str(tmp_path / f"eval-{name}")], check=True, capture_output=True, text=True,
+                             timeout=300)
+        said[name] = run.stdout + run.stderr
+        scores[name] = json.loads((tmp_path / f"eval-{name}" / "report.json").read_text())["summary"]
+    assert "1 photo(s) carry an EXIF rotation" in said["turned"] and "EXIF" not in said["upright"]
+    assert scores["turned"]["mAP50"] == pytest.approx(scores["upright"]["mAP50"], abs=1e-3)
+    assert scores["turned"]["mAP"] == pytest.approx(scores["upright"]["mAP"], abs=1e-3) and scores["upright"]["mAP50"] > 0.5

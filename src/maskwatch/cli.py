@@ -304,7 +304,8 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
     from maskwatch.errors import name_some
     from maskwatch.evaluation import write_report
     from maskwatch.evaluation.coco_metrics import SCHEMES
-    from maskwatch.evaluation.report import images_without_predictions, prediction_problems
+    from maskwatch.evaluation.report import (images_without_predictions, prediction_problems,
+                                             predictions_in_stored_pixels)
     from maskwatch.predictions import read_predictions, stem_in
 
     if classes in SCHEMES:  # what --classes meant before it named the class list
@@ -322,20 +323,25 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
         console.print(f"scored with the three mask classes; {escape(str(gt))} has no {', '.join(absent)}{left_out}",
                       highlight=False, soft_wrap=True)
     predictions = list(read_predictions(pred, dataset.classes, parse_label_map(label_map)))  # the same renaming
+    predictions, turned = predictions_in_stored_pixels(dataset, predictions)
+    if turned:
+        console.print(f"{turned} photo(s) carry an EXIF rotation: their predictions, made on the photo turned upright "
+                      f"(as detect does), are moved to the stored pixels the boxes are read in", highlight=False,
+                      soft_wrap=True)
     if split:
         known = {s.stem for s in dataset.samples}
         dataset = dataset.subset(listed_names(dataset, split))
         chosen = {s.stem for s in dataset.samples}
         predictions = [p for p in predictions if stem_in(p.image, known) in chosen]  # the others': not strays
-    for problem in prediction_problems(dataset, predictions, scheme):  # type: ignore[arg-type]
-        console.print(f"[yellow]warning: {escape(problem)}[/yellow]", highlight=False, soft_wrap=True)
     missing = images_without_predictions(dataset, predictions)
-    if missing and only_predicted:
+    if missing and only_predicted:  # (before the warnings: they are about the images scored)
         dataset = dataset.subset(set(s.stem for s in dataset.samples) - set(missing))
         if not len(dataset):
             raise MaskwatchError(f"{pred}: no line names an image of {gt}; nothing to score")
         console.print(f"scoring the {len(dataset)} image(s) with predictions; {len(missing)} without are left out")
-    elif missing:
+    for problem in prediction_problems(dataset, predictions, scheme):  # type: ignore[arg-type]
+        console.print(f"[yellow]warning: {escape(problem)}[/yellow]", highlight=False, soft_wrap=True)
+    if missing and not only_predicted:
         console.print(f"[yellow]warning: {len(missing)} of {len(dataset)} image(s) have no predictions in "
                       f"{escape(str(pred))} ({escape(name_some(missing))}); they count as images where nothing "
                       f"was found. Pass --only-predicted to score only the images with predictions.[/yellow]",

@@ -81,7 +81,7 @@ def detections_from_labels(xyxy: np.ndarray, labels: list[str], scores: np.ndarr
 
 def stem_in(name: str, stems) -> str:
     """The stem among `stems` (a data set's) that a predictions line's image `name` refers to: by the lists' rule,
-    else its file name less its last suffix (x.jfif, which the lists' rule keeps whole); the first where neither
+    else its file name less its last suffix (x.mpo, which the lists' rule keeps whole); the first where neither
     is known."""
     stem = stem_of(name)
     if stem in stems:

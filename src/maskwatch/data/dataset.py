@@ -39,6 +39,7 @@ class Sample:
     width: int
     height: int
     detections: sv.Detections
+    orientation: int = 1  # the image's EXIF orientation (1: stored upright); boxes are in the stored pixels
 
     @property
     def stem(self) -> str:
@@ -278,7 +279,7 @@ class DatasetBuilder:
                                     class_id=np.asarray(ids, dtype=int))
                       if xyxy else empty_detections())
         detections.data[DIFFICULT] = np.asarray(difficult, dtype=bool)
-        self.samples.append(Sample(image_path, int(width), int(height), detections))
+        self.samples.append(Sample(image_path, int(width), int(height), detections, orientation))
 
     def build(self, source: str) -> Dataset:
         if self.unknown_labels:
@@ -304,9 +305,10 @@ class DatasetBuilder:
         self._warn_about_spellings()
         if self.turned:
             log.warning("%s: %d image(s) carry an EXIF rotation (%s); their boxes are read in the stored pixels, as "
-                        "labelImg shows them, while tools that show photos upright (CVAT, Label Studio) draw boxes on "
-                        "the turned picture and `detect` turns photos upright: if yours did, save the images turned "
-                        "(e.g. `mogrify -auto-orient *.jpg`) and the boxes will match", source, len(self.turned),
+                        "labelImg shows them (`evaluate` moves predictions made upright there), while tools that "
+                        "show photos upright (CVAT, Label Studio) draw boxes on the turned picture: if yours did, "
+                        "save the images turned (e.g. `mogrify -auto-orient *.jpg`) and the boxes will match", source,
+                        len(self.turned),
                         name_some(p.name for p in self.turned))
         self.samples.sort(key=lambda s: s.image_path.name)
         self._refuse_shared_stems(source)

@@ -196,6 +196,22 @@ def is_video_header(head: bytes) -> bool:
             or head[:4] == b"\x1aE\xdf\xa3")
 
 
+def upright_to_stored(xyxy: np.ndarray, orientation: int, stored_width: int, stored_height: int) -> np.ndarray:
+    """Boxes drawn on a photo turned upright as its EXIF orientation says (what `read_image` returns) moved to
+    its stored pixels (where annotations are read): the inverse of each orientation's turn or mirror."""
+    xyxy = np.asarray(xyxy, dtype=np.float32).reshape(-1, 4)
+    w, h = float(stored_width), float(stored_height)
+    u1, v1, u2, v2 = xyxy.T
+    corners = {  # an upright point (u, v) in the stored pixels, per orientation
+        2: lambda u, v: (w - u, v), 3: lambda u, v: (w - u, h - v), 4: lambda u, v: (u, h - v),
+        5: lambda u, v: (v, u), 6: lambda u, v: (v, h - u), 7: lambda u, v: (w - v, h - u),
+        8: lambda u, v: (w - v, u)}.get(orientation)
+    if corners is None:
+        return xyxy
+    (xa, ya), (xb, yb) = corners(u1, v1), corners(u2, v2)
+    return np.stack([np.minimum(xa, xb), np.minimum(ya, yb), np.maximum(xa, xb), np.maximum(ya, yb)], axis=1)
+
+
 def read_image(path: str | Path, upright: bool = True) -> np.ndarray:
     """Read an image file as 8-bit BGR, turned upright as its EXIF orientation says (see decode_image), or raise
     MaskwatchError naming the file."""

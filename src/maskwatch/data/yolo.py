@@ -93,8 +93,11 @@ def read_yolo(root: Path, classes: list[str] | None = None, label_map: dict[str,
     builder.declare_classes(file_classes)
     used: set[Path] = set()
     kinds: dict[str, list[str]] = {POLYGON: [], SCORED: []}
+    unlabelled: list[Path] = []
     for image_path in list_images(root):
         label_path = _label_path(image_path, root)
+        if not label_path.is_file():
+            unlabelled.append(image_path)
         used.add(label_path.resolve())
         try:
             width, height = builder.stored_size(image_path)
@@ -124,6 +127,11 @@ def read_yolo(root: Path, classes: list[str] | None = None, label_map: dict[str,
             boxes.append((from_normalised(x1, width), from_normalised(y1, height),
                           from_normalised(x2, width), from_normalised(y2, height), file_classes[cls_index]))
         builder.add(image_path, width, height, boxes, str(label_path))
+    if unlabelled:  # YOLO's convention for background pictures, but as often labels that were forgotten
+        log.warning("%s: %d image(s) without a label file, read as pictures without faces (YOLO's convention for "
+                    "background images; their faces would be learnt as background and counted as false detections): "
+                    "%s; label them, or move them out if they do show faces", root, len(unlabelled),
+                    name_some(unlabelled))
     if kinds[POLYGON]:
         log.warning("%s: %d segmentation polygon(s) read as their bounding boxes (%s)", root, len(kinds[POLYGON]),
                     name_some(kinds[POLYGON], 3))

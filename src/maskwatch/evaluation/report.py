@@ -6,6 +6,8 @@ import json
 import logging
 import math
 from collections import Counter
+from copy import deepcopy
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,7 @@ import supervision as sv
 
 from maskwatch.classes import MASK_CLASSES, TWO_CLASSES, label_map_hint
 from maskwatch.data.dataset import Dataset, difficult_of
+from maskwatch.data.images import upright_to_stored
 from maskwatch.errors import name_some
 from maskwatch.evaluation.coco_metrics import CocoResult, Scheme, evaluate_coco, scheme_classes
 from maskwatch.predictions import ImagePredictions, detections_from_labels, stem_in
@@ -89,6 +92,30 @@ def images_without_predictions(gt: Dataset, predictions: list[ImagePredictions])
     return [s.stem for s in gt.samples if s.stem not in predicted]
 
 
+def predictions_in_stored_pixels(gt: Dataset, predictions: list[ImagePredictions]) -> tuple[list[ImagePredictions],
+                                                                                           int]:
+    """Predictions of photos with an EXIF rotation moved from the upright picture they were made on (`detect`,
+    `batch` and the API turn photos upright) to the stored pixels the annotations are read in; the count moved.
+    A line of another size than the upright picture is left as it is (prediction_problems names it)."""
+    samples = {s.stem: s for s in gt.samples}
+    moved, count = [], 0
+    for p in predictions:
+        sample = samples.get(stem_in(p.image, samples))
+        if sample is None or sample.orientation == 1:
+            moved.append(p)
+            continue
+        upright = (sample.height, sample.width) if sample.orientation >= 5 else (sample.width, sample.height)
+        if (p.width, p.height) != upright:
+            moved.append(p)
+            continue
+        detections = deepcopy(p.detections)
+        if len(detections):
+            detections.xyxy = upright_to_stored(detections.xyxy, sample.orientation, sample.width, sample.height)
+        moved.append(replace(p, width=sample.width, height=sample.height, detections=detections))
+        count += 1
+    return moved, count
+
+
 def prediction_problems(gt: Dataset, predictions: list[ImagePredictions], scheme: Scheme = "3class") -> list[str]:
     """What in the predictions would skew the numbers without stopping the scoring, each said once: an image
     with more than one line (its boxes all count), predictions made on another size of the picture (boxes are
@@ -109,8 +136,7 @@ def prediction_problems(gt: Dataset, predictions: list[ImagePredictions], scheme
     if resized:
         problems.append(f"{len(resized)} prediction line(s) were made on a picture of another size "
                         f"({name_some(resized, 3)}); boxes are compared in the annotation's pixels, so they will "
-                        f"not match: predict on the annotated images (or, with an EXIF rotation, on copies without "
-                        f"it: `detect` turns photos upright, while annotations describe the stored pixels)")
+                        f"not match: predict on the annotated images themselves")
     unknown = sorted({p.image for p in predictions if stem_in(p.image, samples) not in samples})
     if unknown and len(unknown) < len(predictions):
         problems.append(f"{len(unknown)} line(s) name images that are not in the ground truth ({name_some(unknown)}); "
