@@ -493,3 +493,25 @@ def test_detect_stopped_by_sigterm_keeps_whole_lines_as_ctrl_c_does(data_dir, tm
     assert process.returncode == 130 and "interrupted" in err
     lines = wait_for.read_text().splitlines()
     assert 0 < len(lines) < 767 and all(json.loads(line)["image"] for line in lines)
+
+
+def test_the_commands_train_prints_at_the_end_work_as_printed(small_voc, tmp_path):
+    """A YOLO set named by its data.yaml (as Ultralytics takes it), with its own class names: the detect and evaluate
+    commands train prints carry the renaming, and run."""
+    import shlex
+
+    from maskwatch.data import save_dataset
+
+    renamed = {"with_mask": "mask", "without_mask": "no_mask", "mask_weared_incorrect": "incorrect"}
+    save_dataset(load_dataset(small_voc, label_map=renamed), tmp_path / "theirs", "yolo")
+    assert (tmp_path / "theirs" / "data.yaml").is_file()
+    maps = [arg for old, new in renamed.items() for arg in ("--label-map", f"{new}={old}")]
+    result = run("train", "--data", str(tmp_path / "theirs" / "data.yaml"), "--out", str(tmp_path / "run dir"),
+                 "--quick", "--threads", "2", *maps)
+    printed = result.stdout.split("score it on its validation images: ", 1)[1].strip()
+    detect, evaluate = printed.split(", then ")
+    assert "--label-map mask=with_mask" in evaluate
+    for command in (detect, evaluate):
+        words = shlex.split(command)
+        assert words[0] == "maskwatch"
+        run(*words[1:], "--out", str(tmp_path / "eval")) if words[1] == "evaluate" else run(*words[1:])

@@ -203,7 +203,7 @@ def test_every_model_kind_names_a_recipe_a_runtime_and_the_file_a_run_leaves(tmp
     assert len(runtimes) == len(KINDS)  # each kind its own detector class
 
 
-@pytest.mark.parametrize("fmt", ["voc", "yolo", "coco"])
+@pytest.mark.parametrize("fmt", ["voc", "yolo", "coco", "tfrecord"])
 def test_training_validates_on_the_val_side_a_converted_set_names(small_voc, tmp_path, fmt):
     from maskwatch.data import load_dataset, save_dataset
     from maskwatch.data.split import split_dataset

@@ -184,13 +184,15 @@ def data_split(path: Path = typer.Argument(..., help="Data set folder or file to
 
 
 @app.command(short_help="Train a mask detector on annotated images.")
-def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any supported format)."),
+def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any supported format; a YOLO set "
+                                                        "also by its data.yaml)."),
           out: Path = typer.Option(Path("runs/train"), "--out", help="Run folder: checkpoints, history, model/."),
           val_split: Optional[Path] = typer.Option(None, "--val-split",
                                                    help="List of validation images (as `data split` writes) "
                                                         "[default: the val side --data names, as `convert --val` "
                                                         "writes it (VOC ImageSets/Main/val.txt, YOLO val.txt, "
-                                                        "COCO instances_val.json) or a YOLO data.yaml's `val:` "
+                                                        "COCO instances_val.json, TFRecord val.tfrecord) or a "
+                                                        "YOLO data.yaml's `val:` "
                                                         "names (a Roboflow export's valid/; its test/ is left out); "
                                                         "else a 15% split, seed --seed]."),
           arch: str = typer.Option("two-stage", "--arch",
@@ -242,7 +244,8 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
           overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier run in OUT (without it, "
                                                                     "an OUT holding a run is refused)."),
           threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch [default: all cores]."),
-          label_map: Optional[list[str]] = LabelMapOption, classes: Optional[str] = ClassesOption) -> None:
+          label_map: Optional[list[str]] = LabelMapOption, classes: Optional[str] = ClassesOption,
+          fmt: Optional[str] = FormatOption, allow_outside_images: bool = AllowOutsideOption) -> None:
     """Train a mask detector; writes OUT/model/mask_head.onnx and its 8-bit copy mask_head-int8.onnx (two-stage),
     or OUT/model/onestage.onnx."""
     try:
@@ -251,7 +254,10 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
         first = "`pip install torch --index-url https://download.pytorch.org/whl/cpu` (the CPU build), then "
         raise MaskwatchError(f"training needs torch ({exc}): "
                              f"{install_hint('train', checkout='make install-train', first=first)}") from exc
+    from shlex import quote
+
     from maskwatch.classes import parse_class_list, parse_label_map
+    from maskwatch.data import detect_format
 
     config = TrainConfig(data=data, out=out, val_split=val_split, arch=arch, epochs=epochs, batch_size=batch_size,
                          lr=lr, seed=seed, patience=patience, keep=keep, quick=quick, balance_classes=balance_classes,
@@ -259,7 +265,8 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
                          resume=resume, overwrite=overwrite, threads=threads,
                          recipe={k: v for k, v in (("crop_size", crop_size), ("finetuned_share", finetuned_share),
                                                    ("backbone_lr_factor", backbone_lr_factor)) if v is not None},
-                         label_map=parse_label_map(label_map), classes=parse_class_list(classes))
+                         label_map=parse_label_map(label_map), classes=parse_class_list(classes), fmt=fmt,
+                         allow_outside_images=allow_outside_images)
     try:
         onnx_path = fit(config)
     except KeyboardInterrupt:
@@ -273,9 +280,25 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
     typer.echo(f"model: {onnx_path}\nlog: {out / 'history.csv'} and {out / 'history.png'}")
     if quick:
         typer.echo("(--quick: a check of the pipeline on a few images, not a model to use)")
-    typer.echo(f"use it: maskwatch detect PHOTOS --model {out}\nscore it on its validation images: maskwatch detect "
-               f"{data} --list {out / 'val.txt'} --model {out} --no-images --json-out {out / 'val.jsonl'}, then "
-               f"maskwatch evaluate --gt {data} --pred {out / 'val.jsonl'} --only-predicted")
+    typer.echo(f"use it: maskwatch detect PHOTOS --model {quote(str(out))}")
+    reading = " ".join([*(f"--label-map {quote(m)}" for m in label_map or []), *(["--classes", quote(classes)] if
+                                                                                classes else []),
+                        *(["--format", fmt] if fmt else []), *(["--allow-outside-images"] if allow_outside_images
+                                                               else [])])
+    data = data.parent if data.name == "data.yaml" else data
+    try:
+        kind = fmt or detect_format(data)
+    except MaskwatchError:
+        kind = None
+    if kind == "tfrecord":  # its images are inside the records: detect cannot read them there
+        typer.echo(f"score it on its validation images: its mAP per epoch is in {out / 'history.csv'}; to score "
+                   f"it with evaluate, write the records out as files first (maskwatch convert {quote(str(data))} "
+                   f"FOLDER --to voc), then detect and evaluate on FOLDER")
+        return
+    typer.echo(f"score it on its validation images: maskwatch detect {quote(str(data))} --list "
+               f"{quote(str(out / 'val.txt'))} --model {quote(str(out))} --no-images --json-out "
+               f"{quote(str(out / 'val.jsonl'))}, then maskwatch evaluate --gt {quote(str(data))} --pred "
+               f"{quote(str(out / 'val.jsonl'))} --only-predicted" + (f" {reading}" if reading else ""))
 
 
 @app.command(short_help="COCO mAP, per-class AP, PR curves, confusion matrix.")

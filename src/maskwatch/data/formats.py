@@ -80,6 +80,11 @@ def load_dataset(path: str | Path, fmt: Format | None = None, classes: list[str]
     allow_outside_images: follow image paths (VOC <path>, COCO file_name) that lead out of the data set's
     folder; by default such images are skipped with a warning."""
     path = Path(path)
+    if path.is_file() and path.suffix.lower() in (".yaml", ".yml") and fmt in (None, "yolo"):
+        if path.name != "data.yaml":  # the reader takes the class names and sides from FOLDER/data.yaml
+            raise MaskwatchError(f"{path}: a YOLO data set is read from its folder, whose data.yaml names the "
+                                 f"classes; name this file data.yaml (or copy it so), then give {path.parent}")
+        path, fmt = path.parent, "yolo"  # a YOLO set named by its data.yaml, as Ultralytics takes it
     fmt = fmt or detect_format(path)
     if fmt == "voc":
         root = path if path.is_dir() else path.parent

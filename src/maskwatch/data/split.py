@@ -73,9 +73,11 @@ def yolo_side(data: Path, side: str) -> list[str] | None:
 
 def declared_val_side(data: Path) -> tuple[Path, list[str]] | None:
     """The validation side a data set folder names itself, as `convert --val` writes it (VOC
-    ImageSets/Main/val.txt, YOLO val.txt, COCO instances_val.json; TFRecord's val.tfrecord is read with the rest)
+    ImageSets/Main/val.txt, YOLO val.txt, COCO instances_val.json, TFRecord val.tfrecord beside train.tfrecord)
     or as a YOLO data.yaml names it (a Roboflow export's valid/ folder): the file and the stems it names, or None."""
     import json
+
+    from maskwatch.data.tfrecord import record_side_stems
 
     if not data.is_dir():
         return None
@@ -87,6 +89,8 @@ def declared_val_side(data: Path) -> tuple[Path, list[str]] | None:
     for side in ("valid", "val"):  # a Roboflow-style COCO export's valid/_annotations.coco.json
         if (stems := coco_side_stems(data, side)) is not None:
             return data / side / ROBOFLOW_FILE, stems
+    if (records := record_side_stems(data, "val")) is not None:
+        return records
     for coco in (data / "instances_val.json", data / "annotations" / "instances_val.json"):
         # Only beside the whole set's annotations.json (as convert writes it): in the COCO layout of
         # instances_train.json + instances_val.json the set read is the train file, and val is another set.

@@ -121,6 +121,28 @@ def checked_examples(record: Path) -> Iterator[tuple[int, dict | str]]:
             yield index, extract_feature_dict(example.features, None, types)
 
 
+def _unnamed(record: Path, index: int) -> str:
+    """The name of a record's image where it gives none: after its record file, so names tell images apart."""
+    return f"{re.sub(r'[^A-Za-z0-9_-]', '_', record.name)}-{index:06d}.jpg"
+
+
+def record_side_stems(folder: Path, side: str) -> tuple[Path, list[str]] | None:
+    """The image stems of a side's records (`convert --val` writes val.tfrecord, or its shards; the TF object
+    detection API's val.record): the first such file and the stems, or None where there is none."""
+    files = sorted(p for p in folder.iterdir() if is_record_file(p) and p.name.split(".")[0] == side) \
+        if folder.is_dir() else []
+    stems = []
+    for record in files:
+        try:
+            for index, example in checked_examples(record):
+                if not isinstance(example, str):
+                    name = _text(example.get("image/filename")) or _unnamed(record, index)
+                    stems.append(Path(name).stem)
+        except Exception:  # a truncated file: the records before the break (read_tfrecord says it)
+            continue
+    return (files[0], stems) if stems else None
+
+
 def read_tfrecord(path: Path, label_map_path: Path | None = None, classes: list[str] | None = None,
                   label_map: dict[str, str] | None = None) -> Dataset:
     folder = path if path.is_dir() else path.parent
@@ -138,9 +160,7 @@ def read_tfrecord(path: Path, label_map_path: Path | None = None, classes: list[
                 if isinstance(example, str):
                     builder.problem(f"{where}: {example}; skipped")
                     continue
-                # records without a file name are named after their record file too: names tell images apart
-                unnamed_name = f"{re.sub(r'[^A-Za-z0-9_-]', '_', record.name)}-{index:06d}.jpg"
-                name = Path(_text(example.get("image/filename")) or unnamed_name).name
+                name = Path(_text(example.get("image/filename")) or _unnamed(record, index)).name
                 encoded = example.get("image/encoded")
                 if encoded is None:
                     builder.problem(f"{where}: no image/encoded; skipped")

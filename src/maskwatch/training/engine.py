@@ -63,6 +63,8 @@ class TrainConfig:
     threads: int | None = None
     label_map: dict[str, str] = field(default_factory=dict)
     classes: list[str] | None = None  # the only labels accepted (--classes); None learns them from the data
+    fmt: str | None = None  # the data set's format where the files do not tell it (--format)
+    allow_outside_images: bool = False  # follow image paths that lead out of the data set's folder
     recipe: dict[str, Any] = field(default_factory=dict)  # the recipe's own settings, by name (experiments)
 
 
@@ -368,8 +370,9 @@ def record_epoch(history: list[dict], row: dict, cfg: TrainConfig, rarest: str) 
         f"val mAP@.5 {row['val_mAP50']:.3f} mAP@[.5:.95] {row['val_mAP']:.3f} AP@.5 {rarest} "
         + ("- (no such face in validation)" if math.isnan(row["val_AP50_rarest"]) else f"{row['val_AP50_rarest']:.3f}"))
     left = cfg.epochs - row["epoch"]
-    eta = (f"; about {math.ceil(left * np.mean([h['seconds'] for h in history]) / 60)} min left for the other "
-           f"{left} epoch(s)" if left else "")
+    remaining = left * float(np.mean([h["seconds"] for h in history]))
+    eta = (f"; about {math.ceil(remaining / 60)} min" if remaining >= 90 else f"; about {math.ceil(remaining)} s")
+    eta = f"{eta} left for the other {left} epoch(s)" if left else ""
     print(f"epoch {row['epoch']}: loss {row['loss']:.3f} {validated} ({row['seconds']:.0f} s{eta})", flush=True)
     with (cfg.out / "history.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(history[0]))
@@ -413,6 +416,8 @@ def fit(cfg: TrainConfig) -> Path:
         raise MaskwatchError(f"val_every must be at least 1, not {cfg.val_every}")
     if cfg.epochs < 1:
         raise MaskwatchError(f"--epochs must be at least 1, not {cfg.epochs}")
+    if Path(cfg.data).name == "data.yaml" and Path(cfg.data).is_file():  # a YOLO set named as Ultralytics takes it
+        cfg.data = Path(cfg.data).parent
     recipe_type = kind_of(cfg.arch).load_recipe()
     recipe_type.check_settings(cfg)
     earlier = check_run_folder(cfg)
@@ -422,7 +427,8 @@ def fit(cfg: TrainConfig) -> Path:
     seed_everything(cfg.seed)
     if cfg.quick:
         cfg.epochs = min(cfg.epochs, 2)
-    dataset = load_dataset(cfg.data, classes=cfg.classes, label_map=cfg.label_map)
+    dataset = load_dataset(cfg.data, cfg.fmt, classes=cfg.classes, label_map=cfg.label_map,  # type: ignore[arg-type]
+                           allow_outside_images=cfg.allow_outside_images)
     if not sum(dataset.class_counts().values()):
         raise MaskwatchError(f"{cfg.data}: no box with a usable label to learn from (warnings above say why)")
     if cfg.classes is None:
