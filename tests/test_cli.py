@@ -90,6 +90,14 @@ def test_convert_stats_and_split_commands(small_voc, tmp_path):
     assert f"6 images, {voc.num_boxes} boxes" in stats.stdout and (tmp_path / "s.png").is_file()
     for name, count in voc.class_counts().items():
         assert re.search(rf"{name}\W+{count}\W", stats.stdout), (name, count, stats.stdout)
+    assert "every problem" not in stats.stdout and not (tmp_path / "problems.txt").exists()
+    for i in range(12):  # more problems than the console shows: the file has every one
+        (small_voc / "annotations" / f"broken{i}.xml").write_text("<annotation><filename>")
+    stats = run("data", "stats", str(small_voc), "--plot", str(tmp_path / "s.png"), "--problems",
+                str(tmp_path / "problems.txt"))
+    assert f"every problem (12): {tmp_path / 'problems.txt'}" in stats.stdout
+    assert sorted(line.split(":")[0] for line in (tmp_path / "problems.txt").read_text().splitlines()) == sorted(
+        str(small_voc / "annotations" / f"broken{i}.xml") for i in range(12))
     run("data", "split", str(small_voc), "--val", "0.3", "--out", str(tmp_path / "split"))
     val = (tmp_path / "split" / "val.txt").read_text().split()
     train = (tmp_path / "split" / "train.txt").read_text().split()

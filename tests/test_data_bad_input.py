@@ -540,8 +540,9 @@ def test_an_empty_image_and_a_stale_annotated_size_are_named_at_load(small_voc):
 def test_an_image_annotated_twice_and_unnamed_records_of_two_tfrecords(small_voc, tmp_path):
     xml = small_voc / "annotations" / "maksssksksss94.xml"
     (small_voc / "annotations" / "copy.xml").write_text(_xml(xml))  # names the same image
-    with pytest.raises(MaskwatchError, match="1 image.s. annotated twice.*maksssksksss94.jpg"):
+    with pytest.raises(MaskwatchError, match="1 image.s. annotated twice.*maksssksksss94.jpg") as refused:
         load_dataset(small_voc)
+    assert "copy.xml" in str(refused.value) and "maksssksksss94.xml" in str(refused.value)  # both files named
     (small_voc / "annotations" / "copy.xml").unlink()
     from maskwatch.data.tfrecord import write_tfrecord
     from maskwatch.data.split import split_dataset
@@ -634,3 +635,33 @@ def test_nested_annotations_with_all_images_in_one_folder_and_a_skipped_xml_is_n
     assert len(ds) == 5
     assert any("maksssksksss94.xml: malformed numbers" in p for p in ds.problems)
     assert not any("no annotation file names" in p for p in ds.problems), ds.problems
+
+
+def test_coco_file_names_that_are_another_machines_paths_are_found_by_their_file_name(small_voc, tmp_path, caplog):
+    save_dataset(load_dataset(small_voc), tmp_path / "c", "coco")
+    path = tmp_path / "c" / "annotations.json"
+    coco = json.loads(path.read_text())
+    for i, image in enumerate(coco["images"]):  # written on a Linux box and a Windows one
+        image["file_name"] = f"/home/me/masks/images/{image['file_name']}" if i % 2 else \
+            f"C:\\data\\masks\\{image['file_name']}"
+    path.write_text(json.dumps(coco))
+    with caplog.at_level(logging.WARNING):
+        ds = load_dataset(tmp_path / "c")
+    assert len(ds) == 6 and ds.num_boxes == load_dataset(small_voc).num_boxes
+    assert "6 file_name(s) are paths elsewhere" in caplog.text
+
+
+def test_a_file_name_decomposed_on_disk_matches_its_composed_spelling_in_the_xml(small_voc, tmp_path, caplog):
+    """macOS stores "é" as e + a combining accent (NFD); labelImg and most tools write it composed (NFC)."""
+    import unicodedata
+
+    composed = "Caf\u00e9 45"
+    xml = small_voc / "annotations" / "maksssksksss94.xml"
+    text = xml.read_text().replace("maksssksksss94", composed)
+    xml.unlink()
+    (small_voc / "annotations" / f"{composed}.xml").write_text(text)
+    (small_voc / "images" / "maksssksksss94.jpg").rename(small_voc / "images" /
+                                                        f"{unicodedata.normalize('NFD', composed)}.jpg")
+    with caplog.at_level(logging.WARNING):
+        ds = load_dataset(small_voc)
+    assert len(ds) == 6 and "missing" not in caplog.text and "left out" not in caplog.text

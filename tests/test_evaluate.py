@@ -33,6 +33,18 @@ def small(data_dir):
 def test_ground_truth_as_predictions_scores_one(small):
     result = evaluate_coco(small, gt_as_predictions(small))
     assert result.summary["mAP"] == pytest.approx(1.0)
+
+
+def test_two_class_ground_truth_scores_three_class_predictions_under_2class(small, data_dir):
+    """A set labelled mask / no_mask (the 2class scheme's own names) is scored with the model's three classes."""
+    two = load_dataset(data_dir, label_map={"with_mask": "mask", "without_mask": "no_mask",
+                                            "mask_weared_incorrect": "no_mask"})
+    two = two.subset([s.stem for s in small.samples])
+    result = evaluate_coco(two, gt_as_predictions(small), scheme="2class")
+    assert result.classes == ["mask", "no_mask"] and result.summary["mAP"] == pytest.approx(1.0)
+    with pytest.raises(MaskwatchError, match="2class needs the mask classes"):
+        evaluate_coco(load_dataset(data_dir, label_map={"with_mask": "helmet"}).subset(["maksssksksss0"]),
+                      gt_as_predictions(small), scheme="2class")
     assert result.summary["mAP50"] == pytest.approx(1.0)
     assert all(v["AP"] == pytest.approx(1.0) for v in result.per_class.values())
 

@@ -136,14 +136,23 @@ def convert(src: Path = typer.Argument(..., help="Data set to read (format detec
 def data_stats(path: Path = typer.Argument(..., help="Data set folder or file.", metavar="DATASET"),
                fmt: Optional[str] = FormatOption,
                plot: Path = typer.Option(Path("out/data_stats.png"), help="Where to write the figure."),
+               problems: Path = typer.Option(Path("out/data_problems.txt"), "--problems",
+                                             help="Where to write every problem met while reading (the console "
+                                                  "shows the first few of each kind)."),
                label_map: Optional[list[str]] = LabelMapOption, classes: Optional[str] = ClassesOption,
                allow_outside_images: bool = AllowOutsideOption) -> None:
-    """Counts per class, images per class and box sizes, as a table and a PNG figure."""
+    """Counts per class, images per class and box sizes, as a table and a PNG figure; every problem met while
+    reading, in a text file."""
     import numpy as np
 
     from maskwatch.data.stats import dataset_stats, plot_stats
 
-    stats = dataset_stats(_load(path, fmt, label_map, classes, allow_outside_images))
+    dataset = _load(path, fmt, label_map, classes, allow_outside_images)
+    if dataset.problems:
+        problems.parent.mkdir(parents=True, exist_ok=True)
+        problems.write_text("".join(f"{problem}\n" for problem in dataset.problems))
+        typer.echo(f"every problem ({len(dataset.problems)}): {problems}")
+    stats = dataset_stats(dataset)
     typer.echo(f"{path}: {stats.images} images, {stats.boxes} boxes")  # its own line: a long path would cut a title
     table = Table()
     for column in ("class", "boxes", "images", "width min / median / max (px)"):

@@ -163,6 +163,7 @@ class DatasetBuilder:
         self.root = root
         self.allow_outside = allow_outside
         self.samples: list[Sample] = []
+        self.named_by: dict[Path, list[str]] = defaultdict(list)  # the annotation files (or entries) of each image
         self.problems: list[str] = []
         self.unknown_labels: Counter[str] = Counter()
         self.dropped: Counter[str] = Counter()  # boxes left out by --label-map OLD=, per original label
@@ -280,6 +281,7 @@ class DatasetBuilder:
                       if xyxy else empty_detections())
         detections.data[DIFFICULT] = np.asarray(difficult, dtype=bool)
         self.samples.append(Sample(image_path, int(width), int(height), detections, orientation))
+        self.named_by[image_path].append(where)
 
     def build(self, source: str) -> Dataset:
         if self.unknown_labels:
@@ -291,8 +293,8 @@ class DatasetBuilder:
                 f"Rename them with --label-map OLD=NEW"
             )
         if self.unsaid:
-            log.warning("%s: %d more problems like those above (Dataset.problems lists them all)", source,
-                        self.unsaid)
+            log.warning("%s: %d more problems, not all like those above (`maskwatch data stats` writes every "
+                        "one to a file; Dataset.problems in Python)", source, self.unsaid)
         if not self.samples:
             raise MaskwatchError(f"{source}: no usable annotated images found")
         if self.dropped:
@@ -326,10 +328,11 @@ class DatasetBuilder:
         by_stem: dict[str, list[Path]] = defaultdict(list)
         for sample in self.samples:
             by_stem[sample.stem].append(sample.image_path)
-        twice = sorted({str(paths[0]) for paths in by_stem.values() if len(paths) != len(set(paths))})
+        twice = sorted({paths[0] for paths in by_stem.values() if len(paths) != len(set(paths))})
         if twice:
+            named = name_some(f"{path} (by {' and '.join(self.named_by[path])})" for path in twice)
             raise MaskwatchError(f"{source}: {len(twice)} image(s) annotated twice (two annotation files or entries "
-                                 f"name each): {name_some(twice)}; keep one annotation per image")
+                                 f"name each): {named}; keep one annotation per image")
         shared = {stem: paths for stem, paths in by_stem.items() if len(paths) > 1}
         if shared:
             pairs = name_some(" and ".join(str(p) for p in paths) for paths in shared.values())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +30,9 @@ def _find_image(xml_path: Path, filename: str | None, path: str | None, images_d
     stems = dict.fromkeys([Path(filename).stem, xml_path.stem] if filename else [xml_path.stem])
     # Cameras and Windows write .JPG; file systems here tell cases apart, the XML may not
     names += [stem + suffix for stem in stems for s in IMAGE_SUFFIXES for suffix in (s, s.upper())]
+    # A macOS disk stores "é" decomposed (NFD), most tools write it composed (NFC): same name on screen
+    names += [unicodedata.normalize(form, n) for n in names if not n.isascii() for form in ("NFC", "NFD")]
+    names = list(dict.fromkeys(names))
     candidates = [xml_path.parent / path] if path else []  # an absolute <path> stays absolute
     candidates += [folder / name for folder in folders for name in names]
     existing = [c for c in candidates if c.is_file()]

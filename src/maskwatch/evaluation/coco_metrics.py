@@ -33,9 +33,11 @@ def scheme_classes(scheme: str, dataset_classes: list[str]) -> tuple[list[str], 
     if scheme == "3class":
         return list(dataset_classes), lambda label: label
     if scheme == "2class":
-        unknown = set(dataset_classes) - set(MASK_CLASSES)
+        unknown = set(dataset_classes) - set(MASK_CLASSES) - set(TWO_CLASSES)  # (mask / no_mask: already two)
         if unknown:
-            raise MaskwatchError(f"2class needs the mask classes {MASK_CLASSES}; the data has {sorted(unknown)}")
+            hint = label_map_hint(unknown)
+            raise MaskwatchError(f"2class needs the mask classes {MASK_CLASSES} or {TWO_CLASSES}; the data has "
+                                 f"{sorted(unknown)}" + (f": rename them with {hint}" if hint else ""))
         return list(TWO_CLASSES), lambda label: TO_TWO_CLASSES.get(label, label)
     if scheme == "face":
         return ["face"], lambda label: "face"
