@@ -398,7 +398,7 @@ def test_the_encoder_thread_reports_a_failed_write_on_the_next_call():
     class Broken:
         frames = 0
 
-        def write(self, image):
+        def write(self, image, time_s=None):
             raise OSError("disk full")
 
         def close(self):

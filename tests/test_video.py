@@ -431,7 +431,7 @@ def test_a_video_file_that_cannot_be_written_fails_the_command_and_says_so(pan, 
     from maskwatch.cli import app
     from maskwatch.video.writer import H264Writer
 
-    def disk_full(self, image):
+    def disk_full(self, image, time_s=None):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(H264Writer, "write", disk_full)
@@ -659,3 +659,50 @@ def test_still_images_are_told_from_videos_by_ffmpegs_demuxer(photo, tmp_path):
     (tmp_path / "mjpeg").write_bytes(photo.read_bytes() * 3)  # a camera's raw MJPEG dump: JPEGs one after another
     assert [is_still_image(tmp_path / name) for name in ("jpeg", "png", "webp", "one.gif")] == [True] * 4
     assert [is_still_image(tmp_path / name) for name in ("gif", "clip.avi", "text", "mjpeg")] == [False] * 4
+
+
+def test_an_animated_webp_says_it_must_be_converted(photo, tmp_path):
+    from PIL import Image
+
+    from maskwatch.video.sources import FileSource
+
+    image = Image.open(photo).convert("RGB")
+    image.save(tmp_path / "anim.webp", save_all=True, append_images=[image.transpose(Image.FLIP_LEFT_RIGHT)],
+               duration=100)
+    with pytest.raises(MaskwatchError, match="an animated WebP, which FFmpeg does not decode"):
+        FileSource(tmp_path / "anim.webp")
+
+
+def test_the_annotated_video_keeps_the_sources_timing_from_zero(photo, tmp_path):
+    """A phone's variable-rate video (frames 50 and 200 ms apart, by turns) comes out at the same pace, its first
+    frame at 0 s (not 0.2 s behind, as B-frames in a fragmented MP4 put it)."""
+    from fractions import Fraction
+
+    import av
+    from typer.testing import CliRunner
+
+    from maskwatch.cli import app
+
+    source, times = tmp_path / "phone.mp4", [round(i // 2 * 0.25 + (i % 2) * 0.05, 3) for i in range(12)]
+    picture = cv2.resize(cv2.imread(str(photo)), (320, 240))
+    with av.open(str(source), "w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        for t in times:
+            frame = av.VideoFrame.from_ndarray(picture, format="bgr24")
+            frame.pts, frame.time_base = round(t * 1000), Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    out = tmp_path / "out.mp4"
+    result = CliRunner().invoke(app, ["watch", str(source), "--out", str(out), "--db", str(tmp_path / "e.sqlite"),
+                                      "--scale", "1", "--threads", "2"])
+    assert result.exit_code == 0, result.output
+
+    def frame_times(path):
+        with av.open(str(path)) as container:
+            return [round(float(f.time), 3) for f in container.decode(video=0)]
+
+    assert frame_times(source) == times and frame_times(out) == times

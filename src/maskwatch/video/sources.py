@@ -8,6 +8,7 @@ stream that stops for good ends the run as `ended_early` with the reason.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 import os
@@ -96,6 +97,7 @@ class FileSource(FrameSource):
             self.stream.thread_type = "AUTO"
             # The container's header gives the frame size before any frame is decoded (as for images).
             check_pixels(self.stream.codec_context.width, self.stream.codec_context.height, str(path))
+            self._times: collections.deque[float | None] = collections.deque()
             self._decoded = self._decode()
             try:
                 first = next(self._decoded, None)
@@ -103,6 +105,11 @@ class FileSource(FrameSource):
                 raise MaskwatchError(f"{path}: the first frame cannot be decoded ({exc})") from exc
             if first is None:
                 refuse_oversized_image(Path(path))  # a still image too big for FFmpeg: said with its size
+                with open(path, "rb") as file:
+                    head = file.read(12)
+                if head[:4] == b"RIFF" and head[8:12] == b"WEBP":  # FFmpeg decodes still WebP only
+                    raise MaskwatchError(f"{path}: an animated WebP, which FFmpeg does not decode: convert it to "
+                                         f"an MP4 or GIF first (e.g. with ImageMagick: convert x.webp x.gif)")
                 raise MaskwatchError(f"{path}: no frame could be decoded; the file is corrupt or empty")
             check_pixels(first.shape[1], first.shape[0], str(path))
         except BaseException:
@@ -151,19 +158,26 @@ class FileSource(FrameSource):
                     continue
                 in_a_row = 0
                 for frame in decoded:
+                    self._times.append(frame.time)  # media time, taken by frames() with the image
                     yield upright(to_bgr(frame), frame.rotation)
         except av.FFmpegError as exc:  # the container itself breaks off (a truncated file)
             self._stopped_by = f"the file breaks off ({exc})"
 
     def frames(self) -> Iterator[Frame]:
-        index = 0
+        """Frames at their media time from the first (a variable-rate phone video keeps its pace); where a frame
+        has none, or it does not move on, one frame period after the last."""
+        index, start, last = 0, None, -1.0
         for image in itertools.chain(self._read_ahead, self._decoded):
             if image.shape[:2] != self.first.shape[:2]:  # not a video we follow
                 self.ended_early = (f"{self.path}: frame {index} is {image.shape[1]}x{image.shape[0]} pixels, "
                                     f"not {self.size[0]}x{self.size[1]} like the first; stopped there")
                 log.warning(self.ended_early)
                 return
-            yield Frame(index, index / self.fps, image)
+            media = self._times.popleft() if self._times else None
+            start = media if start is None and media is not None else start
+            time_s = media - start if media is not None and start is not None else last + 1 / self.fps
+            last = time_s if time_s > last else last + 1 / self.fps
+            yield Frame(index, last, image)
             index += 1
         if self._stopped_by:
             self.ended_early = (f"{self.path}: decoding stopped after {index} frames: {self._stopped_by}; the output "

@@ -17,6 +17,7 @@ import numpy as np
 
 from maskwatch.video.realtime import REALTIME
 
+TIME_BASE = Fraction(1, 1000)  # frame timestamps in milliseconds
 FRAGMENTED_MP4 = {"movflags": "+frag_keyframe+empty_moov+default_base_moof", "frag_duration": "1000000",
                   "flush_packets": "1"}
 
@@ -32,14 +33,21 @@ class H264Writer:
         self.frame_size = (width, height)  # what write() takes
         self.width, self.height = width + width % 2, height + height % 2
         self.container = av.open(str(self.path), mode="w", format="mp4", options=FRAGMENTED_MP4)
+        self.fps = fps
         self.stream = self.container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         self.stream.width, self.stream.height = self.width, self.height
         self.stream.pix_fmt = "yuv420p"
-        self.stream.options = {"crf": str(crf), "preset": preset}
+        # No B-frames: with them x264 delays every timestamp by two frames, and a fragmented MP4 (no edit list)
+        # then starts 0.2 s late. Timestamps are the frames' own times (in ms): a variable-rate phone video or a
+        # live camera that delivered unevenly plays at the pace it was recorded at.
+        self.stream.options = {"crf": str(crf), "preset": preset, "bf": "0"}
+        self.stream.codec_context.time_base = TIME_BASE
         self.frames = 0
+        self._last_pts = -1
         self.closed = False
 
-    def write(self, image_bgr: np.ndarray) -> None:
+    def write(self, image_bgr: np.ndarray, time_s: float | None = None) -> None:
+        """One frame, shown at `time_s` seconds from the start (None: one frame period after the last)."""
         width, height = self.frame_size
         if image_bgr.shape[:2] != (height, width):
             raise ValueError(f"frame of {image_bgr.shape[1]}x{image_bgr.shape[0]} pixels written to a video of "
@@ -48,6 +56,9 @@ class H264Writer:
         if (width, height) != (self.width, self.height):
             image = cv2.copyMakeBorder(image, 0, self.height - height, 0, self.width - width, cv2.BORDER_REPLICATE)
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
+        pts = round(time_s / TIME_BASE) if time_s is not None else self._last_pts + round(1 / (self.fps * TIME_BASE))
+        frame.pts = self._last_pts = max(pts, self._last_pts + 1)  # strictly increasing, as the encoder needs
+        frame.time_base = TIME_BASE
         for packet in self.stream.encode(frame):
             self.container.mux(packet)
         self.frames += 1
@@ -84,16 +95,16 @@ class BackgroundWriter:
         return self.writer.frames
 
     def _run(self) -> None:
-        while (image := self._queue.get()) is not None:
+        while (item := self._queue.get()) is not None:
             if self._error is None:
                 try:
-                    self.writer.write(image)
+                    self.writer.write(*item)
                 except BaseException as exc:  # raised on the pipeline's thread by the next write or close
                     self._error = exc
 
-    def write(self, image_bgr: np.ndarray) -> None:
+    def write(self, image_bgr: np.ndarray, time_s: float | None = None) -> None:
         self._raise()
-        self._queue.put(image_bgr)
+        self._queue.put((image_bgr, time_s))
 
     def close(self) -> None:
         if self._thread.is_alive():

@@ -24,13 +24,17 @@ class VideoFileSink(Sink):
         self.path = Path(path)
         self.encode_queue, self.preset = settings.encode_queue, settings.encode_preset
         self.writer: H264Writer | BackgroundWriter | None = None
+        self._start_s: float | None = None
 
     def open(self, run: RunInfo) -> None:
+        self._start_s: float | None = None
         writer = H264Writer(self.path, run.size, run.fps, preset=self.preset)
         self.writer = BackgroundWriter(writer, self.encode_queue) if self.encode_queue else writer
 
     def frame(self, view: FrameView) -> None:
-        self.writer.write(view.annotated())
+        if self._start_s is None:  # the video starts at its first frame, whatever the source's clock says then
+            self._start_s = view.frame.time_s
+        self.writer.write(view.annotated(), view.frame.time_s - self._start_s)
 
     def close(self, end: RunEnd) -> None:
         if self.writer:
