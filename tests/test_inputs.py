@@ -99,6 +99,8 @@ def test_without_pillow_heif_heic_photos_are_named_with_the_command_that_reads_t
 def test_linked_folders_are_searched_once_and_jfif_photos_are_found(folders):
     (folders / "b" / "more").symlink_to(folders / "a", target_is_directory=True)  # a linked folder of photos
     (folders / "a" / "up").symlink_to(folders, target_is_directory=True)  # a link to a parent: no endless search
+    (folders / "b" / "latest").symlink_to(folders / "b" / "deep", target_is_directory=True)  # inside: real name
+    (folders / "b" / "all").symlink_to(folders, target_is_directory=True)  # the folder's parent: not searched
     shutil.copy(folders / "a" / "maksssksksss0.jpg", folders / "b" / "scan.JFIF")
     found = collect_images([folders / "b"])
     assert [p.relative_to(folders / "b").as_posix() for p in found] == [

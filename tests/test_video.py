@@ -706,3 +706,25 @@ def test_the_annotated_video_keeps_the_sources_timing_from_zero(photo, tmp_path)
             return [round(float(f.time), 3) for f in container.decode(video=0)]
 
     assert frame_times(source) == times and frame_times(out) == times
+
+
+def test_frames_of_a_stream_without_timestamps_are_timed_by_the_frame_rate(photo, tmp_path):
+    """A raw H.264 stream (a camera's dump) has no timestamps: frames are 1 / fps apart from 0, never negative."""
+    import av
+
+    from maskwatch.video.sources import FileSource
+
+    picture = cv2.resize(cv2.imread(str(photo)), (160, 120))
+    with av.open(str(tmp_path / "dump.h264"), "w", format="h264") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        for _ in range(5):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(picture, format="bgr24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    source = FileSource(tmp_path / "dump.h264")
+    times = [frame.time_s for frame in source.frames()]
+    source.close()
+    assert len(times) == 5 and times[0] == 0 and all(b > a for a, b in zip(times, times[1:]))
+    assert times[-1] == pytest.approx(4 / source.fps, abs=0.05)

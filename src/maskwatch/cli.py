@@ -152,6 +152,8 @@ def data_stats(path: Path = typer.Argument(..., help="Data set folder or file.",
         problems.parent.mkdir(parents=True, exist_ok=True)
         problems.write_text("".join(f"{problem}\n" for problem in dataset.problems))
         typer.echo(f"every problem ({len(dataset.problems)}): {problems}")
+    else:  # an earlier read's list would read as this one's
+        problems.unlink(missing_ok=True)
     stats = dataset_stats(dataset)
     typer.echo(f"{path}: {stats.images} images, {stats.boxes} boxes")  # its own line: a long path would cut a title
     table = Table()
@@ -267,6 +269,7 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
 
     from maskwatch.classes import parse_class_list, parse_label_map
     from maskwatch.data import detect_format
+    from maskwatch.data.formats import dataset_folder
 
     config = TrainConfig(data=data, out=out, val_split=val_split, arch=arch, epochs=epochs, batch_size=batch_size,
                          lr=lr, seed=seed, patience=patience, keep=keep, quick=quick, balance_classes=balance_classes,
@@ -294,7 +297,7 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
                                                                                 classes else []),
                         *(["--format", fmt] if fmt else []), *(["--allow-outside-images"] if allow_outside_images
                                                                else [])])
-    data = data.parent if data.name == "data.yaml" else data
+    data = dataset_folder(data)
     try:
         kind = fmt or detect_format(data)
     except MaskwatchError:
@@ -426,7 +429,7 @@ def detect(inputs: list[str] = typer.Argument(..., help=INPUTS_HELP, metavar="IN
                                                  "and counts always show the best class."),
            model: Optional[Path] = ModelOption, threads: Optional[int] = ThreadsOption) -> None:
     """Detect masked, unmasked and wrongly masked faces in images; write annotated copies and predictions."""
-    from maskwatch.data.inputs import check_copies_apart, collect_images
+    from maskwatch.data.inputs import check_copies_apart, check_writable, collect_images
     from maskwatch.detect import run_detect
     from maskwatch.detector import Detector, check_score
     from maskwatch.predictions import check_predictions_path
@@ -437,7 +440,8 @@ def detect(inputs: list[str] = typer.Argument(..., help=INPUTS_HELP, metavar="IN
     if not no_images and out.exists() and not out.is_dir():
         raise MaskwatchError(f"--out {out} is a file: annotated images go into a folder")
     if not no_images:
-        check_copies_apart(images, out)
+        check_copies_apart(images, out, f"--out {out}", f"give another folder, e.g. --out {out / 'annotated'}")
+        check_writable(out, f"--out {out}")
     if json_out:
         check_predictions_path(json_out)
     detector = Detector.load(model, threads=threads, scale=scale, flip_test=flip or None)

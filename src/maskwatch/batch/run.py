@@ -42,9 +42,12 @@ def run_batch(spec: str | list[str], out: Path, engine: str = "local", address: 
         from maskwatch.batch.ray_engine import check_address, cluster_address
 
         check_address(*cluster_address(address))
-    found = collect_images([spec] if isinstance(spec, (str, Path)) else spec, only, out)
+    # (its annotated copies are the only pictures a results folder holds: left out of the inputs, also where
+    # --out is an input folder itself)
+    found = collect_images([spec] if isinstance(spec, (str, Path)) else spec, only, out / "annotated")
     if annotate:
-        check_copies_apart(found, out / "annotated", "--out")
+        check_copies_apart(found, out / "annotated", f"--out {out} --annotate",
+                           "give another --out (the copies go into OUT/annotated/)")
     paths = [normalise_path(str(p)) for p in found]  # one row per file however its path was typed
     names = dict(zip(paths, output_names(found)))  # over every input, so a resumed run names files the same
     with folder_lock(out):

@@ -72,6 +72,17 @@ def _voc_annotations_dir(path: Path) -> Path:
     return path
 
 
+def dataset_folder(path: Path) -> Path:
+    """The data set a path names: a YOLO set's folder where the path is its data.yaml (as Ultralytics takes it),
+    else the path itself."""
+    if path.is_file() and path.suffix.lower() in (".yaml", ".yml"):
+        if path.name != "data.yaml":  # the reader takes the class names and sides from FOLDER/data.yaml
+            raise MaskwatchError(f"{path}: a YOLO data set is read from its folder, whose data.yaml names the "
+                                 f"classes; name this file data.yaml (or copy it so), then give {path.parent}")
+        return path.parent
+    return path
+
+
 def load_dataset(path: str | Path, fmt: Format | None = None, classes: list[str] | None = None,
                  label_map: dict[str, str] | None = None, allow_outside_images: bool = False) -> Dataset:
     """Read a data set in any supported format; problems are logged and kept in `Dataset.problems`.
@@ -79,12 +90,7 @@ def load_dataset(path: str | Path, fmt: Format | None = None, classes: list[str]
     classes: the only labels accepted (others stop the load); None learns them from the data.
     allow_outside_images: follow image paths (VOC <path>, COCO file_name) that lead out of the data set's
     folder; by default such images are skipped with a warning."""
-    path = Path(path)
-    if path.is_file() and path.suffix.lower() in (".yaml", ".yml") and fmt in (None, "yolo"):
-        if path.name != "data.yaml":  # the reader takes the class names and sides from FOLDER/data.yaml
-            raise MaskwatchError(f"{path}: a YOLO data set is read from its folder, whose data.yaml names the "
-                                 f"classes; name this file data.yaml (or copy it so), then give {path.parent}")
-        path, fmt = path.parent, "yolo"  # a YOLO set named by its data.yaml, as Ultralytics takes it
+    path = dataset_folder(Path(path))
     fmt = fmt or detect_format(path)
     if fmt == "voc":
         root = path if path.is_dir() else path.parent

@@ -273,14 +273,19 @@ def list_images(folder: Path) -> list[Path]:
     """All image files under a folder, sorted, so runs are repeatable. Pictures in formats not read here are
     reported by name (a warning), not silently left out."""
     images, unread, closed, seen = [], [], [], set()
-    # Linked folders are followed (as `ls` shows them; each real folder once, so a link to a parent ends), and
-    # folders that cannot be opened are named.
+    top = Path(os.path.realpath(folder))
+    # A linked folder is followed where it leads out of the folder searched (photos gathered by links); one that
+    # leads inside it is found under its real name anyway, and one that leads to the folder or above it would
+    # search all of that. Each real folder once; folders that cannot be opened are named.
     for root, dirs, files in os.walk(folder, followlinks=True, onerror=lambda exc: closed.append(exc.filename)):
         real = os.path.realpath(root)
         if real in seen:
             dirs[:] = []
             continue
         seen.add(real)
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(root, d))
+                   or not (top.is_relative_to(target := Path(os.path.realpath(os.path.join(root, d))))
+                           or target.is_relative_to(top))]
         for name in files:
             path, suffix = Path(root) / name, Path(name).suffix.lower()
             if suffix in IMAGE_SUFFIXES and (path.is_file() or path.is_symlink() and not path.exists()):

@@ -129,24 +129,29 @@ def output_names(paths: Sequence[Path | str]) -> list[str]:
     return names
 
 
-def check_copies_apart(paths: Sequence[Path], folder: Path, option: str = "--out") -> None:
+def check_copies_apart(paths: Sequence[Path], folder: Path, what: str, instead: str) -> None:
     """Refuse, before any work, a folder of annotated copies where a copy would replace its own input (`--out`
-    naming the input folder): the originals would be lost."""
+    naming the input folder): the originals would be lost. `what`: the option as given; `instead`: what to do."""
     for path, name in zip(paths, output_names(paths)):
         target = Path(folder) / annotated_copy_name(name)
         if target.exists() and target.resolve() == Path(path).resolve():
-            raise MaskwatchError(f"{option} {folder}: the annotated copy of {path} would replace it (the inputs are "
-                                 f"there); give another folder, e.g. {option} {Path(folder) / 'annotated'}")
+            raise MaskwatchError(f"{what}: the annotated copy of {path} would replace it (the inputs are there); "
+                                 f"{instead}")
 
 
 def check_writable(folder: Path, what: str) -> None:
-    """Make `folder` and try a file in it, so a place nothing can be written to is said before any work rather
-    than after every input was processed; MaskwatchError naming `what` (e.g. "--out out/x.mp4")."""
+    """Try a file in `folder`, or where it does not exist yet in the nearest folder above it (nothing is made),
+    so a place nothing can be written to is said before any work rather than after every input was processed;
+    MaskwatchError naming `what` (e.g. "--out out/x.mp4")."""
     import tempfile
 
+    place = Path(folder).absolute()
+    while not place.exists() and place != place.parent:
+        place = place.parent
     try:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
+        if not place.is_dir():
+            raise NotADirectoryError(20, f"{place} is a file")
+        with tempfile.TemporaryFile(dir=place):
             pass
     except OSError as exc:
         raise MaskwatchError(f"{what}: cannot write into {folder} ({exc.strerror or exc}); give a place you can "

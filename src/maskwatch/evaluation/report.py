@@ -18,7 +18,7 @@ from maskwatch.data.dataset import Dataset, difficult_of
 from maskwatch.data.images import upright_to_stored
 from maskwatch.errors import name_some
 from maskwatch.evaluation.coco_metrics import CocoResult, Scheme, evaluate_coco, scheme_classes
-from maskwatch.predictions import ImagePredictions, detections_from_labels, stem_in
+from maskwatch.predictions import ImagePredictions, class_names_of, detections_from_labels, stem_in
 from maskwatch.thresholds import CONFUSION_MIN_SCORE
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def confusion_matrix(gt: Dataset, predictions: list[ImagePredictions], scheme: S
             on_plain = (sv.box_iou_batch(found.xyxy, sample.detections.xyxy[~difficult]).max(axis=1)
                         if (~difficult).any() else np.zeros(len(found)))
             found = found[~((on_difficult >= iou_threshold) & (on_plain < iou_threshold))]
-        labels = [label_of(str(lb)) for lb in found.data.get("class_name", [])]
+        labels = [label_of(str(lb)) for lb in class_names_of(found, gt.classes)] if len(found) else []
         preds.append(detections_from_labels(found.xyxy, labels, found.confidence, classes))
     return sv.ConfusionMatrix.from_detections(preds, targets, classes, conf_threshold=score_threshold,
                                               iou_threshold=iou_threshold)
@@ -136,7 +136,15 @@ def prediction_problems(gt: Dataset, predictions: list[ImagePredictions], scheme
     if resized:
         problems.append(f"{len(resized)} prediction line(s) were made on a picture of another size "
                         f"({name_some(resized, 3)}); boxes are compared in the annotation's pixels, so they will "
-                        f"not match: predict on the annotated images themselves")
+                        f"not match: predict on the annotated images themselves (photos with an EXIF rotation: "
+                        f"`maskwatch evaluate` moves predictions made upright, as detect makes them, to the stored "
+                        f"pixels; in Python, evaluation.report.predictions_in_stored_pixels)")
+    unsized = [p.image for p in predictions if (sample := samples.get(stem_in(p.image, samples))) is not None
+               and sample.orientation != 1 and not (p.width and p.height)]
+    if unsized:
+        problems.append(f"{len(unsized)} prediction line(s) for photos with an EXIF rotation give no picture size "
+                        f"({name_some(unsized, 3)}): their boxes are taken as drawn on the stored pixels, so boxes "
+                        f"drawn on the photo turned upright will not match")
     unknown = sorted({p.image for p in predictions if stem_in(p.image, samples) not in samples})
     if unknown and len(unknown) < len(predictions):
         problems.append(f"{len(unknown)} line(s) name images that are not in the ground truth ({name_some(unknown)}); "

@@ -26,6 +26,7 @@ import torch
 from tqdm import tqdm
 
 from maskwatch.data import Dataset, load_dataset
+from maskwatch.data.formats import dataset_folder
 from maskwatch.data.images import annotated_image
 from maskwatch.data.split import listed_names, split_dataset, usable_declared_side, without_test_side
 from maskwatch.detector import Detector
@@ -416,8 +417,7 @@ def fit(cfg: TrainConfig) -> Path:
         raise MaskwatchError(f"val_every must be at least 1, not {cfg.val_every}")
     if cfg.epochs < 1:
         raise MaskwatchError(f"--epochs must be at least 1, not {cfg.epochs}")
-    if Path(cfg.data).name == "data.yaml" and Path(cfg.data).is_file():  # a YOLO set named as Ultralytics takes it
-        cfg.data = Path(cfg.data).parent
+    cfg.data = dataset_folder(Path(cfg.data))  # (a YOLO set's data.yaml: its folder, where its sides are named)
     recipe_type = kind_of(cfg.arch).load_recipe()
     recipe_type.check_settings(cfg)
     earlier = check_run_folder(cfg)

@@ -106,8 +106,9 @@ class FileSource(FrameSource):
             if first is None:
                 refuse_oversized_image(Path(path))  # a still image too big for FFmpeg: said with its size
                 with open(path, "rb") as file:
-                    head = file.read(12)
-                if head[:4] == b"RIFF" and head[8:12] == b"WEBP":  # FFmpeg decodes still WebP only
+                    head = file.read(21)
+                if head[:4] == b"RIFF" and head[8:16] == b"WEBPVP8X" and len(head) == 21 and head[20] & 0x02:
+                    # (the extended header's animation flag) FFmpeg decodes still WebP only
                     raise MaskwatchError(f"{path}: an animated WebP, which FFmpeg does not decode: convert it to "
                                          f"an MP4 or GIF first (e.g. with ImageMagick: convert x.webp x.gif)")
                 raise MaskwatchError(f"{path}: no frame could be decoded; the file is corrupt or empty")
@@ -166,7 +167,7 @@ class FileSource(FrameSource):
     def frames(self) -> Iterator[Frame]:
         """Frames at their media time from the first (a variable-rate phone video keeps its pace); where a frame
         has none, or it does not move on, one frame period after the last."""
-        index, start, last = 0, None, -1.0
+        index, start, last = 0, None, None
         for image in itertools.chain(self._read_ahead, self._decoded):
             if image.shape[:2] != self.first.shape[:2]:  # not a video we follow
                 self.ended_early = (f"{self.path}: frame {index} is {image.shape[1]}x{image.shape[0]} pixels, "
@@ -174,9 +175,11 @@ class FileSource(FrameSource):
                 log.warning(self.ended_early)
                 return
             media = self._times.popleft() if self._times else None
-            start = media if start is None and media is not None else start
-            time_s = media - start if media is not None and start is not None else last + 1 / self.fps
-            last = time_s if time_s > last else last + 1 / self.fps
+            expected = 0.0 if last is None else last + 1 / self.fps
+            if media is not None and start is None:  # the first time given: the frames before it kept their place
+                start = media - expected
+            time_s = media - start if media is not None else expected
+            last = time_s if last is None or time_s > last else expected
             yield Frame(index, last, image)
             index += 1
         if self._stopped_by:
@@ -391,7 +394,7 @@ class LiveSource(FrameSource):
         self.fps = fps if 1 <= fps <= 120 else 25.0
         self.size = (first.shape[1], first.shape[0])
         self._latest, self._latest_at, self._sequence = first, time.time(), 1
-        self.started = time.monotonic()
+        self.started = self._latest_at  # frames are timed by their arrival (received_at), from the first
         self._thread = threading.Thread(target=self._read_loop, args=(capture,), daemon=True, name="maskwatch-reader")
         self._thread.start()
 
@@ -502,7 +505,7 @@ class LiveSource(FrameSource):
                 if self.on_wait is not None:  # (outside the lock: it publishes events)
                     self.on_wait()
                 continue
-            yield Frame(index, time.monotonic() - self.started, image, received_at)
+            yield Frame(index, (received_at or time.time()) - self.started, image, received_at)
             index += 1
 
     def receiving(self) -> bool:
