@@ -33,6 +33,7 @@ from maskwatch.evaluation import evaluate_coco
 from maskwatch.evaluation.shifts import zero_shot_faces
 from maskwatch.face_finder import FaceFinder, ScalePolicy
 from maskwatch.predictions import ImagePredictions
+from maskwatch.thresholds import FOR_METRICS
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT / ".." / "shared" / "datasets"
@@ -79,7 +80,7 @@ def run(model: str, scale: str, dataset: Dataset, set_name: str, all_classes: bo
     detector(images[0])  # warm up
     predictions, started = [], time.perf_counter()
     for sample, image in zip(dataset.samples, images):
-        detections = detector(image, min_score=0.01, all_classes=all_classes)
+        detections = detector(image, min_score=FOR_METRICS.min_score, all_classes=all_classes)
         predictions.append(ImagePredictions(sample.image_path.name, sample.width, sample.height, detections))
     ms_per_image = (time.perf_counter() - started) / len(images) * 1000
     frame = cv2.resize(images[0], (640, 480))

@@ -23,7 +23,7 @@ from maskwatch.evaluation import evaluate_coco
 from maskwatch.evaluation.shifts import shifted_sets, zero_shot_faces
 from maskwatch.face_finder import FaceFinder
 from maskwatch.predictions import ImagePredictions
-from maskwatch.thresholds import MIN_FACE_SCORE
+from maskwatch.thresholds import FOR_METRICS, MIN_FACE_SCORE
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,7 +54,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         scales = tuple(float(s) for s in args.scales.split(","))
         for name, dataset in shifted_sets(val, Path(tmp), scales).items():
-            ours = predict(dataset, lambda im: detector(im, min_score=0.01, all_classes=True))
+            ours = predict(dataset, lambda im: detector(im, min_score=FOR_METRICS.min_score,
+                                                          all_classes=FOR_METRICS.all_classes))
             ref = predict(dataset, zero_shot)
             face, two, three = (evaluate_coco(dataset, ours, s) for s in ("face", "2class", "3class"))
             ref_face = evaluate_coco(dataset, ref, "face")

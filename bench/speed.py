@@ -42,9 +42,12 @@ from clips import crowd_pan_frames, door_frames, write_h264  # noqa: E402
 from maskwatch.detector import Detector  # noqa: E402
 from maskwatch.video.bus import CallbackSink  # noqa: E402
 from maskwatch.video.config import CameraConfig  # noqa: E402
+from maskwatch.thresholds import FOR_PEOPLE  # noqa: E402
 from maskwatch.video.realtime import REALTIME  # noqa: E402
 from supervision.detection.utils.iou_and_nms import box_iou_batch  # noqa: E402
 from video_people import door_photos  # noqa: E402
+
+SHOWN = FOR_PEOPLE.min_score  # what a drawing, the API and a batch row keep (the 0.4 rows)
 
 FPS = 30.0
 SIZES = {"640x480": (640, 480), "1080p": (1920, 1080)}
@@ -87,7 +90,7 @@ def detector_table(detector: Detector, photos: int, repeats: int, int8: Detector
     configs = {
         "face finder alone, 1x (reference)": lambda im: detector.find_faces(im, scale=1.0),
         "detector, --scale auto (default)": lambda im: detector(im),
-        "detector, --scale auto, score >= 0.4 kept (API, drawings, batch)": lambda im: detector(im, min_score=0.4),
+        "detector, --scale auto, score >= 0.4 kept (API, drawings, batch)": lambda im: detector(im, min_score=SHOWN),
         "detector, --scale auto as v6 shipped (before)": lambda im: before(im),
         "detector, --scale 1": lambda im: detector(im, scale=1.0),
         "detector, --scale 0.5": lambda im: detector(im, scale=0.5),
@@ -96,7 +99,7 @@ def detector_table(detector: Detector, photos: int, repeats: int, int8: Detector
         configs |= {
             "face finder alone, 1x, 8 bits": lambda im: int8.find_faces(im, scale=1.0),
             "detector in 8 bits (--model shipped-int8), --scale auto": lambda im: int8(im),
-            "detector in 8 bits, --scale auto, score >= 0.4 kept": lambda im: int8(im, min_score=0.4),
+            "detector in 8 bits, --scale auto, score >= 0.4 kept": lambda im: int8(im, min_score=SHOWN),
         }
     ms: dict[tuple[str, str], float] = {}
     faces: dict[str, float] = {}
@@ -113,11 +116,11 @@ def detector_table(detector: Detector, photos: int, repeats: int, int8: Detector
                     best[name][i] = min(best[name][i], time.perf_counter() - started)
         for name in configs:
             ms[set_name, name] = float(best[name].mean() * 1000)
-        faces[set_name] = float(np.mean([len(detector(im, min_score=0.4)) for im in images]))
+        faces[set_name] = float(np.mean([len(detector(im, min_score=SHOWN)) for im in images]))
     names = list(sets)
     print(f"\nDetector, ms per 640x480 frame ({photos} photos per set, fastest of {repeats}, "
           f"onnxruntime threads as --threads); "
-          f"faces per photo (score >= 0.4): " + ", ".join(f"{n} {faces[n]:.1f}" for n in names))
+          f"faces per photo (score >= {SHOWN}): " + ", ".join(f"{n} {faces[n]:.1f}" for n in names))
     print("| configuration | " + " | ".join(f"{n} ms | x finder 1x" for n in names) + " |")
     print("|---|" + "---|---|" * len(names))
     reference = next(iter(configs))
@@ -144,7 +147,7 @@ def watch_once(detector: Detector, clip: Path, folder: Path, every: int | None, 
 
     def keep(view) -> None:
         t = view.tracked
-        shown[view.frame.index] = t.xyxy[t.confidence >= 0.4] if len(t) else np.zeros((0, 4))
+        shown[view.frame.index] = t.xyxy[t.confidence >= SHOWN] if len(t) else np.zeros((0, 4))
 
     setup = CameraConfig(name="bench", source=str(clip), out=folder / "out.mp4", db=folder / "events.sqlite",
                          every=every)

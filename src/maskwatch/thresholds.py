@@ -48,5 +48,15 @@ TRACK_ACTIVATION_SCORE = 0.5
 # the still-image scale policy's, on the face score the video detections carry.
 SCALE_MIN_FACE_CONFIDENCE = CONFIDENT_FACE_SCORE
 
-# Evaluation: a detection at or above this score counts as a decision in the confusion matrix.
+# Evaluation: a detection at or above this score counts as a decision in the confusion matrix, matched to a face
+# at this overlap (as AP@.5).
 CONFUSION_MIN_SCORE = 0.5
+CONFUSION_IOU = 0.5
+
+# Training on face pictures (one face each, train --extra-faces): the face finder looks for candidates down to
+# PICTURE_CANDIDATE_SCORE; the picture is used only where its face is at least PICTURE_FACE_SCORE sure (a picture
+# is one clear face: no faint ones wanted). The 8-bit head is calibrated on faces of pictures at least
+# CALIBRATION_FACE_SCORE sure.
+PICTURE_CANDIDATE_SCORE = 0.2
+PICTURE_FACE_SCORE = 0.5
+CALIBRATION_FACE_SCORE = 0.3

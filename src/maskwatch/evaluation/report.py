@@ -19,7 +19,7 @@ from maskwatch.data.images import upright_to_stored
 from maskwatch.errors import name_some
 from maskwatch.evaluation.coco_metrics import CocoResult, Scheme, evaluate_coco, scheme_classes
 from maskwatch.predictions import ImagePredictions, class_names_of, detections_from_labels, stem_in
-from maskwatch.thresholds import CONFUSION_MIN_SCORE
+from maskwatch.thresholds import CONFUSION_IOU, CONFUSION_MIN_SCORE
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,6 @@ def plot_pr_curves(result: CocoResult, out_dir: Path, boxes: dict[str, int] | No
     return paths
 
 
-CONFUSION_IOU = 0.5  # a detection matches a face at this overlap in the confusion matrix (as AP50)
 
 
 def confusion_matrix(gt: Dataset, predictions: list[ImagePredictions], scheme: Scheme,

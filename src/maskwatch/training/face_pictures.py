@@ -23,10 +23,10 @@ from maskwatch.cache import cache_dir, file_key
 from maskwatch.data.images import IMAGE_SUFFIXES, read_image
 from maskwatch.errors import MaskwatchError
 from maskwatch.face_finder import CENTERFACE_PATH, LANDMARKS, FaceFinder
+from maskwatch.thresholds import PICTURE_CANDIDATE_SCORE, PICTURE_FACE_SCORE
 
 log = logging.getLogger(__name__)
 
-CLEAR_FACE_SCORE = 0.5  # a picture's face counts only this sure (a picture is one face: no faint ones wanted)
 # Another confident face at least this fraction of the best one's area makes the picture ambiguous.
 RIVAL_AREA = 0.25
 # Tight crops cut the face at the picture's edge; a replicated border gives the face finder the context it needs.
@@ -61,15 +61,15 @@ def find_face(finder: FaceFinder, image: np.ndarray) -> tuple[np.ndarray, np.nda
     pad = int(BORDER * max(h, w))
     padded = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
     scale = 1.0 if max(h, w) >= 200 else 2.0  # small pictures: faces of a few dozen pixels are found better at 2x
-    faces = finder.at_scale(padded, scale, min_score=0.2, landmarks=True)
+    faces = finder.at_scale(padded, scale, min_score=PICTURE_CANDIDATE_SCORE, landmarks=True)
     if len(faces) == 0:
         return None
     faces = faces.with_nms(threshold=0.5, class_agnostic=True)  # neighbouring peaks of one face are one face
     faces = faces[np.argsort(-faces.confidence)]
-    if faces.confidence[0] < CLEAR_FACE_SCORE:
+    if faces.confidence[0] < PICTURE_FACE_SCORE:
         return None
     areas = (faces.xyxy[:, 2] - faces.xyxy[:, 0]) * (faces.xyxy[:, 3] - faces.xyxy[:, 1])
-    if ((faces.confidence[1:] >= CLEAR_FACE_SCORE) & (areas[1:] >= RIVAL_AREA * areas[0])).any():
+    if ((faces.confidence[1:] >= PICTURE_FACE_SCORE) & (areas[1:] >= RIVAL_AREA * areas[0])).any():
         return None
     return faces.xyxy[0] - pad, faces.data[LANDMARKS][0] - pad
 

@@ -17,9 +17,8 @@ from maskwatch.crops import crop_faces, crops_to_blob
 from maskwatch.detector import Detector, int8_twin
 from maskwatch.face_finder import finder_input
 from maskwatch.models.quantize import quantize_face_finder, quantize_head
-from maskwatch.thresholds import MIN_FACE_SCORE
+from maskwatch.thresholds import CALIBRATION_FACE_SCORE, MIN_FACE_SCORE
 
-PICTURE_FACE_SCORE = 0.3  # a face picture's faces the head is calibrated on (clear ones)
 HEAD_BATCH = 64  # crops per calibration batch (the percentile calibration stacks batches: all of one size)
 
 
@@ -41,7 +40,7 @@ def finder_calibration(photos: list[np.ndarray], pictures: list[np.ndarray]) -> 
 
 def head_calibration(detector: Detector, photos: list[np.ndarray], pictures: list[np.ndarray]) -> list[np.ndarray]:
     """Crops of what the head sees at run time: the face finder's candidates (score >= MIN_FACE_SCORE, at most 12
-    per photo) and the clear faces (>= PICTURE_FACE_SCORE, at most 2) of the pictures, shuffled (seeded), in
+    per photo) and the clear faces (>= CALIBRATION_FACE_SCORE, at most 2) of the pictures, shuffled (seeded), in
     batches of one size."""
     config = detector.config
     crops = []
@@ -51,7 +50,7 @@ def head_calibration(detector: Detector, photos: list[np.ndarray], pictures: lis
         crops.append(crop_faces(photo, faces.xyxy[:12], config.crop_size, config.crop_context))
     for image in pictures:
         faces = detector.find_faces(image)
-        faces = faces[faces.confidence >= PICTURE_FACE_SCORE]
+        faces = faces[faces.confidence >= CALIBRATION_FACE_SCORE]
         crops.append(crop_faces(image, faces.xyxy[:2], config.crop_size, config.crop_context))
     crops = np.concatenate(crops)
     np.random.default_rng(0).shuffle(crops)
