@@ -84,9 +84,25 @@ def test_wrong_input_types_are_refused(detector):
     assert len(detector(np.zeros((50, 50, 3), np.uint8), min_score=np.float32(0.4))) == 0
 
 
-def test_blank_and_tiny_images_give_no_faces(detector):
+def test_blank_and_tiny_images_give_no_faces(detector, photo):
     assert len(detector(np.full((240, 320, 3), 127, np.uint8), min_score=0.3)) == 0
-    assert len(detector(np.zeros((8, 8, 3), np.uint8))) == 0
+    empty = detector(np.zeros((8, 8, 3), np.uint8))
+    assert len(empty) == 0
+    # what a result carries is there on an empty one too, so per-frame code need not test for it
+    image = read_image(photo)
+    for result in (empty, detector(image, min_score=0.999)):
+        assert set(result.data) == set(detector(image).data) == {"class_name", "face_confidence"}
+        assert result.data["face_confidence"].dtype == np.float32
+
+
+def test_a_bad_face_score_or_a_model_named_by_a_string_says_so(detector, photo):
+    image = read_image(photo)
+    with pytest.raises(MaskwatchError, match="min_face_score is a score from 0 to 1"):
+        detector(image, min_face_score="x")
+    with pytest.raises(MaskwatchError, match="min_face_score is a score from 0 to 1, got 2"):
+        detector(image, min_face_score=2)
+    with pytest.raises(MaskwatchError, match="nope.onnx: model file not found"):
+        Detector("nope.onnx")
 
 
 def test_a_model_path_that_is_not_a_model_says_so(tmp_path):

@@ -275,3 +275,19 @@ def test_predictions_of_photos_with_an_exif_rotation_are_scored_in_the_stored_pi
     assert "1 photo(s) carry an EXIF rotation" in said["turned"] and "EXIF" not in said["upright"]
     assert scores["turned"]["mAP50"] == pytest.approx(scores["upright"]["mAP50"], abs=1e-3)
     assert scores["turned"]["mAP"] == pytest.approx(scores["upright"]["mAP"], abs=1e-3) and scores["upright"]["mAP50"] > 0.5
+
+
+def test_write_report_takes_predictions_as_read_predictions_yields_them(small, tmp_path):
+    """A generator is read once by each step of the report: it is taken whole first (it scored 0, silently)."""
+    write_predictions(gt_as_predictions(small), tmp_path / "p.jsonl")
+    report = write_report(small, read_predictions(tmp_path / "p.jsonl", small.classes), tmp_path / "r")
+    assert report["summary"]["mAP50"] == pytest.approx(1.0) and not report["warnings"]
+
+
+def test_detections_without_class_names_are_refused_not_dropped():
+    import supervision as sv
+
+    raw = sv.Detections(xyxy=np.array([[1, 2, 30, 40]], np.float32), confidence=np.array([0.9], np.float32),
+                        class_id=np.array([0]))
+    with pytest.raises(MaskwatchError, match="detections without class names"):
+        ImagePredictions("u.jpg", 100, 100, raw).to_record()

@@ -728,3 +728,18 @@ def test_frames_of_a_stream_without_timestamps_are_timed_by_the_frame_rate(photo
     source.close()
     assert len(times) == 5 and times[0] == 0 and all(b > a for a, b in zip(times, times[1:]))
     assert times[-1] == pytest.approx(4 / source.fps, abs=0.05)
+
+
+def test_frames_of_your_own_run_through_the_pipeline_and_a_wrong_one_is_named(photo, tmp_path):
+    from maskwatch.video import ArraySource, watch
+
+    picture = cv2.resize(cv2.imread(str(photo)), (320, 240))
+    summary = watch(ArraySource((picture for _ in range(6)), fps=3), out=tmp_path / "mine.mp4",
+                    database=tmp_path / "e.sqlite")
+    assert summary.status == "finished" and summary.frames == 6 and sum(summary.people.values()) >= 1
+    with pytest.raises(MaskwatchError, match="frame 1 is 320x100 pixels, not 320x240 like the first"):
+        watch(ArraySource([picture, picture[:100]], fps=3), database=tmp_path / "e.sqlite")
+    with pytest.raises(MaskwatchError, match="frame 0 is not an 8-bit BGR image"):
+        ArraySource([picture.astype(np.float32)])
+    with pytest.raises(MaskwatchError, match="frames of your own: ArraySource"):
+        watch([picture], database=tmp_path / "e.sqlite")

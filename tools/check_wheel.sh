@@ -23,7 +23,8 @@ ls -l dist
 import sys, tarfile, zipfile
 wheel = set(zipfile.ZipFile(sys.argv[1]).namelist())
 need = ["maskwatch/weights/centerface.onnx", "maskwatch/weights/mask_head.onnx", "maskwatch/weights/mask_head.json",
-        "maskwatch/weights/MODEL_CARD.md", "maskwatch/samples/crowd.jpg", "maskwatch/serve/static/index.html"]
+        "maskwatch/weights/MODEL_CARD.md", "maskwatch/samples/crowd.jpg", "maskwatch/serve/static/index.html",
+        "maskwatch/py.typed"]
 missing = [n for n in need if n not in wheel]
 assert not missing, f"not in the wheel: {missing}"
 sdist = tarfile.open(sys.argv[2]).getnames()

@@ -123,7 +123,8 @@ def assemble_detections(faces: sv.Detections, probs: np.ndarray, deltas: np.ndar
     all_classes: emit one box per class whose score passes (what mAP rewards); otherwise the best class only
     (what a person wants to see)."""
     if len(faces) == 0:
-        return detections_from_labels(np.zeros((0, 4)), [], np.zeros(0), config.classes)
+        return with_face_confidence(detections_from_labels(np.zeros((0, 4)), [], np.zeros(0), config.classes),
+                                    np.zeros(0, np.float32))
     h, w = image_shape[:2]
     boxes = decode_deltas(faces.xyxy, deltas)
     boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
@@ -137,11 +138,18 @@ def assemble_detections(faces: sv.Detections, probs: np.ndarray, deltas: np.ndar
         keep = scores[rows, cols] >= min_score
         rows, cols = rows[keep], cols[keep]
     labels = [config.classes[c] for c in cols]
-    detections = detections_from_labels(boxes[rows], labels, scores[rows, cols], config.classes)
+    detections = with_face_confidence(detections_from_labels(boxes[rows], labels, scores[rows, cols], config.classes),
+                                      scores.sum(axis=1)[rows].astype(np.float32))
     if len(detections) == 0:
         return detections
-    detections.data[FACE_CONFIDENCE] = scores.sum(axis=1)[rows].astype(np.float32)
     return detections.with_nms(threshold=config.nms_iou, class_agnostic=not all_classes)
+
+
+def with_face_confidence(detections: sv.Detections, face_scores: np.ndarray) -> sv.Detections:
+    """`data["face_confidence"]`: how sure the detector is that each box is a face, every class together (also
+    on an empty result, so per-frame code can read it whatever the frame)."""
+    detections.data[FACE_CONFIDENCE] = np.asarray(face_scores, np.float32)
+    return detections
 
 
 def best_class_per_face(detections: sv.Detections) -> sv.Detections:
@@ -160,7 +168,8 @@ class _FaceDetector:
 
     def __init__(self, model_path: Path, face_finder_path: Path, threads: int | None, scale: str | float,
                  min_face_score: float, config_path: Path | None = None):
-        if not Path(model_path).is_file():
+        model_path = Path(model_path)
+        if not model_path.is_file():
             run = model_path.parent.parent if model_path.parent.name == "model" else model_path.parent
             hint = "" if (run / "model").is_dir() or model_path.suffix != ".onnx" or not run.is_dir() else (
                 f" ({run} is not the folder of a `maskwatch train` run: give RUN, the folder with model/ inside)")
@@ -184,7 +193,7 @@ class _FaceDetector:
         # "auto" for one call (video's scale chooser says it) keeps the detector's own auto policy (auto-full stays)
         keep_own = scale is None or (scale == AUTO and self.policy.mode == AUTO)
         policy = self.policy if keep_own else ScalePolicy.parse(scale)
-        floor = self.min_face_score if min_face_score is None else min_face_score
+        floor = self.min_face_score if min_face_score is None else check_score(min_face_score, "min_face_score")
         return self.faces(image_bgr, policy, max(floor, self.hopeless_below(min_score)))
 
     def hopeless_below(self, min_score: float) -> float:

@@ -54,6 +54,9 @@ class ImagePredictions:
 
     @property
     def labels(self) -> list[str]:
+        if "class_name" not in self.detections.data and len(self.detections):  # (zip would drop every box)
+            raise MaskwatchError(f"{self.image}: detections without class names (data['class_name']): build them "
+                                 f"with predictions.detections_from_labels, or set data['class_name']")
         return [str(n) for n in self.detections.data.get("class_name", [])]
 
     def to_record(self) -> dict:

@@ -9,6 +9,7 @@ from collections import Counter
 from copy import deepcopy
 from dataclasses import replace
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import supervision as sv
@@ -164,7 +165,7 @@ def prediction_problems(gt: Dataset, predictions: list[ImagePredictions], scheme
     return problems
 
 
-def write_report(gt: Dataset, predictions: list[ImagePredictions], out_dir: Path, scheme: Scheme = "3class",
+def write_report(gt: Dataset, predictions: Iterable[ImagePredictions], out_dir: Path, scheme: Scheme = "3class",
                  score_threshold: float = CONFUSION_MIN_SCORE, cross_check: bool = False,
                  inputs: dict | None = None, warn: bool = True) -> dict:
     """inputs: what was scored (the ground truth and predictions files, options), recorded in report.json.
@@ -172,6 +173,7 @@ def write_report(gt: Dataset, predictions: list[ImagePredictions], out_dir: Path
     and logged unless `warn` is False (the CLI says it itself, before scoring)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    predictions = list(predictions)  # (read_predictions yields them: each step below reads them all)
     warnings = prediction_problems(gt, predictions, scheme)
     missing = images_without_predictions(gt, predictions)
     if missing:

@@ -133,7 +133,8 @@ class VideoPipeline:
 
     def stop(self) -> None:
         """End the run before its next frame, cleanly (video, database and sinks finished, status
-        'interrupted'); from any thread, e.g. a server shutting down. Before the run starts: it ends at once."""
+        'interrupted'); from any thread, e.g. a server shutting down. Before the run starts: it ends at once. A
+        stopped pipeline stays stopped (a run after it ends at once too): make a new one for the next source."""
         self.stopping.set()
 
     def render(self, image: np.ndarray, tracked: sv.Detections, people: dict[str, int],
@@ -186,7 +187,7 @@ class VideoPipeline:
             source = str(source)
         if not isinstance(source, (str, FrameSource)):
             raise MaskwatchError(f"watch takes a video file, folder, webcam index or stream URL (or a FrameSource), "
-                                 f"not {type(source).__name__}")
+                                 f"not {type(source).__name__}; frames of your own: ArraySource(frames, fps)")
         if out is not None and Path(out).suffix.lower() != ".mp4":
             raise MaskwatchError(f"{out}: the annotated video is an MP4; give it a .mp4 name "
                                  f"(e.g. {Path(out).stem}.mp4)")

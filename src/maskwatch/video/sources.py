@@ -18,7 +18,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 import av
@@ -47,6 +47,10 @@ class Frame:
 
 
 class FrameSource:
+    """Where a pipeline's frames come from. To feed frames of your own, give `VideoPipeline.run` / `watch` an
+    `ArraySource(your_frames, fps)`, or subclass this: set `size` (width, height) and `fps`, and yield `Frame`s
+    (index, seconds from the start, an 8-bit BGR image of that size) from `frames()`."""
+
     fps: float = 30.0
     size: tuple[int, int] = (0, 0)  # width, height
     live: bool = False
@@ -68,6 +72,48 @@ class FrameSource:
 
     def close(self) -> None:
         pass
+
+
+class ArraySource(FrameSource):
+    """Frames of your own (an iterable of 8-bit BGR images of one size: a generator, a list, frames from another
+    library), `fps` of them per second; each is checked as it comes, so a wrong one stops the run with a
+    MaskwatchError naming it. `live`: frames that arrive in real time (a camera: late ones may be dropped)."""
+
+    def __init__(self, frames: Iterable[np.ndarray], fps: float = 30.0, live: bool = False):
+        self._frames = iter(frames)
+        try:
+            self._first = next(self._frames)
+        except StopIteration:
+            raise MaskwatchError("ArraySource: no frames") from None
+        self._checked(self._first, 0, None)
+        self.size = (self._first.shape[1], self._first.shape[0])
+        if not fps > 0:
+            raise MaskwatchError(f"ArraySource: fps must be a positive number, not {fps!r}")
+        self.fps, self.live = float(fps), live
+        self._stop = threading.Event()
+
+    @staticmethod
+    def _checked(image, index: int, size: tuple[int, int] | None) -> np.ndarray:
+        if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3
+                and image.shape[2] == 3):
+            shape = getattr(image, "shape", None)
+            raise MaskwatchError(f"ArraySource: frame {index} is not an 8-bit BGR image (H x W x 3 uint8): "
+                                 f"{type(image).__name__}{f' {shape} {image.dtype}' if shape is not None else ''}")
+        if size is not None and (image.shape[1], image.shape[0]) != size:
+            raise MaskwatchError(f"ArraySource: frame {index} is {image.shape[1]}x{image.shape[0]} pixels, not "
+                                 f"{size[0]}x{size[1]} like the first")
+        check_pixels(image.shape[1], image.shape[0], f"ArraySource frame {index}")
+        return image
+
+    def frames(self) -> Iterator[Frame]:
+        for index, image in enumerate(itertools.chain([self._first], self._frames)):
+            if self._stop.is_set():
+                return
+            yield Frame(index, index / self.fps, self._checked(image, index, self.size),
+                        time.time() if self.live else None)
+
+    def stop(self) -> None:
+        self._stop.set()
 
 
 class FileSource(FrameSource):
