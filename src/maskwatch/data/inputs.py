@@ -59,12 +59,12 @@ def collect_images(specs: Sequence[str | Path], only: Path | None = None, output
         path = Path(spec)
         if path.is_dir():
             found = list_images(path)
-            if output is not None and not is_within(path, output):
-                ours = [p for p in found if is_within(p, output)]
+            if output is not None and not is_within(path, output) and is_within(output, path):
+                ours = {p for p in found if is_within(p, output)}  # (only where the output lies inside it)
                 if ours:
                     log.warning("%s: left out %d image(s) in %s, this command's output folder (an earlier run's "
                                 "results; name them directly to use them as inputs)", path, len(ours), output)
-                    found = [p for p in found if not is_within(p, output)]
+                    found = [p for p in found if p not in ours]
             if not found and len(specs) > 1:  # (alone, the error below says it)
                 log.warning("%s: no images (%s) in this folder", path, ", ".join(IMAGE_SUFFIXES))
             paths += found
