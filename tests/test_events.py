@@ -161,9 +161,13 @@ def test_a_failing_sink_does_not_stop_the_video_or_the_other_sinks(detector, cro
     assert "broken sink failed in event" in caplog.text and "the video goes on" in caplog.text
 
 
-def test_bad_zones_lines_urls_and_configs_say_what_to_fix(detector, crossing, tmp_path):
+def test_bad_zones_lines_urls_and_configs_say_what_to_fix(detector, crossing, tmp_path, monkeypatch):
     from maskwatch.video.config import load_config
     from maskwatch.video.sinks import MqttSink, WebhookSink
+
+    monkeypatch.setenv("EMPTY", "")  # an environment variable set to nothing
+    monkeypatch.setenv("EVERY", "3")  # (an environment's values are text)
+    monkeypatch.setenv("WINDOW", "2.5")
 
     for spec, message in (("queue", "expected NAME=x1,y1"), ("queue=1,2,3,4", "at least 3 points"),
                           ("queue=1,2,a,4,5,6", "must be numbers"), ("q=1,2,3,4,5", "even count")):
@@ -201,10 +205,23 @@ def test_bad_zones_lines_urls_and_configs_say_what_to_fix(detector, crossing, tm
                            r"scale \(--scale\) is 'auto_full'; expected auto, auto-full or a number from 0.1 to 4"),
                           ("cameras:\n  door: {source: a.mp4, zones: {bad: [100, 100, 200, 200]}}",
                            r"camera 'door': zones.bad: a zone needs at least 3 points"),
-                          ("cameras: {door: {source: [}", "not valid YAML")):
+                          ("cameras: {door: {source: [}", "not valid YAML"),
+                          ("cameras:\n  door: {source: a.mp4}\n  door: {source: b.mp4}", "'door' is given twice"),
+                          ("cameras:\n  door: {source: a.mp4, webhooks: [{url: 'http://h/x', secert: s}]}",
+                           r"unknown key\(s\): secert"),
+                          ("cameras:\n  door: {source: a.mp4, webhooks: [{url: 'http://h/x', secret: '${EMPTY}'}]}",
+                           "the secret of http://h/x is empty")):
         bad.write_text(text)
         with pytest.raises(MaskwatchError, match=message):
             load_config(bad)
+    bad.write_text("cameras:\n  door: {source: a.mp4, every: '${EVERY}', window: '${WINDOW}'}")
+    assert (load_config(bad)["door"].every, load_config(bad)["door"].window) == (3, 2.5)
+    with pytest.raises(MaskwatchError, match="a folder; give the camera config file"):
+        load_config(tmp_path)
+    with pytest.raises(MaskwatchError, match="cannot hold MQTT wildcards"):
+        MqttSink("mqtt://broker:1883/site/#")
+    with pytest.raises(MaskwatchError, match="cannot hold MQTT wildcards"):
+        MqttSink("mqtt://broker:1883/site/+/door")
     # The CLI prints the message, no traceback.
     result = subprocess.run([sys.executable, "-m", "maskwatch.cli", "watch", str(clip), "--zone", "queue=1,2"],
                             capture_output=True, text=True)

@@ -405,8 +405,19 @@ def test_report_reads_back_what_the_run_counted(detector, pan, tmp_path):
     assert report.windows  # per-window counts were stored
     chart = plot_compliance(report, tmp_path / "chart.png")
     assert chart.read_bytes()[:4] == b"\x89PNG"
+    assert plot_compliance(report, tmp_path / "noext") == tmp_path / "noext.png"  # the file it writes, named
     with pytest.raises(MaskwatchError, match="no such events database"):
         read_report(tmp_path / "missing.sqlite")
+    with pytest.raises(MaskwatchError, match="no runs recorded with id 0"):
+        read_report(db, 0)
+    from typer.testing import CliRunner
+
+    from maskwatch.cli import app
+
+    for chart_path, said in ((db, "is the database being read"), (tmp_path / "c.mp4", "the chart is a PNG")):
+        result = CliRunner().invoke(app, ["report", str(db), "--chart", str(chart_path)])
+        assert result.exit_code == 2 and said in result.output, result.output
+    assert read_report(db).runs  # (the database is still one)
 
 
 def test_report_chart_window_follows_the_run_length(detector, pan, tmp_path):

@@ -552,6 +552,12 @@ def watch(source: Optional[str] = typer.Argument(None, metavar="SOURCE",
         zones=[Zone.parse(z) for z in zone] if zone else None, lines=[Line.parse(x) for x in line] if line else None,
         webhooks=[WebhookConfig(url, webhook_secret, *([] if webhook_timeout is None else [webhook_timeout]))
                   for url in webhook] if webhook else None, mqtt=mqtt or None)
+    if webhook_secret and not webhook:  # (a secret in the environment signs --webhook URLs only)
+        unsigned = [w.url for w in setup.webhooks or [] if not w.secret]
+        console.print("[yellow]warning: --webhook-secret / MASKWATCH_WEBHOOK_SECRET signs only the --webhook URLs "
+                      "given with it; " + (f"the config's webhook(s) {', '.join(unsigned)} are sent unsigned: give "
+                                            f"`secret:` beside their url" if unsigned else "none was given")
+                      + "[/yellow]", highlight=False, soft_wrap=True)
     pipeline = setup.pipeline(Detector.load(setup.model, threads=threads, scale=setup.scale))
     bars: list[tqdm] = []  # made at the first frame, so an error about the input is not printed into a bar
 
@@ -605,6 +611,11 @@ def report(db: Path = typer.Argument(..., help="Events database written by `mask
     """Summarise recorded runs: people per class, compliance, and a chart of compliance over time."""
     from maskwatch.video.report import plot_compliance, read_report
 
+    if chart.suffix.lower() != ".png":
+        raise MaskwatchError(f"--chart {chart}: the chart is a PNG; give a .png name (e.g. "
+                             f"{chart.with_suffix('.png')})")
+    if chart.exists() and chart.resolve() == db.resolve():
+        raise MaskwatchError(f"--chart {chart} is the database being read; give the chart another name")
     result = read_report(db, run)
     table = Table(title=f"{db}: {len(result.runs)} run(s)")
     outages = any(r.get("camera_outages") for r in result.runs)  # (a column only where a camera went down)

@@ -210,6 +210,13 @@ def camera_from_dict(name: str | None, data: dict[str, Any], where: str, base: P
             values[key] = Path(_beside(str(data[key]), base) if key == "model" else data[key]) if data[key] else None
     for key in _KEYS - set(values) - {"out", "db", "model"}:
         if key in data:
+            if isinstance(data[key], str) and key in _CHECKS and key != "scale":  # `every: ${EVERY}` is text
+                try:
+                    number = yaml.safe_load(data[key])
+                except yaml.YAMLError:
+                    number = None  # (check_value says what was expected)
+                if isinstance(number, (int, float)) and not isinstance(number, bool):
+                    data[key] = number
             check_value(key, data[key], where)
             values[key] = data[key]
     if "scale" in values:
@@ -221,20 +228,44 @@ def camera_from_dict(name: str | None, data: dict[str, Any], where: str, base: P
 
 def _webhook(value: Any, where: str) -> WebhookConfig:
     if not isinstance(value, dict) or "url" not in value or set(value) - {"url", "secret", "timeout"}:
-        raise MaskwatchError(f"{where}: each webhook is a URL or {{url: ..., secret: ..., timeout: SECONDS}}")
+        unknown = sorted(set(value) - {"url", "secret", "timeout"}) if isinstance(value, dict) else []
+        raise MaskwatchError(f"{where}: each webhook is a URL or {{url: ..., secret: ..., timeout: SECONDS}}" +
+                             (f" (unknown key(s): {', '.join(map(str, unknown))})" if unknown else ""))
+    if "secret" in value and not value["secret"]:  # (an environment variable set to nothing)
+        raise MaskwatchError(f"{where}: the secret of {value['url']} is empty, so its bodies would go unsigned; give "
+                             f"the secret, or leave `secret:` out to send them unsigned on purpose")
     try:
         return WebhookConfig(str(value["url"]), value.get("secret"), value.get("timeout", WEBHOOK_TIMEOUT_S))
     except MaskwatchError as exc:
         raise MaskwatchError(f"{where}: {exc}") from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (YAML keeps the last silently: two cameras or
+    zones of one name would lose one)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"{key!r} is given twice in one mapping",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def load_config(path: Path) -> dict[str, CameraConfig]:
     """The cameras of a config file, by name."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except FileNotFoundError:
         raise MaskwatchError(f"{path}: no such config file") from None
+    except IsADirectoryError:
+        raise MaskwatchError(f"{path}: a folder; give the camera config file (YAML)") from None
+    except OSError as exc:
+        raise MaskwatchError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     except yaml.YAMLError as exc:
         raise MaskwatchError(f"{path}: not valid YAML ({exc})") from None
     if not isinstance(data, dict) or not isinstance(data.get("cameras"), dict) or not data["cameras"]:

@@ -65,7 +65,7 @@ def read_report(path: Path, run_id: int | None = None, camera: str | None = None
         runs = [dict(r) for r in db.execute(f"SELECT * FROM runs {clause} ORDER BY id", args)]
         ids = [r["id"] for r in runs]
         if not ids:
-            raise MaskwatchError(f"{path}: no runs recorded" + (f" with id {run_id}" if run_id else "") +
+            raise MaskwatchError(f"{path}: no runs recorded" + (f" with id {run_id}" if run_id is not None else "") +
                                  (f" for camera {camera!r}" if camera else "") + (" in that time" if since else ""))
         marks = ",".join("?" * len(ids))
         outages = dict(db.execute(f"SELECT run_id, COUNT(*) FROM events WHERE type = ? AND run_id IN ({marks}) "
@@ -210,7 +210,13 @@ def plot_compliance(report: Report, path: Path) -> Path:
     if ax.lines:
         ax.legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    path = Path(path) if Path(path).suffix.lower() == ".png" else Path(f"{path}.png")  # (what savefig writes)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=100)
+    except OSError as exc:
+        raise MaskwatchError(f"--chart {path}: cannot be written ({exc.strerror or exc}); give a .png path you can "
+                             f"write to") from None
+    finally:
+        plt.close(fig)
     return path

@@ -39,6 +39,10 @@ class MqttSink(Sink):
             port = parts.port
         except ValueError:
             raise MaskwatchError(f"--mqtt {url!r}: the port must be a number") from None
+        if "#" in url or parts.query or "+" in parts.path:  # (`#` would be read as the URL's fragment)
+            raise MaskwatchError(f"--mqtt {url!r}: the prefix is where events are published, so it cannot hold MQTT "
+                                 f"wildcards (+ #) or a ?query; subscribe with wildcards instead "
+                                 f"(e.g. mosquitto_sub -t 'maskwatch/#')")
         self.url = url
         self.tls = parts.scheme == "mqtts"
         self.host, self.port = parts.hostname, port or (8883 if self.tls else 1883)
@@ -67,6 +71,9 @@ class MqttSink(Sink):
         with self._lock:
             self._pending, self._acked_early = {}, set()
         self._connected = self._closing = self._said_unreachable = self._camera_down = False
+        if any(c in run.camera for c in "+#\0"):
+            raise MaskwatchError(f"--mqtt {self.url}: the camera name {run.camera!r} holds an MQTT wildcard (+ #), "
+                                 f"which no topic may hold; rename the camera (--camera)")
         self.topic_prefix = self.prefix.replace("{camera}", run.camera)
         # Unique per sink: two --mqtt outputs to one broker under one id would each close the other's connection.
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
