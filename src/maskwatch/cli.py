@@ -611,11 +611,11 @@ def report(db: Path = typer.Argument(..., help="Events database written by `mask
     """Summarise recorded runs: people per class, compliance, and a chart of compliance over time."""
     from maskwatch.video.report import plot_compliance, read_report
 
+    if chart.exists() and chart.resolve() == db.resolve():
+        raise MaskwatchError(f"--chart {chart} is the database being read; give the chart another name")
     if chart.suffix.lower() != ".png":
         raise MaskwatchError(f"--chart {chart}: the chart is a PNG; give a .png name (e.g. "
                              f"{chart.with_suffix('.png')})")
-    if chart.exists() and chart.resolve() == db.resolve():
-        raise MaskwatchError(f"--chart {chart} is the database being read; give the chart another name")
     result = read_report(db, run)
     table = Table(title=f"{db}: {len(result.runs)} run(s)")
     outages = any(r.get("camera_outages") for r in result.runs)  # (a column only where a camera went down)
