@@ -170,7 +170,8 @@ def test_bad_zones_lines_urls_and_configs_say_what_to_fix(detector, crossing, tm
     monkeypatch.setenv("WINDOW", "2.5")
 
     for spec, message in (("queue", "expected NAME=x1,y1"), ("queue=1,2,3,4", "at least 3 points"),
-                          ("queue=1,2,a,4,5,6", "must be numbers"), ("q=1,2,3,4,5", "even count")):
+                          ("queue=1,2,a,4,5,6", "must be numbers"), ("q=1,2,3,4,5", "even count"),
+                          ("q=0,0,10,0,20,0", "no area"), ("q=0,0,100,0,0,100,100,100", "crosses itself")):
         with pytest.raises(MaskwatchError, match=message):
             Zone.parse(spec)
     with pytest.raises(MaskwatchError, match="two different points"):

@@ -64,7 +64,31 @@ class Zone:
         if len(values) % 2 or len(values) < 6:
             raise _invalid(label, "--zone", "a zone needs at least 3 points given as x,y pairs (an even count of "
                                             "numbers)")
-        return cls(name, tuple(zip(values[0::2], values[1::2])), where)
+        points = tuple(zip(values[0::2], values[1::2]))
+        if _crosses_itself(points):
+            raise _invalid(label, "--zone", "the zone's outline crosses itself: give its corners in order around "
+                                            "it")
+        if _area(points) == 0:
+            raise _invalid(label, "--zone", "the zone has no area (its points lie on one line): nobody could be "
+                                            "in it")
+        return cls(name, points, where)
+
+
+def _crosses_itself(points: tuple[tuple[float, float], ...]) -> bool:
+    """Whether two edges that do not share a corner cross (a bow tie: the zone would not be what was meant)."""
+    edges = list(zip(points, points[1:] + points[:1]))
+
+    def side(a, b, c) -> float:
+        return (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])
+
+    for i, (a, b) in enumerate(edges):
+        for j in range(i + 2, len(edges)):
+            if i == 0 and j == len(edges) - 1:
+                continue  # neighbours through the first corner
+            c, d = edges[j]
+            if side(a, b, c) * side(a, b, d) < 0 and side(c, d, a) * side(c, d, b) < 0:
+                return True
+    return False
 
 
 @dataclass(frozen=True)
