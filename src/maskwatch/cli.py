@@ -269,7 +269,6 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
 
     from maskwatch.classes import parse_class_list, parse_label_map
     from maskwatch.data import detect_format
-    from maskwatch.data.formats import dataset_folder
 
     config = TrainConfig(data=data, out=out, val_split=val_split, arch=arch, epochs=epochs, batch_size=batch_size,
                          lr=lr, seed=seed, patience=patience, keep=keep, quick=quick, balance_classes=balance_classes,
@@ -293,11 +292,14 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
     if quick:
         typer.echo("(--quick: a check of the pipeline on a few images, not a model to use)")
     typer.echo(f"use it: maskwatch detect PHOTOS --model {quote(str(out))}")
-    reading = " ".join([*(f"--label-map {quote(m)}" for m in label_map or []), *(["--classes", quote(classes)] if
-                                                                                classes else []),
-                        *(["--format", fmt] if fmt else []), *(["--allow-outside-images"] if allow_outside_images
-                                                               else [])])
-    data = dataset_folder(data)
+    reading = [f"--label-map {quote(m)}" for m in label_map or []]  # how evaluate reads the set as train did
+    if classes:
+        reading.append(f"--classes {quote(classes)}")
+    if fmt:
+        reading.append(f"--format {fmt}")
+    if allow_outside_images:
+        reading.append("--allow-outside-images")
+    data = config.data  # (fit made a data.yaml path its folder)
     try:
         kind = fmt or detect_format(data)
     except MaskwatchError:
@@ -310,7 +312,7 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
     typer.echo(f"score it on its validation images: maskwatch detect {quote(str(data))} --list "
                f"{quote(str(out / 'val.txt'))} --model {quote(str(out))} --no-images --json-out "
                f"{quote(str(out / 'val.jsonl'))}, then maskwatch evaluate --gt {quote(str(data))} --pred "
-               f"{quote(str(out / 'val.jsonl'))} --only-predicted" + (f" {reading}" if reading else ""))
+               f"{quote(str(out / 'val.jsonl'))} --only-predicted" + "".join(f" {r}" for r in reading))
 
 
 @app.command(short_help="COCO mAP, per-class AP, PR curves, confusion matrix.")

@@ -110,26 +110,24 @@ def _add_coco_file(builder: DatasetBuilder, json_path: Path, images_dir: Path | 
     side = json_path.parent.parent / json_path.stem.removeprefix("instances_")
     folders = [d for d in (images_dir, json_path.parent / "images", json_path.parent,
                            json_path.parent.parent / "images", side) if d is not None]
-    by_base_name: list[str] = []
 
-    def located(name: str) -> Path | None:
+    def located(name: str) -> tuple[Path | None, bool]:
         """The file a file_name names, in the first folder that has it; else by its base name alone (a path of
-        the machine that wrote the file: /home/me/masks/images/x.jpg, C:\\data\\x.jpg)."""
+        the machine that wrote the file: /home/me/masks/images/x.jpg, C:\\data\\x.jpg), said by the flag."""
         found = next((f / name for f in folders if (f / name).is_file()), None)
         base = name.replace("\\", "/").rsplit("/", 1)[-1]
         if found is None and base != name:
-            found = next((f / base for f in folders if (f / base).is_file()), None)
-            if found is not None:
-                by_base_name.append(name)
-        return found
+            by_base = next((f / base for f in folders if (f / base).is_file()), None)
+            return by_base, by_base is not None
+        return found, False
 
     names = [str(image.get("file_name", "")) for image in images.values()]
-    if names and not any(located(name) for name in names):
+    if names and not any(located(name)[0] for name in names):
         raise MaskwatchError(f"{json_path}: none of its {len(names)} images (e.g. {names[0]}) is in "
                              f"{', '.join(str(f.absolute()) for f in dict.fromkeys(folders))}, by that name or its "
                              f"file name alone: put them in images/ beside the file, or give the file inside the "
                              f"images' folder")
-    by_base_name.clear()
+    by_base_name: list[str] = []
     for image_id, image in images.items():
         name = str(image.get("file_name", ""))
         where = f"{json_path}: image {name}"
@@ -138,8 +136,10 @@ def _add_coco_file(builder: DatasetBuilder, json_path: Path, images_dir: Path | 
         except (TypeError, ValueError, OverflowError) as exc:
             builder.problem(f"{where}: width and height must be whole numbers ({exc}); skipped")
             continue
-        image_path = located(name) or folders[0] / name
-        builder.add(image_path, width, height, boxes_by_image[image_id], where)
+        image_path, elsewhere = located(name)
+        if elsewhere:
+            by_base_name.append(name)
+        builder.add(image_path or folders[0] / name, width, height, boxes_by_image[image_id], where)
     if by_base_name:
         log.warning("%s: %d file_name(s) are paths elsewhere (e.g. %s); found by their file name in the folders "
                     "searched", json_path, len(by_base_name), by_base_name[0])

@@ -33,7 +33,8 @@ def _heif_opener() -> bool:
 
 HEIF_READ = _heif_opener()
 HEIF_SUFFIXES = (".heic", ".heif")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jfif", ".png", ".bmp", ".webp", ".tif", ".tiff") + (HEIF_SUFFIXES if HEIF_READ else ())
+IMAGE_SUFFIXES = ((".jpg", ".jpeg", ".jfif", ".png", ".bmp", ".webp", ".tif", ".tiff")
+                  + (HEIF_SUFFIXES if HEIF_READ else ()))
 ACCEPTED_FORMATS = IMAGE_FORMATS | {"HEIF"} if HEIF_READ else IMAGE_FORMATS  # Pillow's names of what is decoded
 
 

@@ -96,7 +96,8 @@ def read_yolo(root: Path, classes: list[str] | None = None, label_map: dict[str,
     unlabelled: list[Path] = []
     for image_path in list_images(root):
         label_path = _label_path(image_path, root)
-        if not label_path.is_file():
+        labelled = label_path.is_file()
+        if not labelled:
             unlabelled.append(image_path)
         used.add(label_path.resolve())
         try:
@@ -106,7 +107,7 @@ def read_yolo(root: Path, classes: list[str] | None = None, label_map: dict[str,
             continue
         boxes = []
         try:
-            lines = read_text_file(label_path).splitlines() if label_path.is_file() else []
+            lines = read_text_file(label_path).splitlines() if labelled else []
         except MaskwatchError as exc:  # its boxes unknown: left out, not taken for an image without faces
             builder.problem(f"{exc}; its image is skipped")
             continue

@@ -92,8 +92,8 @@ def images_without_predictions(gt: Dataset, predictions: list[ImagePredictions])
     return [s.stem for s in gt.samples if s.stem not in predicted]
 
 
-def predictions_in_stored_pixels(gt: Dataset, predictions: list[ImagePredictions]) -> tuple[list[ImagePredictions],
-                                                                                           int]:
+def predictions_in_stored_pixels(gt: Dataset,
+                                 predictions: list[ImagePredictions]) -> tuple[list[ImagePredictions], int]:
     """Predictions of photos with an EXIF rotation moved from the upright picture they were made on (`detect`,
     `batch` and the API turn photos upright) to the stored pixels the annotations are read in; the count moved.
     A line of another size than the upright picture is left as it is (prediction_problems names it)."""

@@ -27,7 +27,7 @@ class VideoFileSink(Sink):
         self._start_s: float | None = None
 
     def open(self, run: RunInfo) -> None:
-        self._start_s: float | None = None
+        self._start_s = None  # (a sink may serve several runs: each video starts at its own first frame)
         writer = H264Writer(self.path, run.size, run.fps, preset=self.preset)
         self.writer = BackgroundWriter(writer, self.encode_queue) if self.encode_queue else writer
 
