@@ -265,3 +265,25 @@ def test_events_for_a_receiver_wait_in_memory_while_another_process_holds_the_da
     delivered = [json.loads(p["body"])["id"] for p in receiver.posts()]
     assert delivered == ["person.entered-1", "person.left-2", "person.left-3", "person.left-4"]
     assert "free again" in caplog.text and queued(queue) == 0
+
+
+def test_events_the_receiver_refused_are_in_the_run_record_and_fail_the_run(crossing_clip, tmp_path):
+    import subprocess
+    import sys
+
+    receiver = WebhookReceiver(free_port(), tmp_path / "posts.jsonl").start(status=403)
+    out, db = tmp_path / "door.mp4", tmp_path / "events.sqlite"
+    try:
+        run = subprocess.run([sys.executable, "-m", "maskwatch.cli", "watch", str(crossing_clip), "--out", str(out),
+                              "--db", str(db), "--webhook", receiver.url, "--scale", "1", "--threads", "2"],
+                             capture_output=True, text=True, timeout=300)
+    finally:
+        receiver.kill()
+    refused = len(receiver.posts())
+    assert refused > 0 and run.returncode == 1, run.stderr
+    said = f"the receiver refused {refused} event(s) (HTTP 403 x{refused})"
+    assert said in run.stderr and "error: the webhook did not complete its work" in run.stderr
+    # The summary file and the database are closed after the webhook: their record of the run holds the loss.
+    assert said in json.loads(out.with_suffix(".json").read_text())["sink_failures"]["webhook"]["first"]
+    with sqlite3.connect(db) as stored:
+        assert said in stored.execute("SELECT message FROM runs").fetchone()[0]

@@ -17,7 +17,7 @@ import logging
 import re
 import threading
 import time
-from collections import Counter, deque
+from collections import deque
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -26,6 +26,7 @@ import cv2
 
 from maskwatch.classes import compliance_of
 from maskwatch.detector import Detector
+from maskwatch.predictions import class_counts
 from maskwatch.errors import MaskwatchError
 from maskwatch.serve.hub import EventHub, LatestBoard
 from maskwatch.video.bus import FrameView, RunEnd, RunInfo, Sink
@@ -213,14 +214,14 @@ class LiveView(Sink):
         span = now - since
         if now - self._zones_at >= 1.0:
             self._zones, self._zones_at = view.zone_counts(), now
-        present = Counter(str(n) for n in view.confirmed.data.get("class_name", []))  # counted people, as elsewhere
+        present = class_counts(view.confirmed, list(view.people))  # counted people, one box each, as elsewhere
         received_at = view.frame.received_at or time.time()
         self.stats = {  # replaced whole, never changed in place: readers on other threads see one state
             "frames": summary.frames, "detected_frames": summary.detected_frames,
             "frames_per_s": round((summary.frames - frames_then) / span, 2) if span >= 1 else None,
             "detections_per_s": round((summary.detected_frames - detected_then) / span, 2) if span >= 1 else None,
             "people": dict(view.people), "compliance": compliance_of(view.people),
-            "present": {c: present.get(c, 0) for c in view.people},
+            "present": present,
             "zones": self._zones.get("zones", {}), "lines": self._zones.get("lines", {}),
             "last_frame_at": received_at}
         if now - self._encoded_at >= self.frame_interval():

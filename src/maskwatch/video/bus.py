@@ -4,7 +4,7 @@ new one is added without touching the others.
 
 A sink that fails while the video runs is logged and the video goes on; its failures are counted in the
 run's summary (`sink_failures`), and a failed output the user asked for (the video file, the summary files,
-the database: `required` sinks) makes `watch` exit non-zero. Only a sink that cannot start (a bad URL, no
+the database, events lost for good by the webhook or MQTT: `required` sinks) makes `watch` exit non-zero. Only a sink that cannot start (a bad URL, no
 display) stops the run before it begins, with a MaskwatchError that says why.
 """
 
@@ -70,7 +70,12 @@ class Sink:
     the others are guarded by the bus."""
 
     name = "sink"
-    required = False  # an output the user asked for (--out, --db): if it fails, the run did not do its job
+    # An output the user asked for (--out, --db, --webhook, --mqtt): if it fails (a file left incomplete, events
+    # lost for good), the run did not do its job and `watch` exits 1.
+    required = False
+    # Writes the run's record (summary files, database): closed after every other sink, so what those lose while
+    # they close (events a webhook receiver refused, MQTT messages never acknowledged) is in the record.
+    records_run = False
 
     def open(self, run: RunInfo) -> None:
         pass
@@ -140,7 +145,9 @@ class EventBus:
             self._guarded(sink, "frame", sink.frame, view)
 
     def close(self, end: RunEnd) -> None:
-        for sink in self.sinks:
+        """Close every sink: those that record the run last (`records_run`), so their record holds the others'
+        failures at closing; otherwise in order."""
+        for sink in sorted(self.sinks, key=lambda s: s.records_run):  # (a stable sort)
             self._guarded(sink, "close", sink.close, end)
 
     def _guarded(self, sink: Sink, hook: str, call: Callable, arg: Any) -> None:

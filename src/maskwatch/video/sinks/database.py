@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 class DatabaseSink(Sink):
     name = "database"
     required = True
+    records_run = True
     PROGRESS_EVERY_S = 1.0  # the run's frame counts so far are written this often, in wall or video time
     CLOSE_WAIT_S = 60.0  # at the end, how long writes held up by a lock may still take before they are given up
 

@@ -47,6 +47,7 @@ class SummaryFilesSink(Sink):
 
     name = "summary files"
     required = True
+    records_run = True
 
     def __init__(self, out: Path):
         self.out = Path(out)

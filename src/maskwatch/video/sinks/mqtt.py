@@ -28,6 +28,7 @@ QOS = 1
 
 class MqttSink(Sink):
     name = "mqtt"
+    required = True  # messages never acknowledged by the end are lost: the run failed to deliver them
 
     def __init__(self, url: str, drain_s: float = 10.0, keepalive_s: int = 30,
                  reconnect_s: tuple[int, int] = (1, 30)):

@@ -69,6 +69,7 @@ SLOW_AFTER = 3  # the same event unanswered this many times in a row: the receiv
 
 class WebhookSink(Sink):
     name = "webhook"
+    required = True  # events it refused or lost for good fail the run (queued ones do not: sent next run)
 
     def __init__(self, url: str, secret: str | None = None, queue_path: Path | str = DEFAULT_DB,
                  max_queue: int = 10_000, timeout_s: float = WEBHOOK_TIMEOUT_S,
