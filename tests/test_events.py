@@ -229,6 +229,17 @@ def test_bad_zones_lines_urls_and_configs_say_what_to_fix(detector, crossing, tm
     assert result.returncode == 2 and "--zone 'queue=1,2'" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_options_that_do_nothing_or_undo_each_other_are_said(caplog):
+    WatchOptions(keep_faces=True)
+    assert "keep_faces (--keep-faces) is about event snapshots, and there are none" in caplog.text
+    caplog.clear()
+    WatchOptions(keep_faces=True, event_snapshots=True, blur_faces=True)  # allowed: a private record, say, but said
+    assert "keeps them sharp in the event snapshots" in caplog.text
+    caplog.clear()
+    WatchOptions(event_snapshots=True, blur_faces=True)
+    assert caplog.text == ""
+
+
 def test_zone_points_just_past_the_edge_move_onto_it_and_far_ones_name_the_config(tmp_path, caplog):
     from maskwatch.video.config import load_config
     from maskwatch.video.zones import ZoneCounter

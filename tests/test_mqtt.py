@@ -201,3 +201,29 @@ def test_a_broker_that_cannot_be_reached_is_said_during_the_run_and_counted_at_i
         with pytest.raises(MaskwatchError, match="1 message\\(s\\) not acknowledged .* they are lost"):
             sink.close(None)
     assert len([m for m in during if "cannot reach 127.0.0.1" in m]) == 1, during  # while running, once
+
+
+def test_tls_asked_of_a_plain_broker_says_which_scheme_to_give(tmp_path, caplog):
+    import pytest
+
+    from maskwatch.errors import MaskwatchError
+    from maskwatch.video.bus import RunInfo
+    from maskwatch.video.events import Event
+
+    port = free_port()
+    broker = Mosquitto(port, tmp_path / "broker").start()  # plain MQTT, up and answering
+    sink = MqttSink(f"mqtts://127.0.0.1:{port}/site", drain_s=1, reconnect_s=(1, 2))
+    hint = f"(mqtts:// speaks TLS; if port {port} is plain MQTT, as 1883 usually is, give mqtt://)"
+    try:
+        with caplog.at_level("WARNING", logger="maskwatch.video.sinks.mqtt"):
+            sink.open(RunInfo("door", "run1", "door.mp4", (640, 480), 10.0))
+            sink.event(Event("person.unmasked", "door", "run1", 0.0, id="e1"))
+            deadline = time.time() + 20
+            while time.time() < deadline and hint not in caplog.text:
+                time.sleep(0.1)
+            with pytest.raises(MaskwatchError, match=r"1 message\(s\) not acknowledged .*give mqtt://\); they are lost"):
+                sink.close(None)
+    finally:
+        broker.stop()
+    assert f"cannot reach 127.0.0.1:{port} {hint}" in caplog.text
+    assert "port 8883 is usually MQTT over TLS" in MqttSink("mqtt://broker:8883/site")._scheme_hint()

@@ -282,8 +282,34 @@ def test_events_the_receiver_refused_are_in_the_run_record_and_fail_the_run(cros
     refused = len(receiver.posts())
     assert refused > 0 and run.returncode == 1, run.stderr
     said = f"the receiver refused {refused} event(s) (HTTP 403 x{refused})"
-    assert said in run.stderr and "error: the webhook did not complete its work" in run.stderr
+    assert said in run.stderr and "error: outputs that did not complete their work: webhook" in run.stderr
     # The summary file and the database are closed after the webhook: their record of the run holds the loss.
     assert said in json.loads(out.with_suffix(".json").read_text())["sink_failures"]["webhook"]["first"]
     with sqlite3.connect(db) as stored:
         assert said in stored.execute("SELECT message FROM runs").fetchone()[0]
+
+
+def test_the_second_ctrl_c_while_the_end_waits_for_the_receiver_stops_waiting_and_keeps_the_events(tmp_path,
+                                                                                                   caplog):
+    import os
+    import signal
+    import threading
+
+    from maskwatch.stop_signals import hold_stop_signals, restore_signals, stop_signals_as_interrupt
+
+    queue = tmp_path / "queue.sqlite"
+    sink = WebhookSink(f"http://127.0.0.1:{free_port()}/hook", queue_path=queue, drain_s=120, backoff_s=(0.1, 0.5))
+    previous = stop_signals_as_interrupt()
+    hold_stop_signals("the test's run")  # as the pipeline does when the video is over and the outputs close
+    taps = [threading.Timer(delay, os.kill, (os.getpid(), signal.SIGINT)) for delay in (1.5, 2.5)]
+    try:
+        sink.open(run_info())
+        sink.event(event("person.entered", 1))
+        for tap in taps:
+            tap.start()
+        sink.close(None)  # the receiver is away: it would wait 120 s; the second tap ends the wait
+    finally:
+        for tap in taps:
+            tap.cancel()
+        restore_signals(previous)
+    assert "1 event(s) not delivered (stopped waiting); they stay queued" in caplog.text and queued(queue) == 1

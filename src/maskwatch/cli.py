@@ -598,8 +598,8 @@ def watch(source: Optional[str] = typer.Argument(None, metavar="SOURCE",
     for name, failure in summary.sink_failures.items():
         typer.echo(f"{name}: failed {failure['failures']} time(s); the first: {failure['first']}", err=True)
     if summary.failed_outputs:
-        typer.echo(f"error: the {' and the '.join(summary.failed_outputs)} did not complete its work (see above)",
-                   err=True)
+        typer.echo(f"error: outputs that did not complete their work: {', '.join(summary.failed_outputs)} (see "
+                   f"above)", err=True)
         raise typer.Exit(1)
     if summary.live and summary.status == "ended_early":  # a stream lost (--give-up-after) or changed: a service
         raise typer.Exit(1)  # manager's Restart=on-failure starts it again

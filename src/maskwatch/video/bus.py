@@ -148,19 +148,26 @@ class EventBus:
         """Close every sink: those that record the run last (`records_run`), so their record holds the others'
         failures at closing; otherwise in order."""
         for sink in sorted(self.sinks, key=lambda s: s.records_run):  # (a stable sort)
-            self._guarded(sink, "close", sink.close, end)
+            try:
+                self._guarded(sink, "close", sink.close, end)
+            except KeyboardInterrupt:  # "stop at once" while this one waited: the others still close (the record)
+                self._failed(sink, "close", MaskwatchError("stopped by the user before it had finished"))
 
     def _guarded(self, sink: Sink, hook: str, call: Callable, arg: Any) -> None:
         try:
             call(arg)
         except Exception as exc:  # a sink must never stop the video
-            key = (id(sink), hook)
-            n = self.failures[key] = self.failures.get(key, 0) + 1
-            first = f"{hook}: {type(exc).__name__}: {exc}"
-            record = self.sink_failures.setdefault(sink.name, {"failures": 0, "first": first,
-                                                               "required": sink.required})
-            record["failures"] += 1
-            if n == 1 or n % self.LOG_EVERY == 0:  # a traceback only for what is not a described failure
-                log.warning("%s sink failed in %s (%d failure(s) so far; the video goes on): %s: %s",
-                            sink.name, hook, n, type(exc).__name__, exc,
-                            exc_info=n == 1 and not isinstance(exc, MaskwatchError))
+            self._failed(sink, hook, exc)
+
+    def _failed(self, sink: Sink, hook: str, exc: BaseException) -> None:
+        """Count a sink's failure in the run's summary; log the first and then one in LOG_EVERY."""
+        key = (id(sink), hook)
+        n = self.failures[key] = self.failures.get(key, 0) + 1
+        first = f"{hook}: {type(exc).__name__}: {exc}"
+        record = self.sink_failures.setdefault(sink.name, {"failures": 0, "first": first,
+                                                           "required": sink.required})
+        record["failures"] += 1
+        if n == 1 or n % self.LOG_EVERY == 0:  # a traceback only for what is not a described failure
+            log.warning("%s sink failed in %s (%d failure(s) so far; the video goes on): %s: %s",
+                        sink.name, hook, n, type(exc).__name__, exc,
+                        exc_info=n == 1 and not isinstance(exc, MaskwatchError))

@@ -108,6 +108,13 @@ class WatchOptions:
             if not test(getattr(self, name)):
                 option = f" ({OPTION_FLAGS[name]})" if name in OPTION_FLAGS else ""
                 raise MaskwatchError(f"{name}{option} is {getattr(self, name)!r}; expected {expected}")
+        if self.keep_faces and not self.event_snapshots:
+            log.warning("keep_faces (--keep-faces) is about event snapshots, and there are none without "
+                        "event_snapshots (--event-snapshots): it changes nothing")
+        elif self.keep_faces and self.blur_faces:  # a choice one may make (a private record), but never by mistake
+            log.warning("blur_faces (--blur-faces) blurs the faces in the pictures, but keep_faces (--keep-faces) "
+                        "keeps them sharp in the event snapshots (stored in the database and sent to the webhook "
+                        "and MQTT)")
 
 
 def camera_name_of(source: str) -> str:

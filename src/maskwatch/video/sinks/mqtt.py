@@ -61,6 +61,14 @@ class MqttSink(Sink):
         self._said_unreachable = False  # one warning per outage, not one per retry
         self._camera_down = False  # between camera.down and camera.up: availability stays offline
 
+    def _scheme_hint(self) -> str:
+        """Why a broker that is up may still never answer: TLS asked of a plain port, or the reverse."""
+        if self.tls and self.port != 8883:
+            return (f" (mqtts:// speaks TLS; if port {self.port} is plain MQTT, as 1883 usually is, give mqtt://)")
+        if not self.tls and self.port == 8883:
+            return " (port 8883 is usually MQTT over TLS: give mqtts://)"
+        return ""
+
     def _topic(self, *parts: str) -> str:
         return "/".join((self.topic_prefix, *parts))
 
@@ -113,8 +121,8 @@ class MqttSink(Sink):
         """The broker cannot be reached (down, wrong address, a name that does not resolve): said once, while
         the video runs, not only when it ends."""
         if not self._said_unreachable and not self._closing:
-            log.warning("mqtt: cannot reach %s:%d; retrying every %d-%d s, events are kept until it answers",
-                        self.host, self.port, *self.reconnect_s)
+            log.warning("mqtt: cannot reach %s:%d%s; retrying every %d-%d s, events are kept until it answers",
+                        self.host, self.port, self._scheme_hint(), *self.reconnect_s)
             self._said_unreachable = True
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -156,9 +164,13 @@ class MqttSink(Sink):
         if self.client is None:
             return
         deadline = time.monotonic() + self.drain_s
+        try:
+            with self._lock:
+                while self._pending and time.monotonic() < deadline:
+                    self._lock.wait(timeout=0.2)
+        except KeyboardInterrupt:  # "once more to stop at once": no more waiting for the broker
+            log.warning("mqtt %s:%d: stopped waiting for the broker", self.host, self.port)
         with self._lock:
-            while self._pending and time.monotonic() < deadline:
-                self._lock.wait(timeout=0.2)
             left = len(self._pending)
         self._closing = True  # the disconnect below is ours: no "lost, reconnecting" warning
         try:
@@ -174,5 +186,5 @@ class MqttSink(Sink):
             self.client = None
         if left:  # raised, so the run counts it among its sink failures (summary, run message)
             raise MaskwatchError(f"mqtt {self.host}:{self.port}: {left} message(s) not acknowledged within "
-                                 f"{self.drain_s:.0f} s (broker away); they are lost")
+                                 f"{self.drain_s:.0f} s (broker away){self._scheme_hint()}; they are lost")
 

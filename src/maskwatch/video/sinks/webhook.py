@@ -334,12 +334,19 @@ class WebhookSink(Sink):
         self._interrupt.set()
         with self._wake:
             self._wake.notify()
-        self._thread.join(timeout=1.0)
-        remaining = self._deadline - time.monotonic()
-        if self._thread.is_alive() and remaining > 0.5:  # the receiver is away or slow: say why the end waits
-            log.warning("webhook %s: waiting up to %.0f s more to deliver the queued events (what is left then "
-                        "stays queued for the next run)", self.url, remaining)
-        self._thread.join()
+        waited = f"within {self.drain_s:.1f} s"
+        try:
+            self._thread.join(timeout=1.0)
+            remaining = self._deadline - time.monotonic()
+            if self._thread.is_alive() and remaining > 0.5:  # the receiver is away or slow: say why the end waits
+                log.warning("webhook %s: waiting up to %.0f s more to deliver the queued events (what is left then "
+                            "stays queued for the next run; Ctrl-C twice stops waiting)", self.url, remaining)
+            self._thread.join()
+        except KeyboardInterrupt:  # "once more to stop at once": no more waiting; nothing is lost, it stays queued
+            waited = "(stopped waiting)"
+            self._deadline = time.monotonic()
+            self._interrupt.set()
+            self._thread.join(timeout=self.timeout_s + 1.0)  # (a post under way ends within its timeout)
         self._thread = None
         try:
             self._store_incoming()  # (what the sender had no time to queue: for the next run)
@@ -349,8 +356,8 @@ class WebhookSink(Sink):
             self._incoming.clear()
         left = self.queued()
         if left:
-            log.warning("webhook %s: %d event(s) not delivered within %.1f s; they stay queued in %s and are sent "
-                        "at the next run", self.url, left, self.drain_s, self.queue_path)
+            log.warning("webhook %s: %d event(s) not delivered %s; they stay queued in %s and are sent at the "
+                        "next run", self.url, left, waited, self.queue_path)
         with self._lock:  # from now on, what is left is for the next sender to this URL
             self._db.execute("DELETE FROM webhook_senders WHERE owner = ?", (self.owner,))
             self._db.commit()
