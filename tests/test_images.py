@@ -141,6 +141,18 @@ def test_a_tiff_of_32_bit_floats_says_so_rather_than_corrupt(tmp_path):
         read_image(tmp_path / "f.tiff")
 
 
+def test_a_tiff_of_several_pages_says_only_the_first_is_read(tmp_path, caplog):
+    pages = [Image.new("RGB", (40, 30), colour) for colour in ("red", "green", "blue")]
+    pages[0].save(tmp_path / "scan.tif", save_all=True, append_images=pages[1:])
+    first = read_image(tmp_path / "scan.tif")
+    assert first.shape == (30, 40, 3) and tuple(first[0, 0]) == (0, 0, 255)  # BGR: the red first page
+    assert "scan.tif: a TIFF of 3 pages; only the first is read" in caplog.text
+    caplog.clear()
+    pages[0].save(tmp_path / "one.tif")
+    read_image(tmp_path / "one.tif")
+    assert caplog.text == ""
+
+
 def test_an_image_that_cannot_be_read_is_named_with_the_reason(photo, monkeypatch):
     """No permission (as another user), a disk error: one file skipped with its reason, not a crash of the run."""
     def refuse(self):

@@ -156,6 +156,9 @@ def decode_image(data: bytes, name: str = "<bytes>", upright: bool = True) -> np
     if image.shape[:2] not in ((height, width), (width, height) if upright else (height, width)):  # a header lying
         raise MaskwatchError(f"{name}: its header says {width}x{height} pixels but it decodes to "
                              f"{image.shape[1]}x{image.shape[0]}; the file is corrupt")
+    if fmt == "TIFF" and (pages := _pillow_frames(data)) > 1:  # a scan or fax of several pages: only one is seen
+        log.warning("%s: a TIFF of %d pages; only the first is read (split it into one file per page to read "
+                    "them all)", name, pages)
     return image
 
 
@@ -167,6 +170,17 @@ def _pillow_mode(data: bytes) -> str | None:
             return image.mode
     except Exception:
         return None
+
+
+def _pillow_frames(data: bytes) -> int:
+    """How many pictures (pages, frames) a file holds, as Pillow counts them; 1 where it cannot tell."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return int(getattr(image, "n_frames", 1))
+    except Exception:
+        return 1
 
 
 def _decode_heif(data: bytes, name: str) -> np.ndarray:
