@@ -93,6 +93,23 @@ def test_same_names_from_two_folders_get_two_annotated_images_and_two_rows(image
     assert len(rows_by_path(tmp_path / "out")) == 2
 
 
+def test_names_that_are_not_utf8_get_rows_and_copies_and_are_not_done_twice(images, tmp_path):
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    latin1 = os.fsdecode(b"caf\xe9.jpg")  # an old archive's Latin-1 name: no UTF-8 string holds it as it is
+    shutil.copy(images / "maksssksksss0.jpg", folder / latin1)
+    (folder / os.fsdecode(b"bad\nname\xe9.jpg")).write_text("not an image")
+    out = tmp_path / "out"
+    first = run_batch(str(folder), out, "local", annotate=True, threads=2)
+    again = subprocess.run([sys.executable, "-m", "maskwatch.cli", "batch", str(folder), "--out", str(out),
+                            "--annotate"], capture_output=True, text=True)
+    rows = rows_by_path(out)
+    assert set(rows) == {str(folder / "caf\\xe9.jpg"), str(folder / "bad\nname\\xe9.jpg")}  # bytes as \xNN
+    assert rows[str(folder / "caf\\xe9.jpg")]["error"] is None and (out / "annotated" / latin1).is_file()
+    assert first.processed == 2 and "2 inputs: 1 processed now, 1 done before" in again.stdout
+    assert "bad\\nname\\xe9.jpg: not a readable image" in again.stderr  # one line, not two
+
+
 def test_results_stay_readable_when_only_a_later_part_holds_errors(late_errors, tmp_path):
     out = tmp_path / "out"
     run_batch(str(late_errors), out, "local", threads=2, part_rows=2)
@@ -283,6 +300,7 @@ def test_ray_engine_on_a_local_cluster_gives_the_same_rows_as_local(images, tmp_
     growing.mkdir()
     for name in ("maksssksksss0.jpg", "maksssksksss1.jpg"):
         shutil.copy(images / name, growing)
+    shutil.copy(images / "maksssksksss5.jpg", growing / os.fsdecode(b"caf\xe9.jpg"))  # Latin-1: Arrow takes bytes
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)  # one cluster for all runs below
     try:
         on_ray = run_batch(str(images), tmp_path / "ray", "ray", actors=2)
@@ -304,10 +322,11 @@ def test_ray_engine_on_a_local_cluster_gives_the_same_rows_as_local(images, tmp_
         assert a[path]["error"] == b[path]["error"]
         assert json.loads(a[path]["detections"]) == json.loads(b[path]["detections"]), path
     # The first run's part holds no error, the resumed run's does: both read together.
-    assert (clean.processed, late.processed, late.skipped) == (2, 1, 2)
+    assert (clean.processed, late.processed, late.skipped) == (3, 1, 3)
     assert error_types(tmp_path / "late") == {"string"} and error_types(tmp_path / "ray") == {"string"}
     rows = rows_by_path(tmp_path / "late")
-    assert len(rows) == 3 and "not a readable image" in rows[str(growing / "zz_broken.jpg")]["error"]
+    assert len(rows) == 4 and "not a readable image" in rows[str(growing / "zz_broken.jpg")]["error"]
+    assert rows[str(growing / "caf\\xe9.jpg")]["error"] is None
 
 
 @pytest.mark.slow

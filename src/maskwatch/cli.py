@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from maskwatch.errors import MaskwatchError, install_hint
+from maskwatch.errors import MaskwatchError, install_hint, one_line
 from maskwatch.limits import MAX_UPLOAD_MB, SERVE_DATA_DIR, SERVE_MAX_QUEUE, SERVE_WORKERS, WEBHOOK_TIMEOUT_S
 from maskwatch.thresholds import CONFUSION_MIN_SCORE, FOR_METRICS, FOR_PEOPLE
 
@@ -470,7 +470,7 @@ def detect(inputs: list[str] = typer.Argument(..., help=INPUTS_HELP, metavar="IN
     if summary.failed:
         typer.echo(f"{len(summary.failed)} file(s) could not be read:", err=True)
         for message in summary.failed:
-            typer.echo(f"  {message}", err=True)
+            typer.echo(f"  {one_line(message)}", err=True)
         if not summary.images:
             typer.echo("no image could be read", err=True)
             raise typer.Exit(1)
@@ -731,7 +731,8 @@ def batch(inputs: list[str] = typer.Argument(..., help=INPUTS_HELP, metavar="INP
     if summary.failed:
         typer.echo(f"{len(summary.failed)} file(s) could not be read (the next run tries them again):", err=True)
         for path, error in list(summary.failed.items())[:FAILED_SHOWN]:
-            typer.echo(f"  {error}" if error.startswith(path) else f"  {path}: {error}", err=True)
+            typer.echo(f"  {one_line(error)}" if error.startswith(path) else f"  {one_line(f'{path}: {error}')}",
+                       err=True)
         if len(summary.failed) > FAILED_SHOWN:
             typer.echo(f"  and {len(summary.failed) - FAILED_SHOWN} more (the rows' `error` column)", err=True)
     if summary.interrupted:

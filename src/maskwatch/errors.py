@@ -11,6 +11,26 @@ def name_some(items, limit: int = 5) -> str:
     return ", ".join(items[:limit]) + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
+def utf8_text(text: str) -> str:
+    """Text that can be written as UTF-8 (a Parquet string, a terminal). A file name need not be UTF-8 (an old
+    archive's Latin-1 bytes, which Python keeps as surrogates): such bytes become \\xNN."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        try:
+            return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:  # a surrogate that is no escaped byte
+            return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def one_line(text: str) -> str:
+    """Text shown on one line of a list: control characters in a file name (a newline) written as escapes, so
+    one entry never reads as two, and bytes that are not UTF-8 as \\xNN."""
+    text = utf8_text(text)
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class TooManyPixels(MaskwatchError):
     """An image or frame over the pixel limit (data/images.check_pixels); callers that probe a file tell it apart
     from "not an image"."""

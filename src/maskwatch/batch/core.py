@@ -16,7 +16,7 @@ from maskwatch.annotate import annotate
 from maskwatch.classes import MASK_CLASSES
 from maskwatch.data.images import read_image, save_annotated_copy
 from maskwatch.detector import Detector
-from maskwatch.errors import MaskwatchError
+from maskwatch.errors import MaskwatchError, utf8_text
 from maskwatch.predictions import ImagePredictions, class_counts, result_parts
 
 log = logging.getLogger(__name__)
@@ -32,17 +32,18 @@ def normalise_path(path: str) -> str:
 def detect_row(detector: Detector, path: str, conf: float, annotate_dir: Path | None = None,
                name: str | None = None) -> dict:
     """One result row; a bad input becomes a row with `error` set, never an exception. The annotated copy is
-    written as annotate_dir/name (data.inputs.output_names: unique across the run)."""
-    row: dict = {"path": path, "width": 0, "height": 0, "detections": "[]", "faces": 0,
+    written as annotate_dir/name (data.inputs.output_names: unique across the run). Its path and error are
+    `utf8_text`."""
+    row: dict = {"path": utf8_text(path), "width": 0, "height": 0, "detections": "[]", "faces": 0,
                  **{c: 0 for c in MASK_CLASSES}, "error": None}
     try:
         image = read_image(path)
         detections = detector(image, min_score=conf)
     except MaskwatchError as exc:
-        row["error"] = str(exc)
+        row["error"] = utf8_text(str(exc))
         return row
     except Exception as exc:  # a batch must not die on one strange file
-        row["error"] = f"{type(exc).__name__}: {exc}"
+        row["error"] = utf8_text(f"{type(exc).__name__}: {exc}")
         return row
     record = ImagePredictions(Path(path).name, image.shape[1], image.shape[0], detections).to_record()
     row.update(width=record["width"], height=record["height"], detections=json.dumps(record["detections"]),
@@ -52,7 +53,7 @@ def detect_row(detector: Detector, path: str, conf: float, annotate_dir: Path | 
             save_annotated_copy(annotate_dir, name or Path(path).name, annotate(image, detections, detector.classes),
                                 jpeg_quality=95)
         except MaskwatchError as exc:  # the detections stand; the row says the copy is missing
-            row["error"] = str(exc)
+            row["error"] = utf8_text(str(exc))
     return row
 
 

@@ -35,7 +35,7 @@ class DetectActor:
         """The rows as an Arrow table in the one row schema, so every block writes the same Parquet types."""
         import pyarrow as pa
 
-        rows = [detect_row(self.detector, str(p), self.conf, self.annotate_dir, str(n))
+        rows = [detect_row(self.detector, os.fsdecode(p), self.conf, self.annotate_dir, os.fsdecode(n))
                 for p, n in zip(batch["path"], batch["name"])]
         return pa.Table.from_pylist(rows, schema=row_schema())
 
@@ -85,8 +85,9 @@ def _run(paths: list[str], out_dir: Path, model: str | None, conf: float, annota
 
     # Enough blocks for every actor to have work, and no block much bigger than a batch.
     blocks = max(1, min(len(paths), max(2 * actors, -(-len(paths) // batch_size))))
-    dataset = ray.data.from_items([{"path": p, "name": names.get(p, Path(p).name)} for p in paths],
-                                  override_num_blocks=blocks)
+    # As bytes: Arrow's strings are UTF-8, and a file name need not be (an old archive's Latin-1 names).
+    dataset = ray.data.from_items([{"path": os.fsencode(p), "name": os.fsencode(names.get(p, Path(p).name))}
+                                   for p in paths], override_num_blocks=blocks)
     results = dataset.map_batches(
         DetectActor,
         fn_constructor_kwargs={"model": model, "conf": conf,

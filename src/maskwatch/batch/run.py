@@ -10,7 +10,7 @@ from pathlib import Path
 from maskwatch.batch.core import check_settings, folder_lock, normalise_path, read_folder, tidy_folder
 from maskwatch.data.inputs import check_copies_apart, check_writable, collect_images, output_names
 from maskwatch.detector import SHIPPED, check_score, is_shipped_name
-from maskwatch.errors import MaskwatchError, install_hint
+from maskwatch.errors import MaskwatchError, install_hint, utf8_text
 from maskwatch.limits import BATCH_PART_ROWS
 from maskwatch.thresholds import FOR_PEOPLE
 
@@ -59,7 +59,7 @@ def run_batch(spec: str | list[str], out: Path, engine: str = "local", address: 
                              "annotate": annotate}, bool(before.rows or before.unreadable))
         done = before.done  # (a property that builds the set: once, not per image)
         # (rows written before 2026-11-27 name an image by its link's target)
-        todo = [p for p in paths if p not in done and not (done and os.path.realpath(p) in done)]
+        todo = [p for p in paths if utf8_text(p) not in done and not (done and utf8_text(os.path.realpath(p)) in done)]
         annotate_dir = out / "annotated" if annotate else None
         if annotate_dir is not None:
             check_writable(annotate_dir, "--annotate")
@@ -70,7 +70,7 @@ def run_batch(spec: str | list[str], out: Path, engine: str = "local", address: 
         except KeyboardInterrupt:  # what was written stays; the caller says so
             summary.interrupted = True
         after = tidy_folder(read_folder(out))
-    summary.failed = after.failed(set(paths))
+    summary.failed = after.failed({utf8_text(p) for p in paths})
     summary.rows = after.row_count
     if summary.interrupted:  # the rows this run wrote before it stopped
         summary.processed = sum(len(rows) for part, rows in after.rows.items() if part not in before.rows)

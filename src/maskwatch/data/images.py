@@ -255,7 +255,8 @@ def annotated_copy_name(name: str) -> str:
     """The file name an annotated copy of input `name` is written under: the input's own where OpenCV writes
     that format, else with .jpg added (an iPhone's IMG_1.heic -> IMG_1.heic.jpg; .jfif, .mpo, no suffix), which
     also keeps it apart from an IMG_1.jpg beside it."""
-    return name if cv2.haveImageWriter(name) else f"{name}.jpg"
+    suffix = Path(name).suffix  # (OpenCV is asked of the suffix alone: a name that is not UTF-8 crashes it)
+    return name if suffix.isascii() and cv2.haveImageWriter(f"x{suffix}") else f"{name}.jpg"
 
 
 def save_annotated_copy(folder: Path, name: str, image: np.ndarray, jpeg_quality: int = 92) -> Path:
@@ -274,9 +275,18 @@ def save_annotated_copy(folder: Path, name: str, image: np.ndarray, jpeg_quality
 
 def write_image(path: Path, image: np.ndarray, jpeg_quality: int = 92) -> bool:
     """Write an image in the format its suffix names; the JPEG quality only for JPEG (OpenCV warns about it on
-    every other format). Returns OpenCV's answer: False when it could not write."""
-    params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality] if Path(path).suffix.lower() in (".jpg", ".jpeg") else []
-    return bool(cv2.imwrite(str(path), image, params))
+    every other format). False when OpenCV cannot encode it; OSError when the file cannot be written. Encoded by
+    OpenCV, written by Python: OpenCV's own writing crashes on a path that is not UTF-8."""
+    suffix = Path(path).suffix
+    params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality] if suffix.lower() in (".jpg", ".jpeg") else []
+    try:
+        ok, encoded = cv2.imencode(suffix, image, params)
+    except cv2.error:  # no encoder for that suffix
+        return False
+    if not ok:
+        return False
+    Path(path).write_bytes(encoded.tobytes())
+    return True
 
 
 # Pictures in formats not read here: named when a folder holds them (other files, such as annotations, are not).
