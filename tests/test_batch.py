@@ -93,6 +93,29 @@ def test_same_names_from_two_folders_get_two_annotated_images_and_two_rows(image
     assert len(rows_by_path(tmp_path / "out")) == 2
 
 
+def test_a_later_run_never_replaces_an_earlier_runs_copy_of_another_image(images, tmp_path, caplog):
+    first, second, out = tmp_path / "monday", tmp_path / "tuesday", tmp_path / "out"
+    for folder, photo in ((first, "maksssksksss0.jpg"), (second, "maksssksksss1.jpg")):
+        folder.mkdir()
+        shutil.copy(images / photo, folder / "IMG_0001.jpg")  # a camera's names start again on every card
+    run_batch(str(first), out, "local", annotate=True, threads=2)
+    monday = (out / "annotated" / "IMG_0001.jpg").read_bytes()
+    for _ in range(2):  # (the second time: done, nothing written)
+        run_batch(str(second), out, "local", annotate=True, threads=2)
+    assert (out / "annotated" / "IMG_0001.jpg").read_bytes() == monday
+    rows = rows_by_path(out)
+    assert {p: r["annotated"] for p, r in rows.items()} == {str(first / "IMG_0001.jpg"): "annotated/IMG_0001.jpg",
+                                                           str(second / "IMG_0001.jpg"): "annotated/IMG_0001-2.jpg"}
+    assert all((out / r["annotated"]).is_file() for r in rows.values())
+    assert f"annotated/IMG_0001-2.jpg (annotated/IMG_0001.jpg is {first / 'IMG_0001.jpg'}'s)" in caplog.text
+    # Parts of older versions, without the column, are read with it empty.
+    import pyarrow.parquet as pq
+
+    part = next(out.glob("*.parquet"))
+    pq.write_table(pq.read_table(part).drop(["annotated"]), part)
+    assert None in {r["annotated"] for r in rows_by_path(out).values()}
+
+
 def test_names_that_are_not_utf8_get_rows_and_copies_and_are_not_done_twice(images, tmp_path):
     folder = tmp_path / "archive"
     folder.mkdir()
@@ -435,6 +458,28 @@ def test_the_8_bit_model_is_named_as_such_in_the_folder_settings(images, tmp_pat
         run_batch(images, out, "local", threads=2)
 
 
+def test_a_model_is_known_by_its_files_not_its_path(images, tmp_path):
+    from maskwatch.detector import DEFAULT_HEAD, INT8_SUFFIX
+
+    mine, out, one = tmp_path / "mine", tmp_path / "out", [str(images / "maksssksksss0.jpg")]
+    mine.mkdir()
+    for file in (DEFAULT_HEAD, DEFAULT_HEAD.with_suffix(".json")):
+        shutil.copy(file, mine)
+    assert run_batch(one, out, "local", threads=2, model=str(mine)).processed == 1
+    # The shipped model by name, or by its folder, is the same files: the folder goes on.
+    assert run_batch([str(images / "maksssksksss1.jpg")], out, "local", threads=2).processed == 1
+    assert run_batch([str(images / "maksssksksss5.jpg")], out, "local", threads=2,
+                     model=str(DEFAULT_HEAD.parent)).processed == 1
+    # Another model under the same path (trained again in place) is not the same settings.
+    shutil.copy(DEFAULT_HEAD.with_name(DEFAULT_HEAD.stem + INT8_SUFFIX + ".onnx"), mine / DEFAULT_HEAD.name)
+    with pytest.raises(MaskwatchError, match=f"model '{DEFAULT_HEAD.parent}' there, '{mine}' now"):
+        run_batch(one, out, "local", threads=2, model=str(mine))
+    run_batch(one, tmp_path / "again", "local", threads=2, model=str(mine))
+    shutil.copy(DEFAULT_HEAD, mine)
+    with pytest.raises(MaskwatchError, match=r"model '.*mine': its files changed since \(trained or copied again"):
+        run_batch(one, tmp_path / "again", "local", threads=2, model=str(mine))
+
+
 @pytest.fixture
 def ray_cluster():
     """A cluster as `ray start --head` makes one, on loopback: its GCS address. Stopped by its own processes
@@ -487,3 +532,13 @@ def test_ray_engine_on_a_cluster_started_apart_and_a_ray_client_address_refused(
     from_env = subprocess.run([*cli, "--out", str(tmp_path / "env")], capture_output=True, text=True, timeout=120,
                               env={**os.environ, "RAY_ADDRESS": "ray://127.0.0.1:10001"})
     assert from_env.returncode == 2 and "RAY_ADDRESS ray://127.0.0.1:10001: Ray's client" in from_env.stderr
+
+
+def test_the_local_engine_also_writes_a_part_when_time_has_passed(images, tmp_path, detector):
+    from maskwatch.batch.local import run_local
+
+    paths = [str(images / f"{stem}.jpg") for stem in STEMS[:3]]
+    assert run_local(paths, tmp_path / "slow", detector, 0.4, None, every_s=0.0) == 3  # as if each took long
+    assert len(list((tmp_path / "slow").glob("*.parquet"))) == 3 and len(rows_by_path(tmp_path / "slow")) == 3
+    assert run_local(paths, tmp_path / "fast", detector, 0.4, None) == 3
+    assert len(list((tmp_path / "fast").glob("*.parquet"))) == 1

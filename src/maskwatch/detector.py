@@ -46,6 +46,29 @@ def is_shipped_name(model: str | Path | None) -> bool:
     return model is not None and str(model) in SHIPPED_FILES
 
 
+def model_fingerprint(model: str | Path | None) -> str:
+    """A hash of the files a model is loaded from (`Detector.load`'s argument): the same for the same weights
+    whatever the path, another for a model trained again in place. Files that are not there are left out (load
+    says what is missing)."""
+    import hashlib
+
+    if model is None or is_shipped_name(model):
+        head, finder = SHIPPED_FILES[str(model or SHIPPED)]
+        files = [head, DEFAULT_HEAD.with_suffix(".json"), finder]
+    else:
+        path = Path(model)
+        path = model_in(path) if path.is_dir() else path
+        eight_bits = path.stem.endswith(INT8_SUFFIX)  # (a head's 8-bit copy: its float twin's JSON, as load does)
+        twin = path.with_name(path.stem.removesuffix(INT8_SUFFIX) + path.suffix)
+        files = [path, twin.with_suffix(".json"), int8_twin(CENTERFACE_PATH) if eight_bits else CENTERFACE_PATH]
+    digest = hashlib.sha256()
+    for file in files:
+        if Path(file).is_file():
+            with open(file, "rb") as f:
+                digest.update(hashlib.file_digest(f, "sha256").digest())
+    return digest.hexdigest()[:16]
+
+
 @dataclass
 class ScoringConfig:
     """Stored beside a model's ONNX as JSON: its classes and how its outputs become scores."""

@@ -66,5 +66,7 @@ SERVE_DATA_DIR = Path("out/serve")  # where its video jobs and results are kept 
 # before it is sent again (it should answer first and work after).
 WEBHOOK_TIMEOUT_S = 5.0
 
-# Batch: rows per Parquet part of the local engine (a crash loses at most this many finished rows).
+# Batch: the local engine writes a Parquet part every this many rows or seconds, whichever comes first (a crash
+# loses at most the rows of that time; slow images, big photos, come out in smaller parts).
 BATCH_PART_ROWS = 200
+BATCH_PART_SECONDS = 30.0

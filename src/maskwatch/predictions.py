@@ -181,8 +181,8 @@ def _read_batch_rows(path: Path, classes: list[str] | tuple[str, ...]) -> Iterat
 
 # `maskwatch batch` results: Parquet parts of one row per image, the detections as this module's records (JSON),
 # and a count column per mask class (a model of other classes: its labels are in `detections`; every part of a
-# folder has one schema).
-ROW_FIELDS = ("path", "width", "height", "detections", "faces", *MASK_CLASSES, "error")
+# folder has one schema); `annotated`: the image's annotated copy, relative to the folder (with --annotate).
+ROW_FIELDS = ("path", "width", "height", "detections", "faces", *MASK_CLASSES, "error", "annotated")
 
 
 def row_schema():
@@ -192,7 +192,7 @@ def row_schema():
     import pyarrow as pa
 
     types = {"path": pa.string(), "width": pa.int64(), "height": pa.int64(), "detections": pa.string(),
-             "error": pa.string()}
+             "error": pa.string(), "annotated": pa.string()}
     return pa.schema([(name, types.get(name, pa.int64())) for name in ROW_FIELDS])
 
 
@@ -204,7 +204,8 @@ def result_parts(folder: Path) -> list[Path]:
 
 def read_results(out_dir: Path):
     """All rows of a `maskwatch batch` results folder (or one part) as a pyarrow Table in the row schema (parts
-    of older versions, which may store `error` as type null, are cast to it; parts cut short are skipped)."""
+    of older versions, which may store `error` as type null or lack `annotated`, are brought to it; parts cut
+    short are skipped)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -215,7 +216,10 @@ def read_results(out_dir: Path):
     tables = []
     for part in parts:
         try:
-            tables.append(pq.read_table(part).select(schema.names).cast(schema))
+            table = pq.read_table(part)
+            if "annotated" not in table.column_names:  # written before 2026-11-27
+                table = table.append_column("annotated", pa.nulls(table.num_rows, pa.string()))
+            tables.append(table.select(schema.names).cast(schema))
         except Exception as exc:  # a part cut short by a crash: its images run again on the next run
             log.warning("%s: unreadable result part (%s); skipped", part, exc)
     return pa.concat_tables(tables) if tables else schema.empty_table()

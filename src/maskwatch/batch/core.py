@@ -14,9 +14,9 @@ from pathlib import Path
 
 from maskwatch.annotate import annotate
 from maskwatch.classes import MASK_CLASSES
-from maskwatch.data.images import read_image, save_annotated_copy
+from maskwatch.data.images import annotated_copy_name, read_image, save_annotated_copy
 from maskwatch.detector import Detector
-from maskwatch.errors import MaskwatchError, utf8_text
+from maskwatch.errors import MaskwatchError, name_some, utf8_text
 from maskwatch.predictions import ImagePredictions, class_counts, result_parts
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ def detect_row(detector: Detector, path: str, conf: float, annotate_dir: Path | 
     written as annotate_dir/name (data.inputs.output_names: unique across the run). Its path and error are
     `utf8_text`."""
     row: dict = {"path": utf8_text(path), "width": 0, "height": 0, "detections": "[]", "faces": 0,
-                 **{c: 0 for c in MASK_CLASSES}, "error": None}
+                 **{c: 0 for c in MASK_CLASSES}, "error": None, "annotated": None}
     try:
         image = read_image(path)
         detections = detector(image, min_score=conf)
@@ -50,11 +50,40 @@ def detect_row(detector: Detector, path: str, conf: float, annotate_dir: Path | 
                faces=len(record["detections"]), **class_counts(detections, MASK_CLASSES))
     if annotate_dir is not None:
         try:
-            save_annotated_copy(annotate_dir, name or Path(path).name, annotate(image, detections, detector.classes),
-                                jpeg_quality=95)
+            copy = save_annotated_copy(annotate_dir, name or Path(path).name,
+                                       annotate(image, detections, detector.classes), jpeg_quality=95)
+            row["annotated"] = utf8_text(copy.relative_to(annotate_dir.parent).as_posix())
         except MaskwatchError as exc:  # the detections stand; the row says the copy is missing
             row["error"] = utf8_text(str(exc))
     return row
+
+
+def copy_key(name: str) -> str:
+    """How a row names the annotated copy of the input called `name` (data.inputs.output_names): relative to the
+    results folder."""
+    return utf8_text(f"annotated/{annotated_copy_name(name)}")
+
+
+def names_keeping_earlier_copies(todo: list[str], names: dict[str, str], copies: dict[str, str]) -> dict[str, str]:
+    """`names` with this run's copies renamed where an earlier run's row holds that copy for another image (two
+    runs into one --out, each with an IMG_0001.jpg): IMG_0001-2.jpg, -3, ... so no copy replaces another image's.
+    The same inputs get the same names again, so a resumed run writes where it wrote before."""
+    renamed, out = [], dict(names)
+    taken = set(copies) | {copy_key(n) for n in names.values()}
+    for path in todo:
+        owner = copies.get(copy_key(names[path]))
+        if owner is None or owner == utf8_text(path):
+            continue
+        stem, suffix, k = Path(names[path]).stem, Path(names[path]).suffix, 2
+        while copy_key(new := str(Path(names[path]).with_name(f"{stem}-{k}{suffix}"))) in taken:
+            k += 1
+        taken.add(copy_key(new))
+        out[path] = new
+        renamed.append(f"{copy_key(new)} ({copy_key(names[path])} is {owner}'s)")
+    if renamed:
+        log.warning("%d annotated cop(ies) renamed, since an earlier run's copy of another image has the name: %s",
+                    len(renamed), name_some(renamed, 3))
+    return out
 
 
 PART_NAME = re.compile(r"^part-\d{8}-\d{6}-\d{6}-")  # a timestamp first: parts sort by name in the order written
@@ -80,6 +109,7 @@ class FolderState:
     latest: dict[str, tuple[Path, str | None]] = field(default_factory=dict)  # path -> (its part, its error)
     rows: dict[Path, list[str]] = field(default_factory=dict)  # part -> its rows' paths (normalised)
     unreadable: list[Path] = field(default_factory=list)
+    copies: dict[str, str] = field(default_factory=dict)  # annotated copy (relative to the folder) -> its row's path
 
     @property
     def done(self) -> set[str]:
@@ -99,16 +129,21 @@ def read_folder(out_dir: Path) -> FolderState:
     import pyarrow.parquet as pq
 
     state = FolderState()
+    copy_of: dict[str, str | None] = {}  # path -> the copy its latest row names
     for part in parts_oldest_first(out_dir):
         try:
-            table = pq.read_table(part, columns=["path", "error"])
+            columns = [c for c in ("path", "error", "annotated") if c in pq.read_schema(part).names]
+            table = pq.read_table(part, columns=columns)
         except Exception:  # cut short by a crash or an interrupted write: nothing in it can be trusted
             state.unreadable.append(part)
             continue
         paths = [normalise_path(p) for p in table.column("path").to_pylist()]  # older versions: paths as typed
         state.rows[part] = paths
-        for path, error in zip(paths, table.column("error").to_pylist()):
+        copies = table.column("annotated").to_pylist() if "annotated" in columns else [None] * len(paths)
+        for path, error, copy in zip(paths, table.column("error").to_pylist(), copies):
             state.latest[path] = (part, error)
+            copy_of[path] = copy
+    state.copies = {copy: path for path, copy in copy_of.items() if copy}
     return state
 
 
@@ -177,7 +212,15 @@ def check_settings(out_dir: Path, settings: dict, has_rows: bool) -> None:
         except (OSError, ValueError):
             before = {}
         changed = [f"{key} {before[key]!r} there, {value!r} now" for key, value in settings.items()
-                   if key in before and before[key] != value]
+                   if key in before and before[key] != value and key not in ("model", "model_sha256")]
+        # The model is the same when its files are (the shipped one named by its folder too), and another when
+        # they changed under the same path (trained again in place); folders of older versions: by its path.
+        model, files = settings.get("model"), settings.get("model_sha256")
+        if "model_sha256" in before and before["model_sha256"] != files:
+            changed.append(f"model {before.get('model')!r} there, {model!r} now" if before.get("model") != model
+                           else f"model {model!r}: its files changed since (trained or copied again in place)")
+        elif "model_sha256" not in before and "model" in before and before["model"] != model:
+            changed.append(f"model {before['model']!r} there, {model!r} now")
         if changed:
             raise MaskwatchError(f"{out_dir} holds results made with other settings ({'; '.join(changed)}); give "
                                  f"another --out, or the same settings to go on with it")

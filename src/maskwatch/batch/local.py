@@ -1,14 +1,16 @@
-"""The local engine: one process, a progress bar, results flushed to Parquet every `chunk` images."""
+"""The local engine: one process, a progress bar, results flushed to Parquet every `chunk` images or
+`every_s` seconds."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from tqdm import tqdm
 
 from maskwatch.batch.core import detect_row, part_name
 from maskwatch.detector import Detector
-from maskwatch.limits import BATCH_PART_ROWS
+from maskwatch.limits import BATCH_PART_ROWS, BATCH_PART_SECONDS
 from maskwatch.predictions import row_schema
 
 
@@ -22,20 +24,20 @@ def write_rows(rows: list[dict], path: Path) -> None:
 
 
 def run_local(paths: list[str], out_dir: Path, detector: Detector, conf: float, annotate_dir: Path | None,
-              names: dict[str, str] | None = None, chunk: int = BATCH_PART_ROWS) -> int:
+              names: dict[str, str] | None = None, chunk: int = BATCH_PART_ROWS,
+              every_s: float = BATCH_PART_SECONDS) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
     name = part_name("local")
-    written = 0
+    written, parts, since = 0, 0, time.monotonic()
     try:
         for path in tqdm(paths, desc="detecting", unit="img"):
             rows.append(detect_row(detector, path, conf, annotate_dir, (names or {}).get(path)))
-            if len(rows) >= chunk:
-                write_rows(rows, out_dir / f"{name}-{written // chunk:05d}.parquet")
-                written += len(rows)
-                rows = []
+            if len(rows) >= chunk or time.monotonic() - since >= every_s:
+                write_rows(rows, out_dir / f"{name}-{parts:05d}.parquet")
+                written, parts, rows, since = written + len(rows), parts + 1, [], time.monotonic()
     finally:  # Ctrl-C or SIGTERM (as KeyboardInterrupt): the rows done so far are kept too
         if rows:
-            write_rows(rows, out_dir / f"{name}-{written // chunk:05d}.parquet")
+            write_rows(rows, out_dir / f"{name}-{parts:05d}.parquet")
             written += len(rows)
     return written

@@ -7,9 +7,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from maskwatch.batch.core import check_settings, folder_lock, normalise_path, read_folder, tidy_folder
+from maskwatch.batch.core import (check_settings, folder_lock, names_keeping_earlier_copies, normalise_path,
+                                  read_folder, tidy_folder)
 from maskwatch.data.inputs import check_copies_apart, check_writable, collect_images, output_names
-from maskwatch.detector import SHIPPED, check_score, is_shipped_name
+from maskwatch.detector import SHIPPED, check_score, is_shipped_name, model_fingerprint
 from maskwatch.errors import MaskwatchError, install_hint, utf8_text
 from maskwatch.limits import BATCH_PART_ROWS
 from maskwatch.thresholds import FOR_PEOPLE
@@ -55,14 +56,16 @@ def run_batch(spec: str | list[str], out: Path, engine: str = "local", address: 
         # a model is recorded by what it is (a link like runs/latest re-pointed is another model)
         named = str(model) if is_shipped_name(model) else os.path.realpath(os.path.expanduser(model)) if model \
             else SHIPPED
-        check_settings(out, {"conf": conf, "model": named,
+        check_settings(out, {"conf": conf, "model": named, "model_sha256": model_fingerprint(model),
                              "annotate": annotate}, bool(before.rows or before.unreadable))
         done = before.done  # (a property that builds the set: once, not per image)
         # (rows written before 2026-11-27 name an image by its link's target)
-        todo = [p for p in paths if utf8_text(p) not in done and not (done and utf8_text(os.path.realpath(p)) in done)]
+        todo = [p for p in paths
+                if utf8_text(p) not in done and not (done and utf8_text(os.path.realpath(p)) in done)]
         annotate_dir = out / "annotated" if annotate else None
         if annotate_dir is not None:
             check_writable(annotate_dir, "--annotate")
+            names = names_keeping_earlier_copies(todo, names, before.copies)
         summary = BatchSummary(len(paths), len(paths) - len(todo), 0, engine, out)
         try:
             summary.processed = _run_engine(todo, out, engine, address, conf, annotate_dir, model, actors, threads,
