@@ -62,9 +62,17 @@ def test_links_to_missing_files_are_named_by_their_own_name_and_skipped(folders,
         caplog.clear()
         with caplog.at_level("WARNING"):
             found = collect_images([spec])
-        assert [p.name for p in found] == ["alias.jpg", "maksssksksss0.jpg"]  # one row per file: the first name
+        assert [p.name for p in found] == ["maksssksksss0.jpg", "maksssksksss1.jpg"]  # one row per file: its own name
+        assert "(e.g. " in caplog.text and "maksssksksss1.jpg, not " in caplog.text and "alias.jpg)" in caplog.text
         assert "1 link(s) to a missing file skipped" in caplog.text and "gone.jpg" in caplog.text
         assert "nowhere" not in caplog.text
+
+
+def test_a_glob_through_a_linked_folder_that_leads_back_up_takes_each_file_once_by_its_own_name(folders, caplog):
+    (folders / "b" / "deep" / "up").symlink_to(folders / "b")  # '**' follows it round, 40 levels deep
+    found = collect_images([str(folders / "b" / "**" / "*.jpg")])
+    assert found == [folders / "b" / "deep" / "maksssksksss5.jpg"]
+    assert "1 file(s) reached by more than one path, through links" in caplog.text
 
 
 def test_a_names_file_keeps_only_the_listed_images(folders):

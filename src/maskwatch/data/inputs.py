@@ -13,7 +13,7 @@ from typing import Sequence
 from maskwatch.data.dataset import read_text_file
 from maskwatch.data.images import IMAGE_SUFFIXES, annotated_copy_name, list_images, warn_unread, without_broken_links
 from maskwatch.data.tfrecord import is_record_file
-from maskwatch.errors import MaskwatchError
+from maskwatch.errors import MaskwatchError, name_some
 
 log = logging.getLogger(__name__)
 
@@ -77,15 +77,13 @@ def collect_images(specs: Sequence[str | Path], only: Path | None = None, output
             if not matches:
                 raise MaskwatchError(f"{spec}: no files match this pattern")
             warn_unread(matches, str(spec))
-            paths += without_broken_links([p for p in matches if p.suffix.lower() in IMAGE_SUFFIXES], str(spec))
+            # ('**' follows linked folders: one that leads back up repeats every file under it, 40 levels deep)
+            images = one_path_per_file([p for p in matches if p.suffix.lower() in IMAGE_SUFFIXES], str(spec))
+            paths += without_broken_links(images, str(spec))
         else:
             raise MaskwatchError(f"{spec}: no such file or folder (give images, folders, a .txt list of paths "
                                  f"or a quoted glob such as 'photos/**/*.jpg')")
-    unique, seen = [], set()
-    for path in paths:  # each file once, in the order given
-        if path.resolve() not in seen:
-            seen.add(path.resolve())
-            unique.append(path)
+    unique = one_path_per_file(paths, name_some(specs, 3))
     if not unique:
         records = [p for spec in specs if Path(spec).is_dir() for p in Path(spec).rglob("*") if is_record_file(p)]
         hint = (f"; {records[0].parent} holds TFRecord files, which embed their images: `maskwatch convert "
@@ -93,6 +91,33 @@ def collect_images(specs: Sequence[str | Path], only: Path | None = None, output
         raise MaskwatchError(f"{', '.join(map(str, specs))}: no images found (looked for "
                              f"{', '.join(IMAGE_SUFFIXES)}); nothing to do{hint}")
     return keep_listed(unique, only) if only is not None else unique
+
+
+def one_path_per_file(paths: list[Path], where: str) -> list[Path]:
+    """Each file once, named by a path without links where there is one (a link beside its target, a linked
+    folder that leads back up), else by the shortest, where that name comes in the order given; said when links
+    made a file appear under two names (the same path given twice is not worth a word)."""
+    groups: dict[Path, list[Path]] = {}
+    for path in paths:
+        groups.setdefault(path.resolve(), []).append(path)
+
+    def key(path: Path) -> tuple:
+        return os.path.realpath(path) != os.path.abspath(path), len(path.parts), str(path)
+
+    chosen = {real: min(group, key=key) for real, group in groups.items()}
+    unique, placed = [], set()
+    for path in paths:
+        real = path.resolve()
+        if real not in placed and str(path) == str(chosen[real]):
+            placed.add(real)
+            unique.append(path)
+    merged = [(group, chosen[real]) for real, group in groups.items() if len({str(p) for p in group}) > 1]
+    if merged:
+        group, best = merged[0]
+        other = next(p for p in group if str(p) != str(best))
+        log.warning("%s: %d file(s) reached by more than one path, through links; each is taken once, by its own "
+                    "name (e.g. %s, not %s)", where, len(merged), best, other)
+    return unique
 
 
 def keep_listed(paths: list[Path], names_file: Path) -> list[Path]:
