@@ -219,6 +219,15 @@ def test_bad_zones_lines_urls_and_configs_say_what_to_fix(detector, crossing, tm
     assert (load_config(bad)["door"].every, load_config(bad)["door"].window) == (3, 2.5)
     with pytest.raises(MaskwatchError, match="a folder; give the camera config file"):
         load_config(tmp_path)
+    # watch runs one camera: which one comes first; another camera's unset ${VAR} is not its error.
+    from maskwatch.video.config import load_camera
+
+    bad.write_text("cameras:\n  door: {source: a.mp4, webhooks: ['${NOT_SET_HERE}']}\n  hall: {source: b.mp4}")
+    with pytest.raises(MaskwatchError, match=r"several cameras; choose one with --camera \(door, hall\)"):
+        load_camera(bad, None)
+    assert load_camera(bad, "hall").source == "b.mp4"
+    with pytest.raises(MaskwatchError, match="NOT_SET_HERE.*not set"):
+        load_camera(bad, "door")
     with pytest.raises(MaskwatchError, match="cannot hold MQTT wildcards"):
         MqttSink("mqtt://broker:1883/site/#")
     with pytest.raises(MaskwatchError, match="cannot hold MQTT wildcards"):
@@ -442,3 +451,29 @@ def test_a_relative_source_in_a_config_file_is_found_beside_it(tmp_path, monkeyp
     cameras = load_config(Path("cfg") / "cameras.yaml")
     assert cameras["door"].source == str(Path("cfg") / "door.mp4") and cameras["door"].db == Path("events.sqlite")
     assert cameras["cam"].source == "0" and cameras["here"].source == "local.mp4"  # a webcam; the working dir
+
+
+def test_a_webhook_secret_that_signs_nothing_is_said_unless_the_config_uses_it(crossing_clip, tmp_path):
+    from servers import WebhookReceiver, free_port
+
+    receiver = WebhookReceiver(free_port(), tmp_path / "posts.jsonl").start()
+    config = tmp_path / "cameras.yaml"
+    cli = [sys.executable, "-m", "maskwatch.cli", "watch", "--max-frames", "2", "--scale", "1"]
+    env = {**__import__("os").environ, "MASKWATCH_WEBHOOK_SECRET": "s3cret"}
+
+    def warning(secret_line: str, *options: str, environment: dict = env) -> str:
+        config.write_text(f"cameras:\n  door:\n    source: {crossing_clip}\n    db: {tmp_path / 'e.sqlite'}\n"
+                          f"    webhooks:\n      - url: {receiver.url}\n{secret_line}")
+        run = subprocess.run([*cli, "--config", str(config), *options], capture_output=True, text=True,
+                             env=environment, timeout=300)
+        assert run.returncode == 0, run.stderr
+        said = (run.stdout + run.stderr).splitlines()
+        return " ".join(line for line in said if "warning: --webhook-secret" in line)
+
+    try:
+        assert warning("        secret: ${MASKWATCH_WEBHOOK_SECRET}\n") == ""  # the README's example
+        assert f"the config's webhook(s) {receiver.url} are sent unsigned" in warning("")
+        plain = {k: v for k, v in env.items() if k != "MASKWATCH_WEBHOOK_SECRET"}
+        assert "none was given" in warning("        secret: abc\n", "--webhook-secret", "x", environment=plain)
+    finally:
+        receiver.kill()

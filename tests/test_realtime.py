@@ -129,6 +129,29 @@ def test_the_schedule_detects_one_frame_in_n_from_the_measured_costs_and_says_so
     assert [fixed.due(i, i / 30) for i in range(6)] == [True, False, False, True, False, False]
 
 
+def test_max_fps_gives_each_frame_its_paced_time(caplog):
+    """A 15 fps file at --max-fps 5: every frame is processed, 200 ms apart, so a 77 ms detection fits each one
+    (it once detected on one frame in two, saying 77 ms was more than the 67 ms between frames). A live source
+    at --max-fps 5 sees frames 200 ms apart: the same."""
+    for live in (False, True):
+        schedule = DetectSchedule(15.0, None, "door", live=live, max_fps=5.0)
+        with caplog.at_level(logging.WARNING):
+            for i in range(20):
+                t = i / (5.0 if live else 15.0)
+                detect = schedule.due(i, t)
+                if detect:
+                    schedule.detected(t)
+                schedule.spent(detect, 0.077 if detect else 0.005)
+        assert schedule.detect_every == 1 and schedule.detections == 20 and "between frames" not in caplog.text
+    unpaced = DetectSchedule(15.0, None, "door", live=False)
+    for i in range(20):
+        detect = unpaced.due(i, i / 15)
+        if detect:
+            unpaced.detected(i / 15)
+        unpaced.spent(detect, 0.077 if detect else 0.005)
+    assert unpaced.detect_every > 1
+
+
 @pytest.mark.parametrize("detect_s, track_s, behind", [(0.13, 0.075, False), (0.20, 0.095, True)])
 def test_behind_is_said_only_when_the_video_cannot_be_kept_up_with(caplog, detect_s, track_s, behind):
     """At 10 frames/s, detecting at least every 0.5 s: (0.13 + 4 x 0.075) / 5 = 86 ms a frame is over the 80 %

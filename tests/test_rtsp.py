@@ -86,3 +86,16 @@ def test_watch_waits_for_a_camera_that_comes_up_after_it_started(photo, tmp_path
     assert watch.returncode == 0, err
     assert "cannot open the camera or stream" in err and "trying again" in err
     assert "5 frames" in out + err
+
+
+def test_camera_credentials_never_show_in_what_is_shown_or_stored():
+    from maskwatch.video.sources import without_password
+
+    for given, shown in (("rtsp://admin:s3cret@cam:554/live?token=abc&channel=1",
+                          "rtsp://admin:***@cam:554/live?token=***&channel=1"),
+                         ("rtsp://TOKEN123@cam/live", "rtsp://***@cam/live"),  # a lone user part is often a token
+                         ("http://cam/video.mjpg?user=u&password=p&pwd=q&apikey=k",
+                          "http://cam/video.mjpg?user=u&password=***&pwd=***&apikey=***"),
+                         ("rtsp://u:p@ss@[fe80::1]:8554/s", "rtsp://u:***@[fe80::1]:8554/s"),
+                         ("rtsp://cam/live", "rtsp://cam/live"), ("0", "0"), ("/videos/door.mp4", "/videos/door.mp4")):
+        assert without_password(given) == shown

@@ -353,3 +353,34 @@ def test_a_job_finished_by_an_earlier_version_is_answered_as_stored(tmp_path, de
         assert [(job["id"], job["summary"]) for job in client.get("/v1/videos").json()["jobs"]] == [("A" * 24, old)]
         assert client.delete("/v1/videos/" + "A" * 24).status_code == 204
         assert client.get("/v1/videos").json() == {"jobs": []}
+
+
+def test_a_key_that_would_leave_the_server_open_or_could_never_be_sent_is_refused_at_the_start():
+    import os
+
+    from maskwatch.errors import MaskwatchError
+    from maskwatch.serve.app import Settings
+
+    for key, said in (("", "is empty"), ("  ", "is empty"), (" s3cret ", "starts or ends with spaces"),
+                      ("clé", "other than printable ASCII"), ("a\tb", "other than printable ASCII")):
+        with pytest.raises(MaskwatchError, match=said):
+            Settings(api_key=key)
+    for size in (0, -1, float("nan"), float("inf")):
+        with pytest.raises(MaskwatchError, match="--max-upload-mb is"):
+            Settings(max_upload_mb=size)
+    assert Settings(api_key="s3cret-K3y!").api_key == "s3cret-K3y!"
+    # MASKWATCH_API_KEY set to nothing (KEY=$UNSET in a unit file): the CLI refuses, it does not serve openly.
+    result = subprocess.run([sys.executable, "-m", "maskwatch.cli", "serve", "--port", str(free_port())],
+                            capture_output=True, text=True, timeout=60, env={**os.environ, "MASKWATCH_API_KEY": ""})
+    assert result.returncode == 2 and "MASKWATCH_API_KEY) is empty" in result.stderr
+
+
+def test_a_loopback_server_answers_only_requests_that_name_a_loopback_host(tmp_path):
+    """DNS rebinding: a page of evil.example, its name re-pointed at 127.0.0.1, must not read the open server."""
+    with running_server(tmp_path / "data") as (url, _):
+        port = url.rsplit(":", 1)[1]
+        for host, status in ((f"127.0.0.1:{port}", 200), (f"localhost:{port}", 200), ("localhost", 200),
+                             (f"evil.example:{port}", 421), ("evil.example", 421), (f"192.168.1.5:{port}", 421)):
+            response = httpx.get(f"{url}/healthz", headers={"Host": host})
+            assert response.status_code == status, host
+        assert "listens on loopback only" in httpx.get(f"{url}/v1/cameras", headers={"Host": "evil.example"}).text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -515,7 +516,9 @@ def watch(source: Optional[str] = typer.Argument(None, metavar="SOURCE",
           every: Optional[int] = typer.Option(None, "--every", help="Detect on every Nth frame; track in between "
                                                                     "[default: as often as the source's frame rate "
                                                                     "allows, and not on still frames]."),
-          max_fps: Optional[float] = typer.Option(None, "--max-fps", help="Process at most this many frames/s."),
+          max_fps: Optional[float] = typer.Option(None, "--max-fps", help="Process at most this many frames/s: a "
+                                                  "camera's frames in between are dropped, a file's all processed "
+                                                  "at that pace."),
           max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Stop after this many frames."),
           give_up_after: Optional[float] = typer.Option(
               None, "--give-up-after", metavar="SECONDS",
@@ -537,11 +540,11 @@ def watch(source: Optional[str] = typer.Argument(None, metavar="SOURCE",
     from tqdm import tqdm
 
     from maskwatch.detector import Detector
-    from maskwatch.video.config import CameraConfig, WebhookConfig, load_config, pick_camera
+    from maskwatch.video.config import CameraConfig, WebhookConfig, load_camera
     from maskwatch.video.zones import Line, Zone
 
     if config:
-        setup = pick_camera(load_config(config), camera, config)
+        setup = load_camera(config, camera)
     elif source is None:
         raise MaskwatchError("watch needs a SOURCE (a video file, webcam index, rtsp:// URL or folder) or --config")
     else:
@@ -554,8 +557,12 @@ def watch(source: Optional[str] = typer.Argument(None, metavar="SOURCE",
         zones=[Zone.parse(z) for z in zone] if zone else None, lines=[Line.parse(x) for x in line] if line else None,
         webhooks=[WebhookConfig(url, webhook_secret, *([] if webhook_timeout is None else [webhook_timeout]))
                   for url in webhook] if webhook else None, mqtt=mqtt or None)
-    if webhook_secret and not webhook:  # (a secret in the environment signs --webhook URLs only)
-        unsigned = [w.url for w in setup.webhooks or [] if not w.secret]
+    unsigned = [w.url for w in setup.webhooks or [] if not w.secret]
+    # A secret signs --webhook URLs only. Said when the config's webhooks go unsigned beside it, or when it was
+    # given on the command line for nothing; from the environment alone it may be there for the config's
+    # `${MASKWATCH_WEBHOOK_SECRET}` (the README's example) or for other cameras: not worth a word.
+    from_environment = os.environ.get("MASKWATCH_WEBHOOK_SECRET") == webhook_secret
+    if webhook_secret and not webhook and (unsigned or not from_environment):
         console.print("[yellow]warning: --webhook-secret / MASKWATCH_WEBHOOK_SECRET signs only the --webhook URLs "
                       "given with it; " + (f"the config's webhook(s) {', '.join(unsigned)} are sent unsigned: give "
                                             f"`secret:` beside their url" if unsigned else "none was given")
@@ -687,6 +694,8 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to liste
         raise MaskwatchError(f"serving needs the serve extra ({exc}): {install_hint('serve')}") from exc
     cameras = setup_from_options(camera, config, db, retention_days, threads, blur_faces=blur_faces or None,
                                  event_snapshots=event_snapshots or None, every=every, scale=scale, model=model)
+    if api_key is None and os.environ.get("MASKWATCH_API_KEY") == "":  # (typer reads an empty variable as unset)
+        api_key = ""  # refused by Settings: an empty key must not make an open server without a word
     settings = Settings(data_dir=data_dir, max_upload_mb=max_upload_mb, api_key=api_key, threads=threads,
                         model=model, workers=workers, max_queue=max_queue, cameras=cameras,
                         keep_results_days=keep_results_days)

@@ -263,7 +263,8 @@ class Detector(_FaceDetector):
             return cls(head, finder, config_path=DEFAULT_HEAD.with_suffix(".json"), **kwargs)
         path = Path(path)
         if not path.exists():
-            raise MaskwatchError(f"{path}: no such model file or run folder")
+            raise MaskwatchError(f"{path}: no such model file or run folder (the shipped models are named "
+                                 f"{', '.join(SHIPPED_FILES)})")
         if path.is_dir():
             path = model_in(path)
         elif path.suffix.lower() != ".onnx":

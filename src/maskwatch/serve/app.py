@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 import os
 import re
 import tempfile
@@ -37,7 +38,7 @@ from maskwatch.limits import (MAX_UPLOAD_MB, MULTIPART_OVERHEAD_BYTES, SERVE_DAT
                               usable_cores)
 from maskwatch.predictions import ImagePredictions, class_counts
 from maskwatch.serve.cameras import CameraRegistry, CameraSetup
-from maskwatch.serve.guards import ApiKeyMiddleware, UploadGate, WorkerPool
+from maskwatch.serve.guards import ApiKeyMiddleware, LoopbackHostGate, UploadGate, WorkerPool, is_loopback
 from maskwatch.serve.jobs import DataDirLock, JobQueue
 from maskwatch.serve.live import PAGE_PATHS, add_live_routes
 from maskwatch.serve.schemas import (DetectResult, Health, RunSummary, VideoJob, VideoJobCreated, VideoJobList,
@@ -69,6 +70,22 @@ class Settings:
     max_queue: int = SERVE_MAX_QUEUE  # requests that may wait for a worker; more get 503
     cameras: CameraSetup | None = None  # live cameras (serve --camera / --config) and their events database
     keep_results_days: float | None = None  # video jobs deleted this long after they ended (None: kept)
+
+    def __post_init__(self):
+        """A key that would leave the server open, or that no client could send, is refused before it starts."""
+        key = self.api_key
+        if key is not None and not key.strip():
+            raise MaskwatchError("--api-key (or MASKWATCH_API_KEY) is empty (a variable set to nothing?): the "
+                                 "server would be open to anyone; give a key, or leave both out for a server "
+                                 "without one")
+        if key is not None and key != key.strip():
+            raise MaskwatchError("--api-key starts or ends with spaces, which HTTP drops from a header: no client "
+                                 "could send it; give the key without them")
+        if key is not None and not (key.isascii() and key.isprintable()):
+            raise MaskwatchError("--api-key holds characters other than printable ASCII, which a header cannot "
+                                 "carry as they are; choose a key of letters, digits and punctuation")
+        if not (math.isfinite(self.max_upload_mb) and self.max_upload_mb > 0):
+            raise MaskwatchError(f"--max-upload-mb is {self.max_upload_mb:g}; expected a size in MB above 0")
 
     @property
     def max_upload_bytes(self) -> int:
@@ -110,7 +127,7 @@ def photo_refusal(path: Path) -> str:
 
 def create_app(settings: Settings | None = None, detector: Detector | None = None) -> FastAPI:
     """The app; it takes the data directory's lock at once, so a second server on it fails before it starts."""
-    settings = settings or Settings(api_key=os.environ.get("MASKWATCH_API_KEY") or None)
+    settings = settings or Settings(api_key=os.environ.get("MASKWATCH_API_KEY"))
     JobQueue.checked_keep_days(settings.keep_results_days)  # refused before the data directory is taken
     lock = DataDirLock(settings.data_dir)
     pool = WorkerPool(settings.workers, settings.max_queue)
@@ -421,8 +438,10 @@ def serve(host: str, port: int, settings: Settings) -> None:
     count = len(settings.cameras.cameras) if settings.cameras else 0
     print(f"maskwatch on http://{host}:{port}/ (API docs at /docs)"
           + (f"; {count} camera(s) at /cameras" if count else "")
-          + (f"; video results deleted {settings.keep_results_days:g} days after their job ended"
+          + (f"; video results deleted {settings.keep_results_days:g} day(s) after their job ended"
              if settings.keep_results_days else ""), flush=True)
     gate = UploadGate(app, settings.max_body_bytes, settings.too_large, settings.api_key, OPEN_PATHS)
+    if is_loopback(host):
+        gate = LoopbackHostGate(gate)
     # Live streams never end by themselves: a stop waits this long for them, then closes them.
     uvicorn.run(gate, host=host, port=port, log_level="info", timeout_graceful_shutdown=3)

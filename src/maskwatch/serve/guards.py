@@ -47,6 +47,37 @@ class ApiKeyMiddleware:
         await self.app(scope, receive, send)
 
 
+LOOPBACK_HOSTS = frozenset({"localhost", "[::1]", "::1"})
+
+
+def is_loopback(host: str) -> bool:
+    return host in LOOPBACK_HOSTS or host.startswith("127.")
+
+
+def host_of(header: str) -> str:
+    """The host of a Host header, without its port ("[::1]:8000" -> "[::1]")."""
+    if header.startswith("["):  # an IPv6 address: [::1]:8000
+        return header.partition("]")[0] + "]"
+    return header.partition(":")[0]
+
+
+class LoopbackHostGate:
+    """On a server listening on loopback only (the default), a request must name a loopback host: a web page the
+    user visits cannot reach the server by a name of its own that resolves to 127.0.0.1 (DNS rebinding) and
+    read its answers, camera pictures included."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not is_loopback(host_of(Headers(scope=scope).get("host", "localhost"))):
+            await JSONResponse({"detail": "this server listens on loopback only; use http://127.0.0.1 or "
+                                          "http://localhost (serve --host for others)"}, status_code=421)(
+                scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 class UploadGate:
     """The connection side of the upload limit, outside the app: a request whose Content-Length is over the
     limit is answered 413 before anything is read (FastAPI's `max_body_size` stops the ones that declare no

@@ -258,6 +258,25 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def load_config(path: Path) -> dict[str, CameraConfig]:
     """The cameras of a config file, by name."""
     path = Path(path)
+    cameras, defaults = _read_cameras(path)
+    return {name: _camera(name, camera, defaults, path) for name, camera in cameras.items()}
+
+
+def load_camera(path: Path, name: str | None) -> CameraConfig:
+    """The camera of a config file that --camera names (None: the only one there is). The others are only
+    named, not read: another camera's unset ${VAR} is not this one's error."""
+    path = Path(path)
+    cameras, defaults = _read_cameras(path)
+    picked = pick_camera(list(cameras), name, path)
+    return _camera(picked, cameras[picked], defaults, path)
+
+
+def _camera(name: str, raw: dict | None, defaults: dict, path: Path) -> CameraConfig:
+    return camera_from_dict(name, {**defaults, **(raw or {})}, f"{path}: camera {name!r}", path.parent)
+
+
+def _read_cameras(path: Path) -> tuple[dict[str, Any], dict]:
+    """A config file's cameras as written (by name) and its defaults; MaskwatchError for a file that is not one."""
     try:
         data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except FileNotFoundError:
@@ -277,15 +296,14 @@ def load_config(path: Path) -> dict[str, CameraConfig]:
     defaults = data.get("defaults") or {}
     if not isinstance(defaults, dict):
         raise MaskwatchError(f"{path}: defaults must be a mapping of camera keys")
-    return {str(name): camera_from_dict(str(name), {**defaults, **(camera or {})}, f"{path}: camera {name!r}",
-                                        path.parent)
-            for name, camera in data["cameras"].items()}
+    return {str(name): camera for name, camera in data["cameras"].items()}, defaults
 
 
-def pick_camera(cameras: dict[str, CameraConfig], name: str | None, path: Path) -> CameraConfig:
-    if name is None and len(cameras) == 1:
-        return next(iter(cameras.values()))
-    if name in cameras:
-        return cameras[name]
+def pick_camera(names: list[str], name: str | None, path: Path) -> str:
+    """The camera of the config file at `path` that --camera names (None: the only one there is)."""
+    if name is None and len(names) == 1:
+        return names[0]
+    if name in names:
+        return name
     what = f"no camera {name!r}" if name else "several cameras"
-    raise MaskwatchError(f"{path}: {what}; choose one with --camera ({', '.join(cameras)})")
+    raise MaskwatchError(f"{path}: {what}; choose one with --camera ({', '.join(names)})")

@@ -228,7 +228,8 @@ class VideoPipeline:
         tracker = FaceTracker(self.detector.classes, frames_source.fps / max(1, opts.every or 1))
         emitter = EventEmitter(camera, summary.run, self.detector.classes, zones, opts.min_track_frames,
                                tracker.lost_after_s, opts.event_snapshots, opts.keep_faces)
-        schedule = DetectSchedule(frames_source.fps, opts.every, str(name), frames_source.live, settings)
+        schedule = DetectSchedule(frames_source.fps, opts.every, str(name), frames_source.live, settings,
+                                  opts.max_fps)
         motion = MotionGate(settings)
         panning = CameraMotion(frames_source.size, settings)
         cuts = SceneCuts(settings)

@@ -76,12 +76,15 @@ class DetectSchedule:
     WARM_DETECTIONS = 4  # no message before this many detections were measured
 
     def __init__(self, fps: float, every: int | None, source: str, live: bool,
-                 settings: RealtimeSettings = REALTIME):
-        self.fps = fps
+                 settings: RealtimeSettings = REALTIME, max_fps: float | None = None):
+        # Frames processed per second: --max-fps paces them. A live source's frames in between are dropped (the
+        # frames seen come at that rate); a file's are all processed, more slowly (its frames keep their rate).
+        self.paced = min(fps, max_fps) if max_fps else fps
+        self.fps = self.paced if live else fps
         self.every = every
         self.source, self.live = source, live
         self.settings = settings
-        self.budget_s = settings.headroom / fps  # what one frame may cost on average
+        self.budget_s = settings.headroom / self.paced  # what one frame may cost on average
         self.detect_cost: float | None = None  # running average of a detection frame's cost (s)
         self.track_cost = 0.0  # ... of a tracked-only frame (0 until one is measured)
         self.interval_s = 0.0  # detect when this long has passed since the last detection
@@ -141,15 +144,15 @@ class DetectSchedule:
         self.interval_s = min(frames, gap) / self.fps
         if self.detections < self.WARM_DETECTIONS:
             return
-        if self.detect_cost > 1 / self.fps:
+        if self.detect_cost > 1 / self.paced:
             self._say("slower", f"{self.source}: detection takes {self.detect_cost * 1000:.0f} ms, more than "
-                                f"the {1000 / self.fps:.0f} ms between frames: detecting on about one frame in "
+                                f"the {1000 / self.paced:.0f} ms between frames: detecting on about one frame in "
                                 f"{min(frames, most):.0f} and tracking the faces in between")
         cost = (self.detect_cost + (gap - 1) * self.track_cost) / gap  # per frame, detecting at the longest gap
-        if frames > most and cost > 1 / self.fps:  # over the budget's headroom is not yet behind the video
+        if frames > most and cost > 1 / self.paced:  # over the budget's headroom is not yet behind the video
             what = ("frames are dropped (the newest is always processed)" if self.live
                     else "the run takes longer than the video")
-            self._say("behind", f"{self.source}: cannot keep up with {self.fps:.0f} frames/s even detecting "
+            self._say("behind", f"{self.source}: cannot keep up with {self.paced:.0f} frames/s even detecting "
                                 f"every {self.settings.max_detect_gap_s:g} s (about {1 / cost:.0f} frames/s): "
                                 f"{what}; --scale 0.5 or a smaller frame size make it cheaper")
 

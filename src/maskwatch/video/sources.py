@@ -13,6 +13,7 @@ import itertools
 import logging
 import os
 import queue
+import re
 import threading
 import time
 from contextlib import contextmanager
@@ -692,15 +693,22 @@ def is_live_spec(spec: str) -> bool:
     return spec.isdigit() or "://" in spec
 
 
+SECRET_QUERY_KEYS = re.compile(r"pass|pwd|token|secret|key|auth|sig|credential", re.IGNORECASE)
+
+
 def without_password(spec: str) -> str:
-    """The source as it may be shown or stored: a URL's password replaced by ***."""
+    """The source as it may be shown or stored: a URL's credentials replaced by ***: the password of user:pass@,
+    a lone user part (often a token: rtsp://TOKEN@host), and query values such as ?password=, ?token=, ?key=."""
     if "://" not in spec:
         return spec
     parts = urlsplit(spec)
-    if parts.password is None:
-        return spec
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    netloc = parts.netloc
+    if "@" in netloc:
+        user, _, host = netloc.rpartition("@")
+        netloc = (f"{user.partition(':')[0]}:***" if ":" in user else "***") + f"@{host}"
+    query = "&".join(f"{k}=***" if (k := pair.partition("=")[0]) and SECRET_QUERY_KEYS.search(k) and "=" in pair
+                     else pair for pair in parts.query.split("&")) if parts.query else parts.query
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def open_source(spec: str, folder_fps: float = FOLDER_FPS, give_up_after_s: float | None = None,
