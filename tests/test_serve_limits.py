@@ -255,6 +255,12 @@ def test_a_video_upload_that_fails_leaves_no_file_behind(tmp_path, photo, detect
 
         monkeypatch.setattr(JobQueue, "create", no_space)
         assert submit().status_code == 500 and list(uploads.iterdir()) == []
+        monkeypatch.undo()
+        # Video jobs waiting to run each keep their upload on disk: past the cap, 503 before anything is read.
+        monkeypatch.setattr(JobQueue, "queued", lambda self: app_module.SERVE_MAX_QUEUED_VIDEOS)
+        full = submit()
+        assert full.status_code == 503 and full.headers["Retry-After"] == "60" and list(uploads.iterdir()) == []
+        assert "video jobs are already waiting" in full.json()["detail"]
 
 
 def test_a_server_shutting_down_stops_the_job_before_closing_its_database(tmp_path, photo, detector):
@@ -290,6 +296,35 @@ def test_a_server_shutting_down_stops_the_job_before_closing_its_database(tmp_pa
         assert (running.status, running.message) == ("running", None) and running.frames_done < 3
     finally:
         again.go.set()
+        jobs.close()
+
+
+def test_deleting_a_running_job_stops_it_and_the_next_one_runs(tmp_path, photo, detector):
+    """A video that takes hours (huge frames) must not hold the only video worker: DELETE stops it at its next
+    frame and removes it; the job queued behind it runs."""
+    import shutil
+
+    from maskwatch.serve.jobs import JobQueue
+
+    clip = write_clip(pan_frames(photo, size=(320, 240), frames=12, zoom=1.5), tmp_path / "door.avi", fps=8,
+                      codec="MJPG")
+    gated = GatedDetector(detector, hold_at=3)
+    jobs = JobQueue(tmp_path / "jobs", gated)
+    try:
+        ids = [jobs.create(Path(shutil.copy(clip, tmp_path / f"upload{n}")), "door.avi") for n in range(2)]
+        assert gated.reached.wait(120), "the first job never reached its third frame"
+        assert jobs.queued() == 1
+        deleting = threading.Thread(target=lambda: deleted.append(jobs.delete(ids[0])))
+        deleted: list[bool] = []
+        deleting.start()  # while the job is in the middle of a frame
+        wait_until(lambda: jobs._running is not None and jobs._running.stopping.is_set(), "the stop", 60, 0.05)
+        gated.go.set()
+        deleting.join(120)
+        assert deleted == [True] and jobs.get(ids[0]) is None and not jobs.job_dir(ids[0]).exists()
+        wait_until(lambda: jobs.get(ids[1]).status == "finished", "the second job's end", 300)
+        assert gated.calls < 12 + 12  # the first stopped after the frame in work, not at its end
+    finally:
+        gated.go.set()
         jobs.close()
 
 

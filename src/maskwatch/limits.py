@@ -60,6 +60,7 @@ MAX_UPLOAD_MB = 200.0
 MULTIPART_OVERHEAD_BYTES = 64 * 1024  # form field headers around the file in a multipart upload
 SERVE_WORKERS = max(2, usable_cores())
 SERVE_MAX_QUEUE = 16
+SERVE_MAX_QUEUED_VIDEOS = 20  # video jobs waiting to run (each keeps its upload on disk); more get 503
 SERVE_DATA_DIR = Path("out/serve")  # where its video jobs and results are kept (--data-dir)
 
 # Webhooks (watch --webhook-timeout, a camera config's `timeout:`): how long a receiver may take to answer an event

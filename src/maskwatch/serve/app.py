@@ -34,8 +34,8 @@ from maskwatch.annotate import annotate
 from maskwatch.data.images import ACCEPTED_FORMATS, decode_image, image_header, is_video_header
 from maskwatch.detector import Detector, best_class_per_face
 from maskwatch.errors import MaskwatchError, TooManyPixels
-from maskwatch.limits import (MAX_UPLOAD_MB, MULTIPART_OVERHEAD_BYTES, SERVE_DATA_DIR, SERVE_MAX_QUEUE, SERVE_WORKERS,
-                              usable_cores)
+from maskwatch.limits import (MAX_UPLOAD_MB, MULTIPART_OVERHEAD_BYTES, SERVE_DATA_DIR, SERVE_MAX_QUEUE,
+                              SERVE_MAX_QUEUED_VIDEOS, SERVE_WORKERS, usable_cores)
 from maskwatch.predictions import ImagePredictions, class_counts
 from maskwatch.serve.cameras import CameraRegistry, CameraSetup
 from maskwatch.serve.guards import ApiKeyMiddleware, LoopbackHostGate, UploadGate, WorkerPool, is_loopback
@@ -296,6 +296,9 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
     @app.post("/v1/videos", status_code=202, responses=UPLOAD_ERRORS, response_model=VideoJobCreated, tags=TAGS)
     async def submit_video(request: Request, file: UploadFile = File(...)) -> dict:
         """Queue a video; poll GET /v1/videos/{id}, then fetch /v1/videos/{id}/result."""
+        if state["jobs"].queued() >= SERVE_MAX_QUEUED_VIDEOS:  # each waits with its upload on disk
+            raise HTTPException(503, f"{SERVE_MAX_QUEUED_VIDEOS} video jobs are already waiting; try again once "
+                                     f"some have run", headers={"Retry-After": "60"})
         uploads = settings.data_dir / "uploads"
         uploads.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=uploads, delete=False) as target:
@@ -367,12 +370,14 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
         return job.summary
 
     @app.delete("/v1/videos/{job_id}", status_code=204, tags=TAGS,
-                responses={**JOB_ERRORS, **error_responses(_409="the job is running")})
+                responses={**JOB_ERRORS, **error_responses(_409="the running job did not stop in time")})
     def delete_video(job_id: str) -> Response:
-        """Delete a job and everything kept for it (its result video and events); a running job cannot be."""
+        """Delete a job and everything kept for it (its upload, result video and events); a running job is
+        stopped first."""
         job_or_404(job_id)
         if not state["jobs"].delete(job_id):
-            raise HTTPException(409, "the job is running; delete it once it has finished")
+            raise HTTPException(409, "the job is running and did not stop within 30 s (a frame that takes long); "
+                                     "try again")
         return Response(status_code=204)
 
     return app

@@ -95,6 +95,8 @@ class JobQueue:
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._closing = False
         self._running: VideoPipeline | None = None  # the job's pipeline while one runs
+        self._running_id: str | None = None  # ... and its id
+        self._cancelled: set[str] = set()  # running jobs being deleted (stopped: not queued again)
         self._running_lock = threading.Lock()  # between close() and a job starting
         self._recover()
         self._expiring = threading.Event()  # set by close(): the hourly expiry ends
@@ -148,9 +150,17 @@ class JobQueue:
         for job_id in queued:
             self._queue.put(job_id)
 
-    def delete(self, job_id: str) -> bool:
-        """Remove a job that is not running: its row and its folder (upload, result video, events). False when it
-        is running (it stops being so within one video)."""
+    def delete(self, job_id: str, wait_s: float = 30.0) -> bool:
+        """Remove a job: its row and its folder (upload, result video, events). A running one is stopped first (at
+        its next frame: a video of huge frames must not hold the only worker for hours); False when it did not
+        stop within `wait_s`."""
+        with self._running_lock:
+            if self._running_id == job_id and self._running is not None:
+                self._cancelled.add(job_id)
+                self._running.stop()
+        deadline = time.monotonic() + wait_s
+        while self._running_id == job_id and time.monotonic() < deadline:
+            time.sleep(0.05)
         with self._lock:
             cursor = self.db.execute("DELETE FROM jobs WHERE id = ? AND status != 'running'", (job_id,))
             self.db.commit()
@@ -158,6 +168,10 @@ class JobQueue:
             return False
         shutil.rmtree(self.job_dir(job_id), ignore_errors=True)  # a queued one: the worker finds no row, skips it
         return True
+
+    def queued(self) -> int:
+        with self._lock:
+            return self.db.execute("SELECT COUNT(*) FROM jobs WHERE status = 'queued'").fetchone()[0]
 
     def job_dir(self, job_id: str) -> Path:
         return self.root / job_id
@@ -241,9 +255,9 @@ class JobQueue:
         with self._running_lock:  # registered before the job is claimed, so close() can always stop it
             if self._closing:  # shutting down: the job stays queued for the next start
                 return
-            self._running = pipeline
+            self._running, self._running_id = pipeline, job_id
         if not self.claim(job_id):
-            self._running = None
+            self._running = self._running_id = None
             return
         last_saved = [0.0]
 
@@ -254,6 +268,9 @@ class JobQueue:
 
         try:
             summary = pipeline.run(str(folder / "input"), self.result_path(job_id), progress)
+            if job_id in self._cancelled:  # deleted while it ran: delete() removes it once this returns
+                self._update(job_id, status="failed", message="deleted while it ran")
+                return
             if pipeline.stopping.is_set() and summary.status == "interrupted":
                 self._update(job_id, status="queued", frames_done=0,
                              message="the server stopped while this job ran; it runs again when the server starts")
@@ -270,7 +287,9 @@ class JobQueue:
             log.exception("job %s failed", job_id)
             self._update(job_id, status="failed", message=f"internal error: {type(exc).__name__}")
         finally:
-            self._running = None
+            with self._running_lock:
+                self._running = self._running_id = None
+                self._cancelled.discard(job_id)
         # The job ended (finished or failed): the upload, a video of people's faces, is not kept (the result is,
         # until DELETE /v1/videos/{id}).
         (folder / "input").unlink(missing_ok=True)
