@@ -177,6 +177,10 @@ def test_events_are_paged_from_the_database_and_streamed_as_the_webhook_sends_th
     assert httpx.get(f"{url}/v1/events?type=person.jumped", headers=AUTH, timeout=30).status_code == 422
     assert httpx.get(f"{url}/v1/events/stream?type=person.jumped", headers=AUTH, timeout=30).status_code == 422
     assert httpx.get(f"{url}/v1/events?since=yesterday", headers=AUTH, timeout=30).status_code == 422
+    for query in ("since=nan", "since=inf", "after=garbage"):  # (once answered with an empty page)
+        assert httpx.get(f"{url}/v1/events?{query}", headers=AUTH, timeout=30).status_code == 422, query
+    for query in ("since=nan", "bucket_s=inf", "bucket_s=1e-300"):
+        assert httpx.get(f"{url}/v1/cameras/hall/report?{query}", headers=AUTH, timeout=30).status_code == 422, query
     # A camera filter with a typo is refused, not answered with nothing; a camera gone from the configuration
     # whose events are stored (here: a `watch --db` run's) is still listed, but not streamed.
     for path in ("/v1/events", "/v1/events/stream"):

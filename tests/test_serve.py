@@ -66,6 +66,9 @@ def test_every_refusal_is_one_sentence_and_the_schema_says_so(server, photo):
         body = response.json()
         assert response.status_code == 422 and body["detail"].startswith(words), body
         assert [set(error) for error in body["errors"]] == [{"type", "loc", "msg"}]
+    text = httpx.post(f"{server}/v1/detect", data={"file": "photo.jpg"}, timeout=30)  # curl -F file=photo.jpg
+    assert text.status_code == 422 and "form field file: expected a file, got text" in text.json()["detail"]
+    assert httpx.head(f"{server}/healthz", timeout=30).status_code == 200  # (uptime monitors ask with HEAD)
     for status, path in ((404, "/v1/videos/" + "A" * 24), (404, "/v1/cameras/door"), (415, "/v1/detect"),
                          (404, "/v2/detect"), (405, "/v1/detect")):
         response = (post(server, path, Path(__file__)) if status == 415 else httpx.get(server + path, timeout=30))

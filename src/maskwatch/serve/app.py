@@ -235,7 +235,7 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
         """None: answered, so that browsers do not log an error (or a 401 on a keyed server) for every page."""
         return Response(status_code=204)
 
-    @app.get("/healthz", response_model=Health, tags=["server"])
+    @app.api_route("/healthz", methods=["GET", "HEAD"], response_model=Health, tags=["server"])  # (monitors use HEAD)
     def healthz() -> dict:
         """Liveness, and how many requests are being decoded or detected (or wait for a worker)."""
         return {"status": "ok", "model_loaded": "detector" in state, "busy": pool.busy}
@@ -392,7 +392,10 @@ def validation_error_body(errors) -> dict:
     for error in kept:
         where, *names = [str(part) for part in error.get("loc", ())] or [""]
         place = " ".join([places.get(where, where), ".".join(names)]).strip()
-        words.append(f"{place}: {error.get('msg', 'invalid')}" if place else str(error.get("msg", "invalid")))
+        message = str(error.get("msg", "invalid"))
+        if "Expected UploadFile" in message:  # text where a file goes (curl -F file=photo.jpg, without @)
+            message = "expected a file, got text (with curl: -F file=@photo.jpg)"
+        words.append(f"{place}: {message}" if place else message)
     return {"detail": "; ".join(words) or "invalid request", "errors": jsonable_encoder(kept)}
 
 

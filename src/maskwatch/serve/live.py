@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -45,9 +46,13 @@ def parse_time(value: str | None, name: str = "since") -> float | None:
     if value is None or value == "":
         return None
     try:
-        return float(value)
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(seconds):
+            raise HTTPException(422, f"{name}={value!r}: not a time; give Unix seconds or an ISO 8601 time")
+        return seconds
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
@@ -201,8 +206,9 @@ def api_router(registry: CameraRegistry) -> APIRouter:
     @router.get("/v1/cameras/{name}/report", response_model=CameraReport, responses=NO_CAMERA)
     def report(name: str, since: str | None = Query(None, description="Unix seconds or ISO 8601; default an "
                                                                       "hour ago"),
-               bucket_s: float | None = Query(None, gt=0, description="merge the windows into buckets of this "
-                                                                      "many seconds (e.g. 60 for an hour's chart)")
+               bucket_s: float | None = Query(None, ge=1, allow_inf_nan=False,
+                                              description="merge the windows into buckets of this many seconds "
+                                                          "(e.g. 60 for an hour's chart)")
                ) -> dict:
         """Per-window counts and compliance of a camera from the database, as `maskwatch report` computes them:
         people per class (confirmed tracks), compliance, zones, lines, and the windows on the wall clock."""
@@ -235,6 +241,9 @@ def api_router(registry: CameraRegistry) -> APIRouter:
             # a filter with a typo would answer an empty page, as if nothing had happened
             raise HTTPException(422, f"no camera {camera!r} here and no stored event of one (cameras: "
                                      f"{known_cameras()})")
+        if after is not None and not event_stored(db, after):  # a cursor of another server, or mistyped
+            raise HTTPException(422, f"after={after!r}: no stored event of that id; page on with the `next` URL "
+                                     f"of the previous page")
         newest = order == "newest"
         rows = read_events(db, camera=camera, type=type, since=parse_time(since), limit=limit,
                            after_id=None if newest else after, before_id=after if newest else None,
