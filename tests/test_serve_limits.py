@@ -125,7 +125,7 @@ def test_the_key_is_taken_only_from_the_header_and_the_docs_ask_for_it(keyed, ph
     assert (scheme["type"], scheme["in"], scheme["name"]) == ("apiKey", "header", "X-API-Key")
     security = {(method, path): operation["security"] for path, operations in spec["paths"].items()
                 for method, operation in operations.items()}
-    assert security.pop(("get", "/healthz")) == []
+    assert security.pop(("get", "/healthz")) == security.pop(("head", "/healthz")) == []
     assert len(security) >= 12 and all(value == [{"ApiKey": []}] for value in security.values()), security
 
 
@@ -419,3 +419,29 @@ def test_a_loopback_server_answers_only_requests_that_name_a_loopback_host(tmp_p
             response = httpx.get(f"{url}/healthz", headers={"Host": host})
             assert response.status_code == status, host
         assert "listens on loopback only" in httpx.get(f"{url}/v1/cameras", headers={"Host": "evil.example"}).text
+
+
+def test_a_request_whose_client_left_while_it_waited_is_not_worked_on():
+    import anyio
+    from fastapi import HTTPException
+
+    from maskwatch.serve.guards import WorkerPool
+
+    class Client:
+        def __init__(self, gone: bool):
+            self.gone = gone
+
+        async def is_disconnected(self) -> bool:
+            return self.gone
+
+    calls: list[str] = []
+    pool = WorkerPool(workers=1, max_queue=4)
+
+    async def both():
+        assert await pool.run(calls.append, "here", request=Client(False)) is None
+        with pytest.raises(HTTPException) as left:
+            await pool.run(calls.append, "gone", request=Client(True))
+        assert left.value.status_code == 499 and pool.busy == 0
+
+    anyio.run(both)
+    assert calls == ["here"]

@@ -270,7 +270,7 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
                 record["annotated_image"] = "data:image/jpeg;base64," + base64.b64encode(drawn).decode("ascii")
             return record
 
-        return await pool.run(work)
+        return await pool.run(work, request=request)
 
     @app.post("/v1/annotate", response_class=Response, tags=TAGS, responses={**binary_response(
         ("image/jpeg", "image/png"), "the image with one box per face",
@@ -289,7 +289,7 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
             detections, counts = detect(image, conf, False)
             return encode_annotated(image, detections, format), counts
 
-        encoded, counts = await pool.run(work)
+        encoded, counts = await pool.run(work, request=request)
         headers = {"X-Maskwatch-Counts": ",".join(f"{k}={v}" for k, v in counts.items())}
         return Response(encoded, media_type=f"image/{format}", headers=headers)
 
@@ -319,7 +319,7 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
         try:
             with temp.open("wb") as target:
                 await read_upload(request, file, target)
-            await pool.run(check_video)
+            await pool.run(check_video, request=request)
             job_id = state["jobs"].create(temp, Path(file.filename or "video").name)
         except BaseException:  # refused (413, 415, 503) or failed (cv2.error, OSError, the job database): not kept
             temp.unlink(missing_ok=True)

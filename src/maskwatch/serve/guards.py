@@ -11,6 +11,7 @@ import anyio.to_thread
 from fastapi import HTTPException
 from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
+from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from maskwatch.errors import MaskwatchError
@@ -134,12 +135,17 @@ class WorkerPool:
         self.capacity = workers + max_queue
         self.busy = 0  # requests in the pool, running or waiting; only the event loop touches it
 
-    async def run(self, function: Callable[..., T], *args) -> T:
+    async def run(self, function: Callable[..., T], *args, request: Request | None = None) -> T:
+        """`function(*args)` on a worker thread once one is free; with `request`, not at all when its client has
+        gone meanwhile (a client that gave up must not leave seconds of work for the others to wait behind)."""
         if self.busy >= self.capacity:
             raise HTTPException(503, f"the server is busy ({self.busy} requests in work); retry in a moment",
                                 headers={"Retry-After": "1"})
         self.busy += 1
         try:
-            return await anyio.to_thread.run_sync(function, *args, limiter=self.limiter)
+            async with self.limiter:  # (the thread itself from anyio's own pool: this limiter is the gate)
+                if request is not None and await request.is_disconnected():
+                    raise HTTPException(499, "the client closed the connection before its turn")
+                return await anyio.to_thread.run_sync(function, *args)
         finally:
             self.busy -= 1
