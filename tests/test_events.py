@@ -477,3 +477,33 @@ def test_a_webhook_secret_that_signs_nothing_is_said_unless_the_config_uses_it(c
         assert "none was given" in warning("        secret: abc\n", "--webhook-secret", "x", environment=plain)
     finally:
         receiver.kill()
+
+
+def test_the_run_is_recorded_before_the_network_outputs_wait_and_again_after(detector, crossing_clip, tmp_path):
+    """A kill while a webhook receiver is awaited (docker stop: SIGKILL 10 s after SIGTERM) must not lose the run's
+    summary and end row; what the network outputs lose at closing is added once they have closed."""
+    from servers import wait_until
+
+    out, db = tmp_path / "door.mp4", tmp_path / "events.sqlite"
+
+    def finished() -> bool:
+        with sqlite3.connect(db) as stored:
+            return stored.execute("SELECT status FROM runs").fetchone()[0] == "finished"
+
+    seen = {}
+
+    class AwayReceiver(Sink):  # stands for a webhook whose receiver is away: it fails as it closes
+        name = "receiver"
+        required = True
+
+        def close(self, end):
+            seen["summary"] = out.with_suffix(".json").is_file()
+            seen["end row"] = bool(wait_until(finished, "the run's end row, before the network outputs close", 30))
+            raise MaskwatchError("3 event(s) lost")
+
+    summary = VideoPipeline(detector, WatchOptions(every=1), db, [AwayReceiver()]).run(str(crossing_clip), out)
+    assert seen == {"summary": True, "end row": True}
+    assert "3 event(s) lost" in json.loads(out.with_suffix(".json").read_text())["sink_failures"]["receiver"]["first"]
+    with sqlite3.connect(db) as stored:
+        assert "3 event(s) lost" in stored.execute("SELECT message FROM runs").fetchone()[0]
+    assert summary.failed_outputs == ["receiver"]

@@ -412,10 +412,12 @@ def test_a_key_that_would_leave_the_server_open_or_could_never_be_sent_is_refuse
 
 def test_a_loopback_server_answers_only_requests_that_name_a_loopback_host(tmp_path):
     """DNS rebinding: a page of evil.example, its name re-pointed at 127.0.0.1, must not read the open server."""
-    with running_server(tmp_path / "data") as (url, _):
+    with running_server(tmp_path / "data", "--allowed-host", "masks.example.org") as (url, _):
         port = url.rsplit(":", 1)[1]
-        for host, status in ((f"127.0.0.1:{port}", 200), (f"localhost:{port}", 200), ("localhost", 200),
-                             (f"evil.example:{port}", 421), ("evil.example", 421), (f"192.168.1.5:{port}", 421)):
+        for host, status in ((f"127.0.0.1:{port}", 200), (f"LOCALHOST:{port}", 200), ("[::1]", 200),
+                             ("[::ffff:127.0.0.1]", 200), ("masks.example.org", 200),  # (a proxy passing it on)
+                             (f"evil.example:{port}", 421), (f"127.0.0.1.evil.example:{port}", 421),
+                             ("127.evil.example", 421), (f"192.168.1.5:{port}", 421)):
             response = httpx.get(f"{url}/healthz", headers={"Host": host})
             assert response.status_code == status, host
         assert "listens on loopback only" in httpx.get(f"{url}/v1/cameras", headers={"Host": "evil.example"}).text

@@ -653,6 +653,10 @@ def report(db: Path = typer.Argument(..., help="Events database written by `mask
 @app.command(short_help="Serve the web page, live cameras and the JSON API.")
 def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every interface)."),
           port: int = typer.Option(8000, "--port", help="TCP port to listen on."),
+          allowed_host: Optional[list[str]] = typer.Option(
+              None, "--allowed-host", metavar="NAME",
+              help="Listening on loopback, answer for this name too (a reverse proxy on this machine that passes "
+                   "the public Host header on; '*': any); only loopback names otherwise (repeatable)."),
           data_dir: Path = typer.Option(SERVE_DATA_DIR, "--data-dir", help="Where jobs and results are kept."),
           max_upload_mb: float = typer.Option(MAX_UPLOAD_MB, "--max-upload-mb", help="Larger uploads get 413."),
           api_key: Optional[str] = typer.Option(None, "--api-key", envvar="MASKWATCH_API_KEY",
@@ -699,7 +703,7 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to liste
     settings = Settings(data_dir=data_dir, max_upload_mb=max_upload_mb, api_key=api_key, threads=threads,
                         model=model, workers=workers, max_queue=max_queue, cameras=cameras,
                         keep_results_days=keep_results_days)
-    run_server(host, port, settings)
+    run_server(host, port, settings, tuple(allowed_host or ()))
 
 
 FAILED_SHOWN = 10  # batch names this many unreadable files; the rest are in the results

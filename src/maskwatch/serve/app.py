@@ -439,7 +439,9 @@ def clean_uploads(folder: Path) -> None:
             path.unlink(missing_ok=True)
 
 
-def serve(host: str, port: int, settings: Settings) -> None:
+def serve(host: str, port: int, settings: Settings, allowed_hosts: tuple[str, ...] = ()) -> None:
+    """Run the server. allowed_hosts: names besides loopback's that a server listening on loopback answers for
+    (a reverse proxy on this machine that passes the public Host header on)."""
     import uvicorn
 
     app = create_app(settings)  # refuses a data directory another server holds, before anything starts
@@ -449,7 +451,7 @@ def serve(host: str, port: int, settings: Settings) -> None:
           + (f"; video results deleted {settings.keep_results_days:g} day(s) after their job ended"
              if settings.keep_results_days else ""), flush=True)
     gate = UploadGate(app, settings.max_body_bytes, settings.too_large, settings.api_key, OPEN_PATHS)
-    if is_loopback(host):
-        gate = LoopbackHostGate(gate)
+    if is_loopback(host) and "*" not in allowed_hosts:
+        gate = LoopbackHostGate(gate, frozenset(allowed_hosts))
     # Live streams never end by themselves: a stop waits this long for them, then closes them.
     uvicorn.run(gate, host=host, port=port, log_level="info", timeout_graceful_shutdown=3)

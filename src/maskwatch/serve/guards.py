@@ -3,6 +3,7 @@ read, and a bounded pool of worker threads for the CPU work, so one heavy reques
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from typing import Callable, TypeVar
 
@@ -48,11 +49,18 @@ class ApiKeyMiddleware:
         await self.app(scope, receive, send)
 
 
-LOOPBACK_HOSTS = frozenset({"localhost", "[::1]", "::1"})
-
-
 def is_loopback(host: str) -> bool:
-    return host in LOOPBACK_HOSTS or host.startswith("127.")
+    """Whether a host name or address (IPv6 with or without its brackets) is this machine's loopback; a name
+    that merely starts like one (127.0.0.1.example.org) is not."""
+    host = host.strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
 def host_of(header: str) -> str:
@@ -63,18 +71,21 @@ def host_of(header: str) -> str:
 
 
 class LoopbackHostGate:
-    """On a server listening on loopback only (the default), a request must name a loopback host: a web page the
-    user visits cannot reach the server by a name of its own that resolves to 127.0.0.1 (DNS rebinding) and
-    read its answers, camera pictures included."""
+    """On a server listening on loopback only (the default), a request must name a loopback host or one of
+    `allowed` (the public name a reverse proxy on this machine passes on): a web page the user visits cannot
+    reach the server by a name of its own that resolves to 127.0.0.1 (DNS rebinding) and read its answers,
+    camera pictures included."""
 
-    def __init__(self, app: ASGIApp):
+    def __init__(self, app: ASGIApp, allowed: frozenset[str] = frozenset()):
         self.app = app
+        self.allowed = frozenset(name.lower() for name in allowed)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not is_loopback(host_of(Headers(scope=scope).get("host", "localhost"))):
-            await JSONResponse({"detail": "this server listens on loopback only; use http://127.0.0.1 or "
-                                          "http://localhost (serve --host for others)"}, status_code=421)(
-                scope, receive, send)
+        host = host_of(Headers(scope=scope).get("host", "localhost")).lower()
+        if scope["type"] == "http" and not (is_loopback(host) or host in self.allowed):
+            await JSONResponse({"detail": f"this server listens on loopback only and answers for loopback names "
+                                          f"(127.0.0.1, localhost) and those given with serve --allowed-host; "
+                                          f"not {host!r}"}, status_code=421)(scope, receive, send)
             return
         await self.app(scope, receive, send)
 

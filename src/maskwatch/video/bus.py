@@ -73,8 +73,9 @@ class Sink:
     # An output the user asked for (--out, --db, --webhook, --mqtt): if it fails (a file left incomplete, events
     # lost for good), the run did not do its job and `watch` exits 1.
     required = False
-    # Writes the run's record (summary files, database): closed after every other sink, so what those lose while
-    # they close (events a webhook receiver refused, MQTT messages never acknowledged) is in the record.
+    # Writes the run's record (summary files, database): `record` writes it before the other sinks close (a kill
+    # while they wait for their receivers keeps it), `close` again after them, with what their closing lost (events
+    # a webhook receiver refused, MQTT messages never acknowledged).
     records_run = False
 
     def open(self, run: RunInfo) -> None:
@@ -85,6 +86,9 @@ class Sink:
 
     def event(self, event: Event) -> None:
         pass
+
+    def record(self, end: RunEnd) -> None:
+        """The run's record as it stands when the video is over (only sinks that `records_run`)."""
 
     def close(self, end: RunEnd) -> None:
         pass
@@ -145,9 +149,13 @@ class EventBus:
             self._guarded(sink, "frame", sink.frame, view)
 
     def close(self, end: RunEnd) -> None:
-        """Close every sink: those that record the run last (`records_run`), so their record holds the others'
-        failures at closing; otherwise in order."""
-        for sink in sorted(self.sinks, key=lambda s: s.records_run):  # (a stable sort)
+        """Close every sink, in two steps for those that record the run (`records_run`): their record is written
+        first, then the others close (the network outputs wait for their receivers), then the recorders close,
+        writing the record again with the others' failures at closing."""
+        recorders = [sink for sink in self.sinks if sink.records_run]
+        for sink in recorders:
+            self._guarded(sink, "record", sink.record, end)
+        for sink in [sink for sink in self.sinks if not sink.records_run] + recorders:
             try:
                 self._guarded(sink, "close", sink.close, end)
             except KeyboardInterrupt:  # "stop at once" while this one waited: the others still close (the record)

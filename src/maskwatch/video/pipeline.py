@@ -41,7 +41,7 @@ from maskwatch.video.scene_cut import SceneCuts
 from maskwatch.video.sinks import DatabaseSink, DisplaySink, ProgressSink, SummaryFilesSink, VideoFileSink
 from maskwatch.predictions import FACE_CONFIDENCE
 from maskwatch.thresholds import FOR_PEOPLE, LIVE_MIN_FACE_SCORE, TRACK_MIN_SCORE
-from maskwatch.video.sources import FrameSource, ReadAhead, open_source
+from maskwatch.video.sources import FrameSource, ReadAhead, open_source, without_password
 from maskwatch.video.summary import WatchSummary
 from maskwatch.video.tracking import MIN_TRACK_FRAMES, FaceTracker
 from maskwatch.video.zones import Line, Zone, ZoneCounter, as_line, as_zone
@@ -174,8 +174,8 @@ class VideoPipeline:
         return any(int(t) not in emitter.confirmed for t in ids[waiting])
 
     def _sinks(self, out: Path | None, on_progress: Callable | None) -> list[Sink]:
-        """The built-in sinks this run asks for, then the caller's. Order is close order: files and the database
-        are finished before the network sinks wait for their receivers."""
+        """The built-in sinks this run asks for, then the caller's (the bus closes those that record the run,
+        files and database, in two steps around the others: see EventBus.close)."""
         sinks: list[Sink] = []
         if out:
             sinks += [VideoFileSink(out, self.options.realtime), SummaryFilesSink(out)]
@@ -207,7 +207,9 @@ class VideoPipeline:
             check_writable(Path(out).parent, f"--out {out}")
         frames_source = open_source(source, give_up_after_s=opts.give_up_after_s, wait_s=opts.wait_for_camera_s,
                                     cancel=self.stopping) if isinstance(source, str) else source
-        name = source if isinstance(source, str) else getattr(source, "name", None) or type(source).__name__
+        # (shown, logged, and stored in OUT.json and the database: never a camera's password or token)
+        name = without_password(source) if isinstance(source, str) else (getattr(source, "name", None)
+                                                                          or type(source).__name__)
         if out is not None and min(frames_source.size) < MIN_FRAME_SIDE:
             frames_source.close()
             raise MaskwatchError(f"{name}: frames of {frames_source.size[0]}x{frames_source.size[1]} pixels cannot be "

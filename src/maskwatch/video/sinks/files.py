@@ -75,10 +75,14 @@ class SummaryFilesSink(Sink):
             csv.writer(self._tracks).writerow(track_row(event.track))
             self._tracks.flush()
 
-    def close(self, end: RunEnd) -> None:
+    def record(self, end: RunEnd) -> None:
         if not self._frames and end.summary.status == "failed":  # it never started (another output refused to
             return  # open, the source failed): the error is said; files describing no run would only mislead
         if self._tracks is None:
             self._start()
-        self._tracks.close()
         write_summary_files(end.summary, self.out)
+
+    def close(self, end: RunEnd) -> None:
+        self.record(end)  # again: what the other outputs lost while they closed is in it now
+        if self._tracks is not None:
+            self._tracks.close()
