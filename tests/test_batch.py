@@ -108,12 +108,31 @@ def test_a_later_run_never_replaces_an_earlier_runs_copy_of_another_image(images
                                                            str(second / "IMG_0001.jpg"): "annotated/IMG_0001-2.jpg"}
     assert all((out / r["annotated"]).is_file() for r in rows.values())
     assert f"annotated/IMG_0001-2.jpg (annotated/IMG_0001.jpg is {first / 'IMG_0001.jpg'}'s)" in caplog.text
-    # Parts of older versions, without the column, are read with it empty.
+    # A folder of an older version: its parts have no `annotated` column, so no row names a copy. A copy on disk
+    # is still never replaced, and the run leaves every part with the column (one schema for folder readers).
     import pyarrow.parquet as pq
 
-    part = next(out.glob("*.parquet"))
-    pq.write_table(pq.read_table(part).drop(["annotated"]), part)
-    assert None in {r["annotated"] for r in rows_by_path(out).values()}
+    for part in out.glob("*.parquet"):
+        pq.write_table(pq.read_table(part).drop(["annotated"]), part)
+    assert {r["annotated"] for r in rows_by_path(out).values()} == {None}  # (read with it empty)
+    third = tmp_path / "wednesday"
+    third.mkdir()
+    shutil.copy(images / "maksssksksss5.jpg", third / "IMG_0001.jpg")
+    run_batch(str(third), out, "local", annotate=True, threads=2)
+    assert (out / "annotated" / "IMG_0001.jpg").read_bytes() == monday
+    assert rows_by_path(out)[str(third / "IMG_0001.jpg")]["annotated"] == "annotated/IMG_0001-3.jpg"
+    assert all("annotated" in pq.read_schema(part).names for part in out.glob("*.parquet"))
+
+
+def test_a_file_done_under_a_linked_folder_is_not_done_again_under_its_real_one(images, tmp_path):
+    archive = tmp_path / "archive" / "2024"
+    archive.mkdir(parents=True)
+    shutil.copy(images / "maksssksksss0.jpg", archive / "x.jpg")
+    (tmp_path / "current").symlink_to(archive)
+    out = tmp_path / "out"
+    assert run_batch(str(tmp_path / "current"), out, "local", threads=2).processed == 1
+    again = run_batch([str(tmp_path / "current"), str(archive)], out, "local", threads=2)
+    assert (again.processed, again.skipped) == (0, 1) and len(rows_by_path(out)) == 1
 
 
 def test_names_that_are_not_utf8_get_rows_and_copies_and_are_not_done_twice(images, tmp_path):

@@ -104,7 +104,8 @@ def test_a_full_queue_drops_the_oldest_counts_first_and_survives_a_restart(tmp_p
     with sqlite3.connect(queue) as q:
         ids = [r[0] for r in q.execute("SELECT event_id FROM webhook_queue ORDER BY seq")]
     assert ids == ["person.unmasked-4", "person.left-6", "zone.entered-7", "zone.left-8", "person.entered-9"]
-    first.close(None)  # the run ends with the receiver still away: the events stay queued
+    with pytest.raises(MaskwatchError, match=r"4 event\(s\) dropped from a full queue"):  # lost for good: a failure
+        first.close(None)  # the run ends with the receiver still away: the events left stay queued
     assert "stay queued" in caplog.text and queued(queue) == 5
     # The next run to the same URL sends them first. The receiver answers 503 at first: retried, not dropped.
     second = WebhookSink(receiver.url, queue_path=queue, max_queue=10, backoff_s=(0.05, 0.2), drain_s=30)

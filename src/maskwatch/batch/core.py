@@ -64,24 +64,29 @@ def copy_key(name: str) -> str:
     return utf8_text(f"annotated/{annotated_copy_name(name)}")
 
 
-def names_keeping_earlier_copies(todo: list[str], names: dict[str, str], copies: dict[str, str]) -> dict[str, str]:
-    """`names` with this run's copies renamed where an earlier run's row holds that copy for another image (two
+def names_keeping_earlier_copies(todo: list[str], names: dict[str, str], copies: dict[str, str],
+                                 existing: set[str]) -> dict[str, str]:
+    """`names` with this run's copies renamed where an earlier run's copy of another image has the name (two
     runs into one --out, each with an IMG_0001.jpg): IMG_0001-2.jpg, -3, ... so no copy replaces another image's.
-    The same inputs get the same names again, so a resumed run writes where it wrote before."""
+    `copies`: copy -> the image whose row names it; `existing`: the copies on disk. Those no row names (written by
+    an older version, or by a run killed before it wrote its rows) are kept too: the worst case is a second copy
+    of one image, never a lost copy of another."""
     renamed, out = [], dict(names)
-    taken = set(copies) | {copy_key(n) for n in names.values()}
+    taken = set(copies) | existing | {copy_key(n) for n in names.values()}
     for path in todo:
-        owner = copies.get(copy_key(names[path]))
-        if owner is None or owner == utf8_text(path):
+        key = copy_key(names[path])
+        owner = copies.get(key)
+        if owner == utf8_text(path) or (owner is None and key not in existing):
             continue
+        whose = f"is {owner}'s" if owner else "is there already, named by no row"
         stem, suffix, k = Path(names[path]).stem, Path(names[path]).suffix, 2
         while copy_key(new := str(Path(names[path]).with_name(f"{stem}-{k}{suffix}"))) in taken:
             k += 1
         taken.add(copy_key(new))
         out[path] = new
-        renamed.append(f"{copy_key(new)} ({copy_key(names[path])} is {owner}'s)")
+        renamed.append(f"{copy_key(new)} ({key} {whose})")
     if renamed:
-        log.warning("%d annotated cop(ies) renamed, since an earlier run's copy of another image has the name: %s",
+        log.warning("%d annotated cop(ies) renamed, since an earlier copy has the name: %s",
                     len(renamed), name_some(renamed, 3))
     return out
 
@@ -110,6 +115,7 @@ class FolderState:
     rows: dict[Path, list[str]] = field(default_factory=dict)  # part -> its rows' paths (normalised)
     unreadable: list[Path] = field(default_factory=list)
     copies: dict[str, str] = field(default_factory=dict)  # annotated copy (relative to the folder) -> its row's path
+    without_copies: set[Path] = field(default_factory=set)  # parts of older versions, without the `annotated` column
 
     @property
     def done(self) -> set[str]:
@@ -140,6 +146,8 @@ def read_folder(out_dir: Path) -> FolderState:
         paths = [normalise_path(p) for p in table.column("path").to_pylist()]  # older versions: paths as typed
         state.rows[part] = paths
         copies = table.column("annotated").to_pylist() if "annotated" in columns else [None] * len(paths)
+        if "annotated" not in columns:
+            state.without_copies.add(part)
         for path, error, copy in zip(paths, table.column("error").to_pylist(), copies):
             state.latest[path] = (part, error)
             copy_of[path] = copy
@@ -151,6 +159,7 @@ def tidy_folder(state: FolderState) -> FolderState:
     """One row per image for any Parquet reader: rows that a later part holds again (a failed image tried
     again) are removed from the older part, and parts that cannot be read (cut short) are moved aside as
     `_unreadable-NAME.broken` (no reader takes it for a part; its images run again next time)."""
+    import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
@@ -162,13 +171,15 @@ def tidy_folder(state: FolderState) -> FolderState:
     state.unreadable = []
     for part, paths in list(state.rows.items()):
         keep = [state.latest[p][0] == part for p in paths]
-        if all(keep):
+        if all(keep) and part not in state.without_copies:
             continue
         if not any(keep):
             part.unlink()
             del state.rows[part]
             continue
         table = pq.read_table(part)
+        if part in state.without_copies:  # a part of an older version: the column added, so one schema again
+            table = table.append_column("annotated", pa.nulls(table.num_rows, pa.string()))
         temp = part.with_name(f".{part.stem}.{os.getpid()}.tmp")
         pq.write_table(table.filter(pc.field("path").isin([raw for raw, k in zip(
             table.column("path").to_pylist(), keep) if k])), temp)

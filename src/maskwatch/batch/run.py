@@ -59,13 +59,17 @@ def run_batch(spec: str | list[str], out: Path, engine: str = "local", address: 
         check_settings(out, {"conf": conf, "model": named, "model_sha256": model_fingerprint(model),
                              "annotate": annotate}, bool(before.rows or before.unreadable))
         done = before.done  # (a property that builds the set: once, not per image)
-        # (rows written before 2026-11-27 name an image by its link's target)
-        todo = [p for p in paths
-                if utf8_text(p) not in done and not (done and utf8_text(os.path.realpath(p)) in done)]
+        # A file is done under any name that leads to it: a row names it as it was listed then (a link, or its
+        # target in rows written before 2026-11-27), and this run may list it otherwise.
+        done_files = {os.path.realpath(p) for p in done} if done else set()
+        todo = [p for p in paths if utf8_text(p) not in done and utf8_text(os.path.realpath(p)) not in done
+                and os.path.realpath(p) not in done_files]
         annotate_dir = out / "annotated" if annotate else None
         if annotate_dir is not None:
             check_writable(annotate_dir, "--annotate")
-            names = names_keeping_earlier_copies(todo, names, before.copies)
+            existing = {utf8_text(f"annotated/{p.relative_to(annotate_dir).as_posix()}")
+                        for p in annotate_dir.rglob("*") if p.is_file()} if annotate_dir.is_dir() else set()
+            names = names_keeping_earlier_copies(todo, names, before.copies, existing)
         summary = BatchSummary(len(paths), len(paths) - len(todo), 0, engine, out)
         try:
             summary.processed = _run_engine(todo, out, engine, address, conf, annotate_dir, model, actors, threads,

@@ -81,8 +81,8 @@ class LoopbackHostGate:
         self.allowed = frozenset(name.lower() for name in allowed)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        host = host_of(Headers(scope=scope).get("host", "localhost")).lower()
-        if scope["type"] == "http" and not (is_loopback(host) or host in self.allowed):
+        host = host_of(Headers(scope=scope).get("host", "localhost")).lower() if scope["type"] == "http" else ""
+        if scope["type"] == "http" and not (is_loopback(host) or host in self.allowed):  # (not the lifespan's)
             await JSONResponse({"detail": f"this server listens on loopback only and answers for loopback names "
                                           f"(127.0.0.1, localhost) and those given with serve --allowed-host; "
                                           f"not {host!r}"}, status_code=421)(scope, receive, send)
@@ -142,7 +142,8 @@ class WorkerPool:
     def __init__(self, workers: int, max_queue: int):
         if workers < 1 or max_queue < 0:
             raise MaskwatchError(f"--workers must be 1 or more and --max-queue 0 or more (got {workers}, {max_queue})")
-        self.limiter = anyio.CapacityLimiter(workers)
+        self.limiter = anyio.CapacityLimiter(workers)  # the gate: a worker's turn
+        self.threads = anyio.CapacityLimiter(workers)  # its thread (anyio's own pool stops at 40)
         self.capacity = workers + max_queue
         self.busy = 0  # requests in the pool, running or waiting; only the event loop touches it
 
@@ -154,9 +155,9 @@ class WorkerPool:
                                 headers={"Retry-After": "1"})
         self.busy += 1
         try:
-            async with self.limiter:  # (the thread itself from anyio's own pool: this limiter is the gate)
+            async with self.limiter:
                 if request is not None and await request.is_disconnected():
                     raise HTTPException(499, "the client closed the connection before its turn")
-                return await anyio.to_thread.run_sync(function, *args)
+                return await anyio.to_thread.run_sync(function, *args, limiter=self.threads)
         finally:
             self.busy -= 1

@@ -154,18 +154,22 @@ class JobQueue:
         """Remove a job: its row and its folder (upload, result video, events). A running one is stopped first (at
         its next frame: a video of huge frames must not hold the only worker for hours); False when it did not
         stop within `wait_s`."""
-        with self._running_lock:
-            if self._running_id == job_id and self._running is not None:
-                self._cancelled.add(job_id)
-                self._running.stop()
         deadline = time.monotonic() + wait_s
-        while self._running_id == job_id and time.monotonic() < deadline:
-            time.sleep(0.05)
-        with self._lock:
-            cursor = self.db.execute("DELETE FROM jobs WHERE id = ? AND status != 'running'", (job_id,))
-            self.db.commit()
-        if cursor.rowcount != 1:
-            return False
+        while True:
+            with self._running_lock:
+                if self._running_id == job_id and self._running is not None:
+                    self._cancelled.add(job_id)
+                    self._running.stop()
+            while self._running_id == job_id and time.monotonic() < deadline:
+                time.sleep(0.05)
+            with self._lock:
+                cursor = self.db.execute("DELETE FROM jobs WHERE id = ? AND status != 'running'", (job_id,))
+                self.db.commit()
+            if cursor.rowcount == 1 or self.get(job_id) is None:  # (or deleted meanwhile by another request)
+                break
+            if time.monotonic() >= deadline:  # still running: a frame that takes longer than the wait
+                return False
+            # (claimed by the worker between the look and the DELETE: stopped on the next round)
         shutil.rmtree(self.job_dir(job_id), ignore_errors=True)  # a queued one: the worker finds no row, skips it
         return True
 
@@ -268,19 +272,19 @@ class JobQueue:
 
         try:
             summary = pipeline.run(str(folder / "input"), self.result_path(job_id), progress)
-            if job_id in self._cancelled:  # deleted while it ran: delete() removes it once this returns
+            if job_id in self._cancelled:  # deleted while it ran: delete() removes the rest once this returns
                 self._update(job_id, status="failed", message="deleted while it ran")
-                return
-            if pipeline.stopping.is_set() and summary.status == "interrupted":
+            elif pipeline.stopping.is_set() and summary.status == "interrupted":
                 self._update(job_id, status="queued", frames_done=0,
                              message="the server stopped while this job ran; it runs again when the server starts")
                 return
-            result = summary.as_dict()
-            for key in ("source", "output", "database"):
-                result.pop(key, None)
-            self._update(job_id, status="finished", frames_done=summary.frames,
-                         summary=self.public_message(json.dumps(result), job_id),
-                         message=self.public_message(summary.message, job_id))
+            else:
+                result = summary.as_dict()
+                for key in ("source", "output", "database"):
+                    result.pop(key, None)
+                self._update(job_id, status="finished", frames_done=summary.frames,
+                             summary=self.public_message(json.dumps(result), job_id),
+                             message=self.public_message(summary.message, job_id))
         except MaskwatchError as exc:
             self._update(job_id, status="failed", message=self.public_message(str(exc), job_id))
         except Exception as exc:  # a job must end in a state, whatever happened

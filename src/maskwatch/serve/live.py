@@ -13,7 +13,7 @@ import math
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import AsyncIterator, Literal
+from typing import AsyncIterator, Callable, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, FastAPI, Header, HTTPException, Query, Request
@@ -39,6 +39,14 @@ NO_DATABASE = error_responses(_404="no events database yet")
 BAD_TYPE = error_responses(_422="an unknown event type or camera, or a parameter out of range")
 SSE_PING_S = 15.0
 STREAM_RESEND_S = 5.0  # a stream with no new frame resends the last one this often (and so notices a client gone)
+
+
+def wait_for(check: Callable[[], bool], seconds: float) -> bool:
+    """`check()` until it holds or `seconds` have passed (on a worker thread: the routes that call it are sync)."""
+    deadline = time.monotonic() + seconds
+    while not (held := check()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return held
 
 
 def parse_time(value: str | None, name: str = "since") -> float | None:
@@ -241,7 +249,9 @@ def api_router(registry: CameraRegistry) -> APIRouter:
             # a filter with a typo would answer an empty page, as if nothing had happened
             raise HTTPException(422, f"no camera {camera!r} here and no stored event of one (cameras: "
                                      f"{known_cameras()})")
-        if after is not None and not event_stored(db, after):  # a cursor of another server, or mistyped
+        # A cursor of another server, mistyped, or gone with the retention (an id just received by webhook or SSE
+        # is stored a moment later: given that moment).
+        if after is not None and not wait_for(lambda: event_stored(db, after), 1.0):
             raise HTTPException(422, f"after={after!r}: no stored event of that id; page on with the `next` URL "
                                      f"of the previous page")
         newest = order == "newest"

@@ -693,7 +693,10 @@ def is_live_spec(spec: str) -> bool:
     return spec.isdigit() or "://" in spec
 
 
-SECRET_QUERY_KEYS = re.compile(r"pass|pwd|token|secret|key|auth|sig|credential", re.IGNORECASE)
+# Query keys whose values are secrets: whole words, alone or at the end of a longer key (access_token, x-api-key),
+# not words that merely hold one (keyframe, author, signal).
+SECRET_QUERY_KEYS = re.compile(r"(^|[_.-])(pass(word|wd)?|pwd|token|secret|(api)?key|auth(orization)?|sig(nature)?"
+                               r"|credentials?)$", re.IGNORECASE)
 
 
 def without_password(spec: str) -> str:

@@ -346,13 +346,18 @@ class WebhookSink(Sink):
             waited = "(stopped waiting)"
             self._deadline = time.monotonic()
             self._interrupt.set()
-            self._thread.join(timeout=self.timeout_s + 1.0)  # (a post under way ends within its timeout)
-        self._thread = None
+            try:
+                self._thread.join(timeout=self.timeout_s + 1.0)  # (a post under way ends within its timeout)
+            except KeyboardInterrupt:  # a third tap: the post under way is left to its timeout
+                pass
+        sender, self._thread = self._thread, None
+        lost = 0
         try:
             self._store_incoming()  # (what the sender had no time to queue: for the next run)
         except Exception as exc:  # noqa: BLE001
+            lost = len(self._incoming)
             log.error("webhook %s: %d event(s) could not be queued in %s (%s); they are lost", self.url,
-                      len(self._incoming), self.queue_path, exc)
+                      lost, self.queue_path, exc)
             self._incoming.clear()
         left = self.queued()
         if left:
@@ -361,8 +366,17 @@ class WebhookSink(Sink):
         with self._lock:  # from now on, what is left is for the next sender to this URL
             self._db.execute("DELETE FROM webhook_senders WHERE owner = ?", (self.owner,))
             self._db.commit()
-        self._db.close()
-        if self.refused:  # lost for good: a failure of this output in the run's summary, not only log lines
+        if not sender.is_alive():  # (one still posting, after a third Ctrl-C, keeps it until the process ends)
+            self._db.close()
+        # Lost for good: a failure of this output in the run's summary, not only log lines.
+        losses = []
+        if self.refused:
             answers = ", ".join(f"HTTP {status} x{n}" for status, n in sorted(self.refused.items()))
-            raise MaskwatchError(f"the receiver refused {sum(self.refused.values())} event(s) ({answers}); they "
-                                 f"were dropped: check the URL's path and the secret")
+            losses.append(f"the receiver refused {sum(self.refused.values())} event(s) ({answers}); they were "
+                          f"dropped: check the URL's path and the secret")
+        if self.dropped:
+            losses.append(f"{self.dropped} event(s) dropped from a full queue (the receiver was away too long)")
+        if lost:
+            losses.append(f"{lost} event(s) could not be queued for the next run")
+        if losses:
+            raise MaskwatchError("; ".join(losses))
