@@ -600,6 +600,63 @@ def test_a_camera_without_frames_is_said_down_on_the_bus_and_up_when_they_come_b
     assert read_report(db).runs[0]["camera_outages"] == 2  # what `maskwatch report` lists
 
 
+def test_the_people_in_view_when_a_camera_goes_down_leave_then_not_when_it_comes_back(detector, faces):
+    """camera.down says nobody is watched: the person in view leaves at once (person.left, zone.left), not when
+    the frames come back (which may be never); the picture that comes back is a new one."""
+    from clips import crossing_people
+    from maskwatch.video.bus import CallbackSink
+    from maskwatch.video.events import CAMERA_DOWN, CAMERA_UP, PERSON_ENTERED, PERSON_LEFT, ZONE_LEFT
+    from maskwatch.video.sources import Frame, FrameSource
+
+    pictures, rate = crossing_people(*faces)
+
+    class DroppingCamera(FrameSource):  # the masked person walks in and stops; the stream drops; it comes back
+        live, fps, size = True, rate, (pictures[0].shape[1], pictures[0].shape[0])
+
+        def frames(self):
+            for index in range(20):
+                yield Frame(index, index / rate, pictures[index], time.time())
+            for _ in range(15):  # 3 s without a frame, as a live source waits for one
+                self.on_wait()
+                time.sleep(0.2)
+            for index in range(20, 26):
+                yield Frame(index, 5.0 + index / rate, np.full_like(pictures[0], 90), time.time())
+
+    events = []
+    options = WatchOptions(every=1, camera_down_after_s=1.0, summary_every=None)
+    VideoPipeline(detector, options, sinks=[CallbackSink(on_event=events.append)],
+                  zones=["all=0,0,479,0,479,319,0,319"]).run(DroppingCamera())
+    kinds = [e.type for e in events if e.type in (PERSON_ENTERED, PERSON_LEFT, ZONE_LEFT, CAMERA_DOWN, CAMERA_UP)]
+    assert kinds[:5] == [PERSON_ENTERED, CAMERA_DOWN, ZONE_LEFT, PERSON_LEFT, CAMERA_UP] or \
+        kinds[:5] == [PERSON_ENTERED, CAMERA_DOWN, PERSON_LEFT, ZONE_LEFT, CAMERA_UP], kinds
+    assert kinds.count(PERSON_ENTERED) == kinds.count(PERSON_LEFT) == 1  # nobody comes back from the old picture
+
+
+def test_a_file_played_as_a_camera_that_goes_away_is_waited_for_as_a_camera_that_drops(tmp_path, monkeypatch):
+    """serve's file cameras: a file moved away (being replaced) is looked for again, with on_wait called (so
+    camera.down is said), and it plays again once back; it used to stop the camera for good."""
+    from maskwatch.video.sources import FileSource, LoopingSource
+
+    clip = write_clip([np.full((48, 64, 3), v, np.uint8) for v in (40, 80, 120)], tmp_path / "door.avi", fps=30,
+                      codec="MJPG")
+    monkeypatch.setattr(LoopingSource, "RETRY_S", 0.05)
+    source = LoopingSource(lambda: FileSource(clip), str(clip))
+    waits = []
+
+    def waiting() -> None:  # what the pipeline's outage watch hears; the file comes back at the fifth
+        waits.append(source.receiving())
+        if len(waits) == 5:
+            aside.rename(clip)
+
+    source.on_wait = waiting
+    aside = clip.rename(tmp_path / "aside.avi")  # gone before the first loop ends (the first is already open)
+    frames = source.frames()
+    seen = [next(frames) for _ in range(6)]  # the first loop, the wait, the file back, the second loop
+    source.close()
+    assert len(seen) == 6 and waits[:5] == [False] * 5 and source.receiving() and source.reconnects == 1
+    assert all(b.time_s > a.time_s for a, b in zip(seen, seen[1:]))  # time goes on across the wait
+
+
 def test_labels_of_faces_at_the_top_edge_are_drawn_over_the_counts_band():
     """The counts band at the top left is drawn before the faces, so a face there keeps its label readable."""
     from types import SimpleNamespace

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Callable
 
 from maskwatch.video.bus import EventBus
 from maskwatch.video.emitter import EventEmitter
@@ -22,8 +23,9 @@ class OutageWatch:
     (`frame`): publishes camera.down once no frame came for `down_after_s`, and camera.up with the frames."""
 
     def __init__(self, name: str, emitter: EventEmitter, bus: EventBus, down_after_s: float = DOWN_AFTER_S,
-                 remind_every_s: float = REMIND_EVERY_S):
-        self.name, self.emitter, self.bus = name, emitter, bus
+                 remind_every_s: float = REMIND_EVERY_S, on_down: Callable[[float], None] | None = None):
+        """on_down(time_s): called once camera.down is out (the pipeline lets the people in view go)."""
+        self.name, self.emitter, self.bus, self.on_down = name, emitter, bus, on_down
         self.down_after_s, self.remind_every_s = down_after_s, remind_every_s
         self.last_frame_at = time.monotonic()
         self.last_time_s = 0.0  # the source time of the last frame
@@ -48,6 +50,8 @@ class OutageWatch:
             log.warning("%s: no frame for %.0f s: nobody is watched until it is back (camera.down)", self.name, gap)
             self.bus.publish(self.emitter.camera_event(up=False, time_s=self.last_time_s + gap,
                                                        reason=f"no frame for {gap:.0f} s"))
+            if self.on_down is not None:
+                self.on_down(self.last_time_s + gap)
         elif self.down_since is not None and now - self._reminded_at >= self.remind_every_s:
             self._reminded_at = now
             log.warning("%s: still no frame, for %.0f s now", self.name, gap)

@@ -246,7 +246,19 @@ class VideoPipeline:
             frames_source.close()
             raise
         summary.run_id = next((s.run_id for s in sinks if isinstance(s, DatabaseSink)), None)
-        outage = OutageWatch(camera, emitter, bus, opts.camera_down_after_s) if frames_source.live else None
+        resumed = [False]  # a camera back after camera.down: its first frame is detected afresh, as after a cut
+
+        def nobody_watched(time_s: float) -> None:
+            """camera.down: the people in view leave now (person.left, zone.left), not when frames come back,
+            which may be never; what comes back is a new picture."""
+            for event in emitter.finish(time_s, index):
+                bus.publish(event)
+            tracker.new_scene()
+            finder.new_scene()
+            resumed[0] = True
+
+        outage = (OutageWatch(camera, emitter, bus, opts.camera_down_after_s, on_down=nobody_watched)
+                  if frames_source.live else None)
         if outage is not None:
             frames_source.on_wait = outage.waiting
         tracked = sv.Detections.empty()
@@ -273,8 +285,9 @@ class VideoPipeline:
                     finder.new_scene()
                     summary.scene_cuts += 1
                 retry = finder.retry  # faces lost at a downscale: found again at once, still picture or not
-                detect = cut or retry or schedule.due(frame.index, frame.time_s)
-                if (detect and not cut and not retry and schedule.may_skip_still(frame.time_s)
+                fresh, resumed[0] = resumed[0], False  # the first frame after camera.down
+                detect = cut or retry or fresh or schedule.due(frame.index, frame.time_s)
+                if (detect and not cut and not retry and not fresh and schedule.may_skip_still(frame.time_s)
                         and not self._unconfirmed(tracked, emitter, tracker.min_confidence)
                         and not motion.moved(small)):
                     detect = False  # nothing moved since the last detection: its faces are still right

@@ -578,20 +578,53 @@ class LoopingSource(FrameSource):
 
     live = True
 
+    RETRY_S = 1.0  # a file gone (moved, being replaced) is looked for again this often, as a camera reconnects
+
     def __init__(self, open_once: Callable[[], FrameSource], name: str):
         self.open_once, self.name = open_once, name
         self._current: FrameSource | None = open_once()
         self.fps, self.size = self._current.fps, self._current.size
-        self.loops = 0
+        self.loops = self.reconnects = 0
         self._stop = threading.Event()
+        self._missing = False
+
+    def receiving(self) -> bool:
+        return not self._missing
+
+    def _reopen(self) -> FrameSource | None:
+        """The file again, for the next loop; while it cannot be opened (moved away, being copied), said once and
+        tried every RETRY_S with `on_wait` called (camera.down after a while), as a camera that dropped. None
+        when stopped meanwhile."""
+        while not self._stop.is_set():
+            try:
+                source = self.open_once()
+            except MaskwatchError as exc:
+                if not self._missing:
+                    log.warning("%s: cannot be opened again (%s); trying every %.0f s", self.name, exc, self.RETRY_S)
+                self._missing = True
+                if self.on_wait is not None:
+                    self.on_wait()
+                self._stop.wait(self.RETRY_S)
+                continue
+            if self._missing:
+                self._missing = False
+                self.reconnects += 1
+                log.warning("%s: back; playing it again", self.name)
+            return source
+        return None
 
     def frames(self) -> Iterator[Frame]:
         period = 1 / self.fps
         started = time.monotonic()
         due_index = yielded = 0
         while not self._stop.is_set():
-            source = self._current or self.open_once()
+            reconnects = self.reconnects
+            source = self._current or self._reopen()
             self._current = None
+            if source is None:
+                return
+            if self.reconnects != reconnects:  # back after an outage: its time passed, no frames are owed for it
+                due_index = max(due_index, int((time.monotonic() - started) / period))
             try:
                 for frame in source.frames():
                     due = started + due_index * period
