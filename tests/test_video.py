@@ -630,6 +630,10 @@ def test_the_people_in_view_when_a_camera_goes_down_leave_then_not_when_it_comes
     assert kinds[:5] == [PERSON_ENTERED, CAMERA_DOWN, ZONE_LEFT, PERSON_LEFT, CAMERA_UP] or \
         kinds[:5] == [PERSON_ENTERED, CAMERA_DOWN, PERSON_LEFT, ZONE_LEFT, CAMERA_UP], kinds
     assert kinds.count(PERSON_ENTERED) == kinds.count(PERSON_LEFT) == 1  # nobody comes back from the old picture
+    down = next(i for i, e in enumerate(events) if e.type == CAMERA_DOWN)
+    up = next(i for i, e in enumerate(events) if e.type == CAMERA_UP)
+    during = [e for e in events[down:up] if e.type == "counts"]
+    assert len(during) == 1 and sum(during[0].as_dict()["counts"]["present"].values()) == 0
 
 
 def test_a_file_played_as_a_camera_that_goes_away_is_waited_for_as_a_camera_that_drops(tmp_path, monkeypatch):

@@ -253,6 +253,7 @@ class VideoPipeline:
             which may be never; what comes back is a new picture."""
             for event in emitter.finish(time_s, index):
                 bus.publish(event)
+            bus.publish(emitter.counts(time_s, index))  # (nobody present now: a dashboard must not show the last)
             tracker.new_scene()
             finder.new_scene()
             resumed[0] = True
