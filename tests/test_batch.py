@@ -114,6 +114,9 @@ def test_a_later_run_never_replaces_an_earlier_runs_copy_of_another_image(images
 
     for part in out.glob("*.parquet"):
         pq.write_table(pq.read_table(part).drop(["annotated"]), part)
+    settings = json.loads((out / "_batch.json").read_text())
+    del settings["copies_named"]  # (older versions did not write it)
+    (out / "_batch.json").write_text(json.dumps(settings))
     assert {r["annotated"] for r in rows_by_path(out).values()} == {None}  # (read with it empty)
     third = tmp_path / "wednesday"
     third.mkdir()
@@ -122,6 +125,15 @@ def test_a_later_run_never_replaces_an_earlier_runs_copy_of_another_image(images
     assert (out / "annotated" / "IMG_0001.jpg").read_bytes() == monday
     assert rows_by_path(out)[str(third / "IMG_0001.jpg")]["annotated"] == "annotated/IMG_0001-3.jpg"
     assert all("annotated" in pq.read_schema(part).names for part in out.glob("*.parquet"))
+
+
+def test_a_run_killed_after_its_copies_but_before_its_rows_writes_them_again_in_place(images, tmp_path):
+    out = tmp_path / "out"
+    run_batch([str(images / "maksssksksss0.jpg")], out, "local", annotate=True, threads=2)
+    for part in out.glob("*.parquet"):  # as if killed before the rows were written: the copy is there, no row
+        part.unlink()
+    again = run_batch([str(images / "maksssksksss0.jpg")], out, "local", annotate=True, threads=2)
+    assert again.processed == 1 and sorted(p.name for p in (out / "annotated").iterdir()) == ["maksssksksss0.jpg"]
 
 
 def test_a_file_done_under_a_linked_folder_is_not_done_again_under_its_real_one(images, tmp_path):

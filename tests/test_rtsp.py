@@ -97,7 +97,8 @@ def test_camera_credentials_never_show_in_what_is_shown_or_stored():
                          ("http://cam/video.mjpg?user=u&password=p&pwd=q&apikey=k",
                           "http://cam/video.mjpg?user=u&password=***&pwd=***&apikey=***"),
                          ("rtsp://u:p@ss@[fe80::1]:8554/s", "rtsp://u:***@[fe80::1]:8554/s"),
-                         ("http://cam/v?keyframe=1&author=a&access_token=t&x-api-key=k",  # words that hold one: kept
-                          "http://cam/v?keyframe=1&author=a&access_token=***&x-api-key=***"),
+                         ("http://cam/v?keyframe=1&author=a&access_token=t&x-api-key=k&accessToken=c&secretKey=s",
+                          "http://cam/v?keyframe=1&author=a&access_token=***&x-api-key=***&accessToken=***"
+                          "&secretKey=***"),  # (words that merely hold one are shown)
                          ("rtsp://cam/live", "rtsp://cam/live"), ("0", "0"), ("/videos/door.mp4", "/videos/door.mp4")):
         assert without_password(given) == shown

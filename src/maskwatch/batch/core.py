@@ -65,18 +65,19 @@ def copy_key(name: str) -> str:
 
 
 def names_keeping_earlier_copies(todo: list[str], names: dict[str, str], copies: dict[str, str],
-                                 existing: set[str]) -> dict[str, str]:
+                                 existing: set[str], unnamed_are_ours: bool) -> dict[str, str]:
     """`names` with this run's copies renamed where an earlier run's copy of another image has the name (two
     runs into one --out, each with an IMG_0001.jpg): IMG_0001-2.jpg, -3, ... so no copy replaces another image's.
-    `copies`: copy -> the image whose row names it; `existing`: the copies on disk. Those no row names (written by
-    an older version, or by a run killed before it wrote its rows) are kept too: the worst case is a second copy
-    of one image, never a lost copy of another."""
+    `copies`: copy -> the image whose row names it; `existing`: the copies on disk. A copy on disk that no row
+    names was written by a run killed before its rows, so it is the same image's and is written over, where every
+    row of the folder names its copy (`unnamed_are_ours`); in a folder begun by an older version it may be
+    another image's, and is kept (at worst, a second copy of one image)."""
     renamed, out = [], dict(names)
     taken = set(copies) | existing | {copy_key(n) for n in names.values()}
     for path in todo:
         key = copy_key(names[path])
         owner = copies.get(key)
-        if owner == utf8_text(path) or (owner is None and key not in existing):
+        if owner == utf8_text(path) or (owner is None and (key not in existing or unnamed_are_ours)):
             continue
         whose = f"is {owner}'s" if owner else "is there already, named by no row"
         stem, suffix, k = Path(names[path]).stem, Path(names[path]).suffix, 2
@@ -213,15 +214,20 @@ def folder_lock(out_dir: Path):
         yield
 
 
+def read_settings(out_dir: Path) -> dict:
+    """What a results folder's settings file says ({} where there is none, or it cannot be read)."""
+    try:
+        return json.loads((Path(out_dir) / SETTINGS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def check_settings(out_dir: Path, settings: dict, has_rows: bool) -> None:
     """A results folder holds rows of one setting (score threshold, model, annotated copies): resuming with
     other settings would mix them silently, so it is refused; a folder without rows takes the new ones."""
     path = Path(out_dir) / SETTINGS_FILE
     if has_rows and path.is_file():
-        try:
-            before = json.loads(path.read_text())
-        except (OSError, ValueError):
-            before = {}
+        before = read_settings(out_dir)
         changed = [f"{key} {before[key]!r} there, {value!r} now" for key, value in settings.items()
                    if key in before and before[key] != value and key not in ("model", "model_sha256")]
         # The model is the same when its files are (the shipped one named by its folder too), and another when

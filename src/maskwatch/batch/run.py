@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from maskwatch.batch.core import (check_settings, folder_lock, names_keeping_earlier_copies, normalise_path,
-                                  read_folder, tidy_folder)
+                                  read_folder, read_settings, tidy_folder)
 from maskwatch.data.inputs import check_copies_apart, check_writable, collect_images, output_names
 from maskwatch.detector import SHIPPED, check_score, is_shipped_name, model_fingerprint
 from maskwatch.errors import MaskwatchError, install_hint, utf8_text
@@ -56,8 +56,11 @@ def run_batch(spec: str | list[str], out: Path, engine: str = "local", address: 
         # a model is recorded by what it is (a link like runs/latest re-pointed is another model)
         named = str(model) if is_shipped_name(model) else os.path.realpath(os.path.expanduser(model)) if model \
             else SHIPPED
+        has_rows = bool(before.rows or before.unreadable)
+        # Whether every row of the folder names its annotated copy: begun by a version that does (2026-11-27).
+        copies_named = bool(read_settings(out).get("copies_named", not has_rows))
         check_settings(out, {"conf": conf, "model": named, "model_sha256": model_fingerprint(model),
-                             "annotate": annotate}, bool(before.rows or before.unreadable))
+                             "annotate": annotate, "copies_named": copies_named}, has_rows)
         done = before.done  # (a property that builds the set: once, not per image)
         # A file is done under any name that leads to it: a row names it as it was listed then (a link, or its
         # target in rows written before 2026-11-27), and this run may list it otherwise.
@@ -69,7 +72,7 @@ def run_batch(spec: str | list[str], out: Path, engine: str = "local", address: 
             check_writable(annotate_dir, "--annotate")
             existing = {utf8_text(f"annotated/{p.relative_to(annotate_dir).as_posix()}")
                         for p in annotate_dir.rglob("*") if p.is_file()} if annotate_dir.is_dir() else set()
-            names = names_keeping_earlier_copies(todo, names, before.copies, existing)
+            names = names_keeping_earlier_copies(todo, names, before.copies, existing, copies_named)
         summary = BatchSummary(len(paths), len(paths) - len(todo), 0, engine, out)
         try:
             summary.processed = _run_engine(todo, out, engine, address, conf, annotate_dir, model, actors, threads,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import re
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,6 +40,9 @@ NO_DATABASE = error_responses(_404="no events database yet")
 BAD_TYPE = error_responses(_422="an unknown event type or camera, or a parameter out of range")
 SSE_PING_S = 15.0
 STREAM_RESEND_S = 5.0  # a stream with no new frame resends the last one this often (and so notices a client gone)
+
+
+EVENT_ID = re.compile(r"[0-9a-f]{32}")  # what events.Event gives its events (uuid4 hex)
 
 
 def wait_for(check: Callable[[], bool], seconds: float) -> bool:
@@ -250,8 +254,8 @@ def api_router(registry: CameraRegistry) -> APIRouter:
             raise HTTPException(422, f"no camera {camera!r} here and no stored event of one (cameras: "
                                      f"{known_cameras()})")
         # A cursor of another server, mistyped, or gone with the retention (an id just received by webhook or SSE
-        # is stored a moment later: given that moment).
-        if after is not None and not wait_for(lambda: event_stored(db, after), 1.0):
+        # is stored a moment later: one that looks like an id is given that moment).
+        if after is not None and not wait_for(lambda: event_stored(db, after), 1.0 if EVENT_ID.fullmatch(after) else 0):
             raise HTTPException(422, f"after={after!r}: no stored event of that id; page on with the `next` URL "
                                      f"of the previous page")
         newest = order == "newest"

@@ -153,13 +153,13 @@ class EventBus:
         first, then the others close (the network outputs wait for their receivers), then the recorders close,
         writing the record again with the others' failures at closing."""
         recorders = [sink for sink in self.sinks if sink.records_run]
-        for sink in recorders:
-            self._guarded(sink, "record", sink.record, end)
-        for sink in [sink for sink in self.sinks if not sink.records_run] + recorders:
+        steps = [(sink, "record") for sink in recorders] + [
+            (sink, "close") for sink in [sink for sink in self.sinks if not sink.records_run] + recorders]
+        for sink, hook in steps:
             try:
-                self._guarded(sink, "close", sink.close, end)
+                self._guarded(sink, hook, getattr(sink, hook), end)
             except KeyboardInterrupt:  # "stop at once" while this one waited: the others still close (the record)
-                self._failed(sink, "close", MaskwatchError("stopped by the user before it had finished"))
+                self._failed(sink, hook, MaskwatchError("stopped by the user before it had finished"))
 
     def _guarded(self, sink: Sink, hook: str, call: Callable, arg: Any) -> None:
         try:

@@ -247,6 +247,7 @@ class VideoPipeline:
             raise
         summary.run_id = next((s.run_id for s in sinks if isinstance(s, DatabaseSink)), None)
         resumed = [False]  # a camera back after camera.down: its first frame is detected afresh, as after a cut
+        down_at = [0.0]  # the time of the last camera.down: a run that ends in an outage ends after it
 
         def nobody_watched(time_s: float) -> None:
             """camera.down: the people in view leave now (person.left, zone.left), not when frames come back,
@@ -256,7 +257,7 @@ class VideoPipeline:
             bus.publish(emitter.counts(time_s, index))  # (nobody present now: a dashboard must not show the last)
             tracker.new_scene()
             finder.new_scene()
-            resumed[0] = True
+            resumed[0], down_at[0] = True, time_s
 
         outage = (OutageWatch(camera, emitter, bus, opts.camera_down_after_s, on_down=nobody_watched)
                   if frames_source.live else None)
@@ -341,7 +342,8 @@ class VideoPipeline:
         finally:
             hold_stop_signals("the video, summary and events")  # a second Ctrl-C must not cut them short
             try:
-                self._finish(summary, frames_source, emitter, bus, finder, schedule, time_s, index, started)
+                self._finish(summary, frames_source, emitter, bus, finder, schedule, max(time_s, down_at[0]), index,
+                             started)
             finally:
                 restore_signals(previous_handlers)
         return summary

@@ -13,7 +13,6 @@ import itertools
 import logging
 import os
 import queue
-import re
 import threading
 import time
 from contextlib import contextmanager
@@ -726,10 +725,10 @@ def is_live_spec(spec: str) -> bool:
     return spec.isdigit() or "://" in spec
 
 
-# Query keys whose values are secrets: whole words, alone or at the end of a longer key (access_token, x-api-key),
-# not words that merely hold one (keyframe, author, signal).
-SECRET_QUERY_KEYS = re.compile(r"(^|[_.-])(pass(word|wd)?|pwd|token|secret|(api)?key|auth(orization)?|sig(nature)?"
-                               r"|credentials?)$", re.IGNORECASE)
+# Query keys whose values are secrets, by how the key ends (any case: access_token, accessToken, x-api-key, pwd), so
+# that keys which merely hold such a word (keyframe, author, signal) are shown.
+SECRET_KEY_ENDINGS = ("password", "passwd", "passphrase", "pwd", "token", "secret", "key", "auth", "authorization",
+                      "sig", "signature", "credential", "credentials")
 
 
 def without_password(spec: str) -> str:
@@ -742,8 +741,8 @@ def without_password(spec: str) -> str:
     if "@" in netloc:
         user, _, host = netloc.rpartition("@")
         netloc = (f"{user.partition(':')[0]}:***" if ":" in user else "***") + f"@{host}"
-    query = "&".join(f"{k}=***" if (k := pair.partition("=")[0]) and SECRET_QUERY_KEYS.search(k) and "=" in pair
-                     else pair for pair in parts.query.split("&")) if parts.query else parts.query
+    query = "&".join(f"{k}=***" if (k := pair.partition("=")[0]) and k.lower().endswith(SECRET_KEY_ENDINGS)
+                     and "=" in pair else pair for pair in parts.query.split("&")) if parts.query else parts.query
     return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 

@@ -83,6 +83,8 @@ class SummaryFilesSink(Sink):
         write_summary_files(end.summary, self.out)
 
     def close(self, end: RunEnd) -> None:
-        self.record(end)  # again: what the other outputs lost while they closed is in it now
-        if self._tracks is not None:
-            self._tracks.close()
+        try:
+            self.record(end)  # again: what the other outputs lost while they closed is in it now
+        finally:
+            if self._tracks is not None:
+                self._tracks.close()
