@@ -221,7 +221,8 @@ def test_tls_asked_of_a_plain_broker_says_which_scheme_to_give(tmp_path, caplog)
             deadline = time.time() + 20
             while time.time() < deadline and hint not in caplog.text:
                 time.sleep(0.1)
-            with pytest.raises(MaskwatchError, match=r"1 message\(s\) not acknowledged .*give mqtt://\); they are lost"):
+            lost = r"1 message\(s\) not acknowledged .*give mqtt://\); they are lost"
+            with pytest.raises(MaskwatchError, match=lost):
                 sink.close(None)
     finally:
         broker.stop()

@@ -4,8 +4,9 @@ new one is added without touching the others.
 
 A sink that fails while the video runs is logged and the video goes on; its failures are counted in the
 run's summary (`sink_failures`), and a failed output the user asked for (the video file, the summary files,
-the database, events lost for good by the webhook or MQTT: `required` sinks) makes `watch` exit non-zero. Only a sink that cannot start (a bad URL, no
-display) stops the run before it begins, with a MaskwatchError that says why.
+the database, events lost for good by the webhook or MQTT: `required` sinks) makes `watch` exit non-zero.
+Only a sink that cannot start (a bad URL, no display) stops the run before it begins, with a MaskwatchError
+that says why.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from typing import Any, Callable
 from maskwatch.video.bus import FrameView, RunEnd, RunInfo, Sink
 from maskwatch.video.events import PERSON_ENTERED, PERSON_LEFT, PERSON_UNMASKED, Event
 from maskwatch.video.store import EventStore, is_busy
+from maskwatch.video.summary import WatchSummary
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ class DatabaseSink(Sink):
             self._window_tracks = {}
         self._finish_run(end.summary)
 
-    def _finish_run(self, s) -> None:
+    def _finish_run(self, s: WatchSummary) -> None:
         self._recorded = s.full_message()
         self._writes.put((self.store.finish_run, (self.run_id, s.frames, s.status, self._recorded,
                                                   s.detected_frames, s.tracked_frames, s.dropped_frames,
