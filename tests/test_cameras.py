@@ -227,6 +227,11 @@ def test_events_are_paged_from_the_database_and_streamed_as_the_webhook_sends_th
     # A client that comes back with Last-Event-ID first gets what it missed, from the database.
     resumed = read_stream({**AUTH, "Last-Event-ID": stored[0]["id"]}, 2)
     assert [e for _, e in resumed] == stored[1:3]
+    # An id this server does not hold (another server's, gone with the retention) is said, then the stream goes on.
+    with httpx.stream("GET", f"{url}/v1/events/stream", params={"camera": "hall"},
+                      headers={**AUTH, "Last-Event-ID": "deadbeef"}, timeout=120) as response:
+        first = next(response.iter_lines())
+    assert first == ": Last-Event-ID 'deadbeef' is not stored here; nothing replayed, live from now"
 
 
 def test_report_gives_the_windows_and_counts_of_maskwatch_report(server):

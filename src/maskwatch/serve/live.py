@@ -100,10 +100,13 @@ async def sse_messages(registry: CameraRegistry, cameras: list[str] | None, type
         if last_event_id and registry.db is not None and Path(registry.db).is_file():
             # The database is written on its own thread: the last event a client saw live may be stored a
             # moment later (longer while another process holds the database); wait for it, or nothing replays.
-            for _ in range(int(REPLAY_WAIT_S / 0.1)):
-                if event_stored(registry.db, last_event_id):
+            for _ in range(int(REPLAY_WAIT_S / 0.1) if EVENT_ID.fullmatch(last_event_id) else 1):
+                if found := event_stored(registry.db, last_event_id):
                     break
                 await asyncio.sleep(0.1)
+            if not found:  # (another server's id, or gone with the retention): said, as an SSE comment
+                yield f": Last-Event-ID {last_event_id[:64]!r} is not stored here; nothing replayed, live from now\n\n"\
+                    .encode()
             missed = read_events(registry.db, camera=cameras, type=types, after_id=last_event_id, limit=1000)
         sent = {event["id"] for event in missed}
         for event in missed:
