@@ -169,7 +169,7 @@ class JobQueue:
                 break
             if time.monotonic() >= deadline:  # still running: a frame that takes longer than the wait
                 return False
-            # (claimed by the worker between the look and the DELETE: stopped on the next round)
+            time.sleep(0.05)  # (claimed by the worker between the look and the DELETE: stopped on the next round)
         shutil.rmtree(self.job_dir(job_id), ignore_errors=True)  # a queued one: the worker finds no row, skips it
         return True
 
