@@ -68,8 +68,20 @@ def test_the_page_asks_for_the_key_and_shows_nothing_without_it(browser, server)
     assert page.locator(".tile").count() == 0
     page.fill("#apikey", "not-the-key")
     page.click("#key button")
-    page.wait_for_selector("#key:not([hidden])", timeout=30_000)  # asked again
+    page.wait_for_selector("#key:not([hidden])", timeout=30_000)  # asked again, saying the key was refused
+    page.wait_for_function("document.querySelector('#banner').textContent.includes('That API key is not accepted')")
     assert page.locator(".tile").count() == 0
+    page.close()
+
+
+def test_a_camera_name_the_server_does_not_have_is_said_not_shown_as_another(browser, server):
+    page = open_page(browser, server)
+    page.wait_for_selector(".tile[data-camera=door]", timeout=60_000)
+    page.goto(f"{server}/cameras#/camera/nope")  # (the key stays for the tab)
+    page.wait_for_function("document.querySelector('#d-overlay').textContent.includes('no camera of that name')",
+                           timeout=30_000)
+    assert page.inner_text("#d-name") == "nope" and "door, hall" in page.inner_text("#d-overlay")
+    assert page.locator("#d-counts tbody tr").count() == 0
     page.close()
 
 

@@ -193,6 +193,10 @@ def test_a_server_with_an_api_key_asks_for_it_once_and_the_tab_keeps_it(browser,
         page.set_input_files("#file", str(photo))
         page.wait_for_function("document.querySelector('#error').textContent.includes('needs its API key')")
         assert page.is_visible("#apikey")
+        page.fill("#apikey", "not-the-key")
+        page.dispatch_event("#apikey", "change")
+        page.set_input_files("#file", str(photo))  # a key sent and refused: said as such, not as a missing one
+        page.wait_for_function("document.querySelector('#error').textContent.includes('key is not accepted')")
         page.fill("#apikey", "s3cret")
         page.dispatch_event("#apikey", "change")
         page.set_input_files("#file", str(photo))  # the same file again: taken (the field was cleared)

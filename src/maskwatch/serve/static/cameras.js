@@ -5,7 +5,7 @@
 
 const NAMES = CLASS_NAMES;  // (and the dots' colours: classes.js, from the package's classes.py)
 const EVENT_TEXT = {
-  "person.entered": "came in", "person.unmasked": "no mask!", "person.left": "left",
+  "person.entered": "came in", "person.unmasked": "— alert", "person.left": "left",
   "zone.entered": "entered zone", "zone.left": "left zone", "line.crossed": "crossed",
   "camera.down": "camera down: no picture", "camera.up": "camera back",
 };
@@ -33,7 +33,14 @@ function headers(extra = {}) {
 }
 async function api(path, options = {}) {
   const response = await fetch(path, {cache: "no-store", ...options, headers: headers(options.headers)});
-  if (response.status === 401) { askForKey(); throw new NeedKey("API key needed"); }
+  if (response.status === 401) {
+    if (sessionStorage.getItem("maskwatch.key")) {  // a key was sent and refused: say so, not "needs its key"
+      sessionStorage.removeItem("maskwatch.key");
+      banner("That API key is not accepted: type the server's key.");
+    }
+    askForKey();
+    throw new NeedKey("API key needed");
+  }
   if (sessionStorage.getItem("maskwatch.key")) $("key").hidden = true;
   if (!response.ok) throw new Error(`${response.status} ${response.statusText} for ${path}`);
   return response;
@@ -45,6 +52,7 @@ function askForKey() {
 $("key").addEventListener("submit", (e) => {
   e.preventDefault();
   sessionStorage.setItem("maskwatch.key", $("apikey").value);
+  banner("");
   $("key").hidden = true;
   $("apikey").value = "";
   restartStreams();
@@ -146,6 +154,7 @@ async function refreshCameras() {
       const body = await (await api("/v1/cameras")).json();
       banner("");
       state.cameras = new Map(body.cameras.map((c) => [c.name, c]));
+      state.listed = true;
       $("empty").hidden = body.cameras.length > 0;
       for (const camera of body.cameras) {
         renderTile(camera);
@@ -164,7 +173,17 @@ async function refreshCameras() {
 // -- one camera, large --
 function renderDetail() {
   const camera = state.cameras.get(state.selected);
-  if (!camera) return;
+  if (!camera) {  // a name no camera has (a link to a camera gone from the config, a typo): said, nothing shown
+    if (!state.listed) return;
+    $("d-name").textContent = state.selected;
+    $("d-status").textContent = "";
+    $("d-overlay").hidden = false;
+    $("d-overlay").textContent = `no camera of that name here (cameras: ${[...state.cameras.keys()].join(", ")})`;
+    for (const id of ["d-rates", "d-message", "d-compliance"]) $(id).textContent = "";
+    $("d-counts").querySelector("tbody").replaceChildren();
+    $("d-zones").replaceChildren();
+    return;
+  }
   $("d-name").textContent = camera.name;
   fitFrame($("d-image").parentNode, camera);
   statusBadge($("d-status"), camera);
