@@ -76,7 +76,7 @@ function peopleLine(people) {
   const line = el("div", {class: "people"});
   for (const [name, n] of Object.entries(people || {})) {
     line.append(el("span", {class: name, title: NAMES[name] || name, "data-class": name},
-                   el("i", {class: "dot"}), `${n}`));
+                   el("i", {class: "dot"}), `${n} `, el("small", {text: NAMES[name] || name})));  // (not by colour alone)
   }
   return line;
 }
