@@ -815,3 +815,15 @@ def test_frames_of_your_own_run_through_the_pipeline_and_a_wrong_one_is_named(ph
         ArraySource([picture.astype(np.float32)])
     with pytest.raises(MaskwatchError, match="frames of your own: ArraySource"):
         watch([picture], database=tmp_path / "e.sqlite")
+
+
+def test_the_counts_band_fits_a_narrow_frame_instead_of_being_cut():
+    """A 320-px webcam: "people: mask 12, no mask 14, wrong 1 | compliance 44%" ran off the right edge."""
+    from maskwatch.annotate import draw_counts
+
+    people = {"with_mask": 12, "without_mask": 14, "mask_weared_incorrect": 1}
+    for width in (320, 640, 1920):
+        image = draw_counts(np.full((240, width, 3), 128, np.uint8), people)
+        band = image[:max(12, width // 40)]  # (the band grows with the frame)
+        assert (band[:, -3:] == 128).all(), width  # the band (and its text) ends before the right edge
+        assert (band[:, :100] == 0).any() and (band[:, :100] >= 200).any(), width  # and holds white text on black

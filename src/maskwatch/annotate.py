@@ -67,12 +67,15 @@ def blur_boxes(image: np.ndarray, boxes: Iterable[Sequence[float]]) -> np.ndarra
 def draw_counts(image: np.ndarray, people: dict[str, int]) -> np.ndarray:
     """The running counts in a band at the top of the frame (drawn in place)."""
     compliance = compliance_of(people)
-    parts = [f"{DISPLAY_NAMES.get(k, k)} {v}" for k, v in people.items()]
-    text = "people: " + (", ".join(parts) if parts else "none yet")
-    if compliance is not None:
-        text += f" | compliance {compliance:.0%}"
-    scale = max(0.4, image.shape[1] / 1400)
-    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    parts = ", ".join(f"{DISPLAY_NAMES.get(k, k)} {v}" for k, v in people.items()) or "none yet"
+    shown = "" if compliance is None else f"{compliance:.0%}"
+    width = image.shape[1] - 12
+    # The words as they are where they fit; on a narrow frame (a 320-px webcam) shorter, then smaller, never cut.
+    for text, scale in ((f"people: {parts}" + (f" | compliance {shown}" if shown else ""), max(0.4, width / 1400)),
+                        (parts + (f" | {shown}" if shown else ""), 0.4), (parts + (f" | {shown}" if shown else ""), 0.3)):
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        if tw <= width:
+            break
     cv2.rectangle(image, (0, 0), (min(image.shape[1], tw + 12), th + base + 10), (0, 0, 0), -1)
     cv2.putText(image, text, (6, th + 5), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
     return image
