@@ -75,8 +75,8 @@ class Sink:
     # lost for good), the run did not do its job and `watch` exits 1.
     required = False
     # Writes the run's record (summary files, database): `record` writes it before the other sinks close (a kill
-    # while they wait for their receivers keeps it), `close` again after them, with what their closing lost (events
-    # a webhook receiver refused, MQTT messages never acknowledged).
+    # while they wait for their receivers keeps it), and again after them if their closing lost something (events
+    # a webhook receiver refused, MQTT messages never acknowledged); `close` then only finishes.
     records_run = False
 
     def open(self, run: RunInfo) -> None:
@@ -89,7 +89,8 @@ class Sink:
         pass
 
     def record(self, end: RunEnd) -> None:
-        """The run's record as it stands when the video is over (only sinks that `records_run`)."""
+        """The run's record as it stands (only sinks that `records_run`): called before `close`, when the video is
+        over, and again if the other sinks' closing added failures."""
 
     def close(self, end: RunEnd) -> None:
         pass
@@ -136,8 +137,7 @@ class EventBus:
                 sink.open(run)
                 opened.append(sink)
         except BaseException:
-            for sink in reversed(opened):
-                self._guarded(sink, "close", sink.close, RunEnd(WatchSummary(run.source, status="failed")))
+            self._close(opened[::-1], RunEnd(WatchSummary(run.source, status="failed")))
             raise
 
     def publish(self, event: Event) -> None:
@@ -150,13 +150,22 @@ class EventBus:
             self._guarded(sink, "frame", sink.frame, view)
 
     def close(self, end: RunEnd) -> None:
-        """Close every sink, in two steps for those that record the run (`records_run`): their record is written
-        first, then the others close (the network outputs wait for their receivers), then the recorders close,
-        writing the record again with the others' failures at closing."""
-        recorders = [sink for sink in self.sinks if sink.records_run]
-        steps = [(sink, "record") for sink in recorders] + [
-            (sink, "close") for sink in [sink for sink in self.sinks if not sink.records_run] + recorders]
-        for sink, hook in steps:
+        self._close(self.sinks, end)
+
+    def _close(self, sinks: list[Sink], end: RunEnd) -> None:
+        """Close `sinks`, in two steps for those that record the run (`records_run`): their record is written
+        first, then the others close (the network outputs wait for their receivers), then the record is written
+        again if that closing added failures, and the recorders close."""
+        recorders = [sink for sink in sinks if sink.records_run]
+        self._each(recorders, "record", end)
+        counted = {name: record["failures"] for name, record in self.sink_failures.items()}
+        self._each([sink for sink in sinks if not sink.records_run], "close", end)
+        if {name: record["failures"] for name, record in self.sink_failures.items()} != counted:
+            self._each(recorders, "record", end)
+        self._each(recorders, "close", end)
+
+    def _each(self, sinks: list[Sink], hook: str, end: RunEnd) -> None:
+        for sink in sinks:
             try:
                 self._guarded(sink, hook, getattr(sink, hook), end)
             except KeyboardInterrupt:  # "stop at once" while this one waited: the others still close (the record)

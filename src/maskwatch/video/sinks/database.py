@@ -17,12 +17,8 @@ from typing import Any, Callable
 from maskwatch.video.bus import FrameView, RunEnd, RunInfo, Sink
 from maskwatch.video.events import PERSON_ENTERED, PERSON_LEFT, PERSON_UNMASKED, Event
 from maskwatch.video.store import EventStore, is_busy
-from maskwatch.video.summary import WatchSummary
 
 log = logging.getLogger(__name__)
-
-
-_NOT_RECORDED = object()
 
 
 class DatabaseSink(Sink):
@@ -43,12 +39,10 @@ class DatabaseSink(Sink):
         self._errors: list[BaseException] = []  # raised on the pipeline's thread, one per hook call
         self._give_up = threading.Event()
         self._thread: threading.Thread | None = None
-        self._recorded: str | None | object = _NOT_RECORDED  # the end row's message as last written
 
     def open(self, run: RunInfo) -> None:
         self.store = EventStore(self.path)  # (a file that is no database: said now, on the caller's thread)
         self.run_id = self.store.start_run(run.source, run.camera, run.run, run.zones, run.lines)
-        self._recorded = _NOT_RECORDED
         self._thread = threading.Thread(target=self._write_loop, daemon=True, name="maskwatch-database")
         self._thread.start()
 
@@ -111,19 +105,16 @@ class DatabaseSink(Sink):
             self._progress_at, self._progress_video_s = time.monotonic(), view.frame.time_s
 
     def record(self, end: RunEnd) -> None:
-        """The last window and the run's end row, queued now (written in milliseconds, while the network outputs
-        wait for their receivers); `close` writes the end row again if their closing added failures."""
+        """The last window (once) and the run's end row, queued now: written in milliseconds, while the network
+        outputs wait for their receivers."""
         if self.store is None:
             return
         if self._window_tracks:
             self._writes.put((self.store.save_window, (self.run_id, self._window_start,
                                                        Counter(self._window_tracks.values()))))
             self._window_tracks = {}
-        self._finish_run(end.summary)
-
-    def _finish_run(self, s: WatchSummary) -> None:
-        self._recorded = s.full_message()
-        self._writes.put((self.store.finish_run, (self.run_id, s.frames, s.status, self._recorded,
+        s = end.summary
+        self._writes.put((self.store.finish_run, (self.run_id, s.frames, s.status, s.full_message(),
                                                   s.detected_frames, s.tracked_frames, s.dropped_frames,
                                                   s.scene_cuts)))
 
@@ -131,10 +122,6 @@ class DatabaseSink(Sink):
         if self.store is None:
             return
         try:
-            if self._recorded is _NOT_RECORDED:  # (a caller that closes without `record`)
-                self.record(end)
-            elif end.summary.full_message() != self._recorded:
-                self._finish_run(end.summary)
             self._writes.put(None)
             if self._thread is not None:
                 self._thread.join(self.CLOSE_WAIT_S)

@@ -83,8 +83,5 @@ class SummaryFilesSink(Sink):
         write_summary_files(end.summary, self.out)
 
     def close(self, end: RunEnd) -> None:
-        try:
-            self.record(end)  # again: what the other outputs lost while they closed is in it now
-        finally:
-            if self._tracks is not None:
-                self._tracks.close()
+        if self._tracks is not None:
+            self._tracks.close()
