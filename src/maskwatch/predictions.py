@@ -202,6 +202,15 @@ def result_parts(folder: Path) -> list[Path]:
     return sorted(p for p in Path(folder).glob("*.parquet") if not p.name.startswith(("_", ".")))
 
 
+def with_copy_column(table):
+    """A part's table with the `annotated` column, empty where a part written before 2026-11-27 lacks it."""
+    import pyarrow as pa
+
+    if "annotated" in table.column_names:
+        return table
+    return table.append_column("annotated", pa.nulls(table.num_rows, pa.string()))
+
+
 def read_results(out_dir: Path):
     """All rows of a `maskwatch batch` results folder (or one part) as a pyarrow Table in the row schema (parts
     of older versions, which may store `error` as type null or lack `annotated`, are brought to it; parts cut
@@ -216,10 +225,7 @@ def read_results(out_dir: Path):
     tables = []
     for part in parts:
         try:
-            table = pq.read_table(part)
-            if "annotated" not in table.column_names:  # written before 2026-11-27
-                table = table.append_column("annotated", pa.nulls(table.num_rows, pa.string()))
-            tables.append(table.select(schema.names).cast(schema))
+            tables.append(with_copy_column(pq.read_table(part)).select(schema.names).cast(schema))
         except Exception as exc:  # a part cut short by a crash: its images run again on the next run
             log.warning("%s: unreadable result part (%s); skipped", part, exc)
     return pa.concat_tables(tables) if tables else schema.empty_table()

@@ -17,7 +17,7 @@ from maskwatch.classes import MASK_CLASSES
 from maskwatch.data.images import annotated_copy_name, read_image, save_annotated_copy
 from maskwatch.detector import Detector
 from maskwatch.errors import MaskwatchError, name_some, utf8_text
-from maskwatch.predictions import ImagePredictions, class_counts, result_parts
+from maskwatch.predictions import ImagePredictions, class_counts, result_parts, with_copy_column
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,6 @@ def tidy_folder(state: FolderState) -> FolderState:
     """One row per image for any Parquet reader: rows that a later part holds again (a failed image tried
     again) are removed from the older part, and parts that cannot be read (cut short) are moved aside as
     `_unreadable-NAME.broken` (no reader takes it for a part; its images run again next time)."""
-    import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
@@ -178,9 +177,7 @@ def tidy_folder(state: FolderState) -> FolderState:
             part.unlink()
             del state.rows[part]
             continue
-        table = pq.read_table(part)
-        if part in state.without_copies:  # a part of an older version: the column added, so one schema again
-            table = table.append_column("annotated", pa.nulls(table.num_rows, pa.string()))
+        table = with_copy_column(pq.read_table(part))  # (an older version's part gets it: one schema again)
         temp = part.with_name(f".{part.stem}.{os.getpid()}.tmp")
         pq.write_table(table.filter(pc.field("path").isin([raw for raw, k in zip(
             table.column("path").to_pylist(), keep) if k])), temp)

@@ -64,9 +64,9 @@ def run_batch(spec: str | list[str], out: Path, engine: str = "local", address: 
         done = before.done  # (a property that builds the set: once, not per image)
         # A file is done under any name that leads to it: a row names it as it was listed then (a link, or its
         # target in rows written before 2026-11-27), and this run may list it otherwise.
-        done_files = {os.path.realpath(p) for p in done} if done else set()
-        todo = [p for p in paths if utf8_text(p) not in done and utf8_text(os.path.realpath(p)) not in done
-                and os.path.realpath(p) not in done_files]
+        done_files = {os.path.realpath(p) for p in done}
+        todo = [p for p in paths if utf8_text(p) not in done
+                and (real := os.path.realpath(p)) not in done_files and utf8_text(real) not in done]
         annotate_dir = out / "annotated" if annotate else None
         if annotate_dir is not None:
             check_writable(annotate_dir, "--annotate")

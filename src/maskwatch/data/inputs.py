@@ -97,17 +97,17 @@ def one_path_per_file(paths: list[Path], where: str) -> list[Path]:
     """Each file once, named by a path without links where there is one (a link beside its target, a linked
     folder that leads back up), else by the shortest, where that name comes in the order given; said when links
     made a file appear under two names (the same path given twice is not worth a word)."""
+    reals = [path.resolve() for path in paths]
     groups: dict[Path, list[Path]] = {}
-    for path in paths:
-        groups.setdefault(path.resolve(), []).append(path)
+    for path, real in zip(paths, reals):
+        groups.setdefault(real, []).append(path)
 
     def key(path: Path) -> tuple:
         return os.path.realpath(path) != os.path.abspath(path), len(path.parts), str(path)
 
     chosen = {real: min(group, key=key) for real, group in groups.items()}
     unique, placed = [], set()
-    for path in paths:
-        real = path.resolve()
+    for path, real in zip(paths, reals):
         if real not in placed and str(path) == str(chosen[real]):
             placed.add(real)
             unique.append(path)

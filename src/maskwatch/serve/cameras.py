@@ -26,8 +26,8 @@ import cv2
 
 from maskwatch.classes import compliance_of
 from maskwatch.detector import Detector
-from maskwatch.predictions import class_counts
 from maskwatch.errors import MaskwatchError
+from maskwatch.predictions import class_counts
 from maskwatch.serve.hub import EventHub, LatestBoard
 from maskwatch.video.bus import FrameView, RunEnd, RunInfo, Sink
 from maskwatch.video.config import CameraConfig, load_config

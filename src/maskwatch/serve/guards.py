@@ -81,12 +81,13 @@ class LoopbackHostGate:
         self.allowed = frozenset(name.lower() for name in allowed)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        host = host_of(Headers(scope=scope).get("host", "localhost")).lower() if scope["type"] == "http" else ""
-        if scope["type"] == "http" and not (is_loopback(host) or host in self.allowed):  # (not the lifespan's)
-            await JSONResponse({"detail": f"this server listens on loopback only and answers for loopback names "
-                                          f"(127.0.0.1, localhost) and those given with serve --allowed-host; "
-                                          f"not {host!r}"}, status_code=421)(scope, receive, send)
-            return
+        if scope["type"] == "http":  # (not the lifespan's, which has no headers)
+            host = host_of(Headers(scope=scope).get("host", "localhost")).lower()
+            if not (is_loopback(host) or host in self.allowed):
+                await JSONResponse({"detail": f"this server listens on loopback only and answers for loopback names "
+                                              f"(127.0.0.1, localhost) and those given with serve --allowed-host; "
+                                              f"not {host!r}"}, status_code=421)(scope, receive, send)
+                return
         await self.app(scope, receive, send)
 
 
