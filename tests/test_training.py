@@ -88,7 +88,8 @@ def test_a_share_or_factor_outside_0_to_1_is_refused(setting, data_dir, tmp_path
 
 
 @pytest.mark.parametrize("option", [{"lr": -1.0}, {"batch_size": 0}, {"recipe": {"crop_size": 0}},
-                                    {"recipe": {"crop_sise": 80}}])
+                                    {"recipe": {"crop_sise": 80}}, {"recipe": {"probe_epochs": 12}},
+                                    {"recipe": {"probe_epochs": -1}}])
 def test_values_training_cannot_use_are_refused_before_the_data_is_read(option, tmp_path):
     from maskwatch.errors import MaskwatchError
 
@@ -108,6 +109,30 @@ def test_the_backbone_learns_at_its_factor_of_the_rate_and_the_new_layers_at_the
     assert new == {id(p) for p in [*recipe.model.classify.parameters(), *recipe.model.regress.parameters()]}
     recipe.backbone_lr_factor = 1.0  # one group, as before the option: checkpoints of older runs still resume
     assert [g["lr_factor"] for g in recipe.param_groups()] == [1.0]
+
+
+def test_while_probing_only_the_new_layers_learn_and_the_backbone_keeps_its_statistics():
+    from maskwatch.training.two_stage import TwoStageRecipe
+
+    recipe = object.__new__(TwoStageRecipe)  # the training mode alone: no data needed
+    recipe.model, recipe.probe_epochs, recipe.backbone_lr_factor = CropHead(3, pretrained=False), 1, 1.0
+    before = {k: v.clone() for k, v in recipe.model.state_dict().items()}
+    optimizer = torch.optim.AdamW(recipe.param_groups(), lr=1e-2)
+
+    def one_step(epoch: int) -> dict:
+        recipe.train_mode(epoch)
+        logits, deltas = recipe.model(torch.randn(8, 3, 64, 64))
+        optimizer.zero_grad(set_to_none=True)
+        (logits.logsumexp(1).sum() + deltas.square().sum()).backward()
+        optimizer.step()
+        return {k: v.clone() for k, v in recipe.model.state_dict().items()}
+
+    probed = one_step(0)
+    assert all(torch.equal(before[k], probed[k]) for k in before if k.startswith("features."))  # BN statistics too
+    assert not torch.equal(before["classify.weight"], probed["classify.weight"])
+    tuned = one_step(1)
+    assert not torch.equal(probed["features.0.0.weight"], tuned["features.0.0.weight"])
+    assert not torch.equal(probed["features.0.1.running_mean"], tuned["features.0.1.running_mean"])
 
 
 def test_class_balancing_favours_the_rare_class_and_can_be_switched_off(data_dir):

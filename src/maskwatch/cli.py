@@ -230,6 +230,10 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
               None, "--backbone-lr-factor", metavar="FACTOR",
               help="Two-stage: the pretrained backbone learns at the learning rate times this, the new class and "
                    "box layers at the learning rate [default: the recipe's]."),
+          probe_epochs: Optional[int] = typer.Option(
+              None, "--probe-epochs", metavar="N",
+              help="Two-stage: for the first N epochs only the new class and box layers learn, on the pretrained "
+                   "backbone's features as they are (linear probing, then fine-tuning) [default: 0]."),
           epochs: int = typer.Option(12, "--epochs", help="Passes over the training images."),
           batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Examples per training step [default: "
                                                                               "64 crops (two-stage) / 8 windows "
@@ -276,7 +280,8 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
                          extra_faces=extra_faces, synthetic_wrong=synthetic_wrong, device=device, val_every=val_every,
                          resume=resume, overwrite=overwrite, threads=threads,
                          recipe={k: v for k, v in (("crop_size", crop_size), ("finetuned_share", finetuned_share),
-                                                   ("backbone_lr_factor", backbone_lr_factor)) if v is not None},
+                                                   ("backbone_lr_factor", backbone_lr_factor),
+                                                   ("probe_epochs", probe_epochs)) if v is not None},
                          label_map=parse_label_map(label_map), classes=parse_class_list(classes), fmt=fmt,
                          allow_outside_images=allow_outside_images)
     try:

@@ -105,7 +105,8 @@ class Recipe(ABC):
         """Parameter groups, each with an `lr_factor` on the schedule's rate."""
         return [{"params": list(self.model.parameters()), "lr_factor": 1.0}]
 
-    def train_mode(self) -> None:
+    def train_mode(self, epoch: int) -> None:
+        """Put the model in training mode for this epoch (a recipe may keep parts frozen in some epochs)."""
         self.model.train()
 
     @abstractmethod
@@ -198,7 +199,7 @@ def autocast(device: torch.device):
 def train_one_epoch(recipe: Recipe, optimizer: torch.optim.Optimizer, schedule: CosineSchedule, epoch: int,
                     device: torch.device, rng: np.random.Generator, total_epochs: int) -> dict[str, float]:
     """One pass over the recipe's batches; returns the mean of each loss term (and their sum, "loss")."""
-    recipe.train_mode()
+    recipe.train_mode(epoch)
     specs = recipe.epoch(epoch, rng)
     sums: dict[str, float] = {}
     bar = tqdm(specs, desc=f"epoch {epoch + 1}/{total_epochs}", unit="batch")

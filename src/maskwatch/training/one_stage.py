@@ -175,7 +175,7 @@ class OneStageRecipe(Recipe):
         return [{"params": list(net.trunk.parameters()), "lr_factor": self.trunk_lr_factor},
                 {"params": head_params, "lr_factor": 1.0}]
 
-    def train_mode(self) -> None:
+    def train_mode(self, epoch: int) -> None:
         self.model.train()
         for module in self.model.trunk.modules():  # batches of 8 windows: keep CenterFace's batch-norm statistics
             if isinstance(module, torch.nn.BatchNorm2d):

@@ -83,6 +83,10 @@ class TwoStageRecipe(Recipe):
     finetuned_share: float = 0.9
     # The pretrained backbone learns at lr x this; the new class and box layers at lr.
     backbone_lr_factor: float = 1.0
+    # Linear probing, then fine-tuning (LP-FT, Kumar et al., ICLR 2022): for this many first epochs only the new
+    # class and box layers learn, on ImageNet's features as they are (their BatchNorm statistics too), so the
+    # large gradients of freshly initialised layers do not distort the backbone; then everything learns.
+    probe_epochs: int = 0
 
     @classmethod
     def check_settings(cls, cfg: TrainConfig) -> None:
@@ -91,6 +95,10 @@ class TwoStageRecipe(Recipe):
             value = cfg.recipe.get(name, getattr(cls, name))
             if not 0 < value <= 1:
                 raise MaskwatchError(f"{name} ({option}) must be in (0, 1], not {value}")
+        probe_epochs = cfg.recipe.get("probe_epochs", cls.probe_epochs)
+        if not 0 <= probe_epochs < cfg.epochs:
+            raise MaskwatchError(f"probe_epochs (--probe-epochs) must be at least 0 and fewer than --epochs "
+                                 f"({cfg.epochs}), not {probe_epochs}")
         crop_size = cfg.recipe.get("crop_size", cls.crop_size)
         if crop_size < MIN_CROP_SIZE:
             raise MaskwatchError(f"crop_size (--crop-size) must be at least {MIN_CROP_SIZE} pixels, not {crop_size}")
@@ -121,6 +129,14 @@ class TwoStageRecipe(Recipe):
         head = [p for name, p in self.model.named_parameters() if not name.startswith("features.")]
         return [{"params": list(self.model.features.parameters()), "lr_factor": self.backbone_lr_factor},
                 {"params": head, "lr_factor": 1.0}]
+
+    def train_mode(self, epoch: int) -> None:
+        """While probing, the backbone is frozen as ImageNet left it: no gradients, batch-norm statistics kept."""
+        probing = epoch < self.probe_epochs
+        self.model.train()
+        self.model.features.requires_grad_(not probing)
+        if probing:
+            self.model.features.eval()
 
     def _can_synthesise(self) -> bool:
         labels = {self.classes[p.label] for p in self.pictures}
