@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import supervision as sv
@@ -450,6 +451,25 @@ def test_train_stopped_by_ctrl_c_says_how_to_go_on_and_resume_refuses_other_data
     replaced = run(*command[3:], "--epochs", "1", "--overwrite")
     assert "replaced (--overwrite)" in replaced.stderr
     assert len((out / "history.csv").read_text().splitlines()) == 2  # one epoch: the old history is gone
+
+
+def test_an_annotated_copy_never_takes_another_inputs_copy_nor_a_photo_beside_the_inputs(tmp_path, photo):
+    """x.jfif's copy is x.jfif.jpg (OpenCV writes no .jfif), the name of an x.jfif.jpg among the inputs or beside
+    them: neither copy replaces the other, and a photo beside the inputs is never written over."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(photo, photos / "x.jfif")
+    cv2.imwrite(str(photos / "x.jfif.jpg"), cv2.flip(cv2.imread(str(photo)), 1))
+    done = run("detect", str(photos), "--out", str(tmp_path / "out"))
+    assert "the annotated copy of x.jfif is x-2.jfif.jpg" in done.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["x-2.jfif.jpg", "x.jfif.jpg"]
+    originals = {p.name: p.read_bytes() for p in photos.iterdir()}
+    refused = run("detect", str(photos / "x.jfif"), "--out", str(photos), ok=False)
+    assert refused.returncode == 2 and "would replace " + str(photos / "x.jfif.jpg") in refused.stderr
+    assert {p.name: p.read_bytes() for p in photos.iterdir()} == originals
+    batch = run("batch", str(photos), "--out", str(tmp_path / "results"), "--annotate")
+    assert "another input's copy" in batch.stderr
+    assert sorted(p.name for p in (tmp_path / "results" / "annotated").iterdir()) == ["x-2.jfif.jpg", "x.jfif.jpg"]
 
 
 def test_outputs_never_replace_or_feed_back_into_the_inputs(small_voc, tmp_path, photo):

@@ -84,6 +84,30 @@ def test_wrong_input_types_are_refused(detector):
     assert len(detector(np.zeros((50, 50, 3), np.uint8), min_score=np.float32(0.4))) == 0
 
 
+def test_a_pil_image_is_taken_upright_and_drawn_as_seen_and_one_of_16_bits_or_closed_is_refused(detector, photo,
+                                                                                                   tmp_path):
+    from PIL import Image, ImageOps
+
+    from maskwatch.annotate import annotate
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways, shown turned a quarter clockwise
+    Image.open(photo).transpose(Image.Transpose.ROTATE_90).save(tmp_path / "phone.jpg", exif=exif.tobytes())
+    phone = Image.open(tmp_path / "phone.jpg")
+    found = detector(phone, min_score=0.4)
+    upright = ImageOps.exif_transpose(phone)
+    assert len(found) >= 5 and (found.xyxy[:, 2] <= upright.width).all() and upright.width > phone.width
+    drawn = annotate(phone, found, detector.classes)  # on the upright picture, as a BGR array
+    assert drawn.shape == (upright.height, upright.width, 3)
+    for mode in ("I;16", "F"):
+        with pytest.raises(MaskwatchError, match="16-bit or float"):
+            detector(Image.open(photo).convert("L").convert(mode))
+    with Image.open(photo) as closed:
+        pass
+    with pytest.raises(MaskwatchError, match="could not read the PIL image"):
+        detector(closed)
+
+
 def test_blank_and_tiny_images_give_no_faces(detector, photo):
     assert len(detector(np.full((240, 320, 3), 127, np.uint8), min_score=0.3)) == 0
     empty = detector(np.zeros((8, 8, 3), np.uint8))

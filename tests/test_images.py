@@ -48,6 +48,17 @@ def test_a_jpeg_cut_off_before_its_end_says_so(tmp_path, face_rgb):
         read_image(path)
 
 
+def test_a_jpeg_with_corrupt_data_but_its_end_marker_is_read_and_said_by_name(tmp_path, caplog):
+    """OpenCV decodes it with grey where the data broke and prints a line without the file's name."""
+    whole = (Path(__file__).parents[1] / "src" / "maskwatch" / "samples" / "crowd.jpg").read_bytes()
+    middle = len(whole) // 2
+    damaged = whole[:middle] + bytes(range(256)) * 8 + whole[middle + 2048:]  # the end marker kept
+    (tmp_path / "whole.jpg").write_bytes(whole)
+    (tmp_path / "damaged.jpg").write_bytes(damaged)
+    assert read_image(tmp_path / "whole.jpg").shape == read_image(tmp_path / "damaged.jpg").shape
+    assert "damaged.jpg: a JPEG file whose data is corrupt" in caplog.text and "whole.jpg" not in caplog.text
+
+
 def test_huge_image_is_refused_before_decoding(tmp_path):
     Image.new("1", (20000, 20000)).save(tmp_path / "huge.png")
     with pytest.raises(MaskwatchError, match="over the limit"):
@@ -133,6 +144,29 @@ def test_an_iphone_heic_photo_is_read_when_pillow_heif_is_installed(tmp_path):
     summary = run_detect(Detector.load(threads=2), collect_images([photos]), tmp_path / "out", None)
     assert summary.images == 2 and not summary.failed and not summary.not_written
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["IMG_0001.HEIC.jpg", "IMG_0001.jpg"]
+
+
+def test_an_avif_photo_is_read_upright_where_pillow_decodes_avif(tmp_path):
+    from PIL import features
+
+    import maskwatch.samples
+    from maskwatch.data.images import annotated_image, image_header
+    from maskwatch.data.inputs import collect_images
+
+    if not features.check("avif"):
+        pytest.skip("this Pillow was built without libavif")
+    upright = Image.open(maskwatch.samples.CROWD)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    upright.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "phone.avif", exif=exif.tobytes(), quality=90)
+    (tmp_path / "broken.avif").write_bytes((tmp_path / "phone.avif").read_bytes()[:1000])
+    assert [p.name for p in collect_images([tmp_path])] == ["broken.avif", "phone.avif"]
+    shown, stored = read_image(tmp_path / "phone.avif"), annotated_image(tmp_path / "phone.avif")
+    assert shown.shape == (267, 400, 3) and stored.shape == (400, 267, 3)
+    assert image_header(tmp_path / "phone.avif", "x", orientation=True).orientation == 6
+    assert np.abs(shown.astype(int) - read_image(maskwatch.samples.CROWD).astype(int)).mean() < 8
+    with pytest.raises(MaskwatchError, match="broken.avif: not a readable image"):
+        read_image(tmp_path / "broken.avif")
 
 
 def test_a_tiff_of_32_bit_floats_says_so_rather_than_corrupt(tmp_path):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from maskwatch.data.inputs import collect_images, output_names
+from maskwatch.data.inputs import collect_images, copy_names, output_names
 from maskwatch.errors import MaskwatchError
 
 
@@ -89,6 +89,17 @@ def test_output_names_are_file_names_unless_two_inputs_share_one():
     paths = [Path("/x/a/img.jpg"), Path("/x/b/img.jpg"), Path("/x/b/other.jpg"), Path("/y/a/img.png"),
              Path("/z/a/img.png")]
     assert output_names(paths) == ["a/img.jpg", "b/img.jpg", "other.jpg", "y/a/img.png", "z/a/img.png"]
+
+
+def test_no_two_annotated_copies_share_a_name_and_a_copy_under_its_own_name_keeps_it(caplog):
+    from maskwatch.data.images import annotated_copy_name
+
+    names = ["x.heic", "x.heic.jpg", "x-2.heic", "a/y.jfif", "a/y.jfif.jpg", "b/y.jfif"]
+    renamed = copy_names(names)
+    assert renamed == ["x-3.heic", "x.heic.jpg", "x-2.heic", "a/y-2.jfif", "a/y.jfif.jpg", "b/y.jfif"]
+    assert len({annotated_copy_name(name) for name in renamed}) == len(names)
+    assert "the annotated copy of x.heic is x-3.heic.jpg: x.heic.jpg is another input's copy" in caplog.text
+    assert copy_names(["a.jpg", "b.heic"]) == ["a.jpg", "b.heic"]
 
 
 def test_without_pillow_heif_heic_photos_are_named_with_the_command_that_reads_them(tmp_path):

@@ -4,14 +4,18 @@ video with --blur-faces, in event snapshots unless --keep-faces)."""
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import cv2
 import numpy as np
 import supervision as sv
 
 from maskwatch.classes import CLASS_COLOURS_BGR, DISPLAY_NAMES, FALLBACK_COLOUR_BGR, compliance_of
+from maskwatch.data.images import as_bgr_image
 from maskwatch.predictions import class_names_of, scores_of
+
+if TYPE_CHECKING:
+    import PIL.Image
 
 ZONE_COLOUR = sv.Color(r=255, g=210, b=0)
 
@@ -24,10 +28,13 @@ def _palette(classes: list[str]) -> sv.ColorPalette:
     return sv.ColorPalette(colours)
 
 
-def annotate(image_bgr: np.ndarray, detections: sv.Detections, classes: list[str],
+def annotate(image_bgr: "np.ndarray | PIL.Image.Image", detections: sv.Detections, classes: list[str],
              show_scores: bool = True, copy: bool = True) -> np.ndarray:
     """A copy of the image with every detection drawn (copy=False: drawn on the image itself, for a caller that
-    already owns its copy); line and text size follow the image size."""
+    already owns its copy); line and text size follow the image size. A PIL image is drawn on as the detector
+    saw it (upright, as a BGR array)."""
+    if not isinstance(image_bgr, np.ndarray):
+        image_bgr, copy = as_bgr_image(image_bgr), False  # (a new array already)
     out = image_bgr.copy() if copy else image_bgr
     if len(detections) == 0:
         return out

@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from maskwatch.annotate import annotate
 from maskwatch.data.images import read_image, save_annotated_copy
-from maskwatch.data.inputs import output_names
+from maskwatch.data.inputs import copy_names, output_names
 from maskwatch.detector import Detector, best_class_per_face
 from maskwatch.errors import MaskwatchError
 from maskwatch.predictions import ImagePredictions, class_names_of, write_predictions
@@ -31,10 +31,12 @@ def detect_images(detector: Detector, paths: list[Path], out_dir: Path | None, m
                   draw_score: float, all_classes: bool, summary: DetectSummary) -> Iterator[ImagePredictions]:
     """Predictions for each readable image; annotated copies (boxes scored >= draw_score) into out_dir, under the
     input's own name and format (inputs that share a name keep enough of their folders to differ; a format OpenCV
-    does not write, such as HEIC, gets .jpg added: data.images.save_annotated_copy); out_dir is
-    made only when there is something to put in it."""
+    does not write, such as HEIC, gets .jpg added: data.images.save_annotated_copy; no two copies share a name:
+    data.inputs.copy_names); out_dir is made only when there is something to put in it."""
     names = output_names(paths)
-    for path, name in tqdm(list(zip(paths, names)), desc="detecting", unit="img", disable=len(paths) < 2):
+    copies = copy_names(names) if out_dir else names
+    for path, name, copy in tqdm(list(zip(paths, names, copies)), desc="detecting", unit="img",
+                                 disable=len(paths) < 2):
         try:
             image = read_image(path)
         except MaskwatchError as exc:  # said once, with the others, when the run ends (the CLI lists them)
@@ -46,7 +48,7 @@ def detect_images(detector: Detector, paths: list[Path], out_dir: Path | None, m
         summary.counts.update(str(n) for n in class_names_of(shown, detector.classes))
         if out_dir:
             try:
-                save_annotated_copy(out_dir, name, annotate(image, shown, detector.classes))
+                save_annotated_copy(out_dir, copy, annotate(image, shown, detector.classes))
             except MaskwatchError as exc:  # said when the run ends; the predictions and counts stand
                 summary.not_written.append(str(exc))
         yield ImagePredictions(name, image.shape[1], image.shape[0], detections)

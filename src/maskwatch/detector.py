@@ -13,16 +13,21 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import supervision as sv
 
 from maskwatch.crops import crop_faces, crops_to_blob, decode_deltas
+from maskwatch.data.images import as_bgr_image
 from maskwatch.face_finder import AUTO, CENTERFACE_PATH, CLASS_PROBS, WEIGHTS_DIR, FaceFinder, ScalePolicy, make_session
 from maskwatch.errors import MaskwatchError
 from maskwatch.model_kinds import TWO_STAGE, kind_of, model_in
 from maskwatch.predictions import FACE_CONFIDENCE, detections_from_labels
 from maskwatch.thresholds import CONFIDENT_FACE_SCORE, DETECTOR_ALL_CLASSES, DETECTOR_MIN_SCORE, MIN_FACE_SCORE
+
+if TYPE_CHECKING:
+    import PIL.Image
 
 DEFAULT_HEAD = WEIGHTS_DIR / kind_of(TWO_STAGE).model_file
 INT8_SUFFIX = "-int8"
@@ -99,32 +104,6 @@ class HeadConfig(ScoringConfig):
     refine_passes: int = 1  # re-crop at the refined box and ask the head again (1 measured best)
     refine_max_px: float | None = None  # only faces shorter than this get the refined look (None: all)
     refine_min_prob: float = 0.0  # and only candidates whose first look gives some class at least this probability
-
-
-def as_bgr_image(image) -> np.ndarray:
-    """The picture as the detector takes it: an 8-bit BGR array (H x W x 3), as OpenCV and maskwatch.read_image
-    give. A PIL image (RGB) is converted; anything else is a MaskwatchError saying what came instead."""
-    if isinstance(image, (str, Path)):
-        raise MaskwatchError(f"the detector takes the picture, not its path ({image}); read it with "
-                             f"maskwatch.read_image(path)")
-    if hasattr(image, "convert") and hasattr(image, "size") and not isinstance(image, np.ndarray):  # PIL.Image
-        from PIL import ImageOps
-
-        upright = ImageOps.exif_transpose(image)  # as maskwatch.read_image turns a photo
-        return np.ascontiguousarray(np.asarray(upright.convert("RGB"))[:, :, ::-1])
-    if image is None:
-        raise MaskwatchError("the detector got None instead of a picture (cv2.imread gives None for a file it "
-                             "cannot read; maskwatch.read_image says why)")
-    if not isinstance(image, np.ndarray):
-        raise MaskwatchError(f"the detector takes an 8-bit BGR image (a numpy array H x W x 3), not "
-                             f"{type(image).__name__}; read files with maskwatch.read_image")
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise MaskwatchError(f"the detector takes an 8-bit BGR image (H x W x 3), got {image.dtype} "
-                             f"{' x '.join(map(str, image.shape))}; maskwatch.read_image converts grey, RGBA and "
-                             f"16-bit files, cv2.cvtColor arrays (an RGB array must be turned to BGR too)")
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        raise MaskwatchError(f"an empty image ({image.shape[1]} x {image.shape[0]} pixels)")
-    return image
 
 
 def check_score(value, name: str = "min_score") -> float:
@@ -257,7 +236,10 @@ class Detector(_FaceDetector):
     def load(cls, path: str | Path | None = None, **kwargs) -> "Detector | OneStageDetector":
         """The shipped model (None, "shipped", or "shipped-int8" for its 8-bit copy), or a trained one: an .onnx
         file or a run folder (its model/ folder holds it). A one-stage model comes back as a OneStageDetector,
-        which takes the same calls."""
+        which takes the same calls. Keyword arguments: threads (onnxruntime's per call; default all cores), scale
+        ("auto", "auto-full" or a number: the face finder's input scale), min_face_score (candidates the face
+        finder scores lower are not classified), flip_test (two-stage: also classify each face mirrored).
+        One detector may serve several threads at once (onnxruntime's sessions are safe to share)."""
         if path is None or is_shipped_name(path):
             head, finder = SHIPPED_FILES[str(path or SHIPPED)]
             return cls(head, finder, config_path=DEFAULT_HEAD.with_suffix(".json"), **kwargs)
@@ -313,13 +295,15 @@ class Detector(_FaceDetector):
             probs[look], deltas[look] = self.classify(image_bgr, faces[look])
         return faces, probs, deltas
 
-    def __call__(self, image_bgr: np.ndarray, min_score: float = DETECTOR_MIN_SCORE,
+    def __call__(self, image_bgr: "np.ndarray | PIL.Image.Image", min_score: float = DETECTOR_MIN_SCORE,
                  all_classes: bool = DETECTOR_ALL_CLASSES, min_face_score: float | None = None,
                  scale: str | float | None = None) -> sv.Detections:
         """The faces of one picture as `sv.Detections`: `xyxy` boxes in its pixels, `confidence`, `class_id` and
         `data["class_name"]` (with_mask, without_mask, mask_weared_incorrect), `data["face_confidence"]`.
 
-        image_bgr: an 8-bit BGR array as cv2.imread and maskwatch.read_image give (a PIL image is converted).
+        image_bgr: an 8-bit BGR array as cv2.imread and maskwatch.read_image give. A PIL image is converted and turned
+        upright as its EXIF orientation says (as read_image turns a file): its boxes are in the pixels of
+        `PIL.ImageOps.exif_transpose(image)`, which `maskwatch.annotate.annotate` draws on when given the PIL image.
         min_score: the lowest score kept. The default 0.01 keeps faint faces for mAP; to count people, keep what
         the drawings and counts keep: `min_score=maskwatch.thresholds.FOR_PEOPLE.min_score` (0.4).
         all_classes: a box for every class a face scores at least min_score in (what COCO mAP rewards; a face
@@ -344,7 +328,7 @@ class OneStageDetector(_FaceDetector):
         if not self.faces.has_classes:
             raise MaskwatchError(f"{model_path}: not a one-stage model (no {CLASS_PROBS} output)")
 
-    def __call__(self, image_bgr: np.ndarray, min_score: float = DETECTOR_MIN_SCORE,
+    def __call__(self, image_bgr: "np.ndarray | PIL.Image.Image", min_score: float = DETECTOR_MIN_SCORE,
                  all_classes: bool = DETECTOR_ALL_CLASSES, min_face_score: float | None = None,
                  scale: str | float | None = None) -> sv.Detections:
         """As Detector.__call__."""

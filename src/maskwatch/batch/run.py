@@ -9,7 +9,7 @@ from pathlib import Path
 
 from maskwatch.batch.core import (check_settings, folder_lock, names_keeping_earlier_copies, normalise_path,
                                   read_folder, read_settings, tidy_folder)
-from maskwatch.data.inputs import check_copies_apart, check_writable, collect_images, output_names
+from maskwatch.data.inputs import check_copies_apart, check_writable, collect_images, copy_names, output_names
 from maskwatch.detector import SHIPPED, check_score, is_shipped_name, model_fingerprint
 from maskwatch.errors import MaskwatchError, install_hint, utf8_text
 from maskwatch.limits import BATCH_PART_ROWS
@@ -50,7 +50,8 @@ def run_batch(spec: str | list[str], out: Path, engine: str = "local", address: 
         check_copies_apart(found, out / "annotated", f"--out {out} --annotate",
                            "give another --out (the copies go into OUT/annotated/)")
     paths = [normalise_path(str(p)) for p in found]  # one row per file however its path was typed
-    names = dict(zip(paths, output_names(found)))  # over every input, so a resumed run names files the same
+    # over every input, so a resumed run names files the same; only the annotated copies are named by it
+    names = dict(zip(paths, copy_names(output_names(found)) if annotate else output_names(found)))
     with folder_lock(out):
         before = read_folder(out)
         # a model is recorded by what it is (a link like runs/latest re-pointed is another model)

@@ -31,11 +31,25 @@ def _heif_opener() -> bool:
     return True
 
 
+def _avif_decoder() -> bool:
+    """AVIF photos are read where Pillow was built with libavif (its wheels since 11.2)."""
+    from PIL import features
+
+    try:
+        return bool(features.check("avif"))
+    except Exception:  # an older Pillow that does not know the name
+        return False
+
+
 HEIF_READ = _heif_opener()
+AVIF_READ = _avif_decoder()
 HEIF_SUFFIXES = (".heic", ".heif")
 IMAGE_SUFFIXES = ((".jpg", ".jpeg", ".jfif", ".png", ".bmp", ".webp", ".tif", ".tiff")
-                  + (HEIF_SUFFIXES if HEIF_READ else ()))
-ACCEPTED_FORMATS = IMAGE_FORMATS | {"HEIF"} if HEIF_READ else IMAGE_FORMATS  # Pillow's names of what is decoded
+                  + (HEIF_SUFFIXES if HEIF_READ else ()) + ((".avif",) if AVIF_READ else ()))
+# Pillow's names of what is decoded
+ACCEPTED_FORMATS = IMAGE_FORMATS | ({"HEIF"} if HEIF_READ else set()) | ({"AVIF"} if AVIF_READ else set())
+DECODED_BY_PILLOW = ("HEIF", "AVIF")
+ACCEPTED_NAMES = ", ".join(sorted(ACCEPTED_FORMATS - {"MPO", "DIB"}))  # as a user knows them (MPO is a JPEG, DIB a BMP)
 
 
 def stem_of(name: str | Path) -> str:
@@ -117,7 +131,7 @@ def image_header(source: bytes | Path, name: str, orientation: bool = False) -> 
         if empty:
             raise MaskwatchError(f"{name}: empty file (0 bytes), not an image") from None
         raise MaskwatchError(f"{name}: not a readable image (unknown or corrupt format; accepted: "
-                             f"{', '.join(sorted(ACCEPTED_FORMATS))})") from None
+                             f"{ACCEPTED_NAMES})") from None
 
 
 def checked_header(data: bytes, name: str) -> tuple[str, int, int]:
@@ -126,7 +140,7 @@ def checked_header(data: bytes, name: str) -> tuple[str, int, int]:
     fmt, width, height, _ = image_header(data, name)
     if fmt not in ACCEPTED_FORMATS:
         raise MaskwatchError(f"{name}: {fmt} images are not accepted; convert it to JPEG or PNG "
-                             f"(accepted: {', '.join(sorted(ACCEPTED_FORMATS))})")
+                             f"(accepted: {ACCEPTED_NAMES})")
     check_pixels(width, height, name)
     return fmt, width, height
 
@@ -142,8 +156,8 @@ def decode_image(data: bytes, name: str = "<bytes>", upright: bool = True) -> np
     if not data:
         raise MaskwatchError(f"{name}: empty file (0 bytes), not an image")
     fmt, width, height = checked_header(data, name)
-    if fmt == "HEIF":
-        return _decode_heif(data, name)
+    if fmt in DECODED_BY_PILLOW:
+        return _decode_with_pillow(data, name, fmt, upright)
     flags = cv2.IMREAD_COLOR if upright else cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
     image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
     if image is None:  # the header was fine: say what the rest is
@@ -156,10 +170,55 @@ def decode_image(data: bytes, name: str = "<bytes>", upright: bool = True) -> np
     if image.shape[:2] not in ((height, width), (width, height) if upright else (height, width)):  # a header lying
         raise MaskwatchError(f"{name}: its header says {width}x{height} pixels but it decodes to "
                              f"{image.shape[1]}x{image.shape[0]}; the file is corrupt")
+    if fmt == "JPEG" and (damage := _jpeg_damage(data)):
+        log.warning("%s: a JPEG file whose data is corrupt (%s): parts of the picture are missing (grey), and faces "
+                    "there are not found", name, damage)
     if fmt == "TIFF" and (pages := _pillow_frames(data)) > 1:  # a scan or fax of several pages: only one is seen
         log.warning("%s: a TIFF of %d pages; only the first is read (split it into one file per page to read "
                     "them all)", name, pages)
     return image
+
+
+def as_bgr_image(image) -> np.ndarray:
+    """The picture as the detector and the drawing take it: an 8-bit BGR array (H x W x 3), as OpenCV and
+    maskwatch.read_image give. A PIL image is converted and, as read_image does with a file, turned upright as
+    its EXIF orientation says: the boxes found in it are in `PIL.ImageOps.exif_transpose(image)`'s pixels. Anything
+    else (and a PIL image of 16-bit or float samples, which Pillow would clip to black or white) is a
+    MaskwatchError saying what came instead."""
+    if isinstance(image, (str, Path)):
+        raise MaskwatchError(f"the detector takes the picture, not its path ({image}); read it with "
+                             f"maskwatch.read_image(path)")
+    if hasattr(image, "convert") and hasattr(image, "size") and not isinstance(image, np.ndarray):  # PIL.Image
+        return _pil_as_bgr(image)
+    if image is None:
+        raise MaskwatchError("the detector got None instead of a picture (cv2.imread gives None for a file it "
+                             "cannot read; maskwatch.read_image says why)")
+    if not isinstance(image, np.ndarray):
+        raise MaskwatchError(f"the detector takes an 8-bit BGR image (a numpy array H x W x 3), not "
+                             f"{type(image).__name__}; read files with maskwatch.read_image")
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise MaskwatchError(f"the detector takes an 8-bit BGR image (H x W x 3), got {image.dtype} "
+                             f"{' x '.join(map(str, image.shape))}; maskwatch.read_image converts grey, RGBA and "
+                             f"16-bit files, cv2.cvtColor arrays (an RGB array must be turned to BGR too)")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise MaskwatchError(f"an empty image ({image.shape[1]} x {image.shape[0]} pixels)")
+    return image
+
+
+def _pil_as_bgr(image) -> np.ndarray:
+    from PIL import ImageOps
+
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        raise MaskwatchError(f"a PIL image of {image.mode} samples (16-bit or float), which Pillow cannot turn into "
+                             f"8-bit colour without clipping; give the file to maskwatch.read_image, or scale it to "
+                             f"8 bits first")
+    try:
+        upright = ImageOps.exif_transpose(image)  # as maskwatch.read_image turns a photo
+        rgb = np.asarray(upright.convert("RGB"))
+    except (AssertionError, OSError, ValueError) as exc:  # a closed image (AssertionError), a truncated file
+        raise MaskwatchError(f"could not read the PIL image ({exc or 'closed?'}); read it with "
+                             f"maskwatch.read_image(path)") from None
+    return as_bgr_image(np.ascontiguousarray(rgb[:, :, ::-1]))  # (an empty one is said as for an array)
 
 
 def _pillow_mode(data: bytes) -> str | None:
@@ -170,6 +229,21 @@ def _pillow_mode(data: bytes) -> str | None:
             return image.mode
     except Exception:
         return None
+
+
+def _jpeg_damage(data: bytes) -> str | None:
+    """What Pillow's decoder says of a JPEG's data that OpenCV decoded anyway (libjpeg fills what it cannot decode
+    with grey and prints a line without the file's name); None when it is whole. Decoded at an eighth of the size,
+    which reads every byte for a tenth of the cost of a full decode."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
+            image.load()
+    except Exception as exc:  # Pillow's OSError: "broken data stream when reading image file", "truncated"
+        return str(exc) or type(exc).__name__
+    return None
 
 
 def _pillow_frames(data: bytes) -> int:
@@ -183,16 +257,17 @@ def _pillow_frames(data: bytes) -> int:
         return 1
 
 
-def _decode_heif(data: bytes, name: str) -> np.ndarray:
-    """A HEIF picture through pillow-heif, which applies the file's own rotation and mirroring as it decodes
-    (HEIF stores them beside the pixels, and its EXIF orientation is then 1)."""
-    from PIL import Image
+def _decode_with_pillow(data: bytes, name: str, fmt: str, upright: bool) -> np.ndarray:
+    """A picture OpenCV does not decode, through Pillow: HEIF by pillow-heif, which applies the file's own rotation
+    and mirroring as it decodes (HEIF stores them beside the pixels, and its EXIF orientation is then 1); AVIF by
+    Pillow's libavif, turned as its EXIF orientation says where `upright`, like a JPEG."""
+    from PIL import Image, ImageOps
 
     try:
         with Image.open(io.BytesIO(data)) as image:
-            rgb = np.asarray(image.convert("RGB"))
-    except Exception as exc:  # libheif's errors: a truncated or damaged file
-        raise MaskwatchError(f"{name}: not a readable image (a HEIF file whose data is corrupt: {exc})") from None
+            rgb = np.asarray((ImageOps.exif_transpose(image) if upright else image).convert("RGB"))
+    except Exception as exc:  # libheif's and libavif's errors: a truncated or damaged file
+        raise MaskwatchError(f"{name}: not a readable image (a {fmt} file whose data is corrupt: {exc})") from None
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
 
 

@@ -13,7 +13,7 @@ from typing import Sequence
 from maskwatch.data.dataset import read_text_file
 from maskwatch.data.images import IMAGE_SUFFIXES, annotated_copy_name, list_images, warn_unread, without_broken_links
 from maskwatch.data.tfrecord import is_record_file
-from maskwatch.errors import MaskwatchError, name_some
+from maskwatch.errors import MaskwatchError, name_some, one_line
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,9 @@ def read_path_list(path: Path) -> list[Path]:
         if not entry.is_absolute() and not entry.exists() and (path.parent / entry).exists():
             entry = path.parent / entry
         paths.append(entry)
+    if missing := [p for p in paths if not p.exists()]:  # (a text file given by mistake: said with its name)
+        log.warning("%s: read as a list of image paths, one per line; %d of its %d line(s) name no file that "
+                    "exists (e.g. %s)", path, len(missing), len(paths), one_line(str(missing[0])))
     return paths
 
 
@@ -154,14 +157,44 @@ def output_names(paths: Sequence[Path | str]) -> list[str]:
     return names
 
 
+def copy_names(names: Sequence[str], say: bool = True) -> list[str]:
+    """`names` (output_names) with those renamed whose annotated copy would take another's file name: the copy of
+    IMG_1.heic is IMG_1.heic.jpg (annotated_copy_name), as is that of an IMG_1.heic.jpg among the inputs. A copy
+    under its input's own name keeps it; the other input is renamed IMG_1-2.heic (its copy IMG_1-2.heic.jpg), said
+    (`say`) where the copies are written."""
+    copies = [annotated_copy_name(name) for name in names]
+    out, claimed, taken = list(names), set(), set(copies)
+    for i in sorted(range(len(names)), key=lambda i: copies[i] != names[i]):  # copies under their own name first
+        if copies[i] in claimed:
+            stem, suffix, k = Path(names[i]).stem, Path(names[i]).suffix, 2
+            while annotated_copy_name(new := str(Path(names[i]).with_name(f"{stem}-{k}{suffix}"))) in taken:
+                k += 1
+            if say:
+                log.warning("the annotated copy of %s is %s: %s is another input's copy", one_line(names[i]),
+                            one_line(annotated_copy_name(new)), one_line(copies[i]))
+            out[i], copies[i] = new, annotated_copy_name(new)
+            taken.add(copies[i])
+        claimed.add(copies[i])
+    return out
+
+
 def check_copies_apart(paths: Sequence[Path], folder: Path, what: str, instead: str) -> None:
-    """Refuse, before any work, a folder of annotated copies where a copy would replace its own input (`--out`
-    naming the input folder): the originals would be lost. `what`: the option as given; `instead`: what to do."""
-    for path, name in zip(paths, output_names(paths)):
+    """Refuse, before any work, a folder of annotated copies where a copy would replace an input, or any file in a
+    folder that holds inputs (`--out` naming the input folder; an IMG_1.heic's copy IMG_1.heic.jpg where the user
+    keeps a photo of that name): the originals would be lost. `what`: the option as given; `instead`: what to do."""
+    inputs = {Path(path).resolve() for path in paths}
+    input_folders = {path.parent for path in inputs}
+    for path, name in zip(paths, copy_names(output_names(paths), say=False)):
         target = Path(folder) / annotated_copy_name(name)
-        if target.exists() and target.resolve() == Path(path).resolve():
+        if not target.exists():
+            continue
+        real = target.resolve()
+        if real == Path(path).resolve():
             raise MaskwatchError(f"{what}: the annotated copy of {path} would replace it (the inputs are there); "
                                  f"{instead}")
+        if real in inputs or real.parent in input_folders:
+            raise MaskwatchError(f"{what}: the annotated copy of {path} would replace {target}, a file beside the "
+                                 f"inputs; {instead}")
 
 
 def check_writable(folder: Path, what: str) -> None:
