@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -36,13 +37,18 @@ def test_box_far_outside_is_clipped_with_a_message_and_zero_size_box_dropped(sma
     second = text.index("<bndbox>", text.index("</bndbox>") + 1)
     end = text.index("</bndbox>", second)
     text = text[:second] + "<bndbox><xmin>50</xmin><ymin>10</ymin><xmax>50</xmax><ymax>40</ymax>" + text[end:]
+    third = text.index("<bndbox>", text.index("</bndbox>", second) + 1)
+    end = text.index("</bndbox>", third)
+    text = text[:third] + "<bndbox><xmin>9000</xmin><ymin>10</ymin><xmax>9040</xmax><ymax>50</ymax>" + text[end:]
     path.write_text(text)
     ds = load_dataset(small_voc)
     sample = next(s for s in ds.samples if s.stem == "maksssksksss94")
-    assert len(sample.detections) == 5  # 6 boxes, the zero-size one dropped
+    assert len(sample.detections) == 4  # 6 boxes, the zero-size one and the one wholly outside dropped
     assert sample.detections.xyxy[:, 0].min() == 0
-    assert any("outside" in p and "clipped" in p for p in ds.problems)
+    assert any("(-50, 10, 30, 40) lies outside" in p and "clipped" in p for p in ds.problems)
     assert any("zero size" in p and "dropped" in p for p in ds.problems)
+    outside = [p for p in ds.problems if "9000" in p]  # said once, as what it is (not clipped, then zero size)
+    assert len(outside) == 1 and "(9000, 10, 9040, 50) lies wholly outside" in outside[0] and "dropped" in outside[0]
 
 
 def test_unknown_label_lists_known_ones_and_label_map_fixes_it(small_voc):
@@ -535,6 +541,12 @@ def test_an_empty_image_and_a_stale_annotated_size_are_named_at_load(small_voc):
     assert any("maksssksksss94.jpg: empty file" in p and "skipped" in p for p in ds.problems)
     assert any(f"annotation says {int(width) // 2}x" in p and f"maksssksksss0.jpg is {width}x" in p
                for p in ds.problems), ds.problems
+    sample = ds.samples[[s.stem for s in ds.samples].index("maksssksksss0")]
+    assert sample.width == int(width)  # the image as it is: YOLO's fractions of it give the same boxes back
+    save_dataset(ds, small_voc.parent / "yolo", "yolo")
+    again = load_dataset(small_voc.parent / "yolo")
+    back = again.samples[[s.stem for s in again.samples].index("maksssksksss0")]
+    np.testing.assert_allclose(back.detections.xyxy, sample.detections.xyxy, atol=0.01)
 
 
 def test_an_image_annotated_twice_and_unnamed_records_of_two_tfrecords(small_voc, tmp_path):
@@ -665,3 +677,36 @@ def test_a_file_name_decomposed_on_disk_matches_its_composed_spelling_in_the_xml
     with caplog.at_level(logging.WARNING):
         ds = load_dataset(small_voc)
     assert len(ds) == 6 and "missing" not in caplog.text and "left out" not in caplog.text
+
+
+def test_a_voc_image_beside_the_one_its_xml_names_under_the_same_name_is_said(small_voc, caplog):
+    """x.png beside the x.jpg that x.xml names was left out without a word (detect then read both, and evaluate
+    scored both lines against x.jpg's boxes)."""
+    photo = sorted((small_voc / "images").glob("*.jpg"))[0]
+    shutil.copy(photo, photo.with_suffix(".png"))
+    with caplog.at_level("WARNING"):
+        data = load_dataset(small_voc)
+    assert {s.image_path.suffix for s in data.samples} == {".jpg"}
+    assert f"1 image(s) left out that share a name with the image their annotation file names ({photo.stem}.png " \
+           f"beside {photo.name})" in caplog.text
+
+
+def test_images_with_damaged_pixel_data_are_named_and_left_out_by_data_stats_and_convert(small_voc, tmp_path):
+    """A load reads headers only: a JPEG cut short was counted by `data stats` and copied by `convert`."""
+    from typer.testing import CliRunner
+
+    from maskwatch.cli import app
+
+    photo = sorted((small_voc / "images").glob("*.jpg"))[0]
+    photo.write_bytes(photo.read_bytes()[:3000])
+    whole = load_dataset(small_voc)
+    assert photo.stem in {s.stem for s in whole.samples}  # (its header is fine)
+    checked = whole.without_damaged_images()
+    assert {s.stem for s in checked.samples} == {s.stem for s in whole.samples} - {photo.stem}
+    assert any(f"{photo}: its pixel data is damaged (image file is truncated" in p for p in checked.problems)
+    stats = CliRunner().invoke(app, ["data", "stats", str(small_voc), "--problems", str(tmp_path / "p.txt"),
+                                     "--plot", str(tmp_path / "s.png")])
+    assert stats.exit_code == 0 and f"{len(checked)} images" in stats.output
+    assert "its pixel data is damaged" in (tmp_path / "p.txt").read_text()
+    converted = CliRunner().invoke(app, ["convert", str(small_voc), str(tmp_path / "yolo"), "--to", "yolo"])
+    assert converted.exit_code == 0 and f"wrote {len(checked)} images" in converted.output

@@ -291,3 +291,43 @@ def test_detections_without_class_names_are_refused_not_dropped():
                         class_id=np.array([0]))
     with pytest.raises(MaskwatchError, match="detections without class names"):
         ImagePredictions("u.jpg", 100, 100, raw).to_record()
+
+
+def test_lines_of_another_format_or_matching_no_image_are_refused_not_scored_zero(small, tmp_path):
+    """Lines without `detections` or without scores were read as images without faces, or as boxes all scored 1;
+    lines naming no image of the ground truth (renamed, another data set, an empty file) scored mAP 0 in silence."""
+    from maskwatch.classes import MASK_CLASSES
+
+    records = [p.to_record() for p in gt_as_predictions(small)]
+    other = tmp_path / "other.jsonl"
+    other.write_text("".join(json.dumps({"image": r["image"], "boxes": r["detections"]}) + "\n" for r in records))
+    with pytest.raises(MaskwatchError, match="other.jsonl:1: not a predictions record .no 'detections' key"):
+        list(read_predictions(other, MASK_CLASSES))
+    unscored = tmp_path / "unscored.jsonl"
+    unscored.write_text("".join(json.dumps({**r, "detections": [{k: v for k, v in d.items() if k != "score"}
+                                                                for d in r["detections"]]}) + "\n" for r in records))
+    with pytest.raises(MaskwatchError, match="unscored.jsonl:1: not a predictions record .no 'score' key"):
+        list(read_predictions(unscored, MASK_CLASSES))
+    renamed = [ImagePredictions(f"IMG_{i:04d}.jpg", p.width, p.height, p.detections)
+               for i, p in enumerate(gt_as_predictions(small))]
+    with pytest.raises(MaskwatchError, match=f"none of its {len(small)} line.s. names an image of the ground truth "
+                                             f".they name IMG_0000.jpg"):
+        write_report(small, renamed, tmp_path / "report")
+    with pytest.raises(MaskwatchError, match="no predictions line in it"):
+        write_report(small, [], tmp_path / "report")
+    assert not (tmp_path / "report" / "report.json").exists()
+    report = write_report(small, gt_as_predictions(small)[:1] + renamed[1:], tmp_path / "report")  # one matches
+    assert report["predicted_boxes"] == len(small.samples[0].detections)  # the boxes of the images scored
+
+
+def test_a_size_without_ground_truth_boxes_is_none_not_minus_one(small, tmp_path):
+    """COCO's -1 (no box of that size) read as a score in the table; report.json now says null, the table '-'."""
+    import math
+
+    stem = next(s.stem for s in small.samples if len(s.detections) and (
+        (s.detections.xyxy[:, 2] - s.detections.xyxy[:, 0]) * (s.detections.xyxy[:, 3] - s.detections.xyxy[:, 1])
+        < 96 ** 2).all())
+    one = small.subset([stem])
+    report = write_report(one, gt_as_predictions(one), tmp_path / "report")
+    assert math.isnan(report["summary"]["mAP_large"]) and report["summary"]["mAP"] == pytest.approx(1.0)
+    assert json.loads((tmp_path / "report" / "report.json").read_text())["summary"]["mAP_large"] is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -64,16 +65,20 @@ INPUTS_HELP = "Images, folders (searched recursively), .txt files listing image 
 
 
 def _load(path: Path, fmt: Optional[str], label_map: Optional[list[str]], classes: Optional[str] = None,
-          allow_outside_images: bool = False):
+          allow_outside_images: bool = False, check_pixels: bool = False):
+    """The data set, its problems said; check_pixels: also leave out (and name) images whose pixel data is damaged
+    (`data stats`, `convert`: a load reads headers only)."""
     from maskwatch.classes import parse_class_list, parse_label_map
     from maskwatch.data import load_dataset
 
     fixed = parse_class_list(classes)
     dataset = load_dataset(path, fmt, classes=fixed, label_map=parse_label_map(label_map),
                            allow_outside_images=allow_outside_images)
+    if check_pixels:
+        dataset = dataset.without_damaged_images()
     if dataset.problems:
-        console.print(f"[yellow]{len(dataset.problems)} problem(s) while reading {path} (see warnings above); "
-                      f"the rest was loaded[/yellow]")
+        console.print(f"[yellow]{len(dataset.problems)} problem(s) while reading {escape(str(path))} (see warnings "
+                      f"above); the rest was loaded[/yellow]", highlight=False, soft_wrap=True)
     if fixed is None:
         console.print(f"classes of {escape(str(path))}: {escape(', '.join(dataset.classes))} (fix the list with "
                       f"--classes)", highlight=False, soft_wrap=True)
@@ -121,7 +126,7 @@ def convert(src: Path = typer.Argument(..., help="Data set to read (format detec
         check_val_fraction(val)
     if to not in FORMATS:  # before the (long) load
         raise MaskwatchError(f"unknown format {to!r} for --to; use one of {', '.join(FORMATS)}")
-    dataset = _load(src, source_format, label_map, classes, allow_outside_images)
+    dataset = _load(src, source_format, label_map, classes, allow_outside_images, check_pixels=True)
     source_folder = src.resolve() if src.is_dir() else src.resolve().parent
     if dst.resolve() == source_folder or dst.resolve() in source_folder.parents:
         raise MaskwatchError(f"{dst}: the output folder holds the data set being read; write to a new folder")
@@ -148,7 +153,7 @@ def data_stats(path: Path = typer.Argument(..., help="Data set folder or file.",
 
     from maskwatch.data.stats import dataset_stats, plot_stats
 
-    dataset = _load(path, fmt, label_map, classes, allow_outside_images)
+    dataset = _load(path, fmt, label_map, classes, allow_outside_images, check_pixels=True)
     if dataset.problems:
         problems.parent.mkdir(parents=True, exist_ok=True)
         problems.write_text("".join(f"{problem}\n" for problem in dataset.problems))
@@ -347,8 +352,8 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
     from maskwatch.errors import name_some
     from maskwatch.evaluation import write_report
     from maskwatch.evaluation.coco_metrics import SCHEMES
-    from maskwatch.evaluation.report import (images_without_predictions, prediction_problems,
-                                             predictions_in_stored_pixels)
+    from maskwatch.evaluation.report import (check_some_image_matched, images_without_predictions,
+                                             prediction_problems, predictions_in_stored_pixels)
     from maskwatch.predictions import read_predictions, stem_in
 
     if classes in SCHEMES:  # what --classes meant before it named the class list
@@ -376,11 +381,10 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
         dataset = dataset.subset(listed_names(dataset, split))
         chosen = {s.stem for s in dataset.samples}
         predictions = [p for p in predictions if stem_in(p.image, known) in chosen]  # the others': not strays
+    check_some_image_matched(dataset, predictions, str(pred))  # (before the warnings: they would be about nothing)
     missing = images_without_predictions(dataset, predictions)
     if missing and only_predicted:  # (before the warnings: they are about the images scored)
         dataset = dataset.subset(set(s.stem for s in dataset.samples) - set(missing))
-        if not len(dataset):
-            raise MaskwatchError(f"{pred}: no line names an image of {gt}; nothing to score")
         console.print(f"scoring the {len(dataset)} image(s) with predictions; {len(missing)} without are left out")
     for problem in prediction_problems(dataset, predictions, scheme):  # type: ignore[arg-type]
         console.print(f"[yellow]warning: {escape(problem)}[/yellow]", highlight=False, soft_wrap=True)
@@ -398,14 +402,19 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
     table = Table()  # would be cut to the table's width)
     for column in ("metric", "value"):
         table.add_column(column)
+    def number(value: float) -> str:  # "-": no ground-truth box of that size (COCO's -1) or class
+        return f"{value:.4f}" if math.isfinite(value) else "-"
+
     for key, value in report["summary"].items():
-        table.add_row(key, f"{value:.4f}")
+        table.add_row(key, number(value))
     for name, values in report["per_class"].items():
-        table.add_row(f"AP {name}", f"{values['AP']:.4f}")
-        table.add_row(f"AP50 {name}", f"{values['AP50']:.4f}")
+        table.add_row(f"AP {name}", number(values["AP"]))
+        table.add_row(f"AP50 {name}", number(values["AP50"]))
     if cross_check:
         table.add_row("max |faster - pycocotools|", f"{report['max_difference_vs_pycocotools']:.2e}")
     Console().print(table)
+    if not all(math.isfinite(v) for v in report["summary"].values()):
+        typer.echo("-: no ground-truth box of that size or class (null in report.json)")
     if report["difficult_boxes"]:
         typer.echo(f"{report['difficult_boxes']} box(es) marked difficult (VOC <difficult>, COCO iscrowd): neither "
                    f"found nor missed, as in VOC's and COCO's own scoring")

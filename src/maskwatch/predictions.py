@@ -94,15 +94,18 @@ def stem_in(name: str, stems) -> str:
 
 
 def record_to_predictions(record: dict, classes: list[str] | tuple[str, ...], where: str) -> ImagePredictions:
-    try:
-        dets = record.get("detections", [])
+    try:  # every key named: a line of another format (boxes under another key, no scores) is refused, not read
+        dets = record["detections"]  # as an image without faces, nor as boxes all scored 1 (mAP needs the order)
+        if not isinstance(dets, list):
+            raise TypeError(f"'detections' is a {type(dets).__name__}, not a list")
         xyxy = np.array([d["bbox"] for d in dets], dtype=np.float32).reshape(-1, 4)
         labels = [str(d["label"]) for d in dets]
-        scores = np.array([float(d.get("score", 1.0)) for d in dets], dtype=np.float32)
+        scores = np.array([float(d["score"]) for d in dets], dtype=np.float32)
         return ImagePredictions(str(record["image"]), int(record.get("width", 0)), int(record.get("height", 0)),
                                 detections_from_labels(xyxy, labels, scores, classes))
     except (KeyError, TypeError, ValueError) as exc:
-        raise MaskwatchError(f"{where}: not a predictions record ({exc}); expected "
+        what = f"no {exc} key" if isinstance(exc, KeyError) else str(exc)
+        raise MaskwatchError(f"{where}: not a predictions record ({what}); expected "
                              '{"image": ..., "detections": [{"bbox": [x1,y1,x2,y2], "label": ..., "score": ...}]}'
                              ) from exc
 

@@ -170,7 +170,7 @@ def decode_image(data: bytes, name: str = "<bytes>", upright: bool = True) -> np
     if image.shape[:2] not in ((height, width), (width, height) if upright else (height, width)):  # a header lying
         raise MaskwatchError(f"{name}: its header says {width}x{height} pixels but it decodes to "
                              f"{image.shape[1]}x{image.shape[0]}; the file is corrupt")
-    if fmt == "JPEG" and (damage := _jpeg_damage(data)):
+    if fmt == "JPEG" and (damage := pixel_damage(data)):
         log.warning("%s: a JPEG file whose data is corrupt (%s): parts of the picture are missing (grey), and faces "
                     "there are not found", name, damage)
     if fmt == "TIFF" and (pages := _pillow_frames(data)) > 1:  # a scan or fax of several pages: only one is seen
@@ -231,16 +231,20 @@ def _pillow_mode(data: bytes) -> str | None:
         return None
 
 
-def _jpeg_damage(data: bytes) -> str | None:
-    """What Pillow's decoder says of a JPEG's data that OpenCV decoded anyway (libjpeg fills what it cannot decode
-    with grey and prints a line without the file's name); None when it is whole. Decoded at an eighth of the size,
-    which reads every byte for a tenth of the cost of a full decode."""
+def pixel_damage(data: bytes) -> str | None:
+    """What Pillow says of the pixel data of a JPEG or PNG whose header reads fine (a file cut short, broken
+    data), without a full decode; None when it is whole (and for other formats). A JPEG is decoded at an eighth of
+    its size, which reads every byte for a tenth of the cost; a PNG's chunks are checked against their CRCs. OpenCV
+    decodes a damaged JPEG anyway (grey where it broke), printing a line without the file's name."""
     from PIL import Image
 
     try:
         with Image.open(io.BytesIO(data)) as image:
-            image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
-            image.load()
+            if image.format in ("JPEG", "MPO"):
+                image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
+                image.load()
+            elif image.format == "PNG":
+                image.verify()
     except Exception as exc:  # Pillow's OSError: "broken data stream when reading image file", "truncated"
         return str(exc) or type(exc).__name__
     return None

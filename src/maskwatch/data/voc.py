@@ -90,13 +90,20 @@ def _name_unannotated(builder: DatasetBuilder, root: Path, xml_stems: set[str]) 
     faces needs an XML without <object>); say so rather than drop them without a word. An image with an XML of
     its name that was skipped (unparsable) is not one: that XML's own problem says why."""
     used = {s.image_path.resolve() for s in builder.samples}
+    used_by_stem = {s.stem: s.image_path.name for s in builder.samples}
     for folder in (root / "images", root / "JPEGImages"):
         if folder.is_dir():
-            left = [p for p in list_images(folder) if p.resolve() not in used and p.stem not in xml_stems]
+            images = [p for p in list_images(folder) if p.resolve() not in used]
+            left = [p for p in images if p.stem not in xml_stems]
             if left:
                 builder.problem(f"{folder}: {len(left)} image(s) that no annotation file names are left out "
                                 f"({name_some(p.name for p in left)}); a photo without faces needs an XML "
                                 f"without <object>", always=True)
+            twins = [f"{p.name} beside {used_by_stem[p.stem]}" for p in images if p.stem in used_by_stem]
+            if twins:  # x.png beside the x.jpg that x.xml names
+                builder.problem(f"{folder}: {len(twins)} image(s) left out that share a name with the image their "
+                                f"annotation file names ({name_some(twins)}); images are told apart by their file "
+                                f"name without suffix: rename or remove one of each", always=True)
 
 
 def write_voc(dataset: Dataset, out_dir: Path, images: str = "hardlink", split: "Split | None" = None) -> None:

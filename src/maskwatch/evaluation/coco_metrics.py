@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Literal, get_args
@@ -111,7 +112,7 @@ def evaluate_coco(gt: Dataset, predictions: list[ImagePredictions], scheme: Sche
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
-    stats = [float(v) for v in evaluator.stats[:12]]
+    stats = [float(v) if v >= 0 else math.nan for v in evaluator.stats[:12]]  # COCO's -1: no box of that size
     precision = np.asarray(evaluator.eval["precision"])
     return CocoResult(dict(zip(SUMMARY_NAMES, stats)), _per_class(precision, classes), classes, precision,
                       np.asarray(evaluator.params.iouThrs), np.asarray(evaluator.params.recThrs))

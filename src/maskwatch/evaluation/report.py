@@ -17,7 +17,7 @@ import supervision as sv
 from maskwatch.classes import MASK_CLASSES, TWO_CLASSES, label_map_hint
 from maskwatch.data.dataset import Dataset, difficult_of
 from maskwatch.data.images import upright_to_stored
-from maskwatch.errors import name_some
+from maskwatch.errors import MaskwatchError, name_some
 from maskwatch.evaluation.coco_metrics import CocoResult, Scheme, evaluate_coco, scheme_classes
 from maskwatch.predictions import ImagePredictions, class_names_of, detections_from_labels, stem_in
 from maskwatch.thresholds import CONFUSION_IOU, CONFUSION_MIN_SCORE
@@ -90,6 +90,20 @@ def images_without_predictions(gt: Dataset, predictions: list[ImagePredictions])
     stems = {s.stem for s in gt.samples}
     predicted = {stem_in(p.image, stems) for p in predictions}
     return [s.stem for s in gt.samples if s.stem not in predicted]
+
+
+def check_some_image_matched(gt: Dataset, predictions: list[ImagePredictions], where: str) -> None:
+    """Refuse predictions none of whose lines names an image of the ground truth (an empty file, images renamed,
+    lines of another data set): scored, every face would count as missed, and mAP 0 would read as a model that
+    finds nothing rather than as files that do not match."""
+    if not len(gt) or len(images_without_predictions(gt, predictions)) < len(gt):
+        return
+    if not predictions:
+        raise MaskwatchError(f"{where}: no predictions line in it (an empty file?); nothing to score")
+    raise MaskwatchError(f"{where}: none of its {len(predictions)} line(s) names an image of the ground truth (they "
+                         f"name {name_some(sorted(p.image for p in predictions))}; its images are "
+                         f"{name_some(sorted(s.image_path.name for s in gt.samples))}); lines are matched to images "
+                         f"by file name, as `detect` writes them")
 
 
 def predictions_in_stored_pixels(gt: Dataset,
@@ -174,6 +188,7 @@ def write_report(gt: Dataset, predictions: Iterable[ImagePredictions], out_dir: 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     predictions = list(predictions)  # (read_predictions yields them: each step below reads them all)
+    check_some_image_matched(gt, predictions, "the predictions")
     warnings = prediction_problems(gt, predictions, scheme)
     missing = images_without_predictions(gt, predictions)
     if missing:
@@ -183,9 +198,11 @@ def write_report(gt: Dataset, predictions: Iterable[ImagePredictions], out_dir: 
     for warning in warnings if warn else ():
         log.warning(warning)
     result = evaluate_coco(gt, predictions, scheme)
+    stems = {s.stem for s in gt.samples}
     report: dict = {"scheme": scheme, "images": len(gt), "ground_truth_boxes": gt.num_boxes,
                     "difficult_boxes": gt.num_difficult,  # neither found nor missed
-                    "predicted_boxes": sum(len(p.detections) for p in predictions),
+                    "predicted_boxes": sum(len(p.detections) for p in predictions  # (of the images scored)
+                                           if stem_in(p.image, stems) in stems),
                     "summary": result.summary, "per_class": result.per_class, **({"inputs": inputs} if inputs else {}),
                     "warnings": warnings}
     classes, label_of = scheme_classes(scheme, gt.classes)
@@ -195,7 +212,9 @@ def write_report(gt: Dataset, predictions: Iterable[ImagePredictions], out_dir: 
     if cross_check:
         check = evaluate_coco(gt, predictions, scheme, engine="pycocotools")
         report["pycocotools_summary"] = check.summary
-        report["max_difference_vs_pycocotools"] = max(abs(result.summary[k] - check.summary[k]) for k in result.summary)
+        report["max_difference_vs_pycocotools"] = max(
+            (abs(result.summary[k] - check.summary[k]) for k in result.summary
+             if math.isfinite(result.summary[k]) or math.isfinite(check.summary[k])), default=0.0)
     matrix = confusion_matrix(gt, predictions, scheme, score_threshold)
     report["confusion_matrix"] = {"score_threshold": score_threshold, "iou_threshold": CONFUSION_IOU,
                                   "labels": list(matrix.classes) + ["background"],
