@@ -306,6 +306,16 @@ def test_split_and_evaluate_take_label_map_and_convert_refuses_a_folder_in_use(s
     assert inside.returncode == 2 and "inside the data set being read" in inside.stderr
 
 
+def test_convert_keeps_the_train_and_val_sides_its_source_names(small_voc, tmp_path):
+    run("convert", str(small_voc), str(tmp_path / "tf"), "--to", "tfrecord", "--val", "0.3", "--shards", "2")
+    run("data", "split", str(small_voc), "--val", "0.3", "--out", str(tmp_path / "s"))  # the same split, as lists
+    kept = run("convert", str(tmp_path / "tf"), str(tmp_path / "as-voc"), "--to", "voc")
+    assert "keeping the train / val sides" in kept.stdout
+    sides = tmp_path / "as-voc" / "ImageSets" / "Main"
+    assert (sides / "val.txt").read_text() == (tmp_path / "s" / "val.txt").read_text()
+    assert len((sides / "train.txt").read_text().split()) + len((sides / "val.txt").read_text().split()) == 6
+
+
 def test_train_refuses_zero_epochs_before_anything_is_written(small_voc, tmp_path):
     pytest.importorskip("torch")
     from typer.testing import CliRunner

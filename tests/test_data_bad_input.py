@@ -289,6 +289,19 @@ def test_label_map_without_names_is_an_error(small_voc, tmp_path):
         load_dataset(tmp_path / "t")
 
 
+def test_a_label_map_from_id_0_or_disagreeing_with_the_records_texts_is_said(small_voc, tmp_path):
+    save_dataset(load_dataset(small_voc), tmp_path / "t", "tfrecord")  # ids 1, 2, 3 with their texts
+    (tmp_path / "t" / "label_map.pbtxt").write_text("".join(
+        f"item {{\n  id: {i}\n  name: '{name}'\n}}\n"
+        for i, name in enumerate(["with_mask", "without_mask", "mask_weared_incorrect"])))  # off by one
+    data = load_dataset(tmp_path / "t")
+    assert any("id 0 names 'with_mask', but in the TF Object Detection API id 0 is the background" in p
+               for p in data.problems)
+    assert any("the boxes' class ids and texts disagree" in p and "id 1 with text 'with_mask', which the map calls "
+               "'without_mask'" in p for p in data.problems)
+    assert data.class_counts() == load_dataset(small_voc).class_counts()  # each box's text is used
+
+
 def _set_first_box(path: Path, xmin: str, ymin: str = "10", xmax: str = "30", ymax: str = "40") -> None:
     text = path.read_text()
     start = text.index("<bndbox>")

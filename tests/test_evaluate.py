@@ -44,6 +44,8 @@ def test_two_class_ground_truth_scores_three_class_predictions_under_2class(smal
     two = two.subset([s.stem for s in small.samples])
     result = evaluate_coco(two, gt_as_predictions(small), scheme="2class")
     assert result.classes == ["mask", "no_mask"] and result.summary["mAP"] == pytest.approx(1.0)
+    with pytest.raises(MaskwatchError, match="or score mask against no mask, .*: --scheme 2class"):
+        evaluate_coco(two, gt_as_predictions(small))  # (the 3class default names the way out)
     with pytest.raises(MaskwatchError, match="2class needs the mask classes"):
         evaluate_coco(load_dataset(data_dir, label_map={"with_mask": "helmet"}).subset(["maksssksksss0"]),
                       gt_as_predictions(small), scheme="2class")

@@ -118,7 +118,8 @@ def convert(src: Path = typer.Argument(..., help="Data set to read (format detec
     on its own: images beside the labels, no absolute paths, readable by other tools."""
     from maskwatch.data import save_dataset
     from maskwatch.data.formats import FORMATS
-    from maskwatch.data.split import check_val_fraction, split_dataset, split_from_list
+    from maskwatch.data.split import (Split, check_val_fraction, split_dataset, split_from_list,
+                                      usable_declared_side)
 
     if val is not None and split is not None:
         raise MaskwatchError("give --val or --split, not both")
@@ -133,6 +134,11 @@ def convert(src: Path = typer.Argument(..., help="Data set to read (format detec
     if src.is_dir() and source_folder in dst.resolve().parents:  # the copy would be read with the source next time
         raise MaskwatchError(f"{dst}: the output folder is inside the data set being read; write it elsewhere")
     sides = split_from_list(dataset, split) if split else split_dataset(dataset, val, seed) if val is not None else None
+    if sides is None and (declared := usable_declared_side(dataset, src, "it is written without sides")):
+        listed, val_stems = declared  # the source's own train / val sides: kept
+        stems = [s.stem for s in dataset.samples]
+        sides = Split(train=[s for s in stems if s not in val_stems], val=[s for s in stems if s in val_stems])
+        typer.echo(f"keeping the train / val sides {listed} names (--val or --split chooses others)")
     save_dataset(dataset, dst, to, images, sides, shards)  # type: ignore[arg-type]
     typer.echo(f"wrote {len(dataset)} images, {dataset.num_boxes} boxes as {to} to {dst}" +
                (f" (train {len(sides.train)}, val {len(sides.val)} images)" if sides else ""))
@@ -351,7 +357,7 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
     from maskwatch.data.split import listed_names
     from maskwatch.errors import name_some
     from maskwatch.evaluation import write_report
-    from maskwatch.evaluation.coco_metrics import SCHEMES
+    from maskwatch.evaluation.coco_metrics import SCHEMES, coco_inputs
     from maskwatch.evaluation.report import (check_some_image_matched, images_without_predictions,
                                              prediction_problems, predictions_in_stored_pixels)
     from maskwatch.predictions import read_predictions, stem_in
@@ -386,6 +392,7 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
     if missing and only_predicted:  # (before the warnings: they are about the images scored)
         dataset = dataset.subset(set(s.stem for s in dataset.samples) - set(missing))
         console.print(f"scoring the {len(dataset)} image(s) with predictions; {len(missing)} without are left out")
+    coco_inputs(dataset, predictions, scheme)  # type: ignore[arg-type]  # labels that cannot be scored: said first
     for problem in prediction_problems(dataset, predictions, scheme):  # type: ignore[arg-type]
         console.print(f"[yellow]warning: {escape(problem)}[/yellow]", highlight=False, soft_wrap=True)
     if missing and not only_predicted:

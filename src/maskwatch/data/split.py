@@ -102,18 +102,19 @@ def declared_val_side(data: Path) -> tuple[Path, list[str]] | None:
     return None
 
 
-def usable_declared_side(dataset: Dataset, data: Path) -> tuple[Path, set[str]] | None:
+def usable_declared_side(dataset: Dataset, data: Path,
+                         instead: str = "train does not validate on it (a 15 % split instead)"
+                         ) -> tuple[Path, set[str]] | None:
     """The validation side the data set folder names, if it splits this data set (some images on each side);
-    a list that does not (a stray val.txt, another set's list) is said and left for the usual split."""
+    a list that does not (a stray val.txt, another set's list) is said, with what is done `instead`."""
     declared = declared_val_side(data)
     if declared is None:
         return None
     listed, stems = declared
     val = set(stems) & {s.stem for s in dataset.samples}
     if not val or len(val) == len(dataset):
-        log.warning("%s names %s of the data set's %d images as validation; train does not validate on it (a 15 %% "
-                    "split instead)",
-                    listed, "all" if val else "none", len(dataset))
+        log.warning("%s names %s of the data set's %d images as validation; %s", listed, "all" if val else "none",
+                    len(dataset), instead)
         return None
     return listed, val
 

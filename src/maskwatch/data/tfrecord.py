@@ -20,7 +20,7 @@ import numpy as np
 from maskwatch.cache import cache_dir, file_key
 from maskwatch.data.dataset import Dataset, DatasetBuilder, difficult_of, from_normalised, read_text_file
 from maskwatch.data.images import image_header
-from maskwatch.errors import MaskwatchError
+from maskwatch.errors import MaskwatchError, name_some
 
 if TYPE_CHECKING:
     from maskwatch.data.split import Split
@@ -150,7 +150,11 @@ def read_tfrecord(path: Path, label_map_path: Path | None = None, classes: list[
     id_to_name = read_label_map(label_map_path) if label_map_path.is_file() else {}
     builder = DatasetBuilder(classes, label_map)
     builder.declare_classes([id_to_name[k] for k in sorted(id_to_name)])  # --label-map applies
+    if 0 in id_to_name:  # the TF OD API's ids start at 1 (0 is the background): a map from 0 is likely off by one
+        builder.problem(f"{label_map_path}: id 0 names {id_to_name[0]!r}, but in the TF Object Detection API id 0 is "
+                        f"the background and classes start at 1; check it against the ids in the records", always=True)
     unnamed: Counter[int] = Counter()  # class ids that no text and no label map name, with their box counts
+    disagree: Counter[tuple[int, str, str]] = Counter()  # (id, the box's text, the map's name for the id)
     for record in _records(path):
         out = _cache_dir(record)
         out.mkdir(parents=True, exist_ok=True)
@@ -186,6 +190,8 @@ def read_tfrecord(path: Path, label_map_path: Path | None = None, classes: list[
                 boxes = []
                 for j in range(len(xmins)):
                     label = texts[j] if j < len(texts) else id_to_name.get(ids[j] if j < len(ids) else -1)
+                    if j < len(texts) and j < len(ids) and id_to_name.get(ids[j], texts[j]) != texts[j]:
+                        disagree[(ids[j], texts[j], id_to_name[ids[j]])] += 1
                     if not label:
                         unnamed[ids[j] if j < len(ids) else -1] += 1  # said once, below
                         continue
@@ -198,6 +204,11 @@ def read_tfrecord(path: Path, label_map_path: Path | None = None, classes: list[
                 raise
             builder.problem(f"{record}: corrupt or truncated TFRecord ({type(exc).__name__}: {exc}); "
                             f"kept the records read before it")
+    if disagree:
+        pairs = name_some(f"id {i} with text {text!r}, which the map calls {named!r} ({n} box{'es' if n > 1 else ''})"
+                          for (i, text, named), n in disagree.most_common())
+        builder.problem(f"{path}: the boxes' class ids and texts disagree with {label_map_path}: {pairs}; each box's "
+                        f"text is used", always=True)
     if unnamed:
         ids = ", ".join(f"{i} ({n} box{'es' if n > 1 else ''})" for i, n in sorted(unnamed.items()) if i >= 0)
         if not id_to_name:

@@ -13,7 +13,8 @@ from typing import Callable, Literal, get_args
 
 import numpy as np
 
-from maskwatch.classes import MASK_CLASSES, TO_TWO_CLASSES, TWO_CLASSES, label_map_hint
+from maskwatch.classes import (MASK_CLASSES, TO_TWO_CLASSES, TWO_CLASSES, WITH_MASK, WITHOUT_MASK, label_map_hint,
+                               likely_mask_class)
 from maskwatch.data.coco import to_coco_dict
 from maskwatch.data.dataset import Dataset
 from maskwatch.errors import MaskwatchError
@@ -71,9 +72,12 @@ def coco_inputs(gt: Dataset, predictions: list[ImagePredictions], scheme: Scheme
             mapped = label_of(label)
             if mapped not in classes:
                 hint = label_map_hint(c for c in classes if c not in MASK_CLASSES)
+                two = scheme == "3class" and {likely_mask_class(c) for c in classes} == {WITH_MASK, WITHOUT_MASK}
                 raise MaskwatchError(f"prediction label {label!r} for {pred.image} is not one of the ground truth's "
                                      f"classes {classes}" + (f"; if they name the mask classes otherwise, rename "
-                                                             f"them: {hint}" if hint else ""))
+                                                             f"them: {hint}" if hint else "")
+                                     + ("; or score mask against no mask, as the ground truth's two classes do: "
+                                        "--scheme 2class" if two else ""))
             results.append({"image_id": image_id, "category_id": classes.index(mapped) + 1,
                             "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)], "score": float(score)})
     return gt_dict, results, classes
