@@ -314,6 +314,12 @@ def test_convert_keeps_the_train_and_val_sides_its_source_names(small_voc, tmp_p
     sides = tmp_path / "as-voc" / "ImageSets" / "Main"
     assert (sides / "val.txt").read_text() == (tmp_path / "s" / "val.txt").read_text()
     assert len((sides / "train.txt").read_text().split()) + len((sides / "val.txt").read_text().split()) == 6
+    from conftest import roboflow_export
+
+    rf, _ = roboflow_export(small_voc, tmp_path)  # train, valid and test: its test images must not join train
+    noted = run("convert", str(rf / "data.yaml"), str(tmp_path / "rf-voc"), "--to", "voc")
+    assert "names train, val and test sides; sides are written only with --val or --split" in noted.stdout
+    assert not (tmp_path / "rf-voc" / "ImageSets").exists()
 
 
 def test_train_refuses_zero_epochs_before_anything_is_written(small_voc, tmp_path):

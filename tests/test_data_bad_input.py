@@ -265,6 +265,26 @@ def test_a_tfrecord_naming_classes_only_by_id_needs_its_label_map(small_voc, tmp
     assert len([p for p in partial.problems if "does not name" in p]) == 1
 
 
+def test_a_tfrecord_stating_another_size_than_its_image_keeps_its_boxes(small_voc, tmp_path):
+    """Its boxes are fractions of the image: multiplied by a stale stated size they moved, or fell outside."""
+    from tfrecord import TFRecordWriter
+
+    from maskwatch.data.tfrecord import _example
+
+    ds = load_dataset(small_voc)
+    (tmp_path / "t").mkdir()
+    writer = TFRecordWriter(str(tmp_path / "t" / "data.tfrecord"))
+    for sample in ds.samples:
+        example = _example(ds, sample)
+        example["image/width"], example["image/height"] = (sample.width * 2, "int"), (sample.height * 2, "int")
+        writer.write(example)
+    writer.close()
+    again = load_dataset(tmp_path / "t")
+    assert again.num_boxes == ds.num_boxes and any("annotation says" in p for p in again.problems)
+    for before, after in zip(ds.samples, again.samples):
+        np.testing.assert_allclose(after.detections.xyxy, before.detections.xyxy, atol=0.01)
+
+
 def test_a_class_list_from_the_file_keeps_its_order_and_orphan_labels_are_named(small_voc, tmp_path):
     save_dataset(load_dataset(small_voc, label_map={"with_mask": "mask", "without_mask": "no_mask",
                                                      "mask_weared_incorrect": "incorrect"}), tmp_path / "y", "yolo")

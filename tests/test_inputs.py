@@ -100,6 +100,7 @@ def test_no_two_annotated_copies_share_a_name_and_a_copy_under_its_own_name_keep
     assert len({annotated_copy_name(name) for name in renamed}) == len(names)
     assert "the annotated copy of x.heic is x-3.heic.jpg: x.heic.jpg is another input's copy" in caplog.text
     assert copy_names(["a.jpg", "b.heic"]) == ["a.jpg", "b.heic"]
+    assert copy_names(["IMG_1.HEIC", "IMG_1.heic.jpg"]) == ["IMG_1-2.HEIC", "IMG_1.heic.jpg"]  # one file on macOS
 
 
 def test_without_pillow_heif_heic_photos_are_named_with_the_command_that_reads_them(tmp_path):

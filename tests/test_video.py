@@ -827,3 +827,76 @@ def test_the_counts_band_fits_a_narrow_frame_instead_of_being_cut():
         band = image[:max(12, width // 40)]  # (the band grows with the frame)
         assert (band[:, -3:] == 128).all(), width  # the band (and its text) ends before the right edge
         assert (band[:, :100] == 0).any() and (band[:, :100] >= 200).any(), width  # and holds white text on black
+
+
+def _write_av(path, frames, fmt=None, codec="libx264", fps=12, gop=None, pts_ms=None, sar=None):
+    """A clip through PyAV with the knobs real files have: a keyframe interval, timestamps that start late or
+    come unevenly (ms), a sample aspect ratio (anamorphic)."""
+    from fractions import Fraction
+
+    import av
+
+    with av.open(str(path), "w", format=fmt) as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        if gop:
+            stream.codec_context.gop_size = gop
+        if sar:
+            stream.codec_context.sample_aspect_ratio = Fraction(*sar)
+        if pts_ms is not None:
+            stream.codec_context.time_base = Fraction(1, 1000)
+        for i, image in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+            if pts_ms is not None:
+                frame.pts, frame.time_base = pts_ms[i], Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def test_files_as_they_come_are_read_whole_and_not_called_cut_short(pan, tmp_path, caplog):
+    """A long damaged stretch (a bad disk) stopped the run after 50 damaged packets; a stream that changed
+    resolution (an adaptive download) stopped at the change; an MKV whose clock starts at 10 h, or of variable
+    rate, was called truncated; an anamorphic picture was watched (and written) squeezed."""
+    from maskwatch.video.sources import FileSource
+
+    def read(path):
+        source = FileSource(path)
+        try:
+            return [frame.image for frame in source.frames()], source
+        finally:
+            source.close()
+
+    _, frames = pan
+    frames = [cv2.resize(f, (320, 240)) for f in frames] * 8  # 192 frames
+    damaged = _write_av(tmp_path / "damaged.mp4", frames, gop=12)
+    data = bytearray(damaged.read_bytes())
+    cut = slice(len(data) * 35 // 100, len(data) * 65 // 100)
+    data[cut] = np.random.default_rng(0).integers(0, 256, cut.stop - cut.start, dtype=np.uint8).tobytes()
+    damaged.write_bytes(bytes(data))
+    read_frames, source = read(damaged)
+    assert source.damaged > 50 and len(read_frames) > len(frames) // 2  # the frames after the damage too
+    assert source.ended_early is None and "damaged packet(s) skipped" in source.skipped
+
+    first = _write_av(tmp_path / "a.ts", frames[:24], fmt="mpegts", pts_ms=[i * 83 for i in range(24)])
+    second = _write_av(tmp_path / "b.ts", [cv2.resize(f, (160, 120)) for f in frames[24:48]], fmt="mpegts",
+                       pts_ms=[2000 + i * 83 for i in range(24)])
+    (tmp_path / "abr.ts").write_bytes(first.read_bytes() + second.read_bytes())
+    read_frames, source = read(tmp_path / "abr.ts")
+    assert len(read_frames) == 48 and {f.shape for f in read_frames} == {(240, 320, 3)}  # scaled, not stopped
+    assert "from frame 24 the video is 160x120 pixels, not 320x240" in caplog.text and source.ended_early is None
+
+    late = _write_av(tmp_path / "late.mkv", frames[:30], fmt="matroska",
+                     pts_ms=[36_000_000 + i * 83 for i in range(30)])
+    uneven = _write_av(tmp_path / "uneven.mkv", frames[:30], fmt="matroska",
+                       pts_ms=list(np.cumsum([0] + [40 if i % 3 else 250 for i in range(29)])))
+    for clip in (late, uneven):
+        read_frames, source = read(clip)
+        assert len(read_frames) == 30 and source.ended_early is None, clip.name
+
+    squeezed = _write_av(tmp_path / "dvd.mkv", [cv2.resize(f, (240, 240)) for f in frames[:6]], sar=(4, 3))
+    read_frames, source = read(squeezed)
+    assert source.size == (320, 240) and read_frames[0].shape == (240, 320, 3)
+    assert np.abs(read_frames[0].astype(int) - frames[0]).mean() < 12  # its shape as shown

@@ -88,3 +88,28 @@ def test_a_killed_run_is_marked_failed_and_its_video_plays(tmp_path, photo):
     status, message = runs(db)[0]
     assert status == "failed" and "stopped without finishing" in message
     assert "failed" in report.stdout
+
+
+def test_the_summary_is_written_whole_or_not_at_all_and_no_earlier_runs_zones_stay(tmp_path, monkeypatch):
+    """A full disk left OUT.json at 0 bytes, shown as the summary; a run without zones left an earlier run's
+    OUT.zones.csv beside its own files."""
+    from maskwatch.video.summary import WatchSummary, write_summary_files
+
+    out = tmp_path / "door.mp4"
+    zoned = WatchSummary(source="door.mp4", zones={"counter": {"people": {"with_mask": 1}}})
+    assert [p.name for p in write_summary_files(zoned, out)] == ["door.json", "door.zones.csv"]
+    before = out.with_suffix(".json").read_text()
+    real_write = Path.write_text
+
+    def full_disk(self, *args, **kwargs):
+        real_write(self, "")  # what a full disk leaves: the file made, nothing in it
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        write_summary_files(WatchSummary(source="door.mp4"), out)
+    monkeypatch.undo()
+    assert out.with_suffix(".json").read_text() == before and sorted(p.name for p in tmp_path.iterdir()) == [
+        "door.json", "door.zones.csv"]  # the earlier summary whole, no partial file left
+    assert [p.name for p in write_summary_files(WatchSummary(source="door.mp4"), out)] == ["door.json"]
+    assert not out.with_suffix(".zones.csv").exists()

@@ -117,8 +117,8 @@ def convert(src: Path = typer.Argument(..., help="Data set to read (format detec
     """Convert a data set between Pascal VOC, YOLO, COCO and TFRecord (+ label_map.pbtxt). The output folder stands
     on its own: images beside the labels, no absolute paths, readable by other tools."""
     from maskwatch.data import save_dataset
-    from maskwatch.data.formats import FORMATS
-    from maskwatch.data.split import (Split, check_val_fraction, split_dataset, split_from_list,
+    from maskwatch.data.formats import FORMATS, dataset_folder
+    from maskwatch.data.split import (Split, check_val_fraction, declared_test_side, split_dataset, split_from_list,
                                       usable_declared_side)
 
     if val is not None and split is not None:
@@ -134,11 +134,17 @@ def convert(src: Path = typer.Argument(..., help="Data set to read (format detec
     if src.is_dir() and source_folder in dst.resolve().parents:  # the copy would be read with the source next time
         raise MaskwatchError(f"{dst}: the output folder is inside the data set being read; write it elsewhere")
     sides = split_from_list(dataset, split) if split else split_dataset(dataset, val, seed) if val is not None else None
-    if sides is None and (declared := usable_declared_side(dataset, src, "it is written without sides")):
-        listed, val_stems = declared  # the source's own train / val sides: kept
-        stems = [s.stem for s in dataset.samples]
-        sides = Split(train=[s for s in stems if s not in val_stems], val=[s for s in stems if s in val_stems])
-        typer.echo(f"keeping the train / val sides {listed} names (--val or --split chooses others)")
+    folder = dataset_folder(src)
+    if sides is None and (declared := usable_declared_side(dataset, folder, "it is written without sides")):
+        listed, val_stems = declared  # the source's own train / val sides: kept, unless it has a test side too
+        test, named_by = declared_test_side(dataset, folder)
+        if test:  # (which would join the train side: written with the others, said)
+            typer.echo(f"note: {named_by} names train, val and test sides; sides are written only with --val or "
+                       f"--split (the {len(test)} test images among the others)")
+        else:
+            stems = [s.stem for s in dataset.samples]
+            sides = Split(train=[s for s in stems if s not in val_stems], val=[s for s in stems if s in val_stems])
+            typer.echo(f"keeping the train / val sides {listed} names (--val or --split chooses others)")
     save_dataset(dataset, dst, to, images, sides, shards)  # type: ignore[arg-type]
     typer.echo(f"wrote {len(dataset)} images, {dataset.num_boxes} boxes as {to} to {dst}" +
                (f" (train {len(sides.train)}, val {len(sides.val)} images)" if sides else ""))
@@ -382,12 +388,14 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
         console.print(f"{turned} photo(s) carry an EXIF rotation: their predictions, made on the photo turned upright "
                       f"(as detect does), are moved to the stored pixels the boxes are read in", highlight=False,
                       soft_wrap=True)
+    check_some_image_matched(dataset, predictions, str(pred))  # (before the warnings: they would be about nothing)
     if split:
         known = {s.stem for s in dataset.samples}
         dataset = dataset.subset(listed_names(dataset, split))
         chosen = {s.stem for s in dataset.samples}
         predictions = [p for p in predictions if stem_in(p.image, known) in chosen]  # the others': not strays
-    check_some_image_matched(dataset, predictions, str(pred))  # (before the warnings: they would be about nothing)
+        if len(dataset) and not predictions:  # (lines matched the whole ground truth: the split is what misses)
+            raise MaskwatchError(f"{pred}: none of its lines names an image of --split {split}; nothing to score")
     missing = images_without_predictions(dataset, predictions)
     if missing and only_predicted:  # (before the warnings: they are about the images scored)
         dataset = dataset.subset(set(s.stem for s in dataset.samples) - set(missing))
@@ -619,8 +627,12 @@ def watch(source: Optional[str] = typer.Argument(None, metavar="SOURCE",
     if summary.message:
         typer.echo(f"{summary.status}: {summary.message}", err=True)
     if setup.out:
-        typer.echo(f"video: {setup.out}  summary: {setup.out.with_suffix('.json')}  "
-                   f"tracks: {setup.out.with_suffix('.tracks.csv')}")
+        def written(path: Path, sink: str) -> str:  # an output whose writing failed is not shown as written
+            return f"{path} (incomplete: see below)" if sink in summary.sink_failures else str(path)
+
+        typer.echo(f"video: {written(setup.out, 'video file')}  "
+                   f"summary: {written(setup.out.with_suffix('.json'), 'summary files')}  "
+                   f"tracks: {written(setup.out.with_suffix('.tracks.csv'), 'summary files')}")
     if setup.db:
         typer.echo(f"events: {setup.db} (run {summary.run_id}); see `maskwatch report {setup.db}`")
     for name, failure in summary.sink_failures.items():

@@ -15,6 +15,7 @@ from pathlib import Path
 from maskwatch.annotate import annotate
 from maskwatch.classes import MASK_CLASSES
 from maskwatch.data.images import annotated_copy_name, read_image, save_annotated_copy
+from maskwatch.data.inputs import numbered_name
 from maskwatch.detector import Detector
 from maskwatch.errors import MaskwatchError, name_some, utf8_text
 from maskwatch.predictions import ImagePredictions, class_counts, result_parts, with_copy_column
@@ -80,9 +81,7 @@ def names_keeping_earlier_copies(todo: list[str], names: dict[str, str], copies:
         if owner == utf8_text(path) or (owner is None and (key not in existing or unnamed_are_ours)):
             continue
         whose = f"is {owner}'s" if owner else "is there already, named by no row"
-        stem, suffix, k = Path(names[path]).stem, Path(names[path]).suffix, 2
-        while copy_key(new := str(Path(names[path]).with_name(f"{stem}-{k}{suffix}"))) in taken:
-            k += 1
+        new = numbered_name(names[path], lambda name: copy_key(name) in taken)
         taken.add(copy_key(new))
         out[path] = new
         renamed.append(f"{copy_key(new)} ({key} {whose})")

@@ -50,14 +50,16 @@ def run_batch(spec: str | list[str], out: Path, engine: str = "local", address: 
         check_copies_apart(found, out / "annotated", f"--out {out} --annotate",
                            "give another --out (the copies go into OUT/annotated/)")
     paths = [normalise_path(str(p)) for p in found]  # one row per file however its path was typed
-    # over every input, so a resumed run names files the same; only the annotated copies are named by it
-    names = dict(zip(paths, copy_names(output_names(found)) if annotate else output_names(found)))
     with folder_lock(out):
         before = read_folder(out)
         # a model is recorded by what it is (a link like runs/latest re-pointed is another model)
         named = str(model) if is_shipped_name(model) else os.path.realpath(os.path.expanduser(model)) if model \
             else SHIPPED
         has_rows = bool(before.rows or before.unreadable)
+        # over every input, so a resumed run names files the same (a renamed copy said by the first run only);
+        # only the annotated copies are named by it
+        names = dict(zip(paths, copy_names(output_names(found), say=not has_rows) if annotate
+                         else output_names(found)))
         # Whether every row of the folder names its annotated copy: begun by a version that does (2026-11-27).
         copies_named = bool(read_settings(out).get("copies_named", not has_rows))
         check_settings(out, {"conf": conf, "model": named, "model_sha256": model_fingerprint(model),

@@ -80,7 +80,8 @@ class Dataset:
     def without_damaged_images(self) -> "Dataset":
         """The data set less the images whose pixel data is damaged (a JPEG cut short or broken, a PNG with a bad
         chunk), each named in `problems`: a load reads headers only, so `data stats` and `convert` look at the
-        pixels too (about a tenth of a decode per image) rather than count or copy a picture nothing can read."""
+        pixels too (less than a decode per image: data.images.pixel_damage) rather than count or copy a picture
+        nothing can read."""
         from tqdm import tqdm
 
         from maskwatch.data.images import pixel_damage

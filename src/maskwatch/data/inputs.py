@@ -8,7 +8,7 @@ import logging
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from maskwatch.data.dataset import read_text_file
 from maskwatch.data.images import IMAGE_SUFFIXES, annotated_copy_name, list_images, warn_unread, without_broken_links
@@ -157,24 +157,33 @@ def output_names(paths: Sequence[Path | str]) -> list[str]:
     return names
 
 
+def numbered_name(name: str, taken: Callable[[str], bool]) -> str:
+    """`name` with -2, -3 ... before its suffix (IMG_1.jpg -> IMG_1-2.jpg, a/x.heic -> a/x-2.heic): the first that
+    `taken` does not refuse."""
+    stem, suffix, k = Path(name).stem, Path(name).suffix, 2
+    while taken(new := str(Path(name).with_name(f"{stem}-{k}{suffix}"))):
+        k += 1
+    return new
+
+
 def copy_names(names: Sequence[str], say: bool = True) -> list[str]:
     """`names` (output_names) with those renamed whose annotated copy would take another's file name: the copy of
-    IMG_1.heic is IMG_1.heic.jpg (annotated_copy_name), as is that of an IMG_1.heic.jpg among the inputs. A copy
-    under its input's own name keeps it; the other input is renamed IMG_1-2.heic (its copy IMG_1-2.heic.jpg), said
-    (`say`) where the copies are written."""
-    copies = [annotated_copy_name(name) for name in names]
-    out, claimed, taken = list(names), set(), set(copies)
-    for i in sorted(range(len(names)), key=lambda i: copies[i] != names[i]):  # copies under their own name first
-        if copies[i] in claimed:
-            stem, suffix, k = Path(names[i]).stem, Path(names[i]).suffix, 2
-            while annotated_copy_name(new := str(Path(names[i]).with_name(f"{stem}-{k}{suffix}"))) in taken:
-                k += 1
+    IMG_1.heic is IMG_1.heic.jpg (annotated_copy_name), as is that of an IMG_1.heic.jpg among the inputs (names are
+    compared as a file system that ignores case would: macOS's, Windows'). A copy under its input's own name keeps
+    it; the other input is renamed IMG_1-2.heic (its copy IMG_1-2.heic.jpg), said (`say`) where the copies are
+    written."""
+    def key(name: str) -> str:
+        return annotated_copy_name(name).casefold()
+
+    out, claimed, taken = list(names), set(), {key(name) for name in names}
+    for i in sorted(range(len(names)), key=lambda i: annotated_copy_name(names[i]) != names[i]):  # own names first
+        if key(names[i]) in claimed:
+            out[i] = numbered_name(names[i], lambda new: key(new) in taken)
             if say:
                 log.warning("the annotated copy of %s is %s: %s is another input's copy", one_line(names[i]),
-                            one_line(annotated_copy_name(new)), one_line(copies[i]))
-            out[i], copies[i] = new, annotated_copy_name(new)
-            taken.add(copies[i])
-        claimed.add(copies[i])
+                            one_line(annotated_copy_name(out[i])), one_line(annotated_copy_name(names[i])))
+            taken.add(key(out[i]))
+        claimed.add(key(out[i]))
     return out
 
 
@@ -194,7 +203,7 @@ def check_copies_apart(paths: Sequence[Path], folder: Path, what: str, instead: 
                                  f"{instead}")
         if real in inputs or real.parent in input_folders:
             raise MaskwatchError(f"{what}: the annotated copy of {path} would replace {target}, a file beside the "
-                                 f"inputs; {instead}")
+                                 f"inputs (an earlier run's copy? delete it to write it again); {instead}")
 
 
 def check_writable(folder: Path, what: str) -> None:

@@ -119,15 +119,21 @@ def usable_declared_side(dataset: Dataset, data: Path,
     return listed, val
 
 
-def without_test_side(dataset: Dataset, data: Path) -> Dataset:
-    """The data set less the test side its YOLO data.yaml names, or its test/_annotations.coco.json holds (a
-    Roboflow export's test/ folder, either format), said when
-    there is one: a test set is neither learnt from nor chosen on, by `train` and `data split` alike."""
+def declared_test_side(dataset: Dataset, data: Path) -> tuple[set[str], Path]:
+    """The images of `dataset` on the test side its YOLO data.yaml names, or its test/_annotations.coco.json holds
+    (a Roboflow export's test/ folder, either format), and the file that names them (an empty set: none)."""
     if (data / "data.yaml").is_file():
         test, named_by = set(yolo_side(data, "test") or []), data / "data.yaml"
     else:
         test, named_by = set(coco_side_stems(data, "test") or []), data / "test" / ROBOFLOW_FILE
-    if not test & {s.stem for s in dataset.samples}:
+    return test & {s.stem for s in dataset.samples}, named_by
+
+
+def without_test_side(dataset: Dataset, data: Path) -> Dataset:
+    """The data set less its declared test side (`declared_test_side`), said when there is one: a test set is
+    neither learnt from nor chosen on, by `train` and `data split` alike."""
+    test, named_by = declared_test_side(dataset, data)
+    if not test:
         return dataset
     print(f"leaving out the {len(test)} test image(s) {named_by} names")
     return dataset.subset([s.stem for s in dataset.samples if s.stem not in test])

@@ -182,11 +182,12 @@ def read_tfrecord(path: Path, label_map_path: Path | None = None, classes: list[
                 if not (len(xmins) == len(ymins) == len(xmaxs) == len(ymaxs)):
                     builder.problem(f"{where}: bbox lists of different lengths; skipped")
                     continue
+                try:  # the boxes are fractions of the image as it is, whatever size the record states (the builder
+                    scale_width, scale_height = builder.stored_size(image_path)  # says where they differ)
+                except MaskwatchError:
+                    scale_width, scale_height = width, height  # the builder names the image it cannot read
                 if width <= 0 or height <= 0:
-                    try:
-                        width, height = builder.stored_size(image_path)
-                    except MaskwatchError:
-                        width, height = 0, 0  # the builder names the image it cannot read
+                    width, height = scale_width, scale_height
                 boxes = []
                 for j in range(len(xmins)):
                     label = texts[j] if j < len(texts) else id_to_name.get(ids[j] if j < len(ids) else -1)
@@ -195,9 +196,9 @@ def read_tfrecord(path: Path, label_map_path: Path | None = None, classes: list[
                     if not label:
                         unnamed[ids[j] if j < len(ids) else -1] += 1  # said once, below
                         continue
-                    boxes.append((from_normalised(xmins[j], width), from_normalised(ymins[j], height),
-                                  from_normalised(xmaxs[j], width), from_normalised(ymaxs[j], height), label,
-                                  j < len(difficult) and difficult[j]))
+                    boxes.append((from_normalised(xmins[j], scale_width), from_normalised(ymins[j], scale_height),
+                                  from_normalised(xmaxs[j], scale_width), from_normalised(ymaxs[j], scale_height),
+                                  label, j < len(difficult) and difficult[j]))
                 builder.add(image_path, width, height, boxes, where)
         except Exception as exc:  # the reader raises bare errors on truncated files
             if isinstance(exc, MaskwatchError):

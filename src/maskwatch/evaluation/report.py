@@ -92,7 +92,8 @@ def images_without_predictions(gt: Dataset, predictions: list[ImagePredictions])
     return [s.stem for s in gt.samples if s.stem not in predicted]
 
 
-def check_some_image_matched(gt: Dataset, predictions: list[ImagePredictions], where: str) -> None:
+def check_some_image_matched(gt: Dataset, predictions: list[ImagePredictions], where: str,
+                             images: str = "the ground truth") -> None:
     """Refuse predictions none of whose lines names an image of the ground truth (an empty file, images renamed,
     lines of another data set): scored, every face would count as missed, and mAP 0 would read as a model that
     finds nothing rather than as files that do not match."""
@@ -100,7 +101,7 @@ def check_some_image_matched(gt: Dataset, predictions: list[ImagePredictions], w
         return
     if not predictions:
         raise MaskwatchError(f"{where}: no predictions line in it (an empty file?); nothing to score")
-    raise MaskwatchError(f"{where}: none of its {len(predictions)} line(s) names an image of the ground truth (they "
+    raise MaskwatchError(f"{where}: none of its {len(predictions)} line(s) names an image of {images} (they "
                          f"name {name_some(sorted(p.image for p in predictions))}; its images are "
                          f"{name_some(sorted(s.image_path.name for s in gt.samples))}); lines are matched to images "
                          f"by file name, as `detect` writes them")
@@ -212,9 +213,10 @@ def write_report(gt: Dataset, predictions: Iterable[ImagePredictions], out_dir: 
     if cross_check:
         check = evaluate_coco(gt, predictions, scheme, engine="pycocotools")
         report["pycocotools_summary"] = check.summary
-        report["max_difference_vs_pycocotools"] = max(
-            (abs(result.summary[k] - check.summary[k]) for k in result.summary
-             if math.isfinite(result.summary[k]) or math.isfinite(check.summary[k])), default=0.0)
+        report["max_difference_vs_pycocotools"] = max(  # (both undefined: equal; one undefined: as far as can be)
+            (abs(a - b) if math.isfinite(a) and math.isfinite(b) else math.inf
+             for a, b in ((result.summary[k], check.summary[k]) for k in result.summary)
+             if math.isfinite(a) or math.isfinite(b)), default=0.0)
     matrix = confusion_matrix(gt, predictions, scheme, score_threshold)
     report["confusion_matrix"] = {"score_threshold": score_threshold, "iou_threshold": CONFUSION_IOU,
                                   "labels": list(matrix.classes) + ["background"],

@@ -419,6 +419,8 @@ def fit(cfg: TrainConfig) -> Path:
     if cfg.epochs < 1:
         raise MaskwatchError(f"--epochs must be at least 1, not {cfg.epochs}")
     cfg.data = dataset_folder(Path(cfg.data))  # (a YOLO set's data.yaml: its folder, where its sides are named)
+    if cfg.quick:  # (before the recipe checks its settings against the epochs: --probe-epochs 3 --quick is refused)
+        cfg.epochs = min(cfg.epochs, 2)
     recipe_type = kind_of(cfg.arch).load_recipe()
     recipe_type.check_settings(cfg)
     earlier = check_run_folder(cfg)
@@ -426,8 +428,6 @@ def fit(cfg: TrainConfig) -> Path:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
-    if cfg.quick:
-        cfg.epochs = min(cfg.epochs, 2)
     dataset = load_dataset(cfg.data, cfg.fmt, classes=cfg.classes, label_map=cfg.label_map,  # type: ignore[arg-type]
                            allow_outside_images=cfg.allow_outside_images)
     if not sum(dataset.class_counts().values()):

@@ -188,4 +188,4 @@ class EventBus:
         if n == 1 or n % self.LOG_EVERY == 0:  # a traceback only for what is not a described failure
             log.warning("%s sink failed in %s (%d failure(s) so far; the video goes on): %s: %s",
                         sink.name, hook, n, type(exc).__name__, exc,
-                        exc_info=n == 1 and not isinstance(exc, MaskwatchError))
+                        exc_info=n == 1 and not isinstance(exc, (MaskwatchError, OSError)))  # (a full disk: said)

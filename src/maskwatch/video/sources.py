@@ -118,10 +118,10 @@ class ArraySource(FrameSource):
 
 class FileSource(FrameSource):
     """A video file, decoded with PyAV packet by packet: a damaged packet is skipped (and counted), so a file with
-    a bad stretch still gives every frame around it (OpenCV's reader gives up on the whole file), and a truncated
-    file gives the frames before the cut. Frames come upright (a phone's rotation flag applied)."""
-
-    MAX_DAMAGED_IN_A_ROW = 50  # then the rest of the file is taken as unreadable
+    a bad stretch still gives every frame around it, however long the stretch (OpenCV's reader gives up on the
+    whole file), and a truncated file gives the frames before the cut. Frames come upright (a phone's rotation
+    flag applied) and in square pixels (an anamorphic DVD or broadcast picture stretched to its display shape);
+    frames of another size than the first (a stream that changed resolution) are scaled into the first's."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -141,6 +141,8 @@ class FileSource(FrameSource):
             if self.stream.codec_context is None:
                 raise MaskwatchError(f"{path}: no decoder for its video codec ({self.stream.codec.name})")
             self.stream.thread_type = "AUTO"
+            sar = self.stream.codec_context.sample_aspect_ratio
+            self._stretch = float(sar) if sar and 0.25 <= float(sar) <= 4 and sar != 1 else None  # pixel shape
             # The container's header gives the frame size before any frame is decoded (as for images).
             check_pixels(self.stream.codec_context.width, self.stream.codec_context.height, str(path))
             self._times: collections.deque[float | None] = collections.deque()
@@ -180,47 +182,58 @@ class FileSource(FrameSource):
                 else:
                     self._read_ahead.append(second)
 
-    def _frames_from_duration(self) -> int | None:
-        """Frame count of containers that do not store it (MKV, WebM, TS, FLV): duration x frame rate."""
+    def _duration_s(self) -> float | None:
+        """How long the video lasts, for containers that do not store a frame count (MKV, WebM, TS, FLV). Some
+        (Matroska) give the container's duration as its end time, start offset included (a recording whose clock
+        starts at 10 h): a duration longer than the start time is taken less the start, which at worst misses a
+        cut shorter than the start."""
         if self.stream.duration and self.stream.time_base:
-            seconds = float(self.stream.duration * self.stream.time_base)
-        elif self.container.duration:
-            seconds = self.container.duration / av.time_base
-        else:
+            return float(self.stream.duration * self.stream.time_base)
+        if not self.container.duration:
             return None
-        return max(1, round(seconds * self.fps)) if seconds > 0 else None
+        seconds, start = self.container.duration / av.time_base, (self.container.start_time or 0) / av.time_base
+        return seconds - start if 0 < start < seconds else seconds
+
+    def _frames_from_duration(self) -> int | None:
+        """Frame count of containers that do not store it: duration x frame rate (for the progress bar; a
+        variable-rate video is judged complete by its last frame's time, in frames())."""
+        seconds = self._duration_s()
+        return max(1, round(seconds * self.fps)) if seconds and seconds > 0 else None
 
     def _decode(self) -> Iterator[np.ndarray]:
-        in_a_row = 0
         try:
             for packet in self.container.demux(self.stream):
                 try:
                     decoded = packet.decode()
                 except av.FFmpegError:
                     self.damaged += 1
-                    in_a_row += 1
-                    if in_a_row >= self.MAX_DAMAGED_IN_A_ROW:
-                        self._stopped_by = f"{in_a_row} damaged packets in a row"
-                        return
                     continue
-                in_a_row = 0
                 for frame in decoded:
                     self._times.append(frame.time)  # media time, taken by frames() with the image
-                    yield upright(to_bgr(frame), frame.rotation)
+                    image = to_bgr(frame)
+                    if self._stretch:  # stored squeezed (anamorphic): shown, and looked at, in square pixels
+                        image = cv2.resize(image, (max(1, round(image.shape[1] * self._stretch)), image.shape[0]),
+                                           interpolation=cv2.INTER_LINEAR)
+                    yield upright(image, frame.rotation)
         except av.FFmpegError as exc:  # the container itself breaks off (a truncated file)
             self._stopped_by = f"the file breaks off ({exc})"
 
     def frames(self) -> Iterator[Frame]:
         """Frames at their media time from the first (a variable-rate phone video keeps its pace); where a frame
         has none, or it does not move on, one frame period after the last."""
-        index, start, last = 0, None, None
+        index, start, last, first_media, last_media, resized = 0, None, None, None, None, False
         for image in itertools.chain(self._read_ahead, self._decoded):
-            if image.shape[:2] != self.first.shape[:2]:  # not a video we follow
-                self.ended_early = (f"{self.path}: frame {index} is {image.shape[1]}x{image.shape[0]} pixels, "
-                                    f"not {self.size[0]}x{self.size[1]} like the first; stopped there")
-                log.warning(self.ended_early)
-                return
+            if image.shape[:2] != self.first.shape[:2]:  # a stream that changed resolution (adaptive bit rate)
+                if not resized:
+                    log.warning("%s: from frame %d the video is %dx%d pixels, not %dx%d like the first; later frames "
+                                "are scaled into the first's size", self.path, index, image.shape[1], image.shape[0],
+                                *self.size)
+                    resized = True
+                image = fit_into(image, self.size)
             media = self._times.popleft() if self._times else None
+            if media is not None:
+                first_media = media if first_media is None else first_media
+                last_media = media
             expected = 0.0 if last is None else last + 1 / self.fps
             if media is not None and start is None:  # the first time given: the frames before it kept their place
                 start = media - expected
@@ -231,7 +244,7 @@ class FileSource(FrameSource):
         if self._stopped_by:
             self.ended_early = (f"{self.path}: decoding stopped after {index} frames: {self._stopped_by}; the output "
                                 f"holds the frames read")
-        elif self.expected_frames and index < self.expected_frames - 1:
+        elif self._cut_short(index, first_media, last_media):
             self.ended_early = (f"{self.path}: the video ended after {index} of {self.expected_frames} frames "
                                 f"(truncated or corrupt); the output holds the frames read")
         if self.ended_early:
@@ -240,6 +253,18 @@ class FileSource(FrameSource):
             self.skipped = (f"{self.path}: {self.damaged} damaged packet(s) skipped; frames near them may show "
                             f"artefacts")
             log.warning(self.skipped)
+
+    def _cut_short(self, frames: int, first_media: float | None, last_media: float | None) -> bool:
+        """Whether the video ended before its container said it would: by the stored frame count where there is
+        one (MP4, MOV) and nothing was damaged, else by the last frame's time against the duration (a
+        variable-rate MKV has fewer frames than its duration x its average rate; a damaged stretch costs its own
+        frames and those the decoder drops until the next key frame, but the frames after it come)."""
+        if self.stream.frames and not self.damaged:
+            return frames < self.stream.frames - 1
+        duration = self._duration_s()
+        if duration and first_media is not None and last_media is not None:
+            return last_media - first_media < duration - max(1.0, 3 / self.fps)
+        return bool(self.expected_frames and frames < self.expected_frames - 1)
 
     def close(self) -> None:
         self.container.close()

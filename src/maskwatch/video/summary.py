@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,14 +65,28 @@ def track_row(t: TrackState) -> list:
             json.dumps({k: round(v, 3) for k, v in t.votes.items()})]
 
 
+def write_whole(path: Path, text: str) -> None:
+    """The file whole or not at all (written beside, then renamed): a full disk leaves the earlier file, or none,
+    rather than an empty one that reads as a summary."""
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        partial.write_text(text)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
 def write_summary_files(summary: WatchSummary, out: Path) -> list[Path]:
     """Beside the video, when the run ends: OUT.json (the summary) and, with zones or lines, OUT.zones.csv (one
     row per zone or line and class). OUT.tracks.csv is written as people leave (SummaryFilesSink)."""
     written = [out.with_suffix(".json")]
-    written[0].write_text(json.dumps(summary.as_dict(), indent=2))
-    if summary.zones or summary.lines:
-        written.append(out.with_suffix(".zones.csv"))
-        with written[-1].open("w", newline="") as f:
+    write_whole(written[0], json.dumps(summary.as_dict(), indent=2))
+    zones = out.with_suffix(".zones.csv")
+    if not (summary.zones or summary.lines):
+        zones.unlink(missing_ok=True)  # an earlier run's, with zones: it would read as this run's
+    else:
+        written.append(zones)
+        with zones.open("w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["name", "kind", "class", "people", "crossed_in", "crossed_out"])
             for name, zone in summary.zones.items():
