@@ -42,7 +42,16 @@ def test_inputs_and_outputs_watch_cannot_handle_are_clear_errors(tmp_path, photo
                                capture_output=True, text=True, timeout=120)
     assert no_suffix.returncode == 2 and "give it a .mp4 name" in no_suffix.stderr
     assert "Traceback" not in no_suffix.stderr
-    assert not db.exists()  # both refused before the database was opened: no run left 'running'
+    folder = subprocess.run([*WATCH, str(photo), "--out", str(tmp_path), "--db", str(db)],
+                            capture_output=True, text=True, timeout=120)  # a folder for --out: a file in it
+    assert folder.returncode == 2 and f"(e.g. {tmp_path / 'video.mp4'})" in folder.stderr
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    write_clip(pan_frames(photo, (160, 120), 3), videos / "door.avi")
+    of_videos = subprocess.run([*WATCH, str(videos), "--db", str(db)], capture_output=True, text=True, timeout=120)
+    assert of_videos.returncode == 2 and f"to watch a video in it, give the file: {videos / 'door.avi'}" in \
+        of_videos.stderr
+    assert not db.exists()  # all refused before the database was opened: no run left 'running'
 
 
 class CrashingDetector:

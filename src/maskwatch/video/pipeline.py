@@ -10,6 +10,7 @@ on the event bus to its sinks (video file, database, window, progress, webhook, 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import uuid
@@ -196,8 +197,9 @@ class VideoPipeline:
             raise MaskwatchError(f"watch takes a video file, folder, webcam index or stream URL (or a FrameSource), "
                                  f"not {type(source).__name__}; frames of your own: ArraySource(frames, fps)")
         if out is not None and Path(out).suffix.lower() != ".mp4":
-            raise MaskwatchError(f"{out}: the annotated video is an MP4; give it a .mp4 name "
-                                 f"(e.g. {Path(out).stem}.mp4)")
+            example = Path(out) / "video.mp4" if Path(out).is_dir() or str(out).endswith(("/", os.sep)) \
+                else Path(out).with_suffix(".mp4")  # (a folder given: a file in it)
+            raise MaskwatchError(f"{out}: the annotated video is an MP4; give it a .mp4 name (e.g. {example})")
         if out is not None:  # said before the video is read, not after it
             if isinstance(source, str) and Path(source).is_file() and Path(source).resolve() == Path(out).resolve():
                 raise MaskwatchError(f"--out {out} is the video being watched: the annotated video goes to another "

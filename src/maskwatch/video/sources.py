@@ -364,13 +364,18 @@ def upright(image: np.ndarray, rotation: float) -> np.ndarray:
 
 NO_FRAME_DOWN_S = 5.0  # a live source without a frame this long is down (a hiccup of a second or two is not)
 FOLDER_FPS = 10.0  # a folder of images played as a video: the frame rate its times are counted in
+VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".ts", ".mts", ".mpg", ".mpeg", ".wmv", ".flv",
+                  ".3gp")  # (only to point a folder of videos to its files)
 
 
 class FolderSource(FrameSource):
     def __init__(self, folder: Path, fps: float = FOLDER_FPS):
         self.paths = list_images(folder)
         if not self.paths:
-            raise MaskwatchError(f"{folder}: no image frames in this folder")
+            videos = sorted(p.name for p in Path(folder).iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+            raise MaskwatchError(f"{folder}: no image frames in this folder" + (
+                f" (a folder is watched as a sequence of photos; to watch a video in it, give the file: "
+                f"{Path(folder) / videos[0]})" if videos else ""))
         self.fps = fps
         first = read_image(self.paths[0])
         self.size = (first.shape[1], first.shape[0])

@@ -79,6 +79,9 @@ def connect(path: Path, timeout_s: float = 30.0) -> sqlite3.Connection:
             if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc) and time.monotonic() < deadline:
                 time.sleep(random.uniform(0.02, 0.1))
                 continue
+            if not os.access(path.parent, os.W_OK):  # a read-only folder: SQLite says "unable to open"
+                raise MaskwatchError(f"{path}: cannot write into {path.parent} ({exc}); give --db a place you can "
+                                     f"write to") from None
             raise MaskwatchError(f"{path}: cannot be used as the events database ({exc}); give --db a new file "
                                  f"name or an events database written by maskwatch") from None
 
