@@ -163,6 +163,34 @@ def test_a_photo_sent_as_a_video_is_told_where_photos_go(server, photo):
     assert response.status_code == 415 and "send photos to POST /v1/detect" in response.json()["detail"]
 
 
+def test_what_was_wrong_with_a_picture_that_still_reads_reaches_the_client(server, photo, tmp_path):
+    """A damaged JPEG (grey where its data broke) and a TIFF of several pages were answered as if whole; the
+    server's log, which the client never sees, was the only place that said so."""
+    from PIL import Image
+
+    whole = photo.read_bytes()
+    middle = len(whole) // 2
+    damaged = tmp_path / "damaged.jpg"
+    damaged.write_bytes(whole[:middle] + bytes(range(256)) * 8 + whole[middle + 2048:])
+    answer = post(server, "/v1/detect", damaged).json()
+    assert len(answer["warnings"]) == 1 and "damaged.jpg: a JPEG file whose data is corrupt" in answer["warnings"][0]
+    assert post(server, "/v1/detect", photo).json()["warnings"] == []
+    drawn = post(server, "/v1/annotate", damaged)
+    assert drawn.status_code == 200 and "a JPEG file whose data is corrupt" in drawn.headers["x-maskwatch-warnings"]
+    pages = [Image.open(photo).convert("RGB")] * 2
+    pages[0].save(tmp_path / "scan.tif", save_all=True, append_images=pages[1:])
+    assert "a TIFF of 2 pages; only the first is read" in post(server, "/v1/detect", tmp_path / "scan.tif").json()[
+        "warnings"][0]
+    svg = tmp_path / "logo.svg"  # a still picture FFmpeg reads and maskwatch does not: not sent to /v1/detect
+    svg.write_text('<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"><rect width="8" height="8"/></svg>')
+    refused = post(server, "/v1/videos", svg)
+    assert refused.status_code == 415 and "a still picture in a format maskwatch does not read" in \
+        refused.json()["detail"]
+    operations = [op["operationId"] for path in httpx.get(f"{server}/openapi.json").json()["paths"].values()
+                  for op in path.values()]
+    assert len(operations) == len(set(operations))  # (HEAD /healthz gave GET's id twice: generators stumble)
+
+
 def test_uploads_over_the_limit_get_413(server, tmp_path):
     big = tmp_path / "big.jpg"
     big.write_bytes(b"\xff" * (4 * 1024 * 1024))

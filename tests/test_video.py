@@ -887,6 +887,7 @@ def test_files_as_they_come_are_read_whole_and_not_called_cut_short(pan, tmp_pat
     read_frames, source = read(tmp_path / "abr.ts")
     assert len(read_frames) == 48 and {f.shape for f in read_frames} == {(240, 320, 3)}  # scaled, not stopped
     assert "from frame 24 the video is 160x120 pixels, not 320x240" in caplog.text and source.ended_early is None
+    assert "later frames are scaled into the first's size" in source.skipped  # (the summary's message says it)
 
     late = _write_av(tmp_path / "late.mkv", frames[:30], fmt="matroska",
                      pts_ms=[36_000_000 + i * 83 for i in range(30)])

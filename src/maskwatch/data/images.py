@@ -8,8 +8,10 @@ import logging
 import os
 import shutil
 import warnings
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
-from typing import NamedTuple
+from typing import Iterator, NamedTuple
 
 import cv2
 import numpy as np
@@ -171,10 +173,10 @@ def decode_image(data: bytes, name: str = "<bytes>", upright: bool = True) -> np
         raise MaskwatchError(f"{name}: its header says {width}x{height} pixels but it decodes to "
                              f"{image.shape[1]}x{image.shape[0]}; the file is corrupt")
     if fmt in ("JPEG", "MPO") and _filled_to_the_end(image) and (damage := pixel_damage(data)):
-        log.warning("%s: a JPEG file whose data is corrupt (%s): parts of the picture are missing (grey), and faces "
+        _say("%s: a JPEG file whose data is corrupt (%s): parts of the picture are missing (grey), and faces "
                     "there are not found", name, damage)
     if fmt == "TIFF" and (pages := _pillow_frames(data)) > 1:  # a scan or fax of several pages: only one is seen
-        log.warning("%s: a TIFF of %d pages; only the first is read (split it into one file per page to read "
+        _say("%s: a TIFF of %d pages; only the first is read (split it into one file per page to read "
                     "them all)", name, pages)
     return image
 
@@ -229,6 +231,27 @@ def _pillow_mode(data: bytes) -> str | None:
             return image.mode
     except Exception:
         return None
+
+
+_heard: ContextVar[list[str] | None] = ContextVar("maskwatch_image_warnings", default=None)
+
+
+@contextmanager
+def decoding_warnings() -> Iterator[list[str]]:
+    """The warnings that decoding says within the block (a damaged JPEG, a TIFF of several pages), as well as
+    logged: the server hands them to its client, who never sees its log."""
+    heard: list[str] = []
+    token = _heard.set(heard)
+    try:
+        yield heard
+    finally:
+        _heard.reset(token)
+
+
+def _say(message: str, *args) -> None:
+    log.warning(message, *args)
+    if (heard := _heard.get()) is not None:
+        heard.append(message % args)
 
 
 def _filled_to_the_end(image: np.ndarray) -> bool:

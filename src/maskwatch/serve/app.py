@@ -31,9 +31,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from maskwatch.version import __version__
 from maskwatch.annotate import annotate
-from maskwatch.data.images import ACCEPTED_FORMATS, decode_image, image_header, is_video_header
+from maskwatch.data.images import (ACCEPTED_FORMATS, ACCEPTED_NAMES, decode_image, decoding_warnings, image_header,
+                                   is_video_header)
 from maskwatch.detector import Detector, best_class_per_face
-from maskwatch.errors import MaskwatchError, TooManyPixels
+from maskwatch.errors import MaskwatchError, TooManyPixels, one_line
 from maskwatch.limits import (MAX_UPLOAD_MB, MULTIPART_OVERHEAD_BYTES, SERVE_DATA_DIR, SERVE_MAX_QUEUE,
                               SERVE_MAX_QUEUED_VIDEOS, SERVE_WORKERS, usable_cores)
 from maskwatch.predictions import ImagePredictions, class_counts
@@ -122,6 +123,9 @@ def photo_refusal(path: Path) -> str:
     if fmt and fmt not in ACCEPTED_FORMATS:
         return (f"the upload is a {fmt} picture of one frame: convert it to JPEG or PNG and send it to POST "
                 f"/v1/detect (videos here)")
+    if not fmt:  # a still picture FFmpeg reads but maskwatch does not (an SVG): /v1/detect would refuse it too
+        return (f"the upload is a still picture in a format maskwatch does not read (accepted: {ACCEPTED_NAMES}): "
+                f"convert it to JPEG or PNG and send it to POST /v1/detect (videos here)")
     return "the upload is a photo: send photos to POST /v1/detect (videos here)"
 
 
@@ -235,10 +239,13 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
         """None: answered, so that browsers do not log an error (or a 401 on a keyed server) for every page."""
         return Response(status_code=204)
 
-    @app.api_route("/healthz", methods=["GET", "HEAD"], response_model=Health, tags=["server"])  # (monitors use HEAD)
+    @app.get("/healthz", response_model=Health, tags=["server"])
     def healthz() -> dict:
         """Liveness, and how many requests are being decoded or detected (or wait for a worker)."""
         return {"status": "ok", "model_loaded": "detector" in state, "busy": pool.busy}
+
+    # (monitors ask with HEAD: an operation of its own id, or client generators meet one id twice)
+    app.head("/healthz", response_model=Health, tags=["server"], operation_id="healthz_head")(healthz)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index() -> HTMLResponse:
@@ -261,10 +268,11 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
         name = Path(file.filename or "upload").name
 
         def work() -> dict:
-            image = decode_upload(buffer.getvalue(), name)
+            with decoding_warnings() as heard:
+                image = decode_upload(buffer.getvalue(), name)
             detections, counts = detect(image, conf, all_classes)
             record = {**ImagePredictions(name, image.shape[1], image.shape[0], detections).to_record(),
-                      "counts": counts}
+                      "counts": counts, "warnings": heard}
             if annotated:
                 drawn = encode_annotated(image, best_class_per_face(detections), "jpeg")  # one box per face
                 record["annotated_image"] = "data:image/jpeg;base64," + base64.b64encode(drawn).decode("ascii")
@@ -274,7 +282,9 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
 
     @app.post("/v1/annotate", response_class=Response, tags=TAGS, responses={**binary_response(
         ("image/jpeg", "image/png"), "the image with one box per face",
-        **{"X-Maskwatch-Counts": "faces per class: with_mask=2,without_mask=1,mask_weared_incorrect=0"}),
+        **{"X-Maskwatch-Counts": "faces per class: with_mask=2,without_mask=1,mask_weared_incorrect=0",
+           "X-Maskwatch-Warnings": "only where the picture was read with a problem (a damaged JPEG, a TIFF of "
+                                   "several pages): the warnings, separated by ' | '"}),
         **UPLOAD_ERRORS})
     async def annotate_image(request: Request, file: UploadFile = File(...),
                              format: str = Query("jpeg", pattern="^(jpeg|png)$"),
@@ -284,13 +294,17 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
         buffer = io.BytesIO()
         await read_upload(request, file, buffer)
 
-        def work() -> tuple[bytes, dict]:
-            image = decode_upload(buffer.getvalue(), Path(file.filename or "upload").name)
+        def work() -> tuple[bytes, dict, list[str]]:
+            with decoding_warnings() as heard:
+                image = decode_upload(buffer.getvalue(), Path(file.filename or "upload").name)
             detections, counts = detect(image, conf, False)
-            return encode_annotated(image, detections, format), counts
+            return encode_annotated(image, detections, format), counts, heard
 
-        encoded, counts = await pool.run(work, request=request)
+        encoded, counts, heard = await pool.run(work, request=request)
         headers = {"X-Maskwatch-Counts": ",".join(f"{k}={v}" for k, v in counts.items())}
+        if heard:  # (a header is one line of Latin-1: the file's name and message made safe for it)
+            headers["X-Maskwatch-Warnings"] = " | ".join(map(one_line, heard)).encode("latin-1", "replace").decode(
+                "latin-1")
         return Response(encoded, media_type=f"image/{format}", headers=headers)
 
     @app.post("/v1/videos", status_code=202, responses=UPLOAD_ERRORS, response_model=VideoJobCreated, tags=TAGS)

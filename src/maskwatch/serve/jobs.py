@@ -268,7 +268,9 @@ class JobQueue:
         def progress(summary, expected):
             if time.monotonic() - last_saved[0] > 0.5:
                 last_saved[0] = time.monotonic()
-                self._update(job_id, frames_done=summary.frames, frames_total=expected)
+                # (an estimate from the container's duration: never below what was done, so progress stays <= 1)
+                self._update(job_id, frames_done=summary.frames,
+                             frames_total=max(expected, summary.frames) if expected else expected)
 
         try:
             summary = pipeline.run(str(folder / "input"), self.result_path(job_id), progress)

@@ -41,6 +41,9 @@ class DetectResult(BaseModel):
     height: int
     detections: list[Detection]
     counts: dict[str, int] = Field(description="faces per class, one per face whatever `all_classes` lists")
+    warnings: list[str] = Field(default_factory=list, description="what was wrong with the picture but did not stop "
+                                "it being read (a JPEG whose data is damaged: faces in the lost part are not found; "
+                                "a TIFF of several pages: only the first is read)")
     annotated_image: str | None = Field(None, description="with `annotated=true`: the image with one box per face, "
                                                           "as a data:image/jpeg;base64 URL")
 

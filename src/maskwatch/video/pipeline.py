@@ -326,8 +326,9 @@ class VideoPipeline:
                     break
                 if opts.max_fps:
                     time.sleep(max(0.0, 1 / opts.max_fps - (time.perf_counter() - tick)))
-            if frames_source.ended_early:
-                summary.status, summary.message = "ended_early", frames_source.ended_early
+            if frames_source.ended_early:  # (with what was skipped before the end, if anything)
+                summary.status = "ended_early"
+                summary.message = "; ".join(filter(None, (frames_source.ended_early, frames_source.skipped)))
             elif frames_source.skipped:  # the run finished, without some of what it was given
                 summary.message = frames_source.skipped
             elif summary.frames < opts.min_track_frames and not frames_source.live:

@@ -57,7 +57,8 @@ class FrameSource:
     expected_frames: int | None = None
     ended_early: str | None = None  # why the source stopped before its end (truncated file, stream lost)
     dropped: int = 0  # frames a live source received but replaced by newer ones before they were taken
-    skipped: str | None = None  # what was left out on the way (damaged packets, unreadable frames), said at the end
+    skipped: str | None = None  # what was left out or changed on the way (damaged packets, unreadable frames,
+    # frames rescaled to the first's size), said at the end
     on_wait: Callable[[], None] | None = None  # a live source calls it about every second while no frame comes
 
     def frames(self) -> Iterator[Frame]:
@@ -221,14 +222,14 @@ class FileSource(FrameSource):
     def frames(self) -> Iterator[Frame]:
         """Frames at their media time from the first (a variable-rate phone video keeps its pace); where a frame
         has none, or it does not move on, one frame period after the last."""
-        index, start, last, first_media, last_media, resized = 0, None, None, None, None, False
+        index, start, last, first_media, last_media, resized = 0, None, None, None, None, None
         for image in itertools.chain(self._read_ahead, self._decoded):
             if image.shape[:2] != self.first.shape[:2]:  # a stream that changed resolution (adaptive bit rate)
                 if not resized:
-                    log.warning("%s: from frame %d the video is %dx%d pixels, not %dx%d like the first; later frames "
-                                "are scaled into the first's size", self.path, index, image.shape[1], image.shape[0],
-                                *self.size)
-                    resized = True
+                    resized = (f"{self.path}: from frame {index} the video is {image.shape[1]}x{image.shape[0]} "
+                               f"pixels, not {self.size[0]}x{self.size[1]} like the first; later frames are scaled "
+                               f"into the first's size")
+                    log.warning(resized)
                 image = fit_into(image, self.size)
             media = self._times.popleft() if self._times else None
             if media is not None:
@@ -250,9 +251,12 @@ class FileSource(FrameSource):
         if self.ended_early:
             log.warning(self.ended_early)
         if self.damaged:
-            self.skipped = (f"{self.path}: {self.damaged} damaged packet(s) skipped; frames near them may show "
-                            f"artefacts")
-            log.warning(self.skipped)
+            damage = (f"{self.path}: {self.damaged} damaged packet(s) skipped; frames near them may show "
+                      f"artefacts")
+            log.warning(damage)
+            self.skipped = damage
+        if resized:  # (said when it began; kept for the summary)
+            self.skipped = "; ".join(filter(None, (self.skipped, resized)))
 
     def _cut_short(self, frames: int, first_media: float | None, last_media: float | None) -> bool:
         """Whether the video ended before its container said it would: by the stored frame count where there is
