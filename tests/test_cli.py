@@ -478,7 +478,7 @@ def test_an_annotated_copy_never_takes_another_inputs_copy_nor_a_photo_beside_th
     cv2.imwrite(str(photos / "x.jfif.jpg"), cv2.flip(cv2.imread(str(photo)), 1))
     done = run("detect", str(photos), "--out", str(tmp_path / "out"))
     assert "the annotated copy of x.jfif is x-2.jfif.jpg" in done.stderr
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["x-2.jfif.jpg", "x.jfif.jpg"]
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.jpg")) == ["x-2.jfif.jpg", "x.jfif.jpg"]
     originals = {p.name: p.read_bytes() for p in photos.iterdir()}
     refused = run("detect", str(photos / "x.jfif"), "--out", str(photos), ok=False)
     assert refused.returncode == 2 and "would replace " + str(photos / "x.jfif.jpg") in refused.stderr
@@ -486,6 +486,31 @@ def test_an_annotated_copy_never_takes_another_inputs_copy_nor_a_photo_beside_th
     batch = run("batch", str(photos), "--out", str(tmp_path / "results"), "--annotate")
     assert "another input's copy" in batch.stderr
     assert sorted(p.name for p in (tmp_path / "results" / "annotated").iterdir()) == ["x-2.jfif.jpg", "x.jfif.jpg"]
+
+
+def test_detect_never_writes_over_a_photo_it_did_not_write(tmp_path, photo):
+    """`--out` naming a folder of the user's own photos (not inputs) replaced them with annotated copies of inputs
+    of the same names; a run into the same --out again writes over the copies it wrote, and only those."""
+    trip1, trip2 = tmp_path / "trip1", tmp_path / "trip2"
+    for folder in (trip1, trip2):
+        folder.mkdir()
+    shutil.copy(photo, trip1 / "IMG_0001.jpg")
+    cv2.imwrite(str(trip2 / "IMG_0001.jpg"), cv2.flip(cv2.imread(str(photo)), 1))  # another photo, same name
+    mine = (trip2 / "IMG_0001.jpg").read_bytes()
+    refused = run("detect", str(trip1), "--out", str(trip2), ok=False)
+    assert refused.returncode == 2 and "a file maskwatch did not write there (a photo of yours?)" in refused.stderr
+    assert (trip2 / "IMG_0001.jpg").read_bytes() == mine
+    out = tmp_path / "out"
+    for _ in range(2):  # its own copies: written over
+        run("detect", str(trip1), "--out", str(out))
+    assert sorted(p.name for p in out.iterdir()) == [".maskwatch-copies.txt", "IMG_0001.jpg"]
+    inside = trip1 / "annotated"  # --out inside the input folder: its recorded copies are left out, not photos
+    run("detect", str(trip1), "--out", str(inside))
+    again = run("detect", str(trip1), "--out", str(inside), "--json-out", str(tmp_path / "p.jsonl"))
+    assert "left out 1 image(s)" in again.stderr and "1 image(s)" in again.stdout
+    shutil.copy(photo, inside / "mine.jpg")  # a photo the user puts there is an input, which its copy would replace
+    kept = run("detect", str(trip1), "--out", str(inside), ok=False)
+    assert kept.returncode == 2 and f"annotated copy of {inside / 'mine.jpg'} would replace it" in kept.stderr
 
 
 def test_outputs_never_replace_or_feed_back_into_the_inputs(small_voc, tmp_path, photo):
@@ -500,7 +525,7 @@ def test_outputs_never_replace_or_feed_back_into_the_inputs(small_voc, tmp_path,
     for _ in range(2):  # the second run does not take the first one's copies for photos
         again = run("detect", str(images), "--out", str(inside), "--json-out", str(tmp_path / "p.jsonl"))
         assert "6 image(s)" in again.stdout
-    assert "left out 6 image(s)" in again.stderr and len(list(inside.iterdir())) == 6
+    assert "left out 6 image(s)" in again.stderr and len(list(inside.glob("*.jpg"))) == 6
     assert {json.loads(line)["image"] for line in (tmp_path / "p.jsonl").read_text().splitlines()} == set(originals)
     shutil.rmtree(inside)
     batch = run("batch", str(images), "--out", str(images / "results"), "--annotate")

@@ -143,7 +143,7 @@ def test_an_iphone_heic_photo_is_read_when_pillow_heif_is_installed(tmp_path):
     shutil.copy(maskwatch.samples.CROWD, photos / "IMG_0001.jpg")
     summary = run_detect(Detector.load(threads=2), collect_images([photos]), tmp_path / "out", None)
     assert summary.images == 2 and not summary.failed and not summary.not_written
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["IMG_0001.HEIC.jpg", "IMG_0001.jpg"]
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.jpg")) == ["IMG_0001.HEIC.jpg", "IMG_0001.jpg"]
 
 
 def test_an_avif_photo_is_read_upright_where_pillow_decodes_avif(tmp_path):

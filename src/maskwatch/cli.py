@@ -461,18 +461,20 @@ def detect(inputs: list[str] = typer.Argument(..., help=INPUTS_HELP, metavar="IN
                                                  "and counts always show the best class."),
            model: Optional[Path] = ModelOption, threads: Optional[int] = ThreadsOption) -> None:
     """Detect masked, unmasked and wrongly masked faces in images; write annotated copies and predictions."""
-    from maskwatch.data.inputs import check_copies_apart, check_writable, collect_images
+    from maskwatch.data.inputs import check_copies_apart, check_writable, collect_images, written_copies
     from maskwatch.detect import run_detect
     from maskwatch.detector import Detector, check_score
     from maskwatch.predictions import check_predictions_path
     from maskwatch.stop_signals import restore_signals, stop_signals_as_interrupt
 
     conf, draw_conf = check_score(conf, "--conf"), check_score(draw_conf, "--draw-conf")  # before any work
-    images = collect_images(inputs, only, None if no_images else out)  # a wrong input is said before the model loads
     if not no_images and out.exists() and not out.is_dir():
         raise MaskwatchError(f"--out {out} is a file: annotated images go into a folder")
+    written = None if no_images else written_copies(out)  # (the copies earlier runs wrote there: written over)
+    images = collect_images(inputs, only, None if no_images else out, written)  # said before the model loads
     if not no_images:
-        check_copies_apart(images, out, f"--out {out}", f"give another folder, e.g. --out {out / 'annotated'}")
+        check_copies_apart(images, out, f"--out {out}", f"give another folder, e.g. --out {out / 'annotated'}",
+                           written or set())
         check_writable(out, f"--out {out}")
     if json_out:
         check_predictions_path(json_out)

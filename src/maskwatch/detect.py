@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from maskwatch.annotate import annotate
 from maskwatch.data.images import read_image, save_annotated_copy
-from maskwatch.data.inputs import copy_names, output_names
+from maskwatch.data.inputs import CopiesRecord, copy_names, output_names
 from maskwatch.detector import Detector, best_class_per_face
 from maskwatch.errors import MaskwatchError
 from maskwatch.predictions import ImagePredictions, class_names_of, write_predictions
@@ -35,6 +35,7 @@ def detect_images(detector: Detector, paths: list[Path], out_dir: Path | None, m
     data.inputs.copy_names); out_dir is made only when there is something to put in it."""
     names = output_names(paths)
     copies = copy_names(names) if out_dir else names
+    record = CopiesRecord(out_dir) if out_dir else None  # (which files are ours: the next run writes over only them)
     for path, name, copy in tqdm(list(zip(paths, names, copies)), desc="detecting", unit="img",
                                  disable=len(paths) < 2):
         try:
@@ -48,7 +49,7 @@ def detect_images(detector: Detector, paths: list[Path], out_dir: Path | None, m
         summary.counts.update(str(n) for n in class_names_of(shown, detector.classes))
         if out_dir:
             try:
-                save_annotated_copy(out_dir, copy, annotate(image, shown, detector.classes))
+                record.add(save_annotated_copy(out_dir, copy, annotate(image, shown, detector.classes)))
             except MaskwatchError as exc:  # said when the run ends; the predictions and counts stand
                 summary.not_written.append(str(exc))
         yield ImagePredictions(name, image.shape[1], image.shape[0], detections)

@@ -48,12 +48,45 @@ def is_within(path: Path, folder: Path) -> bool:
     return Path(path).resolve().is_relative_to(Path(folder).resolve())
 
 
-def collect_images(specs: Sequence[str | Path], only: Path | None = None, output: Path | None = None) -> list[Path]:
+COPIES_RECORD = ".maskwatch-copies.txt"  # in a `detect --out` folder: the annotated copies detect wrote there
+
+
+def written_copies(folder: Path) -> set[str] | None:
+    """The annotated copies `detect` wrote into `folder` (paths relative to it, as recorded), or None where no
+    run of a version that records them wrote there."""
+    try:
+        text = (Path(folder) / COPIES_RECORD).read_text(encoding="utf-8", errors="surrogateescape")
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return {line for line in text.split("\n") if line}
+
+
+class CopiesRecord:
+    """The record of the annotated copies written into a folder (`written_copies`), added to as each is written,
+    so a run stopped half-way still says which files are its own; each name once."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.names = written_copies(self.folder) or set()
+
+    def add(self, copy: Path) -> None:
+        name = Path(copy).relative_to(self.folder).as_posix()
+        if name in self.names or "\n" in name:  # (a name with a line break is not recorded: later runs keep off it)
+            return
+        with (self.folder / COPIES_RECORD).open("a", encoding="utf-8", errors="surrogateescape") as record:
+            record.write(name + "\n")
+        self.names.add(name)
+
+
+def collect_images(specs: Sequence[str | Path], only: Path | None = None, output: Path | None = None,
+                   output_copies: set[str] | None = None) -> list[Path]:
     """Image paths in the order given, without repeats, from each spec:
     a folder (every image under it, sorted), an image file, a list file (.txt: one path per line) or a glob
     ('photos/**/*.jpg'); none at all is an error. `only`: a list of names (paths, file names or stems, as
     `data split` writes them); only the images with those stems are kept. `output`: the command's output folder;
-    where it lies inside a folder given, the images in it (an earlier run's annotated copies) are left out, said."""
+    where it lies inside a folder given, its images are left out, said: those `output_copies` names (the copies
+    an earlier run wrote, relative to it: `written_copies`), or all of them where that is None (a folder the
+    command owns, as batch's annotated/, or one written before copies were recorded)."""
     paths: list[Path] = []
     for spec in specs:
         if not str(spec).strip():  # Path("") is the current folder: an empty argument (a failed $(...)) is a mistake
@@ -63,7 +96,9 @@ def collect_images(specs: Sequence[str | Path], only: Path | None = None, output
         if path.is_dir():
             found = list_images(path)
             if output is not None and not is_within(path, output) and is_within(output, path):
-                ours = {p for p in found if is_within(p, output)}  # (only where the output lies inside it)
+                ours = {p for p in found if is_within(p, output)  # (only where the output lies inside it)
+                        and (output_copies is None or p.resolve().relative_to(Path(output).resolve()).as_posix()
+                             in output_copies)}
                 if ours:
                     log.warning("%s: left out %d image(s) in %s, this command's output folder (an earlier run's "
                                 "results; name them directly to use them as inputs)", path, len(ours), output)
@@ -187,16 +222,20 @@ def copy_names(names: Sequence[str], say: bool = True) -> list[str]:
     return out
 
 
-def check_copies_apart(paths: Sequence[Path], folder: Path, what: str, instead: str) -> None:
+def check_copies_apart(paths: Sequence[Path], folder: Path, what: str, instead: str,
+                       written: set[str] | None = None) -> None:
     """Refuse, before any work, a folder of annotated copies where a copy would replace an input, or any file in a
     folder that holds inputs (`--out` naming the input folder; an IMG_1.heic's copy IMG_1.heic.jpg where the user
-    keeps a photo of that name): the originals would be lost. `what`: the option as given; `instead`: what to do."""
+    keeps a photo of that name): the originals would be lost. With `written` (the copies an earlier run recorded
+    there, `written_copies`; empty where none), any existing file but those is refused too: `detect --out` may
+    name a folder of the user's own photos. `what`: the option as given; `instead`: what to do."""
     inputs = {Path(path).resolve() for path in paths}
     input_folders = {path.parent for path in inputs}
     for path, name in zip(paths, copy_names(output_names(paths), say=False)):
         target = Path(folder) / annotated_copy_name(name)
-        if not target.exists():
-            continue
+        if not target.exists() or (written is not None and annotated_copy_name(name) in written
+                                   and target.resolve() not in inputs):
+            continue  # (a copy an earlier run wrote: written over)
         real = target.resolve()
         if real == Path(path).resolve():
             raise MaskwatchError(f"{what}: the annotated copy of {path} would replace it (the inputs are there); "
@@ -204,6 +243,9 @@ def check_copies_apart(paths: Sequence[Path], folder: Path, what: str, instead: 
         if real in inputs or real.parent in input_folders:
             raise MaskwatchError(f"{what}: the annotated copy of {path} would replace {target}, a file beside the "
                                  f"inputs (an earlier run's copy? delete it to write it again); {instead}")
+        if written is not None:
+            raise MaskwatchError(f"{what}: the annotated copy of {path} would replace {target}, a file maskwatch did "
+                                 f"not write there (a photo of yours?); {instead}")
 
 
 def check_writable(folder: Path, what: str) -> None:
