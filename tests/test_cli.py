@@ -561,7 +561,7 @@ def test_detect_stopped_by_sigterm_keeps_whole_lines_as_ctrl_c_does(data_dir, tm
     wait_until(lambda: wait_for.exists() and wait_for.stat().st_size >= 2000, "some lines written", every=0.1)
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=120)
-    assert process.returncode == 130 and "interrupted" in err
+    assert process.returncode == 130 and "interrupted after " in err and " of 767 input(s)" in err
     lines = wait_for.read_text().splitlines()
     assert 0 < len(lines) < 767 and all(json.loads(line)["image"] for line in lines)
 

@@ -503,9 +503,14 @@ def detect(inputs: list[str] = typer.Argument(..., help=INPUTS_HELP, metavar="IN
         typer.echo(f"{len(summary.failed)} file(s) could not be read:", err=True)
         for message in summary.failed:
             typer.echo(f"  {one_line(message)}", err=True)
-        if not summary.images:
+        if not summary.images and not summary.interrupted:
             typer.echo("no image could be read", err=True)
             raise typer.Exit(1)
+    if summary.interrupted:  # (Ctrl-C, SIGTERM: what was done is kept, in whole lines)
+        typer.echo(f"interrupted after {summary.images + len(summary.failed)} of {len(images)} input(s): the "
+                   f"predictions and annotated images above are of those only; the same command does them all",
+                   err=True)
+        raise typer.Exit(130) from None
 
 
 @app.command(short_help="Detect, track and count faces in a video or camera.")

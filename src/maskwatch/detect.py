@@ -25,6 +25,7 @@ class DetectSummary:
     failed: list[str] = field(default_factory=list)  # unreadable inputs
     not_written: list[str] = field(default_factory=list)  # annotated copies that could not be written
     counts: Counter = field(default_factory=Counter)
+    interrupted: bool = False  # stopped by Ctrl-C or SIGTERM: what was done is kept (whole lines, whole copies)
 
 
 def detect_images(detector: Detector, paths: list[Path], out_dir: Path | None, min_score: float,
@@ -65,9 +66,12 @@ def run_detect(detector: Detector, images: list[Path], out_dir: Path | None, jso
     if not json_out:  # only the drawing and the counts are kept: the low tail need not be classified
         min_score = max(min_score, draw_score)
     stream = detect_images(detector, images, out_dir, min_score, draw_score, all_classes, summary)
-    if json_out:
-        write_predictions(stream, json_out)
-    else:
-        for _ in stream:
-            pass
+    try:
+        if json_out:
+            write_predictions(stream, json_out)
+        else:
+            for _ in stream:
+                pass
+    except KeyboardInterrupt:  # (the predictions file is closed whole on the way out)
+        summary.interrupted = True
     return summary
