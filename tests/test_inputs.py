@@ -83,6 +83,12 @@ def test_a_names_file_keeps_only_the_listed_images(folders):
     names.write_text("maksssksksss999\n")
     with pytest.raises(MaskwatchError, match="none of its 1 names"):
         collect_images([folders / "a"], only=names)
+    shutil.copy(folders / "a" / "maksssksksss1.jpg", folders / "b" / "maksssksksss1.jpg")  # one name, two folders
+    names.write_text("b/maksssksksss1.jpg\n")  # a path names that file alone, not every file of its name
+    assert collect_images([folders], only=names) == [folders / "b" / "maksssksksss1.jpg"]
+    names.write_text(f"{folders / 'a' / 'maksssksksss1.jpg'}\nmaksssksksss5\n")  # an absolute path, a stem
+    assert sorted(collect_images([folders], only=names)) == [folders / "a" / "maksssksksss1.jpg",
+                                                             folders / "b" / "deep" / "maksssksksss5.jpg"]
 
 
 def test_output_names_are_file_names_unless_two_inputs_share_one():

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from maskwatch.data.dataset import read_text_file
-from maskwatch.data.images import IMAGE_SUFFIXES, annotated_copy_name, list_images, warn_unread, without_broken_links
+from maskwatch.data.images import (IMAGE_SUFFIXES, annotated_copy_name, list_images, stem_of, warn_unread,
+                                   without_broken_links)
 from maskwatch.data.tfrecord import is_record_file
 from maskwatch.errors import MaskwatchError, name_some, one_line
 
@@ -159,12 +160,30 @@ def one_path_per_file(paths: list[Path], where: str) -> list[Path]:
 
 
 def keep_listed(paths: list[Path], names_file: Path) -> list[Path]:
-    """The paths whose stem is named in `names_file`; names that match nothing are reported."""
+    """The paths `names_file` names: a line with a folder in it (trip1/IMG_0001.jpg) names that file, by the end
+    of its path, and no other of the same name; a file name or stem (as `data split` writes) names every input of
+    that stem. Lines that match nothing are reported."""
     from maskwatch.data.split import read_list
 
-    wanted = read_list(names_file)
-    kept = [p for p in paths if p.stem in set(wanted)]
-    missing = set(wanted) - {p.stem for p in kept}
+    if not names_file.is_file():
+        read_list(names_file)  # (says there is no such file)
+    lines = [line.strip().replace("\\", "/") for line in read_text_file(names_file).splitlines() if line.strip()]
+    by_path = {line.removeprefix("./") for line in lines if "/" in line}
+    stems = {stem_of(line) for line in lines if "/" not in line}
+
+    resolved = {Path(entry).resolve(): entry for entry in by_path}
+
+    def named_by(path: Path) -> str | None:
+        parts = path.as_posix().split("/")
+        for k in range(2, len(parts) + 1):  # the path's ends with a folder in them, shortest first
+            if (end := "/".join(parts[-k:])) in by_path:
+                return end
+        return resolved.get(path.resolve()) or (path.stem if path.stem in stems else None)
+
+    matched = {path: named_by(path) for path in paths}
+    kept = [path for path, entry in matched.items() if entry is not None]
+    wanted = by_path | stems
+    missing = wanted - set(matched.values())
     if not kept:
         raise MaskwatchError(f"{names_file}: none of its {len(wanted)} names is among the {len(paths)} input images; "
                              f"give the folder that holds them")
