@@ -27,6 +27,7 @@ install-dev: install-train
 	$(BIN)/pip install --quiet -e '.[dev,train,serve,ray,heic]'
 
 demo: install
+	rm -rf out/demo  # (the demo's own folder, made afresh: a detect --out refuses files it has no record of writing)
 	$(BIN)/maskwatch detect src/maskwatch/samples/crowd.jpg --out out/demo --json-out out/demo/predictions.jsonl
 	@echo "annotated image: $(CURDIR)/out/demo/crowd.jpg"
 

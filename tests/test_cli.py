@@ -498,7 +498,8 @@ def test_detect_never_writes_over_a_photo_it_did_not_write(tmp_path, photo):
     cv2.imwrite(str(trip2 / "IMG_0001.jpg"), cv2.flip(cv2.imread(str(photo)), 1))  # another photo, same name
     mine = (trip2 / "IMG_0001.jpg").read_bytes()
     refused = run("detect", str(trip1), "--out", str(trip2), ok=False)
-    assert refused.returncode == 2 and "a file maskwatch did not write there (a photo of yours?)" in refused.stderr
+    assert refused.returncode == 2 and "1 annotated cop(ies) would replace files maskwatch has no record of " \
+        f"writing there ({trip2 / 'IMG_0001.jpg'}): photos of yours" in refused.stderr
     assert (trip2 / "IMG_0001.jpg").read_bytes() == mine
     out = tmp_path / "out"
     for _ in range(2):  # its own copies: written over

@@ -75,7 +75,7 @@ def test_a_glob_through_a_linked_folder_that_leads_back_up_takes_each_file_once_
     assert "1 file(s) reached by more than one path, through links" in caplog.text
 
 
-def test_a_names_file_keeps_only_the_listed_images(folders):
+def test_a_names_file_keeps_only_the_listed_images(folders, caplog):
     names = folders / "val.txt"
     names.write_text("maksssksksss5\nmaksssksksss1.jpg\nmaksssksksss999\n")  # stems, a file name, an unknown
     found = collect_images([folders / "a", folders / "b"], only=names)
@@ -89,6 +89,14 @@ def test_a_names_file_keeps_only_the_listed_images(folders):
     names.write_text(f"{folders / 'a' / 'maksssksksss1.jpg'}\nmaksssksksss5\n")  # an absolute path, a stem
     assert sorted(collect_images([folders], only=names)) == [folders / "a" / "maksssksksss1.jpg",
                                                              folders / "b" / "deep" / "maksssksksss5.jpg"]
+    names.write_text("/another/machine/maksssksksss5.jpg\n./maksssksksss0.jpg\n")  # no input's path: by name
+    assert sorted(collect_images([folders], only=names)) == [folders / "a" / "maksssksksss0.jpg",
+                                                             folders / "b" / "deep" / "maksssksksss5.jpg"]
+    names.write_text("maksssksksss1.jpg\nb/maksssksksss1.jpg\n")  # both name files there: none said missing
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert len(collect_images([folders], only=names)) == 2
+    assert "not among the inputs" not in caplog.text
 
 
 def test_output_names_are_file_names_unless_two_inputs_share_one():

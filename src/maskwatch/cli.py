@@ -507,9 +507,10 @@ def detect(inputs: list[str] = typer.Argument(..., help=INPUTS_HELP, metavar="IN
             typer.echo("no image could be read", err=True)
             raise typer.Exit(1)
     if summary.interrupted:  # (Ctrl-C, SIGTERM: what was done is kept, in whole lines)
-        typer.echo(f"interrupted after {summary.images + len(summary.failed)} of {len(images)} input(s): the "
-                   f"predictions and annotated images above are of those only; the same command does them all",
-                   err=True)
+        written = " and ".join(what for what, given in (("predictions", json_out), ("annotated images", out)) if given)
+        typer.echo(f"interrupted after {summary.images + len(summary.failed)} of {len(images)} input(s)"
+                   + (f": the {written} above are of those only" if written else "")
+                   + "; the same command does them all", err=True)
         raise typer.Exit(130) from None
 
 

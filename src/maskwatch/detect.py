@@ -11,7 +11,7 @@ from typing import Iterator
 from tqdm import tqdm
 
 from maskwatch.annotate import annotate
-from maskwatch.data.images import read_image, save_annotated_copy
+from maskwatch.data.images import annotated_copy_name, read_image, save_annotated_copy
 from maskwatch.data.inputs import CopiesRecord, copy_names, output_names
 from maskwatch.detector import Detector, best_class_per_face
 from maskwatch.errors import MaskwatchError
@@ -50,7 +50,8 @@ def detect_images(detector: Detector, paths: list[Path], out_dir: Path | None, m
         summary.counts.update(str(n) for n in class_names_of(shown, detector.classes))
         if out_dir:
             try:
-                record.add(save_annotated_copy(out_dir, copy, annotate(image, shown, detector.classes)))
+                record.add(out_dir / annotated_copy_name(copy))  # (before: a run stopped while writing owns it)
+                save_annotated_copy(out_dir, copy, annotate(image, shown, detector.classes))
             except MaskwatchError as exc:  # said when the run ends; the predictions and counts stand
                 summary.not_written.append(str(exc))
         yield ImagePredictions(name, image.shape[1], image.shape[0], detections)

@@ -55,10 +55,13 @@ COPIES_RECORD = ".maskwatch-copies.txt"  # in a `detect --out` folder: the annot
 def written_copies(folder: Path) -> set[str] | None:
     """The annotated copies `detect` wrote into `folder` (paths relative to it, as recorded), or None where no
     run of a version that records them wrote there."""
+    record = Path(folder) / COPIES_RECORD
     try:
-        text = (Path(folder) / COPIES_RECORD).read_text(encoding="utf-8", errors="surrogateescape")
+        text = record.read_text(encoding="utf-8", errors="surrogateescape")
     except (FileNotFoundError, NotADirectoryError):
         return None
+    except OSError as exc:
+        raise MaskwatchError(f"{record}: cannot read this record of annotated copies ({exc.strerror or exc})") from None
     return {line for line in text.split("\n") if line}
 
 
@@ -71,11 +74,17 @@ class CopiesRecord:
         self.names = written_copies(self.folder) or set()
 
     def add(self, copy: Path) -> None:
+        """Record a copy about to be written (before, so that a run stopped while writing it still owns it)."""
         name = Path(copy).relative_to(self.folder).as_posix()
         if name in self.names or "\n" in name:  # (a name with a line break is not recorded: later runs keep off it)
             return
-        with (self.folder / COPIES_RECORD).open("a", encoding="utf-8", errors="surrogateescape") as record:
-            record.write(name + "\n")
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with (self.folder / COPIES_RECORD).open("a", encoding="utf-8", errors="surrogateescape") as record:
+                record.write(name + "\n")
+        except OSError as exc:  # (a full disk: said with the copy, which is not written either)
+            raise MaskwatchError(f"{self.folder / COPIES_RECORD}: cannot record the annotated copy {name} "
+                                 f"({exc.strerror or exc})") from None
         self.names.add(name)
 
 
@@ -101,8 +110,10 @@ def collect_images(specs: Sequence[str | Path], only: Path | None = None, output
                         and (output_copies is None or p.resolve().relative_to(Path(output).resolve()).as_posix()
                              in output_copies)}
                 if ours:
-                    log.warning("%s: left out %d image(s) in %s, this command's output folder (an earlier run's "
-                                "results; name them directly to use them as inputs)", path, len(ours), output)
+                    log.warning("%s: left out %d image(s) in %s, this command's output folder (%s; name them "
+                                "directly to use them as inputs)", path, len(ours), output,
+                                "the annotated copies an earlier run wrote" if output_copies is not None
+                                else "taken for an earlier run's results")
                     found = [p for p in found if p not in ours]
             if not found and len(specs) > 1:  # (alone, the error below says it)
                 log.warning("%s: no images (%s) in this folder", path, ", ".join(IMAGE_SUFFIXES))
@@ -160,36 +171,37 @@ def one_path_per_file(paths: list[Path], where: str) -> list[Path]:
 
 
 def keep_listed(paths: list[Path], names_file: Path) -> list[Path]:
-    """The paths `names_file` names: a line with a folder in it (trip1/IMG_0001.jpg) names that file, by the end
-    of its path, and no other of the same name; a file name or stem (as `data split` writes) names every input of
-    that stem. Lines that match nothing are reported."""
+    """The paths `names_file` names: a line with a folder in it (trip1/IMG_0001.jpg) chooses, among the inputs of
+    that name, those whose path ends so (or that it names from here or from the list's folder); where it matches
+    no input's path, or has no folder, it names every input of its stem (as `data split` writes them). Lines that
+    match nothing are reported."""
     from maskwatch.data.split import read_list
 
     if not names_file.is_file():
         read_list(names_file)  # (says there is no such file)
-    lines = [line.strip().replace("\\", "/") for line in read_text_file(names_file).splitlines() if line.strip()]
-    by_path = {line.removeprefix("./") for line in lines if "/" in line}
-    stems = {stem_of(line) for line in lines if "/" not in line}
+    lines = {line.strip().replace("\\", "/") for line in read_text_file(names_file).splitlines() if line.strip()}
+    lines = {line.removeprefix("./") for line in lines}
+    by_path = {line for line in lines if "/" in line}
+    resolved = {Path(where / line).resolve(): line for line in by_path for where in (Path("."), names_file.parent)}
 
-    resolved = {Path(entry).resolve(): entry for entry in by_path}
-
-    def named_by(path: Path) -> str | None:
+    def ends_named(path: Path) -> set[str]:
         parts = path.as_posix().split("/")
-        for k in range(2, len(parts) + 1):  # the path's ends with a folder in them, shortest first
-            if (end := "/".join(parts[-k:])) in by_path:
-                return end
-        return resolved.get(path.resolve()) or (path.stem if path.stem in stems else None)
+        ends = {"/".join(parts[-k:]) for k in range(2, len(parts) + 1)} & by_path
+        return ends | ({resolved[path.resolve()]} if path.resolve() in resolved else set())
 
-    matched = {path: named_by(path) for path in paths}
-    kept = [path for path, entry in matched.items() if entry is not None]
-    wanted = by_path | stems
-    missing = wanted - set(matched.values())
+    chosen = {path: ends_named(path) for path in paths}
+    used_paths = set().union(*chosen.values()) if chosen else set()
+    stems = {stem_of(line) for line in lines - used_paths}  # (a path matching no input's path: its stem)
+    matched = {path: named | ({path.stem} if path.stem in stems else set()) for path, named in chosen.items()}
+    kept = [path for path, named in matched.items() if named]
+    found = set().union(*matched.values()) if matched else set()
+    missing = sorted(line for line in lines if line not in found and stem_of(line) not in found)
     if not kept:
-        raise MaskwatchError(f"{names_file}: none of its {len(wanted)} names is among the {len(paths)} input images; "
+        raise MaskwatchError(f"{names_file}: none of its {len(lines)} names is among the {len(paths)} input images; "
                              f"give the folder that holds them")
     if missing:
         log.warning("%s: %d of its names are not among the inputs, e.g. %s", names_file, len(missing),
-                    ", ".join(sorted(missing)[:3]))
+                    ", ".join(missing[:3]))
     return kept
 
 
@@ -215,7 +227,7 @@ def numbered_name(name: str, taken: Callable[[str], bool]) -> str:
     """`name` with -2, -3 ... before its suffix (IMG_1.jpg -> IMG_1-2.jpg, a/x.heic -> a/x-2.heic): the first that
     `taken` does not refuse."""
     stem, suffix, k = Path(name).stem, Path(name).suffix, 2
-    while taken(new := str(Path(name).with_name(f"{stem}-{k}{suffix}"))):
+    while taken(new := Path(name).with_name(f"{stem}-{k}{suffix}").as_posix()):
         k += 1
     return new
 
@@ -250,6 +262,7 @@ def check_copies_apart(paths: Sequence[Path], folder: Path, what: str, instead: 
     name a folder of the user's own photos. `what`: the option as given; `instead`: what to do."""
     inputs = {Path(path).resolve() for path in paths}
     input_folders = {path.parent for path in inputs}
+    unrecorded: list[str] = []
     for path, name in zip(paths, copy_names(output_names(paths), say=False)):
         target = Path(folder) / annotated_copy_name(name)
         if not target.exists() or (written is not None and annotated_copy_name(name) in written
@@ -263,8 +276,12 @@ def check_copies_apart(paths: Sequence[Path], folder: Path, what: str, instead: 
             raise MaskwatchError(f"{what}: the annotated copy of {path} would replace {target}, a file beside the "
                                  f"inputs (an earlier run's copy? delete it to write it again); {instead}")
         if written is not None:
-            raise MaskwatchError(f"{what}: the annotated copy of {path} would replace {target}, a file maskwatch did "
-                                 f"not write there (a photo of yours?); {instead}")
+            unrecorded.append(str(target))
+    if unrecorded:
+        raise MaskwatchError(f"{what}: {len(unrecorded)} annotated cop(ies) would replace files maskwatch has no "
+                             f"record of writing there ({name_some(unrecorded, 3)}): photos of yours, or copies by a "
+                             f"version that did not record them (delete those, or the folder, to write them again); "
+                             f"{instead}")
 
 
 def check_writable(folder: Path, what: str) -> None:

@@ -303,8 +303,8 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
         encoded, counts, heard = await pool.run(work, request=request)
         headers = {"X-Maskwatch-Counts": ",".join(f"{k}={v}" for k, v in counts.items())}
         if heard:  # (a header is one line of Latin-1: the file's name and message made safe for it)
-            headers["X-Maskwatch-Warnings"] = " | ".join(map(one_line, heard)).encode("latin-1", "replace").decode(
-                "latin-1")
+            headers["X-Maskwatch-Warnings"] = " | ".join(map(one_line, heard)).strip().encode(
+                "latin-1", "replace").decode("latin-1")  # (h11 refuses a value that starts or ends with a space)
         return Response(encoded, media_type=f"image/{format}", headers=headers)
 
     @app.post("/v1/videos", status_code=202, responses=UPLOAD_ERRORS, response_model=VideoJobCreated, tags=TAGS)
