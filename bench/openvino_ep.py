@@ -12,6 +12,8 @@ Prints median ms per call and the largest difference of the face finder's heatma
 
 from __future__ import annotations
 
+import argparse
+import json
 import time
 from pathlib import Path
 
@@ -46,9 +48,11 @@ def median_ms(run, inputs: list) -> float:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     frames = [cv2.resize(cv2.imread(str(p)), (640, 480)) for p in sorted(IMAGES.glob("*.jpg"))[:20]]
     blobs = [np.ascontiguousarray(f[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32)) for f in frames]
-    crops = [np.random.default_rng(i).random((16, 3, 64, 64), dtype=np.float32) for i in range(20)]
+    side = json.loads((WEIGHTS / "mask_head.json").read_text())["crop_size"]  # the shipped head's (80 since v6)
+    crops = [np.random.default_rng(i).random((16, 3, side, side), dtype=np.float32) for i in range(20)]
     print("| provider | face finder, 640x480 ms | head, 16 crops ms | heatmap max diff vs CPU |\n|---|---|---|---|")
     reference = None
     for provider in ("cpu", "openvino", "cpu", "openvino"):

@@ -227,6 +227,7 @@ def test_video_job_runs_in_the_background_and_gives_a_playable_mp4(server, clip)
     path.unlink()
     summary = httpx.get(server + job["summary_url"]).json()
     assert summary["frames"] == 16 and sum(summary["people"].values()) >= 1
+    assert summary["camera"] == clip.stem  # named after the upload, as watch names a file's (it read "input")
 
 
 def test_api_key_guards_everything_but_health(tmp_path, photo):

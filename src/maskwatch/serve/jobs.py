@@ -255,7 +255,9 @@ class JobQueue:
         folder = self.job_dir(job_id)
         # An upload is not live: nothing is gained by keeping up with its frame rate, so every frame is detected
         # (the real-time schedule would skip detections on a busy server and change the counts with the load).
-        pipeline = VideoPipeline(self.detector, WatchOptions(every=1), folder / "events.sqlite")
+        job = self.get(job_id)  # (its camera is named after the uploaded file, as `watch` names a file's)
+        camera = Path(job.filename).stem if job and job.filename and Path(job.filename).stem else None
+        pipeline = VideoPipeline(self.detector, WatchOptions(every=1), folder / "events.sqlite", camera=camera)
         with self._running_lock:  # registered before the job is claimed, so close() can always stop it
             if self._closing:  # shutting down: the job stays queued for the next start
                 return
