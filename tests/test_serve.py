@@ -215,7 +215,7 @@ def test_video_job_runs_in_the_background_and_gives_a_playable_mp4(server, clip)
     job = submitted.json()
     assert len(job["id"]) >= 20
     state = wait_for_job(server, job["id"])
-    assert state["status"] == "finished" and state["progress"] == 1.0
+    assert state["status"] == "finished" and state["progress"] == 1.0 and state["complete"] is True
     result = httpx.get(server + job["result_url"], timeout=60)
     assert result.headers["content-type"] == "video/mp4"
     path = Path(f"/tmp/{job['id']}.mp4")

@@ -207,6 +207,7 @@ def test_job_messages_do_not_show_server_paths(plain, tmp_path, photo):
     state = wait_until(lambda: (answer := httpx.get(f"{url}/v1/videos/{job['id']}")).json()["status"] in (
         "finished", "failed") and answer, "the job ended", every=0.3)
     assert state.json()["message"].startswith("the upload: the video ended after")
+    assert state.json()["status"] == "finished" and state.json()["complete"] is False  # (not the whole video)
     for text in (state.text, httpx.get(url + job["summary_url"]).text):
         assert str(data) not in text and str(data.resolve()) not in text
 

@@ -74,9 +74,12 @@ class Job:
         progress = (self.frames_done / self.frames_total) if self.frames_total else None
         if self.status == "finished":
             progress = 1.0
+        # A finished job whose video ended before its end (cut short) is finished, but not complete: said apart, so a
+        # client that checks one field does not take a partial result for the whole video.
+        complete = (self.summary or {}).get("status") == "finished" if self.status == "finished" else None
         return {"id": self.id, "status": self.status, "progress": progress, "frames_done": self.frames_done,
-                "frames_total": self.frames_total, "summary": self.summary, "message": self.message,
-                "filename": self.filename}
+                "frames_total": self.frames_total, "complete": complete, "summary": self.summary,
+                "message": self.message, "filename": self.filename}
 
 
 class JobQueue:

@@ -92,6 +92,8 @@ class VideoJob(BaseModel):
     progress: float | None = Field(description="0 to 1; null while the number of frames is unknown")
     frames_done: int
     frames_total: int | None
+    complete: bool | None = Field(None, description="once finished: whether the whole video was read (false: it "
+                                  "ended before its end, cut short or corrupt; `message` says where); null before")
     summary: RunSummary | None = Field(description="once finished: the run's summary (also at summary_url)")
     message: str | None = Field(description="why it failed, or what the run noticed (frames skipped)")
     filename: str | None
