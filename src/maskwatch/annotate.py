@@ -78,8 +78,9 @@ def draw_counts(image: np.ndarray, people: dict[str, int]) -> np.ndarray:
     shown = "" if compliance is None else f"{compliance:.0%}"
     width = image.shape[1] - 12
     # The words as they are where they fit; on a narrow frame (a 320-px webcam) shorter, then smaller, never cut.
+    short = parts + (f" | {shown}" if shown else "")
     for text, scale in ((f"people: {parts}" + (f" | compliance {shown}" if shown else ""), max(0.4, width / 1400)),
-                        (parts + (f" | {shown}" if shown else ""), 0.4), (parts + (f" | {shown}" if shown else ""), 0.3)):
+                        (short, 0.4), (short, 0.3)):
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
         if tw <= width:
             break

@@ -118,8 +118,8 @@ def convert(src: Path = typer.Argument(..., help="Data set to read (format detec
     on its own: images beside the labels, no absolute paths, readable by other tools."""
     from maskwatch.data import save_dataset
     from maskwatch.data.formats import FORMATS, dataset_folder
-    from maskwatch.data.split import (Split, check_val_fraction, declared_test_side, split_dataset, split_from_list,
-                                      usable_declared_side)
+    from maskwatch.data.split import (check_val_fraction, declared_test_side, split_around, split_dataset,
+                                      split_from_list, usable_declared_side)
 
     if val is not None and split is not None:
         raise MaskwatchError("give --val or --split, not both")
@@ -142,8 +142,7 @@ def convert(src: Path = typer.Argument(..., help="Data set to read (format detec
             typer.echo(f"note: {named_by} names train, val and test sides; sides are written only with --val or "
                        f"--split (the {len(test)} test images among the others)")
         else:
-            stems = [s.stem for s in dataset.samples]
-            sides = Split(train=[s for s in stems if s not in val_stems], val=[s for s in stems if s in val_stems])
+            sides = split_around(dataset, val_stems)
             typer.echo(f"keeping the train / val sides {listed} names (--val or --split chooses others)")
     save_dataset(dataset, dst, to, images, sides, shards)  # type: ignore[arg-type]
     typer.echo(f"wrote {len(dataset)} images, {dataset.num_boxes} boxes as {to} to {dst}" +
@@ -507,9 +506,9 @@ def detect(inputs: list[str] = typer.Argument(..., help=INPUTS_HELP, metavar="IN
             typer.echo("no image could be read", err=True)
             raise typer.Exit(1)
     if summary.interrupted:  # (Ctrl-C, SIGTERM: what was done is kept, in whole lines)
-        written = " and ".join(what for what, given in (("predictions", json_out), ("annotated images", out)) if given)
+        kept = " and ".join(what for what, given in (("predictions", json_out), ("annotated images", out)) if given)
         typer.echo(f"interrupted after {summary.images + len(summary.failed)} of {len(images)} input(s)"
-                   + (f": the {written} above are of those only" if written else "")
+                   + (f": the {kept} above are of those only" if kept else "")
                    + "; the same command does them all", err=True)
         raise typer.Exit(130) from None
 

@@ -174,10 +174,10 @@ def decode_image(data: bytes, name: str = "<bytes>", upright: bool = True) -> np
                              f"{image.shape[1]}x{image.shape[0]}; the file is corrupt")
     if fmt in ("JPEG", "MPO") and _filled_to_the_end(image) and (damage := pixel_damage(data)):
         _say("%s: a JPEG file whose data is corrupt (%s): parts of the picture are missing (grey), and faces "
-                    "there are not found", name, damage)
+             "there are not found", name, damage)
     if fmt == "TIFF" and (pages := _pillow_frames(data)) > 1:  # a scan or fax of several pages: only one is seen
         _say("%s: a TIFF of %d pages; only the first is read (split it into one file per page to read "
-                    "them all)", name, pages)
+             "them all)", name, pages)
     return image
 
 

@@ -187,7 +187,8 @@ def keep_listed(paths: list[Path], names_file: Path) -> list[Path]:
     def ends_named(path: Path) -> set[str]:
         parts = path.as_posix().split("/")
         ends = {"/".join(parts[-k:]) for k in range(2, len(parts) + 1)} & by_path
-        return ends | ({resolved[path.resolve()]} if path.resolve() in resolved else set())
+        named = resolved.get(path.resolve())
+        return ends | {named} if named else ends
 
     chosen = {path: ends_named(path) for path in paths}
     used_paths = set().union(*chosen.values()) if chosen else set()
@@ -264,11 +265,13 @@ def check_copies_apart(paths: Sequence[Path], folder: Path, what: str, instead: 
     input_folders = {path.parent for path in inputs}
     unrecorded: list[str] = []
     for path, name in zip(paths, copy_names(output_names(paths), say=False)):
-        target = Path(folder) / annotated_copy_name(name)
-        if not target.exists() or (written is not None and annotated_copy_name(name) in written
-                                   and target.resolve() not in inputs):
-            continue  # (a copy an earlier run wrote: written over)
+        copy = annotated_copy_name(name)
+        target = Path(folder) / copy
+        if not target.exists():
+            continue
         real = target.resolve()
+        if written is not None and copy in written and real not in inputs:
+            continue  # (a copy an earlier run wrote: written over)
         if real == Path(path).resolve():
             raise MaskwatchError(f"{what}: the annotated copy of {path} would replace it (the inputs are there); "
                                  f"{instead}")

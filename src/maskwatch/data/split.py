@@ -152,11 +152,15 @@ def listed_names(dataset: Dataset, list_path: Path) -> list[str]:
     return named
 
 
+def split_around(dataset: Dataset, val: set[str]) -> Split:
+    """Validation = the images `val` names (stems), training = the rest, each in the data set's order."""
+    stems = [s.stem for s in dataset.samples]
+    return Split(train=[s for s in stems if s not in val], val=[s for s in stems if s in val])
+
+
 def split_from_list(dataset: Dataset, val_list: Path) -> Split:
     """Validation = the images named in a list file (as `data split` writes it), training = the rest."""
-    stems = [s.stem for s in dataset.samples]
-    val = set(listed_names(dataset, val_list))
-    return Split(train=[s for s in stems if s not in val], val=[s for s in stems if s in val])
+    return split_around(dataset, set(listed_names(dataset, val_list)))
 
 
 def duplicate_groups(dataset: Dataset, max_distance: int = NEAR_DUPLICATE_DISTANCE) -> list[list[int]]:

@@ -204,8 +204,11 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
         return size
 
     def decode_upload(data: bytes, name: str):
+        """The picture, and what was wrong with it that did not stop it being read (for the client: it never sees
+        the server's log)."""
         try:
-            return decode_image(data, name)
+            with decoding_warnings() as heard:
+                return decode_image(data, name), heard
         except TooManyPixels as exc:  # a readable image, only too big to decode: the size is what is refused
             raise HTTPException(413, str(exc)) from exc
         except MaskwatchError as exc:  # names the file and says it is not a readable image
@@ -268,8 +271,7 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
         name = Path(file.filename or "upload").name
 
         def work() -> dict:
-            with decoding_warnings() as heard:
-                image = decode_upload(buffer.getvalue(), name)
+            image, heard = decode_upload(buffer.getvalue(), name)
             detections, counts = detect(image, conf, all_classes)
             record = {**ImagePredictions(name, image.shape[1], image.shape[0], detections).to_record(),
                       "counts": counts, "warnings": heard}
@@ -295,8 +297,7 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
         await read_upload(request, file, buffer)
 
         def work() -> tuple[bytes, dict, list[str]]:
-            with decoding_warnings() as heard:
-                image = decode_upload(buffer.getvalue(), Path(file.filename or "upload").name)
+            image, heard = decode_upload(buffer.getvalue(), Path(file.filename or "upload").name)
             detections, counts = detect(image, conf, False)
             return encode_annotated(image, detections, format), counts, heard
 
