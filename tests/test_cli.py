@@ -590,3 +590,19 @@ def test_the_commands_train_prints_at_the_end_work_as_printed(small_voc, tmp_pat
         words = shlex.split(command)
         assert words[0] == "maskwatch"
         run(*words[1:], "--out", str(tmp_path / "eval")) if words[1] == "evaluate" else run(*words[1:])
+
+
+@pytest.mark.parametrize("command", ["data split {voc} --out {out}", "convert {voc} {out} --to coco",
+                                     "evaluate --gt {voc} --pred {pred} --out {out}",
+                                     "train --data {voc} --out {out} --quick"])
+def test_an_output_folder_that_is_a_file_is_refused_before_any_work(small_voc, tmp_path, command):
+    """It failed as a FileExistsError traceback, for train and evaluate after the whole load (and training)."""
+    pred = tmp_path / "p.jsonl"
+    pred.write_text(json.dumps({"image": "maksssksksss5.jpg", "detections": []}) + "\n")
+    (tmp_path / "taken").write_text("a user's file")
+    for out, said in ((tmp_path / "taken", "is a file: it names a folder"),
+                      (tmp_path / "taken" / "sub", "taken is a file, so no folder can be made under it")):
+        result = run(*command.format(voc=small_voc, out=out, pred=pred).split(), ok=False)
+        assert result.returncode == 2 and said in result.stderr and "Traceback" not in result.stderr
+        assert "classes of" not in result.stdout + result.stderr  # refused before the data set was read
+    assert (tmp_path / "taken").read_text() == "a user's file"

@@ -369,6 +369,17 @@ def test_a_yolo_data_yaml_without_a_usable_names_list_says_what_is_expected(smal
         load_dataset(tmp_path / "y")
 
 
+def test_a_yolo_names_mapping_that_skips_an_index_is_refused_not_shifted(small_voc, tmp_path):
+    """names {0, 1, 3} (a class deleted from the mapping): read as a list, index 2's lines became the third class."""
+    save_dataset(load_dataset(small_voc), tmp_path / "y", "yolo")
+    (tmp_path / "y" / "classes.txt").unlink()
+    (tmp_path / "y" / "data.yaml").write_text("names: {0: with_mask, 1: without_mask, 3: mask_weared_incorrect}\n")
+    with pytest.raises(MaskwatchError, match="numbers its classes 0, 1, 3, without 2: .*every index from 0"):
+        load_dataset(tmp_path / "y")
+    (tmp_path / "y" / "data.yaml").write_text("names: {2: mask_weared_incorrect, 0: with_mask, 1: without_mask}\n")
+    assert load_dataset(tmp_path / "y").classes == ["with_mask", "without_mask", "mask_weared_incorrect"]
+
+
 def test_labels_differing_only_in_spelling_are_named_with_their_files(small_voc):
     path = small_voc / "annotations" / "maksssksksss94.xml"
     path.write_text(path.read_text().replace("<name>with_mask</name>", "<name>With_Mask</name>", 1))
@@ -743,3 +754,19 @@ def test_images_with_damaged_pixel_data_are_named_and_left_out_by_data_stats_and
     assert "its pixel data is damaged" in (tmp_path / "p.txt").read_text()
     converted = CliRunner().invoke(app, ["convert", str(small_voc), str(tmp_path / "yolo"), "--to", "yolo"])
     assert converted.exit_code == 0 and f"wrote {len(checked)} images" in converted.output
+
+
+def test_a_split_list_naming_an_image_whose_annotation_was_skipped_goes_on_without_it(small_voc, tmp_path, caplog):
+    """A broken XML leaves its image out at load: a val list naming that image is not 'another data set's list'."""
+    from maskwatch.data.split import listed_names
+
+    (small_voc / "annotations" / "maksssksksss94.xml").write_text("<annotation><object>")
+    val = tmp_path / "val.txt"
+    val.write_text("maksssksksss94\nmaksssksksss5\nmaksssksksss139\n")
+    dataset = load_dataset(small_voc)
+    with caplog.at_level("WARNING"):
+        assert listed_names(dataset, val) == ["maksssksksss5", "maksssksksss139"]
+    assert "1 of its names are images left out as the data set was read (maksssksksss94" in caplog.text
+    val.write_text("maksssksksss94\nmaksssksksss5\nnot_here\n")  # a name no problem explains still stops it
+    with pytest.raises(MaskwatchError, match="1 of its 3 names are not images of the data set \\(not_here\\)"):
+        listed_names(dataset, val)

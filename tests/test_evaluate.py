@@ -341,3 +341,21 @@ def test_predictions_keep_boxes_to_a_thousandth_of_a_pixel():
     record = ImagePredictions("x.jpg", 100, 100, detections_from_labels(
         np.array([[10.12345, 20.98765, 30.5, 40.0004]]), ["with_mask"], np.array([0.123456]), ["with_mask"])).to_record()
     assert record["detections"][0]["bbox"] == [10.123, 20.988, 30.5, 40.0] and record["detections"][0]["score"] == 0.12346
+
+
+def test_a_box_on_a_face_the_label_map_left_out_is_neither_right_nor_wrong(data_dir, tmp_path):
+    """--label-map mask_weared_incorrect= drops those boxes, but the faces stay in the photos: a detector that
+    finds them (as any class) is not wrong there, in mAP and in the confusion matrix."""
+    from maskwatch.evaluation.report import confusion_matrix
+
+    stems = [f"maksssksksss{i}" for i in range(40)]
+    full = load_dataset(data_dir).subset(stems)
+    two = load_dataset(data_dir, label_map={"mask_weared_incorrect": ""}).subset(stems)
+    assert sum(len(s.left_out) for s in two.samples) == sum(
+        int((s.detections.class_id == full.classes.index("mask_weared_incorrect")).sum()) for s in full.samples) > 0
+    # Every face found: the left-out ones called with_mask (they are no class of this ground truth).
+    found = gt_as_predictions(full, relabel=lambda stem, i, label: "with_mask" if label == "mask_weared_incorrect"
+                              else label)
+    assert evaluate_coco(two, found).summary["mAP50"] == pytest.approx(1.0)
+    matrix = confusion_matrix(two, found, "3class", score_threshold=0.5).matrix
+    assert matrix[-1].sum() == 0  # no box counted as found where there is no face (the background row)

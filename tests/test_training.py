@@ -308,3 +308,25 @@ def test_cached_face_candidates_belong_to_the_pixels_not_only_the_name(data_dir,
     black = find_candidates({"0001": np.zeros_like(image)}, cache)["0001"]  # another set, the same name
     assert len(black) == 0
     assert np.array_equal(find_candidates({"0001": image}, cache)["0001"], found)
+
+
+def test_faces_whose_labels_the_label_map_left_out_are_no_background_to_learn(data_dir):
+    """A candidate on a face --label-map OLD= left out is neither a positive nor a negative; one elsewhere is a
+    negative as before; the one-stage heatmap keeps such a face as a face, without a class to learn."""
+    import supervision as sv
+
+    from maskwatch.data import load_dataset
+    from maskwatch.training.candidates import match_candidates
+    from maskwatch.training.one_stage import window_targets
+
+    gt = sv.Detections(xyxy=np.array([[10, 10, 40, 40]], np.float32), class_id=np.array([0]))
+    left_out = np.array([[100, 100, 130, 130]], np.float32)
+    candidates = np.array([[11, 11, 41, 41, 0.9], [101, 99, 131, 129, 0.8], [200, 10, 230, 40, 0.5]], np.float32)
+    positives, negatives = match_candidates("x", candidates, gt, left_out=left_out)
+    assert [p.label for p in positives] == [1]
+    assert [n.box.tolist() for n in negatives] == [[200, 10, 230, 40]]
+    assert len(match_candidates("x", candidates, gt)[1]) == 2  # without it, the left-out face was background
+    targets = window_targets(np.zeros((0, 4), np.float32), np.zeros(0, int), 64, unlabelled=left_out / 4)
+    assert targets["heat"].max() == pytest.approx(1.0) and len(targets["label"]) == 0
+    loaded = load_dataset(data_dir, label_map={"mask_weared_incorrect": ""})
+    assert sum(len(s.left_out) for s in loaded.samples) > 100  # the training set's 113 such faces, as left out

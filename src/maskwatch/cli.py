@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from maskwatch.errors import MaskwatchError, install_hint, one_line
+from maskwatch.outputs import check_output_folder
 from maskwatch.limits import MAX_UPLOAD_MB, SERVE_DATA_DIR, SERVE_MAX_QUEUE, SERVE_WORKERS, WEBHOOK_TIMEOUT_S
 from maskwatch.thresholds import CONFUSION_MIN_SCORE, FOR_METRICS, FOR_PEOPLE
 
@@ -127,6 +128,7 @@ def convert(src: Path = typer.Argument(..., help="Data set to read (format detec
         check_val_fraction(val)
     if to not in FORMATS:  # before the (long) load
         raise MaskwatchError(f"unknown format {to!r} for --to; use one of {', '.join(FORMATS)}")
+    check_output_folder(dst, "DST")
     dataset = _load(src, source_format, label_map, classes, allow_outside_images, check_pixels=True)
     source_folder = src.resolve() if src.is_dir() else src.resolve().parent
     if dst.resolve() == source_folder or dst.resolve() in source_folder.parents:
@@ -199,6 +201,7 @@ def data_split(path: Path = typer.Argument(..., help="Data set folder or file to
     from maskwatch.data.split import check_val_fraction, split_dataset, usable_declared_side, without_test_side
 
     check_val_fraction(val)
+    check_output_folder(out)
     dataset = without_test_side(_load(path, fmt, label_map, classes, allow_outside_images), path)
     if (declared := usable_declared_side(dataset, path)) is not None:
         typer.echo(f"note: {declared[0]} names its own {len(declared[1])} validation images, which `train --data "
@@ -372,6 +375,7 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
         scheme, classes = classes, None
     if scheme not in SCHEMES:  # before the (long) load
         raise MaskwatchError(f"unknown --scheme {scheme!r}; use {', '.join(SCHEMES)}")
+    check_output_folder(out)
     dataset = _load(gt, fmt, label_map, classes, allow_outside_images)
     boxes = dataset.class_counts()
     absent = [c for c in MASK_CLASSES if not boxes.get(c)]  # not listed, or listed (a YOLO classes.txt) unused

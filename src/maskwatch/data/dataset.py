@@ -40,6 +40,9 @@ class Sample:
     height: int
     detections: sv.Detections
     orientation: int = 1  # the image's EXIF orientation (1: stored upright); boxes are in the stored pixels
+    # Faces whose boxes `--label-map OLD=` left out (xyxy pixels): still in the picture, so training does not
+    # learn them as background and scoring counts a box on one neither right nor wrong.
+    left_out: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
 
     @property
     def stem(self) -> str:
@@ -137,6 +140,19 @@ def difficult_of(detections: sv.Detections) -> np.ndarray:
     """Which boxes are marked difficult (none, for detections made without the flag)."""
     flags = detections.data.get(DIFFICULT)
     return np.zeros(len(detections), dtype=bool) if flags is None else np.asarray(flags, dtype=bool)
+
+
+def on_faces_not_scored(xyxy: np.ndarray, sample: Sample, iou: float, difficult: bool = True) -> np.ndarray:
+    """Which boxes find a face that is neither found nor missed (one marked difficult, or one `--label-map OLD=`
+    left out) and no scored face: scoring leaves such boxes out, neither right nor wrong."""
+    hard = difficult_of(sample.detections) if difficult else np.zeros(len(sample.detections), dtype=bool)
+    unscored = np.concatenate([sample.detections.xyxy[hard].reshape(-1, 4), sample.left_out])
+    if not len(xyxy) or not len(unscored):
+        return np.zeros(len(xyxy), dtype=bool)
+    on_unscored = sv.box_iou_batch(xyxy, unscored).max(axis=1) >= iou
+    plain = sample.detections.xyxy[~hard]
+    on_plain = sv.box_iou_batch(xyxy, plain).max(axis=1) >= iou if len(plain) else np.zeros(len(xyxy), dtype=bool)
+    return on_unscored & ~on_plain
 
 
 def empty_detections() -> sv.Detections:
@@ -273,7 +289,7 @@ class DatasetBuilder:
                          f"{stored_width}x{stored_height}: was the image resized or replaced after it was annotated? "
                          f"Its boxes are read as annotated, in the image as it is")
             width, height = stored_width, stored_height  # (what every output writes: YOLO's boxes are fractions of it)
-        xyxy, ids, difficult = [], [], []
+        xyxy, ids, difficult, left_out = [], [], [], []
         for x1, y1, x2, y2, label, *flags in boxes:
             if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
                 self.problem(f"{where}: box {label} ({x1}, {y1}, {x2}, {y2}) has a coordinate that is not a "
@@ -281,6 +297,8 @@ class DatasetBuilder:
                 continue
             cid = self.class_id(label, where)
             if cid is None:
+                if self.label_map.get(label) == DROP_LABEL:
+                    left_out.append((x1, y1, x2, y2))
                 continue
             if x2 < x1 or y2 < y1:  # VOC xmin > xmax, a COCO box of negative width
                 self.problem(f"{where}: box {label} ({x1:g}, {y1:g}, {x2:g}, {y2:g}) is inverted (its right or bottom "
@@ -307,7 +325,10 @@ class DatasetBuilder:
                                     class_id=np.asarray(ids, dtype=int))
                       if xyxy else empty_detections())
         detections.data[DIFFICULT] = np.asarray(difficult, dtype=bool)
-        self.samples.append(Sample(image_path, int(width), int(height), detections, orientation))
+        left_out_boxes = np.clip(np.asarray(left_out, dtype=np.float32).reshape(-1, 4), 0, [width, height] * 2)
+        left_out_boxes = left_out_boxes[(left_out_boxes[:, 2] > left_out_boxes[:, 0])
+                                        & (left_out_boxes[:, 3] > left_out_boxes[:, 1])]
+        self.samples.append(Sample(image_path, int(width), int(height), detections, orientation, left_out_boxes))
         self.named_by[image_path].append(where)
 
     def build(self, source: str) -> Dataset:
@@ -325,7 +346,9 @@ class DatasetBuilder:
         if not self.samples:
             raise MaskwatchError(f"{source}: no usable annotated images found")
         if self.dropped:
-            log.warning("%s: left out %s, as --label-map asked", source,
+            log.warning("%s: left out %s, as --label-map asked (training does not learn their faces as "
+                        "background, and scoring counts a box on one neither right nor wrong; a copy written by "
+                        "`convert` keeps no trace of them, so training on that copy would)", source,
                         ", ".join(f"{n} {label!r} box{'es' if n > 1 else ''}" for label, n in self.dropped.items()))
         unused = [old for old in self.label_map if old not in self.raw_labels]
         if unused:  # a misspelt key (Helmet= for helmet) would otherwise change nothing, silently

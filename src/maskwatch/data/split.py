@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,12 +145,28 @@ def listed_names(dataset: Dataset, list_path: Path) -> list[str]:
     another data set, or of images since removed, would otherwise choose fewer images without a word."""
     named = read_list(list_path)
     stems = {s.stem for s in dataset.samples}
-    unknown = sorted(set(named) - stems)
+    missing = sorted(set(named) - stems)
+    left_out = named_in_problems(dataset, missing)
+    unknown = [name for name in missing if name not in left_out]
     if unknown:
         what = (f"none of its {len(set(named))} names is an image of the data set" if len(unknown) == len(set(named))
                 else f"{len(unknown)} of its {len(set(named))} names are not images of the data set")
-        raise MaskwatchError(f"{list_path}: {what} ({name_some(unknown, 3)}): is it the list of another data set?")
-    return named
+        raise MaskwatchError(f"{list_path}: {what} ({name_some(unknown, 3)}): is it the list of another data set, "
+                             f"or were those images removed? (`maskwatch data split` writes a list of this one)")
+    if left_out:
+        log.warning("%s: %d of its names are images left out as the data set was read (%s: their problems are "
+                    "said above); the other %d are used", list_path, len(left_out), name_some(sorted(left_out), 3),
+                    len(set(named)) - len(left_out))
+    return [name for name in named if name not in left_out]
+
+
+def named_in_problems(dataset: Dataset, names: list[str]) -> set[str]:
+    """Which of `names` (image stems) the load's problems name as files (`x.xml`, `images/x.jpg`): images left
+    out for a reason already said (a broken annotation, a damaged image), not images of another data set."""
+    if not names or not dataset.problems:
+        return set()
+    pattern = re.compile(r"(?<![^\s/\\'\"(])(" + "|".join(map(re.escape, names)) + r")\.[A-Za-z0-9]+")
+    return {m.group(1) for problem in dataset.problems for m in pattern.finditer(problem)}
 
 
 def split_around(dataset: Dataset, val: set[str]) -> Split:

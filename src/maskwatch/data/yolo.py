@@ -36,6 +36,14 @@ def read_yolo_classes(root: Path) -> list[str]:
             raise MaskwatchError(f"{yaml_path}: unparsable YAML ({exc})") from exc
         names = config.get("names") if isinstance(config, dict) else None
         if isinstance(names, dict) and all(isinstance(k, int) or str(k).isdigit() for k in names):
+            indices = sorted(int(k) for k in names)
+            if indices != list(range(len(indices))):  # a gap would shift every later class onto another's lines
+                missing = sorted(set(range(max(indices) + 1)) - set(indices))
+                raise MaskwatchError(f"{yaml_path}: 'names' numbers its classes {', '.join(map(str, indices))}, "
+                                     f"without {', '.join(map(str, missing[:5]))}: a label line's class index is "
+                                     f"a position in the list of names, so every index from 0 needs a name (as "
+                                     f"Ultralytics requires); name the missing ones, or renumber the names and "
+                                     f"the label lines")
             return [str(names[k]) for k in sorted(names, key=int)]
         if isinstance(names, list) and all(isinstance(n, (str, int, float)) for n in names):
             return [str(n) for n in names]

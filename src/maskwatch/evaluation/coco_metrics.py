@@ -16,7 +16,7 @@ import numpy as np
 from maskwatch.classes import (MASK_CLASSES, TO_TWO_CLASSES, TWO_CLASSES, WITH_MASK, WITHOUT_MASK, label_map_hint,
                                likely_mask_class)
 from maskwatch.data.coco import to_coco_dict
-from maskwatch.data.dataset import Dataset
+from maskwatch.data.dataset import Dataset, on_faces_not_scored
 from maskwatch.errors import MaskwatchError
 from maskwatch.predictions import ImagePredictions, scores_of, stem_in
 
@@ -68,7 +68,11 @@ def coco_inputs(gt: Dataset, predictions: list[ImagePredictions], scheme: Scheme
         if image_id is None:
             continue  # predictions for images outside the ground truth do not count
         scores = scores_of(pred.detections)
-        for (x1, y1, x2, y2), label, score in zip(pred.detections.xyxy, pred.labels, scores):
+        # A box on a face --label-map left out is neither right nor wrong (difficult faces: COCO's iscrowd).
+        left_out = on_faces_not_scored(pred.detections.xyxy, gt.samples[image_id - 1], 0.5, difficult=False)
+        for (x1, y1, x2, y2), label, score in zip(pred.detections.xyxy[~left_out],
+                                                 [lb for lb, out in zip(pred.labels, left_out) if not out],
+                                                 scores[~left_out]):
             mapped = label_of(label)
             if mapped not in classes:
                 hint = label_map_hint(c for c in classes if c not in MASK_CLASSES)

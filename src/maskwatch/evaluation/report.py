@@ -15,7 +15,7 @@ import numpy as np
 import supervision as sv
 
 from maskwatch.classes import MASK_CLASSES, TWO_CLASSES, label_map_hint
-from maskwatch.data.dataset import Dataset, difficult_of
+from maskwatch.data.dataset import Dataset, difficult_of, on_faces_not_scored
 from maskwatch.data.images import upright_to_stored
 from maskwatch.errors import MaskwatchError, name_some
 from maskwatch.evaluation.coco_metrics import CocoResult, Scheme, evaluate_coco, scheme_classes
@@ -74,11 +74,7 @@ def confusion_matrix(gt: Dataset, predictions: list[ImagePredictions], scheme: S
             preds.append(detections_from_labels(np.zeros((0, 4)), [], np.zeros(0), classes))
             continue
         found = pred.detections
-        if difficult.any() and len(found):  # a box on a difficult face is neither right nor wrong: left out
-            on_difficult = sv.box_iou_batch(found.xyxy, sample.detections.xyxy[difficult]).max(axis=1)
-            on_plain = (sv.box_iou_batch(found.xyxy, sample.detections.xyxy[~difficult]).max(axis=1)
-                        if (~difficult).any() else np.zeros(len(found)))
-            found = found[~((on_difficult >= iou_threshold) & (on_plain < iou_threshold))]
+        found = found[~on_faces_not_scored(found.xyxy, sample, iou_threshold)]  # neither right nor wrong
         labels = [label_of(str(lb)) for lb in class_names_of(found, gt.classes)] if len(found) else []
         preds.append(detections_from_labels(found.xyxy, labels, found.confidence, classes))
     return sv.ConfusionMatrix.from_detections(preds, targets, classes, conf_threshold=score_threshold,

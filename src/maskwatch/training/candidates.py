@@ -52,9 +52,16 @@ class Example:
 
 
 def match_candidates(stem: str, candidates: np.ndarray, gt: sv.Detections, positive_iou: float = POSITIVE_IOU,
-                     negative_iou: float = NEGATIVE_IOU) -> tuple[list[Example], list[Example]]:
-    """Positives (IoU >= positive_iou with a face: its class + 1 and box deltas) and negatives (< negative_iou)."""
+                     negative_iou: float = NEGATIVE_IOU, left_out: np.ndarray | None = None,
+                     ) -> tuple[list[Example], list[Example]]:
+    """Positives (IoU >= positive_iou with a face: its class + 1 and box deltas) and negatives (< negative_iou
+    with every face, those whose labels --label-map left out included: a real face is no background)."""
     boxes = candidates[:, :4]
+    if left_out is not None and len(left_out) and len(boxes):
+        on_left_out = sv.box_iou_batch(boxes, left_out).max(axis=1) >= negative_iou
+        near_face = (sv.box_iou_batch(boxes, gt.xyxy).max(axis=1) >= positive_iou if len(gt)
+                     else np.zeros(len(boxes), dtype=bool))
+        boxes = boxes[~on_left_out | near_face]
     if len(boxes) == 0:
         return [], []
     if len(gt) == 0:

@@ -33,6 +33,7 @@ from maskwatch.detector import Detector
 from maskwatch.errors import MaskwatchError, name_some
 from maskwatch.evaluation.coco_metrics import CocoResult, evaluate_coco
 from maskwatch.model_kinds import TWO_STAGE, kind_of
+from maskwatch.outputs import check_output_folder
 from maskwatch.predictions import ImagePredictions
 from maskwatch.thresholds import FOR_METRICS
 from maskwatch.training.balance import rarest_class
@@ -302,6 +303,7 @@ def check_run_folder(cfg: TrainConfig) -> list[str]:
     """--resume needs a run to go on with; without it an earlier run in OUT is kept unless --overwrite says
     otherwise (it may be an hour of training, and `runs/train` is every plain command's default). Returns what
     an earlier run left there."""
+    check_output_folder(cfg.out)
     if cfg.resume and not (cfg.out / "last.pt").is_file():
         raise MaskwatchError(f"{cfg.out}: nothing to resume (no last.pt there: no epoch of a run in this folder "
                              f"finished); without --resume a new run starts")

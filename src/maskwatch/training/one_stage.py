@@ -87,10 +87,16 @@ def draw_gaussian(heat: np.ndarray, y: int, x: int, radius: int) -> None:
     np.maximum(region, g[radius - top:radius + bottom, radius - left:radius + right], out=region)
 
 
-def window_targets(boxes: np.ndarray, labels: np.ndarray, size: int) -> dict[str, np.ndarray]:
-    """CenterNet targets at stride 4: face heatmap, and per face its cell, log size (h, w), offset (y, x), label."""
+def window_targets(boxes: np.ndarray, labels: np.ndarray, size: int,
+                   unlabelled: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """CenterNet targets at stride 4: face heatmap, and per face its cell, log size (h, w), offset (y, x), label.
+    `unlabelled` faces (their labels left out by --label-map OLD=) are faces on the heatmap only."""
     cells = size // STRIDE
     heat = np.zeros((cells, cells), np.float32)
+    for x1, y1, x2, y2 in unlabelled if unlabelled is not None else []:
+        cy, cx = ((y1 + y2) / 2 / STRIDE - 0.5, (x1 + x2) / 2 / STRIDE - 0.5)
+        draw_gaussian(heat, int(np.clip(np.rint(cy), 0, cells - 1)), int(np.clip(np.rint(cx), 0, cells - 1)),
+                      gaussian_radius((y2 - y1) / STRIDE, (x2 - x1) / STRIDE))
     bh, bw = boxes[:, 3] - boxes[:, 1], boxes[:, 2] - boxes[:, 0]
     gy = (boxes[:, 1] + boxes[:, 3]) / 2 / STRIDE - 0.5  # the decoder adds the half cell back
     gx = (boxes[:, 0] + boxes[:, 2]) / 2 / STRIDE - 0.5
@@ -107,15 +113,17 @@ def make_batch(samples: list, images: dict[str, np.ndarray], recipe: Windows,
     windows, heats, rows = [], [], {"batch": [], "cell": [], "size": [], "offset": [], "label": []}
     for b, sample in enumerate(samples):
         boxes = sample.detections.xyxy.astype(np.float32)
-        window, moved, index = sample_window(images[sample.stem], boxes, recipe, rng)
-        labels = sample.detections.class_id[index]
+        every_face = np.concatenate([boxes, sample.left_out.astype(np.float32)])  # left out: no label, still faces
+        window, moved, index = sample_window(images[sample.stem], every_face, recipe, rng)
         if rng.random() < 0.5:
             window = window[:, ::-1]
             moved = np.stack([recipe.size - moved[:, 2], moved[:, 1], recipe.size - moved[:, 0], moved[:, 3]], 1)
         windows.append(augment_scene(np.ascontiguousarray(window), rng))
-        targets = window_targets(moved, labels, recipe.size)
+        labelled = index < len(boxes)
+        targets = window_targets(moved[labelled], sample.detections.class_id[index[labelled]], recipe.size,
+                                 unlabelled=moved[~labelled])
         heats.append(targets.pop("heat"))
-        rows["batch"].append(np.full(len(moved), b))
+        rows["batch"].append(np.full(int(labelled.sum()), b))
         for key, value in targets.items():
             rows[key].append(value)
     x = torch.from_numpy(np.stack(windows)[..., ::-1].transpose(0, 3, 1, 2).astype(np.float32))  # RGB 0..255

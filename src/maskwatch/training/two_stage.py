@@ -107,7 +107,7 @@ class TwoStageRecipe(Recipe):
         cfg = self.cfg
         candidates = find_candidates(self.images, cfg.out / "candidates.npz",
                                      policy=ScalePolicy(upscale_to=tuple(self.candidate_upscale_to), coarse_first=None))
-        self.matched = {s.stem: match_candidates(s.stem, candidates[s.stem], s.detections)
+        self.matched = {s.stem: match_candidates(s.stem, candidates[s.stem], s.detections, left_out=s.left_out)
                         for s in self.train_set.samples}
         self.copies = copies_per_class(self.train_set, self.jitter_copies, cfg.balance_classes)
         self.pictures: list[FacePicture] = []
