@@ -344,6 +344,9 @@ def test_detect_says_what_a_folder_is_when_it_is_not_what_was_expected(tmp_path)
     photo = Path(__file__).resolve().parents[1] / "src" / "maskwatch" / "samples" / "crowd.jpg"
     result = run("detect", str(photo), "--no-images", "--model", str(tmp_path / "runs"), ok=False)
     assert result.returncode == 2 and "is not the folder of a `maskwatch train` run" in result.stderr
+    (tmp_path / "runs" / "first" / "candidates.npz").write_bytes(b"")  # a run stopped before its first epoch ended
+    result = run("detect", str(photo), "--no-images", "--model", str(tmp_path / "runs" / "first"), ok=False)
+    assert result.returncode == 2 and "holds a `maskwatch train` run that has no model yet" in result.stderr
 
 
 def test_evaluate_split_scores_the_listed_images_and_refuses_names_of_another_set(small_voc, tmp_path):
@@ -465,7 +468,7 @@ def test_train_stopped_by_ctrl_c_says_how_to_go_on_and_resume_refuses_other_data
     assert [row.split(",")[0] for row in history[1:]] == ["1", "2"]
     assert "val.txt" in resumed.stdout and (out / "val.txt").read_text().split()
     replaced = run(*command[3:], "--epochs", "1", "--overwrite")
-    assert "replaced (--overwrite)" in replaced.stderr
+    assert "replaced (--overwrite)" in replaced.stderr and not (out / "replaced").exists()  # (kept until now)
     assert len((out / "history.csv").read_text().splitlines()) == 2  # one epoch: the old history is gone
 
 
@@ -606,3 +609,14 @@ def test_an_output_folder_that_is_a_file_is_refused_before_any_work(small_voc, t
         assert result.returncode == 2 and said in result.stderr and "Traceback" not in result.stderr
         assert "classes of" not in result.stdout + result.stderr  # refused before the data set was read
     assert (tmp_path / "taken").read_text() == "a user's file"
+
+
+def test_evaluate_says_a_missing_class_is_left_out_of_the_mean_only_where_it_would_be(small_voc, tmp_path):
+    """Under --scheme 2class it said 'scored with the three mask classes', the opposite of what was asked."""
+    pred = tmp_path / "p.jsonl"
+    pred.write_text(json.dumps({"image": "maksssksksss5.jpg", "detections": []}) + "\n")
+    args = ["evaluate", "--gt", str(small_voc), "--pred", str(pred), "--label-map", "mask_weared_incorrect="]
+    three = run(*args, "--out", str(tmp_path / "three"))
+    assert "scored with the three mask classes; " in three.stderr and "mask_weared_incorrect" in three.stderr
+    two = run(*args, "--scheme", "2class", "--out", str(tmp_path / "two"))
+    assert "three mask classes" not in two.stdout + two.stderr

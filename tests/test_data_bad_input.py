@@ -380,6 +380,16 @@ def test_a_yolo_names_mapping_that_skips_an_index_is_refused_not_shifted(small_v
     assert load_dataset(tmp_path / "y").classes == ["with_mask", "without_mask", "mask_weared_incorrect"]
 
 
+def test_spellings_of_another_tools_name_are_renamed_to_the_mask_class_it_means(small_voc):
+    """'Mask' and 'mask' (neither a class of the project's): the hint renamed one to the other, and the next
+    warning both to with_mask; now one hint, to with_mask."""
+    for i, xml in enumerate(sorted((small_voc / "annotations").glob("*.xml"))):
+        xml.write_text(xml.read_text().replace("<name>with_mask</name>", f"<name>{'mask' if i % 3 else 'Mask'}</name>"))
+    warning = next(p for p in load_dataset(small_voc).problems if "differ only by case" in p)
+    assert "--label-map Mask=with_mask --label-map mask=with_mask" in warning or \
+        "--label-map mask=with_mask --label-map Mask=with_mask" in warning, warning
+
+
 def test_labels_differing_only_in_spelling_are_named_with_their_files(small_voc):
     path = small_voc / "annotations" / "maksssksksss94.xml"
     path.write_text(path.read_text().replace("<name>with_mask</name>", "<name>With_Mask</name>", 1))
@@ -705,6 +715,19 @@ def test_coco_file_names_that_are_another_machines_paths_are_found_by_their_file
         ds = load_dataset(tmp_path / "c")
     assert len(ds) == 6 and ds.num_boxes == load_dataset(small_voc).num_boxes
     assert "6 file_name(s) are paths elsewhere" in caplog.text
+
+
+def test_a_missing_coco_image_is_named_where_its_file_name_leads(small_voc, tmp_path):
+    """file_name images/x.jpg, read from the file's folder: a missing one was named as images/images/x.jpg."""
+    save_dataset(load_dataset(small_voc), tmp_path / "c", "coco")
+    path = tmp_path / "c" / "annotations.json"
+    coco = json.loads(path.read_text())
+    for image in coco["images"]:
+        image["file_name"] = f"images/{image['file_name']}"
+    path.write_text(json.dumps(coco))
+    (tmp_path / "c" / "images" / "maksssksksss94.jpg").unlink()
+    problems = load_dataset(tmp_path / "c").problems
+    assert any(f"{tmp_path / 'c' / 'images' / 'maksssksksss94.jpg'} is missing" in p for p in problems), problems
 
 
 def test_a_file_name_decomposed_on_disk_matches_its_composed_spelling_in_the_xml(small_voc, tmp_path, caplog):

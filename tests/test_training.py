@@ -330,3 +330,40 @@ def test_faces_whose_labels_the_label_map_left_out_are_no_background_to_learn(da
     assert targets["heat"].max() == pytest.approx(1.0) and len(targets["label"]) == 0
     loaded = load_dataset(data_dir, label_map={"mask_weared_incorrect": ""})
     assert sum(len(s.left_out) for s in loaded.samples) > 100  # the training set's 113 such faces, as left out
+
+
+def test_extra_face_folders_take_the_label_map_of_the_data_set(extra_faces_dir, tmp_path):
+    """Folders named as another tool names the classes (Mask, no_mask) were refused, with no hint, after the search
+    for candidates; the --label-map that renames the data set's labels now renames them too."""
+    import shutil
+
+    from maskwatch.errors import MaskwatchError
+    from maskwatch.training.face_pictures import list_face_pictures
+
+    classes = ["with_mask", "without_mask", "mask_weared_incorrect"]
+    theirs = tmp_path / "theirs"
+    shutil.copytree(extra_faces_dir / "with_mask", theirs / "Mask")
+    shutil.copytree(extra_faces_dir / "without_mask", theirs / "no_mask")
+    (theirs / "face_shield").mkdir()
+    with pytest.raises(MaskwatchError, match="found \\['Mask', 'face_shield', 'no_mask'\\].*--label-map Mask=with_mask"):
+        list_face_pictures(theirs, classes)
+    listed = list_face_pictures(theirs, classes, {"Mask": "with_mask", "no_mask": "without_mask", "face_shield": ""})
+    assert sorted({index for _, index in listed}) == [0, 1]
+    assert len(listed) == len(list_face_pictures(extra_faces_dir, classes))
+
+
+def test_overwrite_keeps_the_earlier_finished_run_until_the_new_one_has_its_model(tmp_path):
+    """--overwrite deleted the earlier run at the start: a new run stopped in its first epoch left no model at all."""
+    from maskwatch.training.engine import REPLACED, set_earlier_run_aside
+
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "mask_head.onnx").write_text("the earlier model")
+    for name in ("last.pt", "history.csv", "val.txt", "candidates.npz"):
+        (tmp_path / name).write_text(name)
+    set_earlier_run_aside(tmp_path)
+    assert (tmp_path / REPLACED / "model" / "mask_head.onnx").read_text() == "the earlier model"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["candidates.npz", REPLACED]  # (a cache, reused)
+    (tmp_path / "last.pt").write_text("one epoch of the new run, stopped")  # then --overwrite again
+    set_earlier_run_aside(tmp_path)
+    assert not (tmp_path / "last.pt").exists()
+    assert (tmp_path / REPLACED / "model" / "mask_head.onnx").read_text() == "the earlier model"

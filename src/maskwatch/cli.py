@@ -284,7 +284,7 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
     """Train a mask detector; writes OUT/model/mask_head.onnx and its 8-bit copy mask_head-int8.onnx (two-stage),
     or OUT/model/onestage.onnx."""
     try:
-        from maskwatch.training.engine import TrainConfig, fit
+        from maskwatch.training.engine import REPLACED, TrainConfig, fit
     except ImportError as exc:
         first = "`pip install torch --index-url https://download.pytorch.org/whl/cpu` (the CPU build), then "
         raise MaskwatchError(f"training needs torch ({exc}): "
@@ -312,6 +312,9 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
         else:
             typer.echo("\ninterrupted before the first epoch ended: nothing to resume; the same command starts "
                        "again", err=True)
+        if (out / REPLACED / "model").is_dir():
+            typer.echo(f"the run --overwrite replaces is kept in {out / REPLACED} (its model: --model "
+                       f"{out / REPLACED}) until this one has its model", err=True)
         raise typer.Exit(130) from None
     typer.echo(f"model: {onnx_path}\nlog: {out / 'history.csv'} and {out / 'history.png'}")
     if quick:
@@ -382,9 +385,9 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
     if classes is None and scheme != "face" and absent and set(dataset.classes) <= set(MASK_CLASSES):
         # A small or filtered mask data set without some class: the model still predicts all three.
         dataset = dataset.with_classes(list(MASK_CLASSES))
-        left_out = " (left out of the mean AP)" if scheme == "3class" else ""
-        console.print(f"scored with the three mask classes; {escape(str(gt))} has no {', '.join(absent)}{left_out}",
-                      highlight=False, soft_wrap=True)
+        if scheme == "3class":  # (2class merges the mask classes anyway: the note would contradict it)
+            console.print(f"scored with the three mask classes; {escape(str(gt))} has no {', '.join(absent)} (left "
+                          f"out of the mean AP)", highlight=False, soft_wrap=True)
     predictions = list(read_predictions(pred, dataset.classes, parse_label_map(label_map)))  # the same renaming
     predictions, turned = predictions_in_stored_pixels(dataset, predictions)
     if turned:

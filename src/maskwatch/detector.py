@@ -173,7 +173,11 @@ class _FaceDetector:
         model_path = Path(model_path)
         if not model_path.is_file():
             run = model_path.parent.parent if model_path.parent.name == "model" else model_path.parent
+            started = any((run / name).is_file() for name in ("last.pt", "candidates.npz", "history.csv"))
             hint = "" if (run / "model").is_dir() or model_path.suffix != ".onnx" or not run.is_dir() else (
+                f" ({run} holds a `maskwatch train` run that has no model yet: it stopped before its first epoch "
+                f"ended, or is still running; `train ... --resume` goes on with a run that finished an epoch)"
+                if started else
                 f" ({run} is not the folder of a `maskwatch train` run: give RUN, the folder with model/ inside)")
             raise MaskwatchError(f"{model_path}: model file not found{hint}")
         self.model_path = Path(model_path)

@@ -127,6 +127,8 @@ def _add_coco_file(builder: DatasetBuilder, json_path: Path, images_dir: Path | 
                              f"{', '.join(str(f.absolute()) for f in dict.fromkeys(folders))}, by that name or its "
                              f"file name alone: put them in images/ beside the file, or give the file inside the "
                              f"images' folder")
+    # Where a missing image was looked for: the folder its file_name works from for the images found.
+    home = next((f for name in names for f in folders if (f / name).is_file()), folders[0])
     by_base_name: list[str] = []
     for image_id, image in images.items():
         name = str(image.get("file_name", ""))
@@ -139,7 +141,7 @@ def _add_coco_file(builder: DatasetBuilder, json_path: Path, images_dir: Path | 
         image_path, elsewhere = located(name)
         if elsewhere:
             by_base_name.append(name)
-        builder.add(image_path or folders[0] / name, width, height, boxes_by_image[image_id], where)
+        builder.add(image_path or home / name, width, height, boxes_by_image[image_id], where)
     if by_base_name:
         log.warning("%s: %d file_name(s) are paths elsewhere (e.g. %s); found by their file name in the folders "
                     "searched", json_path, len(by_base_name), by_base_name[0])

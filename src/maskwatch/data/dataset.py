@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import supervision as sv
 
-from maskwatch.classes import DROP_LABEL, MASK_CLASSES, TWO_CLASSES, label_map_hint
+from maskwatch.classes import DROP_LABEL, MASK_CLASSES, TWO_CLASSES, label_map_hint, likely_mask_class
 from maskwatch.data.images import ImageHeader, image_header
 from maskwatch.errors import MaskwatchError, name_some
 
@@ -396,17 +396,22 @@ class DatasetBuilder:
         groups: dict[str, list[str]] = defaultdict(list)
         for label in self.classes:
             groups[spelling_key(label)].append(label)
+        two_classes = set(groups) <= {spelling_key(c) for c in TWO_CLASSES}
         for labels in groups.values():
             if len(labels) < 2:
                 continue
-            # The project's own class name first (a typo is never the target), else the commonest spelling.
-            labels.sort(key=lambda label: (label not in MASK_CLASSES, -len(self.label_files.get(label, {}))))
+            # The project's own class name first (a typo is never the target), else the commonest spelling; and
+            # where that is no class of the project's, the mask class its name gives away (`Mask` -> with_mask).
+            own = MASK_CLASSES + TWO_CLASSES if two_classes else MASK_CLASSES  # (mask / no_mask: a 2-class set)
+            labels.sort(key=lambda label: (label not in own, -len(self.label_files.get(label, {}))))
             common, rare = labels[0], labels[1:]
+            target = common if common in own or two_classes else likely_mask_class(common) or common
             uses = [f"{label!r} in {name_some(self.label_files.get(label, {})) or 'no box'}" for label in rare]
+            renamed = [label for label in labels if label != target]
             self.problem(f"labels {', '.join(repr(label) for label in labels)} differ only by case, spaces or "
                          f"underscores: {'; '.join(uses)}. Rename with "
-                         f"{' '.join('--label-map ' + shlex.quote(label + '=' + common) for label in rare)}, or fix "
-                         f"the class list with --classes", always=True)
+                         f"{' '.join('--label-map ' + shlex.quote(label + '=' + target) for label in renamed)}, or "
+                         f"fix the class list with --classes", always=True)
 
     def _warn_about_other_classes(self, source: str) -> None:
         """Labels that are not maskwatch's classes become classes of their own (a typo such as `nomask` among

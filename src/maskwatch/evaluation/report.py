@@ -43,8 +43,8 @@ def plot_pr_curves(result: CocoResult, out_dir: Path, boxes: dict[str, int] | No
         fig, ax = plt.subplots(figsize=(5, 4.2))
         for iou in (0.5, 0.75):
             precision = result.precision[int(np.argmin(np.abs(result.iou_thresholds - iou))), :, k, 0, -1]
-            ap = precision[precision > -1].mean() if (precision > -1).any() else float("nan")
-            ax.plot(result.recall_thresholds, np.where(precision > -1, precision, np.nan), label=f"IoU {iou}: AP {ap:.3f}")
+            ap = f"AP {precision[precision > -1].mean():.3f}" if (precision > -1).any() else "no ground truth"
+            ax.plot(result.recall_thresholds, np.where(precision > -1, precision, np.nan), label=f"IoU {iou}: {ap}")
         ax.set_xlabel("recall"), ax.set_ylabel("precision"), ax.set_xlim(0, 1), ax.set_ylim(0, 1.02)
         count = f"\n({boxes.get(name, 0)} annotated boxes)" if boxes is not None else ""  # (one line is cut)
         ax.set_title(f"PR curve: {name}{count}", fontsize=11), ax.legend(loc="lower left"), ax.grid(alpha=0.3)

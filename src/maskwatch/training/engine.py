@@ -314,6 +314,27 @@ def check_run_folder(cfg: TrainConfig) -> list[str]:
     return earlier
 
 
+REPLACED = "replaced"  # OUT/replaced/: the run --overwrite replaces, kept until the new run has its model
+
+
+def set_earlier_run_aside(out: Path) -> None:
+    """--overwrite: the earlier run's model and files move to OUT/replaced/ (deleted once the new run has its
+    model), so a new run stopped early loses nothing finished. An earlier run without a model (itself stopped
+    early) is deleted, and an older finished run already set aside stays."""
+    files = [out / name for name in ("model", *RUN_FILES, "val.txt") if (out / name).exists()]
+    if (out / "model").is_dir():
+        shutil.rmtree(out / REPLACED, ignore_errors=True)
+        (out / REPLACED).mkdir()
+        for path in files:
+            path.rename(out / REPLACED / path.name)
+        log.warning("%s: the earlier run there is replaced (--overwrite); it waits in %s until this one has its "
+                    "model", out, out / REPLACED)
+        return
+    for path in files:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    log.warning("%s: the earlier run there, which had no model, is replaced (--overwrite)", out)
+
+
 def run_identity(cfg: TrainConfig, train_set: Dataset, val_set: Dataset) -> dict[str, Any]:
     """What a checkpoint must share with the command that resumes it: the data, classes and split."""
     return {"data": str(Path(cfg.data).resolve()), "classes": list(train_set.classes),
@@ -351,6 +372,12 @@ def resume(cfg: TrainConfig, state: dict | None, model: torch.nn.Module,
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     print(f"resumed from {cfg.out / 'last.pt'} at epoch {state['epoch']}")
+    started_for = state.get("epochs", cfg.epochs)
+    if started_for != cfg.epochs:  # the cosine schedule is laid over --epochs: another count moves the rate
+        change = ("its learning rate goes back up, to where a run of that length would be" if cfg.epochs > started_for
+                  else "its learning rate falls faster from here")
+        log.warning(f"{cfg.out}: the run was started for {started_for} epochs and goes on for {cfg.epochs}: {change} "
+                    f"(the schedule is laid over --epochs)")
     return state["epoch"], state["history"], state["best"]
 
 
@@ -363,7 +390,7 @@ def checkpoint(cfg: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.
         best = row["val_mAP50"]
         torch.save({"model": state, "epoch": row["epoch"], "arch": cfg.arch, **extra}, cfg.out / "best.pt")
     torch.save({"model": state, "optimizer": optimizer.state_dict(), "epoch": row["epoch"], "arch": cfg.arch,
-                "history": history + [row], "best": best, **extra}, cfg.out / "last.pt")
+                "history": history + [row], "best": best, "epochs": cfg.epochs, **extra}, cfg.out / "last.pt")
     return best
 
 
@@ -441,10 +468,7 @@ def fit(cfg: TrainConfig) -> Path:
     resumed = resumable_checkpoint(cfg, identity)
     train_set, val_set, images = read_images(train_set, val_set)
     if not cfg.resume and earlier:  # (--overwrite; a two-stage head left beside a one-stage model
-        log.warning("%s: the earlier run there is replaced (--overwrite)", cfg.out)  # would be what --model loads)
-        shutil.rmtree(cfg.out / "model", ignore_errors=True)
-        for name in (*RUN_FILES, "val.txt"):
-            (cfg.out / name).unlink(missing_ok=True)
+        set_earlier_run_aside(cfg.out)  # would be what --model loads)
     cfg.out.mkdir(parents=True, exist_ok=True)  # only once the data is known to be usable
     (cfg.out / "val.txt").write_text("".join(f"{s.stem}\n" for s in val_set.samples))  # for detect --list
     print(f"{cfg.arch}: training on {len(train_set)} images, validating on {len(val_set)} ({device}); "
@@ -490,4 +514,5 @@ def fit(cfg: TrainConfig) -> Path:
     int8 = recipe.export_int8(path, {s.stem: images[s.stem] for s in train_set.samples})
     if int8 is not None:
         print(f"8-bit copy (faster on CPUs with 8-bit dot products): --model {int8}")
+    shutil.rmtree(cfg.out / REPLACED, ignore_errors=True)  # the new run has its model: the earlier one goes
     return path

@@ -20,6 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from maskwatch.cache import cache_dir, file_key
+from maskwatch.classes import DROP_LABEL, label_map_hint
 from maskwatch.data.images import IMAGE_SUFFIXES, read_image
 from maskwatch.errors import MaskwatchError
 from maskwatch.face_finder import CENTERFACE_PATH, LANDMARKS, FaceFinder
@@ -41,18 +42,23 @@ class FacePicture:
     landmarks: np.ndarray  # eyes, nose tip, mouth corners: x, y pairs
 
 
-def list_face_pictures(folder: Path, classes: list[str]) -> list[tuple[Path, int]]:
-    """(picture, class index) for every image in folder/<class name>/; other folder names are an error."""
+def list_face_pictures(folder: Path, classes: list[str],
+                       label_map: dict[str, str] | None = None) -> list[tuple[Path, int]]:
+    """(picture, class index) for every image in folder/<class name>/, the folder names renamed by the data
+    set's --label-map (a folder it maps to nothing is left out); other folder names are an error."""
     folder = Path(folder)
+    label_map = label_map or {}
     if not folder.is_dir():
         raise MaskwatchError(f"--extra-faces {folder}: not a folder (expected one sub-folder per class)")
-    subfolders = sorted(p for p in folder.iterdir() if p.is_dir())
-    unknown = [p.name for p in subfolders if p.name not in classes]
+    subfolders = [p for p in sorted(folder.iterdir()) if p.is_dir() and label_map.get(p.name) != DROP_LABEL]
+    unknown = [p.name for p in subfolders if label_map.get(p.name, p.name) not in classes]
     if unknown or not subfolders:
+        hint = label_map_hint(unknown)
         raise MaskwatchError(f"--extra-faces {folder}: sub-folders must be named after classes {classes}; "
-                             f"found {[p.name for p in subfolders]}")
-    return [(path, classes.index(sub.name)) for sub in subfolders for path in sorted(sub.iterdir())
-            if path.suffix.lower() in IMAGE_SUFFIXES]
+                             f"found {[p.name for p in subfolders]}"
+                             + (f": rename them, or map them as the data set's labels: {hint}" if hint else ""))
+    return [(path, classes.index(label_map.get(sub.name, sub.name))) for sub in subfolders
+            for path in sorted(sub.iterdir()) if path.suffix.lower() in IMAGE_SUFFIXES]
 
 
 def find_face(finder: FaceFinder, image: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -75,9 +81,9 @@ def find_face(finder: FaceFinder, image: np.ndarray) -> tuple[np.ndarray, np.nda
 
 
 def load_face_pictures(folder: Path, classes: list[str], finder: FaceFinder | None = None,
-                       limit: int | None = None) -> list[FacePicture]:
+                       limit: int | None = None, label_map: dict[str, str] | None = None) -> list[FacePicture]:
     """Every picture with one clear face (or `limit` pictures spread over the set)."""
-    items = list_face_pictures(folder, classes)
+    items = list_face_pictures(folder, classes, label_map)
     if limit:
         items = items[::max(1, len(items) // limit)]
     # "upright": the boxes were found on pictures turned as their EXIF says (older caches: as stored)

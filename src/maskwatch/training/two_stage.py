@@ -105,14 +105,15 @@ class TwoStageRecipe(Recipe):
 
     def build_model(self) -> torch.nn.Module:
         cfg = self.cfg
+        self.pictures: list[FacePicture] = []
+        if cfg.extra_faces:  # (first: a folder named after no class is said before the long search for candidates)
+            self.pictures = load_face_pictures(cfg.extra_faces, self.classes, limit=32 if cfg.quick else None,
+                                               label_map=cfg.label_map)
         candidates = find_candidates(self.images, cfg.out / "candidates.npz",
                                      policy=ScalePolicy(upscale_to=tuple(self.candidate_upscale_to), coarse_first=None))
         self.matched = {s.stem: match_candidates(s.stem, candidates[s.stem], s.detections, left_out=s.left_out)
                         for s in self.train_set.samples}
         self.copies = copies_per_class(self.train_set, self.jitter_copies, cfg.balance_classes)
-        self.pictures: list[FacePicture] = []
-        if cfg.extra_faces:
-            self.pictures = load_face_pictures(cfg.extra_faces, self.classes, limit=32 if cfg.quick else None)
         self.picture_images = {str(p.path): read_image(p.path) for p in self.pictures}
         if cfg.synthetic_wrong and not self._can_synthesise():
             raise MaskwatchError(f"--synthetic-wrong needs --extra-faces with with_mask and without_mask pictures "
