@@ -617,6 +617,7 @@ def test_evaluate_says_a_missing_class_is_left_out_of_the_mean_only_where_it_wou
     pred.write_text(json.dumps({"image": "maksssksksss5.jpg", "detections": []}) + "\n")
     args = ["evaluate", "--gt", str(small_voc), "--pred", str(pred), "--label-map", "mask_weared_incorrect="]
     three = run(*args, "--out", str(tmp_path / "three"))
+    assert "p.jsonl holds no detection at all" in three.stderr
     assert "scored with the three mask classes; " in three.stderr and "mask_weared_incorrect" in three.stderr
     two = run(*args, "--scheme", "2class", "--out", str(tmp_path / "two"))
     assert "three mask classes" not in two.stdout + two.stderr

@@ -18,14 +18,16 @@ from maskwatch.training.engine import TrainConfig, fit  # noqa: E402
 
 
 @pytest.mark.slow
-def test_quick_training_runs_end_to_end_and_the_loss_falls(data_dir, tmp_path):
+def test_quick_training_runs_end_to_end_and_the_loss_falls(data_dir, tmp_path, caplog):
     onnx_path = fit(TrainConfig(data=data_dir, out=tmp_path / "run", quick=True, threads=2, epochs=2))
     with (tmp_path / "run" / "history.csv").open() as f:
         history = list(csv.DictReader(f))
     assert len(history) == 2
     assert float(history[1]["loss"]) < float(history[0]["loss"])
     assert (tmp_path / "run" / "history.png").is_file() and (tmp_path / "run" / "last.pt").is_file()
-    detector = Detector.load(tmp_path / "run", threads=2)
+    with caplog.at_level("WARNING"):
+        detector = Detector.load(tmp_path / "run", threads=2)
+    assert "was trained with --quick" in caplog.text  # said where it is used, not only where it was made
     assert detector.classes == ["with_mask", "without_mask", "mask_weared_incorrect"]
     assert onnx_path.stat().st_size > 1_000_000
     # its 8-bit copy, beside it: loads with the float head's settings and the 8-bit face finder, and answers alike

@@ -395,6 +395,10 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
                       f"(as detect does), are moved to the stored pixels the boxes are read in", highlight=False,
                       soft_wrap=True)
     check_some_image_matched(dataset, predictions, str(pred))  # (before the warnings: they would be about nothing)
+    if not any(len(p.detections) for p in predictions):
+        console.print(f"[yellow]{escape(str(pred))} holds no detection at all: every face counts as missed, and every "
+                      f"score is 0 (detect writes faces scored >= 0.01 unless --conf says otherwise)[/yellow]",
+                      highlight=False, soft_wrap=True)
     if split:
         known = {s.stem for s in dataset.samples}
         dataset = dataset.subset(listed_names(dataset, split))

@@ -11,6 +11,7 @@ calls from a single fine-tuned CenterFace.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +30,7 @@ from maskwatch.thresholds import CONFIDENT_FACE_SCORE, DETECTOR_ALL_CLASSES, DET
 if TYPE_CHECKING:
     import PIL.Image
 
+log = logging.getLogger(__name__)
 DEFAULT_HEAD = WEIGHTS_DIR / kind_of(TWO_STAGE).model_file
 INT8_SUFFIX = "-int8"
 
@@ -261,6 +263,9 @@ class Detector(_FaceDetector):
             return cls(path, int8_twin(CENTERFACE_PATH), config_path=float_twin.with_suffix(".json"), **kwargs)
         config = path.with_suffix(".json")
         arch = ScoringConfig.read(config).arch if config.is_file() else TWO_STAGE
+        if config.is_file() and json.loads(config.read_text()).get("train_options", {}).get("quick"):
+            log.warning("%s was trained with --quick: a check of the pipeline on a few images, not a model to use",
+                        path)
         return kind_of(arch).load_runtime()(path, **kwargs)
 
     def _run_head(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
