@@ -190,6 +190,34 @@ def test_a_failed_image_fixed_since_is_done_on_the_next_run_and_keeps_one_row(la
     assert len(rows) == 5 and all(row["error"] is None for row in rows)
 
 
+def test_a_photo_replaced_under_its_name_runs_again_and_rows_of_deleted_files_are_said(late_errors, tmp_path,
+                                                                                       data_dir, caplog):
+    """Rows were matched by path alone: a photo re-exported under its name kept its old picture's row, silently."""
+    import pyarrow.dataset as ds
+
+    folder = tmp_path / "in"
+    shutil.copytree(late_errors, folder)
+    out = tmp_path / "out"
+    run_batch(str(folder), out, "local", threads=2, part_rows=2)
+    first = rows_by_path(out)[str(folder / "maksssksksss0.jpg")]
+    assert first["file_size"] == (folder / "maksssksksss0.jpg").stat().st_size
+    shutil.copy(data_dir / "images" / "maksssksksss657.jpg", folder / "maksssksksss0.jpg")  # another photo
+    (folder / "maksssksksss1.jpg").unlink()
+    with caplog.at_level("WARNING"):
+        again = run_batch(str(folder), out, "local", threads=2, part_rows=2)
+    assert "1 image(s) changed since their rows were written" in caplog.text and "maksssksksss0.jpg" in caplog.text
+    assert "1 row(s) in the results folder name files that no longer exist" in caplog.text
+    assert again.processed == 2  # the changed photo and the broken file (tried again)
+    rows = ds.dataset(out, format="parquet").to_table().to_pylist()  # one row per image, the new one
+    replaced = [row for row in rows if row["path"] == str(folder / "maksssksksss0.jpg")]
+    assert len(replaced) == 1 and (replaced[0]["width"], replaced[0]["height"]) == (400, 267)  # 657's size
+    assert replaced[0]["detections"] != first["detections"]
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert run_batch(str(folder), out, "local", threads=2).processed == 1  # (the broken file only)
+    assert "changed since" not in caplog.text
+
+
 def test_ctrl_c_keeps_the_rows_done_and_the_next_run_goes_on(images, tmp_path, monkeypatch):
     import maskwatch.batch.local as local
 
@@ -221,6 +249,14 @@ def test_a_results_folder_of_other_settings_is_refused_and_bad_options_are_named
             run_batch(str(images), out, "local", threads=2, **options)
     with pytest.raises(MaskwatchError, match="--conf is a score from 0 to 1"):
         run_batch(str(images), tmp_path / "other", "local", conf=2)
+    # Under Ray these hung for ever without a word (an address where nothing listens), printed each actor's
+    # traceback (a model that cannot load) or a ValueError traceback (no actors): refused here, nothing written.
+    for options, message in (({"address": "127.0.0.1:1"}, "--address 127.0.0.1:1: no Ray cluster answers there"),
+                             ({"model": str(images / "x.onnx")}, "no such model file or run folder"),
+                             ({"actors": 0}, "--actors and --threads must be at least 1, not 0")):
+        with pytest.raises(MaskwatchError, match=message):
+            run_batch(str(images), tmp_path / "ray", "ray", **options)
+    assert not (tmp_path / "ray").exists()
     import pyarrow.parquet as pq
 
     assert pq.read_table(out).num_rows == 1  # the settings file is not a part to Parquet readers

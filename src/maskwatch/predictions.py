@@ -187,7 +187,8 @@ def _read_batch_rows(path: Path, classes: list[str] | tuple[str, ...]) -> Iterat
 # `maskwatch batch` results: Parquet parts of one row per image, the detections as this module's records (JSON),
 # and a count column per mask class (a model of other classes: its labels are in `detections`; every part of a
 # folder has one schema); `annotated`: the image's annotated copy, relative to the folder (with --annotate).
-ROW_FIELDS = ("path", "width", "height", "detections", "faces", *MASK_CLASSES, "error", "annotated")
+ROW_FIELDS = ("path", "width", "height", "detections", "faces", *MASK_CLASSES, "error", "annotated", "file_size",
+              "file_mtime_ns")  # (the file as it was read: a file changed since runs again; null before 2026-11-28)
 
 
 def row_schema():
@@ -207,18 +208,21 @@ def result_parts(folder: Path) -> list[Path]:
     return sorted(p for p in Path(folder).glob("*.parquet") if not p.name.startswith(("_", ".")))
 
 
-def with_copy_column(table):
-    """A part's table with the `annotated` column, empty where a part written before 2026-11-27 lacks it."""
+def with_every_column(table):
+    """A part's table with the columns parts of older versions lack, empty there: `annotated` (before
+    2026-11-27), `file_size` and `file_mtime_ns` (before 2026-11-28)."""
     import pyarrow as pa
 
-    if "annotated" in table.column_names:
-        return table
-    return table.append_column("annotated", pa.nulls(table.num_rows, pa.string()))
+    schema = row_schema()
+    for name in ("annotated", "file_size", "file_mtime_ns"):
+        if name not in table.column_names:
+            table = table.append_column(schema.field(name), pa.nulls(table.num_rows, schema.field(name).type))
+    return table
 
 
 def read_results(out_dir: Path):
     """All rows of a `maskwatch batch` results folder (or one part) as a pyarrow Table in the row schema (parts
-    of older versions, which may store `error` as type null or lack `annotated`, are brought to it; parts cut
+    of older versions, which may store `error` as type null or lack later columns, are brought to it; parts cut
     short are skipped)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -230,7 +234,7 @@ def read_results(out_dir: Path):
     tables = []
     for part in parts:
         try:
-            tables.append(with_copy_column(pq.read_table(part)).select(schema.names).cast(schema))
+            tables.append(with_every_column(pq.read_table(part)).select(schema.names).cast(schema))
         except Exception as exc:  # a part cut short by a crash: its images run again on the next run
             log.warning("%s: unreadable result part (%s); skipped", part, exc)
     return pa.concat_tables(tables) if tables else schema.empty_table()

@@ -18,7 +18,7 @@ from maskwatch.data.images import annotated_copy_name, read_image, save_annotate
 from maskwatch.data.inputs import numbered_name
 from maskwatch.detector import Detector
 from maskwatch.errors import MaskwatchError, name_some, utf8_text
-from maskwatch.predictions import ImagePredictions, class_counts, result_parts, with_copy_column
+from maskwatch.predictions import ImagePredictions, class_counts, result_parts, with_every_column
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,10 @@ def detect_row(detector: Detector, path: str, conf: float, annotate_dir: Path | 
     written as annotate_dir/name (data.inputs.output_names: unique across the run). Its path and error are
     `utf8_text`."""
     row: dict = {"path": utf8_text(path), "width": 0, "height": 0, "detections": "[]", "faces": 0,
-                 **{c: 0 for c in MASK_CLASSES}, "error": None, "annotated": None}
+                 **{c: 0 for c in MASK_CLASSES}, "error": None, "annotated": None, "file_size": None,
+                 "file_mtime_ns": None}
+    # The file as it is about to be read: a change after this point shows as one on the next run.
+    row["file_size"], row["file_mtime_ns"] = file_stamp(path) or (None, None)
     try:
         image = read_image(path)
         detections = detector(image, min_score=conf)
@@ -57,6 +60,16 @@ def detect_row(detector: Detector, path: str, conf: float, annotate_dir: Path | 
         except MaskwatchError as exc:  # the detections stand; the row says the copy is missing
             row["error"] = utf8_text(str(exc))
     return row
+
+
+def file_stamp(path: str) -> tuple[int, int] | None:
+    """Size and modification time of the file a path names (None where it cannot be read): a row written for
+    other values is of another version of the file."""
+    try:
+        stat = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return stat.st_size, stat.st_mtime_ns
 
 
 def copy_key(name: str) -> str:
@@ -115,6 +128,7 @@ class FolderState:
     rows: dict[Path, list[str]] = field(default_factory=dict)  # part -> its rows' paths (normalised)
     unreadable: list[Path] = field(default_factory=list)
     copies: dict[str, str] = field(default_factory=dict)  # annotated copy (relative to the folder) -> its row's path
+    stamps: dict[str, tuple[int, int]] = field(default_factory=dict)  # path -> the file as its latest row read it
     without_copies: set[Path] = field(default_factory=set)  # parts of older versions, without the `annotated` column
 
     @property
@@ -138,7 +152,8 @@ def read_folder(out_dir: Path) -> FolderState:
     copy_of: dict[str, str | None] = {}  # path -> the copy its latest row names
     for part in parts_oldest_first(out_dir):
         try:
-            columns = [c for c in ("path", "error", "annotated") if c in pq.read_schema(part).names]
+            columns = [c for c in ("path", "error", "annotated", "file_size", "file_mtime_ns")
+                       if c in pq.read_schema(part).names]
             table = pq.read_table(part, columns=columns)
         except Exception:  # cut short by a crash or an interrupted write: nothing in it can be trusted
             state.unreadable.append(part)
@@ -148,9 +163,15 @@ def read_folder(out_dir: Path) -> FolderState:
         copies = table.column("annotated").to_pylist() if "annotated" in columns else [None] * len(paths)
         if "annotated" not in columns:
             state.without_copies.add(part)
-        for path, error, copy in zip(paths, table.column("error").to_pylist(), copies):
+        sizes, times = ((table.column(c).to_pylist() if c in columns else [None] * len(paths))
+                        for c in ("file_size", "file_mtime_ns"))
+        for path, error, copy, size, mtime in zip(paths, table.column("error").to_pylist(), copies, sizes, times):
             state.latest[path] = (part, error)
             copy_of[path] = copy
+            if size is None or mtime is None:
+                state.stamps.pop(path, None)
+            else:
+                state.stamps[path] = (size, mtime)
     state.copies = {copy: path for path, copy in copy_of.items() if copy}
     return state
 
@@ -176,7 +197,7 @@ def tidy_folder(state: FolderState) -> FolderState:
             part.unlink()
             del state.rows[part]
             continue
-        table = with_copy_column(pq.read_table(part))  # (an older version's part gets it: one schema again)
+        table = with_every_column(pq.read_table(part))  # (an older version's part: one schema again)
         temp = part.with_name(f".{part.stem}.{os.getpid()}.tmp")
         pq.write_table(table.filter(pc.field("path").isin([raw for raw, k in zip(
             table.column("path").to_pylist(), keep) if k])), temp)

@@ -20,6 +20,8 @@ from pathlib import Path
 from maskwatch.batch.core import detect_row, part_name
 from maskwatch.predictions import row_schema
 
+CONNECT_TIMEOUT_S = 5.0  # a cluster's head answers a TCP connect at once; a wrong --address is said after this
+
 
 class DetectActor:
     """A callable class for `map_batches`: Ray builds one per actor, so the model loads once per worker."""
@@ -113,9 +115,19 @@ def cluster_address(address: str | None) -> tuple[str | None, str]:
 
 
 def check_address(address: str | None, named: str) -> None:
-    """Refuses what cannot work before anything is written: Ray's client (ray://)."""
+    """Refuses what cannot work before anything is written: Ray's client (ray://), and a HOST:PORT where nothing
+    listens (ray.init would wait there for ever, saying nothing)."""
+    import socket
+
     from maskwatch.errors import MaskwatchError
 
+    host, _, port = (address or "").rpartition(":")
+    if host and port.isdigit() and "://" not in address:
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+        except OSError as exc:
+            raise MaskwatchError(f"{named} {address}: no Ray cluster answers there ({exc}); start one with `ray "
+                                 f"start --head`, or leave out {named} for a local one") from exc
     if address and address.startswith("ray://"):
         # Tried with Ray 2.60: connected through the client, Ray Data's executor fails at the first block
         # ("'Worker' object has no attribute 'core_worker'"); Ray's docs send such work to Ray Jobs.

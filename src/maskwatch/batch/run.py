@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from maskwatch.batch.core import (check_settings, folder_lock, names_keeping_earlier_copies, normalise_path,
-                                  read_folder, read_settings, tidy_folder)
+from maskwatch.batch.core import (FolderState, check_settings, file_stamp, folder_lock, names_keeping_earlier_copies,
+                                  normalise_path, read_folder, read_settings, tidy_folder)
 from maskwatch.data.inputs import check_copies_apart, check_writable, collect_images, copy_names, output_names
 from maskwatch.detector import SHIPPED, check_score, is_shipped_name, model_fingerprint
-from maskwatch.errors import MaskwatchError, install_hint, utf8_text
+from maskwatch.errors import MaskwatchError, install_hint, name_some, utf8_text
 from maskwatch.limits import BATCH_PART_ROWS
 from maskwatch.thresholds import FOR_PEOPLE
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -39,10 +42,14 @@ def run_batch(spec: str | list[str], out: Path, engine: str = "local", address: 
     out, conf = Path(out), check_score(conf, "--conf")
     if engine not in ("local", "ray"):
         raise MaskwatchError(f"unknown engine {engine!r}; use local or ray")
+    if actors < 1 or (threads is not None and threads < 1):
+        raise MaskwatchError(f"--actors and --threads must be at least 1, not {actors if actors < 1 else threads}")
     if engine == "ray":  # an address that cannot work, refused before the results folder is made
         from maskwatch.batch.ray_engine import check_address, cluster_address
+        from maskwatch.detector import Detector
 
         check_address(*cluster_address(address))
+        Detector.load(model, threads=1)  # a model that cannot load: one line here, not each Ray actor's traceback
     # (its annotated copies are the only pictures a results folder holds: left out of the inputs, also where
     # --out is an input folder itself)
     found = collect_images([spec] if isinstance(spec, (str, Path)) else spec, only, out / "annotated")
@@ -70,6 +77,8 @@ def run_batch(spec: str | list[str], out: Path, engine: str = "local", address: 
         done_files = {os.path.realpath(p) for p in done}
         todo = [p for p in paths if utf8_text(p) not in done
                 and (real := os.path.realpath(p)) not in done_files and utf8_text(real) not in done]
+        todo += changed_since_read(sorted(set(paths) - set(todo)), before)
+        say_rows_of_files_gone(before, {utf8_text(p) for p in paths})
         annotate_dir = out / "annotated" if annotate else None
         if annotate_dir is not None:
             check_writable(annotate_dir, "--annotate")
@@ -88,6 +97,32 @@ def run_batch(spec: str | list[str], out: Path, engine: str = "local", address: 
     if summary.interrupted:  # the rows this run wrote before it stopped
         summary.processed = sum(len(rows) for part, rows in after.rows.items() if part not in before.rows)
     return summary
+
+
+def changed_since_read(done: list[str], before: FolderState) -> list[str]:
+    """Of the images with a row, those whose file changed since (another size or modification time: a photo
+    re-exported or replaced under its name), said: they run again, and their new rows replace the old ones."""
+    changed = []
+    for path in done:
+        row = next((key for key in (utf8_text(path), os.path.realpath(path), utf8_text(os.path.realpath(path)))
+                    if key in before.latest), None)
+        recorded = before.stamps.get(row) if row else None  # (rows of older versions record none)
+        if recorded is not None and file_stamp(path) not in (recorded, None):
+            changed.append(path)
+    if changed:
+        log.warning("%d image(s) changed since their rows were written (another size or modification time: %s): "
+                    "they run again, and their new rows replace the old", len(changed),
+                    name_some([utf8_text(p) for p in changed], 3))
+    return changed
+
+
+def say_rows_of_files_gone(before: FolderState, inputs: set[str]) -> None:
+    """Rows of files that no longer exist stay in the folder (a results folder is a record), said once."""
+    gone = [path for path in before.latest if path not in inputs and not os.path.lexists(path)]
+    if gone:
+        log.warning("%d row(s) in the results folder name files that no longer exist (%s): kept, and "
+                    "read_results() returns them with the others; delete the folder to start afresh", len(gone),
+                    name_some(gone, 3))
 
 
 def _run_engine(todo: list[str], out: Path, engine: str, address: str | None, conf: float,
