@@ -383,7 +383,7 @@ def test_threads_reach_each_ray_actor(images, tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_ray_engine_on_a_local_cluster_gives_the_same_rows_as_local(images, tmp_path):
+def test_ray_engine_on_a_local_cluster_gives_the_same_rows_as_local(images, tmp_path, capsys):
     ray = pytest.importorskip("ray")
     local = run_batch(str(images), tmp_path / "local", "local", threads=1)
     growing = tmp_path / "growing"  # a folder that gets a broken image after a first run without errors
@@ -393,7 +393,10 @@ def test_ray_engine_on_a_local_cluster_gives_the_same_rows_as_local(images, tmp_
     shutil.copy(images / "maksssksksss5.jpg", growing / os.fsdecode(b"caf\xe9.jpg"))  # Latin-1: Arrow takes bytes
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)  # one cluster for all runs below
     try:
+        capsys.readouterr()
         on_ray = run_batch(str(images), tmp_path / "ray", "ray", actors=2)
+        shown = capsys.readouterr().err  # (Ray Data's own bars are off: without this, nothing for hours)
+        assert "detecting (Ray): 100%" in shown and "7/7" in shown
         resumed = run_batch(str(images), tmp_path / "ray", "ray", actors=2)
         clean = run_batch(str(growing), tmp_path / "late", "ray", actors=1, threads=2)  # an actor of 2 CPUs
         (growing / "zz_broken.jpg").write_text("not an image")

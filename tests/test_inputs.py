@@ -42,6 +42,16 @@ def test_folders_images_lists_and_globs_in_order_without_repeats(folders, monkey
         collect_images(["tf"])
 
 
+def test_a_glob_of_a_suffix_matches_it_in_any_case_as_folders_are_read(folders, monkeypatch):
+    """'archive/**/*.jpg' left a camera's .JPG files out without a word, while a folder given whole reads them."""
+    monkeypatch.chdir(folders)
+    (folders / "a" / "maksssksksss1.jpg").rename(folders / "a" / "IMG_0001.JPG")
+    (folders / "b" / "deep" / "maksssksksss5.jpg").rename(folders / "b" / "deep" / "IMG_0002.Jpeg")
+    assert [p.as_posix() for p in collect_images(["**/*.jpg"])] == ["a/IMG_0001.JPG", "a/maksssksksss0.jpg"]
+    assert [p.as_posix() for p in collect_images(["b/**/*.JPEG"])] == ["b/deep/IMG_0002.Jpeg"]
+    assert len(collect_images(["a"])) == 2
+
+
 def test_pictures_in_formats_not_read_are_named_and_other_files_are_not(folders, caplog):
     (folders / "a" / "party.gif").write_bytes(b"GIF89a")
     (folders / "a" / "annotations.xml").write_text("<annotation/>")

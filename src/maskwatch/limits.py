@@ -68,6 +68,7 @@ SERVE_DATA_DIR = Path("out/serve")  # where its video jobs and results are kept 
 WEBHOOK_TIMEOUT_S = 5.0
 
 # Batch: the local engine writes a Parquet part every this many rows or seconds, whichever comes first (a crash
-# loses at most the rows of that time; slow images, big photos, come out in smaller parts).
+# loses at most the rows of that time; slow images, big photos, come out in smaller parts); the Ray engine's blocks,
+# each written as one part, hold about as many (a million images: some 5,000 parts, not 125,000 of 8 rows).
 BATCH_PART_ROWS = 200
 BATCH_PART_SECONDS = 30.0

@@ -14,10 +14,12 @@ import contextlib
 import logging
 import os
 import sys
+import threading
 import warnings
 from pathlib import Path
 
 from maskwatch.batch.core import detect_row, part_name
+from maskwatch.limits import BATCH_PART_ROWS
 from maskwatch.predictions import row_schema
 
 CONNECT_TIMEOUT_S = 5.0  # a cluster's head answers a TCP connect at once; a wrong --address is said after this
@@ -44,7 +46,7 @@ class DetectActor:
 
 def run_ray(paths: list[str], out_dir: Path, model: str | None, conf: float, annotate_dir: Path | None,
             address: str | None = None, actors: int = 2, batch_size: int = 8, threads_per_actor: int = 1,
-            names: dict[str, str] | None = None, verbose: bool = True) -> int:
+            names: dict[str, str] | None = None, verbose: bool = True, part_rows: int = BATCH_PART_ROWS) -> int:
     import ray
 
     from maskwatch.stop_signals import current_handlers, restore_signals, stop_signals_as_interrupt
@@ -70,7 +72,7 @@ def run_ray(paths: list[str], out_dir: Path, model: str | None, conf: float, ann
             if not verbose:  # Ray Data's advice on its actor pool sizes, not the user's business
                 warnings.filterwarnings("ignore", category=UserWarning, module=r"ray\.")
             return _run(paths, out_dir, model, conf, annotate_dir, actors, batch_size, threads_per_actor,
-                        names or {})
+                        names or {}, part_rows, verbose)
     finally:
         if watchdog is not None:
             from maskwatch.batch.ray_watchdog import stop_watchdog
@@ -82,11 +84,14 @@ def run_ray(paths: list[str], out_dir: Path, model: str | None, conf: float, ann
 
 
 def _run(paths: list[str], out_dir: Path, model: str | None, conf: float, annotate_dir: Path | None,
-         actors: int, batch_size: int, threads_per_actor: int, names: dict[str, str]) -> int:
+         actors: int, batch_size: int, threads_per_actor: int, names: dict[str, str], part_rows: int,
+         verbose: bool) -> int:
     import ray
 
-    # Enough blocks for every actor to have work, and no block much bigger than a batch.
-    blocks = max(1, min(len(paths), max(2 * actors, -(-len(paths) // batch_size))))
+    # Enough blocks for every actor to have work, none much bigger than a part of the local engine (a block is
+    # written as one part: a crash loses the blocks in flight, and a folder of millions of rows holds thousands of
+    # parts, not a part per batch).
+    blocks = max(1, min(len(paths), max(2 * actors, -(-len(paths) // part_rows))))
     # As bytes: Arrow's strings are UTF-8, and a file name need not be (an old archive's Latin-1 names).
     dataset = ray.data.from_items([{"path": os.fsencode(p), "name": os.fsencode(names.get(p, Path(p).name))}
                                    for p in paths], override_num_blocks=blocks)
@@ -101,8 +106,52 @@ def _run(paths: list[str], out_dir: Path, model: str | None, conf: float, annota
     prefix = part_name("ray")
     # Writing takes no CPU of its own: with every CPU held by the detector actors, a write that asked for one
     # would wait for the whole run, and an interrupted run would lose every finished row.
-    results.write_parquet(str(out_dir), filename_provider=_filename_provider(prefix), ray_remote_args={"num_cpus": 0})
+    with PartsProgress(out_dir, prefix, len(paths), enabled=not verbose):  # (--verbose: Ray's own bars)
+        results.write_parquet(str(out_dir), filename_provider=_filename_provider(prefix),
+                              ray_remote_args={"num_cpus": 0})
     return len(paths)
+
+
+class PartsProgress:
+    """A progress bar of the rows this run has written: Ray Data's own bars are off without --verbose, and a run
+    over an archive would otherwise say nothing for hours. The parts on disk are counted every second (their
+    Parquet footers only), so it moves a block at a time."""
+
+    def __init__(self, out_dir: Path, prefix: str, total: int, enabled: bool = True, every_s: float = 1.0):
+        self.out_dir, self.prefix, self.total, self.enabled, self.every_s = out_dir, prefix, total, enabled, every_s
+        self.counted: set[Path] = set()
+        self.stop = threading.Event()
+
+    def __enter__(self) -> "PartsProgress":
+        if self.enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.total, desc="detecting (Ray)", unit="img")
+            self.thread = threading.Thread(target=self._watch, daemon=True)
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.enabled:
+            self.stop.set()
+            self.thread.join()
+            self._count()
+            self.bar.close()
+
+    def _watch(self) -> None:
+        while not self.stop.wait(self.every_s):
+            self._count()
+
+    def _count(self) -> None:
+        import pyarrow.parquet as pq
+
+        for part in sorted(set(self.out_dir.glob(f"{self.prefix}*.parquet")) - self.counted):
+            try:
+                rows = pq.read_metadata(part).num_rows
+            except Exception:  # still being written: counted on a later look
+                continue
+            self.counted.add(part)
+            self.bar.update(rows)
 
 
 def cluster_address(address: str | None) -> tuple[str | None, str]:

@@ -36,8 +36,8 @@ def run_batch(spec: str | list[str], out: Path, engine: str = "local", address: 
               threads: int | None = None, only: Path | None = None, verbose: bool = False,
               part_rows: int = BATCH_PART_ROWS) -> BatchSummary:
     """spec: what `detect` takes (folders, images, .txt lists of paths, globs); only: a list of names to keep.
-    verbose: let Ray print its own logs and progress (quiet otherwise). part_rows: rows per Parquet part of the
-    local engine (Ray writes one part per block). Images that failed before are tried again; a folder of results
+    verbose: let Ray print its own logs and progress (quiet otherwise). part_rows: rows per Parquet part (the local
+    engine's at most; Ray's blocks, each written as a part, about as many). Images that failed before are tried again; a folder of results
     made with another conf, model or --annotate is refused. Ctrl-C keeps what was written (`interrupted`)."""
     out, conf = Path(out), check_score(conf, "--conf")
     if engine not in ("local", "ray"):
@@ -139,4 +139,4 @@ def _run_engine(todo: list[str], out: Path, engine: str, address: str | None, co
     except ImportError as exc:
         raise MaskwatchError(f"the Ray engine needs Ray ({exc}): {install_hint('ray')}") from exc
     return run_ray(todo, out, model, conf, annotate_dir, address, actors, threads_per_actor=threads or 1, names=names,
-                   verbose=verbose)
+                   verbose=verbose, part_rows=part_rows)

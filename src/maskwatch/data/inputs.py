@@ -88,6 +88,15 @@ class CopiesRecord:
         self.names.add(name)
 
 
+def any_case_suffix(pattern: str) -> str:
+    """A glob whose last part ends in a file suffix of letters (`*.jpg`) matches it in any case (`x.JPG`, as
+    cameras name files): the formats are read whatever the case of their suffix, so a folder listing takes both."""
+    head, dot, suffix = pattern.rpartition(".")
+    if not dot or not suffix.isalpha() or "/" in suffix or "\\" in suffix:
+        return pattern
+    return head + dot + "".join(f"[{c.lower()}{c.upper()}]" for c in suffix)
+
+
 def collect_images(specs: Sequence[str | Path], only: Path | None = None, output: Path | None = None,
                    output_copies: set[str] | None = None) -> list[Path]:
     """Image paths in the order given, without repeats, from each spec:
@@ -123,7 +132,7 @@ def collect_images(specs: Sequence[str | Path], only: Path | None = None, output
         elif path.is_file():
             paths.append(path)
         elif _GLOB_CHARS & set(str(spec)):
-            matches = sorted(Path(p) for p in glob.glob(str(spec), recursive=True))
+            matches = sorted(Path(p) for p in glob.glob(any_case_suffix(str(spec)), recursive=True))
             if not matches:
                 raise MaskwatchError(f"{spec}: no files match this pattern")
             warn_unread(matches, str(spec))
