@@ -185,8 +185,9 @@ def tidy_folder(state: FolderState) -> FolderState:
 
     for part in state.unreadable:
         aside = part.with_name(f"_unreadable-{part.name}.broken")
-        log.warning("%s: a result part cut short (an interrupted write); moved aside as %s, its images run again "
-                    "next time", part, aside.name)
+        log.warning("%s: a result part cut short (an interrupted write); moved aside as %s: its images have no "
+                    "row from it, so a run over them does them again (this one did, where they were its inputs)",
+                    part, aside.name)
         part.replace(aside)
     state.unreadable = []
     for part, paths in list(state.rows.items()):
