@@ -603,8 +603,10 @@ def test_an_output_folder_that_is_a_file_is_refused_before_any_work(small_voc, t
     pred = tmp_path / "p.jsonl"
     pred.write_text(json.dumps({"image": "maksssksksss5.jpg", "detections": []}) + "\n")
     (tmp_path / "taken").write_text("a user's file")
+    (tmp_path / "dangling").symlink_to(tmp_path / "gone")
     for out, said in ((tmp_path / "taken", "is a file: it names a folder"),
-                      (tmp_path / "taken" / "sub", "taken is a file, so no folder can be made under it")):
+                      (tmp_path / "taken" / "sub", "taken is a file, so no folder can be made under it"),
+                      (tmp_path / "dangling", "dangling is a link to nothing")):
         result = run(*command.format(voc=small_voc, out=out, pred=pred).split(), ok=False)
         assert result.returncode == 2 and said in result.stderr and "Traceback" not in result.stderr
         assert "classes of" not in result.stdout + result.stderr  # refused before the data set was read
@@ -617,7 +619,7 @@ def test_evaluate_says_a_missing_class_is_left_out_of_the_mean_only_where_it_wou
     pred.write_text(json.dumps({"image": "maksssksksss5.jpg", "detections": []}) + "\n")
     args = ["evaluate", "--gt", str(small_voc), "--pred", str(pred), "--label-map", "mask_weared_incorrect="]
     three = run(*args, "--out", str(tmp_path / "three"))
-    assert "p.jsonl holds no detection at all" in three.stderr
+    assert "p.jsonl holds no detection left after --label-map" in three.stderr
     assert "scored with the three mask classes; " in three.stderr and "mask_weared_incorrect" in three.stderr
     two = run(*args, "--scheme", "2class", "--out", str(tmp_path / "two"))
     assert "three mask classes" not in two.stdout + two.stderr

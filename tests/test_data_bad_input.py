@@ -790,6 +790,9 @@ def test_a_split_list_naming_an_image_whose_annotation_was_skipped_goes_on_witho
     with caplog.at_level("WARNING"):
         assert listed_names(dataset, val) == ["maksssksksss5", "maksssksksss139"]
     assert "1 of its names are images left out as the data set was read (maksssksksss94" in caplog.text
+    val.write_text("maksssksksss94\n")  # nothing left: refused, not 0 images scored or validated on
+    with pytest.raises(MaskwatchError, match="every one of its 1 names is an image left out"):
+        listed_names(dataset, val)
     val.write_text("maksssksksss94\nmaksssksksss5\nnot_here\n")  # a name no problem explains still stops it
     with pytest.raises(MaskwatchError, match="1 of its 3 names are not images of the data set \\(not_here\\)"):
         listed_names(dataset, val)

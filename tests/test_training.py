@@ -19,15 +19,17 @@ from maskwatch.training.engine import TrainConfig, fit  # noqa: E402
 
 @pytest.mark.slow
 def test_quick_training_runs_end_to_end_and_the_loss_falls(data_dir, tmp_path, caplog):
+    caplog.set_level("WARNING")
     onnx_path = fit(TrainConfig(data=data_dir, out=tmp_path / "run", quick=True, threads=2, epochs=2))
+    assert "was trained with --quick" not in caplog.text  # (train says it its own way, once)
     with (tmp_path / "run" / "history.csv").open() as f:
         history = list(csv.DictReader(f))
     assert len(history) == 2
     assert float(history[1]["loss"]) < float(history[0]["loss"])
     assert (tmp_path / "run" / "history.png").is_file() and (tmp_path / "run" / "last.pt").is_file()
-    with caplog.at_level("WARNING"):
-        detector = Detector.load(tmp_path / "run", threads=2)
+    detector = Detector.load(tmp_path / "run", threads=2)
     assert "was trained with --quick" in caplog.text  # said where it is used, not only where it was made
+    caplog.clear()
     assert detector.classes == ["with_mask", "without_mask", "mask_weared_incorrect"]
     assert onnx_path.stat().st_size > 1_000_000
     # its 8-bit copy, beside it: loads with the float head's settings and the 8-bit face finder, and answers alike
@@ -36,6 +38,7 @@ def test_quick_training_runs_end_to_end_and_the_loss_falls(data_dir, tmp_path, c
     from maskwatch.detector import CENTERFACE_PATH, int8_twin
 
     int8 = Detector.load(int8_twin(onnx_path), threads=2)
+    assert "mask_head-int8.onnx was trained with --quick" in caplog.text  # (its float twin's JSON says it)
     assert int8.config == detector.config and int8.faces.path == int8_twin(CENTERFACE_PATH)
     image = annotated_image(load_dataset(data_dir).subset(["maksssksksss94"]).samples[0].image_path)
     a, b = detector(image, min_score=0.01), int8(image, min_score=0.01)
@@ -312,9 +315,10 @@ def test_cached_face_candidates_belong_to_the_pixels_not_only_the_name(data_dir,
     assert np.array_equal(find_candidates({"0001": image}, cache)["0001"], found)
 
 
-def test_faces_whose_labels_the_label_map_left_out_are_no_background_to_learn(data_dir):
-    """A candidate on a face --label-map OLD= left out is neither a positive nor a negative; one elsewhere is a
-    negative as before; the one-stage heatmap keeps such a face as a face, without a class to learn."""
+def test_boxes_the_label_map_left_out_are_regions_to_ignore_not_background_to_learn(data_dir):
+    """A candidate on a box --label-map OLD= left out (a face shield: a face) is neither a positive nor a negative;
+    one elsewhere is a negative as before; the one-stage heatmap's loss is not taken there (neither face nor
+    background: the box may hold a helmet), except on a labelled face inside it."""
     import supervision as sv
 
     from maskwatch.data import load_dataset
@@ -328,8 +332,11 @@ def test_faces_whose_labels_the_label_map_left_out_are_no_background_to_learn(da
     assert [p.label for p in positives] == [1]
     assert [n.box.tolist() for n in negatives] == [[200, 10, 230, 40]]
     assert len(match_candidates("x", candidates, gt)[1]) == 2  # without it, the left-out face was background
-    targets = window_targets(np.zeros((0, 4), np.float32), np.zeros(0, int), 64, unlabelled=left_out / 4)
-    assert targets["heat"].max() == pytest.approx(1.0) and len(targets["label"]) == 0
+    face = np.array([[4, 4, 12, 12]], np.float32)
+    targets = window_targets(face, np.array([0]), 64, ignore=np.array([[0, 0, 32, 32]], np.float32))
+    assert targets["heat"].max() == pytest.approx(1.0) and targets["heat"][4:, 4:].max() == 0  # no face made
+    assert targets["care"][:8, :8].min() == 0 and targets["care"][8:, 8:].min() == 1  # (8 cells: 32 px, stride 4)
+    assert (targets["care"][targets["heat"] > 0] == 1).all()  # the labelled face inside it is still taught
     loaded = load_dataset(data_dir, label_map={"mask_weared_incorrect": ""})
     assert sum(len(s.left_out) for s in loaded.samples) > 100  # the training set's 113 such faces, as left out
 
@@ -356,6 +363,8 @@ def test_extra_face_folders_take_the_label_map_of_the_data_set(extra_faces_dir, 
 
 def test_overwrite_keeps_the_earlier_finished_run_until_the_new_one_has_its_model(tmp_path):
     """--overwrite deleted the earlier run at the start: a new run stopped in its first epoch left no model at all."""
+    import shutil
+
     from maskwatch.training.engine import REPLACED, set_earlier_run_aside
 
     (tmp_path / "model").mkdir()
@@ -369,3 +378,13 @@ def test_overwrite_keeps_the_earlier_finished_run_until_the_new_one_has_its_mode
     set_earlier_run_aside(tmp_path)
     assert not (tmp_path / "last.pt").exists()
     assert (tmp_path / REPLACED / "model" / "mask_head.onnx").read_text() == "the earlier model"
+    from maskwatch.errors import MaskwatchError
+    from maskwatch.training.engine import check_run_folder
+
+    plain = TrainConfig(data=tmp_path, out=tmp_path)  # a run without --overwrite would delete it when done
+    with pytest.raises(MaskwatchError, match="holds an earlier run \\(replaced\\)"):
+        check_run_folder(plain)
+    shutil.rmtree(tmp_path / REPLACED)
+    (tmp_path / REPLACED).write_text("a file of the user's")
+    with pytest.raises(MaskwatchError, match="replaced is not a folder"):
+        check_run_folder(TrainConfig(data=tmp_path, out=tmp_path, overwrite=True))

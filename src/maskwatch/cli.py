@@ -396,8 +396,9 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
                       soft_wrap=True)
     check_some_image_matched(dataset, predictions, str(pred))  # (before the warnings: they would be about nothing)
     if not any(len(p.detections) for p in predictions):
-        console.print(f"[yellow]{escape(str(pred))} holds no detection at all: every face counts as missed, and every "
-                      f"score is 0 (detect writes faces scored >= 0.01 unless --conf says otherwise)[/yellow]",
+        what = "no detection left after --label-map" if label_map else "no detection at all"
+        console.print(f"[yellow]{escape(str(pred))} holds {what}: every face counts as missed, and every score is 0 "
+                      f"(detect writes faces scored >= 0.01 unless --conf says otherwise)[/yellow]",
                       highlight=False, soft_wrap=True)
     if split:
         known = {s.stem for s in dataset.samples}

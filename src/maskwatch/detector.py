@@ -164,6 +164,17 @@ def best_class_per_face(detections: sv.Detections) -> sv.Detections:
     return detections.with_nms(threshold=0.95, class_agnostic=True)
 
 
+def say_if_quick(model: Path, config: Path) -> None:
+    """A model trained with `train --quick` is said to be one wherever it is loaded: its numbers come from a few
+    images and two epochs."""
+    try:
+        quick = json.loads(config.read_text()).get("train_options", {}).get("quick")
+    except (OSError, ValueError, AttributeError):  # (a missing or odd config is said where it is read)
+        return
+    if quick:
+        log.warning("%s was trained with --quick: a check of the pipeline on a few images, not a model to use", model)
+
+
 class _FaceDetector:
     """What both designs share: a model file with its JSON config, a face finder run under a scale policy, and
     the call `detector(image) -> sv.Detections`."""
@@ -175,10 +186,13 @@ class _FaceDetector:
         model_path = Path(model_path)
         if not model_path.is_file():
             run = model_path.parent.parent if model_path.parent.name == "model" else model_path.parent
-            started = any((run / name).is_file() for name in ("last.pt", "candidates.npz", "history.csv"))
+            started = any((run / name).exists() for name in ("last.pt", "candidates.npz", "history.csv", "replaced"))
+            replaced = (f"; the run it replaces (--overwrite) is kept until then: --model {run / 'replaced'}"
+                        if (run / "replaced" / "model").is_dir() else "")
             hint = "" if (run / "model").is_dir() or model_path.suffix != ".onnx" or not run.is_dir() else (
                 f" ({run} holds a `maskwatch train` run that has no model yet: it stopped before its first epoch "
-                f"ended, or is still running; `train ... --resume` goes on with a run that finished an epoch)"
+                f"ended, or is still running; `train ... --resume` goes on with a run that finished an epoch"
+                f"{replaced})"
                 if started else
                 f" ({run} is not the folder of a `maskwatch train` run: give RUN, the folder with model/ inside)")
             raise MaskwatchError(f"{model_path}: model file not found{hint}")
@@ -260,12 +274,11 @@ class Detector(_FaceDetector):
                                  f"of a `maskwatch train` run)")
         if path.stem.endswith(INT8_SUFFIX):  # a trained head's 8-bit copy: its float twin's JSON, the 8-bit finder
             float_twin = path.with_name(path.stem.removesuffix(INT8_SUFFIX) + path.suffix)
+            say_if_quick(path, float_twin.with_suffix(".json"))
             return cls(path, int8_twin(CENTERFACE_PATH), config_path=float_twin.with_suffix(".json"), **kwargs)
         config = path.with_suffix(".json")
         arch = ScoringConfig.read(config).arch if config.is_file() else TWO_STAGE
-        if config.is_file() and json.loads(config.read_text()).get("train_options", {}).get("quick"):
-            log.warning("%s was trained with --quick: a check of the pipeline on a few images, not a model to use",
-                        path)
+        say_if_quick(path, config)
         return kind_of(arch).load_runtime()(path, **kwargs)
 
     def _run_head(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

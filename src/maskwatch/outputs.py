@@ -13,6 +13,8 @@ def check_output_folder(folder: Path, option: str = "--out") -> None:
     """Refuse a folder to write into that is a file, lies under a file, or lies in a folder this user cannot
     write to; a folder that exists or can be made passes (nothing is made here)."""
     folder = Path(folder)
+    if folder.is_symlink() and not folder.exists():
+        raise MaskwatchError(f"{option} {folder} is a link to nothing ({os.readlink(folder)}); give another path")
     if folder.exists() and not folder.is_dir():
         raise MaskwatchError(f"{option} {folder} is a file: it names a folder to write into; give another path")
     existing = next(p for p in [folder.absolute(), *folder.absolute().parents] if p.exists())

@@ -40,9 +40,10 @@ class Sample:
     height: int
     detections: sv.Detections
     orientation: int = 1  # the image's EXIF orientation (1: stored upright); boxes are in the stored pixels
-    # Faces whose boxes `--label-map OLD=` left out (xyxy pixels): still in the picture, so training does not
-    # learn them as background and scoring counts a box on one neither right nor wrong.
-    left_out: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    # Boxes `--label-map OLD=` left out (xyxy pixels): what they hold (a face shield, a helmet, a person) is
+    # still in the picture, so they are regions to ignore, as COCO's crowd boxes are: training takes no
+    # background example from them, and scoring counts a box found on one neither right nor wrong.
+    left_out: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32), compare=False)
 
     @property
     def stem(self) -> str:
@@ -143,8 +144,8 @@ def difficult_of(detections: sv.Detections) -> np.ndarray:
 
 
 def on_faces_not_scored(xyxy: np.ndarray, sample: Sample, iou: float, difficult: bool = True) -> np.ndarray:
-    """Which boxes find a face that is neither found nor missed (one marked difficult, or one `--label-map OLD=`
-    left out) and no scored face: scoring leaves such boxes out, neither right nor wrong."""
+    """Which boxes lie on a region that is neither found nor missed (a face marked difficult, a box `--label-map
+    OLD=` left out: IoU >= iou) and on no scored face: scoring leaves such boxes out, neither right nor wrong."""
     hard = difficult_of(sample.detections) if difficult else np.zeros(len(sample.detections), dtype=bool)
     unscored = np.concatenate([sample.detections.xyxy[hard].reshape(-1, 4), sample.left_out])
     if not len(xyxy) or not len(unscored):
@@ -346,9 +347,9 @@ class DatasetBuilder:
         if not self.samples:
             raise MaskwatchError(f"{source}: no usable annotated images found")
         if self.dropped:
-            log.warning("%s: left out %s, as --label-map asked (training does not learn their faces as "
-                        "background, and scoring counts a box on one neither right nor wrong; a copy written by "
-                        "`convert` keeps no trace of them, so training on that copy would)", source,
+            log.warning("%s: left out %s, as --label-map asked (as regions to ignore: training takes no "
+                        "background example from them, and scoring counts a box on one neither right nor wrong; a "
+                        "copy written by `convert` keeps no trace of them)", source,
                         ", ".join(f"{n} {label!r} box{'es' if n > 1 else ''}" for label, n in self.dropped.items()))
         unused = [old for old in self.label_map if old not in self.raw_labels]
         if unused:  # a misspelt key (Helmet= for helmet) would otherwise change nothing, silently

@@ -153,20 +153,31 @@ def listed_names(dataset: Dataset, list_path: Path) -> list[str]:
                 else f"{len(unknown)} of its {len(set(named))} names are not images of the data set")
         raise MaskwatchError(f"{list_path}: {what} ({name_some(unknown, 3)}): is it the list of another data set, "
                              f"or were those images removed? (`maskwatch data split` writes a list of this one)")
+    kept = [name for name in named if name not in left_out]
     if left_out:
-        log.warning("%s: %d of its names are images left out as the data set was read (%s: their problems are "
-                    "said above); the other %d are used", list_path, len(left_out), name_some(sorted(left_out), 3),
-                    len(set(named)) - len(left_out))
-    return [name for name in named if name not in left_out]
+        if not kept:
+            raise MaskwatchError(f"{list_path}: every one of its {len(set(named))} names is an image left out as the "
+                                 f"data set was read ({name_some(sorted(left_out), 3)}: `maskwatch data stats` "
+                                 f"says why); nothing to use")
+        log.warning("%s: %d of its names are images left out as the data set was read (%s: `maskwatch data stats` "
+                    "says why); the other %d are used", list_path, len(left_out), name_some(sorted(left_out), 3),
+                    len(set(kept)))
+    return kept
+
+
+FILE_NAMES = re.compile(r"[^\s'\"()]+\.[A-Za-z0-9]+")  # a path or file name in a message: x.xml, images/x.jpg
 
 
 def named_in_problems(dataset: Dataset, names: list[str]) -> set[str]:
-    """Which of `names` (image stems) the load's problems name as files (`x.xml`, `images/x.jpg`): images left
-    out for a reason already said (a broken annotation, a damaged image), not images of another data set."""
-    if not names or not dataset.problems:
+    """Which of `names` (image stems) the load's problems name as files (`x.xml`, `images/x.jpg`: the stem of the
+    file a message names, compared whole): images left out for a reason already said (a broken annotation, a
+    damaged image), not images of another data set."""
+    wanted = set(names)
+    if not wanted or not dataset.problems:
         return set()
-    pattern = re.compile(r"(?<![^\s/\\'\"(])(" + "|".join(map(re.escape, names)) + r")\.[A-Za-z0-9]+")
-    return {m.group(1) for problem in dataset.problems for m in pattern.finditer(problem)}
+    stems = {re.split(r"[/\\]", token)[-1].rsplit(".", 1)[0]
+             for problem in dataset.problems for token in FILE_NAMES.findall(problem)}
+    return wanted & stems
 
 
 def split_around(dataset: Dataset, val: set[str]) -> Split:

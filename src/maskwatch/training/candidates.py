@@ -55,7 +55,7 @@ def match_candidates(stem: str, candidates: np.ndarray, gt: sv.Detections, posit
                      negative_iou: float = NEGATIVE_IOU, left_out: np.ndarray | None = None,
                      ) -> tuple[list[Example], list[Example]]:
     """Positives (IoU >= positive_iou with a face: its class + 1 and box deltas) and negatives (< negative_iou
-    with every face, those whose labels --label-map left out included: a real face is no background)."""
+    with every face, and with every box --label-map left out: what that holds is no known background)."""
     boxes = candidates[:, :4]
     if left_out is not None and len(left_out) and len(boxes):
         on_left_out = sv.box_iou_batch(boxes, left_out).max(axis=1) >= negative_iou

@@ -297,6 +297,7 @@ def read_images(train: Dataset, val: Dataset) -> tuple[Dataset, Dataset, dict[st
 
 
 RUN_FILES = ("last.pt", "best.pt", "history.csv", "history.png")  # what a run's epochs leave beside model/
+REPLACED = "replaced"  # OUT/replaced/: the run --overwrite replaces, kept until the new run has its model
 
 
 def check_run_folder(cfg: TrainConfig) -> list[str]:
@@ -307,14 +308,15 @@ def check_run_folder(cfg: TrainConfig) -> list[str]:
     if cfg.resume and not (cfg.out / "last.pt").is_file():
         raise MaskwatchError(f"{cfg.out}: nothing to resume (no last.pt there: no epoch of a run in this folder "
                              f"finished); without --resume a new run starts")
-    earlier = [name for name in ("model", *RUN_FILES) if (cfg.out / name).exists()]
+    aside = cfg.out / REPLACED
+    if aside.is_symlink() or (aside.exists() and not aside.is_dir()):
+        raise MaskwatchError(f"{aside} is not a folder: it is where --overwrite keeps the run it replaces until the "
+                             f"new one has its model; move it away")
+    earlier = [name for name in ("model", *RUN_FILES, REPLACED) if (cfg.out / name).exists()]
     if not cfg.resume and earlier and not cfg.overwrite:
         raise MaskwatchError(f"{cfg.out} holds an earlier run ({', '.join(earlier)}); --resume goes on with it, "
                              f"--overwrite replaces it, another --out keeps both")
     return earlier
-
-
-REPLACED = "replaced"  # OUT/replaced/: the run --overwrite replaces, kept until the new run has its model
 
 
 def set_earlier_run_aside(out: Path) -> None:
@@ -323,7 +325,7 @@ def set_earlier_run_aside(out: Path) -> None:
     early) is deleted, and an older finished run already set aside stays."""
     files = [out / name for name in ("model", *RUN_FILES, "val.txt") if (out / name).exists()]
     if (out / "model").is_dir():
-        shutil.rmtree(out / REPLACED, ignore_errors=True)
+        shutil.rmtree(out / REPLACED, ignore_errors=True)  # (check_run_folder: a plain folder, if there)
         (out / REPLACED).mkdir()
         for path in files:
             path.rename(out / REPLACED / path.name)
@@ -373,7 +375,10 @@ def resume(cfg: TrainConfig, state: dict | None, model: torch.nn.Module,
     optimizer.load_state_dict(state["optimizer"])
     print(f"resumed from {cfg.out / 'last.pt'} at epoch {state['epoch']}")
     started_for = state.get("epochs", cfg.epochs)
-    if started_for != cfg.epochs:  # the cosine schedule is laid over --epochs: another count moves the rate
+    if cfg.epochs <= state["epoch"]:
+        log.warning(f"{cfg.out}: the run has done {state['epoch']} epochs, --epochs {cfg.epochs}: no more are "
+                    f"trained, and its model is exported from the checkpoint")
+    elif started_for != cfg.epochs:  # the cosine schedule is laid over --epochs: another count moves the rate
         change = ("its learning rate goes back up, to where a run of that length would be" if cfg.epochs > started_for
                   else "its learning rate falls faster from here")
         log.warning(f"{cfg.out}: the run was started for {started_for} epochs and goes on for {cfg.epochs}: {change} "
@@ -467,14 +472,14 @@ def fit(cfg: TrainConfig) -> Path:
     identity = run_identity(cfg, train_set, val_set)
     resumed = resumable_checkpoint(cfg, identity)
     train_set, val_set, images = read_images(train_set, val_set)
-    if not cfg.resume and earlier:  # (--overwrite; a two-stage head left beside a one-stage model
-        set_earlier_run_aside(cfg.out)  # would be what --model loads)
     cfg.out.mkdir(parents=True, exist_ok=True)  # only once the data is known to be usable
-    (cfg.out / "val.txt").write_text("".join(f"{s.stem}\n" for s in val_set.samples))  # for detect --list
     print(f"{cfg.arch}: training on {len(train_set)} images, validating on {len(val_set)} ({device}); "
           f"classes {dataset.classes}")
     warn_unseen_classes(train_set)
     recipe: Recipe = recipe_type(cfg, train_set, val_set, images)
+    if not cfg.resume and earlier:  # (--overwrite, once nothing before the first epoch can fail; a two-stage head
+        set_earlier_run_aside(cfg.out)  # left beside a one-stage model would be what --model loads)
+    (cfg.out / "val.txt").write_text("".join(f"{s.stem}\n" for s in val_set.samples))  # for detect --list
     recipe.model.to(device)
     optimizer = torch.optim.AdamW(recipe.param_groups(), lr=recipe.lr, weight_decay=cfg.weight_decay)
     start_epoch, history, best = resume(cfg, resumed, recipe.model, optimizer)
@@ -514,5 +519,6 @@ def fit(cfg: TrainConfig) -> Path:
     int8 = recipe.export_int8(path, {s.stem: images[s.stem] for s in train_set.samples})
     if int8 is not None:
         print(f"8-bit copy (faster on CPUs with 8-bit dot products): --model {int8}")
-    shutil.rmtree(cfg.out / REPLACED, ignore_errors=True)  # the new run has its model: the earlier one goes
+    if cfg.overwrite or cfg.resume:  # this run (or the one it goes on with) replaced it, and now has its model
+        shutil.rmtree(cfg.out / REPLACED, ignore_errors=True)
     return path

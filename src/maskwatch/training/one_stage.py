@@ -88,15 +88,12 @@ def draw_gaussian(heat: np.ndarray, y: int, x: int, radius: int) -> None:
 
 
 def window_targets(boxes: np.ndarray, labels: np.ndarray, size: int,
-                   unlabelled: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """CenterNet targets at stride 4: face heatmap, and per face its cell, log size (h, w), offset (y, x), label.
-    `unlabelled` faces (their labels left out by --label-map OLD=) are faces on the heatmap only."""
+                   ignore: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """CenterNet targets at stride 4: face heatmap, and per face its cell, log size (h, w), offset (y, x), label;
+    `care`: 0 on the cells of `ignore` boxes (left out by --label-map OLD=: what they hold is still in the
+    window) away from any face, where the heatmap's loss is not taken, 1 elsewhere."""
     cells = size // STRIDE
     heat = np.zeros((cells, cells), np.float32)
-    for x1, y1, x2, y2 in unlabelled if unlabelled is not None else []:
-        cy, cx = ((y1 + y2) / 2 / STRIDE - 0.5, (x1 + x2) / 2 / STRIDE - 0.5)
-        draw_gaussian(heat, int(np.clip(np.rint(cy), 0, cells - 1)), int(np.clip(np.rint(cx), 0, cells - 1)),
-                      gaussian_radius((y2 - y1) / STRIDE, (x2 - x1) / STRIDE))
     bh, bw = boxes[:, 3] - boxes[:, 1], boxes[:, 2] - boxes[:, 0]
     gy = (boxes[:, 1] + boxes[:, 3]) / 2 / STRIDE - 0.5  # the decoder adds the half cell back
     gx = (boxes[:, 0] + boxes[:, 2]) / 2 / STRIDE - 0.5
@@ -104,40 +101,49 @@ def window_targets(boxes: np.ndarray, labels: np.ndarray, size: int,
     iy, ix = np.clip(np.rint(gy), 0, cells - 1).astype(int), np.clip(np.rint(gx), 0, cells - 1).astype(int)
     for y, x, h, w in zip(iy, ix, bh, bw):
         draw_gaussian(heat, y, x, gaussian_radius(h / STRIDE, w / STRIDE))
-    return {"heat": heat, "cell": iy * cells + ix, "size": np.log(np.stack([bh, bw], 1) / STRIDE).astype(np.float32),
+    care = np.ones((cells, cells), np.float32)
+    for x1, y1, x2, y2 in np.asarray(ignore if ignore is not None else [], np.float32).reshape(-1, 4):
+        care[int(max(y1, 0) // STRIDE):int(np.ceil(y2 / STRIDE)), int(max(x1, 0) // STRIDE):int(np.ceil(x2 / STRIDE))] = 0
+    care[heat > 0] = 1  # a labelled face inside an ignored box is still taught
+    return {"heat": heat, "care": care, "cell": iy * cells + ix,
+            "size": np.log(np.stack([bh, bw], 1) / STRIDE).astype(np.float32),
             "offset": np.stack([gy - iy, gx - ix], 1).astype(np.float32), "label": labels.astype(int)}
 
 
 def make_batch(samples: list, images: dict[str, np.ndarray], recipe: Windows,
                rng: np.random.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    windows, heats, rows = [], [], {"batch": [], "cell": [], "size": [], "offset": [], "label": []}
+    windows, heats, cares, rows = [], [], [], {"batch": [], "cell": [], "size": [], "offset": [], "label": []}
     for b, sample in enumerate(samples):
         boxes = sample.detections.xyxy.astype(np.float32)
-        every_face = np.concatenate([boxes, sample.left_out.astype(np.float32)])  # left out: no label, still faces
-        window, moved, index = sample_window(images[sample.stem], every_face, recipe, rng)
+        every_box = np.concatenate([boxes, sample.left_out.astype(np.float32)])  # (left out: regions to ignore)
+        window, moved, index = sample_window(images[sample.stem], every_box, recipe, rng)
         if rng.random() < 0.5:
             window = window[:, ::-1]
             moved = np.stack([recipe.size - moved[:, 2], moved[:, 1], recipe.size - moved[:, 0], moved[:, 3]], 1)
         windows.append(augment_scene(np.ascontiguousarray(window), rng))
         labelled = index < len(boxes)
         targets = window_targets(moved[labelled], sample.detections.class_id[index[labelled]], recipe.size,
-                                 unlabelled=moved[~labelled])
+                                 ignore=moved[~labelled])
         heats.append(targets.pop("heat"))
+        cares.append(targets.pop("care"))
         rows["batch"].append(np.full(int(labelled.sum()), b))
         for key, value in targets.items():
             rows[key].append(value)
     x = torch.from_numpy(np.stack(windows)[..., ::-1].transpose(0, 3, 1, 2).astype(np.float32))  # RGB 0..255
     out = {key: torch.from_numpy(np.concatenate(value)) for key, value in rows.items()}
     out["heat"] = torch.from_numpy(np.stack(heats))[:, None]
+    out["care"] = torch.from_numpy(np.stack(cares))[:, None]
     return x, out
 
 
-def focal_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """CenterNet's penalty-reduced focal loss, normalised by the number of faces."""
+def focal_loss(logits: torch.Tensor, target: torch.Tensor, care: torch.Tensor | None = None) -> torch.Tensor:
+    """CenterNet's penalty-reduced focal loss, normalised by the number of faces; `care` 0 leaves a cell out."""
     pred = torch.sigmoid(logits).clamp(1e-4, 1 - 1e-4)
     positive = target.eq(1).float()
     pos = torch.log(pred) * (1 - pred) ** 2 * positive
     neg = torch.log(1 - pred) * pred ** 2 * (1 - target) ** 4 * (1 - positive)
+    if care is not None:
+        neg = neg * care
     return -(pos.sum() + neg.sum()) / positive.sum().clamp(min=1)
 
 
@@ -148,7 +154,7 @@ def _gather(maps: torch.Tensor, batch: torch.Tensor, cell: torch.Tensor) -> torc
 def losses(outputs: tuple[torch.Tensor, ...], targets: dict[str, torch.Tensor],
            class_weights: torch.Tensor) -> dict[str, torch.Tensor]:
     face, classes, size, offset = outputs
-    loss_face = focal_loss(face, targets["heat"])
+    loss_face = focal_loss(face, targets["heat"], targets.get("care"))
     if len(targets["batch"]) == 0:
         zero = classes.sum() * 0 + size.sum() * 0 + offset.sum() * 0
         return {"loss_face": loss_face, "loss_cls": zero, "loss_box": zero}
