@@ -331,6 +331,27 @@ def test_results_of_older_versions_with_an_untyped_error_column_are_read(tmp_pat
     assert read_results(tmp_path).column("error").to_pylist() == [None, "bad"]
 
 
+def test_a_folder_begun_by_an_older_version_gets_one_schema_and_its_rows_are_not_called_gone(images, tmp_path,
+                                                                                          caplog):
+    """Parts of the previous version lack file_size and file_mtime_ns: a reader of the whole folder (pyarrow, pandas)
+    took the first part's schema and dropped the new columns; and its rows record no file, so they are not checked."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "out"
+    out.mkdir()
+    old = {"path": "relative/a.jpg", "width": 4, "height": 3, "detections": "[]", "faces": 0, "with_mask": 0,
+           "without_mask": 0, "mask_weared_incorrect": 0, "error": None, "annotated": None}
+    pq.write_table(pa.Table.from_pylist([old]), out / "part-20260101-000000-000000-local-00000.parquet")
+    with caplog.at_level("WARNING"):
+        run_batch(str(images / "maksssksksss0.jpg"), out, "local", threads=2)
+    assert "no longer exist" not in caplog.text  # (a relative path of another folder, not a file gone)
+    table = pq.read_table(out)  # any reader of the folder: one schema, the new columns for every row
+    assert table.num_rows == 2 and {"file_size", "file_mtime_ns"} <= set(table.schema.names)
+    assert sorted(table.column("file_size").to_pylist(), key=str) == sorted(
+        [None, (images / "maksssksksss0.jpg").stat().st_size], key=str)
+
+
 def test_resume_does_not_depend_on_how_the_path_was_typed(images, tmp_path, monkeypatch):
     monkeypatch.chdir(images.parent)
     out = tmp_path / "out"

@@ -18,7 +18,8 @@ from maskwatch.data.images import annotated_copy_name, read_image, save_annotate
 from maskwatch.data.inputs import numbered_name
 from maskwatch.detector import Detector
 from maskwatch.errors import MaskwatchError, name_some, utf8_text
-from maskwatch.predictions import ImagePredictions, class_counts, result_parts, with_every_column
+from maskwatch.predictions import (ROW_FIELDS, ImagePredictions, class_counts, result_parts, row_schema,
+                                   with_every_column)
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +109,10 @@ PART_NAME = re.compile(r"^part-\d{8}-\d{6}-\d{6}-")  # a timestamp first: parts 
 
 
 def part_name(engine: str) -> str:
+    """In UTC: rows are ordered by their parts' names, and a run under another time zone (a cron job's UTC
+    after a run at UTC+10) or after a DST change must still sort after the runs before it."""
     now = time.time_ns() // 1000
-    return f"part-{time.strftime('%Y%m%d-%H%M%S', time.localtime(now / 1e6))}-{now % 10**6:06d}-{engine}"
+    return f"part-{time.strftime('%Y%m%d-%H%M%S', time.gmtime(now / 1e6))}-{now % 10**6:06d}-{engine}"
 
 
 def parts_oldest_first(out_dir: Path) -> list[Path]:
@@ -129,7 +132,7 @@ class FolderState:
     unreadable: list[Path] = field(default_factory=list)
     copies: dict[str, str] = field(default_factory=dict)  # annotated copy (relative to the folder) -> its row's path
     stamps: dict[str, tuple[int, int]] = field(default_factory=dict)  # path -> the file as its latest row read it
-    without_copies: set[Path] = field(default_factory=set)  # parts of older versions, without the `annotated` column
+    older_schema: set[Path] = field(default_factory=set)  # parts of older versions, without some later column
 
     @property
     def done(self) -> set[str]:
@@ -152,8 +155,8 @@ def read_folder(out_dir: Path) -> FolderState:
     copy_of: dict[str, str | None] = {}  # path -> the copy its latest row names
     for part in parts_oldest_first(out_dir):
         try:
-            columns = [c for c in ("path", "error", "annotated", "file_size", "file_mtime_ns")
-                       if c in pq.read_schema(part).names]
+            names = pq.read_schema(part).names
+            columns = [c for c in ("path", "error", "annotated", "file_size", "file_mtime_ns") if c in names]
             table = pq.read_table(part, columns=columns)
         except Exception:  # cut short by a crash or an interrupted write: nothing in it can be trusted
             state.unreadable.append(part)
@@ -161,8 +164,8 @@ def read_folder(out_dir: Path) -> FolderState:
         paths = [normalise_path(p) for p in table.column("path").to_pylist()]  # older versions: paths as typed
         state.rows[part] = paths
         copies = table.column("annotated").to_pylist() if "annotated" in columns else [None] * len(paths)
-        if "annotated" not in columns:
-            state.without_copies.add(part)
+        if not set(ROW_FIELDS) <= set(names):
+            state.older_schema.add(part)
         sizes, times = ((table.column(c).to_pylist() if c in columns else [None] * len(paths))
                         for c in ("file_size", "file_mtime_ns"))
         for path, error, copy, size, mtime in zip(paths, table.column("error").to_pylist(), copies, sizes, times):
@@ -192,13 +195,14 @@ def tidy_folder(state: FolderState) -> FolderState:
     state.unreadable = []
     for part, paths in list(state.rows.items()):
         keep = [state.latest[p][0] == part for p in paths]
-        if all(keep) and part not in state.without_copies:
+        if all(keep) and part not in state.older_schema:
             continue
         if not any(keep):
             part.unlink()
             del state.rows[part]
             continue
-        table = with_every_column(pq.read_table(part))  # (an older version's part: one schema again)
+        schema = row_schema()  # (an older version's part: the one schema again, for any reader of the folder)
+        table = with_every_column(pq.read_table(part)).select(schema.names).cast(schema)
         temp = part.with_name(f".{part.stem}.{os.getpid()}.tmp")
         pq.write_table(table.filter(pc.field("path").isin([raw for raw, k in zip(
             table.column("path").to_pylist(), keep) if k])), temp)

@@ -172,6 +172,12 @@ def check_address(address: str | None, named: str) -> None:
 
     host, _, port = (address or "").rpartition(":")
     if host and port.isdigit() and "://" not in address:
+        if not 0 < int(port) < 65536:
+            raise MaskwatchError(f"{named} {address}: {port} is no port (1 to 65535); a cluster's address is "
+                                 f"HEAD:6379 (its GCS port) or auto")
+        if int(port) == 8265:  # what a browser shows of a cluster: the dashboard, which ray.init cannot join
+            raise MaskwatchError(f"{named} {address}: 8265 is the dashboard's port; a cluster's address is HEAD:6379 "
+                                 f"(its GCS port), or auto on one of its nodes")
         try:
             socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
         except OSError as exc:

@@ -104,9 +104,11 @@ def changed_since_read(done: list[str], before: FolderState) -> list[str]:
     re-exported or replaced under its name), said: they run again, and their new rows replace the old ones."""
     changed = []
     for path in done:
-        row = next((key for key in (utf8_text(path), os.path.realpath(path), utf8_text(os.path.realpath(path)))
-                    if key in before.latest), None)
-        recorded = before.stamps.get(row) if row else None  # (rows of older versions record none)
+        row = utf8_text(path)
+        if row not in before.latest:  # done under another name that leads to it (realpath only then: it costs)
+            real = os.path.realpath(path)
+            row = real if real in before.latest else utf8_text(real)
+        recorded = before.stamps.get(row)  # (rows of older versions record none: they are not checked)
         if recorded is not None and file_stamp(path) not in (recorded, None):
             changed.append(path)
     if changed:
@@ -117,8 +119,10 @@ def changed_since_read(done: list[str], before: FolderState) -> list[str]:
 
 
 def say_rows_of_files_gone(before: FolderState, inputs: set[str]) -> None:
-    """Rows of files that no longer exist stay in the folder (a results folder is a record), said once."""
-    gone = [path for path in before.latest if path not in inputs and not os.path.lexists(path)]
+    """Rows of files that no longer exist stay in the folder (a results folder is a record), said once. Only
+    rows that record the file they read (absolute paths; not rows of older versions, which may be relative to
+    another folder) and whose name is text (not `\\xNN` bytes of a Latin-1 name, which lexists cannot take back)."""
+    gone = [path for path in before.stamps if path not in inputs and "\\x" not in path and not os.path.lexists(path)]
     if gone:
         log.warning("%d row(s) in the results folder name files that no longer exist (%s): kept, and "
                     "read_results() returns them with the others; delete the folder to start afresh", len(gone),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Callable, Sequence
@@ -92,7 +93,8 @@ def any_case_suffix(pattern: str) -> str:
     """A glob whose last part ends in a file suffix of letters (`*.jpg`) matches it in any case (`x.JPG`, as
     cameras name files): the formats are read whatever the case of their suffix, so a folder listing takes both."""
     head, dot, suffix = pattern.rpartition(".")
-    if not dot or not suffix.isalpha() or "/" in suffix or "\\" in suffix:
+    last = re.split(r"[/\\]", pattern)[-1]
+    if not dot or not suffix.isalpha() or "/" in suffix or "\\" in suffix or "[" in last:  # (a class of its own)
         return pattern
     return head + dot + "".join(f"[{c.lower()}{c.upper()}]" for c in suffix)
 
