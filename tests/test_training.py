@@ -354,7 +354,8 @@ def test_extra_face_folders_take_the_label_map_of_the_data_set(extra_faces_dir, 
     shutil.copytree(extra_faces_dir / "with_mask", theirs / "Mask")
     shutil.copytree(extra_faces_dir / "without_mask", theirs / "no_mask")
     (theirs / "face_shield").mkdir()
-    with pytest.raises(MaskwatchError, match="found \\['Mask', 'face_shield', 'no_mask'\\].*--label-map Mask=with_mask"):
+    with pytest.raises(MaskwatchError,
+                       match="found \\['Mask', 'face_shield', 'no_mask'\\].*--label-map Mask=with_mask"):
         list_face_pictures(theirs, classes)
     listed = list_face_pictures(theirs, classes, {"Mask": "with_mask", "no_mask": "without_mask", "face_shield": ""})
     assert sorted({index for _, index in listed}) == [0, 1]

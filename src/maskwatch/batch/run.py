@@ -37,8 +37,9 @@ def run_batch(spec: str | list[str], out: Path, engine: str = "local", address: 
               part_rows: int = BATCH_PART_ROWS) -> BatchSummary:
     """spec: what `detect` takes (folders, images, .txt lists of paths, globs); only: a list of names to keep.
     verbose: let Ray print its own logs and progress (quiet otherwise). part_rows: rows per Parquet part (the local
-    engine's at most; Ray's blocks, each written as a part, about as many). Images that failed before are tried again; a folder of results
-    made with another conf, model or --annotate is refused. Ctrl-C keeps what was written (`interrupted`)."""
+    engine's at most; Ray's blocks, each written as a part, about as many). Images that failed before are tried
+    again, and images whose file changed since their row; a folder of results made with another conf, model or
+    --annotate is refused. Ctrl-C keeps what was written (`interrupted`)."""
     out, conf = Path(out), check_score(conf, "--conf")
     if engine not in ("local", "ray"):
         raise MaskwatchError(f"unknown engine {engine!r}; use local or ray")

@@ -103,7 +103,8 @@ def window_targets(boxes: np.ndarray, labels: np.ndarray, size: int,
         draw_gaussian(heat, y, x, gaussian_radius(h / STRIDE, w / STRIDE))
     care = np.ones((cells, cells), np.float32)
     for x1, y1, x2, y2 in np.asarray(ignore if ignore is not None else [], np.float32).reshape(-1, 4):
-        care[int(max(y1, 0) // STRIDE):int(np.ceil(y2 / STRIDE)), int(max(x1, 0) // STRIDE):int(np.ceil(x2 / STRIDE))] = 0
+        rows = slice(int(max(y1, 0) // STRIDE), int(np.ceil(y2 / STRIDE)))
+        care[rows, int(max(x1, 0) // STRIDE):int(np.ceil(x2 / STRIDE))] = 0
     care[heat > 0] = 1  # a labelled face inside an ignored box is still taught
     return {"heat": heat, "care": care, "cell": iy * cells + ix,
             "size": np.log(np.stack([bh, bw], 1) / STRIDE).astype(np.float32),
