@@ -559,13 +559,14 @@ def test_outputs_never_replace_or_feed_back_into_the_inputs(small_voc, tmp_path,
     assert f"{clip}: a video, not an image: `maskwatch watch {clip}` reads videos" in video.stderr
 
 
-def test_detect_stopped_by_sigterm_keeps_whole_lines_as_ctrl_c_does(data_dir, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])  # SIGHUP: the terminal closed (killed it)
+def test_detect_stopped_by_sigterm_keeps_whole_lines_as_ctrl_c_does(data_dir, tmp_path, signum):
     images = data_dir / "images"
     process = subprocess.Popen([*MASKWATCH, "detect", str(images), "--no-images", "--json-out",
                                 str(tmp_path / "p.jsonl")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for = tmp_path / "p.jsonl"
     wait_until(lambda: wait_for.exists() and wait_for.stat().st_size >= 2000, "some lines written", every=0.1)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signum)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130 and "interrupted after " in err and " of 767 input(s)" in err
     lines = wait_for.read_text().splitlines()
@@ -625,3 +626,22 @@ def test_evaluate_says_a_missing_class_is_left_out_of_the_mean_only_where_it_wou
     assert "scored with the three mask classes; " in three.stderr and "mask_weared_incorrect" in three.stderr
     two = run(*args, "--scheme", "2class", "--out", str(tmp_path / "two"))
     assert "three mask classes" not in two.stdout + two.stderr
+
+
+def test_outputs_deleted_while_watch_writes_them_are_said_not_named_as_written(data_dir, tmp_path):
+    """A folder removed mid-run (its video and database written into nothing): the end lines named them as
+    written and watch exited 0; the events after that point are lost, so it is an error."""
+    frames = pan_frames(data_dir / "images" / "maksssksksss5.jpg", frames=150)
+    clip = write_clip(frames, tmp_path / "pan.avi", codec="MJPG")
+    out = tmp_path / "results"
+    process = subprocess.Popen([*MASKWATCH, "watch", str(clip), "--out", str(out / "o.mp4"), "--db",
+                                str(out / "e.sqlite"), "--max-fps", "15", "--every", "1"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_until(lambda: (out / "o.mp4").exists() and (out / "o.mp4").stat().st_size > 0, "the video begun",
+               every=0.1)
+    shutil.rmtree(out)
+    stdout, stderr = process.communicate(timeout=240)
+    assert process.returncode == 1, stderr
+    assert f"video: {out / 'o.mp4'} (deleted while it was written: nothing kept)" in stdout
+    assert f"events: {out / 'e.sqlite'} (deleted while it was written" in stdout
+    assert "error: deleted while this run wrote them" in stderr

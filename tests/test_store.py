@@ -125,3 +125,19 @@ def test_a_database_locked_by_another_process_delays_its_writes_not_the_video(ph
         status, frames = check.execute("SELECT status, frames FROM runs").fetchone()
         stored = check.execute("SELECT COUNT(*) FROM events").fetchone()[0]
     assert (status, frames) == ("finished", summary.frames) and stored == sum(summary.events.values())
+
+
+@pytest.mark.parametrize("error, said", [("database is locked", "another process holds it locked"),
+                                         ("database or disk is full", "is the disk full?")])
+def test_a_run_that_cannot_be_recorded_is_one_error_line(tmp_path, monkeypatch, error, said):
+    """A database locked past the wait (or a full disk) when a run starts ended `watch` in a traceback, and made a
+    server's camera restart in a loop of tracebacks."""
+    from maskwatch.video.bus import RunInfo
+    from maskwatch.video.sinks.database import DatabaseSink
+
+    def refuse(*args, **kwargs):
+        raise sqlite3.OperationalError(error)
+
+    monkeypatch.setattr(EventStore, "start_run", refuse)
+    with pytest.raises(MaskwatchError, match=f"e.sqlite: cannot record the run \\({error}\\); {said}"):
+        DatabaseSink(tmp_path / "e.sqlite").open(RunInfo("door", "r1", "door.mp4", (640, 480), 25.0))

@@ -645,17 +645,28 @@ def watch(source: Optional[str] = typer.Argument(None, metavar="SOURCE",
         typer.echo(f"line {name}: in {counts['in']}, out {counts['out']}")
     if summary.message:
         typer.echo(f"{summary.status}: {summary.message}", err=True)
-    if setup.out:
-        def written(path: Path, sink: str) -> str:  # an output whose writing failed is not shown as written
-            return f"{path} (incomplete: see below)" if sink in summary.sink_failures else str(path)
+    gone: list[str] = []  # outputs deleted while the run wrote them (the folder removed): written into nothing
 
+    def written(path: Path, sink: str) -> str:  # an output whose writing failed is not shown as written
+        if sink in summary.sink_failures:
+            return f"{path} (incomplete: see below)"
+        if not path.exists():
+            gone.append(str(path))
+            return f"{path} (deleted while it was written: nothing kept)"
+        return str(path)
+
+    if setup.out:
         typer.echo(f"video: {written(setup.out, 'video file')}  "
                    f"summary: {written(setup.out.with_suffix('.json'), 'summary files')}  "
                    f"tracks: {written(setup.out.with_suffix('.tracks.csv'), 'summary files')}")
     if setup.db:
-        typer.echo(f"events: {setup.db} (run {summary.run_id}); see `maskwatch report {setup.db}`")
+        typer.echo(f"events: {written(setup.db, 'database')} (run {summary.run_id}); see `maskwatch report "
+                   f"{setup.db}`")
     for name, failure in summary.sink_failures.items():
         typer.echo(f"{name}: failed {failure['failures']} time(s); the first: {failure['first']}", err=True)
+    if gone:
+        typer.echo(f"error: deleted while this run wrote them (a folder removed?): {', '.join(gone)}", err=True)
+        raise typer.Exit(1)
     if summary.failed_outputs:
         typer.echo(f"error: outputs that did not complete their work: {', '.join(summary.failed_outputs)} (see "
                    f"above)", err=True)

@@ -1,4 +1,4 @@
-"""Ctrl-C and SIGTERM as KeyboardInterrupt, so long jobs (a video, a batch) finish what they have cleanly
+"""Ctrl-C, SIGTERM and SIGHUP as KeyboardInterrupt, so long jobs (a video, a batch) finish what they have cleanly
 instead of dying mid-write."""
 
 from __future__ import annotations
@@ -6,7 +6,9 @@ from __future__ import annotations
 import signal
 import sys
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# SIGHUP too: the terminal a run was started from closed (an ssh session dropped); its default ends the process at
+# once, mid-write (a video without its index, a run left "running" in the database).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM) + ((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ())
 
 
 def stop_signals_as_interrupt() -> dict:
@@ -21,7 +23,7 @@ def stop_signals_as_interrupt() -> dict:
 
 
 def _install(handler) -> dict:
-    """`handler` for SIGINT and SIGTERM; the previous handlers (empty off the main thread, where nothing changes)."""
+    """`handler` for SIGINT, SIGTERM and SIGHUP; the previous handlers (empty off the main thread, where nothing changes)."""
     previous = {}
     try:
         for signum in STOP_SIGNALS:

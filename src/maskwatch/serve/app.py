@@ -13,6 +13,7 @@ import io
 import math
 import os
 import re
+import signal
 import tempfile
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -468,5 +469,7 @@ def serve(host: str, port: int, settings: Settings, allowed_hosts: tuple[str, ..
     gate = UploadGate(app, settings.max_body_bytes, settings.too_large, settings.api_key, OPEN_PATHS)
     if is_loopback(host) and "*" not in allowed_hosts:
         gate = LoopbackHostGate(gate, frozenset(allowed_hosts))
+    if hasattr(signal, "SIGHUP"):  # (a closed terminal) stops the server as SIGTERM does, cleanly: uvicorn handles
+        signal.signal(signal.SIGHUP, lambda *_: os.kill(os.getpid(), signal.SIGTERM))  # only SIGINT and SIGTERM
     # Live streams never end by themselves: a stop waits this long for them, then closes them.
     uvicorn.run(gate, host=host, port=port, log_level="info", timeout_graceful_shutdown=3)

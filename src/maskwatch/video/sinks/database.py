@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
+from maskwatch.errors import MaskwatchError
 from maskwatch.video.bus import FrameView, RunEnd, RunInfo, Sink
 from maskwatch.video.events import PERSON_ENTERED, PERSON_LEFT, PERSON_UNMASKED, Event
 from maskwatch.video.store import EventStore, is_busy
@@ -42,7 +43,12 @@ class DatabaseSink(Sink):
 
     def open(self, run: RunInfo) -> None:
         self.store = EventStore(self.path)  # (a file that is no database: said now, on the caller's thread)
-        self.run_id = self.store.start_run(run.source, run.camera, run.run, run.zones, run.lines)
+        try:
+            self.run_id = self.store.start_run(run.source, run.camera, run.run, run.zones, run.lines)
+        except sqlite3.OperationalError as exc:  # locked past the wait, or the disk full: one line, not a traceback
+            why = ("another process holds it locked (sqlite3 with an open transaction, a backup?)" if is_busy(exc)
+                   else "is the disk full?" if "full" in str(exc) else "")
+            raise MaskwatchError(f"{self.path}: cannot record the run ({exc})" + (f"; {why}" if why else "")) from exc
         self._thread = threading.Thread(target=self._write_loop, daemon=True, name="maskwatch-database")
         self._thread.start()
 
