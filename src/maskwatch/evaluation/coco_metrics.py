@@ -68,7 +68,7 @@ def coco_inputs(gt: Dataset, predictions: list[ImagePredictions], scheme: Scheme
         if image_id is None:
             continue  # predictions for images outside the ground truth do not count
         scores = scores_of(pred.detections)
-        # A box on a face --label-map left out is neither right nor wrong (difficult faces: COCO's iscrowd).
+        # A box on a region --label-map left out is neither right nor wrong (difficult faces: COCO's iscrowd).
         left_out = on_faces_not_scored(pred.detections.xyxy, gt.samples[image_id - 1], 0.5, difficult=False)
         for (x1, y1, x2, y2), label, score in zip(pred.detections.xyxy[~left_out],
                                                  [lb for lb, out in zip(pred.labels, left_out) if not out],
