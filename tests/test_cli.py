@@ -645,3 +645,4 @@ def test_outputs_deleted_while_watch_writes_them_are_said_not_named_as_written(d
     assert f"video: {out / 'o.mp4'} (deleted while it was written: nothing kept)" in stdout
     assert f"events: {out / 'e.sqlite'} (deleted while it was written" in stdout
     assert "error: deleted while this run wrote them" in stderr
+    assert "the events database was deleted while this run wrote to it" in stderr  # said by the sink, as it ran

@@ -648,12 +648,11 @@ def watch(source: Optional[str] = typer.Argument(None, metavar="SOURCE",
     gone: list[str] = []  # outputs deleted while the run wrote them (the folder removed): written into nothing
 
     def written(path: Path, sink: str) -> str:  # an output whose writing failed is not shown as written
-        if sink in summary.sink_failures:
-            return f"{path} (incomplete: see below)"
-        if not path.exists():
+        # (a summary whose writing failed was never made; the database and the video exist from the start)
+        if not path.exists() and (sink not in summary.sink_failures or sink in ("database", "video file")):
             gone.append(str(path))
             return f"{path} (deleted while it was written: nothing kept)"
-        return str(path)
+        return f"{path} (incomplete: see below)" if sink in summary.sink_failures else str(path)
 
     if setup.out:
         typer.echo(f"video: {written(setup.out, 'video file')}  "

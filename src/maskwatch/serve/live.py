@@ -167,8 +167,12 @@ def api_router(registry: CameraRegistry) -> APIRouter:
         return worker
 
     def database() -> Path:
-        if registry.db is None or not Path(registry.db).is_file():
+        if registry.db is None:
             raise HTTPException(404, "no events database yet: start the server with --camera, --config or --db")
+        if not Path(registry.db).is_file():  # (its name only: the server's folders are not the client's business)
+            raise HTTPException(404, f"no events database yet ({Path(registry.db).name}): a camera makes it when it "
+                                     f"starts; where one has started, the file was deleted while the server ran, and "
+                                     f"a restart of the server makes it again")
         return registry.db
 
     @router.get("/v1/cameras", response_model=CameraList)

@@ -61,11 +61,18 @@ class DatabaseSink(Sink):
             raise self._errors.pop(0)
 
     def _write_loop(self) -> None:
-        said_locked = False
+        said_locked, said_gone, looked_at = False, False, time.monotonic()
         while (item := self._writes.get()) is not None:
             call, args = item
             if self._give_up.is_set():  # the end came and the database is still locked: counted by close
                 continue
+            if not said_gone and time.monotonic() - looked_at >= self.PROGRESS_EVERY_S:
+                looked_at = time.monotonic()
+                if not self.path.exists():  # deleted (its folder removed): SQLite goes on writing into nothing
+                    said_gone = True
+                    self._errors.append(MaskwatchError(
+                        f"{self.path}: the events database was deleted while this run wrote to it; its events from "
+                        f"then on are lost (a restart makes it again)"))
             while True:
                 try:
                     call(*args)
