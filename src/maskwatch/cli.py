@@ -15,7 +15,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from maskwatch.errors import MaskwatchError, install_hint, one_line
-from maskwatch.outputs import check_output_folder
 from maskwatch.limits import MAX_UPLOAD_MB, SERVE_DATA_DIR, SERVE_MAX_QUEUE, SERVE_WORKERS, WEBHOOK_TIMEOUT_S
 from maskwatch.thresholds import CONFUSION_MIN_SCORE, FOR_METRICS, FOR_PEOPLE
 
@@ -119,6 +118,7 @@ def convert(src: Path = typer.Argument(..., help="Data set to read (format detec
     on its own: images beside the labels, no absolute paths, readable by other tools."""
     from maskwatch.data import save_dataset
     from maskwatch.data.formats import FORMATS, dataset_folder
+    from maskwatch.data.inputs import check_output_folder
     from maskwatch.data.split import (check_val_fraction, declared_test_side, split_around, split_dataset,
                                       split_from_list, usable_declared_side)
 
@@ -198,6 +198,7 @@ def data_split(path: Path = typer.Argument(..., help="Data set folder or file to
                classes: Optional[str] = ClassesOption, allow_outside_images: bool = AllowOutsideOption) -> None:
     """Deterministic, stratified validation split; near-duplicate images stay on one side. Writes OUT/train.txt
     and OUT/val.txt (one image stem per line) for `train --val-split`, `evaluate --split` and `detect --list`."""
+    from maskwatch.data.inputs import check_output_folder
     from maskwatch.data.split import check_val_fraction, split_dataset, usable_declared_side, without_test_side
 
     check_val_fraction(val)
@@ -365,6 +366,7 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
              cross_check: bool = typer.Option(False, "--cross-check", help="Also compute with pycocotools.")) -> None:
     """COCO mAP, per-class AP, PR curves and a confusion matrix of predictions against ground truth."""
     from maskwatch.classes import MASK_CLASSES, parse_label_map
+    from maskwatch.data.inputs import check_output_folder
     from maskwatch.data.split import listed_names
     from maskwatch.errors import name_some
     from maskwatch.evaluation import write_report

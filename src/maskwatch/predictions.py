@@ -208,16 +208,17 @@ def result_parts(folder: Path) -> list[Path]:
     return sorted(p for p in Path(folder).glob("*.parquet") if not p.name.startswith(("_", ".")))
 
 
-def with_every_column(table):
-    """A part's table with the columns parts of older versions lack, empty there: `annotated` (before
-    2026-11-27), `file_size` and `file_mtime_ns` (before 2026-11-28)."""
+def in_row_schema(table):
+    """A part's table in the row schema: the columns parts of older versions lack, empty there (`annotated`
+    before 2026-11-27, `file_size` and `file_mtime_ns` before 2026-11-28), and `error` typed where an older
+    part left it null."""
     import pyarrow as pa
 
     schema = row_schema()
     for name in ("annotated", "file_size", "file_mtime_ns"):
         if name not in table.column_names:
             table = table.append_column(schema.field(name), pa.nulls(table.num_rows, schema.field(name).type))
-    return table
+    return table.select(schema.names).cast(schema)
 
 
 def read_results(out_dir: Path):
@@ -230,14 +231,13 @@ def read_results(out_dir: Path):
     parts = result_parts(out_dir) if Path(out_dir).is_dir() else [Path(out_dir)]
     if not parts:
         raise MaskwatchError(f"{out_dir}: no result files")
-    schema = row_schema()
     tables = []
     for part in parts:
         try:
-            tables.append(with_every_column(pq.read_table(part)).select(schema.names).cast(schema))
+            tables.append(in_row_schema(pq.read_table(part)))
         except Exception as exc:  # a part cut short by a crash: its images run again on the next run
             log.warning("%s: unreadable result part (%s); skipped", part, exc)
-    return pa.concat_tables(tables) if tables else schema.empty_table()
+    return pa.concat_tables(tables) if tables else row_schema().empty_table()
 
 
 def check_predictions_path(path: str | Path) -> Path:

@@ -18,8 +18,7 @@ from maskwatch.data.images import annotated_copy_name, read_image, save_annotate
 from maskwatch.data.inputs import numbered_name
 from maskwatch.detector import Detector
 from maskwatch.errors import MaskwatchError, name_some, utf8_text
-from maskwatch.predictions import (ROW_FIELDS, ImagePredictions, class_counts, result_parts, row_schema,
-                                   with_every_column)
+from maskwatch.predictions import ROW_FIELDS, ImagePredictions, class_counts, in_row_schema, result_parts
 
 log = logging.getLogger(__name__)
 
@@ -201,8 +200,7 @@ def tidy_folder(state: FolderState) -> FolderState:
             part.unlink()
             del state.rows[part]
             continue
-        schema = row_schema()  # (an older version's part: the one schema again, for any reader of the folder)
-        table = with_every_column(pq.read_table(part)).select(schema.names).cast(schema)
+        table = in_row_schema(pq.read_table(part))  # (an older version's part: the one schema again, for any reader)
         temp = part.with_name(f".{part.stem}.{os.getpid()}.tmp")
         pq.write_table(table.filter(pc.field("path").isin([raw for raw, k in zip(
             table.column("path").to_pylist(), keep) if k])), temp)

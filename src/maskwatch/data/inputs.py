@@ -298,6 +298,21 @@ def check_copies_apart(paths: Sequence[Path], folder: Path, what: str, instead: 
                              f"{instead}")
 
 
+def check_output_folder(folder: Path, option: str = "--out") -> None:
+    """Refuse, before any work, a folder to write into that cannot be one: a file, a link to nothing, a path under
+    a file, or a place nothing can be written to (`check_writable`); a folder that exists or can be made passes
+    (nothing is made here). Else the error would come after the load, training or scoring, as a traceback."""
+    folder = Path(folder)
+    if folder.is_symlink() and not folder.exists():
+        raise MaskwatchError(f"{option} {folder} is a link to nothing ({os.readlink(folder)}); give another path")
+    if folder.exists() and not folder.is_dir():
+        raise MaskwatchError(f"{option} {folder} is a file: it names a folder to write into; give another path")
+    existing = next(p for p in [folder.absolute(), *folder.absolute().parents] if p.exists())
+    if not existing.is_dir():
+        raise MaskwatchError(f"{option} {folder}: {existing} is a file, so no folder can be made under it")
+    check_writable(folder, f"{option} {folder}")
+
+
 def check_writable(folder: Path, what: str) -> None:
     """Try a file in `folder`, or where it does not exist yet in the nearest folder above it (nothing is made),
     so a place nothing can be written to is said before any work rather than after every input was processed;

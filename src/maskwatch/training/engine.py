@@ -28,12 +28,12 @@ from tqdm import tqdm
 from maskwatch.data import Dataset, load_dataset
 from maskwatch.data.formats import dataset_folder
 from maskwatch.data.images import annotated_image
+from maskwatch.data.inputs import check_output_folder
 from maskwatch.data.split import listed_names, split_dataset, usable_declared_side, without_test_side
 from maskwatch.detector import Detector
 from maskwatch.errors import MaskwatchError, name_some
 from maskwatch.evaluation.coco_metrics import CocoResult, evaluate_coco
 from maskwatch.model_kinds import TWO_STAGE, kind_of
-from maskwatch.outputs import check_output_folder
 from maskwatch.predictions import ImagePredictions
 from maskwatch.thresholds import FOR_METRICS
 from maskwatch.training.balance import rarest_class
