@@ -366,7 +366,8 @@ def test_overwrite_keeps_the_earlier_finished_run_until_the_new_one_has_its_mode
     """--overwrite deleted the earlier run at the start: a new run stopped in its first epoch left no model at all."""
     import shutil
 
-    from maskwatch.training.engine import REPLACED, set_earlier_run_aside
+    from maskwatch.run_folder import REPLACED
+    from maskwatch.training.engine import set_earlier_run_aside
 
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "mask_head.onnx").write_text("the earlier model")

@@ -285,7 +285,8 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
     """Train a mask detector; writes OUT/model/mask_head.onnx and its 8-bit copy mask_head-int8.onnx (two-stage),
     or OUT/model/onestage.onnx."""
     try:
-        from maskwatch.training.engine import REPLACED, TrainConfig, fit
+        from maskwatch.run_folder import LAST, MODEL, REPLACED
+        from maskwatch.training.engine import TrainConfig, fit
     except ImportError as exc:
         first = "`pip install torch --index-url https://download.pytorch.org/whl/cpu` (the CPU build), then "
         raise MaskwatchError(f"training needs torch ({exc}): "
@@ -307,13 +308,13 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
     try:
         onnx_path = fit(config)
     except KeyboardInterrupt:
-        if (out / "last.pt").is_file():
-            typer.echo(f"\ninterrupted: the epochs finished are kept in {out / 'last.pt'}; the same command with "
+        if (out / LAST).is_file():
+            typer.echo(f"\ninterrupted: the epochs finished are kept in {out / LAST}; the same command with "
                        f"--resume goes on from there", err=True)
         else:
             typer.echo("\ninterrupted before the first epoch ended: nothing to resume; the same command starts "
                        "again", err=True)
-        if (out / REPLACED / "model").is_dir():
+        if (out / REPLACED / MODEL).is_dir():
             typer.echo(f"the run --overwrite replaces is kept in {out / REPLACED} (its model: --model "
                        f"{out / REPLACED}) until this one has its model", err=True)
         raise typer.Exit(130) from None

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from maskwatch.errors import MaskwatchError
+from maskwatch.run_folder import MODEL
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ def kind_of(name: str) -> ModelKind:
 def model_in(folder: Path) -> Path:
     """The model file a run folder (or its model/ folder, or a folder of model files) holds, of whichever kind;
     the two-stage file's path where there is none."""
-    folder = folder / "model" if (folder / "model").is_dir() else folder
+    folder = folder / MODEL if (folder / MODEL).is_dir() else folder
     found = [folder / kind.model_file for kind in KINDS.values() if (folder / kind.model_file).is_file()]
     return found[0] if found else folder / KINDS[TWO_STAGE].model_file
 

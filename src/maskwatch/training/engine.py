@@ -35,6 +35,7 @@ from maskwatch.errors import MaskwatchError, name_some
 from maskwatch.evaluation.coco_metrics import CocoResult, evaluate_coco
 from maskwatch.model_kinds import TWO_STAGE, kind_of
 from maskwatch.predictions import ImagePredictions
+from maskwatch.run_folder import BEST, HISTORY, LAST, MODEL, REPLACED, RUN_FILES
 from maskwatch.thresholds import FOR_METRICS
 from maskwatch.training.balance import rarest_class
 
@@ -296,23 +297,19 @@ def read_images(train: Dataset, val: Dataset) -> tuple[Dataset, Dataset, dict[st
     return train, val, images
 
 
-RUN_FILES = ("last.pt", "best.pt", "history.csv", "history.png")  # what a run's epochs leave beside model/
-REPLACED = "replaced"  # OUT/replaced/: the run --overwrite replaces, kept until the new run has its model
-
-
 def check_run_folder(cfg: TrainConfig) -> list[str]:
     """--resume needs a run to go on with; without it an earlier run in OUT is kept unless --overwrite says
     otherwise (it may be an hour of training, and `runs/train` is every plain command's default). Returns what
     an earlier run left there."""
     check_output_folder(cfg.out)
-    if cfg.resume and not (cfg.out / "last.pt").is_file():
+    if cfg.resume and not (cfg.out / LAST).is_file():
         raise MaskwatchError(f"{cfg.out}: nothing to resume (no last.pt there: no epoch of a run in this folder "
                              f"finished); without --resume a new run starts")
     aside = cfg.out / REPLACED
     if aside.is_symlink() or (aside.exists() and not aside.is_dir()):
         raise MaskwatchError(f"{aside} is not a folder: it is where --overwrite keeps the run it replaces until the "
                              f"new one has its model; move it away")
-    earlier = [name for name in ("model", *RUN_FILES, REPLACED) if (cfg.out / name).exists()]
+    earlier = [name for name in (MODEL, *RUN_FILES, REPLACED) if (cfg.out / name).exists()]
     if not cfg.resume and earlier and not cfg.overwrite:
         raise MaskwatchError(f"{cfg.out} holds an earlier run ({', '.join(earlier)}); --resume goes on with it, "
                              f"--overwrite replaces it, another --out keeps both")
@@ -323,8 +320,8 @@ def set_earlier_run_aside(out: Path) -> None:
     """--overwrite: the earlier run's model and files move to OUT/replaced/ (deleted once the new run has its
     model), so a new run stopped early loses nothing finished. An earlier run without a model (itself stopped
     early) is deleted, and an older finished run already set aside stays."""
-    files = [out / name for name in ("model", *RUN_FILES, "val.txt") if (out / name).exists()]
-    if (out / "model").is_dir():
+    files = [out / name for name in (MODEL, *RUN_FILES, "val.txt") if (out / name).exists()]
+    if (out / MODEL).is_dir():
         shutil.rmtree(out / REPLACED, ignore_errors=True)  # (check_run_folder: a plain folder, if there)
         (out / REPLACED).mkdir()
         for path in files:
@@ -350,7 +347,7 @@ def resumable_checkpoint(cfg: TrainConfig, identity: dict[str, Any]) -> dict | N
     written. None without --resume."""
     if not cfg.resume:
         return None
-    last_path = cfg.out / "last.pt"
+    last_path = cfg.out / LAST
     state = torch.load(last_path, map_location="cpu", weights_only=False)
     if state.get("arch", cfg.arch) != cfg.arch:
         raise MaskwatchError(f"{last_path} holds a {state['arch']} model; resume with --arch {state['arch']}")
@@ -373,7 +370,7 @@ def resume(cfg: TrainConfig, state: dict | None, model: torch.nn.Module,
         return 0, [], -1.0
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
-    print(f"resumed from {cfg.out / 'last.pt'} at epoch {state['epoch']}")
+    print(f"resumed from {cfg.out / LAST} at epoch {state['epoch']}")
     started_for = state.get("epochs", cfg.epochs)
     if cfg.epochs <= state["epoch"]:
         log.warning(f"{cfg.out}: the run has done {state['epoch']} epochs, --epochs {cfg.epochs}: no more are "
@@ -393,9 +390,9 @@ def checkpoint(cfg: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     if row["val_mAP50"] > best:
         best = row["val_mAP50"]
-        torch.save({"model": state, "epoch": row["epoch"], "arch": cfg.arch, **extra}, cfg.out / "best.pt")
+        torch.save({"model": state, "epoch": row["epoch"], "arch": cfg.arch, **extra}, cfg.out / BEST)
     torch.save({"model": state, "optimizer": optimizer.state_dict(), "epoch": row["epoch"], "arch": cfg.arch,
-                "history": history + [row], "best": best, "epochs": cfg.epochs, **extra}, cfg.out / "last.pt")
+                "history": history + [row], "best": best, "epochs": cfg.epochs, **extra}, cfg.out / LAST)
     return best
 
 
@@ -410,7 +407,7 @@ def record_epoch(history: list[dict], row: dict, cfg: TrainConfig, rarest: str) 
     eta = (f"; about {math.ceil(remaining / 60)} min" if remaining >= 90 else f"; about {math.ceil(remaining)} s")
     eta = f"{eta} left for the other {left} epoch(s)" if left else ""
     print(f"epoch {row['epoch']}: loss {row['loss']:.3f} {validated} ({row['seconds']:.0f} s{eta})", flush=True)
-    with (cfg.out / "history.csv").open("w", newline="") as f:
+    with (cfg.out / HISTORY).open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(history[0]))
         writer.writeheader()
         writer.writerows(history)
@@ -513,7 +510,7 @@ def fit(cfg: TrainConfig) -> Path:
                if k not in ("out", "resume", "overwrite", "threads", "recipe")}
     # The kept epoch's validation per class, from its checkpoint (so a resumed run has it too): whoever needs the
     # model's scores on its validation images reads them instead of predicting again.
-    path = recipe.export(cfg.out / "model", trained_on=str(cfg.data), kept=cfg.keep, epoch=state["epoch"],
+    path = recipe.export(cfg.out / MODEL, trained_on=str(cfg.data), kept=cfg.keep, epoch=state["epoch"],
                          val_mAP50=kept["val_mAP50"], val_images=[s.stem for s in val_set.samples],
                          train_options=options, recipe=recipe.settings(), val_scores=state.get("val_scores"))
     int8 = recipe.export_int8(path, {s.stem: images[s.stem] for s in train_set.samples})

@@ -26,6 +26,7 @@ from maskwatch.errors import MaskwatchError
 from maskwatch.face_finder import ScalePolicy
 from maskwatch.model_kinds import KINDS, TWO_STAGE
 from maskwatch.models.crop_head import CropHead, export_onnx
+from maskwatch.run_folder import CANDIDATES
 from maskwatch.training.augment import augment_crop
 from maskwatch.training.balance import copies_per_class
 from maskwatch.training.candidates import Example, find_candidates, jittered_ground_truth, match_candidates
@@ -109,7 +110,7 @@ class TwoStageRecipe(Recipe):
         if cfg.extra_faces:  # (first: a folder named after no class is said before the long search for candidates)
             self.pictures = load_face_pictures(cfg.extra_faces, self.classes, limit=32 if cfg.quick else None,
                                                label_map=cfg.label_map)
-        candidates = find_candidates(self.images, cfg.out / "candidates.npz",
+        candidates = find_candidates(self.images, cfg.out / CANDIDATES,
                                      policy=ScalePolicy(upscale_to=tuple(self.candidate_upscale_to), coarse_first=None))
         self.matched = {s.stem: match_candidates(s.stem, candidates[s.stem], s.detections, left_out=s.left_out)
                         for s in self.train_set.samples}
