@@ -154,7 +154,7 @@ def watch_once(detector: Detector, clip: Path, folder: Path, every: int | None, 
     pipeline = setup.pipeline(detector)
     pipeline.options.realtime = settings
     pipeline.sinks.append(CallbackSink(on_frame=keep))
-    summary = pipeline.run(setup.source, setup.out)
+    summary = pipeline.run(setup.source, setup.out, overwrite=True)  # (one out.mp4 for every row)
     return summary, shown
 
 

@@ -59,7 +59,7 @@ def count_people(detector: Detector, clip: Path, folder: Path, activation: float
     pipeline_module.FaceTracker = partial(FaceTracker, min_confidence=activation)
     try:
         setup = CameraConfig(name="bench", source=str(clip), out=folder / "out.mp4", db=folder / "events.sqlite")
-        summary = setup.pipeline(detector).run(setup.source, setup.out)
+        summary = setup.pipeline(detector).run(setup.source, setup.out, overwrite=True)  # (one out.mp4, every row)
     finally:
         pipeline_module.FaceTracker = FaceTracker
     return Counter(summary.people)

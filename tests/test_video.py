@@ -68,6 +68,27 @@ def test_annotated_video_is_h264_with_source_frames_size_fps_and_drawn_boxes(det
     assert out.with_suffix(".tracks.csv").read_text().count("\n") >= 4
 
 
+def test_an_earlier_runs_video_is_not_written_over_without_overwrite(pan, tmp_path):
+    from typer.testing import CliRunner
+
+    from maskwatch.cli import app
+
+    clip, _ = pan
+    out = tmp_path / "door.mp4"
+    out.write_bytes(b"last night's recording")
+    out.with_suffix(".json").write_text("{}")
+    command = ["watch", str(clip), "--out", str(out), "--db", str(tmp_path / "e.sqlite"), "--max-frames", "2",
+               "--scale", "1", "--threads", "2"]
+    refused = CliRunner().invoke(app, command)
+    said = str(refused.exception)  # (main() turns it into one line and exit 2)
+    assert isinstance(refused.exception, MaskwatchError) and f"--out {out} exists" in said and "--overwrite" in said
+    assert out.read_bytes() == b"last night's recording" and out.with_suffix(".json").read_text() == "{}"
+    assert not (tmp_path / "e.sqlite").exists()  # refused before anything was written
+    replaced = CliRunner().invoke(app, command + ["--overwrite"])
+    assert replaced.exit_code == 0, replaced.output
+    assert decode(out)[1][0] == "h264" and json.loads(out.with_suffix(".json").read_text())["frames"] == 2
+
+
 def test_people_are_counted_once_across_frames(detector, pan, tmp_path):
     clip, source_frames = pan
     summary = VideoPipeline(detector, WatchOptions(every=1), tmp_path / "events.sqlite").run(str(clip))

@@ -581,6 +581,8 @@ def watch(source: Optional[str] = typer.Argument(None, metavar="SOURCE",
                    "after the machine) [default: 0, the error at once]."),
           blur_faces: bool = typer.Option(False, "--blur-faces", help="Blur every detected face (privacy)."),
           show: bool = typer.Option(False, "--show", help="Show a window (needs a display and GUI OpenCV)."),
+          overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier video at --out (and its "
+                                         ".json and .csv files); without it, an existing --out is refused."),
           window: Optional[float] = typer.Option(None, "--window", help="Seconds per counting window in the "
                                                                         "database [default: 10]."),
           scale: Optional[str] = typer.Option(None, "--scale", help="Face finder input scale: auto, auto-full (no "
@@ -629,7 +631,7 @@ def watch(source: Optional[str] = typer.Argument(None, metavar="SOURCE",
         bars[0].update(summary.frames - bars[0].n)
 
     try:
-        summary = pipeline.run(setup.source, setup.out, progress)
+        summary = pipeline.run(setup.source, setup.out, progress, overwrite=overwrite)
     finally:
         for bar in bars:
             bar.close()

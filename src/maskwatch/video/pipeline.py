@@ -189,7 +189,10 @@ class VideoPipeline:
         return sinks + self.sinks
 
     def run(self, source: str | Path | int | FrameSource, out: Path | None = None,
-            on_progress: Callable[[WatchSummary, int | None], None] | None = None) -> WatchSummary:
+            on_progress: Callable[[WatchSummary, int | None], None] | None = None,
+            overwrite: bool = False) -> WatchSummary:
+        """overwrite: an earlier run's video at `out` (with its .json and .csv files) is replaced; without it, it
+        is refused (a live camera's recording cannot be made again)."""
         opts = self.options
         if isinstance(source, (Path, int)):  # a file's path, a webcam's index
             source = str(source)
@@ -206,6 +209,9 @@ class VideoPipeline:
                                      f"file (e.g. {Path(out).with_name(Path(out).stem + '_maskwatch.mp4')})")
             if Path(out).is_dir():
                 raise MaskwatchError(f"--out {out} is a folder: give the annotated video's file name (.mp4)")
+            if not overwrite and (Path(out).exists() or Path(out).is_symlink()):
+                raise MaskwatchError(f"--out {out} exists (an earlier run's video?): give another name, or "
+                                     f"--overwrite to replace it and its .json and .csv files")
             check_writable(Path(out).parent, f"--out {out}")
         frames_source = open_source(source, give_up_after_s=opts.give_up_after_s, wait_s=opts.wait_for_camera_s,
                                     cancel=self.stopping) if isinstance(source, str) else source
@@ -376,10 +382,11 @@ class VideoPipeline:
 
 def watch(source: str | FrameSource, out: str | Path | None = None, database: str | Path | None = None,
           detector: Detector | None = None, sinks: Iterable[Sink] = (), zones: Iterable[str | Zone] = (),
-          lines: Iterable[str | Line] = (), camera: str | None = None, **options) -> WatchSummary:
+          lines: Iterable[str | Line] = (), camera: str | None = None, overwrite: bool = False,
+          **options) -> WatchSummary:
     """Run the pipeline on a source. `sinks` are added to the built-in ones (video file with `out`, database
-    with `database`); zones and lines are `NAME=x1,y1,...` strings or Zone / Line; options are WatchOptions
-    fields."""
+    with `database`); zones and lines are `NAME=x1,y1,...` strings or Zone / Line; overwrite: replace an
+    earlier video at `out` (else refused); options are WatchOptions fields."""
     pipeline = VideoPipeline(detector, WatchOptions(**options), Path(database) if database else None, sinks, zones,
                              lines, camera)
-    return pipeline.run(source, Path(out) if out else None)
+    return pipeline.run(source, Path(out) if out else None, overwrite=overwrite)
