@@ -368,6 +368,15 @@ def test_evaluate_split_scores_the_listed_images_and_refuses_names_of_another_se
     result = run("evaluate", "--gt", str(small_voc), "--pred", str(tmp_path / "all.jsonl"), "--split", str(listed),
                  ok=False)
     assert result.returncode == 2 and "1 of its 2 names are not images of the data set (not_here)" in result.stderr
+    listed.write_text("\n")  # an empty list scored nothing, exit 0
+    result = run("evaluate", "--gt", str(small_voc), "--pred", str(tmp_path / "all.jsonl"), "--split", str(listed),
+                 "--out", str(tmp_path / "empty"), ok=False)
+    assert result.returncode == 2 and "no image names in it" in result.stderr and not (tmp_path / "empty").exists()
+    # Plots written among the data set's images were read as images of it by the next load.
+    result = run("evaluate", "--gt", str(small_voc), "--pred", str(tmp_path / "all.jsonl"), "--out",
+                 str(small_voc / "images" / "eval"), ok=False)
+    assert result.returncode == 2 and "where the data set's images are" in result.stderr
+    assert not (small_voc / "images" / "eval").exists()
 
 
 def test_version_flag_prints_the_packages_version():
@@ -626,6 +635,12 @@ def test_evaluate_says_a_missing_class_is_left_out_of_the_mean_only_where_it_wou
     assert "scored with the three mask classes; " in three.stderr and "mask_weared_incorrect" in three.stderr
     two = run(*args, "--scheme", "2class", "--out", str(tmp_path / "two"))
     assert "three mask classes" not in two.stdout + two.stderr
+    # A class without ground truth shows "-" in its rows: the legend says why, and the mean says over how many.
+    assert "-: no ground-truth box of that size or class" in three.stdout
+    assert "mAP is the mean over the 2 of 3 classes with ground-truth boxes here" in three.stdout
+    assert "mean over the" not in two.stdout
+    wrong = run(*args, "--score-threshold", "1.5", "--out", str(tmp_path / "wrong"), ok=False)
+    assert wrong.returncode == 2 and "--score-threshold is a score from 0 to 1, got 1.5" in wrong.stderr
 
 
 def test_outputs_deleted_while_watch_writes_them_are_said_not_named_as_written(data_dir, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -359,3 +360,42 @@ def test_a_box_on_a_face_the_label_map_left_out_is_neither_right_nor_wrong(data_
     assert evaluate_coco(two, found).summary["mAP50"] == pytest.approx(1.0)
     matrix = confusion_matrix(two, found, "3class", score_threshold=0.5).matrix
     assert matrix[-1].sum() == 0  # no box counted as found where there is no face (the background row)
+
+
+@pytest.mark.parametrize("detection, said", [
+    ({"bbox": [1, 1, 9, 9], "label": "with_mask", "score": float("nan")}, "score NaN is not a number from 0 to 1"),
+    ({"bbox": [1, 1, 9, 9], "label": "with_mask", "score": True}, "score true is not a number from 0 to 1"),
+    ({"bbox": [1, 1, 9, 9], "label": "with_mask", "score": 87.5}, "score 87.5 is not a number from 0 to 1"),
+    ({"bbox": [40, 30, 20, 25], "label": "with_mask", "score": 0.5}, "bbox [40, 30, 20, 25] ends before it starts"),
+])
+def test_a_score_that_cannot_rank_or_a_box_that_ends_before_it_starts_is_refused(detection, said, tmp_path):
+    """A NaN score ended evaluate in faster-coco-eval's traceback; a bool, a percentage or an infinite score ranked
+    boxes wrongly in silence, and boxes written as x, y, width, height scored as misses without a word."""
+    from maskwatch.classes import MASK_CLASSES
+
+    path = tmp_path / "p.jsonl"
+    path.write_text(json.dumps({"image": "a.jpg", "detections": [detection]}) + "\n")
+    with pytest.raises(MaskwatchError, match=f"p.jsonl:1: not a predictions record .{re.escape(said)}"):
+        list(read_predictions(path, MASK_CLASSES))
+
+
+def test_the_confusion_matrix_judges_a_face_listed_once_per_class_by_its_best_class(small):
+    """detect lists a face once per class; under a low --score-threshold the matcher took the box of the
+    annotated class however weak, called the face right, and counted its best class's box as a false positive."""
+    from maskwatch.evaluation.report import confusion_matrix
+
+    one = small.subset([s.stem for s in small.samples if "without_mask" in small.labels_of(s)][:1])
+    sample = one.samples[0]
+    labels = one.labels_of(sample)
+    boxes, names, scores = [], [], []
+    for box, label in zip(sample.detections.xyxy, labels):  # every face: its class at 0.25, another at 0.7
+        other = "with_mask" if label != "with_mask" else "without_mask"
+        boxes += [box, box]
+        names += [label, other]
+        scores += [0.25, 0.7]
+    found = [ImagePredictions(sample.image_path.name, sample.width, sample.height,
+                              detections_from_labels(np.array(boxes), names, np.array(scores), one.classes))]
+    for threshold in (0.5, 0.2):
+        matrix = confusion_matrix(one, found, "3class", score_threshold=threshold).matrix
+        assert np.trace(matrix[:-1, :-1]) == 0 and matrix[:-1, :-1].sum() == len(labels), threshold
+        assert matrix[-1].sum() == 0, threshold  # no box of a face counted as found where there is no face

@@ -367,8 +367,9 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
              cross_check: bool = typer.Option(False, "--cross-check", help="Also compute with pycocotools.")) -> None:
     """COCO mAP, per-class AP, PR curves and a confusion matrix of predictions against ground truth."""
     from maskwatch.classes import MASK_CLASSES, parse_label_map
-    from maskwatch.data.inputs import check_output_folder
+    from maskwatch.data.inputs import check_outside_images, check_output_folder
     from maskwatch.data.split import listed_names
+    from maskwatch.detector import check_score
     from maskwatch.errors import name_some
     from maskwatch.evaluation import write_report
     from maskwatch.evaluation.coco_metrics import SCHEMES, coco_inputs
@@ -381,8 +382,10 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
         scheme, classes = classes, None
     if scheme not in SCHEMES:  # before the (long) load
         raise MaskwatchError(f"unknown --scheme {scheme!r}; use {', '.join(SCHEMES)}")
+    check_score(score_threshold, "--score-threshold")
     check_output_folder(out)
     dataset = _load(gt, fmt, label_map, classes, allow_outside_images)
+    check_outside_images(out, dataset)
     boxes = dataset.class_counts()
     absent = [c for c in MASK_CLASSES if not boxes.get(c)]  # not listed, or listed (a YOLO classes.txt) unused
     if classes is None and scheme != "face" and absent and set(dataset.classes) <= set(MASK_CLASSES):
@@ -442,8 +445,12 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
     if cross_check:
         table.add_row("max |faster - pycocotools|", f"{report['max_difference_vs_pycocotools']:.2e}")
     Console().print(table)
-    if not all(math.isfinite(v) for v in report["summary"].values()):
+    class_ap = [values["AP"] for values in report["per_class"].values()]
+    if not all(math.isfinite(v) for v in [*report["summary"].values(), *class_ap]):
         typer.echo("-: no ground-truth box of that size or class (null in report.json)")
+    scored = sum(math.isfinite(v) for v in class_ap)
+    if 0 < scored < len(class_ap):  # COCO's mean is over the classes with ground truth: say over how many
+        typer.echo(f"mAP is the mean over the {scored} of {len(class_ap)} classes with ground-truth boxes here")
     if report["difficult_boxes"]:
         typer.echo(f"{report['difficult_boxes']} box(es) marked difficult (VOC <difficult>, COCO iscrowd): neither "
                    f"found nor missed, as in VOC's and COCO's own scoring")

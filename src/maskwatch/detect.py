@@ -13,9 +13,9 @@ from tqdm import tqdm
 from maskwatch.annotate import annotate
 from maskwatch.data.images import annotated_copy_name, read_image, save_annotated_copy
 from maskwatch.data.inputs import CopiesRecord, copy_names, output_names
-from maskwatch.detector import Detector, best_class_per_face
+from maskwatch.detector import Detector
 from maskwatch.errors import MaskwatchError
-from maskwatch.predictions import ImagePredictions, class_names_of, write_predictions
+from maskwatch.predictions import ImagePredictions, best_class_per_face, class_names_of, write_predictions
 from maskwatch.thresholds import FOR_METRICS, FOR_PEOPLE
 
 

@@ -157,14 +157,6 @@ def with_face_confidence(detections: sv.Detections, face_scores: np.ndarray) -> 
     return detections
 
 
-def best_class_per_face(detections: sv.Detections) -> sv.Detections:
-    """One box per face from all-classes output: the boxes of one face share their coordinates exactly, so a
-    class-agnostic NMS at IoU 0.95 keeps its best class and leaves neighbouring faces alone."""
-    if len(detections) < 2:
-        return detections
-    return detections.with_nms(threshold=0.95, class_agnostic=True)
-
-
 def say_if_quick(model: Path, config: Path) -> None:
     """A model trained with `train --quick` is said to be one wherever it is loaded: its numbers come from a few
     images and two epochs."""

@@ -84,6 +84,14 @@ def detections_from_labels(xyxy: np.ndarray, labels: list[str], scores: np.ndarr
                          data={"class_name": np.array(labels, dtype=str)})
 
 
+def best_class_per_face(detections: sv.Detections) -> sv.Detections:
+    """One box per face from all-classes output: the boxes of one face share their coordinates exactly, so a
+    class-agnostic NMS at IoU 0.95 keeps its best class and leaves neighbouring faces alone."""
+    if len(detections) < 2:
+        return detections
+    return detections.with_nms(threshold=0.95, class_agnostic=True)
+
+
 def stem_in(name: str, stems) -> str:
     """The stem among `stems` (a data set's) that a predictions line's image `name` refers to: by the lists' rule,
     else its file name less its last suffix (x.mpo, which the lists' rule keeps whole); the first where neither
@@ -102,7 +110,12 @@ def record_to_predictions(record: dict, classes: list[str] | tuple[str, ...], wh
             raise TypeError(f"'detections' is a {type(dets).__name__}, not a list")
         xyxy = np.array([d["bbox"] for d in dets], dtype=np.float32).reshape(-1, 4)
         labels = [str(d["label"]) for d in dets]
-        scores = np.array([float(d["score"]) for d in dets], dtype=np.float32)
+        scores = np.array([_score(d["score"]) for d in dets], dtype=np.float32)
+        inverted = (xyxy[:, 2] < xyxy[:, 0]) | (xyxy[:, 3] < xyxy[:, 1])
+        if inverted.any():
+            box = ", ".join(f"{v:g}" for v in xyxy[inverted.argmax()])
+            raise ValueError(f"bbox [{box}] ends before it starts: boxes are [x1, y1, x2, y2] corners (written as "
+                             f"x, y, width, height?)")
         return ImagePredictions(str(record["image"]), int(record.get("width", 0)), int(record.get("height", 0)),
                                 detections_from_labels(xyxy, labels, scores, classes))
     except (KeyError, TypeError, ValueError) as exc:
@@ -110,6 +123,13 @@ def record_to_predictions(record: dict, classes: list[str] | tuple[str, ...], wh
         raise MaskwatchError(f"{where}: not a predictions record ({what}); expected "
                              '{"image": ..., "detections": [{"bbox": [x1,y1,x2,y2], "label": ..., "score": ...}]}'
                              ) from exc
+
+
+def _score(value) -> float:
+    """A detection's score: a number from 0 to 1 (a NaN, a bool or a percentage would rank boxes wrongly)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ValueError(f"score {json.dumps(value)} is not a number from 0 to 1")
+    return float(value)
 
 
 FORMAT_HINT = ('JSON Lines, one image per line: {"image": "x.jpg", "width": W, "height": H, "detections": '

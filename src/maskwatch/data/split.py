@@ -144,6 +144,8 @@ def listed_names(dataset: Dataset, list_path: Path) -> list[str]:
     """The images a list file names (as `data split` writes it), each checked to be in `dataset`: a list of
     another data set, or of images since removed, would otherwise choose fewer images without a word."""
     named = read_list(list_path)
+    if not named:
+        raise MaskwatchError(f"{list_path}: no image names in it (an empty file?); nothing to use")
     stems = {s.stem for s in dataset.samples}
     missing = sorted(set(named) - stems)
     left_out = named_in_problems(dataset, missing)

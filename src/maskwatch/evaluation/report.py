@@ -19,7 +19,8 @@ from maskwatch.data.dataset import Dataset, difficult_of, on_faces_not_scored
 from maskwatch.data.images import upright_to_stored
 from maskwatch.errors import MaskwatchError, name_some
 from maskwatch.evaluation.coco_metrics import CocoResult, Scheme, evaluate_coco, scheme_classes
-from maskwatch.predictions import ImagePredictions, class_names_of, detections_from_labels, stem_in
+from maskwatch.predictions import (ImagePredictions, best_class_per_face, class_names_of, detections_from_labels,
+                                   stem_in)
 from maskwatch.thresholds import CONFUSION_IOU, CONFUSION_MIN_SCORE
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,10 @@ def confusion_matrix(gt: Dataset, predictions: list[ImagePredictions], scheme: S
             continue
         found = pred.detections
         found = found[~on_faces_not_scored(found.xyxy, sample, iou_threshold)]  # neither right nor wrong
+        # A face listed once per class (detect's default, what mAP rewards) is judged by its best class: else the
+        # matcher, which prefers a box of the annotated class, would take a weaker box of that class under a low
+        # threshold, and call the face right and its best class's box a false positive.
+        found = best_class_per_face(found[found.confidence >= score_threshold]) if len(found) else found
         labels = [label_of(str(lb)) for lb in class_names_of(found, gt.classes)] if len(found) else []
         preds.append(detections_from_labels(found.xyxy, labels, found.confidence, classes))
     return sv.ConfusionMatrix.from_detections(preds, targets, classes, conf_threshold=score_threshold,

@@ -34,11 +34,11 @@ from maskwatch.version import __version__
 from maskwatch.annotate import annotate
 from maskwatch.data.images import (ACCEPTED_FORMATS, ACCEPTED_NAMES, decode_image, decoding_warnings, image_header,
                                    is_video_header)
-from maskwatch.detector import Detector, best_class_per_face
+from maskwatch.detector import Detector
 from maskwatch.errors import MaskwatchError, TooManyPixels, one_line
 from maskwatch.limits import (MAX_UPLOAD_MB, MULTIPART_OVERHEAD_BYTES, SERVE_DATA_DIR, SERVE_MAX_QUEUE,
                               SERVE_MAX_QUEUED_VIDEOS, SERVE_WORKERS, usable_cores)
-from maskwatch.predictions import ImagePredictions, class_counts
+from maskwatch.predictions import ImagePredictions, best_class_per_face, class_counts
 from maskwatch.serve.cameras import CameraRegistry, CameraSetup
 from maskwatch.serve.guards import ApiKeyMiddleware, LoopbackHostGate, UploadGate, WorkerPool, is_loopback
 from maskwatch.serve.jobs import DataDirLock, JobQueue
