@@ -54,7 +54,8 @@ def door_photos(set_name: str, min_height_at_480: float, limit: int | None = Non
     return photos, faces
 
 
-def count_people(detector: Detector, clip: Path, folder: Path, activation: float) -> Counter:
+def count_people(detector: Detector, clip: Path, folder: Path, activation: float) -> tuple[Counter, int]:
+    """People counted per class, and the person.unmasked alerts raised."""
     # The pipeline builds its own tracker; a bench row with another activation score swaps the class it builds.
     pipeline_module.FaceTracker = partial(FaceTracker, min_confidence=activation)
     try:
@@ -62,7 +63,7 @@ def count_people(detector: Detector, clip: Path, folder: Path, activation: float
         summary = setup.pipeline(detector).run(setup.source, setup.out, overwrite=True)  # (one out.mp4, every row)
     finally:
         pipeline_module.FaceTracker = FaceTracker
-    return Counter(summary.people)
+    return Counter(summary.people), summary.events.get("person.unmasked", 0)
 
 
 def main() -> None:
@@ -84,20 +85,22 @@ def main() -> None:
             for size_name, size in SIZES.items():
                 clip = write_h264(door_frames(photos, size, FPS, seconds), folder / "door.mp4", FPS)
                 for activation in activations:
-                    people = count_people(detector, clip, folder, activation)
-                    rows.append((set_name, len(photos), size_name, activation, faces, people))
-                    print(f"{set_name} {size_name} activation {activation}: {dict(people)} (faces {dict(faces)})",
-                          file=sys.stderr, flush=True)
+                    people, alerts = count_people(detector, clip, folder, activation)
+                    rows.append((set_name, len(photos), size_name, activation, faces, people, alerts))
+                    print(f"{set_name} {size_name} activation {activation}: {dict(people)} (faces {dict(faces)}), "
+                          f"{alerts} alerts", file=sys.stderr, flush=True)
     print(f"\npeople counted by `maskwatch watch` on door clips ({args.seconds_per_photo:g} s per photo), "
           f"against the faces annotated")
     print("| photos | clip | tracker activation | faces annotated | people counted | "
-          + " | ".join(f"{c} counted / annotated" for c in classes) + " |")
-    print("|---|---|---|---|---|" + "---|" * len(classes))
-    for set_name, n, size_name, activation, faces, people in rows:
+          + " | ".join(f"{c} counted / annotated" for c in classes) + " | person.unmasked alerts / people counted "
+          "unmasked |")
+    print("|---|---|---|---|---|" + "---|" * len(classes) + "---|")
+    for set_name, n, size_name, activation, faces, people, alerts in rows:
         default = " (default)" if activation == TRACK_ACTIVATION_SCORE else ""
         cells = " | ".join(f"{people[c]} / {faces[c]}" for c in classes)
+        unmasked = sum(people[c] for c in classes if c != "with_mask")
         print(f"| {set_name}, {n} | {size_name} | {activation:g}{default} | {sum(faces.values())} | "
-              f"{sum(people.values())} | {cells} |")
+              f"{sum(people.values())} | {cells} | {alerts} / {unmasked} |")
 
 
 if __name__ == "__main__":

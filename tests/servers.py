@@ -91,7 +91,7 @@ class Mosquitto:
     """Debian's mosquitto as a real MQTT broker on loopback, with persistence on, so a broker stopped and started
     again keeps its sessions, like a production one."""
 
-    def __init__(self, port: int, folder: Path):
+    def __init__(self, port: int, folder: Path, anonymous: bool = True):
         import shutil
 
         self.binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -99,8 +99,8 @@ class Mosquitto:
         self.port, self.folder = port, folder
         folder.mkdir(parents=True, exist_ok=True)
         self.config = folder / "mosquitto.conf"
-        self.config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-                               f"persistence_location {folder}/\nuser root\n")
+        self.config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous {str(anonymous).lower()}\n"
+                               f"persistence true\npersistence_location {folder}/\nuser root\n")
         self.process: subprocess.Popen | None = None
 
     def start(self) -> "Mosquitto":

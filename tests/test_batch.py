@@ -240,7 +240,7 @@ def test_ctrl_c_keeps_the_rows_done_and_the_next_run_goes_on(images, tmp_path, m
     assert not rest.interrupted and (rest.processed, rest.skipped) == (7 - good, good) and len(rows_by_path(out)) == 7
 
 
-def test_a_results_folder_of_other_settings_is_refused_and_bad_options_are_named(images, tmp_path):
+def test_a_results_folder_of_other_settings_is_refused_and_bad_options_are_named(images, tmp_path, caplog):
     out = tmp_path / "out"
     run_batch(str(images / "maksssksksss0.jpg"), out, "local", threads=2)
     for options, message in (({"conf": 0.6}, "conf 0.4 there, 0.6 now"), ({"annotate": True}, "annotate False there"),
@@ -253,10 +253,14 @@ def test_a_results_folder_of_other_settings_is_refused_and_bad_options_are_named
     # traceback (a model that cannot load) or a ValueError traceback (no actors): refused here, nothing written.
     for options, message in (({"address": "127.0.0.1:1"}, "--address 127.0.0.1:1: no Ray cluster answers there"),
                              ({"model": str(images / "x.onnx")}, "no such model file or run folder"),
-                             ({"actors": 0}, "--actors and --threads must be at least 1, not 0")):
+                             ({"actors": 0}, "--actors must be at least 1, not 0"),
+                             ({"threads": 0}, "--threads must be at least 1, not 0")):
         with pytest.raises(MaskwatchError, match=message):
             run_batch(str(images), tmp_path / "ray", "ray", **options)
     assert not (tmp_path / "ray").exists()
+    with caplog.at_level("WARNING", logger="maskwatch.batch.run"):  # (all three were ignored without a word)
+        run_batch(str(images / "maksssksksss0.jpg"), tmp_path / "local", "local", threads=2, address="auto")
+    assert "--address, --actors and --verbose are for --engine ray; this run is local" in caplog.text
     import pyarrow.parquet as pq
 
     assert pq.read_table(out).num_rows == 1  # the settings file is not a part to Parquet readers

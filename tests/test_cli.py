@@ -34,7 +34,9 @@ def test_detect_writes_annotated_images_and_jsonl_and_goes_on_past_bad_files(sma
     (images / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
     (images / "empty.png").write_bytes(b"")
     result = run("detect", str(images), "--out", str(tmp_path / "out"), "--json-out", str(tmp_path / "p.jsonl"))
-    assert "6 image(s)" in result.stdout
+    assert "6 image(s)" in result.stdout and "(score >= 0.4)" in result.stdout
+    above = run("detect", str(images / "maksssksksss94.jpg"), "--no-images", "--conf", "0.6")
+    assert "(score >= 0.6)" in above.stdout  # (what --conf does not keep is not counted: 0.4 was said)
     assert "broken.jpg" in result.stderr and "empty.png" in result.stderr
     assert "]ERROR" not in result.stderr  # each message on its own line, not glued to the progress bar
     records = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
@@ -349,6 +351,10 @@ def test_detect_says_what_a_folder_is_when_it_is_not_what_was_expected(tmp_path)
     (tmp_path / "runs" / "first" / "candidates.npz").write_bytes(b"")  # a run stopped before its first epoch ended
     result = run("detect", str(photo), "--no-images", "--model", str(tmp_path / "runs" / "first"), ok=False)
     assert result.returncode == 2 and "holds a `maskwatch train` run that has no model yet" in result.stderr
+    assert "stopped before its first epoch ended" in result.stderr
+    (tmp_path / "runs" / "first" / "last.pt").write_bytes(b"")  # epochs finished, stopped before the export
+    result = run("detect", str(photo), "--no-images", "--model", str(tmp_path / "runs" / "first"), ok=False)
+    assert "its last.pt holds the epochs it finished" in result.stderr and "first epoch" not in result.stderr
 
 
 def test_evaluate_split_scores_the_listed_images_and_refuses_names_of_another_set(small_voc, tmp_path):

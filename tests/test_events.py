@@ -219,6 +219,13 @@ def test_bad_zones_lines_urls_and_configs_say_what_to_fix(detector, crossing, tm
     assert (load_config(bad)["door"].every, load_config(bad)["door"].window) == (3, 2.5)
     with pytest.raises(MaskwatchError, match="a folder; give the camera config file"):
         load_config(tmp_path)
+    bad.write_bytes("cameras:\n  door: {source: caf\u00e9.mp4}\n".encode("latin-1"))  # (a traceback before)
+    with pytest.raises(MaskwatchError, match="not a text file in UTF-8 or UTF-16"):
+        load_config(bad)
+    bad.write_text("cameras:\n\tdoor: {source: a.mp4}\n")  # one line: where and what, not YAML's quoted lines
+    with pytest.raises(MaskwatchError, match=r"not valid YAML at line 2, column 1 \(found character '\\t'") as error:
+        load_config(bad)
+    assert "\n" not in str(error.value)
     # watch runs one camera: which one comes first; another camera's unset ${VAR} is not its error.
     from maskwatch.video.config import load_camera
 
@@ -507,3 +514,38 @@ def test_the_run_is_recorded_before_the_network_outputs_wait_and_again_after(det
     with sqlite3.connect(db) as stored:
         assert "3 event(s) lost" in stored.execute("SELECT message FROM runs").fetchone()[0]
     assert summary.failed_outputs == ["receiver"]
+
+
+def test_a_mask_pulled_down_after_seconds_masked_is_alerted_within_seconds_and_counted_by_time():
+    """Someone masked for 10 s who then pulls the mask down: the vote counted looks, and video looks often at a
+    new face and rarely at a settled, still one, so the first seconds outvoted the rest: no person.unmasked ever,
+    and the person counted with_mask however long they stood unmasked (an operator's trial)."""
+    from maskwatch.predictions import detections_from_labels
+    from maskwatch.video.emitter import EventEmitter
+    from maskwatch.video.sources import Frame
+    from maskwatch.video.tracking import FaceTracker
+    from maskwatch.video.zones import ZoneCounter
+
+    tracker = FaceTracker(CLASSES, 30.0)
+    emitter = EventEmitter("door", "run", CLASSES, ZoneCounter([], [], (640, 480)), 2, tracker.lost_after_s)
+    image = np.zeros((480, 640, 3), np.uint8)
+    # Looked at every frame for its first 2 s, then once a second (settled and still); the mask comes down at 10 s
+    # and is seen on every look from there, now every half second.
+    times = [i / 30 for i in range(60)] + [float(t) for t in range(3, 11)] + [10 + k / 2 for k in range(1, 21)]
+    events, alerted_at = [], None
+    for index, time_s in enumerate(times):
+        label = "with_mask" if time_s < 10 else "without_mask"
+        box = np.array([[300, 200, 360, 270]], np.float32)
+        tracked = tracker.update(detections_from_labels(box, [label], np.array([0.9]), CLASSES), time_s, index)
+        new = emitter.detection_frame(Frame(index, time_s, image), tracked, tracker.tracks)
+        if any(e.type == "person.unmasked" for e in new) and alerted_at is None:
+            alerted_at = time_s
+        events += new
+    alerts = [e for e in events if e.type == "person.unmasked"]
+    assert len(alerts) == 1 and alerts[0].label == "without_mask"
+    assert 10 < alerted_at <= 13, alerted_at  # within about the vote's half-life after the first unmasked look
+    assert list(tracked.data["class_name"]) == ["without_mask"]  # drawn as it is now
+    events += emitter.finish(times[-1], len(times))
+    left = [e for e in events if e.type == "person.left"]
+    # 10 s masked against 10 s unmasked: the whole visit's vote weighs time, not looks (60 early looks masked)
+    assert len(left) == 1 and 0.45 < left[0].share < 0.55

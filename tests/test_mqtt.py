@@ -12,7 +12,7 @@ import paho.mqtt.client as mqtt
 from clips import BackgroundRun, GatedSource, crossing_people
 from maskwatch.video import MqttSink, VideoPipeline, WatchOptions
 from maskwatch.video.store import read_events
-from servers import Mosquitto, free_port
+from servers import Mosquitto, free_port, wait_until
 
 
 class Subscriber:
@@ -228,3 +228,29 @@ def test_tls_asked_of_a_plain_broker_says_which_scheme_to_give(tmp_path, caplog)
         broker.stop()
     assert f"cannot reach 127.0.0.1:{port} {hint}" in caplog.text
     assert "port 8883 is usually MQTT over TLS" in MqttSink("mqtt://broker:8883/site")._scheme_hint()
+
+
+def test_a_broker_that_refuses_the_login_is_said_once_and_named_as_the_cause_of_the_loss(tmp_path, caplog):
+    """A login the broker refuses was warned about at every retry, and the run's end said 'broker away'."""
+    import pytest
+
+    from maskwatch.errors import MaskwatchError
+    from maskwatch.video.bus import RunInfo
+    from maskwatch.video.events import Event
+
+    port = free_port()
+    broker = Mosquitto(port, tmp_path / "broker", anonymous=False).start()  # no user may log in
+    sink = MqttSink(f"mqtt://user:wrong@127.0.0.1:{port}/site", drain_s=1, reconnect_s=(1, 1))
+    try:
+        with caplog.at_level("WARNING", logger="maskwatch.video.sinks.mqtt"):
+            sink.open(RunInfo("door", "run1", "door.mp4", (640, 480), 10.0))
+            sink.event(Event("person.unmasked", "door", "run1", 0.0, id="e1"))
+            wait_until(lambda: "refused the connection" in caplog.text, "the broker's refusal", timeout=20)
+            time.sleep(3)  # a few retries, each refused again
+            with pytest.raises(MaskwatchError, match=r"1 message\(s\) not acknowledged within 1 s \(the broker "
+                                                     r"refused the connection: Not authorized\); they are lost"):
+                sink.close(None)
+    finally:
+        broker.stop()
+    assert caplog.text.count("refused the connection: Not authorized") == 1
+    assert "wrong" not in caplog.text

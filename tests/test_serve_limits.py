@@ -448,3 +448,22 @@ def test_a_request_whose_client_left_while_it_waited_is_not_worked_on():
 
     anyio.run(both)
     assert calls == ["here"]
+
+
+def test_an_address_the_server_cannot_listen_on_is_one_error_line_before_it_starts():
+    """A port out of range ended in bind()'s traceback and one in use in uvicorn's exit 3, both after the
+    'maskwatch on http://...' line had said the server was there."""
+    import socket
+
+    from maskwatch.errors import MaskwatchError
+    from maskwatch.serve.app import check_can_listen
+
+    with pytest.raises(MaskwatchError, match="--port 99999: a TCP port is a number from 1 to 65535"):
+        check_can_listen("127.0.0.1", 99999)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(MaskwatchError, match=f"cannot listen on 127.0.0.1:{port}: in use"):
+            check_can_listen("127.0.0.1", port)
+    check_can_listen("127.0.0.1", port)  # free again

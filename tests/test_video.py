@@ -482,6 +482,33 @@ def test_a_video_file_that_cannot_be_written_fails_the_command_and_says_so(pan, 
     assert status == "finished" and f"video file failed {said[1]} time(s), first in" in message
 
 
+def test_a_lost_stream_is_given_up_at_the_limit_not_at_the_next_back_off(monkeypatch):
+    """The reconnect back-off (up to 10 s) ran past --give-up-after: 8 s asked, 16 s before the run ended."""
+    from maskwatch.video.sources import LiveSource
+
+    watched = threading.Event()  # the reader's thread reads on only once its waits are watched
+
+    class Gated(FakeCapture):
+        def read(self):
+            if len(self.frames) < 5:  # (the first frame is read as the source opens)
+                assert watched.wait(30)
+            return super().read()
+
+    captures = [Gated((640, 480))]
+    monkeypatch.setattr(LiveSource, "_open", lambda self: captures.pop(0) if captures else None)
+    source = LiveSource("rtsp://camera/stream", give_up_after_s=0.3, backoff_s=(30.0, 30.0))
+    waits = []
+    wait = source._stop.wait
+    monkeypatch.setattr(source._stop, "wait", lambda timeout=None: waits.append(timeout) or wait(timeout))
+    watched.set()
+    try:
+        list(source.frames())
+    finally:
+        source.close()
+    assert "given up (--give-up-after 0.3)" in source.ended_early
+    assert waits and max(waits) <= 0.3  # (a back-off of 30 s: the run would have ended 30 s late)
+
+
 class FakeCapture:
     """What cv2.VideoCapture gives for a network camera: these frames, then nothing (the stream drops)."""
 

@@ -138,6 +138,7 @@ def test_a_receiver_that_refuses_an_event_does_not_block_the_queue(tmp_path, cap
         receiver.kill()
     assert [json.loads(p["body"])["id"] for p in receiver.posts()] == ["person.entered-1", "person.left-2"]
     assert "refused a person.entered event with HTTP 400" in caplog.text and queued(queue) == 0
+    assert "refused a person.left event" not in caplog.text  # (one line per status, not one per event)
 
 
 def test_a_receiver_slower_than_the_timeout_is_said_to_be_slow_not_down(tmp_path, caplog):
@@ -285,7 +286,8 @@ def test_events_the_receiver_refused_are_in_the_run_record_and_fail_the_run(cros
     said = f"the receiver refused {refused} event(s) (HTTP 403 x{refused})"
     assert said in run.stderr and "error: outputs that did not complete their work: webhook" in run.stderr
     # The summary file and the database are closed after the webhook: their record of the run holds the loss.
-    assert said in json.loads(out.with_suffix(".json").read_text())["sink_failures"]["webhook"]["first"]
+    # (named by its URL: with several webhooks, which one failed)
+    assert said in json.loads(out.with_suffix(".json").read_text())["sink_failures"][f"webhook {receiver.url}"]["first"]
     with sqlite3.connect(db) as stored:
         assert said in stored.execute("SELECT message FROM runs").fetchone()[0]
 
@@ -314,3 +316,57 @@ def test_the_second_ctrl_c_while_the_end_waits_for_the_receiver_stops_waiting_an
             tap.cancel()
         restore_signals(previous)
     assert "1 event(s) not delivered (stopped waiting); they stay queued" in caplog.text and queued(queue) == 1
+
+
+def test_a_webhook_is_named_by_its_url_without_its_secrets_and_a_port_out_of_range_is_refused(tmp_path, caplog):
+    """Webhook URLs were logged whole (a password, a ?token= in every warning), two webhooks' failures were
+    counted under one name, and a port out of range was accepted, every post then failing as 'unavailable'."""
+    port = free_port()  # nobody listens
+    sink = WebhookSink(f"http://bob:hunter2@127.0.0.1:{port}/hook?token=SECRETTOKEN",
+                       queue_path=tmp_path / "queue.sqlite", backoff_s=(0.05, 0.2), drain_s=1)
+    assert sink.name == f"webhook http://bob:***@127.0.0.1:{port}/hook?token=***"
+    sink.open(run_info())
+    sink.event(event("person.unmasked", 1))
+    sink.close(None)
+    assert "receiver unavailable" in caplog.text and "hunter2" not in caplog.text and "SECRETTOKEN" not in caplog.text
+    with pytest.raises(MaskwatchError, match=r"--webhook 'http://127.0.0.1:99999/x': the port must be a number "
+                                             r"from 1 to 65535"):
+        WebhookSink("http://127.0.0.1:99999/x", queue_path=tmp_path / "queue.sqlite")
+
+
+def test_the_outputs_all_start_closing_before_any_waits():
+    """Each network output waits for its receiver at the end of a run (15 s a webhook, 10 s MQTT); they waited
+    one after another, so three webhooks away and a broker made a 1-second clip take a minute."""
+    from maskwatch.video.bus import EventBus, Sink
+
+    calls = []
+
+    class Recording(Sink):
+        def __init__(self, name):
+            self.name = name
+
+        def begin_close(self):
+            calls.append(f"{self.name} begins")
+
+        def close(self, end):
+            calls.append(f"{self.name} closes")
+
+    EventBus([Recording("a"), Recording("b"), Recording("c")]).close(None)
+    assert calls == ["a begins", "b begins", "c begins", "a closes", "b closes", "c closes"]
+
+
+def test_an_empty_webhook_secret_is_refused_not_sent_unsigned(tmp_path, monkeypatch):
+    """`--webhook-secret "$SECRET"` with SECRET unset (the README's own example) sent every event unsigned without a
+    word; serve refuses an empty --api-key for the same reason."""
+    from typer.testing import CliRunner
+
+    from maskwatch.cli import app
+
+    for args, environment in ((["--webhook-secret", ""], {}), ([], {"MASKWATCH_WEBHOOK_SECRET": " "})):
+        for name, value in environment.items():
+            monkeypatch.setenv(name, value)
+        result = CliRunner().invoke(app, ["watch", str(tmp_path / "door.mp4"), "--webhook", "http://127.0.0.1:9/x",
+                                          "--db", str(tmp_path / "e.sqlite"), *args])
+        assert isinstance(result.exception, MaskwatchError) and "is empty: the events would go unsigned" in str(
+            result.exception)
+    assert not (tmp_path / "e.sqlite").exists()

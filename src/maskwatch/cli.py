@@ -57,8 +57,8 @@ ModelOption = typer.Option(None, "--model", help="A trained model: its .onnx fil
                                                  "wrote; or `shipped-int8`, the shipped model in 8 bits (faster on "
                                                  "CPUs with 8-bit dot products; README) [default: the shipped "
                                                  "model].")
-ThreadsOption = typer.Option(None, "--threads", help="CPU threads for the detector [default: onnxruntime's choice, "
-                                                     "one per core].")
+ThreadsOption = typer.Option(None, "--threads", min=1,
+                             help="CPU threads for the detector [default: onnxruntime's choice, one per core].")
 ListOption = typer.Option(None, "--list", help="Keep only the images named in this file (paths, file names or "
                                                "stems, one per line, as `data split` writes).")
 INPUTS_HELP = "Images, folders (searched recursively), .txt files listing image paths, or quoted globs ('a/**/*.jpg')."
@@ -279,7 +279,8 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
                                                                "the same command, plus --resume."),
           overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier run in OUT (without it, "
                                                                     "an OUT holding a run is refused)."),
-          threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch [default: all cores]."),
+          threads: Optional[int] = typer.Option(None, "--threads", min=1,
+                                                help="CPU threads for torch [default: all cores]."),
           label_map: Optional[list[str]] = LabelMapOption, classes: Optional[str] = ClassesOption,
           fmt: Optional[str] = FormatOption, allow_outside_images: bool = AllowOutsideOption) -> None:
     """Train a mask detector; writes OUT/model/mask_head.onnx and its 8-bit copy mask_head-int8.onnx (two-stage),
@@ -464,7 +465,8 @@ def detect(inputs: list[str] = typer.Argument(..., help=INPUTS_HELP, metavar="IN
            no_images: bool = typer.Option(False, "--no-images", help="Write no annotated images (only --json-out)."),
            json_out: Optional[Path] = typer.Option(None, "--json-out", help="Predictions as JSON Lines."),
            conf: float = typer.Option(FOR_METRICS.min_score, "--conf",
-                                      help="Lowest score kept in the predictions (low: COCO mAP needs the tail)."),
+                                      help="Lowest score kept in the predictions (low: COCO mAP needs the tail); "
+                                           "what is not kept is not drawn or counted either."),
            draw_conf: float = typer.Option(FOR_PEOPLE.min_score, "--draw-conf",
                                            help="Lowest score drawn on the images and counted."),
            scale: str = typer.Option("auto", "--scale",
@@ -508,7 +510,8 @@ def detect(inputs: list[str] = typer.Argument(..., help=INPUTS_HELP, metavar="IN
         restore_signals(previous)
     if summary.images:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(summary.counts.items())) or "no faces"
-        typer.echo(f"{summary.images} image(s): {counts} (score >= {draw_conf})")
+        typer.echo(f"{summary.images} image(s): {counts} (score >= {max(conf, draw_conf):g})")  # (--conf above:
+        # what is not kept is neither drawn nor counted)
         if out:
             typer.echo(f"annotated images: {out}")
         if json_out:
@@ -603,6 +606,9 @@ def watch(source: Optional[str] = typer.Argument(None, metavar="SOURCE",
     from maskwatch.video.config import CameraConfig, WebhookConfig, load_camera
     from maskwatch.video.zones import Line, Zone
 
+    if webhook and webhook_secret is not None and not webhook_secret.strip():  # (`--webhook-secret "$SECRET"`, unset)
+        raise MaskwatchError("--webhook-secret (or MASKWATCH_WEBHOOK_SECRET) is empty: the events would go unsigned; "
+                             "give the secret, or leave it out to send them unsigned on purpose")
     if config:
         setup = load_camera(config, camera)
     elif source is None:
@@ -688,7 +694,9 @@ def watch(source: Optional[str] = typer.Argument(None, metavar="SOURCE",
 
 @app.command(short_help="Summarise recorded runs: people, compliance, chart.")
 def report(db: Path = typer.Argument(..., help="Events database written by `maskwatch watch`.", metavar="DB"),
-           run: Optional[int] = typer.Option(None, "--run", help="Only this run id."),
+           run: Optional[int] = typer.Option(None, "--run", help="Only this run: its number, as this table "
+                                                                 "lists it and watch's end line says (run N); not "
+                                                                 "the hex `run` of the events."),
            chart: Path = typer.Option(Path("out/compliance.png"), "--chart",
                                       help="Where to write the chart of compliance over time (PNG).")) -> None:
     """Summarise recorded runs: people per class, compliance, and a chart of compliance over time."""
@@ -761,7 +769,7 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to liste
           scale: Optional[str] = typer.Option(None, "--scale",
                                               help="Cameras' face finder scale: auto, auto-full or a number."),
           model: Optional[Path] = ModelOption,
-          threads: Optional[int] = typer.Option(None, "--threads",
+          threads: Optional[int] = typer.Option(None, "--threads", min=1,
                                                 help="CPU threads for the detector [default: the cores this "
                                                      "process may use, as its CPU affinity says].")) -> None:
     """Serve the web page (/), the live cameras (/cameras) and the JSON API (/v1/..., docs at /docs)."""
@@ -792,12 +800,12 @@ def batch(inputs: list[str] = typer.Argument(..., help=INPUTS_HELP, metavar="INP
                                                 help="Ray cluster, from one of its nodes: auto or HEAD:6379 "
                                                      "[default: RAY_ADDRESS if set, else a local Ray of this "
                                                      "run]."),
-          actors: int = typer.Option(2, "--actors", help="Ray: detector actors (one model each)."),
+          actors: int = typer.Option(2, "--actors", min=1, help="Ray: detector actors (one model each)."),
           conf: float = typer.Option(FOR_PEOPLE.min_score, "--conf", help="Lowest score kept (one box per face)."),
           annotate: bool = typer.Option(False, "--annotate", help="Also write annotated images to OUT/annotated."),
           verbose: bool = typer.Option(False, "--verbose", help="Show Ray's own logs and progress bars."),
           model: Optional[Path] = ModelOption,
-          threads: Optional[int] = typer.Option(None, "--threads",
+          threads: Optional[int] = typer.Option(None, "--threads", min=1,
                                                 help="CPU threads for the detector: the local engine's [default: "
                                                      "onnxruntime's choice, one per core], or each Ray actor's "
                                                      "[default: 1; an actor takes one CPU of the cluster].")) -> None:

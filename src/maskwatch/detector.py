@@ -25,7 +25,7 @@ from maskwatch.face_finder import AUTO, CENTERFACE_PATH, CLASS_PROBS, WEIGHTS_DI
 from maskwatch.errors import MaskwatchError
 from maskwatch.model_kinds import TWO_STAGE, kind_of, model_in
 from maskwatch.predictions import FACE_CONFIDENCE, detections_from_labels
-from maskwatch.run_folder import MODEL, REPLACED, has_started, run_of
+from maskwatch.run_folder import LAST, MODEL, REPLACED, has_started, run_of
 from maskwatch.thresholds import CONFIDENT_FACE_SCORE, DETECTOR_ALL_CLASSES, DETECTOR_MIN_SCORE, MIN_FACE_SCORE
 
 if TYPE_CHECKING:
@@ -181,10 +181,13 @@ class _FaceDetector:
             run = run_of(model_path)
             replaced = (f"; the run it replaces (--overwrite) is kept until then: --model {run / REPLACED}"
                         if (run / REPLACED / MODEL).is_dir() else "")
+            stopped = (f"its {LAST} holds the epochs it finished, and the model is exported when the last one "
+                       f"ends: it was stopped, or is still running; `train ... --resume` goes on and exports it"
+                       if (run / LAST).is_file() else
+                       "it stopped before its first epoch ended, or is still running; `train ... --resume` goes on "
+                       "with a run that finished an epoch")
             hint = "" if (run / MODEL).is_dir() or model_path.suffix != ".onnx" or not run.is_dir() else (
-                f" ({run} holds a `maskwatch train` run that has no model yet: it stopped before its first epoch "
-                f"ended, or is still running; `train ... --resume` goes on with a run that finished an epoch"
-                f"{replaced})"
+                f" ({run} holds a `maskwatch train` run that has no model yet: {stopped}{replaced})"
                 if has_started(run) else
                 f" ({run} is not the folder of a `maskwatch train` run: give RUN, the folder with model/ inside)")
             raise MaskwatchError(f"{model_path}: model file not found{hint}")

@@ -43,8 +43,12 @@ def run_batch(spec: str | list[str], out: Path, engine: str = "local", address: 
     out, conf = Path(out), check_score(conf, "--conf")
     if engine not in ("local", "ray"):
         raise MaskwatchError(f"unknown engine {engine!r}; use local or ray")
-    if actors < 1 or (threads is not None and threads < 1):
-        raise MaskwatchError(f"--actors and --threads must be at least 1, not {actors if actors < 1 else threads}")
+    for option, value in (("--actors", actors), ("--threads", threads)):
+        if value is not None and value < 1:
+            raise MaskwatchError(f"{option} must be at least 1, not {value}")
+    if engine == "local" and (address is not None or actors != 2 or verbose):  # (2: --actors's default)
+        log.warning("--address, --actors and --verbose are for --engine ray; this run is local (give --engine ray "
+                    "to run on Ray)")
     if engine == "ray":  # an address that cannot work, refused before the results folder is made
         from maskwatch.batch.ray_engine import check_address, cluster_address
         from maskwatch.detector import Detector

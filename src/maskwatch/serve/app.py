@@ -9,6 +9,7 @@ against the database before any path is built from them; one server per data dir
 from __future__ import annotations
 
 import base64
+import errno
 import io
 import math
 import os
@@ -455,11 +456,36 @@ def clean_uploads(folder: Path) -> None:
             path.unlink(missing_ok=True)
 
 
+def check_can_listen(host: str, port: int) -> None:
+    """Refuse, before anything starts or is printed, an address the server could not listen on: a port out of
+    range (a traceback from bind()), one in use (uvicorn's exit 3 after the 'maskwatch on' line), or a host
+    that is not this machine's."""
+    import socket
+
+    if not 1 <= port <= 65535:
+        raise MaskwatchError(f"--port {port}: a TCP port is a number from 1 to 65535")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise MaskwatchError(f"--host {host}: not an address of this machine ({exc.strerror})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # (as uvicorn binds)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            why = ("in use (another server? give another --port)" if exc.errno == errno.EADDRINUSE else
+                   "not this machine's (give 127.0.0.1 or 0.0.0.0)" if exc.errno == errno.EADDRNOTAVAIL else
+                   exc.strerror or str(exc))
+            raise MaskwatchError(f"cannot listen on {host}:{port}: {why}") from None
+
+
 def serve(host: str, port: int, settings: Settings, allowed_hosts: tuple[str, ...] = ()) -> None:
     """Run the server. allowed_hosts: names besides loopback's that a server listening on loopback answers for
     (a reverse proxy on this machine that passes the public Host header on)."""
     import uvicorn
 
+    check_can_listen(host, port)
     app = create_app(settings)  # refuses a data directory another server holds, before anything starts
     count = len(settings.cameras.cameras) if settings.cameras else 0
     print(f"maskwatch on http://{host}:{port}/ (API docs at /docs)"

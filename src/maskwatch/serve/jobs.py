@@ -278,7 +278,8 @@ class JobQueue:
                              frames_total=max(expected, summary.frames) if expected else expected)
 
         try:
-            summary = pipeline.run(str(folder / "input"), self.result_path(job_id), progress)
+            summary = pipeline.run(str(folder / "input"), self.result_path(job_id), progress,
+                                   overwrite=True)  # (a job run again after a restart: its own partial video)
             if job_id in self._cancelled:  # deleted while it ran: delete() removes the rest once this returns
                 self._update(job_id, status="failed", message="deleted while it ran")
             elif pipeline.stopping.is_set() and summary.status == "interrupted":

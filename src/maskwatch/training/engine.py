@@ -77,6 +77,7 @@ class Recipe(ABC):
     batch_size: int = 64
     lr: float = 2e-3
     warmup_steps: int = 0
+    takes_face_pictures = False  # --extra-faces and --synthetic-wrong (crops of faces: the two-stage head's)
 
     def __init__(self, cfg: TrainConfig, train_set: Dataset, val_set: Dataset, images: dict[str, np.ndarray]):
         self.cfg, self.train_set, self.val_set, self.images = cfg, train_set, val_set, images
@@ -94,7 +95,13 @@ class Recipe(ABC):
         (a wrong option should not cost the minutes of loading)."""
         for name in cfg.recipe:
             if not hasattr(cls, name):
-                raise MaskwatchError(f"{cls.__name__} has no setting {name!r}")
+                raise MaskwatchError(f"--{name.replace('_', '-')} is not a setting of --arch {cfg.arch} (the "
+                                     f"{cls.__name__} recipe); leave it out")
+        if (cfg.extra_faces or cfg.synthetic_wrong) and not cls.takes_face_pictures:
+            given = " and ".join(o for o, v in (("--extra-faces", cfg.extra_faces),
+                                                ("--synthetic-wrong", cfg.synthetic_wrong)) if v)
+            raise MaskwatchError(f"{given}: face pictures are for --arch two-stage (its head learns from face crops); "
+                                 f"--arch {cfg.arch} does not use them: leave them out")
         if cfg.batch_size is not None and cfg.batch_size < 1:
             raise MaskwatchError(f"--batch-size must be at least 1, not {cfg.batch_size}")
         if cfg.lr is not None and not (math.isfinite(cfg.lr) and cfg.lr > 0):

@@ -62,6 +62,7 @@ MIN_CROP_SIZE = 32  # the head's MobileNetV2 divides its input by 32
 class TwoStageRecipe(Recipe):
     batch_size = 64
     lr = 2e-3
+    takes_face_pictures = True
     crop_size: int = CROP_SIZE
     crop_context: float = CROP_CONTEXT
     negatives_per_positive: float = 0.6

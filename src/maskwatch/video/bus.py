@@ -92,6 +92,10 @@ class Sink:
         """The run's record as it stands (only sinks that `records_run`): called before `close`, when the video is
         over, and again if the other sinks' closing added failures."""
 
+    def begin_close(self) -> None:
+        """Start what `close` waits for (a network output delivering what it holds), without waiting: every
+        sink starts before any waits, so the end of a run waits as long as the slowest receiver, not their sum."""
+
     def close(self, end: RunEnd) -> None:
         pass
 
@@ -159,7 +163,10 @@ class EventBus:
         recorders = [sink for sink in sinks if sink.records_run]
         self._each(recorders, "record", end)
         counted = {name: record["failures"] for name, record in self.sink_failures.items()}
-        self._each([sink for sink in sinks if not sink.records_run], "close", end)
+        others = [sink for sink in sinks if not sink.records_run]
+        for sink in others:
+            self._guarded(sink, "close", lambda _: sink.begin_close(), None)
+        self._each(others, "close", end)
         if {name: record["failures"] for name, record in self.sink_failures.items()} != counted:
             self._each(recorders, "record", end)
         self._each(recorders, "close", end)

@@ -29,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from maskwatch.data.dataset import read_text_file
 from maskwatch.errors import MaskwatchError
 from maskwatch.face_finder import AUTO, AUTO_FULL, ScalePolicy
 from maskwatch.limits import WEBHOOK_TIMEOUT_S
@@ -278,15 +279,18 @@ def _camera(name: str, raw: dict | None, defaults: dict, path: Path) -> CameraCo
 def _read_cameras(path: Path) -> tuple[dict[str, Any], dict]:
     """A config file's cameras as written (by name) and its defaults; MaskwatchError for a file that is not one."""
     try:
-        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+        data = yaml.load(read_text_file(path), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except FileNotFoundError:
         raise MaskwatchError(f"{path}: no such config file") from None
     except IsADirectoryError:
         raise MaskwatchError(f"{path}: a folder; give the camera config file (YAML)") from None
     except OSError as exc:
         raise MaskwatchError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    except yaml.YAMLError as exc:
-        raise MaskwatchError(f"{path}: not valid YAML ({exc})") from None
+    except yaml.YAMLError as exc:  # (one line: where, and what; YAML's own message quotes the lines around it)
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise MaskwatchError(f"{path}: not valid YAML{where} ({what})") from None
     if not isinstance(data, dict) or not isinstance(data.get("cameras"), dict) or not data["cameras"]:
         raise MaskwatchError(f"{path}: expected a 'cameras:' mapping of NAME: {{source: ..., zones: ...}} "
                              f"(see the README's config example)")

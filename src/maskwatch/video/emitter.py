@@ -61,6 +61,8 @@ class EventEmitter:
         event = Event(type_, self.camera, self.run, time_s, frame=frame, **extra)
         if state is not None:
             event.track_id, event.label, event.share, event.track = state.track_id, state.label, state.share, state
+            if type_ == PERSON_UNMASKED:  # (the class that raised it: the last seconds', not the visit's)
+                event.label, event.share = state.label_now, state.share_now
             event.box = list(box if box is not None else state.last_box)
             if self.snapshots and image is not None and type_ in (PERSON_ENTERED, PERSON_UNMASKED):
                 event.snapshot = snapshot_of(image, event.box, self.keep_faces)
@@ -93,7 +95,7 @@ class EventEmitter:
             if tid not in self.confirmed and state.frames >= self.min_track_frames:
                 self.confirmed[tid] = state
                 people.append((PERSON_ENTERED, state, box))
-            if tid in self.confirmed and tid not in self.alerted and state.label in UNMASKED_CLASSES:
+            if tid in self.confirmed and tid not in self.alerted and state.label_now in UNMASKED_CLASSES:
                 self.alerted.add(tid)
                 people.append((PERSON_UNMASKED, state, box))
         # Zones first, so person events name the zone the face is in now; they are published first, so each

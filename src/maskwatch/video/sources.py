@@ -539,8 +539,9 @@ class LiveSource(FrameSource):
                 self._fail(f"{self.name}: no frame for {gap:.0f} s; given up (--give-up-after "
                            f"{self.give_up_after_s:g})")
                 return
-            self._stop.wait(delay)
-            delay = min(delay * 2, self.backoff[1])
+            left = None if self.give_up_after_s is None else self.give_up_after_s - gap
+            self._stop.wait(delay if left is None else min(delay, left))  # (the back-off ends at the limit: a run
+            delay = min(delay * 2, self.backoff[1])  # given up after 8 s took 16 before)
             capture = self._open()
             if capture is not None:
                 self.reconnects += 1

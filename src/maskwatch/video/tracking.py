@@ -1,6 +1,12 @@
 """One id per person: ByteTrack (Roboflow's `trackers` package) follows the faces, and a track's class is a
 vote over its frames, so one noisy frame cannot flip it.
 
+Two votes, both weighted by the time each detection stands for (video detects at a varying rate: often while a
+face is new, rarely once it stands still, so a vote per look would let a track's first seconds outvote the rest):
+the whole visit's (`label`: the class a person is counted in when they leave) and the last seconds' (`label_now`,
+older looks fading with a half-life of `RECENT_HALF_LIFE_S`: what is drawn, and what raises `person.unmasked`, so a
+mask pulled down after ten seconds masked is alerted within seconds, not never).
+
 ByteTrack sees how sure the detector is that each box is a face (`FACE_CONFIDENCE`, every class together), not
 the score of its best class: following a person does not depend on which class they are, and a face whose class
 is in doubt (with_mask 0.45, mask_weared_incorrect 0.45) is as much a face as any. The votes are weighted by the
@@ -22,6 +28,8 @@ _CLASS_SCORE = "class_score"  # the detections' own confidence, kept while ByteT
 
 # A track seen on fewer detection frames than this is not counted as a person (one-frame flickers).
 MIN_TRACK_FRAMES = 2
+RECENT_HALF_LIFE_S = 2.0  # label_now: a look this old counts half; a change lasting about this long turns it
+VOTE_SPAN_S = (0.1, 1.0)  # the time one look stands for: its first (nothing before it), and at most (a gap)
 
 
 @dataclass
@@ -29,7 +37,8 @@ class TrackState:
     track_id: int
     first_seen_s: float
     last_seen_s: float
-    votes: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    votes: dict[str, float] = field(default_factory=lambda: defaultdict(float))  # the whole visit
+    recent: dict[str, float] = field(default_factory=lambda: defaultdict(float))  # fading with RECENT_HALF_LIFE_S
     frames: int = 0
     best_score: float = 0.0
     best_box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
@@ -38,13 +47,42 @@ class TrackState:
 
     @property
     def label(self) -> str:
-        return max(self.votes, key=self.votes.get) if self.votes else "unknown"
+        """The class of the whole visit so far (counted when the person leaves)."""
+        return _winner(self.votes)
 
     @property
     def share(self) -> float:
         """The winning class's share of the score-weighted vote (1.0: every frame agreed)."""
-        total = sum(self.votes.values())
-        return self.votes[self.label] / total if total else 0.0
+        return _share(self.votes)
+
+    @property
+    def label_now(self) -> str:
+        """The class of the last few seconds (drawn; an unmasked one raises person.unmasked)."""
+        return _winner(self.recent)
+
+    @property
+    def share_now(self) -> float:
+        return _share(self.recent)
+
+    def vote(self, name: str, score: float, time_s: float) -> None:
+        """Add one look, standing for the time since the track's previous one."""
+        span = VOTE_SPAN_S[0] if not self.frames else min(max(time_s - self.last_seen_s, 0.0), VOTE_SPAN_S[1])
+        fade = 0.5 ** (span / RECENT_HALF_LIFE_S)
+        for key in self.recent:
+            self.recent[key] *= fade
+        self.votes[name] += score * span
+        self.recent[name] += score * span
+        self.frames += 1
+        self.last_seen_s = time_s
+
+
+def _winner(votes: dict[str, float]) -> str:
+    return max(votes, key=votes.get) if votes else "unknown"
+
+
+def _share(votes: dict[str, float]) -> float:
+    total = sum(votes.values())
+    return votes[_winner(votes)] / total if total else 0.0
 
 
 class FaceTracker:
@@ -125,13 +163,11 @@ class FaceTracker:
             state = self.tracks.get(tid)
             if state is None:
                 state = self.tracks[tid] = TrackState(tid, time_s, time_s)
-            state.last_seen_s = time_s
-            state.frames += 1
-            state.votes[str(name)] += float(score)
+            state.vote(str(name), float(score), time_s)
             state.last_box = tuple(map(float, box))
             if score > state.best_score:
                 state.best_score, state.best_box, state.best_frame = float(score), tuple(map(float, box)), frame_index
-            voted.append(state.label)
+            voted.append(state.label_now)
         tracked.tracker_id = np.array(ids, dtype=int)
         tracked.data["class_name"] = np.array(voted, dtype=str)
         tracked.class_id = np.array([self.classes.index(v) if v in self.classes else -1 for v in voted], dtype=int)

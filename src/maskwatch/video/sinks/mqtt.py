@@ -20,6 +20,7 @@ import paho.mqtt.client as mqtt
 from maskwatch.errors import MaskwatchError
 from maskwatch.video.bus import RunEnd, RunInfo, Sink
 from maskwatch.video.events import CAMERA_DOWN, CAMERA_UP, COUNTS, Event
+from maskwatch.video.sources import without_password
 
 log = logging.getLogger(__name__)
 
@@ -33,18 +34,19 @@ class MqttSink(Sink):
     def __init__(self, url: str, drain_s: float = 10.0, keepalive_s: int = 30,
                  reconnect_s: tuple[int, int] = (1, 30)):
         parts = urlsplit(url)
+        shown = without_password(url)  # (what messages say: never the login's password)
         if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise MaskwatchError(f"--mqtt {url!r}: expected mqtt://[user:pass@]host[:port]/prefix "
+            raise MaskwatchError(f"--mqtt {shown!r}: expected mqtt://[user:pass@]host[:port]/prefix "
                                  f"(mqtts:// for TLS), e.g. mqtt://127.0.0.1:1883/maskwatch")
         try:
             port = parts.port
         except ValueError:
-            raise MaskwatchError(f"--mqtt {url!r}: the port must be a number") from None
+            raise MaskwatchError(f"--mqtt {shown!r}: the port must be a number from 1 to 65535") from None
         if "#" in url or parts.query or "+" in parts.path:  # (`#` would be read as the URL's fragment)
-            raise MaskwatchError(f"--mqtt {url!r}: the prefix is where events are published, so it cannot hold MQTT "
+            raise MaskwatchError(f"--mqtt {shown!r}: the prefix is where events are published, so it cannot hold MQTT "
                                  f"wildcards (+ #) or a ?query; subscribe with wildcards instead "
                                  f"(e.g. mosquitto_sub -t 'maskwatch/#')")
-        self.url = url
+        self.url, self.shown = url, shown
         self.tls = parts.scheme == "mqtts"
         self.host, self.port = parts.hostname, port or (8883 if self.tls else 1883)
         self.username = unquote(parts.username) if parts.username else None
@@ -52,6 +54,9 @@ class MqttSink(Sink):
         self.prefix = parts.path.strip("/") or "maskwatch"
         self.topic_prefix = self.prefix  # with {camera} filled in when the run opens
         self.drain_s, self.keepalive_s, self.reconnect_s = drain_s, keepalive_s, reconnect_s
+        self.name = f"mqtt {self.host}:{self.port}/{self.prefix}"  # (told apart from another broker's failures)
+        self._drain_until: float | None = None  # set by begin_close
+        self._refused = ""  # why the broker last refused the connection (a login it does not accept)
         self.client: mqtt.Client | None = None
         self._pending: dict[int, str] = {}  # mid -> topic, published but not yet acknowledged
         self._acked_early: set[int] = set()
@@ -75,13 +80,14 @@ class MqttSink(Sink):
     def open(self, run: RunInfo) -> None:
         """Start a run: fresh run state (a sink may serve several runs, one after another), then the client."""
         if self.client is not None:
-            raise MaskwatchError(f"--mqtt {self.url}: this sink is already open in another run; give each run its "
+            raise MaskwatchError(f"--mqtt {self.shown}: this sink is already open in another run; give each run its "
                                  f"own MqttSink")
         with self._lock:
             self._pending, self._acked_early = {}, set()
         self._connected = self._closing = self._said_unreachable = self._camera_down = False
+        self._refused, self._drain_until = "", None
         if any(c in run.camera for c in "+#\0"):
-            raise MaskwatchError(f"--mqtt {self.url}: the camera name {run.camera!r} holds an MQTT wildcard (+ #), "
+            raise MaskwatchError(f"--mqtt {self.shown}: the camera name {run.camera!r} holds an MQTT wildcard (+ #), "
                                  f"which no topic may hold; rename the camera (--camera)")
         self.topic_prefix = self.prefix.replace("{camera}", run.camera)
         # Unique per sink: two --mqtt outputs to one broker under one id would each close the other's connection.
@@ -105,10 +111,12 @@ class MqttSink(Sink):
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if self._closing:  # a reconnect racing the end of the run: "online" now would stay retained
             return
-        if reason_code.is_failure:
-            log.warning("mqtt %s:%d refused the connection: %s", self.host, self.port, reason_code)
+        if reason_code.is_failure:  # said once per reason, not at every retry
+            if str(reason_code) != self._refused:
+                log.warning("mqtt %s:%d refused the connection: %s", self.host, self.port, reason_code)
+            self._refused = str(reason_code)
             return
-        self._connected = True
+        self._connected, self._refused = True, ""
         if self._said_unreachable:
             log.warning("mqtt: connected to %s:%d; the events kept meanwhile are being sent", self.host, self.port)
         else:
@@ -160,10 +168,15 @@ class MqttSink(Sink):
             self._camera_down = event.type == CAMERA_DOWN  # turn unavailable (Home Assistant reads this topic)
             self._publish(self._topic("availability"), "offline" if self._camera_down else "online", retain=True)
 
+    def begin_close(self) -> None:
+        if self._drain_until is None:
+            self._drain_until = time.monotonic() + self.drain_s
+
     def close(self, end: RunEnd) -> None:
         if self.client is None:
             return
-        deadline = time.monotonic() + self.drain_s
+        self.begin_close()
+        deadline, self._drain_until = self._drain_until, None
         try:
             with self._lock:
                 while self._pending and time.monotonic() < deadline:
@@ -185,6 +198,8 @@ class MqttSink(Sink):
             self.client.loop_stop()
             self.client = None
         if left:  # raised, so the run counts it among its sink failures (summary, run message)
+            why = (f"(the broker refused the connection: {self._refused})" if self._refused
+                   else f"(broker away){self._scheme_hint()}")
             raise MaskwatchError(f"mqtt {self.host}:{self.port}: {left} message(s) not acknowledged within "
-                                 f"{self.drain_s:.0f} s (broker away){self._scheme_hint()}; they are lost")
+                                 f"{self.drain_s:.0f} s {why}; they are lost")
 

@@ -33,6 +33,7 @@ from maskwatch.errors import MaskwatchError
 from maskwatch.limits import WEBHOOK_TIMEOUT_S
 from maskwatch.video.bus import RunEnd, RunInfo, Sink
 from maskwatch.video.events import COUNTS, Event
+from maskwatch.video.sources import without_password
 from maskwatch.video.store import DEFAULT_DB, add_missing_columns, connect, is_busy, process_alive
 
 log = logging.getLogger(__name__)
@@ -53,9 +54,14 @@ RETRY_STATUSES = {408, 425, 429}
 
 def check_http_url(url: str) -> str:
     parts = urlsplit(url)
+    shown = without_password(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise MaskwatchError(f"--webhook {url!r}: expected an http:// or https:// URL, "
+        raise MaskwatchError(f"--webhook {shown!r}: expected an http:// or https:// URL, "
                              f"e.g. http://127.0.0.1:8080/maskwatch")
+    try:
+        parts.port
+    except ValueError:  # (else every post fails as "receiver unavailable" and the events wait for ever)
+        raise MaskwatchError(f"--webhook {shown!r}: the port must be a number from 1 to 65535") from None
     return url
 
 
@@ -76,6 +82,8 @@ class WebhookSink(Sink):
                  backoff_s: tuple[float, float] = (0.5, 30.0),
                  drain_s: float = 15.0):
         self.url = check_http_url(url)
+        self.shown = without_password(url)  # what logs and messages say: never a password or token of the URL
+        self.name = f"webhook {self.shown}"  # (its failures are told apart from another webhook's)
         self.secret = secret
         self.queue_path = Path(queue_path)
         self.max_queue = max(1, max_queue)
@@ -100,7 +108,7 @@ class WebhookSink(Sink):
     def open(self, run: RunInfo) -> None:
         """Start a run: fresh run state (a sink may serve several runs, one after another), then the sender."""
         if self._thread is not None and self._thread.is_alive():
-            raise MaskwatchError(f"webhook {self.url}: this sink is already open in another run; give each run "
+            raise MaskwatchError(f"webhook {self.shown}: this sink is already open in another run; give each run "
                                  f"its own WebhookSink")
         self._closing.clear()
         self._interrupt.clear()
@@ -118,7 +126,7 @@ class WebhookSink(Sink):
         self._db.commit()
         left = self._adopt()
         if left:
-            log.warning("webhook %s: %d event(s) left queued by an earlier run are sent first", self.url, left)
+            log.warning("webhook %s: %d event(s) left queued by an earlier run are sent first", self.shown, left)
         self._thread = threading.Thread(target=self._run_sender, daemon=True, name="maskwatch-webhook")
         self._thread.start()
 
@@ -156,7 +164,7 @@ class WebhookSink(Sink):
         if not stored:
             if not self._incoming and not self._said_held:
                 log.warning("webhook %s: the queue's database %s is busy (locked by another process?); events are "
-                            "kept in memory and queued once it is free, the video goes on", self.url, self.queue_path)
+                            "kept in memory and queued once it is free, the video goes on", self.shown, self.queue_path)
                 self._said_held = True
             self._incoming.append(row)
         with self._wake:
@@ -195,7 +203,7 @@ class WebhookSink(Sink):
                 raise
         if self._said_held and not self._incoming:
             log.warning("webhook %s: the queue's database is free again; the events kept meanwhile are queued",
-                        self.url)
+                        self.shown)
             self._said_held = False
 
     def _trim(self) -> None:
@@ -219,7 +227,7 @@ class WebhookSink(Sink):
             excess -= len(rows)
         self.dropped += sum(dropped.values())
         log.warning("webhook %s: queue full (%d events; the receiver is away): dropped the oldest %s (%d dropped "
-                    "in this run)", self.url, self.max_queue,
+                    "in this run)", self.shown, self.max_queue,
                     ", ".join(f"{n} {t}" for t, n in dropped.items()), self.dropped)
 
     def _oldest(self) -> tuple[int, str, str, str] | None:
@@ -258,8 +266,10 @@ class WebhookSink(Sink):
             self._last_error = f"HTTP {response.status_code}"
             return "retry"
         self.refused[response.status_code] = self.refused.get(response.status_code, 0) + 1
-        log.error("webhook %s refused a %s event with HTTP %d; dropped it (%s)", self.url, type_,
-                  response.status_code, response.text[:200])
+        if self.refused[response.status_code] == 1:  # (the others of that status: counted, said at the end)
+            answer = " ".join(response.text[:200].split())
+            log.error("webhook %s refused a %s event with HTTP %d; dropped it%s", self.shown, type_,
+                      response.status_code, f" ({answer})" if answer else "")
         return "refused"
 
     def _send_loop(self) -> None:
@@ -292,23 +302,23 @@ class WebhookSink(Sink):
                         log.warning("webhook %s: the receiver took the same event %d times without answering within "
                                     "%g s: it is slow rather than down, and gets it again until it answers in time "
                                     "(answer first and work after, or raise --webhook-timeout, `timeout:` in a "
-                                    "camera config file)", self.url, tries, self.timeout_s)
+                                    "camera config file)", self.shown, tries, self.timeout_s)
                     if outcome not in ("retry", "slow"):
                         if failing:
-                            log.warning("webhook %s: receiver back; sending the queued events", self.url)
+                            log.warning("webhook %s: receiver back; sending the queued events", self.shown)
                         failing, delay, said_slow = False, self.backoff[0], False
                         self._remove(seq)
                         errors = 0
                         continue
                     if not failing:
                         log.warning("webhook %s: receiver unavailable (%s); retrying with back-off, events wait "
-                                    "in %s", self.url, self._last_error, self.queue_path)
+                                    "in %s", self.shown, self._last_error, self.queue_path)
                     failing = True
                 except Exception as exc:  # the queue itself failed (e.g. "database is locked"): try again later
                     errors += 1
                     if errors == 1 or errors % 100 == 0:
                         log.warning("webhook %s: the queue in %s failed (%d time(s) in a row; retrying with "
-                                    "back-off): %s: %s", self.url, self.queue_path, errors, type(exc).__name__, exc,
+                                    "back-off): %s: %s", self.shown, self.queue_path, errors, type(exc).__name__, exc,
                                     exc_info=errors == 1)
                 # Back-off. Not woken by new events (it must hold while they keep coming), only by close().
                 wait = delay if self._deadline is None else min(delay, max(0.0, self._deadline - time.monotonic()))
@@ -323,24 +333,30 @@ class WebhookSink(Sink):
             self._died = f"{type(exc).__name__}: {exc}"
             raise
 
-    def close(self, end: RunEnd) -> None:
-        if self._thread is None:
+    def begin_close(self) -> None:
+        """The sender delivers what is queued, for at most `drain_s` from now (close() waits for it)."""
+        if self._thread is None or self._closing.is_set():
             return
-        if not self._thread.is_alive():
-            log.warning("webhook %s: the sender thread had stopped during the run (%s); undelivered events stay "
-                        "queued in %s for the next run", self.url, self._died or "unknown reason", self.queue_path)
         self._deadline = time.monotonic() + self.drain_s
         self._closing.set()
         self._interrupt.set()
         with self._wake:
             self._wake.notify()
-        waited = f"within {self.drain_s:.1f} s"
+
+    def close(self, end: RunEnd) -> None:
+        if self._thread is None:
+            return
+        if not self._thread.is_alive():
+            log.warning("webhook %s: the sender thread had stopped during the run (%s); undelivered events stay "
+                        "queued in %s for the next run", self.shown, self._died or "unknown reason", self.queue_path)
+        self.begin_close()
+        waited = f"within {self.drain_s:.1f} s"  # (from begin_close: the other outputs waited meanwhile)
         try:
             self._thread.join(timeout=1.0)
             remaining = self._deadline - time.monotonic()
             if self._thread.is_alive() and remaining > 0.5:  # the receiver is away or slow: say why the end waits
                 log.warning("webhook %s: waiting up to %.0f s more to deliver the queued events (what is left then "
-                            "stays queued for the next run; Ctrl-C twice stops waiting)", self.url, remaining)
+                            "stays queued for the next run; Ctrl-C twice stops waiting)", self.shown, remaining)
             self._thread.join()
         except KeyboardInterrupt:  # "once more to stop at once": no more waiting; nothing is lost, it stays queued
             waited = "(stopped waiting)"
@@ -356,13 +372,13 @@ class WebhookSink(Sink):
             self._store_incoming()  # (what the sender had no time to queue: for the next run)
         except Exception as exc:  # noqa: BLE001
             lost = len(self._incoming)
-            log.error("webhook %s: %d event(s) could not be queued in %s (%s); they are lost", self.url,
+            log.error("webhook %s: %d event(s) could not be queued in %s (%s); they are lost", self.shown,
                       lost, self.queue_path, exc)
             self._incoming.clear()
         left = self.queued()
         if left:
             log.warning("webhook %s: %d event(s) not delivered %s; they stay queued in %s and are sent at the "
-                        "next run", self.url, left, waited, self.queue_path)
+                        "next run", self.shown, left, waited, self.queue_path)
         with self._lock:  # from now on, what is left is for the next sender to this URL
             self._db.execute("DELETE FROM webhook_senders WHERE owner = ?", (self.owner,))
             self._db.commit()
