@@ -381,8 +381,15 @@ def test_evaluate_split_scores_the_listed_images_and_refuses_names_of_another_se
     # Plots written among the data set's images were read as images of it by the next load.
     result = run("evaluate", "--gt", str(small_voc), "--pred", str(tmp_path / "all.jsonl"), "--out",
                  str(small_voc / "images" / "eval"), ok=False)
-    assert result.returncode == 2 and "where the data set's images are" in result.stderr
+    assert result.returncode == 2 and "where a load of" in result.stderr and "looks for its pictures" in result.stderr
     assert not (small_voc / "images" / "eval").exists()
+    from maskwatch.data.inputs import check_outside_images
+    from maskwatch.errors import MaskwatchError
+
+    check_outside_images(small_voc / "eval", small_voc)  # (VOC reads only its image folders: beside them is fine)
+    with pytest.raises(MaskwatchError, match="looks for its pictures"):  # YOLO reads every picture under its folder
+        check_outside_images(small_voc / "eval", small_voc, "yolo")
+    check_outside_images(small_voc / "images" / "eval", small_voc, "coco")  # (COCO: only the pictures it names)
 
 
 def test_version_flag_prints_the_packages_version():

@@ -89,6 +89,27 @@ def test_an_earlier_runs_video_is_not_written_over_without_overwrite(pan, tmp_pa
     assert decode(out)[1][0] == "h264" and json.loads(out.with_suffix(".json").read_text())["frames"] == 2
 
 
+def test_a_live_cameras_earlier_recording_is_kept_aside_so_a_restarted_watch_records_anew(detector, tmp_path,
+                                                                                             monkeypatch):
+    """A stream lost for good ends `watch` with exit 1 so that its service manager starts it again: refusing the
+    --out it had written would have stopped those restarts; the recording is kept under its time instead."""
+    import os
+
+    from maskwatch.video.sources import LiveSource
+
+    out = tmp_path / "door.mp4"
+    out.write_bytes(b"the morning's recording")
+    out.with_suffix(".tracks.csv").write_text("track_id\n")
+    os.utime(out, (1_700_000_000, 1_700_000_000))
+    captures = [FakeCapture((320, 240), frames=3)]  # then the stream is lost for good
+    monkeypatch.setattr(LiveSource, "_open", lambda self: captures.pop(0) if captures else None)
+    summary = VideoPipeline(detector, WatchOptions(give_up_after_s=0.2)).run("rtsp://camera/door", out)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(1_700_000_000))
+    assert (tmp_path / f"door.{stamp}.mp4").read_bytes() == b"the morning's recording"
+    assert (tmp_path / f"door.{stamp}.tracks.csv").read_text() == "track_id\n"
+    assert summary.frames >= 1 and decode(out)[1][0] == "h264"
+
+
 def test_people_are_counted_once_across_frames(detector, pan, tmp_path):
     clip, source_frames = pan
     summary = VideoPipeline(detector, WatchOptions(every=1), tmp_path / "events.sqlite").run(str(clip))

@@ -16,6 +16,7 @@ from maskwatch.video import VideoPipeline, WatchOptions
 from maskwatch.video.bus import RunInfo
 from maskwatch.video.events import Event
 from maskwatch.video.sinks import WebhookSink
+from maskwatch.video.sinks.webhook import sink_name
 from maskwatch.video.store import read_events
 from servers import WebhookReceiver, free_port, wait_until
 
@@ -287,7 +288,7 @@ def test_events_the_receiver_refused_are_in_the_run_record_and_fail_the_run(cros
     assert said in run.stderr and "error: outputs that did not complete their work: webhook" in run.stderr
     # The summary file and the database are closed after the webhook: their record of the run holds the loss.
     # (named by its URL: with several webhooks, which one failed)
-    assert said in json.loads(out.with_suffix(".json").read_text())["sink_failures"][f"webhook {receiver.url}"]["first"]
+    assert said in json.loads(out.with_suffix(".json").read_text())["sink_failures"][sink_name(receiver.url)]["first"]
     with sqlite3.connect(db) as stored:
         assert said in stored.execute("SELECT message FROM runs").fetchone()[0]
 
@@ -324,7 +325,8 @@ def test_a_webhook_is_named_by_its_url_without_its_secrets_and_a_port_out_of_ran
     port = free_port()  # nobody listens
     sink = WebhookSink(f"http://bob:hunter2@127.0.0.1:{port}/hook?token=SECRETTOKEN",
                        queue_path=tmp_path / "queue.sqlite", backoff_s=(0.05, 0.2), drain_s=1)
-    assert sink.name == f"webhook http://bob:***@127.0.0.1:{port}/hook?token=***"
+    assert sink.name.startswith(f"webhook http://127.0.0.1:{port} #") and sink.name != WebhookSink(
+        f"http://127.0.0.1:{port}/other", queue_path=tmp_path / "queue.sqlite").name  # (no path: it may be a token)
     sink.open(run_info())
     sink.event(event("person.unmasked", 1))
     sink.close(None)
@@ -332,6 +334,8 @@ def test_a_webhook_is_named_by_its_url_without_its_secrets_and_a_port_out_of_ran
     with pytest.raises(MaskwatchError, match=r"--webhook 'http://127.0.0.1:99999/x': the port must be a number "
                                              r"from 1 to 65535"):
         WebhookSink("http://127.0.0.1:99999/x", queue_path=tmp_path / "queue.sqlite")
+    with pytest.raises(MaskwatchError, match="the port must be a number from 1 to 65535"):
+        WebhookSink("http://127.0.0.1:0/x", queue_path=tmp_path / "queue.sqlite")
 
 
 def test_the_outputs_all_start_closing_before_any_waits():
@@ -355,6 +359,21 @@ def test_the_outputs_all_start_closing_before_any_waits():
     assert calls == ["a begins", "b begins", "c begins", "a closes", "b closes", "c closes"]
 
 
+
+def test_two_webhooks_away_drain_over_the_same_seconds_not_one_after_the_other(tmp_path):
+    from maskwatch.video.bus import EventBus
+
+    sinks = [WebhookSink(f"http://127.0.0.1:{free_port()}/{name}", queue_path=tmp_path / "queue.sqlite",
+                         backoff_s=(0.05, 0.2), drain_s=2) for name in ("a", "b")]  # nobody listens
+    bus = EventBus(sinks)
+    bus.open(run_info())
+    bus.publish(event("person.unmasked", 1))
+    bus.close(None)
+    # Each one's drain is counted from the moment the bus began closing them all (the second's began 2 s later)
+    assert abs(sinks[1]._deadline - sinks[0]._deadline) < 1.0
+    assert queued(tmp_path / "queue.sqlite") == 2  # (kept for the next run, each for its own URL)
+
+
 def test_an_empty_webhook_secret_is_refused_not_sent_unsigned(tmp_path, monkeypatch):
     """`--webhook-secret "$SECRET"` with SECRET unset (the README's own example) sent every event unsigned without a
     word; serve refuses an empty --api-key for the same reason."""
@@ -362,7 +381,8 @@ def test_an_empty_webhook_secret_is_refused_not_sent_unsigned(tmp_path, monkeypa
 
     from maskwatch.cli import app
 
-    for args, environment in ((["--webhook-secret", ""], {}), ([], {"MASKWATCH_WEBHOOK_SECRET": " "})):
+    for args, environment in ((["--webhook-secret", ""], {}), ([], {"MASKWATCH_WEBHOOK_SECRET": ""}),
+                              ([], {"MASKWATCH_WEBHOOK_SECRET": " "})):
         for name, value in environment.items():
             monkeypatch.setenv(name, value)
         result = CliRunner().invoke(app, ["watch", str(tmp_path / "door.mp4"), "--webhook", "http://127.0.0.1:9/x",

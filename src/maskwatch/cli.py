@@ -370,7 +370,7 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
     from maskwatch.classes import MASK_CLASSES, parse_label_map
     from maskwatch.data.inputs import check_outside_images, check_output_folder
     from maskwatch.data.split import listed_names
-    from maskwatch.detector import check_score
+    from maskwatch.thresholds import check_score
     from maskwatch.errors import name_some
     from maskwatch.evaluation import write_report
     from maskwatch.evaluation.coco_metrics import SCHEMES, coco_inputs
@@ -385,8 +385,8 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
         raise MaskwatchError(f"unknown --scheme {scheme!r}; use {', '.join(SCHEMES)}")
     check_score(score_threshold, "--score-threshold")
     check_output_folder(out)
+    check_outside_images(out, gt, fmt)
     dataset = _load(gt, fmt, label_map, classes, allow_outside_images)
-    check_outside_images(out, dataset)
     boxes = dataset.class_counts()
     absent = [c for c in MASK_CLASSES if not boxes.get(c)]  # not listed, or listed (a YOLO classes.txt) unused
     if classes is None and scheme != "face" and absent and set(dataset.classes) <= set(MASK_CLASSES):
@@ -486,7 +486,8 @@ def detect(inputs: list[str] = typer.Argument(..., help=INPUTS_HELP, metavar="IN
     """Detect masked, unmasked and wrongly masked faces in images; write annotated copies and predictions."""
     from maskwatch.data.inputs import check_copies_apart, check_writable, collect_images, written_copies
     from maskwatch.detect import run_detect
-    from maskwatch.detector import Detector, check_score
+    from maskwatch.detector import Detector
+    from maskwatch.thresholds import check_score
     from maskwatch.predictions import check_predictions_path
     from maskwatch.stop_signals import restore_signals, stop_signals_as_interrupt
 
@@ -592,7 +593,8 @@ def watch(source: Optional[str] = typer.Argument(None, metavar="SOURCE",
           blur_faces: bool = typer.Option(False, "--blur-faces", help="Blur every detected face (privacy)."),
           show: bool = typer.Option(False, "--show", help="Show a window (needs a display and GUI OpenCV)."),
           overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier video at --out (and its "
-                                         ".json and .csv files); without it, an existing --out is refused."),
+                                         ".json and .csv files); without it, an existing --out is refused (a "
+                                         "camera's or stream's is kept aside, renamed with its time)."),
           window: Optional[float] = typer.Option(None, "--window", help="Seconds per counting window in the "
                                                                         "database [default: 10]."),
           scale: Optional[str] = typer.Option(None, "--scale", help="Face finder input scale: auto, auto-full (no "
@@ -604,8 +606,11 @@ def watch(source: Optional[str] = typer.Argument(None, metavar="SOURCE",
 
     from maskwatch.detector import Detector
     from maskwatch.video.config import CameraConfig, WebhookConfig, load_camera
+    from maskwatch.video.sources import without_password
     from maskwatch.video.zones import Line, Zone
 
+    if webhook and os.environ.get("MASKWATCH_WEBHOOK_SECRET") == "" and webhook_secret is None:
+        webhook_secret = ""  # (click reads a variable set to nothing as not set)
     if webhook and webhook_secret is not None and not webhook_secret.strip():  # (`--webhook-secret "$SECRET"`, unset)
         raise MaskwatchError("--webhook-secret (or MASKWATCH_WEBHOOK_SECRET) is empty: the events would go unsigned; "
                              "give the secret, or leave it out to send them unsigned on purpose")
@@ -623,7 +628,7 @@ def watch(source: Optional[str] = typer.Argument(None, metavar="SOURCE",
         zones=[Zone.parse(z) for z in zone] if zone else None, lines=[Line.parse(x) for x in line] if line else None,
         webhooks=[WebhookConfig(url, webhook_secret, *([] if webhook_timeout is None else [webhook_timeout]))
                   for url in webhook] if webhook else None, mqtt=mqtt or None)
-    unsigned = [w.url for w in setup.webhooks or [] if not w.secret]
+    unsigned = [without_password(w.url) for w in setup.webhooks or [] if not w.secret]
     # A secret signs --webhook URLs only. Said when the config's webhooks go unsigned beside it, or when it was
     # given on the command line for nothing; from the environment alone it may be there for the config's
     # `${MASKWATCH_WEBHOOK_SECRET}` (the README's example) or for other cameras: not worth a word.

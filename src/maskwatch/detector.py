@@ -26,7 +26,8 @@ from maskwatch.errors import MaskwatchError
 from maskwatch.model_kinds import TWO_STAGE, kind_of, model_in
 from maskwatch.predictions import FACE_CONFIDENCE, detections_from_labels
 from maskwatch.run_folder import LAST, MODEL, REPLACED, has_started, run_of
-from maskwatch.thresholds import CONFIDENT_FACE_SCORE, DETECTOR_ALL_CLASSES, DETECTOR_MIN_SCORE, MIN_FACE_SCORE
+from maskwatch.thresholds import (CONFIDENT_FACE_SCORE, DETECTOR_ALL_CLASSES, DETECTOR_MIN_SCORE, MIN_FACE_SCORE,
+                                  check_score)
 
 if TYPE_CHECKING:
     import PIL.Image
@@ -107,17 +108,6 @@ class HeadConfig(ScoringConfig):
     refine_passes: int = 1  # re-crop at the refined box and ask the head again (1 measured best)
     refine_max_px: float | None = None  # only faces shorter than this get the refined look (None: all)
     refine_min_prob: float = 0.0  # and only candidates whose first look gives some class at least this probability
-
-
-def check_score(value, name: str = "min_score") -> float:
-    """A score from 0 to 1 as a float; a string ("0.4", from a form or a config read as text) or a bool is refused
-    rather than read, so a caller's type slip is found where it happens."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise MaskwatchError(f"{name} is a score from 0 to 1 (a number), got {value!r}")
-    score = float(value)
-    if not 0 <= score <= 1:
-        raise MaskwatchError(f"{name} is a score from 0 to 1, got {value!r}")
-    return score
 
 
 def assemble_detections(faces: sv.Detections, probs: np.ndarray, deltas: np.ndarray, config: ScoringConfig,

@@ -126,10 +126,17 @@ def record_to_predictions(record: dict, classes: list[str] | tuple[str, ...], wh
 
 
 def _score(value) -> float:
-    """A detection's score: a number from 0 to 1 (a NaN, a bool or a percentage would rank boxes wrongly)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+    """A detection's score: a number from 0 to 1, or one written as text ("0.93"); a NaN, a bool or a percentage
+    would rank boxes wrongly."""
+    number = value
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            pass
+    if isinstance(number, bool) or not isinstance(number, (int, float)) or not 0 <= number <= 1:
         raise ValueError(f"score {json.dumps(value)} is not a number from 0 to 1")
-    return float(value)
+    return float(number)
 
 
 FORMAT_HINT = ('JSON Lines, one image per line: {"image": "x.jpg", "width": W, "height": H, "detections": '

@@ -15,6 +15,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
+from maskwatch.errors import MaskwatchError
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -60,3 +64,14 @@ CONFUSION_IOU = 0.5
 PICTURE_CANDIDATE_SCORE = 0.2
 PICTURE_FACE_SCORE = 0.5
 CALIBRATION_FACE_SCORE = 0.3
+
+
+def check_score(value, name: str = "min_score") -> float:
+    """A score from 0 to 1 as a float; a string ("0.4", from a form or a config read as text) or a bool is refused
+    rather than read, so a caller's type slip is found where it happens."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise MaskwatchError(f"{name} is a score from 0 to 1 (a number), got {value!r}")
+    score = float(value)
+    if not 0 <= score <= 1:
+        raise MaskwatchError(f"{name} is a score from 0 to 1, got {value!r}")
+    return score

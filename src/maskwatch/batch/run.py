@@ -11,10 +11,10 @@ from pathlib import Path
 from maskwatch.batch.core import (FolderState, check_settings, file_stamp, folder_lock, names_keeping_earlier_copies,
                                   normalise_path, read_folder, read_settings, tidy_folder)
 from maskwatch.data.inputs import check_copies_apart, check_writable, collect_images, copy_names, output_names
-from maskwatch.detector import SHIPPED, check_score, is_shipped_name, model_fingerprint
+from maskwatch.detector import SHIPPED, is_shipped_name, model_fingerprint
 from maskwatch.errors import MaskwatchError, install_hint, name_some, utf8_text
 from maskwatch.limits import BATCH_PART_ROWS
-from maskwatch.thresholds import FOR_PEOPLE
+from maskwatch.thresholds import FOR_PEOPLE, check_score
 
 log = logging.getLogger(__name__)
 

@@ -72,6 +72,20 @@ def _voc_annotations_dir(path: Path) -> Path:
     return path
 
 
+def folders_read_for_images(path: Path, fmt: str | None = None) -> list[Path]:
+    """The folders a load of this data set searches for pictures: what is written there (plots, copies) joins the
+    data set the next time. YOLO reads every picture under its folder (one without labels: a background image); VOC
+    looks through its image folders for pictures no XML names (each then said as a problem); COCO and TFRecord read
+    only the pictures their files name."""
+    fmt = fmt or detect_format(path)
+    root = dataset_folder(path)
+    if fmt == "yolo":
+        return [root]
+    if fmt == "voc" and root.is_dir():
+        return [root / "images", root / "JPEGImages"]
+    return []
+
+
 def dataset_folder(path: Path) -> Path:
     """The data set a path names: a YOLO set's folder where the path is its data.yaml (as Ultralytics takes it),
     else the path itself."""

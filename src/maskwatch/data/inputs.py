@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable, Sequence
 
-from maskwatch.data.dataset import Dataset, read_text_file
+from maskwatch.data.dataset import read_text_file
 from maskwatch.data.images import (IMAGE_SUFFIXES, annotated_copy_name, list_images, stem_of, warn_unread,
                                    without_broken_links)
 from maskwatch.data.tfrecord import is_record_file
@@ -313,15 +313,18 @@ def check_output_folder(folder: Path, option: str = "--out") -> None:
     check_writable(folder, f"{option} {folder}")
 
 
-def check_outside_images(folder: Path, dataset: Dataset, option: str = "--out") -> None:
-    """Refuse an output folder among a data set's image folders: the plots written there would be read as
-    pictures of the data set (background images, or unannotated ones) the next time it is loaded."""
+def check_outside_images(folder: Path, data: Path, fmt: str | None = None, option: str = "--out") -> None:
+    """Refuse an output folder where a load of the data set `data` searches for pictures (`folders_read_for_images`):
+    the plots written there would be read as pictures of it (background images, or unannotated ones) next time."""
+    from maskwatch.data.formats import folders_read_for_images
+
     place = Path(folder).resolve()
-    for images in sorted({s.image_path.parent.resolve() for s in dataset.samples}):
-        if place == images or images in place.parents:
-            raise MaskwatchError(f"{option} {folder} is in {images}, where the data set's images are: what is "
-                                 f"written there would be read as images of it next time; write to a folder "
-                                 f"outside it")
+    for images in folders_read_for_images(Path(data), fmt):
+        searched = images.resolve()
+        if place == searched or searched in place.parents:
+            raise MaskwatchError(f"{option} {folder} is in {images}, where a load of {data} looks for its pictures: "
+                                 f"what is written there would be read as pictures of it next time; write to a "
+                                 f"folder outside it")
 
 
 def check_writable(folder: Path, what: str) -> None:

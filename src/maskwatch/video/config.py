@@ -34,6 +34,7 @@ from maskwatch.errors import MaskwatchError
 from maskwatch.face_finder import AUTO, AUTO_FULL, ScalePolicy
 from maskwatch.limits import WEBHOOK_TIMEOUT_S
 from maskwatch.video.pipeline import OPTION_CHECKS, VideoPipeline, WatchOptions
+from maskwatch.video.sources import without_password
 from maskwatch.video.sinks import MqttSink, WebhookSink
 from maskwatch.video.store import DEFAULT_DB
 from maskwatch.video.zones import Line, Zone
@@ -50,7 +51,8 @@ class WebhookConfig:
     def __post_init__(self) -> None:
         t = self.timeout
         if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t <= 300:
-            raise MaskwatchError(f"webhook {self.url}: timeout (--webhook-timeout) is {t!r}; expected seconds, "
+            raise MaskwatchError(f"webhook {without_password(self.url)}: timeout (--webhook-timeout) is {t!r}; "
+                                 f"expected seconds, "
                                  f"above 0 and at most 300")
 
 
@@ -233,7 +235,8 @@ def _webhook(value: Any, where: str) -> WebhookConfig:
         raise MaskwatchError(f"{where}: each webhook is a URL or {{url: ..., secret: ..., timeout: SECONDS}}" +
                              (f" (unknown key(s): {', '.join(map(str, unknown))})" if unknown else ""))
     if "secret" in value and not value["secret"]:  # (an environment variable set to nothing)
-        raise MaskwatchError(f"{where}: the secret of {value['url']} is empty, so its bodies would go unsigned; give "
+        raise MaskwatchError(f"{where}: the secret of {without_password(str(value['url']))} is empty, so its bodies "
+                             f"would go unsigned; give "
                              f"the secret, or leave `secret:` out to send them unsigned on purpose")
     try:
         return WebhookConfig(str(value["url"]), value.get("secret"), value.get("timeout", WEBHOOK_TIMEOUT_S))

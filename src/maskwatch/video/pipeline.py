@@ -42,8 +42,8 @@ from maskwatch.video.scene_cut import SceneCuts
 from maskwatch.video.sinks import DatabaseSink, DisplaySink, ProgressSink, SummaryFilesSink, VideoFileSink
 from maskwatch.predictions import FACE_CONFIDENCE
 from maskwatch.thresholds import FOR_PEOPLE, LIVE_MIN_FACE_SCORE, TRACK_MIN_SCORE
-from maskwatch.video.sources import FrameSource, ReadAhead, open_source, without_password
-from maskwatch.video.summary import WatchSummary
+from maskwatch.video.sources import FrameSource, ReadAhead, is_live_spec, open_source, without_password
+from maskwatch.video.summary import COMPANION_SUFFIXES, WatchSummary
 from maskwatch.video.tracking import MIN_TRACK_FRAMES, FaceTracker
 from maskwatch.video.zones import Line, Zone, ZoneCounter, as_line, as_zone
 
@@ -116,6 +116,20 @@ class WatchOptions:
             log.warning("blur_faces (--blur-faces) blurs the faces in the pictures, but keep_faces (--keep-faces) "
                         "keeps them sharp in the event snapshots (stored in the database and sent to the webhook "
                         "and MQTT)")
+
+
+def set_aside_earlier_video(out: Path) -> None:
+    """A live camera's earlier recording at `out` (with its .json and .csv files) renamed with its time, so a
+    watch restarted by its service manager records anew and keeps what it recorded before."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(out.lstat().st_mtime))
+    moved = []
+    for path in (out, *(out.with_suffix(suffix) for suffix in COMPANION_SUFFIXES)):
+        if path.exists() or path.is_symlink():
+            target = path.with_name(f"{out.stem}.{stamp}{path.name[len(out.stem):]}")
+            path.rename(target)
+            moved.append(target.name)
+    log.warning("%s: an earlier recording was there; kept as %s (--overwrite replaces it instead)", out,
+                ", ".join(moved))
 
 
 def camera_name_of(source: str) -> str:
@@ -210,8 +224,11 @@ class VideoPipeline:
             if Path(out).is_dir():
                 raise MaskwatchError(f"--out {out} is a folder: give the annotated video's file name (.mp4)")
             if not overwrite and (Path(out).exists() or Path(out).is_symlink()):
-                raise MaskwatchError(f"--out {out} exists (an earlier run's video?): give another name, or "
-                                     f"--overwrite to replace it and its .json and .csv files")
+                if isinstance(source, str) and is_live_spec(source):  # (a service restarted after a lost stream:
+                    set_aside_earlier_video(Path(out))  # refused, it would stop restarting)
+                else:
+                    raise MaskwatchError(f"--out {out} exists (an earlier run's video?): give another name, or "
+                                         f"--overwrite to replace it and its .json and .csv files")
             check_writable(Path(out).parent, f"--out {out}")
         frames_source = open_source(source, give_up_after_s=opts.give_up_after_s, wait_s=opts.wait_for_camera_s,
                                     cancel=self.stopping) if isinstance(source, str) else source

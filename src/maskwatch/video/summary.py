@@ -76,6 +76,9 @@ def write_whole(path: Path, text: str) -> None:
         partial.unlink(missing_ok=True)
 
 
+COMPANION_SUFFIXES = (".json", ".tracks.csv", ".zones.csv")  # the files beside the annotated video OUT.mp4
+
+
 def write_summary_files(summary: WatchSummary, out: Path) -> list[Path]:
     """Beside the video, when the run ends: OUT.json (the summary) and, with zones or lines, OUT.zones.csv (one
     row per zone or line and class). OUT.tracks.csv is written as people leave (SummaryFilesSink)."""

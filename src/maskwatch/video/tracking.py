@@ -29,7 +29,7 @@ _CLASS_SCORE = "class_score"  # the detections' own confidence, kept while ByteT
 # A track seen on fewer detection frames than this is not counted as a person (one-frame flickers).
 MIN_TRACK_FRAMES = 2
 RECENT_HALF_LIFE_S = 2.0  # label_now: a look this old counts half; a change lasting about this long turns it
-VOTE_SPAN_S = (0.1, 1.0)  # the time one look stands for: its first (nothing before it), and at most (a gap)
+MAX_LOOK_S = 1.0  # the most time one look stands for (after a gap, the face was not seen meanwhile)
 
 
 @dataclass
@@ -44,6 +44,7 @@ class TrackState:
     best_box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
     best_frame: int = 0
     last_box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    first_look: tuple[str, float] | None = None  # weighed once the second look says how long a look stands for
 
     @property
     def label(self) -> str:
@@ -65,13 +66,26 @@ class TrackState:
         return _share(self.recent)
 
     def vote(self, name: str, score: float, time_s: float) -> None:
-        """Add one look, standing for the time since the track's previous one."""
-        span = VOTE_SPAN_S[0] if not self.frames else min(max(time_s - self.last_seen_s, 0.0), VOTE_SPAN_S[1])
-        fade = 0.5 ** (span / RECENT_HALF_LIFE_S)
-        for key in self.recent:
-            self.recent[key] *= fade
-        self.votes[name] += score * span
-        self.recent[name] += score * span
+        """Add one look, standing for the time since the track's previous one (at most MAX_LOOK_S). The first
+        look has nothing before it: it stands for as long as the second, so one misread first look (a face coming
+        into the picture, blurred) weighs as one look, not more."""
+        elapsed = max(time_s - self.last_seen_s, 0.0)
+        span = min(elapsed, MAX_LOOK_S)
+        fade = 0.5 ** (elapsed / RECENT_HALF_LIFE_S)  # (by the time that passed, also past MAX_LOOK_S)
+        if not self.frames:
+            self.first_look = (name, score)
+            self.votes[name] += score * 1e-6  # (a label until the second look)
+            self.recent[name] += score * 1e-6
+        else:
+            for key in self.recent:
+                self.recent[key] *= fade
+            if self.first_look is not None:
+                first, first_score = self.first_look
+                self.votes[first] += first_score * span
+                self.recent[first] += first_score * span * fade
+                self.first_look = None
+            self.votes[name] += score * span
+            self.recent[name] += score * span
         self.frames += 1
         self.last_seen_s = time_s
 

@@ -41,7 +41,9 @@ class MqttSink(Sink):
         try:
             port = parts.port
         except ValueError:
-            raise MaskwatchError(f"--mqtt {shown!r}: the port must be a number from 1 to 65535") from None
+            port = 0
+        if port == 0:  # (":0" was taken as no port: 1883)
+            raise MaskwatchError(f"--mqtt {shown!r}: the port must be a number from 1 to 65535")
         if "#" in url or parts.query or "+" in parts.path:  # (`#` would be read as the URL's fragment)
             raise MaskwatchError(f"--mqtt {shown!r}: the prefix is where events are published, so it cannot hold MQTT "
                                  f"wildcards (+ #) or a ?query; subscribe with wildcards instead "
@@ -128,6 +130,7 @@ class MqttSink(Sink):
     def _on_connect_fail(self, client, userdata) -> None:
         """The broker cannot be reached (down, wrong address, a name that does not resolve): said once, while
         the video runs, not only when it ends."""
+        self._refused = ""  # (not reached, this time: a refusal earlier is not why messages wait now)
         if not self._said_unreachable and not self._closing:
             log.warning("mqtt: cannot reach %s:%d%s; retrying every %d-%d s, events are kept until it answers",
                         self.host, self.port, self._scheme_hint(), *self.reconnect_s)

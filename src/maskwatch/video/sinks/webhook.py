@@ -59,10 +59,20 @@ def check_http_url(url: str) -> str:
         raise MaskwatchError(f"--webhook {shown!r}: expected an http:// or https:// URL, "
                              f"e.g. http://127.0.0.1:8080/maskwatch")
     try:
-        parts.port
+        port = parts.port
     except ValueError:  # (else every post fails as "receiver unavailable" and the events wait for ever)
-        raise MaskwatchError(f"--webhook {shown!r}: the port must be a number from 1 to 65535") from None
+        port = 0
+    if port == 0:
+        raise MaskwatchError(f"--webhook {shown!r}: the port must be a number from 1 to 65535")
     return url
+
+
+def sink_name(url: str) -> str:
+    """How a webhook is named where its failures are stored (OUT.json, the database): its scheme and host, and a
+    short hash of the whole URL to tell two on one host apart; not its path, which may hold a token (Slack's)."""
+    parts = urlsplit(url)
+    host = f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
+    return f"webhook {parts.scheme}://{host} #{hashlib.sha256(url.encode()).hexdigest()[:8]}"
 
 
 def signature_of(body: bytes, secret: str) -> str:
@@ -83,7 +93,7 @@ class WebhookSink(Sink):
                  drain_s: float = 15.0):
         self.url = check_http_url(url)
         self.shown = without_password(url)  # what logs and messages say: never a password or token of the URL
-        self.name = f"webhook {self.shown}"  # (its failures are told apart from another webhook's)
+        self.name = sink_name(url)  # (its failures told apart from another webhook's)
         self.secret = secret
         self.queue_path = Path(queue_path)
         self.max_queue = max(1, max_queue)
@@ -266,7 +276,8 @@ class WebhookSink(Sink):
             self._last_error = f"HTTP {response.status_code}"
             return "retry"
         self.refused[response.status_code] = self.refused.get(response.status_code, 0) + 1
-        if self.refused[response.status_code] == 1:  # (the others of that status: counted, said at the end)
+        if self.refused[response.status_code] in (1, 100) or self.refused[response.status_code] % 1000 == 0:
+            # (the others of that status: counted, said at the end; a week-long run says it again now and then)
             answer = " ".join(response.text[:200].split())
             log.error("webhook %s refused a %s event with HTTP %d; dropped it%s", self.shown, type_,
                       response.status_code, f" ({answer})" if answer else "")
