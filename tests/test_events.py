@@ -207,6 +207,8 @@ def test_bad_zones_lines_urls_and_configs_say_what_to_fix(detector, crossing, tm
                           ("cameras:\n  door: {source: a.mp4, zones: {bad: [100, 100, 200, 200]}}",
                            r"camera 'door': zones.bad: a zone needs at least 3 points"),
                           ("cameras: {door: {source: [}", "not valid YAML"),
+                          ("cameras:\n  door: {source: a.mp4, mqtt: '127.0.0.1:1883'}",
+                           r"camera 'door': mqtt: --mqtt '127.0.0.1:1883': expected mqtt://"),
                           ("cameras:\n  door: {source: a.mp4}\n  door: {source: b.mp4}", "'door' is given twice"),
                           ("cameras:\n  door: {source: a.mp4, webhooks: [{url: 'http://h/x', secert: s}]}",
                            r"unknown key\(s\): secert"),
@@ -274,6 +276,13 @@ def test_zone_points_just_past_the_edge_move_onto_it_and_far_ones_name_the_confi
     for zone, line in (([Zone.parse("margin=-20,0,-5,0,-5,40")], []), ([], [Line.parse("edge=-10,5,-20,5")])):
         with pytest.raises(MaskwatchError, match="lies outside the 640x480 picture"):
             ZoneCounter(zone, line, (640, 480))
+    # Mostly inside, but flat once moved onto the edge: said so, not "outside the picture".
+    with pytest.raises(MaskwatchError, match="once its points past the picture's edge are moved onto it, it has no "
+                                             "area"):
+        ZoneCounter([Zone.parse("a=-0,0,-5,0,5,100")], [], (640, 480))
+    for spec in ("a=0,0,1e308,0,1e308,100", "a=0,0,inf,0,5,100", "a=0,0,nan,0,5,100"):  # (numpy's overflow warning)
+        with pytest.raises(MaskwatchError, match="the coordinates are pixels: numbers from -1,000,000 to 1,000,000"):
+            Zone.parse(spec)
     config = tmp_path / "cameras.yaml"
     config.write_text("cameras:\n  door: {source: a.mp4, zones: {hall: [0, 0, 1900, 0, 1900, 1000]}}")
     zone = load_config(config)["door"].zones[0]

@@ -54,7 +54,8 @@ AllowOutsideOption = typer.Option(False, "--allow-outside-images",
                                        "(VOC <path>, COCO file_name); by default they are skipped.")
 FormatOption = typer.Option(None, "--format", help="voc, yolo, coco or tfrecord, if not detected from the files.")
 ModelOption = typer.Option(None, "--model", help="A trained model: its .onnx file or the folder `maskwatch train` "
-                                                 "wrote; or `shipped-int8`, the shipped model in 8 bits (faster on "
+                                                 "wrote; `shipped` (the default); or `shipped-int8`, the shipped "
+                                                 "model in 8 bits (faster on "
                                                  "CPUs with 8-bit dot products; README) [default: the shipped "
                                                  "model].")
 ThreadsOption = typer.Option(None, "--threads", min=1,
@@ -106,10 +107,10 @@ def convert(src: Path = typer.Argument(..., help="Data set to read (format detec
                                             "SRC: the folder then only works where SRC is). TFRecord embeds them."),
             val: Optional[float] = typer.Option(None, "--val", help="Also write train and val sides: this share of "
                                                                     "the images to val, grouped and stratified as "
-                                                                    "`data split` does."),
+                                                                    "`data split` does (not with --split)."),
             split: Optional[Path] = typer.Option(None, "--split", help="Also write train and val sides: val = the "
                                                                        "images named in this list (as `data split` "
-                                                                       "writes val.txt)."),
+                                                                       "writes val.txt; not with --val)."),
             seed: int = typer.Option(0, "--seed", help="Seed of the --val split."),
             shards: int = typer.Option(1, "--shards", help="TFRecord: cut each record file into this many shards."),
             label_map: Optional[list[str]] = LabelMapOption, classes: Optional[str] = ClassesOption,
@@ -117,7 +118,7 @@ def convert(src: Path = typer.Argument(..., help="Data set to read (format detec
     """Convert a data set between Pascal VOC, YOLO, COCO and TFRecord (+ label_map.pbtxt). The output folder stands
     on its own: images beside the labels, no absolute paths, readable by other tools."""
     from maskwatch.data import save_dataset
-    from maskwatch.data.formats import FORMATS, dataset_folder
+    from maskwatch.data.formats import FORMATS, check_save_options, dataset_folder
     from maskwatch.data.inputs import check_output_folder
     from maskwatch.data.split import (check_val_fraction, declared_test_side, split_around, split_dataset,
                                       split_from_list, usable_declared_side)
@@ -128,6 +129,7 @@ def convert(src: Path = typer.Argument(..., help="Data set to read (format detec
         check_val_fraction(val)
     if to not in FORMATS:  # before the (long) load
         raise MaskwatchError(f"unknown format {to!r} for --to; use one of {', '.join(FORMATS)}")
+    check_save_options(dst, to, images, shards)
     check_output_folder(dst, "DST")
     dataset = _load(src, source_format, label_map, classes, allow_outside_images, check_pixels=True)
     source_folder = src.resolve() if src.is_dir() else src.resolve().parent
@@ -154,9 +156,11 @@ def convert(src: Path = typer.Argument(..., help="Data set to read (format detec
 @data_app.command("stats", short_help="Counts per class and box sizes, as a table and a figure.")
 def data_stats(path: Path = typer.Argument(..., help="Data set folder or file.", metavar="DATASET"),
                fmt: Optional[str] = FormatOption,
-               plot: Path = typer.Option(Path("out/data_stats.png"), help="Where to write the figure."),
+               plot: Path = typer.Option(Path("out/data_stats.png"), help="Where to write the figure (its suffix "
+                                                                         "picks the format: .png, .jpg, .svg, .pdf)."),
                problems: Path = typer.Option(Path("out/data_problems.txt"), "--problems",
-                                             help="Where to write every problem met while reading (the console "
+                                             help="Where to write every problem met while reading, if any (an "
+                                                  "earlier run's file is removed when there are none; the console "
                                                   "shows the first few of each kind)."),
                label_map: Optional[list[str]] = LabelMapOption, classes: Optional[str] = ClassesOption,
                allow_outside_images: bool = AllowOutsideOption) -> None:
@@ -240,16 +244,16 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
           crop_size: Optional[int] = typer.Option(
               None, "--crop-size", metavar="PIXELS",
               help="Two-stage: the side of the face crops the head looks at [default: 64]; bigger sees more detail "
-                   "and costs more per face."),
+                   "and costs more per face (at least 32)."),
           finetuned_share: Optional[float] = typer.Option(
               None, "--finetuned-share", metavar="SHARE",
               help="Two-stage: the exported head's backbone is this share of the trained weights, the rest the "
                    "ImageNet ones it started from (WiSE-FT) [default: 0.9, measured better on both validation "
-                   "sets]; 1 exports it as trained."),
+                   "sets]; 1 exports it as trained (above 0, at most 1)."),
           backbone_lr_factor: Optional[float] = typer.Option(
               None, "--backbone-lr-factor", metavar="FACTOR",
               help="Two-stage: the pretrained backbone learns at the learning rate times this, the new class and "
-                   "box layers at the learning rate [default: the recipe's]."),
+                   "box layers at the learning rate (above 0, at most 1) [default: the recipe's]."),
           probe_epochs: Optional[int] = typer.Option(
               None, "--probe-epochs", metavar="N",
               help="Two-stage: for the first N epochs only the new class and box layers learn, on the pretrained "
@@ -474,7 +478,7 @@ def detect(inputs: list[str] = typer.Argument(..., help=INPUTS_HELP, metavar="IN
                                           "when its faces are big; else at most 960 px long, plus an upscaled pass "
                                           "when faces are small or a downscaled one when they are big), 'auto-full' "
                                           "(auto without the half-scale look: slower, better on small close-up "
-                                          "images) or a number such as 0.5, 1 or 2."),
+                                          "images) or a number from 0.1 to 4, such as 0.5, 1 or 2."),
            flip: bool = typer.Option(False, "--flip", help="Also classify each face mirrored and average the two "
                                                            "looks: more accurate classes on crowd photos, about "
                                                            "half again the time (model card)."),
@@ -565,8 +569,8 @@ def watch(source: Optional[str] = typer.Argument(None, metavar="SOURCE",
                                                             "(HMAC-SHA256 in X-Maskwatch-Signature-256)."),
           webhook_timeout: Optional[float] = typer.Option(
               None, "--webhook-timeout", metavar="SECONDS",
-              help="How long a --webhook receiver may take to answer an event before it is sent again [default: "
-                   f"{WEBHOOK_TIMEOUT_S:g}]."),
+              help="How long a --webhook receiver may take to answer an event before it is sent again (at most "
+                   f"300) [default: {WEBHOOK_TIMEOUT_S:g}]."),
           mqtt: Optional[list[str]] = typer.Option(None, "--mqtt", metavar="URL",
                                                    help="Publish events: mqtt://[user:pass@]host[:port]/prefix "
                                                         "(repeatable)."),
@@ -598,8 +602,8 @@ def watch(source: Optional[str] = typer.Argument(None, metavar="SOURCE",
           window: Optional[float] = typer.Option(None, "--window", help="Seconds per counting window in the "
                                                                         "database [default: 10]."),
           scale: Optional[str] = typer.Option(None, "--scale", help="Face finder input scale: auto, auto-full (no "
-                                                                    "half-scale look first) or a number [default: "
-                                                                    "auto]."),
+                                                                    "half-scale look first) or a number from 0.1 "
+                                                                    "to 4 [default: auto]."),
           model: Optional[Path] = ModelOption, threads: Optional[int] = ThreadsOption) -> None:
     """Detect, track and count faces in a video, a camera or a stream; write an annotated video and events."""
     from tqdm import tqdm
@@ -680,7 +684,9 @@ def watch(source: Optional[str] = typer.Argument(None, metavar="SOURCE",
     if setup.out:
         typer.echo(f"video: {written(setup.out, 'video file')}  "
                    f"summary: {written(setup.out.with_suffix('.json'), 'summary files')}  "
-                   f"tracks: {written(setup.out.with_suffix('.tracks.csv'), 'summary files')}")
+                   f"tracks: {written(setup.out.with_suffix('.tracks.csv'), 'summary files')}"
+                   + (f"  zones: {written(setup.out.with_suffix('.zones.csv'), 'summary files')}"
+                      if summary.zones or summary.lines else ""))
     if setup.db:
         typer.echo(f"events: {written(setup.db, 'database')} (run {summary.run_id}); see `maskwatch report "
                    f"{setup.db}`")
@@ -762,7 +768,8 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to liste
           db: Optional[Path] = typer.Option(None, "--db", help="The cameras' events database (default: the config's, "
                                                               "else out/maskwatch.sqlite)."),
           retention_days: Optional[float] = typer.Option(None, "--retention-days",
-                                                         help="Delete events and counts older than this many days."),
+                                                         help="Delete events and counts older than this many days "
+                                                              "[default: kept for ever]."),
           keep_results_days: Optional[float] = typer.Option(
               None, "--keep-results-days", metavar="DAYS",
               help="Delete uploaded videos' results (they show faces) this many days after their job ended "
@@ -770,9 +777,12 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to liste
           blur_faces: bool = typer.Option(False, "--blur-faces", help="Blur every face in the cameras' pictures."),
           event_snapshots: bool = typer.Option(False, "--event-snapshots",
                                                help="Keep a JPEG of the face (blurred) with person events."),
-          every: Optional[int] = typer.Option(None, "--every", help="Cameras detect on every Nth frame."),
+          every: Optional[int] = typer.Option(None, "--every", min=1,
+                                              help="Cameras detect on every Nth frame [default: as often as their "
+                                                   "frame rate allows, as watch does]."),
           scale: Optional[str] = typer.Option(None, "--scale",
-                                              help="Cameras' face finder scale: auto, auto-full or a number."),
+                                              help="Cameras' face finder scale: auto, auto-full or a number from 0.1 "
+                                                   "to 4 [default: auto]."),
           model: Optional[Path] = ModelOption,
           threads: Optional[int] = typer.Option(None, "--threads", min=1,
                                                 help="CPU threads for the detector [default: the cores this "

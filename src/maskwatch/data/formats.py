@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Literal
 
 from maskwatch.data.coco import read_coco, roboflow_sides, write_coco
 from maskwatch.data.dataset import Dataset
+from maskwatch.data.images import IMAGE_MODES
 from maskwatch.data.tfrecord import is_record_file, read_tfrecord, write_tfrecord
 from maskwatch.data.voc import read_voc, write_voc
 from maskwatch.data.yolo import CLASS_FILES, read_yolo, write_yolo
@@ -119,19 +120,28 @@ def load_dataset(path: str | Path, fmt: Format | None = None, classes: list[str]
     raise MaskwatchError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
 
 
+def check_save_options(out_dir: Path, fmt: str, images: str = "hardlink", shards: int = 1) -> None:
+    """What save_dataset cannot write, refused before a data set is loaded (convert checks first)."""
+    if fmt not in FORMATS:
+        raise MaskwatchError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if images not in IMAGE_MODES:
+        raise MaskwatchError(f"--images must be one of {', '.join(IMAGE_MODES)}, got {images!r}")
+    if fmt != "tfrecord" and shards != 1:
+        raise MaskwatchError("--shards is for tfrecord only")
+    if shards < 1:
+        raise MaskwatchError(f"--shards must be at least 1, not {shards}")
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        raise MaskwatchError(f"{out_dir}: the output folder is not empty; choose a new folder or empty it first")
+
+
 def save_dataset(dataset: Dataset, out_dir: str | Path, fmt: Format, images: str = "hardlink",
                  split: Split | None = None, shards: int = 1) -> None:
     """Write a data set other tools can open from any place: images beside the labels (`images`: hardlink, copy
     or symlink; TFRecord embeds them), no absolute paths; with a split, train and val sides (see each writer).
     Only into a new or empty folder: old files would mix with the new (a second record, stale labels)."""
     out_dir = Path(out_dir)
-    if out_dir.is_dir() and any(out_dir.iterdir()):
-        raise MaskwatchError(f"{out_dir}: the output folder is not empty; choose a new folder or empty it first")
-    if fmt != "tfrecord" and shards != 1:
-        raise MaskwatchError("--shards is for tfrecord only")
+    check_save_options(out_dir, fmt, images, shards)
     writers = {"voc": write_voc, "yolo": write_yolo, "coco": write_coco}
-    if fmt not in (*writers, "tfrecord"):
-        raise MaskwatchError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     existed = out_dir.is_dir()
     try:
         if fmt == "tfrecord":

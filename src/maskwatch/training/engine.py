@@ -451,9 +451,9 @@ def fit(cfg: TrainConfig) -> Path:
     """Train a model of kind cfg.arch, keep the best epoch by validation mAP@.5 (or the last) and export it;
     returns its ONNX."""
     if cfg.keep not in ("best", "last"):
-        raise MaskwatchError(f"keep must be 'best' or 'last', not {cfg.keep!r}")
+        raise MaskwatchError(f"--keep must be 'best' or 'last', not {cfg.keep!r}")
     if cfg.val_every < 1:
-        raise MaskwatchError(f"val_every must be at least 1, not {cfg.val_every}")
+        raise MaskwatchError(f"--val-every must be at least 1, not {cfg.val_every}")
     if cfg.epochs < 1:
         raise MaskwatchError(f"--epochs must be at least 1, not {cfg.epochs}")
     cfg.data = dataset_folder(Path(cfg.data))  # (a YOLO set's data.yaml: its folder, where its sides are named)

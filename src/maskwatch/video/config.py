@@ -208,6 +208,11 @@ def camera_from_dict(name: str | None, data: dict[str, Any], where: str, base: P
         WebhookConfig(w) if isinstance(w, str) else _webhook(w, f"{where}: webhooks") for w in webhooks)
     mqtt = data.get("mqtt") or []
     values["mqtt"] = tuple([mqtt] if isinstance(mqtt, str) else map(str, mqtt))
+    for url in values["mqtt"]:  # (checked here, so a mistake names the file and camera, not only --mqtt)
+        try:
+            MqttSink(url)
+        except MaskwatchError as exc:
+            raise MaskwatchError(f"{where}: mqtt: {exc}") from None
     for key in ("out", "db", "model"):  # outputs (out, db) are relative to the working directory
         if key in data:
             values[key] = Path(_beside(str(data[key]), base) if key == "model" else data[key]) if data[key] else None

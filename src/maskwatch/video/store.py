@@ -178,7 +178,8 @@ class EventStore:
 
     def save_event(self, run_id: int | None, event: Event) -> None:
         self.db.execute("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (event.id, run_id, event.camera, event.type, epoch_of(event.time), event.source_time_s,
+                        (event.id, run_id, event.camera, event.type, epoch_of(event.time),
+                         round(event.source_time_s, 3),  # (as in its payload)
                          event.track_id, event.label, event.zone, event.to_json()))
         self.db.commit()
 

@@ -8,6 +8,7 @@ a zone, and zone counts agree with the people counts.
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Sequence
@@ -19,6 +20,7 @@ from maskwatch.classes import compliance_of
 from maskwatch.errors import MaskwatchError
 
 ANCHOR = (sv.Position.CENTER,)
+MAX_COORDINATE = 1_000_000  # pixels: far past any picture, and small enough for the area's arithmetic
 EDGE_SLACK = 0.05  # a point this far past the picture's edge (share of its side) is moved onto the edge
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,9 @@ def _name_and_numbers(spec: str, option: str, where: str | None) -> tuple[str, l
         values = [float(v) for v in coords.replace(" ", "").split(",") if v != ""]
     except ValueError:
         raise _invalid(label, option, "the coordinates must be numbers") from None
+    if not all(math.isfinite(v) and abs(v) <= MAX_COORDINATE for v in values):  # (inf, nan, 1e308: numpy's
+        raise _invalid(label, option, f"the coordinates are pixels: numbers from -{MAX_COORDINATE:,} to "  # overflow)
+                                      f"{MAX_COORDINATE:,}")
     return name.strip(), values, label
 
 
@@ -173,8 +178,11 @@ def _fit_to_picture(item: Zone | Line, width: int, height: int) -> Zone | Line:
     if fitted == given:
         return item
     if isinstance(item, Line) and fitted[0] == fitted[1] or isinstance(item, Zone) and _area(fitted) == 0:
-        raise MaskwatchError(f"{item.label}: lies outside the {width}x{height} picture, past its edge; zones and "
-                             f"lines are in pixels of the source")
+        inside = any(0 < x < width and 0 < y < height for x, y in given)
+        raise MaskwatchError(f"{item.label}: " + ("once its points past the picture's edge are moved onto it, it "
+                                                  f"has no {'area' if isinstance(item, Zone) else 'length'}" if inside
+                                                  else f"lies outside the {width}x{height} picture, past its edge")
+                             + "; zones and lines are in pixels of the source")
     log.warning("%s: points past the %dx%d picture's edge moved onto it: %s", item.label, width, height,
                 ", ".join(f"{p} -> {q}" for p, q in zip(given, fitted) if p != q))
     if isinstance(item, Zone):
@@ -201,7 +209,9 @@ class ZoneCounter:
         lines = [_fit_to_picture(line, width, height) for line in lines]
         for item in [*zones, *lines]:
             if item.name in names:
-                raise MaskwatchError(f"zone or line name {item.name!r} is used twice; give each a different name")
+                where = f"{item.where}: " if item.where else ""  # (a config file's camera and key)
+                raise MaskwatchError(f"{where}zone or line name {item.name!r} is used twice; give each a different "
+                                     f"name")
             names.add(item.name)
         for zone in zones:
             polygon = sv.PolygonZone(np.array(zone.points, dtype=np.int64), triggering_anchors=ANCHOR)
