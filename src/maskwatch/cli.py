@@ -129,14 +129,14 @@ def convert(src: Path = typer.Argument(..., help="Data set to read (format detec
         check_val_fraction(val)
     if to not in FORMATS:  # before the (long) load
         raise MaskwatchError(f"unknown format {to!r} for --to; use one of {', '.join(FORMATS)}")
-    check_save_options(dst, to, images, shards)
-    check_output_folder(dst, "DST")
-    dataset = _load(src, source_format, label_map, classes, allow_outside_images, check_pixels=True)
     source_folder = src.resolve() if src.is_dir() else src.resolve().parent
-    if dst.resolve() == source_folder or dst.resolve() in source_folder.parents:
+    if src.exists() and (dst.resolve() == source_folder or dst.resolve() in source_folder.parents):
         raise MaskwatchError(f"{dst}: the output folder holds the data set being read; write to a new folder")
     if src.is_dir() and source_folder in dst.resolve().parents:  # the copy would be read with the source next time
         raise MaskwatchError(f"{dst}: the output folder is inside the data set being read; write it elsewhere")
+    check_save_options(dst, to, images, shards)
+    check_output_folder(dst, "DST")
+    dataset = _load(src, source_format, label_map, classes, allow_outside_images, check_pixels=True)
     sides = split_from_list(dataset, split) if split else split_dataset(dataset, val, seed) if val is not None else None
     folder = dataset_folder(src)
     if sides is None and (declared := usable_declared_side(dataset, folder, "it is written without sides")):
