@@ -129,8 +129,10 @@ def convert(src: Path = typer.Argument(..., help="Data set to read (format detec
         check_val_fraction(val)
     if to not in FORMATS:  # before the (long) load
         raise MaskwatchError(f"unknown format {to!r} for --to; use one of {', '.join(FORMATS)}")
+    if not src.exists():  # (said before what is wrong with DST)
+        raise MaskwatchError(f"{src}: no such file or folder")
     source_folder = src.resolve() if src.is_dir() else src.resolve().parent
-    if src.exists() and (dst.resolve() == source_folder or dst.resolve() in source_folder.parents):
+    if dst.resolve() == source_folder or dst.resolve() in source_folder.parents:
         raise MaskwatchError(f"{dst}: the output folder holds the data set being read; write to a new folder")
     if src.is_dir() and source_folder in dst.resolve().parents:  # the copy would be read with the source next time
         raise MaskwatchError(f"{dst}: the output folder is inside the data set being read; write it elsewhere")
