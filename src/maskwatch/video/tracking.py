@@ -53,7 +53,7 @@ class TrackState:
 
     @property
     def share(self) -> float:
-        """The winning class's share of the score-weighted vote (1.0: every frame agreed)."""
+        """The winning class's share of the whole visit's vote (1.0: every look agreed)."""
         return _share(self.votes)
 
     @property
@@ -63,6 +63,7 @@ class TrackState:
 
     @property
     def share_now(self) -> float:
+        """The winning class's share of the last seconds' vote."""
         return _share(self.recent)
 
     def vote(self, name: str, score: float, time_s: float) -> None:
