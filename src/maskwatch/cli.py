@@ -118,7 +118,7 @@ def convert(src: Path = typer.Argument(..., help="Data set to read (format detec
     """Convert a data set between Pascal VOC, YOLO, COCO and TFRecord (+ label_map.pbtxt). The output folder stands
     on its own: images beside the labels, no absolute paths, readable by other tools."""
     from maskwatch.data import save_dataset
-    from maskwatch.data.formats import FORMATS, check_save_options, dataset_folder
+    from maskwatch.data.formats import FORMATS, check_save_options, dataset_folder, detect_format
     from maskwatch.data.inputs import check_output_folder
     from maskwatch.data.split import (check_val_fraction, declared_test_side, split_around, split_dataset,
                                       split_from_list, usable_declared_side)
@@ -131,6 +131,8 @@ def convert(src: Path = typer.Argument(..., help="Data set to read (format detec
         raise MaskwatchError(f"unknown format {to!r} for --to; use one of {', '.join(FORMATS)}")
     if not src.exists():  # (said before what is wrong with DST)
         raise MaskwatchError(f"{src}: no such file or folder")
+    if source_format is None:
+        detect_format(dataset_folder(src))  # (a folder that holds no data set: said first, as the load would)
     source_folder = src.resolve() if src.is_dir() else src.resolve().parent
     if dst.resolve() == source_folder or dst.resolve() in source_folder.parents:
         raise MaskwatchError(f"{dst}: the output folder holds the data set being read; write to a new folder")
