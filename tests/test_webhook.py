@@ -365,12 +365,27 @@ def test_two_webhooks_away_drain_over_the_same_seconds_not_one_after_the_other(t
 
     sinks = [WebhookSink(f"http://127.0.0.1:{free_port()}/{name}", queue_path=tmp_path / "queue.sqlite",
                          backoff_s=(0.05, 0.2), drain_s=2) for name in ("a", "b")]  # nobody listens
+    calls, deadlines = [], {}
+    for name, sink in zip("ab", sinks):  # (the sinks' own hooks, watched)
+        def begin_close(sink=sink, name=name, begin=sink.begin_close):
+            begin()
+            if name not in deadlines:  # (close calls it too, to begin where nobody did)
+                calls.append(f"{name} begins")
+                deadlines[name] = sink._deadline
+
+        def close(end, sink=sink, name=name, finish=sink.close):
+            calls.append(f"{name} closes")
+            finish(end)
+
+        sink.begin_close, sink.close = begin_close, close
     bus = EventBus(sinks)
     bus.open(run_info())
     bus.publish(event("person.unmasked", 1))
     bus.close(None)
-    # Each one's drain is counted from the moment the bus began closing them all (the second's began 2 s later)
-    assert abs(sinks[1]._deadline - sinks[0]._deadline) < 1.0
+    # Both drains began before either close waited, and each close kept the deadline its drain began with (the
+    # second webhook's drain began only once the first had waited its 2 s out, before)
+    assert calls == ["a begins", "b begins", "a closes", "b closes"]
+    assert [sink._deadline for sink in sinks] == [deadlines["a"], deadlines["b"]]
     assert queued(tmp_path / "queue.sqlite") == 2  # (kept for the next run, each for its own URL)
 
 

@@ -131,8 +131,8 @@ def convert(src: Path = typer.Argument(..., help="Data set to read (format detec
         raise MaskwatchError(f"unknown format {to!r} for --to; use one of {', '.join(FORMATS)}")
     if not src.exists():  # (said before what is wrong with DST)
         raise MaskwatchError(f"{src}: no such file or folder")
-    if source_format is None:
-        detect_format(dataset_folder(src))  # (a folder that holds no data set: said first, as the load would)
+    if source_format is None:  # (a folder that holds no data set: said first; the load then takes what was found)
+        source_format = detect_format(dataset_folder(src))
     source_folder = src.resolve() if src.is_dir() else src.resolve().parent
     if dst.resolve() == source_folder or dst.resolve() in source_folder.parents:
         raise MaskwatchError(f"{dst}: the output folder holds the data set being read; write to a new folder")

@@ -17,6 +17,7 @@ import supervision as sv
 from maskwatch.classes import DROP_LABEL, MASK_CLASSES
 from maskwatch.data.images import stem_of
 from maskwatch.errors import MaskwatchError, name_some
+from maskwatch.thresholds import check_score
 
 log = logging.getLogger(__name__)
 
@@ -134,9 +135,10 @@ def _score(value) -> float:
             number = float(value)
         except ValueError:
             pass
-    if isinstance(number, bool) or not isinstance(number, (int, float)) or not 0 <= number <= 1:
-        raise ValueError(f"score {json.dumps(value)} is not a number from 0 to 1")
-    return float(number)
+    try:
+        return check_score(number, "score")
+    except MaskwatchError:
+        raise ValueError(f"score {json.dumps(value)} is not a number from 0 to 1") from None
 
 
 FORMAT_HINT = ('JSON Lines, one image per line: {"image": "x.jpg", "width": W, "height": H, "detections": '

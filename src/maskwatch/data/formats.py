@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Literal
 
 from maskwatch.data.coco import read_coco, roboflow_sides, write_coco
 from maskwatch.data.dataset import Dataset
-from maskwatch.data.images import IMAGE_MODES
-from maskwatch.data.tfrecord import is_record_file, read_tfrecord, write_tfrecord
+from maskwatch.data.images import check_image_mode
+from maskwatch.data.tfrecord import check_shards, is_record_file, read_tfrecord, write_tfrecord
 from maskwatch.data.voc import read_voc, write_voc
 from maskwatch.data.yolo import CLASS_FILES, read_yolo, write_yolo
 from maskwatch.errors import MaskwatchError
@@ -124,12 +124,10 @@ def check_save_options(out_dir: Path, fmt: str, images: str = "hardlink", shards
     """What save_dataset cannot write, refused before a data set is loaded (convert checks first)."""
     if fmt not in FORMATS:
         raise MaskwatchError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-    if images not in IMAGE_MODES:
-        raise MaskwatchError(f"--images must be one of {', '.join(IMAGE_MODES)}, got {images!r}")
+    check_image_mode(images)
     if fmt != "tfrecord" and shards != 1:
         raise MaskwatchError("--shards is for tfrecord only")
-    if shards < 1:
-        raise MaskwatchError(f"--shards must be at least 1, not {shards}")
+    check_shards(shards)
     if out_dir.is_dir() and any(out_dir.iterdir()):
         raise MaskwatchError(f"{out_dir}: the output folder is not empty; choose a new folder or empty it first")
 

@@ -460,13 +460,17 @@ def warn_unread(paths: list[Path], where: str) -> None:
 IMAGE_MODES = ("hardlink", "copy", "symlink")
 
 
+def check_image_mode(mode: str) -> None:
+    if mode not in IMAGE_MODES:
+        raise MaskwatchError(f"--images must be one of {', '.join(IMAGE_MODES)}, got {mode!r}")
+
+
 def place_images(paths: list[Path], images_dir: Path, mode: str = "hardlink") -> None:
     """Put the images a format needs beside its labels, so the folder stands on its own (moved, zipped, copied to
     another machine, read by other tools): hard links where the file system allows (no extra space), else
     copies; `copy` always copies; `symlink` links to the source by absolute path (no space, but the folder then
     needs the source images where they are)."""
-    if mode not in IMAGE_MODES:
-        raise MaskwatchError(f"--images must be one of {', '.join(IMAGE_MODES)}, got {mode!r}")
+    check_image_mode(mode)
     images_dir.mkdir(parents=True, exist_ok=True)
     seen: set[str] = set()
     for src in paths:

@@ -221,11 +221,15 @@ def read_tfrecord(path: Path, label_map_path: Path | None = None, classes: list[
     return builder.build(str(path))
 
 
+def check_shards(shards: int) -> None:
+    if shards < 1:
+        raise MaskwatchError(f"--shards must be 1 or more, got {shards}")
+
+
 def write_tfrecord(dataset: Dataset, out_dir: Path, split: "Split | None" = None, shards: int = 1) -> None:
     """label_map.pbtxt and data.tfrecord, or train.tfrecord and val.tfrecord with a split; with shards > 1 each
     is cut into NAME.tfrecord-00000-of-0000N (image i goes to shard i % N, as the TF OD API's own tools do)."""
-    if shards < 1:
-        raise MaskwatchError(f"--shards must be 1 or more, got {shards}")
+    check_shards(shards)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_label_map(dataset.classes, out_dir / LABEL_MAP_FILE)
     parts = split.parts(dataset) if split else [(Path(RECORD_FILE).stem, dataset)]

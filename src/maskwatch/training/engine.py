@@ -310,7 +310,7 @@ def check_run_folder(cfg: TrainConfig) -> list[str]:
     an earlier run left there."""
     check_output_folder(cfg.out)
     if cfg.resume and not (cfg.out / LAST).is_file():
-        raise MaskwatchError(f"{cfg.out}: nothing to resume (no last.pt there: no epoch of a run in this folder "
+        raise MaskwatchError(f"{cfg.out}: nothing to resume (no {LAST} there: no epoch of a run in this folder "
                              f"finished); without --resume a new run starts")
     aside = cfg.out / REPLACED
     if aside.is_symlink() or (aside.exists() and not aside.is_dir()):

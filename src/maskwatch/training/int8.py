@@ -8,7 +8,6 @@ the 8-bit face finder).
 
 from __future__ import annotations
 
-import logging
 import random
 from pathlib import Path
 
@@ -63,13 +62,7 @@ def write_int8_head(head: Path, photos: list[np.ndarray], pictures: list[np.ndar
                     threads: int | None = None) -> Path:
     """The 8-bit copy of a trained head (float `head` with its JSON beside it), calibrated on training photos and
     face pictures; written beside it unless `out`."""
-    detector_log = logging.getLogger("maskwatch.detector")  # (a --quick run's head: train says so itself)
-    level = detector_log.level
-    detector_log.setLevel(logging.ERROR)
-    try:
-        detector = Detector.load(head, threads=threads)
-    finally:
-        detector_log.setLevel(level)
+    detector = Detector(head, threads=threads)  # (not Detector.load: a --quick run's head, train says so itself)
     target = out or int8_twin(head)
     quantize_head(head, target, head_calibration(detector, photos, pictures))
     return target

@@ -36,6 +36,7 @@ from maskwatch.limits import WEBHOOK_TIMEOUT_S
 from maskwatch.video.pipeline import OPTION_CHECKS, VideoPipeline, WatchOptions
 from maskwatch.video.sources import without_password
 from maskwatch.video.sinks import MqttSink, WebhookSink
+from maskwatch.video.sinks.mqtt import check_mqtt_url
 from maskwatch.video.store import DEFAULT_DB
 from maskwatch.video.zones import Line, Zone
 
@@ -210,7 +211,7 @@ def camera_from_dict(name: str | None, data: dict[str, Any], where: str, base: P
     values["mqtt"] = tuple([mqtt] if isinstance(mqtt, str) else map(str, mqtt))
     for url in values["mqtt"]:  # (checked here, so a mistake names the file and camera, not only --mqtt)
         try:
-            MqttSink(url)
+            check_mqtt_url(url)
         except MaskwatchError as exc:
             raise MaskwatchError(f"{where}: mqtt: {exc}") from None
     for key in ("out", "db", "model"):  # outputs (out, db) are relative to the working directory

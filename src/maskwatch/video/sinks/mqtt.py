@@ -13,7 +13,7 @@ import logging
 import secrets
 import threading
 import time
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 
@@ -27,28 +27,34 @@ log = logging.getLogger(__name__)
 QOS = 1
 
 
+def check_mqtt_url(url: str) -> tuple[SplitResult, int | None]:
+    """The parts of an --mqtt URL and its port (None: the scheme's), or a MaskwatchError saying what is wrong."""
+    parts = urlsplit(url)
+    shown = without_password(url)  # (what messages say: never the login's password)
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise MaskwatchError(f"--mqtt {shown!r}: expected mqtt://[user:pass@]host[:port]/prefix "
+                             f"(mqtts:// for TLS), e.g. mqtt://127.0.0.1:1883/maskwatch")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:  # (":0" was taken as no port: 1883)
+        raise MaskwatchError(f"--mqtt {shown!r}: the port must be a number from 1 to 65535")
+    if "#" in url or parts.query or "+" in parts.path:  # (`#` would be read as the URL's fragment)
+        raise MaskwatchError(f"--mqtt {shown!r}: the prefix is where events are published, so it cannot hold MQTT "
+                             f"wildcards (+ #) or a ?query; subscribe with wildcards instead "
+                             f"(e.g. mosquitto_sub -t 'maskwatch/#')")
+    return parts, port
+
+
 class MqttSink(Sink):
     name = "mqtt"
     required = True  # messages never acknowledged by the end are lost: the run failed to deliver them
 
     def __init__(self, url: str, drain_s: float = 10.0, keepalive_s: int = 30,
                  reconnect_s: tuple[int, int] = (1, 30)):
-        parts = urlsplit(url)
-        shown = without_password(url)  # (what messages say: never the login's password)
-        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise MaskwatchError(f"--mqtt {shown!r}: expected mqtt://[user:pass@]host[:port]/prefix "
-                                 f"(mqtts:// for TLS), e.g. mqtt://127.0.0.1:1883/maskwatch")
-        try:
-            port = parts.port
-        except ValueError:
-            port = 0
-        if port == 0:  # (":0" was taken as no port: 1883)
-            raise MaskwatchError(f"--mqtt {shown!r}: the port must be a number from 1 to 65535")
-        if "#" in url or parts.query or "+" in parts.path:  # (`#` would be read as the URL's fragment)
-            raise MaskwatchError(f"--mqtt {shown!r}: the prefix is where events are published, so it cannot hold MQTT "
-                                 f"wildcards (+ #) or a ?query; subscribe with wildcards instead "
-                                 f"(e.g. mosquitto_sub -t 'maskwatch/#')")
-        self.url, self.shown = url, shown
+        parts, port = check_mqtt_url(url)
+        self.url, self.shown = url, without_password(url)  # (shown: what messages say, never the password)
         self.tls = parts.scheme == "mqtts"
         self.host, self.port = parts.hostname, port or (8883 if self.tls else 1883)
         self.username = unquote(parts.username) if parts.username else None
