@@ -10,6 +10,7 @@ import supervision as sv
 from maskwatch import Detector
 from maskwatch.data import load_dataset
 from maskwatch.data.images import read_image
+from maskwatch.detector import DEFAULT_HEAD
 from maskwatch.errors import MaskwatchError
 
 from conftest import FACE_CROPS
@@ -136,6 +137,33 @@ def test_a_model_path_that_is_not_a_model_says_so(tmp_path):
         Detector.load(photo)
     with pytest.raises(MaskwatchError, match="runs/v9: no such model file or run folder"):
         Detector.load(tmp_path / "runs" / "v9")
+
+
+@pytest.mark.parametrize("config, error", [
+    ('{"classes": ["with_mask"', "not readable JSON"),
+    ("[1, 2]", "must be a JSON object, got list"),
+    ('{"classes": ["a", "b", "c"]}', "lacks crop_size, crop_context"),
+    ('{"classes": "abc", "crop_size": 80, "crop_context": 1.5}', "classes 'abc': they must be a list of distinct"),
+    ('{"classes": ["a", "a", "b"], "crop_size": 80, "crop_context": 1.5}', "must be a list of distinct names"),
+    ('{"classes": ["a", "b", "c"], "crop_size": 80, "crop_context": 1.5, "nms_iou": "0.5"}', "nms_iou '0.5'"),
+    ('{"classes": ["a", "b", "c"], "crop_size": 80.5, "crop_context": 1.5}', "crop_size 80.5: a whole number"),
+    ('{"classes": ["a", "b", "c"], "crop_size": 80, "crop_context": 1.5, "arch": "yolo"}', "arch 'yolo'"),
+    ('{"classes": ["a", "b"], "crop_size": 80, "crop_context": 1.5}', "gives 3 classes but .* names 2 \\(a, b\\)"),
+    ('{"classes": ["a", "b", "c"], "crop_size": 64, "crop_context": 1.5}', "takes 80-px crops but .* crop_size 64"),
+])
+def test_a_head_config_cut_short_edited_wrongly_or_from_another_run_is_refused_by_name(tmp_path, config, error):
+    head = tmp_path / "mask_head.onnx"
+    head.write_bytes(DEFAULT_HEAD.read_bytes())
+    head.with_suffix(".json").write_text(config)
+    with pytest.raises(MaskwatchError, match=error):
+        Detector.load(head)
+
+
+def test_a_head_config_with_whole_numbers_written_as_floats_is_read(tmp_path):
+    head = tmp_path / "mask_head.onnx"
+    head.write_bytes(DEFAULT_HEAD.read_bytes())
+    head.with_suffix(".json").write_text('{"classes": ["a", "b", "c"], "crop_size": 80.0, "crop_context": 1.5}')
+    assert Detector.load(head).config.crop_size == 80
 
 
 def test_scale_option_is_checked():

@@ -41,6 +41,13 @@ def test_untrained_network_is_centerface_and_its_onnx_matches_torch(net, tmp_pat
     assert class_probs.shape == (1, 3, 40, 56)
 
 
+def test_a_one_stage_model_whose_config_names_other_classes_is_refused(net, tmp_path):
+    model = export_onnx(net, tmp_path / "onestage.onnx")
+    model.with_suffix(".json").write_text(json.dumps({"classes": ["mask", "no_mask"], "arch": "one-stage"}))
+    with pytest.raises(MaskwatchError, match="gives 3 classes but its config names 2 \\(mask, no_mask\\)"):
+        Detector.load(model)
+
+
 def test_targets_decode_back_to_the_boxes():
     boxes = np.array([[10.0, 20.0, 50.0, 70.0], [100.3, 5.5, 108.9, 16.2]], np.float32)
     t = window_targets(boxes, np.array([0, 2]), 128)
