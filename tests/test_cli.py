@@ -439,6 +439,34 @@ def test_the_defaults_the_help_states_are_the_codes():
     assert (params["--epochs"].default, params["--patience"].default) == (TrainConfig.epochs, TrainConfig.patience)
 
 
+def test_every_option_says_what_it_takes_in_the_help():
+    """Typer's own placeholders (<str>, <int range>) say nothing: an option taking one of a few words lists them,
+    as click writes a choice, and the others name what they take (N, NAME, ...)."""
+    import click
+    from typer.main import get_command
+
+    from maskwatch.cli import app
+
+    def commands(group, prefix=()):
+        for name, command in group.commands.items():
+            if isinstance(command, click.Group):
+                yield from commands(command, (*prefix, name))
+            else:
+                yield (*prefix, name), command
+
+    vague = {}
+    for name, command in commands(get_command(app)):
+        with click.Context(command, info_name=name[-1]) as ctx:
+            records = [param.get_help_record(ctx) for param in command.params if param.param_type_name == "option"]
+        vague.update({f"{' '.join(name)} {record[0]}": record[0] for record in records
+                      if record and ("<str>" in record[0] or "range>" in record[0])})
+    assert not vague, vague
+    help_of = {name[-1]: command for name, command in commands(get_command(app))}
+    with click.Context(help_of["evaluate"]) as ctx:
+        records = [param.get_help_record(ctx) for param in help_of["evaluate"].params]
+    assert ("--scheme [3class|2class|face]", ) == tuple(r[0] for r in records if r and r[0].startswith("--scheme"))
+
+
 def test_data_split_of_a_roboflow_export_leaves_its_test_side_out_and_names_its_own_val_side(small_voc, tmp_path):
     from conftest import roboflow_export
 

@@ -14,8 +14,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from maskwatch.data.formats import FORMATS
+from maskwatch.data.images import IMAGE_MODES
 from maskwatch.errors import MaskwatchError, install_hint, one_line
+from maskwatch.evaluation.coco_metrics import SCHEMES
 from maskwatch.limits import MAX_UPLOAD_MB, SERVE_DATA_DIR, SERVE_MAX_QUEUE, SERVE_WORKERS, WEBHOOK_TIMEOUT_S
+from maskwatch.model_kinds import KINDS
 from maskwatch.thresholds import CONFUSION_MIN_SCORE, FOR_METRICS, FOR_PEOPLE
 
 # Plain help (rich_markup_mode=None): typer's rich help prints a `<bool>` type after on/off flags, which reads as if
@@ -42,23 +46,29 @@ def _options(version: bool = typer.Option(False, "--version", is_eager=True, cal
                                           help="Print maskwatch's version and exit.")) -> None:
     """Find faces and tell whether they wear a mask, wear it wrongly, or wear none."""
 
+def one_of(names) -> str:
+    """The metavar of an option that takes one of a few words, as click writes a choice: [a|b|c]."""
+    return f"[{'|'.join(names)}]"
+
+
 LabelMapOption = typer.Option(None, "--label-map", metavar="OLD=NEW",
                               help="Rename labels while reading, OLD=NEW (repeatable); OLD= (nothing after the =) "
                                    "leaves OLD's boxes out.")
-ClassesOption = typer.Option(None, "--classes",
+ClassesOption = typer.Option(None, "--classes", metavar="NAMES",
                              help="The only labels accepted, comma-separated (e.g. with_mask,without_mask,"
                                   "mask_weared_incorrect); any other label stops the load. Default: learnt from "
                                   "the data and printed.")
 AllowOutsideOption = typer.Option(False, "--allow-outside-images",
                                   help="Read images that the annotations place outside the data set's folder "
                                        "(VOC <path>, COCO file_name); by default they are skipped.")
-FormatOption = typer.Option(None, "--format", help="voc, yolo, coco or tfrecord, if not detected from the files.")
+FormatOption = typer.Option(None, "--format", metavar=one_of(FORMATS),
+                            help="voc, yolo, coco or tfrecord, if not detected from the files.")
 ModelOption = typer.Option(None, "--model", help="A trained model: its .onnx file or the folder `maskwatch train` "
                                                  "wrote; `shipped` (the default); or `shipped-int8`, the shipped "
                                                  "model in 8 bits (faster on "
                                                  "CPUs with 8-bit dot products; README) [default: the shipped "
                                                  "model].")
-ThreadsOption = typer.Option(None, "--threads", min=1,
+ThreadsOption = typer.Option(None, "--threads", min=1, metavar="N",
                              help="CPU threads for the detector [default: onnxruntime's choice, one per core].")
 ListOption = typer.Option(None, "--list", help="Keep only the images named in this file (paths, file names or "
                                                "stems, one per line, as `data split` writes).")
@@ -98,10 +108,10 @@ def _people_text(people: dict[str, int]) -> str:
 @app.command(short_help="Convert a data set between VOC, YOLO, COCO and TFRecord.")
 def convert(src: Path = typer.Argument(..., help="Data set to read (format detected).", metavar="SRC"),
             dst: Path = typer.Argument(..., help="Folder to write.", metavar="DST"),
-            to: str = typer.Option(..., "--to", help="voc, yolo, coco or tfrecord."),
-            source_format: Optional[str] = typer.Option(None, "--from", "--format",
+            to: str = typer.Option(..., "--to", metavar=one_of(FORMATS), help="voc, yolo, coco or tfrecord."),
+            source_format: Optional[str] = typer.Option(None, "--from", "--format", metavar=one_of(FORMATS),
                                                         help="Format of SRC, if not detected."),
-            images: str = typer.Option("hardlink", "--images",
+            images: str = typer.Option("hardlink", "--images", metavar=one_of(IMAGE_MODES),
                                        help="How images go beside the labels: hardlink (no extra space; a copy "
                                             "where links are not possible), copy, or symlink (absolute links to "
                                             "SRC: the folder then only works where SRC is). TFRecord embeds them."),
@@ -235,7 +245,7 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
                                                         "YOLO data.yaml's `val:` "
                                                         "names (a Roboflow export's valid/; its test/ is left out); "
                                                         "else a 15% split, seed --seed]."),
-          arch: str = typer.Option("two-stage", "--arch",
+          arch: str = typer.Option("two-stage", "--arch", metavar=one_of(KINDS),
                                    help="two-stage: a crop head behind the shipped face finder (what ships); "
                                         "one-stage: CenterFace itself fine-tuned to find and classify."),
           extra_faces: Optional[Path] = typer.Option(
@@ -271,13 +281,13 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
           seed: int = typer.Option(0, "--seed", help="Seeds the split, sampling and augmentation."),
           patience: int = typer.Option(4, "--patience", help="Stop after this many epochs without a better mAP "
                                                               "(with --keep best)."),
-          keep: str = typer.Option("best", "--keep",
+          keep: str = typer.Option("best", "--keep", metavar=one_of(("best", "last")),
                                    help="best: export the epoch with the best validation mAP@.5; last: the end of "
                                         "the learning-rate schedule (no early stop; steadier when the validation "
                                         "set is small, e.g. 20 faces of a rare class)."),
           balance_classes: bool = typer.Option(True, "--balance-classes/--no-balance-classes",
                                                help="Show rarer classes more often (and weigh them higher)."),
-          device: str = typer.Option("auto", "--device",
+          device: str = typer.Option("auto", "--device", metavar=one_of(("auto", "cpu", "cuda")),
                                      help="auto (a GPU where torch sees one, else the CPU), cpu or cuda."),
           val_every: int = typer.Option(1, "--val-every",
                                         help="Validate every N epochs and after the last (on a GPU validation can "
@@ -287,7 +297,7 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
                                                                "the same command, plus --resume."),
           overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier run in OUT (without it, "
                                                                     "an OUT holding a run is refused)."),
-          threads: Optional[int] = typer.Option(None, "--threads", min=1,
+          threads: Optional[int] = typer.Option(None, "--threads", min=1, metavar="N",
                                                 help="CPU threads for torch [default: all cores]."),
           label_map: Optional[list[str]] = LabelMapOption, classes: Optional[str] = ClassesOption,
           fmt: Optional[str] = FormatOption, allow_outside_images: bool = AllowOutsideOption) -> None:
@@ -358,7 +368,7 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
 def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set."),
              pred: Path = typer.Option(..., "--pred", help="Predictions: JSON Lines (detect --json-out), or the "
                                                            "results folder of `maskwatch batch`."),
-             scheme: str = typer.Option("3class", "--scheme",
+             scheme: str = typer.Option("3class", "--scheme", metavar=one_of(SCHEMES),
                                         help="3class (each class its own AP), 2class (mask worn well against "
                                              "no mask, a mask worn wrongly counting as none) or face (any face, "
                                              "whatever its class)."),
@@ -477,7 +487,7 @@ def detect(inputs: list[str] = typer.Argument(..., help=INPUTS_HELP, metavar="IN
                                            "what is not kept is not drawn or counted either."),
            draw_conf: float = typer.Option(FOR_PEOPLE.min_score, "--draw-conf",
                                            help="Lowest score drawn on the images and counted."),
-           scale: str = typer.Option("auto", "--scale",
+           scale: str = typer.Option("auto", "--scale", metavar="auto|auto-full|N",
                                      help="Input scale for the face finder: 'auto' (a half-scale look first, kept "
                                           "when its faces are big; else at most 960 px long, plus an upscaled pass "
                                           "when faces are small or a downscaled one when they are big), 'auto-full' "
@@ -553,8 +563,9 @@ def watch(source: Optional[str] = typer.Argument(None, metavar="SOURCE",
                                                       "folder of frames (or from --config)."),
           config: Optional[Path] = typer.Option(None, "--config", help="YAML file naming source, zones, lines and "
                                                                        "sinks per camera (see the README)."),
-          camera: Optional[str] = typer.Option(None, "--camera", help="Which camera of --config (if it has several); "
-                                                                      "else the camera name in events."),
+          camera: Optional[str] = typer.Option(None, "--camera", metavar="NAME",
+                                               help="Which camera of --config (if it has several); else the camera "
+                                                    "name in events."),
           out: Optional[Path] = typer.Option(None, "--out",
                                              help="Annotated H.264 MP4 to write (+ .json summary, .tracks.csv, "
                                                   ".zones.csv); "
@@ -568,7 +579,8 @@ def watch(source: Optional[str] = typer.Argument(None, metavar="SOURCE",
                                                    help="Count crossings each way: NAME=x1,y1,x2,y2 (repeatable)."),
           webhook: Optional[list[str]] = typer.Option(None, "--webhook", metavar="URL",
                                                       help="POST each event as JSON to this URL (repeatable)."),
-          webhook_secret: Optional[str] = typer.Option(None, "--webhook-secret", envvar="MASKWATCH_WEBHOOK_SECRET",
+          webhook_secret: Optional[str] = typer.Option(None, "--webhook-secret", metavar="SECRET",
+                                                       envvar="MASKWATCH_WEBHOOK_SECRET",
                                                        help="Sign the bodies sent to the --webhook URLs "
                                                             "(HMAC-SHA256 in X-Maskwatch-Signature-256)."),
           webhook_timeout: Optional[float] = typer.Option(
@@ -583,9 +595,9 @@ def watch(source: Optional[str] = typer.Argument(None, metavar="SOURCE",
           event_snapshots: bool = typer.Option(False, "--event-snapshots",
                                                help="Add a JPEG of the face to person events (blurred)."),
           keep_faces: bool = typer.Option(False, "--keep-faces", help="Snapshots not blurred."),
-          every: Optional[int] = typer.Option(None, "--every", help="Detect on every Nth frame; track in between "
-                                                                    "[default: as often as the source's frame rate "
-                                                                    "allows, and not on still frames]."),
+          every: Optional[int] = typer.Option(None, "--every", metavar="N",
+                                              help="Detect on every Nth frame; track in between [default: as often "
+                                                   "as the source's frame rate allows, and not on still frames]."),
           max_fps: Optional[float] = typer.Option(None, "--max-fps", help="Process at most this many frames/s: a "
                                                   "camera's frames in between are dropped, a file's all processed "
                                                   "at that pace."),
@@ -605,9 +617,9 @@ def watch(source: Optional[str] = typer.Argument(None, metavar="SOURCE",
                                          "camera's or stream's is kept aside, renamed with its time)."),
           window: Optional[float] = typer.Option(None, "--window", help="Seconds per counting window in the "
                                                                         "database [default: 10]."),
-          scale: Optional[str] = typer.Option(None, "--scale", help="Face finder input scale: auto, auto-full (no "
-                                                                    "half-scale look first) or a number from 0.1 "
-                                                                    "to 4 [default: auto]."),
+          scale: Optional[str] = typer.Option(None, "--scale", metavar="auto|auto-full|N",
+                                              help="Face finder input scale: auto, auto-full (no half-scale look "
+                                                   "first) or a number from 0.1 to 4 [default: auto]."),
           model: Optional[Path] = ModelOption, threads: Optional[int] = ThreadsOption) -> None:
     """Detect, track and count faces in a video, a camera or a stream; write an annotated video and events."""
     from tqdm import tqdm
@@ -748,7 +760,8 @@ def report(db: Path = typer.Argument(..., help="Events database written by `mask
 
 
 @app.command(short_help="Serve the web page, live cameras and the JSON API.")
-def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every interface)."),
+def serve(host: str = typer.Option("127.0.0.1", "--host", metavar="HOST",
+                                   help="Address to listen on (0.0.0.0: every interface)."),
           port: int = typer.Option(8000, "--port", help="TCP port to listen on."),
           allowed_host: Optional[list[str]] = typer.Option(
               None, "--allowed-host", metavar="NAME",
@@ -756,7 +769,7 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to liste
                    "the public Host header on; '*': any); only loopback names otherwise (repeatable)."),
           data_dir: Path = typer.Option(SERVE_DATA_DIR, "--data-dir", help="Where jobs and results are kept."),
           max_upload_mb: float = typer.Option(MAX_UPLOAD_MB, "--max-upload-mb", help="Larger uploads get 413."),
-          api_key: Optional[str] = typer.Option(None, "--api-key", envvar="MASKWATCH_API_KEY",
+          api_key: Optional[str] = typer.Option(None, "--api-key", envvar="MASKWATCH_API_KEY", metavar="KEY",
                                                 help="Require this key (X-API-Key header) on every route but "
                                                      "/healthz, the pages and the API's description (/docs)."),
           workers: int = typer.Option(SERVE_WORKERS, "--workers", show_default=False,
@@ -781,14 +794,14 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to liste
           blur_faces: bool = typer.Option(False, "--blur-faces", help="Blur every face in the cameras' pictures."),
           event_snapshots: bool = typer.Option(False, "--event-snapshots",
                                                help="Keep a JPEG of the face (blurred) with person events."),
-          every: Optional[int] = typer.Option(None, "--every", min=1,
+          every: Optional[int] = typer.Option(None, "--every", min=1, metavar="N",
                                               help="Cameras detect on every Nth frame [default: as often as their "
                                                    "frame rate allows, as watch does]."),
-          scale: Optional[str] = typer.Option(None, "--scale",
+          scale: Optional[str] = typer.Option(None, "--scale", metavar="auto|auto-full|N",
                                               help="Cameras' face finder scale: auto, auto-full or a number from 0.1 "
                                                    "to 4 [default: auto]."),
           model: Optional[Path] = ModelOption,
-          threads: Optional[int] = typer.Option(None, "--threads", min=1,
+          threads: Optional[int] = typer.Option(None, "--threads", min=1, metavar="N",
                                                 help="CPU threads for the detector [default: the cores this "
                                                      "process may use, as its CPU affinity says].")) -> None:
     """Serve the web page (/), the live cameras (/cameras) and the JSON API (/v1/..., docs at /docs)."""
@@ -814,17 +827,17 @@ FAILED_SHOWN = 10  # batch names this many unreadable files; the rest are in the
 def batch(inputs: list[str] = typer.Argument(..., help=INPUTS_HELP, metavar="INPUT"),
           only: Optional[Path] = ListOption,
           out: Path = typer.Option(Path("out/batch"), "--out", help="Results folder (Parquet parts)."),
-          engine: str = typer.Option("local", "--engine", help="local or ray."),
-          address: Optional[str] = typer.Option(None, "--address",
+          engine: str = typer.Option("local", "--engine", metavar=one_of(("local", "ray")), help="local or ray."),
+          address: Optional[str] = typer.Option(None, "--address", metavar="ADDRESS",
                                                 help="Ray cluster, from one of its nodes: auto or HEAD:6379 "
                                                      "[default: RAY_ADDRESS if set, else a local Ray of this "
                                                      "run]."),
-          actors: int = typer.Option(2, "--actors", min=1, help="Ray: detector actors (one model each)."),
+          actors: int = typer.Option(2, "--actors", min=1, metavar="N", help="Ray: detector actors (one model each)."),
           conf: float = typer.Option(FOR_PEOPLE.min_score, "--conf", help="Lowest score kept (one box per face)."),
           annotate: bool = typer.Option(False, "--annotate", help="Also write annotated images to OUT/annotated."),
           verbose: bool = typer.Option(False, "--verbose", help="Show Ray's own logs and progress bars."),
           model: Optional[Path] = ModelOption,
-          threads: Optional[int] = typer.Option(None, "--threads", min=1,
+          threads: Optional[int] = typer.Option(None, "--threads", min=1, metavar="N",
                                                 help="CPU threads for the detector: the local engine's [default: "
                                                      "onnxruntime's choice, one per core], or each Ray actor's "
                                                      "[default: 1; an actor takes one CPU of the cluster].")) -> None:
