@@ -57,24 +57,39 @@ def is_shipped_name(model: str | Path | None) -> bool:
     return model is not None and str(model) in SHIPPED_FILES
 
 
+@dataclass(frozen=True)
+class ModelFiles:
+    """The files a `--model` value stands for: what `Detector.load` opens and `model_fingerprint` hashes."""
+
+    network: Path  # the head (two-stage) or the whole network (one-stage)
+    config: Path  # its JSON (an 8-bit head shares its float twin's)
+    face_finder: Path  # the CenterFace a head runs behind (the 8-bit one behind an 8-bit head)
+
+
+def model_files(model: str | Path | None) -> ModelFiles:
+    """Which files a model name, run folder or .onnx path means (the path itself where it is not a model: load
+    says what is wrong with it)."""
+    if model is None or is_shipped_name(model):
+        head, finder = SHIPPED_FILES[str(model or SHIPPED)]
+        return ModelFiles(head, DEFAULT_HEAD.with_suffix(".json"), finder)
+    path = Path(model)
+    path = model_in(path) if path.is_dir() else path
+    if path.stem.endswith(INT8_SUFFIX):  # a trained head's 8-bit copy: its float twin's JSON, the 8-bit finder
+        float_twin = path.with_name(path.stem.removesuffix(INT8_SUFFIX) + path.suffix)
+        return ModelFiles(path, float_twin.with_suffix(".json"), int8_twin(CENTERFACE_PATH))
+    return ModelFiles(path, path.with_suffix(".json"), CENTERFACE_PATH)
+
+
 def model_fingerprint(model: str | Path | None) -> str:
     """A hash of the files a model is loaded from (`Detector.load`'s argument): the same for the same weights
     whatever the path, another for a model trained again in place. Files that are not there are left out (load
     says what is missing)."""
     import hashlib
 
-    if model is None or is_shipped_name(model):
-        head, finder = SHIPPED_FILES[str(model or SHIPPED)]
-        files = [head, DEFAULT_HEAD.with_suffix(".json"), finder]
-    else:
-        path = Path(model)
-        path = model_in(path) if path.is_dir() else path
-        eight_bits = path.stem.endswith(INT8_SUFFIX)  # (a head's 8-bit copy: its float twin's JSON, as load does)
-        twin = path.with_name(path.stem.removesuffix(INT8_SUFFIX) + path.suffix)
-        files = [path, twin.with_suffix(".json"), int8_twin(CENTERFACE_PATH) if eight_bits else CENTERFACE_PATH]
+    files = model_files(model)
     digest = hashlib.sha256()
-    for file in files:
-        if Path(file).is_file():
+    for file in (files.network, files.config, files.face_finder):
+        if file.is_file():
             with open(file, "rb") as f:
                 digest.update(hashlib.file_digest(f, "sha256").digest())
     return digest.hexdigest()[:16]
@@ -297,26 +312,20 @@ class Detector(_FaceDetector):
         ("auto", "auto-full" or a number: the face finder's input scale), min_face_score (candidates the face
         finder scores lower are not classified), flip_test (two-stage: also classify each face mirrored).
         One detector may serve several threads at once (onnxruntime's sessions are safe to share)."""
-        if path is None or is_shipped_name(path):
-            head, finder = SHIPPED_FILES[str(path or SHIPPED)]
-            return cls(head, finder, config_path=DEFAULT_HEAD.with_suffix(".json"), **kwargs)
-        path = Path(path)
-        if not path.exists():
+        shipped = path is None or is_shipped_name(path)
+        if not shipped and not Path(path).exists():
             raise MaskwatchError(f"{path}: no such model file or run folder (the shipped models are named "
                                  f"{', '.join(SHIPPED_FILES)})")
-        if path.is_dir():
-            path = model_in(path)
-        elif path.suffix.lower() != ".onnx":
+        if not shipped and Path(path).is_file() and Path(path).suffix.lower() != ".onnx":
             raise MaskwatchError(f"{path}: not a model (give an .onnx file with its .json beside it, or the folder "
                                  f"of a `maskwatch train` run)")
-        if path.stem.endswith(INT8_SUFFIX):  # a trained head's 8-bit copy: its float twin's JSON, the 8-bit finder
-            float_twin = path.with_name(path.stem.removesuffix(INT8_SUFFIX) + path.suffix)
-            say_if_quick(path, float_twin.with_suffix(".json"))
-            return cls(path, int8_twin(CENTERFACE_PATH), config_path=float_twin.with_suffix(".json"), **kwargs)
-        config = path.with_suffix(".json")
-        arch = ScoringConfig.read(config).arch if config.is_file() else TWO_STAGE
-        say_if_quick(path, config)
-        return kind_of(arch).load_runtime()(path, **kwargs)
+        files = model_files(path)
+        if not shipped:
+            say_if_quick(files.network, files.config)
+        if shipped or files.network.stem.endswith(INT8_SUFFIX):  # (8-bit copies are of two-stage heads)
+            return cls(files.network, files.face_finder, config_path=files.config, **kwargs)
+        arch = ScoringConfig.read(files.config).arch if files.config.is_file() else TWO_STAGE
+        return kind_of(arch).load_runtime()(files.network, **kwargs)
 
     def _check_head_fits(self, head_path: Path, config_path: Path) -> None:
         """A head and a config from different runs (another class list, another crop size) are refused here,
