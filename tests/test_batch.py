@@ -298,7 +298,7 @@ def test_two_runs_on_one_folder_are_not_allowed_at_once(images, tmp_path):
     from maskwatch.batch.core import folder_lock
 
     with folder_lock(tmp_path / "out"):  # another run holds the folder
-        with pytest.raises(MaskwatchError, match="another `maskwatch batch` is writing there"):
+        with pytest.raises(MaskwatchError, match=r"another `maskwatch batch` \(pid \d+\) is writing there"):
             run_batch(str(images), tmp_path / "out", "local", threads=2)
     assert run_batch(str(images / "maksssksksss0.jpg"), tmp_path / "out", "local", threads=2).processed == 1
 

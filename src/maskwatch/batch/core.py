@@ -18,6 +18,7 @@ from maskwatch.data.images import annotated_copy_name, read_image, save_annotate
 from maskwatch.data.inputs import numbered_name
 from maskwatch.detector import Detector
 from maskwatch.errors import MaskwatchError, name_some, utf8_text
+from maskwatch.file_lock import FileLock, LockHeld
 from maskwatch.predictions import ROW_FIELDS, ImagePredictions, class_counts, in_row_schema, result_parts
 
 log = logging.getLogger(__name__)
@@ -216,21 +217,17 @@ LOCK_FILE = "_batch.lock"
 @contextlib.contextmanager
 def folder_lock(out_dir: Path):
     """One run at a time per results folder: two would process the same images and rewrite each other's parts."""
-    import fcntl
-
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        handle = open(out_dir / LOCK_FILE, "w")
+        lock = FileLock(out_dir / LOCK_FILE)
+    except LockHeld as held:
+        raise MaskwatchError(f"{out_dir}: another `maskwatch batch` ({held.owner}) is writing there; wait for it, "
+                             f"or give another --out") from None
     except OSError as exc:  # a file of that name, no permission
         reason = "a file of that name is there" if out_dir.is_file() else exc.strerror or str(exc)
         raise MaskwatchError(f"--out {out_dir}: cannot write the results there ({reason}); give a folder you can "
                              f"write to") from None
-    with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise MaskwatchError(f"{out_dir}: another `maskwatch batch` is writing there; wait for it, or give "
-                                 f"another --out") from None
+    with lock:
         yield
 
 

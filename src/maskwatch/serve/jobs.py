@@ -7,10 +7,8 @@ running when the server was killed is marked failed with a message saying so, ne
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
-import os
 import queue
 import secrets
 import shutil
@@ -22,6 +20,7 @@ from pathlib import Path
 
 from maskwatch.detector import Detector
 from maskwatch.errors import MaskwatchError
+from maskwatch.file_lock import FileLock, LockHeld
 from maskwatch.video.pipeline import VideoPipeline, WatchOptions
 
 log = logging.getLogger(__name__)
@@ -33,31 +32,18 @@ CREATE TABLE IF NOT EXISTS jobs (
 """
 
 
-class DataDirLock:
-    """One server per data directory: an exclusive lock on DATA_DIR/server.lock, held while the server runs.
-    Two servers on one directory would each mark the other's running job failed and run every queued job
-    twice. The kernel drops the lock when the process dies, however it dies, so a crash never leaves it stale."""
+class DataDirLock(FileLock):
+    """One server per data directory: a lock on DATA_DIR/server.lock, held while the server runs. Two servers on
+    one directory would each mark the other's running job failed and run every queued job twice."""
 
     def __init__(self, data_dir: Path):
         data_dir = Path(data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
-        self.path = data_dir / "server.lock"
-        self.fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            owner = os.read(self.fd, 200).decode(errors="replace").strip() or "another process"
-            os.close(self.fd)
-            self.fd = None
-            raise MaskwatchError(f"{data_dir}: another maskwatch server ({owner}) uses this data directory; stop "
-                                 f"it, or give this one its own --data-dir") from None
-        os.ftruncate(self.fd, 0)
-        os.write(self.fd, f"pid {os.getpid()}".encode())
-
-    def release(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)  # closing the file releases the lock
-            self.fd = None
+            super().__init__(data_dir / "server.lock")
+        except LockHeld as held:
+            raise MaskwatchError(f"{data_dir}: another maskwatch server ({held.owner}) uses this data directory; "
+                                 f"stop it, or give this one its own --data-dir") from None
 
 
 @dataclass
