@@ -16,10 +16,12 @@ from rich.table import Table
 
 from maskwatch.data.formats import FORMATS
 from maskwatch.data.images import IMAGE_MODES
+from maskwatch.data.split import VAL_FRACTION
 from maskwatch.errors import MaskwatchError, install_hint, one_line
 from maskwatch.evaluation.coco_metrics import SCHEMES
-from maskwatch.limits import MAX_UPLOAD_MB, SERVE_DATA_DIR, SERVE_MAX_QUEUE, SERVE_WORKERS, WEBHOOK_TIMEOUT_S
-from maskwatch.model_kinds import KINDS
+from maskwatch.limits import (API_KEY_ENV, MAX_UPLOAD_MB, SERVE_DATA_DIR, SERVE_MAX_QUEUE, SERVE_WORKERS,
+                              WEBHOOK_SECRET_ENV, WEBHOOK_TIMEOUT_S)
+from maskwatch.model_kinds import KINDS, TWO_STAGE
 from maskwatch.thresholds import CONFUSION_MIN_SCORE, FOR_METRICS, FOR_PEOPLE
 
 # Plain help (rich_markup_mode=None): typer's rich help prints a `<bool>` type after on/off flags, which reads as if
@@ -209,7 +211,7 @@ def data_stats(path: Path = typer.Argument(..., help="Data set folder or file.",
 
 @data_app.command("split", short_help="Stratified train/validation split, duplicates kept together.")
 def data_split(path: Path = typer.Argument(..., help="Data set folder or file to split.", metavar="DATASET"),
-               val: float = typer.Option(0.15, "--val", help="Share of the images that go to validation."),
+               val: float = typer.Option(VAL_FRACTION, "--val", help="Share of the images that go to validation."),
                seed: int = typer.Option(0, "--seed", help="Another seed gives another split of the same data."),
                out: Path = typer.Option(Path("out/split"), "--out", help="Folder for train.txt and val.txt."),
                fmt: Optional[str] = FormatOption, label_map: Optional[list[str]] = LabelMapOption,
@@ -244,8 +246,8 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
                                                         "COCO instances_val.json, TFRecord val.tfrecord) or a "
                                                         "YOLO data.yaml's `val:` "
                                                         "names (a Roboflow export's valid/; its test/ is left out); "
-                                                        "else a 15% split, seed --seed]."),
-          arch: str = typer.Option("two-stage", "--arch", metavar=one_of(KINDS),
+                                                        f"else a {VAL_FRACTION:.0%} split, seed --seed]."),
+          arch: str = typer.Option(TWO_STAGE, "--arch", metavar=one_of(KINDS),
                                    help="two-stage: a crop head behind the shipped face finder (what ships); "
                                         "one-stage: CenterFace itself fine-tuned to find and classify."),
           extra_faces: Optional[Path] = typer.Option(
@@ -304,7 +306,7 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
     """Train a mask detector; writes OUT/model/mask_head.onnx and its 8-bit copy mask_head-int8.onnx (two-stage),
     or OUT/model/onestage.onnx."""
     try:
-        from maskwatch.run_folder import LAST, MODEL, REPLACED
+        from maskwatch.run_folder import HISTORY, HISTORY_PLOT, LAST, MODEL, REPLACED
         from maskwatch.training.engine import TrainConfig, fit
     except ImportError as exc:
         first = "`pip install torch --index-url https://download.pytorch.org/whl/cpu` (the CPU build), then "
@@ -337,7 +339,7 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
             typer.echo(f"the run --overwrite replaces is kept in {out / REPLACED} (its model: --model "
                        f"{out / REPLACED}) until this one has its model", err=True)
         raise typer.Exit(130) from None
-    typer.echo(f"model: {onnx_path}\nlog: {out / 'history.csv'} and {out / 'history.png'}")
+    typer.echo(f"model: {onnx_path}\nlog: {out / HISTORY} and {out / HISTORY_PLOT}")
     if quick:
         typer.echo("(--quick: a check of the pipeline on a few images, not a model to use)")
     typer.echo(f"use it: maskwatch detect PHOTOS --model {quote(str(out))}")
@@ -354,7 +356,7 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
     except MaskwatchError:
         kind = None
     if kind == "tfrecord":  # its images are inside the records: detect cannot read them there
-        typer.echo(f"score it on its validation images: its mAP per epoch is in {out / 'history.csv'}; to score "
+        typer.echo(f"score it on its validation images: its mAP per epoch is in {out / HISTORY}; to score "
                    f"it with evaluate, write the records out as files first (maskwatch convert {quote(str(data))} "
                    f"FOLDER --to voc), then detect and evaluate on FOLDER")
         return
@@ -580,7 +582,7 @@ def watch(source: Optional[str] = typer.Argument(None, metavar="SOURCE",
           webhook: Optional[list[str]] = typer.Option(None, "--webhook", metavar="URL",
                                                       help="POST each event as JSON to this URL (repeatable)."),
           webhook_secret: Optional[str] = typer.Option(None, "--webhook-secret", metavar="SECRET",
-                                                       envvar="MASKWATCH_WEBHOOK_SECRET",
+                                                       envvar=WEBHOOK_SECRET_ENV,
                                                        help="Sign the bodies sent to the --webhook URLs "
                                                             "(HMAC-SHA256 in X-Maskwatch-Signature-256)."),
           webhook_timeout: Optional[float] = typer.Option(
@@ -629,10 +631,10 @@ def watch(source: Optional[str] = typer.Argument(None, metavar="SOURCE",
     from maskwatch.video.sources import without_password
     from maskwatch.video.zones import Line, Zone
 
-    if webhook and os.environ.get("MASKWATCH_WEBHOOK_SECRET") == "" and webhook_secret is None:
+    if webhook and os.environ.get(WEBHOOK_SECRET_ENV) == "" and webhook_secret is None:
         webhook_secret = ""  # (click reads a variable set to nothing as not set)
     if webhook and webhook_secret is not None and not webhook_secret.strip():  # (`--webhook-secret "$SECRET"`, unset)
-        raise MaskwatchError("--webhook-secret (or MASKWATCH_WEBHOOK_SECRET) is empty: the events would go unsigned; "
+        raise MaskwatchError(f"--webhook-secret (or {WEBHOOK_SECRET_ENV}) is empty: the events would go unsigned; "
                              "give the secret, or leave it out to send them unsigned on purpose")
     if config:
         setup = load_camera(config, camera)
@@ -652,9 +654,9 @@ def watch(source: Optional[str] = typer.Argument(None, metavar="SOURCE",
     # A secret signs --webhook URLs only. Said when the config's webhooks go unsigned beside it, or when it was
     # given on the command line for nothing; from the environment alone it may be there for the config's
     # `${MASKWATCH_WEBHOOK_SECRET}` (the README's example) or for other cameras: not worth a word.
-    from_environment = os.environ.get("MASKWATCH_WEBHOOK_SECRET") == webhook_secret
+    from_environment = os.environ.get(WEBHOOK_SECRET_ENV) == webhook_secret
     if webhook_secret and not webhook and (unsigned or not from_environment):
-        console.print("[yellow]warning: --webhook-secret / MASKWATCH_WEBHOOK_SECRET signs only the --webhook URLs "
+        console.print(f"[yellow]warning: --webhook-secret / {WEBHOOK_SECRET_ENV} signs only the --webhook URLs "
                       "given with it; " + (f"the config's webhook(s) {', '.join(unsigned)} are sent unsigned: give "
                                             f"`secret:` beside their url" if unsigned else "none was given")
                       + "[/yellow]", highlight=False, soft_wrap=True)
@@ -769,7 +771,7 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", metavar="HOST",
                    "the public Host header on; '*': any); only loopback names otherwise (repeatable)."),
           data_dir: Path = typer.Option(SERVE_DATA_DIR, "--data-dir", help="Where jobs and results are kept."),
           max_upload_mb: float = typer.Option(MAX_UPLOAD_MB, "--max-upload-mb", help="Larger uploads get 413."),
-          api_key: Optional[str] = typer.Option(None, "--api-key", envvar="MASKWATCH_API_KEY", metavar="KEY",
+          api_key: Optional[str] = typer.Option(None, "--api-key", envvar=API_KEY_ENV, metavar="KEY",
                                                 help="Require this key (X-API-Key header) on every route but "
                                                      "/healthz, the pages and the API's description (/docs)."),
           workers: int = typer.Option(SERVE_WORKERS, "--workers", show_default=False,
@@ -812,7 +814,7 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", metavar="HOST",
         raise MaskwatchError(f"serving needs the serve extra ({exc}): {install_hint('serve')}") from exc
     cameras = setup_from_options(camera, config, db, retention_days, threads, blur_faces=blur_faces or None,
                                  event_snapshots=event_snapshots or None, every=every, scale=scale, model=model)
-    if api_key is None and os.environ.get("MASKWATCH_API_KEY") == "":  # (typer reads an empty variable as unset)
+    if api_key is None and os.environ.get(API_KEY_ENV) == "":  # (typer reads an empty variable as unset)
         api_key = ""  # refused by Settings: an empty key must not make an open server without a word
     settings = Settings(data_dir=data_dir, max_upload_mb=max_upload_mb, api_key=api_key, threads=threads,
                         model=model, workers=workers, max_queue=max_queue, cameras=cameras,

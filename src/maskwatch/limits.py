@@ -26,6 +26,10 @@ def _int_from_env(name: str, default: int) -> int:
     return parsed
 
 
+# Environment variables that hold secrets (set them instead of --api-key / --webhook-secret: not in `ps`).
+API_KEY_ENV = "MASKWATCH_API_KEY"
+WEBHOOK_SECRET_ENV = "MASKWATCH_WEBHOOK_SECRET"
+
 # Pixels of one image or video frame. Decoding a 10000x10000 RGB image takes 300 MB, and detection, drawing and
 # encoding hold a few copies: refuse before decoding rather than swap. Set MASKWATCH_MAX_PIXELS to move it.
 DEFAULT_MAX_PIXELS = 100_000_000

@@ -17,7 +17,8 @@ BEST = "best.pt"
 HISTORY = "history.csv"
 CANDIDATES = "candidates.npz"
 REPLACED = "replaced"
-RUN_FILES = (LAST, BEST, HISTORY, "history.png")  # what a run's epochs leave beside model/
+HISTORY_PLOT = "history.png"
+RUN_FILES = (LAST, BEST, HISTORY, HISTORY_PLOT)  # what a run's epochs leave beside model/
 
 
 def run_of(model_path: Path) -> Path:

@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 # Hamming distance (64-bit hashes) at or below which two images count as the same photo. pHash alone misses
 # re-encoded copies with shifted colours (87~485 in the mask data: pHash 12, dHash 3), so either hash may match.
 NEAR_DUPLICATE_DISTANCE = 6
+# The share of images validated on where nobody chose one (`data split --val`, `train` without a val side).
+VAL_FRACTION = 0.15
 
 
 @dataclass
@@ -104,7 +106,7 @@ def declared_val_side(data: Path) -> tuple[Path, list[str]] | None:
 
 
 def usable_declared_side(dataset: Dataset, data: Path,
-                         instead: str = "train does not validate on it (a 15 % split instead)"
+                         instead: str = f"train does not validate on it (a {VAL_FRACTION:.0%} split instead)"
                          ) -> tuple[Path, set[str]] | None:
     """The validation side the data set folder names, if it splits this data set (some images on each side);
     a list that does not (a stray val.txt, another set's list) is said, with what is done `instead`."""
@@ -235,7 +237,7 @@ def check_val_fraction(val_fraction: float) -> float:
     return val_fraction
 
 
-def split_dataset(dataset: Dataset, val_fraction: float = 0.15, seed: int = 0) -> Split:
+def split_dataset(dataset: Dataset, val_fraction: float = VAL_FRACTION, seed: int = 0) -> Split:
     """Walk groups from the rarest class they hold to the commonest, sending a group to validation while
     validation still lacks its share of images of that class. What a small data set cannot give (a side without
     images, a class on one side only, a share far from the one asked for) is said."""

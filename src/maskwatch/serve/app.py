@@ -37,7 +37,7 @@ from maskwatch.data.images import (ACCEPTED_FORMATS, ACCEPTED_NAMES, decode_imag
                                    is_video_header)
 from maskwatch.detector import Detector
 from maskwatch.errors import MaskwatchError, TooManyPixels, one_line
-from maskwatch.limits import (MAX_UPLOAD_MB, MULTIPART_OVERHEAD_BYTES, SERVE_DATA_DIR, SERVE_MAX_QUEUE,
+from maskwatch.limits import (API_KEY_ENV, MAX_UPLOAD_MB, MULTIPART_OVERHEAD_BYTES, SERVE_DATA_DIR, SERVE_MAX_QUEUE,
                               SERVE_MAX_QUEUED_VIDEOS, SERVE_WORKERS, usable_cores)
 from maskwatch.predictions import ImagePredictions, best_class_per_face, class_counts
 from maskwatch.serve.cameras import CameraRegistry, CameraSetup
@@ -78,7 +78,7 @@ class Settings:
         """A key that would leave the server open, or that no client could send, is refused before it starts."""
         key = self.api_key
         if key is not None and not key.strip():
-            raise MaskwatchError("--api-key (or MASKWATCH_API_KEY) is empty (a variable set to nothing?): the "
+            raise MaskwatchError(f"--api-key (or {API_KEY_ENV}) is empty (a variable set to nothing?): the "
                                  "server would be open to anyone; give a key, or leave both out for a server "
                                  "without one")
         if key is not None and key != key.strip():
@@ -133,7 +133,7 @@ def photo_refusal(path: Path) -> str:
 
 def create_app(settings: Settings | None = None, detector: Detector | None = None) -> FastAPI:
     """The app; it takes the data directory's lock at once, so a second server on it fails before it starts."""
-    settings = settings or Settings(api_key=os.environ.get("MASKWATCH_API_KEY"))
+    settings = settings or Settings(api_key=os.environ.get(API_KEY_ENV))
     JobQueue.checked_keep_days(settings.keep_results_days)  # refused before the data directory is taken
     lock = DataDirLock(settings.data_dir)
     pool = WorkerPool(settings.workers, settings.max_queue)
@@ -428,7 +428,7 @@ def openapi_schema(app: FastAPI, keyed: bool) -> dict:
         if keyed:
             components["securitySchemes"] = {API_KEY_SCHEME: {
                 "type": "apiKey", "in": "header", "name": "X-API-Key",
-                "description": "the server's --api-key (or MASKWATCH_API_KEY)"}}
+                "description": f"the server's --api-key (or {API_KEY_ENV})"}}
         for path, operations in schema.get("paths", {}).items():
             for operation in operations.values():
                 responses = operation.get("responses", {})

@@ -35,7 +35,7 @@ from maskwatch.errors import MaskwatchError, name_some
 from maskwatch.evaluation.coco_metrics import CocoResult, evaluate_coco
 from maskwatch.model_kinds import TWO_STAGE, kind_of
 from maskwatch.predictions import ImagePredictions
-from maskwatch.run_folder import BEST, HISTORY, LAST, MODEL, REPLACED, RUN_FILES
+from maskwatch.run_folder import BEST, HISTORY, HISTORY_PLOT, LAST, MODEL, REPLACED, RUN_FILES
 from maskwatch.thresholds import FOR_METRICS
 from maskwatch.training.balance import rarest_class
 
@@ -270,7 +270,7 @@ def split_for_training(dataset: Dataset, cfg: TrainConfig) -> tuple[Dataset, Dat
         print(f"validating on the {len(val_stems)} images {listed} names (--val-split to choose others)")
         train_stems = [s.stem for s in dataset.samples if s.stem not in val_stems]
     else:
-        split = split_dataset(dataset, 0.15, cfg.seed)
+        split = split_dataset(dataset, seed=cfg.seed)
         train_stems, val_stems = split.train, set(split.val)
     train, val = dataset.subset(train_stems), dataset.subset(val_stems)
     if cfg.quick:  # a few images, enough to see the loss fall
@@ -418,7 +418,7 @@ def record_epoch(history: list[dict], row: dict, cfg: TrainConfig, rarest: str) 
         writer = csv.DictWriter(f, fieldnames=list(history[0]))
         writer.writeheader()
         writer.writerows(history)
-    plot_history(history, cfg.out / "history.png")
+    plot_history(history, cfg.out / HISTORY_PLOT)
     scores = np.array([h["val_mAP50"] for h in history])
     if np.isnan(scores).all():
         return False
