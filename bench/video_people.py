@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from accuracy import validation_set  # noqa: E402
 from clips import door_frames, write_h264  # noqa: E402
-from maskwatch.classes import UNMASKED_CLASSES  # noqa: E402
+from maskwatch.classes import is_unmasked  # noqa: E402
 from maskwatch.detector import Detector  # noqa: E402
 from maskwatch.thresholds import TRACK_ACTIVATION_SCORE  # noqa: E402
 from maskwatch.video import pipeline as pipeline_module  # noqa: E402
@@ -99,7 +99,7 @@ def main() -> None:
     for set_name, n, size_name, activation, faces, people, alerts in rows:
         default = " (default)" if activation == TRACK_ACTIVATION_SCORE else ""
         cells = " | ".join(f"{people[c]} / {faces[c]}" for c in classes)
-        unmasked = sum(people[c] for c in classes if c in UNMASKED_CLASSES)
+        unmasked = sum(people[c] for c in classes if is_unmasked(c))
         print(f"| {set_name}, {n} | {size_name} | {activation:g}{default} | {sum(faces.values())} | "
               f"{sum(people.values())} | {cells} | {alerts} / {unmasked} |")
 

@@ -21,6 +21,20 @@ def data_dir() -> Path:
     return DATA
 
 
+def shipped_head_named(folder: Path, classes: list[str]) -> Path:
+    """The shipped head under other class names (a model trained on a data set of the user's own names, without
+    training one): its .onnx in `folder`, beside a copy of its JSON listing `classes`."""
+    import json
+
+    from maskwatch.detector import DEFAULT_HEAD
+
+    folder.mkdir(parents=True, exist_ok=True)
+    head = Path(shutil.copy(DEFAULT_HEAD, folder / DEFAULT_HEAD.name))
+    config = json.loads(DEFAULT_HEAD.with_suffix(".json").read_text())
+    head.with_suffix(".json").write_text(json.dumps({**config, "classes": classes}, ensure_ascii=False))
+    return head
+
+
 def copy_voc(stems: list[str], dst: Path) -> Path:
     (dst / "images").mkdir(parents=True, exist_ok=True)
     (dst / "annotations").mkdir(parents=True, exist_ok=True)

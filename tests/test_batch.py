@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,17 @@ def test_local_engine_writes_one_row_per_image_with_errors_as_rows(images, tmp_p
     detections = json.loads(good["detections"])
     assert good["faces"] == len(detections) >= 5
     assert good["with_mask"] + good["without_mask"] + good["mask_weared_incorrect"] == good["faces"]
+
+
+def test_a_model_of_other_class_names_fills_the_count_columns_by_what_its_classes_mean(images, tmp_path):
+    from conftest import shipped_head_named
+
+    model = shipped_head_named(tmp_path / "model", ["face_mask", "face_nomask", "chin"])
+    run_batch(str(images / "maksssksksss657.jpg"), tmp_path / "out", "local", threads=2, model=str(model))
+    row = rows_by_path(tmp_path / "out")[str(images / "maksssksksss657.jpg")]
+    labels = Counter(d["label"] for d in json.loads(row["detections"]))
+    assert row["faces"] >= 5 and (row["with_mask"], row["without_mask"], row["mask_weared_incorrect"]) == (
+        labels["face_mask"], labels["face_nomask"], labels["chin"])
 
 
 def test_a_second_run_skips_finished_images_and_a_lost_part_is_redone(images, tmp_path):

@@ -47,9 +47,33 @@ def test_two_class_ground_truth_scores_three_class_predictions_under_2class(smal
     assert result.classes == ["mask", "no_mask"] and result.summary["mAP"] == pytest.approx(1.0)
     with pytest.raises(MaskwatchError, match="or score mask against no mask, .*: --scheme 2class"):
         evaluate_coco(two, gt_as_predictions(small))  # (the 3class default names the way out)
-    with pytest.raises(MaskwatchError, match="2class needs the mask classes"):
+    with pytest.raises(MaskwatchError, match=r"2class needs classes that say whether a mask is worn .* \['helmet'\]"):
         evaluate_coco(load_dataset(data_dir, label_map={"with_mask": "helmet"}).subset(["maksssksksss0"]),
                       gt_as_predictions(small), scheme="2class")
+
+
+def test_2class_reads_another_tools_class_names_by_what_they_say_and_says_so(small, data_dir, caplog):
+    names = {"with_mask": "Mask", "without_mask": "face_nomask", "mask_weared_incorrect": "incorrect"}
+    theirs = load_dataset(data_dir, label_map=names).subset([s.stem for s in small.samples])
+    with caplog.at_level("WARNING"):
+        result = evaluate_coco(theirs, gt_as_predictions(small), scheme="2class")  # (the model's own three names)
+    assert result.classes == ["mask", "no_mask"] and result.summary["mAP"] == pytest.approx(1.0)
+    assert "'Mask' as mask, 'face_nomask' as no_mask, 'incorrect' as no_mask" in caplog.text
+
+
+def test_predictions_of_a_model_of_other_class_names_are_told_how_to_match_the_ground_truth(small, data_dir):
+    """A model trained on face_mask / face_nomask / chin, scored on a set labelled mask / no_mask / incorrect: the
+    way out renames the predictions' labels to the ground truth's class of the same meaning."""
+    names = {"with_mask": "mask", "without_mask": "no_mask", "mask_weared_incorrect": "incorrect"}
+    gt = load_dataset(data_dir, label_map=names).subset([s.stem for s in small.samples])
+    own = {"with_mask": "face_mask", "without_mask": "face_nomask", "mask_weared_incorrect": "chin"}
+    predictions = gt_as_predictions(small, relabel=lambda stem, i, label: own[label])
+    with pytest.raises(MaskwatchError) as refused:
+        evaluate_coco(gt, predictions)
+    assert ("rename the predictions' labels: --label-map chin=incorrect --label-map face_mask=mask --label-map "
+            "face_nomask=no_mask" in str(refused.value))
+    renamed = gt_as_predictions(small, relabel=lambda stem, i, label: names[label])  # (what the renaming does)
+    assert evaluate_coco(gt, renamed).summary["mAP"] == pytest.approx(1.0)
 
 
 def test_boxes_shifted_off_score_about_zero(small):

@@ -86,6 +86,46 @@ def test_zone_and_line_counts_match_the_known_crossings(detector, crossing, tmp_
     assert np.median(change) > 60  # every column of that stretch crosses the drawn edge
 
 
+@pytest.mark.parametrize("classes, compliance", [
+    (["face_mask", "face_nomask", "chin"], 0.5),  # names that say what they mean
+    (["口罩", "no mask", "máscara mal"], None),  # a mask said in Chinese: not understood
+])
+def test_a_model_of_other_class_names_alerts_and_counts_compliance_by_what_they_mean(crossing, tmp_path, caplog,
+                                                                                    classes, compliance):
+    from maskwatch import Detector
+    from conftest import shipped_head_named
+
+    detector = Detector.load(shipped_head_named(tmp_path / "model", classes), threads=2, scale=1.0)
+    pipeline, events = run_collecting(detector, tmp_path)
+    with caplog.at_level("WARNING"):
+        summary = pipeline.run(str(crossing[0]))
+    masked, unmasked, wrong = classes
+    assert summary.people == {masked: 1, unmasked: 1, wrong: 0} and summary.compliance == compliance
+    alerts = [e for e in events if e.type == "person.unmasked"]
+    assert len(alerts) == 1 and alerts[0].label == unmasked
+    counts = [e for e in events if e.type == "counts"][-1].counts
+    assert counts["compliance"] == compliance
+    said = [r.getMessage() for r in caplog.records if "the model's classes" in r.getMessage()]
+    assert (said == []) if compliance is not None else (len(said) == 1 and "'口罩', 'máscara mal'" in said[0])
+    report = read_report(tmp_path / "events.sqlite")  # the classes counted, not the shipped model's three
+    assert (report.people, report.compliance) == ({masked: 1, unmasked: 1}, compliance)
+
+
+def test_what_a_class_name_means_decides_its_colour_alert_and_count_column():
+    from maskwatch.classes import (CLASS_COLOURS_BGR, FALLBACK_COLOUR_BGR, by_meaning, classes_not_understood,
+                                   colour_of, is_unmasked)
+
+    assert [colour_of(name) for name in ("face_nomask", "Mask", "chin", "helmet")] == [
+        CLASS_COLOURS_BGR["without_mask"], CLASS_COLOURS_BGR["with_mask"], CLASS_COLOURS_BGR["mask_weared_incorrect"],
+        FALLBACK_COLOUR_BGR]
+    assert [is_unmasked(name) for name in ("no_mask", "bare", "incorrect", "masked", "helmet")] == [
+        True, True, True, False, False]
+    assert by_meaning({"masked": 2, "no mask": 1, "helmet": 4}) == {
+        "with_mask": 2, "without_mask": 1, "mask_weared_incorrect": 0}
+    assert classes_not_understood(["with_mask", "without_mask", "mask_weared_incorrect"]) is None
+    assert "no person.unmasked alert" in classes_not_understood(["mask", "helmet"])
+
+
 def test_tracks_are_in_the_database_while_the_run_is_going(detector, faces, tmp_path):
     frames, fps = crossing_people(*faces)
     source = GatedSource(frames, fps, gates=(30,))

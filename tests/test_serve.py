@@ -104,6 +104,7 @@ def test_detect_returns_the_predictions_format_and_counts(server, photo):
     assert set(body["detections"][0]) == {"bbox", "label", "score"}
     assert sum(body["counts"].values()) == len(body["detections"])
     assert set(body["counts"]) == {"with_mask", "without_mask", "mask_weared_incorrect"}
+    assert body["compliance"] == body["counts"]["with_mask"] / len(body["detections"])
     every = post(server, "/v1/detect?conf=0.05&all_classes=true", photo).json()
     one = post(server, "/v1/detect?conf=0.05", photo).json()
     assert len(every["detections"]) > len(one["detections"])
@@ -122,6 +123,34 @@ def test_annotate_returns_an_image_of_the_same_size(server, photo):
     image = cv2.imdecode(np.frombuffer(response.content, np.uint8), cv2.IMREAD_COLOR)
     assert image.shape == (267, 400, 3)
     assert "with_mask=" in response.headers["x-maskwatch-counts"]
+
+
+def test_a_model_of_other_class_names_gets_its_compliance_and_an_ascii_counts_header(tmp_path, photo):
+    """The page shows the server's compliance (it knows what the model's classes mean), and a class name outside
+    Latin-1 is percent-encoded in the counts header (it was a 500)."""
+    from urllib.parse import unquote
+
+    from fastapi.testclient import TestClient
+
+    from conftest import shipped_head_named
+    from maskwatch import Detector
+    from maskwatch.serve.app import Settings, create_app
+
+    for classes in (["mask", "no_mask", "incorrect"], ["口罩", "no mask", "máscara mal"]):
+        detector = Detector.load(shipped_head_named(tmp_path / classes[0], classes), threads=2)
+        with TestClient(create_app(Settings(data_dir=tmp_path / classes[0] / "data"), detector=detector)) as client:
+            body = client.post("/v1/detect", files={"file": (photo.name, photo.read_bytes())}).json()
+            people = sum(body["counts"].values())
+            assert set(body["counts"]) == set(classes) and people >= 5
+            if classes[0] == "mask":
+                assert body["compliance"] == body["counts"]["mask"] / people
+            else:  # whether 口罩 is a mask, the server cannot tell
+                assert body["compliance"] is None
+            drawn = client.post("/v1/annotate", files={"file": (photo.name, photo.read_bytes())})
+            assert drawn.status_code == 200
+            header = drawn.headers["x-maskwatch-counts"]
+            assert header.isascii() and dict(unquote(pair).split("=") for pair in header.split(",")) == {
+                name: str(n) for name, n in body["counts"].items()}
 
 
 def test_detect_can_also_return_the_drawn_image_from_the_same_detection(server, photo):

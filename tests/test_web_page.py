@@ -50,6 +50,7 @@ def test_upload_an_image_and_see_the_result_on_a_phone_sized_screen(browser, ser
         api = httpx.post(f"{server}/v1/detect", files={"file": (photo.name, f)}, timeout=60).json()
     assert counts_on_page(page) == api["counts"]
     assert sum(api["counts"].values()) > 0
+    assert page.inner_text(".compliance").startswith(f"{round(100 * api['compliance'])}% wear a mask correctly")
     links = page.locator(".downloads a")
     assert links.count() == 2 and links.nth(0).get_attribute("download").endswith("_maskwatch.jpg")
     assert posts == [f"{server}/v1/detect?annotated=true"], "the photo is detected once"
@@ -132,7 +133,9 @@ def test_several_files_each_get_their_result_and_a_bad_one_does_not_stop_the_oth
     answers = json.loads(Path(download.value.path()).read_text())
     assert [a["image"] for a in answers] == [photo.name, big.name]
     faces = sum(sum(a["counts"].values()) for a in answers)
-    assert page.inner_text("#total").startswith(f"2 photos, {faces} face(s)") and faces > 0
+    masked = sum(a["compliance"] * sum(a["counts"].values()) for a in answers)
+    assert page.inner_text("#total").startswith(f"2 photos, {faces} face(s): {round(100 * masked / faces)}% wear a "
+                                                f"mask correctly") and faces > 0
     # The upload's progress events reach the page (on loopback they come at 100 %, which says "Looking for faces").
     assert "Looking for faces…" in page.evaluate("window.said")
     # The next choice replaces the photos' sections but keeps the video job's, which the tab still remembers.

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import supervision as sv
 
-from maskwatch.classes import CLASS_COLOURS_BGR, DISPLAY_NAMES, FALLBACK_COLOUR_BGR, compliance_of
+from maskwatch.classes import DISPLAY_NAMES, colour_of, compliance_of
 from maskwatch.data.images import as_bgr_image
 from maskwatch.predictions import class_names_of, scores_of
 
@@ -23,7 +23,7 @@ ZONE_COLOUR = sv.Color(r=255, g=210, b=0)
 def _palette(classes: list[str]) -> sv.ColorPalette:
     colours = []
     for name in classes:
-        b, g, r = CLASS_COLOURS_BGR.get(name, FALLBACK_COLOUR_BGR)
+        b, g, r = colour_of(name)
         colours.append(sv.Color(r=r, g=g, b=b))
     return sv.ColorPalette(colours)
 

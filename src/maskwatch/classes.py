@@ -33,14 +33,71 @@ DISPLAY_NAMES: dict[str, str] = {"with_mask": "mask", "without_mask": "no mask",
 READABLE_NAMES: dict[str, str] = {"with_mask": "mask worn", "without_mask": "no mask",
                                   "mask_weared_incorrect": "mask worn wrongly", "mask": "mask", "no_mask": "no mask"}
 
-# Classes that raise an alert (`person.unmasked`): no mask, or a mask that does not cover nose and mouth.
-UNMASKED_CLASSES: tuple[str, ...] = ("without_mask", "mask_weared_incorrect", "no_mask")
+
+def meaning_of(name: str) -> str | None:
+    """Which of the three mask classes a model's class stands for: itself, `mask` / `no_mask` (the 2-class
+    names), or what another name gives away (`masked`, `face_nomask`, `incorrect`, `chin`); None when the name
+    says nothing about a mask. A model trained on the user's own class names is read through this, so its
+    compliance, alerts, colours and batch counts follow what its classes mean."""
+    return name if name in MASK_CLASSES else likely_mask_class(name)
+
+
+def is_unmasked(name: str) -> bool:
+    """Whether people of this class raise an alert (`person.unmasked`): no mask, or a mask that does not cover nose
+    and mouth."""
+    return meaning_of(name) in (WITHOUT_MASK, WRONG_MASK)
+
+
+def colour_of(name: str) -> tuple[int, int, int]:
+    """The BGR colour boxes of this class are drawn in: that of the mask class it stands for (grey if none)."""
+    meaning = meaning_of(name)
+    return CLASS_COLOURS_BGR.get(name) or CLASS_COLOURS_BGR.get(meaning or "", FALLBACK_COLOUR_BGR)
+
+
+def classes_to_list(people: dict[str, int]) -> list[str]:
+    """The classes a count of people lists: the three mask classes in their order, zeros included (a database holds
+    only the classes someone was counted in); a model of other classes: the classes it counted, without the three."""
+    if set(people) <= set(MASK_CLASSES):
+        return list(MASK_CLASSES)
+    return [*(c for c in MASK_CLASSES if c in people), *(c for c in people if c not in MASK_CLASSES)]
+
+
+def by_meaning(counts: dict[str, int]) -> dict[str, int]:
+    """Counts per mask class, each of a model's classes added to the one it stands for (`mask` to with_mask):
+    batch's count columns, the same for every model. A class that stands for none is in no column."""
+    totals = dict.fromkeys(MASK_CLASSES, 0)
+    for name, n in counts.items():
+        meaning = meaning_of(name)
+        if meaning is not None:
+            totals[meaning] += n
+    return totals
 
 
 def compliance_of(people: dict[str, int]) -> float | None:
-    """Share of people wearing a mask correctly (None when nobody was seen)."""
+    """Share of people wearing a mask correctly: None when nobody was seen, or when some were counted in a class
+    whose name does not say whether they wear one (`classes_not_understood`)."""
     total = sum(people.values())
-    return people.get("with_mask", 0) / total if total else None
+    if not total or any(n and meaning_of(name) is None for name, n in people.items()):
+        return None
+    return sum(n for name, n in people.items() if meaning_of(name) == WITH_MASK) / total
+
+
+def classes_not_understood(classes: list[str]) -> str | None:
+    """What a model's classes leave unknown, said once where video starts: a class whose name says nothing about a
+    mask makes compliance unknown while someone is counted in it, and a model with no class meaning "no mask"
+    raises no alert. None when all is well."""
+    unknown = [name for name in classes if meaning_of(name) is None]
+    problems = []
+    if unknown:
+        problems.append(f"compliance is left unknown while someone is counted in {', '.join(map(repr, unknown))} "
+                        f"(the name says nothing about a mask)")
+    if not any(is_unmasked(name) for name in classes):
+        problems.append("no class means a missing or wrongly worn mask, so no person.unmasked alert is raised")
+    if not problems:
+        return None
+    return (f"the model's classes ({', '.join(classes)}): " + "; ".join(problems) + f". Names read: "
+            f"{', '.join(MASK_CLASSES)}, {', '.join(TWO_CLASSES)}, or names that say it (masked, no_mask, "
+            f"incorrect); `train --label-map OLD=NEW` renames a data set's classes")
 
 
 DROP_LABEL = ""  # what `--label-map OLD=` maps OLD to: its boxes are left out

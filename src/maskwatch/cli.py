@@ -101,9 +101,9 @@ def _load(path: Path, fmt: Optional[str], label_map: Optional[list[str]], classe
 def _people_text(people: dict[str, int]) -> str:
     """People per class as `watch` and `report` print them: the mask classes in their order, zeros included (a
     database holds only the classes someone was counted in)."""
-    from maskwatch.classes import MASK_CLASSES
+    from maskwatch.classes import classes_to_list
 
-    names = list(MASK_CLASSES) if set(people) <= set(MASK_CLASSES) else list(people)
+    names = classes_to_list(people)
     return ", ".join(f"{name} {people.get(name, 0)}" for name in names) or "none"
 
 

@@ -214,8 +214,9 @@ def _read_batch_rows(path: Path, classes: list[str] | tuple[str, ...]) -> Iterat
 
 
 # `maskwatch batch` results: Parquet parts of one row per image, the detections as this module's records (JSON),
-# and a count column per mask class (a model of other classes: its labels are in `detections`; every part of a
-# folder has one schema); `annotated`: the image's annotated copy, relative to the folder (with --annotate).
+# and a count column per mask class (a model of other classes: each class counted in the column of the mask class
+# its name stands for, classes.by_meaning; its own labels are in `detections`; every part of a folder has one
+# schema); `annotated`: the image's annotated copy, relative to the folder (with --annotate).
 ROW_FIELDS = ("path", "width", "height", "detections", "faces", *MASK_CLASSES, "error", "annotated", "file_size",
               "file_mtime_ns")  # (the file as it was read: a file changed since runs again; null before 2026-11-28)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from maskwatch.annotate import annotate
-from maskwatch.classes import MASK_CLASSES
+from maskwatch.classes import MASK_CLASSES, by_meaning
 from maskwatch.data.images import annotated_copy_name, read_image, save_annotated_copy
 from maskwatch.data.inputs import numbered_name
 from maskwatch.detector import Detector
@@ -52,7 +52,7 @@ def detect_row(detector: Detector, path: str, conf: float, annotate_dir: Path | 
         return row
     record = ImagePredictions(Path(path).name, image.shape[1], image.shape[0], detections).to_record()
     row.update(width=record["width"], height=record["height"], detections=json.dumps(record["detections"]),
-               faces=len(record["detections"]), **class_counts(detections, MASK_CLASSES))
+               faces=len(record["detections"]), **by_meaning(class_counts(detections, detector.classes)))
     if annotate_dir is not None:
         try:
             copy = save_annotated_copy(annotate_dir, name or Path(path).name,

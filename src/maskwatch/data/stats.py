@@ -46,10 +46,10 @@ def plot_stats(stats: DatasetStats, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from maskwatch.classes import CLASS_COLOURS_BGR, FALLBACK_COLOUR_BGR
+    from maskwatch.classes import colour_of
 
     def colour(c: str) -> tuple[float, float, float]:
-        b, g, r = CLASS_COLOURS_BGR.get(c, FALLBACK_COLOUR_BGR)
+        b, g, r = colour_of(c)
         return r / 255, g / 255, b / 255
 
     classes = list(stats.boxes_per_class)

@@ -7,14 +7,15 @@ import contextlib
 import io
 import logging
 import math
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Literal, get_args
 
 import numpy as np
 
-from maskwatch.classes import (MASK_CLASSES, TO_TWO_CLASSES, TWO_CLASSES, WITH_MASK, WITHOUT_MASK, label_map_hint,
-                               likely_mask_class)
+from maskwatch.classes import (MASK_CLASSES, TO_TWO_CLASSES, TWO_CLASSES, WITH_MASK, WITHOUT_MASK, WRONG_MASK,
+                               label_map_hint, meaning_of)
 from maskwatch.data.coco import to_coco_dict
 from maskwatch.data.dataset import Dataset, on_faces_not_scored
 from maskwatch.errors import MaskwatchError
@@ -34,13 +35,23 @@ def scheme_classes(scheme: str, dataset_classes: list[str]) -> tuple[list[str], 
     """Class list and label mapping of an evaluation scheme."""
     if scheme == "3class":
         return list(dataset_classes), lambda label: label
-    if scheme == "2class":
-        unknown = set(dataset_classes) - set(MASK_CLASSES) - set(TWO_CLASSES)  # (mask / no_mask: already two)
+    if scheme == "2class":  # each class by what it means (mask / no_mask, another tool's `incorrect`: no_mask)
+        unknown = [c for c in dataset_classes if meaning_of(c) is None]
         if unknown:
-            hint = label_map_hint(unknown)
-            raise MaskwatchError(f"2class needs the mask classes {MASK_CLASSES} or {TWO_CLASSES}; the data has "
-                                 f"{sorted(unknown)}" + (f": rename them with {hint}" if hint else ""))
-        return list(TWO_CLASSES), lambda label: TO_TWO_CLASSES.get(label, label)
+            raise MaskwatchError(f"2class needs classes that say whether a mask is worn ({', '.join(MASK_CLASSES)}, "
+                                 f"{', '.join(TWO_CLASSES)} or names that say it); the data's {unknown} say nothing "
+                                 f"of a mask: rename them with --label-map OLD=NEW, or leave their boxes out with "
+                                 f"OLD=")
+        read = {c: TO_TWO_CLASSES[meaning_of(c)] for c in dataset_classes
+                if c not in MASK_CLASSES and c not in TWO_CLASSES}
+        if read:
+            logging.getLogger(__name__).warning("2class reads %s by what the names say",
+                                                ", ".join(f"{c!r} as {two}" for c, two in read.items()))
+
+        def two_of(label: str) -> str:
+            meaning = meaning_of(label)
+            return label if label in TWO_CLASSES or meaning is None else TO_TWO_CLASSES[meaning]
+        return list(TWO_CLASSES), two_of
     if scheme == "face":
         return ["face"], lambda label: "face"
     raise MaskwatchError(f"unknown class scheme {scheme!r}; use {', '.join(SCHEMES)}")
@@ -75,16 +86,37 @@ def coco_inputs(gt: Dataset, predictions: list[ImagePredictions], scheme: Scheme
                                                  scores[~left_out]):
             mapped = label_of(label)
             if mapped not in classes:
-                hint = label_map_hint(c for c in classes if c not in MASK_CLASSES)
-                two = scheme == "3class" and {likely_mask_class(c) for c in classes} == {WITH_MASK, WITHOUT_MASK}
                 raise MaskwatchError(f"prediction label {label!r} for {pred.image} is not one of the ground truth's "
-                                     f"classes {classes}" + (f"; if they name the mask classes otherwise, rename "
-                                                             f"them: {hint}" if hint else "")
-                                     + ("; or score mask against no mask, as the ground truth's two classes do: "
-                                        "--scheme 2class" if two else ""))
+                                     f"classes {classes}" + _mismatch_hint(predictions, classes, label_of, scheme))
             results.append({"image_id": image_id, "category_id": classes.index(mapped) + 1,
                             "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)], "score": float(score)})
     return gt_dict, results, classes
+
+
+def _mismatch_hint(predictions: list[ImagePredictions], classes: list[str], label_of: Callable[[str], str],
+                   scheme: str) -> str:
+    """How to make predictions and ground truth name the same classes: rename the predictions' labels to the ground
+    truth's class of the same meaning (--label-map renames both sides), the ground truth's to the mask classes,
+    or score mask against no mask."""
+    strays = sorted({label for pred in predictions for label in pred.labels if label_of(label) not in classes})
+    pairs = {}
+    for label in strays:
+        same = [c for c in classes if meaning_of(c) is not None and meaning_of(c) == meaning_of(label)]
+        if len(same) == 1:
+            pairs[label] = same[0]
+    gt_hint = label_map_hint(c for c in classes if c not in MASK_CLASSES) if set(strays) <= set(MASK_CLASSES) else ""
+    if gt_hint:  # (maskwatch's own names predicted: the ground truth's renamed to them)
+        hint = f"; if the ground truth names the mask classes otherwise, rename them: {gt_hint}"
+    elif pairs and len(pairs) == len(strays):
+        renames = " ".join(f"--label-map {shlex.quote(f'{old}={new}')}" for old, new in pairs.items())
+        hint = f"; if they mean the same, rename the predictions' labels: {renames}"
+    else:
+        hint = ""
+    two_sided = {meaning_of(c) for c in [*classes, *strays]} <= {WITH_MASK, WITHOUT_MASK, WRONG_MASK}
+    if scheme == "3class" and two_sided and set(strays) <= set(TWO_CLASSES) | set(MASK_CLASSES) and (
+            set(classes) <= set(TWO_CLASSES) | set(MASK_CLASSES)):
+        hint += "; or score mask against no mask, which both sides can say: --scheme 2class"
+    return hint
 
 
 def _per_class(precision: np.ndarray, classes: list[str]) -> dict[str, dict[str, float]]:

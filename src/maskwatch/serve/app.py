@@ -18,6 +18,7 @@ import signal
 import tempfile
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from urllib.parse import quote
 from pathlib import Path
 
 import cv2
@@ -33,6 +34,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from maskwatch.version import __version__
 from maskwatch.annotate import annotate
+from maskwatch.classes import compliance_of
 from maskwatch.data.images import (ACCEPTED_FORMATS, ACCEPTED_NAMES, decode_image, decoding_warnings, image_header,
                                    is_video_header)
 from maskwatch.detector import Detector
@@ -276,7 +278,7 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
             image, heard = decode_upload(buffer.getvalue(), name)
             detections, counts = detect(image, conf, all_classes)
             record = {**ImagePredictions(name, image.shape[1], image.shape[0], detections).to_record(),
-                      "counts": counts, "warnings": heard}
+                      "counts": counts, "compliance": compliance_of(counts), "warnings": heard}
             if annotated:
                 drawn = encode_annotated(image, best_class_per_face(detections), "jpeg")  # one box per face
                 record["annotated_image"] = "data:image/jpeg;base64," + base64.b64encode(drawn).decode("ascii")
@@ -286,7 +288,8 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
 
     @app.post("/v1/annotate", response_class=Response, tags=TAGS, responses={**binary_response(
         ("image/jpeg", "image/png"), "the image with one box per face",
-        **{"X-Maskwatch-Counts": "faces per class: with_mask=2,without_mask=1,mask_weared_incorrect=0",
+        **{"X-Maskwatch-Counts": "faces per class: with_mask=2,without_mask=1,mask_weared_incorrect=0 (a class "
+                                 "name outside ASCII percent-encoded as UTF-8)",
            "X-Maskwatch-Warnings": "only where the picture was read with a problem (a damaged JPEG, a TIFF of "
                                    "several pages): the warnings, separated by ' | '"}),
         **UPLOAD_ERRORS})
@@ -304,7 +307,7 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
             return encode_annotated(image, detections, format), counts, heard
 
         encoded, counts, heard = await pool.run(work, request=request)
-        headers = {"X-Maskwatch-Counts": ",".join(f"{k}={v}" for k, v in counts.items())}
+        headers = {"X-Maskwatch-Counts": ",".join(f"{quote(k, safe='')}={v}" for k, v in counts.items())}
         if heard:  # (a header is one line of Latin-1: the file's name and message made safe for it)
             headers["X-Maskwatch-Warnings"] = " | ".join(map(one_line, heard)).strip().encode(
                 "latin-1", "replace").decode("latin-1")  # (h11 refuses a value that starts or ends with a space)

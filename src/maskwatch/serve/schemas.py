@@ -41,6 +41,8 @@ class DetectResult(BaseModel):
     height: int
     detections: list[Detection]
     counts: dict[str, int] = Field(description="faces per class, one per face whatever `all_classes` lists")
+    compliance: float | None = Field(None, description="share of the faces wearing a mask correctly; null: no face, "
+                                     "or one of a class whose name does not say (a model of your own classes)")
     warnings: list[str] = Field(default_factory=list, description="what was wrong with the picture but did not stop "
                                 "it being read (a JPEG whose data is damaged: faces in the lost part are not found; "
                                 "a TIFF of several pages: only the first is read)")

@@ -16,7 +16,7 @@ import numpy as np
 import supervision as sv
 
 from maskwatch.annotate import blur_boxes
-from maskwatch.classes import UNMASKED_CLASSES, compliance_of
+from maskwatch.classes import compliance_of, is_unmasked
 from maskwatch.video.events import (CAMERA_DOWN, CAMERA_UP, COUNTS, PERSON_ENTERED, PERSON_LEFT, PERSON_UNMASKED,
                                     Event)
 from maskwatch.video.sources import Frame
@@ -95,7 +95,7 @@ class EventEmitter:
             if tid not in self.confirmed and state.frames >= self.min_track_frames:
                 self.confirmed[tid] = state
                 people.append((PERSON_ENTERED, state, box))
-            if tid in self.confirmed and tid not in self.alerted and state.label_now in UNMASKED_CLASSES:
+            if tid in self.confirmed and tid not in self.alerted and is_unmasked(state.label_now):
                 self.alerted.add(tid)
                 people.append((PERSON_UNMASKED, state, box))
         # Zones first, so person events name the zone the face is in now; they are published first, so each

@@ -9,6 +9,7 @@ on the event bus to its sinks (video file, database, window, progress, webhook, 
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -24,7 +25,7 @@ import numpy as np
 import supervision as sv
 
 from maskwatch.annotate import annotate, blur_boxes, draw_counts, draw_zones
-from maskwatch.classes import compliance_of
+from maskwatch.classes import classes_not_understood, compliance_of
 from maskwatch.data.inputs import check_writable
 from maskwatch.detector import Detector
 from maskwatch.errors import MaskwatchError
@@ -140,6 +141,15 @@ def camera_name_of(source: str) -> str:
     return Path(source).stem if not source.isdigit() else f"camera{source}"
 
 
+@functools.lru_cache(maxsize=None)
+def say_what_classes_leave_unknown(classes: tuple[str, ...]) -> None:
+    """A model of the user's own classes whose names do not say what they mean: warned once per process (a
+    server's camera restarts its pipeline after a lost stream)."""
+    problem = classes_not_understood(list(classes))
+    if problem:
+        log.warning(problem)
+
+
 class VideoPipeline:
     def __init__(self, detector: Detector | None = None, options: WatchOptions | None = None,
                  database: Path | None = None, sinks: Iterable[Sink] = (), zones: Iterable[str | Zone] = (),
@@ -230,6 +240,7 @@ class VideoPipeline:
                     raise MaskwatchError(f"--out {out} exists (an earlier run's video?): give another name, or "
                                          f"--overwrite to replace it and its .json and .csv files")
             check_writable(Path(out).parent, f"--out {out}")
+        say_what_classes_leave_unknown(tuple(self.detector.classes))
         frames_source = open_source(source, give_up_after_s=opts.give_up_after_s, wait_s=opts.wait_for_camera_s,
                                     cancel=self.stopping) if isinstance(source, str) else source
         # (shown, logged, and stored in OUT.json and the database: never a camera's password or token)

@@ -10,7 +10,7 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from maskwatch.classes import MASK_CLASSES, compliance_of
+from maskwatch.classes import classes_to_list, compliance_of
 from maskwatch.errors import MaskwatchError
 from maskwatch.video.events import CAMERA_DOWN
 from maskwatch.video.zones import line_counts, zone_counts
@@ -89,7 +89,7 @@ def read_report(path: Path, run_id: int | None = None, camera: str | None = None
             windows.setdefault((row["run_id"], row["window_start_s"]), {})[row["label"]] = row["people"]
         zones, lines = _zone_counts(db, ids, since)
         _add_quiet_areas(runs, zones, lines)
-        classes = [*MASK_CLASSES, *sorted(set(people) - set(MASK_CLASSES))]
+        classes = classes_to_list(dict(sorted(people.items())))
         people = {c: people.get(c, 0) for c in classes}  # every class, 0 included, as the live counts list them
         zones, lines = _as_live_counts(zones, lines, classes)
     except sqlite3.DatabaseError as exc:
