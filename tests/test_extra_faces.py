@@ -56,11 +56,15 @@ def test_one_clear_face_is_kept_and_a_picture_of_two_people_is_not(finder):
     assert find_face(finder, two) is None
 
 
-def test_folders_must_be_named_after_classes(pictures_dir, tmp_path):
+def test_folders_must_be_named_after_classes_or_what_they_mean(pictures_dir, tmp_path, capsys):
     assert len(list_face_pictures(pictures_dir, CLASSES)) == 12
+    # A data set of other names (mask / no_mask / incorrect): with_mask/ and without_mask/ are taken as what they mean.
+    own = list_face_pictures(pictures_dir, ["incorrect", "mask", "no_mask"])
+    assert own == [(path, {0: 1, 1: 2}[label]) for path, label in list_face_pictures(pictures_dir, CLASSES)]
+    assert "with_mask/ taken as mask, without_mask/ taken as no_mask" in capsys.readouterr().out
     shutil.copytree(pictures_dir, tmp_path / "faces")
-    (tmp_path / "faces" / "With_Mask").mkdir()
-    with pytest.raises(MaskwatchError, match="With_Mask"):
+    (tmp_path / "faces" / "helmet").mkdir()
+    with pytest.raises(MaskwatchError, match="helmet"):
         list_face_pictures(tmp_path / "faces", CLASSES)
     with pytest.raises(MaskwatchError, match="not a folder"):
         list_face_pictures(tmp_path / "missing", CLASSES)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -162,12 +163,21 @@ def test_class_balancing_favours_the_rare_class_and_can_be_switched_off(data_dir
 
 
 @pytest.mark.slow
-def test_quick_training_with_extra_faces_and_synthetic_wrong_masks(data_dir, extra_faces_dir, tmp_path):
-    """The two-stage recipe also learns from a folder per class of face pictures and from composites; the run's
+@pytest.mark.parametrize("names", [None, {"with_mask": "mask", "without_mask": "no_mask",
+                                          "mask_weared_incorrect": "incorrect"}])
+def test_quick_training_with_extra_faces_and_synthetic_wrong_masks(data_dir, extra_faces_dir, tmp_path, names):
+    """The two-stage recipe also learns from a folder per class of face pictures and from composites (also for a
+    data set of other class names: the folders and composites go to the classes of the same meaning); the run's
     model records what it was trained with and loads as the detector; --val-every skips validations."""
+    extra = extra_faces_dir
+    if names:  # folders named otherwise again, neither as the classes nor as the label map's keys
+        extra = tmp_path / "faces"
+        for folder, theirs in (("with_mask", "face_masked"), ("without_mask", "face_bare")):
+            shutil.copytree(extra_faces_dir / folder, extra / theirs)
     onnx_path = fit(TrainConfig(data=data_dir, out=tmp_path / "run", quick=True, threads=2, epochs=2,
-                                extra_faces=extra_faces_dir, synthetic_wrong=8, device="cpu", keep="last",
-                                val_every=2, recipe={"crop_size": 48}))
+                                extra_faces=extra, synthetic_wrong=8, device="cpu", keep="last",
+                                val_every=2, recipe={"crop_size": 48}, label_map=names or {}))
+    classes = sorted(names.values()) if names else ["with_mask", "without_mask", "mask_weared_incorrect"]
     config = json.loads(onnx_path.with_suffix(".json").read_text())
     assert config["recipe"]["extra_copies"] == 1.0 and config["kept"] == "last" and config["epoch"] == 2
     assert config["crop_size"] == 48  # --crop-size: what the head learnt on is what the detector crops
@@ -176,9 +186,9 @@ def test_quick_training_with_extra_faces_and_synthetic_wrong_masks(data_dir, ext
     assert validated == [False, True]
     # The kept epoch's validation is stored per class beside the model (the CV bench reads it, not predicting again)
     assert config["val_scores"]["mAP50"] == config["val_mAP50"]
-    assert {"AP50 with_mask", "AP50 without_mask", "AP50 mask_weared_incorrect"} <= set(config["val_scores"])
+    assert {f"AP50 {name}" for name in classes} <= set(config["val_scores"])
     detector = Detector.load(tmp_path / "run", threads=2)
-    assert detector.classes == ["with_mask", "without_mask", "mask_weared_incorrect"]
+    assert detector.classes == classes
 
 
 def test_synthesis_needs_the_pictures_it_composes(data_dir, tmp_path):
@@ -349,7 +359,8 @@ def test_boxes_the_label_map_left_out_are_regions_to_ignore_not_background_to_le
 
 def test_extra_face_folders_take_the_label_map_of_the_data_set(extra_faces_dir, tmp_path):
     """Folders named as another tool names the classes (Mask, no_mask) were refused, with no hint, after the search
-    for candidates; the --label-map that renames the data set's labels now renames them too."""
+    for candidates; the --label-map that renames the data set's labels now renames them too, and names that say
+    what they are are taken as that class."""
     import shutil
 
     from maskwatch.errors import MaskwatchError
@@ -360,9 +371,11 @@ def test_extra_face_folders_take_the_label_map_of_the_data_set(extra_faces_dir, 
     shutil.copytree(extra_faces_dir / "with_mask", theirs / "Mask")
     shutil.copytree(extra_faces_dir / "without_mask", theirs / "no_mask")
     (theirs / "face_shield").mkdir()
-    with pytest.raises(MaskwatchError,
-                       match="found \\['Mask', 'face_shield', 'no_mask'\\].*--label-map Mask=with_mask"):
+    with pytest.raises(MaskwatchError, match="found \\['Mask', 'face_shield', 'no_mask'\\].*--label-map face_shield= "
+                                             "leaves face_shield out"):
         list_face_pictures(theirs, classes)
+    assert list_face_pictures(theirs, classes, {"face_shield": ""}) == list_face_pictures(
+        theirs, classes, {"Mask": "with_mask", "no_mask": "without_mask", "face_shield": ""})
     listed = list_face_pictures(theirs, classes, {"Mask": "with_mask", "no_mask": "without_mask", "face_shield": ""})
     assert sorted({index for _, index in listed}) == [0, 1]
     assert len(listed) == len(list_face_pictures(extra_faces_dir, classes))

@@ -42,6 +42,12 @@ def meaning_of(name: str) -> str | None:
     return name if name in MASK_CLASSES else likely_mask_class(name)
 
 
+def class_meaning(classes: list[str], meaning: str) -> str | None:
+    """The one class of `classes` that stands for a mask class (`mask` for with_mask); None if none or several."""
+    found = [name for name in classes if meaning_of(name) == meaning]
+    return found[0] if len(found) == 1 else None
+
+
 def is_unmasked(name: str) -> bool:
     """Whether people of this class raise an alert (`person.unmasked`): no mask, or a mask that does not cover nose
     and mouth."""

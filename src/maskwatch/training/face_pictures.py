@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from maskwatch.cache import cache_dir, file_key
-from maskwatch.classes import DROP_LABEL, label_map_hint
+from maskwatch.classes import DROP_LABEL, class_meaning, label_map_hint, meaning_of
 from maskwatch.data.images import IMAGE_SUFFIXES, read_image
 from maskwatch.errors import MaskwatchError
 from maskwatch.face_finder import CENTERFACE_PATH, LANDMARKS, FaceFinder
@@ -51,12 +52,21 @@ def list_face_pictures(folder: Path, classes: list[str],
     if not folder.is_dir():
         raise MaskwatchError(f"--extra-faces {folder}: not a folder (expected one sub-folder per class)")
     subfolders = [p for p in sorted(folder.iterdir()) if p.is_dir() and label_map.get(p.name) != DROP_LABEL]
+    # A folder of the mask class another name stands for (with_mask/ for a data set's `mask`): that class.
+    read = {p.name: class_meaning(classes, meaning_of(p.name)) for p in subfolders if p.name not in label_map
+            and p.name not in classes and meaning_of(p.name) is not None}
+    label_map = {**{name: cls for name, cls in read.items() if cls is not None}, **label_map}
+    if any(cls is not None for cls in read.values()):
+        print(f"--extra-faces {folder}: " + ", ".join(f"{name}/ taken as {cls}" for name, cls in read.items()
+                                                      if cls is not None) + " (what the names mean)")
     unknown = [p.name for p in subfolders if label_map.get(p.name, p.name) not in classes]
     if unknown or not subfolders:
         hint = label_map_hint(unknown)
-        raise MaskwatchError(f"--extra-faces {folder}: sub-folders must be named after classes {classes}; "
-                             f"found {[p.name for p in subfolders]}"
-                             + (f": rename them, or map them as the data set's labels: {hint}" if hint else ""))
+        leave_out = " ".join(f"--label-map {shlex.quote(name + '=')}" for name in unknown)
+        raise MaskwatchError(f"--extra-faces {folder}: sub-folders must be named after classes {classes}, or say "
+                             f"which they are (with_mask/ for a class `mask`); found {[p.name for p in subfolders]}"
+                             + (f": rename them, or map them as the data set's labels: {hint}" if hint else "")
+                             + (f"; {leave_out} leaves {', '.join(unknown)} out" if unknown else ""))
     return [(path, classes.index(label_map.get(sub.name, sub.name))) for sub in subfolders
             for path in sorted(sub.iterdir()) if path.suffix.lower() in IMAGE_SUFFIXES]
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from maskwatch.classes import WITH_MASK, WITHOUT_MASK, WRONG_MASK
+from maskwatch.classes import MASK_CLASSES, WITH_MASK, WITHOUT_MASK, WRONG_MASK, class_meaning
 from maskwatch.crops import CROP_CONTEXT, CROP_SIZE, crop_faces, crops_to_blob, encode_deltas
 from maskwatch.data.images import read_image
 from maskwatch.detector import HeadConfig
@@ -118,8 +118,9 @@ class TwoStageRecipe(Recipe):
         self.copies = copies_per_class(self.train_set, self.jitter_copies, cfg.balance_classes)
         self.picture_images = {str(p.path): read_image(p.path) for p in self.pictures}
         if cfg.synthetic_wrong and not self._can_synthesise():
-            raise MaskwatchError(f"--synthetic-wrong needs --extra-faces with with_mask and without_mask pictures "
-                                 f"and the class {WRONG_MASK} among the training classes")
+            raise MaskwatchError(f"--synthetic-wrong needs --extra-faces with pictures of a mask worn and of none, "
+                                 f"and one training class for each of {', '.join(MASK_CLASSES)} (or names that say "
+                                 f"them: mask, no_mask, incorrect); the classes are {', '.join(self.classes)}")
         head = CropHead(len(self.classes), pretrained=True)
         self.pretrained_backbone = {k: v.detach().clone() for k, v in head.features.state_dict().items()}
         return head
@@ -141,9 +142,14 @@ class TwoStageRecipe(Recipe):
         if probing:
             self.model.features.eval()
 
+    def _meant(self, meaning: str) -> str | None:
+        """The training class that stands for a mask class (with_mask, or a data set's `mask`)."""
+        return class_meaning(self.classes, meaning)
+
     def _can_synthesise(self) -> bool:
         labels = {self.classes[p.label] for p in self.pictures}
-        return {WITH_MASK, WITHOUT_MASK} <= labels and WRONG_MASK in self.classes
+        return (None not in (self._meant(WITH_MASK), self._meant(WITHOUT_MASK), self._meant(WRONG_MASK))
+                and {self._meant(WITH_MASK), self._meant(WITHOUT_MASK)} <= labels)
 
     def extra_examples(self, rng: np.random.Generator) -> list[Example]:
         """Jittered crops of the extra pictures; their box target is the face finder's own box."""
@@ -158,8 +164,8 @@ class TwoStageRecipe(Recipe):
 
     def synthetic_examples(self, count: int, rng: np.random.Generator) -> list[Example]:
         """Composites of a masked face's lower part on an unmasked face, labelled by where the mask sits."""
-        masked = [p for p in self.pictures if self.classes[p.label] == WITH_MASK]
-        bare = [p for p in self.pictures if self.classes[p.label] == WITHOUT_MASK]
+        masked = [p for p in self.pictures if self.classes[p.label] == self._meant(WITH_MASK)]
+        bare = [p for p in self.pictures if self.classes[p.label] == self._meant(WITHOUT_MASK)]
         examples = []
         for _ in range(count):
             base, mask = bare[int(rng.integers(len(bare)))], masked[int(rng.integers(len(masked)))]
@@ -170,7 +176,7 @@ class TwoStageRecipe(Recipe):
                 continue
             region, face = cut_around(image, base.box, 2.5)
             box = jitter_box(face, rng)
-            label = self.classes.index(WITH_MASK if kind == "right" else WRONG_MASK) + 1
+            label = self.classes.index(self._meant(WITH_MASK if kind == "right" else WRONG_MASK)) + 1
             examples.append(Example(f"synthetic-{kind}", box, label, encode_deltas(box[None], face[None])[0],
                                     image=region))
         return examples
