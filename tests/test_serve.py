@@ -151,6 +151,11 @@ def test_a_model_of_other_class_names_gets_its_compliance_and_an_ascii_counts_he
             header = drawn.headers["x-maskwatch-counts"]
             assert header.isascii() and dict(unquote(pair).split("=") for pair in header.split(",")) == {
                 name: str(n) for name, n in body["counts"].items()}
+            script = client.get("/static/classes.js").text  # the page's dots coloured by what the names mean
+            if classes[0] == "mask":
+                assert '[data-class=\\"incorrect\\"] .dot { background: rgb(255, 150, 0); }' in script
+            else:
+                assert '[data-class=\\"\\u53e3\\u7f69\\"] .dot { background: rgb(200, 200, 200); }' in script
 
 
 def test_detect_can_also_return_the_drawn_image_from_the_same_detection(server, photo):

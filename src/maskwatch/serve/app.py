@@ -230,7 +230,8 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
                                    annotate(image, detections, state["detector"].classes))
         return encoded.tobytes()
 
-    add_live_routes(app, cameras)
+    add_live_routes(app, cameras, lambda: [*(state["detector"].classes if "detector" in state else []),
+                                           *cameras.classes_in_use()])
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:

@@ -406,6 +406,11 @@ class CameraRegistry:
     def get(self, name: str) -> CameraWorker | None:
         return self.workers.get(name)
 
+    def classes_in_use(self) -> list[str]:
+        """The classes of the models the cameras have loaded so far."""
+        with self._lock:
+            return [name for detector in self._detectors.values() for name in detector.classes]
+
     def start(self) -> None:
         if self.setup.retention_days:
             self.apply_retention()

@@ -21,7 +21,7 @@ from fastapi import APIRouter, FastAPI, Header, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response, StreamingResponse
 from fastapi.sse import KEEPALIVE_COMMENT, format_sse_event
 
-from maskwatch.classes import CLASS_COLOURS_BGR, READABLE_NAMES
+from maskwatch.classes import CLASS_COLOURS_BGR, READABLE_NAMES, colour_of
 from maskwatch.errors import MaskwatchError
 from maskwatch.serve.cameras import CameraRegistry, CameraWorker, LiveFrame
 from maskwatch.serve.schemas import Camera, CameraList, CameraReport, EventPage, binary_response, error_responses
@@ -126,17 +126,22 @@ async def sse_messages(registry: CameraRegistry, cameras: list[str] | None, type
         registry.hub.unsubscribe(subscription)
 
 
-def classes_script() -> str:
+def classes_script(classes_in_use: list[str] = ()) -> str:
     """The pages' class names and colours, from classes.py (where the drawings take theirs): `CLASS_NAMES`, and a
-    style rule per class that colours its `.dot`."""
+    style rule per class that colours its `.dot`; the classes of the server's models of other names (a model of
+    the user's own classes) by what they mean, matched by the `data-class` the pages give each count."""
     rules = "".join(f".{name} .dot, .dot.{name} {{ background: rgb({r}, {g}, {b}); }}\n"
                     for name, (b, g, r) in CLASS_COLOURS_BGR.items())
+    for name in dict.fromkeys(c for c in classes_in_use if c not in CLASS_COLOURS_BGR):
+        b, g, r = colour_of(name)
+        quoted = json.dumps(name, ensure_ascii=False)  # (a CSS string: quotes and backslashes escaped as in JSON)
+        rules += f"[data-class={quoted}] .dot {{ background: rgb({r}, {g}, {b}); }}\n"
     return (f"const CLASS_NAMES = {json.dumps(READABLE_NAMES)};\n"
             f"document.head.appendChild(Object.assign(document.createElement('style'), {{textContent: "
             f"{json.dumps(rules)}}}));\n")
 
 
-def page_router() -> APIRouter:
+def page_router(classes_in_use: Callable[[], list[str]]) -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
     @router.get("/cameras", response_class=HTMLResponse)
@@ -148,7 +153,8 @@ def page_router() -> APIRouter:
         if name not in PAGE_FILES:
             raise HTTPException(404, "no such file")
         if name == "classes.js":
-            return Response(classes_script(), media_type=PAGE_FILES[name], headers={"Cache-Control": "no-cache"})
+            return Response(classes_script(classes_in_use()), media_type=PAGE_FILES[name],
+                            headers={"Cache-Control": "no-cache"})
         return FileResponse(STATIC / name, media_type=PAGE_FILES[name], headers={"Cache-Control": "no-cache"})
 
     return router
@@ -309,7 +315,9 @@ def check_event_types(types: list[str] | None) -> None:
         raise HTTPException(422, f"unknown event type(s) {', '.join(unknown)}; known: {', '.join(EVENT_TYPES)}")
 
 
-def add_live_routes(app: FastAPI, registry: CameraRegistry) -> None:
-    """The page and the API; the API key is the app's (its middleware leaves PAGE_PATHS open)."""
-    app.include_router(page_router())
+def add_live_routes(app: FastAPI, registry: CameraRegistry,
+                    classes_in_use: Callable[[], list[str]] = lambda: []) -> None:
+    """The page and the API; the API key is the app's (its middleware leaves PAGE_PATHS open). classes_in_use: the
+    classes of the server's models now, whose colours the pages' script carries."""
+    app.include_router(page_router(classes_in_use))
     app.include_router(api_router(registry))

@@ -340,7 +340,7 @@ function eventItem(event) {
   const who = event.track_id == null ? "" : `#${event.track_id} ${NAMES[event.class] || event.class || ""}`;
   const item = el("li", {class: alert ? "alert" : "", "data-type": event.type, "data-id": event.id},
                   el("time", {datetime: event.time, text: clock(event.time)}),
-                  el("span", {class: event.class || ""}, el("i", {class: "dot"})),
+                  el("span", {class: event.class || "", "data-class": event.class || ""}, el("i", {class: "dot"})),
                   el("span", {text: `${who} ${what}${where}` + (event.reason ? ` (${event.reason})` : "")}));
   if (event.snapshot) {
     item.append(el("img", {src: `data:image/jpeg;base64,${event.snapshot}`, alt: "snapshot (face blurred)"}));
