@@ -84,8 +84,13 @@ SLOW_AFTER = 3  # the same event unanswered this many times in a row: the receiv
 
 
 class WebhookSink(Sink):
+    """POSTs each event as JSON to a URL, from a queue in SQLite that outlives the process: the video thread only
+    queues (never waits on the network or the database), a sender thread delivers in order with back-off, and
+    what is still queued at the end is sent by the next run on the same queue."""
+
     name = "webhook"
     required = True  # events it refused or lost for good fail the run (queued ones do not: sent next run)
+    held_warn_s = 5.0  # events kept in memory this long (the queue's database busy) are said
 
     def __init__(self, url: str, secret: str | None = None, queue_path: Path | str = DEFAULT_DB,
                  max_queue: int = 10_000, timeout_s: float = WEBHOOK_TIMEOUT_S,
@@ -110,7 +115,7 @@ class WebhookSink(Sink):
         self._last_error = ""
         self._died: str | None = None  # why the sender thread stopped, if it did before close()
         self._incoming: collections.deque = collections.deque()  # events not yet in the queue table (it was busy)
-        self._said_held = False
+        self._said_held, self._held_since = False, None
         self._busy_ms = 30000  # the queue connection's own busy timeout, set back after a short try
         self.owner = ""  # this open's name on its queue rows
 
@@ -124,7 +129,7 @@ class WebhookSink(Sink):
         self._interrupt.clear()
         self._deadline = None
         self.dropped, self._last_error, self._died = 0, "", None
-        self.refused, self._said_held = {}, False
+        self.refused, self._said_held, self._held_since = {}, False, None
         self._db = connect(self.queue_path)
         self._busy_ms = int(self._db.execute("PRAGMA busy_timeout").fetchone()[0])
         self._db.executescript(QUEUE_SCHEMA)
@@ -172,9 +177,14 @@ class WebhookSink(Sink):
             finally:
                 self._lock.release()
         if not stored:
-            if not self._incoming and not self._said_held:
-                log.warning("webhook %s: the queue's database %s is busy (locked by another process?); events are "
-                            "kept in memory and queued once it is free, the video goes on", self.shown, self.queue_path)
+            # Said only when it lasts: a busy moment (the run's own database thread or the sender writing, on a
+            # loaded machine) is routine and the events are queued a moment later.
+            now = time.monotonic()
+            self._held_since = self._held_since or now
+            if not self._said_held and now - self._held_since >= self.held_warn_s:
+                log.warning("webhook %s: the queue's database %s has been busy for %.0f s (locked by another "
+                            "process?); events are kept in memory and queued once it is free, the video goes on",
+                            self.shown, self.queue_path, now - self._held_since)
                 self._said_held = True
             self._incoming.append(row)
         with self._wake:
@@ -211,10 +221,11 @@ class WebhookSink(Sink):
             except BaseException:
                 self._incoming.extendleft(reversed(rows))
                 raise
-        if self._said_held and not self._incoming:
-            log.warning("webhook %s: the queue's database is free again; the events kept meanwhile are queued",
-                        self.shown)
-            self._said_held = False
+        if not self._incoming:
+            if self._said_held:
+                log.warning("webhook %s: the queue's database is free again; the events kept meanwhile are queued",
+                            self.shown)
+            self._said_held, self._held_since = False, None
 
     def _trim(self) -> None:
         """Keep at most max_queue events of this sender: drop the oldest `counts` first, then the oldest of any
