@@ -35,6 +35,29 @@ def shipped_head_named(folder: Path, classes: list[str]) -> Path:
     return head
 
 
+def seed_old_and_recent_events(db: Path) -> tuple[str, str]:
+    """A database as a server left it: one event 40 days old (and its window), one a day old; their ids."""
+    import time
+    from datetime import datetime, timedelta, timezone
+
+    from maskwatch.video.events import Event
+    from maskwatch.video.store import EventStore
+
+    store = EventStore(db)
+    run_id = store.start_run("old.mp4", "door", "oldrun")
+    store.save_window(run_id, 0.0, {"with_mask": 1})
+    ids = []
+    for days in (40, 1):
+        moment = (datetime.now(timezone.utc) - timedelta(days=days)).isoformat(timespec="milliseconds")
+        event = Event("person.entered", "door", "oldrun", 0.0, time=moment, track_id=days, label="with_mask")
+        store.save_event(run_id, event)
+        ids.append(event.id)
+    store.db.execute("UPDATE runs SET started_at = ? WHERE id = ?", (time.time() - 40 * 86400, run_id))
+    store.finish_run(run_id, 1, "finished")
+    store.close()
+    return ids[0], ids[1]
+
+
 def copy_voc(stems: list[str], dst: Path) -> Path:
     (dst / "images").mkdir(parents=True, exist_ok=True)
     (dst / "annotations").mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import cv2
@@ -22,6 +21,7 @@ import numpy as np
 import pytest
 
 from clips import face_crop, write_clip
+from conftest import seed_old_and_recent_events
 from maskwatch.errors import MaskwatchError
 from maskwatch.video.events import Event
 from maskwatch.video.report import read_report
@@ -30,23 +30,6 @@ from servers import free_port, running_server, wait_until
 
 KEY = "test-key-123"
 AUTH = {"X-API-Key": KEY}
-
-
-def seed_old_and_recent_events(db: Path) -> tuple[str, str]:
-    """A database as a server left it: one event 40 days old (and its window), one a day old."""
-    store = EventStore(db)
-    run_id = store.start_run("old.mp4", "door", "oldrun")
-    store.save_window(run_id, 0.0, {"with_mask": 1})
-    ids = []
-    for days in (40, 1):
-        moment = (datetime.now(timezone.utc) - timedelta(days=days)).isoformat(timespec="milliseconds")
-        event = Event("person.entered", "door", "oldrun", 0.0, time=moment, track_id=days, label="with_mask")
-        store.save_event(run_id, event)
-        ids.append(event.id)
-    store.db.execute("UPDATE runs SET started_at = ? WHERE id = ?", (time.time() - 40 * 86400, run_id))
-    store.finish_run(run_id, 1, "finished")
-    store.close()
-    return ids[0], ids[1]
 
 
 @pytest.fixture(scope="module")

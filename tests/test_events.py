@@ -126,6 +126,21 @@ def test_what_a_class_name_means_decides_its_colour_alert_and_count_column():
     assert "no person.unmasked alert" in classes_not_understood(["mask", "helmet"])
 
 
+def test_watch_keeps_its_database_to_the_retention_days(crossing_clip, tmp_path):
+    """A camera watched as a service grew its database for ever: --retention-days deletes what is older."""
+    from conftest import seed_old_and_recent_events
+
+    db = tmp_path / "events.sqlite"
+    old, recent = seed_old_and_recent_events(db)
+    cli = [sys.executable, "-m", "maskwatch.cli", "watch", str(crossing_clip), "--db", str(db), "--threads", "2"]
+    refused = subprocess.run([*cli, "--retention-days", "0"], capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "--retention-days 0: give a number of days above 0" in refused.stderr
+    kept = subprocess.run([*cli, "--retention-days", "30"], capture_output=True, text=True, timeout=300)
+    assert kept.returncode == 0, kept.stderr
+    ids = {e["id"] for e in read_events(db, limit=10_000)}
+    assert recent in ids and old not in ids and len(ids) > 2  # (this run's own events kept)
+
+
 def test_tracks_are_in_the_database_while_the_run_is_going(detector, faces, tmp_path):
     frames, fps = crossing_people(*faces)
     source = GatedSource(frames, fps, gates=(30,))

@@ -574,6 +574,10 @@ def watch(source: Optional[str] = typer.Argument(None, metavar="SOURCE",
                                                   "without it only the events database (--db) is written."),
           db: Optional[Path] = typer.Option(None, "--db",
                                             help="Events database (SQLite) [default: out/maskwatch.sqlite]."),
+          retention_days: Optional[float] = typer.Option(
+              None, "--retention-days", metavar="DAYS",
+              help="Delete events and counts older than this many days from --db, at the start and every hour "
+                   "(a camera watched as a service) [default: kept for ever]."),
           zone: Optional[list[str]] = typer.Option(None, "--zone", metavar="NAME=POINTS",
                                                    help="Count people in an area: NAME=x1,y1,x2,y2,x3,y3[,...] in "
                                                         "source pixels (repeatable)."),
@@ -628,6 +632,7 @@ def watch(source: Optional[str] = typer.Argument(None, metavar="SOURCE",
 
     from maskwatch.detector import Detector
     from maskwatch.video.config import CameraConfig, WebhookConfig, load_camera
+    from maskwatch.video.retention import Retention, check_retention_days
     from maskwatch.video.sources import without_password
     from maskwatch.video.zones import Line, Zone
 
@@ -660,7 +665,9 @@ def watch(source: Optional[str] = typer.Argument(None, metavar="SOURCE",
                       "given with it; " + (f"the config's webhook(s) {', '.join(unsigned)} are sent unsigned: give "
                                             f"`secret:` beside their url" if unsigned else "none was given")
                       + "[/yellow]", highlight=False, soft_wrap=True)
+    check_retention_days(retention_days)
     pipeline = setup.pipeline(Detector.load(setup.model, threads=threads, scale=setup.scale))
+    retention = Retention(pipeline.database, retention_days) if retention_days and pipeline.database else None
     bars: list[tqdm] = []  # made at the first frame, so an error about the input is not printed into a bar
 
     def progress(summary, expected):
@@ -671,8 +678,12 @@ def watch(source: Optional[str] = typer.Argument(None, metavar="SOURCE",
         bars[0].update(summary.frames - bars[0].n)
 
     try:
+        if retention is not None:
+            retention.start()
         summary = pipeline.run(setup.source, setup.out, progress, overwrite=overwrite)
     finally:
+        if retention is not None:
+            retention.stop()
         for bar in bars:
             bar.close()
     people = _people_text(summary.people)

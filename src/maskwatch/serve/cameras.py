@@ -33,7 +33,7 @@ from maskwatch.video.bus import FrameView, RunEnd, RunInfo, Sink
 from maskwatch.video.config import CameraConfig, load_config
 from maskwatch.video.events import PERSON_UNMASKED, Event
 from maskwatch.video.sources import FrameSource, is_live_spec, open_source, without_password
-from maskwatch.video.store import delete_older_than
+from maskwatch.video.retention import Retention, check_retention_days
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +53,7 @@ class CameraSetup:
     threads: int | None = None
 
     def __post_init__(self) -> None:
-        if self.retention_days is not None and self.retention_days <= 0:
-            raise MaskwatchError(f"--retention-days {self.retention_days:g}: give a number of days above 0")
+        check_retention_days(self.retention_days)
         if self.retention_days is not None and self.db is None:
             raise MaskwatchError("--retention-days needs an events database: give --db, --camera or --config")
 
@@ -377,18 +376,16 @@ class CameraWorker:
 class CameraRegistry:
     """The server's cameras, the detector they share, the event hub, and retention."""
 
-    RETENTION_EVERY_S = 3600.0
-
     def __init__(self, setup: CameraSetup | None = None):
         self.setup = setup or CameraSetup([], None)
         self.hub = EventHub()
         self.gate = FairGate()
         self._detectors: dict[tuple[str, str], TakingTurns] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
         self.workers: dict[str, CameraWorker] = {
             c.name: CameraWorker(c, self.detector_for, self.hub) for c in self.setup.cameras if c.name}
-        self._retention: threading.Thread | None = None
+        self.retention = (Retention(self.setup.db, self.setup.retention_days) if self.setup.retention_days
+                          else None)
 
     @property
     def db(self) -> Path | None:
@@ -412,33 +409,18 @@ class CameraRegistry:
             return [name for detector in self._detectors.values() for name in detector.classes]
 
     def start(self) -> None:
-        if self.setup.retention_days:
-            self.apply_retention()
-            self._retention = threading.Thread(target=self._retention_loop, daemon=True, name="maskwatch-retention")
-            self._retention.start()
+        if self.retention is not None:
+            self.retention.start()
         for worker in self.workers.values():
             worker.start()
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Every camera finishes its run (database rows closed, webhooks drained), in parallel."""
-        self._stop.set()
+        if self.retention is not None:
+            self.retention.stop()
         for worker in self.workers.values():
             worker.request_stop()
         deadline = time.monotonic() + timeout_s
         for worker in self.workers.values():
             worker.join(max(0.1, deadline - time.monotonic()))
 
-    def apply_retention(self) -> dict[str, int]:
-        cutoff = time.time() - self.setup.retention_days * 86400
-        deleted = delete_older_than(self.setup.db, cutoff)
-        if any(deleted.values()):
-            log.info("retention (%g days): deleted %s", self.setup.retention_days,
-                     ", ".join(f"{n} {table}" for table, n in deleted.items() if n))
-        return deleted
-
-    def _retention_loop(self) -> None:
-        while not self._stop.wait(self.RETENTION_EVERY_S):
-            try:
-                self.apply_retention()
-            except Exception:  # the database may be busy; next hour
-                log.exception("retention failed; trying again in an hour")

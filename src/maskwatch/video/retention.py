@@ -1,0 +1,55 @@
+"""Retention: an events database kept to its last N days, now and every hour while a service runs (a camera
+watched for months would otherwise grow its database for ever)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from pathlib import Path
+
+from maskwatch.errors import MaskwatchError
+from maskwatch.video.store import delete_older_than
+
+log = logging.getLogger(__name__)
+
+
+def check_retention_days(days: float | None) -> float | None:
+    if days is not None and not (isinstance(days, (int, float)) and math.isfinite(days) and days > 0):
+        raise MaskwatchError(f"--retention-days {days:g}: give a number of days above 0")
+    return days
+
+
+class Retention:
+    """Deletes what is older than `days` from `db`: `apply()` once, or `start()` (at once, then hourly on a thread)
+    until `stop()`."""
+
+    EVERY_S = 3600.0
+
+    def __init__(self, db: Path, days: float):
+        self.db, self.days = Path(db), check_retention_days(days)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def apply(self) -> dict[str, int]:
+        deleted = delete_older_than(self.db, time.time() - self.days * 86400)
+        if any(deleted.values()):
+            log.info("retention (%g days): deleted %s", self.days,
+                     ", ".join(f"{n} {table}" for table, n in deleted.items() if n))
+        return deleted
+
+    def start(self) -> None:
+        self.apply()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="maskwatch-retention")
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.EVERY_S):
+            try:
+                self.apply()
+            except Exception:  # the database may be busy; next hour
+                log.exception("retention failed; trying again in an hour")
