@@ -467,3 +467,22 @@ def test_an_address_the_server_cannot_listen_on_is_one_error_line_before_it_star
         with pytest.raises(MaskwatchError, match=f"cannot listen on 127.0.0.1:{port}: in use"):
             check_can_listen("127.0.0.1", port)
     check_can_listen("127.0.0.1", port)  # free again
+
+
+def test_the_pages_answered_polls_stay_out_of_the_access_log():
+    """The cameras page polls the list and each camera's snapshot every second: answered, they are left out of
+    uvicorn's access log; uploads, other routes and errors are kept."""
+    import logging
+
+    from maskwatch.serve.app import QuietPagePolls
+
+    def kept(method: str, path: str, status: int) -> bool:
+        record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+                                   ("127.0.0.1:5000", method, path, "1.1", status), None)
+        return QuietPagePolls().filter(record)
+
+    assert not kept("GET", "/v1/cameras", 200) and not kept("GET", "/v1/cameras/door/snapshot.jpg", 200)
+    assert not kept("GET", "/v1/cameras/hall%20b/snapshot.jpg?t=1", 304)
+    assert kept("GET", "/v1/cameras", 401) and kept("GET", "/v1/cameras/door/snapshot.jpg", 404)
+    assert kept("POST", "/v1/detect", 200) and kept("GET", "/v1/cameras/door/report", 200)
+    assert kept("GET", "/v1/events", 200)

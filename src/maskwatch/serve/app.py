@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import errno
 import io
+import logging
 import math
 import os
 import re
@@ -484,6 +485,23 @@ def check_can_listen(host: str, port: int) -> None:
             raise MaskwatchError(f"cannot listen on {host}:{port}: {why}") from None
 
 
+# What the cameras page asks for every second, per camera: answered, not worth a line each in the access log (one
+# open tab with two cameras wrote three lines a second, about 19 MB a day).
+PAGE_POLLS = re.compile(r"^/v1/cameras(/[^/?]+/snapshot\.jpg)?(\?.*)?$")
+
+
+class QuietPagePolls(logging.Filter):
+    """Leaves the pages' answered polls out of uvicorn's access log; uploads, other routes and every error stay."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        if len(args) == 5:  # uvicorn's access record: client, method, path, HTTP version, status
+            _, method, path, _, status = args
+            if method == "GET" and isinstance(status, int) and status < 400 and PAGE_POLLS.match(str(path)):
+                return False
+        return True
+
+
 def serve(host: str, port: int, settings: Settings, allowed_hosts: tuple[str, ...] = ()) -> None:
     """Run the server. allowed_hosts: names besides loopback's that a server listening on loopback answers for
     (a reverse proxy on this machine that passes the public Host header on)."""
@@ -502,4 +520,5 @@ def serve(host: str, port: int, settings: Settings, allowed_hosts: tuple[str, ..
     if hasattr(signal, "SIGHUP"):  # (a closed terminal) stops the server as SIGTERM does, cleanly: uvicorn handles
         signal.signal(signal.SIGHUP, lambda *_: os.kill(os.getpid(), signal.SIGTERM))  # only SIGINT and SIGTERM
     # Live streams never end by themselves: a stop waits this long for them, then closes them.
+    logging.getLogger("uvicorn.access").addFilter(QuietPagePolls())
     uvicorn.run(gate, host=host, port=port, log_level="info", timeout_graceful_shutdown=3)
