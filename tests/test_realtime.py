@@ -23,7 +23,7 @@ from maskwatch.predictions import FACE_CONFIDENCE, detections_from_labels
 from maskwatch.video import CallbackSink, VideoPipeline
 from maskwatch.video.frame_detector import VideoDetector
 from maskwatch.video.pipeline import WatchOptions
-from maskwatch.video.prediction import BoxPredictor
+from maskwatch.video.box_motion import BoxPredictor
 from maskwatch.video.realtime import REALTIME, DetectSchedule
 from maskwatch.video.scale_choice import ScaleChooser
 from maskwatch.video.sources import Frame, FrameSource, ReadAhead

@@ -89,7 +89,7 @@ def test_watch_waits_for_a_camera_that_comes_up_after_it_started(photo, tmp_path
 
 
 def test_camera_credentials_never_show_in_what_is_shown_or_stored():
-    from maskwatch.video.sources import without_password
+    from maskwatch.video.redact import without_password
 
     for given, shown in (("rtsp://admin:s3cret@cam:554/live?token=abc&channel=1",
                           "rtsp://admin:***@cam:554/live?token=***&channel=1"),

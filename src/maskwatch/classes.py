@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import re
+import shlex
+
+from maskwatch.errors import MaskwatchError
+
 MASK_CLASSES: tuple[str, ...] = ("with_mask", "without_mask", "mask_weared_incorrect")
 WITH_MASK, WITHOUT_MASK, WRONG_MASK = MASK_CLASSES
 TWO_CLASSES: tuple[str, ...] = ("mask", "no_mask")
@@ -112,8 +117,6 @@ DROP_LABEL = ""  # what `--label-map OLD=` maps OLD to: its boxes are left out
 def likely_mask_class(label: str) -> str | None:
     """The mask class another tool's label most likely means (`no_mask`, `Mask`, `incorrect`, `face_with_mask`),
     for a --label-map suggestion; None when the name says nothing about a mask."""
-    import re
-
     words = re.findall(r"[a-z]+", label.lower())
     key = "".join(words)
     if any(word in key for word in ("incorrect", "wrong", "improper", "weared", "chin", "nose", "partial")):
@@ -126,8 +129,6 @@ def likely_mask_class(label: str) -> str | None:
 
 def label_map_hint(labels) -> str:
     """`--label-map OLD=NEW ...` for the labels whose mask class their name gives away ('' when none does)."""
-    import shlex
-
     pairs = [(label, likely_mask_class(label)) for label in labels]
     return " ".join(f"--label-map {shlex.quote(f'{label}={target}')}" for label, target in pairs
                     if target and target != label)
@@ -137,8 +138,6 @@ def parse_label_map(pairs: list[str] | None) -> dict[str, str]:
     """Parse `old=new` options (e.g. from `--label-map`) into a renaming dict; `old=` (nothing after the `=`)
     maps to DROP_LABEL: boxes of that label are left out (a `helmet` or `person` class the mask detector has no use
     for)."""
-    from maskwatch.errors import MaskwatchError
-
     mapping: dict[str, str] = {}
     for pair in pairs or []:
         old, sep, new = pair.partition("=")
@@ -152,7 +151,6 @@ def parse_class_list(text: str | None) -> list[str] | None:
     """Parse `--classes a,b,c` into the class list (order kept), or None when not given."""
     if text is None:
         return None
-    from maskwatch.errors import MaskwatchError
 
     names = [name.strip() for name in text.split(",") if name.strip()]
     if not names or len(set(names)) != len(names):

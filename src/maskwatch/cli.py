@@ -633,7 +633,7 @@ def watch(source: Optional[str] = typer.Argument(None, metavar="SOURCE",
     from maskwatch.detector import Detector
     from maskwatch.video.config import CameraConfig, WebhookConfig, load_camera
     from maskwatch.video.retention import Retention, check_retention_days
-    from maskwatch.video.sources import without_password
+    from maskwatch.video.redact import without_password
     from maskwatch.video.zones import Line, Zone
 
     if webhook and os.environ.get(WEBHOOK_SECRET_ENV) == "" and webhook_secret is None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from maskwatch.errors import MaskwatchError
+
 
 def _int_from_env(name: str, default: int) -> int:
     value = os.environ.get(name)
@@ -19,8 +21,6 @@ def _int_from_env(name: str, default: int) -> int:
     except ValueError:
         parsed = 0
     if parsed <= 0:
-        from maskwatch.errors import MaskwatchError
-
         raise MaskwatchError(f"{name}={value!r}: expected a whole number above 0 (e.g. {name}={default}), or unset "
                              f"it for the default of {default:,}")
     return parsed

@@ -22,7 +22,7 @@ import numpy as np
 import supervision as sv
 
 from maskwatch.classes import DROP_LABEL, MASK_CLASSES, TWO_CLASSES, label_map_hint, likely_mask_class
-from maskwatch.data.images import ImageHeader, image_header
+from maskwatch.data.images import ImageHeader, image_header, pixel_damage, stem_of
 from maskwatch.errors import MaskwatchError, name_some
 
 log = logging.getLogger(__name__)
@@ -88,8 +88,6 @@ class Dataset:
         nothing can read."""
         from tqdm import tqdm
 
-        from maskwatch.data.images import pixel_damage
-
         damaged = {}
         for sample in tqdm(self.samples, desc="checking images", unit="img", disable=len(self.samples) < 200):
             try:
@@ -105,8 +103,6 @@ class Dataset:
 
     def subset(self, stems: set[str] | list[str]) -> "Dataset":
         """The samples named by stem (file names and paths are taken too, as in split lists)."""
-        from maskwatch.data.images import stem_of
-
         wanted = {stem_of(name) for name in stems} | {str(name) for name in stems}  # (x.jpg.png's stem is x.jpg)
         return Dataset(self.classes, [s for s in self.samples if s.stem in wanted], list(self.problems))
 

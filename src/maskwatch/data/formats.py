@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Literal
 
 from maskwatch.data.coco import read_coco, roboflow_sides, write_coco
 from maskwatch.data.dataset import Dataset
-from maskwatch.data.images import check_image_mode
+from maskwatch.data.images import check_image_mode, list_images
 from maskwatch.data.tfrecord import check_shards, is_record_file, read_tfrecord, write_tfrecord
 from maskwatch.data.voc import read_voc, write_voc
 from maskwatch.data.yolo import CLASS_FILES, read_yolo, write_yolo
@@ -55,7 +55,6 @@ def detect_format(path: Path) -> Format:
 
 def _what_is_there(path: Path) -> str:
     """A hint for a folder in no known layout: images without annotations, or a YOLO set without its names."""
-    from maskwatch.data.images import list_images
 
     images = list_images(path)
     if not images:

@@ -32,7 +32,8 @@ from maskwatch.serve.hub import EventHub, LatestBoard
 from maskwatch.video.bus import FrameView, RunEnd, RunInfo, Sink
 from maskwatch.video.config import CameraConfig, load_config
 from maskwatch.video.events import PERSON_UNMASKED, Event
-from maskwatch.video.sources import FrameSource, is_live_spec, open_source, without_password
+from maskwatch.video.redact import without_password
+from maskwatch.video.sources import FrameSource, is_live_spec, open_source
 from maskwatch.video.retention import Retention, check_retention_days
 
 log = logging.getLogger(__name__)

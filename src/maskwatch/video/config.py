@@ -34,7 +34,7 @@ from maskwatch.errors import MaskwatchError
 from maskwatch.face_finder import AUTO, AUTO_FULL, ScalePolicy
 from maskwatch.limits import WEBHOOK_TIMEOUT_S
 from maskwatch.video.pipeline import OPTION_CHECKS, VideoPipeline, WatchOptions
-from maskwatch.video.sources import without_password
+from maskwatch.video.redact import without_password
 from maskwatch.video.sinks import MqttSink, WebhookSink
 from maskwatch.video.sinks.mqtt import check_mqtt_url
 from maskwatch.video.store import DEFAULT_DB

@@ -37,13 +37,14 @@ from maskwatch.video.emitter import EventEmitter
 from maskwatch.video.frame_detector import VideoDetector
 from maskwatch.video.motion import MotionGate
 from maskwatch.video.outage import DOWN_AFTER_S, OutageWatch
-from maskwatch.video.prediction import BoxPredictor
+from maskwatch.video.box_motion import BoxPredictor
 from maskwatch.video.realtime import REALTIME, DetectSchedule, RealtimeSettings
 from maskwatch.video.scene_cut import SceneCuts
 from maskwatch.video.sinks import DatabaseSink, DisplaySink, ProgressSink, SummaryFilesSink, VideoFileSink
 from maskwatch.predictions import FACE_CONFIDENCE
 from maskwatch.thresholds import FOR_PEOPLE, LIVE_MIN_FACE_SCORE, TRACK_MIN_SCORE
-from maskwatch.video.sources import FrameSource, ReadAhead, is_live_spec, open_source, without_password
+from maskwatch.video.redact import without_password
+from maskwatch.video.sources import FrameSource, ReadAhead, is_live_spec, open_source
 from maskwatch.video.summary import COMPANION_SUFFIXES, WatchSummary
 from maskwatch.video.tracking import MIN_TRACK_FRAMES, FaceTracker
 from maskwatch.video.zones import Line, Zone, ZoneCounter, as_line, as_zone

@@ -19,7 +19,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
-from urllib.parse import urlsplit, urlunsplit
 
 import av
 import av.stream
@@ -28,6 +27,7 @@ import numpy as np
 
 from maskwatch.data.images import check_pixels, image_header, is_heif_header, list_images, read_image
 from maskwatch.errors import MaskwatchError, TooManyPixels, name_some
+from maskwatch.video.redact import without_password
 
 log = logging.getLogger(__name__)
 # FFmpeg's own messages from OpenCV's reader (cameras and streams; e.g. "[rtsp @ 0x...] method DESCRIBE failed"
@@ -758,27 +758,6 @@ class ReadAhead(FrameSource):
 def is_live_spec(spec: str) -> bool:
     """A webcam index or a stream URL (not a file or folder)."""
     return spec.isdigit() or "://" in spec
-
-
-# Query keys whose values are secrets, by how the key ends (any case: access_token, accessToken, x-api-key, pwd), so
-# that keys which merely hold such a word (keyframe, author, signal) are shown.
-SECRET_KEY_ENDINGS = ("password", "passwd", "passphrase", "pwd", "token", "secret", "key", "auth", "authorization",
-                      "sig", "signature", "credential", "credentials")
-
-
-def without_password(spec: str) -> str:
-    """The source as it may be shown or stored: a URL's credentials replaced by ***: the password of user:pass@,
-    a lone user part (often a token: rtsp://TOKEN@host), and query values such as ?password=, ?token=, ?key=."""
-    if "://" not in spec:
-        return spec
-    parts = urlsplit(spec)
-    netloc = parts.netloc
-    if "@" in netloc:
-        user, _, host = netloc.rpartition("@")
-        netloc = (f"{user.partition(':')[0]}:***" if ":" in user else "***") + f"@{host}"
-    query = "&".join(f"{k}=***" if (k := pair.partition("=")[0]) and k.lower().endswith(SECRET_KEY_ENDINGS)
-                     and "=" in pair else pair for pair in parts.query.split("&")) if parts.query else parts.query
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def open_source(spec: str, folder_fps: float = FOLDER_FPS, give_up_after_s: float | None = None,

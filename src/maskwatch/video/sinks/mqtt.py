@@ -20,7 +20,7 @@ import paho.mqtt.client as mqtt
 from maskwatch.errors import MaskwatchError
 from maskwatch.video.bus import RunEnd, RunInfo, Sink
 from maskwatch.video.events import CAMERA_DOWN, CAMERA_UP, COUNTS, Event
-from maskwatch.video.sources import without_password
+from maskwatch.video.redact import without_password
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from maskwatch.errors import MaskwatchError
 from maskwatch.limits import WEBHOOK_TIMEOUT_S
 from maskwatch.video.bus import RunEnd, RunInfo, Sink
 from maskwatch.video.events import COUNTS, Event
-from maskwatch.video.sources import without_password
+from maskwatch.video.redact import without_password
 from maskwatch.video.store import DEFAULT_DB, add_missing_columns, connect, is_busy, process_alive
 
 log = logging.getLogger(__name__)
