@@ -30,7 +30,7 @@ from maskwatch.data.formats import dataset_folder
 from maskwatch.data.images import annotated_image
 from maskwatch.data.inputs import check_output_folder
 from maskwatch.data.split import listed_names, split_dataset, usable_declared_side, without_test_side
-from maskwatch.detector import Detector
+from maskwatch.detector import Detector  # (each epoch is scored by the detector exactly as it will ship it)
 from maskwatch.errors import MaskwatchError, name_some
 from maskwatch.evaluation.coco_metrics import CocoResult, evaluate_coco
 from maskwatch.model_kinds import TWO_STAGE, kind_of

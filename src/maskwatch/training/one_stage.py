@@ -18,8 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from maskwatch.detector import ScoringConfig
 from maskwatch.face_finder import STRIDE
+from maskwatch.model_config import ScoringConfig
 from maskwatch.model_kinds import KINDS, ONE_STAGE
 from maskwatch.models.onestage import OneStageNet, export_onnx
 from maskwatch.training.augment import augment_scene

@@ -21,9 +21,9 @@ import torch.nn.functional as F
 from maskwatch.classes import MASK_CLASSES, WITH_MASK, WITHOUT_MASK, WRONG_MASK, class_meaning
 from maskwatch.crops import CROP_CONTEXT, CROP_SIZE, crop_faces, crops_to_blob, encode_deltas
 from maskwatch.data.images import read_image
-from maskwatch.detector import HeadConfig
 from maskwatch.errors import MaskwatchError
 from maskwatch.face_finder import ScalePolicy
+from maskwatch.model_config import HeadConfig
 from maskwatch.model_kinds import KINDS, TWO_STAGE
 from maskwatch.models.crop_head import CropHead, export_onnx
 from maskwatch.run_folder import CANDIDATES
