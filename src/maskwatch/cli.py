@@ -633,6 +633,8 @@ def watch(source: Optional[str] = typer.Argument(None, metavar="SOURCE",
     from maskwatch.detector import Detector
     from maskwatch.video.config import CameraConfig, WebhookConfig, load_camera
     from maskwatch.video.retention import Retention, check_retention_days
+    from maskwatch.video.sinks import DatabaseSink, SummaryFilesSink, VideoFileSink
+    from maskwatch.video.summary import SUMMARY_JSON, TRACKS_CSV, ZONES_CSV
     from maskwatch.video.redact import without_password
     from maskwatch.video.zones import Line, Zone
 
@@ -705,19 +707,20 @@ def watch(source: Optional[str] = typer.Argument(None, metavar="SOURCE",
 
     def written(path: Path, sink: str) -> str:  # an output whose writing failed is not shown as written
         # (a summary whose writing failed was never made; the database and the video exist from the start)
-        if not path.exists() and (sink not in summary.sink_failures or sink in ("database", "video file")):
+        if not path.exists() and (sink not in summary.sink_failures or sink in (DatabaseSink.name, VideoFileSink.name)):
             gone.append(str(path))
             return f"{path} (deleted while it was written: nothing kept)"
         return f"{path} (incomplete: see below)" if sink in summary.sink_failures else str(path)
 
     if setup.out:
-        typer.echo(f"video: {written(setup.out, 'video file')}  "
-                   f"summary: {written(setup.out.with_suffix('.json'), 'summary files')}  "
-                   f"tracks: {written(setup.out.with_suffix('.tracks.csv'), 'summary files')}"
-                   + (f"  zones: {written(setup.out.with_suffix('.zones.csv'), 'summary files')}"
+        summaries = SummaryFilesSink.name
+        typer.echo(f"video: {written(setup.out, VideoFileSink.name)}  "
+                   f"summary: {written(setup.out.with_suffix(SUMMARY_JSON), summaries)}  "
+                   f"tracks: {written(setup.out.with_suffix(TRACKS_CSV), summaries)}"
+                   + (f"  zones: {written(setup.out.with_suffix(ZONES_CSV), summaries)}"
                       if summary.zones or summary.lines else ""))
     if setup.db:
-        typer.echo(f"events: {written(setup.db, 'database')} (run {summary.run_id}); see `maskwatch report "
+        typer.echo(f"events: {written(setup.db, DatabaseSink.name)} (run {summary.run_id}); see `maskwatch report "
                    f"{setup.db}`")
     for name, failure in summary.sink_failures.items():
         typer.echo(f"{name}: failed {failure['failures']} time(s); the first: {failure['first']}", err=True)

@@ -56,6 +56,9 @@ SCALE_MIN_FACE_CONFIDENCE = CONFIDENT_FACE_SCORE
 # at this overlap (as AP@.5).
 CONFUSION_MIN_SCORE = 0.5
 CONFUSION_IOU = 0.5
+# A detection on a face the scoring leaves out (--label-map OLD=, COCO's crowd) at this overlap is neither right nor
+# wrong, in the AP and in the confusion matrix alike.
+NOT_SCORED_IOU = 0.5
 
 # Training on face pictures (one face each, train --extra-faces): the face finder looks for candidates down to
 # PICTURE_CANDIDATE_SCORE; the picture is used only where its face is at least PICTURE_FACE_SCORE sure (a picture

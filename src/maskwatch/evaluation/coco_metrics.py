@@ -20,6 +20,7 @@ from maskwatch.data.coco import to_coco_dict
 from maskwatch.data.dataset import Dataset, on_faces_not_scored
 from maskwatch.errors import MaskwatchError
 from maskwatch.predictions import ImagePredictions, scores_of, stem_in
+from maskwatch.thresholds import NOT_SCORED_IOU
 
 # faster-coco-eval logs its whole summary at INFO; our report carries the numbers.
 logging.getLogger("faster_coco_eval").setLevel(logging.WARNING)
@@ -80,7 +81,8 @@ def coco_inputs(gt: Dataset, predictions: list[ImagePredictions], scheme: Scheme
             continue  # predictions for images outside the ground truth do not count
         scores = scores_of(pred.detections)
         # A box on a region --label-map left out is neither right nor wrong (difficult faces: COCO's iscrowd).
-        left_out = on_faces_not_scored(pred.detections.xyxy, gt.samples[image_id - 1], 0.5, difficult=False)
+        left_out = on_faces_not_scored(pred.detections.xyxy, gt.samples[image_id - 1], NOT_SCORED_IOU,
+                                       difficult=False)
         for (x1, y1, x2, y2), label, score in zip(pred.detections.xyxy[~left_out],
                                                  [lb for lb, out in zip(pred.labels, left_out) if not out],
                                                  scores[~left_out]):

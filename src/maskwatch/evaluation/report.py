@@ -21,7 +21,7 @@ from maskwatch.errors import MaskwatchError, name_some
 from maskwatch.evaluation.coco_metrics import CocoResult, Scheme, evaluate_coco, scheme_classes
 from maskwatch.predictions import (ImagePredictions, best_class_per_face, class_names_of, detections_from_labels,
                                    stem_in)
-from maskwatch.thresholds import CONFUSION_IOU, CONFUSION_MIN_SCORE
+from maskwatch.thresholds import CONFUSION_IOU, CONFUSION_MIN_SCORE, NOT_SCORED_IOU
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def confusion_matrix(gt: Dataset, predictions: list[ImagePredictions], scheme: S
             preds.append(detections_from_labels(np.zeros((0, 4)), [], np.zeros(0), classes))
             continue
         found = pred.detections
-        found = found[~on_faces_not_scored(found.xyxy, sample, iou_threshold)]  # neither right nor wrong
+        found = found[~on_faces_not_scored(found.xyxy, sample, NOT_SCORED_IOU)]  # neither right nor wrong
         # A face listed once per class (detect's default, what mAP rewards) is judged by its best class: else the
         # matcher, which prefers a box of the annotated class, would take a weaker box of that class under a low
         # threshold, and call the face right and its best class's box a false positive.

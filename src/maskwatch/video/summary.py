@@ -76,15 +76,16 @@ def write_whole(path: Path, text: str) -> None:
         partial.unlink(missing_ok=True)
 
 
-COMPANION_SUFFIXES = (".json", ".tracks.csv", ".zones.csv")  # the files beside the annotated video OUT.mp4
+SUMMARY_JSON, TRACKS_CSV, ZONES_CSV = ".json", ".tracks.csv", ".zones.csv"  # beside the annotated video OUT.mp4
+COMPANION_SUFFIXES = (SUMMARY_JSON, TRACKS_CSV, ZONES_CSV)
 
 
 def write_summary_files(summary: WatchSummary, out: Path) -> list[Path]:
     """Beside the video, when the run ends: OUT.json (the summary) and, with zones or lines, OUT.zones.csv (one
     row per zone or line and class). OUT.tracks.csv is written as people leave (SummaryFilesSink)."""
-    written = [out.with_suffix(".json")]
+    written = [out.with_suffix(SUMMARY_JSON)]
     write_whole(written[0], json.dumps(summary.as_dict(), indent=2))
-    zones = out.with_suffix(".zones.csv")
+    zones = out.with_suffix(ZONES_CSV)
     if not (summary.zones or summary.lines):
         zones.unlink(missing_ok=True)  # an earlier run's, with zones: it would read as this run's
     else:

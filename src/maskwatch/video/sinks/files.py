@@ -9,7 +9,7 @@ from typing import IO
 from maskwatch.video.bus import FrameView, RunEnd, RunInfo, Sink
 from maskwatch.video.events import PERSON_LEFT, Event
 from maskwatch.video.realtime import REALTIME, RealtimeSettings
-from maskwatch.video.summary import TRACKS_CSV_HEADER, track_row, write_summary_files
+from maskwatch.video.summary import TRACKS_CSV, TRACKS_CSV_HEADER, track_row, write_summary_files
 from maskwatch.video.writer import BackgroundWriter, H264Writer
 
 
@@ -59,7 +59,7 @@ class SummaryFilesSink(Sink):
         self._tracks, self._frames = None, 0  # never starts leaves an earlier run's files as they were)
 
     def _start(self) -> None:
-        self._tracks = self.out.with_suffix(".tracks.csv").open("w", newline="")
+        self._tracks = self.out.with_suffix(TRACKS_CSV).open("w", newline="")
         csv.writer(self._tracks).writerow(TRACKS_CSV_HEADER)
         self._tracks.flush()
 
