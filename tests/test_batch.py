@@ -79,6 +79,13 @@ def test_a_model_of_other_class_names_fills_the_count_columns_by_what_its_classe
         labels["face_mask"], labels["face_nomask"], labels["chin"])
 
 
+def test_a_caller_can_leave_the_progress_bar_out(images, tmp_path, capsys):
+    run_batch(str(images / "maksssksksss657.jpg"), tmp_path / "shown", "local", threads=2)
+    assert "detecting" in capsys.readouterr().err
+    run_batch(str(images / "maksssksksss657.jpg"), tmp_path / "quiet", "local", threads=2, progress=False)
+    assert "detecting" not in capsys.readouterr().err
+
+
 def test_a_second_run_skips_finished_images_and_a_lost_part_is_redone(images, tmp_path):
     out = tmp_path / "out"
     run_batch(str(images), out, "local", threads=2)
@@ -345,6 +352,8 @@ def test_results_of_older_versions_with_an_untyped_error_column_are_read(tmp_pat
     pq.write_table(pa.Table.from_pylist([row]), tmp_path / "part-0.parquet")  # error: type null
     pq.write_table(pa.Table.from_pylist([{**row, "path": "/b.jpg", "error": "bad"}]), tmp_path / "part-1.parquet")
     assert read_results(tmp_path).column("error").to_pylist() == [None, "bad"]
+    with pytest.raises(MaskwatchError, match="no such results folder"):  # (a mistyped path read as no results)
+        read_results(tmp_path / "outt")
 
 
 def test_a_folder_begun_by_an_older_version_gets_one_schema_and_its_rows_are_not_called_gone(images, tmp_path,

@@ -130,6 +130,17 @@ def test_a_bad_face_score_or_a_model_named_by_a_string_says_so(detector, photo):
         Detector("nope.onnx")
 
 
+@pytest.mark.parametrize("settings, error", [
+    ({"min_face_score": 2}, "min_face_score is a score from 0 to 1, got 2"),  # (every call found nothing)
+    ({"flip_test": "yes"}, "flip_test is True, False or None"),
+    ({"threads": 0}, "threads is a whole number, 1 or more"),
+    ({"threads": 2.5}, "threads is a whole number, 1 or more"),  # (pybind's TypeError about SessionOptions)
+])
+def test_settings_a_detector_cannot_use_are_refused_when_it_is_loaded(settings, error):
+    with pytest.raises(MaskwatchError, match=error):
+        Detector.load(**settings)
+
+
 def test_a_model_path_that_is_not_a_model_says_so(tmp_path):
     photo = tmp_path / "photo.jpg"
     photo.write_bytes(b"\xff\xd8\xff")

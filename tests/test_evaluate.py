@@ -213,9 +213,18 @@ def test_the_label_map_renames_prediction_labels_too(small, tmp_path):
 
 
 def test_write_report_from_python_warns_as_the_cli_does(small, tmp_path, caplog):
+    import matplotlib
+
     five = gt_as_predictions(small)[:5]
-    with caplog.at_level("WARNING"):
-        report = write_report(small, five, str(tmp_path / "report"))  # a str folder is fine
+    backend = matplotlib.get_backend()
+    matplotlib.use("svg")  # a notebook's inline backend, say: the report must not switch it to Agg (it did)
+    try:
+        with caplog.at_level("WARNING"):
+            report = write_report(small, five, str(tmp_path / "report"))  # a str folder is fine
+        assert matplotlib.get_backend() == "svg"
+    finally:
+        matplotlib.use(backend)
+    assert (tmp_path / "report" / "confusion_matrix.png").stat().st_size > 10_000
     assert any(f"{len(small) - 5} of {len(small)} image(s) have no predictions" in w for w in report["warnings"])
     assert "have no predictions" in caplog.text
     assert write_report(small.subset([p.image for p in five]), five, tmp_path / "r2")["warnings"] == []

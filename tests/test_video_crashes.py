@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from clips import pan_frames, wait_for_progress, write_clip
-from maskwatch.video import VideoPipeline, WatchOptions
+from maskwatch.video import ArraySource, VideoPipeline, WatchOptions
 
 WATCH = [sys.executable, "-m", "maskwatch.cli", "watch"]
 
@@ -54,6 +54,19 @@ def test_inputs_and_outputs_watch_cannot_handle_are_clear_errors(tmp_path, photo
     assert not db.exists()  # all refused before the database was opened: no run left 'running'
 
 
+@pytest.mark.parametrize("make, error", [
+    (lambda: WatchOptions(draw_conf=5), "draw_conf is 5; expected a score from 0 to 1"),  # (was drawn as nothing)
+    (lambda: WatchOptions(detect_conf="x"), "detect_conf is 'x'; expected a score"),  # (numpy's UFuncTypeError)
+    (lambda: ArraySource(iter(()), fps="15"), "fps must be a positive number"),
+    (lambda: ArraySource(iter(()), fps=0), "fps must be a positive number"),
+])
+def test_video_settings_from_python_that_cannot_work_are_refused_by_name(make, error):
+    from maskwatch.errors import MaskwatchError
+
+    with pytest.raises(MaskwatchError, match=error):
+        make()
+
+
 class CrashingDetector:
     """The shipped detector, until it fails on its third frame (a bug, a GPU gone)."""
 
@@ -65,6 +78,32 @@ class CrashingDetector:
         if self.calls == 3:
             raise RuntimeError("the model crashed")
         return self.detector(image, **options)
+
+
+def test_a_library_run_leaves_the_signals_alone_and_a_ctrl_c_is_raised_once_the_outputs_are_whole(tmp_path, photo,
+                                                                                                     detector):
+    """watch() from Python took over SIGTERM and SIGHUP (a worker told to end went on) and returned from a Ctrl-C
+    as if the video had ended: now the caller's handlers stay, and the KeyboardInterrupt comes back, after the
+    video and the summary are finished."""
+    import json
+
+    seen = []
+
+    def frames():
+        for index, frame in enumerate(pan_frames(photo, size=(320, 240), frames=20)):
+            seen.append(signal.getsignal(signal.SIGTERM))
+            if index == 12:
+                raise KeyboardInterrupt
+            yield frame
+
+    before = signal.getsignal(signal.SIGTERM)
+    out = tmp_path / "cut.mp4"
+    with pytest.raises(KeyboardInterrupt):
+        VideoPipeline(detector, WatchOptions(every=1)).run(ArraySource(frames(), fps=10), out)
+    assert set(seen) == {before} and signal.getsignal(signal.SIGTERM) == before
+    assert json.loads(out.with_suffix(".json").read_text())["status"] == "interrupted"
+    with av.open(str(out)) as video:
+        assert sum(1 for _ in video.decode(video=0)) >= 10
 
 
 def test_a_run_that_fails_after_the_database_is_open_is_marked_failed(tmp_path, photo, detector):

@@ -682,7 +682,7 @@ def watch(source: Optional[str] = typer.Argument(None, metavar="SOURCE",
     try:
         if retention is not None:
             retention.start()
-        summary = pipeline.run(setup.source, setup.out, progress, overwrite=overwrite)
+        summary = pipeline.run(setup.source, setup.out, progress, overwrite=overwrite, handle_signals=True)
     finally:
         if retention is not None:
             retention.stop()

@@ -169,7 +169,7 @@ class _FaceDetector:
         self.config = self.config_type.read(Path(config_path or self.model_path.with_suffix(".json")))
         self.faces = FaceFinder(face_finder_path, threads)
         self.policy = ScalePolicy.parse(scale)
-        self.min_face_score = min_face_score
+        self.min_face_score = check_score(min_face_score, "min_face_score")
 
     @property
     def classes(self) -> list[str]:
@@ -220,6 +220,9 @@ class Detector(_FaceDetector):
         self.head = make_session(Path(head_path), threads)
         self._check_head_fits(Path(head_path), Path(config_path or Path(head_path).with_suffix(".json")))
         if flip_test is not None:
+            if not isinstance(flip_test, bool):
+                raise MaskwatchError(f"flip_test is True, False or None (as the head's config says), got "
+                                     f"{flip_test!r}")
             self.config = replace(self.config, flip_test=flip_test)
 
     @classmethod

@@ -6,6 +6,7 @@ forget big close-up faces, and run it at one or two scales chosen per image (tin
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,9 @@ LANDMARKS = "landmarks"  # CenterFace's 5 points (eyes, nose tip, mouth corners)
 
 
 def make_session(path: Path, threads: int | None = None) -> ort.InferenceSession:
+    """An onnxruntime session on the CPU; threads: its threads per call (None: onnxruntime's default, all cores)."""
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1):
+        raise MaskwatchError(f"threads is a whole number, 1 or more (or None: all cores), got {threads!r}")
     options = ort.SessionOptions()
     options.log_severity_level = 3
     # Idle worker threads would spin waiting for work and take the CPU from the detector's other session (face

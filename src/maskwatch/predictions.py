@@ -251,13 +251,15 @@ def in_row_schema(table):
     return table.select(schema.names).cast(schema)
 
 
-def read_results(out_dir: Path):
+def read_results(out_dir: str | Path):
     """All rows of a `maskwatch batch` results folder (or one part) as a pyarrow Table in the row schema (parts
     of older versions, which may store `error` as type null or lack later columns, are brought to it; parts cut
     short are skipped)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    if not Path(out_dir).exists():
+        raise MaskwatchError(f"{out_dir}: no such results folder or file")
     parts = result_parts(out_dir) if Path(out_dir).is_dir() else [Path(out_dir)]
     if not parts:
         raise MaskwatchError(f"{out_dir}: no result files")

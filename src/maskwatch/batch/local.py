@@ -25,13 +25,13 @@ def write_rows(rows: list[dict], path: Path) -> None:
 
 def run_local(paths: list[str], out_dir: Path, detector: Detector, conf: float, annotate_dir: Path | None,
               names: dict[str, str] | None = None, chunk: int = BATCH_PART_ROWS,
-              every_s: float = BATCH_PART_SECONDS) -> int:
+              every_s: float = BATCH_PART_SECONDS, progress: bool = True) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
     name = part_name("local")
     written, parts, since = 0, 0, time.monotonic()
     try:
-        for path in tqdm(paths, desc="detecting", unit="img"):
+        for path in tqdm(paths, desc="detecting", unit="img", disable=not progress):
             rows.append(detect_row(detector, path, conf, annotate_dir, (names or {}).get(path)))
             if len(rows) >= chunk or time.monotonic() - since >= every_s:
                 write_rows(rows, out_dir / f"{name}-{parts:05d}.parquet")

@@ -46,7 +46,8 @@ class DetectActor:
 
 def run_ray(paths: list[str], out_dir: Path, model: str | None, conf: float, annotate_dir: Path | None,
             address: str | None = None, actors: int = 2, batch_size: int = 8, threads_per_actor: int = 1,
-            names: dict[str, str] | None = None, verbose: bool = True, part_rows: int = BATCH_PART_ROWS) -> int:
+            names: dict[str, str] | None = None, verbose: bool = True, part_rows: int = BATCH_PART_ROWS,
+            progress: bool = True) -> int:
     import ray
 
     from maskwatch.stop_signals import current_handlers, restore_signals, stop_signals_as_interrupt
@@ -72,7 +73,7 @@ def run_ray(paths: list[str], out_dir: Path, model: str | None, conf: float, ann
             if not verbose:  # Ray Data's advice on its actor pool sizes, not the user's business
                 warnings.filterwarnings("ignore", category=UserWarning, module=r"ray\.")
             return _run(paths, out_dir, model, conf, annotate_dir, actors, batch_size, threads_per_actor,
-                        names or {}, part_rows, verbose)
+                        names or {}, part_rows, verbose, progress)
     finally:
         if watchdog is not None:
             from maskwatch.batch.ray_watchdog import stop_watchdog
@@ -85,7 +86,7 @@ def run_ray(paths: list[str], out_dir: Path, model: str | None, conf: float, ann
 
 def _run(paths: list[str], out_dir: Path, model: str | None, conf: float, annotate_dir: Path | None,
          actors: int, batch_size: int, threads_per_actor: int, names: dict[str, str], part_rows: int,
-         verbose: bool) -> int:
+         verbose: bool, progress: bool) -> int:
     import ray
 
     # Enough blocks for every actor to have work, none much bigger than a part of the local engine (a block is
@@ -106,7 +107,7 @@ def _run(paths: list[str], out_dir: Path, model: str | None, conf: float, annota
     prefix = part_name("ray")
     # Writing takes no CPU of its own: with every CPU held by the detector actors, a write that asked for one
     # would wait for the whole run, and an interrupted run would lose every finished row.
-    with PartsProgress(out_dir, prefix, len(paths), enabled=not verbose):  # (--verbose: Ray's own bars)
+    with PartsProgress(out_dir, prefix, len(paths), enabled=progress and not verbose):  # (--verbose: Ray's bars)
         results.write_parquet(str(out_dir), filename_provider=_filename_provider(prefix),
                               ray_remote_args={"num_cpus": 0})
     return len(paths)

@@ -31,12 +31,13 @@ class BatchSummary:
     rows: int = 0  # in the results folder, one per image
 
 
-def run_batch(spec: str | list[str], out: Path, engine: str = "local", address: str | None = None,
+def run_batch(spec: str | Path | list[str], out: str | Path, engine: str = "local", address: str | None = None,
               conf: float = FOR_PEOPLE.min_score, annotate: bool = False, model: str | None = None, actors: int = 2,
-              threads: int | None = None, only: Path | None = None, verbose: bool = False,
-              part_rows: int = BATCH_PART_ROWS) -> BatchSummary:
+              threads: int | None = None, only: str | Path | None = None, verbose: bool = False,
+              part_rows: int = BATCH_PART_ROWS, progress: bool = True) -> BatchSummary:
     """spec: what `detect` takes (folders, images, .txt lists of paths, globs); only: a list of names to keep.
-    verbose: let Ray print its own logs and progress (quiet otherwise). part_rows: rows per Parquet part (the local
+    verbose: let Ray print its own logs and progress (quiet otherwise); progress: a progress bar on stderr (off for
+    a service calling it). part_rows: rows per Parquet part (the local
     engine's at most; Ray's blocks, each written as a part, about as many). Images that failed before are tried
     again, and images whose file changed since their row; a folder of results made with another conf, model or
     --annotate is refused. Ctrl-C keeps what was written (`interrupted`)."""
@@ -93,7 +94,7 @@ def run_batch(spec: str | list[str], out: Path, engine: str = "local", address: 
         summary = BatchSummary(len(paths), len(paths) - len(todo), 0, engine, out)
         try:
             summary.processed = _run_engine(todo, out, engine, address, conf, annotate_dir, model, actors, threads,
-                                            names, verbose, part_rows) if todo else 0
+                                            names, verbose, part_rows, progress) if todo else 0
         except KeyboardInterrupt:  # what was written stays; the caller says so
             summary.interrupted = True
         after = tidy_folder(read_folder(out))
@@ -136,16 +137,17 @@ def say_rows_of_files_gone(before: FolderState, inputs: set[str]) -> None:
 
 def _run_engine(todo: list[str], out: Path, engine: str, address: str | None, conf: float,
                 annotate_dir: Path | None, model: str | None, actors: int, threads: int | None,
-                names: dict[str, str], verbose: bool, part_rows: int) -> int:
+                names: dict[str, str], verbose: bool, part_rows: int, progress: bool) -> int:
     if engine == "local":
         from maskwatch.batch.local import run_local
         from maskwatch.detector import Detector
 
-        return run_local(todo, out, Detector.load(model, threads=threads), conf, annotate_dir, names, part_rows)
+        return run_local(todo, out, Detector.load(model, threads=threads), conf, annotate_dir, names, part_rows,
+                         progress=progress)
     try:
         importlib.import_module("ray")  # the extra: run_ray imports it where it runs, so ask here
         from maskwatch.batch.ray_engine import run_ray
     except ImportError as exc:
         raise MaskwatchError(f"the Ray engine needs Ray ({exc}): {install_hint('ray')}") from exc
     return run_ray(todo, out, model, conf, annotate_dir, address, actors, threads_per_actor=threads or 1, names=names,
-                   verbose=verbose, part_rows=part_rows)
+                   verbose=verbose, part_rows=part_rows, progress=progress)

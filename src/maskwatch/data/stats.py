@@ -41,10 +41,7 @@ def dataset_stats(dataset: Dataset) -> DatasetStats:
 
 
 def plot_stats(stats: DatasetStats, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # (no pyplot: the caller's backend and figures are left alone)
 
     from maskwatch.classes import colour_of
 
@@ -53,7 +50,8 @@ def plot_stats(stats: DatasetStats, path: Path) -> Path:
         return r / 255, g / 255, b / 255
 
     classes = list(stats.boxes_per_class)
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig = Figure(figsize=(15, 4.2))
+    axes = fig.subplots(1, 3)
     axes[0].bar(classes, [stats.boxes_per_class[c] for c in classes], color=[colour(c) for c in classes])
     axes[0].set_title(f"boxes per class ({stats.boxes} in all)")
     axes[1].bar(classes, [stats.images_per_class[c] for c in classes], color=[colour(c) for c in classes])
@@ -72,5 +70,4 @@ def plot_stats(stats: DatasetStats, path: Path) -> Path:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path

@@ -26,22 +26,35 @@ from maskwatch.thresholds import CONFUSION_IOU, CONFUSION_MIN_SCORE, NOT_SCORED_
 log = logging.getLogger(__name__)
 
 
-def _matplotlib():
-    import matplotlib
+def plot_confusion_matrix(matrix: list[list[int]], labels: list[str], title: str, path: Path) -> Path:
+    """Counts of faces, the ground truth's class down, the predicted one across ("background": no face there, or
+    none found), darker for more."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    counts = np.asarray(matrix)
+    fig = Figure(figsize=(7, 6))
+    ax = fig.subplots()
+    ax.imshow(counts, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted"), ax.set_ylabel("ground truth"), ax.set_title(title, fontsize=12)
+    for (row, column), n in np.ndenumerate(counts):
+        ax.text(column, row, str(n), ha="center", va="center",
+                color="white" if n > counts.max() / 2 else "black")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return path
 
 
 def plot_pr_curves(result: CocoResult, out_dir: Path, boxes: dict[str, int] | None = None) -> list[Path]:
     """One PNG per class: precision against recall at IoU 0.5 and 0.75 (COCO's 101-point interpolation); the
     title says how many annotated boxes the curve rests on (an AP of 1.0 from 2 boxes says little)."""
-    plt = _matplotlib()
+    from matplotlib.figure import Figure  # (no pyplot: the caller's backend and figures are left alone)
+
     paths = []
     for k, name in enumerate(result.classes):
-        fig, ax = plt.subplots(figsize=(5, 4.2))
+        fig = Figure(figsize=(5, 4.2))
+        ax = fig.subplots()
         for iou in (0.5, 0.75):
             precision = result.precision[int(np.argmin(np.abs(result.iou_thresholds - iou))), :, k, 0, -1]
             ap = f"AP {precision[precision > -1].mean():.3f}" if (precision > -1).any() else "no ground truth"
@@ -52,7 +65,6 @@ def plot_pr_curves(result: CocoResult, out_dir: Path, boxes: dict[str, int] | No
         fig.tight_layout()
         path = out_dir / f"pr_{name}.png"
         fig.savefig(path, dpi=100)
-        plt.close(fig)
         paths.append(path)
     return paths
 
@@ -222,11 +234,8 @@ def write_report(gt: Dataset, predictions: Iterable[ImagePredictions], out_dir: 
     report["confusion_matrix"] = {"score_threshold": score_threshold, "iou_threshold": CONFUSION_IOU,
                                   "labels": list(matrix.classes) + ["background"],
                                   "rows_are": "ground truth", "matrix": matrix.matrix.astype(int).tolist()}
-    fig = matrix.plot(fig_size=(7, 6))
-    fig.axes[0].set_title(f"confusion matrix ({scheme}, score >= {score_threshold})", fontsize=12)
-    fig.tight_layout()
-    fig.savefig(out_dir / "confusion_matrix.png", dpi=100)
-    _matplotlib().close(fig)
+    plot_confusion_matrix(report["confusion_matrix"]["matrix"], report["confusion_matrix"]["labels"],
+                          f"confusion matrix ({scheme}, score >= {score_threshold})", out_dir / "confusion_matrix.png")
     report["pr_curves"] = [p.name for p in plot_pr_curves(result, out_dir, report["boxes_per_class"])]  # beside it
     for stale in set(_earlier_pr_curves(out_dir)) - set(report["pr_curves"]):  # another scheme's, run here before:
         (out_dir / stale).unlink(missing_ok=True)  # they would read as this report's

@@ -38,7 +38,7 @@ from maskwatch.annotate import annotate
 from maskwatch.classes import compliance_of
 from maskwatch.data.images import (ACCEPTED_FORMATS, ACCEPTED_NAMES, decode_image, decoding_warnings, image_header,
                                    is_video_header)
-from maskwatch.detector import Detector
+from maskwatch.detector import Detector, OneStageDetector
 from maskwatch.errors import MaskwatchError, TooManyPixels, one_line
 from maskwatch.limits import (API_KEY_ENV, MAX_UPLOAD_MB, MULTIPART_OVERHEAD_BYTES, SERVE_DATA_DIR, SERVE_MAX_QUEUE,
                               SERVE_MAX_QUEUED_VIDEOS, SERVE_WORKERS, usable_cores)
@@ -134,7 +134,7 @@ def photo_refusal(path: Path) -> str:
     return "the upload is a photo: send photos to POST /v1/detect (videos here)"
 
 
-def create_app(settings: Settings | None = None, detector: Detector | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, detector: Detector | OneStageDetector | None = None) -> FastAPI:
     """The app; it takes the data directory's lock at once, so a second server on it fails before it starts."""
     settings = settings or Settings(api_key=os.environ.get(API_KEY_ENV))
     JobQueue.checked_keep_days(settings.keep_results_days)  # refused before the data directory is taken

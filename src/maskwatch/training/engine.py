@@ -429,13 +429,11 @@ def record_epoch(history: list[dict], row: dict, cfg: TrainConfig, rarest: str) 
 
 
 def plot_history(history: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # (no pyplot: the caller's backend and figures are left alone)
 
     epochs = [h["epoch"] for h in history]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig = Figure(figsize=(10, 3.8))
+    a, b = fig.subplots(1, 2)
     for key in [k for k in history[0] if k == "loss" or k.startswith("loss_")]:
         a.plot(epochs, [h[key] for h in history], "o-", label=key.removeprefix("loss_") if key != "loss" else "total")
     a.set_xlabel("epoch"), a.set_title("training loss"), a.legend()
@@ -444,7 +442,6 @@ def plot_history(history: list[dict], path: Path) -> None:
     b.set_xlabel("epoch"), b.set_title("validation (3-class COCO)"), b.legend(), b.set_ylim(0, 1)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def fit(cfg: TrainConfig) -> Path:

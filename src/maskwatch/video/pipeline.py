@@ -27,7 +27,7 @@ import supervision as sv
 from maskwatch.annotate import annotate, blur_boxes, draw_counts, draw_zones
 from maskwatch.classes import classes_not_understood, compliance_of
 from maskwatch.data.inputs import check_writable
-from maskwatch.detector import Detector
+from maskwatch.detector import Detector, OneStageDetector
 from maskwatch.errors import MaskwatchError
 from maskwatch.limits import MIN_FRAME_SIDE
 from maskwatch.stop_signals import hold_stop_signals, restore_signals, stop_signals_as_interrupt
@@ -73,6 +73,8 @@ OPTION_CHECKS: dict[str, tuple[Callable[[object], bool], str]] = {
     "summary_every": (lambda v: v is None or (_number(v) and v >= 0),
                       "a number of seconds (0 or empty: only when the run ends)"),
     "min_track_frames": (lambda v: _whole(v, 1), "a whole number, 1 or more"),
+    **{name: (lambda v: _number(v) and 0 <= v <= 1, "a score from 0 to 1")
+       for name in ("detect_conf", "min_face_score", "draw_conf")},
     "give_up_after_s": (lambda v: v is None or (_number(v) and v > 0),
                         "a number of seconds above 0, or left out (reconnect for ever)"),
     "camera_down_after_s": (lambda v: _number(v) and v > 0, "a number of seconds above 0"),
@@ -152,7 +154,7 @@ def say_what_classes_leave_unknown(classes: tuple[str, ...]) -> None:
 
 
 class VideoPipeline:
-    def __init__(self, detector: Detector | None = None, options: WatchOptions | None = None,
+    def __init__(self, detector: Detector | OneStageDetector | None = None, options: WatchOptions | None = None,
                  database: Path | None = None, sinks: Iterable[Sink] = (), zones: Iterable[str | Zone] = (),
                  lines: Iterable[str | Line] = (), camera: str | None = None):
         self.detector = detector or Detector.load()
@@ -215,9 +217,12 @@ class VideoPipeline:
 
     def run(self, source: str | Path | int | FrameSource, out: Path | None = None,
             on_progress: Callable[[WatchSummary, int | None], None] | None = None,
-            overwrite: bool = False) -> WatchSummary:
+            overwrite: bool = False, handle_signals: bool = False) -> WatchSummary:
         """overwrite: an earlier run's video at `out` (with its .json and .csv files) is replaced; without it, it
-        is refused (a live camera's recording cannot be made again)."""
+        is refused (a live camera's recording cannot be made again). A Ctrl-C (KeyboardInterrupt) finishes the
+        outputs cleanly and is raised again. handle_signals (the `watch` command's, on the main thread): SIGTERM
+        and SIGHUP stop the run as Ctrl-C does, a second one while the outputs finish is held, and the run returns
+        its summary (status "interrupted") instead of raising; a library's caller keeps its own handlers."""
         opts = self.options
         if isinstance(source, (Path, int)):  # a file's path, a webcam's index
             source = str(source)
@@ -303,7 +308,7 @@ class VideoPipeline:
         tracked = sv.Detections.empty()
         last_counts_s, time_s, index = 0.0, 0.0, None
         started = time.perf_counter()
-        previous_handlers = stop_signals_as_interrupt()
+        previous_handlers = stop_signals_as_interrupt() if handle_signals else {}
         try:
             for frame in frames_source.frames():
                 if self.stopping.is_set():
@@ -374,11 +379,14 @@ class VideoPipeline:
         except KeyboardInterrupt:
             summary.status, summary.message = "interrupted", "stopped by the user; output finished cleanly"
             log.warning(summary.message)
+            if not handle_signals:
+                raise  # (once the outputs are finished, below)
         except Exception as exc:
             summary.status, summary.message = "failed", f"{type(exc).__name__}: {exc}"
             raise
         finally:
-            hold_stop_signals("the video, summary and events")  # a second Ctrl-C must not cut them short
+            if handle_signals:
+                hold_stop_signals("the video, summary and events")  # a second Ctrl-C must not cut them short
             try:
                 self._finish(summary, frames_source, emitter, bus, finder, schedule, max(time_s, down_at[0]), index,
                              started)
@@ -410,8 +418,9 @@ class VideoPipeline:
 
 
 def watch(source: str | FrameSource, out: str | Path | None = None, database: str | Path | None = None,
-          detector: Detector | None = None, sinks: Iterable[Sink] = (), zones: Iterable[str | Zone] = (),
-          lines: Iterable[str | Line] = (), camera: str | None = None, overwrite: bool = False,
+          detector: Detector | OneStageDetector | None = None, sinks: Iterable[Sink] = (),
+          zones: Iterable[str | Zone] = (), lines: Iterable[str | Line] = (), camera: str | None = None,
+          overwrite: bool = False,
           **options) -> WatchSummary:
     """Run the pipeline on a source. `sinks` are added to the built-in ones (video file with `out`, database
     with `database`); zones and lines are `NAME=x1,y1,...` strings or Zone / Line; overwrite: replace an

@@ -191,14 +191,12 @@ def span_compliance(spans: list[tuple[float, float, str]], window: float) -> lis
 def plot_compliance(report: Report, path: Path) -> Path:
     """Compliance over time per run, from its tracks, in windows chosen from the longest run's length (the
     database's --window may be longer than a short clip)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # (no pyplot: the caller's backend and figures are left alone)
 
     length = max((last for _, _, last, _ in report.spans), default=0.0)
     window = chart_window(length)
-    fig, ax = plt.subplots(figsize=(8, 3.5))
+    fig = Figure(figsize=(8, 3.5))
+    ax = fig.subplots()
     for run in report.runs:
         points = span_compliance([(f, l, lab) for r, f, l, lab in report.spans if r == run["id"]], window)
         if points:
@@ -217,6 +215,4 @@ def plot_compliance(report: Report, path: Path) -> Path:
     except OSError as exc:
         raise MaskwatchError(f"--chart {path}: cannot be written ({exc.strerror or exc}); give a .png path you can "
                              f"write to") from None
-    finally:
-        plt.close(fig)
     return path

@@ -81,15 +81,15 @@ class ArraySource(FrameSource):
     MaskwatchError naming it. `live`: frames that arrive in real time (a camera: late ones may be dropped)."""
 
     def __init__(self, frames: Iterable[np.ndarray], fps: float = 30.0, live: bool = False):
+        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps < float("inf"):
+            raise MaskwatchError(f"ArraySource: fps must be a positive number, not {fps!r}")
         self._frames = iter(frames)
         try:
-            self._first = next(self._frames)
+            self._first = next(self._frames)  # (its size is the video's: read now)
         except StopIteration:
             raise MaskwatchError("ArraySource: no frames") from None
         self._checked(self._first, 0, None)
         self.size = (self._first.shape[1], self._first.shape[0])
-        if not fps > 0:
-            raise MaskwatchError(f"ArraySource: fps must be a positive number, not {fps!r}")
         self.fps, self.live = float(fps), live
         self._stop = threading.Event()
 
