@@ -141,6 +141,26 @@ def test_settings_a_detector_cannot_use_are_refused_when_it_is_loaded(settings, 
         Detector.load(**settings)
 
 
+def test_a_detector_goes_to_a_process_pool_and_finds_there_what_it_finds_here(photo, tmp_path):
+    """onnxruntime's sessions cannot be pickled: a Detector is sent as how it was made and loaded again there."""
+    import multiprocessing
+    import pickle
+    from concurrent.futures import ProcessPoolExecutor
+
+    from conftest import shipped_head_named
+
+    for detector in (Detector.load(threads=1, scale=1.0),
+                     Detector.load(shipped_head_named(tmp_path / "own", ["mask", "no_mask", "incorrect"]), threads=1)):
+        crowd = read_image(photo)
+        again = pickle.loads(pickle.dumps(detector))
+        assert repr(again) == repr(detector) and again.classes == detector.classes
+        np.testing.assert_allclose(again(crowd).xyxy, detector(crowd).xyxy)
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        there = pool.submit(detector, crowd, min_score=0.4).result(timeout=120)
+    here = detector(crowd, min_score=0.4)
+    assert list(there.data["class_name"]) == list(here.data["class_name"]) and len(here) >= 5
+
+
 def test_a_model_path_that_is_not_a_model_says_so(tmp_path):
     photo = tmp_path / "photo.jpg"
     photo.write_bytes(b"\xff\xd8\xff")

@@ -175,6 +175,14 @@ class _FaceDetector:
     def classes(self) -> list[str]:
         return list(self.config.classes)
 
+    def __reduce__(self):
+        """Pickled as how it was made, and loaded again from its files where it is unpickled (onnxruntime's
+        sessions cannot be pickled): a detector can go to a process pool's workers."""
+        return type(self), self._made_with
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.model_path)!r}, classes={self.classes}, scale={self.policy.mode!r})"
+
     def find_faces(self, image_bgr: np.ndarray, min_face_score: float | None = None,
                    scale: str | float | None = None, min_score: float = 0.0) -> sv.Detections:
         """Face candidates under the detector's scale policy, or `scale` for this call only (video chooses the
@@ -217,6 +225,7 @@ class Detector(_FaceDetector):
         config_path: the head's JSON, where it is not beside the head (the 8-bit head shares the float one's)."""
         super().__init__(head_path, face_finder_path or CENTERFACE_PATH, threads, scale, min_face_score,
                          config_path)
+        self._made_with = (head_path, face_finder_path, threads, scale, min_face_score, flip_test, config_path)
         self.head = make_session(Path(head_path), threads)
         self._check_head_fits(Path(head_path), Path(config_path or Path(head_path).with_suffix(".json")))
         if flip_test is not None:
@@ -329,6 +338,7 @@ class OneStageDetector(_FaceDetector):
             raise MaskwatchError(f"{model_path}: flip averaging is a crop head's (two-stage models), not a "
                                  f"one-stage model's")
         super().__init__(model_path, Path(model_path), threads, scale, min_face_score)
+        self._made_with = (model_path, threads, scale, min_face_score, flip_test)
         if not self.faces.has_classes:
             raise MaskwatchError(f"{model_path}: not a one-stage model (no {CLASS_PROBS} output)")
         width = next(o.shape for o in self.faces.session.get_outputs() if o.name == CLASS_PROBS)[1]
