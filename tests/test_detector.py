@@ -109,6 +109,27 @@ def test_a_pil_image_is_taken_upright_and_drawn_as_seen_and_one_of_16_bits_or_cl
         detector(closed)
 
 
+def test_annotate_colours_each_face_by_its_class_name_and_refuses_what_it_cannot_draw_on(detector, photo):
+    from maskwatch.annotate import annotate
+    from maskwatch.classes import CLASS_COLOURS_BGR
+
+    from maskwatch.predictions import detections_from_labels
+
+    names = ["with_mask", "face_nomask", "chin"]  # (a model's own names: coloured by what they mean)
+    own = detections_from_labels(np.array([[10, 40, 90, 190], [110, 40, 190, 190], [210, 40, 290, 190]], float),
+                                 names, np.full(3, 0.9), names)
+    drawn = annotate(np.zeros((200, 300, 3), np.uint8), own)  # (the class names are in the detections)
+    meant = ["with_mask", "without_mask", "mask_weared_incorrect"]
+    assert [tuple(drawn[190, x]) for x in (50, 150, 250)] == [CLASS_COLOURS_BGR[name] for name in meant]
+    image = read_image(photo)
+    found = detector(image, min_score=0.4)
+    for bad in (image[..., 0], image.astype(np.float32), np.dstack([image, image[..., :1]])):
+        with pytest.raises(MaskwatchError, match="8-bit BGR image"):
+            annotate(bad, found)
+    with pytest.raises(MaskwatchError, match="must be writable and C-contiguous"):
+        annotate(image[..., ::-1], found, copy=False)  # (OpenCV's "Layout ... incompatible")
+
+
 def test_blank_and_tiny_images_give_no_faces(detector, photo):
     assert len(detector(np.full((240, 320, 3), 127, np.uint8), min_score=0.3)) == 0
     empty = detector(np.zeros((8, 8, 3), np.uint8))

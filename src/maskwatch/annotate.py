@@ -12,6 +12,7 @@ import supervision as sv
 
 from maskwatch.classes import DISPLAY_NAMES, colour_of, compliance_of
 from maskwatch.data.images import as_bgr_image
+from maskwatch.errors import MaskwatchError
 from maskwatch.predictions import class_names_of, scores_of
 
 if TYPE_CHECKING:
@@ -20,33 +21,38 @@ if TYPE_CHECKING:
 ZONE_COLOUR = sv.Color(r=255, g=210, b=0)
 
 
-def _palette(classes: list[str]) -> sv.ColorPalette:
-    colours = []
-    for name in classes:
-        b, g, r = colour_of(name)
-        colours.append(sv.Color(r=r, g=g, b=b))
-    return sv.ColorPalette(colours)
+def _palette(names: Iterable[str]) -> sv.ColorPalette:
+    """A colour per detection (ColorLookup.INDEX), by what its class name means (classes.colour_of)."""
+    return sv.ColorPalette([sv.Color(r=r, g=g, b=b) for b, g, r in map(colour_of, map(str, names))])
 
 
-def annotate(image_bgr: "np.ndarray | PIL.Image.Image", detections: sv.Detections, classes: list[str],
-             show_scores: bool = True, copy: bool = True) -> np.ndarray:
+def annotate(image_bgr: "np.ndarray | PIL.Image.Image", detections: sv.Detections,
+             classes: Sequence[str] | None = None, show_scores: bool = True, copy: bool = True) -> np.ndarray:
     """A copy of the image with every detection drawn (copy=False: drawn on the image itself, for a caller that
     already owns its copy); line and text size follow the image size. A PIL image is drawn on as the detector
-    saw it (upright, as a BGR array)."""
+    saw it (upright, as a BGR array). classes: the detector's, needed only for detections without class names
+    (the detector's carry them in data["class_name"])."""
     if not isinstance(image_bgr, np.ndarray):
         image_bgr, copy = as_bgr_image(image_bgr), False  # (a new array already)
+    image_bgr = as_bgr_image(image_bgr)  # (grey, float or 4-channel arrays said, as the detector says them)
+    if not copy and not (image_bgr.flags.writeable and image_bgr.flags.c_contiguous):
+        raise MaskwatchError("annotate(copy=False) draws on the array itself, which must be writable and "
+                             "C-contiguous (a [..., ::-1] view or a read-only array is not): give copy=True")
     out = image_bgr.copy() if copy else image_bgr
     if len(detections) == 0:
         return out
-    palette = _palette(classes)
+    if "class_name" not in detections.data and classes is None:
+        raise MaskwatchError("these detections carry no class names: give annotate the detector's classes")
+    names = class_names_of(detections, list(classes or []))
+    palette = _palette(names)
     long_side = max(image_bgr.shape[:2])
     thickness = max(1, round(long_side / 500))
     text_scale = max(0.3, long_side / 2400)
-    boxes = sv.BoxAnnotator(color=palette, thickness=thickness, color_lookup=sv.ColorLookup.CLASS)
+    boxes = sv.BoxAnnotator(color=palette, thickness=thickness, color_lookup=sv.ColorLookup.INDEX)
     labels = sv.LabelAnnotator(color=palette, text_scale=text_scale, text_thickness=1,
-                               text_padding=max(1, thickness), color_lookup=sv.ColorLookup.CLASS,
+                               text_padding=max(1, thickness), color_lookup=sv.ColorLookup.INDEX,
                                text_position=sv.Position.TOP_LEFT, smart_position=True)
-    names, scores = class_names_of(detections, classes), scores_of(detections)
+    scores = scores_of(detections)
     texts = []
     for i, (name, score) in enumerate(zip(names, scores)):
         short = DISPLAY_NAMES.get(str(name), str(name))
