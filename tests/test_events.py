@@ -141,6 +141,27 @@ def test_watch_keeps_its_database_to_the_retention_days(crossing_clip, tmp_path)
     assert recent in ids and old not in ids and len(ids) > 2  # (this run's own events kept)
 
 
+def test_read_events_takes_what_events_carry_and_refuses_filters_that_would_match_nothing(tmp_path):
+    """From Python: the run id events carry (run_id was the database row only), a time as events write it (an ISO
+    string compared as text matched nothing), and a misspelt type or a missing database said, not an empty list."""
+    from datetime import datetime, timedelta, timezone
+
+    from conftest import seed_old_and_recent_events
+
+    db = tmp_path / "events.sqlite"
+    old, recent = seed_old_and_recent_events(db)
+    assert [e["id"] for e in read_events(db, run="oldrun")] == [old, recent] and read_events(db, run="other") == []
+    ten_days_ago = datetime.now(timezone.utc) - timedelta(days=10)
+    for since in (ten_days_ago, ten_days_ago.isoformat(), ten_days_ago.timestamp()):
+        assert [e["id"] for e in read_events(db, since=since)] == [recent]
+    with pytest.raises(MaskwatchError, match="unknown event type.*'person.enterd'.*person.entered"):
+        read_events(db, type="person.enterd")
+    with pytest.raises(MaskwatchError, match="since='yesterday': give Unix seconds or an ISO 8601 time"):
+        read_events(db, since="yesterday")
+    with pytest.raises(MaskwatchError, match="no such events database"):
+        read_events(tmp_path / "event.sqlite")
+
+
 def test_tracks_are_in_the_database_while_the_run_is_going(detector, faces, tmp_path):
     frames, fps = crossing_people(*faces)
     source = GatedSource(frames, fps, gates=(30,))

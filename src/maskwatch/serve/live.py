@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import re
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import AsyncIterator, Callable, Literal
 from urllib.parse import urlencode
@@ -27,7 +25,7 @@ from maskwatch.serve.cameras import CameraRegistry, CameraWorker, LiveFrame
 from maskwatch.serve.schemas import Camera, CameraList, CameraReport, EventPage, binary_response, error_responses
 from maskwatch.video.events import EVENT_TYPES
 from maskwatch.video.report import compliance_series, read_report
-from maskwatch.video.store import cameras_with_events, event_stored, read_events
+from maskwatch.video.store import as_unix_time, cameras_with_events, event_stored, read_events
 
 STATIC = Path(__file__).parent / "static"
 PAGE_FILES = {"cameras.js": "text/javascript", "cameras.css": "text/css", "classes.js": "text/javascript"}
@@ -54,25 +52,13 @@ def wait_for(check: Callable[[], bool], seconds: float) -> bool:
 
 
 def parse_time(value: str | None, name: str = "since") -> float | None:
-    """Unix seconds, or ISO 8601 (a time without an offset is UTC)."""
+    """Unix seconds, or ISO 8601 (a time without an offset is UTC); a 422 naming the parameter otherwise."""
     if value is None or value == "":
         return None
     try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        if not math.isfinite(seconds):
-            raise HTTPException(422, f"{name}={value!r}: not a time; give Unix seconds or an ISO 8601 time")
-        return seconds
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise HTTPException(422, f"{name}={value!r}: give Unix seconds or an ISO 8601 time such as "
-                                 f"2025-05-01T09:30:00+00:00") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.timestamp()
+        return as_unix_time(value, name)
+    except MaskwatchError as exc:
+        raise HTTPException(422, str(exc)) from None
 
 
 def frame_part(frame: LiveFrame) -> bytes:

@@ -6,18 +6,19 @@ server."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import socket
 import sqlite3
 import time
 from contextlib import closing
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
 from maskwatch.errors import MaskwatchError
-from maskwatch.video.events import Event
+from maskwatch.video.events import EVENT_TYPES, Event
 from maskwatch.video.tracking import TrackState
 
 SCHEMA = """
@@ -223,16 +224,50 @@ def cameras_with_events(path: Path, names: Sequence[str]) -> set[str]:
         db.close()
 
 
-def read_events(path: Path, camera: str | Sequence[str] | None = None, type: str | Sequence[str] | None = None,
-                since: float | None = None, run_id: int | None = None, limit: int = 1000, after_id: str | None = None,
-                newest_first: bool = False, before_id: str | None = None) -> list[dict[str, Any]]:
+def as_unix_time(value: float | str | datetime, name: str = "since") -> float:
+    """Unix seconds from Unix seconds, an ISO 8601 time (one without an offset is UTC) or a datetime."""
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise MaskwatchError(f"{name}={value!r}: not a time; give Unix seconds or an ISO 8601 time")
+        return float(value)
+    else:
+        try:
+            return as_unix_time(float(value), name)
+        except (TypeError, ValueError):
+            pass
+        try:
+            moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            raise MaskwatchError(f"{name}={value!r}: give Unix seconds or an ISO 8601 time such as "
+                                 f"2025-05-01T09:30:00+00:00") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def read_events(path: str | Path, camera: str | Sequence[str] | None = None,
+                type: str | Sequence[str] | None = None, since: float | str | datetime | None = None,
+                run_id: int | None = None, limit: int = 1000, after_id: str | None = None,
+                newest_first: bool = False, before_id: str | None = None, run: str | None = None
+                ) -> list[dict[str, Any]]:
     """Events as JSON objects, oldest first (or newest first): of a camera and a type (or any of several), of a
-    run, at or after `since` (Unix seconds), at most `limit`; `after_id` pages on from the last event of the
-    previous page (oldest first), `before_id` back from it (newest first)."""
+    run (`run`: the id events carry, WatchSummary.run; `run_id`: its row in the database, WatchSummary.run_id), at
+    or after `since` (Unix seconds, an ISO 8601 time or a datetime), at most `limit`; `after_id` pages on from the
+    last event of the previous page (oldest first), `before_id` back from it (newest first)."""
+    if not Path(path).is_file():
+        raise MaskwatchError(f"{path}: no such events database")
     where, args = [], []
     if run_id is not None:
         where.append("run_id = ?")
         args.append(run_id)
+    if run is not None:
+        where.append("run_id IN (SELECT id FROM runs WHERE run = ?)")
+        args.append(run)
+    if type is not None:
+        unknown = [t for t in ([type] if isinstance(type, str) else type) if t not in EVENT_TYPES]
+        if unknown:
+            raise MaskwatchError(f"unknown event type(s) {', '.join(map(repr, unknown))}; the types are "
+                                 f"{', '.join(EVENT_TYPES)}")
     for column, value in (("camera", camera), ("type", type)):
         if value is not None:
             values = [value] if isinstance(value, str) else list(value)
@@ -240,7 +275,7 @@ def read_events(path: Path, camera: str | Sequence[str] | None = None, type: str
             args.extend(values)
     if since is not None:
         where.append("time >= ?")
-        args.append(since)
+        args.append(as_unix_time(since))
     for cursor, compare in ((after_id, ">"), (before_id, "<")):
         if cursor is not None:
             where.append(f"rowid {compare} (SELECT rowid FROM events WHERE id = ?)")
