@@ -133,7 +133,8 @@ def test_without_pillow_heif_heic_photos_are_named_with_the_command_that_reads_t
 
     (tmp_path / "IMG_0001.HEIC").write_bytes(b"\0\0\0\x18ftypheic")
     shutil.copy(Path(__file__).parent.parent / "src" / "maskwatch" / "samples" / "crowd.jpg", tmp_path)
-    code = ("import sys; sys.modules['pillow_heif'] = None; from maskwatch.data.inputs import collect_images; "
+    code = ("import logging, sys; logging.basicConfig(); sys.modules['pillow_heif'] = None; "  # (warnings shown)
+            "from maskwatch.data.inputs import collect_images; "
             f"print([p.name for p in collect_images([{str(tmp_path)!r}])])")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.stdout.strip() == "['crowd.jpg']" and "IMG_0001.HEIC" in run.stderr

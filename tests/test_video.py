@@ -401,7 +401,8 @@ def test_a_second_ctrl_c_while_the_outputs_are_finished_is_said_and_does_not_cut
             ctrl_c()
 
     out = tmp_path / "pan.mp4"
-    summary = VideoPipeline(detector, sinks=[CallbackSink(on_event=on_event, on_frame=on_frame)]).run(str(clip), out)
+    pipeline = VideoPipeline(detector, sinks=[CallbackSink(on_event=on_event, on_frame=on_frame)])
+    summary = pipeline.run(str(clip), out, handle_signals=True)  # (as the watch command runs it)
     assert len(taps) == 2 and summary.status == "interrupted"
     assert "finishing the video, summary and events; once more to stop at once" in capfd.readouterr().err
     decoded, _ = decode(out)
