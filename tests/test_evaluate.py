@@ -58,7 +58,11 @@ def test_2class_reads_another_tools_class_names_by_what_they_say_and_says_so(sma
     with caplog.at_level("WARNING"):
         result = evaluate_coco(theirs, gt_as_predictions(small), scheme="2class")  # (the model's own three names)
     assert result.classes == ["mask", "no_mask"] and result.summary["mAP"] == pytest.approx(1.0)
-    assert "'Mask' as mask, 'face_nomask' as no_mask, 'incorrect' as no_mask" in caplog.text
+    assert "the ground truth's 'Mask' as mask, 'face_nomask' as no_mask, 'incorrect' as no_mask" in caplog.text
+    own = gt_as_predictions(small, relabel=lambda stem, i, label: names[label])  # (a model of those names)
+    with caplog.at_level("WARNING"):
+        assert evaluate_coco(theirs, own, scheme="2class").summary["mAP"] == pytest.approx(1.0)
+    assert "the predictions' 'Mask' as mask, 'face_nomask' as no_mask, 'incorrect' as no_mask" in caplog.text
 
 
 def test_predictions_of_a_model_of_other_class_names_are_told_how_to_match_the_ground_truth(small, data_dir):

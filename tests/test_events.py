@@ -95,7 +95,10 @@ def test_a_model_of_other_class_names_alerts_and_counts_compliance_by_what_they_
     from maskwatch import Detector
     from conftest import shipped_head_named
 
+    from maskwatch.classes import say_what_classes_leave_unknown
+
     detector = Detector.load(shipped_head_named(tmp_path / "model", classes), threads=2, scale=1.0)
+    say_what_classes_leave_unknown.cache_clear()  # (said once per process: another test may have said it)
     pipeline, events = run_collecting(detector, tmp_path)
     with caplog.at_level("WARNING"):
         summary = pipeline.run(str(crossing[0]))
@@ -120,6 +123,8 @@ def test_what_a_class_name_means_decides_its_colour_alert_and_count_column():
         FALLBACK_COLOUR_BGR]
     assert [is_unmasked(name) for name in ("no_mask", "bare", "incorrect", "masked", "helmet")] == [
         True, True, True, False, False]
+    negated = ("non_mask", "Non Mask", "NonMasked", "notmask", "mask_off", "no-mask", "Unmasked", "maskless", "NoMask")
+    assert [name for name in negated if not is_unmasked(name)] == []  # ("non_mask" was read as a mask worn)
     assert by_meaning({"masked": 2, "no mask": 1, "helmet": 4}) == {
         "with_mask": 2, "without_mask": 1, "mask_weared_incorrect": 0}
     assert classes_not_understood(["with_mask", "without_mask", "mask_weared_incorrect"]) is None
@@ -134,16 +139,20 @@ def test_watch_keeps_its_database_to_the_retention_days(crossing_clip, tmp_path)
     old, recent = seed_old_and_recent_events(db)
     cli = [sys.executable, "-m", "maskwatch.cli", "watch", str(crossing_clip), "--db", str(db), "--threads", "2"]
     refused = subprocess.run([*cli, "--retention-days", "0"], capture_output=True, text=True, timeout=300)
-    assert refused.returncode == 2 and "--retention-days 0: give a number of days above 0" in refused.stderr
+    assert refused.returncode == 2 and "--retention-days 0.0: give a number of days above 0" in refused.stderr
+    not_run = subprocess.run([*cli, "--retention-days", "30", "--out", str(tmp_path / "x.avi")], capture_output=True,
+                             text=True, timeout=300)  # a run refused before it began deletes nothing
+    assert not_run.returncode == 2 and old in {e["id"] for e in read_events(db, limit=10_000)}
     kept = subprocess.run([*cli, "--retention-days", "30"], capture_output=True, text=True, timeout=300)
     assert kept.returncode == 0, kept.stderr
     ids = {e["id"] for e in read_events(db, limit=10_000)}
     assert recent in ids and old not in ids and len(ids) > 2  # (this run's own events kept)
 
 
-def test_read_events_takes_what_events_carry_and_refuses_filters_that_would_match_nothing(tmp_path):
+def test_read_events_takes_what_events_carry_and_refuses_filters_that_would_match_nothing(tmp_path, monkeypatch):
     """From Python: the run id events carry (run_id was the database row only), a time as events write it (an ISO
     string compared as text matched nothing), and a misspelt type or a missing database said, not an empty list."""
+    import time
     from datetime import datetime, timedelta, timezone
 
     from conftest import seed_old_and_recent_events
@@ -154,6 +163,15 @@ def test_read_events_takes_what_events_carry_and_refuses_filters_that_would_matc
     ten_days_ago = datetime.now(timezone.utc) - timedelta(days=10)
     for since in (ten_days_ago, ten_days_ago.isoformat(), ten_days_ago.timestamp()):
         assert [e["id"] for e in read_events(db, since=since)] == [recent]
+    hours = datetime.now(timezone.utc) - timedelta(days=1, hours=1)  # (an hour before the recent event)
+    monkeypatch.setenv("TZ", "Asia/Tokyo")  # nine hours east: a naive time read as UTC would miss it
+    time.tzset()
+    try:
+        naive = hours.astimezone().replace(tzinfo=None)  # the same moment on this machine's clock
+        assert [e["id"] for e in read_events(db, since=naive)] == [recent]
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
     with pytest.raises(MaskwatchError, match="unknown event type.*'person.enterd'.*person.entered"):
         read_events(db, type="person.enterd")
     with pytest.raises(MaskwatchError, match="since='yesterday': give Unix seconds or an ISO 8601 time"):

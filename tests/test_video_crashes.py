@@ -61,10 +61,17 @@ def test_inputs_and_outputs_watch_cannot_handle_are_clear_errors(tmp_path, photo
     (lambda: ArraySource(iter(()), fps=0), "fps must be a positive number"),
 ])
 def test_video_settings_from_python_that_cannot_work_are_refused_by_name(make, error):
+    from fractions import Fraction
+
+    import numpy as np
+
     from maskwatch.errors import MaskwatchError
 
     with pytest.raises(MaskwatchError, match=error):
         make()
+    frame = np.zeros((64, 64, 3), np.uint8)  # numbers as PyAV and numpy give them are numbers
+    assert ArraySource([frame], fps=Fraction(30000, 1001)).fps == pytest.approx(29.97, abs=0.01)
+    assert WatchOptions(every=np.int64(2), draw_conf=np.float32(0.5)).every == 2
 
 
 class CrashingDetector:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 import re
 import shlex
 
 from maskwatch.errors import MaskwatchError
+
+log = logging.getLogger(__name__)
 
 MASK_CLASSES: tuple[str, ...] = ("with_mask", "without_mask", "mask_weared_incorrect")
 WITH_MASK, WITHOUT_MASK, WRONG_MASK = MASK_CLASSES
@@ -111,6 +115,15 @@ def classes_not_understood(classes: list[str]) -> str | None:
             f"incorrect); `train --label-map OLD=NEW` renames a data set's classes")
 
 
+@functools.lru_cache(maxsize=None)
+def say_what_classes_leave_unknown(classes: tuple[str, ...]) -> None:
+    """A model of the user's own classes whose names do not say what they mean: warned once per process, where
+    video or the server starts (a server's camera restarts its pipeline after a lost stream)."""
+    problem = classes_not_understood(list(classes))
+    if problem:
+        log.warning(problem)
+
+
 DROP_LABEL = ""  # what `--label-map OLD=` maps OLD to: its boxes are left out
 
 
@@ -121,8 +134,8 @@ def likely_mask_class(label: str) -> str | None:
     key = "".join(words)
     if any(word in key for word in ("incorrect", "wrong", "improper", "weared", "chin", "nose", "partial")):
         return WRONG_MASK
-    negated = {"no", "not", "without", "off", "none", "bare", "nomask", "unmasked", "maskless"} & set(words)
-    if negated or any(word in key for word in ("without", "nomask", "unmask", "maskless")):
+    negated = {"no", "not", "non", "without", "off", "none", "bare", "nomask", "unmasked", "maskless"} & set(words)
+    if negated or any(word in key for word in ("without", "nomask", "nonmask", "notmask", "unmask", "maskless")):
         return WITHOUT_MASK
     return WITH_MASK if "mask" in key else None
 

@@ -673,6 +673,8 @@ def watch(source: Optional[str] = typer.Argument(None, metavar="SOURCE",
     bars: list[tqdm] = []  # made at the first frame, so an error about the input is not printed into a bar
 
     def progress(summary, expected):
+        if retention is not None and not retention.started:  # (the run has begun: its inputs were fine)
+            retention.start()
         if not bars:  # a live camera into a log (journald, docker): one line a minute, not ten a second
             quiet = expected is None and not sys.stderr.isatty()
             bars.append(tqdm(unit="frame", desc="watching", total=expected, mininterval=60 if quiet else 0.1))
@@ -680,8 +682,6 @@ def watch(source: Optional[str] = typer.Argument(None, metavar="SOURCE",
         bars[0].update(summary.frames - bars[0].n)
 
     try:
-        if retention is not None:
-            retention.start()
         summary = pipeline.run(setup.source, setup.out, progress, overwrite=overwrite, handle_signals=True)
     finally:
         if retention is not None:

@@ -46,7 +46,7 @@ def scheme_classes(scheme: str, dataset_classes: list[str]) -> tuple[list[str], 
         read = {c: TO_TWO_CLASSES[meaning_of(c)] for c in dataset_classes
                 if c not in MASK_CLASSES and c not in TWO_CLASSES}
         if read:
-            logging.getLogger(__name__).warning("2class reads %s by what the names say",
+            logging.getLogger(__name__).warning("2class reads the ground truth's %s by what the names say",
                                                 ", ".join(f"{c!r} as {two}" for c, two in read.items()))
 
         def two_of(label: str) -> str:
@@ -73,7 +73,7 @@ def coco_inputs(gt: Dataset, predictions: list[ImagePredictions], scheme: Scheme
     gt_dict = to_coco_dict(gt, classes, label_of)
     id_of_name = {im["file_name"]: im["id"] for im in gt_dict["images"]}
     id_of_stem = {Path(name).stem: i for name, i in id_of_name.items()}  # (Sample.stem)
-    results = []
+    results, read_by_name = [], {}
     for pred in predictions:
         name = pred.image.replace("\\", "/").rsplit("/", 1)[-1]
         image_id = id_of_name.get(name) or id_of_stem.get(stem_in(pred.image, id_of_stem))
@@ -90,8 +90,13 @@ def coco_inputs(gt: Dataset, predictions: list[ImagePredictions], scheme: Scheme
             if mapped not in classes:
                 raise MaskwatchError(f"prediction label {label!r} for {pred.image} is not one of the ground truth's "
                                      f"classes {classes}" + _mismatch_hint(predictions, classes, label_of, scheme))
+            if mapped != label and label not in MASK_CLASSES and label not in TWO_CLASSES:
+                read_by_name[label] = mapped  # (2class: another model's name, read by what it says)
             results.append({"image_id": image_id, "category_id": classes.index(mapped) + 1,
                             "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)], "score": float(score)})
+    if read_by_name:
+        logging.getLogger(__name__).warning("2class reads the predictions' %s by what the names say",
+                                            ", ".join(f"{c!r} as {two}" for c, two in sorted(read_by_name.items())))
     return gt_dict, results, classes
 
 

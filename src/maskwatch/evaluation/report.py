@@ -73,6 +73,9 @@ def plot_pr_curves(result: CocoResult, out_dir: Path, boxes: dict[str, int] | No
 
 def confusion_matrix(gt: Dataset, predictions: list[ImagePredictions], scheme: Scheme,
                      score_threshold: float, iou_threshold: float = CONFUSION_IOU) -> sv.ConfusionMatrix:
+    """Faces scored at least `score_threshold`, matched to the ground truth at `iou_threshold`, each face listed
+    once per class judged by its best class; detections on faces the scoring leaves out (NOT_SCORED_IOU) and
+    difficult faces are left out of it."""
     classes, label_of = scheme_classes(scheme, gt.classes)
     stems = {s.stem for s in gt.samples}
     by_name = {stem_in(p.image, stems): p for p in predictions}

@@ -35,7 +35,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from maskwatch.version import __version__
 from maskwatch.annotate import annotate
-from maskwatch.classes import compliance_of
+from maskwatch.classes import compliance_of, say_what_classes_leave_unknown
 from maskwatch.data.images import (ACCEPTED_FORMATS, ACCEPTED_NAMES, decode_image, decoding_warnings, image_header,
                                    is_video_header)
 from maskwatch.detector import Detector, OneStageDetector
@@ -151,6 +151,7 @@ def create_app(settings: Settings | None = None, detector: Detector | OneStageDe
             # taskset): more threads than cores only take turns.
             threads = settings.threads or usable_cores()
             state["detector"] = detector or Detector.load(settings.model, threads=threads)
+            say_what_classes_leave_unknown(tuple(state["detector"].classes))
             state["jobs"] = JobQueue(settings.data_dir / "jobs", state["detector"], settings.keep_results_days)
             cameras.start()
             state["cameras started"] = True

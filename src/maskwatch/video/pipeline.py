@@ -9,8 +9,8 @@ on the event bus to its sinks (video file, database, window, progress, webhook, 
 
 from __future__ import annotations
 
-import functools
 import logging
+import numbers
 import os
 import threading
 import time
@@ -25,7 +25,7 @@ import numpy as np
 import supervision as sv
 
 from maskwatch.annotate import annotate, blur_boxes, draw_counts, draw_zones
-from maskwatch.classes import classes_not_understood, compliance_of
+from maskwatch.classes import compliance_of, say_what_classes_leave_unknown
 from maskwatch.data.inputs import check_writable
 from maskwatch.detector import Detector, OneStageDetector
 from maskwatch.errors import MaskwatchError
@@ -55,11 +55,11 @@ __all__ = ["VideoPipeline", "WatchOptions", "WatchSummary", "watch"]
 
 
 def _whole(value, least: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= least
 
 
 def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)  # (numpy's and Fraction too)
 
 
 # What each numeric option may be: a test and what to write instead. The one table: WatchOptions checks its
@@ -142,15 +142,6 @@ def camera_name_of(source: str) -> str:
         parts = urlsplit(source)
         return f"{parts.hostname or ''}{parts.path}".strip("/") or source.split("://")[0]
     return Path(source).stem if not source.isdigit() else f"camera{source}"
-
-
-@functools.lru_cache(maxsize=None)
-def say_what_classes_leave_unknown(classes: tuple[str, ...]) -> None:
-    """A model of the user's own classes whose names do not say what they mean: warned once per process (a
-    server's camera restarts its pipeline after a lost stream)."""
-    problem = classes_not_understood(list(classes))
-    if problem:
-        log.warning(problem)
 
 
 class VideoPipeline:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import threading
 import time
 from pathlib import Path
@@ -16,8 +17,9 @@ log = logging.getLogger(__name__)
 
 
 def check_retention_days(days: float | None) -> float | None:
-    if days is not None and not (isinstance(days, (int, float)) and math.isfinite(days) and days > 0):
-        raise MaskwatchError(f"--retention-days {days:g}: give a number of days above 0")
+    if days is not None and (isinstance(days, bool) or not isinstance(days, numbers.Real)
+                             or not math.isfinite(days) or days <= 0):
+        raise MaskwatchError(f"--retention-days {days}: give a number of days above 0")
     return days
 
 
@@ -38,6 +40,10 @@ class Retention:
             log.info("retention (%g days): deleted %s", self.days,
                      ", ".join(f"{n} {table}" for table, n in deleted.items() if n))
         return deleted
+
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
 
     def start(self) -> None:
         self.apply()

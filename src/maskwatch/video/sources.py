@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import itertools
 import logging
+import numbers
 import os
 import queue
 import threading
@@ -81,7 +82,7 @@ class ArraySource(FrameSource):
     MaskwatchError naming it. `live`: frames that arrive in real time (a camera: late ones may be dropped)."""
 
     def __init__(self, frames: Iterable[np.ndarray], fps: float = 30.0, live: bool = False):
-        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps < float("inf"):
+        if isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not 0 < fps < float("inf"):
             raise MaskwatchError(f"ArraySource: fps must be a positive number, not {fps!r}")
         self._frames = iter(frames)
         try:

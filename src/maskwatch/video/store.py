@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 import random
 import socket
@@ -225,23 +226,25 @@ def cameras_with_events(path: Path, names: Sequence[str]) -> set[str]:
 
 
 def as_unix_time(value: float | str | datetime, name: str = "since") -> float:
-    """Unix seconds from Unix seconds, an ISO 8601 time (one without an offset is UTC) or a datetime."""
+    """Unix seconds from Unix seconds, an ISO 8601 time (one without an offset is UTC, as the API documents) or a
+    datetime (one without a time zone is local time, as Python reads it)."""
     if isinstance(value, datetime):
-        moment = value
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value.timestamp()
+    if isinstance(value, bool):
+        raise MaskwatchError(f"{name}={value!r}: not a time; give Unix seconds or an ISO 8601 time")
+    if isinstance(value, numbers.Real):
         if not math.isfinite(value):
             raise MaskwatchError(f"{name}={value!r}: not a time; give Unix seconds or an ISO 8601 time")
         return float(value)
-    else:
-        try:
-            return as_unix_time(float(value), name)
-        except (TypeError, ValueError):
-            pass
-        try:
-            moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-        except ValueError:
-            raise MaskwatchError(f"{name}={value!r}: give Unix seconds or an ISO 8601 time such as "
-                                 f"2025-05-01T09:30:00+00:00") from None
+    try:
+        return as_unix_time(float(value), name)
+    except (TypeError, ValueError):
+        pass
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise MaskwatchError(f"{name}={value!r}: give Unix seconds or an ISO 8601 time such as "
+                             f"2025-05-01T09:30:00+00:00") from None
     return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
 
 
