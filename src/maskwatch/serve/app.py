@@ -23,7 +23,7 @@ from urllib.parse import quote
 from pathlib import Path
 
 import cv2
-from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi import APIRouter, FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -192,46 +192,6 @@ def create_app(settings: Settings | None = None, detector: Detector | OneStageDe
                 exc = HTTPException(exc.status_code, said, headers=exc.headers)
         return await http_exception_handler(request, exc)
 
-    async def read_upload(request: Request, file: UploadFile, target) -> int:
-        """Copy an upload into `target` (a binary file). The body's limit (the file plus room for the form's
-        headers) was enforced while it was received; the file's own is checked here. One file per request:
-        FastAPI would keep the last of several and drop the others without a word."""
-        sent = len((await request.form()).getlist("file"))  # (the form FastAPI parsed, not read again)
-        if sent > 1:
-            raise HTTPException(422, f"one file per request, got {sent}: send each in a request of its own")
-        size = 0
-        while chunk := await file.read(CHUNK):
-            size += len(chunk)
-            if size > settings.max_upload_bytes:
-                raise HTTPException(413, settings.too_large)
-            target.write(chunk)
-        if size == 0:
-            raise HTTPException(422, "the uploaded file is empty")
-        return size
-
-    def decode_upload(data: bytes, name: str):
-        """The picture, and what was wrong with it that did not stop it being read (for the client: it never sees
-        the server's log)."""
-        try:
-            with decoding_warnings() as heard:
-                return decode_image(data, name), heard
-        except TooManyPixels as exc:  # a readable image, only too big to decode: the size is what is refused
-            raise HTTPException(413, str(exc)) from exc
-        except MaskwatchError as exc:  # names the file and says it is not a readable image
-            hint = "; it is a video: send videos to POST /v1/videos" if is_video_header(data[:12]) else ""
-            raise HTTPException(415, f"{exc}{hint}") from exc
-
-    def detect(image, conf: float, all_classes: bool):
-        detections = state["detector"](image, min_score=conf, all_classes=all_classes)
-        faces = best_class_per_face(detections)  # counts are of people, whatever the listing
-        return detections, class_counts(faces, state["detector"].classes)
-
-    def encode_annotated(image, detections, format: str) -> bytes:
-        """The image with the detections drawn, encoded as JPEG or PNG."""
-        ok, encoded = cv2.imencode(".png" if format == "png" else ".jpg",
-                                   annotate(image, detections, state["detector"].classes))
-        return encoded.tobytes()
-
     add_live_routes(app, cameras, lambda: [*(state["detector"].classes if "detector" in state else []),
                                            *cameras.classes_in_use()])
 
@@ -261,7 +221,39 @@ def create_app(settings: Settings | None = None, detector: Detector | OneStageDe
     def index() -> HTMLResponse:
         return HTMLResponse((STATIC / "index.html").read_text())
 
-    @app.post("/v1/detect", responses=UPLOAD_ERRORS, response_model=DetectResult, response_model_exclude_unset=True,
+    app.include_router(photo_router(settings, pool, state))
+    app.include_router(video_router(settings, pool, state))
+    return app
+
+
+def photo_router(settings: Settings, pool: WorkerPool, state: dict) -> APIRouter:
+    """POST /v1/detect and /v1/annotate: a photo in, its faces out (JSON, or drawn), on the worker pool."""
+    router = APIRouter()
+
+    def decode_upload(data: bytes, name: str):
+        """The picture, and what was wrong with it that did not stop it being read (for the client: it never sees
+        the server's log)."""
+        try:
+            with decoding_warnings() as heard:
+                return decode_image(data, name), heard
+        except TooManyPixels as exc:  # a readable image, only too big to decode: the size is what is refused
+            raise HTTPException(413, str(exc)) from exc
+        except MaskwatchError as exc:  # names the file and says it is not a readable image
+            hint = "; it is a video: send videos to POST /v1/videos" if is_video_header(data[:12]) else ""
+            raise HTTPException(415, f"{exc}{hint}") from exc
+
+    def detect(image, conf: float, all_classes: bool):
+        detections = state["detector"](image, min_score=conf, all_classes=all_classes)
+        faces = best_class_per_face(detections)  # counts are of people, whatever the listing
+        return detections, class_counts(faces, state["detector"].classes)
+
+    def encode_annotated(image, detections, format: str) -> bytes:
+        """The image with the detections drawn, encoded as JPEG or PNG."""
+        ok, encoded = cv2.imencode(".png" if format == "png" else ".jpg",
+                                   annotate(image, detections, state["detector"].classes))
+        return encoded.tobytes()
+
+    @router.post("/v1/detect", responses=UPLOAD_ERRORS, response_model=DetectResult, response_model_exclude_unset=True,
               tags=TAGS)
     async def detect_image(request: Request, file: UploadFile = File(...),
                            conf: float = Query(FOR_PEOPLE.min_score, ge=0.0, le=1.0, allow_inf_nan=False,
@@ -274,7 +266,7 @@ def create_app(settings: Settings | None = None, detector: Detector | OneStageDe
         """Detections in the project's predictions format, plus counts per class; with `annotated=true` also
         `annotated_image`, the image with one box per face drawn, as a `data:image/jpeg;base64,...` URL."""
         buffer = io.BytesIO()
-        await read_upload(request, file, buffer)
+        await read_upload(request, file, buffer, settings)
         name = Path(file.filename or "upload").name
 
         def work() -> dict:
@@ -289,7 +281,7 @@ def create_app(settings: Settings | None = None, detector: Detector | OneStageDe
 
         return await pool.run(work, request=request)
 
-    @app.post("/v1/annotate", response_class=Response, tags=TAGS, responses={**binary_response(
+    @router.post("/v1/annotate", response_class=Response, tags=TAGS, responses={**binary_response(
         ("image/jpeg", "image/png"), "the image with one box per face",
         **{"X-Maskwatch-Counts": "faces per class: with_mask=2,without_mask=1,mask_weared_incorrect=0 (a class "
                                  "name outside ASCII percent-encoded as UTF-8)",
@@ -302,7 +294,7 @@ def create_app(settings: Settings | None = None, detector: Detector | OneStageDe
                              ) -> Response:
         """The image with every face drawn, as JPEG or PNG."""
         buffer = io.BytesIO()
-        await read_upload(request, file, buffer)
+        await read_upload(request, file, buffer, settings)
 
         def work() -> tuple[bytes, dict, list[str]]:
             image, heard = decode_upload(buffer.getvalue(), Path(file.filename or "upload").name)
@@ -316,7 +308,14 @@ def create_app(settings: Settings | None = None, detector: Detector | OneStageDe
                 "latin-1", "replace").decode("latin-1")  # (h11 refuses a value that starts or ends with a space)
         return Response(encoded, media_type=f"image/{format}", headers=headers)
 
-    @app.post("/v1/videos", status_code=202, responses=UPLOAD_ERRORS, response_model=VideoJobCreated, tags=TAGS)
+    return router
+
+
+def video_router(settings: Settings, pool: WorkerPool, state: dict) -> APIRouter:
+    """/v1/videos: a video in, a job that runs it (JobQueue), its result video and summary out."""
+    router = APIRouter()
+
+    @router.post("/v1/videos", status_code=202, responses=UPLOAD_ERRORS, response_model=VideoJobCreated, tags=TAGS)
     async def submit_video(request: Request, file: UploadFile = File(...)) -> dict:
         """Queue a video; poll GET /v1/videos/{id}, then fetch /v1/videos/{id}/result."""
         if state["jobs"].queued() >= SERVE_MAX_QUEUED_VIDEOS:  # each waits with its upload on disk
@@ -341,7 +340,7 @@ def create_app(settings: Settings | None = None, detector: Detector | OneStageDe
 
         try:
             with temp.open("wb") as target:
-                await read_upload(request, file, target)
+                await read_upload(request, file, target, settings)
             await pool.run(check_video, request=request)
             job_id = state["jobs"].create(temp, Path(file.filename or "video").name)
         except BaseException:  # refused (413, 415, 503) or failed (cv2.error, OSError, the job database): not kept
@@ -356,7 +355,7 @@ def create_app(settings: Settings | None = None, detector: Detector | OneStageDe
             raise HTTPException(404, "no such video job")
         return job
 
-    @app.get("/v1/videos", response_model=VideoJobList, response_model_exclude_unset=True, tags=TAGS,
+    @router.get("/v1/videos", response_model=VideoJobList, response_model_exclude_unset=True, tags=TAGS,
              responses=error_responses(_403="the server has no API key"))
     def list_videos() -> dict:
         """Every video job the server keeps (a result video shows faces: find and DELETE what is no longer
@@ -367,12 +366,12 @@ def create_app(settings: Settings | None = None, detector: Detector | OneStageDe
                                      "job's id is what keeps its result from others)")
         return {"jobs": [job.as_dict() for job in state["jobs"].all()]}
 
-    @app.get("/v1/videos/{job_id}", responses=JOB_ERRORS, response_model=VideoJob, response_model_exclude_unset=True,
+    @router.get("/v1/videos/{job_id}", responses=JOB_ERRORS, response_model=VideoJob, response_model_exclude_unset=True,
              tags=TAGS)
     def video_status(job_id: str) -> dict:
         return job_or_404(job_id).as_dict()
 
-    @app.get("/v1/videos/{job_id}/result", response_class=Response, tags=TAGS, responses={
+    @router.get("/v1/videos/{job_id}/result", response_class=Response, tags=TAGS, responses={
         **binary_response(("video/mp4",), "the annotated video (H.264)"), **JOB_ERRORS, **NOT_READY})
     def video_result(job_id: str) -> FileResponse:
         job = job_or_404(job_id)
@@ -383,7 +382,7 @@ def create_app(settings: Settings | None = None, detector: Detector | OneStageDe
         name = Path(job.filename or "video").stem + "_maskwatch.mp4"
         return FileResponse(path, media_type="video/mp4", filename=name, content_disposition_type="inline")
 
-    @app.get("/v1/videos/{job_id}/summary", responses={**JOB_ERRORS, **NOT_READY}, response_model=RunSummary,
+    @router.get("/v1/videos/{job_id}/summary", responses={**JOB_ERRORS, **NOT_READY}, response_model=RunSummary,
              response_model_exclude_unset=True, tags=TAGS)
     def video_summary(job_id: str) -> dict:
         job = job_or_404(job_id)
@@ -392,7 +391,7 @@ def create_app(settings: Settings | None = None, detector: Detector | OneStageDe
                                      f"({job.status}); there is no summary")
         return job.summary
 
-    @app.delete("/v1/videos/{job_id}", status_code=204, tags=TAGS,
+    @router.delete("/v1/videos/{job_id}", status_code=204, tags=TAGS,
                 responses={**JOB_ERRORS, **error_responses(_409="the running job did not stop in time")})
     def delete_video(job_id: str) -> Response:
         """Delete a job and everything kept for it (its upload, result video and events); a running job is
@@ -403,7 +402,25 @@ def create_app(settings: Settings | None = None, detector: Detector | OneStageDe
                                      "try again")
         return Response(status_code=204)
 
-    return app
+    return router
+
+
+async def read_upload(request: Request, file: UploadFile, target, settings: Settings) -> int:
+    """Copy an upload into `target` (a binary file). The body's limit (the file plus room for the form's
+    headers) was enforced while it was received; the file's own is checked here. One file per request:
+    FastAPI would keep the last of several and drop the others without a word."""
+    sent = len((await request.form()).getlist("file"))  # (the form FastAPI parsed, not read again)
+    if sent > 1:
+        raise HTTPException(422, f"one file per request, got {sent}: send each in a request of its own")
+    size = 0
+    while chunk := await file.read(CHUNK):
+        size += len(chunk)
+        if size > settings.max_upload_bytes:
+            raise HTTPException(413, settings.too_large)
+        target.write(chunk)
+    if size == 0:
+        raise HTTPException(422, "the uploaded file is empty")
+    return size
 
 
 def validation_error_body(errors) -> dict:
