@@ -128,6 +128,9 @@ def finder_input(image_bgr: np.ndarray, scale: float) -> tuple[np.ndarray, tuple
 
 
 class FaceFinder:
+    """CenterFace on onnxruntime: face boxes and scores at a given input scale (with landmarks when asked, or a
+    one-stage model's class probabilities)."""
+
     def __init__(self, path: Path = CENTERFACE_PATH, threads: int | None = None):
         self.path = Path(path)
         self.session = make_session(path, threads)

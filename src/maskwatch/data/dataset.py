@@ -55,6 +55,9 @@ class Sample:
 
 @dataclass
 class Dataset:
+    """Annotated images of any of the formats, read into one form: the classes, a Sample per image (boxes, labels,
+    difficult marks) and the problems met while reading (each said where it was met)."""
+
     classes: list[str]
     samples: list[Sample]
     problems: list[str] = field(default_factory=list)

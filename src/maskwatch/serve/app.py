@@ -67,6 +67,8 @@ API_KEY_SCHEME = "ApiKey"
 
 @dataclass
 class Settings:
+    """The server's settings, as `maskwatch serve`'s options set them."""
+
     data_dir: Path = SERVE_DATA_DIR
     max_upload_mb: float = MAX_UPLOAD_MB
     api_key: str | None = None

@@ -31,7 +31,6 @@ CREATE TABLE IF NOT EXISTS jobs (
     frames_done INTEGER DEFAULT 0, frames_total INTEGER, summary TEXT, message TEXT, filename TEXT);
 """
 
-
 class DataDirLock(FileLock):
     """One server per data directory: a lock on DATA_DIR/server.lock, held while the server runs. Two servers on
     one directory would each mark the other's running job failed and run every queued job twice."""
@@ -69,6 +68,9 @@ class Job:
 
 
 class JobQueue:
+    """The server's video jobs: uploads queued in SQLite under the data directory and run one after another on a
+    thread of their own, each job's result video and summary kept until DELETE (or `keep_days` after it ended)."""
+
     EXPIRE_EVERY_S = 3600.0
 
     def __init__(self, root: Path, detector: Detector, keep_days: float | None = None):

@@ -60,6 +60,10 @@ MIN_CROP_SIZE = 32  # the head's MobileNetV2 divides its input by 32
 
 
 class TwoStageRecipe(Recipe):
+    """The shipped design's training (model card): the crop head learns each candidate's class and box correction
+    from the face finder's candidates matched to the annotated faces, jittered ground-truth boxes, the extra face
+    pictures and the composites; exported as the head's ONNX and JSON, scored each epoch as it ships."""
+
     batch_size = 64
     lr = 2e-3
     takes_face_pictures = True

@@ -14,6 +14,9 @@ VELOCITY_SMOOTHING = 0.5  # weight of the newest measured velocity
 
 
 class BoxPredictor:
+    """Moves the tracked boxes between detections: with the picture when the camera moves, and on at each track's
+    own velocity."""
+
     def __init__(self, size: tuple[int, int], settings: RealtimeSettings = REALTIME):
         self.width, self.height = size
         self.settings = settings

@@ -124,6 +124,9 @@ class CallbackSink(Sink):
 
 
 class EventBus:
+    """Hands every event and frame to each sink as peers: a sink that fails is logged and counted (and a required
+    one fails the run), but never stops the video or the other sinks."""
+
     LOG_EVERY = 100  # after the first failure of a sink's hook, log one in this many
 
     def __init__(self, sinks: Iterable[Sink]):

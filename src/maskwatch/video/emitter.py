@@ -44,6 +44,10 @@ def snapshot_of(image: np.ndarray, box: Sequence[float], keep_face: bool, size: 
 
 
 class EventEmitter:
+    """Tracks into events: a track seen on enough detection frames is a person (person.entered), raises one alert
+    when its recent vote is unmasked (person.unmasked) and leaves by its whole visit's vote (person.left); zone
+    and line events, and the counts event."""
+
     def __init__(self, camera: str, run: str, classes: Sequence[str], zones: ZoneCounter, min_track_frames: int,
                  lost_after_s: float, snapshots: bool = False, keep_faces: bool = False):
         self.camera, self.run, self.classes = camera, run, list(classes)

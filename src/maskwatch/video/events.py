@@ -49,6 +49,9 @@ def now_iso() -> str:
 
 @dataclass
 class Event:
+    """One event as it is sent and stored (its JSON: README, Events): its type, camera, run and times, and the
+    person, zone, line or counts it is about."""
+
     type: str
     camera: str
     run: str

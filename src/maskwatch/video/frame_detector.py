@@ -18,6 +18,9 @@ from maskwatch.video.scale_choice import ScaleChooser
 
 
 class VideoDetector:
+    """The detector as video runs it: the scale chosen from the previous frames (ScaleChooser), and the classes of
+    settled faces reused (HeadCache)."""
+
     def __init__(self, detector, detect_conf: float, min_face_score: float,
                  settings: RealtimeSettings = REALTIME):
         self.detector = detector

@@ -39,6 +39,9 @@ def boxes_from(candidates: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 
 
 class HeadCache:
+    """The head's answers for faces that have settled (the same place and look as when the head last saw them),
+    so a still face is not classified again on every frame."""
+
     def __init__(self, settings: RealtimeSettings = REALTIME):
         self.settings = settings
         self.faces: list[_Face] = []

@@ -88,6 +88,8 @@ OPTION_FLAGS = {"every": "--every", "max_frames": "--max-frames", "max_fps": "--
 
 @dataclass
 class WatchOptions:
+    """How one run watches (`watch`'s options); a value it cannot use is refused when the options are made."""
+
     every: int | None = None  # detect on every Nth frame; None: as often as the source's frame rate allows
     # (every frame when it can), not again on a still picture; faces are tracked in between (video/realtime.py)
     max_fps: float | None = None  # process at most this many frames per second (live sources)
@@ -145,6 +147,10 @@ def camera_name_of(source: str) -> str:
 
 
 class VideoPipeline:
+    """Watches one source: the frames come in, the detector runs on those the real-time policy picks, faces are
+    tracked in between, and each run's events go to its sinks (the annotated video, the database, webhooks,
+    MQTT, yours) as peers; `run()` returns its WatchSummary, `stop()` ends it from another thread."""
+
     def __init__(self, detector: Detector | OneStageDetector | None = None, options: WatchOptions | None = None,
                  database: Path | None = None, sinks: Iterable[Sink] = (), zones: Iterable[str | Zone] = (),
                  lines: Iterable[str | Line] = (), camera: str | None = None):

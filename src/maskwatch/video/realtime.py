@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RealtimeSettings:
+    """Every setting of the real-time policy in one place (when to detect, motion gating, the scale choice, the
+    head cache, encoding); benchmarks switch levers off through it."""
+
     # --- when to detect (DetectSchedule) ---
     headroom: float = 0.8  # aim at this share of the time between source frames; the rest absorbs slow frames
     max_detect_gap_s: float = 0.5  # never track longer than this without a detection: a face walking in is

@@ -26,6 +26,9 @@ from maskwatch.video.realtime import REALTIME, RealtimeSettings
 
 
 class ScaleChooser:
+    """Video's face-finder scale, chosen from the faces of the last second rather than per frame (a crowd clip keeps
+    its upscaled pass, a door camera its small one), probing the full pass now and then for faces it would miss."""
+
     def __init__(self, settings: RealtimeSettings = REALTIME):
         self.settings = settings
         self.smallest: deque[tuple[float, float]] = deque()  # (time, smallest face height at 1x) per detection

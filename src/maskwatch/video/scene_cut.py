@@ -39,6 +39,9 @@ def histogram_correlation(a: np.ndarray, b: np.ndarray) -> float:
 
 
 class SceneCuts:
+    """Tells a scene cut (another picture: an edited clip, a camera switched) from motion, so that tracks start
+    afresh after one instead of jumping to the new picture's faces."""
+
     def __init__(self, settings: RealtimeSettings = REALTIME):
         self.settings = settings
         self.previous: np.ndarray | None = None  # the previous frame as MotionGate.small() gives it

@@ -150,6 +150,9 @@ def epoch_of(iso: str) -> float:
 
 
 class EventStore:
+    """The events database (SQLite in WAL mode, so readers do not hold up a running camera): runs, events,
+    counting windows and tracks; a run left 'running' by a process that died is marked failed when it is opened."""
+
     def __init__(self, path: Path):
         self.path = Path(path)
         self.db = connect(self.path)

@@ -16,6 +16,9 @@ TRACKS_CSV_HEADER = ["track_id", "label", "first_seen_s", "last_seen_s", "frames
 
 @dataclass
 class WatchSummary:
+    """What a run did: frames detected, tracked and dropped, people per class and compliance, zones and lines,
+    events and sink failures; `run()` returns it and OUT.json holds it."""
+
     source: str
     camera: str | None = None
     run: str | None = None  # the run's id in events ("run")

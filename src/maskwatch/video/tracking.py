@@ -34,6 +34,9 @@ MAX_LOOK_S = 1.0  # the most time one look stands for (after a gap, the face was
 
 @dataclass
 class TrackState:
+    """One track's two votes: the whole visit's (the class counted at person.left) and the last seconds' (drawn, and
+    what raises person.unmasked), each look weighted by its score and the time it stands for."""
+
     track_id: int
     first_seen_s: float
     last_seen_s: float
@@ -101,6 +104,9 @@ def _share(votes: dict[str, float]) -> float:
 
 
 class FaceTracker:
+    """ByteTrack (Roboflow's trackers) over the detector's faces, by how sure each is to be a face, and each track's
+    class votes (TrackState)."""
+
     def __init__(self, classes: list[str], fps: float, lost_after_s: float = 1.5,
                  min_confidence: float = TRACK_ACTIVATION_SCORE):
         from trackers import ByteTrackTracker

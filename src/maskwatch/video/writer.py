@@ -23,6 +23,9 @@ FRAGMENTED_MP4 = {"movflags": "+frag_keyframe+empty_moov+default_base_moof", "fr
 
 
 class H264Writer:
+    """The annotated video as an H.264 MP4 (PyAV), frames written as they come, so a run cut short still leaves a
+    video that plays up to its last frames."""
+
     def __init__(self, path: Path, size: tuple[int, int], fps: float, crf: int = 23,
                  preset: str = REALTIME.encode_preset):
         self.path = Path(path)

@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 
 
 class DatabaseSink(Sink):
+    """The run, its events, counting windows and tracks into the events database (SQLite), written on a thread of
+    its own: the video never waits on the disk, and a locked database holds writes back rather than the frames."""
+
     name = "database"
     required = True
     records_run = True

@@ -48,6 +48,9 @@ def check_mqtt_url(url: str) -> tuple[SplitResult, int | None]:
 
 
 class MqttSink(Sink):
+    """Publishes each event to PREFIX/events/<type> on an MQTT broker (paho-mqtt) and the latest counts, retained,
+    to PREFIX/state; reconnects on its own; what the broker never acknowledged by the end fails the run."""
+
     name = "mqtt"
     required = True  # messages never acknowledged by the end are lost: the run failed to deliver them
 
