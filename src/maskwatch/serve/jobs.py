@@ -21,6 +21,7 @@ from pathlib import Path
 from maskwatch.detector import Detector
 from maskwatch.errors import MaskwatchError
 from maskwatch.file_lock import FileLock, LockHeld
+from maskwatch.periodic import Periodic
 from maskwatch.video.pipeline import VideoPipeline, WatchOptions
 
 log = logging.getLogger(__name__)
@@ -71,8 +72,6 @@ class JobQueue:
     """The server's video jobs: uploads queued in SQLite under the data directory and run one after another on a
     thread of their own, each job's result video and summary kept until DELETE (or `keep_days` after it ended)."""
 
-    EXPIRE_EVERY_S = 3600.0
-
     def __init__(self, root: Path, detector: Detector, keep_days: float | None = None):
         """keep_days: finished and failed jobs (their result videos show faces) are deleted this many days after
         they ended, at the start and hourly; None: kept until DELETE /v1/videos/{id}."""
@@ -90,11 +89,9 @@ class JobQueue:
         self._cancelled: set[str] = set()  # running jobs being deleted (stopped: not queued again)
         self._running_lock = threading.Lock()  # between close() and a job starting
         self._recover()
-        self._expiring = threading.Event()  # set by close(): the hourly expiry ends
-        self._expiry: threading.Thread | None = None
+        self._expiry = Periodic(self.expire, "job-expiry")
         if keep_days is not None:
             self.expire()
-            self._expiry = threading.Thread(target=self._expire_loop, daemon=True, name="maskwatch-job-expiry")
             self._expiry.start()
         self._worker = threading.Thread(target=self._work, daemon=True, name="maskwatch-jobs")
         self._worker.start()
@@ -118,13 +115,6 @@ class JobQueue:
             log.warning("deleted %d video job(s) that ended more than %g days ago (--keep-results-days)", len(deleted),
                         self.keep_days)
         return deleted
-
-    def _expire_loop(self) -> None:
-        while not self._expiring.wait(self.EXPIRE_EVERY_S):
-            try:
-                self.expire()
-            except sqlite3.Error as exc:  # (the database closed under it at shutdown, or locked): next hour
-                log.warning("deleting old video jobs failed: %s", exc)
 
     def _recover(self) -> None:
         """After a restart: running jobs failed (their process died; their upload and partial outputs are
@@ -298,7 +288,7 @@ class JobQueue:
         """Shut down in order: no new job starts, the running one stops at its next frame (its outputs finished,
         the job queued again), the worker ends, and only then is the database closed. The caller releases the
         data directory's lock after this returns."""
-        self._expiring.set()
+        self._expiry.stop()
         with self._running_lock:
             self._closing = True
             if self._running is not None:
@@ -308,7 +298,6 @@ class JobQueue:
         if self._worker.is_alive():  # a frame that takes minutes: leave the connection to it rather than pull it away
             log.error("the video job did not stop within %.0f s; its database is left open", timeout_s)
             return
-        if self._expiry is not None:
-            self._expiry.join(timeout=timeout_s)  # (it ends at once: _expiring is set)
+        self._expiry.stop(timeout_s)  # (a go under way finishes before the database closes)
         with self._lock:
             self.db.close()

@@ -6,11 +6,11 @@ from __future__ import annotations
 import logging
 import math
 import numbers
-import threading
 import time
 from pathlib import Path
 
 from maskwatch.errors import MaskwatchError
+from maskwatch.periodic import Periodic
 from maskwatch.video.store import delete_older_than
 
 log = logging.getLogger(__name__)
@@ -27,12 +27,9 @@ class Retention:
     """Deletes what is older than `days` from `db`: `apply()` once, or `start()` (at once, then hourly on a thread)
     until `stop()`."""
 
-    EVERY_S = 3600.0
-
     def __init__(self, db: Path, days: float):
         self.db, self.days = Path(db), check_retention_days(days)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._hourly = Periodic(self.apply, "retention")
 
     def apply(self) -> dict[str, int]:
         deleted = delete_older_than(self.db, time.time() - self.days * 86400)
@@ -43,19 +40,11 @@ class Retention:
 
     @property
     def started(self) -> bool:
-        return self._thread is not None
+        return self._hourly.started
 
     def start(self) -> None:
         self.apply()
-        self._thread = threading.Thread(target=self._loop, daemon=True, name="maskwatch-retention")
-        self._thread.start()
+        self._hourly.start()
 
     def stop(self) -> None:
-        self._stop.set()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.EVERY_S):
-            try:
-                self.apply()
-            except Exception:  # the database may be busy; next hour
-                log.exception("retention failed; trying again in an hour")
+        self._hourly.stop()
