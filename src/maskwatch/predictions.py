@@ -221,6 +221,12 @@ ROW_FIELDS = ("path", "width", "height", "detections", "faces", *MASK_CLASSES, "
               "file_mtime_ns")  # (the file as it was read: a file changed since runs again; null before 2026-11-28)
 
 
+def empty_row(path: str) -> dict:
+    """A row of ROW_FIELDS for `path` before anything is known of it (no size, no face, no error)."""
+    return {**dict.fromkeys(ROW_FIELDS), "path": path, "width": 0, "height": 0, "detections": "[]", "faces": 0,
+            **dict.fromkeys(MASK_CLASSES, 0)}
+
+
 def row_schema():
     """The one schema of every Parquet part, whichever engine wrote it and whether or not it holds an error:
     left to inference, a part without errors would store `error` as type null and no reader could join it to

@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from maskwatch.annotate import annotate
-from maskwatch.classes import MASK_CLASSES, by_meaning
+from maskwatch.classes import by_meaning
 from maskwatch.data.images import annotated_copy_name, read_image, save_annotated_copy
 from maskwatch.data.inputs import numbered_name
 from maskwatch.detector import Detector
 from maskwatch.errors import MaskwatchError, name_some, utf8_text
 from maskwatch.file_lock import FileLock, LockHeld
-from maskwatch.predictions import ROW_FIELDS, ImagePredictions, class_counts, in_row_schema, result_parts
+from maskwatch.predictions import (ROW_FIELDS, ImagePredictions, class_counts, empty_row, in_row_schema,
+                                   result_parts)
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +37,7 @@ def detect_row(detector: Detector, path: str, conf: float, annotate_dir: Path | 
     """One result row; a bad input becomes a row with `error` set, never an exception. The annotated copy is
     written as annotate_dir/name (data.inputs.output_names: unique across the run). Its path and error are
     `utf8_text`."""
-    row: dict = {"path": utf8_text(path), "width": 0, "height": 0, "detections": "[]", "faces": 0,
-                 **{c: 0 for c in MASK_CLASSES}, "error": None, "annotated": None, "file_size": None,
-                 "file_mtime_ns": None}
+    row = empty_row(utf8_text(path))
     # The file as it is about to be read: a change after this point shows as one on the next run.
     row["file_size"], row["file_mtime_ns"] = file_stamp(path) or (None, None)
     try:
