@@ -14,9 +14,14 @@ from maskwatch.data.images import place_images
 from maskwatch.errors import MaskwatchError
 
 if TYPE_CHECKING:
-    from maskwatch.data.split import Split
+    from maskwatch.data.dataset import Split
 
 COCO_FILE = "annotations.json"
+def side_file(side: str) -> str:
+    """The file of one side of a split beside the whole set's annotations.json, as `convert --val` writes it."""
+    return f"instances_{side}.json"
+
+
 ROBOFLOW_FILE = "_annotations.coco.json"  # Roboflow's COCO export: one per side, train/, valid/ and test/
 log = logging.getLogger(__name__)
 
@@ -153,7 +158,7 @@ def write_coco(dataset: Dataset, out_dir: Path, images: str = "hardlink", split:
     place_images([s.image_path for s in dataset.samples], out_dir / "images", images)
     (out_dir / COCO_FILE).write_text(json.dumps(to_coco_dict(dataset)))
     for name, part in split.parts(dataset) if split else []:
-        (out_dir / f"instances_{name}.json").write_text(json.dumps(to_coco_dict(part)))
+        (out_dir / side_file(name)).write_text(json.dumps(to_coco_dict(part)))
 
 
 def to_coco_dict(dataset: Dataset, classes: list[str] | None = None, label_of=None) -> dict:

@@ -125,6 +125,25 @@ class Dataset:
         return Dataset(list(classes), samples, list(self.problems))
 
 
+@dataclass
+class Split:
+    """Two sides of a data set by image stem: what `data split` writes and `train` validates on."""
+
+    train: list[str]
+    val: list[str]
+
+    def parts(self, dataset: Dataset) -> list[tuple[str, Dataset]]:
+        """("train", ...), ("val", ...): the two sides as data sets, for writers that store them apart."""
+        return [("train", dataset.subset(self.train)), ("val", dataset.subset(self.val))]
+
+    def write(self, out_dir: Path) -> tuple[Path, Path]:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        paths = out_dir / "train.txt", out_dir / "val.txt"
+        for path, stems in zip(paths, (self.train, self.val)):
+            path.write_text("".join(s + "\n" for s in stems))
+        return paths
+
+
 def format_pixel(value: float) -> str:
     """Pixel coordinates as text: integers stay integers (VOC's habit), others keep 3 decimals."""
     value = float(value)

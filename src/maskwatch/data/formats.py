@@ -12,11 +12,11 @@ from maskwatch.data.dataset import Dataset
 from maskwatch.data.images import check_image_mode, list_images
 from maskwatch.data.tfrecord import check_shards, is_record_file, read_tfrecord, write_tfrecord
 from maskwatch.data.voc import read_voc, write_voc
-from maskwatch.data.yolo import CLASS_FILES, read_yolo, write_yolo
+from maskwatch.data.yolo import CLASS_FILES, DATA_YAML, read_yolo, write_yolo
 from maskwatch.errors import MaskwatchError
 
 if TYPE_CHECKING:
-    from maskwatch.data.split import Split
+    from maskwatch.data.dataset import Split
 
 Format = Literal["voc", "yolo", "coco", "tfrecord"]
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ def dataset_folder(path: Path) -> Path:
     """The data set a path names: a YOLO set's folder where the path is its data.yaml (as Ultralytics takes it),
     else the path itself."""
     if path.is_file() and path.suffix.lower() in (".yaml", ".yml"):
-        if path.name != "data.yaml":  # the reader takes the class names and sides from FOLDER/data.yaml
+        if path.name != DATA_YAML:  # the reader takes the class names and sides from FOLDER/data.yaml
             raise MaskwatchError(f"{path}: a YOLO data set is read from its folder, whose data.yaml names the "
                                  f"classes; name this file data.yaml (or copy it so), then give {path.parent}")
         return path.parent

@@ -6,14 +6,15 @@ from __future__ import annotations
 import logging
 import random
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import imagehash
 from PIL import Image
 
-from maskwatch.data.coco import ROBOFLOW_FILE, coco_side_stems
-from maskwatch.data.dataset import Dataset, read_text_file
+from maskwatch.data.coco import ROBOFLOW_FILE, coco_side_stems, side_file
+from maskwatch.data.dataset import Dataset, Split, read_text_file  # (Split: the result of split_dataset)
+from maskwatch.data.voc import SIDE_LISTS
+from maskwatch.data.yolo import DATA_YAML
 from maskwatch.errors import MaskwatchError, name_some
 
 log = logging.getLogger(__name__)
@@ -23,23 +24,6 @@ log = logging.getLogger(__name__)
 NEAR_DUPLICATE_DISTANCE = 6
 # The share of images validated on where nobody chose one (`data split --val`, `train` without a val side).
 VAL_FRACTION = 0.15
-
-
-@dataclass
-class Split:
-    train: list[str]
-    val: list[str]
-
-    def parts(self, dataset: Dataset) -> list[tuple[str, Dataset]]:
-        """("train", ...), ("val", ...): the two sides as data sets, for writers that store them apart."""
-        return [("train", dataset.subset(self.train)), ("val", dataset.subset(self.val))]
-
-    def write(self, out_dir: Path) -> tuple[Path, Path]:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        paths = out_dir / "train.txt", out_dir / "val.txt"
-        for path, stems in zip(paths, (self.train, self.val)):
-            path.write_text("".join(s + "\n" for s in stems))
-        return paths
 
 
 def read_list(path: Path) -> list[str]:
@@ -60,7 +44,7 @@ def yolo_side(data: Path, side: str) -> list[str] | None:
     from maskwatch.data.images import list_images, stem_of
 
     try:
-        config = yaml.safe_load(read_text_file(data / "data.yaml"))
+        config = yaml.safe_load(read_text_file(data / DATA_YAML))
     except (OSError, yaml.YAMLError, MaskwatchError):
         return None
     entries = config.get(side) if isinstance(config, dict) else None
@@ -84,17 +68,17 @@ def declared_val_side(data: Path) -> tuple[Path, list[str]] | None:
 
     if not data.is_dir():
         return None
-    for listed in (data / "ImageSets" / "Main" / "val.txt", data / "val.txt"):
+    for listed in (data / SIDE_LISTS / "val.txt", data / "val.txt"):
         if listed.is_file():
             return listed, read_list(listed)
-    if (data / "data.yaml").is_file() and (stems := yolo_side(data, "val")):
-        return data / "data.yaml", stems
+    if (data / DATA_YAML).is_file() and (stems := yolo_side(data, "val")):
+        return data / DATA_YAML, stems
     for side in ("valid", "val"):  # a Roboflow-style COCO export's valid/_annotations.coco.json
         if (stems := coco_side_stems(data, side)) is not None:
             return data / side / ROBOFLOW_FILE, stems
     if (records := record_side_stems(data, "val")) is not None:
         return records
-    for coco in (data / "instances_val.json", data / "annotations" / "instances_val.json"):
+    for coco in (data / side_file("val"), data / "annotations" / side_file("val")):
         # Only beside the whole set's annotations.json (as convert writes it): in the COCO layout of
         # instances_train.json + instances_val.json the set read is the train file, and val is another set.
         if coco.is_file() and (coco.parent / "annotations.json").is_file():
@@ -125,8 +109,8 @@ def usable_declared_side(dataset: Dataset, data: Path,
 def declared_test_side(dataset: Dataset, data: Path) -> tuple[set[str], Path]:
     """The images of `dataset` on the test side its YOLO data.yaml names, or its test/_annotations.coco.json holds
     (a Roboflow export's test/ folder, either format), and the file that names them (an empty set: none)."""
-    if (data / "data.yaml").is_file():
-        test, named_by = set(yolo_side(data, "test") or []), data / "data.yaml"
+    if (data / DATA_YAML).is_file():
+        test, named_by = set(yolo_side(data, "test") or []), data / DATA_YAML
     else:
         test, named_by = set(coco_side_stems(data, "test") or []), data / "test" / ROBOFLOW_FILE
     return test & {s.stem for s in dataset.samples}, named_by

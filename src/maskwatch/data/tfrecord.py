@@ -23,7 +23,7 @@ from maskwatch.data.images import image_header
 from maskwatch.errors import MaskwatchError, name_some
 
 if TYPE_CHECKING:
-    from maskwatch.data.split import Split
+    from maskwatch.data.dataset import Split
 
 LABEL_MAP_FILE = "label_map.pbtxt"
 RECORD_FILE = "data.tfrecord"

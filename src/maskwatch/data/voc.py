@@ -12,7 +12,9 @@ from maskwatch.data.images import IMAGE_SUFFIXES, list_images, place_images
 from maskwatch.errors import MaskwatchError, name_some
 
 if TYPE_CHECKING:
-    from maskwatch.data.split import Split
+    from maskwatch.data.dataset import Split
+
+SIDE_LISTS = Path("ImageSets", "Main")  # VOC's own lists of a split's sides: train.txt, val.txt
 
 
 def _find_image(xml_path: Path, filename: str | None, path: str | None, images_dir: Path | None,
@@ -113,7 +115,7 @@ def write_voc(dataset: Dataset, out_dir: Path, images: str = "hardlink", split: 
     ann_dir = out_dir / "annotations"
     ann_dir.mkdir(parents=True, exist_ok=True)
     for name, part in split.parts(dataset) if split else []:
-        sets = out_dir / "ImageSets" / "Main"
+        sets = out_dir / SIDE_LISTS
         sets.mkdir(parents=True, exist_ok=True)
         (sets / f"{name}.txt").write_text("".join(s.stem + "\n" for s in part.samples))
     for sample in dataset.samples:

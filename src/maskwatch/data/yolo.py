@@ -17,12 +17,13 @@ from maskwatch.data.images import list_images, place_images
 from maskwatch.errors import MaskwatchError, name_some
 
 if TYPE_CHECKING:
-    from maskwatch.data.split import Split
+    from maskwatch.data.dataset import Split
 
 log = logging.getLogger(__name__)
 
 
-CLASS_FILES = ("data.yaml", "classes.txt", "obj.names")  # Ultralytics, labelImg / Roboflow, Darknet / CVAT YOLO 1.1
+DATA_YAML = "data.yaml"  # Ultralytics' file of classes and sides (the one this writer writes)
+CLASS_FILES = (DATA_YAML, "classes.txt", "obj.names")  # Ultralytics, labelImg / Roboflow, Darknet / CVAT YOLO 1.1
 
 
 def read_yolo_classes(root: Path) -> list[str]:
@@ -179,4 +180,4 @@ def write_yolo(dataset: Dataset, out_dir: Path, images: str = "hardlink", split:
         (out_dir / f"{name}.txt").write_text("".join(f"./images/{s.image_path.name}\n" for s in part.samples))
         lists[name] = f"{name}.txt"
     data_yaml = {**lists, "nc": len(dataset.classes), "names": dict(enumerate(dataset.classes))}
-    (out_dir / "data.yaml").write_text(yaml.safe_dump(data_yaml, sort_keys=False))
+    (out_dir / DATA_YAML).write_text(yaml.safe_dump(data_yaml, sort_keys=False))
