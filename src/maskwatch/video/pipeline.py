@@ -124,6 +124,28 @@ class WatchOptions:
                         "and MQTT)")
 
 
+def check_video_out(source: str | FrameSource, out: Path, overwrite: bool) -> None:
+    """Where the annotated video goes, refused before the source is read (not after it): not an MP4 name, the
+    video being watched, a folder, an earlier run's video (without `overwrite`; a live camera's is set aside under
+    its time instead), or a folder that cannot be written to."""
+    if out.suffix.lower() != ".mp4":
+        example = out / "video.mp4" if out.is_dir() or str(out).endswith(("/", os.sep)) \
+            else out.with_suffix(".mp4")  # (a folder given: a file in it)
+        raise MaskwatchError(f"{out}: the annotated video is an MP4; give it a .mp4 name (e.g. {example})")
+    if isinstance(source, str) and Path(source).is_file() and Path(source).resolve() == out.resolve():
+        raise MaskwatchError(f"--out {out} is the video being watched: the annotated video goes to another "
+                             f"file (e.g. {out.with_name(out.stem + '_maskwatch.mp4')})")
+    if out.is_dir():
+        raise MaskwatchError(f"--out {out} is a folder: give the annotated video's file name (.mp4)")
+    if not overwrite and (out.exists() or out.is_symlink()):
+        if isinstance(source, str) and is_live_spec(source):  # (a service restarted after a lost stream:
+            set_aside_earlier_video(out)  # refused, it would stop restarting)
+        else:
+            raise MaskwatchError(f"--out {out} exists (an earlier run's video?): give another name, or "
+                                 f"--overwrite to replace it and its .json and .csv files")
+    check_writable(out.parent, f"--out {out}")
+
+
 def set_aside_earlier_video(out: Path) -> None:
     """A live camera's earlier recording at `out` (with its .json and .csv files) renamed with its time, so a
     watch restarted by its service manager records anew and keeps what it recorded before."""
@@ -226,23 +248,8 @@ class VideoPipeline:
         if not isinstance(source, (str, FrameSource)):
             raise MaskwatchError(f"watch takes a video file, folder, webcam index or stream URL (or a FrameSource), "
                                  f"not {type(source).__name__}; frames of your own: ArraySource(frames, fps)")
-        if out is not None and Path(out).suffix.lower() != ".mp4":
-            example = Path(out) / "video.mp4" if Path(out).is_dir() or str(out).endswith(("/", os.sep)) \
-                else Path(out).with_suffix(".mp4")  # (a folder given: a file in it)
-            raise MaskwatchError(f"{out}: the annotated video is an MP4; give it a .mp4 name (e.g. {example})")
         if out is not None:  # said before the video is read, not after it
-            if isinstance(source, str) and Path(source).is_file() and Path(source).resolve() == Path(out).resolve():
-                raise MaskwatchError(f"--out {out} is the video being watched: the annotated video goes to another "
-                                     f"file (e.g. {Path(out).with_name(Path(out).stem + '_maskwatch.mp4')})")
-            if Path(out).is_dir():
-                raise MaskwatchError(f"--out {out} is a folder: give the annotated video's file name (.mp4)")
-            if not overwrite and (Path(out).exists() or Path(out).is_symlink()):
-                if isinstance(source, str) and is_live_spec(source):  # (a service restarted after a lost stream:
-                    set_aside_earlier_video(Path(out))  # refused, it would stop restarting)
-                else:
-                    raise MaskwatchError(f"--out {out} exists (an earlier run's video?): give another name, or "
-                                         f"--overwrite to replace it and its .json and .csv files")
-            check_writable(Path(out).parent, f"--out {out}")
+            check_video_out(source, Path(out), overwrite)
         say_what_classes_leave_unknown(tuple(self.detector.classes))
         frames_source = open_source(source, give_up_after_s=opts.give_up_after_s, wait_s=opts.wait_for_camera_s,
                                     cancel=self.stopping) if isinstance(source, str) else source
