@@ -633,8 +633,6 @@ def watch(source: Optional[str] = typer.Argument(None, metavar="SOURCE",
     from maskwatch.detector import Detector
     from maskwatch.video.config import CameraConfig, WebhookConfig, load_camera
     from maskwatch.video.retention import Retention, check_retention_days
-    from maskwatch.video.sinks import DatabaseSink, SummaryFilesSink, VideoFileSink
-    from maskwatch.video.summary import SUMMARY_JSON, TRACKS_CSV, ZONES_CSV
     from maskwatch.video.redact import without_password
     from maskwatch.video.zones import Line, Zone
 
@@ -688,6 +686,15 @@ def watch(source: Optional[str] = typer.Argument(None, metavar="SOURCE",
             retention.stop()
         for bar in bars:
             bar.close()
+    _say_what_watch_did(summary, setup.out, setup.db)
+
+
+def _say_what_watch_did(summary, out: Path | None, db: Path | None) -> None:
+    """The run's figures and where its outputs are; exit 1 where an output was lost or did not complete, or a
+    live stream ended early (a service manager then starts it again)."""
+    from maskwatch.video.sinks import DatabaseSink, SummaryFilesSink, VideoFileSink
+    from maskwatch.video.summary import SUMMARY_JSON, TRACKS_CSV, ZONES_CSV
+
     people = _people_text(summary.people)
     compliance = f"{summary.compliance:.0%}" if summary.compliance is not None else "n/a"
     typer.echo(f"{summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.1f} frames/s: "
@@ -712,16 +719,16 @@ def watch(source: Optional[str] = typer.Argument(None, metavar="SOURCE",
             return f"{path} (deleted while it was written: nothing kept)"
         return f"{path} (incomplete: see below)" if sink in summary.sink_failures else str(path)
 
-    if setup.out:
+    if out:
         summaries = SummaryFilesSink.name
-        typer.echo(f"video: {written(setup.out, VideoFileSink.name)}  "
-                   f"summary: {written(setup.out.with_suffix(SUMMARY_JSON), summaries)}  "
-                   f"tracks: {written(setup.out.with_suffix(TRACKS_CSV), summaries)}"
-                   + (f"  zones: {written(setup.out.with_suffix(ZONES_CSV), summaries)}"
+        typer.echo(f"video: {written(out, VideoFileSink.name)}  "
+                   f"summary: {written(out.with_suffix(SUMMARY_JSON), summaries)}  "
+                   f"tracks: {written(out.with_suffix(TRACKS_CSV), summaries)}"
+                   + (f"  zones: {written(out.with_suffix(ZONES_CSV), summaries)}"
                       if summary.zones or summary.lines else ""))
-    if setup.db:
-        typer.echo(f"events: {written(setup.db, DatabaseSink.name)} (run {summary.run_id}); see `maskwatch report "
-                   f"{setup.db}`")
+    if db:
+        typer.echo(f"events: {written(db, DatabaseSink.name)} (run {summary.run_id}); see `maskwatch report "
+                   f"{db}`")
     for name, failure in summary.sink_failures.items():
         typer.echo(f"{name}: failed {failure['failures']} time(s); the first: {failure['first']}", err=True)
     if gone:
