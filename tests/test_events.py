@@ -125,6 +125,12 @@ def test_what_a_class_name_means_decides_its_colour_alert_and_count_column():
         True, True, True, False, False]
     negated = ("non_mask", "Non Mask", "NonMasked", "notmask", "mask_off", "no-mask", "Unmasked", "maskless", "NoMask")
     assert [name for name in negated if not is_unmasked(name)] == []  # ("non_mask" was read as a mask worn)
+    from maskwatch.classes import meaning_of
+
+    unknown = ("not_sure", "no_face", "none", "nose_covered", "helmet", "口罩")  # nothing of a mask: no alert
+    assert [meaning_of(name) for name in unknown] == [None] * len(unknown)
+    assert [meaning_of(name) for name in ("mask_covers_nose", "masknotworn", "mask_below_nose")] == [
+        "with_mask", "without_mask", "mask_weared_incorrect"]
     assert by_meaning({"masked": 2, "no mask": 1, "helmet": 4}) == {
         "with_mask": 2, "without_mask": 1, "mask_weared_incorrect": 0}
     assert classes_not_understood(["with_mask", "without_mask", "mask_weared_incorrect"]) is None

@@ -4,6 +4,7 @@ video with --blur-faces, in event snapshots unless --keep-faces)."""
 
 from __future__ import annotations
 
+import unicodedata
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 import cv2
@@ -19,6 +20,14 @@ if TYPE_CHECKING:
     import PIL.Image
 
 ZONE_COLOUR = sv.Color(r=255, g=210, b=0)
+
+
+def drawn_name(name: str) -> str:
+    """A class's name as drawn: short for the mask classes, and in ASCII, the only letters OpenCV's font has
+    (accents dropped, `máscara` as `mascara`; other scripts as `?`: the JSON, events and pages keep the name)."""
+    short = DISPLAY_NAMES.get(name, name)
+    plain = "".join(c for c in unicodedata.normalize("NFKD", short) if not unicodedata.combining(c))
+    return plain.encode("ascii", "replace").decode("ascii")
 
 
 def _palette(names: Iterable[str]) -> sv.ColorPalette:
@@ -55,7 +64,7 @@ def annotate(image_bgr: "np.ndarray | PIL.Image.Image", detections: sv.Detection
     scores = scores_of(detections)
     texts = []
     for i, (name, score) in enumerate(zip(names, scores)):
-        short = DISPLAY_NAMES.get(str(name), str(name))
+        short = drawn_name(str(name))
         text = f"{short} {score:.2f}" if show_scores else short
         if detections.tracker_id is not None and detections.tracker_id[i] >= 0:
             text = f"#{int(detections.tracker_id[i])} {text}"
@@ -80,7 +89,7 @@ def blur_boxes(image: np.ndarray, boxes: Iterable[Sequence[float]]) -> np.ndarra
 def draw_counts(image: np.ndarray, people: dict[str, int]) -> np.ndarray:
     """The running counts in a band at the top of the frame (drawn in place)."""
     compliance = compliance_of(people)
-    parts = ", ".join(f"{DISPLAY_NAMES.get(k, k)} {v}" for k, v in people.items()) or "none yet"
+    parts = ", ".join(f"{drawn_name(k)} {v}" for k, v in people.items()) or "none yet"
     shown = "" if compliance is None else f"{compliance:.0%}"
     width = image.shape[1] - 12
     # The words as they are where they fit; on a narrow frame (a 320-px webcam) shorter, then smaller, never cut.

@@ -128,16 +128,21 @@ DROP_LABEL = ""  # what `--label-map OLD=` maps OLD to: its boxes are left out
 
 
 def likely_mask_class(label: str) -> str | None:
-    """The mask class another tool's label most likely means (`no_mask`, `Mask`, `incorrect`, `face_with_mask`),
-    for a --label-map suggestion; None when the name says nothing about a mask."""
+    """The mask class another tool's label most likely means (`no_mask`, `Mask`, `incorrect`, `face_with_mask`,
+    `mask_below_nose`); None when the name says nothing about a mask (`helmet`, `no_face`, `not_sure`)."""
     words = re.findall(r"[a-z]+", label.lower())
     key = "".join(words)
-    if any(word in key for word in ("incorrect", "wrong", "improper", "weared", "chin", "nose", "partial")):
+    covered = "cover" in key and not any(word in key for word in ("uncover", "notcover", "nocover"))
+    if (any(word in key for word in ("incorrect", "wrong", "improper", "weared", "chin", "partial", "below", "under"))
+            or ("nose" in key and not covered)):
         return WRONG_MASK
-    negated = {"no", "not", "non", "without", "off", "none", "bare", "nomask", "unmasked", "maskless"} & set(words)
-    if negated or any(word in key for word in ("without", "nomask", "nonmask", "notmask", "unmask", "maskless")):
+    about_a_mask = "mask" in key
+    if ({"bare", "unmasked", "maskless", "nomask"} & set(words)
+            or ({"no", "not", "non", "without", "off", "none"} & set(words) and about_a_mask)
+            or any(word in key for word in ("without", "nomask", "nonmask", "notmask", "unmask", "maskless",
+                                            "notworn", "notwearing"))):
         return WITHOUT_MASK
-    return WITH_MASK if "mask" in key else None
+    return WITH_MASK if about_a_mask else None
 
 
 def label_map_hint(labels) -> str:

@@ -81,7 +81,7 @@ def _load(path: Path, fmt: Optional[str], label_map: Optional[list[str]], classe
           allow_outside_images: bool = False, check_pixels: bool = False):
     """The data set, its problems said; check_pixels: also leave out (and name) images whose pixel data is damaged
     (`data stats`, `convert`: a load reads headers only)."""
-    from maskwatch.classes import parse_class_list, parse_label_map
+    from maskwatch.classes import MASK_CLASSES, meaning_of, parse_class_list, parse_label_map
     from maskwatch.data import load_dataset
 
     fixed = parse_class_list(classes)
@@ -95,6 +95,10 @@ def _load(path: Path, fmt: Optional[str], label_map: Optional[list[str]], classe
     if fixed is None:
         console.print(f"classes of {escape(str(path))}: {escape(', '.join(dataset.classes))} (fix the list with "
                       f"--classes)", highlight=False, soft_wrap=True)
+    read = {c: meaning_of(c) for c in dataset.classes if c not in MASK_CLASSES and meaning_of(c)}
+    if read and not set(dataset.classes) & set(MASK_CLASSES):  # (a set of one's own names: README, Data formats)
+        console.print("read by what the names say: " + escape(", ".join(f"{c} = {m}" for c, m in read.items())),
+                      highlight=False, soft_wrap=True)
     return dataset
 
 
@@ -438,7 +442,7 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
     if missing and only_predicted:  # (before the warnings: they are about the images scored)
         dataset = dataset.subset(set(s.stem for s in dataset.samples) - set(missing))
         console.print(f"scoring the {len(dataset)} image(s) with predictions; {len(missing)} without are left out")
-    coco_inputs(dataset, predictions, scheme)  # type: ignore[arg-type]  # labels that cannot be scored: said first
+    coco_inputs(dataset, predictions, scheme, say=False)  # type: ignore[arg-type]  # (unscorable labels: said first)
     for problem in prediction_problems(dataset, predictions, scheme):  # type: ignore[arg-type]
         console.print(f"[yellow]warning: {escape(problem)}[/yellow]", highlight=False, soft_wrap=True)
     if missing and not only_predicted:

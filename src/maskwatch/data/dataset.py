@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import supervision as sv
 
-from maskwatch.classes import DROP_LABEL, MASK_CLASSES, TWO_CLASSES, label_map_hint, likely_mask_class
+from maskwatch.classes import DROP_LABEL, MASK_CLASSES, TWO_CLASSES, label_map_hint, likely_mask_class, meaning_of
 from maskwatch.data.images import ImageHeader, image_header, pixel_damage, stem_of
 from maskwatch.errors import MaskwatchError, name_some
 
@@ -437,6 +437,8 @@ class DatasetBuilder:
         the mask classes, or another tool's names): say so with the renaming their names suggest."""
         if set(self.classes) <= set(TWO_CLASSES):  # a 2-class set (mask / no_mask): `evaluate --scheme 2class`
             return
+        if not set(self.classes) & set(MASK_CLASSES) and all(map(meaning_of, self.classes)):
+            return  # names of one's own that say what they mean (mask / no_mask / incorrect): read by meaning
         spelt = {spelling_key(c) for c in self.classes if c in MASK_CLASSES}  # `With Mask` beside `with_mask`:
         other = [c for c in self.classes if c not in MASK_CLASSES and spelling_key(c) not in spelt]  # said above
         if not other:

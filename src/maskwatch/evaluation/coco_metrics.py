@@ -32,7 +32,8 @@ SUMMARY_NAMES = ["mAP", "mAP50", "mAP75", "mAP_small", "mAP_medium", "mAP_large"
                  "AR1", "AR10", "AR100", "AR_small", "AR_medium", "AR_large"]
 
 
-def scheme_classes(scheme: str, dataset_classes: list[str]) -> tuple[list[str], Callable[[str], str]]:
+def scheme_classes(scheme: str, dataset_classes: list[str], say: bool = False) -> tuple[list[str],
+                                                                                   Callable[[str], str]]:
     """Class list and label mapping of an evaluation scheme."""
     if scheme == "3class":
         return list(dataset_classes), lambda label: label
@@ -45,7 +46,7 @@ def scheme_classes(scheme: str, dataset_classes: list[str]) -> tuple[list[str], 
                                  f"OLD=")
         read = {c: TO_TWO_CLASSES[meaning_of(c)] for c in dataset_classes
                 if c not in MASK_CLASSES and c not in TWO_CLASSES}
-        if read:
+        if read and say:
             logging.getLogger(__name__).warning("2class reads the ground truth's %s by what the names say",
                                                 ", ".join(f"{c!r} as {two}" for c, two in read.items()))
 
@@ -68,8 +69,10 @@ class CocoResult:
     recall_thresholds: np.ndarray
 
 
-def coco_inputs(gt: Dataset, predictions: list[ImagePredictions], scheme: Scheme = "3class"):
-    classes, label_of = scheme_classes(scheme, gt.classes)
+def coco_inputs(gt: Dataset, predictions: list[ImagePredictions], scheme: Scheme = "3class", say: bool = True):
+    """The ground truth as a COCO dict, the predictions as COCO results and the scheme's classes; `say`: how
+    2class read names that are not maskwatch's (once per evaluation: its other passes are quiet)."""
+    classes, label_of = scheme_classes(scheme, gt.classes, say)
     gt_dict = to_coco_dict(gt, classes, label_of)
     id_of_name = {im["file_name"]: im["id"] for im in gt_dict["images"]}
     id_of_stem = {Path(name).stem: i for name, i in id_of_name.items()}  # (Sample.stem)
@@ -94,7 +97,7 @@ def coco_inputs(gt: Dataset, predictions: list[ImagePredictions], scheme: Scheme
                 read_by_name[label] = mapped  # (2class: another model's name, read by what it says)
             results.append({"image_id": image_id, "category_id": classes.index(mapped) + 1,
                             "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)], "score": float(score)})
-    if read_by_name:
+    if read_by_name and say:
         logging.getLogger(__name__).warning("2class reads the predictions' %s by what the names say",
                                             ", ".join(f"{c!r} as {two}" for c, two in sorted(read_by_name.items())))
     return gt_dict, results, classes
@@ -117,8 +120,10 @@ def _mismatch_hint(predictions: list[ImagePredictions], classes: list[str], labe
     elif pairs and len(pairs) == len(strays):
         renames = " ".join(f"--label-map {shlex.quote(f'{old}={new}')}" for old, new in pairs.items())
         hint = f"; if they mean the same, rename the predictions' labels: {renames}"
-    else:
-        hint = ""
+    else:  # (names that say nothing of a mask: only the user knows which is which)
+        hint = (f"; if they name the same classes otherwise, rename the predictions' labels to the ground truth's: "
+                f"--label-map {shlex.quote(f'{strays[0]}=CLASS')} (CLASS one of {', '.join(classes)}; it renames "
+                f"both sides)") if strays else ""
     two_sided = {meaning_of(c) for c in [*classes, *strays]} <= {WITH_MASK, WITHOUT_MASK, WRONG_MASK}
     if scheme == "3class" and two_sided and set(strays) <= set(TWO_CLASSES) | set(MASK_CLASSES) and (
             set(classes) <= set(TWO_CLASSES) | set(MASK_CLASSES)):
@@ -137,11 +142,11 @@ def _per_class(precision: np.ndarray, classes: list[str]) -> dict[str, dict[str,
 
 
 def evaluate_coco(gt: Dataset, predictions: list[ImagePredictions], scheme: Scheme = "3class",
-                  engine: Literal["faster", "pycocotools"] = "faster") -> CocoResult:
+                  engine: Literal["faster", "pycocotools"] = "faster", say: bool = True) -> CocoResult:
     """COCO's numbers (summary: mAP, mAP50, ...; per_class AP, AP50, AP75) of predictions, matched to the
     ground truth's images by file name; images without predictions count as images where nothing was found
     (score `gt.subset(...)` to leave them out; write_report warns about that and more)."""
-    gt_dict, results, classes = coco_inputs(gt, predictions, scheme)
+    gt_dict, results, classes = coco_inputs(gt, predictions, scheme, say)
     if engine == "faster":
         from faster_coco_eval import COCO, COCOeval_faster as COCOeval
     else:

@@ -227,7 +227,7 @@ def write_report(gt: Dataset, predictions: Iterable[ImagePredictions], out_dir: 
                     for label, hard in zip(gt.labels_of(s), difficult_of(s.detections)) if not hard)
     report["boxes_per_class"] = {name: boxes.get(name, 0) for name in classes}
     if cross_check:
-        check = evaluate_coco(gt, predictions, scheme, engine="pycocotools")
+        check = evaluate_coco(gt, predictions, scheme, engine="pycocotools", say=False)
         report["pycocotools_summary"] = check.summary
         report["max_difference_vs_pycocotools"] = max(  # (both undefined: equal; one undefined: as far as can be)
             (abs(a - b) if math.isfinite(a) and math.isfinite(b) else math.inf

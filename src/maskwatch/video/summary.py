@@ -65,7 +65,7 @@ class WatchSummary:
 def track_row(t: TrackState) -> list:
     """One person's row of OUT.tracks.csv (TRACKS_CSV_HEADER)."""
     return [t.track_id, t.label, f"{t.first_seen_s:.2f}", f"{t.last_seen_s:.2f}", t.frames, f"{t.best_score:.3f}",
-            json.dumps({k: round(v, 3) for k, v in t.votes.items()})]
+            json.dumps({k: round(v, 3) for k, v in t.votes.items()}, ensure_ascii=False)]
 
 
 def write_whole(path: Path, text: str) -> None:
@@ -93,7 +93,7 @@ def write_summary_files(summary: WatchSummary, out: Path) -> list[Path]:
         zones.unlink(missing_ok=True)  # an earlier run's, with zones: it would read as this run's
     else:
         written.append(zones)
-        with zones.open("w", newline="") as f:
+        with zones.open("w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
             writer.writerow(["name", "kind", "class", "people", "crossed_in", "crossed_out"])
             for name, zone in summary.zones.items():

@@ -59,7 +59,7 @@ class SummaryFilesSink(Sink):
         self._tracks, self._frames = None, 0  # never starts leaves an earlier run's files as they were)
 
     def _start(self) -> None:
-        self._tracks = self.out.with_suffix(TRACKS_CSV).open("w", newline="")
+        self._tracks = self.out.with_suffix(TRACKS_CSV).open("w", newline="", encoding="utf-8")
         csv.writer(self._tracks).writerow(TRACKS_CSV_HEADER)
         self._tracks.flush()
 
