@@ -120,9 +120,10 @@ def test_annotate_colours_each_face_by_its_class_name_and_refuses_what_it_cannot
                                  names, np.full(3, 0.9), names)
     drawn = annotate(np.zeros((200, 300, 3), np.uint8), own)  # (the class names are in the detections)
     meant = ["with_mask", "without_mask", "mask_weared_incorrect"]
-    from maskwatch.annotate import drawn_name
+    from maskwatch.annotate import drawable, drawn_name
 
     assert [drawn_name(n) for n in ("with_mask", "máscara mal", "口罩")] == ["mask", "mascara mal", "??"]
+    assert drawable("entrée: 2 in") == "entree: 2 in"  # (a zone's name too)
     assert [tuple(drawn[190, x]) for x in (50, 150, 250)] == [CLASS_COLOURS_BGR[name] for name in meant]
     image = read_image(photo)
     found = detector(image, min_score=0.4)

@@ -131,6 +131,10 @@ def test_what_a_class_name_means_decides_its_colour_alert_and_count_column():
     assert [meaning_of(name) for name in unknown] == [None] * len(unknown)
     assert [meaning_of(name) for name in ("mask_covers_nose", "masknotworn", "mask_below_nose")] == [
         "with_mask", "without_mask", "mask_weared_incorrect"]
+    wrongly = ("mask_doesnt_cover_nose", "mouth_covered_nose_out", "nose_isnt_covered", "Mask-not-properly-worn")
+    assert [meaning_of(name) for name in wrongly] == ["mask_weared_incorrect"] * 4  # (a cover that is not the nose's)
+    assert [meaning_of(name) for name in ("MaskOn", "MaskOff", "NoFaceMask", "not_wearing_helmet", "thunder")] == [
+        "with_mask", "without_mask", "without_mask", None, None]  # (CamelCase read as words)
     assert by_meaning({"masked": 2, "no mask": 1, "helmet": 4}) == {
         "with_mask": 2, "without_mask": 1, "mask_weared_incorrect": 0}
     assert classes_not_understood(["with_mask", "without_mask", "mask_weared_incorrect"]) is None

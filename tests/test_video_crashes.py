@@ -69,6 +69,10 @@ def test_video_settings_from_python_that_cannot_work_are_refused_by_name(make, e
 
     with pytest.raises(MaskwatchError, match=error):
         make()
+    from maskwatch.video.pipeline import check_video_out
+
+    with pytest.raises(MaskwatchError, match="give it a .mp4 name \\(e.g. clips/video.mp4\\)"):
+        check_video_out("door.mp4", "clips/", overwrite=False)  # (a folder meant: a file in it)
     frame = np.zeros((64, 64, 3), np.uint8)  # numbers as PyAV and numpy give them are numbers
     assert ArraySource([frame], fps=Fraction(30000, 1001)).fps == pytest.approx(29.97, abs=0.01)
     assert WatchOptions(every=np.int64(2), draw_conf=np.float32(0.5)).every == 2

@@ -23,10 +23,14 @@ ZONE_COLOUR = sv.Color(r=255, g=210, b=0)
 
 
 def drawn_name(name: str) -> str:
-    """A class's name as drawn: short for the mask classes, and in ASCII, the only letters OpenCV's font has
-    (accents dropped, `máscara` as `mascara`; other scripts as `?`: the JSON, events and pages keep the name)."""
-    short = DISPLAY_NAMES.get(name, name)
-    plain = "".join(c for c in unicodedata.normalize("NFKD", short) if not unicodedata.combining(c))
+    """A class's name as drawn: short for the mask classes, and in ASCII (drawable)."""
+    return drawable(DISPLAY_NAMES.get(name, name))
+
+
+def drawable(text: str) -> str:
+    """Text in ASCII, the only letters OpenCV's font has: accents dropped (`máscara` as `mascara`, a zone `entrée`
+    as `entree`), other scripts as `?` (the JSON, events and pages keep the names whole)."""
+    plain = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
     return plain.encode("ascii", "replace").decode("ascii")
 
 
@@ -111,9 +115,9 @@ def draw_zones(image: np.ndarray, polygons: list[tuple[sv.PolygonZone, str]],
     thickness = max(1, round(max(image.shape[:2]) / 500))
     for zone, label in polygons:
         sv.PolygonZoneAnnotator(zone, color=ZONE_COLOUR, thickness=thickness, text_scale=text_scale,
-                                text_padding=4).annotate(image, label=label)
+                                text_padding=4).annotate(image, label=drawable(label))
     for counter, name in lines:
         sv.LineZoneAnnotator(color=ZONE_COLOUR, thickness=thickness, text_scale=text_scale, text_thickness=1,
-                             text_padding=4, custom_in_text=f"{name} in",
-                             custom_out_text=f"{name} out").annotate(image, counter)
+                             text_padding=4, custom_in_text=f"{drawable(name)} in",
+                             custom_out_text=f"{drawable(name)} out").annotate(image, counter)
     return image

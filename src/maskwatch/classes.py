@@ -129,18 +129,21 @@ DROP_LABEL = ""  # what `--label-map OLD=` maps OLD to: its boxes are left out
 
 def likely_mask_class(label: str) -> str | None:
     """The mask class another tool's label most likely means (`no_mask`, `Mask`, `incorrect`, `face_with_mask`,
-    `mask_below_nose`); None when the name says nothing about a mask (`helmet`, `no_face`, `not_sure`)."""
-    words = re.findall(r"[a-z]+", label.lower())
+    `mask_below_nose`, `MaskOff`); None when the name says nothing about a mask (`helmet`, `no_face`, `not_sure`)."""
+    words = [w.lower() for w in re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+", label)]  # (CamelCase split too)
     key = "".join(words)
-    covered = "cover" in key and not any(word in key for word in ("uncover", "notcover", "nocover"))
-    if (any(word in key for word in ("incorrect", "wrong", "improper", "weared", "chin", "partial", "below", "under"))
-            or ("nose" in key and not covered)):
-        return WRONG_MASK
     about_a_mask = "mask" in key
+    nose_covered = (re.search(r"cover(s|ed|ing)?(the)?nose|nosecovered", key)
+                    and not re.search(r"(un|not|nt|no)cover|nose(out|exposed|visible|uncovered)|notnose", key))
+    if (any(word in key for word in ("incorrect", "wrong", "improper", "weared", "chin", "partial"))
+            or ("nose" in key and not nose_covered)
+            or (re.search(r"below|under", key) and re.search(r"nose|chin|mouth|mask", key))
+            or ({"not"} & set(words) and "properly" in key)):
+        return WRONG_MASK
     if ({"bare", "unmasked", "maskless", "nomask"} & set(words)
             or ({"no", "not", "non", "without", "off", "none"} & set(words) and about_a_mask)
-            or any(word in key for word in ("without", "nomask", "nonmask", "notmask", "unmask", "maskless",
-                                            "notworn", "notwearing"))):
+            or any(word in key for word in ("without", "nomask", "nonmask", "notmask", "unmask", "maskless"))
+            or (about_a_mask and any(word in key for word in ("notworn", "notwearing", "maskoff")))):
         return WITHOUT_MASK
     return WITH_MASK if about_a_mask else None
 

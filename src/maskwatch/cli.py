@@ -81,7 +81,7 @@ def _load(path: Path, fmt: Optional[str], label_map: Optional[list[str]], classe
           allow_outside_images: bool = False, check_pixels: bool = False):
     """The data set, its problems said; check_pixels: also leave out (and name) images whose pixel data is damaged
     (`data stats`, `convert`: a load reads headers only)."""
-    from maskwatch.classes import MASK_CLASSES, meaning_of, parse_class_list, parse_label_map
+    from maskwatch.classes import MASK_CLASSES, TWO_CLASSES, meaning_of, parse_class_list, parse_label_map
     from maskwatch.data import load_dataset
 
     fixed = parse_class_list(classes)
@@ -95,7 +95,7 @@ def _load(path: Path, fmt: Optional[str], label_map: Optional[list[str]], classe
     if fixed is None:
         console.print(f"classes of {escape(str(path))}: {escape(', '.join(dataset.classes))} (fix the list with "
                       f"--classes)", highlight=False, soft_wrap=True)
-    read = {c: meaning_of(c) for c in dataset.classes if c not in MASK_CLASSES and meaning_of(c)}
+    read = {c: meaning_of(c) for c in dataset.classes if c not in (*MASK_CLASSES, *TWO_CLASSES) and meaning_of(c)}
     if read and not set(dataset.classes) & set(MASK_CLASSES):  # (a set of one's own names: README, Data formats)
         console.print("read by what the names say: " + escape(", ".join(f"{c} = {m}" for c, m in read.items())),
                       highlight=False, soft_wrap=True)

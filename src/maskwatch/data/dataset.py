@@ -437,8 +437,9 @@ class DatasetBuilder:
         the mask classes, or another tool's names): say so with the renaming their names suggest."""
         if set(self.classes) <= set(TWO_CLASSES):  # a 2-class set (mask / no_mask): `evaluate --scheme 2class`
             return
-        if not set(self.classes) & set(MASK_CLASSES) and all(map(meaning_of, self.classes)):
-            return  # names of one's own that say what they mean (mask / no_mask / incorrect): read by meaning
+        meanings = [meaning_of(c) for c in self.classes]
+        if not set(self.classes) & set(MASK_CLASSES) and all(meanings) and len(set(meanings)) == len(meanings):
+            return  # names of one's own that say what they mean, each another (mask / no_mask / incorrect)
         spelt = {spelling_key(c) for c in self.classes if c in MASK_CLASSES}  # `With Mask` beside `with_mask`:
         other = [c for c in self.classes if c not in MASK_CLASSES and spelling_key(c) not in spelt]  # said above
         if not other:

@@ -120,10 +120,12 @@ def _mismatch_hint(predictions: list[ImagePredictions], classes: list[str], labe
     elif pairs and len(pairs) == len(strays):
         renames = " ".join(f"--label-map {shlex.quote(f'{old}={new}')}" for old, new in pairs.items())
         hint = f"; if they mean the same, rename the predictions' labels: {renames}"
-    else:  # (names that say nothing of a mask: only the user knows which is which)
+    else:  # (names that say nothing of a mask, or no class of theirs: only the user knows which is which)
+        unread = [label for label in strays if label not in pairs]
+        renames = [f"--label-map {shlex.quote(f'{old}={new}')}" for old, new in pairs.items()]
+        renames += [f"--label-map {shlex.quote(f'{label}=CLASS')}" for label in unread]
         hint = (f"; if they name the same classes otherwise, rename the predictions' labels to the ground truth's: "
-                f"--label-map {shlex.quote(f'{strays[0]}=CLASS')} (CLASS one of {', '.join(classes)}; it renames "
-                f"both sides)") if strays else ""
+                f"{' '.join(renames)} (CLASS one of {', '.join(classes)}; it renames both sides)") if strays else ""
     two_sided = {meaning_of(c) for c in [*classes, *strays]} <= {WITH_MASK, WITHOUT_MASK, WRONG_MASK}
     if scheme == "3class" and two_sided and set(strays) <= set(TWO_CLASSES) | set(MASK_CLASSES) and (
             set(classes) <= set(TWO_CLASSES) | set(MASK_CLASSES)):

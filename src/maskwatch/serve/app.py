@@ -530,7 +530,7 @@ def serve(host: str, port: int, settings: Settings, allowed_hosts: tuple[str, ..
     check_can_listen(host, port)
     # The model loaded here, not as the app starts: one that cannot load is one line, not Starlette's traceback.
     detector = Detector.load(settings.model, threads=settings.threads or usable_cores())
-    app = create_app(settings, detector)  # refuses a data directory another server holds, before anything starts
+    app = create_app(settings, detector)  # refuses a data directory another server holds, before it listens
     count = len(settings.cameras.cameras) if settings.cameras else 0
     print(f"maskwatch on http://{host}:{port}/ (API docs at /docs)"
           + (f"; {count} camera(s) at /cameras" if count else "")

@@ -124,12 +124,13 @@ class WatchOptions:
                         "and MQTT)")
 
 
-def check_video_out(source: str | FrameSource, out: Path, overwrite: bool) -> None:
+def check_video_out(source: str | FrameSource, out: str | Path, overwrite: bool) -> None:
     """Where the annotated video goes, refused before the source is read (not after it): not an MP4 name, the
     video being watched, a folder, an earlier run's video (without `overwrite`; a live camera's is set aside under
     its time instead), or a folder that cannot be written to."""
+    given, out = str(out), Path(out)  # (a trailing / says a folder: Path drops it)
     if out.suffix.lower() != ".mp4":
-        example = out / "video.mp4" if out.is_dir() or str(out).endswith(("/", os.sep)) \
+        example = out / "video.mp4" if out.is_dir() or given.endswith(("/", os.sep)) \
             else out.with_suffix(".mp4")  # (a folder given: a file in it)
         raise MaskwatchError(f"{out}: the annotated video is an MP4; give it a .mp4 name (e.g. {example})")
     if isinstance(source, str) and Path(source).is_file() and Path(source).resolve() == out.resolve():
@@ -249,7 +250,7 @@ class VideoPipeline:
             raise MaskwatchError(f"watch takes a video file, folder, webcam index or stream URL (or a FrameSource), "
                                  f"not {type(source).__name__}; frames of your own: ArraySource(frames, fps)")
         if out is not None:  # said before the video is read, not after it
-            check_video_out(source, Path(out), overwrite)
+            check_video_out(source, out, overwrite)
         say_what_classes_leave_unknown(tuple(self.detector.classes))
         frames_source = open_source(source, give_up_after_s=opts.give_up_after_s, wait_s=opts.wait_for_camera_s,
                                     cancel=self.stopping) if isinstance(source, str) else source
