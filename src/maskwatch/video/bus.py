@@ -37,6 +37,7 @@ class RunInfo:
     fps: float
     zones: tuple[str, ...] = ()  # names of the run's zones and lines
     lines: tuple[str, ...] = ()
+    classes: tuple[str, ...] = ()  # the model's classes (a report lists those nobody was counted in too)
 
 
 @dataclass

@@ -288,7 +288,8 @@ class VideoPipeline:
         bus = EventBus(sinks)
         try:
             bus.open(RunInfo(camera, summary.run, str(name), frames_source.size, frames_source.fps,
-                             tuple(z.name for z in self.zones), tuple(x.name for x in self.lines)))
+                             tuple(z.name for z in self.zones), tuple(x.name for x in self.lines),
+                             tuple(self.detector.classes)))
         except BaseException:
             frames_source.close()
             raise

@@ -89,7 +89,8 @@ def read_report(path: Path, run_id: int | None = None, camera: str | None = None
             windows.setdefault((row["run_id"], row["window_start_s"]), {})[row["label"]] = row["people"]
         zones, lines = _zone_counts(db, ids, since)
         _add_quiet_areas(runs, zones, lines)
-        classes = classes_to_list(dict(sorted(people.items())))
+        named = {c: 0 for r in runs for c in json.loads(r.get("areas") or "{}").get("classes", ())}  # (models')
+        classes = classes_to_list({**named, **dict(sorted(people.items()))})
         people = {c: people.get(c, 0) for c in classes}  # every class, 0 included, as the live counts list them
         zones, lines = _as_live_counts(zones, lines, classes)
     except sqlite3.DatabaseError as exc:

@@ -159,10 +159,11 @@ class EventStore:
         mark_stale_runs(self.db)
 
     def start_run(self, source: str, camera: str | None = None, run: str | None = None,
-                  zones: Sequence[str] = (), lines: Sequence[str] = ()) -> int:
-        """A new run; its zones and lines by name (`areas`), so that a report lists those nobody entered or
-        crossed too."""
-        areas = json.dumps({"zones": list(zones), "lines": list(lines)})
+                  zones: Sequence[str] = (), lines: Sequence[str] = (), classes: Sequence[str] = ()) -> int:
+        """A new run; its zones and lines by name, and its model's classes (`areas`), so that a report lists
+        those nobody entered, crossed or was counted in too."""
+        areas = json.dumps({"zones": list(zones), "lines": list(lines), "classes": list(classes)},
+                           ensure_ascii=False)
         cursor = self.db.execute("INSERT INTO runs (source, started_at, camera, run, pid, host, areas) "
                                  "VALUES (?, ?, ?, ?, ?, ?, ?)",
                                  (source, time.time(), camera, run, os.getpid(), socket.gethostname(), areas))

@@ -47,7 +47,7 @@ class DatabaseSink(Sink):
     def open(self, run: RunInfo) -> None:
         self.store = EventStore(self.path)  # (a file that is no database: said now, on the caller's thread)
         try:
-            self.run_id = self.store.start_run(run.source, run.camera, run.run, run.zones, run.lines)
+            self.run_id = self.store.start_run(run.source, run.camera, run.run, run.zones, run.lines, run.classes)
         except sqlite3.OperationalError as exc:  # locked past the wait, or the disk full: one line, not a traceback
             why = ("another process holds it locked (sqlite3 with an open transaction, a backup?)" if is_busy(exc)
                    else "is the disk full?" if "full" in str(exc) else "")
