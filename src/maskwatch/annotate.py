@@ -45,8 +45,8 @@ def annotate(image_bgr: "np.ndarray | PIL.Image.Image", detections: sv.Detection
     already owns its copy); line and text size follow the image size. A PIL image is drawn on as the detector
     saw it (upright, as a BGR array). classes: the detector's, needed only for detections without class names
     (the detector's carry them in data["class_name"])."""
-    if not isinstance(image_bgr, np.ndarray):
-        image_bgr, copy = as_bgr_image(image_bgr), False  # (a new array already)
+    if not isinstance(image_bgr, np.ndarray):  # (a PIL image: converted below into a new array already)
+        copy = False
     image_bgr = as_bgr_image(image_bgr)  # (grey, float or 4-channel arrays said, as the detector says them)
     if not copy and not (image_bgr.flags.writeable and image_bgr.flags.c_contiguous):
         raise MaskwatchError("annotate(copy=False) draws on the array itself, which must be writable and "

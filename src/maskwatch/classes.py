@@ -43,11 +43,13 @@ READABLE_NAMES: dict[str, str] = {"with_mask": "mask worn", "without_mask": "no 
                                   "mask_weared_incorrect": "mask worn wrongly", "mask": "mask", "no_mask": "no mask"}
 
 
+@functools.lru_cache(maxsize=1024)
 def meaning_of(name: str) -> str | None:
     """Which of the three mask classes a model's class stands for: itself, `mask` / `no_mask` (the 2-class
     names), or what another name gives away (`masked`, `face_nomask`, `incorrect`, `chin`); None when the name
     says nothing about a mask. A model trained on the user's own class names is read through this, so its
-    compliance, alerts, colours and batch counts follow what its classes mean."""
+    compliance, alerts, colours and batch counts follow what its classes mean. Kept per name: video asks it for
+    every track and frame, and a custom name is read by regular expressions."""
     return name if name in MASK_CLASSES else likely_mask_class(name)
 
 

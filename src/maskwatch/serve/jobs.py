@@ -23,6 +23,7 @@ from maskwatch.errors import MaskwatchError
 from maskwatch.file_lock import FileLock, LockHeld
 from maskwatch.periodic import Periodic
 from maskwatch.video.pipeline import VideoPipeline, WatchOptions
+from maskwatch.video.retention import check_days
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +99,7 @@ class JobQueue:
 
     @staticmethod
     def checked_keep_days(keep_days: float | None) -> float | None:
-        if keep_days is not None and not 0 < keep_days < float("inf"):
-            raise MaskwatchError(f"--keep-results-days {keep_days:g}: give a number of days above 0")
-        return keep_days
+        return check_days(keep_days, "--keep-results-days")
 
     def expire(self, now: float | None = None) -> list[str]:
         """Delete the finished and failed jobs that ended more than keep_days ago; their ids."""

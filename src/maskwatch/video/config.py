@@ -53,8 +53,7 @@ class WebhookConfig:
         t = self.timeout
         if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t <= 300:
             raise MaskwatchError(f"webhook {without_password(self.url)}: timeout (--webhook-timeout) is {t!r}; "
-                                 f"expected seconds, "
-                                 f"above 0 and at most 300")
+                                 f"expected seconds, above 0 and at most 300")
 
 
 @dataclass(frozen=True)
@@ -242,8 +241,8 @@ def _webhook(value: Any, where: str) -> WebhookConfig:
                              (f" (unknown key(s): {', '.join(map(str, unknown))})" if unknown else ""))
     if "secret" in value and not value["secret"]:  # (an environment variable set to nothing)
         raise MaskwatchError(f"{where}: the secret of {without_password(str(value['url']))} is empty, so its bodies "
-                             f"would go unsigned; give "
-                             f"the secret, or leave `secret:` out to send them unsigned on purpose")
+                             f"would go unsigned; give the secret, or leave `secret:` out to send them unsigned on "
+                             f"purpose")
     try:
         return WebhookConfig(str(value["url"]), value.get("secret"), value.get("timeout", WEBHOOK_TIMEOUT_S))
     except MaskwatchError as exc:

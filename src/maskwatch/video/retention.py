@@ -16,11 +16,16 @@ from maskwatch.video.store import delete_older_than
 log = logging.getLogger(__name__)
 
 
-def check_retention_days(days: float | None) -> float | None:
+def check_days(days: float | None, option: str) -> float | None:
+    """A number of days to keep something for (above 0, finite), or None (kept for ever)."""
     if days is not None and (isinstance(days, bool) or not isinstance(days, numbers.Real)
                              or not math.isfinite(days) or days <= 0):
-        raise MaskwatchError(f"--retention-days {days}: give a number of days above 0")
+        raise MaskwatchError(f"{option} {days}: give a number of days above 0")
     return days
+
+
+def check_retention_days(days: float | None) -> float | None:
+    return check_days(days, "--retention-days")
 
 
 class Retention:
