@@ -153,6 +153,11 @@ def test_watch_keeps_its_database_to_the_retention_days(crossing_clip, tmp_path)
     not_run = subprocess.run([*cli, "--retention-days", "30", "--out", str(tmp_path / "x.avi")], capture_output=True,
                              text=True, timeout=300)  # a run refused before it began deletes nothing
     assert not_run.returncode == 2 and old in {e["id"] for e in read_events(db, limit=10_000)}
+    config = tmp_path / "door.yaml"  # a config whose camera keeps no database: the days would be unused, silently
+    config.write_text(f"cameras:\n  door:\n    source: {crossing_clip}\n    db: null\n", encoding="utf-8")
+    no_db = subprocess.run([sys.executable, "-m", "maskwatch.cli", "watch", "--config", str(config),
+                            "--retention-days", "30"], capture_output=True, text=True, timeout=300)
+    assert no_db.returncode == 2 and "--retention-days needs an events database" in no_db.stderr, no_db.stderr
     kept = subprocess.run([*cli, "--retention-days", "30"], capture_output=True, text=True, timeout=300)
     assert kept.returncode == 0, kept.stderr
     ids = {e["id"] for e in read_events(db, limit=10_000)}

@@ -670,6 +670,9 @@ def watch(source: Optional[str] = typer.Argument(None, metavar="SOURCE",
                                             f"`secret:` beside their url" if unsigned else "none was given")
                       + "[/yellow]", highlight=False, soft_wrap=True)
     check_retention_days(retention_days)
+    if retention_days is not None and setup.db is None:
+        raise MaskwatchError("--retention-days needs an events database, and the config sets none (db: null): "
+                             "give --db, or leave --retention-days out")
     pipeline = setup.pipeline(Detector.load(setup.model, threads=threads, scale=setup.scale))
     retention = Retention(pipeline.database, retention_days) if retention_days and pipeline.database else None
     bars: list[tqdm] = []  # made at the first frame, so an error about the input is not printed into a bar
