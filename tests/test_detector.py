@@ -430,3 +430,17 @@ def test_the_networks_inputs_are_the_plain_formulas(crowd):
     blob, (w, h) = finder_input(image, 1.0)
     assert (w, h) == (image.shape[1], image.shape[0]) and blob.shape[2] % 32 == 0 and blob.shape[3] % 32 == 0
     assert np.array_equal(blob[0, :, :h, :w], image[:, :, ::-1].transpose(2, 0, 1).astype(np.float32))
+
+
+def test_a_quick_model_is_said_to_be_one_once_however_often_it_is_loaded(tmp_path, caplog):
+    """A server loads a model for uploads and again for its cameras: the --quick warning came twice."""
+    import json
+
+    head = tmp_path / "mask_head.onnx"
+    head.write_bytes(DEFAULT_HEAD.read_bytes())
+    config = json.loads(DEFAULT_HEAD.with_suffix(".json").read_text()) | {"train_options": {"quick": True}}
+    head.with_suffix(".json").write_text(json.dumps(config))
+    caplog.set_level("WARNING")
+    Detector.load(head, threads=1)
+    Detector.load(head, threads=1, scale=1)
+    assert caplog.text.count("was trained with --quick") == 1

@@ -131,14 +131,19 @@ def with_face_confidence(detections: sv.Detections, face_scores: np.ndarray) -> 
     return detections
 
 
+_said_quick: set[tuple[str, int]] = set()
+
+
 def say_if_quick(model: Path, config: Path) -> None:
     """A model trained with `train --quick` is said to be one wherever it is loaded: its numbers come from a few
-    images and two epochs."""
+    images and two epochs. Once per process and file (a server loads it for uploads and again for its cameras)."""
     try:
         quick = json.loads(config.read_text()).get("train_options", {}).get("quick")
+        said = (str(model.resolve()), model.stat().st_mtime_ns)
     except (OSError, ValueError, AttributeError):  # (a missing or odd config is said where it is read)
         return
-    if quick:
+    if quick and said not in _said_quick:
+        _said_quick.add(said)
         log.warning("%s was trained with --quick: a check of the pipeline on a few images, not a model to use", model)
 
 
