@@ -7,7 +7,7 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Collection, Optional
 
 import typer
 from rich.console import Console
@@ -78,15 +78,16 @@ INPUTS_HELP = "Images, folders (searched recursively), .txt files listing image 
 
 
 def _load(path: Path, fmt: Optional[str], label_map: Optional[list[str]], classes: Optional[str] = None,
-          allow_outside_images: bool = False, check_pixels: bool = False):
+          allow_outside_images: bool = False, check_pixels: bool = False, labels_elsewhere: Collection[str] = ()):
     """The data set, its problems said; check_pixels: also leave out (and name) images whose pixel data is damaged
-    (`data stats`, `convert`: a load reads headers only)."""
+    (`data stats`, `convert`: a load reads headers only); labels_elsewhere: what else --label-map renames
+    (evaluate's predictions)."""
     from maskwatch.classes import MASK_CLASSES, TWO_CLASSES, meaning_of, parse_class_list, parse_label_map
     from maskwatch.data import load_dataset
 
     fixed = parse_class_list(classes)
     dataset = load_dataset(path, fmt, classes=fixed, label_map=parse_label_map(label_map),
-                           allow_outside_images=allow_outside_images)
+                           allow_outside_images=allow_outside_images, labels_elsewhere=labels_elsewhere)
     if check_pixels:
         dataset = dataset.without_damaged_images()
     if dataset.problems:
@@ -410,7 +411,9 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
     check_score(score_threshold, "--score-threshold")
     check_output_folder(out)
     check_outside_images(out, gt, fmt)
-    dataset = _load(gt, fmt, label_map, classes, allow_outside_images)
+    # A --label-map key may rename only the predictions' labels (another tool's `Mask`): not an unused one.
+    predicted = sorted({label for item in read_predictions(pred, ()) for label in item.labels}) if label_map else ()
+    dataset = _load(gt, fmt, label_map, classes, allow_outside_images, labels_elsewhere=predicted)
     boxes = dataset.class_counts()
     absent = [c for c in MASK_CLASSES if not boxes.get(c)]  # not listed, or listed (a YOLO classes.txt) unused
     if classes is None and scheme != "face" and absent and set(dataset.classes) <= set(MASK_CLASSES):

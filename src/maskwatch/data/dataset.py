@@ -61,6 +61,7 @@ class Dataset:
     classes: list[str]
     samples: list[Sample]
     problems: list[str] = field(default_factory=list)
+    labels_read: frozenset[str] = frozenset()  # the labels as the files spell them, before --label-map
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -369,10 +370,6 @@ class DatasetBuilder:
                         "background example from them, and scoring counts a box on one neither right nor wrong; a "
                         "copy written by `convert` keeps no trace of them)", source,
                         ", ".join(f"{n} {label!r} box{'es' if n > 1 else ''}" for label, n in self.dropped.items()))
-        unused = [old for old in self.label_map if old not in self.raw_labels]
-        if unused:  # a misspelt key (Helmet= for helmet) would otherwise change nothing, silently
-            self.problem(f"{source}: --label-map names {', '.join(repr(u) for u in unused)}, which no box or class "
-                         f"list here uses (labels: {', '.join(sorted(self.raw_labels)) or 'none'})", always=True)
         self._warn_about_spellings()
         if self.turned:
             log.warning("%s: %d image(s) carry an EXIF rotation (%s); their boxes are read in the stored pixels, as "
@@ -388,7 +385,7 @@ class DatasetBuilder:
             self._warn_about_other_classes(source)
         if not any(len(sample.detections) for sample in self.samples):
             self.problem(f"{source}: {len(self.samples)} image(s) but no box with a usable label", always=True)
-        return Dataset(self.classes, self.samples, self.problems)
+        return Dataset(self.classes, self.samples, self.problems, frozenset(self.raw_labels))
 
     def _refuse_shared_stems(self, source: str) -> None:
         """Images are named by their file name without suffix everywhere (split lists, VOC and YOLO label files,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Collection, Literal
 
 from maskwatch.data.coco import read_coco, roboflow_sides, write_coco
 from maskwatch.data.dataset import Dataset
@@ -98,25 +98,37 @@ def dataset_folder(path: Path) -> Path:
 
 
 def load_dataset(path: str | Path, fmt: Format | None = None, classes: list[str] | None = None,
-                 label_map: dict[str, str] | None = None, allow_outside_images: bool = False) -> Dataset:
+                 label_map: dict[str, str] | None = None, allow_outside_images: bool = False,
+                 labels_elsewhere: Collection[str] = ()) -> Dataset:
     """Read a data set in any supported format; problems are logged and kept in `Dataset.problems`.
 
     classes: the only labels accepted (others stop the load); None learns them from the data.
     allow_outside_images: follow image paths (VOC <path>, COCO file_name) that lead out of the data set's
-    folder; by default such images are skipped with a warning."""
+    folder; by default such images are skipped with a warning.
+    labels_elsewhere: labels the same label_map is also for (evaluate's predictions): keys for them are used."""
     path = dataset_folder(Path(path))
     fmt = fmt or detect_format(path)
     if fmt == "voc":
         root = path if path.is_dir() else path.parent
-        return read_voc(_voc_annotations_dir(path), classes=classes, label_map=label_map, dataset_root=root,
-                        allow_outside_images=allow_outside_images)
-    if fmt == "yolo":
-        return read_yolo(path, classes=classes, label_map=label_map)
-    if fmt == "coco":
-        return read_coco(path, classes=classes, label_map=label_map, allow_outside_images=allow_outside_images)
-    if fmt == "tfrecord":
-        return read_tfrecord(path, classes=classes, label_map=label_map)
-    raise MaskwatchError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+        dataset = read_voc(_voc_annotations_dir(path), classes=classes, label_map=label_map, dataset_root=root,
+                           allow_outside_images=allow_outside_images)
+    elif fmt == "yolo":
+        dataset = read_yolo(path, classes=classes, label_map=label_map)
+    elif fmt == "coco":
+        dataset = read_coco(path, classes=classes, label_map=label_map, allow_outside_images=allow_outside_images)
+    elif fmt == "tfrecord":
+        dataset = read_tfrecord(path, classes=classes, label_map=label_map)
+    else:
+        raise MaskwatchError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    unused = [old for old in label_map or {} if old not in dataset.labels_read | set(labels_elsewhere)]
+    if unused:  # a misspelt key (Helmet= for helmet) would otherwise change nothing, silently
+        problem = (f"{path}: --label-map names {', '.join(repr(u) for u in unused)}, which no box or class list "
+                   f"here uses (labels: {', '.join(sorted(dataset.labels_read)) or 'none'})"
+                   + (f", nor a prediction (labels: {', '.join(sorted(labels_elsewhere))})" if labels_elsewhere
+                      else ""))
+        log.warning("%s", problem)
+        dataset.problems.append(problem)
+    return dataset
 
 
 def check_save_options(out_dir: Path, fmt: str, images: str = "hardlink", shards: int = 1) -> None:
