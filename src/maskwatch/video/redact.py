@@ -1,9 +1,11 @@
 """What a camera's or webhook's URL may show in logs, messages, OUT.json and the database: never a password or a
-token it carries."""
+token it carries; and the port it names, checked (for the sinks' URL checks)."""
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import SplitResult, urlsplit, urlunsplit
+
+from maskwatch.errors import MaskwatchError
 
 
 # Query keys whose values are secrets, by how the key ends (any case: access_token, accessToken, x-api-key, pwd), so
@@ -25,3 +27,15 @@ def without_password(spec: str) -> str:
     query = "&".join(f"{k}=***" if (k := pair.partition("=")[0]) and k.lower().endswith(SECRET_KEY_ENDINGS)
                      and "=" in pair else pair for pair in parts.query.split("&")) if parts.query else parts.query
     return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def checked_port(parts: SplitResult, option: str, url: str) -> int | None:
+    """The port a URL names (None: its scheme's), or an error naming the option: urllib reads `:0` as no port
+    and fails on `:99999` (every post or connect would then fail, and events wait for ever)."""
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise MaskwatchError(f"{option} {without_password(url)!r}: the port must be a number from 1 to 65535")
+    return port

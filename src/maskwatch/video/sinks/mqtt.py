@@ -20,7 +20,7 @@ import paho.mqtt.client as mqtt
 from maskwatch.errors import MaskwatchError
 from maskwatch.video.bus import RunEnd, RunInfo, Sink
 from maskwatch.video.events import CAMERA_DOWN, CAMERA_UP, COUNTS, Event
-from maskwatch.video.redact import without_password
+from maskwatch.video.redact import checked_port, without_password
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +34,7 @@ def check_mqtt_url(url: str) -> tuple[SplitResult, int | None]:
     if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
         raise MaskwatchError(f"--mqtt {shown!r}: expected mqtt://[user:pass@]host[:port]/prefix "
                              f"(mqtts:// for TLS), e.g. mqtt://127.0.0.1:1883/maskwatch")
-    try:
-        port = parts.port
-    except ValueError:
-        port = 0
-    if port == 0:  # (":0" was taken as no port: 1883)
-        raise MaskwatchError(f"--mqtt {shown!r}: the port must be a number from 1 to 65535")
+    port = checked_port(parts, "--mqtt", url)  # (":0" was taken as no port: 1883)
     if "#" in url or parts.query or "+" in parts.path:  # (`#` would be read as the URL's fragment)
         raise MaskwatchError(f"--mqtt {shown!r}: the prefix is where events are published, so it cannot hold MQTT "
                              f"wildcards (+ #) or a ?query; subscribe with wildcards instead "

@@ -33,7 +33,7 @@ from maskwatch.errors import MaskwatchError
 from maskwatch.limits import WEBHOOK_TIMEOUT_S
 from maskwatch.video.bus import RunEnd, RunInfo, Sink
 from maskwatch.video.events import COUNTS, Event
-from maskwatch.video.redact import without_password
+from maskwatch.video.redact import checked_port, without_password
 from maskwatch.video.store import DEFAULT_DB, add_missing_columns, connect, is_busy, process_alive
 
 log = logging.getLogger(__name__)
@@ -58,12 +58,7 @@ def check_http_url(url: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise MaskwatchError(f"--webhook {shown!r}: expected an http:// or https:// URL, "
                              f"e.g. http://127.0.0.1:8080/maskwatch")
-    try:
-        port = parts.port
-    except ValueError:  # (else every post fails as "receiver unavailable" and the events wait for ever)
-        port = 0
-    if port == 0:
-        raise MaskwatchError(f"--webhook {shown!r}: the port must be a number from 1 to 65535")
+    checked_port(parts, "--webhook", url)
     return url
 
 
