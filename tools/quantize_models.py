@@ -1,6 +1,6 @@
 """Make the 8-bit copies of the shipped networks (`--model shipped-int8`); run once, results shipped.
 
-    .venv/bin/python tools/quantize_models.py
+    .venv/bin/python tools/quantize_models.py [--head RUN/model/mask_head.onnx ...]
 
 Calibration (training/int8.py: what on; models/quantize.py: what is quantised and how) uses training data only,
 never validation data: 50 photos of the training side of splits/face-mask-voc and the first 15 pictures of each
@@ -45,16 +45,24 @@ def main() -> None:
     parser.add_argument("--pictures", type=Path, default=DATASETS / "face-crops-2class")
     parser.add_argument("--train-list", type=Path, default=ROOT / "splits" / "face-mask-voc" / "train.txt")
     parser.add_argument("--out", type=Path, default=None, help="folder to write to [default: the package's weights]")
+    parser.add_argument("--head", type=Path, action="append", default=[],
+                        help="instead, a trained head (mask_head.onnx, its JSON beside it) to quantise the same way, "
+                             "written beside it as mask_head-int8.onnx (repeatable; the model card's paired study)")
     args = parser.parse_args()
-    (head, finder), (head_int8, finder_int8) = SHIPPED_FILES[SHIPPED], SHIPPED_FILES[SHIPPED_INT8]
-    if args.out:  # (the tests compare a fresh copy with the shipped one)
-        args.out.mkdir(parents=True, exist_ok=True)
-        head_int8, finder_int8 = args.out / head_int8.name, args.out / finder_int8.name
     for_finder, for_head = draw(read_list(args.train_list))
 
     def photos(stems: list[str]) -> list[np.ndarray]:
         return [annotated_image(args.data / "images" / f"{stem}.jpg") for stem in stems]
 
+    if args.head:
+        for trained in args.head:
+            print(f"{write_int8_head(trained, photos(for_head), pictures(args.pictures, 2, 60), threads=2)}: written",
+                  flush=True)
+        return
+    (head, finder), (head_int8, finder_int8) = SHIPPED_FILES[SHIPPED], SHIPPED_FILES[SHIPPED_INT8]
+    if args.out:  # (the tests compare a fresh copy with the shipped one)
+        args.out.mkdir(parents=True, exist_ok=True)
+        head_int8, finder_int8 = args.out / head_int8.name, args.out / finder_int8.name
     write_int8_finder(finder, photos(for_finder), pictures(args.pictures, 1, 15), finder_int8)
     print(f"{finder_int8}: written")
     write_int8_head(head, photos(for_head), pictures(args.pictures, 2, 60), head_int8, threads=2)
