@@ -15,7 +15,7 @@ import os
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Callable, Iterable
@@ -243,6 +243,39 @@ class VideoPipeline:
         outputs cleanly and is raised again. handle_signals (the `watch` command's, on the main thread): SIGTERM
         and SIGHUP stop the run as Ctrl-C does, a second one while the outputs finish is held, and the run returns
         its summary (status "interrupted") instead of raising; a library's caller keeps its own handlers."""
+        run = self._start(source, out, on_progress, overwrite)
+        summary = run.summary
+        started = time.perf_counter()
+        previous_handlers = stop_signals_as_interrupt() if handle_signals else {}
+        try:
+            for frame in run.source.frames():
+                if self.stopping.is_set():
+                    summary.status, summary.message = "interrupted", "stopped by stop(); output finished cleanly"
+                    break
+                if not self._step(run, frame):
+                    break
+            self._say_how_the_source_ended(run)
+        except KeyboardInterrupt:
+            summary.status, summary.message = "interrupted", "stopped by the user; output finished cleanly"
+            log.warning(summary.message)
+            if not handle_signals:
+                raise  # (once the outputs are finished, below)
+        except Exception as exc:
+            summary.status, summary.message = "failed", f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            if handle_signals:
+                hold_stop_signals("the video, summary and events")  # a second Ctrl-C must not cut them short
+            try:
+                self._finish(run, started)
+            finally:
+                restore_signals(previous_handlers)
+        return summary
+
+    def _start(self, source: str | Path | int | FrameSource, out: Path | None, on_progress: Callable | None,
+               overwrite: bool) -> _Run:
+        """The source opened, its outputs checked, and this run's parts made, its sinks opened; what fails here
+        leaves nothing open."""
         opts = self.options
         if isinstance(source, (Path, int)):  # a file's path, a webcam's index
             source = str(source)
@@ -275,145 +308,115 @@ class VideoPipeline:
             frames_source.close()
             raise
         tracker = FaceTracker(self.detector.classes, frames_source.fps / max(1, opts.every or 1))
-        emitter = EventEmitter(camera, summary.run, self.detector.classes, zones, opts.min_track_frames,
-                               tracker.lost_after_s, opts.event_snapshots, opts.keep_faces)
-        schedule = DetectSchedule(frames_source.fps, opts.every, str(name), frames_source.live, settings,
-                                  opts.max_fps)
-        motion = MotionGate(settings)
-        panning = CameraMotion(frames_source.size, settings)
-        cuts = SceneCuts(settings)
-        finder = VideoDetector(self.detector, opts.detect_conf, opts.min_face_score, settings)
-        predictor = BoxPredictor(frames_source.size, settings)
         sinks = self._sinks(out, on_progress)
-        bus = EventBus(sinks)
+        run = _Run(
+            name=str(name), source=frames_source, summary=summary, zones=zones, tracker=tracker,
+            emitter=EventEmitter(camera, summary.run, self.detector.classes, zones, opts.min_track_frames,
+                                 tracker.lost_after_s, opts.event_snapshots, opts.keep_faces),
+            schedule=DetectSchedule(frames_source.fps, opts.every, str(name), frames_source.live, settings,
+                                    opts.max_fps),
+            motion=MotionGate(settings), panning=CameraMotion(frames_source.size, settings),
+            cuts=SceneCuts(settings), finder=VideoDetector(self.detector, opts.detect_conf, opts.min_face_score,
+                                                           settings),
+            predictor=BoxPredictor(frames_source.size, settings), bus=EventBus(sinks))
         try:
-            bus.open(RunInfo(camera, summary.run, str(name), frames_source.size, frames_source.fps,
-                             tuple(z.name for z in self.zones), tuple(x.name for x in self.lines),
-                             tuple(self.detector.classes)))
+            run.bus.open(RunInfo(camera, summary.run, str(name), frames_source.size, frames_source.fps,
+                                 tuple(z.name for z in self.zones), tuple(x.name for x in self.lines),
+                                 tuple(self.detector.classes)))
         except BaseException:
             frames_source.close()
             raise
         summary.run_id = next((s.run_id for s in sinks if isinstance(s, DatabaseSink)), None)
-        resumed = [False]  # a camera back after camera.down: its first frame is detected afresh, as after a cut
-        down_at = [0.0]  # the time of the last camera.down: a run that ends in an outage ends after it
+        if frames_source.live:
+            run.outage = OutageWatch(camera, run.emitter, run.bus, opts.camera_down_after_s, on_down=run.camera_down)
+            frames_source.on_wait = run.outage.waiting
+        return run
 
-        def nobody_watched(time_s: float) -> None:
-            """camera.down: the people in view leave now (person.left, zone.left), not when frames come back,
-            which may be never; what comes back is a new picture."""
-            for event in emitter.finish(time_s, index):
-                bus.publish(event)
-            bus.publish(emitter.counts(time_s, index))  # (nobody present now: a dashboard must not show the last)
-            tracker.new_scene()
-            finder.new_scene()
-            resumed[0], down_at[0] = True, time_s
+    def _step(self, run: _Run, frame) -> bool:
+        """One frame: detected (or its faces moved on from the last detection), tracked, counted, published;
+        False once the run has had its --max-frames."""
+        opts, settings, summary = self.options, self.options.realtime, run.summary
+        tick = time.perf_counter()
+        run.time_s, run.index = frame.time_s, frame.index
+        if run.outage is not None:
+            run.outage.frame(frame.time_s)
+        needs_small = run.schedule.gates_motion or settings.compensate_camera or settings.scene_cuts
+        small = run.motion.small(frame.image) if needs_small else None
+        cut = small is not None and run.cuts.is_cut(small)
+        shift = run.panning.shift(small) if small is not None and not cut else np.zeros(2, np.float32)
+        if cut:  # the people of the old picture leave; nothing learnt from it carries over
+            run.new_scene(frame.time_s, frame.index)
+            summary.scene_cuts += 1
+        retry = run.finder.retry  # faces lost at a downscale: found again at once, still picture or not
+        fresh, run.resumed = run.resumed, False  # the first frame after camera.down
+        detect = cut or retry or fresh or run.schedule.due(frame.index, frame.time_s)
+        if (detect and not cut and not retry and not fresh and run.schedule.may_skip_still(frame.time_s)
+                and not self._unconfirmed(run.tracked, run.emitter, run.tracker.min_confidence)
+                and not run.motion.moved(small)):
+            detect = False  # nothing moved since the last detection: its faces are still right
+            run.schedule.still_skips += 1
+            run.predictor.hold()
+        if detect:
+            detections = run.finder(frame.image, frame.time_s)
+            run.tracked = run.tracker.update(detections, frame.time_s, frame.index, run.panning.offset + shift)
+            run.predictor.detected(run.tracked, frame.time_s, run.panning.offset + shift)
+            run.schedule.detected(frame.time_s)
+            if small is not None:
+                run.motion.detected(small)
+                run.panning.detected(small, shift)
+            summary.detected_frames += 1
+            for event in run.emitter.detection_frame(frame, run.tracked, run.tracker.tracks):
+                run.bus.publish(event)
+        else:
+            run.tracked = run.predictor.at(frame.time_s, run.panning.offset + shift)
+            summary.tracked_frames += 1
+        if opts.summary_every and frame.time_s - run.last_counts_s >= opts.summary_every:
+            run.bus.publish(run.emitter.counts(frame.time_s, frame.index))
+            run.last_counts_s = frame.time_s
+        people = run.emitter.people()
+        summary.frames += 1
+        summary.dropped_frames = getattr(run.source, "dropped", 0)
+        counted = run.emitter.confirmed_only(run.tracked)
+        run.bus.frame(FrameView(frame, run.tracked, people, summary, run.source.expected_frames,
+                                partial(self.render, frame.image, run.tracked, people, run.zones, counted),
+                                run.emitter.zone_counts, confirmed=counted))
+        run.schedule.spent(detect, time.perf_counter() - tick)
+        if opts.max_frames and summary.frames >= opts.max_frames:
+            return False
+        if opts.max_fps:
+            time.sleep(max(0.0, 1 / opts.max_fps - (time.perf_counter() - tick)))
+        return True
 
-        outage = (OutageWatch(camera, emitter, bus, opts.camera_down_after_s, on_down=nobody_watched)
-                  if frames_source.live else None)
-        if outage is not None:
-            frames_source.on_wait = outage.waiting
-        tracked = sv.Detections.empty()
-        last_counts_s, time_s, index = 0.0, 0.0, None
-        started = time.perf_counter()
-        previous_handlers = stop_signals_as_interrupt() if handle_signals else {}
-        try:
-            for frame in frames_source.frames():
-                if self.stopping.is_set():
-                    summary.status, summary.message = "interrupted", "stopped by stop(); output finished cleanly"
-                    break
-                tick = time.perf_counter()
-                time_s, index = frame.time_s, frame.index
-                if outage is not None:
-                    outage.frame(frame.time_s)
-                needs_small = schedule.gates_motion or settings.compensate_camera or settings.scene_cuts
-                small = motion.small(frame.image) if needs_small else None
-                cut = small is not None and cuts.is_cut(small)
-                shift = panning.shift(small) if small is not None and not cut else np.zeros(2, np.float32)
-                if cut:  # the people of the old picture leave; nothing learnt from it carries over
-                    for event in emitter.finish(frame.time_s, frame.index):
-                        bus.publish(event)
-                    tracker.new_scene()
-                    finder.new_scene()
-                    summary.scene_cuts += 1
-                retry = finder.retry  # faces lost at a downscale: found again at once, still picture or not
-                fresh, resumed[0] = resumed[0], False  # the first frame after camera.down
-                detect = cut or retry or fresh or schedule.due(frame.index, frame.time_s)
-                if (detect and not cut and not retry and not fresh and schedule.may_skip_still(frame.time_s)
-                        and not self._unconfirmed(tracked, emitter, tracker.min_confidence)
-                        and not motion.moved(small)):
-                    detect = False  # nothing moved since the last detection: its faces are still right
-                    schedule.still_skips += 1
-                    predictor.hold()
-                if detect:
-                    detections = finder(frame.image, frame.time_s)
-                    tracked = tracker.update(detections, frame.time_s, frame.index, panning.offset + shift)
-                    predictor.detected(tracked, frame.time_s, panning.offset + shift)
-                    schedule.detected(frame.time_s)
-                    if small is not None:
-                        motion.detected(small)
-                        panning.detected(small, shift)
-                    summary.detected_frames += 1
-                    for event in emitter.detection_frame(frame, tracked, tracker.tracks):
-                        bus.publish(event)
-                else:
-                    tracked = predictor.at(frame.time_s, panning.offset + shift)
-                    summary.tracked_frames += 1
-                if opts.summary_every and frame.time_s - last_counts_s >= opts.summary_every:
-                    bus.publish(emitter.counts(frame.time_s, frame.index))
-                    last_counts_s = frame.time_s
-                people = emitter.people()
-                summary.frames += 1
-                summary.dropped_frames = getattr(frames_source, "dropped", 0)
-                counted = emitter.confirmed_only(tracked)
-                bus.frame(FrameView(frame, tracked, people, summary, frames_source.expected_frames,
-                                    partial(self.render, frame.image, tracked, people, zones, counted),
-                                    emitter.zone_counts, confirmed=counted))
-                schedule.spent(detect, time.perf_counter() - tick)
-                if opts.max_frames and summary.frames >= opts.max_frames:
-                    break
-                if opts.max_fps:
-                    time.sleep(max(0.0, 1 / opts.max_fps - (time.perf_counter() - tick)))
-            if frames_source.ended_early:  # (with what was skipped before the end, if anything)
-                summary.status = "ended_early"
-                summary.message = "; ".join(filter(None, (frames_source.ended_early, frames_source.skipped)))
-            elif frames_source.skipped:  # the run finished, without some of what it was given
-                summary.message = frames_source.skipped
-            elif summary.frames < opts.min_track_frames and not frames_source.live:
-                summary.message = (f"{name}: {summary.frames} frame(s): a face is counted as a person once seen on "
-                                   f"{opts.min_track_frames} detection frames, so nobody is counted here (the "
-                                   f"faces are drawn); photos are counted face by face by `maskwatch detect` and "
-                                   f"the web page's photo upload")
-        except KeyboardInterrupt:
-            summary.status, summary.message = "interrupted", "stopped by the user; output finished cleanly"
-            log.warning(summary.message)
-            if not handle_signals:
-                raise  # (once the outputs are finished, below)
-        except Exception as exc:
-            summary.status, summary.message = "failed", f"{type(exc).__name__}: {exc}"
-            raise
-        finally:
-            if handle_signals:
-                hold_stop_signals("the video, summary and events")  # a second Ctrl-C must not cut them short
-            try:
-                self._finish(summary, frames_source, emitter, bus, finder, schedule, max(time_s, down_at[0]), index,
-                             started)
-            finally:
-                restore_signals(previous_handlers)
-        return summary
+    def _say_how_the_source_ended(self, run: _Run) -> None:
+        """The summary's status and message where the frames ran out: cut short, some skipped, or too few to
+        count anyone."""
+        summary, frames_source, least = run.summary, run.source, self.options.min_track_frames
+        if frames_source.ended_early:  # (with what was skipped before the end, if anything)
+            summary.status = "ended_early"
+            summary.message = "; ".join(filter(None, (frames_source.ended_early, frames_source.skipped)))
+        elif frames_source.skipped:  # the run finished, without some of what it was given
+            summary.message = frames_source.skipped
+        elif summary.frames < least and not frames_source.live:
+            summary.message = (f"{run.name}: {summary.frames} frame(s): a face is counted as a person once seen on "
+                               f"{least} detection frames, so nobody is counted here (the faces are drawn); photos "
+                               f"are counted face by face by `maskwatch detect` and the web page's photo upload")
 
     @staticmethod
-    def _finish(summary: WatchSummary, frames_source, emitter, bus, finder, schedule, time_s: float, index: int,
-                started: float) -> None:
-        """The run's last events, its summary's figures, and every sink closed (the video finished)."""
-        frames_source.close()
-        for event in emitter.finish(time_s, index):
+    def _finish(run: _Run, started: float) -> None:
+        """The run's last events, its summary's figures, and every sink closed (the video finished); a run that
+        ends in an outage ends after it."""
+        summary, emitter, bus = run.summary, run.emitter, run.bus
+        time_s = max(run.time_s, run.down_at)
+        run.source.close()
+        for event in emitter.finish(time_s, run.index):
             bus.publish(event)
-        bus.publish(emitter.counts(time_s, index))
+        bus.publish(emitter.counts(time_s, run.index))
         summary.seconds = time.perf_counter() - started
         summary.fps = summary.frames / summary.seconds if summary.seconds else 0.0
-        summary.dropped_frames = getattr(frames_source, "dropped", 0)
+        summary.dropped_frames = getattr(run.source, "dropped", 0)
         summary.detect_every = summary.frames / summary.detected_frames if summary.detected_frames else 0.0
-        summary.scales = dict(finder.scales)
-        summary.realtime = list(schedule.notes)
+        summary.scales = dict(run.finder.scales)
+        summary.realtime = list(run.schedule.notes)
         summary.people = emitter.people()
         summary.compliance = compliance_of(summary.people)
         zone_counts = emitter.zone_counts()
@@ -421,6 +424,46 @@ class VideoPipeline:
         summary.events = dict(bus.published)
         summary.sink_failures = bus.sink_failures  # the same dict: failures while closing show up too
         bus.close(RunEnd(summary))
+
+
+@dataclass(eq=False)
+class _Run:
+    """One run over one source: its parts (made by VideoPipeline._start) and what carries from frame to frame."""
+
+    name: str  # the source as it may be shown (no password)
+    source: FrameSource
+    summary: WatchSummary
+    zones: ZoneCounter
+    tracker: FaceTracker
+    emitter: EventEmitter
+    schedule: DetectSchedule
+    motion: MotionGate
+    panning: CameraMotion
+    cuts: SceneCuts
+    finder: VideoDetector
+    predictor: BoxPredictor
+    bus: EventBus
+    outage: OutageWatch | None = None
+    tracked: sv.Detections = field(default_factory=sv.Detections.empty)  # the faces of the last frame
+    last_counts_s: float = 0.0
+    time_s: float = 0.0  # the last frame's
+    index: int | None = None
+    resumed: bool = False  # a camera back after camera.down: its first frame is detected afresh, as after a cut
+    down_at: float = 0.0  # the time of the last camera.down
+
+    def new_scene(self, time_s: float, index: int | None) -> None:
+        """The people of the old picture leave; nothing learnt from it carries over (a cut, a camera down)."""
+        for event in self.emitter.finish(time_s, index):
+            self.bus.publish(event)
+        self.tracker.new_scene()
+        self.finder.new_scene()
+
+    def camera_down(self, time_s: float) -> None:
+        """camera.down: the people in view leave now (person.left, zone.left), not when frames come back, which
+        may be never; what comes back is a new picture."""
+        self.new_scene(time_s, self.index)
+        self.bus.publish(self.emitter.counts(time_s, self.index))  # (nobody now: a dashboard must not show the last)
+        self.resumed, self.down_at = True, time_s
 
 
 def watch(source: str | FrameSource, out: str | Path | None = None, database: str | Path | None = None,
