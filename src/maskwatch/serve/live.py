@@ -147,25 +147,37 @@ def page_router(classes_in_use: Callable[[], list[str]]) -> APIRouter:
 
 
 def api_router(registry: CameraRegistry) -> APIRouter:
+    """The cameras' routes and the events' routes of the JSON API."""
+    router = APIRouter()
+    router.include_router(camera_router(registry))
+    router.include_router(event_router(registry))
+    return router
+
+
+def known_cameras(registry: CameraRegistry) -> str:
+    return ", ".join(registry.workers) or "none; start the server with --camera or --config"
+
+
+def camera_or_404(registry: CameraRegistry, name: str) -> CameraWorker:
+    worker = registry.get(name)
+    if worker is None:
+        raise HTTPException(404, f"no camera {name!r} (cameras: {known_cameras(registry)})")
+    return worker
+
+
+def database_or_404(registry: CameraRegistry) -> Path:
+    if registry.db is None:
+        raise HTTPException(404, "no events database yet: start the server with --camera, --config or --db")
+    if not Path(registry.db).is_file():  # (its name only: the server's folders are not the client's business)
+        raise HTTPException(404, f"no events database yet ({Path(registry.db).name}): a camera makes it when it "
+                                 f"starts; where one has started, the file was deleted while the server ran, and "
+                                 f"a restart of the server makes it again")
+    return registry.db
+
+
+def camera_router(registry: CameraRegistry) -> APIRouter:
+    """Each camera's state, latest frame, live MJPEG stream and counts report."""
     router = APIRouter(tags=["cameras and events"])
-
-    def known_cameras() -> str:
-        return ", ".join(registry.workers) or "none; start the server with --camera or --config"
-
-    def camera_or_404(name: str) -> CameraWorker:
-        worker = registry.get(name)
-        if worker is None:
-            raise HTTPException(404, f"no camera {name!r} (cameras: {known_cameras()})")
-        return worker
-
-    def database() -> Path:
-        if registry.db is None:
-            raise HTTPException(404, "no events database yet: start the server with --camera, --config or --db")
-        if not Path(registry.db).is_file():  # (its name only: the server's folders are not the client's business)
-            raise HTTPException(404, f"no events database yet ({Path(registry.db).name}): a camera makes it when it "
-                                     f"starts; where one has started, the file was deleted while the server ran, and "
-                                     f"a restart of the server makes it again")
-        return registry.db
 
     @router.get("/v1/cameras", response_model=CameraList)
     def list_cameras() -> dict:
@@ -175,7 +187,7 @@ def api_router(registry: CameraRegistry) -> APIRouter:
 
     @router.get("/v1/cameras/{name}", response_model=Camera, responses=NO_CAMERA)
     def one_camera(name: str) -> dict:
-        return camera_or_404(name).describe()
+        return camera_or_404(registry, name).describe()
 
     @router.get("/v1/cameras/{name}/snapshot.jpg", response_class=Response,
                 responses={**binary_response(("image/jpeg",), "the latest annotated frame",
@@ -184,7 +196,7 @@ def api_router(registry: CameraRegistry) -> APIRouter:
                            **NO_CAMERA, **NO_FRAME})
     def snapshot(name: str) -> Response:
         """The latest annotated frame (faces blurred where the camera has blur_faces)."""
-        worker = camera_or_404(name)
+        worker = camera_or_404(registry, name)
         worker.polled()
         frame = latest_or_503(worker, name)
         return Response(frame.jpeg, media_type="image/jpeg",
@@ -198,7 +210,7 @@ def api_router(registry: CameraRegistry) -> APIRouter:
         """The live annotated video as MJPEG (multipart/x-mixed-replace): each part a JPEG with Content-Length
         and X-Frame-Time (Unix seconds when the camera delivered it). 503 while the camera has shown no frame
         (a stream that might never start would otherwise hold the client open, silent)."""
-        worker = camera_or_404(name)
+        worker = camera_or_404(registry, name)
         latest_or_503(worker, name)
 
         async def parts() -> AsyncIterator[bytes]:
@@ -223,17 +235,24 @@ def api_router(registry: CameraRegistry) -> APIRouter:
                ) -> dict:
         """Per-window counts and compliance of a camera from the database, as `maskwatch report` computes them:
         people per class (confirmed tracks), compliance, zones, lines, and the windows on the wall clock."""
-        worker = camera_or_404(name)
+        worker = camera_or_404(registry, name)
         start = parse_time(since)
         start = time.time() - 3600 if start is None else start
         try:
-            result = read_report(database(), camera=name, since=start)
+            result = read_report(database_or_404(registry), camera=name, since=start)
         except MaskwatchError:  # no run in that time yet
             return {"camera": name, "since": start, "window_s": worker.config.window, "people": {},
                     "compliance": None, "windows": [], "zones": {}, "lines": {}}
         return {"camera": name, "since": start, "window_s": worker.config.window, "people": result.people,
                 "compliance": result.compliance, "windows": compliance_series(result, bucket_s),
                 "zones": result.zones, "lines": result.lines}
+
+    return router
+
+
+def event_router(registry: CameraRegistry) -> APIRouter:
+    """Stored events, a page at a time, and live ones as Server-Sent Events."""
+    router = APIRouter(tags=["cameras and events"])
 
     @router.get("/v1/events", response_model=EventPage, response_model_exclude_unset=True,
                 responses={**NO_DATABASE, **BAD_TYPE})
@@ -247,11 +266,11 @@ def api_router(registry: CameraRegistry) -> APIRouter:
         """Stored events, in the webhook's JSON, oldest first (or newest first), a page at a time: `next` is the
         URL of the following page (null on the last)."""
         check_event_types(type)
-        db = database()
+        db = database_or_404(registry)
         if camera is not None and registry.get(camera) is None and not cameras_with_events(db, [camera]):
             # a filter with a typo would answer an empty page, as if nothing had happened
             raise HTTPException(422, f"no camera {camera!r} here and no stored event of one (cameras: "
-                                     f"{known_cameras()})")
+                                     f"{known_cameras(registry)})")
         # A cursor of another server, mistyped, or gone with the retention (an id just received by webhook or SSE
         # is stored a moment later: one that looks like an id is given that moment).
         if after is not None and not wait_for(lambda: event_stored(db, after), 1.0 if EVENT_ID.fullmatch(after) else 0):
@@ -278,7 +297,7 @@ def api_router(registry: CameraRegistry) -> APIRouter:
         check_event_types(type)
         unknown = [name for name in camera or [] if registry.get(name) is None]
         if unknown:  # live events come from the server's cameras: this stream would stay silent
-            raise HTTPException(422, f"no camera {', '.join(map(repr, unknown))} here (cameras: {known_cameras()}): "
+            raise HTTPException(422, f"no camera {', '.join(map(repr, unknown))} here (cameras: {known_cameras(registry)}): "
                                      f"live events come only from these")
         return StreamingResponse(sse_messages(registry, camera, type, last_event_id), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
