@@ -4,10 +4,11 @@
 
 Starts a real RTSP camera on loopback (gst-rtsp-server playing a pan across a crowd photo at 640x480, 10 fps, in a
 loop; needs the system packages of `make test`), runs `maskwatch watch` on it with an events database, an
-annotated video and event snapshots (kept in the database; or `maskwatch serve --camera` with the same database, asked for its live
-view and counts each sample, as a page would), stops the camera for 20 s at --outage-at minutes (a dropped
-camera: the run must reconnect), and samples every --every seconds: the process's resident memory (its children
-included), open file descriptors, threads, and the size on disk of what it writes (database, video, snapshots).
+annotated video and event snapshots (kept in the database), or `maskwatch serve --camera` with the same
+database, asked for its latest frame and its cameras' counts at each sample, as a page would; stops the camera
+for 20 s at --outage-at minutes (a dropped camera: the run must reconnect), and samples every --every seconds:
+the process's resident memory (its children included), open file descriptors, threads, and the size on disk of
+what it writes (database, video).
 
 Prints one row per sample and, as the reference, the sample at the end of the warm-up (--warmup minutes: the
 models loaded, the first detections made) against the last one: the growth per hour of each figure after the
@@ -56,6 +57,7 @@ def processes(pid: int) -> list[int]:
 
 
 def status_value(pid: int, key: str) -> int:
+    """A figure of /proc/PID/status (VmRSS in kB, Threads), 0 where it is not listed."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(key + ":"):
             return int(line.split()[1])
@@ -130,15 +132,21 @@ def main() -> None:
             time.sleep(args.every)
     finally:
         ended_early = run.poll() is not None
-        run.terminate()
-        run.wait(timeout=60)
         camera.kill()
+        run.terminate()
+        try:
+            run.wait(timeout=60)
+        except subprocess.TimeoutExpired:  # (its outputs may be lost: the table below is still the run's)
+            run.kill()
+            run.wait()
         log.close()
     said = [line for line in (work / "run.log").read_text(errors="replace").replace("\r", "\n").splitlines()
             if " frames in " in line or line.startswith(("people", "events:"))]
     print("\n".join(said[-2:]))  # (what the run said at its end: frames detected, tracked-only, dropped)
     if ended_early:
         print(f"the run ended by itself (exit {run.returncode}); its log: {work / 'run.log'}")
+    if not rows:
+        sys.exit(f"the run ended before the first sample (exit {run.returncode}); its log: {work / 'run.log'}")
     last = rows[-1]
     reference = reference or rows[0]
     hours = max(1e-9, (last["minute"] - reference["minute"]) / 60)

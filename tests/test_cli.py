@@ -302,12 +302,13 @@ def test_split_and_evaluate_take_label_map_and_convert_refuses_a_folder_in_use(s
     assert (tmp_path / "eval" / "report.json").is_file(), scored.stderr
     # another tool's predictions, labelled its own way: a key only they use is not "unused"; a misspelt one is
     (tmp_path / "theirs.jsonl").write_text("".join(json.dumps({"image": n, "detections": [
-        {"bbox": [1, 1, 30, 30], "label": "Masked", "score": 0.9}]}) + "\n" for n in names))
+        {"bbox": [1, 1, 30, 30], "label": "Masked", "score": 0.9}]}) + "\n" for n in names) + "{cut\n")
     theirs = run("evaluate", "--gt", str(small_voc), "--pred", str(tmp_path / "theirs.jsonl"), "--out",
                  str(tmp_path / "eval2"), *fix, "--label-map", "Masked=with_mask", "--label-map", "Helmet=")
     said = " ".join((theirs.stdout + theirs.stderr).split())
     assert "names 'Helmet', which no box or class list here uses" in said and "nor a prediction" in said, said
     assert "names 'Masked'" not in said  # (it renamed the predictions' labels)
+    assert said.count("not valid JSON") == 1  # (read once, though read before the ground truth)
     run("convert", str(small_voc), str(tmp_path / "tf"), "--to", "tfrecord", *fix)
     again = run("convert", str(small_voc), str(tmp_path / "tf"), "--to", "tfrecord", "--val", "0.3", *fix, ok=False)
     assert again.returncode == 2 and "not empty" in again.stderr

@@ -1,4 +1,5 @@
-"""Make the 8-bit copies of the shipped networks (`--model shipped-int8`); run once, results shipped.
+"""Make the 8-bit copies of the shipped networks (`--model shipped-int8`; run once, results shipped), or with
+--head of trained heads, calibrated the same way (the model card's paired study of 8 bits).
 
     .venv/bin/python tools/quantize_models.py [--head RUN/model/mask_head.onnx ...]
 
@@ -54,10 +55,12 @@ def main() -> None:
     def photos(stems: list[str]) -> list[np.ndarray]:
         return [annotated_image(args.data / "images" / f"{stem}.jpg") for stem in stems]
 
-    if args.head:
+    if args.head:  # (each written beside its float head: --out is for the shipped pair)
+        if args.out:
+            parser.error("--out is for the shipped networks; a --head's copy is written beside it")
+        calibration = photos(for_head), pictures(args.pictures, 2, 60)
         for trained in args.head:
-            print(f"{write_int8_head(trained, photos(for_head), pictures(args.pictures, 2, 60), threads=2)}: written",
-                  flush=True)
+            print(f"{write_int8_head(trained, *calibration, threads=2)}: written", flush=True)
         return
     (head, finder), (head_int8, finder_int8) = SHIPPED_FILES[SHIPPED], SHIPPED_FILES[SHIPPED_INT8]
     if args.out:  # (the tests compare a fresh copy with the shipped one)

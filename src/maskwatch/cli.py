@@ -401,7 +401,7 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
     from maskwatch.evaluation.coco_metrics import SCHEMES, coco_inputs
     from maskwatch.evaluation.report import (check_some_image_matched, images_without_predictions,
                                              prediction_problems, predictions_in_stored_pixels)
-    from maskwatch.predictions import read_predictions, stem_in
+    from maskwatch.predictions import read_predictions, relabelled, stem_in
 
     if classes in SCHEMES:  # what --classes meant before it named the class list
         console.print(f"[yellow]--classes {classes} is now --scheme {classes}[/yellow]")
@@ -411,8 +411,10 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
     check_score(score_threshold, "--score-threshold")
     check_output_folder(out)
     check_outside_images(out, gt, fmt)
-    # A --label-map key may rename only the predictions' labels (another tool's `Mask`): not an unused one.
-    predicted = sorted({label for item in read_predictions(pred, ()) for label in item.labels}) if label_map else ()
+    # With --label-map, the predictions are read (once) before the ground truth: a key may rename only their labels
+    # (another tool's `Mask`), which the load must not call unused. Else the ground truth's problems come first.
+    read = list(read_predictions(pred, ())) if label_map else None
+    predicted = sorted({label for item in read for label in item.labels}) if read else ()
     dataset = _load(gt, fmt, label_map, classes, allow_outside_images, labels_elsewhere=predicted)
     boxes = dataset.class_counts()
     absent = [c for c in MASK_CLASSES if not boxes.get(c)]  # not listed, or listed (a YOLO classes.txt) unused
@@ -422,7 +424,8 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
         if scheme == "3class":  # (2class merges the mask classes anyway: the note would contradict it)
             console.print(f"scored with the three mask classes; {escape(str(gt))} has no {', '.join(absent)} (left "
                           f"out of the mean AP)", highlight=False, soft_wrap=True)
-    predictions = list(read_predictions(pred, dataset.classes, parse_label_map(label_map)))  # the same renaming
+    predictions = list(relabelled(read, dataset.classes, parse_label_map(label_map)) if read is not None
+                       else read_predictions(pred, dataset.classes))  # (the same renaming as the ground truth's)
     predictions, turned = predictions_in_stored_pixels(dataset, predictions)
     if turned:
         console.print(f"{turned} photo(s) carry an EXIF rotation: their predictions, made on the photo turned upright "

@@ -146,19 +146,27 @@ FORMAT_HINT = ('JSON Lines, one image per line: {"image": "x.jpg", "width": W, "
                'Parquet results of `maskwatch batch`')
 
 
+def relabelled(items: Iterable[ImagePredictions], classes: list[str] | tuple[str, ...],
+               label_map: dict[str, str] | None = None) -> Iterator[ImagePredictions]:
+    """The same predictions with their labels renamed by label_map (OLD= leaves OLD's boxes out) and their class
+    ids those of `classes` (predictions read before the classes were known: evaluate reads them once)."""
+    label_map = label_map or {}
+    for item in items:
+        labels = [label_map.get(label, label) for label in item.labels]
+        scores = scores_of(item.detections)
+        kept = np.array([label != DROP_LABEL for label in labels], dtype=bool)  # --label-map OLD=
+        yield ImagePredictions(item.image, item.width, item.height,
+                               detections_from_labels(item.detections.xyxy[kept],
+                                                      [label for label in labels if label != DROP_LABEL],
+                                                      scores[kept], classes))
+
+
 def read_predictions(path: Path, classes: list[str] | tuple[str, ...],
                      label_map: dict[str, str] | None = None) -> Iterator[ImagePredictions]:
     """Predictions from a JSON Lines file, or from `maskwatch batch` results (its folder or one .parquet part;
     rows with an error are images without predictions). label_map renames labels, as for the ground truth."""
     if label_map:
-        for item in read_predictions(path, classes):
-            labels = [label_map.get(label, label) for label in item.labels]
-            scores = scores_of(item.detections)
-            kept = np.array([label != DROP_LABEL for label in labels], dtype=bool)  # --label-map OLD=
-            yield ImagePredictions(item.image, item.width, item.height,
-                                   detections_from_labels(item.detections.xyxy[kept],
-                                                          [label for label in labels if label != DROP_LABEL],
-                                                          scores[kept], classes))
+        yield from relabelled(read_predictions(path, classes), classes, label_map)
         return
     path = Path(path)
     if path.is_dir() or path.suffix.lower() == ".parquet":

@@ -102,13 +102,13 @@ class Dataset:
                 damaged[sample.stem] = f"{sample.image_path}: its pixel data is damaged ({damage}); skipped"
         for problem in damaged.values():
             log.warning(problem)
-        return Dataset(self.classes, [s for s in self.samples if s.stem not in damaged],
-                       [*self.problems, *damaged.values()])
+        return replace(self, samples=[s for s in self.samples if s.stem not in damaged],
+                       problems=[*self.problems, *damaged.values()])
 
     def subset(self, stems: set[str] | list[str]) -> "Dataset":
         """The samples named by stem (file names and paths are taken too, as in split lists)."""
         wanted = {stem_of(name) for name in stems} | {str(name) for name in stems}  # (x.jpg.png's stem is x.jpg)
-        return Dataset(self.classes, [s for s in self.samples if s.stem in wanted], list(self.problems))
+        return replace(self, samples=[s for s in self.samples if s.stem in wanted], problems=list(self.problems))
 
     def with_classes(self, classes: list[str]) -> "Dataset":
         """The same faces under a longer class list (ids re-indexed): a small or filtered mask data set that lacks
@@ -123,7 +123,7 @@ class Dataset:
             if len(detections):
                 detections.class_id = remap[detections.class_id]
             samples.append(replace(sample, detections=detections))
-        return Dataset(list(classes), samples, list(self.problems))
+        return replace(self, classes=list(classes), samples=samples, problems=list(self.problems))
 
 
 @dataclass

@@ -155,10 +155,12 @@ def api_router(registry: CameraRegistry) -> APIRouter:
 
 
 def known_cameras(registry: CameraRegistry) -> str:
+    """The server's cameras, for messages that name a camera it does not have."""
     return ", ".join(registry.workers) or "none; start the server with --camera or --config"
 
 
 def camera_or_404(registry: CameraRegistry, name: str) -> CameraWorker:
+    """The camera of that name, or 404 naming the ones there are."""
     worker = registry.get(name)
     if worker is None:
         raise HTTPException(404, f"no camera {name!r} (cameras: {known_cameras(registry)})")
@@ -166,6 +168,7 @@ def camera_or_404(registry: CameraRegistry, name: str) -> CameraWorker:
 
 
 def database_or_404(registry: CameraRegistry) -> Path:
+    """The events database, or 404 saying why there is none (yet)."""
     if registry.db is None:
         raise HTTPException(404, "no events database yet: start the server with --camera, --config or --db")
     if not Path(registry.db).is_file():  # (its name only: the server's folders are not the client's business)
@@ -297,8 +300,8 @@ def event_router(registry: CameraRegistry) -> APIRouter:
         check_event_types(type)
         unknown = [name for name in camera or [] if registry.get(name) is None]
         if unknown:  # live events come from the server's cameras: this stream would stay silent
-            raise HTTPException(422, f"no camera {', '.join(map(repr, unknown))} here (cameras: {known_cameras(registry)}): "
-                                     f"live events come only from these")
+            raise HTTPException(422, f"no camera {', '.join(map(repr, unknown))} here (cameras: "
+                                     f"{known_cameras(registry)}): live events come only from these")
         return StreamingResponse(sse_messages(registry, camera, type, last_event_id), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 

@@ -44,7 +44,7 @@ from maskwatch.video.sinks import DatabaseSink, DisplaySink, ProgressSink, Summa
 from maskwatch.predictions import FACE_CONFIDENCE
 from maskwatch.thresholds import FOR_PEOPLE, LIVE_MIN_FACE_SCORE, TRACK_MIN_SCORE
 from maskwatch.video.redact import without_password
-from maskwatch.video.sources import FrameSource, ReadAhead, is_live_spec, open_source
+from maskwatch.video.sources import Frame, FrameSource, ReadAhead, is_live_spec, open_source
 from maskwatch.video.summary import COMPANION_SUFFIXES, WatchSummary
 from maskwatch.video.tracking import MIN_TRACK_FRAMES, FaceTracker
 from maskwatch.video.zones import Line, Zone, ZoneCounter, as_line, as_zone
@@ -272,10 +272,10 @@ class VideoPipeline:
                 restore_signals(previous_handlers)
         return summary
 
-    def _start(self, source: str | Path | int | FrameSource, out: Path | None, on_progress: Callable | None,
-               overwrite: bool) -> _Run:
-        """The source opened, its outputs checked, and this run's parts made, its sinks opened; what fails here
-        leaves nothing open."""
+    def _start(self, source: str | Path | int | FrameSource, out: Path | None,
+               on_progress: Callable[[WatchSummary, int | None], None] | None, overwrite: bool) -> _Run:
+        """The outputs checked, the source opened, this run's parts made and its sinks opened; what fails once the
+        source is open closes it (sinks that cannot all open close themselves: EventBus.open)."""
         opts = self.options
         if isinstance(source, (Path, int)):  # a file's path, a webcam's index
             source = str(source)
@@ -290,49 +290,50 @@ class VideoPipeline:
         # (shown, logged, and stored in OUT.json and the database: never a camera's password or token)
         name = without_password(source) if isinstance(source, str) else (getattr(source, "name", None)
                                                                           or type(source).__name__)
-        if out is not None and min(frames_source.size) < MIN_FRAME_SIDE:
-            frames_source.close()
-            raise MaskwatchError(f"{name}: frames of {frames_source.size[0]}x{frames_source.size[1]} pixels cannot be "
-                                 f"encoded as H.264 (at least {MIN_FRAME_SIDE}x{MIN_FRAME_SIDE}); run without --out")
-        settings = opts.realtime
-        if isinstance(source, str) and not frames_source.live and settings.read_ahead:
-            frames_source = ReadAhead(frames_source, settings.read_ahead)  # ours to thread (a caller's: theirs)
-        camera = self.camera or camera_name_of(str(name))
-        summary = WatchSummary(source=str(name), camera=camera, run=uuid.uuid4().hex[:16],
-                               output=str(out) if out else None,
-                               database=str(self.database) if self.database else None, source_fps=frames_source.fps,
-                               live=frames_source.live)
         try:
-            zones = ZoneCounter(self.zones, self.lines, frames_source.size)
+            if out is not None and min(frames_source.size) < MIN_FRAME_SIDE:
+                raise MaskwatchError(f"{name}: frames of {frames_source.size[0]}x{frames_source.size[1]} pixels "
+                                     f"cannot be encoded as H.264 (at least {MIN_FRAME_SIDE}x{MIN_FRAME_SIDE}); run "
+                                     f"without --out")
+            if isinstance(source, str) and not frames_source.live and opts.realtime.read_ahead:
+                # (ours to thread; a caller's source is theirs)
+                frames_source = ReadAhead(frames_source, opts.realtime.read_ahead)
+            return self._parts(frames_source, str(name), out, on_progress)
         except BaseException:
             frames_source.close()
             raise
+
+    def _parts(self, frames_source: FrameSource, name: str, out: Path | None,
+               on_progress: Callable[[WatchSummary, int | None], None] | None) -> _Run:
+        """What a run over this source is made of, its sinks opened."""
+        opts, settings = self.options, self.options.realtime
+        camera = self.camera or camera_name_of(name)
+        summary = WatchSummary(source=name, camera=camera, run=uuid.uuid4().hex[:16],
+                               output=str(out) if out else None,
+                               database=str(self.database) if self.database else None, source_fps=frames_source.fps,
+                               live=frames_source.live)
+        zones = ZoneCounter(self.zones, self.lines, frames_source.size)
         tracker = FaceTracker(self.detector.classes, frames_source.fps / max(1, opts.every or 1))
         sinks = self._sinks(out, on_progress)
         run = _Run(
-            name=str(name), source=frames_source, summary=summary, zones=zones, tracker=tracker,
+            name=name, source=frames_source, summary=summary, zones=zones, tracker=tracker,
             emitter=EventEmitter(camera, summary.run, self.detector.classes, zones, opts.min_track_frames,
                                  tracker.lost_after_s, opts.event_snapshots, opts.keep_faces),
-            schedule=DetectSchedule(frames_source.fps, opts.every, str(name), frames_source.live, settings,
-                                    opts.max_fps),
+            schedule=DetectSchedule(frames_source.fps, opts.every, name, frames_source.live, settings, opts.max_fps),
             motion=MotionGate(settings), panning=CameraMotion(frames_source.size, settings),
             cuts=SceneCuts(settings), finder=VideoDetector(self.detector, opts.detect_conf, opts.min_face_score,
                                                            settings),
             predictor=BoxPredictor(frames_source.size, settings), bus=EventBus(sinks))
-        try:
-            run.bus.open(RunInfo(camera, summary.run, str(name), frames_source.size, frames_source.fps,
-                                 tuple(z.name for z in self.zones), tuple(x.name for x in self.lines),
-                                 tuple(self.detector.classes)))
-        except BaseException:
-            frames_source.close()
-            raise
+        run.bus.open(RunInfo(camera, summary.run, name, frames_source.size, frames_source.fps,
+                             tuple(z.name for z in self.zones), tuple(x.name for x in self.lines),
+                             tuple(self.detector.classes)))
         summary.run_id = next((s.run_id for s in sinks if isinstance(s, DatabaseSink)), None)
-        if frames_source.live:
+        if frames_source.live:  # (its clock starts once the sinks are open: a broker's connect is not an outage)
             run.outage = OutageWatch(camera, run.emitter, run.bus, opts.camera_down_after_s, on_down=run.camera_down)
             frames_source.on_wait = run.outage.waiting
         return run
 
-    def _step(self, run: _Run, frame) -> bool:
+    def _step(self, run: _Run, frame: Frame) -> bool:
         """One frame: detected (or its faces moved on from the last detection), tracked, counted, published;
         False once the run has had its --max-frames."""
         opts, settings, summary = self.options, self.options.realtime, run.summary
