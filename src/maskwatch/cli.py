@@ -907,6 +907,8 @@ def batch(inputs: list[str] = typer.Argument(..., help=INPUTS_HELP, metavar="INP
 
 
 def main() -> None:
+    """The `maskwatch` command (pyproject's script): a MaskwatchError is one red line and exit 2, not a traceback; a
+    Ctrl-C that no command handled is said as "interrupted"."""
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")

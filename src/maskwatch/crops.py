@@ -62,6 +62,8 @@ DELTA_SCALES = np.array([0.1, 0.1, 0.2, 0.2], np.float32)
 
 
 def encode_deltas(candidates: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """What the head learns to predict: how to move each candidate box onto its target box (centre shift per size, log
+    size ratio), divided by DELTA_SCALES."""
     cw, ch = candidates[:, 2] - candidates[:, 0], candidates[:, 3] - candidates[:, 1]
     cx, cy = candidates[:, 0] + cw / 2, candidates[:, 1] + ch / 2
     tw, th = targets[:, 2] - targets[:, 0], targets[:, 3] - targets[:, 1]
@@ -71,6 +73,8 @@ def encode_deltas(candidates: np.ndarray, targets: np.ndarray) -> np.ndarray:
 
 
 def decode_deltas(candidates: np.ndarray, deltas: np.ndarray) -> np.ndarray:
+    """The boxes that `deltas` (the head's output) make of the candidates: encode_deltas undone, each side's change of
+    size clipped to at most e^2 either way, so a wild prediction cannot blow a box up."""
     deltas = deltas * DELTA_SCALES
     cw, ch = candidates[:, 2] - candidates[:, 0], candidates[:, 3] - candidates[:, 1]
     cx, cy = candidates[:, 0] + cw / 2, candidates[:, 1] + ch / 2

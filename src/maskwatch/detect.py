@@ -21,6 +21,9 @@ from maskwatch.thresholds import FOR_METRICS, FOR_PEOPLE
 
 @dataclass
 class DetectSummary:
+    """What `maskwatch detect` did, for the CLI to say when it ends: images read, inputs that failed and copies not
+    written (said together, not as they happen), and faces per class as drawn (one box per face)."""
+
     images: int = 0
     failed: list[str] = field(default_factory=list)  # unreadable inputs
     not_written: list[str] = field(default_factory=list)  # annotated copies that could not be written

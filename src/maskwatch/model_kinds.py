@@ -18,6 +18,9 @@ from maskwatch.run_folder import MODEL
 
 @dataclass(frozen=True)
 class ModelKind:
+    """One kind of model (an entry of KINDS): its file, and the classes that run and train it, named as strings so that
+    running a model never imports torch."""
+
     name: str  # the value of `maskwatch train --arch` and of "arch" in the model's JSON
     model_file: str  # what a run leaves in its model/ folder
     runtime: str  # "module:Class" that answers detector(image) -> sv.Detections
@@ -44,6 +47,7 @@ KINDS: dict[str, ModelKind] = {kind.name: kind for kind in (
 
 
 def kind_of(name: str) -> ModelKind:
+    """The kind an --arch value (or a model JSON's "arch") names; an unknown one is a user error listing the kinds."""
     if name not in KINDS:
         raise MaskwatchError(f"--arch must be one of {', '.join(KINDS)}, got {name!r}")
     return KINDS[name]

@@ -48,6 +48,9 @@ def class_counts(detections: sv.Detections, classes: list[str] | tuple[str, ...]
 
 @dataclass
 class ImagePredictions:
+    """One image's detections with its name and size; `to_record` is its line of a predictions file (and the detections
+    of a batch row and of an API answer)."""
+
     image: str
     width: int
     height: int
@@ -105,6 +108,8 @@ def stem_in(name: str, stems) -> str:
 
 
 def record_to_predictions(record: dict, classes: list[str] | tuple[str, ...], where: str) -> ImagePredictions:
+    """A predictions record read back (a JSONL line, a batch row's detections); `where` names it in errors. Every key is
+    required, so a record of another format is refused rather than read as an image without faces."""
     try:  # every key named: a line of another format (boxes under another key, no scores) is refused, not read
         dets = record["detections"]  # as an image without faces, nor as boxes all scored 1 (mAP needs the order)
         if not isinstance(dets, list):

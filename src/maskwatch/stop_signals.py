@@ -56,6 +56,9 @@ def current_handlers() -> dict:
 
 
 def restore_signals(previous: dict) -> None:
+    """Put back the handlers that stop_signals_as_interrupt or current_handlers returned (which also ends a
+    hold_stop_signals); one set outside Python cannot be put back and is skipped, and off the main thread nothing
+    changes."""
     try:
         for signum, handler in previous.items():
             if handler is not None:  # None: set outside Python, cannot be set back from here

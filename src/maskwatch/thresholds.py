@@ -22,6 +22,8 @@ from maskwatch.errors import MaskwatchError
 
 @dataclass(frozen=True)
 class Preset:
+    """What one kind of consumer keeps of the detections: FOR_METRICS or FOR_PEOPLE (module docstring)."""
+
     min_score: float  # lowest final score kept
     all_classes: bool  # a box for every class scoring >= min_score (True) or only the face's best class
 

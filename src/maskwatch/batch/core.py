@@ -148,6 +148,9 @@ class FolderState:
 
 
 def read_folder(out_dir: Path) -> FolderState:
+    """The FolderState of a results folder, its parts read oldest first so that an image's latest row wins; a part that
+    cannot be read (cut short by a crash) goes into `unreadable`, and a part of an older version is read for the columns
+    it has."""
     import pyarrow.parquet as pq
 
     state = FolderState()

@@ -15,6 +15,8 @@ from maskwatch.predictions import row_schema
 
 
 def write_rows(rows: list[dict], path: Path) -> None:
+    """One Parquet part in the row schema, written under a hidden name and renamed into place, so that a reader of the
+    folder (or a resumed run) never sees a part half written."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -26,6 +28,8 @@ def write_rows(rows: list[dict], path: Path) -> None:
 def run_local(paths: list[str], out_dir: Path, detector: Detector, conf: float, annotate_dir: Path | None,
               names: dict[str, str] | None = None, chunk: int = BATCH_PART_ROWS,
               every_s: float = BATCH_PART_SECONDS, progress: bool = True) -> int:
+    """The local engine: detect_row for each path in turn, a part written every `chunk` rows or `every_s` seconds (a
+    crash loses little), and the rows in hand on the way out, Ctrl-C included; returns the rows written."""
     out_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
     name = part_name("local")

@@ -48,6 +48,9 @@ def run_ray(paths: list[str], out_dir: Path, model: str | None, conf: float, ann
             address: str | None = None, actors: int = 2, batch_size: int = 8, threads_per_actor: int = 1,
             names: dict[str, str] | None = None, verbose: bool = True, part_rows: int = BATCH_PART_ROWS,
             progress: bool = True) -> int:
+    """The Ray engine: on the cluster that `address` (or RAY_ADDRESS) names, else on a Ray started for this run alone,
+    which a watchdog process stops however this process ends. The caller's signal handlers are put back on the way out;
+    returns how many paths were run."""
     import ray
 
     from maskwatch.stop_signals import current_handlers, restore_signals, stop_signals_as_interrupt

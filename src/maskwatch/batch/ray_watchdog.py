@@ -85,6 +85,9 @@ def _holding_files_in(folders: set[str], spare: int) -> list:
 
 
 def watch(driver_pid: int) -> None:
+    """The watchdog's loop (module docstring): note the driver's Ray processes and their session folders until stdin
+    closes, then terminate the noted ones still running and any Ray process holding a file in those folders, killing
+    what outlives GRACE_S."""
     import psutil
 
     try:

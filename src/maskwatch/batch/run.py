@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class BatchSummary:
+    """What a `maskwatch batch` run did, for the CLI to say: its inputs, those done before (skipped) and the rows
+    written now (processed), the inputs that failed, and whether Ctrl-C or SIGTERM stopped it."""
+
     inputs: int
     skipped: int
     processed: int

@@ -46,6 +46,8 @@ def coco_side_stems(path: Path, side: str) -> list[str] | None:
 
 
 def find_coco_json(path: Path) -> Path:
+    """The COCO file a path names: the file itself, or the folder's annotations.json, else its first .json (by name,
+    then under annotations/); with several and no annotations.json, a warning says which one is read."""
     if path.is_file():
         return path
     candidates = [path / COCO_FILE, *sorted(path.glob("*.json")), *sorted(path.glob("annotations/*.json"))]

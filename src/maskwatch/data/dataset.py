@@ -176,6 +176,8 @@ def on_faces_not_scored(xyxy: np.ndarray, sample: Sample, iou: float, difficult:
 
 
 def empty_detections() -> sv.Detections:
+    """The ground truth of an image without boxes, typed as one with boxes is (float32 xyxy, int class ids, no
+    confidence)."""
     return sv.Detections(xyxy=np.zeros((0, 4), dtype=np.float32), class_id=np.zeros(0, dtype=int))
 
 

@@ -461,6 +461,7 @@ IMAGE_MODES = ("hardlink", "copy", "symlink")
 
 
 def check_image_mode(mode: str) -> None:
+    """Refuse an --images mode that place_images does not know; convert checks it before any data is read."""
     if mode not in IMAGE_MODES:
         raise MaskwatchError(f"--images must be one of {', '.join(IMAGE_MODES)}, got {mode!r}")
 

@@ -12,6 +12,9 @@ from maskwatch.data.dataset import Dataset
 
 @dataclass
 class DatasetStats:
+    """What `maskwatch data stats` shows of a data set: boxes and images per class and each class's box widths in
+    pixels; the boxes marked difficult are counted apart too."""
+
     images: int
     boxes: int
     boxes_per_class: dict[str, int]
@@ -28,6 +31,7 @@ class DatasetStats:
 
 
 def dataset_stats(dataset: Dataset) -> DatasetStats:
+    """Count a data set's boxes and images per class, and gather each class's box widths."""
     images_per_class = {c: 0 for c in dataset.classes}
     widths: dict[str, list[float]] = {c: [] for c in dataset.classes}
     for sample in dataset.samples:
@@ -41,6 +45,8 @@ def dataset_stats(dataset: Dataset) -> DatasetStats:
 
 
 def plot_stats(stats: DatasetStats, path: Path) -> Path:
+    """The stats as one figure (boxes per class, images per class, box widths on a log scale), written to `path`;
+    returns it."""
     from matplotlib.figure import Figure  # (no pyplot: the caller's backend and figures are left alone)
 
     from maskwatch.classes import colour_of

@@ -49,6 +49,8 @@ def read_label_map(path: Path) -> dict[int, str]:
 
 
 def write_label_map(classes: list[str], path: Path) -> None:
+    """label_map.pbtxt for `classes`, ids from 1 in their order (the TF OD API keeps 0 for the background), as _example
+    numbers the boxes."""
     path.write_text("".join(f"item {{\n  id: {i}\n  name: '{name}'\n}}\n" for i, name in enumerate(classes, 1)))
 
 
@@ -145,6 +147,9 @@ def record_side_stems(folder: Path, side: str) -> tuple[Path, list[str]] | None:
 
 def read_tfrecord(path: Path, label_map_path: Path | None = None, classes: list[str] | None = None,
                   label_map: dict[str, str] | None = None) -> Dataset:
+    """A TFRecord file or a folder of them (shards too), with the label_map.pbtxt beside them (or `label_map_path`);
+    images are unpacked into the cache once. A box's class is its text, else its id's name in the map; a damaged record
+    is skipped and said."""
     folder = path if path.is_dir() else path.parent
     label_map_path = label_map_path or folder / LABEL_MAP_FILE
     id_to_name = read_label_map(label_map_path) if label_map_path.is_file() else {}
@@ -222,6 +227,8 @@ def read_tfrecord(path: Path, label_map_path: Path | None = None, classes: list[
 
 
 def check_shards(shards: int) -> None:
+    """Refuse --shards below 1: checked before a data set is loaded (check_save_options), and again by
+    write_tfrecord."""
     if shards < 1:
         raise MaskwatchError(f"--shards must be 1 or more, got {shards}")
 

@@ -27,6 +27,8 @@ CLASS_FILES = (DATA_YAML, "classes.txt", "obj.names")  # Ultralytics, labelImg /
 
 
 def read_yolo_classes(root: Path) -> list[str]:
+    """The class names in label-index order: data.yaml's `names` (a list, or a mapping with every index from 0), else
+    classes.txt or obj.names, one name per line."""
     yaml_path = root / CLASS_FILES[0]
     lists = [root / name for name in CLASS_FILES[1:]]  # the files of one name per line
     txt_path = next((p for p in lists if p.is_file()), lists[0])
@@ -97,6 +99,8 @@ def _label_path(image_path: Path, root: Path) -> Path:
 
 
 def read_yolo(root: Path, classes: list[str] | None = None, label_map: dict[str, str] | None = None) -> Dataset:
+    """A YOLO folder (Ultralytics' images/ and labels/, or each .txt beside its image). An image without a label file is
+    read as one without faces (YOLO's convention) and said, as are polygons and scored lines."""
     file_classes = read_yolo_classes(root)
     builder = DatasetBuilder(classes, label_map)
     builder.declare_classes(file_classes)

@@ -61,6 +61,9 @@ def scheme_classes(scheme: str, dataset_classes: list[str], say: bool = False) -
 
 @dataclass
 class CocoResult:
+    """What evaluate_coco measured: COCO's summary and AP per class, and COCOeval's precision array with its IoU and
+    recall thresholds (for the precision-recall curves)."""
+
     summary: dict[str, float]
     per_class: dict[str, dict[str, float]]
     classes: list[str]

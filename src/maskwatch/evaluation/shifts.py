@@ -26,6 +26,8 @@ def _write(image: np.ndarray, out_dir: Path, name: str) -> Path:
 
 def photometric(dataset: Dataset, out_dir: Path, change: Callable[[np.ndarray, np.random.Generator], np.ndarray],
                  seed: int = 0) -> Dataset:
+    """The data set with `change` applied to each image (the boxes stay where they are), written as PNG: lossless, so
+    the change is all that differs."""
     rng = np.random.default_rng(seed)
     samples = []
     for sample in dataset.samples:
@@ -36,11 +38,13 @@ def photometric(dataset: Dataset, out_dir: Path, change: Callable[[np.ndarray, n
 
 
 def low_light(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Darker (gamma 2.2, then 45 % of the level) with sensor noise (sigma 6 grey levels)."""
     dark = 255 * (image / 255.0) ** 2.2 * 0.45
     return np.clip(dark + rng.normal(0, 6, image.shape), 0, 255).astype(np.uint8)
 
 
 def haze_and_motion_blur(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Halfway to a light grey (200), then a horizontal motion blur 7 px long."""
     hazy = image * 0.5 + 200 * 0.5
     k = 7
     kernel = np.zeros((k, k), np.float32)
@@ -49,15 +53,18 @@ def haze_and_motion_blur(image: np.ndarray, rng: np.random.Generator) -> np.ndar
 
 
 def grey(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Greyscale, kept in three channels (the models take BGR)."""
     return cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
 
 
 def heavy_jpeg(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Through JPEG at quality 12."""
     ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 12])
     return cv2.imdecode(encoded, cv2.IMREAD_COLOR)
 
 
 def rescaled(dataset: Dataset, out_dir: Path, factor: float) -> Dataset:
+    """The data set resized by `factor` (at least 8 px a side), its boxes scaled with the images."""
     samples = []
     for sample in dataset.samples:
         image = annotated_image(sample.image_path)
@@ -108,6 +115,8 @@ def closeups(dataset: Dataset, out_dir: Path, size: tuple[int, int], min_face_px
 
 
 def shifted_sets(dataset: Dataset, out_dir: Path, scales: tuple[float, ...] = (0.5, 1.0, 2.0)) -> dict[str, Dataset]:
+    """Every shift of the data set, by the name bench/robustness.py reports it under, the original first; each shift's
+    images are written under out_dir (a scale of 1.0 would be the original: skipped)."""
     sets = {
         "original": dataset,
         "closeup 240x240": closeups(dataset, out_dir / "closeup240", (240, 240)),

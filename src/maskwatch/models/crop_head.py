@@ -12,6 +12,9 @@ from maskwatch.models.pretrained import mobilenet_v2
 
 
 class CropHead(nn.Module):
+    """The trainable head: class logits (index 0: background) and box deltas (crops.encode_deltas) for each crop. The
+    box layer starts at zero, so training begins from the face finder's own boxes."""
+
     def __init__(self, num_classes: int, pretrained: bool = True):
         super().__init__()
         backbone = mobilenet_v2(pretrained)  # torchvision's layout and ImageNet weights, without torchvision
@@ -41,6 +44,8 @@ class ExportedHead(nn.Module):
 
 
 def export_onnx(head: CropHead, path: Path, crop_size: int) -> Path:
+    """The head as it ships (ExportedHead: probabilities and deltas), for any number of crops at once; returns
+    `path`."""
     module = ExportedHead(head).eval()
     dummy = torch.zeros(2, 3, crop_size, crop_size)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -92,6 +92,7 @@ class ExportedOneStage(nn.Module):
 
 
 def export_onnx(net: OneStageNet, path: Path) -> Path:
+    """The net as it ships (ExportedOneStage), for any batch and image size; returns `path`."""
     module = ExportedOneStage(net).eval()
     path.parent.mkdir(parents=True, exist_ok=True)
     names = ["heatmap", "size", "offset", "class_probs"]

@@ -70,6 +70,8 @@ def parse_camera(spec: str) -> CameraConfig:
 
 
 def check_camera(camera: CameraConfig) -> None:
+    """Refuse a camera the server cannot run: a name unfit for its URLs, a video file that is not there; then the checks
+    that `watch` makes."""
     if not camera.name or not CAMERA_NAME.match(camera.name):
         raise MaskwatchError(f"camera name {camera.name!r}: use 1-40 letters, digits, '-', '_' or '.' "
                              f"(it is part of the camera's URLs), starting with a letter or digit")
@@ -175,6 +177,9 @@ class TakingTurns:
 
 @dataclass(frozen=True)
 class LiveFrame:
+    """A camera's latest annotated frame, as the page and the MJPEG stream get it (LiveView puts it on the camera's
+    board)."""
+
     jpeg: bytes
     received_at: float  # wall clock (Unix s) when the source delivered the frame: latency is measured from here
     index: int

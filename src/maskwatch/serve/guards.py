@@ -28,6 +28,7 @@ def has_key(scope: Scope, api_key: bytes, open_paths: frozenset[str]) -> bool:
 
 
 def no_key(headers: dict[str, str] | None = None) -> JSONResponse:
+    """The 401 answer to a request without the right X-API-Key, the same from both middlewares that refuse one."""
     return JSONResponse({"detail": "missing or wrong API key (send it as the X-API-Key header)"}, status_code=401,
                         headers=headers)
 

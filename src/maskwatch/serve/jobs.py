@@ -49,6 +49,8 @@ class DataDirLock(FileLock):
 
 @dataclass
 class Job:
+    """A video job as its row in jobs.sqlite holds it; `as_dict` is what the API answers about it."""
+
     id: str
     status: str  # queued, running, finished, failed
     frames_done: int

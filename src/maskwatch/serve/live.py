@@ -72,6 +72,8 @@ REPLAY_WAIT_S = 5.0  # how long a reconnecting client's Last-Event-ID may take t
 
 
 def sse_message(event: dict) -> bytes:
+    """One event as a Server-Sent Event whose id is the event's: a client that reconnects sends it back as
+    Last-Event-ID, and sse_messages replays what it missed."""
     return format_sse_event(data_str=json.dumps(event, separators=(",", ":")), id=event["id"])
 
 
@@ -128,6 +130,8 @@ def classes_script(classes_in_use: list[str] = ()) -> str:
 
 
 def page_router(classes_in_use: Callable[[], list[str]]) -> APIRouter:
+    """The cameras page and the files it loads, left out of the OpenAPI document; classes.js is made on each request,
+    from the classes in use then."""
     router = APIRouter(include_in_schema=False)
 
     @router.get("/cameras", response_class=HTMLResponse)

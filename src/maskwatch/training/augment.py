@@ -8,6 +8,8 @@ import numpy as np
 
 
 def augment_crop(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A training crop given a random few of the looks the module docstring lists; none moves the face, so its class and
+    box targets stay true."""
     img = crop.astype(np.float32)
     if rng.random() < 0.3:  # resolution loss: faces seen at a few pixels
         size = crop.shape[0]

@@ -11,6 +11,8 @@ from maskwatch.data import Dataset
 
 
 def class_counts(train: Dataset) -> np.ndarray:
+    """Boxes per class in class order, at least 1 each, so that the ratios taken of them never divide by zero (a class
+    no box uses)."""
     return np.array([max(1, c) for c in train.class_counts().values()], np.float64)
 
 

@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainConfig:
+    """One training run's settings, one per option of `maskwatch train` (cli.train builds it); the exported model keeps
+    most of them (`train_options`)."""
+
     data: Path
     out: Path
     val_split: Path | None = None
@@ -156,6 +159,8 @@ class Recipe(ABC):
 
 
 def seed_everything(seed: int) -> None:
+    """Seed Python's, numpy's and torch's global generators with --seed, for what draws from them (a new layer's initial
+    weights, dropout) rather than from an epoch's own generator."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -173,6 +178,8 @@ def resolve_device(name: str) -> torch.device:
 
 
 def to_device(batch: Any, device: torch.device) -> Any:
+    """A batch moved to `device`, its tensors however nested in dicts, lists and tuples (other values as they are): a
+    recipe's batch is whatever its `losses` takes."""
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
     if isinstance(batch, dict):
@@ -260,6 +267,8 @@ def warn_unseen_classes(train: Dataset) -> list[str]:
 
 
 def split_for_training(dataset: Dataset, cfg: TrainConfig) -> tuple[Dataset, Dataset]:
+    """The training and validation sides: the images --val-split lists, else the validation side the data set declares,
+    else split_dataset's; a declared test side is on neither. --quick keeps 16 and 6 images."""
     data = Path(cfg.data)
     dataset = without_test_side(dataset, data)  # a Roboflow export's test/ folder: neither learnt nor chosen on
     if cfg.val_split:
@@ -429,6 +438,7 @@ def record_epoch(history: list[dict], row: dict, cfg: TrainConfig, rarest: str) 
 
 
 def plot_history(history: list[dict], path: Path) -> None:
+    """The losses and validation scores per epoch as a figure, rewritten after every epoch."""
     from matplotlib.figure import Figure  # (no pyplot: the caller's backend and figures are left alone)
 
     epochs = [h["epoch"] for h in history]

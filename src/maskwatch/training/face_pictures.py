@@ -37,6 +37,9 @@ BORDER = 0.3
 
 @dataclass
 class FacePicture:
+    """An extra training picture and its one clear face, as the face finder found it (the landmarks are for the
+    synthesis of masks worn wrongly)."""
+
     path: Path
     label: int  # class index in the training classes
     box: np.ndarray  # the face finder's box, xyxy pixels of the picture

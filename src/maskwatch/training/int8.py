@@ -69,5 +69,7 @@ def write_int8_head(head: Path, photos: list[np.ndarray], pictures: list[np.ndar
 
 
 def write_int8_finder(finder: Path, photos: list[np.ndarray], pictures: list[np.ndarray], out: Path) -> Path:
+    """The 8-bit copy of the face finder, calibrated on training photos and face pictures, written to `out`;
+    tools/quantize_models.py makes the shipped one."""
     quantize_face_finder(finder, out, finder_calibration(photos, pictures))
     return out

@@ -78,6 +78,8 @@ def gaussian_radius(height: float, width: float, min_overlap: float = 0.7) -> in
 
 
 def draw_gaussian(heat: np.ndarray, y: int, x: int, radius: int) -> None:
+    """Stamp a face's peak on the heatmap in place, at row y and column x: a Gaussian of `radius` (sigma a sixth of its
+    width), the higher value kept where faces overlap (CenterNet's rule)."""
     sigma = (2 * radius + 1) / 6
     ys, xs = np.ogrid[-radius:radius + 1, -radius:radius + 1]
     g = np.exp(-(xs * xs + ys * ys) / (2 * sigma * sigma))
@@ -113,6 +115,9 @@ def window_targets(boxes: np.ndarray, labels: np.ndarray, size: int,
 
 def make_batch(samples: list, images: dict[str, np.ndarray], recipe: Windows,
                rng: np.random.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One batch: a window of each sample (flipped half the time, then augment_scene) as RGB 0..255 NCHW, and the
+    CenterNet targets, each face's with its batch index; boxes left out by --label-map OLD= only mark cells the heatmap
+    loss skips."""
     windows, heats, cares, rows = [], [], [], {"batch": [], "cell": [], "size": [], "offset": [], "label": []}
     for b, sample in enumerate(samples):
         boxes = sample.detections.xyxy.astype(np.float32)
@@ -154,6 +159,9 @@ def _gather(maps: torch.Tensor, batch: torch.Tensor, cell: torch.Tensor) -> torc
 
 def losses(outputs: tuple[torch.Tensor, ...], targets: dict[str, torch.Tensor],
            class_weights: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The loss terms: focal loss on the face heatmap, class cross-entropy at each face's cell and its 4 neighbours (the
+    peak may land a cell off), L1 on size and offset; with no face in the batch the last two are zeros tied to the
+    outputs."""
     face, classes, size, offset = outputs
     loss_face = focal_loss(face, targets["heat"], targets.get("care"))
     if len(targets["batch"]) == 0:

@@ -58,4 +58,5 @@ def composite(base: np.ndarray, base_face: FacePicture, masked: np.ndarray, mask
 
 
 def pick_kind(rng: np.random.Generator) -> str:
+    """A composite's kind, drawn by KIND_WEIGHTS (most real wrongly worn masks sit under the nose)."""
     return KINDS[int(rng.choice(len(KINDS), p=KIND_WEIGHTS))]

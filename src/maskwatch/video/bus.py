@@ -64,6 +64,8 @@ class FrameView:
 
 @dataclass
 class RunEnd:
+    """What every sink learns when a run ends (`record`, `close`)."""
+
     summary: WatchSummary  # complete: status, people, zones, lines (each person's track came with person.left)
 
 

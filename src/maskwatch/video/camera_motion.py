@@ -17,6 +17,9 @@ from maskwatch.video.realtime import REALTIME, RealtimeSettings
 
 
 class CameraMotion:
+    """Follows how the whole picture moves from one detection to the next, and where the latest detected picture lies
+    relative to the first (`offset`): the coordinates the tracker matches faces in."""
+
     def __init__(self, frame_size: tuple[int, int], settings: RealtimeSettings = REALTIME):
         self.settings = settings
         self.frame_width = frame_size[0]

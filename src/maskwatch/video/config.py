@@ -45,6 +45,9 @@ _DEFAULTS = WatchOptions()  # the pipeline's defaults are the camera's
 
 @dataclass(frozen=True)
 class WebhookConfig:
+    """One webhook of a camera: the URL events are posted to, the secret that signs them (X-Maskwatch-Signature-256) and
+    how long a receiver may take to answer."""
+
     url: str
     secret: str | None = None
     timeout: float = WEBHOOK_TIMEOUT_S  # seconds a receiver may take to answer an event

@@ -30,11 +30,15 @@ class _Face:
 
 
 def offsets_of(candidates: np.ndarray, final: np.ndarray) -> np.ndarray:
+    """How the head moved each candidate's box (final minus candidate, in candidate widths and heights), kept so that a
+    reused answer moves with the face (boxes_from)."""
     size = np.maximum(np.tile(candidates[:, 2:] - candidates[:, :2], 2), 1e-3)
     return (final - candidates) / size
 
 
 def boxes_from(candidates: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Final boxes for candidates from stored offsets (offsets_of undone): the head's last answer, on the face where it
+    is now."""
     return candidates + offsets * np.tile(candidates[:, 2:] - candidates[:, :2], 2)
 
 

@@ -26,6 +26,9 @@ def hanning_window(shape: tuple[int, ...]) -> np.ndarray:
 
 @dataclass(frozen=True)
 class PictureShift:
+    """What whole_picture_shift found: the shift, phase correlation's confidence in it, and how much change it leaves
+    unexplained."""
+
     dx: float  # in pixels of the small frames
     dy: float
     peak: float  # phase correlation's peak, 0-1: low when nothing in the two frames moved together
@@ -51,6 +54,9 @@ def whole_picture_shift(reference: np.ndarray, current: np.ndarray, delta: float
 
 
 class MotionGate:
+    """Says whether a frame changed enough since the last detected one to need a detection (`moved`), comparing small,
+    blurred grey copies."""
+
     def __init__(self, settings: RealtimeSettings = REALTIME):
         self.settings = settings
         self.reference: np.ndarray | None = None  # the last detected frame, small, grey and blurred

@@ -18,6 +18,8 @@ from maskwatch.video.zones import line_counts, zone_counts
 
 @dataclass
 class Report:
+    """What read_report found in an events database, for `maskwatch report` and a camera's report route."""
+
     runs: list[dict]
     people: dict[str, int]
     compliance: float | None

@@ -25,6 +25,7 @@ def check_days(days: float | None, option: str) -> float | None:
 
 
 def check_retention_days(days: float | None) -> float | None:
+    """check_days for --retention-days (watch, serve and Retention check it alike)."""
     return check_days(days, "--retention-days")
 
 

@@ -41,6 +41,9 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 @dataclass
 class Frame:
+    """One frame of a source: its index, its time in the source, the 8-bit BGR image and, from a live source, when it
+    arrived."""
+
     index: int
     time_s: float  # seconds since the start of the source (media time for files, wall time for live)
     image: np.ndarray
@@ -374,6 +377,9 @@ VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".ts", ".mts"
 
 
 class FolderSource(FrameSource):
+    """A folder of images played as a video at `fps`, in sorted order; pictures of another size than the first are
+    fitted into its frame, and unreadable ones skipped."""
+
     def __init__(self, folder: Path, fps: float = FOLDER_FPS):
         self.paths = list_images(folder)
         if not self.paths:

@@ -109,6 +109,8 @@ def add_missing_columns(db: sqlite3.Connection, table: str, columns: list[tuple[
 
 
 def process_alive(pid: int) -> bool:
+    """Whether a process with that pid exists on this machine (one of another user's counts), to tell a dead run or
+    webhook sender from a live one."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -146,6 +148,8 @@ def tidy_wal(path: Path) -> None:
 
 
 def epoch_of(iso: str) -> float:
+    """An event's ISO 8601 time as Unix seconds, as the events table keeps it (time filters and retention compare
+    numbers)."""
     return datetime.fromisoformat(iso).timestamp()
 
 

@@ -123,10 +123,12 @@ class Line:
 
 
 def as_zone(value: str | Zone) -> Zone:
+    """A Zone as given: one already made, or its --zone text (`NAME=x1,y1,x2,y2,x3,y3,...`)."""
     return value if isinstance(value, Zone) else Zone.parse(value)
 
 
 def as_line(value: str | Line) -> Line:
+    """A Line as given: one already made, or its --line text (`NAME=x1,y1,x2,y2`)."""
     return value if isinstance(value, Line) else Line.parse(value)
 
 

@@ -15,6 +15,9 @@ WINDOW = "maskwatch"
 
 
 class DisplaySink(Sink):
+    """`watch --show`: each annotated frame in an OpenCV window; an OpenCV without GUI support is said when the run
+    opens, not at the first frame."""
+
     name = "display"
 
     def open(self, run: RunInfo) -> None:

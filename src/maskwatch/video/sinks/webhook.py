@@ -53,6 +53,8 @@ RETRY_STATUSES = {408, 425, 429}
 
 
 def check_http_url(url: str) -> str:
+    """The URL, if a webhook can be posted to it (http or https, a host, a valid port); else a MaskwatchError that shows
+    it without its password."""
     parts = urlsplit(url)
     shown = without_password(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
