@@ -1,19 +1,20 @@
 """A long run of `maskwatch watch` (or `serve` with the camera) on a live camera: does anything grow over time?
 
-    .venv/bin/python bench/soak.py [--minutes 15] [--every 30] [--warmup 2] [--mode watch|serve] [--outage-at 5]
+    .venv/bin/python bench/soak.py [--minutes 15] [--every 30] [--warmup 2] [--mode watch|serve] [--outage-at 5 ...]
 
 Starts a real RTSP camera on loopback (gst-rtsp-server playing a pan across a crowd photo at 640x480, 10 fps, in a
 loop; needs the system packages of `make test`), runs `maskwatch watch` on it with an events database, an
 annotated video and event snapshots (kept in the database), or `maskwatch serve --camera` with the same
 database, asked for its latest frame and its cameras' counts at each sample, as a page would; stops the camera
-for 20 s at --outage-at minutes (a dropped camera: the run must reconnect), and samples every --every seconds:
+for 20 s at each --outage-at minute (a dropped camera: the run must reconnect), and samples every --every seconds:
 the process's resident memory (its children included), open file descriptors, threads, and the size on disk of
 what it writes (database, video).
 
 Prints one row per sample and, as the reference, the sample at the end of the warm-up (--warmup minutes: the
 models loaded, the first detections made) against the last one: the growth per hour of each figure after the
-warm-up. A leak shows as memory, descriptors or threads that keep rising; the disk columns grow with the run by
-design (README, "Where results go"): the table says by how much an hour.
+warm-up, and over the second half of the samples alone (a step at a reconnect then does not read as a slope). A
+leak shows as memory, descriptors or threads that keep rising; the disk columns grow with the run by design
+(README, "Where results go"): the table says by how much an hour.
 """
 
 from __future__ import annotations
@@ -100,7 +101,8 @@ def main() -> None:
     parser.add_argument("--every", type=float, default=30, help="seconds between samples")
     parser.add_argument("--warmup", type=float, default=2, help="minutes before the reference sample")
     parser.add_argument("--mode", choices=("watch", "serve"), default="watch")
-    parser.add_argument("--outage-at", type=float, default=5, help="minute the camera drops for 20 s (0: never)")
+    parser.add_argument("--outage-at", type=float, nargs="*", default=[5.0],
+                        help="minutes at which the camera drops for 20 s (none: never)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="soak-"))
     camera = RtspCamera(free_port(), write_pan_jpegs(PHOTO, work / "frames")).start()
@@ -109,14 +111,14 @@ def main() -> None:
     log = (work / "run.log").open("w")
     run = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=work)
     print(f"{args.mode} on {camera.url}, {args.minutes:g} min, files in {work}", flush=True)
-    start, rows, reference, outage_done = time.monotonic(), [], None, not args.outage_at
+    start, rows, reference, outages = time.monotonic(), [], None, sorted(args.outage_at)
     try:
         while (elapsed := time.monotonic() - start) < args.minutes * 60 and run.poll() is None:
-            if not outage_done and elapsed >= args.outage_at * 60:
+            if outages and elapsed >= outages[0] * 60:
+                outages.pop(0)
                 camera.kill()
                 time.sleep(OUTAGE_S)
                 camera.start()
-                outage_done = True
                 print(f"camera dropped for {OUTAGE_S} s at {elapsed / 60:.1f} min", flush=True)
             if args.mode == "serve":  # (a page's polls: the live view and the counts)
                 for path in ("/v1/cameras/door/snapshot.jpg", "/v1/cameras"):
@@ -149,15 +151,20 @@ def main() -> None:
         sys.exit(f"the run ended before the first sample (exit {run.returncode}); its log: {work / 'run.log'}")
     last = rows[-1]
     reference = reference or rows[0]
-    hours = max(1e-9, (last["minute"] - reference["minute"]) / 60)
-    print(f"\n| figure | at {reference['minute']:.1f} min (reference) | at {last['minute']:.1f} min | "
-          f"max | growth per hour after the warm-up |")
-    print("|---|---|---|---|---|")
+    middle = rows[len(rows) // 2]
+
+    def per_hour(key: str, since: dict[str, float]) -> str:
+        hours = (last["minute"] - since["minute"]) / 60
+        return f"{(last[key] - since[key]) / hours:+.1f}" if hours > 0 else "-"
+
+    print(f"\n| figure | at {reference['minute']:.1f} min (reference) | at {last['minute']:.1f} min | max | "
+          f"growth per hour after the warm-up | per hour from {middle['minute']:.1f} min |")
+    print("|---|---|---|---|---|---|")
     for key, name in (("rss_mb", "memory, MB (resident, children included)"), ("fds", "open file descriptors"),
                       ("threads", "threads"), ("disk_mb", "written on disk, MB")):
         top = max(r[key] for r in rows)
-        print(f"| {name} | {reference[key]:.1f} | {last[key]:.1f} | {top:.1f} | "
-              f"{(last[key] - reference[key]) / hours:+.1f} |")
+        print(f"| {name} | {reference[key]:.1f} | {last[key]:.1f} | {top:.1f} | {per_hour(key, reference)} | "
+              f"{per_hour(key, middle)} |")
     print(f"\n{len(rows)} samples; load average {os.getloadavg()[0]:.2f}; the run's log: {work / 'run.log'}")
 
 
