@@ -189,7 +189,9 @@ class VideoPipeline:
     def stop(self) -> None:
         """End the run before its next frame, cleanly (video, database and sinks finished, status
         'interrupted'); from any thread, e.g. a server shutting down. Before the run starts: it ends at once. A
-        stopped pipeline stays stopped (a run after it ends at once too): make a new one for the next source."""
+        stopped pipeline stays stopped (a run after it ends at once too): make a new one for the next source. The
+        stop is seen between frames: maskwatch's own sources (files, cameras, streams) also stop waiting for a
+        frame, while a FrameSource of your own must yield or return for it to take effect."""
         self.stopping.set()
 
     def render(self, image: np.ndarray, tracked: sv.Detections, people: dict[str, int],
