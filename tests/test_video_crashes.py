@@ -117,6 +117,42 @@ def test_a_library_run_leaves_the_signals_alone_and_a_ctrl_c_is_raised_once_the_
         assert sum(1 for _ in video.decode(video=0)) >= 10
 
 
+def test_stop_ends_a_run_whose_camera_is_down_at_once(photo, detector):
+    """stop() was seen only when a frame came: a run whose camera was down (reconnecting for ever) went on
+    waiting. It now stops the source too (FrameSource.stop), and the run ends as stopped, its outputs finished."""
+    import threading
+    import time
+
+    from maskwatch.video.sources import Frame, FrameSource
+
+    class DownAfterOneFrame(FrameSource):
+        size, fps, live = (320, 240), 10.0, True
+
+        def __init__(self) -> None:
+            self.stopped = threading.Event()
+
+        def frames(self):
+            yield Frame(0, 0.0, next(iter(pan_frames(photo, size=(320, 240), frames=1))), time.time())
+            self.stopped.wait(120)  # a camera that is down: no frame comes until the source is stopped
+
+        def stop(self) -> None:
+            self.stopped.set()
+
+    from maskwatch.video import CallbackSink
+
+    framed = threading.Event()
+    pipeline = VideoPipeline(detector, WatchOptions(every=1, camera_down_after_s=60),
+                             sinks=[CallbackSink(on_frame=lambda view: framed.set())])
+    outcome: dict = {}
+    runner = threading.Thread(target=lambda: outcome.update(summary=pipeline.run(DownAfterOneFrame())), daemon=True)
+    runner.start()
+    assert framed.wait(60)  # the first frame handled: the source now waits
+    pipeline.stop()
+    runner.join(20)
+    assert not runner.is_alive(), "stop() did not end a run whose camera is down"
+    assert outcome["summary"].status == "interrupted" and outcome["summary"].frames == 1
+
+
 def test_a_run_that_fails_after_the_database_is_open_is_marked_failed(tmp_path, photo, detector):
     clip = write_clip(pan_frames(photo, size=(320, 240), frames=6, zoom=1.5), tmp_path / "short.avi", fps=12,
                       codec="MJPG")

@@ -185,14 +185,18 @@ class VideoPipeline:
         self.lines = [as_line(x) for x in lines]
         self.camera = camera
         self.stopping = threading.Event()  # set by stop(): checked before each frame
+        self._reading: FrameSource | None = None  # the running source, which stop() also stops (a camera that is down)
 
     def stop(self) -> None:
         """End the run before its next frame, cleanly (video, database and sinks finished, status
         'interrupted'); from any thread, e.g. a server shutting down. Before the run starts: it ends at once. A
         stopped pipeline stays stopped (a run after it ends at once too): make a new one for the next source. The
-        stop is seen between frames: maskwatch's own sources (files, cameras, streams) also stop waiting for a
-        frame, while a FrameSource of your own must yield or return for it to take effect."""
+        run's source is stopped too (FrameSource.stop), so a camera that is down is not waited for; a FrameSource
+        of your own whose frames() waits must end that wait on stop() for the run to end at once."""
         self.stopping.set()
+        source = self._reading
+        if source is not None:
+            source.stop()
 
     def render(self, image: np.ndarray, tracked: sv.Detections, people: dict[str, int],
                zones: ZoneCounter | None = None, counted: sv.Detections | None = None) -> np.ndarray:
@@ -251,12 +255,12 @@ class VideoPipeline:
         previous_handlers = stop_signals_as_interrupt() if handle_signals else {}
         try:
             for frame in run.source.frames():
-                if self.stopping.is_set():
-                    summary.status, summary.message = "interrupted", "stopped by stop(); output finished cleanly"
+                if self.stopping.is_set() or not self._step(run, frame):
                     break
-                if not self._step(run, frame):
-                    break
-            self._say_how_the_source_ended(run)
+            if self.stopping.is_set():  # (before a frame, or its source ended by stop())
+                summary.status, summary.message = "interrupted", "stopped by stop(); output finished cleanly"
+            else:
+                self._say_how_the_source_ended(run)
         except KeyboardInterrupt:
             summary.status, summary.message = "interrupted", "stopped by the user; output finished cleanly"
             log.warning(summary.message)
@@ -300,7 +304,11 @@ class VideoPipeline:
             if isinstance(source, str) and not frames_source.live and opts.realtime.read_ahead:
                 # (ours to thread; a caller's source is theirs)
                 frames_source = ReadAhead(frames_source, opts.realtime.read_ahead)
-            return self._parts(frames_source, str(name), out, on_progress)
+            run = self._parts(frames_source, str(name), out, on_progress)
+            self._reading = frames_source
+            if self.stopping.is_set():  # (stop() came while the parts were made: it may have missed the source)
+                frames_source.stop()
+            return run
         except BaseException:
             frames_source.close()
             raise
@@ -404,12 +412,12 @@ class VideoPipeline:
                                f"{least} detection frames, so nobody is counted here (the faces are drawn); photos "
                                f"are counted face by face by `maskwatch detect` and the web page's photo upload")
 
-    @staticmethod
-    def _finish(run: _Run, started: float) -> None:
+    def _finish(self, run: _Run, started: float) -> None:
         """The run's last events, its summary's figures, and every sink closed (the video finished); a run that
         ends in an outage ends after it."""
         summary, emitter, bus = run.summary, run.emitter, run.bus
         time_s = max(run.time_s, run.down_at)
+        self._reading = None
         run.source.close()
         for event in emitter.finish(time_s, run.index):
             bus.publish(event)
