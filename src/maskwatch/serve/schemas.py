@@ -24,18 +24,24 @@ class ErrorBody(BaseModel):
 
 
 class Health(BaseModel):
+    """The answer of GET /healthz: whether the model is loaded and how busy the server is."""
+
     status: Literal["ok"]
     model_loaded: bool
     busy: int = Field(description="requests being decoded or detected, or waiting for a worker")
 
 
 class Detection(BaseModel):
+    """One face: its box, a class and that class's score."""
+
     bbox: list[float] = Field(description="x1, y1, x2, y2 in pixels of the image", min_length=4, max_length=4)
     label: str = Field(description="with_mask, without_mask or mask_weared_incorrect (the model's classes)")
     score: float = Field(ge=0, le=1)
 
 
 class DetectResult(BaseModel):
+    """What POST /v1/detect answers for one photo: its faces, counts per class and compliance."""
+
     image: str = Field(description="the uploaded file's name")
     width: int
     height: int
@@ -51,6 +57,8 @@ class DetectResult(BaseModel):
 
 
 class VideoJobCreated(BaseModel):
+    """The answer to a video upload: the job's id and where to follow it and fetch its results."""
+
     id: str
     status: Literal["queued"]
     status_url: str
@@ -89,6 +97,8 @@ class RunSummary(BaseModel):
 
 
 class VideoJob(BaseModel):
+    """A video job as GET /v1/videos/{job_id} describes it: its status and, once done, its run's summary."""
+
     id: str
     status: Literal["queued", "running", "finished", "failed"]
     progress: float | None = Field(description="0 to 1; null while the number of frames is unknown")
@@ -102,10 +112,14 @@ class VideoJob(BaseModel):
 
 
 class VideoJobList(BaseModel):
+    """Every video job the server keeps (queued, running, finished or failed)."""
+
     jobs: list[VideoJob] = Field(description="every job the server keeps, oldest first")
 
 
 class Camera(BaseModel):
+    """A live camera as the server follows it: status, rates, people counted, zones, lines, the latest alert."""
+
     name: str
     status: Literal["live", "reconnecting", "stopped"]
     message: str | None
@@ -136,17 +150,23 @@ class Camera(BaseModel):
 
 
 class CameraList(BaseModel):
+    """Every camera of the server, and the server's time (Unix seconds) when they were described."""
+
     cameras: list[Camera]
     time: float = Field(description="the server's clock, Unix seconds")
 
 
 class Window(BaseModel):
+    """One counting window (or bucket of windows) of a camera's report, on the wall clock."""
+
     start: float = Field(description="Unix seconds")
     people: dict[str, int]
     compliance: float | None
 
 
 class CameraReport(BaseModel):
+    """A camera's counts since a time, from the events database, as `maskwatch report` computes them."""
+
     camera: str
     since: float
     window_s: int | float
@@ -182,6 +202,8 @@ class Event(BaseModel):
 
 
 class EventPage(BaseModel):
+    """A page of stored events and the URL of the next page (null on the last)."""
+
     events: list[Event]
     next: str | None = Field(description="the URL of the following page; null on the last")
 
