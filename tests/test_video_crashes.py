@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from clips import pan_frames, wait_for_progress, write_clip
+from maskwatch.errors import MaskwatchError
 from maskwatch.video import ArraySource, VideoPipeline, WatchOptions
 
 WATCH = [sys.executable, "-m", "maskwatch.cli", "watch"]
@@ -208,3 +209,48 @@ def test_the_summary_is_written_whole_or_not_at_all_and_no_earlier_runs_zones_st
         "door.json", "door.zones.csv"]  # the earlier summary whole, no partial file left
     assert [p.name for p in write_summary_files(WatchSummary(source="door.mp4"), out)] == ["door.json"]
     assert not out.with_suffix(".zones.csv").exists()
+
+
+def test_sources_of_ones_own_are_checked_and_read_once_and_a_stop_before_the_run_writes_nothing(tmp_path, photo,
+                                                                                                 detector):
+    """A library trial: a FrameSource subclass's wrong frame was drawn and counted (a video of 10 frames out of 30,
+    'finished'); an ArraySource run twice gave its first frame alone the second time; stop() before run() still
+    opened the source and wrote a run's files; a source without a size was said as frames of 0x0 pixels."""
+    import json
+    import time
+
+    from maskwatch.video.sources import Frame, FrameSource
+
+    frames = list(pan_frames(photo, size=(320, 240), frames=12))
+
+    class Shrinking(FrameSource):
+        size, fps = (320, 240), 10.0
+
+        def frames(self):
+            for index, image in enumerate(frames):
+                yield Frame(index, index / 10, image if index < 6 else image[:120, :160].copy())
+
+    with pytest.raises(MaskwatchError, match=r"Shrinking: frame 6 is 160x120 pixels, not 320x240"):
+        VideoPipeline(detector, WatchOptions(every=1)).run(Shrinking(), tmp_path / "shrinking.mp4")
+    assert json.loads((tmp_path / "shrinking.json").read_text())["status"] == "failed"
+
+    class NoSize(FrameSource):
+        def frames(self):
+            yield Frame(0, 0.0, frames[0])
+
+    with pytest.raises(MaskwatchError, match=r"NoSize: its size is \(0, 0\): a FrameSource sets `size`"):
+        VideoPipeline(detector).run(NoSize())
+
+    source = ArraySource(frames, fps=10)
+    assert VideoPipeline(detector).run(source).frames == 12
+    with pytest.raises(MaskwatchError, match="already read by a run; make a new ArraySource"):
+        VideoPipeline(detector).run(source, tmp_path / "again.mp4")
+    assert not (tmp_path / "again.mp4").exists() and not (tmp_path / "again.json").exists()
+
+    stopped = VideoPipeline(detector, database=tmp_path / "events.sqlite")
+    stopped.stop()
+    started = time.monotonic()
+    summary = stopped.run(ArraySource(frames, fps=10), tmp_path / "never.mp4")
+    assert summary.status == "interrupted" and summary.frames == 0 and "nothing written" in summary.message
+    assert time.monotonic() - started < 5
+    assert not list(tmp_path.glob("never*")) and not (tmp_path / "events.sqlite").exists()

@@ -44,7 +44,8 @@ from maskwatch.video.sinks import DatabaseSink, DisplaySink, ProgressSink, Summa
 from maskwatch.predictions import FACE_CONFIDENCE
 from maskwatch.thresholds import FOR_PEOPLE, LIVE_MIN_FACE_SCORE, TRACK_MIN_SCORE
 from maskwatch.video.redact import without_password
-from maskwatch.video.sources import Frame, FrameSource, ReadAhead, is_live_spec, open_source
+from maskwatch.video.sources import (ALREADY_READ, ArraySource, Frame, FrameSource, ReadAhead, check_frame,
+                                     is_live_spec, open_source)
 from maskwatch.video.summary import COMPANION_SUFFIXES, WatchSummary
 from maskwatch.video.tracking import MIN_TRACK_FRAMES, FaceTracker
 from maskwatch.video.zones import Line, Zone, ZoneCounter, as_line, as_zone
@@ -249,7 +250,14 @@ class VideoPipeline:
         outputs cleanly and is raised again. handle_signals (the `watch` command's, on the main thread): SIGTERM
         and SIGHUP stop the run as Ctrl-C does, a second one while the outputs finish is held, and the run returns
         its summary (status "interrupted") instead of raising; a library's caller keeps its own handlers."""
-        run = self._start(source, out, on_progress, overwrite)
+        if self.stopping.is_set():
+            return self._not_started(source, "stopped before it started; nothing written")
+        try:
+            run = self._start(source, out, on_progress, overwrite)
+        except MaskwatchError:
+            if self.stopping.is_set():  # (stop() while the source was opened: a camera waited for)
+                return self._not_started(source, "stopped while its source was being opened; nothing written")
+            raise
         summary = run.summary
         started = time.perf_counter()
         previous_handlers = stop_signals_as_interrupt() if handle_signals else {}
@@ -278,6 +286,13 @@ class VideoPipeline:
                 restore_signals(previous_handlers)
         return summary
 
+    def _not_started(self, source: str | Path | int | FrameSource, why: str) -> WatchSummary:
+        """The summary of a run stopped before its source was open: no frame, no output, no database row."""
+        name = without_password(str(source)) if isinstance(source, (str, Path, int)) else (
+            getattr(source, "name", None) or type(source).__name__)
+        return WatchSummary(source=str(name), camera=self.camera or camera_name_of(str(name)), status="interrupted",
+                            message=why)
+
     def _start(self, source: str | Path | int | FrameSource, out: Path | None,
                on_progress: Callable[[WatchSummary, int | None], None] | None, overwrite: bool) -> _Run:
         """The outputs checked, the source opened, this run's parts made and its sinks opened; what fails once the
@@ -288,6 +303,8 @@ class VideoPipeline:
         if not isinstance(source, (str, FrameSource)):
             raise MaskwatchError(f"watch takes a video file, folder, webcam index or stream URL (or a FrameSource), "
                                  f"not {type(source).__name__}; frames of your own: ArraySource(frames, fps)")
+        if isinstance(source, ArraySource) and source.used:  # (said before any output is opened)
+            raise MaskwatchError(ALREADY_READ)
         if out is not None:  # said before the video is read, not after it
             check_video_out(source, out, overwrite)
         say_what_classes_leave_unknown(tuple(self.detector.classes))
@@ -297,6 +314,9 @@ class VideoPipeline:
         name = without_password(source) if isinstance(source, str) else (getattr(source, "name", None)
                                                                           or type(source).__name__)
         try:
+            if not isinstance(source, str) and min(frames_source.size) < 1:
+                raise MaskwatchError(f"{name}: its size is {frames_source.size}: a FrameSource sets `size` (width, "
+                                     f"height) before frames are read")
             if out is not None and min(frames_source.size) < MIN_FRAME_SIDE:
                 raise MaskwatchError(f"{name}: frames of {frames_source.size[0]}x{frames_source.size[1]} pixels "
                                      f"cannot be encoded as H.264 (at least {MIN_FRAME_SIDE}x{MIN_FRAME_SIDE}); run "
@@ -305,6 +325,7 @@ class VideoPipeline:
                 # (ours to thread; a caller's source is theirs)
                 frames_source = ReadAhead(frames_source, opts.realtime.read_ahead)
             run = self._parts(frames_source, str(name), out, on_progress)
+            run.check_frames = not isinstance(source, (str, ArraySource))  # (ArraySource checks its own)
             self._reading = frames_source
             if self.stopping.is_set():  # (stop() came while the parts were made: it may have missed the source)
                 frames_source.stop()
@@ -348,6 +369,8 @@ class VideoPipeline:
         False once the run has had its --max-frames."""
         opts, settings, summary = self.options, self.options.realtime, run.summary
         tick = time.perf_counter()
+        if run.check_frames:  # (a FrameSource of the caller's: maskwatch's own give checked frames)
+            check_frame(frame.image, frame.index, run.source.size, run.name)
         run.time_s, run.index = frame.time_s, frame.index
         if run.outage is not None:
             run.outage.frame(frame.time_s)
@@ -454,6 +477,7 @@ class _Run:
     finder: VideoDetector
     predictor: BoxPredictor
     bus: EventBus
+    check_frames: bool = False  # the caller's own FrameSource: each frame's shape checked before it is used
     outage: OutageWatch | None = None
     tracked: sv.Detections = field(default_factory=sv.Detections.empty)  # the faces of the last frame
     last_counts_s: float = 0.0

@@ -50,10 +50,27 @@ class Frame:
     received_at: float | None = None  # wall clock (Unix s) when a live source received it: where latency starts
 
 
+def check_frame(image: object, index: int, size: tuple[int, int] | None, source: str) -> np.ndarray:
+    """A frame as the pipeline needs it (8-bit BGR, the source's size, under the pixel limit), or a MaskwatchError
+    naming it: a wrong one would otherwise be drawn on, counted in zones of another size, or fail inside OpenCV."""
+    if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3):
+        shape = getattr(image, "shape", None)
+        raise MaskwatchError(f"{source}: frame {index} is not an 8-bit BGR image (H x W x 3 uint8): "
+                             f"{type(image).__name__}{f' {shape} {image.dtype}' if shape is not None else ''}")
+    if size is not None and (image.shape[1], image.shape[0]) != tuple(size):
+        raise MaskwatchError(f"{source}: frame {index} is {image.shape[1]}x{image.shape[0]} pixels, not "
+                             f"{size[0]}x{size[1]} like the first")
+    check_pixels(image.shape[1], image.shape[0], f"{source} frame {index}")
+    return image
+
+
 class FrameSource:
     """Where a pipeline's frames come from. To feed frames of your own, give `VideoPipeline.run` / `watch` an
     `ArraySource(your_frames, fps)`, or subclass this: set `size` (width, height) and `fps`, and yield `Frame`s
-    (index, seconds from the start, an 8-bit BGR image of that size) from `frames()`."""
+    (index, seconds from the start, an 8-bit BGR image of that size) from `frames()`; the pipeline checks each.
+    A source is read once. Where frames() may wait (a camera), make `stop()` end the wait (the pipeline's stop()
+    calls it from another thread), set `live = True`, and call `self.on_wait()` about every second while no frame
+    comes, so that the run says camera.down and lets the people in view go."""
 
     fps: float = 30.0
     size: tuple[int, int] = (0, 0)  # width, height
@@ -79,10 +96,15 @@ class FrameSource:
         pass
 
 
+ALREADY_READ = "ArraySource: already read by a run; make a new ArraySource for another run"
+
+
 class ArraySource(FrameSource):
     """Frames of your own (an iterable of 8-bit BGR images of one size: a generator, a list, frames from another
     library), `fps` of them per second; each is checked as it comes, so a wrong one stops the run with a
-    MaskwatchError naming it. `live`: frames that arrive in real time (a camera: late ones may be dropped)."""
+    MaskwatchError naming it. Read once: make a new one for another run. `live`: frames that arrive in real time
+    (a camera): their times are when they came; the pipeline takes each one in turn, so a source that must not
+    wait drops frames itself."""
 
     def __init__(self, frames: Iterable[np.ndarray], fps: float = 30.0, live: bool = False):
         if isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not 0 < fps < float("inf"):
@@ -96,21 +118,16 @@ class ArraySource(FrameSource):
         self.size = (self._first.shape[1], self._first.shape[0])
         self.fps, self.live = float(fps), live
         self._stop = threading.Event()
+        self.used = False  # read by a run (its frames are gone)
 
     @staticmethod
     def _checked(image, index: int, size: tuple[int, int] | None) -> np.ndarray:
-        if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3
-                and image.shape[2] == 3):
-            shape = getattr(image, "shape", None)
-            raise MaskwatchError(f"ArraySource: frame {index} is not an 8-bit BGR image (H x W x 3 uint8): "
-                                 f"{type(image).__name__}{f' {shape} {image.dtype}' if shape is not None else ''}")
-        if size is not None and (image.shape[1], image.shape[0]) != size:
-            raise MaskwatchError(f"ArraySource: frame {index} is {image.shape[1]}x{image.shape[0]} pixels, not "
-                                 f"{size[0]}x{size[1]} like the first")
-        check_pixels(image.shape[1], image.shape[0], f"ArraySource frame {index}")
-        return image
+        return check_frame(image, index, size, "ArraySource")
 
     def frames(self) -> Iterator[Frame]:
+        if self.used:  # (its frames are gone: a second run would get the first alone)
+            raise MaskwatchError(ALREADY_READ)
+        self.used = True
         for index, image in enumerate(itertools.chain([self._first], self._frames)):
             if self._stop.is_set():
                 return
