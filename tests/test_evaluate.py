@@ -441,3 +441,28 @@ def test_the_confusion_matrix_judges_a_face_listed_once_per_class_by_its_best_cl
         matrix = confusion_matrix(one, found, "3class", score_threshold=threshold).matrix
         assert np.trace(matrix[:-1, :-1]) == 0 and matrix[:-1, :-1].sum() == len(labels), threshold
         assert matrix[-1].sum() == 0, threshold  # no box of a face counted as found where there is no face
+
+
+def test_label_maps_given_as_another_tool_would_are_refused_or_said_plainly(small, tmp_path, caplog):
+    """An evaluate trial: a comma-separated --label-map became one rename to `with_mask,NoMask=...`, a key given
+    twice kept the last silently, a 6-number bbox was read across boxes (its message quoting a box not in the file),
+    and --scheme face said '2class reads the predictions' ...'."""
+    from maskwatch.classes import parse_label_map
+
+    with pytest.raises(MaskwatchError, match="one OLD=NEW each; give --label-map once per label"):
+        parse_label_map(["Mask=with_mask,NoMask=without_mask"])
+    with pytest.raises(MaskwatchError, match="renames 'Mask' twice: to 'with_mask' and to 'without_mask'"):
+        parse_label_map(["Mask=with_mask", "Mask=without_mask"])
+    assert parse_label_map(["Mask=with_mask", "Mask=with_mask", "helmet="]) == {"Mask": "with_mask", "helmet": ""}
+    six = tmp_path / "six.jsonl"
+    six.write_text(json.dumps({"image": "a.jpg", "detections": [
+        {"bbox": [1, 2, 30, 40, 0.9, 0], "label": "with_mask", "score": 0.9},
+        {"bbox": [5, 6, 50, 60, 0.8, 1], "label": "without_mask", "score": 0.8}]}) + "\n")
+    with pytest.raises(MaskwatchError, match=r"six.jsonl:1: .*bbox \[1, 2, 30, 40, 0.9, 0\] is not 4 numbers"):
+        list(read_predictions(six, small.classes))
+    renamed = [ImagePredictions(p.image, p.width, p.height, detections_from_labels(
+        p.detections.xyxy, ["Face"] * len(p.detections), p.detections.confidence, ["Face"]))
+        for p in gt_as_predictions(small)]
+    caplog.set_level("WARNING")
+    assert evaluate_coco(small, renamed, scheme="face").summary["mAP50"] == pytest.approx(1.0)
+    assert "2class reads" not in caplog.text

@@ -166,7 +166,12 @@ def parse_label_map(pairs: list[str] | None) -> dict[str, str]:
         old, sep, new = pair.partition("=")
         if not sep or not old.strip():
             raise MaskwatchError(f"--label-map expects OLD=NEW (or OLD= to leave OLD's boxes out), got {pair!r}")
-        mapping[old.strip()] = new.strip()
+        if "=" in new:  # (`--label-map a=x,b=y`: --classes takes commas, this takes one renaming each)
+            raise MaskwatchError(f"--label-map {pair!r}: one OLD=NEW each; give --label-map once per label")
+        old, new = old.strip(), new.strip()
+        if mapping.get(old, new) != new:  # (the last would win, silently)
+            raise MaskwatchError(f"--label-map renames {old!r} twice: to {mapping[old]!r} and to {new!r}")
+        mapping[old] = new
     return mapping
 
 

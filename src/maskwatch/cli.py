@@ -392,7 +392,7 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
              allow_outside_images: bool = AllowOutsideOption,
              cross_check: bool = typer.Option(False, "--cross-check", help="Also compute with pycocotools.")) -> None:
     """COCO mAP, per-class AP, PR curves and a confusion matrix of predictions against ground truth."""
-    from maskwatch.classes import MASK_CLASSES, parse_label_map
+    from maskwatch.classes import DROP_LABEL, MASK_CLASSES, parse_label_map
     from maskwatch.data.inputs import check_outside_images, check_output_folder
     from maskwatch.data.split import listed_names
     from maskwatch.thresholds import check_score
@@ -424,8 +424,14 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
         if scheme == "3class":  # (2class merges the mask classes anyway: the note would contradict it)
             console.print(f"scored with the three mask classes; {escape(str(gt))} has no {', '.join(absent)} (left "
                           f"out of the mean AP)", highlight=False, soft_wrap=True)
-    predictions = list(relabelled(read, dataset.classes, parse_label_map(label_map)) if read is not None
+    renaming = parse_label_map(label_map)
+    predictions = list(relabelled(read, dataset.classes, renaming) if read is not None
                        else read_predictions(pred, dataset.classes))  # (the same renaming as the ground truth's)
+    astray = [f"{old}={new}" for old, new in renaming.items()
+              if old in predicted and new != DROP_LABEL and new not in dataset.classes]
+    if scheme == "3class" and astray:  # (a typo on the right: the hint would be to rename the typo, in a circle)
+        raise MaskwatchError(f"--label-map {', '.join(astray)}: the name after = must be a class of {gt} "
+                             f"({', '.join(dataset.classes)}); the predictions' labels are renamed to it")
     predictions, turned = predictions_in_stored_pixels(dataset, predictions)
     if turned:
         console.print(f"{turned} photo(s) carry an EXIF rotation: their predictions, made on the photo turned upright "

@@ -114,6 +114,9 @@ def record_to_predictions(record: dict, classes: list[str] | tuple[str, ...], wh
         dets = record["detections"]  # as an image without faces, nor as boxes all scored 1 (mAP needs the order)
         if not isinstance(dets, list):
             raise TypeError(f"'detections' is a {type(dets).__name__}, not a list")
+        odd = next((d["bbox"] for d in dets if not isinstance(d["bbox"], (list, tuple)) or len(d["bbox"]) != 4), None)
+        if odd is not None:  # (the boxes are reshaped together: a 6-number box was read across boxes)
+            raise ValueError(f"bbox {json.dumps(odd)} is not 4 numbers [x1, y1, x2, y2]")
         xyxy = np.array([d["bbox"] for d in dets], dtype=np.float32).reshape(-1, 4)
         labels = [str(d["label"]) for d in dets]
         scores = np.array([_score(d["score"]) for d in dets], dtype=np.float32)

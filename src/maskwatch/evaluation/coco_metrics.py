@@ -96,8 +96,8 @@ def coco_inputs(gt: Dataset, predictions: list[ImagePredictions], scheme: Scheme
             if mapped not in classes:
                 raise MaskwatchError(f"prediction label {label!r} for {pred.image} is not one of the ground truth's "
                                      f"classes {classes}" + _mismatch_hint(predictions, classes, label_of, scheme))
-            if mapped != label and label not in MASK_CLASSES and label not in TWO_CLASSES:
-                read_by_name[label] = mapped  # (2class: another model's name, read by what it says)
+            if scheme == "2class" and mapped != label and label not in MASK_CLASSES and label not in TWO_CLASSES:
+                read_by_name[label] = mapped  # (another model's name, read by what it says; face: any label is one)
             results.append({"image_id": image_id, "category_id": classes.index(mapped) + 1,
                             "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)], "score": float(score)})
     if read_by_name and say:
