@@ -132,6 +132,12 @@ def _mismatch_hint(predictions: list[ImagePredictions], classes: list[str], labe
     two_sided = {meaning_of(c) for c in [*classes, *strays]} <= {WITH_MASK, WITHOUT_MASK, WRONG_MASK}
     if scheme == "3class" and two_sided and set(strays) <= set(TWO_CLASSES) | set(MASK_CLASSES) and (
             set(classes) <= set(TWO_CLASSES) | set(MASK_CLASSES)):
+        if WRONG_MASK not in {meaning_of(c) for c in classes} and (
+                WRONG_MASK in {meaning_of(s) for s in strays} or set(strays) & set(MASK_CLASSES)):
+            # (a mask/no_mask ground truth counts masks worn wrongly as no mask: renamed, they would be scored
+            # as without_mask and the model's mask_weared_incorrect as wrong)
+            return ("; the ground truth has no class for a mask worn wrongly, so score mask against no mask: "
+                    "--scheme 2class" + hint.replace("; if", " (or, if", 1) + (")" if hint else ""))
         hint += "; or score mask against no mask, which both sides can say: --scheme 2class"
     return hint
 
