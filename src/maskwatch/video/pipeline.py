@@ -125,6 +125,14 @@ class WatchOptions:
                         "and MQTT)")
 
 
+def shown_name(source: str | FrameSource) -> str:
+    """A run's source as it is shown, logged, and stored in OUT.json and the database: never a camera's password or
+    token; a FrameSource by its `name`, else its class."""
+    if isinstance(source, str):
+        return without_password(source)
+    return str(getattr(source, "name", None) or type(source).__name__)
+
+
 def check_video_out(source: str | FrameSource, out: str | Path, overwrite: bool) -> None:
     """Where the annotated video goes, refused before the source is read (not after it): not an MP4 name, the
     video being watched, a folder, an earlier run's video (without `overwrite`; a live camera's is set aside under
@@ -288,9 +296,8 @@ class VideoPipeline:
 
     def _not_started(self, source: str | Path | int | FrameSource, why: str) -> WatchSummary:
         """The summary of a run stopped before its source was open: no frame, no output, no database row."""
-        name = without_password(str(source)) if isinstance(source, (str, Path, int)) else (
-            getattr(source, "name", None) or type(source).__name__)
-        return WatchSummary(source=str(name), camera=self.camera or camera_name_of(str(name)), status="interrupted",
+        name = shown_name(str(source) if isinstance(source, (Path, int)) else source)
+        return WatchSummary(source=name, camera=self.camera or camera_name_of(name), status="interrupted",
                             message=why)
 
     def _start(self, source: str | Path | int | FrameSource, out: Path | None,
@@ -310,9 +317,7 @@ class VideoPipeline:
         say_what_classes_leave_unknown(tuple(self.detector.classes))
         frames_source = open_source(source, give_up_after_s=opts.give_up_after_s, wait_s=opts.wait_for_camera_s,
                                     cancel=self.stopping) if isinstance(source, str) else source
-        # (shown, logged, and stored in OUT.json and the database: never a camera's password or token)
-        name = without_password(source) if isinstance(source, str) else (getattr(source, "name", None)
-                                                                          or type(source).__name__)
+        name = shown_name(source)
         try:
             if not isinstance(source, str) and min(frames_source.size) < 1:
                 raise MaskwatchError(f"{name}: its size is {frames_source.size}: a FrameSource sets `size` (width, "
@@ -324,7 +329,7 @@ class VideoPipeline:
             if isinstance(source, str) and not frames_source.live and opts.realtime.read_ahead:
                 # (ours to thread; a caller's source is theirs)
                 frames_source = ReadAhead(frames_source, opts.realtime.read_ahead)
-            run = self._parts(frames_source, str(name), out, on_progress)
+            run = self._parts(frames_source, name, out, on_progress)
             run.check_frames = not isinstance(source, (str, ArraySource))  # (ArraySource checks its own)
             self._reading = frames_source
             if self.stopping.is_set():  # (stop() came while the parts were made: it may have missed the source)

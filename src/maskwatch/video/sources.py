@@ -114,15 +114,11 @@ class ArraySource(FrameSource):
             self._first = next(self._frames)  # (its size is the video's: read now)
         except StopIteration:
             raise MaskwatchError("ArraySource: no frames") from None
-        self._checked(self._first, 0, None)
+        check_frame(self._first, 0, None, "ArraySource")
         self.size = (self._first.shape[1], self._first.shape[0])
         self.fps, self.live = float(fps), live
         self._stop = threading.Event()
         self.used = False  # read by a run (its frames are gone)
-
-    @staticmethod
-    def _checked(image, index: int, size: tuple[int, int] | None) -> np.ndarray:
-        return check_frame(image, index, size, "ArraySource")
 
     def frames(self) -> Iterator[Frame]:
         if self.used:  # (its frames are gone: a second run would get the first alone)
@@ -131,7 +127,7 @@ class ArraySource(FrameSource):
         for index, image in enumerate(itertools.chain([self._first], self._frames)):
             if self._stop.is_set():
                 return
-            yield Frame(index, index / self.fps, self._checked(image, index, self.size),
+            yield Frame(index, index / self.fps, check_frame(image, index, self.size, "ArraySource"),
                         time.time() if self.live else None)
 
     def stop(self) -> None:
