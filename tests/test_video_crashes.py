@@ -217,7 +217,6 @@ def test_sources_of_ones_own_are_checked_and_read_once_and_a_stop_before_the_run
     'finished'); an ArraySource run twice gave its first frame alone the second time; stop() before run() still
     opened the source and wrote a run's files; a source without a size was said as frames of 0x0 pixels."""
     import json
-    import time
 
     from maskwatch.video.sources import Frame, FrameSource
 
@@ -249,8 +248,6 @@ def test_sources_of_ones_own_are_checked_and_read_once_and_a_stop_before_the_run
 
     stopped = VideoPipeline(detector, database=tmp_path / "events.sqlite")
     stopped.stop()
-    started = time.monotonic()
     summary = stopped.run(ArraySource(frames, fps=10), tmp_path / "never.mp4")
     assert summary.status == "interrupted" and summary.frames == 0 and "nothing written" in summary.message
-    assert time.monotonic() - started < 5
     assert not list(tmp_path.glob("never*")) and not (tmp_path / "events.sqlite").exists()
