@@ -469,3 +469,51 @@ def test_label_maps_given_as_another_tool_would_are_refused_or_said_plainly(smal
     caplog.set_level("WARNING")
     assert evaluate_coco(small, renamed, scheme="face").summary["mAP50"] == pytest.approx(1.0)
     assert "2class reads" not in caplog.text
+
+
+def test_face_and_2class_count_one_faces_copies_in_classes_they_fold_together_as_one_box(small, tmp_path):
+    """detect lists a face once per class its scores pass: scored apart under face (and 2class, for without_mask
+    and mask_weared_incorrect), each copy after the first was a false positive ranked above weaker real faces."""
+    preds = []
+    for sample in small.samples:
+        boxes, names, scores = [], [], []
+        for k, box in enumerate(sample.detections.xyxy):
+            if k % 2:  # a face alone, weak
+                boxes, names, scores = boxes + [box], names + ["with_mask"], scores + [0.3]
+            else:  # a face in two classes of one meaning under 2class: 0.6 + 0.35
+                boxes += [box, box]
+                names += ["without_mask", "mask_weared_incorrect"]
+                scores += [0.6, 0.35]
+        preds.append(ImagePredictions(sample.image_path.name, sample.width, sample.height,
+                                      detections_from_labels(np.array(boxes).reshape(-1, 4), names,
+                                                             np.array(scores), small.classes)))
+    copies = sum(len(p.detections) for p in preds) - small.num_boxes
+    face = evaluate_coco(small, preds, "face")
+    assert face.summary["mAP50"] == pytest.approx(1.0) and face.folded == copies > 0
+    two = evaluate_coco(small, preds, "2class")
+    assert two.folded == copies
+    assert evaluate_coco(small, preds, "3class").folded == 0
+    report = write_report(small, preds, tmp_path / "r", scheme="face")
+    assert report["folded_boxes"] == copies and "folded_boxes" not in write_report(small, preds, tmp_path / "t")
+
+    twice = [ImagePredictions(p.image, p.width, p.height,  # the same box under the same label: two boxes still
+                              detections_from_labels(np.tile(p.detections.xyxy, (2, 1)), list(p.labels) * 2,
+                                                     np.tile(p.detections.confidence, 2), small.classes))
+             for p in gt_as_predictions(small)]
+    repeated = evaluate_coco(small, twice, "face")
+    assert repeated.folded == 0 and repeated.summary["mAP50"] < 1.0
+
+
+def test_a_predictions_file_written_by_windows_tools_reads_as_the_same_file(small, tmp_path):
+    """Notepad's byte-order mark and Windows PowerShell's `>` (UTF-16) were refused: 'not valid JSON' at line 1,
+    'not a text file'."""
+    from maskwatch.classes import MASK_CLASSES
+
+    plain = tmp_path / "plain.jsonl"
+    write_predictions(gt_as_predictions(small), plain)
+    text = plain.read_text(encoding="utf-8")
+    for name, data in (("bom.jsonl", b"\xef\xbb\xbf" + text.encode("utf-8")),
+                       ("powershell.jsonl", text.replace("\n", "\r\n").encode("utf-16"))):
+        (tmp_path / name).write_bytes(data)
+        read = list(read_predictions(tmp_path / name, MASK_CLASSES))
+        assert [p.to_record() for p in read] == [p.to_record() for p in read_predictions(plain, MASK_CLASSES)], name

@@ -491,6 +491,9 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
     if report["difficult_boxes"]:
         typer.echo(f"{report['difficult_boxes']} box(es) marked difficult (VOC <difficult>, COCO iscrowd): neither "
                    f"found nor missed, as in VOC's and COCO's own scoring")
+    if report.get("folded_boxes"):
+        typer.echo(f"{report['folded_boxes']} predicted box(es) were the same face's box in another class that "
+                   f"{scheme} counts as one: scored as one box, their scores added")
     typer.echo(f"report: {out / 'report.json'}; plots in {out}")
 
 

@@ -70,16 +70,24 @@ class CocoResult:
     precision: np.ndarray  # [iou, recall, class, area, maxdet] as COCOeval computes it
     iou_thresholds: np.ndarray
     recall_thresholds: np.ndarray
+    folded: int = 0  # boxes scored as part of another: one face's copies in classes the scheme folds together
 
 
 def coco_inputs(gt: Dataset, predictions: list[ImagePredictions], scheme: Scheme = "3class", say: bool = True):
-    """The ground truth as a COCO dict, the predictions as COCO results and the scheme's classes; `say`: how
-    2class read names that are not maskwatch's (once per evaluation: its other passes are quiet)."""
+    """The ground truth as a COCO dict, the predictions as COCO results (one face's copies folded, fold_copies) and
+    the scheme's classes; `say`: how 2class read names that are not maskwatch's (once per evaluation: its other
+    passes are quiet)."""
+    gt_dict, results, labels, classes = _scored_boxes(gt, predictions, scheme, say)
+    return gt_dict, fold_copies(results, labels, scheme), classes
+
+
+def _scored_boxes(gt: Dataset, predictions: list[ImagePredictions], scheme: Scheme, say: bool):
+    """coco_inputs before folding, with each result's label as predicted."""
     classes, label_of = scheme_classes(scheme, gt.classes, say)
     gt_dict = to_coco_dict(gt, classes, label_of)
     id_of_name = {im["file_name"]: im["id"] for im in gt_dict["images"]}
     id_of_stem = {Path(name).stem: i for name, i in id_of_name.items()}  # (Sample.stem)
-    results, read_by_name = [], {}
+    results, labels, read_by_name = [], [], {}
     for pred in predictions:
         name = pred.image.replace("\\", "/").rsplit("/", 1)[-1]
         image_id = id_of_name.get(name) or id_of_stem.get(stem_in(pred.image, id_of_stem))
@@ -100,10 +108,35 @@ def coco_inputs(gt: Dataset, predictions: list[ImagePredictions], scheme: Scheme
                 read_by_name[label] = mapped  # (another model's name, read by what it says; face: any label is one)
             results.append({"image_id": image_id, "category_id": classes.index(mapped) + 1,
                             "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)], "score": float(score)})
+            labels.append(label)
     if read_by_name and say:
         logging.getLogger(__name__).warning("2class reads the predictions' %s by what the names say",
                                             ", ".join(f"{c!r} as {two}" for c, two in sorted(read_by_name.items())))
-    return gt_dict, results, classes
+    return gt_dict, results, labels, classes
+
+
+def fold_copies(results: list[dict], labels: list[str], scheme: Scheme) -> list[dict]:
+    """Under 2class and face, one face's boxes in several classes that the scheme folds into one (its exact box
+    listed with_mask and without_mask under face; without_mask and mask_weared_incorrect under 2class) as one box,
+    their scores added (at most 1): what a model listing every class of a face (`detect`, COCO's way) says of the
+    folded class, the detector's own face score. Scored apart, the copies after the first would each be a false
+    positive. The same box listed twice under the same label stays two boxes, as 3class scores it."""
+    if scheme == "3class":
+        return results
+    folded: list[dict] = []
+    labels_of: list[set[str]] = []
+    first_of: dict[tuple, list[int]] = {}  # (image, class, box): the folded boxes there
+    for result, label in zip(results, labels):
+        key = (result["image_id"], result["category_id"], *result["bbox"])
+        into = next((i for i in first_of.get(key, []) if label not in labels_of[i]), None)
+        if into is None:
+            first_of.setdefault(key, []).append(len(folded))
+            folded.append(dict(result))
+            labels_of.append({label})
+        else:
+            folded[into]["score"] = min(1.0, folded[into]["score"] + result["score"])
+            labels_of[into].add(label)
+    return folded
 
 
 def _mismatch_hint(predictions: list[ImagePredictions], classes: list[str], label_of: Callable[[str], str],
@@ -157,7 +190,8 @@ def evaluate_coco(gt: Dataset, predictions: list[ImagePredictions], scheme: Sche
     """COCO's numbers (summary: mAP, mAP50, ...; per_class AP, AP50, AP75) of predictions, matched to the
     ground truth's images by file name; images without predictions count as images where nothing was found
     (score `gt.subset(...)` to leave them out; write_report warns about that and more)."""
-    gt_dict, results, classes = coco_inputs(gt, predictions, scheme, say)
+    gt_dict, predicted, labels, classes = _scored_boxes(gt, predictions, scheme, say)
+    results = fold_copies(predicted, labels, scheme)
     if engine == "faster":
         from faster_coco_eval import COCO, COCOeval_faster as COCOeval
     else:
@@ -178,4 +212,5 @@ def evaluate_coco(gt: Dataset, predictions: list[ImagePredictions], scheme: Sche
     stats = [float(v) if v >= 0 else math.nan for v in evaluator.stats[:12]]  # COCO's -1: no box of that size
     precision = np.asarray(evaluator.eval["precision"])
     return CocoResult(dict(zip(SUMMARY_NAMES, stats)), _per_class(precision, classes), classes, precision,
-                      np.asarray(evaluator.params.iouThrs), np.asarray(evaluator.params.recThrs))
+                      np.asarray(evaluator.params.iouThrs), np.asarray(evaluator.params.recThrs),
+                      folded=len(predicted) - len(results))

@@ -220,6 +220,7 @@ def write_report(gt: Dataset, predictions: Iterable[ImagePredictions], out_dir: 
                     "difficult_boxes": gt.num_difficult,  # neither found nor missed
                     "predicted_boxes": sum(len(p.detections) for p in predictions  # (of the images scored)
                                            if stem_in(p.image, stems) in stems),
+                    **({"folded_boxes": result.folded} if scheme != "3class" else {}),  # (fold_copies)
                     "summary": result.summary, "per_class": result.per_class, **({"inputs": inputs} if inputs else {}),
                     "warnings": warnings}
     classes, label_of = scheme_classes(scheme, gt.classes)
