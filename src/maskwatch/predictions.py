@@ -15,6 +15,7 @@ import numpy as np
 import supervision as sv
 
 from maskwatch.classes import DROP_LABEL, MASK_CLASSES
+from maskwatch.data.dataset import text_encoding_of
 from maskwatch.data.images import stem_of
 from maskwatch.errors import MaskwatchError, name_some
 from maskwatch.thresholds import check_score
@@ -183,7 +184,9 @@ def read_predictions(path: Path, classes: list[str] | tuple[str, ...],
     if not path.is_file():
         raise MaskwatchError(f"{path}: no such predictions file")
     broken: list[int] = []  # lines past the first that are not JSON (a line cut short): said, left out
-    with path.open(encoding="utf-8") as f:
+    with path.open("rb") as raw:
+        head = raw.read(2)
+    with path.open(encoding=text_encoding_of(head)) as f:  # (Windows PowerShell's `>` writes UTF-16)
         try:
             for number, line in enumerate(f, 1):
                 if not line.strip():

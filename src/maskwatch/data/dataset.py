@@ -181,14 +181,17 @@ def empty_detections() -> sv.Detections:
     return sv.Detections(xyxy=np.zeros((0, 4), dtype=np.float32), class_id=np.zeros(0, dtype=int))
 
 
+def text_encoding_of(head: bytes) -> str:
+    """The encoding of a text file that starts with `head`, as tools on any system write it: UTF-16 with its mark
+    (Notepad's "Unicode", Windows PowerShell's `>`), else UTF-8 (a byte-order mark from Windows Notepad dropped)."""
+    return "utf-16" if head.startswith((b"\xff\xfe", b"\xfe\xff")) else "utf-8-sig"
+
+
 def read_text_file(path: Path) -> str:
-    """A small text file as tools on any system write it: UTF-8 (a byte-order mark from Windows Notepad
-    dropped) or UTF-16 with its mark (Notepad's "Unicode"); else a MaskwatchError naming the file."""
+    """A small text file in UTF-8 or UTF-16 (text_encoding_of); else a MaskwatchError naming the file."""
     data = path.read_bytes()
     try:
-        if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-            return data.decode("utf-16")
-        return data.decode("utf-8-sig")
+        return data.decode(text_encoding_of(data[:2]))
     except UnicodeDecodeError as exc:
         raise MaskwatchError(f"{path}: not a text file in UTF-8 or UTF-16 ({exc.reason} at byte {exc.start})") \
             from None
