@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import sqlite3
 import subprocess
 import sys
@@ -398,6 +399,26 @@ def test_zone_points_just_past_the_edge_move_onto_it_and_far_ones_name_the_confi
     with pytest.raises(MaskwatchError, match=r"cameras.yaml: camera 'door': zones.hall: point \(1900.0, 0.0\) is "
                                              r"outside the 640x480 picture.*another resolution"):
         ZoneCounter([zone], [], (640, 480))
+
+
+def test_zones_and_lines_made_in_python_are_checked_as_their_text_is():
+    """Zone(...) and Line(...) skipped parse's checks: a bow tie, a flat zone or a line of one point was counted
+    on as given (nobody ever inside, no crossing ever), points that were not numbers failed deep in supervision."""
+    for make, said in ((lambda: Zone("q", ((0, 0), (10, 10), (10, 0), (0, 10))), "Zone('q'): the zone's outline "
+                        "crosses itself"),
+                       (lambda: Zone("q", ((0, 0), (5, 5), (10, 10))), "Zone('q'): the zone has no area"),
+                       (lambda: Zone("q", ((0, 0), (5, 5))), "Zone('q'): a zone needs at least 3 points"),
+                       (lambda: Zone("q", "0,0,5,5,9,0"), "Zone('q'): points are (x, y) pairs of numbers"),
+                       (lambda: Zone(" ", ((0, 0), (5, 0), (5, 5))), "a zone needs a name"),
+                       (lambda: Line("door", (3, 4), (3, 4)), "Line('door'): a line is two different points"),
+                       (lambda: Line("door", (3, 4), (3, float("inf"))), "the coordinates are pixels"),
+                       (lambda: Line("door", (3, 4), None), "points are (x, y) pairs of numbers")):
+        with pytest.raises(MaskwatchError, match=re.escape(said)):
+            make()
+    zone = Zone("q", [(0, 0), (10, 0), (10, 10)], where="camera 'door': zones.q")
+    assert zone.points == ((0.0, 0.0), (10.0, 0.0), (10.0, 10.0)) and zone == Zone.parse("q=0,0,10,0,10,10")
+    with pytest.raises(MaskwatchError, match="camera 'door': zones.q: the zone has no area"):
+        Zone("q", ((0, 0), (0, 5), (0, 9)), where="camera 'door': zones.q")
 
 
 def test_a_config_file_sets_up_the_camera_its_zones_and_webhook_and_report_shows_the_zones(crossing, tmp_path):

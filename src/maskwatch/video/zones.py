@@ -57,6 +57,15 @@ class Zone:
     points: tuple[tuple[float, float], ...]
     where: str | None = field(default=None, compare=False)  # a config file's camera and key, for messages
 
+    def __post_init__(self) -> None:
+        """A Zone made in Python is checked as --zone's text is (a bow tie, no area, too few points)."""
+        label = self.where or f"Zone({self.name!r})"
+        object.__setattr__(self, "points", _pixel_points(self.points, label))
+        problem = "" if isinstance(self.name, str) and self.name.strip() else "a zone needs a name (text)"
+        problem = problem or (_zone_problem(sum(self.points, ())) or "")
+        if problem:
+            raise MaskwatchError(f"{label}: {problem}")
+
     @property
     def label(self) -> str:
         return self.where or repr(self.name)
@@ -66,17 +75,34 @@ class Zone:
         """`NAME=x1,y1,x2,y2,x3,y3[,...]`, as given to --zone; where: what the messages name instead of the
         option (a config file's camera and key)."""
         name, values, label = _name_and_numbers(spec, "--zone", where)
-        if len(values) % 2 or len(values) < 6:
-            raise _invalid(label, "--zone", "a zone needs at least 3 points given as x,y pairs (an even count of "
-                                            "numbers)")
-        points = tuple(zip(values[0::2], values[1::2]))
-        if _crosses_itself(points):
-            raise _invalid(label, "--zone", "the zone's outline crosses itself: give its corners in order around "
-                                            "it")
-        if _area(points) == 0:
-            raise _invalid(label, "--zone", "the zone has no area (its points lie on one line): nobody could be "
-                                            "in it")
-        return cls(name, points, where)
+        problem = _zone_problem(tuple(values))
+        if problem:
+            raise _invalid(label, "--zone", problem)
+        return cls(name, tuple(zip(values[0::2], values[1::2])), where)
+
+
+def _zone_problem(values: tuple[float, ...]) -> str | None:
+    """What is wrong with a zone of these x, y numbers, if anything."""
+    if len(values) % 2 or len(values) < 6:
+        return "a zone needs at least 3 points given as x,y pairs (an even count of numbers)"
+    points = tuple(zip(values[0::2], values[1::2]))
+    if _crosses_itself(points):
+        return "the zone's outline crosses itself: give its corners in order around it"
+    if _area(points) == 0:
+        return "the zone has no area (its points lie on one line): nobody could be in it"
+    return None
+
+
+def _pixel_points(points, label: str) -> tuple[tuple[float, float], ...]:
+    """Points given in Python as pairs of pixel coordinates, as floats (the numbers --zone and --line take)."""
+    try:
+        pairs = tuple((float(x), float(y)) for x, y in points)
+    except (TypeError, ValueError):
+        raise MaskwatchError(f"{label}: points are (x, y) pairs of numbers, got {points!r}") from None
+    if not all(math.isfinite(v) and abs(v) <= MAX_COORDINATE for pair in pairs for v in pair):
+        raise MaskwatchError(f"{label}: the coordinates are pixels: numbers from -{MAX_COORDINATE:,} to "
+                             f"{MAX_COORDINATE:,}")
+    return pairs
 
 
 def _crosses_itself(points: tuple[tuple[float, float], ...]) -> bool:
@@ -104,6 +130,16 @@ class Line:
     start: tuple[float, float]
     end: tuple[float, float]
     where: str | None = field(default=None, compare=False)  # as for Zone
+
+    def __post_init__(self) -> None:
+        """A Line made in Python is checked as --line's text is."""
+        label = self.where or f"Line({self.name!r})"
+        start, end = _pixel_points((self.start, self.end), label)
+        object.__setattr__(self, "start", start)
+        object.__setattr__(self, "end", end)
+        problem = "" if isinstance(self.name, str) and self.name.strip() else "a line needs a name (text)"
+        if problem or start == end:
+            raise MaskwatchError(f"{label}: {problem or 'a line is two different points'}")
 
     @property
     def label(self) -> str:
