@@ -89,6 +89,29 @@ def test_an_earlier_runs_video_is_not_written_over_without_overwrite(pan, tmp_pa
     assert decode(out)[1][0] == "h264" and json.loads(out.with_suffix(".json").read_text())["frames"] == 2
 
 
+def test_overwrite_with_a_run_that_never_had_a_frame_leaves_no_earlier_video_beside_its_summary(detector, tmp_path):
+    """Told to replace an earlier run, a run of no frame wrote its summary (0 frames) and left the earlier run's
+    video beside it, as if it were this run's."""
+    from maskwatch.video.pipeline import VideoPipeline
+    from maskwatch.video.sources import FrameSource
+
+    class Nothing(FrameSource):
+        name = "an empty source"
+
+        def __init__(self):
+            self.size, self.fps = (320, 240), 10.0
+
+        def frames(self):
+            return iter(())
+
+    out = tmp_path / "door.mp4"
+    out.write_bytes(b"last night's recording")
+    out.with_suffix(".json").write_text("{}")
+    summary = VideoPipeline(detector).run(Nothing(), out, overwrite=True)
+    assert summary.frames == 0 and json.loads(out.with_suffix(".json").read_text())["frames"] == 0
+    assert not out.exists()
+
+
 def test_a_live_cameras_earlier_recording_is_kept_aside_so_a_restarted_watch_records_anew(detector, tmp_path,
                                                                                              monkeypatch):
     """A stream lost for good ends `watch` with exit 1 so that its service manager starts it again: refusing the

@@ -736,6 +736,8 @@ def _say_what_watch_did(summary, out: Path | None, db: Path | None) -> None:
 
     def written(path: Path, sink: str) -> str:  # an output whose writing failed is not shown as written
         # (a summary whose writing failed was never made; the database and the video exist from the start)
+        if sink == VideoFileSink.name and not summary.frames and not path.exists():
+            return "none (no frame)"
         if not path.exists() and (sink not in summary.sink_failures or sink in (DatabaseSink.name, VideoFileSink.name)):
             gone.append(str(path))
             return f"{path} (deleted while it was written: nothing kept)"

@@ -38,7 +38,12 @@ class VideoFileSink(Sink):
 
     def close(self, end: RunEnd) -> None:
         if self.writer:
-            self.writer.close()
+            self.writer.close()  # (no frame: the encoder never opened the file)
+        if self._start_s is None and end.summary.status != "failed" and (self.path.exists() or self.path.is_symlink()):
+            # A run without a frame, told to replace an earlier run's video (`overwrite`; else it was refused or
+            # set aside): its summary files replace the earlier ones, so the earlier video must not stay beside
+            # them as if it were this run's.
+            self.path.unlink()
 
 
 class SummaryFilesSink(Sink):
