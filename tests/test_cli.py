@@ -309,6 +309,8 @@ def test_split_and_evaluate_take_label_map_and_convert_refuses_a_folder_in_use(s
     assert "names 'Helmet', which no box or class list here uses" in said and "nor a prediction" in said, said
     assert "names 'Masked'" not in said  # (it renamed the predictions' labels)
     assert said.count("not valid JSON") == 1  # (read once, though read before the ground truth)
+    recorded = " ".join(json.loads((tmp_path / "eval2" / "report.json").read_text())["warnings"])
+    assert "not valid JSON" in recorded and "names 'Helmet'" in recorded  # (read later, the report says them too)
     typo = run("evaluate", "--gt", str(small_voc), "--pred", str(tmp_path / "theirs.jsonl"), "--out",
                str(tmp_path / "eval3"), *fix, "--label-map", "Masked=with_mak", ok=False)
     assert typo.returncode == 2 and "--label-map Masked=with_mak: the name after = must be a class" in typo.stderr

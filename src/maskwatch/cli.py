@@ -400,7 +400,7 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
     from maskwatch.evaluation import write_report
     from maskwatch.evaluation.coco_metrics import SCHEMES, coco_inputs
     from maskwatch.evaluation.report import (check_some_image_matched, images_without_predictions,
-                                             prediction_problems, predictions_in_stored_pixels)
+                                             prediction_problems, predictions_in_stored_pixels, warnings_said)
     from maskwatch.predictions import read_predictions, relabelled, stem_in
 
     if classes in SCHEMES:  # what --classes meant before it named the class list
@@ -413,60 +413,61 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
     check_outside_images(out, gt, fmt)
     # With --label-map, the predictions are read (once) before the ground truth: a key may rename only their labels
     # (another tool's `Mask`), which the load must not call unused. Else the ground truth's problems come first.
-    read = list(read_predictions(pred, ())) if label_map else None
-    predicted = sorted({label for item in read for label in item.labels}) if read else ()
-    dataset = _load(gt, fmt, label_map, classes, allow_outside_images, labels_elsewhere=predicted)
-    boxes = dataset.class_counts()
-    absent = [c for c in MASK_CLASSES if not boxes.get(c)]  # not listed, or listed (a YOLO classes.txt) unused
-    if classes is None and scheme != "face" and absent and set(dataset.classes) <= set(MASK_CLASSES):
-        # A small or filtered mask data set without some class: the model still predicts all three.
-        dataset = dataset.with_classes(list(MASK_CLASSES))
-        if scheme == "3class":  # (2class merges the mask classes anyway: the note would contradict it)
-            console.print(f"scored with the three mask classes; {escape(str(gt))} has no {', '.join(absent)} (left "
-                          f"out of the mean AP)", highlight=False, soft_wrap=True)
-    renaming = parse_label_map(label_map)
-    predictions = list(relabelled(read, dataset.classes, renaming) if read is not None
-                       else read_predictions(pred, dataset.classes))  # (the same renaming as the ground truth's)
-    astray = [f"{old}={new}" for old, new in renaming.items()
-              if old in predicted and new != DROP_LABEL and new not in dataset.classes]
-    if scheme == "3class" and astray:  # (a typo on the right: the hint would be to rename the typo, in a circle)
-        raise MaskwatchError(f"--label-map {', '.join(astray)}: the name after = must be a class of {gt} "
-                             f"({', '.join(dataset.classes)}); the predictions' labels are renamed to it")
-    predictions, turned = predictions_in_stored_pixels(dataset, predictions)
-    if turned:
-        console.print(f"{turned} photo(s) carry an EXIF rotation: their predictions, made on the photo turned upright "
-                      f"(as detect does), are moved to the stored pixels the boxes are read in", highlight=False,
-                      soft_wrap=True)
-    check_some_image_matched(dataset, predictions, str(pred))  # (before the warnings: they would be about nothing)
-    if not any(len(p.detections) for p in predictions):
-        what = "no detection left after --label-map" if label_map else "no detection at all"
-        console.print(f"[yellow]{escape(str(pred))} holds {what}: every face counts as missed, and every score is 0 "
-                      f"(detect writes faces scored >= 0.01 unless --conf says otherwise)[/yellow]",
-                      highlight=False, soft_wrap=True)
-    if split:
-        known = {s.stem for s in dataset.samples}
-        dataset = dataset.subset(listed_names(dataset, split))
-        chosen = {s.stem for s in dataset.samples}
-        predictions = [p for p in predictions if stem_in(p.image, known) in chosen]  # the others': not strays
-        if len(dataset) and not predictions:  # (lines matched the whole ground truth: the split is what misses)
-            raise MaskwatchError(f"{pred}: none of its lines names an image of --split {split}; nothing to score")
-    missing = images_without_predictions(dataset, predictions)
-    if missing and only_predicted:  # (before the warnings: they are about the images scored)
-        dataset = dataset.subset(set(s.stem for s in dataset.samples) - set(missing))
-        console.print(f"scoring the {len(dataset)} image(s) with predictions; {len(missing)} without are left out")
-    coco_inputs(dataset, predictions, scheme, say=False)  # type: ignore[arg-type]  # (unscorable labels: said first)
-    for problem in prediction_problems(dataset, predictions, scheme):  # type: ignore[arg-type]
-        console.print(f"[yellow]warning: {escape(problem)}[/yellow]", highlight=False, soft_wrap=True)
-    if missing and not only_predicted:
-        console.print(f"[yellow]warning: {len(missing)} of {len(dataset)} image(s) have no predictions in "
-                      f"{escape(str(pred))} ({escape(name_some(missing))}); they count as images where nothing "
-                      f"was found. Pass --only-predicted to score only the images with predictions.[/yellow]",
-                      highlight=False,
-                      soft_wrap=True)
-    inputs = {"ground_truth": str(gt.resolve()), "predictions": str(pred.resolve()), "split": str(split) if split
-              else None, "only_predicted": only_predicted, "label_map": label_map or [], "classes": classes}
-    report = write_report(dataset, predictions, out, scheme, score_threshold, cross_check,  # type: ignore[arg-type]
-                          inputs, warn=False)  # said above
+    with warnings_said() as said:  # (recorded in report.json with the warnings said below)
+        read = list(read_predictions(pred, ())) if label_map else None
+        predicted = sorted({label for item in read for label in item.labels}) if read else ()
+        dataset = _load(gt, fmt, label_map, classes, allow_outside_images, labels_elsewhere=predicted)
+        boxes = dataset.class_counts()
+        absent = [c for c in MASK_CLASSES if not boxes.get(c)]  # not listed, or listed (a YOLO classes.txt) unused
+        if classes is None and scheme != "face" and absent and set(dataset.classes) <= set(MASK_CLASSES):
+            # A small or filtered mask data set without some class: the model still predicts all three.
+            dataset = dataset.with_classes(list(MASK_CLASSES))
+            if scheme == "3class":  # (2class merges the mask classes anyway: the note would contradict it)
+                console.print(f"scored with the three mask classes; {escape(str(gt))} has no {', '.join(absent)} (left "
+                              f"out of the mean AP)", highlight=False, soft_wrap=True)
+        renaming = parse_label_map(label_map)
+        predictions = list(relabelled(read, dataset.classes, renaming) if read is not None
+                           else read_predictions(pred, dataset.classes))  # (the same renaming as the ground truth's)
+        astray = [f"{old}={new}" for old, new in renaming.items()
+                  if old in predicted and new != DROP_LABEL and new not in dataset.classes]
+        if scheme == "3class" and astray:  # (a typo on the right: the hint would be to rename the typo, in a circle)
+            raise MaskwatchError(f"--label-map {', '.join(astray)}: the name after = must be a class of {gt} "
+                                 f"({', '.join(dataset.classes)}); the predictions' labels are renamed to it")
+        predictions, turned = predictions_in_stored_pixels(dataset, predictions)
+        if turned:
+            console.print(f"{turned} photo(s) carry an EXIF rotation: their predictions, made on the photo turned "
+                          f"upright (as detect does), are moved to the stored pixels the boxes are read in",
+                          highlight=False, soft_wrap=True)
+        check_some_image_matched(dataset, predictions, str(pred))  # (before the warnings: about nothing otherwise)
+        if not any(len(p.detections) for p in predictions):
+            what = "no detection left after --label-map" if label_map else "no detection at all"
+            said.append(f"{pred} holds {what}: every face counts as missed, and every score is 0 (detect writes "
+                        f"faces scored >= 0.01 unless --conf says otherwise)")
+            console.print(f"[yellow]{escape(said[-1])}[/yellow]", highlight=False, soft_wrap=True)
+        if split:
+            known = {s.stem for s in dataset.samples}
+            dataset = dataset.subset(listed_names(dataset, split))
+            chosen = {s.stem for s in dataset.samples}
+            predictions = [p for p in predictions if stem_in(p.image, known) in chosen]  # the others': not strays
+            if len(dataset) and not predictions:  # (lines matched the whole ground truth: the split is what misses)
+                raise MaskwatchError(f"{pred}: none of its lines names an image of --split {split}; nothing to score")
+        missing = images_without_predictions(dataset, predictions)
+        if missing and only_predicted:  # (before the warnings: they are about the images scored)
+            dataset = dataset.subset(set(s.stem for s in dataset.samples) - set(missing))
+            console.print(f"scoring the {len(dataset)} image(s) with predictions; {len(missing)} without are left out")
+        coco_inputs(dataset, predictions, scheme, say=False)  # type: ignore[arg-type]  # (unscorable labels first)
+        for problem in prediction_problems(dataset, predictions, scheme):  # type: ignore[arg-type]
+            console.print(f"[yellow]warning: {escape(problem)}[/yellow]", highlight=False, soft_wrap=True)
+        if missing and not only_predicted:
+            console.print(f"[yellow]warning: {len(missing)} of {len(dataset)} image(s) have no predictions in "
+                          f"{escape(str(pred))} ({escape(name_some(missing))}); they count as images where nothing "
+                          f"was found. Pass --only-predicted to score only the images with predictions.[/yellow]",
+                          highlight=False,
+                          soft_wrap=True)
+        inputs = {"ground_truth": str(gt.resolve()), "predictions": str(pred.resolve()), "split": str(split) if split
+                  else None, "only_predicted": only_predicted, "label_map": label_map or [], "classes": classes}
+        report = write_report(dataset, predictions, out, scheme, score_threshold, cross_check,  # type: ignore[arg-type]
+                              inputs, warn=False, said=said)  # said above
     typer.echo(f"{scheme}: {report['images']} images, {report['ground_truth_boxes']} boxes")  # (a table title
     table = Table()  # would be cut to the table's width)
     for column in ("metric", "value"):

@@ -6,10 +6,11 @@ import json
 import logging
 import math
 from collections import Counter
+from contextlib import contextmanager
 from copy import deepcopy
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 import supervision as sv
@@ -196,23 +197,43 @@ def prediction_problems(gt: Dataset, predictions: list[ImagePredictions], scheme
     return problems
 
 
+@contextmanager
+def warnings_said() -> Iterator[list[str]]:
+    """The warnings maskwatch logs meanwhile (a predictions line left out as broken, a --label-map key used by
+    neither side), for write_report's `said`: a report read later says what its run said."""
+    said: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            said.append(record.getMessage())
+
+    handler, logger = Collect(logging.WARNING), logging.getLogger("maskwatch")
+    logger.addHandler(handler)
+    try:
+        yield said
+    finally:
+        logger.removeHandler(handler)
+
+
 def write_report(gt: Dataset, predictions: Iterable[ImagePredictions], out_dir: Path, scheme: Scheme = "3class",
                  score_threshold: float = CONFUSION_MIN_SCORE, cross_check: bool = False,
-                 inputs: dict | None = None, warn: bool = True) -> dict:
+                 inputs: dict | None = None, warn: bool = True, said: Iterable[str] = ()) -> dict:
     """inputs: what was scored (the ground truth and predictions files, options), recorded in report.json.
     What would skew the numbers (prediction_problems, images without predictions) is in report["warnings"],
-    and logged unless `warn` is False (the CLI says it itself, before scoring)."""
+    and logged unless `warn` is False (the CLI says it itself, before scoring); `said`: warnings said already
+    while the inputs were read (warnings_said), recorded first."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     predictions = list(predictions)  # (read_predictions yields them: each step below reads them all)
     check_some_image_matched(gt, predictions, "the predictions")
-    warnings = prediction_problems(gt, predictions, scheme)
+    earlier = list(dict.fromkeys(said))
+    warnings = earlier + prediction_problems(gt, predictions, scheme)
     missing = images_without_predictions(gt, predictions)
     if missing:
         warnings.append(f"{len(missing)} of {len(gt)} image(s) have no predictions ({name_some(missing)}); they "
                         f"count as images where nothing was found (score a subset: gt.subset(the predicted images' "
                         f"stems))")
-    for warning in warnings if warn else ():
+    for warning in warnings[len(earlier):] if warn else ():
         log.warning(warning)
     result = evaluate_coco(gt, predictions, scheme)
     stems = {s.stem for s in gt.samples}
