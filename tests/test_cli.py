@@ -289,6 +289,35 @@ def test_ray_engine_is_quiet_unless_verbose(small_voc, tmp_path):
     assert noise == [] and "detecting (Ray): 100%" in result.stderr, result.stderr  # no Ray logs nor C++ lines
 
 
+def test_evaluate_reads_another_tools_coco_results_list_by_the_coco_ground_truths_ids(small_voc, tmp_path):
+    """mmdetection, detectron2 and YOLO write COCO results lists (image and category ids, [x, y, w, h] boxes):
+    they were refused ("cannot be matched here")."""
+    run("convert", str(small_voc), str(tmp_path / "coco"), "--to", "coco")
+    coco = json.loads((tmp_path / "coco" / "annotations.json").read_text())
+    truth = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 0.9}
+             for a in coco["annotations"]]
+    stems = {im["id"]: Path(im["file_name"]).stem for im in coco["images"]}
+    (tmp_path / "results.json").write_text(json.dumps(truth[:-1]))  # (its last face missed)
+    scored = run("evaluate", "--gt", str(tmp_path / "coco"), "--pred", str(tmp_path / "results.json"), "--out",
+                 str(tmp_path / "ev"))
+    report = json.loads((tmp_path / "ev" / "report.json").read_text())
+    assert report["images"] == len(coco["images"]) and 0.8 < report["summary"]["mAP50"] < 1.0, scored.stdout
+    assert not report["warnings"]  # (an image without results is one where nothing was found: COCO's rule)
+    by_stem = [{**r, "image_id": stems[r["image_id"]]} for r in truth]  # YOLO's val --save-json: the stem
+    (tmp_path / "yolo.json").write_text(json.dumps(by_stem))
+    run("evaluate", "--gt", str(tmp_path / "coco"), "--pred", str(tmp_path / "yolo.json"), "--out", str(tmp_path / "y"))
+    assert json.loads((tmp_path / "y" / "report.json").read_text())["summary"]["mAP50"] == pytest.approx(1.0)
+    for results, said in (([{**truth[0], "category_id": 99}], "category_id 99 is not one of"),
+                          ([{**truth[0], "image_id": 4242}], "name images that"),
+                          ([{**truth[0], "bbox": [1, 2, 3]}], "is not 4 numbers [x, y, width, height]"),
+                          ([{"image_id": 1, "segmentation": []}], "not a COCO result")):
+        (tmp_path / "bad.json").write_text(json.dumps(results))
+        refused = run("evaluate", "--gt", str(tmp_path / "coco"), "--pred", str(tmp_path / "bad.json"), ok=False)
+        assert refused.returncode == 2 and said in refused.stderr, refused.stderr
+    voc = run("evaluate", "--gt", str(small_voc), "--pred", str(tmp_path / "results.json"), ok=False)
+    assert voc.returncode == 2 and "is not a COCO data set" in voc.stderr
+
+
 def test_split_and_evaluate_take_label_map_and_convert_refuses_a_folder_in_use(small_voc, tmp_path):
     for xml in (small_voc / "annotations").glob("*.xml"):
         xml.write_text(xml.read_text().replace("<name>with_mask</name>", "<name>mask</name>"))

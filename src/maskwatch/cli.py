@@ -373,8 +373,9 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
 
 @app.command(short_help="COCO mAP, per-class AP, PR curves, confusion matrix.")
 def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set."),
-             pred: Path = typer.Option(..., "--pred", help="Predictions: JSON Lines (detect --json-out), or the "
-                                                           "results folder of `maskwatch batch`."),
+             pred: Path = typer.Option(..., "--pred", help="Predictions: JSON Lines (detect --json-out), the "
+                                                           "results folder of `maskwatch batch`, or another "
+                                                           "tool's COCO results list (against a COCO --gt)."),
              scheme: str = typer.Option("3class", "--scheme", metavar=one_of(SCHEMES),
                                         help="3class (each class its own AP), 2class (mask worn well against "
                                              "no mask, a mask worn wrongly counting as none) or face (any face, "
@@ -399,6 +400,7 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
     from maskwatch.errors import name_some
     from maskwatch.evaluation import write_report
     from maskwatch.evaluation.coco_metrics import SCHEMES, coco_inputs
+    from maskwatch.evaluation.coco_results import ground_truth_coco_file, is_coco_results, read_coco_results
     from maskwatch.evaluation.report import (check_some_image_matched, images_without_predictions,
                                              prediction_problems, predictions_in_stored_pixels, warnings_said)
     from maskwatch.predictions import read_predictions, relabelled, stem_in
@@ -413,8 +415,16 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
     check_outside_images(out, gt, fmt)
     # With --label-map, the predictions are read (once) before the ground truth: a key may rename only their labels
     # (another tool's `Mask`), which the load must not call unused. Else the ground truth's problems come first.
+    if is_coco_results(pred):  # another tool's COCO results list: its ids are the ground truth's COCO file's
+        coco_file = ground_truth_coco_file(gt, fmt)
+
+        def read_pred(names):
+            return read_coco_results(pred, coco_file, names)
+    else:
+        def read_pred(names):
+            return read_predictions(pred, names)
     with warnings_said() as said:  # (recorded in report.json with the warnings said below)
-        read = list(read_predictions(pred, ())) if label_map else None
+        read = list(read_pred(())) if label_map else None
         predicted = sorted({label for item in read for label in item.labels}) if read else ()
         dataset = _load(gt, fmt, label_map, classes, allow_outside_images, labels_elsewhere=predicted)
         boxes = dataset.class_counts()
@@ -427,7 +437,7 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
                               f"out of the mean AP)", highlight=False, soft_wrap=True)
         renaming = parse_label_map(label_map)
         predictions = list(relabelled(read, dataset.classes, renaming) if read is not None
-                           else read_predictions(pred, dataset.classes))  # (the same renaming as the ground truth's)
+                           else read_pred(dataset.classes))  # (the same renaming as the ground truth's)
         astray = [f"{old}={new}" for old, new in renaming.items()
                   if old in predicted and new != DROP_LABEL and new not in dataset.classes]
         if scheme == "3class" and astray:  # (a typo on the right: the hint would be to rename the typo, in a circle)

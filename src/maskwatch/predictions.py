@@ -217,8 +217,8 @@ def read_predictions(path: Path, classes: list[str] | tuple[str, ...],
 
 
 def _array_message(path: Path) -> str:
-    return (f"{path}: a JSON array (a COCO results list?); expected {FORMAT_HINT}. COCO results name images by "
-            f"id, not by file, so they cannot be matched here")
+    return (f"{path}: a JSON array (a COCO results list?); expected {FORMAT_HINT}. `maskwatch evaluate` reads a "
+            f"COCO results list against the COCO ground truth whose ids it uses")
 
 
 def _read_batch_rows(path: Path, classes: list[str] | tuple[str, ...]) -> Iterator[ImagePredictions]:
