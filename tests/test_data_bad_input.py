@@ -800,3 +800,32 @@ def test_a_split_list_naming_an_image_whose_annotation_was_skipped_goes_on_witho
     val.write_text("maksssksksss94\nmaksssksksss5\nnot_here\n")  # a name no problem explains still stops it
     with pytest.raises(MaskwatchError, match="1 of its 3 names are not images of the data set \\(not_here\\)"):
         listed_names(dataset, val)
+
+
+def test_a_coco_file_whose_images_or_categories_share_an_id_is_refused(small_voc, tmp_path):
+    """Two exports merged by hand (each counting from 1): the boxes of one image landed on another, images
+    vanished, a category renamed every box of another, all unsaid."""
+    save_dataset(load_dataset(small_voc), tmp_path / "c", "coco")
+    path = tmp_path / "c" / "annotations.json"
+    coco = json.loads(path.read_text())
+    merged = {**coco, "images": coco["images"] + [{**coco["images"][0], "file_name": "other.jpg"}]}
+    path.write_text(json.dumps(merged))
+    with pytest.raises(MaskwatchError, match=r"1 image id\(s\) are used more than once \(id 1: .*, other.jpg\)"):
+        load_dataset(tmp_path / "c")
+    helmet = {**coco, "categories": coco["categories"] + [{"id": coco["categories"][0]["id"], "name": "helmet"}]}
+    path.write_text(json.dumps(helmet))
+    with pytest.raises(MaskwatchError, match=r"1 category id\(s\) are used more than once .*helmet"):
+        load_dataset(tmp_path / "c")
+
+
+def test_a_coco_file_name_written_on_windows_as_a_relative_path_is_found(small_voc, tmp_path):
+    save_dataset(load_dataset(small_voc), tmp_path / "c", "coco")
+    path = tmp_path / "c" / "annotations.json"
+    coco = json.loads(path.read_text())
+    (tmp_path / "c" / "images" / "sub").mkdir()
+    for image in coco["images"]:
+        (tmp_path / "c" / "images" / image["file_name"]).rename(tmp_path / "c" / "images" / "sub" / image["file_name"])
+        image["file_name"] = f"sub\\{image['file_name']}"
+    path.write_text(json.dumps(coco))
+    ds = load_dataset(tmp_path / "c")
+    assert len(ds) == 6 and ds.num_boxes == load_dataset(small_voc).num_boxes and not ds.problems

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import TYPE_CHECKING
 
 from maskwatch.version import __version__
@@ -81,6 +81,22 @@ def read_coco(path: Path, images_dir: Path | None = None, classes: list[str] | N
     return builder.build(str(path if len(files) > 1 else files[0]))
 
 
+def _check_unique_ids(json_path: Path, coco: dict) -> None:
+    """Refuse a file in which two images or two categories share an id (two exports merged by hand, each counting
+    from 1): annotations name them by id, so their boxes would land on the wrong image or class, unsaid."""
+    for key, what, name_key in (("images", "image", "file_name"), ("categories", "category", "name")):
+        seen: dict[int, list[str]] = {}
+        for item in coco[key]:
+            seen.setdefault(int(item["id"]), []).append(str(item.get(name_key, "?")))
+        shared = {i: names for i, names in seen.items() if len(names) > 1}
+        if shared:
+            i, names = next(iter(shared.items()))
+            raise MaskwatchError(f"{json_path}: {len(shared)} {what} id(s) are used more than once (id {i}: "
+                                 f"{', '.join(names[:3])}); annotations name {key} by id, so their boxes cannot be "
+                                 f"told apart. Give each {what} its own id (files merged by hand: renumber one "
+                                 f"before merging)")
+
+
 def _add_coco_file(builder: DatasetBuilder, json_path: Path, images_dir: Path | None) -> None:
     try:
         coco = json.loads(json_path.read_bytes())  # (bytes: UTF-8 or -16, as json detects)
@@ -92,6 +108,7 @@ def _add_coco_file(builder: DatasetBuilder, json_path: Path, images_dir: Path | 
         used = {int(a["category_id"]) for a in annotations if isinstance(a, dict) and "category_id" in a}
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise MaskwatchError(f"{json_path}: not a valid COCO file ({exc})") from exc
+    _check_unique_ids(json_path, coco)
     # A category that only groups others (Roboflow's first, named after the project: `faces`, the supercategory
     # of the real classes) and labels no box is no class: kept, it would be an empty class of its own.
     categories = {i: name for i, name in categories.items() if i in used or name not in parents}
@@ -122,6 +139,9 @@ def _add_coco_file(builder: DatasetBuilder, json_path: Path, images_dir: Path | 
         """The file a file_name names, in the first folder that has it; else by its base name alone (a path of
         the machine that wrote the file: /home/me/masks/images/x.jpg, C:\\data\\x.jpg), said by the flag."""
         found = next((f / name for f in folders if (f / name).is_file()), None)
+        if found is None and "\\" in name and not PureWindowsPath(name).anchor:  # (sub\x.jpg: relative, from Windows)
+            posix = name.replace("\\", "/")
+            found = next((f / posix for f in folders if (f / posix).is_file()), None)
         base = name.replace("\\", "/").rsplit("/", 1)[-1]
         if found is None and base != name:
             by_base = next((f / base for f in folders if (f / base).is_file()), None)
