@@ -666,6 +666,19 @@ def test_detect_stopped_by_sigterm_keeps_whole_lines_as_ctrl_c_does(data_dir, tm
     assert 0 < len(lines) < 767 and all(json.loads(line)["image"] for line in lines)
 
 
+def test_convert_stopped_by_sigterm_leaves_no_half_written_folder_as_ctrl_c_does(data_dir, tmp_path):
+    """A service manager's stop (SIGTERM) left half the images and no labels, and the same command was then refused
+    (the folder not empty)."""
+    out = tmp_path / "yolo"
+    command = [*MASKWATCH, "convert", str(data_dir), str(out), "--to", "yolo", "--images", "copy"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_until(lambda: (out / "images").is_dir() and any((out / "images").iterdir()), "some images written",
+               every=0.05)
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=120)
+    assert process.returncode == 130 and not out.exists()
+
+
 @pytest.mark.slow
 def test_the_commands_train_prints_at_the_end_work_as_printed(small_voc, tmp_path):
     """A YOLO set named by its data.yaml (as Ultralytics takes it), with its own class names: the detect and evaluate

@@ -135,6 +135,7 @@ def convert(src: Path = typer.Argument(..., help="Data set to read (format detec
     """Convert a data set between Pascal VOC, YOLO, COCO and TFRecord (+ label_map.pbtxt). The output folder stands
     on its own: images beside the labels, no absolute paths, readable by other tools."""
     from maskwatch.data import save_dataset
+    from maskwatch.stop_signals import restore_signals, stop_signals_as_interrupt
     from maskwatch.data.formats import FORMATS, check_save_options, dataset_folder, detect_format
     from maskwatch.data.inputs import check_output_folder
     from maskwatch.data.split import (check_val_fraction, declared_test_side, split_around, split_dataset,
@@ -169,7 +170,11 @@ def convert(src: Path = typer.Argument(..., help="Data set to read (format detec
         else:
             sides = split_around(dataset, val_stems)
             typer.echo(f"keeping the train / val sides {listed} names (--val or --split chooses others)")
-    save_dataset(dataset, dst, to, images, sides, shards)  # type: ignore[arg-type]
+    previous = stop_signals_as_interrupt()  # SIGTERM and SIGHUP as Ctrl-C: the half-written folder is removed
+    try:
+        save_dataset(dataset, dst, to, images, sides, shards)  # type: ignore[arg-type]
+    finally:
+        restore_signals(previous)
     typer.echo(f"wrote {len(dataset)} images, {dataset.num_boxes} boxes as {to} to {dst}" +
                (f" (train {len(sides.train)}, val {len(sides.val)} images)" if sides else ""))
 
