@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from maskwatch.data import FORMATS, load_dataset, save_dataset
+from maskwatch.data import FORMATS, Dataset, load_dataset, save_dataset
 
 
 def assert_same_boxes(a, b):
@@ -48,13 +51,51 @@ def test_tfrecord_layout_is_what_the_tf_object_detection_api_reads(small_voc, tm
     ds = load_dataset(small_voc)
     save_dataset(ds, tmp_path / "tf", "tfrecord")
     label_map = (tmp_path / "tf" / "label_map.pbtxt").read_text()
-    assert "item {\n  id: 1\n  name: 'with_mask'\n}" in label_map
+    assert 'item {\n  id: 1\n  name: "with_mask"\n}' in label_map
     record = next(iter(tfrecord_loader(str(tmp_path / "tf" / "data.tfrecord"), None)))
     for key in ("image/encoded", "image/format", "image/height", "image/width", "image/object/bbox/xmin",
                 "image/object/bbox/ymax", "image/object/class/text", "image/object/class/label"):
         assert key in record
     assert record["image/encoded"][:2] == b"\xff\xd8"  # the JPEG itself
     assert 0 <= float(np.min(record["image/object/bbox/xmin"])) <= 1
+
+
+def label_map_as_the_tf_od_api_reads_it(path: Path) -> list[tuple[int, str]]:
+    """label_map.pbtxt parsed by protobuf's text format into the TF OD API's StringIntLabelMap (its fields)."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
+
+    proto = descriptor_pb2.FileDescriptorProto(name="label_map.proto", package="od", syntax="proto2")
+    item = proto.message_type.add(name="StringIntLabelMapItem")
+    for name, number, kind in (("name", 1, 9), ("id", 2, 5), ("display_name", 3, 9)):
+        item.field.add(name=name, number=number, type=kind, label=1)
+    items = proto.message_type.add(name="StringIntLabelMap")
+    items.field.add(name="item", number=1, type=11, label=3, type_name=".od.StringIntLabelMapItem")
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(proto)
+    message = message_factory.GetMessageClass(pool.FindMessageTypeByName("od.StringIntLabelMap"))()
+    text_format.Parse(path.read_text(encoding="utf-8"), message)
+    return [(i.id, i.name) for i in message.item]
+
+
+def test_class_names_with_quotes_backslashes_or_accents_survive_the_label_map(small_voc, tmp_path):
+    """`don't` was written as name: 'don't': read back as two classes, and refused by protobuf's parser."""
+    from maskwatch.data.tfrecord import read_label_map, write_label_map
+
+    names = ["don't", 'say "hi"', "back\\slash", "masqué", "a } b { id: 9"]
+    write_label_map(names, tmp_path / "label_map.pbtxt")
+    assert read_label_map(tmp_path / "label_map.pbtxt") == dict(enumerate(names, 1))
+    assert label_map_as_the_tf_od_api_reads_it(tmp_path / "label_map.pbtxt") == list(enumerate(names, 1))
+    # as protobuf writes a map (non-ASCII as octal bytes, either quote)
+    (tmp_path / "theirs.pbtxt").write_text("item { name: 'masqu\\303\\251' id: 1 }\nitem {\n id: 2\n "
+                                           "display_name: \"it\\'s\" }\n")
+    assert read_label_map(tmp_path / "theirs.pbtxt") == {1: "masqué", 2: "it's"}
+    ds = load_dataset(small_voc, label_map={"with_mask": "don't", "without_mask": 'say "hi"'})
+    save_dataset(ds, tmp_path / "tf", "tfrecord")
+    assert load_dataset(tmp_path / "tf").classes == ds.classes
+    negatives = Dataset([], [replace(ds.samples[0], detections=ds.samples[0].detections[:0])])  # (photos without
+    save_dataset(negatives, tmp_path / "none", "tfrecord")  # faces: read back, "no item { id: N ...} entries")
+    back = load_dataset(tmp_path / "none")
+    assert len(back) == 1 and back.num_boxes == 0 and back.classes == []
 
 
 def test_difficult_boxes_survive_every_format_that_can_say_so_and_are_ignored_in_scoring(small_voc, tmp_path,

@@ -70,7 +70,8 @@ def plot_stats(stats: DatasetStats, path: Path) -> Path:
     axes[2].set_xscale("log")
     axes[2].set_xlabel("box width (px)")
     axes[2].set_title("box width histogram")
-    axes[2].legend()
+    if any(len(stats.box_widths[c]) for c in classes):  # (no box: no legend to draw, matplotlib warns)
+        axes[2].legend()
     for ax in axes[:2]:
         ax.tick_params(axis="x", labelrotation=15)
     fig.tight_layout()

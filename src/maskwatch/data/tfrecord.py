@@ -27,31 +27,66 @@ if TYPE_CHECKING:
 
 LABEL_MAP_FILE = "label_map.pbtxt"
 RECORD_FILE = "data.tfrecord"
-_ITEM = re.compile(r"item\s*\{(.*?)\}", re.S)
+_QUOTED = r""""(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'"""  # a text-format string, escapes and all
+_ITEM = re.compile(r"item\s*\{((?:[^{}\"']|" + _QUOTED + r")*)\}", re.S)
+_NAME = re.compile(r"\b(?:display_)?name\s*:\s*(" + _QUOTED + ")", re.S)
+_ESCAPES = {"n": b"\n", "t": b"\t", "r": b"\r", "a": b"\a", "b": b"\b", "f": b"\f", "v": b"\v", "\\": b"\\",
+            "'": b"'", '"': b'"', "?": b"?"}
 
 
 def read_label_map(path: Path) -> dict[int, str]:
-    """Parse the `item { id: 1 name: 'x' }` blocks of a TF OD API label map."""
+    """Parse the `item { id: 1 name: 'x' }` blocks of a TF OD API label map (names in protobuf's text format:
+    either quote, backslash escapes, non-ASCII letters raw or as octal bytes, as protobuf writes them)."""
     try:
         text = read_text_file(path)
     except OSError as exc:
         raise MaskwatchError(f"{path}: cannot read the label map ({exc})") from exc
     label_map: dict[int, str] = {}
     for block in _ITEM.findall(text):
-        id_match = re.search(r"\bid\s*:\s*(\d+)", block)
-        name_match = re.search(r"\b(?:display_)?name\s*:\s*[\"']([^\"']+)[\"']", block)
-        if not id_match or not name_match:
+        id_match = re.search(r"\bid\s*:\s*(\d+)", _NAME.sub("", block))
+        name_match = _NAME.search(block)
+        if not id_match or not name_match or len(name_match.group(1)) < 3:
             raise MaskwatchError(f"{path}: an item without id or name: {block.strip()!r}")
-        label_map[int(id_match.group(1))] = name_match.group(1)
-    if not label_map:
+        label_map[int(id_match.group(1))] = _unquoted(name_match.group(1))
+    if not label_map and re.sub(r"#.*", "", text).strip():  # (blank or comments only: a set without classes)
         raise MaskwatchError(f"{path}: no `item {{ id: N name: 'x' }}` entries")
     return label_map
 
 
+def _unquoted(quoted: str) -> str:
+    """A text-format string's value: its escapes (\\n, \\', \\", \\\\, \\ooo octal and \\xHH bytes) undone, its
+    bytes read as UTF-8."""
+    body, out, i = quoted[1:-1], bytearray(), 0
+    while i < len(body):
+        char = body[i]
+        if char != "\\" or i + 1 == len(body):
+            out += char.encode("utf-8")
+            i += 1
+            continue
+        code = body[i + 1]
+        octal = re.match(r"[0-7]{1,3}", body[i + 1:])
+        hexa = re.match(r"x([0-9a-fA-F]{1,2})", body[i + 1:])
+        if octal:
+            out.append(int(octal.group(), 8) & 0xFF)
+            i += 1 + len(octal.group())
+        elif hexa:
+            out.append(int(hexa.group(1), 16))
+            i += 1 + len(hexa.group())
+        else:
+            out += _ESCAPES.get(code, code.encode("utf-8"))
+            i += 2
+    return out.decode("utf-8", errors="replace")
+
+
 def write_label_map(classes: list[str], path: Path) -> None:
     """label_map.pbtxt for `classes`, ids from 1 in their order (the TF OD API keeps 0 for the background), as _example
-    numbers the boxes."""
-    path.write_text("".join(f"item {{\n  id: {i}\n  name: '{name}'\n}}\n" for i, name in enumerate(classes, 1)))
+    numbers the boxes; names quoted as protobuf's text format reads them (a quote or backslash escaped)."""
+    def quoted(name: str) -> str:
+        escaped = name.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+        return f'"{escaped}"'
+
+    items = "".join(f"item {{\n  id: {i}\n  name: {quoted(name)}\n}}\n" for i, name in enumerate(classes, 1))
+    path.write_text(items or "# no classes: the data set has no boxes\n", encoding="utf-8")
 
 
 def is_record_file(path: Path) -> bool:
