@@ -55,3 +55,10 @@ def test_what_a_small_data_set_cannot_give_is_said(small_voc, caplog):
     with caplog.at_level(logging.WARNING):
         split_dataset(dataset.subset(["maksssksksss0", "maksssksksss139"]), 0.5)  # the rare class in one image
     assert "side has no box of mask_weared_incorrect" in caplog.text
+
+
+def test_a_list_made_of_notepad_files_joined_reads_every_name(tmp_path):
+    """Two Notepad lists joined with `cat`: the second's byte-order mark began a name, refused as not an image."""
+    joined = tmp_path / "val.txt"
+    joined.write_bytes(b"\xef\xbb\xbfmaksssksksss1.jpg\r\n" + b"\xef\xbb\xbfmaksssksksss2.jpg\r\n")
+    assert read_list(joined) == ["maksssksksss1", "maksssksksss2"]

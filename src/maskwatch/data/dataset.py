@@ -188,10 +188,11 @@ def text_encoding_of(head: bytes) -> str:
 
 
 def read_text_file(path: Path) -> str:
-    """A small text file in UTF-8 or UTF-16 (text_encoding_of); else a MaskwatchError naming the file."""
+    """A small text file in UTF-8 or UTF-16 (text_encoding_of); else a MaskwatchError naming the file. A mark
+    starting a later line (files from Notepad joined with `cat`) is dropped too: it is never part of a name."""
     data = path.read_bytes()
     try:
-        return data.decode(text_encoding_of(data[:2]))
+        return data.decode(text_encoding_of(data[:2])).replace("\n\ufeff", "\n")
     except UnicodeDecodeError as exc:
         raise MaskwatchError(f"{path}: not a text file in UTF-8 or UTF-16 ({exc.reason} at byte {exc.start})") \
             from None
