@@ -829,3 +829,16 @@ def test_a_coco_file_name_written_on_windows_as_a_relative_path_is_found(small_v
     path.write_text(json.dumps(coco))
     ds = load_dataset(tmp_path / "c")
     assert len(ds) == 6 and ds.num_boxes == load_dataset(small_voc).num_boxes and not ds.problems
+
+
+def test_a_yolo_set_whose_data_yaml_and_classes_txt_disagree_says_which_is_read(small_voc, tmp_path, caplog):
+    """maskwatch writes both: an edit to classes.txt changed nothing, unsaid."""
+    save_dataset(load_dataset(small_voc), tmp_path / "y", "yolo")
+    with caplog.at_level(logging.WARNING):
+        load_dataset(tmp_path / "y")
+    assert "classes.txt" not in caplog.text  # (as written: the same)
+    (tmp_path / "y" / "classes.txt").write_text("mask\nno_mask\nincorrect\n")
+    with caplog.at_level(logging.WARNING):
+        ds = load_dataset(tmp_path / "y")
+    assert ds.classes == ["with_mask", "without_mask", "mask_weared_incorrect"]
+    assert "but classes.txt mask, no_mask, incorrect; data.yaml's are used" in caplog.text

@@ -47,16 +47,32 @@ def read_yolo_classes(root: Path) -> list[str]:
                                      f"a position in the list of names, so every index from 0 needs a name (as "
                                      f"Ultralytics requires); name the missing ones, or renumber the names and "
                                      f"the label lines")
-            return [str(names[k]) for k in sorted(names, key=int)]
+            return _said_if_lists_disagree([str(names[k]) for k in sorted(names, key=int)], yaml_path, txt_path)
         if isinstance(names, list) and all(isinstance(n, (str, int, float)) for n in names):
-            return [str(n) for n in names]
+            return _said_if_lists_disagree([str(n) for n in names], yaml_path, txt_path)
         raise MaskwatchError(f"{yaml_path}: 'names' must be a list of class names (names: [with_mask, "
                              f"without_mask]) or a mapping from class index to name (names: {{0: with_mask}}); "
                              f"found {type(names).__name__}: {str(names)[:80]!r}")
     if txt_path.is_file():
-        return [line.strip() for line in read_text_file(txt_path).splitlines() if line.strip()]
+        return _names_in(txt_path)
     raise MaskwatchError(f"{root}: a YOLO data set needs classes.txt, data.yaml or obj.names listing the class "
                          f"names")
+
+
+def _names_in(txt_path: Path) -> list[str]:
+    return [line.strip() for line in read_text_file(txt_path).splitlines() if line.strip()]
+
+
+def _said_if_lists_disagree(names: list[str], yaml_path: Path, txt_path: Path) -> list[str]:
+    """data.yaml's names, with a warning where a classes.txt (or obj.names) beside it lists others: maskwatch writes
+    both, and an edit to the one not read would otherwise change nothing, unsaid."""
+    if txt_path.is_file():
+        listed = _names_in(txt_path)
+        if listed != names:
+            log.warning("%s names the classes %s but %s %s; data.yaml's are used (as Ultralytics reads them): edit "
+                        "it, or remove it to use %s", yaml_path, ", ".join(names), txt_path.name,
+                        ", ".join(listed) or "none", txt_path.name)
+    return names
 
 
 POLYGON = "polygon"
