@@ -144,3 +144,27 @@ def test_saving_into_a_folder_that_holds_files_is_refused_from_python_too(small_
     with pytest.raises(MaskwatchError, match="the output folder is not empty"):
         save_dataset(ds.subset([ds.samples[0].stem]), tmp_path / "out", "coco")
     assert len(load_dataset(tmp_path / "out")) == len(ds)
+
+
+@pytest.mark.parametrize("fmt", ["yolo", "coco", "voc"])
+def test_a_photo_with_an_exif_rotation_is_written_as_stored_so_other_tools_read_its_boxes_where_they_are(
+        small_voc, tmp_path, fmt):
+    """Its boxes are in the stored pixels, but the file went out hard-linked with its rotation: OpenCV (so
+    Ultralytics and supervision) turned it upright and put every box on the turned picture."""
+    import cv2
+    from PIL import Image
+
+    from maskwatch.data.images import annotated_image, image_header
+
+    photo = sorted((small_voc / "images").glob("*.jpg"))[0]
+    exif = Image.Exif()
+    exif[0x0112] = 6  # turned 90 degrees to be shown
+    Image.open(photo).save(photo, exif=exif.tobytes(), quality=95)
+    stored = annotated_image(photo)
+    ds = load_dataset(small_voc)
+    save_dataset(ds, tmp_path / "out", fmt)
+    written = tmp_path / "out" / "images" / photo.name
+    assert image_header(photo, "x", orientation=True).orientation == 6  # (the source untouched, though hard-linked)
+    assert image_header(written, "x", orientation=True).orientation == 1
+    assert np.array_equal(cv2.imread(str(written)), stored)  # the same pixels, not re-encoded, as stored
+    assert load_dataset(tmp_path / "out").num_boxes == ds.num_boxes

@@ -177,7 +177,7 @@ def _add_coco_file(builder: DatasetBuilder, json_path: Path, images_dir: Path | 
 def write_coco(dataset: Dataset, out_dir: Path, images: str = "hardlink", split: "Split | None" = None) -> None:
     """images/ and annotations.json (every image, file names relative to images/); with a split also
     instances_train.json and instances_val.json over the same images/ folder."""
-    place_images([s.image_path for s in dataset.samples], out_dir / "images", images)
+    place_images([s.image_path for s in dataset.samples], out_dir / "images", images, dataset.turned_images)
     (out_dir / COCO_FILE).write_text(json.dumps(to_coco_dict(dataset)))
     for name, part in split.parts(dataset) if split else []:
         (out_dir / side_file(name)).write_text(json.dumps(to_coco_dict(part)))

@@ -75,6 +75,11 @@ class Dataset:
         return sum(len(s.detections) for s in self.samples)
 
     @property
+    def turned_images(self) -> set[Path]:
+        """Images with an EXIF rotation (their boxes are in the stored pixels): what writers must not leave turned."""
+        return {s.image_path for s in self.samples if s.orientation != 1}
+
+    @property
     def num_difficult(self) -> int:
         return sum(int(difficult_of(s.detections).sum()) for s in self.samples)
 

@@ -11,7 +11,7 @@ import warnings
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import Collection, Iterator, NamedTuple
 
 import cv2
 import numpy as np
@@ -466,19 +466,30 @@ def check_image_mode(mode: str) -> None:
         raise MaskwatchError(f"--images must be one of {', '.join(IMAGE_MODES)}, got {mode!r}")
 
 
-def place_images(paths: list[Path], images_dir: Path, mode: str = "hardlink") -> None:
+def place_images(paths: list[Path], images_dir: Path, mode: str = "hardlink", turned: Collection[Path] = ()) -> None:
     """Put the images a format needs beside its labels, so the folder stands on its own (moved, zipped, copied to
     another machine, read by other tools): hard links where the file system allows (no extra space), else
     copies; `copy` always copies; `symlink` links to the source by absolute path (no space, but the folder then
-    needs the source images where they are)."""
+    needs the source images where they are). `turned`: images with an EXIF rotation, whose boxes are in the stored
+    pixels: written as copies whose rotation says "as stored" (exif_rotation_cleared), since the tools that read
+    the folder turn photos upright (Ultralytics, detectron2, supervision, OpenCV) and would misplace the boxes."""
     check_image_mode(mode)
     images_dir.mkdir(parents=True, exist_ok=True)
     seen: set[str] = set()
+    kept_turned: list[str] = []
     for src in paths:
         if src.name in seen:
             raise MaskwatchError(f"two images are both named {src.name}; file names must be unique to convert")
         seen.add(src.name)
         dst = images_dir / src.name
+        if src in turned:
+            cleared = exif_rotation_cleared(src.read_bytes())
+            if cleared is not None:
+                if dst.is_symlink() or dst.exists():
+                    dst.unlink()
+                dst.write_bytes(cleared)
+                continue
+            kept_turned.append(src.name)
         if dst.is_symlink() or dst.exists():  # a rerun into the same folder: keep what is already right
             if mode == "symlink" and dst.is_symlink() and dst.resolve() == src.resolve():
                 continue
@@ -495,3 +506,34 @@ def place_images(paths: list[Path], images_dir: Path, mode: str = "hardlink") ->
             except OSError:  # another file system, or links not allowed: copy instead
                 pass
         shutil.copyfile(src, dst)
+    if kept_turned:
+        log.warning("%d image(s) keep their EXIF rotation (%s: not JPEG files whose rotation can be cleared without "
+                    "decoding them); tools that turn photos upright will misplace their boxes: save them turned "
+                    "(e.g. `mogrify -auto-orient`) and annotate them so", len(kept_turned), name_some(kept_turned))
+
+
+def exif_rotation_cleared(data: bytes) -> bytes | None:
+    """A JPEG's bytes with its EXIF orientation set to 1 (stored as shown), the pixels untouched (no re-encoding);
+    None where there is no JPEG EXIF orientation to set (another format, a damaged header)."""
+    if not data.startswith(b"\xff\xd8"):
+        return None
+    at = 2
+    while at + 4 <= len(data) and data[at] == 0xFF:
+        marker, length = data[at + 1], int.from_bytes(data[at + 2:at + 4], "big")
+        if marker in (0xD9, 0xDA) or length < 2:  # (the image data: no metadata after it)
+            return None
+        if marker == 0xE1 and data[at + 4:at + 10] == b"Exif\x00\x00":
+            tiff = at + 10
+            order = {b"II": "little", b"MM": "big"}.get(data[tiff:tiff + 2])
+            if order is None:
+                return None
+            ifd = tiff + int.from_bytes(data[tiff + 4:tiff + 8], order)
+            entries = int.from_bytes(data[ifd:ifd + 2], order)
+            for entry in range(ifd + 2, min(ifd + 2 + 12 * entries, at + 2 + length) - 11, 12):
+                if int.from_bytes(data[entry:entry + 2], order) == 0x0112:  # Orientation, a SHORT held in place
+                    cleared = bytearray(data)
+                    cleared[entry + 8:entry + 10] = (1).to_bytes(2, order)
+                    return bytes(cleared)
+            return None
+        at += 2 + length
+    return None

@@ -111,7 +111,7 @@ def _name_unannotated(builder: DatasetBuilder, root: Path, xml_stems: set[str]) 
 def write_voc(dataset: Dataset, out_dir: Path, images: str = "hardlink", split: "Split | None" = None) -> None:
     """annotations/ (one XML per image) and images/ beside it; with a split, ImageSets/Main/train.txt and val.txt
     (stems), VOC's own way to list them. No absolute paths: <folder> is images, <path> is left out."""
-    place_images([s.image_path for s in dataset.samples], out_dir / "images", images)
+    place_images([s.image_path for s in dataset.samples], out_dir / "images", images, dataset.turned_images)
     ann_dir = out_dir / "annotations"
     ann_dir.mkdir(parents=True, exist_ok=True)
     for name, part in split.parts(dataset) if split else []:

@@ -184,7 +184,7 @@ def write_yolo(dataset: Dataset, out_dir: Path, images: str = "hardlink", split:
     if dataset.num_difficult:
         log.warning("%d box(es) marked difficult are written as ordinary boxes: YOLO labels have no such flag",
                     dataset.num_difficult)
-    place_images([s.image_path for s in dataset.samples], out_dir / "images", images)
+    place_images([s.image_path for s in dataset.samples], out_dir / "images", images, dataset.turned_images)
     labels_dir = out_dir / "labels"
     labels_dir.mkdir(parents=True, exist_ok=True)
     for sample in dataset.samples:
