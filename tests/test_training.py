@@ -196,6 +196,8 @@ def test_synthesis_needs_the_pictures_it_composes(data_dir, tmp_path):
 
     with pytest.raises(MaskwatchError, match="--synthetic-wrong needs --extra-faces"):
         fit(TrainConfig(data=data_dir, out=tmp_path / "run", quick=True, threads=2, synthetic_wrong=8))
+    assert not (tmp_path / "run").exists()  # (refused before the data was read: it left candidates.npz, which
+    # made `detect --model OUT` call it a run still going)
 
 
 def test_device_choice(tmp_path):
@@ -409,3 +411,140 @@ def test_overwrite_keeps_the_earlier_finished_run_until_the_new_one_has_its_mode
     (tmp_path / REPLACED).write_text("a file of the user's")
     with pytest.raises(MaskwatchError, match="replaced is not a folder"):
         check_run_folder(TrainConfig(data=tmp_path, out=tmp_path, overwrite=True))
+
+
+def test_a_run_stopped_while_it_saves_its_checkpoint_keeps_the_one_before_whole(tmp_path, monkeypatch):
+    """last.pt was written in place: Ctrl-C during the save left a truncated file, and every epoch was lost."""
+    from maskwatch.training import engine
+
+    cfg = TrainConfig(data=tmp_path, out=tmp_path)
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.AdamW(model.parameters())
+    row = {"epoch": 1, "loss": 1.0, "val_mAP50": 0.5}
+    engine.checkpoint(cfg, model, optimizer, [], row, -1.0)
+
+    def cut_short(state, path):
+        Path(path).write_bytes(b"PK\x03\x04 half a zip")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", cut_short)
+    with pytest.raises(KeyboardInterrupt):
+        engine.checkpoint(cfg, model, optimizer, [row], {**row, "epoch": 2}, 0.5)
+    monkeypatch.undo()
+    assert torch.load(tmp_path / "last.pt", weights_only=False)["epoch"] == 1
+
+
+def test_early_stopping_is_decided_by_validated_epochs_only():
+    """With --val-every 3 --patience 2, two epochs not validated after the best stopped the run unscored."""
+    from maskwatch.training.engine import early_stop_due
+
+    cfg = TrainConfig(data=Path("d"), out=Path("o"), patience=2)
+    nan = float("nan")
+    scores = lambda *values: [{"val_mAP50": v} for v in values]  # noqa: E731
+    assert not early_stop_due(scores(0.3, nan, nan), cfg)
+    assert early_stop_due(scores(0.3, nan, nan, 0.2), cfg) and not early_stop_due(scores(0.3, nan, nan, 0.4), cfg)
+    assert not early_stop_due(scores(0.3, 0.2, 0.1), TrainConfig(data=Path("d"), out=Path("o"), keep="last"))
+
+
+def test_a_run_that_stopped_early_resumes_only_where_its_patience_would_go_on(tmp_path):
+    """It trained one more epoch at every --resume (and replaced its model)."""
+    from maskwatch.training.engine import resume
+
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.AdamW(model.parameters())
+    history = [{"epoch": 1, "val_mAP50": 0.5}, {"epoch": 2, "val_mAP50": 0.4}]
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": 2, "history": history,
+             "best": 0.5, "epochs": 5, "stopped_early": True}
+    start, _, _ = resume(TrainConfig(data=tmp_path, out=tmp_path, epochs=5, patience=1), state, model, optimizer)
+    assert start == 5  # nothing more to train
+    start, _, _ = resume(TrainConfig(data=tmp_path, out=tmp_path, epochs=5, patience=3), state, model, optimizer)
+    assert start == 2  # a larger patience goes on
+
+
+@pytest.mark.parametrize("change, said", [
+    ({"out": "DATA"}, "is the data set's own folder"),
+    ({"resume": True, "overwrite": True}, "give one of them"),
+    ({"patience": 0}, "--patience must be at least 1 epoch"),
+])
+def test_train_options_that_cannot_work_are_refused_before_anything_is_read(small_voc, tmp_path, change, said):
+    """--out as the data folder replaced the data set's val.txt; --resume --overwrite ignored --overwrite;
+    --patience 0 stopped after the first epoch."""
+    from maskwatch.errors import MaskwatchError
+
+    options = {"data": small_voc, "out": tmp_path / "run", "quick": True, "threads": 2, **change}
+    options["out"] = small_voc if options["out"] == "DATA" else options["out"]
+    with pytest.raises(MaskwatchError, match=said):
+        fit(TrainConfig(**options))
+    assert not (tmp_path / "run").exists()
+
+
+def test_validation_images_without_a_face_are_refused_before_training(small_voc, tmp_path):
+    """Every epoch scored NaN ("not validated"), then the run crashed at its end: no best.pt."""
+    from maskwatch.errors import MaskwatchError
+
+    stems = sorted(p.stem for p in (small_voc / "annotations").glob("*.xml"))
+    for stem in stems[:2]:  # two photos whose faces are not annotated: negatives
+        xml = small_voc / "annotations" / f"{stem}.xml"
+        text = xml.read_text()
+        xml.write_text(text[:text.index("<object>")] + "</annotation>\n")
+    (tmp_path / "val.txt").write_text("\n".join(stems[:2]) + "\n")
+    with pytest.raises(MaskwatchError, match="validation image\\(s\\) hold no face to find"):
+        fit(TrainConfig(data=small_voc, out=tmp_path / "run", val_split=tmp_path / "val.txt", threads=2, quick=True))
+
+
+def test_interrupted_before_its_first_epoch_an_overwrite_run_does_not_offer_the_earlier_runs_checkpoint(
+        small_voc, tmp_path, monkeypatch):
+    """It said "the epochs finished are kept in OUT/last.pt; --resume goes on", of the run it was replacing."""
+    from typer.testing import CliRunner
+
+    from maskwatch.cli import app
+    from maskwatch.training import engine
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "last.pt").write_bytes(b"the earlier run's")
+    earlier = 1_000_000_000
+    import os
+
+    os.utime(tmp_path / "run" / "last.pt", (earlier, earlier))
+
+    def stopped(cfg):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine, "fit", stopped)
+    result = CliRunner().invoke(app, ["train", "--data", str(small_voc), "--out", str(tmp_path / "run"),
+                                      "--overwrite"])
+    assert result.exit_code == 130
+    assert "before this run's first epoch ended: the earlier run in" in result.output
+    assert "--resume" not in result.output
+
+
+@pytest.mark.slow
+def test_a_resumed_run_goes_on_as_the_uninterrupted_one_and_refuses_other_settings(data_dir, tmp_path, monkeypatch):
+    """Resumed after epoch 1, a run ended elsewhere (dropout drew from a fresh generator: val mAP@.5 0.54 against
+    0.65); resumed with --crop-size 128 it exported a head trained on 64-px crops as a 128-px one."""
+    from maskwatch.errors import MaskwatchError
+    from maskwatch.training import engine
+
+    def run(out, **options):
+        return fit(TrainConfig(data=data_dir, out=tmp_path / out, quick=True, threads=2, epochs=2, **options))
+
+    def history(out):
+        with (tmp_path / out / "history.csv").open() as f:
+            return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
+
+    run("whole")
+    one_epoch = engine.train_one_epoch
+
+    def stop_at_the_second(recipe, optimizer, schedule, epoch, *args):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return one_epoch(recipe, optimizer, schedule, epoch, *args)
+
+    monkeypatch.setattr(engine, "train_one_epoch", stop_at_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        run("cut")
+    monkeypatch.undo()
+    with pytest.raises(MaskwatchError, match="other settings \\(crop_size [0-9]+ there, 96 now\\)"):
+        run("cut", resume=True, recipe={"crop_size": 96})
+    run("cut", resume=True)
+    assert history("cut") == history("whole")

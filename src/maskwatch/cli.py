@@ -6,6 +6,7 @@ import logging
 import math
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Collection, Optional
 
@@ -292,7 +293,8 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
                                                         "(one-stage)]."),
           seed: int = typer.Option(0, "--seed", help="Seeds the split, sampling and augmentation."),
           patience: int = typer.Option(4, "--patience", help="Stop after this many epochs without a better mAP "
-                                                              "(with --keep best)."),
+                                                              "(with --keep best; decided when an epoch is "
+                                                              "validated)."),
           keep: str = typer.Option("best", "--keep", metavar=one_of(("best", "last")),
                                    help="best: export the epoch with the best validation mAP@.5; last: the end of "
                                         "the learning-rate schedule (no early stop; steadier when the validation "
@@ -336,12 +338,18 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
                                                    ("probe_epochs", probe_epochs)) if v is not None},
                          label_map=parse_label_map(label_map), classes=parse_class_list(classes), fmt=fmt,
                          allow_outside_images=allow_outside_images)
+    started = time.time()
     try:
         onnx_path = fit(config)
     except KeyboardInterrupt:
-        if (out / LAST).is_file():
-            typer.echo(f"\ninterrupted: the epochs finished are kept in {out / LAST}; the same command with "
-                       f"--resume goes on from there", err=True)
+        ours = (out / LAST).is_file() and (out / LAST).stat().st_mtime >= started  # (not an earlier run's)
+        if ours or (resume and (out / LAST).is_file()):
+            again = "the same command" if resume else "the same command with --resume (not --overwrite)"
+            typer.echo(f"\ninterrupted: the epochs finished are kept in {out / LAST}; {again} goes on from "
+                       f"there", err=True)
+        elif overwrite and (out / LAST).is_file():
+            typer.echo(f"\ninterrupted before this run's first epoch ended: the earlier run in {out} is as it was; "
+                       f"the same command starts again", err=True)
         else:
             typer.echo("\ninterrupted before the first epoch ended: nothing to resume; the same command starts "
                        "again", err=True)

@@ -13,6 +13,7 @@ import contextlib
 import csv
 import logging
 import math
+import os
 import random
 import shutil
 import time
@@ -28,7 +29,7 @@ from tqdm import tqdm
 from maskwatch.data import Dataset, load_dataset
 from maskwatch.data.formats import dataset_folder
 from maskwatch.data.images import annotated_image
-from maskwatch.data.inputs import check_output_folder
+from maskwatch.data.inputs import check_output_folder, check_outside_images
 from maskwatch.data.split import listed_names, split_dataset, usable_declared_side, without_test_side
 from maskwatch.detector import Detector  # (each epoch is scored by the detector exactly as it will ship it)
 from maskwatch.errors import MaskwatchError, name_some
@@ -151,10 +152,17 @@ class Recipe(ABC):
     def settings(self) -> dict[str, Any]:
         """What the recipe was run with (its class-level settings as this run set them), for the checkpoint and
         the model's JSON."""
-        names = {name for cls in type(self).__mro__ if cls is not object for name, value in vars(cls).items()
+        return type(self).settings_for(self.cfg)
+
+    @classmethod
+    def settings_for(cls, cfg: TrainConfig) -> dict[str, Any]:
+        """The recipe's settings a run of `cfg` has (its class-level ones, cfg.recipe's, --batch-size and --lr),
+        known before anything is read: what --resume must find unchanged."""
+        names = {name for kind in cls.__mro__ if kind is not object for name, value in vars(kind).items()
                  if not name.startswith("_") and not callable(value)
                  and not isinstance(value, (property, classmethod, staticmethod))}
-        values = {name: getattr(self, name) for name in sorted(names)}
+        values = {name: cfg.recipe.get(name, getattr(cls, name)) for name in sorted(names)}
+        values |= {"batch_size": cfg.batch_size or cls.batch_size, "lr": cfg.lr or cls.lr}
         return {name: asdict(v) if is_dataclass(v) else v for name, v in values.items()}
 
 
@@ -289,11 +297,16 @@ def split_for_training(dataset: Dataset, cfg: TrainConfig) -> tuple[Dataset, Dat
 
 
 def check_sides(train: Dataset, val: Dataset, total: int) -> None:
-    """Training needs images on both sides: one to learn from, one to score each epoch on."""
+    """Training needs images on both sides: one to learn from, one to score each epoch on; and a face to find
+    among the validation images (without one, no epoch has a score, and none can be kept as the best)."""
     if not train.samples or not val.samples:
         raise MaskwatchError(f"{total} usable image(s) gave {len(train)} to train on and {len(val)} to validate on: "
                              f"training needs at least one on each side (annotate more images, or name the "
                              f"validation images with --val-split)")
+    if not val.num_boxes - val.num_difficult:
+        raise MaskwatchError(f"the {len(val)} validation image(s) hold no face to find "
+                             f"({name_some([s.stem for s in val.samples])}): no epoch could be scored; validate on "
+                             f"images with annotated faces (--val-split)")
 
 
 def read_images(train: Dataset, val: Dataset) -> tuple[Dataset, Dataset, dict[str, np.ndarray]]:
@@ -332,6 +345,15 @@ def check_run_folder(cfg: TrainConfig) -> list[str]:
     return earlier
 
 
+def check_out_beside_data(cfg: TrainConfig) -> None:
+    """Refuse an --out that is the data set's own folder (the run's val.txt would replace one its split names)
+    or a folder its load searches for pictures (the run's plots would be read as pictures of it next time)."""
+    if Path(cfg.out).resolve() == Path(cfg.data).resolve():
+        raise MaskwatchError(f"--out {cfg.out} is the data set's own folder: the run's files (val.txt, checkpoints, "
+                             f"plots) would mix with its files; give the run a folder of its own (e.g. runs/NAME)")
+    check_outside_images(cfg.out, cfg.data, cfg.fmt)
+
+
 def set_earlier_run_aside(out: Path) -> None:
     """--overwrite: the earlier run's model and files move to OUT/replaced/ (deleted once the new run has its
     model), so a new run stopped early loses nothing finished. An earlier run without a model (itself stopped
@@ -357,10 +379,33 @@ def run_identity(cfg: TrainConfig, train_set: Dataset, val_set: Dataset) -> dict
             "val_images": sorted(s.stem for s in val_set.samples)}
 
 
-def resumable_checkpoint(cfg: TrainConfig, identity: dict[str, Any]) -> dict | None:
-    """With --resume, OUT/last.pt, loaded once: it must be of this model kind, data, classes and split (its
-    weights would be exported as a model of this data); checked before the images are read and anything is
-    written. None without --resume."""
+# What a resumed run may change: how long it goes on and how it is watched, not what it learns or how.
+RESUMABLE_CHANGES = frozenset({"epochs", "patience", "keep", "val_every", "device", "data", "val_split", "fmt",
+                               "allow_outside_images"})  # (the data's and split's identity is checked apart)
+
+
+def training_options(cfg: TrainConfig) -> dict[str, Any]:
+    """The run's options as the model's JSON records them (`train_options`)."""
+    return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()
+            if k not in ("out", "resume", "overwrite", "threads", "recipe")}
+
+
+def changed_settings(state: dict, cfg: TrainConfig, settings: dict[str, Any]) -> list[str]:
+    """What would make a resumed run other than the one it goes on with: a recipe setting (--crop-size, --lr) or
+    an option (--seed, --extra-faces) other than the checkpoint's, each as "NAME THEN there, NOW now"."""
+    changed = [f"{name} {state['settings'][name]!r} there, {value!r} now" for name, value in settings.items()
+               if name in state.get("settings", {}) and state["settings"][name] != value]
+    options = training_options(cfg)
+    changed += [f"{name} {state['options'][name]!r} there, {options[name]!r} now" for name in options
+                if name in state.get("options", {}) and name not in RESUMABLE_CHANGES
+                and name not in settings and state["options"][name] != options[name]]
+    return changed
+
+
+def resumable_checkpoint(cfg: TrainConfig, identity: dict[str, Any], settings: dict[str, Any]) -> dict | None:
+    """With --resume, OUT/last.pt, loaded once: it must be of this model kind, data, classes, split and settings
+    (its weights would be exported as a model of this data, trained so); checked before the images are read and
+    anything is written. None without --resume."""
     if not cfg.resume:
         return None
     last_path = cfg.out / LAST
@@ -376,6 +421,11 @@ def resumable_checkpoint(cfg: TrainConfig, identity: dict[str, Any]) -> dict | N
             data = f", from {saved['data']}" if saved.get("data") != identity["data"] else ""
             raise MaskwatchError(f"{last_path} was trained with {what}{detail}{data}; resume with the command "
                                  f"that started it (same --data, --val-split, --seed, --quick, --label-map, --classes)")
+    changed = changed_settings(state, cfg, settings)
+    if changed:
+        raise MaskwatchError(f"{last_path} was trained with other settings ({'; '.join(changed)}); resume with the "
+                             f"command that started it (a resumed run may change only --epochs, --patience, --keep, "
+                             f"--val-every and --device), or start a new run")
     return state
 
 
@@ -386,8 +436,15 @@ def resume(cfg: TrainConfig, state: dict | None, model: torch.nn.Module,
         return 0, [], -1.0
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
+    if "rng" in state:  # (dropout draws from torch's generator: resumed, the run goes on as it would have)
+        restore_rng(state["rng"])
     print(f"resumed from {cfg.out / LAST} at epoch {state['epoch']}")
     started_for = state.get("epochs", cfg.epochs)
+    if state.get("stopped_early") and early_stop_due(state["history"], cfg):
+        log.warning(f"{cfg.out}: the run stopped early at epoch {state['epoch']} (no gain for --patience "
+                    f"{cfg.patience}): no more are trained, and its model is exported from the checkpoint (a larger "
+                    f"--patience goes on)")
+        return max(cfg.epochs, state["epoch"]), state["history"], state["best"]
     if cfg.epochs <= state["epoch"]:
         log.warning(f"{cfg.out}: the run has done {state['epoch']} epochs, --epochs {cfg.epochs}: no more are "
                     f"trained, and its model is exported from the checkpoint")
@@ -401,19 +458,53 @@ def resume(cfg: TrainConfig, state: dict | None, model: torch.nn.Module,
 
 def checkpoint(cfg: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer, history: list[dict],
                row: dict, best: float, **extra) -> float:
-    """Save OUT/last.pt (to resume) and, when the epoch is the best so far by mAP@.5, OUT/best.pt; returns the best.
-    An epoch that was not validated (mAP NaN) is never the best."""
+    """Save OUT/last.pt (to resume: with the random generators' states, and whether the run stops early here)
+    and, when the epoch is the best so far by mAP@.5, OUT/best.pt; returns the best. An epoch that was not
+    validated (mAP NaN) is never the best."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     if row["val_mAP50"] > best:
         best = row["val_mAP50"]
-        torch.save({"model": state, "epoch": row["epoch"], "arch": cfg.arch, **extra}, cfg.out / BEST)
-    torch.save({"model": state, "optimizer": optimizer.state_dict(), "epoch": row["epoch"], "arch": cfg.arch,
-                "history": history + [row], "best": best, "epochs": cfg.epochs, **extra}, cfg.out / LAST)
+        save_whole({"model": state, "epoch": row["epoch"], "arch": cfg.arch, **extra}, cfg.out / BEST)
+    save_whole({"model": state, "optimizer": optimizer.state_dict(), "epoch": row["epoch"], "arch": cfg.arch,
+                "history": history + [row], "best": best, "epochs": cfg.epochs, "rng": rng_state(),
+                "options": training_options(cfg), **extra}, cfg.out / LAST)
     return best
 
 
-def record_epoch(history: list[dict], row: dict, cfg: TrainConfig, rarest: str) -> bool:
-    """Log one epoch (stdout, history.csv, history.png); True when it is time to stop early."""
+def save_whole(state: dict, path: Path) -> None:
+    """torch.save to a file beside `path`, then renamed over it: a run stopped (Ctrl-C) or crashing while it saves
+    keeps the previous checkpoint whole, where writing in place left a truncated one that cannot be resumed."""
+    partial = path.with_name(path.name + ".partial")
+    torch.save(state, partial)
+    os.replace(partial, path)
+
+
+def rng_state() -> dict[str, Any]:
+    """The global random generators' states (torch's drives dropout), for a resumed run to go on as the run would."""
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def restore_rng(saved: dict[str, Any]) -> None:
+    """The global random generators as rng_state saved them (a GPU's where as many GPUs are seen)."""
+    random.setstate(saved["python"])
+    np.random.set_state(saved["numpy"])
+    torch.set_rng_state(saved["torch"])
+    if saved.get("cuda") and torch.cuda.is_available() and len(saved["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(saved["cuda"])
+
+
+def early_stop_due(history: list[dict], cfg: TrainConfig) -> bool:
+    """With keep="best": whether the last epoch was validated and --patience epochs have passed since the best
+    score (epochs not validated decide nothing: with --val-every they would stop a run that was not scored)."""
+    scores = np.array([h["val_mAP50"] for h in history], dtype=float)
+    if cfg.keep != "best" or not len(scores) or np.isnan(scores[-1]):
+        return False
+    return len(scores) - 1 - int(np.nanargmax(scores)) >= cfg.patience
+
+
+def record_epoch(history: list[dict], row: dict, cfg: TrainConfig, rarest: str) -> None:
+    """Log one epoch (stdout, history.csv, history.png)."""
     history.append(row)
     validated = "not validated" if math.isnan(row["val_mAP50"]) else (
         f"val mAP@.5 {row['val_mAP50']:.3f} mAP@[.5:.95] {row['val_mAP']:.3f} AP@.5 {rarest} "
@@ -428,13 +519,6 @@ def record_epoch(history: list[dict], row: dict, cfg: TrainConfig, rarest: str) 
         writer.writeheader()
         writer.writerows(history)
     plot_history(history, cfg.out / HISTORY_PLOT)
-    scores = np.array([h["val_mAP50"] for h in history])
-    if np.isnan(scores).all():
-        return False
-    if cfg.keep == "best" and len(scores) - 1 - int(np.nanargmax(scores)) >= cfg.patience:
-        print(f"early stop: no gain in validation mAP@.5 for {cfg.patience} epochs")
-        return True
-    return False
 
 
 def plot_history(history: list[dict], path: Path) -> None:
@@ -463,7 +547,12 @@ def fit(cfg: TrainConfig) -> Path:
         raise MaskwatchError(f"--val-every must be at least 1, not {cfg.val_every}")
     if cfg.epochs < 1:
         raise MaskwatchError(f"--epochs must be at least 1, not {cfg.epochs}")
+    if cfg.patience < 1:
+        raise MaskwatchError(f"--patience must be at least 1 epoch, not {cfg.patience}")
+    if cfg.resume and cfg.overwrite:
+        raise MaskwatchError("--resume goes on with the run in --out, --overwrite replaces it: give one of them")
     cfg.data = dataset_folder(Path(cfg.data))  # (a YOLO set's data.yaml: its folder, where its sides are named)
+    check_out_beside_data(cfg)
     if cfg.quick:  # (before the recipe checks its settings against the epochs: --probe-epochs 3 --quick is refused)
         cfg.epochs = min(cfg.epochs, 2)
     recipe_type = kind_of(cfg.arch).load_recipe()
@@ -481,7 +570,7 @@ def fit(cfg: TrainConfig) -> Path:
         print(f"classes of {cfg.data}: {', '.join(dataset.classes)} (fix the list with --classes)")
     train_set, val_set = split_for_training(dataset, cfg)
     identity = run_identity(cfg, train_set, val_set)
-    resumed = resumable_checkpoint(cfg, identity)
+    resumed = resumable_checkpoint(cfg, identity, recipe_type.settings_for(cfg))
     train_set, val_set, images = read_images(train_set, val_set)
     cfg.out.mkdir(parents=True, exist_ok=True)  # only once the data is known to be usable
     print(f"{cfg.arch}: training on {len(train_set)} images, validating on {len(val_set)} ({device}); "
@@ -510,9 +599,14 @@ def fit(cfg: TrainConfig) -> Path:
             scores = {"val_mAP50": val_scores["mAP50"], "val_mAP": val_scores["mAP"],
                       "val_AP50_rarest": val_scores[f"AP50 {rarest}"]}
         row = {"epoch": epoch + 1, **losses, **scores, "seconds": time.time() - started}
+        stop = early_stop_due(history + [row], cfg)
         best = checkpoint(cfg, recipe.model, optimizer, history, row, best, settings=recipe.settings(),
-                          val_scores=val_scores, identity=identity)
-        if record_epoch(history, row, cfg, rarest):
+                          val_scores=val_scores, identity=identity, stopped_early=stop)
+        record_epoch(history, row, cfg, rarest)
+        if stop:
+            best_epoch = max((h for h in history if not math.isnan(h["val_mAP50"])), key=lambda h: h["val_mAP50"])
+            print(f"early stop: no gain in validation mAP@.5 for {row['epoch'] - best_epoch['epoch']} epochs "
+                  f"(--patience {cfg.patience})")
             break
 
     state = torch.load(cfg.out / f"{cfg.keep}.pt", map_location="cpu", weights_only=False)
@@ -520,8 +614,7 @@ def fit(cfg: TrainConfig) -> Path:
     recipe.model.eval()
     shutil.rmtree(epoch_dir, ignore_errors=True)
     kept = next(h for h in history if h["epoch"] == state["epoch"])
-    options = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()
-               if k not in ("out", "resume", "overwrite", "threads", "recipe")}
+    options = training_options(cfg)
     # The kept epoch's validation per class, from its checkpoint (so a resumed run has it too): whoever needs the
     # model's scores on its validation images reads them instead of predicting again.
     path = recipe.export(cfg.out / MODEL, trained_on=str(cfg.data), kept=cfg.keep, epoch=state["epoch"],

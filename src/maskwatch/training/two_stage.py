@@ -59,6 +59,11 @@ def cut_around(image: np.ndarray, box: np.ndarray, context: float) -> tuple[np.n
 MIN_CROP_SIZE = 32  # the head's MobileNetV2 divides its input by 32
 
 
+SYNTHESIS_NEEDS = (f"--synthetic-wrong needs --extra-faces with pictures of a mask worn and of none, and one "
+                   f"training class for each of {', '.join(MASK_CLASSES)} (or names that say them: mask, no_mask, "
+                   f"incorrect)")
+
+
 class TwoStageRecipe(Recipe):
     """The shipped design's training (model card): the crop head learns each candidate's class and box correction
     from the face finder's candidates matched to the annotated faces, jittered ground-truth boxes, the extra face
@@ -108,6 +113,8 @@ class TwoStageRecipe(Recipe):
         crop_size = cfg.recipe.get("crop_size", cls.crop_size)
         if crop_size < MIN_CROP_SIZE:
             raise MaskwatchError(f"crop_size (--crop-size) must be at least {MIN_CROP_SIZE} pixels, not {crop_size}")
+        if cfg.synthetic_wrong and not cfg.extra_faces:  # (said before the data is read; the classes after)
+            raise MaskwatchError(SYNTHESIS_NEEDS)
 
     def build_model(self) -> torch.nn.Module:
         cfg = self.cfg
@@ -115,16 +122,14 @@ class TwoStageRecipe(Recipe):
         if cfg.extra_faces:  # (first: a folder named after no class is said before the long search for candidates)
             self.pictures = load_face_pictures(cfg.extra_faces, self.classes, limit=32 if cfg.quick else None,
                                                label_map=cfg.label_map)
+        if cfg.synthetic_wrong and not self._can_synthesise():  # (before the long search for candidates)
+            raise MaskwatchError(f"{SYNTHESIS_NEEDS}; the classes are {', '.join(self.classes)}")
         candidates = find_candidates(self.images, cfg.out / CANDIDATES,
                                      policy=ScalePolicy(upscale_to=tuple(self.candidate_upscale_to), coarse_first=None))
         self.matched = {s.stem: match_candidates(s.stem, candidates[s.stem], s.detections, left_out=s.left_out)
                         for s in self.train_set.samples}
         self.copies = copies_per_class(self.train_set, self.jitter_copies, cfg.balance_classes)
         self.picture_images = {str(p.path): read_image(p.path) for p in self.pictures}
-        if cfg.synthetic_wrong and not self._can_synthesise():
-            raise MaskwatchError(f"--synthetic-wrong needs --extra-faces with pictures of a mask worn and of none, "
-                                 f"and one training class for each of {', '.join(MASK_CLASSES)} (or names that say "
-                                 f"them: mask, no_mask, incorrect); the classes are {', '.join(self.classes)}")
         head = CropHead(len(self.classes), pretrained=True)
         self.pretrained_backbone = {k: v.detach().clone() for k, v in head.features.state_dict().items()}
         return head
