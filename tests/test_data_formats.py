@@ -168,3 +168,18 @@ def test_a_photo_with_an_exif_rotation_is_written_as_stored_so_other_tools_read_
     assert image_header(written, "x", orientation=True).orientation == 1
     assert np.array_equal(cv2.imread(str(written)), stored)  # the same pixels, not re-encoded, as stored
     assert load_dataset(tmp_path / "out").num_boxes == ds.num_boxes
+
+
+def test_images_whose_names_differ_only_in_case_are_said_when_converted(small_voc, tmp_path, caplog):
+    """Written side by side, they were fine here and one overwrote the other once unzipped on macOS or Windows."""
+    import logging
+    import shutil
+
+    photo = sorted((small_voc / "images").glob("*.jpg"))[0]
+    upper = photo.with_name(photo.stem.upper() + ".jpg")
+    shutil.copy(photo, upper)
+    xml = (small_voc / "annotations" / f"{photo.stem}.xml").read_text()
+    (small_voc / "annotations" / f"{upper.stem}.xml").write_text(xml.replace(photo.name, upper.name))
+    with caplog.at_level(logging.WARNING):
+        save_dataset(load_dataset(small_voc), tmp_path / "out", "yolo")
+    assert f"1 image name(s) differ only in case ({upper.name} and {photo.name})" in caplog.text

@@ -506,6 +506,14 @@ def place_images(paths: list[Path], images_dir: Path, mode: str = "hardlink", tu
             except OSError:  # another file system, or links not allowed: copy instead
                 pass
         shutil.copyfile(src, dst)
+    by_case: dict[str, list[str]] = {}
+    for name in seen:
+        by_case.setdefault(name.casefold(), []).append(name)
+    clashes = [" and ".join(sorted(names)) for names in by_case.values() if len(names) > 1]
+    if clashes:  # (fine here; unzipped on macOS or Windows, one would overwrite the other)
+        log.warning("%s: %d image name(s) differ only in case (%s): on macOS and Windows, whose file names ignore "
+                    "case, one would overwrite the other; rename them before moving the folder there", images_dir,
+                    len(clashes), name_some(clashes))
     if kept_turned:
         log.warning("%d image(s) keep their EXIF rotation (%s: not JPEG files whose rotation can be cleared without "
                     "decoding them); tools that turn photos upright will misplace their boxes: save them turned "
