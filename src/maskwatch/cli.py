@@ -344,7 +344,7 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
     except KeyboardInterrupt:
         ours = (out / LAST).is_file() and (out / LAST).stat().st_mtime >= started  # (not an earlier run's)
         if ours or (resume and (out / LAST).is_file()):
-            again = "the same command" if resume else "the same command with --resume (not --overwrite)"
+            again = "the same command" if resume else "the same command with --resume"
             typer.echo(f"\ninterrupted: the epochs finished are kept in {out / LAST}; {again} goes on from "
                        f"there", err=True)
         elif overwrite and (out / LAST).is_file():

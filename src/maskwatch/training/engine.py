@@ -348,6 +348,8 @@ def check_run_folder(cfg: TrainConfig) -> list[str]:
 def check_out_beside_data(cfg: TrainConfig) -> None:
     """Refuse an --out that is the data set's own folder (the run's val.txt would replace one its split names)
     or a folder its load searches for pictures (the run's plots would be read as pictures of it next time)."""
+    if not Path(cfg.data).exists():
+        return  # (the load says so)
     if Path(cfg.out).resolve() == Path(cfg.data).resolve():
         raise MaskwatchError(f"--out {cfg.out} is the data set's own folder: the run's files (val.txt, checkpoints, "
                              f"plots) would mix with its files; give the run a folder of its own (e.g. runs/NAME)")
@@ -552,11 +554,11 @@ def fit(cfg: TrainConfig) -> Path:
     if cfg.resume and cfg.overwrite:
         raise MaskwatchError("--resume goes on with the run in --out, --overwrite replaces it: give one of them")
     cfg.data = dataset_folder(Path(cfg.data))  # (a YOLO set's data.yaml: its folder, where its sides are named)
-    check_out_beside_data(cfg)
     if cfg.quick:  # (before the recipe checks its settings against the epochs: --probe-epochs 3 --quick is refused)
         cfg.epochs = min(cfg.epochs, 2)
     recipe_type = kind_of(cfg.arch).load_recipe()
     recipe_type.check_settings(cfg)
+    check_out_beside_data(cfg)
     earlier = check_run_folder(cfg)
     device = resolve_device(cfg.device)
     if cfg.threads:
