@@ -89,6 +89,10 @@ def test_class_names_with_quotes_backslashes_or_accents_survive_the_label_map(sm
     (tmp_path / "theirs.pbtxt").write_text("item { name: 'masqu\\303\\251' id: 1 }\nitem {\n id: 2\n "
                                            "display_name: \"it\\'s\" }\n")
     assert read_label_map(tmp_path / "theirs.pbtxt") == {1: "masqué", 2: "it's"}
+    (tmp_path / "commented.pbtxt").write_text(  # a comment with a quote, a nested block: the item was lost
+        "item {\n  id: 1\n  name: 'with_mask'  # the person's mask\n  keypoints { id: 0 label: \"nose\" }\n}\n"
+        "item { id: 2 name: 'without_mask' }\n")
+    assert read_label_map(tmp_path / "commented.pbtxt") == {1: "with_mask", 2: "without_mask"}
     ds = load_dataset(small_voc, label_map={"with_mask": "don't", "without_mask": 'say "hi"'})
     save_dataset(ds, tmp_path / "tf", "tfrecord")
     assert load_dataset(tmp_path / "tf").classes == ds.classes

@@ -27,30 +27,55 @@ if TYPE_CHECKING:
 
 LABEL_MAP_FILE = "label_map.pbtxt"
 RECORD_FILE = "data.tfrecord"
-_QUOTED = r""""(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'"""  # a text-format string, escapes and all
-_ITEM = re.compile(r"item\s*\{((?:[^{}\"']|" + _QUOTED + r")*)\}", re.S)
-_NAME = re.compile(r"\b(?:display_)?name\s*:\s*(" + _QUOTED + ")", re.S)
+_QUOTED = r""""(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'"""  # a text-format string, escapes and all
+_TOKEN = re.compile(_QUOTED + r"|#[^\n]*|[{}<>:]|[^\s{}<>:#\"']+")
 _ESCAPES = {"n": b"\n", "t": b"\t", "r": b"\r", "a": b"\a", "b": b"\b", "f": b"\f", "v": b"\v", "\\": b"\\",
             "'": b"'", '"': b'"', "?": b"?"}
 
 
 def read_label_map(path: Path) -> dict[int, str]:
-    """Parse the `item { id: 1 name: 'x' }` blocks of a TF OD API label map (names in protobuf's text format:
-    either quote, backslash escapes, non-ASCII letters raw or as octal bytes, as protobuf writes them)."""
+    """The `item { id: 1 name: 'x' }` blocks of a TF OD API label map, read as protobuf's text format: either
+    quote, backslash escapes, non-ASCII letters raw or as octal bytes, `#` comments, blocks nested in an item
+    (keypoints { ... }) passed over; the name is `name`, or `display_name` where it comes first."""
     try:
         text = read_text_file(path)
     except OSError as exc:
         raise MaskwatchError(f"{path}: cannot read the label map ({exc})") from exc
     label_map: dict[int, str] = {}
-    for block in _ITEM.findall(text):
-        id_match = re.search(r"\bid\s*:\s*(\d+)", _NAME.sub("", block))
-        name_match = _NAME.search(block)
-        if not id_match or not name_match or len(name_match.group(1)) < 3:
-            raise MaskwatchError(f"{path}: an item without id or name: {block.strip()!r}")
-        label_map[int(id_match.group(1))] = _unquoted(name_match.group(1))
-    if not label_map and re.sub(r"#.*", "", text).strip():  # (blank or comments only: a set without classes)
+    for item in _label_map_items(text):
+        key = next((k for k in item if k in ("name", "display_name")), None)
+        if not item.get("id", "").isdigit() or key is None or len(item[key]) < 3 or item[key][0] not in "'\"":
+            raise MaskwatchError(f"{path}: an item without id or name: {item!r}")
+        label_map[int(item["id"])] = _unquoted(item[key])
+    if not label_map and any(not t.startswith("#") for t in _TOKEN.findall(text)):  # (comments only: no class)
         raise MaskwatchError(f"{path}: no `item {{ id: N name: 'x' }}` entries")
     return label_map
+
+
+def _label_map_items(text: str) -> list[dict[str, str]]:
+    """Each top-level `item { ... }` block as its fields (the first value of each, as written); nested blocks and
+    comments are passed over."""
+    items: list[dict[str, str]] = []
+    depth, field, current = 0, None, None
+    for token in _TOKEN.findall(text):
+        if token.startswith("#") or token == ":":
+            continue
+        if token in "{<":
+            if depth == 0 and field == "item":
+                current = {}
+            depth, field = depth + 1, None
+        elif token in "}>":
+            depth -= 1
+            if depth == 0 and current is not None:
+                items.append(current)
+                current = None
+        elif field is None:
+            field = token
+        else:
+            if depth == 1 and current is not None:
+                current.setdefault(field, token)
+            field = None
+    return items
 
 
 def _unquoted(quoted: str) -> str:

@@ -89,6 +89,8 @@ class Recipe(ABC):
         type(self).check_settings(cfg)
         for name, value in cfg.recipe.items():
             setattr(self, name, value)
+        for name, value in (type(self).quick_settings() if cfg.quick else {}).items():
+            setattr(self, name, value)
         self.batch_size = cfg.batch_size or self.batch_size
         self.lr = cfg.lr or self.lr
         self.model: torch.nn.Module = self.build_model()
@@ -110,6 +112,11 @@ class Recipe(ABC):
             raise MaskwatchError(f"--batch-size must be at least 1, not {cfg.batch_size}")
         if cfg.lr is not None and not (math.isfinite(cfg.lr) and cfg.lr > 0):
             raise MaskwatchError(f"--lr must be a positive number, not {cfg.lr}")
+
+    @classmethod
+    def quick_settings(cls) -> dict[str, Any]:
+        """Settings --quick changes (smaller windows, a shorter warm-up), over the recipe's own and cfg.recipe's."""
+        return {}
 
     @abstractmethod
     def build_model(self) -> torch.nn.Module: ...
@@ -162,7 +169,8 @@ class Recipe(ABC):
                  if not name.startswith("_") and not callable(value)
                  and not isinstance(value, (property, classmethod, staticmethod))}
         values = {name: cfg.recipe.get(name, getattr(cls, name)) for name in sorted(names)}
-        values |= {"batch_size": cfg.batch_size or cls.batch_size, "lr": cfg.lr or cls.lr}
+        values |= cls.quick_settings() if cfg.quick else {}
+        values |= {"batch_size": cfg.batch_size or values["batch_size"], "lr": cfg.lr or values["lr"]}
         return {name: asdict(v) if is_dataclass(v) else v for name, v in values.items()}
 
 
@@ -484,7 +492,7 @@ def save_whole(state: dict, path: Path) -> None:
 def rng_state() -> dict[str, Any]:
     """The global random generators' states (torch's drives dropout), for a resumed run to go on as the run would."""
     return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else []}  # (a CPU run: none)
 
 
 def restore_rng(saved: dict[str, Any]) -> None:
@@ -549,7 +557,7 @@ def fit(cfg: TrainConfig) -> Path:
         raise MaskwatchError(f"--val-every must be at least 1, not {cfg.val_every}")
     if cfg.epochs < 1:
         raise MaskwatchError(f"--epochs must be at least 1, not {cfg.epochs}")
-    if cfg.patience < 1:
+    if cfg.keep == "best" and cfg.patience < 1:
         raise MaskwatchError(f"--patience must be at least 1 epoch, not {cfg.patience}")
     if cfg.resume and cfg.overwrite:
         raise MaskwatchError("--resume goes on with the run in --out, --overwrite replaces it: give one of them")

@@ -189,9 +189,11 @@ class OneStageRecipe(Recipe):
     trunk_lr_factor: float = 0.25
     windows: Windows = Windows()
 
+    @classmethod
+    def quick_settings(cls) -> dict:
+        return {"windows": replace(cls.windows, size=256), "warmup_steps": 2}
+
     def build_model(self) -> torch.nn.Module:
-        if self.cfg.quick:
-            self.windows, self.warmup_steps = replace(self.windows, size=256), 2
         self.image_weights, self.class_weights = class_balance(self.train_set, balance=self.cfg.balance_classes)
         return OneStageNet(len(self.classes))
 
