@@ -55,7 +55,8 @@ def test_two_class_ground_truth_scores_three_class_predictions_under_2class(smal
                       gt_as_predictions(small), scheme="2class")
 
 
-def test_2class_reads_another_tools_class_names_by_what_they_say_and_says_so(small, data_dir, caplog):
+def test_2class_reads_another_tools_class_names_by_what_they_say_and_says_so(small, data_dir, caplog,
+                                                                                 tmp_path):
     names = {"with_mask": "Mask", "without_mask": "face_nomask", "mask_weared_incorrect": "incorrect"}
     theirs = load_dataset(data_dir, label_map=names).subset([s.stem for s in small.samples])
     with caplog.at_level("WARNING"):
@@ -66,6 +67,8 @@ def test_2class_reads_another_tools_class_names_by_what_they_say_and_says_so(sma
     with caplog.at_level("WARNING"):
         assert evaluate_coco(theirs, own, scheme="2class").summary["mAP"] == pytest.approx(1.0)
     assert "the predictions' 'Mask' as mask, 'face_nomask' as no_mask, 'incorrect' as no_mask" in caplog.text
+    report = write_report(theirs, own, tmp_path / "r", scheme="2class")  # (said as it scored: recorded too)
+    assert any("the predictions' 'Mask' as mask" in w for w in report["warnings"]), report["warnings"]
 
 
 def test_predictions_of_a_model_of_other_class_names_are_told_how_to_match_the_ground_truth(small, data_dir):

@@ -419,6 +419,12 @@ def test_zones_and_lines_made_in_python_are_checked_as_their_text_is():
     assert zone.points == ((0.0, 0.0), (10.0, 0.0), (10.0, 10.0)) and zone == Zone.parse("q=0,0,10,0,10,10")
     with pytest.raises(MaskwatchError, match="camera 'door': zones.q: the zone has no area"):
         Zone("q", ((0, 0), (0, 5), (0, 9)), where="camera 'door': zones.q")
+    bow = Zone.parse("b=662,189,-6,-18,4,-13,464,493")  # (a bow tie only once its points are moved)
+    from maskwatch.video.zones import ZoneCounter
+
+    with pytest.raises(MaskwatchError, match="'b': once its points past the 640x480 picture's edge are moved onto "
+                                             "it, the zone's outline crosses itself"):
+        ZoneCounter([bow], [], (640, 480))
 
 
 def test_a_config_file_sets_up_the_camera_its_zones_and_webhook_and_report_shows_the_zones(crossing, tmp_path):

@@ -515,9 +515,10 @@ def place_images(paths: list[Path], images_dir: Path, mode: str = "hardlink", tu
                     "case, one would overwrite the other; rename them before moving the folder there", images_dir,
                     len(clashes), name_some(clashes))
     if kept_turned:
-        log.warning("%d image(s) keep their EXIF rotation (%s: not JPEG files whose rotation can be cleared without "
-                    "decoding them); tools that turn photos upright will misplace their boxes: save them turned "
-                    "(e.g. `mogrify -auto-orient`) and annotate them so", len(kept_turned), name_some(kept_turned))
+        log.warning("%d image(s) keep their rotation (%s: not a JPEG whose EXIF orientation can be cleared without "
+                    "decoding it, or a rotation given in XMP); tools that turn photos upright will misplace their "
+                    "boxes: save them turned (e.g. `mogrify -auto-orient`) and annotate them so", len(kept_turned),
+                    name_some(kept_turned))
 
 
 def exif_rotation_cleared(data: bytes) -> bytes | None:

@@ -235,7 +235,9 @@ def write_report(gt: Dataset, predictions: Iterable[ImagePredictions], out_dir: 
                         f"stems))")
     for warning in warnings[len(earlier):] if warn else ():
         log.warning(warning)
-    result = evaluate_coco(gt, predictions, scheme)
+    with warnings_said() as scoring:  # (how 2class read other names, said as it scores)
+        result = evaluate_coco(gt, predictions, scheme)
+    warnings += [w for w in scoring if w not in warnings]
     stems = {s.stem for s in gt.samples}
     report: dict = {"scheme": scheme, "images": len(gt), "ground_truth_boxes": gt.num_boxes,
                     "difficult_boxes": gt.num_difficult,  # neither found nor missed

@@ -223,9 +223,14 @@ def _fit_to_picture(item: Zone | Line, width: int, height: int) -> Zone | Line:
                              + "; zones and lines are in pixels of the source")
     log.warning("%s: points past the %dx%d picture's edge moved onto it: %s", item.label, width, height,
                 ", ".join(f"{p} -> {q}" for p, q in zip(given, fitted) if p != q))
-    if isinstance(item, Zone):
-        return replace(item, points=fitted)
-    return replace(item, start=fitted[0], end=fitted[1])
+    try:
+        if isinstance(item, Zone):
+            return replace(item, points=fitted)
+        return replace(item, start=fitted[0], end=fitted[1])
+    except MaskwatchError as exc:  # (a zone whose outline crosses itself once its points are moved)
+        problem = str(exc).split(": ", 1)[-1]
+        raise MaskwatchError(f"{item.label}: once its points past the {width}x{height} picture's edge are moved "
+                             f"onto it, {problem}; zones and lines are in pixels of the source") from None
 
 
 def _area(points: tuple[tuple[float, float], ...]) -> float:
