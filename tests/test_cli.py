@@ -316,6 +316,14 @@ def test_evaluate_reads_another_tools_coco_results_list_by_the_coco_ground_truth
         assert refused.returncode == 2 and said in refused.stderr, refused.stderr
     voc = run("evaluate", "--gt", str(small_voc), "--pred", str(tmp_path / "results.json"), ok=False)
     assert voc.returncode == 2 and "is not a COCO data set" in voc.stderr
+    first = [r for r in truth if r["image_id"] == coco["images"][0]["id"]]  # one image's results alone
+    (tmp_path / "one.json").write_text(json.dumps(first))
+    run("evaluate", "--gt", str(tmp_path / "coco"), "--pred", str(tmp_path / "one.json"), "--only-predicted",
+        "--out", str(tmp_path / "one"))
+    assert json.loads((tmp_path / "one" / "report.json").read_text())["images"] == 1  # (it did nothing)
+    run("convert", str(small_voc), str(tmp_path / "sides"), "--to", "coco", "--val", "0.3")
+    several = run("evaluate", "--gt", str(tmp_path / "sides"), "--pred", str(tmp_path / "results.json"), ok=False)
+    assert several.returncode == 2 and "holds 3 COCO files" in several.stderr  # (it read annotations.json)
 
 
 def test_split_and_evaluate_take_label_map_and_convert_refuses_a_folder_in_use(small_voc, tmp_path):

@@ -520,3 +520,36 @@ def test_a_predictions_file_written_by_windows_tools_reads_as_the_same_file(smal
         (tmp_path / name).write_bytes(data)
         read = list(read_predictions(tmp_path / name, MASK_CLASSES))
         assert [p.to_record() for p in read] == [p.to_record() for p in read_predictions(plain, MASK_CLASSES)], name
+
+
+def test_coco_results_are_read_by_ids_or_by_stems_and_a_file_both_readings_place_differently_is_refused(tmp_path):
+    """YOLO's val --save-json writes int(stem): id 2 was read as the file's id 2 (10.jpg), not as 2.jpg; text digits
+    ("000011") were read as an id too."""
+    from maskwatch.classes import MASK_CLASSES
+    from maskwatch.evaluation.coco_results import read_coco_results
+
+    names = ["1.jpg", "10.jpg", "2.jpg", "000011.jpg"]  # ids 1-4 in this order: id 2 is 10.jpg, stem 2 is 2.jpg
+    coco = {"images": [{"id": i, "file_name": n, "width": 100, "height": 100} for i, n in enumerate(names, 1)],
+            "categories": [{"id": 1, "name": "with_mask"}], "annotations": []}
+    (tmp_path / "gt.json").write_text(json.dumps(coco))
+
+    def read(image_ids, reading="auto"):
+        (tmp_path / "r.json").write_text(json.dumps([{"image_id": i, "category_id": 1, "bbox": [1, 2, 3, 4],
+                                                      "score": 0.5} for i in image_ids]))
+        return sorted(p.image for p in read_coco_results(tmp_path / "r.json", tmp_path / "gt.json", MASK_CLASSES,
+                                                         reading))
+
+    with pytest.raises(MaskwatchError, match="read both as .* ids and as image stems, naming other images "
+                                             r"\(image_id 2: id 2 is 10.jpg, the stem is 2.jpg\).*--results-ids"):
+        read([1, 2])
+    assert read([1, 2], "stem") == ["1.jpg", "2.jpg"] and read([1, 2], "id") == ["1.jpg", "10.jpg"]
+    assert read([1, 2, 10]) == ["1.jpg", "10.jpg", "2.jpg"]  # (no id 10: only the stems place every result)
+    assert read([10, 11]) == ["000011.jpg", "10.jpg"]  # (no id 10 or 11: stems, YOLO's int of 000011 too)
+    assert read(["000011"]) == ["000011.jpg"] and read([3.0]) == ["2.jpg"]  # (text digits: a stem; 3.0: id 3)
+    with pytest.raises(MaskwatchError, match=r"result 0: bbox \[1, 2, -3, 4\] has a negative width"):
+        (tmp_path / "r.json").write_text(json.dumps([{"image_id": 1, "category_id": 1, "bbox": [1, 2, -3, 4],
+                                                      "score": 0.5}]))
+        read_coco_results(tmp_path / "r.json", tmp_path / "gt.json", MASK_CLASSES)
+    (tmp_path / "gt.json").write_text("{broken")
+    with pytest.raises(MaskwatchError, match="gt.json: not a valid COCO file"):
+        read_coco_results(tmp_path / "r.json", tmp_path / "gt.json", MASK_CLASSES)

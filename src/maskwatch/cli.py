@@ -404,6 +404,11 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
                                                       "default the others count as images where nothing was "
                                                       "found)."),
              allow_outside_images: bool = AllowOutsideOption,
+             results_ids: str = typer.Option("auto", "--results-ids", metavar="auto|id|stem",
+                                             help="A COCO results list's image_id: the --gt file's image ids "
+                                                  "(mmdetection, detectron2), image stems (YOLO's val "
+                                                  "--save-json), or auto: the one under which every result names "
+                                                  "an image (refused where both do, differently)."),
              cross_check: bool = typer.Option(False, "--cross-check", help="Also compute with pycocotools.")) -> None:
     """COCO mAP, per-class AP, PR curves and a confusion matrix of predictions against ground truth."""
     from maskwatch.classes import DROP_LABEL, MASK_CLASSES, parse_label_map
@@ -413,10 +418,14 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
     from maskwatch.errors import name_some
     from maskwatch.evaluation import write_report
     from maskwatch.evaluation.coco_metrics import SCHEMES, coco_inputs
-    from maskwatch.evaluation.coco_results import ground_truth_coco_file, is_coco_results, read_coco_results
+    from maskwatch.evaluation.coco_results import (IMAGE_ID_READINGS, ground_truth_coco_file, is_coco_results,
+                                                   read_coco_results)
     from maskwatch.evaluation.report import (check_some_image_matched, images_without_predictions,
                                              prediction_problems, predictions_in_stored_pixels, warnings_said)
-    from maskwatch.predictions import read_predictions, relabelled, stem_in
+    import numpy as np
+
+    from maskwatch.predictions import (ImagePredictions, detections_from_labels, read_predictions, relabelled,
+                                       stem_in)
 
     if classes in SCHEMES:  # what --classes meant before it named the class list
         console.print(f"[yellow]--classes {classes} is now --scheme {classes}[/yellow]")
@@ -428,11 +437,14 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
     check_outside_images(out, gt, fmt)
     # With --label-map, the predictions are read (once) before the ground truth: a key may rename only their labels
     # (another tool's `Mask`), which the load must not call unused. Else the ground truth's problems come first.
-    if is_coco_results(pred):  # another tool's COCO results list: its ids are the ground truth's COCO file's
+    if results_ids not in IMAGE_ID_READINGS:
+        raise MaskwatchError(f"--results-ids must be one of {', '.join(IMAGE_ID_READINGS)}, not {results_ids!r}")
+    coco_results = is_coco_results(pred)
+    if coco_results:  # another tool's COCO results list: its ids are the ground truth's COCO file's
         coco_file = ground_truth_coco_file(gt, fmt)
 
         def read_pred(names):
-            return read_coco_results(pred, coco_file, names)
+            return read_coco_results(pred, coco_file, names, results_ids)  # type: ignore[arg-type]
     else:
         def read_pred(names):
             return read_predictions(pred, names)
@@ -475,6 +487,11 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
             if len(dataset) and not predictions:  # (lines matched the whole ground truth: the split is what misses)
                 raise MaskwatchError(f"{pred}: none of its lines names an image of --split {split}; nothing to score")
         missing = images_without_predictions(dataset, predictions)
+        if coco_results and missing and not only_predicted:  # COCO's rule: an image without results is one where
+            nothing = detections_from_labels(np.zeros((0, 4)), [], np.zeros(0), dataset.classes)  # nothing was
+            predictions += [ImagePredictions(s.image_path.name, s.width, s.height, nothing)  # found, not one
+                            for s in dataset.samples if s.stem in set(missing)]  # left unscored
+            missing = []
         if missing and only_predicted:  # (before the warnings: they are about the images scored)
             dataset = dataset.subset(set(s.stem for s in dataset.samples) - set(missing))
             console.print(f"scoring the {len(dataset)} image(s) with predictions; {len(missing)} without are left out")

@@ -120,7 +120,7 @@ def record_to_predictions(record: dict, classes: list[str] | tuple[str, ...], wh
             raise ValueError(f"bbox {json.dumps(odd)} is not 4 numbers [x1, y1, x2, y2]")
         xyxy = np.array([d["bbox"] for d in dets], dtype=np.float32).reshape(-1, 4)
         labels = [str(d["label"]) for d in dets]
-        scores = np.array([_score(d["score"]) for d in dets], dtype=np.float32)
+        scores = np.array([read_score(d["score"]) for d in dets], dtype=np.float32)
         inverted = (xyxy[:, 2] < xyxy[:, 0]) | (xyxy[:, 3] < xyxy[:, 1])
         if inverted.any():
             box = ", ".join(f"{v:g}" for v in xyxy[inverted.argmax()])
@@ -135,7 +135,7 @@ def record_to_predictions(record: dict, classes: list[str] | tuple[str, ...], wh
                              ) from exc
 
 
-def _score(value) -> float:
+def read_score(value) -> float:
     """A detection's score: a number from 0 to 1, or one written as text ("0.93"); a NaN, a bool or a percentage
     would rank boxes wrongly."""
     number = value
