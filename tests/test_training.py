@@ -548,3 +548,18 @@ def test_a_resumed_run_goes_on_as_the_uninterrupted_one_and_refuses_other_settin
         run("cut", resume=True, recipe={"crop_size": 96})
     run("cut", resume=True)
     assert history("cut") == history("whole")
+
+
+def test_a_second_training_into_a_folder_another_is_writing_is_refused(small_voc, tmp_path):
+    """Two trainings into one --out wrote over each other's checkpoints and model."""
+    import os
+
+    from maskwatch.errors import MaskwatchError
+    from maskwatch.file_lock import FileLock
+    from maskwatch.run_folder import TRAIN_LOCK
+
+    (tmp_path / "run").mkdir()
+    with FileLock(tmp_path / "run" / TRAIN_LOCK):  # (as the first training holds it)
+        with pytest.raises(MaskwatchError, match=f"another training \\(pid {os.getpid()}\\) is writing there"):
+            fit(TrainConfig(data=small_voc, out=tmp_path / "run", quick=True, threads=2))
+    assert not (tmp_path / "run" / "val.txt").exists()

@@ -5,6 +5,7 @@ CLI read it (no torch), so the names live here rather than in either.
     OUT/last.pt       the last epoch's checkpoint (`--resume`); OUT/best.pt, OUT/history.csv, OUT/history.png
     OUT/candidates.npz  the two-stage recipe's cached face-finder candidates
     OUT/replaced/     the run `--overwrite` replaces, kept until the new run has its model
+    OUT/.train.lock   held while a training writes the folder
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ CANDIDATES = "candidates.npz"
 REPLACED = "replaced"
 HISTORY_PLOT = "history.png"
 RUN_FILES = (LAST, BEST, HISTORY, HISTORY_PLOT)  # what a run's epochs leave beside model/
+TRAIN_LOCK = ".train.lock"  # held while a training writes the folder (file_lock.FileLock)
 
 
 def run_of(model_path: Path) -> Path:

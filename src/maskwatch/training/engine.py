@@ -33,10 +33,11 @@ from maskwatch.data.inputs import check_output_folder, check_outside_images
 from maskwatch.data.split import listed_names, split_dataset, usable_declared_side, without_test_side
 from maskwatch.detector import Detector  # (each epoch is scored by the detector exactly as it will ship it)
 from maskwatch.errors import MaskwatchError, name_some
+from maskwatch.file_lock import FileLock, LockHeld
 from maskwatch.evaluation.coco_metrics import CocoResult, evaluate_coco
 from maskwatch.model_kinds import TWO_STAGE, kind_of
 from maskwatch.predictions import ImagePredictions
-from maskwatch.run_folder import BEST, HISTORY, HISTORY_PLOT, LAST, MODEL, REPLACED, RUN_FILES
+from maskwatch.run_folder import BEST, HISTORY, HISTORY_PLOT, LAST, MODEL, REPLACED, RUN_FILES, TRAIN_LOCK
 from maskwatch.thresholds import FOR_METRICS
 from maskwatch.training.balance import rarest_class
 
@@ -353,6 +354,17 @@ def check_run_folder(cfg: TrainConfig) -> list[str]:
     return earlier
 
 
+def run_lock(out: Path) -> FileLock:
+    """The run folder's lock, held while a training writes there: a second `train` into it is refused at once."""
+    try:
+        return FileLock(out / TRAIN_LOCK)
+    except LockHeld as held:
+        raise MaskwatchError(f"{out}: another training ({held.owner}) is writing there; wait for it to end, or give "
+                             f"this one another --out") from None
+    except OSError as exc:
+        raise MaskwatchError(f"{out}: cannot write there ({exc})") from None
+
+
 def check_out_beside_data(cfg: TrainConfig) -> None:
     """Refuse an --out that is the data set's own folder (the run's val.txt would replace one its split names)
     or a folder its load searches for pictures (the run's plots would be read as pictures of it next time)."""
@@ -583,56 +595,60 @@ def fit(cfg: TrainConfig) -> Path:
     resumed = resumable_checkpoint(cfg, identity, recipe_type.settings_for(cfg))
     train_set, val_set, images = read_images(train_set, val_set)
     cfg.out.mkdir(parents=True, exist_ok=True)  # only once the data is known to be usable
-    print(f"{cfg.arch}: training on {len(train_set)} images, validating on {len(val_set)} ({device}); "
-          f"classes {dataset.classes}")
-    warn_unseen_classes(train_set)
-    recipe: Recipe = recipe_type(cfg, train_set, val_set, images)
-    if not cfg.resume and earlier:  # (--overwrite, once nothing before the first epoch can fail; a two-stage head
-        set_earlier_run_aside(cfg.out)  # left beside a one-stage model would be what --model loads)
-    (cfg.out / "val.txt").write_text("".join(f"{s.stem}\n" for s in val_set.samples))  # for detect --list
-    recipe.model.to(device)
-    optimizer = torch.optim.AdamW(recipe.param_groups(), lr=recipe.lr, weight_decay=cfg.weight_decay)
-    start_epoch, history, best = resume(cfg, resumed, recipe.model, optimizer)
-    schedule = CosineSchedule(recipe.lr, cfg.epochs, recipe.warmup_steps)
-    rarest = dataset.classes[rarest_class(train_set)]
-    epoch_dir = cfg.out / "epoch"
+    lock = run_lock(cfg.out)  # (two trainings into one folder would write over each other's checkpoints)
+    try:
+        print(f"{cfg.arch}: training on {len(train_set)} images, validating on {len(val_set)} ({device}); "
+              f"classes {dataset.classes}")
+        warn_unseen_classes(train_set)
+        recipe: Recipe = recipe_type(cfg, train_set, val_set, images)
+        if not cfg.resume and earlier:  # (--overwrite, once nothing before the first epoch can fail; a two-stage head
+            set_earlier_run_aside(cfg.out)  # left beside a one-stage model would be what --model loads)
+        (cfg.out / "val.txt").write_text("".join(f"{s.stem}\n" for s in val_set.samples))  # for detect --list
+        recipe.model.to(device)
+        optimizer = torch.optim.AdamW(recipe.param_groups(), lr=recipe.lr, weight_decay=cfg.weight_decay)
+        start_epoch, history, best = resume(cfg, resumed, recipe.model, optimizer)
+        schedule = CosineSchedule(recipe.lr, cfg.epochs, recipe.warmup_steps)
+        rarest = dataset.classes[rarest_class(train_set)]
+        epoch_dir = cfg.out / "epoch"
 
-    for epoch in range(start_epoch, cfg.epochs):
-        started = time.time()
-        rng = np.random.default_rng(cfg.seed * 1000 + epoch)
-        losses = train_one_epoch(recipe, optimizer, schedule, epoch, device, rng, cfg.epochs)
+        for epoch in range(start_epoch, cfg.epochs):
+            started = time.time()
+            rng = np.random.default_rng(cfg.seed * 1000 + epoch)
+            losses = train_one_epoch(recipe, optimizer, schedule, epoch, device, rng, cfg.epochs)
+            recipe.model.eval()
+            scores = {"val_mAP50": math.nan, "val_mAP": math.nan, "val_AP50_rarest": math.nan}
+            val_scores = None
+            if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs:
+                val_scores = scores_of(evaluate(recipe.export(epoch_dir), val_set, images, cfg.threads))
+                scores = {"val_mAP50": val_scores["mAP50"], "val_mAP": val_scores["mAP"],
+                          "val_AP50_rarest": val_scores[f"AP50 {rarest}"]}
+            row = {"epoch": epoch + 1, **losses, **scores, "seconds": time.time() - started}
+            stop = early_stop_due(history + [row], cfg)
+            best = checkpoint(cfg, recipe.model, optimizer, history, row, best, settings=recipe.settings(),
+                              val_scores=val_scores, identity=identity, stopped_early=stop)
+            record_epoch(history, row, cfg, rarest)
+            if stop:
+                best_epoch = max((h for h in history if not math.isnan(h["val_mAP50"])), key=lambda h: h["val_mAP50"])
+                print(f"early stop: no gain in validation mAP@.5 for {row['epoch'] - best_epoch['epoch']} epochs "
+                      f"(--patience {cfg.patience})")
+                break
+
+        state = torch.load(cfg.out / f"{cfg.keep}.pt", map_location="cpu", weights_only=False)
+        recipe.model.load_state_dict(state["model"])
         recipe.model.eval()
-        scores = {"val_mAP50": math.nan, "val_mAP": math.nan, "val_AP50_rarest": math.nan}
-        val_scores = None
-        if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs:
-            val_scores = scores_of(evaluate(recipe.export(epoch_dir), val_set, images, cfg.threads))
-            scores = {"val_mAP50": val_scores["mAP50"], "val_mAP": val_scores["mAP"],
-                      "val_AP50_rarest": val_scores[f"AP50 {rarest}"]}
-        row = {"epoch": epoch + 1, **losses, **scores, "seconds": time.time() - started}
-        stop = early_stop_due(history + [row], cfg)
-        best = checkpoint(cfg, recipe.model, optimizer, history, row, best, settings=recipe.settings(),
-                          val_scores=val_scores, identity=identity, stopped_early=stop)
-        record_epoch(history, row, cfg, rarest)
-        if stop:
-            best_epoch = max((h for h in history if not math.isnan(h["val_mAP50"])), key=lambda h: h["val_mAP50"])
-            print(f"early stop: no gain in validation mAP@.5 for {row['epoch'] - best_epoch['epoch']} epochs "
-                  f"(--patience {cfg.patience})")
-            break
-
-    state = torch.load(cfg.out / f"{cfg.keep}.pt", map_location="cpu", weights_only=False)
-    recipe.model.load_state_dict(state["model"])
-    recipe.model.eval()
-    shutil.rmtree(epoch_dir, ignore_errors=True)
-    kept = next(h for h in history if h["epoch"] == state["epoch"])
-    options = training_options(cfg)
-    # The kept epoch's validation per class, from its checkpoint (so a resumed run has it too): whoever needs the
-    # model's scores on its validation images reads them instead of predicting again.
-    path = recipe.export(cfg.out / MODEL, trained_on=str(cfg.data), kept=cfg.keep, epoch=state["epoch"],
-                         val_mAP50=kept["val_mAP50"], val_images=[s.stem for s in val_set.samples],
-                         train_options=options, recipe=recipe.settings(), val_scores=state.get("val_scores"))
-    int8 = recipe.export_int8(path, {s.stem: images[s.stem] for s in train_set.samples})
-    if int8 is not None:
-        print(f"8-bit copy (faster on CPUs with 8-bit dot products): --model {int8}")
-    if cfg.overwrite or cfg.resume:  # this run (or the one it goes on with) replaced it, and now has its model
-        shutil.rmtree(cfg.out / REPLACED, ignore_errors=True)
-    return path
+        shutil.rmtree(epoch_dir, ignore_errors=True)
+        kept = next(h for h in history if h["epoch"] == state["epoch"])
+        options = training_options(cfg)
+        # The kept epoch's validation per class, from its checkpoint (so a resumed run has it too): whoever needs the
+        # model's scores on its validation images reads them instead of predicting again.
+        path = recipe.export(cfg.out / MODEL, trained_on=str(cfg.data), kept=cfg.keep, epoch=state["epoch"],
+                             val_mAP50=kept["val_mAP50"], val_images=[s.stem for s in val_set.samples],
+                             train_options=options, recipe=recipe.settings(), val_scores=state.get("val_scores"))
+        int8 = recipe.export_int8(path, {s.stem: images[s.stem] for s in train_set.samples})
+        if int8 is not None:
+            print(f"8-bit copy (faster on CPUs with 8-bit dot products): --model {int8}")
+        if cfg.overwrite or cfg.resume:  # this run (or the one it goes on with) replaced it, and now has its model
+            shutil.rmtree(cfg.out / REPLACED, ignore_errors=True)
+        return path
+    finally:
+        lock.release()
