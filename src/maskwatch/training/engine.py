@@ -33,8 +33,8 @@ from maskwatch.data.inputs import check_output_folder, check_outside_images
 from maskwatch.data.split import listed_names, split_dataset, usable_declared_side, without_test_side
 from maskwatch.detector import Detector  # (each epoch is scored by the detector exactly as it will ship it)
 from maskwatch.errors import MaskwatchError, name_some
-from maskwatch.file_lock import FileLock, LockHeld
 from maskwatch.evaluation.coco_metrics import CocoResult, evaluate_coco
+from maskwatch.file_lock import FileLock, LockHeld
 from maskwatch.model_kinds import TWO_STAGE, kind_of
 from maskwatch.predictions import ImagePredictions
 from maskwatch.run_folder import BEST, HISTORY, HISTORY_PLOT, LAST, MODEL, REPLACED, RUN_FILES, TRAIN_LOCK
