@@ -187,3 +187,21 @@ def test_images_whose_names_differ_only_in_case_are_said_when_converted(small_vo
     with caplog.at_level(logging.WARNING):
         save_dataset(load_dataset(small_voc), tmp_path / "out", "yolo")
     assert f"1 image name(s) differ only in case ({upper.name} and {photo.name})" in caplog.text
+
+
+def test_images_that_are_symlinks_go_out_as_the_images_themselves(small_voc, tmp_path):
+    """A subset made of relative symlinks: hard-linking the link itself left links dangling in the output (or
+    absolute ones), in a folder meant to stand on its own."""
+    import os
+
+    linked = tmp_path / "linked"
+    (linked / "images").mkdir(parents=True)
+    (linked / "annotations").mkdir()
+    for photo in sorted((small_voc / "images").glob("*.jpg")):
+        os.symlink(os.path.relpath(photo, linked / "images"), linked / "images" / photo.name)
+        (linked / "annotations" / f"{photo.stem}.xml").write_bytes(
+            (small_voc / "annotations" / f"{photo.stem}.xml").read_bytes())
+    save_dataset(load_dataset(linked), tmp_path / "deeper" / "out", "coco")
+    written = sorted((tmp_path / "deeper" / "out" / "images").iterdir())
+    assert written and not any(p.is_symlink() for p in written)
+    assert all(p.read_bytes() == (small_voc / "images" / p.name).read_bytes() for p in written)

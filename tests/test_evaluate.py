@@ -553,3 +553,19 @@ def test_coco_results_are_read_by_ids_or_by_stems_and_a_file_both_readings_place
     (tmp_path / "gt.json").write_text("{broken")
     with pytest.raises(MaskwatchError, match="gt.json: not a valid COCO file"):
         read_coco_results(tmp_path / "r.json", tmp_path / "gt.json", MASK_CLASSES)
+
+
+def test_cross_check_without_pycocotools_says_what_to_install(small_voc, tmp_path, monkeypatch):
+    """It was a ModuleNotFoundError traceback after the whole load (pycocotools is in no extra but dev)."""
+    import importlib.util
+
+    from typer.testing import CliRunner
+
+    from maskwatch.cli import app
+
+    found = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pycocotools" else found(name, *a))
+    (tmp_path / "p.jsonl").write_text(json.dumps({"image": "x.jpg", "detections": []}) + "\n")
+    result = CliRunner().invoke(app, ["evaluate", "--gt", str(small_voc), "--pred", str(tmp_path / "p.jsonl"),
+                                      "--cross-check", "--out", str(tmp_path / "ev")])
+    assert isinstance(result.exception, MaskwatchError) and "pip install pycocotools" in str(result.exception)

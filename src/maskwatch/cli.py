@@ -409,7 +409,8 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
                                                   "(mmdetection, detectron2), image stems (YOLO's val "
                                                   "--save-json), or auto: the one under which every result names "
                                                   "an image (refused where both do, differently)."),
-             cross_check: bool = typer.Option(False, "--cross-check", help="Also compute with pycocotools.")) -> None:
+             cross_check: bool = typer.Option(False, "--cross-check", help="Also compute with pycocotools (installed apart: pip install "
+                                                                  "pycocotools).")) -> None:
     """COCO mAP, per-class AP, PR curves and a confusion matrix of predictions against ground truth."""
     from maskwatch.classes import DROP_LABEL, MASK_CLASSES, parse_label_map
     from maskwatch.data.inputs import check_outside_images, check_output_folder
@@ -422,6 +423,8 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
                                                    read_coco_results)
     from maskwatch.evaluation.report import (check_some_image_matched, images_without_predictions,
                                              prediction_problems, predictions_in_stored_pixels, warnings_said)
+    import importlib.util
+
     import numpy as np
 
     from maskwatch.predictions import (ImagePredictions, detections_from_labels, read_predictions, relabelled,
@@ -437,6 +440,9 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
     check_outside_images(out, gt, fmt)
     # With --label-map, the predictions are read (once) before the ground truth: a key may rename only their labels
     # (another tool's `Mask`), which the load must not call unused. Else the ground truth's problems come first.
+    if cross_check and importlib.util.find_spec("pycocotools") is None:  # (before the load, not a traceback after)
+        raise MaskwatchError("--cross-check computes the numbers again with pycocotools, which maskwatch does not "
+                             "install: `pip install pycocotools` (`make install-dev` has it), or leave it out")
     if results_ids not in IMAGE_ID_READINGS:
         raise MaskwatchError(f"--results-ids must be one of {', '.join(IMAGE_ID_READINGS)}, not {results_ids!r}")
     coco_results = is_coco_results(pred)

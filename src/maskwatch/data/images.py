@@ -501,7 +501,8 @@ def place_images(paths: list[Path], images_dir: Path, mode: str = "hardlink", tu
             continue
         if mode == "hardlink":
             try:
-                os.link(src, dst)
+                os.link(os.path.realpath(src), dst)  # (a link to the image itself: linking a symlink links the
+                # symlink, left dangling or absolute in the folder that was to stand on its own)
                 continue
             except OSError:  # another file system, or links not allowed: copy instead
                 pass

@@ -231,8 +231,8 @@ def write_report(gt: Dataset, predictions: Iterable[ImagePredictions], out_dir: 
     missing = images_without_predictions(gt, predictions)
     if missing:
         warnings.append(f"{len(missing)} of {len(gt)} image(s) have no predictions ({name_some(missing)}); they "
-                        f"count as images where nothing was found (score a subset: gt.subset(the predicted images' "
-                        f"stems))")
+                        f"count as images where nothing was found (to score only the predicted images: `evaluate "
+                        f"--only-predicted`, or gt.subset(their stems) in Python)")
     for warning in warnings[len(earlier):] if warn else ():
         log.warning(warning)
     with warnings_said() as scoring:  # (how 2class read other names, said as it scores)
