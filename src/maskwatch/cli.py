@@ -409,8 +409,9 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
                                                   "(mmdetection, detectron2), image stems (YOLO's val "
                                                   "--save-json), or auto: the one under which every result names "
                                                   "an image (refused where both do, differently)."),
-             cross_check: bool = typer.Option(False, "--cross-check", help="Also compute with pycocotools (installed apart: pip install "
-                                                                  "pycocotools).")) -> None:
+             cross_check: bool = typer.Option(False, "--cross-check",
+                                              help="Also compute with pycocotools (installed apart: pip install "
+                                                   "pycocotools).")) -> None:
     """COCO mAP, per-class AP, PR curves and a confusion matrix of predictions against ground truth."""
     from maskwatch.classes import DROP_LABEL, MASK_CLASSES, parse_label_map
     from maskwatch.data.inputs import check_outside_images, check_output_folder
