@@ -539,7 +539,8 @@ def test_a_bad_scheme_or_format_is_refused_before_the_data_set_is_read(tmp_path)
 
 
 @pytest.mark.slow
-def test_train_stopped_by_ctrl_c_says_how_to_go_on_and_resume_refuses_other_data(small_voc, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])  # SIGTERM (a service manager's stop): rc 143
+def test_train_stopped_by_ctrl_c_says_how_to_go_on_and_resume_refuses_other_data(small_voc, tmp_path, signum):
     pytest.importorskip("torch", reason="training needs `make install-train`")
 
     from conftest import SMALL_STEMS, copy_voc
@@ -552,7 +553,7 @@ def test_train_stopped_by_ctrl_c_says_how_to_go_on_and_resume_refuses_other_data
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for line in process.stdout:  # Ctrl-C once the first epoch is saved, as a user would after seeing it
         if line.startswith("epoch 1:"):
-            process.send_signal(signal.SIGINT)
+            process.send_signal(signum)
             break
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from maskwatch.data import FORMATS, Dataset, load_dataset, save_dataset
+from maskwatch.errors import MaskwatchError
 
 
 def assert_same_boxes(a, b):
@@ -93,6 +94,16 @@ def test_class_names_with_quotes_backslashes_or_accents_survive_the_label_map(sm
         "item {\n  id: 1\n  name: 'with_mask'  # the person's mask\n  keypoints { id: 0 label: \"nose\" }\n}\n"
         "item { id: 2 name: 'without_mask' }\n")
     assert read_label_map(tmp_path / "commented.pbtxt") == {1: "with_mask", 2: "without_mask"}
+    for text, read in (("item { id: 1, name: 'a', }; item { id: 2; name: \"b\" }", {1: "a", 2: "b"}),  # separators
+                       ("item { display_name: 'With mask' name: 'with_mask' id: 1 }", {1: "with_mask"}),  # name first
+                       ("item { id: 1 name: \"m\\u00e1scara\" }", {1: "máscara"}),
+                       ("item { id: 1 name: \"with\" \"_mask\" }", {1: "with_mask"})):  # adjacent strings
+        (tmp_path / "their.pbtxt").write_text(text)
+        assert read_label_map(tmp_path / "their.pbtxt") == read == dict(
+            label_map_as_the_tf_od_api_reads_it(tmp_path / "their.pbtxt")), text
+    (tmp_path / "twice.pbtxt").write_text("item { id: 1 name: 'a' } item { id: 1 name: 'b' }")
+    with pytest.raises(MaskwatchError, match="id 1 names two classes"):
+        read_label_map(tmp_path / "twice.pbtxt")
     ds = load_dataset(small_voc, label_map={"with_mask": "don't", "without_mask": 'say "hi"'})
     save_dataset(ds, tmp_path / "tf", "tfrecord")
     assert load_dataset(tmp_path / "tf").classes == ds.classes

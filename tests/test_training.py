@@ -101,7 +101,8 @@ def test_a_share_or_factor_outside_0_to_1_is_refused(setting, data_dir, tmp_path
     # Options of the two-stage recipe given to the one-stage one: an internal name, or silently ignored.
     ({"arch": "one-stage", "recipe": {"crop_size": 96}}, "--crop-size is not a setting of --arch one-stage"),
     ({"arch": "one-stage", "extra_faces": Path("faces")}, "--extra-faces: face pictures are for --arch two-stage"),
-    ({"arch": "one-stage", "synthetic_wrong": 100}, "--synthetic-wrong: face pictures are for --arch two-stage")])
+    ({"arch": "one-stage", "synthetic_wrong": 100}, "--synthetic-wrong: face pictures are for --arch two-stage"),
+    ({"synthetic_wrong": -5}, "--synthetic-wrong is a count of composites per epoch: 0 or more")])
 def test_values_training_cannot_use_are_refused_before_the_data_is_read(option, said, tmp_path):
     from maskwatch.errors import MaskwatchError
 
@@ -563,3 +564,44 @@ def test_a_second_training_into_a_folder_another_is_writing_is_refused(small_voc
         with pytest.raises(MaskwatchError, match=f"another training \\(pid {os.getpid()}\\) is writing there"):
             fit(TrainConfig(data=small_voc, out=tmp_path / "run", quick=True, threads=2))
     assert not (tmp_path / "run" / "val.txt").exists()
+
+
+def test_resume_refuses_a_data_set_whose_boxes_or_labels_were_edited_since(small_voc, tmp_path):
+    """With the same images (a --val-split fixing the sides), relabelled boxes were resumed on without a word."""
+    from maskwatch.data import load_dataset
+    from maskwatch.errors import MaskwatchError
+    from maskwatch.training.engine import resumable_checkpoint, run_identity, save_whole
+
+    cfg = TrainConfig(data=small_voc, out=tmp_path, resume=True)
+    dataset = load_dataset(small_voc)
+    train, val = dataset.subset([s.stem for s in dataset.samples[:4]]), dataset.subset([dataset.samples[4].stem])
+    save_whole({"arch": cfg.arch, "identity": run_identity(cfg, train, val)}, tmp_path / "last.pt")
+    assert resumable_checkpoint(cfg, run_identity(cfg, train, val), {}) is not None
+    xml = next(x for x in sorted((small_voc / "annotations").glob("*.xml")) if "<name>with_mask<" in x.read_text())
+    xml.write_text(xml.read_text().replace("<name>with_mask</name>", "<name>without_mask</name>", 1))
+    edited = load_dataset(small_voc)
+    train, val = edited.subset([s.stem for s in train.samples]), edited.subset([s.stem for s in val.samples])
+    with pytest.raises(MaskwatchError, match="other boxes or labels"):
+        resumable_checkpoint(cfg, run_identity(cfg, train, val), {})
+
+
+def test_a_face_candidates_cache_cut_short_is_found_again(small_voc, tmp_path, caplog):
+    """A candidates.npz cut short (a crash while it was written) made every later run in the folder a traceback."""
+    from maskwatch.data.images import annotated_image
+    from maskwatch.training.candidates import find_candidates
+
+    photo = sorted((small_voc / "images").glob("*.jpg"))[0]
+    (tmp_path / "candidates.npz").write_bytes(b"PK\x03\x04 cut short")
+    with caplog.at_level("WARNING"):
+        found = find_candidates({photo.stem: annotated_image(photo)}, tmp_path / "candidates.npz")
+    assert len(found[photo.stem]) and "unreadable" in caplog.text
+    assert set(np.load(tmp_path / "candidates.npz")) and not list(tmp_path.glob("*.partial*"))
+
+
+def test_the_data_set_files_own_folder_is_no_run_folder_for_a_coco_file_either(small_voc, tmp_path):
+    from maskwatch.data import load_dataset, save_dataset
+    from maskwatch.errors import MaskwatchError
+
+    save_dataset(load_dataset(small_voc), tmp_path / "coco", "coco")
+    with pytest.raises(MaskwatchError, match="is the data set's own folder"):
+        fit(TrainConfig(data=tmp_path / "coco" / "annotations.json", out=tmp_path / "coco", quick=True))

@@ -136,7 +136,6 @@ def convert(src: Path = typer.Argument(..., help="Data set to read (format detec
     """Convert a data set between Pascal VOC, YOLO, COCO and TFRecord (+ label_map.pbtxt). The output folder stands
     on its own: images beside the labels, no absolute paths, readable by other tools."""
     from maskwatch.data import save_dataset
-    from maskwatch.stop_signals import restore_signals, stop_signals_as_interrupt
     from maskwatch.data.formats import FORMATS, check_save_options, dataset_folder, detect_format
     from maskwatch.data.inputs import check_output_folder
     from maskwatch.data.split import (check_val_fraction, declared_test_side, split_around, split_dataset,
@@ -171,11 +170,7 @@ def convert(src: Path = typer.Argument(..., help="Data set to read (format detec
         else:
             sides = split_around(dataset, val_stems)
             typer.echo(f"keeping the train / val sides {listed} names (--val or --split chooses others)")
-    previous = stop_signals_as_interrupt()  # SIGTERM and SIGHUP as Ctrl-C: the half-written folder is removed
-    try:
-        save_dataset(dataset, dst, to, images, sides, shards)  # type: ignore[arg-type]
-    finally:
-        restore_signals(previous)
+    save_dataset(dataset, dst, to, images, sides, shards)  # type: ignore[arg-type]  # (stopped: nothing half-written)
     typer.echo(f"wrote {len(dataset)} images, {dataset.num_boxes} boxes as {to} to {dst}" +
                (f" (train {len(sides.train)}, val {len(sides.val)} images)" if sides else ""))
 
@@ -344,7 +339,8 @@ def train(data: Path = typer.Option(..., "--data", help="Annotated data set (any
     except KeyboardInterrupt:
         ours = (out / LAST).is_file() and (out / LAST).stat().st_mtime >= started  # (not an earlier run's)
         if ours or (resume and (out / LAST).is_file()):
-            again = "the same command" if resume else "the same command with --resume"
+            again = ("the same command" if resume else "the same command with --resume instead of --overwrite"
+                     if overwrite else "the same command with --resume")
             typer.echo(f"\ninterrupted: the epochs finished are kept in {out / LAST}; {again} goes on from "
                        f"there", err=True)
         elif overwrite and (out / LAST).is_file():
@@ -967,11 +963,14 @@ def batch(inputs: list[str] = typer.Argument(..., help=INPUTS_HELP, metavar="INP
 
 def main() -> None:
     """The `maskwatch` command (pyproject's script): a MaskwatchError is one red line and exit 2, not a traceback; a
-    Ctrl-C that no command handled is said as "interrupted"."""
+    Ctrl-C (or SIGTERM, SIGHUP) that no command handled is said as "interrupted"."""
     from tqdm.contrib.logging import logging_redirect_tqdm
 
+    from maskwatch.stop_signals import stop_signals_as_interrupt
+
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    try:
+    stop_signals_as_interrupt()  # SIGTERM and SIGHUP stop every command as Ctrl-C does (what it finished is kept;
+    try:  # a half-written folder removed; exit 130); a command with more to finish installs its own
         with logging_redirect_tqdm():  # a warning goes on its own line above a progress bar, not glued to it
             app()
     except MaskwatchError as exc:

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 LABEL_MAP_FILE = "label_map.pbtxt"
 RECORD_FILE = "data.tfrecord"
 _QUOTED = r""""(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'"""  # a text-format string, escapes and all
-_TOKEN = re.compile(_QUOTED + r"|#[^\n]*|[{}<>:]|[^\s{}<>:#\"']+")
+_TOKEN = re.compile(_QUOTED + r"|#[^\n]*|[{}<>:,;]|[^\s{}<>:,;#\"']+")
 _ESCAPES = {"n": b"\n", "t": b"\t", "r": b"\r", "a": b"\a", "b": b"\b", "f": b"\f", "v": b"\v", "\\": b"\\",
             "'": b"'", '"': b'"', "?": b"?"}
 
@@ -43,10 +43,16 @@ def read_label_map(path: Path) -> dict[int, str]:
         raise MaskwatchError(f"{path}: cannot read the label map ({exc})") from exc
     label_map: dict[int, str] = {}
     for item in _label_map_items(text):
-        key = next((k for k in item if k in ("name", "display_name")), None)
-        if not item.get("id", "").isdigit() or key is None or len(item[key]) < 3 or item[key][0] not in "'\"":
+        key = "name" if "name" in item else "display_name" if "display_name" in item else None
+        if not item.get("id", "").isdigit() or key is None or len(item[key]) < 2 or item[key][0] not in "'\"":
             raise MaskwatchError(f"{path}: an item without id or name: {item!r}")
-        label_map[int(item["id"])] = _unquoted(item[key])
+        name = _unquoted(item[key])
+        if not name.strip():
+            raise MaskwatchError(f"{path}: an item without id or name: {item!r}")
+        if int(item["id"]) in label_map and label_map[int(item["id"])] != name:
+            raise MaskwatchError(f"{path}: id {item['id']} names two classes ({label_map[int(item['id'])]!r} and "
+                                 f"{name!r}): a box's class id would be read as either; give each class its own id")
+        label_map[int(item["id"])] = name
     if not label_map and any(not t.startswith("#") for t in _TOKEN.findall(text)):  # (comments only: no class)
         raise MaskwatchError(f"{path}: no `item {{ id: N name: 'x' }}` entries")
     return label_map
@@ -56,10 +62,14 @@ def _label_map_items(text: str) -> list[dict[str, str]]:
     """Each top-level `item { ... }` block as its fields (the first value of each, as written); nested blocks and
     comments are passed over."""
     items: list[dict[str, str]] = []
-    depth, field, current = 0, None, None
+    depth, field, current, last = 0, None, None, None
     for token in _TOKEN.findall(text):
-        if token.startswith("#") or token == ":":
+        if token.startswith("#") or token in (":", ",", ";"):
             continue
+        if field is None and last is not None and token[0] in "'\"" and current is not None:
+            current[last] = current[last][:-1] + token[1:]  # ("with" "_mask": adjacent strings are one)
+            continue
+        last = None
         if token in "{<":
             if depth == 0 and field == "item":
                 current = {}
@@ -72,8 +82,9 @@ def _label_map_items(text: str) -> list[dict[str, str]]:
         elif field is None:
             field = token
         else:
-            if depth == 1 and current is not None:
-                current.setdefault(field, token)
+            if depth == 1 and current is not None and field not in current:
+                current[field] = token
+                last = field if token[0] in "'\"" else None
             field = None
     return items
 
@@ -91,7 +102,11 @@ def _unquoted(quoted: str) -> str:
         code = body[i + 1]
         octal = re.match(r"[0-7]{1,3}", body[i + 1:])
         hexa = re.match(r"x([0-9a-fA-F]{1,2})", body[i + 1:])
-        if octal:
+        wide = re.match(r"u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8})", body[i + 1:])
+        if wide:
+            out += chr(int(wide.group(1) or wide.group(2), 16)).encode("utf-8", errors="replace")
+            i += 1 + len(wide.group())
+        elif octal:
             out.append(int(octal.group(), 8) & 0xFF)
             i += 1 + len(octal.group())
         elif hexa:

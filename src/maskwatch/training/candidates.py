@@ -4,6 +4,9 @@ so the head learns on exactly what it will see at inference (plus jittered groun
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +21,7 @@ from maskwatch.face_finder import FaceFinder, ScalePolicy
 # style (centred higher, other aspect), so many true faces overlap their annotation only 0.3-0.5.
 POSITIVE_IOU = 0.3
 NEGATIVE_IOU = 0.2
+log = logging.getLogger(__name__)
 
 
 def find_candidates(images: dict[str, np.ndarray], cache: Path, finder: FaceFinder | None = None,
@@ -25,7 +29,11 @@ def find_candidates(images: dict[str, np.ndarray], cache: Path, finder: FaceFind
     """stem -> (N, 5) boxes + face score, computed once and cached in an .npz under the image's name and a digest
     of its pixels: a run folder used again for another data set whose images share names (0001.jpg) finds them
     again rather than train on the other set's boxes."""
-    cached: dict[str, np.ndarray] = dict(np.load(cache)) if cache.is_file() else {}
+    try:
+        cached: dict[str, np.ndarray] = dict(np.load(cache)) if cache.is_file() else {}
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:  # (cut short: found again, not a traceback each run)
+        log.warning("%s: unreadable (%s); the face candidates are found again", cache, exc)
+        cached = {}
     keys = {stem: f"{stem}@{hashlib.blake2b(image.tobytes(), digest_size=8).hexdigest()}"
             for stem, image in images.items()}
     missing = [stem for stem in images if keys[stem] not in cached]
@@ -35,7 +43,9 @@ def find_candidates(images: dict[str, np.ndarray], cache: Path, finder: FaceFind
             faces = finder(images[stem], policy or ScalePolicy(coarse_first=None))
             cached[keys[stem]] = np.concatenate([faces.xyxy, faces.confidence[:, None]], axis=1).astype(np.float32)
         cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(cache, **{key: cached[key] for key in keys.values()})  # this set's only
+        partial = cache.with_name(cache.name + ".partial.npz")  # (written beside, then renamed: never cut short)
+        np.savez_compressed(partial, **{key: cached[key] for key in keys.values()})  # this set's only
+        os.replace(partial, cache)
     return {stem: cached[keys[stem]] for stem in images}
 
 

@@ -109,6 +109,9 @@ class Recipe(ABC):
                                                 ("--synthetic-wrong", cfg.synthetic_wrong)) if v)
             raise MaskwatchError(f"{given}: face pictures are for --arch two-stage (its head learns from face crops); "
                                  f"--arch {cfg.arch} does not use them: leave them out")
+        if cfg.synthetic_wrong < 0:
+            raise MaskwatchError(f"--synthetic-wrong is a count of composites per epoch: 0 or more, not "
+                                 f"{cfg.synthetic_wrong}")
         if cfg.batch_size is not None and cfg.batch_size < 1:
             raise MaskwatchError(f"--batch-size must be at least 1, not {cfg.batch_size}")
         if cfg.lr is not None and not (math.isfinite(cfg.lr) and cfg.lr > 0):
@@ -313,7 +316,7 @@ def check_sides(train: Dataset, val: Dataset, total: int) -> None:
                              f"training needs at least one on each side (annotate more images, or name the "
                              f"validation images with --val-split)")
     if not val.num_boxes - val.num_difficult:
-        raise MaskwatchError(f"the {len(val)} validation image(s) hold no face to find "
+        raise MaskwatchError(f"the {len(val)} validation image(s) hold no face to find (difficult ones are not scored) "
                              f"({name_some([s.stem for s in val.samples])}): no epoch could be scored; validate on "
                              f"images with annotated faces (--val-split)")
 
@@ -349,13 +352,15 @@ def check_run_folder(cfg: TrainConfig) -> list[str]:
                              f"new one has its model; move it away")
     earlier = [name for name in (MODEL, *RUN_FILES, REPLACED) if (cfg.out / name).exists()]
     if not cfg.resume and earlier and not cfg.overwrite:
-        raise MaskwatchError(f"{cfg.out} holds an earlier run ({', '.join(earlier)}); --resume goes on with it, "
-                             f"--overwrite replaces it, another --out keeps both")
+        resumable = "--resume goes on with it, " if (cfg.out / LAST).is_file() else ""
+        raise MaskwatchError(f"{cfg.out} holds an earlier run ({', '.join(earlier)}); {resumable}--overwrite "
+                             f"replaces it, another --out keeps both")
     return earlier
 
 
 def run_lock(out: Path) -> FileLock:
-    """The run folder's lock, held while a training writes there: a second `train` into it is refused at once."""
+    """The run folder's lock, held while a training writes there: a second `train` into it is refused (once its
+    data is read: the folder is made only then)."""
     try:
         return FileLock(out / TRAIN_LOCK)
     except LockHeld as held:
@@ -370,7 +375,8 @@ def check_out_beside_data(cfg: TrainConfig) -> None:
     or a folder its load searches for pictures (the run's plots would be read as pictures of it next time)."""
     if not Path(cfg.data).exists():
         return  # (the load says so)
-    if Path(cfg.out).resolve() == Path(cfg.data).resolve():
+    data = Path(cfg.data).resolve()
+    if Path(cfg.out).resolve() in (data, data.parent if data.is_file() else data):  # (a COCO file's own folder)
         raise MaskwatchError(f"--out {cfg.out} is the data set's own folder: the run's files (val.txt, checkpoints, "
                              f"plots) would mix with its files; give the run a folder of its own (e.g. runs/NAME)")
     check_outside_images(cfg.out, cfg.data, cfg.fmt)
@@ -396,9 +402,16 @@ def set_earlier_run_aside(out: Path) -> None:
 
 def run_identity(cfg: TrainConfig, train_set: Dataset, val_set: Dataset) -> dict[str, Any]:
     """What a checkpoint must share with the command that resumes it: the data, classes and split."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for side in (train_set, val_set):  # (the boxes and labels: a set edited since, under the same names, differs)
+        for sample in sorted(side.samples, key=lambda s: s.stem):
+            digest.update(f"{sample.stem}|{np.round(sample.detections.xyxy, 2).tolist()}|"
+                          f"{side.labels_of(sample)}|{sample.left_out!r}\n".encode())
     return {"data": str(Path(cfg.data).resolve()), "classes": list(train_set.classes),
             "train_images": sorted(s.stem for s in train_set.samples),
-            "val_images": sorted(s.stem for s in val_set.samples)}
+            "val_images": sorted(s.stem for s in val_set.samples), "annotations": digest.hexdigest()}
 
 
 # What a resumed run may change: how long it goes on and how it is watched, not what it learns or how.
@@ -436,9 +449,10 @@ def resumable_checkpoint(cfg: TrainConfig, identity: dict[str, Any], settings: d
         raise MaskwatchError(f"{last_path} holds a {state['arch']} model; resume with --arch {state['arch']}")
     saved = state.get("identity", identity)  # (checkpoints from before it was saved: not checked)
     differs = {"classes": "other classes", "train_images": "other training images",
-               "val_images": "other validation images"}  # (not the path: a data set moved or copied is the same)
+               "val_images": "other validation images",  # (not the path: a data set moved or copied is the same)
+               "annotations": "other boxes or labels (the annotations were edited since)"}
     for key, what in differs.items():
-        if saved.get(key) != identity[key]:
+        if key in saved and saved.get(key) != identity[key]:  # (older checkpoints: what they hold)
             detail = f" ({', '.join(saved[key])} there, {', '.join(identity[key])} now)" if key == "classes" else ""
             data = f", from {saved['data']}" if saved.get("data") != identity["data"] else ""
             raise MaskwatchError(f"{last_path} was trained with {what}{detail}{data}; resume with the command "
@@ -575,6 +589,8 @@ def fit(cfg: TrainConfig) -> Path:
         raise MaskwatchError("--resume goes on with the run in --out, --overwrite replaces it: give one of them")
     cfg.data = dataset_folder(Path(cfg.data))  # (a YOLO set's data.yaml: its folder, where its sides are named)
     if cfg.quick:  # (before the recipe checks its settings against the epochs: --probe-epochs 3 --quick is refused)
+        if cfg.epochs > 2 and cfg.epochs != TrainConfig.epochs:
+            log.warning("--quick trains 2 epochs, not --epochs %d", cfg.epochs)
         cfg.epochs = min(cfg.epochs, 2)
     recipe_type = kind_of(cfg.arch).load_recipe()
     recipe_type.check_settings(cfg)
