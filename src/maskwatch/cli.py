@@ -409,6 +409,10 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
                                               help="Also compute with pycocotools (installed apart: pip install "
                                                    "pycocotools).")) -> None:
     """COCO mAP, per-class AP, PR curves and a confusion matrix of predictions against ground truth."""
+    import importlib.util
+
+    import numpy as np
+
     from maskwatch.classes import DROP_LABEL, MASK_CLASSES, parse_label_map
     from maskwatch.data.inputs import check_outside_images, check_output_folder
     from maskwatch.data.split import listed_names
@@ -420,10 +424,6 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
                                                    read_coco_results)
     from maskwatch.evaluation.report import (check_some_image_matched, images_without_predictions,
                                              prediction_problems, predictions_in_stored_pixels, warnings_said)
-    import importlib.util
-
-    import numpy as np
-
     from maskwatch.predictions import (ImagePredictions, detections_from_labels, read_predictions, relabelled,
                                        stem_in)
 
