@@ -21,6 +21,7 @@ from maskwatch.errors import MaskwatchError, name_some, utf8_text
 from maskwatch.file_lock import FileLock, LockHeld
 from maskwatch.predictions import (ROW_FIELDS, ImagePredictions, class_counts, empty_row, in_row_schema,
                                    result_parts)
+from maskwatch.whole_file import written_whole
 
 log = logging.getLogger(__name__)
 
@@ -204,10 +205,9 @@ def tidy_folder(state: FolderState) -> FolderState:
             del state.rows[part]
             continue
         table = in_row_schema(pq.read_table(part))  # (an older version's part: the one schema again, for any reader)
-        temp = part.with_name(f".{part.stem}.{os.getpid()}.tmp")
-        pq.write_table(table.filter(pc.field("path").isin([raw for raw, k in zip(
-            table.column("path").to_pylist(), keep) if k])), temp)
-        temp.replace(part)  # complete or absent, as when it was first written
+        with written_whole(part, f".{part.stem}.{os.getpid()}.tmp") as temp:  # complete or absent, as when it
+            pq.write_table(table.filter(pc.field("path").isin([raw for raw, k in zip(  # was first written
+                table.column("path").to_pylist(), keep) if k])), temp)
         state.rows[part] = [p for p, k in zip(paths, keep) if k]
     return state
 

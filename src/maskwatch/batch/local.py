@@ -11,6 +11,7 @@ from tqdm import tqdm
 from maskwatch.batch.core import detect_row, part_name
 from maskwatch.detector import Detector
 from maskwatch.limits import BATCH_PART_ROWS, BATCH_PART_SECONDS
+from maskwatch.whole_file import written_whole
 from maskwatch.predictions import row_schema
 
 
@@ -20,9 +21,8 @@ def write_rows(rows: list[dict], path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    temp = path.with_name(f".{path.stem}.tmp")  # a hidden name: readers of the folder skip it while it grows
-    pq.write_table(pa.Table.from_pylist(rows, schema=row_schema()), temp)
-    temp.replace(path)  # a part is either complete or absent
+    with written_whole(path, f".{path.stem}.tmp") as temp:  # a part is either complete or absent
+        pq.write_table(pa.Table.from_pylist(rows, schema=row_schema()), temp)
 
 
 def run_local(paths: list[str], out_dir: Path, detector: Detector, conf: float, annotate_dir: Path | None,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from tqdm import tqdm
 
 from maskwatch.crops import encode_deltas
 from maskwatch.face_finder import FaceFinder, ScalePolicy
+from maskwatch.whole_file import written_whole
 
 # Candidates overlapping a face this much are taught its class and box: CenterFace draws boxes in another
 # style (centred higher, other aspect), so many true faces overlap their annotation only 0.3-0.5.
@@ -43,9 +43,8 @@ def find_candidates(images: dict[str, np.ndarray], cache: Path, finder: FaceFind
             faces = finder(images[stem], policy or ScalePolicy(coarse_first=None))
             cached[keys[stem]] = np.concatenate([faces.xyxy, faces.confidence[:, None]], axis=1).astype(np.float32)
         cache.parent.mkdir(parents=True, exist_ok=True)
-        partial = cache.with_name(cache.name + ".partial.npz")  # (written beside, then renamed: never cut short)
-        np.savez_compressed(partial, **{key: cached[key] for key in keys.values()})  # this set's only
-        os.replace(partial, cache)
+        with written_whole(cache, f".{cache.name}.partial.npz") as partial:  # (numpy adds .npz to other names)
+            np.savez_compressed(partial, **{key: cached[key] for key in keys.values()})  # this set's only
     return {stem: cached[keys[stem]] for stem in images}
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from maskwatch.video.tracking import TrackState
+from maskwatch.whole_file import written_whole
 
 TRACKS_CSV_HEADER = ["track_id", "label", "first_seen_s", "last_seen_s", "frames", "best_score", "votes"]
 
@@ -71,12 +71,8 @@ def track_row(t: TrackState) -> list:
 def write_whole(path: Path, text: str) -> None:
     """The file whole or not at all (written beside, then renamed): a full disk leaves the earlier file, or none,
     rather than an empty one that reads as a summary."""
-    partial = path.with_name(f".{path.name}.partial")
-    try:
+    with written_whole(path) as partial:
         partial.write_text(text)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 SUMMARY_JSON, TRACKS_CSV, ZONES_CSV = ".json", ".tracks.csv", ".zones.csv"  # beside the annotated video OUT.mp4
