@@ -13,7 +13,6 @@ import contextlib
 import csv
 import logging
 import math
-import os
 import random
 import shutil
 import time
@@ -40,6 +39,7 @@ from maskwatch.predictions import ImagePredictions
 from maskwatch.run_folder import BEST, HISTORY, HISTORY_PLOT, LAST, MODEL, REPLACED, RUN_FILES, TRAIN_LOCK
 from maskwatch.thresholds import FOR_METRICS
 from maskwatch.training.balance import rarest_class
+from maskwatch.whole_file import written_whole
 
 log = logging.getLogger(__name__)
 
@@ -510,9 +510,8 @@ def checkpoint(cfg: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.
 def save_whole(state: dict, path: Path) -> None:
     """torch.save to a file beside `path`, then renamed over it: a run stopped (Ctrl-C) or crashing while it saves
     keeps the previous checkpoint whole, where writing in place left a truncated one that cannot be resumed."""
-    partial = path.with_name(path.name + ".partial")
-    torch.save(state, partial)
-    os.replace(partial, path)
+    with written_whole(path) as partial:
+        torch.save(state, partial)
 
 
 def rng_state() -> dict[str, Any]:
@@ -530,13 +529,18 @@ def restore_rng(saved: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(saved["cuda"])
 
 
+def epochs_since_best(history: list[dict]) -> int:
+    """Epochs after the one with the best validation mAP@.5 (the first of equals)."""
+    scores = np.array([h["val_mAP50"] for h in history], dtype=float)
+    return len(scores) - 1 - int(np.nanargmax(scores))
+
+
 def early_stop_due(history: list[dict], cfg: TrainConfig) -> bool:
     """With keep="best": whether the last epoch was validated and --patience epochs have passed since the best
     score (epochs not validated decide nothing: with --val-every they would stop a run that was not scored)."""
-    scores = np.array([h["val_mAP50"] for h in history], dtype=float)
-    if cfg.keep != "best" or not len(scores) or np.isnan(scores[-1]):
+    if cfg.keep != "best" or not history or math.isnan(history[-1]["val_mAP50"]):
         return False
-    return len(scores) - 1 - int(np.nanargmax(scores)) >= cfg.patience
+    return epochs_since_best(history) >= cfg.patience
 
 
 def record_epoch(history: list[dict], row: dict, cfg: TrainConfig, rarest: str) -> None:
@@ -611,8 +615,7 @@ def fit(cfg: TrainConfig) -> Path:
     resumed = resumable_checkpoint(cfg, identity, recipe_type.settings_for(cfg))
     train_set, val_set, images = read_images(train_set, val_set)
     cfg.out.mkdir(parents=True, exist_ok=True)  # only once the data is known to be usable
-    lock = run_lock(cfg.out)  # (two trainings into one folder would write over each other's checkpoints)
-    try:
+    with run_lock(cfg.out):  # (two trainings into one folder would write over each other's checkpoints)
         print(f"{cfg.arch}: training on {len(train_set)} images, validating on {len(val_set)} ({device}); "
               f"classes {dataset.classes}")
         warn_unseen_classes(train_set)
@@ -644,8 +647,7 @@ def fit(cfg: TrainConfig) -> Path:
                               val_scores=val_scores, identity=identity, stopped_early=stop)
             record_epoch(history, row, cfg, rarest)
             if stop:
-                best_epoch = max((h for h in history if not math.isnan(h["val_mAP50"])), key=lambda h: h["val_mAP50"])
-                print(f"early stop: no gain in validation mAP@.5 for {row['epoch'] - best_epoch['epoch']} epochs "
+                print(f"early stop: no gain in validation mAP@.5 for {epochs_since_best(history)} epochs "
                       f"(--patience {cfg.patience})")
                 break
 
@@ -666,5 +668,3 @@ def fit(cfg: TrainConfig) -> Path:
         if cfg.overwrite or cfg.resume:  # this run (or the one it goes on with) replaced it, and now has its model
             shutil.rmtree(cfg.out / REPLACED, ignore_errors=True)
         return path
-    finally:
-        lock.release()
