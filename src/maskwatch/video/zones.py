@@ -211,7 +211,7 @@ def _fit_to_picture(item: Zone | Line, width: int, height: int) -> Zone | Line:
     if far:
         raise MaskwatchError(f"{item.label}: point {far[0]} is outside the {width}x{height} picture; zones and "
                              f"lines are in pixels of the source (was it drawn for another resolution?)")
-    given = tuple((float(x), float(y)) for x, y in item.points)
+    given = item.points  # (floats: Zone and Line make them so)
     fitted = tuple((min(max(x, 0.0), float(width)), min(max(y, 0.0), float(height))) for x, y in given)
     if fitted == given:
         return item
@@ -221,16 +221,14 @@ def _fit_to_picture(item: Zone | Line, width: int, height: int) -> Zone | Line:
                                                   f"has no {'area' if isinstance(item, Zone) else 'length'}" if inside
                                                   else f"lies outside the {width}x{height} picture, past its edge")
                              + "; zones and lines are in pixels of the source")
+    if isinstance(item, Zone) and _crosses_itself(fitted):
+        raise MaskwatchError(f"{item.label}: once its points past the {width}x{height} picture's edge are moved "
+                             f"onto it, the zone's outline crosses itself; zones and lines are in pixels of the source")
     log.warning("%s: points past the %dx%d picture's edge moved onto it: %s", item.label, width, height,
                 ", ".join(f"{p} -> {q}" for p, q in zip(given, fitted) if p != q))
-    try:
-        if isinstance(item, Zone):
-            return replace(item, points=fitted)
-        return replace(item, start=fitted[0], end=fitted[1])
-    except MaskwatchError as exc:  # (a zone whose outline crosses itself once its points are moved)
-        problem = str(exc).split(": ", 1)[-1]
-        raise MaskwatchError(f"{item.label}: once its points past the {width}x{height} picture's edge are moved "
-                             f"onto it, {problem}; zones and lines are in pixels of the source") from None
+    if isinstance(item, Zone):
+        return replace(item, points=fitted)
+    return replace(item, start=fitted[0], end=fitted[1])
 
 
 def _area(points: tuple[tuple[float, float], ...]) -> float:
