@@ -410,6 +410,7 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
                                                    "pycocotools).")) -> None:
     """COCO mAP, per-class AP, PR curves and a confusion matrix of predictions against ground truth."""
     import importlib.util
+    from functools import partial
 
     import numpy as np
 
@@ -442,15 +443,9 @@ def evaluate(gt: Path = typer.Option(..., "--gt", help="Ground-truth data set.")
                              "install: `pip install pycocotools` (`make install-dev` has it), or leave it out")
     if results_ids not in IMAGE_ID_READINGS:
         raise MaskwatchError(f"--results-ids must be one of {', '.join(IMAGE_ID_READINGS)}, not {results_ids!r}")
-    coco_results = is_coco_results(pred)
-    if coco_results:  # another tool's COCO results list: its ids are the ground truth's COCO file's
-        coco_file = ground_truth_coco_file(gt, fmt)
-
-        def read_pred(names):
-            return read_coco_results(pred, coco_file, names, results_ids)  # type: ignore[arg-type]
-    else:
-        def read_pred(names):
-            return read_predictions(pred, names)
+    coco_results = is_coco_results(pred)  # (another tool's: its ids are those of the ground truth's COCO file)
+    read_pred = (partial(read_coco_results, pred, ground_truth_coco_file(gt, fmt), image_ids=results_ids)
+                 if coco_results else partial(read_predictions, pred))  # (called with the class list)
     with warnings_said() as said:  # (recorded in report.json with the warnings said below)
         read = list(read_pred(())) if label_map else None
         predicted = sorted({label for item in read for label in item.labels}) if read else ()
